@@ -1,0 +1,149 @@
+"""The ``cutover`` command. Subcommands import what they need lazily so ``--help`` is instant.
+
+Exit codes: 0 success, 1 the work ran but something is not right (messages not copied, differences
+found), 2 the command could not do its work (invalid plan, unreachable state, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_UNUSABLE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cutover",
+        description="Moves whole mail platforms: migrate mailboxes wave by wave, prove nothing was lost.",
+        epilog="Exit codes: 0 ok, 1 problems found (not everything copied / differences), 2 could not run.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, output: bool = True) -> None:
+        p.add_argument("--plan", required=True, help="the plan file (TOML)")
+        if output:
+            p.add_argument("--output", choices=("text", "json"), default="text", help="output format")
+
+    run = sub.add_parser(
+        "run",
+        help="copy every mailbox of a wave (a rerun is a delta pass)",
+        description="Copy every mailbox of a wave. Running it again copies only what is new "
+        "and syncs changed flags. Safe to interrupt (even kill -9) and rerun.",
+    )
+    common(run)
+    run.add_argument("--wave", required=True, help="wave name from the mailbox list (e.g. pilot)")
+    run.add_argument("--workers", type=int, help="mailboxes migrated at once (default: plan's [run] workers)")
+    run.add_argument(
+        "--mailbox",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="only this source mailbox (repeatable)",
+    )
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background, detached from this terminal; log in the state directory",
+    )
+    run.add_argument(
+        "--progress",
+        choices=("auto", "bar", "plain", "none"),
+        default="auto",
+        help="progress display (auto: bars on a terminal, plain lines otherwise)",
+    )
+
+    status = sub.add_parser(
+        "status",
+        help="where every mailbox stands, from the state store",
+        description="Show runs, mailboxes and every message not copied with its reason.",
+    )
+    common(status)
+    status.add_argument("--wave", help="only this wave")
+    status.add_argument("--mailbox", action="append", default=[], metavar="ADDRESS", help="only this mailbox")
+    status.add_argument(
+        "--failures", action="store_true", help="list every message not copied, with its reason"
+    )
+
+    verify = sub.add_parser(
+        "verify",
+        help="compare source and target; exit 1 if anything is missing",
+        description="Compare every folder of the source with the target (counts and bytes; "
+        "with --deep, SHA-256 of every message) and explain every difference.",
+    )
+    common(verify)
+    verify.add_argument("--wave", required=True, help="wave to verify")
+    verify.add_argument("--mailbox", action="append", default=[], metavar="ADDRESS", help="only this mailbox")
+    verify.add_argument("--deep", action="store_true", help="also compare a SHA-256 of every message body")
+    verify.add_argument("--workers", type=int, help="mailboxes verified at once")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_UNUSABLE
+    from runners.errors import MigrationError
+
+    try:
+        handler = {"run": _run, "status": _status, "verify": _verify}[args.command]
+        return handler(args)
+    except MigrationError as exc:
+        _fail(args, str(exc))
+        return EXIT_UNUSABLE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(args: argparse.Namespace, message: str) -> None:
+    if getattr(args, "output", "text") == "json":
+        print(json.dumps({"error": message}))
+    else:
+        print(f"cutover: error: {message}", file=sys.stderr)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.output == "json":
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        print(text)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cockpit.commands.run import run_command
+
+    return run_command(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from runners.plan.loader import load_plan
+    from runners.report.status import status_data, status_text
+
+    plan = load_plan(args.plan)
+    data = status_data(
+        plan, wave=args.wave, mailboxes=args.mailbox, failures=args.failures or args.output == "json"
+    )
+    _emit(args, data, status_text(data, failures=args.failures))
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from runners.plan.loader import load_plan
+    from runners.verify import verify_text, verify_wave
+
+    plan = load_plan(args.plan)
+    report = verify_wave(plan, args.wave, only=args.mailbox, deep=args.deep, workers=args.workers)
+    _emit(args, report.as_dict(), verify_text(report))
+    if report.incomplete:
+        return EXIT_UNUSABLE
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

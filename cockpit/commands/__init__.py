@@ -1,0 +1,1 @@
+"""Command implementations behind ``cockpit.cli`` that need more than a few lines."""

@@ -1,0 +1,126 @@
+"""``cutover run``: in the foreground with progress, or detached with its log in the state dir."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from runners.engine.progress import PlainProgress, TtyProgress
+from runners.engine.stats import RunStats
+from runners.engine.summary import summary_data, summary_text
+from runners.engine.wave import run_wave, select_mailboxes
+from runners.plan.loader import load_plan
+from runners.plan.model import Plan
+
+
+def run_command(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+    select_mailboxes(plan, args.wave, args.mailbox)  # fail fast, before detaching
+    _warn_insecure(plan)
+    if args.detach:
+        return _detach(plan, args)
+    log_path = _setup_logging(plan)
+    stats = RunStats()
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    mode = args.progress
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() and args.output == "text" else "plain"
+    display = {"bar": TtyProgress, "plain": PlainProgress}.get(mode)
+    print(f"log: {log_path}", file=sys.stderr)
+    if display is None:
+        result = run_wave(plan, args.wave, workers=args.workers, only=args.mailbox, stats=stats, stop=stop)
+    else:
+        with display(stats):
+            result = run_wave(
+                plan, args.wave, workers=args.workers, only=args.mailbox, stats=stats, stop=stop
+            )
+    if args.output == "json":
+        print(json.dumps(summary_data(result), indent=2, sort_keys=True))
+    else:
+        print(summary_text(result))
+    logging.getLogger("cutover").info("run %s finished: %s", result.run_id, result.status)
+    if result.status == "interrupted":
+        return 130
+    return 0 if result.status == "ok" else 1
+
+
+def _warn_insecure(plan: Plan) -> None:
+    for side, endpoint in (("source", plan.source), ("target", plan.target)):
+        if endpoint.security != "plain" and not endpoint.tls_verify:
+            print(
+                f"cutover: warning: {side} TLS certificates are NOT verified (tls_verify = false)",
+                file=sys.stderr,
+            )
+
+
+def _setup_logging(plan: Plan) -> Path:
+    logs = plan.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
+    root = logging.getLogger("cutover")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return path
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """First SIGINT/SIGTERM: finish the current batch, record everything, exit. Second: die now."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after the current batch (again to abort at once)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _detach(plan: Plan, args: argparse.Namespace) -> int:
+    logs = plan.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = logs / f"detached-{args.wave}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "cockpit.cli",
+        "run",
+        "--plan",
+        str(Path(args.plan).resolve()),
+        "--wave",
+        args.wave,
+        "--progress",
+        "plain",
+        "--output",
+        args.output,
+    ]
+    if args.workers:
+        argv += ["--workers", str(args.workers)]
+    for mailbox in args.mailbox:
+        argv += ["--mailbox", mailbox]
+    with open(out, "ab") as sink, open(os.devnull, "rb") as devnull:
+        # A new session: no controlling terminal, so a dropped SSH session can't send it SIGHUP.
+        child = subprocess.Popen(
+            argv, stdin=devnull, stdout=sink, stderr=sink, start_new_session=True, close_fds=True
+        )
+    message = {"pid": child.pid, "log": str(out), "wave": args.wave}
+    if args.output == "json":
+        print(json.dumps(message))
+    else:
+        print(
+            f"started in the background: pid {child.pid}, wave {args.wave}\n"
+            f"follow it:  tail -f {out}\n"
+            f"or:         cutover status --plan {args.plan}"
+        )
+    return 0

@@ -1,0 +1,1 @@
+"""Source extractors and target importers, one module per protocol."""

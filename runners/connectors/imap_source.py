@@ -1,0 +1,140 @@
+"""IMAP extractor: lists folders and streams bodies from a mailbox opened read-only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from runners.connectors.imap_common import list_folders, namespace, select_state, statuses
+from runners.folders import source_path
+from runners.imap.parse import compress_uids, fetch_meta
+from runners.imap.wire import ImapConnection
+from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
+
+#: Bytes of bodies asked for in one UID FETCH: large enough to amortise the round trip, small
+#: enough that a broken batch is cheap to retry message by message.
+FETCH_BATCH_BYTES = 4 * 1024 * 1024
+FETCH_BATCH_MESSAGES = 500
+
+
+class ImapSource:
+    def __init__(self, conn: ImapConnection) -> None:
+        self.conn = conn
+        self.server = conn.server
+        self.prefix, self.separator = namespace(conn)
+        self._selected: str | None = None
+
+    def list_folders(self) -> list[FolderInfo]:
+        out: list[FolderInfo] = []
+        for wire, sep, attrs in list_folders(self.conn):
+            lowered = {a.lower() for a in attrs}
+            special = next((a for a in attrs if a.lower() in _SPECIAL_LOWER), None)
+            out.append(
+                FolderInfo(
+                    raw_name=wire,
+                    path=source_path(wire, sep, self.prefix),
+                    separator=sep,
+                    special_use=_SPECIAL_LOWER.get(special.lower()) if special else None,
+                    selectable=not ({"\\noselect", "\\nonexistent"} & lowered),
+                )
+            )
+        return out
+
+    def folder_states(self, folders: Sequence[FolderInfo]) -> dict[str, FolderState | Exception]:
+        names = [f.raw_name for f in folders]
+        return dict(zip(names, statuses(self.conn, names), strict=True))
+
+    def _examine(self, folder: FolderInfo) -> FolderState:
+        modifier = b" (CONDSTORE)" if self.conn.has("CONDSTORE") else b""
+        self._selected = None
+        reply = self.conn.check(
+            b"EXAMINE " + self.conn.astring(folder.raw_name) + modifier, f"EXAMINE {folder.raw_name}"
+        )
+        self._selected = folder.raw_name
+        return select_state(reply)
+
+    def list_messages(self, folder: FolderInfo) -> tuple[FolderState, list[MessageMeta]]:
+        state = self._examine(folder)
+        if state.messages == 0:
+            return state, []
+        items = b"UID RFC822.SIZE FLAGS INTERNALDATE"
+        reply = self.conn.check(b"UID FETCH 1:* (" + items + b")", f"UID FETCH {folder.raw_name} metadata")
+        metas: list[MessageMeta] = []
+        for parts in reply.untagged:
+            if b" FETCH " not in parts[0]:
+                continue
+            uid, size, flags, idate, _ = fetch_meta(parts[0] if len(parts) == 1 else b"".join(parts[::2]))
+            if uid is None:
+                continue
+            metas.append(MessageMeta(str(uid), uid, size if size is not None else -1, flags or (), idate))
+        return state, metas
+
+    def fetch(
+        self, folder: FolderInfo, metas: Sequence[MessageMeta]
+    ) -> Iterator[FetchedMessage | FetchFailure]:
+        if self._selected != folder.raw_name:
+            self._examine(folder)
+        batch: list[MessageMeta] = []
+        batch_bytes = 0
+        for meta in metas:
+            batch.append(meta)
+            batch_bytes += max(meta.size, 0)
+            if batch_bytes >= FETCH_BATCH_BYTES or len(batch) >= FETCH_BATCH_MESSAGES:
+                yield from self._fetch_batch(folder, batch)
+                batch, batch_bytes = [], 0
+        if batch:
+            yield from self._fetch_batch(folder, batch)
+
+    def _fetch_batch(
+        self, folder: FolderInfo, batch: list[MessageMeta]
+    ) -> Iterator[FetchedMessage | FetchFailure]:
+        wanted = {m.uid: m for m in batch}
+        tag = self.conn.send_command(b"UID FETCH " + compress_uids(wanted) + b" (UID BODY.PEEK[])")
+        for parts in self.conn.responses(tag):
+            if parts[0].startswith(tag):
+                break
+            if len(parts) < 2 or b" FETCH " not in parts[0]:
+                continue
+            uid = _uid_of(parts)
+            meta = wanted.pop(uid, None) if uid is not None else None
+            if meta is None:
+                continue
+            yield _checked(meta, parts[1])
+        if not wanted:
+            return
+        # Some messages were not delivered in the batch: ask for each alone to get its own answer.
+        for meta in list(wanted.values()):
+            yield self._fetch_one(folder, meta)
+
+    def _fetch_one(self, folder: FolderInfo, meta: MessageMeta) -> FetchedMessage | FetchFailure:
+        reply = self.conn.command(
+            b"UID FETCH %d (UID BODY.PEEK[])" % meta.uid, f"UID FETCH {folder.raw_name} {meta.uid}"
+        )
+        for parts in reply.untagged:
+            if len(parts) >= 2 and b" FETCH " in parts[0] and _uid_of(parts) == meta.uid:
+                return _checked(meta, parts[1])
+        if reply.status != "OK":
+            return FetchFailure(meta, f"source refused FETCH: {reply.status} {reply.text}")
+        return FetchFailure(meta, "source returned no body (message expunged during the run?)")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+_SPECIAL_LOWER = {
+    s.lower(): s for s in ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
+}
+
+
+def _uid_of(parts: list[bytes]) -> int | None:
+    uid = fetch_meta(parts[0])[0]
+    if uid is None and len(parts) > 2:
+        uid = fetch_meta(parts[2])[0]
+    return uid
+
+
+def _checked(meta: MessageMeta, body: bytes) -> FetchedMessage | FetchFailure:
+    if meta.size >= 0 and len(body) != meta.size:
+        return FetchFailure(
+            meta, f"size mismatch: source announced RFC822.SIZE {meta.size} but delivered {len(body)} bytes"
+        )
+    return FetchedMessage(meta, body)

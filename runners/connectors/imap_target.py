@@ -1,0 +1,186 @@
+"""IMAP importer: creates folders and appends with MULTIAPPEND, LITERAL+ and UIDPLUS when offered."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+
+from runners.connectors.imap_common import list_folders, namespace, parse_status, status_items
+from runners.errors import CommandError
+from runners.folders import source_path
+from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta
+from runners.imap.wire import ImapConnection, Reply
+from runners.model import SYSTEM_FLAGS, AppendItem, AppendOutcome, FolderState
+
+#: Response codes after which appending more to this mailbox is pointless.
+MAILBOX_FATAL_CODES = {"OVERQUOTA", "NOPERM"}
+#: A body larger than this is sent with a synchronizing literal when sent alone, so that a server
+#: that refuses it says so before we push the bytes.
+SYNC_LITERAL_ABOVE = 256 * 1024
+
+
+class ImapTarget:
+    def __init__(self, conn: ImapConnection) -> None:
+        self.conn = conn
+        self.server = conn.server
+        self.prefix, self.separator = namespace(conn)
+        self._selected: str | None = None
+
+    # -- folders -------------------------------------------------------------------------------
+
+    def _listing(self) -> list[tuple[str, str | None, tuple[str, ...]]]:
+        return list_folders(self.conn)
+
+    def special_folders(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for wire, sep, attrs in self._listing():
+            for attr in attrs:
+                use = attr.capitalize() if attr.startswith("\\") else None
+                if use in {"\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"} and use not in found:
+                    found[use] = "/".join(source_path(wire, sep, self.prefix))
+        return found
+
+    def existing_folders(self) -> set[str]:
+        return {wire for wire, _, attrs in self._listing() if "\\noselect" not in {a.lower() for a in attrs}}
+
+    def create_folder(self, wire_name: str) -> None:
+        name = self.conn.astring(wire_name)
+        reply = self.conn.command(b"CREATE " + name, f"CREATE {wire_name}")
+        if (
+            reply.status != "OK"
+            and reply.code != "ALREADYEXISTS"
+            and wire_name not in self.existing_folders()
+        ):
+            raise CommandError(self.server, f"CREATE {wire_name}", reply.text, reply.code, reply.status)
+        # Users expect to see migrated folders in their client, which only shows subscribed ones.
+        self.conn.command(b"SUBSCRIBE " + name, f"SUBSCRIBE {wire_name}")
+
+    def folder_state(self, wire_name: str) -> FolderState:
+        reply = self.conn.check(
+            b"STATUS " + self.conn.astring(wire_name) + b" (" + status_items(self.conn) + b")",
+            f"STATUS {wire_name}",
+        )
+        return parse_status(reply)
+
+    # -- append --------------------------------------------------------------------------------
+
+    def append(self, wire_name: str, items: Sequence[AppendItem]) -> list[AppendOutcome]:
+        if not items:
+            return []
+        if len(items) > 1 and self.conn.has("MULTIAPPEND"):
+            reply = self._send_append(wire_name, items, sync=False)
+            if reply.status == "OK":
+                return _outcomes(reply, len(items))
+            if reply.code in MAILBOX_FATAL_CODES:
+                return [_failure(reply, fatal=True) for _ in items]
+        # One by one: either no MULTIAPPEND, or the batch was refused and we must learn which.
+        outcomes: list[AppendOutcome] = []
+        for index, item in enumerate(items):
+            reply = self._send_append(wire_name, [item], sync=len(item.body) > SYNC_LITERAL_ABOVE)
+            if reply.status == "OK":
+                outcomes.extend(_outcomes(reply, 1))
+            elif reply.code in MAILBOX_FATAL_CODES:
+                outcomes.extend(_failure(reply, fatal=True) for _ in items[index:])
+                break
+            else:
+                outcomes.append(_failure(reply, fatal=False))
+        return outcomes
+
+    def _send_append(self, wire_name: str, items: Sequence[AppendItem], *, sync: bool) -> Reply:
+        pieces: list[bytes | tuple[bytes]] = [b"APPEND " + self.conn.astring(wire_name)]
+        for item in items:
+            head = b" (" + _flag_text(item.flags) + b")"
+            if item.internaldate:
+                head += b' "' + item.internaldate.encode("ascii") + b'"'
+            pieces.append(head + b" ")
+            pieces.append((item.body,))
+        operation = f"APPEND {wire_name}" + (f" ({len(items)} messages)" if len(items) > 1 else "")
+        if sync and self.conn.has("LITERAL+"):
+            self.conn.capabilities.discard("LITERAL+")
+            try:
+                return self.conn.send_with_literals(pieces, operation)
+            finally:
+                self.conn.capabilities.add("LITERAL+")
+        return self.conn.send_with_literals(pieces, operation)
+
+    # -- reconciliation and flag sync -----------------------------------------------------------
+
+    def _select(self, wire_name: str, readonly: bool) -> None:
+        verb = b"EXAMINE " if readonly else b"SELECT "
+        self._selected = None
+        self.conn.check(verb + self.conn.astring(wire_name), f"{verb.decode().strip()} {wire_name}")
+        self._selected = wire_name
+
+    def list_sizes(self, wire_name: str) -> dict[int, int]:
+        """``{uid: RFC822.SIZE}`` of every message in the folder (for verification)."""
+        self._select(wire_name, readonly=True)
+        reply = self.conn.check(b"UID FETCH 1:* (UID RFC822.SIZE)", f"UID FETCH {wire_name} sizes")
+        sizes: dict[int, int] = {}
+        for parts in reply.untagged:
+            if b" FETCH " in parts[0]:
+                uid, size, _, _, _ = fetch_meta(parts[0])
+                if uid is not None:
+                    sizes[uid] = size or 0
+        return sizes
+
+    def fetch_digests(self, wire_name: str, min_uid: int) -> Iterator[tuple[int, int, bytes]]:
+        self._select(wire_name, readonly=True)
+        tag = self.conn.send_command(b"UID FETCH %d:* (UID RFC822.SIZE BODY.PEEK[])" % max(min_uid, 1))
+        for parts in self.conn.responses(tag):
+            if parts[0].startswith(tag) or len(parts) < 2 or b" FETCH " not in parts[0]:
+                continue
+            uid, _size, _, _, _ = fetch_meta(b"".join(parts[::2]))
+            # "n:*" also matches the highest message when n is above it (RFC 3501): filter.
+            if uid is not None and uid >= min_uid:
+                yield uid, len(parts[1]), hashlib.sha256(parts[1]).digest()
+
+    def set_flags(self, wire_name: str, changes: Sequence[tuple[int, tuple[str, ...]]]) -> None:
+        if not changes:
+            return
+        self._select(wire_name, readonly=False)
+        groups: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for uid, flags in changes:
+            groups[tuple(sorted(flags))].append(uid)
+        commands = [
+            (
+                b"UID STORE " + compress_uids(uids) + b" FLAGS.SILENT (" + _flag_text(flags) + b")",
+                f"STORE {wire_name}",
+            )
+            for flags, uids in groups.items()
+        ]
+        for (_, operation), reply in zip(commands, self.conn.pipeline(commands), strict=True):
+            if reply.status != "OK":
+                raise CommandError(self.server, operation, reply.text, reply.code, reply.status)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@lru_cache(maxsize=4096)
+def _flag_text(flags: tuple[str, ...]) -> bytes:
+    """Flags APPEND/STORE accept: system flags and keyword atoms; others can't be set, so dropped."""
+    keep: list[str] = []
+    for flag in flags:
+        if flag.startswith("\\"):
+            proper = flag.capitalize()
+            if proper in SYSTEM_FLAGS:
+                keep.append(proper)
+        elif flag and all(33 <= ord(c) < 127 and c not in '(){%*"\\]' for c in flag):
+            keep.append(flag)
+    return " ".join(keep).encode("ascii")
+
+
+def _outcomes(reply: Reply, count: int) -> list[AppendOutcome]:
+    if reply.code == "APPENDUID":
+        pieces = reply.code_args.split()
+        if len(pieces) == 2:
+            uids = expand_uid_set(pieces[1])
+            if len(uids) == count:
+                return [AppendOutcome(uid=u) for u in uids]
+    return [AppendOutcome() for _ in range(count)]
+
+
+def _failure(reply: Reply, *, fatal: bool) -> AppendOutcome:
+    return AppendOutcome(error=f"{reply.status} {reply.text}", code=reply.code, fatal_for_mailbox=fatal)

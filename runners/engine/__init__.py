@@ -1,0 +1,1 @@
+"""The copy engine: waves of mailboxes, folders, and the fetch → append pipeline."""

@@ -1,0 +1,394 @@
+"""One mailbox: map folders, then sync each one, reconnecting when a connection drops."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runners.connectors.base import SourceSession, TargetSession
+from runners.engine.pipeline import CopyContext, CopyCounters, MailboxFatal, copy_folder
+from runners.engine.reconcile import resolve_pending, unclaimed_digests
+from runners.engine.sessions import ConnectionCaps, capped, open_source, open_target
+from runners.engine.stats import FolderReport, MailboxStats
+from runners.errors import (
+    AuthError,
+    CommandError,
+    ConnectError,
+    ConnectionLost,
+    MigrationError,
+    ProtocolError,
+)
+from runners.folders import FolderMapping, parents_of, plan_folders
+from runners.model import FolderInfo, FolderState, MessageMeta
+from runners.plan.model import MailboxEntry, Plan
+from runners.state.store import LedgerEntry, StateStore
+
+log = logging.getLogger("cutover.engine")
+
+#: Seconds to wait before each reconnect attempt; the last value repeats until attempts run out.
+BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+MAX_ATTEMPTS = 6
+
+
+class RunInterrupted(MigrationError):
+    """The operator stopped the run; everything copied so far is in the ledger."""
+
+
+@dataclass(slots=True)
+class Sessions:
+    source: SourceSession | None = None
+    target: TargetSession | None = None
+
+
+class MailboxJob:
+    def __init__(
+        self,
+        plan: Plan,
+        store: StateStore,
+        caps: ConnectionCaps,
+        entry: MailboxEntry,
+        mailbox_id: int,
+        run_id: int,
+        stats: MailboxStats,
+        sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.plan = plan
+        self.store = store
+        self.caps = caps
+        self.entry = entry
+        self.mailbox_id = mailbox_id
+        self.run_id = run_id
+        self.stats = stats
+        self.sleep = sleep
+        self.stop = stop or threading.Event()
+        self.sessions = Sessions()
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def _source(self) -> SourceSession:
+        if self.sessions.source is None:
+            sem = self.caps.semaphore(self.plan.source)
+            self.sessions.source = capped(sem, lambda: open_source(self.plan.source, self.entry))
+        return self.sessions.source
+
+    def _target(self) -> TargetSession:
+        if self.sessions.target is None:
+            sem = self.caps.semaphore(self.plan.target)
+            self.sessions.target = capped(sem, lambda: open_target(self.plan.target, self.entry))
+        return self.sessions.target
+
+    def _drop_sessions(self) -> None:
+        if self.sessions.source is not None:
+            self.sessions.source.close()
+            self.caps.semaphore(self.plan.source).release()
+        if self.sessions.target is not None:
+            self.sessions.target.close()
+            self.caps.semaphore(self.plan.target).release()
+        self.sessions = Sessions()
+
+    def _retrying(self, what: str, action: Callable[[], None]) -> None:
+        """Run ``action``, reconnecting with backoff on dropped connections and 'try later' answers."""
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                action()
+                return
+            except (ConnectionLost, ConnectError) as exc:
+                problem: ProtocolError = exc
+            except CommandError as exc:
+                if not exc.retryable:
+                    raise
+                problem = exc
+            self._drop_sessions()
+            if attempt + 1 == MAX_ATTEMPTS:
+                raise problem
+            delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+            self.stats.reconnects += 1
+            self._event("warning", "reconnect", f"{what}: {problem}; reconnecting in {delay:.0f} s")
+            self.sleep(delay)
+
+    def _event(self, level: str, kind: str, message: str, folder: str | None = None) -> None:
+        getattr(log, level if level != "warning" else "warning")("%s: %s", self.entry.source, message)
+        self.store.event(self.run_id, level, kind, message, mailbox=self.entry.source, folder=folder)
+
+    # -- the job -------------------------------------------------------------------------------
+
+    def run(self) -> MailboxStats:
+        stats = self.stats
+        stats.started = time.time()
+        stats.state = "running"
+        try:
+            mappings: list[FolderMapping] = []
+            self._retrying("prepare", lambda: mappings.extend(self._prepare()))
+            states: dict[str, FolderState | Exception] = {}
+            selectable = [m.source for m in mappings if m.excluded is None]
+            self._retrying("status", lambda: states.update(self._source().folder_states(selectable)))
+            stats.folders_total = len(mappings)
+            for mapping in mappings:
+                if self.stop.is_set():
+                    raise RunInterrupted("the run was asked to stop")
+                stats.current_folder = mapping.source.display
+                report = FolderReport(mapping.source.display, mapping.target_wire, excluded=mapping.excluded)
+                stats.folders.append(report)
+                self._sync_folder_guarded(mapping, states.get(mapping.source.raw_name), report)
+                stats.folders_done += 1
+            self._target_counts(mappings)
+            stats.state = "ok" if not (stats.failed or stats.skipped or _folder_errors(stats)) else "partial"
+        except RunInterrupted:
+            stats.state = "pending"
+        except MailboxFatal as exc:
+            stats.state, stats.error, stats.error_kind = "failed", str(exc), "target-refused-mailbox"
+        except AuthError as exc:
+            stats.state, stats.error, stats.error_kind = "failed", str(exc), "login"
+        except ProtocolError as exc:
+            stats.state, stats.error = "failed", str(exc)
+            stats.error_kind = "retry-later" if exc.retryable else "protocol"
+        except MigrationError as exc:
+            stats.state, stats.error, stats.error_kind = "failed", str(exc), "config"
+        finally:
+            self._drop_sessions()
+            stats.current_folder = ""
+            stats.ended = time.time()
+        if stats.error:
+            self._event("error", "mailbox-failed", stats.error)
+        return stats
+
+    def _prepare(self) -> list[FolderMapping]:
+        source, target = self._source(), self._target()
+        folders = source.list_folders()
+        mappings = plan_folders(
+            folders,
+            self.plan.folders,
+            target_separator=target.separator,
+            target_prefix=target.prefix,
+            target_special=target.special_folders(),
+        )
+        existing = target.existing_folders()
+        for mapping in mappings:
+            if mapping.excluded is not None:
+                continue
+            for note in mapping.notes:
+                self._event("warning", "folder-renamed", note, folder=mapping.source.display)
+            for wire in [
+                *parents_of(mapping.target_wire, target.separator, target.prefix),
+                mapping.target_wire,
+            ]:
+                if wire not in existing and wire.upper() != "INBOX":
+                    target.create_folder(wire)
+                    existing.add(wire)
+                    self.stats.folders_created += 1
+        return mappings
+
+    def _sync_folder_guarded(
+        self, mapping: FolderMapping, hint: FolderState | Exception | None, report: FolderReport
+    ) -> None:
+        row = self.store.folder(
+            self.mailbox_id,
+            mapping.source.raw_name,
+            mapping.source.display,
+            mapping.target_wire,
+            mapping.excluded,
+        )
+        if mapping.excluded is not None:
+            return
+        try:
+            self._retrying(
+                f"folder {mapping.source.display}",
+                lambda: self._sync_folder(mapping, row.id, row.state, hint, report),
+            )
+        except MailboxFatal:
+            raise
+        except CommandError as exc:
+            # The source (or target) refuses this folder: record its words and go on with the rest.
+            report.error = exc.server_text or str(exc)
+            self.store.folder_error(row.id, f"{exc.operation}: {exc.server_text}")
+            self._event(
+                "error", "folder-failed", f"{exc.operation}: {exc.server_text}", folder=mapping.source.display
+            )
+
+    def _sync_folder(
+        self,
+        mapping: FolderMapping,
+        folder_id: int,
+        last: FolderState | None,
+        hint: FolderState | Exception | None,
+        report: FolderReport,
+    ) -> None:
+        self._forget_contribution(report)
+        if (
+            isinstance(hint, FolderState)
+            and _unchanged(last, hint)
+            and not self.store.folder_needs_work(folder_id)
+        ):
+            report.unchanged = True
+            self._contribute(report, hint.messages, 0, hint.messages)
+            return
+        source, target = self._source(), self._target()
+        found, lost = resolve_pending(self.store, target, self.mailbox_id, folder_id)
+        if found or lost:
+            self._event(
+                "info",
+                "reconciled",
+                f"interrupted APPENDs: {found} found on the target, {lost} to copy again",
+                folder=mapping.source.display,
+            )
+        state, metas = source.list_messages(mapping.source)
+        ledger = self.store.ledger(folder_id, state.uidvalidity)
+        prematched = None
+        if not ledger and self.store.has_other_uidvalidity(folder_id, state.uidvalidity):
+            self._event(
+                "warning",
+                "uidvalidity",
+                f"source UIDVALIDITY changed to {state.uidvalidity}: matching by content against the target",
+                folder=mapping.source.display,
+            )
+            prematched = unclaimed_digests(self.store, target, self.mailbox_id, mapping.target_wire, 1)
+        todo, skipped, flag_changes = self._triage(mapping.source, metas, ledger)
+        present = len(metas) - len(todo) - len(skipped)
+        self._contribute(report, len(metas), sum(m.size for m in metas if m.size > 0), present)
+        if skipped:
+            self.store.record_unsent(
+                (
+                    folder_id,
+                    state.uidvalidity,
+                    m.key,
+                    m.uid,
+                    m.size,
+                    m.internaldate,
+                    " ".join(m.flags),
+                    "skipped",
+                    reason,
+                    self.run_id,
+                )
+                for m, reason in skipped
+            )
+            for m, reason in skipped:
+                self._event("warning", "skipped", f"UID {m.uid}: {reason}", folder=mapping.source.display)
+            report.skipped += len(skipped)
+            self.stats.skipped += len(skipped)
+        if flag_changes:
+            target.set_flags(mapping.target_wire, [(uid, flags) for _, uid, flags in flag_changes])
+            self.store.update_flags(
+                folder_id, state.uidvalidity, [(k, " ".join(f)) for k, _, f in flag_changes]
+            )
+            self.stats.flags_synced += len(flag_changes)
+        counters = CopyCounters()
+        ctx = CopyContext(
+            self.store,
+            source,
+            target,
+            mapping.source,
+            folder_id,
+            state.uidvalidity,
+            mapping.target_wire,
+            self.run_id,
+            self.plan.batch_messages,
+            self.plan.batch_bytes,
+            prematched,
+        )
+        done_before = (
+            self.stats.copied,
+            self.stats.bytes_copied,
+            self.stats.failed,
+            self.stats.matched_by_content,
+        )
+
+        def on_batch() -> None:
+            self.stats.copied = done_before[0] + counters.copied
+            self.stats.bytes_copied = done_before[1] + counters.bytes_copied
+            self.stats.failed = done_before[2] + counters.failed
+            self.stats.matched_by_content = done_before[3] + counters.matched
+            if self.stop.is_set():
+                raise RunInterrupted("the run was asked to stop")
+            self.store.mailbox_progress(
+                self.mailbox_id,
+                (self.stats.messages_total, self.stats.bytes_total),
+                (self.stats.copied + self.stats.duplicates_avoided, self.stats.bytes_copied),
+            )
+
+        try:
+            copy_folder(ctx, todo, counters, on_batch)
+        finally:
+            on_batch()
+            report.copied += counters.copied
+            report.failed += counters.failed
+        failed_now = self.store.query(
+            "SELECT src_uid, reason FROM messages WHERE folder_id = ? AND uidvalidity = ? AND status = 'failed' "
+            "AND run_id = ?",
+            (folder_id, state.uidvalidity, self.run_id),
+        )
+        for row in failed_now:
+            self._event(
+                "error",
+                "message-failed",
+                f"UID {row['src_uid']}: {row['reason']}",
+                folder=mapping.source.display,
+            )
+        self.store.folder_done(folder_id, state, None)
+
+    def _contribute(self, report: FolderReport, messages: int, size: int, present: int) -> None:
+        report.source_messages, report.source_bytes, report.already_present = messages, size, present
+        self.stats.messages_total += messages
+        self.stats.bytes_total += size
+        self.stats.already_present += present
+
+    def _forget_contribution(self, report: FolderReport) -> None:
+        """A folder pass that is retried after a reconnect must not count its messages twice."""
+        self.stats.messages_total -= report.source_messages
+        self.stats.bytes_total -= report.source_bytes
+        self.stats.already_present -= report.already_present
+        self.stats.skipped -= report.skipped
+        report.source_messages = report.source_bytes = report.already_present = report.skipped = 0
+
+    def _triage(
+        self, folder: FolderInfo, metas: list[MessageMeta], ledger: dict[str, LedgerEntry]
+    ) -> tuple[list[MessageMeta], list[tuple[MessageMeta, str]], list[tuple[str, int, tuple[str, ...]]]]:
+        """Split listed messages into: to copy, to skip (with reason), copied but with changed flags."""
+        limit = self.plan.target.max_message_bytes
+        todo: list[MessageMeta] = []
+        skipped: list[tuple[MessageMeta, str]] = []
+        flag_changes: list[tuple[str, int, tuple[str, ...]]] = []
+        for meta in metas:
+            entry = ledger.get(meta.key)
+            if entry is not None and entry.status == "copied":
+                if entry.flags != " ".join(meta.flags) and entry.target_uid is not None:
+                    flag_changes.append((meta.key, entry.target_uid, meta.flags))
+                continue
+            if limit is not None and meta.size > limit:
+                skipped.append(
+                    (
+                        meta,
+                        f"message is {meta.size} bytes, over the target limit of {limit} bytes "
+                        "(target.max_message_bytes)",
+                    )
+                )
+                continue
+            todo.append(meta)
+        return todo, skipped, flag_changes
+
+    def _target_counts(self, mappings: list[FolderMapping]) -> None:
+        """Per-folder target message counts for the end-of-run comparison (one pipelined round trip)."""
+        target = self.sessions.target
+        if target is None:
+            return
+        counts: dict[str, int] = {}
+        for mapping in mappings:
+            if mapping.excluded is None and mapping.target_wire not in counts:
+                try:
+                    counts[mapping.target_wire] = target.folder_state(mapping.target_wire).messages
+                except ProtocolError:
+                    continue
+        for report in self.stats.folders:
+            report.target_messages = counts.get(report.target)
+
+
+def _unchanged(last: FolderState | None, now: FolderState) -> bool:
+    """Without HIGHESTMODSEQ a flag change is invisible to STATUS, so only CONDSTORE folders skip."""
+    return last is not None and now.highestmodseq is not None and last == now
+
+
+def _folder_errors(stats: MailboxStats) -> bool:
+    return any(f.error for f in stats.folders)

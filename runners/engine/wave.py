@@ -1,0 +1,114 @@
+"""Run a wave: every mailbox of it, ``workers`` at a time, recorded as one run in the state store."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from runners.engine.mailbox import MailboxJob
+from runners.engine.sessions import ConnectionCaps
+from runners.engine.stats import MailboxStats, RunStats
+from runners.errors import MigrationError
+from runners.plan.model import MailboxEntry, Plan
+from runners.state.store import StateStore
+
+log = logging.getLogger("cutover.engine")
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_id: int
+    wave: str
+    kind: str
+    status: str  # ok | partial | failed | interrupted
+    stats: RunStats
+    seconds: float
+
+
+def select_mailboxes(plan: Plan, wave: str, only: Sequence[str] = ()) -> list[MailboxEntry]:
+    entries = list(plan.wave(wave))
+    if not entries:
+        known = ", ".join(plan.waves) or "none"
+        raise MigrationError(f"wave {wave!r} has no mailboxes in the plan (waves: {known})")
+    if only:
+        wanted = set(only)
+        entries = [e for e in entries if e.source in wanted]
+        missing = wanted - {e.source for e in entries}
+        if missing:
+            raise MigrationError(f"not in wave {wave!r}: {', '.join(sorted(missing))}")
+    return entries
+
+
+def run_wave(
+    plan: Plan,
+    wave: str,
+    *,
+    workers: int | None = None,
+    only: Sequence[str] = (),
+    stats: RunStats | None = None,
+    stop: threading.Event | None = None,
+    on_start: Callable[[int], None] = lambda run_id: None,
+) -> RunResult:
+    entries = select_mailboxes(plan, wave, only)
+    store = StateStore(plan.state_db)
+    store.mark_dead_runs()
+    previous = store.query("SELECT 1 FROM runs WHERE wave = ? AND status != 'running' LIMIT 1", (wave,))
+    kind = "delta" if previous else "full"
+    workers = max(1, min(workers or plan.workers, len(entries)))
+    run_id = store.start_run(wave, kind, workers)
+    on_start(run_id)
+    stats = stats or RunStats()
+    stop = stop or threading.Event()
+    caps = ConnectionCaps()
+    started = time.monotonic()
+    store.event(
+        run_id,
+        "info",
+        "run-started",
+        f"{kind} pass of wave {wave}: {len(entries)} mailboxes, {workers} workers",
+    )
+
+    def migrate(entry: MailboxEntry) -> MailboxStats:
+        mailbox_stats = MailboxStats(entry.source, entry.target)
+        stats.add(mailbox_stats)
+        if stop.is_set():
+            mailbox_stats.state = "pending"
+            return mailbox_stats
+        mailbox_id = store.upsert_mailbox(entry.source, entry.target, entry.wave)
+        holder = store.claim_mailbox(mailbox_id, run_id)
+        if holder is not None:
+            mailbox_stats.state, mailbox_stats.error_kind = "failed", "busy"
+            mailbox_stats.error = f"another runner ({holder}) is migrating this mailbox"
+            return mailbox_stats
+        job = MailboxJob(plan, store, caps, entry, mailbox_id, run_id, mailbox_stats, stop=stop)
+        try:
+            job.run()
+        finally:
+            store.release_mailbox(
+                mailbox_id, mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind
+            )
+            store.close()
+        return mailbox_stats
+
+    status = "failed"
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailbox") as pool:
+            results = list(pool.map(migrate, entries))
+        states = {r.state for r in results}
+        if stop.is_set():
+            status = "interrupted"
+        elif states <= {"ok"}:
+            status = "ok"
+        else:
+            status = "partial"
+    finally:
+        seconds = time.monotonic() - started
+        summary: dict[str, float] = dict(stats.totals())
+        summary["seconds"] = round(seconds, 3)
+        store.finish_run(run_id, status, summary)
+        store.event(run_id, "info", "run-finished", f"run {run_id} {status} in {seconds:.1f} s")
+    return RunResult(run_id, wave, kind, status, stats, seconds)

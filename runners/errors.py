@@ -1,0 +1,81 @@
+"""One error tree for every protocol the runners speak.
+
+    MigrationError
+    ├── PlanError                  a plan file is wrong (file, line, key)
+    ├── SecretError                a secret reference can't be resolved (never shows the value)
+    └── ProtocolError              a server said no, or the connection broke
+        ├── ConnectError           TCP/TLS could not be set up
+        ├── ConnectionLost         the connection dropped or timed out mid-command
+        ├── AuthError              login refused
+        └── CommandError           a command got NO/BAD; ``server_text`` is the server's own words
+
+Every ProtocolError keeps ``server`` (host:port), ``operation`` (what we asked) and ``server_text``
+(verbatim, never paraphrased) so that the failure drill-down can show exactly what happened.
+"""
+
+from __future__ import annotations
+
+
+class MigrationError(Exception):
+    """Base of every error the runners raise on purpose."""
+
+
+class PlanError(MigrationError):
+    """A plan (or its mailbox CSV) is invalid; names file, line and key."""
+
+    def __init__(self, path: str, line: int | None, key: str | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.key = key
+        self.message = message
+        where = path if line is None else f"{path}:{line}"
+        what = f" [{key}]" if key else ""
+        super().__init__(f"{where}:{what} {message}")
+
+
+class SecretError(MigrationError):
+    """A secret reference (env:, file:) could not be resolved. Never carries the secret."""
+
+
+class ProtocolError(MigrationError):
+    """A protocol-level failure with the server's own words."""
+
+    #: Retrying the same operation later may succeed (drops, timeouts, INUSE, throttling).
+    retryable: bool = False
+
+    def __init__(self, server: str, operation: str, server_text: str = "", code: str | None = None) -> None:
+        self.server = server
+        self.operation = operation
+        self.server_text = server_text
+        self.code = code
+        detail = f": {server_text}" if server_text else ""
+        super().__init__(f"{server} {operation}{detail}")
+
+
+class ConnectError(ProtocolError):
+    retryable = True
+
+
+class ConnectionLost(ProtocolError):
+    retryable = True
+
+
+class AuthError(ProtocolError):
+    """Login refused. Not retryable: the credentials or the master-user setup are wrong."""
+
+
+class CommandError(ProtocolError):
+    """A tagged NO or BAD (IMAP), -ERR (POP3) or an HTTP error status."""
+
+    def __init__(
+        self,
+        server: str,
+        operation: str,
+        server_text: str = "",
+        code: str | None = None,
+        status: str = "NO",
+    ) -> None:
+        super().__init__(server, operation, server_text, code)
+        self.status = status
+        # IMAP response codes that say "not now" rather than "never" (RFC 5530).
+        self.retryable = (code or "").upper() in {"INUSE", "UNAVAILABLE"}

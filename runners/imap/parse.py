@@ -1,0 +1,160 @@
+"""Parsing of IMAP responses: tokens, response codes, UID sets and FETCH items.
+
+A response is a list of parts: even indices are protocol text, odd indices are literal payloads,
+so ``[b'* 1 FETCH (UID 7 BODY[] ', b'<message>', b')']``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+Token = bytes | str | int | None | list["Token"]
+
+_CODE = re.compile(rb"^\[([A-Za-z0-9.-]+)(?: ([^\]]*))?\] ?")
+_UID = re.compile(rb"\bUID (\d+)")
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+_IDATE = re.compile(rb'INTERNALDATE "([^"]*)"')
+_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
+_MODSEQ = re.compile(rb"MODSEQ \((\d+)\)")
+_ATOM_END = b' ()[]{"\r\n'
+
+
+def split_code(text: bytes) -> tuple[str | None, str, str]:
+    """``b'[APPENDUID 5 7:9] Done'`` → ``("APPENDUID", "5 7:9", "[APPENDUID 5 7:9] Done")``."""
+    decoded = text.decode("utf-8", "replace")
+    m = _CODE.match(text)
+    if not m:
+        return None, "", decoded
+    args = (m.group(2) or b"").decode("utf-8", "replace")
+    return m.group(1).decode("ascii", "replace").upper(), args, decoded
+
+
+def expand_uid_set(spec: str) -> list[int]:
+    """``"5:7,9"`` → ``[5, 6, 7, 9]`` (ranges may be written high:low)."""
+    out: list[int] = []
+    for piece in spec.split(","):
+        if ":" in piece:
+            a, b = (int(x) for x in piece.split(":", 1))
+            lo, hi = (a, b) if a <= b else (b, a)
+            out.extend(range(lo, hi + 1))
+        elif piece:
+            out.append(int(piece))
+    return out
+
+
+def compress_uids(uids: Iterable[int]) -> bytes:
+    """``[1, 2, 3, 7]`` → ``b"1:3,7"`` (sorted, for compact UID FETCH/STORE commands)."""
+    ordered = sorted(set(uids))
+    if not ordered:
+        return b""
+    pieces: list[bytes] = []
+    start = prev = ordered[0]
+    for uid in ordered[1:]:
+        if uid == prev + 1:
+            prev = uid
+            continue
+        pieces.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
+        start = prev = uid
+    pieces.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
+    return b",".join(pieces)
+
+
+def fetch_meta(text: bytes) -> tuple[int | None, int | None, tuple[str, ...] | None, str | None, int | None]:
+    """UID, RFC822.SIZE, FLAGS, INTERNALDATE and MODSEQ from one FETCH response's text."""
+    flags: tuple[str, ...] | None = None
+    fm = _FLAGS.search(text)
+    if fm:
+        flags = tuple(f for f in fm.group(1).decode("utf-8", "replace").split() if f.lower() != "\\recent")
+        # Keywords are atoms, so "UID 5" can only be our item once FLAGS is cut out.
+        text = text[: fm.start()] + text[fm.end() :]
+    um = _UID.search(text)
+    sm = _SIZE.search(text)
+    dm = _IDATE.search(text)
+    mm = _MODSEQ.search(text)
+    return (
+        int(um.group(1)) if um else None,
+        int(sm.group(1)) if sm else None,
+        flags,
+        dm.group(1).decode("ascii", "replace") if dm else None,
+        int(mm.group(1)) if mm else None,
+    )
+
+
+def tokens(parts: list[bytes]) -> list[Token]:
+    """Tokenise a whole response (text and literals) into nested Python values.
+
+    Atoms become ``str``, numbers ``int``, quoted strings and literals ``bytes``, NIL ``None`` and
+    parenthesised lists ``list``. Used for LIST, STATUS, NAMESPACE: never on the FETCH hot path.
+    """
+    stack: list[list[Token]] = [[]]
+    for index, part in enumerate(parts):
+        if index % 2:
+            stack[-1].append(part)
+            continue
+        _tokenise_text(part, stack)
+    return stack[0]
+
+
+def _tokenise_text(text: bytes, stack: list[list[Token]]) -> None:
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i : i + 1]
+        if c in (b" ", b"\r", b"\n"):
+            i += 1
+        elif c in (b"(", b"["):
+            new: list[Token] = []
+            stack[-1].append(new)
+            stack.append(new)
+            i += 1
+        elif c in (b")", b"]"):
+            if len(stack) > 1:
+                stack.pop()
+            i += 1
+        elif c == b'"':
+            i, value = _quoted(text, i + 1)
+            stack[-1].append(value)
+        elif c in (b"{", b"~"):
+            # The literal marker itself; its payload is the next part.
+            end = text.find(b"}", i)
+            i = n if end < 0 else end + 1
+        else:
+            j = i
+            while j < n and text[j : j + 1] not in _ATOM_END:
+                j += 1
+            atom = text[i:j].decode("utf-8", "replace")
+            if j == i:  # lone special character: skip it
+                j += 1
+            elif atom.isdigit():
+                stack[-1].append(int(atom))
+            elif atom.upper() == "NIL":
+                stack[-1].append(None)
+            else:
+                stack[-1].append(atom)
+            i = j
+
+
+def _quoted(text: bytes, i: int) -> tuple[int, bytes]:
+    out = bytearray()
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == 0x5C and i + 1 < n:  # backslash escapes the next character
+            out.append(text[i + 1])
+            i += 2
+        elif c == 0x22:
+            return i + 1, bytes(out)
+        else:
+            out.append(c)
+            i += 1
+    return i, bytes(out)
+
+
+def quote(value: str | bytes) -> bytes:
+    """An IMAP quoted string for an ASCII value without CR/LF (caller uses a literal otherwise)."""
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def needs_literal(raw: bytes) -> bool:
+    return any(b > 0x7E or b < 0x20 for b in raw)

@@ -1,0 +1,314 @@
+"""One IMAP connection: framing, tags, literals, pipelining, authentication.
+
+Not thread-safe: one connection belongs to one thread at a time. Passwords are sent but never kept
+in any attribute, log line or error: errors carry only the server's words and the operation name.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import socket
+import ssl
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost
+from runners.imap.parse import needs_literal, quote, split_code
+
+_LITERAL_AT_END = re.compile(rb"[~]?\{(\d+)\+?\}\r\n$")
+_BUFSIZE = 256 * 1024
+
+
+@dataclass(slots=True)
+class Reply:
+    """The tagged completion of a command plus the untagged responses it produced."""
+
+    status: str  # OK | NO | BAD
+    code: str | None
+    code_args: str
+    text: str  # verbatim, response code included
+    untagged: list[list[bytes]] = field(default_factory=list)
+
+
+class ImapConnection:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        security: str = "tls",
+        timeout: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.server = f"imap://{host}:{port}"
+        self.capabilities: set[str] = set()
+        self._tag = 0
+        self._security = security
+        self._timeout = timeout
+        self._ssl_context = ssl_context
+        self._sock: socket.socket | None = None
+        self._reader: io.BufferedReader | None = None
+
+    # -- connection -----------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self._timeout)
+        except OSError as exc:
+            raise ConnectError(self.server, "connect", exc.strerror or str(exc)) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if self._security == "tls":
+                sock = self._context().wrap_socket(sock, server_hostname=self.host)
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise ConnectError(self.server, "TLS handshake", str(exc)) from None
+        self._attach(sock)
+        greeting = self._readline()
+        if greeting.startswith(b"* BYE"):
+            raise ConnectError(self.server, "greeting", greeting.decode("utf-8", "replace").strip())
+        code, args, _ = split_code(greeting[5:] if greeting.startswith(b"* OK ") else b"")
+        if code == "CAPABILITY":
+            self.capabilities = set(args.upper().split())
+        else:
+            self.refresh_capabilities()
+        if self._security == "starttls":
+            if "STARTTLS" not in self.capabilities:
+                raise ConnectError(self.server, "STARTTLS", "server does not offer STARTTLS")
+            self.check(b"STARTTLS", "STARTTLS")
+            try:
+                tls = self._context().wrap_socket(self._require_sock(), server_hostname=self.host)
+            except (ssl.SSLError, OSError) as exc:
+                raise ConnectError(self.server, "TLS handshake", str(exc)) from None
+            self._attach(tls)
+            self.refresh_capabilities()
+
+    def _context(self) -> ssl.SSLContext:
+        return self._ssl_context or ssl.create_default_context()
+
+    def _attach(self, sock: socket.socket) -> None:
+        self._sock = sock
+        reader = sock.makefile("rb", buffering=_BUFSIZE)
+        assert isinstance(reader, io.BufferedReader)
+        self._reader = reader
+
+    def _require_reader(self) -> io.BufferedReader:
+        if self._reader is None:
+            raise ConnectionLost(self.server, "read", "not connected")
+        return self._reader
+
+    def _require_sock(self) -> socket.socket:
+        if self._sock is None:
+            raise ConnectionLost(self.server, "use", "not connected")
+        return self._sock
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        try:
+            sock.settimeout(2.0)
+            self._tag += 1
+            sock.sendall(b"Z%d LOGOUT\r\n" % self._tag)
+        except OSError:
+            pass
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def has(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def refresh_capabilities(self) -> None:
+        reply = self.check(b"CAPABILITY", "CAPABILITY")
+        for parts in reply.untagged:
+            if parts[0].startswith(b"* CAPABILITY "):
+                self.capabilities = set(parts[0][13:].decode("ascii", "replace").upper().split())
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _readline(self) -> bytes:
+        try:
+            line = self._require_reader().readline(1 << 20)
+        except TimeoutError:
+            raise ConnectionLost(self.server, "read", "timed out waiting for the server") from None
+        except (OSError, AttributeError) as exc:
+            raise ConnectionLost(self.server, "read", str(exc)) from None
+        if not line:
+            raise ConnectionLost(self.server, "read", "the server closed the connection")
+        return line
+
+    def _read_exact(self, size: int) -> bytes:
+        try:
+            data = self._require_reader().read(size)
+        except TimeoutError:
+            raise ConnectionLost(self.server, "read", "timed out reading a literal") from None
+        except OSError as exc:
+            raise ConnectionLost(self.server, "read", str(exc)) from None
+        if len(data) != size:
+            raise ConnectionLost(self.server, "read", "the server closed the connection mid-literal")
+        return data
+
+    def read_response(self) -> list[bytes]:
+        """One whole response: its text lines and literal payloads, alternating."""
+        parts: list[bytes] = []
+        line = self._readline()
+        while True:
+            m = _LITERAL_AT_END.search(line) if line.endswith(b"}\r\n") else None
+            if m is None:
+                parts.append(line)
+                return parts
+            parts.append(line[: m.start()])
+            parts.append(self._read_exact(int(m.group(1))))
+            line = self._readline()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._require_sock().sendall(data)
+        except TimeoutError:
+            raise ConnectionLost(self.server, "write", "timed out sending to the server") from None
+        except OSError as exc:
+            raise ConnectionLost(self.server, "write", str(exc)) from None
+
+    def next_tag(self) -> bytes:
+        self._tag += 1
+        return b"A%d" % self._tag
+
+    def send_command(self, command: bytes) -> bytes:
+        """Send a command without literals and return its tag (for pipelining)."""
+        tag = self.next_tag()
+        self._send(tag + b" " + command + b"\r\n")
+        return tag
+
+    def responses(self, tag: bytes) -> Iterator[list[bytes]]:
+        """Yield untagged responses until ``tag`` completes; the last item is the tagged line."""
+        prefix = tag + b" "
+        while True:
+            parts = self.read_response()
+            yield parts
+            if parts[0].startswith(prefix):
+                return
+            if parts[0].startswith(b"* BYE"):
+                raise ConnectionLost(self.server, "read", parts[0].decode("utf-8", "replace").strip())
+
+    def wait(self, tag: bytes, operation: str) -> Reply:
+        untagged: list[list[bytes]] = []
+        last: list[bytes] = []
+        for parts in self.responses(tag):
+            if parts[0].startswith(tag + b" "):
+                last = parts
+            else:
+                untagged.append(parts)
+        return self._reply(tag, last[0], untagged)
+
+    def _reply(self, tag: bytes, line: bytes, untagged: list[list[bytes]]) -> Reply:
+        rest = line[len(tag) + 1 :].rstrip(b"\r\n")
+        status, _, text = rest.partition(b" ")
+        code, args, decoded = split_code(text)
+        return Reply(status.decode("ascii", "replace").upper(), code, args, decoded, untagged)
+
+    def command(self, command: bytes, operation: str) -> Reply:
+        return self.wait(self.send_command(command), operation)
+
+    def check(self, command: bytes, operation: str) -> Reply:
+        """Run a command and raise CommandError (server's words kept) unless it says OK."""
+        reply = self.command(command, operation)
+        if reply.status != "OK":
+            raise CommandError(self.server, operation, reply.text, reply.code, reply.status)
+        return reply
+
+    def pipeline(self, commands: Sequence[tuple[bytes, str]]) -> list[Reply]:
+        """Send every command at once, then read every reply: one round trip for many."""
+        tags = [self.send_command(cmd) for cmd, _ in commands]
+        return [self.wait(tag, op) for tag, (_, op) in zip(tags, commands, strict=True)]
+
+    def astring(self, value: str) -> bytes:
+        """A folder name or login argument, as a quoted string or a synchronizing literal."""
+        raw = value.encode("utf-8")
+        if not needs_literal(raw):
+            return quote(raw)
+        if self.has("LITERAL+"):
+            return b"{%d+}\r\n" % len(raw) + raw
+        raise CommandError(self.server, "encode", "value needs a literal but the server lacks LITERAL+")
+
+    def send_with_literals(self, pieces: Sequence[bytes | tuple[bytes]], operation: str) -> Reply:
+        """Send a command whose arguments include literals.
+
+        ``pieces`` alternate protocol text (``bytes``) and literals (``(payload,)``). With LITERAL+
+        the whole command streams without waiting; otherwise each literal waits for the server's
+        ``+`` go-ahead, so a refusal arrives before the payload is sent.
+        """
+        tag = self.next_tag()
+        plus = self.has("LITERAL+")
+        head = tag + b" "
+        for piece in pieces:
+            if isinstance(piece, tuple):
+                payload = piece[0]
+                marker = b"~{" if b"\0" in payload and self.has("BINARY") else b"{"
+                if plus:
+                    self._send(head + marker + b"%d+}\r\n" % len(payload))
+                    self._send(payload)
+                else:
+                    self._send(head + marker + b"%d}\r\n" % len(payload))
+                    go = self.read_response()
+                    if not go[0].startswith(b"+"):
+                        untagged: list[list[bytes]] = []
+                        while not go[0].startswith(tag + b" "):
+                            untagged.append(go)
+                            go = self.read_response()
+                        return self._reply(tag, go[0], untagged)
+                    self._send(payload)
+                head = b""
+            else:
+                head += piece
+        self._send(head + b"\r\n")
+        return self.wait(tag, operation)
+
+    # -- authentication ------------------------------------------------------------------------
+
+    def login(self, user: str, password: str) -> None:
+        if "LOGINDISABLED" in self.capabilities:
+            self.authenticate_plain(user, password, authzid="")
+            return
+        reply = self._auth_command([b"LOGIN ", self._arg(user), b" ", self._arg(password)], f"LOGIN {user}")
+        self._finish_auth(reply, f"LOGIN {user}")
+
+    def authenticate_plain(self, authcid: str, password: str, authzid: str) -> None:
+        """SASL PLAIN; with ``authzid`` a master user logs in as that user (Dovecot, Cyrus)."""
+        token = base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode())
+        operation = f"AUTHENTICATE PLAIN {authzid or authcid}" + (f" (as {authcid})" if authzid else "")
+        if "SASL-IR" in self.capabilities:
+            reply = self.command(b"AUTHENTICATE PLAIN " + token, operation)
+        else:
+            tag = self.next_tag()
+            self._send(tag + b" AUTHENTICATE PLAIN\r\n")
+            go = self.read_response()
+            if go[0].startswith(b"+"):
+                self._send(token + b"\r\n")
+                reply = self.wait(tag, operation)
+            else:
+                reply = self._reply(tag, go[0], [])
+        self._finish_auth(reply, operation)
+
+    def _arg(self, value: str) -> bytes | tuple[bytes]:
+        raw = value.encode("utf-8")
+        return (raw,) if needs_literal(raw) or b'"' in raw or b"\\" in raw else quote(raw)
+
+    def _auth_command(self, pieces: list[bytes | tuple[bytes]], operation: str) -> Reply:
+        return self.send_with_literals(pieces, operation)
+
+    def _finish_auth(self, reply: Reply, operation: str) -> None:
+        if reply.status != "OK":
+            raise AuthError(self.server, operation, reply.text, reply.code)
+        if reply.code == "CAPABILITY":
+            self.capabilities = set(reply.code_args.upper().split())
+        else:
+            self.refresh_capabilities()

@@ -1,0 +1,92 @@
+"""Plain value types shared by connectors, the engine and the state store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: System flags that IMAP APPEND accepts. ``\\Recent`` is session-only and never copied.
+SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+
+
+@dataclass(frozen=True, slots=True)
+class FolderInfo:
+    """One folder as the source lists it.
+
+    ``path`` is the folder's hierarchy as Unicode segments with the namespace prefix removed
+    (``("Archive", "2023")``); ``raw_name`` is the exact wire name to SELECT on the source.
+    """
+
+    raw_name: str
+    path: tuple[str, ...]
+    separator: str | None
+    special_use: str | None = None  # "\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", ...
+    selectable: bool = True
+
+    @property
+    def display(self) -> str:
+        return "/".join(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    """What tells whether a folder changed since the last pass."""
+
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    highestmodseq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """A source message before its body is fetched.
+
+    ``key`` identifies the message inside one folder and one UIDVALIDITY: the IMAP UID as
+    decimal text, the POP3 UIDL, or the Maildir base name. ``uid`` is numeric for IMAP (and a
+    position for POP3/Maildir) and only orders messages. ``internaldate`` is the IMAP
+    date-time string exactly as APPEND takes it (``"17-Jul-1996 02:44:25 -0700"``).
+    """
+
+    key: str
+    uid: int
+    size: int
+    flags: tuple[str, ...] = ()
+    internaldate: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    meta: MessageMeta
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FetchFailure:
+    """The source could not deliver this message; ``reason`` is the server's words or ours."""
+
+    meta: MessageMeta
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendItem:
+    body: bytes
+    flags: tuple[str, ...]
+    internaldate: str | None
+
+
+@dataclass(slots=True)
+class AppendOutcome:
+    """Result of appending one message: a target UID (None without UIDPLUS) or an error."""
+
+    uid: int | None = None
+    error: str | None = None
+    code: str | None = None
+    fatal_for_mailbox: bool = False
+
+
+@dataclass(slots=True)
+class FolderCounts:
+    messages: int = 0
+    bytes: int = 0
+    extra: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Read-only views over the state store: status and failure lists."""

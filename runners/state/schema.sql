@@ -1,0 +1,90 @@
+-- The state store: every run, mailbox, folder and message the engine has touched.
+-- Statuses of a message: pending (APPEND about to be sent: the intent), copied, skipped, failed.
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    id        INTEGER PRIMARY KEY,
+    wave      TEXT NOT NULL,
+    kind      TEXT NOT NULL,            -- full | delta
+    started   REAL NOT NULL,
+    ended     REAL,
+    status    TEXT NOT NULL,            -- running | ok | partial | failed | interrupted
+    pid       INTEGER,
+    host      TEXT,
+    workers   INTEGER,
+    summary   TEXT                      -- JSON, written at the end
+);
+
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id             INTEGER PRIMARY KEY,
+    source         TEXT NOT NULL UNIQUE,
+    target         TEXT NOT NULL,
+    wave           TEXT NOT NULL,
+    state          TEXT NOT NULL DEFAULT 'pending',   -- pending | running | ok | partial | failed
+    run_id         INTEGER,
+    owner          TEXT,                              -- host:pid of the runner holding it
+    heartbeat      REAL,
+    started        REAL,
+    updated        REAL,
+    messages_total INTEGER NOT NULL DEFAULT 0,
+    bytes_total    INTEGER NOT NULL DEFAULT 0,
+    messages_done  INTEGER NOT NULL DEFAULT 0,
+    bytes_done     INTEGER NOT NULL DEFAULT 0,
+    error          TEXT,
+    error_kind     TEXT
+);
+
+CREATE TABLE IF NOT EXISTS folders (
+    id                 INTEGER PRIMARY KEY,
+    mailbox_id         INTEGER NOT NULL REFERENCES mailboxes(id),
+    source_name        TEXT NOT NULL,
+    source_path        TEXT NOT NULL,
+    target_name        TEXT NOT NULL,
+    excluded           TEXT,
+    -- The source folder's state when the last complete pass began; NULL until one completed.
+    uidvalidity        INTEGER,
+    uidnext            INTEGER,
+    messages           INTEGER,
+    highestmodseq      INTEGER,
+    target_uidvalidity INTEGER,
+    error              TEXT,
+    updated            REAL,
+    UNIQUE (mailbox_id, source_name)
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    folder_id     INTEGER NOT NULL REFERENCES folders(id),
+    uidvalidity   INTEGER NOT NULL,
+    src_key       TEXT NOT NULL,
+    src_uid       INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    internaldate  TEXT,
+    flags         TEXT NOT NULL DEFAULT '',
+    sha256        BLOB,
+    target_name   TEXT,
+    target_uid    INTEGER,
+    status        TEXT NOT NULL,
+    reason        TEXT,
+    floor_uid     INTEGER,                 -- target UIDNEXT before the APPEND (pending only)
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    run_id        INTEGER,
+    updated       REAL,
+    PRIMARY KEY (folder_id, uidvalidity, src_key)
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS messages_status ON messages (status, folder_id);
+
+CREATE TABLE IF NOT EXISTS events (
+    id       INTEGER PRIMARY KEY,
+    ts       REAL NOT NULL,
+    run_id   INTEGER,
+    mailbox  TEXT,
+    folder   TEXT,
+    level    TEXT NOT NULL,             -- info | warning | error
+    kind     TEXT NOT NULL,
+    message  TEXT NOT NULL
+);

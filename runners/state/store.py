@@ -1,0 +1,367 @@
+"""SQLite state store. One connection per thread; every write is its own short transaction.
+
+Durability: WAL with ``synchronous=FULL``, so a committed ledger row survives ``kill -9`` and power
+loss; writes are batched per APPEND batch, which keeps the fsync cost per message small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from runners.model import FolderState
+
+SCHEMA_VERSION = "1"
+#: A runner that has not written for this long is presumed dead and its mailboxes may be taken over.
+LEASE_SECONDS = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    status: str
+    flags: str
+    target_uid: int | None
+    sha256: bytes | None
+    size: int
+    floor_uid: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRow:
+    id: int
+    source_name: str
+    target_name: str
+    excluded: str | None
+    state: FolderState | None
+    target_uidvalidity: int | None
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class StateStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        # executescript commits on its own, so it runs outside our transaction helper.
+        self._db().executescript(resources.files("runners.state").joinpath("schema.sql").read_text())
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=True)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        db = self._db()
+        db.row_factory = sqlite3.Row
+        try:
+            return list(db.execute(sql, params))
+        finally:
+            db.row_factory = None
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def start_run(self, wave: str, kind: str, workers: int) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO runs (wave, kind, started, status, pid, host, workers) VALUES (?,?,?,?,?,?,?)",
+                (wave, kind, time.time(), "running", os.getpid(), socket.gethostname(), workers),
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET ended = ?, status = ?, summary = ? WHERE id = ?",
+                (time.time(), status, json.dumps(summary, sort_keys=True), run_id),
+            )
+
+    def mark_dead_runs(self) -> None:
+        """Runs left 'running' by a process on this host that no longer exists were interrupted."""
+        host = socket.gethostname()
+        for row in self.query("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)):
+            if not _alive(int(row["pid"])):
+                with self.transaction() as db:
+                    db.execute("UPDATE runs SET status = 'interrupted' WHERE id = ?", (row["id"],))
+
+    # -- mailboxes -----------------------------------------------------------------------------
+
+    def upsert_mailbox(self, source: str, target: str, wave: str) -> int:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO mailboxes (source, target, wave) VALUES (?,?,?) "
+                "ON CONFLICT(source) DO UPDATE SET target = excluded.target, wave = excluded.wave",
+                (source, target, wave),
+            )
+            row = db.execute("SELECT id FROM mailboxes WHERE source = ?", (source,)).fetchone()
+            return int(row[0])
+
+    def claim_mailbox(self, mailbox_id: int, run_id: int) -> str | None:
+        """Take the mailbox for this process. Returns None, or who holds it when it's taken."""
+        me = owner_id()
+        now = time.time()
+        with self.transaction() as db:
+            owner, beat = db.execute(
+                "SELECT owner, heartbeat FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            if owner and owner != me and not _lease_expired(owner, beat, now):
+                return str(owner)
+            db.execute(
+                "UPDATE mailboxes SET owner = ?, heartbeat = ?, state = 'running', run_id = ?, started = ?, "
+                "updated = ?, error = NULL, error_kind = NULL WHERE id = ?",
+                (me, now, run_id, now, now, mailbox_id),
+            )
+        return None
+
+    def release_mailbox(
+        self, mailbox_id: int, state: str, error: str | None = None, error_kind: str | None = None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE mailboxes SET owner = NULL, state = ?, error = ?, error_kind = ?, updated = ? WHERE id = ?",
+                (state, error, error_kind, time.time(), mailbox_id),
+            )
+
+    def mailbox_progress(self, mailbox_id: int, total: tuple[int, int], done: tuple[int, int]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE mailboxes SET messages_total = ?, bytes_total = ?, messages_done = ?, bytes_done = ?, "
+                "heartbeat = ?, updated = ? WHERE id = ?",
+                (*total, *done, time.time(), time.time(), mailbox_id),
+            )
+
+    # -- folders -------------------------------------------------------------------------------
+
+    def folder(
+        self, mailbox_id: int, source_name: str, source_path: str, target_name: str, excluded: str | None
+    ) -> FolderRow:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO folders (mailbox_id, source_name, source_path, target_name, excluded, updated) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(mailbox_id, source_name) DO UPDATE SET "
+                "source_path = excluded.source_path, target_name = excluded.target_name, "
+                "excluded = excluded.excluded",
+                (mailbox_id, source_name, source_path, target_name, excluded, time.time()),
+            )
+            row = db.execute(
+                "SELECT id, source_name, target_name, excluded, uidvalidity, uidnext, messages, highestmodseq, "
+                "target_uidvalidity FROM folders WHERE mailbox_id = ? AND source_name = ?",
+                (mailbox_id, source_name),
+            ).fetchone()
+        state = None if row[4] is None else FolderState(row[4], row[5], row[6], row[7])
+        return FolderRow(row[0], row[1], row[2], row[3], state, row[8])
+
+    def folder_done(self, folder_id: int, state: FolderState, target_uidvalidity: int | None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE folders SET uidvalidity = ?, uidnext = ?, messages = ?, highestmodseq = ?, "
+                "target_uidvalidity = ?, error = NULL, updated = ? WHERE id = ?",
+                (
+                    state.uidvalidity,
+                    state.uidnext,
+                    state.messages,
+                    state.highestmodseq,
+                    target_uidvalidity,
+                    time.time(),
+                    folder_id,
+                ),
+            )
+
+    def folder_error(self, folder_id: int, error: str | None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE folders SET error = ?, updated = ? WHERE id = ?", (error, time.time(), folder_id)
+            )
+
+    def folder_needs_work(self, folder_id: int) -> bool:
+        """True when the ledger holds anything not finally copied (pending, failed, skipped)."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT 1 FROM messages WHERE folder_id = ? AND status != 'copied' LIMIT 1", (folder_id,)
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    # -- the ledger ----------------------------------------------------------------------------
+
+    def ledger(self, folder_id: int, uidvalidity: int) -> dict[str, LedgerEntry]:
+        rows = self._db().execute(
+            "SELECT src_key, status, flags, target_uid, sha256, size, floor_uid, reason FROM messages "
+            "WHERE folder_id = ? AND uidvalidity = ?",
+            (folder_id, uidvalidity),
+        )
+        return {r[0]: LedgerEntry(r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows}
+
+    def has_other_uidvalidity(self, folder_id: int, uidvalidity: int) -> bool:
+        row = (
+            self._db()
+            .execute(
+                "SELECT 1 FROM messages WHERE folder_id = ? AND uidvalidity != ? AND status = 'copied' LIMIT 1",
+                (folder_id, uidvalidity),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    def record_intents(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Rows: folder_id, uidvalidity, key, uid, size, internaldate, flags, sha256, target, floor, run."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
+                "sha256, target_name, floor_uid, run_id, status, attempts, updated) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',1,?) "
+                "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'pending', "
+                "sha256 = excluded.sha256, size = excluded.size, flags = excluded.flags, "
+                "target_name = excluded.target_name, floor_uid = excluded.floor_uid, reason = NULL, "
+                "run_id = excluded.run_id, attempts = messages.attempts + 1, updated = excluded.updated",
+                [(*r, now) for r in rows],
+            )
+
+    def record_results(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Rows: status, target_uid, reason, folder_id, uidvalidity, key (after record_intents)."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE messages SET status = ?, target_uid = ?, reason = ?, floor_uid = NULL, updated = ? "
+                "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
+                [(r[0], r[1], r[2], now, *r[3:]) for r in rows],
+            )
+
+    def record_unsent(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Messages never appended (skipped or failed before APPEND).
+
+        Rows: folder_id, uidvalidity, key, uid, size, internaldate, flags, status, reason, run.
+        """
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
+                "status, reason, run_id, attempts, updated) VALUES (?,?,?,?,?,?,?,?,?,?,1,?) "
+                "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = excluded.status, "
+                "reason = excluded.reason, size = excluded.size, run_id = excluded.run_id, "
+                "attempts = messages.attempts + 1, updated = excluded.updated",
+                [(*r, now) for r in rows],
+            )
+
+    def record_matched(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Messages found already on the target by content (no APPEND needed).
+
+        Rows: folder_id, uidvalidity, key, uid, size, internaldate, flags, sha256, target, target_uid, run.
+        """
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
+                "sha256, target_name, target_uid, run_id, status, reason, updated) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,'copied','found on the target by content',?) "
+                "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'copied', "
+                "target_uid = excluded.target_uid, target_name = excluded.target_name, "
+                "sha256 = excluded.sha256, reason = excluded.reason, floor_uid = NULL, updated = excluded.updated",
+                [(*r, now) for r in rows],
+            )
+
+    def forget_pending(self, folder_id: int, keys: Sequence[tuple[int, str]]) -> None:
+        """Drop intents whose APPEND never landed, so the message is copied again."""
+        with self.transaction() as db:
+            db.executemany(
+                "DELETE FROM messages WHERE folder_id = ? AND uidvalidity = ? AND src_key = ? AND status = 'pending'",
+                [(folder_id, v, k) for v, k in keys],
+            )
+
+    def update_flags(self, folder_id: int, uidvalidity: int, rows: Iterable[tuple[str, str]]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE messages SET flags = ?, updated = ? WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
+                [(flags, time.time(), folder_id, uidvalidity, key) for key, flags in rows],
+            )
+
+    def pending(self, folder_id: int) -> list[sqlite3.Row]:
+        return self.query(
+            "SELECT uidvalidity, src_key, sha256, target_name, floor_uid FROM messages "
+            "WHERE folder_id = ? AND status = 'pending'",
+            (folder_id,),
+        )
+
+    def mapped_target_uids(self, mailbox_id: int, target_name: str) -> set[int]:
+        rows = self._db().execute(
+            "SELECT m.target_uid FROM messages m JOIN folders f ON f.id = m.folder_id "
+            "WHERE f.mailbox_id = ? AND m.target_name = ? AND m.status = 'copied' AND m.target_uid IS NOT NULL",
+            (mailbox_id, target_name),
+        )
+        return {r[0] for r in rows}
+
+    # -- events --------------------------------------------------------------------------------
+
+    def event(
+        self,
+        run_id: int | None,
+        level: str,
+        kind: str,
+        message: str,
+        mailbox: str | None = None,
+        folder: str | None = None,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO events (ts, run_id, mailbox, folder, level, kind, message) VALUES (?,?,?,?,?,?,?)",
+                (time.time(), run_id, mailbox, folder, level, kind, message),
+            )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lease_expired(owner: str, heartbeat: float | None, now: float) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        return True
+    return heartbeat is None or now - heartbeat > LEASE_SECONDS
