@@ -1,0 +1,142 @@
+"""``load_plan``: read a plan TOML file (and its mailbox CSV) into a validated ``Plan``.
+
+Every problem raises ``PlanError(path, line, key, message)`` for the first thing wrong. Secrets
+are only referenced here, never read: a plan must load on a box that doesn't have them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+from runners.errors import PlanError
+from runners.plan.endpoint import ENDPOINT_KEYS, build_endpoint
+from runners.plan.locate import KeyLocator
+from runners.plan.mailboxes import MAILBOXES_KEYS, load_mailboxes
+from runners.plan.model import FolderRules, Plan
+from runners.plan.paths import resolve_path
+from runners.plan.tables import Document, Table
+
+PLAN_TABLES = ("source", "target", "mailboxes", "folders", "state", "run")
+FOLDERS_KEYS = ("rename", "exclude", "special")
+SPECIAL_USES = ("sent", "drafts", "trash", "junk", "archive")
+STATE_KEYS = ("dir",)
+RUN_KEYS = ("workers", "batch_messages", "batch_bytes")
+# The same defaults as the Plan dataclass; tests/test_plan.py checks they agree.
+DEFAULT_WORKERS = 4
+DEFAULT_BATCH_MESSAGES = 200
+DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
+
+#: Where a key belongs when it's written in the wrong table ("workers belongs in [run]").
+_ELSEWHERE: dict[str, str] = {
+    **dict.fromkeys(ENDPOINT_KEYS, "[source] or [target]"),
+    **dict.fromkeys(MAILBOXES_KEYS, "[mailboxes]"),
+    **dict.fromkeys(FOLDERS_KEYS, "[folders]"),
+    **dict.fromkeys(STATE_KEYS, "[state]"),
+    **dict.fromkeys(RUN_KEYS, "[run]"),
+}
+
+_AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+_AT_END = re.compile(r"\s*\(at end of document\)$")
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Load and validate the plan at ``path``. Raises ``PlanError`` naming file, line and key."""
+    shown = str(path)
+    plan_path = Path(path).expanduser()
+    text = _read_text(plan_path, shown)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(shown, text, exc) from None
+
+    # Not resolve(): a symlinked plan keeps its relative paths next to the link the operator sees.
+    base_dir = Path(os.path.abspath(plan_path)).parent
+    root = Table(Document(shown, KeyLocator(text)), (), data)
+    root.check_keys(PLAN_TABLES, _ELSEWHERE)
+
+    source = build_endpoint(_required_table(root, "source"), "source", base_dir, _ELSEWHERE)
+    target = build_endpoint(_required_table(root, "target"), "target", base_dir, _ELSEWHERE)
+    folders = _folders(root.table("folders"))
+    state_dir = _state_dir(root.table("state"), base_dir)
+    workers, batch_messages, batch_bytes = _run_settings(root.table("run"))
+    mailboxes = load_mailboxes(_required_table(root, "mailboxes"), base_dir, source, target, _ELSEWHERE)
+
+    return Plan(
+        path=base_dir / plan_path.name,
+        source=source,
+        target=target,
+        mailboxes=mailboxes,
+        folders=folders,
+        state_dir=state_dir,
+        workers=workers,
+        batch_messages=batch_messages,
+        batch_bytes=batch_bytes,
+    )
+
+
+def _read_text(plan_path: Path, shown: str) -> str:
+    try:
+        raw = plan_path.read_bytes()
+    except FileNotFoundError:
+        raise PlanError(shown, None, None, "plan file not found") from None
+    except OSError as exc:
+        raise PlanError(shown, None, None, f"plan file can't be read: {exc.strerror}") from None
+    try:
+        # utf-8-sig: editors on Windows like to add a BOM, which tomllib would reject.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PlanError(shown, line, None, "is not valid UTF-8") from None
+
+
+def _syntax_error(shown: str, text: str, exc: tomllib.TOMLDecodeError) -> PlanError:
+    """tomllib says "... (at line N, column M)"; keep its words and turn the position into a line."""
+    message = str(exc)
+    line: int | None = None
+    if match := _AT_LINE.search(message):
+        line = int(match.group(1))
+        message = f"{message[: match.start()]} (column {match.group(2)})"
+    elif match := _AT_END.search(message):
+        line = max(1, len(text.splitlines()))
+        message = f"{message[: match.start()]} (at end of file)"
+    return PlanError(shown, line, None, f"TOML syntax error: {message}")
+
+
+def _required_table(root: Table, name: str) -> Table:
+    table = root.table(name, required=True)
+    assert table is not None
+    return table
+
+
+def _folders(table: Table | None) -> FolderRules:
+    if table is None:
+        return FolderRules()
+    table.check_keys(FOLDERS_KEYS, _ELSEWHERE)
+    return FolderRules(
+        rename=table.string_map("rename"),
+        exclude=table.string_list("exclude"),
+        special=table.string_map("special", allowed_keys=SPECIAL_USES),
+    )
+
+
+def _state_dir(table: Table | None, base_dir: Path) -> Path:
+    if table is None:
+        return base_dir / ".cutover"
+    table.check_keys(STATE_KEYS, _ELSEWHERE)
+    value = table.string("dir")
+    return base_dir / ".cutover" if value is None else resolve_path(base_dir, value)
+
+
+def _run_settings(table: Table | None) -> tuple[int, int, int]:
+    """``[run]``: workers, batch_messages, batch_bytes (defaults match ``Plan``)."""
+    if table is None:
+        return DEFAULT_WORKERS, DEFAULT_BATCH_MESSAGES, DEFAULT_BATCH_BYTES
+    table.check_keys(RUN_KEYS, _ELSEWHERE)
+    return (
+        table.integer("workers", DEFAULT_WORKERS, low=1, high=64),
+        table.integer("batch_messages", DEFAULT_BATCH_MESSAGES, low=1, high=1000),
+        table.integer("batch_bytes", DEFAULT_BATCH_BYTES, low=1),
+    )
