@@ -1,0 +1,50 @@
+"""Shared fixtures: real, private Dovecot servers (see tests/servers/dovecot.py).
+
+``tests/`` has no ``__init__.py``, so pytest puts this directory on ``sys.path`` and the
+helpers import as ``servers.dovecot`` / ``servers.imapfill``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from servers.dovecot import DovecotServer, find_dovecot
+
+#: Users every source/target server has; the master user is ``admin`` (dovecot.MASTER_USER).
+USERS = {"alice": "alice-secret", "bob": "bob-secret"}
+
+DovecotFactory = Callable[..., DovecotServer]
+
+
+@pytest.fixture
+def dovecot_factory() -> Iterator[DovecotFactory]:
+    """``dovecot_factory(users=..., **DovecotServer options)`` starts a server; all stop at teardown."""
+    if find_dovecot() is None:
+        # A missing server must never turn the engine tests into silent skips.
+        pytest.fail("dovecot is not installed: run ./scripts/test (it installs everything)", pytrace=False)
+    servers: list[DovecotServer] = []
+
+    def start(users: dict[str, str] | None = None, **options: Any) -> DovecotServer:
+        server = DovecotServer(**options)
+        for name, password in (USERS if users is None else users).items():
+            server.add_user(name, password)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        # pytest shows captured teardown output only when the test failed: the log is there then.
+        print(f"--- dovecot log ({server.root}) ---\n{server.log_text()}")
+        server.stop()
+
+
+@pytest.fixture
+def source_dovecot(dovecot_factory: DovecotFactory) -> DovecotServer:
+    return dovecot_factory()
+
+
+@pytest.fixture
+def target_dovecot(dovecot_factory: DovecotFactory) -> DovecotServer:
+    return dovecot_factory()

@@ -1,0 +1,1 @@
+"""Real mail servers (private Dovecot instances) that the test suite starts and stops itself."""
