@@ -1,0 +1,408 @@
+"""Maildir++ source: reads a Dovecot or Courier maildir tree straight from the filesystem.
+
+Layout (both servers): the root's ``cur/new/tmp`` are INBOX, every folder is a directory
+``.Name.Sub`` directly under the root (separator ``.``). Dovecot writes non-ASCII names in
+modified UTF-7; Courier does too (and shows the folders as ``INBOX.Name.Sub``). ``FolderInfo.path``
+is always the hierarchy without any ``INBOX.`` prefix, ``raw_name`` the directory name (``INBOX``
+for the root). A ``.A.B`` without ``.A`` lists A as non-selectable, as IMAP does. Dovecot's
+``LAYOUT=fs`` and other non-Maildir++ layouts are not read.
+
+Identity and order:
+
+* ``MessageMeta.key`` is the file's base name (the part before ``:``). It never changes while the
+  message exists (flag changes only rename the ``:2,`` part), with or without a UID list.
+* ``uid`` only orders messages. When the folder has a UID list (``dovecot-uidlist``, or
+  ``courierimapuiddb`` for the Courier layout), listed files get their IMAP UID and unlisted ones
+  (delivered since the server last looked) follow from the list's next UID on, by base name.
+  Without a list, ``uid`` is the position in base-name order (base names start with the
+  delivery time).
+* ``uidvalidity`` is a stable CRC-32 of the folder path, never the UID list's: keys are base names,
+  which survive the server creating or rebuilding its UID list (Dovecot creates it at the first
+  IMAP/POP3 login), and a UIDVALIDITY that changed then would only force a needless full recopy.
+
+Flags come from the ``:2,<letters>`` info: D F P R S T map to \\Draft, \\Flagged, $Forwarded,
+\\Answered, \\Seen, \\Deleted; ``a``-``z`` are Dovecot keywords named by the folder's
+``dovecot-keywords`` file (letters are ignored when the file is missing, and for the Courier
+layout, whose ``courierimapkeywords/`` store is not read). Files in ``new/`` carry no info: unseen.
+
+Change detection (``folder_states``) is one scandir of ``cur`` + ``new``: ``messages`` is the file
+count and ``uidnext`` the UID list's next UID (else count + 1). It notices deliveries and expunges
+but not flag changes, nor an expunge plus a delivery between two passes in a folder without a UID
+list; relist when that matters. INTERNALDATE is the file's mtime (Dovecot's own convention), in
+UTC.
+
+Bodies are returned as an IMAP server would serve this Maildir: byte for byte, except that bare
+LF line endings (how Dovecot and Courier store mail) become CRLF, as RFC 5322 and IMAP require.
+Without that, what we copy would differ from what the same server shows its users over IMAP, and
+the engine's SHA-256 matching against the target (which serves CRLF) could never match.
+``MessageMeta.size`` is therefore the CRLF size: the ``,W=`` field when present.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+from imapclient import imap_utf7
+
+from runners.errors import CommandError, ConnectError
+from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
+
+MaildirLayout = Literal["dovecot", "courier"]
+
+INBOX = "INBOX"
+_SEPARATOR = "."
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_SYSTEM_LETTERS = {
+    "D": "\\Draft",
+    "F": "\\Flagged",
+    "P": "$Forwarded",
+    "R": "\\Answered",
+    "S": "\\Seen",
+    "T": "\\Deleted",
+}
+_UIDLIST_FILE: dict[str, str] = {"dovecot": "dovecot-uidlist", "courier": "courierimapuiddb"}
+_KEYWORDS_FILE = "dovecot-keywords"
+
+
+class UidList(NamedTuple):
+    """What a ``dovecot-uidlist`` (v3) or ``courierimapuiddb`` (v1) file says."""
+
+    uidvalidity: int
+    nextuid: int
+    uids: dict[str, int]  # base name -> UID
+
+
+class _File(NamedTuple):
+    path: str
+    stored_size: int  # ",S=" from the name, -1 without it
+
+
+def open_maildir_source(root: Path, layout: MaildirLayout = "dovecot") -> MaildirSource:
+    """Open the maildir at ``root``; raises ConnectError when it isn't a readable maildir."""
+    if layout not in _UIDLIST_FILE:
+        raise ValueError(f"unknown maildir layout {layout!r}")
+    server = f"maildir:{root}"
+    try:
+        if not os.path.isdir(os.path.join(root, "cur")):
+            os.stat(root)  # raises the precise error when the root itself is missing
+            raise NotADirectoryError(f"{root} has no cur/ directory: not a maildir")
+    except OSError as exc:
+        raise ConnectError(server, "open", str(exc)) from None
+    return MaildirSource(root, layout)
+
+
+class MaildirSource:
+    """A :class:`runners.connectors.base.SourceSession` over a Maildir++ tree. Never writes to it."""
+
+    def __init__(self, root: Path, layout: MaildirLayout) -> None:
+        self.root = str(root)
+        self.layout = layout
+        self.server = f"maildir:{root}"
+        # raw_name -> key -> file, from the last listing; lets fetch open files without a scan.
+        self._files: dict[str, dict[str, _File]] = {}
+
+    # -- folders ---------------------------------------------------------------------------
+
+    def list_folders(self) -> list[FolderInfo]:
+        try:
+            with os.scandir(self.root) as it:
+                names = [e.name for e in it if e.name.startswith(_SEPARATOR) and _is_maildir(e.path)]
+        except OSError as exc:
+            raise CommandError(self.server, "list folders", str(exc)) from None
+        found: dict[tuple[str, ...], FolderInfo] = {}
+        for raw_name in names:
+            raw_parts = raw_name[1:].split(_SEPARATOR)
+            if not all(raw_parts):
+                continue  # ".", "..x" and the like are not folders
+            path = tuple(_decode_name(p) for p in raw_parts)
+            found[path] = FolderInfo(raw_name, path, _SEPARATOR)
+        # A ".A.B" without ".A": list A as a non-selectable parent, as IMAP would.
+        for path, info in list(found.items()):
+            raw_parts = info.raw_name[1:].split(_SEPARATOR)
+            for depth in range(1, len(path)):
+                parent = path[:depth]
+                if parent not in found:
+                    raw = _SEPARATOR + _SEPARATOR.join(raw_parts[:depth])
+                    found[parent] = FolderInfo(raw, parent, _SEPARATOR, selectable=False)
+        inbox = FolderInfo(INBOX, (INBOX,), _SEPARATOR)
+        return [inbox, *(found[p] for p in sorted(found))]
+
+    def folder_states(self, folders: Sequence[FolderInfo]) -> dict[str, FolderState | Exception]:
+        states: dict[str, FolderState | Exception] = {}
+        for folder in folders:
+            try:
+                states[folder.raw_name] = self._state(folder)
+            except CommandError as exc:
+                states[folder.raw_name] = exc
+        return states
+
+    def _state(self, folder: FolderInfo) -> FolderState:
+        fdir = self._dir(folder)
+        count = 0
+        for sub in ("cur", "new"):
+            try:
+                with os.scandir(os.path.join(fdir, sub)) as it:
+                    count += sum(1 for e in it if not e.name.startswith("."))
+            except OSError as exc:
+                raise self._list_error(folder, exc) from None
+        uidlist = self._read_uidlist(fdir, header_only=True)
+        uidnext = uidlist.nextuid if uidlist is not None else count + 1
+        return FolderState(_folder_uidvalidity(folder), uidnext, count)
+
+    # -- messages --------------------------------------------------------------------------
+
+    def list_messages(self, folder: FolderInfo) -> tuple[FolderState, list[MessageMeta]]:
+        fdir = self._dir(folder)
+        entries = self._scan(folder, fdir)
+        uidlist = self._read_uidlist(fdir, header_only=False)
+        keywords = _read_keywords(fdir) if self.layout == "dovecot" else {}
+        ordered = _order(entries, uidlist)
+
+        flag_cache: dict[str, tuple[str, ...]] = {}
+        files: dict[str, _File] = {}
+        metas: list[MessageMeta] = []
+        for uid, base, entry in ordered:
+            name = entry.name
+            info = name[len(base) + 1 :]
+            flags = flag_cache.get(info)
+            if flags is None:
+                flags = flag_cache[info] = _flags(info, keywords)
+            stored = _stored_size(base)
+            virtual = _size_field(base, ",W=")
+            try:
+                st = entry.stat()
+            except OSError:
+                # Dangling link and the like: list it anyway so fetch reports the OS's words.
+                size, internaldate = max(stored, 0), None
+            else:
+                size = virtual if virtual >= 0 else (stored if stored >= 0 else st.st_size)
+                internaldate = imap_utc_date(st.st_mtime)
+            files[base] = _File(entry.path, stored)
+            metas.append(MessageMeta(base, uid, size, flags, internaldate))
+        self._files[folder.raw_name] = files
+
+        uidnext = uidlist.nextuid if uidlist is not None else len(metas) + 1
+        return FolderState(_folder_uidvalidity(folder), uidnext, len(metas)), metas
+
+    def fetch(
+        self, folder: FolderInfo, metas: Sequence[MessageMeta]
+    ) -> Iterator[FetchedMessage | FetchFailure]:
+        files = self._files.get(folder.raw_name)
+        scan_error = ""
+        rescanned = files is None
+        if files is None:
+            files, scan_error = self._rescan(folder)
+        for meta in metas:
+            outcome, vanished = _read(meta, files.get(meta.key), folder, scan_error)
+            if vanished and not rescanned:
+                # Renamed (flags changed) or expunged since the listing: look again, once per call.
+                files, scan_error = self._rescan(folder)
+                rescanned = True
+                outcome, _ = _read(meta, files.get(meta.key), folder, scan_error)
+            yield outcome
+
+    def close(self) -> None:
+        self._files.clear()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _dir(self, folder: FolderInfo) -> str:
+        if folder.raw_name == INBOX:
+            return self.root
+        return os.path.join(self.root, folder.raw_name)
+
+    def _list_error(self, folder: FolderInfo, exc: OSError) -> CommandError:
+        return CommandError(self.server, f"list {folder.raw_name}", str(exc))
+
+    def _scan(self, folder: FolderInfo, fdir: str) -> list[os.DirEntry[str]]:
+        entries: list[os.DirEntry[str]] = []
+        for sub in ("cur", "new"):
+            try:
+                with os.scandir(os.path.join(fdir, sub)) as it:
+                    entries.extend(e for e in it if not e.name.startswith("."))
+            except OSError as exc:
+                raise self._list_error(folder, exc) from None
+        return entries
+
+    def _rescan(self, folder: FolderInfo) -> tuple[dict[str, _File], str]:
+        """Names only (no stat): enough to find files again. Returns the error text on failure."""
+        try:
+            entries = self._scan(folder, self._dir(folder))
+        except CommandError as exc:
+            return {}, exc.server_text
+        files: dict[str, _File] = {}
+        for e in entries:
+            base = e.name.partition(":")[0]
+            files[base] = _File(e.path, _stored_size(base))
+        self._files[folder.raw_name] = files
+        return files, ""
+
+    def _read_uidlist(self, fdir: str, *, header_only: bool) -> UidList | None:
+        path = os.path.join(fdir, _UIDLIST_FILE[self.layout])
+        try:
+            with open(path, "rb") as fh:
+                data = fh.readline() if header_only else fh.read()
+        except OSError:
+            return None  # no list (or unreadable): fall back to base-name order
+        return parse_uidlist(data)
+
+
+def parse_uidlist(data: bytes) -> UidList | None:
+    """Parse a Dovecot v3 (``3 V<uidv> N<next> ...`` / ``<uid> [ext ...] :<file>``) or v1
+    (``1 <uidv> <next>`` / ``<uid> <file>``, Courier's format) UID list. None when unrecognised."""
+    lines = data.decode("utf-8", "surrogateescape").splitlines()
+    if not lines:
+        return None
+    head = lines[0].split()
+    try:
+        if head[0] == "3":
+            fields = {f[0]: f[1:] for f in head[1:] if f}
+            uidvalidity, nextuid = int(fields["V"]), int(fields["N"])
+        elif head[0] == "1" and len(head) >= 3:
+            uidvalidity, nextuid = int(head[1]), int(head[2])
+        else:
+            return None
+    except (KeyError, ValueError, IndexError):
+        return None
+    v3 = head[0] == "3"
+    uids: dict[str, int] = {}
+    for line in lines[1:]:
+        uid_text, _, rest = line.partition(" ")
+        if not uid_text.isdigit():
+            continue
+        if v3:  # extension fields, then ":" and the last known file name
+            if rest.startswith(":"):
+                rest = rest[1:]
+            else:
+                cut = rest.find(" :")
+                if cut < 0:
+                    continue
+                rest = rest[cut + 2 :]
+        uids[rest.partition(":")[0]] = int(uid_text)
+    return UidList(uidvalidity, nextuid, uids)
+
+
+def imap_utc_date(timestamp: float) -> str:
+    """IMAP date-time in UTC with English month names, whatever the locale."""
+    t = time.gmtime(timestamp)
+    return (
+        f"{t.tm_mday:02d}-{_MONTHS[t.tm_mon - 1]}-{t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    )
+
+
+def _read(
+    meta: MessageMeta, file: _File | None, folder: FolderInfo, scan_error: str
+) -> tuple[FetchedMessage | FetchFailure, bool]:
+    """Read one message. The flag says the file wasn't found (worth one rescan)."""
+    if file is None:
+        return FetchFailure(meta, scan_error or f"{meta.key} is no longer in {folder.raw_name}"), True
+    try:
+        with open(file.path, "rb") as fh:
+            body = fh.read()
+    except FileNotFoundError as exc:
+        return FetchFailure(meta, str(exc)), True
+    except OSError as exc:
+        return FetchFailure(meta, str(exc)), False
+    if 0 <= file.stored_size != len(body):
+        reason = (
+            f"size mismatch: file name says S={file.stored_size}, file has {len(body)} bytes ({file.path})"
+        )
+        return FetchFailure(meta, reason), False
+    return FetchedMessage(meta, to_crlf(body)), False
+
+
+def to_crlf(body: bytes) -> bytes:
+    """Bare LF → CRLF, leaving existing CRLF alone (both steps run in C)."""
+    if body.count(b"\n") == body.count(b"\r\n"):
+        return body
+    return body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _is_maildir(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, "cur"))
+
+
+def _decode_name(raw: str) -> str:
+    """One name segment: modified UTF-7 when ASCII; a UTF-8 directory name is taken as it is."""
+    if not raw.isascii() or "&" not in raw:
+        return raw
+    try:
+        return str(imap_utf7.decode(raw.encode("ascii")))
+    except (ValueError, UnicodeError):
+        return raw  # not valid modified UTF-7: show the name as stored
+
+
+def _folder_uidvalidity(folder: FolderInfo) -> int:
+    # Stable for the folder's path; never 0, which IMAP reserves.
+    return zlib.crc32("/".join(folder.path).encode("utf-8")) or 1
+
+
+def _read_keywords(fdir: str) -> dict[str, str]:
+    """Letter -> keyword from ``dovecot-keywords`` (``0 $Junk`` means ``a`` = $Junk)."""
+    try:
+        with open(os.path.join(fdir, _KEYWORDS_FILE), encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return {}
+    keywords: dict[str, str] = {}
+    for line in lines:
+        index, _, name = line.partition(" ")
+        if index.isdigit() and int(index) < 26 and name:
+            keywords[chr(ord("a") + int(index))] = name
+    return keywords
+
+
+def _flags(info: str, keywords: dict[str, str]) -> tuple[str, ...]:
+    """Flags from the info after ``:`` (``2,FSa``; Dovecot may append ``,<extra>``)."""
+    if not info.startswith("2,"):
+        return ()
+    letters = info[2:].partition(",")[0]
+    flags: dict[str, None] = {}
+    for letter in letters:
+        flag = _SYSTEM_LETTERS.get(letter) or keywords.get(letter)
+        if flag is not None:
+            flags[flag] = None
+    return tuple(flags)
+
+
+def _stored_size(base: str) -> int:
+    """The ``,S=<size>`` field of a base name (bytes in the file), -1 when absent or malformed."""
+    return _size_field(base, ",S=")
+
+
+def _size_field(base: str, marker: str) -> int:
+    """A ``,S=`` or ``,W=`` (size with CRLF line endings) field, -1 when absent or malformed."""
+    start = base.find(marker)
+    if start < 0:
+        return -1
+    digits = base[start + len(marker) :].partition(",")[0]
+    return int(digits) if digits.isdigit() else -1
+
+
+def _order(
+    entries: list[os.DirEntry[str]], uidlist: UidList | None
+) -> list[tuple[int, str, os.DirEntry[str]]]:
+    """(uid, base name, entry) in UID order; see the module docstring for how UIDs are chosen."""
+    by_base: list[tuple[str, os.DirEntry[str]]] = []
+    for base, e in sorted(((e.name.partition(":")[0], e) for e in entries), key=lambda be: be[0]):
+        if not by_base or by_base[-1][0] != base:  # same base in cur/ and new/ (a move in flight): once
+            by_base.append((base, e))
+    if uidlist is None:
+        return [(i, base, e) for i, (base, e) in enumerate(by_base, 1)]
+    known: list[tuple[int, str, os.DirEntry[str]]] = []
+    unknown: list[tuple[str, os.DirEntry[str]]] = []
+    for base, e in by_base:
+        uid = uidlist.uids.get(base)
+        if uid is None:
+            unknown.append((base, e))
+        else:
+            known.append((uid, base, e))
+    known.sort(key=lambda r: r[0])
+    first_new = max(uidlist.nextuid, known[-1][0] + 1 if known else 1)
+    return known + [(first_new + i, base, e) for i, (base, e) in enumerate(unknown)]
