@@ -60,6 +60,21 @@ class ConnectionLost(ProtocolError):
     retryable = True
 
 
+class FetchConnectionLost(ConnectionLost):
+    """The connection dropped while the source was sending message bodies.
+
+    Some servers (Dovecot among them) disconnect when a message can't be read, so a drop here may
+    be that message's fault: ``uids`` are the messages not yet delivered; ``single`` says only one
+    was asked for, making it the culprit.
+    """
+
+    def __init__(self, lost: ConnectionLost, folder: str, uids: list[int], single: bool) -> None:
+        super().__init__(lost.server, lost.operation, lost.server_text, lost.code)
+        self.folder = folder
+        self.uids = uids
+        self.single = single
+
+
 class AuthError(ProtocolError):
     """Login refused. Not retryable: the credentials or the master-user setup are wrong."""
 

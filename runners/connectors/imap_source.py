@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from runners.connectors.imap_common import list_folders, namespace, select_state, statuses
+from runners.errors import ConnectionLost, FetchConnectionLost
 from runners.folders import source_path
 from runners.imap.parse import compress_uids, fetch_meta
 from runners.imap.wire import ImapConnection
@@ -22,6 +23,8 @@ class ImapSource:
         self.server = conn.server
         self.prefix, self.separator = namespace(conn)
         self._selected: str | None = None
+        #: UIDs to fetch one at a time: after a drop mid-FETCH, this finds the message at fault.
+        self.fetch_singly: set[int] = set()
 
     def list_folders(self) -> list[FolderInfo]:
         out: list[FolderInfo] = []
@@ -76,6 +79,12 @@ class ImapSource:
         batch: list[MessageMeta] = []
         batch_bytes = 0
         for meta in metas:
+            if meta.uid in self.fetch_singly:
+                if batch:
+                    yield from self._fetch_batch(folder, batch)
+                    batch, batch_bytes = [], 0
+                yield self._fetch_one(folder, meta)
+                continue
             batch.append(meta)
             batch_bytes += max(meta.size, 0)
             if batch_bytes >= FETCH_BATCH_BYTES or len(batch) >= FETCH_BATCH_MESSAGES:
@@ -88,27 +97,31 @@ class ImapSource:
         self, folder: FolderInfo, batch: list[MessageMeta]
     ) -> Iterator[FetchedMessage | FetchFailure]:
         wanted = {m.uid: m for m in batch}
-        tag = self.conn.send_command(b"UID FETCH " + compress_uids(wanted) + b" (UID BODY.PEEK[])")
-        for parts in self.conn.responses(tag):
-            if parts[0].startswith(tag):
-                break
-            if len(parts) < 2 or b" FETCH " not in parts[0]:
-                continue
-            uid = _uid_of(parts)
-            meta = wanted.pop(uid, None) if uid is not None else None
-            if meta is None:
-                continue
-            yield _checked(meta, parts[1])
-        if not wanted:
-            return
+        try:
+            tag = self.conn.send_command(b"UID FETCH " + compress_uids(wanted) + b" (UID BODY.PEEK[])")
+            for parts in self.conn.responses(tag):
+                if parts[0].startswith(tag):
+                    break
+                if len(parts) < 2 or b" FETCH " not in parts[0]:
+                    continue
+                uid = _uid_of(parts)
+                meta = wanted.pop(uid, None) if uid is not None else None
+                if meta is None:
+                    continue
+                yield _checked(meta, parts[1])
+        except ConnectionLost as exc:
+            raise FetchConnectionLost(exc, folder.raw_name, sorted(wanted), single=len(batch) == 1) from None
         # Some messages were not delivered in the batch: ask for each alone to get its own answer.
         for meta in list(wanted.values()):
             yield self._fetch_one(folder, meta)
 
     def _fetch_one(self, folder: FolderInfo, meta: MessageMeta) -> FetchedMessage | FetchFailure:
-        reply = self.conn.command(
-            b"UID FETCH %d (UID BODY.PEEK[])" % meta.uid, f"UID FETCH {folder.raw_name} {meta.uid}"
-        )
+        try:
+            reply = self.conn.command(
+                b"UID FETCH %d (UID BODY.PEEK[])" % meta.uid, f"UID FETCH {folder.raw_name} {meta.uid}"
+            )
+        except ConnectionLost as exc:
+            raise FetchConnectionLost(exc, folder.raw_name, [meta.uid], single=True) from None
         for parts in reply.untagged:
             if len(parts) >= 2 and b" FETCH " in parts[0] and _uid_of(parts) == meta.uid:
                 return _checked(meta, parts[1])

@@ -37,7 +37,7 @@ class ImapTarget:
         found: dict[str, str] = {}
         for wire, sep, attrs in self._listing():
             for attr in attrs:
-                use = attr.capitalize() if attr.startswith("\\") else None
+                use = "\\" + attr[1:].capitalize() if attr.startswith("\\") else None
                 if use in {"\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"} and use not in found:
                     found[use] = "/".join(source_path(wire, sep, self.prefix))
         return found
@@ -164,7 +164,7 @@ def _flag_text(flags: tuple[str, ...]) -> bytes:
     keep: list[str] = []
     for flag in flags:
         if flag.startswith("\\"):
-            proper = flag.capitalize()
+            proper = "\\" + flag[1:].capitalize()
             if proper in SYSTEM_FLAGS:
                 keep.append(proper)
         elif flag and all(33 <= ord(c) < 127 and c not in '(){%*"\\]' for c in flag):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
+from runners.connectors.imap_source import ImapSource
 from runners.engine.pipeline import CopyContext, CopyCounters, MailboxFatal, copy_folder
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
 from runners.engine.sessions import ConnectionCaps, capped, open_source, open_target
@@ -18,6 +19,7 @@ from runners.errors import (
     CommandError,
     ConnectError,
     ConnectionLost,
+    FetchConnectionLost,
     MigrationError,
     ProtocolError,
 )
@@ -66,6 +68,10 @@ class MailboxJob:
         self.sleep = sleep
         self.stop = stop or threading.Event()
         self.sessions = Sessions()
+        # Crash isolation across reconnects within one folder (see _retrying).
+        self._fetch_singly: set[int] = set()
+        self._poisoned: set[int] = set()
+        self._fetching: tuple[int, int, dict[int, MessageMeta]] | None = None
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -91,24 +97,70 @@ class MailboxJob:
         self.sessions = Sessions()
 
     def _retrying(self, what: str, action: Callable[[], None]) -> None:
-        """Run ``action``, reconnecting with backoff on dropped connections and 'try later' answers."""
-        for attempt in range(MAX_ATTEMPTS):
+        """Run ``action``, reconnecting with backoff on dropped connections and 'try later' answers.
+
+        A drop while the source sends bodies narrows down instead of counting as a failed attempt:
+        the undelivered messages are fetched one by one next time, and a message that drops the
+        connection on its own is recorded as failed (the run goes on without it).
+        """
+        failures = 0
+        while True:
             try:
                 action()
                 return
-            except (ConnectionLost, ConnectError) as exc:
+            except FetchConnectionLost as exc:
                 problem: ProtocolError = exc
+                progress = self._narrow_down(exc)
+            except (ConnectionLost, ConnectError) as exc:
+                problem, progress = exc, False
             except CommandError as exc:
                 if not exc.retryable:
                     raise
-                problem = exc
+                problem, progress = exc, False
             self._drop_sessions()
-            if attempt + 1 == MAX_ATTEMPTS:
-                raise problem
-            delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+            if not progress:
+                failures += 1
+                if failures == MAX_ATTEMPTS:
+                    raise problem
+            delay = BACKOFF[min(failures, len(BACKOFF) - 1)] if not progress else 0.0
             self.stats.reconnects += 1
             self._event("warning", "reconnect", f"{what}: {problem}; reconnecting in {delay:.0f} s")
             self.sleep(delay)
+
+    def _narrow_down(self, exc: FetchConnectionLost) -> bool:
+        """True when the drop identified a culprit (progress), False when it only narrowed the search."""
+        if not exc.single:
+            self._fetch_singly.update(exc.uids)
+            return bool(exc.uids)
+        uid = exc.uids[0]
+        context = self._fetching
+        if context is None or uid in self._poisoned:
+            return False
+        folder_id, uidvalidity, metas = context
+        meta = metas.get(uid)
+        if meta is None:
+            return False
+        self._poisoned.add(uid)
+        reason = f"the source closed the connection while sending this message ({exc.operation}: {exc.server_text})"
+        self.store.record_unsent(
+            [
+                (
+                    folder_id,
+                    uidvalidity,
+                    meta.key,
+                    meta.uid,
+                    meta.size,
+                    meta.internaldate,
+                    " ".join(meta.flags),
+                    "failed",
+                    reason,
+                    self.run_id,
+                )
+            ]
+        )
+        self.stats.failed += 1
+        self._event("error", "message-failed", f"UID {uid}: {reason}", folder=exc.folder)
+        return True
 
     def _event(self, level: str, kind: str, message: str, folder: str | None = None) -> None:
         getattr(log, level if level != "warning" else "warning")("%s: %s", self.entry.source, message)
@@ -172,15 +224,28 @@ class MailboxJob:
                 continue
             for note in mapping.notes:
                 self._event("warning", "folder-renamed", note, folder=mapping.source.display)
-            for wire in [
-                *parents_of(mapping.target_wire, target.separator, target.prefix),
-                mapping.target_wire,
-            ]:
-                if wire not in existing and wire.upper() != "INBOX":
-                    target.create_folder(wire)
-                    existing.add(wire)
-                    self.stats.folders_created += 1
+            self._create(target, mapping.target_wire, existing)
         return mappings
+
+    def _create(self, target: TargetSession, wire: str, existing: set[str]) -> None:
+        """Create a folder as the source has it; parents only if the server insists on them.
+
+        Creating parents up front would turn the source's \\Noselect placeholders into real,
+        empty folders on the target.
+        """
+        if wire in existing or wire.upper() == "INBOX":
+            return
+        try:
+            target.create_folder(wire)
+        except CommandError:
+            for parent in parents_of(wire, target.separator, target.prefix):
+                if parent not in existing:
+                    target.create_folder(parent)
+                    existing.add(parent)
+                    self.stats.folders_created += 1
+            target.create_folder(wire)
+        existing.add(wire)
+        self.stats.folders_created += 1
 
     def _sync_folder_guarded(
         self, mapping: FolderMapping, hint: FolderState | Exception | None, report: FolderReport
@@ -195,6 +260,7 @@ class MailboxJob:
         if mapping.excluded is not None:
             return
         try:
+            self._fetch_singly, self._poisoned, self._fetching = set(), set(), None
             self._retrying(
                 f"folder {mapping.source.display}",
                 lambda: self._sync_folder(mapping, row.id, row.state, hint, report),
@@ -238,7 +304,8 @@ class MailboxJob:
         state, metas = source.list_messages(mapping.source)
         ledger = self.store.ledger(folder_id, state.uidvalidity)
         prematched = None
-        if not ledger and self.store.has_other_uidvalidity(folder_id, state.uidvalidity):
+        uidvalidity_changed = self.store.supersede_other_uidvalidity(folder_id, state.uidvalidity)
+        if uidvalidity_changed:
             self._event(
                 "warning",
                 "uidvalidity",
@@ -248,6 +315,8 @@ class MailboxJob:
             prematched = unclaimed_digests(self.store, target, self.mailbox_id, mapping.target_wire, 1)
         todo, skipped, flag_changes = self._triage(mapping.source, metas, ledger)
         present = len(metas) - len(todo) - len(skipped)
+        # Messages that dropped the connection earlier in this run stay failed until the next run.
+        todo = [m for m in todo if m.uid not in self._poisoned]
         self._contribute(report, len(metas), sum(m.size for m in metas if m.size > 0), present)
         if skipped:
             self.store.record_unsent(
@@ -309,24 +378,30 @@ class MailboxJob:
                 (self.stats.copied + self.stats.duplicates_avoided, self.stats.bytes_copied),
             )
 
+        self._fetching = (folder_id, state.uidvalidity, {m.uid: m for m in todo})
+        if isinstance(source, ImapSource):
+            source.fetch_singly = self._fetch_singly
         try:
             copy_folder(ctx, todo, counters, on_batch)
         finally:
             on_batch()
             report.copied += counters.copied
-            report.failed += counters.failed
         failed_now = self.store.query(
             "SELECT src_uid, reason FROM messages WHERE folder_id = ? AND uidvalidity = ? AND status = 'failed' "
             "AND run_id = ?",
             (folder_id, state.uidvalidity, self.run_id),
         )
+        report.failed = len(failed_now)
         for row in failed_now:
-            self._event(
-                "error",
-                "message-failed",
-                f"UID {row['src_uid']}: {row['reason']}",
-                folder=mapping.source.display,
-            )
+            if row["src_uid"] not in self._poisoned:  # those were reported when they happened
+                self._event(
+                    "error",
+                    "message-failed",
+                    f"UID {row['src_uid']}: {row['reason']}",
+                    folder=mapping.source.display,
+                )
+        if uidvalidity_changed:
+            self.store.drop_superseded(folder_id)
         self.store.folder_done(folder_id, state, None)
 
     def _contribute(self, report: FolderReport, messages: int, size: int, present: int) -> None:

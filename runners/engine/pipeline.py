@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
+from runners.engine import faults
 from runners.errors import CommandError
 from runners.model import AppendItem, FetchedMessage, FetchFailure, FolderInfo, MessageMeta
 from runners.state.store import StateStore
@@ -172,6 +173,8 @@ def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCount
         else:
             send.append((message, digest))
     if matched:
+        # The target copy may carry older flags than the source has now.
+        ctx.target.set_flags(ctx.target_wire, [(int(m[9]), tuple(str(m[6]).split())) for m in matched])  # type: ignore[call-overload]
         store.record_matched(matched)
         counters.matched += len(matched)
     if not send:
@@ -195,6 +198,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCount
     outcomes = ctx.target.append(
         ctx.target_wire, [AppendItem(m.body, m.meta.flags, m.meta.internaldate) for m, _ in send]
     )
+    faults.after_append()
     results: list[tuple[object, ...]] = []
     fatal: str | None = None
     fatal_code: str | None = None

@@ -1,5 +1,6 @@
 -- The state store: every run, mailbox, folder and message the engine has touched.
--- Statuses of a message: pending (APPEND about to be sent: the intent), copied, skipped, failed.
+-- Statuses of a message: pending (APPEND about to be sent: the intent), copied, skipped, failed,
+-- superseded (from an older UIDVALIDITY, kept until a pass under the new one completes).
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,

@@ -217,7 +217,8 @@ class StateStore:
         row = (
             self._db()
             .execute(
-                "SELECT 1 FROM messages WHERE folder_id = ? AND status != 'copied' LIMIT 1", (folder_id,)
+                "SELECT 1 FROM messages WHERE folder_id = ? AND status IN ('pending', 'failed', 'skipped') LIMIT 1",
+                (folder_id,),
             )
             .fetchone()
         )
@@ -233,16 +234,27 @@ class StateStore:
         )
         return {r[0]: LedgerEntry(r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows}
 
-    def has_other_uidvalidity(self, folder_id: int, uidvalidity: int) -> bool:
-        row = (
-            self._db()
-            .execute(
-                "SELECT 1 FROM messages WHERE folder_id = ? AND uidvalidity != ? AND status = 'copied' LIMIT 1",
+    def supersede_other_uidvalidity(self, folder_id: int, uidvalidity: int) -> bool:
+        """Void the claims of rows from an older UIDVALIDITY; True if any such rows exist.
+
+        They stay (as 'superseded') until a pass under the new UIDVALIDITY completes, so that a
+        crash in between still knows to match by content.
+        """
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE messages SET status = 'superseded' WHERE folder_id = ? AND uidvalidity != ? "
+                "AND status != 'superseded'",
                 (folder_id, uidvalidity),
             )
-            .fetchone()
-        )
+            row = db.execute(
+                "SELECT 1 FROM messages WHERE folder_id = ? AND uidvalidity != ? LIMIT 1",
+                (folder_id, uidvalidity),
+            ).fetchone()
         return row is not None
+
+    def drop_superseded(self, folder_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM messages WHERE folder_id = ? AND status = 'superseded'", (folder_id,))
 
     def record_intents(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Rows: folder_id, uidvalidity, key, uid, size, internaldate, flags, sha256, target, floor, run."""

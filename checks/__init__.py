@@ -1,0 +1,1 @@
+"""Readiness checks (see issue: readiness checker). Never imports Textual or cockpit."""

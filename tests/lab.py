@@ -1,0 +1,159 @@
+"""A migration lab for engine tests: a plan pointing at real Dovecot servers, and ``cutover`` runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from servers import imapfill
+from servers.dovecot import DovecotServer
+
+CUTOVER = [sys.executable, "-m", "cockpit.cli"]
+
+
+@dataclass
+class Lab:
+    source: DovecotServer
+    target: DovecotServer
+    root: Path
+    plan: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["SRC_MASTER_PW"] = self.source.master_password
+        env["DST_MASTER_PW"] = self.target.master_password
+        return env
+
+    def cutover(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI in a subprocess, as an operator would."""
+        return subprocess.run(
+            [*CUTOVER, *args],
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+        )
+
+    def run(self, wave: str = "pilot", *extra: str) -> tuple[int, dict[str, Any]]:
+        proc = self.cutover("run", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra)
+        try:
+            data = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(
+                f"no JSON from cutover run (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            ) from None
+        return proc.returncode, data
+
+    def verify(self, wave: str = "pilot", *extra: str) -> tuple[int, dict[str, Any]]:
+        proc = self.cutover("verify", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra)
+        return proc.returncode, json.loads(proc.stdout)
+
+    def status(self, *extra: str) -> dict[str, Any]:
+        proc = self.cutover("status", "--plan", str(self.plan), "--output", "json", *extra)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+
+def write_plan(
+    root: Path,
+    source: DovecotServer,
+    target: DovecotServer,
+    *,
+    mailboxes: tuple[tuple[str, str, str], ...] = (("alice", "alice", "pilot"),),
+    source_extra: str = "",
+    target_extra: str = "",
+    tail: str = "",
+) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "mailboxes.csv").write_text(
+        "source,target,wave\n" + "".join(f"{s},{t},{w}\n" for s, t, w in mailboxes), encoding="utf-8"
+    )
+    plan = root / "plan.toml"
+    plan.write_text(
+        f"""
+[source]
+type = "imap"
+host = "127.0.0.1"
+port = {source.imap_port}
+security = "plain"
+auth = "master"
+master_user = "{source.master_user}"
+master_password = "env:SRC_MASTER_PW"
+{source_extra}
+
+[target]
+type = "imap"
+host = "127.0.0.1"
+port = {target.imap_port}
+security = "plain"
+auth = "master"
+master_user = "{target.master_user}"
+master_password = "env:DST_MASTER_PW"
+{target_extra}
+
+[mailboxes]
+csv = "mailboxes.csv"
+
+{tail}
+""",
+        encoding="utf-8",
+    )
+    return plan
+
+
+def make_lab(root: Path, source: DovecotServer, target: DovecotServer, **plan_options: Any) -> Lab:
+    return Lab(source, target, root, write_plan(root, source, target, **plan_options))
+
+
+def multiset(
+    snapshot: dict[str, list[imapfill.Message]],
+) -> dict[str, Counter[tuple[bytes, frozenset[str], float]]]:
+    """Folder → multiset of (body, flags, INTERNALDATE as a timestamp)."""
+    return {
+        folder: Counter((body, flags, date.timestamp()) for body, flags, date in messages)
+        for folder, messages in snapshot.items()
+    }
+
+
+def assert_same_mailbox(source: DovecotServer, target: DovecotServer, user: str = "alice") -> None:
+    src = multiset(imapfill.folder_snapshot(source, user, master=True))
+    dst = multiset(imapfill.folder_snapshot(target, user, master=True))
+    assert sorted(src) == sorted(dst), "folder trees differ"
+    for folder in src:
+        missing = src[folder] - dst[folder]
+        extra = dst[folder] - src[folder]
+        assert not missing and not extra, (
+            f"{folder}: {sum(missing.values())} missing, {sum(extra.values())} extra"
+        )
+
+
+def uidnexts(server: DovecotServer, user: str = "alice") -> dict[str, int]:
+    """UIDNEXT of every folder: any APPEND, even one later expunged, moves it."""
+    with imapfill.connect(server, user, master=True) as client:
+        out = {}
+        for attrs, _sep, name in client.list_folders():
+            if any(a.lower() == b"\\noselect" for a in attrs):
+                continue
+            out[name] = client.folder_status(name, [b"UIDNEXT"])[b"UIDNEXT"]
+        return out
+
+
+def doveadm(server: DovecotServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run Dovecot's admin tool against a private test instance."""
+    assert server.root is not None
+    return subprocess.run(
+        ["doveadm", "-c", str(server.root / "dovecot.conf"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
