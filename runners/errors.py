@@ -4,7 +4,8 @@
     ├── PlanError                  a plan file is wrong (file, line, key)
     ├── SecretError                a secret reference can't be resolved (never shows the value)
     └── ProtocolError              a server said no, or the connection broke
-        ├── ConnectError           TCP/TLS could not be set up
+        ├── ConnectError           TCP could not be set up (retryable)
+    │   └── TlsError           TLS handshake refused, e.g. an untrusted certificate (not retryable)
         ├── ConnectionLost         the connection dropped or timed out mid-command
         ├── AuthError              login refused
         └── CommandError           a command got NO/BAD; ``server_text`` is the server's own words
@@ -54,6 +55,12 @@ class ProtocolError(MigrationError):
 
 class ConnectError(ProtocolError):
     retryable = True
+
+
+class TlsError(ConnectError):
+    """The TLS handshake failed (untrusted or mismatched certificate): retrying won't help."""
+
+    retryable = False
 
 
 class ConnectionLost(ProtocolError):

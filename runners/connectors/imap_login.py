@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import ssl
-
+from runners.connectors.tls import tls_context
 from runners.errors import AuthError
 from runners.imap.wire import ImapConnection
 from runners.plan.model import Endpoint
-
-
-def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
-    """Verified TLS unless the plan explicitly says ``tls_verify = false``."""
-    context = ssl.create_default_context(cafile=endpoint.ca_file)
-    if not endpoint.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def login_name(endpoint: Endpoint, user: str) -> str:

@@ -41,7 +41,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import NoReturn, cast
 
-from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost
+from runners.connectors.tls import tls_context
+from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost, TlsError
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
 from runners.plan.model import Endpoint
 
@@ -79,13 +80,15 @@ def open_pop3_source(
 
 def _connect(endpoint: Endpoint, host: str, port: int, server: str) -> poplib.POP3:
     try:
-        context = _tls_context(endpoint) if endpoint.security != "plain" else None
+        context = tls_context(endpoint) if endpoint.security != "plain" else None
         if endpoint.security == "tls":
             return poplib.POP3_SSL(host, port, timeout=endpoint.timeout, context=context)
         conn = poplib.POP3(host, port, timeout=endpoint.timeout)
     except poplib.error_proto as exc:  # the greeting was -ERR
         raise ConnectError(server, "connect", _error_text(exc)) from None
-    except OSError as exc:  # refused, unreachable, timeout, TLS handshake or certificate
+    except ssl.SSLError as exc:  # handshake or certificate: retrying won't help
+        raise TlsError(server, "TLS handshake", str(exc)) from None
+    except OSError as exc:  # refused, unreachable, timeout
         raise ConnectError(server, "connect", str(exc)) from None
     if endpoint.security == "starttls":
         try:
@@ -93,6 +96,9 @@ def _connect(endpoint: Endpoint, host: str, port: int, server: str) -> poplib.PO
         except poplib.error_proto as exc:
             _close_quietly(conn)
             raise ConnectError(server, "STLS", _error_text(exc)) from None
+        except ssl.SSLError as exc:
+            _close_quietly(conn)
+            raise TlsError(server, "STLS", str(exc)) from None
         except OSError as exc:
             _close_quietly(conn)
             raise ConnectError(server, "STLS", str(exc)) from None
@@ -105,14 +111,6 @@ def _close_quietly(conn: poplib.POP3) -> None:
         conn.close()
     except OSError:
         pass
-
-
-def _tls_context(endpoint: Endpoint) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=endpoint.ca_file)
-    if not endpoint.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class Pop3Source:

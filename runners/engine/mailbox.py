@@ -112,6 +112,8 @@ class MailboxJob:
                 problem: ProtocolError = exc
                 progress = self._narrow_down(exc)
             except (ConnectionLost, ConnectError) as exc:
+                if not exc.retryable:
+                    raise
                 problem, progress = exc, False
             except CommandError as exc:
                 if not exc.retryable:
@@ -294,6 +296,7 @@ class MailboxJob:
             return
         source, target = self._source(), self._target()
         found, lost = resolve_pending(self.store, target, self.mailbox_id, folder_id)
+        self.stats.matched_by_content += found
         if found or lost:
             self._event(
                 "info",

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost
+from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost, TlsError
 from runners.imap.parse import needs_literal, quote, split_code
 
 _LITERAL_AT_END = re.compile(rb"[~]?\{(\d+)\+?\}\r\n$")
@@ -66,7 +66,7 @@ class ImapConnection:
                 sock = self._context().wrap_socket(sock, server_hostname=self.host)
         except (ssl.SSLError, OSError) as exc:
             sock.close()
-            raise ConnectError(self.server, "TLS handshake", str(exc)) from None
+            raise TlsError(self.server, "TLS handshake", str(exc)) from None
         self._attach(sock)
         greeting = self._readline()
         if greeting.startswith(b"* BYE"):
@@ -83,7 +83,7 @@ class ImapConnection:
             try:
                 tls = self._context().wrap_socket(self._require_sock(), server_hostname=self.host)
             except (ssl.SSLError, OSError) as exc:
-                raise ConnectError(self.server, "TLS handshake", str(exc)) from None
+                raise TlsError(self.server, "TLS handshake", str(exc)) from None
             self._attach(tls)
             self.refresh_capabilities()
 

@@ -1,0 +1,161 @@
+"""Every source type and login style through the whole engine, into a real IMAP target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from corpus import awkward_messages, dates, message
+from lab import assert_same_mailbox, make_lab, write_plan
+from servers import imapfill
+from servers.dovecot import DovecotServer
+
+from runners.connectors.imap_login import open_imap
+from runners.plan.loader import load_plan
+
+
+def fill(server: DovecotServer) -> None:
+    imapfill.create_folder(server, "alice", "Archiv.Ältere")
+    imapfill.create_folder(server, "alice", "Sent")
+    for n, (body, date) in enumerate(zip(awkward_messages(), dates(20), strict=False)):
+        flags = [("\\Seen",), (), ("\\Flagged", "$Forwarded"), ("\\Answered", "\\Seen")][n % 4]
+        imapfill.append(server, "alice", ["INBOX", "Archiv.Ältere", "Sent"][n % 3], body, flags, date)
+
+
+def test_pop3_source_lands_in_inbox_and_reruns_by_uidl(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    bodies = [*awkward_messages(), message("dup"), message("dup")]
+    for body in bodies:
+        imapfill.append(source_dovecot, "alice", "INBOX", body)
+    before = imapfill.folder_snapshot(source_dovecot, "alice", master=True)
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+    lab.plan.write_text(
+        lab.plan.read_text()
+        .replace('type = "imap"', 'type = "pop3"', 1)
+        .replace(f"port = {source_dovecot.imap_port}", f"port = {source_dovecot.pop3_port}")
+    )
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert summary["totals"]["copied"] == len(bodies)
+    target = imapfill.folder_snapshot(target_dovecot, "alice", master=True)
+    source = imapfill.folder_snapshot(source_dovecot, "alice", master=True)
+    assert [m[0] for m in target["INBOX"]] == [m[0] for m in source["INBOX"]]
+    assert source == before, "POP3 extraction changed the source mailbox (flags or messages)"
+    # UIDLs make the rerun a no-op; a new message is the only copy.
+    assert lab.run()[1]["totals"]["copied"] == 0
+    imapfill.append(source_dovecot, "alice", "INBOX", message("new by pop"))
+    assert lab.run()[1]["totals"]["copied"] == 1
+    verify_code, report = lab.verify("pilot", "--deep")
+    assert verify_code == 0, report
+
+
+def test_maildir_source_matches_what_the_server_serves(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    fill(source_dovecot)
+    root = str(source_dovecot.maildir("alice")).replace("/alice/", "/{user}/")
+    plan = write_plan(tmp_path / "lab", source_dovecot, target_dovecot)
+    text = plan.read_text()
+    source_table = text[text.index("[source]") : text.index("[target]")]
+    plan.write_text(text.replace(source_table, f'[source]\ntype = "maildir"\npath = "{root}"\n\n'))
+    from lab import Lab
+
+    lab = Lab(source_dovecot, target_dovecot, tmp_path / "lab", plan)
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    # Bodies, flags, dates and folders as the source server itself shows them over IMAP.
+    assert_same_mailbox(source_dovecot, target_dovecot)
+    assert lab.run()[1]["totals"]["copied"] == 0
+    verify_code, report = lab.verify("pilot", "--deep")
+    assert verify_code == 0, report
+
+
+def test_login_template_and_per_user_passwords(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    fill(source_dovecot)
+    plan = write_plan(
+        tmp_path / "lab", source_dovecot, target_dovecot, source_extra='login_template = "{user}*{master}"'
+    )
+    text = plan.read_text()
+    target_table = text[text.index("[target]") : text.index("[mailboxes]")]
+    plan.write_text(text.replace(target_table, target_table.split("auth =")[0] + 'auth = "password"\n\n'))
+    (tmp_path / "lab" / "mailboxes.csv").write_text(
+        "source,target,wave,target_password\nalice,alice,pilot,env:ALICE_PW\n"
+    )
+    from lab import Lab
+
+    lab = Lab(source_dovecot, target_dovecot, tmp_path / "lab", plan)
+    env = lab.env | {"ALICE_PW": target_dovecot.users["alice"]}
+    proc = lab.cutover("run", "--plan", str(plan), "--wave", "pilot", env=env)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_same_mailbox(source_dovecot, target_dovecot)
+
+
+def _tls_plan(tmp_path: Path, source: DovecotServer, target: DovecotServer, target_tls: str) -> Any:
+    plan = write_plan(tmp_path / "lab", source, target)
+    text = plan.read_text()
+    target_table = text[text.index("[target]") : text.index("[mailboxes]")]
+    new_table = (
+        target_table.replace(f"port = {target.imap_port}", f"port = {target.imaps_port}").replace(
+            'security = "plain"', 'security = "tls"'
+        )
+        + target_tls
+        + "\n"
+    )
+    plan.write_text(text.replace(target_table, new_table))
+    from lab import Lab
+
+    return Lab(source, target, tmp_path / "lab", plan)
+
+
+def test_tls_target_is_verified_against_the_plans_ca(
+    tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: Any
+) -> None:
+    target = dovecot_factory(tls=True)
+    imapfill.append(source_dovecot, "alice", "INBOX", message("over tls"))
+    lab = _tls_plan(tmp_path, source_dovecot, target, f'ca_file = "{target.ca_file}"')
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert_same_mailbox(source_dovecot, target)
+
+
+def test_untrusted_tls_certificate_is_refused_unless_the_plan_says_otherwise(
+    tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: Any
+) -> None:
+    target = dovecot_factory(tls=True)
+    imapfill.append(source_dovecot, "alice", "INBOX", message("over tls"))
+    lab = _tls_plan(tmp_path / "strict", source_dovecot, target, "")
+
+    code, summary = lab.run()
+
+    assert code == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in summary["mailboxes"][0]["error"]
+    relaxed = _tls_plan(tmp_path / "relaxed", source_dovecot, target, "tls_verify = false")
+    proc = relaxed.cutover("run", "--plan", str(relaxed.plan), "--wave", "pilot")
+    assert proc.returncode == 0
+    assert "NOT verified" in proc.stderr
+
+
+def test_imap_login_speaks_sasl_plain_with_authorization_identity(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, monkeypatch: Any
+) -> None:
+    plan = load_plan(write_plan(tmp_path / "lab", source_dovecot, target_dovecot))
+    monkeypatch.setenv("SRC_MASTER_PW", source_dovecot.master_password)
+    conn = open_imap(plan.source, "bob", None)
+    try:
+        # Logged in as bob through the master user: bob's INBOX, not admin's.
+        reply = conn.check(b"NAMESPACE", "NAMESPACE")
+        assert reply.status == "OK"
+        assert "AUTH=PLAIN" not in conn.capabilities  # post-login capabilities
+    finally:
+        conn.close()
+    assert "Master user logging in as bob" in source_dovecot.log_text()
