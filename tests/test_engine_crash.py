@@ -14,7 +14,6 @@ from lab import CUTOVER, Lab, append_many, assert_same_mailbox, make_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
-
 TOTAL = 2000
 
 

@@ -1,0 +1,54 @@
+"""The IMAP response parser on the shapes real servers send."""
+
+from __future__ import annotations
+
+import pytest
+
+from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta, split_code, tokens
+
+
+@pytest.mark.parametrize(
+    ("spec", "uids"),
+    [("5", [5]), ("5:7,9", [5, 6, 7, 9]), ("9:7", [7, 8, 9]), ("1,3:4,10", [1, 3, 4, 10])],
+)
+def test_uid_sets_expand(spec: str, uids: list[int]) -> None:
+    assert expand_uid_set(spec) == uids
+
+
+def test_uid_sets_compress_round_trip() -> None:
+    uids = [1, 2, 3, 7, 9, 10, 11, 40]
+    assert compress_uids(reversed(uids)) == b"1:3,7,9:11,40"
+    assert expand_uid_set(compress_uids(uids).decode()) == uids
+
+
+def test_response_codes_keep_the_whole_text() -> None:
+    code, args, text = split_code(b"[APPENDUID 38505 3955:3957] APPEND completed")
+    assert (code, args) == ("APPENDUID", "38505 3955:3957")
+    assert text == "[APPENDUID 38505 3955:3957] APPEND completed"
+    assert split_code(b"Mailbox is over quota") == (None, "", "Mailbox is over quota")
+
+
+def test_fetch_metadata_items_in_any_order() -> None:
+    line = b'* 12 FETCH (FLAGS (\\Seen $UID Junk \\Recent) INTERNALDATE " 7-Feb-2024 10:00:00 +0100" RFC822.SIZE 4242 UID 99 MODSEQ (17))\r\n'
+    uid, size, flags, date, modseq = fetch_meta(line)
+    assert (uid, size, date, modseq) == (99, 4242, " 7-Feb-2024 10:00:00 +0100", 17)
+    # \Recent is session state, never copied; a keyword named like an item doesn't confuse UID.
+    assert flags == ("\\Seen", "$UID", "Junk")
+
+
+def test_tokens_handle_quoting_literals_and_nil() -> None:
+    parts = [b'* LIST (\\HasNoChildren \\Sent) "/" ', b'Sent "Items"', b"\r\n"]
+    assert tokens(parts) == ["*", "LIST", ["\\HasNoChildren", "\\Sent"], b"/", b'Sent "Items"']
+    assert tokens([b'* LIST (\\Noselect) NIL "a \\"b\\""\r\n']) == [
+        "*",
+        "LIST",
+        ["\\Noselect"],
+        None,
+        b'a "b"',
+    ]
+    assert tokens([b"* STATUS INBOX (MESSAGES 3 UIDNEXT 9)\r\n"]) == [
+        "*",
+        "STATUS",
+        "INBOX",
+        ["MESSAGES", 3, "UIDNEXT", 9],
+    ]
