@@ -11,8 +11,6 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from imapclient import imap_utf7
-
 from runners.model import FolderInfo
 from runners.plan.model import FolderRules
 
@@ -102,12 +100,18 @@ def decode_segment(raw: str) -> str:
     if "&" not in raw:
         return raw
     try:
+        from imapclient import imap_utf7  # imported on first use: it costs ~25 ms at start-up
+
         return str(imap_utf7.decode(raw.encode("ascii")))
     except (ValueError, UnicodeError):
         return raw
 
 
 def encode_segment(name: str) -> str:
+    if name.isascii() and "&" not in name:
+        return name
+    from imapclient import imap_utf7
+
     return bytes(imap_utf7.encode(name)).decode("ascii")
 
 

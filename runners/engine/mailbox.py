@@ -180,6 +180,8 @@ class MailboxJob:
             states: dict[str, FolderState | Exception] = {}
             selectable = [m.source for m in mappings if m.excluded is None]
             self._retrying("status", lambda: states.update(self._source().folder_states(selectable)))
+            # \Noselect placeholders hold no messages: they're hierarchy, not folders to report.
+            mappings = [m for m in mappings if m.source.selectable]
             stats.folders_total = len(mappings)
             for mapping in mappings:
                 if self.stop.is_set():

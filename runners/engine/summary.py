@@ -31,13 +31,13 @@ def summary_text(result: RunResult) -> str:
     seconds = max(result.seconds, 1e-9)
     lines = [
         f"Run {result.run_id}: {result.kind} pass of wave {result.wave!r}, {result.status}, "
-        f"{result.seconds:.1f} s, {t['mailboxes']} mailboxes ({t['mailboxes_ok']} ok, "
+        f"{result.seconds:.1f} s, {_plural(t['mailboxes'], 'mailbox', 'mailboxes')} ({t['mailboxes_ok']} ok, "
         f"{t['mailboxes_partial']} partial, {t['mailboxes_failed']} failed)",
         f"Messages on the source:       {t['messages_total']:>9}",
         f"Copied:                       {t['copied']:>9}  ({t['bytes_copied'] / MB:.1f} MB, "
         f"{t['copied'] / seconds:.0f} msg/s, {t['bytes_copied'] / MB / seconds:.1f} MB/s)",
-        f"Duplicates avoided:           {t['duplicates_avoided']:>9}  ({t['already_present']} already copied, "
-        f"{t['matched_by_content']} found on the target by content)",
+        f"Already on the target:        {t['duplicates_avoided']:>9}  (not copied again: {t['already_present']} "
+        f"per the ledger, {t['matched_by_content']} found by content after a crash or UIDVALIDITY change)",
         f"Skipped (with reason):        {t['skipped']:>9}",
         f"Failed (with reason):         {t['failed']:>9}",
         f"Flags synced:                 {t['flags_synced']:>9}",
@@ -48,6 +48,10 @@ def summary_text(result: RunResult) -> str:
     lines.append("")
     lines.append(_verdict(t))
     return "\n".join(lines)
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def _mailbox_lines(m: MailboxStats) -> list[str]:

@@ -15,7 +15,13 @@ from runners.errors import PlanError
 from runners.plan.endpoint import ENDPOINT_KEYS, build_endpoint
 from runners.plan.locate import KeyLocator
 from runners.plan.mailboxes import MAILBOXES_KEYS, load_mailboxes
-from runners.plan.model import FolderRules, Plan
+from runners.plan.model import (
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_BATCH_MESSAGES,
+    DEFAULT_WORKERS,
+    FolderRules,
+    Plan,
+)
 from runners.plan.paths import resolve_path
 from runners.plan.tables import Document, Table
 
@@ -24,10 +30,6 @@ FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = ("sent", "drafts", "trash", "junk", "archive")
 STATE_KEYS = ("dir",)
 RUN_KEYS = ("workers", "batch_messages", "batch_bytes")
-# The same defaults as the Plan dataclass; tests/test_plan.py checks they agree.
-DEFAULT_WORKERS = 4
-DEFAULT_BATCH_MESSAGES = 200
-DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 
 #: Where a key belongs when it's written in the wrong table ("workers belongs in [run]").
 _ELSEWHERE: dict[str, str] = {
