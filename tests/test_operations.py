@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -134,3 +135,45 @@ def test_engines_never_import_the_tui() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Engines never import the TUI KEPT" in proc.stdout
+
+
+def test_interrupt_stops_after_the_batch_and_a_rerun_finishes(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    append_many(source_dovecot, "alice", "INBOX", [message(f"i {n}", "v" * 20_000) for n in range(3000)])
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot, tail="[run]\nbatch_messages = 20\n")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cockpit.cli",
+            "run",
+            "--plan",
+            str(lab.plan),
+            "--wave",
+            "pilot",
+            "--progress",
+            "none",
+        ],
+        env=lab.env,
+        cwd=lab.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not lab.status()["runs"]:
+        time.sleep(0.05)  # wait until the run is recorded, then interrupt it mid-copy
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, out + err
+    assert "stopping after the current batch" in err
+    status = lab.status()
+    assert status["runs"][0]["status"] == "interrupted"
+    copied_before = status["mailboxes"][0]["copied"]
+    assert 0 < copied_before < 3000
+    code, summary = lab.run()
+    assert code == 0
+    assert summary["totals"]["copied"] == 3000 - copied_before

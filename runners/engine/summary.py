@@ -36,8 +36,8 @@ def summary_text(result: RunResult) -> str:
         f"Messages on the source:       {t['messages_total']:>9}",
         f"Copied:                       {t['copied']:>9}  ({t['bytes_copied'] / MB:.1f} MB, "
         f"{t['copied'] / seconds:.0f} msg/s, {t['bytes_copied'] / MB / seconds:.1f} MB/s)",
-        f"Already on the target:        {t['duplicates_avoided']:>9}  (not copied again: {t['already_present']} "
-        f"per the ledger, {t['matched_by_content']} found by content after a crash or UIDVALIDITY change)",
+        f"Already on the target:        {t['duplicates_avoided']:>9}  (not copied again; {t['already_present']} per "
+        f"the ledger, {t['matched_by_content']} matched by content)",
         f"Skipped (with reason):        {t['skipped']:>9}",
         f"Failed (with reason):         {t['failed']:>9}",
         f"Flags synced:                 {t['flags_synced']:>9}",
