@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 
 
+def flag_text(flags: tuple[str, ...]) -> str:
+    """Flags as the ledger stores them: order-independent, so a server's reordering isn't a change."""
+    return " ".join(sorted(flags)) if len(flags) > 1 else (flags[0] if flags else "")
+
+
 @dataclass(frozen=True, slots=True)
 class FolderInfo:
     """One folder as the source lists it.

@@ -14,6 +14,7 @@ from runners.engine.pipeline import CopyContext, CopyCounters, MailboxFatal, cop
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
 from runners.engine.sessions import ConnectionCaps, capped, open_source, open_target
 from runners.engine.stats import FolderReport, MailboxStats
+from runners.engine.triage import triage, unchanged
 from runners.errors import (
     AuthError,
     CommandError,
@@ -24,9 +25,9 @@ from runners.errors import (
     ProtocolError,
 )
 from runners.folders import FolderMapping, parents_of, plan_folders
-from runners.model import FolderInfo, FolderState, MessageMeta
+from runners.model import FolderState, MessageMeta, flag_text
 from runners.plan.model import MailboxEntry, Plan
-from runners.state.store import LedgerEntry, StateStore
+from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
 
@@ -153,7 +154,7 @@ class MailboxJob:
                     meta.uid,
                     meta.size,
                     meta.internaldate,
-                    " ".join(meta.flags),
+                    flag_text(meta.flags),
                     "failed",
                     reason,
                     self.run_id,
@@ -290,7 +291,7 @@ class MailboxJob:
         self._forget_contribution(report)
         if (
             isinstance(hint, FolderState)
-            and _unchanged(last, hint)
+            and unchanged(last, hint)
             and not self.store.folder_needs_work(folder_id)
         ):
             report.unchanged = True
@@ -318,11 +319,11 @@ class MailboxJob:
                 folder=mapping.source.display,
             )
             prematched = unclaimed_digests(self.store, target, self.mailbox_id, mapping.target_wire, 1)
-        todo, skipped, flag_changes = self._triage(mapping.source, metas, ledger)
-        present = len(metas) - len(todo) - len(skipped)
+        plan = triage(metas, ledger, self.plan.target.max_message_bytes)
+        skipped, flag_changes = plan.skipped, plan.flag_changes
         # Messages that dropped the connection earlier in this run stay failed until the next run.
-        todo = [m for m in todo if m.uid not in self._poisoned]
-        self._contribute(report, len(metas), sum(m.size for m in metas if m.size > 0), present)
+        todo = [m for m in plan.todo if m.uid not in self._poisoned]
+        self._contribute(report, len(metas), sum(m.size for m in metas if m.size > 0), plan.present)
         if skipped:
             self.store.record_unsent(
                 (
@@ -332,7 +333,7 @@ class MailboxJob:
                     m.uid,
                     m.size,
                     m.internaldate,
-                    " ".join(m.flags),
+                    flag_text(m.flags),
                     "skipped",
                     reason,
                     self.run_id,
@@ -346,7 +347,7 @@ class MailboxJob:
         if flag_changes:
             target.set_flags(mapping.target_wire, [(uid, flags) for _, uid, flags in flag_changes])
             self.store.update_flags(
-                folder_id, state.uidvalidity, [(k, " ".join(f)) for k, _, f in flag_changes]
+                folder_id, state.uidvalidity, [(k, flag_text(f)) for k, _, f in flag_changes]
             )
             self.stats.flags_synced += len(flag_changes)
         counters = CopyCounters()
@@ -423,34 +424,8 @@ class MailboxJob:
         self.stats.skipped -= report.skipped
         report.source_messages = report.source_bytes = report.already_present = report.skipped = 0
 
-    def _triage(
-        self, folder: FolderInfo, metas: list[MessageMeta], ledger: dict[str, LedgerEntry]
-    ) -> tuple[list[MessageMeta], list[tuple[MessageMeta, str]], list[tuple[str, int, tuple[str, ...]]]]:
-        """Split listed messages into: to copy, to skip (with reason), copied but with changed flags."""
-        limit = self.plan.target.max_message_bytes
-        todo: list[MessageMeta] = []
-        skipped: list[tuple[MessageMeta, str]] = []
-        flag_changes: list[tuple[str, int, tuple[str, ...]]] = []
-        for meta in metas:
-            entry = ledger.get(meta.key)
-            if entry is not None and entry.status == "copied":
-                if entry.flags != " ".join(meta.flags) and entry.target_uid is not None:
-                    flag_changes.append((meta.key, entry.target_uid, meta.flags))
-                continue
-            if limit is not None and meta.size > limit:
-                skipped.append(
-                    (
-                        meta,
-                        f"message is {meta.size} bytes, over the target limit of {limit} bytes "
-                        "(target.max_message_bytes)",
-                    )
-                )
-                continue
-            todo.append(meta)
-        return todo, skipped, flag_changes
-
     def _target_counts(self, mappings: list[FolderMapping]) -> None:
-        """Per-folder target message counts for the end-of-run comparison (one pipelined round trip)."""
+        """Per-folder target message counts for the end-of-run comparison (one STATUS per target folder)."""
         target = self.sessions.target
         if target is None:
             return
@@ -463,11 +438,6 @@ class MailboxJob:
                     continue
         for report in self.stats.folders:
             report.target_messages = counts.get(report.target)
-
-
-def _unchanged(last: FolderState | None, now: FolderState) -> bool:
-    """Without HIGHESTMODSEQ a flag change is invisible to STATUS, so only CONDSTORE folders skip."""
-    return last is not None and now.highestmodseq is not None and last == now
 
 
 def _folder_errors(stats: MailboxStats) -> bool:

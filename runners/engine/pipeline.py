@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from runners.connectors.base import SourceSession, TargetSession
 from runners.engine import faults
 from runners.errors import CommandError
-from runners.model import AppendItem, FetchedMessage, FetchFailure, FolderInfo, MessageMeta
+from runners.model import AppendItem, FetchedMessage, FetchFailure, FolderInfo, MessageMeta, flag_text
 from runners.state.store import StateStore
 
 _END = object()
@@ -140,7 +140,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCount
                 f.meta.uid,
                 f.meta.size,
                 f.meta.internaldate,
-                " ".join(f.meta.flags),
+                flag_text(f.meta.flags),
                 "failed",
                 f.reason,
                 run,
@@ -163,7 +163,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCount
                     meta.uid,
                     meta.size,
                     meta.internaldate,
-                    " ".join(meta.flags),
+                    flag_text(meta.flags),
                     digest,
                     ctx.target_wire,
                     pool.pop(),
@@ -187,7 +187,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCount
             m.meta.uid,
             m.meta.size,
             m.meta.internaldate,
-            " ".join(m.meta.flags),
+            flag_text(m.meta.flags),
             digest,
             ctx.target_wire,
             floor,
