@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,12 @@ def append_many(
             client.multiappend(
                 folder, [{"msg": body, "flags": flags} for body in bodies[start : start + 200]]
             )
+
+
+def rewrite_table(plan: Path, table: str, transform: Callable[[str], str]) -> None:
+    """Rewrite one ``[table]`` of a plan file (up to the next table header) with ``transform``."""
+    text = plan.read_text()
+    start = text.index(f"[{table}]")
+    end = text.find("\n[", start + 1)
+    end = len(text) if end < 0 else end + 1
+    plan.write_text(text[:start] + transform(text[start:end]) + text[end:])

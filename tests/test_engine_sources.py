@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from corpus import awkward_messages, dates, message
-from lab import assert_same_mailbox, make_lab, write_plan
+from lab import Lab, assert_same_mailbox, make_lab, rewrite_table, write_plan
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
@@ -57,13 +57,8 @@ def test_maildir_source_matches_what_the_server_serves(
 ) -> None:
     fill(source_dovecot)
     root = str(source_dovecot.maildir("alice")).replace("/alice/", "/{user}/")
-    plan = write_plan(tmp_path / "lab", source_dovecot, target_dovecot)
-    text = plan.read_text()
-    source_table = text[text.index("[source]") : text.index("[target]")]
-    plan.write_text(text.replace(source_table, f'[source]\ntype = "maildir"\npath = "{root}"\n\n'))
-    from lab import Lab
-
-    lab = Lab(source_dovecot, target_dovecot, tmp_path / "lab", plan)
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+    rewrite_table(lab.plan, "source", lambda _: f'[source]\ntype = "maildir"\npath = "{root}"\n\n')
 
     code, summary = lab.run()
 
@@ -79,40 +74,34 @@ def test_login_template_and_per_user_passwords(
     tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
 ) -> None:
     fill(source_dovecot)
-    plan = write_plan(
+    lab = make_lab(
         tmp_path / "lab", source_dovecot, target_dovecot, source_extra='login_template = "{user}*{master}"'
     )
-    text = plan.read_text()
-    target_table = text[text.index("[target]") : text.index("[mailboxes]")]
-    plan.write_text(text.replace(target_table, target_table.split("auth =")[0] + 'auth = "password"\n\n'))
-    (tmp_path / "lab" / "mailboxes.csv").write_text(
+    rewrite_table(lab.plan, "target", lambda table: table.split("auth =")[0] + 'auth = "password"\n\n')
+    (lab.root / "mailboxes.csv").write_text(
         "source,target,wave,target_password\nalice,alice,pilot,env:ALICE_PW\n"
     )
-    from lab import Lab
-
-    lab = Lab(source_dovecot, target_dovecot, tmp_path / "lab", plan)
     env = lab.env | {"ALICE_PW": target_dovecot.users["alice"]}
-    proc = lab.cutover("run", "--plan", str(plan), "--wave", "pilot", env=env)
+    proc = lab.cutover("run", "--plan", str(lab.plan), "--wave", "pilot", env=env)
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert_same_mailbox(source_dovecot, target_dovecot)
 
 
-def _tls_plan(tmp_path: Path, source: DovecotServer, target: DovecotServer, target_tls: str) -> Any:
-    plan = write_plan(tmp_path / "lab", source, target)
-    text = plan.read_text()
-    target_table = text[text.index("[target]") : text.index("[mailboxes]")]
-    new_table = (
-        target_table.replace(f"port = {target.imap_port}", f"port = {target.imaps_port}").replace(
-            'security = "plain"', 'security = "tls"'
-        )
-        + target_tls
-        + "\n"
+def _tls_plan(root: Path, source: DovecotServer, target: DovecotServer, target_tls: str) -> Lab:
+    lab = make_lab(root, source, target)
+    rewrite_table(
+        lab.plan,
+        "target",
+        lambda table: (
+            table.replace(f"port = {target.imap_port}", f"port = {target.imaps_port}").replace(
+                'security = "plain"', 'security = "tls"'
+            )
+            + target_tls
+            + "\n"
+        ),
     )
-    plan.write_text(text.replace(target_table, new_table))
-    from lab import Lab
-
-    return Lab(source, target, tmp_path / "lab", plan)
+    return lab
 
 
 def test_tls_target_is_verified_against_the_plans_ca(
