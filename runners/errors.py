@@ -83,7 +83,25 @@ class FetchConnectionLost(ConnectionLost):
 
 
 class AuthError(ProtocolError):
-    """Login refused. Not retryable: the credentials or the master-user setup are wrong."""
+    """Login refused: final (wrong credentials or master-user setup), unless the server said it is
+    only unavailable for now."""
+
+    def __init__(self, server: str, operation: str, server_text: str = "", code: str | None = None) -> None:
+        super().__init__(server, operation, server_text, code)
+        self.retryable = is_temporary(code, operation)
+
+
+def is_temporary(code: str | None, operation: str) -> bool:
+    """Does an IMAP response code (RFC 5530) say "not now" rather than "never"?
+
+    INUSE and UNAVAILABLE are always temporary. LIMIT on APPEND is about that one message (too
+    large): final for it, and the run goes on; LIMIT elsewhere (too many sessions, commands) passes.
+    OVERQUOTA is final for the whole mailbox and is handled by the engine.
+    """
+    kind = (code or "").upper()
+    if kind in {"INUSE", "UNAVAILABLE"}:
+        return True
+    return kind == "LIMIT" and not operation.startswith("APPEND")
 
 
 class CommandError(ProtocolError):
@@ -99,5 +117,4 @@ class CommandError(ProtocolError):
     ) -> None:
         super().__init__(server, operation, server_text, code)
         self.status = status
-        # IMAP response codes that say "not now" rather than "never" (RFC 5530).
-        self.retryable = (code or "").upper() in {"INUSE", "UNAVAILABLE"}
+        self.retryable = is_temporary(code, operation)

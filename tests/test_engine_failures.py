@@ -180,3 +180,21 @@ def test_corrupt_message_on_the_source_is_recorded(
     # Dovecot hangs up on a message it can't read; its parting words are kept verbatim.
     assert "closed the connection while sending this message" in row["reason"]
     assert "BYE FETCH failed: Internal error occurred" in row["reason"]
+
+
+def test_busy_source_is_retried_later_not_given_up(tmp_path: Path, dovecot_factory: object) -> None:
+    # One session per user and IP: while the user's own client holds it, our login is turned away.
+    source = dovecot_factory(extra_conf="mail_max_userip_connections = 1\n")  # type: ignore[operator]
+    target = dovecot_factory()  # type: ignore[operator]
+    imapfill.append(source, "alice", "INBOX", message("waiting"))
+    lab = make_lab(tmp_path / "lab", source, target)
+    holder = imapfill.connect(source, "alice")
+    threading.Timer(2.5, holder.logout).start()
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert summary["totals"]["copied"] == 1
+    assert summary["totals"]["reconnects"] >= 1
+    events = lab.status()
+    assert events["mailboxes"][0]["state"] == "ok"

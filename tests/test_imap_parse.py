@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from runners.errors import AuthError, CommandError
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta, split_code, tokens
 
 
@@ -52,3 +53,22 @@ def test_tokens_handle_quoting_literals_and_nil() -> None:
         "INBOX",
         ["MESSAGES", 3, "UIDNEXT", 9],
     ]
+
+
+@pytest.mark.parametrize(
+    ("code", "operation", "temporary"),
+    [
+        ("INUSE", "SELECT INBOX", True),
+        ("UNAVAILABLE", "LOGIN alice", True),
+        ("LIMIT", "AUTHENTICATE PLAIN alice", True),  # too many sessions: later
+        ("LIMIT", "APPEND INBOX", False),  # this message is too large: never
+        ("OVERQUOTA", "APPEND INBOX", False),
+        ("AUTHENTICATIONFAILED", "LOGIN alice", False),
+        (None, "SELECT Locked", False),
+    ],
+)
+def test_response_codes_are_classified_retry_later_or_final(
+    code: str | None, operation: str, temporary: bool
+) -> None:
+    assert CommandError("imap://h:1", operation, "text", code).retryable is temporary
+    assert AuthError("imap://h:1", operation, "text", code).retryable is temporary

@@ -116,8 +116,8 @@ class MailboxJob:
                 if not exc.retryable:
                     raise
                 problem, progress = exc, False
-            except CommandError as exc:
-                if not exc.retryable:
+            except (CommandError, AuthError) as exc:
+                if not exc.retryable:  # NO [INUSE], [UNAVAILABLE], [LIMIT] outside APPEND: try later
                     raise
                 problem, progress = exc, False
             self._drop_sessions()
@@ -125,7 +125,7 @@ class MailboxJob:
                 failures += 1
                 if failures == MAX_ATTEMPTS:
                     raise problem
-            delay = BACKOFF[min(failures, len(BACKOFF) - 1)] if not progress else 0.0
+            delay = BACKOFF[min(failures - 1, len(BACKOFF) - 1)] if not progress else 0.0
             self.stats.reconnects += 1
             self._event("warning", "reconnect", f"{what}: {problem}; reconnecting in {delay:.0f} s")
             self.sleep(delay)

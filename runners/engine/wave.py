@@ -69,7 +69,7 @@ def run_wave(
         run_id,
         "info",
         "run-started",
-        f"{kind} pass of wave {wave}: {len(entries)} mailboxes, {workers} workers",
+        f"{kind} pass of wave {wave}: {len(entries)} mailbox(es), {workers} worker(s)",
     )
 
     def migrate(entry: MailboxEntry) -> MailboxStats:
