@@ -79,6 +79,24 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--mailbox", action="append", default=[], metavar="ADDRESS", help="only this mailbox")
     verify.add_argument("--deep", action="store_true", help="also compare a SHA-256 of every message body")
     verify.add_argument("--workers", type=int, help="mailboxes verified at once")
+    check = sub.add_parser(
+        "check",
+        help="readiness checks: find what will break before anything moves",
+        description="Run the readiness checks (DNS, directory, source, target, capacity) and list every "
+        "finding with its evidence and remediation. Exit 0: no blocker; 1: blockers; 2: incomplete run or "
+        "invalid plan.",
+    )
+    check.add_argument("--plan", required=True, help="the plan file (TOML)")
+    check.add_argument(
+        "--category", choices=("dns", "directory", "source", "target", "capacity"), help="only this category"
+    )
+    check.add_argument(
+        "--only", action="append", default=[], metavar="ID", help="only this check (repeatable)"
+    )
+    check.add_argument("--output", choices=("table", "json", "junit", "markdown"), default="table")
+    check.add_argument(
+        "--phase", choices=("pre", "post"), default="pre", help="before the MX switch (default) or after it"
+    )
     return parser
 
 
@@ -91,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runners.errors import MigrationError
 
     try:
-        handler = {"run": _run, "status": _status, "verify": _verify}[args.command]
+        handler = {"run": _run, "status": _status, "verify": _verify, "check": _check}[args.command]
         return handler(args)
     except MigrationError as exc:
         _fail(args, str(exc))
@@ -119,6 +137,12 @@ def _run(args: argparse.Namespace) -> int:
     from cockpit.commands.run import run_command
 
     return run_command(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from cockpit.commands.check import check_command
+
+    return check_command(args)
 
 
 def _status(args: argparse.Namespace) -> int:

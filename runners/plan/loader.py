@@ -23,9 +23,10 @@ from runners.plan.model import (
     Plan,
 )
 from runners.plan.paths import resolve_path
+from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.tables import Document, Table
 
-PLAN_TABLES = ("source", "target", "mailboxes", "folders", "state", "run")
+PLAN_TABLES = ("source", "target", "mailboxes", "folders", "state", "run", *READINESS_TABLES)
 FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = ("sent", "drafts", "trash", "junk", "archive")
 STATE_KEYS = ("dir",)
@@ -76,6 +77,7 @@ def load_plan(path: str | Path) -> Plan:
         workers=workers,
         batch_messages=batch_messages,
         batch_bytes=batch_bytes,
+        readiness=load_readiness(root, base_dir),
     )
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from runners.errors import SecretError
+from runners.plan.readiness_model import ReadinessConfig
+from runners.plan.secret import Secret as Secret  # part of the plan model API
 
 DEFAULT_WORKERS = 4
 DEFAULT_BATCH_MESSAGES = 200
@@ -18,44 +18,6 @@ DEFAULT_BATCH_BYTES = 1024 * 1024
 EndpointType = Literal["imap", "pop3", "maildir", "ews", "graph"]
 Security = Literal["plain", "starttls", "tls"]
 AuthMode = Literal["master", "password"]
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A reference to a secret: ``env:NAME``, ``file:PATH`` or a literal value.
-
-    The value is read only when ``reveal()`` is called, and never appears in ``repr``/``str``, so a
-    plan can be logged, printed or stored without leaking it.
-    """
-
-    ref: str
-
-    def reveal(self) -> str:
-        if self.ref.startswith("env:"):
-            name = self.ref[4:]
-            value = os.environ.get(name)
-            if value is None:
-                raise SecretError(f"environment variable {name} is not set")
-            return value
-        if self.ref.startswith("file:"):
-            path = self.ref[5:]
-            try:
-                return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise SecretError(f"secret file {path} can't be read: {exc.strerror}") from None
-        return self.ref
-
-    @property
-    def described(self) -> str:
-        """Where the secret comes from, safe to show (a literal shows as ``<literal>``)."""
-        if self.ref.startswith(("env:", "file:")):
-            return self.ref
-        return "<literal>"
-
-    def __repr__(self) -> str:
-        return f"Secret({self.described})"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +91,16 @@ class Plan:
     #: Messages per APPEND batch and bytes per batch (``[run] batch_messages``, ``batch_bytes``).
     batch_messages: int = DEFAULT_BATCH_MESSAGES
     batch_bytes: int = DEFAULT_BATCH_BYTES
+    #: ``[dns]``, ``[directory.*]``, ``[capacity]``, ``[checks]``, ``[[waivers]]``: the readiness checker's inputs.
+    readiness: ReadinessConfig = field(default_factory=ReadinessConfig)
+
+    @property
+    def target_domains(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for m in self.mailboxes:
+            if "@" in m.target:
+                seen.setdefault(m.target.rpartition("@")[2].lower(), None)
+        return tuple(seen)
 
     @property
     def state_db(self) -> Path:

@@ -89,3 +89,50 @@ CREATE TABLE IF NOT EXISTS events (
     kind     TEXT NOT NULL,
     message  TEXT NOT NULL
 );
+
+-- Readiness checks: every run, each check's state, and every finding (history for diffs).
+CREATE TABLE IF NOT EXISTS check_runs (
+    id        INTEGER PRIMARY KEY,
+    started   REAL NOT NULL,
+    seconds   REAL,
+    phase     TEXT NOT NULL,
+    scope     TEXT NOT NULL,               -- "all", or the category / ids that were run
+    complete  INTEGER NOT NULL DEFAULT 0   -- 1 when no check ended in error
+);
+
+CREATE TABLE IF NOT EXISTS check_results (
+    run_id    INTEGER NOT NULL REFERENCES check_runs(id),
+    check_id  TEXT NOT NULL,
+    category  TEXT NOT NULL,
+    state     TEXT NOT NULL,               -- ok | error | skipped
+    reason    TEXT,
+    seconds   REAL,
+    PRIMARY KEY (run_id, check_id)
+);
+
+CREATE TABLE IF NOT EXISTS findings (
+    run_id       INTEGER NOT NULL REFERENCES check_runs(id),
+    fingerprint  TEXT NOT NULL,
+    check_id     TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    object_type  TEXT NOT NULL,
+    object_id    TEXT NOT NULL,
+    title        TEXT NOT NULL,
+    observed     TEXT,
+    expected     TEXT,
+    evidence     TEXT,
+    remediation  TEXT,
+    waiver       TEXT,
+    PRIMARY KEY (run_id, fingerprint)
+);
+
+-- Facts the checks gathered that the engine and later checks reuse (the source survey).
+CREATE TABLE IF NOT EXISTS survey (
+    mailbox      TEXT NOT NULL,
+    folder       TEXT NOT NULL,
+    messages     INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL,
+    largest      INTEGER NOT NULL,
+    surveyed     REAL NOT NULL,
+    PRIMARY KEY (mailbox, folder)
+);

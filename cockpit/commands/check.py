@@ -1,0 +1,50 @@
+"""``cutover check``: run the readiness checks, record them, print the findings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from checks.history import record
+from checks.model import Outcome
+from checks.render import render_json, render_junit, render_markdown, render_table, run_data
+from checks.runner import run_checks, select
+from runners.plan.loader import load_plan
+from runners.state.store import StateStore
+
+RENDERERS = {"table": render_table, "json": render_json, "junit": render_junit, "markdown": render_markdown}
+
+
+def check_command(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+    try:
+        specs = select(args.category, args.only)
+    except KeyError as exc:
+        print(f"cutover: error: unknown check id(s): {exc.args[0]}", file=sys.stderr)
+        return 2
+    if not specs:
+        print("cutover: error: no check matches", file=sys.stderr)
+        return 2
+    tty = sys.stderr.isatty()
+
+    def progress(outcome: Outcome, done: int, total: int) -> None:
+        worst = outcome.worst.value if outcome.worst else outcome.state.value
+        line = f"[{done}/{total}] {outcome.check_id} {worst} ({outcome.seconds:.1f} s)"
+        print(
+            ("\r\033[K" + line) if tty else line,
+            end="" if tty and done < total else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    run = run_checks(plan, specs, phase=args.phase, on_done=progress)
+    scope = (
+        "all" if not (args.category or args.only) else f"{args.category or ''}:{','.join(sorted(args.only))}"
+    )
+    store = StateStore(plan.state_db)
+    run_id, changes = record(store, run, scope)
+    store.close()
+    print(RENDERERS[args.output](run_data(run, run_id, changes)))
+    if run.incomplete:
+        return 2
+    return 1 if run.blockers else 0
