@@ -100,12 +100,11 @@ def render_table(data: dict[str, Any]) -> str:
     if problems:
         lines += ["", "Findings:"]
     for f in problems:
-        tag = (
-            f["severity"].upper()
-            + (" (waived)" if f["waiver"] else "")
-            + (f" [{f['change']}]" if f["change"] else "")
+        waived = " (waived)" if f["waiver"] else ""
+        change = f" [{f['change']}]" if f["change"] else ""
+        lines.append(
+            f"- {f['severity'].upper()}{waived} {f['check_id']} {f['object_type']} {f['object_id']}: {f['title']}{change}"
         )
-        lines.append(f"- {tag} {f['check_id']} {f['object_type']} {f['object_id']}: {f['title']}")
         for label in ("observed", "expected", "evidence", "remediation", "waiver"):
             if f[label]:
                 text = str(f[label]).replace("\n", "\n    ")

@@ -100,3 +100,6 @@ class ReadinessConfig:
     timeout: float = 60.0
     #: Checks talking to the same server at once.
     per_server: int = 4
+    #: Read every source message once to find corrupt ones, long lines, missing Message-IDs, MIME
+    #: defects and catch-all INBOXes. Costs one full read of the source; false skips those checks.
+    scan: bool = True
