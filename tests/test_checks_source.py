@@ -153,3 +153,17 @@ def test_folder_limits(
     monkeypatch.setattr(source_folders, "EXCHANGE_LIMITS", (5, 10_000, 300))
     over = findings(run(plan, monkeypatch, source, target, "FLD-LIM-010"), "FLD-LIM-010", Severity.INFO)
     assert [f.object_id for f in over] == ["alice/INBOX", "carol/INBOX"]
+
+
+def test_the_survey_orders_the_next_wave_largest_first(
+    seeded: tuple[Path, DovecotServer, DovecotServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan_path, source, target = seeded
+    run(plan_path, monkeypatch, source, target, "SRC-SURVEY-003")
+    from runners.engine.wave import largest_first
+    from runners.state.store import StateStore
+
+    plan = load_plan(plan_path)
+    ordered = largest_first(StateStore(plan.state_db), list(plan.mailboxes))
+    # alice holds the awkward corpus (the biggest); ghost was never surveyed (can't log in): last.
+    assert [e.source for e in ordered][0] == "alice" and ordered[-1].source == "ghost"
