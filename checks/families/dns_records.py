@@ -1,0 +1,142 @@
+"""Records the cutover must not lose: DMARC (DNS-DMARC-006) and autodiscover (DNS-AUTOD-008)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from checks.context import CheckContext
+from checks.families.dns_common import domains, evidence, phase_severity, resolve, txt_strings
+from checks.model import Finding, Severity
+from checks.registry import SkipCheck, check
+
+DMARC_ID = "DNS-DMARC-006"
+AUTOD_ID = "DNS-AUTOD-008"
+DMARC_POLICIES = ("none", "quarantine", "reject")
+EXCHANGE_TARGETS = ("ews", "graph")
+
+
+def parse_dmarc(record: str) -> tuple[dict[str, str], str]:
+    """The tags of a DMARC record and what is wrong with it ("" when valid; RFC 7489 §6.3)."""
+    parts = [p.strip() for p in record.split(";") if p.strip()]
+    tags: dict[str, str] = {}
+    for part in parts:
+        name, eq, value = part.partition("=")
+        if not eq:
+            return tags, f"{part!r} is not a tag=value pair"
+        tags.setdefault(name.strip().lower(), value.strip())
+    if not parts or parts[0].replace(" ", "") != "v=DMARC1":
+        return tags, "the record must start with v=DMARC1"
+    if "p" not in tags:
+        return tags, "no p= policy tag"
+    if tags["p"].lower() not in DMARC_POLICIES:
+        return tags, f"p={tags['p']} is not none, quarantine or reject"
+    return tags, ""
+
+
+@check(DMARC_ID, "DMARC record present and valid", category="dns")
+def dmarc_valid(ctx: CheckContext) -> Iterator[Finding]:
+    for domain in domains(ctx):
+        yield from _dmarc_findings(ctx, domain)
+
+
+def _dmarc_findings(ctx: CheckContext, domain: str) -> Iterator[Finding]:
+    name = f"_dmarc.{domain}"
+    answer = resolve(ctx, name, "TXT")
+    records = [t for t in txt_strings(answer.rrset) if t[:8].lower() == "v=dmarc1"] if answer.rrset else []
+
+    def finding(severity: Severity, title: str, key: str = "", **text: str) -> Finding:
+        return Finding(DMARC_ID, severity, "domain", domain, title, key=key, evidence=answer.evidence, **text)
+
+    remediation = f'Publish one TXT record at {name}: "v=DMARC1; p=none; rua=mailto:…" at least.'
+    if not records:
+        yield finding(
+            Severity.WARNING,
+            "No DMARC record",
+            "record",
+            observed=f"no v=DMARC1 TXT record at {name}",
+            expected="a DMARC record with a p= policy",
+            remediation=remediation,
+        )
+        return
+    if len(records) > 1:
+        yield finding(
+            Severity.WARNING,
+            "Several DMARC records: receivers ignore them all",
+            "record",
+            observed=f"{len(records)} v=DMARC1 records at {name}",
+            expected="exactly one (RFC 7489 §6.6.3)",
+            remediation="Keep one record.",
+        )
+        return
+    tags, problem = parse_dmarc(records[0])
+    if problem:
+        yield finding(
+            Severity.WARNING,
+            "DMARC record invalid",
+            "record",
+            observed=problem,
+            expected="v=DMARC1; p=none|quarantine|reject",
+            remediation=remediation,
+        )
+    elif tags["p"].lower() == "none":
+        yield finding(Severity.INFO, "DMARC policy is none: monitoring only", observed=records[0])
+    else:
+        yield finding(Severity.PASS, "DMARC record valid", observed=records[0])
+
+
+@check(AUTOD_ID, "Autodiscover published for the Exchange target", category="dns")
+def autodiscover_present(ctx: CheckContext) -> Iterator[Finding]:
+    kind = ctx.plan.target.type
+    if kind not in EXCHANGE_TARGETS:
+        raise SkipCheck(f"the target is {kind}: autodiscover is for Exchange targets (ews, graph)")
+    for domain in domains(ctx):
+        cname = resolve(ctx, f"autodiscover.{domain}", "CNAME")
+        if cname.rrset is not None:
+            yield Finding(
+                AUTOD_ID,
+                Severity.PASS,
+                "domain",
+                domain,
+                "Autodiscover CNAME present",
+                observed=f"autodiscover.{domain} → {cname.rrset[0].to_text()}",
+                evidence=cname.evidence,
+            )
+            continue
+        srv = resolve(ctx, f"_autodiscover._tcp.{domain}", "SRV")
+        if srv.rrset is not None:
+            yield Finding(
+                AUTOD_ID,
+                Severity.PASS,
+                "domain",
+                domain,
+                "Autodiscover SRV present",
+                observed=", ".join(r.to_text() for r in srv.rrset),
+                evidence=evidence(cname, srv),
+            )
+            continue
+        # An on-premises Exchange often publishes autodiscover as a plain A record: clients use it.
+        address = resolve(ctx, f"autodiscover.{domain}", "A")
+        if address.rrset is not None:
+            yield Finding(
+                AUTOD_ID,
+                Severity.PASS,
+                "domain",
+                domain,
+                "Autodiscover A record present",
+                observed=", ".join(r.to_text() for r in address.rrset),
+                evidence=evidence(cname, srv, address),
+            )
+            continue
+        yield Finding(
+            AUTOD_ID,
+            phase_severity(ctx),
+            "domain",
+            domain,
+            "No autodiscover record",
+            observed=f"no CNAME or A at autodiscover.{domain}, no SRV at _autodiscover._tcp.{domain}",
+            expected="autodiscover CNAME (or _autodiscover._tcp SRV) pointing at the target",
+            evidence=evidence(cname, srv, address),
+            remediation=f"Publish autodiscover.{domain} CNAME to the target's autodiscover host; Outlook "
+            "and mobile clients cannot find the new mailboxes without it.",
+            key="autodiscover",
+        )
