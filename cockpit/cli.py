@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         "finding with its evidence and remediation. Exit 0: no blocker; 1: blockers; 2: incomplete run or "
         "invalid plan.",
     )
-    check.add_argument("--plan", required=True, help="the plan file (TOML)")
+    check.add_argument("--plan", help="the plan file (TOML); required unless --list")
+    check.add_argument("--list", action="store_true", help="list every check (id, category, phase, title) and exit")
     check.add_argument(
         "--category", choices=("dns", "directory", "source", "target", "capacity"), help="only this category"
     )

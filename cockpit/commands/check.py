@@ -16,6 +16,13 @@ RENDERERS = {"table": render_table, "json": render_json, "junit": render_junit, 
 
 
 def check_command(args: argparse.Namespace) -> int:
+    if args.list:
+        for spec in select(args.category, args.only):
+            print(f"{spec.id:<16} {spec.category:<10} {spec.phase:<4} {spec.title}")
+        return 0
+    if not args.plan:
+        print("cutover: error: check needs --plan (or --list)", file=sys.stderr)
+        return 2
     plan = load_plan(args.plan)
     try:
         specs = select(args.category, args.only)
