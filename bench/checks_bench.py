@@ -1,0 +1,192 @@
+"""Readiness benchmark: ``cutover check`` over many small mailboxes and many domains, on real servers.
+
+    .venv/bin/python bench/checks_bench.py [--mailboxes 1000] [--domains 200] [--output text|json]
+
+Starts a source Dovecot with N users (3 small messages each, one of them in a second folder), a
+target Dovecot, and two NSD instances serving D zones (MX, SPF, DMARC; the secondary agrees),
+writes a plan covering all of it and times one ``cutover check`` run (every check that applies: DNS,
+source survey and scan, folder names and limits). The issue's target: under 60 s for 1,000
+mailboxes and 200 domains on this 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.extend([str(REPO), str(REPO / "tests")])
+
+from servers.dns import NsdServer, free_loopback_address  # noqa: E402
+from servers.dovecot import DovecotServer  # noqa: E402
+
+from runners.imap.wire import ImapConnection  # noqa: E402
+
+TARGET_SECONDS = 60.0
+
+
+def message(user: str, n: int) -> bytes:
+    return (
+        f"From: sender{n}@example.test\r\nTo: {user}@bench.test\r\nSubject: bench {n}\r\n"
+        f"Message-ID: <{user}.{n}@bench.test>\r\nDate: Tue, 02 Jan 2024 10:00:00 +0100\r\n\r\n"
+        + "Some text of a small message.\r\n" * (20 + n * 7)
+    ).encode()
+
+
+def fill(server: DovecotServer, user: str) -> None:
+    conn = ImapConnection(server.host, server.imap_port, security="plain", timeout=60)
+    conn.connect()
+    try:
+        conn.authenticate_plain(server.master_user, server.master_password, authzid=user)
+        conn.command(b'CREATE "Archive"', "CREATE")
+        for n, folder in enumerate(["INBOX", "INBOX", "Archive"]):
+            conn.send_with_literals([b"APPEND " + conn.astring(folder) + b" () ", (message(user, n),)], "APPEND")
+    finally:
+        conn.close()
+
+
+def zone(name: str, primary: str, secondary: str) -> str:
+    return f"""$ORIGIN {name}.
+$TTL 300
+@ IN SOA ns1.{name}. hostmaster.{name}. 2026112901 3600 600 86400 300
+@ IN NS ns1.{name}.
+@ IN NS ns2.{name}.
+ns1 IN A {primary}
+ns2 IN A {secondary}
+@ 300 IN MX 10 mx1.legacy.test.
+@ IN TXT "v=spf1 include:spf.target.test -all"
+_dmarc IN TXT "v=DMARC1; p=quarantine"
+"""
+
+
+def shared_zones(primary: str, secondary: str) -> dict[str, str]:
+    legacy = zone("legacy.test", primary, secondary) + "mx1 IN A 127.0.0.1\n"
+    target = zone("target.test", primary, secondary) + 'spf IN TXT "v=spf1 ip4:127.0.0.1 -all"\n'
+    return {"legacy.test": legacy, "target.test": target}
+
+
+def write_plan(root: Path, source: DovecotServer, target: DovecotServer, users: list[str], domains: list[str],
+               primary: NsdServer, secondary: NsdServer) -> Path:
+    (root / "mailboxes.csv").write_text(
+        "source,target,wave\n" + "".join(f"{u},{u}@{domains[i % len(domains)]},w\n" for i, u in enumerate(users))
+    )
+    servers = json.dumps([primary.endpoint, secondary.endpoint])
+    nameservers = ", ".join(f'"{d}" = {servers}' for d in [*domains, "legacy.test", "target.test"])
+    plan = root / "plan.toml"
+    plan.write_text(f"""
+[source]
+type = "imap"
+host = "127.0.0.1"
+port = {source.imap_port}
+security = "plain"
+auth = "master"
+master_user = "{source.master_user}"
+master_password = "env:BENCH_SRC_PW"
+
+[target]
+type = "imap"
+host = "127.0.0.1"
+port = {target.imap_port}
+security = "plain"
+auth = "master"
+master_user = "{target.master_user}"
+master_password = "env:BENCH_DST_PW"
+max_message_bytes = 36700160
+
+[mailboxes]
+csv = "mailboxes.csv"
+
+[dns]
+domains = {json.dumps(domains)}
+resolver = "{primary.endpoint}"
+nameservers = {{ {nameservers} }}
+legacy_mx = ["mx*.legacy.test"]
+target_mx = ["*.mail.target.test"]
+spf_includes = ["spf.target.test"]
+
+[checks]
+timeout = 300
+""")
+    return plan
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mailboxes", type=int, default=1000)
+    parser.add_argument("--domains", type=int, default=200)
+    parser.add_argument("--output", choices=("text", "json"), default="text")
+    args = parser.parse_args()
+    users = [f"u{n:04d}" for n in range(args.mailboxes)]
+    domains = [f"d{n:03d}.test" for n in range(args.domains)]
+    root = Path(tempfile.mkdtemp(prefix="checkbench"))
+    servers: list[Any] = []
+    try:
+        source = DovecotServer()
+        target = DovecotServer()
+        for user in users:
+            source.add_user(user, "pw")
+        target.add_user(f"{users[0]}@{domains[0]}", "pw")  # the canary the target checks log in as
+        servers += [source.start(), target.start()]
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda u: fill(source, u), users))
+        fill_seconds = time.monotonic() - started
+        primary_ip, secondary_ip = free_loopback_address(53), free_loopback_address(53)
+        all_zones = {d: zone(d, primary_ip, secondary_ip) for d in domains} | shared_zones(primary_ip, secondary_ip)
+        primary, secondary = NsdServer(primary_ip, all_zones), NsdServer(secondary_ip, all_zones)
+        servers += [primary.start(), secondary.start()]
+        plan = write_plan(root, source, target, users, domains, primary, secondary)
+        env = dict(os.environ, BENCH_SRC_PW=source.master_password, BENCH_DST_PW=target.master_password)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "cockpit.cli", "check", "--plan", str(plan), "--output", "json"],
+                              env=env, capture_output=True, text=True, cwd=root)
+        seconds = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        data = json.loads(proc.stdout)
+        by_category: dict[str, float] = {}
+        for c in data["checks"]:
+            by_category[c["category"]] = max(by_category.get(c["category"], 0.0), c["seconds"])
+        result = {
+            "mailboxes": args.mailboxes,
+            "domains": args.domains,
+            "fill_seconds": round(fill_seconds, 1),
+            "check_seconds": round(seconds, 2),
+            "exit_code": proc.returncode,
+            "cpu_seconds": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
+            "peak_rss_mb": round(after.ru_maxrss / 1024, 1),
+            "summary": data["summary"],
+            "slowest_check_per_category_seconds": {k: round(v, 2) for k, v in sorted(by_category.items())},
+            "checks_not_ok": [c for c in data["checks"] if c["state"] != "ok"],
+            "target_seconds": TARGET_SECONDS,
+            "verdict": "PASS" if seconds < TARGET_SECONDS else "MISS",
+        }
+        if args.output == "json":
+            print(json.dumps(result, indent=2))
+        else:
+            print(f"cutover check: {args.mailboxes} mailboxes, {args.domains} domains: {seconds:.1f} s "
+                  f"(target < {TARGET_SECONDS:.0f} s: {result['verdict']}), exit {proc.returncode}, "
+                  f"CPU {result['cpu_seconds']} s, peak RSS {result['peak_rss_mb']} MB")
+            print(f"source filled in {fill_seconds:.1f} s; findings: {data['summary']}")
+            print("slowest check per category (s):", result["slowest_check_per_category_seconds"])
+            for c in result["checks_not_ok"]:
+                print(f"  {c['check_id']} {c['state']}: {c['reason']}")
+        return 0 if seconds < TARGET_SECONDS else 1
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
