@@ -36,7 +36,7 @@ CATEGORIES = ("dns", "directory", "source", "target", "capacity")
 class Finding:
     check_id: str
     severity: Severity
-    object_type: str  # domain | mailbox | folder | server | address | endpoint | database | wave
+    object_type: str  # domain | mailbox | folder | server | address | endpoint | database | wave | entry
     object_id: str
     title: str
     observed: str = ""

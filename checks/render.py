@@ -43,6 +43,7 @@ def run_data(run: CheckRun, run_id: int | None, changes: Changes | None) -> dict
                     "expected": f.expected,
                     "evidence": f.evidence,
                     "remediation": f.remediation,
+                    "key": f.key,
                     "fingerprint": f.fingerprint,
                     "waiver": f.waiver,
                     "change": change,

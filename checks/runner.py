@@ -3,6 +3,7 @@ it never hangs the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -107,6 +108,17 @@ def run_checks(
     return run
 
 
+def _distinct(findings: list[Finding]) -> list[Finding]:
+    """Two findings of one check with the same fingerprint would merge in the history: number them."""
+    seen: dict[str, int] = {}
+    out: list[Finding] = []
+    for finding in findings:
+        count = seen.get(finding.fingerprint, 0)
+        seen[finding.fingerprint] = count + 1
+        out.append(finding if not count else dataclasses.replace(finding, key=f"{finding.key}#{count + 1}"))
+    return out
+
+
 def _run_one(
     ctx: CheckContext,
     spec: CheckSpec,
@@ -118,7 +130,7 @@ def _run_one(
     try:
         if spec.phase not in ("any", ctx.phase):
             raise SkipCheck(f"applies to the {spec.phase}-cutover phase only")
-        findings = list(spec.run(ctx))
+        findings = _distinct(list(spec.run(ctx)))
         outcome = Outcome(spec.id, spec.title, spec.category, State.OK, findings)
     except SkipCheck as exc:
         outcome = Outcome(spec.id, spec.title, spec.category, State.SKIPPED, reason=str(exc))

@@ -187,3 +187,17 @@ def test_cli_exit_codes(
     (check,) = json.loads(hung.stdout)["checks"]
     assert check["state"] == "error" and "timed out" in check["reason"]
     silent.close()
+
+
+def test_findings_sharing_a_fingerprint_are_kept_apart(plan_path: Path) -> None:
+    def twice(ctx: CheckContext) -> Iterator[Finding]:
+        yield finding("T-TWICE", Severity.WARNING)
+        yield finding("T-TWICE", Severity.WARNING)
+
+    plan = load_plan(plan_path)
+    run = run_checks(plan, [spec("T-TWICE", twice)])
+    first, second = run.findings
+    assert first.fingerprint != second.fingerprint and second.key == "#2"
+    run_id, _ = record(StateStore(plan.state_db), run, "twice")
+    stored = StateStore(plan.state_db).query("SELECT COUNT(*) AS n FROM findings WHERE run_id = ?", (run_id,))
+    assert stored[0]["n"] == 2
