@@ -3,9 +3,10 @@
     .venv/bin/python bench/checks_bench.py [--mailboxes 1000] [--domains 200] [--output text|json]
 
 Starts a source Dovecot with N users (3 small messages each, one of them in a second folder), a
-target Dovecot, and two NSD instances serving D zones (MX, SPF, DMARC; the secondary agrees),
-writes a plan covering all of it and times one ``cutover check`` run (every check that applies: DNS,
-source survey and scan, folder names and limits). The issue's target: under 60 s for 1,000
+target Dovecot, two NSD instances serving D zones (MX, SPF, DMARC; the secondary agrees) and a
+slapd holding the N people in a legacy and an AD-like target tree, writes a plan covering all of it
+and times one ``cutover check`` run (every check that applies: DNS, directory, source survey and
+scan, folder names and limits, the target's size limit). The issue's target: under 60 s for 1,000
 mailboxes and 200 domains on this 2-core machine.
 """
 
@@ -29,6 +30,16 @@ sys.path.extend([str(REPO), str(REPO / "tests")])
 
 from servers.dns import NsdServer, free_loopback_address  # noqa: E402
 from servers.dovecot import DovecotServer  # noqa: E402
+from servers.slapd import (  # noqa: E402
+    LEGACY_PEOPLE,
+    READER_DN,
+    READER_PASSWORD,
+    TARGET_CORP,
+    SlapdServer,
+    ldif_entry,
+    legacy_person,
+    target_user,
+)
 
 from runners.imap.wire import ImapConnection  # noqa: E402
 
@@ -75,8 +86,19 @@ def shared_zones(primary: str, secondary: str) -> dict[str, str]:
     return {"legacy.test": legacy, "target.test": target}
 
 
+def directory_ldif(users: list[str], domains: list[str]) -> str:
+    """Every mailbox in the legacy directory and, mailbox-enabled, in the AD-like target one."""
+    out = [ldif_entry(dn, {"objectClass": ["organizationalUnit"], "ou": [dn.split(",")[0][3:]]})
+           for dn in (LEGACY_PEOPLE, TARGET_CORP)]
+    for i, user in enumerate(users):
+        address = f"{user}@{domains[i % len(domains)]}"
+        out.append(legacy_person(LEGACY_PEOPLE, user, address))
+        out.append(target_user(TARGET_CORP, user, address, upn=address))
+    return "".join(out)
+
+
 def write_plan(root: Path, source: DovecotServer, target: DovecotServer, users: list[str], domains: list[str],
-               primary: NsdServer, secondary: NsdServer) -> Path:
+               primary: NsdServer, secondary: NsdServer, slapd: SlapdServer) -> Path:
     (root / "mailboxes.csv").write_text(
         "source,target,wave\n" + "".join(f"{u},{u}@{domains[i % len(domains)]},w\n" for i, u in enumerate(users))
     )
@@ -114,6 +136,20 @@ legacy_mx = ["mx*.legacy.test"]
 target_mx = ["*.mail.target.test"]
 spf_includes = ["spf.target.test"]
 
+[directory.source]
+url = "{slapd.url}"
+base = "{LEGACY_PEOPLE}"
+preset = "inetlocalmailrecipient"
+bind_dn = "{READER_DN}"
+bind_password = "env:BENCH_LDAP_PW"
+
+[directory.target]
+url = "{slapd.url}"
+base = "{TARGET_CORP}"
+preset = "ad"
+bind_dn = "{READER_DN}"
+bind_password = "env:BENCH_LDAP_PW"
+
 [checks]
 timeout = 300
 """)
@@ -145,8 +181,11 @@ def main() -> int:
         all_zones = {d: zone(d, primary_ip, secondary_ip) for d in domains} | shared_zones(primary_ip, secondary_ip)
         primary, secondary = NsdServer(primary_ip, all_zones), NsdServer(secondary_ip, all_zones)
         servers += [primary.start(), secondary.start()]
-        plan = write_plan(root, source, target, users, domains, primary, secondary)
-        env = dict(os.environ, BENCH_SRC_PW=source.master_password, BENCH_DST_PW=target.master_password)
+        slapd = SlapdServer(directory_ldif(users, domains))
+        servers.append(slapd.start())
+        plan = write_plan(root, source, target, users, domains, primary, secondary, slapd)
+        env = dict(os.environ, BENCH_SRC_PW=source.master_password, BENCH_DST_PW=target.master_password,
+                   BENCH_LDAP_PW=READER_PASSWORD)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "cockpit.cli", "check", "--plan", str(plan), "--output", "json"],
