@@ -178,7 +178,7 @@ def render_junit(data: dict[str, Any]) -> str:
             suite(category),
             "testcase",
             classname=f"readiness.{category}",
-            name=f"{f['check_id']} {f['object_id']}",
+            name=f"{f['check_id']} {f['object_id']}" + (f" [{f['key']}]" if f["key"] else ""),
         )
         counts[(category, "tests")] += 0
         if f["severity"] == Severity.BLOCKER and not f["waiver"]:

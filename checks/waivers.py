@@ -19,6 +19,8 @@ def apply_waivers(outcomes: Sequence[Outcome], waivers: Sequence[Waiver], today:
             for waiver in waivers:
                 if waiver.check.upper() != finding.check_id or waiver.object not in ("*", finding.object_id):
                     continue
+                if waiver.key is not None and waiver.key != finding.key:
+                    continue
                 if waiver.expires < today:
                     continue  # expired: the finding counts again
                 by = f" by {waiver.approved_by}" if waiver.approved_by else ""

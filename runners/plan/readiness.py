@@ -31,7 +31,7 @@ CAPACITY_KEYS = (
     "cert_warn_days", "ca_file",
 )  # fmt: skip
 CHECKS_KEYS = ("timeout", "per_server", "scan")
-WAIVER_KEYS = ("check", "object", "reason", "expires", "approved_by")
+WAIVER_KEYS = ("check", "object", "key", "reason", "expires", "approved_by")
 
 
 def load_readiness(root: Table, base_dir: Path) -> ReadinessConfig:
@@ -50,7 +50,7 @@ def load_readiness(root: Table, base_dir: Path) -> ReadinessConfig:
         target_directory=target_dir,
         capacity=_capacity(root.table("capacity"), base_dir),
         waivers=_waivers(root),
-        timeout=checks.positive_number("timeout", 60.0) if checks else 60.0,
+        timeout=checks.positive_number("timeout", 300.0) if checks else 300.0,
         per_server=checks.integer("per_server", 4, low=1, high=64) if checks else 4,
         scan=checks.boolean("scan", True) if checks else True,
     )
@@ -183,6 +183,7 @@ def _waivers(root: Table) -> tuple[Waiver, ...]:
                 reason=entry.required_string("reason"),
                 expires=expires,
                 approved_by=entry.string("approved_by"),
+                key=entry.string("key"),
             )
         )
     return tuple(out)

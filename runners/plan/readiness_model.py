@@ -87,6 +87,8 @@ class Waiver:
     reason: str
     expires: date
     approved_by: str | None = None
+    #: Only the finding with this key (a check's findings on one object differ by key: "tls", "size").
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +98,9 @@ class ReadinessConfig:
     target_directory: DirectorySettings | None = None
     capacity: CapacitySettings = field(default_factory=CapacitySettings)
     waivers: tuple[Waiver, ...] = ()
-    #: Seconds one check may take before it is abandoned as "error".
-    timeout: float = 60.0
+    #: Seconds one check may take before it is abandoned as "error". Generous because the first
+    #: check to ask for the source survey pays for it; every network probe has its own short timeout.
+    timeout: float = 300.0
     #: Checks talking to the same server at once.
     per_server: int = 4
     #: Read every source message once to find corrupt ones, long lines, missing Message-IDs, MIME
