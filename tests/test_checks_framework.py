@@ -131,7 +131,9 @@ def test_outputs_are_rendered_from_the_same_data(plan_path: Path) -> None:
     data = run_data(
         run_checks(load_plan(plan_path), [spec("T-MIX", mixed), spec("T-BRK", broken, "source")]), 1, None
     )
-    assert data["summary"]["blocker"] == 1 and data["summary"]["warning"] == 1 and data["summary"]["pass"] == 1
+    assert (
+        data["summary"]["blocker"] == 1 and data["summary"]["warning"] == 1 and data["summary"]["pass"] == 1
+    )
     root = ET.fromstring(render_junit(data))  # noqa: S314 - our own output
     dns = root.find("testsuite[@name='readiness.dns']")
     assert dns is not None and dns.get("failures") == "1" and len(dns) == 3
@@ -201,3 +203,13 @@ def test_findings_sharing_a_fingerprint_are_kept_apart(plan_path: Path) -> None:
     run_id, _ = record(StateStore(plan.state_db), run, "twice")
     stored = StateStore(plan.state_db).query("SELECT COUNT(*) AS n FROM findings WHERE run_id = ?", (run_id,))
     assert stored[0]["n"] == 2
+
+
+def test_a_waiver_with_a_key_covers_only_that_finding() -> None:
+    from checks.model import Outcome
+
+    tls = Finding("T-HUB", Severity.WARNING, "server", "hub:25", "certificate expires soon", key="tls")
+    size = Finding("T-HUB", Severity.BLOCKER, "server", "hub:25", "SIZE too small", key="size")
+    outcome = Outcome("T-HUB", "hub", "capacity", State.OK, [tls, size])
+    apply_waivers([outcome], [Waiver("T-HUB", "hub:25", "renewal booked", date(2099, 1, 1), key="tls")])
+    assert [f.waiver is not None for f in outcome.findings] == [True, False]
