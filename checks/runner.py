@@ -40,6 +40,26 @@ class CheckRun:
         return any(o.state == State.ERROR for o in self.outcomes)
 
 
+class Running:
+    """Which checks are running right now, for the progress line."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[str, None] = {}
+
+    def add(self, check_id: str) -> None:
+        with self._lock:
+            self._ids[check_id] = None
+
+    def discard(self, check_id: str) -> None:
+        with self._lock:
+            self._ids.pop(check_id, None)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._ids)
+
+
 def select(category: str | None = None, only: Sequence[str] = ()) -> list[CheckSpec]:
     specs = all_checks()
     if category:
@@ -59,6 +79,7 @@ def run_checks(
     *,
     phase: str = "pre",
     on_done: Callable[[Outcome, int, int], None] = lambda outcome, done, total: None,
+    running: Running | None = None,
 ) -> CheckRun:
     ctx = CheckContext(plan, phase)
     run = CheckRun(phase, started=time.time())
@@ -69,7 +90,10 @@ def run_checks(
     threads: list[tuple[CheckSpec, threading.Thread, list[Outcome]]] = []
     started_at: dict[str, float] = {}
 
+    running = running or Running()
+
     def finish(outcome: Outcome) -> None:
+        running.discard(outcome.check_id)
         with lock:
             if outcome.check_id in results:
                 return  # it timed out already and was reported then
@@ -82,6 +106,7 @@ def run_checks(
         slots.acquire()
         # Daemon threads: a check stuck in a library call past its deadline must not keep the process alive.
         started_at[spec.id] = time.monotonic()
+        running.add(spec.id)
         thread = threading.Thread(
             target=_run_one, args=(ctx, spec, box, slots, finish), daemon=True, name=f"check-{spec.id}"
         )

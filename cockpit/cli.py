@@ -87,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
         "invalid plan.",
     )
     check.add_argument("--plan", help="the plan file (TOML); required unless --list")
-    check.add_argument("--list", action="store_true", help="list every check (id, category, phase, title) and exit")
+    check.add_argument(
+        "--list", action="store_true", help="list every check (id, category, phase, title) and exit"
+    )
     check.add_argument(
         "--category", choices=("dns", "directory", "source", "target", "capacity"), help="only this category"
     )

@@ -8,7 +8,7 @@ import sys
 from checks.history import record
 from checks.model import Outcome
 from checks.render import render_json, render_junit, render_markdown, render_table, run_data
-from checks.runner import run_checks, select
+from checks.runner import Running, run_checks, select
 from runners.plan.loader import load_plan
 from runners.state.store import StateStore
 
@@ -34,9 +34,13 @@ def check_command(args: argparse.Namespace) -> int:
         return 2
     tty = sys.stderr.isatty()
 
+    running = Running()
+
     def progress(outcome: Outcome, done: int, total: int) -> None:
         worst = outcome.worst.value if outcome.worst else outcome.state.value
-        line = f"[{done}/{total}] {outcome.check_id} {worst} ({outcome.seconds:.1f} s)"
+        now = running.ids()
+        busy = f"; running: {', '.join(now[:4])}{' ...' if len(now) > 4 else ''}" if now else ""
+        line = f"[{done}/{total}] {outcome.check_id} {worst} ({outcome.seconds:.1f} s){busy}"
         print(
             ("\r\033[K" + line) if tty else line,
             end="" if tty and done < total else "\n",
@@ -44,7 +48,7 @@ def check_command(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    run = run_checks(plan, specs, phase=args.phase, on_done=progress)
+    run = run_checks(plan, specs, phase=args.phase, on_done=progress, running=running)
     scope = (
         "all" if not (args.category or args.only) else f"{args.category or ''}:{','.join(sorted(args.only))}"
     )
