@@ -79,6 +79,19 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--mailbox", action="append", default=[], metavar="ADDRESS", help="only this mailbox")
     verify.add_argument("--deep", action="store_true", help="also compare a SHA-256 of every message body")
     verify.add_argument("--workers", type=int, help="mailboxes verified at once")
+    control = sub.add_parser(
+        "control",
+        help="pause, resume or cancel a running wave or one mailbox",
+        description="Ask the runner of a wave to pause, resume or cancel, through the state store: the request "
+        "takes effect after the current batch (everything copied so far is recorded). Works from any "
+        "terminal, while the run goes on in another session or detached.",
+    )
+    control.add_argument("--plan", required=True, help="the plan file (TOML)")
+    control.add_argument("action", choices=("pause", "resume", "cancel"))
+    control.add_argument("--wave", help="only runs of this wave (default: any running wave)")
+    control.add_argument("--mailbox", help="only this source mailbox (default: every mailbox of the wave)")
+    control.add_argument("--output", choices=("text", "json"), default="text")
+
     check = sub.add_parser(
         "check",
         help="readiness checks: find what will break before anything moves",
@@ -112,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runners.errors import MigrationError
 
     try:
-        handler = {"run": _run, "status": _status, "verify": _verify, "check": _check}[args.command]
+        handler = {"run": _run, "status": _status, "verify": _verify, "check": _check, "control": _control}[
+            args.command
+        ]
         return handler(args)
     except MigrationError as exc:
         _fail(args, str(exc))
@@ -140,6 +155,49 @@ def _run(args: argparse.Namespace) -> int:
     from cockpit.commands.run import run_command
 
     return run_command(args)
+
+
+def _control(args: argparse.Namespace) -> int:
+    import getpass
+
+    from runners.engine.control import request
+    from runners.plan.loader import load_plan
+    from runners.state.store import StateStore
+
+    plan = load_plan(args.plan)
+    if args.wave and args.wave not in plan.waves:
+        raise _unknown_wave(args.wave, plan.waves)
+    if args.mailbox and args.mailbox not in {m.source for m in plan.mailboxes}:
+        _fail(args, f"{args.mailbox} is not a mailbox of the plan")
+        return EXIT_UNUSABLE
+    store = StateStore(plan.state_db)
+    request_id = request(
+        store, args.action, wave=args.wave, mailbox=args.mailbox, requested_by=getpass.getuser()
+    )
+    running = store.query(
+        "SELECT id, wave FROM runs WHERE status = 'running'" + (" AND wave = ?" if args.wave else ""),
+        (args.wave,) if args.wave else (),
+    )
+    scope = (
+        f"mailbox {args.mailbox}"
+        if args.mailbox
+        else f"wave {args.wave}"
+        if args.wave
+        else "every running wave"
+    )
+    note = "" if running else " (no run is active now: it applies to none; start the wave again to continue)"
+    _emit(
+        args,
+        {"request": request_id, "action": args.action, "scope": scope, "active_runs": len(running)},
+        f"{args.action} requested for {scope}{note}",
+    )
+    return EXIT_OK
+
+
+def _unknown_wave(wave: str, waves: tuple[str, ...]) -> Exception:
+    from runners.errors import MigrationError
+
+    return MigrationError(f"wave {wave!r} is not in the plan (waves: {', '.join(waves) or 'none'})")
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
 from runners.connectors.imap_source import ImapSource
+from runners.engine.control import ControlWatcher
 from runners.engine.pipeline import CopyContext, CopyCounters, MailboxFatal, copy_folder
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
 from runners.engine.sessions import ConnectionCaps, capped, open_source, open_target
@@ -40,6 +41,10 @@ class RunInterrupted(MigrationError):
     """The operator stopped the run; everything copied so far is in the ledger."""
 
 
+class MailboxCancelled(MigrationError):
+    """A cancel request for this mailbox (or its wave): stop after the batch, the rest waits for a rerun."""
+
+
 @dataclass(slots=True)
 class Sessions:
     source: SourceSession | None = None
@@ -58,6 +63,7 @@ class MailboxJob:
         stats: MailboxStats,
         sleep: Callable[[float], None] = time.sleep,
         stop: threading.Event | None = None,
+        controls: ControlWatcher | None = None,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -68,6 +74,7 @@ class MailboxJob:
         self.stats = stats
         self.sleep = sleep
         self.stop = stop or threading.Event()
+        self.controls = controls
         self.sessions = Sessions()
         # Crash isolation across reconnects within one folder (see _retrying).
         self._fetch_singly: set[int] = set()
@@ -165,6 +172,28 @@ class MailboxJob:
         self._event("error", "message-failed", f"UID {uid}: {reason}", folder=exc.folder)
         return True
 
+    def _checkpoint(self) -> None:
+        """Between batches and folders: honour a stop, a pause (wait here) or a cancel request."""
+        if self.stop.is_set():
+            raise RunInterrupted("the run was asked to stop")
+        if self.controls is None:
+            return
+
+        def paused() -> None:
+            self.stats.state = "paused"
+            self.store.set_mailbox_state(self.mailbox_id, "paused")
+            self._event("info", "paused", "paused on request, after the current batch")
+
+        if not self.controls.checkpoint(self.entry.source, paused, abort=self.stop):
+            self._event("info", "cancelled", "cancelled on request; the next run continues from here")
+            raise MailboxCancelled("cancelled on request")
+        if self.stop.is_set():
+            raise RunInterrupted("the run was asked to stop")
+        if self.stats.state == "paused":
+            self.stats.state = "running"
+            self.store.set_mailbox_state(self.mailbox_id, "running")
+            self._event("info", "resumed", "resumed on request")
+
     def _event(self, level: str, kind: str, message: str, folder: str | None = None) -> None:
         getattr(log, level if level != "warning" else "warning")("%s: %s", self.entry.source, message)
         self.store.event(self.run_id, level, kind, message, mailbox=self.entry.source, folder=folder)
@@ -176,6 +205,7 @@ class MailboxJob:
         stats.started = time.time()
         stats.state = "running"
         try:
+            self._checkpoint()
             mappings: list[FolderMapping] = []
             self._retrying("prepare", lambda: mappings.extend(self._prepare()))
             states: dict[str, FolderState | Exception] = {}
@@ -185,8 +215,7 @@ class MailboxJob:
             mappings = [m for m in mappings if m.source.selectable]
             stats.folders_total = len(mappings)
             for mapping in mappings:
-                if self.stop.is_set():
-                    raise RunInterrupted("the run was asked to stop")
+                self._checkpoint()
                 stats.current_folder = mapping.source.display
                 report = FolderReport(mapping.source.display, mapping.target_wire, excluded=mapping.excluded)
                 stats.folders.append(report)
@@ -196,6 +225,8 @@ class MailboxJob:
             stats.state = "ok" if not (stats.failed or stats.skipped or _folder_errors(stats)) else "partial"
         except RunInterrupted:
             stats.state = "pending"
+        except MailboxCancelled:
+            stats.state = "cancelled"
         except MailboxFatal as exc:
             stats.state, stats.error, stats.error_kind = "failed", str(exc), "target-refused-mailbox"
         except AuthError as exc:
@@ -376,8 +407,7 @@ class MailboxJob:
             self.stats.bytes_copied = done_before[1] + counters.bytes_copied
             self.stats.failed = done_before[2] + counters.failed
             self.stats.matched_by_content = done_before[3] + counters.matched
-            if self.stop.is_set():
-                raise RunInterrupted("the run was asked to stop")
+            self._checkpoint()
             self.store.mailbox_progress(
                 self.mailbox_id,
                 (self.stats.messages_total, self.stats.bytes_total),

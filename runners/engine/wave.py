@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from runners.engine.control import ControlWatcher
 from runners.engine.mailbox import MailboxJob
 from runners.engine.sessions import ConnectionCaps
 from runners.engine.stats import MailboxStats, RunStats
@@ -76,6 +77,7 @@ def run_wave(
     stats = stats or RunStats()
     stop = stop or threading.Event()
     caps = ConnectionCaps()
+    controls = ControlWatcher(str(plan.state_db), wave, [e.source for e in entries]).start()
     started = time.monotonic()
     store.event(
         run_id,
@@ -96,7 +98,9 @@ def run_wave(
             mailbox_stats.state, mailbox_stats.error_kind = "failed", "busy"
             mailbox_stats.error = f"another runner ({holder}) is migrating this mailbox"
             return mailbox_stats
-        job = MailboxJob(plan, store, caps, entry, mailbox_id, run_id, mailbox_stats, stop=stop)
+        job = MailboxJob(
+            plan, store, caps, entry, mailbox_id, run_id, mailbox_stats, stop=stop, controls=controls
+        )
         try:
             job.run()
         finally:
@@ -118,6 +122,7 @@ def run_wave(
         else:
             status = "partial"
     finally:
+        controls.stop()
         seconds = time.monotonic() - started
         summary: dict[str, float] = dict(stats.totals())
         summary["seconds"] = round(seconds, 3)

@@ -136,3 +136,14 @@ CREATE TABLE IF NOT EXISTS survey (
     surveyed     REAL NOT NULL,
     PRIMARY KEY (mailbox, folder)
 );
+
+-- Control requests for running waves (from the cockpit or `cutover control`), handled by the runner.
+CREATE TABLE IF NOT EXISTS controls (
+    id         INTEGER PRIMARY KEY,
+    ts         REAL NOT NULL,
+    wave       TEXT,                       -- the wave it applies to (NULL: every wave)
+    mailbox    TEXT,                       -- one source mailbox, or NULL for the whole wave
+    action     TEXT NOT NULL,              -- pause | resume | cancel
+    requested_by TEXT,
+    seen       REAL                        -- when a runner first acted on it
+);

@@ -161,6 +161,12 @@ class StateStore:
                 (state, error, error_kind, time.time(), mailbox_id),
             )
 
+    def set_mailbox_state(self, mailbox_id: int, state: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE mailboxes SET state = ?, updated = ? WHERE id = ?", (state, time.time(), mailbox_id)
+            )
+
     def mailbox_progress(self, mailbox_id: int, total: tuple[int, int], done: tuple[int, int]) -> None:
         with self.transaction() as db:
             db.execute(

@@ -1,0 +1,114 @@
+"""Pause, resume and cancel a running wave or one of its mailboxes, through the state store.
+
+Requests are rows in ``controls``; a watcher thread in the runner reads new rows twice a second and
+keeps the effective state in memory, so the copy loop only checks a dictionary between batches. A
+paused mailbox finishes its current batch (everything recorded) and waits; cancel stops it the same
+way, leaving it for the next run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from runners.state.store import StateStore
+
+POLL_SECONDS = 0.5
+ACTIONS = ("pause", "resume", "cancel")
+
+
+def request(
+    store: StateStore,
+    action: str,
+    *,
+    wave: str | None = None,
+    mailbox: str | None = None,
+    requested_by: str | None = None,
+) -> int:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown control action {action!r}")
+    with store.transaction() as db:
+        cur = db.execute(
+            "INSERT INTO controls (ts, wave, mailbox, action, requested_by) VALUES (?,?,?,?,?)",
+            (time.time(), wave, mailbox, action, requested_by),
+        )
+        return int(cur.lastrowid or 0)
+
+
+class ControlWatcher:
+    """The effective control state of one run's mailboxes, refreshed from the store in the background."""
+
+    def __init__(self, store_path: str, wave: str, mailboxes: list[str], poll: float = POLL_SECONDS) -> None:
+        self._path = store_path
+        self._wave = wave
+        self._mailboxes = set(mailboxes)
+        self._poll = poll
+        self._state: dict[str, str] = {}  # mailbox -> "pause" | "cancel"
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._last_id = 0
+        self._thread = threading.Thread(target=self._loop, name="controls", daemon=True)
+
+    def start(self) -> ControlWatcher:
+        # Requests made before this run started don't apply to it.
+        store = StateStore(self._path)
+        row = store.query("SELECT COALESCE(MAX(id), 0) AS id FROM controls")
+        self._last_id = int(row[0]["id"])
+        store.close()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        store = StateStore(self._path)
+        try:
+            while not self._stop.wait(self._poll):
+                self.refresh(store)
+        finally:
+            store.close()
+
+    def refresh(self, store: StateStore) -> None:
+        rows = store.query(
+            "SELECT id, wave, mailbox, action FROM controls WHERE id > ? ORDER BY id", (self._last_id,)
+        )
+        if not rows:
+            return
+        with self._changed:
+            for row in rows:
+                self._last_id = int(row["id"])
+                if row["wave"] not in (None, self._wave):
+                    continue
+                targets = [row["mailbox"]] if row["mailbox"] else list(self._mailboxes)
+                for mailbox in targets:
+                    if mailbox not in self._mailboxes:
+                        continue
+                    if row["action"] == "resume":
+                        self._state.pop(mailbox, None)
+                    elif self._state.get(mailbox) != "cancel":  # cancel is final for this run
+                        self._state[mailbox] = row["action"]
+            self._changed.notify_all()
+        with store.transaction() as db:
+            db.execute(
+                "UPDATE controls SET seen = ? WHERE id <= ? AND seen IS NULL", (time.time(), self._last_id)
+            )
+
+    def checkpoint(
+        self, mailbox: str, on_pause: Callable[[], None] | None = None, abort: threading.Event | None = None
+    ) -> bool:
+        """Called between batches: waits while the mailbox is paused (or until ``abort``); False when
+        it must stop because it was cancelled."""
+        with self._changed:
+            while self._state.get(mailbox) == "pause" and not self._stop.is_set():
+                if abort is not None and abort.is_set():
+                    break
+                if on_pause is not None:
+                    on_pause()
+                    on_pause = None
+                self._changed.wait(self._poll)
+            return self._state.get(mailbox) != "cancel"
