@@ -110,8 +110,9 @@ def test_scan_finds_unreadable_long_lines_missing_ids_mime_defects_and_catch_all
     for check_id in ("SRC-READ-004", "SRC-LINE-005", "SRC-MSGID-006", "SRC-MIME-007"):
         # Each check also says what it examined and found clean.
         passed = {f.object_id for f in findings(result, check_id, Severity.PASS)}
-        assert "carol" in passed and passed.isdisjoint({f.object_id for f in findings(result, check_id)
-                                                        if f.severity != Severity.PASS})
+        assert "carol" in passed and passed.isdisjoint(
+            {f.object_id for f in findings(result, check_id) if f.severity != Severity.PASS}
+        )
     assert [f.object_id for f in findings(result, "SRC-LINE-005", Severity.WARNING)] == ["alice"]
     (no_id,) = findings(result, "SRC-MSGID-006", Severity.INFO)
     assert no_id.object_id == "alice" and no_id.observed.startswith("8 of")  # 8 awkward ones lack an ID
