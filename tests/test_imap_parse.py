@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runners.errors import AuthError, CommandError
+from runners.imap.dates import canonical_date
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta, split_code, tokens
 
 
@@ -72,3 +73,20 @@ def test_response_codes_are_classified_retry_later_or_final(
 ) -> None:
     assert CommandError("imap://h:1", operation, "text", code).retryable is temporary
     assert AuthError("imap://h:1", operation, "text", code).retryable is temporary
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        (" 7-Feb-2024 10:00:00 +0100", " 7-Feb-2024 10:00:00 +0100"),  # canonical: untouched
+        ("17-Jul-1996 02:44:25 -0700", "17-Jul-1996 02:44:25 -0700"),
+        ("7-Feb-2024 10:00:00 +0100", " 7-Feb-2024 10:00:00 +0100"),  # no leading space
+        ("07-feb-2024 10:00:00 GMT", " 7-Feb-2024 10:00:00 +0000"),  # textual zone, lower-case month
+        ("Tue, 2 Jan 2024 10:00:00 +0530", " 2-Jan-2024 10:00:00 +0530"),  # RFC 5322 style
+        ("2024-01-02T10:00:00-08:00", " 2-Jan-2024 10:00:00 -0800"),  # ISO 8601
+        ("not a date", None),
+        (None, None),
+    ],
+)
+def test_internaldates_are_sent_in_the_form_append_takes(given: str | None, sent: str | None) -> None:
+    assert canonical_date(given) == sent

@@ -102,8 +102,13 @@ class ImapSource:
             for parts in self.conn.responses(tag):
                 if parts[0].startswith(tag):
                     break
-                if len(parts) < 2 or b" FETCH " not in parts[0]:
+                if b" FETCH " not in parts[0]:
                     continue
+                if len(parts) < 2:
+                    quoted = _quoted_body(parts[0])
+                    if quoted is None:
+                        continue  # a flags update or the like: not a body
+                    parts = quoted
                 uid = _uid_of(parts)
                 meta = wanted.pop(uid, None) if uid is not None else None
                 if meta is None:
@@ -123,8 +128,11 @@ class ImapSource:
         except ConnectionLost as exc:
             raise FetchConnectionLost(exc, folder.raw_name, [meta.uid], single=True) from None
         for parts in reply.untagged:
-            if len(parts) >= 2 and b" FETCH " in parts[0] and _uid_of(parts) == meta.uid:
-                return _checked(meta, parts[1])
+            if b" FETCH " not in parts[0]:
+                continue
+            body_parts = parts if len(parts) >= 2 else _quoted_body(parts[0])
+            if body_parts is not None and _uid_of(body_parts) == meta.uid:
+                return _checked(meta, body_parts[1])
         if reply.status != "OK":
             return FetchFailure(meta, f"source refused FETCH: {reply.status} {reply.text}")
         return FetchFailure(meta, "source returned no body (message expunged during the run?)")
@@ -136,6 +144,17 @@ class ImapSource:
 _SPECIAL_LOWER = {
     s.lower(): s for s in ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
 }
+
+
+def _quoted_body(line: bytes) -> list[bytes] | None:
+    """A body sent as a quoted string instead of a literal (``BODY[] ""`` for an empty message)."""
+    start = line.find(b'BODY[] "')
+    if start < 0:
+        return None
+    end = line.find(b'"', start + 8)
+    if end < 0:
+        return None
+    return [line[:start], line[start + 8 : end], line[end + 1 :]]
 
 
 def _uid_of(parts: list[bytes]) -> int | None:

@@ -10,6 +10,7 @@ from functools import lru_cache
 from runners.connectors.imap_common import list_folders, namespace, parse_status, status_items
 from runners.errors import CommandError
 from runners.folders import source_path
+from runners.imap.dates import canonical_date
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta
 from runners.imap.wire import ImapConnection, Reply
 from runners.model import SYSTEM_FLAGS, AppendItem, AppendOutcome, FolderState
@@ -92,8 +93,9 @@ class ImapTarget:
         pieces: list[bytes | tuple[bytes]] = [b"APPEND " + self.conn.astring(wire_name)]
         for item in items:
             head = b" (" + _flag_text(item.flags) + b")"
-            if item.internaldate:
-                head += b' "' + item.internaldate.encode("ascii") + b'"'
+            date = canonical_date(item.internaldate)
+            if date:
+                head += b' "' + date.encode("ascii") + b'"'
             pieces.append(head + b" ")
             pieces.append((item.body,))
         operation = f"APPEND {wire_name}" + (f" ({len(items)} messages)" if len(items) > 1 else "")
