@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
 from runners.engine import faults
+from runners.imap.dates import canonical_date
 from runners.errors import CommandError
 from runners.model import AppendItem, FetchedMessage, FetchFailure, FolderInfo, MessageMeta, flag_text
 from runners.state.store import StateStore
@@ -205,7 +206,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCount
     for (message, _), outcome in zip(send, outcomes, strict=True):
         key = message.meta.key
         if outcome.error is None:
-            results.append(("copied", outcome.uid, None, fid, validity, key))
+            results.append(("copied", outcome.uid, _date_note(message.meta.internaldate), fid, validity, key))
             counters.copied += 1
             counters.bytes_copied += len(message.body)
             if outcome.uid is not None and outcome.uid >= floor:
@@ -219,3 +220,10 @@ def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCount
     if fatal is not None:
         raise MailboxFatal(ctx.target.server, f"APPEND {ctx.target_wire}", fatal, fatal_code)
     return floor
+
+
+def _date_note(internaldate: str | None) -> str | None:
+    """Say so in the ledger when the source's INTERNALDATE was unreadable and the copy got none."""
+    if internaldate is None or canonical_date(internaldate) is not None:
+        return None
+    return f"copied without its arrival date: the source's INTERNALDATE {internaldate!r} could not be read"
