@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
 from runners.engine import faults
-from runners.imap.dates import canonical_date
 from runners.errors import CommandError
+from runners.imap.dates import canonical_date
 from runners.model import AppendItem, FetchedMessage, FetchFailure, FolderInfo, MessageMeta, flag_text
 from runners.state.store import StateStore
 
