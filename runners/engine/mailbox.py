@@ -408,11 +408,7 @@ class MailboxJob:
             self.stats.failed = done_before[2] + counters.failed
             self.stats.matched_by_content = done_before[3] + counters.matched
             self._checkpoint()
-            self.store.mailbox_progress(
-                self.mailbox_id,
-                (self.stats.messages_total, self.stats.bytes_total),
-                (self.stats.copied + self.stats.duplicates_avoided, self.stats.bytes_copied),
-            )
+            self.store.mailbox_progress(self.mailbox_id, self.stats.progress())
 
         self._fetching = (folder_id, state.uidvalidity, {m.uid: m for m in todo})
         if isinstance(source, ImapSource):

@@ -7,6 +7,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from runners.state.store import MailboxProgress
+
 
 @dataclass(slots=True)
 class FolderReport:
@@ -52,6 +54,17 @@ class MailboxStats:
     @property
     def duplicates_avoided(self) -> int:
         return self.already_present + self.matched_by_content
+
+    def progress(self) -> MailboxProgress:
+        return MailboxProgress(
+            self.messages_total,
+            self.bytes_total,
+            self.copied + self.duplicates_avoided + self.skipped + self.failed,
+            self.bytes_copied,
+            self.failed,
+            self.skipped,
+            self.current_folder or None,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -104,6 +104,7 @@ def run_wave(
         try:
             job.run()
         finally:
+            store.mailbox_progress(mailbox_id, mailbox_stats.progress())
             store.release_mailbox(
                 mailbox_id, mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind
             )

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     bytes_total    INTEGER NOT NULL DEFAULT 0,
     messages_done  INTEGER NOT NULL DEFAULT 0,
     bytes_done     INTEGER NOT NULL DEFAULT 0,
+    failed         INTEGER NOT NULL DEFAULT 0,   -- messages failed / skipped in the current run
+    skipped        INTEGER NOT NULL DEFAULT 0,
+    current_folder TEXT,
     error          TEXT,
     error_kind     TEXT
 );

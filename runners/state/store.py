@@ -38,6 +38,17 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxProgress:
+    messages_total: int
+    bytes_total: int
+    messages_done: int
+    bytes_done: int
+    failed: int
+    skipped: int
+    current_folder: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class FolderRow:
     id: int
     source_name: str
@@ -58,8 +69,26 @@ class StateStore:
         self._local = threading.local()
         # executescript commits on its own, so it runs outside our transaction helper.
         self._db().executescript(resources.files("runners.state").joinpath("schema.sql").read_text())
+        self._add_missing_columns()
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+    def _add_missing_columns(self) -> None:
+        """A store made by an earlier version lacks columns added since: add them (SQLite can't in
+        CREATE TABLE IF NOT EXISTS), with their defaults."""
+        added = {
+            "mailboxes": (
+                ("failed", "INTEGER NOT NULL DEFAULT 0"),
+                ("skipped", "INTEGER NOT NULL DEFAULT 0"),
+                ("current_folder", "TEXT"),
+            )
+        }
+        db = self._db()
+        for table, columns in added.items():
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -167,12 +196,25 @@ class StateStore:
                 "UPDATE mailboxes SET state = ?, updated = ? WHERE id = ?", (state, time.time(), mailbox_id)
             )
 
-    def mailbox_progress(self, mailbox_id: int, total: tuple[int, int], done: tuple[int, int]) -> None:
+    def mailbox_progress(self, mailbox_id: int, progress: MailboxProgress) -> None:
+        """The live counters the cockpit and ``status`` show; also the runner's heartbeat."""
+        now = time.time()
         with self.transaction() as db:
             db.execute(
                 "UPDATE mailboxes SET messages_total = ?, bytes_total = ?, messages_done = ?, bytes_done = ?, "
-                "heartbeat = ?, updated = ? WHERE id = ?",
-                (*total, *done, time.time(), time.time(), mailbox_id),
+                "failed = ?, skipped = ?, current_folder = ?, heartbeat = ?, updated = ? WHERE id = ?",
+                (
+                    progress.messages_total,
+                    progress.bytes_total,
+                    progress.messages_done,
+                    progress.bytes_done,
+                    progress.failed,
+                    progress.skipped,
+                    progress.current_folder,
+                    now,
+                    now,
+                    mailbox_id,
+                ),
             )
 
     # -- folders -------------------------------------------------------------------------------

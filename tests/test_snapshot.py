@@ -1,0 +1,61 @@
+"""Snapshots of the state store, as the cockpit reads them, after real runs and checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from corpus import message
+from lab import make_lab
+from servers import imapfill
+from servers.dovecot import DovecotServer
+
+from runners.plan.loader import load_plan
+from runners.report.snapshot import mailbox_detail, take
+from runners.state.store import StateStore
+
+
+def test_snapshot_and_detail_after_a_run_with_problems(
+    tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: object
+) -> None:
+    target = dovecot_factory(quota_max_mail_size="1M")  # type: ignore[operator]
+    imapfill.create_folder(source_dovecot, "alice", "Locked")
+    imapfill.append(source_dovecot, "alice", "Locked", message("locked"))
+    for n in range(5):
+        imapfill.append(source_dovecot, "alice", "INBOX", message(f"m{n}"))
+    imapfill.append(source_dovecot, "alice", "INBOX", message("big", "B" * 1_500_000))
+    (source_dovecot.maildir("alice") / ".Locked").chmod(0)
+    lab = make_lab(
+        tmp_path / "lab",
+        source_dovecot,
+        target,
+        mailboxes=(("alice", "alice", "pilot"), ("bob", "bob", "pilot"), ("carol", "carol", "full")),
+    )
+    lab.run("pilot")
+    lab.cutover("check", "--plan", str(lab.plan), "--only", "SRC-AUTH-001", "--only", "SRC-LOGIN-002")
+
+    plan = load_plan(lab.plan)
+    store = StateStore(plan.state_db)
+    snap = take(store, plan)
+
+    alice = snap.mailbox("alice")
+    assert alice is not None and alice.state == "partial" and alice.failed == 1 and not alice.ok
+    assert alice.messages_done == alice.messages_total == 6 and alice.progress == 1.0
+    carol = snap.mailbox("carol")
+    assert carol is not None and carol.state == "pending" and carol.messages_total == 0  # planned, never run
+    pilot = next(w for w in snap.waves if w.name == "pilot")
+    assert (
+        pilot.mailboxes == 2
+        and pilot.failed == 1
+        and pilot.last_run_status == "partial"
+        and not pilot.running
+    )
+    assert snap.readiness is not None and snap.readiness.by_category["source"]["blocker"] >= 1
+    assert any(e.kind == "folder-failed" and e.mailbox == "alice" for e in snap.events)
+
+    detail = mailbox_detail(store, "alice")
+    folders = {f.source: f for f in detail.folders}
+    assert folders["INBOX"].copied == 5 and folders["INBOX"].failed == 1
+    assert folders["Locked"].error is not None and "[SERVERBUG]" in folders["Locked"].error
+    (issue,) = detail.issues
+    assert issue.folder == "INBOX" and issue.uid == 6 and issue.status == "failed"
+    assert issue.reason is not None and "Mail size is larger than the maximum size" in issue.reason
