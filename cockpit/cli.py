@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNUSABLE = 0, 1, 2
@@ -79,6 +80,20 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--mailbox", action="append", default=[], metavar="ADDRESS", help="only this mailbox")
     verify.add_argument("--deep", action="store_true", help="also compare a SHA-256 of every message body")
     verify.add_argument("--workers", type=int, help="mailboxes verified at once")
+    tui = sub.add_parser(
+        "tui",
+        help="open the cockpit (Textual TUI) on a plan's state store",
+        description="The cockpit watches the state store: waves, mailboxes, failures, the log. Launching a wave "
+        "starts a detached runner, so closing the cockpit never stops a migration. `cutover` alone opens it on "
+        "./plan.toml when there is one.",
+    )
+    tui.add_argument("--plan", required=True, help="the plan file (TOML)")
+    tui.add_argument(
+        "--read-only",
+        action="store_true",
+        help="helpdesk mode: every action that changes anything is hidden and refused",
+    )
+
     control = sub.add_parser(
         "control",
         help="pause, resume or cancel a running wave or one mailbox",
@@ -120,14 +135,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_UNUSABLE
+        if Path("plan.toml").is_file():  # `cutover` in a plan's directory opens the cockpit on it
+            args = parser.parse_args(["tui", "--plan", "plan.toml"])
+        else:
+            parser.print_help()
+            return EXIT_UNUSABLE
     from runners.errors import MigrationError
 
     try:
-        handler = {"run": _run, "status": _status, "verify": _verify, "check": _check, "control": _control}[
-            args.command
-        ]
+        handlers = {
+            "run": _run,
+            "status": _status,
+            "verify": _verify,
+            "check": _check,
+            "control": _control,
+            "tui": _tui,
+        }
+        handler = handlers[args.command]
         return handler(args)
     except MigrationError as exc:
         _fail(args, str(exc))
@@ -155,6 +179,12 @@ def _run(args: argparse.Namespace) -> int:
     from cockpit.commands.run import run_command
 
     return run_command(args)
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from cockpit.app import run_cockpit
+
+    return run_cockpit(Path(args.plan), read_only=args.read_only)
 
 
 def _control(args: argparse.Namespace) -> int:

@@ -1,0 +1,45 @@
+"""One registry of user actions: it drives the key bindings, the footer, the help screen and
+``--read-only`` (which hides and refuses every action that changes anything)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    action: str  # Textual action name (method action_<name> on the app or screen)
+    key: str
+    description: str
+    #: Changes something (launches, pauses, cancels): refused in read-only mode, always confirmed.
+    dangerous: bool = False
+    show: bool = True
+
+
+APP_ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("goto('overview')", "o", "Overview"),
+    ActionSpec("goto('mailboxes')", "m", "Mailboxes"),
+    ActionSpec("goto('log')", "l", "Log"),
+    ActionSpec("command_bar", "colon", "Command", show=False),
+    ActionSpec("help", "question_mark", "Help"),
+    ActionSpec("quit", "q", "Quit"),
+)
+
+WAVE_ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("launch", "L", "Launch wave", dangerous=True),
+    ActionSpec("control('pause')", "P", "Pause", dangerous=True),
+    ActionSpec("control('resume')", "R", "Resume", dangerous=True),
+    ActionSpec("control('cancel')", "C", "Cancel", dangerous=True),
+)
+
+
+def bindings(specs: tuple[ActionSpec, ...], read_only: bool = False) -> list[Binding]:
+    return [
+        Binding(s.key, s.action, s.description, show=s.show) for s in specs if not (read_only and s.dangerous)
+    ]
+
+
+def all_actions() -> tuple[ActionSpec, ...]:
+    return APP_ACTIONS + WAVE_ACTIONS

@@ -1,0 +1,246 @@
+"""The cockpit: a view over the state store. It never runs a migration itself: launching starts a
+detached runner (``cutover run --detach``), and pause/resume/cancel go through the store, so closing
+the cockpit or losing the SSH session never stops a migration, and several cockpits can watch one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+from textual.app import App
+
+from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, all_actions, bindings
+from cockpit.messages import SnapshotReady
+from cockpit.poller import INTERVAL, SnapshotPoller
+from cockpit.screens.dialogs import CommandBar, Confirm, HelpScreen
+from cockpit.screens.log import LogView
+from cockpit.screens.mailbox import FailureView, MailboxView
+from cockpit.screens.mailboxes import MailboxesView
+from cockpit.screens.overview import OverviewView
+from runners.engine.control import request
+from runners.plan.model import Plan
+from runners.report.snapshot import MessageIssue, Snapshot
+from runners.state.store import StateStore
+
+MB = 1_000_000
+RATE_HISTORY = 120  # samples in the throughput sparkline (a minute at 2 Hz)
+
+
+class CockpitApp(App[None]):
+    TITLE = "cutover"
+    CSS_PATH = "cockpit.tcss"
+    BINDINGS = [*bindings(APP_ACTIONS), *bindings(WAVE_ACTIONS)]
+
+    def __init__(self, plan: Plan, *, read_only: bool = False, poll: bool = True) -> None:
+        super().__init__()
+        self.plan = plan
+        self.read_only = read_only
+        self.snapshot: Snapshot | None = None
+        self.snapshot_interval = INTERVAL
+        self.rates: deque[float] = deque(maxlen=RATE_HISTORY)
+        self.current_rate = (0.0, 0.0)
+        self._poller = SnapshotPoller(plan, lambda s: self.post_message(SnapshotReady(s))) if poll else None
+        self._dangerous = {s.action.split("(")[0] for s in all_actions() if s.dangerous}
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        if self.read_only:
+            self.title = "cutover (read-only)"
+        self.push_screen(OverviewView())
+        if self._poller is not None:
+            self._poller.start()
+
+    def on_unmount(self) -> None:
+        if self._poller is not None:
+            self._poller.stop()
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self.apply(message.snapshot)
+
+    def apply(self, snapshot: Snapshot) -> None:
+        """Take a new snapshot: rates from the previous one, then refresh the visible view only."""
+        previous, self.snapshot = self.snapshot, snapshot
+        if previous is not None:
+            seconds = max(snapshot.taken - previous.taken, 1e-3)
+            self.snapshot_interval = seconds
+            msgs = max(snapshot.messages_done - previous.messages_done, 0) / seconds
+            mbs = max(snapshot.bytes_done - previous.bytes_done, 0) / MB / seconds
+            self.current_rate = (msgs, mbs)
+            self.rates.append(msgs)
+        screen = self.screen
+        if hasattr(screen, "show"):
+            with self.batch_update():
+                screen.show(snapshot)
+
+    # -- navigation ----------------------------------------------------------------------------
+
+    def action_goto(self, view: str) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        if view == "mailboxes":
+            self.open_mailboxes()
+        elif view == "log":
+            self.push_screen(LogView())
+
+    def open_mailboxes(self, wave: str | None = None, filter_text: str | None = None) -> None:
+        view = MailboxesView(wave)
+        if filter_text is not None:
+            view.filter = filter_text
+        self.push_screen(view)
+
+    def open_mailbox(self, source: str) -> None:
+        self.push_screen(MailboxView(source))
+
+    def open_failure(self, source: str, issue: MessageIssue) -> None:
+        self.push_screen(FailureView(source, issue))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.read_only))
+
+    def action_command_bar(self) -> None:
+        self.push_screen(CommandBar(), self._run_command)
+
+    def _run_command(self, command: str | None) -> None:
+        words = (command or "").split()
+        if not words:
+            return
+        view, rest = words[0].lower(), words[1:]
+        text = next((w[1:] for w in rest if w.startswith("/")), None)
+        wave = next((w for w in rest if not w.startswith("/")), None)
+        if view in ("o", "overview"):
+            self.action_goto("overview")
+        elif view in ("m", "mb", "mailboxes"):
+            self.action_goto("overview")
+            self.open_mailboxes(wave if wave in self.plan.waves else None, text)
+        elif view in ("l", "log"):
+            self.action_goto("log")
+        elif view in ("h", "help", "?"):
+            self.action_help()
+        elif view in ("q", "quit"):
+            self.exit()
+        else:
+            self.notify(f"unknown view {view!r}: overview, mailboxes, log, help, quit", severity="warning")
+
+    # -- actions that change things ------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Read-only mode hides every action that changes anything (the footer shows none of them)."""
+        if self.read_only and action in self._dangerous:
+            return False
+        return True
+
+    def _refuse_if_read_only(self) -> bool:
+        if self.read_only:
+            self.notify("read-only cockpit: nothing can be changed from here", severity="error")
+            return True
+        return False
+
+    def _focused_wave(self) -> str | None:
+        screen = self.screen
+        wave = getattr(screen, "wave", None)
+        if isinstance(wave, str):
+            return wave
+        if isinstance(screen, OverviewView):
+            table = screen.query_one("#waves")
+            try:
+                return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)  # type: ignore[attr-defined]
+            except Exception:
+                return self.plan.waves[0] if self.plan.waves else None
+        return self.plan.waves[0] if self.plan.waves else None
+
+    def _focused_mailbox(self) -> str | None:
+        screen = self.screen
+        source = getattr(screen, "source", None)
+        if isinstance(source, str):
+            return source
+        if isinstance(screen, MailboxesView):
+            table = screen.query_one("#mailboxes")
+            try:
+                return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)  # type: ignore[attr-defined]
+            except Exception:
+                return None
+        return None
+
+    def action_launch(self) -> None:
+        if self._refuse_if_read_only():
+            return
+        wave = self._focused_wave()
+        if wave is None:
+            return
+        entries = self.plan.wave(wave)
+        shown = ", ".join(e.source for e in entries[:8]) + (
+            f" and {len(entries) - 8} more" if len(entries) > 8 else ""
+        )
+        operations = [
+            f"start `cutover run --plan {self.plan.path} --wave {wave} --detach` (runs on after the cockpit closes)",
+            f"copy {len(entries)} mailbox(es): {shown}",
+            f"from {self.plan.source.address} to {self.plan.target.address}; a rerun copies only what is new",
+        ]
+        typed = None if "pilot" in wave.lower() else wave
+
+        def launch(confirmed: bool | None) -> None:
+            if confirmed:
+                self.launch_wave(wave)
+
+        self.push_screen(Confirm(f"Launch wave {wave}?", operations, typed), launch)
+
+    def launch_wave(self, wave: str) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "cockpit.cli",
+            "run",
+            "--plan",
+            str(self.plan.path),
+            "--wave",
+            wave,
+            "--detach",
+            "--output",
+            "json",
+        ]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode == 0:
+            self.notify(f"wave {wave} started in the background")
+        else:
+            self.notify(
+                f"could not start wave {wave}: {proc.stderr.strip() or proc.stdout.strip()}", severity="error"
+            )
+        if self._poller is not None:
+            self._poller.poke()
+
+    def action_control(self, action: str) -> None:
+        if self._refuse_if_read_only():
+            return
+        mailbox = self._focused_mailbox()
+        wave = None if mailbox else self._focused_wave()
+        scope = f"mailbox {mailbox}" if mailbox else f"wave {wave}"
+        operations = [
+            f"ask the runner to {action} {scope} after its current batch (recorded in the state store)"
+        ]
+
+        def send(confirmed: bool | None) -> None:
+            if confirmed:
+                self.send_control(action, wave=wave, mailbox=mailbox)
+
+        self.push_screen(Confirm(f"{action.capitalize()} {scope}?", operations), send)
+
+    def send_control(self, action: str, *, wave: str | None, mailbox: str | None) -> None:
+        store = StateStore(self.plan.state_db)
+        try:
+            request(store, action, wave=wave, mailbox=mailbox, requested_by="cockpit")
+        finally:
+            store.close()
+        self.notify(f"{action} requested")
+        if self._poller is not None:
+            self._poller.poke()
+
+
+def run_cockpit(plan_path: Path, read_only: bool) -> int:
+    from runners.plan.loader import load_plan
+
+    CockpitApp(load_plan(plan_path), read_only=read_only).run()
+    return 0

@@ -1,0 +1,49 @@
+"""Reads a snapshot of the state store twice a second in a thread and posts it to the app.
+
+One loop, so polls never overlap; a slow read just makes the next one later. Snapshots are
+immutable, so the UI thread can keep and compare them freely.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from runners.plan.model import Plan
+from runners.report.snapshot import Snapshot, take
+from runners.state.store import StateStore
+
+INTERVAL = 0.5
+
+
+class SnapshotPoller:
+    def __init__(self, plan: Plan, deliver: Callable[[Snapshot], object], interval: float = INTERVAL) -> None:
+        self.plan = plan
+        self.deliver = deliver
+        self.interval = interval
+        self.paused = threading.Event()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="snapshots", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Poll now (after an action), not at the next tick."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        store = StateStore(self.plan.state_db)
+        try:
+            while not self._stop.is_set():
+                if not self.paused.is_set():
+                    self.deliver(take(store, self.plan))
+                self._wake.wait(self.interval)
+                self._wake.clear()
+        finally:
+            store.close()

@@ -1,0 +1,106 @@
+"""Confirmation before anything changes, the command bar and the searchable help."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, Static
+
+from cockpit.actions import all_actions
+
+
+class Confirm(ModalScreen[bool]):
+    """Lists exactly what will happen; asks for the wave's name typed when ``typed`` is set."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("y", "yes", "Confirm", show=False)]
+
+    def __init__(self, title: str, operations: list[str], typed: str | None = None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.operations = operations
+        self.typed = typed
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Static(self.title_text, id="confirm-title")
+            yield Static("\n".join(f"• {op}" for op in self.operations), id="confirm-ops")
+            if self.typed:
+                yield Static(f"Type the wave name ({self.typed}) and press Enter to confirm; Esc cancels.")
+                yield Input(id="confirm-input")
+            else:
+                yield Static("y confirms, Esc cancels.")
+
+    def on_mount(self) -> None:
+        if self.typed:
+            self.query_one("#confirm-input", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.typed:
+            self.dismiss(True)
+        else:
+            self.notify("that is not the wave's name: nothing was done", severity="warning")
+            self.dismiss(False)
+
+    def action_yes(self) -> None:
+        if not self.typed:
+            self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class CommandBar(ModalScreen[str]):
+    """``:mailboxes /alice`` jumps to a view with a filter (k9s)."""
+
+    BINDINGS = [Binding("escape", "dismiss('')", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder=":overview  :mailboxes [wave] [/filter]  :log  :help  :quit", id="command")
+
+    def on_mount(self) -> None:
+        self.query_one("#command", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip().lstrip(":"))
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every action and its key, from the same registry as the bindings; type to search."""
+
+    BINDINGS = [Binding("escape", "dismiss", "Close")]
+
+    def __init__(self, read_only: bool) -> None:
+        super().__init__()
+        self.read_only = read_only
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help"):
+            yield Static("Keys (Enter drills down, Esc goes back; type to search)")
+            yield Input(placeholder="search", id="help-search")
+            yield DataTable(id="help-table", cursor_type="row")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#help-table", DataTable)
+        table.add_column("key", width=10)
+        table.add_column("action", width=30)
+        table.add_column("note", width=30)
+        self._fill("")
+        self.query_one("#help-search", Input).focus()
+
+    def _fill(self, needle: str) -> None:
+        table = self.query_one("#help-table", DataTable)
+        table.clear()
+        for spec in all_actions():
+            if needle and needle.lower() not in spec.description.lower():
+                continue
+            note = "changes things: confirmed" if spec.dangerous else ""
+            if spec.dangerous and self.read_only:
+                note = "disabled (read-only)"
+            table.add_row(
+                spec.key.replace("question_mark", "?").replace("colon", ":"), spec.description, note
+            )
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._fill(event.value)

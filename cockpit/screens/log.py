@@ -1,0 +1,38 @@
+"""Log: a bounded live tail of the run's events (the full log stays on disk in the state dir)."""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Header, RichLog
+
+from cockpit.screens.base import View
+from runners.report.snapshot import Snapshot
+
+MAX_LINES = 1000
+
+
+class LogView(View):
+    crumb = "log"
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last_id = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield RichLog(id="log", max_lines=MAX_LINES, wrap=True, markup=False)
+        yield Footer()
+
+    def show(self, snapshot: Snapshot) -> None:
+        log = self.query_one("#log", RichLog)
+        for event in snapshot.events:
+            if event.id <= self._last_id:
+                continue
+            self._last_id = event.id
+            stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
+            where = " ".join(x for x in (event.mailbox, event.folder) if x)
+            log.write(f"{stamp} {event.level:<7} {where + ': ' if where else ''}{event.message}")

@@ -1,0 +1,143 @@
+"""One mailbox: its folders (source vs target in the ledger) and every message not copied."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Footer, Header, Static
+
+from cockpit.screens.base import View
+from runners.report.snapshot import MailboxDetail, MessageIssue, Snapshot, mailbox_detail
+from runners.state.store import StateStore
+
+
+class MailboxView(View):
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy details")]
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+        self.crumb = source
+        self.detail: MailboxDetail | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical():
+            yield Static("", id="summary")
+            yield DataTable(id="folders", cursor_type="row")
+            yield Static("Messages not copied (Enter: the server's words and the history)", id="issues-title")
+            yield DataTable(id="issues", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        folders = self.query_one("#folders", DataTable)
+        for label, width in (
+            ("folder", 28),
+            ("target", 24),
+            ("source msgs", 11),
+            ("copied", 7),
+            ("skipped", 7),
+            ("failed", 6),
+            ("pending", 7),
+            ("note", 40),
+        ):
+            folders.add_column(label, key=label, width=width)
+        issues = self.query_one("#issues", DataTable)
+        for label, width in (
+            ("folder", 20),
+            ("UID", 7),
+            ("size", 10),
+            ("status", 8),
+            ("tries", 5),
+            ("reason", 70),
+        ):
+            issues.add_column(label, key=label, width=width)
+
+    def show(self, snapshot: Snapshot) -> None:
+        row = snapshot.mailbox(self.source)
+        if row is not None:
+            error = f"  error: {row.error}" if row.error else ""
+            self.query_one("#summary", Static).update(
+                f"{row.source} → {row.target}  wave {row.wave}  {row.state}  "
+                f"{row.messages_done:,}/{row.messages_total:,} messages  {row.failed} failed  "
+                f"{row.skipped} skipped{error}"
+            )
+        # The ledger of one mailbox: cheap, read only while this view is visible.
+        store = StateStore(self.cockpit.plan.state_db)
+        try:
+            detail = mailbox_detail(store, self.source)
+        finally:
+            store.close()
+        if detail == self.detail:
+            return
+        self.detail = detail
+        folders = self.query_one("#folders", DataTable)
+        issues = self.query_one("#issues", DataTable)
+        with self.app.batch_update():
+            folders.clear()
+            for f in detail.folders:
+                note = f.error or (f"excluded: {f.excluded}" if f.excluded else "")
+                folders.add_row(
+                    f.source,
+                    f.target,
+                    "-" if f.source_messages is None else str(f.source_messages),
+                    str(f.copied),
+                    str(f.skipped),
+                    str(f.failed),
+                    str(f.pending),
+                    note,
+                    key=f.source,
+                )
+            issues.clear()
+            for index, issue in enumerate(detail.issues):
+                issues.add_row(
+                    issue.folder,
+                    str(issue.uid),
+                    f"{issue.size:,}",
+                    issue.status,
+                    str(issue.attempts),
+                    (issue.reason or "").replace("\n", " "),
+                    key=str(index),
+                )
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "issues" and self.detail is not None:
+            self.cockpit.open_failure(self.source, self.detail.issues[int(str(event.row_key.value))])
+
+    def action_copy(self) -> None:
+        if self.detail is None:
+            return
+        lines = [f"{i.folder} UID {i.uid} {i.size} bytes {i.status}: {i.reason}" for i in self.detail.issues]
+        self.app.copy_to_clipboard("\n".join([self.source, *lines]))  # OSC 52: works over SSH and tmux
+        self.notify("copied the mailbox's failures to the clipboard")
+
+
+class FailureView(View):
+    """One message that was not copied: where it is, what was tried, the server's words verbatim."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy details")]
+
+    def __init__(self, source: str, issue: MessageIssue) -> None:
+        super().__init__()
+        self.source = source
+        self.issue = issue
+        self.crumb = f"UID {issue.uid}"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(self.text(), id="failure")
+        yield Footer()
+
+    def text(self) -> str:
+        i = self.issue
+        return (
+            f"mailbox   {self.source}\nfolder    {i.folder}\nUID       {i.uid}\nsize      {i.size:,} bytes\n"
+            f"date      {i.internaldate or '-'}\nstatus    {i.status} after {i.attempts} attempt(s)\n\n"
+            f"what happened, in the server's own words:\n{i.reason or '-'}\n\n"
+            "A rerun of the wave tries failed and skipped messages again."
+        )
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.text())
+        self.notify("copied to the clipboard")

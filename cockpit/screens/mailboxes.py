@@ -1,0 +1,166 @@
+"""Mailboxes: one row per mailbox, diffed by key on each snapshot; filter "/", default "not OK"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Input
+
+from cockpit.format import ago, bar
+from cockpit.screens.base import View
+from runners.report.snapshot import MailboxRow, Snapshot
+
+COLUMNS = (
+    ("mailbox", 30),
+    ("wave", 10),
+    ("state", 9),
+    ("progress", 15),
+    ("messages", 15),
+    ("msg/s", 6),
+    ("failed", 6),
+    ("skipped", 7),
+    ("folder", 14),
+    ("active", 6),
+    ("error", 40),
+)
+NOT_OK = "!ok"
+
+
+class MailboxesView(View):
+    crumb = "mailboxes"
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "back", "Back", show=False),
+        Binding("s", "sort", "Sort"),
+    ]
+
+    def __init__(self, wave: str | None = None) -> None:
+        super().__init__()
+        self.wave = wave
+        # The default filter shows what needs attention; "/" then Enter on an empty line shows all.
+        self.filter = NOT_OK
+        self.sort_key = "mailbox"
+        self._shown: dict[str, tuple[str, ...]] = {}
+        self._previous: dict[str, int] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(
+            placeholder="filter: text, or !ok (needs attention); Enter applies, Esc clears", id="filter"
+        )
+        yield DataTable(id="mailboxes", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        table = self.query_one("#mailboxes", DataTable)
+        for label, width in COLUMNS:
+            table.add_column(label, key=label, width=width)
+        table.focus()  # not the (hidden) filter box: keys are commands until "/" is pressed
+        self._title()
+
+    def _title(self) -> None:
+        table = self.query_one("#mailboxes", DataTable)
+        shown = "not OK" if self.filter == NOT_OK else (self.filter or "all")
+        table.border_title = f"mailboxes{f' of {self.wave}' if self.wave else ''} [filter: {shown}]"
+
+    def _matches(self, row: MailboxRow) -> bool:
+        if self.wave and row.wave != self.wave:
+            return False
+        if self.filter == NOT_OK:
+            return not row.ok or row.state in ("running", "paused")
+        needle = self.filter.lower()
+        return (
+            not needle or needle in row.source.lower() or needle in row.state or needle in row.target.lower()
+        )
+
+    def show(self, snapshot: Snapshot) -> None:
+        table = self.query_one("#mailboxes", DataTable)
+        seconds = max(self.cockpit.snapshot_interval, 1e-3)
+        rows = [r for r in snapshot.mailboxes if self._matches(r)]
+        rows.sort(key=self._sorter())
+        wanted = {r.source for r in rows}
+        with self.app.batch_update():
+            for key in [k for k in self._shown if k not in wanted]:
+                table.remove_row(key)
+                del self._shown[key]
+            for row in rows:
+                rate = max(row.messages_done - self._previous.get(row.source, row.messages_done), 0) / seconds
+                cells = self._cells(row, rate)
+                old = self._shown.get(row.source)
+                if old is None:
+                    table.add_row(*cells, key=row.source)  # new rows join at the end until re-sorted
+                elif old != cells:
+                    for (label, _), before, after in zip(COLUMNS, old, cells, strict=True):
+                        if before != after:
+                            table.update_cell(row.source, label, after)
+                self._shown[row.source] = cells
+        self._previous = {r.source: r.messages_done for r in snapshot.mailboxes}
+
+    def _sorter(self) -> Callable[[MailboxRow], tuple[float, str]]:
+        if self.sort_key == "failed":
+            return lambda r: (-r.failed, r.source)
+        if self.sort_key == "progress":
+            return lambda r: (-r.progress, r.source)
+        return lambda r: (0, r.source)
+
+    @staticmethod
+    def _cells(row: MailboxRow, rate: float) -> tuple[str, ...]:
+        total = f"{row.messages_done:,}/{row.messages_total:,}"
+        error = (row.error or "").replace("\n", " ")
+        return (
+            row.source,
+            row.wave,
+            row.state,
+            f"{bar(row.progress, 8)} {row.progress:4.0%}",
+            total,
+            f"{rate:.0f}",
+            str(row.failed),
+            str(row.skipped),
+            row.current_folder or "",
+            ago(row.updated),
+            error,
+        )
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = "" if self.filter == NOT_OK else self.filter
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.filter = event.value.strip()
+        event.input.display = False
+        self.query_one("#mailboxes", DataTable).focus()
+        self._refilter()
+
+    def _refilter(self) -> None:
+        table = self.query_one("#mailboxes", DataTable)
+        table.clear()
+        self._shown.clear()
+        self._title()
+        if self.cockpit.snapshot is not None:
+            self.show(self.cockpit.snapshot)
+
+    def action_back(self) -> None:
+        """Esc: close the filter box, then clear the filter, then go back (k9s)."""
+        box = self.query_one("#filter", Input)
+        if box.display:
+            box.display = False
+            self.query_one("#mailboxes", DataTable).focus()
+        elif self.filter not in ("", NOT_OK):
+            self.filter = NOT_OK
+            self._refilter()
+        else:
+            self.app.pop_screen()
+
+    def action_sort(self) -> None:
+        order = ("mailbox", "failed", "progress")
+        self.sort_key = order[(order.index(self.sort_key) + 1) % len(order)]
+        self.notify(f"sorted by {self.sort_key}")
+        self._refilter()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.cockpit.open_mailbox(str(event.row_key.value))

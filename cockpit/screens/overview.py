@@ -1,0 +1,92 @@
+"""Overview: readiness per category, waves with progress, throughput and failures at a glance."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Footer, Header, Sparkline, Static
+
+from cockpit.format import bar, duration
+from cockpit.screens.base import View
+from runners.report.snapshot import Snapshot
+
+SEVERITIES = ("blocker", "warning", "info", "pass")
+
+
+class OverviewView(View):
+    crumb = "overview"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical():
+            yield Static("", id="readiness")
+            yield DataTable(id="waves", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="throughput")
+            yield Sparkline([], id="rates")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#waves", DataTable)
+        for label, width in (
+            ("wave", 12),
+            ("mailboxes", 9),
+            ("progress", 12),
+            ("messages", 17),
+            ("failed", 6),
+            ("skipped", 7),
+            ("states", 28),
+            ("last run", 11),
+        ):
+            table.add_column(label, key=label, width=width)
+
+    def show(self, snapshot: Snapshot) -> None:
+        self.query_one("#readiness", Static).update(self._readiness_text(snapshot))
+        table = self.query_one("#waves", DataTable)
+        keys = {str(k.value) for k in table.rows}
+        for wave in snapshot.waves:
+            fraction = wave.messages_done / wave.messages_total if wave.messages_total else 0.0
+            states = " ".join(f"{k}:{v}" for k, v in sorted(wave.states.items()))
+            cells = (
+                wave.name,
+                str(wave.mailboxes),
+                f"{bar(fraction, 8)} {fraction:4.0%}",
+                f"{wave.messages_done:,}/{wave.messages_total:,}",
+                str(wave.failed),
+                str(wave.skipped),
+                states,
+                ("running" if wave.running else wave.last_run_status or "not run"),
+            )
+            if wave.name in keys:
+                for column, value in zip(table.columns, cells, strict=True):
+                    table.update_cell(wave.name, column, value)
+            else:
+                table.add_row(*cells, key=wave.name)
+        rates = self.cockpit.rates
+        self.query_one("#rates", Sparkline).data = list(rates) or [0.0]
+        msgs, mbs = self.cockpit.current_rate
+        remaining = sum(w.messages_total - w.messages_done for w in snapshot.waves if w.running)
+        eta = duration(remaining / msgs) if msgs > 0 and remaining else "-"
+        failures = sum(w.failed for w in snapshot.waves)
+        self.query_one("#throughput", Static).update(
+            f"throughput {msgs:,.0f} msg/s  {mbs:,.1f} MB/s   ETA {eta}   failures {failures}"
+            + (
+                f"   window {self.cockpit.plan.readiness.capacity.window_hours:g} h"
+                if self.cockpit.plan.readiness.capacity.window_hours
+                else ""
+            )
+        )
+
+    @staticmethod
+    def _readiness_text(snapshot: Snapshot) -> str:
+        r = snapshot.readiness
+        if r is None:
+            return "Readiness: not checked yet (cutover check --plan …)"
+        parts = []
+        for category, counts in sorted(r.by_category.items()):
+            shown = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts.get(s))
+            parts.append(f"{category}: {shown}")
+        errors = f"; {r.checks_error} check(s) could not run" if r.checks_error else ""
+        return f"Readiness ({r.phase}): " + " | ".join(parts) + errors
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.cockpit.open_mailboxes(wave=str(event.row_key.value))

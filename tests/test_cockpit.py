@@ -1,0 +1,161 @@
+"""The cockpit driven by Textual's Pilot over a real state store (a real run against Dovecot)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from corpus import message
+from lab import Lab, make_lab
+from servers import imapfill
+from servers.dovecot import DovecotServer
+
+from cockpit.app import CockpitApp
+from cockpit.screens.dialogs import Confirm
+from cockpit.screens.mailbox import FailureView, MailboxView
+from cockpit.screens.mailboxes import MailboxesView
+from cockpit.screens.overview import OverviewView
+from runners.plan.loader import load_plan
+from runners.report.snapshot import take
+from runners.state.store import StateStore
+
+
+@pytest.fixture
+def lab(tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: object) -> Lab:
+    target = dovecot_factory(quota_max_mail_size="1M")  # type: ignore[operator]
+    for n in range(4):
+        imapfill.append(source_dovecot, "alice", "INBOX", message(f"m{n}"))
+    imapfill.append(source_dovecot, "alice", "INBOX", message("too big", "B" * 1_500_000))
+    imapfill.append(source_dovecot, "bob", "INBOX", message("fine"))
+    lab = make_lab(
+        tmp_path / "lab",
+        source_dovecot,
+        target,
+        mailboxes=(("alice", "alice", "pilot"), ("bob", "bob", "pilot"), ("carol", "carol", "full")),
+    )
+    lab.run("pilot")
+    return lab
+
+
+def app_for(lab: Lab, read_only: bool = False) -> CockpitApp:
+    return CockpitApp(load_plan(lab.plan), read_only=read_only, poll=False)
+
+
+def feed(app: CockpitApp) -> None:
+    """What the poller does twice a second, done by hand so the test controls time."""
+    app.apply(take(StateStore(app.plan.state_db), app.plan))
+
+
+def test_drill_down_from_overview_to_the_servers_words(lab: Lab) -> None:
+    async def scenario() -> None:
+        app = app_for(lab)
+        async with app.run_test(size=(160, 48)) as pilot:
+            feed(app)
+            await pilot.pause()
+            assert isinstance(app.screen, OverviewView)
+            waves = app.screen.query_one("#waves")
+            assert waves.row_count == 2  # type: ignore[attr-defined]
+            await pilot.press("m")
+            await pilot.pause()
+            assert isinstance(app.screen, MailboxesView)
+            feed(app)
+            await pilot.pause()
+            table = app.screen.query_one("#mailboxes")
+            # Default filter "not OK": alice (a failure) and carol (never run) need attention, bob doesn't.
+            shown = {str(k.value) for k in table.rows}  # type: ignore[attr-defined]
+            assert "alice" in shown and "bob" not in shown
+            table.move_cursor(row=sorted(shown).index("alice"))  # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, MailboxView) and app.screen.source == "alice"
+            feed(app)
+            await pilot.pause()
+            issues = app.screen.query_one("#issues")
+            assert issues.row_count == 1  # type: ignore[attr-defined]
+            issues.focus()
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, FailureView)
+            assert "Mail size is larger than the maximum size" in app.screen.text()
+            for expected in (MailboxView, MailboxesView, OverviewView):
+                await pilot.press("escape")
+                await pilot.pause()
+                assert isinstance(app.screen, expected)
+
+    asyncio.run(scenario())
+
+
+def test_read_only_hides_and_refuses_every_change(lab: Lab) -> None:
+    async def scenario() -> None:
+        app = app_for(lab, read_only=True)
+        async with app.run_test(size=(80, 24)) as pilot:
+            feed(app)
+            await pilot.pause()
+            for key in ("L", "P", "C"):
+                await pilot.press(key)
+                await pilot.pause()
+                assert not isinstance(app.screen, Confirm)
+            assert app.check_action("launch", ()) is False and app.check_action("goto", ("log",)) is True
+            app.action_launch()  # even called directly
+            await pilot.pause()
+            assert not isinstance(app.screen, Confirm)
+        store = StateStore(app.plan.state_db)
+        assert store.query("SELECT COUNT(*) AS n FROM runs")[0]["n"] == 1  # only the fixture's own run
+        assert store.query("SELECT COUNT(*) AS n FROM controls")[0]["n"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_full_wave_needs_its_name_typed(lab: Lab) -> None:
+    async def scenario() -> None:
+        app = app_for(lab)
+        launched: list[str] = []
+        app.launch_wave = launched.append  # type: ignore[method-assign] - the detached runner is tested elsewhere
+        async with app.run_test(size=(120, 40)) as pilot:
+            feed(app)
+            await pilot.pause()
+            waves = app.screen.query_one("#waves")
+            waves.move_cursor(row=1)  # type: ignore[attr-defined]  # the "full" wave
+            await pilot.press("L")
+            await pilot.pause()
+            assert isinstance(app.screen, Confirm) and app.screen.typed == "full"
+            assert any("copy 1 mailbox(es): carol" in op for op in app.screen.operations)
+            await pilot.press("y")  # a plain yes is not enough here
+            await pilot.pause()
+            assert isinstance(app.screen, Confirm) and not launched
+            for char in "pilot":
+                await pilot.press(char)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert not launched  # the wrong name: nothing done
+            await pilot.press("L")
+            await pilot.pause()
+            for char in "full":
+                await pilot.press(char)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert launched == ["full"]
+
+    asyncio.run(scenario())
+
+
+def test_pause_from_the_mailboxes_view_is_sent_through_the_store(lab: Lab) -> None:
+    async def scenario() -> None:
+        app = app_for(lab)
+        async with app.run_test(size=(120, 40)) as pilot:
+            feed(app)
+            await pilot.press("m")
+            await pilot.pause()
+            feed(app)
+            await pilot.pause()
+            await pilot.press("P")
+            await pilot.pause()
+            assert isinstance(app.screen, Confirm)
+            await pilot.press("y")
+            await pilot.pause()
+        rows = StateStore(app.plan.state_db).query("SELECT action, mailbox, requested_by FROM controls")
+        assert [(r["action"], r["requested_by"]) for r in rows] == [("pause", "cockpit")]
+        assert rows[0]["mailbox"] in ("alice", "carol")
+
+    asyncio.run(scenario())
