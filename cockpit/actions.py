@@ -20,6 +20,7 @@ class ActionSpec:
 
 APP_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("goto('overview')", "o", "Overview"),
+    ActionSpec("goto('readiness')", "r", "Readiness"),
     ActionSpec("goto('mailboxes')", "m", "Mailboxes"),
     ActionSpec("goto('log')", "l", "Log"),
     ActionSpec("command_bar", "colon", "Command", show=False),

@@ -20,6 +20,7 @@ from cockpit.screens.log import LogView
 from cockpit.screens.mailbox import FailureView, MailboxView
 from cockpit.screens.mailboxes import MailboxesView
 from cockpit.screens.overview import OverviewView
+from cockpit.screens.readiness import ReadinessView
 from runners.engine.control import request
 from runners.plan.model import Plan
 from runners.report.snapshot import MessageIssue, Snapshot
@@ -83,6 +84,8 @@ class CockpitApp(App[None]):
             self.pop_screen()
         if view == "mailboxes":
             self.open_mailboxes()
+        elif view == "readiness":
+            self.push_screen(ReadinessView())
         elif view == "log":
             self.push_screen(LogView())
 
@@ -118,12 +121,16 @@ class CockpitApp(App[None]):
             self.open_mailboxes(wave if wave in self.plan.waves else None, text)
         elif view in ("l", "log"):
             self.action_goto("log")
+        elif view in ("r", "readiness", "checks"):
+            self.action_goto("readiness")
         elif view in ("h", "help", "?"):
             self.action_help()
         elif view in ("q", "quit"):
             self.exit()
         else:
-            self.notify(f"unknown view {view!r}: overview, mailboxes, log, help, quit", severity="warning")
+            self.notify(
+                f"unknown view {view!r}: overview, readiness, mailboxes, log, help, quit", severity="warning"
+            )
 
     # -- actions that change things ------------------------------------------------------------
 

@@ -159,3 +159,33 @@ def test_pause_from_the_mailboxes_view_is_sent_through_the_store(lab: Lab) -> No
         assert rows[0]["mailbox"] in ("alice", "carol")
 
     asyncio.run(scenario())
+
+
+def test_readiness_findings_drill_down_and_rerun(lab: Lab) -> None:
+    from cockpit.screens.readiness import FindingView, ReadinessView
+
+    lab.cutover("check", "--plan", str(lab.plan), "--only", "SRC-LOGIN-002", "--only", "SRC-AUTH-001")
+
+    async def scenario() -> None:
+        app = app_for(lab)
+        async with app.run_test(size=(160, 48)) as pilot:
+            feed(app)
+            await pilot.press("r")
+            await pilot.pause()
+            assert isinstance(app.screen, ReadinessView)
+            first = app.screen.findings[0]
+            # Worst first: carol is in the plan but can't log in to the source.
+            assert (first.severity, first.check_id, first.object_id) == ("blocker", "SRC-LOGIN-002", "carol")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, FindingView) and "[AUTHORIZATIONFAILED]" in app.screen.text()
+            await pilot.press("escape")
+            await pilot.pause()
+            await pilot.press("full_stop")  # re-run just that check
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert not app.screen.running  # type: ignore[attr-defined]
+        runs = StateStore(app.plan.state_db).query("SELECT scope FROM check_runs ORDER BY id")
+        assert [r["scope"] for r in runs] == [":SRC-AUTH-001,SRC-LOGIN-002", ":SRC-LOGIN-002"]
+
+    asyncio.run(scenario())

@@ -57,7 +57,9 @@ class CommandBar(ModalScreen[str]):
     BINDINGS = [Binding("escape", "dismiss('')", "Cancel")]
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder=":overview  :mailboxes [wave] [/filter]  :log  :help  :quit", id="command")
+        yield Input(
+            placeholder=":overview  :readiness  :mailboxes [wave] [/filter]  :log  :help  :quit", id="command"
+        )
 
     def on_mount(self) -> None:
         self.query_one("#command", Input).focus()

@@ -236,3 +236,68 @@ def mailbox_detail(store: StateStore, source: str) -> MailboxDetail:
         ),
         tuple(MessageIssue(*tuple(r)) for r in issues),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FindingRow:
+    check_id: str
+    category: str
+    severity: str
+    object_type: str
+    object_id: str
+    title: str
+    observed: str
+    expected: str
+    evidence: str
+    remediation: str
+    waiver: str | None
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRow:
+    check_id: str
+    category: str
+    state: str
+    reason: str
+
+
+def readiness_detail(store: StateStore) -> tuple[tuple[FindingRow, ...], tuple[CheckRow, ...]]:
+    """Every finding of the last readiness run (worst first) and the checks that didn't run."""
+    last = store.query("SELECT id FROM check_runs ORDER BY id DESC LIMIT 1")
+    if not last:
+        return (), ()
+    run_id = int(last[0]["id"])
+    order = "CASE f.severity WHEN 'blocker' THEN 0 WHEN 'warning' THEN 1 WHEN 'info' THEN 2 ELSE 3 END"
+    findings = store.query(
+        "SELECT f.check_id, r.category, f.severity, f.object_type, f.object_id, f.title, f.observed, f.expected, "
+        "f.evidence, f.remediation, f.waiver, f.fingerprint FROM findings f JOIN check_results r "
+        f"ON r.run_id = f.run_id AND r.check_id = f.check_id WHERE f.run_id = ? ORDER BY {order}, f.check_id, "
+        "f.object_id",
+        (run_id,),
+    )
+    checks = store.query(
+        "SELECT check_id, category, state, reason FROM check_results WHERE run_id = ? AND state != 'ok' "
+        "ORDER BY check_id",
+        (run_id,),
+    )
+    return (
+        tuple(
+            FindingRow(
+                r["check_id"],
+                r["category"],
+                r["severity"],
+                r["object_type"],
+                r["object_id"],
+                r["title"],
+                r["observed"] or "",
+                r["expected"] or "",
+                r["evidence"] or "",
+                r["remediation"] or "",
+                r["waiver"],
+                r["fingerprint"],
+            )
+            for r in findings
+        ),
+        tuple(CheckRow(r["check_id"], r["category"], r["state"], r["reason"] or "") for r in checks),
+    )

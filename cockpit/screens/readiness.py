@@ -1,0 +1,176 @@
+"""Readiness: every finding of the last check run, worst first; Enter shows its evidence and fix.
+
+``r`` re-runs every check, ``c`` the category of the finding under the cursor, ``.`` that one check:
+in a worker thread, recorded in the state store like ``cutover check``, then shown.
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Static
+
+from cockpit.screens.base import View
+from runners.report.snapshot import FindingRow, Snapshot, readiness_detail
+from runners.state.store import StateStore
+
+
+class ReadinessView(View):
+    crumb = "readiness"
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("r", "rerun('all')", "Re-run all"),
+        Binding("c", "rerun('category')", "Re-run category"),
+        Binding("full_stop", "rerun('check')", "Re-run check"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.findings: tuple[FindingRow, ...] = ()
+        self._run_id: int | None = None
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="readiness-summary")
+        yield DataTable(id="findings", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#findings", DataTable)
+        for label, width in (
+            ("severity", 8),
+            ("check", 15),
+            ("category", 9),
+            ("object", 28),
+            ("finding", 60),
+        ):
+            table.add_column(label, key=label, width=width)
+        table.focus()
+
+    def show(self, snapshot: Snapshot) -> None:
+        readiness = snapshot.readiness
+        if readiness is not None and readiness.run_id == self._run_id:
+            return  # nothing new since the last refresh: don't reread the findings
+        self._run_id = readiness.run_id if readiness else None
+        self.reload()
+
+    def reload(self) -> None:
+        store = StateStore(self.cockpit.plan.state_db)
+        try:
+            findings, not_ok = readiness_detail(store)
+        finally:
+            store.close()
+        # Passes are the audit trail; the table shows what needs a decision first.
+        self.findings = tuple(f for f in findings if f.severity != "pass") + tuple(
+            f for f in findings if f.severity == "pass"
+        )
+        table = self.query_one("#findings", DataTable)
+        with self.app.batch_update():
+            table.clear()
+            for index, f in enumerate(self.findings):
+                severity = f.severity + ("*" if f.waiver else "")
+                table.add_row(
+                    severity, f.check_id, f.category, f.object_id, f"{f.title}: {f.observed}", key=str(index)
+                )
+        counts = {
+            s: sum(1 for f in findings if f.severity == s and not f.waiver)
+            for s in ("blocker", "warning", "info", "pass")
+        }
+        problems = "; ".join(f"{c.check_id} {c.state}: {c.reason}" for c in not_ok if c.state == "error")
+        busy = "  [running checks…]" if self.running else ""
+        text = (
+            (
+                f"{counts['blocker']} blocker(s), {counts['warning']} warning(s), {counts['info']} info, "
+                f"{counts['pass']} pass (* waived){busy}"
+            )
+            if findings
+            else f"No readiness run yet.{busy}"
+        )
+        self.query_one("#readiness-summary", Static).update(
+            text + (f"\ncould not run: {problems}" if problems else "")
+        )
+
+    def _selected(self) -> FindingRow | None:
+        table = self.query_one("#findings", DataTable)
+        if not self.findings or table.cursor_row < 0:
+            return None
+        return self.findings[min(table.cursor_row, len(self.findings) - 1)]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        finding = self.findings[int(str(event.row_key.value))]
+        self.app.push_screen(FindingView(finding))
+
+    def action_rerun(self, scope: str) -> None:
+        if self.running:
+            self.notify("checks are already running")
+            return
+        selected = self._selected()
+        category = selected.category if selected and scope == "category" else None
+        only = [selected.check_id] if selected and scope == "check" else []
+        self.running = True
+        self.reload()
+        self.notify(
+            f"running {'all checks' if scope == 'all' else (category or only[0] if only else 'checks')}"
+        )
+        self._run_checks(category, only)
+
+    @work(thread=True, exclusive=True, group="checks")
+    def _run_checks(self, category: str | None, only: list[str]) -> None:
+        from checks.history import record
+        from checks.runner import run_checks, select
+
+        run = run_checks(self.cockpit.plan, select(category, only))
+        scope = "all" if not (category or only) else f"{category or ''}:{','.join(sorted(only))}"
+        store = StateStore(self.cockpit.plan.state_db)
+        try:
+            record(store, run, scope)
+        finally:
+            store.close()
+        self.app.call_from_thread(self._checks_done, len(run.blockers))
+
+    def _checks_done(self, blockers: int) -> None:
+        self.running = False
+        self._run_id = None
+        self.reload()
+        self.notify(f"readiness run finished: {blockers} blocker(s)")
+
+
+class FindingView(View):
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy details")]
+
+    def __init__(self, finding: FindingRow) -> None:
+        super().__init__()
+        self.finding = finding
+        self.crumb = f"{finding.check_id} {finding.object_id}"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(self.text(), id="finding")
+        yield Footer()
+
+    def text(self) -> str:
+        f = self.finding
+        parts = [
+            f"{f.severity.upper()}  {f.check_id} ({f.category})  {f.object_type} {f.object_id}",
+            f.title,
+            "",
+        ]
+        for label, value in (
+            ("observed", f.observed),
+            ("expected", f.expected),
+            ("evidence", f.evidence),
+            ("remediation", f.remediation),
+            ("waiver", f.waiver or ""),
+        ):
+            if value:
+                parts += [f"{label}:", *(f"  {line}" for line in value.splitlines()), ""]
+        parts.append(
+            f"fingerprint {f.fingerprint} (waive it in the plan's [[waivers]] with a reason and expiry)"
+        )
+        return "\n".join(parts)
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.text())
+        self.notify("copied to the clipboard")
