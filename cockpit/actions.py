@@ -23,6 +23,7 @@ APP_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("goto('readiness')", "r", "Readiness"),
     ActionSpec("goto('mailboxes')", "m", "Mailboxes"),
     ActionSpec("goto('log')", "l", "Log"),
+    ActionSpec("goto('user')", "u", "User triage (helpdesk)"),
     ActionSpec("command_bar", "colon", "Command", show=False),
     ActionSpec("help", "question_mark", "Help"),
     ActionSpec("quit", "q", "Quit"),

@@ -21,6 +21,7 @@ from cockpit.screens.mailbox import FailureView, MailboxView
 from cockpit.screens.mailboxes import MailboxesView
 from cockpit.screens.overview import OverviewView
 from cockpit.screens.readiness import ReadinessView
+from cockpit.screens.triage import TriageView
 from runners.engine.control import request
 from runners.plan.model import Plan
 from runners.report.snapshot import MessageIssue, Snapshot
@@ -86,6 +87,8 @@ class CockpitApp(App[None]):
             self.open_mailboxes()
         elif view == "readiness":
             self.push_screen(ReadinessView())
+        elif view == "user":
+            self.push_screen(TriageView())
         elif view == "log":
             self.push_screen(LogView())
 
@@ -123,13 +126,16 @@ class CockpitApp(App[None]):
             self.action_goto("log")
         elif view in ("r", "readiness", "checks"):
             self.action_goto("readiness")
+        elif view in ("u", "user", "triage"):
+            self.action_goto("overview")
+            self.push_screen(TriageView(rest[0] if rest else ""))
         elif view in ("h", "help", "?"):
             self.action_help()
         elif view in ("q", "quit"):
             self.exit()
         else:
             self.notify(
-                f"unknown view {view!r}: overview, readiness, mailboxes, log, help, quit", severity="warning"
+                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, help, quit", severity="warning"
             )
 
     # -- actions that change things ------------------------------------------------------------

@@ -58,7 +58,8 @@ class CommandBar(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         yield Input(
-            placeholder=":overview  :readiness  :mailboxes [wave] [/filter]  :log  :help  :quit", id="command"
+            placeholder=":overview  :readiness  :mailboxes [wave] [/filter]  :user ADDRESS  :log  :help  :quit",
+            id="command",
         )
 
     def on_mount(self) -> None:
