@@ -34,6 +34,14 @@ WAVE_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("control('pause')", "P", "Pause", dangerous=True),
     ActionSpec("control('resume')", "R", "Resume", dangerous=True),
     ActionSpec("control('cancel')", "C", "Cancel", dangerous=True),
+    ActionSpec("retry_failed", "F", "Retry failed items", dangerous=True),
+)
+
+#: Actions on one failed message (the failure view).
+FAILURE_ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("retry_message", "t", "Retry (its mailbox's failed items)", dangerous=True),
+    ActionSpec("skip_message", "s", "Skip with a reason", dangerous=True),
+    ActionSpec("copy", "y", "Copy details"),
 )
 
 
@@ -44,4 +52,4 @@ def bindings(specs: tuple[ActionSpec, ...], read_only: bool = False) -> list[Bin
 
 
 def all_actions() -> tuple[ActionSpec, ...]:
-    return APP_ACTIONS + WAVE_ACTIONS
+    return APP_ACTIONS + WAVE_ACTIONS + FAILURE_ACTIONS

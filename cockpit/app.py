@@ -135,7 +135,8 @@ class CockpitApp(App[None]):
             self.exit()
         else:
             self.notify(
-                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, help, quit", severity="warning"
+                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, help, quit",
+                severity="warning",
             )
 
     # -- actions that change things ------------------------------------------------------------
@@ -201,7 +202,32 @@ class CockpitApp(App[None]):
 
         self.push_screen(Confirm(f"Launch wave {wave}?", operations, typed), launch)
 
-    def launch_wave(self, wave: str) -> None:
+    def action_retry_failed(self) -> None:
+        if self._refuse_if_read_only():
+            return
+        mailbox = self._focused_mailbox()
+        wave = self._wave_of(mailbox) if mailbox else self._focused_wave()
+        if wave is None:
+            return
+        scope = f"mailbox {mailbox}" if mailbox else f"wave {wave}"
+        command = (
+            f"cutover run --wave {wave} --retry-failed{f' --mailbox {mailbox}' if mailbox else ''} --detach"
+        )
+        operations = [
+            f"start `{command}`",
+            f"retry only what failed in {scope}: failed and skipped messages, failed folders, failed mailboxes",
+        ]
+
+        def launch(confirmed: bool | None) -> None:
+            if confirmed:
+                self.launch_wave(wave, retry_failed=True, mailbox=mailbox)
+
+        self.push_screen(Confirm(f"Retry failed items of {scope}?", operations), launch)
+
+    def _wave_of(self, mailbox: str) -> str | None:
+        return next((m.wave for m in self.plan.mailboxes if m.source == mailbox), None)
+
+    def launch_wave(self, wave: str, *, retry_failed: bool = False, mailbox: str | None = None) -> None:
         argv = [
             sys.executable,
             "-m",
@@ -215,9 +241,13 @@ class CockpitApp(App[None]):
             "--output",
             "json",
         ]
+        if retry_failed:
+            argv.append("--retry-failed")
+        if mailbox:
+            argv += ["--mailbox", mailbox]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode == 0:
-            self.notify(f"wave {wave} started in the background")
+            self.notify(f"wave {wave} {'retry ' if retry_failed else ''}started in the background")
         else:
             self.notify(
                 f"could not start wave {wave}: {proc.stderr.strip() or proc.stdout.strip()}", severity="error"

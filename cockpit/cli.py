@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         help="only this source mailbox (repeatable)",
     )
     run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="only retry what failed: failed and skipped messages of partial mailboxes, and mailboxes that failed "
+        "or were cancelled as a whole; new messages wait for the next normal pass",
+    )
+    run.add_argument(
         "--detach",
         action="store_true",
         help="run in the background, detached from this terminal; log in the state directory",
@@ -80,6 +86,21 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--mailbox", action="append", default=[], metavar="ADDRESS", help="only this mailbox")
     verify.add_argument("--deep", action="store_true", help="also compare a SHA-256 of every message body")
     verify.add_argument("--workers", type=int, help="mailboxes verified at once")
+
+    skip = sub.add_parser(
+        "skip",
+        help="decide not to copy one failed or skipped message, with a reason",
+        description="Record an operator's decision that a message that failed (or was skipped) is not to be "
+        "copied: reruns leave it alone, and status and verify list it as waived with the reason and who decided.",
+    )
+    skip.add_argument("--plan", required=True, help="the plan file (TOML)")
+    skip.add_argument("--mailbox", required=True, help="source mailbox")
+    skip.add_argument(
+        "--folder", required=True, help="source folder, as status shows it (e.g. INBOX, Archive/2023)"
+    )
+    skip.add_argument("--uid", required=True, type=int, help="the message's UID in that folder")
+    skip.add_argument("--reason", required=True, help="why it is not copied (kept in the ledger)")
+    skip.add_argument("--output", choices=("text", "json"), default="text")
     tui = sub.add_parser(
         "tui",
         help="open the cockpit (Textual TUI) on a plan's state store",
@@ -128,6 +149,19 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--phase", choices=("pre", "post"), default="pre", help="before the MX switch (default) or after it"
     )
+    demo = sub.add_parser(
+        "demo",
+        help="run an embedded lab (legacy and target mail servers, LDAP, DNS, SMTP) and a pilot on it",
+        description="Start an embedded lab on loopback ports (legacy IMAP/POP3 with seeded problems, a "
+        "size-limited IMAP target, LDAP directories, DNS, an SMTP hub), run the readiness checks, the pilot "
+        "wave and its verification with the real engine, and print what was found. Exit 0: every seeded "
+        "problem was found and explained; 1: not as expected; 2: the demo could not run.",
+    )
+    demo.add_argument("--headless", action="store_true", help="no TUI: run the scenario and print the outcome")
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the plan and state in ~/.cache/cutover/demo (else a temp dir)"
+    )
+    demo.add_argument("--output", choices=("text", "json"), default="text", help="output format")
     return parser
 
 
@@ -148,8 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "status": _status,
             "verify": _verify,
             "check": _check,
+            "skip": _skip,
             "control": _control,
             "tui": _tui,
+            "demo": _demo,
         }
         handler = handlers[args.command]
         return handler(args)
@@ -179,6 +215,22 @@ def _run(args: argparse.Namespace) -> int:
     from cockpit.commands.run import run_command
 
     return run_command(args)
+
+
+def _skip(args: argparse.Namespace) -> int:
+    import getpass
+
+    from runners.plan.loader import load_plan
+    from runners.state.store import StateStore
+
+    plan = load_plan(args.plan)
+    store = StateStore(plan.state_db)
+    count = store.waive_message(args.mailbox, args.folder, args.uid, args.reason, getpass.getuser())
+    if not count:
+        _fail(args, f"no failed or skipped message UID {args.uid} in {args.mailbox} {args.folder}")
+        return EXIT_PROBLEMS
+    _emit(args, {"waived": count}, f"{args.mailbox} {args.folder} UID {args.uid}: not copied ({args.reason})")
+    return EXIT_OK
 
 
 def _tui(args: argparse.Namespace) -> int:
@@ -234,6 +286,12 @@ def _check(args: argparse.Namespace) -> int:
     from cockpit.commands.check import check_command
 
     return check_command(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cockpit.demo.command import demo_command
+
+    return demo_command(args)
 
 
 def _status(args: argparse.Namespace) -> int:

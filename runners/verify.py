@@ -1,10 +1,11 @@
 """``cutover verify``: compare source and target folder by folder and explain every difference.
 
 Each source message ends in exactly one bucket: ``ok`` (on the target; with ``--deep`` also
-byte-identical by SHA-256), ``skipped`` / ``failed`` (with the ledger's reason), ``new`` (arrived
+byte-identical by SHA-256), ``skipped`` / ``failed`` (with the ledger's reason), ``waived`` (an
+operator decided it is not copied, with the reason), ``new`` (arrived
 on the source after the last pass: the next delta copies it), ``excluded`` (folder left out by the
 plan) or ``lost`` (no explanation: a defect). The report is ``ok`` when nothing is lost, skipped,
-failed or different; ``new`` and ``excluded`` are reported but don't fail it.
+failed or different; ``new``, ``excluded`` and ``waived`` are reported but don't fail it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from runners.model import FetchedMessage, MessageMeta
 from runners.plan.model import MailboxEntry, Plan
 from runners.state.store import StateStore
 
-BUCKETS = ("ok", "new", "excluded", "skipped", "failed", "lost", "different")
+BUCKETS = ("ok", "new", "excluded", "waived", "skipped", "failed", "lost", "different")
 
 
 @dataclass(slots=True)
@@ -211,7 +212,7 @@ def _verify_folder(
                 bucket, reason = "new", "arrived on the source after the last pass; the next delta copies it"
             else:
                 bucket, reason = "lost", "on the source but not in the ledger"
-        elif entry.status in ("skipped", "failed"):
+        elif entry.status in ("skipped", "failed", "waived"):
             bucket, reason = entry.status, entry.reason or ""
         elif entry.status == "pending":
             bucket, reason = "lost", "an interrupted APPEND not yet reconciled; run the wave again"

@@ -221,3 +221,32 @@ def test_helpdesk_triage_of_one_user(lab: Lab, monkeypatch: pytest.MonkeyPatch) 
             assert "Mail size is larger than the maximum size" in str(text)
 
     asyncio.run(scenario())
+
+
+def test_skip_a_failed_message_with_a_reason_from_its_failure_view(lab: Lab) -> None:
+    from runners.report.snapshot import mailbox_detail
+
+    async def scenario(read_only: bool) -> None:
+        app = app_for(lab, read_only=read_only)
+        async with app.run_test(size=(160, 48)) as pilot:
+            feed(app)
+            (issue,) = mailbox_detail(StateStore(app.plan.state_db), "alice").issues
+            app.open_failure("alice", issue)
+            await pilot.pause()
+            assert isinstance(app.screen, FailureView)
+            await pilot.press("s")
+            await pilot.pause()
+            if read_only:
+                assert isinstance(app.screen, FailureView)  # hidden and refused
+                return
+            for char in "archived":
+                await pilot.press(char)
+            await pilot.press("enter")
+            await pilot.pause()
+
+    asyncio.run(scenario(read_only=True))
+    store = StateStore(load_plan(lab.plan).state_db)
+    assert store.query("SELECT COUNT(*) AS n FROM messages WHERE status = 'waived'")[0]["n"] == 0
+    asyncio.run(scenario(read_only=False))
+    (row,) = store.query("SELECT status, reason FROM messages WHERE status = 'waived'")
+    assert row["reason"] == "not copied, decided by cockpit: archived"

@@ -198,3 +198,32 @@ def test_busy_source_is_retried_later_not_given_up(tmp_path: Path, dovecot_facto
     assert summary["totals"]["reconnects"] >= 1
     events = lab.status()
     assert events["mailboxes"][0]["state"] == "ok"
+
+
+def test_retry_failed_only_and_an_operators_skip(
+    tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: object
+) -> None:
+    target = dovecot_factory(quota_max_mail_size="1M")  # type: ignore[operator]
+    imapfill.append(source_dovecot, "alice", "INBOX", message("fine"))
+    imapfill.append(source_dovecot, "alice", "INBOX", BIG)
+    lab = make_lab(tmp_path / "lab", source_dovecot, target)
+    assert lab.run()[0] == 1
+    imapfill.append(source_dovecot, "alice", "INBOX", message("arrived after the pass"))
+
+    # Retry only: the refused message is tried again (and refused again); the new one waits.
+    code, summary = lab.run("pilot", "--retry-failed")
+    assert code == 1 and summary["kind"] == "retry"
+    assert summary["totals"]["copied"] == 0 and summary["totals"]["failed"] == 1
+    assert len(imapfill.folder_snapshot(target, "alice", master=True)["INBOX"]) == 1
+
+    # The operator decides the big one is not to be copied: reruns leave it, verify lists it and passes.
+    skipped = lab.cutover("skip", "--plan", str(lab.plan), "--mailbox", "alice", "--folder", "INBOX", "--uid", "2",
+                          "--reason", "attachment archived elsewhere, ticket 4711")
+    assert skipped.returncode == 0, skipped.stderr
+    code, summary = lab.run()
+    assert code == 0 and summary["totals"]["copied"] == 1  # the new message; nothing failed now
+    verify_code, report = lab.verify()
+    assert verify_code == 0 and report["totals"]["waived"] == 1
+    (difference,) = report["mailboxes"][0]["differences"]
+    assert difference["bucket"] == "waived" and "ticket 4711" in difference["reason"]
+    assert "decided by" in difference["reason"]

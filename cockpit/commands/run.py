@@ -37,11 +37,25 @@ def run_command(args: argparse.Namespace) -> int:
     display = {"bar": TtyProgress, "plain": PlainProgress}.get(mode)
     print(f"log: {log_path}", file=sys.stderr)
     if display is None:
-        result = run_wave(plan, args.wave, workers=args.workers, only=args.mailbox, stats=stats, stop=stop)
+        result = run_wave(
+            plan,
+            args.wave,
+            workers=args.workers,
+            only=args.mailbox,
+            stats=stats,
+            stop=stop,
+            retry_failed=args.retry_failed,
+        )
     else:
         with display(stats):
             result = run_wave(
-                plan, args.wave, workers=args.workers, only=args.mailbox, stats=stats, stop=stop
+                plan,
+                args.wave,
+                workers=args.workers,
+                only=args.mailbox,
+                stats=stats,
+                stop=stop,
+                retry_failed=args.retry_failed,
             )
     if args.output == "json":
         print(json.dumps(summary_data(result), indent=2, sort_keys=True))
@@ -107,6 +121,8 @@ def _detach(plan: Plan, args: argparse.Namespace) -> int:
     ]
     if args.workers:
         argv += ["--workers", str(args.workers)]
+    if args.retry_failed:
+        argv.append("--retry-failed")
     for mailbox in args.mailbox:
         argv += ["--mailbox", mailbox]
     with open(out, "ab") as sink, open(os.devnull, "rb") as devnull:

@@ -51,6 +51,27 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(False)
 
 
+class ReasonPrompt(ModalScreen[str]):
+    """Asks for the reason of a decision (kept in the ledger); Esc cancels."""
+
+    BINDINGS = [Binding("escape", "dismiss('')", "Cancel")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Static(self.question)
+            yield Input(placeholder="reason (required), Enter records it", id="reason")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+
 class CommandBar(ModalScreen[str]):
     """``:mailboxes /alice`` jumps to a view with a filter (k9s)."""
 

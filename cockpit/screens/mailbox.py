@@ -7,7 +7,9 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
+from cockpit.actions import FAILURE_ACTIONS, bindings
 from cockpit.screens.base import View
+from cockpit.screens.dialogs import ReasonPrompt
 from runners.report.snapshot import MailboxDetail, MessageIssue, Snapshot, mailbox_detail
 from runners.state.store import StateStore
 
@@ -114,9 +116,13 @@ class MailboxView(View):
 
 
 class FailureView(View):
-    """One message that was not copied: where it is, what was tried, the server's words verbatim."""
+    """One message that was not copied: where it is, what was tried, the server's words verbatim.
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy details")]
+    ``t`` retries its mailbox's failed items (a detached runner), ``s`` records a decision not to
+    copy it, with a reason; both are hidden and refused in read-only mode.
+    """
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *bindings(FAILURE_ACTIONS)]
 
     def __init__(self, source: str, issue: MessageIssue) -> None:
         super().__init__()
@@ -141,3 +147,32 @@ class FailureView(View):
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.text())
         self.notify("copied to the clipboard")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.cockpit.read_only and action in ("retry_message", "skip_message"):
+            return False
+        return True
+
+    def action_retry_message(self) -> None:
+        if self.cockpit.read_only:
+            return
+        self.cockpit.action_retry_failed()
+
+    def action_skip_message(self) -> None:
+        if self.cockpit.read_only:
+            return
+        i = self.issue
+
+        def record(reason: str | None) -> None:
+            if not reason:
+                self.notify("no reason given: nothing recorded", severity="warning")
+                return
+            store = StateStore(self.cockpit.plan.state_db)
+            try:
+                count = store.waive_message(self.source, i.folder, i.uid, reason, "cockpit")
+            finally:
+                store.close()
+            self.notify("recorded: not copied" if count else "nothing to skip: it is no longer failed")
+            self.app.pop_screen()
+
+        self.app.push_screen(ReasonPrompt(f"Skip {i.folder} UID {i.uid} of {self.source}: why?"), record)

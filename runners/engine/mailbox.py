@@ -64,6 +64,7 @@ class MailboxJob:
         sleep: Callable[[float], None] = time.sleep,
         stop: threading.Event | None = None,
         controls: ControlWatcher | None = None,
+        retry_failed: bool = False,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -75,6 +76,8 @@ class MailboxJob:
         self.sleep = sleep
         self.stop = stop or threading.Event()
         self.controls = controls
+        #: Only messages that failed or were skipped before, and folders that failed to open.
+        self.retry_failed = retry_failed
         self.sessions = Sessions()
         # Crash isolation across reconnects within one folder (see _retrying).
         self._fetch_singly: set[int] = set()
@@ -321,6 +324,13 @@ class MailboxJob:
     ) -> None:
         self._forget_contribution(report)
         if (
+            self.retry_failed
+            and not self.store.folder_needs_work(folder_id)
+            and not self.store.folder_failed(folder_id)
+        ):
+            report.unchanged = True  # nothing failed here: a retry pass has nothing to do
+            return
+        if (
             isinstance(hint, FolderState)
             and unchanged(last, hint)
             and not self.store.folder_needs_work(folder_id)
@@ -350,7 +360,7 @@ class MailboxJob:
                 folder=mapping.source.display,
             )
             prematched = unclaimed_digests(self.store, target, self.mailbox_id, mapping.target_wire, 1)
-        plan = triage(metas, ledger, self.plan.target.max_message_bytes)
+        plan = triage(metas, ledger, self.plan.target.max_message_bytes, retry_only=self.retry_failed)
         skipped, flag_changes = plan.skipped, plan.flag_changes
         # Messages that dropped the connection earlier in this run stay failed until the next run.
         todo = [m for m in plan.todo if m.uid not in self._poisoned]
@@ -434,7 +444,11 @@ class MailboxJob:
                 )
         if uidvalidity_changed:
             self.store.drop_superseded(folder_id)
-        self.store.folder_done(folder_id, state, None)
+        if not self.retry_failed:
+            # A retry pass left new messages aside: recording this state would hide them from the next pass.
+            self.store.folder_done(folder_id, state, None)
+        else:
+            self.store.folder_error(folder_id, None)
 
     def _contribute(self, report: FolderReport, messages: int, size: int, present: int) -> None:
         report.source_messages, report.source_bytes, report.already_present = messages, size, present

@@ -16,13 +16,20 @@ class Triage:
     flag_changes: list[tuple[str, int, tuple[str, ...]]] = field(default_factory=list)
     #: Messages the ledger already has on the target.
     present: int = 0
+    #: Not copied on an operator's decision (``cutover skip``): left alone, counted apart.
+    waived: int = 0
+    #: New messages a retry-only pass leaves for the next normal pass.
+    deferred: int = 0
 
 
-def triage(metas: list[MessageMeta], ledger: dict[str, LedgerEntry], limit: int | None) -> Triage:
+def triage(
+    metas: list[MessageMeta], ledger: dict[str, LedgerEntry], limit: int | None, *, retry_only: bool = False
+) -> Triage:
     """Split a folder's messages: to copy, to skip (with the reason), already copied (maybe with new flags).
 
     Failed, skipped and pending ledger rows are tried again: the target may accept now, the limit
-    may have changed, and pending rows left here were not found on the target.
+    may have changed, and pending rows left here were not found on the target. With ``retry_only``
+    only those are, and messages new since the last pass wait for a normal pass.
     """
     out = Triage()
     for meta in metas:
@@ -31,6 +38,10 @@ def triage(metas: list[MessageMeta], ledger: dict[str, LedgerEntry], limit: int 
             out.present += 1
             if entry.target_uid is not None and entry.flags != flag_text(meta.flags):
                 out.flag_changes.append((meta.key, entry.target_uid, meta.flags))
+        elif entry is not None and entry.status == "waived":
+            out.waived += 1
+        elif retry_only and entry is None:
+            out.deferred += 1
         elif limit is not None and meta.size > limit:
             reason = f"message is {meta.size} bytes, over the target limit of {limit} bytes (target.max_message_bytes)"
             out.skipped.append((meta, reason))

@@ -65,12 +65,18 @@ def run_wave(
     stats: RunStats | None = None,
     stop: threading.Event | None = None,
     on_start: Callable[[int], None] = lambda run_id: None,
+    retry_failed: bool = False,
 ) -> RunResult:
     store = StateStore(plan.state_db)
     store.mark_dead_runs()
     entries = largest_first(store, select_mailboxes(plan, wave, only))
     previous = store.query("SELECT 1 FROM runs WHERE wave = ? AND status != 'running' LIMIT 1", (wave,))
-    kind = "delta" if previous else "full"
+    kind = "retry" if retry_failed else "delta" if previous else "full"
+    before = {r["source"]: r["state"] for r in store.query("SELECT source, state FROM mailboxes")}
+    if retry_failed:
+        entries = [e for e in entries if before.get(e.source) in ("partial", "failed", "cancelled")]
+        if not entries:
+            raise MigrationError(f"nothing to retry in wave {wave!r}: no mailbox has failed items")
     workers = max(1, min(workers or plan.workers, len(entries)))
     run_id = store.start_run(wave, kind, workers)
     on_start(run_id)
@@ -98,8 +104,20 @@ def run_wave(
             mailbox_stats.state, mailbox_stats.error_kind = "failed", "busy"
             mailbox_stats.error = f"another runner ({holder}) is migrating this mailbox"
             return mailbox_stats
+        # A retry pass re-tries the failed items of partial mailboxes; a mailbox that failed or was
+        # cancelled as a whole needs its normal pass.
+        item_retry = retry_failed and before.get(entry.source) == "partial"
         job = MailboxJob(
-            plan, store, caps, entry, mailbox_id, run_id, mailbox_stats, stop=stop, controls=controls
+            plan,
+            store,
+            caps,
+            entry,
+            mailbox_id,
+            run_id,
+            mailbox_stats,
+            stop=stop,
+            controls=controls,
+            retry_failed=item_retry,
         )
         try:
             job.run()

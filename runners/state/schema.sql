@@ -1,6 +1,7 @@
 -- The state store: every run, mailbox, folder and message the engine has touched.
 -- Statuses of a message: pending (APPEND about to be sent: the intent), copied, skipped, failed,
--- superseded (from an older UIDVALIDITY, kept until a pass under the new one completes).
+-- superseded (from an older UIDVALIDITY, kept until a pass under the new one completes),
+-- waived (an operator decided it is not copied: `cutover skip`, with the reason).
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,

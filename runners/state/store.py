@@ -260,6 +260,11 @@ class StateStore:
                 "UPDATE folders SET error = ?, updated = ? WHERE id = ?", (error, time.time(), folder_id)
             )
 
+    def folder_failed(self, folder_id: int) -> bool:
+        """Did the last pass fail to open this folder (its error is recorded)?"""
+        row = self._db().execute("SELECT error FROM folders WHERE id = ?", (folder_id,)).fetchone()
+        return row is not None and row[0] is not None
+
     def folder_needs_work(self, folder_id: int) -> bool:
         """True when the ledger holds anything not finally copied (pending, failed, skipped)."""
         row = (
@@ -369,6 +374,20 @@ class StateStore:
                 "DELETE FROM messages WHERE folder_id = ? AND uidvalidity = ? AND src_key = ? AND status = 'pending'",
                 [(folder_id, v, k) for v, k in keys],
             )
+
+    def waive_message(self, mailbox: str, folder: str, uid: int, reason: str, who: str) -> int:
+        """An operator's decision not to copy a failed or skipped message; reruns leave it alone.
+
+        Returns how many ledger rows it applied to (0 when nothing failed there).
+        """
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE messages SET status = 'waived', reason = ?, updated = ? WHERE src_uid = ? "
+                "AND status IN ('failed', 'skipped') AND folder_id IN (SELECT f.id FROM folders f JOIN mailboxes mb "
+                "ON mb.id = f.mailbox_id WHERE mb.source = ? AND f.source_path = ?)",
+                (f"not copied, decided by {who}: {reason}", time.time(), uid, mailbox, folder),
+            )
+            return cur.rowcount
 
     def update_flags(self, folder_id: int, uidvalidity: int, rows: Iterable[tuple[str, str]]) -> None:
         with self.transaction() as db:
