@@ -20,8 +20,9 @@ from corpus import message
 from lab import Lab, make_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer, find_dovecot
-from servers.https import Leaf, NginxServer, ThrowawayCA, find_nginx
+from servers.https import NginxServer, find_nginx
 from servers.smtp import EximServer, find_exim
+from servers.tlsca import Leaf, ThrowawayCA
 
 from checks.model import Finding, Severity, State
 from checks.runner import CheckRun, run_checks, select

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import os
 import poplib
 import ssl
@@ -12,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from servers import dovecot, imapfill
+from servers import imapfill
 from servers.dovecot import DovecotError, DovecotServer
 
 Factory = Callable[..., DovecotServer]
@@ -106,16 +105,7 @@ def test_quota_storage_refuses_appends_over_quota(dovecot_factory: Factory) -> N
         imapfill.append(server, "alice", "INBOX", part)
 
 
-@pytest.mark.parametrize("maker", ["cryptography", "openssl"])
-def test_tls_verifies_against_ca_file(
-    dovecot_factory: Factory, monkeypatch: pytest.MonkeyPatch, maker: str
-) -> None:
-    if maker == "cryptography":
-        pytest.importorskip("cryptography")
-    else:
-        monkeypatch.setattr(
-            dovecot, "make_test_ca", functools.partial(dovecot.make_test_ca, use_openssl=True)
-        )
+def test_tls_verifies_against_ca_file(dovecot_factory: Factory) -> None:
     server = dovecot_factory(tls=True)
     assert server.ca_file is not None and server.imaps_port and server.pop3s_port
     context = ssl.create_default_context(cafile=str(server.ca_file))

@@ -26,50 +26,27 @@ passwords only.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import ctypes
-import datetime as dt
 import grp
-import ipaddress
 import math
 import os
 import pwd
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
-HOST = "127.0.0.1"
+from servers.process import HOST, ServerProcess, free_ports, log_says
+from servers.tlsca import Leaf, ThrowawayCA
+
 MASTER_USER = "admin"
 MASTER_PASSWORD = "master-secret"
 MASTER_SEPARATOR = "*"
 
-# Debian installs the binary in /usr/sbin, which is not on an ordinary user's PATH.
-_DOVECOT_CANDIDATES = ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot")
 # Services Dovecot chroots by default (doveconf -a) that an unprivileged instance may start.
 _CHROOTED_SERVICES = ("anvil", "ipc", "old-stats", "imap-login", "pop3-login")
-# Free ports are picked before Dovecot binds them: another process may win the race.
-_START_ATTEMPTS = 3
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class DovecotError(RuntimeError):
     """Dovecot could not be started (the message carries its log)."""
-
-
-def find_dovecot() -> str | None:
-    """Path of the dovecot binary, or None when it isn't installed."""
-    found = shutil.which("dovecot")
-    if found:
-        return found
-    return next((p for p in _DOVECOT_CANDIDATES if os.access(p, os.X_OK)), None)
 
 
 @dataclass(frozen=True)
@@ -94,26 +71,6 @@ def _mail_account() -> _RunAs:
     return _RunAs(nobody.pw_uid, group.gr_gid, nobody.pw_name, group.gr_name)
 
 
-def _free_ports(count: int) -> list[int]:
-    # Hold all sockets until every port is known, so the kernel can't hand out one twice.
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind((HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def _check_field(kind: str, value: str) -> None:
     # passwd-file fields are ':'-separated lines; '*' would be read as the master separator.
     if not value or any(c in value for c in ":\n\r") or (kind == "user" and ("*" in value or "/" in value)):
@@ -135,134 +92,10 @@ def _write_passwd_file(path: Path, lines: list[str]) -> None:
     tmp.replace(path)
 
 
-# --- TLS ---------------------------------------------------------------------------------
-
-
-def make_test_ca(directory: Path, *, use_openssl: bool = False) -> tuple[Path, Path, Path]:
-    """Write a throwaway CA and a server cert for 127.0.0.1/localhost; return (ca, cert, key)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    if not use_openssl:
-        try:
-            return _make_test_ca_cryptography(directory)
-        except ImportError:
-            pass
-    return _make_test_ca_openssl(directory)
-
-
-def _make_test_ca_cryptography(directory: Path) -> tuple[Path, Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cutover test CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    no_usage = dict.fromkeys(
-        ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement"), False
-    )
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-                **no_usage,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-                **no_usage,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file, cert_file, key_file = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_file.chmod(0o600)
-    return ca_file, cert_file, key_file
-
-
-def _make_test_ca_openssl(directory: Path) -> tuple[Path, Path, Path]:
-    ca_file, ca_key = directory / "ca.pem", directory / "ca.key"
-    cert_file, key_file, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
-    ext = directory / "server.ext"
-    ext.write_text(
-        "basicConstraints = critical, CA:FALSE\n"
-        "keyUsage = critical, digitalSignature\n"
-        "extendedKeyUsage = serverAuth\n"
-        f"subjectAltName = DNS:localhost, IP:{HOST}\n"
-        "subjectKeyIdentifier = hash\n"
-        "authorityKeyIdentifier = keyid\n"
-    )
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    commands = [
-        ["openssl", "req", "-x509", "-new", *ec, "-keyout", ca_key, "-out", ca_file, "-days", "30",
-         "-subj", "/CN=cutover test CA",
-         "-addext", "basicConstraints = critical, CA:TRUE, pathlen:0",
-         "-addext", "keyUsage = critical, keyCertSign, cRLSign"],
-        ["openssl", "req", "-new", *ec, "-keyout", key_file, "-out", csr, "-subj", "/CN=localhost"],
-        ["openssl", "x509", "-req", "-in", csr, "-CA", ca_file, "-CAkey", ca_key,
-         "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "30",
-         "-extfile", ext, "-out", cert_file],
-    ]  # fmt: skip
-    for command in commands:
-        subprocess.run([str(a) for a in command], check=True, capture_output=True)
-    ca_key.unlink()  # nothing else may ever be signed with it
-    key_file.chmod(0o600)
-    return ca_file, cert_file, key_file
-
-
 # --- the server --------------------------------------------------------------------------
 
 
-class DovecotServer:
+class DovecotServer(ServerProcess):
     """One private Dovecot serving IMAP and POP3 (and IMAPS/POP3S with ``tls=True``) on loopback.
 
     ``mail_location`` defaults to ``maildir:<root>/%u/Maildir``, Maildir++ layout: separator
@@ -275,6 +108,12 @@ class DovecotServer:
     Junk, Trash, Sent and "Sent Messages" with SPECIAL-USE attributes, like Debian's stock config.
     """
 
+    name = "dovecot"
+    binaries, candidates = ("dovecot",), ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot")
+    error = DovecotError
+    temp_prefix = "dc"
+    # Everything Dovecot logged, plus anything it printed before logging was set up.
+    log_files = ("dovecot.log", "stderr.log")
     host = HOST
 
     def __init__(
@@ -290,6 +129,7 @@ class DovecotServer:
         binary: str | None = None,
         start_timeout: float = 20.0,
     ) -> None:
+        super().__init__(binary=binary, start_timeout=start_timeout)
         _check_field("user", master_user)
         _check_field("password", master_password)
         self.master_user = master_user
@@ -298,32 +138,14 @@ class DovecotServer:
         self.quota_max_mail_size = quota_max_mail_size
         self.quota_storage = quota_storage
         self.extra_conf = extra_conf
-        self.start_timeout = start_timeout
         self._mail_location = mail_location
-        self._binary = binary
         self._account = _mail_account()
         self.users: dict[str, str] = {}
-        self.root: Path | None = None
         self.ca_file: Path | None = None
         self.imap_port = 0
         self.pop3_port = 0
         self.imaps_port: int | None = None
         self.pop3s_port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    # -- public API --
-
-    def __enter__(self) -> DovecotServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def mail_root(self) -> Path:
@@ -358,69 +180,29 @@ class DovecotServer:
         if self.running:
             time.sleep(max(0.0, math.floor(written) + 1.05 - time.time()))
 
-    def log_text(self) -> str:
-        """Everything Dovecot logged so far (plus anything it printed before logging was set up)."""
-        if self.root is None:
-            return ""
-        files = (self._dir / "dovecot.log", self._dir / "stderr.log")
-        return "".join(f.read_text(errors="replace") for f in files if f.exists())
-
-    def start(self) -> DovecotServer:
-        if self.running:
-            raise DovecotError("already running")
-        binary = self._binary or find_dovecot()
-        if binary is None:
-            raise DovecotError("dovecot is not installed: run ./scripts/test to install it")
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            try:
-                self._prepare()
-                self._launch(binary)
-                return self
-            except DovecotError as err:
-                self.stop()
-                if "Address already in use" not in str(err) or attempt == _START_ATTEMPTS:
-                    raise
-            except BaseException:
-                self.stop()
-                raise
-        raise AssertionError("unreachable")
-
     def stop(self) -> None:
-        """Stop Dovecot and every process it started, then delete the temp dir."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            atexit.unregister(self.stop)
-            _stop_process_group(proc)
-        if self.root is not None:
-            _remove_tree(self.root)
-            self.root = None
-            self.ca_file = None
+        super().stop()
+        self.ca_file = None
 
     # -- internals --
 
-    @property
-    def _dir(self) -> Path:
-        if self.root is None:
-            raise DovecotError("not started")
-        return self.root
-
-    def _prepare(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="dc", dir="/tmp"))
-        self.root.chmod(0o711)  # auth (as dovecot) and mail (as nobody) processes traverse it
+    def _prepare(self, binary: str) -> None:
+        root = self._dir
+        root.chmod(0o711)  # auth (as dovecot) and mail (as nobody) processes traverse it
         for sub in ("run", "state"):
-            (self.root / sub).mkdir()
+            (root / sub).mkdir()
         self.mail_root.mkdir(mode=0o700)
         os.chown(self.mail_root, self._account.uid, self._account.gid)
-        self.imap_port, self.pop3_port, imaps, pop3s = _free_ports(4)
+        self.imap_port, self.pop3_port, imaps, pop3s = free_ports(4)
         self.imaps_port = self.pop3s_port = None
-        tls_files = None
+        leaf = None
         if self.tls:
             self.imaps_port, self.pop3s_port = imaps, pop3s
-            tls_files = make_test_ca(self.root / "tls")
-            self.ca_file = tls_files[0]
-        _write_passwd_file(self.root / "masters", [f"{self.master_user}:{{PLAIN}}{self.master_password}\n"])
+            ca = ThrowawayCA(root / "tls")
+            self.ca_file, leaf = ca.ca_file, ca.issue("server", days=30)
+        _write_passwd_file(root / "masters", [f"{self.master_user}:{{PLAIN}}{self.master_password}\n"])
         self._write_users()
-        (self.root / "dovecot.conf").write_text(self._render_conf(tls_files))
+        (root / "dovecot.conf").write_text(self._render_conf(leaf))
 
     def _write_users(self) -> None:
         acct = self._account
@@ -430,30 +212,17 @@ class DovecotServer:
         ]
         _write_passwd_file(self._dir / "users", lines)
 
-    def _launch(self, binary: str) -> None:
-        conf, log = self._dir / "dovecot.conf", self._dir / "dovecot.log"
-        with (self._dir / "stderr.log").open("wb") as stderr:
-            # Own process group: stop() can signal Dovecot's children directly (see there).
-            self._proc = subprocess.Popen(
-                [binary, "-F", "-c", str(conf)],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
-        atexit.register(self.stop)  # a crashed test run must not leave servers behind
-        ports = [p for p in (self.imap_port, self.pop3_port, self.imaps_port, self.pop3s_port) if p]
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise DovecotError(f"dovecot exited with {self._proc.returncode}:\n{self.log_text()}")
-            # "starting up" is logged once all listeners are bound: the ports are ours.
-            started = log.exists() and "starting up" in log.read_text(errors="replace")
-            if started and all(_port_open(p) for p in ports):
-                return
-            time.sleep(0.02)
-        waited = f"dovecot not listening on {ports} after {self.start_timeout}s"
-        raise DovecotError(f"{waited}:\n{self.log_text()}")
+    def _argv(self, binary: str) -> list[str]:
+        return [binary, "-F", "-c", str(self._dir / "dovecot.conf")]
 
-    def _render_conf(self, tls_files: tuple[Path, Path, Path] | None) -> str:
+    def _ports(self) -> list[int]:
+        return [p for p in (self.imap_port, self.pop3_port, self.imaps_port, self.pop3s_port) if p]
+
+    def _ready(self) -> bool:
+        # "starting up" is logged once all listeners are bound: the ports are ours.
+        return log_says(self._dir / "dovecot.log", "starting up") and super()._ready()
+
+    def _render_conf(self, leaf: Leaf | None) -> str:
         root, acct = self._dir, self._account
         imaps, pop3s = self.imaps_port or 0, self.pop3s_port or 0  # port 0 = listener off
         lines = [
@@ -473,11 +242,10 @@ class DovecotServer:
             f"first_valid_gid = {acct.gid}",
             "pop3_uidl_format = %08Xu%08Xv",
         ]
-        if tls_files is None:
+        if leaf is None:
             lines.append("ssl = no")
         else:
-            _ca, cert, key = tls_files
-            lines += ["ssl = yes", f"ssl_cert = <{cert}", f"ssl_key = <{key}"]
+            lines += ["ssl = yes", f"ssl_cert = <{leaf.cert}", f"ssl_key = <{leaf.key}"]
         if os.geteuid() != 0:
             # Unprivileged: every process runs as us and nothing can chroot.
             lines += [
@@ -571,50 +339,4 @@ plugin {{
 """
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM Dovecot when the test process dies, even by SIGKILL.
-
-    Without it a killed pytest (CI timeout, kill -9) leaves the servers running forever.
-    """
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _stop_process_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM Dovecot's whole process group until the master exits; SIGKILL the rest after 1 s.
-
-    Signalling only the master takes 1 s, 6 s right after startup: a child still between
-    fork and exec misses the SIGTERM and the master waits for it. Re-sending to the group
-    catches it once it has exec'd. The master stays unreaped (WNOWAIT) until the end, so its
-    pid, which is the group id, can't be reused by an unrelated process meanwhile.
-    """
-    if proc.returncode is not None:
-        return  # already reaped (it exited by itself): its children follow a dead master
-    pgid = proc.pid
-    deadline = time.monotonic() + 1.0
-    next_term = 0.0
-    while time.monotonic() < deadline:
-        if time.monotonic() >= next_term:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
-            next_term = time.monotonic() + 0.1
-        if os.waitid(os.P_PID, pgid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-            break
-        time.sleep(0.01)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)  # stragglers, or everyone if the master hung
-    proc.wait()
-
-
-def _remove_tree(path: Path) -> None:
-    # As a non-root user a chmod-000 folder (ours: mail runs as us) must be opened up first.
-    for dirpath, dirnames, _files in os.walk(path):
-        for name in dirnames:
-            sub = os.path.join(dirpath, name)
-            if not os.path.islink(sub):
-                try:
-                    os.chmod(sub, 0o700)
-                except OSError:
-                    pass
-    shutil.rmtree(path, ignore_errors=True)
+find_dovecot = DovecotServer.find  # the binary's path, or None when it isn't installed

@@ -19,26 +19,17 @@ slapd runs as whoever runs the tests (root in CI: no ``-u``/``-g``, nothing to c
 
 from __future__ import annotations
 
-import atexit
 import base64
-import contextlib
-import ctypes
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 
-from servers.dovecot import make_test_ca
+from servers.process import HOST, ServerProcess, free_ports
+from servers.tlsca import Leaf, ThrowawayCA
 
-HOST = "127.0.0.1"
 LEGACY_SUFFIX = "dc=legacy,dc=test"
 TARGET_SUFFIX = "dc=target,dc=test"
 READER_DN = f"cn=reader,{LEGACY_SUFFIX}"
@@ -47,11 +38,8 @@ LIMITED_DN = f"cn=limited,{LEGACY_SUFFIX}"
 LIMITED_PASSWORD = "limited-secret"
 SIZE_LIMIT = 500
 
-_SLAPD_CANDIDATES = ("/usr/sbin/slapd", "/usr/local/sbin/slapd", "/usr/local/libexec/slapd")
 _MODULE_DIRS = ("/usr/lib/ldap", "/usr/lib/x86_64-linux-gnu/ldap", "/usr/local/libexec/openldap")
 _SCHEMA_DIRS = ("/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema")
-_START_ATTEMPTS = 3
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # Private OIDs under 1.3.6.1.4.1.99999 (not assigned to anyone): just enough schema to load
 # the lab's iPlanet, qmail-ldap and AD-style entries. Not the vendors' definitions.
@@ -110,14 +98,6 @@ class SlapdError(RuntimeError):
     """slapd could not be set up or started (the message carries its output)."""
 
 
-def find_slapd() -> str | None:
-    """Path of the slapd binary, or None when it isn't installed (Debian keeps it in /usr/sbin)."""
-    found = shutil.which("slapd")
-    if found:
-        return found
-    return next((p for p in _SLAPD_CANDIDATES if os.access(p, os.X_OK)), None)
-
-
 # --- LDIF ------------------------------------------------------------------------------------
 
 Value = str | bytes
@@ -144,31 +124,27 @@ def mailbox_guid(name: str) -> bytes:
 # --- the server ----------------------------------------------------------------------------
 
 
-class SlapdServer:
+class SlapdServer(ServerProcess):
     """One private slapd on loopback: LDAP (StartTLS offered) on ``port``, LDAPS on ``ldaps_port``.
 
     ``ldif`` is loaded with ``slapadd`` before the start; entries may belong to either suffix.
     """
 
+    name = "slapd"
+    binaries = ("slapd",)
+    candidates = ("/usr/sbin/slapd", "/usr/local/sbin/slapd", "/usr/local/libexec/slapd")
+    error = SlapdError
+    temp_prefix = "sl"
+    console_log = "slapd.log"  # -d: slapd stays in the foreground and logs to stderr
+    log_files = (console_log,)
     host = HOST
 
     def __init__(self, ldif: str, *, binary: str | None = None, start_timeout: float = 20.0) -> None:
+        super().__init__(binary=binary, start_timeout=start_timeout)
         self.ldif = ldif
-        self.start_timeout = start_timeout
-        self._binary = binary
-        self.root: Path | None = None
         self.ca_file: Path | None = None
         self.port = 0
         self.ldaps_port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> SlapdServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -178,78 +154,31 @@ class SlapdServer:
     def ldaps_url(self) -> str:
         return f"ldaps://{HOST}:{self.ldaps_port}"
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def log_text(self) -> str:
-        if self.root is None or not (self.root / "slapd.log").exists():
-            return ""
-        return (self.root / "slapd.log").read_text(errors="replace")
-
-    def start(self) -> SlapdServer:
-        if self.running:
-            raise SlapdError("already running")
-        binary = self._binary or find_slapd()
-        if binary is None:
-            raise SlapdError("slapd is not installed: run ./scripts/test to install it")
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            try:
-                self._prepare(binary)
-                self._launch(binary)
-                return self
-            except SlapdError as err:
-                self.stop()
-                if "Address already in use" not in str(err) or attempt == _START_ATTEMPTS:
-                    raise
-            except BaseException:
-                self.stop()
-                raise
-        raise AssertionError("unreachable")
-
     def stop(self) -> None:
-        """Stop slapd (SIGTERM, then SIGKILL after 5 s) and delete the temp dir."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            atexit.unregister(self.stop)
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
-            self.ca_file = None
+        super().stop()
+        self.ca_file = None
 
     # -- internals --
 
-    @property
-    def _dir(self) -> Path:
-        if self.root is None:
-            raise SlapdError("not started")
-        return self.root
-
     def _prepare(self, binary: str) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="sl", dir="/tmp"))
+        root = self._dir
         for suffix_dir in ("legacy", "target"):
-            (self.root / suffix_dir).mkdir(mode=0o700)
-        self.ca_file, cert, key = make_test_ca(self.root / "tls")
-        (self.root / "cutover-test.schema").write_text(TEST_SCHEMA)
-        (self.root / "slapd.conf").write_text(self._render_conf(cert, key))
-        self.port, self.ldaps_port = _free_ports(2)
+            (root / suffix_dir).mkdir(mode=0o700)
+        ca = ThrowawayCA(root / "tls")
+        self.ca_file, leaf = ca.ca_file, ca.issue("server", days=30)
+        (root / "cutover-test.schema").write_text(TEST_SCHEMA)
+        (root / "slapd.conf").write_text(self._render_conf(leaf))
+        self.port, self.ldaps_port = free_ports(2)
         # slapadd ships beside slapd (it is slapd under another name on Debian).
         slapadd = shutil.which("slapadd") or str(Path(binary).with_name("slapadd"))
         records = [r for r in (self._base_ldif() + self.ldif).split("\n\n") if r.strip()]
         for suffix, name in ((LEGACY_SUFFIX, "legacy"), (TARGET_SUFFIX, "target")):
             # slapadd loads one database at a time and refuses entries outside its suffix.
             mine = [r for r in records if r.split("\n", 1)[0].lower().endswith(suffix)]
-            ldif = self.root / f"{name}.ldif"
+            ldif = root / f"{name}.ldif"
             ldif.write_text("\n\n".join(mine) + "\n")
             done = subprocess.run(
-                [slapadd, "-q", "-f", str(self.root / "slapd.conf"), "-b", suffix, "-l", str(ldif)],
+                [slapadd, "-q", "-f", str(root / "slapd.conf"), "-b", suffix, "-l", str(ldif)],
                 capture_output=True, text=True, timeout=120,
             )  # fmt: skip
             if done.returncode != 0:
@@ -269,7 +198,7 @@ class SlapdServer:
             )  # fmt: skip
         return "".join(out)
 
-    def _render_conf(self, cert: Path, key: Path) -> str:
+    def _render_conf(self, leaf: Leaf) -> str:
         root = self._dir
         schema_dir = _first_dir(_SCHEMA_DIRS, "core.schema")
         if schema_dir is None:
@@ -282,8 +211,8 @@ class SlapdServer:
             f"pidfile {root}/slapd.pid",
             f"argsfile {root}/slapd.args",
             f"TLSCACertificateFile {self.ca_file}",
-            f"TLSCertificateFile {cert}",
-            f"TLSCertificateKeyFile {key}",
+            f"TLSCertificateFile {leaf.cert}",
+            f"TLSCertificateKeyFile {leaf.key}",
             # slapd's default, written out: a search that doesn't page stops at 500 entries.
             f"sizelimit {SIZE_LIMIT}",
             "access to attrs=userPassword by anonymous auth by * none",
@@ -304,55 +233,19 @@ class SlapdServer:
             ]
         return "\n".join(lines) + "\n"
 
-    def _launch(self, binary: str) -> None:
+    def _argv(self, binary: str) -> list[str]:
         urls = f"ldap://{HOST}:{self.port}/ ldaps://{HOST}:{self.ldaps_port}/"
-        with (self._dir / "slapd.log").open("wb") as log:
-            # -d keeps slapd in the foreground and sends its log to stderr (our log file).
-            self._proc = subprocess.Popen(
-                [binary, "-d", "stats", "-f", str(self._dir / "slapd.conf"), "-h", urls],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent,
-            )  # fmt: skip
-        atexit.register(self.stop)  # a crashed test run must not leave servers behind
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise SlapdError(f"slapd exited with {self._proc.returncode}:\n{self.log_text()}")
-            if _port_open(self.port) and _port_open(self.ldaps_port):
-                return
-            time.sleep(0.02)
-        raise SlapdError(
-            f"slapd not listening on {self.port}/{self.ldaps_port} after {self.start_timeout}s:\n"
-            f"{self.log_text()}"
-        )
+        return [binary, "-d", "stats", "-f", str(self._dir / "slapd.conf"), "-h", urls]
+
+    def _ports(self) -> list[int]:
+        return [self.port, self.ldaps_port]
+
+
+find_slapd = SlapdServer.find  # the binary's path, or None when it isn't installed
 
 
 def _first_dir(candidates: tuple[str, ...], marker: str) -> str | None:
     return next((d for d in candidates if os.path.exists(os.path.join(d, marker))), None)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM slapd when the test process dies, even by SIGKILL."""
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _free_ports(count: int) -> list[int]:
-    # Hold all sockets until every port is known, so the kernel can't hand out one twice.
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind((HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
-        return True
-    return False
 
 
 # --- the lab directory ---------------------------------------------------------------------
