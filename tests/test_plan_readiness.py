@@ -119,3 +119,18 @@ def test_errors_name_the_line_and_key(tmp_path: Path, change: tuple[str, str], k
     error = caught.value
     assert error.key == key and words in error.message
     assert error.line is not None and change[1].split("=")[0].strip() in text.splitlines()[error.line - 1]
+
+
+def test_relative_secret_files_are_found_beside_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "ldap.pw").write_text("s3cret\n")
+    plan = write(
+        tmp_path,
+        BASE + FULL.replace('bind_password = "env:LDAP_PW"', 'bind_password = "file:secrets/ldap.pw"'),
+    )
+    monkeypatch.chdir("/")  # an operator running cutover from anywhere
+    directory = load_plan(plan).readiness.source_directory
+    assert directory is not None and directory.bind_password is not None
+    assert directory.bind_password.reveal() == "s3cret"

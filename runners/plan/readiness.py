@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runners.plan.paths import resolve_path
+from runners.plan.paths import make_secret, resolve_path
 from runners.plan.readiness_model import (
     CapacitySettings,
     Database,
@@ -15,7 +15,6 @@ from runners.plan.readiness_model import (
     ReadinessConfig,
     Waiver,
 )
-from runners.plan.secret import Secret
 from runners.plan.tables import Table, type_name
 
 READINESS_TABLES = ("dns", "directory", "capacity", "checks", "waivers")
@@ -106,7 +105,7 @@ def _directory(table: Table | None, base_dir: Path) -> DirectorySettings | None:
         base=table.required_string("base"),
         preset=preset,  # type: ignore[arg-type]
         bind_dn=table.string("bind_dn"),
-        bind_password=None if bind_password is None else Secret(bind_password),
+        bind_password=None if bind_password is None else make_secret(bind_password, base_dir),
         filter=table.string("filter"),
         attributes=table.string_map("attributes", allowed_keys=ATTRIBUTE_ROLES),
         starttls=table.boolean("starttls", False),
