@@ -153,13 +153,18 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="run an embedded lab (legacy and target mail servers, LDAP, DNS, SMTP) and a pilot on it",
         description="Start an embedded lab on loopback ports (legacy IMAP/POP3 with seeded problems, a "
-        "size-limited IMAP target, LDAP directories, DNS, an SMTP hub), run the readiness checks, the pilot "
-        "wave and its verification with the real engine, and print what was found. Exit 0: every seeded "
-        "problem was found and explained; 1: not as expected; 2: the demo could not run.",
+        "size-limited IMAP target, LDAP directories, DNS, an SMTP hub) and run the readiness checks on it, then "
+        "open the cockpit: launch the pilot wave (L) and watch it, drill into its failures. With --headless: "
+        "run the checks, the pilot and its verification with the real engine and print what was found "
+        "(exit 0: every seeded problem was found and explained; 1: not as expected; 2: the demo could not run).",
     )
-    demo.add_argument("--headless", action="store_true", help="no TUI: run the scenario and print the outcome")
     demo.add_argument(
-        "--keep", action="store_true", help="keep the plan and state in ~/.cache/cutover/demo (else a temp dir)"
+        "--headless", action="store_true", help="no TUI: run the scenario and print the outcome"
+    )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the plan and state in ~/.cache/cutover/demo (else a temp dir)",
     )
     demo.add_argument("--output", choices=("text", "json"), default="text", help="output format")
     return parser

@@ -49,7 +49,7 @@ class OverviewView(View):
             cells = (
                 wave.name,
                 str(wave.mailboxes),
-                f"{bar(fraction, 8)} {fraction:4.0%}",
+                f"{bar(fraction, 6)} {fraction:4.0%}",
                 f"{wave.messages_done:,}/{wave.messages_total:,}",
                 str(wave.failed),
                 str(wave.skipped),

@@ -1,0 +1,83 @@
+"""``cutover demo``: start the embedded lab, run the scenario on it, print the outcome.
+
+The state (plan, mailbox list, state store, logs) goes to a temporary directory that is removed
+at the end, or with ``--keep`` to ``$XDG_CACHE_HOME/cutover/demo`` (``~/.cache/cutover/demo``),
+replacing the previous demo's. The lab's servers live in this process and stop with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from cockpit.demo.lab import Lab
+from cockpit.demo.report import demo_data, demo_text
+from cockpit.demo.scenario import MARKER, run_scenario, write_plan
+from runners.errors import MigrationError
+from runners.plan.loader import load_plan
+from runners.state.store import StateStore
+
+
+def kept_state_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "cutover" / "demo"
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    if not args.headless:
+        return _interactive(args)
+    state_dir = _prepare_kept() if args.keep else Path(tempfile.mkdtemp(prefix="cutover-demo-"))
+    try:
+        with Lab() as lab:
+            result = run_scenario(lab, state_dir, say=lambda line: print(f"demo: {line}", file=sys.stderr))
+            report = demo_data(result, kept=args.keep)
+            text = demo_text(result, report) if args.output == "text" else ""
+    finally:
+        if not args.keep:
+            shutil.rmtree(state_dir, ignore_errors=True)
+    print(json.dumps(report, indent=2, sort_keys=True, default=str) if args.output == "json" else text)
+    return 0 if report["ok"] else 1
+
+
+def _interactive(args: argparse.Namespace) -> int:
+    """The lab, a readiness run, then the cockpit on it: the user launches the pilot and watches.
+
+    The lab's servers run in this process while the cockpit is open; a wave launched from the
+    cockpit runs in its own (detached) process and talks to them over loopback like to any server.
+    """
+    from checks.history import record
+    from checks.runner import run_checks, select
+    from cockpit.app import CockpitApp
+
+    state_dir = _prepare_kept() if args.keep else Path(tempfile.mkdtemp(prefix="cutover-demo-"))
+    try:
+        with Lab() as lab:
+            plan = load_plan(write_plan(lab, state_dir))
+            print("cutover demo: lab started on 127.0.0.1; running the readiness checks…", file=sys.stderr)
+            run = run_checks(plan, select())
+            store = StateStore(plan.state_db)
+            try:
+                record(store, run, "all")
+            finally:
+                store.close()
+            CockpitApp(plan).run()
+    finally:
+        if not args.keep:
+            shutil.rmtree(state_dir, ignore_errors=True)
+    return 0
+
+
+def _prepare_kept() -> Path:
+    """The kept state directory, emptied of the previous demo (and of nothing else)."""
+    path = kept_state_dir()
+    if path.exists() and any(path.iterdir()):
+        if not (path / MARKER).exists():
+            raise MigrationError(f"{path} exists and was not written by cutover demo: not touching it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
