@@ -227,3 +227,19 @@ def test_retry_failed_only_and_an_operators_skip(
     (difference,) = report["mailboxes"][0]["differences"]
     assert difference["bucket"] == "waived" and "ticket 4711" in difference["reason"]
     assert "decided by" in difference["reason"]
+
+
+def test_a_folder_the_source_refuses_is_not_created_empty_on_the_target(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    imapfill.create_folder(source_dovecot, "alice", "Refused")
+    imapfill.create_folder(source_dovecot, "alice", "Empty")
+    imapfill.append(source_dovecot, "alice", "Refused", message("hidden"))
+    (source_dovecot.maildir("alice") / ".Refused").chmod(0)
+    try:
+        lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+        assert lab.run()[0] == 1
+    finally:
+        (source_dovecot.maildir("alice") / ".Refused").chmod(0o700)
+    folders = set(imapfill.folder_snapshot(target_dovecot, "alice", master=True))
+    assert folders == {"INBOX", "Empty"}  # an empty source folder is still created

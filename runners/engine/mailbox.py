@@ -83,6 +83,7 @@ class MailboxJob:
         self._fetch_singly: set[int] = set()
         self._poisoned: set[int] = set()
         self._fetching: tuple[int, int, dict[int, MessageMeta]] | None = None
+        self._existing: set[str] = set()  # target folders known to exist
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -257,13 +258,13 @@ class MailboxJob:
             target_prefix=target.prefix,
             target_special=target.special_folders(),
         )
-        existing = target.existing_folders()
+        # Folders are created when their source folder opens (_sync_folder), so that one the source
+        # refuses doesn't leave an empty copy on the target.
+        self._existing = target.existing_folders()
         for mapping in mappings:
-            if mapping.excluded is not None:
-                continue
-            for note in mapping.notes:
-                self._event("warning", "folder-renamed", note, folder=mapping.source.display)
-            self._create(target, mapping.target_wire, existing)
+            if mapping.excluded is None:
+                for note in mapping.notes:
+                    self._event("warning", "folder-renamed", note, folder=mapping.source.display)
         return mappings
 
     def _create(self, target: TargetSession, wire: str, existing: set[str]) -> None:
@@ -349,6 +350,7 @@ class MailboxJob:
                 folder=mapping.source.display,
             )
         state, metas = source.list_messages(mapping.source)
+        self._create(target, mapping.target_wire, self._existing)
         ledger = self.store.ledger(folder_id, state.uidvalidity)
         prematched = None
         uidvalidity_changed = self.store.supersede_other_uidvalidity(folder_id, state.uidvalidity)
