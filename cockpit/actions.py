@@ -23,18 +23,19 @@ APP_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("goto('readiness')", "r", "Readiness"),
     ActionSpec("goto('mailboxes')", "m", "Mailboxes"),
     ActionSpec("goto('log')", "l", "Log"),
-    ActionSpec("goto('user')", "u", "User triage (helpdesk)"),
+    ActionSpec("goto('user')", "u", "User"),
     ActionSpec("command_bar", "colon", "Command", show=False),
     ActionSpec("help", "question_mark", "Help"),
     ActionSpec("quit", "q", "Quit"),
 )
 
 WAVE_ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("launch", "L", "Launch wave", dangerous=True),
-    ActionSpec("control('pause')", "P", "Pause", dangerous=True),
-    ActionSpec("control('resume')", "R", "Resume", dangerous=True),
-    ActionSpec("control('cancel')", "C", "Cancel", dangerous=True),
-    ActionSpec("retry_failed", "F", "Retry failed items", dangerous=True),
+    # Not in the footer (it must fit 80 columns); listed by "?" help and shown in read-write title hints.
+    ActionSpec("launch", "L", "Launch wave", dangerous=True, show=False),
+    ActionSpec("control('pause')", "P", "Pause", dangerous=True, show=False),
+    ActionSpec("control('resume')", "R", "Resume", dangerous=True, show=False),
+    ActionSpec("control('cancel')", "C", "Cancel", dangerous=True, show=False),
+    ActionSpec("retry_failed", "F", "Retry failed items", dangerous=True, show=False),
 )
 
 #: Actions on one failed message (the failure view).

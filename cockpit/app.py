@@ -74,7 +74,7 @@ class CockpitApp(App[None]):
             self.current_rate = (msgs, mbs)
             self.rates.append(msgs)
         screen = self.screen
-        if hasattr(screen, "show"):
+        if hasattr(screen, "show") and screen.is_mounted and not self._exit:
             with self.batch_update():
                 screen.show(snapshot)
 

@@ -18,7 +18,7 @@ def ago(ts: float | None, now: float | None = None) -> str:
         return "-"
     seconds = max(0, int((now or time.time()) - ts))
     if seconds < 60:
-        return f"{seconds}s"
+        return "<1m"  # second-level churn would repaint thousands of idle rows twice a second
     if seconds < 3600:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"

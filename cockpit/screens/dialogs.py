@@ -24,10 +24,13 @@ class Confirm(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm"):
-            yield Static(self.title_text, id="confirm-title")
-            yield Static("\n".join(f"• {op}" for op in self.operations), id="confirm-ops")
+            yield Static(self.title_text, id="confirm-title", markup=False)
+            yield Static("\n".join(f"• {op}" for op in self.operations), id="confirm-ops", markup=False)
             if self.typed:
-                yield Static(f"Type the wave name ({self.typed}) and press Enter to confirm; Esc cancels.")
+                yield Static(
+                    f"Type the wave name ({self.typed}) and press Enter to confirm; Esc cancels.",
+                    markup=False,
+                )
                 yield Input(id="confirm-input")
             else:
                 yield Static("y confirms, Esc cancels.")
@@ -62,7 +65,7 @@ class ReasonPrompt(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm"):
-            yield Static(self.question)
+            yield Static(self.question, markup=False)
             yield Input(placeholder="reason (required), Enter records it", id="reason")
 
     def on_mount(self) -> None:

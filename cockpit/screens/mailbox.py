@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -26,7 +27,7 @@ class MailboxView(View):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical():
-            yield Static("", id="summary")
+            yield Static("", id="summary", markup=False)
             yield DataTable(id="folders", cursor_type="row")
             yield Static("Messages not copied (Enter: the server's words and the history)", id="issues-title")
             yield DataTable(id="issues", cursor_type="row")
@@ -80,7 +81,7 @@ class MailboxView(View):
             folders.clear()
             for f in detail.folders:
                 note = f.error or (f"excluded: {f.excluded}" if f.excluded else "")
-                folders.add_row(
+                cells = (
                     f.source,
                     f.target,
                     "-" if f.source_messages is None else str(f.source_messages),
@@ -89,19 +90,19 @@ class MailboxView(View):
                     str(f.failed),
                     str(f.pending),
                     note,
-                    key=f.source,
                 )
+                folders.add_row(*(Text(c) for c in cells), key=f.source)
             issues.clear()
             for index, issue in enumerate(detail.issues):
-                issues.add_row(
+                issue_cells = (
                     issue.folder,
                     str(issue.uid),
                     f"{issue.size:,}",
                     issue.status,
                     str(issue.attempts),
                     (issue.reason or "").replace("\n", " "),
-                    key=str(index),
                 )
+                issues.add_row(*(Text(c) for c in issue_cells), key=str(index))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "issues" and self.detail is not None:
@@ -132,7 +133,7 @@ class FailureView(View):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(self.text(), id="failure")
+        yield Static(self.text(), id="failure", markup=False)
         yield Footer()
 
     def text(self) -> str:

@@ -19,9 +19,9 @@ class OverviewView(View):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical():
-            yield Static("", id="readiness")
+            yield Static("", id="readiness", markup=False)
             yield DataTable(id="waves", cursor_type="row", zebra_stripes=True)
-            yield Static("", id="throughput")
+            yield Static("", id="throughput", markup=False)
             yield Sparkline([], id="rates")
         yield Footer()
 
@@ -62,7 +62,8 @@ class OverviewView(View):
             else:
                 table.add_row(*cells, key=wave.name)
         rates = self.cockpit.rates
-        self.query_one("#rates", Sparkline).data = list(rates) or [0.0]
+        # One sample draws as a full bar: wait for two, so no throughput never looks like the peak.
+        self.query_one("#rates", Sparkline).data = list(rates) if len(rates) > 1 else []
         msgs, mbs = self.cockpit.current_rate
         remaining = sum(w.messages_total - w.messages_done for w in snapshot.waves if w.running)
         eta = duration(remaining / msgs) if msgs > 0 and remaining else "-"

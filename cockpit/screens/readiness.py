@@ -6,6 +6,7 @@ in a worker thread, recorded in the state store like ``cutover check``, then sho
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -33,7 +34,7 @@ class ReadinessView(View):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="readiness-summary")
+        yield Static("", id="readiness-summary", markup=False)
         yield DataTable(id="findings", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
@@ -71,9 +72,8 @@ class ReadinessView(View):
             table.clear()
             for index, f in enumerate(self.findings):
                 severity = f.severity + ("*" if f.waiver else "")
-                table.add_row(
-                    severity, f.check_id, f.category, f.object_id, f"{f.title}: {f.observed}", key=str(index)
-                )
+                cells = (severity, f.check_id, f.category, f.object_id, f"{f.title}: {f.observed}")
+                table.add_row(*(Text(c) for c in cells), key=str(index))
         counts = {
             s: sum(1 for f in findings if f.severity == s and not f.waiver)
             for s in ("blocker", "warning", "info", "pass")
@@ -147,7 +147,7 @@ class FindingView(View):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(self.text(), id="finding")
+        yield Static(self.text(), id="finding", markup=False)
         yield Footer()
 
     def text(self) -> str:

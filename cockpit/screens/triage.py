@@ -28,7 +28,7 @@ class TriageView(View):
         yield Input(
             value=self.address, placeholder="user address (source or target), Enter to check", id="user"
         )
-        yield Static("", id="triage")
+        yield Static("", id="triage", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
