@@ -11,6 +11,9 @@ from collections import deque
 from pathlib import Path
 
 from textual.app import App
+from textual.css.query import NoMatches
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, all_actions, bindings
 from cockpit.messages import SnapshotReady
@@ -153,31 +156,26 @@ class CockpitApp(App[None]):
             return True
         return False
 
+    def _cursor_key(self, table_id: str) -> str | None:
+        """The row key under the cursor of a table on the current screen, if there is one."""
+        try:
+            table = self.screen.query_one(table_id, DataTable)
+            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        except (NoMatches, CellDoesNotExist):
+            return None
+
     def _focused_wave(self) -> str | None:
-        screen = self.screen
-        wave = getattr(screen, "wave", None)
+        wave = getattr(self.screen, "wave", None)
         if isinstance(wave, str):
             return wave
-        if isinstance(screen, OverviewView):
-            table = screen.query_one("#waves")
-            try:
-                return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)  # type: ignore[attr-defined]
-            except Exception:
-                return self.plan.waves[0] if self.plan.waves else None
-        return self.plan.waves[0] if self.plan.waves else None
+        chosen = self._cursor_key("#waves") if isinstance(self.screen, OverviewView) else None
+        return chosen or (self.plan.waves[0] if self.plan.waves else None)
 
     def _focused_mailbox(self) -> str | None:
-        screen = self.screen
-        source = getattr(screen, "source", None)
+        source = getattr(self.screen, "source", None)
         if isinstance(source, str):
             return source
-        if isinstance(screen, MailboxesView):
-            table = screen.query_one("#mailboxes")
-            try:
-                return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)  # type: ignore[attr-defined]
-            except Exception:
-                return None
-        return None
+        return self._cursor_key("#mailboxes") if isinstance(self.screen, MailboxesView) else None
 
     def action_launch(self) -> None:
         if self._refuse_if_read_only():
