@@ -375,9 +375,9 @@ async def drive(
             await asyncio.sleep(0.01)
             results.stalls.append(max(0.0, time.perf_counter() - before - 0.01))
 
-    # Start once the first snapshot of all mailboxes is on screen.
+    # Start once the first snapshot (the overview's: wave totals of every mailbox) is on screen.
     deadline = time.monotonic() + 60
-    while app.snapshot is None or len(app.snapshot.mailboxes) < mailboxes:
+    while app.snapshot is None or sum(w.mailboxes for w in app.snapshot.waves) < mailboxes:
         if time.monotonic() > deadline:
             raise TimeoutError("no snapshot from the poller within 60 s")
         await asyncio.sleep(0.05)

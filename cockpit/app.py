@@ -27,7 +27,7 @@ from cockpit.screens.readiness import ReadinessView
 from cockpit.screens.triage import TriageView
 from runners.engine.control import request
 from runners.plan.model import Plan
-from runners.report.snapshot import MessageIssue, Snapshot
+from runners.report.snapshot import MailboxQuery, MessageIssue, Snapshot
 from runners.state.store import StateStore
 
 MB = 1_000_000
@@ -47,7 +47,11 @@ class CockpitApp(App[None]):
         self.snapshot_interval = INTERVAL
         self.rates: deque[float] = deque(maxlen=RATE_HISTORY)
         self.current_rate = (0.0, 0.0)
-        self._poller = SnapshotPoller(plan, lambda s: self.post_message(SnapshotReady(s))) if poll else None
+        self._poller = (
+            SnapshotPoller(plan, lambda s: self.post_message(SnapshotReady(s)), query=self.current_query)
+            if poll
+            else None
+        )
         self._dangerous = {s.action.split("(")[0] for s in all_actions() if s.dangerous}
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -65,6 +69,17 @@ class CockpitApp(App[None]):
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.apply(message.snapshot)
+
+    def current_query(self) -> MailboxQuery | None:
+        """The mailbox rows the visible view needs (called from the poller thread: reads only)."""
+        screen = self.screen_stack[-1] if self.screen_stack else None
+        query = getattr(screen, "query_rows", None)
+        return query() if callable(query) else None
+
+    def poke(self) -> None:
+        """Poll now: a view changed what it shows."""
+        if self._poller is not None:
+            self._poller.poke()
 
     def apply(self, snapshot: Snapshot) -> None:
         """Take a new snapshot: rates from the previous one, then refresh the visible view only."""

@@ -10,16 +10,24 @@ import threading
 from collections.abc import Callable
 
 from runners.plan.model import Plan
-from runners.report.snapshot import Snapshot, take
+from runners.report.snapshot import ALL, MailboxQuery, Snapshot, take
 from runners.state.store import StateStore
 
 INTERVAL = 0.5
 
 
 class SnapshotPoller:
-    def __init__(self, plan: Plan, deliver: Callable[[Snapshot], object], interval: float = INTERVAL) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        deliver: Callable[[Snapshot], object],
+        interval: float = INTERVAL,
+        query: Callable[[], MailboxQuery | None] = lambda: ALL,
+    ) -> None:
         self.plan = plan
         self.deliver = deliver
+        #: What the visible view shows: only those mailbox rows are read (hidden views cost nothing).
+        self.query = query
         self.interval = interval
         self.paused = threading.Event()
         self._stop = threading.Event()
@@ -42,7 +50,7 @@ class SnapshotPoller:
         try:
             while not self._stop.is_set():
                 if not self.paused.is_set():
-                    self.deliver(take(store, self.plan))
+                    self.deliver(take(store, self.plan, query=self.query()))
                 self._wake.wait(self.interval)
                 self._wake.clear()
         finally:

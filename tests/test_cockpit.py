@@ -44,7 +44,7 @@ def app_for(lab: Lab, read_only: bool = False) -> CockpitApp:
 
 def feed(app: CockpitApp) -> None:
     """What the poller does twice a second, done by hand so the test controls time."""
-    app.apply(take(StateStore(app.plan.state_db), app.plan))
+    app.apply(take(StateStore(app.plan.state_db), app.plan, query=app.current_query()))
 
 
 def test_drill_down_from_overview_to_the_servers_words(lab: Lab) -> None:

@@ -354,7 +354,7 @@ def driver(steps: tuple[Step, ...]) -> Callable[[Pilot[Any]], Awaitable[None]]:
         assert isinstance(app, CockpitApp)
         store = StateStore(app.plan.state_db)
         try:
-            app.apply(take(store, app.plan))
+            app.apply(take(store, app.plan, query=app.current_query()))
             await pilot.pause()
             for step in steps:
                 if isinstance(step, str):
@@ -364,7 +364,7 @@ def driver(steps: tuple[Step, ...]) -> Callable[[Pilot[Any]], Awaitable[None]]:
                     if result is not None:
                         await result
                 await pilot.pause()
-                app.apply(take(store, app.plan))
+                app.apply(take(store, app.plan, query=app.current_query()))
                 await pilot.pause()
         finally:
             store.close()

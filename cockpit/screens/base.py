@@ -24,6 +24,7 @@ class View(Screen[None]):
         return self.app
 
     def on_screen_resume(self) -> None:
+        self.cockpit.poke()  # this view may want other rows than the last one
         self.app.sub_title = " › ".join(
             s.crumb for s in self.app.screen_stack if isinstance(s, View) and s.crumb
         )

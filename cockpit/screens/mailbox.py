@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from cockpit.actions import FAILURE_ACTIONS, bindings
 from cockpit.screens.base import View
 from cockpit.screens.dialogs import ReasonPrompt
-from runners.report.snapshot import MailboxDetail, MessageIssue, Snapshot, mailbox_detail
+from runners.report.snapshot import MailboxDetail, MailboxQuery, MessageIssue, Snapshot, mailbox_detail
 from runners.state.store import StateStore
 
 
@@ -56,6 +56,9 @@ class MailboxView(View):
             ("reason", 70),
         ):
             issues.add_column(label, key=label, width=width)
+
+    def query_rows(self) -> MailboxQuery:
+        return MailboxQuery(source=self.source)
 
     def show(self, snapshot: Snapshot) -> None:
         row = snapshot.mailbox(self.source)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,11 +9,11 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from cockpit.format import ago, bar
 from cockpit.screens.base import View
-from runners.report.snapshot import MailboxRow, Snapshot
+from runners.report.snapshot import MailboxQuery, MailboxRow, Snapshot
 
-#: Rows drawn at most; the rest is counted, and "/" narrows it. Adding and measuring rows is what
+#: Rows drawn at most (several screens); the rest is counted, and "/" narrows it. Adding and measuring rows is what
 #: costs (≈0.2 ms per row in Textual's DataTable), so 10,000 drawn rows would stall every key for seconds.
-MAX_ROWS = 500
+MAX_ROWS = 200
 
 COLUMNS = (
     ("mailbox", 30),
@@ -78,6 +76,15 @@ class MailboxesView(View):
             counts = f": {matching:,} of {total:,}" + (f", first {shown:,} shown" if shown < matching else "")
         self.query_one("#filter-label", Static).update(Text(f"mailboxes{wave}, filter {label}{counts}"))
 
+    def query_rows(self) -> MailboxQuery:
+        return MailboxQuery(
+            wave=self.wave,
+            text="" if self.filter == NOT_OK else self.filter,
+            attention=self.filter == NOT_OK,
+            order=self.sort_key,
+            limit=MAX_ROWS,
+        )
+
     def _matches(self, row: MailboxRow) -> bool:
         if self.wave and row.wave != self.wave:
             return False
@@ -91,36 +98,36 @@ class MailboxesView(View):
     def show(self, snapshot: Snapshot) -> None:
         table = self.query_one("#mailboxes", DataTable)
         seconds = max(self.cockpit.snapshot_interval, 1e-3)
-        matching = [r for r in snapshot.mailboxes if self._matches(r)]
-        matching.sort(key=self._sorter())
-        rows = matching[:MAX_ROWS]
-        self._count(len(rows), len(matching), len(snapshot.mailboxes))
-        wanted = {r.source for r in rows}
+        # The poller already filtered, sorted and limited in SQL; checking again here covers a snapshot
+        # read just before the filter changed.
+        rows = [r for r in snapshot.mailboxes if self._matches(r)][:MAX_ROWS]
+        self._count(len(rows), snapshot.matching, snapshot.total)
+        order = [r.source for r in rows]
         with self.app.batch_update():
-            for key in [k for k in self._shown if k not in wanted]:
-                table.remove_row(key)
-                del self._shown[key]
-            for row in rows:
-                rate = max(row.messages_done - self._previous.get(row.source, row.messages_done), 0) / seconds
-                cells = self._cells(row, rate)
-                old = self._shown.get(row.source)
-                if old is None:
-                    table.add_row(
-                        *(Text(c) for c in cells), key=row.source
-                    )  # new rows join at the end until re-sorted
-                elif old != cells:
-                    for (label, _), before, after in zip(COLUMNS, old, cells, strict=True):
-                        if before != after:
-                            table.update_cell(row.source, label, Text(after))
-                self._shown[row.source] = cells
+            if order != list(self._shown):
+                # Rows came or went (at most MAX_ROWS): redraw in the query's order rather than append.
+                cursor = table.cursor_row
+                table.clear()
+                self._shown.clear()
+                for row in rows:
+                    cells = self._cells(row, self._rate(row, seconds))
+                    table.add_row(*(Text(c) for c in cells), key=row.source)
+                    self._shown[row.source] = cells
+                if rows:
+                    table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
+            else:
+                for row in rows:  # same rows: only the cells that changed
+                    cells = self._cells(row, self._rate(row, seconds))
+                    old = self._shown[row.source]
+                    if old != cells:
+                        for (label, _), before, after in zip(COLUMNS, old, cells, strict=True):
+                            if before != after:
+                                table.update_cell(row.source, label, Text(after))
+                        self._shown[row.source] = cells
         self._previous = {r.source: r.messages_done for r in snapshot.mailboxes}
 
-    def _sorter(self) -> Callable[[MailboxRow], tuple[float, str]]:
-        if self.sort_key == "failed":
-            return lambda r: (-r.failed, r.source)
-        if self.sort_key == "progress":
-            return lambda r: (-r.progress, r.source)
-        return lambda r: (0, r.source)
+    def _rate(self, row: MailboxRow, seconds: float) -> float:
+        return max(row.messages_done - self._previous.get(row.source, row.messages_done), 0) / seconds
 
     @staticmethod
     def _cells(row: MailboxRow, rate: float) -> tuple[str, ...]:
@@ -153,6 +160,7 @@ class MailboxesView(View):
         self._refilter()
 
     def _refilter(self) -> None:
+        self.cockpit.poke()
         table = self.query_one("#mailboxes", DataTable)
         table.clear()
         self._shown.clear()

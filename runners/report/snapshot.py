@@ -8,7 +8,6 @@ stays cheap with tens of thousands of mailboxes; ``mailbox_detail`` reads the le
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -87,67 +86,142 @@ class Snapshot:
     events: tuple[Event, ...]
     messages_done: int
     bytes_done: int
+    #: Mailboxes matching the query (``mailboxes`` holds at most its limit of them) and in the plan.
+    matching: int = 0
+    total: int = 0
 
     def mailbox(self, source: str) -> MailboxRow | None:
         return next((m for m in self.mailboxes if m.source == source), None)
 
 
-def take(store: StateStore, plan: Plan, *, events: int = 200) -> Snapshot:
-    planned = {m.source: m for m in plan.mailboxes}
-    rows = {
-        r["source"]: r
-        for r in store.query(
-            "SELECT source, target, wave, state, messages_total, messages_done, bytes_total, bytes_done, failed, "
-            "skipped, current_folder, error, error_kind, updated FROM mailboxes"
-        )
-    }
-    mailboxes: list[MailboxRow] = []
-    for source, entry in planned.items():
-        r = rows.get(source)
-        if r is None:  # planned, never touched by a run
-            mailboxes.append(
-                MailboxRow(
-                    source, entry.target, entry.wave, "pending", 0, 0, 0, 0, 0, 0, None, None, None, None
-                )
-            )
-            continue
-        mailboxes.append(MailboxRow(
-            source, r["target"], entry.wave, r["state"], r["messages_total"], r["messages_done"], r["bytes_total"],
-            r["bytes_done"], r["failed"], r["skipped"], r["current_folder"], r["error"], r["error_kind"],
-            r["updated"],
-        ))  # fmt: skip
-    runs = {r["wave"]: r for r in store.query("SELECT wave, status FROM runs ORDER BY id")}
-    waves = tuple(
-        _wave(name, [m for m in mailboxes if m.wave == name], runs.get(name)) for name in plan.waves
-    )
+@dataclass(frozen=True, slots=True)
+class MailboxQuery:
+    """Which mailbox rows a viewer wants: filtering, ordering and the limit run in SQL, so a poll
+    costs what is shown, not the size of the fleet."""
+
+    wave: str | None = None
+    #: Substring of the source, target or state (case-insensitive); "" for any.
+    text: str = ""
+    #: Only mailboxes that need attention: not ok, failures or skips, an error (running ones too).
+    attention: bool = False
+    #: One mailbox by its source address.
+    source: str | None = None
+    order: str = "source"  # source (or mailbox) | failed | progress
+    limit: int | None = None
+
+
+#: Every row, the way ``status`` and the tests read a snapshot.
+ALL = MailboxQuery()
+_COLUMNS = (
+    "source, target, wave, state, messages_total, messages_done, bytes_total, bytes_done, failed, skipped, "
+    "current_folder, error, error_kind, updated"
+)
+_ATTENTION = "(state NOT IN ('ok', 'pending') OR failed > 0 OR skipped > 0 OR error IS NOT NULL)"
+_ORDER = {
+    "source": "source",
+    "mailbox": "source",
+    "failed": "failed DESC, source",
+    "progress": "CAST(messages_done AS REAL) / MAX(messages_total, 1) DESC, source",
+}
+_SUMS = ("n", "mt", "md", "bd", "f", "s")
+
+
+def take(store: StateStore, plan: Plan, *, events: int = 200, query: MailboxQuery | None = ALL) -> Snapshot:
+    """A snapshot: wave totals always (summed in SQL), mailbox rows only as ``query`` asks (None: none)."""
+    waves, known = _waves(store, plan)
+    rows: list[MailboxRow] = []
+    matching = 0
+    if query is not None:
+        rows, matching = _rows(store, plan, query, known)
     tail = store.query(
         "SELECT id, ts, level, kind, mailbox, folder, message FROM events ORDER BY id DESC LIMIT ?", (events,)
     )
     return Snapshot(
         taken=time.monotonic(),
         waves=waves,
-        mailboxes=tuple(mailboxes),
+        mailboxes=tuple(rows),
         readiness=_readiness(store),
         events=tuple(Event(*tuple(r)) for r in reversed(tail)),
-        messages_done=sum(m.messages_done for m in mailboxes),
-        bytes_done=sum(m.bytes_done for m in mailboxes),
+        messages_done=sum(w.messages_done for w in waves),
+        bytes_done=sum(w.bytes_done for w in waves),
+        matching=matching,
+        total=len(plan.mailboxes),
     )
 
 
-def _wave(name: str, rows: list[MailboxRow], last_run: sqlite3.Row | None) -> WaveSummary:
-    status = last_run["status"] if last_run is not None else None
-    return WaveSummary(
-        name=name,
-        mailboxes=len(rows),
-        states=dict(Counter(m.state for m in rows)),
-        messages_total=sum(m.messages_total for m in rows),
-        messages_done=sum(m.messages_done for m in rows),
-        bytes_done=sum(m.bytes_done for m in rows),
-        failed=sum(m.failed for m in rows),
-        skipped=sum(m.skipped for m in rows),
-        running=status == "running",
-        last_run_status=status,
-    )
+def _waves(store: StateStore, plan: Plan) -> tuple[tuple[WaveSummary, ...], int]:
+    sums: dict[str, dict[str, int]] = {}
+    states: dict[str, Counter[str]] = {}
+    known = 0
+    for r in store.query(
+        "SELECT wave, state, COUNT(*) AS n, SUM(messages_total) AS mt, SUM(messages_done) AS md, "
+        "SUM(bytes_done) AS bd, SUM(failed) AS f, SUM(skipped) AS s FROM mailboxes GROUP BY wave, state"
+    ):
+        known += int(r["n"])
+        wave = sums.setdefault(r["wave"], dict.fromkeys(_SUMS, 0))
+        for key in _SUMS:
+            wave[key] += int(r[key] or 0)
+        states.setdefault(r["wave"], Counter())[r["state"]] += int(r["n"])
+    runs = {r["wave"]: r["status"] for r in store.query("SELECT wave, status FROM runs ORDER BY id")}
+    planned = Counter(m.wave for m in plan.mailboxes)
+    out = []
+    for name in plan.waves:
+        wave = sums.get(name, dict.fromkeys(_SUMS, 0))
+        counted = states.get(name, Counter())
+        never_run = planned[name] - wave["n"]
+        if never_run > 0:  # planned, never touched by a run
+            counted["pending"] += never_run
+        status = runs.get(name)
+        out.append(
+            WaveSummary(name, planned[name], dict(counted), wave["mt"], wave["md"], wave["bd"], wave["f"], wave["s"],
+                        status == "running", status)
+        )  # fmt: skip
+    return tuple(out), known
+
+
+def _rows(store: StateStore, plan: Plan, query: MailboxQuery, known: int) -> tuple[list[MailboxRow], int]:
+    where: list[str] = []
+    params: list[object] = []
+    if query.source is not None:
+        where.append("source = ?")
+        params.append(query.source)
+    if query.wave:
+        where.append("wave = ?")
+        params.append(query.wave)
+    if query.attention:
+        where.append(_ATTENTION)
+    if query.text:
+        where.append("(source LIKE ? OR target LIKE ? OR state LIKE ?)")
+        params += [f"%{query.text}%"] * 3
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    matching = int(store.query(f"SELECT COUNT(*) AS n FROM mailboxes{clause}", params)[0]["n"])
+    limit = f" LIMIT {int(query.limit)}" if query.limit else ""
+    rows = [
+        MailboxRow(*tuple(r))
+        for r in store.query(
+            f"SELECT {_COLUMNS} FROM mailboxes{clause} ORDER BY {_ORDER[query.order]}{limit}", params
+        )
+    ]
+    if known < len(plan.mailboxes) and not query.attention:
+        # Planned mailboxes no run has touched yet are not in the store: they show as pending.
+        seen = {r["source"] for r in store.query("SELECT source FROM mailboxes")}
+        needle = query.text.lower()
+        for entry in plan.mailboxes:
+            if entry.source in seen or query.source not in (None, entry.source):
+                continue
+            if (query.wave and entry.wave != query.wave) or not _has(
+                needle, entry.source, entry.target, "pending"
+            ):
+                continue
+            matching += 1
+            if query.limit is None or len(rows) < query.limit:
+                rows.append(MailboxRow(entry.source, entry.target, entry.wave, "pending", 0, 0, 0, 0, 0, 0, None,
+                                       None, None, None))  # fmt: skip
+    return rows, matching
+
+
+def _has(needle: str, *texts: str) -> bool:
+    return not needle or any(needle in t.lower() for t in texts)
 
 
 def _readiness(store: StateStore) -> ReadinessSummary | None:
