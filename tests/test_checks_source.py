@@ -130,7 +130,16 @@ def test_scan_can_be_turned_off(
     plan.write_text(plan.read_text() + "\n[checks]\nscan = false\n")
     result = run(plan, monkeypatch, source, target, "SRC-LINE-005")
     assert result.outcomes[0].state == State.SKIPPED
-    assert scan_module.MAX_LINE == 10_000
+
+
+def test_a_line_is_long_only_past_the_limit_and_the_longest_is_reported() -> None:
+    limit = scan_module.MAX_LINE
+    out = scan_module.MailboxScan("alice")
+    head = b"Message-ID: <a@b>\r\n\r\n"
+    scan_module._inspect(out, "INBOX", 1, head + b"x" * (limit - 1) + b"\r\nshort\r\n", False)
+    assert out.long_lines == []  # exactly MAX_LINE characters, counting the CR
+    scan_module._inspect(out, "INBOX", 2, head + b"y" * 50 + b"\n" + b"x" * (limit + 5) + b"\n", False)
+    assert [(p.uid, p.detail) for p in out.long_lines] == [(2, f"longest line {limit + 5} characters")]
 
 
 def test_folder_collisions_and_reserved_names(

@@ -7,7 +7,6 @@ the cutover the future (target) MX must be in the policy already, because sender
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from checks.context import CheckContext
 from checks.families.dns_common import domains, host, mx_records, resolve, settings, txt_strings
 from checks.model import Finding, Severity
 from checks.registry import check
+from checks.tlsprobe import client_context
 
 MTASTS_ID = "DNS-MTASTS-007"
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -85,10 +85,7 @@ def fetch_policy(ctx: CheckContext, domain: str) -> tuple[str, str]:
     address = answer.rrset[0].to_text()
     netloc = f"[{address}]" if ":" in address else address
     url = f"https://{netloc}{POLICY_PATH}"
-    trust = ssl.create_default_context()
-    ca_file = ctx.plan.readiness.capacity.ca_file
-    if ca_file:
-        trust.load_verify_locations(ca_file)
+    trust = client_context(ctx.plan.readiness.capacity.ca_file)
     fetched = f"GET https://{policy_host}{POLICY_PATH} (at {address})"
     timeout = min(MAX_FETCH_TIMEOUT, ctx.timeout / 3)
     try:

@@ -27,8 +27,10 @@ def canary_login(ctx: CheckContext) -> Iterator[Finding]:
     try:
         with ctx.server(f"source:{plan.source.address}"):
             session = open_source(plan.source, canary)
-            folders = session.list_folders()
-            session.close()
+            try:
+                folders = session.list_folders()
+            finally:
+                session.close()
     except AuthError as exc:
         yield Finding(
             "SRC-AUTH-001",
