@@ -28,11 +28,15 @@ class ImapTarget:
         self.server = conn.server
         self.prefix, self.separator = namespace(conn)
         self._selected: str | None = None
+        #: The last LIST answer; special_folders() and existing_folders() share it until a CREATE.
+        self._listed: list[tuple[str, str | None, tuple[str, ...]]] | None = None
 
     # -- folders -------------------------------------------------------------------------------
 
     def _listing(self) -> list[tuple[str, str | None, tuple[str, ...]]]:
-        return list_folders(self.conn)
+        if self._listed is None:
+            self._listed = list_folders(self.conn)
+        return self._listed
 
     def special_folders(self) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -49,6 +53,7 @@ class ImapTarget:
     def create_folder(self, wire_name: str) -> None:
         name = self.conn.astring(wire_name)
         reply = self.conn.command(b"CREATE " + name, f"CREATE {wire_name}")
+        self._listed = None  # the folder set may have changed: the next LIST is a fresh one
         if (
             reply.status != "OK"
             and reply.code != "ALREADYEXISTS"

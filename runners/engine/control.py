@@ -48,6 +48,7 @@ class ControlWatcher:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._last_id = 0
+        self._store: StateStore | None = None
         self._thread = threading.Thread(target=self._loop, name="controls", daemon=True)
 
     def start(self) -> ControlWatcher:
@@ -55,7 +56,8 @@ class ControlWatcher:
         store = StateStore(self._path)
         row = store.query("SELECT COALESCE(MAX(id), 0) AS id FROM controls")
         self._last_id = int(row[0]["id"])
-        store.close()
+        store.close()  # this thread's connection; the watcher thread opens its own on the same store
+        self._store = store
         self._thread.start()
         return self
 
@@ -66,7 +68,8 @@ class ControlWatcher:
         self._thread.join()
 
     def _loop(self) -> None:
-        store = StateStore(self._path)
+        store = self._store
+        assert store is not None  # set by start()
         try:
             while not self._stop.wait(self._poll):
                 self.refresh(store)

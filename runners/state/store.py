@@ -51,11 +51,8 @@ class MailboxProgress:
 @dataclass(frozen=True, slots=True)
 class FolderRow:
     id: int
-    source_name: str
-    target_name: str
-    excluded: str | None
+    #: What the last completed pass saw on the source (None before the first one).
     state: FolderState | None
-    target_uidvalidity: int | None
 
 
 def owner_id() -> str:
@@ -231,12 +228,12 @@ class StateStore:
                 (mailbox_id, source_name, source_path, target_name, excluded, time.time()),
             )
             row = db.execute(
-                "SELECT id, source_name, target_name, excluded, uidvalidity, uidnext, messages, highestmodseq, "
-                "target_uidvalidity FROM folders WHERE mailbox_id = ? AND source_name = ?",
+                "SELECT id, uidvalidity, uidnext, messages, highestmodseq FROM folders "
+                "WHERE mailbox_id = ? AND source_name = ?",
                 (mailbox_id, source_name),
             ).fetchone()
-        state = None if row[4] is None else FolderState(row[4], row[5], row[6], row[7])
-        return FolderRow(row[0], row[1], row[2], row[3], state, row[8])
+        state = None if row[1] is None else FolderState(row[1], row[2], row[3], row[4])
+        return FolderRow(row[0], state)
 
     def folder_done(self, folder_id: int, state: FolderState, target_uidvalidity: int | None) -> None:
         with self.transaction() as db:
