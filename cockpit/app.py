@@ -6,7 +6,6 @@ the cockpit or losing the SSH session never stops a migration, and several cockp
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections import deque
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, all_actions, bindings
+from cockpit.commands.run import runner_argv
+from cockpit.format import MB
 from cockpit.messages import SnapshotReady
 from cockpit.poller import INTERVAL, SnapshotPoller
 from cockpit.screens.dialogs import CommandBar, Confirm, HelpScreen
@@ -30,7 +31,6 @@ from runners.plan.model import Plan
 from runners.report.snapshot import MailboxQuery, MessageIssue, Snapshot
 from runners.state.store import StateStore
 
-MB = 1_000_000
 RATE_HISTORY = 120  # samples in the throughput sparkline (a minute at 2 Hz)
 
 
@@ -53,6 +53,14 @@ class CockpitApp(App[None]):
             else None
         )
         self._dangerous = {s.action.split("(")[0] for s in all_actions() if s.dangerous}
+        self._store: StateStore | None = None
+
+    @property
+    def store(self) -> StateStore:
+        """The UI thread's connection to the state store, opened once (the poller has its own)."""
+        if self._store is None:
+            self._store = StateStore(self.plan.state_db)
+        return self._store
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -66,6 +74,8 @@ class CockpitApp(App[None]):
     def on_unmount(self) -> None:
         if self._poller is not None:
             self._poller.stop()
+        if self._store is not None:
+            self._store.close()
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.apply(message.snapshot)
@@ -241,23 +251,14 @@ class CockpitApp(App[None]):
         return next((m.wave for m in self.plan.mailboxes if m.source == mailbox), None)
 
     def launch_wave(self, wave: str, *, retry_failed: bool = False, mailbox: str | None = None) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "cockpit.cli",
-            "run",
-            "--plan",
-            str(self.plan.path),
-            "--wave",
+        argv = runner_argv(
+            self.plan.path,
             wave,
-            "--detach",
-            "--output",
-            "json",
-        ]
-        if retry_failed:
-            argv.append("--retry-failed")
-        if mailbox:
-            argv += ["--mailbox", mailbox]
+            output="json",
+            retry_failed=retry_failed,
+            mailboxes=[mailbox] if mailbox else [],
+            detach=True,
+        )
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode == 0:
             self.notify(f"wave {wave} {'retry ' if retry_failed else ''}started in the background")
@@ -265,8 +266,7 @@ class CockpitApp(App[None]):
             self.notify(
                 f"could not start wave {wave}: {proc.stderr.strip() or proc.stdout.strip()}", severity="error"
             )
-        if self._poller is not None:
-            self._poller.poke()
+        self.poke()
 
     def action_control(self, action: str) -> None:
         if self._refuse_if_read_only():
@@ -285,14 +285,9 @@ class CockpitApp(App[None]):
         self.push_screen(Confirm(f"{action.capitalize()} {scope}?", operations), send)
 
     def send_control(self, action: str, *, wave: str | None, mailbox: str | None) -> None:
-        store = StateStore(self.plan.state_db)
-        try:
-            request(store, action, wave=wave, mailbox=mailbox, requested_by="cockpit")
-        finally:
-            store.close()
+        request(self.store, action, wave=wave, mailbox=mailbox, requested_by="cockpit")
         self.notify(f"{action} requested")
-        if self._poller is not None:
-            self._poller.poke()
+        self.poke()
 
 
 def run_cockpit(plan_path: Path, read_only: bool) -> int:

@@ -93,14 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Record an operator's decision that a message that failed (or was skipped) is not to be "
         "copied: reruns leave it alone, and status and verify list it as waived with the reason and who decided.",
     )
-    skip.add_argument("--plan", required=True, help="the plan file (TOML)")
+    common(skip)
     skip.add_argument("--mailbox", required=True, help="source mailbox")
     skip.add_argument(
         "--folder", required=True, help="source folder, as status shows it (e.g. INBOX, Archive/2023)"
     )
     skip.add_argument("--uid", required=True, type=int, help="the message's UID in that folder")
     skip.add_argument("--reason", required=True, help="why it is not copied (kept in the ledger)")
-    skip.add_argument("--output", choices=("text", "json"), default="text")
     tui = sub.add_parser(
         "tui",
         help="open the cockpit (Textual TUI) on a plan's state store",
@@ -108,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         "starts a detached runner, so closing the cockpit never stops a migration. `cutover` alone opens it on "
         "./plan.toml when there is one.",
     )
-    tui.add_argument("--plan", required=True, help="the plan file (TOML)")
+    common(tui, output=False)
     tui.add_argument(
         "--read-only",
         action="store_true",
@@ -122,11 +121,10 @@ def _parser() -> argparse.ArgumentParser:
         "takes effect after the current batch (everything copied so far is recorded). Works from any "
         "terminal, while the run goes on in another session or detached.",
     )
-    control.add_argument("--plan", required=True, help="the plan file (TOML)")
+    common(control)
     control.add_argument("action", choices=("pause", "resume", "cancel"))
     control.add_argument("--wave", help="only runs of this wave (default: any running wave)")
     control.add_argument("--mailbox", help="only this source mailbox (default: every mailbox of the wave)")
-    control.add_argument("--output", choices=("text", "json"), default="text")
 
     check = sub.add_parser(
         "check",

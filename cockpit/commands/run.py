@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from runners.engine.progress import PlainProgress, TtyProgress
@@ -36,7 +38,7 @@ def run_command(args: argparse.Namespace) -> int:
         mode = "bar" if sys.stderr.isatty() and args.output == "text" else "plain"
     display = {"bar": TtyProgress, "plain": PlainProgress}.get(mode)
     print(f"log: {log_path}", file=sys.stderr)
-    if display is None:
+    with display(stats) if display is not None else contextlib.nullcontext():
         result = run_wave(
             plan,
             args.wave,
@@ -46,17 +48,6 @@ def run_command(args: argparse.Namespace) -> int:
             stop=stop,
             retry_failed=args.retry_failed,
         )
-    else:
-        with display(stats):
-            result = run_wave(
-                plan,
-                args.wave,
-                workers=args.workers,
-                only=args.mailbox,
-                stats=stats,
-                stop=stop,
-                retry_failed=args.retry_failed,
-            )
     if args.output == "json":
         print(json.dumps(summary_data(result), indent=2, sort_keys=True))
     else:
@@ -101,30 +92,46 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def runner_argv(
+    plan_path: Path,
+    wave: str,
+    *,
+    output: str,
+    progress: str | None = None,
+    workers: int | None = None,
+    retry_failed: bool = False,
+    mailboxes: Sequence[str] = (),
+    detach: bool = False,
+) -> list[str]:
+    """The command line of ``cutover run`` in a child process (the detached runner, or the cockpit's launch)."""
+    argv = [sys.executable, "-m", "cockpit.cli", "run", "--plan", str(plan_path), "--wave", wave]
+    if detach:
+        argv.append("--detach")
+    if progress:
+        argv += ["--progress", progress]
+    argv += ["--output", output]
+    if workers:
+        argv += ["--workers", str(workers)]
+    if retry_failed:
+        argv.append("--retry-failed")
+    for mailbox in mailboxes:
+        argv += ["--mailbox", mailbox]
+    return argv
+
+
 def _detach(plan: Plan, args: argparse.Namespace) -> int:
     logs = plan.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     out = logs / f"detached-{args.wave}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "cockpit.cli",
-        "run",
-        "--plan",
-        str(Path(args.plan).resolve()),
-        "--wave",
+    argv = runner_argv(
+        Path(args.plan).resolve(),
         args.wave,
-        "--progress",
-        "plain",
-        "--output",
-        args.output,
-    ]
-    if args.workers:
-        argv += ["--workers", str(args.workers)]
-    if args.retry_failed:
-        argv.append("--retry-failed")
-    for mailbox in args.mailbox:
-        argv += ["--mailbox", mailbox]
+        output=args.output,
+        progress="plain",
+        workers=args.workers,
+        retry_failed=args.retry_failed,
+        mailboxes=args.mailbox,
+    )
     with open(out, "ab") as sink, open(os.devnull, "rb") as devnull:
         # A new session: no controlling terminal, so a dropped SSH session can't send it SIGHUP.
         child = subprocess.Popen(

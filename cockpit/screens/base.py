@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from textual.app import ComposeResult
 from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
 
 from runners.report.snapshot import Snapshot
 
@@ -33,3 +35,22 @@ class View(Screen[None]):
 
     def show(self, snapshot: Snapshot) -> None:
         """Apply a snapshot; called only while this view is on top."""
+
+
+class TextView(View):
+    """One record as plain text (the server's words verbatim, never markup); ``y`` copies it."""
+
+    #: The id of the text widget (the stylesheet sizes it).
+    text_id = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(self.text(), id=self.text_id, markup=False)
+        yield Footer()
+
+    def text(self) -> str:
+        raise NotImplementedError
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.text())  # OSC 52: works over SSH and tmux
+        self.notify("copied to the clipboard")

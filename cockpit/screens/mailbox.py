@@ -9,10 +9,9 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
 from cockpit.actions import FAILURE_ACTIONS, bindings
-from cockpit.screens.base import View
+from cockpit.screens.base import TextView, View
 from cockpit.screens.dialogs import ReasonPrompt
 from runners.report.snapshot import MailboxDetail, MailboxQuery, MessageIssue, Snapshot, mailbox_detail
-from runners.state.store import StateStore
 
 
 class MailboxView(View):
@@ -70,11 +69,7 @@ class MailboxView(View):
                 f"{row.skipped} skipped{error}"
             )
         # The ledger of one mailbox: cheap, read only while this view is visible.
-        store = StateStore(self.cockpit.plan.state_db)
-        try:
-            detail = mailbox_detail(store, self.source)
-        finally:
-            store.close()
+        detail = mailbox_detail(self.cockpit.store, self.source)
         if detail == self.detail:
             return
         self.detail = detail
@@ -119,7 +114,7 @@ class MailboxView(View):
         self.notify("copied the mailbox's failures to the clipboard")
 
 
-class FailureView(View):
+class FailureView(TextView):
     """One message that was not copied: where it is, what was tried, the server's words verbatim.
 
     ``t`` retries its mailbox's failed items (a detached runner), ``s`` records a decision not to
@@ -127,17 +122,13 @@ class FailureView(View):
     """
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *bindings(FAILURE_ACTIONS)]
+    text_id = "failure"
 
     def __init__(self, source: str, issue: MessageIssue) -> None:
         super().__init__()
         self.source = source
         self.issue = issue
         self.crumb = f"UID {issue.uid}"
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static(self.text(), id="failure", markup=False)
-        yield Footer()
 
     def text(self) -> str:
         i = self.issue
@@ -147,10 +138,6 @@ class FailureView(View):
             f"what happened, in the server's own words:\n{i.reason or '-'}\n\n"
             "A rerun of the wave tries failed and skipped messages again."
         )
-
-    def action_copy(self) -> None:
-        self.app.copy_to_clipboard(self.text())
-        self.notify("copied to the clipboard")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.cockpit.read_only and action in ("retry_message", "skip_message"):
@@ -171,11 +158,7 @@ class FailureView(View):
             if not reason:
                 self.notify("no reason given: nothing recorded", severity="warning")
                 return
-            store = StateStore(self.cockpit.plan.state_db)
-            try:
-                count = store.waive_message(self.source, i.folder, i.uid, reason, "cockpit")
-            finally:
-                store.close()
+            count = self.cockpit.store.waive_message(self.source, i.folder, i.uid, reason, "cockpit")
             self.notify("recorded: not copied" if count else "nothing to skip: it is no longer failed")
             self.app.pop_screen()
 

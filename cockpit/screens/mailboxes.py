@@ -63,12 +63,9 @@ class MailboxesView(View):
         for label, width in COLUMNS:
             table.add_column(label, key=label, width=width)
         table.focus()  # not the (hidden) filter box: keys are commands until "/" is pressed
-        self._title()
+        self._count()
 
-    def _title(self) -> None:
-        self._count(len(self._shown), None, None)
-
-    def _count(self, shown: int, matching: int | None, total: int | None) -> None:
+    def _count(self, shown: int = 0, matching: int | None = None, total: int | None = None) -> None:
         label = "needs attention (not OK)" if self.filter == NOT_OK else (self.filter or "all")
         wave = f" of wave {self.wave}" if self.wave else ""
         counts = ""
@@ -89,7 +86,7 @@ class MailboxesView(View):
         if self.wave and row.wave != self.wave:
             return False
         if self.filter == NOT_OK:
-            return not row.ok or row.state in ("running", "paused")
+            return not row.ok  # running and paused mailboxes are not ok either
         needle = self.filter.lower()
         return (
             not needle or needle in row.source.lower() or needle in row.state or needle in row.target.lower()
@@ -98,8 +95,8 @@ class MailboxesView(View):
     def show(self, snapshot: Snapshot) -> None:
         table = self.query_one("#mailboxes", DataTable)
         seconds = max(self.cockpit.snapshot_interval, 1e-3)
-        # The poller already filtered, sorted and limited in SQL; checking again here covers a snapshot
-        # read just before the filter changed.
+        # The poller already filtered, sorted and limited in SQL; checking again here narrows a snapshot
+        # read just before the filter changed (a wider filter waits for the next poll, which _refilter pokes).
         rows = [r for r in snapshot.mailboxes if self._matches(r)][:MAX_ROWS]
         self._count(len(rows), snapshot.matching, snapshot.total)
         order = [r.source for r in rows]
@@ -164,7 +161,7 @@ class MailboxesView(View):
         table = self.query_one("#mailboxes", DataTable)
         table.clear()
         self._shown.clear()
-        self._title()
+        self._count()
         if self.cockpit.snapshot is not None:
             self.show(self.cockpit.snapshot)
 

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
-from cockpit.screens.base import View
+from cockpit.screens.base import TextView, View
 from runners.report.snapshot import FindingRow, Snapshot, readiness_detail
 from runners.state.store import StateStore
 
@@ -58,11 +58,7 @@ class ReadinessView(View):
         self.reload()
 
     def reload(self) -> None:
-        store = StateStore(self.cockpit.plan.state_db)
-        try:
-            findings, not_ok = readiness_detail(store)
-        finally:
-            store.close()
+        findings, not_ok = readiness_detail(self.cockpit.store)
         # Passes are the audit trail; the table shows what needs a decision first.
         self.findings = tuple(f for f in findings if f.severity != "pass") + tuple(
             f for f in findings if f.severity == "pass"
@@ -137,18 +133,14 @@ class ReadinessView(View):
         self.notify(f"readiness run finished: {blockers} blocker(s)")
 
 
-class FindingView(View):
+class FindingView(TextView):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy details")]
+    text_id = "finding"
 
     def __init__(self, finding: FindingRow) -> None:
         super().__init__()
         self.finding = finding
         self.crumb = f"{finding.check_id} {finding.object_id}"
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static(self.text(), id="finding", markup=False)
-        yield Footer()
 
     def text(self) -> str:
         f = self.finding
@@ -170,7 +162,3 @@ class FindingView(View):
             f"fingerprint {f.fingerprint} (waive it in the plan's [[waivers]] with a reason and expiry)"
         )
         return "\n".join(parts)
-
-    def action_copy(self) -> None:
-        self.app.copy_to_clipboard(self.text())
-        self.notify("copied to the clipboard")
