@@ -30,7 +30,3 @@ def duration(seconds: float | None) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def megabytes(n: int) -> str:
-    return f"{n / MB:,.1f} MB"
