@@ -28,6 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.extend([str(REPO), str(REPO / "tests")])
 
+import lab  # noqa: E402
 from servers.dns import NsdServer, free_loopback_address  # noqa: E402
 from servers.dovecot import DovecotServer  # noqa: E402
 from servers.slapd import (  # noqa: E402
@@ -50,7 +51,8 @@ def message(user: str, n: int) -> bytes:
     return (
         f"From: sender{n}@example.test\r\nTo: {user}@bench.test\r\nSubject: bench {n}\r\n"
         f"Message-ID: <{user}.{n}@bench.test>\r\nDate: Tue, 02 Jan 2024 10:00:00 +0100\r\n\r\n"
-        + "Some text of a small message.\r\n" * (20 + n * 7)
+        + "Some text of a small message.\r\n"
+        * (20 + n * 7)
     ).encode()
 
 
@@ -61,7 +63,9 @@ def fill(server: DovecotServer, user: str) -> None:
         conn.authenticate_plain(server.master_user, server.master_password, authzid=user)
         conn.command(b'CREATE "Archive"', "CREATE")
         for n, folder in enumerate(["INBOX", "INBOX", "Archive"]):
-            conn.send_with_literals([b"APPEND " + conn.astring(folder) + b" () ", (message(user, n),)], "APPEND")
+            conn.send_with_literals(
+                [b"APPEND " + conn.astring(folder) + b" () ", (message(user, n),)], "APPEND"
+            )
     finally:
         conn.close()
 
@@ -88,8 +92,10 @@ def shared_zones(primary: str, secondary: str) -> dict[str, str]:
 
 def directory_ldif(users: list[str], domains: list[str]) -> str:
     """Every mailbox in the legacy directory and, mailbox-enabled, in the AD-like target one."""
-    out = [ldif_entry(dn, {"objectClass": ["organizationalUnit"], "ou": [dn.split(",")[0][3:]]})
-           for dn in (LEGACY_PEOPLE, TARGET_CORP)]
+    out = [
+        ldif_entry(dn, {"objectClass": ["organizationalUnit"], "ou": [dn.split(",")[0][3:]]})
+        for dn in (LEGACY_PEOPLE, TARGET_CORP)
+    ]
     for i, user in enumerate(users):
         address = f"{user}@{domains[i % len(domains)]}"
         out.append(legacy_person(LEGACY_PEOPLE, user, address))
@@ -97,38 +103,26 @@ def directory_ldif(users: list[str], domains: list[str]) -> str:
     return "".join(out)
 
 
-def write_plan(root: Path, source: DovecotServer, target: DovecotServer, users: list[str], domains: list[str],
-               primary: NsdServer, secondary: NsdServer, slapd: SlapdServer) -> Path:
-    (root / "mailboxes.csv").write_text(
-        "source,target,wave\n" + "".join(f"{u},{u}@{domains[i % len(domains)]},w\n" for i, u in enumerate(users))
-    )
+def write_plan(
+    root: Path,
+    source: DovecotServer,
+    target: DovecotServer,
+    users: list[str],
+    domains: list[str],
+    primary: NsdServer,
+    secondary: NsdServer,
+    slapd: SlapdServer,
+) -> Path:
+    """The engine tests' plan (tests/lab.py), with DNS and both directories on top."""
     servers = json.dumps([primary.endpoint, secondary.endpoint])
     nameservers = ", ".join(f'"{d}" = {servers}' for d in [*domains, "legacy.test", "target.test"])
-    plan = root / "plan.toml"
-    plan.write_text(f"""
-[source]
-type = "imap"
-host = "127.0.0.1"
-port = {source.imap_port}
-security = "plain"
-auth = "master"
-master_user = "{source.master_user}"
-master_password = "env:BENCH_SRC_PW"
-
-[target]
-type = "imap"
-host = "127.0.0.1"
-port = {target.imap_port}
-security = "plain"
-auth = "master"
-master_user = "{target.master_user}"
-master_password = "env:BENCH_DST_PW"
-max_message_bytes = 36700160
-
-[mailboxes]
-csv = "mailboxes.csv"
-
-[dns]
+    return lab.write_plan(
+        root,
+        source,
+        target,
+        mailboxes=tuple((u, f"{u}@{domains[i % len(domains)]}", "w") for i, u in enumerate(users)),
+        target_extra="max_message_bytes = 36700160",
+        tail=f"""[dns]
 domains = {json.dumps(domains)}
 resolver = "{primary.endpoint}"
 nameservers = {{ {nameservers} }}
@@ -152,8 +146,8 @@ bind_password = "env:BENCH_LDAP_PW"
 
 [checks]
 timeout = 300
-""")
-    return plan
+""",
+    )
 
 
 def main() -> int:
@@ -178,18 +172,29 @@ def main() -> int:
             list(pool.map(lambda u: fill(source, u), users))
         fill_seconds = time.monotonic() - started
         primary_ip, secondary_ip = free_loopback_address(53), free_loopback_address(53)
-        all_zones = {d: zone(d, primary_ip, secondary_ip) for d in domains} | shared_zones(primary_ip, secondary_ip)
+        all_zones = {d: zone(d, primary_ip, secondary_ip) for d in domains} | shared_zones(
+            primary_ip, secondary_ip
+        )
         primary, secondary = NsdServer(primary_ip, all_zones), NsdServer(secondary_ip, all_zones)
         servers += [primary.start(), secondary.start()]
         slapd = SlapdServer(directory_ldif(users, domains))
         servers.append(slapd.start())
         plan = write_plan(root, source, target, users, domains, primary, secondary, slapd)
-        env = dict(os.environ, BENCH_SRC_PW=source.master_password, BENCH_DST_PW=target.master_password,
-                   BENCH_LDAP_PW=READER_PASSWORD)
+        env = dict(
+            os.environ,
+            SRC_MASTER_PW=source.master_password,
+            DST_MASTER_PW=target.master_password,
+            BENCH_LDAP_PW=READER_PASSWORD,
+        )
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "cockpit.cli", "check", "--plan", str(plan), "--output", "json"],
-                              env=env, capture_output=True, text=True, cwd=root)
+        proc = subprocess.run(
+            [sys.executable, "-m", "cockpit.cli", "check", "--plan", str(plan), "--output", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=root,
+        )
         seconds = time.monotonic() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         data = json.loads(proc.stdout)
@@ -213,9 +218,11 @@ def main() -> int:
         if args.output == "json":
             print(json.dumps(result, indent=2))
         else:
-            print(f"cutover check: {args.mailboxes} mailboxes, {args.domains} domains: {seconds:.1f} s "
-                  f"(target < {TARGET_SECONDS:.0f} s: {result['verdict']}), exit {proc.returncode}, "
-                  f"CPU {result['cpu_seconds']} s, peak RSS {result['peak_rss_mb']} MB")
+            print(
+                f"cutover check: {args.mailboxes} mailboxes, {args.domains} domains: {seconds:.1f} s "
+                f"(target < {TARGET_SECONDS:.0f} s: {result['verdict']}), exit {proc.returncode}, "
+                f"CPU {result['cpu_seconds']} s, peak RSS {result['peak_rss_mb']} MB"
+            )
             print(f"source filled in {fill_seconds:.1f} s; findings: {data['summary']}")
             print("slowest check per category (s):", result["slowest_check_per_category_seconds"])
             for c in result["checks_not_ok"]:

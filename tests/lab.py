@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,3 +179,13 @@ def rewrite_table(plan: Path, table: str, transform: Callable[[str], str]) -> No
     end = text.find("\n[", start + 1)
     end = len(text) if end < 0 else end + 1
     plan.write_text(text[:start] + transform(text[start:end]) + text[end:])
+
+
+def wait_for(predicate: Callable[[], object], seconds: float = 30, interval: float = 0.1) -> None:
+    """Poll ``predicate`` until it is true; fail the test if it isn't within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")

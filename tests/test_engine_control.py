@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from corpus import message
-from lab import CUTOVER, Lab, append_many, assert_same_mailbox, make_lab
+from lab import CUTOVER, Lab, append_many, assert_same_mailbox, make_lab, wait_for
 
 
 def start_run(lab: Lab, wave: str = "w") -> subprocess.Popen[str]:
@@ -21,15 +21,6 @@ def start_run(lab: Lab, wave: str = "w") -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(predicate: Any, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def mailbox(lab: Lab, source: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from corpus import message
-from lab import Lab, append_many, make_lab
+from lab import Lab, append_many, make_lab, wait_for
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
@@ -66,13 +66,8 @@ def test_detached_run_outlives_its_terminal_and_logs_in_the_state_dir(
     assert os.getsid(started["pid"]) == started["pid"] != os.getsid(0)
     log = Path(started["log"])
     assert log.parent == lab.root / ".cutover" / "logs"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        runs = lab.status()["runs"]
-        if runs and runs[0]["status"] != "running":
-            break
-        time.sleep(0.2)
-    assert runs[0]["status"] == "ok"
+    wait_for(lambda: (runs := lab.status()["runs"]) and runs[0]["status"] != "running", 60, 0.2)
+    assert lab.status()["runs"][0]["status"] == "ok"
     assert '"copied": 50' in log.read_text()
 
 
@@ -161,9 +156,7 @@ def test_interrupt_stops_after_the_batch_and_a_rerun_finishes(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not lab.status()["runs"]:
-        time.sleep(0.05)  # wait until the run is recorded, then interrupt it mid-copy
+    wait_for(lambda: lab.status()["runs"], 30, 0.05)  # until the run is recorded, then interrupt it mid-copy
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

@@ -389,12 +389,8 @@ class LabIMAPServer(imap4.IMAP4Server):
 
     def _select(self, tag: bytes, name: bytes, rw: int, command: bytes) -> None:
         self.mbox, self.state = None, "auth"
-        folder = self._folder(name)
+        folder = self._open_folder(tag, name)
         if folder is None:
-            self.sendNegativeResponse(tag, b"[NONEXISTENT] Mailbox doesn't exist: " + name)
-            return
-        if folder.refusal:
-            self.sendNegativeResponse(tag, folder.refusal.encode())
             return
         assert self.account is not None
         mbox = self.account.mailbox(folder)
@@ -413,6 +409,16 @@ class LabIMAPServer(imap4.IMAP4Server):
         assert self.account is not None
         return self.account.folder(name.decode("imap4-utf-7"))
 
+    def _open_folder(self, tag: bytes, name: bytes) -> Folder | None:
+        """The folder ``name``, or None after answering ``tag`` with why it can't be opened."""
+        folder = self._folder(name)
+        if folder is None:
+            self.sendNegativeResponse(tag, b"[NONEXISTENT] Mailbox doesn't exist: " + name)
+        elif folder.refusal:
+            self.sendNegativeResponse(tag, folder.refusal.encode())
+            return None
+        return folder
+
     auth_SELECT = _command(_select, imap4.IMAP4Server.arg_astring, 1, b"SELECT")
     select_SELECT = auth_SELECT
     auth_EXAMINE = _command(_select, imap4.IMAP4Server.arg_astring, 0, b"EXAMINE")
@@ -421,12 +427,8 @@ class LabIMAPServer(imap4.IMAP4Server):
     # -- STATUS -----------------------------------------------------------------------------------
 
     def _status(self, tag: bytes, name: bytes, items: list[bytes]) -> None:
-        folder = self._folder(name)
+        folder = self._open_folder(tag, name)
         if folder is None:
-            self.sendNegativeResponse(tag, b"[NONEXISTENT] Mailbox doesn't exist: " + name)
-            return
-        if folder.refusal:
-            self.sendNegativeResponse(tag, folder.refusal.encode())
             return
         assert self.account is not None
         wanted = [i.decode("ascii", "replace").upper() for i in items]
