@@ -200,7 +200,7 @@ class CockpitApp(App[None]):
         source = getattr(self.screen, "source", None)
         if isinstance(source, str):
             return source
-        return self._cursor_key("#mailboxes") if isinstance(self.screen, MailboxesView) else None
+        return self.screen.selected_source() if isinstance(self.screen, MailboxesView) else None
 
     def action_launch(self) -> None:
         if self._refuse_if_read_only():

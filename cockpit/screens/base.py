@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
+from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class TextView(View):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(self.text(), id=self.text_id, markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def text(self) -> str:
         raise NotImplementedError

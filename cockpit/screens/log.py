@@ -6,9 +6,10 @@ import time
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, RichLog
+from textual.widgets import Header, RichLog
 
 from cockpit.screens.base import View
+from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import Snapshot
 
 MAX_LINES = 1000
@@ -25,7 +26,7 @@ class LogView(View):
     def compose(self) -> ComposeResult:
         yield Header()
         yield RichLog(id="log", max_lines=MAX_LINES, wrap=True, markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def show(self, snapshot: Snapshot) -> None:
         log = self.query_one("#log", RichLog)

@@ -6,11 +6,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from cockpit.actions import FAILURE_ACTIONS, bindings
 from cockpit.screens.base import TextView, View
 from cockpit.screens.dialogs import ReasonPrompt
+from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import MailboxDetail, MailboxQuery, MessageIssue, Snapshot, mailbox_detail
 
 
@@ -30,7 +31,7 @@ class MailboxView(View):
             yield DataTable(id="folders", cursor_type="row")
             yield Static("Messages not copied (Enter: the server's words and the history)", id="issues-title")
             yield DataTable(id="issues", cursor_type="row")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         folders = self.query_one("#folders", DataTable)

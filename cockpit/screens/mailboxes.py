@@ -5,15 +5,17 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from cockpit.format import ago, bar
 from cockpit.screens.base import View
+from cockpit.widgets.fleet_table import FleetTable
+from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import MailboxQuery, MailboxRow, Snapshot
 
-#: Rows drawn at most (several screens); the rest is counted, and "/" narrows it. Adding and measuring rows is what
-#: costs (≈0.2 ms per row in Textual's DataTable), so 10,000 drawn rows would stall every key for seconds.
-MAX_ROWS = 200
+#: Rows listed at most (many screens); the rest is counted, and "/" narrows it. Drawing costs only the visible
+#: lines, but every listed row is read, formatted and diffed twice a second.
+MAX_ROWS = 500
 
 COLUMNS = (
     ("mailbox", 30),
@@ -45,7 +47,6 @@ class MailboxesView(View):
         # The default filter shows what needs attention; "/" then Enter on an empty line shows all.
         self.filter = NOT_OK
         self.sort_key = "mailbox"
-        self._shown: dict[str, tuple[str, ...]] = {}
         self._previous: dict[str, int] = {}
 
     def compose(self) -> ComposeResult:
@@ -54,15 +55,14 @@ class MailboxesView(View):
             placeholder="filter: text, or !ok (needs attention); Enter applies, Esc clears", id="filter"
         )
         yield Static("", id="filter-label")
-        yield DataTable(id="mailboxes", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield FleetTable(COLUMNS, id="mailboxes")
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
-        table = self.query_one("#mailboxes", DataTable)
-        for label, width in COLUMNS:
-            table.add_column(label, key=label, width=width)
-        table.focus()  # not the (hidden) filter box: keys are commands until "/" is pressed
+        self.query_one(
+            "#mailboxes", FleetTable
+        ).focus()  # not the (hidden) filter box: keys are commands until "/" is pressed
         self._count()
 
     def _count(self, shown: int = 0, matching: int | None = None, total: int | None = None) -> None:
@@ -93,34 +93,14 @@ class MailboxesView(View):
         )
 
     def show(self, snapshot: Snapshot) -> None:
-        table = self.query_one("#mailboxes", DataTable)
         seconds = max(self.cockpit.snapshot_interval, 1e-3)
         # The poller already filtered, sorted and limited in SQL; checking again here narrows a snapshot
         # read just before the filter changed (a wider filter waits for the next poll, which _refilter pokes).
         rows = [r for r in snapshot.mailboxes if self._matches(r)][:MAX_ROWS]
         self._count(len(rows), snapshot.matching, snapshot.total)
-        order = [r.source for r in rows]
-        with self.app.batch_update():
-            if order != list(self._shown):
-                # Rows came or went (at most MAX_ROWS): redraw in the query's order rather than append.
-                cursor = table.cursor_row
-                table.clear()
-                self._shown.clear()
-                for row in rows:
-                    cells = self._cells(row, self._rate(row, seconds))
-                    table.add_row(*(Text(c) for c in cells), key=row.source)
-                    self._shown[row.source] = cells
-                if rows:
-                    table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
-            else:
-                for row in rows:  # same rows: only the cells that changed
-                    cells = self._cells(row, self._rate(row, seconds))
-                    old = self._shown[row.source]
-                    if old != cells:
-                        for (label, _), before, after in zip(COLUMNS, old, cells, strict=True):
-                            if before != after:
-                                table.update_cell(row.source, label, Text(after))
-                        self._shown[row.source] = cells
+        self.query_one("#mailboxes", FleetTable).set_rows(
+            [(row.source, self._cells(row, self._rate(row, seconds))) for row in rows]
+        )
         self._previous = {r.source: r.messages_done for r in snapshot.mailboxes}
 
     def _rate(self, row: MailboxRow, seconds: float) -> float:
@@ -144,6 +124,10 @@ class MailboxesView(View):
             error,
         )
 
+    def selected_source(self) -> str | None:
+        """The mailbox under the cursor, if any."""
+        return self.query_one("#mailboxes", FleetTable).cursor_key
+
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
@@ -153,14 +137,11 @@ class MailboxesView(View):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.filter = event.value.strip()
         event.input.display = False
-        self.query_one("#mailboxes", DataTable).focus()
+        self.query_one("#mailboxes", FleetTable).focus()
         self._refilter()
 
     def _refilter(self) -> None:
         self.cockpit.poke()
-        table = self.query_one("#mailboxes", DataTable)
-        table.clear()
-        self._shown.clear()
         self._count()
         if self.cockpit.snapshot is not None:
             self.show(self.cockpit.snapshot)
@@ -170,7 +151,7 @@ class MailboxesView(View):
         box = self.query_one("#filter", Input)
         if box.display:
             box.display = False
-            self.query_one("#mailboxes", DataTable).focus()
+            self.query_one("#mailboxes", FleetTable).focus()
         elif self.filter not in ("", NOT_OK):
             self.filter = NOT_OK
             self._refilter()
@@ -183,5 +164,5 @@ class MailboxesView(View):
         self.notify(f"sorted by {self.sort_key}")
         self._refilter()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.cockpit.open_mailbox(str(event.row_key.value))
+    def on_fleet_table_row_selected(self, event: FleetTable.RowSelected) -> None:
+        self.cockpit.open_mailbox(event.key)

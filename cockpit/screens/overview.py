@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header, Sparkline, Static
+from textual.widgets import DataTable, Header, Sparkline, Static
 
 from cockpit.format import bar, duration
 from cockpit.screens.base import View
+from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import Snapshot
 
 SEVERITIES = ("blocker", "warning", "info", "pass")
@@ -23,7 +24,7 @@ class OverviewView(View):
             yield DataTable(id="waves", cursor_type="row", zebra_stripes=True)
             yield Static("", id="throughput", markup=False)
             yield Sparkline([], id="rates")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#waves", DataTable)

@@ -10,9 +10,10 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from cockpit.screens.base import TextView, View
+from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import FindingRow, Snapshot, readiness_detail
 from runners.state.store import StateStore
 
@@ -36,7 +37,7 @@ class ReadinessView(View):
         yield Header()
         yield Static("", id="readiness-summary", markup=False)
         yield DataTable(id="findings", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#findings", DataTable)

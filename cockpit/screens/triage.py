@@ -6,10 +6,11 @@ from __future__ import annotations
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from checks.triage import Triage, triage
 from cockpit.screens.base import View
+from cockpit.widgets.keybar import KeyBar
 
 MARKS = {True: "ok  ", False: "FAIL", None: "-   "}
 
@@ -29,7 +30,7 @@ class TriageView(View):
             value=self.address, placeholder="user address (source or target), Enter to check", id="user"
         )
         yield Static("", id="triage", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#user", Input).focus()

@@ -1,0 +1,231 @@
+"""A table of plain-text rows drawn with Textual's line API: only the visible lines are rendered,
+each as one pre-padded string, so a snapshot that changes every row costs microseconds per line.
+
+Textual's DataTable renders every cell through Rich (padding, wrapping, measuring) and throws its
+render cache away on every ``update_cell``; with a few hundred rows changing twice a second that
+was most of the cockpit's UI-thread time. This table has fixed column widths, a header that stays
+put, a row cursor and rows keyed by a string (the mailbox), which is all the mailboxes view needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+#: Control characters would move the terminal's cursor: shown as spaces.
+_CONTROLS = {code: " " for code in (*range(32), 127)}
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` padded or cut to exactly ``width`` terminal cells (an ellipsis marks a cut)."""
+    text = text.translate(_CONTROLS)
+    if text.isascii():  # the common case: one cell per character
+        return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
+    if cell_len(text) <= width:
+        return set_cell_size(text, width)
+    return set_cell_size(text, width - 1) + "…"
+
+
+class FleetTable(ScrollView, can_focus=True):
+    """Rows of fixed-width text cells under a fixed header, with a row cursor; Enter selects."""
+
+    BINDINGS = [
+        Binding("enter", "select", "Open", show=False),
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "cursor_to(0)", "First", show=False),
+        Binding("end", "cursor_to(-1)", "Last", show=False),
+    ]
+    COMPONENT_CLASSES = {"fleet-table--header", "fleet-table--cursor", "fleet-table--even-row"}
+    DEFAULT_CSS = """
+    FleetTable {
+        background: $surface;
+        color: $foreground;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .fleet-table--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+        }
+        & > .fleet-table--header {
+            text-style: bold;
+            background: $panel;
+            color: $foreground;
+        }
+        &:ansi > .fleet-table--header {
+            background: ansi_bright_blue;
+            color: ansi_default;
+        }
+        & > .fleet-table--even-row {
+            background: $surface-lighten-1 50%;
+        }
+        &:dark > .fleet-table--even-row {
+            background: $surface-darken-1 40%;
+        }
+        & > .fleet-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+    }
+    """
+
+    @dataclass
+    class RowSelected(Message):
+        """Enter (or a click on the cursor's row) on a row."""
+
+        table: FleetTable
+        key: str
+
+        @property
+        def control(self) -> FleetTable:
+            return self.table
+
+    def __init__(self, columns: Sequence[tuple[str, int]], *, id: str | None = None) -> None:  # noqa: A002  (Textual's name)
+        super().__init__(id=id)
+        self.columns = tuple(columns)
+        self.cursor_row = 0
+        self._keys: list[str] = []
+        self._lines: list[str] = []
+        self._header = self._line(tuple(label for label, _ in self.columns))
+        self.virtual_size = Size(cell_len(self._header), 1)
+
+    # -- data ------------------------------------------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        return len(self._keys)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self._keys)
+
+    @property
+    def cursor_key(self) -> str | None:
+        return self._keys[self.cursor_row] if self._keys else None
+
+    def row_text(self, key: str) -> str:
+        """The row as drawn (for tests and copying)."""
+        return self._lines[self._keys.index(key)]
+
+    def _line(self, cells: Sequence[str]) -> str:
+        return "".join(f" {fit(cell, width)} " for cell, (_, width) in zip(cells, self.columns, strict=True))
+
+    def set_rows(self, rows: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Show exactly these (key, cells) rows in this order; the cursor stays on its row's key if
+        that row is still there, else on the same position. Only changed visible lines repaint."""
+        keys = [key for key, _ in rows]
+        lines = [self._line(cells) for _, cells in rows]
+        current = self.cursor_key
+        if keys == self._keys:
+            changed = [i for i, (old, new) in enumerate(zip(self._lines, lines, strict=True)) if old != new]
+            self._lines = lines
+            for index in changed:
+                self._refresh_row(index)
+            return
+        self._keys, self._lines = keys, lines
+        if current is not None and current in keys:
+            self.cursor_row = keys.index(current)
+        self.cursor_row = max(0, min(self.cursor_row, len(keys) - 1))
+        self.virtual_size = Size(cell_len(self._header), len(keys) + 1)
+        self._scroll_cursor_into_view()
+        self.refresh()
+
+    def clear(self) -> None:
+        self.set_rows([])
+
+    # -- cursor ----------------------------------------------------------------------------------
+
+    @property
+    def _page(self) -> int:
+        """Data rows visible at once (the header takes a line)."""
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def move_cursor(self, row: int) -> None:
+        if not self._keys:
+            return
+        row = max(0, min(row, len(self._keys) - 1))
+        if row == self.cursor_row:
+            return
+        before, self.cursor_row = self.cursor_row, row
+        self._refresh_row(before)
+        self._refresh_row(row)
+        self._scroll_cursor_into_view()
+
+    def _scroll_cursor_into_view(self) -> None:
+        top = round(self.scroll_y)
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
+        elif self.cursor_row >= top + self._page:
+            self.scroll_to(y=self.cursor_row - self._page + 1, animate=False, immediate=True)
+
+    def _refresh_row(self, index: int) -> None:
+        y = index - round(self.scroll_y) + 1
+        if 1 <= y < self.size.height:
+            self.refresh(Region(0, y, self.size.width, 1))
+
+    def action_cursor(self, delta: int) -> None:
+        self.move_cursor(self.cursor_row + delta)
+
+    def action_page(self, pages: int) -> None:
+        self.move_cursor(self.cursor_row + pages * self._page)
+
+    def action_cursor_to(self, row: int) -> None:
+        self.move_cursor(row if row >= 0 else len(self._keys) - 1)
+
+    def action_select(self) -> None:
+        if self.cursor_key is not None:
+            self.post_message(self.RowSelected(self, self.cursor_key))
+
+    def on_click(self, event: events.Click) -> None:
+        index = round(self.scroll_y) + event.y - 1
+        if event.y < 1 or index >= len(self._keys):
+            return
+        if index == self.cursor_row:
+            self.action_select()
+        else:
+            self.move_cursor(index)
+
+    def on_focus(self) -> None:
+        self.refresh()  # the cursor's style depends on focus
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # -- drawing ---------------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y == 0:
+            return self._strip(
+                self._header, base + self.get_component_rich_style("fleet-table--header"), scroll_x, width
+            )
+        index = scroll_y + y - 1
+        if index >= len(self._lines):
+            return Strip.blank(width, base)
+        style = base
+        if index % 2:
+            style += self.get_component_rich_style("fleet-table--even-row")
+        if index == self.cursor_row:
+            style += self.get_component_rich_style("fleet-table--cursor")
+        return self._strip(self._lines[index], style, scroll_x, width)
+
+    @staticmethod
+    def _strip(text: str, style: Style, scroll_x: int, width: int) -> Strip:
+        return Strip([Segment(text, style)], cell_len(text)).crop_extend(scroll_x, scroll_x + width, style)
