@@ -1,0 +1,112 @@
+"""The cockpit's own widgets: the line-API mailbox table and the key bar, in a real (headless) app."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.cells import cell_len
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+
+from cockpit.widgets.fleet_table import FleetTable, fit
+from cockpit.widgets.keybar import KeyBar
+
+COLUMNS = (("mailbox", 12), ("state", 7))
+
+
+def rows(names: list[str], state: str = "running") -> list[tuple[str, tuple[str, ...]]]:
+    return [(name, (name, state)) for name in names]
+
+
+class TableApp(App[None]):
+    BINDINGS = [Binding("x", "bell", "Ring"), Binding("z", "hidden", "Hidden", show=False)]  # noqa: RUF012
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield FleetTable(COLUMNS, id="t")
+        yield KeyBar()
+
+    def on_fleet_table_row_selected(self, event: FleetTable.RowSelected) -> None:
+        self.selected.append(event.key)
+
+
+def test_fit_pads_cuts_and_neutralises_control_characters() -> None:
+    assert fit("ab", 4) == "ab  "
+    assert fit("abcdef", 4) == "abc…"
+    assert fit("a\tb\r\nc", 6) == "a b  c"  # a tab or CR would move the terminal's cursor
+    wide = fit("日本語のメール", 6)  # two cells per character
+    assert cell_len(wide) == 6 and wide.endswith("…")
+    assert cell_len(fit("é", 3)) == 3
+
+
+def test_cursor_follows_its_row_across_reorders_and_scrolls_into_view() -> None:
+    async def scenario() -> None:
+        app = TableApp()
+        async with app.run_test(size=(40, 10)) as pilot:
+            table = app.query_one(FleetTable)
+            names = [f"user{i:02d}" for i in range(30)]
+            table.set_rows(rows(names))
+            await pilot.pause()
+            await pilot.press("down", "down")
+            assert table.cursor_key == "user02"
+            # The same mailbox moves (a new sort or new rows above it): the cursor stays on it.
+            table.set_rows(rows(["new-a", "new-b", *names]))
+            assert table.cursor_key == "user02" and table.cursor_row == 4
+            # Its row disappears: the cursor keeps the position instead of jumping to the top.
+            table.set_rows(rows([n for n in ["new-a", "new-b", *names] if n != "user02"]))
+            assert table.cursor_row == 4 and table.cursor_key == "user03"
+            await pilot.press("end")
+            await pilot.pause()
+            assert table.cursor_key == "user29"
+            # The cursor's row is on screen: the header takes a line, the horizontal bar none here.
+            first_visible = round(table.scroll_y)
+            assert first_visible <= table.cursor_row < first_visible + table.size.height - 1
+            await pilot.press("home", "pagedown")
+            assert table.cursor_row == table.size.height - 1  # one page: every data line on screen
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.selected == [table.cursor_key]
+
+    asyncio.run(scenario())
+
+
+def test_changed_rows_are_redrawn_and_empty_table_has_no_cursor() -> None:
+    async def scenario() -> None:
+        app = TableApp()
+        async with app.run_test(size=(40, 10)) as pilot:
+            table = app.query_one(FleetTable)
+            table.set_rows(rows(["alice", "bob"]))
+            await pilot.pause()
+            table.set_rows([("alice", ("alice", "ok")), ("bob", ("bob", "running"))])
+            await pilot.pause()
+            assert "ok" in table.row_text("alice")
+            lines = [strip.text for strip in (table.render_line(y) for y in range(3))]
+            assert lines[0].split() == ["mailbox", "state"]
+            assert lines[1].split() == ["alice", "ok"] and lines[2].split() == ["bob", "running"]
+            table.clear()
+            assert table.cursor_key is None and table.row_count == 0
+            await pilot.press("enter")
+            assert app.selected == []
+
+    asyncio.run(scenario())
+
+
+def test_key_bar_lists_shown_bindings_once_and_clicking_a_hint_runs_it() -> None:
+    async def scenario() -> None:
+        app = TableApp()
+        async with app.run_test(size=(80, 10)) as pilot:
+            bar = app.query_one(KeyBar)
+            await pilot.pause()
+            text = bar.render().plain
+            assert "x Ring" in text and "Hidden" not in text
+            rung: list[str] = []
+            app.action_bell = lambda: rung.append("bell")  # type: ignore[method-assign]
+            start = text.index("x Ring")
+            await pilot.click(KeyBar, offset=(start + 1, 0))
+            await pilot.pause()
+            assert rung == ["bell"]
+
+    asyncio.run(scenario())
