@@ -38,9 +38,11 @@ from checks.history import record
 from checks.model import Finding, Outcome, Severity, State
 from checks.runner import CheckRun
 from cockpit.app import CockpitApp
+from cockpit.screens.mailbox import FailureView
 from runners.model import FolderState
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.report.headers import parse_headers
 from runners.report.snapshot import take
 from runners.state.store import MailboxProgress, StateStore
 
@@ -380,12 +382,25 @@ def focus_issues(pilot: Pilot[Any]) -> None:
     pilot.app.screen.query_one("#issues", DataTable).focus()
 
 
+async def headers_read(pilot: Pilot[Any]) -> None:
+    """The failure view reads the message's headers from the source in a worker (tested against
+    Dovecot in test_failure_detail.py); the picture shows them as read, whatever the machine runs."""
+    await pilot.app.workers.wait_for_complete()
+    view = pilot.app.screen
+    assert isinstance(view, FailureView)
+    view.headers = parse_headers(
+        b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_dem_Archiv?=\r\nFrom: Bob <bob@legacy.example>\r\n"
+        b"Date: Fri, 03 Feb 2023 11:00:00 +0100\r\nMessage-ID: <archive-9@legacy.example>\r\n\r\n"
+    )
+    view._redraw()
+
+
 SCENARIOS: dict[str, tuple[Step, ...]] = {
     "overview": (),
     "mailboxes": ("m",),  # default filter: what needs attention
     "mailboxes_all": ("m", "slash", "enter"),  # "/" then Enter on an empty line: every mailbox
     "mailbox_detail": ("m", "enter"),  # bob, first of the not-OK ones
-    "failure_detail": ("m", "enter", focus_issues, "enter"),
+    "failure_detail": ("m", "enter", focus_issues, "enter", headers_read),
     "readiness": ("r",),
     "finding_detail": ("r", "enter"),  # the blocker, worst first
     "help": ("question_mark",),

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Header, Static
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from cockpit.actions import FAILURE_ACTIONS, bindings
 from cockpit.screens.base import TextView, View
 from cockpit.screens.dialogs import ReasonPrompt
 from cockpit.widgets.keybar import KeyBar
-from runners.report.snapshot import MailboxDetail, MailboxQuery, MessageIssue, Snapshot, mailbox_detail
+from runners.plan.model import Plan
+from runners.report.headers import MessageHeaders
+from runners.report.peek import MessageRef, message_headers
+from runners.report.snapshot import (
+    MailboxDetail,
+    MailboxQuery,
+    MessageAttempt,
+    MessageIssue,
+    Snapshot,
+    mailbox_detail,
+    message_history,
+)
 
 
 class MailboxView(View):
@@ -118,6 +134,11 @@ class MailboxView(View):
 class FailureView(TextView):
     """One message that was not copied: where it is, what was tried, the server's words verbatim.
 
+    Its Subject, From, Date and Message-ID are read from the source when the view opens (the ledger
+    keeps no headers), in a thread worker: the view shows "(reading from the source…)" until they
+    arrive, or the reason they could not be read. The attempt history comes from the state store and
+    follows the polls, so a retry started with ``t`` shows up here.
+
     ``t`` retries its mailbox's failed items (a detached runner), ``s`` records a decision not to
     copy it, with a reason; both are hidden and refused in read-only mode.
     """
@@ -130,14 +151,93 @@ class FailureView(TextView):
         self.source = source
         self.issue = issue
         self.crumb = f"UID {issue.uid}"
+        #: The source's headers, or why they could not be read; None while they are being read.
+        self.headers: MessageHeaders | str | None = None
+        self.history: tuple[MessageAttempt, ...] | None = None
+
+    def on_mount(self) -> None:
+        i = self.issue
+        ref = MessageRef(i.source_name or i.folder, i.uid, i.key or str(i.uid), i.uidvalidity)
+        self._read_headers(self.cockpit.plan, ref)
+
+    @work(thread=True, exit_on_error=False, group="failure-headers")
+    def _read_headers(self, plan: Plan, ref: MessageRef) -> MessageHeaders | str:
+        # Runs in a thread: no widget is touched here; the result arrives in on_worker_state_changed.
+        # The network wait itself is in a daemon thread: leaving the view or quitting cancels this
+        # worker at once instead of waiting out a stalled source's timeout.
+        result: list[MessageHeaders | str] = []
+
+        def read() -> None:
+            try:
+                result.append(message_headers(plan, self.source, ref))
+            except Exception as error:  # message_headers returns errors as text; this is the unforeseen
+                result.append(f"{type(error).__name__}: {error}")
+
+        reader = threading.Thread(target=read, name="failure-headers", daemon=True)
+        reader.start()
+        worker = get_current_worker()
+        while reader.is_alive() and not worker.is_cancelled:
+            reader.join(0.1)
+        return result[0] if result else "(not read: the view was closed)"
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "failure-headers":
+            return
+        if event.state == WorkerState.SUCCESS and isinstance(worker.result, MessageHeaders | str):
+            self.headers = worker.result
+        elif event.state == WorkerState.ERROR:
+            self.headers = f"{type(worker.error).__name__}: {worker.error}"
+        else:
+            return
+        self._redraw()
+
+    def show(self, snapshot: Snapshot) -> None:
+        if self._load_history():
+            self._redraw()
+
+    def _load_history(self) -> bool:
+        """Read the attempts (one index lookup); True when they changed."""
+        i, store = self.issue, self.cockpit.store
+        key, validity = i.key or None, i.uidvalidity or None
+        history = message_history(store, self.source, i.folder, i.uid, key=key, uidvalidity=validity)
+        changed, self.history = history != self.history, history
+        return changed
+
+    def _redraw(self) -> None:
+        if self.is_mounted:
+            self.query_one(f"#{self.text_id}", Static).update(self.text())
 
     def text(self) -> str:
         i = self.issue
+        if self.history is None:
+            self._load_history()
         return (
             f"mailbox   {self.source}\nfolder    {i.folder}\nUID       {i.uid}\nsize      {i.size:,} bytes\n"
-            f"date      {i.internaldate or '-'}\nstatus    {i.status} after {i.attempts} attempt(s)\n\n"
+            f"date      {i.internaldate or '-'}\n{self._header_lines()}"
+            f"status    {i.status} after {i.attempts} attempt(s)\n\n"
             f"what happened, in the server's own words:\n{i.reason or '-'}\n\n"
+            f"attempts, oldest first:\n{self._history_lines()}\n\n"
             "A rerun of the wave tries failed and skipped messages again."
+        )
+
+    def _header_lines(self) -> str:
+        h = self.headers
+        if h is None:
+            return "subject   (reading from the source…)\n"
+        if isinstance(h, str):
+            return f"subject   (could not read from the source: {h})\n"
+        fields = (("subject", h.subject), ("from", h.sender), ("sent", h.date), ("msg-id", h.message_id))
+        return "".join(f"{label:<10}{'(none)' if value is None else value}\n" for label, value in fields)
+
+    def _history_lines(self) -> str:
+        if not self.history:
+            return "  (none recorded)"
+        return "\n".join(
+            f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(a.at))}  "
+            f"{'run ' + str(a.run_id) if a.run_id is not None else 'operator'}  {a.status:<8} "
+            + (a.reason or "-").replace("\n", " ")
+            for a in self.history
         )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

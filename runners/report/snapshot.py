@@ -3,7 +3,8 @@
 The cockpit never talks to the runner: it reads these, a few times a second, from the same SQLite
 file (WAL lets readers and the writer work at once), and sends requests through ``controls``.
 ``take`` reads only per-mailbox counters (kept by the engine), never the per-message ledger, so it
-stays cheap with tens of thousands of mailboxes; ``mailbox_detail`` reads the ledger of one mailbox.
+stays cheap with tens of thousands of mailboxes; ``mailbox_detail`` reads the ledger of one mailbox,
+``message_history`` the attempts on one message.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class WaveSummary:
     skipped: int
     running: bool
     last_run_status: str | None
+    #: When the wave's current run started (None unless running): the cutover window's clock.
+    running_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +165,10 @@ def _waves(store: StateStore, plan: Plan) -> tuple[tuple[WaveSummary, ...], int]
         for key in _SUMS:
             wave[key] += int(r[key] or 0)
         states.setdefault(r["wave"], Counter())[r["state"]] += int(r["n"])
-    runs = {r["wave"]: r["status"] for r in store.query("SELECT wave, status FROM runs ORDER BY id")}
+    runs = {
+        r["wave"]: (r["status"], r["started"])
+        for r in store.query("SELECT wave, status, started FROM runs ORDER BY id")
+    }
     planned = Counter(m.wave for m in plan.mailboxes)
     out = []
     for name in plan.waves:
@@ -171,10 +177,10 @@ def _waves(store: StateStore, plan: Plan) -> tuple[tuple[WaveSummary, ...], int]
         never_run = planned[name] - wave["n"]
         if never_run > 0:  # planned, never touched by a run
             counted["pending"] += never_run
-        status = runs.get(name)
+        status, started = runs.get(name, (None, None))
         out.append(
             WaveSummary(name, planned[name], dict(counted), wave["mt"], wave["md"], wave["bd"], wave["f"], wave["s"],
-                        status == "running", status)
+                        status == "running", status, started if status == "running" else None)
         )  # fmt: skip
     return tuple(out), known
 
@@ -267,6 +273,21 @@ class MessageIssue:
     status: str
     reason: str | None
     attempts: int
+    #: Where to find it on the source again (runners.report.peek): the folder's name there, the
+    #: ledger's key (UID, POP3 UIDL or Maildir file name) and UIDVALIDITY.
+    source_name: str = ""
+    key: str = ""
+    uidvalidity: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAttempt:
+    """One outcome that left a message not copied: failed, skipped, or waived by an operator."""
+
+    run_id: int | None  # None: an operator's decision, not a run
+    at: float
+    status: str
+    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +308,8 @@ def mailbox_detail(store: StateStore, source: str) -> MailboxDetail:
         (source,),
     )
     issues = store.query(
-        "SELECT f.source_path, m.src_uid, m.size, m.internaldate, m.status, m.reason, m.attempts FROM messages m "
+        "SELECT f.source_path, m.src_uid, m.size, m.internaldate, m.status, m.reason, m.attempts, f.source_name, "
+        "m.src_key, m.uidvalidity FROM messages m "
         "JOIN folders f ON f.id = m.folder_id JOIN mailboxes mb ON mb.id = f.mailbox_id "
         "WHERE mb.source = ? AND m.status IN ('failed', 'skipped', 'pending') ORDER BY f.source_path, m.src_uid",
         (source,),
@@ -310,6 +332,46 @@ def mailbox_detail(store: StateStore, source: str) -> MailboxDetail:
         ),
         tuple(MessageIssue(*tuple(r)) for r in issues),
     )
+
+
+def message_history(
+    store: StateStore,
+    source: str,
+    folder: str,
+    uid: int,
+    *,
+    key: str | None = None,
+    uidvalidity: int | None = None,
+) -> tuple[MessageAttempt, ...]:
+    """Every recorded attempt on one message (``folder`` as shown: the source path), oldest first.
+
+    ``key`` and ``uidvalidity`` (from ``MessageIssue``) pin the message exactly and make this an index
+    lookup, cheap enough to repeat on every poll (``uid`` is then not needed); without a key the UID is
+    looked up in the folder's ledger rows.
+    """
+    where = ["mb.source = ?", "f.source_path = ?"]
+    params: list[object] = [source, folder]
+    if key is None:
+        # The ledger row by its UID first (one pass over the folder's rows), then its attempts.
+        joined = (
+            "messages m JOIN message_attempts a ON a.folder_id = m.folder_id AND a.uidvalidity = m.uidvalidity "
+            "AND a.src_key = m.src_key JOIN folders f ON f.id = m.folder_id"
+        )
+        where += ["m.src_uid = ?", "m.status != 'superseded'"]
+        params.append(uid)
+    else:
+        joined = "message_attempts a JOIN folders f ON f.id = a.folder_id"
+        where.append("a.src_key = ?")
+        params.append(key)
+    if uidvalidity is not None:
+        where.append("a.uidvalidity = ?")
+        params.append(uidvalidity)
+    rows = store.query(
+        f"SELECT a.run_id, a.at, a.status, a.reason FROM {joined} JOIN mailboxes mb ON mb.id = f.mailbox_id "
+        f"WHERE {' AND '.join(where)} ORDER BY a.id",
+        params,
+    )
+    return tuple(MessageAttempt(r["run_id"], float(r["at"]), r["status"], r["reason"]) for r in rows)
 
 
 @dataclass(frozen=True, slots=True)

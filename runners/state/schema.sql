@@ -83,6 +83,22 @@ CREATE TABLE IF NOT EXISTS messages (
 
 CREATE INDEX IF NOT EXISTS messages_status ON messages (status, folder_id);
 
+-- Every outcome that left a message not copied (failed, skipped, then waived by an operator), oldest
+-- first: the failure drill-down's retry history. Append-only, written in the transaction that
+-- updates the message's ledger row; copied messages never write here, so the hot path doesn't pay.
+CREATE TABLE IF NOT EXISTS message_attempts (
+    id           INTEGER PRIMARY KEY,
+    folder_id    INTEGER NOT NULL REFERENCES folders(id),
+    uidvalidity  INTEGER NOT NULL,           -- with folder_id and src_key: the messages row
+    src_key      TEXT NOT NULL,
+    run_id       INTEGER,                    -- NULL for an operator's decision (cutover skip)
+    at           REAL NOT NULL,
+    status       TEXT NOT NULL,              -- failed | skipped | waived
+    reason       TEXT                        -- the server's words, verbatim
+);
+
+CREATE INDEX IF NOT EXISTS message_attempts_message ON message_attempts (folder_id, uidvalidity, src_key);
+
 CREATE TABLE IF NOT EXISTS events (
     id       INTEGER PRIMARY KEY,
     ts       REAL NOT NULL,

@@ -24,6 +24,8 @@ from runners.model import FolderState
 SCHEMA_VERSION = "1"
 #: A runner that has not written for this long is presumed dead and its mailboxes may be taken over.
 LEASE_SECONDS = 120.0
+#: Ledger outcomes that are kept in the attempt history (``message_attempts``).
+_NOT_COPIED = frozenset({"failed", "skipped"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,8 @@ class StateStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        # executescript commits on its own, so it runs outside our transaction helper.
+        # executescript commits on its own, so it runs outside our transaction helper. Its CREATE ...
+        # IF NOT EXISTS also adds tables and indexes new since a store was made (message_attempts).
         self._db().executescript(resources.files("runners.state").joinpath("schema.sql").read_text())
         self._add_missing_columns()
         with self.transaction() as db:
@@ -304,6 +307,11 @@ class StateStore:
 
     def drop_superseded(self, folder_id: int) -> None:
         with self.transaction() as db:
+            db.execute(
+                "DELETE FROM message_attempts WHERE folder_id = ? AND (uidvalidity, src_key) IN "
+                "(SELECT uidvalidity, src_key FROM messages WHERE folder_id = ? AND status = 'superseded')",
+                (folder_id, folder_id),
+            )
             db.execute("DELETE FROM messages WHERE folder_id = ? AND status = 'superseded'", (folder_id,))
 
     def record_intents(self, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -322,21 +330,36 @@ class StateStore:
             )
 
     def record_results(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Rows: status, target_uid, reason, folder_id, uidvalidity, key (after record_intents)."""
+        """Rows: status, target_uid, reason, folder_id, uidvalidity, key (after record_intents).
+
+        Failures also go to the attempt history, in the same transaction (a copied row writes nothing
+        more: the history costs only what fails).
+        """
         now = time.time()
+        rows = list(rows)
         with self.transaction() as db:
             db.executemany(
                 "UPDATE messages SET status = ?, target_uid = ?, reason = ?, floor_uid = NULL, updated = ? "
                 "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
                 [(r[0], r[1], r[2], now, *r[3:]) for r in rows],
             )
+            failed = [(now, *r[3:]) for r in rows if r[0] in _NOT_COPIED]
+            if failed:
+                db.executemany(
+                    "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
+                    "SELECT folder_id, uidvalidity, src_key, run_id, ?, status, reason FROM messages "
+                    "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
+                    failed,
+                )
 
     def record_unsent(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Messages never appended (skipped or failed before APPEND).
 
         Rows: folder_id, uidvalidity, key, uid, size, internaldate, flags, status, reason, run.
+        Each is also appended to the attempt history, in the same transaction.
         """
         now = time.time()
+        rows = list(rows)
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
@@ -345,6 +368,11 @@ class StateStore:
                 "reason = excluded.reason, size = excluded.size, run_id = excluded.run_id, "
                 "attempts = messages.attempts + 1, updated = excluded.updated",
                 [(*r, now) for r in rows],
+            )
+            db.executemany(
+                "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [(r[0], r[1], r[2], r[9], now, r[7], r[8]) for r in rows],
             )
 
     def record_matched(self, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -375,14 +403,23 @@ class StateStore:
     def waive_message(self, mailbox: str, folder: str, uid: int, reason: str, who: str) -> int:
         """An operator's decision not to copy a failed or skipped message; reruns leave it alone.
 
-        Returns how many ledger rows it applied to (0 when nothing failed there).
+        Returns how many ledger rows it applied to (0 when nothing failed there). The decision joins
+        the message's attempt history.
         """
+        where = (
+            "WHERE src_uid = ? AND status IN ('failed', 'skipped') AND folder_id IN (SELECT f.id FROM folders f "
+            "JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE mb.source = ? AND f.source_path = ?)"
+        )
+        text, now = f"not copied, decided by {who}: {reason}", time.time()
         with self.transaction() as db:
+            db.execute(
+                "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
+                f"SELECT folder_id, uidvalidity, src_key, NULL, ?, 'waived', ? FROM messages {where}",
+                (now, text, uid, mailbox, folder),
+            )
             cur = db.execute(
-                "UPDATE messages SET status = 'waived', reason = ?, updated = ? WHERE src_uid = ? "
-                "AND status IN ('failed', 'skipped') AND folder_id IN (SELECT f.id FROM folders f JOIN mailboxes mb "
-                "ON mb.id = f.mailbox_id WHERE mb.source = ? AND f.source_path = ?)",
-                (f"not copied, decided by {who}: {reason}", time.time(), uid, mailbox, folder),
+                f"UPDATE messages SET status = 'waived', reason = ?, updated = ? {where}",
+                (text, now, uid, mailbox, folder),
             )
             return cur.rowcount
 
