@@ -1,56 +1,101 @@
-"""One registry of user actions: it drives the key bindings, the footer, the help screen and
-``--read-only`` (which hides and refuses every action that changes anything)."""
+"""One registry of user actions: it drives the key bindings, the key bar, the help screen, the command
+palette, the keymap file (``keys.toml``, by ``id``) and ``--read-only`` (which hides and refuses every
+action that changes anything)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from textual.binding import Binding
+from textual.keys import format_key
 
 
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
+    #: Stable name of the action in keys.toml and Textual's keymap (``Binding(id=)``): never rename one.
+    id: str
     action: str  # Textual action name (method action_<name> on the app or screen)
-    key: str
+    key: str  # the default key; keys.toml may replace it (see ``effective_key``)
     description: str
     #: Changes something (launches, pauses, cancels): refused in read-only mode, always confirmed.
     dangerous: bool = False
     show: bool = True
+    #: Also when a text box has the focus (only the palette: it must open from anywhere).
+    priority: bool = False
+    #: A longer explanation, for the help screen and the palette.
+    note: str = ""
+    #: The key bar's word for it, when not the description.
+    label: str = ""
 
 
 APP_ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("goto('overview')", "o", "Overview"),
-    ActionSpec("goto('readiness')", "r", "Readiness"),
-    ActionSpec("goto('mailboxes')", "m", "Mailboxes"),
-    ActionSpec("goto('log')", "l", "Log"),
-    ActionSpec("goto('user')", "u", "User"),
-    ActionSpec("command_bar", "colon", "Command", show=False),
-    ActionSpec("help", "question_mark", "Help"),
-    ActionSpec("quit", "q", "Quit"),
+    ActionSpec("overview", "goto('overview')", "o", "Overview"),
+    ActionSpec("readiness", "goto('readiness')", "r", "Readiness"),
+    ActionSpec("mailboxes", "goto('mailboxes')", "m", "Mailboxes"),
+    ActionSpec("log", "goto('log')", "l", "Log"),
+    ActionSpec("user", "goto('user')", "u", "User"),
+    ActionSpec("command_bar", "command_bar", "colon", "Command", show=False, note=":mailboxes pilot /alice"),
+    # ctrl+p, not ctrl+a/ctrl+b: those are screen's and tmux's prefixes. Shown at the key bar's right end.
+    ActionSpec(
+        "palette",
+        "command_palette",
+        "ctrl+p",
+        "Command palette",
+        show=False,
+        priority=True,
+        note="search every action by name",
+        label="palette",  # Textual's own word at the key bar's right end
+    ),
+    ActionSpec("help", "help", "question_mark", "Help"),
+    ActionSpec("quit", "quit", "q", "Quit"),
 )
 
 WAVE_ACTIONS: tuple[ActionSpec, ...] = (
-    # Not in the footer (it must fit 80 columns); listed by "?" help and shown in read-write title hints.
-    ActionSpec("launch", "L", "Launch wave", dangerous=True, show=False),
-    ActionSpec("control('pause')", "P", "Pause", dangerous=True, show=False),
-    ActionSpec("control('resume')", "R", "Resume", dangerous=True, show=False),
-    ActionSpec("control('cancel')", "C", "Cancel", dangerous=True, show=False),
-    ActionSpec("retry_failed", "F", "Retry failed items", dangerous=True, show=False),
+    # Not in the key bar (it must fit 80 columns); listed by "?" help and the palette.
+    ActionSpec("launch", "launch", "L", "Launch wave", dangerous=True, show=False),
+    ActionSpec("pause", "control('pause')", "P", "Pause", dangerous=True, show=False),
+    ActionSpec("resume", "control('resume')", "R", "Resume", dangerous=True, show=False),
+    ActionSpec("cancel", "control('cancel')", "C", "Cancel", dangerous=True, show=False),
+    ActionSpec("retry_failed", "retry_failed", "F", "Retry failed items", dangerous=True, show=False),
 )
 
 #: Actions on one failed message (the failure view).
 FAILURE_ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("retry_message", "t", "Retry (its mailbox's failed items)", dangerous=True),
-    ActionSpec("skip_message", "s", "Skip with a reason", dangerous=True),
-    ActionSpec("copy", "y", "Copy details"),
+    ActionSpec("retry_message", "retry_message", "t", "Retry (its mailbox's failed items)", dangerous=True),
+    ActionSpec("skip_message", "skip_message", "s", "Skip with a reason", dangerous=True),
+    ActionSpec("copy", "copy", "y", "Copy details"),
 )
+
+#: Where each group is bound. App bindings are live in every view, so a key may be used once across
+#: "app" and any one view's group (the keymap loader checks that).
+SCOPES: dict[str, tuple[ActionSpec, ...]] = {
+    "app": APP_ACTIONS + WAVE_ACTIONS,
+    "failure view": FAILURE_ACTIONS,
+}
 
 
 def bindings(specs: tuple[ActionSpec, ...], read_only: bool = False) -> list[Binding]:
     return [
-        Binding(s.key, s.action, s.description, show=s.show) for s in specs if not (read_only and s.dangerous)
+        Binding(s.key, s.action, s.label or s.description, show=s.show, priority=s.priority, id=s.id)
+        for s in specs
+        if not (read_only and s.dangerous)
     ]
 
 
 def all_actions() -> tuple[ActionSpec, ...]:
     return APP_ACTIONS + WAVE_ACTIONS + FAILURE_ACTIONS
+
+
+def effective_key(spec: ActionSpec, keymap: Mapping[str, str]) -> str:
+    """The key(s) the action is bound to now: the keymap's (comma-separated), else the default."""
+    return keymap.get(spec.id) or spec.key
+
+
+def display_key(keys: str) -> str:
+    """How the help screen and the palette write a key: "?" not "question_mark", "ctrl+p"."""
+    shown = []
+    for key in keys.split(","):
+        *modifiers, base = key.strip().split("+")
+        shown.append("+".join([*modifiers, format_key(base)]))
+    return " ".join(shown)

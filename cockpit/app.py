@@ -5,19 +5,26 @@ the cockpit or losing the SSH session never stops a migration, and several cockp
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import subprocess
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 
-from textual.app import App
+from textual.app import App, SystemCommand
+from textual.binding import Keymap
 from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.theme import BUILTIN_THEMES
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, all_actions, bindings
+from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, ActionSpec, all_actions, bindings, effective_key
 from cockpit.commands.run import runner_argv
 from cockpit.format import MB
 from cockpit.messages import SnapshotReady
+from cockpit.palette import CockpitCommands
 from cockpit.poller import INTERVAL, SnapshotPoller
 from cockpit.screens.dialogs import CommandBar, Confirm, HelpScreen
 from cockpit.screens.log import LogView
@@ -33,14 +40,50 @@ from runners.state.store import StateStore
 
 RATE_HISTORY = 120  # samples in the throughput sparkline (a minute at 2 Hz)
 
+#: ``--ansi``: Textual's theme made of the terminal's own 16 colours (right on any palette, over SSH).
+ANSI_THEME = "ansi-dark"
+#: NO_COLOR: every colour is dropped, so whatever colour alone showed needs an attribute: the table
+#: cursor in reverse video (bold alone is easy to miss), the cursor of an unfocused table underlined.
+NO_COLOR_THEME = dataclasses.replace(
+    BUILTIN_THEMES[ANSI_THEME],
+    name="cutover-no-color",
+    variables={
+        **BUILTIN_THEMES[ANSI_THEME].variables,
+        "block-cursor-text-style": "reverse bold",
+        "block-cursor-blurred-text-style": "underline",
+    },
+)
+
 
 class CockpitApp(App[None]):
     TITLE = "cutover"
     CSS_PATH = "cockpit.tcss"
     BINDINGS = [*bindings(APP_ACTIONS), *bindings(WAVE_ACTIONS)]
+    # The registry's actions, the views, then the system commands kept by get_system_commands.
+    COMMANDS = {CockpitCommands}
 
-    def __init__(self, plan: Plan, *, read_only: bool = False, poll: bool = True) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        read_only: bool = False,
+        poll: bool = True,
+        keys: Keymap | None = None,
+        ansi: bool = False,
+    ) -> None:
+        # Textual turns NO_COLOR into greys (still 256-colour or truecolor codes) unless the theme's
+        # colours are the terminal's own ANSI ones; then it drops every colour. So NO_COLOR implies ANSI.
+        no_color = "NO_COLOR" in os.environ  # Textual's own test: set, whatever the value
+        super().__init__(ansi_color=True if ansi or no_color else None)
+        if no_color:
+            self.register_theme(NO_COLOR_THEME)  # the cursor in reverse video: no colour to show it
+            self.theme = NO_COLOR_THEME.name
+        elif ansi:
+            self.theme = ANSI_THEME  # the terminal's own 16 colours, whatever its palette
+        #: The user's keys.toml (action id → keys); the help screen and the palette show these.
+        self.keys: dict[str, str] = dict(keys or {})
+        if self.keys:
+            self.set_keymap(self.keys)
         self.plan = plan
         self.read_only = read_only
         self.snapshot: Snapshot | None = None
@@ -133,7 +176,19 @@ class CockpitApp(App[None]):
         self.push_screen(FailureView(source, issue))
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.read_only))
+        self.push_screen(HelpScreen(self.read_only, self.keys))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Textual's palette commands worth keeping: the theme switcher (an ANSI theme over a poor SSH
+        terminal; not with NO_COLOR, which would lose the reverse-video cursor) and the screenshot (an SVG
+        for a change ticket). Quit and Keys are left out: the registry's quit and "?" help do that."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Screenshot" or (command.title == "Theme" and not self.no_color):
+                yield command
+
+    def key_of(self, spec: ActionSpec) -> str:
+        """The key(s) an action is bound to now, keys.toml included (Textual's names, comma-separated)."""
+        return effective_key(spec, self.keys)
 
     def action_command_bar(self) -> None:
         self.push_screen(CommandBar(), self._run_command)
@@ -290,8 +345,8 @@ class CockpitApp(App[None]):
         self.poke()
 
 
-def run_cockpit(plan_path: Path, read_only: bool) -> int:
+def run_cockpit(plan_path: Path, read_only: bool, *, keys: Keymap | None = None, ansi: bool = False) -> int:
     from runners.plan.loader import load_plan
 
-    CockpitApp(load_plan(plan_path), read_only=read_only).run()
+    CockpitApp(load_plan(plan_path), read_only=read_only, keys=keys, ansi=ansi).run()
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="helpdesk mode: every action that changes anything is hidden and refused",
     )
+    _display_options(tui)
 
     control = sub.add_parser(
         "control",
@@ -165,7 +167,28 @@ def _parser() -> argparse.ArgumentParser:
         help="keep the plan and state in ~/.cache/cutover/demo (else a temp dir)",
     )
     demo.add_argument("--output", choices=("text", "json"), default="text", help="output format")
+    _display_options(demo)
     return parser
+
+
+def _display_options(p: argparse.ArgumentParser) -> None:
+    """The cockpit's keys and colours (``cutover tui`` and ``cutover demo``)."""
+    p.add_argument(
+        "--keys",
+        metavar="FILE",
+        help='keymap file ([keys] launch = "ctrl+l"); default: $XDG_CONFIG_HOME/cutover/keys.toml '
+        "(~/.config/cutover/keys.toml) if it exists",
+    )
+    p.add_argument(
+        "--ansi",
+        action="store_true",
+        help="use the terminal's own 16 colours (Textual's ansi-dark theme): for SSH and poor terminals",
+    )
+    p.add_argument(
+        "--no-color",
+        action="store_true",
+        help="no colour at all, as with NO_COLOR=1 (the cursor is shown in reverse video)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -238,8 +261,12 @@ def _skip(args: argparse.Namespace) -> int:
 
 def _tui(args: argparse.Namespace) -> int:
     from cockpit.app import run_cockpit
+    from cockpit.keymap import find_keymap
 
-    return run_cockpit(Path(args.plan), read_only=args.read_only)
+    keys = find_keymap(args.keys)  # checked before the screen is taken: errors exit 2 with file:line
+    if args.no_color:
+        os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is created
+    return run_cockpit(Path(args.plan), read_only=args.read_only, keys=keys, ansi=args.ansi)
 
 
 def _control(args: argparse.Namespace) -> int:

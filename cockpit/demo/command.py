@@ -53,7 +53,11 @@ def _interactive(args: argparse.Namespace) -> int:
     from checks.history import record
     from checks.runner import run_checks, select
     from cockpit.app import CockpitApp
+    from cockpit.keymap import find_keymap
 
+    keys = find_keymap(args.keys)  # before the lab starts: a bad keymap exits 2 at once
+    if args.no_color:
+        os.environ["NO_COLOR"] = "1"
     state_dir = _prepare_kept() if args.keep else Path(tempfile.mkdtemp(prefix="cutover-demo-"))
     try:
         with Lab() as lab:
@@ -65,7 +69,7 @@ def _interactive(args: argparse.Namespace) -> int:
                 record(store, run, "all")
             finally:
                 store.close()
-            CockpitApp(plan).run()
+            CockpitApp(plan, keys=keys, ansi=args.ansi).run()
     finally:
         if not args.keep:
             shutil.rmtree(state_dir, ignore_errors=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
-from cockpit.actions import all_actions
+from cockpit.actions import all_actions, display_key, effective_key
 
 
 class Confirm(ModalScreen[bool]):
@@ -94,13 +96,17 @@ class CommandBar(ModalScreen[str]):
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every action and its key, from the same registry as the bindings; type to search."""
+    """Every action and its key, from the same registry as the bindings; type to search.
+
+    The keys shown are the ones in effect: ``keys`` is the user's keys.toml (action id → keys).
+    """
 
     BINDINGS = [Binding("escape", "dismiss", "Close")]
 
-    def __init__(self, read_only: bool) -> None:
+    def __init__(self, read_only: bool, keys: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self.read_only = read_only
+        self.keys: Mapping[str, str] = keys or {}
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help"):
@@ -120,14 +126,13 @@ class HelpScreen(ModalScreen[None]):
         table = self.query_one("#help-table", DataTable)
         table.clear()
         for spec in all_actions():
-            if needle and needle.lower() not in spec.description.lower():
+            key = display_key(effective_key(spec, self.keys))
+            if needle and needle.lower() not in f"{spec.description} {spec.id} {key}".lower():
                 continue
-            note = "changes things: confirmed" if spec.dangerous else ""
+            note = spec.note or ("changes things: confirmed" if spec.dangerous else "")
             if spec.dangerous and self.read_only:
                 note = "disabled (read-only)"
-            table.add_row(
-                spec.key.replace("question_mark", "?").replace("colon", ":"), spec.description, note
-            )
+            table.add_row(key, spec.description, note)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._fill(event.value)

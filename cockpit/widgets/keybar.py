@@ -11,6 +11,7 @@ from __future__ import annotations
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
 
@@ -60,9 +61,13 @@ class KeyBar(Widget):
         text = Text(no_wrap=True, overflow="crop", end="")
         self._spans = []
         seen: set[str] = set()
-        palette = self.app.COMMAND_PALETTE_BINDING if self.app.ENABLE_COMMAND_PALETTE else None
+        palette: tuple[str, Binding] | None = None  # shown on the right, wherever it is bound
         for key, (_node, binding, enabled, _tooltip) in self.screen.active_bindings.items():
-            if not binding.show or binding.action in seen or key == palette:
+            if binding.action == "command_palette":
+                if self.app.ENABLE_COMMAND_PALETTE and palette is None:
+                    palette = (key, binding)
+                continue
+            if not binding.show or binding.action in seen:
                 continue
             seen.add(binding.action)  # one hint per action, as the Footer does
             start = text.cell_len
@@ -70,15 +75,15 @@ class KeyBar(Widget):
             text.append(f" {self.app.get_key_display(binding)} ", key_style + dim)
             text.append(f"{binding.description} ", description_style + dim)
             self._spans.append((start, text.cell_len, key))
-        if palette is not None and palette in self.screen.active_bindings:
-            binding = self.screen.active_bindings[palette].binding
+        if palette is not None:
+            key, binding = palette
             hint = f" {self.app.get_key_display(binding)} {binding.description} "
             gap = self.size.width - text.cell_len - len(hint)
             if gap > 0:
                 text.append(" " * gap)
                 start = text.cell_len
                 text.append(hint, description_style)
-                self._spans.append((start, text.cell_len, palette))
+                self._spans.append((start, text.cell_len, key))
         return text
 
     def on_click(self, event: events.Click) -> None:
