@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
+import time
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,6 +36,7 @@ from cockpit.screens.readiness import ReadinessView
 from cockpit.screens.triage import TriageView
 from runners.engine.control import request
 from runners.plan.model import Plan
+from runners.report.launch_preview import LaunchPreview, preview_launch
 from runners.report.snapshot import MailboxQuery, MessageIssue, Snapshot
 from runners.state.store import StateStore
 
@@ -88,7 +90,8 @@ class CockpitApp(App[None]):
         self.read_only = read_only
         self.snapshot: Snapshot | None = None
         self.snapshot_interval = INTERVAL
-        self.rates: deque[float] = deque(maxlen=RATE_HISTORY)
+        self.rates: deque[float] = deque(maxlen=RATE_HISTORY)  # msg/s
+        self.mb_rates: deque[float] = deque(maxlen=RATE_HISTORY)  # MB/s
         self.current_rate = (0.0, 0.0)
         self._poller = (
             SnapshotPoller(plan, lambda s: self.post_message(SnapshotReady(s)), query=self.current_query)
@@ -144,6 +147,7 @@ class CockpitApp(App[None]):
             mbs = max(snapshot.bytes_done - previous.bytes_done, 0) / MB / seconds
             self.current_rate = (msgs, mbs)
             self.rates.append(msgs)
+            self.mb_rates.append(mbs)
         screen = self.screen
         if hasattr(screen, "show") and screen.is_mounted and not self._exit:
             with self.batch_update():
@@ -267,11 +271,18 @@ class CockpitApp(App[None]):
         shown = ", ".join(e.source for e in entries[:8]) + (
             f" and {len(entries) - 8} more" if len(entries) > 8 else ""
         )
+        preview = preview_launch(self.store, self.plan, wave)
         operations = [
             f"start `cutover run --plan {self.plan.path} --wave {wave} --detach` (runs on after the cockpit closes)",
             f"copy {len(entries)} mailbox(es): {shown}",
-            f"from {self.plan.source.address} to {self.plan.target.address}; a rerun copies only what is new",
+            f"from {self.plan.source.address} to {self.plan.target.address}",
+            launch_kind(preview),
         ]
+        if preview.running:
+            runs = ", ".join(f"#{r}" for r in preview.running)
+            operations.append(
+                f"WARNING: run {runs} of this wave is still running; this runner takes only the mailboxes it does not hold"
+            )
         typed = None if "pilot" in wave.lower() else wave
 
         def launch(confirmed: bool | None) -> None:
@@ -343,6 +354,20 @@ class CockpitApp(App[None]):
         request(self.store, action, wave=wave, mailbox=mailbox, requested_by="cockpit")
         self.notify(f"{action} requested")
         self.poke()
+
+
+def launch_kind(preview: LaunchPreview) -> str:
+    """One line saying whether this is a first (full) pass or a delta pass, and after what."""
+    if preview.kind == "full":
+        return "a full first pass: nothing of this wave has been copied yet"
+    since = ""
+    if preview.last_run is not None:
+        ended = time.strftime("%Y-%m-%d %H:%M", time.localtime(preview.last_ended or 0))
+        since = f" since run #{preview.last_run} ({preview.last_status}, ended {ended})"
+    return (
+        f"a delta pass: copies only what is new or changed{since}; {preview.messages_copied:,} messages "
+        f"({preview.bytes_copied / MB:,.1f} MB) already copied are not copied again"
+    )
 
 
 def run_cockpit(plan_path: Path, read_only: bool, *, keys: Keymap | None = None, ansi: bool = False) -> int:

@@ -30,3 +30,23 @@ def duration(seconds: float | None) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def window_left(window_hours: float | None, since: float | None, now: float | None = None) -> float | None:
+    """Seconds left in the cutover window that opened at ``since`` (None: no window or not running)."""
+    if not window_hours or since is None:
+        return None
+    return window_hours * 3600 - ((now or time.time()) - since)
+
+
+def eta_against_window(eta: float | None, left: float | None) -> tuple[str, bool]:
+    """The ETA said against the window: (text, whether the remaining copy will not fit)."""
+    if left is None:
+        return "", False
+    if left <= 0:
+        return f"window over by {duration(-left)}", True
+    if eta is None:
+        return f"window: {duration(left)} left", False
+    if eta > left:
+        return f"window: {duration(left)} left, ETA over by {duration(eta - left)}", True
+    return f"window: {duration(left)} left, fits with {duration(left - eta)} to spare", False

@@ -121,6 +121,7 @@ def test_a_full_wave_needs_its_name_typed(lab: Lab) -> None:
             await pilot.pause()
             assert isinstance(app.screen, Confirm) and app.screen.typed == "full"
             assert any("copy 1 mailbox(es): carol" in op for op in app.screen.operations)
+            assert any("a full first pass" in op for op in app.screen.operations)  # never run
             await pilot.press("y")  # a plain yes is not enough here
             await pilot.pause()
             assert isinstance(app.screen, Confirm) and not launched
@@ -136,6 +137,32 @@ def test_a_full_wave_needs_its_name_typed(lab: Lab) -> None:
             await pilot.press("enter")
             await pilot.pause()
             assert launched == ["full"]
+
+    asyncio.run(scenario())
+
+
+def test_relaunching_a_wave_says_it_is_a_delta_pass_and_what_is_already_copied(lab: Lab) -> None:
+    async def scenario() -> None:
+        app = app_for(lab)
+        app.launch_wave = lambda *a, **k: None  # type: ignore[method-assign]
+        async with app.run_test(size=(120, 40)) as pilot:
+            feed(app)
+            await pilot.pause()
+            await pilot.press("L")  # the cursor is on the pilot wave, which ran in the fixture
+            await pilot.pause()
+            assert isinstance(app.screen, Confirm)
+            (kind,) = [op for op in app.screen.operations if "pass" in op]
+            # alice's four small messages and bob's one were copied; the oversized one was refused.
+            assert kind.startswith("a delta pass: copies only what is new or changed since run #1 (partial")
+            assert "5 messages" in kind
+            assert not any("still running" in op for op in app.screen.operations)
+            await pilot.press("escape")
+            # A runner (a live process: this one) holds a run of the wave: the confirmation says so.
+            run_id = StateStore(app.plan.state_db).start_run("pilot", "delta", 1)
+            await pilot.press("L")
+            await pilot.pause()
+            assert isinstance(app.screen, Confirm)
+            assert any(f"run #{run_id} of this wave is still running" in op for op in app.screen.operations)
 
     asyncio.run(scenario())
 

@@ -106,6 +106,9 @@ master_password = "env:DST_MASTER_PW"
 
 [mailboxes]
 csv = "mailboxes.csv"
+
+[capacity]
+window_hours = 4  # the overview says how much of it is left
 """,
         encoding="utf-8",
     )
@@ -152,7 +155,7 @@ def _pilot(store: StateStore, clock: Clock) -> None:
     for name, count in (("INBOX", 40), ("Sent", 12)):
         folder = store.folder(alice, name, name, name, None)
         _copy(store, folder.id, range(1, count + 1), run_id)
-        store.folder_done(folder.id, FolderState(1, count + 1, count), 1)
+        store.folder_done(folder.id, FolderState(1, count + 1, count), 1, count * 12_000)
     store.mailbox_progress(alice, MailboxProgress(52, 624_000, 52, 624_000, 0, 0, None))
     store.release_mailbox(alice, "ok")
     store.event(run_id, "info", "mailbox", "52 copied", mailbox=MAILBOXES[0][0])
@@ -175,7 +178,7 @@ def _pilot(store: StateStore, clock: Clock) -> None:
     store.record_results(
         [("failed", None, too_big, inbox.id, 1, "31"), ("failed", None, too_big, inbox.id, 1, "32")]
     )
-    store.folder_done(inbox.id, FolderState(1, 33, 32), 1)
+    store.folder_done(inbox.id, FolderState(1, 33, 32), 1, 30 * 12_000 + 31_457_280 + 26_214_400)
     archive = store.folder(bob, "Archive.2023", "Archive/2023", "Archive/2023", None)
     _copy(store, archive.id, range(1, 9), run_id)
     store.record_unsent(
@@ -195,7 +198,7 @@ def _pilot(store: StateStore, clock: Clock) -> None:
             )
         ]
     )
-    store.folder_done(archive.id, FolderState(1, 10, 9), 1)
+    store.folder_done(archive.id, FolderState(1, 10, 9), 1, 8 * 12_000 + 4_096)
     store.folder(bob, "Trash", "Trash", "Trash", "matches exclude pattern 'Trash'")
     store.mailbox_progress(bob, MailboxProgress(41, 58_152_000, 38, 456_000, 2, 1, None))
     store.release_mailbox(bob, "partial")
@@ -382,6 +385,16 @@ def focus_issues(pilot: Pilot[Any]) -> None:
     pilot.app.screen.query_one("#issues", DataTable).focus()
 
 
+def show_state_dir_as_displayed(pilot: Pilot[Any]) -> None:
+    """The log view names the runner logs' directory: the temporary one, shown as DISPLAY_PLAN's."""
+    app = pilot.app
+    assert isinstance(app, CockpitApp)
+    label = app.screen.query_one("#log-where", Static)
+    text = str(label.content)
+    assert str(app.plan.state_dir / "logs") in text
+    label.update(text.replace(str(app.plan.state_dir), str(DISPLAY_PLAN.parent / ".cutover")))
+
+
 async def headers_read(pilot: Pilot[Any]) -> None:
     """The failure view reads the message's headers from the source in a worker (tested against
     Dovecot in test_failure_detail.py); the picture shows them as read, whatever the machine runs."""
@@ -405,7 +418,7 @@ SCENARIOS: dict[str, tuple[Step, ...]] = {
     "finding_detail": ("r", "enter"),  # the blocker, worst first
     "help": ("question_mark",),
     "launch_confirm": ("down", "L"),  # wave-2: its name must be typed
-    "log": ("l",),
+    "log": ("l", show_state_dir_as_displayed),
 }
 
 

@@ -8,6 +8,7 @@ from rich.cells import cell_len
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 
+from cockpit.format import eta_against_window, window_left
 from cockpit.widgets.fleet_table import FleetTable, fit
 from cockpit.widgets.keybar import KeyBar
 
@@ -110,3 +111,16 @@ def test_key_bar_lists_shown_bindings_once_and_clicking_a_hint_runs_it() -> None
             assert rung == ["bell"]
 
     asyncio.run(scenario())
+
+
+def test_eta_is_said_against_the_cutover_window() -> None:
+    start = 1_000_000.0
+    two_hours_in = start + 2 * 3600
+    assert window_left(None, start, two_hours_in) is None  # no window in the plan
+    assert window_left(8, None, two_hours_in) is None  # nothing running
+    left = window_left(8, start, two_hours_in)
+    assert left == 6 * 3600
+    assert eta_against_window(3600, left) == ("window: 6:00:00 left, fits with 5:00:00 to spare", False)
+    assert eta_against_window(7 * 3600, left) == ("window: 6:00:00 left, ETA over by 1:00:00", True)
+    assert eta_against_window(None, left) == ("window: 6:00:00 left", False)  # no throughput yet
+    assert eta_against_window(60, window_left(1, start, two_hours_in)) == ("window over by 1:00:00", True)

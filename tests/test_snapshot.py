@@ -55,7 +55,21 @@ def test_snapshot_and_detail_after_a_run_with_problems(
     detail = mailbox_detail(store, "alice")
     folders = {f.source: f for f in detail.folders}
     assert folders["INBOX"].copied == 5 and folders["INBOX"].failed == 1
+    # Bytes, source against target: the source's six messages, the five on the target (byte for byte).
+    source_sizes, target_sizes = sorted(inbox_sizes(source_dovecot)), inbox_sizes(target)
+    assert folders["INBOX"].source_messages == 6 and folders["INBOX"].source_bytes == sum(source_sizes)
+    assert folders["INBOX"].copied_bytes == sum(target_sizes) == sum(source_sizes[:5])
+    assert folders["Locked"].source_bytes is None  # never listed: its pass failed
     assert folders["Locked"].error is not None and "[SERVERBUG]" in folders["Locked"].error
     (issue,) = detail.issues
     assert issue.folder == "INBOX" and issue.uid == 6 and issue.status == "failed"
     assert issue.reason is not None and "Mail size is larger than the maximum size" in issue.reason
+
+
+def inbox_sizes(server: DovecotServer) -> list[int]:
+    """RFC822.SIZE of every message in alice's INBOX, as the server reports it."""
+    with imapfill.connect(server, "alice") as client:
+        client.select_folder("INBOX", readonly=True)
+        return [
+            int(data[b"RFC822.SIZE"]) for data in client.fetch(client.search("ALL"), ["RFC822.SIZE"]).values()
+        ]

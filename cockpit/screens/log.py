@@ -6,7 +6,7 @@ import time
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Header, RichLog
+from textual.widgets import Header, RichLog, Static
 
 from cockpit.screens.base import View
 from cockpit.widgets.keybar import KeyBar
@@ -25,6 +25,12 @@ class LogView(View):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static(
+            f"the last {MAX_LINES:,} events; every event stays in the state store and each runner's full "
+            f"log in {self.cockpit.plan.state_dir / 'logs'}",
+            id="log-where",
+            markup=False,
+        )
         yield RichLog(id="log", max_lines=MAX_LINES, wrap=True, markup=False)
         yield KeyBar()
 

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from cockpit.actions import FAILURE_ACTIONS, bindings
+from cockpit.format import MB
 from cockpit.screens.base import TextView, View
 from cockpit.screens.dialogs import ReasonPrompt
 from cockpit.widgets.keybar import KeyBar
@@ -52,10 +53,12 @@ class MailboxView(View):
     def on_mount(self) -> None:
         folders = self.query_one("#folders", DataTable)
         for label, width in (
-            ("folder", 28),
-            ("target", 24),
+            ("folder", 24),
+            ("target", 20),
             ("source msgs", 11),
+            ("source MB", 9),
             ("copied", 7),
+            ("copied MB", 9),
             ("skipped", 7),
             ("failed", 6),
             ("pending", 7),
@@ -99,8 +102,10 @@ class MailboxView(View):
                 cells = (
                     f.source,
                     f.target,
-                    "-" if f.source_messages is None else str(f.source_messages),
-                    str(f.copied),
+                    "-" if f.source_messages is None else f"{f.source_messages:,}",
+                    "-" if f.source_bytes is None else f"{f.source_bytes / MB:,.1f}",
+                    f"{f.copied:,}",
+                    f"{f.copied_bytes / MB:,.1f}",
                     str(f.skipped),
                     str(f.failed),
                     str(f.pending),

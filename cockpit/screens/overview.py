@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Sparkline, Static
 
-from cockpit.format import bar, duration
+from cockpit.format import bar, duration, eta_against_window, window_left
 from cockpit.screens.base import View
 from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import Snapshot
@@ -23,7 +23,9 @@ class OverviewView(View):
             yield Static("", id="readiness", markup=False)
             yield DataTable(id="waves", cursor_type="row", zebra_stripes=True)
             yield Static("", id="throughput", markup=False)
-            yield Sparkline([], id="rates")
+            with Horizontal(id="graphs"):
+                yield Sparkline([], id="rates")
+                yield Sparkline([], id="mb-rates")
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -62,20 +64,22 @@ class OverviewView(View):
                     table.update_cell(wave.name, column, value)
             else:
                 table.add_row(*cells, key=wave.name)
-        rates = self.cockpit.rates
         # One sample draws as a full bar: wait for two, so no throughput never looks like the peak.
+        rates, mb_rates = self.cockpit.rates, self.cockpit.mb_rates
         self.query_one("#rates", Sparkline).data = list(rates) if len(rates) > 1 else []
+        self.query_one("#mb-rates", Sparkline).data = list(mb_rates) if len(mb_rates) > 1 else []
         msgs, mbs = self.cockpit.current_rate
         remaining = sum(w.messages_total - w.messages_done for w in snapshot.waves if w.running)
-        eta = duration(remaining / msgs) if msgs > 0 and remaining else "-"
+        eta = remaining / msgs if msgs > 0 and remaining else None
         failures = sum(w.failed for w in snapshot.waves)
-        self.query_one("#throughput", Static).update(
-            f"throughput {msgs:,.0f} msg/s  {mbs:,.1f} MB/s   ETA {eta}   failures {failures}"
-            + (
-                f"   window {self.cockpit.plan.readiness.capacity.window_hours:g} h"
-                if self.cockpit.plan.readiness.capacity.window_hours
-                else ""
-            )
+        started = [w.running_since for w in snapshot.waves if w.running_since is not None]
+        left = window_left(self.cockpit.plan.readiness.capacity.window_hours, min(started, default=None))
+        against, late = eta_against_window(eta, left)
+        throughput = self.query_one("#throughput", Static)
+        throughput.set_class(late, "-late")
+        throughput.update(
+            f"throughput {msgs:,.0f} msg/s (left graph)  {mbs:,.1f} MB/s (right)   ETA {duration(eta)}   "
+            f"failures {failures}" + (f"   {against}" if against else "")
         )
 
     @staticmethod

@@ -366,7 +366,8 @@ class MailboxJob:
         skipped, flag_changes = plan.skipped, plan.flag_changes
         # Messages that dropped the connection earlier in this run stay failed until the next run.
         todo = [m for m in plan.todo if m.uid not in self._poisoned]
-        self._contribute(report, len(metas), sum(m.size for m in metas if m.size > 0), plan.present)
+        source_bytes = sum(m.size for m in metas if m.size > 0)
+        self._contribute(report, len(metas), source_bytes, plan.present)
         if skipped:
             self.store.record_unsent(
                 (
@@ -448,7 +449,7 @@ class MailboxJob:
             self.store.drop_superseded(folder_id)
         if not self.retry_failed:
             # A retry pass left new messages aside: recording this state would hide them from the next pass.
-            self.store.folder_done(folder_id, state, None)
+            self.store.folder_done(folder_id, state, None, source_bytes)
         else:
             self.store.folder_error(folder_id, None)
 

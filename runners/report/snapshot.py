@@ -256,7 +256,9 @@ class FolderDetail:
     source: str
     target: str
     source_messages: int | None  # as of the last completed pass
+    source_bytes: int | None  # the same pass
     copied: int
+    copied_bytes: int
     skipped: int
     failed: int
     pending: int
@@ -300,8 +302,10 @@ class MailboxDetail:
 def mailbox_detail(store: StateStore, source: str) -> MailboxDetail:
     """Folders with their ledger counts, and every message not copied with its reason."""
     folders = store.query(
-        "SELECT f.id, f.source_path, f.target_name, f.messages, f.excluded, f.error, "
-        "COALESCE(SUM(m.status = 'copied'), 0) AS copied, COALESCE(SUM(m.status = 'skipped'), 0) AS skipped, "
+        "SELECT f.id, f.source_path, f.target_name, f.messages, f.bytes, f.excluded, f.error, "
+        "COALESCE(SUM(m.status = 'copied'), 0) AS copied, "
+        "COALESCE(SUM(CASE WHEN m.status = 'copied' THEN m.size END), 0) AS copied_bytes, "
+        "COALESCE(SUM(m.status = 'skipped'), 0) AS skipped, "
         "COALESCE(SUM(m.status = 'failed'), 0) AS failed, COALESCE(SUM(m.status = 'pending'), 0) AS pending "
         "FROM folders f JOIN mailboxes mb ON mb.id = f.mailbox_id LEFT JOIN messages m ON m.folder_id = f.id "
         "WHERE mb.source = ? GROUP BY f.id ORDER BY f.source_path",
@@ -321,7 +325,9 @@ def mailbox_detail(store: StateStore, source: str) -> MailboxDetail:
                 r["source_path"],
                 r["target_name"],
                 r["messages"],
+                r["bytes"],
                 r["copied"],
+                r["copied_bytes"],
                 r["skipped"],
                 r["failed"],
                 r["pending"],

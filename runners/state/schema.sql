@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS folders (
     uidvalidity        INTEGER,
     uidnext            INTEGER,
     messages           INTEGER,
+    bytes              INTEGER,            -- the source folder's size as of that pass
     highestmodseq      INTEGER,
     target_uidvalidity INTEGER,
     error              TEXT,
