@@ -39,10 +39,12 @@ def window_left(window_hours: float | None, since: float | None, now: float | No
     return window_hours * 3600 - ((now or time.time()) - since)
 
 
-def eta_against_window(eta: float | None, left: float | None) -> tuple[str, bool]:
+def eta_against_window(
+    eta: float | None, left: float | None, window_hours: float | None = None
+) -> tuple[str, bool]:
     """The ETA said against the window: (text, whether the remaining copy will not fit)."""
-    if left is None:
-        return "", False
+    if left is None:  # nothing running: the window's length, as planned
+        return (f"window {window_hours:g} h" if window_hours else ""), False
     if left <= 0:
         return f"window over by {duration(-left)}", True
     if eta is None:

@@ -118,6 +118,8 @@ def test_eta_is_said_against_the_cutover_window() -> None:
     two_hours_in = start + 2 * 3600
     assert window_left(None, start, two_hours_in) is None  # no window in the plan
     assert window_left(8, None, two_hours_in) is None  # nothing running
+    assert eta_against_window(None, None, 8) == ("window 8 h", False)  # planned, nothing running
+    assert eta_against_window(None, None, None) == ("", False)
     left = window_left(8, start, two_hours_in)
     assert left == 6 * 3600
     assert eta_against_window(3600, left) == ("window: 6:00:00 left, fits with 5:00:00 to spare", False)

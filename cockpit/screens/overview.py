@@ -73,8 +73,8 @@ class OverviewView(View):
         eta = remaining / msgs if msgs > 0 and remaining else None
         failures = sum(w.failed for w in snapshot.waves)
         started = [w.running_since for w in snapshot.waves if w.running_since is not None]
-        left = window_left(self.cockpit.plan.readiness.capacity.window_hours, min(started, default=None))
-        against, late = eta_against_window(eta, left)
+        window = self.cockpit.plan.readiness.capacity.window_hours
+        against, late = eta_against_window(eta, window_left(window, min(started, default=None)), window)
         throughput = self.query_one("#throughput", Static)
         throughput.set_class(late, "-late")
         throughput.update(
