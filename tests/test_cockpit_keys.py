@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cockpit_snapshots import T0, Clock, build_state, write_plan
+from test_cockpit_snapshots import built_plan
 from textual.command import CommandList, CommandPalette
 from textual.filter import NoColor
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-import runners.state.store as store_module
 from cockpit.actions import APP_ACTIONS, FAILURE_ACTIONS, WAVE_ACTIONS, all_actions, display_key
 from cockpit.app import ANSI_THEME, NO_COLOR_THEME, CockpitApp
 from cockpit.cli import main
@@ -32,12 +31,7 @@ DANGEROUS = {s.description for s in all_actions() if s.dangerous}
 
 @pytest.fixture(scope="module")
 def plan_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = write_plan(tmp_path_factory.mktemp("cockpit-keys"))
-    clock = Clock(T0)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "time", clock)
-        build_state(load_plan(path), clock)
-    return path
+    return built_plan(tmp_path_factory.mktemp("cockpit-keys"))
 
 
 def cockpit(plan_path: Path, **options: Any) -> CockpitApp:

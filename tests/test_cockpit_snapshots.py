@@ -318,14 +318,19 @@ def _readiness(store: StateStore, clock: Clock) -> None:
     record(store, CheckRun("pre", outcomes, started=clock.now, seconds=4.2), "all")
 
 
-@pytest.fixture(scope="module")
-def plan_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = write_plan(tmp_path_factory.mktemp("cockpit-snapshots"))
+def built_plan(root: Path) -> Path:
+    """The plan and its state store as the pictures show them (every timestamp from the clock)."""
+    path = write_plan(root)
     clock = Clock(T0)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(store_module, "time", clock)
         build_state(load_plan(path), clock)
     return path
+
+
+@pytest.fixture(scope="module")
+def plan_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return built_plan(tmp_path_factory.mktemp("cockpit-snapshots"))
 
 
 @pytest.fixture

@@ -56,13 +56,18 @@ def twice(lab: Lab) -> None:
         assert code == 1 and summary["totals"]["failed"] == 2 and summary["totals"]["skipped"] == 1, summary
 
 
+def filled_lab(tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: object) -> Lab:
+    """alice's messages on the source; a target refusing over 1 MB; the plan skipping over 3 MB."""
+    target = dovecot_factory(quota_max_mail_size="1M")  # type: ignore[operator]
+    fill(source_dovecot)
+    return make_lab(tmp_path / "lab", source_dovecot, target, target_extra="max_message_bytes = 3000000")
+
+
 @pytest.fixture
 def failing_lab(
     tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: object, monkeypatch: pytest.MonkeyPatch
 ) -> Lab:
-    target = dovecot_factory(quota_max_mail_size="1M")  # type: ignore[operator]
-    fill(source_dovecot)
-    lab = make_lab(tmp_path / "lab", source_dovecot, target, target_extra="max_message_bytes = 3000000")
+    lab = filled_lab(tmp_path, source_dovecot, dovecot_factory)
     twice(lab)
     monkeypatch.setenv("SRC_MASTER_PW", source_dovecot.master_password)  # for in-process peeks
     return lab
@@ -167,9 +172,7 @@ def test_unreachable_source_and_unknown_mailbox_give_text(failing_lab: Lab) -> N
 def test_pop3_source_reads_the_header_by_uidl_with_top(
     tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = dovecot_factory(quota_max_mail_size="1M")  # type: ignore[operator]
-    fill(source_dovecot)
-    lab = make_lab(tmp_path / "lab", source_dovecot, target, target_extra="max_message_bytes = 3000000")
+    lab = filled_lab(tmp_path, source_dovecot, dovecot_factory)
     rewrite_table(
         lab.plan,
         "source",
@@ -192,10 +195,8 @@ def test_pop3_source_reads_the_header_by_uidl_with_top(
 def test_maildir_source_reads_the_files_header(
     tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: object
 ) -> None:
-    target = dovecot_factory(quota_max_mail_size="1M")  # type: ignore[operator]
-    fill(source_dovecot)
+    lab = filled_lab(tmp_path, source_dovecot, dovecot_factory)
     root = str(source_dovecot.maildir("alice")).replace("/alice/", "/{user}/")
-    lab = make_lab(tmp_path / "lab", source_dovecot, target, target_extra="max_message_bytes = 3000000")
     rewrite_table(lab.plan, "source", lambda _: f'[source]\ntype = "maildir"\npath = "{root}"\n\n')
     twice(lab)
     by_id = issues(lab)
@@ -307,19 +308,21 @@ def test_failure_view_shows_the_subject_once_read_and_the_history(failing_lab: L
     assert "run 1  failed" in shown and "run 2  failed" in shown
 
 
+def silent_source(lab: Lab) -> socket.socket:
+    """A listening socket that never says a word, made the plan's source."""
+    stall = socket.create_server(("127.0.0.1", 0))
+    port = stall.getsockname()[1]
+    rewrite_table(lab.plan, "source", lambda t: t.replace(f"port = {lab.source.imap_port}", f"port = {port}"))
+    return stall
+
+
 def test_failure_view_stays_responsive_while_the_source_stalls(failing_lab: Lab) -> None:
     """A source that accepts and never answers: the view says it is reading, the UI goes on, and when
     the connection ends the reason replaces the placeholder."""
     from cockpit.app import CockpitApp
     from cockpit.screens.mailbox import FailureView
 
-    stall = socket.create_server(("127.0.0.1", 0))
-    port = stall.getsockname()[1]
-    rewrite_table(
-        failing_lab.plan,
-        "source",
-        lambda t: t.replace(f"port = {failing_lab.source.imap_port}", f"port = {port}"),
-    )
+    stall = silent_source(failing_lab)
     issue = issues(failing_lab)["<raw8@example.test>"]
 
     async def scenario() -> tuple[str, str]:
@@ -354,13 +357,7 @@ def test_quitting_while_the_source_stalls_does_not_wait_for_it(failing_lab: Lab)
     from cockpit.app import CockpitApp
     from cockpit.screens.mailbox import FailureView
 
-    stall = socket.create_server(("127.0.0.1", 0))
-    port = stall.getsockname()[1]
-    rewrite_table(
-        failing_lab.plan,
-        "source",
-        lambda t: t.replace(f"port = {failing_lab.source.imap_port}", f"port = {port}"),
-    )
+    stall = silent_source(failing_lab)
     issue = issues(failing_lab)["<raw8@example.test>"]
     connections: list[socket.socket] = []  # held open (silent) until the cockpit has quit
 
