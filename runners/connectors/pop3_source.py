@@ -193,6 +193,16 @@ class Pop3Source:
         if retrieved:
             self._command("RSET", "RSET")
 
+    def headers(self, key: str) -> bytes | None:
+        """The header block of the message with UIDL ``key`` (TOP n 0: nothing is marked read), or
+        None when no message has that UIDL any more."""
+        if self._numbers is None:
+            self.list_messages(INBOX_FOLDER)
+        found = (self._numbers or {}).get(key)
+        if found is None:
+            return None
+        return self._long_command(f"TOP {found[0]} 0", "TOP")
+
     def close(self) -> None:
         """RSET (forget anything the server meant to commit), QUIT, close; never raises."""
         if self._closed:

@@ -25,7 +25,7 @@ from runners.connectors.base import SourceSession
 from runners.connectors.imap_common import select_state
 from runners.connectors.imap_source import ImapSource
 from runners.connectors.maildir_source import MaildirSource
-from runners.connectors.pop3_source import INBOX_FOLDER, Pop3Source
+from runners.connectors.pop3_source import Pop3Source
 from runners.engine.sessions import open_source, user_password
 from runners.errors import MigrationError
 from runners.imap.parse import fetch_meta
@@ -110,14 +110,10 @@ def _imap(source: ImapSource, ref: MessageRef) -> MessageHeaders | str:
 
 
 def _pop3(source: Pop3Source, ref: MessageRef) -> MessageHeaders | str:
-    _, metas = source.list_messages(INBOX_FOLDER)
-    number = next((m.uid for m in metas if m.key == ref.key), None)
-    if number is None:
+    block = source.headers(ref.key)
+    if block is None:
         return f"UIDL {ref.key} is no longer on the source (deleted since the run?)"
-    command = f"TOP {number} 0"
-    # Pop3Source has no public TOP; its command and multi-line readers keep every byte as sent.
-    source._command(command, command)
-    return parse_headers(source._read_multiline(command))
+    return parse_headers(block)
 
 
 def _maildir(source: MaildirSource, ref: MessageRef) -> MessageHeaders | str:
