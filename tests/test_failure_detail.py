@@ -239,6 +239,11 @@ def test_every_attempt_is_kept_with_the_servers_words(failing_lab: Lab) -> None:
     # Copied messages write no history: only the three that weren't copied have rows.
     count = store.query("SELECT COUNT(DISTINCT src_key) AS n FROM message_attempts")[0]["n"]
     assert count == 3
+    # `cutover status --failures` carries the same history, for scripts and tickets.
+    rows = {r["uid"]: r for r in failing_lab.status("--failures")["not_copied"]}
+    assert [a["status"] for a in rows[skipped.uid]["history"]] == ["skipped", "skipped", "waived"]
+    assert [a["run_id"] for a in rows[issue.uid]["history"]] == runs
+    assert all(TOO_BIG in (a["reason"] or "") for a in rows[issue.uid]["history"])
 
 
 def test_a_store_made_before_the_history_gets_it_on_open(tmp_path: Path) -> None:

@@ -61,18 +61,36 @@ def status_data(
         "folder_errors": [dict(r) for r in folder_errors],
     }
     if failures:
-        data["not_copied"] = [
-            dict(r)
-            for r in store.query(
-                "SELECT mb.source AS mailbox, f.source_path AS folder, m.uidvalidity, m.src_uid AS uid, m.size, "
-                "m.internaldate, m.status, m.reason, m.attempts FROM messages m JOIN folders f ON f.id = m.folder_id "
-                f"JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE m.status != 'copied' AND {clause} "
-                "ORDER BY mb.source, f.source_path, m.src_uid",
-                params,
-            )
-        ]
+        data["not_copied"] = _not_copied(store, clause, params)
     store.close()
     return data
+
+
+def _not_copied(store: StateStore, clause: str, params: Sequence[object]) -> list[dict[str, Any]]:
+    """Every message not copied, each with its attempts (run, time, outcome, the server's words)."""
+    history: dict[tuple[int, int, str], list[dict[str, Any]]] = {}
+    for a in store.query(
+        "SELECT a.folder_id, a.uidvalidity, a.src_key, a.run_id, a.at, a.status, a.reason "
+        "FROM message_attempts a JOIN folders f ON f.id = a.folder_id JOIN mailboxes mb ON mb.id = f.mailbox_id "
+        f"WHERE {clause} ORDER BY a.id",
+        params,
+    ):
+        attempt = {"run_id": a["run_id"], "at": a["at"], "status": a["status"], "reason": a["reason"]}
+        history.setdefault((a["folder_id"], a["uidvalidity"], a["src_key"]), []).append(attempt)
+    rows = store.query(
+        "SELECT mb.source AS mailbox, f.source_path AS folder, m.folder_id, m.uidvalidity, m.src_key, "
+        "m.src_uid AS uid, m.size, m.internaldate, m.status, m.reason, m.attempts FROM messages m "
+        "JOIN folders f ON f.id = m.folder_id "
+        f"JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE m.status != 'copied' AND {clause} "
+        "ORDER BY mb.source, f.source_path, m.src_uid",
+        params,
+    )
+    out = []
+    for r in rows:
+        row = dict(r)
+        row["history"] = history.get((row.pop("folder_id"), r["uidvalidity"], row.pop("src_key")), [])
+        out.append(row)
+    return out
 
 
 def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
