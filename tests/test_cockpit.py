@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from corpus import message
-from lab import Lab, make_lab
+from lab import Lab, make_lab, wait_for
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
@@ -167,7 +167,8 @@ def test_relaunching_a_wave_says_it_is_a_delta_pass_and_what_is_already_copied(l
     asyncio.run(scenario())
 
 
-def test_pause_from_the_mailboxes_view_is_sent_through_the_store(lab: Lab) -> None:
+@pytest.mark.parametrize(("key", "action"), [("P", "pause"), ("R", "resume"), ("C", "cancel")])
+def test_control_from_the_mailboxes_view_is_sent_through_the_store(lab: Lab, key: str, action: str) -> None:
     async def scenario() -> None:
         app = app_for(lab)
         async with app.run_test(size=(120, 40)) as pilot:
@@ -176,13 +177,13 @@ def test_pause_from_the_mailboxes_view_is_sent_through_the_store(lab: Lab) -> No
             await pilot.pause()
             feed(app)
             await pilot.pause()
-            await pilot.press("P")
+            await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, Confirm)
             await pilot.press("y")
             await pilot.pause()
         rows = StateStore(app.plan.state_db).query("SELECT action, mailbox, requested_by FROM controls")
-        assert [(r["action"], r["requested_by"]) for r in rows] == [("pause", "cockpit")]
+        assert [(r["action"], r["requested_by"]) for r in rows] == [(action, "cockpit")]
         assert rows[0]["mailbox"] in ("alice", "carol")
 
     asyncio.run(scenario())
@@ -277,3 +278,121 @@ def test_skip_a_failed_message_with_a_reason_from_its_failure_view(lab: Lab) -> 
     asyncio.run(scenario(read_only=False))
     (row,) = store.query("SELECT status, reason FROM messages WHERE status = 'waived'")
     assert row["reason"] == "not copied, decided by cockpit: archived"
+
+
+def secrets_in_env(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner the cockpit starts inherits the environment, as from an operator's shell."""
+    for name, value in lab.env.items():
+        if name.endswith("_MASTER_PW"):
+            monkeypatch.setenv(name, value)
+
+
+def test_a_wave_launched_from_the_cockpit_runs_on_after_it_closes(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets_in_env(lab, monkeypatch)
+    imapfill.append(lab.source, "bob", "INBOX", message("arrived after the pilot"))
+    store = StateStore(load_plan(lab.plan).state_db)
+
+    async def launch_and_quit() -> None:
+        app = CockpitApp(load_plan(lab.plan), poll=False)  # the real launch: a detached runner
+        async with app.run_test(size=(120, 40)) as pilot:
+            feed(app)
+            await pilot.press("L")  # the pilot wave, under the cursor
+            await pilot.pause()
+            await pilot.press("y")
+            await pilot.pause()
+            await pilot.press("q")  # the cockpit goes away at once
+
+    asyncio.run(launch_and_quit())
+    wait_for(lambda: store.query("SELECT status FROM runs WHERE id = 2 AND status != 'running'"), 60)
+    (run,) = store.query("SELECT wave, kind, status FROM runs WHERE id = 2")
+    assert (run["wave"], run["kind"], run["status"]) == ("pilot", "delta", "partial")  # alice's big one
+    subjects = [
+        b.split(b"Subject: ")[1].split(b"\r\n")[0]
+        for b, _, _ in imapfill.folder_snapshot(lab.target, "bob")["INBOX"]
+    ]
+    assert subjects.count(b"arrived after the pilot") == 1  # the delta pass copied it, once
+
+    # Two cockpits opened now see the same thing: they read one store.
+    snapshots = [take(StateStore(load_plan(lab.plan).state_db), load_plan(lab.plan)) for _ in range(2)]
+    assert snapshots[0].waves == snapshots[1].waves and snapshots[0].waves[0].last_run_status == "partial"
+
+
+def test_retry_failed_items_from_a_mailbox_runs_a_real_retry(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runners.report.snapshot import mailbox_detail, message_history
+
+    secrets_in_env(lab, monkeypatch)
+    store = StateStore(load_plan(lab.plan).state_db)
+
+    async def retry() -> None:
+        app = CockpitApp(load_plan(lab.plan), poll=False)
+        async with app.run_test(size=(160, 48)) as pilot:
+            app.open_mailbox("alice")
+            await pilot.pause()
+            await pilot.press("F")
+            await pilot.pause()
+            assert isinstance(app.screen, Confirm)
+            assert any("--retry-failed --mailbox alice" in op for op in app.screen.operations)
+            await pilot.press("y")
+            await pilot.pause()
+
+    asyncio.run(retry())
+    wait_for(lambda: store.query("SELECT 1 FROM runs WHERE kind = 'retry' AND status != 'running'"), 60)
+    (issue,) = mailbox_detail(store, "alice").issues
+    history = message_history(store, "alice", issue.folder, issue.uid)
+    # Tried again by the retry run, refused again by the target's size limit, in its own words.
+    assert [a.status for a in history] == ["failed", "failed"] and issue.attempts == 2
+    assert "Mail size is larger than the maximum size" in (history[-1].reason or "")
+
+
+def test_command_bar_log_help_search_and_copy(lab: Lab) -> None:
+    from textual.widgets import DataTable, RichLog
+
+    from cockpit.screens.dialogs import HelpScreen
+    from cockpit.screens.log import LogView
+    from runners.report.snapshot import mailbox_detail
+
+    async def scenario() -> None:
+        app = app_for(lab)
+        async with app.run_test(size=(160, 48)) as pilot:
+            feed(app)
+            await pilot.press("colon", *":mailboxes pilot /ali"[1:], "enter")
+            await pilot.pause()
+            feed(app)
+            await pilot.pause()
+            assert isinstance(app.screen, MailboxesView)
+            assert (app.screen.wave, app.screen.filter) == ("pilot", "ali")
+            assert app.screen.query_one(FleetTable).keys == ("alice",)
+
+            await pilot.press("l")
+            await pilot.pause()
+            feed(app)
+            await pilot.pause()
+            assert isinstance(app.screen, LogView)
+            shown = " ".join(line.text for line in app.screen.query_one(RichLog).lines)
+            assert "full pass of wave pilot: 2 mailbox(es)" in shown and "run 1 partial" in shown
+            assert "alice INBOX: UID 5" in shown and "maximum size allowed by server" in shown
+
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press(*"pause")
+            await pilot.pause()
+            table = app.screen.query_one("#help-table", DataTable)
+            shown = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+            assert shown == ["Pause"]
+            await pilot.press("escape")
+            await pilot.pause()
+
+            (issue,) = mailbox_detail(app.store, "alice").issues
+            app.open_failure("alice", issue)
+            await pilot.pause()
+            await pilot.press("y")  # OSC 52: the terminal's clipboard, over SSH and tmux too
+            await pilot.pause()
+            assert "Mail size is larger than the maximum size" in app.clipboard
+            assert "UID       5" in app.clipboard and "mailbox   alice" in app.clipboard
+
+    asyncio.run(scenario())
