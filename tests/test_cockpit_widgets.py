@@ -22,12 +22,13 @@ def rows(names: list[str], state: str = "running") -> list[tuple[str, tuple[str,
 class TableApp(App[None]):
     BINDINGS = [Binding("x", "bell", "Ring"), Binding("z", "hidden", "Hidden", show=False)]  # noqa: RUF012
 
-    def __init__(self) -> None:
+    def __init__(self, columns: tuple[tuple[str, int], ...] = COLUMNS) -> None:
         super().__init__()
+        self.columns = columns
         self.selected: list[str] = []
 
     def compose(self) -> ComposeResult:
-        yield FleetTable(COLUMNS, id="t")
+        yield FleetTable(self.columns, id="t")
         yield KeyBar()
 
     def on_fleet_table_row_selected(self, event: FleetTable.RowSelected) -> None:
@@ -70,6 +71,36 @@ def test_cursor_follows_its_row_across_reorders_and_scrolls_into_view() -> None:
             await pilot.press("enter")
             await pilot.pause()
             assert app.selected == [table.cursor_key]
+
+    asyncio.run(scenario())
+
+
+def test_left_and_right_scroll_a_column_at_a_time_on_a_narrow_terminal() -> None:
+    async def scenario() -> None:
+        app = TableApp((("mailbox", 12), ("state", 7), ("error", 30)))
+        async with app.run_test(size=(12, 10)) as pilot:  # far narrower than the 55-cell rows
+            table = app.query_one(FleetTable)
+            table.set_rows([("alice", ("alice", "failed", "NO [AUTHENTICATIONFAILED]"))])
+            await pilot.pause()
+            assert "failed" not in table.render_line(1).text
+            await pilot.press("right")
+            await pilot.pause()
+            assert table.scroll_x == 14  # the second column: " " + 12 cells + " " before it
+            assert table.render_line(0).text.split()[0] == "state"
+            assert table.render_line(1).text.split()[0] == "failed"
+            await pilot.press("right")  # the third column
+            await pilot.pause()
+            assert table.scroll_x == 23
+            await pilot.press("right", "right", "right")  # then a screen at a time, to the end
+            await pilot.pause()
+            assert table.scroll_x == table.max_scroll_x == 55 - 12
+            assert "ILED]" in table.render_line(1).text  # the end of the error
+            await pilot.press("left", "left")
+            await pilot.pause()
+            assert table.scroll_x == 14
+            await pilot.press("left")
+            await pilot.pause()
+            assert table.scroll_x == 0 and table.render_line(1).text.split()[0] == "alice"
 
     asyncio.run(scenario())
 

@@ -47,6 +47,9 @@ class FleetTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "cursor_to(0)", "First", show=False),
         Binding("end", "cursor_to(-1)", "Last", show=False),
+        # At 80 columns the right-hand columns (the error) are off screen: a column at a time.
+        Binding("left", "column(-1)", "Left", show=False),
+        Binding("right", "column(1)", "Right", show=False),
     ]
     COMPONENT_CLASSES = {"fleet-table--header", "fleet-table--cursor", "fleet-table--even-row"}
     DEFAULT_CSS = """
@@ -186,6 +189,20 @@ class FleetTable(ScrollView, can_focus=True):
 
     def action_cursor_to(self, row: int) -> None:
         self.move_cursor(row if row >= 0 else len(self._keys) - 1)
+
+    def action_column(self, delta: int) -> None:
+        """Scroll sideways to the start of the previous or next column (scroll_to keeps it in range)."""
+        starts, x = [0], 0
+        for _, width in self.columns[:-1]:
+            x += width + 2
+            starts.append(x)
+        current = round(self.scroll_x)
+        width = self.scrollable_content_region.width
+        if delta > 0:  # past the last column's start, a screen at a time through it (a long error)
+            target = next((start for start in starts if start > current), current + width)
+        else:
+            target = next((start for start in reversed(starts) if start < current), 0)
+        self.scroll_to(x=target, animate=False, immediate=True)
 
     def action_select(self) -> None:
         if self.cursor_key is not None:
