@@ -28,7 +28,7 @@ COLUMNS = (
     ("skipped", 7),
     ("folder", 14),
     ("active", 6),
-    ("error", 40),
+    ("error", 100),  # the server's words: ←/→ reach them at any width
 )
 NOT_OK = "!ok"
 
