@@ -396,3 +396,48 @@ def test_command_bar_log_help_search_and_copy(lab: Lab) -> None:
             assert "UID       5" in app.clipboard and "mailbox   alice" in app.clipboard
 
     asyncio.run(scenario())
+
+
+def test_filter_sort_and_esc_going_back_one_step_at_a_time(lab: Lab) -> None:
+    async def scenario() -> None:
+        app = app_for(lab)
+        async with app.run_test(size=(160, 48)) as pilot:
+            feed(app)
+            await pilot.press("m")
+            await pilot.pause()
+            feed(app)
+            await pilot.pause()
+            view = app.screen
+            assert isinstance(view, MailboxesView)
+            table = view.query_one(FleetTable)
+            assert table.keys == ("alice",)  # "not OK": bob is done, carol's wave never ran
+            await pilot.press("slash", "enter")  # an empty filter: every mailbox
+            feed(app)
+            await pilot.pause()
+            assert table.keys == ("alice", "bob", "carol")
+            with StateStore(app.plan.state_db).transaction() as db:  # as a runner would record it
+                db.execute("UPDATE mailboxes SET failed = 3 WHERE source = 'bob'")
+            await pilot.press("s")  # mailbox → failed
+            feed(app)
+            await pilot.pause()
+            assert view.sort_key == "failed"
+            assert table.keys == ("bob", "alice", "carol")  # most failures first
+            await pilot.press("slash", *"bo", "enter")
+            feed(app)
+            await pilot.pause()
+            assert table.keys == ("bob",)
+            await pilot.press("slash")
+            await pilot.pause()
+            assert view.query_one("#filter").display
+            await pilot.press("escape")  # 1: closes the filter box, the filter stays
+            await pilot.pause()
+            assert not view.query_one("#filter").display and view.filter == "bo"
+            await pilot.press("escape")  # 2: clears the filter, back to "not OK"
+            feed(app)
+            await pilot.pause()
+            assert app.screen is view and table.keys == ("bob", "alice")  # bob now has failures
+            await pilot.press("escape")  # 3: back to where we came from
+            await pilot.pause()
+            assert isinstance(app.screen, OverviewView)
+
+    asyncio.run(scenario())
