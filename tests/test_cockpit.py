@@ -10,6 +10,7 @@ from corpus import message
 from lab import Lab, make_lab, wait_for
 from servers import imapfill
 from servers.dovecot import DovecotServer
+from textual.pilot import Pilot
 
 from cockpit.app import CockpitApp
 from cockpit.screens.dialogs import Confirm
@@ -46,6 +47,15 @@ def app_for(lab: Lab, read_only: bool = False) -> CockpitApp:
 def feed(app: CockpitApp) -> None:
     """What the poller does twice a second, done by hand so the test controls time."""
     app.apply(take(StateStore(app.plan.state_db), app.plan, query=app.current_query()))
+
+
+async def open_mailboxes(app: CockpitApp, pilot: Pilot[None]) -> None:
+    """Press m, with a snapshot before and after (the poller's part)."""
+    feed(app)
+    await pilot.press("m")
+    await pilot.pause()
+    feed(app)
+    await pilot.pause()
 
 
 def test_drill_down_from_overview_to_the_servers_words(lab: Lab) -> None:
@@ -172,11 +182,7 @@ def test_control_from_the_mailboxes_view_is_sent_through_the_store(lab: Lab, key
     async def scenario() -> None:
         app = app_for(lab)
         async with app.run_test(size=(120, 40)) as pilot:
-            feed(app)
-            await pilot.press("m")
-            await pilot.pause()
-            feed(app)
-            await pilot.pause()
+            await open_mailboxes(app, pilot)
             await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, Confirm)
@@ -402,11 +408,7 @@ def test_filter_sort_and_esc_going_back_one_step_at_a_time(lab: Lab) -> None:
     async def scenario() -> None:
         app = app_for(lab)
         async with app.run_test(size=(160, 48)) as pilot:
-            feed(app)
-            await pilot.press("m")
-            await pilot.pause()
-            feed(app)
-            await pilot.pause()
+            await open_mailboxes(app, pilot)
             view = app.screen
             assert isinstance(view, MailboxesView)
             table = view.query_one(FleetTable)
