@@ -47,9 +47,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from imapclient import imap_utf7
-
 from runners.errors import CommandError, ConnectError
+from runners.folders import decode_segment
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
 
 MaildirLayout = Literal["dovecot", "courier"]
@@ -119,7 +118,8 @@ class MaildirSource:
             raw_parts = raw_name[1:].split(_SEPARATOR)
             if not all(raw_parts):
                 continue  # ".", "..x" and the like are not folders
-            path = tuple(_decode_name(p) for p in raw_parts)
+            # Modified UTF-7 when ASCII; a UTF-8 directory name is taken as it is (it isn't valid mUTF-7).
+            path = tuple(decode_segment(p) for p in raw_parts)
             found[path] = FolderInfo(raw_name, path, _SEPARATOR)
         # A ".A.B" without ".A": list A as a non-selectable parent, as IMAP would.
         for path, info in list(found.items()):
@@ -326,16 +326,6 @@ def to_crlf(body: bytes) -> bytes:
 
 def _is_maildir(path: str) -> bool:
     return os.path.isdir(os.path.join(path, "cur"))
-
-
-def _decode_name(raw: str) -> str:
-    """One name segment: modified UTF-7 when ASCII; a UTF-8 directory name is taken as it is."""
-    if not raw.isascii() or "&" not in raw:
-        return raw
-    try:
-        return str(imap_utf7.decode(raw.encode("ascii")))
-    except (ValueError, UnicodeError):
-        return raw  # not valid modified UTF-7: show the name as stored
 
 
 def _folder_uidvalidity(folder: FolderInfo) -> int:
