@@ -68,15 +68,20 @@ def _warn_insecure(plan: Plan) -> None:
 
 
 def _setup_logging(plan: Plan) -> Path:
-    logs = plan.state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    path = logs / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path = plan.state_dir / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    log_to(path)
+    return path
+
+
+def log_to(path: Path) -> logging.Handler:
+    """Send the engine's log lines (the ``cutover`` logger) to ``path`` too; remove the handler to stop."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
-    root = logging.getLogger("cutover")
-    root.setLevel(logging.INFO)
-    root.addHandler(handler)
-    return path
+    logger = logging.getLogger("cutover")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return handler
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from checks.history import Changes, record
 from checks.runner import CheckRun, run_checks, select
+from cockpit.commands.run import log_to
 from cockpit.demo import data
 from cockpit.demo.lab import Lab
 from runners.engine.wave import RunResult, run_wave
@@ -139,23 +140,12 @@ timeout = 60
 def run_scenario(lab: Lab, state_dir: Path, say: Callable[[str], None] = lambda line: None) -> DemoResult:
     """Readiness, the pilot wave and its verification, as an operator would run them."""
     plan = load_plan(write_plan(lab, state_dir))
-    log = _log_to(plan.state_dir / "logs" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.log")
+    log = log_to(plan.state_dir / "logs" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.log")
     try:
         return _run(lab, plan, say)
     finally:
         logging.getLogger("cutover").removeHandler(log)
         log.close()
-
-
-def _log_to(path: Path) -> logging.Handler:
-    """The engine's log lines go to the state directory, as with ``cutover run``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
-    logger = logging.getLogger("cutover")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    return handler
 
 
 def _run(lab: Lab, plan: Plan, say: Callable[[str], None]) -> DemoResult:
