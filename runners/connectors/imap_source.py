@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from runners.connectors.imap_common import list_folders, namespace, select_state, statuses
 from runners.errors import ConnectionLost, FetchConnectionLost
 from runners.folders import source_path
-from runners.imap.parse import compress_uids, fetch_meta
+from runners.imap.parse import compress_uids, fetch_meta, fetch_uid
 from runners.imap.wire import ImapConnection
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
 
@@ -109,7 +109,7 @@ class ImapSource:
                     if quoted is None:
                         continue  # a flags update or the like: not a body
                     parts = quoted
-                uid = _uid_of(parts)
+                uid = fetch_uid(parts)
                 meta = wanted.pop(uid, None) if uid is not None else None
                 if meta is None:
                     continue
@@ -131,7 +131,7 @@ class ImapSource:
             if b" FETCH " not in parts[0]:
                 continue
             body_parts = parts if len(parts) >= 2 else _quoted_body(parts[0])
-            if body_parts is not None and _uid_of(body_parts) == meta.uid:
+            if body_parts is not None and fetch_uid(body_parts) == meta.uid:
                 return _checked(meta, body_parts[1])
         if reply.status != "OK":
             return FetchFailure(meta, f"source refused FETCH: {reply.status} {reply.text}")
@@ -155,13 +155,6 @@ def _quoted_body(line: bytes) -> list[bytes] | None:
     if end < 0:
         return None
     return [line[:start], line[start + 8 : end], line[end + 1 :]]
-
-
-def _uid_of(parts: list[bytes]) -> int | None:
-    uid = fetch_meta(parts[0])[0]
-    if uid is None and len(parts) > 2:
-        uid = fetch_meta(parts[2])[0]
-    return uid
 
 
 def _checked(meta: MessageMeta, body: bytes) -> FetchedMessage | FetchFailure:

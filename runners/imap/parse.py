@@ -81,6 +81,14 @@ def fetch_meta(text: bytes) -> tuple[int | None, int | None, tuple[str, ...] | N
     )
 
 
+def fetch_uid(parts: list[bytes]) -> int | None:
+    """The UID of a FETCH response split around its literal: servers put it before or after the body."""
+    uid = fetch_meta(parts[0])[0]
+    if uid is None and len(parts) > 2:
+        uid = fetch_meta(parts[2])[0]
+    return uid
+
+
 def tokens(parts: list[bytes]) -> list[Token]:
     """Tokenise a whole response (text and literals) into nested Python values.
 

@@ -28,7 +28,7 @@ from runners.connectors.maildir_source import MaildirSource
 from runners.connectors.pop3_source import Pop3Source
 from runners.engine.sessions import open_source, user_password
 from runners.errors import MigrationError
-from runners.imap.parse import fetch_meta
+from runners.imap.parse import fetch_uid
 from runners.plan.model import MailboxEntry, Plan
 from runners.report.headers import FIELDS, MessageHeaders, parse_headers
 
@@ -97,7 +97,7 @@ def _imap(source: ImapSource, ref: MessageRef) -> MessageHeaders | str:
     for parts in reply.untagged:
         if b" FETCH " not in parts[0]:
             continue
-        uid = fetch_meta(parts[0])[0] or (fetch_meta(parts[2])[0] if len(parts) > 2 else None)
+        uid = fetch_uid(parts)
         if uid not in (None, ref.uid):
             continue  # an unsolicited update about another message
         if len(parts) >= 2:
