@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
-from checks.history import record
+from checks.history import Changes, record
 from checks.model import Outcome
 from checks.render import render_json, render_junit, render_markdown, render_table, run_data
-from checks.runner import Running, run_checks, select
+from checks.runner import CheckRun, Running, run_checks, select
 from runners.plan.loader import load_plan
+from runners.plan.model import Plan
 from runners.state.store import StateStore
 
 RENDERERS = {"table": render_table, "json": render_json, "junit": render_junit, "markdown": render_markdown}
@@ -49,13 +51,21 @@ def check_command(args: argparse.Namespace) -> int:
         )
 
     run = run_checks(plan, specs, phase=args.phase, on_done=progress, running=running)
-    scope = (
-        "all" if not (args.category or args.only) else f"{args.category or ''}:{','.join(sorted(args.only))}"
-    )
-    store = StateStore(plan.state_db)
-    run_id, changes = record(store, run, scope)
-    store.close()
+    run_id, changes = record_run(plan, run, args.category, args.only)
     print(RENDERERS[args.output](run_data(run, run_id, changes)))
     if run.incomplete:
         return 2
     return 1 if run.blockers else 0
+
+
+def record_run(
+    plan: Plan, run: CheckRun, category: str | None = None, only: Sequence[str] = ()
+) -> tuple[int, Changes]:
+    """Keep a check run in the plan's state store under its scope (``all``, else ``category:ids``),
+    so the next run of the same scope says what is new, what persists and what was resolved."""
+    scope = "all" if not (category or only) else f"{category or ''}:{','.join(sorted(only))}"
+    store = StateStore(plan.state_db)
+    try:
+        return record(store, run, scope)
+    finally:
+        store.close()

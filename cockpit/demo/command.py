@@ -20,7 +20,6 @@ from cockpit.demo.report import demo_data, demo_text
 from cockpit.demo.scenario import MARKER, run_scenario, write_plan
 from runners.errors import MigrationError
 from runners.plan.loader import load_plan
-from runners.state.store import StateStore
 
 
 def kept_state_dir() -> Path:
@@ -50,9 +49,9 @@ def _interactive(args: argparse.Namespace) -> int:
     The lab's servers run in this process while the cockpit is open; a wave launched from the
     cockpit runs in its own (detached) process and talks to them over loopback like to any server.
     """
-    from checks.history import record
     from checks.runner import run_checks, select
     from cockpit.app import CockpitApp
+    from cockpit.commands.check import record_run
     from cockpit.keymap import find_keymap
 
     keys = find_keymap(args.keys)  # before the lab starts: a bad keymap exits 2 at once
@@ -63,12 +62,7 @@ def _interactive(args: argparse.Namespace) -> int:
         with Lab() as lab:
             plan = load_plan(write_plan(lab, state_dir))
             print("cutover demo: lab started on 127.0.0.1; running the readiness checks…", file=sys.stderr)
-            run = run_checks(plan, select())
-            store = StateStore(plan.state_db)
-            try:
-                record(store, run, "all")
-            finally:
-                store.close()
+            record_run(plan, run_checks(plan, select()))
             CockpitApp(plan, keys=keys, ansi=args.ansi).run()
     finally:
         if not args.keep:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checks.history import Changes, record
+from checks.history import Changes
 from checks.runner import CheckRun, run_checks, select
+from cockpit.commands.check import record_run
 from cockpit.commands.run import log_to
 from cockpit.demo import data
 from cockpit.demo.lab import Lab
@@ -24,7 +25,6 @@ from runners.engine.wave import RunResult, run_wave
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.report.status import status_data
-from runners.state.store import StateStore
 from runners.verify import VerifyReport, verify_wave
 
 PILOT = "pilot"
@@ -154,9 +154,7 @@ def _run(lab: Lab, plan: Plan, say: Callable[[str], None]) -> DemoResult:
     say(f"readiness: {len(select())} checks over {len(plan.mailboxes)} mailboxes")
     began = time.monotonic()
     readiness = run_checks(plan, select(), phase="pre")
-    store = StateStore(plan.state_db)
-    run_id, changes = record(store, readiness, "all")
-    store.close()
+    run_id, changes = record_run(plan, readiness)
     seconds["readiness"] = time.monotonic() - began
 
     say(f"pilot wave: {len(plan.wave(PILOT))} mailboxes")

@@ -15,7 +15,6 @@ from textual.widgets import DataTable, Header, Static
 from cockpit.screens.base import TextView, View
 from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import FindingRow, Snapshot, readiness_detail
-from runners.state.store import StateStore
 
 
 class ReadinessView(View):
@@ -115,16 +114,11 @@ class ReadinessView(View):
 
     @work(thread=True, exclusive=True, group="checks")
     def _run_checks(self, category: str | None, only: list[str]) -> None:
-        from checks.history import record
         from checks.runner import run_checks, select
+        from cockpit.commands.check import record_run
 
         run = run_checks(self.cockpit.plan, select(category, only))
-        scope = "all" if not (category or only) else f"{category or ''}:{','.join(sorted(only))}"
-        store = StateStore(self.cockpit.plan.state_db)
-        try:
-            record(store, run, scope)
-        finally:
-            store.close()
+        record_run(self.cockpit.plan, run, category, only)  # its own connection: this is a worker thread
         self.app.call_from_thread(self._checks_done, len(run.blockers))
 
     def _checks_done(self, blockers: int) -> None:
