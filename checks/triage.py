@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from checks.families.directory_people import UPN, roles, to_person
+from checks.families.directory_people import UPN, fetched_attributes, roles, to_person
 from checks.ldapdir import any_of, equals, search
 from runners.connectors.base import SourceSession, TargetSession
 from runners.engine.sessions import open_source, open_target
@@ -78,9 +78,8 @@ def _directory(name: str, settings: DirectorySettings | None, address: str) -> S
         clauses.append(equals("proxyAddresses", f"SMTP:{address}"))
     if settings.preset == "ad":
         clauses.append(equals(UPN, address))
-    wanted = [a for attrs in r.values() for a in attrs] + ([UPN] if settings.preset == "ad" else [])
     try:
-        entries = search(settings, any_of(clauses), wanted)
+        entries = search(settings, any_of(clauses), fetched_attributes(settings))
     except (ProtocolError, MigrationError) as exc:
         return Step(name, False, f"lookup failed: {exc}")
     if not entries:

@@ -131,6 +131,12 @@ def roles(settings: DirectorySettings) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def fetched_attributes(settings: DirectorySettings) -> list[str]:
+    """What ``to_person`` reads: every role's attributes, and in AD the UPN."""
+    upn = [UPN] if settings.preset == "ad" else []
+    return [a for attrs in roles(settings).values() for a in attrs] + upn
+
+
 def export_filter(settings: DirectorySettings) -> str:
     """Objects holding any address (or, in AD, a UPN), ANDed with the plan's own filter."""
     r = roles(settings)
@@ -140,10 +146,9 @@ def export_filter(settings: DirectorySettings) -> str:
 
 def _export(ctx: CheckContext, side: Side, settings: DirectorySettings) -> Directory:
     r = roles(settings)
-    wanted = [a for attrs in r.values() for a in attrs] + ([UPN] if settings.preset == "ad" else [])
     search_filter = export_filter(settings)
     with ctx.server(server_name(settings)):  # ldap://host:port
-        entries = search(settings, search_filter, wanted)
+        entries = search(settings, search_filter, fetched_attributes(settings))
     people = tuple(to_person(e, settings.preset, r) for e in entries)
     owners: dict[str, list[Person]] = {}
     for person in people:
