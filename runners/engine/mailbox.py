@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from runners.connectors.base import SourceSession, TargetSession
 from runners.connectors.imap_source import ImapSource
 from runners.engine.control import ControlWatcher
-from runners.engine.pipeline import CopyContext, CopyCounters, MailboxFatal, copy_folder
+from runners.engine.pipeline import CopyContext, CopyCounters, MailboxFatal, copy_folder, unsent_row
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
 from runners.engine.sessions import ConnectionCaps, capped, open_source, open_target
 from runners.engine.stats import FolderReport, MailboxStats
@@ -156,22 +156,7 @@ class MailboxJob:
             return False
         self._poisoned.add(uid)
         reason = f"the source closed the connection while sending this message ({exc.operation}: {exc.server_text})"
-        self.store.record_unsent(
-            [
-                (
-                    folder_id,
-                    uidvalidity,
-                    meta.key,
-                    meta.uid,
-                    meta.size,
-                    meta.internaldate,
-                    flag_text(meta.flags),
-                    "failed",
-                    reason,
-                    self.run_id,
-                )
-            ]
-        )
+        self.store.record_unsent([unsent_row(folder_id, uidvalidity, meta, "failed", reason, self.run_id)])
         self.stats.failed += 1
         self._event("error", "message-failed", f"UID {uid}: {reason}", folder=exc.folder)
         return True
@@ -370,18 +355,7 @@ class MailboxJob:
         self._contribute(report, len(metas), source_bytes, plan.present)
         if skipped:
             self.store.record_unsent(
-                (
-                    folder_id,
-                    state.uidvalidity,
-                    m.key,
-                    m.uid,
-                    m.size,
-                    m.internaldate,
-                    flag_text(m.flags),
-                    "skipped",
-                    reason,
-                    self.run_id,
-                )
+                unsent_row(folder_id, state.uidvalidity, m, "skipped", reason, self.run_id)
                 for m, reason in skipped
             )
             for m, reason in skipped:

@@ -130,24 +130,28 @@ def copy_folder(
                 pass
 
 
+def unsent_row(
+    folder_id: int, uidvalidity: int, meta: MessageMeta, status: str, reason: str, run_id: int
+) -> tuple[object, ...]:
+    """One row for ``StateStore.record_unsent``: a message left on the source, and why."""
+    return (
+        folder_id,
+        uidvalidity,
+        meta.key,
+        meta.uid,
+        meta.size,
+        meta.internaldate,
+        flag_text(meta.flags),
+        status,
+        reason,
+        run_id,
+    )
+
+
 def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCounters) -> int:
     store, fid, validity, run = ctx.store, ctx.folder_id, ctx.uidvalidity, ctx.run_id
     if batch.failed:
-        store.record_unsent(
-            (
-                fid,
-                validity,
-                f.meta.key,
-                f.meta.uid,
-                f.meta.size,
-                f.meta.internaldate,
-                flag_text(f.meta.flags),
-                "failed",
-                f.reason,
-                run,
-            )
-            for f in batch.failed
-        )
+        store.record_unsent(unsent_row(fid, validity, f.meta, "failed", f.reason, run) for f in batch.failed)
         counters.failed += len(batch.failed)
     digests = [hashlib.sha256(m.body).digest() for m in batch.fetched]
     send: list[tuple[FetchedMessage, bytes]] = []
