@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from checks.context import CheckContext
+from checks.dnsquery import Answer
 from checks.families.dns_common import domains, evidence, phase_severity, resolve, txt_strings
 from checks.model import Finding, Severity
 from checks.registry import SkipCheck, check
@@ -90,53 +91,48 @@ def autodiscover_present(ctx: CheckContext) -> Iterator[Finding]:
     if kind not in EXCHANGE_TARGETS:
         raise SkipCheck(f"the target is {kind}: autodiscover is for Exchange targets (ews, graph)")
     for domain in domains(ctx):
-        cname = resolve(ctx, f"autodiscover.{domain}", "CNAME")
-        if cname.rrset is not None:
-            yield Finding(
-                AUTOD_ID,
-                Severity.PASS,
-                "domain",
-                domain,
-                "Autodiscover CNAME present",
-                observed=f"autodiscover.{domain} → {cname.rrset[0].to_text()}",
-                evidence=cname.evidence,
-            )
-            continue
-        srv = resolve(ctx, f"_autodiscover._tcp.{domain}", "SRV")
-        if srv.rrset is not None:
-            yield Finding(
-                AUTOD_ID,
-                Severity.PASS,
-                "domain",
-                domain,
-                "Autodiscover SRV present",
-                observed=", ".join(r.to_text() for r in srv.rrset),
-                evidence=evidence(cname, srv),
-            )
-            continue
-        # An on-premises Exchange often publishes autodiscover as a plain A record: clients use it.
-        address = resolve(ctx, f"autodiscover.{domain}", "A")
-        if address.rrset is not None:
-            yield Finding(
-                AUTOD_ID,
-                Severity.PASS,
-                "domain",
-                domain,
-                "Autodiscover A record present",
-                observed=", ".join(r.to_text() for r in address.rrset),
-                evidence=evidence(cname, srv, address),
-            )
-            continue
-        yield Finding(
+        yield _autodiscover_finding(ctx, domain)
+
+
+#: Where clients look, in order: (label, name, type). An on-premises Exchange often publishes
+#: autodiscover as a plain A record: clients use it too.
+AUTODISCOVER_LOOKUPS = (
+    ("CNAME", "autodiscover.{domain}", "CNAME"),
+    ("SRV", "_autodiscover._tcp.{domain}", "SRV"),
+    ("A record", "autodiscover.{domain}", "A"),
+)
+
+
+def _autodiscover_finding(ctx: CheckContext, domain: str) -> Finding:
+    asked: list[Answer] = []
+    for label, template, rdtype in AUTODISCOVER_LOOKUPS:
+        answer = resolve(ctx, template.format(domain=domain), rdtype)
+        asked.append(answer)
+        if answer.rrset is None:
+            continue  # not there: the next place clients look is asked only now
+        if rdtype == "CNAME":
+            observed = f"autodiscover.{domain} → {answer.rrset[0].to_text()}"
+        else:
+            observed = ", ".join(r.to_text() for r in answer.rrset)
+        return Finding(
             AUTOD_ID,
-            phase_severity(ctx),
+            Severity.PASS,
             "domain",
             domain,
-            "No autodiscover record",
-            observed=f"no CNAME or A at autodiscover.{domain}, no SRV at _autodiscover._tcp.{domain}",
-            expected="autodiscover CNAME (or _autodiscover._tcp SRV) pointing at the target",
-            evidence=evidence(cname, srv, address),
-            remediation=f"Publish autodiscover.{domain} CNAME to the target's autodiscover host; Outlook "
-            "and mobile clients cannot find the new mailboxes without it.",
-            key="autodiscover",
+            f"Autodiscover {label} present",
+            observed=observed,
+            evidence=evidence(*asked),
         )
+    return Finding(
+        AUTOD_ID,
+        phase_severity(ctx),
+        "domain",
+        domain,
+        "No autodiscover record",
+        observed=f"no CNAME or A at autodiscover.{domain}, no SRV at _autodiscover._tcp.{domain}",
+        expected="autodiscover CNAME (or _autodiscover._tcp SRV) pointing at the target",
+        evidence=evidence(*asked),
+        remediation=f"Publish autodiscover.{domain} CNAME to the target's autodiscover host; Outlook "
+        "and mobile clients cannot find the new mailboxes without it.",
+        key="autodiscover",
+    )
