@@ -8,11 +8,13 @@ replacing the previous demo's. The lab's servers live in this process and stop w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from cockpit.demo.lab import Lab
@@ -30,15 +32,10 @@ def kept_state_dir() -> Path:
 def demo_command(args: argparse.Namespace) -> int:
     if not args.headless:
         return _interactive(args)
-    state_dir = _prepare_kept() if args.keep else Path(tempfile.mkdtemp(prefix="cutover-demo-"))
-    try:
-        with Lab() as lab:
-            result = run_scenario(lab, state_dir, say=lambda line: print(f"demo: {line}", file=sys.stderr))
-            report = demo_data(result, kept=args.keep)
-            text = demo_text(result, report) if args.output == "text" else ""
-    finally:
-        if not args.keep:
-            shutil.rmtree(state_dir, ignore_errors=True)
+    with _state_dir(args.keep) as state_dir, Lab() as lab:
+        result = run_scenario(lab, state_dir, say=lambda line: print(f"demo: {line}", file=sys.stderr))
+        report = demo_data(result, kept=args.keep)
+        text = demo_text(result, report) if args.output == "text" else ""
     print(json.dumps(report, indent=2, sort_keys=True, default=str) if args.output == "json" else text)
     return 0 if report["ok"] else 1
 
@@ -57,17 +54,23 @@ def _interactive(args: argparse.Namespace) -> int:
     keys = find_keymap(args.keys)  # before the lab starts: a bad keymap exits 2 at once
     if args.no_color:
         os.environ["NO_COLOR"] = "1"
-    state_dir = _prepare_kept() if args.keep else Path(tempfile.mkdtemp(prefix="cutover-demo-"))
-    try:
-        with Lab() as lab:
-            plan = load_plan(write_plan(lab, state_dir))
-            print("cutover demo: lab started on 127.0.0.1; running the readiness checks…", file=sys.stderr)
-            record_run(plan, run_checks(plan, select()))
-            CockpitApp(plan, keys=keys, ansi=args.ansi).run()
-    finally:
-        if not args.keep:
-            shutil.rmtree(state_dir, ignore_errors=True)
+    with _state_dir(args.keep) as state_dir, Lab() as lab:
+        plan = load_plan(write_plan(lab, state_dir))
+        print("cutover demo: lab started on 127.0.0.1; running the readiness checks…", file=sys.stderr)
+        record_run(plan, run_checks(plan, select()))
+        CockpitApp(plan, keys=keys, ansi=args.ansi).run()
     return 0
+
+
+@contextlib.contextmanager
+def _state_dir(keep: bool) -> Iterator[Path]:
+    """The kept state directory (emptied of the previous demo), or a temporary one removed at the end."""
+    path = _prepare_kept() if keep else Path(tempfile.mkdtemp(prefix="cutover-demo-"))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _prepare_kept() -> Path:
