@@ -11,12 +11,32 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
 CUTOVER = [sys.executable, "-m", "cockpit.cli"]
+#: alice and bob in the pilot wave, carol in a later one that no test runs: the cockpit's usual fleet.
+PILOT_AND_LATER = (("alice", "alice", "pilot"), ("bob", "bob", "pilot"), ("carol", "carol", "full"))
+
+
+class ImapSide(Protocol):
+    """What a plan needs of a server: a ``DovecotServer``, or ``Unreachable`` when none is contacted."""
+
+    @property
+    def imap_port(self) -> int: ...
+
+    @property
+    def master_user(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """An IMAP side on a loopback port nothing listens on, for plans whose servers are never contacted."""
+
+    imap_port: int
+    master_user: str = "admin"
 
 
 @dataclass
@@ -68,14 +88,16 @@ class Lab:
 
 def write_plan(
     root: Path,
-    source: DovecotServer,
-    target: DovecotServer,
+    source: ImapSide,
+    target: ImapSide,
     *,
     mailboxes: tuple[tuple[str, str, str], ...] = (("alice", "alice", "pilot"),),
     source_extra: str = "",
     target_extra: str = "",
     tail: str = "",
 ) -> Path:
+    """``plan.toml`` and ``mailboxes.csv`` in ``root``: master logins on both sides, passwords from
+    ``SRC_MASTER_PW``/``DST_MASTER_PW``; ``*_extra`` go into ``[source]``/``[target]``, ``tail`` after."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "mailboxes.csv").write_text(
         "source,target,wave\n" + "".join(f"{s},{t},{w}\n" for s, t, w in mailboxes), encoding="utf-8"
