@@ -75,11 +75,11 @@ SCOPES: dict[str, tuple[ActionSpec, ...]] = {
 }
 
 
-def bindings(specs: tuple[ActionSpec, ...], read_only: bool = False) -> list[Binding]:
+def bindings(specs: tuple[ActionSpec, ...]) -> list[Binding]:
+    """Every action bound, dangerous ones too: read-only mode hides those through ``check_action``."""
     return [
         Binding(s.key, s.action, s.label or s.description, show=s.show, priority=s.priority, id=s.id)
         for s in specs
-        if not (read_only and s.dangerous)
     ]
 
 

@@ -29,7 +29,6 @@ class SnapshotPoller:
         #: What the visible view shows: only those mailbox rows are read (hidden views cost nothing).
         self.query = query
         self.interval = interval
-        self.paused = threading.Event()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="snapshots", daemon=True)
@@ -49,8 +48,7 @@ class SnapshotPoller:
         store = StateStore(self.plan.state_db)
         try:
             while not self._stop.is_set():
-                if not self.paused.is_set():
-                    self.deliver(take(store, self.plan, query=self.query()))
+                self.deliver(take(store, self.plan, query=self.query()))
                 self._wake.wait(self.interval)
                 self._wake.clear()
         finally:
