@@ -18,7 +18,7 @@ from servers.dovecot import DovecotServer
 from checks.context import CheckContext
 from checks.history import record
 from checks.model import Finding, Severity, State
-from checks.registry import CheckSpec, SkipCheck, all_checks
+from checks.registry import CheckSpec, SkipCheck, all_checks, check
 from checks.render import render_junit, render_markdown, render_table, run_data
 from checks.runner import run_checks
 from checks.waivers import apply_waivers
@@ -146,9 +146,15 @@ def test_outputs_are_rendered_from_the_same_data(plan_path: Path) -> None:
 
 
 def test_check_ids_are_unique_and_categorised() -> None:
+    # all_checks() comes from a dict keyed by id: uniqueness is the registry refusing a second owner.
     specs = all_checks()
-    assert len({s.id for s in specs}) == len(specs)
-    assert {s.category for s in specs} >= {"source"}
+    taken = specs[0]
+    with pytest.raises(ValueError, match="registered twice"):
+        check(taken.id, "another check", category=taken.category)(lambda ctx: [])
+    assert all_checks() == specs
+    with pytest.raises(ValueError, match="unknown category"):
+        check("T-NEW-001", "a check", category="nonsense")
+    assert {s.category for s in specs} >= {"capacity", "directory", "dns", "source"}
 
 
 def test_cli_exit_codes(
