@@ -35,6 +35,7 @@ sys.path.extend([str(REPO), str(REPO / "tests")])  # tests/servers: the suite's 
 
 from corpus import CorpusStats, Message, build_corpus, describe  # noqa: E402
 from fill import fill_users  # noqa: E402
+from lab import write_plan as lab_plan  # noqa: E402
 from measure import Measured, ParallelMeasured, run_measured, run_parallel, tree_cpu_seconds  # noqa: E402
 from servers.dovecot import DovecotServer, find_dovecot  # noqa: E402
 
@@ -43,7 +44,7 @@ from runners.imap.wire import ImapConnection  # noqa: E402
 
 MB = 1_000_000
 WAVE = "bench"
-SRC_ENV, DST_ENV = "BENCH_SRC_MASTER_PW", "BENCH_DST_MASTER_PW"
+SRC_ENV, DST_ENV = "SRC_MASTER_PW", "DST_MASTER_PW"  # what lab.write_plan's plans read
 # The issue's targets.
 TARGET_MSGS_PER_S = 1000.0
 TARGET_VS_IMAPSYNC = 3.0
@@ -173,22 +174,17 @@ def dovecot_cpu(servers: Sequence[DovecotServer]) -> float:
 
 
 def write_plan(directory: Path, source: DovecotServer, target: DovecotServer, users: Sequence[str]) -> Path:
-    directory.mkdir(parents=True)
-    (directory / "mailboxes.csv").write_text(
-        "source,target,wave\n" + "".join(f"{u},{u},{WAVE}\n" for u in users)
+    """The engine tests' plan (tests/lab.py), with connections for every worker and a state dir."""
+    connections = f"max_connections = {max(10, len(users) * 2)}"
+    return lab_plan(
+        directory,
+        source,
+        target,
+        mailboxes=tuple((u, u, WAVE) for u in users),
+        source_extra=connections,
+        target_extra=connections,
+        tail=f'[state]\ndir = "state"\n\n[run]\nworkers = {len(users)}\n',
     )
-    connections = max(10, len(users) * 2)
-    endpoints = [("source", source, SRC_ENV), ("target", target, DST_ENV)]
-    plan = "".join(
-        f'[{side}]\ntype = "imap"\nhost = "{server.host}"\nport = {server.imap_port}\nsecurity = "plain"\n'
-        f'auth = "master"\nmaster_user = "{server.master_user}"\nmaster_password = "env:{env}"\n'
-        f"max_connections = {connections}\n\n"
-        for side, server, env in endpoints
-    )
-    plan += f'[mailboxes]\ncsv = "mailboxes.csv"\n\n[state]\ndir = "state"\n\n[run]\nworkers = {len(users)}\n'
-    path = directory / "plan.toml"
-    path.write_text(plan)
-    return path
 
 
 def count_messages(server: DovecotServer, user: str) -> int:
