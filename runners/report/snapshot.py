@@ -299,14 +299,19 @@ class MailboxDetail:
     issues: tuple[MessageIssue, ...] = field(default_factory=tuple)
 
 
+#: Ledger counts per status of the messages joined as ``m``, for a query grouped by mailbox or folder
+#: (``status`` and ``mailbox_detail`` both count this way).
+LEDGER_COUNTS = (
+    "COALESCE(SUM(m.status = 'copied'), 0) AS copied, COALESCE(SUM(m.status = 'skipped'), 0) AS skipped, "
+    "COALESCE(SUM(m.status = 'failed'), 0) AS failed, COALESCE(SUM(m.status = 'pending'), 0) AS pending, "
+    "COALESCE(SUM(CASE WHEN m.status = 'copied' THEN m.size END), 0) AS bytes_copied"
+)
+
+
 def mailbox_detail(store: StateStore, source: str) -> MailboxDetail:
     """Folders with their ledger counts, and every message not copied with its reason."""
     folders = store.query(
-        "SELECT f.id, f.source_path, f.target_name, f.messages, f.bytes, f.excluded, f.error, "
-        "COALESCE(SUM(m.status = 'copied'), 0) AS copied, "
-        "COALESCE(SUM(CASE WHEN m.status = 'copied' THEN m.size END), 0) AS copied_bytes, "
-        "COALESCE(SUM(m.status = 'skipped'), 0) AS skipped, "
-        "COALESCE(SUM(m.status = 'failed'), 0) AS failed, COALESCE(SUM(m.status = 'pending'), 0) AS pending "
+        f"SELECT f.id, f.source_path, f.target_name, f.messages, f.bytes, f.excluded, f.error, {LEDGER_COUNTS} "
         "FROM folders f JOIN mailboxes mb ON mb.id = f.mailbox_id LEFT JOIN messages m ON m.folder_id = f.id "
         "WHERE mb.source = ? GROUP BY f.id ORDER BY f.source_path",
         (source,),
@@ -327,7 +332,7 @@ def mailbox_detail(store: StateStore, source: str) -> MailboxDetail:
                 r["messages"],
                 r["bytes"],
                 r["copied"],
-                r["copied_bytes"],
+                r["bytes_copied"],
                 r["skipped"],
                 r["failed"],
                 r["pending"],

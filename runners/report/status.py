@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runners.plan.model import Plan
+from runners.report.snapshot import LEDGER_COUNTS
 from runners.state.store import StateStore
 
 
@@ -40,10 +41,7 @@ def status_data(
         )
     ]
     rows = store.query(
-        "SELECT mb.id, mb.source, mb.target, mb.wave, mb.state, mb.error, mb.error_kind, mb.updated, "
-        "COALESCE(SUM(m.status = 'copied'), 0) AS copied, COALESCE(SUM(m.status = 'skipped'), 0) AS skipped, "
-        "COALESCE(SUM(m.status = 'failed'), 0) AS failed, COALESCE(SUM(m.status = 'pending'), 0) AS pending, "
-        "COALESCE(SUM(CASE WHEN m.status = 'copied' THEN m.size END), 0) AS bytes_copied "
+        f"SELECT mb.id, mb.source, mb.target, mb.wave, mb.state, mb.error, mb.error_kind, mb.updated, {LEDGER_COUNTS} "
         f"FROM mailboxes mb LEFT JOIN folders f ON f.mailbox_id = mb.id "
         f"LEFT JOIN messages m ON m.folder_id = f.id WHERE {clause} GROUP BY mb.id ORDER BY mb.source",
         params,
