@@ -92,9 +92,8 @@ def measured_throughput(store: StateStore) -> Throughput | None:
             continue
         if not isinstance(summary, dict):
             continue
-        nested = summary.get("totals")
-        totals = nested if isinstance(nested, dict) else summary
-        run_copied, run_seconds = totals.get("copied"), summary.get("seconds", totals.get("seconds"))
+        # The engine stores its totals flat, with the run's seconds (runners/engine/wave.py).
+        run_copied, run_seconds = summary.get("copied"), summary.get("seconds")
         if isinstance(run_copied, int | float) and isinstance(run_seconds, int | float):
             if run_copied > 0 and run_seconds > 0:
                 copied, seconds = copied + int(run_copied), seconds + float(run_seconds)
