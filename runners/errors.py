@@ -5,8 +5,9 @@
     ├── SecretError                a secret reference can't be resolved (never shows the value)
     └── ProtocolError              a server said no, or the connection broke
         ├── ConnectError           TCP could not be set up (retryable)
-    │   └── TlsError           TLS handshake refused, e.g. an untrusted certificate (not retryable)
+        │   └── TlsError           TLS handshake refused, e.g. an untrusted certificate (not retryable)
         ├── ConnectionLost         the connection dropped or timed out mid-command
+        │   └── FetchConnectionLost  ... while the source was sending bodies (names the UIDs not delivered)
         ├── AuthError              login refused
         └── CommandError           a command got NO/BAD; ``server_text`` is the server's own words
 
