@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from cockpit.app import CockpitApp
+
+
+def add_columns(table: DataTable[Any], columns: Sequence[tuple[str, int]]) -> None:
+    """Fixed-width columns, each keyed by its label (``update_cell`` finds a column by that key)."""
+    for label, width in columns:
+        table.add_column(label, key=label, width=width)
 
 
 class View(Screen[None]):

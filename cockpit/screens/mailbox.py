@@ -15,7 +15,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from cockpit.actions import FAILURE_ACTIONS, bindings
 from cockpit.format import MB
-from cockpit.screens.base import TextView, View
+from cockpit.screens.base import TextView, View, add_columns
 from cockpit.screens.dialogs import ReasonPrompt
 from cockpit.widgets.keybar import KeyBar
 from runners.plan.model import Plan
@@ -30,6 +30,20 @@ from runners.report.snapshot import (
     mailbox_detail,
     message_history,
 )
+
+FOLDER_COLUMNS = (
+    ("folder", 24),
+    ("target", 20),
+    ("source msgs", 11),
+    ("source MB", 9),
+    ("copied", 7),
+    ("copied MB", 9),
+    ("skipped", 7),
+    ("failed", 6),
+    ("pending", 7),
+    ("note", 40),
+)
+ISSUE_COLUMNS = (("folder", 20), ("UID", 7), ("size", 10), ("status", 8), ("tries", 5), ("reason", 70))
 
 
 class MailboxView(View):
@@ -51,30 +65,8 @@ class MailboxView(View):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        folders = self.query_one("#folders", DataTable)
-        for label, width in (
-            ("folder", 24),
-            ("target", 20),
-            ("source msgs", 11),
-            ("source MB", 9),
-            ("copied", 7),
-            ("copied MB", 9),
-            ("skipped", 7),
-            ("failed", 6),
-            ("pending", 7),
-            ("note", 40),
-        ):
-            folders.add_column(label, key=label, width=width)
-        issues = self.query_one("#issues", DataTable)
-        for label, width in (
-            ("folder", 20),
-            ("UID", 7),
-            ("size", 10),
-            ("status", 8),
-            ("tries", 5),
-            ("reason", 70),
-        ):
-            issues.add_column(label, key=label, width=width)
+        add_columns(self.query_one("#folders", DataTable), FOLDER_COLUMNS)
+        add_columns(self.query_one("#issues", DataTable), ISSUE_COLUMNS)
 
     def query_rows(self) -> MailboxQuery:
         return MailboxQuery(source=self.source)

@@ -7,11 +7,21 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Sparkline, Static
 
 from cockpit.format import bar, duration, eta_against_window, window_left
-from cockpit.screens.base import View
+from cockpit.screens.base import View, add_columns
 from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import Snapshot
 
 SEVERITIES = ("blocker", "warning", "info", "pass")
+COLUMNS = (
+    ("wave", 12),
+    ("mailboxes", 9),
+    ("progress", 12),
+    ("messages", 17),
+    ("failed", 6),
+    ("skipped", 7),
+    ("states", 28),
+    ("last run", 11),
+)
 
 
 class OverviewView(View):
@@ -29,18 +39,7 @@ class OverviewView(View):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        table = self.query_one("#waves", DataTable)
-        for label, width in (
-            ("wave", 12),
-            ("mailboxes", 9),
-            ("progress", 12),
-            ("messages", 17),
-            ("failed", 6),
-            ("skipped", 7),
-            ("states", 28),
-            ("last run", 11),
-        ):
-            table.add_column(label, key=label, width=width)
+        add_columns(self.query_one("#waves", DataTable), COLUMNS)
 
     def show(self, snapshot: Snapshot) -> None:
         self.query_one("#readiness", Static).update(self._readiness_text(snapshot))

@@ -12,9 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
-from cockpit.screens.base import TextView, View
+from cockpit.screens.base import TextView, View, add_columns
 from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import FindingRow, Snapshot, readiness_detail
+
+COLUMNS = (("severity", 8), ("check", 15), ("category", 9), ("object", 28), ("finding", 60))
 
 
 class ReadinessView(View):
@@ -40,14 +42,7 @@ class ReadinessView(View):
 
     def on_mount(self) -> None:
         table = self.query_one("#findings", DataTable)
-        for label, width in (
-            ("severity", 8),
-            ("check", 15),
-            ("category", 9),
-            ("object", 28),
-            ("finding", 60),
-        ):
-            table.add_column(label, key=label, width=width)
+        add_columns(table, COLUMNS)
         table.focus()
 
     def show(self, snapshot: Snapshot) -> None:
