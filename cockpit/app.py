@@ -15,11 +15,8 @@ from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.binding import Keymap
-from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
-from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist
 
 from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, ActionSpec, all_actions, bindings, effective_key
 from cockpit.commands.run import runner_argv
@@ -240,19 +237,11 @@ class CockpitApp(App[None]):
             return True
         return False
 
-    def _cursor_key(self, table_id: str) -> str | None:
-        """The row key under the cursor of a table on the current screen, if there is one."""
-        try:
-            table = self.screen.query_one(table_id, DataTable)
-            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-        except (NoMatches, CellDoesNotExist):
-            return None
-
     def _focused_wave(self) -> str | None:
         wave = getattr(self.screen, "wave", None)
         if isinstance(wave, str):
             return wave
-        chosen = self._cursor_key("#waves") if isinstance(self.screen, OverviewView) else None
+        chosen = self.screen.selected_wave() if isinstance(self.screen, OverviewView) else None
         return chosen or (self.plan.waves[0] if self.plan.waves else None)
 
     def _focused_mailbox(self) -> str | None:

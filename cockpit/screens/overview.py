@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Header, Sparkline, Static
+from textual.widgets.data_table import CellDoesNotExist
 
 from cockpit.format import bar, duration, eta_against_window, window_left
 from cockpit.screens.base import View, add_columns
@@ -92,6 +94,14 @@ class OverviewView(View):
             parts.append(f"{category}: {shown}")
         errors = f"; {r.checks_error} check(s) could not run" if r.checks_error else ""
         return f"Readiness ({r.phase}): " + " | ".join(parts) + errors
+
+    def selected_wave(self) -> str | None:
+        """The wave under the cursor, if any."""
+        try:
+            table = self.query_one("#waves", DataTable)
+            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        except (NoMatches, CellDoesNotExist):
+            return None
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.cockpit.open_mailboxes(wave=str(event.row_key.value))
