@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from cockpit.demo.dns_server import RecordSpec, Zone
@@ -211,7 +211,7 @@ def _mailbox(rng: random.Random, index: int, local: str) -> Mailbox:
     if local == CORRUPT:
         inbox = [i for i, m in enumerate(messages) if m.folder == "INBOX"]
         third = inbox[2]
-        messages[third] = _replace(messages[third], corrupt=CORRUPT_WORDS)
+        messages[third] = replace(messages[third], corrupt=CORRUPT_WORDS)
     if local == UNSELECTABLE:
         add(UNSELECTABLE_FOLDER, 2)
         refused[UNSELECTABLE_FOLDER] = UNSELECTABLE_WORDS
@@ -242,10 +242,6 @@ def _mailbox(rng: random.Random, index: int, local: str) -> Mailbox:
 def _with_parents(path: str) -> list[str]:
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-
-
-def _replace(message: Message, corrupt: str) -> Message:
-    return Message(message.folder, message.body, message.flags, message.date, corrupt)
 
 
 def _message(
