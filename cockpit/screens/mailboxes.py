@@ -109,7 +109,6 @@ class MailboxesView(View):
     @staticmethod
     def _cells(row: MailboxRow, rate: float) -> tuple[str, ...]:
         total = f"{row.messages_done:,}/{row.messages_total:,}"
-        error = (row.error or "").replace("\n", " ")
         return (
             row.source,
             row.wave,
@@ -121,7 +120,7 @@ class MailboxesView(View):
             str(row.skipped),
             row.current_folder or "",
             ago(row.updated),
-            error,
+            row.error or "",  # FleetTable draws a newline (any control character) as a space
         )
 
     def selected_source(self) -> str | None:
