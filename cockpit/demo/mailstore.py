@@ -15,6 +15,11 @@ from datetime import datetime
 INBOX = "INBOX"
 
 
+def folder_key(name: str) -> str:
+    """How an account files a folder: INBOX is case-insensitive (RFC 3501), every other name is not."""
+    return INBOX if name.upper() == INBOX else name
+
+
 @dataclass(slots=True)
 class StoredMessage:
     uid: int
@@ -61,7 +66,7 @@ class Account:
     login_refusal: str | None = None
 
     def folder(self, name: str) -> Folder | None:
-        return self.folders.get(INBOX if name.upper() == INBOX else name)
+        return self.folders.get(folder_key(name))
 
     @property
     def inbox(self) -> Folder:
@@ -96,7 +101,7 @@ class MailStore:
         return account
 
     def create(self, account: Account, name: str) -> Folder:
-        key = INBOX if name.upper() == INBOX else name
+        key = folder_key(name)
         existing = account.folders.get(key)
         if existing is not None:
             return existing
