@@ -155,7 +155,7 @@ def _pilot(store: StateStore, clock: Clock) -> None:
     for name, count in (("INBOX", 40), ("Sent", 12)):
         folder = store.folder(alice, name, name, name, None)
         _copy(store, folder.id, range(1, count + 1), run_id)
-        store.folder_done(folder.id, FolderState(1, count + 1, count), 1, count * 12_000)
+        store.folder_done(folder.id, FolderState(1, count + 1, count), count * 12_000)
     store.mailbox_progress(alice, MailboxProgress(52, 624_000, 52, 624_000, 0, 0, None))
     store.release_mailbox(alice, "ok")
     store.event(run_id, "info", "mailbox", "52 copied", mailbox=MAILBOXES[0][0])
@@ -178,7 +178,7 @@ def _pilot(store: StateStore, clock: Clock) -> None:
     store.record_results(
         [("failed", None, too_big, inbox.id, 1, "31"), ("failed", None, too_big, inbox.id, 1, "32")]
     )
-    store.folder_done(inbox.id, FolderState(1, 33, 32), 1, 30 * 12_000 + 31_457_280 + 26_214_400)
+    store.folder_done(inbox.id, FolderState(1, 33, 32), 30 * 12_000 + 31_457_280 + 26_214_400)
     archive = store.folder(bob, "Archive.2023", "Archive/2023", "Archive/2023", None)
     _copy(store, archive.id, range(1, 9), run_id)
     store.record_unsent(
@@ -198,7 +198,7 @@ def _pilot(store: StateStore, clock: Clock) -> None:
             )
         ]
     )
-    store.folder_done(archive.id, FolderState(1, 10, 9), 1, 8 * 12_000 + 4_096)
+    store.folder_done(archive.id, FolderState(1, 10, 9), 8 * 12_000 + 4_096)
     store.folder(bob, "Trash", "Trash", "Trash", "matches exclude pattern 'Trash'")
     store.mailbox_progress(bob, MailboxProgress(41, 58_152_000, 38, 456_000, 2, 1, None))
     store.release_mailbox(bob, "partial")
@@ -210,7 +210,7 @@ def _pilot(store: StateStore, clock: Clock) -> None:
     carol = _mailbox(store, clock, 2, run_id)
     folder = store.folder(carol, "INBOX", "INBOX", "INBOX", None)
     _copy(store, folder.id, range(1, 6), run_id)
-    store.folder_done(folder.id, FolderState(7, 6, 5), 3)
+    store.folder_done(folder.id, FolderState(7, 6, 5))
     store.mailbox_progress(carol, MailboxProgress(5, 60_000, 5, 60_000, 0, 0, None))
     store.release_mailbox(carol, "ok")
 

@@ -423,7 +423,7 @@ class MailboxJob:
             self.store.drop_superseded(folder_id)
         if not self.retry_failed:
             # A retry pass left new messages aside: recording this state would hide them from the next pass.
-            self.store.folder_done(folder_id, state, None, source_bytes)
+            self.store.folder_done(folder_id, state, source_bytes)
         else:
             self.store.folder_error(folder_id, None)
 

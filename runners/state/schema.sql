@@ -56,7 +56,6 @@ CREATE TABLE IF NOT EXISTS folders (
     messages           INTEGER,
     bytes              INTEGER,            -- the source folder's size as of that pass
     highestmodseq      INTEGER,
-    target_uidvalidity INTEGER,
     error              TEXT,
     updated            REAL,
     UNIQUE (mailbox_id, source_name)

@@ -239,24 +239,17 @@ class StateStore:
         state = None if row[1] is None else FolderState(row[1], row[2], row[3], row[4])
         return FolderRow(row[0], state)
 
-    def folder_done(
-        self,
-        folder_id: int,
-        state: FolderState,
-        target_uidvalidity: int | None,
-        source_bytes: int | None = None,
-    ) -> None:
+    def folder_done(self, folder_id: int, state: FolderState, source_bytes: int | None = None) -> None:
         with self.transaction() as db:
             db.execute(
                 "UPDATE folders SET uidvalidity = ?, uidnext = ?, messages = ?, bytes = COALESCE(?, bytes), "
-                "highestmodseq = ?, target_uidvalidity = ?, error = NULL, updated = ? WHERE id = ?",
+                "highestmodseq = ?, error = NULL, updated = ? WHERE id = ?",
                 (
                     state.uidvalidity,
                     state.uidnext,
                     state.messages,
                     source_bytes,
                     state.highestmodseq,
-                    target_uidvalidity,
                     time.time(),
                     folder_id,
                 ),
