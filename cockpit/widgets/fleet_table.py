@@ -1,5 +1,6 @@
 """A table of plain-text rows drawn with Textual's line API: only the visible lines are rendered,
-each as one pre-padded string, so a snapshot that changes every row costs microseconds per line.
+each from one pre-padded string, so a snapshot that changes every row redraws only the lines on
+screen (bench/cockpit_bench.py: applying a snapshot of 500 listed rows, p50 7.5 ms).
 
 Textual's DataTable renders every cell through Rich (padding, wrapping, measuring) and throws its
 render cache away on every ``update_cell``; with a few hundred rows changing twice a second that
