@@ -121,8 +121,10 @@ def users_for(count: int) -> list[str]:
 class Lab:
     """The servers and directories of one benchmark; stops and removes them unless kept."""
 
-    def __init__(self, keep: bool) -> None:
+    def __init__(self, keep: bool, run_settings: str = "") -> None:
         self.keep = keep
+        #: Extra ``[run]`` lines for every plan (``--batch-bytes``, ``--batch-messages``).
+        self.run_settings = run_settings
         self.workdir = Path(tempfile.mkdtemp(prefix="cutover-bench-"))
         self.servers: list[DovecotServer] = []
 
@@ -173,7 +175,13 @@ def dovecot_cpu(servers: Sequence[DovecotServer]) -> float:
     return sum(tree_cpu_seconds(master_pid(s)) for s in servers if s.running)
 
 
-def write_plan(directory: Path, source: DovecotServer, target: DovecotServer, users: Sequence[str]) -> Path:
+def write_plan(
+    directory: Path,
+    source: DovecotServer,
+    target: DovecotServer,
+    users: Sequence[str],
+    run_settings: str = "",
+) -> Path:
     """The engine tests' plan (tests/lab.py), with connections for every worker and a state dir."""
     connections = f"max_connections = {max(10, len(users) * 2)}"
     return lab_plan(
@@ -183,7 +191,7 @@ def write_plan(directory: Path, source: DovecotServer, target: DovecotServer, us
         mailboxes=tuple((u, u, WAVE) for u in users),
         source_extra=connections,
         target_extra=connections,
-        tail=f'[state]\ndir = "state"\n\n[run]\nworkers = {len(users)}\n',
+        tail=f'[state]\ndir = "state"\n\n[run]\nworkers = {len(users)}\n{run_settings}',
     )
 
 
@@ -272,7 +280,7 @@ def run_cutover(
     lab: Lab, source: DovecotServer, users: Sequence[str], corpus: CorpusStats, label: str
 ) -> list[Row]:
     target = lab.dovecot(users)
-    plan = write_plan(lab.workdir / f"plan-{label}", source, target, users)
+    plan = write_plan(lab.workdir / f"plan-{label}", source, target, users, lab.run_settings)
     env = bench_env(lab, source, target)
     rows: list[Row] = []
     for kind in ("full", "rerun"):
@@ -427,7 +435,7 @@ def run_profile(lab: Lab, source: DovecotServer, user: str, out: Path, timer: st
     import pstats
 
     target = lab.dovecot([user])
-    plan = write_plan(lab.workdir / f"plan-profile-{timer}", source, target, [user])
+    plan = write_plan(lab.workdir / f"plan-profile-{timer}", source, target, [user], lab.run_settings)
     argv = [sys.executable, str(Path(__file__).with_name("profile_run.py")), "-o", str(out), "--timer", timer,
             "--", *cutover_args(plan, 1)]  # fmt: skip
     measured = run_measured(argv, bench_env(lab, source, target), lab.workdir / "logs", f"profile-{timer}")
@@ -577,6 +585,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=5000, help="messages per mailbox (default 5000)")
     parser.add_argument("--mailboxes", type=int, default=8, help="mailboxes of the parallel case (default 8)")
     parser.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
+    parser.add_argument(
+        "--batch-bytes", type=int, help="[run] batch_bytes of our runs (default: the plan default)"
+    )
+    parser.add_argument(
+        "--batch-messages", type=int, help="[run] batch_messages of our runs (default: the plan default)"
+    )
     parser.add_argument("--imapsync", help="imapsync to compare with (default: the one on PATH, if any)")
     parser.add_argument("--no-imapsync", action="store_true", help="do not run imapsync even if found")
     parser.add_argument(
@@ -672,7 +686,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if find_dovecot() is None:
         print("dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d)", file=sys.stderr)
         return 2
-    lab = Lab(args.keep)
+    settings = "".join(
+        f"{key} = {value}\n"
+        for key, value in (("batch_bytes", args.batch_bytes), ("batch_messages", args.batch_messages))
+        if value is not None
+    )
+    lab = Lab(args.keep, settings)
     try:
         with terminate_as_interrupt():
             report = run(args, lab)
