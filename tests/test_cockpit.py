@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from corpus import message
-from lab import Lab, make_lab, wait_for
+from lab import PILOT_AND_LATER, Lab, make_lab, wait_for
 from servers import imapfill
 from servers.dovecot import DovecotServer
 from textual.pilot import Pilot
@@ -34,7 +34,7 @@ def lab(tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: object) 
         tmp_path / "lab",
         source_dovecot,
         target,
-        mailboxes=(("alice", "alice", "pilot"), ("bob", "bob", "pilot"), ("carol", "carol", "full")),
+        mailboxes=PILOT_AND_LATER,
     )
     lab.run("pilot")
     return lab

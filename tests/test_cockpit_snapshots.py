@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab import Unreachable
+from lab import write_plan as lab_plan
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
@@ -79,40 +81,13 @@ class Clock:
 
 def write_plan(root: Path) -> Path:
     """A plan whose servers are never contacted (loopback ports nothing listens on)."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "mailboxes.csv").write_text(
-        "source,target,wave\n" + "".join(f"{s},{t},{w}\n" for s, t, w in MAILBOXES), encoding="utf-8"
+    return lab_plan(
+        root,
+        Unreachable(10143),
+        Unreachable(20143),
+        mailboxes=MAILBOXES,
+        tail="[capacity]\nwindow_hours = 4  # the overview says how much of it is left\n",
     )
-    plan = root / "plan.toml"
-    plan.write_text(
-        """
-[source]
-type = "imap"
-host = "127.0.0.1"
-port = 10143
-security = "plain"
-auth = "master"
-master_user = "admin"
-master_password = "env:SRC_MASTER_PW"
-
-[target]
-type = "imap"
-host = "127.0.0.1"
-port = 20143
-security = "plain"
-auth = "master"
-master_user = "admin"
-master_password = "env:DST_MASTER_PW"
-
-[mailboxes]
-csv = "mailboxes.csv"
-
-[capacity]
-window_hours = 4  # the overview says how much of it is left
-""",
-        encoding="utf-8",
-    )
-    return plan
 
 
 def _intent(folder_id: int, uid: int, size: int, date: str, run_id: int) -> tuple[Any, ...]:

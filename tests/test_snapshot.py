@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from corpus import message
-from lab import make_lab
+from lab import PILOT_AND_LATER, make_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
@@ -28,7 +28,7 @@ def test_snapshot_and_detail_after_a_run_with_problems(
         tmp_path / "lab",
         source_dovecot,
         target,
-        mailboxes=(("alice", "alice", "pilot"), ("bob", "bob", "pilot"), ("carol", "carol", "full")),
+        mailboxes=PILOT_AND_LATER,
     )
     lab.run("pilot")
     lab.cutover("check", "--plan", str(lab.plan), "--only", "SRC-AUTH-001", "--only", "SRC-LOGIN-002")
