@@ -1,0 +1,75 @@
+"""Every status the state store keeps, as one enum per column.
+
+They are ``StrEnum``s so that a member is the very text stored in the column (``"copied"``), compares
+equal to it, and serialises to it in JSON: readers written before the enums (SQL, the cockpit, scripts
+over ``--output json``) keep working. ``schema.sql`` lists the same values beside each column.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MessageStatus(StrEnum):
+    """``messages.status``: where one source message stands."""
+
+    PENDING = "pending"  # the APPEND (or create) is about to be sent: the intent
+    COPIED = "copied"
+    SKIPPED = "skipped"  # left on the source on purpose (over the target's limit, ...)
+    FAILED = "failed"  # the source could not deliver it, or the target refused it
+    SUPERSEDED = "superseded"  # from an older UIDVALIDITY, kept until a pass under the new one completes
+    WAIVED = "waived"  # an operator decided not to copy it (`cutover skip`)
+
+
+class AttemptStatus(StrEnum):
+    """``message_attempts.status``: an outcome that left a message not copied."""
+
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    WAIVED = "waived"
+
+
+class MailboxState(StrEnum):
+    """``mailboxes.state``."""
+
+    PENDING = "pending"  # not started, or interrupted: the next run continues it
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    OK = "ok"
+    PARTIAL = "partial"  # done, with messages or folders not copied (each with its reason)
+    FAILED = "failed"  # the mailbox as a whole could not be migrated (login refused, ...)
+
+
+class RunStatus(StrEnum):
+    """``runs.status``."""
+
+    RUNNING = "running"
+    OK = "ok"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class RunKind(StrEnum):
+    """``runs.kind``."""
+
+    FULL = "full"
+    DELTA = "delta"
+    RETRY = "retry"  # only what failed before (`--retry-failed`)
+
+
+class ControlAction(StrEnum):
+    """``controls.action``."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+
+
+class CheckState(StrEnum):
+    """``check_results.state``."""
+
+    OK = "ok"
+    ERROR = "error"
+    SKIPPED = "skipped"
