@@ -28,7 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.extend([str(REPO), str(REPO / "tests")])
 
-import lab  # noqa: E402
+import dovecot_lab as lab  # noqa: E402
 from servers.dns import NsdServer, free_loopback_address  # noqa: E402
 from servers.dovecot import DovecotServer  # noqa: E402
 from servers.slapd import (  # noqa: E402
@@ -113,7 +113,7 @@ def write_plan(
     secondary: NsdServer,
     slapd: SlapdServer,
 ) -> Path:
-    """The engine tests' plan (tests/lab.py), with DNS and both directories on top."""
+    """The engine tests' plan (tests/dovecot_lab.py), with DNS and both directories on top."""
     servers = json.dumps([primary.endpoint, secondary.endpoint])
     nameservers = ", ".join(f'"{d}" = {servers}' for d in [*domains, "legacy.test", "target.test"])
     return lab.write_plan(

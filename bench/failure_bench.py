@@ -72,7 +72,7 @@ def message(subject: str, body: bytes = b"Hello.") -> bytes:
 
 
 def bench_headers(root: Path, repeat: int) -> dict[str, Any]:
-    from lab import write_plan
+    from dovecot_lab import write_plan
     from servers import imapfill
     from servers.dovecot import DovecotServer
 

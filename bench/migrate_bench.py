@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.extend([str(REPO), str(REPO / "tests")])  # tests/servers: the suite's private Dovecot
 
 from corpus import CorpusStats, Message, build_corpus, describe  # noqa: E402
+from dovecot_lab import write_plan as lab_plan  # noqa: E402
 from fill import fill_users  # noqa: E402
-from lab import write_plan as lab_plan  # noqa: E402
 from measure import Measured, ParallelMeasured, run_measured, run_parallel, tree_cpu_seconds  # noqa: E402
 from servers.dovecot import DovecotServer, find_dovecot  # noqa: E402
 
@@ -182,7 +182,7 @@ def write_plan(
     users: Sequence[str],
     run_settings: str = "",
 ) -> Path:
-    """The engine tests' plan (tests/lab.py), with connections for every worker and a state dir."""
+    """The engine tests' plan (tests/dovecot_lab.py), with connections for every worker and a state dir."""
     connections = f"max_connections = {max(10, len(users) * 2)}"
     return lab_plan(
         directory,

@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from checks.catalog import all_checks
 from checks.context import CheckContext
 from checks.model import Finding, Outcome, State
-from checks.registry import CheckSpec, SkipCheck, all_checks
+from checks.registry import CheckSpec, SkipCheck
 from checks.waivers import apply_waivers
 from runners.errors import ProtocolError
 from runners.plan.model import Plan

@@ -31,6 +31,7 @@ from cockpit.screens.mailboxes import MailboxesView
 from cockpit.screens.overview import OverviewView
 from cockpit.screens.readiness import ReadinessView
 from cockpit.screens.triage import TriageView
+from cockpit.shell import Cockpit
 from runners.engine.control import request
 from runners.plan.model import Plan
 from runners.report.launch_preview import LaunchPreview, preview_launch
@@ -343,6 +344,10 @@ class CockpitApp(App[None]):
         request(self.store, action, wave=wave, mailbox=mailbox, requested_by="cockpit")
         self.notify(f"{action} requested")
         self.poke()
+
+
+#: mypy proves here that the app gives its views and palette all they ask of it (``cockpit.shell``).
+_SATISFIES_SHELL: type[Cockpit] = CockpitApp
 
 
 def launch_kind(preview: LaunchPreview) -> str:

@@ -3,7 +3,7 @@
 Generated from the same registry as the key bar and the help screen, so the three never disagree.
 Read-only mode leaves dangerous actions out entirely; and since a chosen command goes through
 ``App.run_action`` like a key press, ``check_action`` still refuses one that is not allowed.
-Textual's system commands that the app keeps (``CockpitApp.get_system_commands``) come last, from
+Textual's system commands that the app keeps (``Cockpit.get_system_commands``) come last, from
 this provider too: with two providers the order of the list would depend on which answers first.
 """
 
@@ -12,16 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 from textual.screen import Screen
 
 from cockpit.actions import SCOPES, ActionSpec, all_actions, display_key
-
-if TYPE_CHECKING:
-    from cockpit.app import CockpitApp
+from cockpit.shell import Cockpit, cockpit_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +28,13 @@ class PaletteCommand:
     run: Callable[[], object]
 
 
-def palette_commands(app: CockpitApp, screen: Screen[object]) -> list[PaletteCommand]:
+def palette_commands(app: Cockpit, screen: Screen[object]) -> list[PaletteCommand]:
     """What the palette offers on ``screen``: the app's actions, this view's own, then the views."""
     commands: list[PaletteCommand] = []
     for spec in all_actions():
         if spec.id == "palette" or (app.read_only and spec.dangerous):
             continue
-        namespace: DOMNode = app if spec in SCOPES["app"] else screen
+        namespace: DOMNode | None = None if spec in SCOPES["app"] else screen  # None: the app's own
         if namespace is screen and not callable(getattr(screen, f"action_{spec.action.split('(')[0]}", None)):
             continue  # another view's action (retry this message, skip it) means nothing here
         notes = [
@@ -63,7 +60,7 @@ def palette_commands(app: CockpitApp, screen: Screen[object]) -> list[PaletteCom
     return commands
 
 
-async def _run(app: CockpitApp, spec: ActionSpec, namespace: DOMNode) -> None:
+async def _run(app: Cockpit, spec: ActionSpec, namespace: DOMNode | None) -> None:
     if await app.run_action(spec.action, namespace):
         return
     if spec.dangerous and app.read_only:
@@ -72,7 +69,7 @@ async def _run(app: CockpitApp, spec: ActionSpec, namespace: DOMNode) -> None:
         app.notify(f"{spec.description}: not available here", severity="warning")
 
 
-async def _mailboxes(app: CockpitApp, wave: str | None, filter_text: str | None) -> None:
+async def _mailboxes(app: Cockpit, wave: str | None, filter_text: str | None) -> None:
     app.action_goto("overview")
     app.open_mailboxes(wave, filter_text)
 
@@ -81,10 +78,7 @@ class CockpitCommands(Provider):
     """The registry's actions and the views, for Textual's command palette (``App.COMMANDS``)."""
 
     def _commands(self) -> list[PaletteCommand]:
-        from cockpit.app import CockpitApp
-
-        assert isinstance(self.app, CockpitApp)
-        return palette_commands(self.app, self.screen)
+        return palette_commands(cockpit_of(self.app), self.screen)
 
     async def discover(self) -> Hits:
         for command in self._commands():

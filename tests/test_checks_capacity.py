@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from corpus import message
-from lab import Lab, make_lab
+from dovecot_lab import Lab, make_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer, find_dovecot
 from servers.https import NginxServer, find_nginx

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from lab import CUTOVER
+from dovecot_lab import CUTOVER
 from servers.slapd import (
     BULK,
     LEGACY_CLEAN,

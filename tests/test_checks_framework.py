@@ -12,13 +12,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from lab import make_lab
+from dovecot_lab import make_lab
 from servers.dovecot import DovecotServer
 
+from checks.catalog import all_checks
 from checks.context import CheckContext
 from checks.history import record
 from checks.model import Finding, Severity, State
-from checks.registry import CheckSpec, SkipCheck, all_checks, check
+from checks.registry import CheckSpec, SkipCheck, check
 from checks.render import render_junit, render_markdown, render_table, run_data
 from checks.runner import run_checks
 from checks.waivers import apply_waivers
@@ -160,7 +161,7 @@ def test_check_ids_are_unique_and_categorised() -> None:
 def test_cli_exit_codes(
     plan_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
 ) -> None:
-    from lab import Lab
+    from dovecot_lab import Lab
 
     lab = Lab(source_dovecot, target_dovecot, plan_path.parent, plan_path)
     ok = lab.cutover("check", "--plan", str(plan_path), "--only", "SRC-AUTH-001", "--output", "json")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from corpus import awkward_messages, message
-from lab import make_lab, rewrite_table
+from dovecot_lab import make_lab, rewrite_table
 from servers import imapfill
 from servers.dovecot import DovecotServer
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from corpus import message
-from lab import PILOT_AND_LATER, Lab, make_lab, wait_for
+from dovecot_lab import PILOT_AND_LATER, Lab, make_lab, wait_for
 from servers import imapfill
 from servers.dovecot import DovecotServer
 from textual.pilot import Pilot

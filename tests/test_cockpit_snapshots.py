@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab import Unreachable
-from lab import write_plan as lab_plan
+from dovecot_lab import Unreachable
+from dovecot_lab import write_plan as lab_plan
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from checks.model import Finding, Severity, State
-from cockpit.demo import data
-from cockpit.demo.lab import Lab
-from cockpit.demo.platforms import legacy_wire_name
 from cockpit.demo.report import demo_data
 from cockpit.demo.scenario import DemoResult, run_scenario
+from lab import data
+from lab.embedded import Lab
+from lab.platforms import legacy_wire_name
 from runners.engine.sessions import open_source
 from runners.engine.wave import run_wave
 from runners.model import FetchedMessage, FetchFailure

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from corpus import message
-from lab import CUTOVER, Lab, append_many, assert_same_mailbox, make_lab, wait_for
+from dovecot_lab import CUTOVER, Lab, append_many, assert_same_mailbox, make_lab, wait_for
 
 
 def start_run(lab: Lab, wave: str = "w") -> subprocess.Popen[str]:

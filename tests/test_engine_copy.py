@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from corpus import awkward_messages, dates, message
-from lab import Lab, assert_same_mailbox, make_lab, uidnexts
+from dovecot_lab import Lab, assert_same_mailbox, make_lab, uidnexts
 from servers import imapfill
 from servers.dovecot import DovecotServer
 

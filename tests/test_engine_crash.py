@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from corpus import message
-from lab import CUTOVER, Lab, append_many, assert_same_mailbox, make_lab
+from dovecot_lab import CUTOVER, Lab, append_many, assert_same_mailbox, make_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer
 

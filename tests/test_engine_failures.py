@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from corpus import message
-from lab import assert_same_mailbox, doveadm, make_lab
+from dovecot_lab import assert_same_mailbox, doveadm, make_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from corpus import awkward_messages, dates, message
-from lab import Lab, assert_same_mailbox, make_lab, rewrite_table, write_plan
+from dovecot_lab import Lab, assert_same_mailbox, make_lab, rewrite_table, write_plan
 from servers import imapfill
 from servers.dovecot import DovecotServer
 

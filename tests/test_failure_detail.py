@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from corpus import message
-from lab import Lab, make_lab, rewrite_table
+from dovecot_lab import Lab, make_lab, rewrite_table
 from servers import imapfill
 from servers.dovecot import DovecotServer
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from corpus import message
-from lab import Lab, append_many, make_lab, wait_for
+from dovecot_lab import Lab, append_many, make_lab, wait_for
 from servers import imapfill
 from servers.dovecot import DovecotServer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from corpus import message
-from lab import PILOT_AND_LATER, make_lab
+from dovecot_lab import PILOT_AND_LATER, make_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer
 

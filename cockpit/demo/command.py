@@ -17,9 +17,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from cockpit.demo.lab import Lab
 from cockpit.demo.report import demo_data, demo_text
-from cockpit.demo.scenario import MARKER, run_scenario, write_plan
+from cockpit.demo.scenario import run_scenario
+from lab.embedded import Lab, LabError
+from lab.plan import MARKER, write_plan
 from runners.errors import MigrationError
 from runners.plan.loader import load_plan
 
@@ -30,8 +31,13 @@ def kept_state_dir() -> Path:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    if not args.headless:
-        return _interactive(args)
+    try:
+        return _interactive(args) if not args.headless else _headless(args)
+    except LabError as exc:
+        raise MigrationError(str(exc)) from exc  # the CLI's one line and exit 2
+
+
+def _headless(args: argparse.Namespace) -> int:
     with _state_dir(args.keep) as state_dir, Lab() as lab:
         result = run_scenario(lab, state_dir, say=lambda line: print(f"demo: {line}", file=sys.stderr))
         report = demo_data(result, kept=args.keep)

@@ -10,8 +10,9 @@ from typing import Any
 
 from checks.model import Finding, Severity, State
 from checks.render import run_data
-from cockpit.demo import data
-from cockpit.demo.scenario import PILOT, DemoResult
+from cockpit.demo.scenario import DemoResult
+from lab import data
+from lab.plan import PILOT
 from runners.engine.summary import summary_data
 
 SHOWN_FINDINGS = ("blocker", "warning")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
+from cockpit.shell import Cockpit, cockpit_of
 from cockpit.widgets.keybar import KeyBar
 from runners.report.snapshot import Snapshot
-
-if TYPE_CHECKING:
-    from cockpit.app import CockpitApp
 
 
 def add_columns(table: DataTable[Any], columns: Sequence[tuple[str, int]]) -> None:
@@ -27,11 +25,8 @@ class View(Screen[None]):
     crumb = ""
 
     @property
-    def cockpit(self) -> CockpitApp:
-        from cockpit.app import CockpitApp
-
-        assert isinstance(self.app, CockpitApp)
-        return self.app
+    def cockpit(self) -> Cockpit:
+        return cockpit_of(self.app)
 
     def on_screen_resume(self) -> None:
         self.cockpit.poke()  # this view may want other rows than the last one

@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.mail.imap4 import IllegalClientResponse, PLAINCredentials
 from zope.interface import implementer
 
-from cockpit.demo.mailstore import MailStore
+from lab.mailstore import MailStore
 
 MASTER_SEPARATOR = "*"
 

@@ -33,18 +33,22 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublish
 from twisted.names import dns as twisted_dns
 from twisted.protocols.policies import WrappingFactory
 
-from cockpit.demo import data
-from cockpit.demo.dns_server import LabDNSFactory
-from cockpit.demo.imap_server import LabIMAPFactory
-from cockpit.demo.ldap_server import DirectoryFactory, build_tree
-from cockpit.demo.mailstore import MailStore
-from cockpit.demo.platforms import legacy_platform, target_platform
-from cockpit.demo.pop3_server import LabPOP3Factory
-from cockpit.demo.smtp_server import HubFactory
-from runners.errors import MigrationError
+from lab import data
+from lab.dns_server import LabDNSFactory
+from lab.imap_server import LabIMAPFactory
+from lab.ldap_server import DirectoryFactory, build_tree
+from lab.mailstore import MailStore
+from lab.platforms import legacy_platform, target_platform
+from lab.pop3_server import LabPOP3Factory
+from lab.smtp_server import HubFactory
 
 HOST = "127.0.0.1"
 T = TypeVar("T")
+
+
+class LabError(RuntimeError):
+    """The lab could not start (the demo command turns it into its one-line error, exit 2)."""
+
 
 _reactor_lock = threading.Lock()
 _reactor_thread: threading.Thread | None = None
@@ -130,7 +134,7 @@ class Lab:
             self.call(self._listen_all)
         except Exception as exc:
             self.stop()
-            raise MigrationError(f"the demo lab could not start: {exc}") from exc
+            raise LabError(f"the demo lab could not start: {exc}") from exc
         return self
 
     def stop(self) -> None:

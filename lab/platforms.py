@@ -4,8 +4,8 @@ special folders created with every account, a 2 MB message limit)."""
 
 from __future__ import annotations
 
-from cockpit.demo import data
-from cockpit.demo.mailstore import INBOX, MailStore
+from lab import data
+from lab.mailstore import INBOX, MailStore
 
 TARGET_FOLDERS = (
     ("Sent Items", ("\\Sent",)),

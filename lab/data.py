@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
-from cockpit.demo.dns_server import RecordSpec, Zone
-from cockpit.demo.ldap_server import Attributes
+from lab.dns_server import RecordSpec, Zone
+from lab.ldap_server import Attributes
 
 DOMAIN = "acme.example"
 SEED = 20240501

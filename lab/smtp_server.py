@@ -18,8 +18,8 @@ from typing import Any
 from twisted.internet import defer, protocol
 from zope.interface import implementer
 
-from cockpit.demo.mailstore import Account, MailStore
-from cockpit.demo.twisted_mail import smtp
+from lab.mailstore import Account, MailStore
+from lab.twisted_mail import smtp
 
 _SIZE_PARAM = re.compile(rb"\bSIZE=(\d+)", re.IGNORECASE)
 TOO_BIG = b"5.3.4 Message size exceeds fixed maximum message size"

@@ -22,9 +22,9 @@ from twisted.cred.portal import IRealm, Portal
 from twisted.internet import protocol
 from zope.interface import implementer
 
-from cockpit.demo.auth import StoreChecker
-from cockpit.demo.mailstore import Account, MailStore, StoredMessage
-from cockpit.demo.twisted_mail import pop3
+from lab.auth import StoreChecker
+from lab.mailstore import Account, MailStore, StoredMessage
+from lab.twisted_mail import pop3
 
 
 @implementer(pop3.IMailbox)

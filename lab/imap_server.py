@@ -48,8 +48,8 @@ from twisted.mail.imap4 import (
 )
 from zope.interface import implementer
 
-from cockpit.demo.auth import MasterPlainCredentials, StoreChecker
-from cockpit.demo.mailstore import INBOX, Account, Folder, MailStore, StoredMessage
+from lab.auth import MasterPlainCredentials, StoreChecker
+from lab.mailstore import INBOX, Account, Folder, MailStore, StoredMessage
 
 MESSAGE_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\+?\}$")
