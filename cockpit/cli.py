@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parser.print_help()
             return EXIT_UNUSABLE
+    from cockpit.errors import CockpitError
     from runners.errors import MigrationError
 
     try:
@@ -215,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         handler = handlers[args.command]
         return handler(args)
-    except MigrationError as exc:
+    except (MigrationError, CockpitError) as exc:
         _fail(args, str(exc))
         return EXIT_UNUSABLE
     except KeyboardInterrupt:

@@ -29,7 +29,7 @@ from textual.keys import KEY_DISPLAY_ALIASES, Keys, _character_to_key, format_ke
 from textual.screen import ModalScreen, Screen
 
 from cockpit.actions import SCOPES, ActionSpec, all_actions
-from runners.errors import MigrationError
+from cockpit.errors import CockpitError
 from runners.plan.locate import KeyLocator
 
 #: Keys a terminal multiplexer keeps for itself.
@@ -55,7 +55,7 @@ NAMED_KEYS = frozenset(k.value for k in Keys if "+" not in k.value and k.value.i
 _SYNTAX_AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
-class KeymapError(MigrationError):
+class KeymapError(CockpitError):
     """The keymap file is invalid; names file, line and key (``keys.toml:3: [keys.launch] …``)."""
 
     def __init__(self, path: str, line: int | None, key: str | None, message: str) -> None:

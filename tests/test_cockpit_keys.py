@@ -17,11 +17,13 @@ from textual.widgets import DataTable
 from cockpit.actions import APP_ACTIONS, FAILURE_ACTIONS, WAVE_ACTIONS, all_actions, display_key
 from cockpit.app import ANSI_THEME, NO_COLOR_THEME, CockpitApp
 from cockpit.cli import main
+from cockpit.errors import CockpitError
 from cockpit.keymap import KeymapError, find_keymap, load_keymap
 from cockpit.palette import palette_commands
 from cockpit.screens.dialogs import Confirm, HelpScreen
 from cockpit.screens.mailbox import FailureView
 from cockpit.widgets.keybar import KeyBar
+from runners.errors import MigrationError
 from runners.plan.loader import load_plan
 from runners.report.snapshot import mailbox_detail, take
 from runners.state.store import StateStore
@@ -259,6 +261,12 @@ def test_keymap_errors_name_the_file_the_line_and_the_key(
     message = str(raised.value)
     assert message.startswith(f"{path}:{line}: {where}".rstrip()), message
     assert words in message, message
+
+
+def test_a_bad_keymap_is_not_a_migration_error() -> None:
+    # The engine's error tree is for migrations; a user's keys.toml is the cockpit's own input.
+    assert not issubclass(KeymapError, MigrationError)
+    assert issubclass(KeymapError, CockpitError)
 
 
 def test_the_cli_exits_2_on_a_bad_keymap(
