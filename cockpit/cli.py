@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Moves whole mail platforms: migrate mailboxes wave by wave, prove nothing was lost.",
         epilog="Exit codes: 0 ok, 1 problems found (not everything copied / differences), 2 could not run.",
     )
+    parser.add_argument("--version", action="store_true", help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, output: bool = True) -> None:
@@ -194,12 +195,17 @@ def _display_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.version:
+        print(f"cutover {_version()}")
+        return EXIT_OK
     if args.command is None:
         if Path("plan.toml").is_file():  # `cutover` in a plan's directory opens the cockpit on it
             args = parser.parse_args(["tui", "--plan", "plan.toml"])
         else:
             parser.print_help()
             return EXIT_UNUSABLE
+    import sqlite3
+
     from cockpit.errors import CockpitError
     from runners.errors import MigrationError
 
@@ -219,9 +225,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MigrationError, CockpitError) as exc:
         _fail(args, str(exc))
         return EXIT_UNUSABLE
+    except sqlite3.DatabaseError as exc:  # a corrupt or unreadable state.db: one line, not a traceback
+        _fail(args, f"can't read the state store: {exc}")
+        return EXIT_UNUSABLE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _version() -> str:
+    """The installed distribution's version (a source checkout that was never installed has none)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cutover-cockpit")
+    except PackageNotFoundError:
+        return "(not installed: a source checkout)"
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:
@@ -326,15 +345,36 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from runners.errors import MigrationError
     from runners.plan.loader import load_plan
     from runners.report.status import status_data, status_text
 
     plan = load_plan(args.plan)
+    if plan.state_dir.exists() and not plan.state_dir.is_dir():
+        raise MigrationError(f"the state directory {plan.state_dir} is not a directory: can't read the state")
     data = status_data(
         plan, wave=args.wave, mailboxes=args.mailbox, failures=args.failures or args.output == "json"
     )
     _emit(args, data, status_text(data, failures=args.failures))
-    return EXIT_OK
+    return status_exit_code(data)
+
+
+def status_exit_code(data: dict[str, Any]) -> int:
+    """1 when a mailbox of the report needs attention, else 0 (everything copied, or not started yet).
+
+    Attention: a mailbox that failed as a whole, a folder not copied, messages failed or skipped, or
+    left pending by an interrupted run (a mailbox being copied right now always has a batch pending:
+    not counted). Waived messages (``cutover skip``) and cancelled or paused mailboxes are decisions,
+    not problems, so a partial mailbox whose every uncopied message was waived needs none.
+    """
+    from runners.state.statuses import MailboxState
+
+    for m in data["mailboxes"]:
+        if m["state"] == MailboxState.FAILED or m["failed"] or m["skipped"]:
+            return EXIT_PROBLEMS
+        if m["pending"] and m["state"] != MailboxState.RUNNING:
+            return EXIT_PROBLEMS
+    return EXIT_PROBLEMS if data.get("folder_errors") else EXIT_OK
 
 
 def _verify(args: argparse.Namespace) -> int:
