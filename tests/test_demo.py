@@ -208,7 +208,7 @@ def test_verify_cli_explains_every_difference(demo: DemoResult) -> None:
         assert by_mailbox[data.address(local)]["ok"], local
 
     status = cutover("status", "--plan", str(demo.plan.path), "--failures", "--output", "json")
-    assert status.returncode == 0, status.stderr
+    assert status.returncode == 1, status.stderr  # the pilot's failed and skipped messages need attention
     assert {r["reason"] for r in json.loads(status.stdout)["not_copied"]} == {
         r["reason"] for r in demo.status["not_copied"]
     }
@@ -353,4 +353,4 @@ def test_cutover_demo_keeps_its_state_with_keep(tmp_path: Path) -> None:
     assert f"State kept in {plan.parent}" in proc.stdout
     # The kept state store answers without the lab.
     status = cutover("status", "--plan", str(plan), "--failures", env=env)
-    assert status.returncode == 0 and "2 message(s) not copied" in status.stdout, status.stdout
+    assert status.returncode == 1 and "2 message(s) not copied" in status.stdout, status.stdout
