@@ -5,12 +5,14 @@ the cockpit or losing the SSH session never stops a migration, and several cockp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
 import time
 from collections import deque
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 from textual.app import App, SystemCommand
@@ -273,7 +275,7 @@ class CockpitApp(App[None]):
             operations.append(
                 f"WARNING: run {runs} of this wave is still running; this runner takes only the mailboxes it does not hold"
             )
-        typed = None if "pilot" in wave.lower() else wave
+        typed = None if self.plan.is_pilot(wave) else wave  # [[waves]] pilot = true, never the name
 
         def launch(confirmed: bool | None) -> None:
             if confirmed:
@@ -307,6 +309,7 @@ class CockpitApp(App[None]):
         return next((m.wave for m in self.plan.mailboxes if m.source == mailbox), None)
 
     def launch_wave(self, wave: str, *, retry_failed: bool = False, mailbox: str | None = None) -> None:
+        """Start a detached runner from a worker thread: the view keeps drawing while it starts."""
         argv = runner_argv(
             self.plan.path,
             wave,
@@ -315,13 +318,27 @@ class CockpitApp(App[None]):
             mailboxes=[mailbox] if mailbox else [],
             detach=True,
         )
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-        if proc.returncode == 0:
-            self.notify(f"wave {wave} {'retry ' if retry_failed else ''}started in the background")
+        what = f"wave {wave} {'retry ' if retry_failed else ''}"
+        self.notify(f"starting {what}in the background…")
+        self.run_worker(
+            partial(self._start_runner, argv, what), thread=True, group="launch", exit_on_error=False
+        )
+
+    def _start_runner(self, argv: list[str], what: str) -> None:
+        """In a worker thread: run ``cutover run --detach`` (it returns once the runner is on its own)."""
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+            started, said = proc.returncode == 0, proc.stderr.strip() or proc.stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            started, said = False, str(exc)
+        with contextlib.suppress(RuntimeError):  # the cockpit closed meanwhile: the runner goes on
+            self.call_from_thread(self._launched, what, started, said)
+
+    def _launched(self, what: str, started: bool, said: str) -> None:
+        if started:
+            self.notify(f"{what}started in the background")
         else:
-            self.notify(
-                f"could not start wave {wave}: {proc.stderr.strip() or proc.stdout.strip()}", severity="error"
-            )
+            self.notify(f"could not start {what.strip()}: {said}", severity="error")
         self.poke()
 
     def action_control(self, action: str) -> None:

@@ -66,6 +66,16 @@ timeout = 20
 [mailboxes]
 csv = "mailboxes.csv"
 
+[[waves]]
+name = "{PILOT}"
+pilot = true
+
+[[waves]]
+name = "wave1"
+
+[[waves]]
+name = "wave2"
+
 [state]
 dir = "state"
 

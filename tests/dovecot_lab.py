@@ -95,9 +95,11 @@ def write_plan(
     source_extra: str = "",
     target_extra: str = "",
     tail: str = "",
+    pilots: tuple[str, ...] | None = None,
 ) -> Path:
     """``plan.toml`` and ``mailboxes.csv`` in ``root``: master logins on both sides, passwords from
-    ``SRC_MASTER_PW``/``DST_MASTER_PW``; ``*_extra`` go into ``[source]``/``[target]``, ``tail`` after."""
+    ``SRC_MASTER_PW``/``DST_MASTER_PW``; ``*_extra`` go into ``[source]``/``[target]``, ``tail`` after.
+    ``pilots``: declare every wave in ``[[waves]]`` (in the mailboxes' order), these marked as pilots."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "mailboxes.csv").write_text(
         "source,target,wave\n" + "".join(f"{s},{t},{w}\n" for s, t, w in mailboxes), encoding="utf-8"
@@ -129,10 +131,18 @@ master_password = "env:DST_MASTER_PW"
 csv = "mailboxes.csv"
 
 {tail}
+{"" if pilots is None else waves_toml(tuple(dict.fromkeys(w for _, _, w in mailboxes)), pilots)}
 """,
         encoding="utf-8",
     )
     return plan
+
+
+def waves_toml(waves: tuple[str, ...], pilots: tuple[str, ...] = ()) -> str:
+    """``[[waves]]`` tables declaring ``waves`` in this order, ``pilots`` among them marked as pilots."""
+    return "".join(
+        f'[[waves]]\nname = "{w}"\n' + ("pilot = true\n" if w in pilots else "") + "\n" for w in waves
+    )
 
 
 def make_lab(root: Path, source: DovecotServer, target: DovecotServer, **plan_options: Any) -> Lab:

@@ -35,6 +35,7 @@ def lab(tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: object) 
         source_dovecot,
         target,
         mailboxes=PILOT_AND_LATER,
+        pilots=("pilot",),  # launched with a plain yes
     )
     lab.run("pilot")
     return lab

@@ -136,6 +136,7 @@ def test_example_plan_in_assets_loads() -> None:
     assert plan.target.max_message_bytes == 36700160
     assert plan.mailboxes
     assert plan.state_dir == REPO / "assets" / "examples" / ".cutover"
+    assert plan.waves == ("pilot", "wave1") and plan.is_pilot("pilot") and not plan.is_pilot("wave1")
 
 
 def test_complete_example_in_the_docs_loads(tmp_path: Path) -> None:

@@ -25,8 +25,9 @@ from runners.plan.model import (
 from runners.plan.paths import resolve_path
 from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.tables import Document, Table
+from runners.plan.waves import load_waves
 
-PLAN_TABLES = ("source", "target", "mailboxes", "folders", "state", "run", *READINESS_TABLES)
+PLAN_TABLES = ("source", "target", "mailboxes", "waves", "folders", "state", "run", *READINESS_TABLES)
 FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = ("sent", "drafts", "trash", "junk", "archive")
 STATE_KEYS = ("dir",)
@@ -72,6 +73,7 @@ def load_plan(path: str | Path) -> Plan:
         source=source,
         target=target,
         mailboxes=mailboxes,
+        wave_settings=load_waves(root, mailboxes),
         folders=folders,
         state_dir=state_dir,
         workers=workers,

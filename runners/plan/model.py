@@ -78,6 +78,15 @@ class MailboxEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class WaveSettings:
+    """One ``[[waves]]`` entry."""
+
+    name: str
+    #: A trial wave: launching it from the cockpit asks for a yes, not for its name typed.
+    pilot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     path: Path
     source: Endpoint
@@ -93,6 +102,8 @@ class Plan:
     batch_bytes: int = DEFAULT_BATCH_BYTES
     #: ``[dns]``, ``[directory.*]``, ``[capacity]``, ``[checks]``, ``[[waivers]]``: the readiness checker's inputs.
     readiness: ReadinessConfig = field(default_factory=ReadinessConfig)
+    #: ``[[waves]]`` in the plan's order (empty: the mailbox list's order, no pilot).
+    wave_settings: tuple[WaveSettings, ...] = ()
 
     @property
     def target_domains(self) -> tuple[str, ...]:
@@ -111,7 +122,14 @@ class Plan:
 
     @property
     def waves(self) -> tuple[str, ...]:
+        """The waves in the plan's order: ``[[waves]]``, else as they first appear in the mailbox list."""
+        if self.wave_settings:
+            return tuple(w.name for w in self.wave_settings)
         seen: dict[str, None] = {}
         for m in self.mailboxes:
             seen.setdefault(m.wave, None)
         return tuple(seen)
+
+    def is_pilot(self, wave: str) -> bool:
+        """Whether the plan marks ``wave`` as a pilot (``[[waves]] pilot = true``), whatever its name."""
+        return any(w.name == wave and w.pilot for w in self.wave_settings)

@@ -1,0 +1,50 @@
+"""``[[waves]]``: the plan's waves in the order the operator means, and which of them are pilots.
+
+Optional. Without it the waves are those of the mailbox list, in the order they first appear there,
+and none is a pilot. With it, every wave of the mailbox list is declared exactly once (a wave name
+with a typo in the CSV, or in ``[[waves]]``, is an error, not a wave of its own), in the order the
+cockpit shows them. ``pilot = true`` marks a wave the cockpit launches after a plain yes; any other
+wave needs its name typed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runners.plan.model import MailboxEntry, WaveSettings
+from runners.plan.tables import Table, did_you_mean, type_name
+
+WAVE_KEYS = ("name", "pilot")
+
+
+def load_waves(root: Table, mailboxes: Sequence[MailboxEntry]) -> tuple[WaveSettings, ...]:
+    """The ``[[waves]]`` entries in order, each a wave of ``mailboxes``; ``()`` when there are none."""
+    items = root.array("waves")
+    if items is None:
+        return ()
+    first_row: dict[str, MailboxEntry] = {}
+    for entry in mailboxes:
+        first_row.setdefault(entry.wave, entry)
+    out: list[WaveSettings] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise root.error("waves", f"item {index + 1} must be a table ([[waves]]), got {type_name(item)}")
+        table = Table(root.doc, ("waves", index), item)
+        table.check_keys(WAVE_KEYS)
+        name = table.required_string("name")
+        if any(w.name == name for w in out):
+            raise table.error("name", f'wave "{name}" is declared twice')
+        if name not in first_row:
+            raise table.error(
+                "name", f'no mailbox of the mailbox list is in wave "{name}"{did_you_mean(name, first_row)}'
+            )
+        out.append(WaveSettings(name, pilot=table.boolean("pilot", False)))
+    declared = {w.name for w in out}
+    for wave, entry in first_row.items():
+        if wave not in declared:
+            raise root.error(
+                "waves",
+                f'wave "{wave}" ({entry.origin}) is not declared: with [[waves]], every wave of the '
+                f"mailbox list is declared once{did_you_mean(wave, declared)}",
+            )
+    return tuple(out)
