@@ -29,7 +29,8 @@ class State(StrEnum):
     SKIPPED = "skipped"
 
 
-CATEGORIES = ("dns", "directory", "source", "target", "capacity")
+#: The categories that have checks; "target" comes back with the target side's own checks.
+CATEGORIES = ("dns", "directory", "source", "capacity")
 
 
 @dataclass(frozen=True, slots=True)

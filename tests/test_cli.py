@@ -28,6 +28,17 @@ def test_version() -> None:
     assert proc.stdout.strip() == f"cutover {version('cutover-cockpit')}"
 
 
+def test_check_offers_only_the_categories_that_have_checks() -> None:
+    listed = cutover("check", "--list")
+    assert listed.returncode == 0, listed.stderr
+    with_checks = {line.split()[1] for line in listed.stdout.splitlines() if line.strip()}
+    usage = cutover("check", "--help").stdout
+    offered = set(usage.split("--category {", 1)[1].split("}", 1)[0].split(","))
+    assert offered == with_checks
+    refused = cutover("check", "--list", "--category", "target")
+    assert refused.returncode == 2 and "invalid choice: 'target'" in refused.stderr
+
+
 def test_status_exits_1_while_something_needs_attention(
     tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
 ) -> None:
