@@ -306,6 +306,12 @@ def test_a_second_pass_copies_nothing_again(demo: DemoResult) -> None:
 # --- the lab itself ---------------------------------------------------------------------------
 
 
+def test_the_demo_plan_orders_its_waves_and_marks_its_pilot(demo: DemoResult) -> None:
+    # The cockpit lists them in this order and launches only the pilot with a plain yes.
+    assert demo.plan.waves == ("pilot", "wave1", "wave2")
+    assert [w for w in demo.plan.waves if demo.plan.is_pilot(w)] == ["pilot"]
+
+
 def test_lab_data_is_deterministic_and_sized_as_promised() -> None:
     first, second = data.build(), data.build()
     assert first == second
