@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser(
         "status",
         help="where every mailbox stands, from the state store",
-        description="Show runs, mailboxes and every message not copied with its reason.",
+        description="Show runs, mailboxes and every message not copied with its reason. Exit 0: everything "
+        "listed is copied or not started yet; 1: something needs attention (a mailbox failed, a folder not "
+        "copied, messages failed, skipped or left pending by an interrupted run); 2: the state can't be read.",
     )
     common(status)
     status.add_argument("--wave", help="only this wave")
