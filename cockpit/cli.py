@@ -286,10 +286,7 @@ def _control(args: argparse.Namespace) -> int:
     request_id = request(
         store, args.action, wave=args.wave, mailbox=args.mailbox, requested_by=getpass.getuser()
     )
-    running = store.query(
-        "SELECT id, wave FROM runs WHERE status = 'running'" + (" AND wave = ?" if args.wave else ""),
-        (args.wave,) if args.wave else (),
-    )
+    running = store.running_runs(args.wave)
     scope = (
         f"mailbox {args.mailbox}"
         if args.mailbox
@@ -326,7 +323,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from runners.plan.loader import load_plan
-    from runners.report.status import status_data, status_text
+    from runners.state.read_models.status import status_data, status_text
 
     plan = load_plan(args.plan)
     data = status_data(

@@ -41,11 +41,11 @@ from checks.model import Finding, Outcome, Severity, State
 from checks.runner import CheckRun
 from cockpit.app import CockpitApp
 from cockpit.screens.mailbox import FailureView
+from runners.headers import parse_headers
 from runners.model import FolderState
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
-from runners.report.headers import parse_headers
-from runners.report.snapshot import take
+from runners.state.read_models.snapshot import take
 from runners.state.store import MailboxProgress, StateStore
 
 #: 2026-03-02 06:00:00 UTC: the first run starts here; the cockpit looks at the store at NOW.

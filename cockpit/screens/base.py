@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from cockpit.widgets.keybar import KeyBar
-from runners.report.snapshot import Snapshot
+from runners.state.read_models.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from cockpit.app import CockpitApp
