@@ -35,6 +35,7 @@ from lab import write_plan as lab_plan
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
+import runners.state.runs as runs_module
 import runners.state.store as store_module
 from checks.history import record
 from checks.model import Finding, Outcome, Severity, State
@@ -299,6 +300,7 @@ def built_plan(root: Path) -> Path:
     clock = Clock(T0)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(store_module, "time", clock)
+        patch.setattr(runs_module, "time", clock)  # runs are stamped there
         build_state(load_plan(path), clock)
     return path
 

@@ -156,9 +156,10 @@ class SqliteBackend:
 
     def _open_read_only(self) -> sqlite3.Connection:
         """``mode=ro`` reads alongside a live writer (its ``-shm`` and ``-wal`` exist). With no writer,
-        a reader that can't create ``-shm`` in the directory is refused by SQLite; then the file is
-        complete on its own (the last writer checkpointed it) and is opened ``immutable``, until a
-        ``-wal`` appears. A store not created yet reads as an empty one (nothing has run)."""
+        a reader that can't create ``-shm`` (a directory it may not write, a full disk) is refused by
+        SQLite; then the file is complete on its own (the last writer checkpointed it and removed its
+        ``-wal``) and is opened ``immutable``, until a ``-wal`` appears. A store not created yet reads
+        as an empty one (nothing has run)."""
         self._local.mode = ""
         if not self.path.exists():
             db = sqlite3.connect(":memory:", isolation_level=None)
@@ -170,16 +171,20 @@ class SqliteBackend:
         try:
             db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             return db
-        except sqlite3.OperationalError as exc:
+        except sqlite3.OperationalError:
             db.close()
-            if getattr(exc, "sqlite_errorname", "") != "SQLITE_READONLY_DIRECTORY" or self._wal_exists():
+            if self._wal_exists():  # a writer is at work: its -wal must be read, not skipped
                 raise
         db = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None)
         self._local.mode = "immutable"
         return db
 
     def _wal_exists(self) -> bool:
-        return os.path.exists(f"{self.path}-wal")
+        """Does a ``-wal`` hold anything (an empty one, left by a writer that failed, holds nothing)?"""
+        try:
+            return os.path.getsize(f"{self.path}-wal") > 0
+        except OSError:
+            return False
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -263,7 +268,17 @@ class SqliteBackend:
                 f"the state directory {self.path.parent} is a file",
                 "point the plan's state_dir elsewhere",
             )
+        if "disk I/O error" in cause and _no_space(self.path.parent):
+            # SQLite says ENOSPC this way when it strikes while growing -wal or -shm.
+            cause, hint = "database or disk is full (disk I/O error)", _HINTS["database or disk is full"]
         return StoreError(self.path, cause, hint)
+
+
+def _no_space(directory: Path) -> bool:
+    try:
+        return os.statvfs(directory).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _schema() -> str:
