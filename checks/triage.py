@@ -57,7 +57,7 @@ def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
     result.steps.append(_login("source login", lambda: open_source(plan.source, entry)))
     result.steps.append(_login("target login", lambda: open_target(plan.target, entry)))
     if plan.state_db.exists():
-        store = StateStore(plan.state_db)
+        store = StateStore(plan.state_db, read_only=True)  # the helpdesk may not write the state directory
         try:
             result.detail = store.mailbox_detail(entry.source)
         finally:

@@ -97,6 +97,8 @@ def test_drill_down_from_overview_to_the_servers_words(lab: Lab) -> None:
 
 
 def test_read_only_hides_and_refuses_every_change(lab: Lab) -> None:
+    from cockpit.screens.readiness import ReadinessView
+
     async def scenario() -> None:
         app = app_for(lab, read_only=True)
         async with app.run_test(size=(80, 24)) as pilot:
@@ -110,9 +112,18 @@ def test_read_only_hides_and_refuses_every_change(lab: Lab) -> None:
             app.action_launch()  # even called directly
             await pilot.pause()
             assert not isinstance(app.screen, Confirm)
+            await pilot.press("r")  # the readiness view: re-running checks writes their results
+            await pilot.pause()
+            assert isinstance(app.screen, ReadinessView)
+            await pilot.press("r")
+            await pilot.pause()
+            assert not app.screen.running
+            said = [n.message for n in app._notifications]  # what the operator sees, one line
+            assert any(m.startswith("read-only cockpit: checks can't be re-run") for m in said), said
         store = StateStore(app.plan.state_db)
         assert store.query("SELECT COUNT(*) AS n FROM runs")[0]["n"] == 1  # only the fixture's own run
         assert store.query("SELECT COUNT(*) AS n FROM controls")[0]["n"] == 0
+        assert store.query("SELECT COUNT(*) AS n FROM check_runs")[0]["n"] == 0
 
     asyncio.run(scenario())
 

@@ -142,6 +142,20 @@ def test_a_reader_who_may_not_write_reads_when_no_runner_is_there(shared_dir: Pa
     assert [m["source"] for m in json.loads(status.stdout)["mailboxes"]] == ["alice"]
 
 
+def test_a_store_being_created_reads_as_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``status`` while a runner's first open has made the file but not its tables yet."""
+    plan = _plan(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.db").touch()
+
+    assert main(["status", "--plan", str(plan), "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == []
+    writer = StateStore(tmp_path / "state" / "state.db")
+    writer.start_run("pilot", "full", 1)
+    reader = StateStore(tmp_path / "state" / "state.db", read_only=True)
+    assert [run.wave for run in reader.recent_runs()] == ["pilot"]
+
+
 def test_a_read_only_store_refuses_every_write(tmp_path: Path) -> None:
     StateStore(tmp_path / "state.db").close()
     store = StateStore(tmp_path / "state.db", read_only=True)

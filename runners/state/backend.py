@@ -161,11 +161,17 @@ class SqliteBackend:
         ``-wal``) and is opened ``immutable``, until a ``-wal`` appears. A store not created yet reads
         as an empty one (nothing has run)."""
         self._local.mode = ""
-        if not self.path.exists():
-            db = sqlite3.connect(":memory:", isolation_level=None)
-            db.executescript(_schema())
-            self._local.mode = "empty"
+        db = self._open_file_read_only() if self.path.exists() else None
+        if db is not None and _created(db):
             return db
+        if db is not None:
+            db.close()  # a runner is creating it this very moment
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        db.executescript(_schema())
+        self._local.mode = "empty"
+        return db
+
+    def _open_file_read_only(self) -> sqlite3.Connection:
         uri = "file:" + quote(str(self.path.absolute()))
         db = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=60.0, isolation_level=None)
         try:
@@ -175,6 +181,9 @@ class SqliteBackend:
             db.close()
             if self._wal_exists():  # a writer is at work: its -wal must be read, not skipped
                 raise
+        except BaseException:
+            db.close()
+            raise
         db = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None)
         self._local.mode = "immutable"
         return db
@@ -191,6 +200,7 @@ class SqliteBackend:
         if db is not None:
             db.close()
             self._local.db = None
+            self._local.mode = ""
 
     # -- statements --------------------------------------------------------------------------------
 
@@ -272,6 +282,16 @@ class SqliteBackend:
             # SQLite says ENOSPC this way when it strikes while growing -wal or -shm.
             cause, hint = "database or disk is full (disk I/O error)", _HINTS["database or disk is full"]
         return StoreError(self.path, cause, hint)
+
+
+def _created(db: sqlite3.Connection) -> bool:
+    """Has the store's creator finished (its last step records the schema version in ``meta``)?"""
+    try:
+        return db.execute("SELECT 1 FROM meta WHERE key = 'schema'").fetchone() is not None
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return False
+        raise
 
 
 def _no_space(directory: Path) -> bool:
