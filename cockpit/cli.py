@@ -264,9 +264,20 @@ def _tui(args: argparse.Namespace) -> int:
     from cockpit.keymap import find_keymap
 
     keys = find_keymap(args.keys)  # checked before the screen is taken: errors exit 2 with file:line
+    _open_store(Path(args.plan), read_only=args.read_only)  # likewise: one line, not a dead poller
     if args.no_color:
         os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is created
     return run_cockpit(Path(args.plan), read_only=args.read_only, keys=keys, ansi=args.ansi)
+
+
+def _open_store(plan_path: Path, *, read_only: bool) -> None:
+    """Open the plan's state store once, so that one that can't be used raises ``StoreError`` here."""
+    from runners.plan.loader import load_plan
+    from runners.state.store import StateStore
+
+    store = StateStore(load_plan(plan_path).state_db, read_only=read_only)
+    store.connect()
+    store.close()
 
 
 def _control(args: argparse.Namespace) -> int:

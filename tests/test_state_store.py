@@ -286,3 +286,15 @@ def test_the_schema_lists_every_status_beside_its_column() -> None:
         assert {str(v) for v in enum} <= words, (table, column)
     header = schema.split("CREATE TABLE", 1)[0]
     assert all(str(v) in header for v in MessageStatus)
+
+
+def test_the_cockpit_on_a_corrupt_store_says_so_before_taking_the_screen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _plan(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.db").write_bytes(b"this is not what SQLite wrote\n" * 200)
+
+    line = _one_line_error(capsys, main(["tui", "--read-only", "--plan", str(plan)]))
+
+    assert "not a database" in line

@@ -35,6 +35,10 @@ class StoreBase:
         typed methods instead."""
         return self._backend.inspect(sql, params)
 
+    def connect(self) -> None:
+        """Open this thread's connection now, so that a store that can't be read says so at once."""
+        self._backend.connection()
+
     def close(self) -> None:
         """Close this thread's connection (another thread's stays open)."""
         self._backend.close()
