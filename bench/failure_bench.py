@@ -135,8 +135,6 @@ def bench_ledger(root: Path, repeat: int, batch: int) -> dict[str, Any]:
 
 
 def bench_history(root: Path, repeat: int, messages: int) -> dict[str, Any]:
-
-
     store, run_id, (folder_id,) = _new_store(root / "history.db")
     for start in range(1, messages + 1, 200):
         size = min(200, messages + 1 - start)

@@ -93,7 +93,10 @@ class CockpitApp(App[None]):
         self.current_rate = (0.0, 0.0)
         self._poller = (
             SnapshotPoller(
-                plan, lambda s: self.post_message(SnapshotReady(s)), query=self.current_query, read_only=read_only
+                plan,
+                lambda s: self.post_message(SnapshotReady(s)),
+                query=self.current_query,
+                read_only=read_only,
             )
             if poll
             else None

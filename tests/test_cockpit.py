@@ -269,8 +269,6 @@ def test_helpdesk_triage_of_one_user(lab: Lab, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_skip_a_failed_message_with_a_reason_from_its_failure_view(lab: Lab) -> None:
-
-
     async def scenario(read_only: bool) -> None:
         app = app_for(lab, read_only=read_only)
         async with app.run_test(size=(160, 48)) as pilot:
@@ -339,8 +337,6 @@ def test_a_wave_launched_from_the_cockpit_runs_on_after_it_closes(
 def test_retry_failed_items_from_a_mailbox_runs_a_real_retry(
     lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-
-
     secrets_in_env(lab, monkeypatch)
     store = StateStore(load_plan(lab.plan).state_db)
 
@@ -370,7 +366,6 @@ def test_command_bar_log_help_search_and_copy(lab: Lab) -> None:
 
     from cockpit.screens.dialogs import HelpScreen
     from cockpit.screens.log import LogView
-
 
     async def scenario() -> None:
         app = app_for(lab)

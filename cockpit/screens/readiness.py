@@ -97,7 +97,9 @@ class ReadinessView(View):
 
     def action_rerun(self, scope: str) -> None:
         if self.cockpit.read_only:  # a run's results are written to the state store
-            self.notify("read-only cockpit: checks can't be re-run from here (`cutover check` can)", severity="error")
+            self.notify(
+                "read-only cockpit: checks can't be re-run from here (`cutover check` can)", severity="error"
+            )
             return
         if self.running:
             self.notify("checks are already running")
