@@ -239,6 +239,10 @@ class MailboxReadsMixin(StoreBase):
             source: MailboxState(state) for source, state in self._read("SELECT source, state FROM mailboxes")
         }
 
+    def mailbox_sources(self) -> set[str]:
+        """The source address of every mailbox the store knows (a run has touched)."""
+        return {source for (source,) in self._read("SELECT source FROM mailboxes")}
+
     def recent_events(self, limit: int) -> list[Event]:
         """The last ``limit`` events, oldest first."""
         rows = self._read(

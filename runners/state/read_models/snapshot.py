@@ -126,7 +126,7 @@ def _rows(store: StateStore, plan: Plan, query: MailboxQuery, known: int) -> tup
     rows = store.mailbox_rows(query)
     if known < len(plan.mailboxes) and not query.attention:
         # Planned mailboxes no run has touched yet are not in the store: they show as pending.
-        seen = store.mailbox_states()
+        seen = store.mailbox_sources()
         needle = query.text.lower()
         for entry in plan.mailboxes:
             if entry.source in seen or query.source not in (None, entry.source):
