@@ -5,7 +5,7 @@
 
 What each part measures (every figure a median over ``--repeat`` runs, with p95 and the fastest):
 
-* ``headers``: ``runners.report.peek.message_headers`` against a private source Dovecot on
+* ``headers``: ``runners.peek.message_headers`` against a private source Dovecot on
   loopback (tests/servers), for a 1.5 MB message in INBOX: a new session each time, as the failure
   view opens one (connect, SASL PLAIN as the master user, EXAMINE, UID FETCH of the header fields,
   LOGOUT).
@@ -15,7 +15,7 @@ What each part measures (every figure a median over ``--repeat`` runs, with p95 
   (each also gets an attempt row). Only ``runners.state.store`` is used, so the same script gives
   the figure before the attempt history existed: run it with ``--only ledger`` and ``PYTHONPATH``
   pointing at a checkout of that commit (the failed batch then writes no attempts).
-* ``history``: ``runners.report.snapshot.message_history`` for a failed message of a folder of
+* ``history``: ``StateStore.message_history`` for a failed message of a folder of
   ``--folder-messages`` ledger rows (a few hundred of them failed, each with two attempts): by the
   ledger's key and UIDVALIDITY (what the failure view passes; an index lookup), and by UID alone.
 * ``scan``: the readiness scan's longest-line test on a ``--scan-kb`` KB message whose lines are
@@ -76,9 +76,9 @@ def bench_headers(root: Path, repeat: int) -> dict[str, Any]:
     from servers import imapfill
     from servers.dovecot import DovecotServer
 
+    from runners.headers import MessageHeaders
+    from runners.peek import MessageRef, message_headers
     from runners.plan.loader import load_plan
-    from runners.report.headers import MessageHeaders
-    from runners.report.peek import MessageRef, message_headers
 
     with DovecotServer() as source, DovecotServer() as target:
         source.add_user("alice", "alice-secret")
@@ -135,8 +135,6 @@ def bench_ledger(root: Path, repeat: int, batch: int) -> dict[str, Any]:
 
 
 def bench_history(root: Path, repeat: int, messages: int) -> dict[str, Any]:
-    from runners.report.snapshot import message_history
-
     store, run_id, (folder_id,) = _new_store(root / "history.db")
     for start in range(1, messages + 1, 200):
         size = min(200, messages + 1 - start)
@@ -150,16 +148,16 @@ def bench_history(root: Path, repeat: int, messages: int) -> dict[str, Any]:
         "SELECT src_uid, src_key, uidvalidity FROM messages WHERE status = 'failed' LIMIT 1"
     )[0]
     uid, key, uidvalidity = failed["src_uid"], failed["src_key"], failed["uidvalidity"]
-    found = message_history(store, "alice", "F0", uid, key=key, uidvalidity=uidvalidity)
+    found = store.message_history("alice", "F0", uid, key=key, uidvalidity=uidvalidity)
     rows = store.query("SELECT count(*) AS n FROM messages")[0]["n"]
     out = {
         "folder_messages": rows,
         "attempt_rows": store.query("SELECT count(*) AS n FROM message_attempts")[0]["n"],
         "attempts_found": len(found),
         "by_key": timed(
-            lambda: message_history(store, "alice", "F0", uid, key=key, uidvalidity=uidvalidity), repeat
+            lambda: store.message_history("alice", "F0", uid, key=key, uidvalidity=uidvalidity), repeat
         ),
-        "by_uid": timed(lambda: message_history(store, "alice", "F0", uid), repeat),
+        "by_uid": timed(lambda: store.message_history("alice", "F0", uid), repeat),
     }
     store.close()
     return out

@@ -314,7 +314,7 @@ def python_env(lab: Lab) -> dict[str, str]:
 
 def warm_bytecode(lab: Lab) -> None:
     """Import what ``cutover run`` imports once, so the first measured run doesn't compile it."""
-    modules = "cockpit.cli, cockpit.commands.run, concurrent.futures.thread, runners.report.status"
+    modules = "cockpit.cli, cockpit.commands.run, concurrent.futures.thread, runners.state.read_models.status"
     subprocess.run([sys.executable, "-c", f"import {modules}"], env=python_env(lab), check=True)
 
 

@@ -15,6 +15,7 @@ from runners.errors import CommandError, MigrationError, ProtocolError
 from runners.model import FolderInfo, MessageMeta
 from runners.plan.model import MailboxEntry
 from runners.state.store import StateStore
+from runners.state.survey import SurveyRow
 
 #: Mailboxes surveyed at once (each holds one source connection; the server cap still applies).
 SURVEY_WORKERS = 8
@@ -120,14 +121,12 @@ def _survey_mailbox(ctx: CheckContext, entry: MailboxEntry) -> MailboxSurvey:
 def _store(ctx: CheckContext, result: Survey) -> None:
     store = StateStore(ctx.plan.state_db)
     now = time.time()
-    with store.transaction() as db:
-        db.executemany(
-            "INSERT OR REPLACE INTO survey (mailbox, folder, messages, bytes, largest, surveyed) VALUES (?,?,?,?,?,?)",
-            [
-                (m.entry.source, f.folder.display, f.messages, f.bytes, f.largest, now)
-                for m in result.mailboxes
-                for f in m.folders
-                if f.error is None
-            ],
-        )
+    store.save_survey(
+        [
+            SurveyRow(m.entry.source, f.folder.display, f.messages, f.bytes, f.largest, now)
+            for m in result.mailboxes
+            for f in m.folders
+            if f.error is None
+        ]
+    )
     store.close()

@@ -17,7 +17,7 @@ from runners.engine.sessions import open_source, open_target
 from runners.errors import MigrationError, ProtocolError
 from runners.plan.model import MailboxEntry, Plan
 from runners.plan.readiness_model import DirectorySettings
-from runners.report.snapshot import MailboxDetail, mailbox_detail
+from runners.state.mailbox_reads import MailboxDetail
 from runners.state.store import StateStore
 from runners.verify import MailboxCheck, verify_wave
 
@@ -57,9 +57,9 @@ def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
     result.steps.append(_login("source login", lambda: open_source(plan.source, entry)))
     result.steps.append(_login("target login", lambda: open_target(plan.target, entry)))
     if plan.state_db.exists():
-        store = StateStore(plan.state_db)
+        store = StateStore(plan.state_db, read_only=True)  # the helpdesk may not write the state directory
         try:
-            result.detail = mailbox_detail(store, entry.source)
+            result.detail = store.mailbox_detail(entry.source)
         finally:
             store.close()
     if compare:

@@ -36,8 +36,9 @@ from cockpit.screens.triage import TriageView
 from cockpit.shell import Cockpit
 from runners.engine.control import request
 from runners.plan.model import Plan
-from runners.report.launch_preview import LaunchPreview, preview_launch
-from runners.report.snapshot import MailboxQuery, MessageIssue, Snapshot
+from runners.state.mailbox_reads import MailboxQuery, MessageIssue
+from runners.state.read_models.launch_preview import LaunchPreview, preview_launch
+from runners.state.read_models.snapshot import Snapshot
 from runners.state.store import StateStore
 
 RATE_HISTORY = 120  # samples in the throughput sparkline (a minute at 2 Hz)
@@ -94,7 +95,12 @@ class CockpitApp(App[None]):
         self.mb_rates: deque[float] = deque(maxlen=RATE_HISTORY)  # MB/s
         self.current_rate = (0.0, 0.0)
         self._poller = (
-            SnapshotPoller(plan, lambda s: self.post_message(SnapshotReady(s)), query=self.current_query)
+            SnapshotPoller(
+                plan,
+                lambda s: self.post_message(SnapshotReady(s)),
+                query=self.current_query,
+                read_only=read_only,
+            )
             if poll
             else None
         )
@@ -105,7 +111,7 @@ class CockpitApp(App[None]):
     def store(self) -> StateStore:
         """The UI thread's connection to the state store, opened once (the poller has its own)."""
         if self._store is None:
-            self._store = StateStore(self.plan.state_db)
+            self._store = StateStore(self.plan.state_db, read_only=self.read_only)
         return self._store
 
     # -- life cycle ----------------------------------------------------------------------------

@@ -290,9 +290,20 @@ def _tui(args: argparse.Namespace) -> int:
     from cockpit.keymap import find_keymap
 
     keys = find_keymap(args.keys)  # checked before the screen is taken: errors exit 2 with file:line
+    _open_store(Path(args.plan), read_only=args.read_only)  # likewise: one line, not a dead poller
     if args.no_color:
         os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is created
     return run_cockpit(Path(args.plan), read_only=args.read_only, keys=keys, ansi=args.ansi)
+
+
+def _open_store(plan_path: Path, *, read_only: bool) -> None:
+    """Open the plan's state store once, so that one that can't be used raises ``StoreError`` here."""
+    from runners.plan.loader import load_plan
+    from runners.state.store import StateStore
+
+    store = StateStore(load_plan(plan_path).state_db, read_only=read_only)
+    store.connect()
+    store.close()
 
 
 def _control(args: argparse.Namespace) -> int:
@@ -312,10 +323,7 @@ def _control(args: argparse.Namespace) -> int:
     request_id = request(
         store, args.action, wave=args.wave, mailbox=args.mailbox, requested_by=getpass.getuser()
     )
-    running = store.query(
-        "SELECT id, wave FROM runs WHERE status = 'running'" + (" AND wave = ?" if args.wave else ""),
-        (args.wave,) if args.wave else (),
-    )
+    running = store.running_runs(args.wave)
     scope = (
         f"mailbox {args.mailbox}"
         if args.mailbox
@@ -353,7 +361,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from runners.errors import MigrationError
     from runners.plan.loader import load_plan
-    from runners.report.status import status_data, status_text
+    from runners.state.read_models.status import status_data, status_text
 
     plan = load_plan(args.plan)
     if plan.state_dir.exists() and not plan.state_dir.is_dir():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from runners.report.snapshot import Snapshot
+from runners.state.read_models.snapshot import Snapshot
 
 
 class SnapshotReady(Message):

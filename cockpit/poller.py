@@ -10,7 +10,8 @@ import threading
 from collections.abc import Callable
 
 from runners.plan.model import Plan
-from runners.report.snapshot import ALL, MailboxQuery, Snapshot, take
+from runners.state.mailbox_reads import MailboxQuery
+from runners.state.read_models.snapshot import ALL, Snapshot, take
 from runners.state.store import StateStore
 
 INTERVAL = 0.5
@@ -23,8 +24,12 @@ class SnapshotPoller:
         deliver: Callable[[Snapshot], object],
         interval: float = INTERVAL,
         query: Callable[[], MailboxQuery | None] = lambda: ALL,
+        *,
+        read_only: bool = False,
     ) -> None:
         self.plan = plan
+        #: Open the store read-only (``tui --read-only``): it may then belong to another account.
+        self.read_only = read_only
         self.deliver = deliver
         #: What the visible view shows: only those mailbox rows are read (hidden views cost nothing).
         self.query = query
@@ -45,7 +50,7 @@ class SnapshotPoller:
         self._wake.set()
 
     def _loop(self) -> None:
-        store = StateStore(self.plan.state_db)
+        store = StateStore(self.plan.state_db, read_only=self.read_only)
         try:
             while not self._stop.is_set():
                 self.deliver(take(store, self.plan, query=self.query()))

@@ -18,7 +18,8 @@ from textual.screen import Screen
 
 from cockpit.actions import ActionSpec
 from runners.plan.model import Plan
-from runners.report.snapshot import MessageIssue, Snapshot
+from runners.state.mailbox_reads import MessageIssue
+from runners.state.read_models.snapshot import Snapshot
 from runners.state.store import StateStore
 
 

@@ -19,7 +19,7 @@ from cockpit.screens.mailboxes import MailboxesView
 from cockpit.screens.overview import OverviewView
 from cockpit.widgets.fleet_table import FleetTable
 from runners.plan.loader import load_plan
-from runners.report.snapshot import take
+from runners.state.read_models.snapshot import take
 from runners.state.store import StateStore
 
 
@@ -98,6 +98,8 @@ def test_drill_down_from_overview_to_the_servers_words(lab: Lab) -> None:
 
 
 def test_read_only_hides_and_refuses_every_change(lab: Lab) -> None:
+    from cockpit.screens.readiness import ReadinessView
+
     async def scenario() -> None:
         app = app_for(lab, read_only=True)
         async with app.run_test(size=(80, 24)) as pilot:
@@ -111,9 +113,18 @@ def test_read_only_hides_and_refuses_every_change(lab: Lab) -> None:
             app.action_launch()  # even called directly
             await pilot.pause()
             assert not isinstance(app.screen, Confirm)
+            await pilot.press("r")  # the readiness view: re-running checks writes their results
+            await pilot.pause()
+            assert isinstance(app.screen, ReadinessView)
+            await pilot.press("r")
+            await pilot.pause()
+            assert not app.screen.running
+            said = [n.message for n in app._notifications]  # what the operator sees, one line
+            assert any(m.startswith("read-only cockpit: checks can't be re-run") for m in said), said
         store = StateStore(app.plan.state_db)
         assert store.query("SELECT COUNT(*) AS n FROM runs")[0]["n"] == 1  # only the fixture's own run
         assert store.query("SELECT COUNT(*) AS n FROM controls")[0]["n"] == 0
+        assert store.query("SELECT COUNT(*) AS n FROM check_runs")[0]["n"] == 0
 
     asyncio.run(scenario())
 
@@ -259,13 +270,11 @@ def test_helpdesk_triage_of_one_user(lab: Lab, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_skip_a_failed_message_with_a_reason_from_its_failure_view(lab: Lab) -> None:
-    from runners.report.snapshot import mailbox_detail
-
     async def scenario(read_only: bool) -> None:
         app = app_for(lab, read_only=read_only)
         async with app.run_test(size=(160, 48)) as pilot:
             feed(app)
-            (issue,) = mailbox_detail(StateStore(app.plan.state_db), "alice").issues
+            (issue,) = StateStore(app.plan.state_db).mailbox_detail("alice").issues
             app.open_failure("alice", issue)
             await pilot.pause()
             assert isinstance(app.screen, FailureView)
@@ -329,8 +338,6 @@ def test_a_wave_launched_from_the_cockpit_runs_on_after_it_closes(
 def test_retry_failed_items_from_a_mailbox_runs_a_real_retry(
     lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runners.report.snapshot import mailbox_detail, message_history
-
     secrets_in_env(lab, monkeypatch)
     store = StateStore(load_plan(lab.plan).state_db)
 
@@ -348,8 +355,8 @@ def test_retry_failed_items_from_a_mailbox_runs_a_real_retry(
 
     asyncio.run(retry())
     wait_for(lambda: store.query("SELECT 1 FROM runs WHERE kind = 'retry' AND status != 'running'"), 60)
-    (issue,) = mailbox_detail(store, "alice").issues
-    history = message_history(store, "alice", issue.folder, issue.uid)
+    (issue,) = store.mailbox_detail("alice").issues
+    history = store.message_history("alice", issue.folder, issue.uid)
     # Tried again by the retry run, refused again by the target's size limit, in its own words.
     assert [a.status for a in history] == ["failed", "failed"] and issue.attempts == 2
     assert "Mail size is larger than the maximum size" in (history[-1].reason or "")
@@ -360,7 +367,6 @@ def test_command_bar_log_help_search_and_copy(lab: Lab) -> None:
 
     from cockpit.screens.dialogs import HelpScreen
     from cockpit.screens.log import LogView
-    from runners.report.snapshot import mailbox_detail
 
     async def scenario() -> None:
         app = app_for(lab)
@@ -394,7 +400,7 @@ def test_command_bar_log_help_search_and_copy(lab: Lab) -> None:
             await pilot.press("escape")
             await pilot.pause()
 
-            (issue,) = mailbox_detail(app.store, "alice").issues
+            (issue,) = app.store.mailbox_detail("alice").issues
             app.open_failure("alice", issue)
             await pilot.pause()
             await pilot.press("y")  # OSC 52: the terminal's clipboard, over SSH and tmux too

@@ -25,7 +25,7 @@ from cockpit.screens.mailbox import FailureView
 from cockpit.widgets.keybar import KeyBar
 from runners.errors import MigrationError
 from runners.plan.loader import load_plan
-from runners.report.snapshot import mailbox_detail, take
+from runners.state.read_models.snapshot import take
 from runners.state.store import StateStore
 
 DANGEROUS = {s.description for s in all_actions() if s.dangerous}
@@ -111,7 +111,7 @@ def test_the_palette_of_a_failure_offers_its_actions(plan_path: Path, read_only:
     app = cockpit(plan_path, read_only=read_only)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        issue = mailbox_detail(app.store, "bob@legacy.example").issues[0]
+        issue = app.store.mailbox_detail("bob@legacy.example").issues[0]
         app.open_failure("bob@legacy.example", issue)
         await until(pilot, lambda: isinstance(app.screen, FailureView))
         titles = {c.title for c in palette_commands(app, app.screen)}

@@ -35,17 +35,18 @@ from dovecot_lab import write_plan as lab_plan
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
+import runners.state.runs as runs_module
 import runners.state.store as store_module
 from checks.history import record
 from checks.model import Finding, Outcome, Severity, State
 from checks.runner import CheckRun
 from cockpit.app import CockpitApp
 from cockpit.screens.mailbox import FailureView
+from runners.headers import parse_headers
 from runners.model import FolderState
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
-from runners.report.headers import parse_headers
-from runners.report.snapshot import take
+from runners.state.read_models.snapshot import take
 from runners.state.store import MailboxProgress, StateStore
 
 #: 2026-03-02 06:00:00 UTC: the first run starts here; the cockpit looks at the store at NOW.
@@ -299,6 +300,7 @@ def built_plan(root: Path) -> Path:
     clock = Clock(T0)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(store_module, "time", clock)
+        patch.setattr(runs_module, "time", clock)  # runs are stamped there
         build_state(load_plan(path), clock)
     return path
 

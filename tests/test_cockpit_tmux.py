@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from test_cockpit_snapshots import T0, Clock, build_state, write_plan
 
+import runners.state.runs as runs_module
 import runners.state.store as store_module
 from runners.plan.loader import load_plan
 
@@ -145,6 +146,7 @@ def plan_path(tmp_path: Path) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         clock = Clock(T0)
         patch.setattr(store_module, "time", clock)
+        patch.setattr(runs_module, "time", clock)  # runs are stamped there
         build_state(load_plan(path), clock)
     return path
 

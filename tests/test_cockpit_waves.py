@@ -19,7 +19,7 @@ from cockpit.app import CockpitApp
 from cockpit.screens.dialogs import Confirm, HelpScreen
 from runners.errors import PlanError
 from runners.plan.loader import load_plan
-from runners.report.snapshot import take
+from runners.state.read_models.snapshot import take
 from runners.state.store import StateStore
 
 FLEET = (("a", "a", "wave2"), ("b", "b", "copilot-finance"), ("c", "c", "early-birds"), ("d", "d", "wave1"))

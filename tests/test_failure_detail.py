@@ -7,7 +7,6 @@ import asyncio
 import base64
 import random
 import socket
-import sqlite3
 import time
 from pathlib import Path
 
@@ -17,10 +16,11 @@ from dovecot_lab import Lab, make_lab, rewrite_table
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
+from runners.headers import MAX_VALUE_CHARS, MessageHeaders, decode_header_value, parse_headers
+from runners.peek import MessageRef, message_headers
 from runners.plan.loader import load_plan
-from runners.report.headers import MAX_VALUE_CHARS, MessageHeaders, decode_header_value, parse_headers
-from runners.report.peek import MessageRef, message_headers
-from runners.report.snapshot import MessageIssue, mailbox_detail, message_history
+from runners.state.errors import StoreError
+from runners.state.mailbox_reads import MessageIssue
 from runners.state.store import StateStore
 
 SUBJECT = "Grüße aus Köln 🚀"
@@ -76,7 +76,7 @@ def failing_lab(
 def issues(lab: Lab) -> dict[str, MessageIssue]:
     """The messages not copied, by their Message-ID (as the ledger has them, in UID order)."""
     store = StateStore(load_plan(lab.plan).state_db)
-    found = mailbox_detail(store, "alice").issues
+    found = store.mailbox_detail("alice").issues
     ids = ["<encoded@example.test>", "<raw8@example.test>", "<skipped@example.test>"]
     assert len(found) == 3, found
     return dict(zip(ids, found, strict=True))
@@ -218,19 +218,19 @@ def test_every_attempt_is_kept_with_the_servers_words(failing_lab: Lab) -> None:
 
     for message_id in ("<encoded@example.test>", "<raw8@example.test>"):
         issue = by_id[message_id]
-        history = message_history(store, "alice", issue.folder, issue.uid, key=issue.key)
+        history = store.message_history("alice", issue.folder, issue.uid, key=issue.key)
         assert [(a.run_id, a.status) for a in history] == [(runs[0], "failed"), (runs[1], "failed")]
         assert all(TOO_BIG in (a.reason or "") for a in history)  # Dovecot's refusal, verbatim
         assert history[0].at <= history[1].at
         # Without the key, the UID finds the same history.
-        assert message_history(store, "alice", issue.folder, issue.uid) == history
+        assert store.message_history("alice", issue.folder, issue.uid) == history
     skipped = by_id["<skipped@example.test>"]
-    history = message_history(store, "alice", skipped.folder, skipped.uid, uidvalidity=skipped.uidvalidity)
+    history = store.message_history("alice", skipped.folder, skipped.uid, uidvalidity=skipped.uidvalidity)
     assert [a.status for a in history] == ["skipped", "skipped"]
     assert "over the target limit of 3000000 bytes" in (history[0].reason or "")
     # An operator's decision joins the history, without a run.
     assert store.waive_message("alice", "INBOX", skipped.uid, "archived elsewhere", "tester") == 1
-    last = message_history(store, "alice", skipped.folder, skipped.uid)[-1]
+    last = store.message_history("alice", skipped.folder, skipped.uid)[-1]
     assert (last.run_id, last.status, last.reason) == (
         None,
         "waived",
@@ -258,7 +258,7 @@ def test_a_store_made_before_the_history_gets_it_on_open(tmp_path: Path) -> None
     store = StateStore(tmp_path / "state.db")
     store.record_unsent([(folder, 1, "7", 7, 10, None, "", "failed", "second", 2)])
 
-    assert [a.reason for a in message_history(store, "alice", "INBOX", 7)] == ["second"]
+    assert [a.reason for a in store.message_history("alice", "INBOX", 7)] == ["second"]
 
 
 def test_the_history_and_the_ledger_are_written_together(tmp_path: Path) -> None:
@@ -271,12 +271,12 @@ def test_the_history_and_the_ledger_are_written_together(tmp_path: Path) -> None
             "CREATE TRIGGER refuse BEFORE INSERT ON message_attempts BEGIN SELECT RAISE(ABORT, 'disk full'); END"
         )
 
-    with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+    with pytest.raises(StoreError, match="disk full"):
         store.record_unsent([(folder, 1, "7", 7, 10, None, "", "failed", "refused", 1)])
     assert store.query("SELECT COUNT(*) AS n FROM messages")[0]["n"] == 0
 
     store.record_intents([(folder, 1, "8", 8, 10, None, "", b"x" * 32, "INBOX", 1, 1)])
-    with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+    with pytest.raises(StoreError, match="disk full"):
         store.record_results([("failed", None, "NO [LIMIT] too big", folder, 1, "8")])
     assert store.query("SELECT status FROM messages WHERE src_key = '8'")[0]["status"] == "pending"
 

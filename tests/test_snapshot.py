@@ -10,7 +10,7 @@ from servers import imapfill
 from servers.dovecot import DovecotServer
 
 from runners.plan.loader import load_plan
-from runners.report.snapshot import mailbox_detail, take
+from runners.state.read_models.snapshot import take
 from runners.state.store import StateStore
 
 
@@ -52,7 +52,7 @@ def test_snapshot_and_detail_after_a_run_with_problems(
     assert snap.readiness is not None and snap.readiness.by_category["source"]["blocker"] >= 1
     assert any(e.kind == "folder-failed" and e.mailbox == "alice" for e in snap.events)
 
-    detail = mailbox_detail(store, "alice")
+    detail = store.mailbox_detail("alice")
     folders = {f.source: f for f in detail.folders}
     assert folders["INBOX"].copied == 5 and folders["INBOX"].failed == 1
     # Bytes, source against target: the source's six messages, the five on the target (byte for byte).

@@ -9,7 +9,6 @@ blocker, over 80 % of it a warning.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -81,23 +80,18 @@ def migration_time(ctx: CheckContext) -> Iterator[Finding]:
 def measured_throughput(store: StateStore) -> Throughput | None:
     """Messages per second over every finished run that copied something, or None."""
     try:
-        rows = store.query("SELECT id, summary FROM runs WHERE status != 'running' AND summary IS NOT NULL")
+        runs_done = store.finished_run_summaries()
     finally:
         store.close()
     copied, seconds, runs = 0, 0.0, []
-    for row in rows:
-        try:
-            summary = json.loads(row["summary"])
-        except (TypeError, ValueError):
-            continue
-        if not isinstance(summary, dict):
-            continue
+    for run in runs_done:
+        summary = run.summary
         # The engine stores its totals flat, with the run's seconds (runners/engine/wave.py).
         run_copied, run_seconds = summary.get("copied"), summary.get("seconds")
         if isinstance(run_copied, int | float) and isinstance(run_seconds, int | float):
             if run_copied > 0 and run_seconds > 0:
                 copied, seconds = copied + int(run_copied), seconds + float(run_seconds)
-                runs.append(str(row["id"]))
+                runs.append(str(run.id))
     if not runs:
         return None
     rate = copied / seconds

@@ -24,7 +24,7 @@ from lab.plan import PILOT, write_plan
 from runners.engine.wave import RunResult, run_wave
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
-from runners.report.status import status_data
+from runners.state.read_models.status import status_data
 from runners.verify import VerifyReport, verify_wave
 
 

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Header, Static
 
 from cockpit.shell import Cockpit, cockpit_of
 from cockpit.widgets.keybar import KeyBar
-from runners.report.snapshot import Snapshot
+from runners.state.read_models.snapshot import Snapshot
 
 
 def add_columns(table: DataTable[Any], columns: Sequence[tuple[str, int]]) -> None:

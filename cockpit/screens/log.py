@@ -10,7 +10,7 @@ from textual.widgets import Header, RichLog, Static
 
 from cockpit.screens.base import View
 from cockpit.widgets.keybar import KeyBar
-from runners.report.snapshot import Snapshot
+from runners.state.read_models.snapshot import Snapshot
 
 MAX_LINES = 1000
 

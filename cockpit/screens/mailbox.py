@@ -18,18 +18,11 @@ from cockpit.format import MB
 from cockpit.screens.base import TextView, View, add_columns
 from cockpit.screens.dialogs import ReasonPrompt
 from cockpit.widgets.keybar import KeyBar
+from runners.headers import MessageHeaders
+from runners.peek import MessageRef, message_headers
 from runners.plan.model import Plan
-from runners.report.headers import MessageHeaders
-from runners.report.peek import MessageRef, message_headers
-from runners.report.snapshot import (
-    MailboxDetail,
-    MailboxQuery,
-    MessageAttempt,
-    MessageIssue,
-    Snapshot,
-    mailbox_detail,
-    message_history,
-)
+from runners.state.mailbox_reads import MailboxDetail, MailboxQuery, MessageAttempt, MessageIssue
+from runners.state.read_models.snapshot import Snapshot
 
 FOLDER_COLUMNS = (
     ("folder", 24),
@@ -81,7 +74,7 @@ class MailboxView(View):
                 f"{row.skipped} skipped{error}"
             )
         # The ledger of one mailbox: cheap, read only while this view is visible.
-        detail = mailbox_detail(self.cockpit.store, self.source)
+        detail = self.cockpit.store.mailbox_detail(self.source)
         if detail == self.detail:
             return
         self.detail = detail
@@ -197,7 +190,7 @@ class FailureView(TextView):
         """Read the attempts (one index lookup); True when they changed."""
         i, store = self.issue, self.cockpit.store
         key, validity = i.key or None, i.uidvalidity or None
-        history = message_history(store, self.source, i.folder, i.uid, key=key, uidvalidity=validity)
+        history = store.message_history(self.source, i.folder, i.uid, key=key, uidvalidity=validity)
         changed, self.history = history != self.history, history
         return changed
 

@@ -11,7 +11,8 @@ from cockpit.format import ago, bar
 from cockpit.screens.base import View
 from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
-from runners.report.snapshot import MailboxQuery, MailboxRow, Snapshot
+from runners.state.mailbox_reads import MailboxQuery, MailboxRow
+from runners.state.read_models.snapshot import Snapshot
 
 #: Rows listed at most (many screens); the rest is counted, and "/" narrows it. Drawing costs only the visible
 #: lines, but every listed row is read, formatted and diffed twice a second.

@@ -11,7 +11,7 @@ from textual.widgets.data_table import CellDoesNotExist
 from cockpit.format import bar, duration, eta_against_window, window_left
 from cockpit.screens.base import View, add_columns
 from cockpit.widgets.keybar import KeyBar
-from runners.report.snapshot import Snapshot
+from runners.state.read_models.snapshot import Snapshot
 
 SEVERITIES = ("blocker", "warning", "info", "pass")
 COLUMNS = (

@@ -1,7 +1,8 @@
 """Readiness: every finding of the last check run, worst first; Enter shows its evidence and fix.
 
 ``r`` re-runs every check, ``c`` the category of the finding under the cursor, ``.`` that one check:
-in a worker thread, recorded in the state store like ``cutover check``, then shown.
+in a worker thread, recorded in the state store like ``cutover check``, then shown. A read-only
+cockpit refuses, saying why: it never writes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from textual.widgets import DataTable, Header, Static
 
 from cockpit.screens.base import TextView, View, add_columns
 from cockpit.widgets.keybar import KeyBar
-from runners.report.snapshot import FindingRow, Snapshot, readiness_detail
+from runners.state.check_history import FindingRow
+from runners.state.read_models.snapshot import Snapshot, readiness_detail
 
 COLUMNS = (("severity", 8), ("check", 15), ("category", 9), ("object", 28), ("finding", 60))
 
@@ -94,6 +96,11 @@ class ReadinessView(View):
         self.app.push_screen(FindingView(finding))
 
     def action_rerun(self, scope: str) -> None:
+        if self.cockpit.read_only:  # a run's results are written to the state store
+            self.notify(
+                "read-only cockpit: checks can't be re-run from here (`cutover check` can)", severity="error"
+            )
+            return
         if self.running:
             self.notify("checks are already running")
             return

@@ -52,6 +52,14 @@ class SourceSession(Protocol):
 
     def close(self) -> None: ...
 
+    def header_block(
+        self, *, folder: str, uid: int, key: str, uidvalidity: int, fields: Sequence[str]
+    ) -> bytes | str:
+        """The header block of one message as the ledger names it (``folder``: its name on the source;
+        ``key``: the ledger's key; ``uidvalidity`` 0: don't check), holding at least ``fields``; or,
+        as text, why it can't be read. Changes nothing on the source (no \\Seen, no DELE)."""
+        ...
+
 
 class TargetSession(Protocol):
     """Writes into a mailbox."""

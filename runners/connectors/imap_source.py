@@ -140,6 +140,33 @@ class ImapSource:
     def close(self) -> None:
         self.conn.close()
 
+    def header_block(
+        self, *, folder: str, uid: int, key: str, uidvalidity: int, fields: Sequence[str]
+    ) -> bytes | str:
+        """EXAMINE and ``UID FETCH <uid> BODY.PEEK[HEADER.FIELDS (...)]`` (never sets \\Seen); a folder
+        whose UIDVALIDITY changed since the ledger row was written is reported, not guessed at."""
+        conn = self.conn
+        state = select_state(conn.check(b"EXAMINE " + conn.astring(folder), f"EXAMINE {folder}"))
+        self._selected = None  # the folder open now is not the one list_messages selected
+        if uidvalidity and state.uidvalidity and state.uidvalidity != uidvalidity:
+            return (
+                f"{folder} has UIDVALIDITY {state.uidvalidity} on the source now, {uidvalidity} when "
+                f"this was recorded: UID {uid} no longer names the same message"
+            )
+        items = b"BODY.PEEK[HEADER.FIELDS (" + " ".join(fields).upper().encode("ascii") + b")]"
+        operation = f"UID FETCH {folder} {uid} headers"
+        reply = conn.command(b"UID FETCH %d (UID " % uid + items + b")", operation)
+        for parts in reply.untagged:
+            if b" FETCH " not in parts[0] or fetch_uid(parts) not in (None, uid):
+                continue  # not a FETCH, or an unsolicited update about another message
+            if len(parts) >= 2:
+                return parts[1]
+            if b'] ""' in parts[0] or b"] NIL" in parts[0]:
+                return b""  # none of the fields: the server sends an empty string
+        if reply.status != "OK":
+            return f"{conn.server} {operation}: {reply.status} {reply.text}"
+        return f"UID {uid} is no longer in {folder} on the source (expunged since the run?)"
+
 
 _SPECIAL_LOWER = {
     s.lower(): s for s in ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")

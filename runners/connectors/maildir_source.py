@@ -251,6 +251,41 @@ class MaildirSource:
             return None  # no list (or unreadable): fall back to base-name order
         return parse_uidlist(data)
 
+    def header_block(
+        self, *, folder: str, uid: int, key: str, uidvalidity: int, fields: Sequence[str]
+    ) -> bytes | str:
+        """The beginning of the file whose base name is the ledger's key, up to its first blank line."""
+        if folder == INBOX:
+            fdir = self.root
+        elif folder.startswith(".") and folder != ".." and os.sep not in folder:
+            fdir = os.path.join(self.root, folder)  # Maildir++: ".Sent", ".Archive.2023"
+        else:
+            return f"{folder!r} is not a Maildir++ folder name"
+        for sub in ("cur", "new"):
+            directory = os.path.join(fdir, sub)
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name.partition(":")[0] == key:
+                    return self._head_of(os.path.join(directory, name))
+        return f"{key} is no longer in {fdir} (expunged or moved since the run?)"
+
+    @staticmethod
+    def _head_of(path: str, limit: int = 256 * 1024) -> bytes:
+        """The file's beginning, up to its first blank line (or ``limit`` bytes)."""
+        with open(path, "rb") as fh:
+            data = b""
+            while len(data) < limit:
+                chunk = fh.read(16 * 1024)
+                if not chunk:
+                    break
+                data += chunk
+                if b"\n\n" in data or b"\n\r\n" in data:
+                    break
+        return data
+
 
 def parse_uidlist(data: bytes) -> UidList | None:
     """Parse a Dovecot v3 (``3 V<uidv> N<next> ...`` / ``<uid> [ext ...] :<file>``) or v1

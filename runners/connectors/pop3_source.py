@@ -310,6 +310,16 @@ class Pop3Source:
         self._closed = True
         _close_quietly(self._conn)
 
+    def header_block(
+        self, *, folder: str, uid: int, key: str, uidvalidity: int, fields: Sequence[str]
+    ) -> bytes | str:
+        """``UIDL`` finds the message number of the ledger's UIDL now, ``TOP <n> 0`` reads its header
+        (RETR would download the whole message: failures are often the largest ones)."""
+        block = self.headers(key)
+        if block is None:
+            return f"UIDL {key} is no longer on the source (deleted since the run?)"
+        return block
+
 
 def _pairs(data: bytes) -> Iterator[tuple[int, str]]:
     """``<number> <word>`` lines of LIST/UIDL (latin-1 keeps any byte of a UIDL distinct)."""

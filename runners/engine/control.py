@@ -9,13 +9,13 @@ way, leaving it for the next run.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
+from runners.state.statuses import ControlAction
 from runners.state.store import StateStore
 
 POLL_SECONDS = 0.5
-ACTIONS = ("pause", "resume", "cancel")
+ACTIONS = tuple(ControlAction)
 
 
 def request(
@@ -28,12 +28,7 @@ def request(
 ) -> int:
     if action not in ACTIONS:
         raise ValueError(f"unknown control action {action!r}")
-    with store.transaction() as db:
-        cur = db.execute(
-            "INSERT INTO controls (ts, wave, mailbox, action, requested_by) VALUES (?,?,?,?,?)",
-            (time.time(), wave, mailbox, action, requested_by),
-        )
-        return int(cur.lastrowid or 0)
+    return store.request_control(ControlAction(action), wave=wave, mailbox=mailbox, requested_by=requested_by)
 
 
 class ControlWatcher:
@@ -44,7 +39,7 @@ class ControlWatcher:
         self._wave = wave
         self._mailboxes = set(mailboxes)
         self._poll = poll
-        self._state: dict[str, str] = {}  # mailbox -> "pause" | "cancel"
+        self._state: dict[str, ControlAction] = {}  # mailbox -> pause | cancel
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._last_id = 0
@@ -54,8 +49,7 @@ class ControlWatcher:
     def start(self) -> ControlWatcher:
         # Requests made before this run started don't apply to it.
         store = StateStore(self._path)
-        row = store.query("SELECT COALESCE(MAX(id), 0) AS id FROM controls")
-        self._last_id = int(row[0]["id"])
+        self._last_id = store.last_control_id()
         store.close()  # this thread's connection; the watcher thread opens its own on the same store
         self._store = store
         self._thread.start()
@@ -77,29 +71,24 @@ class ControlWatcher:
             store.close()
 
     def refresh(self, store: StateStore) -> None:
-        rows = store.query(
-            "SELECT id, wave, mailbox, action FROM controls WHERE id > ? ORDER BY id", (self._last_id,)
-        )
+        rows = store.controls_after(self._last_id)
         if not rows:
             return
         with self._changed:
             for row in rows:
-                self._last_id = int(row["id"])
-                if row["wave"] not in (None, self._wave):
+                self._last_id = row.id
+                if row.wave not in (None, self._wave):
                     continue
-                targets = [row["mailbox"]] if row["mailbox"] else list(self._mailboxes)
+                targets = [row.mailbox] if row.mailbox else list(self._mailboxes)
                 for mailbox in targets:
                     if mailbox not in self._mailboxes:
                         continue
-                    if row["action"] == "resume":
+                    if row.action == ControlAction.RESUME:
                         self._state.pop(mailbox, None)
-                    elif self._state.get(mailbox) != "cancel":  # cancel is final for this run
-                        self._state[mailbox] = row["action"]
+                    elif self._state.get(mailbox) != ControlAction.CANCEL:  # cancel is final for this run
+                        self._state[mailbox] = row.action
             self._changed.notify_all()
-        with store.transaction() as db:
-            db.execute(
-                "UPDATE controls SET seen = ? WHERE id <= ? AND seen IS NULL", (time.time(), self._last_id)
-            )
+        store.mark_controls_seen(self._last_id)
 
     def checkpoint(
         self, mailbox: str, on_pause: Callable[[], None] | None = None, abort: threading.Event | None = None
@@ -107,11 +96,11 @@ class ControlWatcher:
         """Called between batches: waits while the mailbox is paused (or until ``abort``); False when
         it must stop because it was cancelled."""
         with self._changed:
-            while self._state.get(mailbox) == "pause" and not self._stop.is_set():
+            while self._state.get(mailbox) == ControlAction.PAUSE and not self._stop.is_set():
                 if abort is not None and abort.is_set():
                     break
                 if on_pause is not None:
                     on_pause()
                     on_pause = None
                 self._changed.wait(self._poll)
-            return self._state.get(mailbox) != "cancel"
+            return self._state.get(mailbox) != ControlAction.CANCEL

@@ -47,10 +47,7 @@ def select_mailboxes(plan: Plan, wave: str, only: Sequence[str] = ()) -> list[Ma
 def largest_first(store: StateStore, entries: list[MailboxEntry]) -> list[MailboxEntry]:
     """Biggest mailboxes first (by the readiness survey, when there is one): the long ones start
     early instead of finishing the wave alone, so the wave ends sooner with the same workers."""
-    sizes = {
-        r["mailbox"]: int(r["bytes"])
-        for r in store.query("SELECT mailbox, SUM(bytes) AS bytes FROM survey GROUP BY mailbox")
-    }
+    sizes = store.surveyed_bytes()
     if not sizes:
         return entries
     return sorted(entries, key=lambda e: -sizes.get(e.source, 0))
@@ -70,9 +67,9 @@ def run_wave(
     store = StateStore(plan.state_db)
     store.mark_dead_runs()
     entries = largest_first(store, select_mailboxes(plan, wave, only))
-    previous = store.query("SELECT 1 FROM runs WHERE wave = ? AND status != 'running' LIMIT 1", (wave,))
+    previous = store.has_finished_run(wave)
     kind = "retry" if retry_failed else "delta" if previous else "full"
-    before = {r["source"]: r["state"] for r in store.query("SELECT source, state FROM mailboxes")}
+    before = store.mailbox_states()
     if retry_failed:
         entries = [e for e in entries if before.get(e.source) in ("partial", "failed", "cancelled")]
         if not entries:

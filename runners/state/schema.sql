@@ -1,4 +1,5 @@
--- The state store: every run, mailbox, folder and message the engine has touched.
+-- The state store: every run, mailbox, folder and message the engine has touched (SQLite; the
+-- statuses of each column are also runners/state/statuses.py, one StrEnum per column).
 -- Statuses of a message: pending (APPEND about to be sent: the intent), copied, skipped, failed,
 -- superseded (from an older UIDVALIDITY, kept until a pass under the new one completes),
 -- waived (an operator decided it is not copied: `cutover skip`, with the reason).
@@ -11,10 +12,10 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS runs (
     id        INTEGER PRIMARY KEY,
     wave      TEXT NOT NULL,
-    kind      TEXT NOT NULL,            -- full | delta
+    kind      TEXT NOT NULL,            -- full | delta | retry (only what failed before: --retry-failed)
     started   REAL NOT NULL,
     ended     REAL,
-    status    TEXT NOT NULL,            -- running | ok | partial | failed | interrupted
+    status    TEXT NOT NULL,            -- running | ok | partial | failed | interrupted (its process died)
     pid       INTEGER,
     host      TEXT,
     workers   INTEGER,
@@ -26,7 +27,8 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     source         TEXT NOT NULL UNIQUE,
     target         TEXT NOT NULL,
     wave           TEXT NOT NULL,
-    state          TEXT NOT NULL DEFAULT 'pending',   -- pending | running | ok | partial | failed
+    -- pending (not started, or interrupted) | running | paused | cancelled | ok | partial | failed
+    state          TEXT NOT NULL DEFAULT 'pending',
     run_id         INTEGER,
     owner          TEXT,                              -- host:pid of the runner holding it
     heartbeat      REAL,
@@ -134,7 +136,7 @@ CREATE TABLE IF NOT EXISTS findings (
     run_id       INTEGER NOT NULL REFERENCES check_runs(id),
     fingerprint  TEXT NOT NULL,
     check_id     TEXT NOT NULL,
-    severity     TEXT NOT NULL,
+    severity     TEXT NOT NULL,               -- blocker | warning | info | pass
     object_type  TEXT NOT NULL,
     object_id    TEXT NOT NULL,
     title        TEXT NOT NULL,

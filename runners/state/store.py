@@ -1,31 +1,48 @@
-"""SQLite state store. One connection per thread; every write is its own short transaction.
+"""The state store: every run, mailbox, folder and message the engine has touched, and what the
+cockpit and the checks keep beside them. It is the only place SQL is written; callers get typed rows.
 
-Durability: WAL with ``synchronous=FULL``, so a committed ledger row survives ``kill -9`` and power
-loss; writes are batched per APPEND batch, which keeps the fsync cost per message small.
+``StateStore`` is assembled from one module per job (``runs``, ``controls``, ``check_history``,
+``survey``, ``mailbox_reads``); the mailboxes, folders, the message ledger and events are here. The
+database sits behind ``runners.state.backend`` (SQLite today: WAL with ``synchronous=FULL``, so a
+committed ledger row survives ``kill -9`` and power loss; writes are batched per APPEND batch, which
+keeps the fsync cost per message small). One connection per thread; every write is its own short
+transaction. Failures raise ``StoreError`` (``runners.state.errors``), with the path and the cause.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from runners.model import FolderState
+from runners.state.backend import Backend, SqliteBackend
+from runners.state.check_history import CheckHistoryMixin
+from runners.state.controls import ControlsMixin
+from runners.state.mailbox_reads import MailboxReadsMixin
+from runners.state.runs import RunsMixin, alive
+from runners.state.survey import SurveyMixin
 
 SCHEMA_VERSION = "1"
 #: A runner that has not written for this long is presumed dead and its mailboxes may be taken over.
 LEASE_SECONDS = 120.0
 #: Ledger outcomes that are kept in the attempt history (``message_attempts``).
 _NOT_COPIED = frozenset({"failed", "skipped"})
+#: Columns added since the first version: a store made earlier gets them on open, with their defaults
+#: (SQLite can't add them in CREATE TABLE IF NOT EXISTS).
+_ADDED_COLUMNS = {
+    "mailboxes": (
+        ("failed", "INTEGER NOT NULL DEFAULT 0"),
+        ("skipped", "INTEGER NOT NULL DEFAULT 0"),
+        ("current_folder", "TEXT"),
+    ),
+    "folders": (("bytes", "INTEGER"),),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,97 +78,36 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class StateStore:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        # executescript commits on its own, so it runs outside our transaction helper. Its CREATE ...
-        # IF NOT EXISTS also adds tables and indexes new since a store was made (message_attempts).
-        self._db().executescript(resources.files("runners.state").joinpath("schema.sql").read_text())
+class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, MailboxReadsMixin):
+    def __init__(self, path: Path | str | Backend, *, read_only: bool = False) -> None:
+        """Open (and create or upgrade) the store at ``path``, or the one behind a backend.
+
+        ``read_only``: for an account that may read the state directory but not write it; nothing is
+        created, upgraded or written (every write raises ``StoreError``).
+        """
+        if isinstance(path, Path | str):
+            self._backend: Backend = SqliteBackend(path, read_only=read_only)
+            self.path = Path(path)
+        else:
+            self._backend = path
+            self.path = Path(path.location)
+        if self._backend.read_only:
+            return
+        self._backend.create_schema()
         self._add_missing_columns()
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING",
+                (SCHEMA_VERSION,),
+            )
 
     def _add_missing_columns(self) -> None:
-        """A store made by an earlier version lacks columns added since: add them (SQLite can't in
-        CREATE TABLE IF NOT EXISTS), with their defaults."""
-        added = {
-            "mailboxes": (
-                ("failed", "INTEGER NOT NULL DEFAULT 0"),
-                ("skipped", "INTEGER NOT NULL DEFAULT 0"),
-                ("current_folder", "TEXT"),
-            ),
-            "folders": (("bytes", "INTEGER"),),
-        }
-        db = self._db()
-        for table, columns in added.items():
-            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for table, columns in _ADDED_COLUMNS.items():
+            have = self._backend.columns(table)
             for name, kind in columns:
                 if name not in have:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-
-    # -- connections ---------------------------------------------------------------------------
-
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=True)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        db = self._db()
-        db.row_factory = sqlite3.Row
-        try:
-            return list(db.execute(sql, params))
-        finally:
-            db.row_factory = None
-
-    def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
-
-    # -- runs ----------------------------------------------------------------------------------
-
-    def start_run(self, wave: str, kind: str, workers: int) -> int:
-        with self.transaction() as db:
-            cur = db.execute(
-                "INSERT INTO runs (wave, kind, started, status, pid, host, workers) VALUES (?,?,?,?,?,?,?)",
-                (wave, kind, time.time(), "running", os.getpid(), socket.gethostname(), workers),
-            )
-            return int(cur.lastrowid or 0)
-
-    def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE runs SET ended = ?, status = ?, summary = ? WHERE id = ?",
-                (time.time(), status, json.dumps(summary, sort_keys=True), run_id),
-            )
-
-    def mark_dead_runs(self) -> None:
-        """Runs left 'running' by a process on this host that no longer exists were interrupted."""
-        host = socket.gethostname()
-        for row in self.query("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)):
-            if not _alive(int(row["pid"])):
-                with self.transaction() as db:
-                    db.execute("UPDATE runs SET status = 'interrupted' WHERE id = ?", (row["id"],))
+                    with self.transaction() as db:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     # -- mailboxes -----------------------------------------------------------------------------
 
@@ -464,18 +420,8 @@ class StateStore:
             )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _lease_expired(owner: str, heartbeat: float | None, now: float) -> bool:
     host, _, pid = owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+    if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
         return True
     return heartbeat is None or now - heartbeat > LEASE_SECONDS

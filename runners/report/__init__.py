@@ -1,1 +1,0 @@
-"""Read-only views over the state store: status and failure lists."""

@@ -1,0 +1,312 @@
+"""Where the state store meets its database engine: every SQL dialect difference lives here.
+
+The store's modules (``store.py``, ``runs.py``, ``controls.py``, ...) write their SQL once, in the
+subset SQLite and PostgreSQL share: ``?`` placeholders; upserts as ``INSERT ... ON CONFLICT (...) DO
+UPDATE`` or ``DO NOTHING``; ``CASE`` rather than summed booleans or two-argument ``MAX``. What can't be
+written that way goes through a ``Backend``:
+
+* opening a connection per thread, and its session settings (SQLite: PRAGMAs);
+* a write transaction (SQLite: ``BEGIN IMMEDIATE``, which takes the write lock up front);
+* the id of a row just inserted (SQLite: ``lastrowid``; PostgreSQL would add ``RETURNING id``);
+* creating and upgrading the schema (SQLite: ``executescript`` of ``schema.sql``, ``PRAGMA table_info``);
+* opening read-only, for an account that may read the state directory but not write it;
+* turning the driver's errors into the store's one error, ``StoreError``.
+
+The second backend (PostgreSQL, for many runner hosts: its own issue) implements ``Backend`` with a
+connection wrapper that turns ``?`` into ``%s`` and its own schema file; ``StateStore`` takes the
+backend, so no caller changes. Only ``SqliteBackend`` exists today.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from runners.state.errors import StoreError
+
+
+class Cursor(Protocol):
+    """What the store uses of a DB-API cursor."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the store uses of a DB-API connection (``?`` placeholders)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
+class Backend(Protocol):
+    """One database behind the state store. Connections are per thread; writes are short transactions."""
+
+    #: Where the data lives (a file path, a URL without its password), for error messages.
+    location: str
+    read_only: bool
+
+    def connection(self) -> Connection:
+        """This thread's connection, opened on first use."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A write transaction: committed when the block ends, rolled back when it raises."""
+        ...
+
+    def insert(self, db: Connection, sql: str, params: Sequence[Any]) -> int:
+        """Run one ``INSERT`` (written without ``RETURNING``) and return the new row's id."""
+        ...
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one query, as tuples in the order of its columns."""
+        ...
+
+    def inspect(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows readable by column name too (``row["n"]``): for tests and ad-hoc inspection only."""
+        ...
+
+    def create_schema(self) -> None:
+        """Create the tables and indexes that don't exist yet."""
+        ...
+
+    def columns(self, table: str) -> set[str]:
+        """The names of a table's columns as the database has them now."""
+        ...
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        ...
+
+
+#: What SQLite's words mean for someone at the command line.
+_HINTS = {
+    "file is not a database": "not a state store, or a damaged one: restore it from a backup or move it away",
+    "database disk image is malformed": "the file is damaged: restore it from a backup or move it away",
+    "database or disk is full": "free some space on its file system",
+    "attempt to write a readonly database": "this account may not write there: fix the permissions, or "
+    "use `--read-only` to look",
+    "unable to open database file": "check that the state directory exists, is a directory and is writable",
+}
+
+
+class SqliteBackend:
+    """One SQLite file in WAL mode with ``synchronous=FULL``: a committed row survives ``kill -9``
+    and power loss. Read-only, it opens the file with ``mode=ro`` and never writes, not even a PRAGMA."""
+
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        self.read_only = read_only
+        self._local = threading.local()
+        if not read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self.error(exc) from exc
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def connection(self) -> Connection:
+        return self._sqlite()
+
+    def _sqlite(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and self._outdated():
+            db.close()
+            db = None
+        if db is None:
+            try:
+                db = self._open_read_only() if self.read_only else self._open()
+            except (sqlite3.Error, OSError) as exc:
+                raise self.error(exc) from exc
+            self._local.db = db
+        return db
+
+    def _outdated(self) -> bool:
+        """A read-only stand-in that must give way to the real thing: the store was created since
+        (it read as empty), or a writer started since (it was read as a still file)."""
+        mode = getattr(self._local, "mode", "")
+        return (mode == "empty" and self.path.exists()) or (mode == "immutable" and self._wal_exists())
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=True)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """``mode=ro`` reads alongside a live writer (its ``-shm`` and ``-wal`` exist). With no writer,
+        a reader that can't create ``-shm`` (a directory it may not write, a full disk) is refused by
+        SQLite; then the file is complete on its own (the last writer checkpointed it and removed its
+        ``-wal``) and is opened ``immutable``, until a ``-wal`` appears. A store not created yet reads
+        as an empty one (nothing has run)."""
+        self._local.mode = ""
+        db = self._open_file_read_only() if self.path.exists() else None
+        if db is not None and _created(db):
+            return db
+        if db is not None:
+            db.close()  # a runner is creating it this very moment
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        db.executescript(_schema())
+        self._local.mode = "empty"
+        return db
+
+    def _open_file_read_only(self) -> sqlite3.Connection:
+        uri = "file:" + quote(str(self.path.absolute()))
+        db = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=60.0, isolation_level=None)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            if self._wal_exists():  # a writer is at work: its -wal must be read, not skipped
+                raise
+        except BaseException:
+            db.close()
+            raise
+        db = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None)
+        self._local.mode = "immutable"
+        return db
+
+    def _wal_exists(self) -> bool:
+        """Does a ``-wal`` hold anything (an empty one, left by a writer that failed, holds nothing)?"""
+        try:
+            return os.path.getsize(f"{self.path}-wal") > 0
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+            self._local.mode = ""
+
+    # -- statements --------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        if self.read_only:
+            raise StoreError(self.path, "opened read-only: nothing can be written from here")
+        db = self._sqlite()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self.error(exc) from exc
+        try:
+            yield db
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            raise self.error(exc) from exc
+        except BaseException:
+            self._rollback(db)
+            raise
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            raise self.error(exc) from exc
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+            db.execute("ROLLBACK")
+
+    def insert(self, db: Connection, sql: str, params: Sequence[Any]) -> int:
+        cursor = db.execute(sql, params)
+        return int(getattr(cursor, "lastrowid", 0) or 0)
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._sqlite().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self.error(exc) from exc
+
+    def inspect(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        db = self._sqlite()
+        db.row_factory = sqlite3.Row
+        try:
+            return db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self.error(exc) from exc
+        finally:
+            db.row_factory = None
+
+    # -- schema ------------------------------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        try:
+            # executescript commits on its own, so it runs outside our transaction helper. Its CREATE
+            # ... IF NOT EXISTS also adds tables and indexes new since a store was made.
+            self._sqlite().executescript(_schema())
+        except sqlite3.Error as exc:
+            raise self.error(exc) from exc
+
+    def columns(self, table: str) -> set[str]:
+        return {str(row[1]) for row in self.read(f"PRAGMA table_info({table})")}
+
+    # -- errors ------------------------------------------------------------------------------------
+
+    def error(self, exc: BaseException) -> StoreError:
+        """The store's error for a failure of SQLite or of the file system under it."""
+        if isinstance(exc, OSError):
+            return StoreError(self.path, _os_cause(self.path, exc))
+        cause = str(exc)
+        hint = next((h for words, h in _HINTS.items() if words in cause), "")
+        if "unable to open" in cause and self.path.parent.is_file():
+            cause, hint = (
+                f"the state directory {self.path.parent} is a file",
+                "point the plan's state_dir elsewhere",
+            )
+        if "disk I/O error" in cause and _no_space(self.path.parent):
+            # SQLite says ENOSPC this way when it strikes while growing -wal or -shm.
+            cause, hint = "database or disk is full (disk I/O error)", _HINTS["database or disk is full"]
+        return StoreError(self.path, cause, hint)
+
+
+def _created(db: sqlite3.Connection) -> bool:
+    """Has the store's creator finished (its last step records the schema version in ``meta``)?"""
+    try:
+        return db.execute("SELECT 1 FROM meta WHERE key = 'schema'").fetchone() is not None
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return False
+        raise
+
+
+def _no_space(directory: Path) -> bool:
+    try:
+        return os.statvfs(directory).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _schema() -> str:
+    return resources.files("runners.state").joinpath("schema.sql").read_text()
+
+
+def _os_cause(path: Path, exc: OSError) -> str:
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        blocking = next((p for p in path.parents if p.is_file()), path.parent)
+        return f"the state directory {path.parent} can't be made: {blocking} is a file"
+    return exc.strerror or str(exc)

@@ -1,0 +1,44 @@
+"""What every part of the state store stands on: its backend, transactions and connections.
+
+``StateStore`` is assembled from one module per job (runs, controls, check history, survey, the
+mailbox reads, ...); each is a class deriving from ``StoreBase``, so their methods are the store's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from runners.state.backend import Backend, Connection
+
+
+class StoreBase:
+    _backend: Backend
+
+    @property
+    def read_only(self) -> bool:
+        return self._backend.read_only
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """One short write transaction (raises ``StoreError`` on a read-only store)."""
+        return self._backend.transaction()
+
+    def _db(self) -> Connection:
+        return self._backend.connection()
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._backend.read(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows by column name (``row["n"]``), for tests and ad-hoc inspection: code asks the store's
+        typed methods instead."""
+        return self._backend.inspect(sql, params)
+
+    def connect(self) -> None:
+        """Open this thread's connection now, so that a store that can't be read says so at once."""
+        self._backend.connection()
+
+    def close(self) -> None:
+        """Close this thread's connection (another thread's stays open)."""
+        self._backend.close()

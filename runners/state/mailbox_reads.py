@@ -1,0 +1,410 @@
+"""The state store's reads for viewers (the cockpit, ``cutover status``, the launch preview): the
+mailboxes' live counters, their folders and ledger counts, what was not copied and why, and events.
+
+Each returns typed rows. The mailbox list filters, orders and limits in SQL (``MailboxQuery``), so a
+poll costs what is shown, not the size of the fleet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from runners.state.base import StoreBase
+from runners.state.statuses import AttemptStatus, MailboxState, MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRow:
+    """A mailbox's live counters, as the engine keeps them (``mailboxes``)."""
+
+    source: str
+    target: str
+    wave: str
+    state: MailboxState
+    messages_total: int
+    messages_done: int
+    bytes_total: int
+    bytes_done: int
+    failed: int
+    skipped: int
+    current_folder: str | None
+    error: str | None
+    error_kind: str | None
+    updated: float | None
+
+    @property
+    def progress(self) -> float:
+        return min(self.messages_done / self.messages_total, 1.0) if self.messages_total else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.state in (MailboxState.OK, MailboxState.PENDING)
+            and not self.failed
+            and not self.skipped
+            and not self.error
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxQuery:
+    """Which mailbox rows a viewer wants: filtering, ordering and the limit run in SQL, so a poll
+    costs what is shown, not the size of the fleet."""
+
+    wave: str | None = None
+    #: Substring of the source, target or state (case-insensitive); "" for any.
+    text: str = ""
+    #: Only mailboxes that need attention: not ok, failures or skips, an error (running ones too).
+    attention: bool = False
+    #: One mailbox by its source address.
+    source: str | None = None
+    order: str = "source"  # source (or mailbox) | failed | progress
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaveStateTotals:
+    """The counters of a wave's mailboxes in one state, summed."""
+
+    wave: str
+    state: MailboxState
+    mailboxes: int
+    messages_total: int
+    messages_done: int
+    bytes_done: int
+    failed: int
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    ts: float
+    level: str  # info | warning | error
+    kind: str
+    mailbox: str | None
+    folder: str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxLedgerRow:
+    """A mailbox with its ledger counted by status (``cutover status``)."""
+
+    id: int
+    source: str
+    target: str
+    wave: str
+    state: MailboxState
+    error: str | None
+    error_kind: str | None
+    updated: float | None
+    copied: int
+    skipped: int
+    failed: int
+    pending: int
+    bytes_copied: int
+
+
+@dataclass(frozen=True, slots=True)
+class FolderErrorRow:
+    """A folder the last pass could not copy (``folders.error``)."""
+
+    source: str
+    source_path: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAttempt:
+    """One outcome that left a message not copied: failed, skipped, or waived by an operator."""
+
+    run_id: int | None  # None: an operator's decision, not a run
+    at: float
+    status: AttemptStatus
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotCopiedRow:
+    """A message not copied, with every attempt on it."""
+
+    mailbox: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    size: int
+    internaldate: str | None
+    status: MessageStatus
+    reason: str | None
+    attempts: int
+    history: tuple[MessageAttempt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FolderDetail:
+    source: str
+    target: str
+    source_messages: int | None  # as of the last completed pass
+    source_bytes: int | None  # the same pass
+    copied: int
+    copied_bytes: int
+    skipped: int
+    failed: int
+    pending: int
+    excluded: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIssue:
+    folder: str
+    uid: int
+    size: int
+    internaldate: str | None
+    status: MessageStatus
+    reason: str | None
+    attempts: int
+    #: Where to find it on the source again (runners.peek): the folder's name there, the ledger's
+    #: key (UID, POP3 UIDL or Maildir file name) and UIDVALIDITY.
+    source_name: str = ""
+    key: str = ""
+    uidvalidity: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxDetail:
+    source: str
+    folders: tuple[FolderDetail, ...] = ()
+    issues: tuple[MessageIssue, ...] = field(default_factory=tuple)
+
+
+def _count(status: MessageStatus, value: str = "1") -> str:
+    return f"COALESCE(SUM(CASE WHEN m.status = '{status}' THEN {value} ELSE 0 END), 0)"
+
+
+#: Ledger counts per status of the messages joined as ``m``, for a query grouped by mailbox or folder.
+_LEDGER_COUNTS = ", ".join(
+    (
+        _count(MessageStatus.COPIED),
+        _count(MessageStatus.SKIPPED),
+        _count(MessageStatus.FAILED),
+        _count(MessageStatus.PENDING),
+        _count(MessageStatus.COPIED, "m.size"),
+    )
+)
+_MAILBOX_COLUMNS = (
+    "source, target, wave, state, messages_total, messages_done, bytes_total, bytes_done, failed, skipped, "
+    "current_folder, error, error_kind, updated"
+)
+_ATTENTION = (
+    f"(state NOT IN ('{MailboxState.OK}', '{MailboxState.PENDING}') OR failed > 0 OR skipped > 0 "
+    "OR error IS NOT NULL)"
+)
+_ORDER = {
+    "source": "source",
+    "mailbox": "source",
+    "failed": "failed DESC, source",
+    "progress": "messages_done * 1.0 / CASE WHEN messages_total > 0 THEN messages_total ELSE 1 END DESC, source",
+}
+
+
+class MailboxReadsMixin(StoreBase):
+    # -- the fleet, from the per-mailbox counters (never the ledger) --------------------------------
+
+    def wave_state_totals(self) -> list[WaveStateTotals]:
+        rows = self._read(
+            "SELECT wave, state, COUNT(*), SUM(messages_total), SUM(messages_done), SUM(bytes_done), "
+            "SUM(failed), SUM(skipped) FROM mailboxes GROUP BY wave, state"
+        )
+        return [WaveStateTotals(r[0], MailboxState(r[1]), *(int(v or 0) for v in r[2:])) for r in rows]
+
+    def count_mailboxes(self, query: MailboxQuery) -> int:
+        clause, params = _where(query)
+        return int(self._read(f"SELECT COUNT(*) FROM mailboxes{clause}", params)[0][0])
+
+    def mailbox_rows(self, query: MailboxQuery) -> list[MailboxRow]:
+        clause, params = _where(query)
+        limit = " LIMIT ?" if query.limit else ""
+        rows = self._read(
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes{clause} ORDER BY {_ORDER[query.order]}{limit}",
+            [*params, int(query.limit)] if query.limit else params,
+        )
+        return [MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows]
+
+    def mailbox_states(self) -> dict[str, MailboxState]:
+        """Every mailbox the store knows, by source address."""
+        return {
+            source: MailboxState(state) for source, state in self._read("SELECT source, state FROM mailboxes")
+        }
+
+    def mailbox_sources(self) -> set[str]:
+        """The source address of every mailbox the store knows (a run has touched)."""
+        return {source for (source,) in self._read("SELECT source FROM mailboxes")}
+
+    def recent_events(self, limit: int) -> list[Event]:
+        """The last ``limit`` events, oldest first."""
+        rows = self._read(
+            "SELECT id, ts, level, kind, mailbox, folder, message FROM events ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [Event(*r) for r in reversed(rows)]
+
+    # -- the ledger, per wave or mailboxes (`cutover status`) --------------------------------------
+
+    def mailbox_ledger_counts(self, wave: str | None, sources: Sequence[str] = ()) -> list[MailboxLedgerRow]:
+        clause, params = _scope(wave, sources)
+        rows = self._read(
+            "SELECT mb.id, mb.source, mb.target, mb.wave, mb.state, mb.error, mb.error_kind, mb.updated, "
+            f"{_LEDGER_COUNTS} FROM mailboxes mb LEFT JOIN folders f ON f.mailbox_id = mb.id "
+            f"LEFT JOIN messages m ON m.folder_id = f.id WHERE {clause} "
+            "GROUP BY mb.id, mb.source, mb.target, mb.wave, mb.state, mb.error, mb.error_kind, mb.updated "
+            "ORDER BY mb.source",
+            params,
+        )
+        return [
+            MailboxLedgerRow(r[0], r[1], r[2], r[3], MailboxState(r[4]), r[5], r[6], r[7],
+                             int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12]))
+            for r in rows
+        ]  # fmt: skip
+
+    def folder_errors(self, wave: str | None, sources: Sequence[str] = ()) -> list[FolderErrorRow]:
+        clause, params = _scope(wave, sources)
+        rows = self._read(
+            "SELECT mb.source, f.source_path, f.error FROM folders f JOIN mailboxes mb ON mb.id = f.mailbox_id "
+            f"WHERE f.error IS NOT NULL AND {clause} ORDER BY mb.source, f.source_path",
+            params,
+        )
+        return [FolderErrorRow(*r) for r in rows]
+
+    def not_copied(self, wave: str | None, sources: Sequence[str] = ()) -> list[NotCopiedRow]:
+        """Every message not copied, each with its attempts (run, time, outcome, the server's words)."""
+        clause, params = _scope(wave, sources)
+        history: dict[tuple[int, int, str], list[MessageAttempt]] = {}
+        for a in self._read(
+            "SELECT a.folder_id, a.uidvalidity, a.src_key, a.run_id, a.at, a.status, a.reason FROM message_attempts a "
+            f"JOIN folders f ON f.id = a.folder_id JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE {clause} "
+            "ORDER BY a.id",
+            params,
+        ):
+            attempt = MessageAttempt(a[3], float(a[4]), AttemptStatus(a[5]), a[6])
+            history.setdefault((a[0], a[1], a[2]), []).append(attempt)
+        rows = self._read(
+            "SELECT mb.source, f.source_path, m.folder_id, m.uidvalidity, m.src_key, m.src_uid, m.size, "
+            "m.internaldate, m.status, m.reason, m.attempts FROM messages m JOIN folders f ON f.id = m.folder_id "
+            f"JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE m.status != '{MessageStatus.COPIED}' AND {clause} "
+            "ORDER BY mb.source, f.source_path, m.src_uid",
+            params,
+        )
+        return [
+            NotCopiedRow(r[0], r[1], r[3], r[5], r[6], r[7], MessageStatus(r[8]), r[9], r[10],
+                         tuple(history.get((r[2], r[3], r[4]), ())))
+            for r in rows
+        ]  # fmt: skip
+
+    def copied_totals(self, wave: str) -> tuple[int, int]:
+        """Messages and bytes of the wave already copied."""
+        n, size = self._read(
+            "SELECT COUNT(*), COALESCE(SUM(m.size), 0) FROM messages m JOIN folders f ON f.id = m.folder_id "
+            "JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE mb.wave = ? AND m.status = ?",
+            (wave, MessageStatus.COPIED),
+        )[0]
+        return int(n), int(size)
+
+    # -- one mailbox ---------------------------------------------------------------------------------
+
+    def mailbox_detail(self, source: str) -> MailboxDetail:
+        """Folders with their ledger counts, and every message not copied with its reason."""
+        folders = self._read(
+            f"SELECT f.source_path, f.target_name, f.messages, f.bytes, {_LEDGER_COUNTS}, f.excluded, f.error "
+            "FROM folders f JOIN mailboxes mb ON mb.id = f.mailbox_id LEFT JOIN messages m ON m.folder_id = f.id "
+            "WHERE mb.source = ? GROUP BY f.id, f.source_path, f.target_name, f.messages, f.bytes, f.excluded, "
+            "f.error ORDER BY f.source_path",
+            (source,),
+        )
+        waiting = (MessageStatus.FAILED, MessageStatus.SKIPPED, MessageStatus.PENDING)
+        issues = self._read(
+            "SELECT f.source_path, m.src_uid, m.size, m.internaldate, m.status, m.reason, m.attempts, f.source_name, "
+            "m.src_key, m.uidvalidity FROM messages m "
+            "JOIN folders f ON f.id = m.folder_id JOIN mailboxes mb ON mb.id = f.mailbox_id "
+            "WHERE mb.source = ? AND m.status IN (?, ?, ?) ORDER BY f.source_path, m.src_uid",
+            (source, *waiting),
+        )
+        return MailboxDetail(
+            source,
+            tuple(
+                # copied, skipped, failed, pending, bytes copied: as _LEDGER_COUNTS counts them
+                FolderDetail(
+                    r[0], r[1], r[2], r[3], int(r[4]), int(r[8]), int(r[5]), int(r[6]), int(r[7]), r[9], r[10]
+                )
+                for r in folders
+            ),
+            tuple(
+                MessageIssue(r[0], r[1], r[2], r[3], MessageStatus(r[4]), r[5], r[6], r[7], r[8], r[9])
+                for r in issues
+            ),
+        )
+
+    def message_history(
+        self, source: str, folder: str, uid: int, *, key: str | None = None, uidvalidity: int | None = None
+    ) -> tuple[MessageAttempt, ...]:
+        """Every recorded attempt on one message (``folder`` as shown: the source path), oldest first.
+
+        ``key`` and ``uidvalidity`` (from ``MessageIssue``) pin the message exactly and make this an
+        index lookup, cheap enough to repeat on every poll (``uid`` is then not needed); without a key
+        the UID is looked up in the folder's ledger rows.
+        """
+        where = ["mb.source = ?", "f.source_path = ?"]
+        params: list[object] = [source, folder]
+        if key is None:
+            # The ledger row by its UID first (one pass over the folder's rows), then its attempts.
+            joined = (
+                "messages m JOIN message_attempts a ON a.folder_id = m.folder_id AND a.uidvalidity = m.uidvalidity "
+                "AND a.src_key = m.src_key JOIN folders f ON f.id = m.folder_id"
+            )
+            where += ["m.src_uid = ?", "m.status != ?"]
+            params += [uid, MessageStatus.SUPERSEDED]
+        else:
+            joined = "message_attempts a JOIN folders f ON f.id = a.folder_id"
+            where.append("a.src_key = ?")
+            params.append(key)
+        if uidvalidity is not None:
+            where.append("a.uidvalidity = ?")
+            params.append(uidvalidity)
+        rows = self._read(
+            f"SELECT a.run_id, a.at, a.status, a.reason FROM {joined} JOIN mailboxes mb ON mb.id = f.mailbox_id "
+            f"WHERE {' AND '.join(where)} ORDER BY a.id",
+            params,
+        )
+        return tuple(MessageAttempt(r[0], float(r[1]), AttemptStatus(r[2]), r[3]) for r in rows)
+
+
+def _where(query: MailboxQuery) -> tuple[str, list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    if query.source is not None:
+        where.append("source = ?")
+        params.append(query.source)
+    if query.wave:
+        where.append("wave = ?")
+        params.append(query.wave)
+    if query.attention:
+        where.append(_ATTENTION)
+    if query.text:
+        # LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's doesn't.
+        where.append("(LOWER(source) LIKE ? OR LOWER(target) LIKE ? OR LOWER(state) LIKE ?)")
+        params += [f"%{query.text.lower()}%"] * 3
+    return (f" WHERE {' AND '.join(where)}" if where else ""), params
+
+
+def _scope(wave: str | None, sources: Sequence[str]) -> tuple[str, list[object]]:
+    """The WHERE clause over mailboxes joined as ``mb`` for one wave and/or some mailboxes."""
+    where, params = ["1 = 1"], list[object]()
+    if wave:
+        where.append("mb.wave = ?")
+        params.append(wave)
+    if sources:
+        where.append(f"mb.source IN ({','.join('?' * len(sources))})")
+        params.extend(sources)
+    return " AND ".join(where), params

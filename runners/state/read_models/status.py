@@ -1,0 +1,72 @@
+"""``cutover status``: runs, mailboxes and every message that was not copied, with its reason.
+
+It opens the store read-only: an account that may read the state directory but not write it can
+run it, while a runner works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from runners.plan.model import Plan
+from runners.state.store import StateStore
+
+
+def status_data(
+    plan: Plan, *, wave: str | None = None, mailboxes: Sequence[str] = (), failures: bool = False
+) -> dict[str, Any]:
+    if not plan.state_db.exists():
+        return {
+            "state_db": str(plan.state_db),
+            "runs": [],
+            "mailboxes": [],
+            "not_copied": [],
+            "planned": len(plan.mailboxes),
+        }
+    store = StateStore(plan.state_db, read_only=True)
+    try:
+        data: dict[str, Any] = {
+            "state_db": str(plan.state_db),
+            "planned": len([m for m in plan.mailboxes if not wave or m.wave == wave]),
+            "runs": [asdict(r) for r in store.recent_runs(wave)],
+            "mailboxes": [asdict(r) for r in store.mailbox_ledger_counts(wave, mailboxes)],
+            "folder_errors": [asdict(r) for r in store.folder_errors(wave, mailboxes)],
+        }
+        if failures:
+            data["not_copied"] = [asdict(r) for r in store.not_copied(wave, mailboxes)]
+    finally:
+        store.close()
+    return data
+
+
+def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
+    lines = [f"state: {data['state_db']}"]
+    if not data["runs"]:
+        lines.append(f"No run yet. {data['planned']} mailboxes planned.")
+        return "\n".join(lines)
+    last = data["runs"][0]
+    lines.append(f"last run: #{last['id']} wave {last['wave']} ({last['kind']}) {last['status']}")
+    lines.append("")
+    lines.append(
+        f"{'mailbox':<36} {'wave':<10} {'state':<9} {'copied':>8} {'skipped':>8} {'failed':>7}  error"
+    )
+    for m in data["mailboxes"]:
+        error = f"{m['error_kind']}: {m['error']}" if m["error"] else ""
+        lines.append(
+            f"{m['source'][:36]:<36} {m['wave'][:10]:<10} {m['state']:<9} {m['copied']:>8} "
+            f"{m['skipped']:>8} {m['failed']:>7}  {error}"
+        )
+    for f in data.get("folder_errors", []):
+        lines.append(f"folder not copied: {f['source']} {f['source_path']}: {f['error']}")
+    if failures:
+        lines.append("")
+        rows = data.get("not_copied", [])
+        lines.append(f"{len(rows)} message(s) not copied:" if rows else "Every listed message was copied.")
+        for r in rows:
+            lines.append(
+                f"  {r['mailbox']} {r['folder']} UID {r['uid']} ({r['size']} bytes) "
+                f"{r['status']}: {r['reason']}"
+            )
+    return "\n".join(lines)

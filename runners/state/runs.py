@@ -1,0 +1,131 @@
+"""Runs of a wave in the state store: started, finished, and read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from runners.state.base import StoreBase
+from runners.state.statuses import RunKind, RunStatus
+
+_COLUMNS = "id, wave, kind, status, started, ended, pid, host, workers"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    wave: str
+    kind: RunKind
+    status: RunStatus
+    started: float
+    ended: float | None
+    pid: int | None
+    host: str | None
+    workers: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """A finished run's totals (``runs.summary``, as ``finish_run`` stored them)."""
+
+    id: int
+    summary: dict[str, Any]
+
+
+class RunsMixin(StoreBase):
+    def start_run(self, wave: str, kind: str, workers: int) -> int:
+        with self.transaction() as db:
+            return self._backend.insert(
+                db,
+                "INSERT INTO runs (wave, kind, started, status, pid, host, workers) VALUES (?,?,?,?,?,?,?)",
+                (wave, kind, time.time(), RunStatus.RUNNING, os.getpid(), socket.gethostname(), workers),
+            )
+
+    def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET ended = ?, status = ?, summary = ? WHERE id = ?",
+                (time.time(), status, json.dumps(summary, sort_keys=True), run_id),
+            )
+
+    def mark_dead_runs(self) -> None:
+        """Runs left 'running' by a process on this host that no longer exists were interrupted.
+
+        A read-only store writes nothing: its reads already show such runs as interrupted."""
+        if self.read_only:
+            return
+        for run in self._read(
+            "SELECT id, pid FROM runs WHERE status = ? AND host = ?", (RunStatus.RUNNING, _host())
+        ):
+            if not alive(int(run[1])):
+                with self.transaction() as db:
+                    db.execute("UPDATE runs SET status = ? WHERE id = ?", (RunStatus.INTERRUPTED, run[0]))
+
+    def recent_runs(self, wave: str | None = None, limit: int = 10) -> list[RunRow]:
+        """The last ``limit`` runs (of one wave, or of all), newest first."""
+        where = "WHERE wave = ? " if wave else ""
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM runs {where}ORDER BY id DESC LIMIT ?", (*([wave] if wave else []), limit)
+        )
+        return [_run(r) for r in rows]
+
+    def running_runs(self, wave: str | None = None) -> list[RunRow]:
+        """Runs still marked running by a live process (of one wave, or of all), oldest first."""
+        where, params = ("AND wave = ? ", [wave]) if wave else ("", [])
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM runs WHERE status = ? {where}ORDER BY id", (RunStatus.RUNNING, *params)
+        )
+        return [run for run in map(_run, rows) if run.status == RunStatus.RUNNING]
+
+    def last_finished_run(self, wave: str) -> RunRow | None:
+        """The wave's newest run that is over (a run whose process died counts: it was interrupted)."""
+        rows = self._read(f"SELECT {_COLUMNS} FROM runs WHERE wave = ? ORDER BY id DESC", (wave,))
+        return next((run for run in map(_run, rows) if run.status != RunStatus.RUNNING), None)
+
+    def has_finished_run(self, wave: str) -> bool:
+        """Has the wave run before (then the next run is a delta pass)?"""
+        return self.last_finished_run(wave) is not None
+
+    def last_run_per_wave(self) -> dict[str, RunRow]:
+        return {run.wave: run for run in map(_run, self._read(f"SELECT {_COLUMNS} FROM runs ORDER BY id"))}
+
+    def finished_run_summaries(self) -> list[RunSummary]:
+        """The totals of every finished run that stored some (unreadable ones are left out)."""
+        out = []
+        for run_id, text in self._read(
+            "SELECT id, summary FROM runs WHERE status != ? AND summary IS NOT NULL", (RunStatus.RUNNING,)
+        ):
+            try:
+                summary = json.loads(text)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(summary, dict):
+                out.append(RunSummary(int(run_id), summary))
+        return out
+
+
+def _run(row: tuple[Any, ...]) -> RunRow:
+    run = RunRow(row[0], row[1], RunKind(row[2]), RunStatus(row[3]), *row[4:])
+    if run.status == RunStatus.RUNNING and run.host == _host() and run.pid and not alive(run.pid):
+        # Killed (-9, a crash): what mark_dead_runs records, shown as such even by a read-only store.
+        return replace(run, status=RunStatus.INTERRUPTED)
+    return run
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def alive(pid: int) -> bool:
+    """Does a process with this id exist on this host?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
