@@ -8,8 +8,8 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
 from runners.connectors.imap_common import list_folders, namespace, parse_status, status_items
-from runners.errors import CommandError
 from runners.folders import source_path
+from runners.imap.codes import command_error
 from runners.imap.dates import canonical_date
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta
 from runners.imap.wire import ImapConnection, Reply
@@ -59,7 +59,7 @@ class ImapTarget:
             and reply.code != "ALREADYEXISTS"
             and wire_name not in self.existing_folders()
         ):
-            raise CommandError(self.server, f"CREATE {wire_name}", reply.text, reply.code, reply.status)
+            raise command_error(self.server, f"CREATE {wire_name}", reply.text, reply.code, reply.status)
         # Users expect to see migrated folders in their client, which only shows subscribed ones.
         self.conn.command(b"SUBSCRIBE " + name, f"SUBSCRIBE {wire_name}")
 
@@ -159,7 +159,7 @@ class ImapTarget:
         ]
         for (_, operation), reply in zip(commands, self.conn.pipeline(commands), strict=True):
             if reply.status != "OK":
-                raise CommandError(self.server, operation, reply.text, reply.code, reply.status)
+                raise command_error(self.server, operation, reply.text, reply.code, reply.status)
 
     def close(self) -> None:
         self.conn.close()

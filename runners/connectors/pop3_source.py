@@ -277,7 +277,10 @@ class Pop3Source:
         code = _RESP_CODE.match(reply)
         code_text = code.group(1).decode("ascii", "replace").upper() if code else None
         status = "-ERR" if reply.startswith(b"-ERR") else "BAD"
-        raise CommandError(self.server, operation, text, _RETRY_CODES.get(code_text or "", code_text), status)
+        retry_as = _RETRY_CODES.get(code_text or "")
+        raise CommandError(
+            self.server, operation, text, retry_as or code_text, status, retryable=retry_as is not None
+        )
 
     def _long_command(self, line: str, operation: str) -> bytes:
         self._command(line, operation)

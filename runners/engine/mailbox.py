@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from runners.connectors.base import SourceSession, TargetSession
 from runners.connectors.imap_source import ImapSource
 from runners.engine.control import ControlWatcher
-from runners.engine.pipeline import CopyContext, CopyCounters, MailboxFatal, copy_folder, unsent_row
+from runners.engine.pipeline import CopyContext, CopyCounters, copy_folder, unsent_row
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
 from runners.engine.sessions import ConnectionCaps, capped, open_source, open_target
 from runners.engine.stats import FolderReport, MailboxStats
@@ -22,8 +22,11 @@ from runners.errors import (
     ConnectError,
     ConnectionLost,
     FetchConnectionLost,
+    MailboxCancelled,
+    MailboxFatal,
     MigrationError,
     ProtocolError,
+    RunInterrupted,
 )
 from runners.folders import FolderMapping, parents_of, plan_folders
 from runners.model import FolderState, MessageMeta, flag_text
@@ -35,14 +38,6 @@ log = logging.getLogger("cutover.engine")
 #: Seconds to wait before each reconnect attempt; the last value repeats until attempts run out.
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 MAX_ATTEMPTS = 6
-
-
-class RunInterrupted(MigrationError):
-    """The operator stopped the run; everything copied so far is in the ledger."""
-
-
-class MailboxCancelled(MigrationError):
-    """A cancel request for this mailbox (or its wave): stop after the batch, the rest waits for a rerun."""
 
 
 @dataclass(slots=True)

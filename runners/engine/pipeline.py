@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
 from runners.engine import faults
-from runners.errors import CommandError
+from runners.errors import MailboxFatal
 from runners.imap.dates import canonical_date
 from runners.model import AppendItem, FetchedMessage, FetchFailure, FolderInfo, MessageMeta, flag_text
 from runners.state.store import StateStore
@@ -45,10 +45,6 @@ class CopyContext:
     batch_bytes: int
     #: digest → target UIDs already holding that content and not yet claimed by a ledger row.
     prematched: dict[bytes, list[int]] | None = None
-
-
-class MailboxFatal(CommandError):
-    """The target refuses the whole mailbox (over quota, no permission): stop copying into it."""
 
 
 class CopyCounters:
