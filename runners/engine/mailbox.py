@@ -13,7 +13,7 @@ from runners.connectors.imap_source import ImapSource
 from runners.engine.control import ControlWatcher
 from runners.engine.pipeline import CopyContext, CopyCounters, copy_folder, unsent_row
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
-from runners.engine.sessions import ConnectionCaps, capped, open_source, open_target
+from runners.engine.sessions import ConnectionCaps
 from runners.engine.stats import FolderReport, MailboxStats
 from runners.engine.triage import triage, unchanged
 from runners.errors import (
@@ -28,9 +28,10 @@ from runners.errors import (
     ProtocolError,
     RunInterrupted,
 )
-from runners.folders import FolderMapping, parents_of, plan_folders
+from runners.folders import FolderMapping, plan_folders
 from runners.model import FolderState, MessageMeta, flag_text
 from runners.plan.model import MailboxEntry, Plan
+from runners.state.statuses import MessageStatus
 from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
@@ -84,23 +85,19 @@ class MailboxJob:
 
     def _source(self) -> SourceSession:
         if self.sessions.source is None:
-            sem = self.caps.semaphore(self.plan.source)
-            self.sessions.source = capped(sem, lambda: open_source(self.plan.source, self.entry))
+            self.sessions.source = self.caps.open_source(self.plan.source, self.entry)
         return self.sessions.source
 
     def _target(self) -> TargetSession:
         if self.sessions.target is None:
-            sem = self.caps.semaphore(self.plan.target)
-            self.sessions.target = capped(sem, lambda: open_target(self.plan.target, self.entry))
+            self.sessions.target = self.caps.open_target(self.plan.target, self.entry)
         return self.sessions.target
 
     def _drop_sessions(self) -> None:
         if self.sessions.source is not None:
-            self.sessions.source.close()
-            self.caps.semaphore(self.plan.source).release()
+            self.caps.close_source(self.plan.source, self.sessions.source)
         if self.sessions.target is not None:
-            self.sessions.target.close()
-            self.caps.semaphore(self.plan.target).release()
+            self.caps.close_target(self.plan.target, self.entry, self.sessions.target)
         self.sessions = Sessions()
 
     def _retrying(self, what: str, action: Callable[[], None]) -> None:
@@ -230,42 +227,15 @@ class MailboxJob:
 
     def _prepare(self) -> list[FolderMapping]:
         source, target = self._source(), self._target()
-        folders = source.list_folders()
-        mappings = plan_folders(
-            folders,
-            self.plan.folders,
-            target_separator=target.separator,
-            target_prefix=target.prefix,
-            target_special=target.special_folders(),
-        )
-        # Folders are created when their source folder opens (_sync_folder), so that one the source
-        # refuses doesn't leave an empty copy on the target.
+        mappings = plan_folders(source.list_folders(), self.plan.folders, target.layout())
+        # Folders are created when their source folder opens (_open_target_folder), so that one the
+        # source refuses doesn't leave an empty copy on the target.
         self._existing = target.existing_folders()
         for mapping in mappings:
             if mapping.excluded is None:
                 for note in mapping.notes:
                     self._event("warning", "folder-renamed", note, folder=mapping.source.display)
         return mappings
-
-    def _create(self, target: TargetSession, wire: str, existing: set[str]) -> None:
-        """Create a folder as the source has it; parents only if the server insists on them.
-
-        Creating parents up front would turn the source's \\Noselect placeholders into real,
-        empty folders on the target.
-        """
-        if wire in existing or wire.upper() == "INBOX":
-            return
-        try:
-            target.create_folder(wire)
-        except CommandError:
-            for parent in parents_of(wire, target.separator, target.prefix):
-                if parent not in existing:
-                    target.create_folder(parent)
-                    existing.add(parent)
-                    self.stats.folders_created += 1
-            target.create_folder(wire)
-        existing.add(wire)
-        self.stats.folders_created += 1
 
     def _sync_folder_guarded(
         self, mapping: FolderMapping, hint: FolderState | Exception | None, report: FolderReport
@@ -303,14 +273,46 @@ class MailboxJob:
         hint: FolderState | Exception | None,
         report: FolderReport,
     ) -> None:
+        """One folder pass, in named steps; retried whole after a reconnect (``_retrying``)."""
         self._forget_contribution(report)
+        if self._nothing_to_do(folder_id, last, hint, report):
+            return
+        source, target = self._source(), self._target()
+        self._recover_interrupted(target, mapping, folder_id)
+        state, metas = source.list_messages(mapping.source)
+        self._open_target_folder(target, mapping.target_wire)
+        prematched, uidvalidity_changed = self._follow_uidvalidity(target, mapping, folder_id, state)
+        plan = triage(
+            metas,
+            self.store.ledger(folder_id, state.uidvalidity),
+            self.plan.target.max_message_bytes,
+            retry_only=self.retry_failed,
+        )
+        # Messages that dropped the connection earlier in this run stay failed until the next run.
+        todo = [m for m in plan.todo if m.uid not in self._poisoned]
+        source_bytes = sum(m.size for m in metas if m.size > 0)
+        self._contribute(report, len(metas), source_bytes, plan.present)
+        self._record_skipped(mapping, folder_id, state, plan.skipped, report)
+        self._sync_flags(target, mapping, folder_id, state, plan.flag_changes)
+        self._copy(source, target, mapping, folder_id, state, todo, prematched, report)
+        self._report_failures(mapping, folder_id, state, report)
+        self._close_pass(folder_id, state, source_bytes, uidvalidity_changed)
+
+    def _nothing_to_do(
+        self,
+        folder_id: int,
+        last: FolderState | None,
+        hint: FolderState | Exception | None,
+        report: FolderReport,
+    ) -> bool:
+        """A retry pass with nothing failed here, or a folder unchanged since the last pass (CONDSTORE)."""
         if (
             self.retry_failed
             and not self.store.folder_needs_work(folder_id)
             and not self.store.folder_failed(folder_id)
         ):
-            report.unchanged = True  # nothing failed here: a retry pass has nothing to do
-            return
+            report.unchanged = True
+            return True
         if (
             isinstance(hint, FolderState)
             and unchanged(last, hint)
@@ -318,8 +320,11 @@ class MailboxJob:
         ):
             report.unchanged = True
             self._contribute(report, hint.messages, 0, hint.messages)
-            return
-        source, target = self._source(), self._target()
+            return True
+        return False
+
+    def _recover_interrupted(self, target: TargetSession, mapping: FolderMapping, folder_id: int) -> None:
+        """Settle APPENDs a crash left pending, by the target's recovery strategy."""
         found, lost = resolve_pending(self.store, target, self.mailbox_id, folder_id)
         self.stats.matched_by_content += found
         if found or lost:
@@ -329,40 +334,73 @@ class MailboxJob:
                 f"interrupted APPENDs: {found} found on the target, {lost} to copy again",
                 folder=mapping.source.display,
             )
-        state, metas = source.list_messages(mapping.source)
-        self._create(target, mapping.target_wire, self._existing)
-        ledger = self.store.ledger(folder_id, state.uidvalidity)
-        prematched = None
-        uidvalidity_changed = self.store.supersede_other_uidvalidity(folder_id, state.uidvalidity)
-        if uidvalidity_changed:
-            self._event(
-                "warning",
-                "uidvalidity",
-                f"source UIDVALIDITY changed to {state.uidvalidity}: matching by content against the target",
-                folder=mapping.source.display,
-            )
-            prematched = unclaimed_digests(self.store, target, self.mailbox_id, mapping.target_wire, 1)
-        plan = triage(metas, ledger, self.plan.target.max_message_bytes, retry_only=self.retry_failed)
-        skipped, flag_changes = plan.skipped, plan.flag_changes
-        # Messages that dropped the connection earlier in this run stay failed until the next run.
-        todo = [m for m in plan.todo if m.uid not in self._poisoned]
-        source_bytes = sum(m.size for m in metas if m.size > 0)
-        self._contribute(report, len(metas), source_bytes, plan.present)
-        if skipped:
-            self.store.record_unsent(
-                unsent_row(folder_id, state.uidvalidity, m, "skipped", reason, self.run_id)
-                for m, reason in skipped
-            )
-            for m, reason in skipped:
-                self._event("warning", "skipped", f"UID {m.uid}: {reason}", folder=mapping.source.display)
-            report.skipped += len(skipped)
-            self.stats.skipped += len(skipped)
-        if flag_changes:
-            target.set_flags(mapping.target_wire, [(uid, flags) for _, uid, flags in flag_changes])
-            self.store.update_flags(
-                folder_id, state.uidvalidity, [(k, flag_text(f)) for k, _, f in flag_changes]
-            )
-            self.stats.flags_synced += len(flag_changes)
+
+    def _open_target_folder(self, target: TargetSession, folder: str) -> None:
+        if folder in self._existing or folder.upper() == "INBOX":
+            return
+        created = target.create_folder(folder)
+        self._existing.update(created)
+        self.stats.folders_created += len(created)
+
+    def _follow_uidvalidity(
+        self, target: TargetSession, mapping: FolderMapping, folder_id: int, state: FolderState
+    ) -> tuple[dict[bytes, list[str]] | None, bool]:
+        """A changed source UIDVALIDITY makes every UID new: match by content where the target allows."""
+        if not self.store.supersede_other_uidvalidity(folder_id, state.uidvalidity):
+            return None, False
+        self._event(
+            "warning",
+            "uidvalidity",
+            f"source UIDVALIDITY changed to {state.uidvalidity}: matching by content against the target",
+            folder=mapping.source.display,
+        )
+        return unclaimed_digests(self.store, target, self.mailbox_id, mapping.target_wire), True
+
+    def _record_skipped(
+        self,
+        mapping: FolderMapping,
+        folder_id: int,
+        state: FolderState,
+        skipped: list[tuple[MessageMeta, str]],
+        report: FolderReport,
+    ) -> None:
+        if not skipped:
+            return
+        self.store.record_unsent(
+            unsent_row(folder_id, state.uidvalidity, m, MessageStatus.SKIPPED, reason, self.run_id)
+            for m, reason in skipped
+        )
+        for m, reason in skipped:
+            self._event("warning", "skipped", f"UID {m.uid}: {reason}", folder=mapping.source.display)
+        report.skipped += len(skipped)
+        self.stats.skipped += len(skipped)
+
+    def _sync_flags(
+        self,
+        target: TargetSession,
+        mapping: FolderMapping,
+        folder_id: int,
+        state: FolderState,
+        changes: list[tuple[str, str, tuple[str, ...]]],
+    ) -> None:
+        """Copied messages whose flags changed on the source since: the target follows, if it can."""
+        if not changes or not target.capabilities.flags_mutable:
+            return
+        target.set_flags(mapping.target_wire, [(item, flags) for _, item, flags in changes])
+        self.store.update_flags(folder_id, state.uidvalidity, [(k, flag_text(f)) for k, _, f in changes])
+        self.stats.flags_synced += len(changes)
+
+    def _copy(
+        self,
+        source: SourceSession,
+        target: TargetSession,
+        mapping: FolderMapping,
+        folder_id: int,
+        state: FolderState,
+        todo: list[MessageMeta],
+        prematched: dict[bytes, list[str]] | None,
+        report: FolderReport,
+    ) -> None:
         counters = CopyCounters()
         ctx = CopyContext(
             self.store,
@@ -400,20 +438,24 @@ class MailboxJob:
         finally:
             on_batch()
             report.copied += counters.copied
-        failed_now = self.store.query(
-            "SELECT src_uid, reason FROM messages WHERE folder_id = ? AND uidvalidity = ? AND status = 'failed' "
-            "AND run_id = ?",
-            (folder_id, state.uidvalidity, self.run_id),
-        )
+
+    def _report_failures(
+        self, mapping: FolderMapping, folder_id: int, state: FolderState, report: FolderReport
+    ) -> None:
+        failed_now = self.store.failed_in_run(folder_id, state.uidvalidity, self.run_id)
         report.failed = len(failed_now)
-        for row in failed_now:
-            if row["src_uid"] not in self._poisoned:  # those were reported when they happened
+        for failed in failed_now:
+            if failed.src_uid not in self._poisoned:  # those were reported when they happened
                 self._event(
                     "error",
                     "message-failed",
-                    f"UID {row['src_uid']}: {row['reason']}",
+                    f"UID {failed.src_uid}: {failed.reason}",
                     folder=mapping.source.display,
                 )
+
+    def _close_pass(
+        self, folder_id: int, state: FolderState, source_bytes: int, uidvalidity_changed: bool
+    ) -> None:
         if uidvalidity_changed:
             self.store.drop_superseded(folder_id)
         if not self.retry_failed:
@@ -437,19 +479,18 @@ class MailboxJob:
         report.source_messages = report.source_bytes = report.already_present = report.skipped = 0
 
     def _target_counts(self, mappings: list[FolderMapping]) -> None:
-        """Per-folder target message counts for the end-of-run comparison (one STATUS per target folder)."""
+        """Per-folder target message counts for the end-of-run comparison, asked all at once."""
         target = self.sessions.target
         if target is None:
             return
-        counts: dict[str, int] = {}
-        for mapping in mappings:
-            if mapping.excluded is None and mapping.target_wire not in counts:
-                try:
-                    counts[mapping.target_wire] = target.folder_state(mapping.target_wire).messages
-                except ProtocolError:
-                    continue
+        folders = list(dict.fromkeys(m.target_wire for m in mappings if m.excluded is None))
+        try:
+            counts = target.message_counts(folders) if folders else {}
+        except ProtocolError:
+            return
         for report in self.stats.folders:
-            report.target_messages = counts.get(report.target)
+            count = counts.get(report.target)
+            report.target_messages = count if isinstance(count, int) else None
 
 
 def _folder_errors(stats: MailboxStats) -> bool:
