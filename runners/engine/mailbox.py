@@ -31,7 +31,7 @@ from runners.errors import (
 from runners.folders import FolderMapping, plan_folders
 from runners.model import FolderState, MessageMeta, flag_text
 from runners.plan.model import MailboxEntry, Plan
-from runners.state.statuses import MessageStatus
+from runners.state.statuses import MailboxState, MessageStatus
 from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
@@ -161,8 +161,8 @@ class MailboxJob:
             return
 
         def paused() -> None:
-            self.stats.state = "paused"
-            self.store.set_mailbox_state(self.mailbox_id, "paused")
+            self.stats.state = MailboxState.PAUSED
+            self.store.set_mailbox_state(self.mailbox_id, MailboxState.PAUSED)
             self._event("info", "paused", "paused on request, after the current batch")
 
         if not self.controls.checkpoint(self.entry.source, paused, abort=self.stop):
@@ -170,9 +170,9 @@ class MailboxJob:
             raise MailboxCancelled("cancelled on request")
         if self.stop.is_set():
             raise RunInterrupted("the run was asked to stop")
-        if self.stats.state == "paused":
-            self.stats.state = "running"
-            self.store.set_mailbox_state(self.mailbox_id, "running")
+        if self.stats.state == MailboxState.PAUSED:
+            self.stats.state = MailboxState.RUNNING
+            self.store.set_mailbox_state(self.mailbox_id, MailboxState.RUNNING)
             self._event("info", "resumed", "resumed on request")
 
     def _event(self, level: str, kind: str, message: str, folder: str | None = None) -> None:
@@ -184,7 +184,7 @@ class MailboxJob:
     def run(self) -> MailboxStats:
         stats = self.stats
         stats.started = time.time()
-        stats.state = "running"
+        stats.state = MailboxState.RUNNING
         try:
             self._checkpoint()
             mappings: list[FolderMapping] = []
@@ -203,20 +203,28 @@ class MailboxJob:
                 self._sync_folder_guarded(mapping, states.get(mapping.source.raw_name), report)
                 stats.folders_done += 1
             self._target_counts(mappings)
-            stats.state = "ok" if not (stats.failed or stats.skipped or _folder_errors(stats)) else "partial"
+            stats.state = (
+                MailboxState.OK
+                if not (stats.failed or stats.skipped or _folder_errors(stats))
+                else MailboxState.PARTIAL
+            )
         except RunInterrupted:
-            stats.state = "pending"
+            stats.state = MailboxState.PENDING
         except MailboxCancelled:
-            stats.state = "cancelled"
+            stats.state = MailboxState.CANCELLED
         except MailboxFatal as exc:
-            stats.state, stats.error, stats.error_kind = "failed", str(exc), "target-refused-mailbox"
+            stats.state, stats.error, stats.error_kind = (
+                MailboxState.FAILED,
+                str(exc),
+                "target-refused-mailbox",
+            )
         except AuthError as exc:
-            stats.state, stats.error, stats.error_kind = "failed", str(exc), "login"
+            stats.state, stats.error, stats.error_kind = MailboxState.FAILED, str(exc), "login"
         except ProtocolError as exc:
-            stats.state, stats.error = "failed", str(exc)
+            stats.state, stats.error = MailboxState.FAILED, str(exc)
             stats.error_kind = "retry-later" if exc.retryable else "protocol"
         except MigrationError as exc:
-            stats.state, stats.error, stats.error_kind = "failed", str(exc), "config"
+            stats.state, stats.error, stats.error_kind = MailboxState.FAILED, str(exc), "config"
         finally:
             self._drop_sessions()
             stats.current_folder = ""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar, cast
 
-from runners.adapters import opener, source_adapter, target_adapter
+from runners.adapters import opener, source_adapter, target_adapter, target_capabilities
 from runners.connectors.base import SourceSession, TargetSession
 from runners.connectors.openers import user_password as user_password  # re-exported for report.peek
 from runners.plan.model import Endpoint, MailboxEntry, Plan
@@ -72,10 +72,7 @@ class ConnectionCaps:
 
     def open_target(self, endpoint: Endpoint, entry: MailboxEntry) -> TargetSession:
         """Open under the server's and the mailbox's caps; give it back with ``close_target``."""
-        caps = target_adapter(endpoint.type).capabilities
-        per_mailbox = self.slots.semaphore(
-            f"{endpoint.address}/{entry.target}", caps.connections_per_mailbox if caps else 1
-        )
+        per_mailbox = self._mailbox_slot(endpoint, entry)
         per_mailbox.acquire()
         try:
             return capped(self.semaphore(endpoint), lambda: open_target(endpoint, entry))
@@ -94,10 +91,11 @@ class ConnectionCaps:
             session.close()
         finally:
             self.semaphore(endpoint).release()
-            caps = target_adapter(endpoint.type).capabilities
-            self.slots.semaphore(
-                f"{endpoint.address}/{entry.target}", caps.connections_per_mailbox if caps else 1
-            ).release()
+            self._mailbox_slot(endpoint, entry).release()
+
+    def _mailbox_slot(self, endpoint: Endpoint, entry: MailboxEntry) -> threading.BoundedSemaphore:
+        tolerated = target_capabilities(endpoint.type).connections_per_mailbox
+        return self.slots.semaphore(f"{endpoint.address}/{entry.target}", tolerated)
 
     @contextmanager
     def both(self, plan: Plan, entry: MailboxEntry) -> Iterator[tuple[SourceSession, TargetSession]]:
@@ -115,11 +113,11 @@ class ConnectionCaps:
             self.close_target(plan.target, entry, target)
 
 
-def capped(sem: threading.BoundedSemaphore, opener: Callable[[], T]) -> T:
+def capped(sem: threading.BoundedSemaphore, open_session: Callable[[], T]) -> T:
     """Open under the cap; the caller releases ``sem`` when it closes the session."""
     sem.acquire()
     try:
-        return opener()
+        return open_session()
     except BaseException:
         sem.release()
         raise
