@@ -102,8 +102,16 @@ class TargetSession(Protocol):
     """Writes into a mailbox."""
 
     server: str
-    capabilities: TargetCapabilities
-    recovery: Recovery
+
+    @property
+    def capabilities(self) -> TargetCapabilities:
+        """What the engine may ask of this target (the same as its registry entry declares)."""
+        ...
+
+    @property
+    def recovery(self) -> Recovery:
+        """How this target finds again the items a crash left uncertain."""
+        ...
 
     def layout(self) -> TargetLayout:
         """Separator, namespace prefix and existing special-use folders, for the folder plan."""

@@ -1,14 +1,18 @@
-"""Open a session for one mailbox of a plan: the functions ``runners.adapters`` names per ``type``."""
+"""Open a session for one mailbox of a plan: the functions ``runners.adapters`` names per ``type``.
+
+Their return types make mypy hold each adapter to the interface it implements.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from runners.connectors.base import SourceSession, TargetSession
 from runners.connectors.imap_login import open_imap
 from runners.connectors.imap_source import ImapSource
 from runners.connectors.imap_target import ImapTarget
-from runners.connectors.maildir_source import MaildirSource, open_maildir_source
-from runners.connectors.pop3_source import Pop3Source, open_pop3_source
+from runners.connectors.maildir_source import open_maildir_source
+from runners.connectors.pop3_source import open_pop3_source
 from runners.errors import AuthError
 from runners.plan.model import Endpoint, MailboxEntry, Secret
 
@@ -25,12 +29,12 @@ def user_password(endpoint: Endpoint, user: str, override: Secret | None) -> str
     return secret.reveal()
 
 
-def imap_source(endpoint: Endpoint, entry: MailboxEntry) -> ImapSource:
+def imap_source(endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
     user = entry.source
     return ImapSource(open_imap(endpoint, user, user_password(endpoint, user, entry.source_password)))
 
 
-def pop3_source(endpoint: Endpoint, entry: MailboxEntry) -> Pop3Source:
+def pop3_source(endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
     user = entry.source
     master = None
     if endpoint.auth == "master":
@@ -39,11 +43,11 @@ def pop3_source(endpoint: Endpoint, entry: MailboxEntry) -> Pop3Source:
     return open_pop3_source(endpoint, user, user_password(endpoint, user, entry.source_password), master)
 
 
-def maildir_source(endpoint: Endpoint, entry: MailboxEntry) -> MaildirSource:
+def maildir_source(endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
     assert endpoint.path is not None
     return open_maildir_source(Path(endpoint.path.replace("{user}", entry.source)), endpoint.maildir_layout)
 
 
-def imap_target(endpoint: Endpoint, entry: MailboxEntry) -> ImapTarget:
+def imap_target(endpoint: Endpoint, entry: MailboxEntry) -> TargetSession:
     user = entry.target
     return ImapTarget(open_imap(endpoint, user, user_password(endpoint, user, entry.target_password)))
