@@ -66,6 +66,8 @@ class ImapTarget:
         """Create a folder as the source has it, and its parents only if the server insists on them
         (creating them up front would turn the source's \\Noselect placeholders into real, empty
         folders). Returns the folders created, outermost first."""
+        if folder.upper() == "INBOX":  # every IMAP mailbox has one (RFC 3501 5.1)
+            return []
         try:
             self._create(folder)
             return [folder]

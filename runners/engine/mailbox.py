@@ -47,6 +47,20 @@ class Sessions:
     target: TargetSession | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _OpenFolder:
+    """A folder whose source side is open for this pass: what the pass's later steps work on."""
+
+    mapping: FolderMapping
+    id: int
+    state: FolderState
+    report: FolderReport
+
+    @property
+    def display(self) -> str:
+        return self.mapping.source.display
+
+
 class MailboxJob:
     def __init__(
         self,
@@ -288,8 +302,9 @@ class MailboxJob:
         source, target = self._source(), self._target()
         self._recover_interrupted(target, mapping, folder_id)
         state, metas = source.list_messages(mapping.source)
+        folder = _OpenFolder(mapping, folder_id, state, report)
         self._open_target_folder(target, mapping.target_wire)
-        prematched, uidvalidity_changed = self._follow_uidvalidity(target, mapping, folder_id, state)
+        prematched, uidvalidity_changed = self._follow_uidvalidity(target, folder)
         plan = triage(
             metas,
             self.store.ledger(folder_id, state.uidvalidity),
@@ -300,11 +315,11 @@ class MailboxJob:
         todo = [m for m in plan.todo if m.uid not in self._poisoned]
         source_bytes = sum(m.size for m in metas if m.size > 0)
         self._contribute(report, len(metas), source_bytes, plan.present)
-        self._record_skipped(mapping, folder_id, state, plan.skipped, report)
-        self._sync_flags(target, mapping, folder_id, state, plan.flag_changes)
-        self._copy(source, target, mapping, folder_id, state, todo, prematched, report)
-        self._report_failures(mapping, folder_id, state, report)
-        self._close_pass(folder_id, state, source_bytes, uidvalidity_changed)
+        self._record_skipped(folder, plan.skipped)
+        self._sync_flags(target, folder, plan.flag_changes)
+        self._copy(source, target, folder, todo, prematched)
+        self._report_failures(folder)
+        self._close_pass(folder, source_bytes, uidvalidity_changed)
 
     def _nothing_to_do(
         self,
@@ -344,71 +359,63 @@ class MailboxJob:
             )
 
     def _open_target_folder(self, target: TargetSession, folder: str) -> None:
-        if folder in self._existing or folder.upper() == "INBOX":
+        """Create the target folder when its source folder opened (not before: see ``_prepare``)."""
+        if folder in self._existing:
             return
         created = target.create_folder(folder)
         self._existing.update(created)
         self.stats.folders_created += len(created)
 
     def _follow_uidvalidity(
-        self, target: TargetSession, mapping: FolderMapping, folder_id: int, state: FolderState
+        self, target: TargetSession, folder: _OpenFolder
     ) -> tuple[dict[bytes, list[str]] | None, bool]:
         """A changed source UIDVALIDITY makes every UID new: match by content where the target allows."""
-        if not self.store.supersede_other_uidvalidity(folder_id, state.uidvalidity):
+        uidvalidity = folder.state.uidvalidity
+        if not self.store.supersede_other_uidvalidity(folder.id, uidvalidity):
             return None, False
         self._event(
             "warning",
             "uidvalidity",
-            f"source UIDVALIDITY changed to {state.uidvalidity}: matching by content against the target",
-            folder=mapping.source.display,
+            f"source UIDVALIDITY changed to {uidvalidity}: matching by content against the target",
+            folder=folder.display,
         )
-        return unclaimed_digests(self.store, target, self.mailbox_id, mapping.target_wire), True
+        return unclaimed_digests(self.store, target, self.mailbox_id, folder.mapping.target_wire), True
 
-    def _record_skipped(
-        self,
-        mapping: FolderMapping,
-        folder_id: int,
-        state: FolderState,
-        skipped: list[tuple[MessageMeta, str]],
-        report: FolderReport,
-    ) -> None:
+    def _record_skipped(self, folder: _OpenFolder, skipped: list[tuple[MessageMeta, str]]) -> None:
         if not skipped:
             return
+        uidvalidity = folder.state.uidvalidity
         self.store.record_unsent(
-            unsent_row(folder_id, state.uidvalidity, m, MessageStatus.SKIPPED, reason, self.run_id)
+            unsent_row(folder.id, uidvalidity, m, MessageStatus.SKIPPED, reason, self.run_id)
             for m, reason in skipped
         )
         for m, reason in skipped:
-            self._event("warning", "skipped", f"UID {m.uid}: {reason}", folder=mapping.source.display)
-        report.skipped += len(skipped)
+            self._event("warning", "skipped", f"UID {m.uid}: {reason}", folder=folder.display)
+        folder.report.skipped += len(skipped)
         self.stats.skipped += len(skipped)
 
     def _sync_flags(
-        self,
-        target: TargetSession,
-        mapping: FolderMapping,
-        folder_id: int,
-        state: FolderState,
-        changes: list[tuple[str, str, tuple[str, ...]]],
+        self, target: TargetSession, folder: _OpenFolder, changes: list[tuple[str, str, tuple[str, ...]]]
     ) -> None:
         """Copied messages whose flags changed on the source since: the target follows, if it can."""
         if not changes or not target.capabilities.flags_mutable:
             return
-        target.set_flags(mapping.target_wire, [(item, flags) for _, item, flags in changes])
-        self.store.update_flags(folder_id, state.uidvalidity, [(k, flag_text(f)) for k, _, f in changes])
+        target.set_flags(folder.mapping.target_wire, [(item, flags) for _, item, flags in changes])
+        self.store.update_flags(
+            folder.id, folder.state.uidvalidity, [(k, flag_text(f)) for k, _, f in changes]
+        )
         self.stats.flags_synced += len(changes)
 
     def _copy(
         self,
         source: SourceSession,
         target: TargetSession,
-        mapping: FolderMapping,
-        folder_id: int,
-        state: FolderState,
+        folder: _OpenFolder,
         todo: list[MessageMeta],
         prematched: dict[bytes, list[str]] | None,
-        report: FolderReport,
     ) -> None:
+        """Copy ``todo``, keeping the mailbox's counters and the store's progress current per batch."""
+        folder_id, state, mapping = folder.id, folder.state, folder.mapping
         counters = CopyCounters()
         ctx = CopyContext(
             self.store,
@@ -445,32 +452,25 @@ class MailboxJob:
             copy_folder(ctx, todo, counters, on_batch)
         finally:
             on_batch()
-            report.copied += counters.copied
+            folder.report.copied += counters.copied
 
-    def _report_failures(
-        self, mapping: FolderMapping, folder_id: int, state: FolderState, report: FolderReport
-    ) -> None:
-        failed_now = self.store.failed_in_run(folder_id, state.uidvalidity, self.run_id)
-        report.failed = len(failed_now)
+    def _report_failures(self, folder: _OpenFolder) -> None:
+        failed_now = self.store.failed_in_run(folder.id, folder.state.uidvalidity, self.run_id)
+        folder.report.failed = len(failed_now)
         for failed in failed_now:
             if failed.src_uid not in self._poisoned:  # those were reported when they happened
                 self._event(
-                    "error",
-                    "message-failed",
-                    f"UID {failed.src_uid}: {failed.reason}",
-                    folder=mapping.source.display,
+                    "error", "message-failed", f"UID {failed.src_uid}: {failed.reason}", folder=folder.display
                 )
 
-    def _close_pass(
-        self, folder_id: int, state: FolderState, source_bytes: int, uidvalidity_changed: bool
-    ) -> None:
+    def _close_pass(self, folder: _OpenFolder, source_bytes: int, uidvalidity_changed: bool) -> None:
         if uidvalidity_changed:
-            self.store.drop_superseded(folder_id)
+            self.store.drop_superseded(folder.id)
         if not self.retry_failed:
             # A retry pass left new messages aside: recording this state would hide them from the next pass.
-            self.store.folder_done(folder_id, state, source_bytes)
+            self.store.folder_done(folder.id, folder.state, source_bytes)
         else:
-            self.store.folder_error(folder_id, None)
+            self.store.folder_error(folder.id, None)
 
     def _contribute(self, report: FolderReport, messages: int, size: int, present: int) -> None:
         report.source_messages, report.source_bytes, report.already_present = messages, size, present
