@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 class AdapterSpec:
     type: str
     #: ``"module:function"``; the function takes ``(Endpoint, MailboxEntry)`` and returns an open,
-    #: logged-in session (``runners.connectors.base.SourceSession`` or ``TargetSession``).
+    #: logged-in session, typed as ``runners.connectors.base.SourceSession`` or ``TargetSession`` so
+    #: that mypy holds the adapter to the interface.
     opener: str
     #: Targets only: what the engine may ask of it (also readable before any session is open).
     capabilities: TargetCapabilities | None = None
@@ -92,7 +93,7 @@ IMAP_TARGET = TargetCapabilities(
     keeps_bytes=True, batch_messages=None, batch_bytes=None, flags_mutable=True, connections_per_mailbox=10
 )
 
-register_source(AdapterSpec("imap", "runners.connectors.openers:imap_source"))
-register_source(AdapterSpec("pop3", "runners.connectors.openers:pop3_source"))
-register_source(AdapterSpec("maildir", "runners.connectors.openers:maildir_source"))
-register_target(AdapterSpec("imap", "runners.connectors.openers:imap_target", IMAP_TARGET))
+register_source(AdapterSpec("imap", "runners.connectors.imap_source:open_session"))
+register_source(AdapterSpec("pop3", "runners.connectors.pop3_source:open_session"))
+register_source(AdapterSpec("maildir", "runners.connectors.maildir_source:open_session"))
+register_target(AdapterSpec("imap", "runners.connectors.imap_target:open_session", IMAP_TARGET))

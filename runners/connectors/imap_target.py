@@ -8,7 +8,10 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
 from runners.adapters import IMAP_TARGET
+from runners.connectors.base import TargetSession
+from runners.connectors.credentials import user_password
 from runners.connectors.imap_common import list_folders, namespace, parse_status, status_items, statuses
+from runners.connectors.imap_login import open_imap
 from runners.connectors.imap_recovery import FloorRecovery
 from runners.errors import CommandError
 from runners.folders import parents_of, source_path
@@ -17,12 +20,19 @@ from runners.imap.dates import canonical_date
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta
 from runners.imap.wire import ImapConnection, Reply
 from runners.model import SYSTEM_FLAGS, AppendItem, AppendOutcome, TargetLayout
+from runners.plan.model import Endpoint, MailboxEntry
 
 #: Response codes after which appending more to this mailbox is pointless.
 MAILBOX_FATAL_CODES = {"OVERQUOTA", "NOPERM"}
 #: A body larger than this is sent with a synchronizing literal when sent alone, so that a server
 #: that refuses it says so before we push the bytes.
 SYNC_LITERAL_ABOVE = 256 * 1024
+
+
+def open_session(endpoint: Endpoint, entry: MailboxEntry) -> TargetSession:
+    """The target session for one mailbox of a plan (``runners.adapters`` names this opener)."""
+    user = entry.target
+    return ImapTarget(open_imap(endpoint, user, user_password(endpoint, user, entry.target_password)))
 
 
 class ImapTarget:

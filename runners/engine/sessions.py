@@ -14,7 +14,7 @@ from typing import TypeVar, cast
 
 from runners.adapters import opener, source_adapter, target_adapter, target_capabilities
 from runners.connectors.base import SourceSession, TargetSession
-from runners.connectors.openers import user_password as user_password  # re-exported for report.peek
+from runners.connectors.credentials import user_password as user_password  # re-exported for report.peek
 from runners.plan.model import Endpoint, MailboxEntry, Plan
 
 T = TypeVar("T")
