@@ -97,14 +97,22 @@ def bench_headers(root: Path, repeat: int) -> dict[str, Any]:
 
 def _ledger(store: Any, batch: int, first_uid: int, run_id: int, folder_id: int, status: str) -> None:
     """One batch as the engine writes it: the intents, then the target's answers."""
+    from runners.state.rows import Intent, Outcome, SourceFacts
+    from runners.state.rows import MessageRef as Row
+
     uids = range(first_uid, first_uid + batch)
     date, sha256 = "02-Mar-2025 08:15:00 +0100", b"\x00" * 32
-    intents = ((folder_id, 1, str(u), u, 12_000, date, "\\Seen", sha256, "INBOX", None, run_id) for u in uids)
-    store.record_intents(intents)
+    refs = [Row(folder_id, 1, str(u)) for u in uids]
+    store.record_intents(
+        Intent(ref, SourceFacts(u, 12_000, date, "\\Seen"), sha256, "INBOX", None, run_id)
+        for ref, u in zip(refs, uids, strict=True)
+    )
     if status == "failed":
-        store.record_results((status, None, REFUSED, folder_id, 1, str(u)) for u in uids)
+        store.record_results(Outcome(ref, status, None, REFUSED) for ref in refs)
     else:
-        store.record_results((status, u + 1000, None, folder_id, 1, str(u)) for u in uids)
+        store.record_results(
+            Outcome(ref, status, str(u + 1000), None) for ref, u in zip(refs, uids, strict=True)
+        )
 
 
 def _new_store(path: Path, folders: int = 1) -> tuple[Any, int, list[int]]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
+from runners.engine.sessions import ServerSlots
 from runners.plan.model import Plan
 
 T = TypeVar("T")
@@ -20,20 +21,12 @@ class CheckContext:
         self.timeout = plan.readiness.timeout
         self._per_server = plan.readiness.per_server
         self._lock = threading.Lock()
-        self._servers: dict[str, threading.BoundedSemaphore] = {}
+        self._servers = ServerSlots()
         self._facts: dict[str, Future[Any]] = {}
 
-    @contextmanager
-    def server(self, name: str) -> Iterator[None]:
+    def server(self, name: str) -> AbstractContextManager[None]:
         """Hold one of the ``[checks] per_server`` slots of a server (``dns:127.0.0.1:53``)."""
-        with self._lock:
-            sem = self._servers.setdefault(name, threading.BoundedSemaphore(self._per_server))
-        if not sem.acquire(timeout=self.timeout):
-            raise TimeoutError(f"waited {self.timeout:.0f} s for a free connection slot to {name}")
-        try:
-            yield
-        finally:
-            sem.release()
+        return self._servers.hold(name, self._per_server, self.timeout)
 
     def fact(self, name: str, compute: Callable[[], T]) -> T:
         """Compute a shared fact once (the source survey, a directory export) for every check that asks.

@@ -1,8 +1,10 @@
-"""One error tree for every protocol the runners speak.
+"""One error tree for every protocol the runners speak, and for the engine's own stops.
 
     MigrationError
     ├── PlanError                  a plan file is wrong (file, line, key)
     ├── SecretError                a secret reference can't be resolved (never shows the value)
+    ├── RunInterrupted             the operator stopped the run (not a failure: the ledger holds the rest)
+    ├── MailboxCancelled           a cancel request for one mailbox or its wave (not a failure either)
     └── ProtocolError              a server said no, or the connection broke
         ├── ConnectError           TCP could not be set up (retryable)
         │   └── TlsError           TLS handshake refused, e.g. an untrusted certificate (not retryable)
@@ -10,9 +12,14 @@
         │   └── FetchConnectionLost  ... while the source was sending bodies (names the UIDs not delivered)
         ├── AuthError              login refused
         └── CommandError           a command got NO/BAD; ``server_text`` is the server's own words
+            └── MailboxFatal       the target refuses the whole mailbox (over quota, no permission)
 
 Every ProtocolError keeps ``server`` (host:port), ``operation`` (what we asked) and ``server_text``
 (verbatim, never paraphrased) so that the failure drill-down can show exactly what happened.
+
+Whether a server's answer means "not now" or "never" is protocol knowledge: each adapter decides
+and passes ``retryable`` (IMAP's response codes in ``runners.imap.codes``, POP3's in its source);
+the engine only reads the flag.
 """
 
 from __future__ import annotations
@@ -39,17 +46,35 @@ class SecretError(MigrationError):
     """A secret reference (env:, file:) could not be resolved. Never carries the secret."""
 
 
+class RunInterrupted(MigrationError):
+    """The operator stopped the run; everything copied so far is in the ledger."""
+
+
+class MailboxCancelled(MigrationError):
+    """A cancel request for this mailbox (or its wave): stop after the batch, the rest waits for a rerun."""
+
+
 class ProtocolError(MigrationError):
     """A protocol-level failure with the server's own words."""
 
     #: Retrying the same operation later may succeed (drops, timeouts, INUSE, throttling).
     retryable: bool = False
 
-    def __init__(self, server: str, operation: str, server_text: str = "", code: str | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        operation: str,
+        server_text: str = "",
+        code: str | None = None,
+        *,
+        retryable: bool | None = None,
+    ) -> None:
         self.server = server
         self.operation = operation
         self.server_text = server_text
         self.code = code
+        if retryable is not None:  # the adapter's verdict; otherwise the class's
+            self.retryable = retryable
         detail = f": {server_text}" if server_text else ""
         super().__init__(f"{server} {operation}{detail}")
 
@@ -84,25 +109,8 @@ class FetchConnectionLost(ConnectionLost):
 
 
 class AuthError(ProtocolError):
-    """Login refused: final (wrong credentials or master-user setup), unless the server said it is
-    only unavailable for now."""
-
-    def __init__(self, server: str, operation: str, server_text: str = "", code: str | None = None) -> None:
-        super().__init__(server, operation, server_text, code)
-        self.retryable = is_temporary(code, operation)
-
-
-def is_temporary(code: str | None, operation: str) -> bool:
-    """Does an IMAP response code (RFC 5530) say "not now" rather than "never"?
-
-    INUSE and UNAVAILABLE are always temporary. LIMIT on APPEND is about that one message (too
-    large): final for it, and the run goes on; LIMIT elsewhere (too many sessions, commands) passes.
-    OVERQUOTA is final for the whole mailbox and is handled by the engine.
-    """
-    kind = (code or "").upper()
-    if kind in {"INUSE", "UNAVAILABLE"}:
-        return True
-    return kind == "LIMIT" and not operation.startswith("APPEND")
+    """Login refused: final (wrong credentials or master-user setup), unless the adapter says the
+    server is only unavailable for now (``retryable``)."""
 
 
 class CommandError(ProtocolError):
@@ -115,7 +123,12 @@ class CommandError(ProtocolError):
         server_text: str = "",
         code: str | None = None,
         status: str = "NO",
+        *,
+        retryable: bool | None = None,
     ) -> None:
-        super().__init__(server, operation, server_text, code)
+        super().__init__(server, operation, server_text, code, retryable=retryable)
         self.status = status
-        self.retryable = is_temporary(code, operation)
+
+
+class MailboxFatal(CommandError):
+    """The target refuses the whole mailbox (over quota, no permission): stop copying into it."""

@@ -11,7 +11,7 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runners.model import FolderInfo
+from runners.model import FolderInfo, TargetLayout
 from runners.plan.model import FolderRules
 
 SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive")
@@ -137,22 +137,19 @@ def special_use_of(folder: FolderInfo) -> str | None:
 def plan_folders(
     folders: Sequence[FolderInfo],
     rules: FolderRules,
-    *,
-    target_separator: str,
-    target_prefix: str,
-    target_special: dict[str, str],
+    target: TargetLayout,
 ) -> list[FolderMapping]:
-    """Map every source folder to its target wire name (excluded ones are kept, with the reason).
+    """Map every source folder to its target folder name (excluded ones are kept, with the reason).
 
-    ``target_special`` maps special-use → existing target *path* (``{"\\\\Sent": ("Sent Items",)}``
-    as ``"Sent Items"`` joined with ``/``).
+    The one folder plan: the engine, ``cutover verify`` and the readiness checks all call this with
+    the source's folders and the target's ``layout()``.
     """
     renames = sorted(
         ((tuple(k.split("/")), tuple(v.split("/"))) for k, v in rules.rename.items()),
         key=lambda kv: -len(kv[0]),
     )
     special_targets: dict[str, tuple[str, ...]] = {
-        use: tuple(path.split("/")) for use, path in target_special.items()
+        use: tuple(path.split("/")) for use, path in target.special.items()
     }
     for key, special_path in rules.special.items():
         use = SPECIAL_KEYS.get(key.lower())
@@ -174,7 +171,7 @@ def plan_folders(
             out.append(FolderMapping(folder, folder.path, "", excluded="excluded by the plan"))
             continue
         path = _rewrite(folder.path, renames) or _rewrite(folder.path, special_roots) or folder.path
-        wire, notes = target_wire_name(path, target_separator, target_prefix)
+        wire, notes = target_wire_name(path, target.separator, target.prefix)
         excluded = None if folder.selectable else "not selectable on the source (\\Noselect)"
         out.append(FolderMapping(folder, path, wire, excluded=excluded, notes=notes))
     return out

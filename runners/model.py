@@ -78,16 +78,50 @@ class AppendItem:
     body: bytes
     flags: tuple[str, ...]
     internaldate: str | None
+    #: The message's recovery key (``runners.engine.reconcile.item_key``): a keyed target stores it on
+    #: the item so that an APPEND whose outcome a crash lost can be found again. IMAP ignores it.
+    key: str = ""
 
 
 @dataclass(slots=True)
 class AppendOutcome:
-    """Result of appending one message: a target UID (None without UIDPLUS) or an error."""
+    """Result of appending one message: the target's id for the new item (None when the server
+    doesn't say, e.g. IMAP without UIDPLUS) or an error."""
 
-    uid: int | None = None
+    item_id: str | None = None
     error: str | None = None
     code: str | None = None
     fatal_for_mailbox: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCapabilities:
+    """What a target adapter can do, asked by the engine instead of assumed."""
+
+    #: The target stores a message's bytes exactly as sent (IMAP), so SHA-256 proves a copy. A target
+    #: that re-renders MIME (Exchange) can only be checked by what it keeps (count, size, key).
+    keeps_bytes: bool
+    #: Most messages and bytes one append request may carry (None: the plan's batch settings rule).
+    batch_messages: int | None
+    batch_bytes: int | None
+    #: Flags of an item already on the target can be replaced (flag sync on delta passes).
+    flags_mutable: bool
+    #: Concurrent sessions one mailbox tolerates; the engine opens at most this many per mailbox.
+    connections_per_mailbox: int
+
+
+@dataclass(frozen=True, slots=True)
+class TargetLayout:
+    """How the target names folders: what the folder plan needs to turn source paths into target names.
+
+    ``special`` maps a special use to the existing folder's path joined with ``/``:
+    ``{"\\Sent": "Sent Items"}``.
+    """
+
+    separator: str
+    #: Personal namespace prefix that new folders go under ("" on Dovecot, "INBOX." on Courier).
+    prefix: str
+    special: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

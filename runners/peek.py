@@ -22,7 +22,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession
-from runners.engine.sessions import open_source, user_password
+from runners.connectors.credentials import user_password
+from runners.engine.sessions import open_source
 from runners.errors import MigrationError
 from runners.headers import FIELDS, MessageHeaders, parse_headers
 from runners.plan.model import MailboxEntry, Plan

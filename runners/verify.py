@@ -17,14 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from runners.adapters import target_capabilities
 from runners.connectors.base import SourceSession, TargetSession
-from runners.engine.sessions import ConnectionCaps, capped, open_source, open_target
+from runners.engine.sessions import ConnectionCaps
 from runners.engine.wave import select_mailboxes
 from runners.errors import MigrationError, ProtocolError
 from runners.folders import FolderMapping, plan_folders
 from runners.model import FetchedMessage, MessageMeta
 from runners.plan.model import MailboxEntry, Plan
-from runners.state.store import StateStore
+from runners.state.rows import SyncedFolder
+from runners.state.statuses import MessageStatus
+from runners.state.store import LedgerEntry, StateStore
 
 BUCKETS = ("ok", "new", "excluded", "waived", "skipped", "failed", "lost", "different")
 
@@ -117,63 +120,64 @@ def verify_wave(
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers or plan.workers, len(entries)))) as pool:
         checks = list(pool.map(one, entries))
-    return VerifyReport(wave, deep, checks)
+    # "byte-for-byte" only where the target keeps bytes exactly; elsewhere by what it keeps.
+    return VerifyReport(wave, deep and target_capabilities(plan.target.type).keeps_bytes, checks)
 
 
 def _verify_mailbox(
     plan: Plan, store: StateStore, caps: ConnectionCaps, entry: MailboxEntry, deep: bool
 ) -> MailboxCheck:
     check = MailboxCheck(entry.source, entry.target)
-    rows = store.query("SELECT id FROM mailboxes WHERE source = ?", (entry.source,))
-    if not rows:
+    synced = store.synced_folders(entry.source)
+    if synced is None:
         check.error = "never migrated: no run has touched this mailbox"
         return check
-    mailbox_id = int(rows[0]["id"])
-    src_sem, dst_sem = caps.semaphore(plan.source), caps.semaphore(plan.target)
-    source: SourceSession | None = None
-    target: TargetSession | None = None
     try:
-        source = capped(src_sem, lambda: open_source(plan.source, entry))
-        target = capped(dst_sem, lambda: open_target(plan.target, entry))
-        mappings = plan_folders(
-            source.list_folders(),
-            plan.folders,
-            target_separator=target.separator,
-            target_prefix=target.prefix,
-            target_special=target.special_folders(),
-        )
-        claimed_by_target: dict[str, set[int]] = {}
-        for mapping in mappings:
-            if not mapping.source.selectable:
-                continue
-            check.folders.append(
-                _verify_folder(store, source, target, mailbox_id, mapping, deep, check, claimed_by_target)
-            )
+        with caps.both(plan, entry) as (source, target):
+            mappings = plan_folders(source.list_folders(), plan.folders, target.layout())
+            claimed_by_target: dict[str, set[str]] = {}
+            for mapping in mappings:
+                if not mapping.source.selectable:
+                    continue
+                sides = _Sides(source, target, deep and target.capabilities.keeps_bytes)
+                claimed = claimed_by_target.setdefault(mapping.target_wire, set())
+                folder = synced.get(mapping.source.raw_name)
+                check.folders.append(_verify_folder(store, sides, folder, mapping, check, claimed))
     except (ProtocolError, MigrationError) as exc:
         check.error = str(exc)
-    finally:
-        if source is not None:
-            source.close()
-            src_sem.release()
-        if target is not None:
-            target.close()
-            dst_sem.release()
     return check
+
+
+@dataclass(slots=True)
+class _Sides:
+    source: SourceSession
+    target: TargetSession
+    #: Compare SHA-256 of the bytes: asked for (--deep) and provable (the target keeps bytes exactly).
+    deep: bool
+
+
+@dataclass(slots=True)
+class _TargetView:
+    """What verification knows of one target folder: sizes always, digests with --deep."""
+
+    sizes: dict[str, int]
+    digests: dict[str, bytes]
+    claimed: set[str]
 
 
 def _verify_folder(
     store: StateStore,
-    source: SourceSession,
-    target: TargetSession,
-    mailbox_id: int,
+    sides: _Sides,
+    synced: SyncedFolder | None,
     mapping: FolderMapping,
-    deep: bool,
     check: MailboxCheck,
-    claimed_by_target: dict[str, set[int]],
+    claimed: set[str],
 ) -> FolderCheck:
+    """Put every source message of one folder in its bucket, in three steps: list both sides,
+    explain each message by the ledger, then account for copies the ledger has no target id for."""
     result = FolderCheck(mapping.source.display, mapping.target_wire, excluded=mapping.excluded)
     try:
-        state, metas = source.list_messages(mapping.source)
+        state, metas = sides.source.list_messages(mapping.source)
     except ProtocolError as exc:
         result.error = f"source: {exc}"
         return result
@@ -182,93 +186,90 @@ def _verify_folder(
     if mapping.excluded is not None:
         result.counts["excluded"] = len(metas)
         return result
-    rows = store.query(
-        "SELECT id, uidnext, uidvalidity FROM folders WHERE mailbox_id = ? AND source_name = ?",
-        (mailbox_id, mapping.source.raw_name),
-    )
-    ledger = store.ledger(int(rows[0]["id"]), state.uidvalidity) if rows else {}
-    synced_uidnext = int(rows[0]["uidnext"]) if rows and rows[0]["uidnext"] is not None else None
+    ledger = store.ledger(synced.id, state.uidvalidity) if synced else {}
     try:
-        target_sizes = target.list_sizes(mapping.target_wire)
+        view = _TargetView(sides.target.list_sizes(mapping.target_wire), {}, claimed)
     except ProtocolError as exc:
         result.error = f"target: {exc}"
         return result
-    result.target_messages = len(target_sizes)
-    result.target_bytes = sum(target_sizes.values())
-    claimed = claimed_by_target.setdefault(mapping.target_wire, set())
-    target_digests: dict[int, bytes] = {}
-    source_digests: dict[str, bytes] = {}
-    if deep:
-        target_digests = {uid: digest for uid, _, digest in target.fetch_digests(mapping.target_wire, 1)}
-        for item in source.fetch(mapping.source, metas):
-            if isinstance(item, FetchedMessage):
-                source_digests[item.meta.key] = hashlib.sha256(item.body).digest()
-    unmapped_copies: list[MessageMeta] = []
+    result.target_messages = len(view.sizes)
+    result.target_bytes = sum(view.sizes.values())
+    source_digests = _digests(sides, mapping, metas, view)
+    unmapped: list[MessageMeta] = []
     for meta in metas:
         entry = ledger.get(meta.key)
-        bucket, reason = "ok", ""
-        if entry is None:
-            if synced_uidnext is None or meta.uid >= synced_uidnext:
-                bucket, reason = "new", "arrived on the source after the last pass; the next delta copies it"
-            else:
-                bucket, reason = "lost", "on the source but not in the ledger"
-        elif entry.status in ("skipped", "failed", "waived"):
-            bucket, reason = entry.status, entry.reason or ""
-        elif entry.status == "pending":
-            bucket, reason = "lost", "an interrupted APPEND not yet reconciled; run the wave again"
-        elif entry.target_uid is None:
-            unmapped_copies.append(meta)
+        if entry is not None and entry.status == MessageStatus.COPIED and entry.target_id is None:
+            unmapped.append(meta)
             continue
-        elif entry.target_uid not in target_sizes:
-            bucket = "lost"
-            reason = f"copied to target UID {entry.target_uid}, which is no longer on the target"
-        else:
-            claimed.add(entry.target_uid)
-            if deep:
-                src, dst = source_digests.get(meta.key), target_digests.get(entry.target_uid)
-                if src is None:
-                    bucket, reason = "different", "the source could not deliver the message for comparison"
-                elif src != dst:
-                    bucket, reason = (
-                        "different",
-                        f"target UID {entry.target_uid} differs from the source bytes",
-                    )
+        bucket, reason = _bucket(meta, entry, synced, view, source_digests, sides.deep)
         result.counts[bucket] += 1
         if bucket != "ok":
             check.differences.append(Difference(mapping.source.display, meta.uid, meta.size, bucket, reason))
-    if unmapped_copies:
-        _verify_by_content(
-            unmapped_copies,
-            target_sizes,
-            claimed,
-            source_digests,
-            target_digests,
-            result,
-            check,
-            mapping.source.display,
-            deep,
-        )
-    result.extra_on_target = len(set(target_sizes) - claimed)
+    if unmapped:
+        _verify_by_content(unmapped, view, source_digests, result, check, mapping.source.display, sides.deep)
+    result.extra_on_target = len(set(view.sizes) - claimed)
     return result
+
+
+def _digests(
+    sides: _Sides, mapping: FolderMapping, metas: list[MessageMeta], view: _TargetView
+) -> dict[str, bytes]:
+    """With a deep check, SHA-256 of both sides: the target's into ``view``, the source's returned."""
+    if not sides.deep:
+        return {}
+    view.digests = {item: digest for item, _, digest in sides.target.digests(mapping.target_wire)}
+    return {
+        item.meta.key: hashlib.sha256(item.body).digest()
+        for item in sides.source.fetch(mapping.source, metas)
+        if isinstance(item, FetchedMessage)
+    }
+
+
+def _bucket(
+    meta: MessageMeta,
+    entry: LedgerEntry | None,
+    synced: SyncedFolder | None,
+    view: _TargetView,
+    source_digests: dict[str, bytes],
+    deep: bool,
+) -> tuple[str, str]:
+    """The bucket of one source message the ledger can explain (or not), with the reason."""
+    if entry is None:
+        if synced is None or synced.uidnext is None or meta.uid >= synced.uidnext:
+            return "new", "arrived on the source after the last pass; the next delta copies it"
+        return "lost", "on the source but not in the ledger"
+    if entry.status in (MessageStatus.SKIPPED, MessageStatus.FAILED, MessageStatus.WAIVED):
+        return entry.status, entry.reason or ""
+    if entry.status == MessageStatus.PENDING:
+        return "lost", "an interrupted APPEND not yet reconciled; run the wave again"
+    item = entry.target_id
+    if item is None or item not in view.sizes:
+        return "lost", f"copied to target item {item}, which is no longer on the target"
+    view.claimed.add(item)
+    if deep:
+        src = source_digests.get(meta.key)
+        if src is None:
+            return "different", "the source could not deliver the message for comparison"
+        if src != view.digests.get(item):
+            return "different", f"target item {item} differs from the source bytes"
+    return "ok", ""
 
 
 def _verify_by_content(
     metas: list[MessageMeta],
-    target_sizes: dict[int, int],
-    claimed: set[int],
+    view: _TargetView,
     source_digests: dict[str, bytes],
-    target_digests: dict[int, bytes],
     result: FolderCheck,
     check: MailboxCheck,
     folder: str,
     deep: bool,
 ) -> None:
-    """Copies made without UIDPLUS have no target UID: account for them as a multiset of sizes
-    (or of digests with --deep) among the unclaimed target messages."""
+    """Copies made without a target id (IMAP without UIDPLUS): account for them as a multiset of
+    sizes (or of digests with --deep) among the unclaimed target items."""
     pool: Counter[object] = Counter()
-    unclaimed = [uid for uid in target_sizes if uid not in claimed]
-    for uid in unclaimed:
-        pool[target_digests.get(uid) if deep else target_sizes[uid]] += 1
+    unclaimed = [item for item in view.sizes if item not in view.claimed]
+    for item in unclaimed:
+        pool[view.digests.get(item) if deep else view.sizes[item]] += 1
     for meta in metas:
         key = source_digests.get(meta.key) if deep else meta.size
         if pool[key] > 0:
@@ -278,10 +279,14 @@ def _verify_by_content(
             result.counts["lost"] += 1
             check.differences.append(
                 Difference(
-                    folder, meta.uid, meta.size, "lost", "copied without UIDPLUS and not found on the target"
+                    folder,
+                    meta.uid,
+                    meta.size,
+                    "lost",
+                    "copied without a target id and not found on the target",
                 )
             )
-    claimed.update(unclaimed[: len(metas)])
+    view.claimed.update(unclaimed[: len(metas)])
 
 
 def verify_text(report: VerifyReport) -> str:

@@ -46,6 +46,7 @@ from runners.headers import parse_headers
 from runners.model import FolderState
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.state import rows
 from runners.state.read_models.snapshot import take
 from runners.state.store import MailboxProgress, StateStore
 
@@ -91,13 +92,16 @@ def write_plan(root: Path) -> Path:
     )
 
 
-def _intent(folder_id: int, uid: int, size: int, date: str, run_id: int) -> tuple[Any, ...]:
-    return (folder_id, 1, str(uid), uid, size, date, "\\Seen", b"\x00" * 32, "INBOX", None, run_id)
+def _intent(folder_id: int, uid: int, size: int, date: str, run_id: int) -> rows.Intent:
+    facts = rows.SourceFacts(uid, size, date, "\\Seen")
+    return rows.Intent(rows.MessageRef(folder_id, 1, str(uid)), facts, b"\x00" * 32, "INBOX", None, run_id)
 
 
 def _copy(store: StateStore, folder_id: int, uids: range, run_id: int, size: int = 12_000) -> None:
     store.record_intents(_intent(folder_id, uid, size, "02-Mar-2025 08:15:00 +0100", run_id) for uid in uids)
-    store.record_results(("copied", uid + 1000, None, folder_id, 1, str(uid)) for uid in uids)
+    store.record_results(
+        rows.Outcome(rows.MessageRef(folder_id, 1, str(uid)), "copied", str(uid + 1000), None) for uid in uids
+    )
 
 
 def build_state(plan: Plan, clock: Clock) -> None:
@@ -152,21 +156,16 @@ def _pilot(store: StateStore, clock: Clock) -> None:
         ]
     )
     store.record_results(
-        [("failed", None, too_big, inbox.id, 1, "31"), ("failed", None, too_big, inbox.id, 1, "32")]
+        [rows.Outcome(rows.MessageRef(inbox.id, 1, key), "failed", None, too_big) for key in ("31", "32")]
     )
     store.folder_done(inbox.id, FolderState(1, 33, 32), 30 * 12_000 + 31_457_280 + 26_214_400)
     archive = store.folder(bob, "Archive.2023", "Archive/2023", "Archive/2023", None)
     _copy(store, archive.id, range(1, 9), run_id)
     store.record_unsent(
         [
-            (
-                archive.id,
-                1,
-                "9",
-                9,
-                4_096,
-                "03-Feb-2023 11:00:00 +0100",
-                "",
+            rows.Unsent(
+                rows.MessageRef(archive.id, 1, "9"),
+                rows.SourceFacts(9, 4_096, "03-Feb-2023 11:00:00 +0100", ""),
                 "skipped",
                 "source said: NO [SERVERBUG] Error while reading the message body (FETCH BODY.PEEK[] "
                 "returned nothing)",

@@ -19,6 +19,7 @@ from servers.dovecot import DovecotServer
 from runners.headers import MAX_VALUE_CHARS, MessageHeaders, decode_header_value, parse_headers
 from runners.peek import MessageRef, message_headers
 from runners.plan.loader import load_plan
+from runners.state import rows
 from runners.state.errors import StoreError
 from runners.state.mailbox_reads import MessageIssue
 from runners.state.store import StateStore
@@ -246,17 +247,23 @@ def test_every_attempt_is_kept_with_the_servers_words(failing_lab: Lab) -> None:
     assert all(TOO_BIG in (a["reason"] or "") for a in rows[issue.uid]["history"])
 
 
+def _unsent(folder: int, reason: str, run_id: int) -> rows.Unsent:
+    return rows.Unsent(
+        rows.MessageRef(folder, 1, "7"), rows.SourceFacts(7, 10, None, ""), "failed", reason, run_id
+    )
+
+
 def test_a_store_made_before_the_history_gets_it_on_open(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.db")
     mailbox = store.upsert_mailbox("alice", "alice", "pilot")
     folder = store.folder(mailbox, "INBOX", "INBOX", "INBOX", None).id
-    store.record_unsent([(folder, 1, "7", 7, 10, None, "", "failed", "first", 1)])
+    store.record_unsent([_unsent(folder, "first", 1)])
     with store.transaction() as db:
         db.execute("DROP TABLE message_attempts")  # as an earlier version made it
     store.close()
 
     store = StateStore(tmp_path / "state.db")
-    store.record_unsent([(folder, 1, "7", 7, 10, None, "", "failed", "second", 2)])
+    store.record_unsent([_unsent(folder, "second", 2)])
 
     assert [a.reason for a in store.message_history("alice", "INBOX", 7)] == ["second"]
 
@@ -272,12 +279,13 @@ def test_the_history_and_the_ledger_are_written_together(tmp_path: Path) -> None
         )
 
     with pytest.raises(StoreError, match="disk full"):
-        store.record_unsent([(folder, 1, "7", 7, 10, None, "", "failed", "refused", 1)])
+        store.record_unsent([_unsent(folder, "refused", 1)])
     assert store.query("SELECT COUNT(*) AS n FROM messages")[0]["n"] == 0
 
-    store.record_intents([(folder, 1, "8", 8, 10, None, "", b"x" * 32, "INBOX", 1, 1)])
+    ref = rows.MessageRef(folder, 1, "8")
+    store.record_intents([rows.Intent(ref, rows.SourceFacts(8, 10, None, ""), b"x" * 32, "INBOX", "1", 1)])
     with pytest.raises(StoreError, match="disk full"):
-        store.record_results([("failed", None, "NO [LIMIT] too big", folder, 1, "8")])
+        store.record_results([rows.Outcome(ref, "failed", None, "NO [LIMIT] too big")])
     assert store.query("SELECT status FROM messages WHERE src_key = '8'")[0]["status"] == "pending"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runners.folders import plan_folders, source_path, target_wire_name
-from runners.model import FolderInfo
+from runners.model import FolderInfo, TargetLayout
 from runners.plan.model import FolderRules
 
 
@@ -36,17 +36,13 @@ def test_special_use_maps_by_attribute_or_name_and_children_follow() -> None:
     mapped = plan_folders(
         folders,
         FolderRules(),
-        target_separator="/",
-        target_prefix="",
-        target_special={"\\Sent": "Sent Items"},
+        TargetLayout("/", "", {"\\Sent": "Sent Items"}),
     )
     assert [m.target_wire for m in mapped][:2] == ["Sent Items", "Sent Items/2019"]
     trash = plan_folders(
         [folder("Papierkorb")],
         FolderRules(special={"trash": "Deleted Items"}),
-        target_separator="/",
-        target_prefix="",
-        target_special={},
+        TargetLayout("/", "", {}),
     )
     assert trash[0].target_wire == "Deleted Items"
 
@@ -56,9 +52,7 @@ def test_renames_win_and_excludes_are_case_insensitive() -> None:
     mapped = plan_folders(
         [folder("Old"), folder("Old.Keep"), folder("Old.Other"), folder("SPAM"), folder("Archive.2020")],
         rules,
-        target_separator=".",
-        target_prefix="",
-        target_special={},
+        TargetLayout(".", "", {}),
     )
     assert [(m.target_wire, m.excluded) for m in mapped] == [
         ("Legacy.Old", None),

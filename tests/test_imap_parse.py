@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runners.errors import AuthError, CommandError
+from runners.imap.codes import auth_error, command_error
 from runners.imap.dates import canonical_date
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta, split_code, tokens
 
@@ -71,8 +71,8 @@ def test_tokens_handle_quoting_literals_and_nil() -> None:
 def test_response_codes_are_classified_retry_later_or_final(
     code: str | None, operation: str, temporary: bool
 ) -> None:
-    assert CommandError("imap://h:1", operation, "text", code).retryable is temporary
-    assert AuthError("imap://h:1", operation, "text", code).retryable is temporary
+    assert command_error("imap://h:1", operation, "text", code).retryable is temporary
+    assert auth_error("imap://h:1", operation, "text", code).retryable is temporary
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from planned_targets import planned
 
 from runners.errors import PlanError
 from runners.plan.loader import load_plan
@@ -259,8 +260,34 @@ def test_maildir_source(tmp_path: Path) -> None:
 
 def test_graph_target_defaults_its_host_and_port(tmp_path: Path) -> None:
     text = BASE.replace('type = "imap"\nhost = "imap.new.test"', 'type = "graph"')
-    plan = load_plan(write(tmp_path, text))
+    with planned("graph"):
+        plan = load_plan(write(tmp_path, text))
     assert (plan.target.host, plan.target.port) == ("graph.microsoft.com", 443)
+
+
+@pytest.mark.parametrize(
+    ("kind", "table"),
+    [
+        ("ews", 'host = "ews.new.test"\nauth = "password"'),
+        ("graph", 'auth = "password"'),
+        ("maildir", 'path = "/srv/{user}/Maildir"'),
+    ],
+)
+def test_a_target_type_not_built_yet_is_refused_at_load_time(tmp_path: Path, kind: str, table: str) -> None:
+    start, end = BASE.index("[target]"), BASE.index("[mailboxes]")
+    text = BASE[:start] + f'[target]\n# not built yet\ntype = "{kind}"\n{table}\n\n' + BASE[end:]
+    error = plan_error(write(tmp_path, text))
+    line = text[: text.index(f'type = "{kind}"')].count("\n") + 1
+    assert (error.line, error.key) == (line, "target.type")
+    assert f'type "{kind}" can\'t be the [target] yet' in error.message and "built: imap" in error.message
+    assert str(error).startswith(f"{error.path}:{line}: [target.type]")
+
+
+def test_registering_an_adapter_lifts_the_refusal(tmp_path: Path) -> None:
+    text = BASE.replace('type = "imap"\nhost = "imap.new.test"', 'type = "ews"\nhost = "ews.new.test"')
+    with planned("ews"):
+        assert load_plan(write(tmp_path, text)).target.type == "ews"
+    assert plan_error(write(tmp_path, text)).key == "target.type"  # and taking it away restores it
 
 
 def test_inline_entries_and_csv_combine(tmp_path: Path) -> None:

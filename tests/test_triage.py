@@ -7,7 +7,7 @@ from runners.model import FolderState, MessageMeta
 from runners.state.store import LedgerEntry
 
 
-def entry(status: str, flags: str = "", uid: int | None = 10) -> LedgerEntry:
+def entry(status: str, flags: str = "", uid: str | None = "10") -> LedgerEntry:
     return LedgerEntry(status, flags, uid, b"d", 100, None, None)
 
 
@@ -21,14 +21,14 @@ def test_only_what_the_ledger_lacks_is_copied_and_changed_flags_are_synced() -> 
     ]
     ledger = {
         "1": entry("copied", "$A \\Seen"),  # same flags in another order: no change
-        "2": entry("copied", "", uid=22),  # flagged since: sync
+        "2": entry("copied", "", uid="22"),  # flagged since: sync
         "3": entry("failed"),  # refused last time: try again
     }
 
     plan = triage(metas, ledger, limit=1000)
 
     assert [m.key for m in plan.todo] == ["3", "4"]
-    assert plan.flag_changes == [("2", 22, ("\\Flagged",))]
+    assert plan.flag_changes == [("2", "22", ("\\Flagged",))]
     assert [(m.key, "over the target limit of 1000 bytes" in why) for m, why in plan.skipped] == [("5", True)]
     assert plan.present == 2
 

@@ -16,8 +16,8 @@ from checks.model import Finding, Severity
 from checks.registry import SkipCheck, check
 from checks.survey import MailboxSurvey, survey
 from checks.volume import exact_bytes, survey_gap
+from runners.connectors.credentials import user_password
 from runners.connectors.imap_login import open_imap
-from runners.engine.sessions import user_password
 from runners.imap.wire import ImapConnection
 from runners.plan.model import Plan
 

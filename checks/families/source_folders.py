@@ -12,6 +12,7 @@ from checks.survey import survey
 from runners.engine.sessions import open_target
 from runners.errors import MigrationError, ProtocolError
 from runners.folders import plan_folders
+from runners.model import TargetLayout
 
 #: Exchange's limits (items per folder, subfolders per folder, depth); other targets get them as info.
 EXCHANGE_LIMITS = (1_000_000, 10_000, 300)
@@ -19,28 +20,26 @@ EXCHANGE_LIMITS = (1_000_000, 10_000, 300)
 RESERVED = {"files"}
 
 
-def _target_layout(ctx: CheckContext) -> tuple[str, str, dict[str, str]]:
+def _target_layout(ctx: CheckContext) -> TargetLayout:
     """The target's separator, prefix and special folders, read from the canary; IMAP defaults otherwise."""
 
-    def read() -> tuple[str, str, dict[str, str]]:
-        if ctx.plan.target.type != "imap":
-            return "/", "", {}
+    def read() -> TargetLayout:
         try:
             with ctx.server(f"target:{ctx.plan.target.address}"):
                 session = open_target(ctx.plan.target, ctx.plan.mailboxes[0])
                 try:
-                    return session.separator, session.prefix, session.special_folders()
+                    return session.layout()
                 finally:
                     session.close()
         except (ProtocolError, MigrationError):
-            return "/", "", {}
+            return TargetLayout("/", "")
 
     return ctx.fact("target-layout", read)
 
 
 @check("FLD-NAME-009", "Folder names survive the mapping to the target", category="source")
 def folder_names(ctx: CheckContext) -> Iterator[Finding]:
-    separator, prefix, special = _target_layout(ctx)
+    layout = _target_layout(ctx)
     exchange = ctx.plan.target.type in ("ews", "graph")
     for box in survey(ctx).mailboxes:
         if box.error is not None:
@@ -48,9 +47,7 @@ def folder_names(ctx: CheckContext) -> Iterator[Finding]:
         mappings = plan_folders(
             [f.folder for f in box.folders],
             ctx.plan.folders,
-            target_separator=separator,
-            target_prefix=prefix,
-            target_special=special,
+            layout,
         )
         by_name: dict[str, list[str]] = defaultdict(list)
         problems = 0

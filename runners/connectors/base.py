@@ -1,12 +1,18 @@
-"""The interfaces the engine drives. Each protocol module implements one of them.
+"""The interfaces the engine drives. Each protocol adapter implements one of them, and
+``runners.adapters`` names which adapter serves which plan ``type``.
 
 A session is used by one thread at a time. Every method raises a ``runners.errors.ProtocolError``
 subclass on failure, keeping the server's own words.
+
+Targets speak of folders and items by opaque strings: a folder is the name the folder plan gave
+it (``FolderMapping.target_wire``), an item is whatever id the adapter hands back from ``append``
+(an IMAP UID as decimal text). The engine and the ledger store both as text and never parse them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from runners.model import (
@@ -17,6 +23,8 @@ from runners.model import (
     FolderInfo,
     FolderState,
     MessageMeta,
+    TargetCapabilities,
+    TargetLayout,
 )
 
 
@@ -61,42 +69,90 @@ class SourceSession(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Uncertain:
+    """An intent whose APPEND may or may not have landed (the run died between send and record)."""
+
+    uidvalidity: int
+    src_key: str
+    sha256: bytes | None
+    #: What ``Recovery.mark`` returned before the APPEND (IMAP: the folder's UIDNEXT), or None.
+    mark: str | None
+    #: The key a keyed target stored on the item (``AppendItem.key``).
+    item_key: str
+
+
+class Recovery(Protocol):
+    """How a target finds again the items whose APPEND outcome a crash lost.
+
+    The engine drives every target the same way: before an APPEND it records each message as
+    *pending* with ``mark``; after it, the outcome. On the next pass it hands the pending rows to
+    ``find``, records the found ones as copied and copies the rest again.
+    """
+
+    def mark(self, folder: str) -> str | None:
+        """Taken once before a folder's first APPEND of a pass; stored on every intent."""
+        ...
+
+    def advance(self, mark: str | None, outcomes: Sequence[AppendOutcome]) -> str | None:
+        """The mark for the next batch, given what the last one returned (saves a round trip)."""
+        ...
+
+    def find(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
+        """For each uncertain intent, the id of the item that holds it, or None if it never landed.
+
+        ``claimed`` are item ids the ledger already maps to other messages: never one of those.
+        """
+        ...
+
+
 class TargetSession(Protocol):
     """Writes into a mailbox."""
 
     server: str
-    separator: str
-    #: Personal namespace prefix that new folders go under ("" on Dovecot, "INBOX." on Courier).
-    prefix: str
 
-    def special_folders(self) -> dict[str, str]:
-        """Existing special-use folders by path joined with ``/``: ``{"\\\\Sent": "Sent Items"}``."""
+    @property
+    def capabilities(self) -> TargetCapabilities:
+        """What the engine may ask of this target (the same as its registry entry declares)."""
+        ...
+
+    @property
+    def recovery(self) -> Recovery:
+        """How this target finds again the items a crash left uncertain."""
+        ...
+
+    def layout(self) -> TargetLayout:
+        """Separator, namespace prefix and existing special-use folders, for the folder plan."""
         ...
 
     def existing_folders(self) -> set[str]:
-        """Wire names of every folder on the target."""
+        """Every folder on the target (that can hold messages)."""
         ...
 
-    def create_folder(self, wire_name: str) -> None:
-        """Create (and subscribe) a folder; an already existing folder is not an error."""
+    def create_folder(self, folder: str) -> list[str]:
+        """Create (and subscribe) a folder, with any parents the server insists on; an already
+        existing folder is not an error. Returns the folders created."""
         ...
 
-    def folder_state(self, wire_name: str) -> FolderState: ...
+    def message_counts(self, folders: Sequence[str]) -> dict[str, int | Exception]:
+        """How many messages each folder holds, asked for all at once (one round trip where the
+        protocol allows). A folder that can't be asked maps to the exception."""
+        ...
 
-    def append(self, wire_name: str, items: Sequence[AppendItem]) -> list[AppendOutcome]:
+    def append(self, folder: str, items: Sequence[AppendItem]) -> list[AppendOutcome]:
         """Append ``items`` in order, batched where the server allows, one outcome per item."""
         ...
 
-    def list_sizes(self, wire_name: str) -> dict[int, int]:
-        """``{uid: size}`` of every message in the folder (verification)."""
+    def list_sizes(self, folder: str) -> dict[str, int]:
+        """``{item id: size}`` of every item in the folder (verification)."""
         ...
 
-    def fetch_digests(self, wire_name: str, min_uid: int) -> Iterator[tuple[int, int, bytes]]:
-        """``(uid, size, sha256)`` of every message with UID >= ``min_uid``, for reconciliation."""
+    def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:
+        """``(item id, size, sha256)`` of every item; only asked when ``capabilities.keeps_bytes``."""
         ...
 
-    def set_flags(self, wire_name: str, changes: Sequence[tuple[int, tuple[str, ...]]]) -> None:
-        """Replace the flags of target UIDs (flag sync on delta passes)."""
+    def set_flags(self, folder: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:
+        """Replace the flags of items (flag sync); only asked when ``capabilities.flags_mutable``."""
         ...
 
     def close(self) -> None: ...

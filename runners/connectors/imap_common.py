@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from runners.errors import CommandError
+from runners.imap.codes import command_error
 from runners.imap.parse import Token, tokens
 from runners.imap.wire import ImapConnection, Reply
 from runners.model import FolderState
@@ -84,7 +85,7 @@ def statuses(conn: ImapConnection, wire_names: Sequence[str]) -> list[FolderStat
         if reply.status == "OK":
             out.append(parse_status(reply))
         else:
-            out.append(CommandError(conn.server, operation, reply.text, reply.code, reply.status))
+            out.append(command_error(conn.server, operation, reply.text, reply.code, reply.status))
     return out
 
 

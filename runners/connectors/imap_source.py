@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from runners.connectors.base import SourceSession
+from runners.connectors.credentials import user_password
 from runners.connectors.imap_common import list_folders, namespace, select_state, statuses
+from runners.connectors.imap_login import open_imap
 from runners.errors import ConnectionLost, FetchConnectionLost
 from runners.folders import source_path
 from runners.imap.parse import compress_uids, fetch_meta, fetch_uid
 from runners.imap.wire import ImapConnection
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
+from runners.plan.model import Endpoint, MailboxEntry
 
 #: Bytes of bodies asked for in one UID FETCH: large enough to amortise the round trip, small
 #: enough that a broken batch is cheap to retry message by message.
 FETCH_BATCH_BYTES = 4 * 1024 * 1024
 FETCH_BATCH_MESSAGES = 500
+
+
+def open_session(endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
+    """The source session for one mailbox of a plan (``runners.adapters`` names this opener)."""
+    user = entry.source
+    return ImapSource(open_imap(endpoint, user, user_password(endpoint, user, entry.source_password)))
 
 
 class ImapSource:

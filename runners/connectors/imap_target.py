@@ -7,13 +7,20 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
-from runners.connectors.imap_common import list_folders, namespace, parse_status, status_items
+from runners.adapters import IMAP_TARGET
+from runners.connectors.base import TargetSession
+from runners.connectors.credentials import user_password
+from runners.connectors.imap_common import list_folders, namespace, parse_status, status_items, statuses
+from runners.connectors.imap_login import open_imap
+from runners.connectors.imap_recovery import FloorRecovery
 from runners.errors import CommandError
-from runners.folders import source_path
+from runners.folders import parents_of, source_path
+from runners.imap.codes import command_error
 from runners.imap.dates import canonical_date
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta
 from runners.imap.wire import ImapConnection, Reply
-from runners.model import SYSTEM_FLAGS, AppendItem, AppendOutcome, FolderState
+from runners.model import SYSTEM_FLAGS, AppendItem, AppendOutcome, TargetLayout
+from runners.plan.model import Endpoint, MailboxEntry
 
 #: Response codes after which appending more to this mailbox is pointless.
 MAILBOX_FATAL_CODES = {"OVERQUOTA", "NOPERM"}
@@ -22,11 +29,23 @@ MAILBOX_FATAL_CODES = {"OVERQUOTA", "NOPERM"}
 SYNC_LITERAL_ABOVE = 256 * 1024
 
 
+def open_session(endpoint: Endpoint, entry: MailboxEntry) -> TargetSession:
+    """The target session for one mailbox of a plan (``runners.adapters`` names this opener)."""
+    user = entry.target
+    return ImapTarget(open_imap(endpoint, user, user_password(endpoint, user, entry.target_password)))
+
+
 class ImapTarget:
+    """``runners.connectors.base.TargetSession`` over IMAP: folders are wire names, items are UIDs
+    as decimal text (the only place that knows they are numbers)."""
+
+    capabilities = IMAP_TARGET
+
     def __init__(self, conn: ImapConnection) -> None:
         self.conn = conn
         self.server = conn.server
         self.prefix, self.separator = namespace(conn)
+        self.recovery = FloorRecovery(self)
         self._selected: str | None = None
         #: The last LIST answer; special_folders() and existing_folders() share it until a CREATE.
         self._listed: list[tuple[str, str | None, tuple[str, ...]]] | None = None
@@ -37,6 +56,9 @@ class ImapTarget:
         if self._listed is None:
             self._listed = list_folders(self.conn)
         return self._listed
+
+    def layout(self) -> TargetLayout:
+        return TargetLayout(self.separator, self.prefix, self.special_folders())
 
     def special_folders(self) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -50,7 +72,24 @@ class ImapTarget:
     def existing_folders(self) -> set[str]:
         return {wire for wire, _, attrs in self._listing() if "\\noselect" not in {a.lower() for a in attrs}}
 
-    def create_folder(self, wire_name: str) -> None:
+    def create_folder(self, folder: str) -> list[str]:
+        """Create a folder as the source has it, and its parents only if the server insists on them
+        (creating them up front would turn the source's \\Noselect placeholders into real, empty
+        folders). Returns the folders created, outermost first."""
+        if folder.upper() == "INBOX":  # every IMAP mailbox has one (RFC 3501 5.1)
+            return []
+        try:
+            self._create(folder)
+            return [folder]
+        except CommandError:
+            existing = self.existing_folders()
+            created = [p for p in parents_of(folder, self.separator, self.prefix) if p not in existing]
+            for parent in created:
+                self._create(parent)
+            self._create(folder)
+            return [*created, folder]
+
+    def _create(self, wire_name: str) -> None:
         name = self.conn.astring(wire_name)
         reply = self.conn.command(b"CREATE " + name, f"CREATE {wire_name}")
         self._listed = None  # the folder set may have changed: the next LIST is a fresh one
@@ -59,16 +98,23 @@ class ImapTarget:
             and reply.code != "ALREADYEXISTS"
             and wire_name not in self.existing_folders()
         ):
-            raise CommandError(self.server, f"CREATE {wire_name}", reply.text, reply.code, reply.status)
+            raise command_error(self.server, f"CREATE {wire_name}", reply.text, reply.code, reply.status)
         # Users expect to see migrated folders in their client, which only shows subscribed ones.
         self.conn.command(b"SUBSCRIBE " + name, f"SUBSCRIBE {wire_name}")
 
-    def folder_state(self, wire_name: str) -> FolderState:
+    def uidnext(self, wire_name: str) -> int:
         reply = self.conn.check(
             b"STATUS " + self.conn.astring(wire_name) + b" (" + status_items(self.conn) + b")",
             f"STATUS {wire_name}",
         )
-        return parse_status(reply)
+        return parse_status(reply).uidnext
+
+    def message_counts(self, folders: Sequence[str]) -> dict[str, int | Exception]:
+        """One pipelined STATUS for every folder: a single round trip however many there are."""
+        return {
+            name: state if isinstance(state, Exception) else state.messages
+            for name, state in zip(folders, statuses(self.conn, folders), strict=True)
+        }
 
     # -- append --------------------------------------------------------------------------------
 
@@ -120,19 +166,23 @@ class ImapTarget:
         self.conn.check(verb + self.conn.astring(wire_name), f"{verb.decode().strip()} {wire_name}")
         self._selected = wire_name
 
-    def list_sizes(self, wire_name: str) -> dict[int, int]:
+    def list_sizes(self, wire_name: str) -> dict[str, int]:
         """``{uid: RFC822.SIZE}`` of every message in the folder (for verification)."""
         self._select(wire_name, readonly=True)
         reply = self.conn.check(b"UID FETCH 1:* (UID RFC822.SIZE)", f"UID FETCH {wire_name} sizes")
-        sizes: dict[int, int] = {}
+        sizes: dict[str, int] = {}
         for parts in reply.untagged:
             if b" FETCH " in parts[0]:
                 uid, size, _, _, _ = fetch_meta(parts[0])
                 if uid is not None:
-                    sizes[uid] = size or 0
+                    sizes[str(uid)] = size or 0
         return sizes
 
-    def fetch_digests(self, wire_name: str, min_uid: int) -> Iterator[tuple[int, int, bytes]]:
+    def digests(self, wire_name: str) -> Iterator[tuple[str, int, bytes]]:
+        return self.digests_from(wire_name, 1)
+
+    def digests_from(self, wire_name: str, min_uid: int) -> Iterator[tuple[str, int, bytes]]:
+        """``(uid, size, sha256)`` of every message with UID >= ``min_uid`` (recovery, verify)."""
         self._select(wire_name, readonly=True)
         tag = self.conn.send_command(b"UID FETCH %d:* (UID RFC822.SIZE BODY.PEEK[])" % max(min_uid, 1))
         for parts in self.conn.responses(tag):
@@ -141,15 +191,15 @@ class ImapTarget:
             uid, _size, _, _, _ = fetch_meta(b"".join(parts[::2]))
             # "n:*" also matches the highest message when n is above it (RFC 3501): filter.
             if uid is not None and uid >= min_uid:
-                yield uid, len(parts[1]), hashlib.sha256(parts[1]).digest()
+                yield str(uid), len(parts[1]), hashlib.sha256(parts[1]).digest()
 
-    def set_flags(self, wire_name: str, changes: Sequence[tuple[int, tuple[str, ...]]]) -> None:
+    def set_flags(self, wire_name: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:
         if not changes:
             return
         self._select(wire_name, readonly=False)
         groups: dict[tuple[str, ...], list[int]] = defaultdict(list)
         for uid, flags in changes:
-            groups[tuple(sorted(flags))].append(uid)
+            groups[tuple(sorted(flags))].append(int(uid))
         commands = [
             (
                 b"UID STORE " + compress_uids(uids) + b" FLAGS.SILENT (" + _flag_text(flags) + b")",
@@ -159,7 +209,7 @@ class ImapTarget:
         ]
         for (_, operation), reply in zip(commands, self.conn.pipeline(commands), strict=True):
             if reply.status != "OK":
-                raise CommandError(self.server, operation, reply.text, reply.code, reply.status)
+                raise command_error(self.server, operation, reply.text, reply.code, reply.status)
 
     def close(self) -> None:
         self.conn.close()
@@ -185,7 +235,7 @@ def _outcomes(reply: Reply, count: int) -> list[AppendOutcome]:
         if len(pieces) == 2:
             uids = expand_uid_set(pieces[1])
             if len(uids) == count:
-                return [AppendOutcome(uid=u) for u in uids]
+                return [AppendOutcome(item_id=str(u)) for u in uids]
     return [AppendOutcome() for _ in range(count)]
 
 

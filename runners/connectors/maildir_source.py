@@ -47,9 +47,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from runners.connectors.base import SourceSession
 from runners.errors import CommandError, ConnectError
 from runners.folders import decode_segment
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
+from runners.plan.model import Endpoint, MailboxEntry
 
 MaildirLayout = Literal["dovecot", "courier"]
 
@@ -79,6 +81,12 @@ class UidList(NamedTuple):
 class _File(NamedTuple):
     path: str
     stored_size: int  # ",S=" from the name, -1 without it
+
+
+def open_session(endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
+    """The source session for one mailbox of a plan (``runners.adapters`` names this opener)."""
+    assert endpoint.path is not None
+    return open_maildir_source(Path(endpoint.path.replace("{user}", entry.source)), endpoint.maildir_layout)
 
 
 def open_maildir_source(root: Path, layout: MaildirLayout = "dovecot") -> MaildirSource:

@@ -41,10 +41,12 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import NoReturn, cast
 
+from runners.connectors.base import SourceSession
+from runners.connectors.credentials import user_password
 from runners.connectors.tls import tls_context
 from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost, TlsError
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
-from runners.plan.model import Endpoint
+from runners.plan.model import Endpoint, MailboxEntry
 
 INBOX = "INBOX"
 INBOX_FOLDER = FolderInfo(raw_name=INBOX, path=(INBOX,), separator=None)
@@ -59,6 +61,16 @@ _RETRY_CODES = {"IN-USE": "INUSE", "SYS/TEMP": "UNAVAILABLE", "LOGIN-DELAY": "UN
 _RESP_CODE = re.compile(rb"^-ERR \[([^\]]+)\]")
 _RECEIVED = re.compile(rb"^received:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.IGNORECASE | re.MULTILINE)
 _DATE = re.compile(rb"^date:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def open_session(endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
+    """The source session for one mailbox of a plan (``runners.adapters`` names this opener)."""
+    user = entry.source
+    master = None
+    if endpoint.auth == "master":
+        assert endpoint.master_user is not None and endpoint.master_password is not None
+        master = (endpoint.master_user, endpoint.master_password.reveal())
+    return open_pop3_source(endpoint, user, user_password(endpoint, user, entry.source_password), master)
 
 
 def open_pop3_source(
@@ -277,7 +289,10 @@ class Pop3Source:
         code = _RESP_CODE.match(reply)
         code_text = code.group(1).decode("ascii", "replace").upper() if code else None
         status = "-ERR" if reply.startswith(b"-ERR") else "BAD"
-        raise CommandError(self.server, operation, text, _RETRY_CODES.get(code_text or "", code_text), status)
+        retry_as = _RETRY_CODES.get(code_text or "")
+        raise CommandError(
+            self.server, operation, text, retry_as or code_text, status, retryable=retry_as is not None
+        )
 
     def _long_command(self, line: str, operation: str) -> bytes:
         self._command(line, operation)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from runners.connectors.base import SourceSession, TargetSession
 from runners.connectors.imap_source import ImapSource
 from runners.engine.control import ControlWatcher
-from runners.engine.pipeline import CopyContext, CopyCounters, MailboxFatal, copy_folder, unsent_row
+from runners.engine.pipeline import CopyContext, CopyCounters, copy_folder, unsent_row
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
-from runners.engine.sessions import ConnectionCaps, capped, open_source, open_target
+from runners.engine.sessions import ConnectionCaps
 from runners.engine.stats import FolderReport, MailboxStats
 from runners.engine.triage import triage, unchanged
 from runners.errors import (
@@ -22,12 +22,16 @@ from runners.errors import (
     ConnectError,
     ConnectionLost,
     FetchConnectionLost,
+    MailboxCancelled,
+    MailboxFatal,
     MigrationError,
     ProtocolError,
+    RunInterrupted,
 )
-from runners.folders import FolderMapping, parents_of, plan_folders
+from runners.folders import FolderMapping, plan_folders
 from runners.model import FolderState, MessageMeta, flag_text
 from runners.plan.model import MailboxEntry, Plan
+from runners.state.statuses import MailboxState, MessageStatus
 from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
@@ -37,18 +41,24 @@ BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 MAX_ATTEMPTS = 6
 
 
-class RunInterrupted(MigrationError):
-    """The operator stopped the run; everything copied so far is in the ledger."""
-
-
-class MailboxCancelled(MigrationError):
-    """A cancel request for this mailbox (or its wave): stop after the batch, the rest waits for a rerun."""
-
-
 @dataclass(slots=True)
 class Sessions:
     source: SourceSession | None = None
     target: TargetSession | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenFolder:
+    """A folder whose source side is open for this pass: what the pass's later steps work on."""
+
+    mapping: FolderMapping
+    id: int
+    state: FolderState
+    report: FolderReport
+
+    @property
+    def display(self) -> str:
+        return self.mapping.source.display
 
 
 class MailboxJob:
@@ -89,23 +99,19 @@ class MailboxJob:
 
     def _source(self) -> SourceSession:
         if self.sessions.source is None:
-            sem = self.caps.semaphore(self.plan.source)
-            self.sessions.source = capped(sem, lambda: open_source(self.plan.source, self.entry))
+            self.sessions.source = self.caps.open_source(self.plan.source, self.entry)
         return self.sessions.source
 
     def _target(self) -> TargetSession:
         if self.sessions.target is None:
-            sem = self.caps.semaphore(self.plan.target)
-            self.sessions.target = capped(sem, lambda: open_target(self.plan.target, self.entry))
+            self.sessions.target = self.caps.open_target(self.plan.target, self.entry)
         return self.sessions.target
 
     def _drop_sessions(self) -> None:
         if self.sessions.source is not None:
-            self.sessions.source.close()
-            self.caps.semaphore(self.plan.source).release()
+            self.caps.close_source(self.plan.source, self.sessions.source)
         if self.sessions.target is not None:
-            self.sessions.target.close()
-            self.caps.semaphore(self.plan.target).release()
+            self.caps.close_target(self.plan.target, self.entry, self.sessions.target)
         self.sessions = Sessions()
 
     def _retrying(self, what: str, action: Callable[[], None]) -> None:
@@ -169,8 +175,8 @@ class MailboxJob:
             return
 
         def paused() -> None:
-            self.stats.state = "paused"
-            self.store.set_mailbox_state(self.mailbox_id, "paused")
+            self.stats.state = MailboxState.PAUSED
+            self.store.set_mailbox_state(self.mailbox_id, MailboxState.PAUSED)
             self._event("info", "paused", "paused on request, after the current batch")
 
         if not self.controls.checkpoint(self.entry.source, paused, abort=self.stop):
@@ -178,9 +184,9 @@ class MailboxJob:
             raise MailboxCancelled("cancelled on request")
         if self.stop.is_set():
             raise RunInterrupted("the run was asked to stop")
-        if self.stats.state == "paused":
-            self.stats.state = "running"
-            self.store.set_mailbox_state(self.mailbox_id, "running")
+        if self.stats.state == MailboxState.PAUSED:
+            self.stats.state = MailboxState.RUNNING
+            self.store.set_mailbox_state(self.mailbox_id, MailboxState.RUNNING)
             self._event("info", "resumed", "resumed on request")
 
     def _event(self, level: str, kind: str, message: str, folder: str | None = None) -> None:
@@ -192,7 +198,7 @@ class MailboxJob:
     def run(self) -> MailboxStats:
         stats = self.stats
         stats.started = time.time()
-        stats.state = "running"
+        stats.state = MailboxState.RUNNING
         try:
             self._checkpoint()
             mappings: list[FolderMapping] = []
@@ -211,20 +217,28 @@ class MailboxJob:
                 self._sync_folder_guarded(mapping, states.get(mapping.source.raw_name), report)
                 stats.folders_done += 1
             self._target_counts(mappings)
-            stats.state = "ok" if not (stats.failed or stats.skipped or _folder_errors(stats)) else "partial"
+            stats.state = (
+                MailboxState.OK
+                if not (stats.failed or stats.skipped or _folder_errors(stats))
+                else MailboxState.PARTIAL
+            )
         except RunInterrupted:
-            stats.state = "pending"
+            stats.state = MailboxState.PENDING
         except MailboxCancelled:
-            stats.state = "cancelled"
+            stats.state = MailboxState.CANCELLED
         except MailboxFatal as exc:
-            stats.state, stats.error, stats.error_kind = "failed", str(exc), "target-refused-mailbox"
+            stats.state, stats.error, stats.error_kind = (
+                MailboxState.FAILED,
+                str(exc),
+                "target-refused-mailbox",
+            )
         except AuthError as exc:
-            stats.state, stats.error, stats.error_kind = "failed", str(exc), "login"
+            stats.state, stats.error, stats.error_kind = MailboxState.FAILED, str(exc), "login"
         except ProtocolError as exc:
-            stats.state, stats.error = "failed", str(exc)
+            stats.state, stats.error = MailboxState.FAILED, str(exc)
             stats.error_kind = "retry-later" if exc.retryable else "protocol"
         except MigrationError as exc:
-            stats.state, stats.error, stats.error_kind = "failed", str(exc), "config"
+            stats.state, stats.error, stats.error_kind = MailboxState.FAILED, str(exc), "config"
         finally:
             self._drop_sessions()
             stats.current_folder = ""
@@ -235,42 +249,15 @@ class MailboxJob:
 
     def _prepare(self) -> list[FolderMapping]:
         source, target = self._source(), self._target()
-        folders = source.list_folders()
-        mappings = plan_folders(
-            folders,
-            self.plan.folders,
-            target_separator=target.separator,
-            target_prefix=target.prefix,
-            target_special=target.special_folders(),
-        )
-        # Folders are created when their source folder opens (_sync_folder), so that one the source
-        # refuses doesn't leave an empty copy on the target.
+        mappings = plan_folders(source.list_folders(), self.plan.folders, target.layout())
+        # Folders are created when their source folder opens (_open_target_folder), so that one the
+        # source refuses doesn't leave an empty copy on the target.
         self._existing = target.existing_folders()
         for mapping in mappings:
             if mapping.excluded is None:
                 for note in mapping.notes:
                     self._event("warning", "folder-renamed", note, folder=mapping.source.display)
         return mappings
-
-    def _create(self, target: TargetSession, wire: str, existing: set[str]) -> None:
-        """Create a folder as the source has it; parents only if the server insists on them.
-
-        Creating parents up front would turn the source's \\Noselect placeholders into real,
-        empty folders on the target.
-        """
-        if wire in existing or wire.upper() == "INBOX":
-            return
-        try:
-            target.create_folder(wire)
-        except CommandError:
-            for parent in parents_of(wire, target.separator, target.prefix):
-                if parent not in existing:
-                    target.create_folder(parent)
-                    existing.add(parent)
-                    self.stats.folders_created += 1
-            target.create_folder(wire)
-        existing.add(wire)
-        self.stats.folders_created += 1
 
     def _sync_folder_guarded(
         self, mapping: FolderMapping, hint: FolderState | Exception | None, report: FolderReport
@@ -308,14 +295,47 @@ class MailboxJob:
         hint: FolderState | Exception | None,
         report: FolderReport,
     ) -> None:
+        """One folder pass, in named steps; retried whole after a reconnect (``_retrying``)."""
         self._forget_contribution(report)
+        if self._nothing_to_do(folder_id, last, hint, report):
+            return
+        source, target = self._source(), self._target()
+        self._recover_interrupted(target, mapping, folder_id)
+        state, metas = source.list_messages(mapping.source)
+        folder = _OpenFolder(mapping, folder_id, state, report)
+        self._open_target_folder(target, mapping.target_wire)
+        prematched, uidvalidity_changed = self._follow_uidvalidity(target, folder)
+        plan = triage(
+            metas,
+            self.store.ledger(folder_id, state.uidvalidity),
+            self.plan.target.max_message_bytes,
+            retry_only=self.retry_failed,
+        )
+        # Messages that dropped the connection earlier in this run stay failed until the next run.
+        todo = [m for m in plan.todo if m.uid not in self._poisoned]
+        source_bytes = sum(m.size for m in metas if m.size > 0)
+        self._contribute(report, len(metas), source_bytes, plan.present)
+        self._record_skipped(folder, plan.skipped)
+        self._sync_flags(target, folder, plan.flag_changes)
+        self._copy(source, target, folder, todo, prematched)
+        self._report_failures(folder)
+        self._close_pass(folder, source_bytes, uidvalidity_changed)
+
+    def _nothing_to_do(
+        self,
+        folder_id: int,
+        last: FolderState | None,
+        hint: FolderState | Exception | None,
+        report: FolderReport,
+    ) -> bool:
+        """A retry pass with nothing failed here, or a folder unchanged since the last pass (CONDSTORE)."""
         if (
             self.retry_failed
             and not self.store.folder_needs_work(folder_id)
             and not self.store.folder_failed(folder_id)
         ):
-            report.unchanged = True  # nothing failed here: a retry pass has nothing to do
-            return
+            report.unchanged = True
+            return True
         if (
             isinstance(hint, FolderState)
             and unchanged(last, hint)
@@ -323,8 +343,11 @@ class MailboxJob:
         ):
             report.unchanged = True
             self._contribute(report, hint.messages, 0, hint.messages)
-            return
-        source, target = self._source(), self._target()
+            return True
+        return False
+
+    def _recover_interrupted(self, target: TargetSession, mapping: FolderMapping, folder_id: int) -> None:
+        """Settle APPENDs a crash left pending, by the target's recovery strategy."""
         found, lost = resolve_pending(self.store, target, self.mailbox_id, folder_id)
         self.stats.matched_by_content += found
         if found or lost:
@@ -334,40 +357,65 @@ class MailboxJob:
                 f"interrupted APPENDs: {found} found on the target, {lost} to copy again",
                 folder=mapping.source.display,
             )
-        state, metas = source.list_messages(mapping.source)
-        self._create(target, mapping.target_wire, self._existing)
-        ledger = self.store.ledger(folder_id, state.uidvalidity)
-        prematched = None
-        uidvalidity_changed = self.store.supersede_other_uidvalidity(folder_id, state.uidvalidity)
-        if uidvalidity_changed:
-            self._event(
-                "warning",
-                "uidvalidity",
-                f"source UIDVALIDITY changed to {state.uidvalidity}: matching by content against the target",
-                folder=mapping.source.display,
-            )
-            prematched = unclaimed_digests(self.store, target, self.mailbox_id, mapping.target_wire, 1)
-        plan = triage(metas, ledger, self.plan.target.max_message_bytes, retry_only=self.retry_failed)
-        skipped, flag_changes = plan.skipped, plan.flag_changes
-        # Messages that dropped the connection earlier in this run stay failed until the next run.
-        todo = [m for m in plan.todo if m.uid not in self._poisoned]
-        source_bytes = sum(m.size for m in metas if m.size > 0)
-        self._contribute(report, len(metas), source_bytes, plan.present)
-        if skipped:
-            self.store.record_unsent(
-                unsent_row(folder_id, state.uidvalidity, m, "skipped", reason, self.run_id)
-                for m, reason in skipped
-            )
-            for m, reason in skipped:
-                self._event("warning", "skipped", f"UID {m.uid}: {reason}", folder=mapping.source.display)
-            report.skipped += len(skipped)
-            self.stats.skipped += len(skipped)
-        if flag_changes:
-            target.set_flags(mapping.target_wire, [(uid, flags) for _, uid, flags in flag_changes])
-            self.store.update_flags(
-                folder_id, state.uidvalidity, [(k, flag_text(f)) for k, _, f in flag_changes]
-            )
-            self.stats.flags_synced += len(flag_changes)
+
+    def _open_target_folder(self, target: TargetSession, folder: str) -> None:
+        """Create the target folder when its source folder opened (not before: see ``_prepare``)."""
+        if folder in self._existing:
+            return
+        created = target.create_folder(folder)
+        self._existing.update(created)
+        self.stats.folders_created += len(created)
+
+    def _follow_uidvalidity(
+        self, target: TargetSession, folder: _OpenFolder
+    ) -> tuple[dict[bytes, list[str]] | None, bool]:
+        """A changed source UIDVALIDITY makes every UID new: match by content where the target allows."""
+        uidvalidity = folder.state.uidvalidity
+        if not self.store.supersede_other_uidvalidity(folder.id, uidvalidity):
+            return None, False
+        self._event(
+            "warning",
+            "uidvalidity",
+            f"source UIDVALIDITY changed to {uidvalidity}: matching by content against the target",
+            folder=folder.display,
+        )
+        return unclaimed_digests(self.store, target, self.mailbox_id, folder.mapping.target_wire), True
+
+    def _record_skipped(self, folder: _OpenFolder, skipped: list[tuple[MessageMeta, str]]) -> None:
+        if not skipped:
+            return
+        uidvalidity = folder.state.uidvalidity
+        self.store.record_unsent(
+            unsent_row(folder.id, uidvalidity, m, MessageStatus.SKIPPED, reason, self.run_id)
+            for m, reason in skipped
+        )
+        for m, reason in skipped:
+            self._event("warning", "skipped", f"UID {m.uid}: {reason}", folder=folder.display)
+        folder.report.skipped += len(skipped)
+        self.stats.skipped += len(skipped)
+
+    def _sync_flags(
+        self, target: TargetSession, folder: _OpenFolder, changes: list[tuple[str, str, tuple[str, ...]]]
+    ) -> None:
+        """Copied messages whose flags changed on the source since: the target follows, if it can."""
+        if not changes or not target.capabilities.flags_mutable:
+            return
+        target.set_flags(folder.mapping.target_wire, [(item, flags) for _, item, flags in changes])
+        self.store.update_flags(
+            folder.id, folder.state.uidvalidity, [(k, flag_text(f)) for k, _, f in changes]
+        )
+        self.stats.flags_synced += len(changes)
+
+    def _copy(
+        self,
+        source: SourceSession,
+        target: TargetSession,
+        folder: _OpenFolder,
+        todo: list[MessageMeta],
+        prematched: dict[bytes, list[str]] | None,
+    ) -> None:
+        """Copy ``todo``, keeping the mailbox's counters and the store's progress current per batch."""
+        folder_id, state, mapping = folder.id, folder.state, folder.mapping
         counters = CopyCounters()
         ctx = CopyContext(
             self.store,
@@ -404,28 +452,25 @@ class MailboxJob:
             copy_folder(ctx, todo, counters, on_batch)
         finally:
             on_batch()
-            report.copied += counters.copied
-        failed_now = self.store.query(
-            "SELECT src_uid, reason FROM messages WHERE folder_id = ? AND uidvalidity = ? AND status = 'failed' "
-            "AND run_id = ?",
-            (folder_id, state.uidvalidity, self.run_id),
-        )
-        report.failed = len(failed_now)
-        for row in failed_now:
-            if row["src_uid"] not in self._poisoned:  # those were reported when they happened
+            folder.report.copied += counters.copied
+
+    def _report_failures(self, folder: _OpenFolder) -> None:
+        failed_now = self.store.failed_in_run(folder.id, folder.state.uidvalidity, self.run_id)
+        folder.report.failed = len(failed_now)
+        for failed in failed_now:
+            if failed.src_uid not in self._poisoned:  # those were reported when they happened
                 self._event(
-                    "error",
-                    "message-failed",
-                    f"UID {row['src_uid']}: {row['reason']}",
-                    folder=mapping.source.display,
+                    "error", "message-failed", f"UID {failed.src_uid}: {failed.reason}", folder=folder.display
                 )
+
+    def _close_pass(self, folder: _OpenFolder, source_bytes: int, uidvalidity_changed: bool) -> None:
         if uidvalidity_changed:
-            self.store.drop_superseded(folder_id)
+            self.store.drop_superseded(folder.id)
         if not self.retry_failed:
             # A retry pass left new messages aside: recording this state would hide them from the next pass.
-            self.store.folder_done(folder_id, state, source_bytes)
+            self.store.folder_done(folder.id, folder.state, source_bytes)
         else:
-            self.store.folder_error(folder_id, None)
+            self.store.folder_error(folder.id, None)
 
     def _contribute(self, report: FolderReport, messages: int, size: int, present: int) -> None:
         report.source_messages, report.source_bytes, report.already_present = messages, size, present
@@ -442,19 +487,18 @@ class MailboxJob:
         report.source_messages = report.source_bytes = report.already_present = report.skipped = 0
 
     def _target_counts(self, mappings: list[FolderMapping]) -> None:
-        """Per-folder target message counts for the end-of-run comparison (one STATUS per target folder)."""
+        """Per-folder target message counts for the end-of-run comparison, asked all at once."""
         target = self.sessions.target
         if target is None:
             return
-        counts: dict[str, int] = {}
-        for mapping in mappings:
-            if mapping.excluded is None and mapping.target_wire not in counts:
-                try:
-                    counts[mapping.target_wire] = target.folder_state(mapping.target_wire).messages
-                except ProtocolError:
-                    continue
+        folders = list(dict.fromkeys(m.target_wire for m in mappings if m.excluded is None))
+        try:
+            counts = target.message_counts(folders) if folders else {}
+        except ProtocolError:
+            return
         for report in self.stats.folders:
-            report.target_messages = counts.get(report.target)
+            count = counts.get(report.target)
+            report.target_messages = count if isinstance(count, int) else None
 
 
 def _folder_errors(stats: MailboxStats) -> bool:

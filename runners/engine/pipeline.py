@@ -2,8 +2,8 @@
 source while this thread appends the current one to the target.
 
 Crash safety: before each APPEND the batch is written to the ledger as *pending* with the target
-folder's UIDNEXT at that moment (the floor). If the process dies between APPEND and the result
-write, the next run compares the target messages above the floor with the pending digests
+adapter's recovery mark (IMAP: the folder's UIDNEXT at that moment). If the process dies between
+APPEND and the result write, the next run hands the pending rows to the target's recovery strategy
 (``reconcile.resolve_pending``) and so never appends them twice.
 """
 
@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
 from runners.engine import faults
-from runners.errors import CommandError
+from runners.engine.reconcile import item_key
+from runners.errors import MailboxFatal
 from runners.imap.dates import canonical_date
-from runners.model import AppendItem, FetchedMessage, FetchFailure, FolderInfo, MessageMeta, flag_text
+from runners.model import AppendItem, AppendOutcome, FetchedMessage, FetchFailure, FolderInfo, MessageMeta
+from runners.state.rows import Intent, Matched, MessageRef, Outcome, SourceFacts, Unsent
+from runners.state.statuses import MessageStatus
 from runners.state.store import StateStore
 
 _END = object()
@@ -43,12 +46,11 @@ class CopyContext:
     run_id: int
     batch_messages: int
     batch_bytes: int
-    #: digest → target UIDs already holding that content and not yet claimed by a ledger row.
-    prematched: dict[bytes, list[int]] | None = None
+    #: digest → target items already holding that content and not yet claimed by a ledger row.
+    prematched: dict[bytes, list[str]] | None = None
 
-
-class MailboxFatal(CommandError):
-    """The target refuses the whole mailbox (over quota, no permission): stop copying into it."""
+    def ref(self, meta: MessageMeta) -> MessageRef:
+        return MessageRef(self.folder_id, self.uidvalidity, meta.key)
 
 
 class CopyCounters:
@@ -59,6 +61,14 @@ class CopyCounters:
         self.bytes_copied = 0
         self.failed = 0
         self.matched = 0
+
+
+def batch_limits(plan_messages: int, plan_bytes: int, target: TargetSession) -> tuple[int, int]:
+    """The plan's batch sizes, lowered to what one request to the target may carry."""
+    caps = target.capabilities
+    messages = min(plan_messages, caps.batch_messages) if caps.batch_messages else plan_messages
+    size = min(plan_bytes, caps.batch_bytes) if caps.batch_bytes else plan_bytes
+    return messages, size
 
 
 def _batches(
@@ -89,13 +99,14 @@ def copy_folder(
     """Copy ``todo`` (source metadata not yet on the target) into ``ctx.target_wire``."""
     if not todo:
         return
-    floor = ctx.target.folder_state(ctx.target_wire).uidnext
+    mark = ctx.target.recovery.mark(ctx.target_wire)
     handoff: queue.Queue[object] = queue.Queue(maxsize=1)
     stop = threading.Event()
+    max_messages, max_bytes = batch_limits(ctx.batch_messages, ctx.batch_bytes, ctx.target)
 
     def reader() -> None:
         try:
-            for batch in _batches(ctx.source.fetch(ctx.folder, todo), ctx.batch_messages, ctx.batch_bytes):
+            for batch in _batches(ctx.source.fetch(ctx.folder, todo), max_messages, max_bytes):
                 while not stop.is_set():
                     try:
                         handoff.put(batch, timeout=0.5)
@@ -118,7 +129,7 @@ def copy_folder(
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, Batch)
-            floor = _store_batch(ctx, item, floor, counters)
+            mark = _store_batch(ctx, item, mark, counters)
             on_batch()
     finally:
         stop.set()
@@ -132,98 +143,100 @@ def copy_folder(
 
 def unsent_row(
     folder_id: int, uidvalidity: int, meta: MessageMeta, status: str, reason: str, run_id: int
-) -> tuple[object, ...]:
+) -> Unsent:
     """One row for ``StateStore.record_unsent``: a message left on the source, and why."""
-    return (
-        folder_id,
-        uidvalidity,
-        meta.key,
-        meta.uid,
-        meta.size,
-        meta.internaldate,
-        flag_text(meta.flags),
-        status,
-        reason,
-        run_id,
-    )
+    return Unsent(MessageRef(folder_id, uidvalidity, meta.key), SourceFacts.of(meta), status, reason, run_id)
 
 
-def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCounters) -> int:
-    store, fid, validity, run = ctx.store, ctx.folder_id, ctx.uidvalidity, ctx.run_id
-    if batch.failed:
-        store.record_unsent(unsent_row(fid, validity, f.meta, "failed", f.reason, run) for f in batch.failed)
-        counters.failed += len(batch.failed)
-    digests = [hashlib.sha256(m.body).digest() for m in batch.fetched]
-    send: list[tuple[FetchedMessage, bytes]] = []
-    matched: list[tuple[object, ...]] = []
-    for message, digest in zip(batch.fetched, digests, strict=True):
-        pool = ctx.prematched.get(digest) if ctx.prematched else None
-        if pool:
-            meta = message.meta
-            matched.append(
-                (
-                    fid,
-                    validity,
-                    meta.key,
-                    meta.uid,
-                    meta.size,
-                    meta.internaldate,
-                    flag_text(meta.flags),
-                    digest,
-                    ctx.target_wire,
-                    pool.pop(),
-                    run,
-                )
-            )
-        else:
-            send.append((message, digest))
-    if matched:
-        # The target copy may carry older flags than the source has now.
-        ctx.target.set_flags(ctx.target_wire, [(int(m[9]), tuple(str(m[6]).split())) for m in matched])  # type: ignore[call-overload]
-        store.record_matched(matched)
-        counters.matched += len(matched)
+def _store_batch(ctx: CopyContext, batch: Batch, mark: str | None, counters: CopyCounters) -> str | None:
+    """One batch: record what the source could not deliver, claim what the target already holds,
+    then intent → APPEND → outcome for the rest. Returns the recovery mark for the next batch."""
+    _record_source_failures(ctx, batch.failed, counters)
+    send = _claim_prematched(ctx, batch.fetched, counters)
     if not send:
-        return floor
-    store.record_intents(
-        (
-            fid,
-            validity,
-            m.meta.key,
-            m.meta.uid,
-            m.meta.size,
-            m.meta.internaldate,
-            flag_text(m.meta.flags),
-            digest,
-            ctx.target_wire,
-            floor,
-            run,
-        )
+        return mark
+    ctx.store.record_intents(
+        Intent(ctx.ref(m.meta), SourceFacts.of(m.meta), digest, ctx.target_wire, mark, ctx.run_id)
         for m, digest in send
     )
     outcomes = ctx.target.append(
-        ctx.target_wire, [AppendItem(m.body, m.meta.flags, m.meta.internaldate) for m, _ in send]
+        ctx.target_wire,
+        [
+            AppendItem(
+                m.body,
+                m.meta.flags,
+                m.meta.internaldate,
+                item_key(ctx.folder_id, ctx.uidvalidity, m.meta.key),
+            )
+            for m, _ in send
+        ],
     )
     faults.after_append()
-    results: list[tuple[object, ...]] = []
-    fatal: str | None = None
-    fatal_code: str | None = None
-    for (message, _), outcome in zip(send, outcomes, strict=True):
-        key = message.meta.key
+    _record_outcomes(ctx, [m for m, _ in send], outcomes, counters)
+    return ctx.target.recovery.advance(mark, outcomes)
+
+
+def _record_source_failures(ctx: CopyContext, failed: list[FetchFailure], counters: CopyCounters) -> None:
+    if failed:
+        ctx.store.record_unsent(
+            unsent_row(ctx.folder_id, ctx.uidvalidity, f.meta, MessageStatus.FAILED, f.reason, ctx.run_id)
+            for f in failed
+        )
+        counters.failed += len(failed)
+
+
+def _claim_prematched(
+    ctx: CopyContext, fetched: list[FetchedMessage], counters: CopyCounters
+) -> list[tuple[FetchedMessage, bytes]]:
+    """Record messages the target already holds by content as copied; return the rest, with digests."""
+    send: list[tuple[FetchedMessage, bytes]] = []
+    matched: list[Matched] = []
+    for message in fetched:
+        digest = hashlib.sha256(message.body).digest()
+        pool = ctx.prematched.get(digest) if ctx.prematched else None
+        if pool:
+            meta = message.meta
+            facts = SourceFacts.of(meta)
+            matched.append(Matched(ctx.ref(meta), facts, digest, ctx.target_wire, pool.pop(), ctx.run_id))
+        else:
+            send.append((message, digest))
+    if matched:
+        if (
+            ctx.target.capabilities.flags_mutable
+        ):  # the target copy may carry older flags than the source has now
+            ctx.target.set_flags(
+                ctx.target_wire, [(m.target_id, tuple(m.source.flags.split())) for m in matched]
+            )
+        ctx.store.record_matched(matched)
+        counters.matched += len(matched)
+    return send
+
+
+def _record_outcomes(
+    ctx: CopyContext, sent: list[FetchedMessage], outcomes: list[AppendOutcome], counters: CopyCounters
+) -> None:
+    """Write each APPEND's outcome; raise ``MailboxFatal`` after writing them if the target refused
+    the whole mailbox."""
+    results: list[Outcome] = []
+    fatal: AppendOutcome | None = None
+    for message, outcome in zip(sent, outcomes, strict=True):
+        ref = ctx.ref(message.meta)
         if outcome.error is None:
-            results.append(("copied", outcome.uid, _date_note(message.meta.internaldate), fid, validity, key))
+            results.append(
+                Outcome(ref, MessageStatus.COPIED, outcome.item_id, _date_note(message.meta.internaldate))
+            )
             counters.copied += 1
             counters.bytes_copied += len(message.body)
-            if outcome.uid is not None and outcome.uid >= floor:
-                floor = outcome.uid + 1
         else:
-            results.append(("failed", None, f"target refused APPEND: {outcome.error}", fid, validity, key))
+            results.append(
+                Outcome(ref, MessageStatus.FAILED, None, f"target refused APPEND: {outcome.error}")
+            )
             counters.failed += 1
             if outcome.fatal_for_mailbox:
-                fatal, fatal_code = outcome.error, outcome.code
-    store.record_results(results)
+                fatal = outcome
+    ctx.store.record_results(results)
     if fatal is not None:
-        raise MailboxFatal(ctx.target.server, f"APPEND {ctx.target_wire}", fatal, fatal_code)
-    return floor
+        raise MailboxFatal(ctx.target.server, f"APPEND {ctx.target_wire}", fatal.error or "", fatal.code)
 
 
 def _date_note(internaldate: str | None) -> str | None:

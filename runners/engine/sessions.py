@@ -1,81 +1,122 @@
-"""Opening source and target sessions for one mailbox, under a per-server connection cap."""
+"""Opening source and target sessions for one mailbox, under the per-server connection limit.
+
+``ServerSlots`` is the one per-server limit (the engine's ``max_connections``, the readiness
+checks' ``per_server``); ``ConnectionCaps`` opens sessions under it through the adapter registry,
+so the engine never asks which protocol it is talking to.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar, cast
 
+from runners.adapters import opener, source_adapter, target_adapter, target_capabilities
 from runners.connectors.base import SourceSession, TargetSession
-from runners.connectors.imap_login import open_imap
-from runners.connectors.imap_source import ImapSource
-from runners.connectors.imap_target import ImapTarget
-from runners.errors import AuthError, MigrationError
-from runners.plan.model import Endpoint, MailboxEntry, Secret
+from runners.plan.model import Endpoint, MailboxEntry, Plan
 
 T = TypeVar("T")
 
 
-class ConnectionCaps:
-    """One semaphore per server address so no server gets more than ``max_connections`` from us."""
+class ServerSlots:
+    """At most ``limit`` holders at once per server name."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._caps: dict[str, threading.BoundedSemaphore] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
 
-    def semaphore(self, endpoint: Endpoint) -> threading.BoundedSemaphore:
+    def semaphore(self, name: str, limit: int) -> threading.BoundedSemaphore:
         with self._lock:
-            sem = self._caps.get(endpoint.address)
+            sem = self._slots.get(name)
             if sem is None:
-                sem = self._caps[endpoint.address] = threading.BoundedSemaphore(endpoint.max_connections)
+                sem = self._slots[name] = threading.BoundedSemaphore(limit)
             return sem
 
-
-def user_password(endpoint: Endpoint, user: str, override: Secret | None) -> str | None:
-    """The per-user password for ``auth = "password"``: CSV column first, then the endpoint's reference."""
-    if endpoint.auth != "password":
-        return None
-    secret = override or (
-        Secret(endpoint.password.ref.replace("{user}", user)) if endpoint.password else None
-    )
-    if secret is None:
-        raise AuthError(endpoint.address, f"LOGIN {user}", "no password is configured for this user")
-    return secret.reveal()
+    @contextmanager
+    def hold(self, name: str, limit: int, timeout: float | None = None) -> Iterator[None]:
+        """Hold one slot of ``name``; TimeoutError when none frees up within ``timeout`` seconds."""
+        sem = self.semaphore(name, limit)
+        if not sem.acquire(timeout=timeout):
+            raise TimeoutError(f"waited {timeout:.0f} s for a free connection slot to {name}")
+        try:
+            yield
+        finally:
+            sem.release()
 
 
 def open_source(endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
-    user = entry.source
-    if endpoint.type == "imap":
-        return ImapSource(open_imap(endpoint, user, user_password(endpoint, user, entry.source_password)))
-    if endpoint.type == "pop3":
-        from runners.connectors.pop3_source import open_pop3_source
-
-        master = None
-        if endpoint.auth == "master":
-            assert endpoint.master_user is not None and endpoint.master_password is not None
-            master = (endpoint.master_user, endpoint.master_password.reveal())
-        return open_pop3_source(endpoint, user, user_password(endpoint, user, entry.source_password), master)
-    if endpoint.type == "maildir":
-        from runners.connectors.maildir_source import open_maildir_source
-
-        assert endpoint.path is not None
-        return open_maildir_source(Path(endpoint.path.replace("{user}", user)), endpoint.maildir_layout)
-    raise MigrationError(f"{endpoint.type} can't be a source")
+    """A logged-in source session for ``entry``, by the adapter the plan's ``type`` names (no cap)."""
+    return cast(SourceSession, opener(source_adapter(endpoint.type))(endpoint, entry))
 
 
 def open_target(endpoint: Endpoint, entry: MailboxEntry) -> TargetSession:
-    user = entry.target
-    if endpoint.type == "imap":
-        return ImapTarget(open_imap(endpoint, user, user_password(endpoint, user, entry.target_password)))
-    raise MigrationError(f"target type {endpoint.type!r} is not supported by this engine yet")
+    """A logged-in target session for ``entry``, by the adapter the plan's ``type`` names (no cap)."""
+    return cast(TargetSession, opener(target_adapter(endpoint.type))(endpoint, entry))
 
 
-def capped(sem: threading.BoundedSemaphore, opener: Callable[[], T]) -> T:
+class ConnectionCaps:
+    """Opens sessions so that no server gets more than its ``max_connections`` from us, and no
+    target mailbox more than its adapter's ``connections_per_mailbox``."""
+
+    def __init__(self, slots: ServerSlots | None = None) -> None:
+        self.slots = slots or ServerSlots()
+
+    def semaphore(self, endpoint: Endpoint) -> threading.BoundedSemaphore:
+        return self.slots.semaphore(endpoint.address, endpoint.max_connections)
+
+    def open_source(self, endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
+        """Open under the cap; give it back with ``close_source``."""
+        return capped(self.semaphore(endpoint), lambda: open_source(endpoint, entry))
+
+    def open_target(self, endpoint: Endpoint, entry: MailboxEntry) -> TargetSession:
+        """Open under the server's and the mailbox's caps; give it back with ``close_target``."""
+        per_mailbox = self._mailbox_slot(endpoint, entry)
+        per_mailbox.acquire()
+        try:
+            return capped(self.semaphore(endpoint), lambda: open_target(endpoint, entry))
+        except BaseException:
+            per_mailbox.release()
+            raise
+
+    def close_source(self, endpoint: Endpoint, session: SourceSession) -> None:
+        try:
+            session.close()
+        finally:
+            self.semaphore(endpoint).release()
+
+    def close_target(self, endpoint: Endpoint, entry: MailboxEntry, session: TargetSession) -> None:
+        try:
+            session.close()
+        finally:
+            self.semaphore(endpoint).release()
+            self._mailbox_slot(endpoint, entry).release()
+
+    def _mailbox_slot(self, endpoint: Endpoint, entry: MailboxEntry) -> threading.BoundedSemaphore:
+        tolerated = target_capabilities(endpoint.type).connections_per_mailbox
+        return self.slots.semaphore(f"{endpoint.address}/{entry.target}", tolerated)
+
+    @contextmanager
+    def both(self, plan: Plan, entry: MailboxEntry) -> Iterator[tuple[SourceSession, TargetSession]]:
+        """A source and a target session for one mailbox, closed and given back on leaving."""
+        source = self.open_source(plan.source, entry)
+        try:
+            target = self.open_target(plan.target, entry)
+        except BaseException:
+            self.close_source(plan.source, source)
+            raise
+        try:
+            yield source, target
+        finally:
+            self.close_source(plan.source, source)
+            self.close_target(plan.target, entry, target)
+
+
+def capped(sem: threading.BoundedSemaphore, open_session: Callable[[], T]) -> T:
     """Open under the cap; the caller releases ``sem`` when it closes the session."""
     sem.acquire()
     try:
-        return opener()
+        return open_session()
     except BaseException:
         sem.release()
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runners.model import FolderState, MessageMeta, flag_text
+from runners.state.statuses import MessageStatus
 from runners.state.store import LedgerEntry
 
 
@@ -12,8 +13,8 @@ from runners.state.store import LedgerEntry
 class Triage:
     todo: list[MessageMeta] = field(default_factory=list)
     skipped: list[tuple[MessageMeta, str]] = field(default_factory=list)
-    #: (source key, target UID, the source's flags now) of copied messages whose flags changed.
-    flag_changes: list[tuple[str, int, tuple[str, ...]]] = field(default_factory=list)
+    #: (source key, target item id, the source's flags now) of copied messages whose flags changed.
+    flag_changes: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
     #: Messages the ledger already has on the target.
     present: int = 0
     #: Not copied on an operator's decision (``cutover skip``): left alone, counted apart.
@@ -34,11 +35,11 @@ def triage(
     out = Triage()
     for meta in metas:
         entry = ledger.get(meta.key)
-        if entry is not None and entry.status == "copied":
+        if entry is not None and entry.status == MessageStatus.COPIED:
             out.present += 1
-            if entry.target_uid is not None and entry.flags != flag_text(meta.flags):
-                out.flag_changes.append((meta.key, entry.target_uid, meta.flags))
-        elif entry is not None and entry.status == "waived":
+            if entry.target_id is not None and entry.flags != flag_text(meta.flags):
+                out.flag_changes.append((meta.key, entry.target_id, meta.flags))
+        elif entry is not None and entry.status == MessageStatus.WAIVED:
             out.waived += 1
         elif retry_only and entry is None:
             out.deferred += 1

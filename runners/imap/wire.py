@@ -14,7 +14,8 @@ import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost, TlsError
+from runners.errors import CommandError, ConnectError, ConnectionLost, TlsError
+from runners.imap.codes import auth_error, command_error
 from runners.imap.parse import needs_literal, quote, split_code
 
 _LITERAL_AT_END = re.compile(rb"[~]?\{(\d+)\+?\}\r\n$")
@@ -222,7 +223,7 @@ class ImapConnection:
         """Run a command and raise CommandError (server's words kept) unless it says OK."""
         reply = self.command(command, operation)
         if reply.status != "OK":
-            raise CommandError(self.server, operation, reply.text, reply.code, reply.status)
+            raise command_error(self.server, operation, reply.text, reply.code, reply.status)
         return reply
 
     def pipeline(self, commands: Sequence[tuple[bytes, str]]) -> list[Reply]:
@@ -307,7 +308,7 @@ class ImapConnection:
 
     def _finish_auth(self, reply: Reply, operation: str) -> None:
         if reply.status != "OK":
-            raise AuthError(self.server, operation, reply.text, reply.code)
+            raise auth_error(self.server, operation, reply.text, reply.code)
         if reply.code == "CAPABILITY":
             self.capabilities = set(reply.code_args.upper().split())
         else:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, cast
 
+from runners.adapters import source_types, target_types
 from runners.plan.model import AuthMode, Endpoint, EndpointType, Secret, Security
 from runners.plan.paths import make_secret, resolve_path
 from runners.plan.tables import Table
@@ -71,6 +72,13 @@ def build_endpoint(
     if kind not in allowed:
         why = "POP3 can't store messages" if kind == "pop3" else f"it can only be a [{_other(role)}]"
         raise table.error("type", f'type "{kind}" can\'t be the [{role}]: {why}')
+    built = source_types() if role == "source" else target_types()
+    if kind not in built:
+        raise table.error(
+            "type",
+            f'type "{kind}" can\'t be the [{role}] yet: this version has no {kind} adapter '
+            f"(built: {', '.join(built)})",
+        )
 
     max_connections = table.integer("max_connections", 10, low=1)
     max_message_bytes = table.optional_integer("max_message_bytes", low=1)

@@ -167,7 +167,7 @@ class SqliteBackend:
         if db is not None:
             db.close()  # a runner is creating it this very moment
         db = sqlite3.connect(":memory:", isolation_level=None)
-        db.executescript(_schema())
+        db.executescript(schema_text())
         self._local.mode = "empty"
         return db
 
@@ -258,7 +258,7 @@ class SqliteBackend:
         try:
             # executescript commits on its own, so it runs outside our transaction helper. Its CREATE
             # ... IF NOT EXISTS also adds tables and indexes new since a store was made.
-            self._sqlite().executescript(_schema())
+            self._sqlite().executescript(schema_text())
         except sqlite3.Error as exc:
             raise self.error(exc) from exc
 
@@ -301,7 +301,8 @@ def _no_space(directory: Path) -> bool:
         return False
 
 
-def _schema() -> str:
+def schema_text() -> str:
+    """The schema every backend creates (CREATE ... IF NOT EXISTS), as written in schema.sql."""
     return resources.files("runners.state").joinpath("schema.sql").read_text()
 
 

@@ -73,10 +73,11 @@ CREATE TABLE IF NOT EXISTS messages (
     flags         TEXT NOT NULL DEFAULT '',
     sha256        BLOB,
     target_name   TEXT,
-    target_uid    INTEGER,
-    status        TEXT NOT NULL,
+    target_id     TEXT,                    -- the target's id for the copy, opaque (IMAP: the UID)
+    status        TEXT NOT NULL,           -- pending | copied | skipped | failed | superseded | waived
     reason        TEXT,
-    floor_uid     INTEGER,                 -- target UIDNEXT before the APPEND (pending only)
+    recovery_mark TEXT,                    -- the target adapter's mark before the APPEND, opaque
+                                           -- (IMAP: the folder's UIDNEXT); pending rows only
     attempts      INTEGER NOT NULL DEFAULT 0,
     run_id        INTEGER,
     updated       REAL,

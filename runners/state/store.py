@@ -12,19 +12,29 @@ transaction. Failures raise ``StoreError`` (``runners.state.errors``), with the 
 from __future__ import annotations
 
 import os
+import re
 import socket
-import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from runners.model import FolderState
-from runners.state.backend import Backend, SqliteBackend
+from runners.state.backend import Backend, SqliteBackend, schema_text
 from runners.state.check_history import CheckHistoryMixin
 from runners.state.controls import ControlsMixin
 from runners.state.mailbox_reads import MailboxReadsMixin
+from runners.state.rows import (
+    FailedMessage,
+    Intent,
+    Matched,
+    MessageRef,
+    Outcome,
+    PendingIntent,
+    SourceFacts,
+    SyncedFolder,
+    Unsent,
+)
 from runners.state.runs import RunsMixin, alive
 from runners.state.survey import SurveyMixin
 
@@ -49,10 +59,10 @@ _ADDED_COLUMNS = {
 class LedgerEntry:
     status: str
     flags: str
-    target_uid: int | None
+    target_id: str | None
     sha256: bytes | None
     size: int
-    floor_uid: int | None
+    recovery_mark: str | None
     reason: str | None
 
 
@@ -95,6 +105,7 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
             return
         self._backend.create_schema()
         self._add_missing_columns()
+        self._migrate_ledger()
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING",
@@ -234,11 +245,53 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
         )
         return row is not None
 
+    def synced_folders(self, mailbox: str) -> dict[str, SyncedFolder] | None:
+        """The folders a run recorded for the source mailbox ``mailbox``, by source name; None when
+        no run has touched the mailbox."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT f.source_name, f.id, f.uidnext FROM mailboxes mb LEFT JOIN folders f ON f.mailbox_id = mb.id "
+                "WHERE mb.source = ?",
+                (mailbox,),
+            )
+            .fetchall()
+        )
+        if not rows:
+            return None
+        return {r[0]: SyncedFolder(r[1], r[2]) for r in rows if r[0] is not None}
+
     # -- the ledger ----------------------------------------------------------------------------
+
+    def _migrate_ledger(self) -> None:
+        """A store written before target ids were opaque keeps them as INTEGER ``target_uid`` and
+        ``floor_uid``: rebuild its ledger with text ``target_id`` and ``recovery_mark`` (the IMAP
+        adapter's UIDs and floors, now as decimal text), in one transaction."""
+        columns = self._backend.columns("messages")
+        if "target_uid" not in columns:
+            return
+        schema = schema_text()
+        create = re.search(r"CREATE TABLE IF NOT EXISTS messages \(.*?\) WITHOUT ROWID;", schema, re.S)
+        index = re.search(r"CREATE INDEX IF NOT EXISTS messages_status [^;]*;", schema)
+        assert create is not None and index is not None
+        kept = (
+            "folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, sha256, target_name, "
+            "status, reason, attempts, run_id, updated"
+        )
+        with self.transaction() as db:
+            db.execute("ALTER TABLE messages RENAME TO messages_v1")
+            db.execute("DROP INDEX IF EXISTS messages_status")
+            db.execute(create.group(0))
+            db.execute(index.group(0))
+            db.execute(
+                f"INSERT INTO messages ({kept}, target_id, recovery_mark) SELECT {kept}, "
+                "CAST(target_uid AS TEXT), CAST(floor_uid AS TEXT) FROM messages_v1"
+            )
+            db.execute("DROP TABLE messages_v1")
 
     def ledger(self, folder_id: int, uidvalidity: int) -> dict[str, LedgerEntry]:
         rows = self._db().execute(
-            "SELECT src_key, status, flags, target_uid, sha256, size, floor_uid, reason FROM messages "
+            "SELECT src_key, status, flags, target_id, sha256, size, recovery_mark, reason FROM messages "
             "WHERE folder_id = ? AND uidvalidity = ?",
             (folder_id, uidvalidity),
         )
@@ -271,23 +324,26 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
             )
             db.execute("DELETE FROM messages WHERE folder_id = ? AND status = 'superseded'", (folder_id,))
 
-    def record_intents(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Rows: folder_id, uidvalidity, key, uid, size, internaldate, flags, sha256, target, floor, run."""
+    def record_intents(self, rows: Iterable[Intent]) -> None:
+        """APPENDs about to be sent: each message becomes ``pending`` with the recovery mark."""
         now = time.time()
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
-                "sha256, target_name, floor_uid, run_id, status, attempts, updated) "
+                "sha256, target_name, recovery_mark, run_id, status, attempts, updated) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',1,?) "
                 "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'pending', "
                 "sha256 = excluded.sha256, size = excluded.size, flags = excluded.flags, "
-                "target_name = excluded.target_name, floor_uid = excluded.floor_uid, reason = NULL, "
+                "target_name = excluded.target_name, recovery_mark = excluded.recovery_mark, reason = NULL, "
                 "run_id = excluded.run_id, attempts = messages.attempts + 1, updated = excluded.updated",
-                [(*r, now) for r in rows],
+                [
+                    (*_ref(r.ref), *_facts(r.source), r.sha256, r.target_name, r.recovery_mark, r.run_id, now)
+                    for r in rows
+                ],
             )
 
-    def record_results(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Rows: status, target_uid, reason, folder_id, uidvalidity, key (after record_intents).
+    def record_results(self, rows: Iterable[Outcome]) -> None:
+        """The outcomes of intents (after ``record_intents``).
 
         Failures also go to the attempt history, in the same transaction (a copied row writes nothing
         more: the history costs only what fails).
@@ -296,11 +352,11 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
         rows = list(rows)
         with self.transaction() as db:
             db.executemany(
-                "UPDATE messages SET status = ?, target_uid = ?, reason = ?, floor_uid = NULL, updated = ? "
+                "UPDATE messages SET status = ?, target_id = ?, reason = ?, recovery_mark = NULL, updated = ? "
                 "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
-                [(r[0], r[1], r[2], now, *r[3:]) for r in rows],
+                [(r.status, r.target_id, r.reason, now, *_ref(r.ref)) for r in rows],
             )
-            failed = [(now, *r[3:]) for r in rows if r[0] in _NOT_COPIED]
+            failed = [(now, *_ref(r.ref)) for r in rows if r.status in _NOT_COPIED]
             if failed:
                 db.executemany(
                     "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
@@ -309,10 +365,9 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
                     failed,
                 )
 
-    def record_unsent(self, rows: Iterable[tuple[Any, ...]]) -> None:
+    def record_unsent(self, rows: Iterable[Unsent]) -> None:
         """Messages never appended (skipped or failed before APPEND).
 
-        Rows: folder_id, uidvalidity, key, uid, size, internaldate, flags, status, reason, run.
         Each is also appended to the attempt history, in the same transaction.
         """
         now = time.time()
@@ -324,37 +379,37 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
                 "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = excluded.status, "
                 "reason = excluded.reason, size = excluded.size, run_id = excluded.run_id, "
                 "attempts = messages.attempts + 1, updated = excluded.updated",
-                [(*r, now) for r in rows],
+                [(*_ref(r.ref), *_facts(r.source), r.status, r.reason, r.run_id, now) for r in rows],
             )
             db.executemany(
                 "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
                 "VALUES (?,?,?,?,?,?,?)",
-                [(r[0], r[1], r[2], r[9], now, r[7], r[8]) for r in rows],
+                [(*_ref(r.ref), r.run_id, now, r.status, r.reason) for r in rows],
             )
 
-    def record_matched(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Messages found already on the target by content (no APPEND needed).
-
-        Rows: folder_id, uidvalidity, key, uid, size, internaldate, flags, sha256, target, target_uid, run.
-        """
+    def record_matched(self, rows: Iterable[Matched]) -> None:
+        """Messages found already on the target by content (no APPEND needed)."""
         now = time.time()
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
-                "sha256, target_name, target_uid, run_id, status, reason, updated) "
+                "sha256, target_name, target_id, run_id, status, reason, updated) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,'copied','found on the target by content',?) "
                 "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'copied', "
-                "target_uid = excluded.target_uid, target_name = excluded.target_name, "
-                "sha256 = excluded.sha256, reason = excluded.reason, floor_uid = NULL, updated = excluded.updated",
-                [(*r, now) for r in rows],
+                "target_id = excluded.target_id, target_name = excluded.target_name, sha256 = excluded.sha256, "
+                "reason = excluded.reason, recovery_mark = NULL, updated = excluded.updated",
+                [
+                    (*_ref(r.ref), *_facts(r.source), r.sha256, r.target_name, r.target_id, r.run_id, now)
+                    for r in rows
+                ],
             )
 
-    def forget_pending(self, folder_id: int, keys: Sequence[tuple[int, str]]) -> None:
+    def forget_pending(self, rows: Iterable[MessageRef]) -> None:
         """Drop intents whose APPEND never landed, so the message is copied again."""
         with self.transaction() as db:
             db.executemany(
                 "DELETE FROM messages WHERE folder_id = ? AND uidvalidity = ? AND src_key = ? AND status = 'pending'",
-                [(folder_id, v, k) for v, k in keys],
+                [_ref(r) for r in rows],
             )
 
     def waive_message(self, mailbox: str, folder: str, uid: int, reason: str, who: str) -> int:
@@ -387,20 +442,31 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
                 [(flags, time.time(), folder_id, uidvalidity, key) for key, flags in rows],
             )
 
-    def pending(self, folder_id: int) -> list[sqlite3.Row]:
-        return self.query(
-            "SELECT uidvalidity, src_key, sha256, target_name, floor_uid FROM messages "
+    def pending(self, folder_id: int) -> list[PendingIntent]:
+        rows = self._db().execute(
+            "SELECT uidvalidity, src_key, sha256, target_name, recovery_mark FROM messages "
             "WHERE folder_id = ? AND status = 'pending'",
             (folder_id,),
         )
+        return [PendingIntent(MessageRef(folder_id, r[0], r[1]), r[2], r[3], r[4]) for r in rows]
 
-    def mapped_target_uids(self, mailbox_id: int, target_name: str) -> set[int]:
+    def mapped_target_ids(self, mailbox_id: int, target_name: str) -> set[str]:
+        """Target items the ledger maps to a copied message of this mailbox's folder ``target_name``."""
         rows = self._db().execute(
-            "SELECT m.target_uid FROM messages m JOIN folders f ON f.id = m.folder_id "
-            "WHERE f.mailbox_id = ? AND m.target_name = ? AND m.status = 'copied' AND m.target_uid IS NOT NULL",
+            "SELECT m.target_id FROM messages m JOIN folders f ON f.id = m.folder_id "
+            "WHERE f.mailbox_id = ? AND m.target_name = ? AND m.status = 'copied' AND m.target_id IS NOT NULL",
             (mailbox_id, target_name),
         )
         return {r[0] for r in rows}
+
+    def failed_in_run(self, folder_id: int, uidvalidity: int, run_id: int) -> list[FailedMessage]:
+        """Messages of the folder that failed in this run, with the reason."""
+        rows = self._db().execute(
+            "SELECT src_uid, reason FROM messages WHERE folder_id = ? AND uidvalidity = ? AND status = 'failed' "
+            "AND run_id = ?",
+            (folder_id, uidvalidity, run_id),
+        )
+        return [FailedMessage(r[0], r[1] or "") for r in rows]
 
     # -- events --------------------------------------------------------------------------------
 
@@ -418,6 +484,14 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
                 "INSERT INTO events (ts, run_id, mailbox, folder, level, kind, message) VALUES (?,?,?,?,?,?,?)",
                 (time.time(), run_id, mailbox, folder, level, kind, message),
             )
+
+
+def _ref(ref: MessageRef) -> tuple[int, int, str]:
+    return ref.folder_id, ref.uidvalidity, ref.src_key
+
+
+def _facts(facts: SourceFacts) -> tuple[int, int, str | None, str]:
+    return facts.src_uid, facts.size, facts.internaldate, facts.flags
 
 
 def _lease_expired(owner: str, heartbeat: float | None, now: float) -> bool:

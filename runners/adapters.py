@@ -1,0 +1,98 @@
+"""Which adapter serves which plan ``type``: the one registry for sources and targets.
+
+The plan loader asks it which types exist (a target type nobody registered is refused at load
+time, with file, line and key); the engine asks it how to open a session and what the target can
+do. Adding a protocol is one ``register_source`` / ``register_target`` call, never an ``if type ==``.
+
+An adapter's opener is named as ``"module:function"`` and imported on first use, so that loading
+a plan doesn't load protocol code (and the plan package needs nothing from the connectors).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runners.errors import MigrationError
+from runners.model import TargetCapabilities
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSpec:
+    type: str
+    #: ``"module:function"``; the function takes ``(Endpoint, MailboxEntry)`` and returns an open,
+    #: logged-in session, typed as ``runners.connectors.base.SourceSession`` or ``TargetSession`` so
+    #: that mypy holds the adapter to the interface.
+    opener: str
+    #: Targets only: what the engine may ask of it (also readable before any session is open).
+    capabilities: TargetCapabilities | None = None
+
+
+_SOURCES: dict[str, AdapterSpec] = {}
+_TARGETS: dict[str, AdapterSpec] = {}
+
+
+def register_source(spec: AdapterSpec) -> None:
+    _SOURCES[spec.type] = spec
+
+
+def register_target(spec: AdapterSpec) -> None:
+    if spec.capabilities is None:
+        raise ValueError(f"target adapter {spec.type!r} must declare its capabilities")
+    _TARGETS[spec.type] = spec
+
+
+def unregister_target(kind: str) -> None:
+    """Take a target type away again (tests that lift the refusal for one plan)."""
+    _TARGETS.pop(kind, None)
+
+
+def source_types() -> tuple[str, ...]:
+    return tuple(_SOURCES)
+
+
+def target_types() -> tuple[str, ...]:
+    return tuple(_TARGETS)
+
+
+def source_adapter(kind: str) -> AdapterSpec:
+    spec = _SOURCES.get(kind)
+    if spec is None:
+        raise MigrationError(f"no source adapter for type {kind!r} (built: {', '.join(_SOURCES)})")
+    return spec
+
+
+def target_adapter(kind: str) -> AdapterSpec:
+    spec = _TARGETS.get(kind)
+    if spec is None:
+        raise MigrationError(f"no target adapter for type {kind!r} (built: {', '.join(_TARGETS)})")
+    return spec
+
+
+def target_capabilities(kind: str) -> TargetCapabilities:
+    caps = target_adapter(kind).capabilities
+    assert caps is not None  # register_target insists
+    return caps
+
+
+def opener(spec: AdapterSpec) -> Callable[..., Any]:
+    """The opener function; it takes ``(Endpoint, MailboxEntry)``. (Typed loosely: the plan package
+    imports this registry, so naming the plan's types here would be an import cycle.)"""
+    module, _, name = spec.opener.partition(":")
+    function: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return function
+
+
+#: IMAP keeps bytes exactly (RFC 3501 APPEND), lets flags change (STORE), and batches as the plan
+#: says (MULTIAPPEND has no count limit of its own). Dovecot's default mail_max_userip_connections
+#: is 10; the engine needs one session per mailbox plus one for verify.
+IMAP_TARGET = TargetCapabilities(
+    keeps_bytes=True, batch_messages=None, batch_bytes=None, flags_mutable=True, connections_per_mailbox=10
+)
+
+register_source(AdapterSpec("imap", "runners.connectors.imap_source:open_session"))
+register_source(AdapterSpec("pop3", "runners.connectors.pop3_source:open_session"))
+register_source(AdapterSpec("maildir", "runners.connectors.maildir_source:open_session"))
+register_target(AdapterSpec("imap", "runners.connectors.imap_target:open_session", IMAP_TARGET))

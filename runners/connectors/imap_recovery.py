@@ -1,0 +1,47 @@
+"""Crash recovery for IMAP targets: the intent's UIDNEXT floor plus matching by content.
+
+IMAP gives a new message a UID at or above the folder's UIDNEXT and keeps its bytes exactly, so a
+message whose APPEND outcome a crash lost can only be among the messages at or above the floor
+taken before that APPEND, with the very SHA-256 the intent recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from runners.connectors.base import Uncertain
+from runners.connectors.matching import content_pool
+from runners.model import AppendOutcome
+
+
+class _UidTarget(Protocol):
+    def uidnext(self, folder: str) -> int: ...
+
+    def digests_from(self, folder: str, min_uid: int) -> Iterator[tuple[str, int, bytes]]: ...
+
+
+class FloorRecovery:
+    """``runners.connectors.base.Recovery`` for a target with UIDs: the mark is the UIDNEXT floor."""
+
+    def __init__(self, target: _UidTarget) -> None:
+        self.target = target
+
+    def mark(self, folder: str) -> str | None:
+        return str(self.target.uidnext(folder))
+
+    def advance(self, mark: str | None, outcomes: Sequence[AppendOutcome]) -> str | None:
+        floor = int(mark or 1)
+        for outcome in outcomes:
+            if outcome.item_id is not None and int(outcome.item_id) >= floor:
+                floor = int(outcome.item_id) + 1
+        return str(floor)
+
+    def find(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
+        floor = min(int(u.mark or 1) for u in uncertain)
+        pool = content_pool(self.target.digests_from(folder, floor), claimed)
+        found: list[str | None] = []
+        for item in uncertain:
+            ids = pool.get(item.sha256) if item.sha256 is not None else None
+            found.append(ids.pop() if ids else None)
+        return found

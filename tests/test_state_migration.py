@@ -1,0 +1,43 @@
+"""A store written by the version before opaque target ids opens, migrated, and keeps its meaning."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from runners.state.store import StateStore
+
+V1_DUMP = Path(__file__).parent / "stores" / "state-v1.sql"
+
+
+def _v1_store(tmp_path: Path) -> Path:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript(V1_DUMP.read_text())
+    db.close()
+    return path
+
+
+def test_a_v1_ledger_is_migrated_to_text_ids_on_open(tmp_path: Path) -> None:
+    path = _v1_store(tmp_path)
+    store = StateStore(path)
+    folder = store.synced_folders("alice")
+    assert folder is not None
+    folder_id = folder["INBOX"].id
+
+    ledger = store.ledger(folder_id, 5)
+    assert (ledger["1"].status, ledger["1"].target_id, ledger["1"].recovery_mark) == ("copied", "40", None)
+    assert (ledger["3"].status, ledger["3"].reason) == ("failed", "NO [LIMIT] too big")
+    (pending,) = store.pending(folder_id)
+    assert (pending.ref.src_key, pending.sha256, pending.recovery_mark) == ("2", b"b" * 32, "41")
+    assert store.mapped_target_ids(1, "INBOX") == {"40"}
+    columns = {r["name"]: r["type"] for r in store.query("PRAGMA table_info(messages)")}
+    assert columns["target_id"] == "TEXT" and columns["recovery_mark"] == "TEXT"
+    assert "target_uid" not in columns and "floor_uid" not in columns
+    # The index and the attempt history came through; opening again changes nothing.
+    assert store.query("SELECT name FROM sqlite_master WHERE name = 'messages_status'")
+    assert len(store.query("SELECT * FROM message_attempts")) == 1
+    store.close()
+    again = StateStore(path)
+    assert again.ledger(folder_id, 5) == ledger
+    again.close()
