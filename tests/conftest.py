@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from gate import Gate
 from servers.dovecot import DovecotServer, find_dovecot
 
 #: Users every source/target server has; the master user is ``admin`` (dovecot.MASTER_USER).
@@ -48,3 +49,11 @@ def source_dovecot(dovecot_factory: DovecotFactory) -> DovecotServer:
 @pytest.fixture
 def target_dovecot(dovecot_factory: DovecotFactory) -> DovecotServer:
     return dovecot_factory()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    """A gate for ``hold-<point>:N`` faults (tests/gate.py); opened at teardown, so no run stays held."""
+    opened = Gate()
+    yield opened
+    opened.open()

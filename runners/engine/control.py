@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from runners.engine import faults
 from runners.state.store import StateStore
 
 POLL_SECONDS = 0.5
@@ -113,5 +114,6 @@ class ControlWatcher:
                 if on_pause is not None:
                     on_pause()
                     on_pause = None
+                faults.reached("paused")
                 self._changed.wait(self._poll)
             return self._state.get(mailbox) != "cancel"

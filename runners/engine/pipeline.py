@@ -200,6 +200,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCount
         )
         for m, digest in send
     )
+    faults.reached("before-append")
     outcomes = ctx.target.append(
         ctx.target_wire, [AppendItem(m.body, m.meta.flags, m.meta.internaldate) for m, _ in send]
     )
@@ -221,6 +222,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, floor: int, counters: CopyCount
             if outcome.fatal_for_mailbox:
                 fatal, fatal_code = outcome.error, outcome.code
     store.record_results(results)
+    faults.reached("after-record")
     if fatal is not None:
         raise MailboxFatal(ctx.target.server, f"APPEND {ctx.target_wire}", fatal, fatal_code)
     return floor
