@@ -22,7 +22,7 @@ class Gate:
     def __init__(self) -> None:
         # A short directory of its own: a Unix socket path holds at most 107 bytes, and tmp_path under
         # pytest-xdist is longer than that.
-        self._dir = Path(tempfile.mkdtemp(prefix="gate-"))
+        self._dir = Path(tempfile.mkdtemp(prefix="gate", dir="/tmp"))
         self.path = self._dir / "s"
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(self.path))
