@@ -35,7 +35,6 @@ import dns.rcode
 from servers.process import ServerProcess
 from servers.tlsca import ThrowawayCA
 
-
 _draw = random.SystemRandom()
 
 
