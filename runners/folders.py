@@ -8,13 +8,19 @@ mapping, which beats keeping the name. Descendants follow their parent: if ``Sen
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from runners.model import FolderInfo
 from runners.plan.model import FolderRules
 
+#: The special uses (RFC 6154) a folder is mapped by, source to target, spelled as RFC 6154 does. The one
+#: list: connectors, the plan's ``[folders] special`` keys and the name table below derive from it.
 SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive")
+#: RFC 6154's views of other folders' messages (Gmail's All Mail and Starred): recorded, never mapped,
+#: since copying into a target's view would be wrong.
+SPECIAL_VIEWS = ("\\All", "\\Flagged")
+_BY_LOWER = {use.lower(): use for use in (*SPECIAL_USES, *SPECIAL_VIEWS)}
 
 #: Top-level folder names that mean a special-use folder on servers without SPECIAL-USE.
 #: Compared case-insensitively; covers the names Outlook, Thunderbird, Apple Mail and Roundcube
@@ -74,14 +80,15 @@ SPECIAL_NAMES: dict[str, str] = {
     for name in names
 }
 
-#: Plan keys of ``[folders] special``.
-SPECIAL_KEYS = {
-    "sent": "\\Sent",
-    "drafts": "\\Drafts",
-    "trash": "\\Trash",
-    "junk": "\\Junk",
-    "archive": "\\Archive",
-}
+#: Plan keys of ``[folders] special``: ``sent`` → ``\\Sent``.
+SPECIAL_KEYS = {use[1:].lower(): use for use in SPECIAL_USES}
+
+
+def special_uses_in(attributes: Iterable[str]) -> list[str]:
+    """The special uses among a LIST reply's attributes, in RFC 6154's spelling whatever the server's
+    case: folder uses (``SPECIAL_USES``) first, then views (``SPECIAL_VIEWS``)."""
+    found = [_BY_LOWER[a.lower()] for a in attributes if a.lower() in _BY_LOWER]
+    return sorted(found, key=lambda use: use not in SPECIAL_USES)
 
 
 @dataclass(frozen=True, slots=True)

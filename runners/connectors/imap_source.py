@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 from runners.connectors.imap_common import list_folders, namespace, select_state, statuses
 from runners.errors import ConnectionLost, FetchConnectionLost
-from runners.folders import source_path
+from runners.folders import source_path, special_uses_in
 from runners.imap.parse import compress_uids, fetch_meta, fetch_uid
 from runners.imap.wire import ImapConnection
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
@@ -30,13 +30,12 @@ class ImapSource:
         out: list[FolderInfo] = []
         for wire, sep, attrs in list_folders(self.conn):
             lowered = {a.lower() for a in attrs}
-            special = next((a for a in attrs if a.lower() in _SPECIAL_LOWER), None)
             out.append(
                 FolderInfo(
                     raw_name=wire,
                     path=source_path(wire, sep, self.prefix),
                     separator=sep,
-                    special_use=_SPECIAL_LOWER.get(special.lower()) if special else None,
+                    special_use=next(iter(special_uses_in(attrs)), None),
                     selectable=not ({"\\noselect", "\\nonexistent"} & lowered),
                 )
             )
@@ -139,11 +138,6 @@ class ImapSource:
 
     def close(self) -> None:
         self.conn.close()
-
-
-_SPECIAL_LOWER = {
-    s.lower(): s for s in ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
-}
 
 
 def _quoted_body(line: bytes) -> list[bytes] | None:

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from runners.connectors.imap_common import list_folders, namespace, parse_status, status_items
 from runners.errors import CommandError
-from runners.folders import source_path
+from runners.folders import SPECIAL_USES, source_path, special_uses_in
 from runners.imap.dates import canonical_date
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta
 from runners.imap.wire import ImapConnection, Reply
@@ -41,9 +41,8 @@ class ImapTarget:
     def special_folders(self) -> dict[str, str]:
         found: dict[str, str] = {}
         for wire, sep, attrs in self._listing():
-            for attr in attrs:
-                use = "\\" + attr[1:].capitalize() if attr.startswith("\\") else None
-                if use in {"\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"} and use not in found:
+            for use in special_uses_in(attrs):
+                if use in SPECIAL_USES and use not in found:
                     found[use] = "/".join(source_path(wire, sep, self.prefix))
         return found
 

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 from runners.errors import PlanError
+from runners.folders import SPECIAL_KEYS
 from runners.plan.endpoint import ENDPOINT_KEYS, build_endpoint
 from runners.plan.locate import KeyLocator
 from runners.plan.mailboxes import MAILBOXES_KEYS, load_mailboxes
@@ -28,7 +29,7 @@ from runners.plan.tables import Document, Table
 
 PLAN_TABLES = ("source", "target", "mailboxes", "folders", "state", "run", *READINESS_TABLES)
 FOLDERS_KEYS = ("rename", "exclude", "special")
-SPECIAL_USES = ("sent", "drafts", "trash", "junk", "archive")
+SPECIAL_USES = tuple(SPECIAL_KEYS)  # runners/folders.py holds the one list
 STATE_KEYS = ("dir",)
 RUN_KEYS = ("workers", "batch_messages", "batch_bytes")
 
