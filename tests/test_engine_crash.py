@@ -13,6 +13,8 @@ from lab import Lab, append_many, assert_same_mailbox, make_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
+from runners.engine.faults import parse_spec
+
 TOTAL = 2000
 
 
@@ -79,3 +81,13 @@ def test_killed_at_random_moments_then_rerun(lab: Lab) -> None:
     verify_code, report = lab.verify("pilot", "--deep")
     assert verify_code == 0, report
     assert report["totals"]["ok"] == TOTAL
+
+
+def test_fault_specs_arm_only_what_they_name() -> None:
+    assert parse_spec("kill-after-append:3, hold-paused:2") == {
+        "after-append": ("kill", 3),
+        "paused": ("hold", 2),
+    }
+    # Anything else arms nothing: a typo in a real run's environment must never change the run.
+    for spec in ("", "kill-after-append", "kill-after-append:0", "stop-paused:1", "kill-nowhere:1", "kill:1"):
+        assert parse_spec(spec) == {}, spec

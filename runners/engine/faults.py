@@ -11,6 +11,7 @@ them, as a comma-separated list of ``<action>-<point>:<N>``:
     ``CUTOVER_FAULT_GATE``, says ``<point>\\n`` and waits there until the test answers or closes the
     connection. Once the socket is gone, nothing holds any more. The rest of the process runs on
     (other mailboxes, the control watcher, signal handlers), so a test can act at an exact moment.
+    ``tests/gate.py`` is the test's end.
 
 The points:
 
@@ -37,7 +38,7 @@ ACTIONS = ("kill", "hold")
 POINTS = ("before-append", "after-append", "after-record", "paused")
 
 
-def _parse(spec: str) -> dict[str, tuple[str, int]]:
+def parse_spec(spec: str) -> dict[str, tuple[str, int]]:
     """``kill-after-append:3,hold-paused:2`` → {"after-append": ("kill", 3), "paused": ("hold", 2)};
     anything else is ignored (an unknown spec must never change what a real run does)."""
     armed: dict[str, tuple[str, int]] = {}
@@ -49,7 +50,7 @@ def _parse(spec: str) -> dict[str, tuple[str, int]]:
     return armed
 
 
-_armed = _parse(os.environ.get("CUTOVER_FAULT", ""))
+_armed = parse_spec(os.environ.get("CUTOVER_FAULT", ""))
 _gate = os.environ.get("CUTOVER_FAULT_GATE", "")
 _seen = dict.fromkeys(_armed, 0)
 _lock = threading.Lock()
