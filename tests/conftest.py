@@ -2,6 +2,10 @@
 
 ``tests/`` has no ``__init__.py``, so pytest puts this directory on ``sys.path`` and the
 helpers import as ``servers.dovecot`` / ``servers.imapfill``.
+
+``scripts/test`` runs the suite in parallel (pytest-xdist), so nothing here is shared between tests
+of different workers: each server has its own ``/tmp`` dir and kernel-chosen free ports, NSD a
+loopback range per worker (servers/dns.py), tmux a private socket name, a fault gate its own socket.
 """
 
 from __future__ import annotations

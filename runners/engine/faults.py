@@ -57,6 +57,7 @@ _lock = threading.Lock()
 
 
 def reached(point: str) -> None:
+    """The run is at ``point`` (one of ``POINTS``): kill or hold here if ``CUTOVER_FAULT`` says so."""
     if not _armed:
         return
     fault = _armed.get(point)
@@ -75,6 +76,7 @@ def reached(point: str) -> None:
 
 
 def after_append() -> None:
+    """``reached("after-append")``, the first fault point, under its first name."""
     reached("after-append")
 
 
