@@ -15,7 +15,8 @@ from runners.model import FolderInfo
 from runners.plan.model import FolderRules
 
 #: The special uses (RFC 6154) a folder is mapped by, source to target, spelled as RFC 6154 does. The one
-#: list: connectors, the plan's ``[folders] special`` keys and the name table below derive from it.
+#: list: the IMAP connectors and the plan's ``[folders] special`` keys derive from it, and the name
+#: table below has names for each (a test holds it to that).
 SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive")
 #: RFC 6154's views of other folders' messages (Gmail's All Mail and Starred): recorded, never mapped,
 #: since copying into a target's view would be wrong.

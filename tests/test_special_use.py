@@ -10,7 +10,7 @@ from corpus import message
 from lab import make_lab
 from servers import imapfill
 
-from runners.folders import SPECIAL_KEYS, SPECIAL_USES, SPECIAL_VIEWS, special_uses_in
+from runners.folders import SPECIAL_KEYS, SPECIAL_NAMES, SPECIAL_USES, SPECIAL_VIEWS, special_uses_in
 from runners.plan import loader
 
 
@@ -18,6 +18,7 @@ def test_the_plan_keys_come_from_the_one_list() -> None:
     assert loader.SPECIAL_USES == tuple(SPECIAL_KEYS) == ("sent", "drafts", "trash", "junk", "archive")
     assert list(SPECIAL_KEYS.values()) == list(SPECIAL_USES)
     assert not set(SPECIAL_VIEWS) & set(SPECIAL_USES)
+    assert set(SPECIAL_NAMES.values()) == set(SPECIAL_USES)  # a name for every use, and no other use
 
 
 def test_attributes_in_any_case_and_folder_uses_before_views() -> None:
