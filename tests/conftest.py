@@ -6,6 +6,9 @@ helpers import as ``servers.dovecot`` / ``servers.imapfill``.
 ``scripts/test`` runs the suite in parallel (pytest-xdist), so nothing here is shared between tests
 of different workers: each server has its own ``/tmp`` dir and kernel-chosen free ports, NSD a
 loopback range per worker (servers/dns.py), tmux a private socket name, a fault gate its own socket.
+With ``--dist loadgroup`` the tests of a module that shares a module-scoped fixture (an LDAP
+tree, the DNS lab, the demo's run) stay on one worker, so that fixture is built once; every other
+test goes to whichever worker is free.
 """
 
 from __future__ import annotations
@@ -21,6 +24,19 @@ from servers.dovecot import DovecotServer, find_dovecot
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 
 DovecotFactory = Callable[..., DovecotServer]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist declares it too; declared here, a serial run (-p no:xdist) doesn't warn about it.
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one xdist worker")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        # name2fixturedefs is pytest's own record of which fixtures (and scopes) a test uses.
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d.scope == "module" for chain in defs.values() for d in chain):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture
