@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from runners.model import FolderInfo, TargetLayout
 from runners.plan.model import FolderRules
-
-SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive")
+from runners.special_use import SPECIAL_KEYS, SPECIAL_USES
 
 #: Top-level folder names that mean a special-use folder on servers without SPECIAL-USE.
 #: Compared case-insensitively; covers the names Outlook, Thunderbird, Apple Mail and Roundcube
@@ -72,15 +71,6 @@ SPECIAL_NAMES: dict[str, str] = {
         "\\Archive": ("Archive", "Archives", "Archiv", "Archivo", "Archivio", "Archief"),
     }.items()
     for name in names
-}
-
-#: Plan keys of ``[folders] special``.
-SPECIAL_KEYS = {
-    "sent": "\\Sent",
-    "drafts": "\\Drafts",
-    "trash": "\\Trash",
-    "junk": "\\Junk",
-    "archive": "\\Archive",
 }
 
 

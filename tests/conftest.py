@@ -2,6 +2,13 @@
 
 ``tests/`` has no ``__init__.py``, so pytest puts this directory on ``sys.path`` and the
 helpers import as ``servers.dovecot`` / ``servers.imapfill``.
+
+``scripts/test`` runs the suite in parallel (pytest-xdist), so nothing here is shared between tests
+of different workers: each server has its own ``/tmp`` dir and kernel-chosen free ports, NSD a
+loopback range per worker (servers/dns.py), tmux a private socket name, a fault gate its own socket.
+With ``--dist loadgroup`` the tests of a module that shares a module-scoped fixture (an LDAP
+tree, the DNS lab, the demo's run) stay on one worker, so that fixture is built once; every other
+test goes to whichever worker is free.
 """
 
 from __future__ import annotations
@@ -10,12 +17,26 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from gate import Gate
 from servers.dovecot import DovecotServer, find_dovecot
 
 #: Users every source/target server has; the master user is ``admin`` (dovecot.MASTER_USER).
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 
 DovecotFactory = Callable[..., DovecotServer]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist declares it too; declared here, a serial run (-p no:xdist) doesn't warn about it.
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one xdist worker")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        # name2fixturedefs is pytest's own record of which fixtures (and scopes) a test uses.
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d.scope == "module" for chain in defs.values() for d in chain):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture
@@ -48,3 +69,11 @@ def source_dovecot(dovecot_factory: DovecotFactory) -> DovecotServer:
 @pytest.fixture
 def target_dovecot(dovecot_factory: DovecotFactory) -> DovecotServer:
     return dovecot_factory()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    """A gate for ``hold-<point>:N`` faults (tests/gate.py); opened at teardown, so no run stays held."""
+    opened = Gate()
+    yield opened
+    opened.open()

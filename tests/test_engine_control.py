@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from corpus import message
 from dovecot_lab import CUTOVER, Lab, append_many, assert_same_mailbox, make_lab, wait_for
+from gate import Gate
 
 
-def start_run(lab: Lab, wave: str = "w") -> subprocess.Popen[str]:
+def start_run(lab: Lab, env: dict[str, str], wave: str = "w") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CUTOVER, "run", "--plan", str(lab.plan), "--wave", wave, "--output", "json", "--progress", "none"],
-        env=lab.env,
+        env=lab.env | env,
         cwd=lab.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -27,7 +28,22 @@ def mailbox(lab: Lab, source: str) -> dict[str, Any]:
     return next(m for m in lab.status()["mailboxes"] if m["source"] == source)
 
 
-def test_pause_holds_the_copy_and_resume_finishes_it(tmp_path: Path, dovecot_factory: Any) -> None:
+def control(lab: Lab, *args: str) -> None:
+    """``cutover control ...``, then wait until the run's control watcher has read the request."""
+    done = lab.cutover("control", "--plan", str(lab.plan), *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    db = sqlite3.connect(lab.root / ".cutover" / "state.db")
+    try:
+        wait_for(
+            lambda: db.execute("SELECT seen FROM controls ORDER BY id DESC LIMIT 1").fetchone()[0] is not None
+        )
+    finally:
+        db.close()
+
+
+def test_pause_holds_the_copy_and_resume_finishes_it(
+    tmp_path: Path, dovecot_factory: Any, gate: Gate
+) -> None:
     users = {"alice": "a"}
     source, target = dovecot_factory(users=users), dovecot_factory(users=users)
     append_many(source, "alice", "INBOX", [message(f"p {n}", "p" * 20_000) for n in range(2000)])
@@ -38,16 +54,18 @@ def test_pause_holds_the_copy_and_resume_finishes_it(tmp_path: Path, dovecot_fac
         mailboxes=(("alice", "alice", "w"),),
         tail="[run]\nbatch_messages = 10\n",
     )
-    proc = start_run(lab)
-    wait_for(lambda: lab.status()["runs"] and mailbox(lab, "alice")["copied"] > 0)
+    # Held at the third batch while the pause request goes in; then held again on the third turn
+    # of the paused wait, when the watcher has woken the mailbox at least twice without a batch.
+    proc = start_run(lab, gate.env("hold-after-append:3,hold-paused:3"))
+    assert gate.wait_held(proc) == "after-append"
+    control(lab, "pause", "--wave", "w")
+    gate.release()
 
-    paused = lab.cutover("control", "--plan", str(lab.plan), "pause", "--wave", "w")
-    assert paused.returncode == 0 and "pause requested for wave w" in paused.stdout
-    wait_for(lambda: mailbox(lab, "alice")["state"] == "paused")
-    held = mailbox(lab, "alice")["copied"]
-    time.sleep(1.5)
-    assert mailbox(lab, "alice")["copied"] == held < 2000  # nothing moves while paused
+    assert gate.wait_held(proc) == "paused"
+    assert mailbox(lab, "alice")["state"] == "paused"
+    assert mailbox(lab, "alice")["copied"] == 30  # the third batch finished; nothing moved since
     assert lab.cutover("control", "--plan", str(lab.plan), "resume", "--wave", "w").returncode == 0
+    gate.open()
 
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -55,7 +73,7 @@ def test_pause_holds_the_copy_and_resume_finishes_it(tmp_path: Path, dovecot_fac
     assert_same_mailbox(source, target)
 
 
-def test_cancel_one_mailbox_lets_the_others_finish(tmp_path: Path, dovecot_factory: Any) -> None:
+def test_cancel_one_mailbox_lets_the_others_finish(tmp_path: Path, dovecot_factory: Any, gate: Gate) -> None:
     users = {"alice": "a", "bob": "b"}
     source, target = dovecot_factory(users=users), dovecot_factory(users=users)
     for user in users:
@@ -67,19 +85,20 @@ def test_cancel_one_mailbox_lets_the_others_finish(tmp_path: Path, dovecot_facto
         mailboxes=(("alice", "alice", "w"), ("bob", "bob", "w")),
         tail="[run]\nbatch_messages = 10\nworkers = 2\n",
     )
-    proc = start_run(lab)
-    wait_for(lambda: lab.status()["runs"] and mailbox(lab, "alice")["copied"] > 0)
-
-    assert lab.cutover("control", "--plan", str(lab.plan), "cancel", "--mailbox", "alice").returncode == 0
+    # Both mailboxes hold at their first batch, sent but not recorded, until the cancel is read.
+    proc = start_run(lab, gate.env("hold-after-append:1"))
+    assert gate.wait_held(proc) == gate.wait_held(proc) == "after-append"
+    control(lab, "cancel", "--mailbox", "alice")
+    gate.open()
     out, _ = proc.communicate(timeout=120)
 
     assert proc.returncode == 1  # not everything was copied
     states = {m["source"]: m["state"] for m in json.loads(out)["mailboxes"]}
     assert states == {"alice": "cancelled", "bob": "ok"}
     before = mailbox(lab, "alice")
-    assert before["state"] == "cancelled" and 0 < before["copied"] < 1500
+    assert before["state"] == "cancelled" and before["copied"] == 10  # the held batch, recorded
     # The next run picks alice up where she stopped, without duplicates.
     code, summary = lab.run("w")
-    assert code == 0 and summary["totals"]["copied"] == 1500 - before["copied"]
+    assert code == 0 and summary["totals"]["copied"] == 1500 - 10
     assert_same_mailbox(source, target, "alice")
     assert_same_mailbox(source, target, "bob")

@@ -78,12 +78,14 @@ def test_response_codes_are_classified_retry_later_or_final(
 @pytest.mark.parametrize(
     ("given", "sent"),
     [
-        (" 7-Feb-2024 10:00:00 +0100", " 7-Feb-2024 10:00:00 +0100"),  # canonical: untouched
+        ("07-Feb-2024 10:00:00 +0100", "07-Feb-2024 10:00:00 +0100"),  # canonical: untouched
         ("17-Jul-1996 02:44:25 -0700", "17-Jul-1996 02:44:25 -0700"),
-        ("7-Feb-2024 10:00:00 +0100", " 7-Feb-2024 10:00:00 +0100"),  # no leading space
-        ("07-feb-2024 10:00:00 GMT", " 7-Feb-2024 10:00:00 +0000"),  # textual zone, lower-case month
-        ("Tue, 2 Jan 2024 10:00:00 +0530", " 2-Jan-2024 10:00:00 +0530"),  # RFC 5322 style
-        ("2024-01-02T10:00:00-08:00", " 2-Jan-2024 10:00:00 -0800"),  # ISO 8601
+        (" 7-Feb-2024 10:00:00 +0100", "07-Feb-2024 10:00:00 +0100"),  # RFC 3501's other padding
+        ("7-Feb-2024 10:00:00 +0100", "07-Feb-2024 10:00:00 +0100"),  # no padding
+        ("07-feb-2024 10:00:00 GMT", "07-Feb-2024 10:00:00 +0000"),  # textual zone, lower-case month
+        ("Tue, 2 Jan 2024 10:00:00 +0530", "02-Jan-2024 10:00:00 +0530"),  # RFC 5322 style
+        ("2024-01-02T10:00:00-08:00", "02-Jan-2024 10:00:00 -0800"),  # ISO 8601
+        ("2024-01-02T10:00:00-03:30", "02-Jan-2024 10:00:00 -0330"),  # a zone with minutes, west
         ("not a date", None),
         (None, None),
     ],

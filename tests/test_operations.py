@@ -9,11 +9,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from corpus import message
-from dovecot_lab import Lab, append_many, make_lab, wait_for
+from dovecot_lab import CUTOVER, Lab, append_many, make_lab, wait_for
+from gate import Gate
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
@@ -52,18 +52,30 @@ def test_passwords_never_reach_logs_state_or_output(
 
 
 def test_detached_run_outlives_its_terminal_and_logs_in_the_state_dir(
-    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, gate: Gate
 ) -> None:
     append_many(source_dovecot, "alice", "INBOX", [message(f"d {n}") for n in range(50)])
     lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
 
-    proc = lab.cutover("run", "--plan", str(lab.plan), "--wave", "pilot", "--detach", "--output", "json")
+    proc = lab.cutover(
+        "run",
+        "--plan",
+        str(lab.plan),
+        "--wave",
+        "pilot",
+        "--detach",
+        "--output",
+        "json",
+        env=lab.env | gate.env("hold-after-append:1"),
+    )
 
     assert proc.returncode == 0, proc.stderr
     started = json.loads(proc.stdout)
-    # Its own session, so the hang-up of the launching terminal can't reach it (checked while it
-    # is still starting: the interpreter alone takes longer than this).
+    # Its own session, so the hang-up of the launching terminal can't reach it (checked while the
+    # runner holds at its first batch, so it is certainly still there).
+    assert gate.wait_held() == "after-append"
     assert os.getsid(started["pid"]) == started["pid"] != os.getsid(0)
+    gate.open()
     log = Path(started["log"])
     assert log.parent == lab.root / ".cutover" / "logs"
     wait_for(lambda: (runs := lab.status()["runs"]) and runs[0]["status"] != "running", 60, 0.2)
@@ -133,40 +145,32 @@ def test_engines_never_import_the_tui() -> None:
 
 
 def test_interrupt_stops_after_the_batch_and_a_rerun_finishes(
-    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, gate: Gate
 ) -> None:
     append_many(source_dovecot, "alice", "INBOX", [message(f"i {n}", "v" * 20_000) for n in range(3000)])
     lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot, tail="[run]\nbatch_messages = 20\n")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cockpit.cli",
-            "run",
-            "--plan",
-            str(lab.plan),
-            "--wave",
-            "pilot",
-            "--progress",
-            "none",
-        ],
-        env=lab.env,
+        [*CUTOVER, "run", "--plan", str(lab.plan), "--wave", "pilot", "--progress", "none"],
+        env=lab.env | gate.env("hold-after-append:5"),
         cwd=lab.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(lambda: lab.status()["runs"], 30, 0.05)  # until the run is recorded, then interrupt it mid-copy
-    time.sleep(0.3)
+    # Interrupted while the target holds the fifth batch and the ledger doesn't know it yet.
+    assert gate.wait_held(proc) == "after-append"
     proc.send_signal(signal.SIGINT)
+    said = ""
+    while "stopping after the current batch" not in said and (line := proc.stderr.readline()):
+        said += line
+    gate.open()
     out, err = proc.communicate(timeout=60)
 
-    assert proc.returncode == 130, out + err
-    assert "stopping after the current batch" in err
+    assert proc.returncode == 130, out + said + err
+    assert "stopping after the current batch" in said
     status = lab.status()
     assert status["runs"][0]["status"] == "interrupted"
-    copied_before = status["mailboxes"][0]["copied"]
-    assert 0 < copied_before < 3000
+    assert status["mailboxes"][0]["copied"] == 100  # the fifth batch recorded, no sixth begun
     code, summary = lab.run()
     assert code == 0
-    assert summary["totals"]["copied"] == 3000 - copied_before
+    assert summary["totals"]["copied"] == 3000 - 100

@@ -14,6 +14,7 @@ from runners.imap.parse import compress_uids, fetch_meta, fetch_uid
 from runners.imap.wire import ImapConnection
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
 from runners.plan.model import Endpoint, MailboxEntry
+from runners.special_use import special_uses_in
 
 #: Bytes of bodies asked for in one UID FETCH: large enough to amortise the round trip, small
 #: enough that a broken batch is cheap to retry message by message.
@@ -40,13 +41,12 @@ class ImapSource:
         out: list[FolderInfo] = []
         for wire, sep, attrs in list_folders(self.conn):
             lowered = {a.lower() for a in attrs}
-            special = next((a for a in attrs if a.lower() in _SPECIAL_LOWER), None)
             out.append(
                 FolderInfo(
                     raw_name=wire,
                     path=source_path(wire, sep, self.prefix),
                     separator=sep,
-                    special_use=_SPECIAL_LOWER.get(special.lower()) if special else None,
+                    special_use=next(iter(special_uses_in(attrs)), None),
                     selectable=not ({"\\noselect", "\\nonexistent"} & lowered),
                 )
             )
@@ -176,11 +176,6 @@ class ImapSource:
         if reply.status != "OK":
             return f"{conn.server} {operation}: {reply.status} {reply.text}"
         return f"UID {uid} is no longer in {folder} on the source (expunged since the run?)"
-
-
-_SPECIAL_LOWER = {
-    s.lower(): s for s in ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
-}
 
 
 def _quoted_body(line: bytes) -> list[bytes] | None:

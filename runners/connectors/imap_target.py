@@ -21,6 +21,7 @@ from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta
 from runners.imap.wire import ImapConnection, Reply
 from runners.model import SYSTEM_FLAGS, AppendItem, AppendOutcome, TargetLayout
 from runners.plan.model import Endpoint, MailboxEntry
+from runners.special_use import SPECIAL_USES, special_uses_in
 
 #: Response codes after which appending more to this mailbox is pointless.
 MAILBOX_FATAL_CODES = {"OVERQUOTA", "NOPERM"}
@@ -63,9 +64,8 @@ class ImapTarget:
     def special_folders(self) -> dict[str, str]:
         found: dict[str, str] = {}
         for wire, sep, attrs in self._listing():
-            for attr in attrs:
-                use = "\\" + attr[1:].capitalize() if attr.startswith("\\") else None
-                if use in {"\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"} and use not in found:
+            for use in special_uses_in(attrs):
+                if use in SPECIAL_USES and use not in found:
                     found[use] = "/".join(source_path(wire, sep, self.prefix))
         return found
 

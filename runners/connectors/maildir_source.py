@@ -41,15 +41,16 @@ the engine's SHA-256 matching against the target (which serves CRLF) could never
 from __future__ import annotations
 
 import os
-import time
 import zlib
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 from runners.connectors.base import SourceSession
 from runners.errors import CommandError, ConnectError
 from runners.folders import decode_segment
+from runners.imap.dates import format_date_time
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
 from runners.plan.model import Endpoint, MailboxEntry
 
@@ -57,7 +58,6 @@ MaildirLayout = Literal["dovecot", "courier"]
 
 INBOX = "INBOX"
 _SEPARATOR = "."
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _SYSTEM_LETTERS = {
     "D": "\\Draft",
     "F": "\\Flagged",
@@ -331,12 +331,8 @@ def parse_uidlist(data: bytes) -> UidList | None:
 
 
 def imap_utc_date(timestamp: float) -> str:
-    """IMAP date-time in UTC with English month names, whatever the locale."""
-    t = time.gmtime(timestamp)
-    return (
-        f"{t.tm_mday:02d}-{_MONTHS[t.tm_mon - 1]}-{t.tm_year:04d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
-    )
+    """A file time as an IMAP date-time in UTC."""
+    return format_date_time(datetime.fromtimestamp(timestamp, UTC))
 
 
 def _read(

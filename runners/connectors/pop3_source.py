@@ -38,13 +38,14 @@ import poplib
 import re
 import ssl
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import NoReturn, cast
 
 from runners.connectors.base import SourceSession
 from runners.connectors.credentials import user_password
 from runners.connectors.tls import tls_context
 from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost, TlsError
+from runners.imap.dates import format_date_time
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
 from runners.plan.model import Endpoint, MailboxEntry
 
@@ -52,7 +53,6 @@ INBOX = "INBOX"
 INBOX_FOLDER = FolderInfo(raw_name=INBOX, path=(INBOX,), separator=None)
 DEFAULT_LOGIN_TEMPLATE = "{user}*{master}"
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _STATUS_LIMIT = 8192  # longest status line we accept (RFC 2449 allows 512)
 _READ_CHUNK = 256 * 1024
 _TERMINATOR = b"\r\n.\r\n"
@@ -361,22 +361,13 @@ def internaldate_from_headers(message: bytes) -> str | None:
 def imap_date(rfc822_date: bytes) -> str | None:
     """``Tue, 14 Nov 2023 22:13:20 +0100`` -> ``14-Nov-2023 22:13:20 +0100``; None if unparsable."""
     parsed = email.utils.parsedate_tz(" ".join(rfc822_date.decode("ascii", "replace").split()))
-    if parsed is None:
+    if parsed is None or not 1000 <= parsed[0] <= 9999:
         return None
-    year, month, day, hour, minute, second = parsed[:6]
-    try:
-        datetime(year, month, day, hour, minute, second)
+    try:  # a zone of a day or more is no zone: timezone() refuses it
+        zone = timezone(timedelta(seconds=parsed[9] or 0))
+        return format_date_time(datetime(*parsed[:6], tzinfo=zone))
     except ValueError:
         return None
-    offset = parsed[9] or 0
-    sign = "-" if offset < 0 else "+"
-    hours, minutes = divmod(abs(offset) // 60, 60)
-    if not 1000 <= year <= 9999 or hours > 99:
-        return None
-    return (
-        f"{day:02d}-{_MONTHS[month - 1]}-{year:04d} {hour:02d}:{minute:02d}:{second:02d} "
-        f"{sign}{hours:02d}{minutes:02d}"
-    )
 
 
 def _error_text(exc: poplib.error_proto) -> str:

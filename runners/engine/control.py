@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from runners.engine import faults
 from runners.state.statuses import ControlAction
 from runners.state.store import StateStore
 
@@ -102,5 +103,6 @@ class ControlWatcher:
                 if on_pause is not None:
                     on_pause()
                     on_pause = None
+                faults.reached("paused")
                 self._changed.wait(self._poll)
             return self._state.get(mailbox) != ControlAction.CANCEL

@@ -1,28 +1,93 @@
-"""Deterministic crash points for the crash-safety tests.
+"""Deterministic fault points, so tests wait for an event in the run instead of for time.
 
-``CUTOVER_FAULT=kill-after-append:N`` makes the process SIGKILL itself right after the N-th APPEND
-batch was accepted by the target and before its result reaches the ledger: the narrowest window
-the intent log must cover. Random ``kill -9`` timing in the tests covers everything else. Unset in
-production, this costs one integer comparison per batch.
+The engine calls ``reached(point)`` at a few named points of a run. ``CUTOVER_FAULT`` arms some of
+them, as a comma-separated list of ``<action>-<point>:<N>``:
+
+``kill-<point>:N``
+    SIGKILL this process the N-th time any thread reaches the point. ``kill-after-append:N`` is the
+    narrowest window the intent log must cover: the target accepted the batch, the ledger never heard.
+``hold-<point>:N``
+    From the N-th time on, every thread reaching the point connects to the Unix socket named by
+    ``CUTOVER_FAULT_GATE``, says ``<point>\\n`` and waits there until the test answers or closes the
+    connection. Once the socket is gone, nothing holds any more. The rest of the process runs on
+    (other mailboxes, the control watcher, signal handlers), so a test can act at an exact moment.
+    ``tests/gate.py`` is the test's end.
+
+The points:
+
+``before-append``
+    A batch is recorded as pending in the ledger (intent and UIDNEXT floor), nothing sent yet.
+``after-append``
+    The target accepted the batch; its outcome is not in the ledger yet.
+``after-record``
+    The batch's outcome is in the ledger.
+``paused``
+    One turn of a paused mailbox's wait (a turn when the control watcher wakes it, or every poll).
+
+Unset in production, ``reached`` costs one comparison.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 
-_spec = os.environ.get("CUTOVER_FAULT", "")
-_name, _, _count = _spec.partition(":")
-_remaining = int(_count) if _name == "kill-after-append" and _count.isdigit() else 0
+ACTIONS = ("kill", "hold")
+POINTS = ("before-append", "after-append", "after-record", "paused")
+
+
+def parse_spec(spec: str) -> dict[str, tuple[str, int]]:
+    """``kill-after-append:3,hold-paused:2`` → {"after-append": ("kill", 3), "paused": ("hold", 2)};
+    anything else is ignored (an unknown spec must never change what a real run does)."""
+    armed: dict[str, tuple[str, int]] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, count = item.partition(":")
+        action, _, point = name.partition("-")
+        if action in ACTIONS and point in POINTS and count.isdigit() and int(count) > 0:
+            armed[point] = (action, int(count))
+    return armed
+
+
+_armed = parse_spec(os.environ.get("CUTOVER_FAULT", ""))
+_gate = os.environ.get("CUTOVER_FAULT_GATE", "")
+_seen = dict.fromkeys(_armed, 0)
 _lock = threading.Lock()
 
 
-def after_append() -> None:
-    global _remaining
-    if not _remaining:
+def reached(point: str) -> None:
+    """The run is at ``point`` (one of ``POINTS``): kill or hold here if ``CUTOVER_FAULT`` says so."""
+    if not _armed:
         return
+    fault = _armed.get(point)
+    if fault is None:
+        return
+    action, count = fault
     with _lock:
-        _remaining -= 1
-        if _remaining == 0:
-            os.kill(os.getpid(), signal.SIGKILL)
+        _seen[point] += 1
+        due = _seen[point] >= count if action == "hold" else _seen[point] == count
+    if not due:
+        return
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    else:
+        _hold(point)
+
+
+def after_append() -> None:
+    """``reached("after-append")``, the first fault point, under its first name."""
+    reached("after-append")
+
+
+def _hold(point: str) -> None:
+    global _gate
+    if not _gate:
+        return
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gate:
+            gate.connect(_gate)
+            gate.sendall(f"{point}\n".encode())
+            gate.recv(1)  # blocks until the test answers or lets go
+    except OSError:
+        _gate = ""  # the test removed the gate: the run goes on without holding

@@ -159,6 +159,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, mark: str | None, counters: Cop
         Intent(ctx.ref(m.meta), SourceFacts.of(m.meta), digest, ctx.target_wire, mark, ctx.run_id)
         for m, digest in send
     )
+    faults.reached("before-append")
     outcomes = ctx.target.append(
         ctx.target_wire,
         [
@@ -235,6 +236,7 @@ def _record_outcomes(
             if outcome.fatal_for_mailbox:
                 fatal = outcome
     ctx.store.record_results(results)
+    faults.reached("after-record")
     if fatal is not None:
         raise MailboxFatal(ctx.target.server, f"APPEND {ctx.target_wire}", fatal.error or "", fatal.code)
 

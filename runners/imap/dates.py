@@ -1,10 +1,18 @@
-"""INTERNALDATE strings as APPEND accepts them.
+"""IMAP ``date-time`` strings: the one place they are written, and made acceptable to APPEND.
 
-Copied verbatim when the source already speaks RFC 3501's ``date-time`` (the usual case: a regex
-check, nothing parsed). Some servers answer with variants (no leading space on the day, a textual
-zone, a missing zone, ISO dates); those are rewritten into the canonical form, same instant, so
-the target doesn't refuse the APPEND over a formatting detail. Unparseable dates give None: the
-message is then appended without a date and the ledger notes why.
+``format_date_time`` writes every date-time we produce (the Maildir source's file times, the POP3
+source's header dates, rewritten variants below) in one form: ``01-Aug-2023 10:00:00 +0530``, the
+day as two digits (RFC 3501 ``2DIGIT``; its other form, a space and one digit, is legal too), as
+Dovecot sends it, English month names whatever the locale.
+
+``canonical_date`` copies a source's INTERNALDATE verbatim when it is already in that form (the
+usual case: a regex check, nothing parsed). Some servers answer with variants (a space-padded day,
+no padding at all, a textual zone, a missing zone, ISO dates); those are rewritten into the
+canonical form, same instant, so the target doesn't refuse the APPEND over a formatting detail.
+Unparseable dates give None: the message is then appended without a date and the ledger notes why.
+
+The ledger keeps whatever the source connector gave (``messages.internaldate``), for display only:
+nothing compares it, so a store written with another padding reruns the same.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
-_CANONICAL = re.compile(r"^[ 0-3]\d-[A-Z][a-z]{2}-\d{4} [0-2]\d:[0-5]\d:[0-6]\d [+-]\d{4}$")
+_CANONICAL = re.compile(r"^[0-3]\d-[A-Z][a-z]{2}-\d{4} [0-2]\d:[0-5]\d:[0-6]\d [+-]\d{4}$")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _LOOSE = re.compile(
     r"^\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?: ([+-]\d{4}|[A-Z]{1,5}))?\s*$"
@@ -30,13 +38,16 @@ def canonical_date(value: str | None) -> str | None:
 @lru_cache(maxsize=1024)
 def _rewrite(value: str) -> str | None:
     moment = _parse(value)
-    if moment is None:
-        return None
+    return None if moment is None else format_date_time(moment)
+
+
+def format_date_time(moment: datetime) -> str:
+    """``01-Aug-2023 10:00:00 +0530``: ``moment`` in its own zone (UTC when it has none)."""
     offset = moment.utcoffset()
-    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
-    sign = "+" if minutes >= 0 else "-"
-    zone = f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
-    return f"{moment.day:2d}-{_MONTHS[moment.month - 1]}-{moment.year:04d} {moment:%H:%M:%S} {zone}"
+    minutes = round(offset.total_seconds() / 60) if offset is not None else 0
+    hours, rest = divmod(abs(minutes), 60)
+    zone = f"{'-' if minutes < 0 else '+'}{hours:02d}{rest:02d}"
+    return f"{moment.day:02d}-{_MONTHS[moment.month - 1]}-{moment.year:04d} {moment:%H:%M:%S} {zone}"
 
 
 def _parse(value: str) -> datetime | None:

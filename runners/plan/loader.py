@@ -26,10 +26,11 @@ from runners.plan.paths import resolve_path
 from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.tables import Document, Table
 from runners.plan.waves import load_waves
+from runners.special_use import SPECIAL_KEYS
 
 PLAN_TABLES = ("source", "target", "mailboxes", "waves", "folders", "state", "run", *READINESS_TABLES)
 FOLDERS_KEYS = ("rename", "exclude", "special")
-SPECIAL_USES = ("sent", "drafts", "trash", "junk", "archive")
+SPECIAL_USES = tuple(SPECIAL_KEYS)  # runners/special_use.py holds the one list
 STATE_KEYS = ("dir",)
 RUN_KEYS = ("workers", "batch_messages", "batch_bytes")
 

@@ -20,6 +20,7 @@ address, with a certificate from a throwaway CA for every ``mta-sts.<domain>`` i
 from __future__ import annotations
 
 import http.server
+import os
 import random
 import socket
 import ssl
@@ -34,6 +35,8 @@ import dns.rcode
 from servers.process import ServerProcess
 from servers.tlsca import ThrowawayCA
 
+_draw = random.SystemRandom()
+
 
 class NsdError(RuntimeError):
     """NSD could not be started (the message carries its log)."""
@@ -42,10 +45,15 @@ class NsdError(RuntimeError):
 def free_loopback_address(port: int) -> str:
     """A random 127.x.y.z whose ``port`` is free for both UDP and TCP.
 
-    127.0.x.x is left alone: 127.0.0.1 and systemd-resolved's 127.0.0.53 live there.
+    127.0.x.x is left alone: 127.0.0.1 and systemd-resolved's 127.0.0.53 live there. Under
+    pytest-xdist each worker draws from its own 127.<worker + 1>.0.0/16, so two workers never pick
+    the same address between the probe here and NSD's bind (NSD starts once, on the address its
+    zones name). The draw ignores the ``random`` module's global state, which a test may seed.
     """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
     for _ in range(50):
-        address = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
+        second = int(worker) % 254 + 1 if worker.isdigit() else _draw.randint(1, 254)
+        address = f"127.{second}.{_draw.randint(1, 254)}.{_draw.randint(1, 254)}"
         socks = [socket.socket(socket.AF_INET, kind) for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)]
         try:
             for sock in socks:
