@@ -11,16 +11,18 @@ import os
 import subprocess
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
 
+from textual.actions import ActionParseResult
 from textual.app import App, SystemCommand
 from textual.binding import Keymap
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
 
-from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, ActionSpec, all_actions, bindings, effective_key
+from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, ActionSpec, bindings, effective_key, read_only_refusal
 from cockpit.commands.run import runner_argv
 from cockpit.format import MB
 from cockpit.messages import SnapshotReady
@@ -34,11 +36,13 @@ from cockpit.screens.overview import OverviewView
 from cockpit.screens.readiness import ReadinessView
 from cockpit.screens.triage import TriageView
 from cockpit.shell import Cockpit
+from cockpit.widgets.flash import flash
 from runners.engine.control import request
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery, MessageIssue
+from runners.state.operators import operator_id
 from runners.state.read_models.launch_preview import LaunchPreview, preview_launch
-from runners.state.read_models.snapshot import Snapshot
+from runners.state.read_models.snapshot import Snapshot, WaveSummary
 from runners.state.store import StateStore
 
 RATE_HISTORY = 120  # samples in the throughput sparkline (a minute at 2 Hz)
@@ -104,7 +108,6 @@ class CockpitApp(App[None]):
             if poll
             else None
         )
-        self._dangerous = {s.action.split("(")[0] for s in all_actions() if s.dangerous}
         self._store: StateStore | None = None
 
     @property
@@ -236,15 +239,67 @@ class CockpitApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Read-only mode hides every action that changes anything (the footer shows none of them)."""
-        if self.read_only and action in self._dangerous:
+        if self.read_only and read_only_refusal(action) is not None:
             return False
         return True
 
-    def _refuse_if_read_only(self) -> bool:
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
+        """Every key, palette entry and click runs its action here: in read-only mode, one that would
+        change anything (in any view) is refused in the flash line, saying why; never run, never silent."""
+        name = action if isinstance(action, str) else action[1]
+        refusal = read_only_refusal(name) if self.read_only else None
+        if refusal is not None:
+            flash(self, refusal)
+            return True  # handled: the key goes no further
+        return await super().run_action(action, default_namespace, namespaces)
+
+    def _refuse_if_read_only(self, action: str = "") -> bool:
+        """For a direct call (keys never get here in read-only mode: ``run_action`` refuses first)."""
         if self.read_only:
-            self.notify("read-only cockpit: nothing can be changed from here", severity="error")
+            flash(self, read_only_refusal(action) or "read-only cockpit: nothing can be changed from here")
             return True
         return False
+
+    def record_action(self, what: str, mailbox: str | None = None) -> None:
+        """Keep an operator's action in the state store's events: every cockpit's log shows who and when."""
+        self.store.record_operator_action(operator_id(), what, mailbox=mailbox)
+        self.poke()
+
+    def _wave_summary(self, wave: str | None) -> WaveSummary | None:
+        snapshot = self.snapshot
+        return next((w for w in snapshot.waves if w.name == wave), None) if snapshot else None
+
+    def _nothing_to(self, action: str, wave: str | None, mailbox: str | None) -> str | None:
+        """Why ``action`` (pause, resume, cancel, retry) would do nothing here, or None when it may."""
+        summary = self._wave_summary(wave or (self._wave_of(mailbox) if mailbox else None))
+        if summary is None:
+            return None  # no snapshot yet: let the runner decide
+        row = self.snapshot.mailbox(mailbox) if self.snapshot and mailbox else None
+        scope = f"mailbox {mailbox}" if mailbox else f"wave {summary.name}"
+        if action in ("pause", "cancel"):
+            if not summary.running:
+                last = f" (its last run ended {summary.last_run_status})" if summary.last_run_status else ""
+                return f"{scope} is not running{last}: nothing to {action}"
+            if row is not None and row.state not in ("running", "pending", "paused"):
+                return f"{scope} is {row.state}: nothing to {action}"
+        elif action == "resume":
+            paused = row.state == "paused" if row is not None else summary.states.get("paused", 0) > 0
+            if not paused:
+                return f"nothing is paused in {scope}: nothing to resume"
+        elif action == "retry":
+            failed = (
+                row.failed + row.skipped + (row.state == "failed")
+                if row is not None
+                else summary.failed + summary.skipped + summary.states.get("failed", 0)
+            )
+            if not failed:
+                return f"nothing failed or was skipped in {scope}: nothing to retry"
+        return None
 
     def _focused_wave(self) -> str | None:
         wave = getattr(self.screen, "wave", None)
@@ -260,7 +315,7 @@ class CockpitApp(App[None]):
         return self.screen.selected_source() if isinstance(self.screen, MailboxesView) else None
 
     def action_launch(self) -> None:
-        if self._refuse_if_read_only():
+        if self._refuse_if_read_only("launch"):
             return
         wave = self._focused_wave()
         if wave is None:
@@ -275,6 +330,7 @@ class CockpitApp(App[None]):
             f"copy {len(entries)} mailbox(es): {shown}",
             f"from {self.plan.source.address} to {self.plan.target.address}",
             launch_kind(preview),
+            *self._blocker_lines([e.source for e in entries]),
         ]
         if preview.running:
             runs = ", ".join(f"#{r}" for r in preview.running)
@@ -290,11 +346,15 @@ class CockpitApp(App[None]):
         self.push_screen(Confirm(f"Launch wave {wave}?", operations, typed), launch)
 
     def action_retry_failed(self) -> None:
-        if self._refuse_if_read_only():
+        if self._refuse_if_read_only("retry_failed"):
             return
         mailbox = self._focused_mailbox()
         wave = self._wave_of(mailbox) if mailbox else self._focused_wave()
         if wave is None:
+            return
+        nothing = self._nothing_to("retry", None if mailbox else wave, mailbox)
+        if nothing:
+            flash(self, nothing, error=False)
             return
         scope = f"mailbox {mailbox}" if mailbox else f"wave {wave}"
         command = (
@@ -303,6 +363,8 @@ class CockpitApp(App[None]):
         operations = [
             f"start `{command}`",
             f"retry only what failed in {scope}: failed and skipped messages, failed folders, failed mailboxes",
+            *self._retry_counts(wave, mailbox),
+            *self._blocker_lines([mailbox] if mailbox else [e.source for e in self.plan.wave(wave)]),
         ]
 
         def launch(confirmed: bool | None) -> None:
@@ -310,6 +372,41 @@ class CockpitApp(App[None]):
                 self.launch_wave(wave, retry_failed=True, mailbox=mailbox)
 
         self.push_screen(Confirm(f"Retry failed items of {scope}?", operations), launch)
+
+    def _retry_counts(self, wave: str, mailbox: str | None) -> list[str]:
+        """What a retry would take on: messages (failed, skipped) and whole mailboxes that failed."""
+        row = self.snapshot.mailbox(mailbox) if self.snapshot and mailbox else None
+        summary = self._wave_summary(wave)
+        if row is not None:
+            messages, skipped, mailboxes = row.failed, row.skipped, int(row.state == "failed")
+        elif summary is not None and not mailbox:
+            messages, skipped, mailboxes = summary.failed, summary.skipped, summary.states.get("failed", 0)
+        else:
+            return []
+        return [
+            f"messages to retry: {messages + skipped:,} ({messages:,} failed, {skipped:,} skipped); "
+            f"mailboxes that failed as a whole: {mailboxes:,}"
+        ]
+
+    def _blocker_lines(self, sources: list[str]) -> list[str]:
+        """The readiness blockers of these mailboxes, by name, and how many concern every wave."""
+        readiness = self.snapshot.readiness if self.snapshot else None
+        if readiness is None:
+            return ["readiness: never checked (`cutover check`, or r then r in the cockpit)"]
+        mine = readiness.blockers_of(sources)
+        elsewhere = readiness.blockers_elsewhere(m.source for m in self.plan.mailboxes)
+        if not mine and not elsewhere:
+            return ["readiness: no blocker about these mailboxes"]
+        lines = []
+        if mine:
+            named = [f"{source} ({', '.join(checks)})" for source, checks in list(mine.items())[:6]]
+            more = f" and {len(mine) - 6} more" if len(mine) > 6 else ""
+            lines.append(f"BLOCKERS: {len(mine):,} mailbox(es) blocked: " + ", ".join(named) + more)
+        if elsewhere:
+            lines.append(
+                f"BLOCKERS: {elsewhere:,} blocker(s) not about one mailbox (DNS, servers): see readiness"
+            )
+        return lines
 
     def _wave_of(self, mailbox: str) -> str | None:
         return next((m.wave for m in self.plan.mailboxes if m.source == mailbox), None)
@@ -325,6 +422,10 @@ class CockpitApp(App[None]):
             detach=True,
         )
         what = f"wave {wave} {'retry ' if retry_failed else ''}"
+        scope = f" (mailbox {mailbox})" if mailbox else ""
+        self.record_action(
+            f"{'retry of failed items' if retry_failed else 'launch'} of wave {wave}{scope}", mailbox
+        )
         self.notify(f"starting {what}in the background…")
         self.run_worker(
             partial(self._start_runner, argv, what), thread=True, group="launch", exit_on_error=False
@@ -348,10 +449,14 @@ class CockpitApp(App[None]):
         self.poke()
 
     def action_control(self, action: str) -> None:
-        if self._refuse_if_read_only():
+        if self._refuse_if_read_only(f"control('{action}')"):
             return
         mailbox = self._focused_mailbox()
         wave = None if mailbox else self._focused_wave()
+        nothing = self._nothing_to(action, wave, mailbox)
+        if nothing:
+            flash(self, nothing, error=False)
+            return
         scope = f"mailbox {mailbox}" if mailbox else f"wave {wave}"
         operations = [
             f"ask the runner to {action} {scope} after its current batch (recorded in the state store)"
@@ -365,6 +470,7 @@ class CockpitApp(App[None]):
 
     def send_control(self, action: str, *, wave: str | None, mailbox: str | None) -> None:
         request(self.store, action, wave=wave, mailbox=mailbox, requested_by="cockpit")
+        self.record_action(f"{action} of {f'mailbox {mailbox}' if mailbox else f'wave {wave}'}", mailbox)
         self.notify(f"{action} requested")
         self.poke()
 

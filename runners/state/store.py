@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runners.model import FolderState
+from runners.state.audit import AuditMixin
 from runners.state.backend import Backend, SqliteBackend
 from runners.state.check_history import CheckHistoryMixin
 from runners.state.controls import ControlsMixin
@@ -42,6 +43,7 @@ _ADDED_COLUMNS = {
         ("current_folder", "TEXT"),
     ),
     "folders": (("bytes", "INTEGER"),),
+    "check_runs": (("operator", "TEXT"),),
 }
 
 
@@ -78,7 +80,7 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, MailboxReadsMixin):
+class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, MailboxReadsMixin, AuditMixin):
     def __init__(self, path: Path | str | Backend, *, read_only: bool = False) -> None:
         """Open (and create or upgrade) the store at ``path``, or the one behind a backend.
 
