@@ -100,7 +100,11 @@ class ReadinessView(View):
                 )
                 table.add_row(*(Text(c) for c in cells), key=str(index))
         self.query_one("#readiness-summary", Static).update(
-            self._summary(readiness, matching, [f"{c.check_id} {c.state}: {c.reason}" for c in not_ok])
+            self._summary(
+                readiness,
+                matching,
+                [f"{c.check_id} {c.state}: {c.reason}" for c in not_ok if c.state == "error"],
+            )
         )
 
     def _summary(self, readiness: ReadinessSummary | None, matching: int, problems: list[str]) -> str:
