@@ -79,11 +79,10 @@ def build(root: Path, mailboxes: int) -> Path:
 
 
 def measure(plan_path: Path, repeat: int, size: tuple[int, int]) -> list[float]:
-    from textual.widgets import DataTable
-
     from cockpit.app import CockpitApp
     from cockpit.screens.overview import OverviewView
     from cockpit.screens.readiness import ReadinessView
+    from cockpit.widgets.fleet_table import FleetTable
     from runners.plan.loader import load_plan
     from runners.state.read_models.snapshot import take
     from runners.state.store import StateStore
@@ -100,7 +99,7 @@ def measure(plan_path: Path, repeat: int, size: tuple[int, int]) -> list[float]:
         if renderable is not None and app.console is not None:
             list(app.console.render(renderable, app.console.options))  # what a terminal write renders
         top = app.screen
-        if pressed[0] and isinstance(top, ReadinessView) and top.query_one("#findings", DataTable).row_count:
+        if pressed[0] and isinstance(top, ReadinessView) and top.query_one("#findings", FleetTable).row_count:
             opened.append(time.perf_counter() - pressed[0])
             pressed[0] = 0.0
             done.set()

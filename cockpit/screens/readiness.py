@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
-from cockpit.screens.base import TextView, View, add_columns
+from cockpit.screens.base import TextView, View
 from cockpit.widgets.flash import flash
+from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
 from runners.state.check_history import FindingRow
 from runners.state.operators import operator_id
@@ -33,8 +33,8 @@ COLUMNS = (
     ("finding", 60),
 )
 #: Rows listed at most (worst first); the rest is counted and "/" narrows it. A large fleet has a finding
-#: per mailbox and check: tens of thousands of table rows would take seconds to lay out.
-MAX_ROWS = 200
+#: per mailbox and check: tens of thousands of rows would take seconds to read and lay out.
+MAX_ROWS = 500
 SEVERITIES = ("blocker", "warning", "info", "pass")
 
 
@@ -54,20 +54,19 @@ class ReadinessView(View):
         self.filter = ""
         self._run_id: int | None = None
         self._waves: dict[str, str] | None = None
+        self._by_key: dict[str, FindingRow] = {}
         self.running = False
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="filter: text or a wave's name; Enter applies, Esc clears", id="filter")
         yield Static("", id="readiness-summary", markup=False)
-        yield DataTable(id="findings", cursor_type="row", zebra_stripes=True)
+        yield FleetTable(COLUMNS, id="findings")  # the line API: only the visible lines are drawn
         yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
-        table = self.query_one("#findings", DataTable)
-        add_columns(table, COLUMNS)
-        table.focus()
+        self.query_one("#findings", FleetTable).focus()
 
     def show(self, snapshot: Snapshot) -> None:
         readiness = snapshot.readiness
@@ -85,20 +84,23 @@ class ReadinessView(View):
         if self._waves is None:  # mailbox → wave, for the wave column (other objects have none)
             self._waves = {m.source: m.wave for m in plan.mailboxes}
         waves = self._waves
-        table = self.query_one("#findings", DataTable)
-        with self.app.batch_update():
-            table.clear()
-            for index, f in enumerate(findings):
-                severity = f.severity + ("*" if f.waiver else "")
-                cells = (
-                    severity,
+        # Keyed by the finding: after a re-run the cursor stays on the finding it was on, if still there.
+        self._by_key = {f"{f.check_id} {f.fingerprint}": f for f in findings}
+        rows = [
+            (
+                f"{f.check_id} {f.fingerprint}",
+                (
+                    f.severity + ("*" if f.waiver else ""),
                     f.check_id,
                     f.category,
                     waves.get(f.object_id, ""),
                     f.object_id,
                     f"{f.title}: {f.observed}",
-                )
-                table.add_row(*(Text(c) for c in cells), key=str(index))
+                ),
+            )
+            for f in findings
+        ]
+        self.query_one("#findings", FleetTable).set_rows(rows)
         self.query_one("#readiness-summary", Static).update(
             self._summary(
                 readiness,
@@ -132,14 +134,11 @@ class ReadinessView(View):
         return "\n".join(lines)
 
     def _selected(self) -> FindingRow | None:
-        table = self.query_one("#findings", DataTable)
-        if not self.findings or table.cursor_row < 0:
-            return None
-        return self.findings[min(table.cursor_row, len(self.findings) - 1)]
+        key = self.query_one("#findings", FleetTable).cursor_key
+        return self._by_key.get(key) if key is not None else None
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        finding = self.findings[int(str(event.row_key.value))]
-        self.app.push_screen(FindingView(finding))
+    def on_fleet_table_row_selected(self, event: FleetTable.RowSelected) -> None:
+        self.app.push_screen(FindingView(self._by_key[event.key]))
 
     # -- filter (k9s: "/" opens it, Esc clears it, then goes back) -----------------------------
 
@@ -152,14 +151,14 @@ class ReadinessView(View):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.filter = event.value.strip()
         event.input.display = False
-        self.query_one("#findings", DataTable).focus()
+        self.query_one("#findings", FleetTable).focus()
         self.reload()
 
     def action_back(self) -> None:
         box = self.query_one("#filter", Input)
         if box.display:
             box.display = False
-            self.query_one("#findings", DataTable).focus()
+            self.query_one("#findings", FleetTable).focus()
         elif self.filter:
             self.filter = ""
             self.reload()
