@@ -54,8 +54,9 @@ class LogView(View):
     def _where(self) -> str:
         shown = f"lines matching {self.filter!r} of " if self.filter else ""
         return (
-            f"{shown}the last {MAX_LINES:,} events; every event stays in the state store and each runner's full "
-            f"log in {self.cockpit.plan.state_dir / 'logs'}"
+            f"{shown}the last {MAX_LINES:,} events, new ones at the bottom (scrolled up, the view stays put; "
+            f"End follows again); every event stays in the state store and each runner's full log in "
+            f"{self.cockpit.plan.state_dir / 'logs'}"
         )
 
     @property

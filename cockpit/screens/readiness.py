@@ -20,7 +20,7 @@ from cockpit.screens.base import TextView, View
 from cockpit.widgets.flash import flash
 from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
-from runners.state.check_history import FindingRow
+from runners.state.check_history import CheckRow, FindingRow
 from runners.state.operators import operator_id
 from runners.state.read_models.snapshot import ReadinessSummary, Snapshot, readiness_page
 
@@ -101,15 +101,12 @@ class ReadinessView(View):
             for f in findings
         ]
         self.query_one("#findings", FleetTable).set_rows(rows)
-        self.query_one("#readiness-summary", Static).update(
-            self._summary(
-                readiness,
-                matching,
-                [f"{c.check_id} {c.state}: {c.reason}" for c in not_ok if c.state == "error"],
-            )
-        )
+        errors = tuple(c for c in not_ok if c.state == "error")
+        self.query_one("#readiness-summary", Static).update(self._summary(readiness, matching, errors))
 
-    def _summary(self, readiness: ReadinessSummary | None, matching: int, problems: list[str]) -> str:
+    def _summary(
+        self, readiness: ReadinessSummary | None, matching: int, errors: tuple[CheckRow, ...]
+    ) -> str:
         busy = "  [running checks…]" if self.running else ""
         if readiness is None:
             return f"No readiness run yet.{busy}"
@@ -119,18 +116,25 @@ class ReadinessView(View):
                 totals[severity] = totals.get(severity, 0) + n
         lines = [
             f"{totals['blocker']} blocker(s), {totals['warning']} warning(s), {totals['info']} info, "
-            f"{totals['pass']} pass (* waived), the latest result of every check{busy}"
+            f"{totals['pass']} pass (* waived){busy}",
+            "by category, each check's latest run (a re-run replaces only what it re-checks):",
         ]
         for checked in readiness.checked:
             counts = readiness.by_category.get(checked.category, {})
-            shown = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES[:2] if counts.get(s)) or "no problem"
+            failed = sum(1 for c in errors if c.category == checked.category)
+            shown = ", ".join(
+                [f"{counts[s]} {s}" for s in SEVERITIES[:2] if counts.get(s)]
+                + ([f"{failed} check(s) could not run"] if failed else [])
+            )
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(checked.started))
-            lines.append(f"  {checked.category}: {shown}; checked {when} by {checked.operator or 'unknown'}")
+            lines.append(
+                f"  {checked.category}: {shown or 'no problem'}; checked {when} by {checked.operator or 'unknown'}"
+            )
         label = f"filter {self.filter!r}: " if self.filter else ""
         if matching > len(self.findings) or self.filter:
             lines.append(f"{label}{matching:,} finding(s), first {len(self.findings):,} shown (/ narrows)")
-        if problems:
-            lines.append("could not run: " + "; ".join(problems))
+        if errors:
+            lines.append("could not run: " + "; ".join(f"{c.check_id}: {c.reason}" for c in errors))
         return "\n".join(lines)
 
     def _selected(self) -> FindingRow | None:
