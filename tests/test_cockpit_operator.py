@@ -13,8 +13,12 @@ from dovecot_lab import Lab
 from servers.dovecot import DovecotServer
 from test_cockpit import app_for, feed, flash_text, open_mailboxes
 from test_cockpit import lab as cockpit_lab
+from textual.geometry import Region
+from textual.pilot import Pilot
 from textual.widgets import Input, RichLog
+from textual.widgets._toast import Toast, ToastRack
 
+from cockpit.app import CockpitApp
 from cockpit.screens.dialogs import Confirm, DialogError, ReasonPrompt
 from cockpit.screens.log import LogView
 from cockpit.screens.mailbox import FailureView, MailboxView
@@ -289,3 +293,37 @@ def test_the_mailbox_view_lists_a_skipped_message(lab: Lab) -> None:
 
     asyncio.run(scenario())
     assert FailureView  # the view a skip is made from (test_cockpit.py)
+
+
+async def toasts_of(app: CockpitApp, pilot: Pilot[None]) -> list[Region]:
+    """Where the notifications are drawn (Textual shows them a moment after ``notify``)."""
+    for _ in range(20):
+        await pilot.pause()
+        regions = [t.region for t in app.screen.get_child_by_type(ToastRack).query(Toast) if t.region]
+        if regions:
+            return regions
+    return []
+
+
+def test_notifications_cover_neither_the_eta_nor_the_newest_log_lines(lab: Lab) -> None:
+    async def scenario() -> None:
+        app = app_for(lab)
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            feed(app)
+            await pilot.pause()
+            app.notify("pilot wave retry started in the background; it runs on after the cockpit closes")
+            await pilot.pause()
+            eta = app.screen.query_one("#throughput").region  # "… ETA …" and the window
+            toasts = await toasts_of(app, pilot)
+            assert toasts and not any(t.overlaps(eta) for t in toasts), (toasts, eta)
+            await pilot.press("l")
+            await pilot.pause()
+            feed(app)
+            app.notify("pause requested")
+            await pilot.pause()
+            log = app.screen.query_one("#log").region
+            newest = Region(log.x, log.bottom - 3, log.width, 3)  # the newest lines are at the bottom
+            toasts = await toasts_of(app, pilot)
+            assert toasts and not any(t.overlaps(newest) for t in toasts), (toasts, newest)
+
+    asyncio.run(scenario())

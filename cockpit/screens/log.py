@@ -54,9 +54,8 @@ class LogView(View):
     def _where(self) -> str:
         shown = f"lines matching {self.filter!r} of " if self.filter else ""
         return (
-            f"{shown}the last {MAX_LINES:,} events, new ones at the bottom (scrolled up, the view stays put; "
-            f"End follows again); every event stays in the state store and each runner's full log in "
-            f"{self.cockpit.plan.state_dir / 'logs'}"
+            f"{shown}the last {MAX_LINES:,} events, newest at the bottom (scrolled up, End follows again); "
+            f"all stay in the state store, each runner's full log in {self.cockpit.plan.state_dir / 'logs'}"
         )
 
     @property
@@ -75,7 +74,7 @@ class LogView(View):
             line = event_line(event)
             self.lines.append(line)
             if self._matches(line):
-                log.write(line, scroll_end=follow)
+                log.write(line, expand=True, scroll_end=follow)
 
     def _matches(self, line: str) -> bool:
         return not self.filter or self.filter.lower() in line.lower()
@@ -85,7 +84,7 @@ class LogView(View):
         log.clear()
         for line in self.lines:
             if self._matches(line):
-                log.write(line, scroll_end=True)
+                log.write(line, expand=True, scroll_end=True)
         self.query_one("#log-where", Static).update(self._where())
 
     def action_filter(self) -> None:

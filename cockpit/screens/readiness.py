@@ -117,7 +117,7 @@ class ReadinessView(View):
         lines = [
             f"{totals['blocker']} blocker(s), {totals['warning']} warning(s), {totals['info']} info, "
             f"{totals['pass']} pass (* waived){busy}",
-            "by category, each check's latest run (a re-run replaces only what it re-checks):",
+            "by category (the latest run of each check):",
         ]
         for checked in readiness.checked:
             counts = readiness.by_category.get(checked.category, {})
@@ -130,9 +130,13 @@ class ReadinessView(View):
             lines.append(
                 f"  {checked.category}: {shown or 'no problem'}; checked {when} by {checked.operator or 'unknown'}"
             )
-        label = f"filter {self.filter!r}: " if self.filter else ""
-        if matching > len(self.findings) or self.filter:
-            lines.append(f"{label}{matching:,} finding(s), first {len(self.findings):,} shown (/ narrows)")
+        label = f"filter {self.filter!r}: {matching:,} finding(s)" if self.filter else ""
+        if matching > len(self.findings):
+            lines.append(
+                f"{label or f'{matching:,} findings'}, the first {len(self.findings):,} shown (/ narrows)"
+            )
+        elif label:
+            lines.append(f"{label} (Esc clears)")
         if errors:
             lines.append("could not run: " + "; ".join(f"{c.check_id}: {c.reason}" for c in errors))
         return "\n".join(lines)
