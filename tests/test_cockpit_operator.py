@@ -327,3 +327,27 @@ def test_notifications_cover_neither_the_eta_nor_the_newest_log_lines(lab: Lab) 
             assert toasts and not any(t.overlaps(newest) for t in toasts), (toasts, newest)
 
     asyncio.run(scenario())
+
+
+def test_the_readiness_filter_takes_the_views_own_keys_as_text(lab: Lab) -> None:
+    """`r`, `c` and `.` re-run checks in the readiness view; typed into its filter they are text."""
+    lab.cutover("check", "--plan", str(lab.plan), "--only", "SRC-LOGIN-002")
+
+    async def scenario() -> None:
+        app = app_for(lab)
+        async with app.run_test(size=(80, 24)) as pilot:
+            feed(app)
+            await pilot.press("r")
+            await pilot.pause()
+            view = app.screen
+            assert isinstance(view, ReadinessView)
+            await pilot.press("slash", *"carol", "enter")
+            await pilot.pause()
+            assert view.filter == "carol" and not view.running
+            assert [(f.check_id, f.object_id) for f in view.findings] == [("SRC-LOGIN-002", "carol")]
+            await pilot.press("escape")  # clears the filter, stays
+            await pilot.pause()
+            assert app.screen is view and view.filter == "" and len(view.findings) == 3
+
+    asyncio.run(scenario())
+    assert _store(lab).query("SELECT COUNT(*) AS n FROM check_runs")[0]["n"] == 1  # no re-run
