@@ -138,7 +138,10 @@ class ReadinessView(View):
         elif label:
             lines.append(f"{label} (Esc clears)")
         if errors:
-            lines.append("could not run: " + "; ".join(f"{c.check_id}: {c.reason}" for c in errors))
+            lines.append(
+                "could not run (earlier findings kept): "
+                + "; ".join(f"{c.check_id}: {c.reason}" for c in errors)
+            )
         return "\n".join(lines)
 
     def _selected(self) -> FindingRow | None:

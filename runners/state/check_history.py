@@ -93,9 +93,12 @@ class FindingRow:
 
 #: The newest run of each check: a partial run replaces only what it re-checked.
 _LATEST = "SELECT check_id, MAX(run_id) AS run_id FROM check_results GROUP BY check_id"
-#: The newest run in which each check ended ok: a check that errored since says nothing new about
-#: its findings, so the ones it made last time stay (never a false all-clear).
-_LATEST_OK = "SELECT check_id, MAX(run_id) AS run_id FROM check_results WHERE state = 'ok' GROUP BY check_id"
+#: The newest run in which each check did not fail: a check that ended in error since says nothing
+#: new about its findings, so the ones it made last time stay (never a false all-clear). A skipped
+#: check (it does not apply any more) has none.
+_LATEST_OK = (
+    "SELECT check_id, MAX(run_id) AS run_id FROM check_results WHERE state != 'error' GROUP BY check_id"
+)
 
 _WORST_FIRST = "CASE f.severity WHEN 'blocker' THEN 0 WHEN 'warning' THEN 1 WHEN 'info' THEN 2 ELSE 3 END"
 
@@ -148,7 +151,7 @@ class CheckHistoryMixin(StoreBase):
         return self._findings("WHERE f.run_id = ?", (run_id,))
 
     def latest_findings(self) -> list[FindingRow]:
-        """Every check's findings from its newest run that ended ok, worst first: the readiness picture
+        """Every check's findings from its newest run that did not end in error, worst first: the readiness picture
         across partial re-runs (re-running one check or category replaces only those)."""
         return self._findings(f"JOIN ({_LATEST_OK}) l ON l.run_id = f.run_id AND l.check_id = f.check_id", ())
 
@@ -234,7 +237,8 @@ class CheckHistoryMixin(StoreBase):
         return [CheckRow(r[0], r[1], CheckState(r[2]), r[3] or "") for r in rows]
 
     def latest_finding_counts(self) -> dict[str, dict[str, int]]:
-        """category → severity → how many unwaived findings each check's newest ok run made."""
+        """category → severity → how many unwaived findings each check's newest run that did not end
+        in error made."""
         counts: dict[str, dict[str, int]] = {}
         for category, severity, n in self._read(
             f"SELECT r.category, f.severity, COUNT(*) FROM findings f JOIN ({_LATEST_OK}) l "
