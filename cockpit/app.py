@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
 
 from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, ActionSpec, bindings, effective_key, read_only_refusal
+from cockpit.before_action import blocker_lines, nothing_to, retry_counts
 from cockpit.commands.run import runner_argv
 from cockpit.format import MB
 from cockpit.messages import SnapshotReady
@@ -42,7 +43,7 @@ from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery, MessageIssue
 from runners.state.operators import operator_id
 from runners.state.read_models.launch_preview import LaunchPreview, preview_launch
-from runners.state.read_models.snapshot import Snapshot, WaveSummary
+from runners.state.read_models.snapshot import Snapshot
 from runners.state.store import StateStore
 
 RATE_HISTORY = 120  # samples in the throughput sparkline (a minute at 2 Hz)
@@ -270,37 +271,6 @@ class CockpitApp(App[None]):
         self.store.record_operator_action(operator_id(), what, mailbox=mailbox)
         self.poke()
 
-    def _wave_summary(self, wave: str | None) -> WaveSummary | None:
-        snapshot = self.snapshot
-        return next((w for w in snapshot.waves if w.name == wave), None) if snapshot else None
-
-    def _nothing_to(self, action: str, wave: str | None, mailbox: str | None) -> str | None:
-        """Why ``action`` (pause, resume, cancel, retry) would do nothing here, or None when it may."""
-        summary = self._wave_summary(wave or (self._wave_of(mailbox) if mailbox else None))
-        if summary is None:
-            return None  # no snapshot yet: let the runner decide
-        row = self.snapshot.mailbox(mailbox) if self.snapshot and mailbox else None
-        scope = f"mailbox {mailbox}" if mailbox else f"wave {summary.name}"
-        if action in ("pause", "cancel"):
-            if not summary.running:
-                last = f" (its last run ended {summary.last_run_status})" if summary.last_run_status else ""
-                return f"{scope} is not running{last}: nothing to {action}"
-            if row is not None and row.state not in ("running", "pending", "paused"):
-                return f"{scope} is {row.state}: nothing to {action}"
-        elif action == "resume":
-            paused = row.state == "paused" if row is not None else summary.states.get("paused", 0) > 0
-            if not paused:
-                return f"nothing is paused in {scope}: nothing to resume"
-        elif action == "retry":
-            failed = (
-                row.failed + row.skipped + (row.state == "failed")
-                if row is not None
-                else summary.failed + summary.skipped + summary.states.get("failed", 0)
-            )
-            if not failed:
-                return f"nothing failed or was skipped in {scope}: nothing to retry"
-        return None
-
     def _focused_wave(self) -> str | None:
         wave = getattr(self.screen, "wave", None)
         if isinstance(wave, str):
@@ -330,7 +300,7 @@ class CockpitApp(App[None]):
             f"copy {len(entries)} mailbox(es): {shown}",
             f"from {self.plan.source.address} to {self.plan.target.address}",
             launch_kind(preview),
-            *self._blocker_lines([e.source for e in entries]),
+            *blocker_lines(self.snapshot, self.plan, [e.source for e in entries]),
         ]
         if preview.running:
             runs = ", ".join(f"#{r}" for r in preview.running)
@@ -352,7 +322,7 @@ class CockpitApp(App[None]):
         wave = self._wave_of(mailbox) if mailbox else self._focused_wave()
         if wave is None:
             return
-        nothing = self._nothing_to("retry", None if mailbox else wave, mailbox)
+        nothing = nothing_to(self.snapshot, "retry", wave, mailbox)
         if nothing:
             flash(self, nothing, error=False)
             return
@@ -363,8 +333,10 @@ class CockpitApp(App[None]):
         operations = [
             f"start `{command}`",
             f"retry only what failed in {scope}: failed and skipped messages, failed folders, failed mailboxes",
-            *self._retry_counts(wave, mailbox),
-            *self._blocker_lines([mailbox] if mailbox else [e.source for e in self.plan.wave(wave)]),
+            *retry_counts(self.snapshot, wave, mailbox),
+            *blocker_lines(
+                self.snapshot, self.plan, [mailbox] if mailbox else [e.source for e in self.plan.wave(wave)]
+            ),
         ]
 
         def launch(confirmed: bool | None) -> None:
@@ -372,41 +344,6 @@ class CockpitApp(App[None]):
                 self.launch_wave(wave, retry_failed=True, mailbox=mailbox)
 
         self.push_screen(Confirm(f"Retry failed items of {scope}?", operations), launch)
-
-    def _retry_counts(self, wave: str, mailbox: str | None) -> list[str]:
-        """What a retry would take on: messages (failed, skipped) and whole mailboxes that failed."""
-        row = self.snapshot.mailbox(mailbox) if self.snapshot and mailbox else None
-        summary = self._wave_summary(wave)
-        if row is not None:
-            messages, skipped, mailboxes = row.failed, row.skipped, int(row.state == "failed")
-        elif summary is not None and not mailbox:
-            messages, skipped, mailboxes = summary.failed, summary.skipped, summary.states.get("failed", 0)
-        else:
-            return []
-        return [
-            f"messages to retry: {messages + skipped:,} ({messages:,} failed, {skipped:,} skipped); "
-            f"mailboxes that failed as a whole: {mailboxes:,}"
-        ]
-
-    def _blocker_lines(self, sources: list[str]) -> list[str]:
-        """The readiness blockers of these mailboxes, by name, and how many concern every wave."""
-        readiness = self.snapshot.readiness if self.snapshot else None
-        if readiness is None:
-            return ["readiness: never checked (`cutover check`, or r then r in the cockpit)"]
-        mine = readiness.blockers_of(sources)
-        elsewhere = readiness.blockers_elsewhere(m.source for m in self.plan.mailboxes)
-        if not mine and not elsewhere:
-            return ["readiness: no blocker about these mailboxes"]
-        lines = []
-        if mine:
-            named = [f"{source} ({', '.join(checks)})" for source, checks in list(mine.items())[:6]]
-            more = f" and {len(mine) - 6} more" if len(mine) > 6 else ""
-            lines.append(f"BLOCKERS: {len(mine):,} mailbox(es) blocked: " + ", ".join(named) + more)
-        if elsewhere:
-            lines.append(
-                f"BLOCKERS: {elsewhere:,} blocker(s) not about one mailbox (DNS, servers): see readiness"
-            )
-        return lines
 
     def _wave_of(self, mailbox: str) -> str | None:
         return next((m.wave for m in self.plan.mailboxes if m.source == mailbox), None)
@@ -453,7 +390,7 @@ class CockpitApp(App[None]):
             return
         mailbox = self._focused_mailbox()
         wave = None if mailbox else self._focused_wave()
-        nothing = self._nothing_to(action, wave, mailbox)
+        nothing = nothing_to(self.snapshot, action, wave or self._wave_of(mailbox or ""), mailbox)
         if nothing:
             flash(self, nothing, error=False)
             return
