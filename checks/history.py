@@ -23,11 +23,14 @@ class Changes:
     previous_run: int | None = None
 
 
-def record(store: StateStore, run: CheckRun, scope: str) -> tuple[int, Changes]:
-    """Store the run and compare it with the last run of the same scope and phase."""
+def record(store: StateStore, run: CheckRun, scope: str, operator: str | None = None) -> tuple[int, Changes]:
+    """Store the run (and who ran it, ``user@host``) and compare it with the last run of the same scope
+    and phase."""
     previous = store.last_check_run(scope=scope, phase=run.phase)
     run_id = store.record_check_run(
-        CheckRunRecord(run.started or time.time(), run.seconds, run.phase, scope, not run.incomplete),
+        CheckRunRecord(
+            run.started or time.time(), run.seconds, run.phase, scope, not run.incomplete, operator
+        ),
         [
             CheckResultRecord(o.check_id, o.category, CheckState(o.state.value), o.reason, o.seconds)
             for o in run.outcomes

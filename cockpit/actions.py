@@ -75,6 +75,30 @@ SCOPES: dict[str, tuple[ActionSpec, ...]] = {
 }
 
 
+#: Actions a view binds itself that change state too (the readiness view's re-runs write check results).
+VIEW_ACTIONS_THAT_WRITE: dict[str, str] = {"rerun": "re-running checks"}
+
+
+def _what(spec: ActionSpec) -> str:
+    return spec.description.split(" (")[0].lower()
+
+
+def read_only_refusal(action: str) -> str | None:
+    """The flash line's one-line reason when a read-only cockpit refuses ``action`` (a Textual action
+    name, with or without its parameters), or None when the action changes nothing."""
+    name = action.split("(")[0].split(".")[-1]
+    what = VIEW_ACTIONS_THAT_WRITE.get(name)
+    if what is None:
+        spec = next((s for s in all_actions() if s.dangerous and s.action.split("(")[0] == name), None)
+        if spec is None:
+            return None
+        if name == "control" and "(" in action:
+            what = action.split("(")[1].strip("')\"")
+        else:
+            what = _what(spec)
+    return f"read-only cockpit: {what} refused (it would write the state store)"
+
+
 def bindings(specs: tuple[ActionSpec, ...]) -> list[Binding]:
     """Every action bound, dangerous ones too: read-only mode hides those through ``check_action``."""
     return [

@@ -11,16 +11,19 @@ import os
 import subprocess
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
 
+from textual.actions import ActionParseResult
 from textual.app import App, SystemCommand
 from textual.binding import Keymap
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
 
-from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, ActionSpec, all_actions, bindings, effective_key
+from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, ActionSpec, bindings, effective_key, read_only_refusal
+from cockpit.before_action import blocker_lines, nothing_to, retry_counts
 from cockpit.commands.run import runner_argv
 from cockpit.format import MB
 from cockpit.messages import SnapshotReady
@@ -34,9 +37,11 @@ from cockpit.screens.overview import OverviewView
 from cockpit.screens.readiness import ReadinessView
 from cockpit.screens.triage import TriageView
 from cockpit.shell import Cockpit
+from cockpit.widgets.flash import flash
 from runners.engine.control import request
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery, MessageIssue
+from runners.state.operators import operator_id
 from runners.state.read_models.launch_preview import LaunchPreview, preview_launch
 from runners.state.read_models.snapshot import Snapshot
 from runners.state.store import StateStore
@@ -104,7 +109,6 @@ class CockpitApp(App[None]):
             if poll
             else None
         )
-        self._dangerous = {s.action.split("(")[0] for s in all_actions() if s.dangerous}
         self._store: StateStore | None = None
 
     @property
@@ -236,15 +240,36 @@ class CockpitApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Read-only mode hides every action that changes anything (the footer shows none of them)."""
-        if self.read_only and action in self._dangerous:
+        if self.read_only and read_only_refusal(action) is not None:
             return False
         return True
 
-    def _refuse_if_read_only(self) -> bool:
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
+        """Every key, palette entry and click runs its action here: in read-only mode, one that would
+        change anything (in any view) is refused in the flash line, saying why; never run, never silent."""
+        name = action if isinstance(action, str) else action[1]
+        refusal = read_only_refusal(name) if self.read_only else None
+        if refusal is not None:
+            flash(self, refusal)
+            return True  # handled: the key goes no further
+        return await super().run_action(action, default_namespace, namespaces)
+
+    def _refuse_if_read_only(self, action: str = "") -> bool:
+        """For a direct call (keys never get here in read-only mode: ``run_action`` refuses first)."""
         if self.read_only:
-            self.notify("read-only cockpit: nothing can be changed from here", severity="error")
+            flash(self, read_only_refusal(action) or "read-only cockpit: nothing can be changed from here")
             return True
         return False
+
+    def record_action(self, what: str, mailbox: str | None = None) -> None:
+        """Keep an operator's action in the state store's events: every cockpit's log shows who and when."""
+        self.store.record_operator_action(operator_id(), what, mailbox=mailbox)
+        self.poke()
 
     def _focused_wave(self) -> str | None:
         wave = getattr(self.screen, "wave", None)
@@ -260,7 +285,7 @@ class CockpitApp(App[None]):
         return self.screen.selected_source() if isinstance(self.screen, MailboxesView) else None
 
     def action_launch(self) -> None:
-        if self._refuse_if_read_only():
+        if self._refuse_if_read_only("launch"):
             return
         wave = self._focused_wave()
         if wave is None:
@@ -275,6 +300,7 @@ class CockpitApp(App[None]):
             f"copy {len(entries)} mailbox(es): {shown}",
             f"from {self.plan.source.address} to {self.plan.target.address}",
             launch_kind(preview),
+            *blocker_lines(self.snapshot, self.plan, [e.source for e in entries]),
         ]
         if preview.running:
             runs = ", ".join(f"#{r}" for r in preview.running)
@@ -290,11 +316,15 @@ class CockpitApp(App[None]):
         self.push_screen(Confirm(f"Launch wave {wave}?", operations, typed), launch)
 
     def action_retry_failed(self) -> None:
-        if self._refuse_if_read_only():
+        if self._refuse_if_read_only("retry_failed"):
             return
         mailbox = self._focused_mailbox()
         wave = self._wave_of(mailbox) if mailbox else self._focused_wave()
         if wave is None:
+            return
+        nothing = nothing_to(self.snapshot, "retry", wave, mailbox)
+        if nothing:
+            flash(self, nothing, error=False)
             return
         scope = f"mailbox {mailbox}" if mailbox else f"wave {wave}"
         command = (
@@ -303,6 +333,10 @@ class CockpitApp(App[None]):
         operations = [
             f"start `{command}`",
             f"retry only what failed in {scope}: failed and skipped messages, failed folders, failed mailboxes",
+            *retry_counts(self.snapshot, wave, mailbox),
+            *blocker_lines(
+                self.snapshot, self.plan, [mailbox] if mailbox else [e.source for e in self.plan.wave(wave)]
+            ),
         ]
 
         def launch(confirmed: bool | None) -> None:
@@ -325,6 +359,10 @@ class CockpitApp(App[None]):
             detach=True,
         )
         what = f"wave {wave} {'retry ' if retry_failed else ''}"
+        scope = f" (mailbox {mailbox})" if mailbox else ""
+        self.record_action(
+            f"{'retry of failed items' if retry_failed else 'launch'} of wave {wave}{scope}", mailbox
+        )
         self.notify(f"starting {what}in the background…")
         self.run_worker(
             partial(self._start_runner, argv, what), thread=True, group="launch", exit_on_error=False
@@ -348,10 +386,14 @@ class CockpitApp(App[None]):
         self.poke()
 
     def action_control(self, action: str) -> None:
-        if self._refuse_if_read_only():
+        if self._refuse_if_read_only(f"control('{action}')"):
             return
         mailbox = self._focused_mailbox()
         wave = None if mailbox else self._focused_wave()
+        nothing = nothing_to(self.snapshot, action, wave or self._wave_of(mailbox or ""), mailbox)
+        if nothing:
+            flash(self, nothing, error=False)
+            return
         scope = f"mailbox {mailbox}" if mailbox else f"wave {wave}"
         operations = [
             f"ask the runner to {action} {scope} after its current batch (recorded in the state store)"
@@ -365,6 +407,7 @@ class CockpitApp(App[None]):
 
     def send_control(self, action: str, *, wave: str | None, mailbox: str | None) -> None:
         request(self.store, action, wave=wave, mailbox=mailbox, requested_by="cockpit")
+        self.record_action(f"{action} of {f'mailbox {mailbox}' if mailbox else f'wave {wave}'}", mailbox)
         self.notify(f"{action} requested")
         self.poke()
 

@@ -13,12 +13,14 @@ from servers.dovecot import DovecotServer
 from textual.pilot import Pilot
 
 from cockpit.app import CockpitApp
-from cockpit.screens.dialogs import Confirm
+from cockpit.screens.dialogs import Confirm, DialogError
 from cockpit.screens.mailbox import FailureView, MailboxView
 from cockpit.screens.mailboxes import MailboxesView
 from cockpit.screens.overview import OverviewView
+from cockpit.widgets.flash import Flash
 from cockpit.widgets.fleet_table import FleetTable
 from runners.plan.loader import load_plan
+from runners.state.operators import operator_id
 from runners.state.read_models.snapshot import take
 from runners.state.store import StateStore
 
@@ -97,18 +99,34 @@ def test_drill_down_from_overview_to_the_servers_words(lab: Lab) -> None:
     asyncio.run(scenario())
 
 
-def test_read_only_hides_and_refuses_every_change(lab: Lab) -> None:
+def flash_text(app: CockpitApp) -> str:
+    """The flash line of the screen on top (k9s): where a refused key says why."""
+    line = app.screen.query_one_optional(Flash)
+    return line.text if line is not None else ""
+
+
+def test_read_only_refuses_every_change_visibly_in_the_flash_line(lab: Lab) -> None:
     from cockpit.screens.readiness import ReadinessView
+
+    refused: dict[str, str] = {}
+
+    async def press_refused(app: CockpitApp, pilot: Pilot[None], key: str) -> None:
+        line = app.screen.query_one_optional(Flash)
+        if line is not None:
+            line.clear()
+        screen = app.screen
+        await pilot.press(key)
+        await pilot.pause()
+        assert app.screen is screen, key  # no dialog, no view: refused
+        refused[key] = flash_text(app)
 
     async def scenario() -> None:
         app = app_for(lab, read_only=True)
         async with app.run_test(size=(80, 24)) as pilot:
             feed(app)
             await pilot.pause()
-            for key in ("L", "P", "C"):
-                await pilot.press(key)
-                await pilot.pause()
-                assert not isinstance(app.screen, Confirm)
+            for key in ("L", "P", "R", "C", "F"):
+                await press_refused(app, pilot, key)
             assert app.check_action("launch", ()) is False and app.check_action("goto", ("log",)) is True
             app.action_launch()  # even called directly
             await pilot.pause()
@@ -116,17 +134,34 @@ def test_read_only_hides_and_refuses_every_change(lab: Lab) -> None:
             await pilot.press("r")  # the readiness view: re-running checks writes their results
             await pilot.pause()
             assert isinstance(app.screen, ReadinessView)
-            await pilot.press("r")
-            await pilot.pause()
+            for key in ("r", "c", "full_stop"):
+                await press_refused(app, pilot, key)
             assert not app.screen.running
-            said = [n.message for n in app._notifications]  # what the operator sees, one line
-            assert any(m.startswith("read-only cockpit: checks can't be re-run") for m in said), said
-        store = StateStore(app.plan.state_db)
-        assert store.query("SELECT COUNT(*) AS n FROM runs")[0]["n"] == 1  # only the fixture's own run
-        assert store.query("SELECT COUNT(*) AS n FROM controls")[0]["n"] == 0
-        assert store.query("SELECT COUNT(*) AS n FROM check_runs")[0]["n"] == 0
+            (issue,) = StateStore(app.plan.state_db).mailbox_detail("alice").issues
+            app.open_failure("alice", issue)
+            await pilot.pause()
+            for key in ("t", "s"):
+                await press_refused(app, pilot, key)
+                assert isinstance(app.screen, FailureView)
 
     asyncio.run(scenario())
+    assert refused == {
+        "L": "read-only cockpit: launch wave refused (it would write the state store)",
+        "P": "read-only cockpit: pause refused (it would write the state store)",
+        "R": "read-only cockpit: resume refused (it would write the state store)",
+        "C": "read-only cockpit: cancel refused (it would write the state store)",
+        "F": "read-only cockpit: retry failed items refused (it would write the state store)",
+        "r": "read-only cockpit: re-running checks refused (it would write the state store)",
+        "c": "read-only cockpit: re-running checks refused (it would write the state store)",
+        "full_stop": "read-only cockpit: re-running checks refused (it would write the state store)",
+        "t": "read-only cockpit: retry refused (it would write the state store)",
+        "s": "read-only cockpit: skip with a reason refused (it would write the state store)",
+    }
+    store = StateStore(load_plan(lab.plan).state_db)
+    assert store.query("SELECT COUNT(*) AS n FROM runs")[0]["n"] == 1  # only the fixture's own run
+    assert store.query("SELECT COUNT(*) AS n FROM controls")[0]["n"] == 0
+    assert store.query("SELECT COUNT(*) AS n FROM check_runs")[0]["n"] == 0
+    assert store.query("SELECT COUNT(*) AS n FROM events WHERE kind = 'operator'")[0]["n"] == 0
 
 
 def test_a_full_wave_needs_its_name_typed(lab: Lab) -> None:
@@ -151,9 +186,11 @@ def test_a_full_wave_needs_its_name_typed(lab: Lab) -> None:
                 await pilot.press(char)
             await pilot.press("enter")
             await pilot.pause()
-            assert not launched  # the wrong name: nothing done
-            await pilot.press("L")
-            await pilot.pause()
+            assert not launched  # the wrong name: nothing done, and the dialog says so, still open
+            assert isinstance(app.screen, Confirm)
+            assert app.screen.query_one(DialogError).text.startswith(
+                "'ypilot' is not the wave's name (full)"
+            )  # y went into the box
             for char in "full":
                 await pilot.press(char)
             await pilot.press("enter")
@@ -189,8 +226,18 @@ def test_relaunching_a_wave_says_it_is_a_delta_pass_and_what_is_already_copied(l
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize(("key", "action"), [("P", "pause"), ("R", "resume"), ("C", "cancel")])
-def test_control_from_the_mailboxes_view_is_sent_through_the_store(lab: Lab, key: str, action: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "action", "state"),
+    [("P", "pause", "running"), ("R", "resume", "paused"), ("C", "cancel", "running")],
+)
+def test_control_from_the_mailboxes_view_is_sent_through_the_store(
+    lab: Lab, key: str, action: str, state: str
+) -> None:
+    store = StateStore(load_plan(lab.plan).state_db)
+    store.start_run("pilot", "delta", 1)  # the wave runs again (this process holds it)
+    (alice,) = store.query("SELECT id FROM mailboxes WHERE source = 'alice'")
+    store.set_mailbox_state(alice["id"], state)  # a control that means something for alice
+
     async def scenario() -> None:
         app = app_for(lab)
         async with app.run_test(size=(120, 40)) as pilot:
@@ -201,8 +248,15 @@ def test_control_from_the_mailboxes_view_is_sent_through_the_store(lab: Lab, key
             await pilot.press("y")
             await pilot.pause()
         rows = StateStore(app.plan.state_db).query("SELECT action, mailbox, requested_by FROM controls")
-        assert [(r["action"], r["requested_by"]) for r in rows] == [(action, "cockpit")]
-        assert rows[0]["mailbox"] in ("alice", "carol")
+        assert [(r["action"], r["requested_by"], r["mailbox"]) for r in rows] == [
+            (action, "cockpit", "alice")
+        ]
+        (event,) = store.recent_events(1)  # the log view's trace: who asked for what
+        assert (event.kind, event.mailbox, event.message) == (
+            "operator",
+            "alice",
+            f"{operator_id()}: {action} of mailbox alice",
+        )
 
     asyncio.run(scenario())
 
@@ -293,7 +347,7 @@ def test_skip_a_failed_message_with_a_reason_from_its_failure_view(lab: Lab) -> 
     assert store.query("SELECT COUNT(*) AS n FROM messages WHERE status = 'waived'")[0]["n"] == 0
     asyncio.run(scenario(read_only=False))
     (row,) = store.query("SELECT status, reason FROM messages WHERE status = 'waived'")
-    assert row["reason"] == "not copied, decided by cockpit: archived"
+    assert row["reason"] == f"not copied, decided by {operator_id()}: archived"
 
 
 def secrets_in_env(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from cockpit.keymap import KeymapError, find_keymap, load_keymap
 from cockpit.palette import palette_commands
 from cockpit.screens.dialogs import Confirm, HelpScreen
 from cockpit.screens.mailbox import FailureView
+from cockpit.widgets.flash import Flash
 from cockpit.widgets.keybar import KeyBar
 from runners.errors import MigrationError
 from runners.plan.loader import load_plan
@@ -140,11 +141,11 @@ def test_a_read_only_palette_has_no_dangerous_action_and_refuses_one(
         app.read_only = False
         launch = next(c for c in palette_commands(app, app.screen) if c.title == "Launch wave")
         app.read_only = True
-        monkeypatch.setattr(app, "notify", lambda message, **_: said.append(message))
         await launch.run()  # type: ignore[misc]
         await pilot.pause()
         assert not isinstance(app.screen, Confirm)
-        assert said == ["read-only cockpit: nothing can be changed from here"]
+        said.append(app.screen.query_one(Flash).text)  # the flash line, as for its key
+        assert said == ["read-only cockpit: launch wave refused (it would write the state store)"]
 
     run(app, scenario)
     store = StateStore(app.plan.state_db)

@@ -290,7 +290,11 @@ def _readiness(store: StateStore, clock: Clock) -> None:
             reason="GETQUOTAROOT: BAD Unknown command",
         ),
     ]
-    record(store, CheckRun("pre", outcomes, started=clock.now, seconds=4.2), "all")
+    record(store, CheckRun("pre", outcomes, started=clock.now, seconds=4.2), "all", "sam@jump-1")
+    # A partial re-run later (one check): the other categories keep their findings and their time.
+    clock.now = T0 - 3600
+    again = [Outcome("DNS-SPF-005", "SPF", "dns", State.OK, [spf])]
+    record(store, CheckRun("pre", again, started=clock.now, seconds=0.4), "dns:DNS-SPF-005", "nina@ops-2")
 
 
 def built_plan(root: Path) -> Path:
@@ -400,6 +404,9 @@ SCENARIOS: dict[str, tuple[Step, ...]] = {
     "help": ("question_mark",),
     "launch_confirm": ("down", "L"),  # wave-2: its name must be typed
     "log": ("l", show_state_dir_as_displayed),
+    "log_filtered": ("l", "slash", *"warning", "enter", show_state_dir_as_displayed),
+    "readiness_filtered": ("r", "slash", *"wave-2", "enter"),  # a wave's name: its mailboxes' findings
+    "skip_reason_refused": ("m", "enter", focus_issues, "enter", headers_read, "s", "enter"),
 }
 
 
@@ -414,6 +421,13 @@ def test_read_only_footer(size: tuple[int, int], plan_path: Path, frozen: None, 
     """No Launch/Pause/Resume/Cancel in the footer, "(read-only)" in the title."""
     app = cockpit(plan_path, read_only=True)
     assert snap_compare(app, terminal_size=size, run_before=driver(()))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_read_only_refusal(size: tuple[int, int], plan_path: Path, frozen: None, snap_compare: Any) -> None:
+    """L in a read-only cockpit: refused in the flash line above the key bar, saying why."""
+    app = cockpit(plan_path, read_only=True)
+    assert snap_compare(app, terminal_size=size, run_before=driver(("L",)))
 
 
 def test_the_servers_words_are_drawn_verbatim(plan_path: Path, frozen: None) -> None:

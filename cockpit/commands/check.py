@@ -12,6 +12,7 @@ from checks.render import render_json, render_junit, render_markdown, render_tab
 from checks.runner import CheckRun, Running, run_checks, select
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.state.operators import operator_id
 from runners.state.store import StateStore
 
 RENDERERS = {"table": render_table, "json": render_json, "junit": render_junit, "markdown": render_markdown}
@@ -66,6 +67,6 @@ def record_run(
     scope = "all" if not (category or only) else f"{category or ''}:{','.join(sorted(only))}"
     store = StateStore(plan.state_db)
     try:
-        return record(store, run, scope)
+        return record(store, run, scope, operator_id())
     finally:
         store.close()

@@ -65,7 +65,18 @@ def _interactive(args: argparse.Namespace) -> int:
         print("cutover demo: lab started on 127.0.0.1; running the readiness checks…", file=sys.stderr)
         record_run(plan, run_checks(plan, select()))
         CockpitApp(plan, keys=keys, ansi=args.ansi).run()
+    print(closing_words(state_dir, plan.path, kept=args.keep), file=sys.stderr)
     return 0
+
+
+def closing_words(state_dir: Path, plan: Path, *, kept: bool) -> str:
+    """What the interactive demo says when the cockpit closes: where the state is, if it was kept."""
+    if not kept:
+        return "cutover demo: lab stopped; state removed (keep it with --keep)"
+    return (
+        f"cutover demo: lab stopped; state kept in {state_dir} (plan {plan}): "
+        f"`cutover status --plan {plan}` reads it; the next `cutover demo --keep` replaces it"
+    )
 
 
 @contextlib.contextmanager

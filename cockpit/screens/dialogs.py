@@ -13,8 +13,37 @@ from textual.widgets import DataTable, Input, Static
 from cockpit.actions import all_actions, display_key, effective_key
 
 
+class DialogError(Static):
+    """The reason a dialog refused what was typed, inside the dialog, which stays open: a refused
+    input never closes a dialog, so the next keys typed still land in it and act nowhere else."""
+
+    DEFAULT_CSS = """
+    DialogError {
+        color: $text-error;
+        text-style: bold;
+        height: auto;
+        display: none;
+    }
+    """
+
+    def __init__(self) -> None:
+        super().__init__("", markup=False, classes="dialog-error")
+
+    def say(self, text: str) -> None:
+        self.update(text)
+        self.display = True
+
+    @property
+    def text(self) -> str:
+        return str(self.content) if self.display else ""
+
+
 class Confirm(ModalScreen[bool]):
-    """Lists exactly what will happen; asks for the wave's name typed when ``typed`` is set."""
+    """Lists exactly what will happen; asks for the wave's name typed when ``typed`` is set.
+
+    The modal screen takes every key while it is open (no view's or the app's binding acts); it closes
+    only on Esc, on ``y`` (no name to type) or on Enter with the right name. A wrong name keeps it open.
+    """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("y", "yes", "Confirm", show=False)]
 
@@ -36,17 +65,22 @@ class Confirm(ModalScreen[bool]):
                 yield Input(id="confirm-input")
             else:
                 yield Static("y confirms, Esc cancels.")
+            yield DialogError()
 
     def on_mount(self) -> None:
         if self.typed:
             self.query_one("#confirm-input", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
         if event.value.strip() == self.typed:
             self.dismiss(True)
         else:
-            self.notify("that is not the wave's name: nothing was done", severity="warning")
-            self.dismiss(False)
+            shown = event.value.strip() or "nothing"
+            self.query_one(DialogError).say(
+                f"{shown!r} is not the wave's name ({self.typed}): nothing was done; type it, or Esc cancels"
+            )
+            event.input.clear()
 
     def action_yes(self) -> None:
         if not self.typed:
@@ -57,7 +91,8 @@ class Confirm(ModalScreen[bool]):
 
 
 class ReasonPrompt(ModalScreen[str]):
-    """Asks for the reason of a decision (kept in the ledger); Esc cancels."""
+    """Asks for the reason of a decision (kept in the ledger); Esc cancels. An empty reason is refused
+    inside the dialog, which stays open (what is typed next is the reason, never a command)."""
 
     BINDINGS = [Binding("escape", "dismiss('')", "Cancel")]
 
@@ -68,21 +103,36 @@ class ReasonPrompt(ModalScreen[str]):
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm"):
             yield Static(self.question, markup=False)
-            yield Input(placeholder="reason (required), Enter records it", id="reason")
+            yield Input(placeholder="reason (required), Enter records it, Esc cancels", id="reason")
+            yield DialogError()
 
     def on_mount(self) -> None:
         self.query_one("#reason", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip())
+        event.stop()
+        reason = event.value.strip()
+        if reason:
+            self.dismiss(reason)
+        else:
+            self.query_one(DialogError).say("a reason is required: type it and press Enter, or Esc cancels")
+
+
+#: The command bar's views (first word), as ``CockpitApp._run_command`` reads them.
+COMMAND_VIEWS = frozenset(
+    ("o", "overview", "m", "mb", "mailboxes", "l", "log", "r", "readiness", "checks", "u", "user", "triage",
+     "h", "help", "?", "q", "quit")
+)  # fmt: skip
 
 
 class CommandBar(ModalScreen[str]):
-    """``:mailboxes /alice`` jumps to a view with a filter (k9s)."""
+    """``:mailboxes /alice`` jumps to a view with a filter (k9s). An unknown view is refused in the bar,
+    which stays open with the text to correct."""
 
     BINDINGS = [Binding("escape", "dismiss('')", "Cancel")]
 
     def compose(self) -> ComposeResult:
+        yield DialogError()
         yield Input(
             placeholder=":overview  :readiness  :mailboxes [wave] [/filter]  :user ADDRESS  :log  :help  :quit",
             id="command",
@@ -92,7 +142,15 @@ class CommandBar(ModalScreen[str]):
         self.query_one("#command", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip().lstrip(":"))
+        event.stop()
+        command = event.value.strip().lstrip(":")
+        view = command.split()[0].lower() if command.split() else ""
+        if view and view not in COMMAND_VIEWS:
+            self.query_one(DialogError).say(
+                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, help, quit (Esc cancels)"
+            )
+            return
+        self.dismiss(command)
 
 
 class HelpScreen(ModalScreen[None]):

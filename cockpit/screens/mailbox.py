@@ -22,6 +22,7 @@ from runners.headers import MessageHeaders
 from runners.peek import MessageRef, message_headers
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxDetail, MailboxQuery, MessageAttempt, MessageIssue
+from runners.state.operators import operator_id
 from runners.state.read_models.snapshot import Snapshot
 
 FOLDER_COLUMNS = (
@@ -249,7 +250,11 @@ class FailureView(TextView):
             if not reason:
                 self.notify("no reason given: nothing recorded", severity="warning")
                 return
-            count = self.cockpit.store.waive_message(self.source, i.folder, i.uid, reason, "cockpit")
+            who = operator_id()
+            count = self.cockpit.store.waive_message(self.source, i.folder, i.uid, reason, who)
+            if count:
+                what = f"skip of {i.folder} UID {i.uid}: {reason}"
+                self.cockpit.store.record_operator_action(who, what, mailbox=self.source)
             self.notify("recorded: not copied" if count else "nothing to skip: it is no longer failed")
             self.app.pop_screen()
 

@@ -1,30 +1,48 @@
-"""Readiness: every finding of the last check run, worst first; Enter shows its evidence and fix.
+"""Readiness: the latest finding of every check across runs, worst first; Enter shows its evidence and fix.
 
-``r`` re-runs every check, ``c`` the category of the finding under the cursor, ``.`` that one check:
-in a worker thread, recorded in the state store like ``cutover check``, then shown. A read-only
-cockpit refuses, saying why: it never writes.
+A partial re-run replaces only what it re-checked: ``r`` re-runs every check, ``c`` the category of the
+finding under the cursor, ``.`` that one check, in a worker thread, recorded in the state store like
+``cutover check`` (with who ran it), then shown. The summary says when each category was last checked
+and by whom. ``/`` filters (text, or a wave's name: the findings about its mailboxes); Esc clears the
+filter, then goes back. A read-only cockpit refuses re-runs in its flash line: it never writes.
 """
 
 from __future__ import annotations
 
-from rich.text import Text
+import time
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Header, Static
+from textual.widgets import Header, Input, Static
 
-from cockpit.screens.base import TextView, View, add_columns
+from cockpit.screens.base import TextView, View
+from cockpit.widgets.flash import flash
+from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
-from runners.state.check_history import FindingRow
-from runners.state.read_models.snapshot import Snapshot, readiness_detail
+from runners.state.check_history import CheckRow, FindingRow
+from runners.state.operators import operator_id
+from runners.state.read_models.snapshot import ReadinessSummary, Snapshot, readiness_page
 
-COLUMNS = (("severity", 8), ("check", 15), ("category", 9), ("object", 28), ("finding", 60))
+COLUMNS = (
+    ("severity", 8),
+    ("check", 15),
+    ("category", 9),
+    ("wave", 10),
+    ("object", 28),
+    ("finding", 60),
+)
+#: Rows listed at most (worst first); the rest is counted and "/" narrows it. A large fleet has a finding
+#: per mailbox and check: tens of thousands of rows would take seconds to read and lay out.
+MAX_ROWS = 500
+SEVERITIES = ("blocker", "warning", "info", "pass")
 
 
 class ReadinessView(View):
     crumb = "readiness"
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
+        Binding("slash", "filter", "Filter"),
         Binding("r", "rerun('all')", "Re-run all"),
         Binding("c", "rerun('category')", "Re-run category"),
         Binding("full_stop", "rerun('check')", "Re-run check"),
@@ -33,85 +51,149 @@ class ReadinessView(View):
     def __init__(self) -> None:
         super().__init__()
         self.findings: tuple[FindingRow, ...] = ()
+        self.filter = ""
         self._run_id: int | None = None
+        self._waves: dict[str, str] | None = None
+        self._by_key: dict[str, FindingRow] = {}
         self.running = False
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Input(placeholder="filter: text or a wave's name; Enter applies, Esc clears", id="filter")
         yield Static("", id="readiness-summary", markup=False)
-        yield DataTable(id="findings", cursor_type="row", zebra_stripes=True)
+        yield FleetTable(COLUMNS, id="findings")  # the line API: only the visible lines are drawn
         yield KeyBar()
 
     def on_mount(self) -> None:
-        table = self.query_one("#findings", DataTable)
-        add_columns(table, COLUMNS)
-        table.focus()
+        self.query_one("#filter", Input).display = False
+        self.query_one("#findings", FleetTable).focus()
 
     def show(self, snapshot: Snapshot) -> None:
         readiness = snapshot.readiness
         if readiness is not None and readiness.run_id == self._run_id:
             return  # nothing new since the last refresh: don't reread the findings
         self._run_id = readiness.run_id if readiness else None
-        self.reload()
+        self.reload(readiness)
 
-    def reload(self) -> None:
-        findings, not_ok = readiness_detail(self.cockpit.store)
-        # Passes are the audit trail; the table shows what needs a decision first.
-        self.findings = tuple(f for f in findings if f.severity != "pass") + tuple(
-            f for f in findings if f.severity == "pass"
-        )
-        table = self.query_one("#findings", DataTable)
-        with self.app.batch_update():
-            table.clear()
-            for index, f in enumerate(self.findings):
-                severity = f.severity + ("*" if f.waiver else "")
-                cells = (severity, f.check_id, f.category, f.object_id, f"{f.title}: {f.observed}")
-                table.add_row(*(Text(c) for c in cells), key=str(index))
-        counts = {
-            s: sum(1 for f in findings if f.severity == s and not f.waiver)
-            for s in ("blocker", "warning", "info", "pass")
-        }
-        problems = "; ".join(f"{c.check_id} {c.state}: {c.reason}" for c in not_ok if c.state == "error")
-        busy = "  [running checks…]" if self.running else ""
-        text = (
+    def reload(self, readiness: ReadinessSummary | None = None) -> None:
+        if readiness is None and self.cockpit.snapshot is not None:
+            readiness = self.cockpit.snapshot.readiness
+        plan = self.cockpit.plan
+        findings, matching, not_ok = readiness_page(self.cockpit.store, plan, self.filter, MAX_ROWS)
+        self.findings = findings
+        if self._waves is None:  # mailbox → wave, for the wave column (other objects have none)
+            self._waves = {m.source: m.wave for m in plan.mailboxes}
+        waves = self._waves
+        # Keyed by the finding: after a re-run the cursor stays on the finding it was on, if still there.
+        self._by_key = {f"{f.check_id} {f.fingerprint}": f for f in findings}
+        rows = [
             (
-                f"{counts['blocker']} blocker(s), {counts['warning']} warning(s), {counts['info']} info, "
-                f"{counts['pass']} pass (* waived){busy}"
+                f"{f.check_id} {f.fingerprint}",
+                (
+                    f.severity + ("*" if f.waiver else ""),
+                    f.check_id,
+                    f.category,
+                    waves.get(f.object_id, ""),
+                    f.object_id,
+                    f"{f.title}: {f.observed}",
+                ),
             )
-            if findings
-            else f"No readiness run yet.{busy}"
-        )
-        self.query_one("#readiness-summary", Static).update(
-            text + (f"\ncould not run: {problems}" if problems else "")
-        )
+            for f in findings
+        ]
+        self.query_one("#findings", FleetTable).set_rows(rows)
+        errors = tuple(c for c in not_ok if c.state == "error")
+        self.query_one("#readiness-summary", Static).update(self._summary(readiness, matching, errors))
+
+    def _summary(
+        self, readiness: ReadinessSummary | None, matching: int, errors: tuple[CheckRow, ...]
+    ) -> str:
+        busy = "  [running checks…]" if self.running else ""
+        if readiness is None:
+            return f"No readiness run yet.{busy}"
+        totals = dict.fromkeys(SEVERITIES, 0)
+        for counts in readiness.by_category.values():
+            for severity, n in counts.items():
+                totals[severity] = totals.get(severity, 0) + n
+        lines = [
+            f"{totals['blocker']} blocker(s), {totals['warning']} warning(s), {totals['info']} info, "
+            f"{totals['pass']} pass (* waived){busy}",
+            "by category (the latest run of each check):",
+        ]
+        for checked in readiness.checked:
+            counts = readiness.by_category.get(checked.category, {})
+            failed = sum(1 for c in errors if c.category == checked.category)
+            shown = ", ".join(
+                [f"{counts[s]} {s}" for s in SEVERITIES[:2] if counts.get(s)]
+                + ([f"{failed} check(s) could not run"] if failed else [])
+            )
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(checked.started))
+            lines.append(
+                f"  {checked.category}: {shown or 'no problem'}; checked {when} by {checked.operator or 'unknown'}"
+            )
+        label = f"filter {self.filter!r}: {matching:,} finding(s)" if self.filter else ""
+        if matching > len(self.findings):
+            lines.append(
+                f"{label or f'{matching:,} findings'}, the first {len(self.findings):,} shown (/ narrows)"
+            )
+        elif label:
+            lines.append(f"{label} (Esc clears)")
+        if errors:
+            lines.append(
+                "could not run (earlier findings kept): "
+                + "; ".join(f"{c.check_id}: {c.reason}" for c in errors)
+            )
+        return "\n".join(lines)
 
     def _selected(self) -> FindingRow | None:
-        table = self.query_one("#findings", DataTable)
-        if not self.findings or table.cursor_row < 0:
-            return None
-        return self.findings[min(table.cursor_row, len(self.findings) - 1)]
+        key = self.query_one("#findings", FleetTable).cursor_key
+        return self._by_key.get(key) if key is not None else None
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        finding = self.findings[int(str(event.row_key.value))]
-        self.app.push_screen(FindingView(finding))
+    def on_fleet_table_row_selected(self, event: FleetTable.RowSelected) -> None:
+        self.app.push_screen(FindingView(self._by_key[event.key]))
+
+    # -- filter (k9s: "/" opens it, Esc clears it, then goes back) -----------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = self.filter
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.filter = event.value.strip()
+        event.input.display = False
+        self.query_one("#findings", FleetTable).focus()
+        self.reload()
+
+    def action_back(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.display:
+            box.display = False
+            self.query_one("#findings", FleetTable).focus()
+        elif self.filter:
+            self.filter = ""
+            self.reload()
+        else:
+            self.app.pop_screen()
+
+    # -- re-runs -------------------------------------------------------------------------------
 
     def action_rerun(self, scope: str) -> None:
-        if self.cockpit.read_only:  # a run's results are written to the state store
-            self.notify(
-                "read-only cockpit: checks can't be re-run from here (`cutover check` can)", severity="error"
-            )
+        if self.cockpit.read_only:  # never reached from a key (the app refuses first); a direct call
+            flash(self, "read-only cockpit: checks can't be re-run from here (`cutover check` can)")
             return
         if self.running:
-            self.notify("checks are already running")
+            flash(self, "checks are already running")
             return
         selected = self._selected()
         category = selected.category if selected and scope == "category" else None
         only = [selected.check_id] if selected and scope == "check" else []
+        what = "all checks" if scope == "all" else (category or (only[0] if only else "all checks"))
         self.running = True
         self.reload()
-        self.notify(
-            f"running {'all checks' if scope == 'all' else (category or only[0] if only else 'checks')}"
-        )
+        self.cockpit.store.record_operator_action(operator_id(), f"re-run of checks: {what}")
+        self.cockpit.poke()
+        self.notify(f"running {what}")
         self._run_checks(category, only)
 
     @work(thread=True, exclusive=True, group="checks")
@@ -126,8 +208,9 @@ class ReadinessView(View):
     def _checks_done(self, blockers: int) -> None:
         self.running = False
         self._run_id = None
+        self.cockpit.poke()
         self.reload()
-        self.notify(f"readiness run finished: {blockers} blocker(s)")
+        self.notify(f"readiness re-run finished: {blockers} blocker(s) in what was re-checked")
 
 
 class FindingView(TextView):

@@ -3,6 +3,7 @@ as history so that a run can be compared with the one before and the cockpit can
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ class CheckRunRecord:
     phase: str
     scope: str  # "all", or the category / ids that were run
     complete: bool  # no check ended in error
+    #: Who ran it, ``user@host`` (None for runs recorded before this was kept).
+    operator: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,16 @@ class CheckRunRow:
     id: int
     started: float
     phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryChecked:
+    """When a category's checks last ran, and who ran them."""
+
+    category: str
+    started: float
+    operator: str | None
+    run_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +91,15 @@ class FindingRow:
     fingerprint: str
 
 
+#: The newest run of each check: a partial run replaces only what it re-checked.
+_LATEST = "SELECT check_id, MAX(run_id) AS run_id FROM check_results GROUP BY check_id"
+#: The newest run in which each check did not fail: a check that ended in error since says nothing
+#: new about its findings, so the ones it made last time stay (never a false all-clear). A skipped
+#: check (it does not apply any more) has none.
+_LATEST_OK = (
+    "SELECT check_id, MAX(run_id) AS run_id FROM check_results WHERE state != 'error' GROUP BY check_id"
+)
+
 _WORST_FIRST = "CASE f.severity WHEN 'blocker' THEN 0 WHEN 'warning' THEN 1 WHEN 'info' THEN 2 ELSE 3 END"
 
 
@@ -89,8 +111,8 @@ class CheckHistoryMixin(StoreBase):
         with self.transaction() as db:
             run_id = self._backend.insert(
                 db,
-                "INSERT INTO check_runs (started, seconds, phase, scope, complete) VALUES (?,?,?,?,?)",
-                (run.started, run.seconds, run.phase, run.scope, int(run.complete)),
+                "INSERT INTO check_runs (started, seconds, phase, scope, complete, operator) VALUES (?,?,?,?,?,?)",
+                (run.started, run.seconds, run.phase, run.scope, int(run.complete), run.operator),
             )
             db.executemany(
                 "INSERT INTO check_results (run_id, check_id, category, state, reason, seconds) VALUES (?,?,?,?,?,?)",
@@ -126,12 +148,54 @@ class CheckHistoryMixin(StoreBase):
 
     def findings_of_run(self, run_id: int) -> list[FindingRow]:
         """Every finding of a run, worst first."""
+        return self._findings("WHERE f.run_id = ?", (run_id,))
+
+    def latest_findings(self) -> list[FindingRow]:
+        """Every check's findings from its newest run that did not end in error, worst first: the readiness picture
+        across partial re-runs (re-running one check or category replaces only those)."""
+        return self._findings(f"JOIN ({_LATEST_OK}) l ON l.run_id = f.run_id AND l.check_id = f.check_id", ())
+
+    def latest_findings_page(
+        self, text: str = "", sources: Sequence[str] = (), limit: int = 500
+    ) -> tuple[list[FindingRow], int]:
+        """The first ``limit`` of ``latest_findings`` (worst first) that match ``text`` (in the check,
+        category, severity, object, title or observed value; or whose object is one of ``sources``),
+        and how many match in all. The order is sorted on the index; only the page's rows are read."""
+        base = (
+            f"FROM findings f JOIN ({_LATEST_OK}) l ON l.run_id = f.run_id AND l.check_id = f.check_id "
+            "JOIN check_results r ON r.run_id = f.run_id AND r.check_id = f.check_id"
+        )
+        where, params = "", []
+        if text:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            columns = ("f.check_id", "r.category", "f.severity", "f.object_id", "f.title", "f.observed")
+            tests = [f"{c} LIKE ? ESCAPE '\\'" for c in columns]
+            params = [like] * len(columns)
+            if sources:
+                tests.append("f.object_id IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps(list(sources)))
+            where = f" WHERE ({' OR '.join(tests)})"
+        matching = int(self._read(f"SELECT COUNT(*) {base}{where}", params)[0][0])
+        ids = [
+            int(r[0])
+            for r in self._read(
+                f"SELECT f.rowid {base}{where} ORDER BY {_WORST_FIRST}, f.check_id, f.object_id LIMIT ?",
+                [*params, limit],
+            )
+        ]
+        if not ids:
+            return [], matching
+        return self._findings(
+            "WHERE f.rowid IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+        ), matching
+
+    def _findings(self, clause: str, params: Sequence[object]) -> list[FindingRow]:
         rows = self._read(
             "SELECT f.check_id, r.category, f.severity, f.object_type, f.object_id, f.title, f.observed, "
             "f.expected, f.evidence, f.remediation, f.waiver, f.fingerprint FROM findings f JOIN check_results r "
-            f"ON r.run_id = f.run_id AND r.check_id = f.check_id WHERE f.run_id = ? ORDER BY {_WORST_FIRST}, "
+            f"ON r.run_id = f.run_id AND r.check_id = f.check_id {clause} ORDER BY {_WORST_FIRST}, "
             "f.check_id, f.object_id",
-            (run_id,),
+            params,
         )
         return [
             FindingRow(
@@ -171,3 +235,46 @@ class CheckHistoryMixin(StoreBase):
             (run_id, CheckState.OK),
         )
         return [CheckRow(r[0], r[1], CheckState(r[2]), r[3] or "") for r in rows]
+
+    def latest_finding_counts(self) -> dict[str, dict[str, int]]:
+        """category → severity → how many unwaived findings each check's newest run that did not end
+        in error made."""
+        counts: dict[str, dict[str, int]] = {}
+        for category, severity, n in self._read(
+            f"SELECT r.category, f.severity, COUNT(*) FROM findings f JOIN ({_LATEST_OK}) l "
+            "ON l.run_id = f.run_id AND l.check_id = f.check_id JOIN check_results r "
+            "ON r.run_id = f.run_id AND r.check_id = f.check_id WHERE f.waiver IS NULL "
+            "GROUP BY r.category, f.severity",
+            (),
+        ):
+            counts.setdefault(category, {})[severity] = int(n)
+        return counts
+
+    def latest_checks_not_ok(self) -> list[CheckRow]:
+        """The checks whose newest run ended in error or was skipped, by id."""
+        rows = self._read(
+            f"SELECT r.check_id, r.category, r.state, r.reason FROM check_results r JOIN ({_LATEST}) l "
+            "ON l.run_id = r.run_id AND l.check_id = r.check_id WHERE r.state != ? ORDER BY r.check_id",
+            (CheckState.OK,),
+        )
+        return [CheckRow(r[0], r[1], CheckState(r[2]), r[3] or "") for r in rows]
+
+    def categories_checked(self) -> list[CategoryChecked]:
+        """Each category with its newest run (when, and by whom), by name."""
+        rows = self._read(
+            "SELECT r.category, c.started, c.operator, c.id FROM check_runs c JOIN "
+            "(SELECT category, MAX(run_id) AS run_id FROM check_results GROUP BY category) r "
+            "ON r.run_id = c.id ORDER BY r.category",
+            (),
+        )
+        return [CategoryChecked(r[0], float(r[1]), r[2], int(r[3])) for r in rows]
+
+    def latest_blockers(self) -> list[tuple[str, str, str]]:
+        """(object type, object, check) of every unwaived blocker among the checks' latest findings."""
+        rows = self._read(
+            f"SELECT f.object_type, f.object_id, f.check_id FROM findings f JOIN ({_LATEST_OK}) l "
+            "ON l.run_id = f.run_id AND l.check_id = f.check_id WHERE f.severity = 'blocker' AND f.waiver IS NULL "
+            "ORDER BY f.object_id, f.check_id",
+            (),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]

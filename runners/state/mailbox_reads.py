@@ -323,12 +323,13 @@ class MailboxReadsMixin(StoreBase):
             "f.error ORDER BY f.source_path",
             (source,),
         )
-        waiting = (MessageStatus.FAILED, MessageStatus.SKIPPED, MessageStatus.PENDING)
+        # Waived ones too: a message an operator skipped stays visible, with who decided and why.
+        waiting = (MessageStatus.FAILED, MessageStatus.SKIPPED, MessageStatus.PENDING, MessageStatus.WAIVED)
         issues = self._read(
             "SELECT f.source_path, m.src_uid, m.size, m.internaldate, m.status, m.reason, m.attempts, f.source_name, "
             "m.src_key, m.uidvalidity FROM messages m "
             "JOIN folders f ON f.id = m.folder_id JOIN mailboxes mb ON mb.id = f.mailbox_id "
-            "WHERE mb.source = ? AND m.status IN (?, ?, ?) ORDER BY f.source_path, m.src_uid",
+            "WHERE mb.source = ? AND m.status IN (?, ?, ?, ?) ORDER BY f.source_path, m.src_uid",
             (source, *waiting),
         )
         return MailboxDetail(

@@ -120,7 +120,8 @@ CREATE TABLE IF NOT EXISTS check_runs (
     seconds   REAL,
     phase     TEXT NOT NULL,
     scope     TEXT NOT NULL,               -- "all", or the category / ids that were run
-    complete  INTEGER NOT NULL DEFAULT 0   -- 1 when no check ended in error
+    complete  INTEGER NOT NULL DEFAULT 0,  -- 1 when no check ended in error
+    operator  TEXT                         -- user@host who ran it
 );
 
 CREATE TABLE IF NOT EXISTS check_results (
@@ -148,6 +149,8 @@ CREATE TABLE IF NOT EXISTS findings (
     waiver       TEXT,
     PRIMARY KEY (run_id, fingerprint)
 );
+-- Counts and the worst-first page of the readiness view read this index, not the findings' text.
+CREATE INDEX IF NOT EXISTS findings_by_check ON findings (run_id, check_id, severity, waiver, object_id);
 
 -- Facts the checks gathered that the engine and later checks reuse (the source survey).
 CREATE TABLE IF NOT EXISTS survey (

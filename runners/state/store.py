@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runners.model import FolderState
+from runners.state.audit import AuditMixin
 from runners.state.backend import Backend, SqliteBackend, schema_text
 from runners.state.check_history import CheckHistoryMixin
 from runners.state.controls import ControlsMixin
@@ -52,6 +53,7 @@ _ADDED_COLUMNS = {
         ("current_folder", "TEXT"),
     ),
     "folders": (("bytes", "INTEGER"),),
+    "check_runs": (("operator", "TEXT"),),
 }
 
 
@@ -88,7 +90,7 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, MailboxReadsMixin):
+class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, MailboxReadsMixin, AuditMixin):
     def __init__(self, path: Path | str | Backend, *, read_only: bool = False) -> None:
         """Open (and create or upgrade) the store at ``path``, or the one behind a backend.
 

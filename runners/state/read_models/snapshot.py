@@ -10,11 +10,13 @@ with tens of thousands of mailboxes; ``StateStore.mailbox_detail`` reads the led
 from __future__ import annotations
 
 import time
+import weakref
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from runners.plan.model import Plan
-from runners.state.check_history import CheckRow, FindingRow
+from runners.state.check_history import CategoryChecked, CheckRow, FindingRow
 from runners.state.mailbox_reads import Event, MailboxQuery, MailboxRow
 from runners.state.statuses import MailboxState, RunStatus
 from runners.state.store import StateStore
@@ -38,12 +40,27 @@ class WaveSummary:
 
 @dataclass(frozen=True, slots=True)
 class ReadinessSummary:
-    run_id: int
+    """The latest result of every check across runs: a partial re-run replaces only what it re-ran."""
+
+    run_id: int  # the newest run (whatever its scope): a new one means the picture changed
     started: float
     phase: str
     #: category → severity → count of unwaived findings.
     by_category: dict[str, dict[str, int]]
     checks_error: int
+    #: Each category's newest run: when, and who ran it (user@host).
+    checked: tuple[CategoryChecked, ...] = ()
+    #: Unwaived blockers by the object they are about (a mailbox, a domain, a server): object → checks.
+    blockers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def blockers_of(self, sources: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """The blockers about these mailboxes (a wave's): mailbox → the checks that block it."""
+        return {s: self.blockers[s] for s in sources if s in self.blockers}
+
+    def blockers_elsewhere(self, sources: Iterable[str]) -> int:
+        """How many blockers are about no mailbox of the plan (DNS, a server): they concern every wave."""
+        mailboxes = set(sources)
+        return sum(len(checks) for obj, checks in self.blockers.items() if obj not in mailboxes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,17 +163,52 @@ def _has(needle: str, *texts: str) -> bool:
     return not needle or any(needle in t.lower() for t in texts)
 
 
+#: The last summary read through each store: it changes only with a new check run, and counting a
+#: large fleet's findings twice a second would cost the poller tens of milliseconds each time.
+_READINESS: weakref.WeakKeyDictionary[StateStore, ReadinessSummary] = weakref.WeakKeyDictionary()
+
+
 def _readiness(store: StateStore) -> ReadinessSummary | None:
     last = store.last_check_run()
     if last is None:
         return None
-    errors = sum(1 for c in store.checks_not_ok(last.id) if c.state == "error")
-    return ReadinessSummary(last.id, last.started, last.phase, store.unwaived_finding_counts(last.id), errors)
+    cached = _READINESS.get(store)
+    if cached is not None and cached.run_id == last.id:
+        return cached
+    _READINESS[store] = summary = _read_readiness(store, last.id, last.started, last.phase)
+    return summary
+
+
+def _read_readiness(store: StateStore, run_id: int, started: float, phase: str) -> ReadinessSummary:
+    errors = sum(1 for c in store.latest_checks_not_ok() if c.state == "error")
+    blockers: dict[str, list[str]] = {}
+    for _kind, obj, check in store.latest_blockers():
+        blockers.setdefault(obj, []).append(check)
+    return ReadinessSummary(
+        run_id,
+        started,
+        phase,
+        store.latest_finding_counts(),
+        errors,
+        tuple(store.categories_checked()),
+        {obj: tuple(checks) for obj, checks in blockers.items()},
+    )
 
 
 def readiness_detail(store: StateStore) -> tuple[tuple[FindingRow, ...], tuple[CheckRow, ...]]:
-    """Every finding of the last readiness run (worst first) and the checks that didn't run."""
-    last = store.last_check_run()
-    if last is None:
+    """Every check's latest findings across runs (worst first) and the checks whose latest run failed."""
+    if store.last_check_run() is None:
         return (), ()
-    return tuple(store.findings_of_run(last.id)), tuple(store.checks_not_ok(last.id))
+    return tuple(store.latest_findings()), tuple(store.latest_checks_not_ok())
+
+
+def readiness_page(
+    store: StateStore, plan: Plan, text: str = "", limit: int = 500
+) -> tuple[tuple[FindingRow, ...], int, tuple[CheckRow, ...]]:
+    """The first ``limit`` latest findings (worst first) matching ``text`` (which may also name a wave:
+    the findings about its mailboxes match), how many match in all, and the checks whose latest run
+    failed."""
+    needle = text.strip().lower()
+    sources = [m.source for m in plan.mailboxes if needle and needle in m.wave.lower()]
+    rows, matching = store.latest_findings_page(needle, sources, limit)
+    return tuple(rows), matching, tuple(store.latest_checks_not_ok())
