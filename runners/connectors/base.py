@@ -6,7 +6,7 @@ subclass on failure, keeping the server's own words.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Protocol
 
 from runners.model import (
@@ -47,6 +47,14 @@ class SourceSession(Protocol):
         """Fetch bodies of ``metas`` (already listed in this folder), yielding as they arrive.
 
         Every requested message is yielded exactly once, either fetched or as a failure.
+        """
+        ...
+
+    def isolate(self, uids: Collection[int]) -> None:
+        """Fetch these messages each on its own, after the others, in this session's ``fetch`` calls.
+
+        How the engine narrows a batch that broke the connection down to the message at fault: one
+        that breaks it again does so alone, and the rest of its batch is not held up.
         """
         ...
 

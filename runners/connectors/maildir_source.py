@@ -43,7 +43,7 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -205,6 +205,9 @@ class MaildirSource:
                 rescanned = True
                 outcome, _ = _read(meta, files.get(meta.key), folder, scan_error)
             yield outcome
+
+    def isolate(self, uids: Collection[int]) -> None:
+        """Files are read one by one anyway, and reading one never breaks a connection."""
 
     def close(self) -> None:
         self._files.clear()

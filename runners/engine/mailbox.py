@@ -9,18 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
-from runners.connectors.imap_source import ImapSource
 from runners.engine.control import ControlWatcher
 from runners.engine.pipeline import CopyContext, CopyCounters, MailboxFatal, copy_folder, unsent_row
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
+from runners.engine.resilience import Reconnecting, Suspects, culprit_reason
 from runners.engine.sessions import ConnectionCaps, capped, open_source, open_target
 from runners.engine.stats import FolderReport, MailboxStats
 from runners.engine.triage import triage, unchanged
+from runners.engine.wave_faults import WaveFaults
 from runners.errors import (
     AuthError,
     CommandError,
-    ConnectError,
-    ConnectionLost,
     FetchConnectionLost,
     MigrationError,
     ProtocolError,
@@ -31,10 +30,6 @@ from runners.plan.model import MailboxEntry, Plan
 from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
-
-#: Seconds to wait before each reconnect attempt; the last value repeats until attempts run out.
-BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-MAX_ATTEMPTS = 6
 
 
 class RunInterrupted(MigrationError):
@@ -61,10 +56,11 @@ class MailboxJob:
         mailbox_id: int,
         run_id: int,
         stats: MailboxStats,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         stop: threading.Event | None = None,
         controls: ControlWatcher | None = None,
         retry_failed: bool = False,
+        wave_faults: WaveFaults | None = None,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -73,15 +69,18 @@ class MailboxJob:
         self.mailbox_id = mailbox_id
         self.run_id = run_id
         self.stats = stats
-        self.sleep = sleep
+        self.sleep = sleep or self._backoff
         self.stop = stop or threading.Event()
         self.controls = controls
         #: Only messages that failed or were skipped before, and folders that failed to open.
         self.retry_failed = retry_failed
+        self.wave_faults = wave_faults or WaveFaults()
+        #: The error that failed the mailbox, for telling a fault of the wave from its own.
+        self.error: MigrationError | None = None
         self.sessions = Sessions()
-        # Crash isolation across reconnects within one folder (see _retrying).
-        self._fetch_singly: set[int] = set()
-        self._poisoned: set[int] = set()
+        # Messages suspected of breaking the source connection, within one folder (see _narrow_down).
+        self._suspects = Suspects()
+        self._poisoned = self._suspects.failed
         self._fetching: tuple[int, int, dict[int, MessageMeta]] | None = None
         self._existing: set[str] = set()  # target folders known to exist
 
@@ -109,56 +108,48 @@ class MailboxJob:
         self.sessions = Sessions()
 
     def _retrying(self, what: str, action: Callable[[], None]) -> None:
-        """Run ``action``, reconnecting with backoff on dropped connections and 'try later' answers.
+        """Run ``action``, reconnecting after connection faults for as long as attempts make progress.
 
-        A drop while the source sends bodies narrows down instead of counting as a failed attempt:
-        the undelivered messages are fetched one by one next time, and a message that drops the
-        connection on its own is recorded as failed (the run goes on without it).
+        A drop while the source sends bodies narrows the search for a message at fault instead
+        (see ``resilience``): one that breaks the connection alone, the same way, on several fresh
+        connections is recorded as failed and the run goes on without it.
         """
-        failures = 0
-        while True:
-            try:
-                action()
-                return
-            except FetchConnectionLost as exc:
-                problem: ProtocolError = exc
-                progress = self._narrow_down(exc)
-            except (ConnectionLost, ConnectError) as exc:
-                if not exc.retryable:
-                    raise
-                problem, progress = exc, False
-            except (CommandError, AuthError) as exc:
-                if not exc.retryable:  # NO [INUSE], [UNAVAILABLE], [LIMIT] outside APPEND: try later
-                    raise
-                problem, progress = exc, False
-            self._drop_sessions()
-            if not progress:
-                failures += 1
-                if failures == MAX_ATTEMPTS:
-                    raise problem
-            delay = BACKOFF[min(failures - 1, len(BACKOFF) - 1)] if not progress else 0.0
-            self.stats.reconnects += 1
-            self._event("warning", "reconnect", f"{what}: {problem}; reconnecting in {delay:.0f} s")
-            self.sleep(delay)
+        Reconnecting(
+            progress=lambda: self.stats.copied + self.stats.matched_by_content + self.stats.failed,
+            drop=self._drop_sessions,
+            narrow=self._narrow_down,
+            pause=self._pause,
+            on_reconnect=self._reconnecting,
+            on_success=self.wave_faults.reached,
+        ).run(what, action)
+
+    def _reconnecting(self, what: str, problem: ProtocolError, delay: float) -> None:
+        self.stats.reconnects += 1
+        self.wave_faults.seen(self.entry.source, problem)
+        self._event("warning", "reconnect", f"{what}: {problem}; reconnecting in {delay:g} s")
+
+    def _pause(self, seconds: float) -> None:
+        self.sleep(seconds)
+        if self.stop.is_set():
+            raise RunInterrupted("the run was asked to stop")
+
+    def _backoff(self, seconds: float) -> None:
+        self.stop.wait(seconds)  # a stop request ends the wait early
 
     def _narrow_down(self, exc: FetchConnectionLost) -> bool:
-        """True when the drop identified a culprit (progress), False when it only narrowed the search."""
-        if not exc.single:
-            self._fetch_singly.update(exc.uids)
-            return bool(exc.uids)
-        uid = exc.uids[0]
+        """True when the drop narrowed the search for a message at fault (counts as progress)."""
+        narrowed, culprit = self._suspects.narrow(exc)
         context = self._fetching
-        if context is None or uid in self._poisoned:
-            return False
+        if not culprit or context is None:
+            return narrowed
         folder_id, uidvalidity, metas = context
-        meta = metas.get(uid)
+        meta = metas.get(exc.uids[0])
         if meta is None:
-            return False
-        self._poisoned.add(uid)
-        reason = f"the source closed the connection while sending this message ({exc.operation}: {exc.server_text})"
+            return narrowed
+        reason = culprit_reason(exc)
         self.store.record_unsent([unsent_row(folder_id, uidvalidity, meta, "failed", reason, self.run_id)])
         self.stats.failed += 1
-        self._event("error", "message-failed", f"UID {uid}: {reason}", folder=exc.folder)
+        self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=exc.folder)
         return True
 
     def _checkpoint(self) -> None:
@@ -217,14 +208,13 @@ class MailboxJob:
         except MailboxCancelled:
             stats.state = "cancelled"
         except MailboxFatal as exc:
-            stats.state, stats.error, stats.error_kind = "failed", str(exc), "target-refused-mailbox"
+            self._failed(exc, "target-refused-mailbox")
         except AuthError as exc:
-            stats.state, stats.error, stats.error_kind = "failed", str(exc), "login"
+            self._failed(exc, "login")
         except ProtocolError as exc:
-            stats.state, stats.error = "failed", str(exc)
-            stats.error_kind = "retry-later" if exc.retryable else "protocol"
+            self._failed(exc, "retry-later" if exc.retryable else "protocol")
         except MigrationError as exc:
-            stats.state, stats.error, stats.error_kind = "failed", str(exc), "config"
+            self._failed(exc, "config")
         finally:
             self._drop_sessions()
             stats.current_folder = ""
@@ -232,6 +222,11 @@ class MailboxJob:
         if stats.error:
             self._event("error", "mailbox-failed", stats.error)
         return stats
+
+    def _failed(self, exc: MigrationError, kind: str) -> None:
+        self.error = exc
+        self.stats.state, self.stats.error, self.stats.error_kind = "failed", str(exc), kind
+        self.wave_faults.seen(self.entry.source, exc)
 
     def _prepare(self) -> list[FolderMapping]:
         source, target = self._source(), self._target()
@@ -285,7 +280,8 @@ class MailboxJob:
         if mapping.excluded is not None:
             return
         try:
-            self._fetch_singly, self._poisoned, self._fetching = set(), set(), None
+            self._suspects.clear()
+            self._fetching = None
             self._retrying(
                 f"folder {mapping.source.display}",
                 lambda: self._sync_folder(mapping, row.id, row.state, hint, report),
@@ -398,8 +394,7 @@ class MailboxJob:
             self.store.mailbox_progress(self.mailbox_id, self.stats.progress())
 
         self._fetching = (folder_id, state.uidvalidity, {m.uid: m for m in todo})
-        if isinstance(source, ImapSource):
-            source.fetch_singly = self._fetch_singly
+        source.isolate(self._suspects.alone)
         try:
             copy_folder(ctx, todo, counters, on_batch)
         finally:
