@@ -82,6 +82,10 @@ class MailboxJob:
         self._suspects = Suspects()
         self._poisoned = self._suspects.failed
         self._fetching: tuple[int, int, dict[int, MessageMeta]] | None = None
+        # Failures counted when a folder attempt started, and messages failed as culprits (see
+        # _forget_contribution): a retried attempt must not count the same failure twice.
+        self._failed_mark: int | None = None
+        self._culprits = 0
         self._existing: set[str] = set()  # target folders known to exist
 
     # -- sessions ------------------------------------------------------------------------------
@@ -149,6 +153,7 @@ class MailboxJob:
         reason = culprit_reason(exc)
         self.store.record_unsent([unsent_row(folder_id, uidvalidity, meta, "failed", reason, self.run_id)])
         self.stats.failed += 1
+        self._culprits += 1
         self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=exc.folder)
         return True
 
@@ -281,7 +286,7 @@ class MailboxJob:
             return
         try:
             self._suspects.clear()
-            self._fetching = None
+            self._fetching, self._failed_mark = None, None
             self._retrying(
                 f"folder {mapping.source.display}",
                 lambda: self._sync_folder(mapping, row.id, row.state, hint, report),
@@ -423,18 +428,24 @@ class MailboxJob:
             self.store.folder_error(folder_id, None)
 
     def _contribute(self, report: FolderReport, messages: int, size: int, present: int) -> None:
-        report.source_messages, report.source_bytes, report.already_present = messages, size, present
-        self.stats.messages_total += messages
-        self.stats.bytes_total += size
-        self.stats.already_present += present
+        """Count a folder's listing. A listing again after a reconnect replaces the earlier one."""
+        stats = self.stats
+        stats.messages_total += messages - report.source_messages
+        stats.bytes_total += size - report.source_bytes
+        if not report.listed:
+            # Only the first listing: later ones also find what this run has copied since.
+            stats.already_present += present
+            report.already_present, report.listed = present, True
+        stats.skipped -= report.skipped  # skipped again, and counted again, by this pass
+        report.source_messages, report.source_bytes, report.skipped = messages, size, 0
 
     def _forget_contribution(self, report: FolderReport) -> None:
-        """A folder pass that is retried after a reconnect must not count its messages twice."""
-        self.stats.messages_total -= report.source_messages
-        self.stats.bytes_total -= report.source_bytes
-        self.stats.already_present -= report.already_present
-        self.stats.skipped -= report.skipped
-        report.source_messages = report.source_bytes = report.already_present = report.skipped = 0
+        """A folder pass tried again after a reconnect tries again the messages that failed in the
+        earlier attempt (the target may take them now): they count again only if they fail again."""
+        counted = self.stats.failed - self._culprits
+        if self._failed_mark is not None:
+            self.stats.failed -= counted - self._failed_mark
+        self._failed_mark = self.stats.failed - self._culprits
 
     def _target_counts(self, mappings: list[FolderMapping]) -> None:
         """Per-folder target message counts for the end-of-run comparison (one STATUS per target folder)."""

@@ -9,6 +9,7 @@ gateway forgetting the flow while the message happened to be on the wire.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -74,12 +75,17 @@ class Suspects:
             self.alone.add(uid)
             return True, False
         seen = self.strikes.setdefault(uid, [])
-        seen.append(exc.server_text)
+        seen.append(_shape(exc.server_text))
         if len(seen) >= STRIKES and len(set(seen[-STRIKES:])) == 1:
             self.failed.add(uid)
             self.alone.discard(uid)
             return True, True
         return len(seen) < STRIKES, False
+
+
+def _shape(server_text: str) -> str:
+    """The words of a failure without its numbers: Dovecot's ``* BYE`` carries a timestamp."""
+    return re.sub(r"\d+", "#", server_text)
 
 
 def culprit_reason(exc: FetchConnectionLost) -> str:
