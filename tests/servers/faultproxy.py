@@ -1,11 +1,12 @@
 """A TCP proxy on loopback that breaks connections the way flaky networks do.
 
-It sits between the engine and a real server and, on some connections, either resets the
-connection (RST) or silently stalls it (no more data either way, the connection left open, as a
-NAT gateway that forgot the flow does) once a random number of bytes has passed. Faults are
-bounded: at most ``max_faults`` in all and none after ``fault_window`` seconds from the start, so a
-run under the proxy always ends; a stalled connection is closed after ``stall_limit`` seconds if the
-client has not given up on it first.
+It sits between the engine and a real server and, on some connections (``fault_rate``), either
+resets the connection (RST) or silently stalls it (no more data either way, the connection left
+open, as a NAT gateway that forgot the flow does) once a random number of bytes has passed in one
+direction (``up`` = client to server, below ``up_offsets``; ``down`` = server to client, below
+``down_offsets``). Faults are bounded: at most ``max_faults`` in all and none after
+``fault_window`` seconds from the start, so a run under the proxy always ends; a stalled connection
+is closed after ``stall_limit`` seconds if the client has not given up on it first.
 
 Every connection draws its fate from ``Random(f"{seed}:{n}")`` (``n`` = its order of arrival), so
 a failing run can be replayed with the same seed (connections that arrive in a different order
@@ -52,8 +53,10 @@ class FaultProxy:
         *,
         seed: int,
         fault_rate: float = 0.3,
-        max_offset: int = 1_000_000,
         stall_share: float = 0.5,
+        up_share: float = 0.2,
+        down_offsets: int = 1_000_000,
+        up_offsets: int = 2_000,
         max_faults: int = 20,
         fault_window: float = 60.0,
         stall_limit: float = 30.0,
@@ -63,8 +66,9 @@ class FaultProxy:
         self.master_user = master_user  # lets a proxy stand in for a server in tests/lab.write_plan
         self.seed = seed
         self.fault_rate = fault_rate
-        self.max_offset = max_offset
         self.stall_share = stall_share
+        self.up_share = up_share
+        self.offsets = {"down": down_offsets, "up": up_offsets}
         self.max_faults = max_faults
         self.fault_window = fault_window
         self.stall_limit = stall_limit
@@ -72,13 +76,14 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
+        self._port = int(self._listener.getsockname()[1])
         self._started = time.monotonic()
         self._threads: list[threading.Thread] = []
         self._accepter = threading.Thread(target=self._accept, name="faultproxy", daemon=True)
 
     @property
     def imap_port(self) -> int:
-        return int(self._listener.getsockname()[1])
+        return self._port
 
     def __enter__(self) -> FaultProxy:
         self._started = time.monotonic()
@@ -117,8 +122,8 @@ class FaultProxy:
         rng = random.Random(f"{self.seed}:{number}")
         faulty = rng.random() < self.fault_rate
         kind = "stall" if rng.random() < self.stall_share else "reset"
-        direction = "up" if rng.random() < 0.2 else "down"
-        offset = rng.randrange(self.max_offset)
+        direction = "up" if rng.random() < self.up_share else "down"
+        offset = rng.randrange(self.offsets[direction])
         return _Fate(kind if faulty else "none", direction, offset)
 
     def _may_fault(self) -> bool:
