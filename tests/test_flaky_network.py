@@ -11,6 +11,7 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
 from corpus import message
 from lab import Lab, append_many, assert_same_mailbox, rewrite_table, write_plan
 from servers import imapfill
@@ -57,6 +58,30 @@ def test_the_proxy_resets_and_stalls_at_the_byte_it_drew(source_dovecot: Dovecot
         with socket.create_connection(("127.0.0.1", clean.imap_port), timeout=5) as sock:
             assert sock.recv(4096).startswith(b"* OK")
     assert clean.log.injected == 0
+
+
+@pytest.mark.parametrize("kind", ["reset", "stall"])
+def test_a_message_on_the_wire_when_the_link_breaks_is_not_failed(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, kind: str
+) -> None:
+    # One message of 300 kB; the first source connection breaks 150 kB into its body: alone in its
+    # FETCH, it is the message "at fault" as far as the engine can see, yet the link is.
+    body = message("the only one", "b" * 300_000)
+    imapfill.append(source_dovecot, "alice", "INBOX", body)
+    proxy = FaultProxy(
+        source_dovecot.imap_port, seed=SEED, scripted={0: (kind, "down", 150_000)}, master_user="admin"
+    )
+    plan = write_plan(tmp_path / "lab", proxy, target_dovecot, source_extra="timeout = 2")
+    lab = Lab(source_dovecot, target_dovecot, tmp_path / "lab", plan)
+
+    with proxy:
+        code, summary = lab.run()
+
+    assert proxy.log.faults == [(0, kind, "down", 150_000)]
+    assert code == 0, summary
+    assert summary["totals"]["copied"] == 1 and summary["totals"]["failed"] == 0
+    assert summary["totals"]["reconnects"] == 1
+    assert_same_mailbox(source_dovecot, target_dovecot)
 
 
 def _fill(server: DovecotServer, user: str, count: int) -> None:

@@ -75,8 +75,6 @@ class MailboxJob:
         #: Only messages that failed or were skipped before, and folders that failed to open.
         self.retry_failed = retry_failed
         self.wave_faults = wave_faults or WaveFaults()
-        #: The error that failed the mailbox, for telling a fault of the wave from its own.
-        self.error: MigrationError | None = None
         self.sessions = Sessions()
         # Messages suspected of breaking the source connection, within one folder (see _narrow_down).
         self._suspects = Suspects()
@@ -129,7 +127,7 @@ class MailboxJob:
 
     def _reconnecting(self, what: str, problem: ProtocolError, delay: float) -> None:
         self.stats.reconnects += 1
-        self.wave_faults.seen(self.entry.source, problem)
+        self.wave_faults.seen(self.entry.source, problem, final=False)
         self._event("warning", "reconnect", f"{what}: {problem}; reconnecting in {delay:g} s")
 
     def _pause(self, seconds: float) -> None:
@@ -141,15 +139,17 @@ class MailboxJob:
         self.stop.wait(seconds)  # a stop request ends the wait early
 
     def _narrow_down(self, exc: FetchConnectionLost) -> bool:
-        """True when the drop narrowed the search for a message at fault (counts as progress)."""
-        narrowed, culprit = self._suspects.narrow(exc)
+        """A drop mid-fetch: True when it was progress in finding the message at fault, which is
+        recorded as failed once known."""
+        known = len(self._suspects.failed)
+        progress = self._suspects.narrow(exc)
         context = self._fetching
-        if not culprit or context is None:
-            return narrowed
+        if len(self._suspects.failed) == known or context is None:
+            return progress
         folder_id, uidvalidity, metas = context
         meta = metas.get(exc.uids[0])
         if meta is None:
-            return narrowed
+            return progress
         reason = culprit_reason(exc)
         self.store.record_unsent([unsent_row(folder_id, uidvalidity, meta, "failed", reason, self.run_id)])
         self.stats.failed += 1
@@ -229,9 +229,8 @@ class MailboxJob:
         return stats
 
     def _failed(self, exc: MigrationError, kind: str) -> None:
-        self.error = exc
         self.stats.state, self.stats.error, self.stats.error_kind = "failed", str(exc), kind
-        self.wave_faults.seen(self.entry.source, exc)
+        self.wave_faults.seen(self.entry.source, exc, final=True)
 
     def _prepare(self) -> list[FolderMapping]:
         source, target = self._source(), self._target()

@@ -59,28 +59,28 @@ class Suspects:
         self.strikes.clear()
         self.failed.clear()
 
-    def narrow(self, exc: FetchConnectionLost) -> tuple[bool, bool]:
-        """Learn from a drop mid-fetch: ``(narrowed, culprit)``.
+    def narrow(self, exc: FetchConnectionLost) -> bool:
+        """Learn from a drop mid-fetch; True when it was a strike (which counts as progress).
 
-        ``narrowed`` says the search for the message at fault moved on (which counts as progress);
-        ``culprit`` says ``exc.uids[0]`` has now broken the connection alone ``STRIKES`` times.
+        A suspect is fetched after every other message of its attempt, so a strike also says the
+        connection carried all of those: evidence against the message, not against the link. After
+        ``STRIKES`` strikes with the same words the message is in ``failed``.
         """
         if not exc.uids:
-            return False, False
+            return False
         # Bodies arrive in the order asked for: the first one not delivered was on the wire.
         uid = exc.uids[0]
         if uid in self.failed:
-            return False, False
+            return False
         if not (exc.single and uid in self.alone):
             self.alone.add(uid)
-            return True, False
+            return False
         seen = self.strikes.setdefault(uid, [])
         seen.append(_shape(exc.server_text))
         if len(seen) >= STRIKES and len(set(seen[-STRIKES:])) == 1:
             self.failed.add(uid)
             self.alone.discard(uid)
-            return True, True
-        return len(seen) < STRIKES, False
+        return len(seen) <= STRIKES
 
 
 def _shape(server_text: str) -> str:
@@ -100,7 +100,7 @@ class Reconnecting:
 
     ``progress`` counts the messages dealt with so far (copied, matched or failed); ``drop`` closes
     the sessions so the next attempt opens fresh ones; ``narrow`` learns from a drop mid-fetch and
-    says whether that narrowed the search for a message at fault; ``pause`` waits out the backoff
+    says whether that was progress (see ``Suspects.narrow``); ``pause`` waits out the backoff
     (and raises if the run is stopped meanwhile); ``on_reconnect`` and ``on_success`` tell the job.
     """
 

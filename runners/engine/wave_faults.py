@@ -4,7 +4,8 @@ A secret reference that can't be read, a master login the server refuses, a serv
 connections: each would fail every mailbox of the wave one by one, with the same line each time.
 When the first few mailboxes meet the very same such fault and no mailbox has reached its servers
 yet, it is the wave's: the run stops (``cutover run`` exits 2 with one line) and the mailboxes are
-left as they were.
+left as they were. A fault worth retrying (a refused connection) counts once a mailbox has given up
+on it: a server restarting as the wave begins is waited for, not taken for the wave's fault.
 """
 
 from __future__ import annotations
@@ -50,16 +51,22 @@ class WaveFaults:
         self._lock = threading.Lock()
         self._reached = False
         self._seen: dict[str, set[str]] = {}
+        self._given_up_on: set[str] = set()
 
     def reached(self) -> None:
         """A mailbox got through to its servers: from now on no fault is taken for the wave's."""
         self._reached = True
 
-    def seen(self, mailbox: str, exc: BaseException) -> None:
+    def seen(self, mailbox: str, exc: BaseException, *, final: bool) -> None:
+        """``mailbox`` met ``exc``; ``final`` when it gives up on it, not when it will retry."""
         signature = wave_signature(exc)
         if signature is None or self._reached:
             return
         with self._lock:
+            if final:
+                self._given_up_on.add(signature)
+            elif signature not in self._given_up_on:
+                return  # it may pass: count it once some mailbox has given up on it
             mailboxes = self._seen.setdefault(signature, set())
             mailboxes.add(mailbox)
             if len(mailboxes) >= self.few and self.reason is None:

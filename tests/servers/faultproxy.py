@@ -8,7 +8,7 @@ direction (``up`` = client to server, below ``up_offsets``; ``down`` = server to
 ``fault_window`` seconds from the start, so a run under the proxy always ends; a stalled connection
 is closed after ``stall_limit`` seconds if the client has not given up on it first.
 
-Every connection draws its fate from ``Random(f"{seed}:{n}")`` (``n`` = its order of arrival), so
+Every connection (unless ``scripted`` places the faults) draws its fate from ``Random(f"{seed}:{n}")`` (``n`` = its order of arrival), so
 a failing run can be replayed with the same seed (connections that arrive in a different order
 between runs get each other's fates).
 """
@@ -60,6 +60,7 @@ class FaultProxy:
         max_faults: int = 20,
         fault_window: float = 60.0,
         stall_limit: float = 30.0,
+        scripted: dict[int, tuple[str, str, int]] | None = None,
         master_user: str = "admin",
     ) -> None:
         self.upstream_port = upstream_port
@@ -72,6 +73,8 @@ class FaultProxy:
         self.max_faults = max_faults
         self.fault_window = fault_window
         self.stall_limit = stall_limit
+        #: Connection number -> (kind, direction, offset): a fault placed by the test, not drawn.
+        self.scripted = scripted or {}
         self.log = FaultLog()
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -119,6 +122,8 @@ class FaultProxy:
             thread.start()
 
     def _fate(self, number: int) -> _Fate:
+        if self.scripted:
+            return _Fate(*self.scripted[number]) if number in self.scripted else _Fate("none", "down", 0)
         rng = random.Random(f"{self.seed}:{number}")
         faulty = rng.random() < self.fault_rate
         kind = "stall" if rng.random() < self.stall_share else "reset"
