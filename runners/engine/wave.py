@@ -190,6 +190,7 @@ class WavePass:
         summary["seconds"] = round(seconds, 3)
         self.store.finish_run(self.run_id, status, summary)
         if self.faults.reason is not None:
+            log.error("%s", self.faults.reason)
             self.store.event(self.run_id, "error", "run-stopped", self.faults.reason)
         self.store.event(self.run_id, "info", "run-finished", f"run {self.run_id} {status} in {seconds:.1f} s")
         return seconds
