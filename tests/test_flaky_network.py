@@ -42,22 +42,22 @@ def _greeting_through(proxy: FaultProxy) -> bytes:
             received += chunk
 
 
-def test_the_proxy_resets_and_stalls_at_the_byte_it_drew(source_dovecot: DovecotServer) -> None:
-    common = {"seed": SEED, "fault_rate": 1.0, "up_share": 0.0, "down_offsets": 10}
-    with FaultProxy(source_dovecot.imap_port, stall_share=0.0, **common) as resets:  # type: ignore[arg-type]
+def test_the_proxy_resets_and_stalls_where_it_is_told_and_within_its_budget(
+    source_dovecot: DovecotServer,
+) -> None:
+    with FaultProxy(source_dovecot.imap_port, seed=SEED, scripted={0: ("reset", "down", 8)}) as resets:
         got = _greeting_through(resets)
-    (_, kind, direction, offset) = resets.log.faults[0]
-    assert (kind, direction) == ("reset", "down") and got.endswith(b"<reset>")
-    # Dovecot's greeting, cut at the drawn byte (the RST may overtake the last bytes of it).
-    assert b"* OK [CAPABILITY".startswith(got[: -len(b"<reset>")]) and len(got) - 7 <= offset
-    with FaultProxy(source_dovecot.imap_port, stall_share=1.0, **common) as stalls:  # type: ignore[arg-type]
+    assert resets.log.faults == [(0, "reset", "down", 8)] and got.endswith(b"<reset>")
+    # Dovecot's greeting, cut at byte 8 (the RST may overtake the last bytes before it).
+    assert b"* OK [CA".startswith(got[: -len(b"<reset>")])
+    with FaultProxy(source_dovecot.imap_port, seed=SEED, scripted={0: ("stall", "down", 8)}) as stalls:
         got = _greeting_through(stalls)
     assert stalls.log.stalls == 1 and got.endswith(b"<stalled>")
-    # Past its budget the proxy passes everything through untouched.
-    with FaultProxy(source_dovecot.imap_port, max_faults=0, **common) as clean:  # type: ignore[arg-type]
-        with socket.create_connection(("127.0.0.1", clean.imap_port), timeout=5) as sock:
-            assert sock.recv(4096).startswith(b"* OK")
-    assert clean.log.injected == 0
+    # Drawn faults: one every 10 to 20 bytes here, but no more than the budget; then it passes all.
+    with FaultProxy(source_dovecot.imap_port, seed=SEED, gaps=(10, 20), max_faults=2) as drawn:
+        greetings = [_greeting_through(drawn) for _ in range(3)]
+    assert drawn.log.injected == 2 and [f[0] for f in drawn.log.faults] == [0, 1]
+    assert [b"\r\n" in g for g in greetings] == [False, False, True]  # cut, cut, whole
 
 
 @pytest.mark.parametrize("kind", ["reset", "stall"])
@@ -68,9 +68,7 @@ def test_a_message_on_the_wire_when_the_link_breaks_is_not_failed(
     # FETCH, it is the message "at fault" as far as the engine can see, yet the link is.
     body = message("the only one", "b" * 300_000)
     imapfill.append(source_dovecot, "alice", "INBOX", body)
-    proxy = FaultProxy(
-        source_dovecot.imap_port, seed=SEED, scripted={0: (kind, "down", 150_000)}, master_user="admin"
-    )
+    proxy = FaultProxy(source_dovecot.imap_port, seed=SEED, scripted={0: (kind, "down", 150_000)})
     plan = write_plan(tmp_path / "lab", proxy, target_dovecot, source_extra="timeout = 2")
     lab = Lab(source_dovecot, target_dovecot, tmp_path / "lab", plan)
 
@@ -99,24 +97,16 @@ def test_two_mailboxes_through_resets_and_stalls_copy_everything_in_one_run(
     for user in USERS:
         imapfill.create_folder(source, user, "Archive")
         _fill(source, user, per_mailbox)
-    source_proxy = FaultProxy(
-        source.imap_port,
-        seed=SEED,
-        fault_rate=0.6,
-        up_share=0.1,
-        down_offsets=3_000_000,
-        max_faults=10,
-        master_user=source.master_user,
-    )
-    target_proxy = FaultProxy(
-        target.imap_port,
-        seed=SEED + 1,
-        fault_rate=0.6,
-        up_share=0.9,
-        up_offsets=3_000_000,
-        down_offsets=20_000,
-        max_faults=10,
-        master_user=target.master_user,
+    # A fault every 1.5 to 4 MB on each side (up to 10 a side), half of them stalls.
+    source_proxy, target_proxy = (
+        FaultProxy(
+            server.imap_port,
+            seed=seed,
+            gaps=(1_500_000, 4_000_000),
+            max_faults=10,
+            master_user=server.master_user,
+        )
+        for server, seed in ((source, SEED), (target, SEED + 1))
     )
     mailboxes = tuple((user, user, "pilot") for user in USERS)
     # A 2-second read timeout: a stalled connection is noticed quickly.

@@ -1,16 +1,16 @@
 """A TCP proxy on loopback that breaks connections the way flaky networks do.
 
-It sits between the engine and a real server and, on some connections (``fault_rate``), either
-resets the connection (RST) or silently stalls it (no more data either way, the connection left
-open, as a NAT gateway that forgot the flow does) once a random number of bytes has passed in one
-direction (``up`` = client to server, below ``up_offsets``; ``down`` = server to client, below
-``down_offsets``). Faults are bounded: at most ``max_faults`` in all and none after
-``fault_window`` seconds from the start, so a run under the proxy always ends; a stalled connection
-is closed after ``stall_limit`` seconds if the client has not given up on it first.
+It sits between the engine and a real server and either resets a connection (RST) or silently
+stalls it (no more data either way, the connection left open, as a NAT gateway that forgot the
+flow does) at random byte offsets: the gaps between faults are drawn from ``gaps`` (bytes, counted
+over every connection and both directions), so faults spread over a whole transfer however many
+connections it takes. Faults are bounded: at most ``max_faults`` in all and none after
+``fault_window`` seconds, so a run under the proxy always ends; a stalled connection is closed
+after ``stall_limit`` seconds if the client has not given up on it first.
 
-Every connection (unless ``scripted`` places the faults) draws its fate from ``Random(f"{seed}:{n}")`` (``n`` = its order of arrival), so
-a failing run can be replayed with the same seed (connections that arrive in a different order
-between runs get each other's fates).
+The offsets and kinds come from ``Random(seed)``: a failing run can be replayed with the same seed
+(which connection a fault lands on depends on how the connections interleave). A test that needs a
+fault at an exact place gives ``scripted`` instead: connection number -> (kind, direction, offset).
 """
 
 from __future__ import annotations
@@ -31,19 +31,12 @@ class FaultLog:
     connections: int = 0
     resets: int = 0
     stalls: int = 0
-    #: (connection number, "reset"/"stall", direction, byte offset), in the order they happened.
+    #: (connection number, "reset"/"stall", direction, byte offset in that connection and direction).
     faults: list[tuple[int, str, str, int]] = field(default_factory=list)
 
     @property
     def injected(self) -> int:
         return self.resets + self.stalls
-
-
-@dataclass(frozen=True, slots=True)
-class _Fate:
-    kind: str  # "none" | "reset" | "stall"
-    direction: str  # "down" (server to client) | "up" (client to server)
-    offset: int
 
 
 class FaultProxy:
@@ -52,11 +45,8 @@ class FaultProxy:
         upstream_port: int,
         *,
         seed: int,
-        fault_rate: float = 0.3,
+        gaps: tuple[int, int] = (1_000_000, 3_000_000),
         stall_share: float = 0.5,
-        up_share: float = 0.2,
-        down_offsets: int = 1_000_000,
-        up_offsets: int = 2_000,
         max_faults: int = 20,
         fault_window: float = 60.0,
         stall_limit: float = 30.0,
@@ -65,18 +55,17 @@ class FaultProxy:
     ) -> None:
         self.upstream_port = upstream_port
         self.master_user = master_user  # lets a proxy stand in for a server in tests/lab.write_plan
-        self.seed = seed
-        self.fault_rate = fault_rate
+        self.gaps = gaps
         self.stall_share = stall_share
-        self.up_share = up_share
-        self.offsets = {"down": down_offsets, "up": up_offsets}
         self.max_faults = max_faults
         self.fault_window = fault_window
         self.stall_limit = stall_limit
-        #: Connection number -> (kind, direction, offset): a fault placed by the test, not drawn.
-        self.scripted = scripted or {}
+        self.scripted = scripted
         self.log = FaultLog()
+        self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._passed = 0  # bytes through the proxy so far, every connection and direction
+        self._next_fault = self._rng.randint(*gaps)
         self._closing = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._port = int(self._listener.getsockname()[1])
@@ -103,6 +92,37 @@ class FaultProxy:
         for thread in list(self._threads):
             thread.join(timeout=5)
 
+    # -- deciding where faults go --------------------------------------------------------------
+
+    def _fault_in(self, number: int, direction: str, before: int, size: int) -> tuple[str, int] | None:
+        """Whether ``size`` more bytes of this connection and direction cross a fault: (kind, bytes
+        to pass before it). ``before`` is what this connection and direction passed so far."""
+        with self._lock:
+            if self.scripted is not None:
+                kind, where, offset = self.scripted.get(number, ("none", "down", 0))
+                if kind == "none" or where != direction or not before <= offset < before + size:
+                    return None
+                return self._record(number, kind, direction, offset), offset - before
+            start = self._passed
+            self._passed += size
+            if not start <= self._next_fault < self._passed:
+                return None
+            cut = self._next_fault - start
+            kind = "stall" if self._rng.random() < self.stall_share else "reset"
+            if self.log.injected >= self.max_faults or time.monotonic() - self._started >= self.fault_window:
+                return None  # no more faults: the next one is never reached
+            self._passed = self._next_fault  # what follows the fault never passes
+            self._next_fault += self._rng.randint(*self.gaps)
+            return self._record(number, kind, direction, before + cut), cut
+
+    def _record(self, number: int, kind: str, direction: str, offset: int) -> str:
+        if kind == "reset":
+            self.log.resets += 1
+        else:
+            self.log.stalls += 1
+        self.log.faults.append((number, kind, direction, offset))
+        return kind
+
     # -- the proxy ---------------------------------------------------------------------------
 
     def _accept(self) -> None:
@@ -114,31 +134,13 @@ class FaultProxy:
             with self._lock:
                 number = self.log.connections
                 self.log.connections += 1
-            fate = self._fate(number)
             thread = threading.Thread(
-                target=self._serve, args=(client, number, fate), name=f"faultproxy-{number}", daemon=True
+                target=self._serve, args=(client, number), name=f"faultproxy-{number}", daemon=True
             )
             self._threads.append(thread)
             thread.start()
 
-    def _fate(self, number: int) -> _Fate:
-        if self.scripted:
-            return _Fate(*self.scripted[number]) if number in self.scripted else _Fate("none", "down", 0)
-        rng = random.Random(f"{self.seed}:{number}")
-        faulty = rng.random() < self.fault_rate
-        kind = "stall" if rng.random() < self.stall_share else "reset"
-        direction = "up" if rng.random() < self.up_share else "down"
-        offset = rng.randrange(self.offsets[direction])
-        return _Fate(kind if faulty else "none", direction, offset)
-
-    def _may_fault(self) -> bool:
-        """Claim one fault from the budget, unless the budget or the window is used up."""
-        with self._lock:
-            if self.log.injected >= self.max_faults:
-                return False
-            return time.monotonic() - self._started < self.fault_window
-
-    def _serve(self, client: socket.socket, number: int, fate: _Fate) -> None:
+    def _serve(self, client: socket.socket, number: int) -> None:
         try:
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
         except OSError:
@@ -159,22 +161,18 @@ class FaultProxy:
                         if not data:
                             return
                         direction = direction_of[sock]
-                        before = counted[direction]
+                        fault = self._fault_in(number, direction, counted[direction], len(data))
                         counted[direction] += len(data)
-                        if (
-                            fate.kind != "none"
-                            and direction == fate.direction
-                            and before <= fate.offset < counted[direction]
-                            and self._may_fault()
-                        ):
-                            peer[sock].sendall(data[: fate.offset - before])
-                            self._record(number, fate)
-                            if fate.kind == "reset":
-                                _reset(client)
-                                return
+                        if fault is None:
+                            peer[sock].sendall(data)
+                            continue
+                        kind, cut = fault
+                        peer[sock].sendall(data[:cut])
+                        if kind == "reset":
+                            _reset(client)
+                        else:
                             self._stall(client)
-                            return
-                        peer[sock].sendall(data)
+                        return
             except OSError:
                 return
             finally:
@@ -183,14 +181,6 @@ class FaultProxy:
                         sock.close()
                     except OSError:
                         pass
-
-    def _record(self, number: int, fate: _Fate) -> None:
-        with self._lock:
-            if fate.kind == "reset":
-                self.log.resets += 1
-            else:
-                self.log.stalls += 1
-            self.log.faults.append((number, fate.kind, fate.direction, fate.offset))
 
     def _stall(self, client: socket.socket) -> None:
         """Forward nothing more; keep the connection open until the client gives up (or the limit)."""
