@@ -17,7 +17,6 @@ from checks.context import CheckContext
 from checks.registry import SkipCheck
 from checks.survey import FolderSurvey, MailboxSurvey, survey
 from runners.connectors.base import SourceSession
-from runners.connectors.imap_source import ImapSource
 from runners.engine.sessions import open_source
 from runners.errors import FetchConnectionLost, ProtocolError
 from runners.model import FetchFailure
@@ -99,8 +98,7 @@ def _scan_folder(
         if not held:
             held.append(open_source(ctx.plan.source, surveyed.entry))
         session = held[0]
-        if isinstance(session, ImapSource):
-            session.fetch_singly = singly
+        session.isolate(singly)
         try:
             for item in session.fetch(folder.folder, list(pending.values())):
                 meta = pending.pop(item.meta.uid, item.meta)

@@ -3,9 +3,14 @@
     MigrationError
     ├── PlanError                  a plan file is wrong (file, line, key)
     ├── SecretError                a secret reference can't be resolved (never shows the value)
+    ├── StoreError                 the state store can't be opened, read or written (runners.state.errors)
+    ├── WaveFault                  the first mailboxes all failed the same way: a fault of the whole wave,
+    │                              the run stops (runners.engine.wave_faults)
     ├── RunInterrupted             the operator stopped the run (not a failure: the ledger holds the rest)
     ├── MailboxCancelled           a cancel request for one mailbox or its wave (not a failure either)
     └── ProtocolError              a server said no, or the connection broke
+        ├── NoProgress             attempts in a row copied nothing: the mailbox is given up
+        │                          (runners.engine.resilience)
         ├── ConnectError           TCP could not be set up (retryable)
         │   └── TlsError           TLS handshake refused, e.g. an untrusted certificate (not retryable)
         ├── ConnectionLost         the connection dropped or timed out mid-command
@@ -16,6 +21,9 @@
 
 Every ProtocolError keeps ``server`` (host:port), ``operation`` (what we asked) and ``server_text``
 (verbatim, never paraphrased) so that the failure drill-down can show exactly what happened.
+Classes defined beside the code that raises them are named with their module; everything in the
+tree derives from ``MigrationError``, which the command line turns into one line and exit 2. The
+cockpit's own errors (``cockpit.errors.CockpitError``: a bad keymap) are not migration errors.
 
 Whether a server's answer means "not now" or "never" is protocol knowledge: each adapter decides
 and passes ``retryable`` (IMAP's response codes in ``runners.imap.codes``, POP3's in its source);

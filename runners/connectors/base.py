@@ -11,7 +11,7 @@ it (``FolderMapping.target_wire``), an item is whatever id the adapter hands bac
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,6 +55,14 @@ class SourceSession(Protocol):
         """Fetch bodies of ``metas`` (already listed in this folder), yielding as they arrive.
 
         Every requested message is yielded exactly once, either fetched or as a failure.
+        """
+        ...
+
+    def isolate(self, uids: Collection[int]) -> None:
+        """Fetch these messages each on its own, after the others, in this session's ``fetch`` calls.
+
+        How the engine narrows a batch that broke the connection down to the message at fault: one
+        that breaks it again does so alone, and the rest of its batch is not held up.
         """
         ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from runners.connectors.base import SourceSession
 from runners.connectors.credentials import user_password
@@ -34,8 +34,10 @@ class ImapSource:
         self.server = conn.server
         self.prefix, self.separator = namespace(conn)
         self._selected: str | None = None
-        #: UIDs to fetch one at a time: after a drop mid-FETCH, this finds the message at fault.
-        self.fetch_singly: set[int] = set()
+        self._alone: frozenset[int] = frozenset()
+
+    def isolate(self, uids: Collection[int]) -> None:
+        self._alone = frozenset(uids)
 
     def list_folders(self) -> list[FolderInfo]:
         out: list[FolderInfo] = []
@@ -88,12 +90,9 @@ class ImapSource:
             self._examine(folder)
         batch: list[MessageMeta] = []
         batch_bytes = 0
+        alone = [m for m in metas if m.uid in self._alone]
         for meta in metas:
-            if meta.uid in self.fetch_singly:
-                if batch:
-                    yield from self._fetch_batch(folder, batch)
-                    batch, batch_bytes = [], 0
-                yield self._fetch_one(folder, meta)
+            if meta.uid in self._alone:
                 continue
             batch.append(meta)
             batch_bytes += max(meta.size, 0)
@@ -102,6 +101,8 @@ class ImapSource:
                 batch, batch_bytes = [], 0
         if batch:
             yield from self._fetch_batch(folder, batch)
+        for meta in alone:
+            yield self._fetch_one(folder, meta)
 
     def _fetch_batch(
         self, folder: FolderInfo, batch: list[MessageMeta]

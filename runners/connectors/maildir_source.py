@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -213,6 +213,9 @@ class MaildirSource:
                 rescanned = True
                 outcome, _ = _read(meta, files.get(meta.key), folder, scan_error)
             yield outcome
+
+    def isolate(self, uids: Collection[int]) -> None:
+        """Files are read one by one anyway, and reading one never breaks a connection."""
 
     def close(self) -> None:
         self._files.clear()

@@ -37,14 +37,21 @@ import io
 import poplib
 import re
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import NoReturn, cast
 
 from runners.connectors.base import SourceSession
 from runners.connectors.credentials import user_password
 from runners.connectors.tls import tls_context
-from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost, TlsError
+from runners.errors import (
+    AuthError,
+    CommandError,
+    ConnectError,
+    ConnectionLost,
+    FetchConnectionLost,
+    TlsError,
+)
 from runners.imap.dates import format_date_time
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
 from runners.plan.model import Endpoint, MailboxEntry
@@ -189,7 +196,10 @@ class Pop3Source:
                 yield FetchFailure(meta, exc.server_text)  # -ERR is one line: the session goes on
                 continue
             retrieved = True
-            body = self._read_multiline(command)
+            try:
+                body = self._read_multiline(command)
+            except ConnectionLost as exc:
+                raise FetchConnectionLost(exc, folder.raw_name, [meta.uid], single=True) from None
             if len(body) == listed + 2 and body.endswith(b"\r\n"):
                 # No line break at the end: the server added one before the terminating dot.
                 body = body[:-2]
@@ -204,6 +214,9 @@ class Pop3Source:
         # RSET after every batch keeps a session that dies later from marking anything.
         if retrieved:
             self._command("RSET", "RSET")
+
+    def isolate(self, uids: Collection[int]) -> None:
+        """RETR sends one message at a time already: a drop names its message (FetchConnectionLost)."""
 
     def headers(self, key: str) -> bytes | None:
         """The header block of the message with UIDL ``key`` (TOP n 0: nothing is marked read), or

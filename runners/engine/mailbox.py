@@ -9,18 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
-from runners.connectors.imap_source import ImapSource
 from runners.engine.control import ControlWatcher
 from runners.engine.pipeline import CopyContext, CopyCounters, copy_folder, unsent_row
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
+from runners.engine.resilience import Reconnecting, Suspects, culprit_reason
 from runners.engine.sessions import ConnectionCaps
 from runners.engine.stats import FolderReport, MailboxStats
 from runners.engine.triage import triage, unchanged
+from runners.engine.wave_faults import WaveFaults
 from runners.errors import (
     AuthError,
     CommandError,
-    ConnectError,
-    ConnectionLost,
     FetchConnectionLost,
     MailboxCancelled,
     MailboxFatal,
@@ -35,10 +34,6 @@ from runners.state.statuses import MailboxState, MessageStatus
 from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
-
-#: Seconds to wait before each reconnect attempt; the last value repeats until attempts run out.
-BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-MAX_ATTEMPTS = 6
 
 
 @dataclass(slots=True)
@@ -71,10 +66,11 @@ class MailboxJob:
         mailbox_id: int,
         run_id: int,
         stats: MailboxStats,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         stop: threading.Event | None = None,
         controls: ControlWatcher | None = None,
         retry_failed: bool = False,
+        wave_faults: WaveFaults | None = None,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -83,16 +79,21 @@ class MailboxJob:
         self.mailbox_id = mailbox_id
         self.run_id = run_id
         self.stats = stats
-        self.sleep = sleep
+        self.sleep = sleep or self._backoff
         self.stop = stop or threading.Event()
         self.controls = controls
         #: Only messages that failed or were skipped before, and folders that failed to open.
         self.retry_failed = retry_failed
+        self.wave_faults = wave_faults or WaveFaults()
         self.sessions = Sessions()
-        # Crash isolation across reconnects within one folder (see _retrying).
-        self._fetch_singly: set[int] = set()
-        self._poisoned: set[int] = set()
+        # Messages suspected of breaking the source connection, within one folder (see _narrow_down).
+        self._suspects = Suspects()
+        self._poisoned = self._suspects.failed
         self._fetching: tuple[int, int, dict[int, MessageMeta]] | None = None
+        # Failures counted when a folder attempt started, and messages failed as culprits (see
+        # _forget_contribution): a retried attempt must not count the same failure twice.
+        self._failed_mark: int | None = None
+        self._culprits = 0
         self._existing: set[str] = set()  # target folders known to exist
 
     # -- sessions ------------------------------------------------------------------------------
@@ -115,56 +116,51 @@ class MailboxJob:
         self.sessions = Sessions()
 
     def _retrying(self, what: str, action: Callable[[], None]) -> None:
-        """Run ``action``, reconnecting with backoff on dropped connections and 'try later' answers.
+        """Run ``action``, reconnecting after connection faults for as long as attempts make progress.
 
-        A drop while the source sends bodies narrows down instead of counting as a failed attempt:
-        the undelivered messages are fetched one by one next time, and a message that drops the
-        connection on its own is recorded as failed (the run goes on without it).
+        A drop while the source sends bodies narrows the search for a message at fault instead
+        (see ``resilience``): one that breaks the connection alone, the same way, on several fresh
+        connections is recorded as failed and the run goes on without it.
         """
-        failures = 0
-        while True:
-            try:
-                action()
-                return
-            except FetchConnectionLost as exc:
-                problem: ProtocolError = exc
-                progress = self._narrow_down(exc)
-            except (ConnectionLost, ConnectError) as exc:
-                if not exc.retryable:
-                    raise
-                problem, progress = exc, False
-            except (CommandError, AuthError) as exc:
-                if not exc.retryable:  # NO [INUSE], [UNAVAILABLE], [LIMIT] outside APPEND: try later
-                    raise
-                problem, progress = exc, False
-            self._drop_sessions()
-            if not progress:
-                failures += 1
-                if failures == MAX_ATTEMPTS:
-                    raise problem
-            delay = BACKOFF[min(failures - 1, len(BACKOFF) - 1)] if not progress else 0.0
-            self.stats.reconnects += 1
-            self._event("warning", "reconnect", f"{what}: {problem}; reconnecting in {delay:.0f} s")
-            self.sleep(delay)
+        Reconnecting(
+            progress=lambda: self.stats.copied + self.stats.matched_by_content + self.stats.failed,
+            drop=self._drop_sessions,
+            narrow=self._narrow_down,
+            pause=self._pause,
+            on_reconnect=self._reconnecting,
+            on_success=self.wave_faults.reached,
+        ).run(what, action)
+
+    def _reconnecting(self, what: str, problem: ProtocolError, delay: float) -> None:
+        self.stats.reconnects += 1
+        self.wave_faults.seen(self.entry.source, problem, final=False)
+        self._event("warning", "reconnect", f"{what}: {problem}; reconnecting in {delay:g} s")
+
+    def _pause(self, seconds: float) -> None:
+        self.sleep(seconds)
+        if self.stop.is_set():
+            raise RunInterrupted("the run was asked to stop")
+
+    def _backoff(self, seconds: float) -> None:
+        self.stop.wait(seconds)  # a stop request ends the wait early
 
     def _narrow_down(self, exc: FetchConnectionLost) -> bool:
-        """True when the drop identified a culprit (progress), False when it only narrowed the search."""
-        if not exc.single:
-            self._fetch_singly.update(exc.uids)
-            return bool(exc.uids)
-        uid = exc.uids[0]
+        """A drop mid-fetch: True when it was progress in finding the message at fault, which is
+        recorded as failed once known."""
+        known = len(self._suspects.failed)
+        progress = self._suspects.narrow(exc)
         context = self._fetching
-        if context is None or uid in self._poisoned:
-            return False
+        if len(self._suspects.failed) == known or context is None:
+            return progress
         folder_id, uidvalidity, metas = context
-        meta = metas.get(uid)
+        meta = metas.get(exc.uids[0])
         if meta is None:
-            return False
-        self._poisoned.add(uid)
-        reason = f"the source closed the connection while sending this message ({exc.operation}: {exc.server_text})"
+            return progress
+        reason = culprit_reason(exc)
         self.store.record_unsent([unsent_row(folder_id, uidvalidity, meta, "failed", reason, self.run_id)])
         self.stats.failed += 1
-        self._event("error", "message-failed", f"UID {uid}: {reason}", folder=exc.folder)
+        self._culprits += 1
+        self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=exc.folder)
         return True
 
     def _checkpoint(self) -> None:
@@ -227,18 +223,13 @@ class MailboxJob:
         except MailboxCancelled:
             stats.state = MailboxState.CANCELLED
         except MailboxFatal as exc:
-            stats.state, stats.error, stats.error_kind = (
-                MailboxState.FAILED,
-                str(exc),
-                "target-refused-mailbox",
-            )
+            self._failed(exc, "target-refused-mailbox")
         except AuthError as exc:
-            stats.state, stats.error, stats.error_kind = MailboxState.FAILED, str(exc), "login"
+            self._failed(exc, "login")
         except ProtocolError as exc:
-            stats.state, stats.error = MailboxState.FAILED, str(exc)
-            stats.error_kind = "retry-later" if exc.retryable else "protocol"
+            self._failed(exc, "retry-later" if exc.retryable else "protocol")
         except MigrationError as exc:
-            stats.state, stats.error, stats.error_kind = MailboxState.FAILED, str(exc), "config"
+            self._failed(exc, "config")
         finally:
             self._drop_sessions()
             stats.current_folder = ""
@@ -246,6 +237,10 @@ class MailboxJob:
         if stats.error:
             self._event("error", "mailbox-failed", stats.error)
         return stats
+
+    def _failed(self, exc: MigrationError, kind: str) -> None:
+        self.stats.state, self.stats.error, self.stats.error_kind = MailboxState.FAILED, str(exc), kind
+        self.wave_faults.seen(self.entry.source, exc, final=True)
 
     def _prepare(self) -> list[FolderMapping]:
         source, target = self._source(), self._target()
@@ -272,7 +267,8 @@ class MailboxJob:
         if mapping.excluded is not None:
             return
         try:
-            self._fetch_singly, self._poisoned, self._fetching = set(), set(), None
+            self._suspects.clear()
+            self._fetching, self._failed_mark = None, None
             self._retrying(
                 f"folder {mapping.source.display}",
                 lambda: self._sync_folder(mapping, row.id, row.state, hint, report),
@@ -446,8 +442,7 @@ class MailboxJob:
             self.store.mailbox_progress(self.mailbox_id, self.stats.progress())
 
         self._fetching = (folder_id, state.uidvalidity, {m.uid: m for m in todo})
-        if isinstance(source, ImapSource):
-            source.fetch_singly = self._fetch_singly
+        source.isolate(self._suspects.alone)
         try:
             copy_folder(ctx, todo, counters, on_batch)
         finally:
@@ -473,18 +468,24 @@ class MailboxJob:
             self.store.folder_error(folder.id, None)
 
     def _contribute(self, report: FolderReport, messages: int, size: int, present: int) -> None:
-        report.source_messages, report.source_bytes, report.already_present = messages, size, present
-        self.stats.messages_total += messages
-        self.stats.bytes_total += size
-        self.stats.already_present += present
+        """Count a folder's listing. A listing again after a reconnect replaces the earlier one."""
+        stats = self.stats
+        stats.messages_total += messages - report.source_messages
+        stats.bytes_total += size - report.source_bytes
+        if not report.listed:
+            # Only the first listing: later ones also find what this run has copied since.
+            stats.already_present += present
+            report.already_present, report.listed = present, True
+        stats.skipped -= report.skipped  # skipped again, and counted again, by this pass
+        report.source_messages, report.source_bytes, report.skipped = messages, size, 0
 
     def _forget_contribution(self, report: FolderReport) -> None:
-        """A folder pass that is retried after a reconnect must not count its messages twice."""
-        self.stats.messages_total -= report.source_messages
-        self.stats.bytes_total -= report.source_bytes
-        self.stats.already_present -= report.already_present
-        self.stats.skipped -= report.skipped
-        report.source_messages = report.source_bytes = report.already_present = report.skipped = 0
+        """A folder pass tried again after a reconnect tries again the messages that failed in the
+        earlier attempt (the target may take them now): they count again only if they fail again."""
+        counted = self.stats.failed - self._culprits
+        if self._failed_mark is not None:
+            self.stats.failed -= counted - self._failed_mark
+        self._failed_mark = self.stats.failed - self._culprits
 
     def _target_counts(self, mappings: list[FolderMapping]) -> None:
         """Per-folder target message counts for the end-of-run comparison, asked all at once."""

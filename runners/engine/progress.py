@@ -17,13 +17,13 @@ MB = 1_000_000
 
 def rate_line(stats: RunStats, elapsed: float) -> str:
     t = stats.totals()
-    done = t["copied"] + t["duplicates_avoided"] + t["skipped"] + t["failed"]
+    done, total = stats.shown()
     rate = t["copied"] / elapsed if elapsed > 0 else 0.0
     mbps = t["bytes_copied"] / MB / elapsed if elapsed > 0 else 0.0
-    remaining = max(t["messages_total"] - done, 0)
+    remaining = max(total - done, 0)
     eta = f"{remaining / rate:.0f} s" if rate > 0 and remaining else "-"
     return (
-        f"{done}/{t['messages_total']} messages ({t['copied']} copied, {t['duplicates_avoided']} already there, "
+        f"{done}/{total} messages ({t['copied']} copied, {t['duplicates_avoided']} already there, "
         f"{t['skipped']} skipped, {t['failed']} failed), {t['bytes_copied'] / MB:.1f} MB, "
         f"{rate:.0f} msg/s, {mbps:.1f} MB/s, ETA {eta}"
     )
@@ -104,9 +104,9 @@ class TtyProgress:
     def _refresh(self) -> None:
         elapsed = max(time.monotonic() - self._start, 1e-6)
         t = self.stats.totals()
-        done = t["copied"] + t["duplicates_avoided"] + t["skipped"] + t["failed"]
+        done, total = self.stats.shown()
         rate = f"{t['copied'] / elapsed:6.0f} msg/s {t['bytes_copied'] / MB / elapsed:6.1f} MB/s"
-        self._progress.update(self._total, total=max(t["messages_total"], done), completed=done, rate=rate)
+        self._progress.update(self._total, total=total, completed=done, rate=rate)
         for mailbox in list(self.stats.mailboxes.values()):
             task = self._tasks.get(mailbox.source)
             running = mailbox.state == "running"
@@ -116,8 +116,6 @@ class TtyProgress:
                 )
             if task is None:
                 continue
-            mdone = mailbox.copied + mailbox.duplicates_avoided + mailbox.skipped + mailbox.failed
+            mdone, mtotal = mailbox.shown()
             label = mailbox.current_folder[:18] if running else mailbox.state
-            self._progress.update(
-                task, total=max(mailbox.messages_total, mdone), completed=mdone, rate=label, visible=running
-            )
+            self._progress.update(task, total=mtotal, completed=mdone, rate=label, visible=running)

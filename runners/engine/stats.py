@@ -24,6 +24,8 @@ class FolderReport:
     excluded: str | None = None
     error: str | None = None
     unchanged: bool = False
+    #: Listed at least once in this run: a listing after a reconnect replaces the first one.
+    listed: bool = False
 
 
 @dataclass(slots=True)
@@ -50,16 +52,36 @@ class MailboxStats:
     started: float = 0.0
     ended: float = 0.0
     folders: list[FolderReport] = field(default_factory=list)
+    #: The highest (done, total) shown so far: see ``shown``.
+    _shown: tuple[int, int] = (0, 0)
 
     @property
     def duplicates_avoided(self) -> int:
         return self.already_present + self.matched_by_content
 
+    @property
+    def done(self) -> int:
+        """Messages dealt with: copied, already on the target, skipped or failed."""
+        return self.copied + self.duplicates_avoided + self.skipped + self.failed
+
+    def shown(self) -> tuple[int, int]:
+        """``(done, total)`` for a progress display: never lower than shown before.
+
+        A folder listed again after a reconnect re-counts its skipped and failed messages, so the
+        counters dip for a moment; a display must not jump back and forth with them.
+        """
+        done, total = self._shown
+        done = max(done, self.done)
+        total = max(total, self.messages_total, done)
+        self._shown = (done, total)
+        return self._shown
+
     def progress(self) -> MailboxProgress:
+        done, total = self.shown()
         return MailboxProgress(
-            self.messages_total,
+            total,
             self.bytes_total,
-            self.copied + self.duplicates_avoided + self.skipped + self.failed,
+            done,
             self.bytes_copied,
             self.failed,
             self.skipped,
@@ -68,6 +90,7 @@ class MailboxStats:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["_shown"]
         data["duplicates_avoided"] = self.duplicates_avoided
         return data
 
@@ -83,6 +106,13 @@ class RunStats:
     def add(self, stats: MailboxStats) -> None:
         with self._lock:
             self.mailboxes[stats.source] = stats
+
+    def shown(self) -> tuple[int, int]:
+        """``(done, total)`` over every mailbox for a progress display: each only ever grows."""
+        with self._lock:
+            boxes = list(self.mailboxes.values())
+        pairs = [m.shown() for m in boxes]
+        return sum(d for d, _ in pairs), sum(t for _, t in pairs)
 
     def totals(self) -> dict[str, int]:
         keys = (

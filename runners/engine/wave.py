@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -13,6 +13,7 @@ from runners.engine.control import ControlWatcher
 from runners.engine.mailbox import MailboxJob
 from runners.engine.sessions import ConnectionCaps
 from runners.engine.stats import MailboxStats, RunStats
+from runners.engine.wave_faults import WaveFault, WaveFaults
 from runners.errors import MigrationError
 from runners.plan.model import MailboxEntry, Plan
 from runners.state.store import StateStore
@@ -64,6 +65,7 @@ def run_wave(
     on_start: Callable[[int], None] = lambda run_id: None,
     retry_failed: bool = False,
 ) -> RunResult:
+    """Run every mailbox of ``wave``; raises ``WaveFault`` when a fault of the whole wave stopped it."""
     store = StateStore(plan.state_db)
     store.mark_dead_runs()
     entries = largest_first(store, select_mailboxes(plan, wave, only))
@@ -75,73 +77,128 @@ def run_wave(
         if not entries:
             raise MigrationError(f"nothing to retry in wave {wave!r}: no mailbox has failed items")
     workers = max(1, min(workers or plan.workers, len(entries)))
-    run_id = store.start_run(wave, kind, workers)
-    on_start(run_id)
-    stats = stats or RunStats()
-    stop = stop or threading.Event()
-    caps = ConnectionCaps()
-    controls = ControlWatcher(str(plan.state_db), wave, [e.source for e in entries]).start()
-    started = time.monotonic()
-    store.event(
-        run_id,
-        "info",
-        "run-started",
-        f"{kind} pass of wave {wave}: {len(entries)} mailbox(es), {workers} worker(s)",
-    )
+    run = WavePass(plan, store, wave, kind, before, stats or RunStats(), stop or threading.Event(), retry_failed)
+    run.start(entries, workers)
+    on_start(run.run_id)
+    status = "failed"
+    try:
+        status = run.migrate_all(entries, workers)
+    finally:
+        seconds = run.finish(status)
+    if run.faults.reason is not None:
+        raise WaveFault(run.faults.reason)
+    return RunResult(run.run_id, wave, kind, status, run.stats, seconds)
 
-    def migrate(entry: MailboxEntry) -> MailboxStats:
+
+class WavePass:
+    """One run of a wave, in its steps: start, migrate every mailbox, finish (and undo a wave's fault)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        store: StateStore,
+        wave: str,
+        kind: str,
+        before: Mapping[str, str],
+        stats: RunStats,
+        stop: threading.Event,
+        retry_failed: bool,
+    ) -> None:
+        self.plan, self.store, self.wave, self.kind = plan, store, wave, kind
+        #: Each mailbox's state before this run: what a wave's fault leaves it at.
+        self.before = before
+        self.stats, self.stop, self.retry_failed = stats, stop, retry_failed
+        self.caps = ConnectionCaps()
+        self.faults = WaveFaults(stop)
+        self.run_id = 0
+        self.started = time.monotonic()
+        self.mailbox_ids: dict[str, int] = {}
+        self.controls: ControlWatcher | None = None
+
+    def start(self, entries: list[MailboxEntry], workers: int) -> None:
+        self.run_id = self.store.start_run(self.wave, self.kind, workers)
+        self.controls = ControlWatcher(str(self.plan.state_db), self.wave, [e.source for e in entries]).start()
+        self.started = time.monotonic()
+        self.store.event(
+            self.run_id,
+            "info",
+            "run-started",
+            f"{self.kind} pass of wave {self.wave}: {len(entries)} mailbox(es), {workers} worker(s)",
+        )
+
+    def migrate_all(self, entries: list[MailboxEntry], workers: int) -> str:
+        """Every mailbox, ``workers`` at a time; the run's status."""
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailbox") as pool:
+            results = list(pool.map(self.migrate, entries))
+        if self.faults.reason is not None:
+            return "failed"
+        if self.stop.is_set():
+            return "interrupted"
+        return "ok" if {r.state for r in results} <= {"ok"} else "partial"
+
+    def migrate(self, entry: MailboxEntry) -> MailboxStats:
         mailbox_stats = MailboxStats(entry.source, entry.target)
-        stats.add(mailbox_stats)
-        if stop.is_set():
+        self.stats.add(mailbox_stats)
+        if self.stop.is_set():
             mailbox_stats.state = "pending"
             return mailbox_stats
-        mailbox_id = store.upsert_mailbox(entry.source, entry.target, entry.wave)
-        holder = store.claim_mailbox(mailbox_id, run_id)
+        mailbox_id = self.mailbox_ids[entry.source] = self.store.upsert_mailbox(
+            entry.source, entry.target, entry.wave
+        )
+        holder = self.store.claim_mailbox(mailbox_id, self.run_id)
         if holder is not None:
             mailbox_stats.state, mailbox_stats.error_kind = "failed", "busy"
             mailbox_stats.error = f"another runner ({holder}) is migrating this mailbox"
             return mailbox_stats
         # A retry pass re-tries the failed items of partial mailboxes; a mailbox that failed or was
         # cancelled as a whole needs its normal pass.
-        item_retry = retry_failed and before.get(entry.source) == "partial"
+        item_retry = self.retry_failed and self.before.get(entry.source) == "partial"
         job = MailboxJob(
-            plan,
-            store,
-            caps,
+            self.plan,
+            self.store,
+            self.caps,
             entry,
             mailbox_id,
-            run_id,
+            self.run_id,
             mailbox_stats,
-            stop=stop,
-            controls=controls,
+            stop=self.stop,
+            controls=self.controls,
             retry_failed=item_retry,
+            wave_faults=self.faults,
         )
         try:
             job.run()
         finally:
-            store.mailbox_progress(mailbox_id, mailbox_stats.progress())
-            store.release_mailbox(
+            self.store.mailbox_progress(mailbox_id, mailbox_stats.progress())
+            self.store.release_mailbox(
                 mailbox_id, mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind
             )
-            store.close()
+            self.store.close()
         return mailbox_stats
 
-    status = "failed"
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailbox") as pool:
-            results = list(pool.map(migrate, entries))
-        states = {r.state for r in results}
-        if stop.is_set():
-            status = "interrupted"
-        elif states <= {"ok"}:
-            status = "ok"
-        else:
-            status = "partial"
-    finally:
-        controls.stop()
-        seconds = time.monotonic() - started
-        summary: dict[str, float] = dict(stats.totals())
+    def finish(self, status: str) -> float:
+        """Record the run's end (after undoing a wave's fault); the run's seconds."""
+        if self.controls is not None:
+            self.controls.stop()
+        if self.faults.reason is not None:
+            self.leave_as_they_were()
+        seconds = time.monotonic() - self.started
+        summary: dict[str, float] = dict(self.stats.totals())
         summary["seconds"] = round(seconds, 3)
-        store.finish_run(run_id, status, summary)
-        store.event(run_id, "info", "run-finished", f"run {run_id} {status} in {seconds:.1f} s")
-    return RunResult(run_id, wave, kind, status, stats, seconds)
+        self.store.finish_run(self.run_id, status, summary)
+        if self.faults.reason is not None:
+            log.error("%s", self.faults.reason)
+            self.store.event(self.run_id, "error", "run-stopped", self.faults.reason)
+        self.store.event(self.run_id, "info", "run-finished", f"run {self.run_id} {status} in {seconds:.1f} s")
+        return seconds
+
+    def leave_as_they_were(self) -> None:
+        """A wave's fault is no mailbox's: each one it stopped before it copied anything goes back
+        to its state before the run, not to failed."""
+        for source, mailbox_stats in list(self.stats.mailboxes.items()):
+            mailbox_id = self.mailbox_ids.get(source)
+            if mailbox_id is None or mailbox_stats.copied or mailbox_stats.failed:
+                continue
+            state = self.before.get(source, "pending")
+            mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind = state, None, None
+            self.store.release_mailbox(mailbox_id, state)

@@ -138,7 +138,7 @@ class ImapConnection:
         try:
             line = self._require_reader().readline(1 << 20)
         except TimeoutError:
-            raise ConnectionLost(self.server, "read", "timed out waiting for the server") from None
+            raise ConnectionLost(self.server, "read", self._stalled("waiting for the server")) from None
         except (OSError, AttributeError) as exc:
             raise ConnectionLost(self.server, "read", str(exc)) from None
         if not line:
@@ -149,12 +149,17 @@ class ImapConnection:
         try:
             data = self._require_reader().read(size)
         except TimeoutError:
-            raise ConnectionLost(self.server, "read", "timed out reading a literal") from None
+            raise ConnectionLost(self.server, "read", self._stalled("reading a literal")) from None
         except OSError as exc:
             raise ConnectionLost(self.server, "read", str(exc)) from None
         if len(data) != size:
             raise ConnectionLost(self.server, "read", "the server closed the connection mid-literal")
         return data
+
+    def _stalled(self, doing: str) -> str:
+        """A stalled connection (a NAT gateway that forgot it, an overloaded link) is only a timeout
+        to us: say how long nothing moved, so a stall reads differently from a slow server's NO."""
+        return f"timed out {doing}: nothing moved for {self._timeout:g} s"
 
     def read_response(self) -> list[bytes]:
         """One whole response: its text lines and literal payloads, alternating."""
@@ -175,7 +180,7 @@ class ImapConnection:
         try:
             self._require_sock().sendall(data)
         except TimeoutError:
-            raise ConnectionLost(self.server, "write", "timed out sending to the server") from None
+            raise ConnectionLost(self.server, "write", self._stalled("sending to the server")) from None
         except OSError as exc:
             raise ConnectionLost(self.server, "write", str(exc)) from None
 
