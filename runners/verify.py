@@ -109,7 +109,7 @@ def verify_wave(
     entries = select_mailboxes(plan, wave, only)
     if not plan.state_db.exists():
         raise MigrationError(f"no state store at {plan.state_db}: nothing has been migrated yet")
-    store = StateStore(plan.state_db)
+    store = StateStore(plan.state_db, read_only=True)  # verify only reads: the helpdesk may run it
     caps = ConnectionCaps()
 
     def one(entry: MailboxEntry) -> MailboxCheck:

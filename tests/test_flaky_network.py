@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from corpus import message
-from runners.report.snapshot import take
+from dovecot_lab import Lab, append_many, assert_same_mailbox, rewrite_table, write_plan
 from servers import imapfill
 from servers.dovecot import DovecotServer
 from servers.faultproxy import FaultProxy
 
-from lab import Lab, append_many, assert_same_mailbox, rewrite_table, write_plan
 from runners.plan.loader import load_plan
+from runners.state.read_models.snapshot import take
 from runners.state.store import StateStore
 
 SEED = int(os.environ.get("CUTOVER_FAULT_SEED", "8"))

@@ -6,10 +6,9 @@ import socket
 from pathlib import Path
 
 from corpus import message
+from dovecot_lab import Lab, Unreachable, write_plan
 from servers import imapfill
 from servers.dovecot import DovecotServer
-
-from lab import Lab, Unreachable, write_plan
 
 USERS = {"alice": "a", "bob": "b", "carol": "c", "dave": "d", "erin": "e"}
 WAVE = tuple((user, user, "w") for user in USERS)
