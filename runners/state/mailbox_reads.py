@@ -8,7 +8,7 @@ poll costs what is shown, not the size of the fleet.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from runners.state.base import StoreBase
 from runners.state.statuses import AttemptStatus, MailboxState, MessageStatus
@@ -32,10 +32,51 @@ class MailboxRow:
     error: str | None
     error_kind: str | None
     updated: float | None
+    #: From the ledger, cumulative across passes and retries (``with_ledger``; None until counted). The
+    #: counters above are the current run's only: a retry of one message starts them again at 0/1.
+    copied: int | None = None
+    #: What the source holds: its folders as of their last completed pass, or this run's count if larger.
+    source_holds: int | None = None
+    #: Bytes copied (cumulative, like ``copied``) and the source's bytes as of its folders' last pass.
+    copied_bytes: int | None = None
+    source_bytes: int = 0
+    #: Folders the last pass could not open or copy (``folders.error``).
+    folder_errors: int = 0
+
+    @property
+    def done_of_total(self) -> tuple[int, int]:
+        """Messages copied of what the source holds (cumulative), or the run's counters until counted."""
+        if self.copied is None:
+            return self.messages_done, self.messages_total
+        return self.copied, max(self.source_holds or 0, self.copied)
 
     @property
     def progress(self) -> float:
-        return min(self.messages_done / self.messages_total, 1.0) if self.messages_total else 0.0
+        done, total = self.done_of_total
+        return min(done / total, 1.0) if total else 0.0
+
+    def with_ledger(self, ledger: LedgerProgress | None) -> MailboxRow:
+        """This row with its cumulative counts. While it runs the ledger count may lag the counters (it is
+        read less often), so the larger of the two is shown."""
+        if ledger is None:
+            return self
+        live = self.state == MailboxState.RUNNING
+        copied, copied_bytes = ledger.copied, ledger.copied_bytes
+        # Never fewer failures than the run counted: the attention filter (in SQL) reads the counters.
+        failed, skipped = max(ledger.failed, self.failed), max(ledger.skipped, self.skipped)
+        if live:
+            copied = max(copied, self.messages_done - self.failed - self.skipped)
+            copied_bytes = max(copied_bytes, self.bytes_done)
+        return replace(
+            self,
+            failed=failed,
+            skipped=skipped,
+            copied=copied,
+            source_holds=max(ledger.source_messages, self.messages_total),
+            copied_bytes=copied_bytes,
+            source_bytes=max(ledger.source_bytes, self.bytes_total),
+            folder_errors=ledger.folder_errors,
+        )
 
     @property
     def ok(self) -> bool:
@@ -45,6 +86,20 @@ class MailboxRow:
             and not self.skipped
             and not self.error
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerProgress:
+    """One mailbox's ledger summed: what every pass and retry so far has copied, failed or skipped, and
+    what its folders held at their last completed pass."""
+
+    copied: int
+    copied_bytes: int
+    failed: int
+    skipped: int
+    source_messages: int
+    source_bytes: int
+    folder_errors: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +287,42 @@ class MailboxReadsMixin(StoreBase):
             [*params, int(query.limit)] if query.limit else params,
         )
         return [MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows]
+
+    def ledger_progress(self, sources: Sequence[str]) -> dict[str, LedgerProgress]:
+        """The ledger of these mailboxes summed per mailbox (a pass over their messages: read for the rows
+        on screen, or a bounded number per poll, never the whole fleet at once)."""
+        out: dict[str, LedgerProgress] = {}
+        for start in range(0, len(sources), 500):  # SQLite's bound-parameter limit, with room to spare
+            chunk = list(sources[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            folders = {
+                r[0]: (int(r[1]), int(r[2]), int(r[3]))
+                for r in self._read(
+                    "SELECT mb.source, COALESCE(SUM(f.messages), 0), COALESCE(SUM(f.bytes), 0), "
+                    "COALESCE(SUM(f.error IS NOT NULL), 0) FROM mailboxes mb JOIN folders f ON f.mailbox_id = mb.id "
+                    f"WHERE mb.source IN ({marks}) GROUP BY mb.id, mb.source",
+                    chunk,
+                )
+            }
+            counted = {
+                r[0]: (int(r[1]), int(r[2]), int(r[3]), int(r[4]))
+                for r in self._read(
+                    f"SELECT mb.source, {_count(MessageStatus.COPIED)}, {_count(MessageStatus.COPIED, 'm.size')}, "
+                    f"{_count(MessageStatus.FAILED)}, {_count(MessageStatus.SKIPPED)} FROM mailboxes mb "
+                    "JOIN folders f ON f.mailbox_id = mb.id JOIN messages m ON m.folder_id = f.id "
+                    f"WHERE mb.source IN ({marks}) GROUP BY mb.id, mb.source",
+                    chunk,
+                )
+            }
+            for source in chunk:
+                copied, copied_bytes, failed, skipped = counted.get(source, (0, 0, 0, 0))
+                messages, size, errors = folders.get(source, (0, 0, 0))
+                out[source] = LedgerProgress(copied, copied_bytes, failed, skipped, messages, size, errors)
+        return out
+
+    def mailbox_stamps(self) -> dict[str, float | None]:
+        """When each mailbox the store knows last changed (``updated``): what a ledger cache re-reads."""
+        return {source: updated for source, updated in self._read("SELECT source, updated FROM mailboxes")}
 
     def mailbox_states(self) -> dict[str, MailboxState]:
         """Every mailbox the store knows, by source address."""

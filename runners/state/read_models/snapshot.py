@@ -1,21 +1,27 @@
 """Immutable snapshots of the state store, for the cockpit (and any other viewer).
 
 The cockpit never talks to the runner: it reads these, a few times a second, from the same store
-(WAL lets readers and the writer work at once), and sends requests through ``controls``. ``take``
-reads only per-mailbox counters (kept by the engine), never the per-message ledger, so it stays cheap
-with tens of thousands of mailboxes; ``StateStore.mailbox_detail`` reads the ledger of one mailbox,
-``StateStore.message_history`` the attempts on one message.
+(WAL lets readers and the writer work at once), and sends requests through ``controls``.
+
+The counts shown are cumulative, from the ledger: what every pass and retry so far copied of what the
+source holds (the engine's per-mailbox counters are the current run's only: a retry of one message
+starts them at 0/1). Summing the ledger of a whole fleet on every poll would cost the ledger's size,
+so a ``LedgerCache`` keeps each mailbox's sums and re-reads only mailboxes whose ``updated`` stamp
+moved, a bounded number per poll; until a mailbox is counted its counters stand in.
+``StateStore.mailbox_detail`` reads the ledger of one mailbox, ``StateStore.message_history`` the
+attempts on one message.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from runners.plan.model import Plan
 from runners.state.check_history import CheckRow, FindingRow
-from runners.state.mailbox_reads import Event, MailboxQuery, MailboxRow
+from runners.state.mailbox_reads import Event, LedgerProgress, MailboxQuery, MailboxRow
 from runners.state.statuses import MailboxState, RunStatus
 from runners.state.store import StateStore
 
@@ -25,6 +31,7 @@ class WaveSummary:
     name: str
     mailboxes: int
     states: dict[str, int]
+    #: What the wave's sources hold and what is copied of it, cumulative across passes and retries.
     messages_total: int
     messages_done: int
     bytes_done: int
@@ -34,6 +41,33 @@ class WaveSummary:
     last_run_status: str | None
     #: When the wave's current run started (None unless running): the cutover window's clock.
     running_since: float | None = None
+    #: The wave's volume in bytes: the survey's, or what its folders or the run counted if larger.
+    bytes_total: int = 0
+
+    @property
+    def running_mailboxes(self) -> int:
+        return self.states.get(MailboxState.RUNNING, 0)
+
+    @property
+    def cancelled(self) -> bool:
+        """Cancelled by an operator and not running again."""
+        return not self.running and self.states.get(MailboxState.CANCELLED, 0) > 0
+
+    @property
+    def complete(self) -> bool:
+        """Every mailbox finished (ok, partial or failed): nothing running, paused, pending or cancelled."""
+        finished = (MailboxState.OK, MailboxState.PARTIAL, MailboxState.FAILED)
+        return not self.running and sum(self.states.get(s, 0) for s in finished) == self.mailboxes
+
+    @property
+    def fraction(self) -> float:
+        """Copied of what the sources hold; below 1 while anything is left to do (never a false 100 %)."""
+        done = min(self.messages_done / self.messages_total, 1.0) if self.messages_total else 0.0
+        return done if self.complete else min(done, 0.99)
+
+    @property
+    def bytes_left(self) -> int:
+        return max(self.bytes_total - self.bytes_done, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +92,10 @@ class Snapshot:
     #: Mailboxes matching the query (``mailboxes`` holds at most its limit of them) and in the plan.
     matching: int = 0
     total: int = 0
+    #: The mailboxes being copied right now (most recently active first, at most ``ACTIVE_SHOWN``).
+    active: tuple[MailboxRow, ...] = ()
+    #: Mailboxes of the queried wave (the plan's, not the store's): "4 of 50" counts against these.
+    scope_total: int = 0
 
     def mailbox(self, source: str) -> MailboxRow | None:
         return next((m for m in self.mailboxes if m.source == source), None)
@@ -65,45 +103,105 @@ class Snapshot:
 
 #: Every row, the way ``status`` and the tests read a snapshot.
 ALL = MailboxQuery()
-_SUMS = ("n", "mt", "md", "bd", "f", "s")
+_SUMS = ("n", "mt", "md", "bt", "bd", "f", "s")
+#: Running mailboxes named by the overview's "running now".
+ACTIVE_SHOWN = 5
 
 
-def take(store: StateStore, plan: Plan, *, events: int = 200, query: MailboxQuery | None = ALL) -> Snapshot:
-    """A snapshot: wave totals always (summed in SQL), mailbox rows only as ``query`` asks (None: none)."""
-    waves, known = _waves(store, plan)
+@dataclass(slots=True)
+class LedgerCache:
+    """Each mailbox's ledger sums, re-read only when the mailbox's ``updated`` stamp moved.
+
+    ``per_poll`` bounds the mailboxes re-read by one ``refresh`` (the least recently counted first), so
+    a fleet of running mailboxes costs a bounded slice of the ledger per poll; None reads every stale
+    one (a one-off snapshot). The survey changes only when the checks run: re-read every
+    ``survey_seconds``.
+    """
+
+    per_poll: int | None = None
+    survey_seconds: float = 60.0
+    _counts: dict[str, tuple[float | None, int, LedgerProgress]] = field(default_factory=dict)
+    _polls: int = 0
+    _survey: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _survey_read: float | None = None
+
+    def refresh(self, store: StateStore) -> dict[str, LedgerProgress]:
+        self._polls += 1
+        stamps = store.mailbox_stamps()
+        stale = [s for s, u in stamps.items() if s not in self._counts or self._counts[s][0] != u]
+        stale.sort(key=lambda s: self._counts[s][1] if s in self._counts else -1)
+        if self.per_poll is not None:
+            stale = stale[: self.per_poll]
+        for source, counts in store.ledger_progress(stale).items():
+            self._counts[source] = (stamps[source], self._polls, counts)
+        return {source: counts for source, (_, _, counts) in self._counts.items()}
+
+    def survey(self, store: StateStore) -> dict[str, tuple[int, int]]:
+        now = time.monotonic()
+        if self._survey_read is None or now - self._survey_read >= self.survey_seconds:
+            self._survey, self._survey_read = store.survey_totals(), now
+        return self._survey
+
+
+def take(
+    store: StateStore,
+    plan: Plan,
+    *,
+    events: int = 200,
+    query: MailboxQuery | None = ALL,
+    ledger: LedgerCache | None = None,
+) -> Snapshot:
+    """A snapshot: wave totals always, mailbox rows only as ``query`` asks (None: none). Pass the same
+    ``ledger`` cache poll after poll (the poller does); without one every mailbox's ledger is read."""
+    ledger = ledger or LedgerCache()
+    counts = ledger.refresh(store)
+    fleet = [row.with_ledger(counts.get(row.source)) for row in store.mailbox_rows(ALL)]
+    waves = _waves(store, plan, fleet, ledger.survey(store))
     rows: list[MailboxRow] = []
     matching = 0
     if query is not None:
-        rows, matching = _rows(store, plan, query, known)
+        rows, matching = _rows(store, plan, query, len(fleet))
+        rows = [row.with_ledger(counts.get(row.source)) for row in rows]
+    active = sorted((r for r in fleet if r.state == MailboxState.RUNNING), key=lambda r: -(r.updated or 0))
     return Snapshot(
         taken=time.monotonic(),
         waves=waves,
         mailboxes=tuple(rows),
         readiness=_readiness(store),
         events=tuple(store.recent_events(events)),
-        messages_done=sum(w.messages_done for w in waves),
-        bytes_done=sum(w.bytes_done for w in waves),
+        # The engine's counters, for rates between snapshots (they only grow while a run goes on).
+        messages_done=sum(r.messages_done for r in fleet),
+        bytes_done=sum(r.bytes_done for r in fleet),
         matching=matching,
         total=len(plan.mailboxes),
+        active=tuple(active[:ACTIVE_SHOWN]),
+        scope_total=len(plan.wave(query.wave)) if query is not None and query.wave else len(plan.mailboxes),
     )
 
 
-def _waves(store: StateStore, plan: Plan) -> tuple[tuple[WaveSummary, ...], int]:
+def _waves(
+    store: StateStore, plan: Plan, fleet: list[MailboxRow], survey: Mapping[str, tuple[int, int]]
+) -> tuple[WaveSummary, ...]:
     sums: dict[str, dict[str, int]] = {}
     states: dict[str, Counter[str]] = {}
-    known = 0
-    for t in store.wave_state_totals():
-        known += t.mailboxes
-        wave = sums.setdefault(t.wave, dict.fromkeys(_SUMS, 0))
-        for key, value in zip(
-            _SUMS,
-            (t.mailboxes, t.messages_total, t.messages_done, t.bytes_done, t.failed, t.skipped),
-            strict=True,
-        ):
-            wave[key] += value
-        states.setdefault(t.wave, Counter())[t.state] += t.mailboxes
+    seen: set[str] = set()
+    for row in fleet:
+        seen.add(row.source)
+        wave = sums.setdefault(row.wave, dict.fromkeys(_SUMS, 0))
+        done, total = row.done_of_total
+        wave["n"] += 1
+        wave["mt"] += total
+        wave["md"] += done
+        wave["bt"] += max(row.bytes_total, row.source_bytes, survey.get(row.source, (0, 0))[1])
+        wave["bd"] += row.bytes_done if row.copied_bytes is None else row.copied_bytes
+        wave["f"] += row.failed
+        wave["s"] += row.skipped
+        states.setdefault(row.wave, Counter())[row.state] += 1
     runs = store.last_run_per_wave()
     planned = Counter(m.wave for m in plan.mailboxes)
+    for entry in plan.mailboxes:  # never run: its survey is still part of the wave's volume
+        if entry.source not in seen:
+            sums.setdefault(entry.wave, dict.fromkeys(_SUMS, 0))["bt"] += survey.get(entry.source, (0, 0))[1]
     out = []
     for name in plan.waves:
         wave = sums.get(name, dict.fromkeys(_SUMS, 0))
@@ -116,9 +214,9 @@ def _waves(store: StateStore, plan: Plan) -> tuple[tuple[WaveSummary, ...], int]
         running = status == RunStatus.RUNNING
         out.append(
             WaveSummary(name, planned[name], dict(counted), wave["mt"], wave["md"], wave["bd"], wave["f"], wave["s"],
-                        running, status, started if running else None)
+                        running, status, started if running else None, wave["bt"])
         )  # fmt: skip
-    return tuple(out), known
+    return tuple(out)
 
 
 def _rows(store: StateStore, plan: Plan, query: MailboxQuery, known: int) -> tuple[list[MailboxRow], int]:
