@@ -34,6 +34,7 @@ from cockpit.screens.overview import OverviewView
 from cockpit.screens.readiness import ReadinessView
 from cockpit.screens.triage import TriageView
 from cockpit.shell import Cockpit
+from cockpit.widgets.keybar import own_keys
 from runners.engine.control import request
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery, MessageIssue
@@ -186,7 +187,7 @@ class CockpitApp(App[None]):
         self.push_screen(FailureView(source, issue))
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.read_only, self.keys))
+        self.push_screen(HelpScreen(self.read_only, self.keys, own_keys(self.screen)))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Textual's palette commands worth keeping: the theme switcher (an ANSI theme over a poor SSH

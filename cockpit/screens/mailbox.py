@@ -50,7 +50,7 @@ ISSUE_COLUMNS = (("folder", 20), ("UID", 7), ("size", 10), ("status", 8), ("trie
 
 
 class MailboxView(View):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy details")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy")]
 
     def __init__(self, source: str) -> None:
         super().__init__()
@@ -144,7 +144,7 @@ class MailboxView(View):
 class FolderFailureView(TextView):
     """A folder the last pass could not open or copy: the server's words verbatim; ``y`` copies them."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy details")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy")]
     text_id = "failure"
 
     def __init__(self, source: str, folder: FolderDetail) -> None:
