@@ -217,8 +217,19 @@ def test_retry_failed_only_and_an_operators_skip(
     assert len(imapfill.folder_snapshot(target, "alice", master=True)["INBOX"]) == 1
 
     # The operator decides the big one is not to be copied: reruns leave it, verify lists it and passes.
-    skipped = lab.cutover("skip", "--plan", str(lab.plan), "--mailbox", "alice", "--folder", "INBOX", "--uid", "2",
-                          "--reason", "attachment archived elsewhere, ticket 4711")
+    skipped = lab.cutover(
+        "skip",
+        "--plan",
+        str(lab.plan),
+        "--mailbox",
+        "alice",
+        "--folder",
+        "INBOX",
+        "--uid",
+        "2",
+        "--reason",
+        "attachment archived elsewhere, ticket 4711",
+    )
     assert skipped.returncode == 0, skipped.stderr
     code, summary = lab.run()
     assert code == 0 and summary["totals"]["copied"] == 1  # the new message; nothing failed now

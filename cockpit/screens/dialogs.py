@@ -104,7 +104,10 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape", "dismiss", "Close")]
 
     def __init__(
-        self, read_only: bool, keys: Mapping[str, str] | None = None, first: Sequence[tuple[str, str, str]] = ()
+        self,
+        read_only: bool,
+        keys: Mapping[str, str] | None = None,
+        first: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         super().__init__()
         self.read_only = read_only

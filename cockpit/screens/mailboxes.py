@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Header, Input, Static
 
-from cockpit.format import ago, bar, percent, state_label, tone
+from cockpit.format import ago, bar, count, percent, state_label, tone
 from cockpit.screens.base import View
 from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
@@ -28,14 +28,14 @@ COLUMNS = (
     ("mailbox", 26),
     ("wave", 10),
     ("state", 11),
-    ("progress", 15),
-    ("messages", 15),
+    ("progress", 13),
+    ("messages", 13),
     ("msg/s", 6),
     ("failed", 6),
     ("skipped", 7),
-    ("folder", 14),
+    ("folder", 12),
     ("active", 6),
-    ("error", 30),  # the server's words: the spare width, the detail line, or ctrl+w
+    ("error", 20),  # the server's words: the spare width, the detail line, or ctrl+w
 )
 NOT_OK = "!ok"
 
@@ -144,7 +144,7 @@ class MailboxesView(View):
     @staticmethod
     def _cells(row: MailboxRow, rate: float) -> tuple[str, ...]:
         done, of = row.done_of_total
-        total = f"{done:,}/{of:,}"
+        total = f"{count(done)}/{count(of)}"
         return (
             row.source,
             row.wave,
