@@ -23,6 +23,7 @@ from cockpit.widgets.fleet_table import FleetTable
 from runners.model import FolderState
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.state.mailbox_reads import LedgerProgress
 from runners.state.read_models.snapshot import LedgerCache, take
 from runners.state.store import MailboxProgress, StateStore
 from runners.state.survey import SurveyRow
@@ -258,24 +259,33 @@ def test_the_ledger_cache_rereads_only_what_changed(tmp_path: Path, per_poll: in
     store = StateStore(plan.state_db)
     try:
         bob = store.upsert_mailbox("bob", "bob", "pilot")
+        store.set_mailbox_state(bob, "pending")  # stamped after alice
         cache = LedgerCache(per_poll=per_poll)
-        counts = cache.refresh(store)
-        if per_poll == 1:  # one a poll: the second mailbox waits for the next one
-            assert len(counts) == 1
-            counts = cache.refresh(store)
+        cache.refresh(store)
+        if per_poll == 1:  # one a poll, oldest change first: bob waits for the next one
+            assert list(cache.ledgers) == ["alice"]
+            cache.refresh(store)
+        counts = cache.ledgers
         assert (
             counts["alice"].copied == 6
             and counts["alice"].failed == 1
             and counts["alice"].source_messages == 7
         )
         assert counts["bob"].copied == 0
+        # The wave's totals: the counters (0/0 after the retry) plus the ledger's difference.
+        assert cache.wave_delta("pilot")[:2] == [6, 7]
         read: list[list[str]] = []
         original = store.ledger_progress
-        store.ledger_progress = lambda sources: read.append(list(sources)) or original(sources)  # type: ignore[method-assign]
+
+        def counting(sources: list[str]) -> dict[str, LedgerProgress]:
+            read.append(list(sources))
+            return original(sources)
+
+        store.ledger_progress = counting  # type: ignore[method-assign]
         cache.refresh(store)
-        assert read == [[]]  # nothing changed: nothing re-read
+        assert read == []  # nothing changed: nothing re-read
         store.set_mailbox_state(bob, "running")  # bob's `updated` moves
         cache.refresh(store)
-        assert read[-1] == ["bob"]
+        assert read == [["bob"]]
     finally:
         store.close()

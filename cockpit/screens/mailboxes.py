@@ -64,7 +64,7 @@ class MailboxesView(View):
             id="filter",
         )
         yield Static("", id="filter-label")
-        yield FleetTable(COLUMNS, id="mailboxes", frozen=1)
+        yield FleetTable(COLUMNS, id="mailboxes", frozen=1, on_cursor=self._detail)
         yield Static("", id="row-detail", markup=False)
         yield KeyBar()
 
@@ -120,9 +120,6 @@ class MailboxesView(View):
         self._rows = {row.source: row for row in rows}
         self._detail(table.cursor_key)
         self._previous = {r.source: r.messages_done for r in snapshot.mailboxes}
-
-    def on_fleet_table_cursor_moved(self, event: FleetTable.CursorMoved) -> None:
-        self._detail(event.key)
 
     def _detail(self, key: str | None) -> None:
         """The cursor's mailbox whole, wrapped: its counts, folders not opened and the server's words."""

@@ -15,7 +15,7 @@ and makes it bold too, so it still stands out without colour (NO_COLOR).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rich.cells import cell_len, set_cell_size
@@ -120,25 +120,17 @@ class FleetTable(ScrollView, can_focus=True):
         def control(self) -> FleetTable:
             return self.table
 
-    @dataclass
-    class CursorMoved(Message):
-        """The cursor is on another row (a detail line follows it)."""
-
-        table: FleetTable
-        key: str | None
-
-        @property
-        def control(self) -> FleetTable:
-            return self.table
-
     def __init__(
         self,
         columns: Sequence[tuple[str, int]],
         *,
         id: str | None = None,  # noqa: A002  (Textual's name)
         frozen: int = 0,
+        on_cursor: Callable[[str | None], object] | None = None,
     ) -> None:
         super().__init__(id=id)
+        #: Called with the cursor's key whenever it lands on another row (a detail line follows it).
+        self.on_cursor = on_cursor
         #: (label, width): the last column's width is its least; it takes the spare width.
         self.columns = tuple(columns)
         #: Columns on the left that stay put when the rest scrolls sideways.
@@ -225,15 +217,15 @@ class FleetTable(ScrollView, can_focus=True):
         current = self.cursor_key
         self._cells = [cells for _, cells in rows]
         widths = self._layout_widths()  # a scrollbar may come or go, a longer text arrive (wide)
-        if widths != self._widths:
+        relaid = widths != self._widths
+        if relaid:
             self._widths = widths
             self._head_header, self._header = self._split(tuple(label for label, _ in self.columns))
-            self._keys = []  # every line is new: repaint all
         split = [self._split(cells) for _, cells in rows]
         heads = [head for head, _ in split]
         lines = [line for _, line in split]
         row_tones = [tones.get(key, "") for key in keys]
-        if keys == self._keys:
+        if keys == self._keys and not relaid:
             changed = [
                 i
                 for i, (old, new, old_tone, new_tone) in enumerate(
@@ -258,7 +250,8 @@ class FleetTable(ScrollView, can_focus=True):
     def _cursor_moved(self) -> None:
         if self.cursor_key != self._notified:
             self._notified = self.cursor_key
-            self.post_message(self.CursorMoved(self, self.cursor_key))
+            if self.on_cursor is not None:
+                self.on_cursor(self.cursor_key)
 
     def on_resize(self) -> None:
         self._relayout()

@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from runners.plan.model import Plan
 from runners.state.check_history import CheckRow, FindingRow
-from runners.state.mailbox_reads import Event, LedgerProgress, MailboxQuery, MailboxRow
+from runners.state.mailbox_reads import (
+    Event,
+    FleetCounters,
+    LedgerProgress,
+    MailboxQuery,
+    MailboxRow,
+    cumulative,
+)
 from runners.state.statuses import MailboxState, RunStatus
 from runners.state.store import StateStore
 
@@ -110,31 +116,64 @@ ACTIVE_SHOWN = 5
 
 @dataclass(slots=True)
 class LedgerCache:
-    """Each mailbox's ledger sums, re-read only when the mailbox's ``updated`` stamp moved.
+    """Each mailbox's ledger sums, and how far its cumulative counts are from the run's counters.
 
-    ``per_poll`` bounds the mailboxes re-read by one ``refresh`` (the least recently counted first), so
-    a fleet of running mailboxes costs a bounded slice of the ledger per poll; None reads every stale
-    one (a one-off snapshot). The survey changes only when the checks run: re-read every
-    ``survey_seconds``.
+    Every ``refresh`` re-reads the ledger of the mailboxes whose ``updated`` stamp moved past a
+    watermark, oldest change first, at most ``per_poll`` of them (None: all), so a fleet of running
+    mailboxes costs a bounded slice of the ledger per poll and an idle mailbox is read once. The wave
+    totals are then the counters summed in SQL plus each wave's sum of those differences, kept up to
+    date as mailboxes are re-read (a running mailbox's difference may be a few polls old). The survey
+    changes only when the checks run: re-read every ``survey_seconds``.
     """
 
     per_poll: int | None = None
     survey_seconds: float = 60.0
-    _counts: dict[str, tuple[float | None, int, LedgerProgress]] = field(default_factory=dict)
-    _polls: int = 0
+    ledgers: dict[str, LedgerProgress] = field(default_factory=dict)
+    #: source → (wave, cumulative minus counters: copied, holds, bytes copied, volume, failed, skipped).
+    _deltas: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+    _wave_deltas: dict[str, list[int]] = field(default_factory=dict)
+    _mark: tuple[float, str] = (-1.0, "")
     _survey: dict[str, tuple[int, int]] = field(default_factory=dict)
     _survey_read: float | None = None
 
-    def refresh(self, store: StateStore) -> dict[str, LedgerProgress]:
-        self._polls += 1
-        stamps = store.mailbox_stamps()
-        stale = [s for s, u in stamps.items() if s not in self._counts or self._counts[s][0] != u]
-        stale.sort(key=lambda s: self._counts[s][1] if s in self._counts else -1)
-        if self.per_poll is not None:
-            stale = stale[: self.per_poll]
-        for source, counts in store.ledger_progress(stale).items():
-            self._counts[source] = (stamps[source], self._polls, counts)
-        return {source: counts for source, (_, _, counts) in self._counts.items()}
+    def refresh(self, store: StateStore) -> None:
+        survey = self.survey(store)
+        while True:
+            rows = store.changed_mailboxes(self._mark, self.per_poll)
+            if not rows:
+                return
+            ledgers = store.ledger_progress([row[0] for row in rows])
+            for row in rows:
+                self._count(row, ledgers[row[0]], survey.get(row[0], (0, 0))[1])
+            self._mark = (rows[-1][9] or 0.0, rows[-1][0])
+            if self.per_poll is not None:
+                return
+
+    def _count(self, row: FleetCounters, ledger: LedgerProgress, surveyed: int) -> None:
+        source, wave, state, mt, md, bt, bd, f, s, _ = row
+        self.ledgers[source] = ledger
+        copied, holds, copied_bytes, volume, failed, skipped = cumulative(state, mt, md, bt, bd, f, s, ledger)
+        delta = (
+            copied - md,
+            holds - mt,
+            copied_bytes - bd,
+            max(volume, surveyed) - bt,
+            failed - f,
+            skipped - s,
+        )
+        old = self._deltas.pop(source, None)
+        if old is not None:
+            sums = self._wave_deltas[old[0]]
+            for i, value in enumerate(old[1]):
+                sums[i] -= value
+        if any(delta):
+            self._deltas[source] = (wave, delta)
+            sums = self._wave_deltas.setdefault(wave, [0] * 6)
+            for i, value in enumerate(delta):
+                sums[i] += value
+
+    def wave_delta(self, wave: str) -> list[int]:
+        return self._wave_deltas.get(wave, [0] * 6)
 
     def survey(self, store: StateStore) -> dict[str, tuple[int, int]]:
         now = time.monotonic()
@@ -154,15 +193,14 @@ def take(
     """A snapshot: wave totals always, mailbox rows only as ``query`` asks (None: none). Pass the same
     ``ledger`` cache poll after poll (the poller does); without one every mailbox's ledger is read."""
     ledger = ledger or LedgerCache()
-    counts = ledger.refresh(store)
-    fleet = [row.with_ledger(counts.get(row.source)) for row in store.mailbox_rows(ALL)]
-    waves = _waves(store, plan, fleet, ledger.survey(store))
+    ledger.refresh(store)
+    waves, known, done = _waves(store, plan, ledger)
     rows: list[MailboxRow] = []
     matching = 0
     if query is not None:
-        rows, matching = _rows(store, plan, query, len(fleet))
-        rows = [row.with_ledger(counts.get(row.source)) for row in rows]
-    active = sorted((r for r in fleet if r.state == MailboxState.RUNNING), key=lambda r: -(r.updated or 0))
+        rows, matching = _rows(store, plan, query, known)
+        rows = [row.with_ledger(ledger.ledgers.get(row.source)) for row in rows]
+    active = [row.with_ledger(ledger.ledgers.get(row.source)) for row in store.active_mailboxes(ACTIVE_SHOWN)]
     return Snapshot(
         taken=time.monotonic(),
         waves=waves,
@@ -170,38 +208,54 @@ def take(
         readiness=_readiness(store),
         events=tuple(store.recent_events(events)),
         # The engine's counters, for rates between snapshots (they only grow while a run goes on).
-        messages_done=sum(r.messages_done for r in fleet),
-        bytes_done=sum(r.bytes_done for r in fleet),
+        messages_done=done[0],
+        bytes_done=done[1],
         matching=matching,
         total=len(plan.mailboxes),
-        active=tuple(active[:ACTIVE_SHOWN]),
+        active=tuple(active),
         scope_total=len(plan.wave(query.wave)) if query is not None and query.wave else len(plan.mailboxes),
     )
 
 
 def _waves(
-    store: StateStore, plan: Plan, fleet: list[MailboxRow], survey: Mapping[str, tuple[int, int]]
-) -> tuple[WaveSummary, ...]:
+    store: StateStore, plan: Plan, ledger: LedgerCache
+) -> tuple[tuple[WaveSummary, ...], int, tuple[int, int]]:
+    """The waves' totals (the counters summed in SQL, corrected by the ledger cache), the number of
+    mailboxes in the store, and the counters' messages and bytes done (for rates)."""
     sums: dict[str, dict[str, int]] = {}
     states: dict[str, Counter[str]] = {}
-    seen: set[str] = set()
-    for row in fleet:
-        seen.add(row.source)
-        wave = sums.setdefault(row.wave, dict.fromkeys(_SUMS, 0))
-        done, total = row.done_of_total
-        wave["n"] += 1
-        wave["mt"] += total
-        wave["md"] += done
-        wave["bt"] += max(row.bytes_total, row.source_bytes, survey.get(row.source, (0, 0))[1])
-        wave["bd"] += row.bytes_done if row.copied_bytes is None else row.copied_bytes
-        wave["f"] += row.failed
-        wave["s"] += row.skipped
-        states.setdefault(row.wave, Counter())[row.state] += 1
+    known = messages_done = bytes_done = 0
+    for t in store.wave_state_totals():
+        known += t.mailboxes
+        messages_done += t.messages_done
+        bytes_done += t.bytes_done
+        wave = sums.setdefault(t.wave, dict.fromkeys(_SUMS, 0))
+        wave["n"] += t.mailboxes
+        wave["mt"] += t.messages_total
+        wave["md"] += t.messages_done
+        wave["bt"] += t.bytes_total
+        wave["bd"] += t.bytes_done
+        wave["f"] += t.failed
+        wave["s"] += t.skipped
+        states.setdefault(t.wave, Counter())[t.state] += t.mailboxes
+    for name, wave in sums.items():
+        d_md, d_mt, d_bd, d_bt, d_f, d_s = ledger.wave_delta(name)
+        wave["md"] += d_md
+        wave["mt"] += d_mt
+        wave["bd"] += d_bd
+        wave["bt"] += d_bt
+        wave["f"] += d_f
+        wave["s"] += d_s
+    if known < len(plan.mailboxes):  # never run: the survey is still part of the wave's volume
+        seen = store.mailbox_sources()
+        survey = ledger.survey(store)
+        for entry in plan.mailboxes:
+            if entry.source not in seen:
+                sums.setdefault(entry.wave, dict.fromkeys(_SUMS, 0))["bt"] += survey.get(
+                    entry.source, (0, 0)
+                )[1]
     runs = store.last_run_per_wave()
     planned = Counter(m.wave for m in plan.mailboxes)
-    for entry in plan.mailboxes:  # never run: its survey is still part of the wave's volume
-        if entry.source not in seen:
-            sums.setdefault(entry.wave, dict.fromkeys(_SUMS, 0))["bt"] += survey.get(entry.source, (0, 0))[1]
     out = []
     for name in plan.waves:
         wave = sums.get(name, dict.fromkeys(_SUMS, 0))
@@ -216,7 +270,7 @@ def _waves(
             WaveSummary(name, planned[name], dict(counted), wave["mt"], wave["md"], wave["bd"], wave["f"], wave["s"],
                         running, status, started if running else None, wave["bt"])
         )  # fmt: skip
-    return tuple(out)
+    return tuple(out), known, (messages_done, bytes_done)
 
 
 def _rows(store: StateStore, plan: Plan, query: MailboxQuery, known: int) -> tuple[list[MailboxRow], int]:
