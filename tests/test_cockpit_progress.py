@@ -16,6 +16,7 @@ from dovecot_lab import Unreachable, write_plan
 from textual.widgets import DataTable, Static
 
 from cockpit.app import CockpitApp
+from cockpit.format import bar, count, percent, state_label, states_text, tone
 from cockpit.screens.mailbox import FolderFailureView, MailboxView
 from cockpit.screens.mailboxes import MailboxesView
 from cockpit.screens.overview import estimate
@@ -289,3 +290,14 @@ def test_the_ledger_cache_rereads_only_what_changed(tmp_path: Path, per_poll: in
         assert read == [["bob"]]
     finally:
         store.close()
+
+
+def test_formatters_never_round_up_to_done() -> None:
+    assert percent(0.999) == " 99%" and percent(1.0) == "100%" and bar(0.99, 6) == "█████░"
+    assert count(9_840) == "9,840" and count(123_456) == "123k" and count(1_234_567) == "1.2M"
+    assert states_text({"ok": 2, "failed": 1, "running": 1}) == "1 running, 1 failed, 2 ok"
+    assert (
+        state_label("failed") == "✗ failed"
+        and tone("ok", failed=1) == "error"
+        and tone("paused") == "warning"
+    )
