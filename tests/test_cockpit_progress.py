@@ -301,3 +301,35 @@ def test_formatters_never_round_up_to_done() -> None:
         and tone("ok", failed=1) == "error"
         and tone("paused") == "warning"
     )
+
+
+def test_a_running_delta_pass_is_not_counted_twice(tmp_path: Path) -> None:
+    """A second pass walks the ten messages the first one copied (counted as done): the wave reads
+    10 of 10 throughout, never the ledger's 10 plus the counters' 10."""
+    plan = plan_with(tmp_path, (("alice", "alice", "pilot"),))
+    store = StateStore(plan.state_db)
+    try:
+        run = store.start_run("pilot", "full", 1)
+        alice = store.upsert_mailbox("alice", "alice", "pilot")
+        store.claim_mailbox(alice, run)
+        inbox = store.folder(alice, "INBOX", "INBOX", "INBOX", None)
+        _copy(store, inbox.id, range(1, 11), run)
+        store.folder_done(inbox.id, FolderState(1, 11, 10), 10 * MB)
+        store.mailbox_progress(alice, MailboxProgress(10, 10 * MB, 10, 10 * MB, 0, 0, None))
+        store.release_mailbox(alice, "ok")
+        store.finish_run(run, "ok", {})
+        cache = LedgerCache(per_poll=10)
+        second = store.start_run("pilot", "delta", 1)
+        store.claim_mailbox(alice, second)
+        store.mailbox_progress(alice, MailboxProgress(10, 10 * MB, 0, 0, 0, 0, "INBOX"))
+        (wave,) = take(store, plan, ledger=cache).waves
+        assert (wave.messages_done, wave.messages_total) == (0, 10)  # the run's own count while it runs
+        assert take(store, plan, ledger=cache).mailbox("alice").done_of_total == (10, 10)  # type: ignore[union-attr]
+        store.mailbox_progress(alice, MailboxProgress(10, 10 * MB, 10, 10 * MB, 0, 0, "INBOX"))
+        (wave,) = take(store, plan, ledger=cache).waves
+        assert (wave.messages_done, wave.messages_total) == (
+            10,
+            10,
+        ) and wave.fraction == 0.99  # still running
+    finally:
+        store.close()

@@ -122,8 +122,8 @@ class LedgerCache:
     watermark, oldest change first, at most ``per_poll`` of them (None: all), so a fleet of running
     mailboxes costs a bounded slice of the ledger per poll and an idle mailbox is read once. The wave
     totals are then the counters summed in SQL plus each wave's sum of those differences, kept up to
-    date as mailboxes are re-read (a running mailbox's difference may be a few polls old). The survey
-    changes only when the checks run: re-read every ``survey_seconds``.
+    date as mailboxes are re-read; a running mailbox counts by its counters until it stops (its row
+    shows it cumulative). The survey changes only when the checks run: re-read every ``survey_seconds``.
     """
 
     per_poll: int | None = None
@@ -153,14 +153,15 @@ class LedgerCache:
         source, wave, state, mt, md, bt, bd, f, s, _ = row
         self.ledgers[source] = ledger
         copied, holds, copied_bytes, volume, failed, skipped = cumulative(state, mt, md, bt, bd, f, s, ledger)
-        delta = (
-            copied - md,
-            holds - mt,
-            copied_bytes - bd,
-            max(volume, surveyed) - bt,
-            failed - f,
-            skipped - s,
-        )
+        unlisted = max(volume, surveyed) - bt
+        if state == MailboxState.RUNNING:
+            # Its counters move on after this read: a difference taken now would be added to counts
+            # that already include what it made up for. The wave counts a running mailbox by its
+            # counters (its row shows the cumulative ones, read live); only the survey's volume it
+            # has not listed yet is added, for the ETA.
+            delta: tuple[int, ...] = (0, 0, 0, unlisted, 0, 0)
+        else:
+            delta = (copied - md, holds - mt, copied_bytes - bd, unlisted, failed - f, skipped - s)
         old = self._deltas.pop(source, None)
         if old is not None:
             sums = self._wave_deltas[old[0]]
