@@ -16,7 +16,7 @@ from runners.state.store import StateStore
 
 INTERVAL = 0.5
 #: Mailboxes whose ledger is re-summed per poll at most (the rest keep their last sums a little longer).
-LEDGER_PER_POLL = 300
+LEDGER_PER_POLL = 100
 
 
 class SnapshotPoller:
