@@ -1,8 +1,11 @@
 """Helpdesk triage of one user, right now: "I can't log in" and "my mail is missing".
 
-For one address: is it in the source and target directories, can we log in on both sides, where
-does its migration stand per folder, and does the target hold everything the source holds at
-this moment. Every step keeps its own answer (or the server's words) and never stops the others.
+For one address (the mailbox's, or any of the user's addresses and aliases in the directories):
+which server the user should log in to now, is it in the source and target directories, can we log
+in on both sides, where does its migration stand (cumulative counts) and per folder, does the target
+hold everything the source holds at this moment, what the readiness checks found about this user,
+and the last failure in the server's words. Every step keeps its own answer (or the server's words)
+and never stops the others.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from checks.families.directory_people import UPN, fetched_attributes, roles, to_person
+from checks.families.directory_people import UPN, Person, fetched_attributes, roles, to_person
 from checks.ldapdir import any_of, equals, search
 from runners.connectors.base import SourceSession, TargetSession
 from runners.engine.sessions import open_source, open_target
 from runners.errors import MigrationError, ProtocolError
 from runners.plan.model import MailboxEntry, Plan
 from runners.plan.readiness_model import DirectorySettings
-from runners.state.mailbox_reads import MailboxDetail
+from runners.state.check_history import FindingRow
+from runners.state.mailbox_reads import MailboxDetail, MailboxQuery, MailboxRow
+from runners.state.read_models.snapshot import readiness_detail
 from runners.state.store import StateStore
 from runners.verify import MailboxCheck, verify_wave
 
@@ -37,6 +42,16 @@ class Triage:
     steps: list[Step] = field(default_factory=list)
     detail: MailboxDetail | None = None
     verify: MailboxCheck | None = None
+    #: How the query was found when it is not the plan's own address ("an alias of …").
+    found_as: str = ""
+    #: Which server the user should log in to now, and since when (one sentence).
+    log_in_to: str = ""
+    #: The mailbox's live row with its cumulative counts (None: no run has touched it).
+    row: MailboxRow | None = None
+    #: The last readiness run's findings about this user (its addresses), worst first.
+    findings: tuple[FindingRow, ...] = ()
+    #: The last failure in the server's words (the mailbox's error, else the newest message failure).
+    last_failure: str | None = None
 
 
 def find_entry(plan: Plan, address: str) -> MailboxEntry | None:
@@ -45,12 +60,23 @@ def find_entry(plan: Plan, address: str) -> MailboxEntry | None:
 
 
 def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
+    address = address.strip()
     result = Triage(address, find_entry(plan, address))
+    if result.entry is None:
+        result.entry, result.found_as = _by_directory(plan, address)
     entry = result.entry
     if entry is None:
-        result.steps.append(Step("plan", False, f"{address} is not a mailbox of the plan (source or target)"))
+        result.steps.append(
+            Step(
+                "plan",
+                False,
+                f"{address} is not a mailbox of the plan, nor an address of one in the directories",
+            )
+        )
         return result
-    result.steps.append(Step("plan", True, f"{entry.source} → {entry.target}, wave {entry.wave}"))
+    found = f" ({result.found_as})" if result.found_as else ""
+    result.steps.append(Step("plan", True, f"{entry.source} → {entry.target}, wave {entry.wave}{found}"))
+    result.log_in_to = log_in_to(plan, entry)
     r = plan.readiness
     result.steps.append(_directory("source directory", r.source_directory, entry.source))
     result.steps.append(_directory("target directory", r.target_directory, entry.target))
@@ -59,7 +85,7 @@ def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
     if plan.state_db.exists():
         store = StateStore(plan.state_db, read_only=True)  # the helpdesk may not write the state directory
         try:
-            result.detail = store.mailbox_detail(entry.source)
+            _read_state(store, entry, {address, entry.source, entry.target}, result)
         finally:
             store.close()
     if compare:
@@ -67,9 +93,60 @@ def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
     return result
 
 
-def _directory(name: str, settings: DirectorySettings | None, address: str) -> Step:
-    if settings is None:
-        return Step(name, None, "no directory configured in the plan")
+def log_in_to(plan: Plan, entry: MailboxEntry) -> str:
+    """Where the user logs in now. No wave is ever switched to the target by the cockpit yet (the
+    cutover-window issue records switches): until then the answer is the legacy server, and it says so."""
+    return (
+        f"legacy ({plan.source.address}), since before the migration: no switch of wave {entry.wave} to "
+        f"the target ({plan.target.address}) is recorded (the cockpit does not record switches yet)"
+    )
+
+
+def _read_state(store: StateStore, entry: MailboxEntry, addresses: set[str], result: Triage) -> None:
+    result.detail = store.mailbox_detail(entry.source)
+    rows = store.mailbox_rows(MailboxQuery(source=entry.source))
+    if rows:
+        result.row = rows[0].with_ledger(store.ledger_progress([entry.source]).get(entry.source))
+    wanted = {a.lower() for a in addresses}
+    findings, _ = readiness_detail(store)
+    result.findings = tuple(f for f in findings if f.object_id.lower() in wanted and f.severity != "pass")
+    failures = [
+        (attempt.at, attempt.reason, f"{n.folder} UID {n.uid}")
+        for n in store.not_copied(None, [entry.source])
+        for attempt in n.history
+        if attempt.reason
+    ]
+    if result.row is not None and result.row.error:
+        result.last_failure = result.row.error
+    elif failures:
+        _, reason, where = max(failures)
+        result.last_failure = f"{where}: {reason}"
+    elif result.detail is not None and any(f.error for f in result.detail.folders):
+        folder = next(f for f in result.detail.folders if f.error)
+        result.last_failure = f"folder {folder.source}: {folder.error}"
+
+
+def _by_directory(plan: Plan, address: str) -> tuple[MailboxEntry | None, str]:
+    """The plan's mailbox of a person who owns ``address`` in either directory (an alias, a second
+    address, an AD UPN), and how it was found; (None, "") when nobody does or nothing answers."""
+    r = plan.readiness
+    for side, settings in (("source", r.source_directory), ("target", r.target_directory)):
+        if settings is None:
+            continue
+        try:
+            people = _people(settings, address)
+        except (ProtocolError, MigrationError):
+            continue  # the directory step says why, for the mailbox's own address
+        for person in people:
+            for owned in (person.primary, *person.aliases, person.upn):
+                entry = find_entry(plan, owned) if owned else None
+                if entry is not None:
+                    return entry, f"{address} is an address of {person.dn} in the {side} directory"
+    return None, ""
+
+
+def _people(settings: DirectorySettings, address: str) -> list[Person]:
+    """Everyone in the directory owning ``address`` (mail, alias attributes, AD proxyAddresses and UPN)."""
     r = roles(settings)
     holders = [*r["mail"], *r["aliases"]]
     clauses = [equals(a, address) for a in holders if a != "proxyAddresses"]
@@ -78,13 +155,21 @@ def _directory(name: str, settings: DirectorySettings | None, address: str) -> S
         clauses.append(equals("proxyAddresses", f"SMTP:{address}"))
     if settings.preset == "ad":
         clauses.append(equals(UPN, address))
+    return [
+        to_person(e, settings.preset, r)
+        for e in search(settings, any_of(clauses), fetched_attributes(settings))
+    ]
+
+
+def _directory(name: str, settings: DirectorySettings | None, address: str) -> Step:
+    if settings is None:
+        return Step(name, None, "no directory configured in the plan")
     try:
-        entries = search(settings, any_of(clauses), fetched_attributes(settings))
+        people = _people(settings, address)
     except (ProtocolError, MigrationError) as exc:
         return Step(name, False, f"lookup failed: {exc}")
-    if not entries:
+    if not people:
         return Step(name, False, f"{address} is not in the directory ({settings.base})")
-    people = [to_person(e, settings.preset, r) for e in entries]
     state = "; ".join(
         f"{p.dn}: {p.status}" + ("" if p.mailbox_enabled or settings.preset != "ad" else ", no mailbox")
         for p in people

@@ -52,19 +52,26 @@ APP_ACTIONS: tuple[ActionSpec, ...] = (
 )
 
 WAVE_ACTIONS: tuple[ActionSpec, ...] = (
-    # Not in the key bar (it must fit 80 columns); listed by "?" help and the palette.
-    ActionSpec("launch", "launch", "L", "Launch wave", dangerous=True, show=False),
-    ActionSpec("pause", "control('pause')", "P", "Pause", dangerous=True, show=False),
-    ActionSpec("resume", "control('resume')", "R", "Resume", dangerous=True, show=False),
-    ActionSpec("cancel", "control('cancel')", "C", "Cancel", dangerous=True, show=False),
-    ActionSpec("retry_failed", "retry_failed", "F", "Retry failed items", dangerous=True, show=False),
+    # In the key bar right after the view's own keys (``keybar_rank``); what doesn't fit is one "?" away.
+    ActionSpec("launch", "launch", "L", "Launch wave", dangerous=True, label="Launch"),
+    ActionSpec("pause", "control('pause')", "P", "Pause", dangerous=True),
+    ActionSpec("resume", "control('resume')", "R", "Resume", dangerous=True),
+    ActionSpec("cancel", "control('cancel')", "C", "Cancel", dangerous=True),
+    ActionSpec("retry_failed", "retry_failed", "F", "Retry failed items", dangerous=True, label="Retry"),
 )
 
 #: Actions on one failed message (the failure view).
 FAILURE_ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("retry_message", "retry_message", "t", "Retry (its mailbox's failed items)", dangerous=True),
-    ActionSpec("skip_message", "skip_message", "s", "Skip with a reason", dangerous=True),
-    ActionSpec("copy", "copy", "y", "Copy details"),
+    ActionSpec(
+        "retry_message",
+        "retry_message",
+        "t",
+        "Retry (its mailbox's failed items)",
+        dangerous=True,
+        label="Retry",
+    ),
+    ActionSpec("skip_message", "skip_message", "s", "Skip with a reason", dangerous=True, label="Skip"),
+    ActionSpec("copy", "copy", "y", "Copy details", label="Copy"),
 )
 
 #: Where each group is bound. App bindings are live in every view, so a key may be used once across
@@ -97,6 +104,20 @@ def read_only_refusal(action: str) -> str | None:
         else:
             what = _what(spec)
     return f"read-only cockpit: {what} refused (it would write the state store)"
+
+
+_WAVE = {s.action for s in WAVE_ACTIONS}
+#: Esc: every view has it, so it goes with the moves between views.
+_BACK = {"app.pop_screen", "back", "dismiss"}
+
+
+def keybar_rank(action: str, own: bool) -> int:
+    """Where the key bar (and the help screen) puts an action: the view's own keys first (``own``:
+    bound by the view or its widgets: filter, sort, retry, skip, copy), then the wave's actions (launch,
+    pause, resume, cancel, retry), then moving between views; help is pinned at the right end."""
+    if own and action not in _BACK:
+        return 0
+    return 1 if action in _WAVE else 2
 
 
 def bindings(specs: tuple[ActionSpec, ...]) -> list[Binding]:

@@ -38,6 +38,7 @@ from cockpit.screens.readiness import ReadinessView
 from cockpit.screens.triage import TriageView
 from cockpit.shell import Cockpit
 from cockpit.widgets.flash import flash
+from cockpit.widgets.keybar import own_keys
 from runners.engine.control import request
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery, MessageIssue
@@ -190,7 +191,7 @@ class CockpitApp(App[None]):
         self.push_screen(FailureView(source, issue))
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.read_only, self.keys))
+        self.push_screen(HelpScreen(self.read_only, self.keys, own_keys(self.screen)))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Textual's palette commands worth keeping: the theme switcher (an ANSI theme over a poor SSH

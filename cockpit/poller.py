@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery
-from runners.state.read_models.snapshot import ALL, Snapshot, take
+from runners.state.read_models.snapshot import ALL, LedgerCache, Snapshot, take
 from runners.state.store import StateStore
 
 INTERVAL = 0.5
+#: Mailboxes whose ledger is re-summed per poll at most (the rest keep their last sums a little longer).
+LEDGER_PER_POLL = 100
 
 
 class SnapshotPoller:
@@ -51,9 +53,10 @@ class SnapshotPoller:
 
     def _loop(self) -> None:
         store = StateStore(self.plan.state_db, read_only=self.read_only)
+        ledger = LedgerCache(per_poll=LEDGER_PER_POLL)
         try:
             while not self._stop.is_set():
-                self.deliver(take(store, self.plan, query=self.query()))
+                self.deliver(take(store, self.plan, query=self.query(), ledger=ledger))
                 self._wake.wait(self.interval)
                 self._wake.clear()
         finally:

@@ -218,6 +218,8 @@ def _wave_2(store: StateStore, clock: Clock) -> None:
     # grace: paused by the operator half way.
     clock.now = T0 + 2 * 3600 + 600
     grace = _mailbox(store, clock, 6, run_id)
+    projects = store.folder(grace, "Projects", "Projects", "Projects", None)
+    _copy(store, projects.id, range(1, 481), run_id, size=80_000)  # the ledger agrees with the counters
     store.mailbox_progress(grace, MailboxProgress(1_200, 96_000_000, 480, 38_400_000, 0, 0, "Projects"))
     store.set_mailbox_state(grace, "paused")
     store.event(run_id, "info", "control", "paused by cockpit", mailbox=MAILBOXES[6][0])
@@ -393,6 +395,12 @@ async def headers_read(pilot: Pilot[Any]) -> None:
     view._redraw()
 
 
+async def triage_done(pilot: Pilot[Any]) -> None:
+    """Triage asks the (unreachable) servers in a worker: wait for its answer, whatever the machine."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 SCENARIOS: dict[str, tuple[Step, ...]] = {
     "overview": (),
     "mailboxes": ("m",),  # default filter: what needs attention
@@ -407,6 +415,8 @@ SCENARIOS: dict[str, tuple[Step, ...]] = {
     "log_filtered": ("l", "slash", *"warning", "enter", show_state_dir_as_displayed),
     "readiness_filtered": ("r", "slash", *"wave-2", "enter"),  # a wave's name: its mailboxes' findings
     "skip_reason_refused": ("m", "enter", focus_issues, "enter", headers_read, "s", "enter"),
+    "mailboxes_wide": ("m", "down", "down", "ctrl+w"),  # erin's error whole (k9s's wide view)
+    "user": ("u", *"bob@legacy.example", "enter", triage_done),  # the helpdesk's one screen
 }
 
 

@@ -206,3 +206,19 @@ def test_sixteen_colours(tmux: Tmux, plan_path: Path, term: str, options: tuple[
     extended = sorted({c for c in codes if c.startswith(("38;", "48;", "58;"))})
     assert not extended, f"256-colour or truecolor codes on a 16-colour screen: {extended}"
     assert attributes_of(screen, " pilot ") & {"bold", "reverse"}  # the cursor, whatever its colours
+
+
+def test_without_colour_failures_still_stand_out_by_bold_and_marks(tmux: Tmux, plan_path: Path) -> None:
+    """NO_COLOR: what colour shows elsewhere (a failed row, a blocker, a state) is bold or a mark."""
+    tmux.start(str(CUTOVER), "tui", "--plan", str(plan_path), env=(*COLOUR_ENV, "NO_COLOR=1"))
+    screen = tmux.wait_for("overview", lambda s: "Readiness (pre)" in s and "wave-2" in s, escapes=True)
+    assert colour_codes(screen) == []
+    assert "bold" in attributes_of(screen, "1 blocker") and "bold" not in attributes_of(screen, "1 warning")
+
+    tmux("send-keys", "-t", "cockpit", "m")
+    screen = tmux.wait_for("mailboxes view", lambda s: "erin@" in s and "▶ running" in s, escapes=True)
+    assert colour_codes(screen) == []
+    assert "bold" in attributes_of(screen, "erin@")  # failed: the whole row bold
+    assert "bold" not in attributes_of(screen, "dave@")  # running: nothing wrong
+    plain = SGR.sub("", screen)
+    assert "✗ failed" in plain and "! partial" in plain and "‖ paused" in plain  # the state, marked

@@ -157,3 +157,66 @@ def test_eta_is_said_against_the_cutover_window() -> None:
     assert eta_against_window(7 * 3600, left) == ("window: 6:00:00 left, ETA over by 1:00:00", True)
     assert eta_against_window(None, left) == ("window: 6:00:00 left", False)  # no throughput yet
     assert eta_against_window(60, window_left(1, start, two_hours_in)) == ("window over by 1:00:00", True)
+
+
+class FrozenApp(TableApp):
+    def compose(self) -> ComposeResult:
+        yield FleetTable(self.columns, id="t", frozen=1)
+        yield KeyBar()
+
+
+LONG = "NO [AUTHENTICATIONFAILED] Authentication failed: the master user may not log in as this mailbox"
+
+
+def test_the_name_stays_put_the_error_takes_the_spare_width_and_ctrl_w_widens_it() -> None:
+    async def scenario() -> None:
+        app = FrozenApp((("mailbox", 10), ("state", 8), ("wave", 8), ("error", 10)))
+        async with app.run_test(size=(60, 10)) as pilot:
+            table = app.query_one(FleetTable)
+            table.set_rows([("alice", ("alice", "failed", "pilot", LONG))], {"alice": "error"})
+            await pilot.pause()
+            # 12 + 10 + 10 cells for the first three columns: the error gets the other 26, not its least 10.
+            line = table.render_line(1).text
+            assert len(line) == 60 and line.rstrip().endswith("…") and "may not" not in line
+            assert "NO [AUTHENTICATIONFAILED]" in line
+            await pilot.resize_terminal(40, 10)  # now the error gets only its least: the rest scrolls
+            await pilot.pause()
+            await pilot.press("right")  # the rest scrolls, the mailbox stays
+            await pilot.pause()
+            line = table.render_line(1).text
+            assert line.startswith(" alice ") and "failed" not in line and "pilot" in line
+            assert table.render_line(0).text.startswith(" mailbox ")
+            await pilot.press("left", "ctrl+w")  # wide: the whole error, reached by scrolling
+            await pilot.pause()
+            assert table.wide and table.max_scroll_x > 0
+            await pilot.press("end")
+            table.scroll_to(x=table.max_scroll_x, animate=False, immediate=True)
+            await pilot.pause()
+            line = table.render_line(1).text
+            assert line.startswith(" alice ") and "log in as this mailbox" in line
+            await pilot.press("ctrl+w")
+            await pilot.pause()
+            assert not table.wide and table.max_scroll_x == 44 - 40  # the error back to its least width
+            assert table.cells("alice")[-1] == LONG  # uncut, for a detail line
+
+    asyncio.run(scenario())
+
+
+def test_a_toned_row_is_bold_so_it_stands_out_without_colour() -> None:
+    async def scenario() -> None:
+        app = TableApp()
+        async with app.run_test(size=(40, 10)) as pilot:
+            table = app.query_one(FleetTable)
+            table.set_rows(rows(["alice", "bob", "carol"]), {"bob": "error"})
+            table.move_cursor(2)  # the cursor's own style is bold too
+            await pilot.pause()
+            bob = table.render_line(2)
+            alice = table.render_line(1)
+            assert all(
+                segment.style is not None and segment.style.bold for segment in bob if segment.text.strip()
+            )
+            assert not any(
+                segment.style is not None and segment.style.bold for segment in alice if segment.text.strip()
+            )
+
+    asyncio.run(scenario())

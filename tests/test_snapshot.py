@@ -39,7 +39,10 @@ def test_snapshot_and_detail_after_a_run_with_problems(
 
     alice = snap.mailbox("alice")
     assert alice is not None and alice.state == "partial" and alice.failed == 1 and not alice.ok
-    assert alice.messages_done == alice.messages_total == 6 and alice.progress == 1.0
+    assert alice.messages_done == alice.messages_total == 6  # the run's counters: every message handled
+    # Shown: what is copied of what the source holds, from the ledger (the big one failed).
+    assert alice.done_of_total == (5, 6) and alice.progress == 5 / 6
+    assert alice.folder_errors == 1  # Locked could not be opened
     carol = snap.mailbox("carol")
     assert carol is not None and carol.state == "pending" and carol.messages_total == 0  # planned, never run
     pilot = next(w for w in snap.waves if w.name == "pilot")

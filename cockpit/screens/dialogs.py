@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
-from cockpit.actions import all_actions, display_key, effective_key
+from cockpit.actions import all_actions, display_key, effective_key, keybar_rank
 
 
 class DialogError(Static):
@@ -161,10 +161,17 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape", "dismiss", "Close")]
 
-    def __init__(self, read_only: bool, keys: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        read_only: bool,
+        keys: Mapping[str, str] | None = None,
+        first: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
         super().__init__()
         self.read_only = read_only
         self.keys: Mapping[str, str] = keys or {}
+        #: The current view's own keys (key, description, action), listed first.
+        self.first = tuple(first)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help"):
@@ -183,7 +190,13 @@ class HelpScreen(ModalScreen[None]):
     def _fill(self, needle: str) -> None:
         table = self.query_one("#help-table", DataTable)
         table.clear()
-        for spec in all_actions():
+        for key, description, _action in self.first:
+            if not needle or needle.lower() in f"{description} {key}".lower():
+                table.add_row(key, description, "this view")
+        own = {action for _, _, action in self.first}
+        for spec in sorted(all_actions(), key=lambda s: keybar_rank(s.action, False)):
+            if spec.action in own:
+                continue
             key = display_key(effective_key(spec, self.keys))
             if needle and needle.lower() not in f"{spec.description} {spec.id} {key}".lower():
                 continue

@@ -1,4 +1,8 @@
-"""One mailbox: its folders (source vs target in the ledger) and every message not copied."""
+"""One mailbox: its folders (source vs target in the ledger) and every message not copied.
+
+The header counts are cumulative (the ledger's, across passes and retries) and say how many folders
+could not be opened or copied; Enter on such a folder shows the server's words, as for a message.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,20 @@ from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from cockpit.actions import FAILURE_ACTIONS, bindings
-from cockpit.format import MB
+from cockpit.format import MB, state_label
 from cockpit.screens.base import TextView, View, add_columns
 from cockpit.screens.dialogs import ReasonPrompt
 from cockpit.widgets.keybar import KeyBar
 from runners.headers import MessageHeaders
 from runners.peek import MessageRef, message_headers
 from runners.plan.model import Plan
-from runners.state.mailbox_reads import MailboxDetail, MailboxQuery, MessageAttempt, MessageIssue
+from runners.state.mailbox_reads import (
+    FolderDetail,
+    MailboxDetail,
+    MailboxQuery,
+    MessageAttempt,
+    MessageIssue,
+)
 from runners.state.operators import operator_id
 from runners.state.read_models.snapshot import Snapshot
 
@@ -41,7 +51,7 @@ ISSUE_COLUMNS = (("folder", 20), ("UID", 7), ("size", 10), ("status", 8), ("trie
 
 
 class MailboxView(View):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy details")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy")]
 
     def __init__(self, source: str) -> None:
         super().__init__()
@@ -69,10 +79,16 @@ class MailboxView(View):
         row = snapshot.mailbox(self.source)
         if row is not None:
             error = f"  error: {row.error}" if row.error else ""
+            done, total = row.done_of_total
+            unopened = (
+                f"  {row.folder_errors} folder{'s' if row.folder_errors > 1 else ''} could not be opened "
+                "(Enter on it: the server's words)"
+                if row.folder_errors
+                else ""
+            )
             self.query_one("#summary", Static).update(
-                f"{row.source} → {row.target}  wave {row.wave}  {row.state}  "
-                f"{row.messages_done:,}/{row.messages_total:,} messages  {row.failed} failed  "
-                f"{row.skipped} skipped{error}"
+                f"{row.source} → {row.target}  wave {row.wave}  {state_label(row.state)}  "
+                f"{done:,} of {total:,} messages copied  {row.failed} failed  {row.skipped} skipped{unopened}{error}"
             )
         # The ledger of one mailbox: cheap, read only while this view is visible.
         detail = self.cockpit.store.mailbox_detail(self.source)
@@ -84,7 +100,7 @@ class MailboxView(View):
         with self.app.batch_update():
             folders.clear()
             for f in detail.folders:
-                note = f.error or (f"excluded: {f.excluded}" if f.excluded else "")
+                note = f"✗ {f.error}" if f.error else (f"excluded: {f.excluded}" if f.excluded else "")
                 cells = (
                     f.source,
                     f.target,
@@ -113,6 +129,10 @@ class MailboxView(View):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "issues" and self.detail is not None:
             self.cockpit.open_failure(self.source, self.detail.issues[int(str(event.row_key.value))])
+        elif event.data_table.id == "folders" and self.detail is not None:
+            folder = next((f for f in self.detail.folders if f.source == str(event.row_key.value)), None)
+            if folder is not None and folder.error:
+                self.app.push_screen(FolderFailureView(self.source, folder))
 
     def action_copy(self) -> None:
         if self.detail is None:
@@ -120,6 +140,28 @@ class MailboxView(View):
         lines = [f"{i.folder} UID {i.uid} {i.size} bytes {i.status}: {i.reason}" for i in self.detail.issues]
         self.app.copy_to_clipboard("\n".join([self.source, *lines]))  # OSC 52: works over SSH and tmux
         self.notify("copied the mailbox's failures to the clipboard")
+
+
+class FolderFailureView(TextView):
+    """A folder the last pass could not open or copy: the server's words verbatim; ``y`` copies them."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy")]
+    text_id = "failure"
+
+    def __init__(self, source: str, folder: FolderDetail) -> None:
+        super().__init__()
+        self.source = source
+        self.folder = folder
+        self.crumb = folder.source
+
+    def text(self) -> str:
+        f = self.folder
+        return (
+            f"mailbox   {self.source}\nfolder    {f.source}\ntarget    {f.target}\n"
+            f"copied    {f.copied:,} (failed {f.failed}, skipped {f.skipped}, pending {f.pending})\n\n"
+            f"what happened, in the server's own words:\n{f.error or '-'}\n\n"
+            "A rerun of the wave (or F, retry failed items) tries the folder again."
+        )
 
 
 class FailureView(TextView):

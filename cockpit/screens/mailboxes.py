@@ -1,4 +1,10 @@
-"""Mailboxes: one row per mailbox, diffed by key on each snapshot; filter "/", default "not OK"."""
+"""Mailboxes: one row per mailbox, diffed by key on each snapshot; filter "/", default "not OK".
+
+The counts are cumulative (the ledger's: copied of what the source holds, across passes and retries).
+The mailbox column stays put while ←/→ scroll the rest; the error takes the spare width, and the
+detail line under the table shows the cursor's row whole (wrapped), so nothing needs scrolling
+character by character; ``ctrl+w`` widens the error column instead.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Header, Input, Static
 
-from cockpit.format import ago, bar
+from cockpit.format import ago, bar, count, percent, state_label, tone
 from cockpit.screens.base import View
 from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
@@ -19,17 +25,17 @@ from runners.state.read_models.snapshot import Snapshot
 MAX_ROWS = 500
 
 COLUMNS = (
-    ("mailbox", 30),
+    ("mailbox", 26),
     ("wave", 10),
-    ("state", 9),
-    ("progress", 15),
-    ("messages", 15),
+    ("state", 11),
+    ("progress", 13),
+    ("messages", 13),
     ("msg/s", 6),
     ("failed", 6),
     ("skipped", 7),
-    ("folder", 14),
+    ("folder", 12),
     ("active", 6),
-    ("error", 100),  # the server's words: ←/→ reach them at any width
+    ("error", 20),  # the server's words: the spare width, the detail line, or ctrl+w
 )
 NOT_OK = "!ok"
 
@@ -49,14 +55,17 @@ class MailboxesView(View):
         self.filter = NOT_OK
         self.sort_key = "mailbox"
         self._previous: dict[str, int] = {}
+        self._rows: dict[str, MailboxRow] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(
-            placeholder="filter: text, or !ok (needs attention); Enter applies, Esc clears", id="filter"
+            placeholder="filter: text, or !ok (needs attention); Enter applies; Esc closes (again: clears)",
+            id="filter",
         )
         yield Static("", id="filter-label")
-        yield FleetTable(COLUMNS, id="mailboxes")
+        yield FleetTable(COLUMNS, id="mailboxes", frozen=1, on_cursor=self._detail)
+        yield Static("", id="row-detail", markup=False)
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -67,6 +76,7 @@ class MailboxesView(View):
         self._count()
 
     def _count(self, shown: int = 0, matching: int | None = None, total: int | None = None) -> None:
+        """ "mailboxes of wave pilot, filter …: 4 of 50": ``total`` is the wave's own when one is shown."""
         label = "needs attention (not OK)" if self.filter == NOT_OK else (self.filter or "all")
         wave = f" of wave {self.wave}" if self.wave else ""
         counts = ""
@@ -98,23 +108,45 @@ class MailboxesView(View):
         # The poller already filtered, sorted and limited in SQL; checking again here narrows a snapshot
         # read just before the filter changed (a wider filter waits for the next poll, which _refilter pokes).
         rows = [r for r in snapshot.mailboxes if self._matches(r)][:MAX_ROWS]
-        self._count(len(rows), snapshot.matching, snapshot.total)
-        self.query_one("#mailboxes", FleetTable).set_rows(
-            [(row.source, self._cells(row, self._rate(row, seconds))) for row in rows]
+        self._count(len(rows), snapshot.matching, snapshot.scope_total or snapshot.total)
+        table = self.query_one("#mailboxes", FleetTable)
+        table.set_rows(
+            [(row.source, self._cells(row, self._rate(row, seconds))) for row in rows],
+            {
+                row.source: tone(row.state, row.failed, row.skipped, bool(row.error or row.folder_errors))
+                for row in rows
+            },
         )
+        self._rows = {row.source: row for row in rows}
+        self._detail(table.cursor_key)
         self._previous = {r.source: r.messages_done for r in snapshot.mailboxes}
+
+    def _detail(self, key: str | None) -> None:
+        """The cursor's mailbox whole, wrapped: its counts, folders not opened and the server's words."""
+        row = self._rows.get(key) if key else None
+        text = ""
+        if row is not None:
+            done, total = row.done_of_total
+            parts = [f"{row.source} → {row.target}: {state_label(row.state)}, {done:,} of {total:,} copied"]
+            if row.failed or row.skipped:
+                parts.append(f"{row.failed} failed, {row.skipped} skipped")
+            if row.folder_errors:
+                parts.append(f"{row.folder_errors} folder(s) could not be opened")
+            text = "; ".join(parts) + (f"\nerror: {row.error}" if row.error else "")
+        self.query_one("#row-detail", Static).update(text)
 
     def _rate(self, row: MailboxRow, seconds: float) -> float:
         return max(row.messages_done - self._previous.get(row.source, row.messages_done), 0) / seconds
 
     @staticmethod
     def _cells(row: MailboxRow, rate: float) -> tuple[str, ...]:
-        total = f"{row.messages_done:,}/{row.messages_total:,}"
+        done, of = row.done_of_total
+        total = f"{count(done)}/{count(of)}"
         return (
             row.source,
             row.wave,
-            row.state,
-            f"{bar(row.progress, 8)} {row.progress:4.0%}",
+            state_label(row.state),
+            f"{bar(row.progress, 8)} {percent(row.progress)}",
             total,
             f"{rate:.0f}",
             str(row.failed),

@@ -1,29 +1,51 @@
-"""Overview: readiness per category, waves with progress, throughput and failures at a glance."""
+"""Overview: readiness per category, waves with progress, what is running now, throughput, the ETA
+and failures at a glance.
+
+Progress tells the truth: the counts are cumulative (what is copied of what the sources hold, from
+the ledger), a wave with anything left to do never reads 100 %, a cancelled wave says so, and the
+ETA is the volume left (the survey's, or what the passes counted) at the throughput measured over
+the last seconds. The states column lists the wave's mailboxes by state in words; the line under the
+table says everything about the wave under the cursor, wrapped.
+"""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, Header, Sparkline, Static
 from textual.widgets.data_table import CellDoesNotExist
 
-from cockpit.format import bar, duration, eta_against_window, window_left
+from cockpit.format import (
+    MB,
+    bar,
+    count,
+    duration,
+    eta_against_window,
+    percent,
+    state_label,
+    states_text,
+    volume,
+    window_left,
+)
 from cockpit.screens.base import View, add_columns
 from cockpit.widgets.keybar import KeyBar
-from runners.state.read_models.snapshot import Snapshot
+from runners.state.read_models.snapshot import Snapshot, WaveSummary
 
 SEVERITIES = ("blocker", "warning", "info", "pass")
 COLUMNS = (
-    ("wave", 12),
-    ("mailboxes", 9),
+    ("wave", 10),
     ("progress", 12),
-    ("messages", 17),
+    ("messages", 13),
     ("failed", 6),
+    ("states", 28),  # readable at 80 columns; the detail line has them whole
     ("skipped", 7),
-    ("states", 28),
     ("last run", 11),
+    ("mailboxes", 9),
 )
+#: Throughput samples averaged for the ETA (the poller's, twice a second: the last 10 seconds).
+RATE_WINDOW = 20
 
 
 class OverviewView(View):
@@ -34,6 +56,8 @@ class OverviewView(View):
         with Vertical():
             yield Static("", id="readiness", markup=False)
             yield DataTable(id="waves", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="wave-detail", markup=False)
+            yield Static("", id="running-now", markup=False)
             yield Static("", id="throughput", markup=False)
             with Horizontal(id="graphs"):
                 yield Sparkline([], id="rates")
@@ -48,17 +72,17 @@ class OverviewView(View):
         table = self.query_one("#waves", DataTable)
         keys = {str(k.value) for k in table.rows}
         for wave in snapshot.waves:
-            fraction = wave.messages_done / wave.messages_total if wave.messages_total else 0.0
-            states = " ".join(f"{k}:{v}" for k, v in sorted(wave.states.items()))
+            # Failures stand out in bold (and in the theme's error colour, where there is colour).
+            loud = "bold" if wave.failed or wave.states.get("failed") else ""
             cells = (
-                wave.name,
-                str(wave.mailboxes),
-                f"{bar(fraction, 6)} {fraction:4.0%}",
-                f"{wave.messages_done:,}/{wave.messages_total:,}",
-                str(wave.failed),
-                str(wave.skipped),
-                states,
-                ("running" if wave.running else wave.last_run_status or "not run"),
+                Text(wave.name, style=loud),
+                Text(progress_cell(wave)),
+                Text(f"{count(wave.messages_done)}/{count(wave.messages_total)}"),
+                Text(f"✗ {wave.failed}" if wave.failed else "0", style=loud),
+                Text(states_text(wave.states)),
+                Text(str(wave.skipped)),
+                Text(last_run(wave)),
+                Text(str(wave.mailboxes)),
             )
             if wave.name in keys:
                 for column, value in zip(table.columns, cells, strict=True):
@@ -69,9 +93,10 @@ class OverviewView(View):
         rates, mb_rates = self.cockpit.rates, self.cockpit.mb_rates
         self.query_one("#rates", Sparkline).data = list(rates) if len(rates) > 1 else []
         self.query_one("#mb-rates", Sparkline).data = list(mb_rates) if len(mb_rates) > 1 else []
+        self._wave_detail(snapshot)
+        self.query_one("#running-now", Static).update(running_now(snapshot))
         msgs, mbs = self.cockpit.current_rate
-        remaining = sum(w.messages_total - w.messages_done for w in snapshot.waves if w.running)
-        eta = remaining / msgs if msgs > 0 and remaining else None
+        eta, why = estimate(snapshot, list(rates)[-RATE_WINDOW:], list(mb_rates)[-RATE_WINDOW:])
         failures = sum(w.failed for w in snapshot.waves)
         started = [w.running_since for w in snapshot.waves if w.running_since is not None]
         window = self.cockpit.plan.readiness.capacity.window_hours
@@ -79,21 +104,34 @@ class OverviewView(View):
         throughput = self.query_one("#throughput", Static)
         throughput.set_class(late, "-late")
         throughput.update(
-            f"throughput {msgs:,.0f} msg/s (left graph)  {mbs:,.1f} MB/s (right)   ETA {duration(eta)}   "
+            f"throughput {msgs:,.0f} msg/s (left graph)  {mbs:,.1f} MB/s (right)   ETA {duration(eta)}{why}   "
             f"failures {failures}" + (f"   {against}" if against else "")
         )
 
+    def _wave_detail(self, snapshot: Snapshot) -> None:
+        name = self.selected_wave()
+        wave = next((w for w in snapshot.waves if w.name == name), None)
+        self.query_one("#wave-detail", Static).update(wave_detail(wave) if wave else "")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.cockpit.snapshot is not None:
+            self._wave_detail(self.cockpit.snapshot)
+
     @staticmethod
-    def _readiness_text(snapshot: Snapshot) -> str:
+    def _readiness_text(snapshot: Snapshot) -> Text:
         r = snapshot.readiness
         if r is None:
-            return "Readiness: not checked yet (cutover check --plan …)"
-        parts = []
-        for category, counts in sorted(r.by_category.items()):
-            shown = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts.get(s))
-            parts.append(f"{category}: {shown}")
-        errors = f"; {r.checks_error} check(s) could not run" if r.checks_error else ""
-        return f"Readiness ({r.phase}): " + " | ".join(parts) + errors
+            return Text("Readiness: not checked yet (cutover check --plan …)")
+        text = Text(f"Readiness ({r.phase}): ")
+        for index, (category, counts) in enumerate(sorted(r.by_category.items())):
+            text.append((" | " if index else "") + f"{category}: ")
+            for n, severity in enumerate(s for s in SEVERITIES if counts.get(s)):
+                # Blockers in bold (and the error colour): they must stand out without colour too.
+                style = "bold red" if severity == "blocker" else ("yellow" if severity == "warning" else "")
+                text.append((", " if n else "") + f"{counts[severity]} {severity}", style=style)
+        if r.checks_error:
+            text.append(f"; {r.checks_error} check(s) could not run", style="bold")
+        return text
 
     def selected_wave(self) -> str | None:
         """The wave under the cursor, if any."""
@@ -105,3 +143,65 @@ class OverviewView(View):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.cockpit.open_mailboxes(wave=str(event.row_key.value))
+
+
+def progress_cell(wave: WaveSummary) -> str:
+    """The bar and percentage; a cancelled wave says so instead."""
+    if wave.cancelled:
+        return f"{state_label('cancelled')}"
+    return f"{bar(wave.fraction, 6)} {percent(wave.fraction)}"
+
+
+def last_run(wave: WaveSummary) -> str:
+    if wave.running:
+        return "running"
+    return wave.last_run_status or "not run"
+
+
+def wave_detail(wave: WaveSummary) -> str:
+    """Everything about one wave, in words (wraps under the table)."""
+    copied = f"{wave.messages_done:,} of {wave.messages_total:,} messages copied ({percent(wave.fraction).strip()})"
+    if wave.bytes_total:
+        copied += f", {volume(wave.bytes_done)} of {volume(wave.bytes_total)}"
+    state = "cancelled" if wave.cancelled else last_run(wave)
+    return (
+        f"{wave.name}: {wave.mailboxes} mailboxes: {states_text(wave.states)}; {copied}; "
+        f"{wave.failed} failed, {wave.skipped} skipped; last run {state}"
+    )
+
+
+def running_now(snapshot: Snapshot) -> str:
+    """ "running now: wave-2 (1 of 4 mailboxes): dave@… in INBOX", or that nothing runs."""
+    running = [w for w in snapshot.waves if w.running or w.running_mailboxes]
+    if not running:
+        return "running now: nothing"
+    waves = ", ".join(f"{w.name} ({w.running_mailboxes} of {w.mailboxes} mailboxes)" for w in running)
+    mailboxes = ", ".join(
+        m.source + (f" in {m.current_folder}" if m.current_folder else "") for m in snapshot.active
+    )
+    more = sum(w.running_mailboxes for w in running) - len(snapshot.active)
+    return (
+        f"running now: {waves}"
+        + (f": {mailboxes}" if mailboxes else "")
+        + (f" and {more} more" if more > 0 else "")
+    )
+
+
+def estimate(snapshot: Snapshot, msg_rates: list[float], mb_rates: list[float]) -> tuple[float | None, str]:
+    """Seconds until the running waves are copied, and why there is none: the volume left (surveyed, or
+    counted by the passes) at the byte rate measured over the last samples; by messages when no volume
+    is known."""
+    running = [w for w in snapshot.waves if w.running]
+    if not running:
+        return None, " (nothing running)"
+    byte_rate = sum(mb_rates) / len(mb_rates) * MB if mb_rates else 0.0
+    msg_rate = sum(msg_rates) / len(msg_rates) if msg_rates else 0.0
+    left_bytes = sum(w.bytes_left for w in running)
+    if byte_rate > 0 and left_bytes:
+        return left_bytes / byte_rate, f" ({volume(left_bytes)} left)"
+    left_messages = sum(max(w.messages_total - w.messages_done, 0) for w in running)
+    if msg_rate > 0 and left_messages:
+        return left_messages / msg_rate, f" ({left_messages:,} messages left)"
+    if not left_bytes and not left_messages:
+        return None, " (no volume known: no survey, nothing listed yet)"
+    return None, " (measuring the rate)"

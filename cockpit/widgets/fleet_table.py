@@ -6,11 +6,16 @@ Textual's DataTable renders every cell through Rich (padding, wrapping, measurin
 render cache away on every ``update_cell``; with a few hundred rows changing twice a second that
 was most of the cockpit's UI-thread time. This table has fixed column widths, a header that stays
 put, a row cursor and rows keyed by a string (the mailbox), which is all the mailboxes view needs.
+
+Readable at 80 columns: the last column (the server's words) takes whatever width the others leave;
+the first ``frozen`` columns (the mailbox) stay put while ←/→ scroll the rest; ``ctrl+w`` (k9s's wide
+view) widens the last column to its longest text. A row's ``tone`` ("error", "warning") colours it,
+and makes it bold too, so it still stands out without colour (NO_COLOR).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rich.cells import cell_len, set_cell_size
@@ -51,8 +56,15 @@ class FleetTable(ScrollView, can_focus=True):
         # At 80 columns the right-hand columns (the error) are off screen: a column at a time.
         Binding("left", "column(-1)", "Left", show=False),
         Binding("right", "column(1)", "Right", show=False),
+        Binding("ctrl+w", "wide", "Wide"),
     ]
-    COMPONENT_CLASSES = {"fleet-table--header", "fleet-table--cursor", "fleet-table--even-row"}
+    COMPONENT_CLASSES = {
+        "fleet-table--header",
+        "fleet-table--cursor",
+        "fleet-table--even-row",
+        "fleet-table--error",
+        "fleet-table--warning",
+    }
     DEFAULT_CSS = """
     FleetTable {
         background: $surface;
@@ -85,8 +97,17 @@ class FleetTable(ScrollView, can_focus=True):
             color: $block-cursor-blurred-foreground;
             text-style: $block-cursor-blurred-text-style;
         }
+        & > .fleet-table--error {
+            color: $text-error;
+            text-style: bold;
+        }
+        & > .fleet-table--warning {
+            color: $text-warning;
+        }
     }
     """
+    #: The longest last cell the wide view makes room for (a runaway server message stays bounded).
+    WIDE_MAX = 1000
 
     @dataclass
     class RowSelected(Message):
@@ -99,14 +120,33 @@ class FleetTable(ScrollView, can_focus=True):
         def control(self) -> FleetTable:
             return self.table
 
-    def __init__(self, columns: Sequence[tuple[str, int]], *, id: str | None = None) -> None:  # noqa: A002  (Textual's name)
+    def __init__(
+        self,
+        columns: Sequence[tuple[str, int]],
+        *,
+        id: str | None = None,  # noqa: A002  (Textual's name)
+        frozen: int = 0,
+        on_cursor: Callable[[str | None], object] | None = None,
+    ) -> None:
         super().__init__(id=id)
+        #: Called with the cursor's key whenever it lands on another row (a detail line follows it).
+        self.on_cursor = on_cursor
+        #: (label, width): the last column's width is its least; it takes the spare width.
         self.columns = tuple(columns)
+        #: Columns on the left that stay put when the rest scrolls sideways.
+        self.frozen = frozen
+        #: ctrl+w: the last column as wide as its longest text (scroll sideways to read it).
+        self.wide = False
         self.cursor_row = 0
         self._keys: list[str] = []
+        self._cells: list[Sequence[str]] = []
+        self._tones: list[str] = []
+        self._heads: list[str] = []
         self._lines: list[str] = []
-        self._header = self._line(tuple(label for label, _ in self.columns))
-        self.virtual_size = Size(cell_len(self._header), 1)
+        self._widths = [width for _, width in self.columns]
+        self._head_header, self._header = self._split(tuple(label for label, _ in self.columns))
+        self._notified: str | None = None
+        self._resize_virtual()
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -124,30 +164,103 @@ class FleetTable(ScrollView, can_focus=True):
 
     def row_text(self, key: str) -> str:
         """The row as drawn (for tests and copying)."""
-        return self._lines[self._keys.index(key)]
+        index = self._keys.index(key)
+        return self._heads[index] + self._lines[index]
 
-    def _line(self, cells: Sequence[str]) -> str:
-        return "".join(f" {fit(cell, width)} " for cell, (_, width) in zip(cells, self.columns, strict=True))
+    def cells(self, key: str) -> Sequence[str]:
+        """The row's cells as given, uncut (a detail line shows the last one whole)."""
+        return self._cells[self._keys.index(key)]
 
-    def set_rows(self, rows: Sequence[tuple[str, Sequence[str]]]) -> None:
+    def _split(self, cells: Sequence[str]) -> tuple[str, str]:
+        """The frozen part and the scrolling part of a row, each padded to its columns' widths."""
+        padded = [f" {fit(cell, width)} " for cell, width in zip(cells, self._widths, strict=True)]
+        return "".join(padded[: self.frozen]), "".join(padded[self.frozen :])
+
+    def _layout_widths(self) -> list[int]:
+        """Every column's declared width, the last widened to the spare width (and its longest text when wide)."""
+        widths = [width for _, width in self.columns]
+        available = 0
+        if self.is_mounted:
+            # The vertical scrollbar's room, known before it appears (rows beyond the height add it).
+            bar = self.styles.scrollbar_size_vertical if len(self._cells) + 1 > self.size.height else 0
+            available = self.size.width - self.styles.gutter.width - bar
+        fixed = sum(w + 2 for w in widths[:-1]) + 2
+        widths[-1] = max(widths[-1], available - fixed)
+        if self.wide and self._cells:
+            longest = max(cell_len(cells[-1]) for cells in self._cells)
+            widths[-1] = max(widths[-1], min(longest, self.WIDE_MAX))
+        return widths
+
+    def _relayout(self) -> None:
+        widths = self._layout_widths()
+        if widths == self._widths:
+            return
+        self._widths = widths
+        self._head_header, self._header = self._split(tuple(label for label, _ in self.columns))
+        split = [self._split(cells) for cells in self._cells]
+        self._heads = [head for head, _ in split]
+        self._lines = [line for _, line in split]
+        self._resize_virtual()
+        self.refresh()
+
+    def _resize_virtual(self) -> None:
+        self.virtual_size = Size(cell_len(self._head_header) + cell_len(self._header), len(self._keys) + 1)
+
+    def set_rows(
+        self, rows: Sequence[tuple[str, Sequence[str]]], tones: Mapping[str, str] | None = None
+    ) -> None:
         """Show exactly these (key, cells) rows in this order; the cursor stays on its row's key if
-        that row is still there, else on the same position. Only changed visible lines repaint."""
+        that row is still there, else on the same position. Only changed visible lines repaint.
+        ``tones`` colours rows by key: "error" or "warning"."""
+        tones = tones or {}
         keys = [key for key, _ in rows]
-        lines = [self._line(cells) for _, cells in rows]
         current = self.cursor_key
-        if keys == self._keys:
-            changed = [i for i, (old, new) in enumerate(zip(self._lines, lines, strict=True)) if old != new]
-            self._lines = lines
+        self._cells = [cells for _, cells in rows]
+        widths = self._layout_widths()  # a scrollbar may come or go, a longer text arrive (wide)
+        relaid = widths != self._widths
+        if relaid:
+            self._widths = widths
+            self._head_header, self._header = self._split(tuple(label for label, _ in self.columns))
+        split = [self._split(cells) for _, cells in rows]
+        heads = [head for head, _ in split]
+        lines = [line for _, line in split]
+        row_tones = [tones.get(key, "") for key in keys]
+        if keys == self._keys and not relaid:
+            changed = [
+                i
+                for i, (old, new, old_tone, new_tone) in enumerate(
+                    zip(self._lines, lines, self._tones, row_tones, strict=True)
+                )
+                if old != new or old_tone != new_tone
+            ]
+            self._heads, self._lines, self._tones = heads, lines, row_tones
             for index in changed:
                 self._refresh_row(index)
+            self._resize_virtual()
             return
-        self._keys, self._lines = keys, lines
+        self._keys, self._heads, self._lines, self._tones = keys, heads, lines, row_tones
         if current is not None and current in keys:
             self.cursor_row = keys.index(current)
         self.cursor_row = max(0, min(self.cursor_row, len(keys) - 1))
-        self.virtual_size = Size(cell_len(self._header), len(keys) + 1)
+        self._resize_virtual()
         self._scroll_cursor_into_view()
+        self._cursor_moved()
         self.refresh()
+
+    def _cursor_moved(self) -> None:
+        if self.cursor_key != self._notified:
+            self._notified = self.cursor_key
+            if self.on_cursor is not None:
+                self.on_cursor(self.cursor_key)
+
+    def on_resize(self) -> None:
+        self._relayout()
+
+    def action_wide(self) -> None:
+        """ctrl+w: the last column as wide as its longest text, or back to the screen's width."""
+        self.wide = not self.wide
+        self._relayout()
+        self.notify("wide view: ←/→ scroll the whole text" if self.wide else "wide view off")
 
     def clear(self) -> None:
         self.set_rows([])
@@ -169,6 +282,7 @@ class FleetTable(ScrollView, can_focus=True):
         self._refresh_row(before)
         self._refresh_row(row)
         self._scroll_cursor_into_view()
+        self._cursor_moved()
 
     def _scroll_cursor_into_view(self) -> None:
         top = round(self.scroll_y)
@@ -194,11 +308,11 @@ class FleetTable(ScrollView, can_focus=True):
     def action_column(self, delta: int) -> None:
         """Scroll sideways to the start of the previous or next column (scroll_to keeps it in range)."""
         starts, x = [0], 0
-        for _, width in self.columns[:-1]:
+        for width in self._widths[self.frozen : -1]:
             x += width + 2
             starts.append(x)
         current = round(self.scroll_x)
-        width = self.scrollable_content_region.width
+        width = self.scrollable_content_region.width - cell_len(self._head_header)
         if delta > 0:  # past the last column's start, a screen at a time through it (a long error)
             target = next((start for start in starts if start > current), current + width)
         else:
@@ -231,19 +345,29 @@ class FleetTable(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         base = self.rich_style
         if y == 0:
-            return self._strip(
-                self._header, base + self.get_component_rich_style("fleet-table--header"), scroll_x, width
-            )
+            style = base + self.get_component_rich_style("fleet-table--header")
+            return self._strip(self._head_header, self._header, style, scroll_x, width)
         index = scroll_y + y - 1
         if index >= len(self._lines):
             return Strip.blank(width, base)
         style = base
         if index % 2:
             style += self.get_component_rich_style("fleet-table--even-row")
+        if self._tones[index]:
+            style += self.get_component_rich_style(f"fleet-table--{self._tones[index]}")
         if index == self.cursor_row:
             style += self.get_component_rich_style("fleet-table--cursor")
-        return self._strip(self._lines[index], style, scroll_x, width)
+        return self._strip(self._heads[index], self._lines[index], style, scroll_x, width)
 
     @staticmethod
-    def _strip(text: str, style: Style, scroll_x: int, width: int) -> Strip:
-        return Strip([Segment(text, style)], cell_len(text)).crop_extend(scroll_x, scroll_x + width, style)
+    def _strip(head: str, text: str, style: Style, scroll_x: int, width: int) -> Strip:
+        """The frozen ``head`` at the left edge, then ``text`` scrolled by ``scroll_x``."""
+        head_width = min(cell_len(head), width)
+        rest = Strip([Segment(text, style)], cell_len(text)).crop_extend(
+            scroll_x, scroll_x + width - head_width, style
+        )
+        if not head:
+            return rest
+        return Strip.join(
+            [Strip([Segment(head, style)], cell_len(head)).crop_extend(0, head_width, style), rest]
+        )

@@ -33,3 +33,13 @@ class SurveyMixin(StoreBase):
     def surveyed_bytes(self) -> dict[str, int]:
         """Each surveyed mailbox's size in bytes (every folder surveyed)."""
         return {m: int(b) for m, b in self._read("SELECT mailbox, SUM(bytes) FROM survey GROUP BY mailbox")}
+
+    def survey_totals(self) -> dict[str, tuple[int, int]]:
+        """Each surveyed mailbox's messages and bytes (every folder surveyed): the volume an ETA counts on
+        before a pass has listed the mailbox itself."""
+        return {
+            m: (int(n), int(b))
+            for m, n, b in self._read(
+                "SELECT mailbox, SUM(messages), SUM(bytes) FROM survey GROUP BY mailbox"
+            )
+        }

@@ -1,10 +1,15 @@
 """Immutable snapshots of the state store, for the cockpit (and any other viewer).
 
 The cockpit never talks to the runner: it reads these, a few times a second, from the same store
-(WAL lets readers and the writer work at once), and sends requests through ``controls``. ``take``
-reads only per-mailbox counters (kept by the engine), never the per-message ledger, so it stays cheap
-with tens of thousands of mailboxes; ``StateStore.mailbox_detail`` reads the ledger of one mailbox,
-``StateStore.message_history`` the attempts on one message.
+(WAL lets readers and the writer work at once), and sends requests through ``controls``.
+
+The counts shown are cumulative, from the ledger: what every pass and retry so far copied of what the
+source holds (the engine's per-mailbox counters are the current run's only: a retry of one message
+starts them at 0/1). Summing the ledger of a whole fleet on every poll would cost the ledger's size,
+so a ``LedgerCache`` keeps each mailbox's sums and re-reads only mailboxes whose ``updated`` stamp
+moved, a bounded number per poll; until a mailbox is counted its counters stand in.
+``StateStore.mailbox_detail`` reads the ledger of one mailbox, ``StateStore.message_history`` the
+attempts on one message.
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ from dataclasses import dataclass, field
 
 from runners.plan.model import Plan
 from runners.state.check_history import CategoryChecked, CheckRow, FindingRow
-from runners.state.mailbox_reads import Event, MailboxQuery, MailboxRow
+from runners.state.mailbox_reads import (
+    Event,
+    FleetCounters,
+    LedgerProgress,
+    MailboxQuery,
+    MailboxRow,
+    cumulative,
+)
 from runners.state.statuses import MailboxState, RunStatus
 from runners.state.store import StateStore
 
@@ -27,6 +39,7 @@ class WaveSummary:
     name: str
     mailboxes: int
     states: dict[str, int]
+    #: What the wave's sources hold and what is copied of it, cumulative across passes and retries.
     messages_total: int
     messages_done: int
     bytes_done: int
@@ -36,6 +49,33 @@ class WaveSummary:
     last_run_status: str | None
     #: When the wave's current run started (None unless running): the cutover window's clock.
     running_since: float | None = None
+    #: The wave's volume in bytes: the survey's, or what its folders or the run counted if larger.
+    bytes_total: int = 0
+
+    @property
+    def running_mailboxes(self) -> int:
+        return self.states.get(MailboxState.RUNNING, 0)
+
+    @property
+    def cancelled(self) -> bool:
+        """Cancelled by an operator and not running again."""
+        return not self.running and self.states.get(MailboxState.CANCELLED, 0) > 0
+
+    @property
+    def complete(self) -> bool:
+        """Every mailbox finished (ok, partial or failed): nothing running, paused, pending or cancelled."""
+        finished = (MailboxState.OK, MailboxState.PARTIAL, MailboxState.FAILED)
+        return not self.running and sum(self.states.get(s, 0) for s in finished) == self.mailboxes
+
+    @property
+    def fraction(self) -> float:
+        """Copied of what the sources hold; below 1 while anything is left to do (never a false 100 %)."""
+        done = min(self.messages_done / self.messages_total, 1.0) if self.messages_total else 0.0
+        return done if self.complete else min(done, 0.99)
+
+    @property
+    def bytes_left(self) -> int:
+        return max(self.bytes_total - self.bytes_done, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +115,10 @@ class Snapshot:
     #: Mailboxes matching the query (``mailboxes`` holds at most its limit of them) and in the plan.
     matching: int = 0
     total: int = 0
+    #: The mailboxes being copied right now (most recently active first, at most ``ACTIVE_SHOWN``).
+    active: tuple[MailboxRow, ...] = ()
+    #: Mailboxes of the queried wave (the plan's, not the store's): "4 of 50" counts against these.
+    scope_total: int = 0
 
     def mailbox(self, source: str) -> MailboxRow | None:
         return next((m for m in self.mailboxes if m.source == source), None)
@@ -82,43 +126,152 @@ class Snapshot:
 
 #: Every row, the way ``status`` and the tests read a snapshot.
 ALL = MailboxQuery()
-_SUMS = ("n", "mt", "md", "bd", "f", "s")
+_SUMS = ("n", "mt", "md", "bt", "bd", "f", "s")
+#: Running mailboxes named by the overview's "running now".
+ACTIVE_SHOWN = 5
 
 
-def take(store: StateStore, plan: Plan, *, events: int = 200, query: MailboxQuery | None = ALL) -> Snapshot:
-    """A snapshot: wave totals always (summed in SQL), mailbox rows only as ``query`` asks (None: none)."""
-    waves, known = _waves(store, plan)
+@dataclass(slots=True)
+class LedgerCache:
+    """Each mailbox's ledger sums, and how far its cumulative counts are from the run's counters.
+
+    Every ``refresh`` re-reads the ledger of the mailboxes whose ``updated`` stamp moved past a
+    watermark, oldest change first, at most ``per_poll`` of them (None: all), so a fleet of running
+    mailboxes costs a bounded slice of the ledger per poll and an idle mailbox is read once. The wave
+    totals are then the counters summed in SQL plus each wave's sum of those differences, kept up to
+    date as mailboxes are re-read; a running mailbox counts by its counters until it stops (its row
+    shows it cumulative). The survey changes only when the checks run: re-read every ``survey_seconds``.
+    """
+
+    per_poll: int | None = None
+    survey_seconds: float = 60.0
+    ledgers: dict[str, LedgerProgress] = field(default_factory=dict)
+    #: source → (wave, cumulative minus counters: copied, holds, bytes copied, volume, failed, skipped).
+    _deltas: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+    _wave_deltas: dict[str, list[int]] = field(default_factory=dict)
+    _mark: tuple[float, str] = (-1.0, "")
+    _survey: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _survey_read: float | None = None
+
+    def refresh(self, store: StateStore) -> None:
+        survey = self.survey(store)
+        while True:
+            rows = store.changed_mailboxes(self._mark, self.per_poll)
+            if not rows:
+                return
+            ledgers = store.ledger_progress([row[0] for row in rows])
+            for row in rows:
+                self._count(row, ledgers[row[0]], survey.get(row[0], (0, 0))[1])
+            self._mark = (rows[-1][9] or 0.0, rows[-1][0])
+            if self.per_poll is not None:
+                return
+
+    def _count(self, row: FleetCounters, ledger: LedgerProgress, surveyed: int) -> None:
+        source, wave, state, mt, md, bt, bd, f, s, _ = row
+        self.ledgers[source] = ledger
+        copied, holds, copied_bytes, volume, failed, skipped = cumulative(state, mt, md, bt, bd, f, s, ledger)
+        unlisted = max(volume, surveyed) - bt
+        if state == MailboxState.RUNNING:
+            # Its counters move on after this read: a difference taken now would be added to counts
+            # that already include what it made up for. The wave counts a running mailbox by its
+            # counters (its row shows the cumulative ones, read live); only the survey's volume it
+            # has not listed yet is added, for the ETA.
+            delta: tuple[int, ...] = (0, 0, 0, unlisted, 0, 0)
+        else:
+            delta = (copied - md, holds - mt, copied_bytes - bd, unlisted, failed - f, skipped - s)
+        old = self._deltas.pop(source, None)
+        if old is not None:
+            sums = self._wave_deltas[old[0]]
+            for i, value in enumerate(old[1]):
+                sums[i] -= value
+        if any(delta):
+            self._deltas[source] = (wave, delta)
+            sums = self._wave_deltas.setdefault(wave, [0] * 6)
+            for i, value in enumerate(delta):
+                sums[i] += value
+
+    def wave_delta(self, wave: str) -> list[int]:
+        return self._wave_deltas.get(wave, [0] * 6)
+
+    def survey(self, store: StateStore) -> dict[str, tuple[int, int]]:
+        now = time.monotonic()
+        if self._survey_read is None or now - self._survey_read >= self.survey_seconds:
+            self._survey, self._survey_read = store.survey_totals(), now
+        return self._survey
+
+
+def take(
+    store: StateStore,
+    plan: Plan,
+    *,
+    events: int = 200,
+    query: MailboxQuery | None = ALL,
+    ledger: LedgerCache | None = None,
+) -> Snapshot:
+    """A snapshot: wave totals always, mailbox rows only as ``query`` asks (None: none). Pass the same
+    ``ledger`` cache poll after poll (the poller does); without one every mailbox's ledger is read."""
+    ledger = ledger or LedgerCache()
+    ledger.refresh(store)
+    waves, known, done = _waves(store, plan, ledger)
     rows: list[MailboxRow] = []
     matching = 0
     if query is not None:
         rows, matching = _rows(store, plan, query, known)
+        rows = [row.with_ledger(ledger.ledgers.get(row.source)) for row in rows]
+    active = [row.with_ledger(ledger.ledgers.get(row.source)) for row in store.active_mailboxes(ACTIVE_SHOWN)]
     return Snapshot(
         taken=time.monotonic(),
         waves=waves,
         mailboxes=tuple(rows),
         readiness=_readiness(store),
         events=tuple(store.recent_events(events)),
-        messages_done=sum(w.messages_done for w in waves),
-        bytes_done=sum(w.bytes_done for w in waves),
+        # The engine's counters, for rates between snapshots (they only grow while a run goes on).
+        messages_done=done[0],
+        bytes_done=done[1],
         matching=matching,
         total=len(plan.mailboxes),
+        active=tuple(active),
+        scope_total=len(plan.wave(query.wave)) if query is not None and query.wave else len(plan.mailboxes),
     )
 
 
-def _waves(store: StateStore, plan: Plan) -> tuple[tuple[WaveSummary, ...], int]:
+def _waves(
+    store: StateStore, plan: Plan, ledger: LedgerCache
+) -> tuple[tuple[WaveSummary, ...], int, tuple[int, int]]:
+    """The waves' totals (the counters summed in SQL, corrected by the ledger cache), the number of
+    mailboxes in the store, and the counters' messages and bytes done (for rates)."""
     sums: dict[str, dict[str, int]] = {}
     states: dict[str, Counter[str]] = {}
-    known = 0
+    known = messages_done = bytes_done = 0
     for t in store.wave_state_totals():
         known += t.mailboxes
+        messages_done += t.messages_done
+        bytes_done += t.bytes_done
         wave = sums.setdefault(t.wave, dict.fromkeys(_SUMS, 0))
-        for key, value in zip(
-            _SUMS,
-            (t.mailboxes, t.messages_total, t.messages_done, t.bytes_done, t.failed, t.skipped),
-            strict=True,
-        ):
-            wave[key] += value
+        wave["n"] += t.mailboxes
+        wave["mt"] += t.messages_total
+        wave["md"] += t.messages_done
+        wave["bt"] += t.bytes_total
+        wave["bd"] += t.bytes_done
+        wave["f"] += t.failed
+        wave["s"] += t.skipped
         states.setdefault(t.wave, Counter())[t.state] += t.mailboxes
+    for name, wave in sums.items():
+        d_md, d_mt, d_bd, d_bt, d_f, d_s = ledger.wave_delta(name)
+        wave["md"] += d_md
+        wave["mt"] += d_mt
+        wave["bd"] += d_bd
+        wave["bt"] += d_bt
+        wave["f"] += d_f
+        wave["s"] += d_s
+    if known < len(plan.mailboxes):  # never run: the survey is still part of the wave's volume
+        seen = store.mailbox_sources()
+        survey = ledger.survey(store)
+        for entry in plan.mailboxes:
+            if entry.source not in seen:
+                sums.setdefault(entry.wave, dict.fromkeys(_SUMS, 0))["bt"] += survey.get(
+                    entry.source, (0, 0)
+                )[1]
     runs = store.last_run_per_wave()
     planned = Counter(m.wave for m in plan.mailboxes)
     out = []
@@ -133,9 +286,9 @@ def _waves(store: StateStore, plan: Plan) -> tuple[tuple[WaveSummary, ...], int]
         running = status == RunStatus.RUNNING
         out.append(
             WaveSummary(name, planned[name], dict(counted), wave["mt"], wave["md"], wave["bd"], wave["f"], wave["s"],
-                        running, status, started if running else None)
+                        running, status, started if running else None, wave["bt"])
         )  # fmt: skip
-    return tuple(out), known
+    return tuple(out), known, (messages_done, bytes_done)
 
 
 def _rows(store: StateStore, plan: Plan, query: MailboxQuery, known: int) -> tuple[list[MailboxRow], int]:
