@@ -21,6 +21,8 @@ from runners.engine.summary import summary_data, summary_text
 from runners.engine.wave import run_wave, select_mailboxes
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.safe_text import SafeFormatter, file_name_part
+from runners.state.private import private_file
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -75,9 +77,10 @@ def _setup_logging(plan: Plan) -> Path:
 
 def log_to(path: Path) -> logging.Handler:
     """Send the engine's log lines (the ``cutover`` logger) to ``path`` too; remove the handler to stop."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # 0600 in a 0700 directory, whatever the umask
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
+    # Log lines carry folder names and server texts: one safe line each (runners.safe_text).
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
     logger = logging.getLogger("cutover")
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
@@ -126,8 +129,8 @@ def runner_argv(
 
 def _detach(plan: Plan, args: argparse.Namespace) -> int:
     logs = plan.state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    out = logs / f"detached-{args.wave}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    out = logs / f"detached-{file_name_part(args.wave)}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    private_file(out)
     argv = runner_argv(
         Path(args.plan).resolve(),
         args.wave,
