@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runners.safe_text import safe, safe_lines, scrub
+
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNUSABLE = 0, 1, 2
 
 
@@ -251,16 +253,18 @@ def _version() -> str:
 
 def _fail(args: argparse.Namespace, message: str) -> None:
     if getattr(args, "output", "text") == "json":
-        print(json.dumps({"error": message}))
+        print(scrub(json.dumps({"error": message})))
     else:
-        print(f"cutover: error: {message}", file=sys.stderr)
+        print(f"cutover: error: {safe(message)}", file=sys.stderr)
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print a command's result. Its texts come from outside: JSON escapes every control itself,
+    text shows them (``runners.safe_text``); known secrets are scrubbed from both."""
     if args.output == "json":
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        print(scrub(json.dumps(data, indent=2, sort_keys=True, default=str)))
     else:
-        print(text)
+        print(safe_lines(text))
 
 
 def _run(args: argparse.Namespace) -> int:

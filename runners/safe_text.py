@@ -87,6 +87,17 @@ def safe_lines(text: object) -> str:
     return visible_lines(scrub(str(text)))
 
 
+def safe_data(data: Any) -> Any:
+    """``data`` (JSON-like: dicts, lists, tuples) with ``safe`` applied to every string in it."""
+    if isinstance(data, str):
+        return safe(data)
+    if isinstance(data, dict):
+        return {key: safe_data(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [safe_data(value) for value in data]
+    return data
+
+
 def safe_or_none(text: str | None) -> str | None:
     """``safe`` for an optional text (a column that may be NULL)."""
     return None if text is None else safe(text)

@@ -12,6 +12,7 @@ from checks.render import render_json, render_junit, render_markdown, render_tab
 from checks.runner import CheckRun, Running, run_checks, select
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.safe_text import safe_lines
 from runners.state.store import StateStore
 
 RENDERERS = {"table": render_table, "json": render_json, "junit": render_junit, "markdown": render_markdown}
@@ -52,7 +53,9 @@ def check_command(args: argparse.Namespace) -> int:
 
     run = run_checks(plan, specs, phase=args.phase, on_done=progress, running=running)
     run_id, changes = record_run(plan, run, args.category, args.only)
-    print(RENDERERS[args.output](run_data(run, run_id, changes)))
+    print(
+        safe_lines(RENDERERS[args.output](run_data(run, run_id, changes)))
+    )  # the data is safe: belt and braces
     if run.incomplete:
         return 2
     return 1 if run.blockers else 0

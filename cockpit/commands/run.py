@@ -21,7 +21,7 @@ from runners.engine.summary import summary_data, summary_text
 from runners.engine.wave import run_wave, select_mailboxes
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
-from runners.safe_text import SafeFormatter, file_name_part
+from runners.safe_text import SafeFormatter, file_name_part, safe_lines, scrub
 from runners.state.private import private_file
 
 
@@ -51,9 +51,9 @@ def run_command(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
         )
     if args.output == "json":
-        print(json.dumps(summary_data(result), indent=2, sort_keys=True))
+        print(scrub(json.dumps(summary_data(result), indent=2, sort_keys=True)))
     else:
-        print(summary_text(result))
+        print(safe_lines(summary_text(result)))
     logging.getLogger("cutover").info("run %s finished: %s", result.run_id, result.status)
     if result.status == "interrupted":
         return 130
