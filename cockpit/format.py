@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from runners.safe_text import safe, safe_lines
+
 MB = 1_000_000
 
 
@@ -52,3 +54,14 @@ def eta_against_window(
     if eta > left:
         return f"window: {duration(left)} left, ETA over by {duration(eta - left)}", True
     return f"window: {duration(left)} left, fits with {duration(left - eta)} to spare", False
+
+
+def cell(text: object) -> str:
+    """Text from outside (a folder name, a server's words) for one cell or line of a view: known
+    secrets scrubbed, controls shown instead of obeyed, CR LF shown (``runners.safe_text``)."""
+    return safe(text)
+
+
+def block(text: str) -> str:
+    """Like ``cell`` for a view's multi-line text that we composed: its own newlines stay."""
+    return safe_lines(text)

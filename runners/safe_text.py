@@ -40,7 +40,7 @@ _CONTROL_BUT_NEWLINE = re.compile(_REPLACED.replace("\x00-\x1f", "\x00-\x09\x0b-
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _FILE_NAME_MAX = 64
 
-_secrets: set[str] = set()
+_secrets: tuple[str, ...] = ()  # longest first: a secret inside another one leaves nothing behind
 _secrets_lock = threading.Lock()
 
 
@@ -50,6 +50,8 @@ def _picture(match: re.Match[str]) -> str:
 
 def visible(text: str) -> str:
     """``text`` as one line in which no character can act on a terminal: each control is shown."""
+    if text.isprintable():  # the common case, and cheap: every character replaced here is unprintable
+        return text
     return _CONTROL.sub(_picture, text)
 
 
@@ -63,15 +65,14 @@ def register_secret(value: str) -> None:
     if len(value) < SHORTEST_SCRUBBED:
         return
     quoted = value.replace("\\", "\\\\").replace('"', '\\"')  # as an IMAP quoted string carries it
+    global _secrets
     with _secrets_lock:
-        _secrets.update({value, quoted})
+        _secrets = tuple(sorted({*_secrets, value, quoted}, key=len, reverse=True))
 
 
 def scrub(text: str) -> str:
-    """``text`` with every registered secret replaced by ``MASK`` (longest first: no partial leftovers)."""
-    with _secrets_lock:
-        known = sorted(_secrets, key=len, reverse=True)
-    for secret in known:
+    """``text`` with every registered secret replaced by ``MASK``."""
+    for secret in _secrets:  # a tuple, replaced whole on registration: no lock needed to read it
         if secret in text:
             text = text.replace(secret, MASK)
     return text

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Header, RichLog, Static
 
+from cockpit.format import cell
 from cockpit.screens.base import View
 from cockpit.widgets.keybar import KeyBar
 from runners.state.read_models.snapshot import Snapshot
@@ -42,4 +43,4 @@ class LogView(View):
             self._last_id = event.id
             stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
             where = " ".join(x for x in (event.mailbox, event.folder) if x)
-            log.write(f"{stamp} {event.level:<7} {where + ': ' if where else ''}{event.message}")
+            log.write(cell(f"{stamp} {event.level:<7} {where + ': ' if where else ''}{event.message}"))

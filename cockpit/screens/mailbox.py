@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from cockpit.actions import FAILURE_ACTIONS, bindings
-from cockpit.format import MB
+from cockpit.format import MB, block, cell
 from cockpit.screens.base import TextView, View, add_columns
 from cockpit.screens.dialogs import ReasonPrompt
 from cockpit.widgets.keybar import KeyBar
@@ -69,9 +69,11 @@ class MailboxView(View):
         if row is not None:
             error = f"  error: {row.error}" if row.error else ""
             self.query_one("#summary", Static).update(
-                f"{row.source} → {row.target}  wave {row.wave}  {row.state}  "
-                f"{row.messages_done:,}/{row.messages_total:,} messages  {row.failed} failed  "
-                f"{row.skipped} skipped{error}"
+                cell(
+                    f"{row.source} → {row.target}  wave {row.wave}  {row.state}  "
+                    f"{row.messages_done:,}/{row.messages_total:,} messages  {row.failed} failed  "
+                    f"{row.skipped} skipped{error}"
+                )
             )
         # The ledger of one mailbox: cheap, read only while this view is visible.
         detail = self.cockpit.store.mailbox_detail(self.source)
@@ -96,7 +98,7 @@ class MailboxView(View):
                     str(f.pending),
                     note,
                 )
-                folders.add_row(*(Text(c) for c in cells), key=f.source)
+                folders.add_row(*(Text(cell(c)) for c in cells), key=f.source)
             issues.clear()
             for index, issue in enumerate(detail.issues):
                 issue_cells = (
@@ -107,7 +109,7 @@ class MailboxView(View):
                     str(issue.attempts),
                     (issue.reason or "").replace("\n", " "),
                 )
-                issues.add_row(*(Text(c) for c in issue_cells), key=str(index))
+                issues.add_row(*(Text(cell(c)) for c in issue_cells), key=str(index))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "issues" and self.detail is not None:
@@ -196,14 +198,14 @@ class FailureView(TextView):
 
     def _redraw(self) -> None:
         if self.is_mounted:
-            self.query_one(f"#{self.text_id}", Static).update(self.text())
+            self.query_one(f"#{self.text_id}", Static).update(block(self.text()))
 
     def text(self) -> str:
         i = self.issue
         if self.history is None:
             self._load_history()
         return (
-            f"mailbox   {self.source}\nfolder    {i.folder}\nUID       {i.uid}\nsize      {i.size:,} bytes\n"
+            f"mailbox   {self.source}\nfolder    {cell(i.folder)}\nUID       {i.uid}\nsize      {i.size:,} bytes\n"
             f"date      {i.internaldate or '-'}\n{self._header_lines()}"
             f"status    {i.status} after {i.attempts} attempt(s)\n\n"
             f"what happened, in the server's own words:\n{i.reason or '-'}\n\n"

@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.widgets import Header, Input, Static
 
 from checks.triage import Triage, triage
+from cockpit.format import block
 from cockpit.screens.base import View
 from cockpit.widgets.keybar import KeyBar
 
@@ -55,7 +56,7 @@ class TriageView(View):
 
     def _show_result(self, result: Triage) -> None:
         self.result = result
-        self.query_one("#triage", Static).update(render(result))
+        self.query_one("#triage", Static).update(block(render(result)))
 
 
 def render(result: Triage) -> str:
