@@ -10,6 +10,7 @@ from checks.history import Changes, record
 from checks.model import Outcome
 from checks.render import render_json, render_junit, render_markdown, render_table, run_data
 from checks.runner import CheckRun, Running, run_checks, select
+from cockpit.commands.preflight import warn_before_connecting
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.safe_text import safe_lines
@@ -35,6 +36,7 @@ def check_command(args: argparse.Namespace) -> int:
     if not specs:
         print("cutover: error: no check matches", file=sys.stderr)
         return 2
+    warn_before_connecting(plan)
     tty = sys.stderr.isatty()
 
     running = Running()

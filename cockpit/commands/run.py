@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cockpit.commands.preflight import warn_before_connecting
 from runners.engine.progress import PlainProgress, TtyProgress
 from runners.engine.stats import RunStats
 from runners.engine.summary import summary_data, summary_text
@@ -28,7 +29,7 @@ from runners.state.private import private_file
 def run_command(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     select_mailboxes(plan, args.wave, args.mailbox)  # fail fast, before detaching
-    _warn_insecure(plan)
+    warn_before_connecting(plan)
     if args.detach:
         return _detach(plan, args)
     log_path = _setup_logging(plan)
@@ -58,15 +59,6 @@ def run_command(args: argparse.Namespace) -> int:
     if result.status == "interrupted":
         return 130
     return 0 if result.status == "ok" else 1
-
-
-def _warn_insecure(plan: Plan) -> None:
-    for side, endpoint in (("source", plan.source), ("target", plan.target)):
-        if endpoint.security != "plain" and not endpoint.tls_verify:
-            print(
-                f"cutover: warning: {side} TLS certificates are NOT verified (tls_verify = false)",
-                file=sys.stderr,
-            )
 
 
 def _setup_logging(plan: Plan) -> Path:
