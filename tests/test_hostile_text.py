@@ -9,6 +9,7 @@ import os
 import sqlite3
 import stat
 import subprocess
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from runners.state.store import StateStore
 PASSWORD = "Hostile-Master-Pw-7f3a"
 #: What must never reach a terminal, a log or a display text: ESC, BEL, CR (and no other C0 but LF).
 RAW = ("\x1b", "\x07", "\r", "\x9b")
+#: Embeddings, overrides and isolates: they reorder what a line shows (CVE-2021-42574).
+BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def assert_inert(text: str, where: str) -> None:
@@ -47,6 +50,14 @@ def test_visible_shows_every_control_on_one_line() -> None:
     assert shown == "a\u241b]0;title\u2407b\u241b]52;c;cm0=\u2407\u241b[2Jc\u240d\u240ad\ufffde\ufffdf\u2421"
     assert visible("plain Grüße 日本") == "plain Grüße 日本"
     assert safe_lines("one\ntwo\r\n\x1b") == "one\ntwo\u240d\n\u241b"
+
+
+def test_no_code_point_survives_that_could_act_on_a_terminal_or_break_a_line() -> None:
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    shown = visible(every)
+    assert len(shown.splitlines()) == 1
+    acting = [c for c in shown if unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in BIDI_CONTROLS]
+    assert acting == []
 
 
 def test_scrub_removes_a_registered_secret_and_its_quoted_spelling() -> None:
@@ -181,6 +192,13 @@ def test_escape_sequences_from_the_source_reach_no_terminal_log_or_store(
         "status": cutover(plan, target_dovecot, "status"),
         "status --failures": cutover(plan, target_dovecot, "status", "--failures"),
         "status json": cutover(plan, target_dovecot, "status", "--output", "json"),
+        "verify": cutover(plan, target_dovecot, "verify", "--wave", "pilot"),
+        **{
+            f"check {output}": cutover(
+                plan, target_dovecot, "check", "--category", "source", "--output", output
+            )
+            for output in ("table", "json", "junit", "markdown")
+        },
     }
     for name, proc in outputs.items():
         assert_inert(proc.stdout, f"{name}'s stdout")
@@ -239,6 +257,10 @@ def test_a_wave_name_cannot_steer_the_detached_log_out_of_the_state_directory(
         assert stat.S_IMODE(log.stat().st_mode) == 0o600
         assert not list(tmp_path.rglob("EVIL*"))
         wait_for(lambda: not _alive(started["pid"]), seconds=60)
+    text = log.read_text(encoding="utf-8")
+    assert "AUTHENTICATIONFAILED" in text  # the detached run's own output: safe too
+    assert_inert(text, "the detached log")
+    assert PASSWORD not in text
 
 
 def _alive(pid: int) -> bool:
