@@ -21,6 +21,7 @@ And a third, smaller one: a name from the plan (a wave) that becomes part of a f
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import re
@@ -41,6 +42,8 @@ _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _FILE_NAME_MAX = 64
 
 _secrets: tuple[str, ...] = ()  # longest first: a secret inside another one leaves nothing behind
+_known: set[str] = set()
+_ordered: list[str] = []
 _secrets_lock = threading.Lock()
 
 
@@ -67,7 +70,13 @@ def register_secret(value: str) -> None:
     quoted = value.replace("\\", "\\\\").replace('"', '\\"')  # as an IMAP quoted string carries it
     global _secrets
     with _secrets_lock:
-        _secrets = tuple(sorted({*_secrets, value, quoted}, key=len, reverse=True))
+        fresh = [v for v in dict.fromkeys((value, quoted)) if v not in _known]
+        if not fresh:
+            return  # the common case: the same password revealed for the next session
+        for v in fresh:
+            _known.add(v)
+            bisect.insort(_ordered, v, key=lambda s: -len(s))  # O(n) per new secret, not a sort
+        _secrets = tuple(_ordered)
 
 
 def scrub(text: str) -> str:
