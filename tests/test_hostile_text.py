@@ -294,8 +294,11 @@ def test_a_server_echoing_the_login_leaks_the_password_nowhere(
 def test_the_cockpit_draws_no_escape_sequence(
     tmp_path: Path, evil_source: HostileImap, target_dovecot: DovecotServer
 ) -> None:
+    from cockpit.screens.triage import TriageView
+
     plan_path = write_plan(tmp_path / "lab", evil_source.port, target_dovecot)
     cutover(plan_path, target_dovecot, "run", "--wave", "pilot", "--progress", "plain")
+    cutover(plan_path, target_dovecot, "check", "--category", "source")  # findings for the readiness view
     os.environ.setdefault("SRC_MASTER_PW", PASSWORD)
     plan = load_plan(plan_path)
     raw_issue = MessageIssue(  # as an older version may have stored it: raw
@@ -311,36 +314,45 @@ def test_the_cockpit_draws_no_escape_sequence(
         uidvalidity=1,
     )
 
-    async def scenario() -> list[str]:
+    async def scenario() -> dict[str, str]:
         app = CockpitApp(plan, read_only=True, poll=False)
-        screens = []
-        async with app.run_test(size=(160, 48)) as pilot:
-            app.apply(take(StateStore(plan.state_db), plan, query=app.current_query()))
-            for key in ("m", "l"):
-                await pilot.press(key)
-                await pilot.pause()
-                app.apply(take(StateStore(plan.state_db), plan, query=app.current_query()))
-                await pilot.pause()
-                screens.append(app.export_screenshot())
-                await pilot.press("escape")
-            app.open_mailbox("alice")
+        screens = {}
+
+        async def settle() -> None:
             await pilot.pause()
             app.apply(take(StateStore(plan.state_db), plan, query=app.current_query()))
-            await pilot.pause()
-            assert isinstance(app.screen, MailboxView)
-            screens.append(app.export_screenshot())
-            app.open_failure("alice", raw_issue)
-            await pilot.pause()
-            assert isinstance(app.screen, FailureView)
             await app.workers.wait_for_complete()
             await pilot.pause()
-            screens.append(app.export_screenshot())
+
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle()
+            for key, name in (("m", "mailboxes"), ("l", "log"), ("r", "readiness")):
+                await pilot.press(key)
+                await settle()
+                screens[name] = app.export_screenshot()
+                await pilot.press("escape")
+            app.open_mailbox("alice")
+            await settle()
+            assert isinstance(app.screen, MailboxView)
+            screens["mailbox"] = app.export_screenshot()
+            app.open_failure("alice", raw_issue)
+            await settle()
+            assert isinstance(app.screen, FailureView)
+            screens["failure"] = app.export_screenshot()
+            await pilot.press("escape")
+            await pilot.press("u")
+            await settle()
+            assert isinstance(app.screen, TriageView)
+            app.screen.start("alice")
+            await settle()
+            screens["triage"] = app.export_screenshot()
         return screens
 
     screens = asyncio.run(scenario())
-    for index, svg in enumerate(screens):
-        assert_inert(svg, f"screen {index}")
-    assert "\u241b" in screens[-2] and "\u241b" in screens[-1]  # the folder is drawn, its escapes shown
+    for name, svg in screens.items():
+        assert_inert(svg, f"the {name} view")
+    for name in ("mailbox", "failure", "readiness"):
+        assert "\u241b" in screens[name], name  # the folder or the server's words drawn, escapes shown
 
 
 # -- careless files ---------------------------------------------------------------------------------
