@@ -16,9 +16,9 @@
 
 Every ProtocolError keeps ``server`` (host:port), ``operation`` (what we asked) and ``server_text``
 (verbatim, never paraphrased) so that the failure drill-down can show exactly what happened. Verbatim
-but safe: ``operation`` (it names folders) and ``server_text`` pass ``runners.safe_text.safe`` here,
-once, so no known secret (a server echoing LOGIN) and no control character (an escape sequence, a
-CR LF) reaches the store, a log, a report or a screen through an error.
+but safe: ``operation`` (it names folders), ``server_text`` and ``code`` pass
+``runners.safe_text.safe`` here, once, so no known secret (a server echoing LOGIN) and no control
+character (an escape sequence, a CR LF) reaches the store, a log, a report or a screen through an error.
 
 Whether a server's answer means "not now" or "never" is protocol knowledge: each adapter decides
 and passes ``retryable`` (IMAP's response codes in ``runners.imap.codes``, POP3's in its source);
@@ -27,7 +27,7 @@ the engine only reads the flag.
 
 from __future__ import annotations
 
-from runners.safe_text import safe
+from runners.safe_text import safe, safe_or_none
 
 
 class MigrationError(Exception):
@@ -77,7 +77,7 @@ class ProtocolError(MigrationError):
         self.server = safe(server)
         self.operation = safe(operation)
         self.server_text = safe(server_text)
-        self.code = code
+        self.code = safe_or_none(code)
         if retryable is not None:  # the adapter's verdict; otherwise the class's
             self.retryable = retryable
         detail = f": {self.server_text}" if server_text else ""
