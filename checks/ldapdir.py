@@ -25,6 +25,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost, ProtocolError, TlsError
 from runners.plan.readiness_model import DirectorySettings
+from runners.safe_text import safe
 
 #: Entries per page: below every server's per-page cap (AD 1000, OpenLDAP's 500 size limit).
 PAGE_SIZE = 200
@@ -217,17 +218,9 @@ class _Session:
         return self._scrub(f"{text}: {message}" if message else text)
 
     def _scrub(self, what: object) -> str:
-        # Belt and braces: no library message may ever carry the bind password.
-        text = _unwrap(str(what))
-        secret = self.settings.bind_password
-        if secret is not None:
-            try:
-                value = secret.reveal()
-            except Exception:  # an unresolvable reference was never sent anywhere either
-                value = ""
-            if value:
-                text = text.replace(value, "***")
-        return text
+        # Belt and braces: no library message may ever carry the bind password (registered with
+        # the one scrubber when it was revealed for the bind).
+        return safe(_unwrap(str(what)))
 
     def _close(self) -> None:
         if self.conn is not None:

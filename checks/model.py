@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from runners.safe_text import safe, safe_lines
+
 
 class Severity(StrEnum):
     BLOCKER = "blocker"
@@ -49,6 +51,12 @@ class Finding:
     key: str = ""
     #: Set when a plan waiver covers this finding: its reason (and expiry).
     waiver: str | None = None
+
+    def __post_init__(self) -> None:
+        # Directory, DNS and server text: made safe once, before it is stored, printed or drawn.
+        for name in ("object_id", "title", "observed", "expected", "remediation", "key"):
+            object.__setattr__(self, name, safe(getattr(self, name)))
+        object.__setattr__(self, "evidence", safe_lines(self.evidence))
 
     @property
     def fingerprint(self) -> str:

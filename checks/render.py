@@ -1,11 +1,16 @@
 """A check run as a table (for people), JSON (for scripts), JUnit XML (for CI) or Markdown (for tickets).
 
-Every format is rendered from the same data (``run_data``), so they never disagree.
+Every format is rendered from the same data (``run_data``), so they never disagree. That data is
+made safe once (``runners.safe_text``: known secrets scrubbed, controls shown, one line per field but
+the evidence); Markdown also escapes HTML and its own metacharacters, since directory data ends up in
+table cells (``<img src=x onerror=...>@example.test``).
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from typing import Any
@@ -13,6 +18,7 @@ from typing import Any
 from checks.history import Changes
 from checks.model import Severity, State
 from checks.runner import CheckRun
+from runners.safe_text import safe_data, safe_lines
 
 SEVERITY_ORDER = ("blocker", "warning", "info", "pass")
 
@@ -51,7 +57,7 @@ def run_data(run: CheckRun, run_id: int | None, changes: Changes | None) -> dict
             )
     findings.sort(key=lambda f: (SEVERITY_ORDER.index(f["severity"]), f["check_id"], f["object_id"]))
     counted = Counter(f["severity"] for f in findings if not f["waiver"])
-    return {
+    data = {
         "run_id": run_id,
         "phase": run.phase,
         "seconds": round(run.seconds, 3),
@@ -77,6 +83,11 @@ def run_data(run: CheckRun, run_id: int | None, changes: Changes | None) -> dict
         "findings": findings,
         "resolved_since_last_run": changes.resolved,
     }
+    evidence = [f["evidence"] for f in findings]  # several lines (a DNS answer): its newlines stay
+    safe = safe_data(data)
+    for finding, lines in zip(safe["findings"], evidence, strict=True):
+        finding["evidence"] = safe_lines(lines)
+    return dict(safe)
 
 
 def render_json(data: dict[str, Any]) -> str:
@@ -134,18 +145,25 @@ def render_markdown(data: dict[str, Any]) -> str:
             continue
         sev = f["severity"] + (" (waived)" if f["waiver"] else "")
         out.append(
-            f"| {sev} | {f['check_id']} | {f['object_id']} | {_md(f['title'])}: {_md(f['observed'])} | "
+            f"| {sev} | {_md(f['check_id'])} | {_md(f['object_id'])} | {_md(f['title'])}: {_md(f['observed'])} | "
             f"{_md(f['remediation'])} |"
         )
     errors = [c for c in data["checks"] if c["state"] == "error"]
     if errors:
         out += ["", "## Checks that could not run", ""]
-        out += [f"- **{c['check_id']}** {c['title']}: {_md(c['reason'])}" for c in errors]
+        out += [f"- **{_md(c['check_id'])}** {_md(c['title'])}: {_md(c['reason'])}" for c in errors]
     return "\n".join(out)
 
 
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+#: Characters Markdown (and GitHub's tables) give a meaning to: backslash-escaped in a cell.
+_MD_META = re.compile(r"([\\`*_\[\]|~])")
+
+
+def _md(text: object) -> str:
+    """Directory or server text as literal Markdown: no raw HTML (``<`` ``>`` ``&`` as entities), no
+    emphasis, link or cell break (metacharacters escaped), one line."""
+    escaped = html.escape(str(text).replace("\n", " "), quote=False)
+    return _MD_META.sub(r"\\\1", escaped)
 
 
 def render_junit(data: dict[str, Any]) -> str:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runners.safe_text import safe, safe_lines, scrub
+
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNUSABLE = 0, 1, 2
 
 
@@ -251,16 +253,18 @@ def _version() -> str:
 
 def _fail(args: argparse.Namespace, message: str) -> None:
     if getattr(args, "output", "text") == "json":
-        print(json.dumps({"error": message}))
+        print(scrub(json.dumps({"error": message})))
     else:
-        print(f"cutover: error: {message}", file=sys.stderr)
+        print(f"cutover: error: {safe(message)}", file=sys.stderr)
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print a command's result. Its texts come from outside: JSON escapes every control itself,
+    text shows them (``runners.safe_text``); known secrets are scrubbed from both."""
     if args.output == "json":
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        print(scrub(json.dumps(data, indent=2, sort_keys=True, default=str)))
     else:
-        print(text)
+        print(safe_lines(text))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -291,9 +295,17 @@ def _tui(args: argparse.Namespace) -> int:
 
     keys = find_keymap(args.keys)  # checked before the screen is taken: errors exit 2 with file:line
     _open_store(Path(args.plan), read_only=args.read_only)  # likewise: one line, not a dead poller
+    _warn_before_connecting(Path(args.plan))  # the triage and the failure view connect
     if args.no_color:
         os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is created
     return run_cockpit(Path(args.plan), read_only=args.read_only, keys=keys, ansi=args.ansi)
+
+
+def _warn_before_connecting(plan_path: Path) -> None:
+    from cockpit.commands.preflight import warn_before_connecting
+    from runners.plan.loader import load_plan
+
+    warn_before_connecting(load_plan(plan_path))
 
 
 def _open_store(plan_path: Path, *, read_only: bool) -> None:
@@ -392,10 +404,12 @@ def status_exit_code(data: dict[str, Any]) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from cockpit.commands.preflight import warn_before_connecting
     from runners.plan.loader import load_plan
     from runners.verify import verify_text, verify_wave
 
     plan = load_plan(args.plan)
+    warn_before_connecting(plan)
     report = verify_wave(plan, args.wave, only=args.mailbox, deep=args.deep, workers=args.workers)
     _emit(args, report.as_dict(), verify_text(report))
     if report.incomplete:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from runners.safe_text import safe, safe_lines
+
 MB = 1_000_000
 
 
@@ -108,3 +110,14 @@ def volume(size: float) -> str:
     if size >= 1000 * MB:
         return f"{size / (1000 * MB):,.1f} GB"
     return f"{size / MB:,.0f} MB" if size >= 10 * MB else f"{size / MB:,.1f} MB"
+
+
+def cell(text: object) -> str:
+    """Text from outside (a folder name, a server's words) for one cell or line of a view: known
+    secrets scrubbed, controls shown instead of obeyed, CR LF shown (``runners.safe_text``)."""
+    return safe(text)
+
+
+def block(text: str) -> str:
+    """Like ``cell`` for a view's multi-line text that we composed: its own newlines stay."""
+    return safe_lines(text)

@@ -20,7 +20,10 @@
             └── MailboxFatal       the target refuses the whole mailbox (over quota, no permission)
 
 Every ProtocolError keeps ``server`` (host:port), ``operation`` (what we asked) and ``server_text``
-(verbatim, never paraphrased) so that the failure drill-down can show exactly what happened.
+(verbatim, never paraphrased) so that the failure drill-down can show exactly what happened. Verbatim
+but safe: ``operation`` (it names folders), ``server_text`` and ``code`` pass
+``runners.safe_text.safe`` here, once, so no known secret (a server echoing LOGIN) and no control
+character (an escape sequence, a CR LF) reaches the store, a log, a report or a screen through an error.
 Classes defined beside the code that raises them are named with their module; everything in the
 tree derives from ``MigrationError``, which the command line turns into one line and exit 2. The
 cockpit's own errors (``cockpit.errors.CockpitError``: a bad keymap) are not migration errors.
@@ -31,6 +34,8 @@ the engine only reads the flag.
 """
 
 from __future__ import annotations
+
+from runners.safe_text import safe, safe_or_none
 
 
 class MigrationError(Exception):
@@ -77,14 +82,14 @@ class ProtocolError(MigrationError):
         *,
         retryable: bool | None = None,
     ) -> None:
-        self.server = server
-        self.operation = operation
-        self.server_text = server_text
-        self.code = code
+        self.server = safe(server)
+        self.operation = safe(operation)
+        self.server_text = safe(server_text)
+        self.code = safe_or_none(code)
         if retryable is not None:  # the adapter's verdict; otherwise the class's
             self.retryable = retryable
-        detail = f": {server_text}" if server_text else ""
-        super().__init__(f"{server} {operation}{detail}")
+        detail = f": {self.server_text}" if server_text else ""
+        super().__init__(f"{self.server} {self.operation}{detail}")
 
 
 class ConnectError(ProtocolError):

@@ -16,14 +16,14 @@ import codecs
 import re
 from dataclasses import dataclass
 
+from runners.safe_text import visible
+
 #: The fields fetched and shown, as IMAP's HEADER.FIELDS names them.
 FIELDS = ("Subject", "From", "Date", "Message-ID")
 #: A value longer than this is cut: a subject is a line, not a page.
 MAX_VALUE_CHARS = 1000
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-# C0 controls but tab, DEL and C1 controls: they could move the cursor or restyle a terminal.
-_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
@@ -63,7 +63,7 @@ def decode_header_value(raw: bytes | str) -> str:
     """
     text = _from_8bit(raw) if isinstance(raw, bytes) else raw
     text = _decode_words(text)
-    text = _CONTROLS.sub("\ufffd", " ".join(text.split()))
+    text = visible(" ".join(text.split()))  # controls shown, not obeyed: they could restyle a terminal
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 

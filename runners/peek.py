@@ -13,11 +13,12 @@ connector reads the header its own way, read-only (``SourceSession.header_block`
 * Maildir: the file whose base name is the ledger's key, read up to the end of its header.
 
 Anything that goes wrong comes back as text (the server's words when it said something), never as
-an exception; secrets of the plan are scrubbed from that text, and nothing is logged.
+an exception; that text passes ``runners.safe_text.safe`` (no secret, no control), and nothing is logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 
@@ -27,10 +28,10 @@ from runners.engine.sessions import open_source
 from runners.errors import MigrationError
 from runners.headers import FIELDS, MessageHeaders, parse_headers
 from runners.plan.model import MailboxEntry, Plan
+from runners.safe_text import safe
 
 #: Seconds for connecting and for each reply: the operator is waiting for it.
 DEFAULT_TIMEOUT = 15.0
-_SHORTEST_SCRUBBED = 4  # shorter "secrets" would blank out ordinary words of the server's text
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ def message_headers(
     if entry is None:
         return f"{source_mailbox} is not a mailbox of the plan"
     endpoint = dataclasses.replace(plan.source, timeout=timeout)
-    secrets = _secrets(plan, entry)
+    _reveal_secrets(plan, entry)
     try:
         session = open_source(endpoint, entry)
         try:
@@ -62,9 +63,9 @@ def message_headers(
         finally:
             session.close()
     except (MigrationError, OSError) as exc:
-        return _scrub(str(exc), secrets)
+        return safe(exc)
     except Exception as exc:  # a reply we could not make sense of: still only something to show
-        return _scrub(f"unexpected {type(exc).__name__}: {exc}", secrets)
+        return safe(f"unexpected {type(exc).__name__}: {exc}")
 
 
 def _read(session: SourceSession, ref: MessageRef) -> MessageHeaders | str:
@@ -74,22 +75,11 @@ def _read(session: SourceSession, ref: MessageRef) -> MessageHeaders | str:
     return block if isinstance(block, str) else parse_headers(block)
 
 
-def _secrets(plan: Plan, entry: MailboxEntry) -> list[str]:
-    """The passwords this login may send, to keep them out of any text we return."""
+def _reveal_secrets(plan: Plan, entry: MailboxEntry) -> None:
+    """Reveal the passwords this login may send first: revealing registers them with the scrubber."""
     source = plan.source
-    values: list[str | None] = []
-    try:
-        values.append(source.master_password.reveal() if source.master_password else None)
-    except MigrationError:
-        pass  # unreadable: then it was never sent either
-    try:
-        values.append(user_password(source, entry.source, entry.source_password))
-    except MigrationError:
-        pass
-    return [v for v in values if v and len(v) >= _SHORTEST_SCRUBBED]
-
-
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "********")
-    return text
+    with contextlib.suppress(MigrationError):  # unreadable: then it was never sent either
+        if source.master_password:
+            source.master_password.reveal()
+    with contextlib.suppress(MigrationError):
+        user_password(source, entry.source, entry.source_password)

@@ -25,6 +25,7 @@ from runners.errors import MigrationError, ProtocolError
 from runners.folders import FolderMapping, plan_folders
 from runners.model import FetchedMessage, MessageMeta
 from runners.plan.model import MailboxEntry, Plan
+from runners.safe_text import safe
 from runners.state.rows import SyncedFolder
 from runners.state.statuses import MessageStatus
 from runners.state.store import LedgerEntry, StateStore
@@ -296,7 +297,7 @@ def verify_text(report: VerifyReport) -> str:
             f"{m.source} -> {m.target}: " + ("OK" if m.ok else ("NOT VERIFIED" if m.error else "DIFFERENCES"))
         )
         if m.error:
-            lines.append(f"  {m.error}")
+            lines.append(f"  {safe(m.error)}")
             continue
         lines.append(
             f"  {'folder':<30} {'src msgs':>8} {'src MB':>8} {'dst msgs':>8} {'dst MB':>8}  explained"
@@ -308,11 +309,13 @@ def verify_text(report: VerifyReport) -> str:
             if f.error:
                 explained = f.error
             lines.append(
-                f"  {f.source[:30]:<30} {f.source_messages:>8} {f.source_bytes / 1e6:>8.2f} "
+                f"  {safe(f.source)[:30]:<30} {f.source_messages:>8} {f.source_bytes / 1e6:>8.2f} "
                 f"{f.target_messages:>8} {f.target_bytes / 1e6:>8.2f}  {explained}"
             )
         for d in m.differences:
-            lines.append(f"  {d.bucket.upper():<9} {d.folder} UID {d.uid} ({d.size} bytes): {d.reason}")
+            lines.append(
+                f"  {d.bucket.upper():<9} {safe(d.folder)} UID {d.uid} ({d.size} bytes): {safe(d.reason)}"
+            )
     t = report.totals()
     lines.append("")
     checked = "byte-for-byte (SHA-256)" if report.deep else "by count and size"

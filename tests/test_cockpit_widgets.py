@@ -38,7 +38,7 @@ class TableApp(App[None]):
 def test_fit_pads_cuts_and_neutralises_control_characters() -> None:
     assert fit("ab", 4) == "ab  "
     assert fit("abcdef", 4) == "abc…"
-    assert fit("a\tb\r\nc", 6) == "a b  c"  # a tab or CR would move the terminal's cursor
+    assert fit("a\tb\r\nc\x1b", 7) == "a\u2409b\u240d\u240ac\u241b"  # shown, never obeyed by the terminal
     wide = fit("日本語のメール", 6)  # two cells per character
     assert cell_len(wide) == 6 and wide.endswith("…")
     assert cell_len(fit("é", 3)) == 3

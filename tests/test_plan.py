@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from planned_targets import planned
@@ -452,11 +455,47 @@ def test_pop3_can_not_be_the_target(tmp_path: Path) -> None:
     assert "POP3 can't store messages" in error.message
 
 
-def test_plain_to_a_remote_host_is_refused(tmp_path: Path) -> None:
+def test_plain_to_a_remote_host_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", _resolver({"imap.old.test": ["192.0.2.7"]}))  # no DNS query
     text = BASE.replace('host = "imap.old.test"', 'host = "imap.old.test"\nsecurity = "plain"')
     error = plan_error(write(tmp_path, text))
     assert (error.line, error.key) == (line_of(text, "plain"), "source.security")
     assert error.message == "plain text would send passwords in clear; use starttls or tls"
+
+
+def _resolver(names: dict[str, list[str]]) -> Callable[..., list[tuple[Any, ...]]]:
+    """A stand-in for the system resolver (the test asks no DNS server): ``names`` and nothing else."""
+
+    def getaddrinfo(host: str, *args: object, **kwargs: object) -> list[tuple[Any, ...]]:
+        if host not in names:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 0)) for address in names[host]]
+
+    return getaddrinfo
+
+
+@pytest.mark.parametrize(
+    ("host", "addresses"),
+    [
+        ("localhost.", ["203.0.113.9"]),  # spelled like loopback, answered by DNS: not loopback
+        ("mail.internal.test", ["127.0.0.1", "192.0.2.1"]),  # one address elsewhere is enough to refuse
+        ("nowhere.test", []),  # doesn't resolve
+    ],
+)
+def test_plain_is_judged_by_the_address_a_name_resolves_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, addresses: list[str]
+) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", _resolver({host: addresses} if addresses else {}))
+    text = BASE.replace('host = "imap.old.test"', f'host = "{host}"\nsecurity = "plain"')
+    assert plan_error(write(tmp_path, text)).key == "source.security"
+
+
+def test_a_name_that_resolves_to_loopback_only_may_be_plain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", _resolver({"imap.lab.test": ["127.0.0.1", "127.0.0.2"]}))
+    text = BASE.replace('host = "imap.old.test"', 'host = "imap.lab.test"\nsecurity = "plain"')
+    assert load_plan(write(tmp_path, text)).source.security == "plain"
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"])

@@ -10,8 +10,10 @@ from checks.history import Changes, record
 from checks.model import Outcome
 from checks.render import render_json, render_junit, render_markdown, render_table, run_data
 from checks.runner import CheckRun, Running, run_checks, select
+from cockpit.commands.preflight import warn_before_connecting
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.safe_text import safe_lines
 from runners.state.operators import operator_id
 from runners.state.store import StateStore
 
@@ -35,6 +37,7 @@ def check_command(args: argparse.Namespace) -> int:
     if not specs:
         print("cutover: error: no check matches", file=sys.stderr)
         return 2
+    warn_before_connecting(plan)
     tty = sys.stderr.isatty()
 
     running = Running()
@@ -53,7 +56,9 @@ def check_command(args: argparse.Namespace) -> int:
 
     run = run_checks(plan, specs, phase=args.phase, on_done=progress, running=running)
     run_id, changes = record_run(plan, run, args.category, args.only)
-    print(RENDERERS[args.output](run_data(run, run_id, changes)))
+    print(
+        safe_lines(RENDERERS[args.output](run_data(run, run_id, changes)))
+    )  # the data is safe: belt and braces
     if run.incomplete:
         return 2
     return 1 if run.blockers else 0

@@ -15,18 +15,21 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cockpit.commands.preflight import warn_before_connecting
 from runners.engine.progress import PlainProgress, TtyProgress
 from runners.engine.stats import RunStats
 from runners.engine.summary import summary_data, summary_text
 from runners.engine.wave import run_wave, select_mailboxes
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.safe_text import SafeFormatter, file_name_part, safe_lines, scrub
+from runners.state.private import private_file
 
 
 def run_command(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     select_mailboxes(plan, args.wave, args.mailbox)  # fail fast, before detaching
-    _warn_insecure(plan)
+    warn_before_connecting(plan)
     if args.detach:
         return _detach(plan, args)
     log_path = _setup_logging(plan)
@@ -49,22 +52,13 @@ def run_command(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
         )
     if args.output == "json":
-        print(json.dumps(summary_data(result), indent=2, sort_keys=True))
+        print(scrub(json.dumps(summary_data(result), indent=2, sort_keys=True)))
     else:
-        print(summary_text(result))
+        print(safe_lines(summary_text(result)))
     logging.getLogger("cutover").info("run %s finished: %s", result.run_id, result.status)
     if result.status == "interrupted":
         return 130
     return 0 if result.status == "ok" else 1
-
-
-def _warn_insecure(plan: Plan) -> None:
-    for side, endpoint in (("source", plan.source), ("target", plan.target)):
-        if endpoint.security != "plain" and not endpoint.tls_verify:
-            print(
-                f"cutover: warning: {side} TLS certificates are NOT verified (tls_verify = false)",
-                file=sys.stderr,
-            )
 
 
 def _setup_logging(plan: Plan) -> Path:
@@ -75,9 +69,10 @@ def _setup_logging(plan: Plan) -> Path:
 
 def log_to(path: Path) -> logging.Handler:
     """Send the engine's log lines (the ``cutover`` logger) to ``path`` too; remove the handler to stop."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # 0600 in a 0700 directory, whatever the umask
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
+    # Log lines carry folder names and server texts: one safe line each (runners.safe_text).
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
     logger = logging.getLogger("cutover")
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
@@ -126,8 +121,8 @@ def runner_argv(
 
 def _detach(plan: Plan, args: argparse.Namespace) -> int:
     logs = plan.state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    out = logs / f"detached-{args.wave}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    out = logs / f"detached-{file_name_part(args.wave)}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    private_file(out)
     argv = runner_argv(
         Path(args.plan).resolve(),
         args.wave,

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
+from cockpit.format import block
 from cockpit.shell import Cockpit, cockpit_of
 from cockpit.widgets.keybar import KeyBar
 from runners.state.read_models.snapshot import Snapshot
@@ -48,7 +49,7 @@ class TextView(View):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(self.text(), id=self.text_id, markup=False)
+        yield Static(block(self.text()), id=self.text_id, markup=False)
         yield KeyBar()
 
     def text(self) -> str:

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Header, Input, RichLog, Static
 
+from cockpit.format import cell
 from cockpit.screens.base import View
 from cockpit.widgets.keybar import KeyBar
 from runners.state.mailbox_reads import Event
@@ -22,7 +23,7 @@ MAX_LINES = 1000
 def event_line(event: Event) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
     where = " ".join(x for x in (event.mailbox, event.folder) if x)
-    return f"{stamp} {event.level:<7} {where + ': ' if where else ''}{event.message}"
+    return cell(f"{stamp} {event.level:<7} {where + ': ' if where else ''}{event.message}")
 
 
 class LogView(View):

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from cockpit.actions import FAILURE_ACTIONS, bindings
-from cockpit.format import MB, state_label
+from cockpit.format import MB, block, cell, state_label
 from cockpit.screens.base import TextView, View, add_columns
 from cockpit.screens.dialogs import ReasonPrompt
 from cockpit.widgets.keybar import KeyBar
@@ -87,8 +87,10 @@ class MailboxView(View):
                 else ""
             )
             self.query_one("#summary", Static).update(
-                f"{row.source} → {row.target}  wave {row.wave}  {state_label(row.state)}  "
-                f"{done:,} of {total:,} messages copied  {row.failed} failed  {row.skipped} skipped{unopened}{error}"
+                cell(
+                    f"{row.source} → {row.target}  wave {row.wave}  {state_label(row.state)}  "
+                    f"{done:,} of {total:,} messages copied  {row.failed} failed  {row.skipped} skipped{unopened}{error}"
+                )
             )
         # The ledger of one mailbox: cheap, read only while this view is visible.
         detail = self.cockpit.store.mailbox_detail(self.source)
@@ -113,7 +115,7 @@ class MailboxView(View):
                     str(f.pending),
                     note,
                 )
-                folders.add_row(*(Text(c) for c in cells), key=f.source)
+                folders.add_row(*(Text(cell(c)) for c in cells), key=f.source)
             issues.clear()
             for index, issue in enumerate(detail.issues):
                 issue_cells = (
@@ -124,7 +126,7 @@ class MailboxView(View):
                     str(issue.attempts),
                     (issue.reason or "").replace("\n", " "),
                 )
-                issues.add_row(*(Text(c) for c in issue_cells), key=str(index))
+                issues.add_row(*(Text(cell(c)) for c in issue_cells), key=str(index))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "issues" and self.detail is not None:
@@ -239,14 +241,14 @@ class FailureView(TextView):
 
     def _redraw(self) -> None:
         if self.is_mounted:
-            self.query_one(f"#{self.text_id}", Static).update(self.text())
+            self.query_one(f"#{self.text_id}", Static).update(block(self.text()))
 
     def text(self) -> str:
         i = self.issue
         if self.history is None:
             self._load_history()
         return (
-            f"mailbox   {self.source}\nfolder    {i.folder}\nUID       {i.uid}\nsize      {i.size:,} bytes\n"
+            f"mailbox   {self.source}\nfolder    {cell(i.folder)}\nUID       {i.uid}\nsize      {i.size:,} bytes\n"
             f"date      {i.internaldate or '-'}\n{self._header_lines()}"
             f"status    {i.status} after {i.attempts} attempt(s)\n\n"
             f"what happened, in the server's own words:\n{i.reason or '-'}\n\n"

@@ -16,7 +16,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Header, Input, Static
 
 from checks.triage import Triage, triage
-from cockpit.format import state_label
+from cockpit.format import block, state_label
 from cockpit.screens.base import View
 from cockpit.widgets.keybar import KeyBar
 
@@ -75,7 +75,7 @@ class TriageView(View):
 
     def _show_result(self, result: Triage) -> None:
         self.result = result
-        self.query_one("#triage", Static).update(render(result))
+        self.query_one("#triage", Static).update(block(render(result)))
         self.query_one("#triage-scroll", VerticalScroll).scroll_home(animate=False)
 
     def action_scroll(self, lines: int) -> None:

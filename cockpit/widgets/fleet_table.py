@@ -28,13 +28,12 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-#: Control characters would move the terminal's cursor: shown as spaces.
-_CONTROLS = {code: " " for code in (*range(32), 127)}
+from runners.safe_text import visible
 
 
 def fit(text: str, width: int) -> str:
     """``text`` padded or cut to exactly ``width`` terminal cells (an ellipsis marks a cut)."""
-    text = text.translate(_CONTROLS)
+    text = visible(text)  # control characters would move the terminal's cursor: shown, never obeyed
     if text.isascii():  # the common case: one cell per character
         return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
     if cell_len(text) <= width:

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from runners.engine.stats import RunStats
+from runners.safe_text import safe
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -49,7 +50,7 @@ class PlainProgress:
         start = time.monotonic()
         while not self._stop.wait(self.interval):
             active = [
-                f"{m.source} ({m.current_folder})"
+                f"{m.source} ({safe(m.current_folder)})"
                 for m in list(self.stats.mailboxes.values())
                 if m.state == "running"
             ]
@@ -117,5 +118,5 @@ class TtyProgress:
             if task is None:
                 continue
             mdone, mtotal = mailbox.shown()
-            label = mailbox.current_folder[:18] if running else mailbox.state
+            label = safe(mailbox.current_folder)[:18] if running else mailbox.state
             self._progress.update(task, total=mtotal, completed=mdone, rate=label, visible=running)

@@ -6,6 +6,7 @@ from typing import Any
 
 from runners.engine.stats import MailboxStats
 from runners.engine.wave import RunResult
+from runners.safe_text import safe
 
 MB = 1_000_000
 
@@ -55,7 +56,10 @@ def _plural(count: int, one: str, many: str) -> str:
 
 
 def _mailbox_lines(m: MailboxStats) -> list[str]:
-    out = ["", f"{m.source} -> {m.target}: {m.state}" + (f" ({m.error_kind}: {m.error})" if m.error else "")]
+    out = [
+        "",
+        f"{m.source} -> {m.target}: {m.state}" + (f" ({m.error_kind}: {safe(m.error)})" if m.error else ""),
+    ]
     shown = [f for f in m.folders if not f.unchanged or f.error or f.excluded]
     if not shown:
         if m.folders:
@@ -66,11 +70,11 @@ def _mailbox_lines(m: MailboxStats) -> list[str]:
     )
     for f in shown:
         target = "-" if f.target_messages is None else str(f.target_messages)
-        note = f.error or (f"excluded: {f.excluded}" if f.excluded else "")
+        note = safe(f.error or (f"excluded: {f.excluded}" if f.excluded else ""))
         if not note and f.target_messages is not None and f.target_messages != f.source_messages:
             note = f"target-source = {f.target_messages - f.source_messages:+d}"
         out.append(
-            f"  {f.source[:32]:<32} {f.source_messages:>7} {target:>7} {f.copied:>7} {f.skipped:>7} "
+            f"  {safe(f.source)[:32]:<32} {f.source_messages:>7} {target:>7} {f.copied:>7} {f.skipped:>7} "
             f"{f.failed:>7}  {note}"
         )
     hidden = len(m.folders) - len(shown)

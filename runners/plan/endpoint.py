@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,13 +55,22 @@ def default_port(kind: EndpointType, security: Security) -> int | None:
 
 
 def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost: the only hosts a password may be sent to in clear."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
+    """127.0.0.0/8 or ::1, the only hosts a password may be sent to in clear: judged by address.
+
+    A name counts only when every address it resolves to is loopback: the spelling proves nothing
+    (``localhost.`` may be asked of DNS, which may answer anything). A name that doesn't resolve is
+    not loopback.
+    """
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        pass
+    try:
+        answers = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
         return False
+    addresses = {str(answer[4][0]).partition("%")[0] for answer in answers}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
 def build_endpoint(

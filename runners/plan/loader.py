@@ -13,6 +13,7 @@ from pathlib import Path
 
 from runners.errors import PlanError
 from runners.plan.endpoint import ENDPOINT_KEYS, build_endpoint
+from runners.plan.exposure import exposure_problems
 from runners.plan.locate import KeyLocator
 from runners.plan.mailboxes import MAILBOXES_KEYS, load_mailboxes
 from runners.plan.model import (
@@ -28,11 +29,22 @@ from runners.plan.tables import Document, Table
 from runners.plan.waves import load_waves
 from runners.special_use import SPECIAL_KEYS
 
-PLAN_TABLES = ("source", "target", "mailboxes", "waves", "folders", "state", "run", *READINESS_TABLES)
+PLAN_TABLES = (
+    "source",
+    "target",
+    "mailboxes",
+    "waves",
+    "folders",
+    "state",
+    "run",
+    "security",
+    *READINESS_TABLES,
+)
 FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = tuple(SPECIAL_KEYS)  # runners/special_use.py holds the one list
 STATE_KEYS = ("dir",)
 RUN_KEYS = ("workers", "batch_messages", "batch_bytes")
+SECURITY_KEYS = ("strict_permissions",)
 
 #: Where a key belongs when it's written in the wrong table ("workers belongs in [run]").
 _ELSEWHERE: dict[str, str] = {
@@ -41,6 +53,7 @@ _ELSEWHERE: dict[str, str] = {
     **dict.fromkeys(FOLDERS_KEYS, "[folders]"),
     **dict.fromkeys(STATE_KEYS, "[state]"),
     **dict.fromkeys(RUN_KEYS, "[run]"),
+    **dict.fromkeys(SECURITY_KEYS, "[security]"),
 }
 
 _AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
@@ -69,7 +82,7 @@ def load_plan(path: str | Path) -> Plan:
     workers, batch_messages, batch_bytes = _run_settings(root.table("run"))
     mailboxes = load_mailboxes(_required_table(root, "mailboxes"), base_dir, source, target, _ELSEWHERE)
 
-    return Plan(
+    plan = Plan(
         path=base_dir / plan_path.name,
         source=source,
         target=target,
@@ -82,6 +95,8 @@ def load_plan(path: str | Path) -> Plan:
         batch_bytes=batch_bytes,
         readiness=load_readiness(root, base_dir),
     )
+    _refuse_exposed_secrets(root.table("security"), plan)
+    return plan
 
 
 def _read_text(plan_path: Path, shown: str) -> str:
@@ -135,6 +150,17 @@ def _state_dir(table: Table | None, base_dir: Path) -> Path:
     table.check_keys(STATE_KEYS, _ELSEWHERE)
     value = table.string("dir")
     return base_dir / ".cutover" if value is None else resolve_path(base_dir, value)
+
+
+def _refuse_exposed_secrets(table: Table | None, plan: Plan) -> None:
+    """``[security] strict_permissions = true``: a secret other accounts could read refuses the plan
+    (without it, commands that connect warn: ``runners.plan.exposure``)."""
+    if table is None:
+        return
+    table.check_keys(SECURITY_KEYS, _ELSEWHERE)
+    if table.boolean("strict_permissions", False) and (problems := exposure_problems(plan)):
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise table.error("strict_permissions", problems[0] + more)
 
 
 def _run_settings(table: Table | None) -> tuple[int, int, int]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runners.errors import SecretError
+from runners.safe_text import register_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,12 @@ class Secret:
     ref: str
 
     def reveal(self) -> str:
+        """The value; remembered by ``runners.safe_text`` so that no server text can carry it back."""
+        value = self._read()
+        register_secret(value)
+        return value
+
+    def _read(self) -> str:
         if self.ref.startswith("env:"):
             name = self.ref[4:]
             value = os.environ.get(name)

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from runners.state.errors import StoreError
+from runners.state.private import private_dir, private_file
 
 
 class Cursor(Protocol):
@@ -115,7 +116,7 @@ class SqliteBackend:
         self._local = threading.local()
         if not read_only:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(self.path.parent)  # 0700 whatever the umask (runners.state.private)
             except OSError as exc:
                 raise self.error(exc) from exc
 
@@ -144,6 +145,7 @@ class SqliteBackend:
         return (mode == "empty" and self.path.exists()) or (mode == "immutable" and self._wal_exists())
 
     def _open(self) -> sqlite3.Connection:
+        private_file(self.path)  # 0600 before SQLite creates it: its -wal and -shm take its mode
         db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=True)
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runners.model import FolderState
+from runners.safe_text import safe, safe_or_none
 from runners.state.audit import AuditMixin
 from runners.state.backend import Backend, SqliteBackend, schema_text
 from runners.state.check_history import CheckHistoryMixin
@@ -157,7 +158,7 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
         with self.transaction() as db:
             db.execute(
                 "UPDATE mailboxes SET owner = NULL, state = ?, error = ?, error_kind = ?, updated = ? WHERE id = ?",
-                (state, error, error_kind, time.time(), mailbox_id),
+                (state, safe_or_none(error), error_kind, time.time(), mailbox_id),
             )
 
     def set_mailbox_state(self, mailbox_id: int, state: str) -> None:
@@ -227,7 +228,8 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
     def folder_error(self, folder_id: int, error: str | None) -> None:
         with self.transaction() as db:
             db.execute(
-                "UPDATE folders SET error = ?, updated = ? WHERE id = ?", (error, time.time(), folder_id)
+                "UPDATE folders SET error = ?, updated = ? WHERE id = ?",
+                (safe_or_none(error), time.time(), folder_id),
             )
 
     def folder_failed(self, folder_id: int) -> bool:
@@ -356,7 +358,7 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
             db.executemany(
                 "UPDATE messages SET status = ?, target_id = ?, reason = ?, recovery_mark = NULL, updated = ? "
                 "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
-                [(r.status, r.target_id, r.reason, now, *_ref(r.ref)) for r in rows],
+                [(r.status, r.target_id, safe_or_none(r.reason), now, *_ref(r.ref)) for r in rows],
             )
             failed = [(now, *_ref(r.ref)) for r in rows if r.status in _NOT_COPIED]
             if failed:
@@ -381,12 +383,15 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
                 "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = excluded.status, "
                 "reason = excluded.reason, size = excluded.size, run_id = excluded.run_id, "
                 "attempts = messages.attempts + 1, updated = excluded.updated",
-                [(*_ref(r.ref), *_facts(r.source), r.status, r.reason, r.run_id, now) for r in rows],
+                [
+                    (*_ref(r.ref), *_facts(r.source), r.status, safe_or_none(r.reason), r.run_id, now)
+                    for r in rows
+                ],
             )
             db.executemany(
                 "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
                 "VALUES (?,?,?,?,?,?,?)",
-                [(*_ref(r.ref), r.run_id, now, r.status, r.reason) for r in rows],
+                [(*_ref(r.ref), r.run_id, now, r.status, safe_or_none(r.reason)) for r in rows],
             )
 
     def record_matched(self, rows: Iterable[Matched]) -> None:
@@ -484,7 +489,7 @@ class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, Mailb
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO events (ts, run_id, mailbox, folder, level, kind, message) VALUES (?,?,?,?,?,?,?)",
-                (time.time(), run_id, mailbox, folder, level, kind, message),
+                (time.time(), run_id, mailbox, safe_or_none(folder), level, kind, safe(message)),
             )
 
 

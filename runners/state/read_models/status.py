@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from runners.plan.model import Plan
+from runners.safe_text import safe_data
 from runners.state.store import StateStore
 
 
@@ -42,6 +43,7 @@ def status_data(
 
 
 def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
+    data = safe_data(data)  # folder names and server texts: each cell one line, no control obeyed
     lines = [f"state: {data['state_db']}"]
     if not data["runs"]:
         lines.append(f"No run yet. {data['planned']} mailboxes planned.")
