@@ -24,6 +24,7 @@ from cockpit.widgets.fleet_table import FleetTable
 from runners.model import FolderState
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.state import rows
 from runners.state.mailbox_reads import LedgerProgress
 from runners.state.read_models.snapshot import LedgerCache, take
 from runners.state.store import MailboxProgress, StateStore
@@ -38,14 +39,20 @@ def plan_with(root: Path, mailboxes: tuple[tuple[str, str, str], ...]) -> Plan:
 
 
 def _copy(store: StateStore, folder_id: int, uids: range, run_id: int, status: str = "copied") -> None:
+    refs = {uid: rows.MessageRef(folder_id, 1, str(uid)) for uid in uids}
     store.record_intents(
-        (folder_id, 1, str(uid), uid, MB, None, "", b"\x00" * 32, "INBOX", None, run_id) for uid in uids
+        rows.Intent(refs[uid], rows.SourceFacts(uid, MB, None, ""), b"\x00" * 32, "INBOX", None, run_id)
+        for uid in uids
     )
     store.record_results(
-        (status, uid + 100 if status == "copied" else None, None if status == "copied" else "NO [LIMIT] too big",
-         folder_id, 1, str(uid))
+        rows.Outcome(
+            refs[uid],
+            status,
+            str(uid + 100) if status == "copied" else None,
+            None if status == "copied" else "NO [LIMIT] too big",
+        )
         for uid in uids
-    )  # fmt: skip
+    )
 
 
 def first_pass_then_retry(plan: Plan) -> None:

@@ -23,6 +23,7 @@ from cockpit.screens.triage import TriageView
 from runners.model import FolderState
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.state import rows
 from runners.state.store import MailboxProgress, StateStore
 
 TOO_BIG = "NO [LIMIT] Mail size is larger than the maximum size allowed by server configuration"
@@ -61,9 +62,12 @@ def helpdesk_plan(root: Path, slapd: SlapdServer, monkeypatch: pytest.MonkeyPatc
         store.claim_mailbox(alice, run)
         for n in range(FOLDERS):
             folder = store.folder(alice, f"F{n:02d}", f"Folder {n:02d}", f"Folder {n:02d}", None)
-            store.record_intents([(folder.id, 1, "1", 1, 1000, None, "", b"\x00" * 32, "x", None, run)])
+            ref = rows.MessageRef(folder.id, 1, "1")
+            store.record_intents(
+                [rows.Intent(ref, rows.SourceFacts(1, 1000, None, ""), b"\x00" * 32, "x", None, run)]
+            )
             status, reason = ("failed", TOO_BIG) if n == FOLDERS - 1 else ("copied", None)
-            store.record_results([(status, 7 if status == "copied" else None, reason, folder.id, 1, "1")])
+            store.record_results([rows.Outcome(ref, status, "7" if status == "copied" else None, reason)])
             store.folder_done(folder.id, FolderState(1, 2, 1), 1000)
         store.mailbox_progress(alice, MailboxProgress(FOLDERS, FOLDERS * 1000, FOLDERS, 0, 1, 0, None))
         store.release_mailbox(alice, "partial")

@@ -13,7 +13,7 @@ from runners.plan.loader import load_plan
 def test_the_interactive_demo_says_where_it_kept_the_state(tmux: Tmux, tmp_path: Path) -> None:  # noqa: F811
     cache = tmp_path / "cache"
     tmux.start(str(CUTOVER), "demo", "--keep", env=(f"XDG_CACHE_HOME={cache}",))
-    tmux.wait_for("cockpit", lambda text: "Overview" in text and "Quit" in text)
+    tmux.wait_for("cockpit", lambda text: "cutover — overview" in text and "palette" in text)
     tmux("send-keys", "-t", "cockpit", "q")
     kept = cache / "cutover" / "demo"
     tmux.wait_for("closing words", lambda text: "replaces it" in text)
