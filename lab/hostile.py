@@ -119,9 +119,10 @@ _LITERAL = re.compile(rb"\{(\d+)(\+?)\}\r\n$")
 class _Session:
     """One client connection: reads commands, hands each to the protocol's handler."""
 
-    def __init__(self, sock: socket.socket, scenario: Scenario) -> None:
+    def __init__(self, sock: socket.socket, scenario: Scenario, reached: dict[str, threading.Event]) -> None:
         self.sock = sock
         self.scenario = scenario
+        self.reached = reached
         self.reader = sock.makefile("rb")
         self.body_sent = False
 
@@ -133,6 +134,7 @@ class _Session:
         act = self.scenario.acts.get(point)
         if act is None:
             return True
+        self.reached.setdefault(point, threading.Event()).set()
         self.send(act.send.replace(b"{tag}", tag).replace(b"{command}", command.rstrip(b"\r\n")))
         if act.then == "normal":
             return True
@@ -161,7 +163,7 @@ class _Handler(socketserver.BaseRequestHandler):
     server: _Server
 
     def handle(self) -> None:
-        session = _Session(self.request, self.server.scenario)
+        session = _Session(self.request, self.server.scenario, self.server.reached)
         try:
             self.server.protocol(session)
         except (ConnectionAbortedError, OSError):
@@ -175,6 +177,7 @@ class _Server(socketserver.ThreadingTCPServer):
     def __init__(self, scenario: Scenario, protocol: Callable[[_Session], None]) -> None:
         self.scenario = scenario
         self.protocol = protocol
+        self.reached: dict[str, threading.Event] = {}
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
@@ -314,16 +317,28 @@ def _pop3(s: _Session) -> None:
             s.send(b"+OK\r\n")
 
 
+@dataclass(frozen=True)
+class Hostile:
+    """A running hostile server: its port, and whether a session has reached a point of the scenario."""
+
+    port: int
+    _server: _Server
+
+    def reached(self, point: str) -> threading.Event:
+        """Set once a session played the scenario's act at ``point`` (a test waits on it, never sleeps)."""
+        return self._server.reached.setdefault(point, threading.Event())
+
+
 @contextmanager
-def hostile_server(scenario: str | Scenario, protocol: str = "imap") -> Iterator[int]:
-    """Run a hostile server on 127.0.0.1 for the ``with`` block; yields its port."""
+def hostile_server(scenario: str | Scenario, protocol: str = "imap") -> Iterator[Hostile]:
+    """Run a hostile server on 127.0.0.1 for the ``with`` block."""
     chosen = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
     handler = {"imap": _imap, "pop3": _pop3}[protocol]
     server = _Server(chosen, handler)
     thread = threading.Thread(target=server.serve_forever, name=f"hostile-{protocol}", daemon=True)
     thread.start()
     try:
-        yield server.server_address[1]
+        yield Hostile(server.server_address[1], server)
     finally:
         server.shutdown()
         server.server_close()
