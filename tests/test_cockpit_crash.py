@@ -123,3 +123,19 @@ def test_a_crash_shows_no_locals_and_exits_non_zero(
     assert app.return_code == 1
     assert "RuntimeError" in out + err  # the traceback is there ...
     assert PASSWORD not in out + err  # ... without the frames' locals
+
+
+def test_the_clis_unexpected_error_path_shows_no_locals(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cockpit import cli
+
+    def broken_status(args: object) -> int:
+        password = PASSWORD
+        raise KeyError(len(password))
+
+    monkeypatch.setattr(cli, "_status", broken_status)
+    assert cli.main(["status", "--plan", "plan.toml"]) == cli.EXIT_UNUSABLE
+    out, err = capsys.readouterr()
+    assert "KeyError" in err and "unexpected error" in err
+    assert PASSWORD not in out + err
