@@ -17,7 +17,11 @@ from runners.imap.parse import fetch_meta, fetch_uid, split_code, tokens
 from runners.imap.wire import ImapConnection
 
 FUZZ = settings(
-    max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=150,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 WORDS = [
