@@ -21,6 +21,7 @@ from textual.binding import Keymap
 from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
+from textual.worker import Worker, WorkerFailed, WorkerState
 
 from cockpit.actions import APP_ACTIONS, WAVE_ACTIONS, ActionSpec, bindings, effective_key, read_only_refusal
 from cockpit.before_action import blocker_lines, nothing_to, retry_counts
@@ -163,6 +164,40 @@ class CockpitApp(App[None]):
         if hasattr(screen, "show") and screen.is_mounted and not self._exit:
             with self.batch_update():
                 screen.show(snapshot)
+
+    # -- crashes and background work ----------------------------------------------------------
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A background task that failed is reported in its view and the app lives on; anything else
+        ends the app with a traceback that never shows local variables (passwords live in them)."""
+        if isinstance(error, WorkerFailed):
+            self.background_failed(None, error.error)
+            return
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        # Textual's own crash screen renders each frame's locals (show_locals=True): ours never does.
+        from rich.segment import Segments
+        from rich.traceback import Traceback
+
+        self.bell()
+        traceback = Traceback(show_locals=False, width=None)
+        self._exit_renderables.append(Segments(self.console.render(traceback, self.console.options)))
+        self._close_messages_no_wait()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and not event.worker.exit_on_error:
+            self.background_failed(event.worker, event.worker.error)
+
+    def background_failed(self, worker: Worker[object] | None, error: BaseException | None) -> None:
+        """One line in the view that started the work (``show_background_error`` when it has one), and
+        a notification: the app goes on."""
+        reason = one_line_reason(error)
+        view = getattr(worker, "node", None) if worker is not None else self.screen
+        show = getattr(view, "show_background_error", None)
+        if callable(show):
+            show(reason)
+        self.notify(f"background work failed: {reason}", severity="error")
 
     # -- navigation ----------------------------------------------------------------------------
 
@@ -431,8 +466,17 @@ def launch_kind(preview: LaunchPreview) -> str:
     )
 
 
+def one_line_reason(error: BaseException | None) -> str:
+    """What went wrong, on one line and short: the error's type and its first line (no locals, no frames)."""
+    if error is None:
+        return "unknown error"
+    text = " ".join(str(error).split())[:200]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def run_cockpit(plan_path: Path, read_only: bool, *, keys: Keymap | None = None, ansi: bool = False) -> int:
     from runners.plan.loader import load_plan
 
-    CockpitApp(load_plan(plan_path), read_only=read_only, keys=keys, ansi=ansi).run()
-    return 0
+    app = CockpitApp(load_plan(plan_path), read_only=read_only, keys=keys, ansi=ansi)
+    app.run()
+    return app.return_code or 0

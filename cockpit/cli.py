@@ -239,6 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours: its traceback, never its frames' local variables
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)  # the stdlib format has no locals
+        _fail(args, f"unexpected error, please report it: {type(exc).__name__}")
+        return EXIT_UNUSABLE
 
 
 def _version() -> str:

@@ -14,7 +14,8 @@
         ├── ConnectError           TCP could not be set up (retryable)
         │   └── TlsError           TLS handshake refused, e.g. an untrusted certificate (not retryable)
         ├── ConnectionLost         the connection dropped or timed out mid-command
-        │   └── FetchConnectionLost  ... while the source was sending bodies (names the UIDs not delivered)
+        │   ├── FetchConnectionLost  ... while the source was sending bodies (names the UIDs not delivered)
+        │   └── LimitExceeded        we hung up: the server broke a size or time limit (not retryable)
         ├── AuthError              login refused
         └── CommandError           a command got NO/BAD; ``server_text`` is the server's own words
             └── MailboxFatal       the target refuses the whole mailbox (over quota, no permission)
@@ -119,6 +120,17 @@ class FetchConnectionLost(ConnectionLost):
         self.folder = folder
         self.uids = uids
         self.single = single
+
+
+class LimitExceeded(ConnectionLost):
+    """The server sent more than we accept (a literal over the listed size, an endless line or
+    response, a command that never ends): we dropped the connection rather than our memory.
+
+    Not retryable: the same server answers the same way next time. Inside a body FETCH it is the
+    message's fault and the engine narrows down to it; elsewhere it fails the mailbox.
+    """
+
+    retryable = False
 
 
 class AuthError(ProtocolError):

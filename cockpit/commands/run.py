@@ -20,6 +20,7 @@ from runners.engine.progress import PlainProgress, TtyProgress
 from runners.engine.stats import RunStats
 from runners.engine.summary import summary_data, summary_text
 from runners.engine.wave import run_wave, select_mailboxes
+from runners.imap import watchdog
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.safe_text import SafeFormatter, file_name_part, safe_lines, scrub
@@ -79,17 +80,37 @@ def log_to(path: Path) -> logging.Handler:
     return handler
 
 
+#: After a second signal, how long the workers get to record where they stopped before the process exits.
+ABORT_GRACE_SECONDS = 3.0
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
-    """First SIGINT/SIGTERM: finish the current batch, record everything, exit. Second: die now."""
+    """First SIGINT/SIGTERM: finish the current batch, record everything, exit. Second: stop now.
+
+    Raising in the main thread would not do: it waits for the worker threads, and a worker blocked
+    in a read of a silent or trickling server never returns. So the second signal closes every
+    connection (blocked reads wake up and the workers unwind, recording the mailbox as pending) and
+    exits after ``ABORT_GRACE_SECONDS`` whatever still runs (the next run marks that run dead).
+    """
 
     def handler(signum: int, frame: object) -> None:
         if stop.is_set():
-            raise KeyboardInterrupt
+            abort_now()
+            return
         stop.set()
         print("\nstopping after the current batch (again to abort at once)", file=sys.stderr)
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def abort_now() -> None:
+    """Close every server connection now and exit (status 130) unless the run has ended by then."""
+    print("\naborting: closing every connection", file=sys.stderr)
+    watchdog.abort_all()
+    deadline = threading.Timer(ABORT_GRACE_SECONDS, os._exit, args=(130,))
+    deadline.daemon = True
+    deadline.start()
 
 
 def runner_argv(

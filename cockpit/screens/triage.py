@@ -73,6 +73,10 @@ class TriageView(View):
         result = triage(self.cockpit.plan, address)
         self.app.call_from_thread(self._show_result, result)
 
+    def show_background_error(self, reason: str) -> None:
+        """The lookup failed unforeseen (the app reports it here and goes on)."""
+        self.query_one("#triage", Static).update(f"could not check {self.address}: {reason}")
+
     def _show_result(self, result: Triage) -> None:
         self.result = result
         self.query_one("#triage", Static).update(block(render(result)))

@@ -20,6 +20,10 @@ from runners.special_use import special_uses_in
 #: enough that a broken batch is cheap to retry message by message.
 FETCH_BATCH_BYTES = 4 * 1024 * 1024
 FETCH_BATCH_MESSAGES = 500
+#: A body may come this much larger than its listed RFC822.SIZE before we hang up (a larger one fails
+#: the size check anyway); no body, listed or not, may exceed ``MAX_BODY_BYTES`` (no target takes one).
+BODY_SLACK_BYTES = 64 * 1024
+MAX_BODY_BYTES = 1024 * 1024 * 1024
 
 
 def open_session(endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
@@ -110,21 +114,22 @@ class ImapSource:
         wanted = {m.uid: m for m in batch}
         try:
             tag = self.conn.send_command(b"UID FETCH " + compress_uids(wanted) + b" (UID BODY.PEEK[])")
-            for parts in self.conn.responses(tag):
-                if parts[0].startswith(tag):
-                    break
-                if b" FETCH " not in parts[0]:
-                    continue
-                if len(parts) < 2:
-                    quoted = _quoted_body(parts[0])
-                    if quoted is None:
-                        continue  # a flags update or the like: not a body
-                    parts = quoted
-                uid = fetch_uid(parts)
-                meta = wanted.pop(uid, None) if uid is not None else None
-                if meta is None:
-                    continue
-                yield _checked(meta, parts[1])
+            with self.conn.expecting_literals(*body_limit(batch)):
+                for parts in self.conn.responses(tag):
+                    if parts[0].startswith(tag):
+                        break
+                    if b" FETCH " not in parts[0]:
+                        continue
+                    if len(parts) < 2:
+                        quoted = _quoted_body(parts[0])
+                        if quoted is None:
+                            continue  # a flags update or the like: not a body
+                        parts = quoted
+                    uid = fetch_uid(parts)
+                    meta = wanted.pop(uid, None) if uid is not None else None
+                    if meta is None:
+                        continue
+                    yield _checked(meta, parts[1])
         except ConnectionLost as exc:
             raise FetchConnectionLost(exc, folder.raw_name, sorted(wanted), single=len(batch) == 1) from None
         # Some messages were not delivered in the batch: ask for each alone to get its own answer.
@@ -133,9 +138,10 @@ class ImapSource:
 
     def _fetch_one(self, folder: FolderInfo, meta: MessageMeta) -> FetchedMessage | FetchFailure:
         try:
-            reply = self.conn.command(
-                b"UID FETCH %d (UID BODY.PEEK[])" % meta.uid, f"UID FETCH {folder.raw_name} {meta.uid}"
-            )
+            with self.conn.expecting_literals(*body_limit([meta])):
+                reply = self.conn.command(
+                    b"UID FETCH %d (UID BODY.PEEK[])" % meta.uid, f"UID FETCH {folder.raw_name} {meta.uid}"
+                )
         except ConnectionLost as exc:
             raise FetchConnectionLost(exc, folder.raw_name, [meta.uid], single=True) from None
         for parts in reply.untagged:
@@ -177,6 +183,17 @@ class ImapSource:
         if reply.status != "OK":
             return f"{conn.server} {operation}: {reply.status} {reply.text}"
         return f"UID {uid} is no longer in {folder} on the source (expunged since the run?)"
+
+
+def body_limit(metas: Sequence[MessageMeta]) -> tuple[int, str]:
+    """The largest body literal a FETCH of ``metas`` may announce, and the limit's name for the error."""
+    largest = max(m.size for m in metas)
+    if largest + BODY_SLACK_BYTES > MAX_BODY_BYTES or any(m.size < 0 for m in metas):
+        return MAX_BODY_BYTES, "the limit for any message body"
+    return (
+        largest + BODY_SLACK_BYTES,
+        f"the listed size of {largest} bytes plus {BODY_SLACK_BYTES} bytes of slack",
+    )
 
 
 def _quoted_body(line: bytes) -> list[bytes] | None:

@@ -38,6 +38,7 @@ import poplib
 import re
 import ssl
 from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import NoReturn, cast
 
@@ -50,8 +51,11 @@ from runners.errors import (
     ConnectError,
     ConnectionLost,
     FetchConnectionLost,
+    LimitExceeded,
+    RunInterrupted,
     TlsError,
 )
+from runners.imap import watchdog
 from runners.imap.dates import format_date_time
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
 from runners.plan.model import Endpoint, MailboxEntry
@@ -63,6 +67,12 @@ DEFAULT_LOGIN_TEMPLATE = "{user}*{master}"
 _STATUS_LIMIT = 8192  # longest status line we accept (RFC 2449 allows 512)
 _READ_CHUNK = 256 * 1024
 _TERMINATOR = b"\r\n.\r\n"
+#: A multi-line reply that isn't a message (LIST, UIDL, CAPA, TOP): a million messages list in ~30 MB.
+MAX_LISTING_BYTES = 64 * 1024 * 1024
+#: No body, listed at any size, may exceed this (no target takes one).
+MAX_BODY_BYTES = 1024 * 1024 * 1024
+#: One command from sending it to its last byte, however steadily the server trickles.
+MAX_COMMAND_SECONDS = 3600.0
 # RFC 2449/3206 response codes -> the codes CommandError treats as "retry later".
 _RETRY_CODES = {"IN-USE": "INUSE", "SYS/TEMP": "UNAVAILABLE", "LOGIN-DELAY": "UNAVAILABLE"}
 _RESP_CODE = re.compile(rb"^-ERR \[([^\]]+)\]")
@@ -113,8 +123,8 @@ def _connect(endpoint: Endpoint, host: str, port: int, server: str) -> poplib.PO
         try:
             conn.stls(context)
         except poplib.error_proto as exc:
-            _close_quietly(conn)
-            raise ConnectError(server, "STLS", _error_text(exc)) from None
+            _close_quietly(conn)  # the server refuses STLS (or lacks it): final, as a certificate refusal is
+            raise ConnectError(server, "STLS", _error_text(exc), retryable=False) from None
         except ssl.SSLError as exc:
             _close_quietly(conn)
             raise TlsError(server, "STLS", str(exc)) from None
@@ -141,6 +151,9 @@ class Pop3Source:
         self._closed = False
         # UIDL -> (message number, LIST size), from this session's last listing.
         self._numbers: dict[str, tuple[int, int]] | None = None
+        self._guard = watchdog.guard(conn.sock)
+        #: The most the next multi-line reply may hold, and the limit's name (RETR: its LIST size).
+        self._next_limit: tuple[int, str] | None = None
 
     # -- SourceSession ---------------------------------------------------------------------
 
@@ -190,6 +203,7 @@ class Pop3Source:
                 continue
             number, listed = found
             command = f"RETR {number}"
+            self._next_limit = retr_limit(listed)
             try:
                 self._command(command, command)
             except CommandError as exc:
@@ -290,8 +304,9 @@ class Pop3Source:
         if self._closed:
             raise ConnectionLost(self.server, operation, "connection already closed")
         try:
-            self._conn.sock.sendall(line.encode("utf-8") + b"\r\n")
-            reply = self._conn.file.readline(_STATUS_LIMIT)
+            with self._time_limit():
+                self._conn.sock.sendall(line.encode("utf-8") + b"\r\n")
+                reply = self._conn.file.readline(_STATUS_LIMIT)
         except OSError as exc:
             self._lost(operation, str(exc))
         if not reply.endswith(b"\n"):
@@ -314,15 +329,25 @@ class Pop3Source:
     def _read_multiline(self, operation: str) -> bytes:
         """The data of a multi-line reply, dot-unstuffed, with its line endings as sent."""
         reader = cast(io.BufferedReader, self._conn.file)  # socket.makefile("rb")
+        limit, why = self._next_limit or (MAX_LISTING_BYTES, "the limit for a listing")
+        self._next_limit = None
         data = bytearray(b"\r\n")  # the status line's CRLF: lets an empty reply match too
         start = 0
         try:
-            while (end := data.find(_TERMINATOR, start)) < 0:
-                start = max(0, len(data) - len(_TERMINATOR) + 1)
-                chunk = reader.read1(_READ_CHUNK)
-                if not chunk:
-                    self._lost(operation, "connection closed by the server")
-                data += chunk
+            with self._time_limit():
+                while (end := data.find(_TERMINATOR, start)) < 0:
+                    if len(data) > limit:
+                        self._drop()
+                        raise LimitExceeded(
+                            self.server,
+                            operation,
+                            f"the server sent more than {why} ({limit} bytes); connection dropped",
+                        )
+                    start = max(0, len(data) - len(_TERMINATOR) + 1)
+                    chunk = reader.read1(_READ_CHUNK)
+                    if not chunk:
+                        self._lost(operation, "connection closed by the server")
+                    data += chunk
         except OSError as exc:
             self._lost(operation, str(exc))
         content = data[: end + 2]
@@ -330,12 +355,32 @@ class Pop3Source:
             content = content.replace(b"\r\n..", b"\r\n.")
         return bytes(content[2:])
 
+    @contextmanager
+    def _time_limit(self) -> Iterator[None]:
+        """Hold one command to ``MAX_COMMAND_SECONDS``: the watchdog shuts the socket when it overruns
+        (``_lost`` then tells that from the server's own hang-up)."""
+        self._guard.arm(MAX_COMMAND_SECONDS)
+        try:
+            yield
+        finally:
+            self._guard.disarm()
+
     def _lost(self, operation: str, text: str) -> NoReturn:
         self._drop()
+        if watchdog.aborted():
+            raise RunInterrupted("the run was stopped at once: connections closed")
+        if self._guard.fired:
+            raise LimitExceeded(
+                self.server,
+                operation,
+                f"the server did not complete {operation} within {MAX_COMMAND_SECONDS:g} s "
+                "(the limit for one command); connection dropped",
+            )
         raise ConnectionLost(self.server, operation, text)
 
     def _drop(self) -> None:
         self._closed = True
+        self._guard.release()
         _close_quietly(self._conn)
 
     def header_block(
@@ -347,6 +392,15 @@ class Pop3Source:
         if block is None:
             return f"UIDL {key} is no longer on the source (deleted since the run?)"
         return block
+
+
+def retr_limit(listed: int) -> tuple[int, str]:
+    """The most a RETR of a message listed at ``listed`` bytes may send: dot-stuffing adds a byte to
+    a line that starts with a dot (half of it at worst, for lines of one dot), plus slack for the CRLF
+    the server adds before the terminating dot; never more than ``MAX_BODY_BYTES``."""
+    if listed > MAX_BODY_BYTES:
+        return MAX_BODY_BYTES, "the limit for any message body"
+    return listed + listed // 2 + 64 * 1024, f"the LIST size of {listed} bytes plus slack"
 
 
 def _pairs(data: bytes) -> Iterator[tuple[int, str]]:

@@ -12,14 +12,30 @@ import re
 import socket
 import ssl
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NoReturn
 
-from runners.errors import CommandError, ConnectError, ConnectionLost, TlsError
+from runners.errors import CommandError, ConnectError, ConnectionLost, LimitExceeded, RunInterrupted, TlsError
+from runners.imap import watchdog
 from runners.imap.codes import auth_error, command_error
 from runners.imap.parse import needs_literal, quote, split_code
 
 _LITERAL_AT_END = re.compile(rb"[~]?\{(\d+)\+?\}\r\n$")
 _BUFSIZE = 256 * 1024
+
+# What a server may send before we hang up (each checked before anything is allocated for it).
+#: One line of protocol text: a line that hasn't ended by then never will.
+MAX_LINE_BYTES = 1 << 20
+#: A literal that isn't a message body (a folder name, a header block, a greeting's text).
+MAX_TEXT_LITERAL_BYTES = 1 << 20
+#: The protocol text of one response, all its lines together (literals are held to their own limit).
+MAX_RESPONSE_TEXT_BYTES = 4 << 20
+#: Everything one command collects before its completion (``wait``): a metadata FETCH of a folder of a
+#: million messages is about 120 MB.
+MAX_COMMAND_BYTES = 160 << 20
+#: One command from sending it to its completion, however steadily the server trickles bytes.
+MAX_COMMAND_SECONDS = 3600.0
 
 
 @dataclass(slots=True)
@@ -53,6 +69,11 @@ class ImapConnection:
         self._ssl_context = ssl_context
         self._sock: socket.socket | None = None
         self._reader: io.BufferedReader | None = None
+        self._guard: watchdog.Guard | None = None
+        #: The largest literal the current command may receive, and why (see ``expecting_literals``).
+        self._literal_limit = MAX_TEXT_LITERAL_BYTES
+        self._literal_why = "the limit for a literal that is not a message body"
+        self.max_command_seconds = MAX_COMMAND_SECONDS
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -79,7 +100,7 @@ class ImapConnection:
             self.refresh_capabilities()
         if self._security == "starttls":
             if "STARTTLS" not in self.capabilities:
-                raise ConnectError(self.server, "STARTTLS", "server does not offer STARTTLS")
+                raise ConnectError(self.server, "STARTTLS", "server does not offer STARTTLS", retryable=False)
             self.check(b"STARTTLS", "STARTTLS")
             try:
                 tls = self._context().wrap_socket(self._require_sock(), server_hostname=self.host)
@@ -92,6 +113,9 @@ class ImapConnection:
         return self._ssl_context or ssl.create_default_context()
 
     def _attach(self, sock: socket.socket) -> None:
+        if self._guard is not None:
+            self._guard.release()
+        self._guard = watchdog.guard(sock)
         self._sock = sock
         reader = sock.makefile("rb", buffering=_BUFSIZE)
         assert isinstance(reader, io.BufferedReader)
@@ -109,6 +133,8 @@ class ImapConnection:
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
+        if self._guard is not None:
+            self._guard.release()
         if sock is None:
             return
         try:
@@ -164,15 +190,81 @@ class ImapConnection:
     def read_response(self) -> list[bytes]:
         """One whole response: its text lines and literal payloads, alternating."""
         parts: list[bytes] = []
+        text_bytes = 0
+        with self._time_limit():
+            line = self._limited_line(text_bytes)
+            while True:
+                text_bytes += len(line)
+                m = _LITERAL_AT_END.search(line) if line.endswith(b"}\r\n") else None
+                if m is None:
+                    parts.append(line)
+                    return parts
+                parts.append(line[: m.start()])
+                parts.append(self._read_exact(self._literal_size(m.group(1))))
+                line = self._limited_line(text_bytes)
+
+    # -- limits --------------------------------------------------------------------------------
+
+    @contextmanager
+    def expecting_literals(self, limit: int, why: str) -> Iterator[None]:
+        """Within this block a literal may be up to ``limit`` bytes (message bodies: the listed size
+        plus slack); ``why`` is said when a server announces more."""
+        saved = self._literal_limit, self._literal_why
+        self._literal_limit, self._literal_why = limit, why
+        try:
+            yield
+        finally:
+            self._literal_limit, self._literal_why = saved
+
+    def _literal_size(self, digits: bytes) -> int:
+        """The announced size, once it is known to fit (checked before a byte is allocated for it)."""
+        if len(digits) > 18 or int(digits) > self._literal_limit:
+            shown = digits[:24].decode("ascii") + ("…" if len(digits) > 24 else "")
+            self._hang_up(
+                f"announced a literal of {shown} bytes, over {self._literal_why} ({self._literal_limit} bytes)"
+            )
+        return int(digits)
+
+    def _limited_line(self, text_bytes: int) -> bytes:
         line = self._readline()
-        while True:
-            m = _LITERAL_AT_END.search(line) if line.endswith(b"}\r\n") else None
-            if m is None:
-                parts.append(line)
-                return parts
-            parts.append(line[: m.start()])
-            parts.append(self._read_exact(int(m.group(1))))
-            line = self._readline()
+        if not line.endswith(b"\n"):
+            self._hang_up(f"sent a line longer than {MAX_LINE_BYTES} bytes (the limit for one line)")
+        if text_bytes + len(line) > MAX_RESPONSE_TEXT_BYTES:
+            self._hang_up(
+                f"sent a response of more than {MAX_RESPONSE_TEXT_BYTES} bytes of text (the limit for one response)"
+            )
+        return line
+
+    def _hang_up(self, what: str) -> NoReturn:
+        """Drop the connection (it is out of step now) and say which limit the server broke."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        raise LimitExceeded(self.server, "read", f"the server {what}; connection dropped")
+
+    @contextmanager
+    def _time_limit(self) -> Iterator[None]:
+        """Hold the reads inside to ``max_command_seconds`` in all (the outermost block's deadline counts)."""
+        guard = self._guard
+        if guard is None or guard.armed:
+            yield
+            return
+        guard.arm(self.max_command_seconds)
+        try:
+            yield
+        except ConnectionLost:
+            if watchdog.aborted():
+                raise RunInterrupted("the run was stopped at once: connections closed") from None
+            if guard.fired:
+                self._hang_up(
+                    f"did not complete the command within {guard.seconds:g} s (the limit for one command)"
+                )
+            raise
+        finally:
+            guard.disarm()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -197,21 +289,28 @@ class ImapConnection:
     def responses(self, tag: bytes) -> Iterator[list[bytes]]:
         """Yield untagged responses until ``tag`` completes; the last item is the tagged line."""
         prefix = tag + b" "
-        while True:
-            parts = self.read_response()
-            yield parts
-            if parts[0].startswith(prefix):
-                return
-            if parts[0].startswith(b"* BYE"):
-                raise ConnectionLost(self.server, "read", parts[0].decode("utf-8", "replace").strip())
+        with self._time_limit():
+            while True:
+                parts = self.read_response()
+                yield parts
+                if parts[0].startswith(prefix):
+                    return
+                if parts[0].startswith(b"* BYE"):
+                    raise ConnectionLost(self.server, "read", parts[0].decode("utf-8", "replace").strip())
 
     def wait(self, tag: bytes, operation: str) -> Reply:
         untagged: list[list[bytes]] = []
         last: list[bytes] = []
+        collected = 0
         for parts in self.responses(tag):
             if parts[0].startswith(tag + b" "):
                 last = parts
             else:
+                collected += sum(len(p) for p in parts)
+                if collected > MAX_COMMAND_BYTES:
+                    self._hang_up(
+                        f"sent more than {MAX_COMMAND_BYTES} bytes in reply to {operation} (the limit for one command)"
+                    )
                 untagged.append(parts)
         return self._reply(tag, last[0], untagged)
 
