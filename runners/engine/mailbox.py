@@ -30,6 +30,7 @@ from runners.errors import (
 from runners.folders import FolderMapping, plan_folders
 from runners.model import FolderState, MessageMeta, flag_text
 from runners.plan.model import MailboxEntry, Plan
+from runners.state.errors import StoreError
 from runners.state.statuses import MailboxState, MessageStatus
 from runners.state.store import StateStore
 
@@ -228,6 +229,8 @@ class MailboxJob:
             self._failed(exc, "login")
         except ProtocolError as exc:
             self._failed(exc, "retry-later" if exc.retryable else "protocol")
+        except StoreError:
+            raise  # the ledger can't be written (disk full, ...): not this mailbox's fault, the run stops
         except MigrationError as exc:
             self._failed(exc, "config")
         finally:
