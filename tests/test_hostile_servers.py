@@ -27,6 +27,7 @@ from runners.plan.model import Endpoint
 PASSWORD = "hostile-test-Secret-42"
 #: Peak memory of a whole `cutover run` against a hostile server; the issue measured 1.8 to 2.96 GB.
 MAX_RSS_MB = 300
+LAUNCHER = Path(__file__).with_name("rss_launcher.py")
 
 
 def imap(port: int) -> ImapConnection:
@@ -133,7 +134,11 @@ def hostile_lab(tmp_path: Path, target_dovecot: DovecotServer) -> Iterator[tuple
     yield tmp_path, env
 
 
-def start_run(root: Path, port: int, target: DovecotServer, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_run(
+    root: Path, port: int, target: DovecotServer, env: dict[str, str], *, measure: bool = False
+) -> subprocess.Popen[bytes]:
+    """``cutover run`` against the hostile source; ``measure``: through the launcher that records the
+    run's own peak RSS (``finish`` reads it)."""
     plan = write_plan(
         root,
         HostileSide(port),
@@ -142,8 +147,13 @@ def start_run(root: Path, port: int, target: DovecotServer, env: dict[str, str])
         source_extra='login_template = "{user}*{master}"',
     )
     with open(root / "out.txt", "wb") as out, open(root / "err.txt", "wb") as err:
+        launcher = [sys.executable, str(LAUNCHER), str(root / "rss.txt")] if measure else []
         return subprocess.Popen(
-            [*CUTOVER, "run", "--plan", str(plan), "--wave", "pilot", "--output", "json", "--workers", "1"],
+            [
+                *launcher,
+                *CUTOVER,
+                *("run", "--plan", str(plan), "--wave", "pilot", "--output", "json", "--workers", "1"),
+            ],
             env=env,
             cwd=root,
             stdout=out,
@@ -152,11 +162,11 @@ def start_run(root: Path, port: int, target: DovecotServer, env: dict[str, str])
 
 
 def finish(proc: subprocess.Popen[bytes], root: Path) -> tuple[int, str, str, float]:
-    """Exit status, stdout, stderr and peak RSS (MB) of the child (its own rusage, from wait4)."""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    """Exit status, stdout, stderr and peak RSS (MB) of a run started with ``measure=True`` (its own
+    rusage, from the launcher's wait4: not this process's size carried over by fork)."""
+    proc.wait()
     out, err = ((root / name).read_text(errors="replace") for name in ("out.txt", "err.txt"))
-    return proc.returncode, out, err, usage.ru_maxrss / 1024
+    return proc.returncode, out, err, int((root / "rss.txt").read_text()) / 1024
 
 
 @pytest.mark.parametrize(
@@ -173,7 +183,7 @@ def test_a_run_against_a_hostile_source_stays_small_and_goes_on(
 ) -> None:
     root, env = hostile_lab
     with hostile_server(scenario) as server:
-        code, out, err, rss = finish(start_run(root, server.port, target_dovecot, env), root)
+        code, out, err, rss = finish(start_run(root, server.port, target_dovecot, env, measure=True), root)
     assert code == 1, err
     assert "Traceback" not in err and "MemoryError" not in err and "OverflowError" not in err
     summary = json.loads(out)
@@ -199,7 +209,8 @@ def test_sigterm_twice_stops_a_run_blocked_in_a_read(
         # Signals of one kind don't queue: the second is sent once the first was taken.
         wait_for(lambda: b"stopping after the current batch" in (root / "err.txt").read_bytes())
         proc.send_signal(signal.SIGTERM)
-        code, _, err, _ = finish(proc, root)
+        code = proc.wait()
+    err = (root / "err.txt").read_text(errors="replace")
     assert code == 130, err
     assert "Traceback" not in err
 
