@@ -7,7 +7,8 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import DataTable, Header, Static
+from textual.widget import Widget
+from textual.widgets import DataTable, Header, Input, Static
 
 from cockpit.format import block
 from cockpit.shell import Cockpit, cockpit_of
@@ -58,3 +59,40 @@ class TextView(View):
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.text())  # OSC 52: works over SSH and tmux
         self.notify("copied to the clipboard")
+
+
+class FilteredView(View):
+    """A view with k9s's filter: "/" opens the box (an ``Input`` with id ``filter``), Enter applies it,
+    Esc closes the box, then clears the filter, then goes back. The view says which widget takes the
+    focus back (``filter_focus``) and redraws for the new filter (``filter_changed``)."""
+
+    filter: str = ""
+
+    def filter_focus(self) -> Widget:
+        raise NotImplementedError
+
+    def filter_changed(self) -> None:
+        raise NotImplementedError
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = self.filter
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.filter = event.value.strip()
+        event.input.display = False
+        self.filter_focus().focus()
+        self.filter_changed()
+
+    def action_back(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.display:
+            box.display = False
+            self.filter_focus().focus()
+        elif self.filter:
+            self.filter = ""
+            self.filter_changed()
+        else:
+            self.app.pop_screen()

@@ -9,10 +9,11 @@ from collections import deque
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.widget import Widget
 from textual.widgets import Header, Input, RichLog, Static
 
 from cockpit.format import cell
-from cockpit.screens.base import View
+from cockpit.screens.base import FilteredView
 from cockpit.widgets.keybar import KeyBar
 from runners.state.mailbox_reads import Event
 from runners.state.read_models.snapshot import Snapshot
@@ -26,7 +27,7 @@ def event_line(event: Event) -> str:
     return cell(f"{stamp} {event.level:<7} {where + ': ' if where else ''}{event.message}")
 
 
-class LogView(View):
+class LogView(FilteredView):
     crumb = "log"
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -88,29 +89,11 @@ class LogView(View):
                 log.write(line, expand=True, scroll_end=True)
         self.query_one("#log-where", Static).update(self._where())
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        box.value = self.filter
-        box.focus()
+    def filter_focus(self) -> Widget:
+        return self.query_one("#log", RichLog)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.filter = event.value.strip()
-        event.input.display = False
-        self.query_one("#log", RichLog).focus()
+    def filter_changed(self) -> None:
         self._rewrite()
 
     def action_follow(self) -> None:
         self.query_one("#log", RichLog).scroll_end(animate=False)
-
-    def action_back(self) -> None:
-        """Esc: close the filter box, then clear the filter, then go back (k9s)."""
-        box = self.query_one("#filter", Input)
-        if box.display:
-            box.display = False
-            self.query_one("#log", RichLog).focus()
-        elif self.filter:
-            self.filter = ""
-            self._rewrite()
-        else:
-            self.app.pop_screen()

@@ -14,9 +14,10 @@ import time
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.widget import Widget
 from textual.widgets import Header, Input, Static
 
-from cockpit.screens.base import TextView, View
+from cockpit.screens.base import FilteredView, TextView
 from cockpit.widgets.flash import flash
 from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
@@ -38,7 +39,7 @@ MAX_ROWS = 500
 SEVERITIES = ("blocker", "warning", "info", "pass")
 
 
-class ReadinessView(View):
+class ReadinessView(FilteredView):
     crumb = "readiness"
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -153,28 +154,11 @@ class ReadinessView(View):
 
     # -- filter (k9s: "/" opens it, Esc clears it, then goes back) -----------------------------
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        box.value = self.filter
-        box.focus()
+    def filter_focus(self) -> Widget:
+        return self.query_one("#findings", FleetTable)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.filter = event.value.strip()
-        event.input.display = False
-        self.query_one("#findings", FleetTable).focus()
+    def filter_changed(self) -> None:
         self.reload()
-
-    def action_back(self) -> None:
-        box = self.query_one("#filter", Input)
-        if box.display:
-            box.display = False
-            self.query_one("#findings", FleetTable).focus()
-        elif self.filter:
-            self.filter = ""
-            self.reload()
-        else:
-            self.app.pop_screen()
 
     # -- re-runs -------------------------------------------------------------------------------
 
