@@ -107,6 +107,7 @@ class CockpitApp(App[None]):
                 lambda s: self.post_message(SnapshotReady(s)),
                 query=self.current_query,
                 read_only=read_only,
+                failed=lambda error: self.call_from_thread(self.background_failed, None, error),
             )
             if poll
             else None

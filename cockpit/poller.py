@@ -28,8 +28,12 @@ class SnapshotPoller:
         query: Callable[[], MailboxQuery | None] = lambda: ALL,
         *,
         read_only: bool = False,
+        failed: Callable[[Exception], object] = lambda error: None,
     ) -> None:
         self.plan = plan
+        #: Told when a poll fails (the store can't be read): once per distinct error, and polling
+        #: goes on, so a view never silently freezes on its last picture.
+        self.failed = failed
         #: Open the store read-only (``tui --read-only``): it may then belong to another account.
         self.read_only = read_only
         self.deliver = deliver
@@ -52,12 +56,25 @@ class SnapshotPoller:
         self._wake.set()
 
     def _loop(self) -> None:
-        store = StateStore(self.plan.state_db, read_only=self.read_only)
+        store: StateStore | None = None
         ledger = LedgerCache(per_poll=LEDGER_PER_POLL)
+        last_error = ""
         try:
             while not self._stop.is_set():
-                self.deliver(take(store, self.plan, query=self.query(), ledger=ledger))
+                try:
+                    if store is None:
+                        store = StateStore(self.plan.state_db, read_only=self.read_only)
+                    self.deliver(take(store, self.plan, query=self.query(), ledger=ledger))
+                    last_error = ""
+                except Exception as error:  # the app must hear of it, not freeze on a stale picture
+                    if store is not None:
+                        store.close()
+                        store = None  # open afresh next time: the file may have been replaced
+                    if str(error) != last_error:
+                        last_error = str(error)
+                        self.failed(error)
                 self._wake.wait(self.interval)
                 self._wake.clear()
         finally:
-            store.close()
+            if store is not None:
+                store.close()

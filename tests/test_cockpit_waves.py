@@ -163,3 +163,28 @@ def test_a_launch_never_blocks_the_view(tmp_path: Path, monkeypatch: pytest.Monk
             )
 
     asyncio.run(scenario())
+
+
+def test_a_store_that_can_no_longer_be_read_is_said_and_the_cockpit_stays_up(tmp_path: Path) -> None:
+    """The poller's thread must not die quietly: the view would freeze on its last picture, which
+    reads as an all-clear. A store replaced by garbage under a running cockpit is said, and the
+    cockpit goes on (and would show the store again once it is readable)."""
+    plan = load_plan(write_plan(tmp_path, Unreachable(10143), Unreachable(20143)))
+    StateStore(plan.state_db).close()
+
+    async def scenario() -> list[str]:
+        app = CockpitApp(plan, read_only=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.8)  # a first snapshot or two
+            for suffix in ("-wal", "-shm"):
+                plan.state_db.with_name(plan.state_db.name + suffix).unlink(missing_ok=True)
+            plan.state_db.write_bytes(b"not a database, " * 512)
+            for _ in range(40):
+                await pilot.pause(0.1)
+                if any("background work failed" in m for m in said(app)):
+                    break
+            assert app.is_running
+            return said(app)
+
+    shown = asyncio.run(scenario())
+    assert any("background work failed" in m and "state.db" in m for m in shown), shown
