@@ -229,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "demo": _demo,
         }
         handler = handlers[args.command]
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
+        return code
     except (MigrationError, CockpitError) as exc:
         _fail(args, str(exc))
         return EXIT_UNUSABLE
@@ -239,6 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cutover check --list | head`: the reader has what it wanted
+        # Python would complain again while flushing the dead stdout at exit: point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
     except Exception as exc:  # a bug of ours: its traceback, never its frames' local variables
         import traceback
 

@@ -101,3 +101,18 @@ def test_status_exits_2_when_it_cant_read_the_state(tmp_path: Path) -> None:
     proc = cutover("status", "--plan", str(plan))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().endswith("is not a directory: can't read the state"), proc.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`cutover check --list | head -1`: the pipe closes under the writer."""
+    proc = subprocess.Popen(
+        [*CUTOVER, "check", "--list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as head does once it has its lines (here before the first, so it can't race)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
