@@ -19,14 +19,14 @@ from cockpit.app import CockpitApp
 from cockpit.format import bar, count, percent, state_label, states_text, tone
 from cockpit.screens.mailbox import FolderFailureView, MailboxView
 from cockpit.screens.mailboxes import MailboxesView
-from cockpit.screens.overview import estimate
+from cockpit.screens.overview import estimate, wave_detail
 from cockpit.widgets.fleet_table import FleetTable
 from runners.model import FolderState
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.state import rows
 from runners.state.mailbox_reads import LedgerProgress
-from runners.state.read_models.snapshot import LedgerCache, take
+from runners.state.read_models.snapshot import LedgerCache, WaveSummary, take
 from runners.state.store import MailboxProgress, StateStore
 from runners.state.survey import SurveyRow
 
@@ -340,3 +340,10 @@ def test_a_running_delta_pass_is_not_counted_twice(tmp_path: Path) -> None:
         ) and wave.fraction == 0.99  # still running
     finally:
         store.close()
+
+
+def test_the_wave_line_names_its_readiness_blockers_and_says_when_no_run_happened_yet() -> None:
+    wave = WaveSummary("wave-2", 4, {"pending": 4}, 0, 0, 0, 0, 0, False, None)
+    line = wave_detail(wave, {"erin@legacy.example": ("SRC-LOGIN-002", "TGT-SIZE-006")})
+    assert line.endswith("no run yet; BLOCKED by readiness: erin@legacy.example (SRC-LOGIN-002, TGT-SIZE-006)")
+    assert "last run not run" not in wave_detail(wave)

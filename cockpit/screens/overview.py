@@ -31,6 +31,7 @@ from cockpit.format import (
 )
 from cockpit.screens.base import View, add_columns
 from cockpit.widgets.keybar import KeyBar
+from runners.plan.model import Plan
 from runners.state.read_models.snapshot import Snapshot, WaveSummary
 
 SEVERITIES = ("blocker", "warning", "info", "pass")
@@ -74,12 +75,17 @@ class OverviewView(View):
         for wave in snapshot.waves:
             # Failures stand out in bold (and in the theme's error colour, where there is colour).
             loud = "bold" if wave.failed or wave.states.get("failed") else ""
+            blocked = wave_blockers(snapshot, self.cockpit.plan, wave.name)
+            states = Text()
+            if blocked:  # bold as well as red: it must stand out without colour too
+                states.append(f"{len(blocked)} blocked; ", style="bold red")
+            states.append(states_text(wave.states))
             cells = (
                 Text(wave.name, style=loud),
                 Text(progress_cell(wave)),
                 Text(f"{count(wave.messages_done)}/{count(wave.messages_total)}"),
                 Text(f"✗ {wave.failed}" if wave.failed else "0", style=loud),
-                Text(states_text(wave.states)),
+                states,
                 Text(str(wave.skipped)),
                 Text(last_run(wave)),
                 Text(str(wave.mailboxes)),
@@ -111,7 +117,8 @@ class OverviewView(View):
     def _wave_detail(self, snapshot: Snapshot) -> None:
         name = self.selected_wave()
         wave = next((w for w in snapshot.waves if w.name == name), None)
-        self.query_one("#wave-detail", Static).update(wave_detail(wave) if wave else "")
+        detail = wave_detail(wave, wave_blockers(snapshot, self.cockpit.plan, wave.name)) if wave else ""
+        self.query_one("#wave-detail", Static).update(detail)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if self.cockpit.snapshot is not None:
@@ -158,15 +165,25 @@ def last_run(wave: WaveSummary) -> str:
     return wave.last_run_status or "not run"
 
 
-def wave_detail(wave: WaveSummary) -> str:
-    """Everything about one wave, in words (wraps under the table)."""
+def wave_blockers(snapshot: Snapshot, plan: Plan, wave: str) -> dict[str, tuple[str, ...]]:
+    """The unwaived readiness blockers about the wave's own mailboxes: mailbox → checks."""
+    if snapshot.readiness is None:
+        return {}
+    return snapshot.readiness.blockers_of(entry.source for entry in plan.wave(wave))
+
+
+def wave_detail(wave: WaveSummary, blockers: dict[str, tuple[str, ...]] | None = None) -> str:
+    """Everything about one wave, in words (wraps under the table), its readiness blockers by name."""
     copied = f"{wave.messages_done:,} of {wave.messages_total:,} messages copied ({percent(wave.fraction).strip()})"
     if wave.bytes_total:
         copied += f", {volume(wave.bytes_done)} of {volume(wave.bytes_total)}"
     state = "cancelled" if wave.cancelled else last_run(wave)
+    blocked = "; ".join(f"{mailbox} ({', '.join(checks)})" for mailbox, checks in (blockers or {}).items())
     return (
         f"{wave.name}: {wave.mailboxes} mailboxes: {states_text(wave.states)}; {copied}; "
-        f"{wave.failed} failed, {wave.skipped} skipped; last run {state}"
+        f"{wave.failed} failed, {wave.skipped} skipped; "
+        + (f"last run {state}" if wave.last_run_status or wave.running or wave.cancelled else "no run yet")
+        + (f"; BLOCKED by readiness: {blocked}" if blocked else "")
     )
 
 
