@@ -91,3 +91,30 @@ def test_fault_specs_arm_only_what_they_name() -> None:
     # Anything else arms nothing: a typo in a real run's environment must never change the run.
     for spec in ("", "kill-after-append", "kill-after-append:0", "stop-paused:1", "kill-nowhere:1", "kill:1"):
         assert parse_spec(spec) == {}, spec
+
+
+def test_an_unexpected_error_fails_its_mailbox_and_a_rerun_finishes_it(lab: Lab) -> None:
+    # A bug of ours (or a library's surprise) after the 2nd batch is in the ledger: the mailbox is
+    # failed with the error's words, never left "running", and the next run continues where it stopped.
+    proc = lab.cutover(
+        "run",
+        "--plan",
+        str(lab.plan),
+        "--wave",
+        "pilot",
+        "--output",
+        "json",
+        env=lab.env | {"CUTOVER_FAULT": "fail-after-record:2"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (alice,) = lab.status()["mailboxes"]
+    assert alice["state"] == "failed", alice
+    assert alice["error"] == "internal error: InjectedFault: injected fault at after-record", alice
+    assert sum(len(v) for v in imapfill.folder_snapshot(lab.target, "alice", master=True).values()) == 50
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert summary["totals"]["copied"] == TOTAL - 50
+    assert_same_mailbox(lab.source, lab.target)

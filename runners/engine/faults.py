@@ -6,6 +6,9 @@ them, as a comma-separated list of ``<action>-<point>:<N>``:
 ``kill-<point>:N``
     SIGKILL this process the N-th time any thread reaches the point. ``kill-after-append:N`` is the
     narrowest window the intent log must cover: the target accepted the batch, the ledger never heard.
+``fail-<point>:N``
+    Raise ``InjectedFault`` (a plain ``RuntimeError``: a stand-in for a bug of ours or an
+    unforeseen library error) the N-th time any thread reaches the point.
 ``hold-<point>:N``
     From the N-th time on, every thread reaching the point connects to the Unix socket named by
     ``CUTOVER_FAULT_GATE``, says ``<point>\\n`` and waits there until the test answers or closes the
@@ -34,8 +37,12 @@ import signal
 import socket
 import threading
 
-ACTIONS = ("kill", "hold")
+ACTIONS = ("kill", "hold", "fail")
 POINTS = ("before-append", "after-append", "after-record", "paused")
+
+
+class InjectedFault(RuntimeError):
+    """Raised by ``fail-<point>:N``: not a MigrationError, so the engine meets it as it would a bug."""
 
 
 def parse_spec(spec: str) -> dict[str, tuple[str, int]]:
@@ -71,6 +78,8 @@ def reached(point: str) -> None:
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "fail":
+        raise InjectedFault(f"injected fault at {point}")
     else:
         _hold(point)
 

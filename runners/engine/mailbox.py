@@ -30,6 +30,7 @@ from runners.errors import (
 from runners.folders import FolderMapping, plan_folders
 from runners.model import FolderState, MessageMeta, flag_text
 from runners.plan.model import MailboxEntry, Plan
+from runners.safe_text import safe
 from runners.state.errors import StoreError
 from runners.state.statuses import MailboxState, MessageStatus
 from runners.state.store import StateStore
@@ -233,6 +234,11 @@ class MailboxJob:
             raise  # the ledger can't be written (disk full, ...): not this mailbox's fault, the run stops
         except MigrationError as exc:
             self._failed(exc, "config")
+        except Exception as exc:
+            # A bug of ours or an unforeseen library error: this mailbox fails, saying so, and the run
+            # goes on; never a mailbox left "running". The traceback goes to the run log (no locals).
+            log.exception("%s: unexpected error", self.entry.source)
+            self._failed(MigrationError(f"internal error: {type(exc).__name__}: {safe(str(exc))}"), "internal")
         finally:
             self._drop_sessions()
             stats.current_folder = ""
