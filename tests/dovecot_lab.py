@@ -66,8 +66,13 @@ class Lab:
             cwd=self.root,
         )
 
-    def run(self, wave: str = "pilot", *extra: str) -> tuple[int, dict[str, Any]]:
-        proc = self.cutover("run", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra)
+    def run(
+        self, wave: str = "pilot", *extra: str, env: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """``cutover run --output json``: its exit status and summary (``env``: the lab's by default)."""
+        proc = self.cutover(
+            "run", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra, env=env
+        )
         try:
             data = json.loads(proc.stdout)
         except json.JSONDecodeError:
