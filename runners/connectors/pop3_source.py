@@ -44,6 +44,7 @@ from typing import NoReturn, cast
 
 from runners.connectors.base import SourceSession
 from runners.connectors.credentials import user_password
+from runners.connectors.imap_source import MAX_BODY_BYTES
 from runners.connectors.tls import tls_context
 from runners.errors import (
     AuthError,
@@ -57,6 +58,7 @@ from runners.errors import (
 )
 from runners.imap import watchdog
 from runners.imap.dates import format_date_time
+from runners.imap.wire import MAX_COMMAND_SECONDS
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
 from runners.plan.model import Endpoint, MailboxEntry
 
@@ -69,10 +71,6 @@ _READ_CHUNK = 256 * 1024
 _TERMINATOR = b"\r\n.\r\n"
 #: A multi-line reply that isn't a message (LIST, UIDL, CAPA, TOP): a million messages list in ~30 MB.
 MAX_LISTING_BYTES = 64 * 1024 * 1024
-#: No body, listed at any size, may exceed this (no target takes one).
-MAX_BODY_BYTES = 1024 * 1024 * 1024
-#: One command from sending it to its last byte, however steadily the server trickles.
-MAX_COMMAND_SECONDS = 3600.0
 # RFC 2449/3206 response codes -> the codes CommandError treats as "retry later".
 _RETRY_CODES = {"IN-USE": "INUSE", "SYS/TEMP": "UNAVAILABLE", "LOGIN-DELAY": "UNAVAILABLE"}
 _RESP_CODE = re.compile(rb"^-ERR \[([^\]]+)\]")

@@ -162,7 +162,7 @@ class ImapConnection:
 
     def _readline(self) -> bytes:
         try:
-            line = self._require_reader().readline(1 << 20)
+            line = self._require_reader().readline(MAX_LINE_BYTES)
         except TimeoutError:
             raise ConnectionLost(self.server, "read", self._stalled("waiting for the server")) from None
         except (OSError, AttributeError) as exc:
@@ -189,19 +189,24 @@ class ImapConnection:
 
     def read_response(self) -> list[bytes]:
         """One whole response: its text lines and literal payloads, alternating."""
+        with self._time_limit():
+            return self._read_response()
+
+    def _read_response(self) -> list[bytes]:
+        """``read_response`` inside a deadline the caller already holds (``responses``: one per
+        command, not one per response of a FETCH of thousands of messages)."""
         parts: list[bytes] = []
         text_bytes = 0
-        with self._time_limit():
+        line = self._limited_line(text_bytes)
+        while True:
+            text_bytes += len(line)
+            m = _LITERAL_AT_END.search(line) if line.endswith(b"}\r\n") else None
+            if m is None:
+                parts.append(line)
+                return parts
+            parts.append(line[: m.start()])
+            parts.append(self._read_exact(self._literal_size(m.group(1))))
             line = self._limited_line(text_bytes)
-            while True:
-                text_bytes += len(line)
-                m = _LITERAL_AT_END.search(line) if line.endswith(b"}\r\n") else None
-                if m is None:
-                    parts.append(line)
-                    return parts
-                parts.append(line[: m.start()])
-                parts.append(self._read_exact(self._literal_size(m.group(1))))
-                line = self._limited_line(text_bytes)
 
     # -- limits --------------------------------------------------------------------------------
 
@@ -291,7 +296,7 @@ class ImapConnection:
         prefix = tag + b" "
         with self._time_limit():
             while True:
-                parts = self.read_response()
+                parts = self._read_response()
                 yield parts
                 if parts[0].startswith(prefix):
                     return
