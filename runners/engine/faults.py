@@ -84,11 +84,6 @@ def reached(point: str) -> None:
         _hold(point)
 
 
-def after_append() -> None:
-    """``reached("after-append")``, the first fault point, under its first name."""
-    reached("after-append")
-
-
 def _hold(point: str) -> None:
     global _gate
     if not _gate:

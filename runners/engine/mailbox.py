@@ -90,7 +90,6 @@ class MailboxJob:
         self.sessions = Sessions()
         # Messages suspected of breaking the source connection, within one folder (see _narrow_down).
         self._suspects = Suspects()
-        self._poisoned = self._suspects.failed
         self._fetching: tuple[int, int, dict[int, MessageMeta]] | None = None
         # Failures counted when a folder attempt started, and messages failed as culprits (see
         # _forget_contribution): a retried attempt must not count the same failure twice.
@@ -317,7 +316,7 @@ class MailboxJob:
             retry_only=self.retry_failed,
         )
         # Messages that dropped the connection earlier in this run stay failed until the next run.
-        todo = [m for m in plan.todo if m.uid not in self._poisoned]
+        todo = [m for m in plan.todo if m.uid not in self._suspects.failed]
         source_bytes = sum(m.size for m in metas if m.size > 0)
         self._contribute(report, len(metas), source_bytes, plan.present)
         self._record_skipped(folder, plan.skipped)
@@ -462,7 +461,7 @@ class MailboxJob:
         failed_now = self.store.failed_in_run(folder.id, folder.state.uidvalidity, self.run_id)
         folder.report.failed = len(failed_now)
         for failed in failed_now:
-            if failed.src_uid not in self._poisoned:  # those were reported when they happened
+            if failed.src_uid not in self._suspects.failed:  # those were reported when they happened
                 self._event(
                     "error", "message-failed", f"UID {failed.src_uid}: {failed.reason}", folder=folder.display
                 )

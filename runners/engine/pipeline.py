@@ -172,7 +172,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, mark: str | None, counters: Cop
             for m, _ in send
         ],
     )
-    faults.after_append()
+    faults.reached("after-append")
     _record_outcomes(ctx, [m for m, _ in send], outcomes, counters)
     return ctx.target.recovery.advance(mark, outcomes)
 
