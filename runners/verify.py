@@ -112,6 +112,8 @@ def verify_wave(
         raise MigrationError(f"no state store at {plan.state_db}: nothing has been migrated yet")
     store = StateStore(plan.state_db, read_only=True)  # verify only reads: the helpdesk may run it
     caps = ConnectionCaps()
+    # By SHA-256 only where asked for (--deep) and provable: the target keeps bytes exactly.
+    deep = deep and target_capabilities(plan.target.type).keeps_bytes
 
     def one(entry: MailboxEntry) -> MailboxCheck:
         try:
@@ -121,8 +123,7 @@ def verify_wave(
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers or plan.workers, len(entries)))) as pool:
         checks = list(pool.map(one, entries))
-    # "byte-for-byte" only where the target keeps bytes exactly; elsewhere by what it keeps.
-    return VerifyReport(wave, deep and target_capabilities(plan.target.type).keeps_bytes, checks)
+    return VerifyReport(wave, deep, checks)
 
 
 def _verify_mailbox(
@@ -137,10 +138,10 @@ def _verify_mailbox(
         with caps.both(plan, entry) as (source, target):
             mappings = plan_folders(source.list_folders(), plan.folders, target.layout())
             claimed_by_target: dict[str, set[str]] = {}
+            sides = _Sides(source, target, deep)
             for mapping in mappings:
                 if not mapping.source.selectable:
                     continue
-                sides = _Sides(source, target, deep and target.capabilities.keeps_bytes)
                 claimed = claimed_by_target.setdefault(mapping.target_wire, set())
                 folder = synced.get(mapping.source.raw_name)
                 check.folders.append(_verify_folder(store, sides, folder, mapping, check, claimed))
