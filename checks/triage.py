@@ -22,7 +22,6 @@ from runners.plan.model import MailboxEntry, Plan
 from runners.plan.readiness_model import DirectorySettings
 from runners.state.check_history import FindingRow
 from runners.state.mailbox_reads import MailboxDetail, MailboxQuery, MailboxRow
-from runners.state.read_models.snapshot import readiness_detail
 from runners.state.store import StateStore
 from runners.verify import MailboxCheck, verify_wave
 
@@ -108,7 +107,7 @@ def _read_state(store: StateStore, entry: MailboxEntry, addresses: set[str], res
     if rows:
         result.row = rows[0].with_ledger(store.ledger_progress([entry.source]).get(entry.source))
     wanted = {a.lower() for a in addresses}
-    findings, _ = readiness_detail(store)
+    findings = store.latest_findings()  # every check's latest findings, across runs
     result.findings = tuple(f for f in findings if f.object_id.lower() in wanted and f.severity != "pass")
     failures = [
         (attempt.at, attempt.reason, f"{n.folder} UID {n.uid}")

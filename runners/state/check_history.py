@@ -215,17 +215,6 @@ class CheckHistoryMixin(StoreBase):
             for r in rows
         ]
 
-    def unwaived_finding_counts(self, run_id: int) -> dict[str, dict[str, int]]:
-        """category → severity → how many findings of the run are not waived."""
-        counts: dict[str, dict[str, int]] = {}
-        for category, severity, n in self._read(
-            "SELECT r.category, f.severity, COUNT(*) FROM findings f JOIN check_results r "
-            "ON r.run_id = f.run_id AND r.check_id = f.check_id WHERE f.run_id = ? AND f.waiver IS NULL "
-            "GROUP BY r.category, f.severity",
-            (run_id,),
-        ):
-            counts.setdefault(category, {})[severity] = int(n)
-        return counts
 
     def checks_not_ok(self, run_id: int) -> list[CheckRow]:
         """The checks of a run that ended in error or were skipped, by id."""

@@ -212,11 +212,11 @@ def take(
     ``ledger`` cache poll after poll (the poller does); without one every mailbox's ledger is read."""
     ledger = ledger or LedgerCache()
     ledger.refresh(store)
-    waves, known, done = _waves(store, plan, ledger)
+    waves, seen, done = _waves(store, plan, ledger)
     rows: list[MailboxRow] = []
     matching = 0
     if query is not None:
-        rows, matching = _rows(store, plan, query, known)
+        rows, matching = _rows(store, plan, query, seen)
         rows = [row.with_ledger(ledger.ledgers.get(row.source)) for row in rows]
     active = [row.with_ledger(ledger.ledgers.get(row.source)) for row in store.active_mailboxes(ACTIVE_SHOWN)]
     return Snapshot(
@@ -237,9 +237,10 @@ def take(
 
 def _waves(
     store: StateStore, plan: Plan, ledger: LedgerCache
-) -> tuple[tuple[WaveSummary, ...], int, tuple[int, int]]:
-    """The waves' totals (the counters summed in SQL, corrected by the ledger cache), the number of
-    mailboxes in the store, and the counters' messages and bytes done (for rates)."""
+) -> tuple[tuple[WaveSummary, ...], set[str] | None, tuple[int, int]]:
+    """The waves' totals (the counters summed in SQL, corrected by the ledger cache), the mailboxes
+    the store knows when some planned ones are not in it yet (else None: read once a poll, for the
+    pending rows too), and the counters' messages and bytes done (for rates)."""
     sums: dict[str, dict[str, int]] = {}
     states: dict[str, Counter[str]] = {}
     known = messages_done = bytes_done = 0
@@ -264,6 +265,7 @@ def _waves(
         wave["bt"] += d_bt
         wave["f"] += d_f
         wave["s"] += d_s
+    seen: set[str] | None = None
     if known < len(plan.mailboxes):  # never run: the survey is still part of the wave's volume
         seen = store.mailbox_sources()
         survey = ledger.survey(store)
@@ -288,15 +290,16 @@ def _waves(
             WaveSummary(name, planned[name], dict(counted), wave["mt"], wave["md"], wave["bd"], wave["f"], wave["s"],
                         running, status, started if running else None, wave["bt"])
         )  # fmt: skip
-    return tuple(out), known, (messages_done, bytes_done)
+    return tuple(out), seen, (messages_done, bytes_done)
 
 
-def _rows(store: StateStore, plan: Plan, query: MailboxQuery, known: int) -> tuple[list[MailboxRow], int]:
+def _rows(
+    store: StateStore, plan: Plan, query: MailboxQuery, seen: set[str] | None
+) -> tuple[list[MailboxRow], int]:
     matching = store.count_mailboxes(query)
     rows = store.mailbox_rows(query)
-    if known < len(plan.mailboxes) and not query.attention:
+    if seen is not None and not query.attention:
         # Planned mailboxes no run has touched yet are not in the store: they show as pending.
-        seen = store.mailbox_sources()
         needle = query.text.lower()
         for entry in plan.mailboxes:
             if entry.source in seen or query.source not in (None, entry.source):
@@ -346,13 +349,6 @@ def _read_readiness(store: StateStore, run_id: int, started: float, phase: str) 
         tuple(store.categories_checked()),
         {obj: tuple(checks) for obj, checks in blockers.items()},
     )
-
-
-def readiness_detail(store: StateStore) -> tuple[tuple[FindingRow, ...], tuple[CheckRow, ...]]:
-    """Every check's latest findings across runs (worst first) and the checks whose latest run failed."""
-    if store.last_check_run() is None:
-        return (), ()
-    return tuple(store.latest_findings()), tuple(store.latest_checks_not_ok())
 
 
 def readiness_page(
