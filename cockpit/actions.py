@@ -4,6 +4,7 @@ action that changes anything)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -90,6 +91,7 @@ def _what(spec: ActionSpec) -> str:
     return spec.description.split(" (")[0].lower()
 
 
+@functools.cache  # pure (the action text and constants); asked for every binding on every repaint
 def read_only_refusal(action: str) -> str | None:
     """The flash line's one-line reason when a read-only cockpit refuses ``action`` (a Textual action
     name, with or without its parameters), or None when the action changes nothing."""

@@ -31,7 +31,6 @@ from cockpit.format import (
 )
 from cockpit.screens.base import View, add_columns
 from cockpit.widgets.keybar import KeyBar
-from runners.plan.model import Plan
 from runners.state.read_models.snapshot import Snapshot, WaveSummary
 
 SEVERITIES = ("blocker", "warning", "info", "pass")
@@ -67,15 +66,19 @@ class OverviewView(View):
 
     def on_mount(self) -> None:
         add_columns(self.query_one("#waves", DataTable), COLUMNS)
+        #: Mailbox → wave, once (the plan doesn't change under a cockpit): the blockers are grouped by it.
+        self._wave_of = {entry.source: entry.wave for entry in self.cockpit.plan.mailboxes}
+        self._blockers: dict[str, dict[str, tuple[str, ...]]] = {}
 
     def show(self, snapshot: Snapshot) -> None:
         self.query_one("#readiness", Static).update(self._readiness_text(snapshot))
         table = self.query_one("#waves", DataTable)
         keys = {str(k.value) for k in table.rows}
+        self._blockers = blockers_by_wave(snapshot, self._wave_of)
         for wave in snapshot.waves:
             # Failures stand out in bold (and in the theme's error colour, where there is colour).
             loud = "bold" if wave.failed or wave.states.get("failed") else ""
-            blocked = wave_blockers(snapshot, self.cockpit.plan, wave.name)
+            blocked = self._blockers.get(wave.name, {})
             states = Text()
             if blocked:  # bold as well as red: it must stand out without colour too
                 states.append(f"{len(blocked)} blocked; ", style="bold red")
@@ -117,7 +120,7 @@ class OverviewView(View):
     def _wave_detail(self, snapshot: Snapshot) -> None:
         name = self.selected_wave()
         wave = next((w for w in snapshot.waves if w.name == name), None)
-        detail = wave_detail(wave, wave_blockers(snapshot, self.cockpit.plan, wave.name)) if wave else ""
+        detail = wave_detail(wave, self._blockers.get(wave.name)) if wave else ""
         self.query_one("#wave-detail", Static).update(detail)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -165,11 +168,16 @@ def last_run(wave: WaveSummary) -> str:
     return wave.last_run_status or "not run"
 
 
-def wave_blockers(snapshot: Snapshot, plan: Plan, wave: str) -> dict[str, tuple[str, ...]]:
-    """The unwaived readiness blockers about the wave's own mailboxes: mailbox → checks."""
-    if snapshot.readiness is None:
+def blockers_by_wave(snapshot: Snapshot, wave_of: dict[str, str]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """The unwaived readiness blockers about each wave's own mailboxes (``wave_of``: mailbox → wave):
+    wave → mailbox → checks, in one pass over the blockers."""
+    if snapshot.readiness is None or not snapshot.readiness.blockers:
         return {}
-    return snapshot.readiness.blockers_of(entry.source for entry in plan.wave(wave))
+    grouped: dict[str, dict[str, tuple[str, ...]]] = {}
+    for mailbox, checks in snapshot.readiness.blockers.items():
+        if mailbox in wave_of:
+            grouped.setdefault(wave_of[mailbox], {})[mailbox] = checks
+    return grouped
 
 
 def wave_detail(wave: WaveSummary, blockers: dict[str, tuple[str, ...]] | None = None) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from rich.style import Style
 from rich.text import Text
 from textual import events
-from textual.binding import Binding
+from textual.binding import ActiveBinding, Binding
 from textual.screen import Screen
 from textual.widget import Widget
 
@@ -63,21 +63,23 @@ class KeyBar(Widget):
         if self.is_attached and screen is self.screen:
             self.refresh()
 
-    def hints(self) -> list[tuple[str, Binding, bool]]:
-        """(key, binding, enabled) of every shown hint, in the key bar's order (help and palette excluded)."""
+    def hints(self, bindings: dict[str, ActiveBinding] | None = None) -> list[tuple[str, Binding, bool]]:
+        """(key, binding, enabled) of every shown hint, in the key bar's order (help and palette excluded).
+        ``bindings``: the screen's active bindings, when the caller already has them (Textual rebuilds
+        them, asking ``check_action`` of each, on every read)."""
         shown: list[tuple[int, int, str, Binding, bool]] = []
         seen: set[str] = set()
-        for index, (key, (node, binding, enabled, _tooltip)) in enumerate(
-            self.screen.active_bindings.items()
-        ):
+        active = self.screen.active_bindings if bindings is None else bindings
+        for index, (key, (node, binding, enabled, _tooltip)) in enumerate(active.items()):
             if binding.action in ("command_palette", "help") or not binding.show or binding.action in seen:
                 continue
             seen.add(binding.action)  # one hint per action, as the Footer does
             shown.append((keybar_rank(binding.action, node is not self.app), index, key, binding, enabled))
         return [(key, binding, enabled) for _, _, key, binding, enabled in sorted(shown, key=lambda h: h[:2])]
 
-    def _pinned(self, action: str) -> tuple[str, Binding] | None:
-        for key, (_node, binding, _enabled, _tooltip) in self.screen.active_bindings.items():
+    @staticmethod
+    def _pinned(bindings: dict[str, ActiveBinding], action: str) -> tuple[str, Binding] | None:
+        for key, (_node, binding, _enabled, _tooltip) in bindings.items():
             if binding.action == action:
                 return key, binding
         return None
@@ -88,14 +90,15 @@ class KeyBar(Widget):
         disabled = self.get_component_rich_style("keybar--disabled")
         text = Text(no_wrap=True, overflow="crop", end="")
         self._spans = []
-        palette = self._pinned("command_palette") if self.app.ENABLE_COMMAND_PALETTE else None
-        help_ = self._pinned("help")
+        bindings = self.screen.active_bindings  # read once a paint: each read rebuilds it
+        palette = self._pinned(bindings, "command_palette") if self.app.ENABLE_COMMAND_PALETTE else None
+        help_ = self._pinned(bindings, "help")
         palette_hint = f" {self.app.get_key_display(palette[1])} {palette[1].description} " if palette else ""
         help_key = f" {self.app.get_key_display(help_[1])} " if help_ else ""
         # Room for the hints: the width less help (at its longer word) and the palette at the right.
         room = self.size.width - len(palette_hint) - (len(help_key) + len(MORE) + 1 if help_ else 0)
         cut = False
-        for key, binding, enabled in self.hints():
+        for key, binding, enabled in self.hints(bindings):
             shown_key = f" {self.app.get_key_display(binding)} "
             words = f"{binding.description} "
             if text.cell_len + len(shown_key) + len(words) > room:
