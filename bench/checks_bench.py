@@ -253,7 +253,9 @@ def main() -> int:
                 f"source read: {scanned} messages in {read_seconds:.1f} s = {result['source_read_msgs_per_s']} msg/s"
             )
             if copy is not None:
-                print(f"cutover run (copy): {copy['seconds']} s = {copy['msgs_per_s']} msg/s, exit {copy['exit_code']}")
+                print(
+                    f"cutover run (copy): {copy['seconds']} s = {copy['msgs_per_s']} msg/s, exit {copy['exit_code']}"
+                )
             print("slowest check per category (s):", result["slowest_check_per_category_seconds"])
             for c in result["checks_not_ok"]:
                 print(f"  {c['check_id']} {c['state']}: {c['reason']}")
