@@ -3,7 +3,8 @@
     .venv/bin/python bench/checks_bench.py [--mailboxes 1000] [--domains 200] [--messages 3] [--copy]
                                            [--output text|json]
 
-Starts a source Dovecot with N users (M small messages each, every third in a second folder), a
+Starts a source Dovecot with N users (M small messages each, or with ``--corpus`` the first M
+messages of the migration bench's corpus; every third in a second folder), a
 target Dovecot, two NSD instances serving D zones (MX, SPF, DMARC; the secondary agrees) and a
 slapd holding the N people in a legacy and an AD-like target tree, writes a plan covering all of it
 and times one ``cutover check`` run (every check that applies: DNS, directory, source survey and
@@ -32,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.extend([str(REPO), str(REPO / "tests")])
+sys.path.extend([str(REPO), str(REPO / "tests"), str(REPO / "bench")])
 
 import dovecot_lab as lab  # noqa: E402
+from corpus import build_corpus  # noqa: E402
 from servers.dns import NsdServer, free_loopback_address  # noqa: E402
 from servers.dovecot import DovecotServer  # noqa: E402
 from servers.logins import dovecot_logins  # noqa: E402
@@ -63,7 +65,8 @@ def message(user: str, n: int) -> bytes:
     ).encode()
 
 
-def fill(server: DovecotServer, user: str, messages: int = 3) -> None:
+def fill(server: DovecotServer, user: str, messages: int = 3, bodies: list[bytes] | None = None) -> None:
+    """``messages`` small ones, or ``bodies`` (the corpus), every third in Archive."""
     conn = ImapConnection(server.host, server.imap_port, security="plain", timeout=60)
     conn.connect()
     try:
@@ -71,9 +74,8 @@ def fill(server: DovecotServer, user: str, messages: int = 3) -> None:
         conn.command(b'CREATE "Archive"', "CREATE")
         for n in range(messages):
             folder = "Archive" if n % 3 == 2 else "INBOX"
-            conn.send_with_literals(
-                [b"APPEND " + conn.astring(folder) + b" () ", (message(user, n),)], "APPEND"
-            )
+            body = bodies[n] if bodies else message(user, n)
+            conn.send_with_literals([b"APPEND " + conn.astring(folder) + b" () ", (body,)], "APPEND")
     finally:
         conn.close()
 
@@ -163,6 +165,11 @@ def main() -> int:
     parser.add_argument("--mailboxes", type=int, default=1000)
     parser.add_argument("--domains", type=int, default=200)
     parser.add_argument("--messages", type=int, default=3, help="messages per mailbox (default 3)")
+    parser.add_argument(
+        "--corpus",
+        action="store_true",
+        help="the migration bench's corpus (bench/corpus.py) instead of tiny messages",
+    )
     parser.add_argument("--copy", action="store_true", help="also time cutover run over the same mailboxes")
     parser.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args()
@@ -180,7 +187,8 @@ def main() -> int:
         servers += [source.start(), target.start()]
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda u: fill(source, u, args.messages), users))
+            bodies = [m.body for m in build_corpus(args.messages, seed=1)] if args.corpus else None
+            list(pool.map(lambda u: fill(source, u, args.messages, bodies), users))
         fill_seconds = time.monotonic() - started
         primary_ip, secondary_ip = free_loopback_address(53), free_loopback_address(53)
         all_zones = {d: zone(d, primary_ip, secondary_ip) for d in domains} | shared_zones(
