@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from checks.context import CheckContext
+from checks.families.identity import Identity, identity, with_identity
 from checks.model import Finding, Severity
 from checks.registry import SkipCheck, check
 from checks.survey import MailboxSurvey, survey
@@ -44,7 +45,7 @@ def message_size(ctx: CheckContext) -> Iterator[Finding]:
     limit = min(limits, key=lambda item: item.size)
     limits_text = "\n".join(f"limit {exact_bytes(x.size)}: {x.source}" for x in limits)
     for box in survey(ctx).mailboxes:
-        yield _mailbox_finding(ctx.plan, box, limit, limits_text)
+        yield _mailbox_finding(ctx.plan, box, identity(ctx, box.entry), limit, limits_text)
 
 
 def target_limits(ctx: CheckContext) -> list[Limit]:
@@ -100,8 +101,10 @@ def _ask_appendlimit(conn: ImapConnection, user: str) -> Limit | None:
     return None
 
 
-def _mailbox_finding(plan: Plan, box: MailboxSurvey, limit: Limit, limits_text: str) -> Finding:
-    mailbox = box.entry.source
+def _mailbox_finding(
+    plan: Plan, box: MailboxSurvey, ident: Identity, limit: Limit, limits_text: str
+) -> Finding:
+    mailbox = ident.object_id
     expected = f"every message at most {exact_bytes(limit.size)}"
     oversized = sorted(
         (
@@ -126,16 +129,17 @@ def _mailbox_finding(plan: Plan, box: MailboxSurvey, limit: Limit, limits_text: 
             f"{mailbox}: {len(oversized)} message(s) larger than the target accepts",
             observed=f"{len(oversized)} message(s) over {exact_bytes(limit.size)}, the largest "
             f"{exact_bytes(oversized[0][3])} in {oversized[0][0]}" + (f" ({gap})" if gap else ""),
-            expected=expected, evidence="\n".join([*lines, limits_text]),
+            expected=expected, evidence=with_identity(ident, "\n".join([*lines, limits_text])),
             remediation="Raise the target's limit for the migration, or have the users save the "
             "attachments elsewhere; the engine skips these messages with their reason otherwise.",
         )  # fmt: skip
     if gap is not None:
         return Finding(
             CHECK_ID, Severity.INFO, "mailbox", mailbox, f"{mailbox}: message sizes not fully known",
-            observed=gap, expected=expected, evidence=limits_text,
+            observed=gap, expected=expected, evidence=with_identity(ident, limits_text),
         )  # fmt: skip
     return Finding(
         CHECK_ID, Severity.PASS, "mailbox", mailbox, f"{mailbox}: every message fits the target's limit",
-        observed=f"largest message {exact_bytes(box.largest)}", expected=expected, evidence=limits_text,
+        observed=f"largest message {exact_bytes(box.largest)}", expected=expected,
+        evidence=with_identity(ident, limits_text),
     )  # fmt: skip
