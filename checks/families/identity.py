@@ -88,7 +88,7 @@ def _by_login(directory: Directory) -> dict[str, list[Person]]:
 def resolve(
     entry: MailboxEntry, source: Directory | None, logins: dict[str, list[Person]], missing: str = ""
 ) -> Identity:
-    accounts = tuple(dict.fromkeys(logins.get(entry.source.lower(), ())))
+    accounts = tuple({p.dn: p for p in logins.get(entry.source.lower(), ())}.values())
     if entry.address is not None:
         return Identity(entry.source, normalize(entry.address), FROM_LIST, accounts)
     if "@" in entry.source:
