@@ -6,12 +6,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from checks.context import CheckContext
+from checks.families.canary_target import canary_target
 from checks.families.identity import identity, with_identity
 from checks.model import Finding, Severity
 from checks.registry import check
 from checks.survey import survey
-from runners.engine.sessions import open_target
-from runners.errors import MigrationError, ProtocolError
 from runners.folders import plan_folders
 from runners.model import TargetLayout
 
@@ -23,19 +22,7 @@ RESERVED = {"files"}
 
 def _target_layout(ctx: CheckContext) -> TargetLayout:
     """The target's separator, prefix and special folders, read from the canary; IMAP defaults otherwise."""
-
-    def read() -> TargetLayout:
-        try:
-            with ctx.server(f"target:{ctx.plan.target.address}"):
-                session = open_target(ctx.plan.target, ctx.plan.mailboxes[0])
-                try:
-                    return session.layout()
-                finally:
-                    session.close()
-        except (ProtocolError, MigrationError):
-            return TargetLayout("/", "")
-
-    return ctx.fact("target-layout", read)
+    return canary_target(ctx).layout or TargetLayout("/", "")
 
 
 @check("FLD-NAME-009", "Folder names survive the mapping to the target", category="source")
