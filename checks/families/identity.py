@@ -61,11 +61,10 @@ def identity(ctx: CheckContext, entry: MailboxEntry) -> Identity:
 
 def _resolve_all(ctx: CheckContext) -> dict[str, Identity]:
     entries = ctx.plan.mailboxes
-    needs_directory = any(e.address is None and "@" not in e.source for e in entries)
     source: Directory | None = None
     missing = "no address column in the mailbox list and no [directory.source] to look it up"
     try:
-        source = optional_directory(ctx, "source") if needs_directory else None
+        source = optional_directory(ctx, "source")
     except ProtocolError as exc:  # the directory checks report it; source findings still need names
         missing = f"the source directory could not be read: {exc}"
     logins = _by_login(source) if source is not None else {}
