@@ -46,7 +46,10 @@ class Identity:
 
 
 def with_identity(ident: Identity, evidence: str = "") -> str:
-    """A finding's evidence, headed by which identity it is about."""
+    """A finding's evidence, headed by which identity it is about (unless the login is the address:
+    then the finding's object says it all)."""
+    if ident.address is not None and normalize(ident.login) == ident.address:
+        return evidence
     return ident.describe() + (f"\n\n{evidence}" if evidence else "")
 
 
