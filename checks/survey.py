@@ -150,19 +150,21 @@ def map_in_daemons(func: Callable[[T], R], items: Sequence[T], workers: int) -> 
 def _read_mailbox(
     ctx: CheckContext, entry: MailboxEntry, scanning: bool
 ) -> tuple[MailboxSurvey, MailboxScan | None]:
-    """One session, under the per-server cap: the folders, the quota, then every message."""
+    """One session, under the per-server cap: each folder listed then, still open, read; the quota."""
     out = MailboxSurvey(entry)
+    scanned = MailboxScan(entry.source) if scanning else None
     held: HeldSession | None = None
     try:
         with ctx.server(f"source:{ctx.plan.source.address}"):
             held = HeldSession(
                 open_source(ctx.plan.source, entry), lambda: open_source(ctx.plan.source, entry)
             )
-            _survey_folders(held.session, out)
+            for folder in held.session.list_folders():
+                if folder.selectable:
+                    out.folders.append(_survey_folder(held.session, folder))
+                    _scan(ctx, held, out.folders[-1], scanned)
             out.quota, out.quota_error = read_quota(held.session)
-            if not scanning:
-                return out, None
-            return out, _scan(ctx, held, out)
+            return out, scanned
     except ProtocolError as exc:
         out.error, out.error_kind, out.error_text = str(exc), type(exc).__name__, exc.server_text
     except MigrationError as exc:
@@ -173,36 +175,32 @@ def _read_mailbox(
     return out, None
 
 
-def _survey_folders(session: SourceSession, out: MailboxSurvey) -> None:
-    for folder in session.list_folders():
-        if not folder.selectable:
-            continue
-        item = FolderSurvey(folder)
-        try:
-            _, metas = session.list_messages(folder)
-        except CommandError as exc:  # this folder refused; a broken connection fails the mailbox
-            item.error = exc.server_text or str(exc)
-        else:
-            sizes = [m.size for m in metas if m.size > 0]
-            item.messages, item.bytes, item.largest, item.metas = (
-                len(metas),
-                sum(sizes),
-                max(sizes, default=0),
-                metas,
-            )
-        out.folders.append(item)
-
-
-def _scan(ctx: CheckContext, held: HeldSession, surveyed: MailboxSurvey) -> MailboxScan:
-    """Every message of the surveyed folders; a scan that fails leaves the survey standing."""
-    out = MailboxScan(surveyed.entry.source)
+def _survey_folder(session: SourceSession, folder: FolderInfo) -> FolderSurvey:
+    item = FolderSurvey(folder)
     try:
-        for folder in surveyed.folders:
-            if folder.error is None and folder.metas:
-                scan_folder(held, folder.folder, folder.metas, out, ctx.plan.source.address)
+        _, metas = session.list_messages(folder)
+    except CommandError as exc:  # this folder refused; a broken connection fails the mailbox
+        item.error = exc.server_text or str(exc)
+    else:
+        sizes = [m.size for m in metas if m.size > 0]
+        item.messages, item.bytes, item.largest, item.metas = (
+            len(metas),
+            sum(sizes),
+            max(sizes, default=0),
+            metas,
+        )
+    return item
+
+
+def _scan(ctx: CheckContext, held: HeldSession, folder: FolderSurvey, out: MailboxScan | None) -> None:
+    """Every message of a folder just listed (still selected: no second EXAMINE). A scan that fails
+    stops the mailbox's scan and leaves its survey standing."""
+    if out is None or out.error is not None or folder.error is not None or not folder.metas:
+        return
+    try:
+        scan_folder(held, folder.folder, folder.metas, out, ctx.plan.source.address)
     except ProtocolError as exc:
         out.error = str(exc)
-    return out
 
 
 def _store(ctx: CheckContext, result: Survey) -> None:
