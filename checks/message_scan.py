@@ -146,11 +146,13 @@ def read_ahead(
             yield got  # type: ignore[misc]
     finally:
         stop.set()
-        while thread.is_alive():  # unblock a reader waiting to hand over, then let it notice the stop
+        # Unblock a reader waiting to hand over, and let it notice the stop. Never a blocking get: after
+        # the end marker the queue stays empty while the reader thread is still returning.
+        while thread.is_alive():
             try:
-                handoff.get(timeout=0.2)
+                handoff.get_nowait()
             except queue.Empty:
-                pass
+                thread.join(0.05)
 
 
 def inspect(out: MailboxScan, folder: str, uid: int, body: bytes, inbox: bool) -> None:
