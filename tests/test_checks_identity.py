@@ -158,3 +158,11 @@ def test_bad_address_cells_are_plan_errors(lab: Lab, rows: str, message_part: st
     with pytest.raises(PlanError) as caught:
         load_plan(lab.plan)
     assert message_part in str(caught.value) and "[address]" in str(caught.value)
+
+
+def test_triage_finds_a_mailbox_by_the_address_the_list_gives(lab: Lab) -> None:
+    from checks.triage import find_entry
+
+    write_csv(lab, "source,target,wave,address\njsmith,jsmith,w,john.smith@legacy.test\n")
+    entry = find_entry(load_plan(lab.plan), "John.Smith@legacy.test")
+    assert entry is not None and entry.source == "jsmith"
