@@ -175,3 +175,20 @@ def test_the_header_only_parse_finds_what_the_full_parse_finds() -> None:
     for body in bodies:
         assert mime_defects(body) == full(body), body[:80]
     assert any(mime_defects(b) for b in bodies)
+
+
+def test_quota_answers_are_parsed_whatever_else_the_server_says() -> None:
+    from checks.source_quota import QuotaResource, parse_quota
+
+    lines = [
+        b'* QUOTAROOT INBOX "User quota" "Shared"\r\n',
+        b'* QUOTA "User quota" (STORAGE 96 100 MESSAGE 3 1000)\r\n',
+        b"* QUOTA Shared ()\r\n",  # a root with nothing limited
+        b"* QUOTA broken (STORAGE x y)\r\n",
+        b"* 3 EXISTS\r\n",
+    ]
+    assert parse_quota(lines) == [
+        QuotaResource("User quota", "STORAGE", 96, 100),
+        QuotaResource("User quota", "MESSAGE", 3, 1000),
+    ]
+    assert QuotaResource("r", "STORAGE", 1, 0).share == float("inf")  # a zero limit is full at once
