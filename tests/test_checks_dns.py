@@ -134,7 +134,10 @@ def test_mx_phase_is_skipped_without_the_phase_patterns(lab: DnsLab, tmp_path: P
 def test_servers_that_disagree_are_named_with_what_each_said(lab: DnsLab, tmp_path: Path) -> None:
     result = run(lab, tmp_path, "DNS-NS-003", ("legacy.test", "good.test"))
     mx = one(result, "legacy.test", "MX")
-    assert mx.severity == Severity.WARNING
+    # Disagreeing MX sends mail to two places: a blocker before the cutover too; the SOA is a warning.
+    assert mx.severity == Severity.BLOCKER
+    assert "two places" in mx.remediation
+    assert one(result, "legacy.test", "SOA").severity == Severity.WARNING
     assert f"{lab.secondary.endpoint} said 10 mx1.legacy.test., 20 mx2.legacy.test." in mx.observed
     assert f"{lab.secondary.endpoint}: legacy.test. 86400 IN MX 20 mx2.legacy.test." in mx.evidence
     soa = one(result, "legacy.test", "SOA")
@@ -340,9 +343,11 @@ def test_cutover_check_dns_reports_blockers_as_json_and_exits_1(lab: DnsLab, tmp
         "DNS-TTL-004": "ok",
     }
     blockers = {(f["check_id"], f["object_id"]) for f in data["findings"] if f["severity"] == "blocker"}
-    assert blockers == {("DNS-SPF-005", "legacy.test"), ("DNS-MTASTS-007", "legacy.test")}
+    assert blockers == {
+        ("DNS-SPF-005", "legacy.test"), ("DNS-MTASTS-007", "legacy.test"), ("DNS-NS-003", "legacy.test"),
+    }  # fmt: skip
     passed = {
         f["check_id"] for f in data["findings"] if f["severity"] == "pass" and f["object_id"] == "good.test"
     }
     assert passed == set(states) - {"DNS-AUTOD-008"}
-    assert data["summary"]["blocker"] == 2
+    assert data["summary"]["blocker"] == 3
