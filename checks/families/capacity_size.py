@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from checks.canary import canary as canary_of
 from checks.context import CheckContext
 from checks.model import Finding, Severity
 from checks.registry import SkipCheck, check
@@ -60,8 +61,8 @@ def target_limits(ctx: CheckContext) -> list[Limit]:
 
 
 def _appendlimit(ctx: CheckContext) -> Limit | None:
-    """Log in as the first mailbox's target user (capabilities after login are the real ones)."""
-    endpoint, canary = ctx.plan.target, ctx.plan.mailboxes[0]
+    """Log in as the canary's target user (capabilities after login are the real ones)."""
+    endpoint, canary = ctx.plan.target, canary_of(ctx.plan)
     with ctx.server(f"target:{endpoint.address}"):
         conn = open_imap(
             endpoint, canary.target, user_password(endpoint, canary.target, canary.target_password)

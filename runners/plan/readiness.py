@@ -29,7 +29,7 @@ CAPACITY_KEYS = (
     "endpoints", "smtp_hubs", "mailbox_quota_bytes", "headroom", "databases", "window_hours", "throughput",
     "cert_warn_days", "ca_file",
 )  # fmt: skip
-CHECKS_KEYS = ("timeout", "per_server", "scan")
+CHECKS_KEYS = ("timeout", "per_server", "scan", "canary")
 WAIVER_KEYS = ("check", "object", "key", "reason", "expires", "approved_by")
 
 
@@ -52,6 +52,7 @@ def load_readiness(root: Table, base_dir: Path) -> ReadinessConfig:
         timeout=checks.positive_number("timeout", 300.0) if checks else 300.0,
         per_server=checks.integer("per_server", 4, low=1, high=64) if checks else 4,
         scan=checks.boolean("scan", True) if checks else True,
+        canary=checks.string("canary") if checks else None,
     )
 
 
