@@ -65,6 +65,9 @@ class CapacitySettings:
     endpoints: dict[str, str] = field(default_factory=dict)
     #: SMTP hubs of the target as ``host[:port]`` (port 25 by default), probed with EHLO/STARTTLS.
     smtp_hubs: tuple[str, ...] = ()
+    #: Where to connect for an endpoint or hub name (lower case) while TLS still asks for the name,
+    #: as curl's ``--resolve``: ``{ "mail.example.com" = "192.0.2.10" }``.
+    addresses: dict[str, str] = field(default_factory=dict)
     #: Per-mailbox quota on the target, in bytes.
     mailbox_quota_bytes: int | None = None
     #: Free share required on quotas and databases (0.10 = 10 %).
