@@ -5,8 +5,10 @@ open_target``: the adapter registry, ``imap_login``, master or per-user password
 folder the folder plan (``runners.folders.plan_folders``) puts there that doesn't exist yet, with
 the engine's own ``create_folder``, and delete again what the probe created; on the canary mailbox
 (``checks.canary``) APPEND one small message to INBOX and remove exactly that one (UID STORE
-\\Deleted, UID EXPUNGE). Computed once per check run (``ctx.fact``) and shared by the three checks
-of ``checks.families.target_imap``.
+\\Deleted, UID EXPUNGE; without UIDPLUS a plain EXPUNGE, only when no other message of the user
+is flagged \\Deleted; without APPENDUID found again by its Message-ID among the UIDs from UIDNEXT
+on). Computed once per check run (``ctx.fact``) and shared by the three checks of
+``checks.families.target_imap``.
 
 Leaving nothing behind: only folders that the LIST before the probe didn't show and that are
 still empty (STATUS MESSAGES 0) are deleted and unsubscribed; anything else is reported as left
@@ -30,6 +32,7 @@ from runners.connectors.imap_target import ImapTarget
 from runners.engine.sessions import open_target
 from runners.errors import CommandError, MigrationError, ProtocolError
 from runners.folders import plan_folders
+from runners.imap.parse import fetch_meta
 from runners.model import AppendItem, FolderInfo
 from runners.plan.model import MailboxEntry
 
@@ -208,6 +211,7 @@ def probe_message(token: str) -> bytes:
 def _probe_append(session: ImapTarget) -> AppendProbe:
     out = AppendProbe()
     token = secrets.token_hex(12)
+    floor = session.uidnext(APPEND_FOLDER)  # the probe's UID is at least this (RFC 3501 2.3.1.1)
     (outcome,) = session.append(APPEND_FOLDER, [AppendItem(probe_message(token), ("\\Seen",), None)])
     if outcome.error is not None:
         out.refused, out.code = outcome.error, outcome.code
@@ -220,9 +224,9 @@ def _probe_append(session: ImapTarget) -> AppendProbe:
     conn = session.conn
     conn.check(b"SELECT " + conn.astring(APPEND_FOLDER), f"SELECT {APPEND_FOLDER}")
     if out.uid is None:
-        out.uid = _search_probe(session, token, out.transcript)
+        out.uid = _find_probe(session, token, floor, out.transcript)
         if out.uid is None:
-            out.left = "the probe message could not be found again (no APPENDUID, SEARCH found nothing)"
+            out.left = "the probe message could not be found again (no APPENDUID, not among the new UIDs)"
             return out
     uid = out.uid.encode("ascii")
     stored = conn.command(b"UID STORE " + uid + b" +FLAGS.SILENT (\\Deleted)", "UID STORE \\Deleted")
@@ -230,27 +234,45 @@ def _probe_append(session: ImapTarget) -> AppendProbe:
     if stored.status != "OK":
         out.left = f"UID {out.uid} could not be flagged \\Deleted: {stored.status} {stored.text}"
         return out
-    if not conn.has("UIDPLUS"):
-        # A plain EXPUNGE would also remove every other message the user flagged \Deleted.
-        out.left = (
-            f"UID {out.uid} is flagged \\Deleted but not expunged: the server lacks UIDPLUS (UID EXPUNGE)"
-        )
-        return out
-    expunged = conn.command(b"UID EXPUNGE " + uid, "UID EXPUNGE")
-    out.transcript.append(f"UID EXPUNGE {out.uid}: {expunged.status} {expunged.text}")
+    if conn.has("UIDPLUS"):
+        expunge, what = b"UID EXPUNGE " + uid, f"UID EXPUNGE {out.uid}"
+    else:
+        # A plain EXPUNGE removes every message flagged \Deleted: only when ours is the only one.
+        others = [u for u in _deleted_uids(session, out.transcript) if u != out.uid]
+        if others:
+            out.left = (
+                f"UID {out.uid} is flagged \\Deleted but not expunged: the server lacks UIDPLUS and "
+                f"{len(others)} other message(s) of the user are flagged \\Deleted too"
+            )
+            return out
+        expunge, what = b"EXPUNGE", "EXPUNGE"
+    expunged = conn.command(expunge, what)
+    out.transcript.append(f"{what}: {expunged.status} {expunged.text}")
     if expunged.status != "OK":
         out.left = f"UID {out.uid} could not be expunged: {expunged.status} {expunged.text}"
     return out
 
 
-def _search_probe(session: ImapTarget, token: str, transcript: list[str]) -> str | None:
-    header = f"<{token}@cutover-readiness.invalid>"
+def _find_probe(session: ImapTarget, token: str, floor: int, transcript: list[str]) -> str | None:
+    """The probe's UID among the messages from ``floor`` on, by its Message-ID."""
     reply = session.conn.command(
-        b'UID SEARCH HEADER Message-ID "' + header.encode("ascii") + b'"', "UID SEARCH Message-ID"
+        b"UID FETCH %d:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])" % max(floor, 1), "UID FETCH Message-ID"
     )
-    transcript.append(f"UID SEARCH HEADER Message-ID {header}: {reply.status} {reply.text}")
+    transcript.append(f"UID FETCH {floor}:* Message-ID: {reply.status} {reply.text}")
+    for parts in reply.untagged:
+        if b" FETCH " in parts[0] and any(token.encode("ascii") in p for p in parts[1::2]):
+            uid = fetch_meta(b"".join(parts[::2]))[0]
+            if uid is not None and uid >= floor:
+                return str(uid)
+    return None
+
+
+def _deleted_uids(session: ImapTarget, transcript: list[str]) -> list[str]:
+    reply = session.conn.command(b"UID SEARCH DELETED", "UID SEARCH DELETED")
+    transcript.append(f"UID SEARCH DELETED: {reply.status} {reply.text}")
+    found: list[str] = []
     for parts in reply.untagged:
         words = parts[0].split()
-        if len(words) > 2 and words[1].upper() == b"SEARCH":
-            return words[-1].decode("ascii")
-    return None
+        if len(words) > 1 and words[1].upper() == b"SEARCH":
+            found += [w.decode("ascii") for w in words[2:]]
+    return found
