@@ -5,8 +5,7 @@ Per hub findings keyed ``tls`` (STARTTLS offered, the handshake completes), ``ce
 ``cert-name`` and ``cert-expiry`` (each fault of the certificate apart: ``checks.tlsfindings``) and
 ``size``; a hub that refuses, never answers or doesn't greet with 220 gets a single blocker keyed
 ``connect``. A hub name is connected to at the address ``checks.connect`` picks, STARTTLS asking
-for the name. Evidence is the transcript: the
-server's banner and EHLO lines verbatim.
+for the name. Evidence is the transcript: the server's banner and EHLO lines verbatim.
 """
 
 from __future__ import annotations
@@ -108,7 +107,7 @@ def _tls_findings(ctx: CheckContext, hub: str, probe: SmtpProbe, evidence: str) 
         return
     yield Finding(
         CHECK_ID, Severity.PASS, "server", hub, f"SMTP hub {hub} offers STARTTLS",
-        observed="STARTTLS offered and the handshake completes", expected=expected, evidence=evidence, key="tls",
+        observed="STARTTLS offered; its certificate is judged apart (cert-trust, cert-name, cert-expiry)", expected=expected, evidence=evidence, key="tls",
     )  # fmt: skip
     if probe.cert_faults is not None:
         faults = probe.cert_faults
