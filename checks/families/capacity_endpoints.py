@@ -7,8 +7,8 @@ bad certificate shows too. Any HTTP answer counts as answering (EWS and autodisc
 a client authenticates); a 5xx is a dead service behind a live front end (blocker), a 404 most
 likely a wrong URL (warning). An endpoint that refuses or never answers is a blocker finding "not
 answering": the check itself ran. Connections go straight to the endpoint (no proxy from the
-environment), as a client on the target network would, to the address ``checks.connect`` picks
-for the URL's name while TLS and Host keep the name.
+environment), as a client on the target network would, to the address ``connect_to`` picks for
+the URL's name while TLS and Host keep the name.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from checks.connect import Target, connect_target
 from checks.context import CheckContext
+from checks.families.connect_to import Target, connect_target
 from checks.model import Finding, Severity
 from checks.registry import SkipCheck, check
 from checks.tlsfindings import Subject, certificate_findings

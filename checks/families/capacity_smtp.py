@@ -4,8 +4,8 @@ and accepts messages as large as the largest one being migrated.
 Per hub findings keyed ``tls`` (STARTTLS offered, the handshake completes), ``cert-trust``,
 ``cert-name`` and ``cert-expiry`` (each fault of the certificate apart: ``checks.tlsfindings``) and
 ``size``; a hub that refuses, never answers or doesn't greet with 220 gets a single blocker keyed
-``connect``. A hub name is connected to at the address ``checks.connect`` picks, STARTTLS asking
-for the name. Evidence is the transcript: the server's banner and EHLO lines verbatim.
+``connect``. A hub name is connected to at the address ``connect_to`` picks, STARTTLS asking for
+the name. Evidence is the transcript: the server's banner and EHLO lines verbatim.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from checks.connect import connect_target
 from checks.context import CheckContext
+from checks.families.connect_to import connect_target
 from checks.model import Finding, Severity
 from checks.registry import SkipCheck, check
 from checks.smtpprobe import SmtpProbe, parse_hub, probe_smtp
