@@ -77,8 +77,10 @@ def test_a_whole_readiness_run_logs_in_once_per_mailbox_per_side(
     assert not [o for o in result.outcomes if o.state == State.ERROR], [o.reason for o in result.outcomes]
     assert findings(result, "SRC-READ-004")["carol"].observed == "none among 4 messages"  # it did scan
     assert dovecot_logins(source) - source_before == {"alice": 1, "bob": 1, "carol": 1}
-    # The target: only the canary, once (its layout and APPENDLIMIT on one session).
-    assert dovecot_logins(target) - target_before == {"alice": 1}
+    # The target: each mailbox once for the target category's probe, and the canary (alice) once more
+    # for its read-only session (layout and APPENDLIMIT, which the source and size checks read
+    # without the probe's writes).
+    assert dovecot_logins(target) - target_before == {"alice": 2, "bob": 1, "carol": 1}
 
 
 def test_source_mailboxes_at_or_near_their_own_quota(

@@ -1,4 +1,4 @@
-"""What the checks read from the target as the canary (the plan's first mailbox), on one session.
+"""What the checks read from the target as the canary (``checks.canary``), on one read-only session.
 
 The folder checks need the target's layout, TGT-SIZE-006 the APPENDLIMIT an IMAP target advertises
 after login: one login serves both (``ctx.fact("canary-target", ...)``).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from checks.canary import canary as canary_of
 from checks.context import CheckContext
 from runners.connectors.imap_target import ImapTarget
 from runners.engine.sessions import open_target
@@ -35,8 +36,9 @@ def canary_target(ctx: CheckContext) -> CanaryTarget:
 
 
 def _read(ctx: CheckContext) -> CanaryTarget:
-    endpoint, canary = ctx.plan.target, ctx.plan.mailboxes[0]
+    endpoint = ctx.plan.target
     try:
+        canary = canary_of(ctx.plan)
         with ctx.server(f"target:{endpoint.address}"):
             session = open_target(endpoint, canary)
             try:
