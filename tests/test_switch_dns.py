@@ -356,14 +356,11 @@ mx = [{{ host = "{TARGET_MX}", preference = 10 }}, {{ host = "mx-b.target.test",
     assert plan.switch is not None and plan.switch.dns is not None
     dns_settings = plan.switch.dns
     desired = records_for(dns_settings.domains, dns_settings.ttl)
-    listed = {
-        zone: [AuthServer(s.host, s.port) for s in hosts] for zone, hosts in dns_settings.nameservers.items()
-    }
 
     apply_records(primary_of(dns_settings), desired)
     confirmation = confirm(
         desired,
-        servers_by_zone(desired, listed),
+        servers_by_zone(desired, dns_settings.nameservers),
         timeout=plan.switch.confirm_timeout,
         interval=plan.switch.confirm_interval,
     )
@@ -423,3 +420,34 @@ def test_plan_errors_name_file_line_and_key(tmp_path: Path, switch: str, error: 
         load_plan(path)
 
     assert str(failed.value).startswith(str(path)) and error in str(failed.value)
+
+
+def test_the_switch_example_in_the_docs_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "plan.md").read_text(encoding="utf-8")
+    example = doc.split("## `[switch]`", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+
+    plan = load_plan(write_plan(tmp_path, "\n" + example))
+
+    assert plan.switch is not None and plan.switch.dns is not None and plan.switch.directory is not None
+    dns_settings = plan.switch.dns
+    assert dns_settings.primary == HostPort("192.0.2.53", 53)
+    assert dns_settings.tsig == TsigSettings("cutover-switch.", "hmac-sha256", Secret("env:CUTOVER_TSIG"))
+    assert dns_settings.nameservers == {
+        "example.com.": (HostPort("192.0.2.53", 53), HostPort("198.51.100.7", 53))
+    }
+    (domain,) = dns_settings.domains
+    assert domain == DomainRecords(
+        "example.com",
+        "example.com.",
+        (MxRecord(10, "mx1.target.example."), MxRecord(20, "mx2.target.example.")),
+        "autodiscover.outlook.com.",
+    )
+    assert [r.zone_lines() for r in records_for(dns_settings.domains, dns_settings.ttl)] == [
+        ["example.com. 300 IN MX 10 mx1.target.example.", "example.com. 300 IN MX 20 mx2.target.example."],
+        ["autodiscover.example.com. 300 IN CNAME autodiscover.outlook.com."],
+    ]
+    directory = plan.switch.directory
+    assert (directory.attribute, directory.legacy_value, directory.target_value, directory.match) == (
+        "mailHost", "imap.old.example.com", "imap.new.example.com", "mail",
+    )  # fmt: skip
+    assert directory.bind_password == Secret(f"file:{tmp_path}/secrets/ldap-switch.pw")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import dns.name
 import dns.resolver
 
+from runners.plan.switch_model import HostPort
 from runners.switch.dns_query import AuthServer, DnsQueryError, served, zone_servers
 from runners.switch.records import DesiredRRset, rdata_texts
 
@@ -84,10 +85,11 @@ Progress = Callable[[Confirmation], None]
 
 def servers_by_zone(
     desired: Sequence[DesiredRRset],
-    listed: Mapping[str, Sequence[AuthServer]],
+    listed: Mapping[str, Sequence[HostPort]],
     resolver: dns.resolver.Resolver | None = None,
 ) -> dict[dns.name.Name, tuple[AuthServer, ...]]:
-    """The servers to confirm on per zone: ``listed`` (keyed by absolute zone name), else its NS set.
+    """The servers to confirm on per zone: the plan's list (``[switch.dns] nameservers``, keyed by
+    absolute zone name), else the zone's NS set as ``resolver`` (default: the system's) sees it.
 
     Raises ``DnsQueryError`` when a zone's NS set can't be resolved into addresses.
     """
@@ -95,7 +97,7 @@ def servers_by_zone(
     for zone in dict.fromkeys(r.zone for r in desired):
         given = listed.get(zone.to_text())
         if given:
-            out[zone] = tuple(given)
+            out[zone] = tuple(AuthServer(s.host, s.port) for s in given)
         else:
             out[zone] = zone_servers(zone, resolver or dns.resolver.Resolver())
     return out
