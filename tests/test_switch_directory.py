@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import ldap3
 import pytest
 from servers.slapd import LEGACY_SUFFIX, SlapdServer, find_slapd, ldif_entry, legacy_person
 from servers.tlsca import Leaf
@@ -15,6 +16,7 @@ from runners.errors import AuthError
 from runners.plan.loader import load_plan
 from runners.plan.secret import Secret
 from runners.plan.switch_model import RoutingDirectory
+from runners.switch import directory as directory_module
 from runners.switch.directory import route_users
 
 PEOPLE = f"ou=switch,{LEGACY_SUFFIX}"
@@ -143,6 +145,29 @@ def test_a_refused_modify_keeps_the_servers_words_per_user(slapd: SlapdServer) -
     assert f"uid=shared1,{PEOPLE}" in shared.server_text and f"uid=shared2,{PEOPLE}" in shared.server_text
     assert nobody.outcome == "not-found"
     assert route_users(routing(slapd), ["fay@switch.test"], "target").users[0].after == ()  # untouched
+
+
+def test_a_value_changed_between_read_and_modify_is_refused_not_overwritten(
+    slapd: SlapdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_replace = directory_module._Directory.replace
+
+    def someone_else_first(
+        self: object, dn: str, attribute: str, before: tuple[str, ...], value: str
+    ) -> str | None:
+        # Another administrator moves ann elsewhere after the switch read her entry.
+        with ldap3.Connection(slapd.url, SWITCH_DN, SWITCH_PASSWORD, auto_bind=True) as other:
+            assert other.modify(dn, {attribute: [(ldap3.MODIFY_REPLACE, ["imap.elsewhere.test"])]})
+        return real_replace(self, dn, attribute, before, value)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(directory_module._Directory, "replace", someone_else_first)
+    (ann,) = route_users(routing(slapd), ["ann@switch.test"], "target").users
+
+    assert (ann.outcome, ann.before) == ("refused", (LEGACY_HOST,))
+    assert ann.server_text is not None and ann.server_text.startswith("noSuchAttribute (16)")
+    with ldap3.Connection(slapd.url, SWITCH_DN, SWITCH_PASSWORD, auto_bind=True) as reader:
+        reader.search(f"uid=ann,{PEOPLE}", "(objectClass=*)", ldap3.BASE, attributes=["mailHost"])
+        assert reader.entries[0].mailHost.values == ["imap.elsewhere.test"]  # the other change stands
 
 
 def test_the_bind_password_never_appears_in_any_output(
