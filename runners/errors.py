@@ -17,8 +17,11 @@
         │   ├── FetchConnectionLost  ... while the source was sending bodies (names the UIDs not delivered)
         │   └── LimitExceeded        we hung up: the server broke a size or time limit (not retryable)
         ├── AuthError              login refused
+        ├── DnsQueryError          a DNS server did not answer a query (runners.switch.dns_query)
         └── CommandError           a command got NO/BAD; ``server_text`` is the server's own words
-            └── MailboxFatal       the target refuses the whole mailbox (over quota, no permission)
+            ├── MailboxFatal       the target refuses the whole mailbox (over quota, no permission)
+            └── DnsUpdateRefused   the primary refused a signed UPDATE, with its rcode
+                                   (runners.switch.dns_update)
 
 Every ProtocolError keeps ``server`` (host:port), ``operation`` (what we asked) and ``server_text``
 (verbatim, never paraphrased) so that the failure drill-down can show exactly what happened. Verbatim

@@ -25,6 +25,7 @@ from runners.plan.model import (
 )
 from runners.plan.paths import resolve_path
 from runners.plan.readiness import READINESS_TABLES, load_readiness
+from runners.plan.switch_options import load_switch
 from runners.plan.tables import Document, Table
 from runners.plan.waves import load_waves
 from runners.special_use import SPECIAL_KEYS
@@ -38,6 +39,7 @@ PLAN_TABLES = (
     "state",
     "run",
     "security",
+    "switch",
     *READINESS_TABLES,
 )
 FOLDERS_KEYS = ("rename", "exclude", "special")
@@ -94,6 +96,7 @@ def load_plan(path: str | Path) -> Plan:
         batch_messages=batch_messages,
         batch_bytes=batch_bytes,
         readiness=load_readiness(root, base_dir),
+        switch=load_switch(root, base_dir),
     )
     _refuse_exposed_secrets(root.table("security"), plan)
     return plan

@@ -8,6 +8,7 @@ from typing import Literal
 
 from runners.plan.readiness_model import ReadinessConfig
 from runners.plan.secret import Secret as Secret  # part of the plan model API
+from runners.plan.switch_model import SwitchSettings
 
 DEFAULT_WORKERS = 4
 DEFAULT_BATCH_MESSAGES = 200
@@ -107,6 +108,8 @@ class Plan:
     readiness: ReadinessConfig = field(default_factory=ReadinessConfig)
     #: ``[[waves]]`` in the plan's order (empty: the mailbox list's order, no pilot).
     wave_settings: tuple[WaveSettings, ...] = ()
+    #: ``[switch]``: the DNS records and the directory's routing attribute the cutover switch changes.
+    switch: SwitchSettings | None = None
 
     @property
     def target_domains(self) -> tuple[str, ...]:
