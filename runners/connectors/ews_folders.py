@@ -32,7 +32,7 @@ ARCHIVE_NAME = "Archive"
 #: Folders whose display names are kept from the plan (their items would be sent, or go nowhere a
 #: user looks): with non-mail folders found at the top level (Calendar, Contacts, ...), they make
 #: ``TargetLayout.reserved``.
-RESERVED_IDS = {"outbox": "its items are sent", "searchfolders": "it holds search folders"}
+RESERVED_IDS = {"outbox": "its items are sent"}
 RESERVED_NAMES = {
     "sync issues": "Outlook keeps synchronisation logs there",
     "conversation history": "Skype for Business keeps it",
@@ -105,7 +105,7 @@ class FolderTree:
         } | dict(RESERVED_NAMES)
         for node in self.root.children.values():
             if node.folder_class and not node.folder_class.startswith(MAIL_CLASS):
-                self.reserved[node.name.casefold()] = f"a {node.folder_class} folder, not for mail"
+                self.reserved[node.name.casefold()] = f"a {node.folder_class} folder, not one for mail"
 
     def _descendants(self) -> list[FolderNode]:
         assert self.root is not None
