@@ -25,7 +25,10 @@ CASES: list[tuple[tuple[str, ...], dict[str, object]]] = [
     (("\\Answered", "\\Seen"), {"read": True, "flag": None, "verb": 102, "categories": [], "draft": False}),
     (("$Forwarded",), {"read": False, "flag": None, "verb": 104, "categories": [], "draft": False}),
     (("\\Draft",), {"read": False, "flag": None, "verb": None, "categories": [], "draft": True}),
-    (("Work", "$label1", "\\Seen"), {"read": True, "flag": None, "verb": None, "categories": ["$label1", "Work"], "draft": False}),
+    (
+        ("Work", "$label1", "\\Seen"),
+        {"read": True, "flag": None, "verb": None, "categories": ["$label1", "Work"], "draft": False},
+    ),
 ]
 
 
@@ -33,10 +36,14 @@ CASES: list[tuple[tuple[str, ...], dict[str, object]]] = [
 def lab(tmp_path: Path, source_dovecot: DovecotServer, emulator_factory: EmulatorFactory) -> EwsLab:
     for n, (flags, _) in enumerate(CASES):
         body = message(f"case {n}", f"body {n}")
-        imapfill.append(source_dovecot, "alice", "INBOX", body, flags, ARRIVED + timedelta(days=n), master=True)
+        imapfill.append(
+            source_dovecot, "alice", "INBOX", body, flags, ARRIVED + timedelta(days=n), master=True
+        )
     for folder in ("Sent", "Projects", "Projects.2023", "projects", "Calendar", "Outbox"):
         imapfill.create_folder(source_dovecot, "alice", folder, master=True)
-        imapfill.append(source_dovecot, "alice", folder, message(f"in {folder}"), ("\\Seen",), ARRIVED, master=True)
+        imapfill.append(
+            source_dovecot, "alice", folder, message(f"in {folder}"), ("\\Seen",), ARRIVED, master=True
+        )
     for body in awkward_messages():
         imapfill.append(source_dovecot, "alice", "Projects.2023", body, (), ARRIVED, master=True)
     return make_ews_lab(tmp_path / "lab", source_dovecot, emulator_factory())
@@ -90,12 +97,16 @@ def test_a_rerun_creates_nothing(lab: EwsLab) -> None:
     code, summary = lab.run()
     assert code == 0, summary
     created = lab.emulator.requests.get("CreateItem", 0)
-    total = sum(len(lab.emulator.items(TARGETS["alice"], f)) for f in lab.emulator.folder_names(TARGETS["alice"]))
+    total = sum(
+        len(lab.emulator.items(TARGETS["alice"], f)) for f in lab.emulator.folder_names(TARGETS["alice"])
+    )
 
     code, again = lab.run()
 
     assert code == 0, again
     assert again["totals"]["copied"] == 0
     assert lab.emulator.requests.get("CreateItem", 0) == created
-    assert total == sum(len(lab.emulator.items(TARGETS["alice"], f)) for f in lab.emulator.folder_names(TARGETS["alice"]))
+    assert total == sum(
+        len(lab.emulator.items(TARGETS["alice"], f)) for f in lab.emulator.folder_names(TARGETS["alice"])
+    )
     assert EWS_PASSWORD not in str(again)

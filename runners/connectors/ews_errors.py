@@ -26,6 +26,7 @@ from exchangelib.errors import (
     UnauthorizedError,
 )
 
+from runners.connectors.ews_wire import HttpRefusal
 from runners.errors import AuthError, CommandError, ConnectionLost, MailboxFatal, ProtocolError, TlsError
 
 #: Refusals of one message: the others of the batch are fine.
@@ -49,7 +50,6 @@ MAILBOX_CODES = frozenset(
         "ErrorImpersonationDenied",
         "ErrorAccessDenied",
         "ErrorMailboxMoveInProgress",
-        "ErrorMailboxStoreUnavailable",
         "ErrorQuotaExceeded",
     }
 )
@@ -72,6 +72,8 @@ _STATUS = re.compile(r"Code: (\d{3})")
 
 def code_of(exc: BaseException) -> str:
     """The EWS ResponseCode an exchangelib exception stands for (its class name), or an HTTP status."""
+    if isinstance(exc, HttpRefusal):
+        return f"HTTP {exc.status}"
     if isinstance(exc, MalformedResponseError):
         status = http_status(exc)
         if status is not None:
@@ -88,6 +90,8 @@ def words(exc: BaseException) -> str:
     """The server's words, verbatim (the error classes scrub them): code, then its message text."""
     code = code_of(exc)
     text = str(exc).strip()
+    if isinstance(exc, HttpRefusal):
+        return text
     if isinstance(exc, MalformedResponseError) and code.startswith("HTTP "):
         # exchangelib's "Unknown failure in response. Code: 413 headers: {...} content: <body>"
         text = text.partition(" content: ")[2].strip() or "Request Entity Too Large"
@@ -106,6 +110,8 @@ def protocol_error(exc: BaseException, server: str, operation: str, account: str
             "or not allowed to use EWS)",
             "401",
         )
+    if isinstance(exc, HttpRefusal) and exc.status < 500:
+        return CommandError(server, operation, words(exc), code, status="ERROR")
     if code in MAILBOX_CODES:
         return MailboxFatal(server, operation, words(exc), code)
     if code in TRANSIENT_CODES or code.startswith("HTTP 5"):
@@ -114,6 +120,6 @@ def protocol_error(exc: BaseException, server: str, operation: str, account: str
         return TlsError(server, operation, str(exc))
     if isinstance(exc, ResponseMessageError | CASError | RedirectError | MalformedResponseError):
         return CommandError(server, operation, words(exc), code, status="ERROR")
-    if isinstance(exc, TransportError | EWSError | OSError):
+    if isinstance(exc, TransportError | EWSError | OSError | HttpRefusal):
         return ConnectionLost(server, operation, words(exc), code)
     return CommandError(server, operation, words(exc), code, status="ERROR")

@@ -26,6 +26,7 @@ from exchangelib import (
 )
 from exchangelib.protocol import BaseProtocol
 
+from runners.connectors.ews_wire import record_answer
 from runners.plan.ews_options import EwsOptions
 from runners.plan.model import Endpoint
 
@@ -41,7 +42,10 @@ class _TrustAdapter(requests.adapters.HTTPAdapter):
         verify = self.trust.get(urlsplit(request.url).netloc.lower())
         if verify is not None:
             kwargs["verify"] = verify
-        return super().send(request, *args, **kwargs)
+        response = super().send(request, *args, **kwargs)
+        status = int(response.status_code)
+        record_answer(status, str(response.reason or ""), "" if status == 200 else response.text)
+        return response
 
 
 _LOCK = threading.Lock()

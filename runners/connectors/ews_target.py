@@ -44,7 +44,7 @@ from runners.connectors.ews_items import (
     page_items,
 )
 from runners.connectors.ews_session import open_account
-from runners.connectors.ews_wire import Element, Wire, t
+from runners.connectors.ews_wire import Element, HttpRefusal, Wire, t
 from runners.connectors.keyed_recovery import KeyedRecovery
 from runners.errors import AuthError, CommandError, ProtocolError
 from runners.kept import KeptItem
@@ -101,7 +101,7 @@ class EwsTarget:
     ) -> list[Element | Exception]:
         try:
             return self.wire.call(name, payload, upload_bytes=upload_bytes)
-        except (EWSError, OSError) as exc:
+        except (EWSError, OSError, HttpRefusal) as exc:
             raise protocol_error(exc, self.server, f"{what} ({self.mailbox})", self.account_name) from None
 
     def _checked(self, name: str, payload: Element, what: str) -> list[Element]:
@@ -117,7 +117,7 @@ class EwsTarget:
         if self.tree.root is None:
             try:
                 self.tree.load()
-            except (EWSError, OSError) as exc:
+            except (EWSError, OSError, HttpRefusal) as exc:
                 raise protocol_error(
                     exc, self.server, f"GetFolder ({self.mailbox})", self.account_name
                 ) from None
@@ -146,7 +146,7 @@ class EwsTarget:
         tree = self._tree()
         try:
             return tree.create(folder)
-        except (EWSError, OSError) as exc:
+        except (EWSError, OSError, HttpRefusal) as exc:
             raise protocol_error(
                 exc, self.server, f"CreateFolder {folder} ({self.mailbox})", self.account_name
             ) from None
@@ -163,7 +163,7 @@ class EwsTarget:
         if known:
             try:
                 counts = tree.counts([node.id for _, node in known])
-            except (EWSError, OSError) as exc:
+            except (EWSError, OSError, HttpRefusal) as exc:
                 error = protocol_error(exc, self.server, f"GetFolder ({self.mailbox})", self.account_name)
                 return out | {name: error for name, _ in known}
             for (name, _), count in zip(known, counts, strict=True):
@@ -204,7 +204,7 @@ class EwsTarget:
             size = REQUEST_OVERHEAD + sum(encoded_size(i) for i in todo)
             try:
                 answers = self.wire.call("CreateItem", create_request(target, todo), upload_bytes=size)
-            except (EWSError, OSError) as exc:
+            except (EWSError, OSError, HttpRefusal) as exc:
                 if code_of(exc) == HTTP_413:
                     return [*done, *self._split(folder, target, todo, exc)]
                 raise protocol_error(

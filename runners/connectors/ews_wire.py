@@ -15,6 +15,7 @@ a duplicate; our engine retries after looking the item up by its key.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,29 @@ def tn(tag: str) -> str:
 
 def mn(tag: str) -> str:
     return f"{{{MNS}}}{tag}"
+
+
+class HttpRefusal(Exception):
+    """The web server in front of EWS refused the request with an HTTP status (413: too big for
+    maxAllowedContentLength) and closed the connection. exchangelib reads any closed connection as
+    "busy"; the status says what really happened."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}" + (f": {text}" if text else ""))
+        self.status = status
+
+
+_last = threading.local()
+
+
+def record_answer(status: int, reason: str, text: str) -> None:
+    """What the last HTTP answer on this thread was (the transport adapter calls this)."""
+    _last.answer = (status, f"{reason} {text}".strip()[:500])
+
+
+def last_answer() -> tuple[int, str] | None:
+    answer: tuple[int, str] | None = getattr(_last, "answer", None)
+    return answer
 
 
 def back_off_of(exc: ErrorServerBusy) -> float | None:
@@ -122,6 +146,9 @@ class Wire:
                         self.on_request(name)
                     results = service(account=self.account, chunk_size=1).run(payload)
             except ErrorServerBusy as exc:
+                answer = last_answer()
+                if str(exc).startswith("Caused by closed connection") and answer and answer[0] != 200:
+                    raise HttpRefusal(*answer) from None
                 self.busy(exc, attempt)
                 if attempt == BUSY_ATTEMPTS - 1:
                     raise
