@@ -24,12 +24,17 @@ TARGETS = {"alice": "alice@corp.example", "bob": "bob@corp.example", "carol": "c
 
 
 def ews_config(
-    mailboxes: dict[str, Mailbox] | None = None, *, impersonate: frozenset[str] = frozenset({"*"}), **options: Any
+    mailboxes: dict[str, Mailbox] | None = None,
+    *,
+    impersonate: frozenset[str] = frozenset({"*"}),
+    **options: Any,
 ) -> EwsConfig:
     return EwsConfig(
         accounts={SERVICE_ACCOUNT: EWS_PASSWORD},
         impersonation={SERVICE_ACCOUNT: impersonate},
-        mailboxes=mailboxes if mailboxes is not None else {address: Mailbox() for address in TARGETS.values()},
+        mailboxes=mailboxes
+        if mailboxes is not None
+        else {address: Mailbox() for address in TARGETS.values()},
         **options,
     )
 
@@ -74,11 +79,20 @@ class EwsLab:
         import subprocess
 
         return subprocess.run(
-            [*CUTOVER, *args], env=env or self.env, capture_output=True, text=True, timeout=timeout, cwd=self.root
+            [*CUTOVER, *args],
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
         )
 
-    def run(self, wave: str = "pilot", *extra: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-        proc = self.cutover("run", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra, env=env)
+    def run(
+        self, wave: str = "pilot", *extra: str, env: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        proc = self.cutover(
+            "run", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra, env=env
+        )
         assert EWS_PASSWORD not in proc.stdout + proc.stderr
         try:
             return proc.returncode, json.loads(proc.stdout)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from corpus import message
-from ews_lab import EwsLab, EmulatorFactory, emulator_factory, make_ews_lab
+from ews_lab import EmulatorFactory, EwsLab, emulator_factory, make_ews_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
@@ -34,7 +34,9 @@ ATTACHED = (
 def lab(tmp_path: Path, source_dovecot: DovecotServer, emulator_factory: EmulatorFactory) -> EwsLab:
     imapfill.append(source_dovecot, "alice", "INBOX", ATTACHED, ("\\Seen", "Project"), ARRIVED, master=True)
     for n, flags in enumerate([(), ("\\Flagged",), ("\\Answered", "\\Seen")]):
-        imapfill.append(source_dovecot, "alice", "INBOX", message(f"note {n}", f"text {n}"), flags, ARRIVED, master=True)
+        imapfill.append(
+            source_dovecot, "alice", "INBOX", message(f"note {n}", f"text {n}"), flags, ARRIVED, master=True
+        )
     lab = make_ews_lab(tmp_path / "lab", source_dovecot, emulator_factory())
     code, summary = lab.run()
     assert code == 0, summary
