@@ -32,7 +32,7 @@ class State(StrEnum):
 
 
 #: The categories that have checks; "target" comes back with the target side's own checks.
-CATEGORIES = ("dns", "directory", "source", "capacity")
+CATEGORIES = ("dns", "directory", "source", "capacity", "target")
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from runners.connectors.ews_items import (
     page_items,
 )
 from runners.connectors.ews_session import open_account
-from runners.connectors.ews_wire import Element, HttpRefusal, Wire, t
+from runners.connectors.ews_wire import Element, HttpRefusal, Wire, m, mn, t, tn
 from runners.connectors.keyed_recovery import KeyedRecovery
 from runners.errors import AuthError, CommandError, ProtocolError
 from runners.kept import KeptItem
@@ -315,6 +315,37 @@ class EwsTarget:
             raise ProtocolError(
                 self.server, f"set flags {folder}", "EWS items keep the flags they were created with"
             )
+
+    def mail_tips(self, recipients: Sequence[str]) -> dict[str, tuple[int | None, bool | None] | str]:
+        """GetMailTips (MaxMessageSize, MailboxFullStatus) for ``recipients``: ``{address: (max message
+        size, mailbox full)}``, or the server's words for a recipient it answered with an error
+        (readiness; learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/getmailtips-operation)."""
+        request = m("GetMailTips")
+        sending = m("SendingAs")
+        sending.append(t("EmailAddress", self.mailbox))
+        request.append(sending)
+        wanted = m("Recipients")
+        for address in recipients:
+            mailbox = t("Mailbox")
+            mailbox.append(t("EmailAddress", address))
+            wanted.append(mailbox)
+        request.append(wanted)
+        request.append(m("MailTipsRequested", "MaxMessageSize MailboxFullStatus"))
+        out: dict[str, tuple[int | None, bool | None] | str] = {}
+        for address, answer in zip(
+            recipients, self._call("GetMailTips", request, "GetMailTips"), strict=False
+        ):
+            if isinstance(answer, Exception):
+                out[address] = words(answer)
+                continue
+            tips = answer.find(mn("MailTips"))
+            size = tips.findtext(tn("MaxMessageSize")) if tips is not None else None
+            full = tips.findtext(tn("MailboxFull")) if tips is not None else None
+            out[address] = (
+                int(size) if size and size.isdigit() else None,
+                None if full is None else full.strip().lower() == "true",
+            )
+        return out
 
     def close(self) -> None:
         """Nothing to hang up: the HTTP sessions belong to the account's shared pool."""

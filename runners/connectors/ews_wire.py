@@ -33,9 +33,12 @@ BUSY_WITHOUT_WAIT_SECONDS = 5.0
 Element = Any  # an lxml element (lxml ships no types)
 
 
-def m(tag: str, **attrs: str) -> Element:
-    """An element of the messages namespace."""
-    return create_element(f"m:{tag}", attrs=attrs or None)
+def m(tag: str, text: str | None = None, **attrs: str) -> Element:
+    """An element of the messages namespace, with text if given."""
+    element = create_element(f"m:{tag}", attrs=attrs or None)
+    if text is not None:
+        element.text = text
+    return element
 
 
 def t(tag: str, text: str | None = None, **attrs: str) -> Element:
@@ -120,7 +123,10 @@ def operation(name: str) -> type[_Raw]:
     """The ``_Raw`` subclass for one EWS operation (``CreateItem``, ``FindItem``, ...)."""
     cls = _OPERATIONS.get(name)
     if cls is None:
-        cls = _OPERATIONS[name] = type(name, (_Raw,), {"SERVICE_NAME": name})
+        attributes: dict[str, Any] = {"SERVICE_NAME": name}
+        if name == "GetMailTips":  # its answers are MailTipsResponseMessageType elements (GetMailTips page)
+            attributes["_response_message_tag"] = classmethod(lambda _: mn("MailTipsResponseMessageType"))
+        cls = _OPERATIONS[name] = type(name, (_Raw,), attributes)
     return cls
 
 
