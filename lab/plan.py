@@ -25,6 +25,28 @@ SECRETS = {
 }
 
 
+#: ``cutover demo --target ews``: the service account the EWS emulator knows.
+EWS_ACCOUNT = ("svc-migrate@cloud.example", "ews-demo-secret")
+
+
+def _ews_target(lab: Lab, password_file: Path) -> str:
+    """The ``[target]`` table for the lab's EWS emulator (``Lab.start_ews``); the password in a file."""
+    assert lab.ews is not None
+    password_file.write_text(EWS_ACCOUNT[1] + "\n")
+    password_file.chmod(0o600)
+    return f"""[target]
+type = "ews"
+host = "{lab.host}"
+port = {lab.ews.port}
+auth = "basic"
+service_account = "{EWS_ACCOUNT[0]}"
+password = "file:{password_file}"
+ca_file = "{lab.ews.ca_file}"
+max_message_bytes = {data.TARGET_LIMIT}
+timeout = 20
+"""
+
+
 def write_plan(lab: Lab, state_dir: Path) -> Path:
     """The plan and mailbox list for the lab, with the secrets in files beside them."""
     state_dir = state_dir.resolve()
@@ -40,6 +62,19 @@ def write_plan(lab: Lab, state_dir: Path) -> Path:
     (state_dir / "mailboxes.csv").write_text("source,target,wave\n" + "\n".join(rows) + "\n")
     s = lab.services
     plan = state_dir / "plan.toml"
+    target = f"""[target]
+type = "imap"
+host = "{lab.host}"
+port = {s["target-imap"].port}
+security = "plain"
+auth = "master"
+master_user = "{data.TARGET_MASTER[0]}"
+master_password = "file:{pw["target-master"]}"
+max_message_bytes = {data.TARGET_LIMIT}
+timeout = 20
+"""
+    if lab.ews is not None:
+        target = _ews_target(lab, state_dir / "secrets" / "target-ews.pw")
     plan.write_text(
         f"""# Written by `cutover demo` for its embedded lab (every server on {lab.host}).
 [source]
@@ -52,17 +87,7 @@ master_user = "{data.LEGACY_MASTER[0]}"
 master_password = "file:{pw["legacy-master"]}"
 timeout = 20
 
-[target]
-type = "imap"
-host = "{lab.host}"
-port = {s["target-imap"].port}
-security = "plain"
-auth = "master"
-master_user = "{data.TARGET_MASTER[0]}"
-master_password = "file:{pw["target-master"]}"
-max_message_bytes = {data.TARGET_LIMIT}
-timeout = 20
-
+{target}
 [mailboxes]
 csv = "mailboxes.csv"
 
