@@ -90,7 +90,7 @@ def count(target: EwsEmulator, users: list[str]) -> tuple[int, int]:
     return items, drafts
 
 
-def plan_text(source: DovecotServer, target: EwsEmulator, users: list[str]) -> str:
+def plan_text(source: DovecotServer, target: EwsEmulator, users: list[str], batch_bytes: int) -> str:
     return f"""
 [source]
 type = "imap"
@@ -119,11 +119,13 @@ dir = "state"
 
 [run]
 workers = {len(users)}
-batch_bytes = {8 * 1024 * 1024}
+batch_bytes = {batch_bytes}
 """
 
 
-def measured_figures(scenario: str, run: Measured, target: EwsEmulator, users: list[str], total: int) -> Figures:
+def measured_figures(
+    scenario: str, run: Measured, target: EwsEmulator, users: list[str], total: int
+) -> Figures:
     items, drafts = count(target, users)
     return Figures(
         scenario, total, items, run.wall, run.cpu, run.max_rss_kb / 1024, sum(target.requests.values()), drafts,
@@ -165,7 +167,16 @@ def main() -> None:
     parser.add_argument("--mailboxes", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--output", choices=("text", "json"), default="text")
-    parser.add_argument("--profile", metavar="FILE", help="run the cutover scenario under profile_run.py (CPU timer)")
+    parser.add_argument(
+        "--batch-bytes",
+        type=int,
+        default=2 * 1024 * 1024,
+        help="[run] batch_bytes of the plan (default 2 MiB)",
+    )
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive exchangelib loop")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="run the cutover scenario under profile_run.py (CPU timer)"
+    )
     parser.add_argument("--naive-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ews-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--imap-port", type=int, help=argparse.SUPPRESS)
@@ -195,7 +206,7 @@ def main() -> None:
         target = emulator(users)
         try:
             plan = workdir / "plan.toml"
-            plan.write_text(plan_text(source, target, users), encoding="utf-8")
+            plan.write_text(plan_text(source, target, users, args.batch_bytes), encoding="utf-8")
             argv = [sys.executable, "-m", "cockpit.cli", "run", "--plan", str(plan), "--wave", WAVE,
                     "--output", "json", "--progress", "none"]  # fmt: skip
             if args.profile:
@@ -207,8 +218,10 @@ def main() -> None:
 
         target = emulator(users)
         try:
+            if args.no_naive:
+                return _print(args, total, users, results)
             argv = [sys.executable, str(Path(__file__).resolve()), "--naive-worker", "--ews-port", str(target.port),
-                    "--imap-port", str(source.imap_port), "--ca-file", target.ca_file, "--master", source.master_user,
+                    "--imap-port", str(source.imap_port), "--ca-file", str(target.ca_file), "--master", source.master_user,
                     "--users", ",".join(users)]  # fmt: skip
             run = run_measured(argv, env, workdir / "logs", "naive")
             results.append(measured_figures("naive exchangelib loop", run, target, users, total))
@@ -218,16 +231,25 @@ def main() -> None:
         source.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    _print(args, total, users, results)
+
+
+def _print(args: argparse.Namespace, total: int, users: list[str], results: list[Figures]) -> None:
     if args.output == "json":
         print(json.dumps({"goals": GOALS, "results": [r.as_dict() for r in results]}, indent=2))
         return
-    print(f"{total} messages, {len(users)} mailboxes, into the EWS emulator over loopback HTTPS")
-    print(f"{'scenario':<24}{'msg/s':>8}{'req/1000':>10}{'CPU s/1000':>12}{'peak RSS MB':>13}{'items':>8}{'drafts':>8}")
+    print(
+        f"batch_bytes {args.batch_bytes:,}; {total} messages, {len(users)} mailboxes, into the EWS emulator over loopback HTTPS"
+    )
+    print(
+        f"{'scenario':<24}{'msg/s':>8}{'req/1000':>10}{'CPU s/1000':>12}{'peak RSS MB':>13}{'items':>8}{'drafts':>8}"
+    )
     for r in results:
         d = r.as_dict()
         print(
             f"{r.scenario:<24}{d['messages_per_s']:>8}{d['requests_per_1000']:>10}{d['cpu_per_1000']:>12}"
-            f"{r.peak_rss_mb:>13.1f}{r.items:>8}{r.drafts:>8}" + ("" if r.returncode == 0 else f"  (exit {r.returncode})")
+            f"{r.peak_rss_mb:>13.1f}{r.items:>8}{r.drafts:>8}"
+            + ("" if r.returncode == 0 else f"  (exit {r.returncode})")
         )
         print(f"{'':<24}requests: {', '.join(f'{k} {v}' for k, v in sorted(r.by_operation.items()))}")
         if r.error:

@@ -6,6 +6,7 @@ mailbox of the plan shares it, sized to EWSMaxConcurrency. Its retry policy stay
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,12 @@ from runners.plan.ews_options import EwsOptions
 from runners.plan.model import Endpoint
 
 _AUTH = {"basic": BASIC, "ntlm": NTLM, "oauth": OAUTH2}
+
+# exchangelib logs whole requests (message bodies, headers) when something fails: never for our
+# logs or the terminal. Every failure reaches the operator as one of our errors instead.
+_library_log = logging.getLogger("exchangelib")
+_library_log.addHandler(logging.NullHandler())
+_library_log.propagate = False
 
 
 class _TrustAdapter(requests.adapters.HTTPAdapter):
