@@ -108,6 +108,14 @@ class EwsEmulator:
         with self._engine.lock:
             self._engine.injections.append(Injection(kind, operation, count, seconds, back_off_ms))
 
+    def hold(self, operation: str, count: int = 1) -> threading.Event:
+        """The next ``count`` requests of ``operation`` wait inside the server (counted as in
+        flight) until the returned event is set: a deterministic way to fill a concurrency budget."""
+        gate = threading.Event()
+        with self._engine.lock:
+            self._engine.injections.append(Injection("hold", operation, count, gate=gate))
+        return gate
+
     def clear_injections(self) -> None:
         with self._engine.lock:
             self._engine.injections.clear()

@@ -21,6 +21,7 @@ class Injection:
     remaining: int
     seconds: float = 0.0
     back_off_ms: int = 0
+    gate: threading.Event | None = None  # "hold": the request waits until the test sets it
 
 
 class Engine:

@@ -372,7 +372,19 @@ def _create_one(ctx: Context, mailbox: Mailbox, folder: Folder, node: ET.Element
                 "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
             ) from None
     if mime_node is None:
-        raise Unmodelled("messages created without MimeContent")
+        # A message made of properties (Subject, Body, recipients): the store holds the same
+        # properties a MIME import would give, so it goes through the same conversion.
+        raw = mime.from_properties(
+            subject=text_of(node.find(q("t:Subject"))),
+            body=node.find(q("t:Body")).text or "" if node.find(q("t:Body")) is not None else "",  # type: ignore[union-attr]
+            html=(node.find(q("t:Body")) is not None and node.find(q("t:Body")).get("BodyType") == "HTML"),  # type: ignore[union-attr]
+            recipients={
+                header: [
+                    text_of(a) for a in node.iterfind(f"{q(tag)}/{q('t:Mailbox')}/{q('t:EmailAddress')}")
+                ]
+                for header, tag in (("To", "t:ToRecipients"), ("Cc", "t:CcRecipients"), ("From", "t:From"))
+            },
+        )
     parsed = mime.ImportedMime(raw)
     extended: dict[PropKey, str | list[str]] = {}
     for prop in node.findall(q("t:ExtendedProperty")):
@@ -572,14 +584,18 @@ def _locate(ctx: Context, node: ET.Element) -> tuple[Mailbox, Item]:
     with ctx.store.lock:
         item = mailbox.find_item(item_id)
     if item is None:
-        try:
-            valid = len(base64.b64decode(item_id, validate=True)) > 10
-        except (binascii.Error, ValueError):
-            valid = False
-        if not valid:
+        if not _well_formed(item_id):
             raise ItemError("ErrorInvalidIdMalformed", "Id is malformed.")
         raise ItemError("ErrorItemNotFound", "The specified object was not found in the store.")
     return mailbox, item
+
+
+def _well_formed(opaque_id: str) -> bool:
+    """Whether an id could be one Exchange issued (base64 of a structure), else it is malformed."""
+    try:
+        return len(base64.b64decode(opaque_id, validate=True)) > 10
+    except (binascii.Error, ValueError):
+        return False
 
 
 def get_item(ctx: Context, body: ET.Element) -> list[str]:
@@ -695,7 +711,7 @@ def get_attachment(ctx: Context, body: ET.Element) -> list[str]:
         found = next((a for a in _attachments(mailbox) if a.attachment_id == wanted), None)
         if found is None:
             error = ItemError(
-                "ErrorInvalidIdMalformed" if len(wanted) < 10 else "ErrorItemNotFound",
+                "ErrorItemNotFound" if _well_formed(wanted) else "ErrorInvalidIdMalformed",
                 "The specified object was not found in the store.",
             )
             messages.append(failure("GetAttachment", error, element("m:Attachments")))

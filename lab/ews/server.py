@@ -24,7 +24,18 @@ from lab.ews.autodiscover import autodiscover_answer
 from lab.ews.context import Context, Unmodelled
 from lab.ews.engine import INJECTION_KINDS, Engine, Injection
 from lab.ews.schema import validate
-from lab.ews.soap import ItemError, SoapFault, fault, parse, q, response, short, text_of
+from lab.ews.soap import (
+    ItemError,
+    SoapFault,
+    element,
+    fault,
+    parse,
+    q,
+    response,
+    response_body,
+    short,
+    text_of,
+)
 
 EWS_PATH = "/ews/exchange.asmx"
 OPERATIONS: dict[str, Callable[[Context, ET.Element], list[str]]] = {
@@ -213,7 +224,18 @@ class Handler(BaseHTTPRequestHandler):
         except SoapFault as exc:
             self._refuse(operation, exc)
             return
-        answer = response(version, operation, messages)
+        if operation == "GetMailTips":
+            # GetMailTipsResponse carries its own ResponseClass and ResponseCode around the
+            # ResponseMessages (the GetMailTips page's example).
+            answer = response_body(
+                version,
+                operation,
+                element("m:ResponseCode", text="NoError"),
+                element("m:ResponseMessages", None, *messages),
+                attrs={"ResponseClass": "Success"},
+            )
+        else:
+            answer = response(version, operation, messages)
         drop = engine.take_injection(operation, ("drop_after",))
         if drop is not None:
             # The duplicate trap: the operation took effect, the client never hears of it.
@@ -233,8 +255,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _injected_before(self, operation: str) -> bool:
         engine = self.server.engine
-        injection = engine.take_injection(operation, ("http_503", "slow", "server_busy"))
+        injection = engine.take_injection(operation, ("hold", "http_503", "slow", "server_busy"))
         if injection is None:
+            return False
+        if injection.kind == "hold":
+            assert injection.gate is not None
+            injection.gate.wait(60)
             return False
         if injection.kind == "slow":
             time.sleep(injection.seconds)
