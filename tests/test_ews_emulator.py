@@ -626,3 +626,74 @@ def test_tamper_changes_what_getitem_returns(emulator: EwsEmulator) -> None:
     )
     assert item.attachments[0].data == b"changed"
     assert item.received.year == 2020
+
+
+# --- exchangelib drives it -------------------------------------------------------------------
+
+
+def exchangelib_trusting(ca_file: Path) -> type:
+    """A requests adapter that verifies TLS against the emulator's CA, for exchangelib's
+    ``BaseProtocol.HTTP_ADAPTER_CLS`` (exchangelib takes no CA path of its own)."""
+
+    class TrustEmulatorCA(requests.adapters.HTTPAdapter):
+        def cert_verify(self, conn: object, url: str, verify: object, cert: object) -> None:
+            super().cert_verify(conn, url, str(ca_file), cert)  # type: ignore[arg-type]
+
+    return TrustEmulatorCA
+
+
+def test_exchangelib_smoke(emulator: EwsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from exchangelib import BASIC, IMPERSONATION, Account, Configuration, Credentials, FailFast, Message
+    from exchangelib.extended_properties import ExtendedProperty
+    from exchangelib.folders import Folder
+    from exchangelib.protocol import BaseProtocol, close_connections
+
+    class Key(ExtendedProperty):  # type: ignore[misc]
+        property_set_id = KEY_SET
+        property_name = "CutoverKey"
+        property_type = "String"
+
+    class Flags(ExtendedProperty):  # type: ignore[misc]
+        property_tag = 0x0E07
+        property_type = "Integer"
+
+    monkeypatch.setattr(BaseProtocol, "HTTP_ADAPTER_CLS", exchangelib_trusting(emulator.ca_file))
+    Message.register("smoke_key", Key)
+    Message.register("smoke_flags", Flags)
+    try:
+        config = Configuration(
+            service_endpoint=emulator.url,
+            credentials=Credentials(SVC, SVC_PASSWORD),
+            auth_type=BASIC,
+            retry_policy=FailFast(),
+        )
+        account = Account("ann@corp.example", config=config, autodiscover=False, access_type=IMPERSONATION)
+        assert account.version.build.major_version == 15
+        message = Message(
+            account=account,
+            folder=account.inbox,
+            mime_content=mime_message(),
+            smoke_key="k-9",
+            smoke_flags=1,
+            is_read=True,
+            categories=["Finance"],
+        )
+        (created,) = account.bulk_create(
+            folder=account.inbox, items=[message], message_disposition="SaveOnly"
+        )
+        found = account.inbox.get(smoke_key="k-9")
+        assert (found.id, found.is_draft, found.is_read, found.categories) == (
+            created.id,
+            False,
+            True,
+            ["Finance"],
+        )
+        mime = account.inbox.all().only("mime_content").get(smoke_key="k-9").mime_content
+        assert b"Message-ID: <q4-numbers@old.example>" in mime
+        Folder(parent=account.msg_folder_root, name="Projects").save()
+        assert "Projects" in [f.name for f in account.msg_folder_root.children]
+        assert emulator.unknown_requests == []
+    finally:
+        Message.deregister("smoke_key")
+        Message.deregister("smoke_flags")
+        close_connections()
