@@ -697,3 +697,68 @@ def test_exchangelib_smoke(emulator: EwsEmulator, monkeypatch: pytest.MonkeyPatc
         Message.deregister("smoke_key")
         Message.deregister("smoke_flags")
         close_connections()
+
+
+def test_exchangelib_ntlm_handshake_authenticates_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exchangelib import IMPERSONATION, NTLM, Account, Configuration, Credentials, FailFast
+    from exchangelib.errors import UnauthorizedError
+    from exchangelib.protocol import BaseProtocol, close_connections
+
+    config = lab_config(
+        auth_modes=("ntlm",),
+        accounts={"CORP\\svc-ntlm": "ntlm-pw"},
+        impersonation={"CORP\\svc-ntlm": frozenset({"*"})},
+    )
+    with EwsEmulator(config) as emulator:
+        monkeypatch.setattr(BaseProtocol, "HTTP_ADAPTER_CLS", exchangelib_trusting(emulator.ca_file))
+        try:
+            for password in ("not-the-password", "ntlm-pw"):
+                settings = Configuration(
+                    service_endpoint=emulator.url,
+                    credentials=Credentials("CORP\\svc-ntlm", password),
+                    auth_type=NTLM,
+                    retry_policy=FailFast(),
+                )
+                if password == "ntlm-pw":
+                    account = Account(
+                        "ann@corp.example", config=settings, autodiscover=False, access_type=IMPERSONATION
+                    )
+                    assert account.inbox.total_count == 0
+                else:
+                    refused = Account(
+                        "ann@corp.example", config=settings, autodiscover=False, access_type=IMPERSONATION
+                    )
+                    with pytest.raises(UnauthorizedError):
+                        refused.inbox.total_count  # noqa: B018 - the first request authenticates
+        finally:
+            close_connections()
+        # Basic is not offered when only NTLM is configured.
+        basic = post(emulator, soap(create_item(mime_message())), user="CORP\\svc-ntlm", password="ntlm-pw")
+        assert basic.status_code == 401
+        assert basic.headers["WWW-Authenticate"] == "Negotiate, NTLM"  # requests joins repeated headers
+
+
+def test_exchangelib_account_mail_tips_is_refused_as_exchange_would(
+    emulator: EwsEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """exchangelib 5.6's ``Account.mail_tips`` puts "All" as text inside GetMailTips instead of a
+    MailTipsRequested element: Exchange's schema validation refuses that, and so does the emulator.
+    A client must send GetMailTips itself."""
+    from exchangelib import BASIC, IMPERSONATION, Account, Configuration, Credentials, FailFast
+    from exchangelib.errors import ErrorSchemaValidation
+    from exchangelib.protocol import BaseProtocol, close_connections
+
+    monkeypatch.setattr(BaseProtocol, "HTTP_ADAPTER_CLS", exchangelib_trusting(emulator.ca_file))
+    settings = Configuration(
+        service_endpoint=emulator.url,
+        credentials=Credentials(SVC, SVC_PASSWORD),
+        auth_type=BASIC,
+        retry_policy=FailFast(),
+    )
+    try:
+        account = Account("ann@corp.example", config=settings, autodiscover=False, access_type=IMPERSONATION)
+        with pytest.raises(ErrorSchemaValidation):
+            account.mail_tips  # noqa: B018 - the property sends the request
+    finally:
+        close_connections()
+    assert emulator.unknown_requests == ["GetMailTips: The element 'm:GetMailTips' cannot contain text."]

@@ -12,6 +12,7 @@ from types import TracebackType
 
 from lab.ews.config import EwsConfig
 from lab.ews.engine import INJECTION_KINDS, Engine, Injection
+from lab.ews.ntlm import register_accounts
 from lab.ews.server import _Server, serve
 from lab.ews.store import Item, Mailbox
 from lab.ews.tls import make_server_tls
@@ -45,6 +46,8 @@ class EwsEmulator:
     def start(self) -> EwsEmulator:
         if self._server is not None:
             return self
+        if "ntlm" in self.config.auth_modes:
+            register_accounts(self.config.accounts)
         self._directory = Path(tempfile.mkdtemp(prefix="ews-emulator-"))
         tls, self.ca_file = make_server_tls(self._directory, self.host, ("localhost",))
         self._server = serve(self._engine, tls, self.host)

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 from lab.ews import mime
 from lab.ews.context import Context, Unmodelled, prop_key
-from lab.ews.fielduris import FIELD_URIS
+from lab.ews.fielduris import FIELD_URIS, INDEXED_FIELD_URIS
 from lab.ews.folders import _page
 from lab.ews.soap import ItemError, element, failure, q, schema_error, success, text_of
 from lab.ews.store import (
@@ -110,6 +110,7 @@ class Shape:
                 f"The 'BodyType' element is invalid - The value '{self.body_type}' is invalid."
             )
         self.extended: list[tuple[PropKey, dict[str, str]]] = []
+        self.headers: list[str] = []  # single headers asked for by IndexedFieldURI
         extra = node.find(q("t:AdditionalProperties"))
         for path in extra if extra is not None else ():
             if path.tag == q("t:ExtendedFieldURI"):
@@ -122,7 +123,12 @@ class Shape:
                     raise SoapFaultInvalidProperty(uri)
                 self.fields.append(uri)
             else:
-                raise Unmodelled("IndexedFieldURI in an item shape")
+                uri = path.get("FieldURI", "")
+                if uri not in INDEXED_FIELD_URIS or not path.get("FieldIndex"):
+                    raise schema_error(f"The 'FieldURI' attribute is invalid - The value '{uri}' is invalid.")
+                if uri == "item:InternetMessageHeader":
+                    self.headers.append(path.get("FieldIndex", ""))
+                # contacts: and distributionlist: members don't apply to a message: left out.
         # MIME is asked for either way: IncludeMimeContent, or the item:MimeContent property.
         self.mime = self.mime or "item:MimeContent" in self.fields
         if find and self.mime:
@@ -182,7 +188,12 @@ def render_item(mailbox: Mailbox, item: Item, shape: Shape) -> str:
         add(element("t:IsResend", text="false"))
     if "item:IsUnmodified" in wanted:
         add(element("t:IsUnmodified", text="false"))
-    if "item:InternetMessageHeaders" in wanted and item.headers:
+    headers = (
+        item.headers
+        if "item:InternetMessageHeaders" in wanted
+        else [(k, v) for k, v in item.headers if k.lower() in {h.lower() for h in shape.headers}]
+    )
+    if headers:
         add(
             element(
                 "t:InternetMessageHeaders",
@@ -456,6 +467,7 @@ def _create_one(ctx: Context, mailbox: Mailbox, folder: Folder, node: ET.Element
             internet_message_id=parsed.internet_message_id,
         )
         folder.items[item.item_id] = item
+        mailbox.bytes_used += size
     return item
 
 

@@ -23,6 +23,7 @@ from lab.ews import directory, folders, items
 from lab.ews.autodiscover import autodiscover_answer
 from lab.ews.context import Context, Unmodelled
 from lab.ews.engine import INJECTION_KINDS, Engine, Injection
+from lab.ews.ntlm import Handshake
 from lab.ews.schema import validate
 from lab.ews.soap import (
     ItemError,
@@ -77,6 +78,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "Microsoft-IIS/10.0"
     sys_version = ""
     server: _Server
+    # NTLM authenticates the connection, and a handler serves one connection.
+    _handshake: Handshake | None = None
+    _ntlm_user: str | None = None
 
     def setup(self) -> None:
         self.request.settimeout(30)
@@ -138,11 +142,15 @@ class Handler(BaseHTTPRequestHandler):
             remaining -= len(chunk)
 
     def _authenticated(self) -> str | None:
-        """The logon name, or None once 401 has been answered (Basic over TLS here; see the
-        package documentation for NTLM)."""
+        """The logon name, or None once 401 has been answered: Basic per request, or NTLM per
+        connection (``lab.ews.ntlm``)."""
         config = self.server.engine.config
         header = self.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
+        if self._ntlm_user is not None and not header:
+            return self._ntlm_user
+        if scheme.lower() in ("ntlm", "negotiate") and "ntlm" in config.auth_modes:
+            return self._ntlm(token.strip())
         if scheme.lower() == "basic" and "basic" in config.auth_modes:
             try:
                 user, _, password = base64.b64decode(token, validate=True).decode().partition(":")
@@ -151,10 +159,43 @@ class Handler(BaseHTTPRequestHandler):
             expected = config.password_of(user)
             if expected is not None and expected == password:
                 return user
-        challenges = [f'Basic realm="{self.server.engine.base_url}"'] if "basic" in config.auth_modes else []
-        self.close_connection = False
-        self._send(401, b"", "text/html", challenges)
+        self._send(401, b"", "text/html", self._challenges())
         return None
+
+    def _challenges(self) -> list[str]:
+        modes = self.server.engine.config.auth_modes
+        challenges = ["Negotiate", "NTLM"] if "ntlm" in modes else []
+        if "basic" in modes:
+            challenges.append(f'Basic realm="{self.server.engine.base_url.partition("://")[2]}"')
+        return challenges
+
+    def _ntlm(self, token: str) -> str | None:
+        handshake = self._handshake
+        if handshake is None:
+            handshake = self._handshake = Handshake()
+        try:
+            challenge, principal = handshake.step(token)
+        except ValueError:
+            self._handshake = None
+            self._send(401, b"", "text/html", self._challenges())
+            return None
+        if challenge is not None:
+            self._send(401, b"", "text/html", [f"NTLM {challenge}"])
+            return None
+        self._handshake = None
+        user = next(
+            (
+                name
+                for name in self.server.engine.config.accounts
+                if name.lower() == (principal or "").lower()
+            ),
+            None,
+        )
+        if user is None:
+            self._send(401, b"", "text/html", self._challenges())
+            return None
+        self._ntlm_user = user
+        return user
 
     def _send(self, status: int, body: bytes, content_type: str, challenges: list[str] | None = None) -> None:
         self.server.engine.statuses[status] += 1
