@@ -762,3 +762,37 @@ def test_exchangelib_account_mail_tips_is_refused_as_exchange_would(
     finally:
         close_connections()
     assert emulator.unknown_requests == ["GetMailTips: The element 'm:GetMailTips' cannot contain text."]
+
+
+def test_item_error_fails_one_item_and_the_batch_goes_on(emulator: EwsEmulator) -> None:
+    emulator.inject("item_error", code="ErrorItemCorrupt")
+    batch = "".join(
+        f"<t:Message><t:MimeContent>{base64.b64encode(mime_message(f'b{n}', None)).decode()}</t:MimeContent>"
+        "</t:Message>"
+        for n in range(3)
+    )
+    create = (
+        '<m:CreateItem MessageDisposition="SaveOnly"><m:SavedItemFolderId><t:DistinguishedFolderId Id="inbox"/>'
+        f"</m:SavedItemFolderId><m:Items>{batch}</m:Items></m:CreateItem>"
+    )
+    answer = post(emulator, soap(create))
+    assert codes(answer) == ["ErrorItemCorrupt", "NoError", "NoError"]
+    assert sorted(i.subject for i in emulator.items("ann@corp.example")) == ["b1", "b2"]
+
+
+def test_demo_config_serves_the_lab_targets_mailboxes() -> None:
+    from lab import data
+    from lab.ews.demo import SERVICE_ACCOUNT, demo_config
+
+    lab = data.build()
+    config = demo_config(lab)
+    assert data.address(data.MISSING_ON_TARGET) not in config.mailboxes
+    assert config.may_impersonate(SERVICE_ACCOUNT[0], data.address("alice.adams"))
+    with EwsEmulator(config) as demo:
+        answer = post(
+            demo,
+            soap(create_item(mime_message()), impersonate=data.address("alice.adams")),
+            user=SERVICE_ACCOUNT[0],
+            password=SERVICE_ACCOUNT[1],
+        )
+        assert codes(answer) == ["NoError"]

@@ -21,8 +21,9 @@ Public API::
         emulator.autodiscover_url  # https://127.0.0.1:PORT/autodiscover/autodiscover.svc (POX: .xml)
         emulator.ca_file           # PEM of the throwaway CA that signed the server certificate
         emulator.host, emulator.port
-        emulator.inject("drop_after" | "http_503" | "slow" | "server_busy",
-                        operation="CreateItem", count=1, seconds=0.0, back_off_ms=30_000)
+        emulator.inject("drop_after" | "http_503" | "slow" | "server_busy" | "item_error",
+                        operation="CreateItem", count=1, seconds=0.0, back_off_ms=30_000,
+                        code="ErrorItemCorrupt")  # item_error: per item, the batch goes on
         gate = emulator.hold("GetFolder")  # the next GetFolder waits in the server until gate.set()
         emulator.clear_injections()
         emulator.items("ann@corp.example", "inbox")   # [Item]: every property as stored

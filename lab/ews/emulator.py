@@ -98,18 +98,21 @@ class EwsEmulator:
         *,
         seconds: float = 0.0,
         back_off_ms: int = 30_000,
+        code: str = "ErrorItemCorrupt",
     ) -> None:
         """The next ``count`` requests of ``operation`` meet ``kind``:
 
         - ``"drop_after"``: the operation succeeds, then the connection is dropped unanswered;
         - ``"http_503"``: HTTP 503 (IIS queueing), nothing done;
         - ``"slow"``: the answer comes ``seconds`` later (the operation still happens);
-        - ``"server_busy"``: ErrorServerBusy with ``BackOffMilliseconds`` = ``back_off_ms``, nothing done.
+        - ``"server_busy"``: ErrorServerBusy with ``BackOffMilliseconds`` = ``back_off_ms``, nothing done;
+        - ``"item_error"``: the next ``count`` items (not requests) of ``operation`` (CreateItem)
+          fail with ResponseCode ``code`` while the rest of the batch goes on.
         """
         if kind not in INJECTION_KINDS:
             raise ValueError(f"unknown injection {kind!r}; one of {', '.join(INJECTION_KINDS)}")
         with self._engine.lock:
-            self._engine.injections.append(Injection(kind, operation, count, seconds, back_off_ms))
+            self._engine.injections.append(Injection(kind, operation, count, seconds, back_off_ms, code=code))
 
     def hold(self, operation: str, count: int = 1) -> threading.Event:
         """The next ``count`` requests of ``operation`` wait inside the server (counted as in

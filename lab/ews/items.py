@@ -72,6 +72,14 @@ _ALL_SHAPE = (
     ).split()
 )
 _FLAG_STATUS = {0: "NotFlagged", 1: "Complete", 2: "Flagged"}
+#: MessageText for per-item errors a test injects (ResponseCode page's descriptions).
+INJECTED_TEXT = {
+    "ErrorItemCorrupt": "The item is corrupt.",
+    "ErrorInternalServerError": "An internal server error occurred. The operation failed.",
+    "ErrorInternalServerTransientError": "An internal server error occurred. Try again later.",
+    "ErrorMailboxStoreUnavailable": "The mailbox database is temporarily unavailable.",
+    "ErrorTimeoutExpired": "The request timed out.",
+}
 
 
 def _timestamp(value: datetime.datetime) -> str:
@@ -354,6 +362,9 @@ def create_item(ctx: Context, body: ET.Element) -> list[str]:
                     "ErrorMessageDispositionRequired", "MessageDisposition attribute is required."
                 )
             mailbox, folder = target if target is not None else ctx.folder(_drafts())
+            injected = ctx.item_fault()
+            if injected is not None:
+                raise ItemError(injected, INJECTED_TEXT.get(injected, "The operation failed."))
             item = _create_one(ctx, mailbox, folder, node)
         except ItemError as error:
             messages.append(failure("CreateItem", error, element("m:Items")))

@@ -360,7 +360,8 @@ def _context(engine: Engine, user: str, envelope: ET.Element) -> Context:
     else:
         own = config.mailbox(user)
         mailbox = own[0] if own else None
-    return Context(config, engine.store, user, mailbox, engine.now)
+    operation = _operation_name(envelope)
+    return Context(config, engine.store, user, mailbox, engine.now, lambda: engine.take_item_fault(operation))
 
 
 def serve(engine: Engine, tls: Any, host: str) -> _Server:
