@@ -796,3 +796,73 @@ def test_demo_config_serves_the_lab_targets_mailboxes() -> None:
             password=SERVICE_ACCOUNT[1],
         )
         assert codes(answer) == ["NoError"]
+
+
+def _malformed_folder(request: bytes) -> bytes:
+    return re.sub(rb'<t:DistinguishedFolderId Id="[a-z]+"\s*/>', b'<t:FolderId Id="not-an-id"/>', request)
+
+
+@pytest.mark.parametrize(
+    ("error_file", "make_request"),
+    [
+        (
+            "getfolder-operation.3.response.xml",
+            lambda: _malformed_folder(published("getfolder-operation.1.request.xml")),
+        ),
+        (
+            "findfolder-operation.3.response.xml",
+            lambda: _malformed_folder(published("findfolder-operation.1.request.xml")),
+        ),
+        (
+            "finditem-operation.3.response.xml",
+            lambda: _malformed_folder(published("finditem-operation.1.request.xml")),
+        ),
+        ("createfolder-operation.3.response.xml", lambda: published("createfolder-operation.1.request.xml")),
+        ("convertid-operation.3.response.xml", lambda: published("convertid-operation.1.request.xml")),
+        (
+            "resolvenames-operation.3.response.xml",
+            lambda: (
+                published("resolvenames-operation.1.request.xml")
+                .replace(b'ReturnFullContactData="true"', b'ReturnFullContactData="false"')
+                .replace(b"User2", b"nobody-by-that-name")
+            ),
+        ),
+    ],
+)
+def test_published_error_example_is_answered_with_the_same_code_and_elements(
+    emulator: EwsEmulator, error_file: str, make_request: object
+) -> None:
+    request = make_request()  # type: ignore[operator]
+    if error_file.startswith("createfolder"):
+        post(emulator, request, user="user1@contoso.com", password="user1-pw")  # the folders now exist
+    answer = post(emulator, request, user="user1@contoso.com", password="user1-pw")
+    assert answer.status_code == 200
+    expected = [
+        m for m in ET.fromstring(published(error_file)).iter() if local(m.tag).endswith("ResponseMessage")
+    ]
+    actual = messages(answer)
+    assert [m.get("ResponseClass") for m in actual][: len(expected)] == [
+        m.get("ResponseClass") for m in expected
+    ]
+    for want, got in zip(expected, actual, strict=False):
+        assert [local(c.tag) for c in got] == [local(c.tag) for c in want]
+        assert got.findtext(f"{{{M}}}ResponseCode") == (
+            want.findtext(f"{{{M}}}ResponseCode")
+            or want.findtext("{http://schemas.microsoft.com/exchange/services/2006/messages}ResponseCode")
+        )
+    assert emulator.unknown_requests == []
+
+
+def test_published_pox_error_example_shape(emulator: EwsEmulator) -> None:
+    """The published POX request (its namespace spelled https://) is not a request Exchange knows:
+    answered with the page's error example, ErrorCode 600 "Invalid Request"."""
+    answer = post(
+        emulator,
+        published("pox-autodiscover-request-for-exchange.1.request.xml"),
+        url=emulator.autodiscover_url.replace(".svc", ".xml"),
+    )
+    assert answer.status_code == 200
+    expected = ET.fromstring(published("pox-autodiscover-response-for-exchange.2.response.xml"))
+    got = ET.fromstring(answer.content)
+    assert [local(e.tag) for e in got.iter()] == [local(e.tag) for e in expected.iter()]
+    assert got.findtext(".//{*}ErrorCode") == expected.findtext(".//{*}ErrorCode") == "600"
