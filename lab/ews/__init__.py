@@ -13,7 +13,7 @@ Public API::
         accounts={"svc-migrate@corp.example": "secret"},          # logon name → password (Basic)
         impersonation={"svc-migrate@corp.example": frozenset({"*"})},  # ApplicationImpersonation scope
         mailboxes={"ann@corp.example": Mailbox(quota_bytes=None, max_message_size=10_485_760)},
-        # auth_modes=("basic",), request_limit=67_108_864, max_concurrency=27,
+        # auth_modes=("basic",) (and/or "ntlm"), request_limit=67_108_864, max_concurrency=27,
         # concurrency_back_off_ms=1000, version=EXCHANGE_2019
     )
     with EwsEmulator(config) as emulator:        # or .start() / .stop()
@@ -21,8 +21,11 @@ Public API::
         emulator.autodiscover_url  # https://127.0.0.1:PORT/autodiscover/autodiscover.svc (POX: .xml)
         emulator.ca_file           # PEM of the throwaway CA that signed the server certificate
         emulator.host, emulator.port
-        emulator.inject("drop_after" | "http_503" | "slow" | "server_busy",
-                        operation="CreateItem", count=1, seconds=0.0, back_off_ms=30_000)
+        emulator.inject("drop_after" | "http_503" | "slow" | "server_busy" | "item_error",
+                        operation="CreateItem", count=1, seconds=0.0, back_off_ms=30_000,
+                        code="ErrorItemCorrupt")  # item_error: per item, the batch goes on
+        gate = emulator.hold("GetFolder")  # the next GetFolder waits in the server until gate.set()
+        emulator.clear_injections()
         emulator.items("ann@corp.example", "inbox")   # [Item]: every property as stored
         emulator.mailbox("ann@corp.example")          # folders and items
         emulator.folder_names("ann@corp.example")     # ["Archive", "Inbox", "Inbox/Projects", …]

@@ -151,25 +151,34 @@ def _soap(engine: Engine, root: ET.Element) -> tuple[int, bytes, str]:
     return 200, answer.encode(), "text/xml; charset=utf-8"
 
 
+def _pox_error(code: str, message: str) -> tuple[int, bytes, str]:
+    """A POX error answer, as the POX response page's error example (HTTP 200, ErrorCode in the
+    body). The page shows 600 "Invalid Request"; 500 (address not found) and 601 (schema not
+    supported) are not listed there: they are what Exchange answers."""
+    error = element(
+        "Error",
+        {"Time": "00:00:00.0000000", "Id": "2477272924"},
+        element("ErrorCode", text=code),
+        element("Message", text=message),
+        element("DebugData"),
+    )
+    response = element("Response", {"xmlns": POX_RESPONSE}, error)
+    return 200, element("Autodiscover", {"xmlns": POX_RESPONSE}, response).encode(), "text/xml; charset=utf-8"
+
+
 def _pox(engine: Engine, root: ET.Element) -> tuple[int, bytes, str]:
-    address = (root.findtext(f"{{{POX_REQUEST}}}Request/{{{POX_REQUEST}}}EMailAddress") or "").strip()
-    schema = (
-        root.findtext(f"{{{POX_REQUEST}}}Request/{{{POX_REQUEST}}}AcceptableResponseSchema") or ""
-    ).strip()
+    request = f"{{{POX_REQUEST}}}Request"
+    address = (root.findtext(f"{request}/{{{POX_REQUEST}}}EMailAddress") or "").strip()
+    schema = (root.findtext(f"{request}/{{{POX_REQUEST}}}AcceptableResponseSchema") or "").strip()
+    if root.tag != f"{{{POX_REQUEST}}}Autodiscover" or not address:
+        engine.record_unknown("Autodiscover: not a POX request")
+        return _pox_error("600", "Invalid Request")
     if schema != POX_OUTLOOK:
         engine.record_unknown(f"Autodiscover: POX response schema {schema!r}")
-        return 400, b"", "text/html"
+        return _pox_error("601", "The requested schema version is not supported.")
     found = engine.config.mailbox(address)
     if found is None:
-        error = element(
-            "Error",
-            {"Time": "00:00:00.0000000", "Id": "2477272924"},
-            element("ErrorCode", text="500"),
-            element("Message", text="The email address can't be found."),
-            element("DebugData"),
-        )
-        answer = element("Autodiscover", {"xmlns": POX_RESPONSE}, element("Response", None, error))
-        return 200, answer.encode(), "text/xml; charset=utf-8"
+        return _pox_error("500", "The e-mail address cannot be found.")
     settings = _settings(engine, found[0])
     account = element(
         "Account",

@@ -51,6 +51,8 @@ class Context:
     user: str
     mailbox_address: str | None  # impersonated, or the account's own; None: no mailbox
     now: Callable[[], datetime.datetime]
+    #: an error code a test injected for the next item of this request's operation, if any
+    item_fault: Callable[[], str | None] = lambda: None
 
     def mailbox(self, explicit: str | None = None) -> Mailbox:
         """The mailbox a request means: the one named in a DistinguishedFolderId's Mailbox, else the

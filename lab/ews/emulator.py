@@ -12,6 +12,7 @@ from types import TracebackType
 
 from lab.ews.config import EwsConfig
 from lab.ews.engine import INJECTION_KINDS, Engine, Injection
+from lab.ews.ntlm import register_accounts
 from lab.ews.server import _Server, serve
 from lab.ews.store import Item, Mailbox
 from lab.ews.tls import make_server_tls
@@ -45,6 +46,8 @@ class EwsEmulator:
     def start(self) -> EwsEmulator:
         if self._server is not None:
             return self
+        if "ntlm" in self.config.auth_modes:
+            register_accounts(self.config.accounts)
         self._directory = Path(tempfile.mkdtemp(prefix="ews-emulator-"))
         tls, self.ca_file = make_server_tls(self._directory, self.host, ("localhost",))
         self._server = serve(self._engine, tls, self.host)
@@ -95,18 +98,29 @@ class EwsEmulator:
         *,
         seconds: float = 0.0,
         back_off_ms: int = 30_000,
+        code: str = "ErrorItemCorrupt",
     ) -> None:
         """The next ``count`` requests of ``operation`` meet ``kind``:
 
         - ``"drop_after"``: the operation succeeds, then the connection is dropped unanswered;
         - ``"http_503"``: HTTP 503 (IIS queueing), nothing done;
         - ``"slow"``: the answer comes ``seconds`` later (the operation still happens);
-        - ``"server_busy"``: ErrorServerBusy with ``BackOffMilliseconds`` = ``back_off_ms``, nothing done.
+        - ``"server_busy"``: ErrorServerBusy with ``BackOffMilliseconds`` = ``back_off_ms``, nothing done;
+        - ``"item_error"``: the next ``count`` items (not requests) of ``operation`` (CreateItem)
+          fail with ResponseCode ``code`` while the rest of the batch goes on.
         """
         if kind not in INJECTION_KINDS:
             raise ValueError(f"unknown injection {kind!r}; one of {', '.join(INJECTION_KINDS)}")
         with self._engine.lock:
-            self._engine.injections.append(Injection(kind, operation, count, seconds, back_off_ms))
+            self._engine.injections.append(Injection(kind, operation, count, seconds, back_off_ms, code=code))
+
+    def hold(self, operation: str, count: int = 1) -> threading.Event:
+        """The next ``count`` requests of ``operation`` wait inside the server (counted as in
+        flight) until the returned event is set: a deterministic way to fill a concurrency budget."""
+        gate = threading.Event()
+        with self._engine.lock:
+            self._engine.injections.append(Injection("hold", operation, count, gate=gate))
+        return gate
 
     def clear_injections(self) -> None:
         with self._engine.lock:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from lab.ews.config import EwsConfig
 from lab.ews.store import Store
 
-INJECTION_KINDS = ("drop_after", "http_503", "slow", "server_busy")
+INJECTION_KINDS = ("drop_after", "http_503", "slow", "server_busy", "item_error")
 
 
 @dataclass(slots=True)
@@ -21,6 +21,8 @@ class Injection:
     remaining: int
     seconds: float = 0.0
     back_off_ms: int = 0
+    gate: threading.Event | None = None
+    code: str = ""  # "item_error": the ResponseCode each affected item gets  # "hold": the request waits until the test sets it
 
 
 class Engine:
@@ -45,6 +47,11 @@ class Engine:
                     injection.remaining -= 1
                     return injection
         return None
+
+    def take_item_fault(self, operation: str) -> str | None:
+        """The code the next item of ``operation`` fails with, if a test injected one."""
+        injection = self.take_injection(operation, ("item_error",))
+        return injection.code if injection is not None else None
 
     def record_unknown(self, what: str) -> None:
         with self.lock:

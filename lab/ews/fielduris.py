@@ -93,3 +93,15 @@ FIELD_URIS = frozenset(
     """.split()
 )
 # The last line's values are in types.xsd (UnindexedFieldURIType) but missing from the page's table.
+
+#: IndexedFieldURI values (DictionaryURIType, IndexedFieldURI page:
+#: https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/indexedfielduri).
+#: The page lists "contacts:PhysicalAddress:Country"; types.xsd and clients use "...:CountryOrRegion".
+INDEXED_FIELD_URIS = frozenset(
+    """
+    item:InternetMessageHeader contacts:ImAddress contacts:PhysicalAddress:Street
+    contacts:PhysicalAddress:City contacts:PhysicalAddress:State contacts:PhysicalAddress:Country
+    contacts:PhysicalAddress:CountryOrRegion contacts:PhysicalAddress:PostalCode contacts:PhoneNumber
+    contacts:EmailAddress distributionlist:Members:Member
+    """.split()
+)

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 from lab.ews import mime
 from lab.ews.context import Context, Unmodelled, prop_key
-from lab.ews.fielduris import FIELD_URIS
+from lab.ews.fielduris import FIELD_URIS, INDEXED_FIELD_URIS
 from lab.ews.folders import _page
 from lab.ews.soap import ItemError, element, failure, q, schema_error, success, text_of
 from lab.ews.store import (
@@ -72,6 +72,14 @@ _ALL_SHAPE = (
     ).split()
 )
 _FLAG_STATUS = {0: "NotFlagged", 1: "Complete", 2: "Flagged"}
+#: MessageText for per-item errors a test injects (ResponseCode page's descriptions).
+INJECTED_TEXT = {
+    "ErrorItemCorrupt": "The item is corrupt.",
+    "ErrorInternalServerError": "An internal server error occurred. The operation failed.",
+    "ErrorInternalServerTransientError": "An internal server error occurred. Try again later.",
+    "ErrorMailboxStoreUnavailable": "The mailbox database is temporarily unavailable.",
+    "ErrorTimeoutExpired": "The request timed out.",
+}
 
 
 def _timestamp(value: datetime.datetime) -> str:
@@ -110,6 +118,7 @@ class Shape:
                 f"The 'BodyType' element is invalid - The value '{self.body_type}' is invalid."
             )
         self.extended: list[tuple[PropKey, dict[str, str]]] = []
+        self.headers: list[str] = []  # single headers asked for by IndexedFieldURI
         extra = node.find(q("t:AdditionalProperties"))
         for path in extra if extra is not None else ():
             if path.tag == q("t:ExtendedFieldURI"):
@@ -122,7 +131,12 @@ class Shape:
                     raise SoapFaultInvalidProperty(uri)
                 self.fields.append(uri)
             else:
-                raise Unmodelled("IndexedFieldURI in an item shape")
+                uri = path.get("FieldURI", "")
+                if uri not in INDEXED_FIELD_URIS or not path.get("FieldIndex"):
+                    raise schema_error(f"The 'FieldURI' attribute is invalid - The value '{uri}' is invalid.")
+                if uri == "item:InternetMessageHeader":
+                    self.headers.append(path.get("FieldIndex", ""))
+                # contacts: and distributionlist: members don't apply to a message: left out.
         # MIME is asked for either way: IncludeMimeContent, or the item:MimeContent property.
         self.mime = self.mime or "item:MimeContent" in self.fields
         if find and self.mime:
@@ -182,7 +196,12 @@ def render_item(mailbox: Mailbox, item: Item, shape: Shape) -> str:
         add(element("t:IsResend", text="false"))
     if "item:IsUnmodified" in wanted:
         add(element("t:IsUnmodified", text="false"))
-    if "item:InternetMessageHeaders" in wanted and item.headers:
+    headers = (
+        item.headers
+        if "item:InternetMessageHeaders" in wanted
+        else [(k, v) for k, v in item.headers if k.lower() in {h.lower() for h in shape.headers}]
+    )
+    if headers:
         add(
             element(
                 "t:InternetMessageHeaders",
@@ -343,6 +362,9 @@ def create_item(ctx: Context, body: ET.Element) -> list[str]:
                     "ErrorMessageDispositionRequired", "MessageDisposition attribute is required."
                 )
             mailbox, folder = target if target is not None else ctx.folder(_drafts())
+            injected = ctx.item_fault()
+            if injected is not None:
+                raise ItemError(injected, INJECTED_TEXT.get(injected, "The operation failed."))
             item = _create_one(ctx, mailbox, folder, node)
         except ItemError as error:
             messages.append(failure("CreateItem", error, element("m:Items")))
@@ -372,7 +394,19 @@ def _create_one(ctx: Context, mailbox: Mailbox, folder: Folder, node: ET.Element
                 "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
             ) from None
     if mime_node is None:
-        raise Unmodelled("messages created without MimeContent")
+        # A message made of properties (Subject, Body, recipients): the store holds the same
+        # properties a MIME import would give, so it goes through the same conversion.
+        raw = mime.from_properties(
+            subject=text_of(node.find(q("t:Subject"))),
+            body=node.find(q("t:Body")).text or "" if node.find(q("t:Body")) is not None else "",  # type: ignore[union-attr]
+            html=(node.find(q("t:Body")) is not None and node.find(q("t:Body")).get("BodyType") == "HTML"),  # type: ignore[union-attr]
+            recipients={
+                header: [
+                    text_of(a) for a in node.iterfind(f"{q(tag)}/{q('t:Mailbox')}/{q('t:EmailAddress')}")
+                ]
+                for header, tag in (("To", "t:ToRecipients"), ("Cc", "t:CcRecipients"), ("From", "t:From"))
+            },
+        )
     parsed = mime.ImportedMime(raw)
     extended: dict[PropKey, str | list[str]] = {}
     for prop in node.findall(q("t:ExtendedProperty")):
@@ -444,6 +478,7 @@ def _create_one(ctx: Context, mailbox: Mailbox, folder: Folder, node: ET.Element
             internet_message_id=parsed.internet_message_id,
         )
         folder.items[item.item_id] = item
+        mailbox.bytes_used += size
     return item
 
 
@@ -572,14 +607,18 @@ def _locate(ctx: Context, node: ET.Element) -> tuple[Mailbox, Item]:
     with ctx.store.lock:
         item = mailbox.find_item(item_id)
     if item is None:
-        try:
-            valid = len(base64.b64decode(item_id, validate=True)) > 10
-        except (binascii.Error, ValueError):
-            valid = False
-        if not valid:
+        if not _well_formed(item_id):
             raise ItemError("ErrorInvalidIdMalformed", "Id is malformed.")
         raise ItemError("ErrorItemNotFound", "The specified object was not found in the store.")
     return mailbox, item
+
+
+def _well_formed(opaque_id: str) -> bool:
+    """Whether an id could be one Exchange issued (base64 of a structure), else it is malformed."""
+    try:
+        return len(base64.b64decode(opaque_id, validate=True)) > 10
+    except (binascii.Error, ValueError):
+        return False
 
 
 def get_item(ctx: Context, body: ET.Element) -> list[str]:
@@ -695,7 +734,7 @@ def get_attachment(ctx: Context, body: ET.Element) -> list[str]:
         found = next((a for a in _attachments(mailbox) if a.attachment_id == wanted), None)
         if found is None:
             error = ItemError(
-                "ErrorInvalidIdMalformed" if len(wanted) < 10 else "ErrorItemNotFound",
+                "ErrorItemNotFound" if _well_formed(wanted) else "ErrorInvalidIdMalformed",
                 "The specified object was not found in the store.",
             )
             messages.append(failure("GetAttachment", error, element("m:Attachments")))

@@ -72,6 +72,19 @@ class ImportedMime:
             )
 
 
+def from_properties(*, subject: str, body: str, html: bool, recipients: dict[str, list[str]]) -> bytes:
+    """The MIME a message made of EWS properties converts to (no Date, no Message-ID: the store
+    has none for a message that was never sent)."""
+    message = EmailMessage(policy=email.policy.SMTP)
+    for header, addresses in recipients.items():
+        if addresses:
+            message[header] = ", ".join(addresses)
+    if subject:
+        message["Subject"] = subject
+    message.set_content(body, subtype="html" if html else "plain", charset="utf-8")
+    return message.as_bytes()
+
+
 def _one_line(value: str) -> str:
     return " ".join(value.split())
 

@@ -236,6 +236,8 @@ def _check_order(message: ET.Element) -> None:
     last = -1
     for child in message:
         local = short(child.tag).partition(":")[2]
+        if local not in MESSAGE_ORDER:
+            continue  # refused as undeclared when the children are validated
         position = MESSAGE_ORDER.index(local)
         if position < last:
             raise schema_error(

@@ -23,8 +23,20 @@ from lab.ews import directory, folders, items
 from lab.ews.autodiscover import autodiscover_answer
 from lab.ews.context import Context, Unmodelled
 from lab.ews.engine import INJECTION_KINDS, Engine, Injection
+from lab.ews.ntlm import Handshake
 from lab.ews.schema import validate
-from lab.ews.soap import ItemError, SoapFault, fault, parse, q, response, short, text_of
+from lab.ews.soap import (
+    ItemError,
+    SoapFault,
+    element,
+    fault,
+    parse,
+    q,
+    response,
+    response_body,
+    short,
+    text_of,
+)
 
 EWS_PATH = "/ews/exchange.asmx"
 OPERATIONS: dict[str, Callable[[Context, ET.Element], list[str]]] = {
@@ -66,6 +78,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "Microsoft-IIS/10.0"
     sys_version = ""
     server: _Server
+    # NTLM authenticates the connection, and a handler serves one connection.
+    _handshake: Handshake | None = None
+    _ntlm_user: str | None = None
 
     def setup(self) -> None:
         self.request.settimeout(30)
@@ -127,11 +142,15 @@ class Handler(BaseHTTPRequestHandler):
             remaining -= len(chunk)
 
     def _authenticated(self) -> str | None:
-        """The logon name, or None once 401 has been answered (Basic over TLS here; see the
-        package documentation for NTLM)."""
+        """The logon name, or None once 401 has been answered: Basic per request, or NTLM per
+        connection (``lab.ews.ntlm``)."""
         config = self.server.engine.config
         header = self.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
+        if self._ntlm_user is not None and not header:
+            return self._ntlm_user
+        if scheme.lower() in ("ntlm", "negotiate") and "ntlm" in config.auth_modes:
+            return self._ntlm(token.strip())
         if scheme.lower() == "basic" and "basic" in config.auth_modes:
             try:
                 user, _, password = base64.b64decode(token, validate=True).decode().partition(":")
@@ -140,10 +159,43 @@ class Handler(BaseHTTPRequestHandler):
             expected = config.password_of(user)
             if expected is not None and expected == password:
                 return user
-        challenges = [f'Basic realm="{self.server.engine.base_url}"'] if "basic" in config.auth_modes else []
-        self.close_connection = False
-        self._send(401, b"", "text/html", challenges)
+        self._send(401, b"", "text/html", self._challenges())
         return None
+
+    def _challenges(self) -> list[str]:
+        modes = self.server.engine.config.auth_modes
+        challenges = ["Negotiate", "NTLM"] if "ntlm" in modes else []
+        if "basic" in modes:
+            challenges.append(f'Basic realm="{self.server.engine.base_url.partition("://")[2]}"')
+        return challenges
+
+    def _ntlm(self, token: str) -> str | None:
+        handshake = self._handshake
+        if handshake is None:
+            handshake = self._handshake = Handshake()
+        try:
+            challenge, principal = handshake.step(token)
+        except ValueError:
+            self._handshake = None
+            self._send(401, b"", "text/html", self._challenges())
+            return None
+        if challenge is not None:
+            self._send(401, b"", "text/html", [f"NTLM {challenge}"])
+            return None
+        self._handshake = None
+        user = next(
+            (
+                name
+                for name in self.server.engine.config.accounts
+                if name.lower() == (principal or "").lower()
+            ),
+            None,
+        )
+        if user is None:
+            self._send(401, b"", "text/html", self._challenges())
+            return None
+        self._ntlm_user = user
+        return user
 
     def _send(self, status: int, body: bytes, content_type: str, challenges: list[str] | None = None) -> None:
         self.server.engine.statuses[status] += 1
@@ -213,7 +265,18 @@ class Handler(BaseHTTPRequestHandler):
         except SoapFault as exc:
             self._refuse(operation, exc)
             return
-        answer = response(version, operation, messages)
+        if operation == "GetMailTips":
+            # GetMailTipsResponse carries its own ResponseClass and ResponseCode around the
+            # ResponseMessages (the GetMailTips page's example).
+            answer = response_body(
+                version,
+                operation,
+                element("m:ResponseCode", text="NoError"),
+                element("m:ResponseMessages", None, *messages),
+                attrs={"ResponseClass": "Success"},
+            )
+        else:
+            answer = response(version, operation, messages)
         drop = engine.take_injection(operation, ("drop_after",))
         if drop is not None:
             # The duplicate trap: the operation took effect, the client never hears of it.
@@ -233,8 +296,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _injected_before(self, operation: str) -> bool:
         engine = self.server.engine
-        injection = engine.take_injection(operation, ("http_503", "slow", "server_busy"))
+        injection = engine.take_injection(operation, ("hold", "http_503", "slow", "server_busy"))
         if injection is None:
+            return False
+        if injection.kind == "hold":
+            assert injection.gate is not None
+            injection.gate.wait(60)
             return False
         if injection.kind == "slow":
             time.sleep(injection.seconds)
@@ -293,7 +360,8 @@ def _context(engine: Engine, user: str, envelope: ET.Element) -> Context:
     else:
         own = config.mailbox(user)
         mailbox = own[0] if own else None
-    return Context(config, engine.store, user, mailbox, engine.now)
+    operation = _operation_name(envelope)
+    return Context(config, engine.store, user, mailbox, engine.now, lambda: engine.take_item_fault(operation))
 
 
 def serve(engine: Engine, tls: Any, host: str) -> _Server:

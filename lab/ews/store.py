@@ -163,6 +163,7 @@ class Mailbox:
     address: str
     folders: dict[str, Folder] = field(default_factory=dict)
     distinguished: dict[str, str] = field(default_factory=dict)  # distinguished id → folder id
+    bytes_used: int = 0  # kept as items are added, so a quota check is not a scan of the mailbox
 
     def folder(self, distinguished_or_name: str) -> Folder:
         """A folder by distinguished id ("inbox") or by display path ("Inbox/Projects")."""
@@ -181,7 +182,7 @@ class Mailbox:
         return [f for f in self.folders.values() if f.parent_id == folder_id]
 
     def used_bytes(self) -> int:
-        return sum(item.size for folder in self.folders.values() for item in folder.items.values())
+        return self.bytes_used
 
     def find_item(self, item_id: str) -> Item | None:
         for folder in self.folders.values():
