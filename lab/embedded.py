@@ -35,8 +35,8 @@ from twisted.protocols.policies import WrappingFactory
 
 from lab import data
 from lab.dns_server import LabDNSFactory
-from lab.ews import EwsConfig, EwsEmulator
-from lab.ews import Mailbox as EwsMailbox
+from lab.ews import EwsEmulator
+from lab.ews.demo import demo_config
 from lab.imap_server import LabIMAPFactory
 from lab.ldap_server import DirectoryFactory, build_tree
 from lab.mailstore import MailStore
@@ -141,12 +141,9 @@ class Lab:
             raise LabError(f"the demo lab could not start: {exc}") from exc
         return self
 
-    def start_ews(self, account: tuple[str, str]) -> EwsEmulator:
-        """Exchange for the demo's target: the EWS emulator with a mailbox per lab mailbox, the
-        target's size limit, and ``account`` (name, password) holding ApplicationImpersonation."""
-        mailboxes = {m.address: EwsMailbox(max_message_size=data.TARGET_LIMIT) for m in self.data.mailboxes}
-        config = EwsConfig({account[0]: account[1]}, mailboxes, {account[0]: frozenset({"*"})})
-        self.ews = EwsEmulator(config, host=self.host).start()
+    def start_ews(self) -> EwsEmulator:
+        """Exchange for the demo's target (``cutover demo --target ews``): ``lab.ews.demo``."""
+        self.ews = EwsEmulator(demo_config(self.data), host=self.host).start()
         return self.ews
 
     def stop(self) -> None:

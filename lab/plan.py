@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab import data
+from lab.ews.demo import SERVICE_ACCOUNT
 
 if TYPE_CHECKING:
     from lab.embedded import Lab
@@ -25,21 +26,17 @@ SECRETS = {
 }
 
 
-#: ``cutover demo --target ews``: the service account the EWS emulator knows.
-EWS_ACCOUNT = ("svc-migrate@cloud.example", "ews-demo-secret")
-
-
 def _ews_target(lab: Lab, password_file: Path) -> str:
     """The ``[target]`` table for the lab's EWS emulator (``Lab.start_ews``); the password in a file."""
     assert lab.ews is not None
-    password_file.write_text(EWS_ACCOUNT[1] + "\n")
+    password_file.write_text(SERVICE_ACCOUNT[1] + "\n")
     password_file.chmod(0o600)
     return f"""[target]
 type = "ews"
 host = "{lab.host}"
 port = {lab.ews.port}
 auth = "basic"
-service_account = "{EWS_ACCOUNT[0]}"
+service_account = "{SERVICE_ACCOUNT[0]}"
 password = "file:{password_file}"
 ca_file = "{lab.ews.ca_file}"
 max_message_bytes = {data.TARGET_LIMIT}

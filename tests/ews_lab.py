@@ -127,6 +127,7 @@ def write_ews_plan(
     mailboxes: tuple[tuple[str, str], ...] = (("alice", "pilot"),),
     target_extra: str = "",
     tail: str = "",
+    auth: str = "basic",
 ) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "mailboxes.csv").write_text(
@@ -148,7 +149,7 @@ master_password = "env:SRC_MASTER_PW"
 type = "ews"
 host = "127.0.0.1"
 port = {emulator.port}
-auth = "basic"
+auth = "{auth}"
 service_account = "{SERVICE_ACCOUNT}"
 password = "env:EWS_PW"
 ca_file = "{emulator.ca_file}"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from dovecot_lab import CUTOVER
 
+from lab.ews.demo import SERVICE_ACCOUNT
+
 
 def test_the_demo_pilot_goes_into_exchange(tmp_path: Path) -> None:
     proc = subprocess.run(
@@ -35,4 +37,4 @@ def test_the_demo_pilot_goes_into_exchange(tmp_path: Path) -> None:
     )
     oversized = next(p for p in report["problems"] if p["key"] == "oversized-message")
     assert oversized["ok"], oversized  # the 2 MB limit holds on Exchange too: skipped, with its reason
-    assert "ews-demo-secret" not in proc.stdout + proc.stderr
+    assert SERVICE_ACCOUNT[1] not in proc.stdout + proc.stderr

@@ -134,3 +134,35 @@ def test_a_refused_login_is_final_and_names_the_account_never_the_password(
     assert "not-the-password-9" not in out and EWS_PASSWORD not in out
     assert lab.items() == []
     assert not [p for p in lab.root.rglob("*") if p.is_file() and b"not-the-password-9" in p.read_bytes()]
+
+
+def test_a_corrupt_item_fails_alone_and_goes_in_on_the_next_run(
+    tmp_path: Path, source_dovecot: DovecotServer, emulator_factory: EmulatorFactory
+) -> None:
+    fill(source_dovecot, "alice", 10)
+    emulator = emulator_factory()
+    emulator.inject("item_error", "CreateItem", count=1, code="ErrorItemCorrupt")
+    lab = make_ews_lab(tmp_path / "lab", source_dovecot, emulator)
+
+    _, summary = lab.run()
+
+    assert mailbox_of(summary, "alice")["state"] == "partial", summary
+    assert len(lab.items()) == 9
+    (reason,) = reasons(lab.root)
+    assert "ErrorItemCorrupt" in reason
+    code, again = lab.run()
+    assert code == 0, again
+    assert sorted(i.subject for i in lab.items()) == [f"alice {n}" for n in range(10)]
+
+
+def test_ntlm_logs_in(
+    tmp_path: Path, source_dovecot: DovecotServer, emulator_factory: EmulatorFactory
+) -> None:
+    fill(source_dovecot, "alice", 3)
+    emulator = emulator_factory(ews_config(auth_modes=("ntlm",)))
+    lab = make_ews_lab(tmp_path / "lab", source_dovecot, emulator, auth="ntlm")
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert len(lab.items()) == 3

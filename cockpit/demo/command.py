@@ -20,7 +20,7 @@ from pathlib import Path
 from cockpit.demo.report import demo_data, demo_text
 from cockpit.demo.scenario import run_scenario
 from lab.embedded import Lab, LabError
-from lab.plan import EWS_ACCOUNT, MARKER, write_plan
+from lab.plan import MARKER, write_plan
 from runners.errors import MigrationError
 from runners.plan.loader import load_plan
 
@@ -40,7 +40,7 @@ def demo_command(args: argparse.Namespace) -> int:
 def _headless(args: argparse.Namespace) -> int:
     with _state_dir(args.keep) as state_dir, Lab() as lab:
         if getattr(args, "target", "imap") == "ews":
-            lab.start_ews(EWS_ACCOUNT)
+            lab.start_ews()
         result = run_scenario(lab, state_dir, say=lambda line: print(f"demo: {line}", file=sys.stderr))
         report = demo_data(result, kept=args.keep)
         text = demo_text(result, report) if args.output == "text" else ""
@@ -64,7 +64,7 @@ def _interactive(args: argparse.Namespace) -> int:
         os.environ["NO_COLOR"] = "1"
     with _state_dir(args.keep) as state_dir, Lab() as lab:
         if getattr(args, "target", "imap") == "ews":
-            lab.start_ews(EWS_ACCOUNT)
+            lab.start_ews()
         plan = load_plan(write_plan(lab, state_dir))
         print("cutover demo: lab started on 127.0.0.1; running the readiness checks…", file=sys.stderr)
         record_run(plan, run_checks(plan, select()))

@@ -51,7 +51,8 @@ class _TrustAdapter(requests.adapters.HTTPAdapter):
             kwargs["verify"] = verify
         response = super().send(request, *args, **kwargs)
         status = int(response.status_code)
-        record_answer(status, str(response.reason or ""), "" if status == 200 else response.text)
+        # A 401's body stays unread: NTLM goes on on this very connection (requests_ntlm reads its socket).
+        record_answer(status, str(response.reason or ""), "" if status in (200, 401) else response.text)
         return response
 
 
