@@ -125,6 +125,9 @@ class EwsTarget:
 
     def _folder(self, folder: str) -> FolderNode:
         node = self._tree().find(folder)
+        if node is None:  # created since the tree was read (by another session): read it again
+            self.tree.root = None
+            node = self._tree().find(folder)
         if node is None:
             raise CommandError(
                 self.server, f"open folder {folder}", "no such folder in the mailbox", status="ERROR"
