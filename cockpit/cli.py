@@ -146,9 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         # The categories that have checks (a test holds this to the catalog; importing it here would
-        # slow every command down). "target" comes back with its own checks.
+        # slow every command down).
         "--category",
-        choices=("dns", "directory", "source", "capacity"),
+        choices=("dns", "directory", "source", "capacity", "target"),
         help="only this category",
     )
     check.add_argument(

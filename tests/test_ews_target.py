@@ -110,3 +110,16 @@ def test_a_rerun_creates_nothing(lab: EwsLab) -> None:
         len(lab.emulator.items(TARGETS["alice"], f)) for f in lab.emulator.folder_names(TARGETS["alice"])
     )
     assert EWS_PASSWORD not in str(again)
+
+
+def test_a_run_asks_autodiscover_for_the_ews_url(
+    tmp_path: Path, source_dovecot: DovecotServer, emulator_factory: EmulatorFactory
+) -> None:
+    imapfill.append(source_dovecot, "alice", "INBOX", message("found by autodiscover"), master=True)
+    emulator = emulator_factory()
+    lab = make_ews_lab(tmp_path / "lab", source_dovecot, emulator, target_extra="autodiscover = true")
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert [i.subject for i in lab.items()] == ["found by autodiscover"]
