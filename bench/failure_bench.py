@@ -20,7 +20,7 @@ What each part measures (every figure a median over ``--repeat`` runs, with p95 
   ledger's key and UIDVALIDITY (what the failure view passes; an index lookup), and by UID alone.
 * ``scan``: the readiness scan's longest-line test on a ``--scan-kb`` KB message whose lines are
   10,000 characters (just under ``checks.scan.MAX_LINE``: no finding, the regex's worst case):
-  ``max(map(len, body.split(b"\\n")))`` as ``checks.scan._inspect`` does it, against the regex
+  ``max(map(len, body.split(b"\\n")))`` as ``checks.message_scan.inspect`` does it, against the regex
   ``[^\\n]{MAX_LINE+1}`` it replaced, which restarts at every byte of a long line.
 """
 

@@ -31,7 +31,7 @@ class State(StrEnum):
     SKIPPED = "skipped"
 
 
-#: The categories that have checks; "target" comes back with the target side's own checks.
+#: The categories that have checks.
 CATEGORIES = ("dns", "directory", "source", "capacity", "target")
 
 

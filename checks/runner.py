@@ -99,8 +99,8 @@ def run_checks(
             if outcome.check_id in results:
                 return  # it timed out already and was reported then
             results[outcome.check_id] = outcome
-            done = len(results)
-        on_done(outcome, done, len(specs))
+            # Under the lock: one caller at a time, in the order of ``done`` (progress lines never mix).
+            on_done(outcome, len(results), len(specs))
 
     for spec in specs:
         box: list[Outcome] = []

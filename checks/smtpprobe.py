@@ -12,7 +12,15 @@ import ssl
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from checks.tlsprobe import CertInfo, cert_info, client_context, presented_certificate, verify_failure
+from checks.tlsprobe import (
+    CertFaults,
+    CertInfo,
+    cert_info,
+    client_context,
+    examine,
+    presented_certificate,
+    verify_failure,
+)
 
 
 class _Recorder:
@@ -35,15 +43,17 @@ class _Recorder:
 class TranscriptSMTP(smtplib.SMTP):
     """smtplib with a transcript of both sides (commands as sent, replies as received)."""
 
-    def __init__(self, *, timeout: float, local_hostname: str) -> None:
+    def __init__(self, *, timeout: float, local_hostname: str, tls_name: str | None = None) -> None:
         self.transcript: list[str] = []
+        #: The name STARTTLS asks for and checks, when we connect to an address (curl's --resolve).
+        self.tls_name = tls_name
         super().__init__(timeout=timeout, local_hostname=local_hostname)
 
     def connect(
         self, host: str = "localhost", port: int = 0, source_address: Any = None
     ) -> tuple[int, bytes]:
         # smtplib checks the certificate against the host given to __init__ only (we connect later).
-        self._host = host
+        self._host = self.tls_name or host
         return super().connect(host, port, source_address)
 
     def putcmd(self, cmd: str, args: str = "") -> None:
@@ -59,28 +69,36 @@ class TranscriptSMTP(smtplib.SMTP):
 
 @dataclass(slots=True)
 class SmtpProbe:
-    host: str
+    host: str  # the hub's name: what STARTTLS asks for and the certificate must carry
     port: int
+    #: Where to connect (an address for the name, or the name itself).
+    address: str = ""
     transcript: list[str] = field(default_factory=list)
     #: Why the conversation ended before STARTTLS could be judged (refused, timed out, no 220).
     failure: str | None = None
     starttls_offered: bool = False
-    #: STARTTLS refused by the server or the handshake failed, in the server's or OpenSSL's words.
+    #: STARTTLS refused by the server or the handshake failed (not for the certificate), in the
+    #: server's or OpenSSL's words.
     tls_error: str | None = None
-    #: The verified certificate, or on a failed verification what the server presented.
+    #: The verified certificate; on a failed handshake what the server presented.
     cert: CertInfo | None = None
     presented: CertInfo | str | None = None
+    #: The certificate failed verification: each of its faults (trust, name, expiry).
+    cert_faults: CertFaults | None = None
     #: EHLO keywords (lower-case) from the last EHLO: after STARTTLS when that succeeded.
     features: dict[str, str] = field(default_factory=dict)
 
 
-def probe_smtp(host: str, port: int, *, timeout: float, ca_file: str | None) -> SmtpProbe:
-    out = SmtpProbe(host, port)
-    smtp = TranscriptSMTP(timeout=timeout, local_hostname=_helo_name())
+def probe_smtp(
+    host: str, port: int, *, timeout: float, ca_file: str | None, address: str | None = None
+) -> SmtpProbe:
+    """Talk to ``host`` (connecting to ``address`` when given, with ``host`` as the TLS name)."""
+    out = SmtpProbe(host, port, address or host)
+    smtp = TranscriptSMTP(timeout=timeout, local_hostname=_helo_name(), tls_name=host)
     out.transcript = smtp.transcript
     try:
         _converse(smtp, out, ca_file, timeout)
-        if out.failure is None and out.tls_error is None:
+        if out.failure is None and out.tls_error is None and out.cert_faults is None:
             smtp.quit()  # polite, and its 221 completes the transcript
     except OSError:
         pass  # what mattered is already recorded; a failing QUIT changes nothing
@@ -91,7 +109,7 @@ def probe_smtp(host: str, port: int, *, timeout: float, ca_file: str | None) -> 
 
 def _converse(smtp: TranscriptSMTP, out: SmtpProbe, ca_file: str | None, timeout: float) -> None:
     try:
-        code, _ = smtp.connect(out.host, out.port)
+        code, _ = smtp.connect(out.address, out.port)
     except OSError as exc:
         out.failure = _socket_failure(exc, timeout, "waiting for the greeting")
         return
@@ -117,6 +135,9 @@ def _converse(smtp: TranscriptSMTP, out: SmtpProbe, ca_file: str | None, timeout
             )
             out.tls_error = f"STARTTLS answered {exc.smtp_code} {words}"
             return
+        except ssl.SSLCertVerificationError:
+            out.cert_faults = examine(lambda ctx: _starttls_socket(out, ctx, timeout), ca_file)
+            return
         except ssl.SSLError as exc:
             out.tls_error = verify_failure(exc)
             out.presented = presented_certificate(lambda ctx: _starttls_socket(out, ctx, timeout))
@@ -133,9 +154,9 @@ def _converse(smtp: TranscriptSMTP, out: SmtpProbe, ca_file: str | None, timeout
 
 def _starttls_socket(probe: SmtpProbe, context: ssl.SSLContext, timeout: float) -> ssl.SSLSocket:
     """A fresh conversation up to a finished STARTTLS handshake, for looking at the certificate."""
-    smtp = TranscriptSMTP(timeout=timeout, local_hostname=_helo_name())
+    smtp = TranscriptSMTP(timeout=timeout, local_hostname=_helo_name(), tls_name=probe.host)
     try:
-        smtp.connect(probe.host, probe.port)
+        smtp.connect(probe.address, probe.port)
         smtp.ehlo()
         smtp.starttls(context=context)
     except BaseException:

@@ -1,8 +1,9 @@
 """Server certificates as the readiness checks report them.
 
 A check verifies like a client would (system trust store plus the plan's ``ca_file``, host name
-checked). When that fails, ``presented_certificate`` looks at the certificate anyway, so the
-finding can say what the server presented: its subject, names and expiry, not only "verify failed".
+checked). When that fails, ``examine`` looks at the certificate anyway and judges trust, name and
+expiry apart (OpenSSL stops at the first fault; an untrusted certificate would hide its expiry),
+so the findings say every fault and what the server presented, not only "verify failed".
 """
 
 from __future__ import annotations
@@ -100,6 +101,41 @@ def presented_certificate(handshake: Handshake) -> CertInfo | str:
     skipping time and name checks, so that ``getpeercert()`` decodes it. Returns a description of
     what could be learned instead when even that fails.
     """
+    der = _fetch(handshake)
+    return der if isinstance(der, str) else _decoded(handshake, der)
+
+
+@dataclass(frozen=True, slots=True)
+class CertFaults:
+    """Each fault of a certificate judged on its own: one never hides another."""
+
+    #: What the server presented (decoded), or what could be learned when it can't be decoded.
+    presented: CertInfo | str
+    #: OpenSSL's reason the chain doesn't verify, time left aside ("self-signed certificate").
+    untrusted: str | None = None
+    #: OpenSSL's reason the certificate doesn't name the host ("Hostname mismatch, ...").
+    mismatch: str | None = None
+
+
+def examine(handshake: Handshake, ca_file: str | None) -> CertFaults:
+    """After a failed verification: trust, name and expiry, each on a handshake of its own.
+
+    Trust: the client's trust store with the time check off. Name: a context trusting exactly the
+    presented certificate (time off, name on), so only the name can fail. Expiry: the decoded notAfter.
+    """
+    der = _fetch(handshake)
+    if isinstance(der, str):
+        return CertFaults(der)
+    trust = client_context(ca_file)
+    trust.check_hostname = False
+    trust.verify_flags |= _NO_CHECK_TIME
+    name = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    name.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | _NO_CHECK_TIME
+    name.load_verify_locations(cadata=der)
+    return CertFaults(_decoded(handshake, der), _refusal(handshake, trust), _refusal(handshake, name))
+
+
+def _fetch(handshake: Handshake) -> bytes | str:
     blind = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     blind.check_hostname = False
     blind.verify_mode = ssl.CERT_NONE
@@ -108,9 +144,10 @@ def presented_certificate(handshake: Handshake) -> CertInfo | str:
             der = sock.getpeercert(binary_form=True)
     except (OSError, ValueError) as exc:
         return f"the certificate could not be fetched: {exc}"
-    if not der:
-        return "the server presented no certificate"
-    fingerprint = "certificate SHA-256 " + hashlib.sha256(der).hexdigest()
+    return der or "the server presented no certificate"
+
+
+def _decoded(handshake: Handshake, der: bytes) -> CertInfo | str:
     reader = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     reader.check_hostname = False
     reader.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | _NO_CHECK_TIME
@@ -120,15 +157,30 @@ def presented_certificate(handshake: Handshake) -> CertInfo | str:
             peer = sock.getpeercert()
         return cert_info(peer or {})
     except (OSError, ValueError):
-        return fingerprint
+        return "certificate SHA-256 " + hashlib.sha256(der).hexdigest()
 
 
-def judge(cert: CertInfo, warn_days: int, now: dt.datetime | None = None) -> tuple[Severity, str]:
-    """Days to expiry: expired is a blocker, closer than ``warn_days`` a warning."""
+def _refusal(handshake: Handshake, context: ssl.SSLContext) -> str | None:
+    """None when the handshake verifies with ``context``; else OpenSSL's reason."""
+    try:
+        with handshake(context):
+            return None
+    except ssl.SSLError as exc:
+        return verify_failure(exc)
+    except (OSError, ValueError) as exc:
+        return f"could not be checked: {exc}"
+
+
+def judge(
+    cert: CertInfo, warn_days: int, now: dt.datetime | None = None, *, block_days: int = 0
+) -> tuple[Severity, str]:
+    """Days to expiry: expired or closer than ``block_days`` is a blocker, closer than ``warn_days`` a warning."""
     days = cert.days_left(now)
     until = f"{cert.not_after:%Y-%m-%d}"
     if days < 0:
         return Severity.BLOCKER, f"certificate expired {-days:.0f} days ago ({until})"
+    if days < block_days:
+        return Severity.BLOCKER, f"certificate expires in {days:.0f} days ({until})"
     if days < warn_days:
         return Severity.WARNING, f"certificate expires in {days:.0f} days ({until})"
     return Severity.PASS, f"certificate valid for {days:.0f} more days (until {until})"

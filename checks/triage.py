@@ -55,7 +55,14 @@ class Triage:
 
 def find_entry(plan: Plan, address: str) -> MailboxEntry | None:
     wanted = address.strip().lower()
-    return next((m for m in plan.mailboxes if wanted in (m.source.lower(), m.target.lower())), None)
+    return next(
+        (
+            m
+            for m in plan.mailboxes
+            if wanted in (m.source.lower(), m.target.lower(), (m.address or "").lower())
+        ),
+        None,
+    )
 
 
 def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
@@ -84,7 +91,14 @@ def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
     if plan.state_db.exists():
         store = StateStore(plan.state_db, read_only=True)  # the helpdesk may not write the state directory
         try:
-            _read_state(store, entry, {address, entry.source, entry.target}, result)
+            # Findings name a mailbox by its address when the list gives one (checks.families.identity).
+            names = {
+                address,
+                entry.source,
+                entry.target,
+                *((entry.address.lower(),) if entry.address else ()),
+            }
+            _read_state(store, entry, names, result)
         finally:
             store.close()
     if compare:

@@ -96,7 +96,11 @@ IMAP_TARGET = TargetCapabilities(
 #: creation, CreateItem batches by count (exchangelib's 100) and by bytes (the 64 MiB request limit
 #: less base64's third; the session lowers both to the plan's ``batch_items``/``request_limit_bytes``).
 EWS_TARGET = TargetCapabilities(
-    keeps_bytes=False, batch_messages=100, batch_bytes=48 * 1024 * 1024, flags_mutable=False, connections_per_mailbox=2
+    keeps_bytes=False,
+    batch_messages=100,
+    batch_bytes=48 * 1024 * 1024,
+    flags_mutable=False,
+    connections_per_mailbox=2,
 )
 
 register_source(AdapterSpec("imap", "runners.connectors.imap_source:open_session"))

@@ -13,7 +13,8 @@ Zones (every one on both servers, NS ns1/ns2 = primary/secondary on port 53):
 - ``broken.test``: MX at an IP literal and at a host without address; SPF with 3 void lookups;
   DMARC without p=; a testing-mode policy that lists no current MX; no autodiscover.
 - ``null.test``: null MX only, no SPF, no DMARC.
-- ``target.test``: the target platform's hosts (its MX hosts, autodiscover, SPF include).
+- ``target.test``: the target platform's hosts (its MX hosts, autodiscover, SPF include), and
+  ``owa`` on the policy host, whose certificate doesn't name it.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ mta-sts IN A {web}
         "null.test": (2024060101, "@ IN MX 0 .\n"),
         "target.test": (
             2024060101,
-            """autodiscover IN A 127.0.0.1
+            f"""autodiscover IN A 127.0.0.1
+owa IN A {web}
 spf IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
 good-test.mail IN A 127.0.0.1
 moved-test.mail IN A 127.0.0.1

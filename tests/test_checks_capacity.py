@@ -22,7 +22,7 @@ from servers import imapfill
 from servers.dovecot import DovecotServer, find_dovecot
 from servers.https import NginxServer, find_nginx
 from servers.smtp import EximServer, find_exim
-from servers.tlsca import Leaf, ThrowawayCA
+from servers.tlsca import Leaf, ThrowawayCA, self_signed
 
 from checks.model import Finding, Severity, State
 from checks.runner import CheckRun, run_checks, select
@@ -68,9 +68,15 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     certs = {
         "valid": ca.issue("valid", days=365),
         "expiring": ca.issue("expiring", days=5),
+        "soon": ca.issue("soon", days=20),
         "expired": ca.issue("expired", days=-3),
         "wrong": ca.issue("wrong", days=365, dns=("wrong.example.net",), ips=()),
         "untrusted": stranger.issue("untrusted", days=365),
+        # Two faults at once: each must be its own finding.
+        "selfexp": self_signed(directory / "self", "selfexp", days=5),
+        "wrongexp": ca.issue("wrongexp", days=5, dns=("wrong.example.net",), ips=()),
+        # A name that resolves nowhere yet: reached through [capacity] addresses.
+        "named": ca.issue("named", days=365, dns=("mail.cutover.test",), ips=()),
     }
     started: list[DovecotServer | NginxServer | EximServer] = []
     try:
@@ -89,6 +95,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             "plain": EximServer(tls=None, size_limit="50M", hostname="hub-plain.cutover.test"),
             "untrusted": EximServer(tls=certs["untrusted"], size_limit="50M", hostname="hub-x.cutover.test"),
             "broken": EximServer(tls=certs["valid"], unreadable_key=True, hostname="hub-broken.cutover.test"),
+            "named": EximServer(tls=certs["named"], size_limit="50M", hostname="mail.cutover.test"),
         }
         for hub in hubs.values():
             started.append(hub.start())
@@ -184,7 +191,11 @@ def refused_port() -> Iterator[int]:
 # --- TGT-HTTPS-001 ------------------------------------------------------------------------
 
 
-def test_endpoints_pass_warn_and_block_on_their_certificates_and_answers(
+def severities(found: dict[tuple[str, str], Finding], key: str) -> dict[str, Severity]:
+    return {obj: f.severity for (obj, k), f in found.items() if k == key}
+
+
+def test_endpoints_answers_and_each_certificate_fault_apart(
     tmp_path: Path, servers: Servers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = servers.nginx.url
@@ -192,40 +203,120 @@ def test_endpoints_pass_warn_and_block_on_their_certificates_and_answers(
         "ews": url("valid", "/EWS/Exchange.asmx"),
         "owa": url("valid", "/owa"),
         "autodiscover": url("expiring", "/autodiscover/autodiscover.xml"),
+        "soon": url("soon", "/owa"),
         "expired": url("expired", "/owa"),
         "misnamed": url("wrong", "/owa"),
         "untrusted": url("untrusted", "/owa"),
+        "selfexp": url("selfexp", "/down"),
+        "wrongexp": url("wrongexp", "/owa"),
         "down": url("valid", "/down"),
         "typo": url("valid", "/EWS/Exchange.asmxx"),
     }
     table = ", ".join(f'{k} = "{v}"' for k, v in endpoints.items())
     lab = make(tmp_path, servers, f"endpoints = {{ {table} }}")
 
-    got = {
-        obj: f for (obj, _), f in findings(run(lab, monkeypatch, "TGT-HTTPS-001"), "TGT-HTTPS-001").items()
-    }
+    got = findings(run(lab, monkeypatch, "TGT-HTTPS-001"), "TGT-HTTPS-001")
 
-    assert {k: f.severity for k, f in got.items()} == {
-        "ews": Severity.PASS, "owa": Severity.PASS, "autodiscover": Severity.WARNING,
-        "expired": Severity.BLOCKER, "misnamed": Severity.BLOCKER, "untrusted": Severity.BLOCKER,
-        "down": Severity.BLOCKER, "typo": Severity.WARNING,
+    P, W, B = Severity.PASS, Severity.WARNING, Severity.BLOCKER
+    # The answer: judged even behind a certificate that fails (selfexp's back end is down).
+    assert severities(got, "") == {
+        "ews": P, "owa": P, "autodiscover": P, "soon": P, "expired": P, "misnamed": P, "untrusted": P,
+        "selfexp": B, "wrongexp": P, "down": B, "typo": W,
+    }  # fmt: skip
+    # Trust, name and expiry: three findings, one fault never hiding another. Defaults: warn
+    # below 30 days, block below 7.
+    assert severities(got, "cert-trust") == {**dict.fromkeys(endpoints, P), "untrusted": B, "selfexp": B}
+    assert severities(got, "cert-name") == {**dict.fromkeys(endpoints, P), "misnamed": B, "wrongexp": B}
+    assert severities(got, "cert-expiry") == {
+        **dict.fromkeys(endpoints, P), "autodiscover": B, "soon": W, "expired": B, "selfexp": B, "wrongexp": B,
     }  # fmt: skip
     # The server's own words: status line and headers as sent, and the certificate's details.
-    assert "HTTP/1.1 401 Unauthorized" in got["ews"].evidence
-    assert "WWW-Authenticate: Negotiate" in got["ews"].evidence
-    assert "SAN DNS:localhost, IP Address:127.0.0.1" in got["ews"].evidence
-    assert "certificate valid for 365 more days" in got["ews"].observed
-    assert "HTTP/1.1 200 OK" in got["owa"].evidence
-    assert "expires in 5 days" in got["autodiscover"].title
-    assert f"notAfter {servers.certs['expiring'].not_after:%Y-%m-%d}" in got["autodiscover"].evidence
+    ews = got[("ews", "")]
+    assert "HTTP/1.1 401 Unauthorized" in ews.evidence and "WWW-Authenticate: Negotiate" in ews.evidence
+    assert "SAN DNS:localhost, IP Address:127.0.0.1" in got[("ews", "cert-name")].evidence
+    assert "certificate valid for 365 more days" in got[("ews", "cert-expiry")].observed
+    assert "HTTP/1.1 200 OK" in got[("owa", "")].evidence
+    assert "expires in 5 days" in got[("autodiscover", "cert-expiry")].title
+    assert "expires in 20 days" in got[("soon", "cert-expiry")].title
+    assert (
+        f"notAfter {servers.certs['expiring'].not_after:%Y-%m-%d}"
+        in got[("autodiscover", "cert-expiry")].evidence
+    )
+    assert "certificate expired 3 days ago" in got[("expired", "cert-expiry")].title
     # Failed verification: OpenSSL's reason, and what the server presented all the same.
-    assert "certificate has expired" in got["expired"].title
-    assert f"notAfter {servers.certs['expired'].not_after:%Y-%m-%d}" in got["expired"].evidence
-    assert "mismatch" in got["misnamed"].observed and "SAN DNS:wrong.example.net" in got["misnamed"].evidence
-    assert "unable to get local issuer certificate" in got["untrusted"].observed
-    assert "issuer CN=unknown CA" in got["untrusted"].evidence
-    assert "HTTP/1.1 503 Service Temporarily Unavailable" in got["down"].evidence
-    assert "404" in got["typo"].title
+    assert "mismatch" in got[("misnamed", "cert-name")].observed
+    assert "SAN DNS:wrong.example.net" in got[("misnamed", "cert-name")].evidence
+    assert "unable to get local issuer certificate" in got[("untrusted", "cert-trust")].observed
+    assert "issuer CN=unknown CA" in got[("untrusted", "cert-trust")].evidence
+    assert "self-signed certificate" in got[("selfexp", "cert-trust")].observed
+    assert "expires in 5 days" in got[("selfexp", "cert-expiry")].title
+    assert "HTTP/1.1 503 Service Temporarily Unavailable" in got[("selfexp", "")].evidence
+    assert "mismatch" in got[("wrongexp", "cert-name")].observed
+    assert "expires in 5 days" in got[("wrongexp", "cert-expiry")].title
+    assert "HTTP/1.1 503 Service Temporarily Unavailable" in got[("down", "")].evidence
+    assert "404" in got[("typo", "")].title
+
+
+def test_expiry_thresholds_come_from_the_plan(
+    tmp_path: Path, servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = servers.nginx.url
+    lab = make(
+        tmp_path, servers,
+        f'endpoints = {{ a = "{url("expiring")}", b = "{url("soon")}", c = "{url("expired")}" }}\n'
+        "cert_warn_days = 10\ncert_block_days = 3",
+    )  # fmt: skip
+    got = findings(run(lab, monkeypatch, "TGT-HTTPS-001"), "TGT-HTTPS-001")
+    assert severities(got, "cert-expiry") == {
+        "a": Severity.WARNING,
+        "b": Severity.PASS,
+        "c": Severity.BLOCKER,
+    }
+    assert got[("a", "cert-expiry")].expected == "a certificate valid for at least 10 more days"
+
+
+def test_a_name_is_checked_on_the_certificate_while_connecting_to_the_plan_address(
+    tmp_path: Path, servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = {site: servers.nginx.ports[site] for site in ("named", "valid")}
+    hubs = servers.hubs
+    lab = make(
+        tmp_path, servers,
+        f'endpoints = {{ named = "https://mail.cutover.test:{port["named"]}/owa", '
+        f'other = "https://MAIL.cutover.test:{port["valid"]}/owa" }}\n'
+        f'smtp_hubs = ["mail.cutover.test:{hubs["named"].port}", "mail.cutover.test:{hubs["big"].port}"]\n'
+        'addresses = { "mail.cutover.test" = "127.0.0.1" }',
+    )  # fmt: skip
+
+    result = run(lab, monkeypatch, "TGT-HTTPS-001", "TGT-SMTP-002")
+
+    https = findings(result, "TGT-HTTPS-001")
+    assert {k: f.severity for k, f in https.items() if k[0] == "named"} == dict.fromkeys(
+        [("named", ""), ("named", "cert-trust"), ("named", "cert-name"), ("named", "cert-expiry")],
+        Severity.PASS,
+    )
+    assert (
+        "connected to 127.0.0.1 for mail.cutover.test ([capacity] addresses)" in https[("named", "")].evidence
+    )
+    # The other site's certificate names localhost and 127.0.0.1, not the name the clients will use.
+    misnamed = https[("other", "cert-name")]
+    assert misnamed.severity == Severity.BLOCKER and "mail.cutover.test" in misnamed.title
+    assert "HTTP/1.1 200 OK" in https[("other", "")].evidence
+    smtp = findings(result, "TGT-SMTP-002")
+    named, big = (f"mail.cutover.test:{hubs[n].port}" for n in ("named", "big"))
+    assert {k: f.severity for k, f in smtp.items() if k[0] == named} == dict.fromkeys(
+        [
+            (named, "tls"),
+            (named, "cert-trust"),
+            (named, "cert-name"),
+            (named, "cert-expiry"),
+            (named, "size"),
+        ],
+        Severity.PASS,
+    )
+    assert "connected to 127.0.0.1 for mail.cutover.test" in smtp[(named, "tls")].evidence
+    assert smtp[(big, "cert-name")].severity == Severity.BLOCKER
+    assert smtp[(big, "cert-trust")].severity == Severity.PASS
 
 
 def test_unreachable_and_hung_servers_are_blockers_within_the_timeout(
@@ -245,7 +336,7 @@ def test_unreachable_and_hung_servers_are_blockers_within_the_timeout(
     # Every probe gives up after CHECK_TIMEOUT / 4 = 2 s, in parallel: far from the 8 s deadline.
     assert elapsed < CHECK_TIMEOUT - 2, f"took {elapsed:.1f} s"
     https = findings(result, "TGT-HTTPS-001")
-    assert {k: f.severity for k, f in https.items()} == {
+    assert {k: f.severity for k, f in https.items()} == {  # no answer, no certificate to judge
         ("refused", ""): Severity.BLOCKER,
         ("hung", ""): Severity.BLOCKER,
     }
@@ -265,7 +356,7 @@ def test_smtp_hubs_tls_and_size_against_the_largest_message_and_the_plan(
     tmp_path: Path, servers: Servers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hubs = servers.hubs
-    listed = ", ".join(f'"{hub.address}"' for hub in hubs.values())
+    listed = ", ".join(f'"{hub.address}"' for name, hub in hubs.items() if name != "named")
     lab = make(tmp_path, servers, f"smtp_hubs = [{listed}]", target_extra="max_message_bytes = 2000000")
 
     got = findings(run(lab, monkeypatch, "TGT-SMTP-002"), "TGT-SMTP-002")
@@ -273,26 +364,30 @@ def test_smtp_hubs_tls_and_size_against_the_largest_message_and_the_plan(
     big, small, plain, stranger, broken = (
         hubs[name].address for name in ("big", "small", "plain", "untrusted", "broken")
     )
+    P, B = Severity.PASS, Severity.BLOCKER
+    cert = ("cert-trust", "cert-name", "cert-expiry")
     assert {k: f.severity for k, f in got.items()} == {
-        (big, "tls"): Severity.PASS, (big, "size"): Severity.PASS,
-        (small, "tls"): Severity.WARNING, (small, "size"): Severity.BLOCKER,
-        (plain, "tls"): Severity.BLOCKER, (plain, "size"): Severity.PASS,
-        (stranger, "tls"): Severity.BLOCKER, (stranger, "size"): Severity.PASS,
-        (broken, "tls"): Severity.BLOCKER, (broken, "size"): Severity.BLOCKER,
+        (big, "tls"): P, **{(big, k): P for k in cert}, (big, "size"): P,
+        (small, "tls"): P, (small, "cert-trust"): P, (small, "cert-name"): P, (small, "cert-expiry"): B,
+        (small, "size"): B,
+        (plain, "tls"): B, (plain, "size"): P,
+        (stranger, "tls"): P, (stranger, "cert-trust"): B, (stranger, "cert-name"): P,
+        (stranger, "cert-expiry"): P, (stranger, "size"): P,
+        (broken, "tls"): B, (broken, "size"): B,
     }  # fmt: skip
     # Evidence is the conversation, the hub's lines verbatim.
     evidence = got[(big, "tls")].evidence
     assert f"S: 220 {hubs['big'].banner}" in evidence
     assert "S: 250-SIZE 52428800" in evidence and "C: STARTTLS" in evidence and "S: 221 " in evidence
-    assert "valid for 365 more days" in got[(big, "tls")].observed
-    assert "expires in 5 days" in got[(small, "tls")].title
+    assert "valid for 365 more days" in got[(big, "cert-expiry")].observed
+    assert "expires in 5 days" in got[(small, "cert-expiry")].title
     size = got[(small, "size")]
     assert "S: 250-SIZE 1048576" in size.evidence
     assert f"{len(BIG):,} bytes" in size.observed and "alice/INBOX" in size.observed
     assert "2,000,000 bytes" in size.observed and "max_message_bytes" in size.observed
     assert "offers no STARTTLS" in got[(plain, "tls")].title
-    assert "unable to get local issuer certificate" in got[(stranger, "tls")].observed
-    assert "issuer CN=unknown CA" in got[(stranger, "tls")].evidence
+    assert "unable to get local issuer certificate" in got[(stranger, "cert-trust")].observed
+    assert "issuer CN=unknown CA" in got[(stranger, "cert-trust")].evidence
     assert "STARTTLS answered 454 TLS currently unavailable" in got[(broken, "tls")].title
 
 
@@ -398,4 +493,6 @@ def test_cutover_check_capacity_junit_exits_1_on_blockers(tmp_path: Path, server
 
     assert proc.returncode == 1, proc.stderr
     assert '<failure type="blocker"' in proc.stdout
-    assert "TGT-HTTPS-001 old" in proc.stdout and "certificate has expired" in proc.stdout
+    assert (
+        "TGT-HTTPS-001 old [cert-expiry]" in proc.stdout and "certificate expired 3 days ago" in proc.stdout
+    )

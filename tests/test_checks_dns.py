@@ -134,7 +134,10 @@ def test_mx_phase_is_skipped_without_the_phase_patterns(lab: DnsLab, tmp_path: P
 def test_servers_that_disagree_are_named_with_what_each_said(lab: DnsLab, tmp_path: Path) -> None:
     result = run(lab, tmp_path, "DNS-NS-003", ("legacy.test", "good.test"))
     mx = one(result, "legacy.test", "MX")
-    assert mx.severity == Severity.WARNING
+    # Disagreeing MX sends mail to two places: a blocker before the cutover too; the SOA is a warning.
+    assert mx.severity == Severity.BLOCKER
+    assert "two places" in mx.remediation
+    assert one(result, "legacy.test", "SOA").severity == Severity.WARNING
     assert f"{lab.secondary.endpoint} said 10 mx1.legacy.test., 20 mx2.legacy.test." in mx.observed
     assert f"{lab.secondary.endpoint}: legacy.test. 86400 IN MX 20 mx2.legacy.test." in mx.evidence
     soa = one(result, "legacy.test", "SOA")
@@ -207,6 +210,52 @@ def test_dmarc_absent_or_invalid_is_a_warning(lab: DnsLab, tmp_path: Path) -> No
     assert (invalid.severity, invalid.observed) == (Severity.WARNING, "no p= policy tag")
     assert '"v=DMARC1; rua=mailto:dmarc@broken.test"' in invalid.evidence
     assert one(result, "good.test").severity == Severity.PASS
+
+
+def test_dmarc_falls_back_to_the_organisational_domain(lab: DnsLab, tmp_path: Path) -> None:
+    # Neither subdomain publishes a record: lists.good.test gets good.test's p=reject, while
+    # legacy.test has none to give.
+    result = run(lab, tmp_path, "DNS-DMARC-006", ("lists.good.test", "sub.legacy.test"))
+    inherited = one(result, "lists.good.test")
+    assert inherited.severity == Severity.PASS
+    assert inherited.title == "DMARC record valid (inherited from good.test)"
+    assert inherited.observed.startswith("_dmarc.good.test: v=DMARC1; p=reject")
+    assert "_dmarc.lists.good.test. TXT: NXDOMAIN" in inherited.evidence
+    absent = one(result, "sub.legacy.test", "record")
+    assert absent.severity == Severity.WARNING
+    assert absent.observed == (
+        "no v=DMARC1 TXT record at _dmarc.sub.legacy.test nor at _dmarc.legacy.test (its organisational domain)"
+    )
+
+
+# --- TGT-HTTPS-001 through the plan's resolver --------------------------------------------
+
+
+def test_endpoint_names_are_resolved_by_the_plan_resolver(lab: DnsLab, tmp_path: Path) -> None:
+    plan = lab.write_plan(tmp_path, ("good.test",))
+    # The policy host's certificate names mta-sts.good.test, not owa.target.test; it expires in 7 days.
+    plan.write_text(
+        plan.read_text().replace(
+            "[capacity]\n",
+            "[capacity]\ncert_warn_days = 3\ncert_block_days = 1\nendpoints = { "
+            'policy = "https://mta-sts.good.test/.well-known/mta-sts.txt", owa = "https://owa.target.test/owa" }\n',
+        )
+    )
+    result = run_checks(load_plan(plan), select(only=["TGT-HTTPS-001"]))
+    (outcome,) = result.outcomes
+    assert outcome.state == State.OK, outcome.reason
+    got = {(f.object_id, f.key): f for f in outcome.findings}
+    assert {k: f.severity for k, f in got.items() if k[0] == "policy"} == dict.fromkeys(
+        [("policy", ""), ("policy", "cert-trust"), ("policy", "cert-name"), ("policy", "cert-expiry")],
+        Severity.PASS,
+    )
+    web = lab.policy.address
+    assert f"connected to {web} for mta-sts.good.test (A at [dns] resolver {lab.primary.endpoint})" in (
+        got[("policy", "")].evidence
+    )
+    misnamed = got[("owa", "cert-name")]
+    assert misnamed.severity == Severity.BLOCKER and "owa.target.test" in misnamed.title
+    assert f"connected to {web} for owa.target.test" in got[("owa", "")].evidence
 
 
 # --- DNS-MTASTS-007 ----------------------------------------------------------------------
@@ -340,9 +389,11 @@ def test_cutover_check_dns_reports_blockers_as_json_and_exits_1(lab: DnsLab, tmp
         "DNS-TTL-004": "ok",
     }
     blockers = {(f["check_id"], f["object_id"]) for f in data["findings"] if f["severity"] == "blocker"}
-    assert blockers == {("DNS-SPF-005", "legacy.test"), ("DNS-MTASTS-007", "legacy.test")}
+    assert blockers == {
+        ("DNS-SPF-005", "legacy.test"), ("DNS-MTASTS-007", "legacy.test"), ("DNS-NS-003", "legacy.test"),
+    }  # fmt: skip
     passed = {
         f["check_id"] for f in data["findings"] if f["severity"] == "pass" and f["object_id"] == "good.test"
     }
     assert passed == set(states) - {"DNS-AUTOD-008"}
-    assert data["summary"]["blocker"] == 2
+    assert data["summary"]["blocker"] == 3

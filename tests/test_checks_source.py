@@ -12,7 +12,7 @@ from planned_targets import planned
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
-from checks import scan as scan_module
+from checks import message_scan
 from checks.families import source_folders
 from checks.model import Finding, Severity, State
 from checks.runner import CheckRun, run_checks, select
@@ -134,12 +134,12 @@ def test_scan_can_be_turned_off(
 
 
 def test_a_line_is_long_only_past_the_limit_and_the_longest_is_reported() -> None:
-    limit = scan_module.MAX_LINE
-    out = scan_module.MailboxScan("alice")
+    limit = message_scan.MAX_LINE
+    out = message_scan.MailboxScan("alice")
     head = b"Message-ID: <a@b>\r\n\r\n"
-    scan_module._inspect(out, "INBOX", 1, head + b"x" * (limit - 1) + b"\r\nshort\r\n", False)
+    message_scan.inspect(out, "INBOX", 1, head + b"x" * (limit - 1) + b"\r\nshort\r\n", False)
     assert out.long_lines == []  # exactly MAX_LINE characters, counting the CR
-    scan_module._inspect(out, "INBOX", 2, head + b"y" * 50 + b"\n" + b"x" * (limit + 5) + b"\n", False)
+    message_scan.inspect(out, "INBOX", 2, head + b"y" * 50 + b"\n" + b"x" * (limit + 5) + b"\n", False)
     assert [(p.uid, p.detail) for p in out.long_lines] == [(2, f"longest line {limit + 5} characters")]
 
 

@@ -72,10 +72,12 @@ def test_readiness_runs_every_check_against_the_lab(demo: DemoResult) -> None:
     states = {o.check_id: (o.state, o.reason) for o in demo.readiness.outcomes}
     skipped = {c for c, (state, _) in states.items() if state == State.SKIPPED}
     # The lab has no HTTPS endpoints and no databases, and its target is IMAP, not Exchange.
-    ews = {f"TGT-EWS-03{n}" for n in range(1, 6)}  # the EWS target's own checks
-    assert skipped == {"TGT-HTTPS-001", "TGT-STORE-004", "DNS-AUTOD-008"} | ews, states
+    # SRC-QUOTA-011: the lab's source offers no QUOTA. The EWS target's own checks skip an IMAP target.
+    ews = {f"TGT-EWS-03{n}" for n in range(1, 6)}
+    assert skipped == {"TGT-HTTPS-001", "TGT-STORE-004", "DNS-AUTOD-008", "SRC-QUOTA-011"} | ews, states
     assert not demo.readiness.incomplete, states
-    assert len(states) == 30 + len(ews)
+    # SRC-QUOTA-011, DIR-LOGIN-007 and the target category's three joined the 30; then the EWS five.
+    assert len(states) == 35 + len(ews)
 
 
 def test_source_problems_are_found(demo: DemoResult) -> None:
@@ -110,6 +112,17 @@ def test_target_problems_are_found(demo: DemoResult) -> None:
     hub = {f.key: f for f in findings(demo, "TGT-SMTP-002", demo.lab.services["smtp-hub"].address)}
     assert hub["size"].severity == Severity.BLOCKER and "SIZE 1000000" in hub["size"].observed
     assert hub["tls"].severity == Severity.BLOCKER and "250-SIZE 1000000" in hub["tls"].evidence
+
+
+def test_target_checks_log_in_and_probe_the_canary_without_uidplus(demo: DemoResult) -> None:
+    henry = data.address(data.MISSING_ON_TARGET)
+    assert worst(demo, "TGT-LOGIN-021", henry).severity == Severity.BLOCKER
+    assert worst(demo, "TGT-LOGIN-021", data.address("alice.adams")).severity == Severity.PASS
+    (outcome,) = [o for o in demo.readiness.outcomes if o.check_id == "TGT-APPEND-023"]
+    (append,) = outcome.findings
+    # The lab's IMAP server has neither APPENDUID nor UID EXPUNGE: found by Message-ID, then EXPUNGE.
+    assert append.severity == Severity.PASS, append
+    assert "(no APPENDUID)" in append.evidence and "\nEXPUNGE: OK" in append.evidence
 
 
 def test_directory_finds_the_user_missing_on_the_target(demo: DemoResult) -> None:

@@ -158,6 +158,22 @@ def test_complete_example_in_the_docs_loads(tmp_path: Path) -> None:
     assert plan.state_dir == tmp_path / "state"
 
 
+def test_readiness_example_in_the_docs_loads(tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "plan.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in doc.split("```toml\n")[1:]]
+    main, readiness = blocks[0], next(b for b in blocks if b.startswith("[dns]"))
+    csv = doc.split("```csv\n", 1)[1].split("```", 1)[0]
+
+    r = load_plan(write(tmp_path, main + readiness, csv=csv)).readiness
+
+    assert r.dns is not None and r.dns.resolver == "127.0.0.1:5353"
+    assert r.source_directory is not None and r.source_directory.preset == "iplanet"
+    assert r.capacity.addresses == {"mail.example.com": "192.0.2.10", "hub1.example.com": "192.0.2.25"}
+    assert (r.capacity.cert_warn_days, r.capacity.cert_block_days) == (30, 7)
+    assert r.canary == "alice@example.com"
+    assert r.waivers[0].check == "DNS-TTL-004"
+
+
 def test_every_optional_key_is_read(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -53,6 +53,7 @@ smtp_hubs = ["hub.new.test:25", "hub2.new.test"]
 mailbox_quota_bytes = 1000000
 databases = [ { name = "DB1", storage_bytes = 5000000, mailboxes = ["*@new.test"] } ]
 window_hours = 8
+addresses = { "mail.new.test" = "127.0.0.1" }
 
 [checks]
 timeout = 30
@@ -110,6 +111,7 @@ def test_every_readiness_section_loads(tmp_path: Path) -> None:
         (('ews = "https://', 'ews = "http://'), "capacity.endpoints", "https:// URL"),
         (("expires = 2026-12-31", 'expires = "soon"'), "waivers[0].expires", "expected a date"),
         (('resolver = "127.0.0.1:5353"', 'resolver = "127.0.0.1:dns"'), "dns.resolver", "host:port"),
+        (('"mail.new.test" = "127.0.0.1"', '"mail.new.test" = "mail.old"'), "capacity.addresses", "IP address"),
     ],
 )
 def test_errors_name_the_line_and_key(tmp_path: Path, change: tuple[str, str], key: str, words: str) -> None:

@@ -9,27 +9,19 @@ a blocker listing every oversized message (folder, UID, size), else a pass with 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from checks.context import CheckContext
+from checks.families.canary_target import Limit, canary_target
+from checks.families.identity import Identity, identity, with_identity
 from checks.model import Finding, Severity
 from checks.registry import SkipCheck, check
 from checks.survey import MailboxSurvey, survey
 from checks.volume import exact_bytes, survey_gap
-from runners.connectors.credentials import user_password
-from runners.connectors.imap_login import open_imap
-from runners.imap.wire import ImapConnection
 from runners.plan.model import Plan
 
 CHECK_ID = "TGT-SIZE-006"
 #: Oversized messages listed per mailbox in the evidence; the count is always complete.
 LISTED = 50
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    size: int
-    source: str  # where it comes from, with the server's own words for APPENDLIMIT
 
 
 @check(CHECK_ID, "No source message exceeds the target's message size limit", category="capacity",
@@ -44,7 +36,7 @@ def message_size(ctx: CheckContext) -> Iterator[Finding]:
     limit = min(limits, key=lambda item: item.size)
     limits_text = "\n".join(f"limit {exact_bytes(x.size)}: {x.source}" for x in limits)
     for box in survey(ctx).mailboxes:
-        yield _mailbox_finding(ctx.plan, box, limit, limits_text)
+        yield _mailbox_finding(ctx.plan, box, identity(ctx, box.entry), limit, limits_text)
 
 
 def target_limits(ctx: CheckContext) -> list[Limit]:
@@ -60,48 +52,17 @@ def target_limits(ctx: CheckContext) -> list[Limit]:
 
 
 def _appendlimit(ctx: CheckContext) -> Limit | None:
-    """Log in as the first mailbox's target user (capabilities after login are the real ones)."""
-    endpoint, canary = ctx.plan.target, ctx.plan.mailboxes[0]
-    with ctx.server(f"target:{endpoint.address}"):
-        conn = open_imap(
-            endpoint, canary.target, user_password(endpoint, canary.target, canary.target_password)
-        )
-        try:
-            return _ask_appendlimit(conn, canary.target)
-        finally:
-            conn.close()
+    """As the first mailbox's target user (capabilities after login are the real ones)."""
+    canary = canary_target(ctx)
+    if canary.error is not None:
+        raise canary.error
+    return canary.appendlimit
 
 
-def _ask_appendlimit(conn: ImapConnection, user: str) -> Limit | None:
-    reply = conn.check(b"CAPABILITY", "CAPABILITY")
-    line = next(
-        (
-            p[0].decode("utf-8", "replace").strip()
-            for p in reply.untagged
-            if p[0].startswith(b"* CAPABILITY ")
-        ),
-        "",
-    )
-    words = [w for w in line.split()[2:] if w.upper().startswith("APPENDLIMIT")]
-    if not words:
-        return None
-    _, _, value = words[0].partition("=")
-    if value.isdigit():
-        return Limit(int(value), f"{conn.server} after login as {user}: {line}")
-    # Bare APPENDLIMIT: the limit differs per folder; INBOX stands for the mailbox.
-    status = conn.check(b'STATUS "INBOX" (APPENDLIMIT)', "STATUS INBOX (APPENDLIMIT)")
-    for parts in status.untagged:
-        text = parts[0].decode("utf-8", "replace").strip()
-        tokens = text.replace("(", " ").replace(")", " ").split()
-        if "APPENDLIMIT" in (t.upper() for t in tokens):
-            found = tokens[[t.upper() for t in tokens].index("APPENDLIMIT") + 1]
-            if found.isdigit():
-                return Limit(int(found), f"{conn.server} after login as {user}: {line}\n{text}")
-    return None
-
-
-def _mailbox_finding(plan: Plan, box: MailboxSurvey, limit: Limit, limits_text: str) -> Finding:
-    mailbox = box.entry.source
+def _mailbox_finding(
+    plan: Plan, box: MailboxSurvey, ident: Identity, limit: Limit, limits_text: str
+) -> Finding:
+    mailbox = ident.object_id
     expected = f"every message at most {exact_bytes(limit.size)}"
     oversized = sorted(
         (
@@ -126,16 +87,17 @@ def _mailbox_finding(plan: Plan, box: MailboxSurvey, limit: Limit, limits_text: 
             f"{mailbox}: {len(oversized)} message(s) larger than the target accepts",
             observed=f"{len(oversized)} message(s) over {exact_bytes(limit.size)}, the largest "
             f"{exact_bytes(oversized[0][3])} in {oversized[0][0]}" + (f" ({gap})" if gap else ""),
-            expected=expected, evidence="\n".join([*lines, limits_text]),
+            expected=expected, evidence=with_identity(ident, "\n".join([*lines, limits_text])),
             remediation="Raise the target's limit for the migration, or have the users save the "
             "attachments elsewhere; the engine skips these messages with their reason otherwise.",
         )  # fmt: skip
     if gap is not None:
         return Finding(
             CHECK_ID, Severity.INFO, "mailbox", mailbox, f"{mailbox}: message sizes not fully known",
-            observed=gap, expected=expected, evidence=limits_text,
+            observed=gap, expected=expected, evidence=with_identity(ident, limits_text),
         )  # fmt: skip
     return Finding(
         CHECK_ID, Severity.PASS, "mailbox", mailbox, f"{mailbox}: every message fits the target's limit",
-        observed=f"largest message {exact_bytes(box.largest)}", expected=expected, evidence=limits_text,
+        observed=f"largest message {exact_bytes(box.largest)}", expected=expected,
+        evidence=with_identity(ident, limits_text),
     )  # fmt: skip

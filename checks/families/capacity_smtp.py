@@ -1,9 +1,11 @@
 """TGT-SMTP-002: each target SMTP hub greets, speaks EHLO, offers STARTTLS with a valid certificate
 and accepts messages as large as the largest one being migrated.
 
-Per hub up to two findings, keyed ``tls`` and ``size``; a hub that refuses, never answers or
-doesn't greet with 220 gets a single blocker keyed ``connect``. Evidence is the transcript: the
-server's banner and EHLO lines verbatim.
+Per hub findings keyed ``tls`` (STARTTLS offered, the handshake completes), ``cert-trust``,
+``cert-name`` and ``cert-expiry`` (each fault of the certificate apart: ``checks.tlsfindings``) and
+``size``; a hub that refuses, never answers or doesn't greet with 220 gets a single blocker keyed
+``connect``. A hub name is connected to at the address ``connect_to`` picks, STARTTLS asking for
+the name. Evidence is the transcript: the server's banner and EHLO lines verbatim.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from checks.context import CheckContext
+from checks.families.connect_to import connect_target
 from checks.model import Finding, Severity
 from checks.registry import SkipCheck, check
 from checks.smtpprobe import SmtpProbe, parse_hub, probe_smtp
 from checks.survey import Survey, survey
-from checks.tlsprobe import CertInfo, judge, probe_timeout
+from checks.tlsfindings import Subject, certificate_findings
+from checks.tlsprobe import CertFaults, CertInfo, probe_timeout
 from checks.volume import exact_bytes
 
 CHECK_ID = "TGT-SMTP-002"
@@ -33,8 +37,9 @@ def smtp_hubs(ctx: CheckContext) -> Iterator[Finding]:
 
     def probe(hub: str) -> SmtpProbe:
         host, port = parse_hub(hub)
-        with ctx.server(f"smtp:{host}:{port}"):
-            return probe_smtp(host, port, timeout=timeout, ca_file=settings.ca_file)
+        target = connect_target(ctx, host)
+        with ctx.server(f"smtp:{target.address}:{port}"):
+            return probe_smtp(host, port, timeout=timeout, ca_file=settings.ca_file, address=target.address)
 
     hubs = list(settings.smtp_hubs)
     with ThreadPoolExecutor(max_workers=min(PROBES_AT_ONCE, len(hubs))) as pool:
@@ -71,43 +76,48 @@ def _findings(
             key="connect",
         )  # fmt: skip
         return
-    yield _tls_finding(ctx, hub, probe, evidence)
+    yield from _tls_findings(ctx, hub, probe, evidence)
     yield _size_finding(hub, probe, needs, "\n".join(_banner_and_last_ehlo(probe.transcript)))
 
 
-def _tls_finding(ctx: CheckContext, hub: str, probe: SmtpProbe, evidence: str) -> Finding:
-    warn_days = ctx.plan.readiness.capacity.cert_warn_days
-    expected = f"STARTTLS with a valid certificate for {probe.host}, at least {warn_days} more days"
+def _tls_findings(ctx: CheckContext, hub: str, probe: SmtpProbe, evidence: str) -> Iterator[Finding]:
+    """STARTTLS itself (key ``tls``), then the certificate's trust, name and expiry apart."""
+    settings = ctx.plan.readiness.capacity
+    expected = (
+        f"STARTTLS with a valid certificate for {probe.host}, at least {settings.cert_warn_days} more days"
+    )
+    if probe.address != probe.host:
+        evidence = f"connected to {probe.address} for {probe.host}\n{evidence}"
     if not probe.starttls_offered:
-        return Finding(
+        yield Finding(
             CHECK_ID, Severity.BLOCKER, "server", hub, f"SMTP hub {hub} offers no STARTTLS",
             observed="STARTTLS is not among the EHLO keywords", expected=expected, evidence=evidence,
             remediation="Enable STARTTLS with a certificate on the hub's receive connector.", key="tls",
         )  # fmt: skip
+        return
     if probe.tls_error is not None:
         shown = probe.presented.describe() if isinstance(probe.presented, CertInfo) else probe.presented
-        return Finding(
+        yield Finding(
             CHECK_ID, Severity.BLOCKER, "server", hub, f"SMTP hub {hub} STARTTLS fails: {probe.tls_error}",
             observed=probe.tls_error, expected=expected,
             evidence="\n".join(x for x in (evidence, shown) if x),
-            remediation="Bind a certificate that names the hub, from a CA the senders trust "
-            "(set [capacity] ca_file for a private CA).",
+            remediation="Check the hub's TLS setup: its certificate and key must be readable and match.",
             key="tls",
         )  # fmt: skip
-    if probe.cert is None:
-        return Finding(
-            CHECK_ID, Severity.WARNING, "server", hub, f"SMTP hub {hub}: certificate details unreadable",
-            observed="STARTTLS verified, but the certificate could not be decoded", expected=expected,
-            evidence=evidence, key="tls",
-        )  # fmt: skip
-    severity, text = judge(probe.cert, warn_days)
-    return Finding(
-        CHECK_ID, severity, "server", hub,
-        f"SMTP hub {hub} STARTTLS works ({text})" if severity is Severity.PASS else f"SMTP hub {hub}: {text}",
-        observed=f"STARTTLS verified; {text}", expected=expected,
-        evidence=f"{evidence}\n{probe.cert.describe()}",
-        remediation="" if severity is Severity.PASS else "Renew the hub's certificate before the cutover.",
-        key="tls",
+        return
+    yield Finding(
+        CHECK_ID, Severity.PASS, "server", hub, f"SMTP hub {hub} offers STARTTLS",
+        observed="STARTTLS offered; its certificate is judged apart (cert-trust, cert-name, cert-expiry)", expected=expected, evidence=evidence, key="tls",
+    )  # fmt: skip
+    if probe.cert_faults is not None:
+        faults = probe.cert_faults
+    elif probe.cert is None:
+        faults = CertFaults("STARTTLS verified, but the certificate could not be decoded")
+    else:
+        faults = CertFaults(probe.cert)
+    yield from certificate_findings(
+        Subject(CHECK_ID, "server", hub, f"SMTP hub {hub}", probe.host), faults,
+        warn_days=settings.cert_warn_days, block_days=settings.cert_block_days, evidence=evidence,
     )  # fmt: skip
 
 

@@ -95,9 +95,14 @@ def _target_objects(target: Directory, addresses: tuple[str, ...]) -> tuple[Pers
 def _mailbox_finding(
     address: str, objects: tuple[Person, ...], target: Directory, origin: str, who: str
 ) -> Finding:
-    marker = "/".join(roles(target.settings)["mailbox"]) or "a mailbox"
+    marker = "any kind" if target.by_existence else "/".join(roles(target.settings)["mailbox"]) or "a mailbox"
     if any(o.mailbox_enabled for o in objects):
         dns = "; ".join(o.dn for o in objects if o.mailbox_enabled)
+        if target.by_existence:
+            return Finding(
+                MBX, Severity.PASS, "mailbox", address, "Target object exists",
+                observed=f"{dns} ({target.by_existence})",
+            )  # fmt: skip
         return Finding(MBX, Severity.PASS, "mailbox", address, "Mailbox-enabled target object", observed=dns)
     if not objects:
         return Finding(

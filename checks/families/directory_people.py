@@ -7,6 +7,7 @@ address is compared lower-cased with an IDNA (ASCII) domain.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ PRESETS: dict[DirectoryPreset, Roles] = {
     },
 }  # fmt: skip
 UPN = "userPrincipalName"
+#: Target types whose mailboxes Exchange's directory attributes describe (the ``ad`` preset's markers).
+EXCHANGE_TARGETS = ("ews", "graph")
 
 #: Status words that mean "this account is not in use" (iPlanet, qmail-ldap and common ones).
 DISABLED_WORDS = frozenset({"inactive", "disabled", "deleted", "removed", "noaccess", "locked", "hold"})
@@ -103,6 +106,9 @@ class Directory:
     people: tuple[Person, ...]
     #: Lower-cased address → the people owning it (more than one is a duplicate).
     owners: dict[str, tuple[Person, ...]]
+    #: Set when every object counts as mailbox-enabled because it exists: why (the preset's markers
+    #: are Exchange's and the target is not Exchange).
+    by_existence: str = ""
 
     @property
     def where(self) -> str:
@@ -144,17 +150,42 @@ def export_filter(settings: DirectorySettings) -> str:
     return all_of([any_of(present(a) for a in holders), settings.filter or ""])
 
 
+def markers_apply(settings: DirectorySettings, side: Side, target_type: str) -> bool:
+    """Do the preset's mailbox markers mean "has a mailbox" on this side?
+
+    The ``ad`` preset's (msExchMailboxGuid, homeMDB) are Exchange's: on the target they count only
+    for an Exchange target, unless the plan names the marker itself (``attributes = { mailbox = ...}``).
+    A source read over IMAP may still be Exchange, so the source side keeps them. The other presets'
+    markers (delivery options) describe the directory's own mail users and fit any target.
+    """
+    return (
+        side == "source"
+        or settings.preset != "ad"
+        or "mailbox" in settings.attributes
+        or (target_type in EXCHANGE_TARGETS)
+    )
+
+
 def _export(ctx: CheckContext, side: Side, settings: DirectorySettings) -> Directory:
     r = roles(settings)
     search_filter = export_filter(settings)
     with ctx.server(server_name(settings)):  # ldap://host:port
         entries = search(settings, search_filter, fetched_attributes(settings))
     people = tuple(to_person(e, settings.preset, r) for e in entries)
+    by_existence = ""
+    if not markers_apply(settings, side, ctx.plan.target.type):
+        people = tuple(dataclasses.replace(p, mailbox_enabled=True) for p in people)
+        by_existence = (
+            f"the target is {ctx.plan.target.type}, not Exchange: {'/'.join(r['mailbox'])} don't apply, "
+            "so an object holding the address is enough"
+        )
     owners: dict[str, list[Person]] = {}
     for person in people:
         for address in person.addresses:
             owners.setdefault(address, []).append(person)
-    return Directory(side, settings, search_filter, people, {a: tuple(p) for a, p in owners.items()})
+    return Directory(
+        side, settings, search_filter, people, {a: tuple(p) for a, p in owners.items()}, by_existence
+    )
 
 
 # --- normalising one entry -------------------------------------------------------------------

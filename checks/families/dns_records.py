@@ -1,4 +1,8 @@
-"""Records the cutover must not lose: DMARC (DNS-DMARC-006) and autodiscover (DNS-AUTOD-008)."""
+"""Records the cutover must not lose: DMARC (DNS-DMARC-006) and autodiscover (DNS-AUTOD-008).
+
+A domain without its own DMARC record is judged by its organisational domain's record (RFC 7489
+6.6.3; ``checks.orgdomain``), as receivers do: its ``sp=`` policy, else its ``p=``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from checks.context import CheckContext
 from checks.dnsquery import Answer
 from checks.families.dns_common import domains, evidence, phase_severity, resolve, txt_strings
 from checks.model import Finding, Severity
+from checks.orgdomain import organisational_domain
 from checks.registry import SkipCheck, check
 
 DMARC_ID = "DNS-DMARC-006"
@@ -40,21 +45,38 @@ def dmarc_valid(ctx: CheckContext) -> Iterator[Finding]:
         yield from _dmarc_findings(ctx, domain)
 
 
+def dmarc_records(answer: Answer) -> list[str]:
+    return [t for t in txt_strings(answer.rrset) if t[:8].lower() == "v=dmarc1"] if answer.rrset else []
+
+
 def _dmarc_findings(ctx: CheckContext, domain: str) -> Iterator[Finding]:
     name = f"_dmarc.{domain}"
     answer = resolve(ctx, name, "TXT")
-    records = [t for t in txt_strings(answer.rrset) if t[:8].lower() == "v=dmarc1"] if answer.rrset else []
+    records = dmarc_records(answer)
+    asked = [answer]
+    organisational = organisational_domain(domain)
+    if not records and organisational != domain:
+        # RFC 7489 6.6.3: receivers fall back to the organisational domain's record (its sp=).
+        name = f"_dmarc.{organisational}"
+        asked.append(resolve(ctx, name, "TXT"))
+        records = dmarc_records(asked[-1])
+    inherited = f" (inherited from {organisational})" if name != f"_dmarc.{domain}" else ""
 
     def finding(severity: Severity, title: str, key: str = "", **text: str) -> Finding:
-        return Finding(DMARC_ID, severity, "domain", domain, title, key=key, evidence=answer.evidence, **text)
+        return Finding(
+            DMARC_ID, severity, "domain", domain, title, key=key, evidence=evidence(*asked), **text
+        )
 
-    remediation = f'Publish one TXT record at {name}: "v=DMARC1; p=none; rua=mailto:…" at least.'
+    remediation = f'Publish one TXT record at _dmarc.{domain} or _dmarc.{organisational}: "v=DMARC1; p=none; rua=mailto:…" at least.'
     if not records:
+        where = f"_dmarc.{domain}"
+        if organisational != domain:
+            where += f" nor at _dmarc.{organisational} (its organisational domain)"
         yield finding(
             Severity.WARNING,
             "No DMARC record",
             "record",
-            observed=f"no v=DMARC1 TXT record at {name}",
+            observed=f"no v=DMARC1 TXT record at {where}",
             expected="a DMARC record with a p= policy",
             remediation=remediation,
         )
@@ -62,7 +84,7 @@ def _dmarc_findings(ctx: CheckContext, domain: str) -> Iterator[Finding]:
     if len(records) > 1:
         yield finding(
             Severity.WARNING,
-            "Several DMARC records: receivers ignore them all",
+            "Several DMARC records: receivers ignore them all" + inherited,
             "record",
             observed=f"{len(records)} v=DMARC1 records at {name}",
             expected="exactly one (RFC 7489 §6.6.3)",
@@ -70,19 +92,22 @@ def _dmarc_findings(ctx: CheckContext, domain: str) -> Iterator[Finding]:
         )
         return
     tags, problem = parse_dmarc(records[0])
+    # A subdomain without its own record gets the organisational domain's sp= (else its p=).
+    policy = (tags.get("sp") or tags.get("p", "")).lower() if inherited else tags.get("p", "").lower()
+    shown = f"{name}: {records[0]}"
     if problem:
         yield finding(
             Severity.WARNING,
-            "DMARC record invalid",
+            "DMARC record invalid" + inherited,
             "record",
             observed=problem,
             expected="v=DMARC1; p=none|quarantine|reject",
             remediation=remediation,
         )
-    elif tags["p"].lower() == "none":
-        yield finding(Severity.INFO, "DMARC policy is none: monitoring only", observed=records[0])
+    elif policy == "none":
+        yield finding(Severity.INFO, "DMARC policy is none: monitoring only" + inherited, observed=shown)
     else:
-        yield finding(Severity.PASS, "DMARC record valid", observed=records[0])
+        yield finding(Severity.PASS, "DMARC record valid" + inherited, observed=shown)
 
 
 @check(AUTOD_ID, "Autodiscover published for the Exchange target", category="dns")

@@ -1,4 +1,8 @@
-"""Checks that ask every authoritative server directly: do they agree, and are the TTLs low enough."""
+"""Checks that ask every authoritative server directly: do they agree, and are the TTLs low enough.
+
+Servers that disagree on MX are a blocker in every phase: senders pick a server at random, so
+mail goes to two places. Other disagreements are warnings before the cutover, blockers after it.
+"""
 
 from __future__ import annotations
 
@@ -58,14 +62,14 @@ def servers_agree(ctx: CheckContext) -> Iterator[Finding]:
                 problems.append(
                     Finding(
                         NS_ID,
-                        severity,
+                        Severity.BLOCKER if label == "MX" else severity,
                         "domain",
                         domain,
                         f"Authoritative servers disagree on {label}",
                         observed="; ".join(f"{s} said {', '.join(v) or 'nothing'}" for s, v in said.items()),
                         expected="the same records on every authoritative server",
                         evidence=evidence(*answers),
-                        remediation=_SYNC,
+                        remediation=_SYNC_MX if label == "MX" else _SYNC,
                         key=label,
                     )
                 )
@@ -105,6 +109,9 @@ _SYNC = (
     "Make every authoritative server serve the same zone: check zone transfers (NOTIFY, allowed "
     "transfer sources) or update the records at every DNS provider that hosts the zone."
 )
+
+
+_SYNC_MX = _SYNC + " Until then mail for the domain goes to two places, depending on the server asked."
 
 
 def _serial(answer: Answer) -> int | None:

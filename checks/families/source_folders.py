@@ -6,11 +6,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from checks.context import CheckContext
+from checks.families.canary_target import canary_target
+from checks.families.identity import identity, with_identity
 from checks.model import Finding, Severity
 from checks.registry import check
 from checks.survey import survey
-from runners.engine.sessions import open_target
-from runners.errors import MigrationError, ProtocolError
 from runners.folders import plan_folders
 from runners.model import TargetLayout
 
@@ -22,19 +22,7 @@ RESERVED = {"files"}
 
 def _target_layout(ctx: CheckContext) -> TargetLayout:
     """The target's separator, prefix and special folders, read from the canary; IMAP defaults otherwise."""
-
-    def read() -> TargetLayout:
-        try:
-            with ctx.server(f"target:{ctx.plan.target.address}"):
-                session = open_target(ctx.plan.target, ctx.plan.mailboxes[0])
-                try:
-                    return session.layout()
-                finally:
-                    session.close()
-        except (ProtocolError, MigrationError):
-            return TargetLayout("/", "")
-
-    return ctx.fact("target-layout", read)
+    return canary_target(ctx).layout or TargetLayout("/", "")
 
 
 @check("FLD-NAME-009", "Folder names survive the mapping to the target", category="source")
@@ -44,6 +32,7 @@ def folder_names(ctx: CheckContext) -> Iterator[Finding]:
     for box in survey(ctx).mailboxes:
         if box.error is not None:
             continue
+        ident = identity(ctx, box.entry)
         mappings = plan_folders(
             [f.folder for f in box.folders],
             ctx.plan.folders,
@@ -63,9 +52,10 @@ def folder_names(ctx: CheckContext) -> Iterator[Finding]:
                     "FLD-NAME-009",
                     Severity.WARNING,
                     "folder",
-                    f"{box.entry.source}/{source}",
+                    f"{ident.object_id}/{source}",
                     "Folder will be renamed",
                     observed=note,
+                    evidence=with_identity(ident),
                     key=source,
                     remediation="Accept the rename or set one in [folders] rename.",
                 )
@@ -76,9 +66,10 @@ def folder_names(ctx: CheckContext) -> Iterator[Finding]:
                     "FLD-NAME-009",
                     Severity.WARNING,
                     "folder",
-                    f"{box.entry.source}/{source}",
+                    f"{ident.object_id}/{source}",
                     "Folder name with leading/trailing blanks or a trailing dot",
                     observed=repr(odd[0]),
+                    evidence=with_identity(ident),
                     key=f"blank:{source}",
                     remediation="Rename it in [folders] rename; Exchange and Windows clients trim them.",
                 )
@@ -88,9 +79,10 @@ def folder_names(ctx: CheckContext) -> Iterator[Finding]:
                     "FLD-NAME-009",
                     Severity.BLOCKER,
                     "folder",
-                    f"{box.entry.source}/{source}",
+                    f"{ident.object_id}/{source}",
                     "Reserved folder name on the target",
                     observed=source,
+                    evidence=with_identity(ident),
                     key=f"reserved:{source}",
                     remediation=f'Rename it: [folders] rename = {{ "{source}" = "{source}_old" }}.',
                 )
@@ -101,9 +93,10 @@ def folder_names(ctx: CheckContext) -> Iterator[Finding]:
                     "FLD-NAME-009",
                     Severity.BLOCKER,
                     "folder",
-                    f"{box.entry.source}/{name}",
+                    f"{ident.object_id}/{name}",
                     "Folders collide on the target",
                     observed=", ".join(sorted(sources)),
+                    evidence=with_identity(ident),
                     expected="one source folder per target folder",
                     key=f"collide:{name}",
                     remediation="Rename one of them in [folders] rename; otherwise their messages merge.",
@@ -113,9 +106,10 @@ def folder_names(ctx: CheckContext) -> Iterator[Finding]:
                 "FLD-NAME-009",
                 Severity.PASS,
                 "mailbox",
-                box.entry.source,
+                ident.object_id,
                 "Folder names map cleanly",
                 observed=f"{len(mappings)} folders",
+                evidence=with_identity(ident),
             )
 
 
@@ -126,6 +120,7 @@ def folder_limits(ctx: CheckContext) -> Iterator[Finding]:
     for box in survey(ctx).mailboxes:
         if box.error is not None:
             continue
+        ident = identity(ctx, box.entry)
         counts: dict[tuple[str, ...], int] = defaultdict(int)
         found = 0
         for folder in box.folders:
@@ -137,9 +132,10 @@ def folder_limits(ctx: CheckContext) -> Iterator[Finding]:
                     "FLD-LIM-010",
                     severity,
                     "folder",
-                    f"{box.entry.source}/{folder.folder.display}",
+                    f"{ident.object_id}/{folder.folder.display}",
                     "Folder over the target's limits",
                     observed=f"{folder.messages} messages, depth {len(path)}",
+                    evidence=with_identity(ident),
                     expected=f"at most {items} items and depth {depth}",
                     key=folder.folder.raw_name,
                     remediation="Split the folder by year with [folders] rename before migrating.",
@@ -151,9 +147,10 @@ def folder_limits(ctx: CheckContext) -> Iterator[Finding]:
                     "FLD-LIM-010",
                     severity,
                     "folder",
-                    f"{box.entry.source}/{'/'.join(parent) or '(top)'}",
+                    f"{ident.object_id}/{'/'.join(parent) or '(top)'}",
                     "Too many subfolders",
                     observed=f"{n} subfolders",
+                    evidence=with_identity(ident),
                     expected=f"at most {children}",
                     key="children:" + "/".join(parent),
                     remediation="Regroup subfolders before migrating.",
@@ -163,7 +160,8 @@ def folder_limits(ctx: CheckContext) -> Iterator[Finding]:
                 "FLD-LIM-010",
                 Severity.PASS,
                 "mailbox",
-                box.entry.source,
+                ident.object_id,
                 "Folders within limits",
                 observed=f"{len(box.folders)} folders, largest {max((f.messages for f in box.folders), default=0)} messages",
+                evidence=with_identity(ident),
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from checks.context import CheckContext
+from checks.families.identity import identities, with_identity
 from checks.model import Finding, Severity
 from checks.registry import check
 from checks.scan import MAX_LINE, MailboxScan, MessageProblem, scan
@@ -24,18 +25,21 @@ def _findings(
     title: str,
     remediation: str,
 ) -> Iterator[Finding]:
+    names = identities(ctx)
     for box in scan(ctx):
         if box.error is not None:
             continue  # SRC-LOGIN-002 reports the mailbox itself
+        ident = names[box.mailbox]
         problems = pick(box)
         if not problems:
             yield Finding(
                 check_id,
                 Severity.PASS,
                 "mailbox",
-                box.mailbox,
+                ident.object_id,
                 title,
                 observed=f"none among {box.scanned} messages",
+                evidence=with_identity(ident),
             )
             continue
         listed = "\n".join(f"{p.folder} UID {p.uid} ({p.size} bytes): {p.detail}" for p in problems[:SHOWN])
@@ -44,10 +48,10 @@ def _findings(
             check_id,
             severity,
             "mailbox",
-            box.mailbox,
+            ident.object_id,
             title,
             observed=f"{len(problems)} of {box.scanned} messages",
-            evidence=listed + more,
+            evidence=with_identity(ident, listed + more),
             remediation=remediation,
         )
 
@@ -107,10 +111,12 @@ def mime_defects(ctx: CheckContext) -> Iterator[Finding]:
 @check("SRC-CATCH-008", "Catch-all mailboxes (mail for many addresses in one INBOX)", category="source")
 def catch_all_inbox(ctx: CheckContext) -> Iterator[Finding]:
     owners = {m.source.lower(): m for m in ctx.plan.mailboxes}
+    names = identities(ctx)
     for box in scan(ctx):
         if box.error is not None:
             continue
-        own = {box.mailbox.lower(), owners[box.mailbox.lower()].target.lower()}
+        ident = names[box.mailbox]
+        own = {box.mailbox.lower(), owners[box.mailbox.lower()].target.lower(), ident.object_id.lower()}
         others = {r: n for r, n in box.inbox_recipients.items() if r not in own}
         if len(others) > CATCH_ALL_RECIPIENTS:
             top = sorted(others.items(), key=lambda kv: -kv[1])[:SHOWN]
@@ -118,11 +124,11 @@ def catch_all_inbox(ctx: CheckContext) -> Iterator[Finding]:
                 "SRC-CATCH-008",
                 Severity.BLOCKER,
                 "mailbox",
-                box.mailbox,
+                ident.object_id,
                 "INBOX looks like a catch-all",
                 observed=f"{len(others)} distinct envelope recipients (Delivered-To / X-Original-To) in INBOX",
                 expected=f"at most {CATCH_ALL_RECIPIENTS} besides the mailbox's own address",
-                evidence="\n".join(f"{addr}: {count} messages" for addr, count in top),
+                evidence=with_identity(ident, "\n".join(f"{addr}: {count} messages" for addr, count in top)),
                 remediation="Design the catch-all on the target before the cutover (Exchange Online rejects "
                 "unknown recipients: an internal-relay domain plus a transport rule, or drop it), then record "
                 "the decision as a waiver.",
@@ -132,7 +138,8 @@ def catch_all_inbox(ctx: CheckContext) -> Iterator[Finding]:
                 "SRC-CATCH-008",
                 Severity.PASS,
                 "mailbox",
-                box.mailbox,
+                ident.object_id,
                 "Not a catch-all",
                 observed=f"{len(others)} other envelope recipients in INBOX",
+                evidence=with_identity(ident),
             )

@@ -47,12 +47,10 @@ def check_command(args: argparse.Namespace) -> int:
         now = running.ids()
         busy = f"; running: {', '.join(now[:4])}{' ...' if len(now) > 4 else ''}" if now else ""
         line = f"[{done}/{total}] {outcome.check_id} {worst} ({outcome.seconds:.1f} s){busy}"
-        print(
-            ("\r\033[K" + line) if tty else line,
-            end="" if tty and done < total else "\n",
-            file=sys.stderr,
-            flush=True,
-        )
+        end = "" if tty and done < total else "\n"
+        # One write per line (run_checks calls this from one thread at a time): lines never interleave.
+        sys.stderr.write((("\r\033[K" + line) if tty else line) + end)
+        sys.stderr.flush()
 
     run = run_checks(plan, specs, phase=args.phase, on_done=progress, running=running)
     run_id, changes = record_run(plan, run, args.category, args.only)

@@ -84,6 +84,8 @@ class ReadinessView(FilteredView):
         self.findings = findings
         if self._waves is None:  # mailbox → wave, for the wave column (other objects have none)
             self._waves = {m.source: m.wave for m in plan.mailboxes}
+            # Findings name a mailbox by its address when the mailbox list gives one.
+            self._waves |= {m.address.lower(): m.wave for m in plan.mailboxes if m.address}
         waves = self._waves
         # Keyed by the finding: after a re-run the cursor stays on the finding it was on, if still there.
         self._by_key = {f"{f.check_id} {f.fingerprint}": f for f in findings}

@@ -133,12 +133,13 @@ def copy_folder(
             on_batch()
     finally:
         stop.set()
-        # Unblock a reader waiting to hand over, then wait for it to notice the stop.
+        # Unblock a reader waiting to hand over, then wait for it to notice the stop. After the end
+        # marker the reader is already returning: join it, never wait on the empty queue for it.
         while thread.is_alive():
             try:
-                handoff.get(timeout=0.2)
+                handoff.get_nowait()
             except queue.Empty:
-                pass
+                thread.join(timeout=0.05)
 
 
 def unsent_row(

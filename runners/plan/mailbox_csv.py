@@ -1,4 +1,4 @@
-"""Read the mailbox list CSV: ``source,target,wave[,source_password,target_password]``.
+"""Read the mailbox list CSV: ``source,target,wave[,source_password,target_password,address]``.
 
 The header row is required and case-insensitive; a UTF-8 BOM (Excel) and blank lines are fine.
 Password cells are secret references and are never echoed in an error.
@@ -18,7 +18,9 @@ from runners.plan.tables import did_you_mean
 
 REQUIRED_COLUMNS = ("source", "target", "wave")
 PASSWORD_COLUMNS = ("source_password", "target_password")
-COLUMNS = REQUIRED_COLUMNS + PASSWORD_COLUMNS
+#: The mailbox's mail address when ``source`` is a login that isn't one (``jsmith``).
+ADDRESS_COLUMN = "address"
+COLUMNS = REQUIRED_COLUMNS + PASSWORD_COLUMNS + (ADDRESS_COLUMN,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,18 @@ def make_entry(values: dict[str, str], base_dir: Path, origin: str) -> MailboxEn
         source_password=secrets["source_password"],
         target_password=secrets["target_password"],
         origin=origin,
+        address=_address(values.get(ADDRESS_COLUMN, "")),
     )
+
+
+def _address(value: str) -> str | None:
+    """An empty cell: no address given (the login may be one). Else it must look like one."""
+    address = value.strip()
+    if not address:
+        return None
+    if any(c.isspace() for c in address) or address.count("@") != 1 or address.startswith("@"):
+        raise CellError(ADDRESS_COLUMN, f'address "{address}" is not a mail address (name@domain)')
+    return address
 
 
 def read_mailbox_csv(path: Path, shown_as: str, base_dir: Path) -> list[Row]:

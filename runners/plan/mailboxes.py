@@ -7,6 +7,7 @@ from pathlib import Path
 
 from runners.plan.locate import Key
 from runners.plan.mailbox_csv import (
+    ADDRESS_COLUMN,
     COLUMNS,
     PASSWORD_COLUMNS,
     CellError,
@@ -70,6 +71,8 @@ def _inline_rows(table: Table, base_dir: Path) -> list[Row]:
         for column in COLUMNS:
             if column in PASSWORD_COLUMNS:
                 value = entry_table.secret_ref(column)
+            elif column == ADDRESS_COLUMN:
+                value = entry_table.string(column)
             else:
                 value = entry_table.required_string(column)
             if value is not None:
@@ -84,11 +87,13 @@ def _inline_rows(table: Table, base_dir: Path) -> list[Row]:
 
 
 def _check_unique(rows: list[Row]) -> None:
-    """One row per source and per target: two rows into one mailbox would interleave copies."""
-    for column in ("source", "target"):
+    """One row per source, target and address: two rows into one mailbox would interleave copies."""
+    for column in ("source", "target", ADDRESS_COLUMN):
         seen: dict[str, Row] = {}
         for row in rows:
-            address: str = getattr(row.entry, column)
+            address: str | None = getattr(row.entry, column)
+            if address is None:
+                continue
             # Mail systems treat addresses case-insensitively, so Bob@x and bob@x are one mailbox.
             first = seen.setdefault(address.casefold(), row)
             if first is not row:

@@ -78,6 +78,9 @@ class MailboxEntry:
     target_password: Secret | None = None
     #: Where the row is, for error messages: ``mailboxes.csv:12``.
     origin: str = ""
+    #: The mailbox's mail address when ``source`` is a login that isn't one (``jsmith``): what the
+    #: readiness checks join directory, source and target findings on. The engine logs in with ``source``.
+    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

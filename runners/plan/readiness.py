@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,9 +28,9 @@ PRESETS = ("inetlocalmailrecipient", "iplanet", "qmail", "ad")
 ATTRIBUTE_ROLES = ("mail", "aliases", "forward", "status", "quota", "mailbox", "uid")
 CAPACITY_KEYS = (
     "endpoints", "smtp_hubs", "mailbox_quota_bytes", "headroom", "databases", "window_hours", "throughput",
-    "cert_warn_days", "ca_file",
+    "cert_warn_days", "cert_block_days", "ca_file", "addresses",
 )  # fmt: skip
-CHECKS_KEYS = ("timeout", "per_server", "scan")
+CHECKS_KEYS = ("timeout", "per_server", "scan", "canary")
 WAIVER_KEYS = ("check", "object", "key", "reason", "expires", "approved_by")
 
 
@@ -52,6 +53,7 @@ def load_readiness(root: Table, base_dir: Path) -> ReadinessConfig:
         timeout=checks.positive_number("timeout", 300.0) if checks else 300.0,
         per_server=checks.integer("per_server", 4, low=1, high=64) if checks else 4,
         scan=checks.boolean("scan", True) if checks else True,
+        canary=checks.string("canary") if checks else None,
     )
 
 
@@ -138,8 +140,20 @@ def _capacity(table: Table | None, base_dir: Path) -> CapacitySettings:
         window_hours=window,
         throughput=throughput,
         cert_warn_days=table.integer("cert_warn_days", 30, low=0),
+        cert_block_days=table.integer("cert_block_days", 7, low=0),
+        addresses=_addresses(table),
         ca_file=None if ca_file is None else str(resolve_path(base_dir, ca_file)),
     )
+
+
+def _addresses(table: Table) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, address in table.string_map("addresses").items():
+        try:
+            out[name.lower().rstrip(".")] = str(ipaddress.ip_address(address.strip("[]")))
+        except ValueError:
+            raise table.error("addresses", f'{name} = "{address}" must be an IP address') from None
+    return out
 
 
 def _databases(table: Table) -> tuple[Database, ...]:

@@ -65,6 +65,9 @@ class CapacitySettings:
     endpoints: dict[str, str] = field(default_factory=dict)
     #: SMTP hubs of the target as ``host[:port]`` (port 25 by default), probed with EHLO/STARTTLS.
     smtp_hubs: tuple[str, ...] = ()
+    #: Where to connect for an endpoint or hub name (lower case) while TLS still asks for the name,
+    #: as curl's ``--resolve``: ``{ "mail.example.com" = "192.0.2.10" }``.
+    addresses: dict[str, str] = field(default_factory=dict)
     #: Per-mailbox quota on the target, in bytes.
     mailbox_quota_bytes: int | None = None
     #: Free share required on quotas and databases (0.10 = 10 %).
@@ -74,8 +77,9 @@ class CapacitySettings:
     window_hours: float | None = None
     #: Expected throughput (msg/s) for the estimate; None = measured by earlier runs in the state store.
     throughput: float | None = None
-    #: Certificates closer to expiry than this are a warning.
+    #: Certificates closer to expiry than this are a warning; closer than ``cert_block_days`` a blocker.
     cert_warn_days: int = 30
+    cert_block_days: int = 7
     ca_file: str | None = None
 
 
@@ -106,3 +110,6 @@ class ReadinessConfig:
     #: Read every source message once to find corrupt ones, long lines, missing Message-IDs, MIME
     #: defects and catch-all INBOXes. Costs one full read of the source; false skips those checks.
     scan: bool = True
+    #: The mailbox (source login or target address) the target checks may APPEND to and remove
+    #: from again; None = the first mailbox of the plan.
+    canary: str | None = None

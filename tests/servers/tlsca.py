@@ -108,3 +108,34 @@ class ThrowawayCA:
         )
         key_file.chmod(0o600)
         return Leaf(cert_file, key_file, not_after)
+
+
+def self_signed(directory: Path, label: str, *, days: float, dns: Sequence[str] = ("localhost",)) -> Leaf:
+    """A server certificate that signs itself (no CA anyone trusts), valid until ``days`` from now."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    not_after = now + dt.timedelta(days=days)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0])])
+    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    names.append(x509.IPAddress(ipaddress.ip_address(HOST)))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(min(now, not_after) - dt.timedelta(days=30))
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / f"{label}.pem", directory / f"{label}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_file.chmod(0o600)
+    return Leaf(cert_file, key_file, not_after)
