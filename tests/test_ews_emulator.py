@@ -866,3 +866,15 @@ def test_published_pox_error_example_shape(emulator: EwsEmulator) -> None:
     got = ET.fromstring(answer.content)
     assert [local(e.tag) for e in got.iter()] == [local(e.tag) for e in expected.iter()]
     assert got.findtext(".//{*}ErrorCode") == expected.findtext(".//{*}ErrorCode") == "600"
+
+
+def test_tls_is_verified_against_the_emulators_own_ca(emulator: EwsEmulator) -> None:
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.post(emulator.url, data=soap("<m:GetFolder/>"), verify=True, timeout=30)
+    wrong_path = post(
+        emulator,
+        soap(create_item(mime_message())),
+        url=emulator.url.replace("Exchange.asmx", "Exchange2.asmx"),
+    )
+    assert wrong_path.status_code == 404
+    assert emulator.unknown_requests == ["POST to an unknown path: /ews/exchange2.asmx"]

@@ -62,6 +62,10 @@ class EwsEmulator:
     def stop(self) -> None:
         if self._server is None:
             return
+        with self._engine.lock:
+            for injection in self._engine.injections:
+                if injection.gate is not None:
+                    injection.gate.set()  # a held request must not outlive the server
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:

@@ -10,8 +10,10 @@ is a process-wide side effect, so NTLM is off unless ``"ntlm"`` is in ``EwsConfi
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -30,6 +32,7 @@ def register_accounts(accounts: Mapping[str, str]) -> None:
     with _store_lock:
         if _store is None:
             directory = Path(tempfile.mkdtemp(prefix="ews-emulator-ntlm-"))
+            atexit.register(shutil.rmtree, directory, ignore_errors=True)
             _store = directory / "ntlm-users"
             _store.touch(mode=0o600)
             os.environ["NTLM_USER_FILE"] = str(_store)

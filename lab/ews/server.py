@@ -120,6 +120,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(status, answer, content_type)
             return
         if path != EWS_PATH:
+            self.server.engine.record_unknown(f"POST to an unknown path: {path}")
             self._send(404, b"", "text/html")
             return
         self._ews(user, body)
@@ -198,7 +199,8 @@ class Handler(BaseHTTPRequestHandler):
         return user
 
     def _send(self, status: int, body: bytes, content_type: str, challenges: list[str] | None = None) -> None:
-        self.server.engine.statuses[status] += 1
+        with self.server.engine.lock:
+            self.server.engine.statuses[status] += 1
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
