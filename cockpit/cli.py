@@ -176,6 +176,12 @@ def _parser() -> argparse.ArgumentParser:
         help="keep the plan and state in ~/.cache/cutover/demo (else a temp dir)",
     )
     demo.add_argument("--output", choices=("text", "json"), default="text", help="output format")
+    demo.add_argument(
+        "--target",
+        choices=("imap", "ews"),
+        default="imap",
+        help="the target: the lab's IMAP server, or Exchange (the EWS emulator)",
+    )
     _display_options(demo)
     return parser
 

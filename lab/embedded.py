@@ -35,6 +35,8 @@ from twisted.protocols.policies import WrappingFactory
 
 from lab import data
 from lab.dns_server import LabDNSFactory
+from lab.ews import EwsEmulator
+from lab.ews.demo import demo_config
 from lab.imap_server import LabIMAPFactory
 from lab.ldap_server import DirectoryFactory, build_tree
 from lab.mailstore import MailStore
@@ -118,6 +120,8 @@ class Lab:
         #: What the servers logged as errors (a server bug shows here, not as a silent hang).
         self.errors: list[str] = []
         self._ports: list[Any] = []  # IListeningPort
+        #: ``cutover demo --target ews``: the EWS emulator standing in for Exchange (``start_ews``).
+        self.ews: EwsEmulator | None = None
         self._wrappers: list[WrappingFactory] = []
 
     def __enter__(self) -> Lab:
@@ -137,8 +141,16 @@ class Lab:
             raise LabError(f"the demo lab could not start: {exc}") from exc
         return self
 
+    def start_ews(self) -> EwsEmulator:
+        """Exchange for the demo's target (``cutover demo --target ews``): ``lab.ews.demo``."""
+        self.ews = EwsEmulator(demo_config(self.data), host=self.host).start()
+        return self.ews
+
     def stop(self) -> None:
         """Close every port and connection of this lab (the reactor stays up for the next one)."""
+        if self.ews is not None:
+            self.ews.stop()
+            self.ews = None
         if self._ports or self._wrappers:
             self.call(self._close_all)
         globalLogPublisher.removeObserver(cast(ILogObserver, self._observe))  # a no-op the second time

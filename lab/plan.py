@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab import data
+from lab.ews.demo import SERVICE_ACCOUNT
 
 if TYPE_CHECKING:
     from lab.embedded import Lab
@@ -23,6 +24,24 @@ SECRETS = {
     "legacy-ldap": data.LEGACY_READER[1],
     "target-ldap": data.TARGET_READER[1],
 }
+
+
+def _ews_target(lab: Lab, password_file: Path) -> str:
+    """The ``[target]`` table for the lab's EWS emulator (``Lab.start_ews``); the password in a file."""
+    assert lab.ews is not None
+    password_file.write_text(SERVICE_ACCOUNT[1] + "\n")
+    password_file.chmod(0o600)
+    return f"""[target]
+type = "ews"
+host = "{lab.host}"
+port = {lab.ews.port}
+auth = "basic"
+service_account = "{SERVICE_ACCOUNT[0]}"
+password = "file:{password_file}"
+ca_file = "{lab.ews.ca_file}"
+max_message_bytes = {data.TARGET_LIMIT}
+timeout = 20
+"""
 
 
 def write_plan(lab: Lab, state_dir: Path) -> Path:
@@ -40,6 +59,19 @@ def write_plan(lab: Lab, state_dir: Path) -> Path:
     (state_dir / "mailboxes.csv").write_text("source,target,wave\n" + "\n".join(rows) + "\n")
     s = lab.services
     plan = state_dir / "plan.toml"
+    target = f"""[target]
+type = "imap"
+host = "{lab.host}"
+port = {s["target-imap"].port}
+security = "plain"
+auth = "master"
+master_user = "{data.TARGET_MASTER[0]}"
+master_password = "file:{pw["target-master"]}"
+max_message_bytes = {data.TARGET_LIMIT}
+timeout = 20
+"""
+    if lab.ews is not None:
+        target = _ews_target(lab, state_dir / "secrets" / "target-ews.pw")
     plan.write_text(
         f"""# Written by `cutover demo` for its embedded lab (every server on {lab.host}).
 [source]
@@ -52,17 +84,7 @@ master_user = "{data.LEGACY_MASTER[0]}"
 master_password = "file:{pw["legacy-master"]}"
 timeout = 20
 
-[target]
-type = "imap"
-host = "{lab.host}"
-port = {s["target-imap"].port}
-security = "plain"
-auth = "master"
-master_user = "{data.TARGET_MASTER[0]}"
-master_password = "file:{pw["target-master"]}"
-max_message_bytes = {data.TARGET_LIMIT}
-timeout = 20
-
+{target}
 [mailboxes]
 csv = "mailboxes.csv"
 

@@ -92,7 +92,19 @@ IMAP_TARGET = TargetCapabilities(
     keeps_bytes=True, batch_messages=None, batch_bytes=None, flags_mutable=True, connections_per_mailbox=10
 )
 
+#: EWS (Exchange Server): re-renders MIME (no byte identity), PR_MESSAGE_FLAGS is read-only after
+#: creation, CreateItem batches by count (exchangelib's 100) and by bytes (the 64 MiB request limit
+#: less base64's third; the session lowers both to the plan's ``batch_items``/``request_limit_bytes``).
+EWS_TARGET = TargetCapabilities(
+    keeps_bytes=False,
+    batch_messages=100,
+    batch_bytes=48 * 1024 * 1024,
+    flags_mutable=False,
+    connections_per_mailbox=2,
+)
+
 register_source(AdapterSpec("imap", "runners.connectors.imap_source:open_session"))
 register_source(AdapterSpec("pop3", "runners.connectors.pop3_source:open_session"))
 register_source(AdapterSpec("maildir", "runners.connectors.maildir_source:open_session"))
 register_target(AdapterSpec("imap", "runners.connectors.imap_target:open_session", IMAP_TARGET))
+register_target(AdapterSpec("ews", "runners.connectors.ews_target:open_session", EWS_TARGET))

@@ -155,16 +155,55 @@ def plan_folders(
     excludes = [p.casefold() for p in rules.exclude]
 
     out: list[FolderMapping] = []
+    seen: dict[tuple[str, ...], tuple[tuple[str, ...], str]] = {}
     for folder in folders:
         display = folder.display
         if any(fnmatch.fnmatchcase(display.casefold(), pat) for pat in excludes):
             out.append(FolderMapping(folder, folder.path, "", excluded="excluded by the plan"))
             continue
         path = _rewrite(folder.path, renames) or _rewrite(folder.path, special_roots) or folder.path
+        path, fitted = fit_target_names(path, target, seen)
         wire, notes = target_wire_name(path, target.separator, target.prefix)
+        notes = fitted + notes
         excluded = None if folder.selectable else "not selectable on the source (\\Noselect)"
         out.append(FolderMapping(folder, path, wire, excluded=excluded, notes=notes))
     return out
+
+
+def fit_target_names(
+    path: tuple[str, ...], target: TargetLayout, seen: dict[tuple[str, ...], tuple[tuple[str, ...], str]]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Rename what the target reserves, or would take for another folder (``TargetLayout.reserved``,
+    ``case_insensitive``): ``seen`` maps each casefolded target path planned so far to the source
+    path it came from and its spelling. Returns the path and a note per rename; descendants follow
+    a renamed parent, and a folder planned twice (special-use merges) stays one."""
+    if not (target.reserved or target.case_insensitive) or path[0].upper() == "INBOX":
+        return path, ()
+    notes: list[str] = []
+    fitted: list[str] = []
+    for depth, segment in enumerate(path):
+        origin = path[: depth + 1]
+        parent = tuple(s.casefold() for s in fitted)
+        why = target.reserved.get(segment.casefold()) if depth == 0 else None
+        name = f"{segment} (migrated)" if why is not None else segment
+        taken = seen.get((*parent, name.casefold())) if target.case_insensitive else None
+        number = 2
+        while taken is not None and taken[0] != origin:
+            name = f"{segment} ({number})"
+            number += 1
+            taken = seen.get((*parent, name.casefold()))
+        if taken is not None:
+            name = taken[1]
+        elif why is not None:
+            notes.append(f"{segment!r} is a folder the target keeps for itself ({why}): renamed {name!r}")
+        elif name != segment:
+            notes.append(
+                f"{'/'.join(origin)!r} would be the same folder as another one: the target compares folder "
+                f"names case-insensitively; renamed {name!r}"
+            )
+        seen.setdefault((*parent, name.casefold()), (origin, name))
+        fitted.append(name)
+    return tuple(fitted), tuple(notes)
 
 
 def _rewrite(

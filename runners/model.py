@@ -122,6 +122,10 @@ class TargetLayout:
     #: Personal namespace prefix that new folders go under ("" on Dovecot, "INBOX." on Courier).
     prefix: str
     special: dict[str, str] = field(default_factory=dict)
+    #: Top-level names the target keeps for itself (casefolded) → why (Exchange: Calendar, Outbox...).
+    reserved: dict[str, str] = field(default_factory=dict)
+    #: Sibling names that differ only in case are the same folder on the target (Exchange).
+    case_insensitive: bool = False
 
 
 @dataclass(slots=True)

@@ -164,6 +164,7 @@ type = "{target_type}"
 host = "127.0.0.1"
 port = 10443
 password = "env:UNUSED_PW"
+{'service_account = "svc-migrate"' if target_type == "ews" else ""}
 
 [mailboxes]
 entries = [ {entries} ]

@@ -39,6 +39,8 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def _headless(args: argparse.Namespace) -> int:
     with _state_dir(args.keep) as state_dir, Lab() as lab:
+        if getattr(args, "target", "imap") == "ews":
+            lab.start_ews()
         result = run_scenario(lab, state_dir, say=lambda line: print(f"demo: {line}", file=sys.stderr))
         report = demo_data(result, kept=args.keep)
         text = demo_text(result, report) if args.output == "text" else ""
@@ -61,6 +63,8 @@ def _interactive(args: argparse.Namespace) -> int:
     if args.no_color:
         os.environ["NO_COLOR"] = "1"
     with _state_dir(args.keep) as state_dir, Lab() as lab:
+        if getattr(args, "target", "imap") == "ews":
+            lab.start_ews()
         plan = load_plan(write_plan(lab, state_dir))
         print("cutover demo: lab started on 127.0.0.1; running the readiness checks…", file=sys.stderr)
         record_run(plan, run_checks(plan, select()))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 from runners.adapters import source_types, target_types
+from runners.plan.ews_options import EWS_KEYS, parse_ews_options
 from runners.plan.model import AuthMode, Endpoint, EndpointType, Secret, Security
 from runners.plan.paths import make_secret, resolve_path
 from runners.plan.tables import Table
@@ -76,8 +77,11 @@ def is_loopback(host: str) -> bool:
 def build_endpoint(
     table: Table, role: Role, base_dir: Path, elsewhere: Mapping[str, str] | None = None
 ) -> Endpoint:
-    table.check_keys(ENDPOINT_KEYS, elsewhere)
+    table.check_keys(ENDPOINT_KEYS + EWS_KEYS, elsewhere)
     kind = cast(EndpointType, table.choice("type", TYPES))
+    for key in EWS_KEYS if kind != "ews" else ():
+        if key in table:
+            raise table.error(key, f'"{key}" only applies to type = "ews"')
     allowed = SOURCE_TYPES if role == "source" else TARGET_TYPES
     if kind not in allowed:
         why = "POP3 can't store messages" if kind == "pop3" else f"it can only be a [{_other(role)}]"
@@ -136,7 +140,8 @@ def _network(
         raise table.error("security", "plain text would send passwords in clear; use starttls or tls")
     port = table.optional_integer("port", low=1, high=65535) or default_port(kind, security)
 
-    auth = cast(AuthMode, table.choice("auth", AUTH, "password"))
+    # EWS reads its own auth (basic | ntlm | oauth): runners.plan.ews_options.
+    auth = cast(AuthMode, table.choice("auth", AUTH, "password") if kind != "ews" else "password")
     master_user: str | None = None
     master_password: Secret | None = None
     login_template: str | None = None
@@ -169,6 +174,7 @@ def _network(
         timeout=table.positive_number("timeout", 60.0),
         max_connections=max_connections,
         max_message_bytes=max_message_bytes,
+        ews=parse_ews_options(table, host) if kind == "ews" else None,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from runners.plan.ews_options import EwsOptions
 from runners.plan.readiness_model import ReadinessConfig
 from runners.plan.secret import Secret as Secret  # part of the plan model API
 from runners.plan.switch_model import SwitchSettings
@@ -48,6 +49,8 @@ class Endpoint:
     path: str | None = None
     #: Maildir only: "dovecot" (``.Sub.Folder`` directories) or "courier" (same, ``INBOX.`` names).
     maildir_layout: Literal["dovecot", "courier"] = "dovecot"
+    #: EWS only: service account, auth, impersonation, request limit (``runners.plan.ews_options``).
+    ews: EwsOptions | None = None
 
     @property
     def address(self) -> str:
