@@ -62,7 +62,12 @@ def pilot_explanation(result: DemoResult, problem: data.Problem) -> str | None:
             return f"mailbox failed ({row['error_kind']}): {row['error']}"
         return None
     # The catch-all copies like any mailbox: its problem is mail routing after the cutover.
-    return "copied and verified byte for byte" if verified.ok else None
+    how = (
+        "byte for byte"
+        if result.verify.keeps_bytes
+        else "by the fields the target keeps (it re-renders messages)"
+    )
+    return f"copied and verified {how}" if verified.ok else None
 
 
 def problems_data(result: DemoResult) -> list[dict[str, Any]]:
@@ -221,8 +226,9 @@ def _verify_lines(result: DemoResult) -> Iterator[str]:
     t = report.totals()
     verdict = "OK" if report.ok else ("INCOMPLETE" if report.incomplete else "DIFFERENCES")
     yield (
-        f"3. Verify --deep ({result.seconds.get('verify', 0.0):.1f} s): {verdict}: {t['ok']} byte-identical, "
-        f"{t['skipped']} skipped, {t['failed']} failed, {t['lost']} lost, {t['different']} different"
+        f"3. Verify --deep ({result.seconds.get('verify', 0.0):.1f} s): {verdict}: {t['ok']} "
+        + ("byte-identical, " if report.keeps_bytes else "proven by the fields the target keeps, ")
+        + f"{t['skipped']} skipped, {t['failed']} failed, {t['lost']} lost, {t['different']} different"
     )
     for m in report.mailboxes:
         if m.error:
