@@ -222,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from cockpit.errors import CockpitError
     from runners.errors import MigrationError
+    from runners.memory import tune_allocator
+
+    tune_allocator()  # before any worker thread: see runners/memory.py
 
     try:
         handlers = {
