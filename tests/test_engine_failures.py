@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -189,7 +190,9 @@ def test_busy_source_is_retried_later_not_given_up(tmp_path: Path, dovecot_facto
     imapfill.append(source, "alice", "INBOX", message("waiting"))
     lab = make_lab(tmp_path / "lab", source, target)
     holder = imapfill.connect(source, "alice")
-    threading.Timer(2.5, holder.logout).start()
+    # The holder leaves once Dovecot has turned our login away (its log says so), not after a
+    # fixed time: on a slow machine the run may not even have started by then.
+    threading.Thread(target=_release_after_refusal, args=(source, holder), daemon=True).start()
 
     code, summary = lab.run()
 
@@ -254,3 +257,13 @@ def test_a_folder_the_source_refuses_is_not_created_empty_on_the_target(
         (source_dovecot.maildir("alice") / ".Refused").chmod(0o700)
     folders = set(imapfill.folder_snapshot(target_dovecot, "alice", master=True))
     assert folders == {"INBOX", "Empty"}  # an empty source folder is still created
+
+
+def _release_after_refusal(source: object, holder: object, deadline: float = 120.0) -> None:
+    log = source.root / "dovecot.log"  # type: ignore[attr-defined]
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if "Maximum number of connections from user+IP exceeded" in log.read_text(errors="replace"):
+            break
+        time.sleep(0.1)
+    holder.logout()  # type: ignore[attr-defined]

@@ -41,6 +41,7 @@ import json, os, sys
 import cockpit.cli, runners.engine.control, runners.plan.loader, runners.state.read_models.status
 import runners.state.read_models.snapshot as snapshot, runners.state.store as store
 import cockpit.errors, runners.errors, runners.state.statuses  # what main() imports when it runs
+import runners.memory, ctypes, ctypes.util; runners.memory.tune_allocator()  # main() tunes malloc
 import getpass, locale, sqlite3, traceback, importlib.resources
 import encodings.ascii, encodings.idna, encodings.latin_1, encodings.utf_8_sig
 cockpit.cli._parser()  # argparse reads its translations on first use
