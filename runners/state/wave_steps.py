@@ -127,6 +127,27 @@ class WaveStepsMixin(StoreBase):
         )
         return [r[0] for r in rows]
 
+    def last_pass_seconds(self, wave: str, kind: str) -> float | None:
+        """How long the wave's newest finished pass of ``kind`` took (its summary's seconds)."""
+        rows = self._read(
+            "SELECT summary FROM runs WHERE wave = ? AND kind = ? AND status != 'running' AND summary IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (wave, kind),
+        )
+        if not rows:
+            return None
+        seconds = json.loads(rows[0][0]).get("seconds")
+        return float(seconds) if isinstance(seconds, int | float) else None
+
+    def wave_switched(self, wave: str) -> bool:
+        """Whether the wave's users are served by the target: switched (or beyond), not rolled back."""
+        rows = self._read(
+            "SELECT step FROM wave_steps WHERE wave = ? AND status = ? AND step IN "
+            "('switched', 'settled', 'closed', 'rolled-back') ORDER BY id DESC LIMIT 1",
+            (wave, StepStatus.DONE),
+        )
+        return bool(rows) and rows[0][0] != "rolled-back"
+
     # -- the lease -----------------------------------------------------------------------------
 
     def take_wave_lease(self, wave: str, holder: str, seconds: float) -> LeaseRow | None:
