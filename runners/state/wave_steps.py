@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -21,6 +22,10 @@ from runners.safe_text import safe_data
 from runners.state.audit import OPERATOR
 from runners.state.base import StoreBase
 from runners.state.runs import alive
+
+
+#: The window's main steps (the stage a wave is at is the last one done); ``switch:…`` rows are sub-steps.
+MAIN_STEPS = ("ready", "final-pass", "switched", "settled", "closed", "rolled-back")
 
 
 class StepStatus(StrEnum):
@@ -80,6 +85,20 @@ class AuditEntry:
     mailbox: str | None
     detail: str
     params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WaveStanding:
+    """Where one wave stands in its window (``cutover status``, and the cockpit's later)."""
+
+    wave: str
+    #: The last main step done, or ``copying`` before any.
+    stage: str
+    #: When the wave reached its stage (None: still copying), and who took it there.
+    since: float | None
+    by: str | None
+    #: The last step since then that didn't complete, as ``step: status``; None when none.
+    last_problem: str | None
 
 
 class WaveStepsMixin(StoreBase):
@@ -147,6 +166,22 @@ class WaveStepsMixin(StoreBase):
             (wave, StepStatus.DONE),
         )
         return bool(rows) and rows[0][0] != "rolled-back"
+
+    def wave_standings(self, waves: Sequence[str]) -> list[WaveStanding]:
+        """Each of ``waves``, in that order, with its stage (a store from before the window has none
+        recorded: every wave is copying)."""
+        steps = self.wave_steps() if self._backend.columns("wave_steps") else []
+        out = []
+        for wave in waves:
+            mine = [s for s in steps if s.wave == wave]
+            done = [s for s in mine if s.status == StepStatus.DONE and s.step in MAIN_STEPS]
+            last = done[-1] if done else None
+            problem = next((s for s in reversed(mine) if (last is None or s.id > last.id)
+                            and s.status in (StepStatus.REFUSED, StepStatus.FAILED)), None)  # fmt: skip
+            out.append(WaveStanding(wave, last.step if last else "copying", last.ended if last else None,
+                                    str(last.actor) if last else None,
+                                    f"{problem.step}: {problem.status}" if problem else None))  # fmt: skip
+        return out
 
     # -- the lease -----------------------------------------------------------------------------
 

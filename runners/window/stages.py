@@ -7,12 +7,9 @@ The stage is the last main step done: ``copying`` before any, then ``ready``, ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
-from runners.plan.model import Plan
 from runners.state.store import StateStore
-from runners.state.wave_steps import StepStatus
 
 
 class Stage(StrEnum):
@@ -55,39 +52,3 @@ def switch_substeps_done(steps_done: list[str]) -> set[str]:
     since, doesn't count)."""
     last_pass = max((i for i, s in enumerate(steps_done) if s == Stage.FINAL_PASS), default=-1)
     return {s for s in steps_done[last_pass + 1 :] if s.startswith("switch:")}
-
-
-@dataclass(frozen=True, slots=True)
-class WaveStanding:
-    """One wave's line of ``cutover status`` (and the cockpit's later)."""
-
-    wave: str
-    stage: Stage
-    #: When the wave reached its stage (None: still copying), and who took it there.
-    since: float | None
-    by: str | None
-    #: The last step that didn't complete (refused or failed), as ``step: status``; None when none.
-    last_problem: str | None
-
-
-def wave_standings(plan: Plan, store: StateStore) -> list[WaveStanding]:
-    """Every wave of the plan, in its order, with its stage."""
-    steps = store.wave_steps()
-    out = []
-    for wave in plan.waves:
-        mine = [s for s in steps if s.wave == wave]
-        done = [s for s in mine if s.status == StepStatus.DONE and s.step in Stage.__members__.values()]
-        stage = stage_of([s.step for s in done])
-        last = done[-1] if done else None
-        after = [s for s in mine if last is None or s.id > last.id]
-        problem = next((s for s in reversed(after) if s.status in (StepStatus.REFUSED, StepStatus.FAILED)), None)
-        out.append(
-            WaveStanding(
-                wave,
-                stage,
-                last.ended if last else None,
-                str(last.actor) if last else None,
-                f"{problem.step}: {problem.status}" if problem else None,
-            )
-        )
-    return out
