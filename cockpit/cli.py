@@ -179,10 +179,14 @@ def _parser() -> argparse.ArgumentParser:
         help="go as far as this step (default: switch); settle, close and rollback are not built yet",
     )
     switch.add_argument(
-        "--confirm", metavar="WAVE", help="the wave's name typed back: go on despite a condition that doesn't hold"
+        "--confirm",
+        metavar="WAVE",
+        help="the wave's name typed back: go on despite a condition that doesn't hold",
     )
     switch.add_argument("--reason", help="why (required with --confirm or --force; kept in the audit trail)")
-    switch.add_argument("--force", action="store_true", help="as --confirm, recorded the same (needs --reason)")
+    switch.add_argument(
+        "--force", action="store_true", help="as --confirm, recorded the same (needs --reason)"
+    )
     audit = sub.add_parser(
         "audit",
         help="every operator action with who, when and its parameters",

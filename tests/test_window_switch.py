@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.name
 import dns.rdatatype
+import ldap3
 import pytest
 from dovecot_lab import Lab, append_many, make_lab
 from servers.dovecot import DovecotServer
@@ -117,7 +119,9 @@ class WindowLab:
         return StateStore(self.lab.root / ".cutover" / "state.db")
 
     def switch(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return self.lab.cutover("switch", "--plan", str(self.lab.plan), "--wave", "pilot", *args, env=env or self.env)
+        return self.lab.cutover(
+            "switch", "--plan", str(self.lab.plan), "--wave", "pilot", *args, env=env or self.env
+        )
 
     def switch_json(self, *args: str) -> tuple[int, dict[str, Any]]:
         proc = self.switch("--output", "json", *args)
@@ -127,25 +131,37 @@ class WindowLab:
             raise AssertionError(f"no JSON (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from None
 
     def audit(self, *args: str) -> list[dict[str, Any]]:
-        proc = self.lab.cutover("audit", "--plan", str(self.lab.plan), "--output", "json", *args, env=self.env)
+        proc = self.lab.cutover(
+            "audit", "--plan", str(self.lab.plan), "--output", "json", *args, env=self.env
+        )
         assert proc.returncode == 0, proc.stderr
         return list(json.loads(proc.stdout)["actions"])
 
     def record_clean_check_run(self) -> None:
         """A readiness run in the store that found nothing (what `cutover check` leaves when all is well)."""
-        self.store.record_check_run(CheckRunRecord(time.time(), 0.1, "pre", "all", True, "tester@lab"), [], [])
+        self.store.record_check_run(
+            CheckRunRecord(time.time(), 0.1, "pre", "all", True, "tester@lab"), [], []
+        )
 
 
 def make_window_lab(
-    tmp_path: Path, source: DovecotServer, target: DovecotServer, knot: KnotPair, slapd: SlapdServer, **options: Any
+    tmp_path: Path,
+    source: DovecotServer,
+    target: DovecotServer,
+    knot: KnotPair,
+    slapd: SlapdServer,
+    **options: Any,
 ) -> WindowLab:
     lab = make_lab(tmp_path / "lab", source, target, mailboxes=tuple((u, u, "pilot") for u in USERS),
                    tail=switch_toml(knot, slapd, **options))  # fmt: skip
     (lab.root / "mailboxes.csv").write_text(
-        "source,target,wave,address\n" + "".join(f"{u},{u},pilot,{u}@{ZONE}\n" for u in USERS), encoding="utf-8"
+        "source,target,wave,address\n" + "".join(f"{u},{u},pilot,{u}@{ZONE}\n" for u in USERS),
+        encoding="utf-8",
     )
     for user in USERS:
-        append_many(source, user, "INBOX", [f"Subject: {user} {i}\r\n\r\nbody {i}\r\n".encode() for i in range(5)])
+        append_many(
+            source, user, "INBOX", [f"Subject: {user} {i}\r\n\r\nbody {i}\r\n".encode() for i in range(5)]
+        )
     window = WindowLab(lab, knot, slapd)
     for _ in range(2):  # the first pass, then a delta pass: measured
         code, summary = lab.run(env=window.env)
@@ -155,20 +171,20 @@ def make_window_lab(
 
 @pytest.fixture
 def window(
-    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, knot: KnotPair, slapd: SlapdServer
+    tmp_path: Path,
+    source_dovecot: DovecotServer,
+    target_dovecot: DovecotServer,
+    knot: KnotPair,
+    slapd: SlapdServer,
 ) -> WindowLab:
     return make_window_lab(tmp_path, source_dovecot, target_dovecot, knot, slapd)
 
 
 def mx_on(server: KnotServer) -> tuple[str, ...]:
-    import dns.name
-
     return rdata_texts(served(AuthServer(server.address), dns.name.from_text(ZONE), dns.rdatatype.MX, 3.0))
 
 
 def mail_host(slapd: SlapdServer, user: str) -> list[str]:
-    import ldap3
-
     with ldap3.Connection(ldap3.Server(slapd.url), SWITCH_DN, SWITCH_PASSWORD, auto_bind=True) as conn:
         conn.search(f"uid={user},{PEOPLE}", "(objectClass=*)", attributes=["mailHost"])
         return [str(v) for v in conn.entries[0]["mailHost"].values]
@@ -278,7 +294,11 @@ def test_kill_between_dns_update_and_confirmation_resumes_without_a_second_updat
 
 
 def test_a_secondary_that_never_catches_up_fails_the_switch_after_the_deadline(
-    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, knot: KnotPair, slapd: SlapdServer
+    tmp_path: Path,
+    source_dovecot: DovecotServer,
+    target_dovecot: DovecotServer,
+    knot: KnotPair,
+    slapd: SlapdServer,
 ) -> None:
     window = make_window_lab(tmp_path, source_dovecot, target_dovecot, knot, slapd, confirm_timeout=2)
     window.record_clean_check_run()

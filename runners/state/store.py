@@ -94,7 +94,13 @@ def owner_id() -> str:
 
 
 class StateStore(
-    RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, MailboxReadsMixin, AuditMixin, PacingMixin,
+    RunsMixin,
+    ControlsMixin,
+    CheckHistoryMixin,
+    SurveyMixin,
+    MailboxReadsMixin,
+    AuditMixin,
+    PacingMixin,
     WaveStepsMixin,
 ):
     def __init__(self, path: Path | str | Backend, *, read_only: bool = False) -> None:

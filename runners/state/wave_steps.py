@@ -23,7 +23,6 @@ from runners.state.audit import OPERATOR
 from runners.state.base import StoreBase
 from runners.state.runs import alive
 
-
 #: The window's main steps (the stage a wave is at is the last one done); ``switch:…`` rows are sub-steps.
 MAIN_STEPS = ("ready", "final-pass", "switched", "settled", "closed", "rolled-back")
 
@@ -116,7 +115,12 @@ class WaveStepsMixin(StoreBase):
             )  # fmt: skip
 
     def end_step(
-        self, step_id: int, status: StepStatus, *, checked: list[Any] | None = None, did: dict[str, Any] | None = None
+        self,
+        step_id: int,
+        status: StepStatus,
+        *,
+        checked: list[Any] | None = None,
+        did: dict[str, Any] | None = None,
     ) -> None:
         """The step's outcome, with what it checked and did."""
         with self.transaction() as db:
@@ -216,7 +220,9 @@ class WaveStepsMixin(StoreBase):
             )
 
     def wave_lease(self, wave: str) -> LeaseRow | None:
-        rows = self._read("SELECT wave, holder, host, pid, taken, expires FROM wave_leases WHERE wave = ?", (wave,))
+        rows = self._read(
+            "SELECT wave, holder, host, pid, taken, expires FROM wave_leases WHERE wave = ?", (wave,)
+        )
         return LeaseRow(*rows[0]) if rows else None
 
     # -- the audit trail -----------------------------------------------------------------------
@@ -250,7 +256,9 @@ class WaveStepsMixin(StoreBase):
 
     def _audit_controls(self, wave: str | None) -> list[AuditEntry]:
         where, params = ("WHERE wave = ? OR wave IS NULL ", (wave,)) if wave else ("", ())
-        rows = self._read(f"SELECT ts, wave, mailbox, action, requested_by FROM controls {where}ORDER BY id", params)
+        rows = self._read(
+            f"SELECT ts, wave, mailbox, action, requested_by FROM controls {where}ORDER BY id", params
+        )
         return [
             AuditEntry(r[0], r[4] or "?", r[3], r[1], r[2], f"{r[3]} requested",
                        {"wave": r[1], "mailbox": r[2]})
@@ -286,7 +294,9 @@ class WaveStepsMixin(StoreBase):
             # A wave's own actions name it ("launch of wave pilot"); a mailbox's belong to its wave.
             if wave and mailbox_wave != wave and f"wave {wave}" not in what:
                 continue
-            out.append(AuditEntry(at, who, what.split(" ")[0] if what else "action", mailbox_wave, mailbox, what, {}))
+            out.append(
+                AuditEntry(at, who, what.split(" ")[0] if what else "action", mailbox_wave, mailbox, what, {})
+            )
         return out
 
 

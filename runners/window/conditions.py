@@ -33,7 +33,11 @@ class Condition:
 
 def ready_conditions(plan: Plan, store: StateStore, wave: str) -> list[Condition]:
     """Everything ``ready`` checks, in order."""
-    return [first_pass_done(plan, store, wave), *interlocks(plan, store, wave), delta_fits_window(plan, store, wave)]
+    return [
+        first_pass_done(plan, store, wave),
+        *interlocks(plan, store, wave),
+        delta_fits_window(plan, store, wave),
+    ]
 
 
 def interlocks(plan: Plan, store: StateStore, wave: str) -> list[Condition]:
@@ -44,7 +48,9 @@ def interlocks(plan: Plan, store: StateStore, wave: str) -> list[Condition]:
 def first_pass_done(plan: Plan, store: StateStore, wave: str) -> Condition:
     states = {r.source: r.state for r in store.mailbox_ledger_counts(wave)}
     never = [e.source for e in plan.wave(wave) if e.source not in states]
-    unfinished = [f"{s} ({st})" for s, st in states.items() if st not in (MailboxState.OK, MailboxState.PARTIAL)]
+    unfinished = [
+        f"{s} ({st})" for s, st in states.items() if st not in (MailboxState.OK, MailboxState.PARTIAL)
+    ]
     if never or unfinished:
         parts = ([f"never copied: {_names(never)}"] if never else []) + (
             [f"not through a pass: {_names(unfinished)}"] if unfinished else []
@@ -60,7 +66,11 @@ def failures_decided(store: StateStore, wave: str) -> Condition:
         for r in store.mailbox_ledger_counts(wave)
         if r.failed or r.skipped
     ]
-    whole = [f"{r.source} ({r.error or 'failed'})" for r in store.mailbox_ledger_counts(wave) if r.state == MailboxState.FAILED]
+    whole = [
+        f"{r.source} ({r.error or 'failed'})"
+        for r in store.mailbox_ledger_counts(wave)
+        if r.state == MailboxState.FAILED
+    ]
     if open_ or whole:
         hint = "retry them (cutover run --retry-failed) or decide with cutover skip --reason"
         return Condition("undecided-failures", False, f"{_names(open_ + whole)}: {hint}")
@@ -74,7 +84,9 @@ def blockers_resolved(plan: Plan, store: StateStore, wave: str) -> Condition:
     ours = wave_objects(plan.wave(wave))
     blockers = [f"{obj} ({check})" for _, obj, check in store.latest_blockers() if obj.lower() in ours]
     if blockers:
-        return Condition("readiness-blockers", False, f"unresolved: {_names(blockers)} (fix, or waive in [[waivers]])")
+        return Condition(
+            "readiness-blockers", False, f"unresolved: {_names(blockers)} (fix, or waive in [[waivers]])"
+        )
     return Condition("readiness-blockers", True, "none unresolved for the wave's mailboxes and domains")
 
 
@@ -86,7 +98,9 @@ def delta_fits_window(plan: Plan, store: StateStore, wave: str) -> Condition:
         return Condition("delta-fits-window", False, "the plan gives no window length ([window] hours)")
     seconds = store.last_pass_seconds(wave, "delta")
     if seconds is None:
-        return Condition("delta-fits-window", False, "no delta pass measured yet: run the wave again (cutover run)")
+        return Condition(
+            "delta-fits-window", False, "no delta pass measured yet: run the wave again (cutover run)"
+        )
     verdict = "fits" if seconds <= hours * 3600 else "does not fit"
     return Condition("delta-fits-window", seconds <= hours * 3600,
                      f"last delta pass {seconds:.1f} s {verdict} the {hours:g} h window")  # fmt: skip

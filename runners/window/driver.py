@@ -84,7 +84,13 @@ class WaveHeld(MigrationError):
 
 class WindowDriver:
     def __init__(
-        self, plan: Plan, store: StateStore, wave: str, actor: Actor, override: Override, say: Callable[[str], None]
+        self,
+        plan: Plan,
+        store: StateStore,
+        wave: str,
+        actor: Actor,
+        override: Override,
+        say: Callable[[str], None],
     ) -> None:
         self.plan, self.store, self.wave, self.actor = plan, store, wave, actor
         self.override, self.say = override, say
@@ -100,10 +106,14 @@ class WindowDriver:
         try:
             goal = STEPS[step]
             if self.result.stage not in FORWARD:
-                raise Refused(step, f"wave {self.wave} is {self.result.stage}: it doesn't move forward from there", [])
+                raise Refused(
+                    step, f"wave {self.wave} is {self.result.stage}: it doesn't move forward from there", []
+                )
             while FORWARD.index(self.result.stage) < FORWARD.index(goal):
                 nxt = FORWARD[FORWARD.index(self.result.stage) + 1]
-                {Stage.READY: self._ready, Stage.FINAL_PASS: self._final_pass, Stage.SWITCHED: self._switch}[nxt]()
+                {Stage.READY: self._ready, Stage.FINAL_PASS: self._final_pass, Stage.SWITCHED: self._switch}[
+                    nxt
+                ]()
                 self.result.stage = nxt
             if not self.result.steps:
                 self.say(f"{self.wave}: already {self.result.stage}")
@@ -133,7 +143,9 @@ class WindowDriver:
         done_before = switch_substeps_done(self.store.steps_done(self.wave))
 
         def work() -> dict[str, Any]:
-            step = SwitchStep(self.plan, self.store, self.wave, self.actor, self.say, self.heartbeat, done_before)
+            step = SwitchStep(
+                self.plan, self.store, self.wave, self.actor, self.say, self.heartbeat, done_before
+            )
             outcome = step.run()
             if not outcome.done:
                 raise _StepFailed(outcome.did, outcome.problems)
@@ -148,7 +160,9 @@ class WindowDriver:
         ``work`` and record what it did."""
         checked = [c.as_dict() for c in conditions]
         unmet = failing(conditions)
-        params = {**self.override.params(), "overridden": bool(unmet and self.override.given())} if unmet else {}
+        params = (
+            {**self.override.params(), "overridden": bool(unmet and self.override.given())} if unmet else {}
+        )
         step_id = self.store.begin_step(self.wave, stage, self.actor, params)
         report = StepReport(stage, StepStatus.STARTED, checked)
         self.result.steps.append(report)
@@ -168,7 +182,9 @@ class WindowDriver:
         except _StepFailed as failed:
             report.status, report.did = StepStatus.FAILED, failed.did
             report.seconds = time.monotonic() - started
-            self.store.end_step(step_id, StepStatus.FAILED, checked=checked, did={**failed.did, "problems": failed.problems})
+            self.store.end_step(
+                step_id, StepStatus.FAILED, checked=checked, did={**failed.did, "problems": failed.problems}
+            )
             raise Refused(stage, f"{stage} of wave {self.wave} did not complete", failed.problems) from None
         except BaseException as exc:
             self.store.end_step(step_id, StepStatus.FAILED, checked=checked, did={"error": str(exc)})
@@ -184,12 +200,18 @@ class WindowDriver:
     def _check_override(self) -> None:
         o = self.override
         if o.confirm is not None and o.confirm != self.wave:
-            raise Refused("interlock", f"the name typed back ({o.confirm!r}) is not the wave's ({self.wave!r})", [])
+            raise Refused(
+                "interlock", f"the name typed back ({o.confirm!r}) is not the wave's ({self.wave!r})", []
+            )
         if o.given() and not (o.reason or "").strip():
-            raise Refused("interlock", "--confirm and --force need a --reason (it is kept in the audit trail)", [])
+            raise Refused(
+                "interlock", "--confirm and --force need a --reason (it is kept in the audit trail)", []
+            )
 
     def _take_lease(self) -> None:
-        holder = self.store.take_wave_lease(self.wave, f"{self.actor.user}@{self.actor.host}", self.plan.window.lease_seconds)
+        holder = self.store.take_wave_lease(
+            self.wave, f"{self.actor.user}@{self.actor.host}", self.plan.window.lease_seconds
+        )
         if holder is not None:
             until = time.strftime("%H:%M:%S", time.localtime(holder.expires))
             raise WaveHeld(f"wave {self.wave} is being moved by {holder.holder} (pid {holder.pid} on {holder.host}) "
@@ -197,12 +219,12 @@ class WindowDriver:
 
     def heartbeat(self) -> None:
         """Renew the lease (a long final pass or DNS wait must not let another operator in)."""
-        self.store.take_wave_lease(self.wave, f"{self.actor.user}@{self.actor.host}", self.plan.window.lease_seconds)
+        self.store.take_wave_lease(
+            self.wave, f"{self.actor.user}@{self.actor.host}", self.plan.window.lease_seconds
+        )
 
 
 class _StepFailed(Exception):
     def __init__(self, did: dict[str, Any], problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.did, self.problems = did, problems
-
-

@@ -15,7 +15,7 @@ from runners.state.store import StateStore
 class Stage(StrEnum):
     COPYING = "copying"
     READY = "ready"
-    FINAL_PASS = "final-pass"
+    FINAL_PASS = "final-pass"  # noqa: S105 (a step, not a password)
     SWITCHED = "switched"
     SETTLED = "settled"
     CLOSED = "closed"

@@ -23,7 +23,13 @@ from runners.switch.dns_confirm import confirm, servers_by_zone
 from runners.switch.dns_manual import instructions, manual_changes
 from runners.switch.dns_update import Primary, apply_records, pending_changes
 from runners.switch.records import DesiredRRset, rdata_texts, records_for
-from runners.window.stages import ON_TARGET, SWITCH_DIRECTORY, SWITCH_DNS_CONFIRMED, SWITCH_DNS_UPDATE, wave_stage
+from runners.window.stages import (
+    ON_TARGET,
+    SWITCH_DIRECTORY,
+    SWITCH_DNS_CONFIRMED,
+    SWITCH_DNS_UPDATE,
+    wave_stage,
+)
 
 #: The routing proxy's table is not built yet: every switch's record says so.
 PROXY_NOTE = "routing proxy table: not yet (issue #14)"
@@ -89,7 +95,9 @@ class SwitchStep:
             return
         self.store.end_step(step, StepStatus.DONE, did=did)
         changed = sum(1 for u in result.users if u.outcome == "changed")
-        self.say(f"directory: {result.attribute}={result.value} for {len(users)} user(s) ({changed} changed), read back")
+        self.say(
+            f"directory: {result.attribute}={result.value} for {len(users)} user(s) ({changed} changed), read back"
+        )
 
     # -- DNS -------------------------------------------------------------------------------------
 
@@ -115,7 +123,9 @@ class SwitchStep:
         outcome.did["dns"]["confirmation"] = confirmed
         if not confirmed["confirmed"]:
             outcome.done = False
-            outcome.problems += [f"dns: not confirmed after {confirmed['elapsed']:.0f} s"] + confirmed["lagging"]
+            outcome.problems += [f"dns: not confirmed after {confirmed['elapsed']:.0f} s"] + confirmed[
+                "lagging"
+            ]
 
     def _update(self, settings: SwitchDns, desired: Sequence[DesiredRRset]) -> dict[str, Any]:
         primary = Primary.from_plan(settings)
@@ -137,7 +147,9 @@ class SwitchStep:
             for c in result.changes]}  # fmt: skip
         self.store.end_step(step, StepStatus.DONE, did=did)
         if result.sent:
-            self.say(f"dns: update sent to {result.primary}: " + ", ".join(c.desired.label for c in result.changes))
+            self.say(
+                f"dns: update sent to {result.primary}: " + ", ".join(c.desired.label for c in result.changes)
+            )
         else:
             self.say(f"dns: {result.primary} already serves the new records: nothing sent")
         return did
@@ -147,7 +159,9 @@ class SwitchStep:
         first = next(iter(servers.values()))[0]
         changes = manual_changes(first, desired, settings.timeout)
         text = instructions(changes)
-        self.say("dns: no primary and key in the plan: make these changes, the switch waits for them\n" + text)
+        self.say(
+            "dns: no primary and key in the plan: make these changes, the switch waits for them\n" + text
+        )
         step = self.store.begin_step(self.wave, SWITCH_DNS_UPDATE, self.actor, {"manual": True})
         did = {"manual": True, "instructions": text}
         self.store.end_step(step, StepStatus.DONE, did=did)

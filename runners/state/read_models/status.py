@@ -87,7 +87,11 @@ def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
 
 def window_line(w: dict[str, Any]) -> str:
     """Where a wave stands in its cutover window (runners/window), and its last step that didn't complete."""
-    since = f" since {time.strftime('%Y-%m-%d %H:%M', time.localtime(w['since']))} by {w['by']}" if w["since"] else ""
+    since = (
+        f" since {time.strftime('%Y-%m-%d %H:%M', time.localtime(w['since']))} by {w['by']}"
+        if w["since"]
+        else ""
+    )
     problem = f"; last attempt: {w['last_problem']}" if w["last_problem"] else ""
     return f"wave {w['wave']}: {w['stage']}{since}{problem}"
 
