@@ -225,6 +225,10 @@ def test_happy_path_copying_to_switched(window: WindowLab) -> None:
     actions = [(a["action"], a["detail"]) for a in window.audit("--wave", "pilot") if a["action"] != "launch"]
     assert actions == [("ready", "done"), ("final-pass", "done"), ("switched", "done"), ("switch:directory", "done"),
                        ("switch:dns-update", "done"), ("switch:dns-confirmed", "done")]  # by when each began  # fmt: skip
+    # No secret anywhere: not in the output, not in the store.
+    state = (window.lab.root / ".cutover" / "state.db").read_bytes()
+    for secret in (TSIG_SECRET, SWITCH_PASSWORD):
+        assert secret not in json.dumps(data) and secret.encode() not in state
     # A rerun finds the wave switched and changes nothing.
     again = window.switch()
     assert again.returncode == 0 and "already switched" in again.stdout
