@@ -236,7 +236,7 @@ def test_happy_path_copying_to_switched(window: WindowLab) -> None:
 
 
 def test_interlocks_refuse_without_the_typed_name_and_pass_with_it(window: WindowLab) -> None:
-    # No readiness run, and a message that failed and wasn't decided: ready doesn't hold.
+    # No readiness run in the store: ready doesn't hold, and neither do the final pass's interlocks.
     proc = window.switch("--step", "ready")
     assert proc.returncode == 1
     assert "readiness-blockers: no readiness check has run" in proc.stdout + proc.stderr
@@ -258,6 +258,18 @@ def test_interlocks_refuse_without_the_typed_name_and_pass_with_it(window: Windo
     assert ready["who"].startswith(f"{os.environ.get('USER') or ''}")
     refused = [a for a in window.audit() if a["action"] == "ready" and a["detail"] == "refused"]
     assert len(refused) == 1
+
+    # Launching the final pass asks again: the interlock holds it until the name is typed back.
+    held = window.switch("--step", "final-pass")
+    assert held.returncode == 1 and "final-pass refused for wave pilot" in held.stderr
+    code, data = window.switch_json("--step", "final-pass", "--force", "--reason", "blockers reviewed")
+    assert (code, data["stage"], data["steps"][0]["did"]["status"]) == (0, "final-pass", "ok")
+    final = [a for a in window.audit("--wave", "pilot") if a["action"] != "launch"][-1]
+    assert (final["action"], final["params"]["force"], final["params"]["overridden"]) == (
+        "final-pass",
+        True,
+        True,
+    )
 
 
 def test_a_second_operator_is_refused_by_the_lease(window: WindowLab) -> None:

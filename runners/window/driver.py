@@ -160,9 +160,8 @@ class WindowDriver:
         ``work`` and record what it did."""
         checked = [c.as_dict() for c in conditions]
         unmet = failing(conditions)
-        params = (
-            {**self.override.params(), "overridden": bool(unmet and self.override.given())} if unmet else {}
-        )
+        # The operator's answer is kept whenever given; "overridden" says whether it was needed.
+        params = {**self.override.params(), "overridden": bool(unmet)} if self.override.given() else {}
         step_id = self.store.begin_step(self.wave, stage, self.actor, params)
         report = StepReport(stage, StepStatus.STARTED, checked)
         self.result.steps.append(report)
