@@ -16,16 +16,28 @@ import dns.name
 import dns.rdatatype
 import ldap3
 import pytest
-from dovecot_lab import Lab, append_many, make_lab
+from dovecot_lab import CUTOVER, Lab, append_many, make_lab
 from servers.dovecot import DovecotServer
-from servers.knot import TARGET_MX, TSIG_SECRET, ZONE, KnotPair, KnotServer, find_knotd
+from servers.knot import (
+    TARGET_MX,
+    TSIG_ALGORITHM,
+    TSIG_NAME,
+    TSIG_SECRET,
+    ZONE,
+    KnotPair,
+    KnotServer,
+    find_knotd,
+)
 from servers.slapd import LEGACY_SUFFIX, SlapdServer, find_slapd, ldif_entry, legacy_person
 from servers.tlsca import Leaf
 
+from runners.plan.secret import Secret
+from runners.plan.switch_model import DomainRecords, HostPort, MxRecord, SwitchDns, TsigSettings
 from runners.state.check_history import CheckRunRecord
 from runners.state.store import StateStore
 from runners.switch.dns_query import AuthServer, served
-from runners.switch.records import rdata_texts
+from runners.switch.dns_update import Primary, apply_records
+from runners.switch.records import rdata_texts, records_for
 
 PEOPLE = f"ou=window,{LEGACY_SUFFIX}"
 SWITCH_DN = f"cn=window-switch,{LEGACY_SUFFIX}"
@@ -195,10 +207,14 @@ def test_happy_path_copying_to_switched(window: WindowLab) -> None:
     append_many(window.lab.source, "alice", "INBOX", [b"Subject: late\r\n\r\nnew before the window\r\n"])
     serial_before = window.knot.primary.serial()
 
-    code, data = window.switch_json()
+    proc = window.switch("--output", "json")
 
-    assert code == 0, data
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
     assert (data["stage_before"], data["stage"]) == ("copying", "switched")
+    # The steps as they went, on stderr (stdout is the JSON document): the final pass's clock and ETA.
+    assert "final pass of pilot: 2 mailbox(es); 4 h window; expected ~" in proc.stderr
+    assert "routing proxy table: not yet (issue #14)" in proc.stderr
     ready, final, switched = data["steps"]
     assert [s["step"] for s in data["steps"]] == ["ready", "final-pass", "switched"]
     assert all(c["holds"] for c in ready["checked"])
@@ -349,3 +365,41 @@ def test_a_switched_wave_refuses_a_fresh_start(window: WindowLab) -> None:
     proc = window.lab.cutover("run", "--plan", str(window.lab.plan), "--wave", "pilot", env=window.env)
     assert proc.returncode == 2
     assert "is switched: its runs are delta passes only" in proc.stderr and "carol" in proc.stderr
+
+
+def test_without_a_primary_the_switch_prints_the_records_and_waits_for_them(
+    tmp_path: Path,
+    source_dovecot: DovecotServer,
+    target_dovecot: DovecotServer,
+    knot: KnotPair,
+    slapd: SlapdServer,
+) -> None:
+    window = make_window_lab(tmp_path, source_dovecot, target_dovecot, knot, slapd)
+    plan = window.lab.plan.read_text(encoding="utf-8")
+    manual = "".join(line + "\n" for line in plan.splitlines() if not line.startswith(("primary", "tsig_")))
+    window.lab.plan.write_text(manual, encoding="utf-8")
+    window.record_clean_check_run()
+    cmd = [*CUTOVER, "switch", "--plan", str(window.lab.plan), "--wave", "pilot"]
+    with subprocess.Popen(cmd, env=window.env, cwd=window.lab.root, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # the records to change, as zone-file lines, then the wait
+            seen.append(line)
+            if line.startswith("dns: waiting for"):
+                break
+        text = "".join(seen)
+        assert f"; remove: {ZONE}. 300 IN MX 10 mx.legacy.test." in text
+        assert f"{ZONE}. 300 IN MX 10 {TARGET_MX}" in text
+        # The operator makes the change by hand (here: the same signed update an operator's tool sends).
+        settings = SwitchDns((DomainRecords(ZONE, f"{ZONE}.", (MxRecord(10, TARGET_MX),)),),
+                             HostPort(knot.primary.address, 53), TsigSettings(TSIG_NAME, TSIG_ALGORITHM,
+                             Secret(TSIG_SECRET)), timeout=3.0)  # fmt: skip
+        primary = Primary.from_plan(settings)
+        assert primary is not None
+        apply_records(primary, records_for(settings.domains, 300))
+        rest, errors = proc.communicate(timeout=60)
+    assert proc.returncode == 0, errors
+    assert "confirmed on 2 servers" in rest
+    (switched,) = [s for s in window.store.wave_steps("pilot") if s.step == "switch:dns-update"]
+    assert switched.did["manual"] is True and TARGET_MX in switched.did["instructions"]
