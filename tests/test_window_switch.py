@@ -238,6 +238,8 @@ def test_happy_path_copying_to_switched(window: WindowLab) -> None:
     # Where the wave stands, for the status command, and who did it.
     status = window.lab.status()
     assert [(w["wave"], w["stage"]) for w in status["window"]] == [("pilot", "switched")]
+    text = window.lab.cutover("status", "--plan", str(window.lab.plan), env=window.env).stdout
+    assert "wave pilot: switched since " in text
     actions = [(a["action"], a["detail"]) for a in window.audit("--wave", "pilot") if a["action"] != "launch"]
     assert actions == [("ready", "done"), ("final-pass", "done"), ("switched", "done"), ("switch:directory", "done"),
                        ("switch:dns-update", "done"), ("switch:dns-confirmed", "done")]  # by when each began  # fmt: skip
