@@ -313,6 +313,16 @@ def test_kill_between_dns_update_and_confirmation_resumes_without_a_second_updat
     assert killed.returncode == -9
     assert window.knot.primary.serial() == serial_before + 1  # the UPDATE was applied, then the kill
     assert window.store.steps_done("pilot")[-1] == "switch:directory"  # the UPDATE's outcome never recorded
+    # What the primary served before was recorded before the UPDATE went out: what a DNS rollback needs.
+    (attempt,) = [s for s in window.store.wave_steps("pilot") if s.step == "switch:dns-update"]
+    assert attempt.status == "started"
+    assert attempt.params["changes"] == [
+        {
+            "label": f"{ZONE}. MX",
+            "before": ["10 mx.legacy.test.", "20 mx2.legacy.test."],
+            "after": [f"10 {TARGET_MX}"],
+        }
+    ]
     lease = window.store.wave_lease("pilot")
     assert lease is not None  # left behind by the dead process: taken over below
 
