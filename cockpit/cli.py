@@ -158,6 +158,44 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--phase", choices=("pre", "post"), default="pre", help="before the MX switch (default) or after it"
     )
+    # The cutover window (#11): `switch` and `audit`.
+    switch = sub.add_parser(
+        "switch",
+        help="take a wave through its window: ready, final pass, switched",
+        description="Run a wave forward from where it stands (copying, ready, final pass) to switched, or to the "
+        "named step, printing each step; each is recorded with who, when and its parameters (cutover audit). "
+        "ready checks the first pass, every failure decided, readiness blockers and the last delta pass against "
+        "the window; the final pass is one more delta pass, timed; the switch sets the directory's routing "
+        "attribute and, for a domain whose last wave this is, its DNS, confirmed on every authoritative server. "
+        "An interrupted switch resumes where it stopped. Exit 0: done; 1: refused by an interlock or a check "
+        "that didn't hold (listed); 2: could not work (plan, store, server unreachable).",
+    )
+    common(switch)
+    switch.add_argument("--wave", required=True, help="the wave to move")
+    switch.add_argument(
+        "--step",
+        choices=("ready", "final-pass", "switch", "settle", "close", "rollback"),
+        default="switch",
+        help="go as far as this step (default: switch); settle, close and rollback are not built yet",
+    )
+    switch.add_argument(
+        "--confirm",
+        metavar="WAVE",
+        help="the wave's name typed back: go on despite a condition that doesn't hold",
+    )
+    switch.add_argument("--reason", help="why (required with --confirm or --force; kept in the audit trail)")
+    switch.add_argument(
+        "--force", action="store_true", help="as --confirm, recorded the same (needs --reason)"
+    )
+    audit = sub.add_parser(
+        "audit",
+        help="every operator action with who, when and its parameters",
+        description="List every operator action the state store keeps: the window's steps (ready, final pass, "
+        "switch), runs launched, pause/resume/cancel requests, waived messages and the cockpit's actions; who "
+        "(OS user, host, SSH client), when, and the exact parameters.",
+    )
+    common(audit)
+    audit.add_argument("--wave", help="only this wave")
     demo = sub.add_parser(
         "demo",
         help="run an embedded lab (legacy and target mail servers, LDAP, DNS, SMTP) and a pilot on it",
@@ -236,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "control": _control,
             "tui": _tui,
             "demo": _demo,
+            "switch": _switch,
+            "audit": _audit,
         }
         handler = handlers[args.command]
         code = handler(args)
@@ -384,6 +424,18 @@ def _check(args: argparse.Namespace) -> int:
     from cockpit.commands.check import check_command
 
     return check_command(args)
+
+
+def _switch(args: argparse.Namespace) -> int:
+    from cockpit.commands.switch import switch_command
+
+    return switch_command(args)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from cockpit.commands.audit import audit_command
+
+    return audit_command(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

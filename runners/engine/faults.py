@@ -26,6 +26,8 @@ The points:
     The batch's outcome is in the ledger.
 ``paused``
     One turn of a paused mailbox's wait (a turn when the control watcher wakes it, or every poll).
+``switch-dns-sent``
+    ``cutover switch`` (runners/window): the DNS UPDATE was sent, not yet recorded or confirmed.
 
 Unset in production, ``reached`` costs one comparison.
 """
@@ -38,7 +40,7 @@ import socket
 import threading
 
 ACTIONS = ("kill", "hold", "fail")
-POINTS = ("before-append", "after-append", "after-record", "paused")
+POINTS = ("before-append", "after-append", "after-record", "paused", "switch-dns-sent")
 
 
 class InjectedFault(RuntimeError):

@@ -73,6 +73,13 @@ def run_wave(
     previous = store.has_finished_run(wave)
     kind = "retry" if retry_failed else "delta" if previous else "full"
     before = store.mailbox_states()
+    if store.wave_switched(wave):  # its users are on the target: only delta passes from here (#11)
+        fresh = [e.source for e in entries if e.source not in before]
+        if kind == "full" or fresh:
+            raise MigrationError(
+                f"wave {wave!r} is switched: its runs are delta passes only, and a mailbox is never started "
+                f"again on the target ({', '.join(fresh) or 'no pass recorded'})"
+            )
     if retry_failed:
         entries = [e for e in entries if before.get(e.source) in ("partial", "failed", "cancelled")]
         if not entries:

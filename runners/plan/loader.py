@@ -28,6 +28,7 @@ from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.switch_options import load_switch
 from runners.plan.tables import Document, Table
 from runners.plan.waves import load_waves
+from runners.plan.window_options import load_window
 from runners.special_use import SPECIAL_KEYS
 
 PLAN_TABLES = (
@@ -40,6 +41,7 @@ PLAN_TABLES = (
     "run",
     "security",
     "switch",
+    "window",
     *READINESS_TABLES,
 )
 FOLDERS_KEYS = ("rename", "exclude", "special")
@@ -97,6 +99,7 @@ def load_plan(path: str | Path) -> Plan:
         batch_bytes=batch_bytes,
         readiness=load_readiness(root, base_dir),
         switch=load_switch(root, base_dir),
+        window=load_window(root),
     )
     _refuse_exposed_secrets(root.table("security"), plan)
     return plan

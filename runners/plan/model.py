@@ -10,6 +10,7 @@ from runners.plan.ews_options import EwsOptions
 from runners.plan.readiness_model import ReadinessConfig
 from runners.plan.secret import Secret as Secret  # part of the plan model API
 from runners.plan.switch_model import SwitchSettings
+from runners.plan.window_options import WindowSettings
 
 DEFAULT_WORKERS = 4
 DEFAULT_BATCH_MESSAGES = 200
@@ -113,6 +114,8 @@ class Plan:
     wave_settings: tuple[WaveSettings, ...] = ()
     #: ``[switch]``: the DNS records and the directory's routing attribute the cutover switch changes.
     switch: SwitchSettings | None = None
+    #: ``[window]``: when the cutover window opens and how long it lasts (runners.window reads it).
+    window: WindowSettings = field(default_factory=WindowSettings)
 
     @property
     def target_domains(self) -> tuple[str, ...]:

@@ -193,3 +193,34 @@ CREATE TABLE IF NOT EXISTS pacing (
     updated            REAL NOT NULL,
     PRIMARY KEY (run_id, scope)
 );
+
+-- The cutover window (#11): every step a wave took on its way from copying to switched (and later
+-- settled, closed, rolled back), with what it checked, what it did, who and when. Sub-steps of the
+-- switch ("switch:directory", "switch:dns-update", "switch:dns-confirmed") are rows too: an
+-- interrupted switch resumes after the last one that is done.
+CREATE TABLE IF NOT EXISTS wave_steps (
+    id          INTEGER PRIMARY KEY,
+    wave        TEXT NOT NULL,
+    step        TEXT NOT NULL,              -- ready | final-pass | switched | settled | closed | rolled-back | switch:<sub-step>
+    status      TEXT NOT NULL,              -- started | done | refused | failed
+    started     REAL NOT NULL,
+    ended       REAL,
+    operator    TEXT NOT NULL,              -- the OS user
+    host        TEXT NOT NULL,
+    ssh_client  TEXT,                       -- address and port of the SSH client, when there is one
+    params      TEXT NOT NULL DEFAULT '{}', -- JSON: the step's exact parameters (never a secret)
+    checked     TEXT NOT NULL DEFAULT '[]', -- JSON: each condition with whether it held
+    did         TEXT NOT NULL DEFAULT '{}'  -- JSON: what the step changed or measured
+);
+CREATE INDEX IF NOT EXISTS wave_steps_by_wave ON wave_steps (wave, id);
+
+-- One operator at a time moves a wave through its window: the holder renews, a dead one's lease is
+-- taken over (its pid gone on this host, or the lease expired).
+CREATE TABLE IF NOT EXISTS wave_leases (
+    wave     TEXT PRIMARY KEY,
+    holder   TEXT NOT NULL,                 -- user@host
+    host     TEXT NOT NULL,
+    pid      INTEGER NOT NULL,
+    taken    REAL NOT NULL,
+    expires  REAL NOT NULL
+);

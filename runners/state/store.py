@@ -40,6 +40,7 @@ from runners.state.rows import (
 )
 from runners.state.runs import RunsMixin, alive
 from runners.state.survey import SurveyMixin
+from runners.state.wave_steps import WaveStepsMixin
 
 SCHEMA_VERSION = "1"
 #: A runner that has not written for this long is presumed dead and its mailboxes may be taken over.
@@ -93,7 +94,14 @@ def owner_id() -> str:
 
 
 class StateStore(
-    RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, MailboxReadsMixin, AuditMixin, PacingMixin
+    RunsMixin,
+    ControlsMixin,
+    CheckHistoryMixin,
+    SurveyMixin,
+    MailboxReadsMixin,
+    AuditMixin,
+    PacingMixin,
+    WaveStepsMixin,
 ):
     def __init__(self, path: Path | str | Backend, *, read_only: bool = False) -> None:
         """Open (and create or upgrade) the store at ``path``, or the one behind a backend.

@@ -6,6 +6,7 @@ run it, while a runner works.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -34,6 +35,7 @@ def status_data(
             "runs": [asdict(r) for r in store.recent_runs(wave)],
             "mailboxes": [asdict(r) for r in store.mailbox_ledger_counts(wave, mailboxes)],
             "folder_errors": [asdict(r) for r in store.folder_errors(wave, mailboxes)],
+            "window": [asdict(w) for w in store.wave_standings([wave] if wave else plan.waves)],
             "pacing": [
                 asdict(r) | {"backoff_seconds": round(r.backoff_left(), 1)}
                 for r in store.running_pacing(wave)
@@ -64,6 +66,9 @@ def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
             f"{m['source'][:36]:<36} {m['wave'][:10]:<10} {m['state']:<9} {m['copied']:>8} "
             f"{m['skipped']:>8} {m['failed']:>7}  {error}"
         )
+    for w in data.get("window", []):
+        if w["stage"] != "copying" or w["last_problem"]:  # a wave the window hasn't touched: as before
+            lines.append(window_line(w))
     for p in data.get("pacing", []):
         lines.append(pacing_line(p))
     for f in data.get("folder_errors", []):
@@ -78,6 +83,17 @@ def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
                 f"{r['status']}: {r['reason']}"
             )
     return "\n".join(lines)
+
+
+def window_line(w: dict[str, Any]) -> str:
+    """Where a wave stands in its cutover window (runners/window), and its last step that didn't complete."""
+    since = (
+        f" since {time.strftime('%Y-%m-%d %H:%M', time.localtime(w['since']))} by {w['by']}"
+        if w["since"]
+        else ""
+    )
+    problem = f"; last attempt: {w['last_problem']}" if w["last_problem"] else ""
+    return f"wave {w['wave']}: {w['stage']}{since}{problem}"
 
 
 def pacing_line(p: dict[str, Any]) -> str:
