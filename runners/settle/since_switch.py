@@ -72,7 +72,9 @@ class SinceSwitch:
             return state, metas
         return state, [m for m in metas if m.uid >= mark.uidnext]
 
-    def fetch(self, folder: FolderInfo, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage | FetchFailure]:
+    def fetch(
+        self, folder: FolderInfo, metas: Sequence[MessageMeta]
+    ) -> Iterator[FetchedMessage | FetchFailure]:
         return self.inner.fetch(folder, metas)
 
     def isolate(self, uids: Collection[int]) -> None:
@@ -81,7 +83,9 @@ class SinceSwitch:
     def header_block(
         self, *, folder: str, uid: int, key: str, uidvalidity: int, fields: Sequence[str]
     ) -> bytes | str:
-        return self.inner.header_block(folder=folder, uid=uid, key=key, uidvalidity=uidvalidity, fields=fields)
+        return self.inner.header_block(
+            folder=folder, uid=uid, key=key, uidvalidity=uidvalidity, fields=fields
+        )
 
     def close(self) -> None:
         self.inner.close()
