@@ -15,6 +15,7 @@ from runners.engine.wave import run_wave
 from runners.errors import MigrationError
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.settle.late_mail import catch_late_mail
 from runners.settle.rollback import copy_back, rollback_plan, rollback_readiness
 from runners.settle.switch_marks import read_switch_marks, record_switch_marks
 from runners.state.store import StateStore
@@ -120,3 +121,16 @@ def test_rollback_readiness_says_before_the_switch_what_cannot_be_copied_back(la
         assert reason is not None and f"{kind!r} can't be read as a source" in reason
     reason = rollback_readiness(replace(plan, source=replace(plan.source, type="pop3")))
     assert reason is not None and "can't be written to" in reason
+
+
+def test_late_mail_the_engine_copied_after_the_switch_does_not_go_back(lab: Lab) -> None:
+    plan = _switched(lab)
+    imapfill.append(lab.source, "alice", "INBOX", message("late, via a cached MX"))
+    assert catch_late_mail(plan, "pilot", quiet_seconds=0).caught == 1  # now on the target, above the mark
+    imapfill.append(lab.target, "alice", "INBOX", message("after the switch"))
+
+    result = copy_back(plan, "pilot")
+
+    assert result.stats.totals()["copied"] == 1
+    inbox = _subjects(lab.source)["INBOX"]
+    assert inbox.count("late, via a cached MX") == 1 and inbox.count("after the switch") == 1

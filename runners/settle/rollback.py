@@ -4,7 +4,8 @@ The rollback plan is the plan reversed: the target, read through the ``SINCE_SWI
 (only UIDs the target assigned after the switch), becomes the source; the legacy becomes the target;
 folder renames are undone; the state directory is ``<state>/rollback``, so the two ledgers never mix.
 ``run_wave`` then copies as it always does: a second rollback pass copies nothing new, and nothing the
-target held at the switch (the engine's own copies among it) goes back.
+target held at the switch goes back, nor what the forward engine put there since (late mail: the
+legacy has it; the forward ledger names those target UIDs).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from runners.engine.wave import RunResult, run_wave
 from runners.errors import MigrationError
 from runners.plan.model import FolderRules, MailboxEntry, Plan
 from runners.settle.since_switch import since_switch_endpoint
-from runners.settle.switch_marks import marks_path, rollback_dir
+from runners.settle.switch_marks import engine_copies_path, marks_path, record_engine_copies, rollback_dir
 
 
 def rollback_readiness(plan: Plan) -> str | None:
@@ -57,7 +58,7 @@ def rollback_plan(plan: Plan, wave: str) -> Plan:
         )
     return replace(
         plan,
-        source=since_switch_endpoint(plan.target, str(marks)),
+        source=since_switch_endpoint(plan.target, str(marks), str(engine_copies_path(plan, wave))),
         target=plan.source,
         mailboxes=tuple(_reversed(e) for e in plan.mailboxes if e.wave == wave),
         folders=FolderRules(rename={new: old for old, new in plan.folders.rename.items()}),
@@ -88,4 +89,6 @@ def copy_back(
     ``on_start`` gets the run's id in the rollback's own store (``<state>/rollback/state.db``).
     Raises what ``run_wave`` raises (``WaveFault``), and ``MigrationError`` from ``rollback_plan``.
     """
-    return run_wave(rollback_plan(plan, wave), wave, stop=stop, on_start=on_start)
+    reversed_plan = rollback_plan(plan, wave)
+    record_engine_copies(plan, wave)  # late mail the engine copied since the last rollback pass too
+    return run_wave(reversed_plan, wave, stop=stop, on_start=on_start)

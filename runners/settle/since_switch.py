@@ -2,7 +2,8 @@
 
 It is the ordinary IMAP source (runners/connectors/imap_source.py) with one filter: a folder lists only
 the messages whose UID is at or above the folder's UIDNEXT recorded at the switch
-(``switch_marks.py``). A folder whose UIDVALIDITY changed since, or that didn't exist then, lists
+(``switch_marks.py``), less those the forward engine appended itself (late mail it caught from the
+legacy after the switch: the legacy has them already). A folder whose UIDVALIDITY changed since, or that didn't exist then, lists
 everything: its UIDs can't be compared with the mark, and copying back too much loses nothing.
 
 Registered as its own source type, so that the engine opens it through the one adapter registry like
@@ -20,7 +21,7 @@ from runners.connectors.base import SourceSession
 from runners.connectors.imap_source import open_session as open_imap_source
 from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
 from runners.plan.model import Endpoint, EndpointType, MailboxEntry
-from runners.settle.switch_marks import FolderMark, SwitchMarks
+from runners.settle.switch_marks import FolderMark, SwitchMarks, read_engine_copies
 
 #: The source type of a rollback plan's source (never written in a plan file).
 SINCE_SWITCH = cast(EndpointType, "imap-since-switch")
@@ -31,12 +32,14 @@ class SinceSwitchEndpoint(Endpoint):
     """The target's IMAP endpoint, typed ``SINCE_SWITCH``, with the switch marks' file."""
 
     marks_file: str = ""
+    #: Target UIDs the forward engine appended itself (late mail among them): never copied back.
+    copies_file: str = ""
 
 
-def since_switch_endpoint(target: Endpoint, marks_file: str) -> SinceSwitchEndpoint:
+def since_switch_endpoint(target: Endpoint, marks_file: str, copies_file: str) -> SinceSwitchEndpoint:
     fields = {name: getattr(target, name) for name in Endpoint.__dataclass_fields__}
     fields["type"] = SINCE_SWITCH
-    return SinceSwitchEndpoint(**fields, marks_file=marks_file)
+    return SinceSwitchEndpoint(**fields, marks_file=marks_file, copies_file=copies_file)
 
 
 def open_session(endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
@@ -44,8 +47,9 @@ def open_session(endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
     assert isinstance(endpoint, SinceSwitchEndpoint)
     with open(endpoint.marks_file, encoding="utf-8") as handle:
         marks = SwitchMarks.from_json(handle.read())
+    copies = read_engine_copies(endpoint.copies_file).get(entry.source, {})
     imap = Endpoint(type="imap", **_plain_fields(endpoint))  # type: ignore[arg-type]
-    return SinceSwitch(open_imap_source(imap, entry), marks.mailboxes.get(entry.source, {}))
+    return SinceSwitch(open_imap_source(imap, entry), marks.mailboxes.get(entry.source, {}), copies)
 
 
 def _plain_fields(endpoint: Endpoint) -> dict[str, object]:
@@ -55,8 +59,13 @@ def _plain_fields(endpoint: Endpoint) -> dict[str, object]:
 class SinceSwitch:
     """A source session that lists only the messages the target received after the switch."""
 
-    def __init__(self, inner: SourceSession, marks: Mapping[str, FolderMark]) -> None:
-        self.inner, self.marks = inner, marks
+    def __init__(
+        self,
+        inner: SourceSession,
+        marks: Mapping[str, FolderMark],
+        engine_copies: Mapping[str, frozenset[int]],
+    ) -> None:
+        self.inner, self.marks, self.engine_copies = inner, marks, engine_copies
         self.server = inner.server
 
     def list_folders(self) -> list[FolderInfo]:
@@ -67,6 +76,8 @@ class SinceSwitch:
 
     def list_messages(self, folder: FolderInfo) -> tuple[FolderState, list[MessageMeta]]:
         state, metas = self.inner.list_messages(folder)
+        ours = self.engine_copies.get(folder.raw_name, frozenset())
+        metas = [m for m in metas if m.uid not in ours]
         mark = self.marks.get(folder.raw_name)
         if mark is None or mark.uidvalidity != state.uidvalidity:
             return state, metas

@@ -25,6 +25,7 @@ from runners.connectors.imap_login import open_imap
 from runners.errors import CommandError, MigrationError
 from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import file_name_part
+from runners.state.store import StateStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,42 @@ def rollback_dir(plan: Plan) -> Path:
 
 def marks_path(plan: Plan, wave: str) -> Path:
     return rollback_dir(plan) / f"{file_name_part(wave)}.switch-marks.json"
+
+
+def engine_copies_path(plan: Plan, wave: str) -> Path:
+    return rollback_dir(plan) / f"{file_name_part(wave)}.engine-copies.json"
+
+
+def record_engine_copies(plan: Plan, wave: str) -> Path:
+    """Write which target UIDs the forward engine itself appended, per target login and folder.
+
+    Late mail caught from the legacy after the switch reaches the target above the marks: the rollback
+    must not copy those back (the legacy has them). Read from the forward ledger, rewritten before every
+    rollback pass (temp file, then rename).
+    """
+    store = StateStore(plan.state_db, read_only=True)
+    targets = {e.source: e.target for e in plan.wave(wave)}
+    copies: dict[str, dict[str, list[int]]] = {}
+    for row in store.mailbox_ledger_counts(wave):
+        if row.source not in targets:
+            continue
+        folders = copies.setdefault(targets[row.source], {})
+        for folder in store.mailbox_detail(row.source).folders:
+            uids = sorted(int(t) for t in store.mapped_target_ids(row.id, folder.target) if t.isdigit())
+            if uids:
+                folders.setdefault(folder.target, []).extend(uids)
+    path = engine_copies_path(plan, wave)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".tmp")
+    temp.write_text(json.dumps(copies, sort_keys=True), encoding="utf-8")
+    os.replace(temp, path)
+    return path
+
+
+def read_engine_copies(path: str) -> dict[str, dict[str, frozenset[int]]]:
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    return {box: {name: frozenset(uids) for name, uids in folders.items()} for box, folders in data.items()}
 
 
 def read_switch_marks(plan: Plan, wave: str) -> SwitchMarks | None:
