@@ -8,8 +8,12 @@ import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, cast
+from urllib.parse import urlsplit
+
+import dataclasses
 
 from runners.adapters import source_types, target_types
+from runners.plan.graph_options import GRAPH_KEYS, parse_graph_options
 from runners.plan.model import AuthMode, Endpoint, EndpointType, Secret, Security
 from runners.plan.paths import make_secret, resolve_path
 from runners.plan.tables import Table
@@ -76,7 +80,7 @@ def is_loopback(host: str) -> bool:
 def build_endpoint(
     table: Table, role: Role, base_dir: Path, elsewhere: Mapping[str, str] | None = None
 ) -> Endpoint:
-    table.check_keys(ENDPOINT_KEYS, elsewhere)
+    table.check_keys(ENDPOINT_KEYS + (GRAPH_KEYS if table.data.get("type") == "graph" else ()), elsewhere)
     kind = cast(EndpointType, table.choice("type", TYPES))
     allowed = SOURCE_TYPES if role == "source" else TARGET_TYPES
     if kind not in allowed:
@@ -102,7 +106,19 @@ def build_endpoint(
     for key in MAILDIR_KEYS:
         if key in table:
             raise table.error(key, f'"{key}" only applies to type = "maildir"')
-    return _network(table, kind, base_dir, max_connections, max_message_bytes)
+    endpoint = _network(table, kind, base_dir, max_connections, max_message_bytes)
+    if kind == "graph":
+        graph = parse_graph_options(table, lambda key: _secret(table, key, base_dir))
+        return dataclasses.replace(endpoint, graph=graph, **_graph_host(table, graph.graph_url))
+    return endpoint
+
+
+def _graph_host(table: Table, graph_url: str) -> dict[str, object]:
+    """Graph is reached at ``graph_url``; host and port, if given, must say the same."""
+    parts = urlsplit(graph_url)
+    if "host" in table and table.string("host") != parts.hostname:
+        raise table.error("host", f'differs from graph_url "{graph_url}": give graph_url only')
+    return {"host": parts.hostname, "port": parts.port or 443}
 
 
 def _other(role: Role) -> Role:

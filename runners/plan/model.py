@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from runners.plan.graph_options import GraphOptions
 from runners.plan.readiness_model import ReadinessConfig
 from runners.plan.secret import Secret as Secret  # part of the plan model API
 
@@ -47,6 +48,8 @@ class Endpoint:
     path: str | None = None
     #: Maildir only: "dovecot" (``.Sub.Folder`` directories) or "courier" (same, ``INBOX.`` names).
     maildir_layout: Literal["dovecot", "courier"] = "dovecot"
+    #: Graph only: the app's identity, URLs, route and pace (``runners.plan.graph_options``).
+    graph: GraphOptions | None = None
 
     @property
     def address(self) -> str:

@@ -1,0 +1,73 @@
+"""What a Graph item keeps, read back as a ``runners.kept.KeptItem`` for ``cutover verify``.
+
+Times are Graph's receivedDateTime (PR_MESSAGE_DELIVERY_TIME) and sentDateTime (PR_CLIENT_SUBMIT_TIME);
+answered/forwarded come from PR_LAST_VERB_EXECUTED; with ``--deep`` headers, body text and
+attachment bytes come from the MIME Exchange renders for the item (``GET .../$value``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from runners.connectors.exchange_props import PR_LAST_VERB_EXECUTED, VERB_FORWARD
+from runners.connectors.graph_message import KEY_PROPERTY, ROUTE_PROPERTY, integer
+from runners.kept import ImapState, KeptItem, content_of
+
+LAST_VERB = integer(PR_LAST_VERB_EXECUTED)
+KEPT_SELECT = "id,receivedDateTime,sentDateTime,isRead,isDraft,flag,categories"
+KEPT_EXPAND = (
+    f"singleValueExtendedProperties($filter=id eq '{KEY_PROPERTY}' or id eq '{ROUTE_PROPERTY}'"
+    f" or id eq '{LAST_VERB}')"
+)
+#: PR_LAST_VERB_EXECUTED values meaning replied to (reply, reply all).
+REPLIED = (102, 103)
+
+
+def property_value(data: dict[str, Any], property_id: str) -> str | None:
+    """The value of one expanded single-value extended property, or None (ids compare without case)."""
+    wanted = property_id.casefold()
+    for prop in data.get("singleValueExtendedProperties") or ():
+        if str(prop.get("id", "")).casefold() == wanted:
+            value = prop.get("value")
+            return None if value is None else str(value)
+    return None
+
+
+def graph_datetime(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).replace(microsecond=0)
+
+
+def kept_item(data: dict[str, Any], mime: bytes | None) -> KeptItem:
+    verb_text = property_value(data, LAST_VERB)
+    verb = int(verb_text) if verb_text and verb_text.lstrip("-").isdigit() else None
+    flag = data.get("flag") or {}
+    state = ImapState(
+        read=bool(data.get("isRead")),
+        flagged=flag.get("flagStatus") == "flagged",
+        answered=verb in REPLIED,
+        forwarded=verb == VERB_FORWARD,
+        draft=bool(data.get("isDraft")),
+        categories=tuple(sorted(set(data.get("categories") or ()))),
+    )
+    headers = bodies = attachments = None
+    if mime is not None:
+        headers, bodies, attachments = content_of(mime)
+    return KeptItem(
+        key=property_value(data, KEY_PROPERTY) or "",
+        received=graph_datetime(data.get("receivedDateTime")),
+        sent=graph_datetime(data.get("sentDateTime")),
+        state=state,
+        route=property_value(data, ROUTE_PROPERTY) or "",
+        headers=headers,
+        bodies=bodies,
+        attachments=attachments,
+    )

@@ -1,0 +1,298 @@
+"""Graph request bodies for one message, built from its MIME: the JSON route's message, the state
+and properties every route sets, and the attachments that must go separately.
+
+Graph's plain create makes a draft and ignores receivedDateTime, sentDateTime and
+internetMessageHeaders; what it honours at creation are the MAPI properties in
+``singleValueExtendedProperties`` (https://learn.microsoft.com/graph/api/resources/extended-properties-overview;
+the ids and values: ``runners.connectors.exchange_props``). So the message is created in one POST
+with PR_MESSAGE_FLAGS (non-draft, read bit), the delivery and submit times, the transport headers,
+In-Reply-To and References, the follow-up flag and last verb, and our key.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.policy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import getaddresses
+from typing import Any
+
+from runners.connectors.exchange_props import (
+    KEY_PROPERTY_NAME,
+    KEY_PROPERTY_SET,
+    PR_CLIENT_SUBMIT_TIME,
+    PR_FLAG_STATUS,
+    PR_LAST_VERB_EXECUTED,
+    PR_LAST_VERB_EXECUTION_TIME,
+    PR_MESSAGE_DELIVERY_TIME,
+    PR_MESSAGE_FLAGS,
+    ExchangeProps,
+)
+from runners.kept import ImapState
+
+#: Graph refuses a request body over 4 MB (413); keep clear of it with the JSON around the bytes.
+REQUEST_LIMIT = 4 * 1024 * 1024
+INLINE_BUDGET = REQUEST_LIMIT - 96 * 1024
+#: Attachments from this size on must go through an upload session, which refuses smaller ones
+#: (https://learn.microsoft.com/graph/outlook-large-attachments: 3 MB to 150 MB).
+UPLOAD_SESSION_MIN = 3 * 1024 * 1024
+UPLOAD_SESSION_MAX = 150 * 1024 * 1024
+
+PR_TRANSPORT_MESSAGE_HEADERS = 0x007D
+PR_IN_REPLY_TO_ID = 0x1042
+PR_INTERNET_REFERENCES = 0x1039
+PR_MESSAGE_SIZE = 0x0E08
+
+#: Our named properties: the key (found again with $filter) and the route that made the item.
+KEY_PROPERTY = f"String {{{KEY_PROPERTY_SET}}} Name {KEY_PROPERTY_NAME}"
+ROUTE_PROPERTY = f"String {{{KEY_PROPERTY_SET}}} Name CutoverRoute"
+#: Set ("attachments") on a message created before all its attachments are on, emptied once they
+#: are: a crash mid-way leaves an item that recovery recognises as unfinished and removes. (Graph
+#: can't delete an extended property, so "done" is the empty string.)
+PENDING_PROPERTY = f"String {{{KEY_PROPERTY_SET}}} Name CutoverPending"
+
+
+def integer(tag: int) -> str:
+    return f"Integer 0x{tag:04X}"
+
+
+def system_time(tag: int) -> str:
+    return f"SystemTime 0x{tag:04X}"
+
+
+def string(tag: int) -> str:
+    return f"String 0x{tag:04X}"
+
+
+def graph_time(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class Attachment:
+    name: str
+    content_type: str
+    data: bytes
+    inline: bool
+    content_id: str | None
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": self.name,
+            "contentType": self.content_type,
+            "contentBytes": base64.b64encode(self.data).decode("ascii"),
+            "isInline": self.inline,
+        }
+        if self.content_id:
+            out["contentId"] = self.content_id
+        return out
+
+    def upload_item(self) -> dict[str, Any]:
+        """The ``AttachmentItem`` of createUploadSession."""
+        out: dict[str, Any] = {
+            "attachmentType": "file",
+            "name": self.name,
+            "size": len(self.data),
+            "contentType": self.content_type,
+            "isInline": self.inline,
+        }
+        if self.content_id:
+            out["contentId"] = self.content_id
+        return out
+
+
+@dataclass(slots=True)
+class JsonMessage:
+    """The create request, and what must follow it (attachments too large to ride along)."""
+
+    body: bytes
+    later: list[Attachment] = field(default_factory=list)
+
+
+def state_properties(props: ExchangeProps, route: str, *, pending: bool = False) -> list[dict[str, str]]:
+    """Extended properties both routes set: key, route, received time, follow-up flag, last verb."""
+    out = [{"id": KEY_PROPERTY, "value": props.key}, {"id": ROUTE_PROPERTY, "value": route}]
+    if pending:
+        out.append({"id": PENDING_PROPERTY, "value": "attachments"})
+    if props.received is not None:
+        out.append({"id": system_time(PR_MESSAGE_DELIVERY_TIME), "value": graph_time(props.received)})
+    if props.flag_status is not None:
+        out.append({"id": integer(PR_FLAG_STATUS), "value": str(props.flag_status)})
+    if props.last_verb is not None:
+        out.append({"id": integer(PR_LAST_VERB_EXECUTED), "value": str(props.last_verb)})
+        if props.last_verb_time is not None:
+            out.append({"id": system_time(PR_LAST_VERB_EXECUTION_TIME), "value": graph_time(props.last_verb_time)})
+    return out
+
+
+def state_fields(state: ImapState) -> dict[str, Any]:
+    """The writable message fields for read state, follow-up flag and categories."""
+    return {
+        "isRead": state.read,
+        "flag": {"flagStatus": "flagged" if state.flagged else "notFlagged"},
+        "categories": list(state.categories),
+    }
+
+
+FINISHED = json.dumps({"singleValueExtendedProperties": [{"id": PENDING_PROPERTY, "value": ""}]}).encode()
+
+
+def state_patch(props: ExchangeProps, state: ImapState, route: str) -> bytes:
+    """The one PATCH after an importMime: key, route, times and state."""
+    patch = state_fields(state)
+    patch["singleValueExtendedProperties"] = state_properties(props, route)
+    return json.dumps(patch).encode()
+
+
+def json_message(mime: bytes, props: ExchangeProps, state: ImapState) -> JsonMessage:
+    """The JSON route's create request for ``mime``; attachments that would take it past 4 MB are
+    left for afterwards (``later``) and the item is marked pending until they are on."""
+    message = BytesParser(policy=email.policy.default).parsebytes(mime)
+    assert isinstance(message, EmailMessage)
+    body_part, attachments = _split(message)
+    created: dict[str, Any] = {
+        "subject": _header(message, "subject"),
+        "body": _body(body_part),
+        **_addresses(message),
+        **state_fields(state),
+    }
+    message_id = _header(message, "message-id")
+    if message_id:
+        created["internetMessageId"] = message_id
+    properties = [{"id": integer(PR_MESSAGE_FLAGS), "value": str(props.message_flags)}]
+    if props.sent is not None:
+        properties.append({"id": system_time(PR_CLIENT_SUBMIT_TIME), "value": graph_time(props.sent)})
+    properties.append({"id": string(PR_TRANSPORT_MESSAGE_HEADERS), "value": _header_block(mime)})
+    for tag, name in ((PR_IN_REPLY_TO_ID, "in-reply-to"), (PR_INTERNET_REFERENCES, "references")):
+        value = _header(message, name)
+        if value:
+            properties.append({"id": string(tag), "value": value})
+    later: list[Attachment] = []
+    inline: list[dict[str, Any]] = []
+    size = len(json.dumps(created)) + sum(len(p["value"]) + 64 for p in properties) + 512
+    for attachment in sorted(attachments, key=lambda a: len(a.data)):
+        encoded = attachment.json()
+        cost = len(encoded["contentBytes"]) + len(attachment.name) * 2 + 256
+        if size + cost <= INLINE_BUDGET:
+            inline.append(encoded)
+            size += cost
+        else:
+            later.append(attachment)
+    created["singleValueExtendedProperties"] = properties + state_properties(props, "json", pending=bool(later))
+    if inline:
+        created["attachments"] = inline
+    return JsonMessage(json.dumps(created).encode(), later)
+
+
+def _split(message: EmailMessage) -> tuple[EmailMessage | None, list[Attachment]]:
+    """The part that becomes the message body (HTML preferred, as Outlook shows it) and every other
+    leaf part as an attachment, inline ones (with a Content-ID inside multipart/related) marked."""
+    body = message.get_body(preferencelist=("html", "plain"))
+    bodies = {id(body)} if body is not None else set()
+    if body is not None:
+        # The other alternatives of the chosen body are the same text: not attachments.
+        for part in message.walk():
+            if part.get_content_type() == "multipart/alternative":
+                children = list(part.iter_parts())
+                if any(c is body for c in children):
+                    bodies.update(id(c) for c in children if c.get_content_maintype() == "text")
+    attachments: list[Attachment] = []
+    for part, related in _leaves(message, related=False):
+        if id(part) in bodies:
+            continue
+        assert isinstance(part, EmailMessage)
+        attachments.append(_attachment(part, len(attachments) + 1, related))
+    return (body if isinstance(body, EmailMessage) else None), attachments
+
+
+def _leaves(part: Any, *, related: bool) -> Iterator[tuple[Any, bool]]:
+    if part.is_multipart():
+        inside = related or part.get_content_type() == "multipart/related"
+        for child in part.iter_parts():
+            yield from _leaves(child, related=inside)
+    else:
+        yield part, related
+
+
+def _attachment(part: EmailMessage, index: int, related: bool) -> Attachment:
+    content_type = part.get_content_type()
+    if content_type == "message/rfc822":
+        payload = part.get_payload()
+        data = payload[0].as_bytes() if isinstance(payload, list) and payload else b""
+    else:
+        raw = part.get_payload(decode=True)
+        data = raw if isinstance(raw, bytes) else b""
+    content_id = (part.get("content-id") or "").strip().strip("<>") or None
+    name = part.get_filename() or _default_name(content_type, index)
+    inline = related and content_id is not None and part.get_content_disposition() != "attachment"
+    return Attachment(name, content_type, data, inline, content_id)
+
+
+def _default_name(content_type: str, index: int) -> str:
+    extension = {"message/rfc822": ".eml", "text/plain": ".txt", "text/html": ".html"}.get(content_type, "")
+    return f"attachment-{index}{extension}"
+
+
+def _body(part: EmailMessage | None) -> dict[str, str]:
+    if part is None:
+        return {"contentType": "text", "content": ""}
+    try:
+        content = part.get_content()
+    except (LookupError, UnicodeError, AssertionError):
+        raw = part.get_payload(decode=True)
+        content = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+    kind = "html" if part.get_content_subtype() == "html" else "text"
+    return {"contentType": kind, "content": content if isinstance(content, str) else ""}
+
+
+def _header(message: EmailMessage, name: str) -> str:
+    try:
+        value = message.get(name)
+    except (ValueError, IndexError):  # a header the policy can't parse
+        value = None
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _addresses(message: EmailMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field_name, header in (
+        ("toRecipients", "to"),
+        ("ccRecipients", "cc"),
+        ("bccRecipients", "bcc"),
+        ("replyTo", "reply-to"),
+    ):
+        recipients = _recipients(message, header)
+        if recipients:
+            out[field_name] = recipients
+    sender = _recipients(message, "from")
+    if sender:
+        out["from"] = sender[0]
+        out["sender"] = _recipients(message, "sender")[:1][0] if _recipients(message, "sender") else sender[0]
+    return out
+
+
+def _recipients(message: EmailMessage, header: str) -> list[dict[str, Any]]:
+    try:
+        values = [str(v) for v in message.get_all(header, [])]
+    except (ValueError, IndexError):
+        return []
+    return [
+        {"emailAddress": {"name": name, "address": address}} if name else {"emailAddress": {"address": address}}
+        for name, address in getaddresses(values)
+        if address
+    ]
+
+
+def _header_block(mime: bytes) -> str:
+    """The message's header block as Exchange keeps it in PR_TRANSPORT_MESSAGE_HEADERS."""
+    end = mime.find(b"\r\n\r\n")
+    if end < 0:
+        end = mime.find(b"\n\n")
+    block = mime if end < 0 else mime[: end + 2]
+    return block.decode("utf-8", "replace")
