@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from runners.adapters import AdapterSpec, register_target, unregister_target
+from runners.adapters import AdapterSpec, register_target, target_types, unregister_target
 from runners.errors import MigrationError
 from runners.model import TargetCapabilities
 from runners.plan.model import Endpoint, MailboxEntry
@@ -24,11 +24,13 @@ def not_built(endpoint: Endpoint, entry: MailboxEntry) -> object:
 
 @contextmanager
 def planned(*kinds: str) -> Iterator[None]:
-    """Register placeholder target adapters for ``kinds`` while the block runs."""
-    for kind in kinds:
+    """Register placeholder target adapters for ``kinds`` while the block runs (a kind already built
+    keeps its real adapter)."""
+    placeholders = [kind for kind in kinds if kind not in target_types()]
+    for kind in placeholders:
         register_target(AdapterSpec(kind, "planned_targets:not_built", EXCHANGE_LIKE))
     try:
         yield
     finally:
-        for kind in kinds:
+        for kind in placeholders:
             unregister_target(kind)

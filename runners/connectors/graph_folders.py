@@ -60,8 +60,13 @@ class GraphFolders:
 
     def _well_known(self, name: str) -> Folder | None:
         operation = f"GET mailFolders/{name}"
-        response = self.http.send("GET", f"{self.base}/mailFolders/{name}", operation, params={"$select": _FIELDS})
-        if response.status_code == 404 and failure_of(response).code in ("ErrorFolderNotFound", "ResourceNotFound"):
+        response = self.http.send(
+            "GET", f"{self.base}/mailFolders/{name}", operation, params={"$select": _FIELDS}
+        )
+        if response.status_code == 404 and failure_of(response).code in (
+            "ErrorFolderNotFound",
+            "ResourceNotFound",
+        ):
             return None  # archive exists only where the mailbox has one
         data = self.http.check(response, operation, READ_PERMISSION).json()
         return _folder(data)
@@ -96,7 +101,9 @@ class GraphFolders:
         return self._by_path
 
     def _walk(self, url: str, parent: tuple[str, ...], out: dict[tuple[str, ...], Folder]) -> None:
-        for data in self.http.pages(url, "GET mailFolders", READ_PERMISSION, {"$select": _FIELDS, "$top": "250"}):
+        for data in self.http.pages(
+            url, "GET mailFolders", READ_PERMISSION, {"$select": _FIELDS, "$top": "250"}
+        ):
             folder = _folder(data)
             path = (*parent, folder.name)
             out[folder_key(path)] = folder

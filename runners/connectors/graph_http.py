@@ -61,7 +61,9 @@ class HttpStats:
 class GraphHttp:
     """Requests to ``graph_url`` for one mailbox, thread-safe (httpx's client is)."""
 
-    def __init__(self, endpoint: Endpoint, tokens: TokenSource, pace: Pace, stats: HttpStats | None = None) -> None:
+    def __init__(
+        self, endpoint: Endpoint, tokens: TokenSource, pace: Pace, stats: HttpStats | None = None
+    ) -> None:
         assert endpoint.graph is not None
         self.base = endpoint.graph.graph_url
         self.server = f"{endpoint.host}:{endpoint.port}"

@@ -11,14 +11,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runners.connectors.exchange_props import PR_LAST_VERB_EXECUTED, VERB_FORWARD
-from runners.connectors.graph_message import KEY_PROPERTY, ROUTE_PROPERTY, integer
+from runners.connectors.graph_message import KEY_PROPERTY, PR_MESSAGE_SIZE, ROUTE_PROPERTY, integer
 from runners.kept import ImapState, KeptItem, content_of
 
 LAST_VERB = integer(PR_LAST_VERB_EXECUTED)
+SIZE = integer(PR_MESSAGE_SIZE)
 KEPT_SELECT = "id,receivedDateTime,sentDateTime,isRead,isDraft,flag,categories"
 KEPT_EXPAND = (
     f"singleValueExtendedProperties($filter=id eq '{KEY_PROPERTY}' or id eq '{ROUTE_PROPERTY}'"
-    f" or id eq '{LAST_VERB}')"
+    f" or id eq '{LAST_VERB}' or id eq '{SIZE}')"
 )
 #: PR_LAST_VERB_EXECUTED values meaning replied to (reply, reply all).
 REPLIED = (102, 103)
@@ -58,16 +59,16 @@ def kept_item(data: dict[str, Any], mime: bytes | None) -> KeptItem:
         draft=bool(data.get("isDraft")),
         categories=tuple(sorted(set(data.get("categories") or ()))),
     )
-    headers = bodies = attachments = None
-    if mime is not None:
-        headers, bodies, attachments = content_of(mime)
+    content = content_of(mime) if mime is not None else None
+    size_text = property_value(data, SIZE)
     return KeptItem(
         key=property_value(data, KEY_PROPERTY) or "",
         received=graph_datetime(data.get("receivedDateTime")),
         sent=graph_datetime(data.get("sentDateTime")),
         state=state,
         route=property_value(data, ROUTE_PROPERTY) or "",
-        headers=headers,
-        bodies=bodies,
-        attachments=attachments,
+        size=int(size_text) if size_text and size_text.isdigit() else 0,
+        headers=content.headers if content else None,
+        bodies=content.bodies if content else None,
+        attachments=content.attachments if content else None,
     )

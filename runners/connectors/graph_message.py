@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses
 from typing import Any
@@ -27,10 +27,13 @@ from runners.connectors.exchange_props import (
     KEY_PROPERTY_SET,
     PR_CLIENT_SUBMIT_TIME,
     PR_FLAG_STATUS,
+    PR_IN_REPLY_TO_ID,
+    PR_INTERNET_REFERENCES,
     PR_LAST_VERB_EXECUTED,
     PR_LAST_VERB_EXECUTION_TIME,
     PR_MESSAGE_DELIVERY_TIME,
     PR_MESSAGE_FLAGS,
+    PR_TRANSPORT_MESSAGE_HEADERS,
     ExchangeProps,
 )
 from runners.kept import ImapState
@@ -43,9 +46,7 @@ INLINE_BUDGET = REQUEST_LIMIT - 96 * 1024
 UPLOAD_SESSION_MIN = 3 * 1024 * 1024
 UPLOAD_SESSION_MAX = 150 * 1024 * 1024
 
-PR_TRANSPORT_MESSAGE_HEADERS = 0x007D
-PR_IN_REPLY_TO_ID = 0x1042
-PR_INTERNET_REFERENCES = 0x1039
+#: PidTagMessageSize: Exchange's size of its own rendering.
 PR_MESSAGE_SIZE = 0x0E08
 
 #: Our named properties: the key (found again with $filter) and the route that made the item.
@@ -127,7 +128,9 @@ def state_properties(props: ExchangeProps, route: str, *, pending: bool = False)
     if props.last_verb is not None:
         out.append({"id": integer(PR_LAST_VERB_EXECUTED), "value": str(props.last_verb)})
         if props.last_verb_time is not None:
-            out.append({"id": system_time(PR_LAST_VERB_EXECUTION_TIME), "value": graph_time(props.last_verb_time)})
+            out.append(
+                {"id": system_time(PR_LAST_VERB_EXECUTION_TIME), "value": graph_time(props.last_verb_time)}
+            )
     return out
 
 
@@ -143,14 +146,14 @@ def state_fields(state: ImapState) -> dict[str, Any]:
 FINISHED = json.dumps({"singleValueExtendedProperties": [{"id": PENDING_PROPERTY, "value": ""}]}).encode()
 
 
-def state_patch(props: ExchangeProps, state: ImapState, route: str) -> bytes:
+def state_patch(props: ExchangeProps, route: str) -> bytes:
     """The one PATCH after an importMime: key, route, times and state."""
-    patch = state_fields(state)
+    patch = state_fields(props.state)
     patch["singleValueExtendedProperties"] = state_properties(props, route)
     return json.dumps(patch).encode()
 
 
-def json_message(mime: bytes, props: ExchangeProps, state: ImapState) -> JsonMessage:
+def json_message(mime: bytes, props: ExchangeProps) -> JsonMessage:
     """The JSON route's create request for ``mime``; attachments that would take it past 4 MB are
     left for afterwards (``later``) and the item is marked pending until they are on."""
     message = BytesParser(policy=email.policy.default).parsebytes(mime)
@@ -160,7 +163,7 @@ def json_message(mime: bytes, props: ExchangeProps, state: ImapState) -> JsonMes
         "subject": _header(message, "subject"),
         "body": _body(body_part),
         **_addresses(message),
-        **state_fields(state),
+        **state_fields(props.state),
     }
     message_id = _header(message, "message-id")
     if message_id:
@@ -184,7 +187,9 @@ def json_message(mime: bytes, props: ExchangeProps, state: ImapState) -> JsonMes
             size += cost
         else:
             later.append(attachment)
-    created["singleValueExtendedProperties"] = properties + state_properties(props, "json", pending=bool(later))
+    created["singleValueExtendedProperties"] = properties + state_properties(
+        props, "json", pending=bool(later)
+    )
     if inline:
         created["attachments"] = inline
     return JsonMessage(json.dumps(created).encode(), later)
@@ -224,7 +229,8 @@ def _attachment(part: EmailMessage, index: int, related: bool) -> Attachment:
     content_type = part.get_content_type()
     if content_type == "message/rfc822":
         payload = part.get_payload()
-        data = payload[0].as_bytes() if isinstance(payload, list) and payload else b""
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        data = inner.as_bytes() if isinstance(inner, Message) else b""
     else:
         raw = part.get_payload(decode=True)
         data = raw if isinstance(raw, bytes) else b""
@@ -283,7 +289,9 @@ def _recipients(message: EmailMessage, header: str) -> list[dict[str, Any]]:
     except (ValueError, IndexError):
         return []
     return [
-        {"emailAddress": {"name": name, "address": address}} if name else {"emailAddress": {"address": address}}
+        {"emailAddress": {"name": name, "address": address}}
+        if name
+        else {"emailAddress": {"address": address}}
         for name, address in getaddresses(values)
         if address
     ]

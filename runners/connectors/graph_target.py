@@ -109,7 +109,9 @@ class GraphTarget:
                 operation = f"count {wire}"
                 response = self.http.send("GET", self._folder_url(folder_id), operation,
                                           params={"$select": "totalItemCount"})  # fmt: skip
-                out[wire] = int(self.http.check(response, operation, WRITE_PERMISSION).json()["totalItemCount"])
+                out[wire] = int(
+                    self.http.check(response, operation, WRITE_PERMISSION).json()["totalItemCount"]
+                )
             except ProtocolError as exc:
                 out[wire] = exc
         return out
@@ -170,7 +172,6 @@ class GraphTarget:
     def _import_mime(self, folder: str, folder_id: str, item: AppendItem) -> AppendOutcome | None:
         """importMime then one PATCH; None when the tenant has no importMime (auto falls back)."""
         props = props_for(item)
-        state = ImapState.from_flags(item.flags)
         url = f"{self.beta}/mailFolders/{quote(folder_id, safe='')}/importMime"
         operation = f"importMime {folder}"
         response = self._create(folder_id, props.key, operation, lambda: self.http.send(
@@ -186,7 +187,9 @@ class GraphTarget:
             return self._refused(operation, failure, IMPORT_PERMISSION)
         item_id = str(response.json()["id"])
         patch = f"PATCH {folder} (key, time, state after importMime)"
-        answer = self._send_quietly("PATCH", self._message_url(item_id), patch, state_patch(props, state, IMPORT_MIME))
+        answer = self._send_quietly(
+            "PATCH", self._message_url(item_id), patch, state_patch(props, IMPORT_MIME)
+        )
         if answer is None or not answer.is_success:
             why = "the connection broke" if answer is None else failure_of(answer).text
             return self._undo(item_id, f"{patch} failed: {why}", answer)
@@ -194,7 +197,7 @@ class GraphTarget:
 
     def _create_json(self, folder: str, folder_id: str, item: AppendItem) -> AppendOutcome:
         props = props_for(item)
-        built = json_message(item.body, props, ImapState.from_flags(item.flags))
+        built = json_message(item.body, props)
         url = f"{self.v1}/mailFolders/{quote(folder_id, safe='')}/messages"
         operation = f"create message in {folder}"
         response = self._create(folder_id, props.key, operation, lambda: self.http.send(
@@ -227,7 +230,9 @@ class GraphTarget:
             return self._undo(item_id, f"{operation} failed: {why}", answer)
         return AppendOutcome(item_id=item_id)
 
-    def _create(self, folder_id: str, key: str, operation: str, send: Callable[[], httpx.Response]) -> httpx.Response | str:
+    def _create(
+        self, folder_id: str, key: str, operation: str, send: Callable[[], httpx.Response]
+    ) -> httpx.Response | str:
         """Send a create; when its outcome is unknown (dropped, 5xx), look the key up before
         sending it again. Returns Graph's answer, or the id of the item found by key."""
         last: ProtocolError | None = None
@@ -261,7 +266,9 @@ class GraphTarget:
 
     def _send_quietly(self, method: str, url: str, operation: str, body: bytes) -> httpx.Response | None:
         try:
-            return self.http.send(method, url, operation, content=body, headers={"Content-Type": "application/json"})
+            return self.http.send(
+                method, url, operation, content=body, headers={"Content-Type": "application/json"}
+            )
         except ConnectionLost:
             return None
 
@@ -290,7 +297,9 @@ class GraphTarget:
                 "$select": "id",
                 "$expand": f"singleValueExtendedProperties($filter=id eq '{PENDING_PROPERTY}')",
             }
-            for data in self.http.pages(f"{self._folder_url(folder_id)}/messages", operation, WRITE_PERMISSION, params):
+            for data in self.http.pages(
+                f"{self._folder_url(folder_id)}/messages", operation, WRITE_PERMISSION, params
+            ):
                 item_id = str(data["id"])
                 if property_value(data, PENDING_PROPERTY):
                     # A crash while its attachments went on: remove it, so it is made again whole.
@@ -305,7 +314,9 @@ class GraphTarget:
         folder_id = self.folders.require(folder).id
         params = {"$select": KEPT_SELECT, "$expand": KEPT_EXPAND, "$top": "100"}
         out: dict[str, KeptItem] = {}
-        for data in self.http.pages(f"{self._folder_url(folder_id)}/messages", f"list {folder}", WRITE_PERMISSION, params):
+        for data in self.http.pages(
+            f"{self._folder_url(folder_id)}/messages", f"list {folder}", WRITE_PERMISSION, params
+        ):
             item_id = str(data["id"])
             mime = self._mime(item_id) if deep else None
             out[item_id] = kept_item(data, mime)
@@ -320,7 +331,11 @@ class GraphTarget:
         """``{item id: PR_MESSAGE_SIZE}`` (Exchange's size of its own rendering, not the source's)."""
         folder_id = self.folders.require(folder).id
         size = "Integer 0x0E08"
-        params = {"$select": "id", "$expand": f"singleValueExtendedProperties($filter=id eq '{size}')", "$top": "250"}
+        params = {
+            "$select": "id",
+            "$expand": f"singleValueExtendedProperties($filter=id eq '{size}')",
+            "$top": "250",
+        }
         url = f"{self._folder_url(folder_id)}/messages"
         return {
             str(data["id"]): int(property_value(data, size) or 0)
@@ -332,6 +347,7 @@ class GraphTarget:
 
     def set_flags(self, folder: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:
         """Read state, flag and categories follow the source: one PATCH per item."""
+
         def one(change: tuple[str, tuple[str, ...]]) -> None:
             item_id, flags = change
             operation = f"PATCH {folder} flags"

@@ -60,7 +60,9 @@ def roles_of(token: str) -> tuple[str, ...]:
 class TokenSource:
     """Tokens for one app in one tenant; thread-safe."""
 
-    def __init__(self, options: GraphOptions, *, ca_file: str | None, tls_verify: bool, timeout: float) -> None:
+    def __init__(
+        self, options: GraphOptions, *, ca_file: str | None, tls_verify: bool, timeout: float
+    ) -> None:
         self.options = options
         self.where = options.authority
         self._lock = threading.Lock()
@@ -138,11 +140,15 @@ _SOURCES: dict[tuple[str, str, str], TokenSource] = {}
 _SOURCES_LOCK = threading.Lock()
 
 
-def token_source(options: GraphOptions, *, ca_file: str | None, tls_verify: bool, timeout: float) -> TokenSource:
+def token_source(
+    options: GraphOptions, *, ca_file: str | None, tls_verify: bool, timeout: float
+) -> TokenSource:
     """The process's token source for this app and tenant (one per process: tokens are shared)."""
     key = (options.authority, options.client_id, repr(options.client_secret or options.client_certificate))
     with _SOURCES_LOCK:
         source = _SOURCES.get(key)
         if source is None:
-            source = _SOURCES[key] = TokenSource(options, ca_file=ca_file, tls_verify=tls_verify, timeout=timeout)
+            source = _SOURCES[key] = TokenSource(
+                options, ca_file=ca_file, tls_verify=tls_verify, timeout=timeout
+            )
         return source

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 import string
@@ -9,8 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, cast
 from urllib.parse import urlsplit
-
-import dataclasses
 
 from runners.adapters import source_types, target_types
 from runners.plan.graph_options import GRAPH_KEYS, parse_graph_options
@@ -109,16 +108,24 @@ def build_endpoint(
     endpoint = _network(table, kind, base_dir, max_connections, max_message_bytes)
     if kind == "graph":
         graph = parse_graph_options(table, lambda key: _secret(table, key, base_dir))
-        return dataclasses.replace(endpoint, graph=graph, **_graph_host(table, graph.graph_url))
+        if "host" in table and "graph_url" not in table:
+            graph = dataclasses.replace(graph, graph_url=f"https://{_url_host(endpoint)}:{endpoint.port}")
+        host, port = _graph_host(table, graph.graph_url)
+        return dataclasses.replace(endpoint, graph=graph, host=host, port=port)
     return endpoint
 
 
-def _graph_host(table: Table, graph_url: str) -> dict[str, object]:
-    """Graph is reached at ``graph_url``; host and port, if given, must say the same."""
+def _graph_host(table: Table, graph_url: str) -> tuple[str, int]:
+    """Graph is reached at ``graph_url``; a host (and port) without it moves Graph there."""
     parts = urlsplit(graph_url)
-    if "host" in table and table.string("host") != parts.hostname:
+    if "host" in table and "graph_url" in table and table.string("host") != parts.hostname:
         raise table.error("host", f'differs from graph_url "{graph_url}": give graph_url only')
-    return {"host": parts.hostname, "port": parts.port or 443}
+    return parts.hostname or "", parts.port or 443
+
+
+def _url_host(endpoint: Endpoint) -> str:
+    host = endpoint.host or ""
+    return f"[{host}]" if ":" in host else host
 
 
 def _other(role: Role) -> Role:

@@ -117,4 +117,3 @@ def _https_url(table: Table, key: str, default: str) -> str:
     except ValueError:
         raise table.error(key, "has an invalid port") from None
     return f"https://{parts.netloc}"
-
