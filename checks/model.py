@@ -31,8 +31,8 @@ class State(StrEnum):
     SKIPPED = "skipped"
 
 
-#: The categories that have checks; "target" comes back with the target side's own checks.
-CATEGORIES = ("dns", "directory", "source", "capacity")
+#: The categories that have checks.
+CATEGORIES = ("dns", "directory", "source", "capacity", "target")
 
 
 @dataclass(frozen=True, slots=True)

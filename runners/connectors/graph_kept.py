@@ -35,6 +35,15 @@ def property_value(data: dict[str, Any], property_id: str) -> str | None:
     return None
 
 
+def header_value(data: dict[str, Any], name: str) -> str | None:
+    """The value of one of the item's ``internetMessageHeaders`` (names compare without case)."""
+    wanted = name.casefold()
+    for header in data.get("internetMessageHeaders") or ():
+        if str(header.get("name", "")).casefold() == wanted:
+            return str(header.get("value", "")).strip()
+    return None
+
+
 def graph_datetime(value: object) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None

@@ -19,6 +19,7 @@ Every item carries our key in a named extended property, so an item whose create
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,9 +33,10 @@ from runners.connectors.exchange_props import props_for
 from runners.connectors.graph_errors import GraphFailure, error_for, failure_of
 from runners.connectors.graph_folders import GraphFolders
 from runners.connectors.graph_http import GraphHttp
-from runners.connectors.graph_kept import KEPT_EXPAND, KEPT_SELECT, kept_item, property_value
+from runners.connectors.graph_kept import KEPT_EXPAND, KEPT_SELECT, header_value, kept_item, property_value
 from runners.connectors.graph_message import (
     FINISHED,
+    INLINE_BUDGET,
     KEY_PROPERTY,
     PENDING_PROPERTY,
     Attachment,
@@ -57,6 +59,12 @@ WRITE_PERMISSION = "Mail.ReadWrite"
 IMPORT_PERMISSION = "Mail-Advanced.ReadWrite.All"
 #: Creates whose answer was lost, tried again (after a look-up by key) before the message fails.
 CREATE_ATTEMPTS = 3
+#: importMime can't set a property, so the key rides in a header until the PATCH puts it in one.
+KEY_HEADER_NAME = "X-Cutover-Key"
+KEY_HEADER = KEY_HEADER_NAME.encode("ascii") + b": "
+#: Newest items read, per page and in pages, looking for unfinished importMime items.
+UNKEYED_PAGE = 25
+UNKEYED_PAGES = 8
 
 #: Tenants found without importMime in this process (auto route): no need to ask again.
 _NO_IMPORT_MIME: set[str] = set()
@@ -170,22 +178,33 @@ class GraphTarget:
             return AppendOutcome(error=exc.server_text, code=exc.code)
 
     def _import_mime(self, folder: str, folder_id: str, item: AppendItem) -> AppendOutcome | None:
-        """importMime then one PATCH; None when the tenant has no importMime (auto falls back)."""
+        """importMime then one PATCH; None when the JSON route must make it instead (the tenant
+        has no importMime, or the message's base64 would take the request past 4 MB)."""
         props = props_for(item)
+        body = base64.b64encode(KEY_HEADER + props.key.encode("ascii") + b"\r\n" + item.body)
+        if len(body) > INLINE_BUDGET:
+            return None  # JSON can send its attachments apart, through upload sessions
         url = f"{self.beta}/mailFolders/{quote(folder_id, safe='')}/importMime"
         operation = f"importMime {folder}"
-        response = self._create(folder_id, props.key, operation, lambda: self.http.send(
-            "POST", url, operation, content=item.body, headers={"Content-Type": "text/plain"}, creates=True))  # fmt: skip
+
+        def send() -> httpx.Response:
+            return self.http.send("POST", url, operation, content=body, headers={"Content-Type": "text/plain"},
+                                  creates=True)  # fmt: skip
+
+        response = self._create(
+            operation, send, lambda: self._find_unkeyed(folder_id, {props.key}).get(props.key)
+        )
         if isinstance(response, str):
-            return AppendOutcome(item_id=response)  # found by key: made and patched before
-        if not response.is_success:
+            item_id = response  # made before its answer was lost: it still needs its PATCH
+        elif not response.is_success:
             failure = failure_of(response)
             if self.options.route == "auto" and _lacks_import_mime(failure):
                 with _ROUTE_LOCK:
                     _NO_IMPORT_MIME.add(self.options.authority)
                 return None
             return self._refused(operation, failure, IMPORT_PERMISSION)
-        item_id = str(response.json()["id"])
+        else:
+            item_id = str(response.json()["id"])
         patch = f"PATCH {folder} (key, time, state after importMime)"
         answer = self._send_quietly(
             "PATCH", self._message_url(item_id), patch, state_patch(props, IMPORT_MIME)
@@ -200,9 +219,14 @@ class GraphTarget:
         built = json_message(item.body, props)
         url = f"{self.v1}/mailFolders/{quote(folder_id, safe='')}/messages"
         operation = f"create message in {folder}"
-        response = self._create(folder_id, props.key, operation, lambda: self.http.send(
-            "POST", url, operation, content=built.body, headers={"Content-Type": "application/json"},
-            creates=True))  # fmt: skip
+
+        def send() -> httpx.Response:
+            return self.http.send("POST", url, operation, content=built.body,
+                                  headers={"Content-Type": "application/json"}, creates=True)  # fmt: skip
+
+        response = self._create(
+            operation, send, lambda: self.find_in_folder(folder_id, [props.key]).get(props.key)
+        )
         if isinstance(response, str):
             return AppendOutcome(item_id=response)
         if not response.is_success:
@@ -231,12 +255,12 @@ class GraphTarget:
         return AppendOutcome(item_id=item_id)
 
     def _create(
-        self, folder_id: str, key: str, operation: str, send: Callable[[], httpx.Response]
+        self, operation: str, send: Callable[[], httpx.Response], lookup: Callable[[], str | None]
     ) -> httpx.Response | str:
-        """Send a create; when its outcome is unknown (dropped, 5xx), look the key up before
-        sending it again. Returns Graph's answer, or the id of the item found by key."""
+        """Send a create; when its outcome is unknown (dropped, 5xx), ``lookup`` the item before
+        sending it again. Returns Graph's answer, or the id of the item found."""
         last: ProtocolError | None = None
-        for _ in range(CREATE_ATTEMPTS):
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
                 response = send()
             except ConnectionLost as exc:
@@ -244,12 +268,13 @@ class GraphTarget:
             else:
                 if response.status_code < 500:
                     return response
-                last = CommandError(self.server, operation, failure_of(response).text, str(response.status_code),
+                failure = failure_of(response)
+                last = CommandError(self.server, operation, failure.text, failure.code or str(response.status_code),
                                     str(response.status_code), retryable=True)  # fmt: skip
-                self.http.wait_as_told(response, 1, operation)
-            found = self.find_in_folder(folder_id, [key])
-            if key in found:
-                return found[key]
+                self.http.wait_as_told(response, attempt, operation)
+            found = lookup()
+            if found is not None:
+                return found
         assert last is not None
         raise last
 
@@ -285,8 +310,15 @@ class GraphTarget:
 
     def find_by_keys(self, folder: str, keys: Sequence[str]) -> dict[str, str]:
         """``KeyedTarget``: the items of ``folder`` carrying each key (one $filter per key: the
-        property isn't indexed, and only uncertain items are asked for)."""
-        return self.find_in_folder(self.folders.require(folder).id, keys)
+        property isn't indexed, and only uncertain items are asked for). An importMime item a
+        crash left without its PATCH is removed, so that it is made again whole."""
+        folder_id = self.folders.require(folder).id
+        found = self.find_in_folder(folder_id, keys)
+        missing = set(keys) - set(found)
+        if missing:
+            for item_id in self._find_unkeyed(folder_id, missing).values():
+                self._send_quietly("DELETE", self._message_url(item_id), "DELETE unfinished item", b"")
+        return found
 
     def find_in_folder(self, folder_id: str, keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -306,6 +338,39 @@ class GraphTarget:
                     self._send_quietly("DELETE", self._message_url(item_id), "DELETE unfinished item", b"")
                     continue
                 found.setdefault(key, item_id)
+        return found
+
+    def _find_unkeyed(self, folder_id: str, keys: set[str]) -> dict[str, str]:
+        """Items importMime made whose PATCH never came (a lost answer, a crash): they carry no key
+        property yet, only our ``X-Cutover-Key`` header. The newest items of the folder are read
+        until a whole page has keys (the unfinished ones are among the last made)."""
+        params = {
+            "$orderby": "createdDateTime desc",
+            "$select": "id,internetMessageHeaders",
+            "$expand": f"singleValueExtendedProperties($filter=id eq '{KEY_PROPERTY}')",
+            "$top": str(UNKEYED_PAGE),
+        }
+        found: dict[str, str] = {}
+        url: str | None = f"{self._folder_url(folder_id)}/messages"
+        query: dict[str, str] | None = params
+        for _ in range(UNKEYED_PAGES):
+            if url is None:
+                break
+            operation = "find unfinished importMime items"
+            data = self.http.check(
+                self.http.send("GET", url, operation, params=query), operation, WRITE_PERMISSION
+            ).json()
+            unkeyed = 0
+            for row in data.get("value", []):
+                if property_value(row, KEY_PROPERTY):
+                    continue
+                unkeyed += 1
+                key = header_value(row, KEY_HEADER_NAME)
+                if key in keys:
+                    found.setdefault(key, str(row["id"]))
+            if not unkeyed:
+                break
+            url, query = data.get("@odata.nextLink"), None
         return found
 
     # -- verification and flag sync -------------------------------------------------------------
