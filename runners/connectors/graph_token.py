@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msal
+import requests
 
 from runners.errors import AuthError, ConnectError
 from runners.plan.graph_options import DEFAULT_AUTHORITY, GraphOptions
@@ -79,8 +80,7 @@ class TokenSource:
                     self.options.client_id,
                     client_credential=self._credential(),
                     authority=self.options.authority,
-                    verify=self._verify,
-                    timeout=self._timeout,
+                    http_client=_VerifiedSession(self._verify, self._timeout),
                     # An authority Microsoft doesn't know (the lab's emulator) is taken as given:
                     # no instance discovery call to login.microsoftonline.com.
                     validate_authority=not custom,
@@ -121,6 +121,21 @@ class TokenSource:
             lifetime = float(result.get("expires_in", 3600))
             self._token = Token(value, now + lifetime, now + max(lifetime - RENEW_BEFORE, lifetime / 2))
             return self._token
+
+
+class _VerifiedSession(requests.Session):
+    """msal's HTTP client, verifying against the plan's CA. requests lets REQUESTS_CA_BUNDLE
+    override a session's ``verify`` (psf/requests#3829), so it is given with every request."""
+
+    def __init__(self, verify: bool | str, timeout: float) -> None:
+        super().__init__()
+        self._verify_with = verify
+        self._timeout = timeout
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs["verify"] = self._verify_with
+        kwargs.setdefault("timeout", self._timeout)
+        return super().request(method, url, *args, **kwargs)
 
 
 def certificate_credential(pem: str) -> dict[str, str]:
