@@ -59,6 +59,8 @@ WRITE_PERMISSION = "Mail.ReadWrite"
 IMPORT_PERMISSION = "Mail-Advanced.ReadWrite.All"
 #: Creates whose answer was lost, tried again (after a look-up by key) before the message fails.
 CREATE_ATTEMPTS = 3
+#: Answers after which a create may or may not have happened (a 507 quota refusal is an answer).
+UNKNOWN_OUTCOME = frozenset({500, 502, 503, 504})
 #: importMime can't set a property, so the key rides in a header until the PATCH puts it in one.
 KEY_HEADER_NAME = "X-Cutover-Key"
 KEY_HEADER = KEY_HEADER_NAME.encode("ascii") + b": "
@@ -149,23 +151,26 @@ class GraphTarget:
         if not items:
             return []
         folder_id = self.folders.require(folder).id
-        stop = threading.Event()
+        refused: list[AppendOutcome] = []  # the first answer that finished the mailbox
 
         def one(item: AppendItem) -> AppendOutcome:
-            if stop.is_set():
-                return AppendOutcome(error="not sent: the mailbox was refused (see the first failure)",
-                                     code="NOTSENT", fatal_for_mailbox=True)  # fmt: skip
+            if refused:
+                first = refused[0]
+                return AppendOutcome(
+                    error=f"not sent: {first.error}", code=first.code, fatal_for_mailbox=True
+                )
             outcome = self._append_one(folder, folder_id, item)
-            if outcome.fatal_for_mailbox:
-                stop.set()
+            if outcome.fatal_for_mailbox and not refused:
+                refused.append(outcome)
             return outcome
 
         return list(self._pool.map(one, items))
 
     def _append_one(self, folder: str, folder_id: str, item: AppendItem) -> AppendOutcome:
         try:
+            # importMime always makes a sent item: a source draft is made by JSON, which can keep it one.
             route = self.route()
-            if route == IMPORT_MIME:
+            if route == IMPORT_MIME and "\\draft" not in {f.lower() for f in item.flags}:
                 outcome = self._import_mime(folder, folder_id, item)
                 if outcome is not None:
                     return outcome
@@ -266,7 +271,7 @@ class GraphTarget:
             except ConnectionLost as exc:
                 last = exc
             else:
-                if response.status_code < 500:
+                if response.status_code not in UNKNOWN_OUTCOME:
                     return response
                 failure = failure_of(response)
                 last = CommandError(self.server, operation, failure.text, failure.code or str(response.status_code),
