@@ -12,12 +12,14 @@ In-Reply-To and References, the follow-up flag and last verb, and our key.
 from __future__ import annotations
 
 import base64
-import email.policy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage, Message
+from email import message_from_bytes
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses
 from typing import Any
@@ -156,8 +158,7 @@ def state_patch(props: ExchangeProps, route: str) -> bytes:
 def json_message(mime: bytes, props: ExchangeProps) -> JsonMessage:
     """The JSON route's create request for ``mime``; attachments that would take it past 4 MB are
     left for afterwards (``later``) and the item is marked pending until they are on."""
-    message = BytesParser(policy=email.policy.default).parsebytes(mime)
-    assert isinstance(message, EmailMessage)
+    message = _parsed(mime)
     body_part, attachments = _split(message)
     created: dict[str, Any] = {
         "subject": _header(message, "subject"),
@@ -195,37 +196,59 @@ def json_message(mime: bytes, props: ExchangeProps) -> JsonMessage:
     return JsonMessage(json.dumps(created).encode(), later)
 
 
-def _split(message: EmailMessage) -> tuple[EmailMessage | None, list[Attachment]]:
+def _parsed(mime: bytes) -> Message:
+    """The message, parsed; a single-part one only up to its headers (its body is then the rest,
+    as a full parse would leave it), which saves reading every line of a long text."""
+    head = BytesParser().parsebytes(mime, headersonly=True)
+    if head.get_content_maintype() != "multipart":
+        return head
+    return message_from_bytes(mime)
+
+
+def _split(message: Message) -> tuple[Message | None, list[Attachment]]:
     """The part that becomes the message body (HTML preferred, as Outlook shows it) and every other
-    leaf part as an attachment, inline ones (with a Content-ID inside multipart/related) marked."""
-    body = message.get_body(preferencelist=("html", "plain"))
-    bodies = {id(body)} if body is not None else set()
-    if body is not None:
-        # The other alternatives of the chosen body are the same text: not attachments.
-        for part in message.walk():
-            if part.get_content_type() == "multipart/alternative":
-                children = list(part.iter_parts())
-                if any(c is body for c in children):
-                    bodies.update(id(c) for c in children if c.get_content_maintype() == "text")
-    attachments: list[Attachment] = []
-    for part, related in _leaves(message, related=False):
-        if id(part) in bodies:
-            continue
-        assert isinstance(part, EmailMessage)
-        attachments.append(_attachment(part, len(attachments) + 1, related))
-    return (body if isinstance(body, EmailMessage) else None), attachments
+    leaf part as an attachment, inline ones (with a Content-ID inside multipart/related) marked.
+    (compat32 parsing: the default policy's header objects cost ~5 ms a message.)"""
+    leaves = list(_leaves(message, None, related=False))
+    texts = [(part, parent) for part, parent, _ in leaves if _is_body_text(part)]
+    chosen = next(((p, q) for p, q in texts if p.get_content_subtype() == "html"), None) or next(
+        iter(texts), None
+    )
+    bodies: set[int] = set()
+    if chosen is not None:
+        body, parent = chosen
+        bodies.add(id(body))
+        if parent is not None and parent.get_content_type() == "multipart/alternative":
+            # The other alternatives of the chosen body are the same text: not attachments.
+            bodies.update(id(p) for p, q, _ in leaves if q is parent and p.get_content_maintype() == "text")
+    attachments = [
+        _attachment(part, index + 1, related)
+        for index, (part, _parent, related) in enumerate(p for p in leaves if id(p[0]) not in bodies)
+    ]
+    return (chosen[0] if chosen is not None else None), attachments
 
 
-def _leaves(part: Any, *, related: bool) -> Iterator[tuple[Any, bool]]:
+def _is_body_text(part: Message) -> bool:
+    return (
+        part.get_content_type() in ("text/plain", "text/html")
+        and part.get_content_disposition() != "attachment"
+        and part.get_filename() is None
+    )
+
+
+def _leaves(
+    part: Message, parent: Message | None, *, related: bool
+) -> Iterator[tuple[Message, Message | None, bool]]:
     if part.is_multipart():
         inside = related or part.get_content_type() == "multipart/related"
-        for child in part.iter_parts():
-            yield from _leaves(child, related=inside)
+        for child in part.get_payload():
+            if isinstance(child, Message):
+                yield from _leaves(child, part, related=inside)
     else:
-        yield part, related
+        yield part, parent, related
 
 
-def _attachment(part: EmailMessage, index: int, related: bool) -> Attachment:
+def _attachment(part: Message, index: int, related: bool) -> Attachment:
     content_type = part.get_content_type()
     if content_type == "message/rfc822":
         payload = part.get_payload()
@@ -234,8 +257,8 @@ def _attachment(part: EmailMessage, index: int, related: bool) -> Attachment:
     else:
         raw = part.get_payload(decode=True)
         data = raw if isinstance(raw, bytes) else b""
-    content_id = (part.get("content-id") or "").strip().strip("<>") or None
-    name = part.get_filename() or _default_name(content_type, index)
+    content_id = _decoded(part.get("content-id")).strip().strip("<>") or None
+    name = _decoded(part.get_filename()) or _default_name(content_type, index)
     inline = related and content_id is not None and part.get_content_disposition() != "attachment"
     return Attachment(name, content_type, data, inline, content_id)
 
@@ -245,27 +268,42 @@ def _default_name(content_type: str, index: int) -> str:
     return f"attachment-{index}{extension}"
 
 
-def _body(part: EmailMessage | None) -> dict[str, str]:
+def _body(part: Message | None) -> dict[str, str]:
     if part is None:
         return {"contentType": "text", "content": ""}
-    try:
-        content = part.get_content()
-    except (LookupError, UnicodeError, AssertionError):
-        raw = part.get_payload(decode=True)
-        content = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+    raw = part.get_payload(decode=True)
+    data = raw if isinstance(raw, bytes) else b""
+    content = ""
+    for charset in (part.get_content_charset(), "utf-8", "windows-1252"):
+        if not charset:
+            continue
+        try:
+            content = data.decode(charset)
+            break
+        except (LookupError, UnicodeDecodeError):
+            continue
     kind = "html" if part.get_content_subtype() == "html" else "text"
-    return {"contentType": kind, "content": content if isinstance(content, str) else ""}
+    return {"contentType": kind, "content": content}
 
 
-def _header(message: EmailMessage, name: str) -> str:
-    try:
-        value = message.get(name)
-    except (ValueError, IndexError):  # a header the policy can't parse
-        value = None
-    return " ".join(str(value).split()) if value is not None else ""
+def _decoded(value: object) -> str:
+    """A header value with its RFC 2047 encoded words decoded, whitespace collapsed."""
+    if value is None:
+        return ""
+    text = str(value)
+    if "=?" in text:
+        try:
+            text = str(make_header(decode_header(text)))
+        except (ValueError, LookupError, UnicodeError, HeaderParseError):
+            pass
+    return " ".join(text.split())
 
 
-def _addresses(message: EmailMessage) -> dict[str, Any]:
+def _header(message: Message, name: str) -> str:
+    return _decoded(message.get(name))
+
+
+def _addresses(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field_name, header in (
         ("toRecipients", "to"),
@@ -279,17 +317,14 @@ def _addresses(message: EmailMessage) -> dict[str, Any]:
     sender = _recipients(message, "from")
     if sender:
         out["from"] = sender[0]
-        out["sender"] = _recipients(message, "sender")[:1][0] if _recipients(message, "sender") else sender[0]
+        out["sender"] = (_recipients(message, "sender") or sender)[0]
     return out
 
 
-def _recipients(message: EmailMessage, header: str) -> list[dict[str, Any]]:
-    try:
-        values = [str(v) for v in message.get_all(header, [])]
-    except (ValueError, IndexError):
-        return []
+def _recipients(message: Message, header: str) -> list[dict[str, Any]]:
+    values = [str(v) for v in message.get_all(header, [])]
     return [
-        {"emailAddress": {"name": name, "address": address}}
+        {"emailAddress": {"name": _decoded(name), "address": address}}
         if name
         else {"emailAddress": {"address": address}}
         for name, address in getaddresses(values)
