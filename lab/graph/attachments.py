@@ -143,7 +143,11 @@ def create_upload_session(tenant: Tenant, call: Call, params: dict[str, str]) ->
         201,
         {
             "@odata.context": call.context_url("microsoft.graph.uploadSession"),
-            "uploadUrl": f"{call.base_url}/upload/AttachmentSessions/{session.id}?authtoken={session.secret}",
+            # The shape of the published uploadUrl (Outlook REST v2.0 path), on the emulator's host.
+            "uploadUrl": (
+                f"{call.base_url}/api/v2.0/Users('{mailbox.user_id}@{tenant.config.tenant_id}')/Messages('{message.immutable_id}')"
+                f"/AttachmentSessions('{session.id}')?authtoken={session.secret}"
+            ),
             "expirationDateTime": iso(session.expires),
             "nextExpectedRanges": ["0-"],
         },
@@ -181,13 +185,15 @@ def upload_chunk(tenant: Tenant, session: UploadSession, headers: dict[str, str]
         session.data.extend(data)
         done = len(session.data) == session.size
     if not done:
+        # The published answer mixes cases: ExpirationDateTime, nextExpectedRanges.
+        mailbox_user = tenant.mailboxes[session.mailbox].user_id
+        context = (
+            f"{base_url}/api/v2.0/$metadata#Users('{mailbox_user}%40{tenant.config.tenant_id}')"
+            f"/Messages('{session.message_id}')/AttachmentSessions/$entity"
+        )
         return Reply(
             200,
-            {
-                "@odata.context": f"{base_url}/api/v2.0/$metadata#Microsoft.OutlookServices.UploadSession",
-                "ExpirationDateTime": iso(session.expires),
-                "NextExpectedRanges": [str(len(session.data))],
-            },
+            {"@odata.context": context, "ExpirationDateTime": iso(session.expires), "nextExpectedRanges": [str(len(session.data))]},
         )
     mailbox = tenant.mailboxes[session.mailbox]
     attachment = Attachment(
@@ -208,5 +214,8 @@ def upload_chunk(tenant: Tenant, session: UploadSession, headers: dict[str, str]
     with tenant.lock:
         tenant.upload_sessions.pop(session.id, None)
     tenant.count(mailbox.address, "attachment:uploaded")
-    location = f"{base_url}/api/v2.0/Users('{session.user_ref}')/Messages('{session.message_id}')/Attachments('{attachment.id}')"
+    location = (
+        f"{base_url}/api/v2.0/Users('{mailbox.user_id}@{tenant.config.tenant_id}')/Messages('{session.message_id}')"
+        f"/Attachments('{attachment.id}')"
+    )
     return Reply(201, body=b"", headers={"Location": location})

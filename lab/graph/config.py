@@ -78,13 +78,14 @@ class AppConfig:
 @dataclass(frozen=True, slots=True)
 class UserConfig:
     """A user of the tenant. quota_bytes: mailbox size past which creates fail (None: unlimited);
-    max_receive_size: largest message the mailbox accepts (Exchange Online's default 36 MB)."""
+    max_receive_size: largest message the mailbox accepts (Exchange Online's default, "35 MB" on
+    https://learn.microsoft.com/en-us/graph/api/attachment-createuploadsession)."""
 
     address: str
     display_name: str = ""
     has_mailbox: bool = True
     quota_bytes: int | None = None
-    max_receive_size: int = 36 * MIB
+    max_receive_size: int = 35 * MIB
     id: str = ""
 
     def object_id(self) -> str:

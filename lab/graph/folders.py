@@ -68,7 +68,7 @@ def _list_children(call: Call, parent_id: str, context: str) -> Reply:
     if opts.expand:
         raise bad_request("$expand is not supported on mail folders by the emulator.")
     with mailbox.lock:
-        children = mailbox.children(parent_id)
+        children = [f for f in mailbox.children(parent_id) if not f.hidden or opts.extra.get("includehiddenfolders") == "true"]
         rows = [folder_json(mailbox, f) for f in children]
     if opts.filter is not None:
         node = opts.filter
@@ -127,6 +127,7 @@ def _create(call: Call, parent_id: str, params: dict[str, str]) -> Reply:
         if any(f.name.lower() == name.lower() for f in mailbox.children(parent_id)):
             raise GraphError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
         folder = mailbox.add_folder(parent_id, name)
+        folder.hidden = bool(body.get("isHidden", False))
         shown = folder_json(mailbox, folder)
     context = call.context_url(f"users('{params['user']}')/mailFolders/$entity")
     return Reply(201, {"@odata.context": context, **shown})

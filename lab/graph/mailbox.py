@@ -121,6 +121,7 @@ class Folder:
     name: str
     parent_id: str | None
     well_known: str | None = None
+    hidden: bool = False
 
 
 class Mailbox:

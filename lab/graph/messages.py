@@ -129,10 +129,11 @@ def _addresses(value: Any, field: str) -> list[dict[str, str]]:
 def _flag(value: Any) -> str:
     if not isinstance(value, dict) or set(value) - _FLAG_FIELDS:
         raise bad_request("'flag' must be a followupFlag.")
-    status = value.get("flagStatus", "notFlagged")
-    if status not in ("notFlagged", "complete", "flagged"):
+    status = str(value.get("flagStatus", "notFlagged"))
+    canonical = {s.lower(): s for s in ("notFlagged", "complete", "flagged")}.get(status.lower())
+    if canonical is None:
         raise bad_request(f"'{status}' is not a followupFlagStatus.")
-    return str(status)
+    return canonical
 
 
 def _categories(value: Any) -> list[str]:
@@ -205,8 +206,10 @@ def _create_json(tenant: Tenant, call: Call, params: dict[str, str], folder_ref:
     options(call, ())
     content_type = call.headers.get("content-type", "")
     if "text/plain" in content_type.lower():
-        # Posting MIME to a folder's messages fails (exchange-targets.md).
-        raise GraphError(400, "UnableToDeserializePostBody", "were unable to deserialize ")
+        if folder_ref != "drafts":
+            # Posting MIME to a folder's messages fails (exchange-targets.md: graph-docs #14829).
+            raise GraphError(400, "UnableToDeserializePostBody", "were unable to deserialize ")
+        return _create_mime_draft(tenant, call, params)
     body = call.json()
     unknown = set(body) - _CREATE_FIELDS
     if unknown:
@@ -237,6 +240,45 @@ def _create_json(tenant: Tenant, call: Call, params: dict[str, str], folder_ref:
         mailbox.add_message(message)
     tenant.count(mailbox.address, "create:json")
     return _created_reply(call, mailbox, message, f"users('{params['user']}')/messages/$entity")
+
+
+def _create_mime_draft(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """user-post-messages, MIME format: base64 MIME in a text/plain body makes a draft in Drafts,
+    and it stays a draft (no extended property can be given in that call)."""
+    try:
+        raw = base64.b64decode(b"".join(call.body.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise GraphError(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.") from exc
+    message = _message_from_mime(tenant, raw, route="mime", is_draft=True, is_read=True)
+    mailbox = call.mailbox
+    assert mailbox is not None
+    with mailbox.lock:
+        message.folder_id = find_folder(mailbox, "drafts").id
+        check_size(tenant, mailbox, message)
+        mailbox.add_message(message)
+    tenant.count(mailbox.address, "create:mime")
+    return _created_reply(call, mailbox, message, f"users('{params['user']}')/messages/$entity")
+
+
+def _message_from_mime(tenant: Tenant, raw: bytes, *, route: str, is_draft: bool, is_read: bool) -> Message:
+    """The properties Exchange derives from MIME, as a new item (not yet in a folder)."""
+    parsed = parse_import(raw)
+    now = utc_now()
+    received = now
+    if route == "importMime" and tenant.config.import_mime_received == "date" and parsed["sent"] is not None:
+        received = parsed["sent"]  # type: ignore[assignment]
+    elif route == "importMime" and tenant.config.import_mime_received == "received":
+        received = newest_received(parsed["headers"]) or now  # type: ignore[arg-type]
+    return Message(
+        id=new_id(), immutable_id=new_id("AAkALg"), folder_id="", route=route, created=now, modified=now,
+        received=received, sent=parsed["sent"], is_draft=is_draft, is_read=is_read,  # type: ignore[arg-type]
+        subject=parsed["subject"], body_type=parsed["body_type"], body=parsed["body"],  # type: ignore[arg-type]
+        body_text_alternative=parsed["body_text_alternative"], from_=parsed["from"],  # type: ignore[arg-type]
+        to=parsed["to"], cc=parsed["cc"], bcc=parsed["bcc"], reply_to=parsed["reply_to"],  # type: ignore[arg-type]
+        internet_message_id=parsed["internet_message_id"], headers=parsed["headers"],  # type: ignore[arg-type]
+        in_reply_to=parsed["in_reply_to"], references=parsed["references"],  # type: ignore[arg-type]
+        attachments=parsed["attachments"],  # type: ignore[arg-type]
+    )
 
 
 def _apply_property_at_creation(message: Message, key: str, value: str) -> None:
@@ -283,9 +325,11 @@ def _apply_fields(message: Message, body: dict[str, Any], *, creating: bool) -> 
     if "internetMessageId" in body:
         message.internet_message_id = str(body["internetMessageId"])
     if "importance" in body:
-        if body["importance"] not in ("low", "normal", "high"):
+        # Enum members are taken in any case (the create-message page posts "Low").
+        importance = str(body["importance"]).lower()
+        if importance not in ("low", "normal", "high"):
             raise bad_request(f"'{body['importance']}' is not an importance.")
-        message.importance = str(body["importance"])
+        message.importance = importance
     if "isRead" in body:
         if not isinstance(body["isRead"], bool):
             raise bad_request("'isRead' must be a boolean.")
@@ -318,25 +362,9 @@ def import_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
         raise GraphError(400, "UnableToDeserializePostBody", "The request body is not base64-encoded MIME.") from exc
     if not raw.strip():
         raise bad_request("The MIME content is empty.", "ErrorMimeContentInvalid")
-    parsed = parse_import(raw)
+    message = _message_from_mime(tenant, raw, route="importMime", is_draft=False, is_read=False)
     mailbox = call.mailbox
     assert mailbox is not None
-    now = utc_now()
-    received = now
-    if tenant.config.import_mime_received == "date" and parsed["sent"] is not None:
-        received = parsed["sent"]  # type: ignore[assignment]
-    elif tenant.config.import_mime_received == "received":
-        received = newest_received(parsed["headers"]) or now  # type: ignore[arg-type]
-    message = Message(
-        id=new_id(), immutable_id=new_id("AAkALg"), folder_id="", route="importMime", created=now, modified=now,
-        received=received, sent=parsed["sent"], is_draft=False, is_read=False,  # type: ignore[arg-type]
-        subject=parsed["subject"], body_type=parsed["body_type"], body=parsed["body"],  # type: ignore[arg-type]
-        body_text_alternative=parsed["body_text_alternative"], from_=parsed["from"],  # type: ignore[arg-type]
-        to=parsed["to"], cc=parsed["cc"], bcc=parsed["bcc"], reply_to=parsed["reply_to"],  # type: ignore[arg-type]
-        internet_message_id=parsed["internet_message_id"], headers=parsed["headers"],  # type: ignore[arg-type]
-        in_reply_to=parsed["in_reply_to"], references=parsed["references"],  # type: ignore[arg-type]
-        attachments=parsed["attachments"],  # type: ignore[arg-type]
-    )
     with mailbox.lock:
         folder = find_folder(mailbox, params["folder"])
         message.folder_id = folder.id

@@ -26,6 +26,7 @@ class ODataError(ValueError):
 _TOKEN = re.compile(
     r"""\s*(?:
     (?P<string>'(?:[^']|'')*')
+  | (?P<guid>[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})
   | (?P<datetime>\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d))
   | (?P<number>-?\d+(?:\.\d+)?)
   | (?P<punct>[()/:,])
@@ -52,6 +53,8 @@ def _tokenize(text: str) -> list[tuple[str, Any]]:
         raw = match.group(kind or "")
         if kind == "string":
             tokens.append(("literal", raw[1:-1].replace("''", "'")))
+        elif kind == "guid":
+            tokens.append(("literal", raw.lower()))
         elif kind == "datetime":
             tokens.append(("literal", dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))))
         elif kind == "number":
@@ -124,7 +127,7 @@ class _Parser:
             self.expect("punct", ")")
             return node
         left = self.operand()
-        if left[0] == "any":
+        if left[0] == "any" or (left[0] == "call" and left[1] in _BOOLEAN_FUNCTIONS):
             return left
         token = self.take()
         if token[0] != "word" or str(token[1]).lower() not in COMPARISONS:
@@ -135,8 +138,14 @@ class _Parser:
         token = self.take()
         if token[0] == "literal":
             return ("lit", token[1])
+        if token == ("punct", "("):
+            inner = self.operand()
+            self.expect("punct", ")")
+            return inner
         if token[0] != "word":
             raise ODataError(f"Invalid filter clause: unexpected {token[1]!r}")
+        if self.peek() == ("punct", "("):
+            return self.function(str(token[1]).lower())
         path = [str(token[1])]
         while self.peek() == ("punct", "/"):
             self.take()
@@ -150,6 +159,28 @@ class _Parser:
                 return ("any", tuple(path), variable, body)
             path.append(name)
         return ("path", tuple(path))
+
+
+    def function(self, name: str) -> Node:
+        """contains(a, b), startswith(a, b), endswith(a, b), cast(a, Edm.Type) (filter-query-parameter page)."""
+        if name not in _BOOLEAN_FUNCTIONS and name != "cast":
+            raise ODataError(f"Invalid filter clause: unknown function {name!r}")
+        self.expect("punct", "(")
+        first = self.operand()
+        self.expect("punct", ",")
+        if name == "cast":
+            type_name = str(self.expect("word"))
+            if type_name not in _CASTS:
+                raise ODataError(f"Invalid filter clause: can't cast to {type_name}")
+            self.expect("punct", ")")
+            return ("call", name, first, ("lit", type_name))
+        second = self.operand()
+        self.expect("punct", ")")
+        return ("call", name, first, second)
+
+
+_BOOLEAN_FUNCTIONS = frozenset({"contains", "startswith", "endswith"})
+_CASTS = {"Edm.Int32": int, "Edm.Int64": int, "Edm.Double": float, "Edm.Guid": str, "Edm.String": str, "Edm.Boolean": str}
 
 
 def parse_filter(text: str) -> Node:
@@ -176,6 +207,8 @@ def evaluate(node: Node, get: Getter, bound: Mapping[str, Mapping[str, Any]] | N
         if not isinstance(collection, list):
             raise ODataError(f"Invalid filter clause: {'/'.join(path)} is not a collection")
         return any(evaluate(body, get, {**bound, variable: element}) for element in collection)
+    if kind == "call":
+        return bool(_value(node, get, bound))
     if kind == "cmp":
         _, op, left, right = node
         return _compare(op, _value(left, get, bound), _value(right, get, bound), _is_property_id(left, right))
@@ -183,26 +216,48 @@ def evaluate(node: Node, get: Getter, bound: Mapping[str, Mapping[str, Any]] | N
 
 
 def _is_property_id(left: Node, right: Node) -> bool:
-    return any(side[0] == "path" and side[1][-1].lower() == "id" and len(side[1]) == 2 for side in (left, right))
+    """An id (of an item or an extended property) is compared by identity, never lower-cased."""
+    return any(side[0] == "path" and side[1][-1].lower() == "id" for side in (left, right))
+
+
+def _call(node: Node, get: Getter, bound: Mapping[str, Mapping[str, Any]]) -> Any:
+    _, name, first, second = node
+    value = _value(first, get, bound)
+    if name == "cast":
+        try:
+            return _CASTS[second[1]](value) if value is not None else None
+        except ValueError:
+            return None
+    other = _value(second, get, bound)
+    if not isinstance(value, str) or not isinstance(other, str):
+        return False
+    value, other = value.lower(), other.lower()  # string functions are case-insensitive in Exchange
+    return {"contains": other in value, "startswith": value.startswith(other), "endswith": value.endswith(other)}[name]
 
 
 def _value(node: Node, get: Getter, bound: Mapping[str, Mapping[str, Any]]) -> Any:
     if node[0] == "lit":
         return node[1]
+    if node[0] == "call":
+        return _call(node, get, bound)
     path: tuple[str, ...] = node[1]
     if path[0] in bound:
         element = bound[path[0]]
-        if len(path) != 2 or path[1] not in element:
+        field = next((k for k in element if len(path) == 2 and k.lower() == path[1].lower()), None)
+        if field is None:
             raise ODataError(f"Invalid filter clause: {'/'.join(path)} is not a property")
-        return element[path[1]]
+        return element[field]
     return get(path)
 
 
 def _compare(op: str, left: Any, right: Any, property_ids: bool) -> bool:
     if isinstance(left, str) and isinstance(right, str):
+        # A property id's type, tag and GUID compare case-insensitively, its Name case-sensitively;
+        # values compare case-insensitively (singlevaluelegacyextendedproperty-get).
         if property_ids:
             left, right = property_key(left), property_key(right)
-        left, right = left.lower(), right.lower()
+        else:
+            left, right = left.lower(), right.lower()
     if isinstance(left, str) and isinstance(right, dt.datetime):
         left = dt.datetime.fromisoformat(left.replace("Z", "+00:00"))
     if isinstance(right, str) and isinstance(left, dt.datetime):

@@ -50,7 +50,7 @@ def folder_json(mailbox: Mailbox, folder: Folder, select: Sequence[str] | None =
         "unreadItemCount": sum(1 for m in items if not m.is_read),
         "totalItemCount": len(items),
         "sizeInBytes": sum(m.size() for m in items),
-        "isHidden": False,
+        "isHidden": folder.hidden,
     }
     if select:
         return {"id": folder.id, **{k: full[k] for k in select if k in full}}
@@ -146,6 +146,9 @@ def message_json(
                 node = expand.filter
                 props = [p for p in props if evaluate(node, partial(_prop_field, p))]
             if props:
+                shown["singleValueExtendedProperties@odata.context"] = call.context_url(
+                    f"users('{mailbox.address}')/messages('{shown['id']}')/singleValueExtendedProperties"
+                )
                 shown["singleValueExtendedProperties"] = props
         elif expand.name == "multiValueExtendedProperties":
             pass  # the emulator keeps none; Graph omits the empty collection too

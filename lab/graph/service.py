@@ -4,6 +4,7 @@ faults, and Graph's error shape. The HTTP server and $batch both come through he
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -48,8 +49,9 @@ class Service:
         tenant_id = self.tenant.config.tenant_id
         if segments[0] == tenant_id or segments[0].lower() in ("organizations", "common"):
             return self._identity(method, segments, body, base_url)
-        if len(segments) == 3 and segments[:2] == ["upload", "AttachmentSessions"]:
-            return self._upload(method, segments[2], target, headers, body, base_url)
+        session = _upload_session_id(segments)
+        if session is not None:
+            return self._upload(method, session, target, headers, body, base_url)
         if segments[0] in VERSIONS:
             if len(body) > self.tenant.config.limits.request_bytes:
                 return error_reply(GraphError(413, "RequestEntityTooLarge", "The request size exceeds the maximum limit."))
@@ -107,7 +109,7 @@ class Service:
                 self.tenant.throttle.release(session.app_id, session.mailbox)
         except GraphError as error:
             if error.unknown:
-                self.tenant.record_unknown(f"{method} /upload/AttachmentSessions/...: {error.message}")
+                self.tenant.record_unknown(f"{method} upload URL: {error.message}")
             return error_reply(error)
 
     # ---- one Graph request (top level or inside a batch) ------------------------------------------
@@ -181,6 +183,15 @@ class Service:
             raise GraphError(404, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
         call.mailbox = mailbox
         return mailbox.address
+
+
+def _upload_session_id(segments: list[str]) -> str | None:
+    """The session of an upload URL: /api/v2.0/Users('…')/Messages('…')/AttachmentSessions('…')."""
+    if len(segments) == 5 and segments[:2] == ["api", "v2.0"]:
+        match = re.fullmatch(r"AttachmentSessions\('([^']+)'\)", segments[4])
+        if match is not None:
+            return match.group(1)
+    return None
 
 
 def _challenge() -> dict[str, str]:
