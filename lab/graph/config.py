@@ -18,6 +18,7 @@ MIB = 1024 * 1024
 KNOWN_ROLES = frozenset(
     {
         "Mail.Read",
+        "Mail.ReadBasic.All",
         "Mail.ReadWrite",
         "Mail-Advanced.ReadWrite.All",
         "MailboxSettings.Read",

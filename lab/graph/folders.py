@@ -20,7 +20,7 @@ from lab.graph.odata import evaluate
 from lab.graph.query import next_link, options
 from lab.graph.resources import FOLDER_PROPERTIES, folder_json
 
-READ_ROLES = ("Mail.Read", "Mail.ReadWrite")
+READ_ROLES = ("Mail.ReadBasic.All", "Mail.Read", "Mail.ReadWrite")
 WRITE_ROLES = ("Mail.ReadWrite",)
 _LIST_OPTIONS = ("$select", "$top", "$skip", "$filter", "$count", "$orderby", "$expand")
 _CREATE_FIELDS = frozenset({"displayName", "isHidden", "@odata.type"})

@@ -36,9 +36,10 @@ from lab.graph.resources import (
     message_field,
     message_json,
     set_property,
+    wants_text_body,
 )
 
-READ_ROLES = ("Mail.Read", "Mail.ReadWrite")
+READ_ROLES = ("Mail.ReadBasic.All", "Mail.Read", "Mail.ReadWrite")
 WRITE_ROLES = ("Mail.ReadWrite",)
 IMPORT_ROLES = ("Mail-Advanced.ReadWrite.All",)
 DEFAULT_PAGE = 10  # user-list-messages: "the default page size is 10 messages"
@@ -61,7 +62,8 @@ _UPDATE_FIELDS = frozenset({
     "subject", "body", "from", "sender", "toRecipients", "ccRecipients", "bccRecipients", "replyTo",
     "internetMessageId",
 })
-_DRAFT_ONLY = frozenset({"body", "from", "sender", "toRecipients", "ccRecipients", "bccRecipients", "replyTo", "internetMessageId"})
+#: message-update: "Updatable only if isDraft = true".
+_DRAFT_ONLY = frozenset({"body", "subject", "replyTo", "internetMessageId"})
 _FLAG_FIELDS = frozenset({"flagStatus", "startDateTime", "dueDateTime", "completedDateTime"})
 _ATTACHMENT_FIELDS = frozenset({"@odata.type", "name", "contentType", "contentBytes", "isInline", "contentId", "size", "contentLocation"})
 
@@ -311,7 +313,8 @@ def _apply_fields(message: Message, body: dict[str, Any], *, creating: bool) -> 
         item = body["body"]
         if not isinstance(item, dict) or set(item) - {"contentType", "content"}:
             raise bad_request("'body' must be an itemBody {contentType, content}.")
-        kind = str(item.get("contentType", "text")).lower()
+        # The update page's own example sends contentType "" (taken as text here; the docs don't say).
+        kind = str(item.get("contentType") or "text").lower()
         if kind not in ("text", "html"):
             raise bad_request(f"'{kind}' is not a bodyType.")
         message.body_type, message.body = kind, str(item.get("content") or "")
@@ -408,8 +411,10 @@ def _list(tenant: Tenant, call: Call, folder_id: str | None, context: str) -> Re
             items.sort(key=partial(_sort_value, name), reverse=descending)
         top = opts.top if opts.top is not None else DEFAULT_PAGE
         page = items[opts.skip : opts.skip + top]
-        rows = [message_json(call, mailbox, m, opts.select, opts.expand) for m in page]
+        rows = [message_json(call, mailbox, m, opts.select, opts.expand, for_read=True) for m in page]
     tenant.count(mailbox.address, "list")
+    if opts.select:
+        context += "(" + ",".join(opts.select) + ")"
     body: dict[str, Any] = {"@odata.context": call.context_url(context)}
     if opts.count:
         body["@odata.count"] = len(items)
@@ -425,8 +430,13 @@ def _sort_value(name: str, message: Message) -> Any:
 
 
 def _with_preference(call: Call, reply: Reply) -> Reply:
+    applied = []
     if call.immutable_ids:
-        reply.headers["Preference-Applied"] = 'IdType="ImmutableId"'
+        applied.append('IdType="ImmutableId"')
+    if wants_text_body(call) and reply.status == 200:
+        applied.append('outlook.body-content-type="text"')
+    if applied:
+        reply.headers["Preference-Applied"] = ", ".join(applied)
     return reply
 
 
@@ -437,7 +447,7 @@ def get_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     assert mailbox is not None
     with mailbox.lock:
         message = find_message(mailbox, params["message"])
-        body = message_json(call, mailbox, message, opts.select, opts.expand)
+        body = message_json(call, mailbox, message, opts.select, opts.expand, for_read=True)
     tenant.count(mailbox.address, "get")
     return _with_preference(call, Reply(200, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **body}))
 

@@ -128,6 +128,12 @@ def html_to_text(markup: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
+_RENDERED = frozenset({
+    "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "in-reply-to", "references",
+    "mime-version", "content-type", "content-transfer-encoding", "content-disposition",
+})
+
+
 def render(message: Message) -> bytes:
     """The MIME of a stored message, from its properties."""
     out = EmailMessage(policy=_POLICY)
@@ -145,6 +151,15 @@ def render(message: Message) -> bytes:
         out["In-Reply-To"] = message.in_reply_to
     if message.references:
         out["References"] = message.references
+    # The transport headers Exchange keeps (PR_TRANSPORT_MESSAGE_HEADERS) come back too, as in the
+    # example of outlook-get-mime-message (Received, Thread-Topic, X-MS-...); the headers above are
+    # rendered from the item's properties and win.
+    for name, value in message.headers:
+        if name.lower() not in _RENDERED:
+            try:
+                out[name] = value
+            except (ValueError, TypeError):
+                continue
     if message.body_type == "html":
         out.set_content(message.body_text_alternative or html_to_text(message.body))
         out.add_alternative(message.body, subtype="html")

@@ -6,12 +6,14 @@ https://learn.microsoft.com/en-us/graph/api/resources/fileattachment."""
 from __future__ import annotations
 
 import base64
+import html
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 from lab.graph.context import Call, iso
 from lab.graph.mailbox import Attachment, ExtendedProperty, Folder, Mailbox, Message, property_key
+from lab.graph.mime import html_to_text
 from lab.graph.odata import Expand, ODataError, evaluate
 
 FOLDER_PROPERTIES = (
@@ -96,9 +98,36 @@ def extended_properties(message: Message) -> list[dict[str, str]]:
     return list(result.values())
 
 
+def wants_text_body(call: Call) -> bool:
+    """Prefer: outlook.body-content-type="text" (user-list-messages, message-get)."""
+    prefer = call.headers.get("prefer", "").lower().replace('"', "").replace(" ", "")
+    return "outlook.body-content-type=text" in prefer
+
+
+def text_to_html(text: str) -> str:
+    """Exchange hands a text body out as HTML unless text is asked for; a rendering of that kind."""
+    lines = "<br>\r\n".join(html.escape(line) for line in text.splitlines())
+    return (
+        '<html>\r\n<head>\r\n<meta http-equiv="Content-Type" content="text/html; charset=utf-8">\r\n</head>\r\n'
+        f'<body>\r\n<div class="PlainText">{lines}</div>\r\n</body>\r\n</html>\r\n'
+    )
+
+
+def body_for_read(call: Call, message: Message) -> dict[str, str]:
+    """The body as a GET returns it: HTML unless the Prefer header asks for text (user-list-messages:
+    "If the header is not specified, the body and uniqueBody properties are returned in HTML format")."""
+    if wants_text_body(call):
+        if message.body_type == "html":
+            return {"contentType": "text", "content": message.body_text_alternative or html_to_text(message.body)}
+        return {"contentType": "text", "content": message.body}
+    if message.body_type == "text":
+        return {"contentType": "html", "content": text_to_html(message.body)}
+    return {"contentType": "html", "content": message.body}
+
+
 def message_json(
     call: Call, mailbox: Mailbox, message: Message, select: Sequence[str] | None = None,
-    expands: Sequence[Expand] = (),
+    expands: Sequence[Expand] = (), *, for_read: bool = False,
 ) -> dict[str, Any]:
     preview = message.body if message.body_type == "text" else (message.body_text_alternative or message.body)
     full: dict[str, Any] = {
@@ -124,7 +153,7 @@ def message_json(
         "isDraft": message.is_draft,
         "webLink": f"https://outlook.office365.com/owa/?ItemID={message.id}&exvsurl=1&viewmodel=ReadMessageItem",
         "inferenceClassification": "focused",
-        "body": {"contentType": message.body_type, "content": message.body},
+        "body": body_for_read(call, message) if for_read else {"contentType": message.body_type, "content": message.body},
         "sender": _recipient(message.sender or message.from_),
         "from": _recipient(message.from_),
         "toRecipients": [_recipient(a) for a in message.to],
@@ -132,7 +161,7 @@ def message_json(
         "bccRecipients": [_recipient(a) for a in message.bcc],
         "replyTo": [_recipient(a) for a in message.reply_to],
         "flag": {"flagStatus": message.flag_status},
-        "uniqueBody": {"contentType": message.body_type, "content": message.body},
+        "uniqueBody": body_for_read(call, message) if for_read else {"contentType": message.body_type, "content": message.body},
         "internetMessageHeaders": [{"name": n, "value": v} for n, v in message.headers],
     }
     if select:
