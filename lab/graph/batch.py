@@ -109,6 +109,8 @@ def _answer(request_id: str, reply: Reply) -> dict[str, Any]:
     elif reply.body:
         headers.setdefault("Content-Type", reply.content_type)
         answer["body"] = base64.b64encode(reply.body).decode("ascii")
+    elif reply.status == 204:
+        answer["body"] = None  # as the json-batching page shows a 204
     if headers:
         answer["headers"] = headers
     return answer

@@ -98,6 +98,7 @@ class Message:
     reply_to: list[dict[str, str]] = field(default_factory=list)
     internet_message_id: str | None = None
     importance: str = "normal"
+    inference: str = "focused"
     categories: list[str] = field(default_factory=list)
     flag_status: str = "notFlagged"
     headers: list[tuple[str, str]] = field(default_factory=list)

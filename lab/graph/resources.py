@@ -152,7 +152,7 @@ def message_json(
         "isRead": message.is_read,
         "isDraft": message.is_draft,
         "webLink": f"https://outlook.office365.com/owa/?ItemID={message.id}&exvsurl=1&viewmodel=ReadMessageItem",
-        "inferenceClassification": "focused",
+        "inferenceClassification": message.inference,
         "body": body_for_read(call, message) if for_read else {"contentType": message.body_type, "content": message.body},
         "sender": _recipient(message.sender or message.from_),
         "from": _recipient(message.from_),

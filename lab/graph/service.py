@@ -130,7 +130,7 @@ class Service:
                 call.query[name] = value
             route, params, path_known = match(request.method, segments)
             if route is None or request.version not in route.versions:
-                raise self._no_route(request, segments, path_known)
+                raise self._no_route(request, segments, path_known and route is None)
             if route.kind == "mail":
                 mailbox_address = self._resolve_mailbox(call, params["user"])
             if mailbox_address is None:
@@ -164,9 +164,6 @@ class Service:
         if segments and segments[0].lower() == "me":
             return GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.", unknown=True)
         last = segments[-1] if segments else ""
-        if last.lower() == "importmime" and request.version == "beta" and not self.tenant.config.supports_import_mime:
-            # A tenant without the action: the service's answer for a segment it doesn't know.
-            return GraphError(400, "BadRequest", "Resource not found for the segment 'importMime'.")
         if path_known:
             return GraphError(405, "MethodNotAllowed", f"The HTTP method '{request.method}' is not allowed on this resource.", unknown=True)
         return GraphError(400, "BadRequest", f"Resource not found for the segment '{last}'.", unknown=True)
