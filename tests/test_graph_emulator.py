@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from lab.graph import AppConfig, DomainConfig, GraphConfig, GraphEmulator, Limits, UserConfig, default_records
+from lab.graph.demo import DEMO_APP_ID, DEMO_APP_SECRET
 
 EXAMPLES = Path(__file__).parent / "graph_examples"
 DOMAIN = "contoso.example"
@@ -62,11 +63,13 @@ def config(**overrides: Any) -> GraphConfig:
     return GraphConfig(**values)
 
 
-def msal_app(emulator: GraphEmulator, client_id: str = APP, credential: Any = SECRET) -> msal.ConfidentialClientApplication:
+def msal_app(emulator: GraphEmulator, client_id: str = APP, credential: Any = None) -> msal.ConfidentialClientApplication:
     # requests would prefer REQUESTS_CA_BUNDLE from the environment over a session's verify: trust_env off.
     session = requests.Session()
     session.trust_env = False
     session.verify = emulator.ca_file
+    if credential is None:
+        credential = DEMO_APP_SECRET if client_id == DEMO_APP_ID else SECRET
     return msal.ConfidentialClientApplication(
         client_id, client_credential=credential, authority=emulator.authority, instance_discovery=False, http_client=session
     )
@@ -743,3 +746,13 @@ def test_counters_say_which_route_made_what(emulator: GraphEmulator, graph: http
     create_json(graph, user)
     counts = emulator.request_counts(user)
     assert (counts["create:importMime"], counts["create:json"], counts["requests"]) == (1, 1, 2)
+
+
+def test_the_demo_tenant_holds_the_labs_target_users() -> None:
+    from lab import data
+    from lab.graph.demo import demo_config
+
+    with GraphEmulator(demo_config()) as emulator, client(emulator, DEMO_APP_ID) as http:
+        assert http.get(f"/v1.0/users/{data.address('alice.adams')}/mailboxSettings").status_code == 200
+        missing = http.get(f"/v1.0/users/{data.address(data.MISSING_ON_TARGET)}/mailboxSettings")
+        assert missing.json()["error"]["code"] == "ErrorInvalidUser"

@@ -89,13 +89,15 @@ def add_attachment(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     assert mailbox is not None
     with mailbox.lock:
         message = find_message(mailbox, params["message"])
+        counted = message.size()
         message.attachments.append(made)
         try:
-            check_size(tenant, mailbox, message)
+            check_size(tenant, mailbox, message, counted)
         except GraphError:
             message.attachments.remove(made)
             raise
         message.touch()
+        mailbox.resized(message)
     tenant.count(mailbox.address, "attachment:add")
     context = call.context_url(f"users('{params['user']}')/messages('{params['message']}')/attachments/$entity")
     return Reply(201, {"@odata.context": context, **attachment_json(made)})
@@ -204,13 +206,15 @@ def upload_chunk(tenant: Tenant, session: UploadSession, headers: dict[str, str]
         message = mailbox.message(session.message_id)
         if message is None:
             raise not_found("message of the upload session")
+        counted = message.size()
         message.attachments.append(attachment)
         try:
-            check_size(tenant, mailbox, message)
+            check_size(tenant, mailbox, message, counted)
         except GraphError:
             message.attachments.remove(attachment)
             raise
         message.touch()
+        mailbox.resized(message)
     with tenant.lock:
         tenant.upload_sessions.pop(session.id, None)
     tenant.count(mailbox.address, "attachment:uploaded")

@@ -246,6 +246,7 @@ class GraphEmulator:
                 message.body = body
             if is_read is not None:
                 message.is_read = is_read
+            box.resized(message)
 
 
 def _lower(mailbox: str | None) -> str | None:

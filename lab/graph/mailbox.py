@@ -137,6 +137,8 @@ class Mailbox:
         self.folders: dict[str, Folder] = {}
         self.messages: dict[str, Message] = {}  # by immutable id
         self._by_regular_id: dict[str, str] = {}
+        self._sizes: dict[str, int] = {}  # immutable id -> size counted in _used
+        self._used = 0
         root = Folder(new_id("AAMkAD"), WELL_KNOWN["msgfolderroot"], None, "msgfolderroot")
         self.folders[root.id] = root
         for name, display in WELL_KNOWN.items():
@@ -179,6 +181,13 @@ class Mailbox:
     def add_message(self, message: Message) -> None:
         self.messages[message.immutable_id] = message
         self._by_regular_id[message.id] = message.immutable_id
+        self.resized(message)
+
+    def resized(self, message: Message) -> None:
+        """Recount a message's size (after it was added or an attachment joined it)."""
+        size = message.size()
+        self._used += size - self._sizes.get(message.immutable_id, 0)
+        self._sizes[message.immutable_id] = size
 
     def message(self, ref: str) -> Message | None:
         """By regular id (only the current one) or immutable id."""
@@ -201,9 +210,11 @@ class Mailbox:
     def delete(self, message: Message) -> None:
         self.messages.pop(message.immutable_id, None)
         self._by_regular_id.pop(message.id, None)
+        self._used -= self._sizes.pop(message.immutable_id, 0)
 
     def in_folder(self, folder_id: str) -> Iterator[Message]:
         return (m for m in self.messages.values() if m.folder_id == folder_id)
 
     def used_bytes(self) -> int:
-        return sum(m.size() for m in self.messages.values())
+        """Bytes the mailbox holds (kept as items come and go: a quota check per create stays cheap)."""
+        return self._used

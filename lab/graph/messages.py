@@ -176,13 +176,13 @@ def _attachments(value: Any) -> list[Attachment]:
     return made
 
 
-def check_size(tenant: Tenant, mailbox: Mailbox, message: Message) -> None:
+def check_size(tenant: Tenant, mailbox: Mailbox, message: Message, counted: int = 0) -> None:
     """Max receive size and quota. Which status and code the service gives for these is not
     documented for Graph; the emulator answers 413 ErrorMessageSizeExceeded and 507
     ErrorQuotaExceeded (the EWS codes)."""
     if message.size() > mailbox.max_receive_size:
         raise GraphError(413, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
-    if mailbox.quota_bytes is not None and mailbox.used_bytes() + message.size() > mailbox.quota_bytes:
+    if mailbox.quota_bytes is not None and mailbox.used_bytes() - counted + message.size() > mailbox.quota_bytes:
         raise GraphError(507, "ErrorQuotaExceeded", "The mailbox is over its storage quota.")
 
 
