@@ -1,17 +1,24 @@
 """``cutover verify``: compare source and target folder by folder and explain every difference.
 
 Each source message ends in exactly one bucket: ``ok`` (on the target; with ``--deep`` also
-byte-identical by SHA-256), ``skipped`` / ``failed`` (with the ledger's reason), ``waived`` (an
+byte-identical by SHA-256 where the target keeps bytes), ``skipped`` / ``failed`` (with the ledger's reason), ``waived`` (an
 operator decided it is not copied, with the reason), ``new`` (arrived
 on the source after the last pass: the next delta copies it), ``excluded`` (folder left out by the
 plan) or ``lost`` (no explanation: a defect). The report is ``ok`` when nothing is lost, skipped,
 failed or different; ``new``, ``excluded`` and ``waived`` are reported but don't fail it.
+
+A target that re-renders messages (Exchange over EWS or Graph) can't be compared by bytes, and no
+byte identity is claimed for it. There a copy is proven by what the service keeps
+(``runners.kept``): exactly one item carries the message's key, and its received and sent times,
+read, flag, answered/forwarded and draft state and categories are as the source says; with
+``--deep`` also the headers Exchange keeps, the text of each body part and every attachment's
+SHA-256. A mismatch is "different", with each field named.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -19,11 +26,13 @@ from typing import Any
 
 from runners.adapters import target_capabilities
 from runners.connectors.base import SourceSession, TargetSession
+from runners.engine.reconcile import item_key
 from runners.engine.sessions import ConnectionCaps
 from runners.engine.wave import select_mailboxes
 from runners.errors import MigrationError, ProtocolError
 from runners.folders import FolderMapping, plan_folders
-from runners.model import FetchedMessage, MessageMeta
+from runners.kept import differences, expected_item
+from runners.model import FetchedMessage, FolderState, MessageMeta
 from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import safe
 from runners.state.rows import SyncedFolder
@@ -76,6 +85,8 @@ class VerifyReport:
     wave: str
     deep: bool
     mailboxes: list[MailboxCheck]
+    #: False: the target re-renders messages and was checked by what it keeps (runners.kept).
+    keeps_bytes: bool = True
 
     @property
     def incomplete(self) -> bool:
@@ -97,6 +108,7 @@ class VerifyReport:
         return {
             "wave": self.wave,
             "deep": self.deep,
+            "compared_by": "sha256" if self.deep and self.keeps_bytes else "kept-fields" if not self.keeps_bytes else "count-and-size",
             "ok": self.ok,
             "incomplete": self.incomplete,
             "totals": self.totals(),
@@ -112,22 +124,21 @@ def verify_wave(
         raise MigrationError(f"no state store at {plan.state_db}: nothing has been migrated yet")
     store = StateStore(plan.state_db, read_only=True)  # verify only reads: the helpdesk may run it
     caps = ConnectionCaps()
-    # By SHA-256 only where asked for (--deep) and provable: the target keeps bytes exactly.
-    deep = deep and target_capabilities(plan.target.type).keeps_bytes
+    keeps_bytes = target_capabilities(plan.target.type).keeps_bytes
 
     def one(entry: MailboxEntry) -> MailboxCheck:
         try:
-            return _verify_mailbox(plan, store, caps, entry, deep)
+            return _verify_mailbox(plan, store, caps, entry, deep, keeps_bytes)
         finally:
             store.close()
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers or plan.workers, len(entries)))) as pool:
         checks = list(pool.map(one, entries))
-    return VerifyReport(wave, deep, checks)
+    return VerifyReport(wave, deep, checks, keeps_bytes)
 
 
 def _verify_mailbox(
-    plan: Plan, store: StateStore, caps: ConnectionCaps, entry: MailboxEntry, deep: bool
+    plan: Plan, store: StateStore, caps: ConnectionCaps, entry: MailboxEntry, deep: bool, keeps_bytes: bool
 ) -> MailboxCheck:
     check = MailboxCheck(entry.source, entry.target)
     synced = store.synced_folders(entry.source)
@@ -138,7 +149,7 @@ def _verify_mailbox(
         with caps.both(plan, entry) as (source, target):
             mappings = plan_folders(source.list_folders(), plan.folders, target.layout())
             claimed_by_target: dict[str, set[str]] = {}
-            sides = _Sides(source, target, deep)
+            sides = _Sides(source, target, deep and keeps_bytes, deep and not keeps_bytes, not keeps_bytes)
             for mapping in mappings:
                 if not mapping.source.selectable:
                     continue
@@ -156,6 +167,9 @@ class _Sides:
     target: TargetSession
     #: Compare SHA-256 of the bytes: asked for (--deep) and provable (the target keeps bytes exactly).
     deep: bool
+    #: A target that doesn't keep bytes: compare what it keeps, with --deep its content too.
+    kept_deep: bool = False
+    by_kept: bool = False
 
 
 @dataclass(slots=True)
@@ -189,6 +203,9 @@ def _verify_folder(
         result.counts["excluded"] = len(metas)
         return result
     ledger = store.ledger(synced.id, state.uidvalidity) if synced else {}
+    if sides.by_kept:
+        _verify_kept_folder(sides, synced, mapping, state, metas, ledger, result, check, claimed)
+        return result
     try:
         view = _TargetView(sides.target.list_sizes(mapping.target_wire), {}, claimed)
     except ProtocolError as exc:
@@ -211,6 +228,71 @@ def _verify_folder(
         _verify_by_content(unmapped, view, source_digests, result, check, mapping.source.display, sides.deep)
     result.extra_on_target = len(set(view.sizes) - claimed)
     return result
+
+
+def _verify_kept_folder(
+    sides: _Sides,
+    synced: SyncedFolder | None,
+    mapping: FolderMapping,
+    state: FolderState,
+    metas: list[MessageMeta],
+    ledger: dict[str, LedgerEntry],
+    result: FolderCheck,
+    check: MailboxCheck,
+    claimed: set[str],
+) -> None:
+    """A target that re-renders messages: explain each message by the ledger, then prove each copy
+    by its key (exactly one item carries it) and by the fields the service keeps."""
+    folder = mapping.source.display
+    try:
+        kept = sides.target.kept_items(mapping.target_wire, deep=sides.kept_deep)
+    except ProtocolError as exc:
+        result.error = f"target: {exc}"
+        return
+    result.target_messages = len(kept)
+    result.target_bytes = sum(item.size for item in kept.values())
+    holders: dict[str, list[str]] = defaultdict(list)
+    for item_id, item in kept.items():
+        holders[item.key].append(item_id)
+    view = _TargetView({item_id: item.size for item_id, item in kept.items()}, {}, claimed)
+    to_compare: dict[str, tuple[MessageMeta, str, str]] = {}
+    for meta in metas:
+        bucket, reason = _bucket(meta, ledger.get(meta.key), synced, view, {}, False)
+        if bucket == "ok" and synced is not None:
+            key = item_key(synced.id, state.uidvalidity, meta.key)
+            target_id = ledger[meta.key].target_id or ""
+            carriers = holders.get(key, [])
+            if carriers == [target_id]:
+                to_compare[meta.key] = (meta, target_id, key)
+                continue
+            bucket = "different"
+            reason = (
+                f"{len(carriers)} target items carry its key ({', '.join(carriers)})"
+                if len(carriers) > 1
+                else f"target item {target_id} does not carry its key"
+            )
+        _count(result, check, folder, meta, bucket, reason)
+    if to_compare:
+        for fetched in sides.source.fetch(mapping.source, [meta for meta, _, _ in to_compare.values()]):
+            meta, target_id, key = to_compare.pop(fetched.meta.key)
+            if not isinstance(fetched, FetchedMessage):
+                _count(result, check, folder, meta, "different", "the source could not deliver the message")
+                continue
+            expected = expected_item(fetched.body, meta.flags, meta.internaldate, key, deep=sides.kept_deep)
+            found = differences(expected, kept[target_id])
+            bucket, reason = ("different", f"target item {target_id}: " + "; ".join(found)) if found else ("ok", "")
+            _count(result, check, folder, meta, bucket, reason)
+        for meta, _, _ in to_compare.values():  # a source that yields less than asked: never silent
+            _count(result, check, folder, meta, "different", "the source did not deliver the message")
+    result.extra_on_target = len(set(kept) - claimed)
+
+
+def _count(
+    result: FolderCheck, check: MailboxCheck, folder: str, meta: MessageMeta, bucket: str, reason: str
+) -> None:
+    result.counts[bucket] += 1
+    if bucket != "ok":
+        check.differences.append(Difference(folder, meta.uid, meta.size, bucket, reason))
 
 
 def _digests(
@@ -319,7 +401,12 @@ def verify_text(report: VerifyReport) -> str:
             )
     t = report.totals()
     lines.append("")
-    checked = "byte-for-byte (SHA-256)" if report.deep else "by count and size"
+    checked = {
+        (True, True): "byte-for-byte (SHA-256)",
+        (True, False): "by count and size",
+        (False, True): "by key, dates, state, kept headers, body text and attachment SHA-256 (not bytes: the target re-renders messages)",
+        (False, False): "by key, dates and state (not bytes: the target re-renders messages)",
+    }[(report.keeps_bytes, report.deep)]
     if report.incomplete:
         lines.append("Verdict: verification INCOMPLETE: some mailboxes could not be checked (see above).")
     elif report.ok:

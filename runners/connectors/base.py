@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from runners.kept import KeptItem
 from runners.model import (
     AppendItem,
     AppendOutcome,
@@ -157,6 +158,12 @@ class TargetSession(Protocol):
 
     def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:
         """``(item id, size, sha256)`` of every item; only asked when ``capabilities.keeps_bytes``."""
+        ...
+
+    def kept_items(self, folder: str, *, deep: bool) -> dict[str, KeptItem]:
+        """``{item id: KeptItem}`` of every item in the folder, as the target keeps it (verification);
+        only asked when not ``capabilities.keeps_bytes``. With ``deep``, headers, body texts and
+        attachment digests are filled (``runners.kept.content_of`` of what the target renders)."""
         ...
 
     def set_flags(self, folder: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:

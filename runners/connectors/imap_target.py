@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from functools import lru_cache
 
 from runners.adapters import IMAP_TARGET
@@ -19,6 +20,7 @@ from runners.imap.codes import command_error
 from runners.imap.dates import canonical_date
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta
 from runners.imap.wire import ImapConnection, Reply
+from runners.kept import KeptItem, expected_item
 from runners.model import SYSTEM_FLAGS, AppendItem, AppendOutcome, TargetLayout
 from runners.plan.model import Endpoint, MailboxEntry
 from runners.special_use import SPECIAL_USES, special_uses_in
@@ -192,6 +194,21 @@ class ImapTarget:
             # "n:*" also matches the highest message when n is above it (RFC 3501): filter.
             if uid is not None and uid >= min_uid:
                 yield str(uid), len(parts[1]), hashlib.sha256(parts[1]).digest()
+
+    def kept_items(self, wire_name: str, *, deep: bool) -> dict[str, KeptItem]:
+        """What the folder's messages keep, in the Exchange targets' terms (no key: IMAP stores none).
+        Verification of an IMAP target compares bytes instead; this reads a whole folder."""
+        self._select(wire_name, readonly=True)
+        tag = self.conn.send_command(b"UID FETCH 1:* (UID FLAGS INTERNALDATE BODY.PEEK[])")
+        kept: dict[str, KeptItem] = {}
+        for parts in self.conn.responses(tag):
+            if parts[0].startswith(tag) or len(parts) < 2 or b" FETCH " not in parts[0]:
+                continue
+            uid, _, flags, internaldate, _ = fetch_meta(b"".join(parts[::2]))
+            if uid is not None:
+                item = expected_item(parts[1], flags or (), internaldate, "", deep=deep)
+                kept[str(uid)] = replace(item, size=len(parts[1]))
+        return kept
 
     def set_flags(self, wire_name: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:
         if not changes:

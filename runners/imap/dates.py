@@ -50,6 +50,11 @@ def format_date_time(moment: datetime) -> str:
     return f"{moment.day:02d}-{_MONTHS[moment.month - 1]}-{moment.year:04d} {moment:%H:%M:%S} {zone}"
 
 
+def parse_date_time(value: str) -> datetime | None:
+    """The instant an INTERNALDATE (or a variant of one) names, aware; None when it doesn't parse."""
+    return _parse(value)
+
+
 def _parse(value: str) -> datetime | None:
     loose = _LOOSE.match(value)
     if loose:
