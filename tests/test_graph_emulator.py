@@ -455,6 +455,10 @@ def test_upload_sessions_take_3_to_150_mb_in_order(emulator: GraphEmulator, grap
     assert last.status_code == 201 and "/Attachments('" in last.headers["Location"]
     [item] = emulator.items(user)
     assert item.attachments == (("big.bin", data),)
+    cancelled = graph.post(session_url, json={"AttachmentItem": {"attachmentType": "file", "name": "c", "size": size}}).json()["uploadUrl"]
+    with httpx.Client(verify=emulator.ssl_context()) as bare:
+        assert bare.delete(cancelled).status_code == 204
+        assert bare.put(cancelled, content=data[:10], headers={"Content-Range": f"bytes 0-9/{size}"}).status_code == 404
     listed = graph.get(f"/v1.0/users/{user}/messages/{draft}/attachments").json()["value"]
     assert base64.b64decode(listed[0]["contentBytes"]) == data
 
@@ -745,7 +749,7 @@ def test_counters_say_which_route_made_what(emulator: GraphEmulator, graph: http
     import_mime(graph, user)
     create_json(graph, user)
     counts = emulator.request_counts(user)
-    assert (counts["create:importMime"], counts["create:json"], counts["requests"]) == (1, 1, 2)
+    assert (counts["create:importMime"], counts["create:json"], counts["requests"], counts["status:201"]) == (1, 1, 2, 2)
 
 
 def test_the_demo_tenant_holds_the_labs_target_users() -> None:

@@ -166,6 +166,14 @@ def find_session(tenant: Tenant, session_id: str, secret: str) -> UploadSession:
     return session
 
 
+def cancel_session(tenant: Tenant, session: UploadSession) -> Reply:
+    """DELETE on the upload URL ends the session (attachment-createuploadsession step 4: "Optional:
+    Delete the upload session"; the answer's code is not shown there: 204 here)."""
+    with tenant.lock:
+        tenant.upload_sessions.pop(session.id, None)
+    return Reply(204)
+
+
 def upload_chunk(tenant: Tenant, session: UploadSession, headers: dict[str, str], data: bytes, base_url: str) -> Reply:
     """One PUT of bytes to the upload URL. A range that doesn't start where the last ended, doesn't
     match the body's length or the session's size is refused (416 invalidRange, the generic

@@ -131,10 +131,11 @@ class Tenant:
         with self.lock:
             self.counters[(mailbox, operation)] += 1
 
-    def log(self, method: str, path: str, mailbox: str | None) -> None:
-        """Count an answered Graph request against its mailbox ("" for directory requests)."""
+    def log(self, mailbox: str | None, status: int) -> None:
+        """Count an answered Graph request against its mailbox ("" when it has none), and its status."""
         with self.lock:
             self.counters[(mailbox or "", "requests")] += 1
+            self.counters[(mailbox or "", f"status:{status}")] += 1
 
     def record_unknown(self, description: str) -> None:
         with self.lock:

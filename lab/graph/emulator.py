@@ -213,8 +213,10 @@ class GraphEmulator:
         return [e for e in self.throttled if e.at - self.started_at > seconds]
 
     def request_counts(self, mailbox: str) -> dict[str, int]:
-        """Counters for a mailbox: "requests" (every answered request), "create:json",
-        "create:importMime", "list", "get", "update", "move", "mime", "attachment:*"."""
+        """Counters for a mailbox: "requests" (every answered request, $batch's inner ones each),
+        "status:200", "status:429", … per status answered, "create:json", "create:importMime",
+        "create:mime", "list", "get", "update", "move", "delete", "mime", "attachment:add",
+        "attachment:session", "attachment:uploaded". Upload-URL PUTs are not in "requests"."""
         with self.tenant.lock:
             return {op: n for (box, op), n in self.tenant.counters.items() if box == mailbox.lower()}
 

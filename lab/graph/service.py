@@ -97,11 +97,13 @@ class Service:
     def _upload(self, method: str, session_id: str, target: str, headers: dict[str, str], body: bytes, base_url: str) -> Reply:
         query = dict(parse_qsl(urlsplit(target).query))
         try:
-            if method != "PUT":
-                raise GraphError(405, "MethodNotAllowed", "An upload URL takes PUT.", unknown=True)
+            if method not in ("PUT", "DELETE"):
+                raise GraphError(405, "MethodNotAllowed", "An upload URL takes PUT (and DELETE).", unknown=True)
             if len(body) > self.tenant.config.limits.upload_chunk_max:
                 raise GraphError(413, "RequestEntityTooLarge", "The request size exceeds the maximum limit.")
             session = attachments.find_session(self.tenant, session_id, query.get("authtoken", ""))
+            if method == "DELETE":
+                return attachments.cancel_session(self.tenant, session)
             self.tenant.throttle.admit(session.app_id, session.mailbox, len(body))
             try:
                 return attachments.upload_chunk(self.tenant, session, headers, body, base_url)
@@ -122,9 +124,16 @@ class Service:
             request.method, request.version, segments, {}, request.headers, request.body,
             request.app, request.roles, request.base_url,
         )
+        reply = self._answer(call, request, split.query)
+        tenant.log(call.mailbox.address if call.mailbox is not None else None, reply.status)
+        return reply
+
+    def _answer(self, call: Call, request: SubRequest, query: str) -> Reply:
+        tenant = self.tenant
+        segments = call.segments
         mailbox_address = None
         try:
-            for name, value in parse_qsl(split.query, keep_blank_values=True):
+            for name, value in parse_qsl(query, keep_blank_values=True):
                 if name in call.query:
                     raise GraphError(400, "BadRequest", f"Query option '{name}' was specified more than once. It must be specified at most once.", unknown=True)
                 call.query[name] = value
@@ -157,8 +166,6 @@ class Service:
             if error.unknown:
                 tenant.record_unknown(f"{request.method} /{request.version}{request.url}: {error.message}")
             return error_reply(error)
-        finally:
-            tenant.log(request.method, f"/{request.version}{split.path}", mailbox_address)
 
     def _no_route(self, request: SubRequest, segments: list[str], path_known: bool) -> GraphError:
         if segments and segments[0].lower() == "me":
