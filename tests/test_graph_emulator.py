@@ -379,6 +379,13 @@ def test_extended_properties_at_creation_make_a_dated_non_draft(emulator: GraphE
     [item] = emulator.items(user)
     assert (item.in_reply_to, item.references) == ("<parent@x>", "<root@x> <parent@x>")
     assert ("X-Mailer", "old") in item.headers and item.properties[KEY_ID] == "ledger-key-1"
+    # The service answers tag ids in its own spelling (lower-case hex, no leading zeros), whatever
+    # the request's; PR_MESSAGE_SIZE is there without being set.
+    wanted = " or ".join(f"id eq '{i}'" for i in ("Integer 0x0E07", "Integer 0x0E08", "String 0x007D", KEY_ID))
+    read = graph.get(f"/v1.0/users/{user}/messages/{answer['id']}", params={"$expand": f"singleValueExtendedProperties($filter={wanted})"})
+    ids = {p["id"]: p["value"] for p in read.json()["singleValueExtendedProperties"]}
+    assert set(ids) == {"Integer 0xe07", "Integer 0xe08", "String 0x7d", KEY_ID.replace("8B5C", "8b5c")}
+    assert ids["Integer 0xe07"] == "1" and int(ids["Integer 0xe08"]) > 0
     # Unread non-draft: the flags without MSGFLAG_READ.
     unread = create_json(graph, user, singleValueExtendedProperties=[{"id": "Integer 0x0E07", "value": "0"}]).json()
     assert (unread["isDraft"], unread["isRead"]) == (False, False)

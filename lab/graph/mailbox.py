@@ -73,6 +73,36 @@ def property_key(prop_id: str) -> str:
     return prop_id
 
 
+_TYPE_NAMES = {
+    name.lower(): name
+    for name in ("Binary", "Boolean", "Short", "Integer", "Long", "Float", "Double", "Currency", "SystemTime", "String", "CLSID")
+}
+
+
+def canonical_property_id(prop_id: str) -> str:
+    """The id as the service answers it, whatever the client's spelling: the type's own casing, a
+    tag in lower-case hex without leading zeros ("Integer 0xe08", "String 0x7d"), a GUID in lower
+    case. The docs show only named ids; clients written against the service match tagged ones
+    exactly in this form (DavMail's Graph session: "Integer 0xe08", "Integer 0x1090")."""
+    parts = prop_id.split()
+    if not parts:
+        return prop_id
+    kind = _TYPE_NAMES.get(parts[0].lower(), parts[0])
+    if len(parts) == 2 and parts[1].lower().startswith("0x"):
+        try:
+            return f"{kind} 0x{int(parts[1], 16):x}"
+        except ValueError:
+            return prop_id
+    if len(parts) >= 4 and parts[2].lower() == "name":
+        return f"{kind} {parts[1].lower()} Name {' '.join(parts[3:])}"
+    if len(parts) == 4 and parts[2].lower() == "id":
+        try:
+            return f"{kind} {parts[1].lower()} Id 0x{int(parts[3], 16):x}"
+        except ValueError:
+            return prop_id
+    return prop_id
+
+
 @dataclass(slots=True)
 class Message:
     id: str

@@ -12,7 +12,15 @@ from functools import partial
 from typing import Any
 
 from lab.graph.context import Call, iso
-from lab.graph.mailbox import Attachment, ExtendedProperty, Folder, Mailbox, Message, property_key
+from lab.graph.mailbox import (
+    Attachment,
+    ExtendedProperty,
+    Folder,
+    Mailbox,
+    Message,
+    canonical_property_id,
+    property_key,
+)
 from lab.graph.mime import html_to_text
 from lab.graph.odata import Expand, ODataError, evaluate
 
@@ -39,6 +47,8 @@ ATTACHMENT_PROPERTIES = ("id", "lastModifiedDateTime", "name", "contentType", "s
 PR_MESSAGE_FLAGS = "integer 0x0e07"
 PR_MESSAGE_DELIVERY_TIME = "systemtime 0x0e06"
 PR_CLIENT_SUBMIT_TIME = "systemtime 0x0039"
+PR_MESSAGE_SIZE = "integer 0x0e08"
+PR_FLAG_STATUS = "integer 0x1090"
 MSGFLAG_READ, MSGFLAG_UNSENT = 0x1, 0x8
 
 
@@ -74,27 +84,34 @@ def _recipient(address: dict[str, str] | None) -> dict[str, Any] | None:
 
 
 def computed_properties(message: Message) -> dict[str, str]:
-    """Values of the tags Exchange keeps on every message, as Graph returns them."""
+    """Values of the tags Exchange keeps on every message from its state, as Graph returns them:
+    PR_MESSAGE_FLAGS, PR_MESSAGE_DELIVERY_TIME, PR_CLIENT_SUBMIT_TIME, PR_MESSAGE_SIZE (0x0E08, the
+    emulator's own measure of the item) and PR_FLAG_STATUS while the item is flagged."""
     flags = (MSGFLAG_READ if message.is_read else 0) | (MSGFLAG_UNSENT if message.is_draft else 0)
     given = message.properties.get(PR_MESSAGE_FLAGS)
     if given is not None:
         flags |= int(given.value) & ~(MSGFLAG_READ | MSGFLAG_UNSENT)
-    values = {PR_MESSAGE_FLAGS: str(flags), PR_MESSAGE_DELIVERY_TIME: iso(message.received) or ""}
+    values = {
+        PR_MESSAGE_FLAGS: str(flags),
+        PR_MESSAGE_DELIVERY_TIME: iso(message.received) or "",
+        PR_MESSAGE_SIZE: str(message.size()),
+    }
     if message.sent is not None:
         values[PR_CLIENT_SUBMIT_TIME] = iso(message.sent) or ""
+    if message.flag_status != "notFlagged":
+        values[PR_FLAG_STATUS] = "2" if message.flag_status == "flagged" else "1"
     return values
 
 
 def extended_properties(message: Message) -> list[dict[str, str]]:
-    """Every single-value extended property the item has, the set ones in the client's spelling."""
+    """Every single-value extended property the item has, each id in the service's spelling."""
     computed = computed_properties(message)
     result: dict[str, dict[str, str]] = {}
     for key, prop in message.properties.items():
-        result[key] = {"id": prop.id, "value": computed.get(key, prop.value)}
+        result[key] = {"id": canonical_property_id(prop.id), "value": computed.get(key, prop.value)}
     for key, value in computed.items():
         if key not in result:
-            kind, tag = key.split()
-            result[key] = {"id": f"{kind.capitalize() if kind != 'systemtime' else 'SystemTime'} 0x{int(tag, 16):x}", "value": value}
+            result[key] = {"id": canonical_property_id(key), "value": value}
     return list(result.values())
 
 
