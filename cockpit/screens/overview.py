@@ -10,6 +10,8 @@ table says everything about the wave under the cursor, wrapped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -31,6 +33,7 @@ from cockpit.format import (
 )
 from cockpit.screens.base import View, add_columns
 from cockpit.widgets.keybar import KeyBar
+from runners.state.pacing import PacingRow
 from runners.state.read_models.snapshot import Snapshot, WaveSummary
 
 SEVERITIES = ("blocker", "warning", "info", "pass")
@@ -103,7 +106,8 @@ class OverviewView(View):
         self.query_one("#rates", Sparkline).data = list(rates) if len(rates) > 1 else []
         self.query_one("#mb-rates", Sparkline).data = list(mb_rates) if len(mb_rates) > 1 else []
         self._wave_detail(snapshot)
-        self.query_one("#running-now", Static).update(running_now(snapshot))
+        paced = pacing_now(snapshot.pacing)
+        self.query_one("#running-now", Static).update(running_now(snapshot) + (f"\n{paced}" if paced else ""))
         msgs, mbs = self.cockpit.current_rate
         eta, why = estimate(snapshot, list(rates)[-RATE_WINDOW:], list(mb_rates)[-RATE_WINDOW:])
         failures = sum(w.failed for w in snapshot.waves)
@@ -210,6 +214,28 @@ def running_now(snapshot: Snapshot) -> str:
         + (f": {mailboxes}" if mailboxes else "")
         + (f" and {more} more" if more > 0 else "")
     )
+
+
+def pacing_now(rows: Sequence[PacingRow]) -> str:
+    """The service's throttling, while a run paces its requests: who waits, how long and in the
+    service's words, or how close to its budget the busiest scope runs."""
+    if not rows:
+        return ""
+    waiting = [r for r in rows if r.backoff_left() > 0]
+    back_offs = sum(r.back_offs for r in rows)
+    if waiting:
+        worst = max(waiting, key=lambda r: r.backoff_left())
+        return (
+            f"THROTTLED: {len(waiting)} of {len(rows)} paced scope(s) waiting; longest {worst.scope} "
+            f"{worst.backoff_left():.0f} s ({worst.backoff_reason or 'the service asked'}); {back_offs} back-off(s) so far"
+        )
+    busiest = max(rows, key=lambda r: r.requests_in_window / r.request_budget if r.request_budget else 0.0)
+    use = (
+        f"; busiest {busiest.scope} {busiest.requests_in_window:,}/{busiest.request_budget:,} requests per window"
+        if busiest.request_budget
+        else ""
+    )
+    return f"paced: {len(rows)} scope(s) within budget{use}; {back_offs} back-off(s) so far"
 
 
 def estimate(snapshot: Snapshot, msg_rates: list[float], mb_rates: list[float]) -> tuple[float | None, str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from runners.engine.control import ControlWatcher
 from runners.engine.mailbox import MailboxJob
+from runners.engine.pacing_recorder import PacingRecorder
 from runners.engine.sessions import ConnectionCaps
 from runners.engine.stats import MailboxStats, RunStats
 from runners.engine.wave_faults import WaveFault, WaveFaults
@@ -114,10 +115,12 @@ class WavePass:
         self.started = time.monotonic()
         self.mailbox_ids: dict[str, int] = {}
         self.controls: ControlWatcher | None = None
+        self.pacing: PacingRecorder | None = None
 
     def start(self, entries: list[MailboxEntry], workers: int) -> None:
         self.run_id = self.store.start_run(self.wave, self.kind, workers)
         self.controls = ControlWatcher(str(self.plan.state_db), self.wave, [e.source for e in entries]).start()
+        self.pacing = PacingRecorder(str(self.plan.state_db), self.run_id).start()
         self.started = time.monotonic()
         self.store.event(
             self.run_id,
@@ -180,6 +183,8 @@ class WavePass:
         """Record the run's end (after undoing a wave's fault); the run's seconds."""
         if self.controls is not None:
             self.controls.stop()
+        if self.pacing is not None:
+            self.pacing.stop()
         if self.faults.reason is not None:
             self.leave_as_they_were()
         seconds = time.monotonic() - self.started

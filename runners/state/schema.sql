@@ -173,3 +173,23 @@ CREATE TABLE IF NOT EXISTS controls (
     requested_by TEXT,
     seen       REAL                        -- when a runner first acted on it
 );
+
+-- How each throttled scope (an EWS service account, a Graph mailbox) stands while a run paces its
+-- requests: the back-off the service asked for and the budget used. The runner rewrites its rows every
+-- few seconds; `cutover status` and the cockpit show them while the run lasts.
+CREATE TABLE IF NOT EXISTS pacing (
+    run_id             INTEGER NOT NULL REFERENCES runs(id),
+    scope              TEXT NOT NULL,
+    in_flight          INTEGER NOT NULL,
+    concurrency        INTEGER,
+    backoff_until      REAL,                -- epoch seconds; NULL or past: none in force
+    backoff_reason     TEXT,                -- the service's words (scrubbed)
+    back_offs          INTEGER NOT NULL,
+    requests_in_window INTEGER NOT NULL,
+    request_budget     INTEGER,
+    bytes_in_window    INTEGER NOT NULL,
+    byte_budget        INTEGER,
+    waited_seconds     REAL NOT NULL,
+    updated            REAL NOT NULL,
+    PRIMARY KEY (run_id, scope)
+);

@@ -26,6 +26,7 @@ from runners.state.backend import Backend, SqliteBackend, schema_text
 from runners.state.check_history import CheckHistoryMixin
 from runners.state.controls import ControlsMixin
 from runners.state.mailbox_reads import MailboxReadsMixin
+from runners.state.pacing import PacingMixin
 from runners.state.rows import (
     FailedMessage,
     Intent,
@@ -91,7 +92,9 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class StateStore(RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, MailboxReadsMixin, AuditMixin):
+class StateStore(
+    RunsMixin, ControlsMixin, CheckHistoryMixin, SurveyMixin, MailboxReadsMixin, AuditMixin, PacingMixin
+):
     def __init__(self, path: Path | str | Backend, *, read_only: bool = False) -> None:
         """Open (and create or upgrade) the store at ``path``, or the one behind a backend.
 

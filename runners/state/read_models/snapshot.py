@@ -30,6 +30,7 @@ from runners.state.mailbox_reads import (
     MailboxRow,
     cumulative,
 )
+from runners.state.pacing import PacingRow
 from runners.state.statuses import MailboxState, RunStatus
 from runners.state.store import StateStore
 
@@ -119,6 +120,8 @@ class Snapshot:
     active: tuple[MailboxRow, ...] = ()
     #: Mailboxes of the queried wave (the plan's, not the store's): "4 of 50" counts against these.
     scope_total: int = 0
+    #: Throttled scopes of the running waves (``runners.pacing``): back-offs and budget use.
+    pacing: tuple[PacingRow, ...] = ()
 
     def mailbox(self, source: str) -> MailboxRow | None:
         return next((m for m in self.mailboxes if m.source == source), None)
@@ -232,6 +235,7 @@ def take(
         total=len(plan.mailboxes),
         active=tuple(active),
         scope_total=len(plan.wave(query.wave)) if query is not None and query.wave else len(plan.mailboxes),
+        pacing=tuple(store.running_pacing()),
     )
 
 

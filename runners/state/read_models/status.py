@@ -34,6 +34,10 @@ def status_data(
             "runs": [asdict(r) for r in store.recent_runs(wave)],
             "mailboxes": [asdict(r) for r in store.mailbox_ledger_counts(wave, mailboxes)],
             "folder_errors": [asdict(r) for r in store.folder_errors(wave, mailboxes)],
+            "pacing": [
+                asdict(r) | {"backoff_seconds": round(r.backoff_left(), 1)}
+                for r in store.running_pacing(wave)
+            ],
         }
         if failures:
             data["not_copied"] = [asdict(r) for r in store.not_copied(wave, mailboxes)]
@@ -60,6 +64,8 @@ def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
             f"{m['source'][:36]:<36} {m['wave'][:10]:<10} {m['state']:<9} {m['copied']:>8} "
             f"{m['skipped']:>8} {m['failed']:>7}  {error}"
         )
+    for p in data.get("pacing", []):
+        lines.append(pacing_line(p))
     for f in data.get("folder_errors", []):
         lines.append(f"folder not copied: {f['source']} {f['source_path']}: {f['error']}")
     if failures:
@@ -72,3 +78,21 @@ def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
                 f"{r['status']}: {r['reason']}"
             )
     return "\n".join(lines)
+
+
+def pacing_line(p: dict[str, Any]) -> str:
+    """One throttled scope of a running wave: the back-off in force (in the service's words) and the
+    budget used, e.g. ``pacing graph:ann@example.com: waiting 12 s (429 Retry-After: 12); requests
+    812/10000 per window, upload 40/150 MB, in flight 3/4, 7 back-offs, 95 s waited``."""
+    parts: list[str] = []
+    if p["backoff_seconds"] > 0:
+        parts.append(f"waiting {p['backoff_seconds']:.0f} s ({p['backoff_reason'] or 'the service asked'})")
+    budget = []
+    if p["request_budget"]:
+        budget.append(f"requests {p['requests_in_window']}/{p['request_budget']} per window")
+    if p["byte_budget"]:
+        budget.append(f"upload {p['bytes_in_window'] / 1e6:.0f}/{p['byte_budget'] / 1e6:.0f} MB")
+    if p["concurrency"]:
+        budget.append(f"in flight {p['in_flight']}/{p['concurrency']}")
+    budget.append(f"{p['back_offs']} back-off(s), {p['waited_seconds']:.0f} s waited")
+    return f"pacing {p['scope']}: " + "; ".join([*parts, ", ".join(budget)])
