@@ -16,7 +16,8 @@ from servers import imapfill
 from servers.dovecot import DovecotServer
 
 from lab.graph import AppConfig, GraphConfig, GraphEmulator, Item, UserConfig
-from runners.connectors.exchange_props import KEY_PROPERTY_NAME
+from runners.connectors.graph_kept import property_key
+from runners.connectors.graph_message import KEY_PROPERTY
 
 #: The app's secret: long and unusual, so that finding it anywhere is a leak, not a coincidence.
 SECRET = "graph-app-secret-5b1e0c7d9a"
@@ -132,8 +133,14 @@ entries = [ {entries} ]
     return GraphLab(source, emulator, root, plan)
 
 
+def prop(item: Item, property_id: str) -> str | None:
+    """An item's extended property, ids compared by value (the service spells them its own way)."""
+    wanted = property_key(property_id)
+    return next((v for k, v in item.properties.items() if property_key(k) == wanted), None)
+
+
 def key_of(item: Item) -> str | None:
-    return next((v for k, v in item.properties.items() if k.endswith(f"Name {KEY_PROPERTY_NAME}")), None)
+    return prop(item, KEY_PROPERTY)
 
 
 def keys_held(emulator: GraphEmulator, user: str) -> Counter[str | None]:

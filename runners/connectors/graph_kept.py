@@ -7,6 +7,7 @@ attachment bytes come from the MIME Exchange renders for the item (``GET .../$va
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,11 +26,27 @@ KEPT_EXPAND = (
 REPLIED = (102, 103)
 
 
+_PROPERTY_ID = re.compile(r"\s*(\w+)\s+(?:0x([0-9a-f]+)|\{([0-9a-f-]+)\}\s+(name|id)\s+(.+?))\s*$", re.I)
+
+
+def property_key(property_id: str) -> tuple[str, ...]:
+    """An extended property id by value: Graph answers ``Integer 0xe07`` for ``Integer 0x0E07``."""
+    match = _PROPERTY_ID.match(property_id)
+    if match is None:
+        return (property_id.casefold(),)
+    kind, tag, guid, how, name = match.groups()
+    if tag is not None:
+        return (kind.lower(), str(int(tag, 16)))
+    if how.lower() == "id":
+        return (kind.lower(), guid.lower(), "id", str(int(name, 16)) if name.lower().startswith("0x") else name)
+    return (kind.lower(), guid.lower(), "name", name)
+
+
 def property_value(data: dict[str, Any], property_id: str) -> str | None:
-    """The value of one expanded single-value extended property, or None (ids compare without case)."""
-    wanted = property_id.casefold()
+    """The value of one expanded single-value extended property, or None (ids compared by value)."""
+    wanted = property_key(property_id)
     for prop in data.get("singleValueExtendedProperties") or ():
-        if str(prop.get("id", "")).casefold() == wanted:
+        if property_key(str(prop.get("id", ""))) == wanted:
             value = prop.get("value")
             return None if value is None else str(value)
     return None
