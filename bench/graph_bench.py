@@ -21,15 +21,18 @@ whichever is lower), 429s after the first (scaled) minute, requests per message,
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
@@ -38,6 +41,13 @@ SECRET = "bench-graph-secret-2f9c1e"
 CLIENT_ID = "0b5e2c1a-7d3f-4e9a-8c6b-1f2e3d4c5b6a"
 BATCH = 100
 GOALS = {"fraction": 0.90, "cpu_per_1000": 1.0, "rss_mb": 120.0}
+
+
+class Message(NamedTuple):
+    folder: str
+    flags: tuple[str, ...]
+    internaldate: str
+    body: bytes
 
 
 # -- the emulator's process ------------------------------------------------------------------------
@@ -95,11 +105,32 @@ def _env() -> dict[str, str]:
 # -- a client process: one case ------------------------------------------------------------------------
 
 
-def client_main(args: argparse.Namespace) -> None:
+def write_corpus(args: argparse.Namespace, path: Path) -> int:
+    """The corpus into a file the clients stream from (held in memory it would be most of their RSS)."""
     from corpus import build_corpus
 
+    total = 0
+    with path.open("wb") as out:
+        for m in build_corpus(args.messages, args.seed):
+            out.write(json.dumps([m.folder, m.flags, m.internaldate, len(m.body)]).encode() + b"\n" + m.body)
+            total += len(m.body)
+    return total
+
+
+def read_corpus(path: Path) -> Iterator[Message]:
+    with path.open("rb") as data:
+        while line := data.readline():
+            folder, flags, internaldate, size = json.loads(line)
+            yield Message(folder, tuple(flags), internaldate, data.read(size))
+
+
+def folders_of(path: Path) -> set[str]:
+    return {m.folder for m in read_corpus(path)}
+
+
+def client_main(args: argparse.Namespace) -> None:
     where = json.loads(args.where)
-    corpus = build_corpus(args.messages, args.seed)
+    corpus = Path(args.corpus)
     mailboxes = [f"user{n}@bench.test" for n in range(args.mailboxes)]
     started_cpu = time.process_time()
     started = time.monotonic()
@@ -117,7 +148,6 @@ def client_main(args: argparse.Namespace) -> None:
         "cpu": time.process_time() - started_cpu,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "progress": {m: [(t - started, n) for t, n in points] for m, points in done.items()},
-        "bytes": sum(len(m.body) for m in corpus),
     }), flush=True)  # fmt: skip
 
 
@@ -135,19 +165,22 @@ def _endpoint(args: argparse.Namespace, where: dict[str, str]) -> Any:
     return Endpoint(type="graph", host=host, port=int(port), ca_file=where["ca_file"], graph=options)
 
 
-def _ours(args: argparse.Namespace, where: dict[str, str], mailbox: str, corpus: list[Any],
+def _ours(args: argparse.Namespace, where: dict[str, str], mailbox: str, corpus: Path,
           done: list[tuple[float, int]]) -> None:  # fmt: skip
     from runners.connectors.graph_target import GraphTarget
     from runners.folders import target_wire_name
     from runners.model import AppendItem
 
     target = GraphTarget(_endpoint(args, where), mailbox)
-    wires = {f: target_wire_name(tuple(f.split(".")), "/", "")[0] for f in {m.folder for m in corpus}}
+    wires = {f: target_wire_name(tuple(f.split(".")), "/", "")[0] for f in folders_of(corpus)}
     for wire in sorted(set(wires.values())):
         target.create_folder(wire)
     count = 0
-    for start in range(0, len(corpus), BATCH):
-        batch = corpus[start : start + BATCH]
+    messages = read_corpus(corpus)
+    for start in itertools.count(0, BATCH):
+        batch = list(itertools.islice(messages, BATCH))
+        if not batch:
+            break
         by_folder: dict[str, list[AppendItem]] = {}
         for n, m in enumerate(batch):
             by_folder.setdefault(wires[m.folder], []).append(
@@ -163,7 +196,7 @@ def _ours(args: argparse.Namespace, where: dict[str, str], mailbox: str, corpus:
     target.close()
 
 
-def _naive(args: argparse.Namespace, where: dict[str, str], mailbox: str, corpus: list[Any],
+def _naive(args: argparse.Namespace, where: dict[str, str], mailbox: str, corpus: Path,
            done: list[tuple[float, int]]) -> None:  # fmt: skip
     """One request per message into the Inbox, one at a time; on 429 wait as told (1 s if not) and
     send it again. No pacing, no concurrency: what a first script does."""
@@ -178,7 +211,7 @@ def _naive(args: argparse.Namespace, where: dict[str, str], mailbox: str, corpus
     tokens = token_source(endpoint.graph, ca_file=endpoint.ca_file, tls_verify=True, timeout=60.0)
     url = f"{where['graph_url']}/v1.0/users/{mailbox}/mailFolders/inbox/messages"
     with httpx.Client(verify=where["ca_file"], timeout=60.0) as client:
-        for n, m in enumerate(corpus):
+        for n, m in enumerate(read_corpus(corpus)):
             item = AppendItem(m.body, m.flags, m.internaldate, f"{mailbox}/{n}")
             body = json_message(m.body, props_for(item)).body
             while True:
@@ -187,7 +220,7 @@ def _naive(args: argparse.Namespace, where: dict[str, str], mailbox: str, corpus
                 if response.status_code != 429:
                     break
                 time.sleep(float(response.headers.get("Retry-After") or 1))
-            if n % BATCH == BATCH - 1 or n == len(corpus) - 1:
+            if n % BATCH == BATCH - 1 or n == args.messages - 1:
                 done.append((time.monotonic(), n + 1))
 
 
@@ -199,7 +232,7 @@ def run_case(args: argparse.Namespace, role: str, mailboxes: int) -> dict[str, A
     try:
         command = [sys.executable, __file__, "--role", role, "--mailboxes", str(mailboxes), "--messages",
                    str(args.messages), "--seed", str(args.seed), "--route", args.route, *_limit_args(args),
-                   "--where", json.dumps(emulator.where)]  # fmt: skip
+                   "--where", json.dumps(emulator.where), "--corpus", args.corpus]  # fmt: skip
         proc = subprocess.run(command, capture_output=True, text=True, env=_env(), check=False)
         if proc.returncode != 0:
             raise SystemExit(f"{role} failed:\n{proc.stderr}")
@@ -216,7 +249,7 @@ def figures(args: argparse.Namespace, result: dict[str, Any], mailboxes: int) ->
     counts = result["emulator"]["counts"]
     requests = sum(c.get("requests", 0) for c in counts.values())
     per_message = requests / messages
-    mean_size = result["bytes"] / args.messages
+    mean_size = args.corpus_bytes / args.messages
     by_requests = args.requests / args.window / max(per_message, 1.0)
     by_bytes = args.upload_bytes / args.upload_window / mean_size
     bound = min(by_requests, by_bytes)
@@ -260,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--role", choices=("main", "emulator", "ours", "naive"), default="main", help=argparse.SUPPRESS)
     parser.add_argument("--users", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--where", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "emulator":
         emulator_main(args)
@@ -268,7 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         client_main(args)
         return 0
     cases = [("ours", 1), ("naive", 1), ("ours", args.mailboxes)]
-    results = {f"{role} x{n}": figures(args, run_case(args, role, n), n) for role, n in cases}
+    with tempfile.TemporaryDirectory(prefix="graph-bench-") as work:
+        args.corpus = str(Path(work) / "corpus.bin")
+        args.corpus_bytes = write_corpus(args, Path(args.corpus))
+        results = {f"{role} x{n}": figures(args, run_case(args, role, n), n) for role, n in cases}
     one, many = results["ours x1"], results[f"ours x{args.mailboxes}"]
     results["scaling"] = {"aggregate_vs_one": round(many["rate_per_mailbox"] * args.mailboxes / one["rate_per_mailbox"], 2)
                           if one["rate_per_mailbox"] else 0.0, "ideal": args.mailboxes}  # fmt: skip
