@@ -379,3 +379,18 @@ def test_no_secret_or_token_in_output_state_or_logs(
         if path.is_file():
             data = path.read_bytes()
             assert SECRET.encode() not in data and token_prefix.encode() not in data, path
+
+
+def test_tokens_are_renewed_before_they_expire(tmp_path: Path, source_dovecot: DovecotServer) -> None:
+    # Tokens that live 2 s: the run outlives several, and no request may meet an expired one
+    # (each would be a 401 and a second token fetch; two in a row fail the mailbox).
+    for n in range(120):
+        imapfill.append(source_dovecot, "alice", "INBOX", message(f"token {n}"))
+    with GraphEmulator(tenant("alice", token_lifetime=2.0)) as emulator:
+        lab = graph_lab(tmp_path, source_dovecot, emulator, tail="[run]\nbatch_messages = 10\n")
+
+        code, summary = lab.run()
+
+        assert code == 0, summary["mailboxes"][0].get("error")
+        assert len(emulator.items(address("alice"))) == 120 and set(keys_held(emulator, "alice").values()) == {1}
+        assert all(emulator.request_counts(box).get("status:401", 0) == 0 for box in ("", address("alice")))
