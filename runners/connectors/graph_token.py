@@ -39,11 +39,8 @@ class Token:
     value: str
     expires_at: float  # time.monotonic()
     renew_at: float
-
-    @property
-    def roles(self) -> tuple[str, ...]:
-        """The application roles the token carries (its ``roles`` claim), for readiness."""
-        return roles_of(self.value)
+    #: The application roles the token carries (its ``roles`` claim): route choice and readiness.
+    roles: tuple[str, ...] = ()
 
 
 def roles_of(token: str) -> tuple[str, ...]:
@@ -119,7 +116,8 @@ class TokenSource:
             value = str(result["access_token"])
             register_secret(value)
             lifetime = float(result.get("expires_in", 3600))
-            self._token = Token(value, now + lifetime, now + max(lifetime - RENEW_BEFORE, lifetime / 2))
+            renew_at = now + max(lifetime - RENEW_BEFORE, lifetime / 2)
+            self._token = Token(value, now + lifetime, renew_at, roles_of(value))
             return self._token
 
 
