@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import message_from_bytes
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import BytesParser
 from email.utils import getaddresses
 from typing import Any
 
@@ -38,6 +35,7 @@ from runners.connectors.exchange_props import (
     PR_TRANSPORT_MESSAGE_HEADERS,
     ExchangeProps,
 )
+from runners.connectors.graph_mime import Part, parse
 from runners.kept import ImapState
 
 #: Graph refuses a request body over 4 MB (413); keep clear of it with the JSON around the bytes.
@@ -158,8 +156,9 @@ def state_patch(props: ExchangeProps, route: str) -> bytes:
 def json_message(mime: bytes, props: ExchangeProps) -> JsonMessage:
     """The JSON route's create request for ``mime``; attachments that would take it past 4 MB are
     left for afterwards (``later``) and the item is marked pending until they are on."""
-    message = _parsed(mime)
-    body_part, attachments = _split(message)
+    tree = parse(mime)
+    message = tree.headers
+    body_part, attachments = _split(tree)
     created: dict[str, Any] = {
         "subject": _header(message, "subject"),
         "body": _body(body_part),
@@ -196,70 +195,45 @@ def json_message(mime: bytes, props: ExchangeProps) -> JsonMessage:
     return JsonMessage(json.dumps(created).encode(), later)
 
 
-def _parsed(mime: bytes) -> Message:
-    """The message, parsed; a single-part one only up to its headers (its body is then the rest,
-    as a full parse would leave it), which saves reading every line of a long text."""
-    head = BytesParser().parsebytes(mime, headersonly=True)
-    if head.get_content_maintype() != "multipart":
-        return head
-    return message_from_bytes(mime)
-
-
-def _split(message: Message) -> tuple[Message | None, list[Attachment]]:
+def _split(message: Part) -> tuple[Part | None, list[Attachment]]:
     """The part that becomes the message body (HTML preferred, as Outlook shows it) and every other
-    leaf part as an attachment, inline ones (with a Content-ID inside multipart/related) marked.
-    (compat32 parsing: the default policy's header objects cost ~5 ms a message.)"""
-    leaves = list(_leaves(message, None, related=False))
-    texts = [(part, parent) for part, parent, _ in leaves if _is_body_text(part)]
-    chosen = next(((p, q) for p, q in texts if p.get_content_subtype() == "html"), None) or next(
+    leaf part as an attachment, inline ones (with a Content-ID inside multipart/related) marked."""
+    leaves = message.leaves()
+    texts = [part for part, _ in leaves if _is_body_text(part)]
+    chosen = next((p for p in texts if p.headers.get_content_subtype() == "html"), None) or next(
         iter(texts), None
     )
     bodies: set[int] = set()
     if chosen is not None:
-        body, parent = chosen
-        bodies.add(id(body))
-        if parent is not None and parent.get_content_type() == "multipart/alternative":
+        bodies.add(id(chosen))
+        parent = chosen.parent
+        if parent is not None and parent.headers.get_content_type() == "multipart/alternative":
             # The other alternatives of the chosen body are the same text: not attachments.
-            bodies.update(id(p) for p, q, _ in leaves if q is parent and p.get_content_maintype() == "text")
+            bodies.update(id(p) for p in parent.children if p.headers.get_content_maintype() == "text")
     attachments = [
         _attachment(part, index + 1, related)
-        for index, (part, _parent, related) in enumerate(p for p in leaves if id(p[0]) not in bodies)
+        for index, (part, related) in enumerate(p for p in leaves if id(p[0]) not in bodies)
     ]
-    return (chosen[0] if chosen is not None else None), attachments
+    return chosen, attachments
 
 
-def _is_body_text(part: Message) -> bool:
+def _is_body_text(part: Part) -> bool:
+    headers = part.headers
     return (
-        part.get_content_type() in ("text/plain", "text/html")
-        and part.get_content_disposition() != "attachment"
-        and part.get_filename() is None
+        headers.get_content_type() in ("text/plain", "text/html")
+        and headers.get_content_disposition() != "attachment"
+        and headers.get_filename() is None
     )
 
 
-def _leaves(
-    part: Message, parent: Message | None, *, related: bool
-) -> Iterator[tuple[Message, Message | None, bool]]:
-    if part.is_multipart():
-        inside = related or part.get_content_type() == "multipart/related"
-        for child in part.get_payload():
-            if isinstance(child, Message):
-                yield from _leaves(child, part, related=inside)
-    else:
-        yield part, parent, related
-
-
-def _attachment(part: Message, index: int, related: bool) -> Attachment:
-    content_type = part.get_content_type()
-    if content_type == "message/rfc822":
-        payload = part.get_payload()
-        inner = payload[0] if isinstance(payload, list) and payload else None
-        data = inner.as_bytes() if isinstance(inner, Message) else b""
-    else:
-        raw = part.get_payload(decode=True)
-        data = raw if isinstance(raw, bytes) else b""
-    content_id = _decoded(part.get("content-id")).strip().strip("<>") or None
-    name = _decoded(part.get_filename()) or _default_name(content_type, index)
-    inline = related and content_id is not None and part.get_content_disposition() != "attachment"
+def _attachment(part: Part, index: int, related: bool) -> Attachment:
+    headers = part.headers
+    content_type = headers.get_content_type()
+    # A forwarded message (message/rfc822) is attached as the bytes it came as.
+    data = part.raw if content_type == "message/rfc822" else part.payload()
+    content_id = _decoded(headers.get("content-id")).strip().strip("<>") or None
+    name = _decoded(headers.get_filename()) or _default_name(content_type, index)
+    inline = related and content_id is not None and headers.get_content_disposition() != "attachment"
     return Attachment(name, content_type, data, inline, content_id)
 
 
@@ -268,13 +242,12 @@ def _default_name(content_type: str, index: int) -> str:
     return f"attachment-{index}{extension}"
 
 
-def _body(part: Message | None) -> dict[str, str]:
+def _body(part: Part | None) -> dict[str, str]:
     if part is None:
         return {"contentType": "text", "content": ""}
-    raw = part.get_payload(decode=True)
-    data = raw if isinstance(raw, bytes) else b""
+    data = part.payload()
     content = ""
-    for charset in (part.get_content_charset(), "utf-8", "windows-1252"):
+    for charset in (part.headers.get_content_charset(), "utf-8", "windows-1252"):
         if not charset:
             continue
         try:
@@ -282,7 +255,7 @@ def _body(part: Message | None) -> dict[str, str]:
             break
         except (LookupError, UnicodeDecodeError):
             continue
-    kind = "html" if part.get_content_subtype() == "html" else "text"
+    kind = "html" if part.headers.get_content_subtype() == "html" else "text"
     return {"contentType": kind, "content": content}
 
 
