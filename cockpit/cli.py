@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         help="readiness checks: find what will break before anything moves",
-        description="Run the readiness checks (DNS, directory, source, capacity) and list every "
+        description="Run the readiness checks (DNS, directory, source, capacity, target) and list every "
         "finding with its evidence and remediation. Exit 0: no blocker; 1: blockers; 2: incomplete run or "
         "invalid plan.",
     )
@@ -146,9 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         # The categories that have checks (a test holds this to the catalog; importing it here would
-        # slow every command down). "target" comes back with its own checks.
+        # slow every command down).
         "--category",
-        choices=("dns", "directory", "source", "capacity"),
+        choices=("dns", "directory", "source", "capacity", "target"),
         help="only this category",
     )
     check.add_argument(

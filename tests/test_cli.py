@@ -35,8 +35,8 @@ def test_check_offers_only_the_categories_that_have_checks() -> None:
     usage = cutover("check", "--help").stdout
     offered = set(usage.split("--category {", 1)[1].split("}", 1)[0].split(","))
     assert offered == with_checks
-    refused = cutover("check", "--list", "--category", "target")
-    assert refused.returncode == 2 and "invalid choice: 'target'" in refused.stderr
+    refused = cutover("check", "--list", "--category", "tagret")
+    assert refused.returncode == 2 and "invalid choice: 'tagret'" in refused.stderr
 
 
 def test_status_exits_1_while_something_needs_attention(

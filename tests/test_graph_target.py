@@ -394,3 +394,19 @@ def test_tokens_are_renewed_before_they_expire(tmp_path: Path, source_dovecot: D
         assert code == 0, summary["mailboxes"][0].get("error")
         assert len(emulator.items(address("alice"))) == 120 and set(keys_held(emulator, "alice").values()) == {1}
         assert all(emulator.request_counts(box).get("status:401", 0) == 0 for box in ("", address("alice")))
+
+
+def test_a_refused_app_fails_the_mailbox_as_a_login_without_the_secret(
+    tmp_path: Path, source_dovecot: DovecotServer, emulator: GraphEmulator
+) -> None:
+    imapfill.append(source_dovecot, "alice", "INBOX", message("one"))
+    lab = graph_lab(tmp_path, source_dovecot, emulator)
+    wrong = "a-wrong-secret-3c9e1f2a"
+
+    code, summary = lab.run(env=lab.env | {"GRAPH_SECRET": wrong})
+
+    assert code == 1
+    (box,) = summary["mailboxes"]
+    assert box["state"] == "failed" and "AADSTS" in box["error"], box
+    assert wrong not in str(summary) and SECRET not in str(summary)
+    assert emulator.items(address("alice")) == []
