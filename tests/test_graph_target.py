@@ -363,6 +363,7 @@ def test_verify_deep_finds_a_tampered_attachment(
     assert code == 1 and not report["ok"]
     (difference,) = report["mailboxes"][0]["differences"]
     assert difference["bucket"] == "different" and "attachments" in difference["reason"], difference
+    assert "(made by importMime)" in difference["reason"]  # verify says which route made the item
 
 
 def test_no_secret_or_token_in_output_state_or_logs(
