@@ -53,8 +53,12 @@ _CREATE_FIELDS = frozenset({
     "isDeliveryReceiptRequested", "isReadReceiptRequested", "singleValueExtendedProperties",
     "multiValueExtendedProperties", "attachments", "internetMessageHeaders",
     # Ignored on create (exchange-targets.md: Graph ignores them; the create page lists them as
-    # properties but a created message gets the creation time):
-    "receivedDateTime", "sentDateTime", "isDraft",
+    # properties but a created message gets the creation time), with the other read-only
+    # properties of a message (mailfolder-post-messages' own example sends hasAttachments and
+    # bodyPreview):
+    "receivedDateTime", "sentDateTime", "isDraft", "hasAttachments", "bodyPreview", "createdDateTime",
+    "lastModifiedDateTime", "changeKey", "parentFolderId", "conversationId", "conversationIndex", "webLink",
+    "uniqueBody", "id",
 })
 _UPDATE_FIELDS = frozenset({
     "isRead", "flag", "categories", "importance", "inferenceClassification", "isDeliveryReceiptRequested",
@@ -360,10 +364,16 @@ def _apply_fields(message: Message, body: dict[str, Any], *, creating: bool) -> 
     if "flag" in body:
         message.flag_status = _flag(body["flag"])
     if creating and "internetMessageHeaders" in body:
-        # The create page lets only custom x- headers through; the emulator accepts the list and,
-        # like the service for migration purposes, keeps none of them (exchange-targets.md).
-        if not isinstance(body["internetMessageHeaders"], list):
-            raise bad_request("'internetMessageHeaders' must be a collection.")
+        message.headers = _custom_headers(body["internetMessageHeaders"])
+
+
+def _custom_headers(value: Any) -> list[tuple[str, str]]:
+    """internetMessageHeaders at creation: the custom x- headers are kept (user-post-messages
+    example 2, and message-get example 2 returns them); any other header is ignored, so Received,
+    Date or In-Reply-To can't be set this way (exchange-targets.md)."""
+    if not isinstance(value, list) or not all(isinstance(h, dict) and set(h) <= {"name", "value"} for h in value):
+        raise bad_request("'internetMessageHeaders' must be a collection of {name, value}.")
+    return [(str(h["name"]), str(h.get("value", ""))) for h in value if str(h.get("name", "")).lower().startswith("x-")]
 
 
 # ---- importMime ------------------------------------------------------------------------------------
