@@ -25,13 +25,11 @@ def error_reply(error: GraphError, request_id: str | None = None) -> Reply:
     """https://learn.microsoft.com/en-us/graph/errors: code, message, innerError."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     request_id = request_id or str(uuid.uuid4())
-    body = {
-        "error": {
-            "code": error.code,
-            "message": error.message,
-            "innerError": {"date": now, "request-id": request_id, "client-request-id": request_id},
-        }
-    }
+    inner: dict[str, str] = {"date": now, "request-id": request_id, "client-request-id": request_id}
+    if error.status == 429:
+        # https://learn.microsoft.com/en-us/graph/throttling, "Sample response".
+        inner.update({"code": "429", "message": "Please retry after", "status": "429"})
+    body = {"error": {"code": error.code, "message": error.message, "innerError": inner}}
     return Reply(error.status, body, headers=dict(error.headers))
 
 
