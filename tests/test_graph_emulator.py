@@ -94,6 +94,7 @@ def client(emulator: GraphEmulator, client_id: str = APP) -> httpx.Client:
 def emulator() -> Iterator[GraphEmulator]:
     with GraphEmulator(config()) as running:
         yield running
+        assert running.internal_errors == []
 
 
 @pytest.fixture(scope="module")

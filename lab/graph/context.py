@@ -108,6 +108,7 @@ class Tenant:
         for user in config.users:
             self.add_user(user)
         self.unknown_requests: list[str] = []
+        self.internal_errors: list[str] = []
         self.counters: Counter[tuple[str, str]] = Counter()  # (mailbox, operation) -> count
         self.upload_sessions: dict[str, Any] = {}
         #: Runs one sub-request of a $batch (set by the service; the batch handler calls it).
@@ -136,6 +137,10 @@ class Tenant:
         with self.lock:
             self.counters[(mailbox or "", "requests")] += 1
             self.counters[(mailbox or "", f"status:{status}")] += 1
+
+    def record_internal_error(self, description: str) -> None:
+        with self.lock:
+            self.internal_errors.append(description)
 
     def record_unknown(self, description: str) -> None:
         with self.lock:

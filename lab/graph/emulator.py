@@ -204,6 +204,12 @@ class GraphEmulator:
             return list(self.tenant.unknown_requests)
 
     @property
+    def internal_errors(self) -> list[str]:
+        """Tracebacks of requests the emulator itself failed on (each answered 500): [] in a good run."""
+        with self.tenant.lock:
+            return list(self.tenant.internal_errors)
+
+    @property
     def throttled(self) -> list[ThrottleEvent]:
         """Every 429 answered, in order (at: time.time(); reason MailboxConcurrency/Requests/UploadBytes)."""
         return list(self.tenant.throttle.events)

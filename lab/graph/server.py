@@ -43,6 +43,10 @@ class _Server(ThreadingHTTPServer):
             with self._connections_lock:
                 self._connections.discard(wrapped)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is no news; anything else is already a 500 kept in
+        internal_errors (the service layer catches it), so nothing is printed."""
+
     def close_connections(self) -> None:
         with self._connections_lock:
             connections = list(self._connections)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import traceback
 import uuid
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -41,7 +42,15 @@ class Service:
     # ---- the wire -------------------------------------------------------------------------------
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes, base_url: str) -> Reply:
-        """Answer one HTTP request (headers with lower-case names)."""
+        """Answer one HTTP request (headers with lower-case names). A fault of the emulator itself
+        is a 500 generalException, kept in tenant.internal_errors for the test to see."""
+        try:
+            return self._handle(method, target, headers, body, base_url)
+        except Exception:  # the emulator's own bug: answered, and kept for the test
+            self.tenant.record_internal_error(f"{method} {urlsplit(target).path}\n{traceback.format_exc()}")
+            return error_reply(GraphError(500, "generalException", "An internal error of the emulator."))
+
+    def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes, base_url: str) -> Reply:
         path = urlsplit(target).path
         segments = [unquote(s) for s in path.strip("/").split("/")]
         tenant_id = self.tenant.config.tenant_id
