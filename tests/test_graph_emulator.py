@@ -637,11 +637,12 @@ def test_unknown_paths_fields_and_options_are_400_and_recorded(emulator: GraphEm
         graph.get(f"/v1.0/users/{ALICE}/mailFolders/inbox/rules"),
         graph.get("/v1.0/me/messages"),
         create_json(graph, ALICE, importanceLevel="high"),
+        create_json(graph, ALICE, body={"contentType": "text", "content": "x", "charset": "utf-8"}),
         graph.get(f"/v1.0/users/{ALICE}/messages", params={"$filter": "startswith(subject, 'a') or unknownfunc(x)"}),
     ]
-    assert [a.status_code for a in answers] == [400] * 6
+    assert [a.status_code for a in answers] == [400] * 7
     assert all(a.json()["error"]["code"] in ("BadRequest", "RequestBodyRead") for a in answers)
-    assert len(emulator.unknown_requests) - before == 6
+    assert len(emulator.unknown_requests) - before == 7
     del emulator.tenant.unknown_requests[before:]
 
 

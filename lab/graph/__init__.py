@@ -53,7 +53,7 @@ Public API::
         emulator.tamper("a@x.example", item_id, attachment=(0, b"…"), received=datetime, sent=…, body=…)
         emulator.add_user(UserConfig(...))
 
-    lab.graph.demo.demo_config(lab_data=None) -> GraphConfig   # the demo lab's tenant
+    lab.graph.demo.demo_config(content: lab.data.LabData | None = None) -> GraphConfig   # the demo lab's tenant
     (DEMO_APP_ID, DEMO_APP_SECRET, DEMO_TENANT_ID)
 
 A client must trust ``ca_file`` (msal: an ``http_client`` whose ``trust_env`` is off, or requests

@@ -20,8 +20,9 @@ DEMO_ROLES = frozenset(
 )
 
 
-def demo_config(lab: data.LabData | None = None) -> GraphConfig:
-    content = lab or data.build()
+def demo_config(content: data.LabData | None = None) -> GraphConfig:
+    """The tenant for the lab's data (built afresh when not given)."""
+    content = content or data.build()
     users = tuple(
         UserConfig(box.address, display_name=data.display_name(box.local), max_receive_size=data.TARGET_LIMIT)
         for box in content.mailboxes

@@ -100,8 +100,10 @@ def _parse_time(value: str) -> dt.datetime:
 
 def _check_property(prop: Any) -> tuple[str, str]:
     """A singleValueLegacyExtendedProperty of the body: {"id": ..., "value": ...}, validated."""
-    if not isinstance(prop, dict) or set(prop) - {"id", "value"} or not isinstance(prop.get("id"), str):
-        raise bad_request("A singleValueExtendedProperty needs exactly 'id' and 'value'.", "ErrorInvalidExtendedProperty")
+    if isinstance(prop, dict) and set(prop) - {"id", "value"}:
+        raise unknown_property(sorted(set(prop) - {"id", "value"})[0], "microsoft.graph.singleValueLegacyExtendedProperty")
+    if not isinstance(prop, dict) or not isinstance(prop.get("id"), str):
+        raise bad_request("A singleValueExtendedProperty needs 'id' and 'value'.", "ErrorInvalidExtendedProperty")
     match = _PROP_ID.match(prop["id"].strip())
     if match is None:
         raise bad_request(f"The extended property id '{prop['id']}' is not valid.", "ErrorInvalidExtendedProperty")
@@ -134,7 +136,9 @@ def _addresses(value: Any, field: str) -> list[dict[str, str]]:
 
 
 def _flag(value: Any) -> str:
-    if not isinstance(value, dict) or set(value) - _FLAG_FIELDS:
+    if isinstance(value, dict) and set(value) - _FLAG_FIELDS:
+        raise unknown_property(sorted(set(value) - _FLAG_FIELDS)[0], "microsoft.graph.followupFlag")
+    if not isinstance(value, dict):
         raise bad_request("'flag' must be a followupFlag.")
     status = str(value.get("flagStatus", "notFlagged"))
     canonical = {s.lower(): s for s in ("notFlagged", "complete", "flagged")}.get(status.lower())
@@ -328,7 +332,9 @@ def _apply_fields(message: Message, body: dict[str, Any], *, creating: bool) -> 
         message.subject = str(body["subject"] or "")
     if "body" in body:
         item = body["body"]
-        if not isinstance(item, dict) or set(item) - {"contentType", "content"}:
+        if isinstance(item, dict) and set(item) - {"contentType", "content"}:
+            raise unknown_property(sorted(set(item) - {"contentType", "content"})[0], "microsoft.graph.itemBody")
+        if not isinstance(item, dict):
             raise bad_request("'body' must be an itemBody {contentType, content}.")
         # The update page's own example sends contentType "" (taken as text here; the docs don't say).
         kind = str(item.get("contentType") or "text").lower()
@@ -531,7 +537,9 @@ def move_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     call.require(*WRITE_ROLES)
     options(call, ())
     body = call.json()
-    if set(body) != {"destinationId"} or not isinstance(body["destinationId"], str):
+    if set(body) - {"destinationId"}:
+        raise unknown_property(sorted(set(body) - {"destinationId"})[0], "move's parameters")
+    if not isinstance(body.get("destinationId"), str):
         raise bad_request("move takes exactly {\"destinationId\": ...}.", "ErrorInvalidRequest")
     mailbox = call.mailbox
     assert mailbox is not None
