@@ -50,6 +50,7 @@ class UploadSession:
 
 
 def list_attachments(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/message-list-attachments"""
     call.require(*READ_ROLES)
     opts = options(call, ("$select", "$top", "$skip"), ATTACHMENT_PROPERTIES, type_name="microsoft.graph.attachment")
     mailbox = call.mailbox
@@ -64,6 +65,7 @@ def list_attachments(tenant: Tenant, call: Call, params: dict[str, str]) -> Repl
 
 
 def get_attachment(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/attachment-get"""
     call.require(*READ_ROLES)
     opts = options(call, ("$select",), ATTACHMENT_PROPERTIES, type_name="microsoft.graph.attachment")
     mailbox = call.mailbox
@@ -81,7 +83,8 @@ def get_attachment(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 
 
 def add_attachment(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """message-post-attachments: a file attachment under 3 MB in one request."""
+    """https://learn.microsoft.com/en-us/graph/api/message-post-attachments
+    a file attachment under 3 MB in one request."""
     call.require(*WRITE_ROLES)
     options(call, ())
     made = _attachments([call.json()])[0]
@@ -104,6 +107,7 @@ def add_attachment(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 
 
 def create_upload_session(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/attachment-createuploadsession"""
     call.require(*WRITE_ROLES)
     options(call, ())
     body = call.json()
@@ -175,7 +179,8 @@ def cancel_session(tenant: Tenant, session: UploadSession) -> Reply:
 
 
 def upload_chunk(tenant: Tenant, session: UploadSession, headers: dict[str, str], data: bytes, base_url: str) -> Reply:
-    """One PUT of bytes to the upload URL. A range that doesn't start where the last ended, doesn't
+    """https://learn.microsoft.com/en-us/graph/outlook-large-attachments
+    One PUT of bytes to the upload URL. A range that doesn't start where the last ended, doesn't
     match the body's length or the session's size is refused (416 invalidRange, the generic
     codes of https://learn.microsoft.com/en-us/graph/errors; the large-attachments page names none) and the session keeps what it had."""
     if "authorization" in headers:

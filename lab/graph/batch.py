@@ -49,6 +49,7 @@ def _validate(requests: Any, limit: int) -> list[dict[str, Any]]:
 
 
 def run_batch(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/json-batching"""
     options(call, ())
     body = call.json()
     if set(body) != {"requests"}:

@@ -29,6 +29,7 @@ def _directory_denied() -> GraphError:
 
 
 def get_user(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/user-get"""
     if not call.roles & set(USER_ROLES):
         raise _directory_denied()
     opts = options(call, ("$select",), USER_PROPERTIES, type_name="microsoft.graph.user")
@@ -54,7 +55,8 @@ def get_user(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 
 
 def get_mailbox_settings(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """user-get-mailboxsettings. The emulator has no maximum receive size here: Graph doesn't
+    """https://learn.microsoft.com/en-us/graph/api/user-get-mailboxsettings
+    The emulator has no maximum receive size here: Graph doesn't
     expose one (the docs list no such property)."""
     call.require(*SETTINGS_ROLES)
     options(call, ("$select",), ("archiveFolder", "timeZone", "automaticRepliesSetting", "language", "workingHours", "dateFormat", "timeFormat", "userPurpose", "delegateMeetingMessageDeliveryOptions"), type_name="microsoft.graph.mailboxSettings")
@@ -98,6 +100,7 @@ def _domain(tenant: Tenant, name: str) -> Any:
 
 
 def get_domain(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/domain-get"""
     if not call.roles & set(DOMAIN_ROLES):
         raise _directory_denied()
     options(call, ())
@@ -118,6 +121,7 @@ _RECORD_TYPES = {"Mx": "domainDnsMxRecord", "CName": "domainDnsCnameRecord", "Tx
 
 
 def service_configuration_records(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/domain-list-serviceconfigurationrecords"""
     if not call.roles & set(DOMAIN_ROLES):
         raise _directory_denied()
     options(call, ())

@@ -36,6 +36,7 @@ def find_folder(mailbox: Mailbox, ref: str) -> Folder:
 
 
 def get_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-get"""
     call.require(*READ_ROLES)
     assert call.mailbox is not None
     opts = options(call, ("$select",), FOLDER_PROPERTIES, type_name="microsoft.graph.mailFolder")
@@ -46,11 +47,13 @@ def get_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 
 
 def list_root_folders(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/user-list-mailfolders"""
     assert call.mailbox is not None
     return _list_children(call, call.mailbox.root().id, f"users('{params['user']}')/mailFolders")
 
 
 def list_child_folders(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-list-childfolders"""
     assert call.mailbox is not None
     with call.mailbox.lock:
         parent = find_folder(call.mailbox, params["folder"])
@@ -99,11 +102,13 @@ def _folder_field(row: dict[str, Any], path: Any) -> Any:
 
 
 def create_root_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/user-post-mailfolders"""
     assert call.mailbox is not None
     return _create(call, call.mailbox.root().id, params)
 
 
 def create_child_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-post-childfolders"""
     assert call.mailbox is not None
     with call.mailbox.lock:
         parent = find_folder(call.mailbox, params["folder"])

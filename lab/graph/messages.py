@@ -205,10 +205,12 @@ def _created_reply(call: Call, mailbox: Mailbox, message: Message, context: str)
 # ---- create ----------------------------------------------------------------------------------------
 
 def create_in_drafts(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/user-post-messages"""
     return _create_json(tenant, call, params, "drafts")
 
 
 def create_in_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-post-messages"""
     return _create_json(tenant, call, params, params["folder"])
 
 
@@ -385,7 +387,8 @@ def _custom_headers(value: Any) -> list[tuple[str, str]]:
 # ---- importMime ------------------------------------------------------------------------------------
 
 def import_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """mailfolder-importmime (beta): the body is the message's MIME, base64-encoded, nothing else;
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-importmime?view=graph-rest-beta
+    the body is the message's MIME, base64-encoded, nothing else;
     Content-Type text/plain; 201 with the message, isDraft false. Where the received time comes
     from and whether a size limit other than the request's applies are not documented
     (GraphConfig.import_mime_received)."""
@@ -421,6 +424,7 @@ _LIST_OPTIONS = ("$select", "$expand", "$filter", "$top", "$skip", "$count", "$o
 
 
 def list_in_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-list-messages"""
     assert call.mailbox is not None
     with call.mailbox.lock:
         folder = find_folder(call.mailbox, params["folder"])
@@ -428,6 +432,7 @@ def list_in_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 
 
 def list_all(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/user-list-messages"""
     return _list(tenant, call, None, f"users('{params['user']}')/messages")
 
 
@@ -479,6 +484,7 @@ def _with_preference(call: Call, reply: Reply) -> Reply:
 
 
 def get_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/message-get"""
     call.require(*READ_ROLES)
     opts = options(call, ("$select", "$expand"), MESSAGE_PROPERTIES, MESSAGE_EXPANDS, "microsoft.graph.message")
     mailbox = call.mailbox
@@ -491,7 +497,8 @@ def get_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 
 
 def get_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """outlook-get-mime-message: GET .../messages/{id}/$value, the MIME rendered from the item."""
+    """https://learn.microsoft.com/en-us/graph/outlook-get-mime-message
+    GET .../messages/{id}/$value, the MIME rendered from the item."""
     call.require(*READ_ROLES)
     options(call, ())
     mailbox = call.mailbox
@@ -505,7 +512,8 @@ def get_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 # ---- change ------------------------------------------------------------------------------------------
 
 def update_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """message-update. PR_MESSAGE_FLAGS can't change the draft state after creation: the value is
+    """https://learn.microsoft.com/en-us/graph/api/message-update
+    PR_MESSAGE_FLAGS can't change the draft state after creation: the value is
     taken and the state stays (exchange-targets.md; the docs don't say how the service answers)."""
     call.require(*WRITE_ROLES)
     options(call, ())
@@ -533,7 +541,8 @@ def update_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 
 
 def move_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """message-move: 201 with the moved message, whose regular id is new."""
+    """https://learn.microsoft.com/en-us/graph/api/message-move
+    201 with the moved message, whose regular id is new."""
     call.require(*WRITE_ROLES)
     options(call, ())
     body = call.json()
@@ -553,6 +562,7 @@ def move_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 
 
 def delete_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/message-delete"""
     call.require(*WRITE_ROLES)
     options(call, ())
     mailbox = call.mailbox
