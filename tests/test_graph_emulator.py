@@ -486,6 +486,17 @@ def test_upload_sessions_take_3_to_150_mb_in_order(emulator: GraphEmulator, grap
     assert base64.b64decode(listed[0]["contentBytes"]) == data
 
 
+def test_named_properties_have_a_quota() -> None:
+    with GraphEmulator(config(limits=Limits(named_properties=2))) as emulator, client(emulator) as http:
+        names = [f"String {{8b5c3e2a-1f4d-4c6b-9a7e-3d2f1e0c9b8a}} Name Key{n}" for n in range(3)]
+        codes = [create_json(http, ALICE, singleValueExtendedProperties=[{"id": n, "value": "v"}]).status_code for n in names]
+        assert codes == [201, 201, 507]
+        again = create_json(http, ALICE, singleValueExtendedProperties=[{"id": names[0], "value": "w"}])
+        assert again.status_code == 201  # a name already used costs nothing
+        full = create_json(http, ALICE, singleValueExtendedProperties=[{"id": names[2], "value": "v"}]).json()
+        assert full["error"] == {**full["error"], "code": "ErrorQuotaExceeded", "message": "Cannot get ID from name."}
+
+
 def test_size_and_quota_refusals(emulator: GraphEmulator, graph: httpx.Client, strict: None) -> None:
     emulator.add_user(UserConfig(f"tiny@{DOMAIN}", max_receive_size=50_000, quota_bytes=200_000))
     big = {"@odata.type": "#microsoft.graph.fileAttachment", "name": "a", "contentBytes": base64.b64encode(b"z" * 60_000).decode()}

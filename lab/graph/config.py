@@ -58,6 +58,9 @@ class Limits:
     #: $batch: sub-requests per batch and how many of them run at once (json-batching page).
     batch_max: int = 20
     batch_parallel: int = 4
+    #: Distinct named properties a mailbox may hold (Exchange's named-property quota; 16,384 is the
+    #: figure Exchange documents for a mailbox database's NamedPropertyQuota; not stated for Online).
+    named_properties: int = 16_384
 
 
 @dataclass(frozen=True, slots=True)

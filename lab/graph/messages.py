@@ -19,6 +19,7 @@ import binascii
 import datetime as dt
 import re
 import secrets
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -185,13 +186,25 @@ def _attachments(value: Any) -> list[Attachment]:
 
 
 def check_size(tenant: Tenant, mailbox: Mailbox, message: Message, counted: int = 0) -> None:
-    """Max receive size and quota. Which status and code the service gives for these is not
-    documented for Graph; the emulator answers 413 ErrorMessageSizeExceeded and 507
-    ErrorQuotaExceeded (the EWS codes)."""
+    """Max receive size and quota. The Graph docs give neither answer: the emulator answers 413
+    ErrorMessageSizeExceeded, and for a full mailbox the Exchange code and words Graph users report
+    (microsoft-graph-docs #2927: ErrorQuotaExceeded, "Mailbox has exceeded maximum mailbox size.")
+    with 507 Insufficient Storage (microsoft-graph-docs #6546 saw 507 for a full mailbox)."""
     if message.size() > mailbox.max_receive_size:
         raise GraphError(413, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
     if mailbox.quota_bytes is not None and mailbox.used_bytes() - counted + message.size() > mailbox.quota_bytes:
-        raise GraphError(507, "ErrorQuotaExceeded", "The mailbox is over its storage quota.")
+        raise GraphError(507, "ErrorQuotaExceeded", "Mailbox has exceeded maximum mailbox size.")
+
+
+def check_named_properties(tenant: Tenant, mailbox: Mailbox, keys: Iterable[str]) -> None:
+    """A mailbox holds a limited number of distinct named properties; past it, creating an item
+    with a new name fails (microsoft-graph-docs #12168: ErrorQuotaExceeded, "Cannot get ID from
+    name."; its status isn't shown there: 507 here). Limits.named_properties sets the quota."""
+    names = {key for key in keys if " name " in key or " id " in key}
+    new = names - mailbox.named_properties
+    if new and len(mailbox.named_properties) + len(new) > tenant.config.limits.named_properties:
+        raise GraphError(507, "ErrorQuotaExceeded", "Cannot get ID from name.")
+    mailbox.named_properties |= new
 
 
 def _created_reply(call: Call, mailbox: Mailbox, message: Message, context: str) -> Reply:
@@ -254,6 +267,7 @@ def _create_json(tenant: Tenant, call: Call, params: dict[str, str], folder_ref:
         folder = find_folder(mailbox, folder_ref)
         message.folder_id = folder.id
         check_size(tenant, mailbox, message)
+        check_named_properties(tenant, mailbox, message.properties)
         mailbox.add_message(message)
     tenant.count(mailbox.address, "create:json")
     return _created_reply(call, mailbox, message, f"users('{params['user']}')/messages/$entity")
@@ -527,9 +541,10 @@ def update_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
         message = find_message(mailbox, params["message"])
         if not message.is_draft and set(body) & _DRAFT_ONLY:
             raise bad_request("The property can be updated only on a draft.", "ErrorInvalidPropertyUpdateSentMessage")
+        props = [_check_property(prop) for prop in body.get("singleValueExtendedProperties", [])]
+        check_named_properties(tenant, mailbox, [property_key(prop_id) for prop_id, _ in props])
         _apply_fields(message, body, creating=False)
-        for prop in body.get("singleValueExtendedProperties", []):
-            prop_id, value = _check_property(prop)
+        for prop_id, value in props:
             set_property(message, prop_id, value)
             key = property_key(prop_id)
             if key not in ("integer 0x0e07",):
