@@ -755,6 +755,9 @@ def test_batch_depends_on_and_its_limits(emulator: GraphEmulator, graph: httpx.C
     assert sorted(i.route for i in emulator.items(user)) == ["importMime", "json"]
     too_many = [{"id": str(n), "method": "GET", "url": f"/users/{user}/mailFolders/inbox"} for n in range(21)]
     assert graph.post("/v1.0/$batch", json={"requests": too_many}).status_code == 400
+    nested = {"id": "n", "method": "POST", "url": "/$batch", "headers": {"Content-Type": "application/json"}, "body": {"requests": too_many[:1]}}
+    assert graph.post("/v1.0/$batch", json={"requests": [nested]}).json()["responses"][0]["status"] == 400
+    assert emulator.tenant.unknown_requests.pop() == "POST $batch inside $batch"
 
 
 # ---- faults on command ---------------------------------------------------------------------------------------------

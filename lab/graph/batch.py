@@ -95,6 +95,10 @@ def _run(tenant: Tenant, call: Call, item: dict[str, Any]) -> Reply:
             except (binascii.Error, ValueError):
                 return Reply(400, {"error": {"code": "BadRequest", "message": "A non-JSON body must be base64-encoded."}})
     url = item["url"] if item["url"].startswith("/") else "/" + item["url"]
+    if url.split("?")[0].rstrip("/").lower() == "/$batch":
+        # A batch can't hold a batch (json-batching: the requests are "individual requests").
+        tenant.record_unknown(f"{item['method']} $batch inside $batch")
+        return Reply(400, {"error": {"code": "BadRequest", "message": "A batch request can't contain a batch request."}})
     assert tenant.dispatch is not None
     return tenant.dispatch(
         SubRequest(item["method"].upper(), call.version, url, headers, body, call.app, call.roles, call.base_url)
