@@ -46,11 +46,15 @@ class Call:
     def json(self) -> dict[str, Any]:
         content_type = self.headers.get("content-type", "")
         if "application/json" not in content_type.lower():
-            raise GraphError(415, "UnsupportedMediaType", f"Content-Type {content_type!r} is not application/json.")
+            raise GraphError(
+                415, "UnsupportedMediaType", f"Content-Type {content_type!r} is not application/json."
+            )
         try:
             value = json.loads(self.body or b"null")
         except ValueError as exc:
-            raise GraphError(400, "UnableToDeserializePostBody", "Unable to deserialize the request body.") from exc
+            raise GraphError(
+                400, "UnableToDeserializePostBody", "Unable to deserialize the request body."
+            ) from exc
         if not isinstance(value, dict):
             raise GraphError(400, "UnableToDeserializePostBody", "The request body must be a JSON object.")
         return value
@@ -118,7 +122,9 @@ class Tenant:
         address = user.address.lower()
         self.users[address] = user
         if user.has_mailbox:
-            self.mailboxes[address] = Mailbox(address, user.object_id(), user.quota_bytes, user.max_receive_size)
+            self.mailboxes[address] = Mailbox(
+                address, user.object_id(), user.quota_bytes, user.max_receive_size
+            )
 
     def user(self, ref: str) -> UserConfig | None:
         """A user by UPN/address or object id (both case-insensitive)."""

@@ -75,7 +75,19 @@ def property_key(prop_id: str) -> str:
 
 _TYPE_NAMES = {
     name.lower(): name
-    for name in ("Binary", "Boolean", "Short", "Integer", "Long", "Float", "Double", "Currency", "SystemTime", "String", "CLSID")
+    for name in (
+        "Binary",
+        "Boolean",
+        "Short",
+        "Integer",
+        "Long",
+        "Float",
+        "Double",
+        "Currency",
+        "SystemTime",
+        "String",
+        "CLSID",
+    )
 }
 
 

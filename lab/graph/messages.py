@@ -48,30 +48,78 @@ DEFAULT_PAGE = 10  # user-list-messages: "the default page size is 10 messages"
 
 #: Properties the create body may carry (message resource; the read-only ones Graph ignores are
 #: accepted and ignored, as the service does with receivedDateTime and sentDateTime).
-_CREATE_FIELDS = frozenset({
-    "@odata.type", "subject", "body", "from", "sender", "toRecipients", "ccRecipients", "bccRecipients",
-    "replyTo", "internetMessageId", "importance", "isRead", "categories", "flag", "inferenceClassification",
-    "isDeliveryReceiptRequested", "isReadReceiptRequested", "singleValueExtendedProperties",
-    "multiValueExtendedProperties", "attachments", "internetMessageHeaders",
-    # Ignored on create (exchange-targets.md: Graph ignores them; the create page lists them as
-    # properties but a created message gets the creation time), with the other read-only
-    # properties of a message (mailfolder-post-messages' own example sends hasAttachments and
-    # bodyPreview):
-    "receivedDateTime", "sentDateTime", "isDraft", "hasAttachments", "bodyPreview", "createdDateTime",
-    "lastModifiedDateTime", "changeKey", "parentFolderId", "conversationId", "conversationIndex", "webLink",
-    "uniqueBody", "id",
-})
-_UPDATE_FIELDS = frozenset({
-    "isRead", "flag", "categories", "importance", "inferenceClassification", "isDeliveryReceiptRequested",
-    "isReadReceiptRequested", "singleValueExtendedProperties", "multiValueExtendedProperties",
-    # message-update: "Updatable only if isDraft = true":
-    "subject", "body", "from", "sender", "toRecipients", "ccRecipients", "bccRecipients", "replyTo",
-    "internetMessageId",
-})
+_CREATE_FIELDS = frozenset(
+    {
+        "@odata.type",
+        "subject",
+        "body",
+        "from",
+        "sender",
+        "toRecipients",
+        "ccRecipients",
+        "bccRecipients",
+        "replyTo",
+        "internetMessageId",
+        "importance",
+        "isRead",
+        "categories",
+        "flag",
+        "inferenceClassification",
+        "isDeliveryReceiptRequested",
+        "isReadReceiptRequested",
+        "singleValueExtendedProperties",
+        "multiValueExtendedProperties",
+        "attachments",
+        "internetMessageHeaders",
+        # Ignored on create (exchange-targets.md: Graph ignores them; the create page lists them as
+        # properties but a created message gets the creation time), with the other read-only
+        # properties of a message (mailfolder-post-messages' own example sends hasAttachments and
+        # bodyPreview):
+        "receivedDateTime",
+        "sentDateTime",
+        "isDraft",
+        "hasAttachments",
+        "bodyPreview",
+        "createdDateTime",
+        "lastModifiedDateTime",
+        "changeKey",
+        "parentFolderId",
+        "conversationId",
+        "conversationIndex",
+        "webLink",
+        "uniqueBody",
+        "id",
+    }
+)
+_UPDATE_FIELDS = frozenset(
+    {
+        "isRead",
+        "flag",
+        "categories",
+        "importance",
+        "inferenceClassification",
+        "isDeliveryReceiptRequested",
+        "isReadReceiptRequested",
+        "singleValueExtendedProperties",
+        "multiValueExtendedProperties",
+        # message-update: "Updatable only if isDraft = true":
+        "subject",
+        "body",
+        "from",
+        "sender",
+        "toRecipients",
+        "ccRecipients",
+        "bccRecipients",
+        "replyTo",
+        "internetMessageId",
+    }
+)
 #: message-update: "Updatable only if isDraft = true".
 _DRAFT_ONLY = frozenset({"body", "subject", "replyTo", "internetMessageId"})
 _FLAG_FIELDS = frozenset({"flagStatus", "startDateTime", "dueDateTime", "completedDateTime"})
-_ATTACHMENT_FIELDS = frozenset({"@odata.type", "name", "contentType", "contentBytes", "isInline", "contentId", "size", "contentLocation"})
+_ATTACHMENT_FIELDS = frozenset(
+    {"@odata.type", "name", "contentType", "contentBytes", "isInline", "contentId", "size", "contentLocation"}
+)
 
 _PROP_ID = re.compile(
     r"^(Binary|Boolean|Short|Integer|Long|Float|Double|Currency|SystemTime|String|CLSID)\s+"
@@ -81,6 +129,7 @@ _PROP_ID = re.compile(
 
 
 # ---- helpers -------------------------------------------------------------------------------------
+
 
 def find_message(mailbox: Mailbox, ref: str) -> Message:
     message = mailbox.message(ref)
@@ -93,7 +142,9 @@ def _parse_time(value: str) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise bad_request(f"The value '{value}' is not a valid SystemTime.", "ErrorInvalidExtendedPropertyValue") from exc
+        raise bad_request(
+            f"The value '{value}' is not a valid SystemTime.", "ErrorInvalidExtendedPropertyValue"
+        ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC).replace(microsecond=0)
@@ -102,18 +153,28 @@ def _parse_time(value: str) -> dt.datetime:
 def _check_property(prop: Any) -> tuple[str, str]:
     """A singleValueLegacyExtendedProperty of the body: {"id": ..., "value": ...}, validated."""
     if isinstance(prop, dict) and set(prop) - {"id", "value"}:
-        raise unknown_property(sorted(set(prop) - {"id", "value"})[0], "microsoft.graph.singleValueLegacyExtendedProperty")
+        raise unknown_property(
+            sorted(set(prop) - {"id", "value"})[0], "microsoft.graph.singleValueLegacyExtendedProperty"
+        )
     if not isinstance(prop, dict) or not isinstance(prop.get("id"), str):
-        raise bad_request("A singleValueExtendedProperty needs 'id' and 'value'.", "ErrorInvalidExtendedProperty")
+        raise bad_request(
+            "A singleValueExtendedProperty needs 'id' and 'value'.", "ErrorInvalidExtendedProperty"
+        )
     match = _PROP_ID.match(prop["id"].strip())
     if match is None:
-        raise bad_request(f"The extended property id '{prop['id']}' is not valid.", "ErrorInvalidExtendedProperty")
+        raise bad_request(
+            f"The extended property id '{prop['id']}' is not valid.", "ErrorInvalidExtendedProperty"
+        )
     value = prop.get("value")
     if not isinstance(value, str):
-        raise bad_request("The value of an extended property is a string.", "ErrorInvalidExtendedPropertyValue")
+        raise bad_request(
+            "The value of an extended property is a string.", "ErrorInvalidExtendedPropertyValue"
+        )
     kind = match.group(1).lower()
     if kind in ("integer", "long", "short") and not re.fullmatch(r"-?\d+", value.strip()):
-        raise bad_request(f"The value '{value}' is not a valid {match.group(1)}.", "ErrorInvalidExtendedPropertyValue")
+        raise bad_request(
+            f"The value '{value}' is not a valid {match.group(1)}.", "ErrorInvalidExtendedPropertyValue"
+        )
     if kind == "systemtime":
         _parse_time(value)
     if kind == "boolean" and value.lower() not in ("true", "false"):
@@ -123,11 +184,14 @@ def _check_property(prop: Any) -> tuple[str, str]:
 
 def _address(value: Any, field: str) -> dict[str, str]:
     if not isinstance(value, dict) or not isinstance(value.get("emailAddress"), dict):
-        raise bad_request(f"'{field}' must be a recipient: {{\"emailAddress\": {{\"address\": ...}}}}.")
+        raise bad_request(f'\'{field}\' must be a recipient: {{"emailAddress": {{"address": ...}}}}.')
     email = value["emailAddress"]
     if set(email) - {"name", "address"}:
         raise unknown_property(sorted(set(email) - {"name", "address"})[0], "microsoft.graph.emailAddress")
-    return {"name": str(email.get("name") or email.get("address") or ""), "address": str(email.get("address") or "")}
+    return {
+        "name": str(email.get("name") or email.get("address") or ""),
+        "address": str(email.get("address") or ""),
+    }
 
 
 def _addresses(value: Any, field: str) -> list[dict[str, str]]:
@@ -161,8 +225,13 @@ def _attachments(value: Any) -> list[Attachment]:
     for item in value:
         if not isinstance(item, dict):
             raise bad_request("An attachment must be an object.")
-        if item.get("@odata.type") not in ("#microsoft.graph.fileAttachment", "microsoft.graph.fileAttachment"):
-            raise bad_request("The emulator takes only #microsoft.graph.fileAttachment attachments.", "ErrorInvalidRequest")
+        if item.get("@odata.type") not in (
+            "#microsoft.graph.fileAttachment",
+            "microsoft.graph.fileAttachment",
+        ):
+            raise bad_request(
+                "The emulator takes only #microsoft.graph.fileAttachment attachments.", "ErrorInvalidRequest"
+            )
         extra = set(item) - _ATTACHMENT_FIELDS
         if extra:
             raise unknown_property(sorted(extra)[0], "microsoft.graph.fileAttachment")
@@ -192,7 +261,10 @@ def check_size(tenant: Tenant, mailbox: Mailbox, message: Message, counted: int 
     with 507 Insufficient Storage (microsoft-graph-docs #6546 saw 507 for a full mailbox)."""
     if message.size() > mailbox.max_receive_size:
         raise GraphError(413, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
-    if mailbox.quota_bytes is not None and mailbox.used_bytes() - counted + message.size() > mailbox.quota_bytes:
+    if (
+        mailbox.quota_bytes is not None
+        and mailbox.used_bytes() - counted + message.size() > mailbox.quota_bytes
+    ):
         raise GraphError(507, "ErrorQuotaExceeded", "Mailbox has exceeded maximum mailbox size.")
 
 
@@ -216,6 +288,7 @@ def _created_reply(call: Call, mailbox: Mailbox, message: Message, context: str)
 
 
 # ---- create ----------------------------------------------------------------------------------------
+
 
 def create_in_drafts(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     """https://learn.microsoft.com/en-us/graph/api/user-post-messages"""
@@ -246,8 +319,16 @@ def _create_json(tenant: Tenant, call: Call, params: dict[str, str], folder_ref:
     assert mailbox is not None
     now = utc_now()
     message = Message(
-        id=new_id(), immutable_id=new_id("AAkALg"), folder_id="", route="json", created=now, modified=now,
-        received=now, sent=None, is_draft=True, is_read=True,
+        id=new_id(),
+        immutable_id=new_id("AAkALg"),
+        folder_id="",
+        route="json",
+        created=now,
+        modified=now,
+        received=now,
+        sent=None,
+        is_draft=True,
+        is_read=True,
     )
     _apply_fields(message, body, creating=True)
     props = body.get("singleValueExtendedProperties", [])
@@ -279,7 +360,9 @@ def _create_mime_draft(tenant: Tenant, call: Call, params: dict[str, str]) -> Re
     try:
         raw = base64.b64decode(b"".join(call.body.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise GraphError(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.") from exc
+        raise GraphError(
+            400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
+        ) from exc
     message = _message_from_mime(tenant, raw, route="mime", is_draft=True, is_read=True)
     mailbox = call.mailbox
     assert mailbox is not None
@@ -303,13 +386,29 @@ def _message_from_mime(tenant: Tenant, raw: bytes, *, route: str, is_draft: bool
     if parsed["internet_message_id"] is None:
         parsed["internet_message_id"] = generated_message_id()
     return Message(
-        id=new_id(), immutable_id=new_id("AAkALg"), folder_id="", route=route, created=now, modified=now,
-        received=received, sent=parsed["sent"], is_draft=is_draft, is_read=is_read,  # type: ignore[arg-type]
-        subject=parsed["subject"], body_type=parsed["body_type"], body=parsed["body"],  # type: ignore[arg-type]
-        body_text_alternative=parsed["body_text_alternative"], from_=parsed["from"],  # type: ignore[arg-type]
-        to=parsed["to"], cc=parsed["cc"], bcc=parsed["bcc"], reply_to=parsed["reply_to"],  # type: ignore[arg-type]
-        internet_message_id=parsed["internet_message_id"], headers=parsed["headers"],  # type: ignore[arg-type]
-        in_reply_to=parsed["in_reply_to"], references=parsed["references"],  # type: ignore[arg-type]
+        id=new_id(),
+        immutable_id=new_id("AAkALg"),
+        folder_id="",
+        route=route,
+        created=now,
+        modified=now,
+        received=received,
+        sent=parsed["sent"],
+        is_draft=is_draft,
+        is_read=is_read,  # type: ignore[arg-type]
+        subject=parsed["subject"],
+        body_type=parsed["body_type"],
+        body=parsed["body"],  # type: ignore[arg-type]
+        body_text_alternative=parsed["body_text_alternative"],
+        from_=parsed["from"],  # type: ignore[arg-type]
+        to=parsed["to"],
+        cc=parsed["cc"],
+        bcc=parsed["bcc"],
+        reply_to=parsed["reply_to"],  # type: ignore[arg-type]
+        internet_message_id=parsed["internet_message_id"],
+        headers=parsed["headers"],  # type: ignore[arg-type]
+        in_reply_to=parsed["in_reply_to"],
+        references=parsed["references"],  # type: ignore[arg-type]
         attachments=parsed["attachments"],  # type: ignore[arg-type]
     )
 
@@ -349,7 +448,9 @@ def _apply_fields(message: Message, body: dict[str, Any], *, creating: bool) -> 
     if "body" in body:
         item = body["body"]
         if isinstance(item, dict) and set(item) - {"contentType", "content"}:
-            raise unknown_property(sorted(set(item) - {"contentType", "content"})[0], "microsoft.graph.itemBody")
+            raise unknown_property(
+                sorted(set(item) - {"contentType", "content"})[0], "microsoft.graph.itemBody"
+            )
         if not isinstance(item, dict):
             raise bad_request("'body' must be an itemBody {contentType, content}.")
         # The update page's own example sends contentType "" (taken as text here; the docs don't say).
@@ -361,7 +462,12 @@ def _apply_fields(message: Message, body: dict[str, Any], *, creating: bool) -> 
         message.from_ = _address(body["from"], "from")
     if "sender" in body:
         message.sender = _address(body["sender"], "sender")
-    for field, attribute in (("toRecipients", "to"), ("ccRecipients", "cc"), ("bccRecipients", "bcc"), ("replyTo", "reply_to")):
+    for field, attribute in (
+        ("toRecipients", "to"),
+        ("ccRecipients", "cc"),
+        ("bccRecipients", "bcc"),
+        ("replyTo", "reply_to"),
+    ):
         if field in body:
             setattr(message, attribute, _addresses(body[field], field))
     if "internetMessageId" in body:
@@ -393,12 +499,19 @@ def _custom_headers(value: Any) -> list[tuple[str, str]]:
     """internetMessageHeaders at creation: the custom x- headers are kept (user-post-messages
     example 2, and message-get example 2 returns them); any other header is ignored, so Received,
     Date or In-Reply-To can't be set this way (exchange-targets.md)."""
-    if not isinstance(value, list) or not all(isinstance(h, dict) and set(h) <= {"name", "value"} for h in value):
+    if not isinstance(value, list) or not all(
+        isinstance(h, dict) and set(h) <= {"name", "value"} for h in value
+    ):
         raise bad_request("'internetMessageHeaders' must be a collection of {name, value}.")
-    return [(str(h["name"]), str(h.get("value", ""))) for h in value if str(h.get("name", "")).lower().startswith("x-")]
+    return [
+        (str(h["name"]), str(h.get("value", "")))
+        for h in value
+        if str(h.get("name", "")).lower().startswith("x-")
+    ]
 
 
 # ---- importMime ------------------------------------------------------------------------------------
+
 
 def import_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     """https://learn.microsoft.com/en-us/graph/api/mailfolder-importmime?view=graph-rest-beta
@@ -413,11 +526,15 @@ def import_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     call.require(*IMPORT_ROLES)
     options(call, ())
     if "text/plain" not in call.headers.get("content-type", "").lower():
-        raise GraphError(415, "UnsupportedMediaType", "importMime takes Content-Type: text/plain (the base64 MIME).")
+        raise GraphError(
+            415, "UnsupportedMediaType", "importMime takes Content-Type: text/plain (the base64 MIME)."
+        )
     try:
         raw = base64.b64decode(b"".join(call.body.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise GraphError(400, "UnableToDeserializePostBody", "The request body is not base64-encoded MIME.") from exc
+        raise GraphError(
+            400, "UnableToDeserializePostBody", "The request body is not base64-encoded MIME."
+        ) from exc
     if not raw.strip():
         raise bad_request("The MIME content is empty.", "ErrorMimeContentInvalid")
     message = _message_from_mime(tenant, raw, route="importMime", is_draft=False, is_read=False)
@@ -442,7 +559,9 @@ def list_in_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     assert call.mailbox is not None
     with call.mailbox.lock:
         folder = find_folder(call.mailbox, params["folder"])
-    return _list(tenant, call, folder.id, f"users('{params['user']}')/mailFolders('{params['folder']}')/messages")
+    return _list(
+        tenant, call, folder.id, f"users('{params['user']}')/mailFolders('{params['folder']}')/messages"
+    )
 
 
 def list_all(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
@@ -464,7 +583,12 @@ def _list(tenant: Tenant, call: Call, folder_id: str | None, context: str) -> Re
         items.sort(key=lambda m: (m.received, m.created), reverse=True)
         for name, descending in reversed(opts.orderby):
             if name not in MESSAGE_PROPERTIES:
-                raise GraphError(400, "BadRequest", f"Could not find a property named '{name}' on type 'microsoft.graph.message'.", unknown=True)
+                raise GraphError(
+                    400,
+                    "BadRequest",
+                    f"Could not find a property named '{name}' on type 'microsoft.graph.message'.",
+                    unknown=True,
+                )
             items.sort(key=partial(_sort_value, name), reverse=descending)
         top = opts.top if opts.top is not None else DEFAULT_PAGE
         page = items[opts.skip : opts.skip + top]
@@ -500,14 +624,21 @@ def _with_preference(call: Call, reply: Reply) -> Reply:
 def get_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     """https://learn.microsoft.com/en-us/graph/api/message-get"""
     call.require(*READ_ROLES)
-    opts = options(call, ("$select", "$expand"), MESSAGE_PROPERTIES, MESSAGE_EXPANDS, "microsoft.graph.message")
+    opts = options(
+        call, ("$select", "$expand"), MESSAGE_PROPERTIES, MESSAGE_EXPANDS, "microsoft.graph.message"
+    )
     mailbox = call.mailbox
     assert mailbox is not None
     with mailbox.lock:
         message = find_message(mailbox, params["message"])
         body = message_json(call, mailbox, message, opts.select, opts.expand, for_read=True)
     tenant.count(mailbox.address, "get")
-    return _with_preference(call, Reply(200, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **body}))
+    return _with_preference(
+        call,
+        Reply(
+            200, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **body}
+        ),
+    )
 
 
 def get_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
@@ -525,6 +656,7 @@ def get_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 
 # ---- change ------------------------------------------------------------------------------------------
 
+
 def update_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     """https://learn.microsoft.com/en-us/graph/api/message-update
     PR_MESSAGE_FLAGS can't change the draft state after creation: the value is
@@ -540,7 +672,9 @@ def update_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     with mailbox.lock:
         message = find_message(mailbox, params["message"])
         if not message.is_draft and set(body) & _DRAFT_ONLY:
-            raise bad_request("The property can be updated only on a draft.", "ErrorInvalidPropertyUpdateSentMessage")
+            raise bad_request(
+                "The property can be updated only on a draft.", "ErrorInvalidPropertyUpdateSentMessage"
+            )
         props = [_check_property(prop) for prop in body.get("singleValueExtendedProperties", [])]
         check_named_properties(tenant, mailbox, [property_key(prop_id) for prop_id, _ in props])
         _apply_fields(message, body, creating=False)
@@ -552,7 +686,12 @@ def update_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
         message.touch()
         shown = message_json(call, mailbox, message)
     tenant.count(mailbox.address, "update")
-    return _with_preference(call, Reply(200, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **shown}))
+    return _with_preference(
+        call,
+        Reply(
+            200, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **shown}
+        ),
+    )
 
 
 def move_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
@@ -564,7 +703,7 @@ def move_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     if set(body) - {"destinationId"}:
         raise unknown_property(sorted(set(body) - {"destinationId"})[0], "move's parameters")
     if not isinstance(body.get("destinationId"), str):
-        raise bad_request("move takes exactly {\"destinationId\": ...}.", "ErrorInvalidRequest")
+        raise bad_request('move takes exactly {"destinationId": ...}.', "ErrorInvalidRequest")
     mailbox = call.mailbox
     assert mailbox is not None
     with mailbox.lock:
@@ -573,7 +712,12 @@ def move_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
         mailbox.move(message, folder.id)
         shown = {"@odata.type": "#microsoft.graph.message", **message_json(call, mailbox, message)}
     tenant.count(mailbox.address, "move")
-    return _with_preference(call, Reply(201, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **shown}))
+    return _with_preference(
+        call,
+        Reply(
+            201, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **shown}
+        ),
+    )
 
 
 def delete_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:

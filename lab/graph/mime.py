@@ -79,9 +79,11 @@ def parse_import(raw: bytes) -> dict[str, object]:
                     content_id=(part.get("Content-ID") or "").strip("<>") or None,
                 )
             )
+
     def header(name: str) -> str | None:
         value = message.get(name)
         return str(value) if value is not None else None
+
     from_ = _addresses(header("From"))
     return {
         "subject": header("Subject") or "",
@@ -112,7 +114,9 @@ def _text_of(part: EmailMessage) -> str:
 
 def parse_header_block(block: str) -> list[tuple[str, str]]:
     """The headers of PR_TRANSPORT_MESSAGE_HEADERS (0x007D) as (name, value) pairs."""
-    message = BytesParser(policy=email.policy.default).parsebytes(block.encode("utf-8", "replace") + b"\r\n\r\n")
+    message = BytesParser(policy=email.policy.default).parsebytes(
+        block.encode("utf-8", "replace") + b"\r\n\r\n"
+    )
     return [(name, str(value)) for name, value in message.items()]
 
 
@@ -128,10 +132,24 @@ def html_to_text(markup: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
-_RENDERED = frozenset({
-    "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "in-reply-to", "references",
-    "mime-version", "content-type", "content-transfer-encoding", "content-disposition",
-})
+_RENDERED = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+    }
+)
 
 
 def render(message: Message) -> bytes:
