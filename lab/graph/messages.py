@@ -379,12 +379,10 @@ def _message_from_mime(tenant: Tenant, raw: bytes, *, route: str, is_draft: bool
     parsed = parse_import(raw)
     now = utc_now()
     received = now
-    if route == "importMime" and tenant.config.import_mime_received == "date" and parsed["sent"] is not None:
-        received = parsed["sent"]  # type: ignore[assignment]
+    if route == "importMime" and tenant.config.import_mime_received == "date" and parsed.sent is not None:
+        received = parsed.sent
     elif route == "importMime" and tenant.config.import_mime_received == "received":
-        received = newest_received(parsed["headers"]) or now  # type: ignore[arg-type]
-    if parsed["internet_message_id"] is None:
-        parsed["internet_message_id"] = generated_message_id()
+        received = newest_received(parsed.headers) or now
     return Message(
         id=new_id(),
         immutable_id=new_id("AAkALg"),
@@ -393,23 +391,23 @@ def _message_from_mime(tenant: Tenant, raw: bytes, *, route: str, is_draft: bool
         created=now,
         modified=now,
         received=received,
-        sent=parsed["sent"],
+        sent=parsed.sent,
         is_draft=is_draft,
-        is_read=is_read,  # type: ignore[arg-type]
-        subject=parsed["subject"],
-        body_type=parsed["body_type"],
-        body=parsed["body"],  # type: ignore[arg-type]
-        body_text_alternative=parsed["body_text_alternative"],
-        from_=parsed["from"],  # type: ignore[arg-type]
-        to=parsed["to"],
-        cc=parsed["cc"],
-        bcc=parsed["bcc"],
-        reply_to=parsed["reply_to"],  # type: ignore[arg-type]
-        internet_message_id=parsed["internet_message_id"],
-        headers=parsed["headers"],  # type: ignore[arg-type]
-        in_reply_to=parsed["in_reply_to"],
-        references=parsed["references"],  # type: ignore[arg-type]
-        attachments=parsed["attachments"],  # type: ignore[arg-type]
+        is_read=is_read,
+        subject=parsed.subject,
+        body_type=parsed.body_type,
+        body=parsed.body,
+        body_text_alternative=parsed.body_text_alternative,
+        from_=parsed.from_,
+        to=parsed.to,
+        cc=parsed.cc,
+        bcc=parsed.bcc,
+        reply_to=parsed.reply_to,
+        internet_message_id=parsed.internet_message_id or generated_message_id(),
+        headers=parsed.headers,
+        in_reply_to=parsed.in_reply_to,
+        references=parsed.references,
+        attachments=parsed.attachments,
     )
 
 

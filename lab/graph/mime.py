@@ -13,6 +13,7 @@ import email.policy
 import email.utils
 import html
 import re
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
 
@@ -51,7 +52,28 @@ def newest_received(headers: list[tuple[str, str]]) -> dt.datetime | None:
     return None
 
 
-def parse_import(raw: bytes) -> dict[str, object]:
+@dataclass(slots=True)
+class ParsedMime:
+    """What Exchange keeps of a MIME message it is given."""
+
+    subject: str
+    from_: dict[str, str] | None
+    to: list[dict[str, str]]
+    cc: list[dict[str, str]]
+    bcc: list[dict[str, str]]
+    reply_to: list[dict[str, str]]
+    internet_message_id: str | None
+    in_reply_to: str | None
+    references: str | None
+    sent: dt.datetime | None
+    headers: list[tuple[str, str]]
+    body_type: str
+    body: str
+    body_text_alternative: str | None
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+def parse_import(raw: bytes) -> ParsedMime:
     """The properties Exchange derives from a MIME message (subject, addresses, body, attachments,
     headers, Date as sentDateTime)."""
     message = BytesParser(policy=email.policy.default).parsebytes(raw)
@@ -85,23 +107,23 @@ def parse_import(raw: bytes) -> dict[str, object]:
         return str(value) if value is not None else None
 
     from_ = _addresses(header("From"))
-    return {
-        "subject": header("Subject") or "",
-        "from": from_[0] if from_ else None,
-        "to": _addresses(header("To")),
-        "cc": _addresses(header("Cc")),
-        "bcc": _addresses(header("Bcc")),
-        "reply_to": _addresses(header("Reply-To")),
-        "internet_message_id": header("Message-ID"),
-        "in_reply_to": header("In-Reply-To"),
-        "references": header("References"),
-        "sent": _date(header("Date")),
-        "headers": headers,
-        "body_type": "html" if html_body is not None else "text",
-        "body": html_body if html_body is not None else (text or ""),
-        "body_text_alternative": text if html_body is not None else None,
-        "attachments": attachments,
-    }
+    return ParsedMime(
+        subject=header("Subject") or "",
+        from_=from_[0] if from_ else None,
+        to=_addresses(header("To")),
+        cc=_addresses(header("Cc")),
+        bcc=_addresses(header("Bcc")),
+        reply_to=_addresses(header("Reply-To")),
+        internet_message_id=header("Message-ID"),
+        in_reply_to=header("In-Reply-To"),
+        references=header("References"),
+        sent=_date(header("Date")),
+        headers=headers,
+        body_type="html" if html_body is not None else "text",
+        body=html_body if html_body is not None else (text or ""),
+        body_text_alternative=text if html_body is not None else None,
+        attachments=attachments,
+    )
 
 
 def _text_of(part: EmailMessage) -> str:
