@@ -44,12 +44,22 @@ Public API::
                                             #   headers, body_type, body)]
         emulator.folders("a@x.example")     # ["Archive", "Deleted Items", "Inbox", "Inbox/Sub", …]
         emulator.unknown_requests           # [] when the client used only what Graph has
+        emulator.internal_errors            # [] unless the emulator itself failed (answered 500)
         emulator.throttled                  # [ThrottleEvent(at, app_id, mailbox, reason, retry_after)]
         emulator.throttled_after(60.0)      # the 429s answered after the first minute
-        emulator.request_counts("a@x.example")  # {"requests": n, "create:json": n, "create:importMime": n, …}
+        emulator.request_counts("a@x.example")  # {"requests": n, "status:429": n, "create:json": n,
+                                            #  "create:importMime": n, "create:mime": n, "update": n, …}
         emulator.in_flight(m), emulator.peak_in_flight(m)
         emulator.tamper("a@x.example", item_id, attachment=(0, b"…"), received=datetime, sent=…, body=…)
         emulator.add_user(UserConfig(...))
+
+    lab.graph.demo.demo_config(content: lab.data.LabData | None = None) -> GraphConfig   # the demo lab's tenant
+    (DEMO_APP_ID, DEMO_APP_SECRET, DEMO_TENANT_ID)
+
+A client must trust ``ca_file`` (msal: an ``http_client`` whose ``trust_env`` is off, or requests
+prefers REQUESTS_CA_BUNDLE from the environment), compare extended-property ids by value (the
+emulator answers them in the service's spelling, ``Integer 0xe07``), and expect nothing the docs
+don't promise: docs/graph-emulator.md lists every choice made where they are silent.
 """
 
 from lab.graph.config import AppConfig, DomainConfig, GraphConfig, Limits, UserConfig, default_records

@@ -28,7 +28,9 @@ from lab.graph.resources import ATTACHMENT_PROPERTIES, attachment_json
 
 _SESSION_FIELDS = frozenset({"attachmentType", "name", "size", "contentType", "isInline", "contentId"})
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
-SESSION_LIFETIME = dt.timedelta(hours=2)  # docs: "the uploadUrl expires"; the example shows ~2 hours... (not stated)
+SESSION_LIFETIME = dt.timedelta(
+    hours=2
+)  # docs: "the uploadUrl expires"; the example shows ~2 hours... (not stated)
 
 
 @dataclass(slots=True)
@@ -50,20 +52,26 @@ class UploadSession:
 
 
 def list_attachments(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/message-list-attachments"""
     call.require(*READ_ROLES)
-    opts = options(call, ("$select", "$top", "$skip"), ATTACHMENT_PROPERTIES, type_name="microsoft.graph.attachment")
+    opts = options(
+        call, ("$select", "$top", "$skip"), ATTACHMENT_PROPERTIES, type_name="microsoft.graph.attachment"
+    )
     mailbox = call.mailbox
     assert mailbox is not None
     with mailbox.lock:
         message = find_message(mailbox, params["message"])
         rows = [attachment_json(a) for a in message.attachments]
     if opts.select:
-        rows = [{"@odata.type": r["@odata.type"], "id": r["id"], **{k: r[k] for k in opts.select}} for r in rows]
+        rows = [
+            {"@odata.type": r["@odata.type"], "id": r["id"], **{k: r[k] for k in opts.select}} for r in rows
+        ]
     context = call.context_url(f"users('{params['user']}')/messages('{params['message']}')/attachments")
     return Reply(200, {"@odata.context": context, "value": rows[opts.skip :][: opts.top or None]})
 
 
 def get_attachment(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/attachment-get"""
     call.require(*READ_ROLES)
     opts = options(call, ("$select",), ATTACHMENT_PROPERTIES, type_name="microsoft.graph.attachment")
     mailbox = call.mailbox
@@ -76,12 +84,15 @@ def get_attachment(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
         row = attachment_json(found)
     if opts.select:
         row = {"@odata.type": row["@odata.type"], "id": row["id"], **{k: row[k] for k in opts.select}}
-    context = call.context_url(f"users('{params['user']}')/messages('{params['message']}')/attachments/$entity")
+    context = call.context_url(
+        f"users('{params['user']}')/messages('{params['message']}')/attachments/$entity"
+    )
     return Reply(200, {"@odata.context": context, **row})
 
 
 def add_attachment(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """message-post-attachments: a file attachment under 3 MB in one request."""
+    """https://learn.microsoft.com/en-us/graph/api/message-post-attachments
+    a file attachment under 3 MB in one request."""
     call.require(*WRITE_ROLES)
     options(call, ())
     made = _attachments([call.json()])[0]
@@ -99,16 +110,19 @@ def add_attachment(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
         message.touch()
         mailbox.resized(message)
     tenant.count(mailbox.address, "attachment:add")
-    context = call.context_url(f"users('{params['user']}')/messages('{params['message']}')/attachments/$entity")
+    context = call.context_url(
+        f"users('{params['user']}')/messages('{params['message']}')/attachments/$entity"
+    )
     return Reply(201, {"@odata.context": context, **attachment_json(made)})
 
 
 def create_upload_session(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/attachment-createuploadsession"""
     call.require(*WRITE_ROLES)
     options(call, ())
     body = call.json()
     if set(body) != {"AttachmentItem"} or not isinstance(body["AttachmentItem"], dict):
-        raise bad_request("createUploadSession takes {\"AttachmentItem\": {...}}.")
+        raise bad_request('createUploadSession takes {"AttachmentItem": {...}}.')
     item: dict[str, Any] = body["AttachmentItem"]
     extra = set(item) - _SESSION_FIELDS
     if extra:
@@ -121,21 +135,37 @@ def create_upload_session(tenant: Tenant, call: Call, params: dict[str, str]) ->
     limits = tenant.config.limits
     if size < limits.upload_session_min:
         # The service's words for an upload session under 3 MB.
-        raise GraphError(400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize", "Attachment size must be greater than the minimum size.")
+        raise GraphError(
+            400,
+            "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
+            "Attachment size must be greater than the minimum size.",
+        )
     if size > limits.upload_session_max:
-        raise GraphError(400, "ErrorAttachmentSizeExceedsMaximum", "The attachment exceeds the maximum size of an upload session.")  # docs silent on the code
+        raise GraphError(
+            400,
+            "ErrorAttachmentSizeExceedsMaximum",
+            "The attachment exceeds the maximum size of an upload session.",
+        )  # docs silent on the code
     mailbox = call.mailbox
     assert mailbox is not None
     with mailbox.lock:
         message = find_message(mailbox, params["message"])
         if message.size() + size > mailbox.max_receive_size:
-            raise GraphError(413, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
+            raise GraphError(
+                413, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size."
+            )
         session = UploadSession(
-            id=new_id("AAMkAGSess"), secret=secrets.token_urlsafe(24), app_id=call.app.client_id,
-            mailbox=mailbox.address, message_id=message.immutable_id, user_ref=params["user"],
-            name=str(item.get("name") or "attachment"), size=size,
+            id=new_id("AAMkAGSess"),
+            secret=secrets.token_urlsafe(24),
+            app_id=call.app.client_id,
+            mailbox=mailbox.address,
+            message_id=message.immutable_id,
+            user_ref=params["user"],
+            name=str(item.get("name") or "attachment"),
+            size=size,
             content_type=str(item.get("contentType") or "application/octet-stream"),
-            is_inline=bool(item.get("isInline", False)), content_id=item.get("contentId"),
+            is_inline=bool(item.get("isInline", False)),
+            content_id=item.get("contentId"),
             expires=utc_now() + SESSION_LIFETIME,
         )
     with tenant.lock:
@@ -174,22 +204,36 @@ def cancel_session(tenant: Tenant, session: UploadSession) -> Reply:
     return Reply(204)
 
 
-def upload_chunk(tenant: Tenant, session: UploadSession, headers: dict[str, str], data: bytes, base_url: str) -> Reply:
-    """One PUT of bytes to the upload URL. A range that doesn't start where the last ended, doesn't
+def upload_chunk(
+    tenant: Tenant, session: UploadSession, headers: dict[str, str], data: bytes, base_url: str
+) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/outlook-large-attachments
+    One PUT of bytes to the upload URL. A range that doesn't start where the last ended, doesn't
     match the body's length or the session's size is refused (416 invalidRange, the generic
     codes of https://learn.microsoft.com/en-us/graph/errors; the large-attachments page names none) and the session keeps what it had."""
     if "authorization" in headers:
         # outlook-large-attachments: "Do not specify an Authorization request header".
-        raise GraphError(401, "InvalidAuthenticationToken", "The upload URL is pre-authenticated: send no Authorization header.")
+        raise GraphError(
+            401,
+            "InvalidAuthenticationToken",
+            "The upload URL is pre-authenticated: send no Authorization header.",
+        )
     match = _RANGE.match(headers.get("content-range", ""))
     if match is None:
         raise bad_request("Content-Range 'bytes start-end/total' is required.", "invalidRange")
     start, end, total = (int(g) for g in match.groups())
     with session.lock:
         expected = len(session.data)
-        if total != session.size or start != expected or end < start or end - start + 1 != len(data) or end >= total:
+        if (
+            total != session.size
+            or start != expected
+            or end < start
+            or end - start + 1 != len(data)
+            or end >= total
+        ):
             raise GraphError(
-                416, "invalidRange",
+                416,
+                "invalidRange",
                 f"The range bytes {start}-{end}/{total} is not the next expected range ({expected}-) of {session.size} bytes.",
             )
         session.data.extend(data)
@@ -203,12 +247,20 @@ def upload_chunk(tenant: Tenant, session: UploadSession, headers: dict[str, str]
         )
         return Reply(
             200,
-            {"@odata.context": context, "ExpirationDateTime": iso(session.expires), "nextExpectedRanges": [str(len(session.data))]},
+            {
+                "@odata.context": context,
+                "ExpirationDateTime": iso(session.expires),
+                "nextExpectedRanges": [str(len(session.data))],
+            },
         )
     mailbox = tenant.mailboxes[session.mailbox]
     attachment = Attachment(
-        id=new_id("AAMkAGAtt"), name=session.name, content_type=session.content_type, data=bytes(session.data),
-        is_inline=session.is_inline, content_id=session.content_id,
+        id=new_id("AAMkAGAtt"),
+        name=session.name,
+        content_type=session.content_type,
+        data=bytes(session.data),
+        is_inline=session.is_inline,
+        content_id=session.content_id,
     )
     with mailbox.lock:
         message = mailbox.message(session.message_id)

@@ -28,7 +28,11 @@ def openid_configuration(tenant: Tenant, base_url: str) -> Reply:
         200,
         {
             "token_endpoint": f"{prefix}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
             "jwks_uri": f"{prefix}/discovery/v2.0/keys",
             "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
@@ -50,7 +54,7 @@ def openid_configuration(tenant: Tenant, base_url: str) -> Reply:
     )
 
 
-def _oauth_error(status: int, error: str, code: int, description: str) -> Reply:
+def oauth_error(status: int, error: str, code: int, description: str) -> Reply:
     """The identity platform's error body (error, error_description with the AADSTS code, error_codes)."""
     body: dict[str, Any] = {
         "error": error,
@@ -66,34 +70,64 @@ def _oauth_error(status: int, error: str, code: int, description: str) -> Reply:
 def token(tenant: Tenant, body: bytes, token_endpoint: str) -> Reply:
     form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
     if form.get("grant_type") != "client_credentials":
-        return _oauth_error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+        return oauth_error(
+            400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
+        )
     app = tenant.config.app(form.get("client_id", ""))
     if app is None:
-        return _oauth_error(
-            400, "unauthorized_client", 700016,
+        return oauth_error(
+            400,
+            "unauthorized_client",
+            700016,
             f"Application with identifier '{form.get('client_id', '')}' was not found in the directory.",
         )
     scopes = set(form.get("scope", "").split()) - _RESERVED_SCOPES
     if scopes != {"https://graph.microsoft.com/.default"}:
-        return _oauth_error(
-            400, "invalid_scope", 1002012,
+        return oauth_error(
+            400,
+            "invalid_scope",
+            1002012,
             "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
         )
     if "client_secret" in form:
         if app.secret is None or form["client_secret"] != app.secret:
-            return _oauth_error(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
+            return oauth_error(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+            )
     elif form.get("client_assertion_type") == ASSERTION_TYPE and "client_assertion" in form:
         if app.certificate_pem is None:
-            return _oauth_error(401, "invalid_client", 700027, "The certificate with identifier used to sign the client assertion is not registered on application.")
+            return oauth_error(
+                401,
+                "invalid_client",
+                700027,
+                "The certificate with identifier used to sign the client assertion is not registered on application.",
+            )
         try:
-            verify_client_assertion(form["client_assertion"], app.certificate_pem, app.client_id, token_endpoint)
+            verify_client_assertion(
+                form["client_assertion"], app.certificate_pem, app.client_id, token_endpoint
+            )
         except ClientAssertionError as exc:
-            return _oauth_error(401, "invalid_client", 700027, f"Client assertion failed signature validation. ({exc})")
+            return oauth_error(
+                401, "invalid_client", 700027, f"Client assertion failed signature validation. ({exc})"
+            )
     else:
-        return _oauth_error(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+        return oauth_error(
+            401,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        )
     access_token, lifetime = tenant.minter.issue(app.client_id, app.roles, tenant.config.token_lifetime)
     return Reply(
         200,
-        {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token},
+        {
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": access_token,
+        },
         headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},
     )

@@ -32,7 +32,9 @@ def _validate(requests: Any, limit: int) -> list[dict[str, Any]]:
     for item in requests:
         if not isinstance(item, dict) or set(item) - _REQUEST_FIELDS:
             extra = sorted(set(item) - _REQUEST_FIELDS) if isinstance(item, dict) else ["?"]
-            raise GraphError(400, "BadRequest", f"Invalid batch payload: unknown property {extra[0]!r}.", unknown=True)
+            raise GraphError(
+                400, "BadRequest", f"Invalid batch payload: unknown property {extra[0]!r}.", unknown=True
+            )
         for name in ("id", "method", "url"):
             if not isinstance(item.get(name), str) or not item[name]:
                 raise bad_request(f"Invalid batch payload: each request needs '{name}'.")
@@ -49,10 +51,11 @@ def _validate(requests: Any, limit: int) -> list[dict[str, Any]]:
 
 
 def run_batch(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/json-batching"""
     options(call, ())
     body = call.json()
     if set(body) != {"requests"}:
-        raise GraphError(400, "BadRequest", "A batch body is {\"requests\": [...]}.", unknown=True)
+        raise GraphError(400, "BadRequest", 'A batch body is {"requests": [...]}.', unknown=True)
     limits = tenant.config.limits
     requests = _validate(body["requests"], limits.batch_max)
     results: dict[str, dict[str, Any]] = {}
@@ -70,8 +73,21 @@ def run_batch(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
                 else:
                     runnable.append(item)
             for item in failed_dependency:
-                results[item["id"]] = _answer(item["id"], Reply(424, {"error": {"code": "FailedDependency", "message": "A request this one depends on failed."}}))
-            for item, reply in zip(runnable, pool.map(lambda r: _run(tenant, call, r), runnable), strict=True):
+                results[item["id"]] = _answer(
+                    item["id"],
+                    Reply(
+                        424,
+                        {
+                            "error": {
+                                "code": "FailedDependency",
+                                "message": "A request this one depends on failed.",
+                            }
+                        },
+                    ),
+                )
+            for item, reply in zip(
+                runnable, pool.map(lambda r: _run(tenant, call, r), runnable), strict=True
+            ):
                 drop = drop or reply.drop
                 results[item["id"]] = _answer(item["id"], reply)
             pending = [r for r in pending if r["id"] not in results]
@@ -85,18 +101,38 @@ def _run(tenant: Tenant, call: Call, item: dict[str, Any]) -> Reply:
     if "body" in item:
         content_type = headers.get("content-type")
         if content_type is None:
-            return Reply(400, {"error": {"code": "BadRequest", "message": "Content-Type header must be specified when a body is given."}})
+            return Reply(
+                400,
+                {
+                    "error": {
+                        "code": "BadRequest",
+                        "message": "Content-Type header must be specified when a body is given.",
+                    }
+                },
+            )
         if "application/json" in content_type.lower():
             body = json.dumps(item["body"]).encode()
         else:
             try:
                 body = base64.b64decode(str(item["body"]), validate=True)
             except (binascii.Error, ValueError):
-                return Reply(400, {"error": {"code": "BadRequest", "message": "A non-JSON body must be base64-encoded."}})
+                return Reply(
+                    400,
+                    {"error": {"code": "BadRequest", "message": "A non-JSON body must be base64-encoded."}},
+                )
     url = item["url"] if item["url"].startswith("/") else "/" + item["url"]
+    if url.split("?")[0].rstrip("/").lower() == "/$batch":
+        # A batch can't hold a batch (json-batching: the requests are "individual requests").
+        tenant.record_unknown(f"{item['method']} $batch inside $batch")
+        return Reply(
+            400,
+            {"error": {"code": "BadRequest", "message": "A batch request can't contain a batch request."}},
+        )
     assert tenant.dispatch is not None
     return tenant.dispatch(
-        SubRequest(item["method"].upper(), call.version, url, headers, body, call.app, call.roles, call.base_url)
+        SubRequest(
+            item["method"].upper(), call.version, url, headers, body, call.app, call.roles, call.base_url
+        )
     )
 
 

@@ -8,27 +8,11 @@ limit can be overridden so a test can scale a 10-minute window down to seconds.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 MIB = 1024 * 1024
-
-#: Application roles the emulator knows (https://learn.microsoft.com/en-us/graph/permissions-reference).
-KNOWN_ROLES = frozenset(
-    {
-        "Mail.Read",
-        "Mail.ReadBasic.All",
-        "Mail.ReadWrite",
-        "Mail-Advanced.ReadWrite.All",
-        "MailboxSettings.Read",
-        "MailboxSettings.ReadWrite",
-        "User.Read.All",
-        "User.ReadBasic.All",
-        "Directory.Read.All",
-        "Domain.Read.All",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +42,9 @@ class Limits:
     #: $batch: sub-requests per batch and how many of them run at once (json-batching page).
     batch_max: int = 20
     batch_parallel: int = 4
+    #: Distinct named properties a mailbox may hold (Exchange's named-property quota; 16,384 is the
+    #: figure Exchange documents for a mailbox database's NamedPropertyQuota; not stated for Online).
+    named_properties: int = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +59,15 @@ class AppConfig:
     client_id: str
     secret: str | None = None
     certificate_pem: bytes | None = None
-    roles: frozenset[str] = frozenset({"Mail.ReadWrite", "Mail-Advanced.ReadWrite.All", "MailboxSettings.Read", "User.Read.All", "Domain.Read.All"})
+    roles: frozenset[str] = frozenset(
+        {
+            "Mail.ReadWrite",
+            "Mail-Advanced.ReadWrite.All",
+            "MailboxSettings.Read",
+            "User.Read.All",
+            "Domain.Read.All",
+        }
+    )
     mailbox_scope: frozenset[str] | None = None
 
 
@@ -109,9 +104,31 @@ def default_records(domain: str) -> tuple[Mapping[str, Any], ...]:
     Protection, the autodiscover CNAME and the SPF include."""
     mx_host = domain.replace(".", "-") + ".mail.protection.outlook.com"
     return (
-        {"recordType": "Mx", "label": domain, "ttl": 3600, "isOptional": False, "supportedService": "Email", "mailExchange": mx_host, "preference": 0},
-        {"recordType": "Txt", "label": domain, "ttl": 3600, "isOptional": False, "supportedService": "Email", "text": "v=spf1 include:spf.protection.outlook.com -all"},
-        {"recordType": "CName", "label": "autodiscover." + domain, "ttl": 3600, "isOptional": False, "supportedService": "Email", "canonicalName": "autodiscover.outlook.com"},
+        {
+            "recordType": "Mx",
+            "label": domain,
+            "ttl": 3600,
+            "isOptional": False,
+            "supportedService": "Email",
+            "mailExchange": mx_host,
+            "preference": 0,
+        },
+        {
+            "recordType": "Txt",
+            "label": domain,
+            "ttl": 3600,
+            "isOptional": False,
+            "supportedService": "Email",
+            "text": "v=spf1 include:spf.protection.outlook.com -all",
+        },
+        {
+            "recordType": "CName",
+            "label": "autodiscover." + domain,
+            "ttl": 3600,
+            "isOptional": False,
+            "supportedService": "Email",
+            "canonicalName": "autodiscover.outlook.com",
+        },
     )
 
 
@@ -137,16 +154,3 @@ class GraphConfig:
 
     def app(self, client_id: str) -> AppConfig | None:
         return next((a for a in self.apps if a.client_id == client_id), None)
-
-
-def users(*addresses: str, **options: Any) -> tuple[UserConfig, ...]:
-    """Shorthand for several users with the same options."""
-    return tuple(UserConfig(address=a, **options) for a in addresses)
-
-
-def roles(names: Sequence[str]) -> frozenset[str]:
-    """A role set, refusing names the emulator does not know (a typo would silently deny)."""
-    unknown = set(names) - KNOWN_ROLES
-    if unknown:
-        raise ValueError(f"unknown application roles: {sorted(unknown)}")
-    return frozenset(names)

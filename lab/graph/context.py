@@ -46,11 +46,15 @@ class Call:
     def json(self) -> dict[str, Any]:
         content_type = self.headers.get("content-type", "")
         if "application/json" not in content_type.lower():
-            raise GraphError(415, "UnsupportedMediaType", f"Content-Type {content_type!r} is not application/json.")
+            raise GraphError(
+                415, "UnsupportedMediaType", f"Content-Type {content_type!r} is not application/json."
+            )
         try:
             value = json.loads(self.body or b"null")
         except ValueError as exc:
-            raise GraphError(400, "UnableToDeserializePostBody", "Unable to deserialize the request body.") from exc
+            raise GraphError(
+                400, "UnableToDeserializePostBody", "Unable to deserialize the request body."
+            ) from exc
         if not isinstance(value, dict):
             raise GraphError(400, "UnableToDeserializePostBody", "The request body must be a JSON object.")
         return value
@@ -108,6 +112,7 @@ class Tenant:
         for user in config.users:
             self.add_user(user)
         self.unknown_requests: list[str] = []
+        self.internal_errors: list[str] = []
         self.counters: Counter[tuple[str, str]] = Counter()  # (mailbox, operation) -> count
         self.upload_sessions: dict[str, Any] = {}
         #: Runs one sub-request of a $batch (set by the service; the batch handler calls it).
@@ -117,7 +122,9 @@ class Tenant:
         address = user.address.lower()
         self.users[address] = user
         if user.has_mailbox:
-            self.mailboxes[address] = Mailbox(address, user.object_id(), user.quota_bytes, user.max_receive_size)
+            self.mailboxes[address] = Mailbox(
+                address, user.object_id(), user.quota_bytes, user.max_receive_size
+            )
 
     def user(self, ref: str) -> UserConfig | None:
         """A user by UPN/address or object id (both case-insensitive)."""
@@ -136,6 +143,10 @@ class Tenant:
         with self.lock:
             self.counters[(mailbox or "", "requests")] += 1
             self.counters[(mailbox or "", f"status:{status}")] += 1
+
+    def record_internal_error(self, description: str) -> None:
+        with self.lock:
+            self.internal_errors.append(description)
 
     def record_unknown(self, description: str) -> None:
         with self.lock:

@@ -16,12 +16,19 @@ DEMO_APP_ID = "6a1c3e5f-0b2d-4e6f-8a9b-0c0d0e0f0a0b"
 DEMO_APP_SECRET = "demo-graph-app-secret"  # noqa: S105 (a lab credential, like lab.data's)
 DEMO_TENANT_ID = "7d3b2a1c-4e5f-4a6b-9c8d-acee00000001"
 DEMO_ROLES = frozenset(
-    {"Mail.ReadWrite", "Mail-Advanced.ReadWrite.All", "MailboxSettings.Read", "User.Read.All", "Domain.Read.All"}
+    {
+        "Mail.ReadWrite",
+        "Mail-Advanced.ReadWrite.All",
+        "MailboxSettings.Read",
+        "User.Read.All",
+        "Domain.Read.All",
+    }
 )
 
 
-def demo_config(lab: data.LabData | None = None) -> GraphConfig:
-    content = lab or data.build()
+def demo_config(content: data.LabData | None = None) -> GraphConfig:
+    """The tenant for the lab's data (built afresh when not given)."""
+    content = content or data.build()
     users = tuple(
         UserConfig(box.address, display_name=data.display_name(box.local), max_receive_size=data.TARGET_LIMIT)
         for box in content.mailboxes

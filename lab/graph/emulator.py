@@ -50,13 +50,26 @@ class Item:
 
 def _item(mailbox: Mailbox, message: Message) -> Item:
     return Item(
-        id=message.id, immutable_id=message.immutable_id, folder=mailbox.folder_path(message.folder_id),
-        route=message.route, is_draft=message.is_draft, is_read=message.is_read, flag_status=message.flag_status,
-        categories=tuple(message.categories), received=message.received, sent=message.sent, created=message.created,
-        subject=message.subject, internet_message_id=message.internet_message_id, in_reply_to=message.in_reply_to,
-        references=message.references, properties={p.id: p.value for p in message.properties.values()},
-        attachments=tuple((a.name, a.data) for a in message.attachments), headers=tuple(message.headers),
-        body_type=message.body_type, body=message.body,
+        id=message.id,
+        immutable_id=message.immutable_id,
+        folder=mailbox.folder_path(message.folder_id),
+        route=message.route,
+        is_draft=message.is_draft,
+        is_read=message.is_read,
+        flag_status=message.flag_status,
+        categories=tuple(message.categories),
+        received=message.received,
+        sent=message.sent,
+        created=message.created,
+        subject=message.subject,
+        internet_message_id=message.internet_message_id,
+        in_reply_to=message.in_reply_to,
+        references=message.references,
+        properties={p.id: p.value for p in message.properties.values()},
+        attachments=tuple((a.name, a.data) for a in message.attachments),
+        headers=tuple(message.headers),
+        body_type=message.body_type,
+        body=message.body,
     )
 
 
@@ -104,7 +117,9 @@ class GraphEmulator:
     def __enter__(self) -> GraphEmulator:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # ---- where it is --------------------------------------------------------------------------------
@@ -154,7 +169,9 @@ class GraphEmulator:
         """The next count creates (JSON or importMime) succeed, then the connection closes unanswered."""
         self.tenant.faults.add(rule("drop_after_create", count, _lower(mailbox)))
 
-    def fail_with_503(self, count: int = 1, *, mailbox: str | None = None, retry_after: int | None = None) -> None:
+    def fail_with_503(
+        self, count: int = 1, *, mailbox: str | None = None, retry_after: int | None = None
+    ) -> None:
         """The next count mailbox requests answer 503 ServiceUnavailable without doing anything."""
         self.tenant.faults.add(rule("503", count, _lower(mailbox), retry_after=retry_after))
 
@@ -204,6 +221,12 @@ class GraphEmulator:
             return list(self.tenant.unknown_requests)
 
     @property
+    def internal_errors(self) -> list[str]:
+        """Tracebacks of requests the emulator itself failed on (each answered 500): [] in a good run."""
+        with self.tenant.lock:
+            return list(self.tenant.internal_errors)
+
+    @property
     def throttled(self) -> list[ThrottleEvent]:
         """Every 429 answered, in order (at: time.time(); reason MailboxConcurrency/Requests/UploadBytes)."""
         return list(self.tenant.throttle.events)
@@ -228,8 +251,14 @@ class GraphEmulator:
         return self.tenant.throttle.peak_in_flight.get(mailbox.lower(), 0)
 
     def tamper(
-        self, mailbox: str, item_id: str, *, attachment: tuple[int, bytes] | None = None,
-        received: dt.datetime | None = None, sent: dt.datetime | None = None, body: str | None = None,
+        self,
+        mailbox: str,
+        item_id: str,
+        *,
+        attachment: tuple[int, bytes] | None = None,
+        received: dt.datetime | None = None,
+        sent: dt.datetime | None = None,
+        body: str | None = None,
         is_read: bool | None = None,
     ) -> None:
         """Change an item behind the client's back (verify tests): attachment=(index, new bytes)."""

@@ -11,7 +11,13 @@ class GraphError(Exception):
     """An answer other than success; handlers raise it, the server renders it."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None, *, unknown: bool = False
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        unknown: bool = False,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         #: The request used something the emulator doesn't know (recorded in unknown_requests).

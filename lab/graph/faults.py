@@ -99,5 +99,7 @@ class Faults:
         return self._take("drop_after_create", mailbox) is not None
 
 
-def rule(kind: str, count: int, mailbox: str | None, seconds: float = 0.0, retry_after: int | None = None) -> _Rule:
+def rule(
+    kind: str, count: int, mailbox: str | None, seconds: float = 0.0, retry_after: int | None = None
+) -> _Rule:
     return _Rule(kind, count, mailbox, seconds, retry_after)

@@ -36,25 +36,32 @@ def find_folder(mailbox: Mailbox, ref: str) -> Folder:
 
 
 def get_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-get"""
     call.require(*READ_ROLES)
     assert call.mailbox is not None
     opts = options(call, ("$select",), FOLDER_PROPERTIES, type_name="microsoft.graph.mailFolder")
     with call.mailbox.lock:
         folder = find_folder(call.mailbox, params["folder"])
         body = folder_json(call.mailbox, folder, opts.select)
-    return Reply(200, {"@odata.context": call.context_url(f"users('{params['user']}')/mailFolders/$entity"), **body})
+    return Reply(
+        200, {"@odata.context": call.context_url(f"users('{params['user']}')/mailFolders/$entity"), **body}
+    )
 
 
 def list_root_folders(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/user-list-mailfolders"""
     assert call.mailbox is not None
     return _list_children(call, call.mailbox.root().id, f"users('{params['user']}')/mailFolders")
 
 
 def list_child_folders(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-list-childfolders"""
     assert call.mailbox is not None
     with call.mailbox.lock:
         parent = find_folder(call.mailbox, params["folder"])
-    return _list_children(call, parent.id, f"users('{params['user']}')/mailFolders('{params['folder']}')/childFolders")
+    return _list_children(
+        call, parent.id, f"users('{params['user']}')/mailFolders('{params['folder']}')/childFolders"
+    )
 
 
 def _list_children(call: Call, parent_id: str, context: str) -> Reply:
@@ -62,20 +69,29 @@ def _list_children(call: Call, parent_id: str, context: str) -> Reply:
     mailbox = call.mailbox
     assert mailbox is not None
     opts = options(
-        call, _LIST_OPTIONS, FOLDER_PROPERTIES, type_name="microsoft.graph.mailFolder",
+        call,
+        _LIST_OPTIONS,
+        FOLDER_PROPERTIES,
+        type_name="microsoft.graph.mailFolder",
         extra=("includeHiddenFolders",),
     )
     if opts.expand:
         raise bad_request("$expand is not supported on mail folders by the emulator.")
     with mailbox.lock:
-        children = [f for f in mailbox.children(parent_id) if not f.hidden or opts.extra.get("includehiddenfolders") == "true"]
+        children = [
+            f
+            for f in mailbox.children(parent_id)
+            if not f.hidden or opts.extra.get("includehiddenfolders") == "true"
+        ]
         rows = [folder_json(mailbox, f) for f in children]
     if opts.filter is not None:
         node = opts.filter
         rows = [r for r in rows if evaluate(node, partial(_folder_field, r))]
     for name, descending in reversed(opts.orderby):
         if name not in FOLDER_PROPERTIES:
-            raise bad_request(f"Could not find a property named '{name}' on type 'microsoft.graph.mailFolder'.")
+            raise bad_request(
+                f"Could not find a property named '{name}' on type 'microsoft.graph.mailFolder'."
+            )
         rows.sort(key=itemgetter(name), reverse=descending)
     top = opts.top if opts.top is not None else DEFAULT_PAGE
     page = rows[opts.skip : opts.skip + top]
@@ -99,11 +115,13 @@ def _folder_field(row: dict[str, Any], path: Any) -> Any:
 
 
 def create_root_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/user-post-mailfolders"""
     assert call.mailbox is not None
     return _create(call, call.mailbox.root().id, params)
 
 
 def create_child_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-post-childfolders"""
     assert call.mailbox is not None
     with call.mailbox.lock:
         parent = find_folder(call.mailbox, params["folder"])
@@ -119,7 +137,9 @@ def _create(call: Call, parent_id: str, params: dict[str, str]) -> Reply:
         raise unknown_property(sorted(unknown)[0], "microsoft.graph.mailFolder")
     name = body.get("displayName")
     if not isinstance(name, str) or not name.strip():
-        raise bad_request("The folder name can't be empty.", "ErrorInvalidFolderName")  # docs silent on the code
+        raise bad_request(
+            "The folder name can't be empty.", "ErrorInvalidFolderName"
+        )  # docs silent on the code
     mailbox = call.mailbox
     assert mailbox is not None
     with mailbox.lock:

@@ -75,7 +75,19 @@ def property_key(prop_id: str) -> str:
 
 _TYPE_NAMES = {
     name.lower(): name
-    for name in ("Binary", "Boolean", "Short", "Integer", "Long", "Float", "Double", "Currency", "SystemTime", "String", "CLSID")
+    for name in (
+        "Binary",
+        "Boolean",
+        "Short",
+        "Integer",
+        "Long",
+        "Float",
+        "Double",
+        "Currency",
+        "SystemTime",
+        "String",
+        "CLSID",
+    )
 }
 
 
@@ -168,6 +180,7 @@ class Mailbox:
         self.messages: dict[str, Message] = {}  # by immutable id
         self._by_regular_id: dict[str, str] = {}
         self._sizes: dict[str, int] = {}  # immutable id -> size counted in _used
+        self.named_properties: set[str] = set()  # distinct named properties ever used (a quota)
         self._used = 0
         root = Folder(new_id("AAMkAD"), WELL_KNOWN["msgfolderroot"], None, "msgfolderroot")
         self.folders[root.id] = root

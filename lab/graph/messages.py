@@ -19,6 +19,7 @@ import binascii
 import datetime as dt
 import re
 import secrets
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -47,26 +48,78 @@ DEFAULT_PAGE = 10  # user-list-messages: "the default page size is 10 messages"
 
 #: Properties the create body may carry (message resource; the read-only ones Graph ignores are
 #: accepted and ignored, as the service does with receivedDateTime and sentDateTime).
-_CREATE_FIELDS = frozenset({
-    "@odata.type", "subject", "body", "from", "sender", "toRecipients", "ccRecipients", "bccRecipients",
-    "replyTo", "internetMessageId", "importance", "isRead", "categories", "flag", "inferenceClassification",
-    "isDeliveryReceiptRequested", "isReadReceiptRequested", "singleValueExtendedProperties",
-    "multiValueExtendedProperties", "attachments", "internetMessageHeaders",
-    # Ignored on create (exchange-targets.md: Graph ignores them; the create page lists them as
-    # properties but a created message gets the creation time):
-    "receivedDateTime", "sentDateTime", "isDraft",
-})
-_UPDATE_FIELDS = frozenset({
-    "isRead", "flag", "categories", "importance", "inferenceClassification", "isDeliveryReceiptRequested",
-    "isReadReceiptRequested", "singleValueExtendedProperties", "multiValueExtendedProperties",
-    # message-update: "Updatable only if isDraft = true":
-    "subject", "body", "from", "sender", "toRecipients", "ccRecipients", "bccRecipients", "replyTo",
-    "internetMessageId",
-})
+_CREATE_FIELDS = frozenset(
+    {
+        "@odata.type",
+        "subject",
+        "body",
+        "from",
+        "sender",
+        "toRecipients",
+        "ccRecipients",
+        "bccRecipients",
+        "replyTo",
+        "internetMessageId",
+        "importance",
+        "isRead",
+        "categories",
+        "flag",
+        "inferenceClassification",
+        "isDeliveryReceiptRequested",
+        "isReadReceiptRequested",
+        "singleValueExtendedProperties",
+        "multiValueExtendedProperties",
+        "attachments",
+        "internetMessageHeaders",
+        # Ignored on create (exchange-targets.md: Graph ignores them; the create page lists them as
+        # properties but a created message gets the creation time), with the other read-only
+        # properties of a message (mailfolder-post-messages' own example sends hasAttachments and
+        # bodyPreview):
+        "receivedDateTime",
+        "sentDateTime",
+        "isDraft",
+        "hasAttachments",
+        "bodyPreview",
+        "createdDateTime",
+        "lastModifiedDateTime",
+        "changeKey",
+        "parentFolderId",
+        "conversationId",
+        "conversationIndex",
+        "webLink",
+        "uniqueBody",
+        "id",
+    }
+)
+_UPDATE_FIELDS = frozenset(
+    {
+        "isRead",
+        "flag",
+        "categories",
+        "importance",
+        "inferenceClassification",
+        "isDeliveryReceiptRequested",
+        "isReadReceiptRequested",
+        "singleValueExtendedProperties",
+        "multiValueExtendedProperties",
+        # message-update: "Updatable only if isDraft = true":
+        "subject",
+        "body",
+        "from",
+        "sender",
+        "toRecipients",
+        "ccRecipients",
+        "bccRecipients",
+        "replyTo",
+        "internetMessageId",
+    }
+)
 #: message-update: "Updatable only if isDraft = true".
 _DRAFT_ONLY = frozenset({"body", "subject", "replyTo", "internetMessageId"})
 _FLAG_FIELDS = frozenset({"flagStatus", "startDateTime", "dueDateTime", "completedDateTime"})
-_ATTACHMENT_FIELDS = frozenset({"@odata.type", "name", "contentType", "contentBytes", "isInline", "contentId", "size", "contentLocation"})
+_ATTACHMENT_FIELDS = frozenset(
+    {"@odata.type", "name", "contentType", "contentBytes", "isInline", "contentId", "size", "contentLocation"}
+)
 
 _PROP_ID = re.compile(
     r"^(Binary|Boolean|Short|Integer|Long|Float|Double|Currency|SystemTime|String|CLSID)\s+"
@@ -76,6 +129,7 @@ _PROP_ID = re.compile(
 
 
 # ---- helpers -------------------------------------------------------------------------------------
+
 
 def find_message(mailbox: Mailbox, ref: str) -> Message:
     message = mailbox.message(ref)
@@ -88,7 +142,9 @@ def _parse_time(value: str) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise bad_request(f"The value '{value}' is not a valid SystemTime.", "ErrorInvalidExtendedPropertyValue") from exc
+        raise bad_request(
+            f"The value '{value}' is not a valid SystemTime.", "ErrorInvalidExtendedPropertyValue"
+        ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC).replace(microsecond=0)
@@ -96,17 +152,29 @@ def _parse_time(value: str) -> dt.datetime:
 
 def _check_property(prop: Any) -> tuple[str, str]:
     """A singleValueLegacyExtendedProperty of the body: {"id": ..., "value": ...}, validated."""
-    if not isinstance(prop, dict) or set(prop) - {"id", "value"} or not isinstance(prop.get("id"), str):
-        raise bad_request("A singleValueExtendedProperty needs exactly 'id' and 'value'.", "ErrorInvalidExtendedProperty")
+    if isinstance(prop, dict) and set(prop) - {"id", "value"}:
+        raise unknown_property(
+            sorted(set(prop) - {"id", "value"})[0], "microsoft.graph.singleValueLegacyExtendedProperty"
+        )
+    if not isinstance(prop, dict) or not isinstance(prop.get("id"), str):
+        raise bad_request(
+            "A singleValueExtendedProperty needs 'id' and 'value'.", "ErrorInvalidExtendedProperty"
+        )
     match = _PROP_ID.match(prop["id"].strip())
     if match is None:
-        raise bad_request(f"The extended property id '{prop['id']}' is not valid.", "ErrorInvalidExtendedProperty")
+        raise bad_request(
+            f"The extended property id '{prop['id']}' is not valid.", "ErrorInvalidExtendedProperty"
+        )
     value = prop.get("value")
     if not isinstance(value, str):
-        raise bad_request("The value of an extended property is a string.", "ErrorInvalidExtendedPropertyValue")
+        raise bad_request(
+            "The value of an extended property is a string.", "ErrorInvalidExtendedPropertyValue"
+        )
     kind = match.group(1).lower()
     if kind in ("integer", "long", "short") and not re.fullmatch(r"-?\d+", value.strip()):
-        raise bad_request(f"The value '{value}' is not a valid {match.group(1)}.", "ErrorInvalidExtendedPropertyValue")
+        raise bad_request(
+            f"The value '{value}' is not a valid {match.group(1)}.", "ErrorInvalidExtendedPropertyValue"
+        )
     if kind == "systemtime":
         _parse_time(value)
     if kind == "boolean" and value.lower() not in ("true", "false"):
@@ -116,11 +184,14 @@ def _check_property(prop: Any) -> tuple[str, str]:
 
 def _address(value: Any, field: str) -> dict[str, str]:
     if not isinstance(value, dict) or not isinstance(value.get("emailAddress"), dict):
-        raise bad_request(f"'{field}' must be a recipient: {{\"emailAddress\": {{\"address\": ...}}}}.")
+        raise bad_request(f'\'{field}\' must be a recipient: {{"emailAddress": {{"address": ...}}}}.')
     email = value["emailAddress"]
     if set(email) - {"name", "address"}:
         raise unknown_property(sorted(set(email) - {"name", "address"})[0], "microsoft.graph.emailAddress")
-    return {"name": str(email.get("name") or email.get("address") or ""), "address": str(email.get("address") or "")}
+    return {
+        "name": str(email.get("name") or email.get("address") or ""),
+        "address": str(email.get("address") or ""),
+    }
 
 
 def _addresses(value: Any, field: str) -> list[dict[str, str]]:
@@ -130,7 +201,9 @@ def _addresses(value: Any, field: str) -> list[dict[str, str]]:
 
 
 def _flag(value: Any) -> str:
-    if not isinstance(value, dict) or set(value) - _FLAG_FIELDS:
+    if isinstance(value, dict) and set(value) - _FLAG_FIELDS:
+        raise unknown_property(sorted(set(value) - _FLAG_FIELDS)[0], "microsoft.graph.followupFlag")
+    if not isinstance(value, dict):
         raise bad_request("'flag' must be a followupFlag.")
     status = str(value.get("flagStatus", "notFlagged"))
     canonical = {s.lower(): s for s in ("notFlagged", "complete", "flagged")}.get(status.lower())
@@ -152,8 +225,13 @@ def _attachments(value: Any) -> list[Attachment]:
     for item in value:
         if not isinstance(item, dict):
             raise bad_request("An attachment must be an object.")
-        if item.get("@odata.type") not in ("#microsoft.graph.fileAttachment", "microsoft.graph.fileAttachment"):
-            raise bad_request("The emulator takes only #microsoft.graph.fileAttachment attachments.", "ErrorInvalidRequest")
+        if item.get("@odata.type") not in (
+            "#microsoft.graph.fileAttachment",
+            "microsoft.graph.fileAttachment",
+        ):
+            raise bad_request(
+                "The emulator takes only #microsoft.graph.fileAttachment attachments.", "ErrorInvalidRequest"
+            )
         extra = set(item) - _ATTACHMENT_FIELDS
         if extra:
             raise unknown_property(sorted(extra)[0], "microsoft.graph.fileAttachment")
@@ -177,13 +255,28 @@ def _attachments(value: Any) -> list[Attachment]:
 
 
 def check_size(tenant: Tenant, mailbox: Mailbox, message: Message, counted: int = 0) -> None:
-    """Max receive size and quota. Which status and code the service gives for these is not
-    documented for Graph; the emulator answers 413 ErrorMessageSizeExceeded and 507
-    ErrorQuotaExceeded (the EWS codes)."""
+    """Max receive size and quota. The Graph docs give neither answer: the emulator answers 413
+    ErrorMessageSizeExceeded, and for a full mailbox the Exchange code and words Graph users report
+    (microsoft-graph-docs #2927: ErrorQuotaExceeded, "Mailbox has exceeded maximum mailbox size.")
+    with 507 Insufficient Storage (microsoft-graph-docs #6546 saw 507 for a full mailbox)."""
     if message.size() > mailbox.max_receive_size:
         raise GraphError(413, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
-    if mailbox.quota_bytes is not None and mailbox.used_bytes() - counted + message.size() > mailbox.quota_bytes:
-        raise GraphError(507, "ErrorQuotaExceeded", "The mailbox is over its storage quota.")
+    if (
+        mailbox.quota_bytes is not None
+        and mailbox.used_bytes() - counted + message.size() > mailbox.quota_bytes
+    ):
+        raise GraphError(507, "ErrorQuotaExceeded", "Mailbox has exceeded maximum mailbox size.")
+
+
+def check_named_properties(tenant: Tenant, mailbox: Mailbox, keys: Iterable[str]) -> None:
+    """A mailbox holds a limited number of distinct named properties; past it, creating an item
+    with a new name fails (microsoft-graph-docs #12168: ErrorQuotaExceeded, "Cannot get ID from
+    name."; its status isn't shown there: 507 here). Limits.named_properties sets the quota."""
+    names = {key for key in keys if " name " in key or " id " in key}
+    new = names - mailbox.named_properties
+    if new and len(mailbox.named_properties) + len(new) > tenant.config.limits.named_properties:
+        raise GraphError(507, "ErrorQuotaExceeded", "Cannot get ID from name.")
+    mailbox.named_properties |= new
 
 
 def _created_reply(call: Call, mailbox: Mailbox, message: Message, context: str) -> Reply:
@@ -196,11 +289,14 @@ def _created_reply(call: Call, mailbox: Mailbox, message: Message, context: str)
 
 # ---- create ----------------------------------------------------------------------------------------
 
+
 def create_in_drafts(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/user-post-messages"""
     return _create_json(tenant, call, params, "drafts")
 
 
 def create_in_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-post-messages"""
     return _create_json(tenant, call, params, params["folder"])
 
 
@@ -223,8 +319,16 @@ def _create_json(tenant: Tenant, call: Call, params: dict[str, str], folder_ref:
     assert mailbox is not None
     now = utc_now()
     message = Message(
-        id=new_id(), immutable_id=new_id("AAkALg"), folder_id="", route="json", created=now, modified=now,
-        received=now, sent=None, is_draft=True, is_read=True,
+        id=new_id(),
+        immutable_id=new_id("AAkALg"),
+        folder_id="",
+        route="json",
+        created=now,
+        modified=now,
+        received=now,
+        sent=None,
+        is_draft=True,
+        is_read=True,
     )
     _apply_fields(message, body, creating=True)
     props = body.get("singleValueExtendedProperties", [])
@@ -244,6 +348,7 @@ def _create_json(tenant: Tenant, call: Call, params: dict[str, str], folder_ref:
         folder = find_folder(mailbox, folder_ref)
         message.folder_id = folder.id
         check_size(tenant, mailbox, message)
+        check_named_properties(tenant, mailbox, message.properties)
         mailbox.add_message(message)
     tenant.count(mailbox.address, "create:json")
     return _created_reply(call, mailbox, message, f"users('{params['user']}')/messages/$entity")
@@ -255,7 +360,9 @@ def _create_mime_draft(tenant: Tenant, call: Call, params: dict[str, str]) -> Re
     try:
         raw = base64.b64decode(b"".join(call.body.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise GraphError(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.") from exc
+        raise GraphError(
+            400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
+        ) from exc
     message = _message_from_mime(tenant, raw, route="mime", is_draft=True, is_read=True)
     mailbox = call.mailbox
     assert mailbox is not None
@@ -272,21 +379,35 @@ def _message_from_mime(tenant: Tenant, raw: bytes, *, route: str, is_draft: bool
     parsed = parse_import(raw)
     now = utc_now()
     received = now
-    if route == "importMime" and tenant.config.import_mime_received == "date" and parsed["sent"] is not None:
-        received = parsed["sent"]  # type: ignore[assignment]
+    if route == "importMime" and tenant.config.import_mime_received == "date" and parsed.sent is not None:
+        received = parsed.sent
     elif route == "importMime" and tenant.config.import_mime_received == "received":
-        received = newest_received(parsed["headers"]) or now  # type: ignore[arg-type]
-    if parsed["internet_message_id"] is None:
-        parsed["internet_message_id"] = generated_message_id()
+        received = newest_received(parsed.headers) or now
     return Message(
-        id=new_id(), immutable_id=new_id("AAkALg"), folder_id="", route=route, created=now, modified=now,
-        received=received, sent=parsed["sent"], is_draft=is_draft, is_read=is_read,  # type: ignore[arg-type]
-        subject=parsed["subject"], body_type=parsed["body_type"], body=parsed["body"],  # type: ignore[arg-type]
-        body_text_alternative=parsed["body_text_alternative"], from_=parsed["from"],  # type: ignore[arg-type]
-        to=parsed["to"], cc=parsed["cc"], bcc=parsed["bcc"], reply_to=parsed["reply_to"],  # type: ignore[arg-type]
-        internet_message_id=parsed["internet_message_id"], headers=parsed["headers"],  # type: ignore[arg-type]
-        in_reply_to=parsed["in_reply_to"], references=parsed["references"],  # type: ignore[arg-type]
-        attachments=parsed["attachments"],  # type: ignore[arg-type]
+        id=new_id(),
+        immutable_id=new_id("AAkALg"),
+        folder_id="",
+        route=route,
+        created=now,
+        modified=now,
+        received=received,
+        sent=parsed.sent,
+        is_draft=is_draft,
+        is_read=is_read,
+        subject=parsed.subject,
+        body_type=parsed.body_type,
+        body=parsed.body,
+        body_text_alternative=parsed.body_text_alternative,
+        from_=parsed.from_,
+        to=parsed.to,
+        cc=parsed.cc,
+        bcc=parsed.bcc,
+        reply_to=parsed.reply_to,
+        internet_message_id=parsed.internet_message_id or generated_message_id(),
+        headers=parsed.headers,
+        in_reply_to=parsed.in_reply_to,
+        references=parsed.references,
+        attachments=parsed.attachments,
     )
 
 
@@ -324,7 +445,11 @@ def _apply_fields(message: Message, body: dict[str, Any], *, creating: bool) -> 
         message.subject = str(body["subject"] or "")
     if "body" in body:
         item = body["body"]
-        if not isinstance(item, dict) or set(item) - {"contentType", "content"}:
+        if isinstance(item, dict) and set(item) - {"contentType", "content"}:
+            raise unknown_property(
+                sorted(set(item) - {"contentType", "content"})[0], "microsoft.graph.itemBody"
+            )
+        if not isinstance(item, dict):
             raise bad_request("'body' must be an itemBody {contentType, content}.")
         # The update page's own example sends contentType "" (taken as text here; the docs don't say).
         kind = str(item.get("contentType") or "text").lower()
@@ -335,7 +460,12 @@ def _apply_fields(message: Message, body: dict[str, Any], *, creating: bool) -> 
         message.from_ = _address(body["from"], "from")
     if "sender" in body:
         message.sender = _address(body["sender"], "sender")
-    for field, attribute in (("toRecipients", "to"), ("ccRecipients", "cc"), ("bccRecipients", "bcc"), ("replyTo", "reply_to")):
+    for field, attribute in (
+        ("toRecipients", "to"),
+        ("ccRecipients", "cc"),
+        ("bccRecipients", "bcc"),
+        ("replyTo", "reply_to"),
+    ):
         if field in body:
             setattr(message, attribute, _addresses(body[field], field))
     if "internetMessageId" in body:
@@ -360,16 +490,30 @@ def _apply_fields(message: Message, body: dict[str, Any], *, creating: bool) -> 
     if "flag" in body:
         message.flag_status = _flag(body["flag"])
     if creating and "internetMessageHeaders" in body:
-        # The create page lets only custom x- headers through; the emulator accepts the list and,
-        # like the service for migration purposes, keeps none of them (exchange-targets.md).
-        if not isinstance(body["internetMessageHeaders"], list):
-            raise bad_request("'internetMessageHeaders' must be a collection.")
+        message.headers = _custom_headers(body["internetMessageHeaders"])
+
+
+def _custom_headers(value: Any) -> list[tuple[str, str]]:
+    """internetMessageHeaders at creation: the custom x- headers are kept (user-post-messages
+    example 2, and message-get example 2 returns them); any other header is ignored, so Received,
+    Date or In-Reply-To can't be set this way (exchange-targets.md)."""
+    if not isinstance(value, list) or not all(
+        isinstance(h, dict) and set(h) <= {"name", "value"} for h in value
+    ):
+        raise bad_request("'internetMessageHeaders' must be a collection of {name, value}.")
+    return [
+        (str(h["name"]), str(h.get("value", "")))
+        for h in value
+        if str(h.get("name", "")).lower().startswith("x-")
+    ]
 
 
 # ---- importMime ------------------------------------------------------------------------------------
 
+
 def import_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """mailfolder-importmime (beta): the body is the message's MIME, base64-encoded, nothing else;
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-importmime?view=graph-rest-beta
+    the body is the message's MIME, base64-encoded, nothing else;
     Content-Type text/plain; 201 with the message, isDraft false. Where the received time comes
     from and whether a size limit other than the request's applies are not documented
     (GraphConfig.import_mime_received)."""
@@ -380,11 +524,15 @@ def import_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     call.require(*IMPORT_ROLES)
     options(call, ())
     if "text/plain" not in call.headers.get("content-type", "").lower():
-        raise GraphError(415, "UnsupportedMediaType", "importMime takes Content-Type: text/plain (the base64 MIME).")
+        raise GraphError(
+            415, "UnsupportedMediaType", "importMime takes Content-Type: text/plain (the base64 MIME)."
+        )
     try:
         raw = base64.b64decode(b"".join(call.body.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise GraphError(400, "UnableToDeserializePostBody", "The request body is not base64-encoded MIME.") from exc
+        raise GraphError(
+            400, "UnableToDeserializePostBody", "The request body is not base64-encoded MIME."
+        ) from exc
     if not raw.strip():
         raise bad_request("The MIME content is empty.", "ErrorMimeContentInvalid")
     message = _message_from_mime(tenant, raw, route="importMime", is_draft=False, is_read=False)
@@ -405,13 +553,17 @@ _LIST_OPTIONS = ("$select", "$expand", "$filter", "$top", "$skip", "$count", "$o
 
 
 def list_in_folder(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/mailfolder-list-messages"""
     assert call.mailbox is not None
     with call.mailbox.lock:
         folder = find_folder(call.mailbox, params["folder"])
-    return _list(tenant, call, folder.id, f"users('{params['user']}')/mailFolders('{params['folder']}')/messages")
+    return _list(
+        tenant, call, folder.id, f"users('{params['user']}')/mailFolders('{params['folder']}')/messages"
+    )
 
 
 def list_all(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/user-list-messages"""
     return _list(tenant, call, None, f"users('{params['user']}')/messages")
 
 
@@ -429,7 +581,12 @@ def _list(tenant: Tenant, call: Call, folder_id: str | None, context: str) -> Re
         items.sort(key=lambda m: (m.received, m.created), reverse=True)
         for name, descending in reversed(opts.orderby):
             if name not in MESSAGE_PROPERTIES:
-                raise GraphError(400, "BadRequest", f"Could not find a property named '{name}' on type 'microsoft.graph.message'.", unknown=True)
+                raise GraphError(
+                    400,
+                    "BadRequest",
+                    f"Could not find a property named '{name}' on type 'microsoft.graph.message'.",
+                    unknown=True,
+                )
             items.sort(key=partial(_sort_value, name), reverse=descending)
         top = opts.top if opts.top is not None else DEFAULT_PAGE
         page = items[opts.skip : opts.skip + top]
@@ -463,19 +620,28 @@ def _with_preference(call: Call, reply: Reply) -> Reply:
 
 
 def get_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/message-get"""
     call.require(*READ_ROLES)
-    opts = options(call, ("$select", "$expand"), MESSAGE_PROPERTIES, MESSAGE_EXPANDS, "microsoft.graph.message")
+    opts = options(
+        call, ("$select", "$expand"), MESSAGE_PROPERTIES, MESSAGE_EXPANDS, "microsoft.graph.message"
+    )
     mailbox = call.mailbox
     assert mailbox is not None
     with mailbox.lock:
         message = find_message(mailbox, params["message"])
         body = message_json(call, mailbox, message, opts.select, opts.expand, for_read=True)
     tenant.count(mailbox.address, "get")
-    return _with_preference(call, Reply(200, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **body}))
+    return _with_preference(
+        call,
+        Reply(
+            200, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **body}
+        ),
+    )
 
 
 def get_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """outlook-get-mime-message: GET .../messages/{id}/$value, the MIME rendered from the item."""
+    """https://learn.microsoft.com/en-us/graph/outlook-get-mime-message
+    GET .../messages/{id}/$value, the MIME rendered from the item."""
     call.require(*READ_ROLES)
     options(call, ())
     mailbox = call.mailbox
@@ -488,8 +654,10 @@ def get_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
 
 # ---- change ------------------------------------------------------------------------------------------
 
+
 def update_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """message-update. PR_MESSAGE_FLAGS can't change the draft state after creation: the value is
+    """https://learn.microsoft.com/en-us/graph/api/message-update
+    PR_MESSAGE_FLAGS can't change the draft state after creation: the value is
     taken and the state stays (exchange-targets.md; the docs don't say how the service answers)."""
     call.require(*WRITE_ROLES)
     options(call, ())
@@ -502,10 +670,13 @@ def update_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     with mailbox.lock:
         message = find_message(mailbox, params["message"])
         if not message.is_draft and set(body) & _DRAFT_ONLY:
-            raise bad_request("The property can be updated only on a draft.", "ErrorInvalidPropertyUpdateSentMessage")
+            raise bad_request(
+                "The property can be updated only on a draft.", "ErrorInvalidPropertyUpdateSentMessage"
+            )
+        props = [_check_property(prop) for prop in body.get("singleValueExtendedProperties", [])]
+        check_named_properties(tenant, mailbox, [property_key(prop_id) for prop_id, _ in props])
         _apply_fields(message, body, creating=False)
-        for prop in body.get("singleValueExtendedProperties", []):
-            prop_id, value = _check_property(prop)
+        for prop_id, value in props:
             set_property(message, prop_id, value)
             key = property_key(prop_id)
             if key not in ("integer 0x0e07",):
@@ -513,16 +684,24 @@ def update_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
         message.touch()
         shown = message_json(call, mailbox, message)
     tenant.count(mailbox.address, "update")
-    return _with_preference(call, Reply(200, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **shown}))
+    return _with_preference(
+        call,
+        Reply(
+            200, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **shown}
+        ),
+    )
 
 
 def move_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
-    """message-move: 201 with the moved message, whose regular id is new."""
+    """https://learn.microsoft.com/en-us/graph/api/message-move
+    201 with the moved message, whose regular id is new."""
     call.require(*WRITE_ROLES)
     options(call, ())
     body = call.json()
-    if set(body) != {"destinationId"} or not isinstance(body["destinationId"], str):
-        raise bad_request("move takes exactly {\"destinationId\": ...}.", "ErrorInvalidRequest")
+    if set(body) - {"destinationId"}:
+        raise unknown_property(sorted(set(body) - {"destinationId"})[0], "move's parameters")
+    if not isinstance(body.get("destinationId"), str):
+        raise bad_request('move takes exactly {"destinationId": ...}.', "ErrorInvalidRequest")
     mailbox = call.mailbox
     assert mailbox is not None
     with mailbox.lock:
@@ -531,10 +710,16 @@ def move_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
         mailbox.move(message, folder.id)
         shown = {"@odata.type": "#microsoft.graph.message", **message_json(call, mailbox, message)}
     tenant.count(mailbox.address, "move")
-    return _with_preference(call, Reply(201, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **shown}))
+    return _with_preference(
+        call,
+        Reply(
+            201, {"@odata.context": call.context_url(f"users('{params['user']}')/messages/$entity"), **shown}
+        ),
+    )
 
 
 def delete_message(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
+    """https://learn.microsoft.com/en-us/graph/api/message-delete"""
     call.require(*WRITE_ROLES)
     options(call, ())
     mailbox = call.mailbox

@@ -13,6 +13,7 @@ import email.policy
 import email.utils
 import html
 import re
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
 
@@ -51,7 +52,28 @@ def newest_received(headers: list[tuple[str, str]]) -> dt.datetime | None:
     return None
 
 
-def parse_import(raw: bytes) -> dict[str, object]:
+@dataclass(slots=True)
+class ParsedMime:
+    """What Exchange keeps of a MIME message it is given."""
+
+    subject: str
+    from_: dict[str, str] | None
+    to: list[dict[str, str]]
+    cc: list[dict[str, str]]
+    bcc: list[dict[str, str]]
+    reply_to: list[dict[str, str]]
+    internet_message_id: str | None
+    in_reply_to: str | None
+    references: str | None
+    sent: dt.datetime | None
+    headers: list[tuple[str, str]]
+    body_type: str
+    body: str
+    body_text_alternative: str | None
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+def parse_import(raw: bytes) -> ParsedMime:
     """The properties Exchange derives from a MIME message (subject, addresses, body, attachments,
     headers, Date as sentDateTime)."""
     message = BytesParser(policy=email.policy.default).parsebytes(raw)
@@ -79,27 +101,29 @@ def parse_import(raw: bytes) -> dict[str, object]:
                     content_id=(part.get("Content-ID") or "").strip("<>") or None,
                 )
             )
+
     def header(name: str) -> str | None:
         value = message.get(name)
         return str(value) if value is not None else None
+
     from_ = _addresses(header("From"))
-    return {
-        "subject": header("Subject") or "",
-        "from": from_[0] if from_ else None,
-        "to": _addresses(header("To")),
-        "cc": _addresses(header("Cc")),
-        "bcc": _addresses(header("Bcc")),
-        "reply_to": _addresses(header("Reply-To")),
-        "internet_message_id": header("Message-ID"),
-        "in_reply_to": header("In-Reply-To"),
-        "references": header("References"),
-        "sent": _date(header("Date")),
-        "headers": headers,
-        "body_type": "html" if html_body is not None else "text",
-        "body": html_body if html_body is not None else (text or ""),
-        "body_text_alternative": text if html_body is not None else None,
-        "attachments": attachments,
-    }
+    return ParsedMime(
+        subject=header("Subject") or "",
+        from_=from_[0] if from_ else None,
+        to=_addresses(header("To")),
+        cc=_addresses(header("Cc")),
+        bcc=_addresses(header("Bcc")),
+        reply_to=_addresses(header("Reply-To")),
+        internet_message_id=header("Message-ID"),
+        in_reply_to=header("In-Reply-To"),
+        references=header("References"),
+        sent=_date(header("Date")),
+        headers=headers,
+        body_type="html" if html_body is not None else "text",
+        body=html_body if html_body is not None else (text or ""),
+        body_text_alternative=text if html_body is not None else None,
+        attachments=attachments,
+    )
 
 
 def _text_of(part: EmailMessage) -> str:
@@ -112,7 +136,9 @@ def _text_of(part: EmailMessage) -> str:
 
 def parse_header_block(block: str) -> list[tuple[str, str]]:
     """The headers of PR_TRANSPORT_MESSAGE_HEADERS (0x007D) as (name, value) pairs."""
-    message = BytesParser(policy=email.policy.default).parsebytes(block.encode("utf-8", "replace") + b"\r\n\r\n")
+    message = BytesParser(policy=email.policy.default).parsebytes(
+        block.encode("utf-8", "replace") + b"\r\n\r\n"
+    )
     return [(name, str(value)) for name, value in message.items()]
 
 
@@ -128,10 +154,24 @@ def html_to_text(markup: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
-_RENDERED = frozenset({
-    "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "in-reply-to", "references",
-    "mime-version", "content-type", "content-transfer-encoding", "content-disposition",
-})
+_RENDERED = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+    }
+)
 
 
 def render(message: Message) -> bytes:

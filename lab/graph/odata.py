@@ -47,7 +47,7 @@ def _tokenize(text: str) -> list[tuple[str, Any]]:
             break
         match = _TOKEN.match(text, position)
         if match is None or match.end() == position:
-            raise ODataError(f"Invalid filter clause: unexpected text at {text[position:position + 20]!r}")
+            raise ODataError(f"Invalid filter clause: unexpected text at {text[position : position + 20]!r}")
         position = match.end()
         kind = match.lastgroup
         raw = match.group(kind or "")
@@ -160,7 +160,6 @@ class _Parser:
             path.append(name)
         return ("path", tuple(path))
 
-
     def function(self, name: str) -> Node:
         """contains(a, b), startswith(a, b), endswith(a, b), cast(a, Edm.Type) (filter-query-parameter page)."""
         if name not in _BOOLEAN_FUNCTIONS and name != "cast":
@@ -180,7 +179,14 @@ class _Parser:
 
 
 _BOOLEAN_FUNCTIONS = frozenset({"contains", "startswith", "endswith"})
-_CASTS = {"Edm.Int32": int, "Edm.Int64": int, "Edm.Double": float, "Edm.Guid": str, "Edm.String": str, "Edm.Boolean": str}
+_CASTS = {
+    "Edm.Int32": int,
+    "Edm.Int64": int,
+    "Edm.Double": float,
+    "Edm.Guid": str,
+    "Edm.String": str,
+    "Edm.Boolean": str,
+}
 
 
 def parse_filter(text: str) -> Node:
@@ -232,7 +238,11 @@ def _call(node: Node, get: Getter, bound: Mapping[str, Mapping[str, Any]]) -> An
     if not isinstance(value, str) or not isinstance(other, str):
         return False
     value, other = value.lower(), other.lower()  # string functions are case-insensitive in Exchange
-    return {"contains": other in value, "startswith": value.startswith(other), "endswith": value.endswith(other)}[name]
+    return {
+        "contains": other in value,
+        "startswith": value.startswith(other),
+        "endswith": value.endswith(other),
+    }[name]
 
 
 def _value(node: Node, get: Getter, bound: Mapping[str, Mapping[str, Any]]) -> Any:
@@ -315,7 +325,9 @@ def parse_expand(text: str, allowed: Sequence[str]) -> list[Expand]:
             inner = match.group(2).strip()
             option = re.fullmatch(r"\$filter=(.*)", inner, re.DOTALL)
             if option is None:
-                raise ODataError(f"Parsing OData Select and Expand failed: only $filter is taken inside {name}()")
+                raise ODataError(
+                    f"Parsing OData Select and Expand failed: only $filter is taken inside {name}()"
+                )
             node = parse_filter(option.group(1))
         expands.append(Expand(name, node))
     return expands

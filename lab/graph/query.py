@@ -41,7 +41,9 @@ def options(
             parsed.extra[key] = value
             continue
         if key not in allowed_set:
-            raise ODataError(f"Query option '{name}' is not allowed. Make sure the query option is supported by the request.")
+            raise ODataError(
+                f"Query option '{name}' is not allowed. Make sure the query option is supported by the request."
+            )
         if key == "$select":
             parsed.select = parse_select(value, properties, type_name)
         elif key == "$expand":
@@ -59,7 +61,11 @@ def options(
         elif key == "$orderby":
             for part in value.split(","):
                 words = part.split()
-                if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+                if (
+                    not words
+                    or len(words) > 2
+                    or (len(words) == 2 and words[1].lower() not in ("asc", "desc"))
+                ):
                     raise ODataError(f"Invalid $orderby {value!r}.")
                 parsed.orderby.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
     return parsed

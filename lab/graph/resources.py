@@ -25,22 +25,64 @@ from lab.graph.mime import html_to_text
 from lab.graph.odata import Expand, ODataError, evaluate
 
 FOLDER_PROPERTIES = (
-    "id", "displayName", "parentFolderId", "childFolderCount", "unreadItemCount", "totalItemCount",
-    "sizeInBytes", "isHidden", "wellKnownName",
+    "id",
+    "displayName",
+    "parentFolderId",
+    "childFolderCount",
+    "unreadItemCount",
+    "totalItemCount",
+    "sizeInBytes",
+    "isHidden",
+    "wellKnownName",
 )
 
 #: Properties of a message; the last four come only when asked ($select / $expand).
 MESSAGE_PROPERTIES = (
-    "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "categories", "receivedDateTime",
-    "sentDateTime", "hasAttachments", "internetMessageId", "subject", "bodyPreview", "importance",
-    "parentFolderId", "conversationId", "conversationIndex", "isDeliveryReceiptRequested",
-    "isReadReceiptRequested", "isRead", "isDraft", "webLink", "inferenceClassification", "body",
-    "sender", "from", "toRecipients", "ccRecipients", "bccRecipients", "replyTo", "flag",
-    "uniqueBody", "internetMessageHeaders",
+    "id",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "changeKey",
+    "categories",
+    "receivedDateTime",
+    "sentDateTime",
+    "hasAttachments",
+    "internetMessageId",
+    "subject",
+    "bodyPreview",
+    "importance",
+    "parentFolderId",
+    "conversationId",
+    "conversationIndex",
+    "isDeliveryReceiptRequested",
+    "isReadReceiptRequested",
+    "isRead",
+    "isDraft",
+    "webLink",
+    "inferenceClassification",
+    "body",
+    "sender",
+    "from",
+    "toRecipients",
+    "ccRecipients",
+    "bccRecipients",
+    "replyTo",
+    "flag",
+    "uniqueBody",
+    "internetMessageHeaders",
 )
 DEFAULT_HIDDEN = frozenset({"uniqueBody", "internetMessageHeaders"})
 MESSAGE_EXPANDS = ("singleValueExtendedProperties", "multiValueExtendedProperties", "attachments")
-ATTACHMENT_PROPERTIES = ("id", "lastModifiedDateTime", "name", "contentType", "size", "isInline", "contentId", "contentLocation", "contentBytes")
+ATTACHMENT_PROPERTIES = (
+    "id",
+    "lastModifiedDateTime",
+    "name",
+    "contentType",
+    "size",
+    "isInline",
+    "contentId",
+    "contentLocation",
+    "contentBytes",
+)
 
 #: Tags whose value Exchange computes from the item's state
 #: (https://learn.microsoft.com/en-us/office/client-developer/outlook/mapi/pidtagmessageflags-canonical-property).
@@ -73,14 +115,15 @@ def message_id_for(call: Call, message: Message) -> str:
     return message.immutable_id if call.immutable_ids else message.id
 
 
-def folder_id_for(call: Call, folder_id: str) -> str:
-    return folder_id
-
-
 def _recipient(address: dict[str, str] | None) -> dict[str, Any] | None:
     if address is None:
         return None
-    return {"emailAddress": {"name": address.get("name", address.get("address", "")), "address": address.get("address", "")}}
+    return {
+        "emailAddress": {
+            "name": address.get("name", address.get("address", "")),
+            "address": address.get("address", ""),
+        }
+    }
 
 
 def computed_properties(message: Message) -> dict[str, str]:
@@ -135,7 +178,10 @@ def body_for_read(call: Call, message: Message) -> dict[str, str]:
     "If the header is not specified, the body and uniqueBody properties are returned in HTML format")."""
     if wants_text_body(call):
         if message.body_type == "html":
-            return {"contentType": "text", "content": message.body_text_alternative or html_to_text(message.body)}
+            return {
+                "contentType": "text",
+                "content": message.body_text_alternative or html_to_text(message.body),
+            }
         return {"contentType": "text", "content": message.body}
     if message.body_type == "text":
         return {"contentType": "html", "content": text_to_html(message.body)}
@@ -143,8 +189,13 @@ def body_for_read(call: Call, message: Message) -> dict[str, str]:
 
 
 def message_json(
-    call: Call, mailbox: Mailbox, message: Message, select: Sequence[str] | None = None,
-    expands: Sequence[Expand] = (), *, for_read: bool = False,
+    call: Call,
+    mailbox: Mailbox,
+    message: Message,
+    select: Sequence[str] | None = None,
+    expands: Sequence[Expand] = (),
+    *,
+    for_read: bool = False,
 ) -> dict[str, Any]:
     preview = message.body if message.body_type == "text" else (message.body_text_alternative or message.body)
     full: dict[str, Any] = {
@@ -170,7 +221,9 @@ def message_json(
         "isDraft": message.is_draft,
         "webLink": f"https://outlook.office365.com/owa/?ItemID={message.id}&exvsurl=1&viewmodel=ReadMessageItem",
         "inferenceClassification": message.inference,
-        "body": body_for_read(call, message) if for_read else {"contentType": message.body_type, "content": message.body},
+        "body": body_for_read(call, message)
+        if for_read
+        else {"contentType": message.body_type, "content": message.body},
         "sender": _recipient(message.sender or message.from_),
         "from": _recipient(message.from_),
         "toRecipients": [_recipient(a) for a in message.to],
@@ -178,7 +231,9 @@ def message_json(
         "bccRecipients": [_recipient(a) for a in message.bcc],
         "replyTo": [_recipient(a) for a in message.reply_to],
         "flag": {"flagStatus": message.flag_status},
-        "uniqueBody": body_for_read(call, message) if for_read else {"contentType": message.body_type, "content": message.body},
+        "uniqueBody": body_for_read(call, message)
+        if for_read
+        else {"contentType": message.body_type, "content": message.body},
         "internetMessageHeaders": [{"name": n, "value": v} for n, v in message.headers],
     }
     if select:
@@ -206,7 +261,9 @@ def message_json(
 def _prop_field(prop: dict[str, str], path: Sequence[str]) -> str:
     if len(path) == 1 and path[0] in prop:
         return prop[path[0]]
-    raise ODataError(f"Invalid filter clause: {'/'.join(path)} is not a property of singleValueLegacyExtendedProperty")
+    raise ODataError(
+        f"Invalid filter clause: {'/'.join(path)} is not a property of singleValueLegacyExtendedProperty"
+    )
 
 
 def attachment_json(attachment: Attachment, with_bytes: bool = True) -> dict[str, Any]:
@@ -233,10 +290,16 @@ def message_field(message: Message, path: Sequence[str]) -> Any:
     if name == "singleValueExtendedProperties" and len(path) == 1:
         return extended_properties(message)
     simple: dict[str, Any] = {
-        "id": message.id, "isRead": message.is_read, "isDraft": message.is_draft, "subject": message.subject,
-        "receivedDateTime": message.received, "sentDateTime": message.sent or message.created,
-        "createdDateTime": message.created, "lastModifiedDateTime": message.modified,
-        "internetMessageId": message.internet_message_id, "importance": message.importance,
+        "id": message.id,
+        "isRead": message.is_read,
+        "isDraft": message.is_draft,
+        "subject": message.subject,
+        "receivedDateTime": message.received,
+        "sentDateTime": message.sent or message.created,
+        "createdDateTime": message.created,
+        "lastModifiedDateTime": message.modified,
+        "internetMessageId": message.internet_message_id,
+        "importance": message.importance,
         "hasAttachments": any(not a.is_inline for a in message.attachments),
         "parentFolderId": message.folder_id,
     }

@@ -30,7 +30,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", _p("users/{user}/mailFolders/{folder}"), folders.get_folder),
     Route("GET", _p("users/{user}/mailFolders/{folder}/childFolders"), folders.list_child_folders),
     Route("POST", _p("users/{user}/mailFolders/{folder}/childFolders"), folders.create_child_folder),
-    Route("POST", _p("users/{user}/mailFolders/{folder}/importMime"), messages.import_mime, versions=("beta",)),
+    Route(
+        "POST", _p("users/{user}/mailFolders/{folder}/importMime"), messages.import_mime, versions=("beta",)
+    ),
     Route("GET", _p("users/{user}/mailFolders/{folder}/messages"), messages.list_in_folder),
     Route("POST", _p("users/{user}/mailFolders/{folder}/messages"), messages.create_in_folder),
     Route("GET", _p("users/{user}/messages"), messages.list_all),
@@ -42,10 +44,19 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", _p("users/{user}/messages/{message}/move"), messages.move_message),
     Route("GET", _p("users/{user}/messages/{message}/attachments"), attachments.list_attachments),
     Route("POST", _p("users/{user}/messages/{message}/attachments"), attachments.add_attachment),
-    Route("POST", _p("users/{user}/messages/{message}/attachments/createUploadSession"), attachments.create_upload_session),
+    Route(
+        "POST",
+        _p("users/{user}/messages/{message}/attachments/createUploadSession"),
+        attachments.create_upload_session,
+    ),
     Route("GET", _p("users/{user}/messages/{message}/attachments/{attachment}"), attachments.get_attachment),
     Route("GET", _p("domains/{domain}"), directory.get_domain, "directory"),
-    Route("GET", _p("domains/{domain}/serviceConfigurationRecords"), directory.service_configuration_records, "directory"),
+    Route(
+        "GET",
+        _p("domains/{domain}/serviceConfigurationRecords"),
+        directory.service_configuration_records,
+        "directory",
+    ),
     Route("POST", _p("$batch"), batch.run_batch, "batch"),
 )
 

@@ -43,6 +43,10 @@ class _Server(ThreadingHTTPServer):
             with self._connections_lock:
                 self._connections.discard(wrapped)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is no news; anything else is already a 500 kept in
+        internal_errors (the service layer catches it), so nothing is printed."""
+
     def close_connections(self) -> None:
         with self._connections_lock:
             connections = list(self._connections)
@@ -78,10 +82,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self._send(411, {"error": {"code": "LengthRequired", "message": "A Content-Length header is required on the request."}}, close=True)
+            self._send(
+                411,
+                {
+                    "error": {
+                        "code": "LengthRequired",
+                        "message": "A Content-Length header is required on the request.",
+                    }
+                },
+                close=True,
+            )
             return
         if length > _DRAIN_LIMIT:
-            self._send(413, {"error": {"code": "RequestEntityTooLarge", "message": "The request size exceeds the maximum limit."}}, close=True)
+            self._send(
+                413,
+                {
+                    "error": {
+                        "code": "RequestEntityTooLarge",
+                        "message": "The request size exceeds the maximum limit.",
+                    }
+                },
+                close=True,
+            )
             return
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import traceback
 import uuid
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -25,13 +26,11 @@ def error_reply(error: GraphError, request_id: str | None = None) -> Reply:
     """https://learn.microsoft.com/en-us/graph/errors: code, message, innerError."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     request_id = request_id or str(uuid.uuid4())
-    body = {
-        "error": {
-            "code": error.code,
-            "message": error.message,
-            "innerError": {"date": now, "request-id": request_id, "client-request-id": request_id},
-        }
-    }
+    inner: dict[str, str] = {"date": now, "request-id": request_id, "client-request-id": request_id}
+    if error.status == 429:
+        # https://learn.microsoft.com/en-us/graph/throttling, "Sample response".
+        inner.update({"code": "429", "message": "Please retry after", "status": "429"})
+    body = {"error": {"code": error.code, "message": error.message, "innerError": inner}}
     return Reply(error.status, body, headers=dict(error.headers))
 
 
@@ -43,7 +42,15 @@ class Service:
     # ---- the wire -------------------------------------------------------------------------------
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes, base_url: str) -> Reply:
-        """Answer one HTTP request (headers with lower-case names)."""
+        """Answer one HTTP request (headers with lower-case names). A fault of the emulator itself
+        is a 500 generalException, kept in tenant.internal_errors for the test to see."""
+        try:
+            return self._handle(method, target, headers, body, base_url)
+        except Exception:  # the emulator's own bug: answered, and kept for the test
+            self.tenant.record_internal_error(f"{method} {urlsplit(target).path}\n{traceback.format_exc()}")
+            return error_reply(GraphError(500, "generalException", "An internal error of the emulator."))
+
+    def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes, base_url: str) -> Reply:
         path = urlsplit(target).path
         segments = [unquote(s) for s in path.strip("/").split("/")]
         tenant_id = self.tenant.config.tenant_id
@@ -54,7 +61,9 @@ class Service:
             return self._upload(method, session, target, headers, body, base_url)
         if segments[0] in VERSIONS:
             if len(body) > self.tenant.config.limits.request_bytes:
-                return error_reply(GraphError(413, "RequestEntityTooLarge", "The request size exceeds the maximum limit."))
+                return error_reply(
+                    GraphError(413, "RequestEntityTooLarge", "The request size exceeds the maximum limit.")
+                )
             try:
                 app, roles = self._authenticate(headers)
             except GraphError as error:
@@ -68,13 +77,13 @@ class Service:
         tail = "/".join(segments[1:])
         tenant_id = self.tenant.config.tenant_id
         if segments[0] != tenant_id:
-            return auth._oauth_error(400, "invalid_tenant", 90002, f"Tenant '{segments[0]}' not found.")
+            return auth.oauth_error(400, "invalid_tenant", 90002, f"Tenant '{segments[0]}' not found.")
         if method == "GET" and tail == "v2.0/.well-known/openid-configuration":
             return auth.openid_configuration(self.tenant, base_url)
         if method == "POST" and tail == "oauth2/v2.0/token":
             return auth.token(self.tenant, body, f"{base_url}/{tenant_id}/oauth2/v2.0/token")
         self.tenant.record_unknown(f"{method} /{'/'.join(segments)}")
-        return auth._oauth_error(404, "invalid_request", 90010, "The endpoint is not served by the emulator.")
+        return auth.oauth_error(404, "invalid_request", 90010, "The endpoint is not served by the emulator.")
 
     def _authenticate(self, headers: dict[str, str]) -> tuple[AppConfig, frozenset[str]]:
         """Every Graph request needs a valid bearer token (https://learn.microsoft.com/en-us/graph/auth/auth-concepts)."""
@@ -83,22 +92,40 @@ class Service:
             raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.", _challenge())
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.", _challenge())
+            raise GraphError(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+                _challenge(),
+            )
         try:
             claims = self.tenant.minter.check(token.strip())
         except TokenError as exc:
-            message = "Lifetime validation failed, the token is expired." if "expired" in str(exc) else f"Access token validation failure. {exc}"
+            message = (
+                "Lifetime validation failed, the token is expired."
+                if "expired" in str(exc)
+                else f"Access token validation failure. {exc}"
+            )
             raise GraphError(401, "InvalidAuthenticationToken", message, _challenge()) from exc
         app = self.tenant.config.app(claims.app_id)
         if app is None:
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Unknown application.", _challenge())
+            raise GraphError(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Unknown application.",
+                _challenge(),
+            )
         return app, claims.roles
 
-    def _upload(self, method: str, session_id: str, target: str, headers: dict[str, str], body: bytes, base_url: str) -> Reply:
+    def _upload(
+        self, method: str, session_id: str, target: str, headers: dict[str, str], body: bytes, base_url: str
+    ) -> Reply:
         query = dict(parse_qsl(urlsplit(target).query))
         try:
             if method not in ("PUT", "DELETE"):
-                raise GraphError(405, "MethodNotAllowed", "An upload URL takes PUT (and DELETE).", unknown=True)
+                raise GraphError(
+                    405, "MethodNotAllowed", "An upload URL takes PUT (and DELETE).", unknown=True
+                )
             if len(body) > self.tenant.config.limits.upload_chunk_max:
                 raise GraphError(413, "RequestEntityTooLarge", "The request size exceeds the maximum limit.")
             session = attachments.find_session(self.tenant, session_id, query.get("authtoken", ""))
@@ -121,8 +148,15 @@ class Service:
         split = urlsplit(request.url)
         segments = normalise([unquote(s) for s in split.path.strip("/").split("/")])
         call = Call(
-            request.method, request.version, segments, {}, request.headers, request.body,
-            request.app, request.roles, request.base_url,
+            request.method,
+            request.version,
+            segments,
+            {},
+            request.headers,
+            request.body,
+            request.app,
+            request.roles,
+            request.base_url,
         )
         reply = self._answer(call, request, split.query)
         tenant.log(call.mailbox.address if call.mailbox is not None else None, reply.status)
@@ -135,7 +169,12 @@ class Service:
         try:
             for name, value in parse_qsl(query, keep_blank_values=True):
                 if name in call.query:
-                    raise GraphError(400, "BadRequest", f"Query option '{name}' was specified more than once. It must be specified at most once.", unknown=True)
+                    raise GraphError(
+                        400,
+                        "BadRequest",
+                        f"Query option '{name}' was specified more than once. It must be specified at most once.",
+                        unknown=True,
+                    )
                 call.query[name] = value
             route, params, path_known = match(request.method, segments)
             if route is None or request.version not in route.versions:
@@ -145,13 +184,17 @@ class Service:
             if mailbox_address is None:
                 return route.handler(tenant, call, params)
             tenant.throttle.admit(
-                request.app.client_id, mailbox_address, len(request.body) if request.method in _UPLOAD_METHODS else 0
+                request.app.client_id,
+                mailbox_address,
+                len(request.body) if request.method in _UPLOAD_METHODS else 0,
             )
             try:
                 fault = tenant.faults.before(mailbox_address)
                 if fault is not None:
                     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                    raise GraphError(503, "ServiceUnavailable", "The service is temporarily unavailable.", headers)
+                    raise GraphError(
+                        503, "ServiceUnavailable", "The service is temporarily unavailable.", headers
+                    )
                 reply = route.handler(tenant, call, params)
             finally:
                 tenant.throttle.release(request.app.client_id, mailbox_address)
@@ -169,10 +212,20 @@ class Service:
 
     def _no_route(self, request: SubRequest, segments: list[str], path_known: bool) -> GraphError:
         if segments and segments[0].lower() == "me":
-            return GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.", unknown=True)
+            return GraphError(
+                400,
+                "BadRequest",
+                "/me request is only valid with delegated authentication flow.",
+                unknown=True,
+            )
         last = segments[-1] if segments else ""
         if path_known:
-            return GraphError(405, "MethodNotAllowed", f"The HTTP method '{request.method}' is not allowed on this resource.", unknown=True)
+            return GraphError(
+                405,
+                "MethodNotAllowed",
+                f"The HTTP method '{request.method}' is not allowed on this resource.",
+                unknown=True,
+            )
         return GraphError(400, "BadRequest", f"Resource not found for the segment '{last}'.", unknown=True)
 
     def _resolve_mailbox(self, call: Call, user_ref: str) -> str:
@@ -184,7 +237,11 @@ class Service:
         check_mailbox_scope(call, user.address)
         mailbox = self.tenant.mailboxes.get(user.address.lower())
         if mailbox is None:
-            raise GraphError(404, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
+            raise GraphError(
+                404,
+                "MailboxNotEnabledForRESTAPI",
+                "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+            )
         call.mailbox = mailbox
         return mailbox.address
 
@@ -199,4 +256,6 @@ def _upload_session_id(segments: list[str]) -> str | None:
 
 
 def _challenge() -> dict[str, str]:
-    return {"WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"'}
+    return {
+        "WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"'
+    }

@@ -97,5 +97,7 @@ class Throttle:
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         if reason == "MailboxConcurrency":
             # The words the service uses for this limit (Microsoft Q&A 734143, 1660054).
-            return GraphError(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.", headers)
+            return GraphError(
+                429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.", headers
+            )
         return GraphError(429, "TooManyRequests", "Please retry again later.", headers)

@@ -127,7 +127,10 @@ def verify_client_assertion(assertion: str, certificate_pem: bytes, client_id: s
             public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
         elif alg == "PS256" and isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(
-                signature, data, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256()
+                signature,
+                data,
+                padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+                hashes.SHA256(),
             )
         elif alg == "ES256" and isinstance(public_key, ec.EllipticCurvePublicKey):
             from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
