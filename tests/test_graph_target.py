@@ -411,3 +411,19 @@ def test_a_refused_app_fails_the_mailbox_as_a_login_without_the_secret(
     assert box["state"] == "failed" and "AADSTS" in box["error"], box
     assert wrong not in str(summary) and SECRET not in str(summary)
     assert emulator.items(address("alice")) == []
+
+
+@pytest.mark.parametrize("retry_after", [None, 1])
+def test_503s_are_waited_out_and_duplicate_nothing(
+    tmp_path: Path, source_dovecot: DovecotServer, emulator: GraphEmulator, retry_after: int | None
+) -> None:
+    for n in range(20):
+        imapfill.append(source_dovecot, "alice", "INBOX", message(f"unavailable {n}"))
+    emulator.fail_with_503(count=3, mailbox=address("alice"), retry_after=retry_after)
+    lab = graph_lab(tmp_path, source_dovecot, emulator)
+
+    code, summary = lab.run()
+
+    assert code == 0, summary["mailboxes"][0].get("error")
+    assert emulator.request_counts(address("alice")).get("status:503", 0) == 3
+    assert len(emulator.items(address("alice"))) == 20 and set(keys_held(emulator, "alice").values()) == {1}
