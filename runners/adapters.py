@@ -108,3 +108,12 @@ register_source(AdapterSpec("pop3", "runners.connectors.pop3_source:open_session
 register_source(AdapterSpec("maildir", "runners.connectors.maildir_source:open_session"))
 register_target(AdapterSpec("imap", "runners.connectors.imap_target:open_session", IMAP_TARGET))
 register_target(AdapterSpec("ews", "runners.connectors.ews_target:open_session", EWS_TARGET))
+
+#: Microsoft Graph re-renders MIME (no byte identity: verify compares what it keeps), lets read state,
+#: flag and categories change (PATCH), and creates one message per request, several in flight within
+#: the mailbox's budget (runners.connectors.graph_target); 100 per batch bounds what a crash leaves
+#: uncertain. One session copies, one verifies.
+GRAPH_TARGET = TargetCapabilities(
+    keeps_bytes=False, batch_messages=100, batch_bytes=None, flags_mutable=True, connections_per_mailbox=2
+)
+register_target(AdapterSpec("graph", "runners.connectors.graph_target:open_session", GRAPH_TARGET))

@@ -280,7 +280,8 @@ def _verify_kept_folder(
                 continue
             expected = expected_item(fetched.body, meta.flags, meta.internaldate, key, deep=sides.kept_deep)
             found = differences(expected, kept[target_id])
-            bucket, reason = ("different", f"target item {target_id}: " + "; ".join(found)) if found else ("ok", "")
+            route = f" (made by {kept[target_id].route})" if kept[target_id].route else ""
+            bucket, reason = ("different", f"target item {target_id}{route}: " + "; ".join(found)) if found else ("ok", "")
             _count(result, check, folder, meta, bucket, reason)
         for meta, _, _ in to_compare.values():  # a source that yields less than asked: never silent
             _count(result, check, folder, meta, "different", "the source did not deliver the message")

@@ -32,6 +32,8 @@ from servers.dns import NsdServer, PolicyServer, free_loopback_address
 LEGACY_MX = ("mx*.legacy.test",)
 TARGET_MX = ("*.mail.target.test",)
 SPF_INCLUDES = ("spf.target.test",)
+#: What a Graph target needs besides its host: the app's identity (never contacted by these checks).
+GRAPH_APP = 'tenant_id = "tenant.test"\nclient_id = "app"\nclient_secret = "env:UNUSED_PW"'
 ZONES = ("legacy.test", "good.test", "moved.test", "broken.test", "null.test", "target.test")
 
 
@@ -165,6 +167,7 @@ host = "127.0.0.1"
 port = 10443
 password = "env:UNUSED_PW"
 {'service_account = "svc-migrate"' if target_type == "ews" else ""}
+{GRAPH_APP if target_type == "graph" else ""}
 
 [mailboxes]
 entries = [ {entries} ]

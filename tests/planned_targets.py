@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from runners.adapters import AdapterSpec, register_target, target_adapter, unregister_target
+from runners.adapters import AdapterSpec, register_target, target_types, unregister_target
 from runners.errors import MigrationError
 from runners.model import TargetCapabilities
 from runners.plan.model import Endpoint, MailboxEntry
@@ -24,19 +24,13 @@ def not_built(endpoint: Endpoint, entry: MailboxEntry) -> object:
 
 @contextmanager
 def planned(*kinds: str) -> Iterator[None]:
-    """Register placeholder target adapters for ``kinds`` while the block runs (a real adapter
-    registered before, such as ews, is put back after)."""
-    before: dict[str, AdapterSpec] = {}
-    for kind in kinds:
-        try:
-            before[kind] = target_adapter(kind)
-        except MigrationError:
-            pass
+    """Register placeholder target adapters for ``kinds`` while the block runs (a kind already built
+    keeps its real adapter)."""
+    placeholders = [kind for kind in kinds if kind not in target_types()]
+    for kind in placeholders:
         register_target(AdapterSpec(kind, "planned_targets:not_built", EXCHANGE_LIKE))
     try:
         yield
     finally:
-        for kind in kinds:
+        for kind in placeholders:
             unregister_target(kind)
-            if kind in before:
-                register_target(before[kind])

@@ -72,12 +72,14 @@ def test_readiness_runs_every_check_against_the_lab(demo: DemoResult) -> None:
     states = {o.check_id: (o.state, o.reason) for o in demo.readiness.outcomes}
     skipped = {c for c, (state, _) in states.items() if state == State.SKIPPED}
     # The lab has no HTTPS endpoints and no databases, and its target is IMAP, not Exchange.
-    # SRC-QUOTA-011: the lab's source offers no QUOTA. The EWS target's own checks skip an IMAP target.
+    # SRC-QUOTA-011: the lab's source offers no QUOTA. The EWS and Graph targets' own checks skip an
+    # IMAP target.
     ews = {f"TGT-EWS-03{n}" for n in range(1, 6)}
-    assert skipped == {"TGT-HTTPS-001", "TGT-STORE-004", "DNS-AUTOD-008", "SRC-QUOTA-011"} | ews, states
+    graph = {"TGT-GAPP-041", "TGT-GBOX-042", "TGT-GSIZE-043", "TGT-GDNS-044"}
+    assert skipped == {"TGT-HTTPS-001", "TGT-STORE-004", "DNS-AUTOD-008", "SRC-QUOTA-011"} | ews | graph, states
     assert not demo.readiness.incomplete, states
-    # SRC-QUOTA-011, DIR-LOGIN-007 and the target category's three joined the 30; then the EWS five.
-    assert len(states) == 35 + len(ews)
+    # SRC-QUOTA-011, DIR-LOGIN-007 and the target category's three joined the 30; then EWS's and Graph's.
+    assert len(states) == 35 + len(ews) + len(graph)
 
 
 def test_source_problems_are_found(demo: DemoResult) -> None:

@@ -278,16 +278,15 @@ def test_maildir_source(tmp_path: Path) -> None:
 
 
 def test_graph_target_defaults_its_host_and_port(tmp_path: Path) -> None:
-    text = BASE.replace('type = "imap"\nhost = "imap.new.test"', 'type = "graph"')
-    with planned("graph"):
-        plan = load_plan(write(tmp_path, text))
+    app = 'tenant_id = "t"\nclient_id = "c"\nclient_secret = "env:S"'
+    text = BASE.replace('type = "imap"\nhost = "imap.new.test"', 'type = "graph"\n' + app)
+    plan = load_plan(write(tmp_path, text))
     assert (plan.target.host, plan.target.port) == ("graph.microsoft.com", 443)
 
 
 @pytest.mark.parametrize(
     ("kind", "table"),
     [
-        ("graph", 'auth = "password"'),
         ("maildir", 'path = "/srv/{user}/Maildir"'),
     ],
 )

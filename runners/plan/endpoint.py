@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, cast
+from urllib.parse import urlsplit
 
 from runners.adapters import source_types, target_types
 from runners.plan.ews_options import EWS_KEYS, parse_ews_options
+from runners.plan.graph_options import GRAPH_KEYS, parse_graph_options
 from runners.plan.model import AuthMode, Endpoint, EndpointType, Secret, Security
 from runners.plan.paths import make_secret, resolve_path
 from runners.plan.tables import Table
@@ -77,7 +80,7 @@ def is_loopback(host: str) -> bool:
 def build_endpoint(
     table: Table, role: Role, base_dir: Path, elsewhere: Mapping[str, str] | None = None
 ) -> Endpoint:
-    table.check_keys(ENDPOINT_KEYS + EWS_KEYS, elsewhere)
+    table.check_keys(ENDPOINT_KEYS + EWS_KEYS + (GRAPH_KEYS if table.data.get("type") == "graph" else ()), elsewhere)
     kind = cast(EndpointType, table.choice("type", TYPES))
     for key in EWS_KEYS if kind != "ews" else ():
         if key in table:
@@ -106,7 +109,27 @@ def build_endpoint(
     for key in MAILDIR_KEYS:
         if key in table:
             raise table.error(key, f'"{key}" only applies to type = "maildir"')
-    return _network(table, kind, base_dir, max_connections, max_message_bytes)
+    endpoint = _network(table, kind, base_dir, max_connections, max_message_bytes)
+    if kind == "graph":
+        graph = parse_graph_options(table, lambda key: _secret(table, key, base_dir))
+        if "host" in table and "graph_url" not in table:
+            graph = dataclasses.replace(graph, graph_url=f"https://{_url_host(endpoint)}:{endpoint.port}")
+        host, port = _graph_host(table, graph.graph_url)
+        return dataclasses.replace(endpoint, graph=graph, host=host, port=port)
+    return endpoint
+
+
+def _graph_host(table: Table, graph_url: str) -> tuple[str, int]:
+    """Graph is reached at ``graph_url``; a host (and port) without it moves Graph there."""
+    parts = urlsplit(graph_url)
+    if "host" in table and "graph_url" in table and table.string("host") != parts.hostname:
+        raise table.error("host", f'differs from graph_url "{graph_url}": give graph_url only')
+    return parts.hostname or "", parts.port or 443
+
+
+def _url_host(endpoint: Endpoint) -> str:
+    host = endpoint.host or ""
+    return f"[{host}]" if ":" in host else host
 
 
 def _other(role: Role) -> Role:

@@ -104,8 +104,9 @@ def _check_unique(rows: list[Row]) -> None:
 
 
 def _check_passwords(rows: list[Row], side: str, endpoint: Endpoint) -> None:
-    """auth = "password" needs a password for every mailbox: a default one or a per-row one."""
-    if endpoint.type == "maildir" or endpoint.auth != "password" or endpoint.password is not None:
+    """auth = "password" needs a password for every mailbox: a default one or a per-row one (a Graph
+    target signs in as the app, never as the user)."""
+    if endpoint.type in ("maildir", "graph") or endpoint.auth != "password" or endpoint.password is not None:
         return
     column = f"{side}_password"
     for row in rows:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from runners.plan.ews_options import EwsOptions
+from runners.plan.graph_options import GraphOptions
 from runners.plan.readiness_model import ReadinessConfig
 from runners.plan.secret import Secret as Secret  # part of the plan model API
 from runners.plan.switch_model import SwitchSettings
@@ -52,6 +53,8 @@ class Endpoint:
     maildir_layout: Literal["dovecot", "courier"] = "dovecot"
     #: EWS only: service account, auth, impersonation, request limit (``runners.plan.ews_options``).
     ews: EwsOptions | None = None
+    #: Graph only: the app's identity, URLs, route and pace (``runners.plan.graph_options``).
+    graph: GraphOptions | None = None
 
     @property
     def address(self) -> str:

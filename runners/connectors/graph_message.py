@@ -1,0 +1,314 @@
+"""Graph request bodies for one message, built from its MIME: the JSON route's message, the state
+and properties every route sets, and the attachments that must go separately.
+
+Graph's plain create makes a draft and ignores receivedDateTime, sentDateTime and
+internetMessageHeaders; what it honours at creation are the MAPI properties in
+``singleValueExtendedProperties`` (https://learn.microsoft.com/graph/api/resources/extended-properties-overview;
+the ids and values: ``runners.connectors.exchange_props``). So the message is created in one POST
+with PR_MESSAGE_FLAGS (non-draft, read bit), the delivery and submit times, the transport headers,
+In-Reply-To and References, the follow-up flag and last verb, and our key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses
+from typing import Any
+
+from runners.connectors.exchange_props import (
+    KEY_PROPERTY_NAME,
+    KEY_PROPERTY_SET,
+    PR_CLIENT_SUBMIT_TIME,
+    PR_FLAG_STATUS,
+    PR_IN_REPLY_TO_ID,
+    PR_INTERNET_REFERENCES,
+    PR_LAST_VERB_EXECUTED,
+    PR_LAST_VERB_EXECUTION_TIME,
+    PR_MESSAGE_DELIVERY_TIME,
+    PR_MESSAGE_FLAGS,
+    PR_TRANSPORT_MESSAGE_HEADERS,
+    ExchangeProps,
+)
+from runners.connectors.graph_mime import Part, parse
+from runners.kept import ImapState
+
+#: Graph refuses a request body over 4 MB (413); keep clear of it with the JSON around the bytes.
+REQUEST_LIMIT = 4 * 1024 * 1024
+INLINE_BUDGET = REQUEST_LIMIT - 96 * 1024
+#: Attachments from this size on must go through an upload session, which refuses smaller ones
+#: (https://learn.microsoft.com/graph/outlook-large-attachments: 3 MB to 150 MB).
+UPLOAD_SESSION_MIN = 3 * 1024 * 1024
+UPLOAD_SESSION_MAX = 150 * 1024 * 1024
+
+#: PidTagMessageSize: Exchange's size of its own rendering.
+PR_MESSAGE_SIZE = 0x0E08
+
+#: Our named properties: the key (found again with $filter) and the route that made the item.
+KEY_PROPERTY = f"String {{{KEY_PROPERTY_SET}}} Name {KEY_PROPERTY_NAME}"
+ROUTE_PROPERTY = f"String {{{KEY_PROPERTY_SET}}} Name CutoverRoute"
+#: Set ("attachments") on a message created before all its attachments are on, emptied once they
+#: are: a crash mid-way leaves an item that recovery recognises as unfinished and removes. (Graph
+#: can't delete an extended property, so "done" is the empty string.)
+PENDING_PROPERTY = f"String {{{KEY_PROPERTY_SET}}} Name CutoverPending"
+
+
+def integer(tag: int) -> str:
+    return f"Integer 0x{tag:04X}"
+
+
+def system_time(tag: int) -> str:
+    return f"SystemTime 0x{tag:04X}"
+
+
+def string(tag: int) -> str:
+    return f"String 0x{tag:04X}"
+
+
+def graph_time(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class Attachment:
+    name: str
+    content_type: str
+    data: bytes
+    inline: bool
+    content_id: str | None
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": self.name,
+            "contentType": self.content_type,
+            "contentBytes": base64.b64encode(self.data).decode("ascii"),
+            "isInline": self.inline,
+        }
+        if self.content_id:
+            out["contentId"] = self.content_id
+        return out
+
+    def upload_item(self) -> dict[str, Any]:
+        """The ``AttachmentItem`` of createUploadSession."""
+        out: dict[str, Any] = {
+            "attachmentType": "file",
+            "name": self.name,
+            "size": len(self.data),
+            "contentType": self.content_type,
+            "isInline": self.inline,
+        }
+        if self.content_id:
+            out["contentId"] = self.content_id
+        return out
+
+
+@dataclass(slots=True)
+class JsonMessage:
+    """The create request, and what must follow it (attachments too large to ride along)."""
+
+    body: bytes
+    later: list[Attachment] = field(default_factory=list)
+
+
+def state_properties(props: ExchangeProps, route: str, *, pending: bool = False) -> list[dict[str, str]]:
+    """Extended properties both routes set: key, route, received time, follow-up flag, last verb."""
+    out = [{"id": KEY_PROPERTY, "value": props.key}, {"id": ROUTE_PROPERTY, "value": route}]
+    if pending:
+        out.append({"id": PENDING_PROPERTY, "value": "attachments"})
+    if props.received is not None:
+        out.append({"id": system_time(PR_MESSAGE_DELIVERY_TIME), "value": graph_time(props.received)})
+    if props.flag_status is not None:
+        out.append({"id": integer(PR_FLAG_STATUS), "value": str(props.flag_status)})
+    if props.last_verb is not None:
+        out.append({"id": integer(PR_LAST_VERB_EXECUTED), "value": str(props.last_verb)})
+        if props.last_verb_time is not None:
+            out.append(
+                {"id": system_time(PR_LAST_VERB_EXECUTION_TIME), "value": graph_time(props.last_verb_time)}
+            )
+    return out
+
+
+def state_fields(state: ImapState) -> dict[str, Any]:
+    """The writable message fields for read state, follow-up flag and categories."""
+    return {
+        "isRead": state.read,
+        "flag": {"flagStatus": "flagged" if state.flagged else "notFlagged"},
+        "categories": list(state.categories),
+    }
+
+
+FINISHED = json.dumps({"singleValueExtendedProperties": [{"id": PENDING_PROPERTY, "value": ""}]}).encode()
+
+
+def state_patch(props: ExchangeProps, route: str) -> bytes:
+    """The one PATCH after an importMime: key, route, times and state."""
+    patch = state_fields(props.state)
+    patch["singleValueExtendedProperties"] = state_properties(props, route)
+    return json.dumps(patch).encode()
+
+
+def json_message(mime: bytes, props: ExchangeProps) -> JsonMessage:
+    """The JSON route's create request for ``mime``; attachments that would take it past 4 MB are
+    left for afterwards (``later``) and the item is marked pending until they are on."""
+    tree = parse(mime)
+    message = tree.headers
+    body_part, attachments = _split(tree)
+    created: dict[str, Any] = {
+        "subject": _header(message, "subject"),
+        "body": _body(body_part),
+        **_addresses(message),
+        **state_fields(props.state),
+    }
+    message_id = _header(message, "message-id")
+    if message_id:
+        created["internetMessageId"] = message_id
+    properties = [{"id": integer(PR_MESSAGE_FLAGS), "value": str(props.message_flags)}]
+    if props.sent is not None:
+        properties.append({"id": system_time(PR_CLIENT_SUBMIT_TIME), "value": graph_time(props.sent)})
+    properties.append({"id": string(PR_TRANSPORT_MESSAGE_HEADERS), "value": _header_block(mime)})
+    for tag, name in ((PR_IN_REPLY_TO_ID, "in-reply-to"), (PR_INTERNET_REFERENCES, "references")):
+        value = _header(message, name)
+        if value:
+            properties.append({"id": string(tag), "value": value})
+    later: list[Attachment] = []
+    inline: list[dict[str, Any]] = []
+    size = len(json.dumps(created)) + sum(len(p["value"]) + 64 for p in properties) + 512
+    for attachment in sorted(attachments, key=lambda a: len(a.data)):
+        encoded = attachment.json()
+        cost = len(encoded["contentBytes"]) + len(attachment.name) * 2 + 256
+        if size + cost <= INLINE_BUDGET:
+            inline.append(encoded)
+            size += cost
+        else:
+            later.append(attachment)
+    created["singleValueExtendedProperties"] = properties + state_properties(
+        props, "json", pending=bool(later)
+    )
+    if inline:
+        created["attachments"] = inline
+    return JsonMessage(json.dumps(created).encode(), later)
+
+
+def _split(message: Part) -> tuple[Part | None, list[Attachment]]:
+    """The part that becomes the message body (HTML preferred, as Outlook shows it) and every other
+    leaf part as an attachment, inline ones (with a Content-ID inside multipart/related) marked."""
+    leaves = message.leaves()
+    texts = [part for part, _ in leaves if _is_body_text(part)]
+    chosen = next((p for p in texts if p.headers.get_content_subtype() == "html"), None) or next(
+        iter(texts), None
+    )
+    bodies: set[int] = set()
+    if chosen is not None:
+        bodies.add(id(chosen))
+        parent = chosen.parent
+        if parent is not None and parent.headers.get_content_type() == "multipart/alternative":
+            # The other alternatives of the chosen body are the same text: not attachments.
+            bodies.update(id(p) for p in parent.children if p.headers.get_content_maintype() == "text")
+    attachments = [
+        _attachment(part, index + 1, related)
+        for index, (part, related) in enumerate(p for p in leaves if id(p[0]) not in bodies)
+    ]
+    return chosen, attachments
+
+
+def _is_body_text(part: Part) -> bool:
+    headers = part.headers
+    return (
+        headers.get_content_type() in ("text/plain", "text/html")
+        and headers.get_content_disposition() != "attachment"
+        and headers.get_filename() is None
+    )
+
+
+def _attachment(part: Part, index: int, related: bool) -> Attachment:
+    headers = part.headers
+    content_type = headers.get_content_type()
+    # A forwarded message (message/rfc822) is attached as the bytes it came as.
+    data = part.raw if content_type == "message/rfc822" else part.payload()
+    content_id = _decoded(headers.get("content-id")).strip().strip("<>") or None
+    name = _decoded(headers.get_filename()) or _default_name(content_type, index)
+    inline = related and content_id is not None and headers.get_content_disposition() != "attachment"
+    return Attachment(name, content_type, data, inline, content_id)
+
+
+def _default_name(content_type: str, index: int) -> str:
+    extension = {"message/rfc822": ".eml", "text/plain": ".txt", "text/html": ".html"}.get(content_type, "")
+    return f"attachment-{index}{extension}"
+
+
+def _body(part: Part | None) -> dict[str, str]:
+    if part is None:
+        return {"contentType": "text", "content": ""}
+    data = part.payload()
+    content = ""
+    for charset in (part.headers.get_content_charset(), "utf-8", "windows-1252"):
+        if not charset:
+            continue
+        try:
+            content = data.decode(charset)
+            break
+        except (LookupError, UnicodeDecodeError):
+            continue
+    kind = "html" if part.headers.get_content_subtype() == "html" else "text"
+    return {"contentType": kind, "content": content}
+
+
+def _decoded(value: object) -> str:
+    """A header value with its RFC 2047 encoded words decoded, whitespace collapsed."""
+    if value is None:
+        return ""
+    text = str(value)
+    if "=?" in text:
+        try:
+            text = str(make_header(decode_header(text)))
+        except (ValueError, LookupError, UnicodeError, HeaderParseError):
+            pass
+    return " ".join(text.split())
+
+
+def _header(message: Message, name: str) -> str:
+    return _decoded(message.get(name))
+
+
+def _addresses(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field_name, header in (
+        ("toRecipients", "to"),
+        ("ccRecipients", "cc"),
+        ("bccRecipients", "bcc"),
+        ("replyTo", "reply-to"),
+    ):
+        recipients = _recipients(message, header)
+        if recipients:
+            out[field_name] = recipients
+    sender = _recipients(message, "from")
+    if sender:
+        out["from"] = sender[0]
+        out["sender"] = (_recipients(message, "sender") or sender)[0]
+    return out
+
+
+def _recipients(message: Message, header: str) -> list[dict[str, Any]]:
+    values = [str(v) for v in message.get_all(header, [])]
+    return [
+        {"emailAddress": {"name": _decoded(name), "address": address}}
+        if name
+        else {"emailAddress": {"address": address}}
+        for name, address in getaddresses(values)
+        if address
+    ]
+
+
+def _header_block(mime: bytes) -> str:
+    """The message's header block as Exchange keeps it in PR_TRANSPORT_MESSAGE_HEADERS."""
+    end = mime.find(b"\r\n\r\n")
+    if end < 0:
+        end = mime.find(b"\n\n")
+    block = mime if end < 0 else mime[: end + 2]
+    return block.decode("utf-8", "replace")

@@ -1,0 +1,152 @@
+"""A migration lab for the Graph target: a real Dovecot source, the Graph emulator (lab/graph) as the
+target, and ``cutover`` run as an operator would (a subprocess, over loopback HTTPS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dovecot_lab import CUTOVER
+from servers import imapfill
+from servers.dovecot import DovecotServer
+
+from lab.graph import AppConfig, GraphConfig, GraphEmulator, Item, UserConfig
+from runners.connectors.graph_kept import property_key
+from runners.connectors.graph_message import KEY_PROPERTY
+
+#: The app's secret: long and unusual, so that finding it anywhere is a leak, not a coincidence.
+SECRET = "graph-app-secret-5b1e0c7d9a"
+CLIENT_ID = "8f14e45f-ceea-467a-9575-0e3c1a2b7d11"
+DOMAIN = "contoso.test"
+ALL_ROLES = frozenset(
+    {
+        "Mail.ReadWrite",
+        "Mail-Advanced.ReadWrite.All",
+        "MailboxSettings.Read",
+        "User.Read.All",
+        "Domain.Read.All",
+    }
+)
+
+
+def address(user: str) -> str:
+    return f"{user}@{DOMAIN}"
+
+
+def tenant(*users: str, roles: frozenset[str] = ALL_ROLES, **options: Any) -> GraphConfig:
+    """A tenant with our app and a mailbox for each user (``UserConfig`` for special ones)."""
+    made = tuple(UserConfig(address(u)) for u in users)
+    return GraphConfig(apps=(AppConfig(CLIENT_ID, secret=SECRET, roles=roles),), users=made, **options)
+
+
+@dataclass
+class GraphLab:
+    source: DovecotServer
+    emulator: GraphEmulator
+    root: Path
+    plan: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(os.environ) | {"SRC_MASTER_PW": self.source.master_password, "GRAPH_SECRET": SECRET}
+
+    def cutover(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CUTOVER, *args],
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+        )
+
+    def run(
+        self, wave: str = "pilot", *extra: str, env: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        proc = self.cutover(
+            "run", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra, env=env
+        )
+        try:
+            return proc.returncode, json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(
+                f"no JSON from cutover run (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            ) from None
+
+    def verify(self, wave: str = "pilot", *extra: str) -> tuple[int, dict[str, Any]]:
+        proc = self.cutover("verify", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra)
+        try:
+            return proc.returncode, json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(
+                f"no JSON from cutover verify (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            ) from None
+
+
+def make_graph_lab(
+    root: Path,
+    source: DovecotServer,
+    emulator: GraphEmulator,
+    *,
+    users: tuple[str, ...] = ("alice",),
+    target_extra: str = "",
+    tail: str = "",
+) -> GraphLab:
+    root.mkdir(parents=True, exist_ok=True)
+    entries = ", ".join(f'{{ source = "{u}", target = "{address(u)}", wave = "pilot" }}' for u in users)
+    plan = root / "plan.toml"
+    plan.write_text(
+        f"""
+[source]
+type = "imap"
+host = "127.0.0.1"
+port = {source.imap_port}
+security = "plain"
+auth = "master"
+master_user = "{source.master_user}"
+master_password = "env:SRC_MASTER_PW"
+
+[target]
+type = "graph"
+tenant_id = "{emulator.config.tenant_id}"
+client_id = "{CLIENT_ID}"
+client_secret = "env:GRAPH_SECRET"
+graph_url = "{emulator.graph_url}"
+authority_url = "{emulator.graph_url}"
+ca_file = "{emulator.ca_file}"
+{target_extra}
+
+[mailboxes]
+entries = [ {entries} ]
+
+{tail}
+""",
+        encoding="utf-8",
+    )
+    return GraphLab(source, emulator, root, plan)
+
+
+def prop(item: Item, property_id: str) -> str | None:
+    """An item's extended property, ids compared by value (the service spells them its own way)."""
+    wanted = property_key(property_id)
+    return next((v for k, v in item.properties.items() if property_key(k) == wanted), None)
+
+
+def key_of(item: Item) -> str | None:
+    return prop(item, KEY_PROPERTY)
+
+
+def keys_held(emulator: GraphEmulator, user: str) -> Counter[str | None]:
+    """How many items carry each key: every value must be 1."""
+    return Counter(key_of(i) for i in emulator.items(address(user)))
+
+
+def source_count(source: DovecotServer, user: str = "alice") -> int:
+    return sum(len(v) for v in imapfill.folder_snapshot(source, user, master=True).values())
