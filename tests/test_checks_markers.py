@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dns_fixtures import GRAPH_APP
 from dovecot_lab import rewrite_table
-from planned_targets import planned
 from servers.slapd import (
     LEGACY_PEOPLE,
     READER_DN,
@@ -97,9 +97,8 @@ def test_an_exchange_target_still_needs_the_mailbox_attributes(
     slapd: SlapdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = write_plan(tmp_path, slapd)
-    rewrite_table(plan, "target", lambda _: '[target]\ntype = "graph"\nauth = "password"\npassword = "x"\n\n')
-    with planned("graph"):  # Exchange targets load once an adapter is registered (the Exchange issues)
-        found = mailbox_findings(plan, monkeypatch)
+    rewrite_table(plan, "target", lambda _: f'[target]\ntype = "graph"\n{GRAPH_APP}\n\n')
+    found = mailbox_findings(plan, monkeypatch)
     plain = found["plain@legacy.test"]
     assert plain.severity == Severity.BLOCKER and plain.title == "Target object is not mailbox-enabled"
     assert "msExchMailboxGuid/homeMDB" in plain.observed
