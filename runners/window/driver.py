@@ -187,6 +187,9 @@ class WindowDriver:
         self._gated(Stage.CLOSED, [], work)
 
     def _rollback(self) -> None:
+        if self.result.stage == Stage.ROLLED_BACK:
+            self.say(f"{self.wave}: already rolled-back")
+            return
         done = self.store.steps_done(self.wave)
         started_switch = bool(switch_substeps_done(done))
         if self.result.stage not in ON_TARGET and not (
