@@ -82,9 +82,13 @@ def main() -> None:
             for name in names:
                 server.users[name] = f"{name}-pw"  # written once at start: no per-user wait
             server.start()
-        os.environ["SRC_MASTER_PW"], os.environ["DST_MASTER_PW"] = source.master_password, target.master_password
+        os.environ["SRC_MASTER_PW"], os.environ["DST_MASTER_PW"] = (
+            source.master_password,
+            target.master_password,
+        )
         corpus_bytes = sum(
-            write_maildir(source, u, [message(u, i, args.size) for i in range(args.messages)], 0) for u in names
+            write_maildir(source, u, [message(u, i, args.size) for i in range(args.messages)], 0)
+            for u in names
         )
         path = lab.write_plan(work, source, target, mailboxes=tuple((u, u, WAVE) for u in names),
                               tail=f"[run]\nworkers = {args.workers}\n\n[window]\nhours = 4\n")  # fmt: skip
@@ -103,7 +107,9 @@ def main() -> None:
         steps = {s.step: s for s in result.steps}
         final, switched = steps["final-pass"], steps["switched"]
         copy_time = new_bytes / rate
-        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared with other work)")
+        print(
+            f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared with other work)"
+        )
         print(f"first pass: {len(names)} mailboxes, {len(names) * args.messages} messages, "
               f"{corpus_bytes / 1e6:.1f} MB ({first[1]} copied) in {first[0]:.1f} s ({rate / 1e6:.2f} MB/s)")  # fmt: skip
         print(f"delta pass, nothing new: {nothing[0]:.2f} s over {len(names)} mailboxes")
