@@ -74,6 +74,7 @@ def settle_lab(
     mx_factory: MxFactory,
     *,
     hold: bool = False,
+    post_dns: str = "",
 ) -> tuple[WindowLab, DovecotServer]:
     """The switch's lab with the target's users named by address (the LDA delivers to the address)
     and an MX in front of the target; the pilot wave copied twice (first and delta pass)."""
@@ -81,7 +82,10 @@ def settle_lab(
     mx = mx_factory(target, hold=hold)
     window_keys = (f'probe_mx = "{mx.host}:{mx.port}"\nprobe_deadline_seconds = {3 if hold else 60}\n'
                    "probe_poll_seconds = 0.05\nlate_mail_quiet_minutes = 0.005\nlate_mail_interval_seconds = 0.1\n")  # fmt: skip
-    tail = switch_toml(knot, slapd).replace("[window]\nhours = 4\n", "[window]\nhours = 4\n" + window_keys)
+    tail = (
+        switch_toml(knot, slapd).replace("[window]\nhours = 4\n", "[window]\nhours = 4\n" + window_keys)
+        + post_dns
+    )
     lab = make_lab(tmp_path / "lab", source, target, mailboxes=tuple((u, address(u), "pilot") for u in USERS),
                    tail=tail)  # fmt: skip
     (lab.root / "mailboxes.csv").write_text(
@@ -153,21 +157,35 @@ def test_through_closed_late_mail_is_caught_and_counted_and_the_report_is_writte
     assert window.lab.status()["window"][0]["stage"] == "closed"
 
 
-def test_a_probe_that_does_not_arrive_refuses_settled(
+def test_a_probe_that_does_not_arrive_and_a_post_check_blocker_refuse_settled(
     tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: Callable[..., DovecotServer],
     knot: KnotPair, slapd: SlapdServer, mx_factory: MxFactory,
 ) -> None:  # fmt: skip
-    window, _ = settle_lab(tmp_path, source_dovecot, dovecot_factory, knot, slapd, mx_factory, hold=True)
+    # The post checks ask Knot for the domain's MX and expect a host the switch never set.
+    post_dns = (f'\n[dns]\ndomains = ["{ZONE}"]\nresolver = "{knot.primary.address}:53"\n'
+                'target_mx = ["mx.elsewhere.test"]\n')  # fmt: skip
+    window, _ = settle_lab(
+        tmp_path, source_dovecot, dovecot_factory, knot, slapd, mx_factory, hold=True, post_dns=post_dns
+    )
     assert window.switch().returncode == 0
 
     code, data = window.switch_json("--step", "settle")
 
     assert code == 1, data
-    assert [p.split(":")[0] for p in data["problems"]] == ["NO  mail-flow-probe"]
-    assert "not arrived" in data["problems"][0]
+    assert [p.split(":")[0] for p in data["problems"]] == ["NO  post-checks", "NO  mail-flow-probe"]
+    assert f"{ZONE} (DNS-CUT-002" in data["problems"][0]  # the checks' own finding, on the wave's domain
+    assert "not arrived" in data["problems"][1]
     assert step(data, "settled")["status"] == "refused"
     assert data["stage"] == "switched"
     assert window.store.wave_steps("pilot")[-1].status == "refused"
+    # The operator overrides with the wave's name and a reason: settled, and the record keeps both.
+    code, data = window.switch_json(
+        "--step", "settle", "--confirm", "pilot", "--reason", "MX changes tomorrow"
+    )
+    assert code == 0, data
+    (row,) = [r for r in window.store.wave_steps("pilot") if r.step == "settled" and r.status == "done"]
+    assert row.params["overridden"] is True and row.params["reason"] == "MX changes tomorrow"
+    assert row.did["probe"]["outcome"] == "not arrived" and row.did["late_messages"] == 0
 
 
 def test_rollback_routes_back_restores_mx_and_copies_back_the_mail_that_reached_the_target(
