@@ -32,6 +32,7 @@ from test_window_switch import (  # the switch's lab: Knot, slapd and the plan's
     switch_toml,
 )
 
+from runners.errors import PlanError
 from runners.plan.loader import load_plan
 from runners.state.store import StateStore
 from runners.window.conditions import ready_conditions
@@ -282,3 +283,18 @@ late_mail_quiet_minutes = 20
     (rollback,) = [c for c in conditions if c.name == "rollback-copy-back"]
     assert not rollback.holds
     assert "'ews' can't be read as a source" in rollback.detail and "--confirm" in rollback.detail
+
+
+@pytest.mark.parametrize("value", ['"mx.example:port"', '"[::1"', "25"])
+def test_a_bad_probe_mx_names_the_key(tmp_path: Path, value: str) -> None:
+    (tmp_path / "plan.toml").write_text(
+        '[source]\ntype = "imap"\nhost = "a.test"\nauth = "master"\nmaster_user = "m"\n'
+        'master_password = "env:X"\n[target]\ntype = "imap"\nhost = "b.test"\nauth = "master"\n'
+        'master_user = "m"\nmaster_password = "env:Y"\n[mailboxes]\n'
+        'entries = [ { source = "a", target = "a", wave = "w" } ]\n'
+        f"[window]\nprobe_mx = {value}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PlanError) as caught:
+        load_plan(tmp_path / "plan.toml")
+    assert "[window.probe_mx]" in str(caught.value)

@@ -334,6 +334,7 @@ def test_kill_between_dns_update_and_confirmation_resumes_without_a_second_updat
     assert update["sent"] is False  # read first: already true, nothing sent
     assert window.knot.primary.serial() == serial_before + 1  # exactly one UPDATE reached the zone
     assert data["steps"][0]["did"]["directory"] == "done before this run (resumed)"
+    assert data["steps"][0]["did"]["marks"] == "done before this run (resumed)"  # never re-read
     assert mx_on(window.knot.secondary) == (f"10 {TARGET_MX}",)
 
 

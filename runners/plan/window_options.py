@@ -61,11 +61,18 @@ def _probe_mx(table: Table) -> HostPort | None:
     text = table.string("probe_mx")
     if text is None:
         return None
-    host, colon, port = text.rpartition(":") if not text.startswith("[") or "]:" in text else (text, "", "")
-    host = host.strip("[]") if colon else text.strip("[]")
-    if not host or (colon and not (port.isdigit() and 0 < int(port) < 65536)):
+    # host, host:port, [v6] or [v6]:port (a bare v6 address has more than one colon: no port).
+    host, port = text, ""
+    if text.startswith("["):
+        host, closed, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+        if not closed or (rest and not rest.startswith(":")):
+            host = ""
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
         raise table.error("probe_mx", f'"{text}" is not host or host:port')
-    return HostPort(host, int(port) if colon else 25)
+    return HostPort(host, int(port) if port else 25)
 
 
 def _start(table: Table) -> datetime | None:
