@@ -176,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
         "--step",
         choices=("ready", "final-pass", "switch", "settle", "close", "rollback"),
         default="switch",
-        help="go as far as this step (default: switch); settle, close and rollback are not built yet",
+        help="go as far as this step (default: switch), or roll a switched wave back",
     )
     switch.add_argument(
         "--confirm",

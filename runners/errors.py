@@ -10,7 +10,6 @@
     ├── MailboxCancelled           a cancel request for one mailbox or its wave (not a failure either)
     ├── Refused                    a window step's conditions don't hold and no operator overrode them
     │                              (runners.window.driver); WaveHeld: another operator holds the wave's lease
-    ├── NotBuiltYet                a window step that is not built yet (runners.window.pending)
     └── ProtocolError              a server said no, or the connection broke
         ├── NoProgress             attempts in a row copied nothing: the mailbox is given up
         │                          (runners.engine.resilience)

@@ -124,11 +124,10 @@ def test_audit_lists_every_operator_action_with_who_and_parameters(plan: Path) -
     assert text.returncode == 0 and "customer said go" in text.stdout and "later" in text.stdout
 
 
-def test_steps_not_built_yet_refuse_and_change_nothing(plan: Path) -> None:
-    for step in ("settle", "close", "rollback"):
-        proc = cutover(plan, "switch", "--wave", "pilot", "--step", step, "--output", "json")
-        assert proc.returncode == 2
-        assert "not built yet" in json.loads(proc.stdout)["error"]
+def test_a_rollback_before_the_switch_refuses_and_changes_nothing(plan: Path) -> None:
+    proc = cutover(plan, "switch", "--wave", "pilot", "--step", "rollback", "--output", "json")
+    assert proc.returncode == 1
+    assert "there is no switch to roll back" in json.loads(proc.stdout)["refused"]
     assert store_of(plan).wave_steps() == []
 
 

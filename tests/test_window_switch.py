@@ -219,7 +219,7 @@ def test_happy_path_copying_to_switched(window: WindowLab) -> None:
     assert [s["step"] for s in data["steps"]] == ["ready", "final-pass", "switched"]
     assert all(c["holds"] for c in ready["checked"])
     assert {c["name"] for c in ready["checked"]} == {
-        "first-pass", "undecided-failures", "readiness-blockers", "delta-fits-window"
+        "first-pass", "undecided-failures", "readiness-blockers", "delta-fits-window", "rollback-copy-back"
     }  # fmt: skip
     assert (final["did"]["status"], final["did"]["copied"]) == ("ok", 1)  # the new message: a delta pass
     assert final["did"]["seconds"] > 0 and final["did"]["expected_seconds"] is not None
@@ -241,7 +241,7 @@ def test_happy_path_copying_to_switched(window: WindowLab) -> None:
     text = window.lab.cutover("status", "--plan", str(window.lab.plan), env=window.env).stdout
     assert "wave pilot: switched since " in text
     actions = [(a["action"], a["detail"]) for a in window.audit("--wave", "pilot") if a["action"] != "launch"]
-    assert actions == [("ready", "done"), ("final-pass", "done"), ("switched", "done"), ("switch:directory", "done"),
+    assert actions == [("ready", "done"), ("final-pass", "done"), ("switched", "done"), ("switch:marks", "done"), ("switch:directory", "done"),
                        ("switch:dns-update", "done"), ("switch:dns-confirmed", "done")]  # by when each began  # fmt: skip
     # No secret anywhere: not in the output, not in the store.
     state = (window.lab.root / ".cutover" / "state.db").read_bytes()
@@ -334,6 +334,7 @@ def test_kill_between_dns_update_and_confirmation_resumes_without_a_second_updat
     assert update["sent"] is False  # read first: already true, nothing sent
     assert window.knot.primary.serial() == serial_before + 1  # exactly one UPDATE reached the zone
     assert data["steps"][0]["did"]["directory"] == "done before this run (resumed)"
+    assert data["steps"][0]["did"]["marks"] == "done before this run (resumed)"  # never re-read
     assert mx_on(window.knot.secondary) == (f"10 {TARGET_MX}",)
 
 

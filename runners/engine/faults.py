@@ -28,6 +28,8 @@ The points:
     One turn of a paused mailbox's wait (a turn when the control watcher wakes it, or every poll).
 ``switch-dns-sent``
     ``cutover switch`` (runners/window): the DNS UPDATE was sent, not yet recorded or confirmed.
+``rollback-dns-sent``
+    ``cutover switch --step rollback``: the UPDATE restoring DNS was sent, not yet recorded.
 
 Unset in production, ``reached`` costs one comparison.
 """
@@ -40,7 +42,7 @@ import socket
 import threading
 
 ACTIONS = ("kill", "hold", "fail")
-POINTS = ("before-append", "after-append", "after-record", "paused", "switch-dns-sent")
+POINTS = ("before-append", "after-append", "after-record", "paused", "switch-dns-sent", "rollback-dns-sent")
 
 
 class InjectedFault(RuntimeError):

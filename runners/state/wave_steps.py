@@ -129,6 +129,11 @@ class WaveStepsMixin(StoreBase):
                 (StepStatus(status), time.time(), _json(checked or []), _json(did or {}), step_id),
             )
 
+    def set_step_params(self, step_id: int, params: dict[str, Any]) -> None:
+        """Replace a started step's parameters (once what it checked decides them)."""
+        with self.transaction() as db:
+            db.execute("UPDATE wave_steps SET params = ? WHERE id = ?", (_json(params), step_id))
+
     def wave_steps(self, wave: str | None = None) -> list[StepRow]:
         """Every step (of one wave, or of all), oldest first."""
         where, params = ("WHERE wave = ? ", (wave,)) if wave else ("", ())

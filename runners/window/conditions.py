@@ -1,6 +1,7 @@
 """What a wave must satisfy before its window: each condition checked and listed, held or not.
 
-``ready`` checks all four; the final pass and the switch check the two interlocks again
+``ready`` checks all five (the fifth: whether a rollback could copy mail back, said before the
+switch, not after); the final pass and the switch check the two interlocks again
 (``undecided-failures`` and ``readiness-blockers``) since a pass can leave new failures.
 """
 
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from runners.plan.model import MailboxEntry, Plan
+from runners.settle.rollback import rollback_readiness
 from runners.state.statuses import MailboxState
 from runners.state.store import StateStore
 
@@ -37,7 +39,18 @@ def ready_conditions(plan: Plan, store: StateStore, wave: str) -> list[Condition
         first_pass_done(plan, store, wave),
         *interlocks(plan, store, wave),
         delta_fits_window(plan, store, wave),
+        rollback_possible(plan),
     ]
+
+
+def rollback_possible(plan: Plan) -> Condition:
+    """Whether a rollback after the switch could copy back what reached the target: a target type
+    that can't be read yet (EWS, Graph) or a legacy that can't be written is said here, before the
+    switch; the operator acknowledges it with the interlock."""
+    reason = rollback_readiness(plan)
+    if reason is not None:
+        return Condition("rollback-copy-back", False, f"{reason}: acknowledge with --confirm W --reason TEXT")
+    return Condition("rollback-copy-back", True, "a rollback can copy mail that reached the target back")
 
 
 def interlocks(plan: Plan, store: StateStore, wave: str) -> list[Condition]:

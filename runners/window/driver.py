@@ -17,15 +17,18 @@ from runners.errors import MigrationError
 from runners.plan.model import Plan
 from runners.state.store import StateStore
 from runners.state.wave_steps import Actor, StepStatus
+from runners.window.close_step import write_report
 from runners.window.conditions import Condition, failing, interlocks, ready_conditions
 from runners.window.final_pass import final_pass
-from runners.window.pending import PENDING_STEPS, refuse_pending
-from runners.window.stages import FORWARD, Stage, switch_substeps_done, wave_stage
+from runners.window.rollback_step import RollbackStep, rollback_substeps_done
+from runners.window.settle_step import PostChecks, late_mail, post_check_conditions, run_probe
+from runners.window.stages import FORWARD, ON_TARGET, Stage, switch_substeps_done, wave_stage
 from runners.window.switch_step import SwitchStep
 
-#: ``--step`` names and the stage each leads to.
-STEPS = {"ready": Stage.READY, "final-pass": Stage.FINAL_PASS, "switch": Stage.SWITCHED}
-ALL_STEPS = (*STEPS, *PENDING_STEPS)
+#: ``--step`` names and the stage each leads to (``rollback`` is a way out, not a step forward).
+STEPS = {"ready": Stage.READY, "final-pass": Stage.FINAL_PASS, "switch": Stage.SWITCHED,
+         "settle": Stage.SETTLED, "close": Stage.CLOSED}  # fmt: skip
+ALL_STEPS = (*STEPS, "rollback")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,19 +94,23 @@ class WindowDriver:
         actor: Actor,
         override: Override,
         say: Callable[[str], None],
+        post_checks: PostChecks | None = None,
     ) -> None:
+        """``post_checks`` runs the post-phase readiness checks for settled (the command layer
+        passes it: runners can't import checks)."""
         self.plan, self.store, self.wave, self.actor = plan, store, wave, actor
-        self.override, self.say = override, say
+        self.override, self.say, self.post_checks = override, say, post_checks
         self.result = WindowResult(wave, wave_stage(store, wave), wave_stage(store, wave))
 
     def run_to(self, step: str) -> WindowResult:
-        """Every step from where the wave stands up to ``step`` (raises ``Refused``, ``NotBuiltYet``,
+        """Every step from where the wave stands up to ``step``, or the rollback (raises ``Refused``,
         ``WaveHeld``)."""
-        if step in PENDING_STEPS:
-            refuse_pending(step)
         self._check_override()
         self._take_lease()
         try:
+            if step == "rollback":
+                self._rollback()
+                return self.result
             goal = STEPS[step]
             if self.result.stage not in FORWARD:
                 raise Refused(
@@ -111,9 +118,8 @@ class WindowDriver:
                 )
             while FORWARD.index(self.result.stage) < FORWARD.index(goal):
                 nxt = FORWARD[FORWARD.index(self.result.stage) + 1]
-                {Stage.READY: self._ready, Stage.FINAL_PASS: self._final_pass, Stage.SWITCHED: self._switch}[
-                    nxt
-                ]()
+                {Stage.READY: self._ready, Stage.FINAL_PASS: self._final_pass, Stage.SWITCHED: self._switch,
+                 Stage.SETTLED: self._settle, Stage.CLOSED: self._close}[nxt]()  # fmt: skip
                 self.result.stage = nxt
             if not self.result.steps:
                 self.say(f"{self.wave}: already {self.result.stage}")
@@ -155,14 +161,81 @@ class WindowDriver:
             self.say(f"switch: resuming after {', '.join(sorted(done_before))}")
         self._gated(Stage.SWITCHED, interlocks(self.plan, self.store, self.wave), work)
 
-    def _gated(self, stage: Stage, conditions: list[Condition], work: Callable[[], dict[str, Any]]) -> None:
+    def _settle(self) -> None:
+        probe: dict[str, Any] = {}
+
+        def conditions() -> list[Condition]:
+            checks = post_check_conditions(self.plan, self.wave, self.post_checks)
+            self.heartbeat()
+            probed, record = run_probe(self.plan, self.wave)
+            probe.update(record)
+            return [*checks, probed]
+
+        def work() -> dict[str, Any]:
+            return {"probe": probe, **late_mail(self.plan, self.wave, self.say, self.heartbeat)}
+
+        self._gated(Stage.SETTLED, conditions, work)
+
+    def _close(self) -> None:
+        def work() -> dict[str, Any]:
+            written = write_report(self.plan, self.store, self.wave)
+            files = written["report_files"]
+            self.say(f"report: {files['markdown']}")
+            self.say(f"report: {files['json']}")
+            return written
+
+        self._gated(Stage.CLOSED, [], work)
+
+    def _rollback(self) -> None:
+        if self.result.stage == Stage.ROLLED_BACK:
+            self.say(f"{self.wave}: already rolled-back")
+            return
+        done = self.store.steps_done(self.wave)
+        started_switch = bool(switch_substeps_done(done))
+        if self.result.stage not in ON_TARGET and not (
+            self.result.stage == Stage.FINAL_PASS and started_switch
+        ):
+            raise Refused(
+                "rollback", f"wave {self.wave} is {self.result.stage}: there is no switch to roll back", []
+            )
+        done_before = rollback_substeps_done(done)
+
+        def work() -> dict[str, Any]:
+            step = RollbackStep(
+                self.plan, self.store, self.wave, self.actor, self.say, self.heartbeat, done_before
+            )
+            outcome = step.run()
+            if not outcome.done:
+                raise _StepFailed(outcome.did, outcome.problems)
+            return outcome.did
+
+        if done_before:
+            self.say(f"rollback: resuming after {', '.join(sorted(done_before))}")
+        self._gated(Stage.ROLLED_BACK, [], work)
+        self.result.stage = Stage.ROLLED_BACK
+
+    def _gated(
+        self,
+        stage: Stage,
+        conditions: list[Condition] | Callable[[], list[Condition]],
+        work: Callable[[], dict[str, Any]],
+    ) -> None:
         """Record the step: refused when a condition fails without the operator's override, else do
-        ``work`` and record what it did."""
+        ``work`` and record what it did. ``conditions`` may be a callable: checked once the step's
+        row exists (a check that takes time, like the probe, counts in the step's timing)."""
+        step_id = self.store.begin_step(
+            self.wave, stage, self.actor, self.override.params() if self.override.given() else {}
+        )
+        try:
+            conditions = conditions() if callable(conditions) else conditions
+        except BaseException as exc:
+            self.store.end_step(step_id, StepStatus.FAILED, did={"error": str(exc)})
+            raise
         checked = [c.as_dict() for c in conditions]
         unmet = failing(conditions)
         # The operator's answer is kept whenever given; "overridden" says whether it was needed.
         params = {**self.override.params(), "overridden": bool(unmet)} if self.override.given() else {}
-        step_id = self.store.begin_step(self.wave, stage, self.actor, params)
+        self.store.set_step_params(step_id, params)
         report = StepReport(stage, StepStatus.STARTED, checked)
         self.result.steps.append(report)
         for c in conditions:

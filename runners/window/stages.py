@@ -27,7 +27,8 @@ FORWARD = (Stage.COPYING, Stage.READY, Stage.FINAL_PASS, Stage.SWITCHED, Stage.S
 #: A wave at one of these serves its users from the target.
 ON_TARGET = frozenset({Stage.SWITCHED, Stage.SETTLED, Stage.CLOSED})
 #: Sub-steps of the switch, in order: the switch resumes after the last one done.
-SWITCH_DIRECTORY, SWITCH_DNS_UPDATE, SWITCH_DNS_CONFIRMED = (
+SWITCH_MARKS, SWITCH_DIRECTORY, SWITCH_DNS_UPDATE, SWITCH_DNS_CONFIRMED = (
+    "switch:marks",
     "switch:directory",
     "switch:dns-update",
     "switch:dns-confirmed",

@@ -1,7 +1,8 @@
 """The switch of one wave: its users' routing attribute in the directory and, for a domain whose last
 wave this is, its DNS records, each confirmed; resumable after ``kill -9`` or an SSH drop.
 
-Each sub-step is recorded when it completes (``switch:directory``, ``switch:dns-update``,
+Each sub-step is recorded when it completes (``switch:marks``, the target's UIDNEXT per folder
+that a rollback copies back from, read before anything is routed; ``switch:directory``, ``switch:dns-update``,
 ``switch:dns-confirmed``); a rerun skips those done since the wave's final pass. The DNS update is
 never repeated blindly: ``apply_records`` reads the primary first and sends only what differs, and
 what it served before is recorded before anything is sent (the record a DNS rollback needs).
@@ -16,6 +17,8 @@ from typing import Any
 from runners.engine import faults
 from runners.plan.model import MailboxEntry, Plan
 from runners.plan.switch_model import DomainRecords, SwitchDns
+from runners.settle.rollback import rollback_readiness
+from runners.settle.switch_marks import marks_path, record_switch_marks
 from runners.state.store import StateStore
 from runners.state.wave_steps import Actor, StepStatus
 from runners.switch.directory import route_users
@@ -28,6 +31,7 @@ from runners.window.stages import (
     SWITCH_DIRECTORY,
     SWITCH_DNS_CONFIRMED,
     SWITCH_DNS_UPDATE,
+    SWITCH_MARKS,
     wave_stage,
 )
 
@@ -62,10 +66,39 @@ class SwitchStep:
     def run(self) -> SwitchOutcome:
         outcome = SwitchOutcome(True, did={"proxy": PROXY_NOTE})
         self.say(PROXY_NOTE)
+        self._marks(outcome)
         self._directory(outcome)
         if outcome.done:
             self._dns(outcome)
         return outcome
+
+    # -- the rollback's marks ------------------------------------------------------------------------
+
+    def _marks(self, outcome: SwitchOutcome) -> None:
+        """Each target folder's UIDVALIDITY and UIDNEXT before mail is routed there: a rollback copies
+        back exactly what arrived after them. Recorded once; a resumed switch reuses them."""
+        reason = rollback_readiness(self.plan)
+        if reason is not None:
+            outcome.did["marks"] = f"not recorded: {reason}"
+            return
+        if SWITCH_MARKS in self.done_before:
+            outcome.did["marks"] = "done before this run (resumed)"
+            return
+        step = self.store.begin_step(self.wave, SWITCH_MARKS, self.actor, {})
+        try:
+            marks = record_switch_marks(self.plan, self.wave)
+        except Exception as exc:
+            self.store.end_step(step, StepStatus.FAILED, did={"error": str(exc)})
+            raise
+        folders = sum(len(m) for m in marks.mailboxes.values())
+        did = {
+            "file": str(marks_path(self.plan, self.wave)),
+            "mailboxes": len(marks.mailboxes),
+            "folders": folders,
+        }
+        self.store.end_step(step, StepStatus.DONE, did=did)
+        outcome.did["marks"] = did
+        self.say(f"marks: UIDNEXT of {folders} target folder(s) recorded for a rollback")
 
     # -- the directory ---------------------------------------------------------------------------
 
