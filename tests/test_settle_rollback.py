@@ -3,6 +3,7 @@ the legacy with the same engine, exactly that, once. Real Dovecot on both sides.
 
 from __future__ import annotations
 
+import stat
 from dataclasses import replace
 
 import pytest
@@ -17,7 +18,7 @@ from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.settle.late_mail import catch_late_mail
 from runners.settle.rollback import copy_back, rollback_plan, rollback_readiness
-from runners.settle.switch_marks import read_switch_marks, record_switch_marks
+from runners.settle.switch_marks import marks_path, read_switch_marks, record_switch_marks
 from runners.state.store import StateStore
 
 
@@ -105,6 +106,8 @@ def test_switch_marks_are_recorded_once_never_reread_after_mail_arrived(lab: Lab
     assert first is not None and first.mailboxes["alice"]["INBOX"].uidnext == 4
     imapfill.append(lab.target, "alice", "INBOX", message("after the switch"))
     assert record_switch_marks(plan, "pilot") == first  # a resumed switch step gets the same marks
+    # Private like the rest of the state directory: mailbox and folder names.
+    assert stat.S_IMODE(marks_path(plan, "pilot").stat().st_mode) == 0o600
 
 
 def test_rollback_without_switch_marks_is_refused(lab: Lab) -> None:

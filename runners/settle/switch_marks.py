@@ -25,6 +25,7 @@ from runners.connectors.imap_login import open_imap
 from runners.errors import CommandError, MigrationError
 from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import file_name_part
+from runners.state.private import private_file
 from runners.state.store import StateStore
 
 
@@ -101,10 +102,7 @@ def record_engine_copies(plan: Plan, wave: str) -> Path:
             if uids:
                 folders.setdefault(folder.target, []).extend(uids)
     path = engine_copies_path(plan, wave)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".tmp")
-    temp.write_text(json.dumps(copies, sort_keys=True), encoding="utf-8")
-    os.replace(temp, path)
+    _write_private(path, json.dumps(copies, sort_keys=True))
     return path
 
 
@@ -136,12 +134,16 @@ def record_switch_marks(plan: Plan, wave: str) -> SwitchMarks:
         raise MigrationError(f"switch marks need an IMAP target; the plan's target is {plan.target.type!r}")
     at = time.time()
     marks = SwitchMarks(wave, at, {e.target: _mailbox_marks(plan, e) for e in plan.wave(wave)})
-    path = marks_path(plan, wave)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".tmp")
-    temp.write_text(marks.to_json(), encoding="utf-8")
-    os.replace(temp, path)
+    _write_private(marks_path(plan, wave), marks.to_json())
     return marks
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Whole or not at all (a temporary file renamed), private like the rest of the state directory
+    (mailbox names and folder names: runners.state.private)."""
+    temp = private_file(path.with_suffix(".tmp"))
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
 
 
 def _mailbox_marks(plan: Plan, entry: MailboxEntry) -> dict[str, FolderMark]:
