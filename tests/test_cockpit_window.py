@@ -305,3 +305,21 @@ def test_triage_says_where_a_users_mail_is_served_now(
     )  # fmt: skip
     assert "LOG IN TO NOW\n  served by the target" in text.stdout
     assert "late mail caught for wave w-switch: none counted yet (the wave is not settled)" in text.stdout
+
+
+def test_a_store_from_before_the_window_reads_every_wave_as_copying_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helpdesk's read-only cockpit can't add the window's tables to an older store: no stage recorded."""
+    import sqlite3
+
+    from runners.state.read_models.window import wave_windows
+
+    plan = window_plan(tmp_path, monkeypatch)
+    with sqlite3.connect(plan.state_db) as db:
+        db.execute("DROP TABLE wave_steps")
+        db.execute("DROP TABLE wave_leases")
+    reader = StateStore(plan.state_db, read_only=True)
+    windows = wave_windows(reader, list(STAGES))
+    assert {w.stage for w in windows.values()} == {"copying"} and not any(w.holder for w in windows.values())
+    assert [w.window.label for w in take(reader, plan).waves if w.window] == ["copying"] * len(STAGES)

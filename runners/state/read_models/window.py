@@ -5,11 +5,13 @@ wave's lease; a store from before the window has neither, and every wave is copy
 
 from __future__ import annotations
 
-import sqlite3
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from runners.state.errors import StoreError
+from runners.state.runs import alive
 from runners.state.store import StateStore
 from runners.state.wave_steps import StepRow, StepStatus
 
@@ -79,14 +81,19 @@ def wave_windows(store: StateStore, waves: Sequence[str]) -> dict[str, WaveWindo
     standings = store.wave_standings(waves)
     try:
         steps = store.wave_steps()
-    except sqlite3.OperationalError:  # a read-only look at a store from before the window: no tables
+        leases = {w: store.wave_lease(w) for w in waves}
+    except StoreError as exc:  # a read-only look at a store from before the window: no such tables
+        if "no such table" not in str(exc):
+            raise
         return {s.wave: WaveWindow(s.wave, s.stage) for s in standings}
-    now = time.time()
+    now, host = time.time(), socket.gethostname()
     out = {}
     for standing in standings:
         mine = [s for s in steps if s.wave == standing.wave and s.status == StepStatus.DONE]
-        lease = store.wave_lease(standing.wave)
-        holder = f"{lease.holder}@{lease.host}" if lease is not None and lease.expires > now else None
+        lease = leases[standing.wave]
+        # Held: not expired, and (on this host) its process still alive: a killed step frees the wave.
+        held = lease is not None and lease.expires > now and (lease.host != host or alive(lease.pid))
+        holder = f"{lease.holder}@{lease.host}" if lease is not None and held else None
         out[standing.wave] = WaveWindow(
             standing.wave,
             standing.stage,
