@@ -41,7 +41,7 @@ from cockpit.screens.triage import TriageView
 from cockpit.shell import Cockpit
 from cockpit.widgets.flash import flash
 from cockpit.widgets.keybar import own_keys
-from cockpit.window_step import ALWAYS_TYPED, next_step, plan_step, start_detached, switch_argv
+from cockpit.window_step import ALWAYS_TYPED, ENDED, next_step, plan_step, start_detached, switch_argv
 from runners.engine.control import request
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery, MessageIssue
@@ -115,6 +115,8 @@ class CockpitApp(App[None]):
             else None
         )
         self._store: StateStore | None = None
+        #: ``cutover switch`` processes started from this cockpit, until they end: (what, process, log).
+        self._window_steps: list[tuple[str, subprocess.Popen[bytes], Path]] = []
 
     @property
     def store(self) -> StateStore:
@@ -163,6 +165,7 @@ class CockpitApp(App[None]):
             self.current_rate = (msgs, mbs)
             self.rates.append(msgs)
             self.mb_rates.append(mbs)
+        self._window_steps_ended()
         screen = self.screen
         if hasattr(screen, "show") and screen.is_mounted and not self._exit:
             with self.batch_update():
@@ -489,15 +492,30 @@ class CockpitApp(App[None]):
 
     def _start_window_step(self, wave: str, step: str, argv: list[str]) -> None:
         try:
-            pid, log = start_detached(self.plan, wave, argv)
+            child, log = start_detached(self.plan, wave, argv)
         except OSError as exc:
             said = f"could not start {step} of wave {wave}: {exc}"
             with contextlib.suppress(RuntimeError):
                 self.call_from_thread(self.notify, said, severity="error")
             return
         with contextlib.suppress(RuntimeError):  # the cockpit closed meanwhile: the step goes on
-            self.call_from_thread(self.notify, f"{step} of wave {wave} started: pid {pid}, log {log}")
-            self.call_from_thread(self.poke)
+            self.call_from_thread(self._step_started, f"{step} of wave {wave}", child, log)
+
+    def _step_started(self, what: str, child: subprocess.Popen[bytes], log: Path) -> None:
+        self.notify(f"{what} started: pid {child.pid}, log {log}")
+        self._window_steps.append((what, child, log))
+        self.poke()
+
+    def _window_steps_ended(self) -> None:
+        """Say how each step started from here ended (and reap its process), once."""
+        for started in list(self._window_steps):
+            what, child, log = started
+            code = child.poll()
+            if code is None:
+                continue
+            self._window_steps.remove(started)
+            words = ENDED.get(code, f"ended with exit code {code} (see its log)")
+            self.notify(f"{what}: {words}; log {log}", severity="information" if code == 0 else "error")
 
     def action_control(self, action: str) -> None:
         if self._refuse_if_read_only(f"control('{action}')"):

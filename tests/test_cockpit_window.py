@@ -254,6 +254,13 @@ def test_switch_from_the_cockpit_runs_cutover_switch_detached_with_the_typed_nam
             await pilot.press(*REASON, "enter")
             await until(pilot, ready_done)
 
+            def ended() -> bool:  # the cockpit says how the step it started ended (and reaps it)
+                feed(app)
+                return any("ready of wave w-copy: done; log " in str(n.message) for n in app._notifications)
+
+            await until(pilot, ended)
+            assert not app._window_steps
+
     asyncio.run(scenario())
     step = next(s for s in store.wave_steps("w-copy") if s.step == "ready")
     assert step.params == {"confirm": "w-copy", "reason": REASON, "force": False, "overridden": True}
