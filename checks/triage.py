@@ -22,6 +22,8 @@ from runners.plan.model import MailboxEntry, Plan
 from runners.plan.readiness_model import DirectorySettings
 from runners.state.check_history import FindingRow
 from runners.state.mailbox_reads import MailboxDetail, MailboxQuery, MailboxRow
+from runners.state.read_models.window import STAGE_WORDS, WaveWindow, stamp, wave_windows
+from runners.state.statuses import MailboxState
 from runners.state.store import StateStore
 from runners.verify import MailboxCheck, verify_wave
 
@@ -51,6 +53,17 @@ class Triage:
     findings: tuple[FindingRow, ...] = ()
     #: The last failure in the server's words (the mailbox's error, else the newest message failure).
     last_failure: str | None = None
+    #: Where the user's mail is served now: "legacy" or "target", and since when (None: since before
+    #: the migration), from the wave's window stage and its switched (or rolled back) step's time.
+    served_by: str = "legacy"
+    served_since: float | None = None
+    #: The wave's stage in its cutover window (``copying`` … ``rolled-back``).
+    stage: str = "copying"
+    #: Whether everything of the mailbox is copied (None: no run has touched it), and in words.
+    complete: bool | None = None
+    completeness: str = ""
+    #: Late mail caught for the user's wave after its switch (the settle step's count; None: not yet).
+    late_messages: int | None = None
 
 
 def find_entry(plan: Plan, address: str) -> MailboxEntry | None:
@@ -99,20 +112,62 @@ def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
                 *((entry.address.lower(),) if entry.address else ()),
             }
             _read_state(store, entry, names, result)
+            _read_window(plan, store, entry, result)
         finally:
             store.close()
+    result.complete, result.completeness = completeness(result.row)
     if compare:
         result.steps.append(_compare(plan, entry, result))
     return result
 
 
-def log_in_to(plan: Plan, entry: MailboxEntry) -> str:
-    """Where the user logs in now. No wave is ever switched to the target by the cockpit yet (the
-    cutover-window issue records switches): until then the answer is the legacy server, and it says so."""
+def log_in_to(plan: Plan, entry: MailboxEntry, window: WaveWindow | None = None) -> str:
+    """Where the user logs in now, and since when: the target once the wave is switched (its
+    switched step's time), the legacy before that or after a rollback."""
+    if window is not None and window.on_target:
+        since = f" since {stamp(window.on_target_since)}" if window.on_target_since else ""
+        return (
+            f"served by the target ({plan.target.address}){since}: wave {entry.wave} is "
+            f"{STAGE_WORDS.get(window.stage, window.stage)}"
+        )
+    if window is not None and window.rolled_back_at is not None:
+        return (
+            f"legacy ({plan.source.address}), again since {stamp(window.rolled_back_at)}: wave {entry.wave} "
+            f"was rolled back from the target ({plan.target.address})"
+        )
+    stage = STAGE_WORDS.get(window.stage, window.stage) if window is not None else "copying"
     return (
-        f"legacy ({plan.source.address}), since before the migration: no switch of wave {entry.wave} to "
-        f"the target ({plan.target.address}) is recorded (the cockpit does not record switches yet)"
+        f"legacy ({plan.source.address}), since before the migration: wave {entry.wave} is {stage}, "
+        f"not switched to the target ({plan.target.address}) yet"
     )
+
+
+def completeness(row: MailboxRow | None) -> tuple[bool | None, str]:
+    """Whether the mailbox is copied whole (cumulative counts), and in words."""
+    if row is None:
+        return None, "not started: no run has touched this mailbox yet"
+    done, total = row.done_of_total
+    left = max(total - done - row.failed - row.skipped, 0)
+    complete = row.state == MailboxState.OK and not row.failed and not row.skipped and done >= total
+    if complete:
+        return True, f"complete: all {total:,} messages copied"
+    return False, (
+        f"NOT complete: {max(total - done, 0):,} of {total:,} messages not copied ({left:,} pending, "
+        f"{row.failed:,} failed, {row.skipped:,} skipped; the mailbox is {row.state})"
+    )
+
+
+def _read_window(plan: Plan, store: StateStore, entry: MailboxEntry, result: Triage) -> None:
+    window = wave_windows(store, [entry.wave]).get(entry.wave)
+    if window is None:
+        return
+    result.stage = window.stage
+    result.late_messages = window.late_messages
+    if window.on_target:
+        result.served_by, result.served_since = "target", window.on_target_since
+    else:
+        result.served_since = window.rolled_back_at
+    result.log_in_to = log_in_to(plan, entry, window)
 
 
 def _read_state(store: StateStore, entry: MailboxEntry, addresses: set[str], result: Triage) -> None:

@@ -36,6 +36,7 @@ APP_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("mailboxes", "goto('mailboxes')", "m", "Mailboxes"),
     ActionSpec("log", "goto('log')", "l", "Log"),
     ActionSpec("user", "goto('user')", "u", "User"),
+    ActionSpec("audit", "goto('audit')", "a", "Audit trail", note=":audit WAVE; / filters", label="Audit"),
     ActionSpec("command_bar", "command_bar", "colon", "Command", show=False, note=":mailboxes pilot /alice"),
     # ctrl+p, not ctrl+a/ctrl+b: those are screen's and tmux's prefixes. Shown at the key bar's right end.
     ActionSpec(
@@ -59,6 +60,15 @@ WAVE_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("resume", "control('resume')", "R", "Resume", dangerous=True),
     ActionSpec("cancel", "control('cancel')", "C", "Cancel", dangerous=True),
     ActionSpec("retry_failed", "retry_failed", "F", "Retry failed items", dangerous=True, label="Retry"),
+    ActionSpec(
+        "switch",
+        "switch",
+        "S",
+        "Switch wave (its next window step)",
+        dangerous=True,
+        label="Switch",
+        note="ready, final pass, switch, settle, close: one step, with cutover switch detached",
+    ),
 )
 
 #: Actions on one failed message (the failure view).

@@ -30,7 +30,8 @@ from cockpit.format import MB
 from cockpit.messages import SnapshotReady
 from cockpit.palette import CockpitCommands
 from cockpit.poller import INTERVAL, SnapshotPoller
-from cockpit.screens.dialogs import CommandBar, Confirm, HelpScreen
+from cockpit.screens.audit import AuditView
+from cockpit.screens.dialogs import CommandBar, Confirm, HelpScreen, Interlock
 from cockpit.screens.log import LogView
 from cockpit.screens.mailbox import FailureView, MailboxView
 from cockpit.screens.mailboxes import MailboxesView
@@ -40,6 +41,7 @@ from cockpit.screens.triage import TriageView
 from cockpit.shell import Cockpit
 from cockpit.widgets.flash import flash
 from cockpit.widgets.keybar import own_keys
+from cockpit.window_step import ALWAYS_TYPED, ENDED, next_step, plan_step, start_detached, switch_argv
 from runners.engine.control import request
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery, MessageIssue
@@ -113,6 +115,8 @@ class CockpitApp(App[None]):
             else None
         )
         self._store: StateStore | None = None
+        #: ``cutover switch`` processes started from this cockpit, until they end: (what, process, log).
+        self._window_steps: list[tuple[str, subprocess.Popen[bytes], Path]] = []
 
     @property
     def store(self) -> StateStore:
@@ -161,6 +165,7 @@ class CockpitApp(App[None]):
             self.current_rate = (msgs, mbs)
             self.rates.append(msgs)
             self.mb_rates.append(mbs)
+        self._window_steps_ended()
         screen = self.screen
         if hasattr(screen, "show") and screen.is_mounted and not self._exit:
             with self.batch_update():
@@ -213,9 +218,17 @@ class CockpitApp(App[None]):
             self.push_screen(TriageView())
         elif view == "log":
             self.push_screen(LogView())
+        elif view == "audit":
+            self.push_screen(AuditView())
 
     def open_mailboxes(self, wave: str | None = None, filter_text: str | None = None) -> None:
         view = MailboxesView(wave)
+        if filter_text is not None:
+            view.filter = filter_text
+        self.push_screen(view)
+
+    def open_audit(self, wave: str | None = None, filter_text: str | None = None) -> None:
+        view = AuditView(wave)
         if filter_text is not None:
             view.filter = filter_text
         self.push_screen(view)
@@ -258,6 +271,9 @@ class CockpitApp(App[None]):
             self.open_mailboxes(wave if wave in self.plan.waves else None, text)
         elif view in ("l", "log"):
             self.action_goto("log")
+        elif view in ("a", "audit"):
+            self.action_goto("overview")
+            self.open_audit(wave if wave in self.plan.waves else None, text)
         elif view in ("r", "readiness", "checks"):
             self.action_goto("readiness")
         elif view in ("u", "user", "triage"):
@@ -269,7 +285,7 @@ class CockpitApp(App[None]):
             self.exit()
         else:
             self.notify(
-                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, help, quit",
+                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, audit, help, quit",
                 severity="warning",
             )
 
@@ -421,6 +437,85 @@ class CockpitApp(App[None]):
         else:
             self.notify(f"could not start {what.strip()}: {said}", severity="error")
         self.poke()
+
+    def action_switch(self) -> None:
+        """The selected wave's next window step, through ``cutover switch`` started detached."""
+        if self._refuse_if_read_only("switch"):
+            return
+        wave = self._focused_wave()
+        summary = next((w for w in self.snapshot.waves if w.name == wave), None) if self.snapshot else None
+        if wave is None or summary is None or summary.window is None:
+            flash(self, "no wave's window stage read yet: try again in a moment", error=False)
+            return
+        if summary.window.holder:
+            flash(self, f"wave {wave}: a step is running now, held by {summary.window.holder}", error=False)
+            return
+        step = next_step(summary.window.stage)
+        if step is None:
+            flash(self, f"wave {wave} is {summary.window.label}: no window step follows", error=False)
+            return
+        planned = plan_step(self.plan, self.store, wave, step)
+        lines = [
+            f"start `cutover switch --plan {self.plan.path} --wave {wave} --step {step}` in the background "
+            "(it runs on after the cockpit closes; its log in the state dir)",
+            f"wave {wave} is {summary.window.label}",
+            *(str(c) for c in planned.conditions),
+        ]
+        if step in ALWAYS_TYPED:
+            lines.append("the switch moves the wave's users to the target: asked every time")
+        if not planned.typed:
+            self.push_screen(
+                Confirm(f"{step} for wave {wave}?", lines),
+                lambda confirmed: self.start_window_step(wave, step, None) if confirmed else None,
+            )
+            return
+        if planned.unmet:
+            lines.append(
+                f"{len(planned.unmet)} condition(s) don't hold: going on is recorded with your reason"
+            )
+        self.push_screen(
+            Interlock(f"{step} for wave {wave}?", lines, wave),
+            lambda reason: self.start_window_step(wave, step, reason) if reason else None,
+        )
+
+    def start_window_step(self, wave: str, step: str, reason: str | None) -> None:
+        """Start ``cutover switch`` for one step, detached, from a worker thread (the view keeps drawing)."""
+        argv = switch_argv(self.plan.path, wave, step, reason=reason)
+        self.record_action(f"{step} of wave {wave}" + (f" (reason: {reason})" if reason else ""))
+        self.notify(f"starting {step} of wave {wave} in the background…")
+        self.run_worker(
+            partial(self._start_window_step, wave, step, argv),
+            thread=True,
+            group="switch",
+            exit_on_error=False,
+        )
+
+    def _start_window_step(self, wave: str, step: str, argv: list[str]) -> None:
+        try:
+            child, log = start_detached(self.plan, wave, argv)
+        except OSError as exc:
+            said = f"could not start {step} of wave {wave}: {exc}"
+            with contextlib.suppress(RuntimeError):
+                self.call_from_thread(self.notify, said, severity="error")
+            return
+        with contextlib.suppress(RuntimeError):  # the cockpit closed meanwhile: the step goes on
+            self.call_from_thread(self._step_started, f"{step} of wave {wave}", child, log)
+
+    def _step_started(self, what: str, child: subprocess.Popen[bytes], log: Path) -> None:
+        self.notify(f"{what} started: pid {child.pid}, log {log}")
+        self._window_steps.append((what, child, log))
+        self.poke()
+
+    def _window_steps_ended(self) -> None:
+        """Say how each step started from here ended (and reap its process), once."""
+        for started in list(self._window_steps):
+            what, child, log = started
+            code = child.poll()
+            if code is None:
+                continue
+            self._window_steps.remove(started)
+            words = ENDED.get(code, f"ended with exit code {code} (see its log)")
+            self.notify(f"{what}: {words}; log {log}", severity="information" if code == 0 else "error")
 
     def action_control(self, action: str) -> None:
         if self._refuse_if_read_only(f"control('{action}')"):

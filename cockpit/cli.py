@@ -196,6 +196,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     common(audit)
     audit.add_argument("--wave", help="only this wave")
+    triage = sub.add_parser(
+        "triage",
+        help="the helpdesk's answer about one user (the cockpit's u)",
+        description="For one user (any address or alias): where their mail is served now (legacy or target, "
+        "since when), whether their mailbox is complete, late mail caught for their wave, the last failure in "
+        "the server's words, readiness findings, and live checks (directories, logins, the comparison). "
+        "Reads the state store only (read-only). Exit 0: found; 1: not a mailbox of the plan.",
+    )
+    common(triage)
+    triage.add_argument("--user", required=True, metavar="ADDRESS", help="any of the user's addresses")
+    triage.add_argument(
+        "--no-compare", action="store_true", help="skip the live comparison of source and target"
+    )
     demo = sub.add_parser(
         "demo",
         help="run an embedded lab (legacy and target mail servers, LDAP, DNS, SMTP) and a pilot on it",
@@ -276,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "demo": _demo,
             "switch": _switch,
             "audit": _audit,
+            "triage": _triage,
         }
         handler = handlers[args.command]
         code = handler(args)
@@ -436,6 +450,12 @@ def _audit(args: argparse.Namespace) -> int:
     from cockpit.commands.audit import audit_command
 
     return audit_command(args)
+
+
+def _triage(args: argparse.Namespace) -> int:
+    from cockpit.commands.triage import triage_command
+
+    return triage_command(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -56,6 +56,10 @@ def palette_commands(app: Cockpit, screen: Screen[object]) -> list[PaletteComman
     commands.append(
         PaletteCommand("Every mailbox (no filter)", ":mailboxes /", partial(_mailboxes, app, None, ""))
     )
+    for wave in app.plan.waves:
+        commands.append(
+            PaletteCommand(f"Audit trail of wave {wave}", f":audit {wave}", partial(_audit, app, wave))
+        )
     commands.extend(PaletteCommand(c.title, c.help, c.callback) for c in app.get_system_commands(screen))
     return commands
 
@@ -72,6 +76,11 @@ async def _run(app: Cockpit, spec: ActionSpec, namespace: DOMNode | None) -> Non
 async def _mailboxes(app: Cockpit, wave: str | None, filter_text: str | None) -> None:
     app.action_goto("overview")
     app.open_mailboxes(wave, filter_text)
+
+
+async def _audit(app: Cockpit, wave: str | None) -> None:
+    app.action_goto("overview")
+    app.open_audit(wave)
 
 
 class CockpitCommands(Provider):

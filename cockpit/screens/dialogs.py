@@ -90,6 +90,51 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(False)
 
 
+class Interlock(ModalScreen[str]):
+    """The cutover window's interlock: lists the step and its conditions, then asks for the wave's
+    name typed back and a reason; returns the reason ("" when cancelled). A wrong name or an empty
+    reason is refused inside the dialog, which stays open; Esc cancels."""
+
+    BINDINGS = [Binding("escape", "dismiss('')", "Cancel")]
+
+    def __init__(self, title: str, lines: list[str], wave: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.lines = lines
+        self.wave = wave
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Static(self.title_text, id="confirm-title", markup=False)
+            yield Static("\n".join(f"• {line}" for line in self.lines), id="confirm-ops", markup=False)
+            yield Static(
+                f"Type the wave name ({self.wave}), then a reason; Enter confirms, Esc cancels.", markup=False
+            )
+            yield Input(placeholder="the wave's name", id="interlock-wave")
+            yield Input(placeholder="reason (required: kept in the audit trail)", id="interlock-reason")
+            yield DialogError()
+
+    def on_mount(self) -> None:
+        self.query_one("#interlock-wave", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        name = self.query_one("#interlock-wave", Input)
+        reason = self.query_one("#interlock-reason", Input).value.strip()
+        if name.value.strip() != self.wave:
+            shown = name.value.strip() or "nothing"
+            self.query_one(DialogError).say(
+                f"{shown!r} is not the wave's name ({self.wave}): nothing was done; type it, or Esc cancels"
+            )
+            name.clear()
+            name.focus()
+        elif not reason:
+            self.query_one(DialogError).say("a reason is required: type it and press Enter, or Esc cancels")
+            self.query_one("#interlock-reason", Input).focus()
+        else:
+            self.dismiss(reason)
+
+
 class ReasonPrompt(ModalScreen[str]):
     """Asks for the reason of a decision (kept in the ledger); Esc cancels. An empty reason is refused
     inside the dialog, which stays open (what is typed next is the reason, never a command)."""
@@ -121,7 +166,7 @@ class ReasonPrompt(ModalScreen[str]):
 #: The command bar's views (first word), as ``CockpitApp._run_command`` reads them.
 COMMAND_VIEWS = frozenset(
     ("o", "overview", "m", "mb", "mailboxes", "l", "log", "r", "readiness", "checks", "u", "user", "triage",
-     "h", "help", "?", "q", "quit")
+     "a", "audit", "h", "help", "?", "q", "quit")
 )  # fmt: skip
 
 
@@ -134,7 +179,7 @@ class CommandBar(ModalScreen[str]):
     def compose(self) -> ComposeResult:
         yield DialogError()
         yield Input(
-            placeholder=":overview  :readiness  :mailboxes [wave] [/filter]  :user ADDRESS  :log  :help  :quit",
+            placeholder=":overview  :readiness  :mailboxes [wave] [/filter]  :user ADDRESS  :log  :audit [wave]  :help  :quit",
             id="command",
         )
 
@@ -147,7 +192,7 @@ class CommandBar(ModalScreen[str]):
         view = command.split()[0].lower() if command.split() else ""
         if view and view not in COMMAND_VIEWS:
             self.query_one(DialogError).say(
-                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, help, quit (Esc cancels)"
+                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, audit, help, quit (Esc cancels)"
             )
             return
         self.dismiss(command)

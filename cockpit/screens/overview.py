@@ -39,10 +39,13 @@ from runners.state.read_models.snapshot import Snapshot, WaveSummary
 SEVERITIES = ("blocker", "warning", "info", "pass")
 COLUMNS = (
     ("wave", 10),
-    ("progress", 12),
-    ("messages", 13),
+    # The cutover window's stage in words ("final pass", "rolled back", "switching…"): whole at 80
+    # columns, so the messages column moved right (the detail line says them too).
+    ("window", 11),
+    ("progress", 11),
     ("failed", 6),
     ("states", 28),  # readable at 80 columns; the detail line has them whole
+    ("messages", 13),
     ("skipped", 7),
     ("last run", 11),
     ("mailboxes", 9),
@@ -88,10 +91,14 @@ class OverviewView(View):
             states.append(states_text(wave.states))
             cells = (
                 Text(wave.name, style=loud),
+                Text(
+                    wave.window.label if wave.window else "copying",
+                    style="bold" if wave.window and wave.window.holder else "",
+                ),
                 Text(progress_cell(wave)),
-                Text(f"{count(wave.messages_done)}/{count(wave.messages_total)}"),
                 Text(f"✗ {wave.failed}" if wave.failed else "0", style=loud),
                 states,
+                Text(f"{count(wave.messages_done)}/{count(wave.messages_total)}"),
                 Text(str(wave.skipped)),
                 Text(last_run(wave)),
                 Text(str(wave.mailboxes)),
@@ -196,6 +203,7 @@ def wave_detail(wave: WaveSummary, blockers: dict[str, tuple[str, ...]] | None =
         f"{wave.failed} failed, {wave.skipped} skipped; "
         + (f"last run {state}" if wave.last_run_status or wave.running or wave.cancelled else "no run yet")
         + (f"; BLOCKED by readiness: {blocked}" if blocked else "")
+        + (f"; {wave.window.sentence()}" if wave.window else "")
     )
 
 

@@ -16,13 +16,10 @@ from textual.containers import VerticalScroll
 from textual.widgets import Header, Input, Static
 
 from checks.triage import Triage, triage
-from cockpit.format import block, state_label
+from cockpit.format import block
 from cockpit.screens.base import View
+from cockpit.triage_text import render
 from cockpit.widgets.keybar import KeyBar
-
-MARKS = {True: "ok  ", False: "FAIL", None: "-   "}
-#: Messages listed as missing at most (the count says how many more).
-MISSING_SHOWN = 500
 
 
 class TriageView(View):
@@ -88,48 +85,3 @@ class TriageView(View):
     def action_scroll_page(self, pages: int) -> None:
         box = self.query_one("#triage-scroll", VerticalScroll)
         box.scroll_relative(y=pages * max(box.size.height - 1, 1), animate=False)
-
-
-def render(result: Triage) -> str:
-    """The answer, most wanted first: where to log in, the migration, the last failure, findings,
-    then the live checks, folders and every message missing on the target with its reason."""
-    entry = result.entry
-    if entry is None:
-        return "\n".join(f"{MARKS[s.ok]} {s.name:<16} {s.detail}" for s in result.steps)
-    lines = [f"{result.query}: mailbox {entry.source} → {entry.target}, wave {entry.wave}"]
-    if result.found_as:
-        lines.append(f"  ({result.found_as})")
-    lines += ["", "LOG IN TO NOW", f"  {result.log_in_to}", "", "MIGRATION"]
-    row = result.row
-    if row is None:
-        lines.append("  not started: no run has touched this mailbox yet")
-    else:
-        done, total = row.done_of_total
-        unopened = f", {row.folder_errors} folder(s) could not be opened" if row.folder_errors else ""
-        lines.append(
-            f"  {state_label(row.state)}: {done:,} of {total:,} messages copied, {row.failed} failed, "
-            f"{row.skipped} skipped{unopened}"
-        )
-    lines += ["", "LAST FAILURE, in the server's words", f"  {result.last_failure or 'none recorded'}"]
-    lines += ["", f"READINESS FINDINGS about this user ({len(result.findings)})"]
-    lines += [f"  {f.severity:<8} {f.check_id} {f.title}: {f.observed or '-'}" for f in result.findings] or [
-        "  none"
-    ]
-    lines += ["", "CHECKED NOW"] + [f"  {MARKS[s.ok]} {s.name:<16} {s.detail}" for s in result.steps]
-    if result.detail is not None and result.detail.folders:
-        lines += ["", "FOLDERS                           copied skipped failed pending  note"]
-        for f in result.detail.folders:
-            note = f.error or (f"excluded: {f.excluded}" if f.excluded else "")
-            lines.append(
-                f"  {f.source[:30]:<30} {f.copied:>8} {f.skipped:>7} {f.failed:>6} {f.pending:>7}  {note}"
-            )
-    if result.verify is not None and result.verify.differences:
-        differences = result.verify.differences
-        lines += ["", f"NOT ON THE TARGET, and why ({len(differences)})"]
-        lines += [
-            f"  {d.bucket:<9} {d.folder} UID {d.uid} ({d.size} bytes): {d.reason}"
-            for d in differences[:MISSING_SHOWN]
-        ]
-        if len(differences) > MISSING_SHOWN:
-            lines.append(f"  … and {len(differences) - MISSING_SHOWN} more (cutover verify lists them all)")
-    return "\n".join(lines)

@@ -31,6 +31,7 @@ from runners.state.mailbox_reads import (
     cumulative,
 )
 from runners.state.pacing import PacingRow
+from runners.state.read_models.window import WaveWindow, wave_windows
 from runners.state.statuses import MailboxState, RunStatus
 from runners.state.store import StateStore
 
@@ -52,6 +53,8 @@ class WaveSummary:
     running_since: float | None = None
     #: The wave's volume in bytes: the survey's, or what its folders or the run counted if larger.
     bytes_total: int = 0
+    #: Where the wave stands in its cutover window (stage, who holds it, late mail caught).
+    window: WaveWindow | None = None
 
     @property
     def running_mailboxes(self) -> int:
@@ -280,6 +283,7 @@ def _waves(
                 )[1]
     runs = store.last_run_per_wave()
     planned = Counter(m.wave for m in plan.mailboxes)
+    windows = wave_windows(store, plan.waves)
     out = []
     for name in plan.waves:
         wave = sums.get(name, dict.fromkeys(_SUMS, 0))
@@ -292,7 +296,7 @@ def _waves(
         running = status == RunStatus.RUNNING
         out.append(
             WaveSummary(name, planned[name], dict(counted), wave["mt"], wave["md"], wave["bd"], wave["f"], wave["s"],
-                        running, status, started if running else None, wave["bt"])
+                        running, status, started if running else None, wave["bt"], windows.get(name))
         )  # fmt: skip
     return tuple(out), seen, (messages_done, bytes_done)
 
