@@ -206,7 +206,8 @@ class EwsTarget:
                 return [*done, (todo[0], self._too_big(todo[0]))]
             size = REQUEST_OVERHEAD + sum(encoded_size(i) for i in todo)
             try:
-                answers = self.wire.call("CreateItem", create_request(target, todo), upload_bytes=size)
+                payload, fill = create_request(target, todo)
+                answers = self.wire.call("CreateItem", payload, upload_bytes=size, fill=fill)
             except (EWSError, OSError, HttpRefusal) as exc:
                 if code_of(exc) == HTTP_413:
                     return [*done, *self._split(folder, target, todo, exc)]
