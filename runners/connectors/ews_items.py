@@ -14,10 +14,10 @@ import base64
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
 from xml.sax.saxutils import escape, quoteattr
 
 from runners.connectors import exchange_props as props
+from runners.connectors.ews_body import Pieces
 from runners.connectors.ews_wire import FILL_MARK, Element, Fill, m, mn, t, tn
 from runners.kept import ImapState, KeptItem, content_of
 from runners.model import AppendItem
@@ -116,15 +116,18 @@ def _text(value: str) -> bytes:
 
 
 def _extended(prop: Prop, value: str) -> bytes:
-    return b"<t:ExtendedProperty>%s<t:Value>%s</t:Value></t:ExtendedProperty>" % (prop.uri_xml(), _text(value))
+    return b"<t:ExtendedProperty>%s<t:Value>%s</t:Value></t:ExtendedProperty>" % (
+        prop.uri_xml(),
+        _text(value),
+    )
 
 
-def write_message(out: BinaryIO, item: AppendItem) -> None:
-    """One ``t:Message`` of a CreateItem as bytes: the MIME and every property, in schema order.
-    The base64 goes straight into ``out`` (no XML tree holds it)."""
+def write_message(out: Pieces, item: AppendItem) -> None:
+    """One ``t:Message`` of a CreateItem as request bytes: the MIME and every property, in schema
+    order. The MIME is encoded only while the request is sent (``ews_body.StreamedBody``)."""
     wanted = props.props_for(item)
     out.write(b"<t:Message><t:MimeContent>")
-    out.write(base64.b64encode(item.body))
+    out.base64(item.body)
     out.write(b"</t:MimeContent>")
     if wanted.categories:
         out.write(b"<t:Categories>")
@@ -155,7 +158,7 @@ def create_request(folder: Element, items: Sequence[AppendItem]) -> tuple[Elemen
     request.append(saved)
     request.append(m("Items", FILL_MARK))
 
-    def fill(out: BinaryIO) -> None:
+    def fill(out: Pieces) -> None:
         for item in items:
             write_message(out, item)
 

@@ -15,15 +15,15 @@ a duplicate; our engine retries after looking the item up by its key.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any
 
 from exchangelib.errors import ErrorServerBusy, ResponseMessageError
 from exchangelib.services.common import EWSAccountService
 from exchangelib.util import MNS, TNS, create_element
 
+from runners.connectors.ews_body import Pieces, StreamedBody
 from runners.pacing import Pace
 
 #: How many busy answers in a row one request waits out before the engine is told (it retries later).
@@ -33,7 +33,7 @@ BUSY_WITHOUT_WAIT_SECONDS = 5.0
 
 Element = Any  # an lxml element (lxml ships no types)
 #: A writer of request bytes (``Wire.call(..., fill=...)``).
-Fill = Callable[[BinaryIO], None]
+Fill = Callable[[Pieces], None]
 #: The text of the one element of a payload whose content ``fill`` writes as bytes.
 FILL_MARK = "cutover-fill"
 _FILL_BYTES = f">{FILL_MARK}<".encode()
@@ -101,10 +101,10 @@ class _Raw(EWSAccountService):  # type: ignore[misc]
     #: Writes the content of the payload's ``FILL_MARK`` element straight into the request bytes.
     fill: Fill | None = None
 
-    def wrap(self, content: Element, api_version: str | None = None) -> bytes:
+    def wrap(self, content: Element, api_version: str | None = None) -> bytes | StreamedBody:
         """exchangelib's envelope (RequestServerVersion, ExchangeImpersonation) as it makes it; with
-        ``fill``, the marked element's content written into the bytes directly: a CreateItem's MIME
-        is in memory once, as the request, never as an lxml tree and again serialised."""
+        ``fill``, the marked element's content is streamed while the request is sent: a
+        CreateItem's MIME is never in memory a second time, as an lxml tree or as request bytes."""
         envelope: bytes = super().wrap(content=content, api_version=api_version)
         if self.fill is None:
             return envelope
@@ -113,13 +113,9 @@ class _Raw(EWSAccountService):  # type: ignore[misc]
         head, mark, tail = envelope.rpartition(_FILL_BYTES)
         if not mark:
             raise ValueError(f"{self.SERVICE_NAME}: the payload has no {FILL_MARK} element")
-        out = io.BytesIO()
-        out.write(head)
-        out.write(b">")
-        self.fill(out)
-        out.write(b"<")
-        out.write(tail)
-        return out.getvalue()  # the buffer itself, not a copy (BytesIO hands it over)
+        pieces = Pieces()
+        self.fill(pieces)
+        return StreamedBody(head + b">", pieces, b"<" + tail)
 
     @classmethod
     def _get_elements_in_container(cls, container: Element) -> list[Element]:
