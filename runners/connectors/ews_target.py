@@ -86,9 +86,10 @@ class EwsTarget:
         self.server = endpoint.address
         self.request_limit = options.request_limit_bytes
         self.batch_items = options.batch_items
+        # The plan's batch_items is the cap (EWS_TARGET's is its default): a plan may raise it.
         self.capabilities: TargetCapabilities = dataclasses.replace(
             EWS_TARGET,
-            batch_messages=min(options.batch_items, EWS_TARGET.batch_messages or options.batch_items),
+            batch_messages=options.batch_items,
             batch_bytes=max(1, (options.request_limit_bytes - REQUEST_OVERHEAD) * 3 // 4),
         )
         self.recovery = KeyedRecovery(self)
