@@ -1,9 +1,9 @@
 """A request body made while it is sent: a CreateItem's MIME goes out base64-encoded chunk by chunk.
 
 A CreateItem of 10 MB of messages would otherwise be 13 MB of request bytes beside the messages
-themselves, in every worker at once. ``StreamedBody`` is a file-like body of exact length (so
-requests sends a Content-Length, never chunked encoding, which IIS in front of EWS may refuse) that
-encodes each message's bytes as they are read, 64 KiB at a time. It can be read again from the
+themselves, in every worker at once. ``StreamedBody`` is a file-like body of exact length (requests
+sends a Content-Length, as for a whole body, not chunked encoding) that encodes each message's
+bytes as they are read, 64 KiB at a time. It can be read again from the
 start (``seek``): NTLM sends the body a second time on the same connection after the challenge
 (requests_ntlm seeks back), Basic and OAuth send it once.
 """
