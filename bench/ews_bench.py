@@ -90,7 +90,7 @@ def count(target: EwsEmulator, users: list[str]) -> tuple[int, int]:
     return items, drafts
 
 
-def plan_text(source: DovecotServer, target: EwsEmulator, users: list[str], batch_bytes: int) -> str:
+def plan_text(source: DovecotServer, target: EwsEmulator, users: list[str], args: argparse.Namespace) -> str:
     return f"""
 [source]
 type = "imap"
@@ -110,6 +110,7 @@ auth = "basic"
 service_account = "{ACCOUNT}"
 password = "env:EWS_PW"
 ca_file = "{target.ca_file}"
+batch_items = {args.batch_items}
 
 [mailboxes]
 entries = [ {", ".join(f'{{ source = "{u}", target = "{address(u)}", wave = "{WAVE}" }}' for u in users)} ]
@@ -119,7 +120,8 @@ dir = "state"
 
 [run]
 workers = {len(users)}
-batch_bytes = {batch_bytes}
+batch_bytes = {args.batch_bytes}
+batch_messages = {args.batch_messages}
 """
 
 
@@ -173,6 +175,12 @@ def main() -> None:
         default=2 * 1024 * 1024,
         help="[run] batch_bytes of the plan (default 2 MiB)",
     )
+    parser.add_argument(
+        "--batch-messages", type=int, default=200, help="[run] batch_messages of the plan (default 200)"
+    )
+    parser.add_argument(
+        "--batch-items", type=int, default=100, help="[target] batch_items of the plan (default 100)"
+    )
     parser.add_argument("--no-naive", action="store_true", help="skip the naive exchangelib loop")
     parser.add_argument(
         "--profile", metavar="FILE", help="run the cutover scenario under profile_run.py (CPU timer)"
@@ -206,7 +214,7 @@ def main() -> None:
         target = emulator(users)
         try:
             plan = workdir / "plan.toml"
-            plan.write_text(plan_text(source, target, users, args.batch_bytes), encoding="utf-8")
+            plan.write_text(plan_text(source, target, users, args), encoding="utf-8")
             argv = [sys.executable, "-m", "cockpit.cli", "run", "--plan", str(plan), "--wave", WAVE,
                     "--output", "json", "--progress", "none"]  # fmt: skip
             if args.profile:
@@ -239,7 +247,7 @@ def _print(args: argparse.Namespace, total: int, users: list[str], results: list
         print(json.dumps({"goals": GOALS, "results": [r.as_dict() for r in results]}, indent=2))
         return
     print(
-        f"batch_bytes {args.batch_bytes:,}; {total} messages, {len(users)} mailboxes, into the EWS emulator over loopback HTTPS"
+        f"batch_bytes {args.batch_bytes:,}, batch_messages {args.batch_messages}, batch_items {args.batch_items}; {total} messages, {len(users)} mailboxes, into the EWS emulator over loopback HTTPS"
     )
     print(
         f"{'scenario':<24}{'msg/s':>8}{'req/1000':>10}{'CPU s/1000':>12}{'peak RSS MB':>13}{'items':>8}{'drafts':>8}"

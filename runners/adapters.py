@@ -101,6 +101,7 @@ EWS_TARGET = TargetCapabilities(
     batch_bytes=48 * 1024 * 1024,
     flags_mutable=False,
     connections_per_mailbox=2,
+    fetch_ahead=1,  # a batch is up to the request size: one fetched ahead per worker is enough
 )
 
 register_source(AdapterSpec("imap", "runners.connectors.imap_source:open_session"))

@@ -108,6 +108,9 @@ class TargetCapabilities:
     flags_mutable: bool
     #: Concurrent sessions one mailbox tolerates; the engine opens at most this many per mailbox.
     connections_per_mailbox: int
+    #: Batches fetched ahead of the one being appended: 2 (one handed over, one being fetched) or 1
+    #: (the next is fetched only once the last was taken: less memory where a batch is large).
+    fetch_ahead: int = 2
 
 
 @dataclass(frozen=True, slots=True)

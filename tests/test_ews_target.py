@@ -123,3 +123,35 @@ def test_a_run_asks_autodiscover_for_the_ews_url(
 
     assert code == 0, summary
     assert [i.subject for i in lab.items()] == ["found by autodiscover"]
+
+
+def test_a_plan_may_raise_batch_items_above_the_default(
+    tmp_path: Path, source_dovecot: DovecotServer, emulator_factory: EmulatorFactory
+) -> None:
+    """batch_items is the plan's to set (100 is only its default): 130 messages of one folder go in
+    one CreateItem when the plan allows 200, every one of them a non-draft with its key."""
+    for n in range(130):
+        imapfill.append(
+            source_dovecot,
+            "alice",
+            "INBOX",
+            message(f"bulk {n}", f"body {n}"),
+            ("\\Seen",),
+            ARRIVED,
+            master=True,
+        )
+    lab = make_ews_lab(
+        tmp_path / "lab",
+        source_dovecot,
+        emulator_factory(),
+        target_extra="batch_items = 200",
+        tail="[run]\nbatch_messages = 200\nbatch_bytes = 8388608\n",
+    )
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert lab.emulator.requests.get("CreateItem", 0) == 1
+    items = lab.items()
+    assert sorted(i.subject for i in items) == sorted(f"bulk {n}" for n in range(130))
+    assert not any(i.is_draft for i in items)

@@ -14,9 +14,11 @@ import base64
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from xml.sax.saxutils import escape, quoteattr
 
 from runners.connectors import exchange_props as props
-from runners.connectors.ews_wire import Element, m, mn, t, tn
+from runners.connectors.ews_body import Pieces
+from runners.connectors.ews_wire import FILL_MARK, Element, Fill, m, mn, t, tn
 from runners.kept import ImapState, KeptItem, content_of
 from runners.model import AppendItem
 
@@ -48,6 +50,19 @@ class Prop:
             PropertySetId=props.KEY_PROPERTY_SET,
             PropertyName=self.name or "",
             PropertyType=self.kind,
+        )
+
+    def uri_xml(self) -> bytes:
+        """``uri()`` as the bytes of a request (the prefix ``t`` is the envelope's)."""
+        if self.tag is not None:
+            return b'<t:ExtendedFieldURI PropertyTag="0x%04X" PropertyType="%s"/>' % (
+                self.tag,
+                self.kind.encode(),
+            )
+        return b'<t:ExtendedFieldURI PropertySetId=%s PropertyName=%s PropertyType="%s"/>' % (
+            quoteattr(props.KEY_PROPERTY_SET).encode(),
+            quoteattr(self.name or "").encode(),
+            self.kind.encode(),
         )
 
     def matches(self, uri: Element) -> bool:
@@ -92,52 +107,62 @@ def chunks(items: Sequence[AppendItem], max_items: int, max_bytes: int) -> Itera
         yield run
 
 
-def _extended(prop: Prop, value: str) -> Element:
-    element = t("ExtendedProperty")
-    element.append(prop.uri())
-    element.append(t("Value", value))
-    return element
-
-
 def _time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_SYSTEM_TIME)
 
 
-def message_element(item: AppendItem) -> Element:
-    """One ``t:Message`` of a CreateItem: the MIME and every property, in schema order."""
+def _text(value: str) -> bytes:
+    return escape(value).encode("utf-8")
+
+
+def _extended(prop: Prop, value: str) -> bytes:
+    return b"<t:ExtendedProperty>%s<t:Value>%s</t:Value></t:ExtendedProperty>" % (
+        prop.uri_xml(),
+        _text(value),
+    )
+
+
+def write_message(out: Pieces, item: AppendItem) -> None:
+    """One ``t:Message`` of a CreateItem as request bytes: the MIME and every property, in schema
+    order. The MIME is encoded only while the request is sent (``ews_body.StreamedBody``)."""
     wanted = props.props_for(item)
-    message = t("Message")
-    message.append(t("MimeContent", base64.b64encode(item.body).decode("ascii")))
+    out.write(b"<t:Message><t:MimeContent>")
+    out.base64(item.body)
+    out.write(b"</t:MimeContent>")
     if wanted.categories:
-        categories = t("Categories")
+        out.write(b"<t:Categories>")
         for category in wanted.categories:
-            categories.append(t("String", category))
-        message.append(categories)
-    message.append(_extended(FLAGS, str(wanted.message_flags)))
+            out.write(b"<t:String>%s</t:String>" % _text(category))
+        out.write(b"</t:Categories>")
+    out.write(_extended(FLAGS, str(wanted.message_flags)))
     if wanted.received is not None:
-        message.append(_extended(RECEIVED, _time(wanted.received)))
+        out.write(_extended(RECEIVED, _time(wanted.received)))
     if wanted.sent is not None:
-        message.append(_extended(SENT, _time(wanted.sent)))
+        out.write(_extended(SENT, _time(wanted.sent)))
     if wanted.flag_status is not None:
-        message.append(_extended(FLAG_STATUS, str(wanted.flag_status)))
+        out.write(_extended(FLAG_STATUS, str(wanted.flag_status)))
     if wanted.last_verb is not None:
-        message.append(_extended(LAST_VERB, str(wanted.last_verb)))
+        out.write(_extended(LAST_VERB, str(wanted.last_verb)))
         if wanted.last_verb_time is not None:
-            message.append(_extended(LAST_VERB_TIME, _time(wanted.last_verb_time)))
-    message.append(_extended(KEY, wanted.key))
-    return message
+            out.write(_extended(LAST_VERB_TIME, _time(wanted.last_verb_time)))
+    out.write(_extended(KEY, wanted.key))
+    out.write(b"</t:Message>")
 
 
-def create_request(folder: Element, items: Sequence[AppendItem]) -> Element:
+def create_request(folder: Element, items: Sequence[AppendItem]) -> tuple[Element, Fill]:
+    """A CreateItem of ``items`` into ``folder``: the payload, whose ``m:Items`` the returned ``Fill``
+    writes into the request bytes (``Wire.call(..., fill=...)``)."""
     request = m("CreateItem", MessageDisposition="SaveOnly")
     saved = m("SavedItemFolderId")
     saved.append(folder)
     request.append(saved)
-    elements = m("Items")
-    for item in items:
-        elements.append(message_element(item))
-    request.append(elements)
-    return request
+    request.append(m("Items", FILL_MARK))
+
+    def fill(out: Pieces) -> None:
+        for item in items:
+            write_message(out, item)
+
+    return request, fill
 
 
 def created_id(answer: Element) -> str | None:

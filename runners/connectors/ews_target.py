@@ -86,9 +86,10 @@ class EwsTarget:
         self.server = endpoint.address
         self.request_limit = options.request_limit_bytes
         self.batch_items = options.batch_items
+        # The plan's batch_items is the cap (EWS_TARGET's is its default): a plan may raise it.
         self.capabilities: TargetCapabilities = dataclasses.replace(
             EWS_TARGET,
-            batch_messages=min(options.batch_items, EWS_TARGET.batch_messages or options.batch_items),
+            batch_messages=options.batch_items,
             batch_bytes=max(1, (options.request_limit_bytes - REQUEST_OVERHEAD) * 3 // 4),
         )
         self.recovery = KeyedRecovery(self)
@@ -206,7 +207,8 @@ class EwsTarget:
                 return [*done, (todo[0], self._too_big(todo[0]))]
             size = REQUEST_OVERHEAD + sum(encoded_size(i) for i in todo)
             try:
-                answers = self.wire.call("CreateItem", create_request(target, todo), upload_bytes=size)
+                payload, fill = create_request(target, todo)
+                answers = self.wire.call("CreateItem", payload, upload_bytes=size, fill=fill)
             except (EWSError, OSError, HttpRefusal) as exc:
                 if code_of(exc) == HTTP_413:
                     return [*done, *self._split(folder, target, todo, exc)]

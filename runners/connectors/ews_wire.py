@@ -23,6 +23,7 @@ from exchangelib.errors import ErrorServerBusy, ResponseMessageError
 from exchangelib.services.common import EWSAccountService
 from exchangelib.util import MNS, TNS, create_element
 
+from runners.connectors.ews_body import Pieces, StreamedBody
 from runners.pacing import Pace
 
 #: How many busy answers in a row one request waits out before the engine is told (it retries later).
@@ -31,6 +32,11 @@ BUSY_ATTEMPTS = 8
 BUSY_WITHOUT_WAIT_SECONDS = 5.0
 
 Element = Any  # an lxml element (lxml ships no types)
+#: A writer of request bytes (``Wire.call(..., fill=...)``).
+Fill = Callable[[Pieces], None]
+#: The text of the one element of a payload whose content ``fill`` writes as bytes.
+FILL_MARK = "cutover-fill"
+_FILL_BYTES = f">{FILL_MARK}<".encode()
 
 
 def m(tag: str, text: str | None = None, **attrs: str) -> Element:
@@ -92,6 +98,24 @@ class _Raw(EWSAccountService):  # type: ignore[misc]
     #: Every per-message error comes back as a value, so one refused item doesn't hide the others.
     ERRORS_TO_CATCH_IN_RESPONSE = (ResponseMessageError,)
     WARNINGS_TO_CATCH_IN_RESPONSE = (ResponseMessageError,)
+    #: Writes the content of the payload's ``FILL_MARK`` element straight into the request bytes.
+    fill: Fill | None = None
+
+    def wrap(self, content: Element, api_version: str | None = None) -> bytes | StreamedBody:
+        """exchangelib's envelope (RequestServerVersion, ExchangeImpersonation) as it makes it; with
+        ``fill``, the marked element's content is streamed while the request is sent: a
+        CreateItem's MIME is never in memory a second time, as an lxml tree or as request bytes."""
+        envelope: bytes = super().wrap(content=content, api_version=api_version)
+        if self.fill is None:
+            return envelope
+        # The mark is the last text of the envelope (the body follows the header); text elsewhere
+        # that looked like it would have its "<" escaped.
+        head, mark, tail = envelope.rpartition(_FILL_BYTES)
+        if not mark:
+            raise ValueError(f"{self.SERVICE_NAME}: the payload has no {FILL_MARK} element")
+        pieces = Pieces()
+        self.fill(pieces)
+        return StreamedBody(head + b">", pieces, b"<" + tail)
 
     @classmethod
     def _get_elements_in_container(cls, container: Element) -> list[Element]:
@@ -154,8 +178,11 @@ class Wire:
         self.pace = pace
         self.on_request = on_request
 
-    def call(self, name: str, payload: Element, *, upload_bytes: int = 0) -> list[Element | Exception]:
+    def call(
+        self, name: str, payload: Element, *, upload_bytes: int = 0, fill: Fill | None = None
+    ) -> list[Element | Exception]:
         """The ResponseMessages of one request; waits out ErrorServerBusy for the whole account.
+        ``fill`` writes the content of the payload's ``FILL_MARK`` element (``_Raw.wrap``).
 
         A busy answer to some messages of a batch (others done) is for the caller to resend: those
         come back as ``ErrorServerBusy`` values, after the back-off was set.
@@ -166,7 +193,9 @@ class Wire:
                 with self.pace.slot(upload_bytes):
                     if self.on_request is not None:
                         self.on_request(name)
-                    results = service(account=self.account, chunk_size=1).run(payload)
+                    request = service(account=self.account, chunk_size=1)
+                    request.fill = fill
+                    results = request.run(payload)
             except ErrorServerBusy as exc:
                 answer = last_answer()
                 if str(exc).startswith("Caused by closed connection") and answer and answer[0] != 200:

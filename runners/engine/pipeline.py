@@ -102,17 +102,23 @@ def copy_folder(
     mark = ctx.target.recovery.mark(ctx.target_wire)
     handoff: queue.Queue[object] = queue.Queue(maxsize=1)
     stop = threading.Event()
+    taken = threading.Event()  # the appending thread took what was handed over
+    one_ahead = ctx.target.capabilities.fetch_ahead < 2
     max_messages, max_bytes = batch_limits(ctx.batch_messages, ctx.batch_bytes, ctx.target)
 
     def reader() -> None:
         try:
             for batch in _batches(ctx.source.fetch(ctx.folder, todo), max_messages, max_bytes):
+                taken.clear()
                 while not stop.is_set():
                     try:
                         handoff.put(batch, timeout=0.5)
                         break
                     except queue.Full:
                         continue
+                del batch
+                while one_ahead and not stop.is_set() and not taken.wait(0.5):
+                    continue
                 if stop.is_set():
                     return
             handoff.put(_END)
@@ -124,6 +130,7 @@ def copy_folder(
     try:
         while True:
             item = handoff.get()
+            taken.set()
             if item is _END:
                 break
             if isinstance(item, BaseException):
