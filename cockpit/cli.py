@@ -350,14 +350,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _skip(args: argparse.Namespace) -> int:
-    import getpass
-
     from runners.plan.loader import load_plan
+    from runners.state.operators import operator_label
     from runners.state.store import StateStore
 
     plan = load_plan(args.plan)
     store = StateStore(plan.state_db)
-    count = store.waive_message(args.mailbox, args.folder, args.uid, args.reason, getpass.getuser())
+    count = store.waive_message(args.mailbox, args.folder, args.uid, args.reason, operator_label())
     if not count:
         _fail(args, f"no failed or skipped message UID {args.uid} in {args.mailbox} {args.folder}")
         return EXIT_PROBLEMS
@@ -395,10 +394,9 @@ def _open_store(plan_path: Path, *, read_only: bool) -> None:
 
 
 def _control(args: argparse.Namespace) -> int:
-    import getpass
-
     from runners.engine.control import request
     from runners.plan.loader import load_plan
+    from runners.state.operators import operator_label
     from runners.state.store import StateStore
 
     plan = load_plan(args.plan)
@@ -409,7 +407,7 @@ def _control(args: argparse.Namespace) -> int:
         return EXIT_UNUSABLE
     store = StateStore(plan.state_db)
     request_id = request(
-        store, args.action, wave=args.wave, mailbox=args.mailbox, requested_by=getpass.getuser()
+        store, args.action, wave=args.wave, mailbox=args.mailbox, requested_by=operator_label()
     )
     running = store.running_runs(args.wave)
     scope = (

@@ -124,6 +124,17 @@ def test_audit_lists_every_operator_action_with_who_and_parameters(plan: Path) -
     assert text.returncode == 0 and "customer said go" in text.stdout and "later" in text.stdout
 
 
+def test_a_run_names_who_launched_it_in_the_audit(plan: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_CONNECTION", "198.51.100.7 40022 192.0.2.1 22")
+    store_of(plan).start_run("pilot", "full", 2)  # what `cutover run` records when it starts a pass
+
+    proc = cutover(plan, "audit", "--wave", "pilot", "--output", "json")
+
+    launch = next(a for a in json.loads(proc.stdout)["actions"] if a["action"] == "launch")
+    assert launch["who"].endswith("(ssh from 198.51.100.7 40022)") and "@" in launch["who"]
+    assert launch["params"]["kind"] == "full"
+
+
 def test_a_rollback_before_the_switch_refuses_and_changes_nothing(plan: Path) -> None:
     proc = cutover(plan, "switch", "--wave", "pilot", "--step", "rollback", "--output", "json")
     assert proc.returncode == 1

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runners.state.base import StoreBase
+from runners.state.operators import operator_label
 from runners.state.statuses import RunKind, RunStatus
 
 _COLUMNS = "id, wave, kind, status, started, ended, pid, host, workers"
@@ -41,8 +42,17 @@ class RunsMixin(StoreBase):
         with self.transaction() as db:
             return self._backend.insert(
                 db,
-                "INSERT INTO runs (wave, kind, started, status, pid, host, workers) VALUES (?,?,?,?,?,?,?)",
-                (wave, kind, time.time(), RunStatus.RUNNING, os.getpid(), socket.gethostname(), workers),
+                "INSERT INTO runs (wave, kind, started, status, pid, host, workers, operator) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    wave,
+                    kind,
+                    time.time(),
+                    RunStatus.RUNNING,
+                    os.getpid(),
+                    socket.gethostname(),
+                    workers,
+                    operator_label(),
+                ),
             )
 
     def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:

@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS runs (
     pid       INTEGER,
     host      TEXT,
     workers   INTEGER,
-    summary   TEXT                      -- JSON, written at the end
+    summary   TEXT,                     -- JSON, written at the end
+    operator  TEXT                      -- who launched it: user@host (ssh from addr port)
 );
 
 CREATE TABLE IF NOT EXISTS mailboxes (

@@ -57,6 +57,7 @@ _ADDED_COLUMNS = {
     ),
     "folders": (("bytes", "INTEGER"),),
     "check_runs": (("operator", "TEXT"),),
+    "runs": (("operator", "TEXT"),),
 }
 
 

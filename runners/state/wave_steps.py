@@ -21,6 +21,7 @@ from typing import Any
 from runners.safe_text import safe_data
 from runners.state.audit import OPERATOR
 from runners.state.base import StoreBase
+from runners.state.errors import StoreError
 from runners.state.runs import alive
 
 #: The window's main steps (the stage a wave is at is the last one done); ``switch:…`` rows are sub-steps.
@@ -252,10 +253,18 @@ class WaveStepsMixin(StoreBase):
 
     def _audit_runs(self, wave: str | None) -> list[AuditEntry]:
         where, params = ("WHERE wave = ? ", (wave,)) if wave else ("", ())
-        rows = self._read(f"SELECT id, wave, kind, started, host, pid FROM runs {where}ORDER BY id", params)
+        try:
+            rows = self._read(
+                f"SELECT id, wave, kind, started, host, pid, operator FROM runs {where}ORDER BY id", params
+            )
+        except StoreError as exc:  # a store from before runs named their operator, opened read-only
+            if "no such column" not in str(exc):
+                raise
+            rows = [(*r, None) for r in self._read(
+                f"SELECT id, wave, kind, started, host, pid FROM runs {where}ORDER BY id", params)]
         return [
-            AuditEntry(r[3], f"pid {r[5]}@{r[4]}", "launch", r[1], None, f"run {r[0]} ({r[2]} pass)",
-                       {"run": r[0], "kind": r[2]})
+            AuditEntry(r[3], r[6] or f"pid {r[5]}@{r[4]}", "launch", r[1], None, f"run {r[0]} ({r[2]} pass)",
+                       {"run": r[0], "kind": r[2], "pid": r[5]})
             for r in rows
         ]  # fmt: skip
 

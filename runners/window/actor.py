@@ -6,7 +6,7 @@ import os
 import socket
 from collections.abc import Mapping
 
-from runners.state.operators import operator_id
+from runners.state.operators import operator_id, ssh_client
 from runners.state.wave_steps import Actor
 
 
@@ -16,11 +16,3 @@ def current_actor(environ: Mapping[str, str] | None = None) -> Actor:
     env = os.environ if environ is None else environ
     user = operator_id().rpartition("@")[0]
     return Actor(user, socket.gethostname(), ssh_client(env))
-
-
-def ssh_client(env: Mapping[str, str]) -> str | None:
-    for name in ("SSH_CONNECTION", "SSH_CLIENT"):
-        fields = env.get(name, "").split()
-        if len(fields) >= 2:
-            return f"{fields[0]} {fields[1]}"
-    return None
