@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,7 +134,12 @@ def record_switch_marks(plan: Plan, wave: str) -> SwitchMarks:
     if plan.target.type != "imap":
         raise MigrationError(f"switch marks need an IMAP target; the plan's target is {plan.target.type!r}")
     at = time.time()
-    marks = SwitchMarks(wave, at, {e.target: _mailbox_marks(plan, e) for e in plan.wave(wave)})
+    entries = plan.wave(wave)
+    # Mailboxes at once, as the engine copies them (a wave of 1,000 read one by one took 16 s of the
+    # switch step): the window is the users' downtime.
+    with ThreadPoolExecutor(max_workers=max(1, min(plan.workers, len(entries)))) as pool:
+        read = list(pool.map(lambda entry: _mailbox_marks(plan, entry), entries))
+    marks = SwitchMarks(wave, at, {e.target: folders for e, folders in zip(entries, read, strict=True)})
     _write_private(marks_path(plan, wave), marks.to_json())
     return marks
 
