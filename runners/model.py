@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 #: System flags that IMAP APPEND accepts. ``\\Recent`` is session-only and never copied.
@@ -129,6 +130,29 @@ class TargetLayout:
     reserved: dict[str, str] = field(default_factory=dict)
     #: Sibling names that differ only in case are the same folder on the target (Exchange).
     case_insensitive: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "separator": self.separator,
+                "prefix": self.prefix,
+                "special": self.special,
+                "reserved": self.reserved,
+                "case_insensitive": self.case_insensitive,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TargetLayout:
+        data = json.loads(text)
+        return cls(
+            separator=str(data["separator"]),
+            prefix=str(data["prefix"]),
+            special={str(k): str(v) for k, v in data.get("special", {}).items()},
+            reserved={str(k): str(v) for k, v in data.get("reserved", {}).items()},
+            case_insensitive=bool(data.get("case_insensitive", False)),
+        )
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from corpus import message
 from dovecot_lab import make_lab, write_plan
 from servers import imapfill
 from servers.dovecot import DovecotServer
+from servers.logins import dovecot_logins
 
 FOLDERS = ["Archive", "Archive.2023", "Sent", "Trash"]
 _COMMAND = re.compile(rb"^[A-Za-z0-9]+ (?:UID )?([A-Za-z]+)")
@@ -162,3 +163,27 @@ def test_a_rerun_with_nothing_new_sends_one_pipelined_status_flight_per_server(
             "LOGOUT",
         }, sent
         assert sent["LIST"] == 1, connection.commands
+
+
+def test_a_delta_pass_logs_in_to_the_target_only_when_a_folder_has_something_to_do(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    # The cutover window's final pass runs over every mailbox of a wave while users wait: a mailbox
+    # that received nothing costs the source's STATUS flight, not a target login too.
+    for folder in FOLDERS:
+        imapfill.create_folder(source_dovecot, "alice", folder)
+        imapfill.append(source_dovecot, "alice", folder, message(f"first in {folder}"))
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+    code, summary = lab.run()
+    assert code == 0 and summary["totals"]["copied"] == len(FOLDERS), summary
+    before = dovecot_logins(target_dovecot)["alice"]
+
+    code, summary = lab.run()
+    assert code == 0 and summary["totals"]["copied"] == 0, summary
+    assert dovecot_logins(target_dovecot)["alice"] == before  # nothing new: the target untouched
+
+    imapfill.append(source_dovecot, "alice", FOLDERS[0], message("late"))
+    code, summary = lab.run()
+    assert code == 0 and summary["totals"]["copied"] == 1, summary
+    assert dovecot_logins(target_dovecot)["alice"] == before + 1
+    assert len(imapfill.folder_snapshot(target_dovecot, "alice")[FOLDERS[0]]) == 2  # the first pass's folder

@@ -28,7 +28,7 @@ from runners.errors import (
     RunInterrupted,
 )
 from runners.folders import FolderMapping, plan_folders
-from runners.model import FolderState, MessageMeta, flag_text
+from runners.model import FolderState, MessageMeta, TargetLayout, flag_text
 from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import safe
 from runners.state.errors import StoreError
@@ -95,7 +95,7 @@ class MailboxJob:
         # _forget_contribution): a retried attempt must not count the same failure twice.
         self._failed_mark: int | None = None
         self._culprits = 0
-        self._existing: set[str] = set()  # target folders known to exist
+        self._existing: set[str] | None = None  # target folders known to exist (None: not asked yet)
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -251,16 +251,29 @@ class MailboxJob:
         self.wave_faults.seen(self.entry.source, exc, final=True)
 
     def _prepare(self) -> list[FolderMapping]:
-        source, target = self._source(), self._target()
-        mappings = plan_folders(source.list_folders(), self.plan.folders, target.layout())
+        source = self._source()
+        mappings = plan_folders(source.list_folders(), self.plan.folders, self._layout())
         # Folders are created when their source folder opens (_open_target_folder), so that one the
-        # source refuses doesn't leave an empty copy on the target.
-        self._existing = target.existing_folders()
+        # source refuses doesn't leave an empty copy on the target. Which exist is asked then, of a
+        # target that a delta pass over an unchanged mailbox never logs in to.
+        self._existing = None
         for mapping in mappings:
             if mapping.excluded is None:
                 for note in mapping.notes:
                     self._event("warning", "folder-renamed", note, folder=mapping.source.display)
         return mappings
+
+    def _layout(self) -> TargetLayout:
+        """The target's folder layout: as the last pass that opened the target saw it (a delta pass
+        then logs in to the target only if a folder has something to do), else asked and kept."""
+        # Kept with the target's address and user: a plan pointed at another target asks again.
+        where = f"{self.plan.target.address} {self.entry.target}\n"
+        kept = self.store.target_layout(self.mailbox_id)
+        if kept is not None and kept.startswith(where) and self.store.synced_folders(self.entry.source):
+            return TargetLayout.from_json(kept[len(where) :])
+        layout = self._target().layout()
+        self.store.save_target_layout(self.mailbox_id, where + layout.to_json())
+        return layout
 
     def _sync_folder_guarded(
         self, mapping: FolderMapping, hint: FolderState | Exception | None, report: FolderReport
@@ -364,6 +377,8 @@ class MailboxJob:
 
     def _open_target_folder(self, target: TargetSession, folder: str) -> None:
         """Create the target folder when its source folder opened (not before: see ``_prepare``)."""
+        if self._existing is None:
+            self._existing = target.existing_folders()
         if folder in self._existing:
             return
         created = target.create_folder(folder)

@@ -43,7 +43,10 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     skipped        INTEGER NOT NULL DEFAULT 0,
     current_folder TEXT,
     error          TEXT,
-    error_kind     TEXT
+    error_kind     TEXT,
+    -- JSON: the target's folder layout as the last pass that opened the target saw it, so that a
+    -- delta pass over an unchanged mailbox maps its folders without logging in to the target
+    target_layout  TEXT
 );
 
 CREATE TABLE IF NOT EXISTS folders (

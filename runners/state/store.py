@@ -54,6 +54,7 @@ _ADDED_COLUMNS = {
         ("failed", "INTEGER NOT NULL DEFAULT 0"),
         ("skipped", "INTEGER NOT NULL DEFAULT 0"),
         ("current_folder", "TEXT"),
+        ("target_layout", "TEXT"),
     ),
     "folders": (("bytes", "INTEGER"),),
     "check_runs": (("operator", "TEXT"),),
@@ -146,6 +147,15 @@ class StateStore(
             )
             row = db.execute("SELECT id FROM mailboxes WHERE source = ?", (source,)).fetchone()
             return int(row[0])
+
+    def save_target_layout(self, mailbox_id: int, layout: str) -> None:
+        """Keep the target's folder layout (JSON) that this pass saw, for the next delta pass."""
+        with self.transaction() as db:
+            db.execute("UPDATE mailboxes SET target_layout = ? WHERE id = ?", (layout, mailbox_id))
+
+    def target_layout(self, mailbox_id: int) -> str | None:
+        rows = self._read("SELECT target_layout FROM mailboxes WHERE id = ?", (mailbox_id,))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def claim_mailbox(self, mailbox_id: int, run_id: int) -> str | None:
         """Take the mailbox for this process. Returns None, or who holds it when it's taken."""
