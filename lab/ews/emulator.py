@@ -15,7 +15,7 @@ from lab.ews.engine import INJECTION_KINDS, Engine, Injection
 from lab.ews.ntlm import register_accounts
 from lab.ews.server import _Server, serve
 from lab.ews.store import Item, Mailbox
-from lab.ews.tls import make_server_tls
+from lab.tls import make_server_tls
 
 
 def _utc_now() -> datetime.datetime:
@@ -49,7 +49,9 @@ class EwsEmulator:
         if "ntlm" in self.config.auth_modes:
             register_accounts(self.config.accounts)
         self._directory = Path(tempfile.mkdtemp(prefix="ews-emulator-"))
-        tls, self.ca_file = make_server_tls(self._directory, self.host, ("localhost",))
+        tls, self.ca_file = make_server_tls(
+            self._directory, self.host, ("localhost",), "cutover lab EWS emulator CA"
+        )
         self._server = serve(self._engine, tls, self.host)
         self.port = self._server.server_address[1]
         self._engine.base_url = f"https://{self.host}:{self.port}"

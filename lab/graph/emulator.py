@@ -19,7 +19,7 @@ from lab.graph.mailbox import Mailbox, Message
 from lab.graph.server import _Server, make_server
 from lab.graph.service import Service
 from lab.graph.throttle import ThrottleEvent
-from lab.graph.tls import client_context, make_certificates, server_context
+from lab.tls import client_context, make_server_tls
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +93,10 @@ class GraphEmulator:
         if self._server is not None:
             return self
         self._directory = Path(tempfile.mkdtemp(prefix="graph-emulator-"))
-        self._ca_file, cert_file, key_file = make_certificates(self._directory, self.host)
-        self._server = make_server(self.host, self._service, server_context(cert_file, key_file))
+        tls, self._ca_file = make_server_tls(
+            self._directory, self.host, ("localhost",), "cutover lab Graph emulator CA"
+        )
+        self._server = make_server(self.host, self._service, tls)
         self._thread = threading.Thread(target=self._server.serve_forever, name="graph-emulator", daemon=True)
         self._thread.start()
         self.started_at = time.time()

@@ -23,7 +23,7 @@ from runners.window.final_pass import final_pass
 from runners.window.rollback_step import RollbackStep, rollback_substeps_done
 from runners.window.settle_step import PostChecks, late_mail, post_check_conditions, run_probe
 from runners.window.stages import FORWARD, ON_TARGET, Stage, switch_substeps_done, wave_stage
-from runners.window.switch_step import SwitchStep
+from runners.window.switch_step import SubSteps, SwitchStep
 
 #: ``--step`` names and the stage each leads to (``rollback`` is a way out, not a step forward).
 STEPS = {"ready": Stage.READY, "final-pass": Stage.FINAL_PASS, "switch": Stage.SWITCHED,
@@ -147,18 +147,7 @@ class WindowDriver:
 
     def _switch(self) -> None:
         done_before = switch_substeps_done(self.store.steps_done(self.wave))
-
-        def work() -> dict[str, Any]:
-            step = SwitchStep(
-                self.plan, self.store, self.wave, self.actor, self.say, self.heartbeat, done_before
-            )
-            outcome = step.run()
-            if not outcome.done:
-                raise _StepFailed(outcome.did, outcome.problems)
-            return outcome.did
-
-        if done_before:
-            self.say(f"switch: resuming after {', '.join(sorted(done_before))}")
+        work = self._substeps(SwitchStep, "switch", done_before)
         self._gated(Stage.SWITCHED, interlocks(self.plan, self.store, self.wave), work)
 
     def _settle(self) -> None:
@@ -198,21 +187,25 @@ class WindowDriver:
             raise Refused(
                 "rollback", f"wave {self.wave} is {self.result.stage}: there is no switch to roll back", []
             )
-        done_before = rollback_substeps_done(done)
+        work = self._substeps(RollbackStep, "rollback", rollback_substeps_done(done))
+        self._gated(Stage.ROLLED_BACK, [], work)
+        self.result.stage = Stage.ROLLED_BACK
+
+    def _substeps(
+        self, kind: type[SubSteps], name: str, done_before: set[str]
+    ) -> Callable[[], dict[str, Any]]:
+        """The work of a step made of recorded sub-steps, resuming after those already done."""
 
         def work() -> dict[str, Any]:
-            step = RollbackStep(
-                self.plan, self.store, self.wave, self.actor, self.say, self.heartbeat, done_before
-            )
+            step = kind(self.plan, self.store, self.wave, self.actor, self.say, self.heartbeat, done_before)
             outcome = step.run()
             if not outcome.done:
                 raise _StepFailed(outcome.did, outcome.problems)
             return outcome.did
 
         if done_before:
-            self.say(f"rollback: resuming after {', '.join(sorted(done_before))}")
-        self._gated(Stage.ROLLED_BACK, [], work)
-        self.result.stage = Stage.ROLLED_BACK
+            self.say(f"{name}: resuming after {', '.join(sorted(done_before))}")
+        return work
 
     def _gated(
         self,

@@ -12,16 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from runners.engine import faults
-from runners.plan.model import Plan
 from runners.settle.rollback import copy_back, rollback_readiness
-from runners.state.store import StateStore
-from runners.state.wave_steps import Actor, StepStatus
+from runners.state.wave_steps import StepStatus
 from runners.switch.directory import route_users
 from runners.switch.dns_confirm import confirm, servers_by_zone
 from runners.switch.dns_update import Primary
 from runners.window.rollback_dns import manual_restore, recorded_changes, restore_plan, send_restore
 from runners.window.stages import Stage
-from runners.window.switch_step import SwitchOutcome, user_address
+from runners.window.switch_step import SubSteps, SwitchOutcome, user_address
 
 ROLLBACK_DIRECTORY, ROLLBACK_DNS_UPDATE, ROLLBACK_DNS_CONFIRMED, ROLLBACK_COPY_BACK = (
     "rollback:directory",
@@ -39,19 +37,8 @@ def rollback_substeps_done(steps_done: list[str]) -> set[str]:
     return {s for s in steps_done[last_switch + 1 :] if s.startswith("rollback:")}
 
 
-class RollbackStep:
-    def __init__(
-        self,
-        plan: Plan,
-        store: StateStore,
-        wave: str,
-        actor: Actor,
-        say: Callable[[str], None],
-        heartbeat: Callable[[], None],
-        done_before: set[str],
-    ) -> None:
-        self.plan, self.store, self.wave, self.actor = plan, store, wave, actor
-        self.say, self.heartbeat, self.done_before = say, heartbeat, done_before
+class RollbackStep(SubSteps):
+    """The rollback's sub-steps for one wave (routing back, DNS restored, mail copied back)."""
 
     def run(self) -> SwitchOutcome:
         outcome = SwitchOutcome(True)

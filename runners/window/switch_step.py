@@ -47,8 +47,9 @@ class SwitchOutcome:
     did: dict[str, Any] = field(default_factory=dict)
 
 
-class SwitchStep:
-    """The switch's sub-steps for one wave, each recorded in the store as it completes."""
+class SubSteps:
+    """A step made of sub-steps (the switch, the rollback), each recorded as it completes, so that
+    a resumed step skips those in ``done_before``."""
 
     def __init__(
         self,
@@ -62,6 +63,13 @@ class SwitchStep:
     ) -> None:
         self.plan, self.store, self.wave, self.actor = plan, store, wave, actor
         self.say, self.heartbeat, self.done_before = say, heartbeat, done_before
+
+    def run(self) -> SwitchOutcome:
+        raise NotImplementedError  # each step runs its own sub-steps
+
+
+class SwitchStep(SubSteps):
+    """The switch's sub-steps for one wave, each recorded in the store as it completes."""
 
     def run(self) -> SwitchOutcome:
         outcome = SwitchOutcome(True, did={"proxy": PROXY_NOTE})

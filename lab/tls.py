@@ -1,12 +1,13 @@
-"""A throwaway certificate authority and a server certificate for 127.0.0.1, made at start.
+"""A throwaway certificate authority and an emulator's server certificate, made at start (the EWS
+and Graph emulators).
 
-Clients verify the emulator's TLS against ``ca_file`` like they verify the real service against the
-system's roots: nothing in a test turns verification off.
+Clients verify the emulator's TLS against ``ca_file``, as they would an enterprise CA: nothing is
+switched off in the client to talk to it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import datetime
 import ipaddress
 import ssl
 from pathlib import Path
@@ -14,25 +15,29 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_certificates(directory: Path, host: str) -> tuple[Path, Path, Path]:
-    """Write ca.pem, server.pem and server.key into directory; return their paths."""
-    now = dt.datetime.now(dt.UTC)
+def make_server_tls(
+    directory: Path, host: str, dns_names: tuple[str, ...], ca_label: str
+) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for ``host`` (and ``dns_names``), and the PEM path of the CA that signed it
+    (named ``ca_label``: which emulator's CA a certificate error names)."""
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name(ca_label)
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("graph emulator throwaway CA"))
-        .issuer_name(_name("graph emulator throwaway CA"))
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
@@ -41,43 +46,37 @@ def make_certificates(directory: Path, host: str) -> tuple[Path, Path, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    try:
-        names.append(x509.IPAddress(ipaddress.ip_address(host)))
-    except ValueError:
-        names.append(x509.DNSName(host))
+    names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(host))]
+    names += [x509.DNSName(name) for name in dns_names]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(host))
-        .issuer_name(ca_cert.subject)
+        .subject_name(_name(dns_names[0] if dns_names else host))
+        .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
         .sign(ca_key, hashes.SHA256())
     )
-    ca_file, cert_file, key_file = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca_file = directory / "ca.pem"
     ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
+    cert_file = directory / "server.pem"
+    cert_file.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
-    return ca_file, cert_file, key_file
-
-
-def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
-    return context
+    context.load_cert_chain(cert_file)
+    return context, ca_file
 
 
 def client_context(ca_file: Path) -> ssl.SSLContext:
