@@ -22,7 +22,8 @@ body as they are: no second encoding, no intermediate dict.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 from runners.connectors.graph_errors import GraphFailure
@@ -50,6 +51,7 @@ class Create:
     outcome: AppendOutcome | None = None
     uncertain: int = 0  # sends whose outcome was unknown
     throttled: int = 0  # 429 answers for it
+    index: int = 0  # its place in the caller's list
 
 
 #: ``lookup(keys)``: {key: item id} of the items already made (``GraphTarget.find_in_folder``).
@@ -68,6 +70,8 @@ class BatchCreates:
         self.lookup = lookup
         self.refuse = refuse
         self.operation = operation
+        #: The first answer that finished the mailbox (quota, permission), once ``run`` met one.
+        self.fatal: AppendOutcome | None = None
         # The part of every request before its body, encoded once.
         self._head = (
             b'"method":"POST","url":' + json.dumps(messages_path).encode()
@@ -75,24 +79,45 @@ class BatchCreates:
             + b'},"body":'
         )  # fmt: skip
 
-    def run(self, creates: Sequence[Create]) -> None:
+    def run(self, creates: Iterable[Create], pool: Executor) -> list[Create]:
+        """Send every create; returns them, each with its outcome. On the first pass the next batch
+        is built (``creates`` may encode each message as it is drawn) while the previous one is in
+        flight, in ``pool``; at most one batch is in flight. Messages to send again follow."""
+        seen: list[Create] = []
+
+        def drawn() -> Iterator[Create]:
+            for create in creates:
+                seen.append(create)
+                yield create
+
         fatal: AppendOutcome | None = None
+        in_flight: Future[AppendOutcome | None] | None = None
+        for group in self._groups(drawn()):
+            if in_flight is not None:
+                fatal = in_flight.result() or fatal
+                if fatal is not None:
+                    break
+            in_flight = pool.submit(self._send, group)
+        if in_flight is not None and fatal is None:
+            fatal = in_flight.result()
+        # Those not drawn when the mailbox was finished are left undrawn: the caller says "not sent".
         while True:
-            pending = [c for c in creates if c.outcome is None]
+            self.fatal = fatal
+            pending = [c for c in seen if c.outcome is None]
             if not pending:
-                return
+                return seen
             if fatal is not None:
                 for create in pending:
                     create.outcome = AppendOutcome(
                         error=f"not sent: {fatal.error}", code=fatal.code, fatal_for_mailbox=True
                     )
-                return
+                return seen
             for group in self._groups(pending):
                 fatal = self._send(group) or fatal
                 if fatal is not None:
                     break
 
-    def _groups(self, creates: Sequence[Create]) -> Iterator[list[Create]]:
+    def _groups(self, creates: Iterable[Create]) -> Iterator[list[Create]]:
         group: list[Create] = []
         size = 16
         for create in creates:
@@ -134,6 +159,7 @@ class BatchCreates:
             status = int(answer["status"])
             if 200 <= status < 300:
                 create.outcome = AppendOutcome(item_id=str(answer["body"]["id"]))
+                create.body = b""  # made: its bytes are no longer needed
                 continue
             failure = _failure(status, answer.get("body"))
             if status == 429:
@@ -174,6 +200,7 @@ class BatchCreates:
             create.uncertain += 1
             if create.key in found:
                 create.outcome = AppendOutcome(item_id=found[create.key])
+                create.body = b""
             elif create.uncertain >= CREATE_ATTEMPTS:
                 raise error
 

@@ -183,30 +183,38 @@ class GraphTarget:
             lambda keys: self.find_in_folder(folder_id, keys),
             lambda failure: self._refused(operation, failure, WRITE_PERMISSION), operation,
         )  # fmt: skip
-        creates: list[Create | AppendOutcome] = []
-        batched: list[Create] = []
-        for item in items:
-            props = props_for(item)
-            built = json_message(item.body, props)
-            if built.later or len(built.body) > BATCH_ALONE:
-                creates.append(self._append_one(folder, folder_id, item, built))
-            else:
-                batched.append(Create(props.key, built.body))
-                creates.append(batched[-1])
-            del built  # only the encoded body stays in flight
-        fatal = next((c for c in creates if isinstance(c, AppendOutcome) and c.fatal_for_mailbox), None)
-        if fatal is not None:
-            for create in batched:
-                create.outcome = AppendOutcome(
-                    error=f"not sent: {fatal.error}", code=fatal.code, fatal_for_mailbox=True
-                )
+        alone: dict[int, AppendOutcome] = {}
+        fatal: list[AppendOutcome] = []  # a message made alone that finished the mailbox
+
+        def drawn() -> Iterator[Create]:
+            """Each message encoded when the batch being filled needs it (while the previous one
+            is in flight); one that can't share a batch is made alone here."""
+            for n, item in enumerate(items):
+                if fatal:
+                    return
+                props = props_for(item)
+                built = json_message(item.body, props)
+                if built.later or len(built.body) > BATCH_ALONE:
+                    alone[n] = self._append_one(folder, folder_id, item, built)
+                    if alone[n].fatal_for_mailbox:
+                        fatal.append(alone[n])
+                else:
+                    yield Create(props.key, built.body, index=n)
+
         try:
-            batch.run(batched)
+            made = {c.index: c.outcome for c in batch.run(drawn(), self._pool)}
         except MailboxFatal as exc:
             return [AppendOutcome(error=exc.server_text, code=exc.code, fatal_for_mailbox=True)] * len(items)
+        first = fatal[0] if fatal else batch.fatal
         return [
-            c if isinstance(c, AppendOutcome) else c.outcome or AppendOutcome(error="not sent")
-            for c in creates
+            alone.get(n)
+            or made.get(n)
+            or AppendOutcome(
+                error=f"not sent: {first.error}" if first else "not sent",
+                code=first.code if first else None,
+                fatal_for_mailbox=first is not None,
+            )
+            for n in range(len(items))
         ]
 
     def _append_one(
