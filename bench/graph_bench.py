@@ -129,6 +129,9 @@ def folders_of(path: Path) -> set[str]:
 
 
 def client_main(args: argparse.Namespace) -> None:
+    from runners.memory import tune_allocator
+
+    tune_allocator()  # as `cutover` does first thing (cockpit/cli.py): the bench measures what a run does
     where = json.loads(args.where)
     corpus = Path(args.corpus)
     mailboxes = [f"user{n}@bench.test" for n in range(args.mailboxes)]

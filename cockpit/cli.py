@@ -229,9 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", choices=("text", "json"), default="text", help="output format")
     demo.add_argument(
         "--target",
-        choices=("imap", "ews"),
+        choices=("imap", "ews", "graph"),
         default="imap",
-        help="the target: the lab's IMAP server, or Exchange (the EWS emulator)",
+        help="the target: the lab's IMAP server, Exchange (the EWS emulator) or Microsoft 365 (the Graph emulator)",
     )
     _display_options(demo)
     return parser

@@ -37,6 +37,8 @@ from lab import data
 from lab.dns_server import LabDNSFactory
 from lab.ews import EwsEmulator
 from lab.ews.demo import demo_config
+from lab.graph import GraphEmulator
+from lab.graph.demo import demo_config as graph_demo_config
 from lab.imap_server import LabIMAPFactory
 from lab.ldap_server import DirectoryFactory, build_tree
 from lab.mailstore import MailStore
@@ -122,6 +124,8 @@ class Lab:
         self._ports: list[Any] = []  # IListeningPort
         #: ``cutover demo --target ews``: the EWS emulator standing in for Exchange (``start_ews``).
         self.ews: EwsEmulator | None = None
+        #: ``cutover demo --target graph``: the Graph emulator standing in for Microsoft 365.
+        self.graph: GraphEmulator | None = None
         self._wrappers: list[WrappingFactory] = []
 
     def __enter__(self) -> Lab:
@@ -146,11 +150,19 @@ class Lab:
         self.ews = EwsEmulator(demo_config(self.data), host=self.host).start()
         return self.ews
 
+    def start_graph(self) -> GraphEmulator:
+        """Microsoft 365 for the demo's target (``cutover demo --target graph``): ``lab.graph.demo``."""
+        self.graph = GraphEmulator(graph_demo_config(self.data), host=self.host).start()
+        return self.graph
+
     def stop(self) -> None:
         """Close every port and connection of this lab (the reactor stays up for the next one)."""
         if self.ews is not None:
             self.ews.stop()
             self.ews = None
+        if self.graph is not None:
+            self.graph.stop()
+            self.graph = None
         if self._ports or self._wrappers:
             self.call(self._close_all)
         globalLogPublisher.removeObserver(cast(ILogObserver, self._observe))  # a no-op the second time

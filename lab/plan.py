@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from lab import data
 from lab.ews.demo import SERVICE_ACCOUNT
+from lab.graph.demo import DEMO_APP_ID, DEMO_APP_SECRET, DEMO_TENANT_ID
 
 if TYPE_CHECKING:
     from lab.embedded import Lab
@@ -44,6 +45,24 @@ timeout = 20
 """
 
 
+def _graph_target(lab: Lab, secret_file: Path) -> str:
+    """The ``[target]`` table for the lab's Graph emulator (``Lab.start_graph``); the secret in a file."""
+    assert lab.graph is not None
+    secret_file.write_text(DEMO_APP_SECRET + "\n")
+    secret_file.chmod(0o600)
+    return f"""[target]
+type = "graph"
+tenant_id = "{DEMO_TENANT_ID}"
+client_id = "{DEMO_APP_ID}"
+client_secret = "file:{secret_file}"
+authority_url = "{lab.graph.graph_url}"
+graph_url = "{lab.graph.graph_url}"
+ca_file = "{lab.graph.ca_file}"
+max_message_bytes = {data.TARGET_LIMIT}
+timeout = 20
+"""
+
+
 def write_plan(lab: Lab, state_dir: Path) -> Path:
     """The plan and mailbox list for the lab, with the secrets in files beside them."""
     state_dir = state_dir.resolve()
@@ -72,6 +91,8 @@ timeout = 20
 """
     if lab.ews is not None:
         target = _ews_target(lab, state_dir / "secrets" / "target-ews.pw")
+    if lab.graph is not None:
+        target = _graph_target(lab, state_dir / "secrets" / "target-graph.secret")
     plan.write_text(
         f"""# Written by `cutover demo` for its embedded lab (every server on {lab.host}).
 [source]

@@ -121,21 +121,23 @@ class Pace:
         self._bytes = _Window(*_window(budget.upload_bytes)) if budget.upload_bytes else None
 
     @contextmanager
-    def slot(self, upload_bytes: int = 0) -> Iterator[None]:
-        """Wait until this scope may send one request carrying ``upload_bytes``, then hold a slot."""
+    def slot(self, upload_bytes: int = 0, requests: int = 1) -> Iterator[None]:
+        """Wait until this scope may send one request carrying ``upload_bytes``, then hold a slot.
+        A batch of ``requests`` (Graph's $batch) spends that many and holds up to every slot."""
         started = self._clock()
+        width = min(requests, self.budget.concurrency or requests)
         with self._lock:
             while True:
-                delay = self._delay(upload_bytes)
+                delay = self._delay(upload_bytes, requests, width)
                 if delay <= 0:
                     break
                 # Sleep on the condition: a slot freed early wakes the waiter; a window or a
                 # back-off that ends is a timeout. Capped so that a new back-off is seen soon.
                 self._lock.wait(timeout=min(delay, 1.0) if delay != float("inf") else 1.0)
             now = self._clock()
-            self._in_flight += 1
+            self._in_flight += width
             if self._requests is not None:
-                self._requests.spend(1, now)
+                self._requests.spend(requests, now)
             if self._bytes is not None:
                 self._bytes.spend(upload_bytes, now)
             self._waited += now - started
@@ -143,16 +145,16 @@ class Pace:
             yield
         finally:
             with self._lock:
-                self._in_flight -= 1
+                self._in_flight -= width
                 self._lock.notify_all()
 
-    def _delay(self, upload_bytes: int) -> float:
+    def _delay(self, upload_bytes: int, requests: int = 1, width: int = 1) -> float:
         now = self._clock()
         waits = [self._not_before - now]
-        if self.budget.concurrency is not None and self._in_flight >= self.budget.concurrency:
+        if self.budget.concurrency is not None and self._in_flight + width > self.budget.concurrency:
             waits.append(float("inf"))
         if self._requests is not None:
-            waits.append(self._requests.wait_for(1, now))
+            waits.append(self._requests.wait_for(requests, now))
         if self._bytes is not None and upload_bytes:
             waits.append(self._bytes.wait_for(upload_bytes, now))
         return max(waits)

@@ -41,6 +41,8 @@ def _headless(args: argparse.Namespace) -> int:
     with _state_dir(args.keep) as state_dir, Lab() as lab:
         if getattr(args, "target", "imap") == "ews":
             lab.start_ews()
+        elif getattr(args, "target", "imap") == "graph":
+            lab.start_graph()
         result = run_scenario(lab, state_dir, say=lambda line: print(f"demo: {line}", file=sys.stderr))
         report = demo_data(result, kept=args.keep)
         text = demo_text(result, report) if args.output == "text" else ""
@@ -65,6 +67,8 @@ def _interactive(args: argparse.Namespace) -> int:
     with _state_dir(args.keep) as state_dir, Lab() as lab:
         if getattr(args, "target", "imap") == "ews":
             lab.start_ews()
+        elif getattr(args, "target", "imap") == "graph":
+            lab.start_graph()
         plan = load_plan(write_plan(lab, state_dir))
         print("cutover demo: lab started on 127.0.0.1; running the readiness checks…", file=sys.stderr)
         record_run(plan, run_checks(plan, select()))

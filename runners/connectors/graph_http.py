@@ -93,10 +93,11 @@ class GraphHttp:
         params: Mapping[str, str] | None = None,
         creates: bool = False,
         authorised: bool = True,
+        requests: int = 1,
     ) -> httpx.Response:
         """Send and return Graph's answer once it is not "wait" (429/5xx, unless ``creates``) nor
         an expired token. Raises ``ConnectionLost`` when the connection broke (after retries,
-        unless ``creates``)."""
+        unless ``creates``). A ``$batch`` of ``requests`` spends that many of the budget."""
         extra = dict(headers or {})
         if json is not None:  # encoded here so that its size counts against the upload budget
             content = _json.dumps(json).encode()
@@ -110,7 +111,7 @@ class GraphHttp:
             if authorised:
                 request_headers["Authorization"] = "Bearer " + self.tokens.token(fresh=False).value
             try:
-                with self.pace.slot(sent):
+                with self.pace.slot(sent, requests):
                     response = self.client.request(
                         method, self.url(path), content=content, headers=request_headers, params=params
                     )

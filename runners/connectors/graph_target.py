@@ -30,6 +30,7 @@ import httpx
 from runners.adapters import GRAPH_TARGET
 from runners.connectors.base import TargetSession
 from runners.connectors.exchange_props import props_for
+from runners.connectors.graph_batch import BatchCreates, Create
 from runners.connectors.graph_errors import GraphFailure, error_for, failure_of
 from runners.connectors.graph_folders import GraphFolders
 from runners.connectors.graph_http import GraphHttp
@@ -40,6 +41,7 @@ from runners.connectors.graph_message import (
     KEY_PROPERTY,
     PENDING_PROPERTY,
     Attachment,
+    JsonMessage,
     json_message,
     state_fields,
     state_patch,
@@ -67,6 +69,8 @@ KEY_HEADER = KEY_HEADER_NAME.encode("ascii") + b": "
 #: Newest items read, per page and in pages, looking for unfinished importMime items.
 UNKEYED_PAGE = 25
 UNKEYED_PAGES = 8
+#: A JSON message from this size on is sent alone: a batch of such would hold only a few anyway.
+BATCH_ALONE = 1024 * 1024
 
 #: Tenants found without importMime in this process (auto route): no need to ask again.
 _NO_IMPORT_MIME: set[str] = set()
@@ -151,6 +155,8 @@ class GraphTarget:
         if not items:
             return []
         folder_id = self.folders.require(folder).id
+        if self.route() == JSON:
+            return self._append_batched(folder, folder_id, items)
         refused: list[AppendOutcome] = []  # the first answer that finished the mailbox
 
         def one(item: AppendItem) -> AppendOutcome:
@@ -166,7 +172,54 @@ class GraphTarget:
 
         return list(self._pool.map(one, items))
 
-    def _append_one(self, folder: str, folder_id: str, item: AppendItem) -> AppendOutcome:
+    def _append_batched(
+        self, folder: str, folder_id: str, items: Sequence[AppendItem]
+    ) -> list[AppendOutcome]:
+        """The JSON route through ``$batch`` (``graph_batch``); a message whose attachments don't
+        all fit in its create, or too large to share a batch, is made alone as before."""
+        operation = f"create message in {folder} ($batch)"
+        batch = BatchCreates(
+            self.http, "v1.0", f"{self.v1.removeprefix('/v1.0')}/mailFolders/{quote(folder_id, safe='')}/messages",
+            lambda keys: self.find_in_folder(folder_id, keys),
+            lambda failure: self._refused(operation, failure, WRITE_PERMISSION), operation,
+        )  # fmt: skip
+        alone: dict[int, AppendOutcome] = {}
+        fatal: list[AppendOutcome] = []  # a message made alone that finished the mailbox
+
+        def drawn() -> Iterator[Create]:
+            """Each message encoded when the batch being filled needs it (while the previous one
+            is in flight); one that can't share a batch is made alone here."""
+            for n, item in enumerate(items):
+                if fatal:
+                    return
+                props = props_for(item)
+                built = json_message(item.body, props)
+                if built.later or len(built.body) > BATCH_ALONE:
+                    alone[n] = self._append_one(folder, folder_id, item, built)
+                    if alone[n].fatal_for_mailbox:
+                        fatal.append(alone[n])
+                else:
+                    yield Create(props.key, built.body, index=n)
+
+        try:
+            made = {c.index: c.outcome for c in batch.run(drawn(), self._pool)}
+        except MailboxFatal as exc:
+            return [AppendOutcome(error=exc.server_text, code=exc.code, fatal_for_mailbox=True)] * len(items)
+        first = fatal[0] if fatal else batch.fatal
+        return [
+            alone.get(n)
+            or made.get(n)
+            or AppendOutcome(
+                error=f"not sent: {first.error}" if first else "not sent",
+                code=first.code if first else None,
+                fatal_for_mailbox=first is not None,
+            )
+            for n in range(len(items))
+        ]
+
+    def _append_one(
+        self, folder: str, folder_id: str, item: AppendItem, built: JsonMessage | None = None
+    ) -> AppendOutcome:
         try:
             # importMime always makes a sent item: a source draft is made by JSON, which can keep it one.
             route = self.route()
@@ -174,7 +227,7 @@ class GraphTarget:
                 outcome = self._import_mime(folder, folder_id, item)
                 if outcome is not None:
                     return outcome
-            return self._create_json(folder, folder_id, item)
+            return self._create_json(folder, folder_id, item, built)
         except MailboxFatal as exc:
             return AppendOutcome(error=exc.server_text, code=exc.code, fatal_for_mailbox=True)
         except CommandError as exc:
@@ -219,9 +272,11 @@ class GraphTarget:
             return self._undo(item_id, f"{patch} failed: {why}", answer)
         return AppendOutcome(item_id=item_id)
 
-    def _create_json(self, folder: str, folder_id: str, item: AppendItem) -> AppendOutcome:
+    def _create_json(
+        self, folder: str, folder_id: str, item: AppendItem, built: JsonMessage | None = None
+    ) -> AppendOutcome:
         props = props_for(item)
-        built = json_message(item.body, props)
+        built = built or json_message(item.body, props)
         url = f"{self.v1}/mailFolders/{quote(folder_id, safe='')}/messages"
         operation = f"create message in {folder}"
 

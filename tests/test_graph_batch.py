@@ -1,0 +1,110 @@
+"""The JSON route's creates through Graph's $batch, against the Graph emulator: every sub-response
+is checked on its own, a throttled one is sent again alone, and a lost answer duplicates nothing
+(the items are found by key)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from corpus import message
+from graph_lab import CLIENT_ID, SECRET, address, keys_held, tenant
+
+from lab.graph import GraphEmulator, Limits
+from runners.connectors.graph_target import GraphTarget
+from runners.model import AppendItem
+from runners.pacing import forget_paces
+from runners.plan.graph_options import GraphOptions
+from runners.plan.model import Endpoint, Secret
+
+MESSAGES = 12
+
+
+def open_target(emulator: GraphEmulator, user: str = "alice") -> GraphTarget:
+    """A JSON-route session whose own pace allows more than the emulator (so the emulator's 429s
+    are what the client meets)."""
+    forget_paces()
+    options = GraphOptions(
+        tenant_id=emulator.config.tenant_id, client_id=CLIENT_ID, client_secret=Secret(SECRET),
+        authority_url=emulator.graph_url, graph_url=emulator.graph_url, route="json",
+        pace_requests=100_000, pace_request_window=1.0,
+    )  # fmt: skip
+    host, _, port = emulator.graph_url.removeprefix("https://").partition("/")[0].rpartition(":")
+    endpoint = Endpoint(type="graph", host=host, port=int(port), ca_file=emulator.ca_file, graph=options)
+    return GraphTarget(endpoint, address(user))
+
+
+def items(count: int = MESSAGES) -> list[AppendItem]:
+    return [
+        AppendItem(
+            message(f"batch {n}"), ("\\Seen",) if n % 2 else (), "01-Feb-2024 10:00:00 +0000", f"k/{n}"
+        )
+        for n in range(count)
+    ]
+
+
+@pytest.fixture
+def emulator() -> Iterator[GraphEmulator]:
+    with GraphEmulator(tenant("alice")) as running:
+        yield running
+
+
+def test_twenty_messages_go_in_one_http_request_each_counted_against_the_budget(
+    emulator: GraphEmulator,
+) -> None:
+    target = open_target(emulator)
+    target.folders.require("Inbox")  # the folder look-ups first: they are not creates
+    before = target.http.stats.requests
+    outcomes = target.append("Inbox", items(20))
+    target.close()
+
+    assert all(o.item_id and not o.error for o in outcomes)
+    assert target.http.stats.requests - before == 1  # one $batch
+    counts = emulator.request_counts(address("alice"))
+    assert counts["create:json"] == 20
+    assert set(keys_held(emulator, "alice").values()) == {1} and len(emulator.items(address("alice"))) == 20
+    assert {o.item_id for o in outcomes} == {i.immutable_id for i in emulator.items(address("alice"))}
+
+
+def test_a_429_inside_the_200_is_sent_again_alone_and_nothing_is_duplicated() -> None:
+    # The emulator's window lets 5 requests through per second: the rest of the batch answers 429
+    # inside its 200, with Retry-After.
+    with GraphEmulator(tenant("alice", limits=Limits(requests=5, request_window=1.0))) as emulator:
+        target = open_target(emulator)
+        outcomes = target.append("Inbox", items())
+        target.close()
+
+        assert all(o.item_id and not o.error for o in outcomes), outcomes
+        counts = emulator.request_counts(address("alice"))
+        assert counts["status:429"] >= 1 and emulator.throttled
+        assert counts["create:json"] == MESSAGES  # each made once: the 429s were not made
+        assert set(keys_held(emulator, "alice").values()) == {1}
+        assert len(emulator.items(address("alice"))) == MESSAGES
+        assert not emulator.unknown_requests and not emulator.internal_errors
+
+
+def test_a_lost_batch_answer_leaves_no_duplicate(emulator: GraphEmulator) -> None:
+    emulator.drop_after_create(count=1, mailbox=address("alice"))
+    target = open_target(emulator)
+    outcomes = target.append("Inbox", items())
+    target.close()
+
+    assert len(emulator.dropped_creates) == 1  # the batch's answer was lost
+    assert all(o.item_id and not o.error for o in outcomes), outcomes
+    assert (
+        emulator.request_counts(address("alice"))["create:json"] == MESSAGES
+    )  # found by key, not made again
+    assert set(keys_held(emulator, "alice").values()) == {1}
+    assert {o.item_id for o in outcomes} == {i.immutable_id for i in emulator.items(address("alice"))}
+
+
+def test_a_503_for_one_sub_request_is_looked_up_then_made_once(emulator: GraphEmulator) -> None:
+    emulator.fail_with_503(count=1, mailbox=address("alice"))
+    target = open_target(emulator)
+    outcomes = target.append("Inbox", items())
+    target.close()
+
+    assert all(o.item_id and not o.error for o in outcomes), outcomes
+    assert emulator.request_counts(address("alice"))["create:json"] == MESSAGES
+    assert set(keys_held(emulator, "alice").values()) == {1}
+    assert len(emulator.items(address("alice"))) == MESSAGES
