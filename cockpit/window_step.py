@@ -77,11 +77,14 @@ def switch_argv(plan_path: Path, wave: str, step: str, *, reason: str | None = N
 ENDED = {0: "done", 1: "refused (a condition or an interlock; see its log)", 2: "could not run (see its log)"}
 
 
-def start_detached(plan: Plan, wave: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
+def start_detached(
+    plan: Plan, wave: str, argv: list[str], *, kind: str = "switch"
+) -> tuple[subprocess.Popen[bytes], Path]:
     """Start ``argv`` in its own session (no terminal: a dropped SSH session can't stop it), its
-    output in the state dir's logs; returns the child (polled by the cockpit, so it never lingers
-    as a zombie) and its log."""
-    log = plan.state_dir / "logs" / f"switch-{file_name_part(wave)}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    output in the state dir's logs (``KIND-WAVE-TIME.log``); returns the child (polled by the
+    cockpit, so it never lingers as a zombie) and its log. ``cutover run --detach`` starts its
+    runner here too."""
+    log = plan.state_dir / "logs" / f"{kind}-{file_name_part(wave)}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     private_file(log)
     with open(log, "ab") as sink, open(os.devnull, "rb") as devnull:
         child = subprocess.Popen(

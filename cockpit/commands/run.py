@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -16,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cockpit.commands.preflight import warn_before_connecting
+from cockpit.window_step import start_detached
 from runners.engine.progress import PlainProgress, TtyProgress
 from runners.engine.stats import RunStats
 from runners.engine.summary import summary_data, summary_text
@@ -23,7 +23,7 @@ from runners.engine.wave import run_wave, select_mailboxes
 from runners.imap import watchdog
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
-from runners.safe_text import SafeFormatter, file_name_part, safe_lines, scrub
+from runners.safe_text import SafeFormatter, safe_lines, scrub
 from runners.state.private import private_file
 
 
@@ -141,9 +141,6 @@ def runner_argv(
 
 
 def _detach(plan: Plan, args: argparse.Namespace) -> int:
-    logs = plan.state_dir / "logs"
-    out = logs / f"detached-{file_name_part(args.wave)}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    private_file(out)
     argv = runner_argv(
         Path(args.plan).resolve(),
         args.wave,
@@ -153,11 +150,8 @@ def _detach(plan: Plan, args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         mailboxes=args.mailbox,
     )
-    with open(out, "ab") as sink, open(os.devnull, "rb") as devnull:
-        # A new session: no controlling terminal, so a dropped SSH session can't send it SIGHUP.
-        child = subprocess.Popen(
-            argv, stdin=devnull, stdout=sink, stderr=sink, start_new_session=True, close_fds=True
-        )
+    # A new session: no controlling terminal, so a dropped SSH session can't send it SIGHUP.
+    child, out = start_detached(plan, args.wave, argv, kind="detached")
     message = {"pid": child.pid, "log": str(out), "wave": args.wave}
     if args.output == "json":
         print(json.dumps(message))
