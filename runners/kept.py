@@ -108,6 +108,17 @@ def utc_seconds(moment: datetime | None) -> datetime | None:
     return aware.astimezone(UTC).replace(microsecond=0)
 
 
+def iso_utc_seconds(text: object) -> datetime | None:
+    """An ISO 8601 time as Exchange answers it (``...Z`` or an offset), by ``utc_seconds``; None
+    when ``text`` is not a non-empty string that parses."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return utc_seconds(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
 def sent_time(body: bytes) -> datetime | None:
     """The Date header's instant, when the message has one that parses."""
     raw = _header_bytes(body, b"date")

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 from runners.connectors import exchange_props as props
 from runners.connectors.ews_body import Pieces
 from runners.connectors.ews_wire import FILL_MARK, Element, Fill, m, mn, t, tn
-from runners.kept import ImapState, KeptItem, content_of
+from runners.kept import ImapState, KeptItem, content_of, iso_utc_seconds
 from runners.model import AppendItem
 
 #: Bytes of SOAP around one item of a CreateItem (properties, categories, tags), beyond its base64.
@@ -240,17 +240,6 @@ def extended_values(item: Element) -> dict[Prop, str]:
     return out
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).replace(microsecond=0)
-
-
 def _int(text: str | None) -> int | None:
     try:
         return int(text) if text is not None else None
@@ -281,8 +270,8 @@ def kept_of(item: Element, mime: bytes | None) -> KeptItem:
     content = content_of(mime) if mime is not None else None
     return KeptItem(
         key=values.get(KEY, ""),
-        received=_parse_time(values.get(RECEIVED)),
-        sent=_parse_time(values.get(SENT)),
+        received=iso_utc_seconds(values.get(RECEIVED)),
+        sent=iso_utc_seconds(values.get(SENT)),
         state=state,
         route="mime",
         size=_int(size.text if size is not None else None) or 0,

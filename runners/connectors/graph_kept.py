@@ -8,12 +8,11 @@ attachment bytes come from the MIME Exchange renders for the item (``GET .../$va
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from runners.connectors.exchange_props import PR_LAST_VERB_EXECUTED, VERB_FORWARD
 from runners.connectors.graph_message import KEY_PROPERTY, PR_MESSAGE_SIZE, ROUTE_PROPERTY, integer
-from runners.kept import ImapState, KeptItem, content_of
+from runners.kept import ImapState, KeptItem, content_of, iso_utc_seconds
 
 LAST_VERB = integer(PR_LAST_VERB_EXECUTED)
 SIZE = integer(PR_MESSAGE_SIZE)
@@ -61,18 +60,6 @@ def header_value(data: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def graph_datetime(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).replace(microsecond=0)
-
-
 def kept_item(data: dict[str, Any], mime: bytes | None) -> KeptItem:
     verb_text = property_value(data, LAST_VERB)
     verb = int(verb_text) if verb_text and verb_text.lstrip("-").isdigit() else None
@@ -89,8 +76,8 @@ def kept_item(data: dict[str, Any], mime: bytes | None) -> KeptItem:
     size_text = property_value(data, SIZE)
     return KeptItem(
         key=property_value(data, KEY_PROPERTY) or "",
-        received=graph_datetime(data.get("receivedDateTime")),
-        sent=graph_datetime(data.get("sentDateTime")),
+        received=iso_utc_seconds(data.get("receivedDateTime")),
+        sent=iso_utc_seconds(data.get("sentDateTime")),
         state=state,
         route=property_value(data, ROUTE_PROPERTY) or "",
         size=int(size_text) if size_text and size_text.isdigit() else 0,
