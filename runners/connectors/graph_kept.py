@@ -8,6 +8,7 @@ attachment bytes come from the MIME Exchange renders for the item (``GET .../$va
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from runners.connectors.exchange_props import PR_LAST_VERB_EXECUTED, VERB_FORWARD
@@ -28,6 +29,7 @@ REPLIED = (102, 103)
 _PROPERTY_ID = re.compile(r"\s*(\w+)\s+(?:0x([0-9a-f]+)|\{([0-9a-f-]+)\}\s+(name|id)\s+(.+?))\s*$", re.I)
 
 
+@lru_cache(maxsize=256)  # a handful of distinct ids, asked for every property of every item read
 def property_key(property_id: str) -> tuple[str, ...]:
     """An extended property id by value: Graph answers ``Integer 0xe07`` for ``Integer 0x0E07``."""
     match = _PROPERTY_ID.match(property_id)
