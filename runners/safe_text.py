@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import html
 import logging
 import re
 import threading
@@ -140,3 +141,15 @@ def file_name_part(name: str) -> str:
     if part == name:
         return part
     return f"{part}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+#: Characters Markdown (and GitHub's tables) give a meaning to: backslash-escaped in a cell.
+_MD_META = re.compile(r"([\\`*_\[\]|~#<>!])")
+
+
+def markdown_literal(text: object) -> str:
+    """Outside text as literal Markdown (a report's cell or line): ``safe`` first, then ``<`` ``>`` ``&``
+    as entities (no raw HTML) and every metacharacter behind a backslash (no emphasis, link, cell
+    break; a line's leading ``#`` can't start a heading). Always one line."""
+    escaped = html.escape(safe(text), quote=False)
+    return _MD_META.sub(r"\\\1", escaped)

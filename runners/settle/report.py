@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runners.plan.model import Plan
+from runners.safe_text import markdown_literal as md
 from runners.safe_text import safe_data
-from runners.settle.markdown import md
 from runners.state.store import StateStore
 
 
@@ -121,7 +121,7 @@ def render_json(report: Mapping[str, Any]) -> str:
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """The sign-off document: every value from outside escaped (``markdown.md``), numbers as they are."""
+    """The sign-off document: every value from outside escaped (``safe_text.markdown_literal``), numbers as they are."""
     t = report["totals"]
     out = [
         f"# Wave {md(report['wave'])}: cutover report",

@@ -13,7 +13,6 @@ rename): a switch resumed after ``kill -9`` must not record again, as mail may h
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ from runners.connectors.imap_login import open_imap
 from runners.errors import CommandError, MigrationError
 from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import file_name_part
-from runners.state.private import private_file
+from runners.state.private import write_private
 from runners.state.store import StateStore
 
 
@@ -103,7 +102,7 @@ def record_engine_copies(plan: Plan, wave: str) -> Path:
             if uids:
                 folders.setdefault(folder.target, []).extend(uids)
     path = engine_copies_path(plan, wave)
-    _write_private(path, json.dumps(copies, sort_keys=True))
+    write_private(path, json.dumps(copies, sort_keys=True))
     return path
 
 
@@ -140,16 +139,9 @@ def record_switch_marks(plan: Plan, wave: str) -> SwitchMarks:
     with ThreadPoolExecutor(max_workers=max(1, min(plan.workers, len(entries)))) as pool:
         read = list(pool.map(lambda entry: _mailbox_marks(plan, entry), entries))
     marks = SwitchMarks(wave, at, {e.target: folders for e, folders in zip(entries, read, strict=True)})
-    _write_private(marks_path(plan, wave), marks.to_json())
+    write_private(marks_path(plan, wave), marks.to_json())
     return marks
 
-
-def _write_private(path: Path, text: str) -> None:
-    """Whole or not at all (a temporary file renamed), private like the rest of the state directory
-    (mailbox names and folder names: runners.state.private)."""
-    temp = private_file(path.with_suffix(".tmp"))
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
 
 
 def _mailbox_marks(plan: Plan, entry: MailboxEntry) -> dict[str, FolderMark]:

@@ -44,3 +44,13 @@ def private_file(path: Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` whole or not at all: through a fresh private temporary file, then renamed (a reader
+    never sees half of it; a stale temporary file from a crash doesn't lend its mode)."""
+    temp = path.with_name(path.name + ".tmp")
+    temp.unlink(missing_ok=True)
+    private_file(temp)
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)

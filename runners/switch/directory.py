@@ -71,6 +71,17 @@ class RoutingResult:
     def not_done(self) -> tuple[UserRouting, ...]:
         return tuple(u for u in self.users if not u.done)
 
+    def as_did(self) -> dict[str, Any]:
+        """The result as a step records it (``did``): server, attribute, value and each user's outcome."""
+        users = [{"address": u.address, "outcome": u.outcome, "before": list(u.before), "after": list(u.after),
+                  "server_text": u.server_text} for u in self.users]  # fmt: skip
+        return {"server": self.server, "attribute": self.attribute, "value": self.value, "users": users}
+
+    def problems(self) -> list[str]:
+        """One line per user not at the value: ``directory: address: outcome (server's words)``."""
+        return [f"directory: {u.address}: {u.outcome}" + (f" ({u.server_text})" if u.server_text else "")
+                for u in self.not_done]  # fmt: skip
+
 
 def route_users(settings: RoutingDirectory, addresses: Sequence[str], side: Side) -> RoutingResult:
     """Set ``settings.attribute`` to the ``side``'s value for each address, and read it back.

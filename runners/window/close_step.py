@@ -3,14 +3,13 @@ into the state directory (``<state>/reports/``, private like every file there)."
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from runners.plan.model import Plan
 from runners.settle.report import StepRecord, render_json, render_markdown, wave_report
-from runners.state.private import private_dir, private_file
+from runners.state.private import private_dir, write_private
 from runners.state.store import StateStore
 
 
@@ -32,7 +31,7 @@ def write_report(plan: Plan, store: StateStore, wave: str) -> dict[str, Any]:
     paths = {}
     for suffix, text in ((".md", render_markdown(report)), (".json", render_json(report))):
         path = base.with_suffix(base.suffix + suffix)
-        _write_private(path, text)
+        write_private(path, text)
         paths["markdown" if suffix == ".md" else "json"] = str(path)
     return {"report_files": paths, "report": report}
 
@@ -41,11 +40,3 @@ def _file_name(wave: str) -> str:
     """The wave's name as a file name: nothing that could leave the directory or hide the file."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", wave) or "_"
 
-
-def _write_private(path: Path, text: str) -> None:
-    """Write through a private temporary file and rename: a reader never sees half a report."""
-    temp = path.with_name(path.name + ".tmp")
-    temp.unlink(missing_ok=True)
-    private_file(temp)
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)

@@ -75,16 +75,12 @@ class RollbackStep(SubSteps):
 
         def work() -> tuple[bool, dict[str, Any]]:
             result = route_users(settings, addresses, "legacy")
-            users = [{"address": u.address, "outcome": u.outcome, "before": list(u.before), "after": list(u.after),
-                      "server_text": u.server_text} for u in result.users]  # fmt: skip
             if not result.confirmed:
                 outcome.done = False
-                outcome.problems += [f"directory: {u.address}: {u.outcome}" + (f" ({u.server_text})" if u.server_text else "")
-                                     for u in result.not_done]  # fmt: skip
+                outcome.problems += result.problems()
             else:
-                self.say(f"directory: {result.attribute}={result.value} for {len(users)} user(s), read back")
-            return result.confirmed, {"server": result.server, "attribute": result.attribute,
-                                      "value": result.value, "users": users}  # fmt: skip
+                self.say(f"directory: {result.attribute}={result.value} for {len(result.users)} user(s), read back")
+            return result.confirmed, result.as_did()
 
         did = self._substep(ROLLBACK_DIRECTORY, {"attribute": settings.attribute, "value": settings.legacy_value,
                                                  "users": addresses}, work)  # fmt: skip

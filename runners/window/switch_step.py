@@ -124,20 +124,17 @@ class SwitchStep(SubSteps):
                                      {"attribute": settings.attribute, "value": settings.target_value,
                                       "users": addresses})  # fmt: skip
         result = route_users(settings, addresses, "target")
-        users = [{"address": u.address, "outcome": u.outcome, "before": list(u.before), "after": list(u.after),
-                  "server_text": u.server_text} for u in result.users]  # fmt: skip
-        did = {"server": result.server, "attribute": result.attribute, "value": result.value, "users": users}
+        did = result.as_did()
         outcome.did["directory"] = did
         if not result.confirmed:
             self.store.end_step(step, StepStatus.FAILED, did=did)
             outcome.done = False
-            outcome.problems += [f"directory: {u.address}: {u.outcome}" + (f" ({u.server_text})" if u.server_text else "")
-                                 for u in result.not_done]  # fmt: skip
+            outcome.problems += result.problems()
             return
         self.store.end_step(step, StepStatus.DONE, did=did)
         changed = sum(1 for u in result.users if u.outcome == "changed")
         self.say(
-            f"directory: {result.attribute}={result.value} for {len(users)} user(s) ({changed} changed), read back"
+            f"directory: {result.attribute}={result.value} for {len(result.users)} user(s) ({changed} changed), read back"
         )
 
     # -- DNS -------------------------------------------------------------------------------------
