@@ -1,0 +1,132 @@
+"""What the proxy's parts agree on: routes, accepted logins, the observers of logins, and the relay.
+
+The listeners (IMAP, POP3, SMTP) ask a ``Router`` where a user goes, log the user in on that backend
+with the login the route rewrote, tell every ``LoginObserver`` of the outcome (the journal that
+triage reads, the credential capture, the on-login queueing of a wave), then hand both connections
+to a ``Relay``. Nothing here does I/O; each part implements its side in its own module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class Service(StrEnum):
+    """The protocol a client speaks to the proxy."""
+
+    IMAP = "imap"
+    POP3 = "pop3"
+    SUBMISSION = "submission"  # SMTP with AUTH (587 STARTTLS, 465 implicit TLS)
+    SMTP = "smtp"  # inbound mail on port 25, routed per recipient
+
+
+class DecidedBy(StrEnum):
+    """Which source of truth chose the backend, in the order the router asks them."""
+
+    STORE = "store"  # the user's wave is switched (or not) in the state store
+    DIRECTORY = "directory"  # an attribute of the user's directory object
+    STATIC = "static"  # the plan's static overrides
+    DEFAULT = "default"  # nothing knew the user: the plan's default backend
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one user's session goes, and the login to present there."""
+
+    #: The user as the plan knows them (the canonical login, before any rewriting).
+    user: str
+    #: The backend's name in the plan (``legacy``, ``target``, or a name of ``[proxy.backends]``).
+    backend: str
+    #: The login the backend is given: suffix and character substitutions applied for that backend.
+    backend_login: str
+    decided_by: DecidedBy
+    #: Why, in words for the triage view ("wave pilot switched at 21:04Z", "mailHost=new-mx").
+    reason: str = ""
+
+
+class Router(Protocol):
+    """Decides a user's backend. Decisions may be cached briefly; a switch drops them at once."""
+
+    async def route_user(self, login: str) -> Route:
+        """The route of a client's login (as typed by the client, before any rewriting)."""
+        ...
+
+    async def route_recipient(self, address: str) -> Route | None:
+        """The route of an inbound recipient address; None when no backend knows it."""
+        ...
+
+
+class Password:
+    """A password a client sent. Never shown: ``repr`` and ``str`` hide it; ``reveal()`` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Password(<hidden>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str | tuple[object, ...]:  # never pickled into a queue, a log record or a traceback dump
+        raise TypeError("a Password is not serialisable")
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"  # the backend accepted the credentials
+    REJECTED = "rejected"  # the backend refused them (its words are in ``detail``)
+    UNAVAILABLE = "unavailable"  # the backend was down, slow or refused the connection
+    BLOCKED = "blocked"  # the proxy refused before asking a backend (limits, lock-out, bad input)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginEvent:
+    """One login through the proxy, as the journal keeps it and triage shows it. Holds no password."""
+
+    service: Service
+    client_address: str
+    login: str  # as the client typed it
+    route: Route | None  # None when the proxy refused before routing
+    outcome: Outcome
+    #: The backend's own words (scrubbed of secrets) or the proxy's reason for refusing.
+    detail: str = ""
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class LoginObserver(Protocol):
+    """Told of every login outcome. ``password`` is given only when the backend accepted it.
+
+    Observers must be quick and must not raise: the session waits for them before the relay starts.
+    """
+
+    async def login_finished(self, event: LoginEvent, password: Password | None) -> None: ...
+
+
+@dataclass(slots=True)
+class Leg:
+    """One side of a proxied session after login: the asyncio streams and whether TLS is on them."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    tls: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RelayResult:
+    client_to_backend: int  # bytes
+    backend_to_client: int
+    #: Who ended the session: "client", "backend", "proxy" (a switch's grace period ran out) or "error".
+    ended_by: str
+
+
+#: Pipes a logged-in session both ways until either side closes, or ``stop`` is set (then closes both).
+Relay = Callable[[Leg, Leg, asyncio.Event], Awaitable[RelayResult]]
