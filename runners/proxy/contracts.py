@@ -9,7 +9,7 @@ to a ``Relay``. Nothing here does I/O; each part implements its side in its own 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,6 +23,45 @@ class Service(StrEnum):
     POP3 = "pop3"
     SUBMISSION = "submission"  # SMTP with AUTH (587 STARTTLS, 465 implicit TLS)
     SMTP = "smtp"  # inbound mail on port 25, routed per recipient
+
+
+class TlsMode(StrEnum):
+    IMPLICIT = "implicit"  # TLS from the first byte (993, 995, 465)
+    STARTTLS = "starttls"  # plain, then STARTTLS / STLS
+    NONE = "none"  # plain: to a backend only on a loopback address (the plan's rule)
+
+
+@dataclass(frozen=True, slots=True)
+class BackendEndpoint:
+    """Where one backend speaks one service."""
+
+    host: str
+    port: int
+    tls: TlsMode
+    tls_verify: bool = True
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyBackend:
+    """One platform behind the proxy (``legacy``, ``target``, or another name of ``[proxy.backends]``)."""
+
+    name: str
+    endpoints: Mapping[Service, BackendEndpoint]
+    #: Appended to a login that has no ``@`` (``jsmith`` -> ``jsmith@tenant.example``), for this backend only.
+    login_suffix: str = ""
+    #: Character substitutions applied to the login for this backend, in order (``%`` -> ``@``).
+    substitutions: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One address and port the proxy listens on, for one service."""
+
+    service: Service
+    host: str
+    port: int
+    tls: TlsMode
 
 
 class DecidedBy(StrEnum):
@@ -77,7 +116,8 @@ class Password:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> str | tuple[object, ...]:  # never pickled into a queue, a log record or a traceback dump
+    # Never pickled into a queue, a log record or a traceback dump.
+    def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("a Password is not serialisable")
 
 
