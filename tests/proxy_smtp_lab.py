@@ -220,9 +220,10 @@ class ProxyThread:
         self.ports = {"submission": submission, "submissions": submissions, "smtp": smtp}
         listeners = [
             Listener(Service.SUBMISSION, HOST, submission, TlsMode.STARTTLS),
-            Listener(Service.SUBMISSION, HOST, submissions, TlsMode.IMPLICIT),
             Listener(Service.SMTP, HOST, smtp, TlsMode.STARTTLS),
         ]
+        if tls is not None:  # implicit TLS needs a certificate
+            listeners.append(Listener(Service.SUBMISSION, HOST, submissions, TlsMode.IMPLICIT))
         self.started = self.run(start_smtp_listeners(router, backends, listeners, tls, observers, settings))
         return self
 
