@@ -28,14 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-sys.path.insert(0, str(Path(__file__).parent))  # run as a script: servers.* imports like under pytest
+from servers.process import HOST, free_ports
+from servers.smtp import EximServer, _exim_account
+from servers.tlsca import Leaf
 
-from servers.process import HOST, free_ports  # noqa: E402
-from servers.smtp import EximServer, _exim_account  # noqa: E402
-from servers.tlsca import Leaf  # noqa: E402
-
-from runners.plan.proxy_smtp_options import ProxySmtpSettings  # noqa: E402
-from runners.proxy.contracts import (  # noqa: E402
+from runners.plan.proxy_smtp_options import ProxySmtpSettings
+from runners.proxy.contracts import (
     BackendEndpoint,
     DecidedBy,
     Listener,
@@ -46,8 +44,7 @@ from runners.proxy.contracts import (  # noqa: E402
     Service,
     TlsMode,
 )
-from runners.proxy.smtp_listeners import SmtpListeners, start_smtp_listeners  # noqa: E402
-
+from runners.proxy.smtp_listeners import SmtpListeners, start_smtp_listeners
 
 T = TypeVar("T")
 
@@ -195,7 +192,9 @@ class RecordingObserver:
 def smtp_backend(name: str, hub_port: int, *, tls: TlsMode, ca_file: str | None = None,
                  login_suffix: str = "") -> ProxyBackend:  # fmt: skip
     endpoint = BackendEndpoint(HOST, hub_port, tls, ca_file=ca_file)
-    return ProxyBackend(name, {Service.SUBMISSION: endpoint, Service.SMTP: endpoint}, login_suffix=login_suffix)
+    return ProxyBackend(
+        name, {Service.SUBMISSION: endpoint, Service.SMTP: endpoint}, login_suffix=login_suffix
+    )
 
 
 def client_tls(leaf: Leaf) -> ssl.SSLContext:
