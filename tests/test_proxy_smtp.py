@@ -11,7 +11,9 @@ import base64
 import logging
 import smtplib
 import socket
+import socketserver
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -148,7 +150,9 @@ def _everything_logged(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureF
 # -- submission --
 
 
-def test_submission_starttls_auth_plain_goes_to_the_users_backend(lab: Lab, start_proxy: ProxyFactory) -> None:
+def test_submission_starttls_auth_plain_goes_to_the_users_backend(
+    lab: Lab, start_proxy: ProxyFactory
+) -> None:
     observer = RecordingObserver()
     proxy = start_proxy(observers=(observer,))
     with smtplib.SMTP(HOST, proxy.ports["submission"], timeout=20) as client:
@@ -165,9 +169,13 @@ def test_submission_starttls_auth_plain_goes_to_the_users_backend(lab: Lab, star
     assert password is not None and password.reveal() == TARGET_USERS["bob@target.test"]
 
 
-def test_submission_implicit_tls_auth_login_to_a_login_only_backend(lab: Lab, start_proxy: ProxyFactory) -> None:
+def test_submission_implicit_tls_auth_login_to_a_login_only_backend(
+    lab: Lab, start_proxy: ProxyFactory
+) -> None:
     proxy = start_proxy()
-    with smtplib.SMTP_SSL(HOST, proxy.ports["submissions"], timeout=20, context=lab.client_context()) as client:
+    with smtplib.SMTP_SSL(
+        HOST, proxy.ports["submissions"], timeout=20, context=lab.client_context()
+    ) as client:
         client.ehlo()
         client.user, client.password = "alice", LEGACY_USERS["alice@legacy.test"]
         code, _ = client.auth("LOGIN", client.auth_login, initial_response_ok=False)
@@ -247,7 +255,10 @@ def test_malformed_sasl_and_cancel_are_answered_not_fatal(lab: Lab, start_proxy:
 
 
 def _dead_backends(lab: Lab, port: int) -> dict[str, ProxyBackend]:
-    return {**lab.backends, "target": smtp_backend("target", port, tls=TlsMode.NONE, login_suffix="@target.test")}
+    return {
+        **lab.backends,
+        "target": smtp_backend("target", port, tls=TlsMode.NONE, login_suffix="@target.test"),
+    }
 
 
 def test_a_backend_that_is_down_is_454_during_auth(lab: Lab, start_proxy: ProxyFactory) -> None:
@@ -264,11 +275,15 @@ def test_a_backend_that_is_down_is_454_during_auth(lab: Lab, start_proxy: ProxyF
         assert event.outcome is Outcome.UNAVAILABLE and password is None
 
 
-def test_a_backend_that_never_answers_is_454_after_the_backend_timeout(lab: Lab, start_proxy: ProxyFactory) -> None:
+def test_a_backend_that_never_answers_is_454_after_the_backend_timeout(
+    lab: Lab, start_proxy: ProxyFactory
+) -> None:
     silent = socket.create_server((HOST, 0))  # accepts (the kernel does), never says 220
     try:
         port = silent.getsockname()[1]
-        proxy = start_proxy(replace(SETTINGS, backend_timeout_seconds=0.3), backends=_dead_backends(lab, port))
+        proxy = start_proxy(
+            replace(SETTINGS, backend_timeout_seconds=0.3), backends=_dead_backends(lab, port)
+        )
         client = Raw(proxy.ports["submission"])
         client.reply()
         client.ask(b"EHLO me\r\n")
@@ -325,7 +340,9 @@ def test_inbound_unknown_recipients_are_550(lab: Lab, start_proxy: ProxyFactory)
     client.close()
 
 
-def test_without_store_and_forward_other_backends_recipients_are_451(lab: Lab, start_proxy: ProxyFactory) -> None:
+def test_without_store_and_forward_other_backends_recipients_are_451(
+    lab: Lab, start_proxy: ProxyFactory
+) -> None:
     proxy = start_proxy()
     with smtplib.SMTP(HOST, proxy.ports["smtp"], timeout=20) as client:
         refused = client.sendmail("x@sender.test", ["alice@legacy.test", "bob@target.test"], MESSAGE)
@@ -415,8 +432,51 @@ def test_the_proxy_survives_garbage(lab: Lab, start_proxy: ProxyFactory) -> None
     for port in (proxy.ports["smtp"], proxy.ports["submission"]):
         client = Raw(port)
         client.reply()
-        client.send(b"\x00\xff\r\nGET / HTTP/1.1\r\n" + b"\x1b[2J" * 100 + b"\r\nRCPT\r\nMAIL FROM:<<>>\r\nDATA\r\n")
+        client.send(
+            b"\x00\xff\r\nGET / HTTP/1.1\r\n" + b"\x1b[2J" * 100 + b"\r\nRCPT\r\nMAIL FROM:<<>>\r\nDATA\r\n"
+        )
         codes = [client.reply()[0] for _ in range(6)]
         assert all(code >= 500 for code in codes)
         client.close()
     assert Raw(proxy.ports["smtp"]).reply()[0] == 220  # still serving
+
+
+class _EchoingBackend(socketserver.StreamRequestHandler):
+    """A hostile backend: its refusal repeats what it was sent, the password with it."""
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 echo ESMTP\r\n")
+        while line := self.rfile.readline():
+            words = line.decode().strip()
+            if words.upper().startswith("EHLO"):
+                self.wfile.write(b"250-echo\r\n250 AUTH PLAIN LOGIN\r\n")
+            elif words.upper().startswith("AUTH PLAIN "):
+                blob = words.split()[2]
+                password = base64.b64decode(blob).split(b"\0")[2].decode()
+                self.wfile.write(
+                    f"535-5.7.8 you sent {words}\r\n535 5.7.8 and {password} is wrong\r\n".encode()
+                )
+            else:
+                self.wfile.write(b"221 bye\r\n")
+                return
+
+
+def test_a_backend_that_echoes_the_password_is_scrubbed(
+    lab: Lab, start_proxy: ProxyFactory, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "echoed-Secret-404"
+    with socketserver.ThreadingTCPServer((HOST, 0), _EchoingBackend) as echo:
+        threading.Thread(target=echo.serve_forever, daemon=True).start()
+        observer = RecordingObserver()
+        proxy = start_proxy(backends=_dead_backends(lab, echo.server_address[1]), observers=(observer,))
+        client = Raw(proxy.ports["submission"])
+        client.reply()
+        client.ask(b"EHLO me\r\n")
+        code, text = client.ask(f"AUTH PLAIN {_plain('bob', secret)}\r\n".encode())
+        client.close()
+        echo.shutdown()
+    assert code == 535 and "you sent AUTH PLAIN ********" in text and "and ******** is wrong" in text
+    [(event, _)] = observer.events
+    shown = text + event.detail + _everything_logged(caplog, capsys)
+    assert secret not in shown and _plain("bob@target.test", secret) not in shown

@@ -93,7 +93,9 @@ def fuzz_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyThread
         "legacy": smtp_backend("legacy", down_legacy, tls=TlsMode.NONE),
         "target": smtp_backend("target", down_target, tls=TlsMode.NONE),
     }
-    router = StaticRouter(backends, recipients={"carol@example.test": "legacy", "dave@example.test": "target"})
+    router = StaticRouter(
+        backends, recipients={"carol@example.test": "legacy", "dave@example.test": "target"}
+    )
     spool: Path = tmp_path_factory.mktemp("fuzz-spool")
     options = ProxySmtpSettings(store_and_forward=True, spool_dir=spool, client_timeout_seconds=5.0,
                                 retry_first_seconds=3600.0, retry_max_seconds=3600.0)  # fmt: skip
@@ -118,7 +120,9 @@ class _Crashes(logging.Handler):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(st.tuples(_LINE, _ENDING), max_size=25), service=st.sampled_from(["smtp", "submission"]))
+@given(
+    lines=st.lists(st.tuples(_LINE, _ENDING), max_size=25), service=st.sampled_from(["smtp", "submission"])
+)
 def test_the_proxy_never_dies_on_input(fuzz_proxy: ProxyThread, lines: list[tuple[bytes, bytes]],
                                        service: str) -> None:  # fmt: skip
     port = fuzz_proxy.ports[service]

@@ -31,7 +31,11 @@ def test_values_and_a_spool_next_to_the_plan() -> None:
         'max_recipients = 5\nhostname = "mx.example.test"\nplain_auth_from_loopback = false\n'
     )
     assert settings.store_and_forward and settings.spool_dir == Path("/plans/spool")
-    assert (settings.max_message_bytes, settings.max_recipients, settings.hostname) == (2048, 5, "mx.example.test")
+    assert (settings.max_message_bytes, settings.max_recipients, settings.hostname) == (
+        2048,
+        5,
+        "mx.example.test",
+    )
     assert [settings.retry_delay(n) for n in (1, 2, 3, 4, 5)] == [30, 90, 270, 600, 600]
     assert settings.retry_delay(10_000) == 600  # no float overflow
     assert settings.plain_auth_from_loopback is False

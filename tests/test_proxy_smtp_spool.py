@@ -119,6 +119,10 @@ def test_a_half_received_message_is_dropped_at_start_and_records_are_atomic(tmp_
         assert body.read() == b"Subject: s\r\n\r\nbody\r\n"
     again.record(spool_id, Outcome("target", refused=((1, "550 5.1.1 no such user"),)))
     pending = again.load(spool_id)
-    assert pending is not None and pending.finished == {0, 1} and pending.refused == ((1, "550 5.1.1 no such user"),)
+    assert (
+        pending is not None
+        and pending.finished == {0, 1}
+        and pending.refused == ((1, "550 5.1.1 no such user"),)
+    )
     again.give_up(spool_id, {"refused": [["b@x.test", "550 5.1.1 no such user"]]})
     assert again.pending() == [] and (tmp_path / "failed" / f"{spool_id}.msg").exists()

@@ -8,8 +8,10 @@ later; without it, the recipients of any backend but the first are answered ``45
 ``give_up_hours`` a message still undelivered moves to the spool's ``failed/`` folder.
 ``max_message_bytes`` is advertised as ``SIZE`` and enforced (552); ``max_recipients`` per transaction
 (452); ``client_timeout_seconds`` for each command or data line of a client; ``backend_timeout_seconds``
-for the whole login dialogue with a backend (a backend down or slow is answered within it);
-``backend_data_timeout_seconds`` for each step of a delivery. ``plain_auth_from_loopback`` lets a client
+for the login dialogue with a backend (connect, greeting, EHLO, STARTTLS, AUTH: a backend down or slow
+is answered within it) and for each MAIL and RCPT asked of it while a sender waits;
+``backend_data_timeout_seconds`` for DATA, the message and its final answer, and for each step of a
+spooled delivery. ``plain_auth_from_loopback`` lets a client
 on a loopback address AUTH without TLS (a local webmail); nobody else ever can. ``hostname`` is the
 name in the banner, the EHLO reply and the Received header.
 """

@@ -226,7 +226,7 @@ class _Inbound:
             return state
         try:
             answer = await state.command(
-                encode(f"RCPT TO:<{address}>"), self.settings.backend_data_timeout_seconds
+                encode(f"RCPT TO:<{address}>"), self.settings.backend_timeout_seconds
             )
         except BackendUnavailable as exc:
             log.info("backend %s dropped during RCPT: %s", safe(route.backend), exc)
@@ -250,7 +250,7 @@ class _Inbound:
             return None
         try:
             answer = await session.command(mail_from(session, txn.sender.address, txn.body, size_param(txn.sender)),
-                                           self.settings.backend_data_timeout_seconds)  # fmt: skip
+                                           self.settings.backend_timeout_seconds)  # fmt: skip
         except BackendUnavailable as exc:
             log.info("backend %s dropped during MAIL: %s", safe(backend_name), exc)
             await session.close(quit_first=False)
@@ -291,7 +291,7 @@ class _Inbound:
             return True
         await self.conn.send(354, "end data with <CR><LF>.<CR><LF>")
         sink = _BackendSink(session)
-        sink.write(self._received_header("proxied"))
+        sink.write(self._received_header(None))
         problem = await self._receive(sink)
         if problem is not None or sink.broken:
             sink.abandon()
@@ -385,11 +385,13 @@ class _Inbound:
         await self.conn.send(code, text)
         await self.end_transaction()
 
-    def _received_header(self, spool_id: str) -> bytes:
+    def _received_header(self, spool_id: str | None) -> bytes:
+        """The proxy's trace line (RFC 5321 4.4): the sender's name and address, which the backend can't see."""
         with_ = "ESMTPS" if self.conn.tls else "ESMTP"
+        queued = "" if spool_id is None else f" id {spool_id}"
         return (
             f"Received: from {self.helo} ([{safe(self.conn.address)}])\r\n"
-            f"\tby {self.settings.hostname} (cutover proxy) with {with_} id {spool_id};\r\n"
+            f"\tby {self.settings.hostname} (cutover proxy) with {with_}{queued};\r\n"
             f"\t{formatdate(localtime=False)}\r\n"
         ).encode()
 
