@@ -480,3 +480,30 @@ def test_a_backend_that_echoes_the_password_is_scrubbed(
     [(event, _)] = observer.events
     shown = text + event.detail + _everything_logged(caplog, capsys)
     assert secret not in shown and _plain("bob@target.test", secret) not in shown
+
+
+def test_a_silent_client_is_told_421_and_dropped(lab: Lab, start_proxy: ProxyFactory) -> None:
+    proxy = start_proxy(replace(SETTINGS, client_timeout_seconds=0.2))
+    client = Raw(proxy.ports["smtp"])
+    assert client.reply()[0] == 220
+    assert client.reply() == (421, "4.4.2 idle too long, closing")  # said nothing: the proxy gives up
+    assert client.file.readline() == b""
+    client.close()
+
+
+def test_with_store_and_forward_mail_for_a_backend_that_is_down_is_spooled(
+    lab: Lab, start_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    (nobody,) = free_ports(1)
+    spool = tmp_path / "spool"
+    settings = replace(SETTINGS, store_and_forward=True, spool_dir=spool, retry_first_seconds=3600.0)
+    proxy = start_proxy(settings, backends=_dead_backends(lab, nobody))
+    with smtplib.SMTP(HOST, proxy.ports["smtp"], timeout=20) as client:
+        client.ehlo()
+        client.mail("x@sender.test")
+        assert client.rcpt("dave@example.test")[0] == 250
+        code, text = client.data(MESSAGE)
+    assert code == 250 and text.startswith(b"2.0.0 queued as ")
+    [spooled] = (spool / "queue").glob("*.msg")  # on disk, fsync'd, before the 250
+    assert text.decode().endswith(spooled.stem)
+    assert b"The body." in spooled.read_bytes()
