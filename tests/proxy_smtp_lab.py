@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import pwd
+import signal
 import ssl
 import sys
 import threading
@@ -45,6 +46,8 @@ from runners.proxy.contracts import (
     TlsMode,
 )
 from runners.proxy.smtp_listeners import SmtpListeners, start_smtp_listeners
+from runners.proxy.spool import Outcome as SpoolOutcome
+from runners.proxy.spool import Spool
 
 T = TypeVar("T")
 
@@ -262,6 +265,8 @@ def _main(config_path: str) -> None:
         retry_max_seconds=0.2, backend_timeout_seconds=5.0, backend_data_timeout_seconds=30.0,
     )  # fmt: skip
     listeners = [Listener(Service.SMTP, HOST, config["port"], TlsMode.NONE)]
+    if config.get("kill_before_record"):
+        _kill_before_record(int(config["kill_before_record"]))
 
     async def serve() -> None:
         started = await start_smtp_listeners(router, backends, listeners, None, (), settings)
@@ -270,6 +275,22 @@ def _main(config_path: str) -> None:
         await started.delivery
 
     asyncio.run(serve())
+
+
+def _kill_before_record(nth: int) -> None:
+    """SIGKILL this process when the ``nth`` delivery record is about to be written: a backend said 250
+    for the message and the spool doesn't know yet (the window its docstring admits to)."""
+    calls = 0
+    write = Spool.record
+
+    def record(self: Spool, spool_id: str, outcome: SpoolOutcome) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+        write(self, spool_id, outcome)
+
+    Spool.record = record  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

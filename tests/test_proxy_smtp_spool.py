@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import smtplib
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,10 +64,10 @@ def hubs() -> Iterator[list[MailHub]]:
         hub.stop()
 
 
-def _config(path: Path, port: int, spool: Path, legacy: int, target: int) -> Path:
+def _config(path: Path, port: int, spool: Path, legacy: int, target: int, **extra: object) -> Path:
     backends = {"legacy": {"port": legacy, "tls": "none"}, "target": {"port": target, "tls": "none"}}
     path.write_text(json.dumps({"port": port, "spool_dir": str(spool), "backends": backends,
-                                "recipients": RECIPIENTS}))  # fmt: skip
+                                "recipients": RECIPIENTS, **extra}))  # fmt: skip
     return path
 
 
@@ -126,3 +128,71 @@ def test_a_half_received_message_is_dropped_at_start_and_records_are_atomic(tmp_
     )
     again.give_up(spool_id, {"refused": [["b@x.test", "550 5.1.1 no such user"]]})
     assert again.pending() == [] and (tmp_path / "failed" / f"{spool_id}.msg").exists()
+
+
+def test_a_kill_between_a_backends_250_and_its_record_delivers_that_copy_twice(
+    tmp_path: Path, hubs: list[MailHub]
+) -> None:
+    """The window the spool admits to, pinned: the copy is duplicated, never lost, and only that one."""
+    legacy = MailHub(mailboxes=["carol@example.test"], users={}, hostname="legacy.cutover.test")
+    target = MailHub(mailboxes=["dave@example.test"], users={}, hostname="target.cutover.test")
+    hubs.extend([legacy.start(), target.start()])
+    port, target_down = free_ports(2)
+    spool, log = tmp_path / "spool", tmp_path / "proxy.log"
+    # First the target is down, so the legacy's delivery is the first (and only) record before the kill.
+    first = ProxyProcess(_config(tmp_path / "one.json", port, spool, legacy.port, target_down,
+                                 kill_before_record=1), log)  # fmt: skip
+    proxies = [first]
+    try:
+        with smtplib.SMTP(HOST, port, timeout=30) as client:
+            assert client.sendmail("x@sender.test", list(RECIPIENTS), MESSAGE) == {}
+        assert wait_for(lambda: first.proc.poll() is not None), log.read_text()  # killed itself at the record
+        assert len(legacy.messages("carol@example.test")) == 1
+        second = ProxyProcess(_config(tmp_path / "two.json", port, spool, legacy.port, target.port), log)
+        proxies.append(second)
+        assert wait_for(lambda: not list((spool / "queue").iterdir()))
+        assert len(legacy.messages("carol@example.test")) == 2  # the window: delivered again
+        assert len(target.messages("dave@example.test")) == 1
+    finally:
+        for proxy in proxies:
+            proxy.kill()
+
+
+def test_random_kills_during_delivery_lose_nothing(tmp_path: Path, hubs: list[MailHub]) -> None:
+    """Ten messages for both backends, the proxy SIGKILLed at random moments of their delivery:
+    every copy arrives, and a kill duplicates at most the one delivery it interrupted."""
+    legacy = MailHub(mailboxes=["carol@example.test"], users={}, hostname="legacy.cutover.test")
+    target = MailHub(mailboxes=["dave@example.test"], users={}, hostname="target.cutover.test")
+    hubs.extend([legacy.start(), target.start()])
+    port, down_a, down_b = free_ports(3)
+    spool, log = tmp_path / "spool", tmp_path / "proxy.log"
+    count = 10
+    spooling = ProxyProcess(_config(tmp_path / "down.json", port, spool, down_a, down_b), log)
+    try:
+        with smtplib.SMTP(HOST, port, timeout=30) as client:
+            for n in range(count):
+                body = MESSAGE.replace(b"Subject: spooled", f"Subject: msg-{n}".encode())
+                assert client.sendmail("x@sender.test", list(RECIPIENTS), body) == {}
+    finally:
+        spooling.kill()
+    up = _config(tmp_path / "up.json", port, spool, legacy.port, target.port)
+    chance = random.Random(os.environ.get("PYTEST_XDIST_WORKER", "") + str(os.getpid()))
+    kills = 0
+    for _ in range(3):
+        proxy = ProxyProcess(up, log)
+        time.sleep(chance.uniform(0.0, 0.4))  # a random moment of the delivery, not a wait for one
+        proxy.kill()
+        kills += 1
+    final = ProxyProcess(up, log)
+    try:
+        assert wait_for(lambda: not list((spool / "queue").iterdir()), timeout=60), log.read_text()
+    finally:
+        final.kill()
+    duplicates = 0
+    for hub, address in ((legacy, "carol@example.test"), (target, "dave@example.test")):
+        got = hub.messages(address)
+        for n in range(count):
+            copies = sum(f"Subject: msg-{n}\n".encode() in m for m in got)
+            assert copies >= 1, f"msg-{n} lost for {address}"
+            duplicates += copies - 1
+    assert duplicates <= kills
