@@ -97,11 +97,12 @@ class _Inbound:
         if verb in ("EHLO", "HELO"):
             await self._hello(verb, arg)
         elif verb == "STARTTLS":
-            if not self.starttls_offered:
+            context = self.proxy.tls_context
+            if context is None or not self.starttls_offered:
                 await self.conn.send(503, "5.5.1 TLS already active or not offered")
                 return True
             await self.end_transaction()
-            if not await self.conn.starttls(self.proxy.tls_context):  # type: ignore[arg-type]
+            if not await self.conn.starttls(context):
                 return False
             self.helo = None
         elif verb == "MAIL":

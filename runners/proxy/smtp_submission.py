@@ -38,7 +38,7 @@ _PASSWORD_PROMPT = "UGFzc3dvcmQ6"  # noqa: S105 - base64 of "Password:", the pro
 
 
 class _Cancelled(Exception):
-    """The client ended the SASL exchange (``*``), sent bad base64, or left."""
+    """The client ended the SASL exchange (``*``), sent bad base64, or left (code 0: nothing to answer)."""
 
     def __init__(self, code: int, text: str) -> None:
         super().__init__(text)
@@ -87,10 +87,11 @@ class _Submission:
             if verb in ("EHLO", "HELO"):
                 await self._hello(verb, command.arg)
             elif verb == "STARTTLS":
-                if not self.starttls_offered:
+                context = self.proxy.tls_context
+                if context is None or not self.starttls_offered:
                     await self.conn.send(503, "5.5.1 TLS already active or not offered")
                     continue
-                if not await self.conn.starttls(self.proxy.tls_context):  # type: ignore[arg-type]
+                if not await self.conn.starttls(context):
                     return
                 self.helo = None  # RFC 3207 4.2: the client starts over with EHLO
             elif verb == "AUTH":
@@ -146,8 +147,9 @@ class _Submission:
         try:
             credentials = await self._sasl(mechanism.upper(), initial.strip())
         except _Cancelled as stop:
-            await self.conn.send(stop.code, stop.text)
-            return stop.code == 421
+            if stop.code:
+                await self.conn.send(stop.code, stop.text)
+            return stop.code in (0, 421)
         if credentials is None:
             return self.closing
         login, password = credentials
@@ -178,8 +180,8 @@ class _Submission:
     async def _challenge(self, prompt: str) -> str:
         await self.conn.send_raw(f"334 {prompt}\r\n".encode())
         line = await self.conn.read()
-        if line is None:
-            raise _Cancelled(421, "4.4.2 closing")
+        if line is None:  # the client left, or stayed silent and was told 421 already
+            raise _Cancelled(0, "")
         if line.too_long:
             raise _Cancelled(500, "5.5.2 line too long")
         text = line.data.rstrip(b"\r\n").decode("ascii", "replace")
