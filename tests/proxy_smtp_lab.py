@@ -236,8 +236,17 @@ class ProxyThread:
     def stop(self) -> None:
         if self.started is not None:
             self.run(self.started.close())
+        self.run(_cancel_the_rest())  # a relay's copy tasks, say: nothing may be left to die with the loop
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        self.loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> bool:

@@ -38,16 +38,23 @@ class SmtpListeners:
     delivery: asyncio.Task[None] | None
     spool: Spool | None
     proxy: SmtpProxy
+    #: The sessions running now (a listener's close leaves them running: ``close`` ends them).
+    sessions: set[asyncio.Task[None]]
 
     async def close(self) -> None:
-        """Stop listening, end relayed sessions, stop delivering (spooled mail stays for the next start)."""
+        """Stop listening, end every session, stop delivering (spooled mail stays for the next start).
+
+        A message being received and not yet answered 250 is dropped: its sender retries it.
+        """
         self.proxy.stop.set()
         for server in self.servers:
             server.close()
-        if self.delivery is not None:
-            self.delivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.delivery
+        if self.sessions:  # relayed sessions end on ``stop`` by themselves: give them a moment
+            await asyncio.wait(set(self.sessions), timeout=1.0)
+        pending = [t for t in (*self.sessions, self.delivery) if t is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         for server in self.servers:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 2.0)
@@ -74,6 +81,7 @@ async def start_smtp_listeners(
         spool = await asyncio.to_thread(Spool, settings.spool_dir)
         delivery = SpoolDelivery(spool, backends, settings)
     servers: list[asyncio.Server] = []
+    sessions: set[asyncio.Task[None]] = set()
     try:
         for listener in listeners:
             if listener.service not in (Service.SUBMISSION, Service.SMTP):
@@ -83,7 +91,7 @@ async def start_smtp_listeners(
                 raise ValueError(
                     f"listener {listener.host}:{listener.port} wants TLS but there is no certificate"
                 )
-            handler = _handler(proxy, listener, spool, None if delivery is None else delivery.wake)
+            handler = _handler(proxy, listener, spool, None if delivery is None else delivery.wake, sessions)
             server = await asyncio.start_server(handler, listener.host, listener.port,
                                                 ssl=tls_context if implicit else None)  # fmt: skip
             servers.append(server)
@@ -92,16 +100,24 @@ async def start_smtp_listeners(
             server.close()
         raise
     task = None if delivery is None else asyncio.create_task(delivery.run(), name="smtp-spool-delivery")
-    return SmtpListeners(tuple(servers), task, spool, proxy)
+    return SmtpListeners(tuple(servers), task, spool, proxy, sessions)
 
 
 def _handler(
-    proxy: SmtpProxy, listener: Listener, spool: Spool | None, spooled: asyncio.Event | None
+    proxy: SmtpProxy,
+    listener: Listener,
+    spool: Spool | None,
+    spooled: asyncio.Event | None,
+    sessions: set[asyncio.Task[None]],
 ) -> Handler:
     implicit = listener.tls is TlsMode.IMPLICIT
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = ClientConnection(reader, writer, tls=implicit, timeout=proxy.settings.client_timeout_seconds)
+        task = asyncio.current_task()
+        if task is not None:
+            sessions.add(task)
+            task.add_done_callback(sessions.discard)
         try:
             if listener.service is Service.SUBMISSION:
                 await serve_submission(proxy, listener.tls, conn)

@@ -219,7 +219,11 @@ class _Submission:
             await self._accepted(login, route, password, answer, session)
             return True
         await session.close()
-        return await self._rejected(login, route, answer)
+        if 500 <= answer.code < 600:
+            return await self._rejected(login, route, answer)
+        # A 4xx (or a reply that makes no sense here) says nothing about the password: try again later.
+        words = f"{route.backend}: {answer.code} {answer.text}"
+        return await self._unavailable(login, route, words, answer if 400 <= answer.code < 500 else None)
 
     async def _accepted(
         self, login: str, route: Route, password: Password, answer: Reply, session: BackendSession
@@ -234,17 +238,22 @@ class _Submission:
         event = LoginEvent(Service.SUBMISSION, self.conn.address, login, route, Outcome.REJECTED,
                            f"{answer.code} {answer.text}")  # fmt: skip
         await self.proxy.tell_observers(event, None)
-        code = answer.code if 400 <= answer.code < 600 else 454
-        await self.conn.send(code, *answer.lines)
+        await self.conn.send(answer.code, *answer.lines)
         return await self._count_failure()
 
-    async def _unavailable(self, login: str, route: Route | None, why: str) -> bool:
+    async def _unavailable(
+        self, login: str, route: Route | None, why: str, answer: Reply | None = None
+    ) -> bool:
+        """Observers told UNAVAILABLE; the client gets the backend's 4xx, or ``454 4.3.0``."""
         log.info("submission login of %s: %s", safe(login), safe(why))
         event = LoginEvent(
             Service.SUBMISSION, self.conn.address, login, route, Outcome.UNAVAILABLE, safe(why)
         )
         await self.proxy.tell_observers(event, None)
-        await self.conn.send(454, "4.3.0 mail service temporarily unavailable, try again later")
+        if answer is not None:
+            await self.conn.send(answer.code, *answer.lines)
+        else:
+            await self.conn.send(454, "4.3.0 mail service temporarily unavailable, try again later")
         return False
 
     async def _refuse(self, login: str, why: str, code: int, text: str) -> None:
