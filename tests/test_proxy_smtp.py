@@ -507,3 +507,25 @@ def test_with_store_and_forward_mail_for_a_backend_that_is_down_is_spooled(
     [spooled] = (spool / "queue").glob("*.msg")  # on disk, fsync'd, before the 250
     assert text.decode().endswith(spooled.stem)
     assert b"The body." in spooled.read_bytes()
+
+
+def test_a_recipient_refused_at_delivery_is_kept_in_failed_with_the_backends_words(
+    lab: Lab, start_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    (nobody,) = free_ports(1)
+    backends = _dead_backends(lab, nobody)  # the target is down while the mail comes in
+    spool = tmp_path / "spool"
+    settings = replace(SETTINGS, store_and_forward=True, spool_dir=spool, retry_first_seconds=0.1,
+                       retry_max_seconds=0.1)  # fmt: skip
+    proxy = start_proxy(settings, backends=backends)
+    with smtplib.SMTP(HOST, proxy.ports["smtp"], timeout=20) as client:
+        # ghost is routed to the target, which can't be asked now: accepted on the router's word.
+        assert client.sendmail("x@sender.test", ["ghost@example.test", "dave@example.test"], MESSAGE) == {}
+    backends["target"] = lab.backends["target"]  # the target comes back (the proxy holds this mapping)
+    assert wait_for(lambda: list((spool / "failed").glob("*.why")))
+    [why] = (spool / "failed").glob("*.why")
+    reasons = why.read_text()
+    assert "ghost@example.test" in reasons and "no such user here" in reasons
+    assert "dave@example.test" not in reasons
+    assert wait_for(lambda: any(b"The body." in m for m in lab.target.messages("dave@example.test")))
+    assert not list((spool / "queue").iterdir())
