@@ -24,7 +24,7 @@ from proxy_smtp_lab import MailHub, wait_for
 from servers.process import HOST, die_with_parent, free_ports, port_open
 from servers.smtp import find_exim
 
-from runners.proxy.spool import Outcome, Recipient, Spool
+from runners.proxy.spool import Outcome, Recipient, Spool, SpoolLocked
 
 LAB = Path(__file__).parent / "proxy_smtp_lab.py"
 ROOT = Path(__file__).parent.parent
@@ -112,6 +112,7 @@ def test_a_half_received_message_is_dropped_at_start_and_records_are_atomic(tmp_
     half.write(b"Subject: never finished\r\n")  # the sender never got 250: a crash here loses nothing
     [spool_id] = spool.pending()
     spool.record(spool_id, Outcome("legacy", delivered=(0,)))
+    spool.close()
     again = Spool(tmp_path)  # a restart
     assert again.pending() == [spool_id] and not list((tmp_path / "tmp").iterdir())
     pending = again.load(spool_id)
@@ -196,3 +197,11 @@ def test_random_kills_during_delivery_lose_nothing(tmp_path: Path, hubs: list[Ma
             assert copies >= 1, f"msg-{n} lost for {address}"
             duplicates += copies - 1
     assert duplicates <= kills
+
+
+def test_one_process_at_a_time_uses_a_spool(tmp_path: Path) -> None:
+    first = Spool(tmp_path)
+    with pytest.raises(SpoolLocked):
+        Spool(tmp_path)  # a second delivery loop would deliver everything twice
+    first.close()
+    Spool(tmp_path).close()

@@ -55,6 +55,8 @@ class SmtpListeners:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        if self.spool is not None:
+            self.spool.close()
         for server in self.servers:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 2.0)
@@ -70,8 +72,9 @@ async def start_smtp_listeners(
     *,
     relay: Relay = default_relay,
 ) -> SmtpListeners:
-    """Listen on every SUBMISSION and SMTP listener (others are ignored). Raises OSError when a port is taken
-    and ValueError when an implicit-TLS listener has no TLS context or store-and-forward has no spool."""
+    """Listen on every SUBMISSION and SMTP listener (others are ignored). Raises OSError when a port is taken,
+    ValueError when an implicit-TLS listener has no TLS context or store-and-forward has no spool, and
+    ``SpoolLocked`` when another process uses the spool."""
     proxy = SmtpProxy(router, backends, settings, tls_context, tuple(observers), relay)
     spool: Spool | None = None
     delivery: SpoolDelivery | None = None
@@ -98,6 +101,8 @@ async def start_smtp_listeners(
     except BaseException:
         for server in servers:
             server.close()
+        if spool is not None:
+            spool.close()
         raise
     task = None if delivery is None else asyncio.create_task(delivery.run(), name="smtp-spool-delivery")
     return SmtpListeners(tuple(servers), task, spool, proxy, sessions)

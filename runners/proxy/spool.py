@@ -7,6 +7,7 @@ Layout under the plan's ``spool_dir``::
     queue/<id>.<n>.done    one delivery's outcome (recipients delivered or refused for good)
     failed/<id>.msg        given up on or refused by a backend (kept for the operator, no bounce sent)
     failed/<id>.why        why, as JSON
+    lock                   flock'd by the one proxy process that uses the spool
 
 Durability: a message is written to ``tmp/``, fsync'd, renamed into ``queue/``, and ``queue/`` is
 fsync'd; only then does the sender get ``250``. After each backend's ``250`` for DATA the delivery's
@@ -19,6 +20,7 @@ restart. Nothing is ever lost: the message file goes only after every recipient 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -91,15 +93,34 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+class SpoolLocked(RuntimeError):
+    """Another proxy process holds this spool directory: two delivery loops would deliver twice."""
+
+
 class Spool:
-    """The spool directory. Blocking file calls: call the slow ones (``commit``, ``record``) in a thread."""
+    """The spool directory, held by one process at a time (``lock``, an flock the kernel drops when the
+    process dies, even by SIGKILL). Blocking file calls: call the slow ones (``commit``, ``record``) in
+    a thread."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.tmp, self.queue, self.failed = directory / "tmp", directory / "queue", directory / "failed"
         for path in (directory, self.tmp, self.queue, self.failed):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock: int | None = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            self._lock = None
+            raise SpoolLocked(f"another proxy is using the spool {directory}") from None
         self._sweep()
+
+    def close(self) -> None:
+        """Let another process take the spool."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def _sweep(self) -> None:
         """Start-up: drop half-received messages and the records of messages already finished."""
