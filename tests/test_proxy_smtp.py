@@ -476,7 +476,8 @@ def test_a_backend_that_echoes_the_password_is_scrubbed(
         code, text = client.ask(f"AUTH PLAIN {_plain('bob', secret)}\r\n".encode())
         client.close()
         echo.shutdown()
-    assert code == 535 and "you sent AUTH PLAIN ********" in text and "and ******** is wrong" in text
+    # (other tests' registered secrets may mask more words: only the password's masks are asserted)
+    assert code == 535 and "you sent AUTH PLAIN ********" in text and "and ******** is" in text
     [(event, _)] = observer.events
     shown = text + event.detail + _everything_logged(caplog, capsys)
     assert secret not in shown and _plain("bob@target.test", secret) not in shown
