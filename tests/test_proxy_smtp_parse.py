@@ -21,6 +21,7 @@ from runners.proxy.smtp_parse import (
     MailPath,
     decode_b64_text,
     decode_plain,
+    helo_name,
     parse_command,
     parse_mail_path,
     size_param,
@@ -48,6 +49,14 @@ def test_mail_paths() -> None:
     assert size_param(MailPath("a@b.test", {"SIZE": "x"})) is None
 
 
+def test_helo_names_are_cleaned_before_the_proxy_repeats_them() -> None:
+    assert helo_name("mail.example.test extra") == "mail.example.test"
+    assert helo_name("[IPv6:::1]") == "[IPv6:::1]"
+    assert helo_name("evil\x00\x1b]0;x\x07.test") == "evil]0x.test"
+    assert helo_name("") == helo_name("\x00") == "unknown"
+    assert len(helo_name("a" * 1000)) == 255
+
+
 def test_sasl_responses() -> None:
     assert decode_plain("AGJvYgBzZWNyZXQ=") == ("", "bob", "secret")
     assert decode_plain("Ym9iAHNlY3JldA==") is None  # two parts, not three
@@ -71,6 +80,7 @@ def test_the_parsers_never_raise(data: bytes) -> None:
         if path is not None:
             size_param(path)
     text = data.decode("latin-1")
+    helo_name(text)
     decode_plain(text)
     decode_b64_text(text)
     _ = Line(data).bare_newline

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
 from runners.proxy.contracts import Route, Service, TlsMode
 from runners.proxy.smtp_backend import BackendSession, BackendUnavailable, mail_from, open_session
 from runners.proxy.smtp_io import Reply
-from runners.proxy.smtp_parse import MailPath, encode, parse_command, parse_mail_path, size_param
+from runners.proxy.smtp_parse import MailPath, encode, helo_name, parse_command, parse_mail_path, size_param
 from runners.proxy.smtp_session import ClientConnection, SmtpProxy
 from runners.proxy.spool import Draft, Recipient, Spool
 from runners.safe_text import safe
@@ -39,7 +38,6 @@ log = logging.getLogger(__name__)
 
 #: RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CR LF.
 MAX_TEXT_LINE = 1000
-_HELO_SAFE = re.compile(r"[^A-Za-z0-9.:\[\]_-]")
 
 
 @dataclass(slots=True)
@@ -133,7 +131,7 @@ class _Inbound:
             await self.conn.send(501, f"5.5.4 {verb} needs a domain or address")
             return
         await self.end_transaction()
-        self.helo = _HELO_SAFE.sub("", arg.split()[0])[:255] or "unknown"
+        self.helo = helo_name(arg)
         name = self.settings.hostname
         if verb == "HELO":
             await self.conn.send(250, name)
@@ -390,8 +388,10 @@ class _Inbound:
         """The proxy's trace line (RFC 5321 4.4): the sender's name and address, which the backend can't see."""
         with_ = "ESMTPS" if self.conn.tls else "ESMTP"
         queued = "" if spool_id is None else f" id {spool_id}"
+        address = safe(self.conn.address)
+        literal = f"IPv6:{address}" if ":" in address else address  # RFC 5321 4.1.3
         return (
-            f"Received: from {self.helo} ([{safe(self.conn.address)}])\r\n"
+            f"Received: from {self.helo} ([{literal}])\r\n"
             f"\tby {self.settings.hostname} (cutover proxy) with {with_}{queued};\r\n"
             f"\t{formatdate(localtime=False)}\r\n"
         ).encode()

@@ -21,6 +21,7 @@ _VERB = re.compile(r"[A-Za-z]{1,16}")
 _PARAM_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_NOT_IN_HELO = re.compile(r"[^A-Za-z0-9.:\[\]_-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,13 @@ def parse_command(line: bytes) -> Command:
     if not _VERB.fullmatch(verb):
         return Command("", text)
     return Command(verb.upper(), arg.strip(" "))
+
+
+def helo_name(arg: str) -> str:
+    """The EHLO/HELO argument as the proxy repeats it (to a backend, in a Received line): a domain or an
+    address literal, anything else dropped, at most 255 characters."""
+    words = arg.split()
+    return (_NOT_IN_HELO.sub("", words[0])[:255] if words else "") or "unknown"
 
 
 def parse_mail_path(arg: str, keyword: str) -> MailPath | None:

@@ -27,7 +27,7 @@ from runners.proxy.smtp_backend import (
     open_session,
 )
 from runners.proxy.smtp_io import Reply
-from runners.proxy.smtp_parse import decode_b64_text, decode_plain, parse_command
+from runners.proxy.smtp_parse import decode_b64_text, decode_plain, helo_name, parse_command
 from runners.proxy.smtp_session import ClientConnection, SmtpProxy
 from runners.safe_text import safe
 
@@ -117,7 +117,7 @@ class _Submission:
         if not arg:
             await self.conn.send(501, f"5.5.4 {verb} needs a domain or address")
             return
-        self.helo = arg.split()[0]
+        self.helo = helo_name(arg)
         name = self.settings.hostname
         if verb == "HELO":
             await self.conn.send(250, name)
