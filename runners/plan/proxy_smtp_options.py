@@ -9,9 +9,8 @@ later; without it, the recipients of any backend but the first are answered ``45
 ``max_message_bytes`` is advertised as ``SIZE`` and enforced (552); ``max_recipients`` per transaction
 (452); ``client_timeout_seconds`` for each command or data line of a client; ``backend_timeout_seconds``
 for the login dialogue with a backend (connect, greeting, EHLO, STARTTLS, AUTH: a backend down or slow
-is answered within it) and for each MAIL and RCPT asked of it while a sender waits;
-``backend_data_timeout_seconds`` for DATA, the message and its final answer, and for each step of a
-spooled delivery. ``plain_auth_from_loopback`` lets a client
+is answered within it) and for each MAIL, RCPT and DATA command asked of it (while a sender waits,
+and in the spool's deliveries); ``backend_data_timeout_seconds`` for the message and its final answer. ``plain_auth_from_loopback`` lets a client
 on a loopback address AUTH without TLS (a local webmail); nobody else ever can. ``hostname`` is the
 name in the banner, the EHLO reply and the Received header.
 """

@@ -281,7 +281,7 @@ class _Inbound:
         """DATA straight to the one backend; its answer to the final dot is the sender's answer."""
         timeout = self.settings.backend_data_timeout_seconds
         try:
-            answer = await session.command(b"DATA", timeout)
+            answer = await session.command(b"DATA", self.settings.backend_timeout_seconds)
         except BackendUnavailable:
             answer = Reply(451, ("4.3.0 mail service temporarily unavailable, try again later",))
         if answer.code != 354:

@@ -151,16 +151,20 @@ class SpoolDelivery:
         self, session: BackendSession, pending: Pending, backend_name: str, indices: list[int]
     ) -> _Attempt:
         envelope = pending.envelope
+        # The envelope is answered at once by a healthy backend (as while a sender waits); the message
+        # and its final answer get the data timeout. A stalled backend can't hold the queue for long.
+        envelope_timeout = self.settings.backend_timeout_seconds
         timeout = self.settings.backend_data_timeout_seconds
         body = envelope.mail_params.removeprefix("BODY=") or None
-        answer = await session.command(mail_from(session, envelope.sender, body, None), timeout)
+        answer = await session.command(mail_from(session, envelope.sender, body, None), envelope_timeout)
         if not answer.positive:
             return _final_or_retry(backend_name, indices, answer)
         accepted: list[int] = []
         refused: list[tuple[int, str]] = []
         waiting: str | None = None
         for index in indices:
-            answer = await session.command(encode(f"RCPT TO:<{envelope.recipients[index].address}>"), timeout)
+            rcpt = encode(f"RCPT TO:<{envelope.recipients[index].address}>")
+            answer = await session.command(rcpt, envelope_timeout)
             if answer.positive:
                 accepted.append(index)
             elif answer.code >= 500:
@@ -168,9 +172,9 @@ class SpoolDelivery:
             else:
                 waiting = _words(answer)
         if not accepted:
-            await session.command(b"RSET", timeout)
+            await session.command(b"RSET", envelope_timeout)
             return _Attempt(Outcome(backend_name, (), tuple(refused)), waiting)
-        answer = await session.command(b"DATA", timeout)
+        answer = await session.command(b"DATA", envelope_timeout)
         if answer.code != 354:
             return _with_refused(_final_or_retry(backend_name, accepted, answer), refused, waiting)
         await self._send_body(session, envelope.id, timeout)
