@@ -28,16 +28,14 @@ from email.utils import formatdate
 
 from runners.proxy.contracts import Route, Service, TlsMode
 from runners.proxy.smtp_backend import BackendSession, BackendUnavailable, mail_from, open_session
+from runners.proxy.smtp_data import BackendSink, SpoolSink, receive_message
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import MailPath, encode, helo_name, parse_command, parse_mail_path, size_param
 from runners.proxy.smtp_session import ClientConnection, SmtpProxy
-from runners.proxy.spool import Draft, Recipient, Spool
+from runners.proxy.spool import Recipient, Spool
 from runners.safe_text import safe
 
 log = logging.getLogger(__name__)
-
-#: RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CR LF.
-MAX_TEXT_LINE = 1000
 
 
 @dataclass(slots=True)
@@ -289,9 +287,9 @@ class _Inbound:
             await self.end_transaction()
             return True
         await self.conn.send(354, "end data with <CR><LF>.<CR><LF>")
-        sink = _BackendSink(session)
+        sink = BackendSink(session)
         sink.write(self._received_header(None))
-        problem = await self._receive(sink)
+        problem = await receive_message(self.conn, sink, self.settings.max_message_bytes)
         if problem is not None or sink.broken:
             sink.abandon()
             txn.backends.clear()  # the session is dropped mid-DATA: a QUIT would be taken as text
@@ -321,9 +319,9 @@ class _Inbound:
             await self.end_transaction()
             return True
         await self.conn.send(354, "end data with <CR><LF>.<CR><LF>")
-        sink = _SpoolSink(draft)
+        sink = SpoolSink(draft)
         sink.write(self._received_header(draft.envelope.id))
-        problem = await self._receive(sink)
+        problem = await receive_message(self.conn, sink, self.settings.max_message_bytes)
         if problem is None and sink.broken:
             problem = "disk"
         if problem is not None:
@@ -345,34 +343,6 @@ class _Inbound:
         await self.conn.send(250, f"2.0.0 queued as {draft.envelope.id}")
         await self.end_transaction()
         return True
-
-    async def _receive(self, sink: _Sink) -> str | None:
-        """Read the message up to its final dot into ``sink``; the first problem, or None.
-
-        Problems: "gone" (the client left), "size", "line", "newline". After a problem the rest is
-        read and dropped, so the client can hear the refusal in step.
-        """
-        problem: str | None = None
-        total = 0
-        limit = self.settings.max_message_bytes
-        while True:
-            line = await self.conn.read(MAX_TEXT_LINE)
-            if line is None:
-                return "gone"
-            if line.data == b".\r\n":
-                return problem
-            if problem is not None:
-                continue
-            if line.too_long:
-                problem = "line"
-            elif line.bare_newline:
-                problem = "newline"
-            else:
-                total += len(line.data)
-                if total > limit:
-                    problem = "size"
-                else:
-                    await sink.put(line.data)
 
     async def _refuse(self, problem: str) -> None:
         answers = {
@@ -411,54 +381,3 @@ _NOT_ASKED = Reply(0, ())
 def _relayed(answer: Reply) -> Reply:
     """A backend's reply as the sender gets it: its code and words, made safe."""
     return Reply(answer.code, tuple(safe(line) for line in answer.lines) or ("",))
-
-
-class _Sink:
-    broken = False
-
-    async def put(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def write(self, data: bytes) -> None:
-        raise NotImplementedError
-
-
-class _BackendSink(_Sink):
-    """The message, streamed to a backend as it arrives (still dot-stuffed: both sides speak SMTP)."""
-
-    def __init__(self, session: BackendSession) -> None:
-        self.session = session
-
-    def write(self, data: bytes) -> None:
-        if not self.broken:
-            self.session.writer.write(data)
-
-    async def put(self, data: bytes) -> None:
-        if self.broken:
-            return
-        writer = self.session.writer
-        writer.write(data)
-        if writer.transport.get_write_buffer_size() > 1 << 16:
-            try:
-                await writer.drain()
-            except (OSError, ConnectionError):
-                self.broken = True
-
-    def abandon(self) -> None:
-        """Drop the backend's connection before the final dot: it discards the partial message."""
-        self.session.writer.transport.abort()
-
-
-class _SpoolSink(_Sink):
-    def __init__(self, draft: Draft) -> None:
-        self.draft = draft
-
-    def write(self, data: bytes) -> None:
-        try:
-            self.draft.write(data)
-        except OSError as exc:
-            log.error("spool write failed: %s", safe(exc))
-            self.broken = True
-
-    async def put(self, data: bytes) -> None:
-        self.write(data)
