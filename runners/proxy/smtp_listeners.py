@@ -1,0 +1,144 @@
+"""Starts the proxy's SMTP side: a server per submission or port-25 listener, and the spool's delivery.
+
+``start_smtp_listeners`` is what the proxy's server assembly calls; it returns the started asyncio
+servers and, with store-and-forward on, the task that delivers the spool (cancel it to stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from runners.plan.proxy_smtp_options import ProxySmtpSettings
+from runners.proxy.contracts import Listener, LoginObserver, ProxyBackend, Relay, Router, Service, TlsMode
+from runners.proxy.relay import relay as default_relay
+from runners.proxy.smtp_inbound import serve_inbound
+from runners.proxy.smtp_session import ClientConnection, SmtpProxy
+from runners.proxy.smtp_submission import serve_submission
+from runners.proxy.spool import Spool
+from runners.proxy.spool_delivery import SpoolDelivery
+from runners.safe_text import safe
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpListeners:
+    """What ``start_smtp_listeners`` started."""
+
+    servers: tuple[asyncio.Server, ...]
+    #: The spool's delivery loop (store-and-forward on), else None.
+    delivery: asyncio.Task[None] | None
+    spool: Spool | None
+    proxy: SmtpProxy
+    #: The sessions running now (a listener's close leaves them running: ``close`` ends them).
+    sessions: set[asyncio.Task[None]]
+
+    async def close(self) -> None:
+        """Stop listening, end every session, stop delivering (spooled mail stays for the next start).
+
+        A message being received and not yet answered 250 is dropped: its sender retries it.
+        """
+        self.proxy.stop.set()
+        for server in self.servers:
+            server.close()
+        if self.sessions:  # relayed sessions end on ``stop`` by themselves: give them a moment
+            await asyncio.wait(set(self.sessions), timeout=1.0)
+        pending = [t for t in (*self.sessions, self.delivery) if t is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self.spool is not None:
+            self.spool.close()
+        for server in self.servers:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+
+
+async def start_smtp_listeners(
+    router: Router,
+    backends: Mapping[str, ProxyBackend],
+    listeners: Sequence[Listener],
+    tls_context: ssl.SSLContext | None,
+    observers: Sequence[LoginObserver],
+    settings: ProxySmtpSettings,
+    *,
+    relay: Relay = default_relay,
+) -> SmtpListeners:
+    """Listen on every SUBMISSION and SMTP listener (others are ignored). Raises OSError when a port is taken,
+    ValueError when an implicit-TLS listener has no TLS context or store-and-forward has no spool, and
+    ``SpoolLocked`` when another process uses the spool."""
+    proxy = SmtpProxy(router, backends, settings, tls_context, tuple(observers), relay)
+    spool: Spool | None = None
+    delivery: SpoolDelivery | None = None
+    if settings.store_and_forward:
+        if settings.spool_dir is None:
+            raise ValueError("store_and_forward needs a spool_dir")
+        spool = await asyncio.to_thread(Spool, settings.spool_dir)
+        delivery = SpoolDelivery(spool, backends, settings)
+    servers: list[asyncio.Server] = []
+    sessions: set[asyncio.Task[None]] = set()
+    try:
+        for listener in listeners:
+            if listener.service not in (Service.SUBMISSION, Service.SMTP):
+                continue
+            implicit = listener.tls is TlsMode.IMPLICIT
+            if implicit and tls_context is None:
+                raise ValueError(
+                    f"listener {listener.host}:{listener.port} wants TLS but there is no certificate"
+                )
+            handler = _handler(proxy, listener, spool, None if delivery is None else delivery.wake, sessions)
+            server = await asyncio.start_server(handler, listener.host, listener.port,
+                                                ssl=tls_context if implicit else None)  # fmt: skip
+            servers.append(server)
+    except BaseException:
+        for server in servers:
+            server.close()
+        if spool is not None:
+            spool.close()
+        raise
+    task = None if delivery is None else asyncio.create_task(delivery.run(), name="smtp-spool-delivery")
+    return SmtpListeners(tuple(servers), task, spool, proxy, sessions)
+
+
+def _handler(
+    proxy: SmtpProxy,
+    listener: Listener,
+    spool: Spool | None,
+    spooled: asyncio.Event | None,
+    sessions: set[asyncio.Task[None]],
+) -> Handler:
+    implicit = listener.tls is TlsMode.IMPLICIT
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = ClientConnection(reader, writer, tls=implicit, timeout=proxy.settings.client_timeout_seconds)
+        task = asyncio.current_task()
+        if task is not None:
+            sessions.add(task)
+            task.add_done_callback(sessions.discard)
+        try:
+            if listener.service is Service.SUBMISSION:
+                await serve_submission(proxy, listener.tls, conn)
+            else:
+                await serve_inbound(proxy, listener.tls, conn, spool, spooled)
+        except (OSError, ConnectionError):
+            pass  # the client or the network went away: nothing to answer
+        except Exception as exc:  # the proxy never dies on one session's input
+            # Type and place only: an exception's message or locals may hold what the client sent.
+            log.error(
+                "SMTP session from %s failed: %s at %s", safe(conn.address), type(exc).__name__, _where(exc)
+            )
+
+    return handle
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"

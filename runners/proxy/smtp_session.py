@@ -1,0 +1,117 @@
+"""What both SMTP listeners share: their dependencies, and the client's side of a session.
+
+``SmtpProxy`` is everything a session needs from outside (router, backends, observers, settings, the
+client TLS context, the relay). ``ClientConnection`` reads a client's command lines under the plan's
+timeout and limits, answers, and upgrades to TLS without carrying anything sent in clear across.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from runners.plan.proxy_smtp_options import ProxySmtpSettings
+from runners.proxy.contracts import Leg, LoginEvent, LoginObserver, Password, ProxyBackend, Relay, Router
+from runners.proxy.relay import relay
+from runners.proxy.smtp_io import Line, discard_buffered, read_line, reply
+from runners.proxy.smtp_parse import MAX_COMMAND_LINE
+from runners.safe_text import safe
+
+log = logging.getLogger(__name__)
+
+#: Unknown or malformed commands in one session before the proxy hangs up (a client talking HTTP).
+MAX_BAD_COMMANDS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpProxy:
+    """The SMTP listeners' dependencies, shared by every session."""
+
+    router: Router
+    backends: Mapping[str, ProxyBackend]
+    settings: ProxySmtpSettings
+    tls_context: ssl.SSLContext | None
+    observers: Sequence[LoginObserver] = ()
+    relay: Relay = relay
+    #: Set to end every relayed submission session (the proxy is stopping).
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def tell_observers(self, event: LoginEvent, password: Password | None) -> None:
+        """Every observer, concurrently; one that raises is logged (without the event) and ignored."""
+        results = await asyncio.gather(
+            *(o.login_finished(event, password) for o in self.observers), return_exceptions=True
+        )
+        for observer, result in zip(self.observers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("login observer %s failed: %s", type(observer).__name__, type(result).__name__)
+
+
+class ClientConnection:
+    """The client's side of one session."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool, timeout: float
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.tls = tls
+        self.timeout = timeout
+        peer = writer.get_extra_info("peername")
+        self.address: str = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        self.bad_commands = 0
+
+    async def read(self, limit: int = MAX_COMMAND_LINE) -> Line | None:
+        """The next line; None when the client left or stayed silent past the timeout (421 sent)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await read_line(self.reader, limit)
+        except TimeoutError:
+            await self.send(421, "4.4.2 idle too long, closing")
+            return None
+
+    async def send(self, code: int, *lines: str) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            self.writer.write(reply(code, *lines))
+            await self.writer.drain()
+
+    async def send_raw(self, data: bytes) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            self.writer.write(data)
+            await self.writer.drain()
+
+    async def bad_command(self, code: int, text: str) -> bool:
+        """Answer a malformed or unknown command; False once the client made too many of them (421 sent)."""
+        self.bad_commands += 1
+        if self.bad_commands >= MAX_BAD_COMMANDS:
+            await self.send(421, "4.7.0 too many errors, closing")
+            return False
+        await self.send(code, text)
+        return True
+
+    async def starttls(self, context: ssl.SSLContext) -> bool:
+        """``220``, drop whatever was pipelined behind STARTTLS, handshake. False when the handshake failed."""
+        await self.send(220, "2.0.0 ready to start TLS")
+        dropped = discard_buffered(self.reader)
+        if dropped:
+            log.info("dropped %d bytes a client at %s sent behind STARTTLS", dropped, safe(self.address))
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.writer.start_tls(context)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            log.info("TLS handshake with %s failed: %s", safe(self.address), safe(exc))
+            return False
+        self.tls = True
+        return True
+
+    def leg(self) -> Leg:
+        return Leg(self.reader, self.writer, self.tls)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError, TimeoutError, ConnectionError, asyncio.CancelledError):
+            async with asyncio.timeout(1.0):
+                await self.writer.wait_closed()
