@@ -50,6 +50,7 @@ def write_proxy_plan(
     *,
     proxy_extra: str = "",
     limits: str = "",
+    target_extra: str = "",
     tail: str = "",
 ) -> tuple[Path, dict[str, int]]:
     """The plan and the proxy's ports (``imap``, ``pop3``)."""
@@ -92,6 +93,7 @@ pop3_tls = "none"
 [proxy.backends.target]
 pop3 = "127.0.0.1:{target.pop3_port}"
 pop3_tls = "none"
+{target_extra}
 
 [proxy.limits]
 auth_failure_delay_seconds = 0
@@ -175,3 +177,13 @@ class ProxyThread:
 def proxies(plan_path: Path, **options: Any) -> Iterator[ProxyThread]:
     with ProxyThread(plan_path, **options) as proxy:
         yield proxy
+
+
+def eventually(fetch: Callable[[], Any], expected: Any, timeout: float = 10.0) -> Any:
+    """``fetch()`` once it equals ``expected`` (what a proxy's loop finishes just after a socket closes)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (got := fetch()) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return got
