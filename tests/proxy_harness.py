@@ -117,7 +117,9 @@ def switch_wave(plan: Plan, wave: str, step: str = "switched") -> None:
 class ProxyThread:
     """``cutover proxy`` in-process: its loop in a thread, stopped at the end of the test."""
 
-    def __init__(self, plan_path: Path, *, observers: list[Any] | None = None, poll_seconds: float = 0.05) -> None:
+    def __init__(
+        self, plan_path: Path, *, observers: list[Any] | None = None, poll_seconds: float = 0.05
+    ) -> None:
         self.plan = load_plan(plan_path)
         self.observers = observers or []
         self.poll_seconds = poll_seconds
@@ -143,6 +145,7 @@ class ProxyThread:
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the proxy's loop and return its result (counts, registry reads)."""
+
         async def run() -> Any:
             return fn()
 

@@ -83,9 +83,16 @@ def test_the_directory_decides_after_the_store_and_before_static_overrides(
     done = cutover("proxy", "route", "carol", "--plan", str(plan_path), "--output", "json")
     assert done.returncode == 0, done.stderr
     decided = json.loads(done.stdout)
-    assert (decided["backend"], decided["decided_by"], decided["reason"]) == ("target", "directory", f"mailHost={TARGET_HOST}")
+    assert (decided["backend"], decided["decided_by"], decided["reason"]) == (
+        "target",
+        "directory",
+        f"mailHost={TARGET_HOST}",
+    )
     done = cutover("proxy", "route", "dave", "--plan", str(plan_path))  # a value the plan maps itself
-    assert done.returncode == 0 and "dave: target (decided by directory: mailHost=archive.legacy.test)" in done.stdout
+    assert (
+        done.returncode == 0
+        and "dave: target (decided by directory: mailHost=archive.legacy.test)" in done.stdout
+    )
     done = cutover("proxy", "route", "erin", "--plan", str(plan_path))  # no attribute: the static override
     assert done.returncode == 0 and "erin: target (decided by static" in done.stdout
     done = cutover("proxy", "route", "zoe", "--plan", str(plan_path))  # nobody knows zoe

@@ -40,7 +40,9 @@ class Raw:
         self.sock.close()
 
 
-def start(tmp_path: Path, dovecot_factory: DovecotFactory, limits: str) -> Iterator[tuple[dict[str, int], Recorder]]:
+def start(
+    tmp_path: Path, dovecot_factory: DovecotFactory, limits: str
+) -> Iterator[tuple[dict[str, int], Recorder]]:
     legacy: DovecotServer = dovecot_factory(USERS, extra_conf=QUICK_FAILURES)
     target: DovecotServer = dovecot_factory(USERS, extra_conf=QUICK_FAILURES)
     plan, ports = write_proxy_plan(tmp_path, legacy, target, limits=limits)
@@ -55,11 +57,15 @@ def proxy(tmp_path: Path, dovecot_factory: DovecotFactory) -> Iterator[tuple[dic
 
 
 @pytest.fixture
-def impatient_proxy(tmp_path: Path, dovecot_factory: DovecotFactory) -> Iterator[tuple[dict[str, int], Recorder]]:
+def impatient_proxy(
+    tmp_path: Path, dovecot_factory: DovecotFactory
+) -> Iterator[tuple[dict[str, int], Recorder]]:
     yield from start(tmp_path, dovecot_factory, "login_timeout_seconds = 0.5")
 
 
-def test_overlong_lines_and_literals_before_login_end_the_connection(proxy: tuple[dict[str, int], Recorder]) -> None:
+def test_overlong_lines_and_literals_before_login_end_the_connection(
+    proxy: tuple[dict[str, int], Recorder],
+) -> None:
     ports, _ = proxy
     raw = Raw(ports["imap"])
     raw.send(b"a LOGIN " + b"x" * 2000 + b"\r\n")
@@ -77,7 +83,9 @@ def test_overlong_lines_and_literals_before_login_end_the_connection(proxy: tupl
     assert raw.line() == b""
 
 
-def test_a_client_too_slow_to_log_in_is_disconnected(impatient_proxy: tuple[dict[str, int], Recorder]) -> None:
+def test_a_client_too_slow_to_log_in_is_disconnected(
+    impatient_proxy: tuple[dict[str, int], Recorder],
+) -> None:
     ports, _ = impatient_proxy
     imap, pop3 = Raw(ports["imap"]), Raw(ports["pop3"])
     imap.send(b"a LOGIN alice")  # and never the end of the line
@@ -85,7 +93,9 @@ def test_a_client_too_slow_to_log_in_is_disconnected(impatient_proxy: tuple[dict
     assert pop3.line() == b"-ERR Disconnected for inactivity.\r\n"
 
 
-def test_too_many_unauthenticated_connections_from_one_address(proxy: tuple[dict[str, int], Recorder]) -> None:
+def test_too_many_unauthenticated_connections_from_one_address(
+    proxy: tuple[dict[str, int], Recorder],
+) -> None:
     ports, _ = proxy
     waiting = [Raw(ports["imap"]) for _ in range(2)] + [Raw(ports["pop3"])]
     assert all(w.greeting.startswith((b"* OK", b"+OK")) for w in waiting)

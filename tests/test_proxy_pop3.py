@@ -72,7 +72,9 @@ def test_user_pass_and_auth_plain_reach_the_routed_backend(
 
 
 def test_a_refusal_and_a_backend_down(tmp_path: Path, legacy: DovecotServer, target: DovecotServer) -> None:
-    plan, ports = write_proxy_plan(tmp_path, legacy, target, tail='[proxy.routing]\nstatic = { bob = "target" }')
+    plan, ports = write_proxy_plan(
+        tmp_path, legacy, target, tail='[proxy.routing]\nstatic = { bob = "target" }'
+    )
     recorder = Recorder()
     target.stop()
     with ProxyThread(plan, observers=[recorder]):
@@ -102,5 +104,8 @@ def test_after_the_grace_period_a_moved_pop3_session_gets_in_use(
             assert file.readline().startswith(b"+OK Logged in")
             switch_wave(proxy.plan, "pilot")
             proxy.poll()
-            assert file.readline() == b"-ERR [IN-USE] Your mailbox moved to another server; please reconnect.\r\n"
+            assert (
+                file.readline()
+                == b"-ERR [IN-USE] Your mailbox moved to another server; please reconnect.\r\n"
+            )
             assert file.readline() == b""

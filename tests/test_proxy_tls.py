@@ -29,7 +29,9 @@ def target(dovecot_factory: DovecotFactory) -> DovecotServer:
     return dovecot_factory(USERS, extra_conf=QUICK_FAILURES)
 
 
-def tls_plan(tmp_path: Path, legacy: DovecotServer, target: DovecotServer, tail: str = "") -> tuple[Path, dict[str, int], Path]:
+def tls_plan(
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer, tail: str = ""
+) -> tuple[Path, dict[str, int], Path]:
     ca = ThrowawayCA(tmp_path / "ca")
     imap = ca.issue("imap", days=30, dns=("imap.example.test", "localhost"))
     pop = ca.issue("pop", days=30, dns=("pop.example.test",))
@@ -77,7 +79,10 @@ def test_starttls_and_implicit_tls_with_the_certificate_of_the_name_asked_for(
         client.logout()
 
         assert certificate_names(ports["imaps"], ca_file, "pop.example.test") == {"pop.example.test"}
-        assert certificate_names(ports["imaps"], ca_file, "imap.example.test") == {"imap.example.test", "localhost"}
+        assert certificate_names(ports["imaps"], ca_file, "imap.example.test") == {
+            "imap.example.test",
+            "localhost",
+        }
         client = imaplib.IMAP4_SSL("localhost", ports["imaps"], ssl_context=client_context(ca_file))
         assert client.login("bob", "bob-secret")[0] == "OK"
         client.logout()
@@ -101,8 +106,20 @@ def test_commands_pipelined_behind_starttls_are_discarded(
     recorder = Recorder()
     with ProxyThread(plan, observers=[recorder]):
         for port, starttls, injected, after, answer in (
-            (ports["imap"], b"a STARTTLS\r\n", b"b LOGIN alice alice-secret\r\n", b"c NOOP\r\n", b"c OK NOOP"),
-            (ports["pop3"], b"STLS\r\n", b"USER alice\r\nPASS alice-secret\r\n", b"CAPA\r\n", b"+OK Capability"),
+            (
+                ports["imap"],
+                b"a STARTTLS\r\n",
+                b"b LOGIN alice alice-secret\r\n",
+                b"c NOOP\r\n",
+                b"c OK NOOP",
+            ),
+            (
+                ports["pop3"],
+                b"STLS\r\n",
+                b"USER alice\r\nPASS alice-secret\r\n",
+                b"CAPA\r\n",
+                b"+OK Capability",
+            ),
         ):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
                 raw.recv(1000)  # the greeting
@@ -120,7 +137,9 @@ def test_commands_pipelined_behind_starttls_are_discarded(
 def test_backends_over_starttls_and_implicit_tls_are_verified(
     tmp_path: Path, legacy: DovecotServer, target: DovecotServer, dovecot_factory: DovecotFactory
 ) -> None:
-    secure = dovecot_factory({"carol": "carol-secret", "dave": "dave-secret"}, tls=True, extra_conf=QUICK_FAILURES)
+    secure = dovecot_factory(
+        {"carol": "carol-secret", "dave": "dave-secret"}, tls=True, extra_conf=QUICK_FAILURES
+    )
     tail = f"""
 [proxy.backends.starttls]
 imap = "127.0.0.1:{secure.imap_port}"
