@@ -232,6 +232,7 @@ def test_router_order_store_then_static_then_default_and_a_switch_is_seen_at_onc
     assert route(router, "alice") == ("legacy", DecidedBy.DEFAULT, "alice")
     assert route(router, "BOB") == ("target", DecidedBy.STATIC, "BOB@tenant.example")
     assert route(router, "zed") == ("legacy", DecidedBy.DEFAULT, "zed")
+    assert asyncio.run(router.route_user("alice")).reason == "wave pilot not switched; the plan's default backend"
     assert router.refresh() == frozenset()
 
     step = store.begin_step("pilot", "switched", Actor("t", "h"), {})

@@ -24,6 +24,7 @@ from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize,
 from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response, text_of
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
+    clear_login_refused,
     close_quietly,
     connect,
     endpoint_of,
@@ -96,6 +97,8 @@ class ImapSession:
             await close_quietly(writer)
 
     def _capabilities(self) -> bytes:
+        if clear_login_refused(self.ctx, self.tls, self.address):
+            return b"IMAP4rev1 LITERAL+ ID STARTTLS LOGINDISABLED"
         caps = PRE_LOGIN_CAPABILITIES
         if self.ctx.client_tls is not None and not self.tls:
             caps += " STARTTLS"
@@ -132,6 +135,11 @@ class ImapSession:
                 return None
             elif name == "STARTTLS":
                 await self._starttls(tag)
+            elif name in ("LOGIN", "AUTHENTICATE") and clear_login_refused(self.ctx, self.tls, self.address):
+                write(
+                    tag
+                    + b" NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n"
+                )
             elif name == "LOGIN" and len(args) == 2:
                 done = await self._login(tag, args[0], Password(args[1]))
                 if done is not None:
@@ -266,7 +274,9 @@ class ImapSession:
             return None
         ctx.limits.succeeded(address, login)
         write(tag + b" OK " + answer + b"\r\n")
-        await ctx.tell(event(Service.IMAP, address, login, route, Outcome.ACCEPTED, said), password)
+        # The journal keeps the backend's words, not its capability list.
+        accepted = words(_CAPABILITY_CODE.sub(b"", answer, count=1).decode("utf-8", "replace"), password)
+        await ctx.tell(event(Service.IMAP, address, login, route, Outcome.ACCEPTED, accepted), password)
         return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
 
 

@@ -16,6 +16,7 @@ from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Rou
 from runners.proxy.sasl import SaslError, decode, plain_credentials
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
+    clear_login_refused,
     close_quietly,
     connect,
     endpoint_of,
@@ -84,14 +85,9 @@ class Pop3Session:
             await close_quietly(writer)
 
     def _capabilities(self) -> bytes:
-        lines = [
-            b"+OK Capability list follows",
-            b"CAPA",
-            b"USER",
-            b"SASL PLAIN",
-            b"RESP-CODES",
-            b"AUTH-RESP-CODE",
-        ]
+        lines = [b"+OK Capability list follows", b"CAPA", b"RESP-CODES", b"AUTH-RESP-CODE"]
+        if not clear_login_refused(self.ctx, self.tls, self.address):
+            lines[2:2] = [b"USER", b"SASL PLAIN"]
         if self.ctx.client_tls is not None and not self.tls:
             lines.append(b"STLS")
         lines.append(b".")
@@ -126,6 +122,8 @@ class Pop3Session:
                 return None
             elif name == "STLS":
                 await self._stls()
+            elif name in ("USER", "PASS", "AUTH") and clear_login_refused(self.ctx, self.tls, self.address):
+                write(b"-ERR [AUTH] Plaintext authentication disallowed on non-secure connections.\r\n")
             elif name == "USER" and argument.strip():
                 self.user = argument.strip()
                 write(b"+OK\r\n")

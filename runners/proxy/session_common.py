@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import ssl
 
 from runners.proxy.backend_connect import BackendUnavailable, open_backend, where
@@ -20,6 +21,22 @@ BACKEND_ERRORS = (BackendUnavailable, OSError, ssl.SSLError, asyncio.IncompleteR
 
 class Refused(Exception):
     """The proxy refuses the login itself (a lock-out, a backend without the service)."""
+
+
+def clear_login_refused(ctx: ProxyContext, tls: bool, address: str) -> bool:
+    """Whether a login in clear must be refused: the proxy offers TLS, the connection doesn't use it,
+    and the plan's ``plaintext_logins`` doesn't allow this client (loopback clients by default)."""
+    if tls or ctx.client_tls is None:
+        return False
+    policy = ctx.options.plaintext_logins
+    if policy == "always":
+        return False
+    if policy == "never":
+        return True
+    try:
+        return not ipaddress.ip_address(address.partition("%")[0]).is_loopback
+    except ValueError:  # a UNIX socket or something stranger: not loopback
+        return True
 
 
 def event(
