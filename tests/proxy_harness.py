@@ -118,12 +118,22 @@ class ProxyThread:
     """``cutover proxy`` in-process: its loop in a thread, stopped at the end of the test."""
 
     def __init__(
-        self, plan_path: Path, *, observers: list[Any] | None = None, poll_seconds: float = 0.05
+        self,
+        plan_path: Path,
+        *,
+        observers: list[Any] | None = None,
+        poll_seconds: float = 0.05,
+        uvloop: bool = False,
     ) -> None:
         self.plan = load_plan(plan_path)
         self.observers = observers or []
         self.poll_seconds = poll_seconds
-        self.loop = asyncio.new_event_loop()
+        if uvloop:  # the loop `cutover proxy` runs on where uvloop is installed
+            import uvloop as fast_loops
+
+            self.loop = fast_loops.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self.ctx: ProxyContext | None = None
         self.server: ProxyServer | None = None
         self._stop: asyncio.Event | None = None

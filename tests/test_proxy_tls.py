@@ -67,11 +67,12 @@ def certificate_names(port: int, ca_file: Path, server_name: str) -> set[str]:
     return {value for kind, value in cert["subjectAltName"] if kind == "DNS"}  # type: ignore[misc]
 
 
+@pytest.mark.parametrize("uvloop", [False, True], ids=["asyncio", "uvloop"])
 def test_starttls_and_implicit_tls_with_the_certificate_of_the_name_asked_for(
-    tmp_path: Path, legacy: DovecotServer, target: DovecotServer
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer, uvloop: bool
 ) -> None:
     plan, ports, ca_file = tls_plan(tmp_path, legacy, target)
-    with ProxyThread(plan):
+    with ProxyThread(plan, uvloop=uvloop):
         client = imaplib.IMAP4("127.0.0.1", ports["imap"])
         assert "STARTTLS" in client.capabilities
         client.starttls(ssl_context=client_context(ca_file))
@@ -100,12 +101,13 @@ def test_starttls_and_implicit_tls_with_the_certificate_of_the_name_asked_for(
         pop.quit()
 
 
+@pytest.mark.parametrize("uvloop", [False, True], ids=["asyncio", "uvloop"])
 def test_commands_pipelined_behind_starttls_are_discarded(
-    tmp_path: Path, legacy: DovecotServer, target: DovecotServer
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer, uvloop: bool
 ) -> None:
     plan, ports, ca_file = tls_plan(tmp_path, legacy, target)
     recorder = Recorder()
-    with ProxyThread(plan, observers=[recorder]):
+    with ProxyThread(plan, observers=[recorder], uvloop=uvloop):
         for port, starttls, injected, after, answer in (
             (
                 ports["imap"],

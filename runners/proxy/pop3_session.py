@@ -204,10 +204,10 @@ class Pop3Session:
         limits = ctx.options.limits
         try:
             endpoint = endpoint_of(ctx, route, Service.POP3)
-            async with asyncio.timeout(limits.backend_connect_seconds):
+            async with asyncio.timeout(limits.backend_connect_seconds) as deadline:
                 reader, writer = await connect(ctx, endpoint)
                 await _greeting(reader, writer, endpoint, ctx)
-            async with asyncio.timeout(limits.backend_login_seconds):
+                deadline.reschedule(asyncio.get_running_loop().time() + limits.backend_login_seconds)
                 ok, answer = await _backend_login(reader, writer, route.backend_login, password)
         except BACKEND_ERRORS as exc:
             await close_quietly(writer)
