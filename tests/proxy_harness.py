@@ -28,6 +28,9 @@ from runners.state.wave_steps import Actor, StepStatus
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 #: Dovecot delays a refusal by 2 s by default: the tests' backends answer at once.
 QUICK_FAILURES = "auth_failure_delay = 0\n"
+#: The proxy's 1 s for a backend's greeting is tight for a Dovecot on a loaded test machine; tests of
+#: that deadline set it themselves.
+PATIENT = "backend_connect_seconds = 10"
 
 
 @dataclass
@@ -98,6 +101,7 @@ pop3_tls = "none"
 [proxy.limits]
 auth_failure_delay_seconds = 0
 {limits}
+{"" if "backend_connect_seconds" in limits else PATIENT}
 
 {tail}
 """)

@@ -177,6 +177,11 @@ class ProxyServer:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self._servers.clear()
+        # Logged-in sessions: their relays close both sides; then whatever is still talking is cancelled.
+        for session in self.ctx.registry.sessions():
+            session.stop.set()
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=1.0)
         for task in list(self._handlers):
             task.cancel()
         if self._handlers:
