@@ -140,9 +140,11 @@ def test_malformed_sasl_and_too_many_bad_commands(proxy: tuple[dict[str, int], R
     assert raw.line() == b"c BAD Authentication aborted by client.\r\n"
     raw.send(b"d AUTHENTICATE PLAIN AGFsaWNl\r\n")  # base64 of "\0alice": no password part
     assert raw.line() == b"d BAD Not a plain response.\r\n"
-    for number in range(7):
+    raw.send(b"e LOGIN just-one-argument\r\n")
+    assert raw.line() == b"e BAD Invalid arguments.\r\n"
+    for number in range(6):
         raw.send(b"x%d SELECT INBOX\r\n" % number)
-    answers = [raw.line() for _ in range(7)]
+    answers = [raw.line() for _ in range(6)]
     assert answers[-1] == b"* BYE Too many invalid IMAP commands.\r\n"
     assert raw.line() == b""
     pop = Raw(ports["pop3"])

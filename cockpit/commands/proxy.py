@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import signal
 import sys
@@ -66,6 +67,11 @@ async def _run(plan: Plan) -> int:
     except OSError as exc:
         print(f"cutover: error: the proxy can't listen: {safe(exc)}", file=sys.stderr)
         return EXIT_UNUSABLE
+    if plan.proxy is not None and not plan.proxy.certificates:
+        exposed = sorted({b.host for b in server.bound if not ipaddress.ip_address(b.host).is_loopback})
+        if exposed:
+            print(f"cutover: warning: no [[proxy.certificates]]: passwords cross {', '.join(exposed)} in clear",
+                  file=sys.stderr)  # fmt: skip
     for bound in server.bound:
         print(f"cutover proxy: {bound.listener.service} ({bound.listener.tls}) on {bound.host}:{bound.port}")
     sys.stdout.flush()

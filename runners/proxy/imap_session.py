@@ -152,6 +152,9 @@ class ImapSession:
                     done = await self._login(tag, credentials[0], Password(credentials[1]))
                     if done is not None:
                         return done
+            elif name in ("LOGIN", "AUTHENTICATE"):
+                if self._bad(tag, b"Invalid arguments."):
+                    return None
             elif self._bad(tag, b"Unknown command, or not valid before login."):
                 return None
 
