@@ -178,8 +178,7 @@ class ProxyServer:
                 await server.wait_closed()
         self._servers.clear()
         # Logged-in sessions: their relays close both sides; then whatever is still talking is cancelled.
-        for session in self.ctx.registry.sessions():
-            session.stop.set()
+        self.ctx.registry.end_all()
         if self._handlers:
             await asyncio.wait(set(self._handlers), timeout=1.0)
         for task in list(self._handlers):

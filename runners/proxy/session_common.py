@@ -11,7 +11,6 @@ import ssl
 from runners.proxy.backend_connect import BackendUnavailable, open_backend, where
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import BackendEndpoint, Leg, LoginEvent, Outcome, Password, Route, Service
-from runners.proxy.registry import Session
 from runners.safe_text import MASK, safe
 
 #: What a backend or the network may raise while the proxy talks to it before the relay.
@@ -91,8 +90,8 @@ async def relay_session(
     ctx: ProxyContext, service: Service, route: Route, address: str, client: Leg, backend: Leg
 ) -> None:
     """The relay, with the session counted in the registry while it lasts."""
-    session = Session(service, route.backend, route.user, address, client.writer)
-    ctx.registry.add(session)
+    wave = ctx.router.wave_of(route.user)
+    session = ctx.registry.open(service, route.backend, route.user, address, client.writer, wave)
     try:
         await ctx.relay(client, backend, session.stop)
     except Exception as exc:  # the relay's bug must not take the proxy down
