@@ -267,8 +267,8 @@ class ImapSession:
             detail = unavailable_detail(route, endpoint, exc)
             await ctx.tell(event(Service.IMAP, address, login, route, Outcome.UNAVAILABLE, detail))
             return None
-        said = words(answer.decode("utf-8", "replace"), password)
         if not ok:
+            said = words(answer.decode("utf-8", "replace"), password)
             await close_quietly(writer)
             delay = ctx.limits.failed(address, login)
             if delay:
@@ -278,9 +278,10 @@ class ImapSession:
             return None
         ctx.limits.succeeded(address, login)
         write(tag + b" OK " + answer + b"\r\n")
-        # The journal keeps the backend's words, not its capability list.
-        accepted = words(_CAPABILITY_CODE.sub(b"", answer, count=1).decode("utf-8", "replace"), password)
-        await ctx.tell(event(Service.IMAP, address, login, route, Outcome.ACCEPTED, accepted), password)
+        if ctx.observers:
+            # The journal keeps the backend's words, not its capability list.
+            accepted = words(_CAPABILITY_CODE.sub(b"", answer, count=1).decode("utf-8", "replace"), password)
+            await ctx.tell(event(Service.IMAP, address, login, route, Outcome.ACCEPTED, accepted), password)
         return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
 
 

@@ -215,7 +215,7 @@ class Pop3Session:
             detail = unavailable_detail(route, endpoint, exc)
             await ctx.tell(event(Service.POP3, address, login, route, Outcome.UNAVAILABLE, detail))
             return None
-        said = words(answer.decode("utf-8", "replace"), password)
+        said = words(answer.decode("utf-8", "replace"), password) if not ok or ctx.observers else ""
         if not ok:
             await close_quietly(writer)
             delay = ctx.limits.failed(address, login)
@@ -227,7 +227,8 @@ class Pop3Session:
             return None
         ctx.limits.succeeded(address, login)
         write(answer + b"\r\n")
-        await ctx.tell(event(Service.POP3, address, login, route, Outcome.ACCEPTED, said), password)
+        if ctx.observers:
+            await ctx.tell(event(Service.POP3, address, login, route, Outcome.ACCEPTED, said), password)
         return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
 
 
