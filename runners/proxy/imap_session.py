@@ -122,7 +122,7 @@ class ImapSession:
                 if self._bad(b"*", b"Error in IMAP command received by server."):
                     return None
                 continue
-            tag, name, args = tokens[0].encode(), tokens[1].upper(), tokens[2:]
+            tag, name, args = tokens[0].encode("utf-8", "surrogateescape"), tokens[1].upper(), tokens[2:]
             if name == "CAPABILITY":
                 write(b"* CAPABILITY " + self._capabilities() + b"\r\n" + tag + b" OK Pre-login capabilities "
                       b"listed, post-login capabilities have more.\r\n")  # fmt: skip
