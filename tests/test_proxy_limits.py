@@ -77,6 +77,11 @@ def test_overlong_lines_and_literals_before_login_end_the_connection(
     raw = Raw(ports["imap"])
     raw.send(b"a LOGIN alice {300+}\r\n" + b"y" * 300 + b"\r\n")
     assert raw.line() == b"* BYE Too long literal before login.\r\n"
+    raw = Raw(ports["imap"])
+    raw.send(b"a AUTHENTICATE PLAIN\r\n")
+    assert raw.line() == b"+ \r\n"
+    raw.send(b"A" * 2000 + b"\r\n")
+    assert raw.line() == b"* BYE Too long command line.\r\n"
     raw = Raw(ports["pop3"])
     raw.send(b"USER " + b"x" * 2000 + b"\r\n")
     assert raw.line() == b"-ERR Too long command line.\r\n"

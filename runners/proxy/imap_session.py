@@ -79,6 +79,9 @@ class ImapSession:
             except TimeoutError:
                 writer.write(b"* BYE Disconnected for inactivity.\r\n")
                 return
+            except _TooLong as exc:  # a command line, a literal or an AUTHENTICATE response
+                writer.write(b"* BYE " + str(exc).encode() + b"\r\n")
+                return
             if logged_in is None:
                 return
             ctx.limits.release(self.address)
@@ -111,9 +114,6 @@ class ImapSession:
         while True:
             try:
                 tokens = await self._read_command()
-            except _TooLong as exc:
-                write(b"* BYE " + str(exc).encode() + b"\r\n")
-                return None
             except ImapSyntaxError:
                 if self._bad(b"*", b"Error in IMAP command received by server."):
                     return None
