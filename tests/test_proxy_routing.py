@@ -233,7 +233,10 @@ def test_router_order_store_then_static_then_default_and_a_switch_is_seen_at_onc
     assert route(router, "alice") == ("legacy", DecidedBy.DEFAULT, "alice")
     assert route(router, "BOB") == ("target", DecidedBy.STATIC, "BOB@tenant.example")
     assert route(router, "zed") == ("legacy", DecidedBy.DEFAULT, "zed")
-    assert asyncio.run(router.route_user("alice")).reason == "wave pilot not switched; the plan's default backend"
+    assert (
+        asyncio.run(router.route_user("alice")).reason
+        == "wave pilot not switched; the plan's default backend"
+    )
     assert router.refresh() == frozenset()
 
     step = store.begin_step("pilot", "switched", Actor("t", "h"), {})
@@ -314,7 +317,9 @@ def test_the_proxy_example_in_the_docs_loads(tmp_path: Path) -> None:
     assert len(listeners(options)) == 14  # 7 ports on 2 addresses
 
 
-def test_cutover_proxy_route_says_what_the_store_decided(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cutover_proxy_route_says_what_the_store_decided(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cockpit.cli import main
 
     path = write(tmp_path, """
