@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import imaplib
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,10 +140,15 @@ def test_logins_of_every_kind_reach_the_routed_backend_with_its_capabilities(
 
 
 def test_a_refusal_is_the_backends_words_and_no_observer_sees_the_password(
-    tmp_path: Path, legacy: DovecotServer, target: DovecotServer, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    legacy: DovecotServer,
+    target: DovecotServer,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     plan, ports = write_proxy_plan(tmp_path, legacy, target)
     recorder = Recorder()
+    caplog.set_level(logging.DEBUG)
     with ProxyThread(plan, observers=[recorder]):
         client = imaplib.IMAP4("127.0.0.1", ports["imap"])
         with pytest.raises(imaplib.IMAP4.error, match=r"AUTHENTICATIONFAILED\] Authentication failed"):
@@ -152,6 +158,7 @@ def test_a_refusal_is_the_backends_words_and_no_observer_sees_the_password(
     assert (event.outcome, with_password) == (Outcome.REJECTED, False)
     assert "Authentication failed" in event.detail and "not-her-password" not in repr(event)
     assert "not-her-password" not in capsys.readouterr().err
+    assert "not-her-password" not in caplog.text
 
 
 def test_static_route_sends_the_user_to_the_target_with_its_login_suffix(
