@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runners.plan.model import Secret
+from runners.plan.secret import Secret
 
 
 def resolve_path(base_dir: Path, value: str) -> Path:

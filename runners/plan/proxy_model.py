@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runners.plan.proxy_smtp_options import ProxySmtpSettings
 from runners.plan.switch_model import RoutingDirectory
 
 
@@ -88,3 +89,5 @@ class ProxyOptions:
     #: Logins in clear (before STARTTLS) when the proxy has a certificate: "loopback" (only from
     #: loopback clients, Dovecot's default), "never" or "always". Without a certificate: always.
     plaintext_logins: str = "loopback"
+    #: ``[proxy.smtp]``: the SMTP side's settings (submission and inbound; the spool).
+    smtp: ProxySmtpSettings = field(default_factory=ProxySmtpSettings)

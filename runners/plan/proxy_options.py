@@ -30,6 +30,7 @@ from runners.plan.proxy_model import (
     ProxyOptions,
     RoutingOption,
 )
+from runners.plan.proxy_smtp_options import load_proxy_smtp
 from runners.plan.switch_model import SwitchSettings
 from runners.plan.tables import Table, type_name
 
@@ -81,6 +82,7 @@ def load_proxy(
         cache_seconds=table.positive_number("cache_seconds", 30.0),
         plaintext_logins=table.choice("plaintext_logins", ("loopback", "never", "always"), "loopback")
         or "loopback",
+        smtp=load_proxy_smtp(table, base_dir),
     )
 
 

@@ -28,6 +28,7 @@ from runners.proxy.registry import SessionRegistry
 from runners.proxy.relay import relay as default_relay
 from runners.proxy.router import PlanRouter
 from runners.proxy.settings import backends, listeners
+from runners.proxy.smtp_listeners import SmtpListeners, start_smtp_listeners
 from runners.state.store import StateStore
 
 #: Starts more listeners on the shared context (the SMTP side's); returns the servers to close at the end.
@@ -95,6 +96,8 @@ class ProxyServer:
         self._servers: list[asyncio.Server] = []
         #: The connections' handlers, cancelled when the proxy stops (a listener's close leaves them).
         self._handlers: set[asyncio.Task[None]] = set()
+        #: The SMTP side (submission and inbound, the spool's delivery), when the plan listens for it.
+        self._smtp: SmtpListeners | None = None
 
     async def start(self) -> None:
         """Bind every listener (raises ``OSError`` when an address is taken: nothing stays bound then)."""
@@ -108,6 +111,7 @@ class ProxyServer:
                 for sock in server.sockets:
                     host, port = sock.getsockname()[:2]
                     self.bound.append(Bound(listener, host, port))
+            await self._start_smtp()
             for start in self.extra_listeners:
                 self._servers.extend(await start(self.ctx))
         except BaseException:
@@ -143,6 +147,19 @@ class ProxyServer:
             reuse_address=True,
         )
 
+    async def _start_smtp(self) -> None:
+        ctx = self.ctx
+        wanted = [item for item in listeners(ctx.options) if item.service in (Service.SUBMISSION, Service.SMTP)]
+        if not wanted:
+            return
+        self._smtp = await start_smtp_listeners(
+            ctx.router, ctx.backends, wanted, ctx.client_tls, ctx.observers, ctx.options.smtp, relay=ctx.relay
+        )
+        for server, listener in zip(self._smtp.servers, wanted, strict=False):
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                self.bound.append(Bound(listener, host, port))
+
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, keeping the router current; then close the listeners."""
         try:
@@ -177,6 +194,9 @@ class ProxyServer:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self._servers.clear()
+        if self._smtp is not None:
+            await self._smtp.close()
+            self._smtp = None
         # Logged-in sessions: their relays close both sides; then whatever is still talking is cancelled.
         self.ctx.registry.end_all()
         if self._handlers:
