@@ -149,7 +149,9 @@ class ProxyServer:
 
     async def _start_smtp(self) -> None:
         ctx = self.ctx
-        wanted = [item for item in listeners(ctx.options) if item.service in (Service.SUBMISSION, Service.SMTP)]
+        wanted = [
+            item for item in listeners(ctx.options) if item.service in (Service.SUBMISSION, Service.SMTP)
+        ]
         if not wanted:
             return
         self._smtp = await start_smtp_listeners(
