@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 from runners.errors import PlanError
+from runners.plan.captured_refs import bind_captured
 from runners.plan.endpoint import ENDPOINT_KEYS, build_endpoint
 from runners.plan.exposure import exposure_problems
 from runners.plan.locate import KeyLocator
@@ -24,6 +25,7 @@ from runners.plan.model import (
     Plan,
 )
 from runners.plan.paths import resolve_path
+from runners.plan.proxy_capture_options import load_capture
 from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.switch_options import load_switch
 from runners.plan.tables import Document, Table
@@ -43,6 +45,7 @@ PLAN_TABLES = (
     "switch",
     "window",
     *READINESS_TABLES,
+    "proxy",
 )
 FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = tuple(SPECIAL_KEYS)  # runners/special_use.py holds the one list
@@ -100,7 +103,9 @@ def load_plan(path: str | Path) -> Plan:
         readiness=load_readiness(root, base_dir),
         switch=load_switch(root, base_dir),
         window=load_window(root),
+        capture=load_capture(root),
     )
+    plan = bind_captured(plan, plan.capture, root)
     _refuse_exposed_secrets(root.table("security"), plan)
     return plan
 
