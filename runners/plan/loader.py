@@ -6,6 +6,7 @@ are only referenced here, never read: a plan must load on a box that doesn't hav
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -26,6 +27,7 @@ from runners.plan.model import (
 )
 from runners.plan.paths import resolve_path
 from runners.plan.proxy_capture_options import load_capture
+from runners.plan.proxy_options import load_proxy
 from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.switch_options import load_switch
 from runners.plan.tables import Document, Table
@@ -103,8 +105,11 @@ def load_plan(path: str | Path) -> Plan:
         readiness=load_readiness(root, base_dir),
         switch=load_switch(root, base_dir),
         window=load_window(root),
+        proxy=None,
         capture=load_capture(root),
     )
+    if root.table("proxy") is not None:
+        plan = dataclasses.replace(plan, proxy=load_proxy(root, base_dir, source, target, plan.switch))
     plan = bind_captured(plan, plan.capture, root)
     _refuse_exposed_secrets(root.table("security"), plan)
     return plan

@@ -9,6 +9,7 @@ from typing import Literal
 from runners.plan.ews_options import EwsOptions
 from runners.plan.graph_options import GraphOptions
 from runners.plan.proxy_capture_options import CaptureSettings
+from runners.plan.proxy_model import ProxyOptions
 from runners.plan.readiness_model import ReadinessConfig
 from runners.plan.secret import Secret as Secret  # part of the plan model API
 from runners.plan.switch_model import SwitchSettings
@@ -125,6 +126,8 @@ class Plan:
     window: WindowSettings = field(default_factory=WindowSettings)
     #: ``[proxy.capture]``: passwords the routing proxy keeps for ``captured:`` references.
     capture: CaptureSettings = field(default_factory=CaptureSettings)
+    #: ``[proxy]``: the routing proxy's listeners, backends, routing and limits (None: no proxy).
+    proxy: ProxyOptions | None = None
 
     @property
     def target_domains(self) -> tuple[str, ...]:
