@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from checks.families.directory_people import UPN, Person, fetched_attributes, roles, to_person
 from checks.ldapdir import any_of, equals, search
-from checks.proxy_logins import ProxyRoute, last_route, proxy_logins
+from checks.proxy_logins import ProxyRoute, last_route, proxy_logins, route_now
 from runners.connectors.base import SourceSession, TargetSession
 from runners.engine.sessions import open_source, open_target
 from runners.errors import MigrationError, ProtocolError
@@ -106,6 +106,8 @@ def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
     result.steps.append(_directory("target directory", r.target_directory, entry.target))
     result.steps.append(_login("source login", lambda: open_source(plan.source, entry)))
     result.steps.append(_login("target login", lambda: open_target(plan.target, entry)))
+    if plan.proxy is not None:  # where the routing proxy sends the user now, with the rewritten login
+        result.steps.append(Step("proxy route", *route_now(plan, entry.source)))
     if plan.state_db.exists():
         store = StateStore(plan.state_db, read_only=True)  # the helpdesk may not write the state directory
         try:

@@ -9,18 +9,21 @@ import base64
 import dataclasses
 import imaplib
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from dovecot_lab import Lab, multiset, rewrite_table, write_plan
+from dovecot_lab import CUTOVER, Lab, multiset, rewrite_table
+from proxy_harness import eventually, write_proxy_plan
 from servers import imapfill
 from servers.dovecot import DovecotServer, _write_passwd_file
 
 from cockpit.commands.proxy_forget import forget_user
 from cockpit.commands.proxy_rekey import rekey_plan
 from runners.connectors.captured import Keyring, NotCaptured, captured_password
-from runners.connectors.credentials import user_password
 from runners.errors import PlanError, SecretError
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
@@ -33,7 +36,9 @@ ALICE_PW = "Alice-Captured-7f3k9q"
 BOB_PW = "Bob-Never-Seen-2x8w"
 KEY = base64.b64encode(b"k" * 32).decode()
 NEW_KEY = (b"n" * 32).hex()
-CAPTURE = '[proxy.capture]\nkey = "env:CAPTURE_KEY"\n'
+CAPTURE_ONLY = '[proxy.capture]\nkey = "env:CAPTURE_KEY"\n'
+#: A plan's proxy (never started in the tests that only seal and open) and its capture.
+CAPTURE = "[proxy]\nimap_port = 10143\n\n" + CAPTURE_ONLY
 
 
 def _plan_files(root: Path, tail: str = CAPTURE) -> Path:
@@ -197,10 +202,10 @@ def _no_master(server: DovecotServer) -> None:
             client.shutdown()
 
 
-def test_a_captured_password_lets_the_engine_copy_a_mailbox_and_never_shows(
-    tmp_path: Path, dovecot_factory, target_dovecot: DovecotServer, monkeypatch: pytest.MonkeyPatch
+def test_a_password_captured_through_the_running_proxy_lets_the_engine_copy_the_mailbox(
+    tmp_path: Path, dovecot_factory: Any, target_dovecot: DovecotServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    legacy = dovecot_factory(users={"alice": ALICE_PW, "bob": BOB_PW})
+    legacy: DovecotServer = dovecot_factory(users={"alice": ALICE_PW, "bob": BOB_PW})
     imapfill.create_folder(legacy, "alice", "Archive")
     for n in range(12):
         imapfill.append(
@@ -208,24 +213,39 @@ def test_a_captured_password_lets_the_engine_copy_a_mailbox_and_never_shows(
         )
     _no_master(legacy)
     root = tmp_path / "lab"
-    plan_path = write_plan(root, legacy, target_dovecot, mailboxes=(("alice", "alice", "pilot"), ("bob", "bob", "pilot")),
-                           tail=CAPTURE)  # fmt: skip
+    plan_path, ports = write_proxy_plan(root, legacy, target_dovecot, tail=CAPTURE_ONLY)
     rewrite_table(plan_path, "source", lambda t: t.replace('auth = "master"', 'auth = "password"')
-                  .replace('master_user = "admin"\n', "").replace('master_password = "env:SRC_MASTER_PW"\n', ""))  # fmt: skip
+                  .replace(f'master_user = "{legacy.master_user}"\n', "").replace('master_password = "env:SRC_MASTER_PW"\n', ""))  # fmt: skip
     (root / "mailboxes.csv").write_text("source,target,wave,source_password\nalice,alice,pilot,captured:\n"
                                         "bob,bob,pilot,captured:\n")  # fmt: skip
-    monkeypatch.setenv("CAPTURE_KEY", KEY)
+    env = {**os.environ, "CAPTURE_KEY": KEY, "DST_MASTER_PW": target_dovecot.master_password}
     plan = load_plan(plan_path)
+    store = StateStore(plan.state_db)
 
-    # The legacy accepts alice's password (a real login), the proxy's observers hear of it; bob never logs in.
-    client = imaplib.IMAP4(legacy.host, legacy.imap_port)
-    assert client.login("alice", ALICE_PW)[0] == "OK"
-    client.logout()
-    _capture(plan, (_accepted("alice"), ALICE_PW))
-    assert user_password(plan.source, "alice", plan.mailboxes[0].source_password) == ALICE_PW
+    proxy = subprocess.Popen([*CUTOVER, "proxy", "--plan", str(plan_path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        assert proxy.stdout is not None and "imap" in proxy.stdout.readline()
+        alice = imaplib.IMAP4("127.0.0.1", ports["imap"])
+        assert alice.login("alice", ALICE_PW)[0] == "OK"  # the legacy accepted it, through the proxy
+        open_now = eventually(lambda: [(s.backend, s.service, s.sessions) for s in store.proxy_sessions()],
+                              [("legacy", "imap", 1)], timeout=60)  # fmt: skip
+        assert open_now == [("legacy", "imap", 1)]  # published by the proxy every few seconds
+        alice.logout()
+        bob = imaplib.IMAP4("127.0.0.1", ports["imap"])
+        with pytest.raises(imaplib.IMAP4.error):
+            bob.login("bob", "a-wrong-guess-123")  # refused: nothing is kept
+        bob.shutdown()
+        assert eventually(lambda: store.captured_credential("alice", "legacy") is not None, True)
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        assert proxy.wait(60) == 0
+    assert store.proxy_sessions() == []  # a proxy that stops takes its counts away
+    assert store.captured_credential("bob", "legacy") is None
+    outcomes = [(r.user, r.backend, r.outcome) for r in store.proxy_logins("bob")]
+    assert outcomes == [("bob", "legacy", "rejected")] and store.proxy_logins("bob")[0].detail
 
     lab = Lab(legacy, target_dovecot, root, plan_path)
-    env = {**lab.env, "CAPTURE_KEY": KEY}
     code, summary = lab.run("pilot", env=env)
     assert code == 1, summary  # bob failed, alone
     states = {m["source"]: m for m in summary["mailboxes"]}
@@ -235,10 +255,11 @@ def test_a_captured_password_lets_the_engine_copy_a_mailbox_and_never_shows(
     src = multiset(imapfill.folder_snapshot(legacy, "alice"))
     assert src == multiset(imapfill.folder_snapshot(target_dovecot, "alice", master=True))
     status = lab.cutover("status", "--plan", str(plan_path), "--failures", env=env)
+    triage = lab.cutover("triage", "--plan", str(plan_path), "--user", "alice", "--no-compare", env=env)
+    assert "route: legacy as alice" in triage.stdout
 
-    outputs = [str(summary), status.stdout, status.stderr]
-    for path in plan.state_dir.rglob("*"):
-        if path.is_file():
-            outputs.append(path.read_bytes().decode("latin-1"))
-    assert outputs and all(ALICE_PW not in text and BOB_PW not in text for text in outputs)
+    outputs = [str(summary), status.stdout, status.stderr, triage.stdout, triage.stderr,
+               proxy.stdout.read() if proxy.stdout else "", proxy.stderr.read() if proxy.stderr else ""]  # fmt: skip
+    outputs += [p.read_bytes().decode("latin-1") for p in plan.state_dir.rglob("*") if p.is_file()]
+    assert all(ALICE_PW not in text and BOB_PW not in text for text in outputs)
     assert os.stat(plan.state_db).st_mode & 0o077 == 0

@@ -28,6 +28,16 @@ from runners.state.store import StateStore
 CUTOVER = [sys.executable, "-m", "cockpit.cli"]
 REFUSED = "NO [AUTHENTICATIONFAILED] Authentication failed."
 WAVES = '[[waves]]\nname = "pilot"\nstart = "on-login"\n\n[[waves]]\nname = "full"\n'
+PROXY = """
+[proxy]
+imap_port = 10143
+
+[proxy.backends.target]
+login_suffix = "tenant.example"
+
+[proxy.routing]
+static = { carol = "target" }
+"""
 
 
 def _event(login: str, outcome: Outcome, route: Route | None, detail: str = "") -> LoginEvent:
@@ -71,7 +81,7 @@ def _proxy_was_here(plan: Plan) -> None:
 @pytest.fixture
 def plan(tmp_path: Path) -> Plan:
     nowhere = Unreachable(1)
-    path = write_plan(tmp_path, nowhere, nowhere, tail=WAVES,
+    path = write_plan(tmp_path, nowhere, nowhere, tail=PROXY + WAVES,
                       mailboxes=(("alice", "alice", "pilot"), ("bob", "bob", "pilot"), ("carol", "carol", "full")))  # fmt: skip
     loaded = load_plan(path)
     _proxy_was_here(loaded)
@@ -117,6 +127,11 @@ def test_the_cockpits_proxy_view_shows_the_figures_and_any_users_route(plan: Pla
             assert "USER carol (mailbox carol, wave full)" in route
             assert "route: target as carol@tenant.example (decided by static: static override)" in route
             assert "127.0.0.9" in route and "accepted: OK Logged in" in route
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            live = str(app.screen.query_one("#proxy-live", Static).render())
+            assert "ROUTE NOW           target as carol@tenant.example (decided by static" in live
+            assert "LOGIN PER BACKEND   legacy carol, target carol@tenant.example" in live
             await pilot.press("escape")
             await pilot.pause()
             assert not isinstance(app.screen, ProxyView)
@@ -129,6 +144,7 @@ def test_triage_shows_the_users_route_and_last_logins_through_the_proxy(plan: Pl
     assert "THROUGH THE PROXY" in proc.stdout
     assert "route: legacy as bob (decided by store: wave pilot not switched)" in proc.stdout
     assert f"imap       127.0.0.9       legacy   rejected: {REFUSED}" in proc.stdout
+    assert "ok   proxy route      legacy as bob (decided by" in proc.stdout  # the router, asked now
     data = json.loads(_cutover("triage", "--plan", str(plan.path), "--user", "carol", "--no-compare",
                                "--output", "json").stdout)  # fmt: skip
     assert data["proxy_route"]["backend_login"] == "carol@tenant.example"

@@ -16,10 +16,12 @@ import sys
 from typing import Any
 
 from cockpit.commands.preflight import warn_before_connecting
+from cockpit.commands.proxy_forget import forget_command
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.proxy.contracts import DecidedBy, Route
 from runners.proxy.server import ProxyServer, build_context
+from runners.proxy.store_side import StoreSide
 from runners.safe_text import safe, safe_lines, scrub
 from runners.state.store import StateStore
 
@@ -40,18 +42,22 @@ def proxy_command(args: argparse.Namespace) -> int:
     if args.action == "route":
         return _route(plan, args.user, args.output)
     if args.action == "forget":
-        print("cutover: error: cutover proxy forget: not available yet", file=sys.stderr)
-        return EXIT_UNUSABLE
+        return forget_command(args)
     warn_before_connecting(plan)
     return asyncio.run(_run(plan))
 
 
 async def _run(plan: Plan) -> int:
     store = StateStore(plan.state_db)
-    server = ProxyServer(build_context(plan, store))
+    side = StoreSide.for_plan(plan)  # the login journal, the credential capture, the on-login queue
+    await side.start()
+    ctx = build_context(plan, store, observers=side.observers)
+    side.publish(ctx.registry.counts)
+    server = ProxyServer(ctx)
     try:
         await server.start()
     except OSError as exc:
+        await side.aclose()
         print(f"cutover: error: the proxy can't listen: {safe(exc)}", file=sys.stderr)
         return EXIT_UNUSABLE
     for bound in server.bound:
@@ -62,6 +68,7 @@ async def _run(plan: Plan) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await server.serve(stop)
+    await side.aclose()
     store.close()
     return EXIT_OK
 

@@ -5,7 +5,9 @@ backend's words, the mailboxes of on-login waves queued by logins, and the route
 The figures are ``cutover status``'s (``runners.state.read_models.proxy``), re-read every few seconds
 while the view is shown. A user's route is the decision the journal recorded at their last routed
 login (backend, the login rewritten for it, which source of truth decided, why), with their last
-logins. The view only reads: a read-only cockpit shows all of it.
+logins; with a ``[proxy]`` in the plan, the router is asked too (in a worker: it may ask the
+directory), for the route now and the login each backend would be given. The view only reads: a
+read-only cockpit shows all of it.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Header, Input, Static
 
-from checks.proxy_logins import last_route, proxy_logins
+from checks.proxy_logins import last_route, live_route, proxy_logins, route_words
 from checks.triage import Triage, find_entry
 from cockpit.format import block
 from cockpit.screens.base import View
 from cockpit.triage_text import proxy_text
 from cockpit.widgets.keybar import KeyBar
+from runners.errors import MigrationError
 from runners.state.read_models.proxy import failure_text, proxy_data, sessions_text
 from runners.state.read_models.snapshot import Snapshot
 
@@ -75,11 +79,13 @@ class ProxyView(View):
         with VerticalScroll(id="proxy-scroll"):
             yield Static("", id="proxy-figures", markup=False)
             yield Static("", id="proxy-route", markup=False)
+            yield Static("", id="proxy-live", markup=False)
         yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#route-user", Input).focus()
         self.reread()
+        self._ask()
 
     def show(self, snapshot: Snapshot) -> None:
         if self._read_at is None or time.monotonic() - self._read_at >= REREAD:
@@ -95,6 +101,15 @@ class ProxyView(View):
         self.user = event.value.strip()
         event.input.value = ""
         self._show_route()
+        self._ask()
+
+    def _ask(self) -> None:
+        """Ask the router once per user asked for (the journal's part is re-read with the figures)."""
+        live = self.query_one("#proxy-live", Static)
+        live.update("")
+        if self.user and self.cockpit.plan.proxy is not None:
+            live.update("\nasking the router…")
+            self._ask_router(self.user)
 
     def _show_route(self) -> None:
         box = self.query_one("#proxy-route", Static)
@@ -108,6 +123,21 @@ class ProxyView(View):
         found.proxy_route = last_route(found.proxy_logins)
         mailbox = f"mailbox {entry.source}, wave {entry.wave}" if entry else "not a mailbox of the plan"
         box.update(block("\n".join(["", f"USER {self.user} ({mailbox})", *proxy_text(found)[1:]])))
+
+    @work(thread=True, exclusive=True, group="proxy-route")
+    def _ask_router(self, user: str) -> None:
+        try:
+            found = live_route(self.cockpit.plan, self.cockpit.store, user)
+        except (MigrationError, OSError) as exc:
+            text = f"ROUTE NOW: the router could not say: {exc}"
+        else:
+            logins = ", ".join(f"{backend} {login}" for backend, login in found.logins.items())
+            text = f"ROUTE NOW           {route_words(found.route)}\nLOGIN PER BACKEND   {logins}"
+        self.app.call_from_thread(self._show_live, user, text)
+
+    def _show_live(self, user: str, text: str) -> None:
+        if user == self.user:  # not an answer about someone asked before
+            self.query_one("#proxy-live", Static).update(block("\n" + text))
 
     def action_scroll(self, lines: int) -> None:
         self.query_one("#proxy-scroll", VerticalScroll).scroll_relative(y=lines, animate=False)

@@ -4,8 +4,10 @@ queue when a wave starts on login) and the publisher of live session counts.
 
 ::
 
-    side = StoreSide.for_plan(plan, counts=registry.counts)
+    side = StoreSide.for_plan(plan)
     await side.start()            # opens the store, re-keys captured passwords after a rotation
+    ctx = build_context(plan, store, observers=side.observers)
+    side.publish(ctx.registry.counts)   # live session counts into the store every few seconds
     ... listeners tell every observer of side.observers ...
     await side.aclose()           # commits what is left, takes this proxy's session counts away
 """
@@ -23,7 +25,7 @@ from runners.proxy.capture import CaptureObserver
 from runners.proxy.contracts import LoginObserver
 from runners.proxy.journal import JournalObserver
 from runners.proxy.on_login import OnLoginObserver
-from runners.proxy.sessions_publisher import Counts, SessionsPublisher
+from runners.proxy.sessions_publisher import DEFAULT_EVERY, Counts, SessionsPublisher
 from runners.proxy.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
@@ -49,8 +51,6 @@ class StoreSide:
         if plan.capture.enabled:
             side.keyring = Keyring(plan.capture)
             side.observers.append(CaptureObserver(writer, side.keyring))
-        if counts is not None:
-            side.publisher = SessionsPublisher(writer, counts)
         return side
 
     async def start(self) -> None:
@@ -62,8 +62,11 @@ class StoreSide:
         on_login = OnLoginObserver(self.writer, self.plan, _queued_pairs(store.queued_by_login()))
         if on_login.watching:
             self.observers.append(on_login)
-        if self.publisher is not None:
-            self._task = asyncio.create_task(self.publisher.run(), name="proxy-sessions-publisher")
+
+    def publish(self, counts: Counts, every: float = DEFAULT_EVERY) -> None:
+        """Store the registry's session counts now and every ``every`` seconds (on the running loop)."""
+        self.publisher = SessionsPublisher(self.writer, counts, every)
+        self._task = asyncio.create_task(self.publisher.run(), name="proxy-sessions-publisher")
 
     async def aclose(self) -> None:
         if self._task is not None:
