@@ -8,6 +8,7 @@ import asyncio
 import base64
 import dataclasses
 import imaplib
+import json
 import os
 import signal
 import subprocess
@@ -141,8 +142,9 @@ def test_rotation_reseals_under_the_new_key_and_the_old_one_can_go(
     monkeypatch.setenv("CAPTURE_KEY", NEW_KEY)
     rotated = load_plan(_plan_files(tmp_path, tail=CAPTURE + 'previous_keys = ["env:OLD_KEY"]\n'))
     assert captured_password(_secret(rotated), "alice") == ALICE_PW  # the old key still opens it
-    done = rekey_plan(rotated)
-    assert (done.resealed, done.current, done.expired) == (1, 0, 0)
+    cli = subprocess.run([*CUTOVER, "proxy", "rekey", "--plan", str(rotated.path), "--output", "json"],
+                         capture_output=True, text=True, env=dict(os.environ), timeout=120)  # fmt: skip
+    assert json.loads(cli.stdout) == {"resealed": 1, "current": 0, "expired": 0}, cli.stderr
     assert rekey_plan(rotated).resealed == 0
     monkeypatch.delenv("OLD_KEY")
     assert captured_password(_secret(load_plan(_plan_files(tmp_path))), "alice") == ALICE_PW
@@ -257,6 +259,9 @@ def test_a_password_captured_through_the_running_proxy_lets_the_engine_copy_the_
     status = lab.cutover("status", "--plan", str(plan_path), "--failures", env=env)
     triage = lab.cutover("triage", "--plan", str(plan_path), "--user", "alice", "--no-compare", env=env)
     assert "route: legacy as alice" in triage.stdout
+    forgot = lab.cutover("proxy", "forget", "alice", "--plan", str(plan_path), env=env)
+    assert (forgot.returncode, forgot.stdout.strip()) == (0, "forgot 1 captured password(s) of alice")
+    assert store.captured_credential("alice", "legacy") is None
 
     outputs = [str(summary), status.stdout, status.stderr, triage.stdout, triage.stderr,
                proxy.stdout.read() if proxy.stdout else "", proxy.stderr.read() if proxy.stderr else ""]  # fmt: skip

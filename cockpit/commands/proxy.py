@@ -17,6 +17,7 @@ from typing import Any
 
 from cockpit.commands.preflight import warn_before_connecting
 from cockpit.commands.proxy_forget import forget_command
+from cockpit.commands.proxy_rekey import rekey_command
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.proxy.contracts import DecidedBy, Route
@@ -43,6 +44,8 @@ def proxy_command(args: argparse.Namespace) -> int:
         return _route(plan, args.user, args.output)
     if args.action == "forget":
         return forget_command(args)
+    if args.action == "rekey":
+        return rekey_command(args)
     warn_before_connecting(plan)
     return asyncio.run(_run(plan))
 
