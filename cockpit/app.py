@@ -291,7 +291,7 @@ class CockpitApp(App[None]):
             self.exit()
         else:
             self.notify(
-                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, audit, help, quit",
+                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, audit, proxy, help, quit",
                 severity="warning",
             )
 

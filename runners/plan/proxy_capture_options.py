@@ -37,7 +37,7 @@ class CaptureSettings:
     expiry_days: float = DEFAULT_EXPIRY_DAYS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class CapturedSecret(Secret):
     """``captured:``: the password the proxy captured for the user on ``backend``, opened with the
     plan's capture keys from the store at ``state_db`` (``runners.connectors.captured``). It is never
@@ -46,6 +46,10 @@ class CapturedSecret(Secret):
     backend: str = "legacy"
     state_db: Path = Path()
     capture: CaptureSettings = CaptureSettings()
+
+    @property
+    def described(self) -> str:
+        return CAPTURED_REF
 
     def reveal(self) -> str:
         raise SecretError(f"the {self.backend} password captured by the proxy is read from the state store")
