@@ -113,7 +113,7 @@ def test_backends_start_from_source_and_target_and_listeners_from_ports(tmp_path
         [proxy.smtp]
         anything = "P2 reads this"
         [proxy.capture]
-        anything = "P3 reads this"
+        enabled = false  # the credential capture reads it (runners/plan/proxy_capture_options.py)
     """))  # fmt: skip
     options = plan.proxy
     assert options is not None and options.grace_seconds == 30.0
