@@ -4,13 +4,14 @@ documented errors, and a running proxy fed any bytes before login answers the ne
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from proxy_harness import ProxyThread
 from servers.process import free_ports
@@ -116,15 +117,21 @@ auth_failure_delay_seconds = 0
 lockout_failures = 1000000
 max_unauthenticated_per_address = 1000
 max_line_bytes = 1024
+login_timeout_seconds = 0.5
 """)
     with ProxyThread(root / "plan.toml"):
         yield {"imap": imap, "pop3": pop3}
 
 
-def feed(port: int, data: bytes) -> None:
+def feed(port: int, data: bytes, goodbye: bytes) -> None:
+    """Send ``data`` then a goodbye, and read until the proxy hangs up (after the goodbye, a limit, or
+    its login timeout when the data left it waiting for more): the session has ended by then."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.recv(1000)
-        sock.sendall(data)
+        sock.sendall(data + b"\r\n" + goodbye)
+        sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(ConnectionResetError):
+            while sock.recv(65536):
+                pass
 
 
 def greets(port: int) -> bytes:
@@ -132,14 +139,15 @@ def greets(port: int) -> bytes:
         return sock.recv(1000)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=80)
 @given(imap_bytes, pop3_bytes)
+@example(b"\xff\xfe NOOP\r\n", b"USER \xff\r\nPASS \xfe\r\n")  # not UTF-8: a tag, a login
 def test_the_running_proxy_survives_any_input_before_login(
     running_proxy: dict[str, int], caplog: pytest.LogCaptureFixture, imap: bytes, pop3: bytes
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="cutover.proxy"):
-        feed(running_proxy["imap"], imap)
-        feed(running_proxy["pop3"], pop3)
+        feed(running_proxy["imap"], imap, b"zz LOGOUT\r\n")
+        feed(running_proxy["pop3"], pop3, b"QUIT\r\n")
         assert greets(running_proxy["imap"]).startswith(b"* OK [CAPABILITY IMAP4rev1 ")
         assert greets(running_proxy["pop3"]).startswith(b"+OK")
     assert not [r for r in caplog.records if "ended by" in r.getMessage()]

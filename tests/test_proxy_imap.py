@@ -181,7 +181,8 @@ imap_tls = "none"
 [proxy.routing]
 static = {{ carol = "target", dave = "silent" }}
 """
-    plan, ports = write_proxy_plan(tmp_path, legacy, target, target_extra=SUFFIX, tail=tail)
+    plan, ports = write_proxy_plan(tmp_path, legacy, target, target_extra=SUFFIX, tail=tail,
+                                   limits="backend_connect_seconds = 1")  # fmt: skip
     recorder = Recorder()
     target.stop()
     with ProxyThread(plan, observers=[recorder]):

@@ -77,6 +77,11 @@ def test_overlong_lines_and_literals_before_login_end_the_connection(
     raw = Raw(ports["imap"])
     raw.send(b"a LOGIN alice {300+}\r\n" + b"y" * 300 + b"\r\n")
     assert raw.line() == b"* BYE Too long literal before login.\r\n"
+    raw = Raw(ports["imap"])
+    raw.send(b"a AUTHENTICATE PLAIN\r\n")
+    assert raw.line() == b"+ \r\n"
+    raw.send(b"A" * 2000 + b"\r\n")
+    assert raw.line() == b"* BYE Too long command line.\r\n"
     raw = Raw(ports["pop3"])
     raw.send(b"USER " + b"x" * 2000 + b"\r\n")
     assert raw.line() == b"-ERR Too long command line.\r\n"
@@ -140,9 +145,11 @@ def test_malformed_sasl_and_too_many_bad_commands(proxy: tuple[dict[str, int], R
     assert raw.line() == b"c BAD Authentication aborted by client.\r\n"
     raw.send(b"d AUTHENTICATE PLAIN AGFsaWNl\r\n")  # base64 of "\0alice": no password part
     assert raw.line() == b"d BAD Not a plain response.\r\n"
-    for number in range(7):
+    raw.send(b"e LOGIN just-one-argument\r\n")
+    assert raw.line() == b"e BAD Invalid arguments.\r\n"
+    for number in range(6):
         raw.send(b"x%d SELECT INBOX\r\n" % number)
-    answers = [raw.line() for _ in range(7)]
+    answers = [raw.line() for _ in range(6)]
     assert answers[-1] == b"* BYE Too many invalid IMAP commands.\r\n"
     assert raw.line() == b""
     pop = Raw(ports["pop3"])

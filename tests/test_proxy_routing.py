@@ -4,6 +4,7 @@ code and a real state store, no servers (the protocols are tested against real D
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from pathlib import Path
 
@@ -232,6 +233,7 @@ def test_router_order_store_then_static_then_default_and_a_switch_is_seen_at_onc
     assert route(router, "alice") == ("legacy", DecidedBy.DEFAULT, "alice")
     assert route(router, "BOB") == ("target", DecidedBy.STATIC, "BOB@tenant.example")
     assert route(router, "zed") == ("legacy", DecidedBy.DEFAULT, "zed")
+    assert asyncio.run(router.route_user("alice")).reason == "wave pilot not switched; the plan's default backend"
     assert router.refresh() == frozenset()
 
     step = store.begin_step("pilot", "switched", Actor("t", "h"), {})
@@ -310,3 +312,28 @@ def test_the_proxy_example_in_the_docs_loads(tmp_path: Path) -> None:
     assert rewrite_login("j.smith", got["target"]) == "j_smith@tenant.example"
     assert got["legacy"].endpoints[Service.POP3].tls == TlsMode.IMPLICIT
     assert len(listeners(options)) == 14  # 7 ports on 2 addresses
+
+
+def test_cutover_proxy_route_says_what_the_store_decided(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cockpit.cli import main
+
+    path = write(tmp_path, """
+        [proxy]
+        imap_port = 1430
+        [proxy.backends.target]
+        login_suffix = "tenant.example"
+    """)  # fmt: skip
+    plan = load_plan(path)
+    store = StateStore(plan.state_db)
+    store.end_step(store.begin_step("pilot", "switched", Actor("t", "h"), {}), StepStatus.DONE)
+    store.close()
+    assert main(["proxy", "route", "ALICE", "--plan", str(path), "--output", "json"]) == 0
+    decided = json.loads(capsys.readouterr().out)
+    assert decided == {
+        "user": "alice", "backend": "target", "backend_login": "ALICE@tenant.example", "decided_by": "store",
+        "reason": "wave pilot switched", "logins": {"legacy": "ALICE", "target": "ALICE@tenant.example"},
+    }  # fmt: skip
+    assert main(["proxy", "forget", "alice", "--plan", str(path)]) == 0  # the credential capture's (P3)
+    assert "no captured password was kept for alice" in capsys.readouterr().out
+    assert main(["proxy", "run", "alice", "--plan", str(path)]) == 2
+    assert "takes no USER" in capsys.readouterr().err
