@@ -28,7 +28,6 @@ def proxy_data(
     for c in counters:
         outcomes[c.outcome] = outcomes.get(c.outcome, 0) + c.count
     total = sum(outcomes.values())
-    queued = store.queued_by_login()
     return {
         "sessions": [asdict(s) for s in store.proxy_sessions(now)],
         "logins_last_minute": total,
@@ -36,11 +35,7 @@ def proxy_data(
         "outcomes_last_minute": outcomes,
         "by_backend_last_minute": [asdict(c) for c in counters],
         "failures": [asdict(f) for f in store.proxy_failures(failures, since=now - FAILURES_SINCE)],
-        "queued_by_login": {
-            wave: {"queued": len(queued.get(wave, ())), "mailboxes": len(plan.wave(wave))}
-            for wave in plan.waves
-            if plan.starts_on_login(wave)
-        },
+        "queued_by_login": _queued_by_login(plan, store.queued_by_login()),
     }
 
 
@@ -87,6 +82,7 @@ def failure_text(f: dict[str, Any]) -> str:
     return f"{when} {f['service']} {f['user']} from {f['client']}{where}: {f['outcome']}{detail}"
 
 
+
 def empty_proxy_data(plan: Plan) -> dict[str, Any]:
     """The figures of a store not created yet: nothing seen, on-login waves with nothing queued."""
     return {
@@ -96,9 +92,14 @@ def empty_proxy_data(plan: Plan) -> dict[str, Any]:
         "outcomes_last_minute": {},
         "by_backend_last_minute": [],
         "failures": [],
-        "queued_by_login": {
-            wave: {"queued": 0, "mailboxes": len(plan.wave(wave))}
-            for wave in plan.waves
-            if plan.starts_on_login(wave)
-        },
+        "queued_by_login": _queued_by_login(plan, {}),
+    }
+
+
+def _queued_by_login(plan: Plan, queued: dict[str, set[str]]) -> dict[str, dict[str, int]]:
+    """Each on-login wave: how many of its mailboxes logins queued, of how many."""
+    return {
+        wave: {"queued": len(queued.get(wave, ())), "mailboxes": len(plan.wave(wave))}
+        for wave in plan.waves
+        if plan.starts_on_login(wave)
     }
