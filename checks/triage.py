@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from checks.families.directory_people import UPN, Person, fetched_attributes, roles, to_person
 from checks.ldapdir import any_of, equals, search
+from checks.proxy_logins import ProxyRoute, last_route, proxy_logins, route_now
 from runners.connectors.base import SourceSession, TargetSession
 from runners.engine.sessions import open_source, open_target
 from runners.errors import MigrationError, ProtocolError
@@ -22,6 +23,7 @@ from runners.plan.model import MailboxEntry, Plan
 from runners.plan.readiness_model import DirectorySettings
 from runners.state.check_history import FindingRow
 from runners.state.mailbox_reads import MailboxDetail, MailboxQuery, MailboxRow
+from runners.state.proxy_rows import LoginRow
 from runners.state.read_models.window import STAGE_WORDS, WaveWindow, stamp, wave_windows
 from runners.state.statuses import MailboxState
 from runners.state.store import StateStore
@@ -64,6 +66,9 @@ class Triage:
     completeness: str = ""
     #: Late mail caught for the user's wave after its switch (the settle step's count; None: not yet).
     late_messages: int | None = None
+    #: The user's last logins through the routing proxy, newest first, and the route of the last routed one.
+    proxy_logins: tuple[LoginRow, ...] = ()
+    proxy_route: ProxyRoute | None = None
 
 
 def find_entry(plan: Plan, address: str) -> MailboxEntry | None:
@@ -101,6 +106,8 @@ def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
     result.steps.append(_directory("target directory", r.target_directory, entry.target))
     result.steps.append(_login("source login", lambda: open_source(plan.source, entry)))
     result.steps.append(_login("target login", lambda: open_target(plan.target, entry)))
+    if plan.proxy is not None:  # where the routing proxy sends the user now, with the rewritten login
+        result.steps.append(Step("proxy route", *route_now(plan, entry.source)))
     if plan.state_db.exists():
         store = StateStore(plan.state_db, read_only=True)  # the helpdesk may not write the state directory
         try:
@@ -113,6 +120,8 @@ def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
             }
             _read_state(store, entry, names, result)
             _read_window(plan, store, entry, result)
+            result.proxy_logins = proxy_logins(store, names)
+            result.proxy_route = last_route(result.proxy_logins)
         finally:
             store.close()
     result.complete, result.completeness = completeness(result.row)

@@ -36,6 +36,7 @@ from cockpit.screens.log import LogView
 from cockpit.screens.mailbox import FailureView, MailboxView
 from cockpit.screens.mailboxes import MailboxesView
 from cockpit.screens.overview import OverviewView
+from cockpit.screens.proxy import ProxyView
 from cockpit.screens.readiness import ReadinessView
 from cockpit.screens.triage import TriageView
 from cockpit.shell import Cockpit
@@ -220,6 +221,8 @@ class CockpitApp(App[None]):
             self.push_screen(LogView())
         elif view == "audit":
             self.push_screen(AuditView())
+        elif view == "proxy":
+            self.push_screen(ProxyView())
 
     def open_mailboxes(self, wave: str | None = None, filter_text: str | None = None) -> None:
         view = MailboxesView(wave)
@@ -279,13 +282,16 @@ class CockpitApp(App[None]):
         elif view in ("u", "user", "triage"):
             self.action_goto("overview")
             self.push_screen(TriageView(rest[0] if rest else ""))
+        elif view in ("p", "proxy"):
+            self.action_goto("overview")
+            self.push_screen(ProxyView(rest[0] if rest else ""))
         elif view in ("h", "help", "?"):
             self.action_help()
         elif view in ("q", "quit"):
             self.exit()
         else:
             self.notify(
-                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, audit, help, quit",
+                f"unknown view {view!r}: overview, readiness, mailboxes, user, log, audit, proxy, help, quit",
                 severity="warning",
             )
 

@@ -240,11 +240,11 @@ def _parser() -> argparse.ArgumentParser:
         description="run (default): serve the plan's [proxy] listeners in the foreground until SIGINT/SIGTERM "
         "(exit 0; 2 when it can't start). route USER: where USER goes now and the login each backend is given "
         "(exit 0: decided by the store, the directory or a static override; 1: only by the default backend). "
-        "forget USER: drop USER's captured password.",
+        "forget USER: drop USER's captured password. rekey: seal every captured password under the current key.",
     )
     common(proxy)
     # Written together (argparse can't fill positionals on both sides of --plan): proxy route USER --plan P.
-    proxy.add_argument("action", nargs="?", choices=("run", "route", "forget"), default="run", help="what to do")
+    proxy.add_argument("action", nargs="?", choices=("run", "route", "forget", "rekey"), default="run", help="what to do")
     proxy.add_argument("user", nargs="?", metavar="USER", help="the user (route, forget)")
     return parser
 

@@ -52,6 +52,8 @@ def render(result: Triage) -> str:
     lines += [f"  {f.severity:<8} {f.check_id} {f.title}: {f.observed or '-'}" for f in result.findings] or [
         "  none"
     ]
+    if result.proxy_logins:  # a user who never came through the proxy: nothing to say about it
+        lines += ["", *proxy_text(result)]
     lines += ["", "CHECKED NOW"] + [f"  {MARKS[s.ok]} {s.name:<16} {s.detail}" for s in result.steps]
     if result.detail is not None and result.detail.folders:
         lines += ["", "FOLDERS                           copied skipped failed pending  note"]
@@ -97,4 +99,27 @@ def as_json(result: Triage) -> dict[str, Any]:
         "findings": [{"severity": f.severity, "check": f.check_id, "title": f.title, "observed": f.observed}
                      for f in result.findings],
         "checked_now": [asdict(s) for s in result.steps],
+        "proxy_route": None if result.proxy_route is None else asdict(result.proxy_route),
+        "proxy_logins": [asdict(r) for r in result.proxy_logins],
     }  # fmt: skip
+
+
+def proxy_text(result: Triage) -> list[str]:
+    """The route the proxy gave the user (with the login rewritten for the backend) and their last
+    logins through it: time, service, client address, backend, result in the backend's words."""
+    route = result.proxy_route
+    lines = ["THROUGH THE PROXY"]
+    if route is None:
+        lines.append("  route: no login through the proxy recorded")
+    else:
+        why = f": {route.reason}" if route.reason else ""
+        lines.append(
+            f"  route: {route.backend} as {route.backend_login} (decided by {route.decided_by}{why}), "
+            f"at the last login {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(route.at))}"
+        )
+    lines.append(f"  last logins ({len(result.proxy_logins)})" if result.proxy_logins else "  last logins: none")
+    for r in result.proxy_logins:
+        when = time.strftime("%m-%d %H:%M:%S", time.localtime(r.ts))
+        detail = f": {r.detail}" if r.detail else ""
+        lines.append(f"  {when} {r.service:<10} {r.client:<15} {r.backend or '-':<8} {r.outcome}{detail}")
+    return lines

@@ -8,6 +8,8 @@
     │                              the run stops (runners.engine.wave_faults)
     ├── RunInterrupted             the operator stopped the run (not a failure: the ledger holds the rest)
     ├── MailboxCancelled           a cancel request for one mailbox or its wave (not a failure either)
+    ├── NotCaptured                a ``captured:`` mailbox whose password the proxy never captured, or it
+    │                              expired: that mailbox fails alone (runners.connectors.captured)
     ├── Refused                    a window step's conditions don't hold and no operator overrode them
     │                              (runners.window.driver); WaveHeld: another operator holds the wave's lease
     └── ProtocolError              a server said no, or the connection broke

@@ -114,7 +114,7 @@ def test_backends_start_from_source_and_target_and_listeners_from_ports(tmp_path
         [proxy.smtp]
         anything = "P2 reads this"
         [proxy.capture]
-        anything = "P3 reads this"
+        enabled = false  # the credential capture reads it (runners/plan/proxy_capture_options.py)
     """))  # fmt: skip
     options = plan.proxy
     assert options is not None and options.grace_seconds == 30.0
@@ -338,6 +338,7 @@ def test_cutover_proxy_route_says_what_the_store_decided(
         "user": "alice", "backend": "target", "backend_login": "ALICE@tenant.example", "decided_by": "store",
         "reason": "wave pilot switched", "logins": {"legacy": "ALICE", "target": "ALICE@tenant.example"},
     }  # fmt: skip
-    assert main(["proxy", "forget", "alice", "--plan", str(path)]) == 2
+    assert main(["proxy", "forget", "alice", "--plan", str(path)]) == 0  # the credential capture's (P3)
+    assert "no captured password was kept for alice" in capsys.readouterr().out
     assert main(["proxy", "run", "alice", "--plan", str(path)]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    assert "takes no USER" in capsys.readouterr().err

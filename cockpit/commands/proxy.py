@@ -18,10 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from cockpit.commands.preflight import warn_before_connecting
+from cockpit.commands.proxy_forget import forget_command
+from cockpit.commands.proxy_rekey import rekey_command
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.proxy.contracts import DecidedBy, Route
 from runners.proxy.server import Bound, build_context, run_proxy
+from runners.proxy.store_side import StoreSide
 from runners.safe_text import safe, safe_lines, scrub
 from runners.state.store import StateStore
 
@@ -42,8 +45,9 @@ def proxy_command(args: argparse.Namespace) -> int:
     if args.action == "route":
         return _route(plan, args.user, args.output)
     if args.action == "forget":
-        print("cutover: error: cutover proxy forget: not available yet", file=sys.stderr)
-        return EXIT_UNUSABLE
+        return forget_command(args)
+    if args.action == "rekey":
+        return rekey_command(args)
     warn_before_connecting(plan)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_run(plan))
@@ -61,16 +65,26 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 async def _run(plan: Plan) -> int:
     store = StateStore(plan.state_db)
+    side = StoreSide.for_plan(plan)  # the login journal, the credential capture, the on-login queue
+    await side.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await run_proxy(plan, store, stop, on_bound=lambda bound: _say_listening(plan, bound))
+        await run_proxy(
+            plan,
+            store,
+            stop,
+            observers=side.observers,
+            on_context=lambda ctx: side.publish(ctx.registry.counts),  # live session counts into the store
+            on_bound=lambda bound: _say_listening(plan, bound),
+        )
     except OSError as exc:
         print(f"cutover: error: the proxy can't listen: {safe(exc)}", file=sys.stderr)
         return EXIT_UNUSABLE
     finally:
+        await side.aclose()
         store.close()
     return EXIT_OK
 

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from runners.engine.control import ControlWatcher
+from runners.engine.login_queue import queued_only
 from runners.engine.mailbox import MailboxJob
 from runners.engine.pacing_recorder import PacingRecorder
 from runners.engine.sessions import ConnectionCaps
@@ -70,6 +71,8 @@ def run_wave(
     store = StateStore(plan.state_db)
     store.mark_dead_runs()
     entries = largest_first(store, select_mailboxes(plan, wave, only))
+    if plan.starts_on_login(wave):  # only the mailboxes their users' logins through the proxy queued (#14)
+        entries = queued_only(store, wave, entries)
     previous = store.has_finished_run(wave)
     kind = "retry" if retry_failed else "delta" if previous else "full"
     before = store.mailbox_states()

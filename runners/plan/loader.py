@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 from runners.errors import PlanError
+from runners.plan.captured_refs import bind_captured
 from runners.plan.endpoint import ENDPOINT_KEYS, build_endpoint
 from runners.plan.exposure import exposure_problems
 from runners.plan.locate import KeyLocator
@@ -25,6 +26,7 @@ from runners.plan.model import (
     Plan,
 )
 from runners.plan.paths import resolve_path
+from runners.plan.proxy_capture_options import load_capture
 from runners.plan.proxy_options import load_proxy
 from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.switch_options import load_switch
@@ -104,9 +106,11 @@ def load_plan(path: str | Path) -> Plan:
         switch=load_switch(root, base_dir),
         window=load_window(root),
         proxy=None,
+        capture=load_capture(root),
     )
     if root.table("proxy") is not None:
         plan = dataclasses.replace(plan, proxy=load_proxy(root, base_dir, source, target, plan.switch))
+    plan = bind_captured(plan, plan.capture, root)
     _refuse_exposed_secrets(root.table("security"), plan)
     return plan
 

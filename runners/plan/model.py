@@ -8,6 +8,7 @@ from typing import Literal
 
 from runners.plan.ews_options import EwsOptions
 from runners.plan.graph_options import GraphOptions
+from runners.plan.proxy_capture_options import CaptureSettings
 from runners.plan.proxy_model import ProxyOptions
 from runners.plan.readiness_model import ReadinessConfig
 from runners.plan.secret import Secret as Secret  # part of the plan model API
@@ -96,6 +97,9 @@ class WaveSettings:
     name: str
     #: A trial wave: launching it from the cockpit asks for a yes, not for its name typed.
     pilot: bool = False
+    #: ``start = "on-login"``: a mailbox is queued for the engine at its user's first login through the
+    #: routing proxy, and a run of the wave copies only the queued ones.
+    on_login: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,8 @@ class Plan:
     switch: SwitchSettings | None = None
     #: ``[window]``: when the cutover window opens and how long it lasts (runners.window reads it).
     window: WindowSettings = field(default_factory=WindowSettings)
+    #: ``[proxy.capture]``: passwords the routing proxy keeps for ``captured:`` references.
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
     #: ``[proxy]``: the routing proxy's listeners, backends, routing and limits (None: no proxy).
     proxy: ProxyOptions | None = None
 
@@ -151,3 +157,7 @@ class Plan:
     def is_pilot(self, wave: str) -> bool:
         """Whether the plan marks ``wave`` as a pilot (``[[waves]] pilot = true``), whatever its name."""
         return any(w.name == wave and w.pilot for w in self.wave_settings)
+
+    def starts_on_login(self, wave: str) -> bool:
+        """Whether ``wave`` is marked ``start = "on-login"`` (its users' logins queue their mailboxes)."""
+        return any(w.name == wave and w.on_login for w in self.wave_settings)

@@ -4,7 +4,8 @@ Optional. Without it the waves are those of the mailbox list, in the order they 
 and none is a pilot. With it, every wave of the mailbox list is declared exactly once (a wave name
 with a typo in the CSV, or in ``[[waves]]``, is an error, not a wave of its own), in the order the
 cockpit shows them. ``pilot = true`` marks a wave the cockpit launches after a plain yes; any other
-wave needs its name typed.
+wave needs its name typed. ``start = "on-login"`` marks a wave whose mailboxes the routing proxy queues
+at their user's first login through it (the seed's real-time migration); a run copies only those.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from collections.abc import Sequence
 from runners.plan.model import MailboxEntry, WaveSettings
 from runners.plan.tables import Table, did_you_mean, type_name
 
-WAVE_KEYS = ("name", "pilot")
+WAVE_KEYS = ("name", "pilot", "start")
+#: ``start``: "launch" (an operator launches the wave) or "on-login" (the proxy queues each mailbox
+#: at its user's first login; a run copies the queued ones).
+WAVE_STARTS = ("launch", "on-login")
 
 
 def load_waves(root: Table, mailboxes: Sequence[MailboxEntry]) -> tuple[WaveSettings, ...]:
@@ -38,7 +42,8 @@ def load_waves(root: Table, mailboxes: Sequence[MailboxEntry]) -> tuple[WaveSett
             raise table.error(
                 "name", f'no mailbox of the mailbox list is in wave "{name}"{did_you_mean(name, first_row)}'
             )
-        out.append(WaveSettings(name, pilot=table.boolean("pilot", False)))
+        start = table.choice("start", WAVE_STARTS, default="launch")
+        out.append(WaveSettings(name, pilot=table.boolean("pilot", False), on_login=start == "on-login"))
     declared = {w.name for w in out}
     for wave, entry in first_row.items():
         if wave not in declared:

@@ -219,11 +219,15 @@ async def run_proxy(
     observers: Sequence[LoginObserver] = (),
     extra_listeners: Sequence[StartListener] = (),
     on_bound: Callable[[list[Bound]], None] | None = None,
+    on_context: Callable[[ProxyContext], None] | None = None,
 ) -> None:
     """The whole proxy until ``stop`` is set: where ``cutover proxy`` wires the login observers (the
     journal, the credential capture, the on-login queueing) and the SMTP side's listeners in.
     Raises ``OSError`` when a listener can't bind (nothing stays bound then)."""
-    server = ProxyServer(build_context(plan, store, observers=observers), extra_listeners=extra_listeners)
+    ctx = build_context(plan, store, observers=observers)
+    if on_context is not None:  # the store side publishes ctx.registry's session counts
+        on_context(ctx)
+    server = ProxyServer(ctx, extra_listeners=extra_listeners)
     await server.start()
     if on_bound is not None:
         on_bound(server.bound)

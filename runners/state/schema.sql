@@ -228,3 +228,61 @@ CREATE TABLE IF NOT EXISTS wave_leases (
     taken    REAL NOT NULL,
     expires  REAL NOT NULL
 );
+
+-- The routing proxy (#14). Every login through it, as triage and the proxy view read them: written by
+-- the proxy in batches (one transaction per ~100 ms), kept bounded per user, by age and in total.
+-- ``user_name`` is the route's user, or the login as typed when the proxy refused before routing.
+CREATE TABLE IF NOT EXISTS proxy_logins (
+    id            INTEGER PRIMARY KEY,
+    ts            REAL NOT NULL,
+    service       TEXT NOT NULL,              -- imap | pop3 | submission | smtp
+    client        TEXT NOT NULL,              -- the client's address
+    login         TEXT NOT NULL,              -- as the client typed it
+    user_name     TEXT NOT NULL,
+    backend       TEXT,                       -- NULL: refused before routing
+    backend_login TEXT,                       -- the login the route rewrote for the backend
+    decided_by    TEXT,                       -- store | directory | static | default
+    reason        TEXT,                       -- why the router chose the backend, in words
+    outcome       TEXT NOT NULL,              -- accepted | rejected | unavailable | blocked
+    detail        TEXT NOT NULL DEFAULT ''    -- the backend's words (scrubbed) or the proxy's reason
+);
+CREATE INDEX IF NOT EXISTS proxy_logins_by_user ON proxy_logins (user_name, id);
+CREATE INDEX IF NOT EXISTS proxy_logins_by_login ON proxy_logins (login, id);
+CREATE INDEX IF NOT EXISTS proxy_logins_by_time ON proxy_logins (ts);
+
+-- Sessions open through each running proxy, per backend and service, rewritten every few seconds by
+-- the proxy (its rows go when it stops); a row not refreshed for a while is a proxy that died.
+CREATE TABLE IF NOT EXISTS proxy_sessions (
+    proxy     TEXT NOT NULL,                  -- host:pid
+    backend   TEXT NOT NULL,
+    service   TEXT NOT NULL,
+    sessions  INTEGER NOT NULL,
+    updated   REAL NOT NULL,
+    PRIMARY KEY (proxy, backend, service)
+);
+
+-- Passwords the proxy captured after a backend accepted them ([proxy.capture]), for a legacy platform
+-- with no master account: AES-GCM ciphertext only, the key's id beside it, the user and backend bound
+-- in as associated data; gone after ``expires``.
+CREATE TABLE IF NOT EXISTS captured_credentials (
+    user_name   TEXT NOT NULL,
+    backend     TEXT NOT NULL,
+    login       TEXT NOT NULL,                -- the login the backend accepted it for
+    key_id      TEXT NOT NULL,
+    nonce       BLOB NOT NULL,
+    ciphertext  BLOB NOT NULL,
+    captured    REAL NOT NULL,
+    expires     REAL NOT NULL,
+    PRIMARY KEY (user_name, backend)
+);
+
+-- Mailboxes of an on-login wave ([[waves]] start = "on-login") queued by their user's first login
+-- through the proxy: a run of that wave copies these.
+CREATE TABLE IF NOT EXISTS login_queue (
+    wave      TEXT NOT NULL,
+    mailbox   TEXT NOT NULL,                  -- the plan's source login
+    queued    REAL NOT NULL,
+    service   TEXT NOT NULL,
+    client    TEXT NOT NULL,
+    PRIMARY KEY (wave, mailbox)
+);

@@ -23,10 +23,13 @@ from runners.model import FolderState
 from runners.safe_text import safe, safe_or_none
 from runners.state.audit import AuditMixin
 from runners.state.backend import Backend, SqliteBackend, schema_text
+from runners.state.captured import CapturedMixin
 from runners.state.check_history import CheckHistoryMixin
 from runners.state.controls import ControlsMixin
 from runners.state.mailbox_reads import MailboxReadsMixin
 from runners.state.pacing import PacingMixin
+from runners.state.proxy_reads import ProxyReadsMixin
+from runners.state.proxy_writes import ProxyWritesMixin
 from runners.state.rows import (
     FailedMessage,
     Intent,
@@ -104,6 +107,9 @@ class StateStore(
     AuditMixin,
     PacingMixin,
     WaveStepsMixin,
+    ProxyWritesMixin,
+    ProxyReadsMixin,
+    CapturedMixin,
 ):
     def __init__(self, path: Path | str | Backend, *, read_only: bool = False) -> None:
         """Open (and create or upgrade) the store at ``path``, or the one behind a backend.

@@ -13,6 +13,7 @@ from typing import Any
 
 from runners.plan.model import Plan
 from runners.safe_text import safe_data
+from runners.state.read_models.proxy import empty_proxy_data, proxy_data, proxy_lines
 from runners.state.store import StateStore
 
 
@@ -26,6 +27,7 @@ def status_data(
             "mailboxes": [],
             "not_copied": [],
             "planned": len(plan.mailboxes),
+            "proxy": empty_proxy_data(plan),
         }
     store = StateStore(plan.state_db, read_only=True)
     try:
@@ -40,6 +42,7 @@ def status_data(
                 asdict(r) | {"backoff_seconds": round(r.backoff_left(), 1)}
                 for r in store.running_pacing(wave)
             ],
+            "proxy": proxy_data(store, plan),
         }
         if failures:
             data["not_copied"] = [asdict(r) for r in store.not_copied(wave, mailboxes)]
@@ -53,7 +56,7 @@ def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
     lines = [f"state: {data['state_db']}"]
     if not data["runs"]:
         lines.append(f"No run yet. {data['planned']} mailboxes planned.")
-        return "\n".join(lines)
+        return "\n".join(lines + proxy_lines(data["proxy"]))
     last = data["runs"][0]
     lines.append(f"last run: #{last['id']} wave {last['wave']} ({last['kind']}) {last['status']}")
     lines.append("")
@@ -71,6 +74,7 @@ def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
             lines.append(window_line(w))
     for p in data.get("pacing", []):
         lines.append(pacing_line(p))
+    lines.extend(proxy_lines(data["proxy"]))
     for f in data.get("folder_errors", []):
         lines.append(f"folder not copied: {f['source']} {f['source_path']}: {f['error']}")
     if failures:

@@ -1,0 +1,109 @@
+"""The routing proxy's writes: one transaction per batch (logins, captured passwords, the on-login
+queue, live session counts), the journal pruned to its bounds in the same transaction.
+
+The proxy never waits on these: its store writer (``runners.proxy.store_writer``) calls them from
+its own thread, about every 100 ms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from runners.safe_text import safe
+from runners.state.backend import Connection
+from runners.state.base import StoreBase
+from runners.state.proxy_rows import JournalLimits, LoginRow, ProxyBatch, QueuedLogin, SealedCredential
+
+_DAY = 86400.0
+DEFAULT_LIMITS = JournalLimits()
+
+
+class ProxyWritesMixin(StoreBase):
+    def record_proxy_batch(self, batch: ProxyBatch, limits: JournalLimits = DEFAULT_LIMITS) -> None:
+        """Commit everything the proxy gathered since the last batch, in one transaction."""
+        if not batch:
+            return
+        with self.transaction() as db:
+            _insert_logins(db, batch.logins)
+            _keep_credentials(db, batch.credentials)
+            _queue(db, batch.queued)
+            if batch.sessions is not None:
+                db.execute("DELETE FROM proxy_sessions WHERE proxy = ?", (batch.sessions.proxy,))
+                db.executemany(
+                    "INSERT INTO proxy_sessions (proxy, backend, service, sessions, updated) VALUES (?,?,?,?,?)",
+                    [
+                        (batch.sessions.proxy, c.backend, c.service, c.sessions, batch.sessions.updated)
+                        for c in batch.sessions.counts
+                    ],
+                )
+            _prune_users(db, {row.user for row in batch.logins}, limits.per_user)
+
+    def prune_proxy_journal(self, limits: JournalLimits = DEFAULT_LIMITS, now: float | None = None) -> int:
+        """Drop logins older than the age bound and beyond the total bound, and expired captured
+        passwords; returns the journal rows dropped."""
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            old = db.execute("DELETE FROM proxy_logins WHERE ts < ?", (now - limits.max_age_days * _DAY,))
+            dropped = old.rowcount
+            newest = db.execute("SELECT COALESCE(MAX(id), 0) FROM proxy_logins").fetchone()[0]
+            extra = db.execute("DELETE FROM proxy_logins WHERE id <= ?", (int(newest) - limits.total,))
+            db.execute("DELETE FROM captured_credentials WHERE expires <= ?", (now,))
+        return dropped + extra.rowcount
+
+    def forget_proxy_sessions(self, proxy: str) -> None:
+        """A proxy that stops takes its session counts with it."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM proxy_sessions WHERE proxy = ?", (proxy,))
+
+
+def _insert_logins(db: Connection, rows: Sequence[LoginRow]) -> None:
+    db.executemany(
+        "INSERT INTO proxy_logins (ts, service, client, login, user_name, backend, backend_login, decided_by, "
+        "reason, outcome, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (
+                r.ts,
+                r.service,
+                safe(r.client),
+                safe(r.login),
+                safe(r.user),
+                r.backend,
+                None if r.backend_login is None else safe(r.backend_login),
+                r.decided_by,
+                None if r.reason is None else safe(r.reason),
+                r.outcome,
+                safe(r.detail),
+            )
+            for r in rows
+        ],
+    )
+
+
+def _keep_credentials(db: Connection, rows: Sequence[SealedCredential]) -> None:
+    db.executemany(
+        "INSERT INTO captured_credentials (user_name, backend, login, key_id, nonce, ciphertext, captured, expires) "
+        "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (user_name, backend) DO UPDATE SET login = excluded.login, "
+        "key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext, "
+        "captured = excluded.captured, expires = excluded.expires",
+        [(c.user, c.backend, c.login, c.key_id, c.nonce, c.ciphertext, c.captured, c.expires) for c in rows],
+    )
+
+
+def _queue(db: Connection, rows: Sequence[QueuedLogin]) -> None:
+    db.executemany(
+        "INSERT INTO login_queue (wave, mailbox, queued, service, client) VALUES (?,?,?,?,?) "
+        "ON CONFLICT (wave, mailbox) DO NOTHING",
+        [(q.wave, q.mailbox, q.queued, q.service, safe(q.client)) for q in rows],
+    )
+
+
+def _prune_users(db: Connection, users: set[str], keep: int) -> None:
+    """Keep each user's newest ``keep`` logins (the index on (user_name, id) finds the cut)."""
+    for user in users:
+        cut = db.execute(
+            "SELECT id FROM proxy_logins WHERE user_name = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+            (safe(user), keep),
+        ).fetchone()
+        if cut is not None:
+            db.execute("DELETE FROM proxy_logins WHERE user_name = ? AND id <= ?", (safe(user), cut[0]))
