@@ -112,12 +112,13 @@ def test_backends_start_from_source_and_target_and_listeners_from_ports(tmp_path
         [proxy.backends.archive]
         imap = "archive.example:993"
         [proxy.smtp]
-        anything = "P2 reads this"
+        max_recipients = 50  # the SMTP side's settings (runners/plan/proxy_smtp_options.py)
         [proxy.capture]
         enabled = false  # the credential capture reads it (runners/plan/proxy_capture_options.py)
     """))  # fmt: skip
     options = plan.proxy
     assert options is not None and options.grace_seconds == 30.0
+    assert options.smtp.max_recipients == 50
     got = backends(options)
     assert got["legacy"].endpoints == {
         Service.IMAP: got["legacy"].endpoints[Service.IMAP],
