@@ -25,6 +25,7 @@ from runners.plan.model import (
 )
 from runners.plan.paths import resolve_path
 from runners.plan.readiness import READINESS_TABLES, load_readiness
+from runners.plan.runner_options import load_lease_seconds
 from runners.plan.switch_options import load_switch
 from runners.plan.tables import Document, Table
 from runners.plan.waves import load_waves
@@ -43,6 +44,7 @@ PLAN_TABLES = (
     "switch",
     "window",
     *READINESS_TABLES,
+    "runner",
 )
 FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = tuple(SPECIAL_KEYS)  # runners/special_use.py holds the one list
@@ -100,6 +102,7 @@ def load_plan(path: str | Path) -> Plan:
         readiness=load_readiness(root, base_dir),
         switch=load_switch(root, base_dir),
         window=load_window(root),
+        lease_seconds=load_lease_seconds(root),
     )
     _refuse_exposed_secrets(root.table("security"), plan)
     return plan

@@ -119,6 +119,8 @@ class Plan:
     switch: SwitchSettings | None = None
     #: ``[window]``: when the cutover window opens and how long it lasts (runners.window reads it).
     window: WindowSettings = field(default_factory=WindowSettings)
+    #: ``[runner] lease_seconds``: how long a runner holds a mailbox without renewing it (a fleet's takeover).
+    lease_seconds: float = 120.0
 
     @property
     def target_domains(self) -> tuple[str, ...]:

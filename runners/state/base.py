@@ -11,17 +11,23 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from runners.state.backend import Backend, Connection
+from runners.state.fence import Lease, fenced_transaction
 
 
 class StoreBase:
     _backend: Backend
+    #: Set on a fenced copy of the store (``StateStore.fenced``): every write proves the lease first.
+    _lease: Lease | None = None
 
     @property
     def read_only(self) -> bool:
         return self._backend.read_only
 
     def transaction(self) -> AbstractContextManager[Connection]:
-        """One short write transaction (raises ``StoreError`` on a read-only store)."""
+        """One short write transaction (raises ``StoreError`` on a read-only store); on a fenced
+        store, refused with ``LeaseLost`` once the lease is no longer the mailbox's current one."""
+        if self._lease is not None:
+            return fenced_transaction(self._backend, self._lease)
         return self._backend.transaction()
 
     def _db(self) -> Connection:

@@ -25,6 +25,8 @@ from runners.state.audit import AuditMixin
 from runners.state.backend import Backend, SqliteBackend, schema_text
 from runners.state.check_history import CheckHistoryMixin
 from runners.state.controls import ControlsMixin
+from runners.state.fleet_hosts import FleetHostsMixin
+from runners.state.leases import LeasesMixin
 from runners.state.mailbox_reads import MailboxReadsMixin
 from runners.state.pacing import PacingMixin
 from runners.state.rows import (
@@ -39,6 +41,7 @@ from runners.state.rows import (
     Unsent,
 )
 from runners.state.runs import RunsMixin, alive
+from runners.state.server_slots import ServerSlotsMixin
 from runners.state.survey import SurveyMixin
 from runners.state.wave_steps import WaveStepsMixin
 
@@ -55,6 +58,7 @@ _ADDED_COLUMNS = {
         ("skipped", "INTEGER NOT NULL DEFAULT 0"),
         ("current_folder", "TEXT"),
         ("target_layout", "TEXT"),
+        ("lease_token", "INTEGER NOT NULL DEFAULT 0"),
     ),
     "folders": (("bytes", "INTEGER"),),
     "check_runs": (("operator", "TEXT"),),
@@ -104,6 +108,9 @@ class StateStore(
     AuditMixin,
     PacingMixin,
     WaveStepsMixin,
+    LeasesMixin,
+    FleetHostsMixin,
+    ServerSlotsMixin,
 ):
     def __init__(self, path: Path | str | Backend, *, read_only: bool = False) -> None:
         """Open (and create or upgrade) the store at ``path``, or the one behind a backend.
