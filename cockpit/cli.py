@@ -234,6 +234,17 @@ def _parser() -> argparse.ArgumentParser:
         help="the target: the lab's IMAP server, Exchange (the EWS emulator) or Microsoft 365 (the Graph emulator)",
     )
     _display_options(demo)
+    runner = sub.add_parser(
+        "runner",
+        help="a long-lived worker of a fleet: takes mailboxes of any launched wave (one per host)",
+        description="Take mailboxes of any wave launched on the plan's state store (cutover run, the cockpit's "
+        "L) under a lease, and wait for the next launch when there is nothing to take: a fleet of hosts is this "
+        "command once per host. SIGTERM or SIGINT: finish the current batch, give the mailboxes back, exit 0 "
+        "(again: close every connection and exit at once). Exit 2: the plan or the state store can't be used.",
+    )
+    common(runner)
+    runner.add_argument("--name", help="this runner's name in the store (default: hostname:pid)")
+    runner.add_argument("--workers", type=int, help="mailboxes worked at once (default: plan's [run] workers)")
     return parser
 
 
@@ -290,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "switch": _switch,
             "audit": _audit,
             "triage": _triage,
+            "runner": _runner,
         }
         handler = handlers[args.command]
         code = handler(args)
@@ -507,6 +519,12 @@ def _verify(args: argparse.Namespace) -> int:
     if report.incomplete:
         return EXIT_UNUSABLE
     return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def _runner(args: argparse.Namespace) -> int:
+    from cockpit.commands.runner import runner_command
+
+    return runner_command(args)
 
 
 if __name__ == "__main__":

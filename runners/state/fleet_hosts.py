@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from runners.state.base import StoreBase
 from runners.state.runs import alive
 
+#: A stopped runner stays listed this long (its last heartbeat says when it stopped).
+KEEP_STOPPED = 86400.0
+
 
 @dataclass(frozen=True, slots=True)
 class HostRow:
@@ -30,6 +33,7 @@ class FleetHostsMixin(StoreBase):
         """This process, under ``name``, is (still) at work: also its heartbeat."""
         now = time.time()
         with self._backend.transaction() as db:
+            db.execute("DELETE FROM fleet_hosts WHERE state = 'stopped' AND heartbeat < ?", (now - KEEP_STOPPED,))
             db.execute(
                 "INSERT INTO fleet_hosts (name, host, pid, started, heartbeat, state) VALUES (?,?,?,?,?,?) "
                 "ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
@@ -46,6 +50,8 @@ class FleetHostsMixin(StoreBase):
 
     def fleet_hosts(self) -> list[HostRow]:
         """Every runner process recorded, newest heartbeat first, with the mailboxes each holds."""
+        if not self._backend.columns("fleet_hosts"):  # a store from before fleets, opened read-only
+            return []
         held: dict[str, list[str]] = {}
         for owner, source in self._read(
             "SELECT owner, source FROM mailboxes WHERE owner IS NOT NULL ORDER BY source"

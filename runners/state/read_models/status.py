@@ -40,6 +40,7 @@ def status_data(
                 asdict(r) | {"backoff_seconds": round(r.backoff_left(), 1)}
                 for r in store.running_pacing(wave)
             ],
+            "hosts": [asdict(h) for h in store.fleet_hosts()],
         }
         if failures:
             data["not_copied"] = [asdict(r) for r in store.not_copied(wave, mailboxes)]
@@ -71,6 +72,7 @@ def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
             lines.append(window_line(w))
     for p in data.get("pacing", []):
         lines.append(pacing_line(p))
+    lines.extend(host_line(h) for h in data.get("hosts", []) if h["state"] != "stopped")
     for f in data.get("folder_errors", []):
         lines.append(f"folder not copied: {f['source']} {f['source_path']}: {f['error']}")
     if failures:
@@ -112,3 +114,10 @@ def pacing_line(p: dict[str, Any]) -> str:
         budget.append(f"in flight {p['in_flight']}/{p['concurrency']}")
     budget.append(f"{p['back_offs']} back-off(s), {p['waited_seconds']:.0f} s waited")
     return f"pacing {p['scope']}: " + "; ".join([*parts, ", ".join(budget)])
+
+
+def host_line(h: dict[str, Any]) -> str:
+    """One runner of the fleet: its state, last heartbeat and the mailboxes it holds."""
+    ago = max(0.0, time.time() - h["heartbeat"])
+    held = ", ".join(h["mailboxes"]) or "none"
+    return f"runner {h['name']} ({h['host']} pid {h['pid']}): {h['state']}, heartbeat {ago:.0f} s ago; mailboxes: {held}"

@@ -1,0 +1,182 @@
+"""A fleet of runners on one state store (#13): mailboxes claimed under leases, taken over when a
+runner dies or freezes, and every ledger write fenced with the lease's token.
+
+Runner processes stand for hosts. The targets are checked by the independent verifier of the tests
+(``assert_same_mailbox``: every folder's multiset of bodies, flags and dates, read over IMAP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from dovecot_lab import Lab, assert_same_mailbox, make_lab
+from fleet_lab import WAIT_SECONDS, fill, fleet_of, freeze_between_transactions, users, wait_for
+from gate import Gate
+from servers.dovecot import DovecotServer
+
+from runners.model import FolderState
+from runners.state.errors import LeaseLost
+from runners.state.fence import Lease
+from runners.state.store import StateStore
+
+MAILBOXES = 32
+PER_MAILBOX = 45
+FLEET_PLAN = "[run]\nbatch_messages = 5\nworkers = 2\n\n[runner]\nlease_seconds = 3\n"
+
+
+@pytest.fixture
+def fleet_lab(tmp_path: Path, dovecot_factory: object) -> tuple[Lab, int]:
+    accounts = users(MAILBOXES)
+    source = dovecot_factory(users=accounts)  # type: ignore[operator]
+    target = dovecot_factory(users=accounts)  # type: ignore[operator]
+    total = fill(source, sorted(accounts), PER_MAILBOX)
+    lab = make_lab(
+        tmp_path / "lab", source, target, mailboxes=tuple((u, u, "pilot") for u in sorted(accounts)), tail=FLEET_PLAN
+    )
+    return lab, total
+
+
+def assert_every_mailbox_copied_once(lab: Lab) -> None:
+    for n in range(MAILBOXES):
+        assert_same_mailbox(lab.source, lab.target, f"u{n:02d}")
+
+
+def test_four_runners_kill_and_freeze_nothing_lost_nothing_duplicated(fleet_lab: tuple[Lab, int], gate: Gate) -> None:
+    lab, total = fleet_lab
+    with fleet_of(lab) as fleet:
+        for name in ("r1", "r3", "r4"):
+            fleet.start_runner(name)
+        # r2 holds its 3rd batch at the gate with the batch's intents in the ledger and nothing sent:
+        # the worst moment to freeze (it would send that batch when it wakes).
+        frozen = fleet.start_runner("r2", "--workers", "1", env=gate.env("hold-before-append:3"))
+        launcher = fleet.launch("pilot", "--workers", "1")
+
+        victim = wait_for("r1 copying a mailbox", lambda: fleet.copying("r1"), (launcher,))
+        fleet.runners["r1"].kill()  # kill -9 mid-mailbox
+        fleet.runners["r1"].wait()
+
+        gate.wait_held()
+        held = fleet.held_by("r2")
+        assert len(held) == 1, held
+        freeze_between_transactions(frozen, fleet.plan.state_db)
+        gate.open()  # the frozen thread goes on only when r2 is continued
+        took_over = wait_for(
+            f"another runner taking {held[0]} over from the frozen r2",
+            lambda: [r for r in fleet.query("SELECT owner, state FROM mailboxes WHERE source = ?", held)
+                     if r["owner"] not in (None, "r2") or r["state"] != "running"],
+        )  # fmt: skip
+        assert took_over
+
+        out, err = launcher.communicate(timeout=WAIT_SECONDS)
+        assert launcher.returncode == 0, err
+        assert json.loads(out)["status"] == "ok"
+        after_run = time.time()
+        os.kill(frozen.pid, signal.SIGCONT)
+        wait_for("r2 to notice its lease is gone", lambda: "lease lost" in _log(fleet.plan.state_dir, "r2"))
+        results = fleet.stop_all()
+
+    for name in ("r2", "r3", "r4"):
+        assert results[name].returncode == 0, results[name].stderr
+    assert fleet.runners["r1"].returncode == -signal.SIGKILL
+    # r2 wrote nothing more about the mailbox it lost: no ledger row, no progress, no event since.
+    assert not fleet.query(
+        "SELECT m.src_key FROM messages m JOIN folders f ON f.id = m.folder_id JOIN mailboxes mb ON "
+        "mb.id = f.mailbox_id WHERE mb.source = ? AND m.updated > ?",
+        (held[0], after_run),
+    )
+    assert fleet.query("SELECT updated FROM mailboxes WHERE source = ?", held)[0]["updated"] <= after_run
+    assert not fleet.query("SELECT id FROM events WHERE mailbox = ? AND ts > ?", (held[0], after_run))
+    assert victim  # r1 died mid-mailbox: someone resumed it from the ledger
+    states = fleet.query("SELECT state, owner FROM mailboxes")
+    assert {(r["state"], r["owner"]) for r in states} == {("ok", None)}
+    assert_every_mailbox_copied_once(lab)
+    code, report = lab.verify("pilot")
+    assert code == 0, report
+    assert report["totals"]["ok"] == total
+
+
+def test_two_runners_on_one_sqlite_file_share_a_wave(fleet_lab: tuple[Lab, int]) -> None:
+    lab, total = fleet_lab
+    with fleet_of(lab) as fleet:
+        fleet.start_runner("a")
+        fleet.start_runner("b")
+        launcher = fleet.launch("pilot", "--workers", "1")
+        out, err = launcher.communicate(timeout=WAIT_SECONDS)
+        assert launcher.returncode == 0, err
+        status = json.loads(lab.cutover("status", "--plan", str(lab.plan), "--output", "json").stdout)
+        results = fleet.stop_all()
+
+    assert {h["name"] for h in status["hosts"]} >= {"a", "b"}
+    assert all(h["state"] in ("idle", "working") for h in status["hosts"] if h["name"] in ("a", "b"))
+    worked = {name: json.loads(r.stdout)["mailboxes"] for name, r in results.items()}
+    assert all(r.returncode == 0 for r in results.values()), results
+    assert sum(worked.values()) > 0, worked  # the runners took part (the launcher may have too)
+    assert json.loads(out)["status"] == "ok"
+    assert_every_mailbox_copied_once(lab)
+    code, report = lab.verify("pilot")
+    assert code == 0 and report["totals"]["ok"] == total, report
+
+
+def test_a_write_with_an_outdated_token_is_refused_in_its_transaction(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    run_id = store.start_run("pilot", "full", 1)
+    mailbox_id = store.upsert_mailbox("alice", "alice", "pilot")
+    store.enqueue_run(run_id, [(mailbox_id, False)])
+    first = store.claim_next(run_id, "host-a", 60.0)
+    assert first is not None and store.claim_next(run_id, "host-b", 60.0) is None  # held, not expired
+    fenced = store.fenced(first)
+    fenced.set_mailbox_state(mailbox_id, "running")  # the holder writes
+
+    # host-a falls silent past its lease: host-b takes the mailbox, with a new token.
+    store.query("UPDATE mailboxes SET heartbeat = heartbeat - 61 WHERE id = ?", (mailbox_id,))
+    second = store.claim_next(run_id, "host-b", 60.0)
+    assert second is not None and second.token == first.token + 1
+
+    folder = store.fenced(second).folder(mailbox_id, "INBOX", "INBOX", "INBOX", None)
+    with pytest.raises(LeaseLost):
+        fenced.folder_done(folder.id, _state())
+    with pytest.raises(LeaseLost):
+        fenced.release_leased(run_id, "ok")
+    assert first.lost
+    row = store.query("SELECT owner, state FROM mailboxes WHERE id = ?", (mailbox_id,))[0]
+    assert (row["owner"], row["state"]) == ("host-b", "running")
+    assert store.query("SELECT uidvalidity FROM folders WHERE id = ?", (folder.id,))[0]["uidvalidity"] is None
+    assert store.renew_leases([first, second]) == [first]
+
+
+def test_a_lease_not_renewed_in_time_stops_sends_before_anyone_can_take_it() -> None:
+    lease = Lease(1, "alice", 1, "host-a", seconds=10.0, renewed=time.monotonic() - 7.0)
+    lease.check()  # 70 % of the lease: still surely held
+    lease.renewed = time.monotonic() - 8.5
+    with pytest.raises(LeaseLost):
+        lease.check()
+
+
+def test_server_slots_in_the_store_cap_connections_across_processes(tmp_path: Path) -> None:
+    from runners.engine.store_slots import StoreSlots
+
+    one, other = StateStore(tmp_path / "state.db"), StateStore(tmp_path / "state.db")
+    here, there = StoreSlots(one, "host-a", 60.0), StoreSlots(other, "host-b", 60.0)
+    assert here.semaphore("imap:1", 2).acquire(timeout=0)
+    assert there.semaphore("imap:1", 2).acquire(timeout=0)
+    assert not there.semaphore("imap:1", 2).acquire(timeout=0)  # the cap is the servers', not a host's
+    here.semaphore("imap:1", 2).release()
+    assert there.semaphore("imap:1", 2).acquire(timeout=0)
+    assert one.slots_held("imap:1") == 2
+    # A holder that stops renewing loses its slots after the lease.
+    one.query("UPDATE server_slots SET expires = expires - 120 WHERE holder = 'host-b'")
+    assert here.semaphore("imap:1", 2).acquire(timeout=0)
+
+
+def _state() -> FolderState:
+    return FolderState(1, 2, 1, None)
+
+
+def _log(state_dir: Path, name: str) -> str:
+    path = state_dir / "logs" / f"runner-{name}.log"
+    return path.read_text() if path.exists() else ""
