@@ -17,7 +17,6 @@ import pytest
 from dovecot_lab import Lab, assert_same_mailbox, make_lab
 from fleet_lab import WAIT_SECONDS, fill, fleet_of, freeze_between_transactions, users, wait_for
 from gate import Gate
-from servers.dovecot import DovecotServer
 
 from runners.model import FolderState
 from runners.state.errors import LeaseLost
