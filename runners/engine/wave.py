@@ -17,6 +17,7 @@ from runners.engine.stats import MailboxStats, RunStats
 from runners.engine.wave_faults import WaveFault, WaveFaults
 from runners.errors import MigrationError
 from runners.plan.model import MailboxEntry, Plan
+from runners.state.open_store import open_store
 from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
@@ -67,7 +68,7 @@ def run_wave(
     retry_failed: bool = False,
 ) -> RunResult:
     """Run every mailbox of ``wave``; raises ``WaveFault`` when a fault of the whole wave stopped it."""
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     store.mark_dead_runs()
     entries = largest_first(store, select_mailboxes(plan, wave, only))
     previous = store.has_finished_run(wave)
@@ -126,8 +127,8 @@ class WavePass:
 
     def start(self, entries: list[MailboxEntry], workers: int) -> None:
         self.run_id = self.store.start_run(self.wave, self.kind, workers)
-        self.controls = ControlWatcher(str(self.plan.state_db), self.wave, [e.source for e in entries]).start()
-        self.pacing = PacingRecorder(str(self.plan.state_db), self.run_id).start()
+        self.controls = ControlWatcher(self.store, self.wave, [e.source for e in entries]).start()
+        self.pacing = PacingRecorder(self.store, self.run_id).start()
         self.started = time.monotonic()
         self.store.event(
             self.run_id,

@@ -20,9 +20,15 @@ class StoreBase:
     def read_only(self) -> bool:
         return self._backend.read_only
 
-    def transaction(self) -> AbstractContextManager[Connection]:
-        """One short write transaction (raises ``StoreError`` on a read-only store)."""
-        return self._backend.transaction()
+    def transaction(self, *, serialized: bool = True) -> AbstractContextManager[Connection]:
+        """One short write transaction (raises ``StoreError`` on a read-only store). ``serialized=False``:
+        PostgreSQL may run it beside other writes; it must lock what it reads (``Backend.transaction``)."""
+        return self._backend.transaction(serialized=serialized)
+
+    @property
+    def backend(self) -> Backend:
+        """The database behind the store (its ``dialect``, ``location``, ``wait_for_change``)."""
+        return self._backend
 
     def _db(self) -> Connection:
         return self._backend.connection()
