@@ -23,10 +23,14 @@ def load_state_server(table: Table | None, base_dir: Path) -> StateServer | None
             raise table.error("password", "is the password of [state] url, which is not set")
         return None
     if not url.startswith(_SCHEMES):
-        raise table.error("url", f"must be a PostgreSQL URL (postgresql://user@host:port/database), not {url!r}")
+        raise table.error(
+            "url", f"must be a PostgreSQL URL (postgresql://user@host:port/database), not {url!r}"
+        )
     if _has_password(url):
         # Said without the URL: it holds the password.
-        raise table.error("url", "must not hold the password: put it in [state] password (env:NAME or file:PATH)")
+        raise table.error(
+            "url", "must not hold the password: put it in [state] password (env:NAME or file:PATH)"
+        )
     try:
         password = None if ref is None else make_secret(ref, base_dir)
     except ValueError as exc:

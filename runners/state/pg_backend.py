@@ -334,7 +334,12 @@ class PostgresBackend:
 
 
 #: SQLite's column types in PostgreSQL's words (for columns added to an existing store).
-_TYPES = (("INTEGER", "BIGINT"), ("REAL", "DOUBLE PRECISION"), ("BLOB", "BYTEA"), ("TEXT", 'TEXT COLLATE "C"'))
+_TYPES = (
+    ("INTEGER", "BIGINT"),
+    ("REAL", "DOUBLE PRECISION"),
+    ("BLOB", "BYTEA"),
+    ("TEXT", 'TEXT COLLATE "C"'),
+)
 
 
 def column_type(kind: str) -> str:

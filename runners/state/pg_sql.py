@@ -38,7 +38,9 @@ def without_password(url: str) -> str:
         if "@" in netloc:
             userinfo, _, hostport = netloc.rpartition("@")
             netloc = f"{userinfo.partition(':')[0]}@{hostport}"
-        query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"])
+        query = urlencode(
+            [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+        )
         return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
     except ValueError:
         return "postgresql://(unreadable url)"

@@ -29,6 +29,8 @@ from servers.process import HOST, ServerProcess, free_ports, log_says
 
 SUPERUSER = "cutover"
 PASSWORD = "pg-test-secret"
+#: Where tests put the password for a plan's ``[state] password = "env:..."``.
+PASSWORD_ENV = "CUTOVER_TEST_PGPASS"
 _BIN_DIRS = ("/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/17/bin")
 
 
@@ -53,6 +55,7 @@ class PostgresServer(ServerProcess):
     def __init__(self, *, start_timeout: float = 30.0) -> None:
         super().__init__(start_timeout=start_timeout)
         self.port = 0
+        self.password = PASSWORD
         self._names = itertools.count(1)
 
     # -- what a test uses --
@@ -141,4 +144,6 @@ class PostgresServer(ServerProcess):
         try:
             return pwd.getpwnam("postgres").pw_uid
         except KeyError:
-            raise PostgresError("no postgres account: install Debian's postgresql package (./scripts/setup --test)") from None
+            raise PostgresError(
+                "no postgres account: install Debian's postgresql package (./scripts/setup --test)"
+            ) from None
