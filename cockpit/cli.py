@@ -363,11 +363,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _skip(args: argparse.Namespace) -> int:
     from runners.plan.loader import load_plan
+    from runners.state.open_store import open_store
     from runners.state.operators import operator_label
-    from runners.state.store import StateStore
 
     plan = load_plan(args.plan)
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     count = store.waive_message(args.mailbox, args.folder, args.uid, args.reason, operator_label())
     if not count:
         _fail(args, f"no failed or skipped message UID {args.uid} in {args.mailbox} {args.folder}")
@@ -398,9 +398,9 @@ def _warn_before_connecting(plan_path: Path) -> None:
 def _open_store(plan_path: Path, *, read_only: bool) -> None:
     """Open the plan's state store once, so that one that can't be used raises ``StoreError`` here."""
     from runners.plan.loader import load_plan
-    from runners.state.store import StateStore
+    from runners.state.open_store import open_store
 
-    store = StateStore(load_plan(plan_path).state_db, read_only=read_only)
+    store = open_store(load_plan(plan_path), read_only=read_only)
     store.connect()
     store.close()
 
@@ -408,8 +408,8 @@ def _open_store(plan_path: Path, *, read_only: bool) -> None:
 def _control(args: argparse.Namespace) -> int:
     from runners.engine.control import request
     from runners.plan.loader import load_plan
+    from runners.state.open_store import open_store
     from runners.state.operators import operator_label
-    from runners.state.store import StateStore
 
     plan = load_plan(args.plan)
     if args.wave and args.wave not in plan.waves:
@@ -417,7 +417,7 @@ def _control(args: argparse.Namespace) -> int:
     if args.mailbox and args.mailbox not in {m.source for m in plan.mailboxes}:
         _fail(args, f"{args.mailbox} is not a mailbox of the plan")
         return EXIT_UNUSABLE
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     request_id = request(
         store, args.action, wave=args.wave, mailbox=args.mailbox, requested_by=operator_label()
     )

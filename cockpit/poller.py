@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery
+from runners.state.open_store import open_store
 from runners.state.read_models.snapshot import ALL, LedgerCache, Snapshot, take
 from runners.state.store import StateStore
 
@@ -63,7 +64,7 @@ class SnapshotPoller:
             while not self._stop.is_set():
                 try:
                     if store is None:
-                        store = StateStore(self.plan.state_db, read_only=self.read_only)
+                        store = open_store(self.plan, read_only=self.read_only)
                     self.deliver(take(store, self.plan, query=self.query(), ledger=ledger))
                     last_error = ""
                 except Exception as error:  # the app must hear of it, not freeze on a stale picture

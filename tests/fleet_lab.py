@@ -18,6 +18,7 @@ from servers import imapfill
 from servers.dovecot import DovecotServer
 
 from runners.plan.loader import load_plan
+from runners.state.open_store import open_store
 from runners.state.store import StateStore
 
 #: Long enough for a loaded machine; a failure says what was awaited.
@@ -68,7 +69,7 @@ class Fleet:
         self.runners: dict[str, subprocess.Popen[str]] = {}
 
     def store(self) -> StateStore:
-        return StateStore(self.plan.state_db, read_only=True)
+        return open_store(self.plan, read_only=True)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         store = self.store()

@@ -20,8 +20,9 @@ from runners.engine.sessions import ConnectionCaps
 from runners.engine.stats import RunStats
 from runners.engine.wave import WavePass, connection_caps
 from runners.plan.model import Plan
+from runners.state.errors import StoreError
 from runners.state.fence import Lease
-from runners.state.store import StateStore
+from runners.state.open_store import open_store
 
 log = logging.getLogger("cutover.engine")
 
@@ -42,7 +43,7 @@ class FleetRunner:
     def __init__(self, plan: Plan, name: str, workers: int, stop: threading.Event) -> None:
         self.plan, self.name, self.workers, self.stop = plan, name, workers, stop
         self.poll = min(2.0, plan.lease_seconds / 4)
-        self.store = StateStore(plan.state_db)
+        self.store = open_store(plan)
         self.keeper = LeaseKeeper(self.store, name, plan.lease_seconds, state="idle")
         self.caps: ConnectionCaps | None = None
         self.result = FleetResult(name)
@@ -82,13 +83,23 @@ class FleetRunner:
     def _work(self) -> None:
         """One worker: the next mailbox of any live run, until the runner stops."""
         while not self.stop.is_set():
-            taken = self._claim()
+            try:
+                taken = self._claim()
+            except StoreError as exc:  # the store can't be reached now: ask again after a pause
+                log.error("runner %s: %s", self.name, exc)
+                taken = None
             if taken is None:
                 self.stop.wait(self.poll)
                 continue
             wave_pass, lease = taken
             try:
                 stats = wave_pass.migrate(lease)
+            except StoreError as exc:
+                # The store failed under this mailbox (a dropped connection, a restarted server): its
+                # lease runs out and whoever claims it next resumes it; this runner goes on.
+                log.error("runner %s: %s: %s", self.name, lease.source, exc)
+                self.stop.wait(self.poll)
+                continue
             finally:
                 with self._lock:
                     self._busy[wave_pass.run_id] -= 1

@@ -36,9 +36,13 @@ class StoreSemaphore:
         self._holder, self._seconds, self._dead = holder, seconds, dead
         self._held: list[int] = []
         self._lock = threading.Lock()
+        self._ensured = False
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._ensured:
+            self._store.ensure_slots(self._server, self._limit)
+            self._ensured = True
         while True:
             slot = self._store.take_slot(self._server, self._limit, self._holder, self._seconds, self._dead())
             if slot is not None:

@@ -27,6 +27,7 @@ from runners.errors import MigrationError
 from runners.plan.model import MailboxEntry, Plan
 from runners.state.errors import LeaseLost
 from runners.state.fence import Lease
+from runners.state.open_store import open_store
 from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
@@ -77,7 +78,7 @@ def run_wave(
     retry_failed: bool = False,
 ) -> RunResult:
     """Run every mailbox of ``wave``; raises ``WaveFault`` when a fault of the whole wave stopped it."""
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     store.mark_dead_runs()
     entries = largest_first(store, select_mailboxes(plan, wave, only))
     previous = store.has_finished_run(wave)
@@ -177,8 +178,8 @@ class WavePass:
         self.watch([e.source for e in self.plan.wave(self.wave)])
 
     def watch(self, sources: list[str]) -> None:
-        self.controls = ControlWatcher(str(self.plan.state_db), self.wave, sources).start()
-        self.pacing = PacingRecorder(str(self.plan.state_db), self.run_id).start()
+        self.controls = ControlWatcher(self.store, self.wave, sources).start()
+        self.pacing = PacingRecorder(self.store, self.run_id).start()
         self.started = time.monotonic()
 
     def migrate_all(self, workers: int) -> str:

@@ -26,6 +26,7 @@ from runners.plan.model import (
 from runners.plan.paths import resolve_path
 from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.runner_options import load_lease_seconds
+from runners.plan.state_options import load_state_server
 from runners.plan.switch_options import load_switch
 from runners.plan.tables import Document, Table
 from runners.plan.waves import load_waves
@@ -48,7 +49,7 @@ PLAN_TABLES = (
 )
 FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = tuple(SPECIAL_KEYS)  # runners/special_use.py holds the one list
-STATE_KEYS = ("dir",)
+STATE_KEYS = ("dir", "url", "password")
 RUN_KEYS = ("workers", "batch_messages", "batch_bytes")
 SECURITY_KEYS = ("strict_permissions",)
 
@@ -102,6 +103,7 @@ def load_plan(path: str | Path) -> Plan:
         readiness=load_readiness(root, base_dir),
         switch=load_switch(root, base_dir),
         window=load_window(root),
+        state_server=load_state_server(root.table("state"), base_dir),
         lease_seconds=load_lease_seconds(root),
     )
     _refuse_exposed_secrets(root.table("security"), plan)

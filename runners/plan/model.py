@@ -10,6 +10,7 @@ from runners.plan.ews_options import EwsOptions
 from runners.plan.graph_options import GraphOptions
 from runners.plan.readiness_model import ReadinessConfig
 from runners.plan.secret import Secret as Secret  # part of the plan model API
+from runners.plan.state_model import StateServer
 from runners.plan.switch_model import SwitchSettings
 from runners.plan.window_options import WindowSettings
 
@@ -119,6 +120,8 @@ class Plan:
     switch: SwitchSettings | None = None
     #: ``[window]``: when the cutover window opens and how long it lasts (runners.window reads it).
     window: WindowSettings = field(default_factory=WindowSettings)
+    #: ``[state] url``: a shared PostgreSQL store instead of SQLite under ``state_dir`` (runners.state.open).
+    state_server: StateServer | None = None
     #: ``[runner] lease_seconds``: how long a runner holds a mailbox without renewing it (a fleet's takeover).
     lease_seconds: float = 120.0
 

@@ -2,9 +2,10 @@
 
 A lease is a mailbox's ``owner`` and ``heartbeat`` plus its ``lease_token``, a number every claim
 raises by one. A store fenced with a lease (``StateStore.fenced``) starts each write transaction by
-reading the mailbox's token under a row lock (PostgreSQL: ``FOR SHARE``, so a claim waits for the
-transaction or skips the row; SQLite: the write lock of ``BEGIN IMMEDIATE`` already serialises them)
-and refuses the transaction when the token moved on: ``LeaseLost``, rolled back with the write.
+reading the mailbox's token under a row lock (PostgreSQL: ``FOR UPDATE``, so a claim skips the row
+until the transaction ends, and the mailbox's own writes queue on it instead of deadlocking; SQLite:
+the write lock of ``BEGIN IMMEDIATE`` already serialises them) and refuses the transaction when the
+token moved on: ``LeaseLost``, rolled back with the write.
 
 What the ledger can't fence is the target server: an APPEND sent by a process that froze and woke
 after its lease was taken would land. So a runner also refuses to *start* sending once its lease
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from runners.state.backend import Backend, Connection, SqliteBackend
+from runners.state.backend import Backend, Connection
 from runners.state.errors import LeaseLost
 
 #: A runner stops sending to the target once this fraction of its lease has passed since its last
@@ -49,15 +50,16 @@ class Lease:
             raise LeaseLost(self.source, "its lease ran out before this runner could renew it")
 
 
-def share_lock(backend: Backend) -> str:
-    """The clause that locks the row read against a concurrent claim ('' where the write lock does)."""
-    return "" if isinstance(backend, SqliteBackend) else " FOR SHARE"
+def row_lock(backend: Backend) -> str:
+    """The clause that locks the mailbox's row against a claim, a heartbeat and the mailbox's other
+    writes until the transaction ends ('' on SQLite, whose write lock does it)."""
+    return "" if backend.dialect == "sqlite" else " FOR UPDATE"
 
 
 def skip_locked(backend: Backend, table: str = "") -> str:
     """The clause that lets concurrent claimers pass over each other's rows (of ``table``, in a
     join), '' on SQLite, whose write lock serialises the claims instead."""
-    if isinstance(backend, SqliteBackend):
+    if backend.dialect == "sqlite":
         return ""
     return f" FOR UPDATE{f' OF {table}' if table else ''} SKIP LOCKED"
 
@@ -65,9 +67,10 @@ def skip_locked(backend: Backend, table: str = "") -> str:
 @contextmanager
 def fenced_transaction(backend: Backend, lease: Lease) -> Iterator[Connection]:
     """A write transaction that first proves ``lease`` is still the mailbox's current one."""
-    with backend.transaction() as db:
+    # Not serialized with every other write (PostgreSQL): the row lock orders it against what matters.
+    with backend.transaction(serialized=False) as db:
         row = db.execute(
-            "SELECT lease_token FROM mailboxes WHERE id = ?" + share_lock(backend), (lease.mailbox_id,)
+            "SELECT lease_token FROM mailboxes WHERE id = ?" + row_lock(backend), (lease.mailbox_id,)
         ).fetchone()
         if row is None or int(row[0]) != lease.token:
             lease.lost = True

@@ -32,7 +32,7 @@ class FleetHostsMixin(StoreBase):
     def register_host(self, name: str, state: str) -> None:
         """This process, under ``name``, is (still) at work: also its heartbeat."""
         now = time.time()
-        with self._backend.transaction() as db:
+        with self._backend.transaction(serialized=False) as db:
             db.execute("DELETE FROM fleet_hosts WHERE state = 'stopped' AND heartbeat < ?", (now - KEEP_STOPPED,))
             db.execute(
                 "INSERT INTO fleet_hosts (name, host, pid, started, heartbeat, state) VALUES (?,?,?,?,?,?) "
@@ -42,7 +42,7 @@ class FleetHostsMixin(StoreBase):
             )
 
     def host_beat(self, name: str, state: str | None = None) -> None:
-        with self._backend.transaction() as db:
+        with self._backend.transaction(serialized=False) as db:
             db.execute(
                 "UPDATE fleet_hosts SET heartbeat = ?, state = COALESCE(?, state) WHERE name = ?",
                 (time.time(), state, name),

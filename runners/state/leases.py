@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from runners.safe_text import safe_or_none
-from runners.state.backend import Connection, SqliteBackend
+from runners.state.backend import Connection
 from runners.state.base import StoreBase
 from runners.state.fence import Lease, skip_locked
 from runners.state.runs import alive
@@ -41,7 +41,7 @@ class LeasesMixin(StoreBase):
     @property
     def shared(self) -> bool:
         """Is this store shared by runner hosts (a database server, not a file of this host)?"""
-        return not isinstance(self._backend, SqliteBackend)
+        return self._backend.dialect != "sqlite"
 
     def fenced(self, lease: Lease) -> Self:
         """This store, with every write transaction fenced by ``lease`` (same connections)."""
@@ -72,7 +72,7 @@ class LeasesMixin(StoreBase):
         """
         now = time.time()
         dead_clause = f" OR mb.owner IN ({','.join('?' * len(dead))})" if dead else ""
-        with self.transaction() as db:
+        with self._backend.transaction(serialized=False) as db:  # the row lock is the claim's own
             row = db.execute(
                 "SELECT mb.id, mb.source, q.item_retry FROM run_mailboxes q JOIN mailboxes mb ON mb.id = q.mailbox_id "
                 "WHERE q.run_id = ? AND q.done = 0 AND (mb.owner IS NULL OR mb.heartbeat IS NULL "
@@ -88,7 +88,7 @@ class LeasesMixin(StoreBase):
     def claim_leased(self, mailbox_id: int, run_id: int, holder: str, seconds: float) -> Lease | None:
         """Take one given mailbox (not through a queue); None when another live holder has it."""
         now = time.time()
-        with self.transaction() as db:
+        with self._backend.transaction(serialized=False) as db:
             row = db.execute(
                 "SELECT source, owner, heartbeat FROM mailboxes WHERE id = ?" + skip_locked(self._backend),
                 (mailbox_id,),
@@ -115,7 +115,8 @@ class LeasesMixin(StoreBase):
         """The heartbeat: push every lease's expiry on; returns the ones that were lost meanwhile."""
         started, now = time.monotonic(), time.time()
         lost: list[Lease] = []
-        with self._backend.transaction() as db:  # not fenced: a lost lease is an answer, not an error
+        # Not fenced (a lost lease is an answer, not an error) and not serialized: one row each.
+        with self._backend.transaction(serialized=False) as db:
             for lease in leases:
                 cur = db.execute(
                     "UPDATE mailboxes SET heartbeat = ? WHERE id = ? AND lease_token = ? AND owner = ?",

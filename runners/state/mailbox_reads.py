@@ -325,7 +325,7 @@ class MailboxReadsMixin(StoreBase):
                 r[0]: (int(r[1]), int(r[2]), int(r[3]))
                 for r in self._read(
                     "SELECT mb.source, COALESCE(SUM(f.messages), 0), COALESCE(SUM(f.bytes), 0), "
-                    "COALESCE(SUM(f.error IS NOT NULL), 0) FROM mailboxes mb JOIN folders f ON f.mailbox_id = mb.id "
+                    "COALESCE(SUM(CASE WHEN f.error IS NOT NULL THEN 1 ELSE 0 END), 0) FROM mailboxes mb JOIN folders f ON f.mailbox_id = mb.id "
                     f"WHERE mb.source IN ({marks}) GROUP BY mb.id, mb.source",
                     chunk,
                 )
@@ -360,7 +360,7 @@ class MailboxReadsMixin(StoreBase):
     def active_mailboxes(self, limit: int) -> list[MailboxRow]:
         """The running mailboxes most recently active, at most ``limit``."""
         rows = self._read(
-            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE state = ? ORDER BY updated DESC LIMIT ?",
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE state = ? ORDER BY updated DESC NULLS LAST LIMIT ?",
             (MailboxState.RUNNING, limit),
         )
         return [MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows]

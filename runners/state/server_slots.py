@@ -19,11 +19,7 @@ class ServerSlotsMixin(StoreBase):
         """One free slot of ``server`` (of its first ``limit``) for ``holder``; None when all are held."""
         now = time.time()
         dead_clause = f" OR holder IN ({','.join('?' * len(dead))})" if dead else ""
-        with self._backend.transaction() as db:
-            db.executemany(
-                "INSERT INTO server_slots (server, slot) VALUES (?,?) ON CONFLICT (server, slot) DO NOTHING",
-                [(server, n) for n in range(limit)],
-            )
+        with self._backend.transaction(serialized=False) as db:
             row = db.execute(
                 "SELECT slot FROM server_slots WHERE server = ? AND slot < ? AND "
                 f"(holder IS NULL OR expires < ?{dead_clause}) ORDER BY slot LIMIT 1"
@@ -38,15 +34,23 @@ class ServerSlotsMixin(StoreBase):
             )
         return int(row[0])
 
+    def ensure_slots(self, server: str, limit: int) -> None:
+        """The rows of ``server``'s first ``limit`` slots (once per server and process is enough)."""
+        with self._backend.transaction(serialized=False) as db:
+            db.executemany(
+                "INSERT INTO server_slots (server, slot) VALUES (?,?) ON CONFLICT (server, slot) DO NOTHING",
+                [(server, n) for n in range(limit)],
+            )
+
     def give_slot(self, server: str, slot: int, holder: str) -> None:
-        with self._backend.transaction() as db:
+        with self._backend.transaction(serialized=False) as db:
             db.execute(
                 "UPDATE server_slots SET holder = NULL, expires = NULL WHERE server = ? AND slot = ? AND holder = ?",
                 (server, slot, holder),
             )
 
     def renew_slots(self, holder: str, seconds: float) -> None:
-        with self._backend.transaction() as db:
+        with self._backend.transaction(serialized=False) as db:
             db.execute(
                 "UPDATE server_slots SET expires = ? WHERE holder = ?", (time.time() + seconds, holder)
             )

@@ -140,8 +140,7 @@ class StateStore(
             have = self._backend.columns(table)
             for name, kind in columns:
                 if name not in have:
-                    with self.transaction() as db:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    self._backend.add_column(table, name, kind)
 
     # -- mailboxes -----------------------------------------------------------------------------
 

@@ -13,24 +13,24 @@ from typing import Any
 
 from runners.plan.model import Plan
 from runners.safe_text import safe_data
-from runners.state.store import StateStore
+from runners.state.open_store import open_store, store_exists, store_location
 
 
 def status_data(
     plan: Plan, *, wave: str | None = None, mailboxes: Sequence[str] = (), failures: bool = False
 ) -> dict[str, Any]:
-    if not plan.state_db.exists():
+    if not store_exists(plan):
         return {
-            "state_db": str(plan.state_db),
+            "state_db": store_location(plan),
             "runs": [],
             "mailboxes": [],
             "not_copied": [],
             "planned": len(plan.mailboxes),
         }
-    store = StateStore(plan.state_db, read_only=True)
+    store = open_store(plan, read_only=True)
     try:
         data: dict[str, Any] = {
-            "state_db": str(plan.state_db),
+            "state_db": store_location(plan),
             "planned": len([m for m in plan.mailboxes if not wave or m.wave == wave]),
             "runs": [asdict(r) for r in store.recent_runs(wave)],
             "mailboxes": [asdict(r) for r in store.mailbox_ledger_counts(wave, mailboxes)],
