@@ -90,12 +90,12 @@ class Fleet:
         self.runners[name] = proc
         return proc
 
-    def launch(self, wave: str = "pilot", *extra: str) -> subprocess.Popen[str]:
+    def launch(self, wave: str = "pilot", *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """``cutover run`` in the background: it starts the run (its queue) and works it too."""
         return subprocess.Popen(
             [*CUTOVER, "run", "--plan", str(self.lab.plan), "--wave", wave, "--output", "json", "--progress",
              "none", *extra],
-            env=self.lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.lab.root,
+            env=self.lab.env | (env or {}), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.lab.root,
         )  # fmt: skip
 
     def held_by(self, name: str) -> list[str]:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dovecot_lab import Lab, assert_same_mailbox, make_lab
+from dovecot_lab import CUTOVER, Lab, assert_same_mailbox, make_lab
 from fleet_lab import WAIT_SECONDS, fill, fleet_of, freeze_between_transactions, users, wait_for
 from gate import Gate
+from servers.dovecot import DovecotServer
 from servers.postgres import PASSWORD_ENV, PostgresServer
 
 from runners.model import FolderState
@@ -183,3 +186,46 @@ def _state() -> FolderState:
 def _log(state_dir: Path, name: str) -> str:
     path = state_dir / "logs" / f"runner-{name}.log"
     return path.read_text() if path.exists() else ""
+
+
+def test_sigterm_finishes_the_batch_gives_the_mailbox_back_and_exits_0(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, gate: Gate
+) -> None:
+    total = fill(source_dovecot, ["alice", "bob"], 40)
+    pair = (("alice", "alice", "pilot"), ("bob", "bob", "pilot"))
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot, mailboxes=pair, tail=FLEET_PLAN)
+    with fleet_of(lab) as fleet:
+        # The launcher holds after its first batch, so the runner surely takes the other mailbox.
+        gate_env = gate.env("hold-after-record:1")
+        launcher = fleet.launch("pilot", "--workers", "1", env=gate_env)
+        gate.wait_held(launcher)
+        runner = fleet.start_runner("w", "--workers", "1", env=gate_env)
+        gate.wait_held(runner)
+        (held,) = fleet.held_by("w")
+        runner.send_signal(signal.SIGTERM)
+        gate.open()
+        out, err = runner.communicate(timeout=WAIT_SECONDS)
+        assert runner.returncode == 0, err
+        assert "stopping after the current batch" in err
+        # Given back where it stopped: nobody holds it, pending, its copied part in the ledger.
+        row = fleet.query("SELECT owner, state, messages_done FROM mailboxes WHERE source = ?", (held,))[0]
+        assert json.loads(out)["mailboxes"] == 1
+        hosts = {h["name"]: h for h in json.loads(lab.cutover("status", "--plan", str(lab.plan), "--output",
+                                                               "json").stdout)["hosts"]}  # fmt: skip
+        assert hosts["w"]["state"] == "stopped" and hosts["w"]["mailboxes"] == []
+        launched_out, launched_err = launcher.communicate(timeout=WAIT_SECONDS)  # it finishes the rest
+    assert row["owner"] in (None, f"{socket.gethostname()}:{launcher.pid}") and row["messages_done"] > 0, row
+    assert launcher.returncode == 0, launched_err
+    assert json.loads(launched_out)["status"] == "ok"
+    for user in ("alice", "bob"):
+        assert_same_mailbox(lab.source, lab.target, user)
+    code, report = lab.verify("pilot")
+    assert code == 0 and report["totals"]["ok"] == total, report
+
+
+def test_runner_help_and_a_bad_plan() -> None:
+    shown = subprocess.run([*CUTOVER, "runner", "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "--name" in shown.stdout and "SIGTERM" in shown.stdout
+    missing = subprocess.run([*CUTOVER, "runner", "--plan", "/nonexistent/plan.toml"], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert missing.returncode == 2 and "plan file not found" in missing.stderr

@@ -175,7 +175,7 @@ class StateStore(
                 return str(owner)
             db.execute(
                 "UPDATE mailboxes SET owner = ?, heartbeat = ?, state = 'running', run_id = ?, started = ?, "
-                "updated = ?, error = NULL, error_kind = NULL WHERE id = ?",
+                "updated = ?, error = NULL, error_kind = NULL, lease_token = lease_token + 1 WHERE id = ?",
                 (me, now, run_id, now, now, mailbox_id),
             )
         return None
