@@ -229,3 +229,18 @@ def test_runner_help_and_a_bad_plan() -> None:
     missing = subprocess.run([*CUTOVER, "runner", "--plan", "/nonexistent/plan.toml"], capture_output=True,
                              text=True, timeout=60)  # fmt: skip
     assert missing.returncode == 2 and "plan file not found" in missing.stderr
+
+
+def test_the_lease_is_the_plans_runner_lease_seconds(tmp_path: Path) -> None:
+    from dovecot_lab import Unreachable, write_plan
+
+    from runners.errors import PlanError
+    from runners.plan.loader import load_plan
+
+    side = Unreachable(1)
+    assert load_plan(write_plan(tmp_path / "a", side, side)).lease_seconds == 120.0
+    assert load_plan(write_plan(tmp_path / "b", side, side, tail="[runner]\nlease_seconds = 45\n")).lease_seconds == 45
+    with pytest.raises(PlanError, match=r"plan.toml:\d+: \[runner.lease_seconds\] must be at least 1 second"):
+        load_plan(write_plan(tmp_path / "c", side, side, tail="[runner]\nlease_seconds = 0.5\n"))
+    with pytest.raises(PlanError, match=r"unknown key \"lease\""):
+        load_plan(write_plan(tmp_path / "d", side, side, tail="[runner]\nlease = 5\n"))
