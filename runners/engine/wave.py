@@ -154,6 +154,7 @@ class WavePass:
         self.entries = {e.source: e for e in plan.mailboxes}
         self.controls: ControlWatcher | None = None
         self.pacing: PacingRecorder | None = None
+        self._mailbox_done = threading.Condition()
 
     def start(self, entries: list[MailboxEntry], workers: int) -> None:
         self.run_id = self.store.start_run(self.wave, self.kind, workers)
@@ -198,7 +199,9 @@ class WavePass:
         until every one is finished, by whoever holds it, taking over those whose lease runs out).
         Returns how many this thread worked."""
         worked = 0
-        poll = min(5.0, self.plan.lease_seconds / 4)
+        # Another runner's mailbox ends unannounced (looked at every poll); one of this process's
+        # wakes the waiting workers at once, so a run ends when its last mailbox does.
+        poll = min(1.0, self.plan.lease_seconds / 4)
         while not self.stop.is_set():
             lease = self.store.claim_next(
                 self.run_id, self.keeper.name, self.plan.lease_seconds, self.keeper.dead_holders()
@@ -206,9 +209,14 @@ class WavePass:
             if lease is None:
                 if not until_done or self.store.open_in_run(self.run_id) == 0:
                     break
-                self.stop.wait(poll)
+                with self._mailbox_done:
+                    self._mailbox_done.wait(poll)
                 continue
-            self.migrate(lease)
+            try:
+                self.migrate(lease)
+            finally:
+                with self._mailbox_done:
+                    self._mailbox_done.notify_all()
             worked += 1
         return worked
 
