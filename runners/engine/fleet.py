@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -25,6 +26,9 @@ from runners.state.fence import Lease
 from runners.state.open_store import open_store
 
 log = logging.getLogger("cutover.engine")
+
+#: How often an idle runner looks for a new launch: one query, then one idle worker tries a claim.
+SCOUT_SECONDS = 0.25
 
 
 @dataclass(slots=True)
@@ -51,6 +55,8 @@ class FleetRunner:
         self._busy: dict[int, int] = {}  # run id -> workers in it now
         self._skipped: set[int] = set()  # runs this runner can't work (a wave's fault, another plan)
         self._lock = threading.Lock()
+        self._idle = 0  # workers waiting for work
+        self._wake = threading.Condition()
 
     def run(self) -> FleetResult:
         self.store.mark_dead_runs()
@@ -60,12 +66,18 @@ class FleetRunner:
         try:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="runner") as pool:
                 workers = [pool.submit(self._work) for _ in range(self.workers)]
-                while not self.stop.wait(self.poll):
-                    self.keeper.set_state("working" if self.keeper.held() else "idle")
-                    self._leave_finished_runs()
+                last = 0.0
+                while not self.stop.wait(SCOUT_SECONDS):
+                    self._scout()
+                    if time.monotonic() - last >= self.poll:
+                        last = time.monotonic()
+                        self.keeper.set_state("working" if self.keeper.held() else "idle")
+                        self._leave_finished_runs()
                     if any(w.done() for w in workers):
                         self.stop.set()  # a worker died of an error: stop the rest cleanly
                 self.keeper.set_state("stopping")
+                with self._wake:
+                    self._wake.notify_all()
                 with self._lock:
                     for wave_pass in self._passes.values():
                         wave_pass.stop.set()
@@ -89,8 +101,10 @@ class FleetRunner:
                 log.error("runner %s: %s", self.name, exc)
                 taken = None
             if taken is None:
-                self.stop.wait(self.poll)
+                self._wait_for_work()
                 continue
+            with self._wake:
+                self._wake.notify()  # there was work: another idle worker may find more
             wave_pass, lease = taken
             try:
                 stats = wave_pass.migrate(lease)
@@ -112,6 +126,29 @@ class FleetRunner:
                 self.result.mailboxes += 1
                 self.result.copied += stats.copied
                 self.result.runs.add(wave_pass.run_id)
+
+    def _wait_for_work(self) -> None:
+        """Until the scout sees a run with open mailboxes (or, at the latest, the next poll)."""
+        with self._wake:
+            self._idle += 1
+            try:
+                if not self.stop.is_set():
+                    self._wake.wait(self.poll)
+            finally:
+                self._idle -= 1
+
+    def _scout(self) -> None:
+        """One look at the store for idle workers: a live run with open mailboxes wakes one of them."""
+        if not self._idle:
+            return
+        try:
+            open_runs = set(self.store.runs_with_open_work()) - self._skipped
+        except StoreError as exc:
+            log.error("runner %s: %s", self.name, exc)
+            return
+        if open_runs:
+            with self._wake:
+                self._wake.notify()
 
     def _claim(self) -> tuple[WavePass, Lease] | None:
         live = {run.id: run for run in self.store.running_runs()}

@@ -201,7 +201,7 @@ class WavePass:
         worked = 0
         # Another runner's mailbox ends unannounced (looked at every poll); one of this process's
         # wakes the waiting workers at once, so a run ends when its last mailbox does.
-        poll = min(1.0, self.plan.lease_seconds / 4)
+        poll = min(0.5, self.plan.lease_seconds / 4)
         while not self.stop.is_set():
             lease = self.store.claim_next(
                 self.run_id, self.keeper.name, self.plan.lease_seconds, self.keeper.dead_holders()
