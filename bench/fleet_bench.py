@@ -9,7 +9,8 @@ Scenarios (every one a full pass into a fresh target Dovecot, from one source fi
   postgresql, N runners: N-1 ``cutover runner`` processes and the launching ``cutover run``, W workers
                       in all (W/N each), on a private PostgreSQL with fsync on (a real server's
                       durability, as SQLite's ``synchronous=FULL``);
-  store cost:         the same pass in this process with the store's backend wrapped in a counter
+  store cost:         the same pass in this process, one worker (so no time is another worker's wait
+                      for the write lock), the store's backend wrapped in a counter
                       (``runners.state.counting``): statements and milliseconds in the database
                       (statements, BEGIN, COMMIT) per 1,000 messages copied, on each backend.
 msg/s is messages over the launch's wall time (from its start to the end of the run). The load
@@ -237,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            pg_url=postgres.url(postgres.database("fleet")),
                            label=f"postgresql, {args.runners} runners")  # fmt: skip
         costs = [
-            store_cost(lab, source, users, args.workers, None, "sqlite"),
-            store_cost(lab, source, users, args.workers, postgres.url(postgres.database("cost")), "postgresql"),
+            store_cost(lab, source, users, 1, None, "sqlite"),
+            store_cost(lab, source, users, 1, postgres.url(postgres.database("cost")), "postgresql"),
         ]
         report = {
             "messages": total,
