@@ -98,7 +98,7 @@ def test_a_cockpit_hears_of_a_change_another_host_commits(
     with runner.transaction() as db:
         db.execute("INSERT INTO meta (key, value) VALUES ('x', 'y')")
     assert not watcher.wait_for_change(0.05)
-    watcher.stop_listening()
+    watcher.close()
 
 
 # -- the plan's [state] url -------------------------------------------------------------------------

@@ -120,6 +120,7 @@ class PostgresBackend:
     """One PostgreSQL database behind the state store (see the module's docstring)."""
 
     dialect = "postgresql"
+    notifies = True
 
     def __init__(
         self, url: str, password: str | None = None, *, read_only: bool = False, connect_timeout: int = 10
@@ -139,7 +140,7 @@ class PostgresBackend:
     def _pg(self) -> PgConnection:
         conn: PgConnection | None = getattr(self._local, "conn", None)
         if conn is not None and (conn.raw.closed or conn.raw.broken or self._outdated()):
-            self.close()
+            self._drop_connection()
             conn = None
         if conn is None:
             conn = PgConnection(self._open(), self)
@@ -223,6 +224,10 @@ class PostgresBackend:
         return self._created(conn) and not getattr(self._local, "empty_since", 0.0)
 
     def close(self) -> None:
+        self._drop_connection()
+        self._stop_listening()
+
+    def _drop_connection(self) -> None:
         conn: PgConnection | None = getattr(self._local, "conn", None)
         if conn is not None:
             conn.raw.close()
@@ -316,7 +321,7 @@ class PostgresBackend:
             self._local.listener = None
             raise self.error(exc) from exc
 
-    def stop_listening(self) -> None:
+    def _stop_listening(self) -> None:
         listener: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
         if listener is not None:
             listener.close()
