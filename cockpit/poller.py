@@ -19,7 +19,7 @@ from runners.plan.model import Plan
 from runners.state.backend import Backend
 from runners.state.mailbox_reads import MailboxQuery
 from runners.state.open_store import open_store
-from runners.state.read_models.snapshot import ALL, LedgerCache, Snapshot, take
+from runners.state.read_models.snapshot import ALL, LedgerCache, Snapshot, take, with_rows
 from runners.state.store import StateStore
 
 INTERVAL = 0.5
@@ -76,12 +76,19 @@ class SnapshotPoller:
         store: StateStore | None = None
         ledger = LedgerCache(per_poll=LEDGER_PER_POLL)
         last_error = ""
+        shown: tuple[Snapshot, MailboxQuery | None] | None = None
         try:
             while not self._stop.is_set():
                 try:
                     if store is None:
                         store = open_store(self.plan, read_only=self.read_only)
-                    self.deliver(take(store, self.plan, query=self.query(), ledger=ledger))
+                    query = self.query()
+                    if shown is not None and query is not None and query != shown[1]:
+                        # A view opened or changed its filter: its rows first, the whole fleet after.
+                        self.deliver(with_rows(store, self.plan, shown[0], query, ledger))
+                    snapshot = take(store, self.plan, query=query, ledger=ledger)
+                    self.deliver(snapshot)
+                    shown = (snapshot, query)
                     last_error = ""
                     self._wait(store.backend)
                 except Exception as error:  # the app must hear of it, not freeze on a stale picture

@@ -228,3 +228,11 @@ CREATE TABLE IF NOT EXISTS wave_leases (
     taken    REAL NOT NULL,
     expires  REAL NOT NULL
 );
+
+-- A fleet's viewers (cockpit_bench.py, 100,000 mailboxes): the mailboxes changed since a watermark
+-- (the ledger cache), the running ones most recently active, and the waves' totals summed from an
+-- index a tenth of the table's width.
+CREATE INDEX IF NOT EXISTS mailboxes_changed ON mailboxes (COALESCE(updated, 0), source);
+CREATE INDEX IF NOT EXISTS mailboxes_active ON mailboxes (state, updated);
+CREATE INDEX IF NOT EXISTS mailboxes_totals ON mailboxes (wave, state, messages_total, messages_done, bytes_done,
+                                                          failed, skipped, bytes_total);
