@@ -254,13 +254,16 @@ class PostgresBackend:
         return int(row[0])
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._pg().execute(sql, params).fetchall()
+        cursor = self._pg().execute(sql, params)
+        # A statement that returns no rows (ANALYZE, an UPDATE) reads as none, as on SQLite.
+        return cursor.fetchall() if getattr(cursor, "description", None) is not None else []
 
     def inspect(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         conn = self._pg()
         try:
             cursor = conn.raw.cursor(row_factory=_named_rows)
-            return cursor.execute(placeholders(sql), tuple(params)).fetchall()
+            cursor.execute(placeholders(sql), tuple(params))
+            return cursor.fetchall() if cursor.description is not None else []
         except psycopg.Error as exc:
             raise self.error(exc) from exc
 

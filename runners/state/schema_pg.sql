@@ -269,4 +269,4 @@ CREATE OR REPLACE TRIGGER wave_leases_changed AFTER INSERT OR UPDATE OR DELETE O
 -- out: the server sums the waves without holding the cockpit's interpreter, and a covering index on
 -- counters that change with every batch would cost PostgreSQL its HOT updates for nothing.)
 CREATE INDEX IF NOT EXISTS mailboxes_changed ON mailboxes ((COALESCE(updated, 0)), source);
-CREATE INDEX IF NOT EXISTS mailboxes_active ON mailboxes (state, updated);
+CREATE INDEX IF NOT EXISTS mailboxes_active ON mailboxes (state, updated DESC NULLS LAST);
