@@ -3,6 +3,7 @@ notifications), the plan's ``[state] url``, and a real run, status and verify ag
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -163,3 +164,7 @@ def test_run_status_and_verify_against_postgresql(
 
     code, summary = lab.run()  # a delta pass from the same shared ledger: nothing to copy
     assert (code, summary["kind"], summary["totals"]["copied"]) == (0, "delta", 0)
+
+    audit = lab.cutover("audit", "--plan", str(lab.plan), "--output", "json")
+    assert audit.returncode == 0, audit.stderr
+    assert [a["action"] for a in json.loads(audit.stdout)["actions"]] == ["launch", "launch"]

@@ -20,6 +20,7 @@ Errors become ``StoreError`` with the URL as it may be shown (never its password
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -274,14 +275,33 @@ class PostgresBackend:
     # -- schema ------------------------------------------------------------------------------------
 
     def create_schema(self) -> None:
-        """CREATE ... IF NOT EXISTS under a lock: hosts that start together don't race for a name."""
+        """CREATE ... IF NOT EXISTS under a lock: hosts that start together don't race for a name. A
+        database whose schema is this very text (its digest in ``meta``) is left alone: replacing the
+        triggers would lock every table against the fleet's writes, at every command's start."""
+        text = schema_text()
+        digest = hashlib.sha256(text.encode()).hexdigest()
         conn = self._pg()
         try:
+            if self._schema_digest(conn) == digest:
+                return
             with conn.raw.transaction():
                 conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                conn.raw.execute(schema_text().encode())
+                conn.raw.execute(text.encode())
+                conn.raw.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_pg', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (digest,),
+                )
         except psycopg.Error as exc:
             raise self.error(exc) from exc
+
+    @staticmethod
+    def _schema_digest(conn: PgConnection) -> str | None:
+        """The digest of the schema text this database was last brought up to (None: not made yet)."""
+        if conn.raw.execute("SELECT to_regclass('meta')").fetchone() in (None, (None,)):
+            return None
+        row = conn.raw.execute("SELECT value FROM meta WHERE key = 'schema_pg'").fetchone()
+        return str(row[0]) if row else None
 
     def columns(self, table: str) -> set[str]:
         rows = self.read(
