@@ -126,6 +126,9 @@ class Snapshot:
     scope_total: int = 0
     #: Throttled scopes of the running waves (``runners.pacing``): back-offs and budget use.
     pacing: tuple[PacingRow, ...] = ()
+    #: What ``mailboxes`` were read for (None: no rows were read, for a view that shows none): a view
+    #: opened while a slow read for another was under way knows the rows are not its own.
+    query: MailboxQuery | None = None
 
     def mailbox(self, source: str) -> MailboxRow | None:
         return next((m for m in self.mailboxes if m.source == source), None)
@@ -249,6 +252,7 @@ def take(
         if query is not None and query.wave
         else len(plan.mailboxes),
         pacing=tuple(store.running_pacing()),
+        query=query,
     )
 
 
@@ -264,6 +268,7 @@ def with_rows(
         mailboxes=tuple(row.with_ledger(ledger.ledgers.get(row.source)) for row in rows),
         matching=matching,
         scope_total=ledger.fleet(plan).per_wave[query.wave] if query.wave else len(plan.mailboxes),
+        query=query,
     )
 
 
