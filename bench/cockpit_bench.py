@@ -413,7 +413,12 @@ async def drive(
         while not finished.is_set():
             t0 = state["t0"]
             if t0 is not None and time.perf_counter() - t0 > args.timeout:
-                raise TimeoutError(f"{state['key']!r} was not painted within {args.timeout:g} s")
+                table = _table(app)
+                raise TimeoutError(
+                    f"{state['kind']!r} was not painted within {args.timeout:g} s: screen "
+                    f"{type(app.screen).__name__}, table rows {table.row_count if table else '-'}, cursor "
+                    f"{table.cursor_row if table else '-'}, poller alive {app._poller._thread.is_alive()}"
+                )
             await asyncio.sleep(0.05)
     finally:
         state["check"] = None
