@@ -158,7 +158,7 @@ class CockpitApp(App[None]):
     def apply(self, snapshot: Snapshot) -> None:
         """Take a new snapshot: rates from the previous one, then refresh the visible view only."""
         previous, self.snapshot = self.snapshot, snapshot
-        if previous is not None:
+        if previous is not None and snapshot.taken > previous.taken:  # not a view's rows read early
             seconds = max(snapshot.taken - previous.taken, 1e-3)
             self.snapshot_interval = seconds
             msgs = max(snapshot.messages_done - previous.messages_done, 0) / seconds

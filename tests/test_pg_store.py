@@ -3,6 +3,7 @@ notifications), the plan's ``[state] url``, and a real run, status and verify ag
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def test_a_cockpit_hears_of_a_change_another_host_commits(
     with runner.transaction() as db:
         db.execute("INSERT INTO meta (key, value) VALUES ('x', 'y')")
     assert not watcher.wait_for_change(0.05)
-    watcher.stop_listening()
+    watcher.close()
 
 
 # -- the plan's [state] url -------------------------------------------------------------------------
@@ -163,3 +164,7 @@ def test_run_status_and_verify_against_postgresql(
 
     code, summary = lab.run()  # a delta pass from the same shared ledger: nothing to copy
     assert (code, summary["kind"], summary["totals"]["copied"]) == (0, "delta", 0)
+
+    audit = lab.cutover("audit", "--plan", str(lab.plan), "--output", "json")
+    assert audit.returncode == 0, audit.stderr
+    assert [a["action"] for a in json.loads(audit.stdout)["actions"]] == ["launch", "launch"]

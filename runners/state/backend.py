@@ -67,6 +67,8 @@ class Backend(Protocol):
     read_only: bool
     #: "sqlite" or "postgresql": for the rare statement that must be spelled per engine.
     dialect: str
+    #: Does ``wait_for_change`` hear of other processes' commits (else a viewer polls)?
+    notifies: bool
 
     def connection(self) -> Connection:
         """This thread's connection, opened on first use."""
@@ -117,12 +119,8 @@ class Backend(Protocol):
         True when one came. False at once where the engine can't tell (SQLite): the caller polls."""
         ...
 
-    def stop_listening(self) -> None:
-        """End what ``wait_for_change`` started in this thread."""
-        ...
-
     def close(self) -> None:
-        """Close this thread's connection."""
+        """Close this thread's connection (and what ``wait_for_change`` opened in it)."""
         ...
 
 
@@ -142,6 +140,7 @@ class SqliteBackend:
     and power loss. Read-only, it opens the file with ``mode=ro`` and never writes, not even a PRAGMA."""
 
     dialect = "sqlite"
+    notifies = False
 
     def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
         self.path = Path(path)
@@ -296,9 +295,6 @@ class SqliteBackend:
     def wait_for_change(self, timeout: float) -> bool:
         # SQLite tells nobody of a commit: at once, so that the caller polls (at its own interval).
         return False
-
-    def stop_listening(self) -> None:
-        pass
 
     def exists(self) -> bool:
         return self.path.exists()

@@ -351,9 +351,11 @@ class MailboxReadsMixin(StoreBase):
         watermark), oldest change first, at most ``limit``: what a ledger cache re-reads next."""
         rows = self._read(
             "SELECT source, wave, state, messages_total, messages_done, bytes_total, bytes_done, failed, skipped, "
-            "COALESCE(updated, 0) AS stamp FROM mailboxes WHERE (COALESCE(updated, 0), source) > (?, ?) "
-            "ORDER BY stamp, source" + (" LIMIT ?" if limit is not None else ""),
-            [after[0], after[1], *([limit] if limit is not None else [])],
+            "COALESCE(updated, 0) AS stamp FROM mailboxes WHERE COALESCE(updated, 0) >= ? "
+            # The first term lets the index (mailboxes_changed) start at the watermark, not scan to it.
+            "AND (COALESCE(updated, 0), source) > (?, ?) ORDER BY COALESCE(updated, 0), source"
+            + (" LIMIT ?" if limit is not None else ""),
+            [after[0], after[0], after[1], *([limit] if limit is not None else [])],
         )
         return [tuple(r) for r in rows]
 

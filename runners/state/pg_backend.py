@@ -20,6 +20,7 @@ Errors become ``StoreError`` with the URL as it may be shown (never its password
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -120,6 +121,7 @@ class PostgresBackend:
     """One PostgreSQL database behind the state store (see the module's docstring)."""
 
     dialect = "postgresql"
+    notifies = True
 
     def __init__(
         self, url: str, password: str | None = None, *, read_only: bool = False, connect_timeout: int = 10
@@ -139,7 +141,7 @@ class PostgresBackend:
     def _pg(self) -> PgConnection:
         conn: PgConnection | None = getattr(self._local, "conn", None)
         if conn is not None and (conn.raw.closed or conn.raw.broken or self._outdated()):
-            self.close()
+            self._drop_connection()
             conn = None
         if conn is None:
             conn = PgConnection(self._open(), self)
@@ -223,6 +225,10 @@ class PostgresBackend:
         return self._created(conn) and not getattr(self._local, "empty_since", 0.0)
 
     def close(self) -> None:
+        self._drop_connection()
+        self._stop_listening()
+
+    def _drop_connection(self) -> None:
         conn: PgConnection | None = getattr(self._local, "conn", None)
         if conn is not None:
             conn.raw.close()
@@ -249,13 +255,16 @@ class PostgresBackend:
         return int(row[0])
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._pg().execute(sql, params).fetchall()
+        cursor = self._pg().execute(sql, params)
+        # A statement that returns no rows (ANALYZE, an UPDATE) reads as none, as on SQLite.
+        return cursor.fetchall() if getattr(cursor, "description", None) is not None else []
 
     def inspect(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         conn = self._pg()
         try:
             cursor = conn.raw.cursor(row_factory=_named_rows)
-            return cursor.execute(placeholders(sql), tuple(params)).fetchall()
+            cursor.execute(placeholders(sql), tuple(params))
+            return cursor.fetchall() if cursor.description is not None else []
         except psycopg.Error as exc:
             raise self.error(exc) from exc
 
@@ -266,14 +275,33 @@ class PostgresBackend:
     # -- schema ------------------------------------------------------------------------------------
 
     def create_schema(self) -> None:
-        """CREATE ... IF NOT EXISTS under a lock: hosts that start together don't race for a name."""
+        """CREATE ... IF NOT EXISTS under a lock: hosts that start together don't race for a name. A
+        database whose schema is this very text (its digest in ``meta``) is left alone: replacing the
+        triggers would lock every table against the fleet's writes, at every command's start."""
+        text = schema_text()
+        digest = hashlib.sha256(text.encode()).hexdigest()
         conn = self._pg()
         try:
+            if self._schema_digest(conn) == digest:
+                return
             with conn.raw.transaction():
                 conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                conn.raw.execute(schema_text().encode())
+                conn.raw.execute(text.encode())
+                conn.raw.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_pg', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (digest,),
+                )
         except psycopg.Error as exc:
             raise self.error(exc) from exc
+
+    @staticmethod
+    def _schema_digest(conn: PgConnection) -> str | None:
+        """The digest of the schema text this database was last brought up to (None: not made yet)."""
+        if conn.raw.execute("SELECT to_regclass('meta')").fetchone() in (None, (None,)):
+            return None
+        row = conn.raw.execute("SELECT value FROM meta WHERE key = 'schema_pg'").fetchone()
+        return str(row[0]) if row else None
 
     def columns(self, table: str) -> set[str]:
         rows = self.read(
@@ -316,7 +344,7 @@ class PostgresBackend:
             self._local.listener = None
             raise self.error(exc) from exc
 
-    def stop_listening(self) -> None:
+    def _stop_listening(self) -> None:
         listener: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
         if listener is not None:
             listener.close()

@@ -232,6 +232,14 @@ CREATE TABLE IF NOT EXISTS wave_leases (
     expires  REAL NOT NULL
 );
 
+-- A fleet's viewers (cockpit_bench.py, 100,000 mailboxes): the mailboxes changed since a watermark
+-- (the ledger cache), the running ones most recently active, and the waves' totals summed from an
+-- index a tenth of the table's width.
+CREATE INDEX IF NOT EXISTS mailboxes_changed ON mailboxes (COALESCE(updated, 0), source);
+CREATE INDEX IF NOT EXISTS mailboxes_active ON mailboxes (state, updated);
+CREATE INDEX IF NOT EXISTS mailboxes_totals ON mailboxes (wave, state, messages_total, messages_done, bytes_done,
+                                                          failed, skipped, bytes_total);
+
 -- A fleet (#13): the mailboxes of each run, in the order runners take them; done when a runner
 -- finished the mailbox for that run (ok, partial, failed, cancelled). Every runner of the fleet takes
 -- the next open one (runners.state.leases), the launching process too.

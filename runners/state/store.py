@@ -129,11 +129,13 @@ class StateStore(
         self._backend.create_schema()
         self._add_missing_columns()
         self._migrate_ledger()
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING",
-                (SCHEMA_VERSION,),
-            )
+        if not self._read("SELECT 1 FROM meta WHERE key = 'schema'"):
+            # Only a new store writes here: opening one must not wait for a runner's write lock.
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING",
+                    (SCHEMA_VERSION,),
+                )
 
     def _add_missing_columns(self) -> None:
         for table, columns in _ADDED_COLUMNS.items():
