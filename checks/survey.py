@@ -22,7 +22,7 @@ from runners.engine.sessions import open_source
 from runners.errors import CommandError, MigrationError, ProtocolError
 from runners.model import FolderInfo, MessageMeta
 from runners.plan.model import MailboxEntry
-from runners.state.store import StateStore
+from runners.state.open_store import open_store
 from runners.state.survey import SurveyRow
 
 T = TypeVar("T")
@@ -204,7 +204,7 @@ def _scan(ctx: CheckContext, held: HeldSession, folder: FolderSurvey, out: Mailb
 
 
 def _store(ctx: CheckContext, result: Survey) -> None:
-    store = StateStore(ctx.plan.state_db)
+    store = open_store(ctx.plan)
     now = time.time()
     store.save_survey(
         [

@@ -23,6 +23,7 @@ from runners.plan.model import MailboxEntry, Plan
 from runners.plan.readiness_model import DirectorySettings
 from runners.state.check_history import FindingRow
 from runners.state.mailbox_reads import MailboxDetail, MailboxQuery, MailboxRow
+from runners.state.open_store import open_store, store_exists
 from runners.state.proxy_rows import LoginRow
 from runners.state.read_models.window import STAGE_WORDS, WaveWindow, stamp, wave_windows
 from runners.state.statuses import MailboxState
@@ -108,8 +109,8 @@ def triage(plan: Plan, address: str, *, compare: bool = True) -> Triage:
     result.steps.append(_login("target login", lambda: open_target(plan.target, entry)))
     if plan.proxy is not None:  # where the routing proxy sends the user now, with the rewritten login
         result.steps.append(Step("proxy route", *route_now(plan, entry.source)))
-    if plan.state_db.exists():
-        store = StateStore(plan.state_db, read_only=True)  # the helpdesk may not write the state directory
+    if store_exists(plan):
+        store = open_store(plan, read_only=True)  # the helpdesk may not write the state directory
         try:
             # Findings name a mailbox by its address when the list gives one (checks.families.identity).
             names = {
@@ -273,7 +274,7 @@ def _login(name: str, opener: Callable[[], SourceSession | TargetSession]) -> St
 
 
 def _compare(plan: Plan, entry: MailboxEntry, result: Triage) -> Step:
-    if not plan.state_db.exists():
+    if not store_exists(plan):
         return Step("missing mail?", None, "this mailbox has not been migrated yet")
     try:
         report = verify_wave(plan, entry.wave, only=[entry.source])

@@ -46,6 +46,7 @@ from cockpit.window_step import ALWAYS_TYPED, ENDED, next_step, plan_step, start
 from runners.engine.control import request
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery, MessageIssue
+from runners.state.open_store import open_store
 from runners.state.operators import operator_id
 from runners.state.read_models.launch_preview import LaunchPreview, preview_launch
 from runners.state.read_models.snapshot import Snapshot
@@ -123,7 +124,7 @@ class CockpitApp(App[None]):
     def store(self) -> StateStore:
         """The UI thread's connection to the state store, opened once (the poller has its own)."""
         if self._store is None:
-            self._store = StateStore(self.plan.state_db, read_only=self.read_only)
+            self._store = open_store(self.plan, read_only=self.read_only)
         return self._store
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -158,7 +159,7 @@ class CockpitApp(App[None]):
     def apply(self, snapshot: Snapshot) -> None:
         """Take a new snapshot: rates from the previous one, then refresh the visible view only."""
         previous, self.snapshot = self.snapshot, snapshot
-        if previous is not None:
+        if previous is not None and snapshot.taken > previous.taken:  # not a view's rows read early
             seconds = max(snapshot.taken - previous.taken, 1e-3)
             self.snapshot_interval = seconds
             msgs = max(snapshot.messages_done - previous.messages_done, 0) / seconds

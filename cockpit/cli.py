@@ -246,6 +246,17 @@ def _parser() -> argparse.ArgumentParser:
     # Written together (argparse can't fill positionals on both sides of --plan): proxy route USER --plan P.
     proxy.add_argument("action", nargs="?", choices=("run", "route", "forget", "rekey"), default="run", help="what to do")
     proxy.add_argument("user", nargs="?", metavar="USER", help="the user (route, forget)")
+    runner = sub.add_parser(
+        "runner",
+        help="a long-lived worker of a fleet: takes mailboxes of any launched wave (one per host)",
+        description="Take mailboxes of any wave launched on the plan's state store (cutover run, the cockpit's "
+        "L) under a lease, and wait for the next launch when there is nothing to take: a fleet of hosts is this "
+        "command once per host. SIGTERM or SIGINT: finish the current batch, give the mailboxes back, exit 0 "
+        "(again: close every connection and exit at once). Exit 2: the plan or the state store can't be used.",
+    )
+    common(runner)
+    runner.add_argument("--name", help="this runner's name in the store (default: hostname:pid)")
+    runner.add_argument("--workers", type=int, help="mailboxes worked at once (default: plan's [run] workers)")
     return parser
 
 
@@ -303,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "audit": _audit,
             "triage": _triage,
             "proxy": _proxy,
+            "runner": _runner,
         }
         handler = handlers[args.command]
         code = handler(args)
@@ -364,11 +376,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _skip(args: argparse.Namespace) -> int:
     from runners.plan.loader import load_plan
+    from runners.state.open_store import open_store
     from runners.state.operators import operator_label
-    from runners.state.store import StateStore
 
     plan = load_plan(args.plan)
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     count = store.waive_message(args.mailbox, args.folder, args.uid, args.reason, operator_label())
     if not count:
         _fail(args, f"no failed or skipped message UID {args.uid} in {args.mailbox} {args.folder}")
@@ -399,9 +411,9 @@ def _warn_before_connecting(plan_path: Path) -> None:
 def _open_store(plan_path: Path, *, read_only: bool) -> None:
     """Open the plan's state store once, so that one that can't be used raises ``StoreError`` here."""
     from runners.plan.loader import load_plan
-    from runners.state.store import StateStore
+    from runners.state.open_store import open_store
 
-    store = StateStore(load_plan(plan_path).state_db, read_only=read_only)
+    store = open_store(load_plan(plan_path), read_only=read_only)
     store.connect()
     store.close()
 
@@ -409,8 +421,8 @@ def _open_store(plan_path: Path, *, read_only: bool) -> None:
 def _control(args: argparse.Namespace) -> int:
     from runners.engine.control import request
     from runners.plan.loader import load_plan
+    from runners.state.open_store import open_store
     from runners.state.operators import operator_label
-    from runners.state.store import StateStore
 
     plan = load_plan(args.plan)
     if args.wave and args.wave not in plan.waves:
@@ -418,7 +430,7 @@ def _control(args: argparse.Namespace) -> int:
     if args.mailbox and args.mailbox not in {m.source for m in plan.mailboxes}:
         _fail(args, f"{args.mailbox} is not a mailbox of the plan")
         return EXIT_UNUSABLE
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     request_id = request(
         store, args.action, wave=args.wave, mailbox=args.mailbox, requested_by=operator_label()
     )
@@ -526,6 +538,10 @@ def _proxy(args: argparse.Namespace) -> int:
     from cockpit.commands.proxy import proxy_command
 
     return proxy_command(args)
+def _runner(args: argparse.Namespace) -> int:
+    from cockpit.commands.runner import runner_command
+
+    return runner_command(args)
 
 
 if __name__ == "__main__":

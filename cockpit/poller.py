@@ -1,4 +1,9 @@
-"""Reads a snapshot of the state store twice a second in a thread and posts it to the app.
+"""Reads a snapshot of the state store in a thread and posts it to the app.
+
+On SQLite it polls twice a second. On PostgreSQL (``[state] url``) it waits for the store's
+notifications instead (a runner on any host committed a change the cockpit shows: LISTEN/NOTIFY) and
+reads then, at most every ``MIN_SPACING`` seconds however busy the fleet, and every ``QUIET_INTERVAL``
+seconds when nothing is said (the clocks on screen move on). A poke (after an action) reads at once.
 
 One loop, so polls never overlap; a slow read just makes the next one later. Snapshots are
 immutable, so the UI thread can keep and compare them freely.
@@ -7,14 +12,23 @@ immutable, so the UI thread can keep and compare them freely.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from runners.plan.model import Plan
+from runners.state.backend import Backend
 from runners.state.mailbox_reads import MailboxQuery
-from runners.state.read_models.snapshot import ALL, LedgerCache, Snapshot, take
+from runners.state.open_store import open_store
+from runners.state.read_models.snapshot import ALL, LedgerCache, Snapshot, take, with_rows
 from runners.state.store import StateStore
 
 INTERVAL = 0.5
+#: With notifications: the least time between two reads (a busy fleet commits many times a second) ...
+MIN_SPACING = 0.25
+#: ... and the most, when nothing is said.
+QUIET_INTERVAL = 5.0
+#: How long one wait for a notification lasts before a poke or a stop is looked at.
+_SLICE = 0.05
 #: Mailboxes whose ledger is re-summed per poll at most (the rest keep their last sums a little longer).
 LEDGER_PER_POLL = 100
 
@@ -29,6 +43,7 @@ class SnapshotPoller:
         *,
         read_only: bool = False,
         failed: Callable[[Exception], object] = lambda error: None,
+        quiet_interval: float = QUIET_INTERVAL,
     ) -> None:
         self.plan = plan
         #: Told when a poll fails (the store can't be read): once per distinct error, and polling
@@ -40,6 +55,8 @@ class SnapshotPoller:
         #: What the visible view shows: only those mailbox rows are read (hidden views cost nothing).
         self.query = query
         self.interval = interval
+        #: The longest wait for a notification (PostgreSQL) before reading anyway.
+        self.quiet_interval = quiet_interval
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="snapshots", daemon=True)
@@ -59,13 +76,21 @@ class SnapshotPoller:
         store: StateStore | None = None
         ledger = LedgerCache(per_poll=LEDGER_PER_POLL)
         last_error = ""
+        shown: tuple[Snapshot, MailboxQuery | None] | None = None
         try:
             while not self._stop.is_set():
                 try:
                     if store is None:
-                        store = StateStore(self.plan.state_db, read_only=self.read_only)
-                    self.deliver(take(store, self.plan, query=self.query(), ledger=ledger))
+                        store = open_store(self.plan, read_only=self.read_only)
+                    query = self.query()
+                    if shown is not None and query is not None and query != shown[1]:
+                        # A view opened or changed its filter: its rows first, the whole fleet after.
+                        self.deliver(with_rows(store, self.plan, shown[0], query, ledger))
+                    snapshot = take(store, self.plan, query=query, ledger=ledger)
+                    self.deliver(snapshot)
+                    shown = (snapshot, query)
                     last_error = ""
+                    self._wait(store.backend)
                 except Exception as error:  # the app must hear of it, not freeze on a stale picture
                     if store is not None:
                         store.close()
@@ -73,8 +98,23 @@ class SnapshotPoller:
                     if str(error) != last_error:
                         last_error = str(error)
                         self.failed(error)
-                self._wake.wait(self.interval)
+                    self._wake.wait(self.interval)
                 self._wake.clear()
         finally:
             if store is not None:
                 store.close()
+
+    def _wait(self, backend: Backend) -> None:
+        """Until the next read: a poke, a stop, a change announced, or the interval."""
+        if not backend.notifies:
+            self._wake.wait(self.interval)
+            return
+        started = time.monotonic()
+        while not self._wake.is_set():
+            left = started + self.quiet_interval - time.monotonic()
+            if left <= 0:
+                return
+            if backend.wait_for_change(min(_SLICE, left)):
+                # Let a burst of commits settle into one read.
+                self._wake.wait(max(0.0, started + MIN_SPACING - time.monotonic()))
+                return

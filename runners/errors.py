@@ -7,6 +7,7 @@
     ├── WaveFault                  the first mailboxes all failed the same way: a fault of the whole wave,
     │                              the run stops (runners.engine.wave_faults)
     ├── RunInterrupted             the operator stopped the run (not a failure: the ledger holds the rest)
+    │   └── LeaseLost              another runner took the mailbox over: write nothing more (runners.state.errors)
     ├── MailboxCancelled           a cancel request for one mailbox or its wave (not a failure either)
     ├── NotCaptured                a ``captured:`` mailbox whose password the proxy never captured, or it
     │                              expired: that mailbox fails alone (runners.connectors.captured)

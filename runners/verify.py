@@ -35,6 +35,7 @@ from runners.kept import differences, expected_item
 from runners.model import FetchedMessage, FolderState, MessageMeta
 from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import safe
+from runners.state.open_store import open_store, store_exists, store_location
 from runners.state.rows import SyncedFolder
 from runners.state.statuses import MessageStatus
 from runners.state.store import LedgerEntry, StateStore
@@ -120,9 +121,9 @@ def verify_wave(
     plan: Plan, wave: str, *, only: Sequence[str] = (), deep: bool = False, workers: int | None = None
 ) -> VerifyReport:
     entries = select_mailboxes(plan, wave, only)
-    if not plan.state_db.exists():
-        raise MigrationError(f"no state store at {plan.state_db}: nothing has been migrated yet")
-    store = StateStore(plan.state_db, read_only=True)  # verify only reads: the helpdesk may run it
+    if not store_exists(plan):
+        raise MigrationError(f"no state store at {store_location(plan)}: nothing has been migrated yet")
+    store = open_store(plan, read_only=True)  # verify only reads: the helpdesk may run it
     caps = ConnectionCaps()
     keeps_bytes = target_capabilities(plan.target.type).keeps_bytes
 

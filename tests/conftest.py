@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from gate import Gate
 from servers.dovecot import DovecotServer, find_dovecot
+from servers.postgres import PASSWORD_ENV, PostgresServer, find_postgres
 
 #: Users every source/target server has; the master user is ``admin`` (dovecot.MASTER_USER).
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
@@ -77,3 +78,20 @@ def gate() -> Iterator[Gate]:
     opened = Gate()
     yield opened
     opened.open()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL cluster per test session (per xdist worker); each test takes a database."""
+    if find_postgres() is None:
+        pytest.fail("postgresql is not installed: run ./scripts/test (it installs everything)", pytrace=False)
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty database's ``[state] url``; its password is in ``$PASSWORD_ENV`` (a plan says
+    ``[state] password = "env:CUTOVER_TEST_PGPASS"``)."""
+    monkeypatch.setenv(PASSWORD_ENV, postgres_server.password)
+    return postgres_server.url(postgres_server.database())

@@ -23,7 +23,7 @@ def test_a_back_off_reaches_the_store_status_and_cockpit(tmp_path: Path) -> None
     with pace.slot():
         pass
     pace.back_off(30, "429 Too Many Requests: Retry-After: 30 (ApplicationThrottled)")
-    PacingRecorder(str(path), run_id).write(store)
+    PacingRecorder(store, run_id).write(store)
 
     reader = StateStore(path, read_only=True)
     rows = [r for r in reader.running_pacing("pilot") if r.scope == "graph:visible@example.test"]

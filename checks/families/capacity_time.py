@@ -17,6 +17,7 @@ from checks.model import Finding, Severity
 from checks.registry import SkipCheck, check
 from checks.survey import survey
 from checks.volume import total
+from runners.state.open_store import open_store
 from runners.state.store import StateStore
 
 CHECK_ID = "TGT-TIME-005"
@@ -42,7 +43,7 @@ def migration_time(ctx: CheckContext) -> Iterator[Finding]:
             settings.throughput, f"{settings.throughput:g} msg/s from the plan's [capacity] throughput"
         )
         if settings.throughput
-        else measured_throughput(StateStore(ctx.plan.state_db))
+        else measured_throughput(open_store(ctx.plan))
     )
     if rate is None:
         raise SkipCheck(

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from runners.errors import MigrationError
 from runners.plan.loader import load_plan
 from runners.safe_text import safe_lines, scrub
-from runners.state.store import StateStore
+from runners.state.open_store import open_store, store_exists, store_location
 
 
 def audit_command(args: argparse.Namespace) -> int:
@@ -19,9 +19,9 @@ def audit_command(args: argparse.Namespace) -> int:
         raise MigrationError(
             f"wave {args.wave!r} is not in the plan (waves: {', '.join(plan.waves) or 'none'})"
         )
-    if not plan.state_db.exists():
-        raise MigrationError(f"no state store at {plan.state_db}: nothing has run yet")
-    entries = StateStore(plan.state_db).audit_trail(args.wave)
+    if not store_exists(plan):
+        raise MigrationError(f"no state store at {store_location(plan)}: nothing has run yet")
+    entries = open_store(plan).audit_trail(args.wave)
     if args.output == "json":
         print(
             scrub(

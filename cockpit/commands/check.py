@@ -14,8 +14,8 @@ from cockpit.commands.preflight import warn_before_connecting
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.safe_text import safe_lines
+from runners.state.open_store import open_store
 from runners.state.operators import operator_id
-from runners.state.store import StateStore
 
 RENDERERS = {"table": render_table, "json": render_json, "junit": render_junit, "markdown": render_markdown}
 
@@ -68,7 +68,7 @@ def record_run(
     """Keep a check run in the plan's state store under its scope (``all``, else ``category:ids``),
     so the next run of the same scope says what is new, what persists and what was resolved."""
     scope = "all" if not (category or only) else f"{category or ''}:{','.join(sorted(only))}"
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     try:
         return record(store, run, scope, operator_id())
     finally:

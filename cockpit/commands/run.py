@@ -36,7 +36,7 @@ def run_command(args: argparse.Namespace) -> int:
     log_path = _setup_logging(plan)
     stats = RunStats()
     stop = threading.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     mode = args.progress
     if mode == "auto":
         mode = "bar" if sys.stderr.isatty() and args.output == "text" else "plain"
@@ -84,7 +84,7 @@ def log_to(path: Path) -> logging.Handler:
 ABORT_GRACE_SECONDS = 3.0
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def stop_on_signals(stop: threading.Event) -> None:
     """First SIGINT/SIGTERM: finish the current batch, record everything, exit. Second: stop now.
 
     Raising in the main thread would not do: it waits for the worker threads, and a worker blocked

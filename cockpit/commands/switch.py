@@ -18,7 +18,7 @@ from runners.errors import MigrationError
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.safe_text import safe_lines, scrub
-from runners.state.store import StateStore
+from runners.state.open_store import open_store
 from runners.window.actor import current_actor
 from runners.window.conditions import Condition, wave_objects
 from runners.window.driver import Override, Refused, WaveHeld, WindowDriver, WindowResult, vars_of
@@ -32,7 +32,7 @@ def switch_command(args: argparse.Namespace) -> int:
         known = ", ".join(plan.waves) or "none"
         raise MigrationError(f"wave {args.wave!r} is not in the plan (waves: {known})")
     warn_before_connecting(plan)
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     json_out = args.output == "json"
 
     def say(line: str) -> None:

@@ -104,6 +104,10 @@ class MailboxesView(View):
         )
 
     def show(self, snapshot: Snapshot) -> None:
+        if snapshot.query is None:
+            # Read for a view without rows (the overview), before this one opened: it knows none of
+            # ours, and emptying the table would swallow the keys typed meanwhile. Ours come next.
+            return
         seconds = max(self.cockpit.snapshot_interval, 1e-3)
         # The poller already filtered, sorted and limited in SQL; checking again here narrows a snapshot
         # read just before the filter changed (a wider filter waits for the next poll, which _refilter pokes).

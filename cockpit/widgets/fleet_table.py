@@ -140,8 +140,9 @@ class FleetTable(ScrollView, can_focus=True):
         self._keys: list[str] = []
         self._cells: list[Sequence[str]] = []
         self._tones: list[str] = []
-        self._heads: list[str] = []
-        self._lines: list[str] = []
+        #: Each row's text as drawn (frozen part, scrolling part), made when the row is first drawn: a
+        #: snapshot of 500 rows of which 45 are on screen pads and cuts 45 (cockpit_bench.py).
+        self._drawn: list[tuple[str, str] | None] = []
         self._widths = [width for _, width in self.columns]
         self._head_header, self._header = self._split(tuple(label for label, _ in self.columns))
         self._notified: str | None = None
@@ -163,8 +164,14 @@ class FleetTable(ScrollView, can_focus=True):
 
     def row_text(self, key: str) -> str:
         """The row as drawn (for tests and copying)."""
-        index = self._keys.index(key)
-        return self._heads[index] + self._lines[index]
+        head, line = self._row(self._keys.index(key))
+        return head + line
+
+    def _row(self, index: int) -> tuple[str, str]:
+        drawn = self._drawn[index]
+        if drawn is None:
+            drawn = self._drawn[index] = self._split(self._cells[index])
+        return drawn
 
     def cells(self, key: str) -> Sequence[str]:
         """The row's cells as given, uncut (a detail line shows the last one whole)."""
@@ -196,9 +203,7 @@ class FleetTable(ScrollView, can_focus=True):
             return
         self._widths = widths
         self._head_header, self._header = self._split(tuple(label for label, _ in self.columns))
-        split = [self._split(cells) for cells in self._cells]
-        self._heads = [head for head, _ in split]
-        self._lines = [line for _, line in split]
+        self._drawn = [None] * len(self._cells)
         self._resize_virtual()
         self.refresh()
 
@@ -214,30 +219,26 @@ class FleetTable(ScrollView, can_focus=True):
         tones = tones or {}
         keys = [key for key, _ in rows]
         current = self.cursor_key
+        before = self._cells
         self._cells = [cells for _, cells in rows]
         widths = self._layout_widths()  # a scrollbar may come or go, a longer text arrive (wide)
         relaid = widths != self._widths
         if relaid:
             self._widths = widths
             self._head_header, self._header = self._split(tuple(label for label, _ in self.columns))
-        split = [self._split(cells) for _, cells in rows]
-        heads = [head for head, _ in split]
-        lines = [line for _, line in split]
         row_tones = [tones.get(key, "") for key in keys]
         if keys == self._keys and not relaid:
-            changed = [
-                i
-                for i, (old, new, old_tone, new_tone) in enumerate(
-                    zip(self._lines, lines, self._tones, row_tones, strict=True)
-                )
-                if old != new or old_tone != new_tone
-            ]
-            self._heads, self._lines, self._tones = heads, lines, row_tones
-            for index in changed:
-                self._refresh_row(index)
+            for index, (old, new, old_tone, new_tone) in enumerate(
+                zip(before, self._cells, self._tones, row_tones, strict=True)
+            ):
+                if old != new or old_tone != new_tone:
+                    self._drawn[index] = None
+                    self._refresh_row(index)
+            self._tones = row_tones
             self._resize_virtual()
             return
-        self._keys, self._heads, self._lines, self._tones = keys, heads, lines, row_tones
+        self._keys, self._tones = keys, row_tones
+        self._drawn = [None] * len(keys)
         if current is not None and current in keys:
             self.cursor_row = keys.index(current)
         self.cursor_row = max(0, min(self.cursor_row, len(keys) - 1))
@@ -347,7 +348,7 @@ class FleetTable(ScrollView, can_focus=True):
             style = base + self.get_component_rich_style("fleet-table--header")
             return self._strip(self._head_header, self._header, style, scroll_x, width)
         index = scroll_y + y - 1
-        if index >= len(self._lines):
+        if index >= len(self._keys):
             return Strip.blank(width, base)
         style = base
         if index % 2:
@@ -356,7 +357,8 @@ class FleetTable(ScrollView, can_focus=True):
             style += self.get_component_rich_style(f"fleet-table--{self._tones[index]}")
         if index == self.cursor_row:
             style += self.get_component_rich_style("fleet-table--cursor")
-        return self._strip(self._heads[index], self._lines[index], style, scroll_x, width)
+        head, line = self._row(index)
+        return self._strip(head, line, style, scroll_x, width)
 
     @staticmethod
     def _strip(head: str, text: str, style: Style, scroll_x: int, width: int) -> Strip:

@@ -35,8 +35,8 @@ def request(
 class ControlWatcher:
     """The effective control state of one run's mailboxes, refreshed from the store in the background."""
 
-    def __init__(self, store_path: str, wave: str, mailboxes: list[str], poll: float = POLL_SECONDS) -> None:
-        self._path = store_path
+    def __init__(self, store: StateStore, wave: str, mailboxes: list[str], poll: float = POLL_SECONDS) -> None:
+        self._store: StateStore | None = store  # each thread reads it on a connection of its own
         self._wave = wave
         self._mailboxes = set(mailboxes)
         self._poll = poll
@@ -44,15 +44,12 @@ class ControlWatcher:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._last_id = 0
-        self._store: StateStore | None = None
         self._thread = threading.Thread(target=self._loop, name="controls", daemon=True)
 
     def start(self) -> ControlWatcher:
         # Requests made before this run started don't apply to it.
-        store = StateStore(self._path)
-        self._last_id = store.last_control_id()
-        store.close()  # this thread's connection; the watcher thread opens its own on the same store
-        self._store = store
+        assert self._store is not None
+        self._last_id = self._store.last_control_id()
         self._thread.start()
         return self
 

@@ -40,8 +40,8 @@ def pacing_rows(run_id: int, snapshots: list[PaceSnapshot], now: float) -> list[
 
 
 class PacingRecorder:
-    def __init__(self, store_path: str, run_id: int, every: float = WRITE_SECONDS) -> None:
-        self._path = store_path
+    def __init__(self, store: StateStore, run_id: int, every: float = WRITE_SECONDS) -> None:
+        self._store = store  # written from its own thread, on a connection of its own
         self._run_id = run_id
         self._every = every
         self._stop = threading.Event()
@@ -57,7 +57,7 @@ class PacingRecorder:
         self._thread.join()
 
     def _loop(self) -> None:
-        store = StateStore(self._path)
+        store = self._store
         try:
             while not self._stop.wait(self._every):
                 self.write(store)

@@ -168,6 +168,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, mark: str | None, counters: Cop
         for m, digest in send
     )
     faults.reached("before-append")
+    ctx.store.check_lease()  # a runner whose lease may have run out sends nothing (runners.state.fence)
     outcomes = ctx.target.append(
         ctx.target_wire,
         [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 from runners.adapters import opener, source_adapter, target_adapter, target_capabilities
 from runners.connectors.base import SourceSession, TargetSession
@@ -19,8 +19,23 @@ from runners.plan.model import Endpoint, MailboxEntry, Plan
 T = TypeVar("T")
 
 
+class Slot(Protocol):
+    """One server's connection slots: what ``ConnectionCaps`` takes and gives back."""
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class SlotPool(Protocol):
+    """Where the per-server slots are kept: this process (``ServerSlots``) or the shared store
+    (``runners.engine.store_slots.StoreSlots``, for a fleet of runner hosts)."""
+
+    def semaphore(self, name: str, limit: int) -> Slot: ...
+
+
 class ServerSlots:
-    """At most ``limit`` holders at once per server name."""
+    """At most ``limit`` holders at once per server name, in this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -59,10 +74,12 @@ class ConnectionCaps:
     """Opens sessions so that no server gets more than its ``max_connections`` from us, and no
     target mailbox more than its adapter's ``connections_per_mailbox``."""
 
-    def __init__(self, slots: ServerSlots | None = None) -> None:
+    def __init__(self, slots: SlotPool | None = None) -> None:
         self.slots = slots or ServerSlots()
+        # One runner holds a mailbox at a time, so its own cap is kept in this process.
+        self.mailbox_slots = ServerSlots()
 
-    def semaphore(self, endpoint: Endpoint) -> threading.BoundedSemaphore:
+    def semaphore(self, endpoint: Endpoint) -> Slot:
         return self.slots.semaphore(endpoint.address, endpoint.max_connections)
 
     def open_source(self, endpoint: Endpoint, entry: MailboxEntry) -> SourceSession:
@@ -94,7 +111,7 @@ class ConnectionCaps:
 
     def _mailbox_slot(self, endpoint: Endpoint, entry: MailboxEntry) -> threading.BoundedSemaphore:
         tolerated = target_capabilities(endpoint.type).connections_per_mailbox
-        return self.slots.semaphore(f"{endpoint.address}/{entry.target}", tolerated)
+        return self.mailbox_slots.semaphore(f"{endpoint.address}/{entry.target}", tolerated)
 
     @contextmanager
     def both(self, plan: Plan, entry: MailboxEntry) -> Iterator[tuple[SourceSession, TargetSession]]:
@@ -112,7 +129,7 @@ class ConnectionCaps:
             self.close_target(plan.target, entry, target)
 
 
-def capped(sem: threading.BoundedSemaphore, open_session: Callable[[], T]) -> T:
+def capped(sem: Slot, open_session: Callable[[], T]) -> T:
     """Open under the cap; the caller releases ``sem`` when it closes the session."""
     sem.acquire()
     try:

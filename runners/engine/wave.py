@@ -1,4 +1,10 @@
-"""Run a wave: every mailbox of it, ``workers`` at a time, recorded as one run in the state store."""
+"""Run a wave: every mailbox of it, ``workers`` at a time, recorded as one run in the state store.
+
+The run's mailboxes are a queue in the store (``run_mailboxes``): this process's workers take them
+one at a time under a lease (``runners.state.leases``), and so does any ``cutover runner`` of the
+fleet (``runners.engine.fleet``) that shares the store; the launching process finishes the run once
+no mailbox of it is left open. Every write about a leased mailbox is fenced with the lease.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from runners.engine.control import ControlWatcher
+from runners.engine.lease_keeper import LeaseKeeper, default_name
 from runners.engine.login_queue import queued_only
 from runners.engine.mailbox import MailboxJob
 from runners.engine.pacing_recorder import PacingRecorder
 from runners.engine.sessions import ConnectionCaps
 from runners.engine.stats import MailboxStats, RunStats
+from runners.engine.store_slots import StoreSlots
 from runners.engine.wave_faults import WaveFault, WaveFaults
 from runners.errors import MigrationError
 from runners.plan.model import MailboxEntry, Plan
+from runners.state.errors import LeaseLost
+from runners.state.fence import Lease
+from runners.state.open_store import open_store
 from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
@@ -68,7 +79,7 @@ def run_wave(
     retry_failed: bool = False,
 ) -> RunResult:
     """Run every mailbox of ``wave``; raises ``WaveFault`` when a fault of the whole wave stopped it."""
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     store.mark_dead_runs()
     entries = largest_first(store, select_mailboxes(plan, wave, only))
     if plan.starts_on_login(wave):  # only the mailboxes their users' logins through the proxy queued (#14)
@@ -88,21 +99,36 @@ def run_wave(
         if not entries:
             raise MigrationError(f"nothing to retry in wave {wave!r}: no mailbox has failed items")
     workers = max(1, min(workers or plan.workers, len(entries)))
-    run = WavePass(plan, store, wave, kind, before, stats or RunStats(), stop or threading.Event(), retry_failed)
-    run.start(entries, workers)
-    on_start(run.run_id)
-    status = "failed"
+    keeper = LeaseKeeper(store, default_name(), plan.lease_seconds).start()
     try:
-        status = run.migrate_all(entries, workers)
+        run = WavePass(
+            plan, store, wave, kind, before, stats or RunStats(), stop or threading.Event(), retry_failed,
+            keeper=keeper,
+        )  # fmt: skip
+        run.start(entries, workers)
+        on_start(run.run_id)
+        status = "failed"
+        try:
+            status = run.migrate_all(workers)
+        finally:
+            seconds = run.finish(status)
     finally:
-        seconds = run.finish(status)
+        keeper.stop()
     if run.faults.reason is not None:
         raise WaveFault(run.faults.reason)
     return RunResult(run.run_id, wave, kind, status, run.stats, seconds)
 
 
+def connection_caps(store: StateStore, keeper: LeaseKeeper) -> ConnectionCaps:
+    """Per-server caps kept in the store when it is shared by hosts (PostgreSQL), else in this process."""
+    if not store.shared:
+        return ConnectionCaps()
+    return ConnectionCaps(StoreSlots(store, keeper.name, keeper.seconds, keeper.dead_holders))
+
+
 class WavePass:
-    """One run of a wave, in its steps: start, migrate every mailbox, finish (and undo a wave's fault)."""
+    """One run of a wave as this process takes part in it: start it (or join it: a fleet runner),
+    work its queue, finish it (and undo a wave's fault)."""
 
     def __init__(
         self,
@@ -114,24 +140,35 @@ class WavePass:
         stats: RunStats,
         stop: threading.Event,
         retry_failed: bool,
+        *,
+        keeper: LeaseKeeper,
+        caps: ConnectionCaps | None = None,
     ) -> None:
         self.plan, self.store, self.wave, self.kind = plan, store, wave, kind
         #: Each mailbox's state before this run: what a wave's fault leaves it at.
         self.before = before
         self.stats, self.stop, self.retry_failed = stats, stop, retry_failed
-        self.caps = ConnectionCaps()
+        self.keeper = keeper
+        self.caps = caps or connection_caps(store, keeper)
         self.faults = WaveFaults(stop)
         self.run_id = 0
         self.started = time.monotonic()
         self.mailbox_ids: dict[str, int] = {}
+        self.entries = {e.source: e for e in plan.mailboxes}
         self.controls: ControlWatcher | None = None
         self.pacing: PacingRecorder | None = None
+        self._mailbox_done = threading.Condition()
 
     def start(self, entries: list[MailboxEntry], workers: int) -> None:
         self.run_id = self.store.start_run(self.wave, self.kind, workers)
-        self.controls = ControlWatcher(str(self.plan.state_db), self.wave, [e.source for e in entries]).start()
-        self.pacing = PacingRecorder(str(self.plan.state_db), self.run_id).start()
-        self.started = time.monotonic()
+        queue = []
+        for entry in entries:
+            mailbox_id = self.store.upsert_mailbox(entry.source, entry.target, entry.wave)
+            # A retry pass re-tries the failed items of partial mailboxes; a mailbox that failed or
+            # was cancelled as a whole needs its normal pass.
+            queue.append((mailbox_id, self.retry_failed and self.before.get(entry.source) == "partial"))
+        self.store.enqueue_run(self.run_id, queue)
+        self.watch([e.source for e in entries])
         self.store.event(
             self.run_id,
             "info",
@@ -139,62 +176,104 @@ class WavePass:
             f"{self.kind} pass of wave {self.wave}: {len(entries)} mailbox(es), {workers} worker(s)",
         )
 
-    def migrate_all(self, entries: list[MailboxEntry], workers: int) -> str:
-        """Every mailbox, ``workers`` at a time; the run's status."""
+    def join(self, run_id: int) -> None:
+        """Take part in a run another process started (``cutover runner``)."""
+        self.run_id = run_id
+        self.watch([e.source for e in self.plan.wave(self.wave)])
+
+    def watch(self, sources: list[str]) -> None:
+        self.controls = ControlWatcher(self.store, self.wave, sources).start()
+        self.pacing = PacingRecorder(self.store, self.run_id).start()
+        self.started = time.monotonic()
+
+    def migrate_all(self, workers: int) -> str:
+        """Every mailbox of the queue, ``workers`` at a time with whoever else works it; the run's status."""
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailbox") as pool:
-            results = list(pool.map(self.migrate, entries))
+            list(pool.map(lambda _: self.work_queue(until_done=True), range(workers)))
         if self.faults.reason is not None:
             return "failed"
-        if self.stop.is_set():
+        queue = self.store.run_queue(self.run_id)
+        if self.stop.is_set() or not all(q.done for q in queue):
             return "interrupted"
-        return "ok" if {r.state for r in results} <= {"ok"} else "partial"
+        return "ok" if all(q.state == "ok" for q in queue) else "partial"
 
-    def migrate(self, entry: MailboxEntry) -> MailboxStats:
+    def work_queue(self, *, until_done: bool) -> int:
+        """Take the run's open mailboxes one at a time until none is left to take (``until_done``:
+        until every one is finished, by whoever holds it, taking over those whose lease runs out).
+        Returns how many this thread worked."""
+        worked = 0
+        # Another runner's mailbox ends unannounced (looked at every poll); one of this process's
+        # wakes the waiting workers at once, so a run ends when its last mailbox does.
+        poll = min(0.5, self.plan.lease_seconds / 4)
+        while not self.stop.is_set():
+            lease = self.store.claim_next(
+                self.run_id, self.keeper.name, self.plan.lease_seconds, self.keeper.dead_holders()
+            )
+            if lease is None:
+                if not until_done or self.store.open_in_run(self.run_id) == 0:
+                    break
+                with self._mailbox_done:
+                    self._mailbox_done.wait(poll)
+                continue
+            try:
+                self.migrate(lease)
+            finally:
+                with self._mailbox_done:
+                    self._mailbox_done.notify_all()
+            worked += 1
+        return worked
+
+    def migrate(self, lease: Lease) -> MailboxStats | None:
+        """One leased mailbox, every write fenced with the lease; given back when done or stopped."""
+        fenced = self.store.fenced(lease)
+        entry = self.entries.get(lease.source)
+        if entry is None:  # a plan that doesn't list it: leave it to a runner whose plan does
+            fenced.release_leased(self.run_id, "pending", "not in the plan of runner " + self.keeper.name)
+            return None
+        self.keeper.hold(lease)
         mailbox_stats = MailboxStats(entry.source, entry.target)
         self.stats.add(mailbox_stats)
-        if self.stop.is_set():
-            mailbox_stats.state = "pending"
-            return mailbox_stats
-        mailbox_id = self.mailbox_ids[entry.source] = self.store.upsert_mailbox(
-            entry.source, entry.target, entry.wave
-        )
-        holder = self.store.claim_mailbox(mailbox_id, self.run_id)
-        if holder is not None:
-            mailbox_stats.state, mailbox_stats.error_kind = "failed", "busy"
-            mailbox_stats.error = f"another runner ({holder}) is migrating this mailbox"
-            return mailbox_stats
-        # A retry pass re-tries the failed items of partial mailboxes; a mailbox that failed or was
-        # cancelled as a whole needs its normal pass.
-        item_retry = self.retry_failed and self.before.get(entry.source) == "partial"
+        self.mailbox_ids[entry.source] = lease.mailbox_id
         job = MailboxJob(
             self.plan,
-            self.store,
+            fenced,
             self.caps,
             entry,
-            mailbox_id,
+            lease.mailbox_id,
             self.run_id,
             mailbox_stats,
             stop=self.stop,
             controls=self.controls,
-            retry_failed=item_retry,
+            retry_failed=lease.item_retry,
             wave_faults=self.faults,
         )
         try:
-            job.run()
+            try:
+                job.run()
+            finally:
+                fenced.mailbox_progress(lease.mailbox_id, mailbox_stats.progress())
+                fenced.release_leased(
+                    self.run_id, mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind
+                )
+        except LeaseLost as exc:
+            # Another runner holds it now and resumes it from the ledger: write nothing more.
+            log.warning("%s", exc)
+            mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind = "pending", str(exc), "lease-lost"
         finally:
-            self.store.mailbox_progress(mailbox_id, mailbox_stats.progress())
-            self.store.release_mailbox(
-                mailbox_id, mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind
-            )
+            self.keeper.drop(lease)
             self.store.close()
         return mailbox_stats
 
-    def finish(self, status: str) -> float:
-        """Record the run's end (after undoing a wave's fault); the run's seconds."""
+    def leave(self) -> None:
+        """Stop watching the run's controls and pacing (a fleet runner leaving a run)."""
         if self.controls is not None:
             self.controls.stop()
         if self.pacing is not None:
             self.pacing.stop()
+
+    def finish(self, status: str) -> float:
+        """Record the run's end (after undoing a wave's fault); the run's seconds."""
+        self.leave()
         if self.faults.reason is not None:
             self.leave_as_they_were()
         seconds = time.monotonic() - self.started
@@ -209,11 +288,13 @@ class WavePass:
 
     def leave_as_they_were(self) -> None:
         """A wave's fault is no mailbox's: each one it stopped before it copied anything goes back
-        to its state before the run, not to failed."""
+        to its state before the run, not to failed (under a lease of its own: a fleet may hold it)."""
         for source, mailbox_stats in list(self.stats.mailboxes.items()):
             mailbox_id = self.mailbox_ids.get(source)
             if mailbox_id is None or mailbox_stats.copied or mailbox_stats.failed:
                 continue
             state = self.before.get(source, "pending")
             mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind = state, None, None
-            self.store.release_mailbox(mailbox_id, state)
+            lease = self.store.claim_leased(mailbox_id, self.run_id, self.keeper.name, self.plan.lease_seconds)
+            if lease is not None:
+                self.store.fenced(lease).release_leased(self.run_id, state)

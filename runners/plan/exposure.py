@@ -75,6 +75,8 @@ def _secrets(plan: Plan) -> Iterator[tuple[Secret, Path, str]]:
         for secret, what in ((entry.source_password, entry.source), (entry.target_password, entry.target)):
             if secret is not None:
                 yield secret, holder, what
+    if plan.state_server is not None and plan.state_server.password is not None:
+        yield plan.state_server.password, plan.path, "[state] password"
 
 
 def _origin_file(plan: Plan, origin: str) -> Path:

@@ -29,6 +29,8 @@ from runners.plan.paths import resolve_path
 from runners.plan.proxy_capture_options import load_capture
 from runners.plan.proxy_options import load_proxy
 from runners.plan.readiness import READINESS_TABLES, load_readiness
+from runners.plan.runner_options import load_lease_seconds
+from runners.plan.state_options import load_state_server
 from runners.plan.switch_options import load_switch
 from runners.plan.tables import Document, Table
 from runners.plan.waves import load_waves
@@ -48,10 +50,11 @@ PLAN_TABLES = (
     "window",
     *READINESS_TABLES,
     "proxy",
+    "runner",
 )
 FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = tuple(SPECIAL_KEYS)  # runners/special_use.py holds the one list
-STATE_KEYS = ("dir",)
+STATE_KEYS = ("dir", "url", "password")
 RUN_KEYS = ("workers", "batch_messages", "batch_bytes")
 SECURITY_KEYS = ("strict_permissions",)
 
@@ -107,6 +110,8 @@ def load_plan(path: str | Path) -> Plan:
         window=load_window(root),
         proxy=None,
         capture=load_capture(root),
+        state_server=load_state_server(root.table("state"), base_dir),
+        lease_seconds=load_lease_seconds(root),
     )
     if root.table("proxy") is not None:
         plan = dataclasses.replace(plan, proxy=load_proxy(root, base_dir, source, target, plan.switch))

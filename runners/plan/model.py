@@ -12,6 +12,7 @@ from runners.plan.proxy_capture_options import CaptureSettings
 from runners.plan.proxy_model import ProxyOptions
 from runners.plan.readiness_model import ReadinessConfig
 from runners.plan.secret import Secret as Secret  # part of the plan model API
+from runners.plan.state_model import StateServer
 from runners.plan.switch_model import SwitchSettings
 from runners.plan.window_options import WindowSettings
 
@@ -128,6 +129,10 @@ class Plan:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     #: ``[proxy]``: the routing proxy's listeners, backends, routing and limits (None: no proxy).
     proxy: ProxyOptions | None = None
+    #: ``[state] url``: a shared PostgreSQL store instead of SQLite under ``state_dir`` (runners.state.open).
+    state_server: StateServer | None = None
+    #: ``[runner] lease_seconds``: how long a runner holds a mailbox without renewing it (a fleet's takeover).
+    lease_seconds: float = 120.0
 
     @property
     def target_domains(self) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from typing import Any
 from runners.plan.model import Plan
 from runners.safe_text import markdown_literal as md
 from runners.safe_text import safe_data
+from runners.state.open_store import open_store
 from runners.state.store import StateStore
 
 
@@ -42,7 +43,7 @@ def wave_report(
     now: float | None = None,
 ) -> dict[str, Any]:
     """The report as JSON-ready data (every string safe). Reads the store, never writes it."""
-    store = store or StateStore(plan.state_db, read_only=True)
+    store = store or open_store(plan, read_only=True)
     counts = store.mailbox_ledger_counts(wave)
     mailboxes: list[dict[str, Any]] = []
     exceptions: list[dict[str, Any]] = []

@@ -25,8 +25,8 @@ from runners.connectors.imap_login import open_imap
 from runners.errors import CommandError, MigrationError
 from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import file_name_part
+from runners.state.open_store import open_store
 from runners.state.private import write_private
-from runners.state.store import StateStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,7 @@ def record_engine_copies(plan: Plan, wave: str) -> Path:
     must not copy those back (the legacy has them). Read from the forward ledger, rewritten before every
     rollback pass (temp file, then rename).
     """
-    store = StateStore(plan.state_db, read_only=True)
+    store = open_store(plan, read_only=True)
     targets = {e.source: e.target for e in plan.wave(wave)}
     copies: dict[str, dict[str, list[int]]] = {}
     for row in store.mailbox_ledger_counts(wave):

@@ -12,13 +12,18 @@ written that way goes through a ``Backend``:
 * opening read-only, for an account that may read the state directory but not write it;
 * turning the driver's errors into the store's one error, ``StoreError``.
 
-The second backend (PostgreSQL, for many runner hosts: its own issue) implements ``Backend`` with a
-connection wrapper that turns ``?`` into ``%s`` and its own schema file; ``StateStore`` takes the
-backend, so no caller changes. Only ``SqliteBackend`` exists today.
+* a list of values as one parameter (``in_values``: SQLite's ``json_each``, PostgreSQL's arrays);
+* a column added to an existing store (``add_column``, in SQLite's words for the type);
+* waiting for another process's change (``wait_for_change``: PostgreSQL's LISTEN; SQLite just waits).
+
+The second backend, ``PostgresBackend`` (``pg_backend.py``, for many runner hosts), wraps psycopg's
+connection so that ``?`` becomes ``%s`` and has its own schema file (``schema_pg.sql``); ``StateStore``
+takes the backend, and ``runners.state.open.open_store`` picks it from the plan's ``[state]``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -60,13 +65,21 @@ class Backend(Protocol):
     #: Where the data lives (a file path, a URL without its password), for error messages.
     location: str
     read_only: bool
+    #: "sqlite" or "postgresql": for the rare statement that must be spelled per engine.
+    dialect: str
+    #: Does ``wait_for_change`` hear of other processes' commits (else a viewer polls)?
+    notifies: bool
 
     def connection(self) -> Connection:
         """This thread's connection, opened on first use."""
         ...
 
-    def transaction(self) -> AbstractContextManager[Connection]:
-        """A write transaction: committed when the block ends, rolled back when it raises."""
+    def transaction(self, *, serialized: bool = True) -> AbstractContextManager[Connection]:
+        """A write transaction: committed when the block ends, rolled back when it raises.
+
+        ``serialized``: one write transaction at a time across every process (SQLite's only way;
+        PostgreSQL takes a lock for it). ``False`` lets PostgreSQL run it beside others, for a
+        transaction that locks the rows it depends on itself (``FOR UPDATE``)."""
         ...
 
     def insert(self, db: Connection, sql: str, params: Sequence[Any]) -> int:
@@ -81,6 +94,10 @@ class Backend(Protocol):
         """Rows readable by column name too (``row["n"]``): for tests and ad-hoc inspection only."""
         ...
 
+    def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, Any]:
+        """SQL saying ``column`` is one of ``values``, with its one parameter (any number of values)."""
+        ...
+
     def create_schema(self) -> None:
         """Create the tables and indexes that don't exist yet."""
         ...
@@ -89,8 +106,21 @@ class Backend(Protocol):
         """The names of a table's columns as the database has them now."""
         ...
 
+    def add_column(self, table: str, name: str, kind: str) -> None:
+        """Add a column to an existing table; ``kind`` in SQLite's words (``INTEGER NOT NULL DEFAULT 0``)."""
+        ...
+
+    def exists(self) -> bool:
+        """Has a store been created there (anything has run)?"""
+        ...
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait for another process to commit a change a viewer shows, at most ``timeout`` seconds;
+        True when one came. False at once where the engine can't tell (SQLite): the caller polls."""
+        ...
+
     def close(self) -> None:
-        """Close this thread's connection."""
+        """Close this thread's connection (and what ``wait_for_change`` opened in it)."""
         ...
 
 
@@ -108,6 +138,9 @@ _HINTS = {
 class SqliteBackend:
     """One SQLite file in WAL mode with ``synchronous=FULL``: a committed row survives ``kill -9``
     and power loss. Read-only, it opens the file with ``mode=ro`` and never writes, not even a PRAGMA."""
+
+    dialect = "sqlite"
+    notifies = False
 
     def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
         self.path = Path(path)
@@ -207,7 +240,8 @@ class SqliteBackend:
     # -- statements --------------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, serialized: bool = True) -> Iterator[Connection]:
+        # SQLite has one writer at a time whatever is asked: BEGIN IMMEDIATE takes the lock up front.
         if self.read_only:
             raise StoreError(self.path, "opened read-only: nothing can be written from here")
         db = self._sqlite()
@@ -254,6 +288,17 @@ class SqliteBackend:
         finally:
             db.row_factory = None
 
+    def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, Any]:
+        # One JSON parameter: SQLite limits how many ``?`` one statement may have.
+        return f"{column} IN (SELECT value FROM json_each(?))", json.dumps(list(values))
+
+    def wait_for_change(self, timeout: float) -> bool:
+        # SQLite tells nobody of a commit: at once, so that the caller polls (at its own interval).
+        return False
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
     # -- schema ------------------------------------------------------------------------------------
 
     def create_schema(self) -> None:
@@ -266,6 +311,10 @@ class SqliteBackend:
 
     def columns(self, table: str) -> set[str]:
         return {str(row[1]) for row in self.read(f"PRAGMA table_info({table})")}
+
+    def add_column(self, table: str, name: str, kind: str) -> None:
+        with self.transaction() as db:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     # -- errors ------------------------------------------------------------------------------------
 

@@ -11,18 +11,31 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from runners.state.backend import Backend, Connection
+from runners.state.fence import Lease, fenced_transaction
 
 
 class StoreBase:
     _backend: Backend
+    #: Set on a fenced copy of the store (``StateStore.fenced``): every write proves the lease first.
+    _lease: Lease | None = None
 
     @property
     def read_only(self) -> bool:
         return self._backend.read_only
 
-    def transaction(self) -> AbstractContextManager[Connection]:
-        """One short write transaction (raises ``StoreError`` on a read-only store)."""
-        return self._backend.transaction()
+    def transaction(self, *, serialized: bool = True) -> AbstractContextManager[Connection]:
+        """One short write transaction (raises ``StoreError`` on a read-only store). ``serialized=False``:
+        PostgreSQL may run it beside other writes; it must lock what it reads (``Backend.transaction``).
+        On a fenced store (``StateStore.fenced``) it first proves the lease, locking the mailbox's row,
+        and is refused with ``LeaseLost`` once the lease is no longer the mailbox's current one."""
+        if self._lease is not None:
+            return fenced_transaction(self._backend, self._lease)
+        return self._backend.transaction(serialized=serialized)
+
+    @property
+    def backend(self) -> Backend:
+        """The database behind the store (its ``dialect``, ``location``, ``wait_for_change``)."""
+        return self._backend
 
     def _db(self) -> Connection:
         return self._backend.connection()

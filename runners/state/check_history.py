@@ -3,7 +3,6 @@ as history so that a run can be compared with the one before and the cockpit can
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -100,6 +99,9 @@ _LATEST_OK = (
     "SELECT check_id, MAX(run_id) AS run_id FROM check_results WHERE state != 'error' GROUP BY check_id"
 )
 
+#: Only ASCII letters folded, as SQLite's LIKE and LOWER fold them.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
 _WORST_FIRST = "CASE f.severity WHEN 'blocker' THEN 0 WHEN 'warning' THEN 1 WHEN 'info' THEN 2 ELSE 3 END"
 
 
@@ -167,13 +169,15 @@ class CheckHistoryMixin(StoreBase):
         )
         where, params = "", []
         if text:
-            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            like = "%" + _ascii_lower(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             columns = ("f.check_id", "r.category", "f.severity", "f.object_id", "f.title", "f.observed")
-            tests = [f"{c} LIKE ? ESCAPE '\\'" for c in columns]
+            # LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's doesn't.
+            tests = [f"LOWER({c}) LIKE ? ESCAPE '\\'" for c in columns]
             params = [like] * len(columns)
             if sources:
-                tests.append("f.object_id IN (SELECT value FROM json_each(?))")
-                params.append(json.dumps(list(sources)))
+                listed, values = self._backend.in_values("f.object_id", sources)
+                tests.append(listed)
+                params.append(values)
             where = f" WHERE ({' OR '.join(tests)})"
         matching = int(self._read(f"SELECT COUNT(*) {base}{where}", params)[0][0])
         ids = [
@@ -185,9 +189,8 @@ class CheckHistoryMixin(StoreBase):
         ]
         if not ids:
             return [], matching
-        return self._findings(
-            "WHERE f.rowid IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
-        ), matching
+        listed, values = self._backend.in_values("f.rowid", ids)
+        return self._findings(f"WHERE {listed}", (values,)), matching
 
     def _findings(self, clause: str, params: Sequence[object]) -> list[FindingRow]:
         rows = self._read(
@@ -267,3 +270,7 @@ class CheckHistoryMixin(StoreBase):
             (),
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)

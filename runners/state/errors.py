@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runners.errors import MigrationError
+from runners.errors import MigrationError, RunInterrupted
 
 
 class StoreError(MigrationError):
@@ -19,3 +19,12 @@ class StoreError(MigrationError):
         self.cause = cause
         self.hint = hint
         super().__init__(f"state store {self.path}: {cause}" + (f" ({hint})" if hint else ""))
+
+
+class LeaseLost(RunInterrupted):
+    """This runner's lease on ``mailbox`` ended (another runner took it over, or it could not be renewed
+    in time): it stops that mailbox at once and writes nothing more about it (``runners.state.fence``)."""
+
+    def __init__(self, mailbox: str, why: str) -> None:
+        self.mailbox = mailbox
+        super().__init__(f"lease lost on {mailbox}: {why}")

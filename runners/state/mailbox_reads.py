@@ -325,7 +325,7 @@ class MailboxReadsMixin(StoreBase):
                 r[0]: (int(r[1]), int(r[2]), int(r[3]))
                 for r in self._read(
                     "SELECT mb.source, COALESCE(SUM(f.messages), 0), COALESCE(SUM(f.bytes), 0), "
-                    "COALESCE(SUM(f.error IS NOT NULL), 0) FROM mailboxes mb JOIN folders f ON f.mailbox_id = mb.id "
+                    "COALESCE(SUM(CASE WHEN f.error IS NOT NULL THEN 1 ELSE 0 END), 0) FROM mailboxes mb JOIN folders f ON f.mailbox_id = mb.id "
                     f"WHERE mb.source IN ({marks}) GROUP BY mb.id, mb.source",
                     chunk,
                 )
@@ -351,16 +351,18 @@ class MailboxReadsMixin(StoreBase):
         watermark), oldest change first, at most ``limit``: what a ledger cache re-reads next."""
         rows = self._read(
             "SELECT source, wave, state, messages_total, messages_done, bytes_total, bytes_done, failed, skipped, "
-            "COALESCE(updated, 0) AS stamp FROM mailboxes WHERE (COALESCE(updated, 0), source) > (?, ?) "
-            "ORDER BY stamp, source" + (" LIMIT ?" if limit is not None else ""),
-            [after[0], after[1], *([limit] if limit is not None else [])],
+            "COALESCE(updated, 0) AS stamp FROM mailboxes WHERE COALESCE(updated, 0) >= ? "
+            # The first term lets the index (mailboxes_changed) start at the watermark, not scan to it.
+            "AND (COALESCE(updated, 0), source) > (?, ?) ORDER BY COALESCE(updated, 0), source"
+            + (" LIMIT ?" if limit is not None else ""),
+            [after[0], after[0], after[1], *([limit] if limit is not None else [])],
         )
         return [tuple(r) for r in rows]
 
     def active_mailboxes(self, limit: int) -> list[MailboxRow]:
         """The running mailboxes most recently active, at most ``limit``."""
         rows = self._read(
-            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE state = ? ORDER BY updated DESC LIMIT ?",
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE state = ? ORDER BY updated DESC NULLS LAST LIMIT ?",
             (MailboxState.RUNNING, limit),
         )
         return [MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows]

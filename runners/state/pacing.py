@@ -16,6 +16,8 @@ _COLUMNS = (
     "run_id, scope, in_flight, concurrency, backoff_until, backoff_reason, back_offs, requests_in_window, "
     "request_budget, bytes_in_window, byte_budget, waited_seconds, updated"
 )
+#: Every column but the key, from the row offered (an upsert that replaces the whole row).
+_REPLACED = ", ".join(f"{c} = excluded.{c}" for c in (c.strip() for c in _COLUMNS.split(",")[2:]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,8 @@ class PacingMixin(StoreBase):
             return
         with self.transaction() as db:
             db.executemany(
-                f"INSERT OR REPLACE INTO pacing ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO pacing ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                f"ON CONFLICT (run_id, scope) DO UPDATE SET {_REPLACED}",
                 [
                     (
                         r.run_id,
@@ -81,7 +84,7 @@ class PacingMixin(StoreBase):
             sql += " AND r.wave = ?"
             params.append(wave)
         try:
-            found = self._read(sql + " ORDER BY p.backoff_until DESC, p.scope", params)
+            found = self._read(sql + " ORDER BY p.backoff_until DESC NULLS LAST, p.scope", params)
         except StoreError as exc:
             if "no such table: pacing" in str(exc):  # a store made before pacing, opened read-only
                 return []

@@ -46,7 +46,10 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     error_kind     TEXT,
     -- JSON: the target's folder layout as the last pass that opened the target saw it, so that a
     -- delta pass over an unchanged mailbox maps its folders without logging in to the target
-    target_layout  TEXT
+    target_layout  TEXT,
+    -- The lease's fencing token: raised by every claim, so a runner whose lease was taken over can
+    -- write nothing more (runners.state.fence)
+    lease_token    INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS folders (
@@ -285,4 +288,46 @@ CREATE TABLE IF NOT EXISTS login_queue (
     service   TEXT NOT NULL,
     client    TEXT NOT NULL,
     PRIMARY KEY (wave, mailbox)
+);
+
+-- A fleet's viewers (cockpit_bench.py, 100,000 mailboxes): the mailboxes changed since a watermark
+-- (the ledger cache), the running ones most recently active, and the waves' totals summed from an
+-- index a tenth of the table's width.
+CREATE INDEX IF NOT EXISTS mailboxes_changed ON mailboxes (COALESCE(updated, 0), source);
+CREATE INDEX IF NOT EXISTS mailboxes_active ON mailboxes (state, updated);
+CREATE INDEX IF NOT EXISTS mailboxes_totals ON mailboxes (wave, state, messages_total, messages_done, bytes_done,
+                                                          failed, skipped, bytes_total);
+
+-- A fleet (#13): the mailboxes of each run, in the order runners take them; done when a runner
+-- finished the mailbox for that run (ok, partial, failed, cancelled). Every runner of the fleet takes
+-- the next open one (runners.state.leases), the launching process too.
+CREATE TABLE IF NOT EXISTS run_mailboxes (
+    run_id      INTEGER NOT NULL REFERENCES runs(id),
+    mailbox_id  INTEGER NOT NULL REFERENCES mailboxes(id),
+    position    INTEGER NOT NULL,
+    item_retry  INTEGER NOT NULL DEFAULT 0,   -- a retry pass of a partial mailbox: only its failed items
+    done        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, mailbox_id)
+);
+CREATE INDEX IF NOT EXISTS run_mailboxes_open ON run_mailboxes (run_id, done, position);
+
+-- Every process that works mailboxes (`cutover run`, `cutover runner`), with its heartbeat:
+-- `cutover status` lists them.
+CREATE TABLE IF NOT EXISTS fleet_hosts (
+    name       TEXT PRIMARY KEY,               -- hostname:pid, or the runner's --name
+    host       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    started    REAL NOT NULL,
+    heartbeat  REAL NOT NULL,
+    state      TEXT NOT NULL                   -- working | idle | stopping | stopped
+);
+
+-- The per-server connection caps across hosts: slot N of a server is free, or held by one process
+-- until its lease expires (renewed with the mailbox leases).
+CREATE TABLE IF NOT EXISTS server_slots (
+    server   TEXT NOT NULL,
+    slot     INTEGER NOT NULL,
+    holder   TEXT,
+    expires  REAL,
+    PRIMARY KEY (server, slot)
 );

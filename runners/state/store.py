@@ -26,6 +26,8 @@ from runners.state.backend import Backend, SqliteBackend, schema_text
 from runners.state.captured import CapturedMixin
 from runners.state.check_history import CheckHistoryMixin
 from runners.state.controls import ControlsMixin
+from runners.state.fleet_hosts import FleetHostsMixin
+from runners.state.leases import LeasesMixin
 from runners.state.mailbox_reads import MailboxReadsMixin
 from runners.state.pacing import PacingMixin
 from runners.state.proxy_reads import ProxyReadsMixin
@@ -42,6 +44,7 @@ from runners.state.rows import (
     Unsent,
 )
 from runners.state.runs import RunsMixin, alive
+from runners.state.server_slots import ServerSlotsMixin
 from runners.state.survey import SurveyMixin
 from runners.state.wave_steps import WaveStepsMixin
 
@@ -58,6 +61,7 @@ _ADDED_COLUMNS = {
         ("skipped", "INTEGER NOT NULL DEFAULT 0"),
         ("current_folder", "TEXT"),
         ("target_layout", "TEXT"),
+        ("lease_token", "INTEGER NOT NULL DEFAULT 0"),
     ),
     "folders": (("bytes", "INTEGER"),),
     "check_runs": (("operator", "TEXT"),),
@@ -110,6 +114,9 @@ class StateStore(
     ProxyWritesMixin,
     ProxyReadsMixin,
     CapturedMixin,
+    LeasesMixin,
+    FleetHostsMixin,
+    ServerSlotsMixin,
 ):
     def __init__(self, path: Path | str | Backend, *, read_only: bool = False) -> None:
         """Open (and create or upgrade) the store at ``path``, or the one behind a backend.
@@ -128,19 +135,20 @@ class StateStore(
         self._backend.create_schema()
         self._add_missing_columns()
         self._migrate_ledger()
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING",
-                (SCHEMA_VERSION,),
-            )
+        if not self._read("SELECT 1 FROM meta WHERE key = 'schema'"):
+            # Only a new store writes here: opening one must not wait for a runner's write lock.
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING",
+                    (SCHEMA_VERSION,),
+                )
 
     def _add_missing_columns(self) -> None:
         for table, columns in _ADDED_COLUMNS.items():
             have = self._backend.columns(table)
             for name, kind in columns:
                 if name not in have:
-                    with self.transaction() as db:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    self._backend.add_column(table, name, kind)
 
     # -- mailboxes -----------------------------------------------------------------------------
 
@@ -175,7 +183,7 @@ class StateStore(
                 return str(owner)
             db.execute(
                 "UPDATE mailboxes SET owner = ?, heartbeat = ?, state = 'running', run_id = ?, started = ?, "
-                "updated = ?, error = NULL, error_kind = NULL WHERE id = ?",
+                "updated = ?, error = NULL, error_kind = NULL, lease_token = lease_token + 1 WHERE id = ?",
                 (me, now, run_id, now, now, mailbox_id),
             )
         return None

@@ -18,9 +18,9 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from runners.plan.model import Plan
+from runners.plan.model import MailboxEntry, Plan
 from runners.state.check_history import CategoryChecked, CheckRow, FindingRow
 from runners.state.mailbox_reads import (
     Event,
@@ -31,6 +31,7 @@ from runners.state.mailbox_reads import (
     cumulative,
 )
 from runners.state.pacing import PacingRow
+from runners.state.read_models.planned import PlannedFleet
 from runners.state.read_models.window import WaveWindow, wave_windows
 from runners.state.statuses import MailboxState, RunStatus
 from runners.state.store import StateStore
@@ -125,6 +126,9 @@ class Snapshot:
     scope_total: int = 0
     #: Throttled scopes of the running waves (``runners.pacing``): back-offs and budget use.
     pacing: tuple[PacingRow, ...] = ()
+    #: What ``mailboxes`` were read for (None: no rows were read, for a view that shows none): a view
+    #: opened while a slow read for another was under way knows the rows are not its own.
+    query: MailboxQuery | None = None
 
     def mailbox(self, source: str) -> MailboxRow | None:
         return next((m for m in self.mailboxes if m.source == source), None)
@@ -158,6 +162,13 @@ class LedgerCache:
     _mark: tuple[float, str] = (-1.0, "")
     _survey: dict[str, tuple[int, int]] = field(default_factory=dict)
     _survey_read: float | None = None
+    _fleet: PlannedFleet | None = None
+
+    def fleet(self, plan: Plan) -> PlannedFleet:
+        """The plan's mailbox list as polls need it, worked out once per plan (``planned.py``)."""
+        if self._fleet is None or self._fleet.plan is not plan:
+            self._fleet = PlannedFleet(plan)
+        return self._fleet
 
     def refresh(self, store: StateStore) -> None:
         survey = self.survey(store)
@@ -218,11 +229,11 @@ def take(
     ``ledger`` cache poll after poll (the poller does); without one every mailbox's ledger is read."""
     ledger = ledger or LedgerCache()
     ledger.refresh(store)
-    waves, seen, done = _waves(store, plan, ledger)
+    waves, unseen, done = _waves(store, plan, ledger)
     rows: list[MailboxRow] = []
     matching = 0
     if query is not None:
-        rows, matching = _rows(store, plan, query, seen)
+        rows, matching = _rows(store, query, unseen)
         rows = [row.with_ledger(ledger.ledgers.get(row.source)) for row in rows]
     active = [row.with_ledger(ledger.ledgers.get(row.source)) for row in store.active_mailboxes(ACTIVE_SHOWN)]
     return Snapshot(
@@ -237,17 +248,36 @@ def take(
         matching=matching,
         total=len(plan.mailboxes),
         active=tuple(active),
-        scope_total=len(plan.wave(query.wave)) if query is not None and query.wave else len(plan.mailboxes),
+        scope_total=ledger.fleet(plan).per_wave[query.wave]
+        if query is not None and query.wave
+        else len(plan.mailboxes),
         pacing=tuple(store.running_pacing()),
+        query=query,
+    )
+
+
+def with_rows(
+    store: StateStore, plan: Plan, snapshot: Snapshot, query: MailboxQuery, ledger: LedgerCache
+) -> Snapshot:
+    """``snapshot`` with the mailbox rows of another ``query``, read now; the rest as it was (same
+    ``taken``: no rate is measured across it). What a view that just opened or changed its filter
+    shows at once, a few milliseconds after the key, instead of after a whole snapshot of the fleet."""
+    rows, matching = _rows(store, query, ledger.fleet(plan).last_unseen)
+    return replace(
+        snapshot,
+        mailboxes=tuple(row.with_ledger(ledger.ledgers.get(row.source)) for row in rows),
+        matching=matching,
+        scope_total=ledger.fleet(plan).per_wave[query.wave] if query.wave else len(plan.mailboxes),
+        query=query,
     )
 
 
 def _waves(
     store: StateStore, plan: Plan, ledger: LedgerCache
-) -> tuple[tuple[WaveSummary, ...], set[str] | None, tuple[int, int]]:
-    """The waves' totals (the counters summed in SQL, corrected by the ledger cache), the mailboxes
-    the store knows when some planned ones are not in it yet (else None: read once a poll, for the
-    pending rows too), and the counters' messages and bytes done (for rates)."""
+) -> tuple[tuple[WaveSummary, ...], tuple[MailboxEntry, ...], tuple[int, int]]:
+    """The waves' totals (the counters summed in SQL, corrected by the ledger cache), the planned
+    mailboxes the store has no row for yet (for the pending rows too), and the counters' messages and
+    bytes done (for rates)."""
     sums: dict[str, dict[str, int]] = {}
     states: dict[str, Counter[str]] = {}
     known = messages_done = bytes_done = 0
@@ -272,17 +302,14 @@ def _waves(
         wave["bt"] += d_bt
         wave["f"] += d_f
         wave["s"] += d_s
-    seen: set[str] | None = None
+    fleet = ledger.fleet(plan)
+    unseen: tuple[MailboxEntry, ...] = ()
     if known < len(plan.mailboxes):  # never run: the survey is still part of the wave's volume
-        seen = store.mailbox_sources()
-        survey = ledger.survey(store)
-        for entry in plan.mailboxes:
-            if entry.source not in seen:
-                sums.setdefault(entry.wave, dict.fromkeys(_SUMS, 0))["bt"] += survey.get(
-                    entry.source, (0, 0)
-                )[1]
+        unseen = fleet.unseen(store, known)
+        for wave_name, size in fleet.unseen_bytes(ledger.survey(store), known).items():
+            sums.setdefault(wave_name, dict.fromkeys(_SUMS, 0))["bt"] += size
     runs = store.last_run_per_wave()
-    planned = Counter(m.wave for m in plan.mailboxes)
+    planned = fleet.per_wave
     windows = wave_windows(store, plan.waves)
     out = []
     for name in plan.waves:
@@ -298,19 +325,19 @@ def _waves(
             WaveSummary(name, planned[name], dict(counted), wave["mt"], wave["md"], wave["bd"], wave["f"], wave["s"],
                         running, status, started if running else None, wave["bt"], windows.get(name))
         )  # fmt: skip
-    return tuple(out), seen, (messages_done, bytes_done)
+    return tuple(out), unseen, (messages_done, bytes_done)
 
 
 def _rows(
-    store: StateStore, plan: Plan, query: MailboxQuery, seen: set[str] | None
+    store: StateStore, query: MailboxQuery, unseen: tuple[MailboxEntry, ...]
 ) -> tuple[list[MailboxRow], int]:
     matching = store.count_mailboxes(query)
     rows = store.mailbox_rows(query)
-    if seen is not None and not query.attention:
+    if unseen and not query.attention:
         # Planned mailboxes no run has touched yet are not in the store: they show as pending.
         needle = query.text.lower()
-        for entry in plan.mailboxes:
-            if entry.source in seen or query.source not in (None, entry.source):
+        for entry in unseen:
+            if query.source not in (None, entry.source):
                 continue
             if (query.wave and entry.wave != query.wave) or not _has(
                 needle, entry.source, entry.target, MailboxState.PENDING

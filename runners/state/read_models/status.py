@@ -13,26 +13,26 @@ from typing import Any
 
 from runners.plan.model import Plan
 from runners.safe_text import safe_data
+from runners.state.open_store import open_store, store_exists, store_location
 from runners.state.read_models.proxy import empty_proxy_data, proxy_data, proxy_lines
-from runners.state.store import StateStore
 
 
 def status_data(
     plan: Plan, *, wave: str | None = None, mailboxes: Sequence[str] = (), failures: bool = False
 ) -> dict[str, Any]:
-    if not plan.state_db.exists():
+    if not store_exists(plan):
         return {
-            "state_db": str(plan.state_db),
+            "state_db": store_location(plan),
             "runs": [],
             "mailboxes": [],
             "not_copied": [],
             "planned": len(plan.mailboxes),
             "proxy": empty_proxy_data(plan),
         }
-    store = StateStore(plan.state_db, read_only=True)
+    store = open_store(plan, read_only=True)
     try:
         data: dict[str, Any] = {
-            "state_db": str(plan.state_db),
+            "state_db": store_location(plan),
             "planned": len([m for m in plan.mailboxes if not wave or m.wave == wave]),
             "runs": [asdict(r) for r in store.recent_runs(wave)],
             "mailboxes": [asdict(r) for r in store.mailbox_ledger_counts(wave, mailboxes)],
@@ -43,6 +43,7 @@ def status_data(
                 for r in store.running_pacing(wave)
             ],
             "proxy": proxy_data(store, plan),
+            "hosts": [asdict(h) for h in store.fleet_hosts()],
         }
         if failures:
             data["not_copied"] = [asdict(r) for r in store.not_copied(wave, mailboxes)]
@@ -75,6 +76,7 @@ def status_text(data: dict[str, Any], *, failures: bool = False) -> str:
     for p in data.get("pacing", []):
         lines.append(pacing_line(p))
     lines.extend(proxy_lines(data["proxy"]))
+    lines.extend(host_line(h) for h in data.get("hosts", []) if h["state"] != "stopped")
     for f in data.get("folder_errors", []):
         lines.append(f"folder not copied: {f['source']} {f['source_path']}: {f['error']}")
     if failures:
@@ -116,3 +118,10 @@ def pacing_line(p: dict[str, Any]) -> str:
         budget.append(f"in flight {p['in_flight']}/{p['concurrency']}")
     budget.append(f"{p['back_offs']} back-off(s), {p['waited_seconds']:.0f} s waited")
     return f"pacing {p['scope']}: " + "; ".join([*parts, ", ".join(budget)])
+
+
+def host_line(h: dict[str, Any]) -> str:
+    """One runner of the fleet: its state, last heartbeat and the mailboxes it holds."""
+    ago = max(0.0, time.time() - h["heartbeat"])
+    held = ", ".join(h["mailboxes"]) or "none"
+    return f"runner {h['name']} ({h['host']} pid {h['pid']}): {h['state']}, heartbeat {ago:.0f} s ago; mailboxes: {held}"

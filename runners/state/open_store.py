@@ -1,0 +1,46 @@
+"""The one place that picks the state store's database from the plan: PostgreSQL when ``[state] url``
+is set (shared by runner hosts and cockpits), else SQLite at ``[state] dir``/state.db. Every command
+opens its store here, so ``run``, ``status``, ``verify``, ``check``, ``tui``, ``audit``, ``switch`` and
+``triage`` work against either."""
+
+from __future__ import annotations
+
+from runners.plan.model import Plan
+from runners.state.backend import Backend, SqliteBackend
+from runners.state.pg_sql import without_password
+from runners.state.store import StateStore
+
+
+def store_backend(plan: Plan, *, read_only: bool = False) -> Backend:
+    """The plan's database, not opened yet (the password, a secret reference, is read now)."""
+    server = plan.state_server
+    if server is None:
+        return SqliteBackend(plan.state_db, read_only=read_only)
+    # Imported here, not at the top: psycopg costs 0.15 s of start-up that SQLite's users don't pay.
+    from runners.state.pg_backend import PostgresBackend
+
+    password = server.password.reveal() if server.password is not None else None
+    return PostgresBackend(server.url, password, read_only=read_only)
+
+
+def open_store(plan: Plan, *, read_only: bool = False) -> StateStore:
+    """The plan's state store, created or upgraded unless ``read_only``."""
+    return StateStore(store_backend(plan, read_only=read_only))
+
+
+def store_exists(plan: Plan) -> bool:
+    """Has anything run against the plan's store (then there is something to read)?"""
+    if plan.state_server is None:
+        return plan.state_db.exists()
+    backend = store_backend(plan, read_only=True)
+    try:
+        return backend.exists()
+    finally:
+        backend.close()
+
+
+def store_location(plan: Plan) -> str:
+    """Where the plan's store is, as it may be shown (a path, or the URL without a password)."""
+    if plan.state_server is None:
+        return str(plan.state_db)
+    return without_password(plan.state_server.url)

@@ -1,0 +1,252 @@
+"""A fleet of runners on one state store (#13): mailboxes claimed under leases, taken over when a
+runner dies or freezes, and every ledger write fenced with the lease's token.
+
+Runner processes stand for hosts. The targets are checked by the independent verifier of the tests
+(``assert_same_mailbox``: every folder's multiset of bodies, flags and dates, read over IMAP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dovecot_lab import CUTOVER, Lab, assert_same_mailbox, make_lab
+from fleet_lab import WAIT_SECONDS, fill, fleet_of, freeze_between_transactions, users, wait_for
+from gate import Gate
+from servers.dovecot import DovecotServer
+from servers.postgres import PASSWORD_ENV, PostgresServer
+
+from runners.model import FolderState
+from runners.state.errors import LeaseLost
+from runners.state.fence import Lease
+from runners.state.pg_backend import PostgresBackend
+from runners.state.store import StateStore
+
+BACKENDS = ("sqlite", "postgresql")
+PG_STATE = '[state]\nurl = "{url}"\npassword = "env:' + PASSWORD_ENV + '"\n'
+MAILBOXES = 32
+PER_MAILBOX = 45
+#: A short lease, so takeovers come quickly; long enough that a loaded machine's heartbeats keep up
+#: (a late one only makes a runner give a mailbox up early, which is safe, but slow).
+FLEET_PLAN = "[run]\nbatch_messages = 5\nworkers = 2\n\n[runner]\nlease_seconds = 6\n"
+
+
+@pytest.fixture(params=BACKENDS)
+def fleet_lab(request: pytest.FixtureRequest, tmp_path: Path, dovecot_factory: object) -> tuple[Lab, int]:
+    """32 mailboxes on real Dovecots, and a plan whose store is SQLite or a private PostgreSQL."""
+    state = ""
+    if request.param == "postgresql":
+        state = PG_STATE.format(url=request.getfixturevalue("pg_url"))
+    accounts = users(MAILBOXES)
+    source = dovecot_factory(users=accounts)  # type: ignore[operator]
+    target = dovecot_factory(users=accounts)  # type: ignore[operator]
+    total = fill(source, sorted(accounts), PER_MAILBOX)
+    mailboxes = tuple((u, u, "pilot") for u in sorted(accounts))
+    lab = make_lab(tmp_path / "lab", source, target, mailboxes=mailboxes, tail=FLEET_PLAN + state)
+    return lab, total
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    if request.param == "sqlite":
+        opened = StateStore(tmp_path / "state.db")
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        opened = StateStore(PostgresBackend(server.url(server.database()), server.password))
+    yield opened
+    opened.close()
+
+
+def write(store: StateStore, sql: str, params: tuple[object, ...] = ()) -> None:
+    """A test's own change to the store (a clock moved on), outside its typed methods."""
+    with store.backend.transaction() as db:
+        db.execute(sql, params)
+
+
+def assert_every_mailbox_copied_once(lab: Lab) -> None:
+    for n in range(MAILBOXES):
+        assert_same_mailbox(lab.source, lab.target, f"u{n:02d}")
+
+
+def test_four_runners_kill_and_freeze_nothing_lost_nothing_duplicated(fleet_lab: tuple[Lab, int], gate: Gate) -> None:
+    lab, total = fleet_lab
+    with fleet_of(lab) as fleet:
+        for name in ("r1", "r3", "r4"):
+            fleet.start_runner(name)
+        # r2 holds its 3rd batch at the gate with the batch's intents in the ledger and nothing sent:
+        # the worst moment to freeze (it would send that batch when it wakes).
+        frozen = fleet.start_runner("r2", "--workers", "1", env=gate.env("hold-before-append:3"))
+        launcher = fleet.launch("pilot", "--workers", "1")
+
+        victim = wait_for("r1 copying a mailbox", lambda: fleet.copying("r1"), (launcher,))
+        fleet.runners["r1"].kill()  # kill -9 mid-mailbox
+        fleet.runners["r1"].wait()
+
+        gate.wait_held()
+        held = fleet.held_by("r2")
+        assert len(held) == 1, held
+        freeze_between_transactions(frozen, None if fleet.plan.state_server else fleet.plan.state_db)
+        gate.open()  # the frozen thread goes on only when r2 is continued
+        took_over = wait_for(
+            f"another runner taking {held[0]} over from the frozen r2",
+            lambda: [r for r in fleet.query("SELECT owner, state FROM mailboxes WHERE source = ?", held)
+                     if r["owner"] not in (None, "r2") or r["state"] != "running"],
+        )  # fmt: skip
+        assert took_over
+
+        out, err = launcher.communicate(timeout=WAIT_SECONDS)
+        assert launcher.returncode == 0, err
+        assert json.loads(out)["status"] == "ok"
+        status = json.loads(lab.cutover("status", "--plan", str(lab.plan), "--output", "json").stdout)
+        after_run = time.time()
+        os.kill(frozen.pid, signal.SIGCONT)
+        wait_for("r2 to notice its lease is gone", lambda: "lease lost" in _log(fleet.plan.state_dir, "r2"))
+        results = fleet.stop_all()
+
+    hosts = {h["name"]: h for h in status["hosts"]}
+    assert hosts["r1"]["state"] == "gone" and hosts["r3"]["state"] in ("idle", "working"), hosts
+    for name in ("r2", "r3", "r4"):
+        assert results[name].returncode == 0, results[name].stderr
+    assert fleet.runners["r1"].returncode == -signal.SIGKILL
+    # r2 wrote nothing more about the mailbox it lost: no ledger row, no progress, no event since.
+    assert not fleet.query(
+        "SELECT m.src_key FROM messages m JOIN folders f ON f.id = m.folder_id JOIN mailboxes mb ON "
+        "mb.id = f.mailbox_id WHERE mb.source = ? AND m.updated > ?",
+        (held[0], after_run),
+    )
+    assert fleet.query("SELECT updated FROM mailboxes WHERE source = ?", held)[0]["updated"] <= after_run
+    assert not fleet.query("SELECT id FROM events WHERE mailbox = ? AND ts > ?", (held[0], after_run))
+    assert victim  # r1 died mid-mailbox: someone resumed it from the ledger
+    states = fleet.query("SELECT state, owner FROM mailboxes")
+    assert {(r["state"], r["owner"]) for r in states} == {("ok", None)}
+    try:
+        assert_every_mailbox_copied_once(lab)
+    except AssertionError as exc:  # say who held what: the runners' logs
+        logs = "\n".join(p.read_text()[-3000:] for p in (fleet.plan.state_dir / "logs").glob("*.log"))
+        raise AssertionError(f"{exc}\n{logs}") from None
+    code, report = lab.verify("pilot")
+    assert code == 0, report
+    assert report["totals"]["ok"] == total
+
+
+def test_a_write_with_an_outdated_token_is_refused_in_its_transaction(store: StateStore) -> None:
+    run_id = store.start_run("pilot", "full", 1)
+    mailbox_id = store.upsert_mailbox("alice", "alice", "pilot")
+    store.enqueue_run(run_id, [(mailbox_id, False)])
+    first = store.claim_next(run_id, "host-a", 60.0)
+    assert first is not None and store.claim_next(run_id, "host-b", 60.0) is None  # held, not expired
+    fenced = store.fenced(first)
+    fenced.set_mailbox_state(mailbox_id, "running")  # the holder writes
+
+    # host-a falls silent past its lease: host-b takes the mailbox, with a new token.
+    write(store, "UPDATE mailboxes SET heartbeat = heartbeat - 61 WHERE id = ?", (mailbox_id,))
+    second = store.claim_next(run_id, "host-b", 60.0)
+    assert second is not None and second.token == first.token + 1
+
+    folder = store.fenced(second).folder(mailbox_id, "INBOX", "INBOX", "INBOX", None)
+    with pytest.raises(LeaseLost):
+        fenced.folder_done(folder.id, _state())
+    with pytest.raises(LeaseLost):
+        fenced.release_leased(run_id, "ok")
+    assert first.lost
+    row = store.query("SELECT owner, state FROM mailboxes WHERE id = ?", (mailbox_id,))[0]
+    assert (row["owner"], row["state"]) == ("host-b", "running")
+    assert store.query("SELECT uidvalidity FROM folders WHERE id = ?", (folder.id,))[0]["uidvalidity"] is None
+    assert store.renew_leases([first, second]) == [first]
+
+
+def test_a_lease_not_renewed_in_time_stops_sends_before_anyone_can_take_it() -> None:
+    lease = Lease(1, "alice", 1, "host-a", seconds=10.0, renewed=time.monotonic() - 4.0)
+    lease.check()  # 40 % of the lease: still surely held
+    lease.renewed = time.monotonic() - 5.5
+    with pytest.raises(LeaseLost):
+        lease.check()
+
+
+def test_server_slots_in_the_store_cap_connections_across_hosts(store: StateStore) -> None:
+    from runners.engine.store_slots import StoreSlots
+
+    here, there = StoreSlots(store, "host-a", 60.0), StoreSlots(store, "host-b", 60.0)
+    assert here.semaphore("imap:1", 2).acquire(timeout=0)
+    assert there.semaphore("imap:1", 2).acquire(timeout=0)
+    assert not there.semaphore("imap:1", 2).acquire(timeout=0)  # the cap is the servers', not a host's
+    here.semaphore("imap:1", 2).release()
+    assert there.semaphore("imap:1", 2).acquire(timeout=0)
+    assert store.slots_held("imap:1") == 2
+    # A holder that stops renewing loses its slots after the lease.
+    write(store, "UPDATE server_slots SET expires = expires - 120 WHERE holder = 'host-b'")
+    assert here.semaphore("imap:1", 2).acquire(timeout=0)
+
+
+def _state() -> FolderState:
+    return FolderState(1, 2, 1, None)
+
+
+def _log(state_dir: Path, name: str) -> str:
+    path = state_dir / "logs" / f"runner-{name}.log"
+    return path.read_text() if path.exists() else ""
+
+
+def test_sigterm_finishes_the_batch_gives_the_mailbox_back_and_exits_0(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, gate: Gate
+) -> None:
+    total = fill(source_dovecot, ["alice", "bob"], 40)
+    pair = (("alice", "alice", "pilot"), ("bob", "bob", "pilot"))
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot, mailboxes=pair, tail=FLEET_PLAN)
+    with fleet_of(lab) as fleet:
+        # The launcher holds after its first batch, so the runner surely takes the other mailbox.
+        gate_env = gate.env("hold-after-record:1")
+        launcher = fleet.launch("pilot", "--workers", "1", env=gate_env)
+        gate.wait_held(launcher)
+        runner = fleet.start_runner("w", "--workers", "1", env=gate_env)
+        gate.wait_held(runner)
+        (held,) = fleet.held_by("w")
+        runner.send_signal(signal.SIGTERM)
+        gate.open()
+        out, err = runner.communicate(timeout=WAIT_SECONDS)
+        assert runner.returncode == 0, err
+        assert "stopping after the current batch" in err
+        # Given back where it stopped: nobody holds it, pending, its copied part in the ledger.
+        row = fleet.query("SELECT owner, state, messages_done FROM mailboxes WHERE source = ?", (held,))[0]
+        assert json.loads(out)["mailboxes"] == 1
+        hosts = {h["name"]: h for h in json.loads(lab.cutover("status", "--plan", str(lab.plan), "--output",
+                                                               "json").stdout)["hosts"]}  # fmt: skip
+        assert hosts["w"]["state"] == "stopped" and hosts["w"]["mailboxes"] == []
+        launched_out, launched_err = launcher.communicate(timeout=WAIT_SECONDS)  # it finishes the rest
+    assert row["owner"] in (None, f"{socket.gethostname()}:{launcher.pid}") and row["messages_done"] > 0, row
+    assert launcher.returncode == 0, launched_err
+    assert json.loads(launched_out)["status"] == "ok"
+    for user in ("alice", "bob"):
+        assert_same_mailbox(lab.source, lab.target, user)
+    code, report = lab.verify("pilot")
+    assert code == 0 and report["totals"]["ok"] == total, report
+
+
+def test_runner_help_and_a_bad_plan() -> None:
+    shown = subprocess.run([*CUTOVER, "runner", "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "--name" in shown.stdout and "SIGTERM" in shown.stdout
+    missing = subprocess.run([*CUTOVER, "runner", "--plan", "/nonexistent/plan.toml"], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert missing.returncode == 2 and "plan file not found" in missing.stderr
+
+
+def test_the_lease_is_the_plans_runner_lease_seconds(tmp_path: Path) -> None:
+    from dovecot_lab import Unreachable, write_plan
+
+    from runners.errors import PlanError
+    from runners.plan.loader import load_plan
+
+    side = Unreachable(1)
+    assert load_plan(write_plan(tmp_path / "a", side, side)).lease_seconds == 120.0
+    assert load_plan(write_plan(tmp_path / "b", side, side, tail="[runner]\nlease_seconds = 45\n")).lease_seconds == 45
+    with pytest.raises(PlanError, match=r"plan.toml:\d+: \[runner.lease_seconds\] must be at least 1 second"):
+        load_plan(write_plan(tmp_path / "c", side, side, tail="[runner]\nlease_seconds = 0.5\n"))
+    with pytest.raises(PlanError, match=r"unknown key \"lease\""):
+        load_plan(write_plan(tmp_path / "d", side, side, tail="[runner]\nlease = 5\n"))

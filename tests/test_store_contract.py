@@ -1,0 +1,510 @@
+"""The state store's contract, held on both of its databases: SQLite (a file) and PostgreSQL (a private
+cluster on loopback, tests/servers/postgres.py). Every test here runs once per backend, and the last
+one plays one history into both and compares every read: the same rows, in the same order.
+
+What the store promises its callers: the ledger (intents, results, unsent and matched messages, the
+attempt history, superseded UIDVALIDITYs, waivers), mailboxes and their claims, runs, controls, the
+audit trail, check history, the window's steps and leases, pacing, the survey, and upgrades of a
+store made by an older version (columns added on open).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers.postgres import PostgresServer
+
+from checks.history import record
+from checks.model import Finding, Severity, State
+from checks.model import Outcome as CheckOutcome
+from checks.runner import CheckRun
+from runners.model import FolderState
+from runners.state.backend import Backend, SqliteBackend
+from runners.state.errors import StoreError
+from runners.state.mailbox_reads import MailboxQuery
+from runners.state.pacing import PacingRow
+from runners.state.pg_backend import PostgresBackend
+from runners.state.rows import Intent, Matched, MessageRef, Outcome, SourceFacts, SyncedFolder, Unsent
+from runners.state.statuses import ControlAction
+from runners.state.store import MailboxProgress, StateStore
+from runners.state.survey import SurveyRow
+from runners.state.wave_steps import Actor, StepStatus
+
+BACKENDS = ("sqlite", "postgresql")
+#: Larger than PostgreSQL's INTEGER: UIDVALIDITY is 32-bit unsigned, byte counts pass 2^31.
+BIG_UIDVALIDITY = 4_000_000_000
+BIG_SIZE = 5_000_000_000
+
+BackendFactory = Callable[..., Backend]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> BackendFactory:
+    """``backend_factory(read_only=False)``: the same store each call, on this test's backend."""
+    if request.param == "sqlite":
+        return lambda read_only=False: SqliteBackend(tmp_path / "state.db", read_only=read_only)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.url(server.database())
+    return lambda read_only=False: PostgresBackend(url, server.password, read_only=read_only)
+
+
+@pytest.fixture
+def store(backend_factory: BackendFactory) -> Iterator[StateStore]:
+    opened = StateStore(backend_factory())
+    yield opened
+    opened.close()
+
+
+def _facts(uid: int, size: int = 100) -> SourceFacts:
+    return SourceFacts(uid, size, "01-Jan-2024 10:00:00 +0000", "\\Seen")
+
+
+def _folder(store: StateStore, source: str = "alice@old", name: str = "INBOX") -> tuple[int, int]:
+    mailbox = store.upsert_mailbox(source, source.replace("old", "new"), "pilot")
+    return mailbox, store.folder(mailbox, name, name, name, None).id
+
+
+# -- the ledger ------------------------------------------------------------------------------------
+
+
+def test_intents_results_and_the_attempt_history(store: StateStore) -> None:
+    mailbox, folder = _folder(store)
+    run = store.start_run("pilot", "full", 2)
+    refs = [MessageRef(folder, BIG_UIDVALIDITY, str(uid)) for uid in (1, 2, 3)]
+    store.record_intents(
+        [
+            Intent(r, _facts(int(r.src_key), BIG_SIZE), bytes([int(r.src_key)]) * 32, "INBOX", "41", run)
+            for r in refs
+        ]
+    )
+    assert {p.ref.src_key: (p.sha256, p.recovery_mark) for p in store.pending(folder)} == {
+        "1": (b"\x01" * 32, "41"), "2": (b"\x02" * 32, "41"), "3": (b"\x03" * 32, "41"),
+    }  # fmt: skip
+    store.record_results(
+        [Outcome(refs[0], "copied", "40", None), Outcome(refs[1], "failed", None, "NO [LIMIT] too big")]
+    )
+    store.forget_pending([refs[2]])
+    ledger = store.ledger(folder, BIG_UIDVALIDITY)
+    assert set(ledger) == {"1", "2"}
+    assert (ledger["1"].status, ledger["1"].target_id, ledger["1"].recovery_mark, ledger["1"].size) == (
+        "copied", "40", None, BIG_SIZE,
+    )  # fmt: skip
+    assert (ledger["2"].status, ledger["2"].reason) == ("failed", "NO [LIMIT] too big")
+    assert store.folder_needs_work(folder)
+    assert [(f.src_uid, f.reason) for f in store.failed_in_run(folder, BIG_UIDVALIDITY, run)] == [
+        (2, "NO [LIMIT] too big")
+    ]
+    assert store.mapped_target_ids(mailbox, "INBOX") == {"40"}
+
+    # A retry that fails again, then an operator's waiver: three attempts, oldest first.
+    store.record_intents([Intent(refs[1], _facts(2), b"\x02" * 32, "INBOX", "42", run)])
+    store.record_results([Outcome(refs[1], "failed", None, "NO again")])
+    assert store.waive_message("alice@old", "INBOX", 2, "too big for the target", "sam@ops") == 1
+    history = store.message_history("alice@old", "INBOX", 2)
+    assert [(a.status, a.reason) for a in history] == [
+        ("failed", "NO [LIMIT] too big"),
+        ("failed", "NO again"),
+        ("waived", "not copied, decided by sam@ops: too big for the target"),
+    ]
+    assert store.ledger(folder, BIG_UIDVALIDITY)["2"].status == "waived"
+    assert not store.folder_needs_work(folder)
+
+
+def test_unsent_matched_flags_and_a_new_uidvalidity(store: StateStore) -> None:
+    mailbox, folder = _folder(store)
+    run = store.start_run("pilot", "full", 1)
+    old = [MessageRef(folder, 5, k) for k in ("1", "2", "3")]
+    store.record_matched([Matched(old[0], _facts(1), b"a" * 32, "INBOX", "7", run)])
+    store.record_unsent([Unsent(old[1], _facts(2), "skipped", "too large", run)])
+    store.record_unsent([Unsent(old[2], _facts(3), "failed", "unreadable", run)])
+    store.update_flags(folder, 5, [("1", "\\Seen \\Flagged")])
+    ledger = store.ledger(folder, 5)
+    assert (ledger["1"].status, ledger["1"].reason, ledger["1"].flags) == (
+        "copied", "found on the target by content", "\\Seen \\Flagged",
+    )  # fmt: skip
+    assert [(r.uid, r.status, r.attempts) for r in store.not_copied("pilot")] == [
+        (2, "skipped", 1),
+        (3, "failed", 1),
+    ]
+    assert store.copied_totals("pilot") == (1, 100)
+
+    # The source's UIDVALIDITY changed: the old rows are voided, kept until a pass completes.
+    assert store.supersede_other_uidvalidity(folder, 6)
+    assert {e.status for e in store.ledger(folder, 5).values()} == {"superseded"}
+    store.drop_superseded(folder)
+    assert store.ledger(folder, 5) == {}
+    assert not store.supersede_other_uidvalidity(folder, 6)
+    assert store.not_copied("pilot") == []
+    store.folder_done(folder, FolderState(6, 10, 9, BIG_UIDVALIDITY), source_bytes=BIG_SIZE)
+    again = store.folder(mailbox, "INBOX", "INBOX", "INBOX", None)
+    assert (again.id, again.state) == (folder, FolderState(6, 10, 9, BIG_UIDVALIDITY))
+    assert store.synced_folders("alice@old") == {"INBOX": SyncedFolder(folder, 10)}
+
+
+# -- mailboxes, claims and what viewers read -----------------------------------------------------
+
+
+def test_mailbox_claims_progress_and_viewer_reads(store: StateStore) -> None:
+    run = store.start_run("pilot", "full", 4)
+    ids = {}
+    for source, done in (("Carol@old", 0), ("alice@old", 5), ("bob@old", 10)):
+        mailbox, _ = _folder(store, source)
+        ids[source] = mailbox
+        assert store.claim_mailbox(mailbox, run) is None
+        store.mailbox_progress(
+            mailbox, MailboxProgress(10, 1000, done, done * 100, 1 if done == 5 else 0, 0, "INBOX")
+        )
+    store.release_mailbox(ids["bob@old"], "ok")
+    store.release_mailbox(ids["alice@old"], "partial", "1 message failed", "message")
+    # Another holder sees the live claim of a running mailbox.
+    store.save_target_layout(ids["Carol@old"], '{"INBOX": "INBOX"}')
+    assert store.target_layout(ids["Carol@old"]) == '{"INBOX": "INBOX"}'
+
+    # Order by source sorts as bytes on both (uppercase first), the text filter ignores ASCII case.
+    assert [r.source for r in store.mailbox_rows(MailboxQuery())] == ["Carol@old", "alice@old", "bob@old"]
+    assert [r.source for r in store.mailbox_rows(MailboxQuery(text="CAROL"))] == ["Carol@old"]
+    assert [r.source for r in store.mailbox_rows(MailboxQuery(order="progress"))] == [
+        "bob@old", "alice@old", "Carol@old",
+    ]  # fmt: skip
+    assert [r.source for r in store.mailbox_rows(MailboxQuery(order="failed", limit=1))] == ["alice@old"]
+    assert {r.source for r in store.mailbox_rows(MailboxQuery(attention=True))} == {"Carol@old", "alice@old"}
+    assert store.count_mailboxes(MailboxQuery(wave="pilot", attention=True)) == 2
+    assert [r.source for r in store.active_mailboxes(5)] == ["Carol@old"]
+    totals = {(t.state, t.mailboxes, t.messages_done, t.bytes_total) for t in store.wave_state_totals()}
+    assert totals == {("running", 1, 0, 1000), ("partial", 1, 5, 1000), ("ok", 1, 10, 1000)}
+    assert all(type(v) is int for t in store.wave_state_totals() for v in dataclasses.astuple(t)[2:])
+
+    changed = store.changed_mailboxes((0.0, ""), limit=2)
+    assert len(changed) == 2
+    rest = store.changed_mailboxes((changed[-1][9] or 0.0, changed[-1][0]), limit=None)
+    assert {c[0] for c in changed + rest} == set(ids)
+    assert store.mailbox_states() == {"Carol@old": "running", "alice@old": "partial", "bob@old": "ok"}
+    assert store.mailbox_sources() == set(ids)
+
+
+def test_ledger_sums_for_viewers(store: StateStore) -> None:
+    _, folder = _folder(store)
+    _, errored = _folder(store, "alice@old", "Junk")
+    store.folder_error(errored, "NO [NOPERM] denied")
+    run = store.start_run("pilot", "full", 1)
+    refs = [MessageRef(folder, 1, str(k)) for k in range(1, 5)]
+    store.record_intents(
+        [Intent(r, _facts(int(r.src_key), 1000), b"x" * 32, "INBOX", None, run) for r in refs]
+    )
+    store.record_results(
+        [Outcome(r, "copied", r.src_key, None) for r in refs[:3]] + [Outcome(refs[3], "failed", None, "NO")]
+    )
+    store.folder_done(folder, FolderState(1, 9, 8, None), source_bytes=8000)
+    progress = store.ledger_progress(["alice@old", "nobody@old"])
+    assert dataclasses.astuple(progress["alice@old"]) == (3, 3000, 1, 0, 8, 8000, 1)
+    assert dataclasses.astuple(progress["nobody@old"]) == (0, 0, 0, 0, 0, 0, 0)
+    (counts,) = store.mailbox_ledger_counts("pilot")
+    counted = (counts.copied, counts.skipped, counts.failed, counts.pending, counts.bytes_copied)
+    assert counted == (3, 0, 1, 0, 3000)
+    detail = store.mailbox_detail("alice@old")
+    assert [(f.source, f.copied, f.failed, f.error) for f in detail.folders] == [
+        ("INBOX", 3, 1, None), ("Junk", 0, 0, "NO [NOPERM] denied"),
+    ]  # fmt: skip
+    assert [(i.uid, i.status) for i in detail.issues] == [(4, "failed")]
+    assert [(e.source, e.source_path) for e in store.folder_errors("pilot")] == [("alice@old", "Junk")]
+    assert store.folder_failed(errored) and not store.folder_failed(folder)
+
+
+# -- runs, controls, events and the audit trail ---------------------------------------------------
+
+
+def test_runs_controls_and_the_audit_trail(store: StateStore) -> None:
+    first = store.start_run("pilot", "full", 2)
+    store.finish_run(first, "ok", {"seconds": 12.5, "copied": 3})
+    second = store.start_run("pilot", "delta", 2)
+    assert [r.id for r in store.recent_runs("pilot")] == [second, first]
+    assert [r.id for r in store.running_runs()] == [second]
+    finished = store.last_finished_run("pilot")
+    assert finished is not None and finished.id == first and store.has_finished_run("pilot")
+    assert [(s.id, s.summary) for s in store.finished_run_summaries()] == [
+        (first, {"copied": 3, "seconds": 12.5})
+    ]
+    assert store.last_pass_seconds("pilot", "full") == 12.5
+
+    before = store.last_control_id()
+    pause = store.request_control(
+        ControlAction.PAUSE, wave="pilot", mailbox="alice@old", requested_by="sam@ops"
+    )
+    store.request_control(ControlAction.RESUME, wave=None, mailbox=None, requested_by="nina@ops")
+    assert [(c.id, c.action, c.mailbox) for c in store.controls_after(before)][:1] == [
+        (pause, "pause", "alice@old")
+    ]
+    store.mark_controls_seen(pause)
+    assert [c.action for c in store.controls_after(pause)] == ["resume"]
+
+    store.event(second, "warning", "folder-failed", "INBOX: NO", mailbox="alice@old", folder="INBOX")
+    store.record_operator_action("sam@ops", "launch of wave pilot")
+    assert [(e.kind, e.message) for e in store.recent_events(2)] == [
+        ("folder-failed", "INBOX: NO"), ("operator", "sam@ops: launch of wave pilot"),
+    ]  # fmt: skip
+    actions = [(a.action, a.who) for a in store.audit_trail("pilot")]
+    assert ("pause", "sam@ops") in actions and ("resume", "nina@ops") in actions
+    assert ("launch", "sam@ops") in actions
+
+
+# -- readiness checks -----------------------------------------------------------------------------
+
+
+def _blocker(check: str, obj: str) -> Finding:
+    return Finding(check, Severity.BLOCKER, "mailbox", obj, f"{check} fails for {obj}", observed="NO")
+
+
+def test_check_history_and_the_findings_page(store: StateStore) -> None:
+    outcomes = [
+        CheckOutcome("SRC-LOGIN-002", "Login", "source", State.OK, [_blocker("SRC-LOGIN-002", "Carol")]),
+        CheckOutcome("TGT-SIZE-006", "Size", "capacity", State.OK, [_blocker("TGT-SIZE-006", "alice")]),
+    ]
+    first, _ = record(store, CheckRun("pre", outcomes, started=1000.0, seconds=1.0), "all", "sam@ops")
+    second, _ = record(
+        store, CheckRun("pre", [CheckOutcome("TGT-SIZE-006", "Size", "capacity", State.ERROR, reason="BAD")],
+                        started=2000.0, seconds=1.0), "capacity:", "nina@ops",
+    )  # fmt: skip
+    last = store.last_check_run(scope="capacity:")
+    assert last is not None and last.id == second
+    assert [(f.check_id, f.object_id) for f in store.latest_findings()] == [
+        ("SRC-LOGIN-002", "Carol"), ("TGT-SIZE-006", "alice"),
+    ]  # fmt: skip
+    rows, matching = store.latest_findings_page("carol")  # case as SQLite's LIKE: ASCII ignored
+    assert matching == 1 and [f.object_id for f in rows] == ["Carol"]
+    rows, matching = store.latest_findings_page("nothing", sources=["alice"])
+    assert matching == 1 and [f.object_id for f in rows] == ["alice"]
+    rows, matching = store.latest_findings_page(limit=1)
+    assert matching == 2 and [f.object_id for f in rows] == ["Carol"]
+    assert store.latest_finding_counts() == {"source": {"blocker": 1}, "capacity": {"blocker": 1}}
+    assert [(c.check_id, c.state) for c in store.latest_checks_not_ok()] == [("TGT-SIZE-006", "error")]
+    assert [(c.category, c.run_id, c.operator) for c in store.categories_checked()] == [
+        ("capacity", second, "nina@ops"), ("source", first, "sam@ops"),
+    ]  # fmt: skip
+    assert store.latest_blockers() == [
+        ("mailbox", "Carol", "SRC-LOGIN-002"),
+        ("mailbox", "alice", "TGT-SIZE-006"),
+    ]
+
+
+# -- the window: steps, leases -------------------------------------------------------------------
+
+
+def test_wave_steps_and_the_wave_lease(store: StateStore) -> None:
+    actor = Actor("ops", "jump1", "192.0.2.9 52100")
+    step = store.begin_step("pilot", "ready", actor, {"reason": "go"})
+    store.end_step(step, StepStatus.DONE, checked=[{"copied": True}], did={"n": 1})
+    switched = store.begin_step("pilot", "switched", actor, {})
+    store.end_step(switched, StepStatus.DONE)
+    first, _ = store.wave_steps("pilot")
+    assert (first.step, first.status, first.actor, first.params, first.checked, first.did) == (
+        "ready", "done", actor, {"reason": "go"}, [{"copied": True}], {"n": 1},
+    )  # fmt: skip
+    assert store.steps_done("pilot") == ["ready", "switched"] and store.wave_switched("pilot")
+    assert [w.stage for w in store.wave_standings(["pilot", "later"])] == ["switched", "copying"]
+
+    assert store.take_wave_lease("pilot", "ops@jump1", 60.0) is None
+    assert store.take_wave_lease("pilot", "ops@jump1", 60.0) is None  # renewed by its holder
+    lease = store.wave_lease("pilot")
+    assert lease is not None and lease.holder == "ops@jump1" and lease.expires - lease.taken == 60.0
+    store.release_wave_lease("pilot")
+    assert store.wave_lease("pilot") is None
+
+
+# -- pacing and the survey ----------------------------------------------------------------------
+
+
+def test_pacing_rows_are_replaced_and_the_most_throttled_come_first(store: StateStore) -> None:
+    run = store.start_run("pilot", "full", 1)
+    now = time.time()
+
+    def row(scope: str, until: float | None, back_offs: int) -> PacingRow:
+        return PacingRow(
+            run, scope, 1, 4, until, "429" if until else None, back_offs, 10, 100, 0, None, 0.5, now
+        )
+
+    store.record_pacing([row("quiet", None, 0), row("ews:svc", now + 30, 1)])
+    store.record_pacing([row("ews:svc", now + 60, 2), row("graph:bob", now + 10, 1)])
+    assert [(r.scope, r.back_offs) for r in store.running_pacing("pilot")] == [
+        ("ews:svc", 2), ("graph:bob", 1), ("quiet", 0),
+    ]  # fmt: skip
+
+
+def test_the_survey_sums_per_mailbox(store: StateStore) -> None:
+    store.save_survey(
+        [SurveyRow("alice", "INBOX", 10, BIG_SIZE, 100, 1.0), SurveyRow("alice", "Sent", 2, 20, 10, 1.0)]
+    )
+    store.save_survey([SurveyRow("alice", "Sent", 3, 30, 10, 2.0)])
+    assert store.surveyed_bytes() == {"alice": BIG_SIZE + 30}
+    assert store.survey_totals() == {"alice": (13, BIG_SIZE + 30)}
+
+
+# -- opening: upgrades, read-only ----------------------------------------------------------------
+
+
+def test_a_store_made_before_a_column_existed_gets_it_on_open(backend_factory: BackendFactory) -> None:
+    store = StateStore(backend_factory())
+    mailbox = store.upsert_mailbox("alice@old", "alice@new", "pilot")
+    with store.transaction() as db:
+        db.execute("ALTER TABLE mailboxes DROP COLUMN current_folder")
+        db.execute("ALTER TABLE folders DROP COLUMN bytes")
+    store.close()
+    assert "current_folder" not in StateStore(backend_factory(read_only=True)).backend.columns("mailboxes")
+    upgraded = StateStore(backend_factory())
+    assert "current_folder" in upgraded.backend.columns("mailboxes")
+    assert "bytes" in upgraded.backend.columns("folders")
+    upgraded.mailbox_progress(mailbox, MailboxProgress(1, 2, 1, 2, 0, 0, "Sent"))
+    assert [r.current_folder for r in upgraded.mailbox_rows(MailboxQuery())] == ["Sent"]
+    assert upgraded.query("SELECT value FROM meta WHERE key = 'schema'")[0]["value"] == "1"
+
+
+def test_a_read_only_store_reads_and_refuses_every_write(backend_factory: BackendFactory) -> None:
+    empty = StateStore(backend_factory(read_only=True))
+    assert empty.recent_runs() == [] and empty.mailbox_states() == {}  # nothing created yet: empty
+    assert not empty.backend.exists()
+    writer = StateStore(backend_factory())
+    writer.upsert_mailbox("alice@old", "alice@new", "pilot")
+    reader = StateStore(backend_factory(read_only=True))
+    assert reader.mailbox_states() == {"alice@old": "pending"} and reader.backend.exists()
+    with pytest.raises(StoreError, match="read-only"):
+        reader.upsert_mailbox("bob@old", "bob@new", "pilot")
+    with pytest.raises(StoreError, match="read-only"):
+        reader.request_control(ControlAction.PAUSE, wave=None, mailbox=None, requested_by=None)
+    assert reader.mailbox_states() == {"alice@old": "pending"}
+
+
+# -- the same history, the same answers --------------------------------------------------------
+
+
+def _history(store: StateStore) -> dict[str, Any]:
+    """One run of a wave with every kind of outcome, then every read a viewer makes, as plain data
+    with the clocks and process ids left out (they differ between two plays)."""
+    run = store.start_run("pilot", "full", 2)
+    for n, source in enumerate(("zed@old", "Amy@old", "bob@old", "amy@old")):
+        mailbox, folder = _folder(store, source)
+        store.claim_mailbox(mailbox, run)
+        refs = [MessageRef(folder, 7, str(k)) for k in range(1, 6)]
+        store.record_intents(
+            [Intent(r, _facts(int(r.src_key), 10 * n + 1), b"h" * 32, "INBOX", "1", run) for r in refs]
+        )
+        store.record_results(
+            [
+                Outcome(r, "copied" if int(r.src_key) <= n + 1 else "failed", r.src_key, "NO" if n else None)
+                for r in refs
+            ]
+        )
+        store.record_unsent([Unsent(MessageRef(folder, 7, "9"), _facts(9), "skipped", "too big", run)])
+        store.mailbox_progress(mailbox, MailboxProgress(6, 60, n + 1, 10 * n, 4 - n, 1, None))
+        store.release_mailbox(mailbox, "ok" if n == 4 else "partial", "some failed" if n else None)
+    store.finish_run(run, "partial", {"seconds": 1.0})
+    store.event(run, "info", "run-finished", "done")
+    reads: dict[str, Any] = {
+        "rows": store.mailbox_rows(MailboxQuery()),
+        "by_progress": store.mailbox_rows(MailboxQuery(order="progress")),
+        "by_failed": store.mailbox_rows(MailboxQuery(order="failed")),
+        "amy": store.mailbox_rows(MailboxQuery(text="amy")),
+        "attention": store.count_mailboxes(MailboxQuery(attention=True)),
+        "totals": store.wave_state_totals(),
+        "ledger": store.ledger_progress(["zed@old", "Amy@old", "bob@old", "amy@old"]),
+        "counts": store.mailbox_ledger_counts("pilot"),
+        "not_copied": store.not_copied("pilot"),
+        "detail": store.mailbox_detail("bob@old"),
+        "copied": store.copied_totals("pilot"),
+        "runs": store.recent_runs(),
+        "events": store.recent_events(10),
+    }
+    return _plain(reads)
+
+
+_CLOCKS = {"updated", "started", "ended", "ts", "at", "pid", "host", "id", "heartbeat"}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items() if k not in _CLOCKS}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k not in _CLOCKS}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def test_the_same_history_reads_the_same_on_both_backends(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    on_sqlite = _history(StateStore(SqliteBackend(tmp_path / "state.db")))
+    on_postgres = _history(StateStore(PostgresBackend(postgres_server.url(postgres_server.database()),
+                                                      postgres_server.password)))  # fmt: skip
+    for key in on_sqlite:
+        assert on_postgres[key] == on_sqlite[key], key
+        # Types too: an int is an int (PostgreSQL's SUM is NUMERIC), a float a float.
+        assert repr(on_postgres[key]) == repr(on_sqlite[key]), key
+
+
+# -- the routing proxy's side (#14) ----------------------------------------------------------------
+
+
+def test_the_proxy_journal_sessions_captured_passwords_and_login_queue(store: StateStore) -> None:
+    from runners.state.proxy_rows import (
+        LoginRow,
+        ProxyBatch,
+        QueuedLogin,
+        SealedCredential,
+        SessionCount,
+        SessionCounts,
+    )
+
+    now = time.time()
+    logins = [
+        LoginRow(now - 2, "imap", "127.0.0.9", "alice", "alice", "legacy", "alice", "store", "wave pilot", "accepted"),
+        LoginRow(now - 1, "pop3", "127.0.0.9", "alice", "alice", "legacy", "alice", "store", "", "rejected",
+                 "-ERR [AUTH] Authentication failed."),
+    ]  # fmt: skip
+    sealed = SealedCredential(
+        "alice", "legacy", "alice", "k1", b"\x00nonce\xff", b"\x01cipher\x00text", now, now + 3600
+    )
+    store.record_proxy_batch(ProxyBatch(
+        logins=logins, credentials=[sealed],
+        queued=[QueuedLogin("pilot", "alice", now, "imap", "127.0.0.9")],
+        sessions=SessionCounts("proxy-1", now, (SessionCount("legacy", "imap", 3),)),
+    ))  # fmt: skip
+    store.record_proxy_batch(ProxyBatch(queued=[QueuedLogin("pilot", "alice", now + 1, "pop3", "127.0.0.9")]))
+
+    assert [(r.service, r.outcome, r.detail) for r in store.proxy_logins("alice")] == [
+        ("pop3", "rejected", "-ERR [AUTH] Authentication failed."),  # the newest first
+        ("imap", "accepted", ""),
+    ]
+    assert [r.detail for r in store.proxy_failures(since=now - 10)] == ["-ERR [AUTH] Authentication failed."]
+    counters = {(c.backend, c.service, c.outcome): c.count for c in store.proxy_login_counters(now - 10)}
+    assert counters == {("legacy", "imap", "accepted"): 1, ("legacy", "pop3", "rejected"): 1}
+    assert [(s.backend, s.service, s.sessions) for s in store.proxy_sessions(now)] == [("legacy", "imap", 3)]
+    got = store.captured_credential("alice", "legacy", now)
+    assert got is not None and (got.nonce, got.ciphertext) == (
+        sealed.nonce,
+        sealed.ciphertext,
+    )  # bytes kept exactly
+    assert store.captured_credential("alice", "legacy", now + 7200) is None  # expired
+    assert store.queued_by_login() == {"pilot": {"alice"}}  # queued once
+    assert store.forget_captured("alice") == 1
+    assert store.captured_credential("alice", "legacy", now) is None
+
+
+def test_both_schemas_have_the_same_tables_and_columns(backend_factory: BackendFactory) -> None:
+    store = StateStore(backend_factory())
+    try:
+        tables = ("runs", "mailboxes", "folders", "messages", "events", "wave_steps", "run_mailboxes",
+                  "fleet_hosts", "server_slots", "proxy_logins", "proxy_sessions", "captured_credentials",
+                  "login_queue")  # fmt: skip
+        columns = {t: sorted(store._backend.columns(t)) for t in tables}
+    finally:
+        store.close()
+    sqlite = StateStore(SqliteBackend(Path(tempfile.mkdtemp()) / "reference.db"))
+    try:
+        assert columns == {t: sorted(sqlite._backend.columns(t)) for t in tables}
+    finally:
+        sqlite.close()
