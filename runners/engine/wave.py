@@ -9,7 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from runners.adapters import target_capabilities
 from runners.engine.control import ControlWatcher
+from runners.engine.lanes import lanes_for
 from runners.engine.mailbox import MailboxJob
 from runners.engine.pacing_recorder import PacingRecorder
 from runners.engine.sessions import ConnectionCaps
@@ -123,8 +125,16 @@ class WavePass:
         self.mailbox_ids: dict[str, int] = {}
         self.controls: ControlWatcher | None = None
         self.pacing: PacingRecorder | None = None
+        #: Connections on each side per mailbox (``lanes.lanes_for``), set by ``start``.
+        self.lanes = 1
 
     def start(self, entries: list[MailboxEntry], workers: int) -> None:
+        plan = self.plan
+        per_mailbox = target_capabilities(plan.target.type).connections_per_mailbox
+        if plan.connections_per_mailbox is not None:
+            self.lanes = min(plan.connections_per_mailbox, per_mailbox)
+        else:
+            self.lanes = lanes_for(workers, plan.source.max_connections, plan.target.max_connections, per_mailbox)
         self.run_id = self.store.start_run(self.wave, self.kind, workers)
         self.controls = ControlWatcher(str(self.plan.state_db), self.wave, [e.source for e in entries]).start()
         self.pacing = PacingRecorder(str(self.plan.state_db), self.run_id).start()
@@ -175,6 +185,7 @@ class WavePass:
             controls=self.controls,
             retry_failed=item_retry,
             wave_faults=self.faults,
+            lanes=self.lanes,
         )
         try:
             job.run()

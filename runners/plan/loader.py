@@ -47,7 +47,7 @@ PLAN_TABLES = (
 FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = tuple(SPECIAL_KEYS)  # runners/special_use.py holds the one list
 STATE_KEYS = ("dir",)
-RUN_KEYS = ("workers", "batch_messages", "batch_bytes")
+RUN_KEYS = ("workers", "batch_messages", "batch_bytes", "connections_per_mailbox")
 SECURITY_KEYS = ("strict_permissions",)
 
 #: Where a key belongs when it's written in the wrong table ("workers belongs in [run]").
@@ -100,6 +100,7 @@ def load_plan(path: str | Path) -> Plan:
         readiness=load_readiness(root, base_dir),
         switch=load_switch(root, base_dir),
         window=load_window(root),
+        connections_per_mailbox=_connections_per_mailbox(root.table("run")),
     )
     _refuse_exposed_secrets(root.table("security"), plan)
     return plan
@@ -179,3 +180,10 @@ def _run_settings(table: Table | None) -> tuple[int, int, int]:
         table.integer("batch_messages", DEFAULT_BATCH_MESSAGES, low=1, high=1000),
         table.integer("batch_bytes", DEFAULT_BATCH_BYTES, low=1),
     )
+
+
+def _connections_per_mailbox(table: Table | None) -> int | None:
+    """``[run] connections_per_mailbox``: None (the engine's choice) when not given."""
+    if table is None or "connections_per_mailbox" not in table:
+        return None
+    return table.integer("connections_per_mailbox", 1, low=1, high=16)

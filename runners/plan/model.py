@@ -119,6 +119,9 @@ class Plan:
     switch: SwitchSettings | None = None
     #: ``[window]``: when the cutover window opens and how long it lasts (runners.window reads it).
     window: WindowSettings = field(default_factory=WindowSettings)
+    #: ``[run] connections_per_mailbox``: connections on each side one mailbox may use at most (None:
+    #: what the servers' ``max_connections`` leave each worker, up to 4; see runners/engine/lanes.py).
+    connections_per_mailbox: int | None = None
 
     @property
     def target_domains(self) -> tuple[str, ...]:
