@@ -214,7 +214,7 @@ def render(rows: Sequence[Row]) -> str:
                      f"{r.cpu_user:>7.2f} {r.cpu_sys:>7.2f} {r.peak_rss_mb:>7.1f}{flag}")  # fmt: skip
     load = os.getloadavg()
     lines += ["", f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"]
-    return "\n".join(lines + ["", *verdicts(rows)])
+    return "\n".join([*lines, "", *verdicts(rows)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,9 +64,14 @@ def units(todo: list[MessageMeta]) -> list[list[MessageMeta]]:
     return out
 
 
-def lanes_for(workers: int, source_cap: int, target_cap: int, per_mailbox: int) -> int:
-    """Lanes per mailbox: what the servers' caps leave each of ``workers`` mailboxes at once."""
-    share = min(source_cap, target_cap) // max(workers, 1)
+def lanes_for(running: int, source_cap: int, target_cap: int, per_mailbox: int) -> int:
+    """Lanes per mailbox: what the servers' caps leave each of the ``running`` mailboxes.
+
+    Counted against the mailboxes running now, not the workers: with every worker busy the
+    servers are the bottleneck and more connections only cost CPU; a mailbox left alone at the
+    end of a wave (the largest, often) gets the connections the others gave back.
+    """
+    share = min(source_cap, target_cap) // max(running, 1)
     return max(1, min(MAX_LANES, share, per_mailbox))
 
 
@@ -86,7 +91,8 @@ class LanePool(Generic[U]):
         work: Callable[[Lane, U], None],
         close_lane: Callable[[Lane], None],
     ) -> None:
-        self._extra = extra
+        #: Extra lanes to run (more may be allowed later; fewer may open, when slots are taken).
+        self.extra = extra
         self._open_lane = open_lane
         self._work = work
         self._close_lane = close_lane
@@ -170,7 +176,7 @@ class LanePool(Generic[U]):
     def _start_lanes(self) -> None:
         # A lane whose unit failed has closed its sessions and ended: a new one takes its place.
         self._threads = [t for t in self._threads if t.is_alive()]
-        while len(self._threads) < self._extra:
+        while len(self._threads) < self.extra:
             thread = threading.Thread(
                 target=self._run_lane, name=f"{threading.current_thread().name}-lane{len(self._threads) + 1}"
             )

@@ -38,6 +38,8 @@ from runners.state.statuses import MailboxState, MessageStatus
 from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
+#: The live counters are written at most this often between batches (``_progress``).
+PROGRESS_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,7 @@ class MailboxJob:
         controls: ControlWatcher | None = None,
         retry_failed: bool = False,
         wave_faults: WaveFaults | None = None,
-        lanes: int = 1,
+        lanes: int | Callable[[], int] = 1,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -95,8 +97,9 @@ class MailboxJob:
         # Messages suspected of breaking a source connection, within one folder (see _narrow_down);
         # shared by the lanes: a suspect is fetched alone on whichever lane copies it next.
         self._suspects = Suspects()
-        #: Connections on each side this mailbox may use at most (``lanes.lanes_for``).
-        self.lanes = lanes
+        #: Connections on each side this mailbox may use at most, asked when a folder is large enough
+        #: to share (a wave's runner gives more to a mailbox that runs alone: ``wave.WavePass``).
+        self.lanes: Callable[[], int] = lanes if callable(lanes) else lambda: lanes
         self._pool: LanePool[tuple[_OpenFolder, list[MessageMeta]]] | None = None
         #: Counters several lanes add to (``MailboxStats`` fields are plain ints).
         self._count_lock = threading.Lock()
@@ -105,6 +108,7 @@ class MailboxJob:
         self._failed_mark: int | None = None
         self._culprits = 0
         self._existing: set[str] | None = None  # target folders known to exist (None: not asked yet)
+        self._progress_at = 0.0
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -198,6 +202,7 @@ class MailboxJob:
                 if self.stats.state == MailboxState.PAUSED:
                     return
                 self.stats.state = MailboxState.PAUSED
+            self._progress(force=True)
             self.store.set_mailbox_state(self.mailbox_id, MailboxState.PAUSED)
             self._event("info", "paused", "paused on request, after the current batch")
 
@@ -398,16 +403,13 @@ class MailboxJob:
         """Copy on this job's lane, or share a large ``todo`` with extra lanes (never a content match:
         its pool of target items is claimed in order, by one lane)."""
         ranged: object = self.lane.source  # extra lanes check the folder they open (RangedSource)
-        if (
-            self.lanes < 2
-            or len(todo) < SPLIT_MIN_MESSAGES
-            or prematched is not None
-            or not isinstance(ranged, RangedSource)
-        ):
+        lanes = self.lanes() if len(todo) >= SPLIT_MIN_MESSAGES else 1
+        if lanes < 2 or prematched is not None or not isinstance(ranged, RangedSource):
             self._copy(self.lane, folder, todo, prematched)
             return
         if self._pool is None:
-            self._pool = LanePool(self.lanes - 1, self._open_lane, self._copy_unit, self._close_lane)
+            self._pool = LanePool(lanes - 1, self._open_lane, self._copy_unit, self._close_lane)
+        self._pool.extra = max(self._pool.extra, lanes - 1)
         self._pool.share(self.lane, [(folder, unit) for unit in units(todo)])
 
     def _open_lane(self) -> Lane | None:
@@ -583,8 +585,8 @@ class MailboxJob:
 
         def on_batch() -> None:
             add_up()
+            self._progress()
             self._checkpoint()
-            self.store.mailbox_progress(self.mailbox_id, self.stats.progress())
 
         if not todo:
             return
@@ -594,6 +596,16 @@ class MailboxJob:
             copy_folder(ctx, todo, counters, on_batch)
         finally:
             add_up()
+            self._progress(force=True)
+
+    def _progress(self, *, force: bool = False) -> None:
+        """The live counters to the store (also the heartbeat): after a folder's copy, and between
+        its batches at most every ``PROGRESS_SECONDS`` (a write is a transaction, and an fsync)."""
+        now = time.monotonic()
+        if not force and now - self._progress_at < PROGRESS_SECONDS:
+            return
+        self._progress_at = now
+        self.store.mailbox_progress(self.mailbox_id, self.stats.progress())
 
     def _report_failures(self, folder: _OpenFolder) -> None:
         failed_now = self.store.failed_in_run(folder.id, folder.state.uidvalidity, self.run_id)

@@ -125,16 +125,24 @@ class WavePass:
         self.mailbox_ids: dict[str, int] = {}
         self.controls: ControlWatcher | None = None
         self.pacing: PacingRecorder | None = None
-        #: Connections on each side per mailbox (``lanes.lanes_for``), set by ``start``.
-        self.lanes = 1
+        #: Mailboxes being copied now, and still to start: how many connections each may have (``lanes``).
+        self.running = 0
+        self.waiting = 0
+        self.workers = 1
+        self._running_lock = threading.Lock()
 
-    def start(self, entries: list[MailboxEntry], workers: int) -> None:
+    def lanes(self) -> int:
+        """Connections on each side a mailbox may use now (``[run] connections_per_mailbox``, else
+        ``lanes.lanes_for`` the mailboxes running now)."""
         plan = self.plan
         per_mailbox = target_capabilities(plan.target.type).connections_per_mailbox
         if plan.connections_per_mailbox is not None:
-            self.lanes = min(plan.connections_per_mailbox, per_mailbox)
-        else:
-            self.lanes = lanes_for(workers, plan.source.max_connections, plan.target.max_connections, per_mailbox)
+            return min(plan.connections_per_mailbox, per_mailbox)
+        # Mailboxes about to start count too: their first connections must find a free slot.
+        demand = min(self.workers, self.running + self.waiting)
+        return lanes_for(demand, plan.source.max_connections, plan.target.max_connections, per_mailbox)
+
+    def start(self, entries: list[MailboxEntry], workers: int) -> None:
         self.run_id = self.store.start_run(self.wave, self.kind, workers)
         self.controls = ControlWatcher(str(self.plan.state_db), self.wave, [e.source for e in entries]).start()
         self.pacing = PacingRecorder(str(self.plan.state_db), self.run_id).start()
@@ -148,6 +156,7 @@ class WavePass:
 
     def migrate_all(self, entries: list[MailboxEntry], workers: int) -> str:
         """Every mailbox, ``workers`` at a time; the run's status."""
+        self.workers, self.waiting = workers, len(entries)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailbox") as pool:
             results = list(pool.map(self.migrate, entries))
         if self.faults.reason is not None:
@@ -157,6 +166,8 @@ class WavePass:
         return "ok" if {r.state for r in results} <= {"ok"} else "partial"
 
     def migrate(self, entry: MailboxEntry) -> MailboxStats:
+        with self._running_lock:
+            self.waiting -= 1
         mailbox_stats = MailboxStats(entry.source, entry.target)
         self.stats.add(mailbox_stats)
         if self.stop.is_set():
@@ -187,9 +198,13 @@ class WavePass:
             wave_faults=self.faults,
             lanes=self.lanes,
         )
+        with self._running_lock:
+            self.running += 1
         try:
             job.run()
         finally:
+            with self._running_lock:
+                self.running -= 1
             self.store.mailbox_progress(mailbox_id, mailbox_stats.progress())
             self.store.release_mailbox(
                 mailbox_id, mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind
