@@ -64,14 +64,16 @@ def units(todo: list[MessageMeta]) -> list[list[MessageMeta]]:
     return out
 
 
-def lanes_for(running: int, source_cap: int, target_cap: int, per_mailbox: int) -> int:
-    """Lanes per mailbox: what the servers' caps leave each of the ``running`` mailboxes.
+def lanes_for(running: int, workers: int, source_cap: int, target_cap: int, per_mailbox: int) -> int:
+    """Lanes per mailbox when ``running`` mailboxes share the servers.
 
-    Counted against the mailboxes running now, not the workers: with every worker busy the
-    servers are the bottleneck and more connections only cost CPU; a mailbox left alone at the
-    end of a wave (the largest, often) gets the connections the others gave back.
+    The connections of the workers that have no mailbox (at least ``MAX_LANES`` in all): with every
+    worker busy the servers are the bottleneck, and more connections would only cost our CPU and
+    memory; a mailbox left alone at the end of a wave (the largest, often) gets the connections
+    the others gave back. Never more than the servers' caps leave each running mailbox.
     """
-    share = min(source_cap, target_cap) // max(running, 1)
+    running = max(running, 1)
+    share = min(max(workers, MAX_LANES), source_cap, target_cap) // running
     return max(1, min(MAX_LANES, share, per_mailbox))
 
 

@@ -140,7 +140,8 @@ class WavePass:
             return min(plan.connections_per_mailbox, per_mailbox)
         # Mailboxes about to start count too: their first connections must find a free slot.
         demand = min(self.workers, self.running + self.waiting)
-        return lanes_for(demand, plan.source.max_connections, plan.target.max_connections, per_mailbox)
+        caps = plan.source.max_connections, plan.target.max_connections
+        return lanes_for(demand, self.workers, *caps, per_mailbox)
 
     def start(self, entries: list[MailboxEntry], workers: int) -> None:
         self.run_id = self.store.start_run(self.wave, self.kind, workers)
