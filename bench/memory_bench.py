@@ -4,7 +4,8 @@
     .venv/bin/python bench/memory_bench.py [--sizes 10000,100000,500000] [--mailboxes 8]
         [--per-mailbox 10000] [--workers-only | --sizes-only] [--output text|json]
 
-Both Dovecots keep their mail on a tmpfs (``/dev/shm``): the source is filled by writing Maildir
+Both Dovecots keep their mail on a tmpfs (``/dev/shm``), the targets as mdbox (a Maildir folder
+slows down past some 100,000 messages, Dovecot's not ours): the source is filled by writing Maildir
 files straight into it (``,S=<size>`` in the name, the arrival date as mtime, flags after ``:2,``),
 which is some 30,000 messages a second, then opened once over IMAP so that Dovecot's own indexing
 is not in the measured run. Each measured run is a full first pass into a fresh target, through
@@ -69,10 +70,13 @@ class ShmLab:
         self.workdir = Path(tempfile.mkdtemp(prefix="cutover-mem-"))
         self.servers: list[DovecotServer] = []
 
-    def dovecot(self, name: str, users: Sequence[str]) -> DovecotServer:
+    def dovecot(self, name: str, users: Sequence[str], store: str = "maildir") -> DovecotServer:
+        """``store``: the source's is Maildir (filled as files); a target's mdbox, which takes half a
+        million APPENDs into one folder without slowing down as a Maildir folder does."""
         root = self.shm / name
         root.mkdir()
-        server = DovecotServer(mail_location=f"maildir:{root}/%u/Maildir")
+        location = f"maildir:{root}/%u/Maildir" if store == "maildir" else f"mdbox:{root}/%u/mdbox"
+        server = DovecotServer(mail_location=location)
         account = server._account  # the uid Dovecot's mail processes run as
         os.chown(root, account.uid, account.gid)
         for user in users:
@@ -137,7 +141,7 @@ def index_folder(server: DovecotServer, user: str) -> None:
 
 def measure(lab: ShmLab, source: DovecotServer, users: Sequence[str], messages: int, label: str) -> Row:
     name = "".join(c if c.isalnum() else "-" for c in label)
-    target = lab.dovecot(f"target-{name}", users)
+    target = lab.dovecot(f"target-{name}", users, store="mdbox")
     plan = write_plan(lab.workdir / f"plan-{name}", source, target, users)
     measured = run_measured(cutover_argv(plan, len(users)), bench_env_for(lab, source, target), lab.workdir / "logs", name)
     if measured.returncode != 0:
