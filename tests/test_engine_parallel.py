@@ -133,3 +133,35 @@ def test_a_target_refusal_on_one_connection_stops_the_mailbox_with_everything_re
     assert summary["totals"]["copied"] == len(on_target)  # each accepted message is recorded
     _, report = lab.verify("pilot", "--deep")
     assert report["totals"]["ok"] == len(on_target), report  # ... once, with its own bytes
+
+
+def test_a_message_the_source_hangs_up_on_is_failed_whichever_connection_carries_it(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    # Dovecot hangs up on a message it can't read. With four connections a side, the unit holding
+    # it may be on any of them: it is narrowed down all the same, failed with the server's words,
+    # and everything else is copied once.
+    append_many(source_dovecot, "alice", "INBOX", bodies(700, "a"))
+    imapfill.append(source_dovecot, "alice", "INBOX", message("soon broken", "z" * 3000))
+    append_many(source_dovecot, "alice", "INBOX", bodies(700, "b"))
+    maildir = source_dovecot.maildir("alice")
+    files = [*(maildir / "new").iterdir(), *(maildir / "cur").iterdir()]
+    (broken,) = [p for p in files if b"soon broken" in p.read_bytes()]
+    broken.chmod(0)
+    lab = make_lab(
+        tmp_path / "lab", source_dovecot, target_dovecot, tail="[run]\nconnections_per_mailbox = 4\n"
+    )
+
+    code, summary = lab.run()
+
+    assert code == 1, summary
+    assert summary["totals"]["copied"] == 1400 and summary["totals"]["failed"] == 1, summary
+    (row,) = lab.status("--failures")["not_copied"]
+    assert row["uid"] == 701 and row["status"] == "failed"
+    assert "closed the connection while sending this message" in row["reason"]
+    # The next run tries it again (it may be readable by then) and copies nothing twice.
+    broken.chmod(0o600)
+    code, summary = lab.run()
+    assert code == 0, summary
+    assert summary["totals"]["copied"] == 1
+    assert_same_mailbox(source_dovecot, target_dovecot)

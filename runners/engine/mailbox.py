@@ -92,8 +92,8 @@ class MailboxJob:
         self.wave_faults = wave_faults or WaveFaults()
         #: This job's own source and target sessions (the extra lanes of ``_pool`` have theirs).
         self.lane = Lane()
-        #: Every lane with its sessions open, this job's own first (to find a culprit's metadata).
-        self._lanes: list[Lane] = [self.lane]
+        #: What a lane was copying when its source connection broke, by the error (``_narrow_down``).
+        self._lost: dict[int, tuple[int, int, dict[int, MessageMeta]] | None] = {}
         # Messages suspected of breaking a source connection, within one folder (see _narrow_down);
         # shared by the lanes: a suspect is fetched alone on whichever lane copies it next.
         self._suspects = Suspects()
@@ -171,11 +171,11 @@ class MailboxJob:
         progress = self._suspects.narrow(exc)
         if len(self._suspects.failed) == known:
             return progress
-        # The lane that was fetching it: the job's own, or an extra lane whose error this is.
-        found = [c for c in (x.fetching for x in (lane, *self._lanes)) if c and exc.uids[0] in c[2]]
-        if not found:
+        # What the lane that lost its connection was copying (it may have closed since).
+        context = self._lost.pop(id(exc), None) or lane.fetching
+        if context is None or exc.uids[0] not in context[2]:
             return progress
-        folder_id, uidvalidity, metas = found[0]
+        folder_id, uidvalidity, metas = context
         meta = metas[exc.uids[0]]
         reason = culprit_reason(exc)
         self.store.record_unsent([unsent_row(folder_id, uidvalidity, meta, "failed", reason, self.run_id)])
@@ -325,6 +325,7 @@ class MailboxJob:
             return
         try:
             self._suspects.clear()
+            self._lost.clear()
             self.lane.fetching, self._failed_mark = None, None
             self._retrying(
                 f"folder {mapping.source.display}",
@@ -425,15 +426,10 @@ class MailboxJob:
         if target is None:
             self.caps.close_source(self.plan.source, source)
             return None
-        lane = Lane(source, target)
-        with self._count_lock:
-            self._lanes.append(lane)
-        return lane
+        return Lane(source, target)
 
     def _close_lane(self, lane: Lane) -> None:
         """An extra lane ends (in its own thread): its sessions and its store connection go."""
-        with self._count_lock:
-            self._lanes = [x for x in self._lanes if x is not lane]
         try:
             self._drop_sessions(lane)
         except ProtocolError:
@@ -594,6 +590,11 @@ class MailboxJob:
         source.isolate(self._suspects.alone)
         try:
             copy_folder(ctx, todo, counters, on_batch)
+        except FetchConnectionLost as exc:
+            # Named as the culprit (or not) by the folder pass once every lane stopped: keep the
+            # metadata of what this lane was copying for it, whether or not the lane stays open.
+            self._lost[id(exc)] = lane.fetching
+            raise
         finally:
             add_up()
             self._progress(force=True)
