@@ -4,6 +4,7 @@ ledger and copied a range of UIDs at a time, with every guarantee a whole listin
 from __future__ import annotations
 
 import itertools
+import signal
 from pathlib import Path
 
 import pytest
@@ -72,9 +73,7 @@ def test_ranges_cut_a_folder_with_gaps_into_runs_that_cover_every_message(
 
         # Contiguous from UID 1, the last one open-ended: nothing can fall between two ranges.
         assert ranges[0].low == 1 and ranges[-1].high is None
-        assert all(
-            a.high is not None and a.high + 1 == b.low for a, b in itertools.pairwise(ranges)
-        )
+        assert all(a.high is not None and a.high + 1 == b.low for a, b in itertools.pairwise(ranges))
         assert len(ranges) == 7  # 2,000 messages in runs of 300
         assert listed == whole  # the same metadata, in the same order, each message once
         # Past the last message, "n:*" answers with the highest one (RFC 3501): it is not listed again.
@@ -150,3 +149,27 @@ def test_cuts_make_contiguous_ranges_ending_open() -> None:
     assert cut([4, 9]) == [UidRange(1, 4), UidRange(5, 9), UidRange(10, None)]
     assert UidRange(3, 5).holds(3) and UidRange(3, 5).holds(5) and not UidRange(3, 5).holds(6)
     assert UidRange(7, None).holds(10**9) and not UidRange(7, None).holds(6)
+
+
+@pytest.mark.parametrize("fault", ["kill-after-append:13", "kill-before-append:17"])
+def test_killed_in_a_later_range_then_rerun_ends_as_an_uninterrupted_run(lab: Lab, fault: str) -> None:
+    # Past the first range (2,000 messages, 10 batches of 200): the first range is in the ledger,
+    # the kill lands among the next one's batches; the rerun lists every range again.
+    proc = lab.cutover(
+        "run", "--plan", str(lab.plan), "--wave", "pilot", "--progress", "none",
+        env=lab.env | {"CUTOVER_FAULT": fault},
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    totals = summary["totals"]
+    # What the killed run appended is already there (those it never recorded found by content,
+    # and counted as such too); the rest is copied now, nothing twice.
+    assert totals["copied"] + totals["already_present"] == TOTAL
+    assert totals["matched_by_content"] <= totals["already_present"]
+    assert_same_mailbox(lab.source, lab.target)
+    verify_code, report = lab.verify("pilot", "--deep")
+    assert verify_code == 0, report
+    assert report["totals"]["ok"] == TOTAL
