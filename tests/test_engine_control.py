@@ -52,7 +52,7 @@ def test_pause_holds_the_copy_and_resume_finishes_it(
         source,
         target,
         mailboxes=(("alice", "alice", "w"),),
-        tail="[run]\nbatch_messages = 10\n",
+        tail="[run]\nbatch_messages = 10\nconnections_per_mailbox = 1\n",  # batches counted one by one
     )
     # Held at the third batch while the pause request goes in; then held again on the third turn
     # of the paused wait, when the watcher has woken the mailbox at least twice without a batch.
@@ -83,7 +83,7 @@ def test_cancel_one_mailbox_lets_the_others_finish(tmp_path: Path, dovecot_facto
         source,
         target,
         mailboxes=(("alice", "alice", "w"), ("bob", "bob", "w")),
-        tail="[run]\nbatch_messages = 10\nworkers = 2\n",
+        tail="[run]\nbatch_messages = 10\nworkers = 2\nconnections_per_mailbox = 1\n",
     )
     # Both mailboxes hold at their first batch, sent but not recorded, until the cancel is read.
     proc = start_run(lab, gate.env("hold-after-append:1"))

@@ -31,7 +31,9 @@ def lab(tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotSe
     imapfill.create_folder(source_dovecot, "alice", "Second")
     append_many(source_dovecot, "alice", "INBOX", corpus(1600))
     append_many(source_dovecot, "alice", "Second", corpus(400), flags=("\\Seen",))
-    return make_lab(tmp_path / "lab", source_dovecot, target_dovecot, tail="[run]\nbatch_messages = 25\n")
+    # One connection per side: the tests below count batches in the order one connection sends them.
+    tail = "[run]\nbatch_messages = 25\nconnections_per_mailbox = 1\n"
+    return make_lab(tmp_path / "lab", source_dovecot, target_dovecot, tail=tail)
 
 
 def test_killed_between_append_and_ledger_write(lab: Lab) -> None:

@@ -148,7 +148,9 @@ def test_interrupt_stops_after_the_batch_and_a_rerun_finishes(
     tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, gate: Gate
 ) -> None:
     append_many(source_dovecot, "alice", "INBOX", [message(f"i {n}", "v" * 20_000) for n in range(3000)])
-    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot, tail="[run]\nbatch_messages = 20\n")
+    # One connection per side: the batches are counted in the order one connection sends them.
+    tail = "[run]\nbatch_messages = 20\nconnections_per_mailbox = 1\n"
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot, tail=tail)
     proc = subprocess.Popen(
         [*CUTOVER, "run", "--plan", str(lab.plan), "--wave", "pilot", "--progress", "none"],
         env=lab.env | gate.env("hold-after-append:5"),

@@ -8,6 +8,7 @@ from runners.connectors.base import SourceSession
 from runners.connectors.credentials import user_password
 from runners.connectors.imap_common import list_folders, namespace, select_state, statuses
 from runners.connectors.imap_login import open_imap
+from runners.connectors.ranged import LIST_CHUNK, UidRange, cut
 from runners.errors import ConnectionLost, FetchConnectionLost
 from runners.folders import source_path
 from runners.imap.parse import compress_uids, fetch_meta, fetch_uid
@@ -71,21 +72,47 @@ class ImapSource:
         self._selected = folder.raw_name
         return select_state(reply)
 
+    def open_folder(self, folder: FolderInfo) -> FolderState:
+        return self._examine(folder)
+
     def list_messages(self, folder: FolderInfo) -> tuple[FolderState, list[MessageMeta]]:
         state = self._examine(folder)
         if state.messages == 0:
             return state, []
+        return state, self._metas(folder, b"1:*", UidRange(1, None))
+
+    def uid_ranges(self, folder: FolderInfo, state: FolderState, size: int = LIST_CHUNK) -> list[UidRange]:
+        """One ``FETCH n,2n,3n,... (UID)`` finds the UIDs at every ``size``-th message: the cuts."""
+        if state.messages == 0:
+            return []
+        if state.messages <= size:
+            return [UidRange(1, None)]
+        seqs = b",".join(b"%d" % n for n in range(size, state.messages, size))
+        reply = self.conn.check(b"FETCH " + seqs + b" (UID)", f"FETCH {folder.raw_name} range cuts")
+        found = (fetch_uid(parts) for parts in reply.untagged if b" FETCH " in parts[0])
+        return cut(sorted({uid for uid in found if uid is not None}))
+
+    def list_range(self, folder: FolderInfo, uids: UidRange) -> list[MessageMeta]:
+        if self._selected != folder.raw_name:
+            self._examine(folder)
+        high = b"*" if uids.high is None else b"%d" % uids.high
+        return self._metas(folder, b"%d:" % uids.low + high, uids)
+
+    def _metas(self, folder: FolderInfo, uid_set: bytes, uids: UidRange) -> list[MessageMeta]:
         items = b"UID RFC822.SIZE FLAGS INTERNALDATE"
-        reply = self.conn.check(b"UID FETCH 1:* (" + items + b")", f"UID FETCH {folder.raw_name} metadata")
+        reply = self.conn.check(
+            b"UID FETCH " + uid_set + b" (" + items + b")", f"UID FETCH {folder.raw_name} metadata"
+        )
         metas: list[MessageMeta] = []
         for parts in reply.untagged:
             if b" FETCH " not in parts[0]:
                 continue
             uid, size, flags, idate, _ = fetch_meta(parts[0] if len(parts) == 1 else b"".join(parts[::2]))
-            if uid is None:
+            # "n:*" also answers with the highest message when n is above it (RFC 3501): filter.
+            if uid is None or not uids.holds(uid):
                 continue
             metas.append(MessageMeta(str(uid), uid, size if size is not None else -1, flags or (), idate))
-        return state, metas
+        return metas
 
     def fetch(
         self, folder: FolderInfo, metas: Sequence[MessageMeta]

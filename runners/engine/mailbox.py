@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
+from runners.connectors.ranged import RangedSource
 from runners.engine.control import ControlWatcher
+from runners.engine.lanes import SPLIT_MIN_MESSAGES, Lane, LanePool, units
 from runners.engine.pipeline import CopyContext, CopyCounters, copy_folder, unsent_row
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
 from runners.engine.resilience import Reconnecting, Suspects, culprit_reason
@@ -28,7 +30,7 @@ from runners.errors import (
     RunInterrupted,
 )
 from runners.folders import FolderMapping, plan_folders
-from runners.model import FolderState, MessageMeta, TargetLayout, flag_text
+from runners.model import FolderInfo, FolderState, MessageMeta, TargetLayout, flag_text
 from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import safe
 from runners.state.errors import StoreError
@@ -36,12 +38,8 @@ from runners.state.statuses import MailboxState, MessageStatus
 from runners.state.store import StateStore
 
 log = logging.getLogger("cutover.engine")
-
-
-@dataclass(slots=True)
-class Sessions:
-    source: SourceSession | None = None
-    target: TargetSession | None = None
+#: The live counters are written at most this often between batches (``_progress``).
+PROGRESS_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +54,10 @@ class _OpenFolder:
     @property
     def display(self) -> str:
         return self.mapping.source.display
+
+
+class _LaneStopped(Exception):
+    """Another lane of the mailbox failed, or the pool closes: this one stops after its batch."""
 
 
 class MailboxJob:
@@ -73,6 +75,7 @@ class MailboxJob:
         controls: ControlWatcher | None = None,
         retry_failed: bool = False,
         wave_faults: WaveFaults | None = None,
+        lanes: int | Callable[[], int] = 1,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -87,53 +90,69 @@ class MailboxJob:
         #: Only messages that failed or were skipped before, and folders that failed to open.
         self.retry_failed = retry_failed
         self.wave_faults = wave_faults or WaveFaults()
-        self.sessions = Sessions()
-        # Messages suspected of breaking the source connection, within one folder (see _narrow_down).
+        #: This job's own source and target sessions (the extra lanes of ``_pool`` have theirs).
+        self.lane = Lane()
+        #: What a lane was copying when its source connection broke, by the error (``_narrow_down``).
+        self._lost: dict[int, tuple[int, int, dict[int, MessageMeta]] | None] = {}
+        # Messages suspected of breaking a source connection, within one folder (see _narrow_down);
+        # shared by the lanes: a suspect is fetched alone on whichever lane copies it next.
         self._suspects = Suspects()
-        self._fetching: tuple[int, int, dict[int, MessageMeta]] | None = None
+        #: Connections on each side this mailbox may use at most, asked when a folder is large enough
+        #: to share (a wave's runner gives more to a mailbox that runs alone: ``wave.WavePass``).
+        self.lanes: Callable[[], int] = lanes if callable(lanes) else lambda: lanes
+        self._pool: LanePool[tuple[_OpenFolder, list[MessageMeta]]] | None = None
+        #: Counters several lanes add to (``MailboxStats`` fields are plain ints).
+        self._count_lock = threading.Lock()
         # Failures counted when a folder attempt started, and messages failed as culprits (see
         # _forget_contribution): a retried attempt must not count the same failure twice.
         self._failed_mark: int | None = None
         self._culprits = 0
         self._existing: set[str] | None = None  # target folders known to exist (None: not asked yet)
+        self._progress_at = 0.0
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def _source(self) -> SourceSession:
-        if self.sessions.source is None:
-            self.sessions.source = self.caps.open_source(self.plan.source, self.entry)
-        return self.sessions.source
+    def _source(self, lane: Lane | None = None) -> SourceSession:
+        lane = lane or self.lane
+        if lane.source is None:
+            lane.source = self.caps.open_source(self.plan.source, self.entry)
+        return lane.source
 
-    def _target(self) -> TargetSession:
-        if self.sessions.target is None:
-            self.sessions.target = self.caps.open_target(self.plan.target, self.entry)
-        return self.sessions.target
+    def _target(self, lane: Lane | None = None) -> TargetSession:
+        lane = lane or self.lane
+        if lane.target is None:
+            lane.target = self.caps.open_target(self.plan.target, self.entry)
+        return lane.target
 
-    def _drop_sessions(self) -> None:
-        if self.sessions.source is not None:
-            self.caps.close_source(self.plan.source, self.sessions.source)
-        if self.sessions.target is not None:
-            self.caps.close_target(self.plan.target, self.entry, self.sessions.target)
-        self.sessions = Sessions()
+    def _drop_sessions(self, lane: Lane | None = None) -> None:
+        lane = lane or self.lane
+        source, target = lane.source, lane.target
+        lane.source = lane.target = None
+        if source is not None:
+            self.caps.close_source(self.plan.source, source)
+        if target is not None:
+            self.caps.close_target(self.plan.target, self.entry, target)
 
-    def _retrying(self, what: str, action: Callable[[], None]) -> None:
+    def _retrying(self, what: str, action: Callable[[], None], lane: Lane | None = None) -> None:
         """Run ``action``, reconnecting after connection faults for as long as attempts make progress.
 
         A drop while the source sends bodies narrows the search for a message at fault instead
         (see ``resilience``): one that breaks the connection alone, the same way, on several fresh
         connections is recorded as failed and the run goes on without it.
         """
+        lane = lane or self.lane
         Reconnecting(
             progress=lambda: self.stats.copied + self.stats.matched_by_content + self.stats.failed,
-            drop=self._drop_sessions,
-            narrow=self._narrow_down,
+            drop=lambda: self._drop_sessions(lane),
+            narrow=lambda exc: self._narrow_down(lane, exc),
             pause=self._pause,
             on_reconnect=self._reconnecting,
             on_success=self.wave_faults.reached,
         ).run(what, action)
 
     def _reconnecting(self, what: str, problem: ProtocolError, delay: float) -> None:
-        self.stats.reconnects += 1
+        with self._count_lock:
+            self.stats.reconnects += 1
         self.wave_faults.seen(self.entry.source, problem, final=False)
         self._event("warning", "reconnect", f"{what}: {problem}; reconnecting in {delay:g} s")
 
@@ -145,44 +164,57 @@ class MailboxJob:
     def _backoff(self, seconds: float) -> None:
         self.stop.wait(seconds)  # a stop request ends the wait early
 
-    def _narrow_down(self, exc: FetchConnectionLost) -> bool:
+    def _narrow_down(self, lane: Lane, exc: FetchConnectionLost) -> bool:
         """A drop mid-fetch: True when it was progress in finding the message at fault, which is
         recorded as failed once known."""
         known = len(self._suspects.failed)
         progress = self._suspects.narrow(exc)
-        context = self._fetching
-        if len(self._suspects.failed) == known or context is None:
+        if len(self._suspects.failed) == known:
+            return progress
+        # What the lane that lost its connection was copying (it may have closed since).
+        context = self._lost.pop(id(exc), None) or lane.fetching
+        if context is None or exc.uids[0] not in context[2]:
             return progress
         folder_id, uidvalidity, metas = context
-        meta = metas.get(exc.uids[0])
-        if meta is None:
-            return progress
+        meta = metas[exc.uids[0]]
         reason = culprit_reason(exc)
         self.store.record_unsent([unsent_row(folder_id, uidvalidity, meta, "failed", reason, self.run_id)])
-        self.stats.failed += 1
-        self._culprits += 1
+        with self._count_lock:
+            self.stats.failed += 1
+            self._culprits += 1
         self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=exc.folder)
         return True
 
     def _checkpoint(self) -> None:
-        """Between batches and folders: honour a stop, a pause (wait here) or a cancel request."""
+        """Between batches and folders: honour a stop, a pause (wait here) or a cancel request.
+
+        Every lane of the mailbox calls it; the first to see a pause records it, the first to go on
+        records the resume."""
         if self.stop.is_set():
             raise RunInterrupted("the run was asked to stop")
+        if self._pool is not None and self._pool.abort.is_set():
+            raise _LaneStopped("another connection of this mailbox failed")
         if self.controls is None:
             return
 
         def paused() -> None:
-            self.stats.state = MailboxState.PAUSED
+            with self._count_lock:
+                if self.stats.state == MailboxState.PAUSED:
+                    return
+                self.stats.state = MailboxState.PAUSED
+            self._progress(force=True)
             self.store.set_mailbox_state(self.mailbox_id, MailboxState.PAUSED)
             self._event("info", "paused", "paused on request, after the current batch")
 
         if not self.controls.checkpoint(self.entry.source, paused, abort=self.stop):
-            self._event("info", "cancelled", "cancelled on request; the next run continues from here")
             raise MailboxCancelled("cancelled on request")
         if self.stop.is_set():
             raise RunInterrupted("the run was asked to stop")
         if self.stats.state == MailboxState.PAUSED:
-            self.stats.state = MailboxState.RUNNING
+            with self._count_lock:
+                if self.stats.state != MailboxState.PAUSED:
+                    return
+                self.stats.state = MailboxState.RUNNING
             self.store.set_mailbox_state(self.mailbox_id, MailboxState.RUNNING)
             self._event("info", "resumed", "resumed on request")
 
@@ -222,6 +254,7 @@ class MailboxJob:
         except RunInterrupted:
             stats.state = MailboxState.PENDING
         except MailboxCancelled:
+            self._event("info", "cancelled", "cancelled on request; the next run continues from here")
             stats.state = MailboxState.CANCELLED
         except MailboxFatal as exc:
             self._failed(exc, "target-refused-mailbox")
@@ -239,6 +272,9 @@ class MailboxJob:
             log.exception("%s: unexpected error", self.entry.source)
             self._failed(MigrationError(f"internal error: {type(exc).__name__}: {safe(str(exc))}"), "internal")
         finally:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
             self._drop_sessions()
             stats.current_folder = ""
             stats.ended = time.time()
@@ -289,7 +325,8 @@ class MailboxJob:
             return
         try:
             self._suspects.clear()
-            self._fetching, self._failed_mark = None, None
+            self._lost.clear()
+            self.lane.fetching, self._failed_mark = None, None
             self._retrying(
                 f"folder {mapping.source.display}",
                 lambda: self._sync_folder(mapping, row.id, row.state, hint, report),
@@ -312,31 +349,111 @@ class MailboxJob:
         hint: FolderState | Exception | None,
         report: FolderReport,
     ) -> None:
-        """One folder pass, in named steps; retried whole after a reconnect (``_retrying``)."""
+        """One folder pass, in named steps; retried whole after a reconnect (``_retrying``).
+
+        The folder is listed a range of UIDs at a time where the source can (``RangedSource``),
+        each range triaged against its own ledger rows and copied before the next is listed, so the
+        pass holds one range in memory whatever the folder's size.
+        """
         self._forget_contribution(report)
         if self._nothing_to_do(folder_id, last, hint, report):
             return
         source, target = self._source(), self._target()
         self._recover_interrupted(target, mapping, folder_id)
-        state, metas = source.list_messages(mapping.source)
+        state, listing = _listing(source, mapping.source)
         folder = _OpenFolder(mapping, folder_id, state, report)
         self._open_target_folder(target, mapping.target_wire)
         prematched, uidvalidity_changed = self._follow_uidvalidity(target, folder)
-        plan = triage(
-            metas,
-            self.store.ledger(folder_id, state.uidvalidity),
-            self.plan.target.max_message_bytes,
-            retry_only=self.retry_failed,
-        )
-        # Messages that dropped the connection earlier in this run stay failed until the next run.
-        todo = [m for m in plan.todo if m.uid not in self._suspects.failed]
-        source_bytes = sum(m.size for m in metas if m.size > 0)
-        self._contribute(report, len(metas), source_bytes, plan.present)
-        self._record_skipped(folder, plan.skipped)
-        self._sync_flags(target, folder, plan.flag_changes)
-        self._copy(source, target, folder, todo, prematched)
+        self._restart_skipped(report)
+        messages = source_bytes = present = 0
+        try:
+            for metas in listing:
+                keys = [m.key for m in metas]
+                plan = triage(
+                    metas,
+                    self.store.ledger_for(folder_id, state.uidvalidity, keys),
+                    self.plan.target.max_message_bytes,
+                    retry_only=self.retry_failed,
+                    run_id=self.run_id,
+                )
+                del keys
+                # Messages that dropped the connection earlier in this run stay failed until the next run.
+                todo = [m for m in plan.todo if m.uid not in self._suspects.failed]
+                messages += len(metas)
+                source_bytes += sum(m.size for m in metas if m.size > 0)
+                present += plan.earlier
+                del metas
+                self._contribute(report, messages, source_bytes, present)
+                self._record_skipped(folder, plan.skipped)
+                self._sync_flags(target, folder, plan.flag_changes)
+                self._copy_todo(folder, todo, prematched)
+                self._checkpoint()
+            if self._pool is not None:
+                self._pool.drain()
+        except BaseException as exc:
+            first = self._pool.settle() if self._pool is not None else None
+            if isinstance(exc, _LaneStopped) and first is not None:
+                raise first from None
+            raise
         self._report_failures(folder)
         self._close_pass(folder, source_bytes, uidvalidity_changed)
+
+    def _copy_todo(
+        self, folder: _OpenFolder, todo: list[MessageMeta], prematched: dict[bytes, list[str]] | None
+    ) -> None:
+        """Copy on this job's lane, or share a large ``todo`` with extra lanes (never a content match:
+        its pool of target items is claimed in order, by one lane)."""
+        ranged: object = self.lane.source  # extra lanes check the folder they open (RangedSource)
+        lanes = self.lanes() if len(todo) >= SPLIT_MIN_MESSAGES else 1
+        if lanes < 2 or prematched is not None or not isinstance(ranged, RangedSource):
+            self._copy(self.lane, folder, todo, prematched)
+            return
+        if self._pool is None:
+            self._pool = LanePool(lanes - 1, self._open_lane, self._copy_unit, self._close_lane)
+        self._pool.extra = max(self._pool.extra, lanes - 1)
+        self._pool.share(self.lane, [(folder, unit) for unit in units(todo)])
+
+    def _open_lane(self) -> Lane | None:
+        """An extra lane, if a connection slot is free on each side right now (else None)."""
+        source = self.caps.try_open_source(self.plan.source, self.entry)
+        if source is None:
+            return None
+        try:
+            target = self.caps.try_open_target(self.plan.target, self.entry)
+        except BaseException:
+            self.caps.close_source(self.plan.source, source)
+            raise
+        if target is None:
+            self.caps.close_source(self.plan.source, source)
+            return None
+        return Lane(source, target)
+
+    def _close_lane(self, lane: Lane) -> None:
+        """An extra lane ends (in its own thread): its sessions and its store connection go."""
+        try:
+            self._drop_sessions(lane)
+        except ProtocolError:
+            pass  # a broken connection is closed all the same
+        finally:
+            self.store.close()
+
+    def _copy_unit(self, lane: Lane, piece: tuple[_OpenFolder, list[MessageMeta]]) -> None:
+        """One unit on a lane. An extra lane opens the folder first and checks it is the one the
+        pass listed; any fault goes up to the folder pass, which settles every lane and retries."""
+        folder, todo = piece
+        if lane is not self.lane and lane.opened != (folder.id, folder.state.uidvalidity):
+            source = self._source(lane)
+            assert isinstance(source, RangedSource)
+            now = source.open_folder(folder.mapping.source).uidvalidity
+            if now != folder.state.uidvalidity:
+                raise CommandError(
+                    source.server,
+                    f"EXAMINE {folder.mapping.source.raw_name}",
+                    f"UIDVALIDITY is {now} now, {folder.state.uidvalidity} when the folder was listed",
+                    retryable=True,
+                )
+            lane.opened = (folder.id, now)
+        self._copy(lane, folder, todo, None)
 
     def _nothing_to_do(
         self,
@@ -359,6 +476,7 @@ class MailboxJob:
             and not self.store.folder_needs_work(folder_id)
         ):
             report.unchanged = True
+            self._restart_skipped(report)
             self._contribute(report, hint.messages, 0, hint.messages)
             return True
         return False
@@ -427,15 +545,15 @@ class MailboxJob:
 
     def _copy(
         self,
-        source: SourceSession,
-        target: TargetSession,
+        lane: Lane,
         folder: _OpenFolder,
         todo: list[MessageMeta],
         prematched: dict[bytes, list[str]] | None,
     ) -> None:
-        """Copy ``todo``, keeping the mailbox's counters and the store's progress current per batch."""
+        """Copy ``todo`` on ``lane``, adding to the mailbox's counters and the store's progress per batch."""
+        source, target = self._source(lane), self._target(lane)
         folder_id, state, mapping = folder.id, folder.state, folder.mapping
-        counters = CopyCounters()
+        counters, added = CopyCounters(), CopyCounters()
         ctx = CopyContext(
             self.store,
             source,
@@ -449,28 +567,46 @@ class MailboxJob:
             self.plan.batch_bytes,
             prematched,
         )
-        done_before = (
-            self.stats.copied,
-            self.stats.bytes_copied,
-            self.stats.failed,
-            self.stats.matched_by_content,
-        )
+
+        def add_up() -> None:
+            with self._count_lock:
+                stats = self.stats
+                stats.copied += counters.copied - added.copied
+                stats.bytes_copied += counters.bytes_copied - added.bytes_copied
+                stats.failed += counters.failed - added.failed
+                stats.matched_by_content += counters.matched - added.matched
+                folder.report.copied += counters.copied - added.copied
+                added.copied, added.bytes_copied = counters.copied, counters.bytes_copied
+                added.failed, added.matched = counters.failed, counters.matched
 
         def on_batch() -> None:
-            self.stats.copied = done_before[0] + counters.copied
-            self.stats.bytes_copied = done_before[1] + counters.bytes_copied
-            self.stats.failed = done_before[2] + counters.failed
-            self.stats.matched_by_content = done_before[3] + counters.matched
+            add_up()
+            self._progress()
             self._checkpoint()
-            self.store.mailbox_progress(self.mailbox_id, self.stats.progress())
 
-        self._fetching = (folder_id, state.uidvalidity, {m.uid: m for m in todo})
+        if not todo:
+            return
+        lane.fetching = (folder_id, state.uidvalidity, {m.uid: m for m in todo})
         source.isolate(self._suspects.alone)
         try:
             copy_folder(ctx, todo, counters, on_batch)
+        except FetchConnectionLost as exc:
+            # Named as the culprit (or not) by the folder pass once every lane stopped: keep the
+            # metadata of what this lane was copying for it, whether or not the lane stays open.
+            self._lost[id(exc)] = lane.fetching
+            raise
         finally:
-            on_batch()
-            folder.report.copied += counters.copied
+            add_up()
+            self._progress(force=True)
+
+    def _progress(self, *, force: bool = False) -> None:
+        """The live counters to the store (also the heartbeat): after a folder's copy, and between
+        its batches at most every ``PROGRESS_SECONDS`` (a write is a transaction, and an fsync)."""
+        now = time.monotonic()
+        if not force and now - self._progress_at < PROGRESS_SECONDS:
+            return
+        self._progress_at = now
+        self.store.mailbox_progress(self.mailbox_id, self.stats.progress())
 
     def _report_failures(self, folder: _OpenFolder) -> None:
         failed_now = self.store.failed_in_run(folder.id, folder.state.uidvalidity, self.run_id)
@@ -491,16 +627,21 @@ class MailboxJob:
             self.store.folder_error(folder.id, None)
 
     def _contribute(self, report: FolderReport, messages: int, size: int, present: int) -> None:
-        """Count a folder's listing. A listing again after a reconnect replaces the earlier one."""
+        """Count a folder's listing so far. A listing again after a reconnect replaces the earlier
+        one; ``present`` counts what earlier runs copied, the same on every listing of this run."""
         stats = self.stats
-        stats.messages_total += messages - report.source_messages
-        stats.bytes_total += size - report.source_bytes
-        if not report.listed:
-            # Only the first listing: later ones also find what this run has copied since.
-            stats.already_present += present
-            report.already_present, report.listed = present, True
-        stats.skipped -= report.skipped  # skipped again, and counted again, by this pass
-        report.source_messages, report.source_bytes, report.skipped = messages, size, 0
+        with self._count_lock:
+            stats.messages_total += messages - report.source_messages
+            stats.bytes_total += size - report.source_bytes
+            stats.already_present += present - report.already_present
+        report.source_messages, report.source_bytes, report.already_present = messages, size, present
+        report.listed = True
+
+    def _restart_skipped(self, report: FolderReport) -> None:
+        """A folder listed again skips its messages again, and counts them again."""
+        with self._count_lock:
+            self.stats.skipped -= report.skipped
+        report.skipped = 0
 
     def _forget_contribution(self, report: FolderReport) -> None:
         """A folder pass tried again after a reconnect tries again the messages that failed in the
@@ -512,7 +653,7 @@ class MailboxJob:
 
     def _target_counts(self, mappings: list[FolderMapping]) -> None:
         """Per-folder target message counts for the end-of-run comparison, asked all at once."""
-        target = self.sessions.target
+        target = self.lane.target
         if target is None:
             return
         folders = list(dict.fromkeys(m.target_wire for m in mappings if m.excluded is None))
@@ -523,6 +664,16 @@ class MailboxJob:
         for report in self.stats.folders:
             count = counts.get(report.target)
             report.target_messages = count if isinstance(count, int) else None
+
+
+def _listing(source: SourceSession, folder: FolderInfo) -> tuple[FolderState, Iterator[list[MessageMeta]]]:
+    """Open ``folder`` and list it: a range of UIDs at a time where the source can, else whole."""
+    if isinstance(source, RangedSource):
+        state = source.open_folder(folder)
+        ranges = source.uid_ranges(folder, state)
+        return state, (source.list_range(folder, uids) for uids in ranges)
+    state, metas = source.list_messages(folder)
+    return state, iter([metas])
 
 
 def _folder_errors(stats: MailboxStats) -> bool:

@@ -96,6 +96,29 @@ class ConnectionCaps:
             per_mailbox.release()
             raise
 
+    def try_open_source(self, endpoint: Endpoint, entry: MailboxEntry) -> SourceSession | None:
+        """Like ``open_source``, but None at once when the server has no free slot: for a mailbox's
+        extra connections, which must never wait for (or hold up) another mailbox's first one."""
+        sem = self.semaphore(endpoint)
+        if not sem.acquire(timeout=0):
+            return None
+        return capped_held(sem, lambda: open_source(endpoint, entry))
+
+    def try_open_target(self, endpoint: Endpoint, entry: MailboxEntry) -> TargetSession | None:
+        """Like ``open_target``, but None at once when the server or the mailbox has no free slot."""
+        per_mailbox = self._mailbox_slot(endpoint, entry)
+        if not per_mailbox.acquire(timeout=0):
+            return None
+        sem = self.semaphore(endpoint)
+        if not sem.acquire(timeout=0):
+            per_mailbox.release()
+            return None
+        try:
+            return capped_held(sem, lambda: open_target(endpoint, entry))
+        except BaseException:
+            per_mailbox.release()
+            raise
+
     def close_source(self, endpoint: Endpoint, session: SourceSession) -> None:
         try:
             session.close()
@@ -132,6 +155,15 @@ class ConnectionCaps:
 def capped(sem: Slot, open_session: Callable[[], T]) -> T:
     """Open under the cap; the caller releases ``sem`` when it closes the session."""
     sem.acquire()
+    try:
+        return open_session()
+    except BaseException:
+        sem.release()
+        raise
+
+
+def capped_held(sem: Slot, open_session: Callable[[], T]) -> T:
+    """Open with a slot of ``sem`` already held; given back if opening fails."""
     try:
         return open_session()
     except BaseException:

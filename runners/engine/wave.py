@@ -15,7 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from runners.adapters import target_capabilities
 from runners.engine.control import ControlWatcher
+from runners.engine.lanes import lanes_for
 from runners.engine.lease_keeper import LeaseKeeper, default_name
 from runners.engine.login_queue import queued_only
 from runners.engine.mailbox import MailboxJob
@@ -158,6 +160,23 @@ class WavePass:
         self.controls: ControlWatcher | None = None
         self.pacing: PacingRecorder | None = None
         self._mailbox_done = threading.Condition()
+        #: Mailboxes being copied now, and still to start: how many connections each may have (``lanes``).
+        self.running = 0
+        self.waiting = 0
+        self.workers = 1
+        self._running_lock = threading.Lock()
+
+    def lanes(self) -> int:
+        """Connections on each side a mailbox may use now (``[run] connections_per_mailbox``, else
+        ``lanes.lanes_for`` the mailboxes running now)."""
+        plan = self.plan
+        per_mailbox = target_capabilities(plan.target.type).connections_per_mailbox
+        if plan.connections_per_mailbox is not None:
+            return min(plan.connections_per_mailbox, per_mailbox)
+        # Mailboxes about to start count too: their first connections must find a free slot.
+        demand = min(self.workers, self.running + self.waiting)
+        caps = plan.source.max_connections, plan.target.max_connections
+        return lanes_for(demand, self.workers, *caps, per_mailbox)
 
     def start(self, entries: list[MailboxEntry], workers: int) -> None:
         self.run_id = self.store.start_run(self.wave, self.kind, workers)
@@ -188,6 +207,7 @@ class WavePass:
 
     def migrate_all(self, workers: int) -> str:
         """Every mailbox of the queue, ``workers`` at a time with whoever else works it; the run's status."""
+        self.workers, self.waiting = workers, self.store.open_in_run(self.run_id)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailbox") as pool:
             list(pool.map(lambda _: self.work_queue(until_done=True), range(workers)))
         if self.faults.reason is not None:
@@ -231,6 +251,8 @@ class WavePass:
             fenced.release_leased(self.run_id, "pending", "not in the plan of runner " + self.keeper.name)
             return None
         self.keeper.hold(lease)
+        with self._running_lock:
+            self.waiting = max(0, self.waiting - 1)
         mailbox_stats = MailboxStats(entry.source, entry.target)
         self.stats.add(mailbox_stats)
         self.mailbox_ids[entry.source] = lease.mailbox_id
@@ -246,7 +268,10 @@ class WavePass:
             controls=self.controls,
             retry_failed=lease.item_retry,
             wave_faults=self.faults,
+            lanes=self.lanes,
         )
+        with self._running_lock:
+            self.running += 1
         try:
             try:
                 job.run()
@@ -261,6 +286,8 @@ class WavePass:
             mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind = "pending", str(exc), "lease-lost"
         finally:
             self.keeper.drop(lease)
+            with self._running_lock:
+                self.running -= 1
             self.store.close()
         return mailbox_stats
 

@@ -83,10 +83,19 @@ def fetch_meta(text: bytes) -> tuple[int | None, int | None, tuple[str, ...] | N
 
 def fetch_uid(parts: list[bytes]) -> int | None:
     """The UID of a FETCH response split around its literal: servers put it before or after the body."""
-    uid = fetch_meta(parts[0])[0]
+    uid = _uid_in(parts[0])
     if uid is None and len(parts) > 2:
-        uid = fetch_meta(parts[2])[0]
+        uid = _uid_in(parts[2])
     return uid
+
+
+def _uid_in(text: bytes) -> int | None:
+    """``fetch_meta``'s UID, one search instead of five when no FLAGS (whose keywords could look
+    like "UID 5") are in the text: the case of every body FETCH."""
+    if b"FLAGS (" in text:
+        return fetch_meta(text)[0]
+    um = _UID.search(text)
+    return int(um.group(1)) if um else None
 
 
 def tokens(parts: list[bytes]) -> list[Token]:

@@ -55,7 +55,7 @@ PLAN_TABLES = (
 FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = tuple(SPECIAL_KEYS)  # runners/special_use.py holds the one list
 STATE_KEYS = ("dir", "url", "password")
-RUN_KEYS = ("workers", "batch_messages", "batch_bytes")
+RUN_KEYS = ("workers", "batch_messages", "batch_bytes", "connections_per_mailbox")
 SECURITY_KEYS = ("strict_permissions",)
 
 #: Where a key belongs when it's written in the wrong table ("workers belongs in [run]").
@@ -112,6 +112,7 @@ def load_plan(path: str | Path) -> Plan:
         capture=load_capture(root),
         state_server=load_state_server(root.table("state"), base_dir),
         lease_seconds=load_lease_seconds(root),
+        connections_per_mailbox=_connections_per_mailbox(root.table("run")),
     )
     if root.table("proxy") is not None:
         plan = dataclasses.replace(plan, proxy=load_proxy(root, base_dir, source, target, plan.switch))
@@ -194,3 +195,10 @@ def _run_settings(table: Table | None) -> tuple[int, int, int]:
         table.integer("batch_messages", DEFAULT_BATCH_MESSAGES, low=1, high=1000),
         table.integer("batch_bytes", DEFAULT_BATCH_BYTES, low=1),
     )
+
+
+def _connections_per_mailbox(table: Table | None) -> int | None:
+    """``[run] connections_per_mailbox``: None (the engine's choice) when not given."""
+    if table is None or "connections_per_mailbox" not in table:
+        return None
+    return table.integer("connections_per_mailbox", 1, low=1, high=16)

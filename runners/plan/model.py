@@ -133,6 +133,9 @@ class Plan:
     state_server: StateServer | None = None
     #: ``[runner] lease_seconds``: how long a runner holds a mailbox without renewing it (a fleet's takeover).
     lease_seconds: float = 120.0
+    #: ``[run] connections_per_mailbox``: connections on each side one mailbox may use at most (None:
+    #: what the servers' ``max_connections`` leave each worker, up to 4; see runners/engine/lanes.py).
+    connections_per_mailbox: int | None = None
 
     @property
     def target_domains(self) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +53,8 @@ SCHEMA_VERSION = "1"
 LEASE_SECONDS = 120.0
 #: Ledger outcomes that are kept in the attempt history (``message_attempts``).
 _NOT_COPIED = frozenset({"failed", "skipped"})
+#: Keys per ``IN (...)`` of a ledger look-up: far below every backend's limit on parameters.
+_KEYS_PER_QUERY = 900
 #: Columns added since the first version: a store made earlier gets them on open, with their defaults
 #: (SQLite can't add them in CREATE TABLE IF NOT EXISTS).
 _ADDED_COLUMNS = {
@@ -78,6 +80,8 @@ class LedgerEntry:
     size: int
     recovery_mark: str | None
     reason: str | None
+    #: The run that last wrote the row (``ledger_for`` only): copied by an earlier run = already present.
+    run_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +340,23 @@ class StateStore(
             (folder_id, uidvalidity),
         )
         return {r[0]: LedgerEntry(r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows}
+
+    def ledger_for(self, folder_id: int, uidvalidity: int, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        """The ledger rows of these source keys only (one listed range of a folder), by the primary
+        key: what a pass needs at a time, so its memory does not grow with the folder."""
+        out: dict[str, LedgerEntry] = {}
+        sql = (
+            "SELECT src_key, status, flags, target_id, sha256, size, recovery_mark, reason, run_id FROM messages "
+            "WHERE folder_id = ? AND uidvalidity = ? AND src_key IN ({})"
+        )
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start : start + _KEYS_PER_QUERY]
+            rows = self._db().execute(
+                sql.format(",".join("?" * len(chunk))), (folder_id, uidvalidity, *chunk)
+            )
+            for r in rows:
+                out[r[0]] = LedgerEntry(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+        return out
 
     def supersede_other_uidvalidity(self, folder_id: int, uidvalidity: int) -> bool:
         """Void the claims of rows from an older UIDVALIDITY; True if any such rows exist.
