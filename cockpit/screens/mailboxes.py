@@ -188,7 +188,9 @@ class MailboxesView(View):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.filter = event.value.strip()
         event.input.display = False
-        self.query_one("#mailboxes", FleetTable).focus()
+        # Now, not at the next turn of the loop (focus() is deferred): an Enter typed right after
+        # this one opens the mailbox instead of submitting the hidden filter box again.
+        self.set_focus(self.query_one("#mailboxes", FleetTable))
         self._refilter()
 
     def _refilter(self) -> None:
@@ -206,7 +208,7 @@ class MailboxesView(View):
         box = self.query_one("#filter", Input)
         if box.display:
             box.display = False
-            self.query_one("#mailboxes", FleetTable).focus()
+            self.set_focus(self.query_one("#mailboxes", FleetTable))
         elif self.filter not in ("", NOT_OK):
             self.filter = NOT_OK
             self._refilter()
