@@ -417,7 +417,8 @@ async def drive(
                 raise TimeoutError(
                     f"{state['kind']!r} was not painted within {args.timeout:g} s: screen "
                     f"{type(app.screen).__name__}, table rows {table.row_count if table else '-'}, cursor "
-                    f"{table.cursor_row if table else '-'}, poller alive {app._poller._thread.is_alive()}"
+                    f"{table.cursor_row if table else '-'}, focus {type(app.focused).__name__}, poller alive "
+                    f"{app._poller._thread.is_alive()}, app error {app._exception!r}"
                 )
             await asyncio.sleep(0.05)
     finally:

@@ -56,6 +56,8 @@ class MailboxesView(View):
         self.sort_key = "mailbox"
         self._previous: dict[str, int] = {}
         self._rows: dict[str, MailboxRow] = {}
+        #: Set while a new filter narrows the last snapshot's rows at once (``_refilter``).
+        self._narrowing = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -104,9 +106,10 @@ class MailboxesView(View):
         )
 
     def show(self, snapshot: Snapshot) -> None:
-        if snapshot.query is None:
-            # Read for a view without rows (the overview), before this one opened: it knows none of
-            # ours, and emptying the table would swallow the keys typed meanwhile. Ours come next.
+        if not self._narrowing and not self._holds_ours(snapshot.query):
+            # Read for another view or filter before this one's (the overview's: no rows; an older,
+            # narrower filter's: a few): showing them would empty the table or move the cursor under
+            # the keys typed meanwhile. This view's own rows come next.
             return
         seconds = max(self.cockpit.snapshot_interval, 1e-3)
         # The poller already filtered, sorted and limited in SQL; checking again here narrows a snapshot
@@ -124,6 +127,18 @@ class MailboxesView(View):
         self._rows = {row.source: row for row in rows}
         self._detail(table.cursor_key)
         self._previous = {r.source: r.messages_done for r in snapshot.mailboxes}
+
+    def _holds_ours(self, query: MailboxQuery | None) -> bool:
+        """Were these rows read for a query at least as wide as ours (``_matches`` narrows them)?"""
+        if query is None:
+            return False
+        mine = self.query_rows()
+        return (
+            query.text in ("", mine.text)
+            and query.source in (None, mine.source)
+            and query.wave in (None, mine.wave)
+            and (mine.attention or not query.attention)
+        )
 
     def _detail(self, key: str | None) -> None:
         """The cursor's mailbox whole, wrapped: its counts, folders not opened and the server's words."""
@@ -173,21 +188,27 @@ class MailboxesView(View):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.filter = event.value.strip()
         event.input.display = False
-        self.query_one("#mailboxes", FleetTable).focus()
+        # Now, not at the next turn of the loop (focus() is deferred): an Enter typed right after
+        # this one opens the mailbox instead of submitting the hidden filter box again.
+        self.set_focus(self.query_one("#mailboxes", FleetTable))
         self._refilter()
 
     def _refilter(self) -> None:
         self.cockpit.poke()
         self._count()
         if self.cockpit.snapshot is not None:
-            self.show(self.cockpit.snapshot)
+            self._narrowing = True
+            try:
+                self.show(self.cockpit.snapshot)
+            finally:
+                self._narrowing = False
 
     def action_back(self) -> None:
         """Esc: close the filter box, then clear the filter, then go back (k9s)."""
         box = self.query_one("#filter", Input)
         if box.display:
             box.display = False
-            self.query_one("#mailboxes", FleetTable).focus()
+            self.set_focus(self.query_one("#mailboxes", FleetTable))
         elif self.filter not in ("", NOT_OK):
             self.filter = NOT_OK
             self._refilter()
