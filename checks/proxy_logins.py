@@ -15,6 +15,7 @@ from runners.proxy.contracts import Route
 from runners.proxy.directory_lookup import DirectoryLookup
 from runners.proxy.router import PlanRouter
 from runners.proxy.settings import backends
+from runners.state.open_store import open_store, store_exists
 from runners.state.proxy_rows import LoginRow
 from runners.state.store import StateStore
 
@@ -86,7 +87,7 @@ def live_route(plan: Plan, store: StateStore | None, login: str) -> LiveRoute:
 def route_now(plan: Plan, login: str) -> tuple[bool, str]:
     """The triage's live step: where the proxy sends ``login`` now, with the login rewritten for that
     backend (False with the reason when the router can't say)."""
-    store = StateStore(plan.state_db, read_only=True) if plan.state_db.exists() else None
+    store = open_store(plan, read_only=True) if store_exists(plan) else None
     try:
         found = live_route(plan, store, login)
     except (MigrationError, OSError) as exc:

@@ -26,7 +26,7 @@ from runners.proxy.contracts import DecidedBy, Route
 from runners.proxy.server import Bound, build_context, run_proxy
 from runners.proxy.store_side import StoreSide
 from runners.safe_text import safe, safe_lines, scrub
-from runners.state.store import StateStore
+from runners.state.open_store import open_store, store_exists
 
 EXIT_OK, EXIT_DEFAULT_ONLY, EXIT_UNUSABLE = 0, 1, 2
 
@@ -64,7 +64,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _run(plan: Plan) -> int:
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     side = StoreSide.for_plan(plan)  # the login journal, the credential capture, the on-login queue
     await side.start()
     stop = asyncio.Event()
@@ -101,7 +101,7 @@ def _say_listening(plan: Plan, bound: list[Bound]) -> None:
 
 
 def _route(plan: Plan, user: str, output: str) -> int:
-    store = StateStore(plan.state_db, read_only=True) if plan.state_db.exists() else None
+    store = open_store(plan, read_only=True) if store_exists(plan) else None
     ctx = build_context(plan, store)
 
     async def decide() -> Route:

@@ -9,12 +9,12 @@ import json
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.safe_text import safe, scrub
-from runners.state.store import StateStore
+from runners.state.open_store import open_store
 
 
 def forget_user(plan: Plan, user: str) -> int:
     """Drop ``user``'s captured passwords from the plan's store; returns how many there were."""
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     try:
         return store.forget_captured(user)
     finally:

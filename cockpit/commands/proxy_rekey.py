@@ -11,14 +11,14 @@ from runners.connectors.captured import Keyring, Rekeyed, rekey
 from runners.errors import MigrationError
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
-from runners.state.store import StateStore
+from runners.state.open_store import open_store
 
 
 def rekey_plan(plan: Plan) -> Rekeyed:
     if plan.capture.key is None:
         raise MigrationError("[proxy.capture] has no key to seal with: set key (the new one) first")
     keyring = Keyring(plan.capture)
-    store = StateStore(plan.state_db)
+    store = open_store(plan)
     try:
         return rekey(store, keyring)
     finally:

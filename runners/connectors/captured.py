@@ -24,6 +24,7 @@ from runners.errors import MigrationError, SecretError
 from runners.plan.proxy_capture_options import CapturedSecret, CaptureSettings
 from runners.plan.secret import Secret
 from runners.safe_text import register_secret
+from runners.state.open_store import open_store_at
 from runners.state.proxy_rows import SealedCredential
 from runners.state.store import StateStore
 
@@ -124,7 +125,7 @@ def rekey(store: StateStore, keyring: Keyring) -> Rekeyed:
 
 def captured_password(secret: CapturedSecret, user: str) -> str:
     """The password the proxy captured for ``user`` on the secret's backend, opened with the plan's keys."""
-    store = StateStore(secret.state_db, read_only=True)
+    store = open_store_at(secret.state_db, secret.state_server, read_only=True)
     try:
         sealed = store.captured_credential(user, secret.backend)
     finally:

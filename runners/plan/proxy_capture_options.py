@@ -21,6 +21,7 @@ from pathlib import Path
 
 from runners.errors import SecretError
 from runners.plan.secret import Secret
+from runners.plan.state_model import StateServer
 from runners.plan.tables import Table
 
 CAPTURE_KEYS = ("enabled", "key", "previous_keys", "expiry_days")
@@ -45,6 +46,8 @@ class CapturedSecret(Secret):
 
     backend: str = "legacy"
     state_db: Path = Path()
+    #: ``[state] url``: the shared PostgreSQL store the password is in (None: SQLite at ``state_db``).
+    state_server: StateServer | None = None
     capture: CaptureSettings = CaptureSettings()
 
     @property

@@ -45,7 +45,7 @@ class StoreSide:
         cls, plan: Plan, counts: Counts | None = None, writer: StoreWriter | None = None
     ) -> StoreSide:
         """Reveals the capture keys now (a wrong key stops the proxy at start, not at a user's login)."""
-        writer = writer or StoreWriter(plan.state_db)
+        writer = writer or StoreWriter(plan.state_db, server=plan.state_server)
         side = cls(plan, writer)
         side.observers.append(JournalObserver(writer))
         if plan.capture.enabled:

@@ -14,7 +14,9 @@ import time
 from collections import deque
 from pathlib import Path
 
+from runners.plan.state_model import StateServer
 from runners.state.errors import StoreError
+from runners.state.open_store import open_store_at
 from runners.state.proxy_rows import (
     JournalLimits,
     LoginRow,
@@ -39,11 +41,12 @@ class StoreWriter:
         self,
         state_db: Path,
         *,
+        server: StateServer | None = None,
         interval: float = DEFAULT_INTERVAL,
         limits: JournalLimits | None = None,
         max_pending: int = 100_000,
     ) -> None:
-        self.state_db = state_db
+        self.state_db, self.server = state_db, server
         self.interval = interval
         self.limits = limits or JournalLimits()
         self.max_pending = max_pending
@@ -95,7 +98,7 @@ class StoreWriter:
 
     def start(self) -> StateStore:
         """Open (create or upgrade) the store and start the writing thread; returns the store."""
-        self._store = StateStore(self.state_db)
+        self._store = open_store_at(self.state_db, self.server)
         self._thread = threading.Thread(target=self._run, name="proxy-store-writer", daemon=True)
         self._thread.start()
         return self._store

@@ -27,7 +27,9 @@ class CapturedMixin(StoreBase):
                 (backend, time.time() if now is None else now, user, user),
             )
         except StoreError as exc:
-            if "no such table" in str(exc):  # a store made before the proxy, opened read-only
+            if "no such table" in str(exc) or "does not exist" in str(
+                exc
+            ):  # a store older than the proxy, read-only (SQLite, PostgreSQL)
                 return None
             raise
         return _sealed(rows[0]) if rows else None

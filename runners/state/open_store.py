@@ -5,7 +5,10 @@ opens its store here, so ``run``, ``status``, ``verify``, ``check``, ``tui``, ``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from runners.plan.model import Plan
+from runners.plan.state_model import StateServer
 from runners.state.backend import Backend, SqliteBackend
 from runners.state.pg_sql import without_password
 from runners.state.store import StateStore
@@ -13,9 +16,18 @@ from runners.state.store import StateStore
 
 def store_backend(plan: Plan, *, read_only: bool = False) -> Backend:
     """The plan's database, not opened yet (the password, a secret reference, is read now)."""
-    server = plan.state_server
+    return backend_at(plan.state_db, plan.state_server, read_only=read_only)
+
+
+def open_store_at(state_db: Path, server: StateServer | None, *, read_only: bool = False) -> StateStore:
+    """The store at ``server`` (PostgreSQL) or else the SQLite file ``state_db``: for code that keeps
+    where the plan's store is rather than the plan (the proxy's writer thread, a captured password)."""
+    return StateStore(backend_at(state_db, server, read_only=read_only))
+
+
+def backend_at(state_db: Path, server: StateServer | None, *, read_only: bool = False) -> Backend:
     if server is None:
-        return SqliteBackend(plan.state_db, read_only=read_only)
+        return SqliteBackend(state_db, read_only=read_only)
     # Imported here, not at the top: psycopg costs 0.15 s of start-up that SQLite's users don't pay.
     from runners.state.pg_backend import PostgresBackend
 

@@ -79,7 +79,9 @@ class ProxyReadsMixin(StoreBase):
         try:
             rows = self._read(sql, params)
         except StoreError as exc:
-            if "no such table" in str(exc):  # a store made before the proxy, opened read-only
+            if "no such table" in str(exc) or "does not exist" in str(
+                exc
+            ):  # a store older than the proxy, read-only (SQLite, PostgreSQL)
                 return []
             raise
         return [make(row) for row in rows]
