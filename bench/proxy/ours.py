@@ -1,0 +1,137 @@
+"""Our routing proxy as a bench peer: ``cutover proxy --plan plan.toml`` with a plan that routes the
+bench's users as the other peers' maps do (odd users to the target, the down user to a dead port)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from servers.process import HOST, ServerProcess, free_ports
+
+from proxy.servers import BackendDovecot
+
+REPO = Path(__file__).resolve().parent.parent.parent
+CUTOVER = [sys.executable, "-m", "cockpit.cli"]
+
+
+def ours_available() -> str | None:
+    """Why ``cutover proxy`` can't run from this checkout, or None."""
+    probe = subprocess.run([*CUTOVER, "proxy", "--help"], capture_output=True, text=True, cwd=REPO,
+                           env=_env(), check=False)  # fmt: skip
+    return None if probe.returncode == 0 else "this checkout has no `cutover proxy` yet"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env.setdefault("SRC_MASTER_PW", "unused")
+    env.setdefault("DST_MASTER_PW", "unused")
+    return env
+
+
+class OursProxy(ServerProcess):
+    name = "cutover proxy"
+    binaries = (sys.executable,)
+    temp_prefix = "pbcp"
+
+    def __init__(
+        self,
+        work: Path,
+        legacy: BackendDovecot,
+        target: BackendDovecot,
+        dead: int,
+        services: list[str],
+        users: list[str],
+        down_user: str,
+    ) -> None:
+        super().__init__(start_timeout=30.0)
+        self.work = work
+        self.legacy, self.target, self.dead = legacy, target, dead
+        self.services = services
+        self.users, self.down_user = users, down_user
+        self.ports: dict[str, int] = {}
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def _prepare(self, binary: str) -> None:
+        root = self._dir
+        self.ports = dict(zip(self.services, free_ports(len(self.services)), strict=True))
+        (root / "mailboxes.csv").write_text(
+            "source,target,wave\n" + "".join(f"{u},{u},w\n" for u in self.users)
+        )
+        listen = "".join(f"{service}_port = {port}\n" for service, port in self.ports.items())
+
+        def backend(name: str, server: BackendDovecot | None) -> str:
+            lines = [f"[proxy.backends.{name}]"]
+            for service in self.services:
+                port = self.dead if server is None else _port(server, service)
+                lines += [f'{service} = "{HOST}:{port}"', f'{service}_tls = "none"']
+            return "\n".join(lines) + "\n"
+
+        static = ", ".join(
+            [f'"{u}" = "target"' for i, u in enumerate(self.users) if i % 2]
+            + [f'"{self.down_user}" = "dead"']
+        )
+        (root / "plan.toml").write_text(f"""
+[source]
+type = "imap"
+host = "{HOST}"
+port = {self.legacy.imap_port}
+security = "plain"
+auth = "master"
+master_user = "admin"
+master_password = "env:SRC_MASTER_PW"
+
+[target]
+type = "imap"
+host = "{HOST}"
+port = {self.target.imap_port}
+security = "plain"
+auth = "master"
+master_user = "admin"
+master_password = "env:DST_MASTER_PW"
+
+[mailboxes]
+csv = "mailboxes.csv"
+
+[proxy]
+listen = "{HOST}"
+{listen}
+{backend("legacy", self.legacy)}
+{backend("target", self.target)}
+{backend("dead", None)}
+[proxy.routing]
+default = "legacy"
+static = {{ {static} }}
+
+[proxy.limits]
+max_unauthenticated_per_address = 100000
+lockout_failures = 1000000
+""")
+
+    def _argv(self, binary: str) -> list[str]:
+        return [*CUTOVER, "proxy", "--plan", str(self._dir / "plan.toml")]
+
+    def start(self) -> OursProxy:
+        # ServerProcess launches with the inherited environment; the plan's secrets and the checkout
+        # on the path are set here.
+        saved = dict(os.environ)
+        os.environ.update(_env())
+        try:
+            super().start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return self
+
+    def _ports(self) -> list[int]:
+        return list(self.ports.values())
+
+
+def _port(server: BackendDovecot, service: str) -> int:
+    return {"imap": server.imap_port, "pop3": server.pop3_port, "submission": server.submission_port}[service]
