@@ -234,6 +234,18 @@ def _parser() -> argparse.ArgumentParser:
         help="the target: the lab's IMAP server, Exchange (the EWS emulator) or Microsoft 365 (the Graph emulator)",
     )
     _display_options(demo)
+    proxy = sub.add_parser(
+        "proxy",
+        help="the routing proxy: one IMAP/POP3/SMTP front door that sends each user to legacy or target",
+        description="run (default): serve the plan's [proxy] listeners in the foreground until SIGINT/SIGTERM "
+        "(exit 0; 2 when it can't start). route USER: where USER goes now and the login each backend is given "
+        "(exit 0: decided by the store, the directory or a static override; 1: only by the default backend). "
+        "forget USER: drop USER's captured password.",
+    )
+    common(proxy)
+    # Written together (argparse can't fill positionals on both sides of --plan): proxy route USER --plan P.
+    proxy.add_argument("action", nargs="?", choices=("run", "route", "forget"), default="run", help="what to do")
+    proxy.add_argument("user", nargs="?", metavar="USER", help="the user (route, forget)")
     return parser
 
 
@@ -290,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "switch": _switch,
             "audit": _audit,
             "triage": _triage,
+            "proxy": _proxy,
         }
         handler = handlers[args.command]
         code = handler(args)
@@ -507,6 +520,12 @@ def _verify(args: argparse.Namespace) -> int:
     if report.incomplete:
         return EXIT_UNUSABLE
     return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    from cockpit.commands.proxy import proxy_command
+
+    return proxy_command(args)
 
 
 if __name__ == "__main__":

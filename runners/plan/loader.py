@@ -6,6 +6,7 @@ are only referenced here, never read: a plan must load on a box that doesn't hav
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -24,6 +25,7 @@ from runners.plan.model import (
     Plan,
 )
 from runners.plan.paths import resolve_path
+from runners.plan.proxy_options import load_proxy
 from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.switch_options import load_switch
 from runners.plan.tables import Document, Table
@@ -43,6 +45,7 @@ PLAN_TABLES = (
     "switch",
     "window",
     *READINESS_TABLES,
+    "proxy",
 )
 FOLDERS_KEYS = ("rename", "exclude", "special")
 SPECIAL_USES = tuple(SPECIAL_KEYS)  # runners/special_use.py holds the one list
@@ -100,7 +103,10 @@ def load_plan(path: str | Path) -> Plan:
         readiness=load_readiness(root, base_dir),
         switch=load_switch(root, base_dir),
         window=load_window(root),
+        proxy=None,
     )
+    if root.table("proxy") is not None:
+        plan = dataclasses.replace(plan, proxy=load_proxy(root, base_dir, source, target, plan.switch))
     _refuse_exposed_secrets(root.table("security"), plan)
     return plan
 

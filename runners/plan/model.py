@@ -8,6 +8,7 @@ from typing import Literal
 
 from runners.plan.ews_options import EwsOptions
 from runners.plan.graph_options import GraphOptions
+from runners.plan.proxy_model import ProxyOptions
 from runners.plan.readiness_model import ReadinessConfig
 from runners.plan.secret import Secret as Secret  # part of the plan model API
 from runners.plan.switch_model import SwitchSettings
@@ -119,6 +120,8 @@ class Plan:
     switch: SwitchSettings | None = None
     #: ``[window]``: when the cutover window opens and how long it lasts (runners.window reads it).
     window: WindowSettings = field(default_factory=WindowSettings)
+    #: ``[proxy]``: the routing proxy's listeners, backends, routing and limits (None: no proxy).
+    proxy: ProxyOptions | None = None
 
     @property
     def target_domains(self) -> tuple[str, ...]:

@@ -313,6 +313,18 @@ class WaveStepsMixin(StoreBase):
             )
         return out
 
+    # -- the routing proxy's change marker -----------------------------------------------------
+
+    def switch_marker(self) -> tuple[int, int]:
+        """Changes whenever a wave's switched, settled, closed or rolled-back step completes: the
+        routing proxy polls it (one indexed aggregate) and re-reads who is switched only then."""
+        rows = self._read(
+            "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM wave_steps WHERE status = ? AND step IN "
+            "('switched', 'settled', 'closed', 'rolled-back')",
+            (StepStatus.DONE,),
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
 
 def _json(value: Any) -> str:
     return json.dumps(safe_data(value), sort_keys=True, default=str)

@@ -1,0 +1,103 @@
+"""``cutover proxy``: the routing proxy in the foreground (``run``), the route of one user (``route``),
+and forgetting a user's captured password (``forget``, the credential capture's part).
+
+Exit codes: ``run`` 0 when stopped (SIGINT or SIGTERM), 2 when it can't start (no ``[proxy]``, a
+port taken); ``route`` 0 when the store, the directory or a static override decides the user, 1 when
+only the default backend does (the plan and the directory don't know them); 2: could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from typing import Any
+
+from cockpit.commands.preflight import warn_before_connecting
+from runners.plan.loader import load_plan
+from runners.plan.model import Plan
+from runners.proxy.contracts import DecidedBy, Route
+from runners.proxy.server import ProxyServer, build_context
+from runners.safe_text import safe, safe_lines, scrub
+from runners.state.store import StateStore
+
+EXIT_OK, EXIT_DEFAULT_ONLY, EXIT_UNUSABLE = 0, 1, 2
+
+
+def proxy_command(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+    if plan.proxy is None:
+        print("cutover: error: the plan has no [proxy] section", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if args.action in ("route", "forget") and not args.user:
+        print(f"cutover: error: cutover proxy {args.action} needs a USER", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if args.action == "run" and args.user:
+        print("cutover: error: cutover proxy run takes no USER", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if args.action == "route":
+        return _route(plan, args.user, args.output)
+    if args.action == "forget":
+        print("cutover: error: cutover proxy forget: not available yet", file=sys.stderr)
+        return EXIT_UNUSABLE
+    warn_before_connecting(plan)
+    return asyncio.run(_run(plan))
+
+
+async def _run(plan: Plan) -> int:
+    store = StateStore(plan.state_db)
+    server = ProxyServer(build_context(plan, store))
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"cutover: error: the proxy can't listen: {safe(exc)}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    for bound in server.bound:
+        print(f"cutover proxy: {bound.listener.service} ({bound.listener.tls}) on {bound.host}:{bound.port}")
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await server.serve(stop)
+    store.close()
+    return EXIT_OK
+
+
+def _route(plan: Plan, user: str, output: str) -> int:
+    store = StateStore(plan.state_db, read_only=True) if plan.state_db.exists() else None
+    ctx = build_context(plan, store)
+
+    async def decide() -> Route:
+        try:
+            return await ctx.router.route_user(user)
+        finally:
+            if ctx.router.directory is not None:
+                ctx.router.directory.close()
+
+    route = asyncio.run(decide())
+    data = route_json(route, ctx.router.rewritten_logins(user))
+    if output == "json":
+        print(scrub(json.dumps(data, indent=2, sort_keys=True)))
+    else:
+        lines = [
+            f"{route.user}: {route.backend} (decided by {route.decided_by}: {route.reason})",
+            f"login given to {route.backend}: {route.backend_login}",
+            *(f"  as {name} would see it: {login}" for name, login in data["logins"].items()),
+        ]
+        print(safe_lines("\n".join(lines)))
+    return EXIT_DEFAULT_ONLY if route.decided_by == DecidedBy.DEFAULT else EXIT_OK
+
+
+def route_json(route: Route, logins: dict[str, str]) -> dict[str, Any]:
+    """A route as JSON (``cutover proxy route --output json``, and the views)."""
+    return {
+        "user": route.user,
+        "backend": route.backend,
+        "backend_login": route.backend_login,
+        "decided_by": str(route.decided_by),
+        "reason": route.reason,
+        "logins": logins,
+    }

@@ -1,0 +1,341 @@
+"""One IMAP client of the proxy, from its greeting to its login on the backend its route names; then
+the relay.
+
+Before login the proxy speaks for itself: CAPABILITY, NOOP, ID, LOGOUT, STARTTLS, LOGIN and
+AUTHENTICATE PLAIN or LOGIN (SASL-IR too). Its pre-login capabilities are those both the proxy and
+any IMAP4rev1 backend support for a login (``IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN AUTH=LOGIN``,
+with ``STARTTLS`` until TLS is on when the plan gives a certificate); a client learns the backend's
+own capabilities from the ``[CAPABILITY ...]`` code of the tagged OK that ends its login (RFC 3501
+7.1), which is the backend's post-login list, asked for when the backend's OK didn't carry it.
+
+Towards the backend the proxy logs in with AUTHENTICATE PLAIN (SASL-IR when the backend offers it,
+so one round trip), or LOGIN with quoted strings when it doesn't and both fit in quotes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from runners.proxy.backend_connect import BackendUnavailable, start_tls
+from runners.proxy.context import ProxyContext, log
+from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
+from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize, valid_tag
+from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response, text_of
+from runners.proxy.session_common import (
+    BACKEND_ERRORS,
+    close_quietly,
+    connect,
+    endpoint_of,
+    event,
+    relay_session,
+    unavailable_detail,
+    words,
+)
+
+PRE_LOGIN_CAPABILITIES = "IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN AUTH=LOGIN"
+#: Dovecot's rule: this many bad commands before login and the client is disconnected.
+MAX_BAD_COMMANDS = 10
+_CAPABILITY_CODE = re.compile(rb"^\[CAPABILITY ([^\]]*)\]\s*", re.IGNORECASE)
+_UNTAGGED_CAPABILITY = re.compile(rb"^\* CAPABILITY (.*)$", re.IGNORECASE)
+_BACKEND_TAG = b"A"
+
+
+class _Closed(Exception):
+    """The client went away."""
+
+
+class _TooLong(Exception):
+    """A line or literal over the limit before login."""
+
+
+class ImapSession:
+    __slots__ = ("address", "bad", "ctx", "reader", "tls", "writer")
+
+    def __init__(
+        self, ctx: ProxyContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool
+    ) -> None:
+        self.ctx = ctx
+        self.reader = reader
+        self.writer = writer
+        self.tls = tls
+        peer = writer.get_extra_info("peername")
+        self.address: str = peer[0] if isinstance(peer, tuple) else str(peer)
+        self.bad = 0
+
+    async def run(self) -> None:
+        ctx, writer = self.ctx, self.writer
+        if not ctx.limits.admit(self.address):
+            writer.write(b"* BYE [UNAVAILABLE] Too many connections from your address.\r\n")
+            await close_quietly(writer)
+            return
+        admitted = True
+        try:
+            writer.write(b"* OK [CAPABILITY " + self._capabilities() + b"] Cutover proxy ready.\r\n")
+            try:
+                async with asyncio.timeout(ctx.options.limits.login_timeout_seconds):
+                    logged_in = await self._until_logged_in()
+            except TimeoutError:
+                writer.write(b"* BYE Disconnected for inactivity.\r\n")
+                return
+            if logged_in is None:
+                return
+            ctx.limits.release(self.address)
+            admitted = False
+            route, backend = logged_in
+            await relay_session(
+                ctx, Service.IMAP, route, self.address, Leg(self.reader, writer, self.tls), backend
+            )
+        except (_Closed, OSError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception as exc:  # never let one client's input take the listener down
+            log.warning("imap session from %s ended by %s", self.address, type(exc).__name__)
+        finally:
+            if admitted:
+                ctx.limits.release(self.address)
+            await close_quietly(writer)
+
+    def _capabilities(self) -> bytes:
+        caps = PRE_LOGIN_CAPABILITIES
+        if self.ctx.client_tls is not None and not self.tls:
+            caps += " STARTTLS"
+        return caps.encode()
+
+    # -- before login --------------------------------------------------------------------------
+
+    async def _until_logged_in(self) -> tuple[Route, Leg] | None:
+        write = self.writer.write
+        while True:
+            try:
+                tokens = await self._read_command()
+            except _TooLong as exc:
+                write(b"* BYE " + str(exc).encode() + b"\r\n")
+                return None
+            except ImapSyntaxError:
+                if self._bad(b"*", b"Error in IMAP command received by server."):
+                    return None
+                continue
+            if len(tokens) < 2 or not valid_tag(tokens[0]):
+                if self._bad(b"*", b"Error in IMAP command received by server."):
+                    return None
+                continue
+            tag, name, args = tokens[0].encode(), tokens[1].upper(), tokens[2:]
+            if name == "CAPABILITY":
+                write(b"* CAPABILITY " + self._capabilities() + b"\r\n" + tag + b" OK Pre-login capabilities "
+                      b"listed, post-login capabilities have more.\r\n")  # fmt: skip
+            elif name == "NOOP":
+                write(tag + b" OK NOOP completed.\r\n")
+            elif name == "ID":
+                write(b'* ID ("name" "cutover-proxy")\r\n' + tag + b" OK ID completed.\r\n")
+            elif name == "LOGOUT":
+                write(b"* BYE Logging out\r\n" + tag + b" OK Logout completed.\r\n")
+                return None
+            elif name == "STARTTLS":
+                await self._starttls(tag)
+            elif name == "LOGIN" and len(args) == 2:
+                done = await self._login(tag, args[0], Password(args[1]))
+                if done is not None:
+                    return done
+            elif name == "AUTHENTICATE" and args:
+                credentials = await self._authenticate(
+                    tag, args[0].upper(), args[1] if len(args) > 1 else None
+                )
+                if credentials is not None:
+                    done = await self._login(tag, credentials[0], Password(credentials[1]))
+                    if done is not None:
+                        return done
+            elif self._bad(tag, b"Unknown command, or not valid before login."):
+                return None
+
+    def _bad(self, tag: bytes, text: bytes) -> bool:
+        """Answer BAD; True when that was one too many and the client is told goodbye."""
+        self.bad += 1
+        if self.bad >= MAX_BAD_COMMANDS:
+            self.writer.write(b"* BYE Too many invalid IMAP commands.\r\n")
+            return True
+        self.writer.write(tag + b" BAD " + text + b"\r\n")
+        return False
+
+    async def _read_line(self) -> bytes:
+        limits = self.ctx.options.limits
+        try:
+            line = await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            raise _Closed from None
+        except asyncio.LimitOverrunError:
+            raise _TooLong("Too long command line.") from None
+        if len(line) > limits.max_line_bytes + 2:
+            raise _TooLong("Too long command line.")
+        return line[:-2] if line.endswith(b"\r\n") else line[:-1]
+
+    async def _read_command(self) -> list[str]:
+        limits = self.ctx.options.limits
+        budget = limits.max_line_bytes + 2 * limits.max_literal_bytes
+        tokens: list[str] = []
+        while True:
+            line = await self._read_line()
+            budget -= len(line)
+            literal = tokenize(line.decode("utf-8", "surrogateescape"), tokens)
+            if literal is None:
+                return tokens
+            if literal.size > limits.max_literal_bytes or literal.size > budget:
+                raise _TooLong("Too long literal before login.")
+            if literal.synchronizing:
+                self.writer.write(b"+ OK\r\n")
+            try:
+                data = await self.reader.readexactly(literal.size)
+            except asyncio.IncompleteReadError:
+                raise _Closed from None
+            budget -= literal.size
+            tokens.append(text_of(data))
+
+    async def _starttls(self, tag: bytes) -> None:
+        context = self.ctx.client_tls
+        if context is None or self.tls:
+            self._bad(tag, b"TLS is already active." if self.tls else b"STARTTLS is not available.")
+            return
+        self.writer.write(tag + b" OK Begin TLS negotiation now.\r\n")
+        await start_tls(self.reader, self.writer, context, None)
+        self.tls = True
+
+    async def _authenticate(self, tag: bytes, mechanism: str, initial: str | None) -> tuple[str, str] | None:
+        """The login and password of an AUTHENTICATE exchange, or None when it was answered already."""
+        if mechanism not in ("PLAIN", "LOGIN"):
+            self.writer.write(tag + b" NO Unsupported authentication mechanism.\r\n")
+            return None
+        try:
+            if mechanism == "PLAIN":
+                data = decode(initial) if initial is not None else await self._continuation(b"")
+                return plain_credentials(data)
+            login = decode(initial) if initial is not None else await self._continuation(b"VXNlcm5hbWU6")
+            password = await self._continuation(b"UGFzc3dvcmQ6")
+            return text_of(login), text_of(password)
+        except _Aborted:
+            self.writer.write(tag + b" BAD Authentication aborted by client.\r\n")
+        except SaslError as exc:
+            self._bad(tag, f"{exc}.".capitalize().encode())
+        return None
+
+    async def _continuation(self, prompt: bytes) -> bytes:
+        self.writer.write(b"+ " + prompt + b"\r\n")
+        line = (await self._read_line()).strip()
+        if line == b"*":
+            raise _Aborted
+        return decode(line.decode("ascii", "replace"))
+
+    # -- the login on the backend --------------------------------------------------------------
+
+    async def _login(self, tag: bytes, login: str, password: Password) -> tuple[Route, Leg] | None:
+        ctx, address, write = self.ctx, self.address, self.writer.write
+        if not login:
+            write(tag + b" NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
+            return None
+        if ctx.limits.locked(address, login):
+            write(tag + b" NO [UNAVAILABLE] Too many failed logins; try again later.\r\n")
+            await ctx.tell(
+                event(Service.IMAP, address, login, None, Outcome.BLOCKED, "locked out after failed logins")
+            )
+            return None
+        route = await ctx.router.route_user(login)
+        endpoint: BackendEndpoint | None = None
+        writer: asyncio.StreamWriter | None = None
+        limits = ctx.options.limits
+        try:
+            endpoint = endpoint_of(ctx, route, Service.IMAP)
+            async with asyncio.timeout(limits.backend_connect_seconds):
+                reader, writer = await connect(ctx, endpoint)
+                capabilities = await _greeting(reader, writer, endpoint, ctx)
+            async with asyncio.timeout(limits.backend_login_seconds):
+                ok, answer = await _backend_login(reader, writer, capabilities, route.backend_login, password)
+                if ok and _CAPABILITY_CODE.match(answer) is None:
+                    answer = b"[CAPABILITY " + await _post_login_capabilities(reader, writer) + b"] " + answer
+        except BACKEND_ERRORS as exc:
+            await close_quietly(writer)
+            write(tag + b" NO [UNAVAILABLE] Backend server unavailable; try again later.\r\n")
+            detail = unavailable_detail(route, endpoint, exc)
+            await ctx.tell(event(Service.IMAP, address, login, route, Outcome.UNAVAILABLE, detail))
+            return None
+        said = words(answer.decode("utf-8", "replace"), password)
+        if not ok:
+            await close_quietly(writer)
+            delay = ctx.limits.failed(address, login)
+            if delay:
+                await asyncio.sleep(delay)
+            write(tag + b" NO " + said.encode() + b"\r\n")
+            await ctx.tell(event(Service.IMAP, address, login, route, Outcome.REJECTED, said))
+            return None
+        ctx.limits.succeeded(address, login)
+        write(tag + b" OK " + answer + b"\r\n")
+        await ctx.tell(event(Service.IMAP, address, login, route, Outcome.ACCEPTED, said), password)
+        return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
+
+
+class _Aborted(Exception):
+    """The client cancelled an AUTHENTICATE exchange with ``*``."""
+
+
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    line = await reader.readuntil(b"\n")
+    return line.rstrip(b"\r\n")
+
+
+async def _greeting(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: BackendEndpoint, ctx: ProxyContext
+) -> set[str]:
+    """The backend's greeting (and STARTTLS when its endpoint says so); its capabilities, upper case."""
+    greeting = await _line(reader)
+    if not greeting.upper().startswith(b"* OK"):
+        raise BackendUnavailable(f"{endpoint.host}:{endpoint.port} greeted with {greeting[:200]!r}")
+    rest = greeting[4:].lstrip()
+    match = _CAPABILITY_CODE.match(rest)
+    capabilities = set(match.group(1).decode("ascii", "replace").upper().split()) if match else set()
+    if endpoint.tls == TlsMode.STARTTLS:
+        writer.write(b"S STARTTLS\r\n")
+        while not (line := await _line(reader)).startswith(b"S "):
+            pass
+        if not line[2:].upper().startswith(b"OK"):
+            raise BackendUnavailable(f"{endpoint.host}:{endpoint.port} refused STARTTLS: {line[2:200]!r}")
+        await start_tls(reader, writer, ctx.backend_tls.context(endpoint), endpoint.host)
+        capabilities.discard("STARTTLS")
+    return capabilities
+
+
+async def _backend_login(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    capabilities: set[str],
+    login: str,
+    password: Password,
+) -> tuple[bool, bytes]:
+    """Log in on the backend: (accepted, the tagged answer after its status word)."""
+    secret = password.reveal()
+    if "SASL-IR" in capabilities:
+        writer.write(b"A AUTHENTICATE PLAIN " + plain_response(login, secret) + b"\r\n")
+    elif quotable(login) and quotable(secret):
+        writer.write(f"A LOGIN {quote(login)} {quote(secret)}\r\n".encode())
+    else:
+        writer.write(b"A AUTHENTICATE PLAIN\r\n")
+        line = await _line(reader)
+        if not line.startswith(b"+"):
+            return _tagged(line) if line.startswith(b"A ") else (False, line)
+        writer.write(plain_response(login, secret) + b"\r\n")
+    while True:
+        line = await _line(reader)
+        if line.startswith(b"A "):
+            return _tagged(line)
+
+
+def _tagged(line: bytes) -> tuple[bool, bytes]:
+    status, _, rest = line[2:].partition(b" ")
+    return status.upper() == b"OK", rest
+
+
+async def _post_login_capabilities(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    writer.write(b"C CAPABILITY\r\n")
+    capabilities = b"IMAP4rev1"
+    while True:
+        line = await _line(reader)
+        if match := _UNTAGGED_CAPABILITY.match(line):
+            capabilities = match.group(1).strip()
+        elif line.startswith(b"C "):
+            return capabilities

@@ -1,0 +1,104 @@
+"""The limits before login: unauthenticated connections per client address, and failed logins per
+address and per user answered later and later, then refused for a while (as Dovecot's auth penalty
+does: 2 s, doubled per failure up to 15 s by default).
+
+In memory, per process: counters of addresses and users that stopped failing are forgotten once their
+lock-out period has passed, so an attacker's many addresses don't grow it without bound.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runners.plan.proxy_model import LimitsOption
+
+#: Counters are swept of stale entries when there are more than this many.
+_SWEEP_ABOVE = 4096
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    last: float
+    locked_until: float = 0.0
+
+
+class LoginLimits:
+    def __init__(self, options: LimitsOption, clock: Callable[[], float] = time.monotonic) -> None:
+        self.options = options
+        self._clock = clock
+        self._unauthenticated: dict[str, int] = {}
+        self._failures: dict[str, _Failures] = {}
+
+    # -- unauthenticated connections -----------------------------------------------------------
+
+    def admit(self, address: str) -> bool:
+        """Count one more unauthenticated connection from ``address``; False when over the limit."""
+        count = self._unauthenticated.get(address, 0)
+        if count >= self.options.max_unauthenticated_per_address:
+            return False
+        self._unauthenticated[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        """The connection logged in or ended."""
+        count = self._unauthenticated.get(address, 0) - 1
+        if count > 0:
+            self._unauthenticated[address] = count
+        else:
+            self._unauthenticated.pop(address, None)
+
+    def unauthenticated(self, address: str) -> int:
+        return self._unauthenticated.get(address, 0)
+
+    # -- failed logins -------------------------------------------------------------------------
+
+    def locked(self, address: str, user: str) -> bool:
+        """Whether logins from ``address`` or for ``user`` are refused for now."""
+        if not self._failures:
+            return False
+        now = self._clock()
+        for key in (_address_key(address), _user_key(user)):
+            entry = self._failures.get(key)
+            if entry is not None and entry.locked_until > now:
+                return True
+        return False
+
+    def failed(self, address: str, user: str) -> float:
+        """Record a failed login; the seconds to wait before answering it."""
+        now = self._clock()
+        if len(self._failures) > _SWEEP_ABOVE:
+            self._sweep(now)
+        worst = 0
+        for key in (_address_key(address), _user_key(user)):
+            entry = self._failures.get(key)
+            if entry is None or (entry.locked_until and entry.locked_until <= now):
+                entry = self._failures[key] = _Failures(0, now)
+            entry.count += 1
+            entry.last = now
+            if entry.count >= self.options.lockout_failures:
+                entry.locked_until = now + self.options.lockout_seconds
+            worst = max(worst, entry.count)
+        o = self.options
+        return min(o.auth_failure_delay_seconds * 2.0 ** (worst - 1), o.auth_failure_max_delay_seconds)
+
+    def succeeded(self, address: str, user: str) -> None:
+        if self._failures:
+            self._failures.pop(_address_key(address), None)
+            self._failures.pop(_user_key(user), None)
+
+    def _sweep(self, now: float) -> None:
+        keep = self.options.lockout_seconds
+        stale = [k for k, e in self._failures.items() if e.locked_until <= now and now - e.last > keep]
+        for key in stale:
+            del self._failures[key]
+
+
+def _address_key(address: str) -> str:
+    return "a:" + address
+
+
+def _user_key(user: str) -> str:
+    return "u:" + user.strip().lower()

@@ -1,0 +1,264 @@
+"""One POP3 client of the proxy, from its greeting to its login on the backend its route names; then
+the relay.
+
+Before login: CAPA, USER/PASS, AUTH PLAIN (with an initial response too, RFC 5034), STLS, QUIT.
+The backend is logged in with USER and PASS (every POP3 server has them) after STLS when its endpoint
+says so; the client then gets the backend's own ``+OK`` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from runners.proxy.backend_connect import BackendUnavailable, start_tls
+from runners.proxy.context import ProxyContext, log
+from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
+from runners.proxy.sasl import SaslError, decode, plain_credentials
+from runners.proxy.session_common import (
+    BACKEND_ERRORS,
+    close_quietly,
+    connect,
+    endpoint_of,
+    event,
+    relay_session,
+    unavailable_detail,
+    words,
+)
+
+MAX_BAD_COMMANDS = 10
+
+
+class _Closed(Exception):
+    """The client went away."""
+
+
+class _TooLong(Exception):
+    pass
+
+
+class Pop3Session:
+    __slots__ = ("address", "bad", "ctx", "reader", "tls", "user", "writer")
+
+    def __init__(
+        self, ctx: ProxyContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool
+    ) -> None:
+        self.ctx = ctx
+        self.reader = reader
+        self.writer = writer
+        self.tls = tls
+        peer = writer.get_extra_info("peername")
+        self.address: str = peer[0] if isinstance(peer, tuple) else str(peer)
+        self.bad = 0
+        self.user: str | None = None
+
+    async def run(self) -> None:
+        ctx, writer = self.ctx, self.writer
+        if not ctx.limits.admit(self.address):
+            writer.write(b"-ERR [SYS/TEMP] Too many connections from your address.\r\n")
+            await close_quietly(writer)
+            return
+        admitted = True
+        try:
+            writer.write(b"+OK Cutover proxy ready.\r\n")
+            try:
+                async with asyncio.timeout(ctx.options.limits.login_timeout_seconds):
+                    logged_in = await self._until_logged_in()
+            except TimeoutError:
+                writer.write(b"-ERR Disconnected for inactivity.\r\n")
+                return
+            if logged_in is None:
+                return
+            ctx.limits.release(self.address)
+            admitted = False
+            route, backend = logged_in
+            await relay_session(
+                ctx, Service.POP3, route, self.address, Leg(self.reader, writer, self.tls), backend
+            )
+        except (_Closed, OSError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception as exc:  # never let one client's input take the listener down
+            log.warning("pop3 session from %s ended by %s", self.address, type(exc).__name__)
+        finally:
+            if admitted:
+                ctx.limits.release(self.address)
+            await close_quietly(writer)
+
+    def _capabilities(self) -> bytes:
+        lines = [
+            b"+OK Capability list follows",
+            b"CAPA",
+            b"USER",
+            b"SASL PLAIN",
+            b"RESP-CODES",
+            b"AUTH-RESP-CODE",
+        ]
+        if self.ctx.client_tls is not None and not self.tls:
+            lines.append(b"STLS")
+        lines.append(b".")
+        return b"\r\n".join(lines) + b"\r\n"
+
+    async def _read_line(self) -> bytes:
+        try:
+            line = await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            raise _Closed from None
+        except asyncio.LimitOverrunError:
+            raise _TooLong from None
+        if len(line) > self.ctx.options.limits.max_line_bytes + 2:
+            raise _TooLong
+        return line[:-2] if line.endswith(b"\r\n") else line[:-1]
+
+    async def _until_logged_in(self) -> tuple[Route, Leg] | None:
+        write = self.writer.write
+        while True:
+            try:
+                line = await self._read_line()
+            except _TooLong:
+                write(b"-ERR Too long command line.\r\n")
+                return None
+            text = line.decode("utf-8", "surrogateescape")
+            name, _, argument = text.partition(" ")
+            name = name.upper()
+            if name == "CAPA":
+                write(self._capabilities())
+            elif name == "QUIT":
+                write(b"+OK Logging out.\r\n")
+                return None
+            elif name == "STLS":
+                await self._stls()
+            elif name == "USER" and argument.strip():
+                self.user = argument.strip()
+                write(b"+OK\r\n")
+            elif name == "PASS":
+                if self.user is None:
+                    self._bad(b"No username given.")
+                    continue
+                login, self.user = self.user, None
+                done = await self._login(login, Password(argument))
+                if done is not None:
+                    return done
+            elif name == "AUTH":
+                credentials = await self._auth(argument.strip())
+                if credentials is not None:
+                    done = await self._login(credentials[0], Password(credentials[1]))
+                    if done is not None:
+                        return done
+            elif self._bad(b"Unknown command, or not valid before login."):
+                return None
+
+    def _bad(self, text: bytes) -> bool:
+        self.bad += 1
+        if self.bad >= MAX_BAD_COMMANDS:
+            self.writer.write(b"-ERR Too many invalid commands.\r\n")
+            return True
+        self.writer.write(b"-ERR " + text + b"\r\n")
+        return False
+
+    async def _stls(self) -> None:
+        context = self.ctx.client_tls
+        if context is None or self.tls:
+            self._bad(b"TLS is already active." if self.tls else b"STLS is not available.")
+            return
+        self.writer.write(b"+OK Begin TLS negotiation now.\r\n")
+        await start_tls(self.reader, self.writer, context, None)
+        self.tls = True
+        self.user = None  # RFC 2595: forget what was said in clear
+
+    async def _auth(self, argument: str) -> tuple[str, str] | None:
+        if not argument:
+            self.writer.write(b"+OK\r\nPLAIN\r\n.\r\n")
+            return None
+        mechanism, _, initial = argument.partition(" ")
+        if mechanism.upper() != "PLAIN":
+            self.writer.write(b"-ERR Unsupported authentication mechanism.\r\n")
+            return None
+        try:
+            if initial.strip():
+                data = decode(initial.strip())
+            else:
+                self.writer.write(b"+ \r\n")
+                line = (await self._read_line()).strip()
+                if line == b"*":
+                    self.writer.write(b"-ERR Authentication aborted.\r\n")
+                    return None
+                data = decode(line.decode("ascii", "replace"))
+            return plain_credentials(data)
+        except _TooLong:
+            self.writer.write(b"-ERR Too long response.\r\n")
+        except SaslError as exc:
+            self._bad(f"{exc}.".capitalize().encode())
+        return None
+
+    async def _login(self, login: str, password: Password) -> tuple[Route, Leg] | None:
+        ctx, address, write = self.ctx, self.address, self.writer.write
+        if not login or any(c in login for c in "\r\n\0") or any(c in password.reveal() for c in "\r\n\0"):
+            write(b"-ERR [AUTH] Authentication failed.\r\n")
+            return None
+        if ctx.limits.locked(address, login):
+            write(b"-ERR [SYS/TEMP] Too many failed logins; try again later.\r\n")
+            await ctx.tell(
+                event(Service.POP3, address, login, None, Outcome.BLOCKED, "locked out after failed logins")
+            )
+            return None
+        route = await ctx.router.route_user(login)
+        endpoint: BackendEndpoint | None = None
+        writer: asyncio.StreamWriter | None = None
+        limits = ctx.options.limits
+        try:
+            endpoint = endpoint_of(ctx, route, Service.POP3)
+            async with asyncio.timeout(limits.backend_connect_seconds):
+                reader, writer = await connect(ctx, endpoint)
+                await _greeting(reader, writer, endpoint, ctx)
+            async with asyncio.timeout(limits.backend_login_seconds):
+                ok, answer = await _backend_login(reader, writer, route.backend_login, password)
+        except BACKEND_ERRORS as exc:
+            await close_quietly(writer)
+            write(b"-ERR [SYS/TEMP] Backend server unavailable; try again later.\r\n")
+            detail = unavailable_detail(route, endpoint, exc)
+            await ctx.tell(event(Service.POP3, address, login, route, Outcome.UNAVAILABLE, detail))
+            return None
+        said = words(answer.decode("utf-8", "replace"), password)
+        if not ok:
+            await close_quietly(writer)
+            delay = ctx.limits.failed(address, login)
+            if delay:
+                await asyncio.sleep(delay)
+            reply = said if said.startswith("-ERR") else f"-ERR [AUTH] {said}"
+            write(reply.encode() + b"\r\n")
+            await ctx.tell(event(Service.POP3, address, login, route, Outcome.REJECTED, said))
+            return None
+        ctx.limits.succeeded(address, login)
+        write(answer + b"\r\n")
+        await ctx.tell(event(Service.POP3, address, login, route, Outcome.ACCEPTED, said), password)
+        return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
+
+
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    return (await reader.readuntil(b"\n")).rstrip(b"\r\n")
+
+
+async def _greeting(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: BackendEndpoint, ctx: ProxyContext
+) -> None:
+    greeting = await _line(reader)
+    if not greeting.startswith(b"+OK"):
+        raise BackendUnavailable(f"{endpoint.host}:{endpoint.port} greeted with {greeting[:200]!r}")
+    if endpoint.tls == TlsMode.STARTTLS:
+        writer.write(b"STLS\r\n")
+        answer = await _line(reader)
+        if not answer.startswith(b"+OK"):
+            raise BackendUnavailable(f"{endpoint.host}:{endpoint.port} refused STLS: {answer[:200]!r}")
+        await start_tls(reader, writer, ctx.backend_tls.context(endpoint), endpoint.host)
+
+
+async def _backend_login(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, login: str, password: Password
+) -> tuple[bool, bytes]:
+    """USER then PASS: (accepted, the backend's answer line)."""
+    writer.write(b"USER " + login.encode("utf-8", "surrogateescape") + b"\r\n")
+    answer = await _line(reader)
+    if not answer.startswith(b"+OK"):
+        return False, answer
+    writer.write(b"PASS " + password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
+    answer = await _line(reader)
+    return answer.startswith(b"+OK"), answer

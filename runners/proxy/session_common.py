@@ -1,0 +1,84 @@
+"""What the IMAP and POP3 sessions share around a login: the lock-out check, the route, the backend's
+connection within its deadline, telling the observers, the failure delay, and the relay afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+
+from runners.proxy.backend_connect import BackendUnavailable, open_backend, where
+from runners.proxy.context import ProxyContext, log
+from runners.proxy.contracts import BackendEndpoint, Leg, LoginEvent, Outcome, Password, Route, Service
+from runners.proxy.registry import Session
+from runners.safe_text import MASK, safe
+
+#: What a backend or the network may raise while the proxy talks to it before the relay.
+BACKEND_ERRORS = (BackendUnavailable, OSError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                  ValueError, TimeoutError)  # fmt: skip
+
+
+class Refused(Exception):
+    """The proxy refuses the login itself (a lock-out, a backend without the service)."""
+
+
+def event(
+    service: Service, address: str, login: str, route: Route | None, outcome: Outcome, detail: str = ""
+) -> LoginEvent:
+    return LoginEvent(service=service, client_address=address, login=login, route=route, outcome=outcome,
+                      detail=detail)  # fmt: skip
+
+
+def endpoint_of(ctx: ProxyContext, route: Route, service: Service) -> BackendEndpoint:
+    backend = ctx.backends.get(route.backend)
+    endpoint = backend.endpoints.get(service) if backend is not None else None
+    if endpoint is None:
+        raise BackendUnavailable(f"backend {route.backend} has no {service} endpoint in the plan")
+    return endpoint
+
+
+async def connect(
+    ctx: ProxyContext, endpoint: BackendEndpoint
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await open_backend(endpoint, ctx.backend_tls)
+
+
+def words(text: str, password: Password) -> str:
+    """A backend's words, safe to journal and show: one line, no control, never the password."""
+    secret = password.reveal()
+    if len(secret) >= 4:
+        text = text.replace(secret, MASK)
+    return safe(text)
+
+
+def unavailable_detail(route: Route, endpoint: BackendEndpoint | None, exc: BaseException) -> str:
+    if isinstance(exc, BackendUnavailable):
+        return exc.detail
+    place = f"{route.backend} ({where(endpoint)})" if endpoint is not None else route.backend
+    if isinstance(exc, TimeoutError):
+        return f"{place}: no answer in time"
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return f"{place}: closed the connection"
+    return f"{place}: {safe(exc) or type(exc).__name__}"
+
+
+async def close_quietly(writer: asyncio.StreamWriter | None) -> None:
+    if writer is None:
+        return
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError, asyncio.CancelledError, TimeoutError):
+        await writer.wait_closed()
+
+
+async def relay_session(
+    ctx: ProxyContext, service: Service, route: Route, address: str, client: Leg, backend: Leg
+) -> None:
+    """The relay, with the session counted in the registry while it lasts."""
+    session = Session(service, route.backend, route.user, address, client.writer)
+    ctx.registry.add(session)
+    try:
+        await ctx.relay(client, backend, session.stop)
+    except Exception as exc:  # the relay's bug must not take the proxy down
+        log.warning("relay of a %s session ended with %s", service, type(exc).__name__)
+    finally:
+        ctx.registry.remove(session)
