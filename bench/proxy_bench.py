@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -295,6 +296,15 @@ def measure_idle(peer: Peer, row: Row, sizes: Sizes) -> None:
         time.sleep(0.5)
 
 
+def start_profiler(path: str, peer: Peer) -> subprocess.Popen[bytes]:
+    """py-spy sampling our proxy's process for as long as it is measured (folded stacks in ``path``)."""
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(peer.pids[0]), "--rate", "250", "--format", "raw",
+         "--output", path, "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 # --- the report ------------------------------------------------------------------------------------
 
 
@@ -342,6 +352,9 @@ def main() -> int:
     parser.add_argument("--services", default=",".join(SERVICES), help="imap,pop3,submission")
     parser.add_argument("--idle", type=int, help="idle IMAP sessions (default 2000, --quick 100)")
     parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--py-spy", metavar="FILE", help="profile our proxy with py-spy (raw format) into FILE"
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.idle:
@@ -375,10 +388,17 @@ def main() -> int:
             except Exception as exc:  # a peer that would not start is reported, the others still run
                 skipped[name] = f"did not start: {exc}"[:400]
                 continue
-            say(f"{name}: measuring {', '.join(peer_svcs)}")
+            for service in peer_svcs:
+                if service not in peer.routes:
+                    skipped[f"{name} {service}"] = "it does not listen for this service (yet)"
+            say(f"{name}: measuring {', '.join(s for s in peer_svcs if s in peer.routes)}")
+            profiler = start_profiler(args.py_spy, peer) if name == "ours" and args.py_spy else None
             try:
                 rows += [measure_service(peer, s, sizes, say) for s in peer_svcs if s in peer.routes]
             finally:
+                if profiler is not None:
+                    profiler.send_signal(signal.SIGINT)
+                    profiler.wait(60)
                 peer.stop()
     shutil.rmtree(work, ignore_errors=True)
     load = (" ".join(load_before), " ".join(Path("/proc/loadavg").read_text().split()[0:3]))

@@ -4,6 +4,7 @@ bench's users as the other peers' maps do (odd users to the target, the down use
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,16 @@ lockout_failures = 1000000
 
     def _ports(self) -> list[int]:
         return list(self.ports.values())
+
+    def _ready(self) -> bool:
+        # It prints one line per listener once all are bound; a service it doesn't serve yet (SMTP
+        # submission before its listener exists) is left out of the bench's rows.
+        said = (self._dir / self.console_log).read_text(errors="replace")
+        bound = {int(m) for m in re.findall(r"^cutover proxy: \S+ \(\S+\) on \S+:(\d+)$", said, re.M)}
+        if not bound:
+            return False
+        self.ports = {s: p for s, p in self.ports.items() if p in bound}
+        return super()._ready()
 
 
 def _port(server: BackendDovecot, service: str) -> int:
