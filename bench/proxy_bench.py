@@ -32,13 +32,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.extend([str(REPO), str(REPO / "tests")])  # tests/servers: the suite's private servers
 
 from proxy import client  # noqa: E402
-from proxy.ours import OursProxy, ours_available  # noqa: E402
+from proxy.ours import OursProxy, ours_available, uvloop_available  # noqa: E402
 from proxy.procs import tree_cpu_seconds, tree_memory_kb  # noqa: E402
 from proxy.servers import BackendDovecot, DovecotProxy, NginxMail, Perdition, has_submissiond  # noqa: E402
 from proxy.sink import SmtpSink  # noqa: E402
 from servers.process import free_ports  # noqa: E402
 
-PEERS = ("direct", "nginx", "dovecot", "perdition", "ours")
+PEERS = ("direct", "nginx", "dovecot", "perdition", "ours", "ours-uvloop")
 SERVICES = ("imap", "pop3", "submission")
 USERS = [f"u{i:03d}" for i in range(100)]
 FETCH_USER = "u000"  # on the legacy backend: its INBOX holds the transfer corpus
@@ -174,7 +174,13 @@ def user_routes(
 
 
 def start_peer(
-    name: str, legacy: BackendDovecot, target: BackendDovecot, dead: int, services: list[str], work: Path
+    name: str,
+    legacy: BackendDovecot,
+    target: BackendDovecot,
+    dead: int,
+    services: list[str],
+    work: Path,
+    profile: str | None = None,
 ) -> Peer:
     if name == "direct":
         routes = {s: client.Route(service_port(legacy, s), service_port(target, s)) for s in services}
@@ -201,8 +207,9 @@ def start_peer(
                 p.stop()
 
         return _fronted(name, {s: p.port for s, p in started}, [p.pid for _, p in started], stop_all)
-    if name == "ours":
-        ours = OursProxy(work, legacy, target, dead, services, USERS, DOWN_USER).start()
+    if name in ("ours", "ours-uvloop"):
+        uvloop = name == "ours-uvloop"
+        ours = OursProxy(work, legacy, target, dead, services, USERS, DOWN_USER, profile, uvloop).start()
         return _fronted(name, ours.ports, [ours.pid], ours.stop)
     raise ValueError(name)
 
@@ -219,7 +226,9 @@ def skip_reason(name: str) -> str | None:
         return "libnginx-mod-mail is not installed"
     if name == "perdition" and not Path("/usr/sbin/perdition").exists():
         return "perdition is not installed"
-    if name == "ours" and (why := ours_available()):
+    if name in ("ours", "ours-uvloop") and (why := ours_available()):
+        return why
+    if name == "ours-uvloop" and (why := uvloop_available()):
         return why
     return None
 
@@ -256,10 +265,10 @@ def measure_service(peer: Peer, service: str, sizes: Sizes, say: Callable[[str],
         row.errors.append(f"sessions: {exc}"[:200])
     try:
         transfer = None
-        if service == "imap":
+        if service == "imap" and sizes.fetch_rounds:
             before = cpu(peer)
             transfer = client.imap_fetch(route, FETCH_USER, sizes.fetch_rounds)
-        elif service == "pop3":
+        elif service == "pop3" and sizes.retr_rounds:
             before = cpu(peer)
             transfer = client.pop3_retr(route, FETCH_USER, sizes.messages, sizes.retr_rounds)
         if transfer is not None:
@@ -272,7 +281,7 @@ def measure_service(peer: Peer, service: str, sizes: Sizes, say: Callable[[str],
     downs = [client.answer_when_down(dialogue, peer.down_ports[service], DOWN_USER) for _ in range(3)]
     row.down_answer_ms = statistics.median(t for t, _ in downs) * 1000
     row.down_answer = downs[0][1]
-    if service == "imap" and peer.pids:
+    if service == "imap" and peer.pids and sizes.idle_sessions:
         measure_idle(peer, row, sizes)
     say(f"  {peer.name:9} {service:10} done")
     return row
@@ -350,15 +359,19 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of about a minute")
     parser.add_argument("--only", default=",".join(PEERS), help=f"peers, comma-separated ({','.join(PEERS)})")
     parser.add_argument("--services", default=",".join(SERVICES), help="imap,pop3,submission")
-    parser.add_argument("--idle", type=int, help="idle IMAP sessions (default 2000, --quick 100)")
+    parser.add_argument("--idle", type=int, help="idle IMAP sessions (default 2000, --quick 100; 0: skip)")
+    parser.add_argument("--no-transfer", action="store_true", help="skip the transfer measures (FETCH, RETR)")
     parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument("--profile", metavar="FILE", help="run our proxy under cProfile (CPU time) into FILE")
     parser.add_argument(
         "--py-spy", metavar="FILE", help="profile our proxy with py-spy (raw format) into FILE"
     )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
-    if args.idle:
+    if args.idle is not None:
         sizes = Sizes(**{**asdict(sizes), "idle_sessions": args.idle})
+    if args.no_transfer:
+        sizes = Sizes(**{**asdict(sizes), "fetch_rounds": 0, "retr_rounds": 0})
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -384,7 +397,7 @@ def main() -> int:
                 continue
             peer_svcs = peer_services(name, services)
             try:
-                peer = start_peer(name, legacy, target, dead, peer_svcs, work)
+                peer = start_peer(name, legacy, target, dead, peer_svcs, work, args.profile)
             except Exception as exc:  # a peer that would not start is reported, the others still run
                 skipped[name] = f"did not start: {exc}"[:400]
                 continue
@@ -392,7 +405,7 @@ def main() -> int:
                 if service not in peer.routes:
                     skipped[f"{name} {service}"] = "it does not listen for this service (yet)"
             say(f"{name}: measuring {', '.join(s for s in peer_svcs if s in peer.routes)}")
-            profiler = start_profiler(args.py_spy, peer) if name == "ours" and args.py_spy else None
+            profiler = start_profiler(args.py_spy, peer) if name.startswith("ours") and args.py_spy else None
             try:
                 rows += [measure_service(peer, s, sizes, say) for s in peer_svcs if s in peer.routes]
             finally:

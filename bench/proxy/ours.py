@@ -3,8 +3,10 @@ bench's users as the other peers' maps do (odd users to the target, the down use
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +48,12 @@ class OursProxy(ServerProcess):
         services: list[str],
         users: list[str],
         down_user: str,
+        profile: str | None = None,
+        uvloop: bool = False,
     ) -> None:
         super().__init__(start_timeout=30.0)
+        self.profile = profile
+        self.uvloop = uvloop
         self.work = work
         self.legacy, self.target, self.dead = legacy, target, dead
         self.services = services
@@ -116,7 +122,13 @@ lockout_failures = 1000000
 """)
 
     def _argv(self, binary: str) -> list[str]:
-        return [*CUTOVER, "proxy", "--plan", str(self._dir / "plan.toml")]
+        command = ["proxy", "--plan", str(self._dir / "plan.toml")]
+        if self.profile:  # cProfile counting CPU time (bench/profile_run.py), written when it stops
+            runner = str(REPO / "bench" / "profile_run.py")
+            return [sys.executable, runner, "-o", self.profile, "--timer", "cpu", "--", *command]
+        if self.uvloop:  # the same proxy on uvloop's event loop (asyncio.run picks the installed policy)
+            return [sys.executable, "-c", _UVLOOP, *command]
+        return [*CUTOVER, *command]
 
     def start(self) -> OursProxy:
         # ServerProcess launches with the inherited environment; the plan's secrets and the checkout
@@ -133,6 +145,13 @@ lockout_failures = 1000000
     def _ports(self) -> list[int]:
         return list(self.ports.values())
 
+    def stop(self) -> None:
+        if self.profile and self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)  # it stops itself; the profile is written on the way out
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(60)
+        super().stop()
+
     def _ready(self) -> bool:
         # It prints one line per listener once all are bound; a service it doesn't serve yet (SMTP
         # submission before its listener exists) is left out of the bench's rows.
@@ -142,6 +161,17 @@ lockout_failures = 1000000
             return False
         self.ports = {s: p for s, p in self.ports.items() if p in bound}
         return super()._ready()
+
+
+_UVLOOP = "import sys, uvloop; uvloop.install(); from cockpit.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def uvloop_available() -> str | None:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "uvloop is not installed (pip install uvloop)"
+    return None
 
 
 def _port(server: BackendDovecot, service: str) -> int:
