@@ -35,6 +35,8 @@ from runners.proxy.contracts import Leg, RelayResult
 #: Bytes one splice may move, and the capacity asked of each pipe (the kernel's default is 64 KB;
 #: measured in bench/proxy_bench.py: fewer, larger splices cost less CPU per GB).
 _PIPE_SIZE: Final = 1024 * 1024
+#: Reads smaller than this are copied; the first read that fills it moves the direction to splice.
+_COPY_CHUNK: Final = 64 * 1024
 #: Rounds of read-then-write per wake-up before the loop serves other sessions.
 _ROUNDS: Final = 8
 #: A transport's write buffer above this pauses reading on the other leg (protocols mode).
@@ -124,7 +126,7 @@ class _Direction:
         self.side = side  # who sends: "client" or "backend"
         self.src = src
         self.dst = dst
-        self.pending = b""  # bytes the stream had buffered, sent before any splice
+        self.pending = b""  # bytes read but not yet sent (read ahead by the stream, or copied)
         self.pipe_r = self.pipe_w = -1
         self.in_pipe = 0
         self.total = 0
@@ -151,7 +153,19 @@ class _Direction:
                 self.session.direction_ended(self)
                 return
             if self.pipe_r < 0:
-                self._open_pipe()
+                # Until one read fills a whole chunk, copy: a command or a short answer costs a recv and
+                # a send, no pipe. Bulk (a FETCH, an APPEND) switches the direction to splice for good.
+                try:
+                    data = self.src.recv(_COPY_CHUNK)
+                except BlockingIOError:
+                    self._wait("r")
+                    return
+                if not data:
+                    self.eof = True
+                elif len(data) == _COPY_CHUNK:
+                    self._open_pipe()
+                self.pending = data
+                continue
             try:
                 moved = os.splice(self.src.fileno(), self.pipe_w, _PIPE_SIZE, flags=_SPLICE_FLAGS)
             except BlockingIOError:
