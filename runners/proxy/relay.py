@@ -32,7 +32,7 @@ import contextlib
 import fcntl
 import os
 import socket
-from typing import Final
+from typing import Final, cast
 
 from runners.proxy.contracts import Leg, RelayResult
 
@@ -446,9 +446,8 @@ class _ProtocolSession(_Session):
 
 
 def _transport(leg: Leg) -> asyncio.Transport:
-    transport = leg.writer.transport
-    assert isinstance(transport, asyncio.Transport), transport  # a stream's transport reads and writes
-    return transport
+    # A stream's transport reads and writes; uvloop's are not registered as asyncio.Transport.
+    return cast(asyncio.Transport, leg.writer.transport)
 
 
 # --- the stop event: one watcher per event, however many sessions share it ------------------------
