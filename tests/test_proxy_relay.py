@@ -112,9 +112,9 @@ async def rig(
         await backend_server.wait_closed()
 
 
-#: (client leg TLS, backend leg TLS): plain-plain is the splice path, the others the protocols path.
+#: (client leg TLS, backend leg TLS): plain legs copy, then splice once bulk flows; a TLS leg only copies.
 LEGS = [
-    pytest.param(False, False, id="splice"),
+    pytest.param(False, False, id="plain"),
     pytest.param(True, False, id="tls-client"),
     pytest.param(False, True, id="tls-backend"),
 ]
@@ -165,6 +165,44 @@ def test_a_large_transfer_both_ways_arrives_byte_for_byte(
         assert received[len(BACKEND_AHEAD) : -32] == down
         assert received[-32:] == hashlib.sha256(CLIENT_AHEAD + up).digest()
         assert result == RelayResult(len(CLIENT_AHEAD) + len(up), len(received), "backend")
+
+    run(main())
+
+
+@pytest.mark.parametrize(("client_tls", "backend_tls"), LEGS)
+def test_short_exchanges_before_and_after_a_bulk_answer_stay_in_order(
+    tls: Tls, client_tls: bool, backend_tls: bool
+) -> None:
+    bulk = os.urandom(5 * 1024 * 1024)  # on plain legs the session moves to splice here
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(len(CLIENT_AHEAD))
+        while line := await reader.readline():
+            if line == b"f1 FETCH\r\n":
+                writer.write(b"* 1 FETCH {%d}\r\n" % len(bulk) + bulk + b"\r\nf1 OK\r\n")
+            else:
+                writer.write(line.split(b" ")[0] + b" OK done\r\n")
+            await writer.drain()
+
+    async def main() -> None:
+        async with rig(backend, tls=tls, client_tls=client_tls, backend_tls=backend_tls) as r:
+            reader, writer = await r.connect()
+            assert await reader.readexactly(len(BACKEND_AHEAD)) == BACKEND_AHEAD
+            for n in range(3):
+                writer.write(b"n%d NOOP\r\n" % n)
+                assert await reader.readline() == b"n%d OK done\r\n" % n
+            writer.write(b"f1 FETCH\r\n")
+            assert await reader.readline() == b"* 1 FETCH {%d}\r\n" % len(bulk)
+            assert await reader.readexactly(len(bulk)) == bulk
+            assert await reader.readline() == b"\r\n"
+            assert await reader.readline() == b"f1 OK\r\n"
+            for n in range(3):
+                writer.write(b"m%d NOOP\r\n" % n)
+                assert await reader.readline() == b"m%d OK done\r\n" % n
+            writer.close()
+            result = await asyncio.wait_for(r.results.get(), 30)
+        assert result.ended_by == "client"
+        assert result.client_to_backend == len(CLIENT_AHEAD) + 6 * len(b"n0 NOOP\r\n") + len(b"f1 FETCH\r\n")
 
     run(main())
 

@@ -1,22 +1,23 @@
 """The transparent pipe between a client and its backend once the backend accepted the login.
 
-Two ways to move the bytes, chosen per session:
+Every session starts by **copying**: each transport gets a small protocol that writes what it
+receives straight into the other transport (reads of up to 256 KB), with the transports' own flow
+control (a full write buffer pauses reading on the other side). The bytes the streams had already
+read ahead go first. Most sessions are short exchanges, and this costs them least: no descriptor is
+duplicated, nothing is registered anew with the loop.
 
-* **splice** (both legs plain TCP, Linux): the sockets are taken out of the asyncio streams (a
-  duplicate of each descriptor; the transports are closed, and every byte the ``StreamReader`` had
-  already buffered is sent on first) and driven by the loop's ``add_reader``/``add_writer``. Short
-  reads (commands, answers) are copied with one ``recv`` and one ``send``; from the first read that
-  fills a 64 KB chunk on, that direction gets a pipe and the kernel moves the data socket -> pipe ->
-  socket with ``os.splice``: a FETCH's bytes never enter Python (0.35 CPU-s per GB on loopback
-  against 0.75 for the copy, bench/proxy_bench.py).
-* **protocols** (TLS on either leg, or no ``os.splice``): each transport gets a small protocol that
-  writes what it receives straight into the other transport (reads of up to 256 KB), with the
-  transports' own flow control (a full write buffer pauses reading on the other side).
+On **plain legs** (no TLS; Linux) the first bulk read, 64 KB or more at once (a FETCH, an APPEND),
+hands the session over to **splice**: reading stops on both legs, both write buffers drain, the
+sockets are taken out of the transports (a duplicate of each descriptor; the transports are closed)
+and the kernel moves the data socket -> pipe -> socket with ``os.splice``, driven by the loop's
+``add_reader``/``add_writer``; the bulk never enters Python. Short reads after that are still
+copied (one ``recv``, one ``send``), so a direction gets its pipe only when bulk flows in it.
+FETCH on loopback: 0.35 CPU-s per GB spliced against 0.75 copied (bench/proxy_bench.py). TLS legs
+stay with the copy: the bytes must pass through the TLS library anyway.
 
-Neither keeps a task or a buffer per direction: an idle session is a few small objects and the
-``relay`` coroutine waiting on one future (plus one watcher task per distinct ``stop`` event, shared
-by the sessions that share the event). A pipe is made for a direction only when bulk data flows.
-The listeners call ``relay`` and know nothing of how the bytes move.
+No task or buffer is kept per direction: an idle session is a few small objects and the ``relay``
+coroutine waiting on one future (plus one watcher task per distinct ``stop`` event, shared by the
+sessions that share the event). The listeners call ``relay`` and know nothing of how the bytes move.
 
 Closing: an end of file from one side is passed on as a half-close (``shutdown(SHUT_WR)``) after
 everything before it was delivered, and the other direction goes on until it ends too (on TLS legs,
@@ -57,11 +58,7 @@ async def relay(client: Leg, backend: Leg, stop: asyncio.Event) -> RelayResult:
     """Pipe both ways until both sides closed, one failed, or ``stop`` is set; then close both legs."""
     if stop.is_set() or _is_over(client) or _is_over(backend):
         return await _end_at_once(client, backend, "proxy" if stop.is_set() else None)
-    session: _Session
-    if _CAN_SPLICE and _splicable(client) and _splicable(backend):
-        session = await _SpliceSession.start(client, backend)
-    else:
-        session = await _ProtocolSession.start(client, backend)
+    session = await _ProtocolSession.start(client, backend)
     _watch(stop, session)
     try:
         await session.done
@@ -71,11 +68,7 @@ async def relay(client: Leg, backend: Leg, stop: asyncio.Event) -> RelayResult:
     finally:
         _unwatch(stop, session)
         await session.closed()
-    return RelayResult(
-        client_to_backend=session.up_bytes,
-        backend_to_client=session.down_bytes,
-        ended_by=session.ended_by or "error",
-    )
+    return session.result()
 
 
 class _Session:
@@ -83,8 +76,8 @@ class _Session:
 
     __slots__ = ("done", "down_bytes", "ended_by", "up_bytes")
 
-    def __init__(self) -> None:
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def __init__(self, done: asyncio.Future[None] | None = None) -> None:
+        self.done = done or asyncio.get_running_loop().create_future()
         self.ended_by: str | None = None
         self.up_bytes = 0  # client -> backend
         self.down_bytes = 0  # backend -> client
@@ -94,6 +87,9 @@ class _Session:
 
     async def closed(self) -> None:
         raise NotImplementedError
+
+    def result(self) -> RelayResult:
+        return RelayResult(self.up_bytes, self.down_bytes, self.ended_by or "error")
 
     def _resolve(self, ended_by: str) -> bool:
         """Record who ended the session; False when it had already ended."""
@@ -105,7 +101,7 @@ class _Session:
         return True
 
 
-# --- splice: plain legs, the kernel moves the bytes ----------------------------------------------
+# --- splice: plain legs once bulk flows, the kernel moves the bytes ----------------------------------
 
 
 class _Direction:
@@ -235,28 +231,19 @@ class _SpliceSession(_Session):
     __slots__ = ("backend", "client", "down", "legs", "loop", "up")
 
     def __init__(
-        self, client_leg: Leg, backend_leg: Leg, client: socket.socket, backend: socket.socket
+        self,
+        legs: tuple[Leg, Leg],
+        client: socket.socket,
+        backend: socket.socket,
+        done: asyncio.Future[None],
     ) -> None:
-        super().__init__()
+        super().__init__(done)
         self.loop = asyncio.get_running_loop()
-        self.legs = (client_leg, backend_leg)
+        self.legs = legs
         self.client = client
         self.backend = backend
         self.up = _Direction(self, "client", client, backend)
         self.down = _Direction(self, "backend", backend, client)
-
-    @classmethod
-    async def start(cls, client: Leg, backend: Leg) -> _SpliceSession:
-        # What the streams still hold for the wire goes out first, through them.
-        for leg in (client, backend):
-            await _flush_writer(leg)
-        # From here to the first splice nothing awaits: no byte can slip into a stream's buffer.
-        session = cls(client, backend, _take_socket(client), _take_socket(backend))
-        session.up.pending = await _read_ahead(client.reader)
-        session.down.pending = await _read_ahead(backend.reader)
-        session.up.pump()
-        session.down.pump()
-        return session
 
     def direction_ended(self, direction: _Direction) -> None:
         self._count()
@@ -303,23 +290,11 @@ def _splicable(leg: Leg) -> bool:
     return sock is not None and sock.type == socket.SOCK_STREAM
 
 
-async def _flush_writer(leg: Leg) -> None:
-    transport = leg.writer.transport
-    if transport.get_write_buffer_size():
-        transport.set_write_buffer_limits(high=0)  # drain() now waits for an empty buffer
-        with contextlib.suppress(OSError):
-            await leg.writer.drain()
-
-
-def _take_socket(leg: Leg) -> socket.socket:
-    """A socket of our own on the leg's connection; the leg's transport is closed."""
-    transport = leg.writer.transport
-    raw = transport.get_extra_info("socket")
-    sock = socket.socket(fileno=os.dup(raw.fileno()))
+def _own_socket(transport: asyncio.BaseTransport) -> socket.socket:
+    """A socket of our own on the transport's connection: a duplicate descriptor, which keeps the
+    connection open once the transport is closed."""
+    sock = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
     sock.setblocking(False)
-    # Closing the transport stops its reading at once; its socket closes on the next loop turn,
-    # while our duplicate keeps the connection open.
-    transport.close()
     return sock
 
 
@@ -333,7 +308,7 @@ async def _read_ahead(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
-# --- protocols: TLS on a leg, the transports copy --------------------------------------------------
+# --- copy: every session starts here; TLS legs stay -------------------------------------------------
 
 
 class _LegProtocol(asyncio.Protocol):
@@ -353,29 +328,42 @@ class _LegProtocol(asyncio.Protocol):
         return self.session.eof(self.side)
 
     def pause_writing(self) -> None:
-        self.session.other(self.side).pause_reading()
+        if not self.session.upgrading:
+            self.session.other(self.side).pause_reading()
 
     def resume_writing(self) -> None:
-        self.session.other(self.side).resume_reading()
+        if self.session.upgrading:
+            self.session.try_upgrade()  # a buffer emptied: perhaps both are now
+        else:
+            self.session.other(self.side).resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.session.lost(self.side, exc)
+        if self.session.spliced is None:  # once spliced, the transport closing is ours
+            self.session.lost(self.side, exc)
         self.original.connection_lost(exc)
 
 
 class _ProtocolSession(_Session):
-    __slots__ = ("all_lost", "eofs", "lost_sides", "transports")
+    """Every session starts here: the transports copy, which costs least for the short exchanges of
+    most sessions. On plain legs the first bulk read (64 KB or more at once) hands the session over
+    to splice: reading stops on both legs, the write buffers drain, the sockets are taken over."""
 
-    def __init__(self, client: asyncio.Transport, backend: asyncio.Transport) -> None:
+    __slots__ = ("all_lost", "eofs", "legs", "lost_sides", "splice_ok", "spliced", "transports", "upgrading")
+
+    def __init__(self, client: Leg, backend: Leg) -> None:
         super().__init__()
-        self.transports = {"client": client, "backend": backend}
+        self.legs = (client, backend)
+        self.transports = {"client": _transport(client), "backend": _transport(backend)}
         self.eofs: set[str] = set()
         self.lost_sides: set[str] = set()
         self.all_lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.splice_ok = _CAN_SPLICE and _splicable(client) and _splicable(backend)
+        self.upgrading = False
+        self.spliced: _SpliceSession | None = None
 
     @classmethod
     async def start(cls, client: Leg, backend: Leg) -> _ProtocolSession:
-        session = cls(_transport(client), _transport(backend))
+        session = cls(client, backend)
         # Nothing below suspends: the streams see no more data once their protocol is swapped.
         rests, ended = {}, []
         for side, leg in (("client", client), ("backend", backend)):
@@ -388,13 +376,19 @@ class _ProtocolSession(_Session):
             if getattr(leg.reader, "_eof", False):
                 ended.append(side)
             rests[side] = await _read_ahead(leg.reader)
+        # Both legs' read-ahead goes out before anything is spliced: no upgrade until it has.
+        splice_ok, session.splice_ok = session.splice_ok, False
         for side, rest in rests.items():
             if rest:
                 session.forward(side, rest)
         for side in ended:
             session.eof(side)
-        for transport in session.transports.values():
-            transport.resume_reading()
+        session.splice_ok = splice_ok and not session.eofs
+        if session.splice_ok and max(map(len, rests.values())) >= _COPY_CHUNK:
+            session.upgrade()
+        else:
+            for transport in session.transports.values():
+                transport.resume_reading()
         return session
 
     def other(self, side: str) -> asyncio.Transport:
@@ -406,6 +400,37 @@ class _ProtocolSession(_Session):
             self.up_bytes += len(data)
         else:
             self.down_bytes += len(data)
+        if self.splice_ok and not self.upgrading and len(data) >= _COPY_CHUNK:
+            self.upgrade()
+
+    def upgrade(self) -> None:
+        self.upgrading = True
+        for transport in self.transports.values():
+            transport.pause_reading()
+            transport.set_write_buffer_limits(high=0)  # resume_writing() once it is empty
+        self.try_upgrade()
+
+    def try_upgrade(self) -> None:
+        """Hand over to splice once both write buffers are empty (the bytes already copied go first)."""
+        if self.spliced is not None or any(t.get_write_buffer_size() for t in self.transports.values()):
+            return
+        if self.eofs or self.done.done():  # a half-closed or ending session stays as it is
+            self.upgrading = self.splice_ok = False
+            for transport in self.transports.values():
+                transport.set_write_buffer_limits(high=_WRITE_HIGH)
+                transport.resume_reading()
+            return
+        client, backend = (_own_socket(t) for t in self.transports.values())
+        spliced = _SpliceSession(self.legs, client, backend, self.done)
+        spliced.up.total, spliced.down.total = self.up_bytes, self.down_bytes
+        self.spliced = spliced
+        for transport in self.transports.values():
+            transport.close()  # its socket closes on the loop's next turn; our duplicates go on
+        spliced.up.pump()
+        spliced.down.pump()
+
+    def result(self) -> RelayResult:
+        return super().result() if self.spliced is None else self.spliced.result()
 
     def eof(self, side: str) -> bool:
         self.eofs.add(side)
@@ -427,6 +452,9 @@ class _ProtocolSession(_Session):
         self.finish("error" if failed else side, abort=exc is not None)
 
     def finish(self, ended_by: str, *, abort: bool) -> None:
+        if self.spliced is not None:
+            self.spliced.finish(ended_by, abort=abort)
+            return
         self._resolve(ended_by)
         for transport in self.transports.values():
             if abort:
@@ -435,6 +463,9 @@ class _ProtocolSession(_Session):
                 transport.close()  # after its buffer went out
 
     async def closed(self) -> None:
+        if self.spliced is not None:
+            await self.spliced.closed()
+            return
         if not self.done.done():
             self.finish("proxy", abort=True)
         try:
