@@ -28,6 +28,9 @@ from runners.state.wave_steps import Actor, StepStatus
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 #: Dovecot delays a refusal by 2 s by default: the tests' backends answer at once.
 QUICK_FAILURES = "auth_failure_delay = 0\n"
+#: The proxy's 1 s for a backend's greeting is tight for a Dovecot on a loaded test machine; tests of
+#: that deadline set it themselves.
+PATIENT = "backend_connect_seconds = 10"
 
 
 @dataclass
@@ -98,6 +101,7 @@ pop3_tls = "none"
 [proxy.limits]
 auth_failure_delay_seconds = 0
 {limits}
+{"" if "backend_connect_seconds" in limits else PATIENT}
 
 {tail}
 """)
@@ -117,11 +121,23 @@ def switch_wave(plan: Plan, wave: str, step: str = "switched") -> None:
 class ProxyThread:
     """``cutover proxy`` in-process: its loop in a thread, stopped at the end of the test."""
 
-    def __init__(self, plan_path: Path, *, observers: list[Any] | None = None, poll_seconds: float = 0.05) -> None:
+    def __init__(
+        self,
+        plan_path: Path,
+        *,
+        observers: list[Any] | None = None,
+        poll_seconds: float = 0.05,
+        uvloop: bool = False,
+    ) -> None:
         self.plan = load_plan(plan_path)
         self.observers = observers or []
         self.poll_seconds = poll_seconds
-        self.loop = asyncio.new_event_loop()
+        if uvloop:  # the loop `cutover proxy` runs on where uvloop is installed
+            import uvloop as fast_loops
+
+            self.loop = fast_loops.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self.ctx: ProxyContext | None = None
         self.server: ProxyServer | None = None
         self._stop: asyncio.Event | None = None
@@ -143,6 +159,7 @@ class ProxyThread:
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the proxy's loop and return its result (counts, registry reads)."""
+
         async def run() -> Any:
             return fn()
 

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 from conftest import DovecotFactory
-from proxy_harness import QUICK_FAILURES, USERS, ProxyThread, Recorder, eventually, switch_wave, write_proxy_plan
+from proxy_harness import (
+    QUICK_FAILURES,
+    USERS,
+    ProxyThread,
+    Recorder,
+    eventually,
+    switch_wave,
+    write_proxy_plan,
+)
 from servers.dovecot import DovecotServer
 
 from runners.proxy.contracts import DecidedBy, Outcome, Service
@@ -173,7 +181,8 @@ imap_tls = "none"
 [proxy.routing]
 static = {{ carol = "target", dave = "silent" }}
 """
-    plan, ports = write_proxy_plan(tmp_path, legacy, target, target_extra=SUFFIX, tail=tail)
+    plan, ports = write_proxy_plan(tmp_path, legacy, target, target_extra=SUFFIX, tail=tail,
+                                   limits="backend_connect_seconds = 1")  # fmt: skip
     recorder = Recorder()
     target.stop()
     with ProxyThread(plan, observers=[recorder]):
@@ -199,12 +208,18 @@ def test_a_switch_keeps_open_sessions_and_sends_new_ones_to_the_target(
         assert proxy.ctx is not None
         old_alice = append_through(ports["imap"], "alice", "alice-secret")
         carol = append_through(ports["imap"], "carol", "carol-secret")  # a session on the target side
-        assert proxy.call(proxy.ctx.registry.counts) == {(Service.IMAP, "legacy"): 1, (Service.IMAP, "target"): 1}
+        assert proxy.call(proxy.ctx.registry.counts) == {
+            (Service.IMAP, "legacy"): 1,
+            (Service.IMAP, "target"): 1,
+        }
 
         switch_wave(proxy.plan, "pilot")
         proxy.poll()
         new_alice = append_through(ports["imap"], "alice", "alice-secret")
-        assert proxy.call(proxy.ctx.registry.counts) == {(Service.IMAP, "legacy"): 1, (Service.IMAP, "target"): 2}
+        assert proxy.call(proxy.ctx.registry.counts) == {
+            (Service.IMAP, "legacy"): 1,
+            (Service.IMAP, "target"): 2,
+        }
         # No grace period in this plan: the session opened before the switch stays on the legacy.
         old_alice.append("INBOX", None, None, MESSAGE)
         assert old_alice.noop()[0] == "OK" and carol.noop()[0] == "OK"
@@ -217,7 +232,9 @@ def test_a_switch_keeps_open_sessions_and_sends_new_ones_to_the_target(
 def test_after_the_grace_period_moved_sessions_are_told_bye_and_others_stay(
     tmp_path: Path, legacy: DovecotServer, target: DovecotServer
 ) -> None:
-    plan, ports = write_proxy_plan(tmp_path, legacy, target, target_extra=SUFFIX, proxy_extra="grace_seconds = 0.2")
+    plan, ports = write_proxy_plan(
+        tmp_path, legacy, target, target_extra=SUFFIX, proxy_extra="grace_seconds = 0.2"
+    )
     with ProxyThread(plan) as proxy:
         assert proxy.ctx is not None
         alice = Raw(ports["imap"])
@@ -228,10 +245,14 @@ def test_after_the_grace_period_moved_sessions_are_told_bye_and_others_stay(
         switch_wave(proxy.plan, "pilot")
         proxy.poll()
         # The grace period passes; then the proxy says goodbye and closes.
-        assert alice.line() == b"* BYE [UNAVAILABLE] Your mailbox moved to another server; please reconnect.\r\n"
+        assert (
+            alice.line() == b"* BYE [UNAVAILABLE] Your mailbox moved to another server; please reconnect.\r\n"
+        )
         assert alice.line() == b""
         alice.close()
         assert bob.noop()[0] == "OK"  # bob's wave didn't switch
         counts = proxy.ctx.registry.counts
-        assert eventually(lambda: proxy.call(counts), {(Service.IMAP, "legacy"): 1}) == {(Service.IMAP, "legacy"): 1}
+        assert eventually(lambda: proxy.call(counts), {(Service.IMAP, "legacy"): 1}) == {
+            (Service.IMAP, "legacy"): 1
+        }
         bob.logout()

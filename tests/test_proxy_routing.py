@@ -12,7 +12,7 @@ import pytest
 from runners.errors import PlanError
 from runners.plan.loader import load_plan
 from runners.plan.proxy_model import LimitsOption
-from runners.proxy.contracts import DecidedBy, ProxyBackend, Service, TlsMode
+from runners.proxy.contracts import DecidedBy, Service, TlsMode
 from runners.proxy.limits import LoginLimits
 from runners.proxy.login_rewrite import rewrite, rewrite_login
 from runners.proxy.router import PlanRouter
@@ -122,10 +122,18 @@ def test_backends_start_from_source_and_target_and_listeners_from_ports(tmp_path
         Service.IMAP: got["legacy"].endpoints[Service.IMAP],
         Service.POP3: got["legacy"].endpoints[Service.POP3],
     }
-    assert (got["legacy"].endpoints[Service.IMAP].port, got["legacy"].endpoints[Service.IMAP].tls) == (1143, TlsMode.NONE)
+    assert (got["legacy"].endpoints[Service.IMAP].port, got["legacy"].endpoints[Service.IMAP].tls) == (
+        1143,
+        TlsMode.NONE,
+    )
     assert got["target"].endpoints[Service.IMAP].port == 2143
     archive = got["archive"].endpoints[Service.IMAP]
-    assert (archive.host, archive.port, archive.tls, archive.tls_verify) == ("archive.example", 993, TlsMode.IMPLICIT, True)
+    assert (archive.host, archive.port, archive.tls, archive.tls_verify) == (
+        "archive.example",
+        993,
+        TlsMode.IMPLICIT,
+        True,
+    )
     assert [(x.service, x.host, x.port) for x in listeners(options)] == [
         (Service.IMAP, "127.0.0.1", 1430), (Service.IMAP, "::1", 1430),
         (Service.POP3, "127.0.0.1", 1100), (Service.POP3, "::1", 1100),
@@ -138,30 +146,62 @@ def test_backends_start_from_source_and_target_and_listeners_from_ports(tmp_path
     ("proxy", "needle", "key", "words"),
     [
         ("[proxy]\nimap_prot = 1430\n", "imap_prot", "proxy.imap_prot", 'did you mean "imap_port"'),
-        ("[proxy]\nlisten = \"localhost\"\nimap_port = 1\n", "listen", "proxy.listen", "is not an IP address"),
+        ('[proxy]\nlisten = "localhost"\nimap_port = 1\n', "listen", "proxy.listen", "is not an IP address"),
         ("[proxy]\ngrace_seconds = 5\n", "[proxy]", "proxy", "names no port"),
         ("[proxy]\nimaps_port = 993\n", "imaps_port", "proxy.imaps_port", "needs a certificate"),
-        ("[proxy]\nimap_port = 1430\n[proxy.backends.target]\nimap = \"mail.example.org:143\"\nimap_tls = \"none\"\n",
-         "imap_tls", "proxy.backends.target.imap_tls", "passwords in clear"),
-        ("[proxy]\nimap_port = 1430\n[proxy.backends.target]\nimap = \"mail.example.org\"\n",
-         "imap = ", "proxy.backends.target.imap", "is not host:port"),
-        ("[proxy]\nimap_port = 1430\n[proxy.routing]\ndefault = \"nowhere\"\n",
-         "default", "proxy.routing.default", '"nowhere" is not a backend'),
-        ("[proxy]\nimap_port = 1430\n[proxy.routing]\nstatic = { carol = \"elsewhere\" }\n",
-         "static", "proxy.routing.static", '"elsewhere" is not a backend'),
-        ("[proxy]\nimap_port = 1430\n[proxy.routing]\ndirectory = true\n",
-         "directory", "proxy.routing.directory", "[switch.directory]"),
-        ("[proxy]\nimap_port = 1430\n[proxy.limits]\nmax_line_bytes = 10\n",
-         "max_line_bytes", "proxy.limits.max_line_bytes", "between 512"),
-        ("[proxy]\nimap_port = 1430\n[proxy.limits]\nlockout_failure = 3\n",
-         "lockout_failure", "proxy.limits.lockout_failure", 'did you mean "lockout_failures"'),
+        (
+            '[proxy]\nimap_port = 1430\n[proxy.backends.target]\nimap = "mail.example.org:143"\nimap_tls = "none"\n',
+            "imap_tls",
+            "proxy.backends.target.imap_tls",
+            "passwords in clear",
+        ),
+        (
+            '[proxy]\nimap_port = 1430\n[proxy.backends.target]\nimap = "mail.example.org"\n',
+            "imap = ",
+            "proxy.backends.target.imap",
+            "is not host:port",
+        ),
+        (
+            '[proxy]\nimap_port = 1430\n[proxy.routing]\ndefault = "nowhere"\n',
+            "default",
+            "proxy.routing.default",
+            '"nowhere" is not a backend',
+        ),
+        (
+            '[proxy]\nimap_port = 1430\n[proxy.routing]\nstatic = { carol = "elsewhere" }\n',
+            "static",
+            "proxy.routing.static",
+            '"elsewhere" is not a backend',
+        ),
+        (
+            "[proxy]\nimap_port = 1430\n[proxy.routing]\ndirectory = true\n",
+            "directory",
+            "proxy.routing.directory",
+            "[switch.directory]",
+        ),
+        (
+            "[proxy]\nimap_port = 1430\n[proxy.limits]\nmax_line_bytes = 10\n",
+            "max_line_bytes",
+            "proxy.limits.max_line_bytes",
+            "between 512",
+        ),
+        (
+            "[proxy]\nimap_port = 1430\n[proxy.limits]\nlockout_failure = 3\n",
+            "lockout_failure",
+            "proxy.limits.lockout_failure",
+            'did you mean "lockout_failures"',
+        ),
     ],
 )
-def test_proxy_errors_name_file_line_and_key(tmp_path: Path, proxy: str, needle: str, key: str, words: str) -> None:
+def test_proxy_errors_name_file_line_and_key(
+    tmp_path: Path, proxy: str, needle: str, key: str, words: str
+) -> None:
     path = write(tmp_path, proxy)
     error = plan_error(path)
     lines = path.read_text().splitlines()
-    expected_line = next(n for n, line in enumerate(lines, start=1) if needle in line and n > BASE.count("\n"))
+    expected_line = next(
+        n for n, line in enumerate(lines, start=1) if needle in line and n > BASE.count("\n")
+    )
     assert (error.key, error.line) == (key, expected_line), str(error)
     assert words in error.message
     assert error.path == str(path)
@@ -192,6 +232,7 @@ def test_router_order_store_then_static_then_default_and_a_switch_is_seen_at_onc
     assert route(router, "alice") == ("legacy", DecidedBy.DEFAULT, "alice")
     assert route(router, "BOB") == ("target", DecidedBy.STATIC, "BOB@tenant.example")
     assert route(router, "zed") == ("legacy", DecidedBy.DEFAULT, "zed")
+    assert asyncio.run(router.route_user("alice")).reason == "wave pilot not switched; the plan's default backend"
     assert router.refresh() == frozenset()
 
     step = store.begin_step("pilot", "switched", Actor("t", "h"), {})
@@ -199,7 +240,11 @@ def test_router_order_store_then_static_then_default_and_a_switch_is_seen_at_onc
     store.end_step(step, StepStatus.DONE)
     assert router.refresh() == {"pilot"}
     decided = asyncio.run(router.route_user("alice"))
-    assert (decided.backend, decided.decided_by, decided.backend_login) == ("target", DecidedBy.STORE, "alice@tenant.example")
+    assert (decided.backend, decided.decided_by, decided.backend_login) == (
+        "target",
+        DecidedBy.STORE,
+        "alice@tenant.example",
+    )
     assert decided.reason == "wave pilot switched"
     # The target address is another spelling of the same plan user.
     assert route(router, "alice@tenant.example")[:2] == ("target", DecidedBy.STORE)
@@ -247,3 +292,22 @@ def test_unauthenticated_connections_are_counted_per_address() -> None:
     assert limits.admit("a") and limits.admit("a") and not limits.admit("a") and limits.admit("b")
     limits.release("a")
     assert limits.admit("a") and limits.unauthenticated("a") == 2
+
+
+def test_the_proxy_example_in_the_docs_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "plan.md").read_text(encoding="utf-8")
+    switch = doc.split("## `[switch]`", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    proxy = doc.split("## [proxy]", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "tls").mkdir()
+    for name in ("tls/imap.pem", "tls/imap.key"):
+        (tmp_path / name).write_text("not read at load time")
+    plan = load_plan(write(tmp_path, switch + proxy))
+    options = plan.proxy
+    assert options is not None and options.grace_seconds == 300 and options.cache_seconds == 30
+    assert options.certificates[0].names == ("imap.example.org", "mail.example.org")
+    assert options.routing.static == {"jsmith": "target"} and options.routing.match == "uid"
+    assert options.routing.values["archive.example"] == "target"
+    got = backends(options)
+    assert rewrite_login("j.smith", got["target"]) == "j_smith@tenant.example"
+    assert got["legacy"].endpoints[Service.POP3].tls == TlsMode.IMPLICIT
+    assert len(listeners(options)) == 14  # 7 ports on 2 addresses

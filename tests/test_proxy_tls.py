@@ -29,13 +29,16 @@ def target(dovecot_factory: DovecotFactory) -> DovecotServer:
     return dovecot_factory(USERS, extra_conf=QUICK_FAILURES)
 
 
-def tls_plan(tmp_path: Path, legacy: DovecotServer, target: DovecotServer, tail: str = "") -> tuple[Path, dict[str, int], Path]:
+def tls_plan(
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer, tail: str = "", keys: str = ""
+) -> tuple[Path, dict[str, int], Path]:
     ca = ThrowawayCA(tmp_path / "ca")
     imap = ca.issue("imap", days=30, dns=("imap.example.test", "localhost"))
     pop = ca.issue("pop", days=30, dns=("pop.example.test",))
     imaps, pop3s = free_ports(2)
     extra = f"""imaps_port = {imaps}
 pop3s_port = {pop3s}
+{keys}
 
 [[proxy.certificates]]
 cert = "{imap.cert}"
@@ -64,11 +67,12 @@ def certificate_names(port: int, ca_file: Path, server_name: str) -> set[str]:
     return {value for kind, value in cert["subjectAltName"] if kind == "DNS"}  # type: ignore[misc]
 
 
+@pytest.mark.parametrize("uvloop", [False, True], ids=["asyncio", "uvloop"])
 def test_starttls_and_implicit_tls_with_the_certificate_of_the_name_asked_for(
-    tmp_path: Path, legacy: DovecotServer, target: DovecotServer
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer, uvloop: bool
 ) -> None:
     plan, ports, ca_file = tls_plan(tmp_path, legacy, target)
-    with ProxyThread(plan):
+    with ProxyThread(plan, uvloop=uvloop):
         client = imaplib.IMAP4("127.0.0.1", ports["imap"])
         assert "STARTTLS" in client.capabilities
         client.starttls(ssl_context=client_context(ca_file))
@@ -77,7 +81,10 @@ def test_starttls_and_implicit_tls_with_the_certificate_of_the_name_asked_for(
         client.logout()
 
         assert certificate_names(ports["imaps"], ca_file, "pop.example.test") == {"pop.example.test"}
-        assert certificate_names(ports["imaps"], ca_file, "imap.example.test") == {"imap.example.test", "localhost"}
+        assert certificate_names(ports["imaps"], ca_file, "imap.example.test") == {
+            "imap.example.test",
+            "localhost",
+        }
         client = imaplib.IMAP4_SSL("localhost", ports["imaps"], ssl_context=client_context(ca_file))
         assert client.login("bob", "bob-secret")[0] == "OK"
         client.logout()
@@ -94,15 +101,28 @@ def test_starttls_and_implicit_tls_with_the_certificate_of_the_name_asked_for(
         pop.quit()
 
 
+@pytest.mark.parametrize("uvloop", [False, True], ids=["asyncio", "uvloop"])
 def test_commands_pipelined_behind_starttls_are_discarded(
-    tmp_path: Path, legacy: DovecotServer, target: DovecotServer
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer, uvloop: bool
 ) -> None:
     plan, ports, ca_file = tls_plan(tmp_path, legacy, target)
     recorder = Recorder()
-    with ProxyThread(plan, observers=[recorder]):
+    with ProxyThread(plan, observers=[recorder], uvloop=uvloop):
         for port, starttls, injected, after, answer in (
-            (ports["imap"], b"a STARTTLS\r\n", b"b LOGIN alice alice-secret\r\n", b"c NOOP\r\n", b"c OK NOOP"),
-            (ports["pop3"], b"STLS\r\n", b"USER alice\r\nPASS alice-secret\r\n", b"CAPA\r\n", b"+OK Capability"),
+            (
+                ports["imap"],
+                b"a STARTTLS\r\n",
+                b"b LOGIN alice alice-secret\r\n",
+                b"c NOOP\r\n",
+                b"c OK NOOP",
+            ),
+            (
+                ports["pop3"],
+                b"STLS\r\n",
+                b"USER alice\r\nPASS alice-secret\r\n",
+                b"CAPA\r\n",
+                b"+OK Capability",
+            ),
         ):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
                 raw.recv(1000)  # the greeting
@@ -120,7 +140,9 @@ def test_commands_pipelined_behind_starttls_are_discarded(
 def test_backends_over_starttls_and_implicit_tls_are_verified(
     tmp_path: Path, legacy: DovecotServer, target: DovecotServer, dovecot_factory: DovecotFactory
 ) -> None:
-    secure = dovecot_factory({"carol": "carol-secret", "dave": "dave-secret"}, tls=True, extra_conf=QUICK_FAILURES)
+    secure = dovecot_factory(
+        {"carol": "carol-secret", "dave": "dave-secret"}, tls=True, extra_conf=QUICK_FAILURES
+    )
     tail = f"""
 [proxy.backends.starttls]
 imap = "127.0.0.1:{secure.imap_port}"
@@ -161,3 +183,28 @@ static = {{ carol = "starttls", dave = "implicit", erin = "untrusted" }}
     assert outcomes == [("carol", Outcome.ACCEPTED), ("dave", Outcome.ACCEPTED), ("carol", Outcome.ACCEPTED),
                         ("erin", Outcome.UNAVAILABLE)]  # fmt: skip
     assert "certificate not trusted" in recorder.events[-1][0].detail
+
+
+def test_logins_in_clear_are_refused_when_the_plan_says_never(
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer
+) -> None:
+    plan, ports, ca_file = tls_plan(tmp_path, legacy, target, keys='plaintext_logins = "never"')
+    recorder = Recorder()
+    with ProxyThread(plan, observers=[recorder]):
+        client = imaplib.IMAP4("127.0.0.1", ports["imap"])
+        assert "LOGINDISABLED" in client.capabilities and "AUTH=PLAIN" not in client.capabilities
+        with pytest.raises(imaplib.IMAP4.error, match=r"\[PRIVACYREQUIRED\]"):
+            client.login("alice", "alice-secret")
+        client.starttls(ssl_context=client_context(ca_file))
+        assert "AUTH=PLAIN" in client.capabilities
+        assert client.login("alice", "alice-secret")[0] == "OK"
+        client.logout()
+        pop = poplib.POP3("127.0.0.1", ports["pop3"])
+        assert "USER" not in pop.capa()
+        with pytest.raises(poplib.error_proto, match=r"Plaintext authentication disallowed"):
+            pop.user("alice")
+        pop.stls(context=client_context(ca_file))
+        pop.user("alice")
+        assert pop.pass_("alice-secret").startswith(b"+OK")
+        pop.quit()
+    assert [(e.login, e.outcome) for e, _ in recorder.events] == [("alice", Outcome.ACCEPTED)] * 2

@@ -85,3 +85,6 @@ class ProxyOptions:
     grace_seconds: float | None = None
     #: How long a directory decision is kept (a switch drops every decision at once).
     cache_seconds: float = 30.0
+    #: Logins in clear (before STARTTLS) when the proxy has a certificate: "loopback" (only from
+    #: loopback clients, Dovecot's default), "never" or "always". Without a certificate: always.
+    plaintext_logins: str = "loopback"

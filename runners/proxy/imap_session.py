@@ -24,6 +24,7 @@ from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize,
 from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response, text_of
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
+    clear_login_refused,
     close_quietly,
     connect,
     endpoint_of,
@@ -78,6 +79,9 @@ class ImapSession:
             except TimeoutError:
                 writer.write(b"* BYE Disconnected for inactivity.\r\n")
                 return
+            except _TooLong as exc:  # a command line, a literal or an AUTHENTICATE response
+                writer.write(b"* BYE " + str(exc).encode() + b"\r\n")
+                return
             if logged_in is None:
                 return
             ctx.limits.release(self.address)
@@ -96,6 +100,8 @@ class ImapSession:
             await close_quietly(writer)
 
     def _capabilities(self) -> bytes:
+        if clear_login_refused(self.ctx, self.tls, self.address):
+            return b"IMAP4rev1 LITERAL+ ID STARTTLS LOGINDISABLED"
         caps = PRE_LOGIN_CAPABILITIES
         if self.ctx.client_tls is not None and not self.tls:
             caps += " STARTTLS"
@@ -108,9 +114,6 @@ class ImapSession:
         while True:
             try:
                 tokens = await self._read_command()
-            except _TooLong as exc:
-                write(b"* BYE " + str(exc).encode() + b"\r\n")
-                return None
             except ImapSyntaxError:
                 if self._bad(b"*", b"Error in IMAP command received by server."):
                     return None
@@ -119,7 +122,7 @@ class ImapSession:
                 if self._bad(b"*", b"Error in IMAP command received by server."):
                     return None
                 continue
-            tag, name, args = tokens[0].encode(), tokens[1].upper(), tokens[2:]
+            tag, name, args = tokens[0].encode("utf-8", "surrogateescape"), tokens[1].upper(), tokens[2:]
             if name == "CAPABILITY":
                 write(b"* CAPABILITY " + self._capabilities() + b"\r\n" + tag + b" OK Pre-login capabilities "
                       b"listed, post-login capabilities have more.\r\n")  # fmt: skip
@@ -132,6 +135,11 @@ class ImapSession:
                 return None
             elif name == "STARTTLS":
                 await self._starttls(tag)
+            elif name in ("LOGIN", "AUTHENTICATE") and clear_login_refused(self.ctx, self.tls, self.address):
+                write(
+                    tag
+                    + b" NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n"
+                )
             elif name == "LOGIN" and len(args) == 2:
                 done = await self._login(tag, args[0], Password(args[1]))
                 if done is not None:
@@ -144,6 +152,9 @@ class ImapSession:
                     done = await self._login(tag, credentials[0], Password(credentials[1]))
                     if done is not None:
                         return done
+            elif name in ("LOGIN", "AUTHENTICATE"):
+                if self._bad(tag, b"Invalid arguments."):
+                    return None
             elif self._bad(tag, b"Unknown command, or not valid before login."):
                 return None
 
@@ -242,10 +253,11 @@ class ImapSession:
         limits = ctx.options.limits
         try:
             endpoint = endpoint_of(ctx, route, Service.IMAP)
-            async with asyncio.timeout(limits.backend_connect_seconds):
+            # One deadline object: the connection's, then moved on for the login (two timers cost more).
+            async with asyncio.timeout(limits.backend_connect_seconds) as deadline:
                 reader, writer = await connect(ctx, endpoint)
                 capabilities = await _greeting(reader, writer, endpoint, ctx)
-            async with asyncio.timeout(limits.backend_login_seconds):
+                deadline.reschedule(asyncio.get_running_loop().time() + limits.backend_login_seconds)
                 ok, answer = await _backend_login(reader, writer, capabilities, route.backend_login, password)
                 if ok and _CAPABILITY_CODE.match(answer) is None:
                     answer = b"[CAPABILITY " + await _post_login_capabilities(reader, writer) + b"] " + answer
@@ -255,8 +267,8 @@ class ImapSession:
             detail = unavailable_detail(route, endpoint, exc)
             await ctx.tell(event(Service.IMAP, address, login, route, Outcome.UNAVAILABLE, detail))
             return None
-        said = words(answer.decode("utf-8", "replace"), password)
         if not ok:
+            said = words(answer.decode("utf-8", "replace"), password)
             await close_quietly(writer)
             delay = ctx.limits.failed(address, login)
             if delay:
@@ -266,7 +278,10 @@ class ImapSession:
             return None
         ctx.limits.succeeded(address, login)
         write(tag + b" OK " + answer + b"\r\n")
-        await ctx.tell(event(Service.IMAP, address, login, route, Outcome.ACCEPTED, said), password)
+        if ctx.observers:
+            # The journal keeps the backend's words, not its capability list.
+            accepted = words(_CAPABILITY_CODE.sub(b"", answer, count=1).decode("utf-8", "replace"), password)
+            await ctx.tell(event(Service.IMAP, address, login, route, Outcome.ACCEPTED, accepted), password)
         return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
 
 

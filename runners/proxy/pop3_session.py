@@ -16,6 +16,7 @@ from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Rou
 from runners.proxy.sasl import SaslError, decode, plain_credentials
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
+    clear_login_refused,
     close_quietly,
     connect,
     endpoint_of,
@@ -84,14 +85,9 @@ class Pop3Session:
             await close_quietly(writer)
 
     def _capabilities(self) -> bytes:
-        lines = [
-            b"+OK Capability list follows",
-            b"CAPA",
-            b"USER",
-            b"SASL PLAIN",
-            b"RESP-CODES",
-            b"AUTH-RESP-CODE",
-        ]
+        lines = [b"+OK Capability list follows", b"CAPA", b"RESP-CODES", b"AUTH-RESP-CODE"]
+        if not clear_login_refused(self.ctx, self.tls, self.address):
+            lines[2:2] = [b"USER", b"SASL PLAIN"]
         if self.ctx.client_tls is not None and not self.tls:
             lines.append(b"STLS")
         lines.append(b".")
@@ -126,6 +122,8 @@ class Pop3Session:
                 return None
             elif name == "STLS":
                 await self._stls()
+            elif name in ("USER", "PASS", "AUTH") and clear_login_refused(self.ctx, self.tls, self.address):
+                write(b"-ERR [AUTH] Plaintext authentication disallowed on non-secure connections.\r\n")
             elif name == "USER" and argument.strip():
                 self.user = argument.strip()
                 write(b"+OK\r\n")
@@ -206,10 +204,10 @@ class Pop3Session:
         limits = ctx.options.limits
         try:
             endpoint = endpoint_of(ctx, route, Service.POP3)
-            async with asyncio.timeout(limits.backend_connect_seconds):
+            async with asyncio.timeout(limits.backend_connect_seconds) as deadline:
                 reader, writer = await connect(ctx, endpoint)
                 await _greeting(reader, writer, endpoint, ctx)
-            async with asyncio.timeout(limits.backend_login_seconds):
+                deadline.reschedule(asyncio.get_running_loop().time() + limits.backend_login_seconds)
                 ok, answer = await _backend_login(reader, writer, route.backend_login, password)
         except BACKEND_ERRORS as exc:
             await close_quietly(writer)
@@ -217,7 +215,7 @@ class Pop3Session:
             detail = unavailable_detail(route, endpoint, exc)
             await ctx.tell(event(Service.POP3, address, login, route, Outcome.UNAVAILABLE, detail))
             return None
-        said = words(answer.decode("utf-8", "replace"), password)
+        said = words(answer.decode("utf-8", "replace"), password) if not ok or ctx.observers else ""
         if not ok:
             await close_quietly(writer)
             delay = ctx.limits.failed(address, login)
@@ -229,7 +227,8 @@ class Pop3Session:
             return None
         ctx.limits.succeeded(address, login)
         write(answer + b"\r\n")
-        await ctx.tell(event(Service.POP3, address, login, route, Outcome.ACCEPTED, said), password)
+        if ctx.observers:
+            await ctx.tell(event(Service.POP3, address, login, route, Outcome.ACCEPTED, said), password)
         return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
 
 

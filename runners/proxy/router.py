@@ -116,7 +116,10 @@ class PlanRouter:
                 return self._make(login, user, backend, DecidedBy.DIRECTORY, reason)
         if (backend := self._routing.static.get(key)) is not None:
             return self._make(login, user, backend, DecidedBy.STATIC, "static override in the plan")
-        return self._make(login, user, self._routing.default, DecidedBy.DEFAULT, "the plan's default backend")
+        reason = "the plan's default backend"
+        if entry is not None:
+            reason = f"wave {entry.wave} not switched; {reason}"
+        return self._make(login, user, self._routing.default, DecidedBy.DEFAULT, reason)
 
     def _make(self, login: str, user: str, backend: str, by: DecidedBy, reason: str) -> Route:
         known = self.backends.get(backend)

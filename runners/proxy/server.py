@@ -177,9 +177,32 @@ class ProxyServer:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self._servers.clear()
+        # Logged-in sessions: their relays close both sides; then whatever is still talking is cancelled.
+        self.ctx.registry.end_all()
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=1.0)
         for task in list(self._handlers):
             task.cancel()
         if self._handlers:
             await asyncio.gather(*self._handlers, return_exceptions=True)
         if self.ctx.router.directory is not None:
             await asyncio.to_thread(self.ctx.router.directory.close)
+
+
+async def run_proxy(
+    plan: Plan,
+    store: StateStore | None,
+    stop: asyncio.Event,
+    *,
+    observers: Sequence[LoginObserver] = (),
+    extra_listeners: Sequence[StartListener] = (),
+    on_bound: Callable[[list[Bound]], None] | None = None,
+) -> None:
+    """The whole proxy until ``stop`` is set: where ``cutover proxy`` wires the login observers (the
+    journal, the credential capture, the on-login queueing) and the SMTP side's listeners in.
+    Raises ``OSError`` when a listener can't bind (nothing stays bound then)."""
+    server = ProxyServer(build_context(plan, store, observers=observers), extra_listeners=extra_listeners)
+    await server.start()
+    if on_bound is not None:
+        on_bound(server.bound)
+    await server.serve(stop)

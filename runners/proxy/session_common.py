@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import ssl
 
 from runners.proxy.backend_connect import BackendUnavailable, open_backend, where
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import BackendEndpoint, Leg, LoginEvent, Outcome, Password, Route, Service
-from runners.proxy.registry import Session
 from runners.safe_text import MASK, safe
 
 #: What a backend or the network may raise while the proxy talks to it before the relay.
@@ -22,10 +22,28 @@ class Refused(Exception):
     """The proxy refuses the login itself (a lock-out, a backend without the service)."""
 
 
+def clear_login_refused(ctx: ProxyContext, tls: bool, address: str) -> bool:
+    """Whether a login in clear must be refused: the proxy offers TLS, the connection doesn't use it,
+    and the plan's ``plaintext_logins`` doesn't allow this client (loopback clients by default)."""
+    if tls or ctx.client_tls is None:
+        return False
+    policy = ctx.options.plaintext_logins
+    if policy == "always":
+        return False
+    if policy == "never":
+        return True
+    try:
+        return not ipaddress.ip_address(address.partition("%")[0]).is_loopback
+    except ValueError:  # a UNIX socket or something stranger: not loopback
+        return True
+
+
 def event(
     service: Service, address: str, login: str, route: Route | None, outcome: Outcome, detail: str = ""
 ) -> LoginEvent:
-    return LoginEvent(service=service, client_address=address, login=login, route=route, outcome=outcome,
+    # A login that isn't UTF-8 reached the backend byte for byte; the journal gets it readable.
+    shown = login.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return LoginEvent(service=service, client_address=address, login=shown, route=route, outcome=outcome,
                       detail=detail)  # fmt: skip
 
 
@@ -74,8 +92,8 @@ async def relay_session(
     ctx: ProxyContext, service: Service, route: Route, address: str, client: Leg, backend: Leg
 ) -> None:
     """The relay, with the session counted in the registry while it lasts."""
-    session = Session(service, route.backend, route.user, address, client.writer)
-    ctx.registry.add(session)
+    wave = ctx.router.wave_of(route.user)
+    session = ctx.registry.open(service, route.backend, route.user, address, client.writer, wave)
     try:
         await ctx.relay(client, backend, session.stop)
     except Exception as exc:  # the relay's bug must not take the proxy down
