@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import socket
 from typing import Final, cast
@@ -468,12 +469,16 @@ class _ProtocolSession(_Session):
             return
         if not self.done.done():
             self.finish("proxy", abort=True)
+        if self.all_lost.done():
+            return
+        # A peer that reads nothing must not hold the session forever; a timer, not a task per session.
+        cut = asyncio.get_running_loop().call_later(
+            _FLUSH_SECONDS, functools.partial(self.finish, "proxy", abort=True)
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(self.all_lost), _FLUSH_SECONDS)
-        except TimeoutError:
-            for transport in self.transports.values():
-                transport.abort()
             await self.all_lost
+        finally:
+            cut.cancel()
 
 
 def _transport(leg: Leg) -> asyncio.Transport:
