@@ -14,7 +14,9 @@ with 50 clients, the peer's CPU per session, transfer rate and CPU per GB, memor
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import imaplib
 import json
 import os
 import shutil
@@ -125,14 +127,10 @@ def corpus(sizes: Sizes) -> list[bytes]:
 
 
 def base64_line(data: bytes) -> bytes:
-    import base64
-
     return base64.b64encode(data) + b"\r\n"
 
 
 def fill(backend: BackendDovecot, messages: list[bytes]) -> None:
-    import imaplib
-
     imap = imaplib.IMAP4("127.0.0.1", backend.imap_port)
     imap.login(FETCH_USER, client.password_of(FETCH_USER))
     for message in messages:
