@@ -1,0 +1,425 @@
+"""The routing proxy beside established mail proxies, in one run, in front of the same two Dovecots.
+
+Peers: direct (the client goes to the user's backend itself), nginx's mail proxy (with an auth_http
+service), Dovecot's own proxy (passdb ``proxy=y``), perdition, and ours (``cutover proxy``). Each
+sits in front of the same two tuned Dovecots (mail on tmpfs, login processes that don't fork per
+login, reused mail processes); users ``u000``..``u099`` alternate between them. For IMAP, POP3 and
+SMTP submission (where the peer speaks it) the bench measures login latency, sessions per second
+with 50 clients, the peer's CPU per session, transfer rate and CPU per GB, memory per idle session
+(IMAP, 2,000 sessions) and the time to answer a user whose backend is down. See bench/README.md.
+
+    .venv/bin/python bench/proxy_bench.py [--quick] [--only nginx,ours] [--output json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import imaplib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.extend([str(REPO), str(REPO / "tests")])  # tests/servers: the suite's private servers
+
+from proxy import client  # noqa: E402
+from proxy.ours import OursProxy, ours_available, uvloop_available  # noqa: E402
+from proxy.procs import tree_cpu_seconds, tree_memory_kb  # noqa: E402
+from proxy.servers import BackendDovecot, DovecotProxy, NginxMail, Perdition, has_submissiond  # noqa: E402
+from proxy.sink import SmtpSink  # noqa: E402
+from servers.process import free_ports  # noqa: E402
+
+PEERS = ("direct", "nginx", "dovecot", "perdition", "ours", "ours-uvloop")
+SERVICES = ("imap", "pop3", "submission")
+USERS = [f"u{i:03d}" for i in range(100)]
+FETCH_USER = "u000"  # on the legacy backend: its INBOX holds the transfer corpus
+DOWN_USER = "u999"  # routed to a port nothing listens on
+PACKAGES = {  # Debian package -> a file it installs
+    "dovecot-imapd": "/usr/lib/dovecot/imap",
+    "dovecot-pop3d": "/usr/lib/dovecot/pop3",
+    "dovecot-submissiond": "/usr/lib/dovecot/submission",
+    "nginx": "/usr/sbin/nginx",
+    "libnginx-mod-mail": "/usr/lib/nginx/modules/ngx_mail_module.so",
+    "perdition": "/usr/sbin/perdition",
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    latency_sessions: int
+    rate_seconds: float
+    fetch_rounds: int
+    retr_rounds: int
+    idle_sessions: int
+    messages: int = 64
+    message_kb: int = 512
+
+
+FULL = Sizes(latency_sessions=300, rate_seconds=6.0, fetch_rounds=16, retr_rounds=4, idle_sessions=2000)
+QUICK = Sizes(latency_sessions=30, rate_seconds=1.0, fetch_rounds=1, retr_rounds=1, idle_sessions=100)
+
+
+@dataclass
+class Row:
+    peer: str
+    service: str
+    login_p50_ms: float | None = None
+    login_p95_ms: float | None = None
+    sessions_per_s: float | None = None
+    cpu_ms_per_session: float | None = None
+    transfer_mb_s: float | None = None
+    cpu_s_per_gb: float | None = None
+    idle_kb_per_session: float | None = None
+    idle_rss_kb_per_session: float | None = None
+    down_answer_ms: float | None = None
+    down_answer: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Peer:
+    name: str
+    routes: dict[str, client.Route]  # service -> where the client connects
+    down_ports: dict[str, int]  # service -> where the client connects for DOWN_USER
+    pids: list[int]  # roots of the peer's process trees (none for direct)
+    stop: Callable[[], None]
+
+
+# --- setting up ------------------------------------------------------------------------------------
+
+
+def install_missing(say: Callable[[str], None]) -> None:
+    missing = [pkg for pkg, path in PACKAGES.items() if not Path(path).exists()]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        say(f"not root: not installing {', '.join(missing)}")
+        return
+    say(f"installing {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "install", "-y", "-q", *missing], env=env, check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def corpus(sizes: Sizes) -> list[bytes]:
+    """Messages of ``message_kb`` each: headers, then base64 lines of random bytes (incompressible)."""
+    out = []
+    line_bytes = 57  # 76 base64 characters a line
+    lines = sizes.message_kb * 1024 // 78
+    for n in range(sizes.messages):
+        body = b"".join(base64_line(os.urandom(line_bytes)) for _ in range(lines))
+        head = (f"From: bench@example.org\r\nTo: {FETCH_USER}@example.org\r\nSubject: corpus {n}\r\n"
+                f"Message-ID: <corpus-{n}@bench.example>\r\nMIME-Version: 1.0\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n")  # fmt: skip
+        out.append(head.encode() + body)
+    return out
+
+
+def base64_line(data: bytes) -> bytes:
+    return base64.b64encode(data) + b"\r\n"
+
+
+def fill(backend: BackendDovecot, messages: list[bytes]) -> None:
+    imap = imaplib.IMAP4("127.0.0.1", backend.imap_port)
+    imap.login(FETCH_USER, client.password_of(FETCH_USER))
+    for message in messages:
+        imap.append("INBOX", None, None, message)
+    imap.logout()
+
+
+@contextlib.contextmanager
+def backends() -> Iterator[tuple[BackendDovecot, BackendDovecot, SmtpSink]]:
+    sink = SmtpSink().start()
+    legacy, target = BackendDovecot("legacy", sink.port), BackendDovecot("target", sink.port)
+    for server in (legacy, target):
+        for user in USERS:
+            server.add_user(user, client.password_of(user))
+    try:
+        legacy.start()
+        target.start()
+        yield legacy, target, sink
+    finally:
+        legacy.stop()
+        target.stop()
+        sink.stop()
+
+
+def service_port(server: BackendDovecot, service: str) -> int:
+    return {"imap": server.imap_port, "pop3": server.pop3_port, "submission": server.submission_port}[service]
+
+
+def user_routes(
+    legacy: BackendDovecot, target: BackendDovecot, dead: int, services: list[str]
+) -> dict[str, dict[str, int]]:
+    """service -> user -> the backend port a router must send them to."""
+    out = {}
+    for service in services:
+        table = {u: service_port(target if client.user_index(u) % 2 else legacy, service) for u in USERS}
+        table[DOWN_USER] = dead
+        out[service] = table
+    return out
+
+
+def start_peer(
+    name: str,
+    legacy: BackendDovecot,
+    target: BackendDovecot,
+    dead: int,
+    services: list[str],
+    work: Path,
+    profile: str | None = None,
+) -> Peer:
+    if name == "direct":
+        routes = {s: client.Route(service_port(legacy, s), service_port(target, s)) for s in services}
+        return Peer(name, routes, dict.fromkeys(services, dead), [], lambda: None)
+    table = user_routes(legacy, target, dead, services)
+    if name == "nginx":
+        nginx = NginxMail(table, "submission" in services).start()
+        return _fronted(name, nginx.ports, [nginx.pid], nginx.stop)
+    if name == "dovecot":
+        proxy = DovecotProxy(table, "submission" in services).start()
+        return _fronted(name, proxy.ports, [proxy.pid], proxy.stop)
+    if name == "perdition":
+        started = []
+        try:
+            for service, protocol in (("imap", "IMAP4"), ("pop3", "POP3")):
+                started.append((service, Perdition(protocol, table[service]).start()))
+        except BaseException:
+            for _, p in started:
+                p.stop()
+            raise
+
+        def stop_all() -> None:
+            for _, p in started:
+                p.stop()
+
+        return _fronted(name, {s: p.port for s, p in started}, [p.pid for _, p in started], stop_all)
+    if name in ("ours", "ours-uvloop"):
+        uvloop = name == "ours-uvloop"
+        ours = OursProxy(work, legacy, target, dead, services, USERS, DOWN_USER, profile, uvloop).start()
+        return _fronted(name, ours.ports, [ours.pid], ours.stop)
+    raise ValueError(name)
+
+
+def _fronted(name: str, ports: dict[str, int], pids: list[int], stop: Callable[[], None]) -> Peer:
+    return Peer(name, {s: client.Route(p, p) for s, p in ports.items()}, dict(ports), pids, stop)
+
+
+def skip_reason(name: str) -> str | None:
+    """Why a peer can't run here, or None."""
+    if name == "nginx" and not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        return "nginx is not installed"
+    if name == "nginx" and not NginxMail.module.exists():
+        return "libnginx-mod-mail is not installed"
+    if name == "perdition" and not Path("/usr/sbin/perdition").exists():
+        return "perdition is not installed"
+    if name in ("ours", "ours-uvloop") and (why := ours_available()):
+        return why
+    if name == "ours-uvloop" and (why := uvloop_available()):
+        return why
+    return None
+
+
+def peer_services(name: str, services: list[str]) -> list[str]:
+    if name == "perdition":
+        return [s for s in services if s != "submission"]  # it speaks POP3 and IMAP only
+    return services
+
+
+# --- measuring -------------------------------------------------------------------------------------
+
+
+def cpu(peer: Peer) -> float:
+    return sum(tree_cpu_seconds(pid) for pid in peer.pids)
+
+
+def measure_service(peer: Peer, service: str, sizes: Sizes, say: Callable[[str], None]) -> Row:
+    row = Row(peer.name, service)
+    dialogue = client.DIALOGUES[service]
+    route = peer.routes[service]
+    try:
+        client.login_latencies(dialogue, route, USERS, 20)  # warm: processes, caches, connections
+        lat = sorted(client.login_latencies(dialogue, route, USERS, sizes.latency_sessions))
+        row.login_p50_ms = statistics.median(lat) * 1000
+        row.login_p95_ms = lat[max(0, int(len(lat) * 0.95) - 1)] * 1000
+        before = cpu(peer)
+        sessions, wall, errors = client.sessions_per_second(service, route, USERS, 50, sizes.rate_seconds)
+        used = cpu(peer) - before
+        row.sessions_per_s = sessions / wall
+        row.cpu_ms_per_session = used * 1000 / sessions if peer.pids and sessions else None
+        row.errors += errors[:3]
+    except (OSError, client.DialogueError) as exc:
+        row.errors.append(f"sessions: {exc}"[:200])
+    try:
+        transfer = None
+        if service == "imap" and sizes.fetch_rounds:
+            before = cpu(peer)
+            transfer = client.imap_fetch(route, FETCH_USER, sizes.fetch_rounds)
+        elif service == "pop3" and sizes.retr_rounds:
+            before = cpu(peer)
+            transfer = client.pop3_retr(route, FETCH_USER, sizes.messages, sizes.retr_rounds)
+        if transfer is not None:
+            used = cpu(peer) - before
+            got, took = transfer
+            row.transfer_mb_s = got / took / 1e6
+            row.cpu_s_per_gb = used / (got / 1e9) if peer.pids else None
+    except (OSError, client.DialogueError) as exc:
+        row.errors.append(f"transfer: {exc}"[:200])
+    downs = [client.answer_when_down(dialogue, peer.down_ports[service], DOWN_USER) for _ in range(3)]
+    row.down_answer_ms = statistics.median(t for t, _ in downs) * 1000
+    row.down_answer = downs[0][1]
+    if service == "imap" and peer.pids and sizes.idle_sessions:
+        measure_idle(peer, row, sizes)
+    say(f"  {peer.name:9} {service:10} done")
+    return row
+
+
+def measure_idle(peer: Peer, row: Row, sizes: Sizes) -> None:
+    time.sleep(0.5)
+    rss0, pss0 = (sum(v) for v in zip(*(tree_memory_kb(p) for p in peer.pids), strict=True))
+    conns: list[client.Conn] = []
+    try:
+        conns = client.open_idle(client.DIALOGUES["imap"], peer.routes["imap"], USERS, sizes.idle_sessions)
+        time.sleep(1.0)
+        rss1, pss1 = (sum(v) for v in zip(*(tree_memory_kb(p) for p in peer.pids), strict=True))
+        row.idle_kb_per_session = (pss1 - pss0) / len(conns)
+        row.idle_rss_kb_per_session = (rss1 - rss0) / len(conns)
+    except (OSError, client.DialogueError) as exc:
+        row.errors.append(f"idle: {exc}"[:200])
+    finally:
+        for conn in conns:
+            conn.close()
+        time.sleep(0.5)
+
+
+def start_profiler(path: str, peer: Peer) -> subprocess.Popen[bytes]:
+    """py-spy sampling our proxy's process for as long as it is measured (folded stacks in ``path``)."""
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(peer.pids[0]), "--rate", "250", "--format", "raw",
+         "--output", path, "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def table(rows: list[Row], skipped: dict[str, str], load: tuple[str, str]) -> str:
+    head = ("peer", "service", "login p50/p95 ms", "sessions/s (50)", "CPU ms/session",
+            "MB/s (CPU s/GB)", "idle KB/session", "backend down")  # fmt: skip
+    lines = []
+    for r in rows:
+        transfer = "–" if r.transfer_mb_s is None else f"{r.transfer_mb_s:,.0f} ({fmt(r.cpu_s_per_gb, 2)})"
+        lines.append((
+            r.peer, r.service, f"{fmt(r.login_p50_ms, 2)} / {fmt(r.login_p95_ms, 2)}", fmt(r.sessions_per_s, 0),
+            fmt(r.cpu_ms_per_session, 2), transfer,
+            "–" if r.idle_kb_per_session is None else f"{r.idle_kb_per_session:.1f} (RSS {r.idle_rss_kb_per_session:.1f})",
+            f"{fmt(r.down_answer_ms, 1)} ms",
+        ))  # fmt: skip
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=False)]
+    out = [" | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    out.append("-+-".join("-" * w for w in widths))
+    out += [" | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    out.append("")
+    out.append(
+        f"load average before: {load[0]}; after: {load[1]} (2 cores; other work on the machine counts)"
+    )
+    for r in rows:
+        if r.down_answer:
+            out.append(f"backend down, {r.peer} {r.service}: {r.down_answer}")
+    for r in rows:
+        for e in r.errors:
+            out.append(f"error, {r.peer} {r.service}: {e}")
+    for name, why in skipped.items():
+        out.append(f"skipped {name}: {why}")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of about a minute")
+    parser.add_argument("--only", default=",".join(PEERS), help=f"peers, comma-separated ({','.join(PEERS)})")
+    parser.add_argument("--services", default=",".join(SERVICES), help="imap,pop3,submission")
+    parser.add_argument("--idle", type=int, help="idle IMAP sessions (default 2000, --quick 100; 0: skip)")
+    parser.add_argument("--no-transfer", action="store_true", help="skip the transfer measures (FETCH, RETR)")
+    parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument("--profile", metavar="FILE", help="run our proxy under cProfile (CPU time) into FILE")
+    parser.add_argument(
+        "--py-spy", metavar="FILE", help="profile our proxy with py-spy (raw format) into FILE"
+    )
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    if args.idle is not None:
+        sizes = Sizes(**{**asdict(sizes), "idle_sessions": args.idle})
+    if args.no_transfer:
+        sizes = Sizes(**{**asdict(sizes), "fetch_rounds": 0, "retr_rounds": 0})
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    install_missing(say)
+    services = [s for s in args.services.split(",") if s]
+    skipped: dict[str, str] = {}
+    if "submission" in services and not has_submissiond():
+        services.remove("submission")
+        skipped["submission"] = (
+            "dovecot-submissiond is not installed: the backends can't speak SMTP submission"
+        )
+    load_before = Path("/proc/loadavg").read_text().split()[0:3]
+    rows: list[Row] = []
+    work = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
+    (dead,) = free_ports(1)
+    with backends() as (legacy, target, _sink):
+        say("filling the transfer corpus")
+        fill(legacy, corpus(sizes))
+        for name in args.only.split(","):
+            if why := skip_reason(name):
+                skipped[name] = why
+                continue
+            peer_svcs = peer_services(name, services)
+            try:
+                peer = start_peer(name, legacy, target, dead, peer_svcs, work, args.profile)
+            except Exception as exc:  # a peer that would not start is reported, the others still run
+                skipped[name] = f"did not start: {exc}"[:400]
+                continue
+            for service in peer_svcs:
+                if service not in peer.routes:
+                    skipped[f"{name} {service}"] = "it does not listen for this service (yet)"
+            say(f"{name}: measuring {', '.join(s for s in peer_svcs if s in peer.routes)}")
+            profiler = start_profiler(args.py_spy, peer) if name.startswith("ours") and args.py_spy else None
+            try:
+                rows += [measure_service(peer, s, sizes, say) for s in peer_svcs if s in peer.routes]
+            finally:
+                if profiler is not None:
+                    profiler.send_signal(signal.SIGINT)
+                    profiler.wait(60)
+                peer.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    load = (" ".join(load_before), " ".join(Path("/proc/loadavg").read_text().split()[0:3]))
+    if args.output == "json":
+        print(json.dumps({"rows": [asdict(r) for r in rows], "skipped": skipped, "load": load,
+                          "sizes": asdict(sizes)}, indent=2))  # fmt: skip
+    else:
+        print(table(rows, skipped, load))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
