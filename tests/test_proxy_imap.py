@@ -236,6 +236,35 @@ def test_a_switch_keeps_open_sessions_and_sends_new_ones_to_the_target(
     assert count_in_inbox(target, "alice@tenant.example") == 1
 
 
+def test_a_moved_session_past_a_bulk_transfer_is_still_told_bye(
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer
+) -> None:
+    """A large FETCH moves the relay to zero-copy (splice) on plain legs; the goodbye must still come."""
+    plan, ports = write_proxy_plan(
+        tmp_path, legacy, target, target_extra=SUFFIX, proxy_extra="grace_seconds = 0.2"
+    )
+    big = b"Subject: big\r\n\r\n" + b"x" * 76 + b"\r\n"
+    big = big * 8000  # ~600 KB: reads of 64 KB and more
+    with ProxyThread(plan) as proxy:
+        alice = Raw(ports["imap"])
+        alice.send(b"a LOGIN alice alice-secret\r\n")
+        assert alice.until(b"a")[-1].startswith(b"a OK")
+        alice.send(b"b APPEND INBOX {%d+}\r\n" % len(big) + big + b"\r\n")
+        assert alice.until(b"b")[-1].startswith(b"b OK")
+        alice.send(b"c SELECT INBOX\r\n")
+        assert alice.until(b"c")[-1].startswith(b"c OK")
+        alice.send(b"d FETCH 1:* BODY.PEEK[]\r\n")
+        fetched = alice.until(b"d")
+        assert fetched[-1].startswith(b"d OK") and sum(len(x) for x in fetched) > len(big)
+        switch_wave(proxy.plan, "pilot")
+        proxy.poll()
+        assert (
+            alice.line() == b"* BYE [UNAVAILABLE] Your mailbox moved to another server; please reconnect.\r\n"
+        )
+        assert alice.line() == b""
+        alice.close()
+
+
 def test_after_the_grace_period_moved_sessions_are_told_bye_and_others_stay(
     tmp_path: Path, legacy: DovecotServer, target: DovecotServer
 ) -> None:

@@ -158,6 +158,9 @@ class Leg:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     tls: bool
+    #: What the client is told when the proxy ends the session (a switch's grace period ran out): the
+    #: relay writes it itself once it has taken the connection over from the streams.
+    farewell: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

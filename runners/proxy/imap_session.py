@@ -21,6 +21,7 @@ from runners.proxy.backend_connect import BackendUnavailable, start_tls
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
 from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize, valid_tag
+from runners.proxy.registry import FAREWELL
 from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response, text_of
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
@@ -88,7 +89,7 @@ class ImapSession:
             admitted = False
             route, backend = logged_in
             await relay_session(
-                ctx, Service.IMAP, route, self.address, Leg(self.reader, writer, self.tls), backend
+                ctx, Service.IMAP, route, self.address, Leg(self.reader, writer, self.tls, FAREWELL[Service.IMAP]), backend
             )
         except (_Closed, OSError, ConnectionError, asyncio.IncompleteReadError):
             pass

@@ -13,6 +13,7 @@ import asyncio
 from runners.proxy.backend_connect import BackendUnavailable, start_tls
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
+from runners.proxy.registry import FAREWELL
 from runners.proxy.sasl import SaslError, decode, plain_credentials
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
@@ -73,7 +74,7 @@ class Pop3Session:
             admitted = False
             route, backend = logged_in
             await relay_session(
-                ctx, Service.POP3, route, self.address, Leg(self.reader, writer, self.tls), backend
+                ctx, Service.POP3, route, self.address, Leg(self.reader, writer, self.tls, FAREWELL[Service.POP3]), backend
             )
         except (_Closed, OSError, ConnectionError, asyncio.IncompleteReadError):
             pass

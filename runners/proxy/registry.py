@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 from runners.proxy.contracts import Service
 
-_FAREWELL = {
+FAREWELL = {
     Service.IMAP: b"* BYE [UNAVAILABLE] Your mailbox moved to another server; please reconnect.\r\n",
     Service.POP3: b"-ERR [IN-USE] Your mailbox moved to another server; please reconnect.\r\n",
 }
@@ -50,7 +50,7 @@ class Session:
         self.wave = wave
 
     def say_farewell(self) -> None:
-        farewell = _FAREWELL.get(self.service)
+        farewell = FAREWELL.get(self.service)
         if farewell is not None and not self.writer.is_closing():
             with contextlib.suppress(OSError, RuntimeError):
                 self.writer.write(farewell)

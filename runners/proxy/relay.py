@@ -268,6 +268,10 @@ class _SpliceSession(_Session):
         self._count()
         for direction in (self.up, self.down):
             direction.close()
+        farewell = self.legs[0].farewell
+        if ended_by == "proxy" and farewell:  # the streams' transports are closed: say it on the socket
+            with contextlib.suppress(OSError):
+                self.client.send(farewell)
         for sock in (self.client, self.backend):
             sock.close()
         self._resolve(ended_by)
