@@ -89,7 +89,12 @@ class ImapSession:
             admitted = False
             route, backend = logged_in
             await relay_session(
-                ctx, Service.IMAP, route, self.address, Leg(self.reader, writer, self.tls, FAREWELL[Service.IMAP]), backend
+                ctx,
+                Service.IMAP,
+                route,
+                self.address,
+                Leg(self.reader, writer, self.tls, FAREWELL[Service.IMAP]),
+                backend,
             )
         except (_Closed, OSError, ConnectionError, asyncio.IncompleteReadError):
             pass

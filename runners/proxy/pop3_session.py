@@ -74,7 +74,12 @@ class Pop3Session:
             admitted = False
             route, backend = logged_in
             await relay_session(
-                ctx, Service.POP3, route, self.address, Leg(self.reader, writer, self.tls, FAREWELL[Service.POP3]), backend
+                ctx,
+                Service.POP3,
+                route,
+                self.address,
+                Leg(self.reader, writer, self.tls, FAREWELL[Service.POP3]),
+                backend,
             )
         except (_Closed, OSError, ConnectionError, asyncio.IncompleteReadError):
             pass
