@@ -204,6 +204,7 @@ def json_message(mime: bytes, props: ExchangeProps) -> JsonMessage:
         cost = (len(attachment.data) + 2) // 3 * 4 + len(attachment.name) * 2 + 256
         if size + cost <= INLINE_BUDGET:
             inline.append(attachment.json_parts())
+            attachment.data = b""  # its base64 is what is sent: the decoded bytes can go now
             size += cost
         else:
             later.append(attachment)
