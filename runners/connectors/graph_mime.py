@@ -3,9 +3,10 @@
 ``email``'s parser turns the whole message into text and feeds it line by line: about a
 millisecond a message and several copies of a large one held at once, for every create of the
 JSON route. Here only header blocks go through ``email`` (compat32, headers only); bodies stay
-slices of the original bytes, multiparts are cut at their boundary lines (RFC 2046 5.1.1), and a
-leaf's payload is decoded from its bytes when asked. A multipart whose boundary never appears is
-kept as one leaf; one never closed ends at the end of the message (as ``email`` reads both).
+where they are in the original bytes (offsets, not copies), multiparts are cut at their boundary
+lines (RFC 2046 5.1.1), and a leaf's payload is decoded from its bytes when asked. A multipart
+whose boundary never appears is kept as one leaf; one never closed ends at the end of the message
+(as ``email`` reads both).
 """
 
 from __future__ import annotations
