@@ -320,6 +320,7 @@ def figures(args: argparse.Namespace, result: dict[str, Any], mailboxes: int) ->
         "time_fraction": round(sum(least / t for t in took) / len(took), 3) if took else 0.0,
         "throttled": len(result["emulator"]["throttled"]),
         "throttled_after_first_minute": len(late),
+        "late_reasons": sorted({e["reason"] for e in late}),
         "requests_per_message": round(per_message, 3),
         "cpu_per_1000": round(result["cpu"] / messages * 1000, 3),
         "imports_cpu": round(result["imports_cpu"], 2),
