@@ -39,6 +39,9 @@ class Budget:
     requests: tuple[int, float] | None = None
     #: (bytes, window seconds): Graph allows (150_000_000, 300.0) of upload per app and mailbox.
     upload_bytes: tuple[int, float] | None = None
+    #: A request stays in the windows from when it leaves until a window after its answer came
+    #: (not after it left): the service counts it somewhere in between, so no slack is needed.
+    counted_until_answer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,8 @@ class _Window:
         self.seconds = seconds
         self._spent: deque[tuple[float, int]] = deque()
         self.total = 0
+        #: Spent by requests still waiting for their answer (``reserve``/``settle``).
+        self.pending = 0
 
     def _expire(self, now: float) -> None:
         while self._spent and self._spent[0][0] <= now - self.seconds:
@@ -76,14 +81,16 @@ class _Window:
         """Seconds until ``amount`` fits (0: now). An amount above the whole limit waits for an
         empty window, then goes: the server, not the pacer, refuses what can never fit."""
         self._expire(now)
-        if self.total + amount <= self.limit or not self._spent:
+        if self.total + self.pending + amount <= self.limit or not (self._spent or self.pending):
             return 0.0
-        excess = self.total + amount - self.limit
+        excess = self.total + self.pending + amount - self.limit
         freed = 0
         for stamp, spent in self._spent:
             freed += spent
             if freed >= excess:
                 return max(0.0, stamp + self.seconds - now)
+        if self.pending:
+            return self.seconds  # a window after answers still to come, at the soonest
         return max(0.0, self._spent[-1][0] + self.seconds - now)
 
     def spend(self, amount: int, now: float) -> None:
@@ -91,9 +98,17 @@ class _Window:
             self._spent.append((now, amount))
             self.total += amount
 
+    def reserve(self, amount: int) -> None:
+        self.pending += amount
+
+    def settle(self, amount: int, now: float) -> None:
+        """The answer came: what was reserved is counted from now."""
+        self.pending -= amount
+        self.spend(amount, now)
+
     def used(self, now: float) -> int:
         self._expire(now)
-        return self.total
+        return self.total + self.pending
 
 
 class Pace:
@@ -136,16 +151,23 @@ class Pace:
                 self._lock.wait(timeout=min(delay, 1.0) if delay != float("inf") else 1.0)
             now = self._clock()
             self._in_flight += width
-            if self._requests is not None:
-                self._requests.spend(requests, now)
-            if self._bytes is not None:
-                self._bytes.spend(upload_bytes, now)
+            windows = [
+                (w, n) for w, n in ((self._requests, requests), (self._bytes, upload_bytes)) if w is not None
+            ]
+            for window, amount in windows:
+                if self.budget.counted_until_answer:
+                    window.reserve(amount)
+                else:
+                    window.spend(amount, now)
             self._waited += now - started
         try:
             yield
         finally:
             with self._lock:
                 self._in_flight -= width
+                if self.budget.counted_until_answer:
+                    for window, amount in windows:
+                        window.settle(amount, self._clock())
                 self._lock.notify_all()
 
     def _delay(self, upload_bytes: int, requests: int = 1, width: int = 1) -> float:

@@ -130,10 +130,14 @@ class BatchCreates:
         if group:
             yield group
 
-    def _body(self, group: Sequence[Create]) -> bytes:
-        return b'{"requests":[' + b",".join(
-            b'{"id":"%d",' % n + self._head + create.body + b"}" for n, create in enumerate(group)
-        ) + b"]}"  # fmt: skip
+    def _body(self, group: Sequence[Create]) -> list[bytes]:
+        """The batch's JSON as parts around each message's own bytes: sent in turn, never copied
+        into one body (that copy would double the batch's memory while it is in flight)."""
+        parts: list[bytes] = []
+        for n, create in enumerate(group):
+            parts += [b'%s{"id":"%d",%s' % (b"}," if n else b'{"requests":[', n, self._head), create.body]
+        parts.append(b"}]}")
+        return parts
 
     def _send(self, group: list[Create]) -> AppendOutcome | None:
         """One batch; returns the first outcome that finished the mailbox, if any."""

@@ -88,7 +88,7 @@ class GraphHttp:
         operation: str,
         *,
         json: Any = None,
-        content: bytes | None = None,
+        content: bytes | list[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         creates: bool = False,
@@ -97,12 +97,17 @@ class GraphHttp:
     ) -> httpx.Response:
         """Send and return Graph's answer once it is not "wait" (429/5xx, unless ``creates``) nor
         an expired token. Raises ``ConnectionLost`` when the connection broke (after retries,
-        unless ``creates``). A ``$batch`` of ``requests`` spends that many of the budget."""
+        unless ``creates``). A ``$batch`` of ``requests`` spends that many of the budget.
+        ``content`` as a list of parts is sent one after the other, never joined into one copy."""
         extra = dict(headers or {})
         if json is not None:  # encoded here so that its size counts against the upload budget
             content = _json.dumps(json).encode()
             extra.setdefault("Content-Type", "application/json")
-        sent = len(content) if content is not None else 0
+        if isinstance(content, list):
+            sent = sum(len(part) for part in content)
+            extra["Content-Length"] = str(sent)  # Graph takes no chunked body (411)
+        else:
+            sent = len(content) if content is not None else 0
         refreshed = False
         attempt = 0
         while True:

@@ -86,10 +86,10 @@ class Attachment:
         """The fileAttachment as Graph takes it in a message or an attachments POST."""
         return self.json_meta() | {"contentBytes": base64.b64encode(self.data).decode("ascii")}
 
-    def json_bytes(self) -> bytes:
-        """``json()`` encoded, its base64 spliced in as bytes (the same JSON, made without copies)."""
-        meta = self.json_meta()
-        return json.dumps(meta).encode()[:-1] + b',"contentBytes":"' + base64.b64encode(self.data) + b'"}'
+    def json_parts(self) -> list[bytes]:
+        """``json()`` encoded, in parts around its base64 (the same JSON, made without copies)."""
+        meta = json.dumps(self.json_meta()).encode()[:-1] + b',"contentBytes":"'
+        return [meta, base64.b64encode(self.data), b'"}']
 
     def json_meta(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -118,10 +118,20 @@ class Attachment:
 
 @dataclass(slots=True)
 class JsonMessage:
-    """The create request, and what must follow it (attachments too large to ride along)."""
+    """The create request, and what must follow it (attachments too large to ride along). The
+    request is kept in parts (each inline attachment's base64 one of them), sent one after the
+    other: a large message is never copied whole into one body."""
 
-    body: bytes
+    parts: list[bytes]
     later: list[Attachment] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts)
 
 
 def state_properties(props: ExchangeProps, route: str, *, pending: bool = False) -> list[dict[str, str]]:
@@ -188,21 +198,23 @@ def json_message(mime: bytes, props: ExchangeProps) -> JsonMessage:
     # attachment's base64 is not copied into a str nor scanned again by the JSON encoder).
     head = json.dumps(created).encode()
     later: list[Attachment] = []
-    inline: list[bytes] = []
+    inline: list[list[bytes]] = []
     size = len(head) + sum(len(p["value"]) + 64 for p in properties) + 512
     for attachment in sorted(attachments, key=lambda a: len(a.data)):
         cost = (len(attachment.data) + 2) // 3 * 4 + len(attachment.name) * 2 + 256
         if size + cost <= INLINE_BUDGET:
-            inline.append(attachment.json_bytes())
+            inline.append(attachment.json_parts())
+            attachment.data = b""  # its base64 is what is sent: the decoded bytes can go now
             size += cost
         else:
             later.append(attachment)
     properties += state_properties(props, "json", pending=bool(later))
     parts = [head[:-1], b',"singleValueExtendedProperties":', json.dumps(properties).encode()]
-    if inline:
-        parts += [b',"attachments":[', b",".join(inline), b"]"]
-    parts.append(b"}")
-    return JsonMessage(b"".join(parts), later)
+    for n, attachment_parts in enumerate(inline):
+        parts.append(b"," if n else b',"attachments":[')
+        parts += attachment_parts
+    parts.append(b"]}" if inline else b"}")
+    return JsonMessage(parts, later)
 
 
 def _split(message: Part) -> tuple[Part | None, list[Attachment]]:

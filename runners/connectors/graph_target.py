@@ -194,7 +194,7 @@ class GraphTarget:
                     return
                 props = props_for(item)
                 built = json_message(item.body, props)
-                if built.later or len(built.body) > BATCH_ALONE:
+                if built.later or built.size > BATCH_ALONE:
                     alone[n] = self._append_one(folder, folder_id, item, built)
                     if alone[n].fatal_for_mailbox:
                         fatal.append(alone[n])
@@ -281,7 +281,7 @@ class GraphTarget:
         operation = f"create message in {folder}"
 
         def send() -> httpx.Response:
-            return self.http.send("POST", url, operation, content=built.body,
+            return self.http.send("POST", url, operation, content=built.parts,
                                   headers={"Content-Type": "application/json"}, creates=True)  # fmt: skip
 
         response = self._create(
