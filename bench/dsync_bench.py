@@ -131,7 +131,10 @@ def one_run(
     lab.retire(target)
     run = Run(tool, len(users), messages, measured.wall, measured.cpu_user, measured.cpu_sys, dovecot_s, busy,
               on_target, not problems, "; ".join(problems))  # fmt: skip
-    print(f"  {name}: {run.seconds:.2f} s, busy {run.busy:.0%}{' -- ' + run.note if run.note else ''}", file=sys.stderr)
+    print(
+        f"  {name}: {run.seconds:.2f} s, busy {run.busy:.0%}{' -- ' + run.note if run.note else ''}",
+        file=sys.stderr,
+    )
     return run
 
 
@@ -193,8 +196,12 @@ def render(report: Report) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=3000, help="messages of the one mailbox (default 3000)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--messages", type=int, default=3000, help="messages of the one mailbox (default 3000)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each 1-mailbox scenario (default 3)")
     parser.add_argument("--mailboxes", type=int, default=8, help="mailboxes at once (default 8)")
     parser.add_argument("--many-messages", type=int, default=1500, help="messages per mailbox there")

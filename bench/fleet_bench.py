@@ -96,7 +96,9 @@ def plan_for(lab: Lab, name: str, source: DovecotServer, target: DovecotServer, 
     plan = bench_plan(lab.workdir / name, source, target, users, lab.run_settings)
     text = plan.read_text().replace(f"workers = {len(users)}", f"workers = {workers}")
     if pg_url:
-        text = text.replace('[state]\ndir = "state"', f'[state]\nurl = "{pg_url}"\npassword = "env:{PASSWORD_ENV}"')
+        text = text.replace(
+            '[state]\ndir = "state"', f'[state]\nurl = "{pg_url}"\npassword = "env:{PASSWORD_ENV}"'
+        )
     plan.write_text(text + "\n" + settings)
     return plan
 
@@ -122,8 +124,12 @@ def fleet_pass(lab: Lab, source: DovecotServer, users: Sequence[str], messages: 
     env = bench_env(lab, source, target) | ({PASSWORD_ENV: PASSWORD} if pg_url else {})
     names = [f"bench-r{n}" for n in range(1, runners)]
     procs = [
-        subprocess.Popen(cutover("runner", "--plan", str(plan), "--name", n, "--workers", str(each)), env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            cutover("runner", "--plan", str(plan), "--name", n, "--workers", str(each)),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for n in names
     ]
     try:
@@ -147,7 +153,10 @@ def fleet_pass(lab: Lab, source: DovecotServer, users: Sequence[str], messages: 
     note = "" if ok else f"exit {done.returncode}, status {summary.get('status')}, {arrived} arrived"
     lab.retire(target)
     row = Throughput(label, runners, each * runners, messages, seconds, arrived, ok, note)
-    print(f"  {label}: {row.msgs_per_s:.0f} msg/s ({seconds:.2f} s){' -- ' + note if note else ''}", file=sys.stderr)
+    print(
+        f"  {label}: {row.msgs_per_s:.0f} msg/s ({seconds:.2f} s){' -- ' + note if note else ''}",
+        file=sys.stderr,
+    )
     return row
 
 
@@ -182,7 +191,9 @@ def store_cost(lab: Lab, source: DovecotServer, users: Sequence[str], workers: i
     copied = result.stats.totals()["copied"]
     row = StoreCost(label, int(copied), count.statements, count.transactions, count.seconds * 1000, seconds)
     statements, ms = row.per_1000
-    print(f"  store cost {label}: {statements:.0f} statements, {ms:.0f} ms per 1,000 messages", file=sys.stderr)
+    print(
+        f"  store cost {label}: {statements:.0f} statements, {ms:.0f} ms per 1,000 messages", file=sys.stderr
+    )
     return row
 
 
@@ -246,8 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mailboxes": len(users),
             "load_before": before,
             "load_after": load(),
-            "throughput": [asdict(single) | {"msgs_per_s": single.msgs_per_s},
-                           asdict(fleet) | {"msgs_per_s": fleet.msgs_per_s}],
+            "throughput": [
+                asdict(single) | {"msgs_per_s": single.msgs_per_s},
+                asdict(fleet) | {"msgs_per_s": fleet.msgs_per_s},
+            ],
             "ratio": fleet.msgs_per_s / single.msgs_per_s if single.msgs_per_s else 0.0,
             "store_cost": [asdict(c) for c in costs],
         }

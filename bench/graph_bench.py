@@ -60,7 +60,9 @@ def emulator_main(args: argparse.Namespace) -> None:
     """Serve until stdin closes; "stats" on stdin prints the throttling events and request counts."""
     from lab.graph import AppConfig, GraphConfig, GraphEmulator, Limits, UserConfig
 
-    users = tuple(UserConfig(f"user{n}@bench.test", max_receive_size=150 * 1024 * 1024) for n in range(args.users))
+    users = tuple(
+        UserConfig(f"user{n}@bench.test", max_receive_size=150 * 1024 * 1024) for n in range(args.users)
+    )
     limits = Limits(requests=args.requests, request_window=args.window, upload_bytes=args.upload_bytes,
                     upload_window=args.upload_window)  # fmt: skip
     roles = frozenset({"Mail.ReadWrite", "Mail-Advanced.ReadWrite.All"})
@@ -258,7 +260,10 @@ def _naive(args: argparse.Namespace, where: dict[str, str], mailbox: str, corpus
             item = AppendItem(m.body, m.flags, m.internaldate, f"{mailbox}/{n}")
             body = json_message(m.body, props_for(item)).body
             while True:
-                headers = {"Authorization": "Bearer " + tokens.token().value, "Content-Type": "application/json"}
+                headers = {
+                    "Authorization": "Bearer " + tokens.token().value,
+                    "Content-Type": "application/json",
+                }
                 response = client.post(url, content=body, headers=headers)
                 if response.status_code != 429:
                     break
@@ -365,7 +370,9 @@ def _scale(one: dict[str, Any], many: dict[str, Any], key: str, mailboxes: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--mailboxes", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
@@ -376,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upload-window", type=float, default=30.0)
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.add_argument("--only-parallel", action="store_true", help="only the N-mailbox case")
-    parser.add_argument("--role", choices=("main", "emulator", "ours", "naive"), default="main", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--role", choices=("main", "emulator", "ours", "naive"), default="main", help=argparse.SUPPRESS
+    )
     parser.add_argument("--users", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--where", default="", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", default="", help=argparse.SUPPRESS)

@@ -143,7 +143,9 @@ def measure(lab: ShmLab, source: DovecotServer, users: Sequence[str], messages: 
     name = "".join(c if c.isalnum() else "-" for c in label)
     target = lab.dovecot(f"target-{name}", users, store="mdbox")
     plan = write_plan(lab.workdir / f"plan-{name}", source, target, users)
-    measured = run_measured(cutover_argv(plan, len(users)), bench_env_for(lab, source, target), lab.workdir / "logs", name)
+    measured = run_measured(
+        cutover_argv(plan, len(users)), bench_env_for(lab, source, target), lab.workdir / "logs", name
+    )
     if measured.returncode != 0:
         for log in sorted((plan.parent / "state" / "logs").glob("run-*.log")):
             print(log.read_text()[-3000:], file=sys.stderr)
@@ -165,7 +167,9 @@ def bench_env_for(lab: ShmLab, source: DovecotServer, target: DovecotServer) -> 
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="10000,100000,500000", help="folder sizes, comma-separated")
     parser.add_argument("--mailboxes", type=int, default=8, help="mailboxes of the workers case (default 8)")
     parser.add_argument("--per-mailbox", type=int, default=10000, help="messages per mailbox there")
@@ -202,11 +206,15 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
         low, high = min(r.peak_rss_mb for r in singles), max(r.peak_rss_mb for r in singles)
         spread = (high - low) / low
         verdict = "PASS" if spread <= TARGET_SPREAD else "MISS"
-        out.append(f"{verdict}  peak RSS within {TARGET_SPREAD:.0%} across folder sizes: {low:.1f}-{high:.1f} MB ({spread:.1%})")
+        out.append(
+            f"{verdict}  peak RSS within {TARGET_SPREAD:.0%} across folder sizes: {low:.1f}-{high:.1f} MB ({spread:.1%})"
+        )
     for row in rows:
         if row.mailboxes > 1:
             verdict = "PASS" if row.peak_rss_mb < TARGET_RSS_MB else "MISS"
-            out.append(f"{verdict}  < {TARGET_RSS_MB:.0f} MB with {row.mailboxes} workers: {row.peak_rss_mb:.1f} MB")
+            out.append(
+                f"{verdict}  < {TARGET_RSS_MB:.0f} MB with {row.mailboxes} workers: {row.peak_rss_mb:.1f} MB"
+            )
     return out
 
 
@@ -217,7 +225,10 @@ def render(rows: Sequence[Row]) -> str:
         lines.append(f"{r.scenario:<40} {r.messages:>9,} {r.seconds:>8.1f} {r.msgs_per_s:>7,.0f} "
                      f"{r.cpu_user:>7.2f} {r.cpu_sys:>7.2f} {r.peak_rss_mb:>7.1f}{flag}")  # fmt: skip
     load = os.getloadavg()
-    lines += ["", f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"]
+    lines += [
+        "",
+        f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs",
+    ]
     return "\n".join([*lines, "", *verdicts(rows)])
 
 

@@ -52,7 +52,9 @@ APP_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("help", "help", "question_mark", "Help"),
     ActionSpec("quit", "quit", "q", "Quit"),
     # Not in the key bar (it is full at 80 columns): "?" and the palette list it.
-    ActionSpec("proxy", "goto('proxy')", "p", "Proxy", show=False, note="sessions, logins/s, failures; :proxy USER"),
+    ActionSpec(
+        "proxy", "goto('proxy')", "p", "Proxy", show=False, note="sessions, logins/s, failures; :proxy USER"
+    ),
 )
 
 WAVE_ACTIONS: tuple[ActionSpec, ...] = (

@@ -244,7 +244,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     common(proxy)
     # Written together (argparse can't fill positionals on both sides of --plan): proxy route USER --plan P.
-    proxy.add_argument("action", nargs="?", choices=("run", "route", "forget", "rekey"), default="run", help="what to do")
+    proxy.add_argument(
+        "action", nargs="?", choices=("run", "route", "forget", "rekey"), default="run", help="what to do"
+    )
     proxy.add_argument("user", nargs="?", metavar="USER", help="the user (route, forget)")
     runner = sub.add_parser(
         "runner",
@@ -256,7 +258,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     common(runner)
     runner.add_argument("--name", help="this runner's name in the store (default: hostname:pid)")
-    runner.add_argument("--workers", type=int, help="mailboxes worked at once (default: plan's [run] workers)")
+    runner.add_argument(
+        "--workers", type=int, help="mailboxes worked at once (default: plan's [run] workers)"
+    )
     return parser
 
 
@@ -538,6 +542,8 @@ def _proxy(args: argparse.Namespace) -> int:
     from cockpit.commands.proxy import proxy_command
 
     return proxy_command(args)
+
+
 def _runner(args: argparse.Namespace) -> int:
     from cockpit.commands.runner import runner_command
 

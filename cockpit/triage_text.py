@@ -117,7 +117,9 @@ def proxy_text(result: Triage) -> list[str]:
             f"  route: {route.backend} as {route.backend_login} (decided by {route.decided_by}{why}), "
             f"at the last login {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(route.at))}"
         )
-    lines.append(f"  last logins ({len(result.proxy_logins)})" if result.proxy_logins else "  last logins: none")
+    lines.append(
+        f"  last logins ({len(result.proxy_logins)})" if result.proxy_logins else "  last logins: none"
+    )
     for r in result.proxy_logins:
         when = time.strftime("%m-%d %H:%M:%S", time.localtime(r.ts))
         detail = f": {r.detail}" if r.detail else ""

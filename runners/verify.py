@@ -109,7 +109,11 @@ class VerifyReport:
         return {
             "wave": self.wave,
             "deep": self.deep,
-            "compared_by": "sha256" if self.deep and self.keeps_bytes else "kept-fields" if not self.keeps_bytes else "count-and-size",
+            "compared_by": "sha256"
+            if self.deep and self.keeps_bytes
+            else "kept-fields"
+            if not self.keeps_bytes
+            else "count-and-size",
             "ok": self.ok,
             "incomplete": self.incomplete,
             "totals": self.totals(),
@@ -282,7 +286,9 @@ def _verify_kept_folder(
             expected = expected_item(fetched.body, meta.flags, meta.internaldate, key, deep=sides.kept_deep)
             found = differences(expected, kept[target_id])
             route = f" (made by {kept[target_id].route})" if kept[target_id].route else ""
-            bucket, reason = ("different", f"target item {target_id}{route}: " + "; ".join(found)) if found else ("ok", "")
+            bucket, reason = (
+                ("different", f"target item {target_id}{route}: " + "; ".join(found)) if found else ("ok", "")
+            )
             _count(result, check, folder, meta, bucket, reason)
         for meta, _, _ in to_compare.values():  # a source that yields less than asked: never silent
             _count(result, check, folder, meta, "different", "the source did not deliver the message")
@@ -406,7 +412,10 @@ def verify_text(report: VerifyReport) -> str:
     checked = {
         (True, True): "byte-for-byte (SHA-256)",
         (True, False): "by count and size",
-        (False, True): "by key, dates, state, kept headers, body text and attachment SHA-256 (not bytes: the target re-renders messages)",
+        (
+            False,
+            True,
+        ): "by key, dates, state, kept headers, body text and attachment SHA-256 (not bytes: the target re-renders messages)",
         (False, False): "by key, dates and state (not bytes: the target re-renders messages)",
     }[(report.keeps_bytes, report.deep)]
     if report.incomplete:

@@ -78,7 +78,9 @@ class Fleet:
         finally:
             store.close()
 
-    def start_runner(self, name: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def start_runner(
+        self, name: str, *extra: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             [*CUTOVER, "runner", "--plan", str(self.lab.plan), "--name", name, "--output", "json", *extra],
             env=self.lab.env | (env or {}),
@@ -90,7 +92,9 @@ class Fleet:
         self.runners[name] = proc
         return proc
 
-    def launch(self, wave: str = "pilot", *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def launch(
+        self, wave: str = "pilot", *extra: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         """``cutover run`` in the background: it starts the run (its queue) and works it too."""
         return subprocess.Popen(
             [*CUTOVER, "run", "--plan", str(self.lab.plan), "--wave", wave, "--output", "json", "--progress",
@@ -104,7 +108,8 @@ class Fleet:
     def copying(self, name: str) -> list[str]:
         """Mailboxes ``name`` holds that have messages copied this run already (it is mid-mailbox)."""
         rows = self.query(
-            "SELECT source FROM mailboxes WHERE owner = ? AND messages_done > 0 AND state = 'running'", (name,)
+            "SELECT source FROM mailboxes WHERE owner = ? AND messages_done > 0 AND state = 'running'",
+            (name,),
         )
         return [r["source"] for r in rows]
 

@@ -153,7 +153,11 @@ def test_folder_collisions_and_reserved_names(
     assert collision.title == "Folders collide on the target" and collision.observed == "Projects, projects"
     # Exchange targets reserve "Files"; the same survey against a Graph target plan says so.
     imapfill.create_folder(source, "bob", "Files")
-    rewrite_table(plan, "target", lambda _: '[target]\ntype = "graph"\ntenant_id = "t"\nclient_id = "c"\nclient_secret = "x"\n\n')
+    rewrite_table(
+        plan,
+        "target",
+        lambda _: '[target]\ntype = "graph"\ntenant_id = "t"\nclient_id = "c"\nclient_secret = "x"\n\n',
+    )
     with planned("graph"):  # Exchange targets load once an adapter is registered (the Exchange issues)
         result = run(plan, monkeypatch, source, target, "FLD-NAME-009")
     reserved = [

@@ -345,5 +345,7 @@ def test_a_running_delta_pass_is_not_counted_twice(tmp_path: Path) -> None:
 def test_the_wave_line_names_its_readiness_blockers_and_says_when_no_run_happened_yet() -> None:
     wave = WaveSummary("wave-2", 4, {"pending": 4}, 0, 0, 0, 0, 0, False, None)
     line = wave_detail(wave, {"erin@legacy.example": ("SRC-LOGIN-002", "TGT-SIZE-006")})
-    assert line.endswith("no run yet; BLOCKED by readiness: erin@legacy.example (SRC-LOGIN-002, TGT-SIZE-006)")
+    assert line.endswith(
+        "no run yet; BLOCKED by readiness: erin@legacy.example (SRC-LOGIN-002, TGT-SIZE-006)"
+    )
     assert "last run not run" not in wave_detail(wave)

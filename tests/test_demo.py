@@ -76,7 +76,9 @@ def test_readiness_runs_every_check_against_the_lab(demo: DemoResult) -> None:
     # IMAP target.
     ews = {f"TGT-EWS-03{n}" for n in range(1, 6)}
     graph = {"TGT-GAPP-041", "TGT-GBOX-042", "TGT-GSIZE-043", "TGT-GDNS-044"}
-    assert skipped == {"TGT-HTTPS-001", "TGT-STORE-004", "DNS-AUTOD-008", "SRC-QUOTA-011"} | ews | graph, states
+    assert skipped == {"TGT-HTTPS-001", "TGT-STORE-004", "DNS-AUTOD-008", "SRC-QUOTA-011"} | ews | graph, (
+        states
+    )
     assert not demo.readiness.incomplete, states
     # SRC-QUOTA-011, DIR-LOGIN-007 and the target category's three joined the 30; then EWS's and Graph's.
     assert len(states) == 35 + len(ews) + len(graph)

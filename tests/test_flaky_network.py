@@ -144,11 +144,12 @@ def test_two_mailboxes_through_resets_and_stalls_copy_everything_in_one_run(
     store = StateStore(load_plan(plan).state_db)
     rows = take(store, load_plan(plan)).mailboxes
     store.close()
-    assert [(r.state, r.messages_done, r.messages_total) for r in rows] == [("ok", per_mailbox, per_mailbox)] * 2
+    assert [(r.state, r.messages_done, r.messages_total) for r in rows] == [
+        ("ok", per_mailbox, per_mailbox)
+    ] * 2
     # Straight to the servers now: verify --deep compares every message's bytes.
     for side, proxy, server in (("source", source_proxy, source), ("target", target_proxy, target)):
         direct = f"port = {server.imap_port}"
         rewrite_table(plan, side, lambda t, p=proxy, d=direct: t.replace(f"port = {p.imap_port}", d))  # type: ignore[misc]
     verify_code, report = lab.verify("pilot", "--deep")
     assert verify_code == 0, report
-

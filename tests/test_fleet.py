@@ -75,7 +75,9 @@ def assert_every_mailbox_copied_once(lab: Lab) -> None:
         assert_same_mailbox(lab.source, lab.target, f"u{n:02d}")
 
 
-def test_four_runners_kill_and_freeze_nothing_lost_nothing_duplicated(fleet_lab: tuple[Lab, int], gate: Gate) -> None:
+def test_four_runners_kill_and_freeze_nothing_lost_nothing_duplicated(
+    fleet_lab: tuple[Lab, int], gate: Gate
+) -> None:
     lab, total = fleet_lab
     with fleet_of(lab) as fleet:
         for name in ("r1", "r3", "r4"):
@@ -245,7 +247,10 @@ def test_the_lease_is_the_plans_runner_lease_seconds(tmp_path: Path) -> None:
 
     side = Unreachable(1)
     assert load_plan(write_plan(tmp_path / "a", side, side)).lease_seconds == 120.0
-    assert load_plan(write_plan(tmp_path / "b", side, side, tail="[runner]\nlease_seconds = 45\n")).lease_seconds == 45
+    assert (
+        load_plan(write_plan(tmp_path / "b", side, side, tail="[runner]\nlease_seconds = 45\n")).lease_seconds
+        == 45
+    )
     with pytest.raises(PlanError, match=r"plan.toml:\d+: \[runner.lease_seconds\] must be at least 1 second"):
         load_plan(write_plan(tmp_path / "c", side, side, tail="[runner]\nlease_seconds = 0.5\n"))
     with pytest.raises(PlanError, match=r"unknown key \"lease\""):

@@ -85,11 +85,23 @@ def test_host_and_port_move_graph(tmp_path: Path) -> None:
     [
         ("", "target", "needs client_secret or client_certificate"),
         ('client_secret = "a"\nclient_certificate = "file:x"', "target.client_certificate", "not both"),
-        ('client_secret = "a"\nroute = "mime"', "target.route", '"mime" is not one of auto | import-mime | json'),
+        (
+            'client_secret = "a"\nroute = "mime"',
+            "target.route",
+            '"mime" is not one of auto | import-mime | json',
+        ),
         ('client_secret = "a"\ngraph_url = "http://127.0.0.1:80"', "target.graph_url", "https:// URL"),
-        ('client_secret = "a"\ngraph_url = "https://h/v1.0"', "target.graph_url", "only scheme, host and port"),
+        (
+            'client_secret = "a"\ngraph_url = "https://h/v1.0"',
+            "target.graph_url",
+            "only scheme, host and port",
+        ),
         ('client_secret = "a"\npace_concurrency = 0', "target.pace_concurrency", "between 1 and 64"),
-        ('client_secret = "a"\nclient_secrett = "b"', "target.client_secrett", 'did you mean "client_secret"'),
+        (
+            'client_secret = "a"\nclient_secrett = "b"',
+            "target.client_secrett",
+            'did you mean "client_secret"',
+        ),
     ],
 )
 def test_mistakes_name_the_key(tmp_path: Path, target: str, key: str, words: str) -> None:

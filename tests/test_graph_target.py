@@ -393,7 +393,9 @@ def test_tokens_are_renewed_before_they_expire(tmp_path: Path, source_dovecot: D
         code, summary = lab.run()
 
         assert code == 0, summary["mailboxes"][0].get("error")
-        assert len(emulator.items(address("alice"))) == 120 and set(keys_held(emulator, "alice").values()) == {1}
+        assert len(emulator.items(address("alice"))) == 120 and set(
+            keys_held(emulator, "alice").values()
+        ) == {1}
         assert all(emulator.request_counts(box).get("status:401", 0) == 0 for box in ("", address("alice")))
 
 

@@ -111,7 +111,11 @@ def test_every_readiness_section_loads(tmp_path: Path) -> None:
         (('ews = "https://', 'ews = "http://'), "capacity.endpoints", "https:// URL"),
         (("expires = 2026-12-31", 'expires = "soon"'), "waivers[0].expires", "expected a date"),
         (('resolver = "127.0.0.1:5353"', 'resolver = "127.0.0.1:dns"'), "dns.resolver", "host:port"),
-        (('"mail.new.test" = "127.0.0.1"', '"mail.new.test" = "mail.old"'), "capacity.addresses", "IP address"),
+        (
+            ('"mail.new.test" = "127.0.0.1"', '"mail.new.test" = "mail.old"'),
+            "capacity.addresses",
+            "IP address",
+        ),
     ],
 )
 def test_errors_name_the_line_and_key(tmp_path: Path, change: tuple[str, str], key: str, words: str) -> None:

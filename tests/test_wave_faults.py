@@ -42,7 +42,9 @@ def _nothing_failed(lab: Lab) -> None:
     assert status["runs"][0]["status"] == "failed"
 
 
-def test_a_refused_master_login_stops_the_wave_after_the_first_few(tmp_path: Path, dovecot_factory: object) -> None:
+def test_a_refused_master_login_stops_the_wave_after_the_first_few(
+    tmp_path: Path, dovecot_factory: object
+) -> None:
     lab = _lab(tmp_path, dovecot_factory)
     env = lab.env | {"DST_MASTER_PW": "not-the-password-7f3a"}
 

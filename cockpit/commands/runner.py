@@ -36,11 +36,18 @@ def runner_command(args: argparse.Namespace) -> int:
     )
     result = FleetRunner(plan, name, workers, stop).run()
     logging.getLogger("cutover").info("runner %s stopped", name)
-    summary = {"name": name, "mailboxes": result.mailboxes, "copied": result.copied, "runs": sorted(result.runs)}
+    summary = {
+        "name": name,
+        "mailboxes": result.mailboxes,
+        "copied": result.copied,
+        "runs": sorted(result.runs),
+    }
     if args.output == "json":
         print(json.dumps(summary, sort_keys=True))
     else:
-        print(f"runner {safe(name)} stopped: {result.mailboxes} mailbox(es) worked, {result.copied} message(s) copied")
+        print(
+            f"runner {safe(name)} stopped: {result.mailboxes} mailbox(es) worked, {result.copied} message(s) copied"
+        )
     return 0
 
 

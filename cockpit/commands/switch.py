@@ -57,10 +57,14 @@ def post_checks(plan: Plan, wave: str) -> list[Condition]:
     recorded as the readiness run (other waves' domains, not switched yet, would block theirs)."""
     run = run_checks(plan, select(), phase="post")
     ours = wave_objects(plan.wave(wave))
-    blockers = [f"{f.object_id} ({f.check_id}: {f.title})" for f in run.blockers if f.object_id.lower() in ours]
+    blockers = [
+        f"{f.object_id} ({f.check_id}: {f.title})" for f in run.blockers if f.object_id.lower() in ours
+    ]
     errors = [f"{o.check_id} ({o.reason})" for o in run.outcomes if o.state == "error"]
     ran = sum(1 for o in run.outcomes if o.state != "skipped")
-    detail = f"{ran} check(s) ran, " + (f"blockers: {'; '.join(blockers)}" if blockers else "no blocker for the wave")
+    detail = f"{ran} check(s) ran, " + (
+        f"blockers: {'; '.join(blockers)}" if blockers else "no blocker for the wave"
+    )
     if errors:
         detail += f"; could not run: {'; '.join(errors)}"
     return [Condition("post-checks", not blockers, detail)]

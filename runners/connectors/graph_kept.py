@@ -39,7 +39,12 @@ def property_key(property_id: str) -> tuple[str, ...]:
     if tag is not None:
         return (kind.lower(), str(int(tag, 16)))
     if how.lower() == "id":
-        return (kind.lower(), guid.lower(), "id", str(int(name, 16)) if name.lower().startswith("0x") else name)
+        return (
+            kind.lower(),
+            guid.lower(),
+            "id",
+            str(int(name, 16)) if name.lower().startswith("0x") else name,
+        )
     return (kind.lower(), guid.lower(), "name", name)
 
 

@@ -35,7 +35,9 @@ def request(
 class ControlWatcher:
     """The effective control state of one run's mailboxes, refreshed from the store in the background."""
 
-    def __init__(self, store: StateStore, wave: str, mailboxes: list[str], poll: float = POLL_SECONDS) -> None:
+    def __init__(
+        self, store: StateStore, wave: str, mailboxes: list[str], poll: float = POLL_SECONDS
+    ) -> None:
         self._store: StateStore | None = store  # each thread reads it on a connection of its own
         self._wave = wave
         self._mailboxes = set(mailboxes)

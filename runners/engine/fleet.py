@@ -62,7 +62,9 @@ class FleetRunner:
         self.store.mark_dead_runs()
         self.keeper.start()
         self.caps = connection_caps(self.store, self.keeper)
-        log.info("runner %s started: %d worker(s), lease %g s", self.name, self.workers, self.plan.lease_seconds)
+        log.info(
+            "runner %s started: %d worker(s), lease %g s", self.name, self.workers, self.plan.lease_seconds
+        )
         try:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="runner") as pool:
                 workers = [pool.submit(self._work) for _ in range(self.workers)]
@@ -156,7 +158,9 @@ class FleetRunner:
             run = live.get(run_id)
             if run is None or run_id in self._skipped:
                 continue
-            lease = self.store.claim_next(run_id, self.name, self.plan.lease_seconds, self.keeper.dead_holders())
+            lease = self.store.claim_next(
+                run_id, self.name, self.plan.lease_seconds, self.keeper.dead_holders()
+            )
             if lease is None:
                 continue
             with self._lock:

@@ -270,7 +270,9 @@ class MailboxJob:
             # A bug of ours or an unforeseen library error: this mailbox fails, saying so, and the run
             # goes on; never a mailbox left "running". The traceback goes to the run log (no locals).
             log.exception("%s: unexpected error", self.entry.source)
-            self._failed(MigrationError(f"internal error: {type(exc).__name__}: {safe(str(exc))}"), "internal")
+            self._failed(
+                MigrationError(f"internal error: {type(exc).__name__}: {safe(str(exc))}"), "internal"
+            )
         finally:
             if self._pool is not None:
                 self._pool.close()

@@ -283,7 +283,11 @@ class WavePass:
         except LeaseLost as exc:
             # Another runner holds it now and resumes it from the ledger: write nothing more.
             log.warning("%s", exc)
-            mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind = "pending", str(exc), "lease-lost"
+            mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind = (
+                "pending",
+                str(exc),
+                "lease-lost",
+            )
         finally:
             self.keeper.drop(lease)
             with self._running_lock:
@@ -310,7 +314,9 @@ class WavePass:
         if self.faults.reason is not None:
             log.error("%s", self.faults.reason)
             self.store.event(self.run_id, "error", "run-stopped", self.faults.reason)
-        self.store.event(self.run_id, "info", "run-finished", f"run {self.run_id} {status} in {seconds:.1f} s")
+        self.store.event(
+            self.run_id, "info", "run-finished", f"run {self.run_id} {status} in {seconds:.1f} s"
+        )
         return seconds
 
     def leave_as_they_were(self) -> None:
@@ -322,6 +328,8 @@ class WavePass:
                 continue
             state = self.before.get(source, "pending")
             mailbox_stats.state, mailbox_stats.error, mailbox_stats.error_kind = state, None, None
-            lease = self.store.claim_leased(mailbox_id, self.run_id, self.keeper.name, self.plan.lease_seconds)
+            lease = self.store.claim_leased(
+                mailbox_id, self.run_id, self.keeper.name, self.plan.lease_seconds
+            )
             if lease is not None:
                 self.store.fenced(lease).release_leased(self.run_id, state)

@@ -27,7 +27,9 @@ def bind_captured(plan: Plan, capture: CaptureSettings, where: Table) -> Plan:
 
 
 def _captured(plan: Plan, backend: str, capture: CaptureSettings) -> CapturedSecret:
-    return CapturedSecret(CAPTURED_REF, backend=backend, state_db=plan.state_db, state_server=plan.state_server, capture=capture)
+    return CapturedSecret(
+        CAPTURED_REF, backend=backend, state_db=plan.state_db, state_server=plan.state_server, capture=capture
+    )
 
 
 def _usable(capture: CaptureSettings) -> bool:

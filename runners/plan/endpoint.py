@@ -80,7 +80,9 @@ def is_loopback(host: str) -> bool:
 def build_endpoint(
     table: Table, role: Role, base_dir: Path, elsewhere: Mapping[str, str] | None = None
 ) -> Endpoint:
-    table.check_keys(ENDPOINT_KEYS + EWS_KEYS + (GRAPH_KEYS if table.data.get("type") == "graph" else ()), elsewhere)
+    table.check_keys(
+        ENDPOINT_KEYS + EWS_KEYS + (GRAPH_KEYS if table.data.get("type") == "graph" else ()), elsewhere
+    )
     kind = cast(EndpointType, table.choice("type", TYPES))
     for key in EWS_KEYS if kind != "ews" else ():
         if key in table:

@@ -143,7 +143,6 @@ def record_switch_marks(plan: Plan, wave: str) -> SwitchMarks:
     return marks
 
 
-
 def _mailbox_marks(plan: Plan, entry: MailboxEntry) -> dict[str, FolderMark]:
     endpoint = plan.target
     conn = open_imap(endpoint, entry.target, user_password(endpoint, entry.target, entry.target_password))

@@ -169,7 +169,9 @@ class CheckHistoryMixin(StoreBase):
         )
         where, params = "", []
         if text:
-            like = "%" + _ascii_lower(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            like = (
+                "%" + _ascii_lower(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            )
             columns = ("f.check_id", "r.category", "f.severity", "f.object_id", "f.title", "f.observed")
             # LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's doesn't.
             tests = [f"LOWER({c}) LIKE ? ESCAPE '\\'" for c in columns]
@@ -217,7 +219,6 @@ class CheckHistoryMixin(StoreBase):
             )
             for r in rows
         ]
-
 
     def checks_not_ok(self, run_id: int) -> list[CheckRow]:
         """The checks of a run that ended in error or were skipped, by id."""

@@ -33,7 +33,9 @@ class FleetHostsMixin(StoreBase):
         """This process, under ``name``, is (still) at work: also its heartbeat."""
         now = time.time()
         with self._backend.transaction(serialized=False) as db:
-            db.execute("DELETE FROM fleet_hosts WHERE state = 'stopped' AND heartbeat < ?", (now - KEEP_STOPPED,))
+            db.execute(
+                "DELETE FROM fleet_hosts WHERE state = 'stopped' AND heartbeat < ?", (now - KEEP_STOPPED,)
+            )
             db.execute(
                 "INSERT INTO fleet_hosts (name, host, pid, started, heartbeat, state) VALUES (?,?,?,?,?,?) "
                 "ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, "

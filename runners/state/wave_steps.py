@@ -260,8 +260,12 @@ class WaveStepsMixin(StoreBase):
         except StoreError as exc:  # a store from before runs named their operator, opened read-only
             if "no such column" not in str(exc):
                 raise
-            rows = [(*r, None) for r in self._read(
-                f"SELECT id, wave, kind, started, host, pid FROM runs {where}ORDER BY id", params)]
+            rows = [
+                (*r, None)
+                for r in self._read(
+                    f"SELECT id, wave, kind, started, host, pid FROM runs {where}ORDER BY id", params
+                )
+            ]
         return [
             AuditEntry(r[3], r[6] or f"pid {r[5]}@{r[4]}", "launch", r[1], None, f"run {r[0]} ({r[2]} pass)",
                        {"run": r[0], "kind": r[2], "pid": r[5]})

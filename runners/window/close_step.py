@@ -39,4 +39,3 @@ def write_report(plan: Plan, store: StateStore, wave: str) -> dict[str, Any]:
 def _file_name(wave: str) -> str:
     """The wave's name as a file name: nothing that could leave the directory or hide the file."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", wave) or "_"
-

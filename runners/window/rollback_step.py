@@ -79,7 +79,9 @@ class RollbackStep(SubSteps):
                 outcome.done = False
                 outcome.problems += result.problems()
             else:
-                self.say(f"directory: {result.attribute}={result.value} for {len(result.users)} user(s), read back")
+                self.say(
+                    f"directory: {result.attribute}={result.value} for {len(result.users)} user(s), read back"
+                )
             return result.confirmed, result.as_did()
 
         did = self._substep(ROLLBACK_DIRECTORY, {"attribute": settings.attribute, "value": settings.legacy_value,

@@ -82,7 +82,6 @@ def failure_text(f: dict[str, Any]) -> str:
     return f"{when} {f['service']} {f['user']} from {f['client']}{where}: {f['outcome']}{detail}"
 
 
-
 def empty_proxy_data(plan: Plan) -> dict[str, Any]:
     """The figures of a store not created yet: nothing seen, on-login waves with nothing queued."""
     return {
