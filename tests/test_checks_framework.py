@@ -71,7 +71,9 @@ def test_runner_states_errors_skips_and_deadlines(plan_path: Path) -> None:
     )
     states = {o.check_id: (o.state, o.reason) for o in run.outcomes}
 
-    assert time.monotonic() - started < 5  # the hung check was abandoned at its deadline
+    # The hung check was abandoned at its 2 s deadline, not waited for (it sleeps 30 s): a bound far
+    # from both, so a loaded machine's slowness can't fail it.
+    assert time.monotonic() - started < 25
     assert states["T-OK"] == (State.OK, "")
     assert states["T-ERR"][0] == State.ERROR and "REFUSED" in states["T-ERR"][1]
     assert states["T-SKIP"] == (State.SKIPPED, "no [dns] section")
@@ -189,10 +191,9 @@ def test_cli_exit_codes(
             f"port = {source_dovecot.imap_port}", f"port = {silent.getsockname()[1]}"
         )
     )
-    started = time.monotonic()
+    # The server never answers: only the check's deadline can end this command (its reason says so).
     hung = lab.cutover("check", "--plan", str(plan_path), "--only", "SRC-AUTH-001", "--output", "json")
     assert hung.returncode == 2
-    assert time.monotonic() - started < 10
     (check,) = json.loads(hung.stdout)["checks"]
     assert check["state"] == "error" and "timed out" in check["reason"]
     silent.close()
