@@ -8,8 +8,13 @@ from runners.plan.model import Endpoint
 
 
 def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=endpoint.ca_file)
-    if not endpoint.tls_verify:
+    return client_context(endpoint.ca_file, endpoint.tls_verify)
+
+
+def client_context(ca_file: str | None, verify: bool) -> ssl.SSLContext:
+    """A client context trusting ``ca_file`` (the system's CAs when None); no verification when ``verify`` is False."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
+from runners.connectors.tls import client_context
 from runners.proxy.contracts import BackendEndpoint, TlsMode
 from runners.safe_text import safe
 
@@ -34,11 +35,7 @@ class BackendTls:
         key = (endpoint.tls_verify, endpoint.ca_file)
         context = self._contexts.get(key)
         if context is None:
-            context = ssl.create_default_context(cafile=endpoint.ca_file)
-            if not endpoint.tls_verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            self._contexts[key] = context
+            context = self._contexts[key] = client_context(endpoint.ca_file, endpoint.tls_verify)
         return context
 
 

@@ -18,10 +18,9 @@ import asyncio
 import re
 
 from runners.proxy.backend_connect import BackendUnavailable, start_tls
-from runners.proxy.context import ProxyContext, log
+from runners.proxy.context import ProxyContext
 from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
 from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize, valid_tag
-from runners.proxy.registry import FAREWELL
 from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response, text_of
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
@@ -30,7 +29,7 @@ from runners.proxy.session_common import (
     connect,
     endpoint_of,
     event,
-    relay_session,
+    serve_login,
     unavailable_detail,
     words,
 )
@@ -40,7 +39,6 @@ PRE_LOGIN_CAPABILITIES = "IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN AUTH=LOGIN"
 MAX_BAD_COMMANDS = 10
 _CAPABILITY_CODE = re.compile(rb"^\[CAPABILITY ([^\]]*)\]\s*", re.IGNORECASE)
 _UNTAGGED_CAPABILITY = re.compile(rb"^\* CAPABILITY (.*)$", re.IGNORECASE)
-_BACKEND_TAG = b"A"
 
 
 class _Closed(Exception):
@@ -66,44 +64,22 @@ class ImapSession:
         self.bad = 0
 
     async def run(self) -> None:
-        ctx, writer = self.ctx, self.writer
-        if not ctx.limits.admit(self.address):
-            writer.write(b"* BYE [UNAVAILABLE] Too many connections from your address.\r\n")
-            await close_quietly(writer)
-            return
-        admitted = True
+        await serve_login(
+            self,
+            Service.IMAP,
+            self._login_or_bye,
+            busy=b"* BYE [UNAVAILABLE] Too many connections from your address.\r\n",
+            greeting=lambda: b"* OK [CAPABILITY " + self._capabilities() + b"] Cutover proxy ready.\r\n",
+            idle=b"* BYE Disconnected for inactivity.\r\n",
+            closed=_Closed,
+        )
+
+    async def _login_or_bye(self) -> tuple[Route, Leg] | None:
         try:
-            writer.write(b"* OK [CAPABILITY " + self._capabilities() + b"] Cutover proxy ready.\r\n")
-            try:
-                async with asyncio.timeout(ctx.options.limits.login_timeout_seconds):
-                    logged_in = await self._until_logged_in()
-            except TimeoutError:
-                writer.write(b"* BYE Disconnected for inactivity.\r\n")
-                return
-            except _TooLong as exc:  # a command line, a literal or an AUTHENTICATE response
-                writer.write(b"* BYE " + str(exc).encode() + b"\r\n")
-                return
-            if logged_in is None:
-                return
-            ctx.limits.release(self.address)
-            admitted = False
-            route, backend = logged_in
-            await relay_session(
-                ctx,
-                Service.IMAP,
-                route,
-                self.address,
-                Leg(self.reader, writer, self.tls, FAREWELL[Service.IMAP]),
-                backend,
-            )
-        except (_Closed, OSError, ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except Exception as exc:  # never let one client's input take the listener down
-            log.warning("imap session from %s ended by %s", self.address, type(exc).__name__)
-        finally:
-            if admitted:
-                ctx.limits.release(self.address)
-            await close_quietly(writer)
+            return await self._until_logged_in()
+        except _TooLong as exc:  # a command line, a literal or an AUTHENTICATE response
+            self.writer.write(b"* BYE " + str(exc).encode() + b"\r\n")
+            return None
 
     def _capabilities(self) -> bytes:
         if clear_login_refused(self.ctx, self.tls, self.address):

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 
 from runners.proxy.backend_connect import BackendUnavailable, start_tls
-from runners.proxy.context import ProxyContext, log
+from runners.proxy.context import ProxyContext
 from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
-from runners.proxy.registry import FAREWELL
 from runners.proxy.sasl import SaslError, decode, plain_credentials
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
@@ -22,7 +21,7 @@ from runners.proxy.session_common import (
     connect,
     endpoint_of,
     event,
-    relay_session,
+    serve_login,
     unavailable_detail,
     words,
 )
@@ -54,41 +53,15 @@ class Pop3Session:
         self.user: str | None = None
 
     async def run(self) -> None:
-        ctx, writer = self.ctx, self.writer
-        if not ctx.limits.admit(self.address):
-            writer.write(b"-ERR [SYS/TEMP] Too many connections from your address.\r\n")
-            await close_quietly(writer)
-            return
-        admitted = True
-        try:
-            writer.write(b"+OK Cutover proxy ready.\r\n")
-            try:
-                async with asyncio.timeout(ctx.options.limits.login_timeout_seconds):
-                    logged_in = await self._until_logged_in()
-            except TimeoutError:
-                writer.write(b"-ERR Disconnected for inactivity.\r\n")
-                return
-            if logged_in is None:
-                return
-            ctx.limits.release(self.address)
-            admitted = False
-            route, backend = logged_in
-            await relay_session(
-                ctx,
-                Service.POP3,
-                route,
-                self.address,
-                Leg(self.reader, writer, self.tls, FAREWELL[Service.POP3]),
-                backend,
-            )
-        except (_Closed, OSError, ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except Exception as exc:  # never let one client's input take the listener down
-            log.warning("pop3 session from %s ended by %s", self.address, type(exc).__name__)
-        finally:
-            if admitted:
-                ctx.limits.release(self.address)
-            await close_quietly(writer)
+        await serve_login(
+            self,
+            Service.POP3,
+            self._until_logged_in,
+            busy=b"-ERR [SYS/TEMP] Too many connections from your address.\r\n",
+            greeting=lambda: b"+OK Cutover proxy ready.\r\n",
+            idle=b"-ERR Disconnected for inactivity.\r\n",
+            closed=_Closed,
+        )
 
     def _capabilities(self) -> bytes:
         lines = [b"+OK Capability list follows", b"CAPA", b"RESP-CODES", b"AUTH-RESP-CODE"]

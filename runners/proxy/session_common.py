@@ -7,10 +7,13 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from runners.proxy.backend_connect import BackendUnavailable, open_backend, where
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import BackendEndpoint, Leg, LoginEvent, Outcome, Password, Route, Service
+from runners.proxy.registry import FAREWELL
 from runners.safe_text import MASK, safe
 
 #: What a backend or the network may raise while the proxy talks to it before the relay.
@@ -100,3 +103,56 @@ async def relay_session(
         log.warning("relay of a %s session ended with %s", service, type(exc).__name__)
     finally:
         ctx.registry.remove(session)
+
+
+class LoginSession(Protocol):
+    """What :func:`serve_login` needs of an IMAP or POP3 session (``reader`` and ``tls`` change on STARTTLS)."""
+
+    ctx: ProxyContext
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    tls: bool
+    address: str
+
+
+async def serve_login(
+    session: LoginSession,
+    service: Service,
+    until_logged_in: Callable[[], Awaitable[tuple[Route, Leg] | None]],
+    *,
+    busy: bytes,
+    greeting: Callable[[], bytes],
+    idle: bytes,
+    closed: type[Exception],
+) -> None:
+    """One client's session: the per-address admission, the greeting, the login within its deadline, then
+    the relay; ``busy``, ``greeting`` and ``idle`` are the protocol's words, ``closed`` its client-went-away."""
+    ctx, writer, address = session.ctx, session.writer, session.address
+    if not ctx.limits.admit(address):
+        writer.write(busy)
+        await close_quietly(writer)
+        return
+    admitted = True
+    try:
+        writer.write(greeting())
+        try:
+            async with asyncio.timeout(ctx.options.limits.login_timeout_seconds):
+                logged_in = await until_logged_in()
+        except TimeoutError:
+            writer.write(idle)
+            return
+        if logged_in is None:
+            return
+        ctx.limits.release(address)
+        admitted = False
+        route, backend = logged_in
+        client = Leg(session.reader, writer, session.tls, FAREWELL[service])
+        await relay_session(ctx, service, route, address, client, backend)
+    except (closed, OSError, ConnectionError, asyncio.IncompleteReadError):
+        pass
+    except Exception as exc:  # never let one client's input take the listener down
+        log.warning("%s session from %s ended by %s", service, address, type(exc).__name__)
+    finally:
+        if admitted:
+            ctx.limits.release(address)
+        await close_quietly(writer)

@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from runners.connectors.tls import client_context
 from runners.proxy.contracts import BackendEndpoint, Leg, TlsMode
 from runners.proxy.smtp_io import MalformedReply, Reply, discard_buffered, read_reply
 from runners.proxy.smtp_parse import encode, encode_b64
@@ -37,11 +38,7 @@ def is_loopback(host: str) -> bool:
 @functools.lru_cache(maxsize=32)
 def backend_tls_context(ca_file: str | None, verify: bool) -> ssl.SSLContext:
     """One context per (CA, verify): loading a CA bundle costs more than a whole login."""
-    context = ssl.create_default_context(cafile=ca_file)
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return client_context(ca_file, verify)
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from runners.proxy.smtp_backend import BackendSession, BackendUnavailable, mail_
 from runners.proxy.smtp_data import BackendSink, SpoolSink, receive_message
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import MailPath, encode, helo_name, parse_command, parse_mail_path, size_param
-from runners.proxy.smtp_session import ClientConnection, SmtpProxy
+from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello
 from runners.proxy.spool import Recipient, Spool
 from runners.safe_text import safe
 
@@ -130,20 +130,7 @@ class _Inbound:
             return
         await self.end_transaction()
         self.helo = helo_name(arg)
-        name = self.settings.hostname
-        if verb == "HELO":
-            await self.conn.send(250, name)
-            return
-        lines = [
-            name,
-            "PIPELINING",
-            f"SIZE {self.settings.max_message_bytes}",
-            "8BITMIME",
-            "ENHANCEDSTATUSCODES",
-        ]
-        if self.starttls_offered:
-            lines.append("STARTTLS")
-        await self.conn.send(250, *lines)
+        await answer_hello(self.conn, self.settings, verb, ["STARTTLS"] if self.starttls_offered else [])
 
     async def _mail(self, arg: str) -> None:
         if self.helo is None:

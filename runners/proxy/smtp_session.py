@@ -50,6 +50,17 @@ class SmtpProxy:
                 log.warning("login observer %s failed: %s", type(observer).__name__, type(result).__name__)
 
 
+async def answer_hello(
+    conn: ClientConnection, settings: ProxySmtpSettings, verb: str, extensions: Sequence[str] = ()
+) -> None:
+    """The 250 to HELO (the hostname) or EHLO (the hostname, what both listeners offer, then ``extensions``)."""
+    if verb == "HELO":
+        await conn.send(250, settings.hostname)
+        return
+    common = ["PIPELINING", f"SIZE {settings.max_message_bytes}", "8BITMIME", "ENHANCEDSTATUSCODES"]
+    await conn.send(250, settings.hostname, *common, *extensions)
+
+
 class ClientConnection:
     """The client's side of one session."""
 

@@ -28,7 +28,7 @@ from runners.proxy.smtp_backend import (
 )
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import decode_b64_text, decode_plain, helo_name, parse_command
-from runners.proxy.smtp_session import ClientConnection, SmtpProxy
+from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello
 from runners.safe_text import safe
 
 log = logging.getLogger(__name__)
@@ -118,22 +118,10 @@ class _Submission:
             await self.conn.send(501, f"5.5.4 {verb} needs a domain or address")
             return
         self.helo = helo_name(arg)
-        name = self.settings.hostname
-        if verb == "HELO":
-            await self.conn.send(250, name)
-            return
-        lines = [
-            name,
-            "PIPELINING",
-            f"SIZE {self.settings.max_message_bytes}",
-            "8BITMIME",
-            "ENHANCEDSTATUSCODES",
-        ]
-        if self.starttls_offered:
-            lines.append("STARTTLS")
+        extensions = ["STARTTLS"] if self.starttls_offered else []
         if self.auth_allowed:
-            lines.append("AUTH PLAIN LOGIN")
-        await self.conn.send(250, *lines)
+            extensions.append("AUTH PLAIN LOGIN")
+        await answer_hello(self.conn, self.settings, verb, extensions)
 
     async def _auth(self, arg: str) -> bool:
         """One AUTH exchange; True when the session is over (relayed, or too many failures)."""
