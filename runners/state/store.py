@@ -157,14 +157,20 @@ class StateStore(
     # -- mailboxes -----------------------------------------------------------------------------
 
     def upsert_mailbox(self, source: str, target: str, wave: str) -> int:
+        return self.upsert_mailboxes([(source, target, wave)])[0]
+
+    def upsert_mailboxes(self, mailboxes: Sequence[tuple[str, str, str]]) -> list[int]:
+        """Each (source, target, wave) recorded, in one transaction; their ids, in the same order."""
         with self.transaction() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO mailboxes (source, target, wave) VALUES (?,?,?) "
                 "ON CONFLICT(source) DO UPDATE SET target = excluded.target, wave = excluded.wave",
-                (source, target, wave),
+                mailboxes,
             )
-            row = db.execute("SELECT id FROM mailboxes WHERE source = ?", (source,)).fetchone()
-            return int(row[0])
+            return [
+                int(db.execute("SELECT id FROM mailboxes WHERE source = ?", (source,)).fetchone()[0])
+                for source, _, _ in mailboxes
+            ]
 
     def save_target_layout(self, mailbox_id: int, layout: str) -> None:
         """Keep the target's folder layout (JSON) that this pass saw, for the next delta pass."""
