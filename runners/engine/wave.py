@@ -180,12 +180,13 @@ class WavePass:
 
     def start(self, entries: list[MailboxEntry], workers: int) -> None:
         self.run_id = self.store.start_run(self.wave, self.kind, workers)
-        queue = []
-        for entry in entries:
-            mailbox_id = self.store.upsert_mailbox(entry.source, entry.target, entry.wave)
-            # A retry pass re-tries the failed items of partial mailboxes; a mailbox that failed or
-            # was cancelled as a whole needs its normal pass.
-            queue.append((mailbox_id, self.retry_failed and self.before.get(entry.source) == "partial"))
+        ids = self.store.upsert_mailboxes([(e.source, e.target, e.wave) for e in entries])
+        # A retry pass re-tries the failed items of partial mailboxes; a mailbox that failed or was
+        # cancelled as a whole needs its normal pass.
+        queue = [
+            (mailbox_id, self.retry_failed and self.before.get(entry.source) == "partial")
+            for mailbox_id, entry in zip(ids, entries, strict=True)
+        ]
         self.store.enqueue_run(self.run_id, queue)
         self.watch([e.source for e in entries])
         self.store.event(

@@ -16,7 +16,7 @@ may have expired by its own clock (``Lease.check``): its last renewal began more
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -64,6 +64,12 @@ def skip_locked(backend: Backend, table: str = "") -> str:
     if backend.dialect == "sqlite":
         return ""
     return f" FOR UPDATE{f' OF {table}' if table else ''} SKIP LOCKED"
+
+
+def held_by_any(column: str, holders: Sequence[str]) -> str:
+    """The clause that also frees a row held by one of ``holders`` (gone processes; '' for none),
+    for a claim's WHERE; ``holders`` are its parameters."""
+    return f" OR {column} IN ({','.join('?' * len(holders))})" if holders else ""
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from typing import Self
 from runners.safe_text import safe_or_none
 from runners.state.backend import Connection
 from runners.state.base import StoreBase
-from runners.state.fence import Lease, skip_locked
+from runners.state.fence import Lease, held_by_any, skip_locked
 from runners.state.runs import alive
 
 #: Mailbox states that end a mailbox's work for a run (its queue row is done).
@@ -71,12 +71,11 @@ class LeasesMixin(StoreBase):
         leases are free at once, without waiting for them to run out.
         """
         now = time.time()
-        dead_clause = f" OR mb.owner IN ({','.join('?' * len(dead))})" if dead else ""
         with self._backend.transaction(serialized=False) as db:  # the row lock is the claim's own
             row = db.execute(
                 "SELECT mb.id, mb.source, q.item_retry FROM run_mailboxes q JOIN mailboxes mb ON mb.id = q.mailbox_id "
                 "WHERE q.run_id = ? AND q.done = 0 AND (mb.owner IS NULL OR mb.heartbeat IS NULL "
-                f"OR mb.heartbeat < ?{dead_clause}) ORDER BY q.position LIMIT 1"
+                f"OR mb.heartbeat < ?{held_by_any('mb.owner', dead)}) ORDER BY q.position LIMIT 1"
                 + skip_locked(self._backend, "mb"),
                 (run_id, now - seconds, *dead),
             ).fetchone()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from runners.state.base import StoreBase
-from runners.state.fence import skip_locked
+from runners.state.fence import held_by_any, skip_locked
 
 
 class ServerSlotsMixin(StoreBase):
@@ -18,11 +18,10 @@ class ServerSlotsMixin(StoreBase):
     ) -> int | None:
         """One free slot of ``server`` (of its first ``limit``) for ``holder``; None when all are held."""
         now = time.time()
-        dead_clause = f" OR holder IN ({','.join('?' * len(dead))})" if dead else ""
         with self._backend.transaction(serialized=False) as db:
             row = db.execute(
                 "SELECT slot FROM server_slots WHERE server = ? AND slot < ? AND "
-                f"(holder IS NULL OR expires < ?{dead_clause}) ORDER BY slot LIMIT 1"
+                f"(holder IS NULL OR expires < ?{held_by_any('holder', dead)}) ORDER BY slot LIMIT 1"
                 + skip_locked(self._backend),
                 (server, limit, now, *dead),
             ).fetchone()

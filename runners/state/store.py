@@ -27,7 +27,7 @@ from runners.state.captured import CapturedMixin
 from runners.state.check_history import CheckHistoryMixin
 from runners.state.controls import ControlsMixin
 from runners.state.fleet_hosts import FleetHostsMixin
-from runners.state.leases import LeasesMixin
+from runners.state.leases import LeasesMixin, lease_expired
 from runners.state.mailbox_reads import MailboxReadsMixin
 from runners.state.pacing import PacingMixin
 from runners.state.proxy_reads import ProxyReadsMixin
@@ -43,7 +43,7 @@ from runners.state.rows import (
     SyncedFolder,
     Unsent,
 )
-from runners.state.runs import RunsMixin, alive
+from runners.state.runs import RunsMixin
 from runners.state.server_slots import ServerSlotsMixin
 from runners.state.survey import SurveyMixin
 from runners.state.wave_steps import WaveStepsMixin
@@ -157,14 +157,20 @@ class StateStore(
     # -- mailboxes -----------------------------------------------------------------------------
 
     def upsert_mailbox(self, source: str, target: str, wave: str) -> int:
+        return self.upsert_mailboxes([(source, target, wave)])[0]
+
+    def upsert_mailboxes(self, mailboxes: Sequence[tuple[str, str, str]]) -> list[int]:
+        """Each (source, target, wave) recorded, in one transaction; their ids, in the same order."""
         with self.transaction() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO mailboxes (source, target, wave) VALUES (?,?,?) "
                 "ON CONFLICT(source) DO UPDATE SET target = excluded.target, wave = excluded.wave",
-                (source, target, wave),
+                mailboxes,
             )
-            row = db.execute("SELECT id FROM mailboxes WHERE source = ?", (source,)).fetchone()
-            return int(row[0])
+            return [
+                int(db.execute("SELECT id FROM mailboxes WHERE source = ?", (source,)).fetchone()[0])
+                for source, _, _ in mailboxes
+            ]
 
     def save_target_layout(self, mailbox_id: int, layout: str) -> None:
         """Keep the target's folder layout (JSON) that this pass saw, for the next delta pass."""
@@ -183,7 +189,7 @@ class StateStore(
             owner, beat = db.execute(
                 "SELECT owner, heartbeat FROM mailboxes WHERE id = ?", (mailbox_id,)
             ).fetchone()
-            if owner and owner != me and not _lease_expired(owner, beat, now):
+            if owner and owner != me and not lease_expired(owner, beat, now, LEASE_SECONDS):
                 return str(owner)
             db.execute(
                 "UPDATE mailboxes SET owner = ?, heartbeat = ?, state = 'running', run_id = ?, started = ?, "
@@ -556,10 +562,3 @@ def _ref(ref: MessageRef) -> tuple[int, int, str]:
 
 def _facts(facts: SourceFacts) -> tuple[int, int, str | None, str]:
     return facts.src_uid, facts.size, facts.internaldate, facts.flags
-
-
-def _lease_expired(owner: str, heartbeat: float | None, now: float) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
-        return True
-    return heartbeat is None or now - heartbeat > LEASE_SECONDS
