@@ -166,8 +166,9 @@ class Pace:
             with self._lock:
                 self._in_flight -= width
                 if self.budget.counted_until_answer:
+                    answered = self._clock()
                     for window, amount in windows:
-                        window.settle(amount, self._clock())
+                        window.settle(amount, answered)
                 self._lock.notify_all()
 
     def _delay(self, upload_bytes: int, requests: int = 1, width: int = 1) -> float:

@@ -31,6 +31,25 @@ class ImapSide(Protocol):
     def master_user(self) -> str: ...
 
 
+def run_cutover(
+    root: Path, args: tuple[str, ...], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess in ``root``, as an operator runs it (every lab's ``cutover``)."""
+    return subprocess.run(
+        [*CUTOVER, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=root
+    )
+
+
+def json_answer(proc: subprocess.CompletedProcess[str], command: str) -> tuple[int, dict[str, Any]]:
+    """A ``--output json`` run's exit status and JSON; no JSON fails the test with all it printed."""
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(
+            f"no JSON from cutover {command} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        ) from None
+
+
 @dataclass(frozen=True)
 class Unreachable:
     """An IMAP side on a loopback port nothing listens on, for plans whose servers are never contacted."""
@@ -57,14 +76,7 @@ class Lab:
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run the real CLI in a subprocess, as an operator would."""
-        return subprocess.run(
-            [*CUTOVER, *args],
-            env=env or self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.root,
-        )
+        return run_cutover(self.root, args, env or self.env, timeout)
 
     def run(
         self, wave: str = "pilot", *extra: str, env: dict[str, str] | None = None
@@ -73,13 +85,7 @@ class Lab:
         proc = self.cutover(
             "run", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra, env=env
         )
-        try:
-            data = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(
-                f"no JSON from cutover run (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-            ) from None
-        return proc.returncode, data
+        return json_answer(proc, "run")
 
     def verify(self, wave: str = "pilot", *extra: str) -> tuple[int, dict[str, Any]]:
         proc = self.cutover("verify", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra)

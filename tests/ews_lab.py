@@ -3,7 +3,6 @@ target, a plan of ``type = "ews"`` and ``cutover`` runs in a subprocess, as an o
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dovecot_lab import CUTOVER
+from dovecot_lab import json_answer, run_cutover
 from servers.dovecot import DovecotServer
 
 from lab.ews import EwsConfig, EwsEmulator, Item, Mailbox
@@ -76,16 +75,7 @@ class EwsLab:
         return env | self.extra_env
 
     def cutover(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Any:
-        import subprocess
-
-        return subprocess.run(
-            [*CUTOVER, *args],
-            env=env or self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.root,
-        )
+        return run_cutover(self.root, args, env or self.env, timeout)
 
     def run(
         self, wave: str = "pilot", *extra: str, env: dict[str, str] | None = None
@@ -94,18 +84,12 @@ class EwsLab:
             "run", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra, env=env
         )
         assert EWS_PASSWORD not in proc.stdout + proc.stderr
-        try:
-            return proc.returncode, json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(f"no JSON (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from None
+        return json_answer(proc, "run")
 
     def verify(self, wave: str = "pilot", *extra: str) -> tuple[int, dict[str, Any]]:
         proc = self.cutover("verify", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra)
         assert EWS_PASSWORD not in proc.stdout + proc.stderr
-        try:
-            return proc.returncode, json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(f"no JSON (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from None
+        return json_answer(proc, "verify")
 
     def items(self, user: str = "alice", folder: str = "inbox") -> list[Item]:
         return self.emulator.items(TARGETS[user], folder)

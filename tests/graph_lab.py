@@ -3,7 +3,6 @@ target, and ``cutover`` run as an operator would (a subprocess, over loopback HT
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections import Counter
@@ -11,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dovecot_lab import CUTOVER
+from dovecot_lab import json_answer, run_cutover
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
@@ -58,14 +57,7 @@ class GraphLab:
     def cutover(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*CUTOVER, *args],
-            env=env or self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.root,
-        )
+        return run_cutover(self.root, args, env or self.env, timeout)
 
     def run(
         self, wave: str = "pilot", *extra: str, env: dict[str, str] | None = None
@@ -73,21 +65,11 @@ class GraphLab:
         proc = self.cutover(
             "run", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra, env=env
         )
-        try:
-            return proc.returncode, json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(
-                f"no JSON from cutover run (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-            ) from None
+        return json_answer(proc, "run")
 
     def verify(self, wave: str = "pilot", *extra: str) -> tuple[int, dict[str, Any]]:
         proc = self.cutover("verify", "--plan", str(self.plan), "--wave", wave, "--output", "json", *extra)
-        try:
-            return proc.returncode, json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(
-                f"no JSON from cutover verify (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-            ) from None
+        return json_answer(proc, "verify")
 
 
 def make_graph_lab(

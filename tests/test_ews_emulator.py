@@ -570,6 +570,27 @@ def test_unknown_element_attribute_or_operation_is_a_schema_fault_and_recorded(e
     assert emulator.items("ann@corp.example") == []
 
 
+def test_unknown_field_uri_is_a_schema_fault_and_recorded(emulator: EwsEmulator) -> None:
+    """A FieldURI outside the schema fails validation, on a folder as on an item, and is recorded."""
+    colour = '<t:AdditionalProperties><t:FieldURI FieldURI="{}:Colour"/></t:AdditionalProperties>'
+    get_folder = (
+        "<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape>"
+        + colour.format("folder")
+        + '</m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder>'
+    )
+    find_item = (
+        '<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape>'
+        + colour.format("item")
+        + '</m:ItemShape><m:ParentFolderIds><t:DistinguishedFolderId Id="inbox"/></m:ParentFolderIds>'
+        "</m:FindItem>"
+    )
+    for body in (get_folder, find_item):
+        answer = post(emulator, soap(body))
+        assert (answer.status_code, fault_code(answer)) == (500, "ErrorSchemaValidation")
+    assert len(emulator.unknown_requests) == 2
+    assert all("Colour" in seen for seen in emulator.unknown_requests)
+
+
 def test_server_busy_storm_carries_back_off_milliseconds(emulator: EwsEmulator) -> None:
     emulator.inject("server_busy", count=2, back_off_ms=1234)
     answers = [post(emulator, soap(create_item(mime_message()))) for _ in range(3)]

@@ -9,7 +9,6 @@ from lab.ews.fielduris import FIELD_URIS
 from lab.ews.soap import ItemError, element, failure, q, schema_error, success, text_of
 from lab.ews.store import Folder, Mailbox, new_id
 
-FOLDER_FIELDS = FIELD_URIS
 _MODELLED = (
     "folder:FolderId",
     "folder:ParentFolderId",
@@ -51,7 +50,7 @@ def shape_fields(shape: ET.Element | None) -> tuple[str, ...]:
     for path in extra if extra is not None else ():
         if path.tag == q("t:FieldURI"):
             uri = path.get("FieldURI", "")
-            if uri not in FOLDER_FIELDS:
+            if uri not in FIELD_URIS:
                 raise schema_error(f"The 'FieldURI' attribute is invalid - The value '{uri}' is invalid.")
             fields.append(uri)
         else:

@@ -50,7 +50,6 @@ from lab.ews.store import (
     new_id,
 )
 
-ITEM_FIELDS = FIELD_URIS
 #: Properties FindItem can't return ("ErrorInvalidPropertyRequest"; FindItem operation page: use
 #: GetItem for the body, attachments, recipients and MIME).
 NOT_IN_FIND = frozenset(
@@ -125,7 +124,7 @@ class Shape:
                 self.extended.append((prop_key(path), dict(path.attrib)))
             elif path.tag == q("t:FieldURI"):
                 uri = path.get("FieldURI", "")
-                if uri not in ITEM_FIELDS:
+                if uri not in FIELD_URIS:
                     raise schema_error(f"The 'FieldURI' attribute is invalid - The value '{uri}' is invalid.")
                 if find and uri in NOT_IN_FIND:
                     raise SoapFaultInvalidProperty(uri)
