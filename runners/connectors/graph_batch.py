@@ -136,24 +136,23 @@ class BatchCreates:
                     break
 
     def _fitted(self, group: list[Create]) -> tuple[list[Create], list[Create]]:
-        """``group`` split into what the budget's windows take now and the rest, when they take
-        only part of it now and all of it not within ``CUT_AFTER_SECONDS``: the part left waiting
-        would be a window's room unused until it ends (greedy use of a sliding window is the
-        fastest). Else the whole group, which ``slot`` lets go when it fits."""
+        """``group`` split into a part to send and the rest (for the next group). The windows
+        take part of it now and all of it not within ``CUT_AFTER_SECONDS``: that part, or the room
+        left waiting would be unused until the window's oldest requests expire (greedy use of a
+        sliding window is the fastest). They take none of it now: what they can ever take, which
+        ``slot`` lets go once it fits (the service would refuse more than its budget with 429s)."""
         pace = self.http.pace
         counted = [_counted(c) for c in group]
-        if len(group) < 2 or pace.ready_in(sum(counted), len(group)) < CUT_AFTER_SECONDS:
+        budget = pace.budget
+        # What the whole budget takes; at least one (the service refuses what can never fit).
+        whole = max(1, _prefix(counted, budget.requests and budget.requests[0],
+                               budget.upload_bytes and budget.upload_bytes[0]))  # fmt: skip
+        now = _prefix(counted, *pace.room())
+        if now == 0 or now == len(group):
+            return group[:whole], group[whole:]
+        if whole == len(group) and pace.ready_in(sum(counted), len(group)) < CUT_AFTER_SECONDS:
             return group, []
-        requests, upload = pace.room()
-        fit = spent = 0
-        for size in counted:
-            if (requests is not None and fit + 1 > requests) or (upload is not None and spent + size > upload):
-                break
-            fit += 1
-            spent += size
-        if fit == 0:
-            return group, []
-        return group[:fit], group[fit:]
+        return group[:now], group[now:]
 
     def _groups(self, creates: Iterable[Create]) -> Iterator[list[Create]]:
         group: list[Create] = []
@@ -250,6 +249,18 @@ class BatchCreates:
 def _counted(create: Create) -> int:
     """The upload bytes the service counts for ``create`` in a batch."""
     return len(create.body) + COUNTED_SLACK
+
+
+def _prefix(counted: Sequence[int], requests: int | None, upload: int | None) -> int:
+    """How many of the requests of ``counted`` bytes, in order, fit ``requests`` and ``upload``
+    (None: no limit)."""
+    fit = spent = 0
+    for size in counted:
+        if (requests is not None and fit + 1 > requests) or (upload is not None and spent + size > upload):
+            break
+        fit += 1
+        spent += size
+    return fit
 
 
 def _failure(status: int, body: object) -> GraphFailure:
