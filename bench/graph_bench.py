@@ -11,6 +11,7 @@ times shorter at 1.5 times the rate) so that a 5,000-message mailbox takes minut
 
     python bench/graph_bench.py                       # 5,000 messages: 1 mailbox, 8, naive
     python bench/graph_bench.py --messages 1000 --mailboxes 2 --output json
+    python bench/graph_bench.py --messages 2500 --only-one   # or --only-parallel: one case
 
 Figures: messages/s per mailbox after the first window against the budget-bound rate (requests
 per window / window, over requests per message; or the byte budget over the mean message size,
@@ -383,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upload-window", type=float, default=30.0)
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.add_argument("--only-parallel", action="store_true", help="only the N-mailbox case")
+    parser.add_argument("--only-one", action="store_true", help="only our 1-mailbox case")
     parser.add_argument(
         "--role", choices=("main", "emulator", "ours", "naive"), default="main", help=argparse.SUPPRESS
     )
@@ -399,13 +401,15 @@ def main(argv: list[str] | None = None) -> int:
     cases = [("ours", 1), ("naive", 1), ("ours", args.mailboxes)]
     if args.only_parallel:
         cases = cases[-1:]
+    elif args.only_one:
+        cases = cases[:1]
     with tempfile.TemporaryDirectory(prefix="graph-bench-") as work:
         args.corpus = str(Path(work) / "corpus.bin")
         args.corpus_bytes = write_corpus(args, Path(args.corpus))
         args.sizes = [len(m.body) for m in read_corpus(Path(args.corpus))]
         results = {f"{role} x{n}": figures(args, run_case(args, role, n), n) for role, n in cases}
-    one, many = results.get("ours x1"), results[f"ours x{args.mailboxes}"]
-    if one is not None:
+    one, many = results.get("ours x1"), results.get(f"ours x{args.mailboxes}")
+    if one is not None and many is not None and many is not one:
         results["scaling"] = {
             "aggregate_vs_one": _scale(one, many, "rate_per_mailbox", args.mailboxes),
             "aggregate_vs_one_by_time": _scale(one, many, "time_fraction", args.mailboxes),

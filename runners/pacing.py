@@ -171,6 +171,27 @@ class Pace:
                         window.settle(amount, answered)
                 self._lock.notify_all()
 
+    def room(self) -> tuple[int | None, int | None]:
+        """Requests and upload bytes the windows take now (None: that window isn't limited)."""
+        with self._lock:
+            now = self._clock()
+            return (
+                self._requests.limit - self._requests.used(now) if self._requests else None,
+                self._bytes.limit - self._bytes.used(now) if self._bytes else None,
+            )
+
+    def ready_in(self, upload_bytes: int, requests: int = 1) -> float:
+        """Seconds until the windows take ``requests`` carrying ``upload_bytes`` (0: now), apart
+        from slots and back-offs."""
+        with self._lock:
+            now = self._clock()
+            waits = [0.0]
+            if self._requests is not None:
+                waits.append(self._requests.wait_for(requests, now))
+            if self._bytes is not None and upload_bytes:
+                waits.append(self._bytes.wait_for(upload_bytes, now))
+            return max(waits)
+
     def _delay(self, upload_bytes: int, requests: int = 1, width: int = 1) -> float:
         now = self._clock()
         waits = [self._not_before - now]

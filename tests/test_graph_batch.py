@@ -5,12 +5,16 @@ is checked on its own, a throttled one is sent again alone, and a lost answer du
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from corpus import message
 from graph_lab import CLIENT_ID, SECRET, address, keys_held, tenant
 
 from lab.graph import GraphEmulator, Limits
+from runners.connectors.exchange_props import props_for
+from runners.connectors.graph_batch import COUNTED_SLACK
+from runners.connectors.graph_message import json_message
 from runners.connectors.graph_target import GraphTarget
 from runners.model import AppendItem
 from runners.pacing import forget_paces
@@ -20,14 +24,15 @@ from runners.plan.model import Endpoint, Secret
 MESSAGES = 12
 
 
-def open_target(emulator: GraphEmulator, user: str = "alice") -> GraphTarget:
+def open_target(emulator: GraphEmulator, user: str = "alice", **pace: Any) -> GraphTarget:
     """A JSON-route session whose own pace allows more than the emulator (so the emulator's 429s
-    are what the client meets)."""
+    are what the client meets), unless ``pace`` sets its byte window."""
     forget_paces()
     options = GraphOptions(
         tenant_id=emulator.config.tenant_id, client_id=CLIENT_ID, client_secret=Secret(SECRET),
         authority_url=emulator.graph_url, graph_url=emulator.graph_url, route="json",
         pace_requests=100_000, pace_request_window=1.0,
+        **{f"pace_{name}": value for name, value in pace.items()},
     )  # fmt: skip
     host, _, port = emulator.graph_url.removeprefix("https://").partition("/")[0].rpartition(":")
     endpoint = Endpoint(type="graph", host=host, port=int(port), ca_file=emulator.ca_file, graph=options)
@@ -108,3 +113,24 @@ def test_a_503_for_one_sub_request_is_looked_up_then_made_once(emulator: GraphEm
     assert emulator.request_counts(address("alice"))["create:json"] == MESSAGES
     assert set(keys_held(emulator, "alice").values()) == {1}
     assert len(emulator.items(address("alice"))) == MESSAGES
+
+
+def test_a_batch_the_byte_window_takes_only_in_part_goes_in_parts_and_is_never_throttled() -> None:
+    # The mailbox's upload window holds 5 of the 12 messages (as the service counts them: each
+    # request of the batch by its body); the client paces by the same limits. Sent whole, the
+    # batch would get 429s inside its 200; cut to what the window takes, it gets none.
+    bodies = [json_message(i.body, props_for(i)).size + COUNTED_SLACK for i in items()]
+    window = sum(bodies[:5]) + 1
+    limits = Limits(upload_bytes=window, upload_window=1.0)
+    with GraphEmulator(tenant("alice", limits=limits)) as emulator:
+        target = open_target(emulator, upload_bytes=window, upload_window=1.0)
+        target.folders.require("Inbox")
+        before = target.http.stats.requests
+        outcomes = target.append("Inbox", items())
+        target.close()
+
+        assert all(o.item_id and not o.error for o in outcomes), outcomes
+        assert not emulator.throttled
+        assert target.http.stats.requests - before == 3  # 5 now, 5 a window later, then 2
+        assert emulator.request_counts(address("alice"))["create:json"] == MESSAGES
+        assert set(keys_held(emulator, "alice").values()) == {1}

@@ -39,3 +39,18 @@ def test_a_request_is_counted_until_a_window_after_its_answer() -> None:
     clock.now = 103.0 + 10.0
     assert pace.snapshot().requests_in_window == 0
     assert pace.snapshot().bytes_in_window == 0
+
+
+def test_room_and_ready_in_say_what_the_windows_take_now_and_when() -> None:
+    clock = Clock()
+    pace = Pace("test:graph-room", graph_budget(options()), clock=clock)
+    assert pace.room() == (2, 1000)
+    with pace.slot(700):
+        assert pace.room() == (1, 300)  # counted from when it leaves
+        clock.now += 2.0
+    assert pace.room() == (1, 300)
+    assert pace.ready_in(300) == 0.0
+    assert pace.ready_in(301) == 10.0  # a window after its answer (at 102)
+    assert pace.ready_in(0, requests=2) == 10.0
+    clock.now = 112.0
+    assert pace.room() == (2, 1000) and pace.ready_in(1000, requests=2) == 0.0

@@ -94,11 +94,14 @@ class GraphHttp:
         creates: bool = False,
         authorised: bool = True,
         requests: int = 1,
+        counted_bytes: int | None = None,
     ) -> httpx.Response:
         """Send and return Graph's answer once it is not "wait" (429/5xx, unless ``creates``) nor
         an expired token. Raises ``ConnectionLost`` when the connection broke (after retries,
-        unless ``creates``). A ``$batch`` of ``requests`` spends that many of the budget.
-        ``content`` as a list of parts is sent one after the other, never joined into one copy."""
+        unless ``creates``). A ``$batch`` of ``requests`` spends that many of the budget, and
+        ``counted_bytes`` of upload when given (what the service counts: its requests' bodies),
+        else the whole body. ``content`` as a list of parts is sent one after the other, never
+        joined into one copy."""
         extra = dict(headers or {})
         if json is not None:  # encoded here so that its size counts against the upload budget
             content = _json.dumps(json).encode()
@@ -116,7 +119,7 @@ class GraphHttp:
             if authorised:
                 request_headers["Authorization"] = "Bearer " + self.tokens.token(fresh=False).value
             try:
-                with self.pace.slot(sent, requests):
+                with self.pace.slot(sent if counted_bytes is None else counted_bytes, requests):
                     response = self.client.request(
                         method, self.url(path), content=content, headers=request_headers, params=params
                     )
