@@ -27,7 +27,14 @@ from runners.plan.model import Plan
 from runners.proxy.contracts import DecidedBy, Route
 from runners.proxy.server import Bound, build_context, run_proxy
 from runners.proxy.store_side import StoreSide
-from runners.proxy.workers import Worker, bind_listeners, bound_addresses, serve_workers, worker_count
+from runners.proxy.workers import (
+    Worker,
+    bind_listeners,
+    bound_addresses,
+    close_all,
+    serve_workers,
+    worker_count,
+)
 from runners.safe_text import safe, safe_lines, scrub
 from runners.state.open_store import open_store, store_exists
 
@@ -67,17 +74,15 @@ def _run_workers(plan: Plan, workers: int) -> int:
     """Bind every listener here, then serve them in ``workers`` processes until SIGTERM or SIGINT."""
     assert plan.proxy is not None
     try:
-        prebound = bind_listeners(plan.proxy)
+        per_worker = bind_listeners(plan.proxy, workers)
     except OSError as exc:
         print(f"cutover: error: the proxy can't listen: {safe(exc)}", file=sys.stderr)
         return EXIT_UNUSABLE
     try:
-        _say_listening(plan, bound_addresses(prebound))
-        return serve_workers(plan.proxy, prebound, lambda worker: _serve(plan, worker), workers)
+        _say_listening(plan, bound_addresses(per_worker[0]))
+        return serve_workers(plan.proxy, per_worker, lambda worker: _serve(plan, worker))
     finally:
-        for sockets in prebound.values():
-            for sock in sockets:
-                sock.close()
+        close_all(per_worker)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -3,9 +3,10 @@
 The parent binds every listener first (so a port that is taken stops the proxy before anything
 runs, and connections wait in the listen queue while a worker starts), makes the table of limits the
 workers share (``shared_limits``), then forks the workers before any event loop or thread exists.
-Every worker accepts on the same listening sockets and runs the whole proxy in its own loop: the
-router, its own poll of the switch marker, its own login journal and session counts in the store.
-The store-and-forward spool is one process's (its flock): the port-25 listeners go to worker 0 only.
+Every worker accepts on its own sockets of every listener (``SO_REUSEPORT``) and runs the whole proxy
+in its own loop: the router, its own poll of the switch marker, its own login journal and session
+counts in the store. The store-and-forward spool is one process's (its flock): the port-25 listeners
+go to worker 0 only.
 
 The parent only supervises: a worker that dies is started again (after a second when it died young,
 so a worker that cannot start doesn't spin); SIGTERM or SIGINT to the parent stops every worker and
@@ -24,6 +25,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from runners.plan.proxy_model import ProxyOptions
 from runners.proxy.contracts import Listener, Service
@@ -58,71 +60,90 @@ def worker_count(options: ProxyOptions) -> int:
     return options.workers or os.cpu_count() or 1
 
 
-def bind_listeners(options: ProxyOptions) -> dict[Listener, list[socket.socket]]:
-    """A listening socket per address of every listener. Raises ``OSError`` (nothing stays bound) when
-    one can't be bound."""
-    bound: dict[Listener, list[socket.socket]] = {}
+def bind_listeners(options: ProxyOptions, workers: int) -> list[Prebound]:
+    """Per worker, the listening sockets it serves. Each worker has a socket of its own per address
+    (``SO_REUSEPORT``: the kernel spreads the connections, and no worker wakes for another's); the
+    port-25 listeners of a store-and-forward proxy get one socket, worker 0's. The parent keeps every
+    socket open, so connections for a worker that died wait in its queue for the next one. Raises
+    ``OSError`` (nothing stays bound) when an address is taken."""
+    per_worker: list[dict[Listener, list[socket.socket]]] = [{} for _ in range(workers)]
+    spool_is_one = options.smtp.store_and_forward
     try:
         for listener in listeners(options):
-            bound[listener] = _bind(listener)
+            copies = 1 if spool_is_one and listener.service is Service.SMTP else workers
+            for family, kind, proto, _, address in _addresses(listener):
+                port = _claim(family, kind, proto, address, listener.port)
+                for index in range(copies):
+                    sock = _listening(family, kind, proto, address, port)
+                    per_worker[index].setdefault(listener, []).append(sock)
     except BaseException:
-        for sockets in bound.values():
-            for sock in sockets:
-                sock.close()
+        close_all(per_worker)
         raise
-    return bound
+    return list(per_worker)
 
 
-def _bind(listener: Listener) -> list[socket.socket]:
+def close_all(per_worker: Sequence[Prebound]) -> None:
+    for prebound in per_worker:
+        for socks in prebound.values():
+            for sock in socks:
+                sock.close()
+
+
+_Address = tuple[Any, ...]
+
+
+def _addresses(listener: Listener) -> list[tuple[socket.AddressFamily, socket.SocketKind, int, str, _Address]]:
     infos = socket.getaddrinfo(listener.host or None, listener.port, type=socket.SOCK_STREAM,
                                flags=socket.AI_PASSIVE)  # fmt: skip
-    out: list[socket.socket] = []
-    port = listener.port
+    return list(dict.fromkeys(infos))
+
+
+def _claim(family: socket.AddressFamily, kind: socket.SocketKind, proto: int, address: _Address, port: int) -> int:
+    """The port, checked free: SO_REUSEPORT would let us share a port another proxy listens on, so a
+    plain bind first (``OSError`` when taken); with port 0 it is also what chooses the port."""
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind((address[0], port, *address[2:]))
+        return int(probe.getsockname()[1])
+
+
+def _listening(
+    family: socket.AddressFamily, kind: socket.SocketKind, proto: int, address: _Address, port: int
+) -> socket.socket:
+    sock = socket.socket(family, kind, proto)
     try:
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            out.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((address[0], port, *address[2:]))
-            port = port or sock.getsockname()[1]  # port 0: every address of the listener on the one chosen
-            sock.listen(_BACKLOG)
-            sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address[0], port, *address[2:]))
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
     except BaseException:
-        for sock in out:
-            sock.close()
+        sock.close()
         raise
-    return out
+    return sock
 
 
 def bound_addresses(prebound: Prebound) -> list[Bound]:
     return [Bound(listener, *sock.getsockname()[:2]) for listener, socks in prebound.items() for sock in socks]
 
 
-def for_worker(index: int, prebound: Prebound, store_and_forward: bool) -> Prebound:
-    """The sockets worker ``index`` serves: all of them, but the port-25 ones (the spool's) only in worker 0."""
-    if index == 0 or not store_and_forward:
-        return prebound
-    return {listener: socks for listener, socks in prebound.items() if listener.service is not Service.SMTP}
-
-
 class Supervisor:
-    """Forks ``count`` workers running ``serve`` and keeps them running until SIGTERM or SIGINT."""
+    """Forks a worker per entry of ``per_worker`` running ``serve`` and keeps them running until SIGTERM or SIGINT."""
 
     def __init__(
         self,
-        count: int,
-        prebound: Prebound,
+        per_worker: Sequence[Prebound],
         limits: SharedLoginLimits,
         serve: Callable[[Worker], int],
-        store_and_forward: bool = False,
     ) -> None:
-        self.count = count
-        self.prebound = prebound
+        self.count = len(per_worker)
+        self.per_worker = per_worker
         self.limits = limits
         self.serve = serve
-        self.store_and_forward = store_and_forward
         self.pids: dict[int, int] = {}  # pid -> worker index
         self._started_at: dict[int, float] = {}  # worker index -> when it was last started
 
@@ -181,8 +202,7 @@ class Supervisor:
             try:
                 _die_with(parent)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
-                code = self.serve(Worker(index, for_worker(index, self.prebound, self.store_and_forward),
-                                         self.limits))  # fmt: skip
+                code = self.serve(Worker(index, self.per_worker[index], self.limits))
             except BaseException:
                 log.exception("proxy worker %d failed", index)
             finally:
@@ -228,20 +248,13 @@ def _how(status: int) -> str:
     return f"exit {os.waitstatus_to_exitcode(status)}"
 
 
-def serve_workers(
-    options: ProxyOptions,
-    prebound: Prebound,
-    serve: Callable[[Worker], int],
-    count: int | None = None,
-) -> int:
-    """Run ``count`` (default: ``[proxy] workers``) workers on ``prebound`` until SIGTERM or SIGINT."""
+def serve_workers(options: ProxyOptions, per_worker: Sequence[Prebound], serve: Callable[[Worker], int]) -> int:
+    """A worker per entry of ``per_worker`` (``bind_listeners``), until SIGTERM or SIGINT."""
     limits = SharedLoginLimits(options.limits)
     try:
-        supervisor = Supervisor(count or worker_count(options), prebound, limits, serve,
-                                store_and_forward=options.smtp.store_and_forward)  # fmt: skip
-        return supervisor.run()
+        return Supervisor(per_worker, limits, serve).run()
     finally:
         limits.close()
 
 
-__all__: Sequence[str] = ("Worker", "bind_listeners", "bound_addresses", "serve_workers", "worker_count")
+__all__: Sequence[str] = ("Worker", "bind_listeners", "bound_addresses", "close_all", "serve_workers", "worker_count")
