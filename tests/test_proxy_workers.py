@@ -2,7 +2,8 @@
 in front of two real Dovecots: the limits before login hold for the whole proxy and not once per
 worker; a switch ends the moved sessions on every worker and ``status`` sums the sessions of all;
 a worker that dies is replaced; SIGTERM to the parent stops them all; a parent killed by SIGKILL
-leaves no worker serving."""
+leaves no worker serving; the port-25 listener and its spool are one worker's, and a worker that
+can't run at all (its spool held by another proxy) stops the proxy."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ from conftest import DovecotFactory
 from dovecot_lab import CUTOVER
 from proxy_harness import QUICK_FAILURES, USERS, eventually, switch_wave, write_proxy_plan
 from servers.dovecot import DovecotServer
+from servers.process import free_ports
 
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.proxy.spool import Spool
+from runners.proxy.workers import bind_listeners, close_all
 from runners.state.store import StateStore
 
 WORKERS = 3
@@ -186,3 +190,41 @@ def test_workers_stop_when_the_parent_is_killed(proxy: Running) -> None:
     assert not any(alive(pid) for pid in workers)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+
+
+def _spool_plan(tmp_path: Path, dovecot_factory: DovecotFactory) -> tuple[Path, dict[str, str]]:
+    legacy: DovecotServer = dovecot_factory(USERS, extra_conf=QUICK_FAILURES)
+    target: DovecotServer = dovecot_factory(USERS, extra_conf=QUICK_FAILURES)
+    (smtp,) = free_ports(1)
+    plan_path, _ = write_proxy_plan(
+        tmp_path, legacy, target, proxy_extra=f"smtp_port = {smtp}\nworkers = 3",
+        tail='[proxy.smtp]\nstore_and_forward = true\nspool_dir = "spool"\n',
+    )  # fmt: skip
+    env = {**os.environ, "SRC_MASTER_PW": legacy.master_password, "DST_MASTER_PW": target.master_password}
+    return plan_path, env
+
+
+def test_the_port_25_listener_and_its_spool_are_one_workers(
+    tmp_path: Path, dovecot_factory: DovecotFactory
+) -> None:
+    plan_path, _ = _spool_plan(tmp_path, dovecot_factory)
+    options = load_plan(plan_path).proxy
+    assert options is not None
+    per_worker = bind_listeners(options, 3)
+    try:
+        services = [sorted(str(listener.service) for listener in prebound) for prebound in per_worker]
+        assert services == [["imap", "pop3", "smtp"], ["imap", "pop3"], ["imap", "pop3"]]
+    finally:
+        close_all(per_worker)
+
+
+def test_a_worker_that_cannot_run_stops_the_proxy(tmp_path: Path, dovecot_factory: DovecotFactory) -> None:
+    plan_path, env = _spool_plan(tmp_path, dovecot_factory)
+    held = Spool(load_plan(plan_path).proxy.smtp.spool_dir)  # type: ignore[union-attr,arg-type]
+    try:
+        done = subprocess.run([*CUTOVER, "proxy", "--plan", str(plan_path)], capture_output=True, text=True,
+                              env=env, timeout=120, check=False)  # fmt: skip
+    finally:
+        held.close()
+    assert done.returncode == 2, done.stderr
+    assert "another proxy is using the spool" in done.stderr

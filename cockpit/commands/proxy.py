@@ -26,6 +26,7 @@ from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.proxy.contracts import DecidedBy, Route
 from runners.proxy.server import Bound, build_context, run_proxy
+from runners.proxy.spool import SpoolLocked
 from runners.proxy.store_side import StoreSide
 from runners.proxy.workers import (
     Worker,
@@ -117,6 +118,9 @@ async def _run(plan: Plan, worker: Worker | None = None) -> int:
         )
     except OSError as exc:
         print(f"cutover: error: the proxy can't listen: {safe(exc)}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except SpoolLocked as exc:
+        print(f"cutover: error: {safe(exc)}", file=sys.stderr)
         return EXIT_UNUSABLE
     finally:
         await side.aclose()

@@ -9,7 +9,8 @@ counts in the store. The store-and-forward spool is one process's (its flock): t
 go to worker 0 only.
 
 The parent only supervises: a worker that dies is started again (after a second when it died young,
-so a worker that cannot start doesn't spin); SIGTERM or SIGINT to the parent stops every worker and
+so a worker that cannot start doesn't spin), but one that says it can't run at all (exit 2: its
+spool is another proxy's) stops the proxy with exit 2; SIGTERM or SIGINT to the parent stops every worker and
 waits for them; a worker whose parent dies, even by SIGKILL, is sent SIGTERM by the kernel
 (``PR_SET_PDEATHSIG``) and stops.
 """
@@ -44,6 +45,9 @@ _RESTART_PAUSE = 1.0
 _STOP_SECONDS = 15.0
 _PR_SET_PDEATHSIG = 1
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+#: A worker that exits with this code can't run at all (its spool is another proxy's, say): starting
+#: another would fail the same way, so the parent stops every worker and exits with it.
+EXIT_UNUSABLE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,26 +152,28 @@ class Supervisor:
         self._started_at: dict[int, float] = {}  # worker index -> when it was last started
 
     def run(self) -> int:
-        """Until SIGTERM or SIGINT; 0 then. The signals are blocked here and taken by ``sigtimedwait``,
-        so nothing runs in a signal handler."""
+        """Until SIGTERM or SIGINT (0), or a worker that can't run (``EXIT_UNUSABLE``). The signals are
+        blocked here and taken by ``sigtimedwait``, so nothing runs in a signal handler."""
         old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             for index in range(self.count):
                 self._start(index)
-            self._supervise()
+            return self._supervise()
         finally:
             self._stop_all()
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        return 0
 
-    def _supervise(self) -> None:
+    def _supervise(self) -> int:
         pause_until: dict[int, float] = {}  # worker index -> when it may start again
         while True:
             info = signal.sigtimedwait(_SIGNALS, 0.5)
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
-                return
+                return 0
             now = time.monotonic()
-            for index in self._reap():
+            ended = self._reap()
+            if EXIT_UNUSABLE in ended.values():
+                return EXIT_UNUSABLE
+            for index in ended:
                 pause_until[index] = now + (_RESTART_PAUSE if self._young(index, now) else 0.0)
             for index, when in list(pause_until.items()):
                 if when <= now:
@@ -177,9 +183,9 @@ class Supervisor:
     def _young(self, index: int, now: float) -> bool:
         return now - self._started_at.get(index, 0.0) < _YOUNG_SECONDS
 
-    def _reap(self) -> list[int]:
-        """The indexes of the workers that ended (logged with how)."""
-        ended = []
+    def _reap(self) -> dict[int, int | None]:
+        """The workers that ended: index -> exit code (None: killed by a signal); logged with how."""
+        ended: dict[int, int | None] = {}
         while self.pids:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -190,8 +196,8 @@ class Supervisor:
             index = self.pids.pop(pid, None)
             if index is None:
                 continue
-            log.warning("proxy worker %d (pid %d) ended (%s): starting another", index, pid, _how(status))
-            ended.append(index)
+            log.warning("proxy worker %d (pid %d) ended (%s)", index, pid, _how(status))
+            ended[index] = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         return ended
 
     def _start(self, index: int) -> None:
