@@ -9,14 +9,22 @@ its holder dies, even by SIGKILL, so a dead worker never blocks the others (a se
 
 A key lives in one of ``_PROBE`` slots after its hash; a slot is free when it counts nothing and its
 failures are stale. Should all of them be taken (an attacker's many addresses), the call is let
-through uncounted rather than refusing everybody: the per-process file limit still bounds them.
+through uncounted rather than refusing everybody: the per-process file limit still bounds them. A
+slot once used never becomes empty again (it is reused), so a search stops at the first empty slot.
+
+Only the counting calls take the lock. ``locked`` and the common case of ``succeeded`` (nothing to
+reset) read without it: eight aligned bytes are read whole, and a lock-out a few microseconds old
+missed by a race is no weaker than a login that came a moment earlier.
+
+The key's hash is Python's own ``hash``: the same in every worker, as all are forked from one parent
+(the string hash secret is chosen at interpreter start); never share the table with a process that
+was not forked from it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import mmap
 import os
 import struct
@@ -28,6 +36,9 @@ from runners.proxy.limits import failure_delay, limit_keys
 
 #: key hash, unauthenticated connections, failures in a row, last failure, locked until.
 _SLOT = struct.Struct("<QiIdd")
+_DIGEST = struct.Struct("<Q")
+_UNTIL_AT = 24  # the offset of "locked until" in a slot
+_UNTIL = struct.Struct("<d")
 _SLOTS = 32768  # 1 MiB of shared memory
 _PROBE = 16
 
@@ -70,12 +81,16 @@ class SharedLoginLimits:
         digest = _digest(key)
         start = digest % self._slots
         free = None
+        table, size = self._table, _SLOT.size
         for step in range(_PROBE):
             index = (start + step) % self._slots
-            held, unauth, fails, last, until = self._read(index)
+            (held,) = _DIGEST.unpack_from(table, index * size)
             if held == digest:
                 return index
-            if free is None and (held == 0 or self._stale(unauth, fails, last, until, now)):
+            if held == 0:  # never used: the key is in no slot after this one
+                free = index if free is None else free
+                break
+            if create and free is None and self._stale(*self._read(index)[1:], now):
                 free = index
         if create and free is not None:
             self._write(free, digest, 0, 0, 0.0, 0.0)
@@ -117,11 +132,10 @@ class SharedLoginLimits:
 
     def locked(self, address: str, user: str) -> bool:
         now = self._clock()
-        with self._locked():
-            for key in limit_keys(address, user):
-                index = self._find(key, now, create=False)
-                if index is not None and self._read(index)[4] > now:
-                    return True
+        for key in limit_keys(address, user):  # without the lock: see the module's words
+            index = self._find(key, now, create=False)
+            if index is not None and _UNTIL.unpack_from(self._table, index * _SLOT.size + _UNTIL_AT)[0] > now:
+                return True
         return False
 
     def failed(self, address: str, user: str) -> float:
@@ -144,15 +158,21 @@ class SharedLoginLimits:
 
     def succeeded(self, address: str, user: str) -> None:
         now = self._clock()
+        keys = [key for key in limit_keys(address, user) if self._has_failures(key, now)]
+        if not keys:
+            return  # the common case: nothing to reset, no lock taken
         with self._locked():
-            for key in limit_keys(address, user):
+            for key in keys:
                 index = self._find(key, now, create=False)
                 if index is not None:
                     digest, unauth, *_ = self._read(index)
                     self._write(index, digest, unauth, 0, 0.0, 0.0)
 
+    def _has_failures(self, key: str, now: float) -> bool:
+        index = self._find(key, now, create=False)
+        return index is not None and self._read(index)[2] > 0
+
 
 def _digest(key: str) -> int:
     """64 bits of the key, never 0 (0 marks an empty slot)."""
-    value = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
-    return value or 1
+    return (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1
