@@ -214,7 +214,9 @@ def start_peer(
     if name in ("ours", "ours-uvloop", "ours-1"):
         uvloop = name == "ours-uvloop"
         workers = 1 if name == "ours-1" or profile else None  # ours-1: the single process; else one per CPU
-        ours = OursProxy(work, legacy, target, dead, services, USERS, DOWN_USER, profile, uvloop, workers).start()
+        ours = OursProxy(
+            work, legacy, target, dead, services, USERS, DOWN_USER, profile, uvloop, workers
+        ).start()
         return _fronted(name, ours.ports, [ours.pid], ours.stop)
     raise ValueError(name)
 
@@ -366,7 +368,9 @@ def table(rows: list[Row], skipped: dict[str, str], load: tuple[str, str]) -> st
     out.append(
         f"load average before: {load[0]}; after: {load[1]} (2 cores; other work on the machine counts)"
     )
-    out.append("during sessions/s: machine busy % (all cores) | client CPU ms/session | backends' CPU ms/session")
+    out.append(
+        "during sessions/s: machine busy % (all cores) | client CPU ms/session | backends' CPU ms/session"
+    )
     for r in rows:
         if r.machine_busy_pct is not None:
             out.append(f"  {r.peer:11} {r.service:10} {r.machine_busy_pct:5.1f} % | "

@@ -118,7 +118,9 @@ class ProxyServer:
                 if self.prebound is None:
                     servers = [await self._listen(listener, session)]
                 else:
-                    servers = [await self._listen(listener, session, s) for s in self.prebound.get(listener, ())]
+                    servers = [
+                        await self._listen(listener, session, s) for s in self.prebound.get(listener, ())
+                    ]
                 self._servers.extend(servers)
                 for sock in (sock for server in servers for sock in server.sockets):
                     host, port = sock.getsockname()[:2]

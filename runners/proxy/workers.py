@@ -96,13 +96,17 @@ def close_all(per_worker: Sequence[Prebound]) -> None:
 _Address = tuple[Any, ...]
 
 
-def _addresses(listener: Listener) -> list[tuple[socket.AddressFamily, socket.SocketKind, int, str, _Address]]:
+def _addresses(
+    listener: Listener,
+) -> list[tuple[socket.AddressFamily, socket.SocketKind, int, str, _Address]]:
     infos = socket.getaddrinfo(listener.host or None, listener.port, type=socket.SOCK_STREAM,
                                flags=socket.AI_PASSIVE)  # fmt: skip
     return list(dict.fromkeys(infos))
 
 
-def _claim(family: socket.AddressFamily, kind: socket.SocketKind, proto: int, address: _Address, port: int) -> int:
+def _claim(
+    family: socket.AddressFamily, kind: socket.SocketKind, proto: int, address: _Address, port: int
+) -> int:
     """The port, checked free: SO_REUSEPORT would let us share a port another proxy listens on, so a
     plain bind first (``OSError`` when taken); with port 0 it is also what chooses the port."""
     with socket.socket(family, kind, proto) as probe:
@@ -132,7 +136,9 @@ def _listening(
 
 
 def bound_addresses(prebound: Prebound) -> list[Bound]:
-    return [Bound(listener, *sock.getsockname()[:2]) for listener, socks in prebound.items() for sock in socks]
+    return [
+        Bound(listener, *sock.getsockname()[:2]) for listener, socks in prebound.items() for sock in socks
+    ]
 
 
 class Supervisor:
@@ -254,13 +260,12 @@ def _how(status: int) -> str:
     return f"exit {os.waitstatus_to_exitcode(status)}"
 
 
-def serve_workers(options: ProxyOptions, per_worker: Sequence[Prebound], serve: Callable[[Worker], int]) -> int:
+def serve_workers(
+    options: ProxyOptions, per_worker: Sequence[Prebound], serve: Callable[[Worker], int]
+) -> int:
     """A worker per entry of ``per_worker`` (``bind_listeners``), until SIGTERM or SIGINT."""
     limits = SharedLoginLimits(options.limits)
     try:
         return Supervisor(per_worker, limits, serve).run()
     finally:
         limits.close()
-
-
-__all__: Sequence[str] = ("Worker", "bind_listeners", "bound_addresses", "close_all", "serve_workers", "worker_count")
