@@ -19,6 +19,7 @@ import contextlib
 import imaplib
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -40,7 +41,7 @@ from proxy.servers import BackendDovecot, DovecotProxy, NginxMail, Perdition, ha
 from proxy.sink import SmtpSink  # noqa: E402
 from servers.process import free_ports  # noqa: E402
 
-PEERS = ("direct", "nginx", "dovecot", "perdition", "ours", "ours-uvloop")
+PEERS = ("direct", "nginx", "dovecot", "perdition", "ours", "ours-uvloop", "ours-1")
 SERVICES = ("imap", "pop3", "submission")
 USERS = [f"u{i:03d}" for i in range(100)]
 FETCH_USER = "u000"  # on the legacy backend: its INBOX holds the transfer corpus
@@ -85,6 +86,11 @@ class Row:
     down_answer_ms: float | None = None
     down_answer: str = ""
     errors: list[str] = field(default_factory=list)
+    #: During the sessions/s run: how busy the whole machine was (100 % = every core), and the CPU
+    #: per session of the clients and of the two backend Dovecots (where the rest of the time goes).
+    machine_busy_pct: float | None = None
+    client_cpu_ms_per_session: float | None = None
+    backends_cpu_ms_per_session: float | None = None
 
 
 @dataclass
@@ -205,9 +211,12 @@ def start_peer(
                 p.stop()
 
         return _fronted(name, {s: p.port for s, p in started}, [p.pid for _, p in started], stop_all)
-    if name in ("ours", "ours-uvloop"):
+    if name in ("ours", "ours-uvloop", "ours-1"):
         uvloop = name == "ours-uvloop"
-        ours = OursProxy(work, legacy, target, dead, services, USERS, DOWN_USER, profile, uvloop).start()
+        workers = 1 if name == "ours-1" or profile else None  # ours-1: the single process; else one per CPU
+        ours = OursProxy(
+            work, legacy, target, dead, services, USERS, DOWN_USER, profile, uvloop, workers
+        ).start()
         return _fronted(name, ours.ports, [ours.pid], ours.stop)
     raise ValueError(name)
 
@@ -224,7 +233,7 @@ def skip_reason(name: str) -> str | None:
         return "libnginx-mod-mail is not installed"
     if name == "perdition" and not Path("/usr/sbin/perdition").exists():
         return "perdition is not installed"
-    if name in ("ours", "ours-uvloop") and (why := ours_available()):
+    if name in ("ours", "ours-uvloop", "ours-1") and (why := ours_available()):
         return why
     if name == "ours-uvloop" and (why := uvloop_available()):
         return why
@@ -244,7 +253,21 @@ def cpu(peer: Peer) -> float:
     return sum(tree_cpu_seconds(pid) for pid in peer.pids)
 
 
-def measure_service(peer: Peer, service: str, sizes: Sizes, say: Callable[[str], None]) -> Row:
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) clock ticks of every core since boot, from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_service(
+    peer: Peer, service: str, sizes: Sizes, say: Callable[[str], None], backend_pids: tuple[int, ...] = ()
+) -> Row:
     row = Row(peer.name, service)
     dialogue = client.DIALOGUES[service]
     route = peer.routes[service]
@@ -253,9 +276,15 @@ def measure_service(peer: Peer, service: str, sizes: Sizes, say: Callable[[str],
         lat = sorted(client.login_latencies(dialogue, route, USERS, sizes.latency_sessions))
         row.login_p50_ms = statistics.median(lat) * 1000
         row.login_p95_ms = lat[max(0, int(len(lat) * 0.95) - 1)] * 1000
-        before = cpu(peer)
+        before, busy0, clients0 = cpu(peer), machine_busy(), children_cpu()
+        backends0 = sum(tree_cpu_seconds(pid) for pid in backend_pids)
         sessions, wall, errors = client.sessions_per_second(service, route, USERS, 50, sizes.rate_seconds)
         used = cpu(peer) - before
+        busy1 = machine_busy()
+        row.machine_busy_pct = 100 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
+        per = 1000 / max(1, sessions)
+        row.client_cpu_ms_per_session = (children_cpu() - clients0) * per
+        row.backends_cpu_ms_per_session = (sum(tree_cpu_seconds(p) for p in backend_pids) - backends0) * per
         row.sessions_per_s = sessions / wall
         row.cpu_ms_per_session = used * 1000 / sessions if peer.pids and sessions else None
         row.errors += errors[:3]
@@ -339,6 +368,13 @@ def table(rows: list[Row], skipped: dict[str, str], load: tuple[str, str]) -> st
     out.append(
         f"load average before: {load[0]}; after: {load[1]} (2 cores; other work on the machine counts)"
     )
+    out.append(
+        "during sessions/s: machine busy % (all cores) | client CPU ms/session | backends' CPU ms/session"
+    )
+    for r in rows:
+        if r.machine_busy_pct is not None:
+            out.append(f"  {r.peer:11} {r.service:10} {r.machine_busy_pct:5.1f} % | "
+                       f"{fmt(r.client_cpu_ms_per_session, 2)} | {fmt(r.backends_cpu_ms_per_session, 2)}")  # fmt: skip
     for r in rows:
         if r.down_answer:
             out.append(f"backend down, {r.peer} {r.service}: {r.down_answer}")
@@ -405,7 +441,8 @@ def main() -> int:
             say(f"{name}: measuring {', '.join(s for s in peer_svcs if s in peer.routes)}")
             profiler = start_profiler(args.py_spy, peer) if name.startswith("ours") and args.py_spy else None
             try:
-                rows += [measure_service(peer, s, sizes, say) for s in peer_svcs if s in peer.routes]
+                pids = (legacy.pid, target.pid)
+                rows += [measure_service(peer, s, sizes, say, pids) for s in peer_svcs if s in peer.routes]
             finally:
                 if profiler is not None:
                     profiler.send_signal(signal.SIGINT)

@@ -50,10 +50,12 @@ class OursProxy(ServerProcess):
         down_user: str,
         profile: str | None = None,
         uvloop: bool = False,
+        workers: int | None = None,
     ) -> None:
         super().__init__(start_timeout=30.0)
         self.profile = profile
         self.uvloop = uvloop
+        self.workers = workers  # [proxy] workers (None: the plan's default, one per CPU)
         self.work = work
         self.legacy, self.target, self.dead = legacy, target, dead
         self.services = services
@@ -108,7 +110,7 @@ csv = "mailboxes.csv"
 
 [proxy]
 listen = "{HOST}"
-{listen}
+{listen}{"" if self.workers is None else f"workers = {self.workers}"}
 {backend("legacy", self.legacy)}
 {backend("target", self.target)}
 {backend("dead", None)}

@@ -1,6 +1,8 @@
 """``cutover proxy``: the routing proxy in the foreground (``run``), the route of one user (``route``),
 and forgetting a user's captured password (``forget``, the credential capture's part).
 
+``run`` serves in ``[proxy] workers`` processes (``runners.proxy.workers``), one per CPU by default.
+
 Exit codes: ``run`` 0 when stopped (SIGINT or SIGTERM), 2 when it can't start (no ``[proxy]``, a
 port taken); ``route`` 0 when the store, the directory or a static override decides the user, 1 when
 only the default backend does (the plan and the directory don't know them); 2: could not run.
@@ -24,7 +26,16 @@ from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.proxy.contracts import DecidedBy, Route
 from runners.proxy.server import Bound, build_context, run_proxy
+from runners.proxy.spool import SpoolLocked
 from runners.proxy.store_side import StoreSide
+from runners.proxy.workers import (
+    Worker,
+    bind_listeners,
+    bound_addresses,
+    close_all,
+    serve_workers,
+    worker_count,
+)
 from runners.safe_text import safe, safe_lines, scrub
 from runners.state.open_store import open_store, store_exists
 
@@ -49,8 +60,30 @@ def proxy_command(args: argparse.Namespace) -> int:
     if args.action == "rekey":
         return rekey_command(args)
     warn_before_connecting(plan)
+    workers = worker_count(plan.proxy)
+    if workers > 1:
+        return _run_workers(plan, workers)
+    return _serve(plan, None)
+
+
+def _serve(plan: Plan, worker: Worker | None) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_run(plan))
+        return runner.run(_run(plan, worker))
+
+
+def _run_workers(plan: Plan, workers: int) -> int:
+    """Bind every listener here, then serve them in ``workers`` processes until SIGTERM or SIGINT."""
+    assert plan.proxy is not None
+    try:
+        per_worker = bind_listeners(plan.proxy, workers)
+    except OSError as exc:
+        print(f"cutover: error: the proxy can't listen: {safe(exc)}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    try:
+        _say_listening(plan, bound_addresses(per_worker[0]))
+        return serve_workers(plan.proxy, per_worker, lambda worker: _serve(plan, worker))
+    finally:
+        close_all(per_worker)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -63,10 +96,11 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _run(plan: Plan) -> int:
+async def _run(plan: Plan, worker: Worker | None = None) -> int:
+    """The proxy in this process: all of it, or one ``worker`` of several (on its parent's sockets)."""
     store = open_store(plan)
     side = StoreSide.for_plan(plan)  # the login journal, the credential capture, the on-login queue
-    await side.start()
+    await side.start(reseal=worker is None or worker.index == 0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -78,10 +112,15 @@ async def _run(plan: Plan) -> int:
             stop,
             observers=side.observers,
             on_context=lambda ctx: side.publish(ctx.registry.counts),  # live session counts into the store
-            on_bound=lambda bound: _say_listening(plan, bound),
+            on_bound=(lambda bound: _say_listening(plan, bound)) if worker is None else None,
+            prebound=None if worker is None else worker.prebound,
+            limits=None if worker is None else worker.limits,
         )
     except OSError as exc:
         print(f"cutover: error: the proxy can't listen: {safe(exc)}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except SpoolLocked as exc:
+        print(f"cutover: error: {safe(exc)}", file=sys.stderr)
         return EXIT_UNUSABLE
     finally:
         await side.aclose()

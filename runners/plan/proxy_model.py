@@ -91,3 +91,6 @@ class ProxyOptions:
     plaintext_logins: str = "loopback"
     #: ``[proxy.smtp]``: the SMTP side's settings (submission and inbound; the spool).
     smtp: ProxySmtpSettings = field(default_factory=ProxySmtpSettings)
+    #: Worker processes serving the listeners (nginx's and Dovecot's way): 0 (the default) one per
+    #: CPU, 1 the single process. ``runners.proxy.workers`` forks them after binding the listeners.
+    workers: int = 0

@@ -36,7 +36,7 @@ from runners.plan.tables import Table, type_name
 
 PROXY_KEYS = ("listen", "imap_port", "imaps_port", "pop3_port", "pop3s_port", "submission_port",
               "submissions_port", "smtp_port", "certificates", "grace_seconds", "cache_seconds",
-              "backends", "routing", "limits", "smtp", "capture", "plaintext_logins")  # fmt: skip
+              "backends", "routing", "limits", "smtp", "capture", "plaintext_logins", "workers")  # fmt: skip
 #: Per service: its key prefix in a backend table, and whether the plan's [source]/[target] type gives it.
 BACKEND_SERVICES = ("imap", "pop3", "submission", "smtp")
 BACKEND_KEYS = (*BACKEND_SERVICES, *(f"{s}_tls" for s in BACKEND_SERVICES), "tls_verify", "ca_file",
@@ -83,6 +83,7 @@ def load_proxy(
         plaintext_logins=table.choice("plaintext_logins", ("loopback", "never", "always"), "loopback")
         or "loopback",
         smtp=load_proxy_smtp(table, base_dir),
+        workers=table.integer("workers", 0, low=0, high=256),
     )
 
 

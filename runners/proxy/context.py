@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from runners.plan.proxy_model import ProxyOptions
 from runners.proxy.backend_connect import BackendTls
 from runners.proxy.contracts import LoginEvent, LoginObserver, Password, ProxyBackend, Relay
-from runners.proxy.limits import LoginLimits
+from runners.proxy.limits import Limits
 from runners.proxy.registry import SessionRegistry
 from runners.proxy.router import PlanRouter
 
@@ -23,7 +23,7 @@ class ProxyContext:
     options: ProxyOptions
     router: PlanRouter
     backends: Mapping[str, ProxyBackend]
-    limits: LoginLimits
+    limits: Limits
     registry: SessionRegistry
     observers: Sequence[LoginObserver]
     relay: Relay

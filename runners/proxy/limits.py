@@ -2,7 +2,8 @@
 address and per user answered later and later, then refused for a while (as Dovecot's auth penalty
 does: 2 s, doubled per failure up to 15 s by default).
 
-In memory, per process: counters of addresses and users that stopped failing are forgotten once their
+``LoginLimits`` keeps them in memory, for one process (``shared_limits.SharedLoginLimits`` shares
+them between the worker processes; the sessions see either as ``Limits``). Counters of addresses and users that stopped failing are forgotten once their
 lock-out period has passed, so an attacker's many addresses don't grow it without bound.
 """
 
@@ -11,11 +12,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from runners.plan.proxy_model import LimitsOption
 
 #: Counters are swept of stale entries when there are more than this many.
 _SWEEP_ABOVE = 4096
+
+
+class Limits(Protocol):
+    """What the sessions ask of the limits before login."""
+
+    def admit(self, address: str) -> bool: ...
+    def release(self, address: str) -> None: ...
+    def unauthenticated(self, address: str) -> int: ...
+    def locked(self, address: str, user: str) -> bool: ...
+    def failed(self, address: str, user: str) -> float: ...
+    def succeeded(self, address: str, user: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -81,8 +94,7 @@ class LoginLimits:
             if entry.count >= self.options.lockout_failures:
                 entry.locked_until = now + self.options.lockout_seconds
             worst = max(worst, entry.count)
-        o = self.options
-        return min(o.auth_failure_delay_seconds * 2.0 ** (worst - 1), o.auth_failure_max_delay_seconds)
+        return failure_delay(self.options, worst)
 
     def succeeded(self, address: str, user: str) -> None:
         if self._failures:
@@ -94,6 +106,17 @@ class LoginLimits:
         stale = [k for k, e in self._failures.items() if e.locked_until <= now and now - e.last > keep]
         for key in stale:
             del self._failures[key]
+
+
+def failure_delay(options: LimitsOption, failures: int) -> float:
+    """The wait before answering the ``failures``-th failure in a row: doubled each time, up to the maximum."""
+    delay = options.auth_failure_delay_seconds * 2.0 ** min(failures - 1, 64)  # 2.0 ** 1024 overflows
+    return min(delay, options.auth_failure_max_delay_seconds)
+
+
+def limit_keys(address: str, user: str) -> tuple[str, str]:
+    """The counters' keys for a client address and for a user."""
+    return _address_key(address), _user_key(user)
 
 
 def _address_key(address: str) -> str:

@@ -5,14 +5,16 @@ listeners (IMAP/IMAPS, POP3/POP3S) plus any extra "start listener" coroutines it
 side's), polls the state store's switch marker about once a second, and on a switch drops the
 router's cached decisions and ends the moved users' sessions after the grace period (when the plan
 sets one). Observers of logins (the journal, the credential capture, the on-login queueing) are
-passed in by whoever runs the proxy.
+passed in by whoever runs the proxy. A worker process of a multi-process proxy (``workers``) is given
+the listening sockets its parent bound (``prebound``) and the limits the workers share.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from runners.plan.model import Plan
@@ -22,7 +24,7 @@ from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import Listener, LoginObserver, Relay, Service, TlsMode
 from runners.proxy.directory_lookup import DirectoryLookup
 from runners.proxy.imap_session import ImapSession
-from runners.proxy.limits import LoginLimits
+from runners.proxy.limits import Limits, LoginLimits
 from runners.proxy.pop3_session import Pop3Session
 from runners.proxy.registry import SessionRegistry
 from runners.proxy.relay import relay as default_relay
@@ -31,6 +33,8 @@ from runners.proxy.settings import backends, listeners
 from runners.proxy.smtp_listeners import SmtpListeners, start_smtp_listeners
 from runners.state.store import StateStore
 
+#: Listening sockets bound before the proxy starts (by a multi-process proxy's parent), per listener.
+Prebound = Mapping[Listener, Sequence[socket.socket]]
 #: Starts more listeners on the shared context (the SMTP side's); returns the servers to close at the end.
 StartListener = Callable[[ProxyContext], Awaitable[Sequence[asyncio.Server]]]
 
@@ -49,8 +53,10 @@ def build_context(
     *,
     observers: Sequence[LoginObserver] = (),
     relay: Relay = default_relay,
+    limits: Limits | None = None,
 ) -> ProxyContext:
-    """Everything the listeners share, for a plan with a ``[proxy]`` section."""
+    """Everything the listeners share, for a plan with a ``[proxy]`` section (``limits``: this
+    process's own unless given, e.g. the ones a multi-process proxy's workers share)."""
     options = plan.proxy
     if options is None:
         raise ValueError("the plan has no [proxy] section")
@@ -63,7 +69,7 @@ def build_context(
         options=options,
         router=PlanRouter(plan, all_backends, store, directory=directory),
         backends=all_backends,
-        limits=LoginLimits(options.limits),
+        limits=limits if limits is not None else LoginLimits(options.limits),
         registry=SessionRegistry(),
         observers=list(observers),
         relay=relay,
@@ -88,8 +94,11 @@ class ProxyServer:
         *,
         extra_listeners: Sequence[StartListener] = (),
         poll_seconds: float = 1.0,
+        prebound: Prebound | None = None,
     ) -> None:
         self.ctx = ctx
+        #: The listeners this process serves on sockets bound for it (None: it binds every listener).
+        self.prebound = prebound
         self.extra_listeners = extra_listeners
         self.poll_seconds = poll_seconds
         self.bound: list[Bound] = []
@@ -106,9 +115,14 @@ class ProxyServer:
                 session = _SESSIONS.get(listener.service)
                 if session is None:
                     continue  # SMTP: started by its own start-listener coroutine
-                server = await self._listen(listener, session)
-                self._servers.append(server)
-                for sock in server.sockets:
+                if self.prebound is None:
+                    servers = [await self._listen(listener, session)]
+                else:
+                    servers = [
+                        await self._listen(listener, session, s) for s in self.prebound.get(listener, ())
+                    ]
+                self._servers.extend(servers)
+                for sock in (sock for server in servers for sock in server.sockets):
                     host, port = sock.getsockname()[:2]
                     self.bound.append(Bound(listener, host, port))
             await self._start_smtp()
@@ -119,7 +133,10 @@ class ProxyServer:
             raise
 
     async def _listen(
-        self, listener: Listener, session: type[ImapSession] | type[Pop3Session]
+        self,
+        listener: Listener,
+        session: type[ImapSession] | type[Pop3Session],
+        sock: socket.socket | None = None,
     ) -> asyncio.Server:
         ctx = self.ctx
         implicit = listener.tls == TlsMode.IMPLICIT
@@ -137,27 +154,28 @@ class ProxyServer:
             finally:
                 handlers.discard(task)
 
-        return await asyncio.start_server(
-            handle,
-            listener.host,
-            listener.port,
-            ssl=ctx.client_tls if implicit else None,
-            limit=_CLIENT_LIMIT,
-            ssl_handshake_timeout=ctx.options.limits.login_timeout_seconds if implicit else None,
-            reuse_address=True,
-        )
+        tls = ctx.client_tls if implicit else None
+        handshake = ctx.options.limits.login_timeout_seconds if implicit else None
+        if sock is not None:
+            return await asyncio.start_server(handle, sock=sock, ssl=tls, limit=_CLIENT_LIMIT,
+                                              ssl_handshake_timeout=handshake)  # fmt: skip
+        return await asyncio.start_server(handle, listener.host, listener.port, ssl=tls, limit=_CLIENT_LIMIT,
+                                          ssl_handshake_timeout=handshake, reuse_address=True)  # fmt: skip
 
     async def _start_smtp(self) -> None:
         ctx = self.ctx
         wanted = [
             item for item in listeners(ctx.options) if item.service in (Service.SUBMISSION, Service.SMTP)
         ]
+        if self.prebound is not None:
+            wanted = [item for item in wanted if item in self.prebound]
         if not wanted:
             return
         self._smtp = await start_smtp_listeners(
-            ctx.router, ctx.backends, wanted, ctx.client_tls, ctx.observers, ctx.options.smtp, relay=ctx.relay
-        )
-        for server, listener in zip(self._smtp.servers, wanted, strict=False):
+            ctx.router, ctx.backends, wanted, ctx.client_tls, ctx.observers, ctx.options.smtp, relay=ctx.relay,
+            prebound=self.prebound,
+        )  # fmt: skip
+        for server, listener in zip(self._smtp.servers, self._smtp.listeners, strict=True):
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 self.bound.append(Bound(listener, host, port))
@@ -220,14 +238,17 @@ async def run_proxy(
     extra_listeners: Sequence[StartListener] = (),
     on_bound: Callable[[list[Bound]], None] | None = None,
     on_context: Callable[[ProxyContext], None] | None = None,
+    prebound: Prebound | None = None,
+    limits: Limits | None = None,
 ) -> None:
     """The whole proxy until ``stop`` is set: where ``cutover proxy`` wires the login observers (the
     journal, the credential capture, the on-login queueing) and the SMTP side's listeners in.
-    Raises ``OSError`` when a listener can't bind (nothing stays bound then)."""
-    ctx = build_context(plan, store, observers=observers)
+    Raises ``OSError`` when a listener can't bind (nothing stays bound then). A worker of a
+    multi-process proxy passes the sockets it serves (``prebound``) and the shared ``limits``."""
+    ctx = build_context(plan, store, observers=observers, limits=limits)
     if on_context is not None:  # the store side publishes ctx.registry's session counts
         on_context(ctx)
-    server = ProxyServer(ctx, extra_listeners=extra_listeners)
+    server = ProxyServer(ctx, extra_listeners=extra_listeners, prebound=prebound)
     await server.start()
     if on_bound is not None:
         on_bound(server.bound)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -34,6 +35,8 @@ class SmtpListeners:
     """What ``start_smtp_listeners`` started."""
 
     servers: tuple[asyncio.Server, ...]
+    #: The listener each of ``servers`` serves.
+    listeners: tuple[Listener, ...]
     #: The spool's delivery loop (store-and-forward on), else None.
     delivery: asyncio.Task[None] | None
     spool: Spool | None
@@ -71,19 +74,24 @@ async def start_smtp_listeners(
     settings: ProxySmtpSettings,
     *,
     relay: Relay = default_relay,
+    prebound: Mapping[Listener, Sequence[socket.socket]] | None = None,
 ) -> SmtpListeners:
     """Listen on every SUBMISSION and SMTP listener (others are ignored). Raises OSError when a port is taken,
     ValueError when an implicit-TLS listener has no TLS context or store-and-forward has no spool, and
-    ``SpoolLocked`` when another process uses the spool."""
+    ``SpoolLocked`` when another process uses the spool. ``prebound``: the sockets to serve each
+    listener on (a multi-process proxy's worker), instead of binding them here."""
     proxy = SmtpProxy(router, backends, settings, tls_context, tuple(observers), relay)
     spool: Spool | None = None
     delivery: SpoolDelivery | None = None
-    if settings.store_and_forward:
+    # A multi-process proxy gives the port-25 listeners, hence the spool, to one worker alone.
+    serves_inbound = prebound is None or any(item.service is Service.SMTP for item in prebound)
+    if settings.store_and_forward and serves_inbound:
         if settings.spool_dir is None:
             raise ValueError("store_and_forward needs a spool_dir")
         spool = await asyncio.to_thread(Spool, settings.spool_dir)
         delivery = SpoolDelivery(spool, backends, settings)
     servers: list[asyncio.Server] = []
+    served: list[Listener] = []
     sessions: set[asyncio.Task[None]] = set()
     try:
         for listener in listeners:
@@ -95,9 +103,14 @@ async def start_smtp_listeners(
                     f"listener {listener.host}:{listener.port} wants TLS but there is no certificate"
                 )
             handler = _handler(proxy, listener, spool, None if delivery is None else delivery.wake, sessions)
-            server = await asyncio.start_server(handler, listener.host, listener.port,
-                                                ssl=tls_context if implicit else None)  # fmt: skip
-            servers.append(server)
+            tls = tls_context if implicit else None
+            if prebound is None:
+                servers.append(await asyncio.start_server(handler, listener.host, listener.port, ssl=tls))
+                served.append(listener)
+                continue
+            for sock in prebound.get(listener, ()):
+                servers.append(await asyncio.start_server(handler, sock=sock, ssl=tls))
+                served.append(listener)
     except BaseException:
         for server in servers:
             server.close()
@@ -105,7 +118,7 @@ async def start_smtp_listeners(
             spool.close()
         raise
     task = None if delivery is None else asyncio.create_task(delivery.run(), name="smtp-spool-delivery")
-    return SmtpListeners(tuple(servers), task, spool, proxy, sessions)
+    return SmtpListeners(tuple(servers), tuple(served), task, spool, proxy, sessions)
 
 
 def _handler(

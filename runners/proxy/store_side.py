@@ -53,9 +53,10 @@ class StoreSide:
             side.observers.append(CaptureObserver(writer, side.keyring))
         return side
 
-    async def start(self) -> None:
+    async def start(self, reseal: bool = True) -> None:
+        """``reseal``: re-seal captured passwords under the current key (one worker of several does it)."""
         store = await asyncio.to_thread(self.writer.start)
-        if self.keyring is not None and self.plan.capture.previous_keys:
+        if reseal and self.keyring is not None and self.plan.capture.previous_keys:
             done = await asyncio.to_thread(rekey, store, self.keyring)
             log.info("proxy: captured passwords re-keyed: %d resealed, %d already current, %d expired",
                      done.resealed, done.current, done.expired)  # fmt: skip

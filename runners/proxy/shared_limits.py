@@ -1,0 +1,178 @@
+"""The limits before login (``limits.LoginLimits``' rules) shared by every worker process of the proxy,
+so that the plan's limits hold for the whole proxy and not once per worker.
+
+A fixed-size table in shared memory (a memfd mapped by the parent before it forks the workers), one
+slot per client address or user: the slot's key is a 64-bit hash, then the unauthenticated
+connections, the failures in a row, the time of the last failure and the end of a lock-out. Each
+call takes a POSIX record lock on the memfd for a few microseconds; the kernel drops that lock when
+its holder dies, even by SIGKILL, so a dead worker never blocks the others (a semaphore would).
+
+A key lives in one of ``_PROBE`` slots after its hash; a slot is free when it counts nothing and its
+failures are stale. Should all of them be taken (an attacker's many addresses), the call is let
+through uncounted rather than refusing everybody: the per-process file limit still bounds them. A
+slot once used never becomes empty again (it is reused), so a search stops at the first empty slot.
+
+Only the counting calls take the lock. ``locked`` and the common case of ``succeeded`` (nothing to
+reset) read without it: eight aligned bytes are read whole, and a lock-out a few microseconds old
+missed by a race is no weaker than a login that came a moment earlier.
+
+The key's hash is Python's own ``hash``: the same in every worker, as all are forked from one parent
+(the string hash secret is chosen at interpreter start); never share the table with a process that
+was not forked from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import mmap
+import os
+import struct
+import time
+from collections.abc import Callable, Iterator
+
+from runners.plan.proxy_model import LimitsOption
+from runners.proxy.limits import failure_delay, limit_keys
+
+#: key hash, unauthenticated connections, failures in a row, last failure, locked until.
+_SLOT = struct.Struct("<QiIdd")
+_DIGEST = struct.Struct("<Q")
+_UNTIL_AT = 24  # the offset of "locked until" in a slot
+_UNTIL = struct.Struct("<d")
+_SLOTS = 32768  # 1 MiB of shared memory
+_PROBE = 16
+
+
+class SharedLoginLimits:
+    """``LoginLimits``' methods over a table every process forked after ``__init__`` shares."""
+
+    def __init__(
+        self, options: LimitsOption, clock: Callable[[], float] = time.monotonic, slots: int = _SLOTS
+    ) -> None:
+        self.options = options
+        self._clock = clock  # CLOCK_MONOTONIC is one clock for every process of the host
+        self._slots = slots
+        self._fd = os.memfd_create("cutover-proxy-limits", os.MFD_CLOEXEC)
+        os.ftruncate(self._fd, slots * _SLOT.size)
+        self._table = mmap.mmap(self._fd, slots * _SLOT.size, mmap.MAP_SHARED)
+
+    def close(self) -> None:
+        self._table.close()
+        os.close(self._fd)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    # -- the table -----------------------------------------------------------------------------
+
+    def _read(self, index: int) -> tuple[int, int, int, float, float]:
+        return _SLOT.unpack_from(self._table, index * _SLOT.size)
+
+    def _write(self, index: int, digest: int, unauth: int, fails: int, last: float, until: float) -> None:
+        _SLOT.pack_into(self._table, index * _SLOT.size, digest, unauth, fails, last, until)
+
+    def _find(self, key: str, now: float, create: bool) -> int | None:
+        """The slot of ``key``; with ``create``, a free one made its own when it has none."""
+        digest = _digest(key)
+        start = digest % self._slots
+        free = None
+        table, size = self._table, _SLOT.size
+        for step in range(_PROBE):
+            index = (start + step) % self._slots
+            (held,) = _DIGEST.unpack_from(table, index * size)
+            if held == digest:
+                return index
+            if held == 0:  # never used: the key is in no slot after this one
+                free = index if free is None else free
+                break
+            if create and free is None and self._stale(*self._read(index)[1:], now):
+                free = index
+        if create and free is not None:
+            self._write(free, digest, 0, 0, 0.0, 0.0)
+            return free
+        return None
+
+    def _stale(self, unauth: int, fails: int, last: float, until: float, now: float) -> bool:
+        return unauth <= 0 and (fails == 0 or (until <= now and now - last > self.options.lockout_seconds))
+
+    # -- unauthenticated connections -----------------------------------------------------------
+
+    def admit(self, address: str) -> bool:
+        key, _ = limit_keys(address, "")
+        with self._locked():
+            index = self._find(key, self._clock(), create=True)
+            if index is None:
+                return True  # the table is full: let it through uncounted
+            digest, unauth, fails, last, until = self._read(index)
+            if unauth >= self.options.max_unauthenticated_per_address:
+                return False
+            self._write(index, digest, unauth + 1, fails, last, until)
+            return True
+
+    def release(self, address: str) -> None:
+        key, _ = limit_keys(address, "")
+        with self._locked():
+            index = self._find(key, self._clock(), create=False)
+            if index is not None:
+                digest, unauth, fails, last, until = self._read(index)
+                self._write(index, digest, max(0, unauth - 1), fails, last, until)
+
+    def unauthenticated(self, address: str) -> int:
+        key, _ = limit_keys(address, "")
+        with self._locked():
+            index = self._find(key, self._clock(), create=False)
+            return 0 if index is None else self._read(index)[1]
+
+    # -- failed logins -------------------------------------------------------------------------
+
+    def locked(self, address: str, user: str) -> bool:
+        now = self._clock()
+        for key in limit_keys(address, user):  # without the lock: see the module's words
+            index = self._find(key, now, create=False)
+            if index is not None and _UNTIL.unpack_from(self._table, index * _SLOT.size + _UNTIL_AT)[0] > now:
+                return True
+        return False
+
+    def failed(self, address: str, user: str) -> float:
+        now = self._clock()
+        worst = 1
+        with self._locked():
+            for key in limit_keys(address, user):
+                index = self._find(key, now, create=True)
+                if index is None:
+                    continue  # the table is full: the base delay, uncounted
+                digest, unauth, fails, _, until = self._read(index)
+                if until and until <= now:  # a lock-out that ended starts the count again
+                    fails, until = 0, 0.0
+                fails += 1
+                if fails >= self.options.lockout_failures:
+                    until = now + self.options.lockout_seconds
+                self._write(index, digest, unauth, fails, now, until)
+                worst = max(worst, fails)
+        return failure_delay(self.options, worst)
+
+    def succeeded(self, address: str, user: str) -> None:
+        now = self._clock()
+        keys = [key for key in limit_keys(address, user) if self._has_failures(key, now)]
+        if not keys:
+            return  # the common case: nothing to reset, no lock taken
+        with self._locked():
+            for key in keys:
+                index = self._find(key, now, create=False)
+                if index is not None:
+                    digest, unauth, *_ = self._read(index)
+                    self._write(index, digest, unauth, 0, 0.0, 0.0)
+
+    def _has_failures(self, key: str, now: float) -> bool:
+        index = self._find(key, now, create=False)
+        return index is not None and self._read(index)[2] > 0
+
+
+def _digest(key: str) -> int:
+    """64 bits of the key, never 0 (0 marks an empty slot)."""
+    return (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1
