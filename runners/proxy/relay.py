@@ -54,6 +54,14 @@ _FLUSH_SECONDS: Final = 30.0
 _CAN_SPLICE: Final = hasattr(os, "splice") and hasattr(fcntl, "F_SETPIPE_SZ")
 _SPLICE_FLAGS: Final = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if _CAN_SPLICE else 0
 
+#: Bytes this process relayed, by the way they moved: "copy" (through Python) or "splice" (kernel only).
+_moved: Final = {"copy": 0, "splice": 0}
+
+
+def bytes_by_path() -> dict[str, int]:
+    """Bytes relayed in this process so far, by path ("copy", "splice"): which one carried a transfer."""
+    return dict(_moved)
+
 
 async def relay(client: Leg, backend: Leg, stop: asyncio.Event) -> RelayResult:
     """Pipe both ways until both sides closed, one failed, or ``stop`` is set; then close both legs."""
@@ -190,6 +198,7 @@ class _Direction:
                 return False
             self.pending = self.pending[sent:]
             self.total += sent
+            _moved["copy"] += sent
         while self.in_pipe:
             try:
                 sent = os.splice(self.pipe_r, self.dst.fileno(), self.in_pipe, flags=_SPLICE_FLAGS)
@@ -199,6 +208,7 @@ class _Direction:
                 raise BrokenPipeError("splice wrote nothing")
             self.in_pipe -= sent
             self.total += sent
+            _moved["splice"] += sent
         return True
 
     def _open_pipe(self) -> None:
@@ -401,6 +411,7 @@ class _ProtocolSession(_Session):
 
     def forward(self, side: str, data: bytes) -> None:
         self.other(side).write(data)
+        _moved["copy"] += len(data)
         if side == "client":
             self.up_bytes += len(data)
         else:
@@ -540,6 +551,7 @@ async def _end_at_once(client: Leg, backend: Leg, ended_by: str | None) -> Relay
         rest = b"" if ended_by else await _read_ahead(source.reader)
         if rest and not sink.writer.transport.is_closing():
             sink.writer.write(rest)
+            _moved["copy"] += len(rest)
         counts[id(source)] = len(rest)
     if ended_by is None:
         ended_by = "client" if _is_over(client) else "backend"
