@@ -352,8 +352,11 @@ def table(rows: list[Row], skipped: dict[str, str], load: tuple[str, str]) -> st
     head = ("peer", "service", "login p50/p95 ms", "sessions/s (50)", "CPU ms/session",
             "MB/s (CPU s/GB)", "idle KB/session", "backend down")  # fmt: skip
     lines = []
+    direct = {r.service: r.transfer_mb_s for r in rows if r.peer == "direct" and r.transfer_mb_s}
     for r in rows:
         transfer = "–" if r.transfer_mb_s is None else f"{r.transfer_mb_s:,.0f} ({fmt(r.cpu_s_per_gb, 2)})"
+        if r.transfer_mb_s and r.peer != "direct" and r.service in direct:  # the goal: >= 90 % of direct
+            transfer += f", {100 * r.transfer_mb_s / direct[r.service]:.0f} % of direct"
         lines.append((
             r.peer, r.service, f"{fmt(r.login_p50_ms, 2)} / {fmt(r.login_p95_ms, 2)}", fmt(r.sessions_per_s, 0),
             fmt(r.cpu_ms_per_session, 2), transfer,
