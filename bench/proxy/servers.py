@@ -145,7 +145,11 @@ class DovecotProxy(ServerProcess):
         root.chmod(0o711)
         for sub in ("run", "state"):
             (root / sub).mkdir()
-        services = ["imap", "pop3", *(["submission"] if self.submission else [])]
+        services = [
+            s
+            for s in ("imap", "pop3", "submission")
+            if s in self.routes and (s != "submission" or self.submission)
+        ]
         self.ports = dict(zip(services, free_ports(len(services)), strict=True))
         for service in services:
             lines = [
@@ -230,7 +234,11 @@ class NginxMail(ServerProcess):
 
     def _prepare(self, binary: str) -> None:
         root = self._dir
-        services = ["imap", "pop3", *(["submission"] if self.submission else [])]
+        services = [
+            s
+            for s in ("imap", "pop3", "submission")
+            if s in self.routes and (s != "submission" or self.submission)
+        ]
         auth_port, *ports = free_ports(len(services) + 1)
         self.ports = dict(zip(services, ports, strict=True))
         maps = "\n".join(
