@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from runners.state.base import StoreBase
+from runners.state.mailbox_pages import keyset
 from runners.state.statuses import AttemptStatus, MailboxState, MessageStatus
 
 
@@ -141,6 +142,18 @@ class MailboxQuery:
     source: str | None = None
     order: str = "source"  # source (or mailbox) | failed | progress
     limit: int | None = None
+    #: A window of the list (``mailbox_pages``): from this mailbox on (None: from the first) ...
+    start: str | None = None
+    #: ... or from this many rows before ``start`` (before the end when ``start`` is None).
+    back: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxPage:
+    """A window of the mailbox list and the mailbox it starts at (None: the first of the list)."""
+
+    rows: list[MailboxRow]
+    start: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,12 +296,6 @@ _ATTENTION = (
     f"(state NOT IN ('{MailboxState.OK}', '{MailboxState.PENDING}') OR failed > 0 OR skipped > 0 "
     "OR error IS NOT NULL)"
 )
-_ORDER = {
-    "source": "source",
-    "mailbox": "source",
-    "failed": "failed DESC, source",
-    "progress": "messages_done * 1.0 / CASE WHEN messages_total > 0 THEN messages_total ELSE 1 END DESC, source",
-}
 
 
 class MailboxReadsMixin(StoreBase):
@@ -306,13 +313,34 @@ class MailboxReadsMixin(StoreBase):
         return int(self._read(f"SELECT COUNT(*) FROM mailboxes{clause}", params)[0][0])
 
     def mailbox_rows(self, query: MailboxQuery) -> list[MailboxRow]:
+        return self.mailbox_page(query).rows
+
+    def mailbox_page(self, query: MailboxQuery) -> MailboxPage:
+        """The rows of ``query`` from its window's start (``mailbox_pages``): the index in the mailbox
+        order, then as many rows as the limit asks, however far into the fleet the window is."""
         clause, params = _where(query)
+        order = keyset(query.order)
+        start = query.start
+        if query.back > 0:
+            # Where the window starts: ``back`` rows before the anchor (or the end), nearest first.
+            before = [*params]
+            where = clause
+            if start is not None:
+                where = f"{clause} AND {order.before}" if clause else f" WHERE {order.before}"
+                before += order.anchored(start)
+            earlier = self._read(
+                f"SELECT source FROM mailboxes{where} ORDER BY {order.reverse} LIMIT ?", [*before, query.back]
+            )
+            start = str(earlier[-1][0]) if len(earlier) == query.back else None  # fewer: from the first
+        if start is not None:
+            clause = f"{clause} AND {order.after}" if clause else f" WHERE {order.after}"
+            params += order.anchored(start)
         limit = " LIMIT ?" if query.limit else ""
         rows = self._read(
-            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes{clause} ORDER BY {_ORDER[query.order]}{limit}",
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes{clause} ORDER BY {order.order}{limit}",
             [*params, int(query.limit)] if query.limit else params,
         )
-        return [MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows]
+        return MailboxPage([MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows], start)
 
     def ledger_progress(self, sources: Sequence[str]) -> dict[str, LedgerProgress]:
         """The ledger of these mailboxes summed per mailbox (a pass over their messages: read for the rows
