@@ -146,10 +146,12 @@ class CockpitApp(App[None]):
         self.apply(message.snapshot)
 
     def current_query(self) -> MailboxQuery | None:
-        """The mailbox rows the visible view needs (called from the poller thread: reads only)."""
+        """The mailbox rows the visible view needs (called from the poller thread: reads only). A view
+        that shows none has the mailboxes view's first window read (a bounded read): ``m`` then opens
+        on rows already here, and its own read follows."""
         screen = self.screen_stack[-1] if self.screen_stack else None
         query = getattr(screen, "query_rows", None)
-        return query() if callable(query) else None
+        return query() if callable(query) else MailboxesView.first_window()
 
     def poke(self) -> None:
         """Poll now: a view changed what it shows."""

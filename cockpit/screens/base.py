@@ -31,7 +31,11 @@ class View(Screen[None]):
         return cockpit_of(self.app)
 
     def on_screen_resume(self) -> None:
-        self.cockpit.poke()  # this view may want other rows than the last one
+        snapshot = self.cockpit.snapshot
+        if snapshot is None or snapshot.query != self.cockpit.current_query():
+            # This view wants other rows than the last snapshot's. (Else the next poll will do: a
+            # read of the whole fleet now would compete with drawing this view.)
+            self.cockpit.poke()
         self.app.sub_title = " › ".join(
             s.crumb for s in self.app.screen_stack if isinstance(s, View) and s.crumb
         )

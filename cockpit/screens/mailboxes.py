@@ -67,6 +67,8 @@ class MailboxesView(View):
         self._back = 0
         #: End was pressed: the cursor goes to the last row once the last window is read.
         self._to_end = False
+        #: The label and detail lines' texts as last set.
+        self._lines: dict[str, str] = {}
         #: Set while a new filter narrows the last snapshot's rows at once (``_refilter``).
         self._narrowing = False
 
@@ -101,7 +103,18 @@ class MailboxesView(View):
                 counts += f", {shown:,} shown from {start}"
             elif matching is not None and shown < matching:
                 counts += f", first {shown:,} shown"
-        self.query_one("#filter-label", Static).update(Text(f"mailboxes{wave}, filter {label}{counts}"))
+        self._update("#filter-label", f"mailboxes{wave}, filter {label}{counts}")
+
+    def _update(self, selector: str, text: str) -> None:
+        """A line's new text (never markup), if it changed: an update lays the screen out again."""
+        if self._lines.get(selector) != text:
+            self._lines[selector] = text
+            self.query_one(selector, Static).update(Text(text))
+
+    @staticmethod
+    def first_window(wave: str | None = None) -> MailboxQuery:
+        """What a newly opened view reads first (its default filter, from the first row)."""
+        return MailboxQuery(wave=wave, attention=True, order="mailbox", limit=PAGE)
 
     def query_rows(self) -> MailboxQuery:
         return MailboxQuery(
@@ -207,7 +220,7 @@ class MailboxesView(View):
             if row.folder_errors:
                 parts.append(f"{row.folder_errors} folder(s) could not be opened")
             text = "; ".join(parts) + (f"\nerror: {row.error}" if row.error else "")
-        self.query_one("#row-detail", Static).update(text)
+        self._update("#row-detail", text)
 
     def _rate(self, row: MailboxRow, seconds: float) -> float:
         return max(row.messages_done - self._previous.get(row.source, row.messages_done), 0) / seconds

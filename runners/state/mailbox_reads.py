@@ -309,7 +309,7 @@ class MailboxReadsMixin(StoreBase):
         return [WaveStateTotals(r[0], MailboxState(r[1]), *(int(v or 0) for v in r[2:])) for r in rows]
 
     def count_mailboxes(self, query: MailboxQuery) -> int:
-        clause, params = _where(query)
+        clause, params = _where(query, self._backend.dialect)
         return int(self._read(f"SELECT COUNT(*) FROM mailboxes{clause}", params)[0][0])
 
     def mailbox_rows(self, query: MailboxQuery) -> list[MailboxRow]:
@@ -318,7 +318,7 @@ class MailboxReadsMixin(StoreBase):
     def mailbox_page(self, query: MailboxQuery) -> MailboxPage:
         """The rows of ``query`` from its window's start (``mailbox_pages``): the index in the mailbox
         order, then as many rows as the limit asks, however far into the fleet the window is."""
-        clause, params = _where(query)
+        clause, params = _where(query, self._backend.dialect)
         order = keyset(query.order)
         start = query.start
         if query.back > 0:
@@ -336,9 +336,12 @@ class MailboxReadsMixin(StoreBase):
             clause = f"{clause} AND {order.after}" if clause else f" WHERE {order.after}"
             params += order.anchored(start)
         limit = " LIMIT ?" if query.limit else ""
+        selected = f"FROM mailboxes{clause} ORDER BY {order.order}{limit}"
+        if query.text and not query.attention and order.order == "source":
+            # A search: the matching sources from the narrow index (mailboxes_search), then their rows.
+            selected = f"FROM mailboxes WHERE source IN (SELECT source {selected}) ORDER BY source"
         rows = self._read(
-            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes{clause} ORDER BY {order.order}{limit}",
-            [*params, int(query.limit)] if query.limit else params,
+            f"SELECT {_MAILBOX_COLUMNS} {selected}", [*params, int(query.limit)] if query.limit else params
         )
         return MailboxPage([MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows], start)
 
@@ -543,7 +546,7 @@ class MailboxReadsMixin(StoreBase):
         return tuple(MessageAttempt(r[0], float(r[1]), AttemptStatus(r[2]), r[3]) for r in rows)
 
 
-def _where(query: MailboxQuery) -> tuple[str, list[object]]:
+def _where(query: MailboxQuery, dialect: str) -> tuple[str, list[object]]:
     where: list[str] = []
     params: list[object] = []
     if query.source is not None:
@@ -555,8 +558,10 @@ def _where(query: MailboxQuery) -> tuple[str, list[object]]:
     if query.attention:
         where.append(_ATTENTION)
     if query.text:
-        # LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's doesn't.
-        where.append("(LOWER(source) LIKE ? OR LOWER(target) LIKE ? OR LOWER(state) LIKE ?)")
+        # SQLite's LIKE ignores ASCII case (as its LOWER only lowers ASCII), PostgreSQL's ILIKE any case:
+        # no LOWER() per row, a third of the cost of a search over a fleet.
+        like = "ILIKE" if dialect == "postgresql" else "LIKE"
+        where.append(f"(source {like} ? OR target {like} ? OR state {like} ?)")
         params += [f"%{query.text.lower()}%"] * 3
     return (f" WHERE {' AND '.join(where)}" if where else ""), params
 

@@ -146,8 +146,9 @@ ACTIVE_SHOWN = 5
 #: reader's time at most), and at least every ``COUNT_MAX_AGE`` seconds while the fleet changes.
 COUNT_SPACING = 10.0
 COUNT_MAX_AGE = 5.0
-#: A view's rows read early come with their count if counting costs less than this (seconds) here.
-COUNT_INLINE = 0.005
+#: A view's rows read early come with their count when the plan has at most this many mailboxes (a
+#: few milliseconds); a larger fleet's rows come first and the whole poll that follows counts them.
+COUNT_INLINE = 10_000
 
 
 @dataclass(slots=True)
@@ -236,14 +237,13 @@ class LedgerCache:
         self._counts[key] = (count, totals, now, time.monotonic() - now)
         return count
 
-    def counted(self, store: StateStore, query: MailboxQuery) -> int | None:
+    def counted(self, store: StateStore, plan: Plan, query: MailboxQuery) -> int | None:
         """The last count made for ``query``'s filter (a window moved: the same filter), or one made
-        now if counts are cheap here (a small fleet); None: the next whole poll counts it."""
+        now for a plan small enough that it is cheap; None: the next whole poll counts it."""
         known = self._counts.get((query.wave, query.text, query.attention, query.source))
         if known is not None:
             return known[0]
-        costs = [cost for *_, cost in self._counts.values()]
-        if not costs or max(costs) < COUNT_INLINE:
+        if len(plan.mailboxes) <= COUNT_INLINE:
             return self.count(store, query, None)
         return None
 
@@ -307,7 +307,7 @@ def with_rows(
     ``taken``: no rate is measured across it). What a view that just opened or changed its filter
     shows at once, a few milliseconds after the key, instead of after a whole snapshot of the fleet."""
     rows, start, unseen_matching = _rows(store, query, ledger.fleet(plan).last_unseen)
-    counted = ledger.counted(store, query)
+    counted = ledger.counted(store, plan, query)
     return replace(
         snapshot,
         mailboxes=tuple(row.with_ledger(ledger.ledgers.get(row.source)) for row in rows),
