@@ -53,4 +53,3 @@ def keyset(order: str) -> Keyset:
         f"({value} > {anchor} OR ({value} = {anchor} AND source < ?))",
         3,
     )
-
