@@ -32,10 +32,12 @@ class View(Screen[None]):
 
     def on_screen_resume(self) -> None:
         snapshot = self.cockpit.snapshot
-        if snapshot is None or snapshot.query != self.cockpit.current_query():
-            # This view wants other rows than the last snapshot's. (Else the next poll will do: a
-            # read of the whole fleet now would compete with drawing this view.)
+        if snapshot is None:
             self.cockpit.poke()
+        elif snapshot.query != self.cockpit.current_query():
+            # This view wants other rows than the last snapshot's: read them once it is drawn from
+            # that one (the reader threads would compete with the drawing). Else the next poll will do.
+            self.call_after_refresh(self.cockpit.poke)
         self.app.sub_title = " › ".join(
             s.crumb for s in self.app.screen_stack if isinstance(s, View) and s.crumb
         )
