@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from runners.state.base import StoreBase
 from runners.state.mailbox_pages import keyset
@@ -114,10 +115,10 @@ def cumulative(
 FleetCounters = tuple[str, str, str, int, int, int, int, int, int, float | None]
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerProgress:
+class LedgerProgress(NamedTuple):
     """One mailbox's ledger summed: what every pass and retry so far has copied, failed or skipped, and
-    what its folders held at their last completed pass."""
+    what its folders held at their last completed pass. A tuple of ints, which the garbage collector
+    stops tracking: a viewer keeps one per mailbox of a fleet, and every full collection would walk them."""
 
     copied: int
     copied_bytes: int
