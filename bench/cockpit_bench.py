@@ -24,8 +24,9 @@ What runs:
 * ``CockpitApp`` headless (``run_test(size=...)``) with the real poller thread (``take`` twice a
   second, delivered as messages to the UI thread), in this process.
 * A sequence of keys, as a person would type them with ``--gap`` seconds between keys: ``m``
-  (mailboxes, default filter: every running or failed mailbox, so nearly all 10,000 rows), ten
-  ``down``, ``/`` and a filter typed character by character, ``enter`` (apply it), ``enter``
+  (mailboxes, default filter: every running or failed mailbox, so nearly all of them match; the
+  table holds its first window of 120), ten ``down``, ``/`` and a filter typed character by
+  character, ``enter`` (apply it: painted once the table holds only matching rows), ``enter``
   (open the mailbox), ``escape`` (back), ``escape`` (clear the filter: all rows again), ``o``
   (overview); repeated until at least ``--keys`` keys and ``--seconds`` seconds.
 
