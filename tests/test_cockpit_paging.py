@@ -85,6 +85,10 @@ def test_windows_read_by_keyset_cover_the_list_in_its_order(
     store = open_store(fleet_plan(tmp_path, state))
     try:
         seed(store)
+        # The search: a substring in any case, its text taken literally (LIKE's wildcards too).
+        assert store.count_mailboxes(MailboxQuery(text="U01")) == PAGE - 20 and not store.count_mailboxes(
+            MailboxQuery(text="u_1")
+        )
         for query in (MailboxQuery(order=order), MailboxQuery(order=order, attention=True, text="u0")):
             whole = [row.source for row in store.mailbox_page(query).rows]
             assert walk(store, query) == whole and len(whole) > PAGE
