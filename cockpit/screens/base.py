@@ -31,7 +31,13 @@ class View(Screen[None]):
         return cockpit_of(self.app)
 
     def on_screen_resume(self) -> None:
-        self.cockpit.poke()  # this view may want other rows than the last one
+        snapshot = self.cockpit.snapshot
+        if snapshot is None:
+            self.cockpit.poke()
+        elif snapshot.query != self.cockpit.current_query():
+            # This view wants other rows than the last snapshot's: read them once it is drawn from
+            # that one (the reader threads would compete with the drawing). Else the next poll will do.
+            self.call_after_refresh(self.cockpit.poke)
         self.app.sub_title = " › ".join(
             s.crumb for s in self.app.screen_stack if isinstance(s, View) and s.crumb
         )

@@ -1,5 +1,11 @@
 """Mailboxes: one row per mailbox, diffed by key on each snapshot; filter "/", default "not OK".
 
+The table holds a window of the list (``PAGE`` rows, a few screens), read by keyset from an anchor
+mailbox (``runners.state.mailbox_pages``): when the cursor comes within a screen of the window's end
+the window moves on from a screen above the cursor, near its top it moves back half a window, and
+Home/End read the first or last window. So a fleet of 100,000 costs each key and each poll the
+window, never the whole list; filtering and sorting run in SQL over all of it.
+
 The counts are cumulative (the ledger's: copied of what the source holds, across passes and retries).
 The mailbox column stays put while ←/→ scroll the rest; the error takes the spare width, and the
 detail line under the table shows the cursor's row whole (wrapped), so nothing needs scrolling
@@ -20,9 +26,9 @@ from cockpit.widgets.keybar import KeyBar
 from runners.state.mailbox_reads import MailboxQuery, MailboxRow
 from runners.state.read_models.snapshot import Snapshot
 
-#: Rows listed at most (many screens); the rest is counted, and "/" narrows it. Drawing costs only the visible
-#: lines, but every listed row is read, formatted and diffed twice a second.
-MAX_ROWS = 500
+#: Rows the table holds: the window of the list read, formatted and diffed on every poll (drawing costs
+#: only the visible lines); the cursor moving near its ends moves it (keyset, from an anchor mailbox).
+PAGE = 120
 
 COLUMNS = (
     ("mailbox", 26),
@@ -56,6 +62,13 @@ class MailboxesView(View):
         self.sort_key = "mailbox"
         self._previous: dict[str, int] = {}
         self._rows: dict[str, MailboxRow] = {}
+        #: The window: from this mailbox on (None: the first), or ``_back`` rows before it (or the end).
+        self._start: str | None = None
+        self._back = 0
+        #: End was pressed: the cursor goes to the last row once the last window is read.
+        self._to_end = False
+        #: The label and detail lines' texts as last set.
+        self._lines: dict[str, str] = {}
         #: Set while a new filter narrows the last snapshot's rows at once (``_refilter``).
         self._narrowing = False
 
@@ -66,7 +79,7 @@ class MailboxesView(View):
             id="filter",
         )
         yield Static("", id="filter-label")
-        yield FleetTable(COLUMNS, id="mailboxes", frozen=1, on_cursor=self._detail)
+        yield FleetTable(COLUMNS, id="mailboxes", frozen=1, on_cursor=self._cursor_moved, on_jump=self._jump)
         yield Static("", id="row-detail", markup=False)
         yield KeyBar()
 
@@ -77,14 +90,31 @@ class MailboxesView(View):
         ).focus()  # not the (hidden) filter box: keys are commands until "/" is pressed
         self._count()
 
-    def _count(self, shown: int = 0, matching: int | None = None, total: int | None = None) -> None:
+    def _count(
+        self, shown: int = 0, matching: int | None = None, total: int | None = None, start: str | None = None
+    ) -> None:
         """ "mailboxes of wave pilot, filter …: 4 of 50": ``total`` is the wave's own when one is shown."""
         label = "needs attention (not OK)" if self.filter == NOT_OK else (self.filter or "all")
         wave = f" of wave {self.wave}" if self.wave else ""
         counts = ""
-        if matching is not None and total is not None:
-            counts = f": {matching:,} of {total:,}" + (f", first {shown:,} shown" if shown < matching else "")
-        self.query_one("#filter-label", Static).update(Text(f"mailboxes{wave}, filter {label}{counts}"))
+        if total is not None:
+            counts = f": {'counting…' if matching is None else f'{matching:,}'} of {total:,}"
+            if start is not None:
+                counts += f", {shown:,} shown from {start}"
+            elif matching is not None and shown < matching:
+                counts += f", first {shown:,} shown"
+        self._update("#filter-label", f"mailboxes{wave}, filter {label}{counts}")
+
+    def _update(self, selector: str, text: str) -> None:
+        """A line's new text (never markup), if it changed: an update lays the screen out again."""
+        if self._lines.get(selector) != text:
+            self._lines[selector] = text
+            self.query_one(selector, Static).update(Text(text))
+
+    @staticmethod
+    def first_window(wave: str | None = None) -> MailboxQuery:
+        """What a newly opened view reads first (its default filter, from the first row)."""
+        return MailboxQuery(wave=wave, attention=True, order="mailbox", limit=PAGE)
 
     def query_rows(self) -> MailboxQuery:
         return MailboxQuery(
@@ -92,7 +122,9 @@ class MailboxesView(View):
             text="" if self.filter == NOT_OK else self.filter,
             attention=self.filter == NOT_OK,
             order=self.sort_key,
-            limit=MAX_ROWS,
+            limit=PAGE,
+            start=self._start,
+            back=self._back,
         )
 
     def _matches(self, row: MailboxRow) -> bool:
@@ -114,8 +146,15 @@ class MailboxesView(View):
         seconds = max(self.cockpit.snapshot_interval, 1e-3)
         # The poller already filtered, sorted and limited in SQL; checking again here narrows a snapshot
         # read just before the filter changed (a wider filter waits for the next poll, which _refilter pokes).
-        rows = [r for r in snapshot.mailboxes if self._matches(r)][:MAX_ROWS]
-        self._count(len(rows), snapshot.matching, snapshot.scope_total or snapshot.total)
+        rows = [r for r in snapshot.mailboxes if self._matches(r)][:PAGE]
+        query = snapshot.query
+        if not self._narrowing and query is not None:
+            if query.back:  # a move back (or to the end) is read: the window now starts where it landed
+                self._start, self._back = snapshot.window_start, 0
+            elif query.start is not None and not rows:  # its first mailbox left the filter: start over
+                self._start = None
+                self.cockpit.poke()
+        self._count(len(rows), snapshot.matching, snapshot.scope_total or snapshot.total, self._start)
         table = self.query_one("#mailboxes", FleetTable)
         table.set_rows(
             [(row.source, self._cells(row, self._rate(row, seconds))) for row in rows],
@@ -125,6 +164,9 @@ class MailboxesView(View):
             },
         )
         self._rows = {row.source: row for row in rows}
+        if self._to_end and query is not None and query.back and not self._narrowing:
+            self._to_end = False
+            table.move_cursor(table.row_count - 1)
         self._detail(table.cursor_key)
         self._previous = {r.source: r.messages_done for r in snapshot.mailboxes}
 
@@ -138,7 +180,33 @@ class MailboxesView(View):
             and query.source in (None, mine.source)
             and query.wave in (None, mine.wave)
             and (mine.attention or not query.attention)
+            # Another window's rows would move the cursor's row under the keys typed meanwhile.
+            and (query.start, query.back, query.order) == (mine.start, mine.back, mine.order)
         )
+
+    def _cursor_moved(self, key: str | None) -> None:
+        """The detail line follows the cursor; near the window's ends the window moves (``_move``)."""
+        self._detail(key)
+        table = self.query_one("#mailboxes", FleetTable)
+        screen = table.page_rows
+        if table.row_count >= PAGE and table.cursor_row >= table.row_count - screen:
+            # More may follow: the window from a screen above the cursor (its row stays put on screen).
+            self._move(table.keys[max(0, table.cursor_row - screen)], 0)
+        elif self._start is not None and table.cursor_row < screen and self._back == 0 and table.row_count:
+            self._move(self._start, PAGE // 2)
+
+    def _jump(self, row: int) -> None:
+        """Home: the first window; End: the last (the cursor on its last row once read)."""
+        if row == 0:
+            self._move(None, 0)
+        else:
+            self._to_end = True
+            self._move(None, PAGE)
+
+    def _move(self, start: str | None, back: int) -> None:
+        if (start, back) != (self._start, self._back):
+            self._start, self._back = start, back
+            self.cockpit.poke()
 
     def _detail(self, key: str | None) -> None:
         """The cursor's mailbox whole, wrapped: its counts, folders not opened and the server's words."""
@@ -152,7 +220,7 @@ class MailboxesView(View):
             if row.folder_errors:
                 parts.append(f"{row.folder_errors} folder(s) could not be opened")
             text = "; ".join(parts) + (f"\nerror: {row.error}" if row.error else "")
-        self.query_one("#row-detail", Static).update(text)
+        self._update("#row-detail", text)
 
     def _rate(self, row: MailboxRow, seconds: float) -> float:
         return max(row.messages_done - self._previous.get(row.source, row.messages_done), 0) / seconds
@@ -194,6 +262,7 @@ class MailboxesView(View):
         self._refilter()
 
     def _refilter(self) -> None:
+        self._start, self._back, self._to_end = None, 0, False  # a new list: from its first row
         self.cockpit.poke()
         self._count()
         if self.cockpit.snapshot is not None:

@@ -126,10 +126,13 @@ class FleetTable(ScrollView, can_focus=True):
         id: str | None = None,  # noqa: A002  (Textual's name)
         frozen: int = 0,
         on_cursor: Callable[[str | None], object] | None = None,
+        on_jump: Callable[[int], object] | None = None,
     ) -> None:
         super().__init__(id=id)
         #: Called with the cursor's key whenever it lands on another row (a detail line follows it).
         self.on_cursor = on_cursor
+        #: Called with 0 (Home) or -1 (End): a table holding a window of a longer list reads another.
+        self.on_jump = on_jump
         #: (label, width): the last column's width is its least; it takes the spare width.
         self.columns = tuple(columns)
         #: Columns on the left that stay put when the rest scrolls sideways.
@@ -268,7 +271,7 @@ class FleetTable(ScrollView, can_focus=True):
     # -- cursor ----------------------------------------------------------------------------------
 
     @property
-    def _page(self) -> int:
+    def page_rows(self) -> int:
         """Data rows visible at once (the header takes a line)."""
         return max(1, self.scrollable_content_region.height - 1)
 
@@ -288,8 +291,8 @@ class FleetTable(ScrollView, can_focus=True):
         top = round(self.scroll_y)
         if self.cursor_row < top:
             self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
-        elif self.cursor_row >= top + self._page:
-            self.scroll_to(y=self.cursor_row - self._page + 1, animate=False, immediate=True)
+        elif self.cursor_row >= top + self.page_rows:
+            self.scroll_to(y=self.cursor_row - self.page_rows + 1, animate=False, immediate=True)
 
     def _refresh_row(self, index: int) -> None:
         y = index - round(self.scroll_y) + 1
@@ -300,10 +303,12 @@ class FleetTable(ScrollView, can_focus=True):
         self.move_cursor(self.cursor_row + delta)
 
     def action_page(self, pages: int) -> None:
-        self.move_cursor(self.cursor_row + pages * self._page)
+        self.move_cursor(self.cursor_row + pages * self.page_rows)
 
     def action_cursor_to(self, row: int) -> None:
         self.move_cursor(row if row >= 0 else len(self._keys) - 1)
+        if self.on_jump is not None:
+            self.on_jump(row)
 
     def action_column(self, delta: int) -> None:
         """Scroll sideways to the start of the previous or next column (scroll_to keeps it in range)."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from runners.state.base import StoreBase
+from runners.state.mailbox_pages import keyset
 from runners.state.statuses import AttemptStatus, MailboxState, MessageStatus
 
 
@@ -113,10 +115,10 @@ def cumulative(
 FleetCounters = tuple[str, str, str, int, int, int, int, int, int, float | None]
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerProgress:
+class LedgerProgress(NamedTuple):
     """One mailbox's ledger summed: what every pass and retry so far has copied, failed or skipped, and
-    what its folders held at their last completed pass."""
+    what its folders held at their last completed pass. A tuple of ints, which the garbage collector
+    stops tracking: a viewer keeps one per mailbox of a fleet, and every full collection would walk them."""
 
     copied: int
     copied_bytes: int
@@ -141,6 +143,18 @@ class MailboxQuery:
     source: str | None = None
     order: str = "source"  # source (or mailbox) | failed | progress
     limit: int | None = None
+    #: A window of the list (``mailbox_pages``): from this mailbox on (None: from the first) ...
+    start: str | None = None
+    #: ... or from this many rows before ``start`` (before the end when ``start`` is None).
+    back: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxPage:
+    """A window of the mailbox list and the mailbox it starts at (None: the first of the list)."""
+
+    rows: list[MailboxRow]
+    start: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,12 +297,6 @@ _ATTENTION = (
     f"(state NOT IN ('{MailboxState.OK}', '{MailboxState.PENDING}') OR failed > 0 OR skipped > 0 "
     "OR error IS NOT NULL)"
 )
-_ORDER = {
-    "source": "source",
-    "mailbox": "source",
-    "failed": "failed DESC, source",
-    "progress": "messages_done * 1.0 / CASE WHEN messages_total > 0 THEN messages_total ELSE 1 END DESC, source",
-}
 
 
 class MailboxReadsMixin(StoreBase):
@@ -302,17 +310,41 @@ class MailboxReadsMixin(StoreBase):
         return [WaveStateTotals(r[0], MailboxState(r[1]), *(int(v or 0) for v in r[2:])) for r in rows]
 
     def count_mailboxes(self, query: MailboxQuery) -> int:
-        clause, params = _where(query)
+        clause, params = _where(query, self._backend.dialect)
         return int(self._read(f"SELECT COUNT(*) FROM mailboxes{clause}", params)[0][0])
 
     def mailbox_rows(self, query: MailboxQuery) -> list[MailboxRow]:
-        clause, params = _where(query)
+        return self.mailbox_page(query).rows
+
+    def mailbox_page(self, query: MailboxQuery) -> MailboxPage:
+        """The rows of ``query`` from its window's start (``mailbox_pages``): the index in the mailbox
+        order, then as many rows as the limit asks, however far into the fleet the window is."""
+        clause, params = _where(query, self._backend.dialect)
+        order = keyset(query.order)
+        start = query.start
+        if query.back > 0:
+            # Where the window starts: ``back`` rows before the anchor (or the end), nearest first.
+            before = [*params]
+            where = clause
+            if start is not None:
+                where = f"{clause} AND {order.before}" if clause else f" WHERE {order.before}"
+                before += order.anchored(start)
+            earlier = self._read(
+                f"SELECT source FROM mailboxes{where} ORDER BY {order.reverse} LIMIT ?", [*before, query.back]
+            )
+            start = str(earlier[-1][0]) if len(earlier) == query.back else None  # fewer: from the first
+        if start is not None:
+            clause = f"{clause} AND {order.after}" if clause else f" WHERE {order.after}"
+            params += order.anchored(start)
         limit = " LIMIT ?" if query.limit else ""
+        selected = f"FROM mailboxes{clause} ORDER BY {order.order}{limit}"
+        if query.text and not query.attention and order.order == "source":
+            # A search: the matching sources from the narrow index (mailboxes_search), then their rows.
+            selected = f"FROM mailboxes WHERE source IN (SELECT source {selected}) ORDER BY source"
         rows = self._read(
-            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes{clause} ORDER BY {_ORDER[query.order]}{limit}",
-            [*params, int(query.limit)] if query.limit else params,
+            f"SELECT {_MAILBOX_COLUMNS} {selected}", [*params, int(query.limit)] if query.limit else params
         )
-        return [MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows]
+        return MailboxPage([MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows], start)
 
     def ledger_progress(self, sources: Sequence[str]) -> dict[str, LedgerProgress]:
         """The ledger of these mailboxes summed per mailbox (a pass over their messages: read for the rows
@@ -515,7 +547,7 @@ class MailboxReadsMixin(StoreBase):
         return tuple(MessageAttempt(r[0], float(r[1]), AttemptStatus(r[2]), r[3]) for r in rows)
 
 
-def _where(query: MailboxQuery) -> tuple[str, list[object]]:
+def _where(query: MailboxQuery, dialect: str) -> tuple[str, list[object]]:
     where: list[str] = []
     params: list[object] = []
     if query.source is not None:
@@ -527,9 +559,21 @@ def _where(query: MailboxQuery) -> tuple[str, list[object]]:
     if query.attention:
         where.append(_ATTENTION)
     if query.text:
-        # LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's doesn't.
-        where.append("(LOWER(source) LIKE ? OR LOWER(target) LIKE ? OR LOWER(state) LIKE ?)")
-        params += [f"%{query.text.lower()}%"] * 3
+        # A search runs over the whole fleet, so each engine's cheapest case-insensitive substring test:
+        # SQLite's LIKE ignores ASCII case (as its LOWER only lowers ASCII) and lowers nothing per row (a
+        # third of LOWER(...) LIKE's cost); on PostgreSQL strpos over LOWER takes half ILIKE's time. The
+        # text is matched literally on both (LIKE's % and _ escaped).
+        needle = query.text.lower()
+        if dialect == "postgresql":
+            where.append(
+                "(strpos(LOWER(source), ?) > 0 OR strpos(LOWER(target), ?) > 0 OR strpos(state, ?) > 0)"
+            )
+            params += [needle] * 3
+        else:
+            like = "LIKE ? ESCAPE '\\'"
+            where.append(f"(source {like} OR target {like} OR state {like})")
+            literal = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params += [f"%{literal}%"] * 3
     return (f" WHERE {' AND '.join(where)}" if where else ""), params
 
 

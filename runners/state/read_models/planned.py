@@ -21,6 +21,8 @@ class PlannedFleet:
     plan: Plan
     #: Mailboxes per wave, as planned.
     per_wave: Counter[str] = field(default_factory=Counter)
+    #: The plan's waves in order (``Plan.waves`` passes over every mailbox when no ``[[waves]]``).
+    waves: tuple[str, ...] = ()
     _known: int = -1
     _unseen: tuple[MailboxEntry, ...] = ()
     _survey_key: tuple[int, int] = (-1, -1)
@@ -28,6 +30,7 @@ class PlannedFleet:
 
     def __post_init__(self) -> None:
         self.per_wave = Counter(m.wave for m in self.plan.mailboxes)
+        self.waves = self.plan.waves
 
     def unseen(self, store: StateStore, known: int) -> tuple[MailboxEntry, ...]:
         """The planned mailboxes the store has no row for (``known``: how many rows it has now)."""

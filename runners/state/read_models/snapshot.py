@@ -117,8 +117,9 @@ class Snapshot:
     events: tuple[Event, ...]
     messages_done: int
     bytes_done: int
-    #: Mailboxes matching the query (``mailboxes`` holds at most its limit of them) and in the plan.
-    matching: int = 0
+    #: Mailboxes matching the query (``mailboxes`` holds at most its limit of them) and in the plan;
+    #: None when not counted yet (a view's rows read early come before their count: ``with_rows``).
+    matching: int | None = 0
     total: int = 0
     #: The mailboxes being copied right now (most recently active first, at most ``ACTIVE_SHOWN``).
     active: tuple[MailboxRow, ...] = ()
@@ -129,6 +130,8 @@ class Snapshot:
     #: What ``mailboxes`` were read for (None: no rows were read, for a view that shows none): a view
     #: opened while a slow read for another was under way knows the rows are not its own.
     query: MailboxQuery | None = None
+    #: Where the window of ``mailboxes`` starts (``mailbox_pages``): None for the first of the list.
+    window_start: str | None = None
 
     def mailbox(self, source: str) -> MailboxRow | None:
         return next((m for m in self.mailboxes if m.source == source), None)
@@ -139,6 +142,13 @@ ALL = MailboxQuery()
 _SUMS = ("n", "mt", "md", "bt", "bd", "f", "s")
 #: Running mailboxes named by the overview's "running now".
 ACTIVE_SHOWN = 5
+#: A filter's count is made again at most every this many times what it cost last (a tenth of the
+#: reader's time at most), and at least every ``COUNT_MAX_AGE`` seconds while the fleet changes.
+COUNT_SPACING = 10.0
+COUNT_MAX_AGE = 5.0
+#: A view's rows read early come with their count when the plan has at most this many mailboxes (a
+#: few milliseconds); a larger fleet's rows come first and the whole poll that follows counts them.
+COUNT_INLINE = 10_000
 
 
 @dataclass(slots=True)
@@ -163,6 +173,12 @@ class LedgerCache:
     _survey: dict[str, tuple[int, int]] = field(default_factory=dict)
     _survey_read: float | None = None
     _fleet: PlannedFleet | None = None
+    #: The mailboxes view's counts by filter: (count, the fleet's totals it was made at, when, how long
+    #: it took). A count is a pass over the mailboxes a filter can't narrow by index, so it is made
+    #: again only when the totals moved, and then not more often than ``COUNT_SPACING`` times its cost.
+    _counts: dict[tuple[str | None, str, bool, str | None], tuple[int, object, float, float]] = field(
+        default_factory=dict
+    )
 
     def fleet(self, plan: Plan) -> PlannedFleet:
         """The plan's mailbox list as polls need it, worked out once per plan (``planned.py``)."""
@@ -207,6 +223,30 @@ class LedgerCache:
             for i, value in enumerate(delta):
                 sums[i] += value
 
+    def count(self, store: StateStore, query: MailboxQuery, totals: object) -> int:
+        """How many mailboxes the store holds for ``query``'s filter (its window aside), made again only
+        when ``totals`` (the fleet's state counts) changed, and then at most every so often."""
+        key = (query.wave, query.text, query.attention, query.source)
+        now = time.monotonic()
+        known = self._counts.get(key)
+        if known is not None:
+            count, made_at, when, cost = known
+            if made_at == totals or now - when < min(COUNT_SPACING * cost, COUNT_MAX_AGE):
+                return count
+        count = store.count_mailboxes(query)
+        self._counts[key] = (count, totals, now, time.monotonic() - now)
+        return count
+
+    def counted(self, store: StateStore, plan: Plan, query: MailboxQuery) -> int | None:
+        """The last count made for ``query``'s filter (a window moved: the same filter), or one made
+        now for a plan small enough that it is cheap; None: the next whole poll counts it."""
+        known = self._counts.get((query.wave, query.text, query.attention, query.source))
+        if known is not None:
+            return known[0]
+        if len(plan.mailboxes) <= COUNT_INLINE:
+            return self.count(store, query, None)
+        return None
+
     def wave_delta(self, wave: str) -> list[int]:
         return self._wave_deltas.get(wave, [0] * 6)
 
@@ -231,9 +271,12 @@ def take(
     ledger.refresh(store)
     waves, unseen, done = _waves(store, plan, ledger)
     rows: list[MailboxRow] = []
-    matching = 0
+    matching: int | None = 0
+    start = None
     if query is not None:
-        rows, matching = _rows(store, query, unseen)
+        totals = tuple((w.name, tuple(sorted(w.states.items())), w.failed, w.skipped) for w in waves)
+        rows, start, unseen_matching = _rows(store, query, unseen)
+        matching = ledger.count(store, query, totals) + unseen_matching
         rows = [row.with_ledger(ledger.ledgers.get(row.source)) for row in rows]
     active = [row.with_ledger(ledger.ledgers.get(row.source)) for row in store.active_mailboxes(ACTIVE_SHOWN)]
     return Snapshot(
@@ -253,6 +296,7 @@ def take(
         else len(plan.mailboxes),
         pacing=tuple(store.running_pacing()),
         query=query,
+        window_start=start,
     )
 
 
@@ -262,13 +306,15 @@ def with_rows(
     """``snapshot`` with the mailbox rows of another ``query``, read now; the rest as it was (same
     ``taken``: no rate is measured across it). What a view that just opened or changed its filter
     shows at once, a few milliseconds after the key, instead of after a whole snapshot of the fleet."""
-    rows, matching = _rows(store, query, ledger.fleet(plan).last_unseen)
+    rows, start, unseen_matching = _rows(store, query, ledger.fleet(plan).last_unseen)
+    counted = ledger.counted(store, plan, query)
     return replace(
         snapshot,
         mailboxes=tuple(row.with_ledger(ledger.ledgers.get(row.source)) for row in rows),
-        matching=matching,
+        matching=None if counted is None else counted + unseen_matching,
         scope_total=ledger.fleet(plan).per_wave[query.wave] if query.wave else len(plan.mailboxes),
         query=query,
+        window_start=start,
     )
 
 
@@ -310,9 +356,9 @@ def _waves(
             sums.setdefault(wave_name, dict.fromkeys(_SUMS, 0))["bt"] += size
     runs = store.last_run_per_wave()
     planned = fleet.per_wave
-    windows = wave_windows(store, plan.waves)
+    windows = wave_windows(store, fleet.waves)
     out = []
-    for name in plan.waves:
+    for name in fleet.waves:
         wave = sums.get(name, dict.fromkeys(_SUMS, 0))
         counted = states.get(name, Counter())
         never_run = planned[name] - wave["n"]
@@ -330,12 +376,16 @@ def _waves(
 
 def _rows(
     store: StateStore, query: MailboxQuery, unseen: tuple[MailboxEntry, ...]
-) -> tuple[list[MailboxRow], int]:
-    matching = store.count_mailboxes(query)
-    rows = store.mailbox_rows(query)
+) -> tuple[list[MailboxRow], str | None, int]:
+    """The window of rows ``query`` asks for, where it starts, and how many planned mailboxes the store
+    has no row for match it (the store's own are counted apart: ``LedgerCache.count``)."""
+    page = store.mailbox_page(query)
+    rows, matching = page.rows, 0
     if unseen and not query.attention:
-        # Planned mailboxes no run has touched yet are not in the store: they show as pending.
+        # Planned mailboxes no run has touched yet are not in the store: they show as pending, after
+        # the store's rows (in the mailbox order: in their place, from the window's start on).
         needle = query.text.lower()
+        by_source = query.order in ("source", "mailbox")
         for entry in unseen:
             if query.source not in (None, entry.source):
                 continue
@@ -344,10 +394,15 @@ def _rows(
             ):
                 continue
             matching += 1
-            if query.limit is None or len(rows) < query.limit:
+            if query.back or (page.start is not None and not (by_source and entry.source >= page.start)):
+                continue
+            if by_source or query.limit is None or len(rows) < query.limit:
                 rows.append(MailboxRow(entry.source, entry.target, entry.wave, MailboxState.PENDING, 0, 0, 0, 0, 0,
                                        0, None, None, None, None))  # fmt: skip
-    return rows, matching
+        if by_source:
+            rows.sort(key=lambda row: row.source)
+            rows = rows[: query.limit] if query.limit else rows
+    return rows, page.start, matching
 
 
 def _has(needle: str, *texts: str) -> bool:

@@ -1,0 +1,211 @@
+"""The mailboxes view over a fleet larger than its window (issue #13): the table holds ``PAGE`` rows read
+by keyset, and the keys still reach every mailbox: scrolling on past the window, End and Home, a filter
+that matches a mailbox far beyond the first window, and a row updated while the view is open.
+
+The store is written with the StateStore API, as a runner writes it; the cockpit is driven by Pilot, and
+each snapshot is read with the view's own query (``feed``), as the poller would, at the test's pace. The
+window reads themselves run on both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from dovecot_lab import Unreachable, write_plan
+from servers.postgres import PASSWORD_ENV
+from textual.pilot import Pilot
+
+from cockpit.app import CockpitApp
+from cockpit.screens.mailboxes import PAGE, MailboxesView
+from cockpit.widgets.fleet_table import FleetTable
+from runners.plan.loader import load_plan
+from runners.plan.model import Plan
+from runners.state.mailbox_reads import MailboxQuery
+from runners.state.open_store import open_store
+from runners.state.read_models.snapshot import take
+from runners.state.statuses import MailboxState
+from runners.state.store import MailboxProgress, StateStore
+
+#: Two and a half windows.
+FLEET = PAGE * 5 // 2
+
+
+def fleet_plan(root: Path, state: str = "") -> Plan:
+    mailboxes = tuple((f"u{i:04d}", f"u{i:04d}", "pilot" if i % 2 else "later") for i in range(FLEET))
+    side = Unreachable(10143)
+    return load_plan(write_plan(root, side, side, mailboxes=mailboxes, tail=state))
+
+
+def seed(store: StateStore) -> dict[str, int]:
+    """Every mailbox in the store; every third one has failures (so "failed" order differs)."""
+    ids = dict(
+        zip(
+            (f"u{i:04d}" for i in range(FLEET)),
+            store.upsert_mailboxes(
+                [(f"u{i:04d}", f"u{i:04d}", "pilot" if i % 2 else "later") for i in range(FLEET)]
+            ),
+            strict=True,
+        )
+    )
+    for i, mailbox_id in enumerate(ids.values()):
+        store.set_mailbox_state(mailbox_id, MailboxState.FAILED if i % 3 == 0 else MailboxState.OK)
+        store.mailbox_progress(mailbox_id, MailboxProgress(100, 10_000, i % 100, i * 100, i % 7, 0, None))
+    return ids
+
+
+def walk(store: StateStore, query: MailboxQuery) -> list[str]:
+    """Every mailbox of ``query`` a window at a time, each window from the last one's last row."""
+    seen: list[str] = []
+    start = None
+    while True:
+        page = store.mailbox_page(MailboxQuery(**{**_fields(query), "start": start, "limit": PAGE}))
+        rows = [row.source for row in page.rows]
+        new = rows[1:] if start is not None else rows
+        seen += new
+        if len(rows) < PAGE:
+            return seen
+        start = rows[-1]
+
+
+def _fields(query: MailboxQuery) -> dict[str, object]:
+    return {name: getattr(query, name) for name in query.__slots__}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("order", ["mailbox", "failed", "progress"])
+def test_windows_read_by_keyset_cover_the_list_in_its_order(
+    tmp_path: Path, backend: str, order: str, request: pytest.FixtureRequest
+) -> None:
+    state = ""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
+    store = open_store(fleet_plan(tmp_path, state))
+    try:
+        seed(store)
+        # The search: a substring in any case, its text taken literally (LIKE's wildcards too).
+        assert store.count_mailboxes(MailboxQuery(text="U01")) == PAGE - 20 and not store.count_mailboxes(
+            MailboxQuery(text="u_1")
+        )
+        for query in (MailboxQuery(order=order), MailboxQuery(order=order, attention=True, text="u0")):
+            whole = [row.source for row in store.mailbox_page(query).rows]
+            assert walk(store, query) == whole and len(whole) > PAGE
+            # The last window, and one that starts ten rows before a mailbox in the middle.
+            last = store.mailbox_page(MailboxQuery(**{**_fields(query), "back": PAGE, "limit": PAGE}))
+            assert [row.source for row in last.rows] == whole[-PAGE:] and last.start == whole[-PAGE]
+            middle = whole[len(whole) // 2]
+            back = store.mailbox_page(
+                MailboxQuery(**{**_fields(query), "start": middle, "back": 10, "limit": 20})
+            )
+            assert [row.source for row in back.rows] == whole[len(whole) // 2 - 10 : len(whole) // 2 + 10]
+            # Fewer rows before it than asked: the window starts at the first.
+            near = store.mailbox_page(
+                MailboxQuery(**{**_fields(query), "start": whole[3], "back": 10, "limit": 5})
+            )
+            assert (near.start, [row.source for row in near.rows]) == (None, whole[:5])
+    finally:
+        store.close()
+
+
+def feed(app: CockpitApp) -> None:
+    """One poll, read with what the visible view asks for (as the poller does)."""
+    store = StateStore(app.plan.state_db)
+    try:
+        app.apply(take(store, app.plan, query=app.current_query()))
+    finally:
+        store.close()
+
+
+async def settle(app: CockpitApp, pilot: Pilot[None]) -> None:
+    """Poll until the view's query is the one its rows were read for (a window move asks again)."""
+    for _ in range(5):
+        feed(app)
+        await pilot.pause()
+        if app.snapshot is not None and app.snapshot.query == app.current_query():
+            return
+    raise AssertionError("the view kept asking for another window")
+
+
+async def open_all(app: CockpitApp, pilot: Pilot[None]) -> FleetTable:
+    """The mailboxes view with every mailbox ("/" then Enter on an empty line)."""
+    await settle(app, pilot)
+    await pilot.press("m")
+    await settle(app, pilot)
+    await pilot.press("slash", "enter")
+    await settle(app, pilot)
+    assert isinstance(app.screen, MailboxesView)
+    return app.screen.query_one("#mailboxes", FleetTable)
+
+
+def test_scrolling_past_the_window_reaches_the_last_mailbox_and_back(tmp_path: Path) -> None:
+    plan = fleet_plan(tmp_path)
+    seed(StateStore(plan.state_db))
+
+    async def scenario() -> None:
+        app = CockpitApp(plan, poll=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            table = await open_all(app, pilot)
+            assert table.row_count == PAGE and table.cursor_key == "u0000"
+            # Down, a key at a time, through every mailbox: the window moves on as the cursor nears its end.
+            for n in range(1, FLEET):
+                await pilot.press("down")
+                if app.snapshot is not None and app.snapshot.query != app.current_query():
+                    await settle(app, pilot)
+                assert table.cursor_key == f"u{n:04d}"
+            assert table.row_count < PAGE  # the window holds the end of the list
+            await pilot.press("home")
+            await settle(app, pilot)
+            assert table.cursor_key == "u0000" and table.keys[0] == "u0000"
+            await pilot.press("end")
+            await settle(app, pilot)
+            assert table.cursor_key == f"u{FLEET - 1:04d}"
+            # Up from the last window: the rows before it are read as the cursor nears its top.
+            for n in range(FLEET - 2, FLEET - PAGE - 30, -1):
+                await pilot.press("up")
+                if app.snapshot is not None and app.snapshot.query != app.current_query():
+                    await settle(app, pilot)
+                assert table.cursor_key == f"u{n:04d}"
+
+    asyncio.run(scenario())
+
+
+def test_a_filter_finds_a_mailbox_beyond_the_first_window_and_its_updates_show(tmp_path: Path) -> None:
+    plan = fleet_plan(tmp_path)
+    store = StateStore(plan.state_db)
+    ids = seed(store)
+    far = f"u{FLEET - 3:04d}"
+
+    async def scenario() -> None:
+        app = CockpitApp(plan, poll=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            table = await open_all(app, pilot)
+            assert far not in table.keys
+            await pilot.press("slash", *far, "enter")
+            await settle(app, pilot)
+            assert table.keys == (far,)
+            label = app.screen.query_one("#filter-label")
+            assert str(label.render()) == f"mailboxes, filter {far}: 1 of {FLEET:,}"
+            # The runner moves it on while the view is open: the next poll shows it.
+            store.set_mailbox_state(ids[far], MailboxState.RUNNING)
+            store.mailbox_progress(ids[far], MailboxProgress(100, 10_000, 42, 4_200, 0, 0, "Archive"))
+            await settle(app, pilot)
+            assert "running" in table.row_text(far) and "42/100" in table.row_text(far)
+            # Enter opens it (the drill-down reaches any mailbox of the fleet).
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert app.screen.crumb == far
+            # And back on the whole list, at its end, it shows there the same way.
+            await pilot.press("escape", "escape")
+            await settle(app, pilot)
+            await pilot.press("end")
+            await settle(app, pilot)
+            store.mailbox_progress(ids[far], MailboxProgress(100, 10_000, 77, 7_700, 0, 0, "Archive"))
+            await settle(app, pilot)
+            assert "77/100" in table.row_text(far)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
