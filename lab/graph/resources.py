@@ -234,8 +234,10 @@ def message_json(
         "uniqueBody": body_for_read(call, message)
         if for_read
         else {"contentType": message.body_type, "content": message.body},
-        "internetMessageHeaders": [{"name": n, "value": v} for n, v in message.headers],
     }
+    # The headers are hidden unless selected, and reading them parses them (header_block.py).
+    if select and "internetMessageHeaders" in select:
+        full["internetMessageHeaders"] = [{"name": n, "value": v} for n, v in message.headers]
     if select:
         shown = {"@odata.etag": full["@odata.etag"], "id": full["id"], **{k: full[k] for k in select}}
     else:
