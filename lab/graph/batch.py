@@ -126,6 +126,7 @@ def _run(tenant: Tenant, call: Call, item: dict[str, Any]) -> Reply:
     headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
     # The batch's own headers (Prefer among them) are not carried into its requests (json-batching).
     body = b""
+    parsed_body = None
     if "body" in item:
         content_type = headers.get("content-type")
         if content_type is None:
@@ -140,6 +141,7 @@ def _run(tenant: Tenant, call: Call, item: dict[str, Any]) -> Reply:
             )
         if "application/json" in content_type.lower():
             body = json.dumps(item["body"]).encode()
+            parsed_body = item["body"]
         else:
             try:
                 body = base64.b64decode(str(item["body"]), validate=True)
@@ -159,7 +161,15 @@ def _run(tenant: Tenant, call: Call, item: dict[str, Any]) -> Reply:
     assert tenant.dispatch is not None
     return tenant.dispatch(
         SubRequest(
-            item["method"].upper(), call.version, url, headers, body, call.app, call.roles, call.base_url
+            item["method"].upper(),
+            call.version,
+            url,
+            headers,
+            body,
+            call.app,
+            call.roles,
+            call.base_url,
+            parsed_body,
         )
     )
 
