@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -61,43 +63,70 @@ def run_batch(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
     results: dict[str, dict[str, Any]] = {}
     drop = False
     pending = list(requests)
-    with ThreadPoolExecutor(max_workers=limits.batch_parallel, thread_name_prefix="graph-batch") as pool:
-        while pending:
-            ready = [r for r in pending if all(d in results for d in r.get("dependsOn", []))]
-            if not ready:  # a cycle
-                raise bad_request("The dependsOn of the batch requests form a cycle.")
-            runnable, failed_dependency = [], []
-            for item in ready:
-                if any(not 200 <= results[d]["status"] < 300 for d in item.get("dependsOn", [])):
-                    failed_dependency.append(item)
-                else:
-                    runnable.append(item)
-            for item in failed_dependency:
-                results[item["id"]] = _answer(
-                    item["id"],
-                    Reply(
-                        424,
-                        {
-                            "error": {
-                                "code": "FailedDependency",
-                                "message": "A request this one depends on failed.",
-                            }
-                        },
-                    ),
-                )
-            for item, reply in zip(
-                runnable, pool.map(lambda r: _run(tenant, call, r), runnable), strict=True
-            ):
-                drop = drop or reply.drop
-                results[item["id"]] = _answer(item["id"], reply)
-            pending = [r for r in pending if r["id"] not in results]
+    while pending:
+        ready = [r for r in pending if all(d in results for d in r.get("dependsOn", []))]
+        if not ready:  # a cycle
+            raise bad_request("The dependsOn of the batch requests form a cycle.")
+        runnable, failed_dependency = [], []
+        for item in ready:
+            if any(not 200 <= results[d]["status"] < 300 for d in item.get("dependsOn", [])):
+                failed_dependency.append(item)
+            else:
+                runnable.append(item)
+        for item in failed_dependency:
+            results[item["id"]] = _answer(
+                item["id"],
+                Reply(
+                    424,
+                    {
+                        "error": {
+                            "code": "FailedDependency",
+                            "message": "A request this one depends on failed.",
+                        }
+                    },
+                ),
+            )
+        for item, reply in zip(
+            runnable, _run_all(tenant, call, runnable, limits.batch_parallel), strict=True
+        ):
+            drop = drop or reply.drop
+            results[item["id"]] = _answer(item["id"], reply)
+        pending = [r for r in pending if r["id"] not in results]
     return Reply(200, {"responses": [results[r["id"]] for r in requests]}, drop=drop)
+
+
+#: Threads kept for the requests of every batch: starting a pool per batch cost more CPU than a
+#: sub-request. Its bound is far above any real load (4 per batch in flight); _run_all keeps each
+#: batch to its own limit, so what runs at once is what a pool per batch ran.
+_THREADS = ThreadPoolExecutor(max_workers=1024, thread_name_prefix="graph-batch")
+
+
+def _run_all(tenant: Tenant, call: Call, items: list[dict[str, Any]], parallel: int) -> list[Reply]:
+    """The replies to items, in order, at most `parallel` running at a time: that many workers
+    each take the next item until none is left (as a pool of `parallel` threads does)."""
+    replies: list[Reply | None] = [None] * len(items)
+    taken = itertools.count()  # next() on it is atomic under the GIL
+    failed = threading.Event()
+
+    def worker() -> None:
+        while not failed.is_set() and (index := next(taken)) < len(items):
+            try:
+                replies[index] = _run(tenant, call, items[index])
+            except BaseException:
+                failed.set()  # as map() does: the items not yet started are not run
+                raise
+
+    workers = [_THREADS.submit(worker) for _ in range(min(parallel, len(items)))]
+    for future in workers:
+        future.result()
+    return [reply for reply in replies if reply is not None]
 
 
 def _run(tenant: Tenant, call: Call, item: dict[str, Any]) -> Reply:
     headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
     # The batch's own headers (Prefer among them) are not carried into its requests (json-batching).
     body = b""
+    parsed_body = None
     if "body" in item:
         content_type = headers.get("content-type")
         if content_type is None:
@@ -112,6 +141,7 @@ def _run(tenant: Tenant, call: Call, item: dict[str, Any]) -> Reply:
             )
         if "application/json" in content_type.lower():
             body = json.dumps(item["body"]).encode()
+            parsed_body = item["body"]
         else:
             try:
                 body = base64.b64decode(str(item["body"]), validate=True)
@@ -131,7 +161,15 @@ def _run(tenant: Tenant, call: Call, item: dict[str, Any]) -> Reply:
     assert tenant.dispatch is not None
     return tenant.dispatch(
         SubRequest(
-            item["method"].upper(), call.version, url, headers, body, call.app, call.roles, call.base_url
+            item["method"].upper(),
+            call.version,
+            url,
+            headers,
+            body,
+            call.app,
+            call.roles,
+            call.base_url,
+            parsed_body,
         )
     )
 

@@ -32,6 +32,8 @@ class Call:
     roles: frozenset[str]
     base_url: str  # https://127.0.0.1:PORT
     mailbox: Mailbox | None = None
+    #: The body already parsed (a $batch request's JSON body, SubRequest.parsed_body).
+    parsed_body: Any = None
 
     @property
     def path(self) -> str:
@@ -49,8 +51,10 @@ class Call:
             raise GraphError(
                 415, "UnsupportedMediaType", f"Content-Type {content_type!r} is not application/json."
             )
+        value, self.parsed_body = self.parsed_body, None  # handed out once: a second call parses
         try:
-            value = json.loads(self.body or b"null")
+            if value is None:
+                value = json.loads(self.body or b"null")
         except ValueError as exc:
             raise GraphError(
                 400, "UnableToDeserializePostBody", "Unable to deserialize the request body."
@@ -93,6 +97,9 @@ class SubRequest:
     app: AppConfig
     roles: frozenset[str]
     base_url: str
+    #: json.loads(body), where the caller has it already: a $batch request's body was parsed with
+    #: the batch, and body is its json.dumps (loads of that gives the same value back).
+    parsed_body: Any = None
 
 
 Handler = Callable[["Tenant", Call, dict[str, str]], Reply]

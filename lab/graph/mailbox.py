@@ -11,7 +11,7 @@ import base64
 import datetime as dt
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 #: Well-known folder names and the display names Exchange gives them
@@ -143,12 +143,29 @@ class Message:
     inference: str = "focused"
     categories: list[str] = field(default_factory=list)
     flag_status: str = "notFlagged"
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    #: The headers Exchange keeps; read and set them through ``headers``.
+    stored_headers: list[tuple[str, str]] = field(default_factory=list)
+    #: Where the headers come from until first read (header_block.py): parsing is deferred.
+    header_source: Callable[[], list[tuple[str, str]]] | None = None
     in_reply_to: str | None = None
     references: str | None = None
     properties: dict[str, ExtendedProperty] = field(default_factory=dict)
     attachments: list[Attachment] = field(default_factory=list)
     change_key: str = field(default_factory=lambda: new_id("CQAAAB"))
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        source = self.header_source
+        if source is not None:
+            # Two readers at once both parse and store the same list: harmless, so no lock.
+            self.stored_headers = source()
+            self.header_source = None
+        return self.stored_headers
+
+    @headers.setter
+    def headers(self, value: list[tuple[str, str]]) -> None:
+        self.stored_headers = value
+        self.header_source = None
 
     def size(self) -> int:
         return len(self.body.encode()) + sum(len(a.data) for a in self.attachments) + 1024

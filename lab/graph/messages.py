@@ -26,8 +26,9 @@ from typing import Any
 from lab.graph.context import Call, Reply, Tenant
 from lab.graph.errors import GraphError, bad_request, not_found
 from lab.graph.folders import find_folder, unknown_property
+from lab.graph.header_block import block_parser
 from lab.graph.mailbox import Attachment, Mailbox, Message, new_id, property_key, utc_now
-from lab.graph.mime import newest_received, parse_header_block, parse_import, render
+from lab.graph.mime import newest_received, parse_import, render
 from lab.graph.odata import evaluate
 from lab.graph.query import next_link, options
 from lab.graph.resources import (
@@ -382,7 +383,7 @@ def _message_from_mime(tenant: Tenant, raw: bytes, *, route: str, is_draft: bool
     if route == "importMime" and tenant.config.import_mime_received == "date" and parsed.sent is not None:
         received = parsed.sent
     elif route == "importMime" and tenant.config.import_mime_received == "received":
-        received = newest_received(parsed.headers) or now
+        received = newest_received(parsed.headers()) or now
     return Message(
         id=new_id(),
         immutable_id=new_id("AAkALg"),
@@ -404,7 +405,7 @@ def _message_from_mime(tenant: Tenant, raw: bytes, *, route: str, is_draft: bool
         bcc=parsed.bcc,
         reply_to=parsed.reply_to,
         internet_message_id=parsed.internet_message_id or generated_message_id(),
-        headers=parsed.headers,
+        header_source=parsed.headers,
         in_reply_to=parsed.in_reply_to,
         references=parsed.references,
         attachments=parsed.attachments,
@@ -431,7 +432,7 @@ def _apply_property_at_creation(message: Message, key: str, value: str) -> None:
     elif key == "systemtime 0x0039":
         message.sent = _parse_time(value)
     elif key == "string 0x007d":
-        message.headers = parse_header_block(value)
+        message.header_source = block_parser(value)  # parsed when first read
     elif key == "string 0x1042":
         message.in_reply_to = value
     elif key == "string 0x1039":

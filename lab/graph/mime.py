@@ -13,10 +13,12 @@ import email.policy
 import email.utils
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
 
+from lab.graph.header_block import raw_items_parser
 from lab.graph.mailbox import Attachment, Message, new_id
 
 _POLICY = email.policy.default.clone(linesep="\r\n")
@@ -66,7 +68,8 @@ class ParsedMime:
     in_reply_to: str | None
     references: str | None
     sent: dt.datetime | None
-    headers: list[tuple[str, str]]
+    #: The headers, parsed when called (header_block.raw_items_parser).
+    headers: Callable[[], list[tuple[str, str]]]
     body_type: str
     body: str
     body_text_alternative: str | None
@@ -77,7 +80,7 @@ def parse_import(raw: bytes) -> ParsedMime:
     """The properties Exchange derives from a MIME message (subject, addresses, body, attachments,
     headers, Date as sentDateTime)."""
     message = BytesParser(policy=email.policy.default).parsebytes(raw)
-    headers = [(name, str(value)) for name, value in message.items()]
+    headers = raw_items_parser(list(message.raw_items()))
     text = html_body = None
     attachments: list[Attachment] = []
     for part in message.walk():
@@ -132,14 +135,6 @@ def _text_of(part: EmailMessage) -> str:
     except (LookupError, ValueError):
         data = part.get_payload(decode=True)
         return data.decode("utf-8", "replace") if isinstance(data, bytes) else ""
-
-
-def parse_header_block(block: str) -> list[tuple[str, str]]:
-    """The headers of PR_TRANSPORT_MESSAGE_HEADERS (0x007D) as (name, value) pairs."""
-    message = BytesParser(policy=email.policy.default).parsebytes(
-        block.encode("utf-8", "replace") + b"\r\n\r\n"
-    )
-    return [(name, str(value)) for name, value in message.items()]
 
 
 def _format_address(address: dict[str, str]) -> str:

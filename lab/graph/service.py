@@ -157,6 +157,7 @@ class Service:
             request.app,
             request.roles,
             request.base_url,
+            parsed_body=request.parsed_body,
         )
         reply = self._answer(call, request, split.query)
         tenant.log(call.mailbox.address if call.mailbox is not None else None, reply.status)
