@@ -25,11 +25,19 @@ from runners.model import MessageMeta
 
 log = logging.getLogger("cutover.engine")
 
-#: Extra lanes are asked for only when a folder has at least this many messages to copy...
-SPLIT_MIN_MESSAGES = 300
-#: ...and cut into units of this many messages (or ``UNIT_BYTES``), one copy call each.
+#: A unit holds at least this many messages (fewer units, then: each costs a round trip or two)...
+MIN_UNIT_MESSAGES = 32
+#: ...so extra lanes are asked for only when a folder has enough messages to copy for two units...
+SPLIT_MIN_MESSAGES = 2 * MIN_UNIT_MESSAGES
+#: ...and a unit holds at most this many messages and about this many bytes (one copy call each).
 UNIT_MESSAGES = 250
 UNIT_BYTES = 8 * 1024 * 1024
+#: Units per lane of a folder, at least: a lane that finishes early takes another one, so no lane
+#: copies a long last unit alone while the others wait at the end of the folder.
+UNITS_PER_LANE = 2
+#: What a message costs the target beside its bytes (a file, an fsync), in bytes: units of equal
+#: weight take about as long whatever the mix of small and large messages.
+MESSAGE_WEIGHT_BYTES = 32 * 1024
 #: Lanes of one mailbox at most (its own included).
 MAX_LANES = 4
 
@@ -48,17 +56,31 @@ class Lane:
     opened: tuple[int, int] | None = None
 
 
-def units(todo: list[MessageMeta]) -> list[list[MessageMeta]]:
-    """``todo`` (in UID order) cut into consecutive units of ``UNIT_MESSAGES`` or ``UNIT_BYTES``."""
+def units(todo: list[MessageMeta], lanes: int) -> list[list[MessageMeta]]:
+    """``todo`` (in UID order) cut into consecutive units of about equal weight for ``lanes`` lanes.
+
+    ``UNITS_PER_LANE`` units a lane or more (fewer when that would leave a unit under
+    ``MIN_UNIT_MESSAGES``), none over ``UNIT_MESSAGES`` or about ``UNIT_BYTES``: the lanes of a
+    folder finish together instead of waiting for the one with the last, longest unit.
+    """
+    weights = [max(m.size, 0) + MESSAGE_WEIGHT_BYTES for m in todo]
+    total = sum(weights)
+    count = max(
+        lanes * UNITS_PER_LANE,
+        -(-len(todo) // UNIT_MESSAGES),
+        -(-total // (UNIT_BYTES + UNIT_MESSAGES * MESSAGE_WEIGHT_BYTES // 2)),
+    )
+    count = max(1, min(count, len(todo) // MIN_UNIT_MESSAGES))
     out: list[list[MessageMeta]] = []
     unit: list[MessageMeta] = []
-    size = 0
-    for meta in todo:
+    done = 0
+    for meta, weight in zip(todo, weights, strict=True):
         unit.append(meta)
-        size += max(meta.size, 0)
-        if len(unit) >= UNIT_MESSAGES or size >= UNIT_BYTES:
+        done += weight
+        # Cut when this unit reached its share of the weight so far (or its message cap).
+        if len(out) < count - 1 and (done * count >= total * (len(out) + 1) or len(unit) >= UNIT_MESSAGES):
             out.append(unit)
-            unit, size = [], 0
+            unit = []
     if unit:
         out.append(unit)
     return out

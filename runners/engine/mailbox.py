@@ -413,7 +413,7 @@ class MailboxJob:
         if self._pool is None:
             self._pool = LanePool(lanes - 1, self._open_lane, self._copy_unit, self._close_lane)
         self._pool.extra = max(self._pool.extra, lanes - 1)
-        self._pool.share(self.lane, [(folder, unit) for unit in units(todo)])
+        self._pool.share(self.lane, [(folder, unit) for unit in units(todo, lanes)])
 
     def _open_lane(self) -> Lane | None:
         """An extra lane, if a connection slot is free on each side right now (else None)."""
