@@ -185,11 +185,11 @@ class MailboxJob:
         self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=exc.folder)
         return True
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, before_pause: Callable[[], None] = lambda: None) -> None:
         """Between batches and folders: honour a stop, a pause (wait here) or a cancel request.
 
         Every lane of the mailbox calls it; the first to see a pause records it, the first to go on
-        records the resume."""
+        records the resume. ``before_pause``: what a lane writes before it waits (its outcomes)."""
         if self.stop.is_set():
             raise RunInterrupted("the run was asked to stop")
         if self._pool is not None and self._pool.abort.is_set():
@@ -198,6 +198,7 @@ class MailboxJob:
             return
 
         def paused() -> None:
+            before_pause()
             with self._count_lock:
                 if self.stats.state == MailboxState.PAUSED:
                     return
@@ -581,10 +582,10 @@ class MailboxJob:
                 added.copied, added.bytes_copied = counters.copied, counters.bytes_copied
                 added.failed, added.matched = counters.failed, counters.matched
 
-        def on_batch() -> None:
+        def on_batch(flush: Callable[[], None]) -> None:
             add_up()
             self._progress()
-            self._checkpoint()
+            self._checkpoint(flush)
 
         if not todo:
             return

@@ -98,9 +98,12 @@ def copy_folder(
     ctx: CopyContext,
     todo: Sequence[MessageMeta],
     counters: CopyCounters,
-    on_batch: Callable[[], None] = lambda: None,
+    on_batch: Callable[[Callable[[], None]], None] = lambda flush: None,
 ) -> None:
-    """Copy ``todo`` (source metadata not yet on the target) into ``ctx.target_wire``."""
+    """Copy ``todo`` (source metadata not yet on the target) into ``ctx.target_wire``.
+
+    ``on_batch`` is called after each batch with a function that writes the outcomes not in the
+    ledger yet: for a pause, so that the ledger is complete while the mailbox waits."""
     if not todo:
         return
     mark = ctx.target.recovery.mark(ctx.target_wire)
@@ -112,6 +115,9 @@ def copy_folder(
 
     #: Outcomes the target gave that are not in the ledger yet (written with the next intents).
     unrecorded: list[Outcome] = []
+
+    def flush() -> None:
+        _flush(ctx, unrecorded)
 
     def reader() -> None:
         try:
@@ -144,7 +150,7 @@ def copy_folder(
                 raise item
             assert isinstance(item, Batch)
             mark = _store_batch(ctx, item, mark, counters, unrecorded)
-            on_batch()
+            on_batch(flush)
         _flush(ctx, unrecorded)
     except BaseException:
         # What the target took is written before the error goes up, if the store lets us (else
