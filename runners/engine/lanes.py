@@ -114,9 +114,12 @@ class LanePool(Generic[U]):
         open_lane: Callable[[], Lane | None],
         work: Callable[[Lane, U], None],
         close_lane: Callable[[Lane], None],
+        wanted: Callable[[], int] | None = None,
     ) -> None:
         #: Extra lanes to run (more may be allowed later; fewer may open, when slots are taken).
         self.extra = extra
+        #: Asked before each unit the caller's lane takes: extra lanes allowed now (never fewer run).
+        self._wanted = wanted
         self._open_lane = open_lane
         self._work = work
         self._close_lane = close_lane
@@ -141,6 +144,9 @@ class LanePool(Generic[U]):
             self._queue.extend(pieces)
             self._cond.notify_all()
         while True:
+            if self._wanted is not None:  # connections other mailboxes gave back: more lanes
+                self.extra = max(self.extra, self._wanted())
+                self._start_lanes()
             with self._cond:
                 if not self._queue or self.error is not None:
                     break

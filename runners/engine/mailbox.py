@@ -405,15 +405,26 @@ class MailboxJob:
         self, folder: _OpenFolder, todo: list[MessageMeta], prematched: dict[bytes, list[str]] | None
     ) -> None:
         """Copy on this job's lane, or share a large ``todo`` with extra lanes (never a content match:
-        its pool of target items is claimed in order, by one lane)."""
+        its pool of target items is claimed in order, by one lane).
+
+        A large ``todo`` is cut into units even when this mailbox may have one connection now: the
+        mailboxes running beside it may finish first, and it then takes their connections for the
+        units left (a wave's largest mailbox, often the last, doesn't finish alone on one connection).
+        """
         ranged: object = self.lane.source  # extra lanes check the folder they open (RangedSource)
-        lanes = self.lanes() if len(todo) >= SPLIT_MIN_MESSAGES else 1
-        if lanes < 2 or prematched is not None or not isinstance(ranged, RangedSource):
+        lanes = self.lanes()
+        if (
+            len(todo) < SPLIT_MIN_MESSAGES
+            or self.plan.connections_per_mailbox == 1
+            or prematched is not None
+            or not isinstance(ranged, RangedSource)
+        ):
             self._copy(self.lane, folder, todo, prematched)
             return
         if self._pool is None:
-            self._pool = LanePool(lanes - 1, self._open_lane, self._copy_unit, self._close_lane)
-        self._pool.extra = max(self._pool.extra, lanes - 1)
+            self._pool = LanePool(
+                lanes - 1, self._open_lane, self._copy_unit, self._close_lane, wanted=lambda: self.lanes() - 1
+            )
         self._pool.share(self.lane, [(folder, unit) for unit in units(todo, lanes)])
 
     def _open_lane(self) -> Lane | None:
