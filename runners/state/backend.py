@@ -136,6 +136,20 @@ _HINTS = {
 }
 
 
+#: Seconds a write waits for the file's lock (SQLite's busy timeout, and our own writers' queue).
+WRITE_WAIT_SECONDS = 60.0
+#: One writer at a time per database file in this process, queued on a lock: SQLite's own wait for
+#: its write lock (the busy handler) polls, sleeping up to 100 ms between tries, so a lane whose
+#: turn came could sleep on long after the lock was free. Other processes still meet the busy handler.
+_writers: dict[str, threading.Lock] = {}
+_writers_lock = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.Lock:
+    with _writers_lock:
+        return _writers.setdefault(os.path.abspath(path), threading.Lock())
+
+
 class SqliteBackend:
     """One SQLite file in WAL mode with ``synchronous=FULL``: a committed row survives ``kill -9``
     and power loss. Read-only, it opens the file with ``mode=ro`` and never writes, not even a PRAGMA."""
@@ -148,6 +162,7 @@ class SqliteBackend:
         self.location = str(self.path)
         self.read_only = read_only
         self._local = threading.local()
+        self._writer = _writer_lock(self.path)
         if not read_only:
             try:
                 private_dir(self.path.parent)  # 0700 whatever the umask (runners.state.private)
@@ -180,7 +195,9 @@ class SqliteBackend:
 
     def _open(self) -> sqlite3.Connection:
         private_file(self.path)  # 0600 before SQLite creates it: its -wal and -shm take its mode
-        db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=True)
+        db = sqlite3.connect(
+            self.path, timeout=WRITE_WAIT_SECONDS, isolation_level=None, check_same_thread=True
+        )
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -246,23 +263,28 @@ class SqliteBackend:
         if self.read_only:
             raise StoreError(self.path, "opened read-only: nothing can be written from here")
         db = self._sqlite()
+        if not self._writer.acquire(timeout=WRITE_WAIT_SECONDS):
+            raise StoreError(self.path, "database is locked", "another writer of this process holds it")
         try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self.error(exc) from exc
-        try:
-            yield db
-        except sqlite3.Error as exc:
-            self._rollback(db)
-            raise self.error(exc) from exc
-        except BaseException:
-            self._rollback(db)
-            raise
-        try:
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback(db)
-            raise self.error(exc) from exc
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self.error(exc) from exc
+            try:
+                yield db
+            except sqlite3.Error as exc:
+                self._rollback(db)
+                raise self.error(exc) from exc
+            except BaseException:
+                self._rollback(db)
+                raise
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(db)
+                raise self.error(exc) from exc
+        finally:
+            self._writer.release()
 
     @staticmethod
     def _rollback(db: sqlite3.Connection) -> None:
