@@ -61,7 +61,8 @@ def units(todo: list[MessageMeta], lanes: int) -> list[list[MessageMeta]]:
 
     ``UNITS_PER_LANE`` units a lane or more (fewer when that would leave a unit under
     ``MIN_UNIT_MESSAGES``), none over ``UNIT_MESSAGES`` or about ``UNIT_BYTES``: the lanes of a
-    folder finish together instead of waiting for the one with the last, longest unit.
+    folder finish together instead of waiting for the one with the last, longest unit. The last
+    ``lanes`` units weigh half as much as the others: the folder's end waits for half a unit at most.
     """
     weights = [max(m.size, 0) + MESSAGE_WEIGHT_BYTES for m in todo]
     total = sum(weights)
@@ -71,6 +72,12 @@ def units(todo: list[MessageMeta], lanes: int) -> list[list[MessageMeta]]:
         -(-total // (UNIT_BYTES + UNIT_MESSAGES * MESSAGE_WEIGHT_BYTES // 2)),
     )
     count = max(1, min(count, len(todo) // MIN_UNIT_MESSAGES))
+    # Where each unit ends, in shares of the total weight: 2 for a unit, 1 for one of the last round.
+    shares = [2 if n < count - lanes or count < 2 * lanes else 1 for n in range(count)]
+    ends, so_far = [], 0
+    for share in shares:
+        so_far += share
+        ends.append(total * so_far / sum(shares))
     out: list[list[MessageMeta]] = []
     unit: list[MessageMeta] = []
     done = 0
@@ -78,7 +85,7 @@ def units(todo: list[MessageMeta], lanes: int) -> list[list[MessageMeta]]:
         unit.append(meta)
         done += weight
         # Cut when this unit reached its share of the weight so far (or its message cap).
-        if len(out) < count - 1 and (done * count >= total * (len(out) + 1) or len(unit) >= UNIT_MESSAGES):
+        if len(out) < count - 1 and (done >= ends[len(out)] or len(unit) >= UNIT_MESSAGES):
             out.append(unit)
             unit = []
     if unit:
@@ -161,6 +168,10 @@ class LanePool(Generic[U]):
                     self._busy -= 1
                     self._cond.notify_all()
         self._raise()
+
+    def open_lanes(self) -> None:
+        """Start the extra lanes now (they log in, then wait for units)."""
+        self._start_lanes()
 
     def drain(self) -> None:
         """Wait until every unit handed over is copied; raise the first lane's error."""

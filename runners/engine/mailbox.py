@@ -236,6 +236,7 @@ class MailboxJob:
             states: dict[str, FolderState | Exception] = {}
             selectable = [m.source for m in mappings if m.excluded is None]
             self._retrying("status", lambda: states.update(self._source().folder_states(selectable)))
+            self._open_lanes_early(states)
             # \Noselect placeholders hold no messages: they're hierarchy, not folders to report.
             mappings = [m for m in mappings if m.source.selectable]
             stats.folders_total = len(mappings)
@@ -422,10 +423,30 @@ class MailboxJob:
             self._copy(self.lane, folder, todo, prematched)
             return
         if self._pool is None:
-            self._pool = LanePool(
-                lanes - 1, self._open_lane, self._copy_unit, self._close_lane, wanted=lambda: self.lanes() - 1
-            )
+            self._pool = self._new_pool(lanes)
         self._pool.share(self.lane, [(folder, unit) for unit in units(todo, lanes)])
+
+    def _open_lanes_early(self, states: dict[str, FolderState | Exception]) -> None:
+        """A first pass over a mailbox with a folder large enough to share: the extra lanes log in
+        now, beside the first folder's listing, not after it (a delta pass waits for its work)."""
+        large = any(isinstance(s, FolderState) and s.messages >= SPLIT_MIN_MESSAGES for s in states.values())
+        ranged: object = self.lane.source
+        if (
+            not large
+            or self._pool is not None
+            or self.retry_failed
+            or self.plan.connections_per_mailbox == 1
+            or not isinstance(ranged, RangedSource)
+            or self.store.synced_folders(self.entry.source)
+        ):
+            return
+        self._pool = self._new_pool(self.lanes())
+        self._pool.open_lanes()
+
+    def _new_pool(self, lanes: int) -> LanePool[tuple[_OpenFolder, list[MessageMeta]]]:
+        return LanePool(
+            lanes - 1, self._open_lane, self._copy_unit, self._close_lane, wanted=lambda: self.lanes() - 1
+        )
 
     def _open_lane(self) -> Lane | None:
         """An extra lane, if a connection slot is free on each side right now (else None)."""
