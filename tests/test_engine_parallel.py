@@ -16,7 +16,7 @@ from dovecot_lab import append_many, assert_same_mailbox, make_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
-from runners.engine.lanes import MESSAGE_WEIGHT_BYTES, UNIT_MESSAGES, units
+from runners.engine.lanes import MESSAGE_WEIGHT_BYTES, UNIT_MESSAGES, unit_floor, units
 from runners.model import MessageMeta
 
 INBOX, ARCHIVE = 1400, 600
@@ -211,3 +211,5 @@ def test_a_folder_is_cut_into_units_of_about_equal_weight_holding_every_message_
     assert max(body) < 2 * min(body)  # no unit keeps its lane busy long after the others...
     assert max(last_round) < min(body)  # ...and the last ones are lighter: the folder ends together
     assert len(units(todo[:40], 4)) == 1  # too few for two units: not cut
+    small = [MessageMeta(str(uid), uid, 300, (), None) for uid in range(1, 131)]
+    assert unit_floor(small, 200, 8 << 20) == 200  # a unit holds a full batch: 130 fit in one request

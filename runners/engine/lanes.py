@@ -56,11 +56,18 @@ class Lane:
     opened: tuple[int, int] | None = None
 
 
-def units(todo: list[MessageMeta], lanes: int) -> list[list[MessageMeta]]:
+def unit_floor(todo: list[MessageMeta], batch_messages: int, batch_bytes: int) -> int:
+    """The fewest messages a unit of ``todo`` should hold: ``MIN_UNIT_MESSAGES``, or a full batch
+    (cutting below one makes more requests to the target, each with its own round trip)."""
+    size = sum(max(m.size, 0) for m in todo) // max(len(todo), 1)
+    return max(MIN_UNIT_MESSAGES, min(batch_messages, batch_bytes // max(size, 1)))
+
+
+def units(todo: list[MessageMeta], lanes: int, floor: int = MIN_UNIT_MESSAGES) -> list[list[MessageMeta]]:
     """``todo`` (in UID order) cut into consecutive units of about equal weight for ``lanes`` lanes.
 
-    ``UNITS_PER_LANE`` units a lane or more (fewer when that would leave a unit under
-    ``MIN_UNIT_MESSAGES``), none over ``UNIT_MESSAGES`` or about ``UNIT_BYTES``: the lanes of a
+    ``UNITS_PER_LANE`` units a lane or more (fewer when that would leave a unit under ``floor``
+    messages), none over ``UNIT_MESSAGES`` or about ``UNIT_BYTES``: the lanes of a
     folder finish together instead of waiting for the one with the last, longest unit. The last
     ``lanes`` units weigh half as much as the others: the folder's end waits for half a unit at most.
     """
@@ -71,7 +78,7 @@ def units(todo: list[MessageMeta], lanes: int) -> list[list[MessageMeta]]:
         -(-len(todo) // UNIT_MESSAGES),
         -(-total // (UNIT_BYTES + UNIT_MESSAGES * MESSAGE_WEIGHT_BYTES // 2)),
     )
-    count = max(1, min(count, len(todo) // MIN_UNIT_MESSAGES))
+    count = max(1, min(count, len(todo) // max(floor, 1)))
     # Where each unit ends, in shares of the total weight: 2 for a unit, 1 for one of the last round.
     shares = [2 if n < count - lanes or count < 2 * lanes else 1 for n in range(count)]
     ends, so_far = [], 0

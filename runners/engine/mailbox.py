@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from runners.connectors.base import SourceSession, TargetSession
 from runners.connectors.ranged import RangedSource
 from runners.engine.control import ControlWatcher
-from runners.engine.lanes import SPLIT_MIN_MESSAGES, Lane, LanePool, units
-from runners.engine.pipeline import CopyContext, CopyCounters, copy_folder, unsent_row
+from runners.engine.lanes import SPLIT_MIN_MESSAGES, Lane, LanePool, unit_floor, units
+from runners.engine.pipeline import CopyContext, CopyCounters, batch_limits, copy_folder, unsent_row
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
 from runners.engine.resilience import Reconnecting, Suspects, culprit_reason
 from runners.engine.sessions import ConnectionCaps
@@ -414,8 +414,12 @@ class MailboxJob:
         """
         ranged: object = self.lane.source  # extra lanes check the folder they open (RangedSource)
         lanes = self.lanes()
+        floor = SPLIT_MIN_MESSAGES // 2
+        if len(todo) >= SPLIT_MIN_MESSAGES:  # a unit holds a full batch at least (two units: a split)
+            limits = batch_limits(self.plan.batch_messages, self.plan.batch_bytes, self._target())
+            floor = unit_floor(todo, *limits)
         if (
-            len(todo) < SPLIT_MIN_MESSAGES
+            len(todo) < 2 * floor
             or self.plan.connections_per_mailbox == 1
             or prematched is not None
             or not isinstance(ranged, RangedSource)
@@ -424,7 +428,7 @@ class MailboxJob:
             return
         if self._pool is None:
             self._pool = self._new_pool(lanes)
-        self._pool.share(self.lane, [(folder, unit) for unit in units(todo, lanes)])
+        self._pool.share(self.lane, [(folder, unit) for unit in units(todo, lanes, floor)])
 
     def _open_lanes_early(self, states: dict[str, FolderState | Exception]) -> None:
         """A first pass over a mailbox with a folder large enough to share: the extra lanes log in
