@@ -132,7 +132,8 @@ def one_run(
     run = Run(tool, len(users), messages, measured.wall, measured.cpu_user, measured.cpu_sys, dovecot_s, busy,
               on_target, not problems, "; ".join(problems))  # fmt: skip
     print(
-        f"  {name}: {run.seconds:.2f} s, busy {run.busy:.0%}{' -- ' + run.note if run.note else ''}",
+        f"  {name}: {run.seconds:.2f} s, busy {run.busy:.0%}, load {os.getloadavg()[0]:.1f}"
+        f"{' -- ' + run.note if run.note else ''}",
         file=sys.stderr,
     )
     return run

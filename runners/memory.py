@@ -14,7 +14,6 @@ changes: it is the same allocator, and MALLOC_* environment variables set by the
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -30,11 +29,10 @@ def tune_allocator() -> bool:
     Call it before worker threads start. Returns whether it was applied."""
     if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
+        # The process's own symbols, which hold the C library's: find_library would run ldconfig in
+        # a subprocess (and import subprocess) on every start.
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False

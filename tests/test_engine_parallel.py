@@ -8,12 +8,16 @@ import random
 import re
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from corpus import message
 from dovecot_lab import append_many, assert_same_mailbox, make_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer
+
+from runners.engine.lanes import MESSAGE_WEIGHT_BYTES, UNIT_MESSAGES, unit_floor, units
+from runners.model import MessageMeta
 
 INBOX, ARCHIVE = 1400, 600
 TOTAL = INBOX + ARCHIVE
@@ -165,3 +169,47 @@ def test_a_message_the_source_hangs_up_on_is_failed_whichever_connection_carries
     assert code == 0, summary
     assert summary["totals"]["copied"] == 1
     assert_same_mailbox(source_dovecot, target_dovecot)
+
+
+def test_a_large_mailbox_takes_the_connections_the_others_give_back(
+    tmp_path: Path, dovecot_factory: Any
+) -> None:
+    # Four workers, four mailboxes: one connection a side each at first. Three are small and end
+    # at once; the large one, cut into units, copies its units left over more connections.
+    users = {"big": "b", "s1": "1", "s2": "2", "s3": "3"}
+    source: DovecotServer = dovecot_factory(users=users)
+    target: DovecotServer = dovecot_factory(users=users)
+    append_many(source, "big", "INBOX", bodies(INBOX, "big"))
+    for user in ("s1", "s2", "s3"):
+        append_many(source, user, "INBOX", bodies(10, user))
+    mailboxes = tuple((user, user, "pilot") for user in users)
+    lab = make_lab(tmp_path / "lab", source, target, mailboxes=mailboxes, tail="[run]\nworkers = 4\n")
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert summary["totals"]["copied"] == INBOX + 30
+    assert most_at_once(target, "big")[1] > 1
+    for user in users:
+        assert_same_mailbox(source, target, user)
+
+
+def test_a_folder_is_cut_into_units_of_about_equal_weight_holding_every_message_once() -> None:
+    rng = random.Random(7)
+    todo = [
+        MessageMeta(str(uid), uid, rng.choice((900, 4_000, 60_000, 2_000_000)), (), None)
+        for uid in range(1, 1201)
+    ]
+
+    cut = units(todo, 4)
+
+    assert [m for unit in cut for m in unit] == todo  # in UID order, each once
+    assert len(cut) >= 2 * 4  # a lane that finishes early takes another unit
+    assert all(len(unit) <= UNIT_MESSAGES for unit in cut)
+    weights = [sum(m.size + MESSAGE_WEIGHT_BYTES for m in unit) for unit in cut]
+    body, last_round = weights[:-4], weights[-4:]
+    assert max(body) < 2 * min(body)  # no unit keeps its lane busy long after the others...
+    assert max(last_round) < min(body)  # ...and the last ones are lighter: the folder ends together
+    assert len(units(todo[:40], 4)) == 1  # too few for two units: not cut
+    small = [MessageMeta(str(uid), uid, 300, (), None) for uid in range(1, 131)]
+    assert unit_floor(small, 200, 8 << 20) == 200  # a unit holds a full batch: 130 fit in one request

@@ -48,7 +48,8 @@ def lab(tmp_path: Path, source_dovecot: DovecotServer, emulator_factory: Emulato
         source_dovecot,
         emulator_factory(),
         target_extra="batch_items = 10",
-        tail="[run]\nbatch_messages = 20\n",
+        # One connection: the kill point's count below is exact (two would each have batches in flight).
+        tail="[run]\nbatch_messages = 20\nconnections_per_mailbox = 1\n",
     )
 
 

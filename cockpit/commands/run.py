@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cockpit.commands.preflight import warn_before_connecting
-from cockpit.window_step import start_detached
 from runners.engine.progress import PlainProgress, TtyProgress
 from runners.engine.stats import RunStats
 from runners.engine.summary import summary_data, summary_text
@@ -141,6 +140,9 @@ def runner_argv(
 
 
 def _detach(plan: Plan, args: argparse.Namespace) -> int:
+    # Here, not at the top: a run in the foreground has no use for the window's modules (start-up).
+    from cockpit.window_step import start_detached
+
     argv = runner_argv(
         Path(args.plan).resolve(),
         args.wave,

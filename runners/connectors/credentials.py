@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from runners.connectors.captured import captured_password
 from runners.errors import AuthError
 from runners.plan.model import Endpoint, Secret
 from runners.plan.proxy_capture_options import CapturedSecret
@@ -17,6 +16,9 @@ def user_password(endpoint: Endpoint, user: str, override: Secret | None) -> str
         return None
     secret = override or endpoint.password
     if isinstance(secret, CapturedSecret):
+        # Imported only here: its cipher library costs every run's start-up, and few plans use it.
+        from runners.connectors.captured import captured_password
+
         return captured_password(secret, user)
     if secret is endpoint.password and secret is not None:
         secret = Secret(secret.ref.replace("{user}", user))

@@ -25,11 +25,19 @@ from runners.model import MessageMeta
 
 log = logging.getLogger("cutover.engine")
 
-#: Extra lanes are asked for only when a folder has at least this many messages to copy...
-SPLIT_MIN_MESSAGES = 300
-#: ...and cut into units of this many messages (or ``UNIT_BYTES``), one copy call each.
+#: A unit holds at least this many messages (fewer units, then: each costs a round trip or two)...
+MIN_UNIT_MESSAGES = 32
+#: ...so extra lanes are asked for only when a folder has enough messages to copy for two units...
+SPLIT_MIN_MESSAGES = 2 * MIN_UNIT_MESSAGES
+#: ...and a unit holds at most this many messages and about this many bytes (one copy call each).
 UNIT_MESSAGES = 250
 UNIT_BYTES = 8 * 1024 * 1024
+#: Units per lane of a folder, at least: a lane that finishes early takes another one, so no lane
+#: copies a long last unit alone while the others wait at the end of the folder.
+UNITS_PER_LANE = 2
+#: What a message costs the target beside its bytes (a file, an fsync), in bytes: units of equal
+#: weight take about as long whatever the mix of small and large messages.
+MESSAGE_WEIGHT_BYTES = 32 * 1024
 #: Lanes of one mailbox at most (its own included).
 MAX_LANES = 4
 
@@ -48,17 +56,45 @@ class Lane:
     opened: tuple[int, int] | None = None
 
 
-def units(todo: list[MessageMeta]) -> list[list[MessageMeta]]:
-    """``todo`` (in UID order) cut into consecutive units of ``UNIT_MESSAGES`` or ``UNIT_BYTES``."""
+def unit_floor(todo: list[MessageMeta], batch_messages: int, batch_bytes: int) -> int:
+    """The fewest messages a unit of ``todo`` should hold: ``MIN_UNIT_MESSAGES``, or a full batch
+    (cutting below one makes more requests to the target, each with its own round trip)."""
+    size = sum(max(m.size, 0) for m in todo) // max(len(todo), 1)
+    return max(MIN_UNIT_MESSAGES, min(batch_messages, batch_bytes // max(size, 1)))
+
+
+def units(todo: list[MessageMeta], lanes: int, floor: int = MIN_UNIT_MESSAGES) -> list[list[MessageMeta]]:
+    """``todo`` (in UID order) cut into consecutive units of about equal weight for ``lanes`` lanes.
+
+    ``UNITS_PER_LANE`` units a lane or more (fewer when that would leave a unit under ``floor``
+    messages), none over ``UNIT_MESSAGES`` or about ``UNIT_BYTES``: the lanes of a
+    folder finish together instead of waiting for the one with the last, longest unit. The last
+    ``lanes`` units weigh half as much as the others: the folder's end waits for half a unit at most.
+    """
+    weights = [max(m.size, 0) + MESSAGE_WEIGHT_BYTES for m in todo]
+    total = sum(weights)
+    count = max(
+        lanes * UNITS_PER_LANE,
+        -(-len(todo) // UNIT_MESSAGES),
+        -(-total // (UNIT_BYTES + UNIT_MESSAGES * MESSAGE_WEIGHT_BYTES // 2)),
+    )
+    count = max(1, min(count, len(todo) // max(floor, 1)))
+    # Where each unit ends, in shares of the total weight: 2 for a unit, 1 for one of the last round.
+    shares = [2 if n < count - lanes or count < 2 * lanes else 1 for n in range(count)]
+    ends, so_far = [], 0
+    for share in shares:
+        so_far += share
+        ends.append(total * so_far / sum(shares))
     out: list[list[MessageMeta]] = []
     unit: list[MessageMeta] = []
-    size = 0
-    for meta in todo:
+    done = 0
+    for meta, weight in zip(todo, weights, strict=True):
         unit.append(meta)
-        size += max(meta.size, 0)
-        if len(unit) >= UNIT_MESSAGES or size >= UNIT_BYTES:
+        done += weight
+        # Cut when this unit reached its share of the weight so far (or its message cap).
+        if len(out) < count - 1 and (done >= ends[len(out)] or len(unit) >= UNIT_MESSAGES):
             out.append(unit)
-            unit, size = [], 0
+            unit = []
     if unit:
         out.append(unit)
     return out
@@ -92,9 +128,12 @@ class LanePool(Generic[U]):
         open_lane: Callable[[], Lane | None],
         work: Callable[[Lane, U], None],
         close_lane: Callable[[Lane], None],
+        wanted: Callable[[], int] | None = None,
     ) -> None:
         #: Extra lanes to run (more may be allowed later; fewer may open, when slots are taken).
         self.extra = extra
+        #: Asked before each unit the caller's lane takes: extra lanes allowed now (never fewer run).
+        self._wanted = wanted
         self._open_lane = open_lane
         self._work = work
         self._close_lane = close_lane
@@ -119,6 +158,9 @@ class LanePool(Generic[U]):
             self._queue.extend(pieces)
             self._cond.notify_all()
         while True:
+            if self._wanted is not None:  # connections other mailboxes gave back: more lanes
+                self.extra = max(self.extra, self._wanted())
+                self._start_lanes()
             with self._cond:
                 if not self._queue or self.error is not None:
                     break
@@ -133,6 +175,10 @@ class LanePool(Generic[U]):
                     self._busy -= 1
                     self._cond.notify_all()
         self._raise()
+
+    def open_lanes(self) -> None:
+        """Start the extra lanes now (they log in, then wait for units)."""
+        self._start_lanes()
 
     def drain(self) -> None:
         """Wait until every unit handed over is copied; raise the first lane's error."""

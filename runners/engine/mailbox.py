@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from runners.connectors.base import SourceSession, TargetSession
 from runners.connectors.ranged import RangedSource
 from runners.engine.control import ControlWatcher
-from runners.engine.lanes import SPLIT_MIN_MESSAGES, Lane, LanePool, units
-from runners.engine.pipeline import CopyContext, CopyCounters, copy_folder, unsent_row
+from runners.engine.lanes import SPLIT_MIN_MESSAGES, Lane, LanePool, unit_floor, units
+from runners.engine.pipeline import CopyContext, CopyCounters, batch_limits, copy_folder, unsent_row
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
 from runners.engine.resilience import Reconnecting, Suspects, culprit_reason
 from runners.engine.sessions import ConnectionCaps
@@ -185,11 +185,11 @@ class MailboxJob:
         self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=exc.folder)
         return True
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, before_pause: Callable[[], None] = lambda: None) -> None:
         """Between batches and folders: honour a stop, a pause (wait here) or a cancel request.
 
         Every lane of the mailbox calls it; the first to see a pause records it, the first to go on
-        records the resume."""
+        records the resume. ``before_pause``: what a lane writes before it waits (its outcomes)."""
         if self.stop.is_set():
             raise RunInterrupted("the run was asked to stop")
         if self._pool is not None and self._pool.abort.is_set():
@@ -198,6 +198,7 @@ class MailboxJob:
             return
 
         def paused() -> None:
+            before_pause()
             with self._count_lock:
                 if self.stats.state == MailboxState.PAUSED:
                     return
@@ -235,6 +236,7 @@ class MailboxJob:
             states: dict[str, FolderState | Exception] = {}
             selectable = [m.source for m in mappings if m.excluded is None]
             self._retrying("status", lambda: states.update(self._source().folder_states(selectable)))
+            self._open_lanes_early(states)
             # \Noselect placeholders hold no messages: they're hierarchy, not folders to report.
             mappings = [m for m in mappings if m.source.selectable]
             stats.folders_total = len(mappings)
@@ -404,16 +406,51 @@ class MailboxJob:
         self, folder: _OpenFolder, todo: list[MessageMeta], prematched: dict[bytes, list[str]] | None
     ) -> None:
         """Copy on this job's lane, or share a large ``todo`` with extra lanes (never a content match:
-        its pool of target items is claimed in order, by one lane)."""
+        its pool of target items is claimed in order, by one lane).
+
+        A large ``todo`` is cut into units even when this mailbox may have one connection now: the
+        mailboxes running beside it may finish first, and it then takes their connections for the
+        units left (a wave's largest mailbox, often the last, doesn't finish alone on one connection).
+        """
         ranged: object = self.lane.source  # extra lanes check the folder they open (RangedSource)
-        lanes = self.lanes() if len(todo) >= SPLIT_MIN_MESSAGES else 1
-        if lanes < 2 or prematched is not None or not isinstance(ranged, RangedSource):
+        lanes = self.lanes()
+        floor = SPLIT_MIN_MESSAGES // 2
+        if len(todo) >= SPLIT_MIN_MESSAGES:  # a unit holds a full batch at least (two units: a split)
+            limits = batch_limits(self.plan.batch_messages, self.plan.batch_bytes, self._target())
+            floor = unit_floor(todo, *limits)
+        if (
+            len(todo) < 2 * floor
+            or self.plan.connections_per_mailbox == 1
+            or prematched is not None
+            or not isinstance(ranged, RangedSource)
+        ):
             self._copy(self.lane, folder, todo, prematched)
             return
         if self._pool is None:
-            self._pool = LanePool(lanes - 1, self._open_lane, self._copy_unit, self._close_lane)
-        self._pool.extra = max(self._pool.extra, lanes - 1)
-        self._pool.share(self.lane, [(folder, unit) for unit in units(todo)])
+            self._pool = self._new_pool(lanes)
+        self._pool.share(self.lane, [(folder, unit) for unit in units(todo, lanes, floor)])
+
+    def _open_lanes_early(self, states: dict[str, FolderState | Exception]) -> None:
+        """A first pass over a mailbox with a folder large enough to share: the extra lanes log in
+        now, beside the first folder's listing, not after it (a delta pass waits for its work)."""
+        large = any(isinstance(s, FolderState) and s.messages >= SPLIT_MIN_MESSAGES for s in states.values())
+        ranged: object = self.lane.source
+        if (
+            not large
+            or self._pool is not None
+            or self.retry_failed
+            or self.plan.connections_per_mailbox == 1
+            or not isinstance(ranged, RangedSource)
+            or self.store.synced_folders(self.entry.source)
+        ):
+            return
+        self._pool = self._new_pool(self.lanes())
+        self._pool.open_lanes()
+
+    def _new_pool(self, lanes: int) -> LanePool[tuple[_OpenFolder, list[MessageMeta]]]:
+        return LanePool(
+            lanes - 1, self._open_lane, self._copy_unit, self._close_lane, wanted=lambda: self.lanes() - 1
+        )
 
     def _open_lane(self) -> Lane | None:
         """An extra lane, if a connection slot is free on each side right now (else None)."""
@@ -581,10 +618,10 @@ class MailboxJob:
                 added.copied, added.bytes_copied = counters.copied, counters.bytes_copied
                 added.failed, added.matched = counters.failed, counters.matched
 
-        def on_batch() -> None:
+        def on_batch(flush: Callable[[], None]) -> None:
             add_up()
             self._progress()
-            self._checkpoint()
+            self._checkpoint(flush)
 
         if not todo:
             return

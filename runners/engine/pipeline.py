@@ -5,10 +5,14 @@ Crash safety: before each APPEND the batch is written to the ledger as *pending*
 adapter's recovery mark (IMAP: the folder's UIDNEXT at that moment). If the process dies between
 APPEND and the result write, the next run hands the pending rows to the target's recovery strategy
 (``reconcile.resolve_pending``) and so never appends them twice.
+
+A batch's outcomes are written in the transaction of the next batch's intents (one fsync a batch,
+not two), and at the end of the copy, on a stop or on an error: never before the target answered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
@@ -94,9 +98,12 @@ def copy_folder(
     ctx: CopyContext,
     todo: Sequence[MessageMeta],
     counters: CopyCounters,
-    on_batch: Callable[[], None] = lambda: None,
+    on_batch: Callable[[Callable[[], None]], None] = lambda flush: None,
 ) -> None:
-    """Copy ``todo`` (source metadata not yet on the target) into ``ctx.target_wire``."""
+    """Copy ``todo`` (source metadata not yet on the target) into ``ctx.target_wire``.
+
+    ``on_batch`` is called after each batch with a function that writes the outcomes not in the
+    ledger yet: for a pause, so that the ledger is complete while the mailbox waits."""
     if not todo:
         return
     mark = ctx.target.recovery.mark(ctx.target_wire)
@@ -105,6 +112,12 @@ def copy_folder(
     taken = threading.Event()  # the appending thread took what was handed over
     one_ahead = ctx.target.capabilities.fetch_ahead < 2
     max_messages, max_bytes = batch_limits(ctx.batch_messages, ctx.batch_bytes, ctx.target)
+
+    #: Outcomes the target gave that are not in the ledger yet (written with the next intents).
+    unrecorded: list[Outcome] = []
+
+    def flush() -> None:
+        _flush(ctx, unrecorded)
 
     def reader() -> None:
         try:
@@ -136,8 +149,15 @@ def copy_folder(
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, Batch)
-            mark = _store_batch(ctx, item, mark, counters)
-            on_batch()
+            mark = _store_batch(ctx, item, mark, counters, unrecorded)
+            on_batch(flush)
+        _flush(ctx, unrecorded)
+    except BaseException:
+        # What the target took is written before the error goes up, if the store lets us (else
+        # those rows stay pending, and the next pass settles them as after a crash).
+        with contextlib.suppress(Exception):
+            _flush(ctx, unrecorded)
+        raise
     finally:
         stop.set()
         # Unblock a reader waiting to hand over, then wait for it to notice the stop. After the end
@@ -156,17 +176,34 @@ def unsent_row(
     return Unsent(MessageRef(folder_id, uidvalidity, meta.key), SourceFacts.of(meta), status, reason, run_id)
 
 
-def _store_batch(ctx: CopyContext, batch: Batch, mark: str | None, counters: CopyCounters) -> str | None:
+def _flush(ctx: CopyContext, unrecorded: list[Outcome]) -> None:
+    """Write the outcomes not in the ledger yet (the copy ends, stops or fails)."""
+    if unrecorded:
+        ctx.store.record_results(unrecorded)
+        unrecorded.clear()
+        faults.reached("after-record")
+
+
+def _store_batch(
+    ctx: CopyContext, batch: Batch, mark: str | None, counters: CopyCounters, unrecorded: list[Outcome]
+) -> str | None:
     """One batch: record what the source could not deliver, claim what the target already holds,
-    then intent → APPEND → outcome for the rest. Returns the recovery mark for the next batch."""
+    then intent → APPEND for the rest; their outcomes join ``unrecorded``, written with the next
+    batch's intents. Returns the recovery mark for the next batch."""
     _record_source_failures(ctx, batch.failed, counters)
     send = _claim_prematched(ctx, batch.fetched, counters)
     if not send:
         return mark
-    ctx.store.record_intents(
-        Intent(ctx.ref(m.meta), SourceFacts.of(m.meta), digest, ctx.target_wire, mark, ctx.run_id)
-        for m, digest in send
+    ctx.store.record_batch(
+        unrecorded,
+        [
+            Intent(ctx.ref(m.meta), SourceFacts.of(m.meta), digest, ctx.target_wire, mark, ctx.run_id)
+            for m, digest in send
+        ],
     )
+    if unrecorded:
+        unrecorded.clear()
+        faults.reached("after-record")
     faults.reached("before-append")
     ctx.store.check_lease()  # a runner whose lease may have run out sends nothing (runners.state.fence)
     outcomes = ctx.target.append(
@@ -182,7 +219,7 @@ def _store_batch(ctx: CopyContext, batch: Batch, mark: str | None, counters: Cop
         ],
     )
     faults.reached("after-append")
-    _record_outcomes(ctx, [m for m, _ in send], outcomes, counters)
+    _record_outcomes(ctx, [m for m, _ in send], outcomes, counters, unrecorded)
     return ctx.target.recovery.advance(mark, outcomes)
 
 
@@ -223,10 +260,14 @@ def _claim_prematched(
 
 
 def _record_outcomes(
-    ctx: CopyContext, sent: list[FetchedMessage], outcomes: list[AppendOutcome], counters: CopyCounters
+    ctx: CopyContext,
+    sent: list[FetchedMessage],
+    outcomes: list[AppendOutcome],
+    counters: CopyCounters,
+    unrecorded: list[Outcome],
 ) -> None:
-    """Write each APPEND's outcome; raise ``MailboxFatal`` after writing them if the target refused
-    the whole mailbox."""
+    """Add each APPEND's outcome to ``unrecorded``; write them now and raise ``MailboxFatal`` if the
+    target refused the whole mailbox."""
     results: list[Outcome] = []
     fatal: AppendOutcome | None = None
     for message, outcome in zip(sent, outcomes, strict=True):
@@ -244,9 +285,9 @@ def _record_outcomes(
             counters.failed += 1
             if outcome.fatal_for_mailbox:
                 fatal = outcome
-    ctx.store.record_results(results)
-    faults.reached("after-record")
+    unrecorded.extend(results)
     if fatal is not None:
+        _flush(ctx, unrecorded)
         raise MailboxFatal(ctx.target.server, f"APPEND {ctx.target_wire}", fatal.error or "", fatal.code)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from runners.model import FolderState
 from runners.safe_text import safe, safe_or_none
 from runners.state.audit import AuditMixin
-from runners.state.backend import Backend, SqliteBackend, schema_text
+from runners.state.backend import Backend, Connection, SqliteBackend, schema_text
 from runners.state.captured import CapturedMixin
 from runners.state.check_history import CheckHistoryMixin
 from runners.state.controls import ControlsMixin
@@ -393,21 +393,7 @@ class StateStore(
 
     def record_intents(self, rows: Iterable[Intent]) -> None:
         """APPENDs about to be sent: each message becomes ``pending`` with the recovery mark."""
-        now = time.time()
-        with self.transaction() as db:
-            db.executemany(
-                "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
-                "sha256, target_name, recovery_mark, run_id, status, attempts, updated) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',1,?) "
-                "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'pending', "
-                "sha256 = excluded.sha256, size = excluded.size, flags = excluded.flags, "
-                "target_name = excluded.target_name, recovery_mark = excluded.recovery_mark, reason = NULL, "
-                "run_id = excluded.run_id, attempts = messages.attempts + 1, updated = excluded.updated",
-                [
-                    (*_ref(r.ref), *_facts(r.source), r.sha256, r.target_name, r.recovery_mark, r.run_id, now)
-                    for r in rows
-                ],
-            )
+        self.record_batch((), rows)
 
     def record_results(self, rows: Iterable[Outcome]) -> None:
         """The outcomes of intents (after ``record_intents``).
@@ -415,22 +401,19 @@ class StateStore(
         Failures also go to the attempt history, in the same transaction (a copied row writes nothing
         more: the history costs only what fails).
         """
+        self.record_batch(rows, ())
+
+    def record_batch(self, results: Iterable[Outcome], intents: Iterable[Intent]) -> None:
+        """The outcomes of the last batch's APPENDs, then the next batch's intents, in one transaction
+        (one fsync where there were two): outcomes are still written only once the target answered,
+        and intents before their APPEND is sent."""
         now = time.time()
-        rows = list(rows)
+        results, intents = list(results), list(intents)
         with self.transaction() as db:
-            db.executemany(
-                "UPDATE messages SET status = ?, target_id = ?, reason = ?, recovery_mark = NULL, updated = ? "
-                "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
-                [(r.status, r.target_id, safe_or_none(r.reason), now, *_ref(r.ref)) for r in rows],
-            )
-            failed = [(now, *_ref(r.ref)) for r in rows if r.status in _NOT_COPIED]
-            if failed:
-                db.executemany(
-                    "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
-                    "SELECT folder_id, uidvalidity, src_key, run_id, ?, status, reason FROM messages "
-                    "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
-                    failed,
-                )
+            if results:
+                _write_results(db, results, now)
+            if intents:
+                _write_intents(db, intents, now)
 
     def record_unsent(self, rows: Iterable[Unsent]) -> None:
         """Messages never appended (skipped or failed before APPEND).
@@ -562,3 +545,35 @@ def _ref(ref: MessageRef) -> tuple[int, int, str]:
 
 def _facts(facts: SourceFacts) -> tuple[int, int, str | None, str]:
     return facts.src_uid, facts.size, facts.internaldate, facts.flags
+
+
+def _write_intents(db: Connection, rows: list[Intent], now: float) -> None:
+    db.executemany(
+        "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
+        "sha256, target_name, recovery_mark, run_id, status, attempts, updated) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',1,?) "
+        "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'pending', "
+        "sha256 = excluded.sha256, size = excluded.size, flags = excluded.flags, "
+        "target_name = excluded.target_name, recovery_mark = excluded.recovery_mark, reason = NULL, "
+        "run_id = excluded.run_id, attempts = messages.attempts + 1, updated = excluded.updated",
+        [
+            (*_ref(r.ref), *_facts(r.source), r.sha256, r.target_name, r.recovery_mark, r.run_id, now)
+            for r in rows
+        ],
+    )
+
+
+def _write_results(db: Connection, rows: list[Outcome], now: float) -> None:
+    db.executemany(
+        "UPDATE messages SET status = ?, target_id = ?, reason = ?, recovery_mark = NULL, updated = ? "
+        "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
+        [(r.status, r.target_id, safe_or_none(r.reason), now, *_ref(r.ref)) for r in rows],
+    )
+    failed = [(now, *_ref(r.ref)) for r in rows if r.status in _NOT_COPIED]
+    if failed:
+        db.executemany(
+            "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
+            "SELECT folder_id, uidvalidity, src_key, run_id, ?, status, reason FROM messages "
+            "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
+            failed,
+        )
