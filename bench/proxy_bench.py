@@ -41,7 +41,7 @@ from proxy.servers import BackendDovecot, DovecotProxy, NginxMail, Perdition, ha
 from proxy.sink import SmtpSink  # noqa: E402
 from servers.process import free_ports  # noqa: E402
 
-PEERS = ("direct", "nginx", "dovecot", "perdition", "ours", "ours-uvloop", "ours-1")
+PEERS = ("direct", "nginx", "dovecot", "perdition", "ours", "ours-uvloop", "ours-cpus")
 SERVICES = ("imap", "pop3", "submission")
 USERS = [f"u{i:03d}" for i in range(100)]
 FETCH_USER = "u000"  # on the legacy backend: its INBOX holds the transfer corpus
@@ -211,9 +211,9 @@ def start_peer(
                 p.stop()
 
         return _fronted(name, {s: p.port for s, p in started}, [p.pid for _, p in started], stop_all)
-    if name in ("ours", "ours-uvloop", "ours-1"):
+    if name in ("ours", "ours-uvloop", "ours-cpus"):
         uvloop = name == "ours-uvloop"
-        workers = 1 if name == "ours-1" or profile else None  # ours-1: the single process; else one per CPU
+        workers = 1 if profile else 0 if name == "ours-cpus" else None  # ours-cpus: one worker per CPU
         ours = OursProxy(
             work, legacy, target, dead, services, USERS, DOWN_USER, profile, uvloop, workers
         ).start()
@@ -233,7 +233,7 @@ def skip_reason(name: str) -> str | None:
         return "libnginx-mod-mail is not installed"
     if name == "perdition" and not Path("/usr/sbin/perdition").exists():
         return "perdition is not installed"
-    if name in ("ours", "ours-uvloop", "ours-1") and (why := ours_available()):
+    if name in ("ours", "ours-uvloop", "ours-cpus") and (why := ours_available()):
         return why
     if name == "ours-uvloop" and (why := uvloop_available()):
         return why

@@ -55,7 +55,7 @@ class OursProxy(ServerProcess):
         super().__init__(start_timeout=30.0)
         self.profile = profile
         self.uvloop = uvloop
-        self.workers = workers  # [proxy] workers (None: the plan's default, one per CPU)
+        self.workers = workers  # [proxy] workers (None: the plan's default, one process)
         self.work = work
         self.legacy, self.target, self.dead = legacy, target, dead
         self.services = services

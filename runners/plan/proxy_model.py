@@ -91,6 +91,7 @@ class ProxyOptions:
     plaintext_logins: str = "loopback"
     #: ``[proxy.smtp]``: the SMTP side's settings (submission and inbound; the spool).
     smtp: ProxySmtpSettings = field(default_factory=ProxySmtpSettings)
-    #: Worker processes serving the listeners (nginx's and Dovecot's way): 0 (the default) one per
-    #: CPU, 1 the single process. ``runners.proxy.workers`` forks them after binding the listeners.
-    workers: int = 0
+    #: Worker processes serving the listeners (nginx's and Dovecot's way): 1 (the default) the single
+    #: process, 0 one per CPU. One is the default because two measured no faster on a 2-core machine
+    #: where the backends share the cores (docs/proxy.md). ``runners.proxy.workers`` forks them.
+    workers: int = 1

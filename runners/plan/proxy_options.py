@@ -83,7 +83,7 @@ def load_proxy(
         plaintext_logins=table.choice("plaintext_logins", ("loopback", "never", "always"), "loopback")
         or "loopback",
         smtp=load_proxy_smtp(table, base_dir),
-        workers=table.integer("workers", 0, low=0, high=256),
+        workers=table.integer("workers", 1, low=0, high=256),
     )
 
 
