@@ -86,6 +86,12 @@ class Bound:
     host: str
     port: int
 
+    @classmethod
+    def of(cls, listener: Listener, sock: socket.socket) -> Bound:
+        """The address ``sock`` (one of ``listener``'s) is bound to."""
+        host, port = sock.getsockname()[:2]
+        return cls(listener, host, port)
+
 
 class ProxyServer:
     def __init__(
@@ -122,9 +128,7 @@ class ProxyServer:
                         await self._listen(listener, session, s) for s in self.prebound.get(listener, ())
                     ]
                 self._servers.extend(servers)
-                for sock in (sock for server in servers for sock in server.sockets):
-                    host, port = sock.getsockname()[:2]
-                    self.bound.append(Bound(listener, host, port))
+                self.bound.extend(Bound.of(listener, sock) for server in servers for sock in server.sockets)
             await self._start_smtp()
             for start in self.extra_listeners:
                 self._servers.extend(await start(self.ctx))
@@ -176,9 +180,7 @@ class ProxyServer:
             prebound=self.prebound,
         )  # fmt: skip
         for server, listener in zip(self._smtp.servers, self._smtp.listeners, strict=True):
-            for sock in server.sockets:
-                host, port = sock.getsockname()[:2]
-                self.bound.append(Bound(listener, host, port))
+            self.bound.extend(Bound.of(listener, sock) for sock in server.sockets)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, keeping the router current; then close the listeners."""

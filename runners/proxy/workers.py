@@ -137,7 +137,7 @@ def _listening(
 
 def bound_addresses(prebound: Prebound) -> list[Bound]:
     return [
-        Bound(listener, *sock.getsockname()[:2]) for listener, socks in prebound.items() for sock in socks
+        Bound.of(listener, sock) for listener, socks in prebound.items() for sock in socks
     ]
 
 
