@@ -184,23 +184,22 @@ class Pace:
         """Seconds until the windows take ``requests`` carrying ``upload_bytes`` (0: now), apart
         from slots and back-offs."""
         with self._lock:
-            now = self._clock()
-            waits = [0.0]
-            if self._requests is not None:
-                waits.append(self._requests.wait_for(requests, now))
-            if self._bytes is not None and upload_bytes:
-                waits.append(self._bytes.wait_for(upload_bytes, now))
-            return max(waits)
+            return self._windows_wait(upload_bytes, requests, self._clock())
 
-    def _delay(self, upload_bytes: int, requests: int = 1, width: int = 1) -> float:
-        now = self._clock()
-        waits = [self._not_before - now]
-        if self.budget.concurrency is not None and self._in_flight + width > self.budget.concurrency:
-            waits.append(float("inf"))
+    def _windows_wait(self, upload_bytes: int, requests: int, now: float) -> float:
+        """Seconds until the windows take ``requests`` carrying ``upload_bytes`` (lock held)."""
+        waits = [0.0]
         if self._requests is not None:
             waits.append(self._requests.wait_for(requests, now))
         if self._bytes is not None and upload_bytes:
             waits.append(self._bytes.wait_for(upload_bytes, now))
+        return max(waits)
+
+    def _delay(self, upload_bytes: int, requests: int = 1, width: int = 1) -> float:
+        now = self._clock()
+        waits = [self._not_before - now, self._windows_wait(upload_bytes, requests, now)]
+        if self.budget.concurrency is not None and self._in_flight + width > self.budget.concurrency:
+            waits.append(float("inf"))
         return max(waits)
 
     def back_off(self, seconds: float, reason: str) -> None:

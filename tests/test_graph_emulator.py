@@ -837,6 +837,39 @@ def test_unknown_paths_fields_and_options_are_400_and_recorded(
     del emulator.tenant.unknown_requests[before:]
 
 
+def test_a_batch_requests_json_body_handed_over_parsed_is_checked_as_strictly(
+    emulator: GraphEmulator, graph: httpx.Client
+) -> None:
+    # A $batch request's JSON body reaches the handler already parsed (SubRequest.parsed_body):
+    # unknown fields, at the top or nested, and a body that is no object are refused as when sent alone.
+    before = len(emulator.unknown_requests)
+    create = {"subject": "s", "body": {"contentType": "text", "content": "hello"}}
+    bodies = [
+        {**create, "importanceLevel": "high"},
+        {**create, "body": {"contentType": "text", "content": "x", "charset": "utf-8"}},
+        ["not", "an", "object"],
+    ]
+    url = f"/users/{ALICE}/mailFolders/inbox/messages"
+    requests = [
+        {
+            "id": str(n),
+            "method": "POST",
+            "url": url,
+            "headers": {"Content-Type": "application/json"},
+            "body": b,
+        }
+        for n, b in enumerate(bodies)
+    ]
+    answers = graph.post("/v1.0/$batch", json={"requests": requests}).json()["responses"]
+    alone = [graph.post(f"/v1.0{url}", json=b) for b in bodies]
+    assert [(a["status"], a["body"]["error"]["code"]) for a in sorted(answers, key=lambda a: a["id"])] == [
+        (r.status_code, r.json()["error"]["code"]) for r in alone
+    ]
+    assert all(r.status_code == 400 for r in alone)
+    assert len(emulator.unknown_requests) - before == 4  # the unknown fields, batched and alone
+    del emulator.tenant.unknown_requests[before:]
+
+
 # ---- pace -----------------------------------------------------------------------------------------------------
 
 
