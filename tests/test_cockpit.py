@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from cockpit_lab import feed
 from corpus import message
 from dovecot_lab import PILOT_AND_LATER, Lab, make_lab, wait_for
 from servers import imapfill
@@ -45,11 +46,6 @@ def lab(tmp_path: Path, source_dovecot: DovecotServer, dovecot_factory: object) 
 
 def app_for(lab: Lab, read_only: bool = False) -> CockpitApp:
     return CockpitApp(load_plan(lab.plan), read_only=read_only, poll=False)
-
-
-def feed(app: CockpitApp) -> None:
-    """What the poller does twice a second, done by hand so the test controls time."""
-    app.apply(take(StateStore(app.plan.state_db), app.plan, query=app.current_query()))
 
 
 async def open_mailboxes(app: CockpitApp, pilot: Pilot[None]) -> None:

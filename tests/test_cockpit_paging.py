@@ -13,6 +13,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from cockpit_lab import feed
 from dovecot_lab import Unreachable, write_plan
 from servers.postgres import PASSWORD_ENV
 from textual.pilot import Pilot
@@ -24,7 +25,6 @@ from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery
 from runners.state.open_store import open_store
-from runners.state.read_models.snapshot import take
 from runners.state.statuses import MailboxState
 from runners.state.store import MailboxProgress, StateStore
 
@@ -105,15 +105,6 @@ def test_windows_read_by_keyset_cover_the_list_in_its_order(
                 MailboxQuery(**{**_fields(query), "start": whole[3], "back": 10, "limit": 5})
             )
             assert (near.start, [row.source for row in near.rows]) == (None, whole[:5])
-    finally:
-        store.close()
-
-
-def feed(app: CockpitApp) -> None:
-    """One poll, read with what the visible view asks for (as the poller does)."""
-    store = StateStore(app.plan.state_db)
-    try:
-        app.apply(take(store, app.plan, query=app.current_query()))
     finally:
         store.close()
 

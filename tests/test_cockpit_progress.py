@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from cockpit_lab import feed
 from dovecot_lab import Unreachable, write_plan
 from textual.widgets import DataTable, Static
 
@@ -75,14 +76,6 @@ def first_pass_then_retry(plan: Plan) -> None:
         store.mailbox_progress(alice, MailboxProgress(0, 0, 0, 0, 0, 0, None))
         store.release_mailbox(alice, "partial")
         store.finish_run(retry, "partial", {})
-    finally:
-        store.close()
-
-
-def feed(app: CockpitApp) -> None:
-    store = StateStore(app.plan.state_db)
-    try:
-        app.apply(take(store, app.plan, query=app.current_query()))
     finally:
         store.close()
 

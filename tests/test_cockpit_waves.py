@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cockpit_lab import feed
 from dovecot_lab import Unreachable, waves_toml, write_plan
 from textual.pilot import Pilot
 from textual.widgets import DataTable
@@ -19,7 +20,6 @@ from cockpit.app import CockpitApp
 from cockpit.screens.dialogs import Confirm, HelpScreen
 from runners.errors import PlanError
 from runners.plan.loader import load_plan
-from runners.state.read_models.snapshot import take
 from runners.state.store import StateStore
 
 FLEET = (("a", "a", "wave2"), ("b", "b", "copilot-finance"), ("c", "c", "early-birds"), ("d", "d", "wave1"))
@@ -28,10 +28,6 @@ FLEET = (("a", "a", "wave2"), ("b", "b", "copilot-finance"), ("c", "c", "early-b
 def plan(root: Path, waves: str = "") -> Path:
     """Servers never contacted: nothing here runs a migration."""
     return write_plan(root, Unreachable(10143), Unreachable(20143), mailboxes=FLEET, tail=waves)
-
-
-def feed(app: CockpitApp) -> None:
-    app.apply(take(StateStore(app.plan.state_db), app.plan, query=app.current_query()))
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], bool], seconds: float = 30) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cockpit_lab import feed
 from dovecot_lab import Unreachable, waves_toml, write_plan
 from test_cockpit import flash_text
 from textual.pilot import Pilot
@@ -83,10 +84,6 @@ def window_plan(root: Path, monkeypatch: pytest.MonkeyPatch) -> Plan:
     assert store.take_wave_lease("w-held", "bob@other-host", 3600) is None
     store.close()
     return plan
-
-
-def feed(app: CockpitApp) -> None:
-    app.apply(take(StateStore(app.plan.state_db), app.plan, query=app.current_query()))
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], bool], seconds: float = 60) -> None:

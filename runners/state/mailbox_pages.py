@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_PROGRESS = "messages_done * 1.0 / CASE WHEN messages_total > 0 THEN messages_total ELSE 1 END"
 #: (ORDER BY forwards, ORDER BY backwards, the sort value as an SQL expression or None for the source).
 _KEYS: dict[str, tuple[str, str, str | None]] = {
     "source": ("source", "source DESC", None),
     "mailbox": ("source", "source DESC", None),
     "failed": ("failed DESC, source", "failed, source DESC", "failed"),
-    "progress": (
-        "messages_done * 1.0 / CASE WHEN messages_total > 0 THEN messages_total ELSE 1 END DESC, source",
-        "messages_done * 1.0 / CASE WHEN messages_total > 0 THEN messages_total ELSE 1 END, source DESC",
-        "messages_done * 1.0 / CASE WHEN messages_total > 0 THEN messages_total ELSE 1 END",
-    ),
+    "progress": (f"{_PROGRESS} DESC, source", f"{_PROGRESS}, source DESC", _PROGRESS),
 }
 
 

@@ -226,7 +226,7 @@ class LedgerCache:
     def count(self, store: StateStore, query: MailboxQuery, totals: object) -> int:
         """How many mailboxes the store holds for ``query``'s filter (its window aside), made again only
         when ``totals`` (the fleet's state counts) changed, and then at most every so often."""
-        key = (query.wave, query.text, query.attention, query.source)
+        key = _filter_key(query)
         now = time.monotonic()
         known = self._counts.get(key)
         if known is not None:
@@ -240,7 +240,7 @@ class LedgerCache:
     def counted(self, store: StateStore, plan: Plan, query: MailboxQuery) -> int | None:
         """The last count made for ``query``'s filter (a window moved: the same filter), or one made
         now for a plan small enough that it is cheap; None: the next whole poll counts it."""
-        known = self._counts.get((query.wave, query.text, query.attention, query.source))
+        known = self._counts.get(_filter_key(query))
         if known is not None:
             return known[0]
         if len(plan.mailboxes) <= COUNT_INLINE:
@@ -403,6 +403,11 @@ def _rows(
             rows.sort(key=lambda row: row.source)
             rows = rows[: query.limit] if query.limit else rows
     return rows, page.start, matching
+
+
+def _filter_key(query: MailboxQuery) -> tuple[str | None, str, bool, str | None]:
+    """What a count of ``query`` depends on: its filter, not its window or order."""
+    return (query.wave, query.text, query.attention, query.source)
 
 
 def _has(needle: str, *texts: str) -> bool:
