@@ -85,9 +85,9 @@ class MailboxesView(View):
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
-        self.query_one(
-            "#mailboxes", FleetTable
-        ).focus()  # not the (hidden) filter box: keys are commands until "/" is pressed
+        # Not the (hidden) filter box: keys are commands until "/" is pressed. Now, not at the loop's
+        # next turn (focus() is deferred): the first paint shows the focused cursor, not the blurred one.
+        self.set_focus(self.query_one("#mailboxes", FleetTable))
         self._count()
 
     def _count(
