@@ -25,6 +25,7 @@ from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.state.mailbox_reads import MailboxQuery
 from runners.state.open_store import open_store
+from runners.state.read_models.snapshot import take
 from runners.state.statuses import MailboxState
 from runners.state.store import MailboxProgress, StateStore
 
@@ -105,6 +106,81 @@ def test_windows_read_by_keyset_cover_the_list_in_its_order(
                 MailboxQuery(**{**_fields(query), "start": whole[3], "back": 10, "limit": 5})
             )
             assert (near.start, [row.source for row in near.rows]) == (None, whole[:5])
+    finally:
+        store.close()
+
+
+def seed_some(store: StateStore) -> None:
+    """Two mailboxes of three in the store (the rest planned, not touched by a run yet), some with
+    nothing failed or copied (they sort among the untouched ones), some running."""
+    sources = [f"u{i:04d}" for i in range(FLEET) if i % 3 != 2]
+    ids = store.upsert_mailboxes([(s, s, "pilot" if int(s[1:]) % 2 else "later") for s in sources])
+    for n, mailbox_id in enumerate(ids):
+        state = (MailboxState.FAILED, MailboxState.OK, MailboxState.RUNNING)[n % 3]
+        store.set_mailbox_state(mailbox_id, state)
+        done = 0 if n % 4 == 0 else n % 50
+        store.mailbox_progress(mailbox_id, MailboxProgress(100, 10_000, done, done * 100, n % 5, 0, None))
+
+
+def every_row(store: StateStore, plan: Plan, query: MailboxQuery) -> list[tuple[str, str]]:
+    """The whole list of ``query`` read at once: (source, state) per row."""
+    return [(row.source, row.state) for row in take(store, plan, query=query).mailboxes]
+
+
+def down_from_home(store: StateStore, plan: Plan, query: MailboxQuery) -> list[tuple[str, str]]:
+    """Every row, a window at a time from the first, each window from the last one's last row."""
+    seen: list[tuple[str, str]] = []
+    start = None
+    while True:
+        rows = take(
+            store, plan, query=MailboxQuery(**{**_fields(query), "start": start, "limit": PAGE})
+        ).mailboxes
+        seen += [(row.source, row.state) for row in rows[1 if start is not None else 0 :]]
+        if len(rows) < PAGE:
+            return seen
+        start = rows[-1].source
+
+
+def up_from_end(store: StateStore, plan: Plan, query: MailboxQuery) -> list[tuple[str, str]]:
+    """Every row, a window at a time from the last (End), each read backwards from the last one's start."""
+    seen: list[tuple[str, str]] = []
+    start = None
+    while True:
+        snapshot = take(
+            store, plan, query=MailboxQuery(**{**_fields(query), "start": start, "back": PAGE, "limit": PAGE})
+        )
+        rows = [(row.source, row.state) for row in snapshot.mailboxes]
+        sources = [source for source, _ in rows]
+        if start in sources:  # the window reaches its anchor: the rows from there on are read already
+            rows = rows[: sources.index(start)]
+        seen = rows + seen
+        if snapshot.window_start is None:
+            return seen
+        start = snapshot.window_start
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("order", ["mailbox", "failed", "progress"])
+def test_end_and_home_show_the_same_rows_with_planned_mailboxes_the_store_has_not_seen(
+    tmp_path: Path, backend: str, order: str, request: pytest.FixtureRequest
+) -> None:
+    state = ""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
+    plan = fleet_plan(tmp_path, state)
+    store = open_store(plan)
+    try:
+        seed_some(store)
+        for query in (MailboxQuery(order=order), MailboxQuery(order=order, text="U0", wave="pilot")):
+            whole = every_row(store, plan, query)
+            states = [state for _, state in whole]
+            # The untouched mailboxes are in the list, in their place (they and the store's rows of
+            # value 0 go by source), not only after the store's rows.
+            assert states.count(MailboxState.PENDING) >= FLEET // 6
+            assert MailboxState.FAILED in states[states.index(MailboxState.PENDING) :]
+            assert down_from_home(store, plan, query) == whole
+            assert up_from_end(store, plan, query) == whole
     finally:
         store.close()
 

@@ -332,16 +332,9 @@ class MailboxReadsMixin(StoreBase):
         order = keyset(query.order)
         start = query.start
         if query.back > 0:
-            # Where the window starts: ``back`` rows before the anchor (or the end), nearest first.
-            before = [*params]
-            where = clause
-            if start is not None:
-                where = f"{clause} AND {order.before}" if clause else f" WHERE {order.before}"
-                before += order.anchored(start)
-            earlier = self._read(
-                f"SELECT source FROM mailboxes{where} ORDER BY {order.reverse} LIMIT ?", [*before, query.back]
-            )
-            start = str(earlier[-1][0]) if len(earlier) == query.back else None  # fewer: from the first
+            # Where the window starts: ``back`` rows before the anchor (or the end); fewer: the first.
+            earlier = self.mailboxes_before(query, start, query.back)
+            start = earlier[-1].source if len(earlier) == query.back else None
         if start is not None:
             clause = f"{clause} AND {order.after}" if clause else f" WHERE {order.after}"
             params += order.anchored(start)
@@ -354,6 +347,20 @@ class MailboxReadsMixin(StoreBase):
             f"SELECT {_MAILBOX_COLUMNS} {selected}", [*params, int(query.limit)] if query.limit else params
         )
         return MailboxPage([MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows], start)
+
+    def mailboxes_before(self, query: MailboxQuery, start: str | None, count: int) -> list[MailboxRow]:
+        """At most ``count`` rows of ``query`` before the mailbox ``start`` (None: before the end) in its
+        order, nearest first: where a window read backwards starts."""
+        clause, params = _where(query, self._backend.dialect, self._trigram_matches)
+        order = keyset(query.order)
+        if start is not None:
+            clause = f"{clause} AND {order.before}" if clause else f" WHERE {order.before}"
+            params += order.anchored(start)
+        rows = self._read(
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes{clause} ORDER BY {order.reverse} LIMIT ?",
+            [*params, count],
+        )
+        return [MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows]
 
     def ledger_progress(self, sources: Sequence[str]) -> dict[str, LedgerProgress]:
         """The ledger of these mailboxes summed per mailbox (a pass over their messages: read for the rows
