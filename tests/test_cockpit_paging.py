@@ -1,6 +1,7 @@
 """The mailboxes view over a fleet larger than its window (issue #13): the table holds ``PAGE`` rows read
-by keyset, and the keys still reach every mailbox: scrolling on past the window, End and Home, a filter
-that matches a mailbox far beyond the first window, and a row updated while the view is open.
+by keyset, and the keys still reach every mailbox: scrolling on past the window, End and Home (the same
+rows, planned mailboxes the store hasn't seen included), a filter that matches a mailbox far beyond the
+first window, a row updated while the view is open, and a mailbox's own view read off the UI thread.
 
 The store is written with the StateStore API, as a runner writes it; the cockpit is driven by Pilot, and
 each snapshot is read with the view's own query (``feed``), as the poller would, at the test's pace. The
@@ -10,6 +11,8 @@ window reads themselves run on both backends.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,13 +20,15 @@ from cockpit_lab import feed
 from dovecot_lab import Unreachable, write_plan
 from servers.postgres import PASSWORD_ENV
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from cockpit.app import CockpitApp
+from cockpit.screens.mailbox import MailboxView
 from cockpit.screens.mailboxes import PAGE, MailboxesView
 from cockpit.widgets.fleet_table import FleetTable
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
-from runners.state.mailbox_reads import MailboxQuery
+from runners.state.mailbox_reads import MailboxDetail, MailboxQuery
 from runners.state.open_store import open_store
 from runners.state.read_models.snapshot import take
 from runners.state.statuses import MailboxState
@@ -183,6 +188,53 @@ def test_end_and_home_show_the_same_rows_with_planned_mailboxes_the_store_has_no
             assert up_from_end(store, plan, query) == whole
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_mailbox_view_reads_its_ledger_off_the_ui_thread(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = ""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
+    plan = fleet_plan(tmp_path, state)
+    store = open_store(plan)
+    far = f"u{FLEET - 3:04d}"
+    try:
+        ids = seed(store)
+        folder = store.folder(ids[far], "Archive", "Archive", "Archive", None)
+        store.folder_error(folder.id, "NO [CANNOT] the folder is locked")
+    finally:
+        store.close()
+    readers: list[int] = []
+    mailbox_detail = StateStore.mailbox_detail
+
+    def spied(self: StateStore, source: str) -> MailboxDetail:
+        readers.append(threading.get_ident())
+        return mailbox_detail(self, source)
+
+    monkeypatch.setattr(StateStore, "mailbox_detail", spied)
+
+    async def until(pilot: Pilot[None], done: Callable[[], bool]) -> None:
+        for _ in range(3000):  # the poller's threads deliver when they have read
+            if done():
+                return
+            await pilot.pause(0.01)
+        raise AssertionError("nothing arrived from the poller")
+
+    async def scenario() -> None:
+        app = CockpitApp(plan)  # with its poller, as `cutover tui` runs it
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.snapshot is not None)
+            app.open_mailbox(far)
+            await until(pilot, lambda: isinstance(app.screen, MailboxView) and app.screen.detail is not None)
+            assert isinstance(app.screen, MailboxView)
+            folders = app.screen.query_one("#folders", DataTable)
+            assert folders.row_count == 1 and "locked" in str(folders.get_row_at(0)[-1])
+            assert readers and threading.get_ident() not in readers
+
+    asyncio.run(scenario())
 
 
 async def settle(app: CockpitApp, pilot: Pilot[None]) -> None:

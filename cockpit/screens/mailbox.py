@@ -1,5 +1,8 @@
 """One mailbox: its folders (source vs target in the ledger) and every message not copied.
 
+Its ledger is read with the snapshots (``Snapshot.detail``, in the poller's threads), never on the UI
+thread: the view opens on its summary and fills its tables when its first snapshot arrives.
+
 The header counts are cumulative (the ledger's, across passes and retries) and say how many folders
 could not be opened or copied; Enter on such a folder shows the server's words, as for a message.
 """
@@ -92,9 +95,10 @@ class MailboxView(View):
                     f"{done:,} of {total:,} messages copied  {row.failed} failed  {row.skipped} skipped{unopened}{error}"
                 )
             )
-        # The ledger of one mailbox: cheap, read only while this view is visible.
-        detail = self.cockpit.store.mailbox_detail(self.source)
-        if detail == self.detail:
+        # The ledger of this mailbox comes in the snapshots read for this view (the poller's threads,
+        # ``Snapshot.detail``): never read here, on the thread that answers the keys.
+        detail = snapshot.detail if snapshot.query == self.query_rows() else None
+        if detail is None or detail == self.detail:
             return
         self.detail = detail
         folders = self.query_one("#folders", DataTable)

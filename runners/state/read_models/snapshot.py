@@ -28,6 +28,7 @@ from runners.state.mailbox_reads import (
     Event,
     FleetCounters,
     LedgerProgress,
+    MailboxDetail,
     MailboxQuery,
     MailboxRow,
     cumulative,
@@ -134,6 +135,9 @@ class Snapshot:
     query: MailboxQuery | None = None
     #: Where the window of ``mailboxes`` starts (``mailbox_pages``): None for the first of the list.
     window_start: str | None = None
+    #: The ledger of the one mailbox ``query`` names (``MailboxQuery.source``: the mailbox view), read
+    #: with the rest in the poller's thread; None for any other query.
+    detail: MailboxDetail | None = None
 
     def mailbox(self, source: str) -> MailboxRow | None:
         return next((m for m in self.mailboxes if m.source == source), None)
@@ -299,6 +303,7 @@ def take(
         pacing=tuple(store.running_pacing()),
         query=query,
         window_start=start,
+        detail=_detail(store, query),
     )
 
 
@@ -317,7 +322,13 @@ def with_rows(
         scope_total=ledger.fleet(plan).per_wave[query.wave] if query.wave else len(plan.mailboxes),
         query=query,
         window_start=start,
+        detail=_detail(store, query),
     )
+
+
+def _detail(store: StateStore, query: MailboxQuery | None) -> MailboxDetail | None:
+    """One mailbox's ledger, for a query that names one (a pass over its messages, not the fleet's)."""
+    return None if query is None or query.source is None else store.mailbox_detail(query.source)
 
 
 def _waves(
