@@ -61,6 +61,7 @@ class MailboxView(View):
         self.source = source
         self.crumb = source
         self.detail: MailboxDetail | None = None
+        self._summary = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -89,12 +90,13 @@ class MailboxView(View):
                 if row.folder_errors
                 else ""
             )
-            self.query_one("#summary", Static).update(
-                cell(
-                    f"{row.source} → {row.target}  wave {row.wave}  {state_label(row.state)}  "
-                    f"{done:,} of {total:,} messages copied  {row.failed} failed  {row.skipped} skipped{unopened}{error}"
-                )
+            summary = cell(
+                f"{row.source} → {row.target}  wave {row.wave}  {state_label(row.state)}  "
+                f"{done:,} of {total:,} messages copied  {row.failed} failed  {row.skipped} skipped{unopened}{error}"
             )
+            if summary != self._summary:  # an update lays the screen out again: only when it changed
+                self._summary = summary
+                self.query_one("#summary", Static).update(summary)
         # The ledger of this mailbox comes in the snapshots read for this view (the poller's threads,
         # ``Snapshot.detail``): never read here, on the thread that answers the keys.
         detail = snapshot.detail if snapshot.query == self.query_rows() else None
