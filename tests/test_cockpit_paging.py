@@ -28,6 +28,7 @@ from cockpit.screens.mailboxes import PAGE, MailboxesView
 from cockpit.widgets.fleet_table import FleetTable
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
+from runners.state import mailbox_search
 from runners.state.mailbox_reads import MailboxDetail, MailboxQuery
 from runners.state.open_store import open_store
 from runners.state.read_models.snapshot import take
@@ -111,6 +112,63 @@ def test_windows_read_by_keyset_cover_the_list_in_its_order(
                 MailboxQuery(**{**_fields(query), "start": whole[3], "back": 10, "limit": 5})
             )
             assert (near.start, [row.source for row in near.rows]) == (None, whole[:5])
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_search_finds_the_same_mailboxes_through_its_index_as_by_a_pass_over_all(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = ""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
+    plan = fleet_plan(tmp_path, state)
+    store = open_store(plan)
+    try:
+        seed(store)
+        store.upsert_mailboxes([("Odd%_Name\\x", "ODD@example.net", "later")])
+        every = [(row.source, row.target, row.state) for row in store.mailbox_page(MailboxQuery()).rows]
+
+        def found(text: str) -> list[str]:
+            rows = store.mailbox_page(MailboxQuery(text=text, limit=PAGE)).rows
+            assert store.count_mailboxes(MailboxQuery(text=text)) == len(walk(store, MailboxQuery(text=text)))
+            return [row.source for row in rows]
+
+        needles = ("U012", "u02", "d%_n", "odd@EX", "%_n", "_", "fail", "ok", "u0", "\\x", "nothing")
+        for needle in needles:
+            expected = [s for s, t, st in every if needle.lower() in s.lower() or needle.lower() in t.lower()
+                        or needle.lower() in st][:PAGE]  # fmt: skip
+            assert found(needle) == expected, needle
+            if backend == "sqlite":  # every match dense: the ordered scan instead of the trigram table
+                monkeypatch.setattr(mailbox_search, "DENSE", 1)
+                assert found(needle) == expected, needle
+                monkeypatch.undo()
+    finally:
+        store.close()
+
+
+def test_a_store_made_before_the_search_index_gains_it_whole(tmp_path: Path) -> None:
+    plan = fleet_plan(tmp_path)
+    store = StateStore(plan.state_db)
+    seed(store)
+    with store.transaction() as db:  # as a store made before it had one
+        for name in ("mailboxes_text_insert", "mailboxes_text_delete", "mailboxes_text_update"):
+            db.execute(f"DROP TRIGGER {name}")
+        db.execute("DROP TABLE mailboxes_text")
+        db.execute("DELETE FROM meta WHERE key = 'mailboxes_text'")
+    store.upsert_mailboxes([("late", "late", "pilot")])
+    store.close()
+    store = StateStore(plan.state_db)  # the schema runs again
+    try:
+        assert [row.source for row in store.mailbox_page(MailboxQuery(text="u029")).rows] == [
+            f"u{i:04d}" for i in range(290, FLEET)
+        ]
+        assert [row.source for row in store.mailbox_page(MailboxQuery(text="LATE")).rows] == ["late"]
+        # Every mailbox indexed: u0200 to u0299.
+        matched = store.query("SELECT COUNT(*) AS n FROM mailboxes_text WHERE mailboxes_text MATCH '\"u02\"'")
+        assert matched[0]["n"] == 100
     finally:
         store.close()
 
