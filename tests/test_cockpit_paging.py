@@ -24,7 +24,7 @@ from textual.widgets import DataTable
 
 from cockpit.app import CockpitApp
 from cockpit.screens.mailbox import MailboxView
-from cockpit.screens.mailboxes import PAGE, MailboxesView
+from cockpit.screens.mailboxes import NOT_OK, PAGE, MailboxesView
 from cockpit.widgets.fleet_table import FleetTable
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
@@ -386,3 +386,34 @@ def test_a_filter_finds_a_mailbox_beyond_the_first_window_and_its_updates_show(t
         asyncio.run(scenario())
     finally:
         store.close()
+
+
+def test_the_mailboxes_view_opened_again_is_as_new(tmp_path: Path) -> None:
+    """The app keeps a closed mailboxes view and shows it again: with the default filter, sorted by
+    mailbox, on its first row, whatever was done in it before."""
+    plan = fleet_plan(tmp_path)
+    seed(StateStore(plan.state_db))
+
+    async def scenario() -> None:
+        app = CockpitApp(plan, poll=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            table = await open_all(app, pilot)
+            view = app.screen
+            assert isinstance(view, MailboxesView)
+            await pilot.press("s", "end")  # sorted by failures, at the end of the list
+            await settle(app, pilot)
+            await pilot.press("slash", "u", "0")  # a filter typed, not applied
+            await pilot.press("escape", "escape", "escape")  # the box closed, then back to the overview
+            await settle(app, pilot)
+            assert not isinstance(app.screen, MailboxesView)
+            await pilot.press("m")
+            await settle(app, pilot)
+            assert app.screen is view and view.filter == NOT_OK and view.sort_key == "mailbox"
+            table = view.query_one("#mailboxes", FleetTable)
+            first = [row.source for row in StateStore(plan.state_db).mailbox_page(view.query_rows()).rows]
+            assert table.keys == tuple(first) and table.cursor_row == 0 and table.scroll_y == 0
+            assert not view.query_one("#filter").display and app.focused is table
+            label = str(view.query_one("#filter-label").render())
+            assert label.startswith("mailboxes, filter needs attention (not OK)")
+
+    asyncio.run(scenario())
