@@ -410,7 +410,9 @@ def test_the_mailboxes_view_opened_again_is_as_new(tmp_path: Path) -> None:
             await settle(app, pilot)
             assert app.screen is view and view.filter == NOT_OK and view.sort_key == "mailbox"
             table = view.query_one("#mailboxes", FleetTable)
-            first = [row.source for row in StateStore(plan.state_db).mailbox_page(view.query_rows()).rows]
+            reader = StateStore(plan.state_db)
+            first = [row.source for row in reader.mailbox_page(view.query_rows()).rows]
+            reader.close()
             assert table.keys == tuple(first) and table.cursor_row == 0 and table.scroll_y == 0
             assert not view.query_one("#filter").display and app.focused is table
             label = str(view.query_one("#filter-label").render())
