@@ -102,37 +102,48 @@ class MailboxView(View):
         detail = snapshot.detail if snapshot.query == self.query_rows() else None
         if detail is None or detail == self.detail:
             return
-        self.detail = detail
+        before, self.detail = self.detail or MailboxDetail(self.source), detail
         folders = self.query_one("#folders", DataTable)
         issues = self.query_one("#issues", DataTable)
+        # A table is filled again only when its rows changed (a clear lays the screen out again).
         with self.app.batch_update():
-            folders.clear()
-            for f in detail.folders:
-                note = f"✗ {f.error}" if f.error else (f"excluded: {f.excluded}" if f.excluded else "")
-                cells = (
-                    f.source,
-                    f.target,
-                    "-" if f.source_messages is None else f"{f.source_messages:,}",
-                    "-" if f.source_bytes is None else f"{f.source_bytes / MB:,.1f}",
-                    f"{f.copied:,}",
-                    f"{f.copied_bytes / MB:,.1f}",
-                    str(f.skipped),
-                    str(f.failed),
-                    str(f.pending),
-                    note,
-                )
-                folders.add_row(*(Text(cell(c)) for c in cells), key=f.source)
-            issues.clear()
-            for index, issue in enumerate(detail.issues):
-                issue_cells = (
-                    issue.folder,
-                    str(issue.uid),
-                    f"{issue.size:,}",
-                    issue.status,
-                    str(issue.attempts),
-                    (issue.reason or "").replace("\n", " "),
-                )
-                issues.add_row(*(Text(cell(c)) for c in issue_cells), key=str(index))
+            if detail.folders != before.folders:
+                self._fill_folders(folders, detail.folders)
+            if detail.issues != before.issues:
+                self._fill_issues(issues, detail.issues)
+
+    @staticmethod
+    def _fill_folders(folders: DataTable[Text], rows: tuple[FolderDetail, ...]) -> None:
+        folders.clear()
+        for f in rows:
+            note = f"✗ {f.error}" if f.error else (f"excluded: {f.excluded}" if f.excluded else "")
+            cells = (
+                f.source,
+                f.target,
+                "-" if f.source_messages is None else f"{f.source_messages:,}",
+                "-" if f.source_bytes is None else f"{f.source_bytes / MB:,.1f}",
+                f"{f.copied:,}",
+                f"{f.copied_bytes / MB:,.1f}",
+                str(f.skipped),
+                str(f.failed),
+                str(f.pending),
+                note,
+            )
+            folders.add_row(*(Text(cell(c)) for c in cells), key=f.source)
+
+    @staticmethod
+    def _fill_issues(issues: DataTable[Text], rows: tuple[MessageIssue, ...]) -> None:
+        issues.clear()
+        for index, issue in enumerate(rows):
+            issue_cells = (
+                issue.folder,
+                str(issue.uid),
+                f"{issue.size:,}",
+                issue.status,
+                str(issue.attempts),
+                (issue.reason or "").replace("\n", " "),
+            )
+            issues.add_row(*(Text(cell(c)) for c in issue_cells), key=str(index))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "issues" and self.detail is not None:
