@@ -75,6 +75,8 @@ class MailboxView(View):
     def on_mount(self) -> None:
         add_columns(self.query_one("#folders", DataTable), FOLDER_COLUMNS)
         add_columns(self.query_one("#issues", DataTable), ISSUE_COLUMNS)
+        # Its ledger read now, while the view is drawn (one mailbox's: small), not after the first paint.
+        self.cockpit.poke()
 
     def query_rows(self) -> MailboxQuery:
         return MailboxQuery(source=self.source)
