@@ -56,6 +56,9 @@ is another process; the poller's ``take`` runs in a thread of this process and c
 with the UI thread, as it does in the real cockpit. "UI thread busy" is how late a 10 ms timer on
 the event loop wakes up: the longest stall a key can land in.
 
+The verdicts: the p95 over all keys, and the p95 of each key on its own (the slowest one named), both
+at most 100 ms: a key that is slow every time is felt however fast the others are.
+
 Memory: the peak RSS of this process (``ru_maxrss``): the cockpit, its poller, the plan of 10,000
 mailboxes and the bench's small bookkeeping; the writer is another process.
 """
@@ -557,12 +560,15 @@ def report(results: Results, args: argparse.Namespace, rss: float) -> dict[str, 
     print(
         f"peak RSS {rss:,.1f} MB; load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}\n"
     )
+    # Every key on its own too: a key that is slow every time is felt, however fast the others are.
+    worst, worst_p95 = max(((k, b) for k, _, _, b, *_ in rows[:-1]), key=lambda kb: kb[1], default=("-", 0.0))
     verdicts = [
         ("keypress-to-paint p95 < 100 ms", f"{ms(p95)} ms", p95 * 1000 < TARGET_P95_MS),
+        (f"every key's p95 < 100 ms ({worst})", f"{ms(worst_p95)} ms", worst_p95 * 1000 < TARGET_P95_MS),
         ("peak RSS < 250 MB", f"{rss:,.1f} MB", rss < TARGET_RSS_MB),
     ]
     for target, measured, ok in verdicts:
-        print(f"{target:<34} {measured:>12}  {'PASS' if ok else 'MISS'}")
+        print(f"{target:<52} {measured:>12}  {'PASS' if ok else 'MISS'}")
     return {
         "backend": args.backend,
         "load_average": list(os.getloadavg()),
@@ -573,6 +579,8 @@ def report(results: Results, args: argparse.Namespace, rss: float) -> dict[str, 
         "keys": len(every),
         "p50_ms": p50 * 1000,
         "p95_ms": p95 * 1000,
+        "worst_key": worst,
+        "worst_key_p95_ms": worst_p95 * 1000,
         "by_key": {
             k: {
                 "n": n,

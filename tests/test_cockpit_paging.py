@@ -1,6 +1,7 @@
 """The mailboxes view over a fleet larger than its window (issue #13): the table holds ``PAGE`` rows read
-by keyset, and the keys still reach every mailbox: scrolling on past the window, End and Home, a filter
-that matches a mailbox far beyond the first window, and a row updated while the view is open.
+by keyset, and the keys still reach every mailbox: scrolling on past the window, End and Home (the same
+rows, planned mailboxes the store hasn't seen included), a filter that matches a mailbox far beyond the
+first window, a row updated while the view is open, and a mailbox's own view read off the UI thread.
 
 The store is written with the StateStore API, as a runner writes it; the cockpit is driven by Pilot, and
 each snapshot is read with the view's own query (``feed``), as the poller would, at the test's pace. The
@@ -10,6 +11,8 @@ window reads themselves run on both backends.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,14 +20,18 @@ from cockpit_lab import feed
 from dovecot_lab import Unreachable, write_plan
 from servers.postgres import PASSWORD_ENV
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from cockpit.app import CockpitApp
-from cockpit.screens.mailboxes import PAGE, MailboxesView
+from cockpit.screens.mailbox import MailboxView
+from cockpit.screens.mailboxes import NOT_OK, PAGE, MailboxesView
 from cockpit.widgets.fleet_table import FleetTable
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
-from runners.state.mailbox_reads import MailboxQuery
+from runners.state import mailbox_search
+from runners.state.mailbox_reads import MailboxDetail, MailboxQuery
 from runners.state.open_store import open_store
+from runners.state.read_models.snapshot import take
 from runners.state.statuses import MailboxState
 from runners.state.store import MailboxProgress, StateStore
 
@@ -107,6 +114,185 @@ def test_windows_read_by_keyset_cover_the_list_in_its_order(
             assert (near.start, [row.source for row in near.rows]) == (None, whole[:5])
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_search_finds_the_same_mailboxes_through_its_index_as_by_a_pass_over_all(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = ""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
+    plan = fleet_plan(tmp_path, state)
+    store = open_store(plan)
+    try:
+        seed(store)
+        store.upsert_mailboxes([("Odd%_Name\\x", "ODD@example.net", "later")])
+        every = [(row.source, row.target, row.state) for row in store.mailbox_page(MailboxQuery()).rows]
+
+        def found(text: str) -> list[str]:
+            rows = store.mailbox_page(MailboxQuery(text=text, limit=PAGE)).rows
+            assert store.count_mailboxes(MailboxQuery(text=text)) == len(walk(store, MailboxQuery(text=text)))
+            return [row.source for row in rows]
+
+        needles = ("U012", "u02", "d%_n", "odd@EX", "%_n", "_", "fail", "ok", "u0", "\\x", "nothing")
+        for needle in needles:
+            expected = [s for s, t, st in every if needle.lower() in s.lower() or needle.lower() in t.lower()
+                        or needle.lower() in st][:PAGE]  # fmt: skip
+            assert found(needle) == expected, needle
+            if backend == "sqlite":  # every match dense: the ordered scan instead of the trigram table
+                monkeypatch.setattr(mailbox_search, "DENSE", 1)
+                assert found(needle) == expected, needle
+                monkeypatch.undo()
+    finally:
+        store.close()
+
+
+def test_a_store_made_before_the_search_index_gains_it_whole(tmp_path: Path) -> None:
+    plan = fleet_plan(tmp_path)
+    store = StateStore(plan.state_db)
+    seed(store)
+    with store.transaction() as db:  # as a store made before it had one
+        for name in ("mailboxes_text_insert", "mailboxes_text_delete", "mailboxes_text_update"):
+            db.execute(f"DROP TRIGGER {name}")
+        db.execute("DROP TABLE mailboxes_text")
+        db.execute("DELETE FROM meta WHERE key = 'mailboxes_text'")
+    store.upsert_mailboxes([("late", "late", "pilot")])
+    store.close()
+    store = StateStore(plan.state_db)  # the schema runs again
+    try:
+        assert [row.source for row in store.mailbox_page(MailboxQuery(text="u029")).rows] == [
+            f"u{i:04d}" for i in range(290, FLEET)
+        ]
+        assert [row.source for row in store.mailbox_page(MailboxQuery(text="LATE")).rows] == ["late"]
+        # Every mailbox indexed: u0200 to u0299.
+        matched = store.query("SELECT COUNT(*) AS n FROM mailboxes_text WHERE mailboxes_text MATCH '\"u02\"'")
+        assert matched[0]["n"] == 100
+    finally:
+        store.close()
+
+
+def seed_some(store: StateStore) -> None:
+    """Two mailboxes of three in the store (the rest planned, not touched by a run yet), some with
+    nothing failed or copied (they sort among the untouched ones), some running."""
+    sources = [f"u{i:04d}" for i in range(FLEET) if i % 3 != 2]
+    ids = store.upsert_mailboxes([(s, s, "pilot" if int(s[1:]) % 2 else "later") for s in sources])
+    for n, mailbox_id in enumerate(ids):
+        state = (MailboxState.FAILED, MailboxState.OK, MailboxState.RUNNING)[n % 3]
+        store.set_mailbox_state(mailbox_id, state)
+        done = 0 if n % 4 == 0 else n % 50
+        store.mailbox_progress(mailbox_id, MailboxProgress(100, 10_000, done, done * 100, n % 5, 0, None))
+
+
+def every_row(store: StateStore, plan: Plan, query: MailboxQuery) -> list[tuple[str, str]]:
+    """The whole list of ``query`` read at once: (source, state) per row."""
+    return [(row.source, row.state) for row in take(store, plan, query=query).mailboxes]
+
+
+def down_from_home(store: StateStore, plan: Plan, query: MailboxQuery) -> list[tuple[str, str]]:
+    """Every row, a window at a time from the first, each window from the last one's last row."""
+    seen: list[tuple[str, str]] = []
+    start = None
+    while True:
+        rows = take(
+            store, plan, query=MailboxQuery(**{**_fields(query), "start": start, "limit": PAGE})
+        ).mailboxes
+        seen += [(row.source, row.state) for row in rows[1 if start is not None else 0 :]]
+        if len(rows) < PAGE:
+            return seen
+        start = rows[-1].source
+
+
+def up_from_end(store: StateStore, plan: Plan, query: MailboxQuery) -> list[tuple[str, str]]:
+    """Every row, a window at a time from the last (End), each read backwards from the last one's start."""
+    seen: list[tuple[str, str]] = []
+    start = None
+    while True:
+        snapshot = take(
+            store, plan, query=MailboxQuery(**{**_fields(query), "start": start, "back": PAGE, "limit": PAGE})
+        )
+        rows = [(row.source, row.state) for row in snapshot.mailboxes]
+        sources = [source for source, _ in rows]
+        if start in sources:  # the window reaches its anchor: the rows from there on are read already
+            rows = rows[: sources.index(start)]
+        seen = rows + seen
+        if snapshot.window_start is None:
+            return seen
+        start = snapshot.window_start
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("order", ["mailbox", "failed", "progress"])
+def test_end_and_home_show_the_same_rows_with_planned_mailboxes_the_store_has_not_seen(
+    tmp_path: Path, backend: str, order: str, request: pytest.FixtureRequest
+) -> None:
+    state = ""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
+    plan = fleet_plan(tmp_path, state)
+    store = open_store(plan)
+    try:
+        seed_some(store)
+        for query in (MailboxQuery(order=order), MailboxQuery(order=order, text="U0", wave="pilot")):
+            whole = every_row(store, plan, query)
+            states = [state for _, state in whole]
+            # The untouched mailboxes are in the list, in their place (they and the store's rows of
+            # value 0 go by source), not only after the store's rows.
+            assert states.count(MailboxState.PENDING) >= FLEET // 6
+            assert MailboxState.FAILED in states[states.index(MailboxState.PENDING) :]
+            assert down_from_home(store, plan, query) == whole
+            assert up_from_end(store, plan, query) == whole
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_mailbox_view_reads_its_ledger_off_the_ui_thread(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = ""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
+    plan = fleet_plan(tmp_path, state)
+    store = open_store(plan)
+    far = f"u{FLEET - 3:04d}"
+    try:
+        ids = seed(store)
+        folder = store.folder(ids[far], "Archive", "Archive", "Archive", None)
+        store.folder_error(folder.id, "NO [CANNOT] the folder is locked")
+    finally:
+        store.close()
+    readers: list[int] = []
+    mailbox_detail = StateStore.mailbox_detail
+
+    def spied(self: StateStore, source: str) -> MailboxDetail:
+        readers.append(threading.get_ident())
+        return mailbox_detail(self, source)
+
+    monkeypatch.setattr(StateStore, "mailbox_detail", spied)
+
+    async def until(pilot: Pilot[None], done: Callable[[], bool]) -> None:
+        for _ in range(3000):  # the poller's threads deliver when they have read
+            if done():
+                return
+            await pilot.pause(0.01)
+        raise AssertionError("nothing arrived from the poller")
+
+    async def scenario() -> None:
+        app = CockpitApp(plan)  # with its poller, as `cutover tui` runs it
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.snapshot is not None)
+            app.open_mailbox(far)
+            await until(pilot, lambda: isinstance(app.screen, MailboxView) and app.screen.detail is not None)
+            assert isinstance(app.screen, MailboxView)
+            folders = app.screen.query_one("#folders", DataTable)
+            assert folders.row_count == 1 and "locked" in str(folders.get_row_at(0)[-1])
+            assert readers and threading.get_ident() not in readers
+
+    asyncio.run(scenario())
 
 
 async def settle(app: CockpitApp, pilot: Pilot[None]) -> None:
@@ -200,3 +386,36 @@ def test_a_filter_finds_a_mailbox_beyond_the_first_window_and_its_updates_show(t
         asyncio.run(scenario())
     finally:
         store.close()
+
+
+def test_the_mailboxes_view_opened_again_is_as_new(tmp_path: Path) -> None:
+    """The app keeps a closed mailboxes view and shows it again: with the default filter, sorted by
+    mailbox, on its first row, whatever was done in it before."""
+    plan = fleet_plan(tmp_path)
+    seed(StateStore(plan.state_db))
+
+    async def scenario() -> None:
+        app = CockpitApp(plan, poll=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            table = await open_all(app, pilot)
+            view = app.screen
+            assert isinstance(view, MailboxesView)
+            await pilot.press("s", "end")  # sorted by failures, at the end of the list
+            await settle(app, pilot)
+            await pilot.press("slash", "u", "0")  # a filter typed, not applied
+            await pilot.press("escape", "escape", "escape")  # the box closed, then back to the overview
+            await settle(app, pilot)
+            assert not isinstance(app.screen, MailboxesView)
+            await pilot.press("m")
+            await settle(app, pilot)
+            assert app.screen is view and view.filter == NOT_OK and view.sort_key == "mailbox"
+            table = view.query_one("#mailboxes", FleetTable)
+            reader = StateStore(plan.state_db)
+            first = [row.source for row in reader.mailbox_page(view.query_rows()).rows]
+            reader.close()
+            assert table.keys == tuple(first) and table.cursor_row == 0 and table.scroll_y == 0
+            assert not view.query_one("#filter").display and app.focused is table
+            label = str(view.query_one("#filter-label").render())
+            assert label.startswith("mailboxes, filter needs attention (not OK)")
+
+    asyncio.run(scenario())

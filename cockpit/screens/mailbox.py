@@ -1,5 +1,8 @@
 """One mailbox: its folders (source vs target in the ledger) and every message not copied.
 
+Its ledger is read with the snapshots (``Snapshot.detail``, in the poller's threads), never on the UI
+thread: the view opens on its summary and fills its tables when its first snapshot arrives.
+
 The header counts are cumulative (the ledger's, across passes and retries) and say how many folders
 could not be opened or copied; Enter on such a folder shows the server's words, as for a message.
 """
@@ -58,6 +61,7 @@ class MailboxView(View):
         self.source = source
         self.crumb = source
         self.detail: MailboxDetail | None = None
+        self._summary = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -71,6 +75,8 @@ class MailboxView(View):
     def on_mount(self) -> None:
         add_columns(self.query_one("#folders", DataTable), FOLDER_COLUMNS)
         add_columns(self.query_one("#issues", DataTable), ISSUE_COLUMNS)
+        # Its ledger read now, while the view is drawn (one mailbox's: small), not after the first paint.
+        self.cockpit.poke()
 
     def query_rows(self) -> MailboxQuery:
         return MailboxQuery(source=self.source)
@@ -86,47 +92,60 @@ class MailboxView(View):
                 if row.folder_errors
                 else ""
             )
-            self.query_one("#summary", Static).update(
-                cell(
-                    f"{row.source} → {row.target}  wave {row.wave}  {state_label(row.state)}  "
-                    f"{done:,} of {total:,} messages copied  {row.failed} failed  {row.skipped} skipped{unopened}{error}"
-                )
+            summary = cell(
+                f"{row.source} → {row.target}  wave {row.wave}  {state_label(row.state)}  "
+                f"{done:,} of {total:,} messages copied  {row.failed} failed  {row.skipped} skipped{unopened}{error}"
             )
-        # The ledger of one mailbox: cheap, read only while this view is visible.
-        detail = self.cockpit.store.mailbox_detail(self.source)
-        if detail == self.detail:
+            if summary != self._summary:  # an update lays the screen out again: only when it changed
+                self._summary = summary
+                self.query_one("#summary", Static).update(summary)
+        # The ledger of this mailbox comes in the snapshots read for this view (the poller's threads,
+        # ``Snapshot.detail``): never read here, on the thread that answers the keys.
+        detail = snapshot.detail if snapshot.query == self.query_rows() else None
+        if detail is None or detail == self.detail:
             return
-        self.detail = detail
+        before, self.detail = self.detail or MailboxDetail(self.source), detail
         folders = self.query_one("#folders", DataTable)
         issues = self.query_one("#issues", DataTable)
+        # A table is filled again only when its rows changed (a clear lays the screen out again).
         with self.app.batch_update():
-            folders.clear()
-            for f in detail.folders:
-                note = f"✗ {f.error}" if f.error else (f"excluded: {f.excluded}" if f.excluded else "")
-                cells = (
-                    f.source,
-                    f.target,
-                    "-" if f.source_messages is None else f"{f.source_messages:,}",
-                    "-" if f.source_bytes is None else f"{f.source_bytes / MB:,.1f}",
-                    f"{f.copied:,}",
-                    f"{f.copied_bytes / MB:,.1f}",
-                    str(f.skipped),
-                    str(f.failed),
-                    str(f.pending),
-                    note,
-                )
-                folders.add_row(*(Text(cell(c)) for c in cells), key=f.source)
-            issues.clear()
-            for index, issue in enumerate(detail.issues):
-                issue_cells = (
-                    issue.folder,
-                    str(issue.uid),
-                    f"{issue.size:,}",
-                    issue.status,
-                    str(issue.attempts),
-                    (issue.reason or "").replace("\n", " "),
-                )
-                issues.add_row(*(Text(cell(c)) for c in issue_cells), key=str(index))
+            if detail.folders != before.folders:
+                self._fill_folders(folders, detail.folders)
+            if detail.issues != before.issues:
+                self._fill_issues(issues, detail.issues)
+
+    @staticmethod
+    def _fill_folders(folders: DataTable[Text], rows: tuple[FolderDetail, ...]) -> None:
+        folders.clear()
+        for f in rows:
+            note = f"✗ {f.error}" if f.error else (f"excluded: {f.excluded}" if f.excluded else "")
+            cells = (
+                f.source,
+                f.target,
+                "-" if f.source_messages is None else f"{f.source_messages:,}",
+                "-" if f.source_bytes is None else f"{f.source_bytes / MB:,.1f}",
+                f"{f.copied:,}",
+                f"{f.copied_bytes / MB:,.1f}",
+                str(f.skipped),
+                str(f.failed),
+                str(f.pending),
+                note,
+            )
+            folders.add_row(*(Text(cell(c)) for c in cells), key=f.source)
+
+    @staticmethod
+    def _fill_issues(issues: DataTable[Text], rows: tuple[MessageIssue, ...]) -> None:
+        issues.clear()
+        for index, issue in enumerate(rows):
+            issue_cells = (
+                issue.folder,
+                str(issue.uid),
+                f"{issue.size:,}",
+                issue.status,
+                str(issue.attempts),
+                (issue.reason or "").replace("\n", " "),
+            )
+            issues.add_row(*(Text(cell(c)) for c in issue_cells), key=str(index))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "issues" and self.detail is not None:

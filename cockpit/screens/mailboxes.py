@@ -72,6 +72,23 @@ class MailboxesView(View):
         #: Set while a new filter narrows the last snapshot's rows at once (``_refilter``).
         self._narrowing = False
 
+    def reopen(self, filter_text: str | None = None) -> None:
+        """As a newly opened view: ``filter_text`` (None: the default), sorted by mailbox, from the first
+        row. The app keeps a closed view and opens it again (``CockpitApp.open_mailboxes``): building
+        the screen cost more than drawing it."""
+        self.filter = NOT_OK if filter_text is None else filter_text
+        self.sort_key = "mailbox"
+        self._previous, self._rows = {}, {}
+        self._start, self._back, self._to_end = None, 0, False
+        if self.is_mounted:
+            box = self.query_one("#filter", Input)
+            box.display, box.value = False, ""
+            table = self.query_one("#mailboxes", FleetTable)
+            table.clear()  # this view's rows come with its snapshot (on_screen_resume)
+            table.scroll_to(0, 0, animate=False, immediate=True)
+            self.set_focus(table)
+            self._count()
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(

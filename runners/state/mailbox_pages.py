@@ -6,6 +6,9 @@ as the cursor nears its edges, so each read costs the window, not the position i
 window starts that many rows before it instead (``start`` None: before the end, so the last rows).
 In the mailbox order the anchor is the source's unique index; the other orders (failed, progress)
 compare against the anchor's own values, read by a subquery on that index.
+
+The planned mailboxes no run has touched yet have no row here; ``snapshot._rows`` merges them into
+each window, in the same order, forwards and backwards alike.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ def keyset(order: str) -> Keyset:
     forwards, backwards, value = _KEYS[order]
     if value is None:
         return Keyset(forwards, backwards, "source >= ?", "source < ?", 1)
-    anchor = f"(SELECT {value} FROM mailboxes WHERE source = ?)"
+    # A mailbox the store has no row for yet (a planned one: snapshot._rows) is pending with nothing
+    # counted: its sort value is 0.
+    anchor = f"COALESCE((SELECT {value} FROM mailboxes WHERE source = ?), 0)"
     return Keyset(
         forwards,
         backwards,

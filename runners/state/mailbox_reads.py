@@ -7,12 +7,13 @@ poll costs what is shown, not the size of the fleet.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from runners.state.base import StoreBase
 from runners.state.mailbox_pages import keyset
+from runners.state.mailbox_search import search_clause
 from runners.state.statuses import AttemptStatus, MailboxState, MessageStatus
 
 
@@ -310,8 +311,16 @@ class MailboxReadsMixin(StoreBase):
         return [WaveStateTotals(r[0], MailboxState(r[1]), *(int(v or 0) for v in r[2:])) for r in rows]
 
     def count_mailboxes(self, query: MailboxQuery) -> int:
-        clause, params = _where(query, self._backend.dialect)
+        clause, params = _where(query, self._backend.dialect, self._trigram_matches)
         return int(self._read(f"SELECT COUNT(*) FROM mailboxes{clause}", params)[0][0])
+
+    def _trigram_matches(self, phrase: str, limit: int) -> int | None:
+        """SQLite's FTS matches of ``phrase`` in ``mailboxes_text``, counted up to ``limit`` (None: a store
+        opened read-only from before the table has none)."""
+        if not self._read("SELECT 1 FROM sqlite_master WHERE name = 'mailboxes_text'"):
+            return None
+        sql = "SELECT COUNT(*) FROM (SELECT 1 FROM mailboxes_text WHERE mailboxes_text MATCH ? LIMIT ?)"
+        return int(self._read(sql, [phrase, limit])[0][0])
 
     def mailbox_rows(self, query: MailboxQuery) -> list[MailboxRow]:
         return self.mailbox_page(query).rows
@@ -319,20 +328,13 @@ class MailboxReadsMixin(StoreBase):
     def mailbox_page(self, query: MailboxQuery) -> MailboxPage:
         """The rows of ``query`` from its window's start (``mailbox_pages``): the index in the mailbox
         order, then as many rows as the limit asks, however far into the fleet the window is."""
-        clause, params = _where(query, self._backend.dialect)
+        clause, params = _where(query, self._backend.dialect, self._trigram_matches)
         order = keyset(query.order)
         start = query.start
         if query.back > 0:
-            # Where the window starts: ``back`` rows before the anchor (or the end), nearest first.
-            before = [*params]
-            where = clause
-            if start is not None:
-                where = f"{clause} AND {order.before}" if clause else f" WHERE {order.before}"
-                before += order.anchored(start)
-            earlier = self._read(
-                f"SELECT source FROM mailboxes{where} ORDER BY {order.reverse} LIMIT ?", [*before, query.back]
-            )
-            start = str(earlier[-1][0]) if len(earlier) == query.back else None  # fewer: from the first
+            # Where the window starts: ``back`` rows before the anchor (or the end); fewer: the first.
+            earlier = self.mailboxes_before(query, start, query.back)
+            start = earlier[-1].source if len(earlier) == query.back else None
         if start is not None:
             clause = f"{clause} AND {order.after}" if clause else f" WHERE {order.after}"
             params += order.anchored(start)
@@ -345,6 +347,20 @@ class MailboxReadsMixin(StoreBase):
             f"SELECT {_MAILBOX_COLUMNS} {selected}", [*params, int(query.limit)] if query.limit else params
         )
         return MailboxPage([MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows], start)
+
+    def mailboxes_before(self, query: MailboxQuery, start: str | None, count: int) -> list[MailboxRow]:
+        """At most ``count`` rows of ``query`` before the mailbox ``start`` (None: before the end) in its
+        order, nearest first: where a window read backwards starts."""
+        clause, params = _where(query, self._backend.dialect, self._trigram_matches)
+        order = keyset(query.order)
+        if start is not None:
+            clause = f"{clause} AND {order.before}" if clause else f" WHERE {order.before}"
+            params += order.anchored(start)
+        rows = self._read(
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes{clause} ORDER BY {order.reverse} LIMIT ?",
+            [*params, count],
+        )
+        return [MailboxRow(r[0], r[1], r[2], MailboxState(r[3]), *r[4:]) for r in rows]
 
     def ledger_progress(self, sources: Sequence[str]) -> dict[str, LedgerProgress]:
         """The ledger of these mailboxes summed per mailbox (a pass over their messages: read for the rows
@@ -547,7 +563,9 @@ class MailboxReadsMixin(StoreBase):
         return tuple(MessageAttempt(r[0], float(r[1]), AttemptStatus(r[2]), r[3]) for r in rows)
 
 
-def _where(query: MailboxQuery, dialect: str) -> tuple[str, list[object]]:
+def _where(
+    query: MailboxQuery, dialect: str, trigram_matches: Callable[[str, int], int | None]
+) -> tuple[str, list[object]]:
     where: list[str] = []
     params: list[object] = []
     if query.source is not None:
@@ -558,22 +576,10 @@ def _where(query: MailboxQuery, dialect: str) -> tuple[str, list[object]]:
         params.append(query.wave)
     if query.attention:
         where.append(_ATTENTION)
-    if query.text:
-        # A search runs over the whole fleet, so each engine's cheapest case-insensitive substring test:
-        # SQLite's LIKE ignores ASCII case (as its LOWER only lowers ASCII) and lowers nothing per row (a
-        # third of LOWER(...) LIKE's cost); on PostgreSQL strpos over LOWER takes half ILIKE's time. The
-        # text is matched literally on both (LIKE's % and _ escaped).
-        needle = query.text.lower()
-        if dialect == "postgresql":
-            where.append(
-                "(strpos(LOWER(source), ?) > 0 OR strpos(LOWER(target), ?) > 0 OR strpos(state, ?) > 0)"
-            )
-            params += [needle] * 3
-        else:
-            like = "LIKE ? ESCAPE '\\'"
-            where.append(f"(source {like} OR target {like} OR state {like})")
-            literal = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params += [f"%{literal}%"] * 3
+    if query.text:  # over the whole fleet: from a trigram index where one can answer (mailbox_search)
+        clause, values = search_clause(query.text, dialect, trigram_matches)
+        where.append(clause)
+        params += values
     return (f" WHERE {' AND '.join(where)}" if where else ""), params
 
 

@@ -336,3 +336,27 @@ CREATE TABLE IF NOT EXISTS server_slots (
 -- this index instead of the table's wide rows. Its columns change only with a mailbox's state, so the
 -- progress updates of a running fleet never touch it.
 CREATE INDEX IF NOT EXISTS mailboxes_search ON mailboxes (source, target, state, wave);
+
+-- The cockpit's mailbox search by substring (runners.state.mailbox_search): a trigram index of every
+-- mailbox's source and target, so that a search matching a few mailboxes of 100,000 reads those few
+-- instead of passing over all of them. Kept by triggers on what it indexes only (a mailbox's progress
+-- updates never touch it); a store made before it is indexed once, when this schema first runs on it.
+CREATE VIRTUAL TABLE IF NOT EXISTS mailboxes_text USING fts5(
+    source, target, content = 'mailboxes', content_rowid = 'id', tokenize = 'trigram'
+);
+CREATE TRIGGER IF NOT EXISTS mailboxes_text_insert AFTER INSERT ON mailboxes BEGIN
+    INSERT INTO mailboxes_text (rowid, source, target) VALUES (new.id, new.source, new.target);
+END;
+CREATE TRIGGER IF NOT EXISTS mailboxes_text_delete AFTER DELETE ON mailboxes BEGIN
+    INSERT INTO mailboxes_text (mailboxes_text, rowid, source, target)
+        VALUES ('delete', old.id, old.source, old.target);
+END;
+CREATE TRIGGER IF NOT EXISTS mailboxes_text_update AFTER UPDATE OF source, target ON mailboxes
+    WHEN old.source IS NOT new.source OR old.target IS NOT new.target BEGIN
+    INSERT INTO mailboxes_text (mailboxes_text, rowid, source, target)
+        VALUES ('delete', old.id, old.source, old.target);
+    INSERT INTO mailboxes_text (rowid, source, target) VALUES (new.id, new.source, new.target);
+END;
+INSERT INTO mailboxes_text (mailboxes_text)
+    SELECT 'rebuild' WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'mailboxes_text');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('mailboxes_text', 'indexed');

@@ -355,3 +355,27 @@ CREATE INDEX IF NOT EXISTS mailboxes_active ON mailboxes (state, updated DESC NU
 -- this index instead of the table's wide rows. Its columns change only with a mailbox's state, so the
 -- progress updates of a running fleet keep their HOT updates.
 CREATE INDEX IF NOT EXISTS mailboxes_search ON mailboxes (source, target, state, wave);
+
+-- The cockpit's mailbox search by substring (runners.state.mailbox_search): a trigram index of every
+-- mailbox's source and target (pg_trgm, part of Debian's postgresql package: a trusted extension the
+-- database's owner may create), so that a search matching a few mailboxes of 100,000 reads those few
+-- instead of passing over all of them. Its columns change only with a mailbox's address, so progress
+-- updates keep their HOT updates. Where the extension can't be created the search scans, as before.
+DO $$
+BEGIN
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+EXCEPTION WHEN insufficient_privilege OR undefined_file OR feature_not_supported THEN
+    RAISE NOTICE 'pg_trgm not available: the cockpit''s mailbox search passes over every mailbox';
+END
+$$;
+DO $$
+DECLARE
+    ops TEXT := (SELECT quote_ident(n.nspname) || '.gin_trgm_ops' FROM pg_extension e
+                 JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm');
+BEGIN
+    IF ops IS NOT NULL THEN
+        EXECUTE format('CREATE INDEX IF NOT EXISTS mailboxes_text ON mailboxes USING gin '
+                       '(LOWER(source) %s, LOWER(target) %s)', ops, ops);
+    END IF;
+END
+$$;

@@ -33,10 +33,12 @@ class PlannedFleet:
         self.waves = self.plan.waves
 
     def unseen(self, store: StateStore, known: int) -> tuple[MailboxEntry, ...]:
-        """The planned mailboxes the store has no row for (``known``: how many rows it has now)."""
+        """The planned mailboxes the store has no row for (``known``: how many rows it has now), by
+        source (the order a window of the list merges them in: ``snapshot._rows``)."""
         if known != self._known:
             seen = store.mailbox_sources()
-            self._unseen = tuple(m for m in self.plan.mailboxes if m.source not in seen)
+            unseen = (m for m in self.plan.mailboxes if m.source not in seen)
+            self._unseen = tuple(sorted(unseen, key=lambda m: m.source))
             self._known = known
         return self._unseen
 

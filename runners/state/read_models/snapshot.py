@@ -14,10 +14,12 @@ attempts on one message.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from runners.plan.model import MailboxEntry, Plan
@@ -26,6 +28,7 @@ from runners.state.mailbox_reads import (
     Event,
     FleetCounters,
     LedgerProgress,
+    MailboxDetail,
     MailboxQuery,
     MailboxRow,
     cumulative,
@@ -132,6 +135,9 @@ class Snapshot:
     query: MailboxQuery | None = None
     #: Where the window of ``mailboxes`` starts (``mailbox_pages``): None for the first of the list.
     window_start: str | None = None
+    #: The ledger of the one mailbox ``query`` names (``MailboxQuery.source``: the mailbox view), read
+    #: with the rest in the poller's thread; None for any other query.
+    detail: MailboxDetail | None = None
 
     def mailbox(self, source: str) -> MailboxRow | None:
         return next((m for m in self.mailboxes if m.source == source), None)
@@ -297,6 +303,7 @@ def take(
         pacing=tuple(store.running_pacing()),
         query=query,
         window_start=start,
+        detail=_detail(store, query),
     )
 
 
@@ -315,7 +322,13 @@ def with_rows(
         scope_total=ledger.fleet(plan).per_wave[query.wave] if query.wave else len(plan.mailboxes),
         query=query,
         window_start=start,
+        detail=_detail(store, query),
     )
+
+
+def _detail(store: StateStore, query: MailboxQuery | None) -> MailboxDetail | None:
+    """One mailbox's ledger, for a query that names one (a pass over its messages, not the fleet's)."""
+    return None if query is None or query.source is None else store.mailbox_detail(query.source)
 
 
 def _waves(
@@ -378,31 +391,84 @@ def _rows(
     store: StateStore, query: MailboxQuery, unseen: tuple[MailboxEntry, ...]
 ) -> tuple[list[MailboxRow], str | None, int]:
     """The window of rows ``query`` asks for, where it starts, and how many planned mailboxes the store
-    has no row for match it (the store's own are counted apart: ``LedgerCache.count``)."""
-    page = store.mailbox_page(query)
-    rows, matching = page.rows, 0
-    if unseen and not query.attention:
-        # Planned mailboxes no run has touched yet are not in the store: they show as pending, after
-        # the store's rows (in the mailbox order: in their place, from the window's start on).
-        needle = query.text.lower()
-        by_source = query.order in ("source", "mailbox")
-        for entry in unseen:
-            if query.source not in (None, entry.source):
-                continue
-            if (query.wave and entry.wave != query.wave) or not _has(
-                needle, entry.source, entry.target, MailboxState.PENDING
-            ):
-                continue
-            matching += 1
-            if query.back or (page.start is not None and not (by_source and entry.source >= page.start)):
-                continue
-            if by_source or query.limit is None or len(rows) < query.limit:
-                rows.append(MailboxRow(entry.source, entry.target, entry.wave, MailboxState.PENDING, 0, 0, 0, 0, 0,
-                                       0, None, None, None, None))  # fmt: skip
-        if by_source:
-            rows.sort(key=lambda row: row.source)
-            rows = rows[: query.limit] if query.limit else rows
-    return rows, page.start, matching
+    has no row for match it (the store's own are counted apart: ``LedgerCache.count``).
+
+    Those planned mailboxes show as pending rows, merged into the store's in the list's order (a
+    pending mailbox has nothing counted: ``_rank``), so a window read backwards from the end holds
+    the same rows as one reached by scrolling down from the first."""
+    planned = [] if query.attention else _matching_unseen(query, unseen)
+    if not planned:
+        page = store.mailbox_page(query)
+        return page.rows, page.start, 0
+    rank = _rank(query.order)
+    sources = [entry.source for entry in planned]
+    start = query.start
+    if query.back:
+        anchor = None if start is None else _anchor(store, query, start, sources, rank)
+        stop = len(planned) if anchor is None else _first_at(sources, anchor)
+        before = [_pending(entry) for entry in planned[max(0, stop - query.back) : stop]]
+        earlier = list(heapq.merge(store.mailboxes_before(query, start, query.back)[::-1], before, key=rank))
+        start = earlier[-query.back].source if len(earlier) >= query.back else None
+    page = store.mailbox_page(replace(query, start=start, back=0))
+    first = 0 if start is None else _first_at(sources, _anchor(store, query, start, sources, rank, page.rows))
+    later = planned[first : first + query.limit if query.limit else None]
+    rows = list(heapq.merge(page.rows, [_pending(entry) for entry in later], key=rank))
+    return (rows[: query.limit] if query.limit else rows), start, len(planned)
+
+
+def _matching_unseen(query: MailboxQuery, unseen: tuple[MailboxEntry, ...]) -> list[MailboxEntry]:
+    """The planned mailboxes without a row in the store that ``query``'s filter keeps, by source."""
+    needle = query.text.lower()
+    return [
+        entry
+        for entry in unseen
+        if query.source in (None, entry.source)
+        and not (query.wave and entry.wave != query.wave)
+        and _has(needle, entry.source, entry.target, MailboxState.PENDING)
+    ]
+
+
+def _pending(entry: MailboxEntry) -> MailboxRow:
+    return MailboxRow(entry.source, entry.target, entry.wave, MailboxState.PENDING, 0, 0, 0, 0, 0, 0, None, None,
+                      None, None)  # fmt: skip
+
+
+#: Where a row sorts against a pending one: (0, "") before every pending row, else (1, its source).
+Rank = Callable[[MailboxRow], tuple[int, str]]
+
+
+def _rank(order: str) -> Rank:
+    """A row's place among pending rows in ``order`` (``mailbox_pages``): the orders put a larger failed
+    count or progress first, then go by source, and a pending row's value is 0. So a row of a larger
+    value comes before every pending row (the store's rows keep their own order among themselves),
+    and a row of value 0 goes by its source among them."""
+    if order == "failed":
+        return lambda row: (0, "") if row.failed > 0 else (1, row.source)
+    if order == "progress":  # messages_done / messages_total (or / 1) is above 0 when anything is done
+        return lambda row: (0, "") if row.messages_done > 0 else (1, row.source)
+    return lambda row: (1, row.source)
+
+
+def _anchor(
+    store: StateStore,
+    query: MailboxQuery,
+    start: str,
+    sources: list[str],
+    rank: Rank,
+    rows: list[MailboxRow] | None = None,
+) -> tuple[int, str]:
+    """The rank of a window's first mailbox: a pending one's, or its row's (read if not in ``rows``)."""
+    index = bisect.bisect_left(sources, start)
+    if index < len(sources) and sources[index] == start:
+        return (1, start)
+    if rows is None:
+        rows = store.mailbox_page(replace(query, start=start, back=0, limit=1)).rows
+    return rank(rows[0]) if rows and rows[0].source == start else (1, start)
+
+
+def _first_at(sources: list[str], anchor: tuple[int, str]) -> int:
+    """The first pending row at or after ``anchor`` (``sources`` sorted: every pending rank is (1, source))."""
+    return 0 if anchor[0] == 0 else bisect.bisect_left(sources, anchor[1])
 
 
 def _filter_key(query: MailboxQuery) -> tuple[str | None, str, bool, str | None]:
