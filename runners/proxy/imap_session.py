@@ -240,13 +240,15 @@ class ImapSession:
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
         writer: asyncio.StreamWriter | None = None
-        limits = ctx.options.limits
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.IMAP)
-            # One deadline object: the connection's, then moved on for the login (two timers cost more).
-            async with asyncio.timeout(limits.backend_connect_seconds) as deadline:
-                steps = _BackendLogin(route.backend_login, password, where(endpoint), deadline,
-                                      limits.backend_login_seconds)  # fmt: skip
+            deadlines.backend_connect.start(task)  # then the login's, once the backend greeted
+            try:
+                steps = _BackendLogin(route.backend_login, password, where(endpoint),
+                                      lambda: deadlines.backend_greeted(task))  # fmt: skip
                 if endpoint.tls == TlsMode.STARTTLS:
                     reader, writer = await connect(ctx, endpoint)
                     steps.write = writer.write
@@ -254,7 +256,13 @@ class ImapSession:
                     await run_steps(reader, steps)
                 else:  # the whole exchange in the connection's callbacks: one wait, not one per line
                     reader, writer = await open_dialogue(endpoint, ctx.backend_tls, steps)
-                ok, answer = steps.ok, steps.answer
+            except asyncio.CancelledError:
+                if not deadlines.backend_expired(task):
+                    raise
+                raise TimeoutError from None
+            finally:
+                deadlines.backend_done(task)
+            ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_quietly(writer)
             write(tag + b" NO [UNAVAILABLE] Backend server unavailable; try again later.\r\n")
@@ -318,16 +326,14 @@ class _BackendLogin:
     greeting, then AUTHENTICATE PLAIN (SASL-IR when the backend offers it, so one round trip) or LOGIN
     with quoted strings when it doesn't and both fit in quotes; then, when the tagged OK carries no
     ``[CAPABILITY ...]`` code, the backend's post-login CAPABILITY. ``ok`` and ``answer`` (the tagged
-    answer after its status word) are the outcome. The deadline moves on once the backend greeted."""
+    answer after its status word) are the outcome. ``greeted`` is told once the backend greeted."""
 
-    __slots__ = ("answer", "capabilities", "deadline", "login", "login_seconds", "ok", "password", "place",
-                 "state", "write")  # fmt: skip
+    __slots__ = ("answer", "capabilities", "greeted", "login", "ok", "password", "place", "state",
+                 "write")  # fmt: skip
 
-    def __init__(
-        self, login: str, password: Password, place: str, deadline: asyncio.Timeout, login_seconds: float
-    ) -> None:
+    def __init__(self, login: str, password: Password, place: str, greeted: Callable[[], None]) -> None:
         self.login, self.password, self.place = login, password, place
-        self.deadline, self.login_seconds = deadline, login_seconds
+        self.greeted = greeted  # the backend's login deadline starts
         self.state = "greeting"
         self.ok = False
         self.answer = b""
@@ -361,7 +367,7 @@ class _BackendLogin:
 
     def begin(self, capabilities: set[str]) -> None:
         """The backend greeted (and TLS is on where its endpoint asks for STARTTLS): log in."""
-        self.deadline.reschedule(asyncio.get_running_loop().time() + self.login_seconds)
+        self.greeted()
         login, secret = self.login, self.password.reveal()
         if "SASL-IR" in capabilities:
             self.write(b"A AUTHENTICATE PLAIN " + plain_response(login, secret) + b"\r\n")

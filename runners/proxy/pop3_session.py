@@ -188,12 +188,15 @@ class Pop3Session:
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
         writer: asyncio.StreamWriter | None = None
-        limits = ctx.options.limits
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.POP3)
-            async with asyncio.timeout(limits.backend_connect_seconds) as deadline:
-                steps = _BackendLogin(route.backend_login, password, where(endpoint), deadline,
-                                      limits.backend_login_seconds)  # fmt: skip
+            deadlines.backend_connect.start(task)  # then the login's, once the backend greeted
+            try:
+                steps = _BackendLogin(route.backend_login, password, where(endpoint),
+                                      lambda: deadlines.backend_greeted(task))  # fmt: skip
                 if endpoint.tls == TlsMode.STARTTLS:
                     reader, writer = await connect(ctx, endpoint)
                     steps.write = writer.write
@@ -202,7 +205,13 @@ class Pop3Session:
                     await run_steps(reader, steps)
                 else:  # the whole exchange in the connection's callbacks: one wait, not one per line
                     reader, writer = await open_dialogue(endpoint, ctx.backend_tls, steps)
-                ok, answer = steps.ok, steps.answer
+            except asyncio.CancelledError:
+                if not deadlines.backend_expired(task):
+                    raise
+                raise TimeoutError from None
+            finally:
+                deadlines.backend_done(task)
+            ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_quietly(writer)
             write(b"-ERR [SYS/TEMP] Backend server unavailable; try again later.\r\n")
@@ -246,16 +255,14 @@ async def _greeting(
 
 class _BackendLogin:
     """The login on a POP3 backend, one backend line at a time (``backend_connect.LineSteps``): the
-    greeting, USER, then PASS. ``ok`` and ``answer`` (the backend's last line) are the outcome. The
-    deadline moves on once the backend greeted."""
+    greeting, USER, then PASS. ``ok`` and ``answer`` (the backend's last line) are the outcome.
+    ``greeted`` is told once the backend greeted."""
 
-    __slots__ = ("answer", "deadline", "login", "login_seconds", "ok", "password", "place", "state", "write")
+    __slots__ = ("answer", "greeted", "login", "ok", "password", "place", "state", "write")
 
-    def __init__(
-        self, login: str, password: Password, place: str, deadline: asyncio.Timeout, login_seconds: float
-    ) -> None:
+    def __init__(self, login: str, password: Password, place: str, greeted: Callable[[], None]) -> None:
         self.login, self.password, self.place = login, password, place
-        self.deadline, self.login_seconds = deadline, login_seconds
+        self.greeted = greeted  # the backend's login deadline starts
         self.state = "greeting"
         self.ok = False
         self.answer = b""
@@ -277,6 +284,6 @@ class _BackendLogin:
 
     def begin(self) -> None:
         """The backend greeted (and TLS is on where its endpoint asks for STLS): log in."""
-        self.deadline.reschedule(asyncio.get_running_loop().time() + self.login_seconds)
+        self.greeted()
         self.write(b"USER " + self.login.encode("utf-8", "surrogateescape") + b"\r\n")
         self.state = "user"
