@@ -20,7 +20,7 @@ from runners.plan.proxy_model import LimitsOption
 class Deadlines:
     """Deadlines of one length (``seconds``) for tasks of one event loop."""
 
-    __slots__ = ("_due", "_expired", "_timer", "seconds", "tick")
+    __slots__ = ("_due", "_expired", "_loop", "_timer", "seconds", "tick")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -28,10 +28,15 @@ class Deadlines:
         self._due: OrderedDict[asyncio.Task[object], float] = OrderedDict()
         self._expired: set[asyncio.Task[object]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, task: asyncio.Task[object]) -> None:
         """``task`` has ``seconds`` from now (started again: from now again)."""
         loop = task.get_loop()
+        if loop is not self._loop:  # a new event loop (one per test): the old one's deadlines are moot
+            self._loop, self._timer = loop, None
+            self._due.clear()
+            self._expired.clear()
         self._due.pop(task, None)
         self._due[task] = loop.time() + self.seconds
         if self._timer is None:
