@@ -379,7 +379,7 @@ def table(rows: list[Row], skipped: dict[str, str], load: tuple[str, str]) -> st
     # The goal is the login's overhead over direct, beside the best of the established proxies.
     direct_p50 = {r.service: r.login_p50_ms for r in rows if r.peer == "direct" and r.login_p50_ms}
     overheads = [
-        f"{r.peer} {r.service} +{r.login_p50_ms - direct_p50[r.service]:.2f}"
+        f"{r.peer} {r.service} {r.login_p50_ms - direct_p50[r.service]:+.2f}"
         for r in rows
         if r.peer != "direct" and r.login_p50_ms is not None and r.service in direct_p50
     ]
