@@ -41,7 +41,7 @@ from proxy.servers import BackendDovecot, DovecotProxy, NginxMail, Perdition, ha
 from proxy.sink import SmtpSink  # noqa: E402
 from servers.process import free_ports  # noqa: E402
 
-PEERS = ("direct", "nginx", "dovecot", "perdition", "ours", "ours-uvloop", "ours-cpus")
+PEERS = ("direct", "nginx", "dovecot", "perdition", "ours", "ours-uvloop", "ours-cpus", "ours-before")
 SERVICES = ("imap", "pop3", "submission")
 USERS = [f"u{i:03d}" for i in range(100)]
 FETCH_USER = "u000"  # on the legacy backend: its INBOX holds the transfer corpus
@@ -185,6 +185,7 @@ def start_peer(
     services: list[str],
     work: Path,
     profile: str | None = None,
+    before: Path | None = None,
 ) -> Peer:
     if name == "direct":
         routes = {s: client.Route(service_port(legacy, s), service_port(target, s)) for s in services}
@@ -211,11 +212,13 @@ def start_peer(
                 p.stop()
 
         return _fronted(name, {s: p.port for s, p in started}, [p.pid for _, p in started], stop_all)
-    if name in ("ours", "ours-uvloop", "ours-cpus"):
+    if name in ("ours", "ours-uvloop", "ours-cpus", "ours-before"):
         uvloop = name == "ours-uvloop"
         workers = 1 if profile else 0 if name == "ours-cpus" else None  # ours-cpus: one worker per CPU
+        # ours-before: the same proxy from another checkout (--before), measured in the same run
+        checkout = before if name == "ours-before" and before is not None else REPO
         ours = OursProxy(
-            work, legacy, target, dead, services, USERS, DOWN_USER, profile, uvloop, workers
+            work, legacy, target, dead, services, USERS, DOWN_USER, profile, uvloop, workers, checkout
         ).start()
         return _fronted(name, ours.ports, [ours.pid], ours.stop)
     raise ValueError(name)
@@ -225,8 +228,10 @@ def _fronted(name: str, ports: dict[str, int], pids: list[int], stop: Callable[[
     return Peer(name, {s: client.Route(p, p) for s, p in ports.items()}, dict(ports), pids, stop)
 
 
-def skip_reason(name: str) -> str | None:
+def skip_reason(name: str, before: Path | None = None) -> str | None:
     """Why a peer can't run here, or None."""
+    if name == "ours-before" and before is None:
+        return "give --before CHECKOUT (a checkout of the code to compare with)"
     if name == "nginx" and not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
         return "nginx is not installed"
     if name == "nginx" and not NginxMail.module.exists():
@@ -371,6 +376,15 @@ def table(rows: list[Row], skipped: dict[str, str], load: tuple[str, str]) -> st
     out.append(
         f"load average before: {load[0]}; after: {load[1]} (2 cores; other work on the machine counts)"
     )
+    # The goal is the login's overhead over direct, beside the best of the established proxies.
+    direct_p50 = {r.service: r.login_p50_ms for r in rows if r.peer == "direct" and r.login_p50_ms}
+    overheads = [
+        f"{r.peer} {r.service} {r.login_p50_ms - direct_p50[r.service]:+.2f}"
+        for r in rows
+        if r.peer != "direct" and r.login_p50_ms is not None and r.service in direct_p50
+    ]
+    if overheads:
+        out.append("login p50 over direct, ms: " + "; ".join(overheads))
     out.append(
         "during sessions/s: machine busy % (all cores) | client CPU ms/session | backends' CPU ms/session"
     )
@@ -399,6 +413,8 @@ def main() -> int:
     parser.add_argument("--idle", type=int, help="idle IMAP sessions (default 2000, --quick 100; 0: skip)")
     parser.add_argument("--no-transfer", action="store_true", help="skip the transfer measures (FETCH, RETR)")
     parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument("--before", type=Path, metavar="CHECKOUT",
+                        help="run peer ours-before from this checkout (e.g. `git worktree add` of main)")  # fmt: skip
     parser.add_argument("--profile", metavar="FILE", help="run our proxy under cProfile (CPU time) into FILE")
     parser.add_argument(
         "--py-spy", metavar="FILE", help="profile our proxy with py-spy (raw format) into FILE"
@@ -429,12 +445,12 @@ def main() -> int:
         say("filling the transfer corpus")
         fill(legacy, corpus(sizes))
         for name in args.only.split(","):
-            if why := skip_reason(name):
+            if why := skip_reason(name, args.before):
                 skipped[name] = why
                 continue
             peer_svcs = peer_services(name, services)
             try:
-                peer = start_peer(name, legacy, target, dead, peer_svcs, work, args.profile)
+                peer = start_peer(name, legacy, target, dead, peer_svcs, work, args.profile, args.before)
             except Exception as exc:  # a peer that would not start is reported, the others still run
                 skipped[name] = f"did not start: {exc}"[:400]
                 continue

@@ -26,9 +26,9 @@ def ours_available() -> str | None:
     return None if probe.returncode == 0 else "this checkout has no `cutover proxy` yet"
 
 
-def _env() -> dict[str, str]:
+def _env(checkout: Path = REPO) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), env.get("PYTHONPATH", "")]))
     env.setdefault("SRC_MASTER_PW", "unused")
     env.setdefault("DST_MASTER_PW", "unused")
     return env
@@ -51,8 +51,10 @@ class OursProxy(ServerProcess):
         profile: str | None = None,
         uvloop: bool = False,
         workers: int | None = None,
+        checkout: Path = REPO,
     ) -> None:
         super().__init__(start_timeout=30.0)
+        self.checkout = checkout  # whose code runs: this one, or another (the bench's ``--before``)
         self.profile = profile
         self.uvloop = uvloop
         self.workers = workers  # [proxy] workers (None: the plan's default, one process)
@@ -136,7 +138,7 @@ lockout_failures = 1000000
         # ServerProcess launches with the inherited environment; the plan's secrets and the checkout
         # on the path are set here.
         saved = dict(os.environ)
-        os.environ.update(_env())
+        os.environ.update(_env(self.checkout))
         try:
             super().start()
         finally:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
+from typing import Protocol
 
 from runners.connectors.tls import client_context
 from runners.proxy.contracts import BackendEndpoint, TlsMode
@@ -54,6 +56,116 @@ async def open_backend(
         )
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise BackendUnavailable(f"{where(endpoint)}: {_words(exc)}") from None
+
+
+class LineSteps(Protocol):
+    """A backend's login dialogue as a state machine: ``step`` is given each line the backend sends
+    (its line end stripped), writes what comes next with ``write``, and says when the dialogue is over.
+    It raises (``BackendUnavailable``, ``ValueError``) when the backend speaks nonsense."""
+
+    write: Callable[[bytes], None]
+
+    def step(self, line: bytes) -> bool: ...
+
+
+def unconnected(data: bytes) -> None:
+    """A ``LineSteps``'s ``write`` until its connection is made."""
+    raise RuntimeError("a backend dialogue wrote before its connection was made")
+
+
+async def open_dialogue(
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to ``endpoint`` (plain or implicit TLS) whose login dialogue ``steps`` runs in the
+    transport's callbacks, one wait for the whole exchange instead of one per line; then the connection
+    as streams for the relay, holding whatever the backend sent after the dialogue's last line. Raises
+    ``BackendUnavailable`` when it can't connect, or what ``steps`` raised; the connection is closed then."""
+    loop = asyncio.get_running_loop()
+    protocol = _DialogueProtocol(steps, loop.create_future())
+    implicit = endpoint.tls == TlsMode.IMPLICIT
+    try:
+        await loop.create_connection(
+            lambda: protocol,
+            endpoint.host,
+            endpoint.port,
+            ssl=tls.context(endpoint) if implicit else None,
+            server_hostname=endpoint.host if implicit else None,
+        )
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise BackendUnavailable(f"{where(endpoint)}: {_words(exc)}") from None
+    try:
+        await protocol.done
+    except BaseException:  # nonsense, a close, the deadline: the connection is of no further use
+        protocol.transport.abort()
+        raise
+    return protocol.streams()
+
+
+async def run_steps(reader: asyncio.StreamReader, steps: LineSteps) -> None:
+    """The same dialogue over streams (a backend reached with STARTTLS, which the streams negotiated;
+    ``steps.write`` is the streams' writer's)."""
+    while not steps.step((await reader.readuntil(b"\n")).rstrip(b"\r\n")):
+        pass
+
+
+class _DialogueProtocol(asyncio.Protocol):
+    """Feeds a backend's lines to a ``LineSteps``; reading stops with the dialogue's last line."""
+
+    __slots__ = ("buffer", "done", "steps", "transport")
+
+    def __init__(self, steps: LineSteps, done: asyncio.Future[None]) -> None:
+        self.steps = steps
+        self.done = done
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream's transport reads and writes
+        self.steps.write = self.transport.write
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while not self.done.done():
+            end = buffer.find(b"\n")
+            if end < 0:
+                if len(buffer) > BACKEND_LIMIT:
+                    self._fail(ValueError("the backend's line is too long"))
+                return
+            line = bytes(buffer[:end]).rstrip(b"\r\n")
+            del buffer[: end + 1]
+            try:
+                over = self.steps.step(line)
+            except Exception as exc:  # the backend spoke nonsense: the waiting login gets it
+                self._fail(exc)
+                return
+            if over:
+                self.transport.pause_reading()  # what follows is the relay's
+                self.done.set_result(None)
+
+    def eof_received(self) -> bool:
+        self._fail(asyncio.IncompleteReadError(bytes(self.buffer), None))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc if exc is not None else asyncio.IncompleteReadError(bytes(self.buffer), None))
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    def streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The connection handed over to streams (what the relay takes), as ``open_connection`` makes them."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=BACKEND_LIMIT, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport = self.transport
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self.buffer:
+            reader.feed_data(bytes(self.buffer))
+        transport.resume_reading()
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
 async def start_tls(

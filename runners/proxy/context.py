@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from runners.plan.proxy_model import ProxyOptions
 from runners.proxy.backend_connect import BackendTls
 from runners.proxy.contracts import LoginEvent, LoginObserver, Password, ProxyBackend, Relay
+from runners.proxy.deadlines import SessionDeadlines
 from runners.proxy.limits import Limits
 from runners.proxy.registry import SessionRegistry
 from runners.proxy.router import PlanRouter
@@ -29,6 +30,7 @@ class ProxyContext:
     relay: Relay
     client_tls: ssl.SSLContext | None
     backend_tls: BackendTls
+    deadlines: SessionDeadlines
 
     async def tell(self, event: LoginEvent, password: Password | None = None) -> None:
         """Tell every observer of a login's outcome (the password only when the backend accepted it)."""

@@ -16,8 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
-from runners.proxy.backend_connect import BackendUnavailable, start_tls
+from runners.proxy.backend_connect import (
+    BackendUnavailable,
+    open_dialogue,
+    run_steps,
+    start_tls,
+    unconnected,
+    where,
+)
 from runners.proxy.context import ProxyContext
 from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
 from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize, valid_tag
@@ -232,17 +240,29 @@ class ImapSession:
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
         writer: asyncio.StreamWriter | None = None
-        limits = ctx.options.limits
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.IMAP)
-            # One deadline object: the connection's, then moved on for the login (two timers cost more).
-            async with asyncio.timeout(limits.backend_connect_seconds) as deadline:
-                reader, writer = await connect(ctx, endpoint)
-                capabilities = await _greeting(reader, writer, endpoint, ctx)
-                deadline.reschedule(asyncio.get_running_loop().time() + limits.backend_login_seconds)
-                ok, answer = await _backend_login(reader, writer, capabilities, route.backend_login, password)
-                if ok and _CAPABILITY_CODE.match(answer) is None:
-                    answer = b"[CAPABILITY " + await _post_login_capabilities(reader, writer) + b"] " + answer
+            deadlines.backend_connect.start(task)  # then the login's, once the backend greeted
+            try:
+                steps = _BackendLogin(route.backend_login, password, where(endpoint),
+                                      lambda: deadlines.backend_greeted(task))  # fmt: skip
+                if endpoint.tls == TlsMode.STARTTLS:
+                    reader, writer = await connect(ctx, endpoint)
+                    steps.write = writer.write
+                    steps.begin(await _greeting(reader, writer, endpoint, ctx))
+                    await run_steps(reader, steps)
+                else:  # the whole exchange in the connection's callbacks: one wait, not one per line
+                    reader, writer = await open_dialogue(endpoint, ctx.backend_tls, steps)
+            except asyncio.CancelledError:
+                if not deadlines.backend_expired(task):
+                    raise
+                raise TimeoutError from None
+            finally:
+                deadlines.backend_done(task)
+            ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_quietly(writer)
             write(tag + b" NO [UNAVAILABLE] Backend server unavailable; try again later.\r\n")
@@ -276,6 +296,12 @@ async def _line(reader: asyncio.StreamReader) -> bytes:
     return line.rstrip(b"\r\n")
 
 
+def _greeting_capabilities(greeting: bytes) -> set[str]:
+    """The capabilities of a backend's ``* OK [CAPABILITY ...]`` greeting, upper case."""
+    match = _CAPABILITY_CODE.match(greeting[4:].lstrip())
+    return set(match.group(1).decode("ascii", "replace").upper().split()) if match else set()
+
+
 async def _greeting(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: BackendEndpoint, ctx: ProxyContext
 ) -> set[str]:
@@ -283,9 +309,7 @@ async def _greeting(
     greeting = await _line(reader)
     if not greeting.upper().startswith(b"* OK"):
         raise BackendUnavailable(f"{endpoint.host}:{endpoint.port} greeted with {greeting[:200]!r}")
-    rest = greeting[4:].lstrip()
-    match = _CAPABILITY_CODE.match(rest)
-    capabilities = set(match.group(1).decode("ascii", "replace").upper().split()) if match else set()
+    capabilities = _greeting_capabilities(greeting)
     if endpoint.tls == TlsMode.STARTTLS:
         writer.write(b"S STARTTLS\r\n")
         while not (line := await _line(reader)).startswith(b"S "):
@@ -297,42 +321,69 @@ async def _greeting(
     return capabilities
 
 
-async def _backend_login(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    capabilities: set[str],
-    login: str,
-    password: Password,
-) -> tuple[bool, bytes]:
-    """Log in on the backend: (accepted, the tagged answer after its status word)."""
-    secret = password.reveal()
-    if "SASL-IR" in capabilities:
-        writer.write(b"A AUTHENTICATE PLAIN " + plain_response(login, secret) + b"\r\n")
-    elif quotable(login) and quotable(secret):
-        writer.write(f"A LOGIN {quote(login)} {quote(secret)}\r\n".encode())
-    else:
-        writer.write(b"A AUTHENTICATE PLAIN\r\n")
-        line = await _line(reader)
-        if not line.startswith(b"+"):
-            return _tagged(line) if line.startswith(b"A ") else (False, line)
-        writer.write(plain_response(login, secret) + b"\r\n")
-    while True:
-        line = await _line(reader)
-        if line.startswith(b"A "):
-            return _tagged(line)
+class _BackendLogin:
+    """The login on an IMAP backend, one backend line at a time (``backend_connect.LineSteps``): the
+    greeting, then AUTHENTICATE PLAIN (SASL-IR when the backend offers it, so one round trip) or LOGIN
+    with quoted strings when it doesn't and both fit in quotes; then, when the tagged OK carries no
+    ``[CAPABILITY ...]`` code, the backend's post-login CAPABILITY. ``ok`` and ``answer`` (the tagged
+    answer after its status word) are the outcome. ``greeted`` is told once the backend greeted."""
 
+    __slots__ = ("answer", "capabilities", "greeted", "login", "ok", "password", "place", "state",
+                 "write")  # fmt: skip
 
-def _tagged(line: bytes) -> tuple[bool, bytes]:
-    status, _, rest = line[2:].partition(b" ")
-    return status.upper() == b"OK", rest
+    def __init__(self, login: str, password: Password, place: str, greeted: Callable[[], None]) -> None:
+        self.login, self.password, self.place = login, password, place
+        self.greeted = greeted  # the backend's login deadline starts
+        self.state = "greeting"
+        self.ok = False
+        self.answer = b""
+        self.capabilities = b"IMAP4rev1"
+        self.write: Callable[[bytes], None] = unconnected
 
-
-async def _post_login_capabilities(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
-    writer.write(b"C CAPABILITY\r\n")
-    capabilities = b"IMAP4rev1"
-    while True:
-        line = await _line(reader)
-        if match := _UNTAGGED_CAPABILITY.match(line):
-            capabilities = match.group(1).strip()
+    def step(self, line: bytes) -> bool:
+        state = self.state
+        if state == "greeting":
+            if not line.upper().startswith(b"* OK"):
+                raise BackendUnavailable(f"{self.place} greeted with {line[:200]!r}")
+            self.begin(_greeting_capabilities(line))
+            return False
+        if state == "answer":
+            return line.startswith(b"A ") and self._answered(line)
+        if state == "continue":
+            if line.startswith(b"+"):
+                self.write(plain_response(self.login, self.password.reveal()) + b"\r\n")
+                self.state = "answer"
+                return False
+            if line.startswith(b"A "):
+                return self._answered(line)
+            self.answer = line
+            return True
+        if match := _UNTAGGED_CAPABILITY.match(line):  # state "capability"
+            self.capabilities = match.group(1).strip()
         elif line.startswith(b"C "):
-            return capabilities
+            self.answer = b"[CAPABILITY " + self.capabilities + b"] " + self.answer
+            return True
+        return False
+
+    def begin(self, capabilities: set[str]) -> None:
+        """The backend greeted (and TLS is on where its endpoint asks for STARTTLS): log in."""
+        self.greeted()
+        login, secret = self.login, self.password.reveal()
+        if "SASL-IR" in capabilities:
+            self.write(b"A AUTHENTICATE PLAIN " + plain_response(login, secret) + b"\r\n")
+            self.state = "answer"
+        elif quotable(login) and quotable(secret):
+            self.write(f"A LOGIN {quote(login)} {quote(secret)}\r\n".encode())
+            self.state = "answer"
+        else:
+            self.write(b"A AUTHENTICATE PLAIN\r\n")
+            self.state = "continue"
+
+    def _answered(self, line: bytes) -> bool:
+        status, _, self.answer = line[2:].partition(b" ")
+        self.ok = status.upper() == b"OK"
+        if self.ok and _CAPABILITY_CODE.match(self.answer) is None:
+            self.write(b"C CAPABILITY\r\n")
+            self.state = "capability"
+            return False
+        return True

@@ -9,8 +9,16 @@ says so; the client then gets the backend's own ``+OK`` line.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from runners.proxy.backend_connect import BackendUnavailable, start_tls
+from runners.proxy.backend_connect import (
+    BackendUnavailable,
+    open_dialogue,
+    run_steps,
+    start_tls,
+    unconnected,
+    where,
+)
 from runners.proxy.context import ProxyContext
 from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
 from runners.proxy.sasl import SaslError, decode, plain_credentials
@@ -180,14 +188,30 @@ class Pop3Session:
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
         writer: asyncio.StreamWriter | None = None
-        limits = ctx.options.limits
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.POP3)
-            async with asyncio.timeout(limits.backend_connect_seconds) as deadline:
-                reader, writer = await connect(ctx, endpoint)
-                await _greeting(reader, writer, endpoint, ctx)
-                deadline.reschedule(asyncio.get_running_loop().time() + limits.backend_login_seconds)
-                ok, answer = await _backend_login(reader, writer, route.backend_login, password)
+            deadlines.backend_connect.start(task)  # then the login's, once the backend greeted
+            try:
+                steps = _BackendLogin(route.backend_login, password, where(endpoint),
+                                      lambda: deadlines.backend_greeted(task))  # fmt: skip
+                if endpoint.tls == TlsMode.STARTTLS:
+                    reader, writer = await connect(ctx, endpoint)
+                    steps.write = writer.write
+                    await _greeting(reader, writer, endpoint, ctx)
+                    steps.begin()
+                    await run_steps(reader, steps)
+                else:  # the whole exchange in the connection's callbacks: one wait, not one per line
+                    reader, writer = await open_dialogue(endpoint, ctx.backend_tls, steps)
+            except asyncio.CancelledError:
+                if not deadlines.backend_expired(task):
+                    raise
+                raise TimeoutError from None
+            finally:
+                deadlines.backend_done(task)
+            ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_quietly(writer)
             write(b"-ERR [SYS/TEMP] Backend server unavailable; try again later.\r\n")
@@ -229,14 +253,37 @@ async def _greeting(
         await start_tls(reader, writer, ctx.backend_tls.context(endpoint), endpoint.host)
 
 
-async def _backend_login(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, login: str, password: Password
-) -> tuple[bool, bytes]:
-    """USER then PASS: (accepted, the backend's answer line)."""
-    writer.write(b"USER " + login.encode("utf-8", "surrogateescape") + b"\r\n")
-    answer = await _line(reader)
-    if not answer.startswith(b"+OK"):
-        return False, answer
-    writer.write(b"PASS " + password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
-    answer = await _line(reader)
-    return answer.startswith(b"+OK"), answer
+class _BackendLogin:
+    """The login on a POP3 backend, one backend line at a time (``backend_connect.LineSteps``): the
+    greeting, USER, then PASS. ``ok`` and ``answer`` (the backend's last line) are the outcome.
+    ``greeted`` is told once the backend greeted."""
+
+    __slots__ = ("answer", "greeted", "login", "ok", "password", "place", "state", "write")
+
+    def __init__(self, login: str, password: Password, place: str, greeted: Callable[[], None]) -> None:
+        self.login, self.password, self.place = login, password, place
+        self.greeted = greeted  # the backend's login deadline starts
+        self.state = "greeting"
+        self.ok = False
+        self.answer = b""
+        self.write: Callable[[bytes], None] = unconnected
+
+    def step(self, line: bytes) -> bool:
+        if self.state == "greeting":
+            if not line.startswith(b"+OK"):
+                raise BackendUnavailable(f"{self.place} greeted with {line[:200]!r}")
+            self.begin()
+            return False
+        if self.state == "user" and line.startswith(b"+OK"):
+            self.write(b"PASS " + self.password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
+            self.state = "pass"
+            return False
+        self.ok = self.state == "pass" and line.startswith(b"+OK")
+        self.answer = line
+        return True
+
+    def begin(self) -> None:
+        """The backend greeted (and TLS is on where its endpoint asks for STLS): log in."""
+        self.greeted()
+        self.write(b"USER " + self.login.encode("utf-8", "surrogateescape") + b"\r\n")
+        self.state = "user"

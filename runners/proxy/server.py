@@ -22,6 +22,7 @@ from runners.proxy.backend_connect import BackendTls
 from runners.proxy.client_tls import client_context
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import Listener, LoginObserver, Relay, Service, TlsMode
+from runners.proxy.deadlines import SessionDeadlines
 from runners.proxy.directory_lookup import DirectoryLookup
 from runners.proxy.imap_session import ImapSession
 from runners.proxy.limits import Limits, LoginLimits
@@ -75,6 +76,7 @@ def build_context(
         relay=relay,
         client_tls=client_context(options.certificates),
         backend_tls=BackendTls(),
+        deadlines=SessionDeadlines(options.limits),
     )
 
 

@@ -135,12 +135,19 @@ async def serve_login(
     admitted = True
     try:
         writer.write(greeting())
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = ctx.deadlines.login
+        deadline.start(task)
         try:
-            async with asyncio.timeout(ctx.options.limits.login_timeout_seconds):
-                logged_in = await until_logged_in()
-        except TimeoutError:
+            logged_in = await until_logged_in()
+        except asyncio.CancelledError:
+            if not deadline.expired(task):
+                raise  # the proxy stops
             writer.write(idle)
             return
+        finally:
+            deadline.stop(task)
         if logged_in is None:
             return
         ctx.limits.release(address)

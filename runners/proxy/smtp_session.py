@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runners.plan.proxy_smtp_options import ProxySmtpSettings
 from runners.proxy.contracts import Leg, LoginEvent, LoginObserver, Password, ProxyBackend, Relay, Router
+from runners.proxy.deadlines import Deadlines
 from runners.proxy.relay import relay
 from runners.proxy.smtp_io import Line, discard_buffered, read_line, reply
 from runners.proxy.smtp_parse import MAX_COMMAND_LINE
@@ -77,12 +79,19 @@ class ClientConnection:
 
     async def read(self, limit: int = MAX_COMMAND_LINE) -> Line | None:
         """The next line; None when the client left or stayed silent past the timeout (421 sent)."""
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = _deadlines(self.timeout)
+        deadline.start(task)
         try:
-            async with asyncio.timeout(self.timeout):
-                return await read_line(self.reader, limit)
-        except TimeoutError:
-            await self.send(421, "4.4.2 idle too long, closing")
-            return None
+            return await read_line(self.reader, limit)
+        except asyncio.CancelledError:
+            if not deadline.expired(task):
+                raise
+        finally:
+            deadline.stop(task)
+        await self.send(421, "4.4.2 idle too long, closing")
+        return None
 
     async def send(self, code: int, *lines: str) -> None:
         with contextlib.suppress(OSError, ConnectionError):
@@ -123,6 +132,35 @@ class ClientConnection:
 
     async def close(self) -> None:
         self.writer.close()
-        with contextlib.suppress(OSError, TimeoutError, ConnectionError, asyncio.CancelledError):
-            async with asyncio.timeout(1.0):
-                await self.writer.wait_closed()
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = _deadlines(_CLOSE_SECONDS)
+        deadline.start(task)
+        try:
+            await self.writer.wait_closed()
+        except asyncio.CancelledError:
+            deadline.expired(task)  # ours or not, a close that takes too long is left to the kernel
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            deadline.stop(task)
+
+
+#: How long a client's connection may take to close before the session lets it be.
+_CLOSE_SECONDS = 1.0
+#: Per event loop (a proxy's, or each of a test's), the client connections' deadlines by length.
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Deadlines]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _deadlines(seconds: float) -> Deadlines:
+    """The deadlines of this length of every client connection (one timer each, not one per read)."""
+    loop = asyncio.get_running_loop()
+    by_length = _by_loop.get(loop)
+    if by_length is None:
+        by_length = _by_loop[loop] = {}
+    deadlines = by_length.get(seconds)
+    if deadlines is None:
+        deadlines = by_length[seconds] = Deadlines(seconds)
+    return deadlines

@@ -1,0 +1,128 @@
+"""The backend's login dialogue run in a connection's callbacks (``backend_connect.open_dialogue``),
+against a raw backend on loopback: what the backend sends behind its last login line reaches the
+relay's streams, and a backend that greets wrongly, hangs up or is too slow ends the dialogue with an
+error and a closed connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from runners.proxy.backend_connect import BackendTls, BackendUnavailable, open_dialogue, unconnected
+from runners.proxy.contracts import BackendEndpoint, TlsMode
+
+Backend = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class OneLogin:
+    """Greeting, then ``LOGIN``; over at the tagged answer."""
+
+    def __init__(self) -> None:
+        self.write: Callable[[bytes], None] = unconnected
+        self.lines: list[bytes] = []
+
+    def step(self, line: bytes) -> bool:
+        self.lines.append(line)
+        if len(self.lines) == 1:
+            if not line.startswith(b"* OK"):
+                raise BackendUnavailable(f"greeted with {line!r}")
+            self.write(b"A LOGIN alice secret\r\n")
+            return False
+        return line.startswith(b"A ")
+
+
+def dialogue_with(backend: Backend, check: Callable[[BackendEndpoint], Awaitable[None]]) -> None:
+    async def main() -> None:
+        closed = asyncio.Event()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await backend(reader, writer)
+            finally:
+                writer.close()
+                closed.set()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        endpoint = BackendEndpoint(host="127.0.0.1", port=port, tls=TlsMode.NONE)
+        async with server:
+            await check(endpoint)
+            await asyncio.wait_for(closed.wait(), 5)  # the proxy's side closed: the backend saw the end
+
+    asyncio.run(main())
+
+
+def test_what_the_backend_sends_behind_the_login_answer_reaches_the_streams() -> None:
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK ready\r\n")
+        assert await reader.readline() == b"A LOGIN alice secret\r\n"
+        writer.write(b"* CAPABILITY IMAP4rev1\r\nA OK Logged in\r\n* 3 EXISTS\r\n")  # one segment
+        assert await reader.readline() == b"B NOOP\r\n"
+        writer.write(b"B OK done\r\n")
+        await reader.read()
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        steps = OneLogin()
+        reader, writer = await open_dialogue(endpoint, BackendTls(), steps)
+        assert steps.lines == [b"* OK ready", b"* CAPABILITY IMAP4rev1", b"A OK Logged in"]
+        assert await reader.readline() == b"* 3 EXISTS\r\n"
+        writer.write(b"B NOOP\r\n")
+        assert await reader.readline() == b"B OK done\r\n"
+        writer.close()
+        await writer.wait_closed()
+
+    dialogue_with(backend, check)
+
+
+def test_a_backend_that_greets_wrongly_is_unavailable() -> None:
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* BYE go away\r\n")
+        await reader.read()
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        with pytest.raises(BackendUnavailable, match="BYE go away"):
+            await open_dialogue(endpoint, BackendTls(), OneLogin())
+
+    dialogue_with(backend, check)
+
+
+def test_a_backend_that_hangs_up_mid_login_is_an_incomplete_read() -> None:
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK ready\r\n")
+        await reader.readline()
+        writer.write(b"A OK half a li")
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        with pytest.raises(asyncio.IncompleteReadError) as caught:
+            await open_dialogue(endpoint, BackendTls(), OneLogin())
+        assert caught.value.partial == b"A OK half a li"
+
+    dialogue_with(backend, check)
+
+
+def test_a_backend_too_slow_for_the_deadline_is_cut_off() -> None:
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK ready\r\n")
+        await reader.read()  # never answers the login; returns when the proxy's side closes
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await open_dialogue(endpoint, BackendTls(), OneLogin())
+
+    dialogue_with(backend, check)
+
+
+def test_a_backend_that_is_down_is_unavailable_at_once() -> None:
+    async def main() -> None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        endpoint = BackendEndpoint(host="127.0.0.1", port=port, tls=TlsMode.NONE)
+        with pytest.raises(BackendUnavailable, match="connection refused"):
+            await open_dialogue(endpoint, BackendTls(), OneLogin())
+
+    asyncio.run(main())
