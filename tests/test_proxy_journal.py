@@ -122,6 +122,25 @@ def test_the_journal_stays_bounded_per_user_by_age_and_in_total(tmp_path: Path) 
     writer.close()
 
 
+def test_a_large_per_user_bound_is_cut_a_tenth_late_never_more(tmp_path: Path) -> None:
+    # At 100 per user the cut waits for 10 new logins of that user (one query per user per batch
+    # cost the proxy a tenth of its work); the journal holds fewer than 110 of them.
+    limits = JournalLimits(per_user=100, max_age_days=1.0, total=100_000)
+    writer = StoreWriter(tmp_path / "state.db", interval=NEVER, limits=limits)
+    store = writer.start()
+    journal = JournalObserver(writer)
+    held = []
+    for i in range(135):
+        asyncio.run(journal.login_finished(_event("alice", at=NOW + i), None))
+        assert writer.flush(timeout=60)  # one batch per login: the worst case for the bound
+        held.append(len(store.proxy_logins("alice", limit=1000)))
+    assert max(held) == 109 and held[:100] == list(range(1, 101))
+    assert min(held[100:]) == 100  # cut back to the bound, the newest kept
+    newest = store.proxy_logins("alice", limit=1)[0]
+    assert newest.ts == NOW + 134
+    writer.close()
+
+
 def test_a_proxy_publishes_its_sessions_and_takes_them_away_when_it_stops(tmp_path: Path) -> None:
     writer = StoreWriter(tmp_path / "state.db", interval=NEVER)
     store = writer.start()

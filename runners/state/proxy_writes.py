@@ -17,9 +17,15 @@ from runners.state.proxy_rows import JournalLimits, LoginRow, ProxyBatch, Queued
 
 _DAY = 86400.0
 DEFAULT_LIMITS = JournalLimits()
+#: Users tallied between cuts at most (their logins not yet cut): a few hundred KB.
+_UNCUT_USERS = 5000
 
 
 class ProxyWritesMixin(StoreBase):
+    #: Per user, the logins this store wrote since it last cut that user's journal. The cut waits for
+    #: a tenth of the bound: one cut per user per batch was a tenth of the proxy's instructions.
+    _uncut: dict[str, int] | None = None
+
     def record_proxy_batch(self, batch: ProxyBatch, limits: JournalLimits = DEFAULT_LIMITS) -> None:
         """Commit everything the proxy gathered since the last batch, in one transaction."""
         if not batch:
@@ -37,7 +43,23 @@ class ProxyWritesMixin(StoreBase):
                         for c in batch.sessions.counts
                     ],
                 )
-            _prune_users(db, {row.user for row in batch.logins}, limits.per_user)
+            _prune_users(db, self._due_for_cut(batch.logins, limits.per_user), limits.per_user)
+
+    def _due_for_cut(self, logins: Sequence[LoginRow], keep: int) -> set[str]:
+        """The users whose journal may now hold more than ``keep`` + a tenth of it: each user keeps at
+        most that many rows between cuts (exactly ``keep`` where the bound is under 20)."""
+        uncut = self._uncut if self._uncut is not None else {}
+        self._uncut = uncut
+        for row in logins:
+            uncut[row.user] = uncut.get(row.user, 0) + 1
+        if len(uncut) > _UNCUT_USERS:  # the tally stays small: everyone is cut once, then it starts again
+            due = set(uncut)
+        else:
+            slack = max(1, keep // 10)
+            due = {row.user for row in logins if uncut[row.user] >= slack}
+        for user in due:
+            del uncut[user]
+        return due
 
     def prune_proxy_journal(self, limits: JournalLimits = DEFAULT_LIMITS, now: float | None = None) -> int:
         """Drop logins older than the age bound and beyond the total bound, and expired captured
