@@ -173,17 +173,6 @@ class ImapConnection:
             raise ConnectionLost(self.server, "read", "the server closed the connection")
         return line
 
-    def _read_exact(self, size: int) -> bytes:
-        try:
-            data = self._require_reader().read(size)
-        except TimeoutError:
-            raise ConnectionLost(self.server, "read", self._stalled("reading a literal")) from None
-        except OSError as exc:
-            raise ConnectionLost(self.server, "read", str(exc)) from None
-        if len(data) != size:
-            raise ConnectionLost(self.server, "read", "the server closed the connection mid-literal")
-        return data
-
     def _stalled(self, doing: str) -> str:
         """A stalled connection (a NAT gateway that forgot it, an overloaded link) is only a timeout
         to us: say how long nothing moved, so a stall reads differently from a slow server's NO."""
@@ -196,19 +185,44 @@ class ImapConnection:
 
     def _read_response(self) -> list[bytes]:
         """``read_response`` inside a deadline the caller already holds (``responses``: one per
-        command, not one per response of a FETCH of thousands of messages)."""
+        command, not one per response of a FETCH of thousands of messages).
+
+        The hot path of a copy (every body and every listed message comes through here): the reads
+        are inlined: one call per response, not five."""
+        reader = self._require_reader()
         parts: list[bytes] = []
         text_bytes = 0
-        line = self._limited_line(text_bytes)
-        while True:
-            text_bytes += len(line)
-            m = _LITERAL_AT_END.search(line) if line.endswith(b"}\r\n") else None
-            if m is None:
-                parts.append(line)
-                return parts
-            parts.append(line[: m.start()])
-            parts.append(self._read_exact(self._literal_size(m.group(1))))
-            line = self._limited_line(text_bytes)
+        reading_literal = False
+        try:
+            line = reader.readline(MAX_LINE_BYTES)
+            while True:
+                if not line.endswith(b"\n"):
+                    if not line:
+                        raise ConnectionLost(self.server, "read", "the server closed the connection")
+                    self._hang_up(f"sent a line longer than {MAX_LINE_BYTES} bytes (the limit for one line)")
+                text_bytes += len(line)
+                if text_bytes > MAX_RESPONSE_TEXT_BYTES:
+                    self._hang_up(
+                        f"sent a response of more than {MAX_RESPONSE_TEXT_BYTES} bytes of text (the limit for one response)"
+                    )
+                m = _LITERAL_AT_END.search(line) if line.endswith(b"}\r\n") else None
+                if m is None:
+                    parts.append(line)
+                    return parts
+                parts.append(line[: m.start()])
+                size = self._literal_size(m.group(1))
+                reading_literal = True
+                data = reader.read(size)
+                if len(data) != size:
+                    raise ConnectionLost(self.server, "read", "the server closed the connection mid-literal")
+                parts.append(data)
+                reading_literal = False
+                line = reader.readline(MAX_LINE_BYTES)
+        except TimeoutError:
+            doing = "reading a literal" if reading_literal else "waiting for the server"
+            raise ConnectionLost(self.server, "read", self._stalled(doing)) from None
+        except (OSError, AttributeError) as exc:  # AttributeError: the socket was torn down under us
+            raise ConnectionLost(self.server, "read", str(exc)) from None
 
     # -- limits --------------------------------------------------------------------------------
 
@@ -231,16 +245,6 @@ class ImapConnection:
                 f"announced a literal of {shown} bytes, over {self._literal_why} ({self._literal_limit} bytes)"
             )
         return int(digits)
-
-    def _limited_line(self, text_bytes: int) -> bytes:
-        line = self._readline()
-        if not line.endswith(b"\n"):
-            self._hang_up(f"sent a line longer than {MAX_LINE_BYTES} bytes (the limit for one line)")
-        if text_bytes + len(line) > MAX_RESPONSE_TEXT_BYTES:
-            self._hang_up(
-                f"sent a response of more than {MAX_RESPONSE_TEXT_BYTES} bytes of text (the limit for one response)"
-            )
-        return line
 
     def _hang_up(self, what: str) -> NoReturn:
         """Drop the connection (it is out of step now) and say which limit the server broke."""
@@ -313,7 +317,7 @@ class ImapConnection:
             if parts[0].startswith(tag + b" "):
                 last = parts
             else:
-                collected += sum(len(p) for p in parts)
+                collected += len(parts[0]) if len(parts) == 1 else sum(map(len, parts))
                 if collected > MAX_COMMAND_BYTES:
                     self._hang_up(
                         f"sent more than {MAX_COMMAND_BYTES} bytes in reply to {operation} (the limit for one command)"
