@@ -636,11 +636,13 @@ class MailboxJob:
             raise
         finally:
             add_up()
-            self._progress(force=True)
+            # Not forced: a mailbox of many folders (or a folder shared in many units) would write a
+            # transaction per copy; the mailbox's end writes its counters anyway (WavePass.migrate).
+            self._progress()
 
     def _progress(self, *, force: bool = False) -> None:
-        """The live counters to the store (also the heartbeat): after a folder's copy, and between
-        its batches at most every ``PROGRESS_SECONDS`` (a write is a transaction, and an fsync)."""
+        """The live counters to the store (also the heartbeat): between batches and after a copy at
+        most every ``PROGRESS_SECONDS`` (a write is a transaction, and an fsync); ``force`` on a pause."""
         now = time.monotonic()
         if not force and now - self._progress_at < PROGRESS_SECONDS:
             return

@@ -25,6 +25,8 @@ _LITERAL_AT_END = re.compile(rb"[~]?\{(\d+)\+?\}\r\n$")
 _BUFSIZE = 256 * 1024
 #: Bytes of an APPEND gathered before they are sent (see ``send_with_literals``).
 _SEND_CHUNK = 256 * 1024
+#: Buffers one ``sendmsg`` may carry (Linux's IOV_MAX).
+_IOV_MAX = 1024
 
 # What a server may send before we hang up (each checked before anything is allocated for it).
 #: One line of protocol text: a line that hasn't ended by then never will.
@@ -365,7 +367,7 @@ class ImapConnection:
         tag = self.next_tag()
         plus = self.has("LITERAL+")
         head = tag + b" "
-        # With LITERAL+ nothing waits for the server: small pieces go out together, one send per
+        # With LITERAL+ nothing waits for the server: pieces go out together, one send per
         # ``_SEND_CHUNK`` bytes instead of two per message (a MULTIAPPEND of small messages was
         # mostly system calls).
         out: list[bytes] = []
@@ -375,17 +377,11 @@ class ImapConnection:
                 payload = piece[0]
                 marker = b"~{" if b"\0" in payload and self.has("BINARY") else b"{"
                 if plus:
-                    out.append(head + marker + b"%d+}\r\n" % len(payload))
-                    if len(payload) >= _SEND_CHUNK:  # a large body goes as it is, never copied
+                    out += (head + marker + b"%d+}\r\n" % len(payload), payload)
+                    queued += len(payload)
+                    if queued >= _SEND_CHUNK:
                         self._send_all(out)
-                        self._send(payload)
                         out, queued = [], 0
-                    else:
-                        out.append(payload)
-                        queued += len(payload)
-                        if queued >= _SEND_CHUNK:
-                            self._send_all(out)
-                            out, queued = [], 0
                 else:
                     self._send(head + marker + b"%d}\r\n" % len(payload))
                     go = self.read_response()
@@ -404,8 +400,29 @@ class ImapConnection:
         return self.wait(tag, operation)
 
     def _send_all(self, pieces: list[bytes]) -> None:
-        """Send small ``pieces`` in one go."""
-        self._send(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        """Send ``pieces`` in order, never copied into one buffer first: gathered by the kernel (one
+        ``sendmsg`` for many pieces), or over TLS, which has no ``sendmsg``, small pieces joined and a
+        large body sent as it is."""
+        sock = self._require_sock()
+        if len(pieces) == 1 or isinstance(sock, ssl.SSLSocket):
+            small: list[bytes] = []
+            for piece in pieces:
+                if len(piece) < _SEND_CHUNK:
+                    small.append(piece)
+                    continue
+                if small:
+                    self._send(b"".join(small))
+                    small = []
+                self._send(piece)
+            if small:
+                self._send(small[0] if len(small) == 1 else b"".join(small))
+            return
+        try:
+            _send_gathered(sock, pieces)
+        except TimeoutError:
+            raise ConnectionLost(self.server, "write", self._stalled("sending to the server")) from None
+        except OSError as exc:
+            raise ConnectionLost(self.server, "write", str(exc)) from None
 
     # -- authentication ------------------------------------------------------------------------
 
@@ -447,3 +464,16 @@ class ImapConnection:
             self.capabilities = set(reply.code_args.upper().split())
         else:
             self.refresh_capabilities()
+
+
+def _send_gathered(sock: socket.socket, pieces: Sequence[bytes]) -> None:
+    """``sendall`` of many buffers at once: the kernel may take part of them, so go on from there."""
+    pending: list[bytes | memoryview] = list(pieces)
+    done, count = 0, len(pending)
+    while done < count:
+        sent = sock.sendmsg(pending[done : done + _IOV_MAX])
+        while done < count and sent >= len(pending[done]):
+            sent -= len(pending[done])
+            done += 1
+        if sent:
+            pending[done] = memoryview(pending[done])[sent:]

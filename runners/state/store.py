@@ -370,6 +370,13 @@ class StateStore(
         They stay (as 'superseded') until a pass under the new UIDVALIDITY completes, so that a
         crash in between still knows to match by content.
         """
+        # Read first: nearly always there are none, and a write transaction costs an fsync. Only this
+        # mailbox's runner (its lease) writes the folder's rows, so nothing comes in between.
+        if not self._read(
+            "SELECT 1 FROM messages WHERE folder_id = ? AND uidvalidity != ? LIMIT 1",
+            (folder_id, uidvalidity),
+        ):
+            return False
         with self.transaction() as db:
             db.execute(
                 "UPDATE messages SET status = 'superseded' WHERE folder_id = ? AND uidvalidity != ? "
