@@ -8,6 +8,7 @@ APPEND and the result write, the next run hands the pending rows to the target's
 
 A batch's outcomes are written in the transaction of the next batch's intents (one fsync a batch,
 not two), and at the end of the copy, on a stop or on an error: never before the target answered.
+The mailbox's live counters, when due, ride in those transactions too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from runners.imap.dates import canonical_date
 from runners.model import AppendItem, AppendOutcome, FetchedMessage, FetchFailure, FolderInfo, MessageMeta
 from runners.state.rows import Intent, Matched, MessageRef, Outcome, SourceFacts, Unsent
 from runners.state.statuses import MessageStatus
-from runners.state.store import StateStore
+from runners.state.store import MailboxProgress, StateStore
 
 _END = object()
 
@@ -52,6 +53,8 @@ class CopyContext:
     batch_bytes: int
     #: digest → target items already holding that content and not yet claimed by a ledger row.
     prematched: dict[bytes, list[str]] | None = None
+    #: The mailbox's live counters when they are due (``StateStore.record_batch`` writes them along).
+    progress_due: Callable[[], tuple[int, MailboxProgress] | None] = lambda: None
 
     def ref(self, meta: MessageMeta) -> MessageRef:
         return MessageRef(self.folder_id, self.uidvalidity, meta.key)
@@ -179,7 +182,7 @@ def unsent_row(
 def _flush(ctx: CopyContext, unrecorded: list[Outcome]) -> None:
     """Write the outcomes not in the ledger yet (the copy ends, stops or fails)."""
     if unrecorded:
-        ctx.store.record_results(unrecorded)
+        ctx.store.record_batch(unrecorded, (), ctx.progress_due())
         unrecorded.clear()
         faults.reached("after-record")
 
@@ -204,6 +207,7 @@ def _store_batch(
             Intent(ref, SourceFacts.of(m.meta), digest, target_wire, mark, run_id)
             for ref, (m, digest) in zip(refs, send, strict=True)
         ],
+        ctx.progress_due(),
     )
     if unrecorded:
         unrecorded.clear()

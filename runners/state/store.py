@@ -215,24 +215,8 @@ class StateStore(
 
     def mailbox_progress(self, mailbox_id: int, progress: MailboxProgress) -> None:
         """The live counters the cockpit and ``status`` show; also the runner's heartbeat."""
-        now = time.time()
         with self.transaction() as db:
-            db.execute(
-                "UPDATE mailboxes SET messages_total = ?, bytes_total = ?, messages_done = ?, bytes_done = ?, "
-                "failed = ?, skipped = ?, current_folder = ?, heartbeat = ?, updated = ? WHERE id = ?",
-                (
-                    progress.messages_total,
-                    progress.bytes_total,
-                    progress.messages_done,
-                    progress.bytes_done,
-                    progress.failed,
-                    progress.skipped,
-                    progress.current_folder,
-                    now,
-                    now,
-                    mailbox_id,
-                ),
-            )
+            _write_progress(db, mailbox_id, progress, time.time())
 
     # -- folders -------------------------------------------------------------------------------
 
@@ -410,10 +394,16 @@ class StateStore(
         """
         self.record_batch(rows, ())
 
-    def record_batch(self, results: Iterable[Outcome], intents: Iterable[Intent]) -> None:
+    def record_batch(
+        self,
+        results: Iterable[Outcome],
+        intents: Iterable[Intent],
+        progress: tuple[int, MailboxProgress] | None = None,
+    ) -> None:
         """The outcomes of the last batch's APPENDs, then the next batch's intents, in one transaction
         (one fsync where there were two): outcomes are still written only once the target answered,
-        and intents before their APPEND is sent."""
+        and intents before their APPEND is sent. ``progress``: a mailbox's live counters, when due,
+        ride along (``mailbox_progress`` without a transaction of its own)."""
         now = time.time()
         results, intents = list(results), list(intents)
         with self.transaction() as db:
@@ -421,6 +411,8 @@ class StateStore(
                 _write_results(db, results, now)
             if intents:
                 _write_intents(db, intents, now)
+            if progress is not None:
+                _write_progress(db, *progress, now)
 
     def record_unsent(self, rows: Iterable[Unsent]) -> None:
         """Messages never appended (skipped or failed before APPEND).
@@ -552,6 +544,25 @@ def _ref(ref: MessageRef) -> tuple[int, int, str]:
 
 def _facts(facts: SourceFacts) -> tuple[int, int, str | None, str]:
     return facts.src_uid, facts.size, facts.internaldate, facts.flags
+
+
+def _write_progress(db: Connection, mailbox_id: int, progress: MailboxProgress, now: float) -> None:
+    db.execute(
+        "UPDATE mailboxes SET messages_total = ?, bytes_total = ?, messages_done = ?, bytes_done = ?, "
+        "failed = ?, skipped = ?, current_folder = ?, heartbeat = ?, updated = ? WHERE id = ?",
+        (
+            progress.messages_total,
+            progress.bytes_total,
+            progress.messages_done,
+            progress.bytes_done,
+            progress.failed,
+            progress.skipped,
+            progress.current_folder,
+            now,
+            now,
+            mailbox_id,
+        ),
+    )
 
 
 def _write_intents(db: Connection, rows: list[Intent], now: float) -> None:
