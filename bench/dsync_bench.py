@@ -9,8 +9,10 @@ Scenarios, each into a fresh target Dovecot (the test suite's, on /tmp, its defa
       (imapc with the master login, ``imapc_features = rfc822.size fetch-headers``,
       ``mail_prefetch_count = 20``, as Dovecot's migration guide has it; nothing else changed);
   cutover, ``--mailboxes`` mailboxes with as many workers: the machine's CPU busy share (from
-      /proc/stat over the run, every process), and our own CPU per 1,000 messages, user and system.
-Each 1-mailbox scenario runs ``--repeat`` times (a fresh target each) and counts its median wall time.
+      /proc/stat over the run, every process), and our own CPU per 1,000 messages, user and system
+      (``cutover``'s process from spawn to exit: start-up included).
+Each scenario runs ``--repeat`` times (a fresh target each); the checks take the medians: the
+1-mailbox runs' wall times, the 8-mailbox runs' busy shares and CPU per 1,000 messages.
 Goals (issue 13): cutover at least 1.2x dsync's speed on one mailbox; the CPU at least 90 % busy
 with 8 mailboxes; at most 0.15 CPU s (user + system) of ours per 1,000 messages.
 """
@@ -156,7 +158,8 @@ def run(args: argparse.Namespace, lab: Lab) -> Report:
         report.runs.append(one_run(lab, "cutover", source, ["single"], len(one), f"cutover-1-{i}"))
         report.runs.append(one_run(lab, "dsync", source, ["single"], len(one), f"dsync-1-{i}"))
     total = len(many) * len(users)
-    report.runs.append(one_run(lab, "cutover", many_source, users, total, f"cutover-{len(users)}"))
+    for i in range(args.repeat):  # our CPU and the busy share vary run to run on a shared machine
+        report.runs.append(one_run(lab, "cutover", many_source, users, total, f"cutover-{len(users)}-{i}"))
     report.load_after = os.getloadavg()
     return report
 
@@ -171,15 +174,18 @@ def checks(report: Report) -> list[str]:
         verdict = "PASS" if ratio >= TARGET_VS_DSYNC and a.ok and b.ok else "MISS"
         out.append(f"{verdict}  1 mailbox >= {TARGET_VS_DSYNC}x dsync: {a.seconds:.2f} s vs {b.seconds:.2f} s "
                    f"(medians of {len(ours)}) = {ratio:.2f}x")  # fmt: skip
-    for r in report.runs:
-        if r.tool == "cutover" and r.mailboxes > 1:
-            verdict = "PASS" if r.busy >= TARGET_BUSY else "MISS"
-            out.append(f"{verdict}  CPU >= {TARGET_BUSY:.0%} busy with {r.mailboxes} mailboxes: {r.busy:.0%}")
-    for r in report.runs:
-        if r.tool == "cutover" and r.mailboxes > 1:
-            verdict = "PASS" if r.cpu_per_1000 <= TARGET_CPU_PER_1000 else "MISS"
-            out.append(f"{verdict}  <= {TARGET_CPU_PER_1000} CPU s per 1,000 msgs, {r.mailboxes} mailboxes: "
-                       f"{r.cpu_per_1000:.3f} s (user {r.cpu_user:.2f} s + system {r.cpu_sys:.2f} s for {r.messages:,})")  # fmt: skip
+    many = [r for r in report.runs if r.tool == "cutover" and r.mailboxes > 1]
+    if many:
+        n = len(many)
+        busy = sorted(many, key=lambda r: r.busy)[n // 2]
+        verdict = "PASS" if busy.busy >= TARGET_BUSY and busy.ok else "MISS"
+        out.append(f"{verdict}  CPU >= {TARGET_BUSY:.0%} busy with {busy.mailboxes} mailboxes: {busy.busy:.0%} "
+                   f"(median of {n}; {', '.join(f'{r.busy:.0%}' for r in many)})")  # fmt: skip
+        cpu = sorted(many, key=lambda r: r.cpu_per_1000)[n // 2]
+        verdict = "PASS" if cpu.cpu_per_1000 <= TARGET_CPU_PER_1000 and cpu.ok else "MISS"
+        out.append(f"{verdict}  <= {TARGET_CPU_PER_1000} CPU s per 1,000 msgs, {cpu.mailboxes} mailboxes: "
+                   f"{cpu.cpu_per_1000:.3f} s (median of {n}: user {cpu.cpu_user:.2f} s + system {cpu.cpu_sys:.2f} s "
+                   f"for {cpu.messages:,}; {', '.join(f'{r.cpu_per_1000:.3f}' for r in many)})")  # fmt: skip
     return out
 
 
@@ -203,7 +209,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--messages", type=int, default=3000, help="messages of the one mailbox (default 3000)"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each 1-mailbox scenario (default 3)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario (default 3)")
     parser.add_argument("--mailboxes", type=int, default=8, help="mailboxes at once (default 8)")
     parser.add_argument("--many-messages", type=int, default=1500, help="messages per mailbox there")
     parser.add_argument("--seed", type=int, default=1)

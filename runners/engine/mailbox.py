@@ -35,7 +35,7 @@ from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import safe
 from runners.state.errors import StoreError
 from runners.state.statuses import MailboxState, MessageStatus
-from runners.state.store import StateStore
+from runners.state.store import MailboxProgress, StateStore
 
 log = logging.getLogger("cutover.engine")
 #: The live counters are written at most this often between batches (``_progress``).
@@ -605,6 +605,7 @@ class MailboxJob:
             self.plan.batch_messages,
             self.plan.batch_bytes,
             prematched,
+            self._progress_due,
         )
 
         def add_up() -> None:
@@ -619,8 +620,7 @@ class MailboxJob:
                 added.failed, added.matched = counters.failed, counters.matched
 
         def on_batch(flush: Callable[[], None]) -> None:
-            add_up()
-            self._progress()
+            add_up()  # the counters the next batch's transaction writes, when due (_progress_due)
             self._checkpoint(flush)
 
         if not todo:
@@ -636,11 +636,21 @@ class MailboxJob:
             raise
         finally:
             add_up()
-            self._progress(force=True)
+            # Not forced: a mailbox of many folders (or a folder shared in many units) would write a
+            # transaction per copy; the mailbox's end writes its counters anyway (WavePass.migrate).
+            self._progress()
+
+    def _progress_due(self) -> tuple[int, MailboxProgress] | None:
+        """The live counters for a write the copy makes anyway, if ``PROGRESS_SECONDS`` have passed."""
+        now = time.monotonic()
+        if now - self._progress_at < PROGRESS_SECONDS:
+            return None
+        self._progress_at = now
+        return self.mailbox_id, self.stats.progress()
 
     def _progress(self, *, force: bool = False) -> None:
-        """The live counters to the store (also the heartbeat): after a folder's copy, and between
-        its batches at most every ``PROGRESS_SECONDS`` (a write is a transaction, and an fsync)."""
+        """The live counters to the store (also the heartbeat): between batches and after a copy at
+        most every ``PROGRESS_SECONDS`` (a write is a transaction, and an fsync); ``force`` on a pause."""
         now = time.monotonic()
         if not force and now - self._progress_at < PROGRESS_SECONDS:
             return

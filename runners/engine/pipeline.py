@@ -8,6 +8,7 @@ APPEND and the result write, the next run hands the pending rows to the target's
 
 A batch's outcomes are written in the transaction of the next batch's intents (one fsync a batch,
 not two), and at the end of the copy, on a stop or on an error: never before the target answered.
+The mailbox's live counters, when due, ride in those transactions too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from runners.imap.dates import canonical_date
 from runners.model import AppendItem, AppendOutcome, FetchedMessage, FetchFailure, FolderInfo, MessageMeta
 from runners.state.rows import Intent, Matched, MessageRef, Outcome, SourceFacts, Unsent
 from runners.state.statuses import MessageStatus
-from runners.state.store import StateStore
+from runners.state.store import MailboxProgress, StateStore
 
 _END = object()
 
@@ -52,6 +53,8 @@ class CopyContext:
     batch_bytes: int
     #: digest → target items already holding that content and not yet claimed by a ledger row.
     prematched: dict[bytes, list[str]] | None = None
+    #: The mailbox's live counters when they are due (``StateStore.record_batch`` writes them along).
+    progress_due: Callable[[], tuple[int, MailboxProgress] | None] = lambda: None
 
     def ref(self, meta: MessageMeta) -> MessageRef:
         return MessageRef(self.folder_id, self.uidvalidity, meta.key)
@@ -179,7 +182,7 @@ def unsent_row(
 def _flush(ctx: CopyContext, unrecorded: list[Outcome]) -> None:
     """Write the outcomes not in the ledger yet (the copy ends, stops or fails)."""
     if unrecorded:
-        ctx.store.record_results(unrecorded)
+        ctx.store.record_batch(unrecorded, (), ctx.progress_due())
         unrecorded.clear()
         faults.reached("after-record")
 
@@ -194,32 +197,39 @@ def _store_batch(
     send = _claim_prematched(ctx, batch.fetched, counters)
     if not send:
         return mark
+    # Each message's ledger key, made once for its intent and its outcome (the per-message work
+    # of a batch is most of the runner's own CPU).
+    folder_id, uidvalidity, target_wire, run_id = ctx.folder_id, ctx.uidvalidity, ctx.target_wire, ctx.run_id
+    refs = [MessageRef(folder_id, uidvalidity, m.meta.key) for m, _ in send]
     ctx.store.record_batch(
         unrecorded,
         [
-            Intent(ctx.ref(m.meta), SourceFacts.of(m.meta), digest, ctx.target_wire, mark, ctx.run_id)
-            for m, digest in send
+            Intent(ref, SourceFacts.of(m.meta), digest, target_wire, mark, run_id)
+            for ref, (m, digest) in zip(refs, send, strict=True)
         ],
+        ctx.progress_due(),
     )
     if unrecorded:
         unrecorded.clear()
         faults.reached("after-record")
     faults.reached("before-append")
     ctx.store.check_lease()  # a runner whose lease may have run out sends nothing (runners.state.fence)
+    # Only a target that finds lost APPENDs by a stored key needs one; IMAP finds them by content.
+    keyed = not ctx.target.capabilities.keeps_bytes
     outcomes = ctx.target.append(
-        ctx.target_wire,
+        target_wire,
         [
             AppendItem(
                 m.body,
                 m.meta.flags,
                 m.meta.internaldate,
-                item_key(ctx.folder_id, ctx.uidvalidity, m.meta.key),
+                item_key(folder_id, uidvalidity, m.meta.key) if keyed else "",
             )
             for m, _ in send
         ],
     )
     faults.reached("after-append")
-    _record_outcomes(ctx, [m for m, _ in send], outcomes, counters, unrecorded)
+    _record_outcomes(ctx, [m for m, _ in send], refs, outcomes, counters, unrecorded)
     return ctx.target.recovery.advance(mark, outcomes)
 
 
@@ -262,6 +272,7 @@ def _claim_prematched(
 def _record_outcomes(
     ctx: CopyContext,
     sent: list[FetchedMessage],
+    refs: list[MessageRef],
     outcomes: list[AppendOutcome],
     counters: CopyCounters,
     unrecorded: list[Outcome],
@@ -270,21 +281,24 @@ def _record_outcomes(
     target refused the whole mailbox."""
     results: list[Outcome] = []
     fatal: AppendOutcome | None = None
-    for message, outcome in zip(sent, outcomes, strict=True):
-        ref = ctx.ref(message.meta)
+    copied = copied_bytes = failed = 0
+    for message, ref, outcome in zip(sent, refs, outcomes, strict=True):
         if outcome.error is None:
             results.append(
                 Outcome(ref, MessageStatus.COPIED, outcome.item_id, _date_note(message.meta.internaldate))
             )
-            counters.copied += 1
-            counters.bytes_copied += len(message.body)
+            copied += 1
+            copied_bytes += len(message.body)
         else:
             results.append(
                 Outcome(ref, MessageStatus.FAILED, None, f"target refused APPEND: {outcome.error}")
             )
-            counters.failed += 1
+            failed += 1
             if outcome.fatal_for_mailbox:
                 fatal = outcome
+    counters.copied += copied
+    counters.bytes_copied += copied_bytes
+    counters.failed += failed
     unrecorded.extend(results)
     if fatal is not None:
         _flush(ctx, unrecorded)

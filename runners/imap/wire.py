@@ -25,6 +25,8 @@ _LITERAL_AT_END = re.compile(rb"[~]?\{(\d+)\+?\}\r\n$")
 _BUFSIZE = 256 * 1024
 #: Bytes of an APPEND gathered before they are sent (see ``send_with_literals``).
 _SEND_CHUNK = 256 * 1024
+#: Buffers one ``sendmsg`` may carry (Linux's IOV_MAX).
+_IOV_MAX = 1024
 
 # What a server may send before we hang up (each checked before anything is allocated for it).
 #: One line of protocol text: a line that hasn't ended by then never will.
@@ -173,17 +175,6 @@ class ImapConnection:
             raise ConnectionLost(self.server, "read", "the server closed the connection")
         return line
 
-    def _read_exact(self, size: int) -> bytes:
-        try:
-            data = self._require_reader().read(size)
-        except TimeoutError:
-            raise ConnectionLost(self.server, "read", self._stalled("reading a literal")) from None
-        except OSError as exc:
-            raise ConnectionLost(self.server, "read", str(exc)) from None
-        if len(data) != size:
-            raise ConnectionLost(self.server, "read", "the server closed the connection mid-literal")
-        return data
-
     def _stalled(self, doing: str) -> str:
         """A stalled connection (a NAT gateway that forgot it, an overloaded link) is only a timeout
         to us: say how long nothing moved, so a stall reads differently from a slow server's NO."""
@@ -196,19 +187,44 @@ class ImapConnection:
 
     def _read_response(self) -> list[bytes]:
         """``read_response`` inside a deadline the caller already holds (``responses``: one per
-        command, not one per response of a FETCH of thousands of messages)."""
+        command, not one per response of a FETCH of thousands of messages).
+
+        The hot path of a copy (every body and every listed message comes through here): the reads
+        are inlined: one call per response, not five."""
+        reader = self._require_reader()
         parts: list[bytes] = []
         text_bytes = 0
-        line = self._limited_line(text_bytes)
-        while True:
-            text_bytes += len(line)
-            m = _LITERAL_AT_END.search(line) if line.endswith(b"}\r\n") else None
-            if m is None:
-                parts.append(line)
-                return parts
-            parts.append(line[: m.start()])
-            parts.append(self._read_exact(self._literal_size(m.group(1))))
-            line = self._limited_line(text_bytes)
+        reading_literal = False
+        try:
+            line = reader.readline(MAX_LINE_BYTES)
+            while True:
+                if not line.endswith(b"\n"):
+                    if not line:
+                        raise ConnectionLost(self.server, "read", "the server closed the connection")
+                    self._hang_up(f"sent a line longer than {MAX_LINE_BYTES} bytes (the limit for one line)")
+                text_bytes += len(line)
+                if text_bytes > MAX_RESPONSE_TEXT_BYTES:
+                    self._hang_up(
+                        f"sent a response of more than {MAX_RESPONSE_TEXT_BYTES} bytes of text (the limit for one response)"
+                    )
+                m = _LITERAL_AT_END.search(line) if line.endswith(b"}\r\n") else None
+                if m is None:
+                    parts.append(line)
+                    return parts
+                parts.append(line[: m.start()])
+                size = self._literal_size(m.group(1))
+                reading_literal = True
+                data = reader.read(size)
+                if len(data) != size:
+                    raise ConnectionLost(self.server, "read", "the server closed the connection mid-literal")
+                parts.append(data)
+                reading_literal = False
+                line = reader.readline(MAX_LINE_BYTES)
+        except TimeoutError:
+            doing = "reading a literal" if reading_literal else "waiting for the server"
+            raise ConnectionLost(self.server, "read", self._stalled(doing)) from None
+        except (OSError, AttributeError) as exc:  # AttributeError: the socket was torn down under us
+            raise ConnectionLost(self.server, "read", str(exc)) from None
 
     # -- limits --------------------------------------------------------------------------------
 
@@ -231,16 +247,6 @@ class ImapConnection:
                 f"announced a literal of {shown} bytes, over {self._literal_why} ({self._literal_limit} bytes)"
             )
         return int(digits)
-
-    def _limited_line(self, text_bytes: int) -> bytes:
-        line = self._readline()
-        if not line.endswith(b"\n"):
-            self._hang_up(f"sent a line longer than {MAX_LINE_BYTES} bytes (the limit for one line)")
-        if text_bytes + len(line) > MAX_RESPONSE_TEXT_BYTES:
-            self._hang_up(
-                f"sent a response of more than {MAX_RESPONSE_TEXT_BYTES} bytes of text (the limit for one response)"
-            )
-        return line
 
     def _hang_up(self, what: str) -> NoReturn:
         """Drop the connection (it is out of step now) and say which limit the server broke."""
@@ -313,7 +319,7 @@ class ImapConnection:
             if parts[0].startswith(tag + b" "):
                 last = parts
             else:
-                collected += sum(len(p) for p in parts)
+                collected += len(parts[0]) if len(parts) == 1 else sum(map(len, parts))
                 if collected > MAX_COMMAND_BYTES:
                     self._hang_up(
                         f"sent more than {MAX_COMMAND_BYTES} bytes in reply to {operation} (the limit for one command)"
@@ -361,7 +367,7 @@ class ImapConnection:
         tag = self.next_tag()
         plus = self.has("LITERAL+")
         head = tag + b" "
-        # With LITERAL+ nothing waits for the server: small pieces go out together, one send per
+        # With LITERAL+ nothing waits for the server: pieces go out together, one send per
         # ``_SEND_CHUNK`` bytes instead of two per message (a MULTIAPPEND of small messages was
         # mostly system calls).
         out: list[bytes] = []
@@ -371,17 +377,11 @@ class ImapConnection:
                 payload = piece[0]
                 marker = b"~{" if b"\0" in payload and self.has("BINARY") else b"{"
                 if plus:
-                    out.append(head + marker + b"%d+}\r\n" % len(payload))
-                    if len(payload) >= _SEND_CHUNK:  # a large body goes as it is, never copied
+                    out += (head + marker + b"%d+}\r\n" % len(payload), payload)
+                    queued += len(payload)
+                    if queued >= _SEND_CHUNK:
                         self._send_all(out)
-                        self._send(payload)
                         out, queued = [], 0
-                    else:
-                        out.append(payload)
-                        queued += len(payload)
-                        if queued >= _SEND_CHUNK:
-                            self._send_all(out)
-                            out, queued = [], 0
                 else:
                     self._send(head + marker + b"%d}\r\n" % len(payload))
                     go = self.read_response()
@@ -400,8 +400,29 @@ class ImapConnection:
         return self.wait(tag, operation)
 
     def _send_all(self, pieces: list[bytes]) -> None:
-        """Send small ``pieces`` in one go."""
-        self._send(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        """Send ``pieces`` in order, never copied into one buffer first: gathered by the kernel (one
+        ``sendmsg`` for many pieces), or over TLS, which has no ``sendmsg``, small pieces joined and a
+        large body sent as it is."""
+        sock = self._require_sock()
+        if len(pieces) == 1 or isinstance(sock, ssl.SSLSocket):
+            small: list[bytes] = []
+            for piece in pieces:
+                if len(piece) < _SEND_CHUNK:
+                    small.append(piece)
+                    continue
+                if small:
+                    self._send(b"".join(small))
+                    small = []
+                self._send(piece)
+            if small:
+                self._send(small[0] if len(small) == 1 else b"".join(small))
+            return
+        try:
+            _send_gathered(sock, pieces)
+        except TimeoutError:
+            raise ConnectionLost(self.server, "write", self._stalled("sending to the server")) from None
+        except OSError as exc:
+            raise ConnectionLost(self.server, "write", str(exc)) from None
 
     # -- authentication ------------------------------------------------------------------------
 
@@ -443,3 +464,16 @@ class ImapConnection:
             self.capabilities = set(reply.code_args.upper().split())
         else:
             self.refresh_capabilities()
+
+
+def _send_gathered(sock: socket.socket, pieces: Sequence[bytes]) -> None:
+    """``sendall`` of many buffers at once: the kernel may take part of them, so go on from there."""
+    pending: list[bytes | memoryview] = list(pieces)
+    done, count = 0, len(pending)
+    while done < count:
+        sent = sock.sendmsg(pending[done : done + _IOV_MAX])
+        while done < count and sent >= len(pending[done]):
+            sent -= len(pending[done])
+            done += 1
+        if sent:
+            pending[done] = memoryview(pending[done])[sent:]

@@ -176,7 +176,7 @@ class SqliteBackend:
 
     def _sqlite(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is not None and self._outdated():
+        if db is not None and self.read_only and self._outdated():  # only a read-only one stands in
             db.close()
             db = None
         if db is None:

@@ -215,24 +215,8 @@ class StateStore(
 
     def mailbox_progress(self, mailbox_id: int, progress: MailboxProgress) -> None:
         """The live counters the cockpit and ``status`` show; also the runner's heartbeat."""
-        now = time.time()
         with self.transaction() as db:
-            db.execute(
-                "UPDATE mailboxes SET messages_total = ?, bytes_total = ?, messages_done = ?, bytes_done = ?, "
-                "failed = ?, skipped = ?, current_folder = ?, heartbeat = ?, updated = ? WHERE id = ?",
-                (
-                    progress.messages_total,
-                    progress.bytes_total,
-                    progress.messages_done,
-                    progress.bytes_done,
-                    progress.failed,
-                    progress.skipped,
-                    progress.current_folder,
-                    now,
-                    now,
-                    mailbox_id,
-                ),
-            )
+            _write_progress(db, mailbox_id, progress, time.time())
 
     # -- folders -------------------------------------------------------------------------------
 
@@ -370,6 +354,13 @@ class StateStore(
         They stay (as 'superseded') until a pass under the new UIDVALIDITY completes, so that a
         crash in between still knows to match by content.
         """
+        # Read first: nearly always there are none, and a write transaction costs an fsync. Only this
+        # mailbox's runner (its lease) writes the folder's rows, so nothing comes in between.
+        if not self._read(
+            "SELECT 1 FROM messages WHERE folder_id = ? AND uidvalidity != ? LIMIT 1",
+            (folder_id, uidvalidity),
+        ):
+            return False
         with self.transaction() as db:
             db.execute(
                 "UPDATE messages SET status = 'superseded' WHERE folder_id = ? AND uidvalidity != ? "
@@ -403,10 +394,16 @@ class StateStore(
         """
         self.record_batch(rows, ())
 
-    def record_batch(self, results: Iterable[Outcome], intents: Iterable[Intent]) -> None:
+    def record_batch(
+        self,
+        results: Iterable[Outcome],
+        intents: Iterable[Intent],
+        progress: tuple[int, MailboxProgress] | None = None,
+    ) -> None:
         """The outcomes of the last batch's APPENDs, then the next batch's intents, in one transaction
         (one fsync where there were two): outcomes are still written only once the target answered,
-        and intents before their APPEND is sent."""
+        and intents before their APPEND is sent. ``progress``: a mailbox's live counters, when due,
+        ride along (``mailbox_progress`` without a transaction of its own)."""
         now = time.time()
         results, intents = list(results), list(intents)
         with self.transaction() as db:
@@ -414,6 +411,8 @@ class StateStore(
                 _write_results(db, results, now)
             if intents:
                 _write_intents(db, intents, now)
+            if progress is not None:
+                _write_progress(db, *progress, now)
 
     def record_unsent(self, rows: Iterable[Unsent]) -> None:
         """Messages never appended (skipped or failed before APPEND).
@@ -547,6 +546,25 @@ def _facts(facts: SourceFacts) -> tuple[int, int, str | None, str]:
     return facts.src_uid, facts.size, facts.internaldate, facts.flags
 
 
+def _write_progress(db: Connection, mailbox_id: int, progress: MailboxProgress, now: float) -> None:
+    db.execute(
+        "UPDATE mailboxes SET messages_total = ?, bytes_total = ?, messages_done = ?, bytes_done = ?, "
+        "failed = ?, skipped = ?, current_folder = ?, heartbeat = ?, updated = ? WHERE id = ?",
+        (
+            progress.messages_total,
+            progress.bytes_total,
+            progress.messages_done,
+            progress.bytes_done,
+            progress.failed,
+            progress.skipped,
+            progress.current_folder,
+            now,
+            now,
+            mailbox_id,
+        ),
+    )
+
+
 def _write_intents(db: Connection, rows: list[Intent], now: float) -> None:
     db.executemany(
         "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
@@ -557,7 +575,21 @@ def _write_intents(db: Connection, rows: list[Intent], now: float) -> None:
         "target_name = excluded.target_name, recovery_mark = excluded.recovery_mark, reason = NULL, "
         "run_id = excluded.run_id, attempts = messages.attempts + 1, updated = excluded.updated",
         [
-            (*_ref(r.ref), *_facts(r.source), r.sha256, r.target_name, r.recovery_mark, r.run_id, now)
+            # Spelt out, not through _ref and _facts: a row per message, the copy's hot path.
+            (
+                (ref := r.ref).folder_id,
+                ref.uidvalidity,
+                ref.src_key,
+                (src := r.source).src_uid,
+                src.size,
+                src.internaldate,
+                src.flags,
+                r.sha256,
+                r.target_name,
+                r.recovery_mark,
+                r.run_id,
+                now,
+            )
             for r in rows
         ],
     )
@@ -567,7 +599,18 @@ def _write_results(db: Connection, rows: list[Outcome], now: float) -> None:
     db.executemany(
         "UPDATE messages SET status = ?, target_id = ?, reason = ?, recovery_mark = NULL, updated = ? "
         "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
-        [(r.status, r.target_id, safe_or_none(r.reason), now, *_ref(r.ref)) for r in rows],
+        [
+            (
+                r.status,
+                r.target_id,
+                None if r.reason is None else safe(r.reason),
+                now,
+                (ref := r.ref).folder_id,
+                ref.uidvalidity,
+                ref.src_key,
+            )
+            for r in rows
+        ],
     )
     failed = [(now, *_ref(r.ref)) for r in rows if r.status in _NOT_COPIED]
     if failed:
