@@ -47,8 +47,10 @@ def test_late_mail_after_the_first_pass_is_caught_counted_and_the_loop_ends_quie
             imapfill.append(lab.source, "alice", "INBOX", message("late one"))
             imapfill.append(lab.source, "alice", "INBOX", message("late two"))
 
+    # The quiet time counts from the loop's start: it must outlast the first pass on a loaded machine
+    # (at 0.3 s a slow first pass ended the loop before the second could catch the late mail).
     result = catch_late_mail(
-        plan, "pilot", quiet_seconds=0.3, pass_interval_seconds=0.05, on_pass=deliver_late_once
+        plan, "pilot", quiet_seconds=2.0, pass_interval_seconds=0.05, on_pass=deliver_late_once
     )
 
     assert result.outcome == "quiet"
