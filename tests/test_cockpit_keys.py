@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,12 +54,13 @@ def run(app: CockpitApp, scenario: Callable[[Pilot[None]], Any]) -> None:
 
 
 async def until(pilot: Pilot[None], ready: Callable[[], bool]) -> None:
-    """The palette searches in a worker: wait for its answer, not for a fixed time."""
-    for _ in range(100):
-        if ready():
-            return
+    """The palette searches in a worker: wait for its answer, not for a fixed time (30 s: a bound for
+    a loaded machine, not a pace)."""
+    deadline = time.monotonic() + 30
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
         await pilot.pause(0.05)
-    raise AssertionError("timed out")
 
 
 async def palette_search(pilot: Pilot[None], query: str) -> list[str]:
