@@ -67,7 +67,7 @@ class Sizes:
     messages: int = 64
     message_kb: int = 512
     #: Rounds of direct and the peer back to back for the transfer figures (median ratio, spread).
-    transfer_rounds: int = 7
+    transfer_rounds: int = 15
 
 
 FULL = Sizes(latency_sessions=300, rate_seconds=6.0, fetch_rounds=16, retr_rounds=8, idle_sessions=2000)
@@ -473,7 +473,7 @@ def main() -> int:
     parser.add_argument("--services", default=",".join(SERVICES), help="imap,pop3,submission")
     parser.add_argument("--idle", type=int, help="idle IMAP sessions (default 2000, --quick 100; 0: skip)")
     parser.add_argument("--no-transfer", action="store_true", help="skip the transfer measures (FETCH, RETR)")
-    parser.add_argument("--transfer-rounds", type=int, help="rounds of direct and each peer back to back (7)")
+    parser.add_argument("--transfer-rounds", type=int, help="rounds of direct and each peer back to back (15)")
     parser.add_argument("--output", choices=("table", "json"), default="table")
     parser.add_argument("--profile", metavar="FILE", help="run our proxy under cProfile (CPU time) into FILE")
     parser.add_argument(
