@@ -10,8 +10,7 @@ On **plain legs** (no TLS; Linux) the first bulk read, 64 KB or more at once (a 
 hands the session over to **splice**: reading stops on both legs, both write buffers drain, the
 sockets are taken out of the transports (a duplicate of each descriptor; the transports are closed)
 and the kernel moves the data socket -> pipe -> socket with ``os.splice``, driven by the loop's
-``add_reader``/``add_writer``; the bulk never enters Python. A loopback sender's socket gets a
-fixed 256 KB receive buffer then (see ``_LOOPBACK_RCVBUF``). Short reads after that are still
+``add_reader``/``add_writer``; the bulk never enters Python. Short reads after that are still
 copied (one ``recv``, one ``send``), so a direction gets its pipe only when bulk flows in it.
 FETCH on loopback: 0.35 CPU-s per GB spliced against 0.75 copied (bench/proxy_bench.py). TLS legs
 stay with the copy: the bytes must pass through the TLS library anyway.
@@ -39,7 +38,6 @@ import asyncio
 import contextlib
 import fcntl
 import functools
-import ipaddress
 import os
 import socket
 from typing import Final, cast
@@ -50,14 +48,6 @@ from runners.proxy.contracts import Leg, RelayResult
 #: FETCH on loopback: 0.45 CPU-s per GB with 64 KB pipes, 0.40 with 256 KB, 0.35 with 1 MB. A pipe's
 #: pages are only held while data sits in it.
 _PIPE_SIZE: Final = 1024 * 1024
-#: The receive buffer a loopback sender gets once bulk flows from it (the kernel doubles it for its
-#: bookkeeping). Left to autotuning, the buffer of the socket we splice from grows to megabytes and
-#: the bytes in flight outgrow the caches. FETCH on loopback, alternated in the same runs at load 5-8:
-#: the backend's CPU per GB 1.02-1.17 with autotuning, 0.79-0.98 with 128-256 KB (0.82-1.03 direct),
-#: ours about the same; 512 KB lost the gain. At load 10 and more, and with the pipeline at real-time
-#: priority, the two were alike. A loopback round trip is microseconds, so 256 KB holds far more than
-#: one; a remote sender keeps autotuning.
-_LOOPBACK_RCVBUF: Final = 256 * 1024
 #: Reads smaller than this are copied; the first read that fills it moves the direction to splice.
 _COPY_CHUNK: Final = 64 * 1024
 #: Rounds of read-then-write per wake-up before the loop serves other sessions.
@@ -228,9 +218,6 @@ class _Direction:
         return True
 
     def _open_pipe(self) -> None:
-        if _is_loopback_peer(self.src):
-            with contextlib.suppress(OSError):  # only the buffer's size is at stake
-                self.src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _LOOPBACK_RCVBUF)
         self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         with contextlib.suppress(OSError):  # over the user's pipe budget: the default size works too
             fcntl.fcntl(self.pipe_w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
@@ -322,17 +309,6 @@ def _splicable(leg: Leg) -> bool:
         return False
     sock = transport.get_extra_info("socket")
     return sock is not None and sock.type == socket.SOCK_STREAM
-
-
-def _is_loopback_peer(sock: socket.socket) -> bool:
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return False
-    try:
-        address = ipaddress.ip_address(sock.getpeername()[0].partition("%")[0])
-    except (OSError, ValueError):  # already gone, or an address we can't read: leave it as it is
-        return False
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None  # ::ffff:127.0.0.1
-    return (mapped or address).is_loopback
 
 
 def _own_socket(transport: asyncio.BaseTransport) -> socket.socket:
