@@ -109,6 +109,8 @@ class MailboxJob:
         self._culprits = 0
         self._existing: set[str] | None = None  # target folders known to exist (None: not asked yet)
         self._progress_at = 0.0
+        #: Whether a write showed this run's first copied messages yet (that one is not held back).
+        self._shown_moving = False
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -641,12 +643,16 @@ class MailboxJob:
             self._progress()
 
     def _progress_due(self) -> tuple[int, MailboxProgress] | None:
-        """The live counters for a write the copy makes anyway, if ``PROGRESS_SECONDS`` have passed."""
+        """The live counters for a write the copy makes anyway: the first batch that copied something
+        (a mailbox is seen moving at once, however small), then when ``PROGRESS_SECONDS`` have passed."""
         now = time.monotonic()
-        if now - self._progress_at < PROGRESS_SECONDS:
+        stats = self.stats
+        first_move = not self._shown_moving and (stats.copied or stats.failed)
+        if not first_move and now - self._progress_at < PROGRESS_SECONDS:
             return None
         self._progress_at = now
-        return self.mailbox_id, self.stats.progress()
+        self._shown_moving = self._shown_moving or bool(first_move)
+        return self.mailbox_id, stats.progress()
 
     def _progress(self, *, force: bool = False) -> None:
         """The live counters to the store (also the heartbeat): between batches and after a copy at
