@@ -82,6 +82,10 @@ class MailboxView(View):
         return MailboxQuery(source=self.source)
 
     def show(self, snapshot: Snapshot) -> None:
+        if not self.query("#summary"):
+            # Mounted, not composed yet: the snapshot asked for in on_mount can be that quick.
+            self.call_after_refresh(self.show, snapshot)
+            return
         row = snapshot.mailbox(self.source)
         if row is not None:
             error = f"  error: {row.error}" if row.error else ""
