@@ -487,7 +487,9 @@ def main() -> int:
     parser.add_argument("--services", default=",".join(SERVICES), help="imap,pop3,submission")
     parser.add_argument("--idle", type=int, help="idle IMAP sessions (default 2000, --quick 100; 0: skip)")
     parser.add_argument("--no-transfer", action="store_true", help="skip the transfer measures (FETCH, RETR)")
-    parser.add_argument("--transfer-rounds", type=int, help="rounds of direct and each peer back to back (15)")
+    parser.add_argument(
+        "--transfer-rounds", type=int, help="rounds of direct and each peer back to back (15)"
+    )
     parser.add_argument("--output", choices=("table", "json"), default="table")
     parser.add_argument("--before", type=Path, metavar="CHECKOUT",
                         help="run peer ours-before from this checkout (e.g. `git worktree add` of main)")  # fmt: skip

@@ -136,9 +136,7 @@ def _listening(
 
 
 def bound_addresses(prebound: Prebound) -> list[Bound]:
-    return [
-        Bound.of(listener, sock) for listener, socks in prebound.items() for sock in socks
-    ]
+    return [Bound.of(listener, sock) for listener, socks in prebound.items() for sock in socks]
 
 
 class Supervisor:
