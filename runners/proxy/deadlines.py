@@ -95,3 +95,27 @@ class SessionDeadlines:
     def backend_done(self, task: asyncio.Task[object]) -> None:
         self.backend_connect.stop(task)
         self.backend_login.stop(task)
+
+    def backend(self, task: asyncio.Task[object]) -> BackendDeadline:
+        """``with deadlines.backend(task):`` around the backend's connection and login: a backend
+        deadline's cancellation comes out as ``TimeoutError``, any other goes on as it came."""
+        return BackendDeadline(self, task)
+
+
+class BackendDeadline:
+    """The backend's connection deadline started on entry; both backend deadlines stopped on exit."""
+
+    __slots__ = ("_deadlines", "_task")
+
+    def __init__(self, deadlines: SessionDeadlines, task: asyncio.Task[object]) -> None:
+        self._deadlines, self._task = deadlines, task
+
+    def __enter__(self) -> None:
+        self._deadlines.backend_connect.start(self._task)  # then the login's, once the backend greeted
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
+        deadlines, task = self._deadlines, self._task
+        expired = kind is asyncio.CancelledError and deadlines.backend_expired(task)
+        deadlines.backend_done(task)
+        if expired:
+            raise TimeoutError from None

@@ -245,8 +245,7 @@ class ImapSession:
         deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.IMAP)
-            deadlines.backend_connect.start(task)  # then the login's, once the backend greeted
-            try:
+            with deadlines.backend(task):
                 steps = _BackendLogin(route.backend_login, password, where(endpoint),
                                       lambda: deadlines.backend_greeted(task))  # fmt: skip
                 if endpoint.tls == TlsMode.STARTTLS:
@@ -256,12 +255,6 @@ class ImapSession:
                     await run_steps(reader, steps)
                 else:  # the whole exchange in the connection's callbacks: one wait, not one per line
                     reader, writer = await open_dialogue(endpoint, ctx.backend_tls, steps)
-            except asyncio.CancelledError:
-                if not deadlines.backend_expired(task):
-                    raise
-                raise TimeoutError from None
-            finally:
-                deadlines.backend_done(task)
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_quietly(writer)

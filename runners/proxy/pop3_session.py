@@ -193,8 +193,7 @@ class Pop3Session:
         deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.POP3)
-            deadlines.backend_connect.start(task)  # then the login's, once the backend greeted
-            try:
+            with deadlines.backend(task):
                 steps = _BackendLogin(route.backend_login, password, where(endpoint),
                                       lambda: deadlines.backend_greeted(task))  # fmt: skip
                 if endpoint.tls == TlsMode.STARTTLS:
@@ -205,12 +204,6 @@ class Pop3Session:
                     await run_steps(reader, steps)
                 else:  # the whole exchange in the connection's callbacks: one wait, not one per line
                     reader, writer = await open_dialogue(endpoint, ctx.backend_tls, steps)
-            except asyncio.CancelledError:
-                if not deadlines.backend_expired(task):
-                    raise
-                raise TimeoutError from None
-            finally:
-                deadlines.backend_done(task)
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_quietly(writer)
