@@ -41,19 +41,20 @@ def tree_usage(roots: Sequence[int]) -> Usage:
     """CPU (live tasks to the nanosecond, reaped children by their ticks) and context switches of
     every process under ``roots``."""
     parents: dict[int, int] = {}
+    fields: dict[int, list[str]] = {}  # each process's stat after its name, read once
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             stat = _read(f"/proc/{entry}/stat")
             if stat:
-                parents[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+                pid = int(entry)
+                fields[pid] = stat[stat.rindex(")") + 2 :].split()
+                parents[pid] = int(fields[pid][1])
     wanted = set(roots)
     cpu_ns = reaped_ticks = voluntary = involuntary = 0
     for pid in parents:
         if not _under(pid, wanted, parents):
             continue
-        stat = _read(f"/proc/{pid}/stat")
-        if stat:
-            reaped_ticks += sum(int(v) for v in stat[stat.rindex(")") + 2 :].split()[13:15])  # cutime cstime
+        reaped_ticks += sum(int(v) for v in fields[pid][13:15])  # cutime cstime
         tasks = _tasks_usage(f"/proc/{pid}")
         cpu_ns += tasks[0]
         voluntary += tasks[1]
