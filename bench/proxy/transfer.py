@@ -41,49 +41,52 @@ def tree_usage(roots: Sequence[int]) -> Usage:
     """CPU (live tasks to the nanosecond, reaped children by their ticks) and context switches of
     every process under ``roots``."""
     parents: dict[int, int] = {}
+    fields: dict[int, list[str]] = {}  # each process's stat after its name, read once
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             stat = _read(f"/proc/{entry}/stat")
             if stat:
-                parents[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+                pid = int(entry)
+                fields[pid] = stat[stat.rindex(")") + 2 :].split()
+                parents[pid] = int(fields[pid][1])
     wanted = set(roots)
     cpu_ns = reaped_ticks = voluntary = involuntary = 0
     for pid in parents:
         if not _under(pid, wanted, parents):
             continue
-        stat = _read(f"/proc/{pid}/stat")
-        if stat:
-            reaped_ticks += sum(int(v) for v in stat[stat.rindex(")") + 2 :].split()[13:15])  # cutime cstime
-        try:
-            tasks = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tasks:
-            schedstat = _read(f"/proc/{pid}/task/{tid}/schedstat")
-            if schedstat:
-                cpu_ns += int(schedstat.split()[0])
-            for line in _read(f"/proc/{pid}/task/{tid}/status").splitlines():
-                if line.startswith("voluntary_ctxt_switches:"):
-                    voluntary += int(line.split()[1])
-                elif line.startswith("nonvoluntary_ctxt_switches:"):
-                    involuntary += int(line.split()[1])
+        reaped_ticks += sum(int(v) for v in fields[pid][13:15])  # cutime cstime
+        tasks = _tasks_usage(f"/proc/{pid}")
+        cpu_ns += tasks[0]
+        voluntary += tasks[1]
+        involuntary += tasks[2]
     return Usage(cpu_ns / 1e9 + reaped_ticks / _CLOCK_TICKS, voluntary, involuntary)
 
 
 def self_usage() -> Usage:
     """The bench process's own threads (the transfer client runs in it), not its children (the
     backends and the peers it started)."""
+    cpu_ns, voluntary, involuntary = _tasks_usage("/proc/self")
+    return Usage(cpu_ns / 1e9, voluntary, involuntary)
+
+
+def _tasks_usage(process: str) -> tuple[int, int, int]:
+    """Nanoseconds on the CPU, voluntary and involuntary context switches of every thread of
+    ``process`` (its ``/proc`` directory); nothing when it is gone."""
     cpu_ns = voluntary = involuntary = 0
-    for tid in os.listdir("/proc/self/task"):
-        schedstat = _read(f"/proc/self/task/{tid}/schedstat")
+    try:
+        tasks = os.listdir(f"{process}/task")
+    except OSError:
+        return 0, 0, 0
+    for tid in tasks:
+        schedstat = _read(f"{process}/task/{tid}/schedstat")
         if schedstat:
             cpu_ns += int(schedstat.split()[0])
-        for line in _read(f"/proc/self/task/{tid}/status").splitlines():
+        for line in _read(f"{process}/task/{tid}/status").splitlines():
             if line.startswith("voluntary_ctxt_switches:"):
                 voluntary += int(line.split()[1])
             elif line.startswith("nonvoluntary_ctxt_switches:"):
                 involuntary += int(line.split()[1])
-    return Usage(cpu_ns / 1e9, voluntary, involuntary)
+    return cpu_ns, voluntary, involuntary
 
 
 def _under(pid: int, roots: set[int], parents: dict[int, int]) -> bool:

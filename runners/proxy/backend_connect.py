@@ -101,10 +101,15 @@ async def open_dialogue(
     return protocol.streams()
 
 
+async def backend_line(reader: asyncio.StreamReader) -> bytes:
+    """The backend's next line, its line end stripped."""
+    return (await reader.readuntil(b"\n")).rstrip(b"\r\n")
+
+
 async def run_steps(reader: asyncio.StreamReader, steps: LineSteps) -> None:
     """The same dialogue over streams (a backend reached with STARTTLS, which the streams negotiated;
     ``steps.write`` is the streams' writer's)."""
-    while not steps.step((await reader.readuntil(b"\n")).rstrip(b"\r\n")):
+    while not steps.step(await backend_line(reader)):
         pass
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from runners.proxy.backend_connect import (
     BackendUnavailable,
+    backend_line,
     open_dialogue,
     run_steps,
     start_tls,
@@ -284,11 +285,6 @@ class _Aborted(Exception):
     """The client cancelled an AUTHENTICATE exchange with ``*``."""
 
 
-async def _line(reader: asyncio.StreamReader) -> bytes:
-    line = await reader.readuntil(b"\n")
-    return line.rstrip(b"\r\n")
-
-
 def _greeting_capabilities(greeting: bytes) -> set[str]:
     """The capabilities of a backend's ``* OK [CAPABILITY ...]`` greeting, upper case."""
     match = _CAPABILITY_CODE.match(greeting[4:].lstrip())
@@ -299,16 +295,16 @@ async def _greeting(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: BackendEndpoint, ctx: ProxyContext
 ) -> set[str]:
     """The backend's greeting (and STARTTLS when its endpoint says so); its capabilities, upper case."""
-    greeting = await _line(reader)
+    greeting = await backend_line(reader)
     if not greeting.upper().startswith(b"* OK"):
-        raise BackendUnavailable(f"{endpoint.host}:{endpoint.port} greeted with {greeting[:200]!r}")
+        raise BackendUnavailable(f"{where(endpoint)} greeted with {greeting[:200]!r}")
     capabilities = _greeting_capabilities(greeting)
     if endpoint.tls == TlsMode.STARTTLS:
         writer.write(b"S STARTTLS\r\n")
-        while not (line := await _line(reader)).startswith(b"S "):
+        while not (line := await backend_line(reader)).startswith(b"S "):
             pass
         if not line[2:].upper().startswith(b"OK"):
-            raise BackendUnavailable(f"{endpoint.host}:{endpoint.port} refused STARTTLS: {line[2:200]!r}")
+            raise BackendUnavailable(f"{where(endpoint)} refused STARTTLS: {line[2:200]!r}")
         await start_tls(reader, writer, ctx.backend_tls.context(endpoint), endpoint.host)
         capabilities.discard("STARTTLS")
     return capabilities

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from runners.proxy.backend_connect import (
     BackendUnavailable,
+    backend_line,
     open_dialogue,
     run_steps,
     start_tls,
@@ -228,21 +229,17 @@ class Pop3Session:
         return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
 
 
-async def _line(reader: asyncio.StreamReader) -> bytes:
-    return (await reader.readuntil(b"\n")).rstrip(b"\r\n")
-
-
 async def _greeting(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: BackendEndpoint, ctx: ProxyContext
 ) -> None:
-    greeting = await _line(reader)
+    greeting = await backend_line(reader)
     if not greeting.startswith(b"+OK"):
-        raise BackendUnavailable(f"{endpoint.host}:{endpoint.port} greeted with {greeting[:200]!r}")
+        raise BackendUnavailable(f"{where(endpoint)} greeted with {greeting[:200]!r}")
     if endpoint.tls == TlsMode.STARTTLS:
         writer.write(b"STLS\r\n")
-        answer = await _line(reader)
+        answer = await backend_line(reader)
         if not answer.startswith(b"+OK"):
-            raise BackendUnavailable(f"{endpoint.host}:{endpoint.port} refused STLS: {answer[:200]!r}")
+            raise BackendUnavailable(f"{where(endpoint)} refused STLS: {answer[:200]!r}")
         await start_tls(reader, writer, ctx.backend_tls.context(endpoint), endpoint.host)
 
 
