@@ -123,8 +123,8 @@ def test_the_journal_stays_bounded_per_user_by_age_and_in_total(tmp_path: Path) 
 
 
 def test_a_large_per_user_bound_is_cut_a_tenth_late_never_more(tmp_path: Path) -> None:
-    # At 100 per user the cut waits for 10 new logins of that user (one query per user per batch
-    # cost the proxy a tenth of its work); the journal holds fewer than 110 of them.
+    # At 100 per user the cut waits for 10 new logins of that user (not a query per user on every
+    # batch); the journal holds fewer than 110 of them.
     limits = JournalLimits(per_user=100, max_age_days=1.0, total=100_000)
     writer = StoreWriter(tmp_path / "state.db", interval=NEVER, limits=limits)
     store = writer.start()
