@@ -45,6 +45,15 @@ def fleet_plan(root: Path, state: str = "") -> Plan:
     return load_plan(write_plan(root, side, side, mailboxes=mailboxes, tail=state))
 
 
+def backend_plan(root: Path, backend: str, request: pytest.FixtureRequest) -> Plan:
+    """``fleet_plan`` with its store on ``backend`` (PostgreSQL: the test server's, by ``pg_url``)."""
+    state = ""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
+    return fleet_plan(root, state)
+
+
 def seed(store: StateStore) -> dict[str, int]:
     """Every mailbox in the store; every third one has failures (so "failed" order differs)."""
     ids = dict(
@@ -85,11 +94,7 @@ def _fields(query: MailboxQuery) -> dict[str, object]:
 def test_windows_read_by_keyset_cover_the_list_in_its_order(
     tmp_path: Path, backend: str, order: str, request: pytest.FixtureRequest
 ) -> None:
-    state = ""
-    if backend == "postgresql":
-        url = request.getfixturevalue("pg_url")
-        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
-    store = open_store(fleet_plan(tmp_path, state))
+    store = open_store(backend_plan(tmp_path, backend, request))
     try:
         seed(store)
         # The search: a substring in any case, its text taken literally (LIKE's wildcards too).
@@ -120,11 +125,7 @@ def test_windows_read_by_keyset_cover_the_list_in_its_order(
 def test_a_search_finds_the_same_mailboxes_through_its_index_as_by_a_pass_over_all(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = ""
-    if backend == "postgresql":
-        url = request.getfixturevalue("pg_url")
-        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
-    plan = fleet_plan(tmp_path, state)
+    plan = backend_plan(tmp_path, backend, request)
     store = open_store(plan)
     try:
         seed(store)
@@ -227,11 +228,7 @@ def up_from_end(store: StateStore, plan: Plan, query: MailboxQuery) -> list[tupl
 def test_end_and_home_show_the_same_rows_with_planned_mailboxes_the_store_has_not_seen(
     tmp_path: Path, backend: str, order: str, request: pytest.FixtureRequest
 ) -> None:
-    state = ""
-    if backend == "postgresql":
-        url = request.getfixturevalue("pg_url")
-        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
-    plan = fleet_plan(tmp_path, state)
+    plan = backend_plan(tmp_path, backend, request)
     store = open_store(plan)
     try:
         seed_some(store)
@@ -252,11 +249,7 @@ def test_end_and_home_show_the_same_rows_with_planned_mailboxes_the_store_has_no
 def test_the_mailbox_view_reads_its_ledger_off_the_ui_thread(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = ""
-    if backend == "postgresql":
-        url = request.getfixturevalue("pg_url")
-        state = f'[state]\nurl = "{url}"\npassword = "env:{PASSWORD_ENV}"\n'
-    plan = fleet_plan(tmp_path, state)
+    plan = backend_plan(tmp_path, backend, request)
     store = open_store(plan)
     far = f"u{FLEET - 3:04d}"
     try:

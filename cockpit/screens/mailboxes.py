@@ -54,19 +54,21 @@ class MailboxesView(View):
         Binding("s", "sort", "Sort"),
     ]
 
+    # Set by ``reopen`` (as a new view: a kept one is opened again the same way).
+    filter: str
+    sort_key: str
+    _previous: dict[str, int]
+    _rows: dict[str, MailboxRow]
+    #: The window: from this mailbox on (None: the first), or ``_back`` rows before it (or the end).
+    _start: str | None
+    _back: int
+    #: End was pressed: the cursor goes to the last row once the last window is read.
+    _to_end: bool
+
     def __init__(self, wave: str | None = None) -> None:
         super().__init__()
         self.wave = wave
-        # The default filter shows what needs attention; "/" then Enter on an empty line shows all.
-        self.filter = NOT_OK
-        self.sort_key = "mailbox"
-        self._previous: dict[str, int] = {}
-        self._rows: dict[str, MailboxRow] = {}
-        #: The window: from this mailbox on (None: the first), or ``_back`` rows before it (or the end).
-        self._start: str | None = None
-        self._back = 0
-        #: End was pressed: the cursor goes to the last row once the last window is read.
-        self._to_end = False
+        self.reopen()
         #: The label and detail lines' texts as last set.
         self._lines: dict[str, str] = {}
         #: Set while a new filter narrows the last snapshot's rows at once (``_refilter``).
@@ -76,6 +78,7 @@ class MailboxesView(View):
         """As a newly opened view: ``filter_text`` (None: the default), sorted by mailbox, from the first
         row. The app keeps a closed view and opens it again (``CockpitApp.open_mailboxes``): building
         the screen cost more than drawing it."""
+        # The default filter shows what needs attention; "/" then Enter on an empty line shows all.
         self.filter = NOT_OK if filter_text is None else filter_text
         self.sort_key = "mailbox"
         self._previous, self._rows = {}, {}
