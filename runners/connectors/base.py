@@ -99,6 +99,10 @@ class Recovery(Protocol):
     ``find``, records the found ones as copied and copies the rest again.
     """
 
+    #: Whether ``find`` looks items up by the key each APPEND carries (``AppendItem.item_key``);
+    #: where it doesn't, the engine leaves the key empty.
+    keyed: bool
+
     def mark(self, folder: str) -> str | None:
         """Taken once before a folder's first APPEND of a pass; stored on every intent."""
         ...

@@ -24,6 +24,8 @@ class _UidTarget(Protocol):
 class FloorRecovery:
     """``runners.connectors.base.Recovery`` for a target with UIDs: the mark is the UIDNEXT floor."""
 
+    keyed = False  # it finds lost APPENDs by content above the floor
+
     def __init__(self, target: _UidTarget) -> None:
         self.target = target
 

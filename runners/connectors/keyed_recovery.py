@@ -24,6 +24,8 @@ class KeyedTarget(Protocol):
 class KeyedRecovery:
     """``runners.connectors.base.Recovery`` by stored key: no mark is needed before an APPEND."""
 
+    keyed = True
+
     def __init__(self, target: KeyedTarget) -> None:
         self.target = target
 

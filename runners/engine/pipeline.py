@@ -214,8 +214,7 @@ def _store_batch(
         faults.reached("after-record")
     faults.reached("before-append")
     ctx.store.check_lease()  # a runner whose lease may have run out sends nothing (runners.state.fence)
-    # Only a target that finds lost APPENDs by a stored key needs one; IMAP finds them by content.
-    keyed = not ctx.target.capabilities.keeps_bytes
+    keyed = ctx.target.recovery.keyed  # only a target that finds lost APPENDs by a stored key needs one
     outcomes = ctx.target.append(
         target_wire,
         [
