@@ -301,6 +301,9 @@ _ATTENTION = (
 
 
 class MailboxReadsMixin(StoreBase):
+    #: Whether ``mailboxes_text`` was seen: a table once there stays, so sqlite_master is asked until then.
+    _trigram_table_seen: bool = False
+
     # -- the fleet, from the per-mailbox counters (never the ledger) --------------------------------
 
     def wave_state_totals(self) -> list[WaveStateTotals]:
@@ -317,8 +320,10 @@ class MailboxReadsMixin(StoreBase):
     def _trigram_matches(self, phrase: str, limit: int) -> int | None:
         """SQLite's FTS matches of ``phrase`` in ``mailboxes_text``, counted up to ``limit`` (None: a store
         opened read-only from before the table has none)."""
-        if not self._read("SELECT 1 FROM sqlite_master WHERE name = 'mailboxes_text'"):
-            return None
+        if not self._trigram_table_seen:
+            if not self._read("SELECT 1 FROM sqlite_master WHERE name = 'mailboxes_text'"):
+                return None
+            self._trigram_table_seen = True
         sql = "SELECT COUNT(*) FROM (SELECT 1 FROM mailboxes_text WHERE mailboxes_text MATCH ? LIMIT ?)"
         return int(self._read(sql, [phrase, limit])[0][0])
 
