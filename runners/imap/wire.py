@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import socket
 import ssl
@@ -25,8 +26,8 @@ _LITERAL_AT_END = re.compile(rb"[~]?\{(\d+)\+?\}\r\n$")
 _BUFSIZE = 256 * 1024
 #: Bytes of an APPEND gathered before they are sent (see ``send_with_literals``).
 _SEND_CHUNK = 256 * 1024
-#: Buffers one ``sendmsg`` may carry (Linux's IOV_MAX).
-_IOV_MAX = 1024
+#: Buffers one ``sendmsg`` may carry: the system's IOV_MAX (1,024 on Linux; POSIX's floor, 16, if unknown).
+_IOV_MAX = max(16, os.sysconf("SC_IOV_MAX")) if "SC_IOV_MAX" in os.sysconf_names else 16
 
 # What a server may send before we hang up (each checked before anything is allocated for it).
 #: One line of protocol text: a line that hasn't ended by then never will.
