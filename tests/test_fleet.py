@@ -231,6 +231,40 @@ def test_sigterm_finishes_the_batch_gives_the_mailbox_back_and_exits_0(
     assert code == 0 and report["totals"]["ok"] == total, report
 
 
+def test_a_runner_joining_late_obeys_a_pause_made_before_it_joined(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, gate: Gate
+) -> None:
+    total = fill(source_dovecot, ["alice", "bob"], 40)
+    pair = (("alice", "alice", "pilot"), ("bob", "bob", "pilot"))
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot, mailboxes=pair, tail=FLEET_PLAN)
+    with fleet_of(lab) as fleet:
+        launcher = fleet.launch("pilot", "--workers", "1", env=gate.env("hold-after-record:1"))
+        gate.wait_held(launcher)  # one mailbox taken by the launcher; the other still open
+        (open_one,) = [r["source"] for r in fleet.query("SELECT source FROM mailboxes WHERE owner IS NULL")]
+        paused = lab.cutover("control", "--plan", str(lab.plan), "pause", "--mailbox", open_one)
+        assert paused.returncode == 0, paused.stderr
+        fleet.start_runner("w", "--workers", "1")
+        # The runner takes the open mailbox and pauses it at its first checkpoint, as the launcher would.
+        row = wait_for(
+            f"runner w holding {open_one} paused",
+            lambda: next(iter(fleet.query(
+                "SELECT state, messages_done FROM mailboxes WHERE source = ? AND owner = 'w' AND state = 'paused'",
+                (open_one,))), None),
+            (launcher,),
+        )  # fmt: skip
+        assert row["messages_done"] <= 5, row  # at most the batch before its first checkpoint
+        resumed = lab.cutover("control", "--plan", str(lab.plan), "resume", "--mailbox", open_one)
+        assert resumed.returncode == 0, resumed.stderr
+        gate.open()
+        out, err = launcher.communicate(timeout=WAIT_SECONDS)
+        assert launcher.returncode == 0, err
+        assert json.loads(out)["status"] == "ok"
+    for user in ("alice", "bob"):
+        assert_same_mailbox(lab.source, lab.target, user)
+    code, report = lab.verify("pilot")
+    assert code == 0 and report["totals"]["ok"] == total, report
+
+
 def test_runner_help_and_a_bad_plan() -> None:
     shown = subprocess.run([*CUTOVER, "runner", "--help"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and "--name" in shown.stdout and "SIGTERM" in shown.stdout

@@ -36,7 +36,13 @@ class ControlWatcher:
     """The effective control state of one run's mailboxes, refreshed from the store in the background."""
 
     def __init__(
-        self, store: StateStore, wave: str, mailboxes: list[str], poll: float = POLL_SECONDS
+        self,
+        store: StateStore,
+        wave: str,
+        mailboxes: list[str],
+        poll: float = POLL_SECONDS,
+        *,
+        since: float | None = None,
     ) -> None:
         self._store: StateStore | None = store  # each thread reads it on a connection of its own
         self._wave = wave
@@ -46,12 +52,19 @@ class ControlWatcher:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._last_id = 0
+        self._since = since  # a joined run's start: requests made since then apply to this runner too
         self._thread = threading.Thread(target=self._loop, name="controls", daemon=True)
 
     def start(self) -> ControlWatcher:
-        # Requests made before this run started don't apply to it.
+        # Requests made before this run started don't apply to it. A runner joining a run late
+        # (`cutover runner`) obeys those made since the run started, before it takes any mailbox:
+        # a wave paused before this host joined stays paused here too.
         assert self._store is not None
-        self._last_id = self._store.last_control_id()
+        if self._since is None:
+            self._last_id = self._store.last_control_id()
+        else:
+            self._last_id = self._store.last_control_id_before(self._since)
+            self.refresh(self._store)
         self._thread.start()
         return self
 

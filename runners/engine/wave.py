@@ -199,10 +199,11 @@ class WavePass:
     def join(self, run_id: int) -> None:
         """Take part in a run another process started (``cutover runner``)."""
         self.run_id = run_id
-        self.watch([e.source for e in self.plan.wave(self.wave)])
+        run = self.store.run(run_id)
+        self.watch([e.source for e in self.plan.wave(self.wave)], since=run.started if run else None)
 
-    def watch(self, sources: list[str]) -> None:
-        self.controls = ControlWatcher(self.store, self.wave, sources).start()
+    def watch(self, sources: list[str], since: float | None = None) -> None:
+        self.controls = ControlWatcher(self.store, self.wave, sources, since=since).start()
         self.pacing = PacingRecorder(self.store, self.run_id).start()
         self.started = time.monotonic()
 

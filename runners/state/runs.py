@@ -75,6 +75,11 @@ class RunsMixin(StoreBase):
                 with self.transaction() as db:
                     db.execute("UPDATE runs SET status = ? WHERE id = ?", (RunStatus.INTERRUPTED, run[0]))
 
+    def run(self, run_id: int) -> RunRow | None:
+        """One run by its id (None: no such run)."""
+        rows = self._read(f"SELECT {_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        return _run(rows[0]) if rows else None
+
     def recent_runs(self, wave: str | None = None, limit: int = 10) -> list[RunRow]:
         """The last ``limit`` runs (of one wave, or of all), newest first."""
         where = "WHERE wave = ? " if wave else ""
