@@ -343,3 +343,20 @@ def test_cutover_proxy_route_says_what_the_store_decided(
     assert "no captured password was kept for alice" in capsys.readouterr().out
     assert main(["proxy", "run", "alice", "--plan", str(path)]) == 2
     assert "takes no USER" in capsys.readouterr().err
+
+
+_SPOOL = '[proxy]\nsmtp_port = 10025\n[proxy.smtp]\nstore_and_forward = true\nspool_dir = "spool"\n'
+
+
+def test_bounce_via_names_a_backend_with_an_smtp_endpoint(tmp_path: Path) -> None:
+    relay = '[proxy.backends.relay]\nsmtp = "127.0.0.1:2525"\nsmtp_tls = "none"\n'
+    plan = load_plan(write(tmp_path, _SPOOL + 'bounce_via = "relay"\n' + relay))
+    assert plan.proxy is not None and plan.proxy.smtp.bounce_via == "relay"
+    path = write(tmp_path, _SPOOL + 'bounce_via = "nobody"\n')
+    unknown = plan_error(path)
+    line = path.read_text().splitlines().index('bounce_via = "nobody"') + 1
+    assert (unknown.key, unknown.line) == ("proxy.smtp.bounce_via", line)
+    assert '"nobody" is not a backend' in unknown.message
+    # legacy speaks IMAP here ([source]): it has no smtp endpoint to send notices through
+    no_smtp = plan_error(write(tmp_path, _SPOOL + 'bounce_via = "legacy"\n'))
+    assert no_smtp.key == "proxy.smtp.bounce_via" and 'no "smtp" endpoint' in no_smtp.message

@@ -8,6 +8,9 @@ Exims on loopback that deliver into Maildirs the tests read.
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
+import json
 import logging
 import smtplib
 import socket
@@ -364,6 +367,47 @@ def test_with_store_and_forward_a_mixed_transaction_reaches_both(
     assert wait_for(lambda: len(lab.target.messages("dave@example.test")) == before[0] + 1)
     assert wait_for(lambda: len(lab.legacy.messages("carol@example.test")) == before[1] + 1)
     assert wait_for(lambda: not list((spool / "queue").iterdir()))  # delivered: nothing left waiting
+
+
+def test_the_sender_of_a_refused_recipient_gets_a_delivery_status_notice(
+    lab: Lab, start_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    (nobody,) = free_ports(1)
+    backends = _dead_backends(lab, nobody)  # the target is down while the mail comes in
+    spool = tmp_path / "spool"
+    settings = replace(SETTINGS, store_and_forward=True, spool_dir=spool, bounce_via="legacy",
+                       hostname="mx.cutover.test", retry_first_seconds=0.1, retry_max_seconds=0.1)  # fmt: skip
+    proxy = start_proxy(settings, backends=backends)
+    before = len(lab.legacy.messages("carol@example.test"))
+    with smtplib.SMTP(HOST, proxy.ports["smtp"], timeout=20) as client:
+        # ghost is routed to the target, accepted on the router's word and refused at delivery
+        # (5.1.1) once the target is back; dave is delivered.
+        refused = client.sendmail("carol@example.test", ["ghost@example.test", "dave@example.test"], MESSAGE)
+        assert refused == {}
+        # A notice is never answered with a notice: no sender, no notice (kept in failed/ only).
+        assert client.sendmail("", ["ghost@example.test"], MESSAGE) == {}
+    backends["target"] = lab.backends["target"]  # the target comes back (the proxy holds this mapping)
+    assert wait_for(lambda: len(lab.legacy.messages("carol@example.test")) == before + 1)
+    notice = email.message_from_bytes(
+        lab.legacy.messages("carol@example.test")[-1], policy=email.policy.default
+    )
+    assert notice["Return-path"] == "<>" and notice["Auto-Submitted"] == "auto-replied"
+    assert (
+        notice.get_content_type() == "multipart/report"
+        and notice.get_param("report-type") == "delivery-status"
+    )
+    human, status, header = notice.iter_parts()
+    assert "<ghost@example.test>: 550 5.1.1 no such user here" in human.get_content()
+    fields = [dict(block.items()) for block in status.get_payload()]
+    assert fields[0]["Reporting-MTA"] == "dns; mx.cutover.test"
+    assert fields[1:] == [{"Final-Recipient": "rfc822; ghost@example.test", "Action": "failed", "Status": "5.1.1",
+                           "Diagnostic-Code": "smtp; 550 5.1.1 no such user here"}]  # fmt: skip
+    assert header.get_content_type() == "text/rfc822-headers" and "Subject: hello" in header.get_content()
+    assert b"The body." not in lab.legacy.messages("carol@example.test")[-1]  # the body stays in failed/
+    assert wait_for(lambda: len(list((spool / "failed").glob("*.why"))) == 2)
+    assert wait_for(lambda: not list((spool / "queue").iterdir()))  # the notice was delivered too
+    reasons = [json.loads(p.read_text()) for p in (spool / "failed").glob("*.why")]
+    assert sum("notice" in why for why in reasons) == 1  # carol's message; the null sender's has none
 
 
 def test_size_limits_are_announced_and_enforced(lab: Lab, start_proxy: ProxyFactory) -> None:

@@ -58,3 +58,10 @@ def test_errors_name_file_line_and_key(body: str, line: int, key: str, words: st
         _load("[proxy]\n[proxy.smtp]\n" + body)
     assert (error.value.path, error.value.line, error.value.key) == ("plan.toml", line, key)
     assert words in error.value.message
+
+
+def test_bounce_via_needs_store_and_forward() -> None:
+    with pytest.raises(PlanError) as error:
+        _load('[proxy]\n[proxy.smtp]\nbounce_via = "legacy"\n')
+    assert (error.value.line, error.value.key) == (3, "proxy.smtp.bounce_via")
+    assert "store_and_forward" in error.value.message

@@ -72,6 +72,9 @@ def load_proxy(
     listeners = _listeners(table, bool(certificates))
     backends = _backends(table, base_dir, source, target)
     grace = table.positive_number("grace_seconds", 0.0) if "grace_seconds" in table else None
+    smtp = load_proxy_smtp(table, base_dir)
+    if smtp.bounce_via is not None:
+        _bounce_backend(table, smtp.bounce_via, backends)
     return ProxyOptions(
         listeners=listeners,
         backends=backends,
@@ -82,7 +85,7 @@ def load_proxy(
         cache_seconds=table.positive_number("cache_seconds", 30.0),
         plaintext_logins=table.choice("plaintext_logins", ("loopback", "never", "always"), "loopback")
         or "loopback",
-        smtp=load_proxy_smtp(table, base_dir),
+        smtp=smtp,
         workers=table.integer("workers", 1, low=0, high=256),
     )
 
@@ -247,6 +250,14 @@ def _routing(
         match=table.string("match") or directory.match,
         values=values,
     )
+
+
+def _bounce_backend(proxy: Table, name: str, backends: dict[str, BackendOption]) -> None:
+    smtp = proxy.table("smtp")
+    assert smtp is not None  # bounce_via was read from it
+    _known(smtp, "bounce_via", name, backends)
+    if "smtp" not in backends[name].endpoints:
+        raise smtp.error("bounce_via", f'backend "{name}" has no "smtp" endpoint to send notices through')
 
 
 def _known(table: Table, key: str, backend: str, backends: dict[str, BackendOption]) -> None:

@@ -12,7 +12,10 @@ for the login dialogue with a backend (connect, greeting, EHLO, STARTTLS, AUTH: 
 is answered within it) and for each MAIL, RCPT and DATA command asked of it (while a sender waits,
 and in the spool's deliveries); ``backend_data_timeout_seconds`` for the message and its final answer. ``plain_auth_from_loopback`` lets a client
 on a loopback address AUTH without TLS (a local webmail); nobody else ever can. ``hostname`` is the
-name in the banner, the EHLO reply and the Received header.
+name in the banner, the EHLO reply and the Received header (and the reporting host of notices).
+``bounce_via`` names the backend whose ``smtp`` endpoint takes the delivery status notifications
+(RFC 3464) the spool sends to the sender of a message it could not deliver (a recipient refused for
+good, or still undelivered after ``give_up_hours``); without it no notice is sent.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from runners.plan.tables import Table
 PROXY_SMTP_KEYS = (
     "hostname", "store_and_forward", "spool_dir", "retry_first_seconds", "retry_backoff", "retry_max_seconds",
     "give_up_hours", "max_message_bytes", "max_recipients", "client_timeout_seconds", "backend_timeout_seconds",
-    "backend_data_timeout_seconds", "plain_auth_from_loopback", "max_auth_failures",
+    "backend_data_timeout_seconds", "plain_auth_from_loopback", "max_auth_failures", "bounce_via",
 )  # fmt: skip
 
 _MIB = 1024 * 1024
@@ -53,6 +56,9 @@ class ProxySmtpSettings:
     plain_auth_from_loopback: bool = True
     #: Failed AUTH attempts in one session before the proxy says 421 and hangs up.
     max_auth_failures: int = 3
+    #: The backend whose ``smtp`` endpoint takes the delivery notices (DSNs) for spooled mail that
+    #: failed, addressed to its sender; None: no notice, the operator reads ``failed/``.
+    bounce_via: str | None = None
 
     def retry_delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failed delivery attempt (1, 2, ...)."""
@@ -97,7 +103,18 @@ def load_proxy_smtp(proxy: Table | None, base_dir: Path) -> ProxySmtpSettings:
         backend_data_timeout_seconds=table.positive_number("backend_data_timeout_seconds", 300.0),
         plain_auth_from_loopback=table.boolean("plain_auth_from_loopback", True),
         max_auth_failures=table.integer("max_auth_failures", 3, low=1, high=100),
+        bounce_via=_bounce_via(table, store_and_forward),
     )
+
+
+def _bounce_via(table: Table, store_and_forward: bool) -> str | None:
+    """The backend named for notices; that it exists with an ``smtp`` endpoint is checked with the backends."""
+    name = table.string("bounce_via")
+    if name is not None and not store_and_forward:
+        raise table.error(
+            "bounce_via", "notices are sent for spooled mail only: set store_and_forward = true"
+        )
+    return name
 
 
 def _hostname(table: Table) -> str:

@@ -5,8 +5,10 @@ Layout under the plan's ``spool_dir``::
     tmp/<id>.msg           being received; deleted at start-up (its sender never got 250)
     queue/<id>.msg         accepted: one JSON line (the envelope), then the message as received
     queue/<id>.<n>.done    one delivery's outcome (recipients delivered or refused for good)
-    failed/<id>.msg        given up on or refused by a backend (kept for the operator, no bounce sent)
+    failed/<id>.msg        given up on or refused by a backend (kept for the operator)
     failed/<id>.why        why, as JSON
+    queue/<id>-dsn.msg     the notice to the sender of a failed message (``dsn.py``), spooled like any
+                           message before the failed one moves to ``failed/``
     lock                   flock'd by the one proxy process that uses the spool
 
 Durability: a message is written to ``tmp/``, fsync'd, renamed into ``queue/``, and ``queue/`` is
@@ -132,9 +134,12 @@ class Spool:
                 with contextlib.suppress(OSError):
                     record.unlink()
 
-    def begin(self, sender: str, mail_params: str, recipients: Iterable[Recipient]) -> Draft:
-        """A new message in ``tmp/``; write its body with ``Draft.write``, then ``commit`` it."""
-        spool_id = f"{time.time_ns():x}-{secrets.token_hex(4)}"
+    def begin(
+        self, sender: str, mail_params: str, recipients: Iterable[Recipient], spool_id: str | None = None
+    ) -> Draft:
+        """A new message in ``tmp/``; write its body with ``Draft.write``, then ``commit`` it. ``spool_id``:
+        a name derived from another message's (its notice), else a new one."""
+        spool_id = spool_id or f"{time.time_ns():x}-{secrets.token_hex(4)}"
         envelope = Envelope(spool_id, sender, mail_params, tuple(recipients), time.time())
         return Draft(self, envelope)
 
@@ -159,6 +164,11 @@ class Spool:
                     finished.add(int(index))
                     refused.append((int(index), str(words)))
         return Pending(envelope, frozenset(finished), tuple(refused))
+
+    def holds(self, spool_id: str) -> bool:
+        """Is a message of this id queued or kept in ``failed/``?"""
+        name = spool_id + _MSG
+        return (self.queue / name).exists() or (self.failed / name).exists()
 
     def open_body(self, spool_id: str) -> BinaryIO:
         """The message as received (dot-stuffed lines, without the final dot), after the envelope line."""

@@ -4,9 +4,11 @@ A message's recipients are grouped by backend; each group is one SMTP transactio
 backend's ``smtp`` endpoint. Right after the backend's ``250`` to the final dot, the group's outcome is
 recorded durably (``Spool.record``), so a restart doesn't deliver it again. A ``5xx`` for a recipient
 (or for the whole message) is final: recorded as refused and, once every recipient is finished, the
-message moves to ``failed/`` with the backend's words (no bounce is sent: the operator sees it there
-and in the log). A ``4xx``, a timeout or a backend that is down is retried after
-``ProxySmtpSettings.retry_delay``; after ``give_up_hours`` the message moves to ``failed/``.
+message moves to ``failed/`` with the backend's words. A ``4xx``, a timeout or a backend that is down
+is retried after ``ProxySmtpSettings.retry_delay``; after ``give_up_hours`` the message moves to
+``failed/``. With ``bounce_via``, the sender is told (``dsn.py``): the notice is spooled as
+``<id>-dsn`` before the message moves, so a crash in between sends it once, and it is delivered like
+any spooled message through that backend. A message from the null sender gets no notice.
 
 The retry schedule is kept in memory: after a restart every queued message is tried at once.
 """
@@ -21,11 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from runners.plan.proxy_smtp_options import ProxySmtpSettings
+from runners.proxy import dsn
 from runners.proxy.contracts import ProxyBackend, Service
 from runners.proxy.smtp_backend import BackendSession, BackendUnavailable, mail_from, open_session
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import encode
-from runners.proxy.spool import Outcome, Pending, Spool
+from runners.proxy.spool import Outcome, Pending, Recipient, Spool
 from runners.safe_text import safe
 
 log = logging.getLogger(__name__)
@@ -89,11 +92,13 @@ class SpoolDelivery:
             return
         waits: list[str] = []
         refused = list(pending.refused)
+        finished = set(pending.finished)
         for backend, indices in _groups(pending).items():
             attempt = await self._attempt(pending, backend, indices)
             if attempt.outcome.delivered or attempt.outcome.refused:
                 await asyncio.to_thread(self.spool.record, spool_id, attempt.outcome)
                 refused.extend(attempt.outcome.refused)
+                finished.update(attempt.outcome.delivered, (i for i, _ in attempt.outcome.refused))
             if attempt.retry_because is not None:
                 waits.append(f"{backend}: {attempt.retry_because}")
         if not waits:
@@ -106,9 +111,15 @@ class SpoolDelivery:
             log.error(
                 "spooled message %s given up after %.1f h: %s", spool_id, age_hours, safe("; ".join(waits))
             )
-            why = {"gave_up_after_hours": round(age_hours, 2), "last_errors": waits,
-                   "refused": [[pending.envelope.recipients[i].address, w] for i, w in refused]}  # fmt: skip
-            await asyncio.to_thread(self.spool.give_up, spool_id, why)
+            why: dict[str, object] = {
+                "gave_up_after_hours": round(age_hours, 2),
+                "last_errors": waits,
+                "refused": [[pending.envelope.recipients[i].address, w] for i, w in refused],
+            }
+            late = [
+                (i, f"gave up after {age_hours:.0f} h: {w}") for i, w in _waiting(pending, finished, waits)
+            ]
+            await self._fail(pending, [*_failed(pending, refused), *_failed(pending, late, dsn.EXPIRED)], why)
             return
         delay = self.settings.retry_delay(failures)
         self._due[spool_id] = time.monotonic() + delay
@@ -119,13 +130,51 @@ class SpoolDelivery:
         self._due.pop(spool_id, None)
         self._failures.pop(spool_id, None)
         if refused:
-            why = {"refused": [[pending.envelope.recipients[i].address, w] for i, w in refused]}
+            why: dict[str, object] = {
+                "refused": [[pending.envelope.recipients[i].address, w] for i, w in refused]
+            }
             log.error(
                 "spooled message %s refused for %d recipient(s); kept in failed/", spool_id, len(refused)
             )
-            await asyncio.to_thread(self.spool.give_up, spool_id, why)
+            await self._fail(pending, _failed(pending, refused), why)
         else:
             await asyncio.to_thread(self.spool.finish, spool_id)
+
+    async def _fail(
+        self, pending: Pending, failed: list[dsn.FailedRecipient], why: dict[str, object]
+    ) -> None:
+        """Tell the sender (when a backend takes notices), then move the message to ``failed/``."""
+        notice = await asyncio.to_thread(self._spool_notice, pending, failed)
+        if notice is not None:
+            why["notice"] = notice
+            self.wake.set()
+        await asyncio.to_thread(self.spool.give_up, pending.envelope.id, why)
+
+    def _spool_notice(self, pending: Pending, failed: list[dsn.FailedRecipient]) -> str | None:
+        """The notice's spool id once it is queued (None: none is due). Blocking."""
+        envelope = pending.envelope
+        via = self.settings.bounce_via
+        if via is None or not envelope.sender or not failed:
+            return None  # no backend for notices, or a notice itself (never bounced in turn)
+        notice_id = f"{envelope.id}-dsn"
+        if self.spool.holds(notice_id):
+            return notice_id  # queued before a crash: once is enough
+        with self.spool.open_body(envelope.id) as body:
+            header = dsn.original_header(body.read(dsn.MAX_HEADER_BYTES + 2))
+        text = dsn.compose(
+            reporting_host=self.settings.hostname, sender=envelope.sender, spool_id=envelope.id,
+            arrival=envelope.received_at, failed=failed, header=header, now=time.time(),
+        )  # fmt: skip
+        params = "" if text.isascii() else "BODY=8BITMIME"
+        draft = self.spool.begin("", params, [Recipient(envelope.sender, via)], spool_id=notice_id)
+        try:
+            draft.write(_dot_stuffed(text))
+        except BaseException:
+            draft.abort()
+            raise
+        draft.commit()
+        log.info("spooled message %s: notice %s queued for its sender", envelope.id, notice_id)
+        return notice_id
 
     async def _attempt(self, pending: Pending, backend_name: str, indices: list[int]) -> _Attempt:
         nothing = Outcome(backend_name)
@@ -203,6 +252,29 @@ def _groups(pending: Pending) -> dict[str, list[int]]:
         if index not in pending.finished:
             groups.setdefault(recipient.backend, []).append(index)
     return groups
+
+
+def _failed(
+    pending: Pending, indices_words: list[tuple[int, str]], status: str | None = None
+) -> list[dsn.FailedRecipient]:
+    recipients = pending.envelope.recipients
+    return [
+        dsn.FailedRecipient(recipients[i].address, words, status or dsn.status_of(words))
+        for i, words in indices_words
+    ]
+
+
+def _waiting(pending: Pending, finished: set[int], waits: list[str]) -> list[tuple[int, str]]:
+    """The recipients still unfinished when the spool gives up, each with its backend's last words
+    (``waits`` reads "backend: words")."""
+    last = dict(w.split(": ", 1) for w in waits if ": " in w)
+    recipients = pending.envelope.recipients
+    return [(i, last.get(r.backend, "not delivered")) for i, r in enumerate(recipients) if i not in finished]
+
+
+def _dot_stuffed(text: bytes) -> bytes:
+    """CRLF lines as the spool keeps a body: a line starting with a dot gets a second one."""
+    return b"\r\n".join(b"." + line if line.startswith(b".") else line for line in text.split(b"\r\n"))
 
 
 def _words(answer: Reply) -> str:
