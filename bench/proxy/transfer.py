@@ -33,14 +33,19 @@ class Usage:
     cpu: float = 0.0
     voluntary: int = 0
     involuntary: int = 0
+    #: In a difference: the seconds waited, summed over the tasks alive at its end (a task that ended
+    #: meanwhile takes its wait with it, so a plain difference of sums could go below zero).
     waited: float = 0.0
+    #: In a snapshot: nanoseconds waited so far, by task id.
+    task_waits: dict[int, int] = field(default_factory=dict)
 
     def __sub__(self, other: Usage) -> Usage:
+        waited_ns = sum(ns - other.task_waits.get(tid, 0) for tid, ns in self.task_waits.items())
         return Usage(
             self.cpu - other.cpu,
             self.voluntary - other.voluntary,
             self.involuntary - other.involuntary,
-            self.waited - other.waited,
+            waited_ns / 1e9,
         )
 
 
@@ -57,7 +62,8 @@ def tree_usage(roots: Sequence[int]) -> Usage:
                 fields[pid] = stat[stat.rindex(")") + 2 :].split()
                 parents[pid] = int(fields[pid][1])
     wanted = set(roots)
-    cpu_ns = waited_ns = reaped_ticks = voluntary = involuntary = 0
+    cpu_ns = reaped_ticks = voluntary = involuntary = 0
+    waits: dict[int, int] = {}
     for pid in parents:
         if not _under(pid, wanted, parents):
             continue
@@ -66,38 +72,39 @@ def tree_usage(roots: Sequence[int]) -> Usage:
         cpu_ns += tasks[0]
         voluntary += tasks[1]
         involuntary += tasks[2]
-        waited_ns += tasks[3]
-    return Usage(cpu_ns / 1e9 + reaped_ticks / _CLOCK_TICKS, voluntary, involuntary, waited_ns / 1e9)
+        waits.update(tasks[3])
+    return Usage(cpu_ns / 1e9 + reaped_ticks / _CLOCK_TICKS, voluntary, involuntary, task_waits=waits)
 
 
 def self_usage() -> Usage:
     """The bench process's own threads (the transfer client runs in it), not its children (the
     backends and the peers it started)."""
-    cpu_ns, voluntary, involuntary, waited_ns = _tasks_usage("/proc/self")
-    return Usage(cpu_ns / 1e9, voluntary, involuntary, waited_ns / 1e9)
+    cpu_ns, voluntary, involuntary, waits = _tasks_usage("/proc/self")
+    return Usage(cpu_ns / 1e9, voluntary, involuntary, task_waits=waits)
 
 
-def _tasks_usage(process: str) -> tuple[int, int, int, int]:
-    """Nanoseconds on the CPU, voluntary and involuntary context switches, and nanoseconds runnable
-    but waiting for a CPU, of every thread of ``process`` (its ``/proc`` directory); nothing when it
-    is gone."""
-    cpu_ns = voluntary = involuntary = waited_ns = 0
+def _tasks_usage(process: str) -> tuple[int, int, int, dict[int, int]]:
+    """Nanoseconds on the CPU, voluntary and involuntary context switches of every thread of
+    ``process`` (its ``/proc`` directory), and each thread's nanoseconds runnable but waiting for a
+    CPU; nothing when it is gone."""
+    cpu_ns = voluntary = involuntary = 0
+    waits: dict[int, int] = {}
     try:
         tasks = os.listdir(f"{process}/task")
     except OSError:
-        return 0, 0, 0, 0
+        return 0, 0, 0, waits
     for tid in tasks:
         schedstat = _read(f"{process}/task/{tid}/schedstat")
         if schedstat:
             on_cpu, waiting = schedstat.split()[:2]
             cpu_ns += int(on_cpu)
-            waited_ns += int(waiting)
+            waits[int(tid)] = int(waiting)
         for line in _read(f"{process}/task/{tid}/status").splitlines():
             if line.startswith("voluntary_ctxt_switches:"):
                 voluntary += int(line.split()[1])
             elif line.startswith("nonvoluntary_ctxt_switches:"):
                 involuntary += int(line.split()[1])
-    return cpu_ns, voluntary, involuntary, waited_ns
+    return cpu_ns, voluntary, involuntary, waits
 
 
 def _under(pid: int, roots: set[int], parents: dict[int, int]) -> bool:
