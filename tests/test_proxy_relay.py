@@ -67,15 +67,8 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(
-    backend: Handler,
-    *,
-    tls: Tls | None = None,
-    client_tls: bool = False,
-    backend_tls: bool = False,
-    peek: list[socket.socket] | None = None,
+    backend: Handler, *, tls: Tls | None = None, client_tls: bool = False, backend_tls: bool = False
 ) -> AsyncIterator[Rig]:
-    """``peek``, when given, receives a duplicate of the proxy's socket on each leg (client's, then
-    backend's), for options the relay sets; the caller closes them."""
     stop = asyncio.Event()
     results: asyncio.Queue[RelayResult] = asyncio.Queue()
 
@@ -99,9 +92,6 @@ async def rig(
         writer.write(await b_reader.readexactly(len(GREETING)))
         b_writer.write(await reader.readexactly(len(LOGIN)))
         await asyncio.sleep(0.05)  # let the ahead bytes land in the streams' buffers
-        if peek is not None:
-            for leg_writer in (writer, b_writer):
-                peek.append(socket.socket(fileno=os.dup(leg_writer.get_extra_info("socket").fileno())))
         result = await relay(Leg(reader, writer, client_tls), Leg(b_reader, b_writer, backend_tls), stop)
         results.put_nowait(result)
 
@@ -213,33 +203,6 @@ def test_short_exchanges_before_and_after_a_bulk_answer_stay_in_order(
             result = await asyncio.wait_for(r.results.get(), 30)
         assert result.ended_by == "client"
         assert result.client_to_backend == len(CLIENT_AHEAD) + 6 * len(b"n0 NOOP\r\n") + len(b"f1 FETCH\r\n")
-
-    run(main())
-
-
-def test_spliced_legs_to_this_host_are_not_paced() -> None:
-    """Once bulk moves a plain session to splice, its loopback legs send with reno: the host's
-    congestion control (BBR, where it is the default, paces every segment with a timer) has no
-    network to share there."""
-    bulk = os.urandom(2 * 1024 * 1024)
-
-    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readexactly(len(CLIENT_AHEAD))
-        writer.write(bulk)
-        await writer.drain()
-        await reader.read()
-
-    async def main() -> None:
-        kept: list[socket.socket] = []
-        async with rig(backend, peek=kept) as r:
-            reader, writer = await r.connect()
-            assert await reader.readexactly(len(BACKEND_AHEAD) + len(bulk)) == BACKEND_AHEAD + bulk
-            used = [s.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0") for s in kept]
-            for sock in kept:
-                sock.close()
-            writer.close()
-            await asyncio.wait_for(r.results.get(), 30)
-        assert used == [b"reno", b"reno"]
 
     run(main())
 

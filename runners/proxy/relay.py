@@ -13,10 +13,7 @@ and the kernel moves the data socket -> pipe -> socket with ``os.splice``, drive
 ``add_reader``/``add_writer``; the bulk never enters Python. Short reads after that are still
 copied (one ``recv``, one ``send``), so a direction gets its pipe only when bulk flows in it.
 FETCH on loopback: 0.35 CPU-s per GB spliced against 0.75 copied (bench/proxy_bench.py). TLS legs
-stay with the copy: the bytes must pass through the TLS library anyway. A spliced leg whose peer is
-on this host sends with reno rather than the host's congestion control (there is no network to
-share; with BBR, which paces its segments, FETCH on loopback ran a tenth slower); a leg to another
-host keeps the host's choice.
+stay with the copy: the bytes must pass through the TLS library anyway.
 
 An in-kernel relay (a sockhash map with an sk_skb verdict program redirecting each socket's data to
 its peer's egress) was measured on Linux 6.18 and left out: it moved about half what a splice relay
@@ -41,7 +38,6 @@ import asyncio
 import contextlib
 import fcntl
 import functools
-import ipaddress
 import os
 import socket
 from typing import Final, cast
@@ -60,13 +56,6 @@ _ROUNDS: Final = 8
 _WRITE_HIGH: Final = 512 * 1024
 #: After a normal end, how long a peer that reads nothing may hold the last bytes before it is cut.
 _FLUSH_SECONDS: Final = 30.0
-#: Congestion control for a spliced leg whose peer is on this host: there is no network to share on
-#: loopback, and BBR (the test host's default) paces the segments with a timer. FETCH through the
-#: proxy on loopback, four runs of 20-30 rounds with and without it in the same rounds (as in
-#: bench/proxy_transfer_bench.py): 79-84 % of direct with reno against 66-79 % with BBR; the client
-#: spent 0.27-0.36 CPU-s per GB received against 0.39-0.45, the proxy 0.33-0.38 either way. Reno is
-#: built into every kernel and open to every user.
-_LOOPBACK_CONGESTION: Final = b"reno"
 
 _CAN_SPLICE: Final = hasattr(os, "splice") and hasattr(fcntl, "F_SETPIPE_SZ")
 _SPLICE_FLAGS: Final = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if _CAN_SPLICE else 0
@@ -270,8 +259,6 @@ class _SpliceSession(_Session):
         self.legs = legs
         self.client = client
         self.backend = backend
-        for sock in (client, backend):
-            _unpaced_on_loopback(sock)
         self.up = _Direction(self, "client", client, backend)
         self.down = _Direction(self, "backend", backend, client)
 
@@ -330,21 +317,6 @@ def _own_socket(transport: asyncio.BaseTransport) -> socket.socket:
     sock = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
     sock.setblocking(False)
     return sock
-
-
-def _unpaced_on_loopback(sock: socket.socket) -> None:
-    """Reno instead of the host's congestion control where ``sock``'s peer is on this host (see
-    ``_LOOPBACK_CONGESTION``); a leg to another host keeps what the administrator chose."""
-    if not hasattr(socket, "TCP_CONGESTION") or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    try:
-        address = ipaddress.ip_address(sock.getpeername()[0].partition("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if address.is_loopback:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, _LOOPBACK_CONGESTION)
-    except (OSError, ValueError):  # gone already, or the kernel refuses: the default works too
-        pass
 
 
 async def _read_ahead(reader: asyncio.StreamReader) -> bytes:
