@@ -80,6 +80,9 @@ def main() -> int:
     print(f"{args.rounds} rounds; a leg: FETCH of the {sizes.messages} x {sizes.message_kb} KB corpus "
           f"{sizes.fetch_rounds} times, or RETR of each message {sizes.retr_rounds} times")  # fmt: skip
     print(f"load average before: {' '.join(load_before)}; after: {' '.join(load_after)} (2 cores)")
+    for row in rows:
+        print(f"{row.peer:11} {row.service:5} {pb.fmt(row.transfer_mb_s, 0)} MB/s, "
+              f"{pb.fmt(row.cpu_s_per_gb, 2)} CPU-s/GB of the peer")  # fmt: skip
     print("\n".join(pb.transfer_lines(rows)))
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
