@@ -98,7 +98,10 @@ class Row:
     backends_cpu_ms_per_session: float | None = None
     #: Transfer, over the rounds alternated with direct: the median of the per-round ratios (% of
     #: direct), their lowest and highest, direct's median rate in those rounds, and per GB or MB
-    #: through this peer: the backends' and the client's CPU, the peer's context switches.
+    #: through this peer: the backends' and the client's CPU, the peer's context switches; the
+    #: backends' and the client's CPU per GB in the direct legs of the same rounds (what the peer adds
+    #: to their work), and the seconds per GB each of peer, backends and client spent runnable but
+    #: waiting for a CPU (the one that waits longest is what the transfer waits on).
     transfer_pct_of_direct: float | None = None
     transfer_pct_spread: tuple[float, float] | None = None
     transfer_direct_mb_s: float | None = None
@@ -106,6 +109,9 @@ class Row:
     transfer_backends_cpu_s_per_gb: float | None = None
     transfer_client_cpu_s_per_gb: float | None = None
     transfer_switches_per_mb: float | None = None
+    transfer_direct_backends_cpu_s_per_gb: float | None = None
+    transfer_direct_client_cpu_s_per_gb: float | None = None
+    transfer_waited_s_per_gb: tuple[float | None, float, float] | None = None
 
 
 @dataclass
@@ -374,6 +380,13 @@ def fill_transfer(row: Row, alt: Alternated, has_process: bool) -> None:
     row.transfer_switches_per_mb = alt.switches_per_mb("peer", "peer") if has_process else None
     row.transfer_backends_cpu_s_per_gb = alt.per_gb("peer", "backends")
     row.transfer_client_cpu_s_per_gb = alt.per_gb("peer", "client")
+    row.transfer_direct_backends_cpu_s_per_gb = alt.per_gb("direct", "backends")
+    row.transfer_direct_client_cpu_s_per_gb = alt.per_gb("direct", "client")
+    row.transfer_waited_s_per_gb = (
+        alt.waited_per_gb("peer", "peer") if has_process else None,
+        alt.waited_per_gb("peer", "backends"),
+        alt.waited_per_gb("peer", "client"),
+    )
 
 
 def measure_idle(peer: Peer, row: Row, sizes: Sizes) -> None:
@@ -468,13 +481,18 @@ def transfer_lines(rows: list[Row]) -> list[str]:
     out = [
         f"transfer: median of {measured[0].transfer_rounds} rounds, each direct and the peer back to back "
         "(direct's row: direct against itself, the noise floor) | % of direct, lowest–highest round | "
-        "direct MB/s in those rounds | through the peer, CPU s/GB of backends, client | peer's context switches/MB"
+        "direct MB/s in those rounds | through the peer, CPU s/GB of backends, client (direct's legs: "
+        "backends, client) | peer's context switches/MB | through the peer, s/GB waiting for a CPU: peer, "
+        "backends, client"
     ]
     for r in measured:
         low, high = r.transfer_pct_spread or (0.0, 0.0)
+        waited = " / ".join(fmt(w, 2) for w in r.transfer_waited_s_per_gb or ())
         out.append(f"  {r.peer:11} {r.service:10} {fmt(r.transfer_pct_of_direct, 0)} % ({low:.0f}–{high:.0f} %) | "
                    f"{fmt(r.transfer_direct_mb_s, 0)} | {fmt(r.transfer_backends_cpu_s_per_gb, 2)}, "
-                   f"{fmt(r.transfer_client_cpu_s_per_gb, 2)} | {fmt(r.transfer_switches_per_mb, 1)}")  # fmt: skip
+                   f"{fmt(r.transfer_client_cpu_s_per_gb, 2)} ({fmt(r.transfer_direct_backends_cpu_s_per_gb, 2)}, "
+                   f"{fmt(r.transfer_direct_client_cpu_s_per_gb, 2)}) | {fmt(r.transfer_switches_per_mb, 1)} | "
+                   f"{waited}")  # fmt: skip
     return out
 
 

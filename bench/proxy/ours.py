@@ -29,6 +29,9 @@ def ours_available() -> str | None:
 def _env(checkout: Path = REPO) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), env.get("PYTHONPATH", "")]))
+    # Else ``python -m`` puts the working directory first: run from this repository, ours-before
+    # would import this checkout's code rather than the one it names.
+    env["PYTHONSAFEPATH"] = "1"
     env.setdefault("SRC_MASTER_PW", "unused")
     env.setdefault("DST_MASTER_PW", "unused")
     return env
