@@ -31,14 +31,14 @@ from runners.engine.sessions import ConnectionCaps
 from runners.engine.wave import select_mailboxes
 from runners.errors import MigrationError, ProtocolError
 from runners.folders import FolderMapping, plan_folders
-from runners.kept import differences, expected_item
+from runners.kept import KeptItem, differences, expected_item
 from runners.model import FetchedMessage, FolderState, MessageMeta
 from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import safe
 from runners.state.open_store import open_store, store_exists, store_location
 from runners.state.rows import SyncedFolder
 from runners.state.statuses import MessageStatus
-from runners.state.store import LedgerEntry, StateStore
+from runners.state.store import MATCHED_NOTE, LedgerEntry, StateStore
 
 BUCKETS = ("ok", "new", "excluded", "waived", "skipped", "failed", "lost", "different")
 
@@ -267,6 +267,9 @@ def _verify_kept_folder(
             key = item_key(synced.id, state.uidvalidity, meta.key)
             target_id = ledger[meta.key].target_id or ""
             carriers = holders.get(key, [])
+            if not carriers and _keeps_earlier_key(ledger[meta.key], kept.get(target_id), holders, target_id):
+                key = kept[target_id].key
+                carriers = [target_id]
             if carriers == [target_id]:
                 to_compare[meta.key] = (meta, target_id, key)
                 continue
@@ -293,6 +296,20 @@ def _verify_kept_folder(
         for meta, _, _ in to_compare.values():  # a source that yields less than asked: never silent
             _count(result, check, folder, meta, "different", "the source did not deliver the message")
     result.extra_on_target = len(set(kept) - claimed)
+
+
+def _keeps_earlier_key(
+    entry: LedgerEntry, item: KeptItem | None, holders: dict[str, list[str]], target_id: str
+) -> bool:
+    """A copy matched by the ledger after a UIDVALIDITY change keeps the key it was made with (an
+    earlier UIDVALIDITY's): accepted when the row says it was matched and that item alone carries
+    that key (no item carries the row's own key: the caller checked)."""
+    return (
+        entry.reason == MATCHED_NOTE
+        and item is not None
+        and bool(item.key)
+        and holders.get(item.key) == [target_id]
+    )
 
 
 def _count(

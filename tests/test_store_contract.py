@@ -30,7 +30,16 @@ from runners.state.errors import StoreError
 from runners.state.mailbox_reads import MailboxQuery
 from runners.state.pacing import PacingRow
 from runners.state.pg_backend import PostgresBackend
-from runners.state.rows import Intent, Matched, MessageRef, Outcome, SourceFacts, SyncedFolder, Unsent
+from runners.state.rows import (
+    EarlierCopy,
+    Intent,
+    Matched,
+    MessageRef,
+    Outcome,
+    SourceFacts,
+    SyncedFolder,
+    Unsent,
+)
 from runners.state.statuses import ControlAction
 from runners.state.store import MailboxProgress, StateStore
 from runners.state.survey import SurveyRow
@@ -137,7 +146,11 @@ def test_unsent_matched_flags_and_a_new_uidvalidity(store: StateStore) -> None:
     # The source's UIDVALIDITY changed: the old rows are voided, kept until a pass completes.
     assert store.supersede_other_uidvalidity(folder, 6)
     assert {e.status for e in store.ledger(folder, 5).values()} == {"superseded"}
+    # What a keyed target matches from: only rows that had a copy in that target folder.
+    assert store.superseded_copies(folder, "INBOX") == [EarlierCopy(old[0], b"a" * 32, "7")]
+    assert store.superseded_copies(folder, "Other") == []
     store.drop_superseded(folder)
+    assert store.superseded_copies(folder, "INBOX") == []
     assert store.ledger(folder, 5) == {}
     assert not store.supersede_other_uidvalidity(folder, 6)
     assert store.not_copied("pilot") == []

@@ -35,6 +35,7 @@ Public API::
         emulator.in_flight(user)   # requests being served for a logon name
         emulator.tamper(item_id, attachment=(0, b"…"), received=dt, sent=dt, is_read=…,
                         categories=[…], body=(0, "text"))
+        emulator.delete_item("ann@corp.example", item_id)  # as its user would delete it
 
 An ``Item`` has ``item_id``, ``folder_id``, ``subject``, ``headers`` (the kept ones),
 ``bodies`` (``BodyPart(content_type, text)``), ``attachments`` (``Attachment(name,

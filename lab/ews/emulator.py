@@ -166,6 +166,17 @@ class EwsEmulator:
         with self._engine.store.lock:
             return list(self.mailbox(address).folder(folder).items.values())
 
+    def delete_item(self, address: str, item_id: str) -> None:
+        """Remove an item behind the client's back, as its user would delete it."""
+        with self._engine.store.lock:
+            mailbox = self.mailbox(address)
+            for folder in mailbox.folders.values():
+                item = folder.items.pop(item_id, None)
+                if item is not None:
+                    mailbox.bytes_used -= item.size
+                    return
+        raise KeyError(f"no item {item_id}")
+
     def folder_names(self, address: str) -> list[str]:
         """Every folder under the message root as a display path ("Inbox/Projects")."""
         mailbox = self.mailbox(address)

@@ -51,6 +51,7 @@ Public API::
                                             #  "create:importMime": n, "create:mime": n, "update": n, …}
         emulator.in_flight(m), emulator.peak_in_flight(m)
         emulator.tamper("a@x.example", item_id, attachment=(0, b"…"), received=datetime, sent=…, body=…)
+        emulator.delete_item("a@x.example", item_id)  # as its user would delete it
         emulator.add_user(UserConfig(...))
 
     lab.graph.demo.demo_config(content: lab.data.LabData | None = None) -> GraphConfig   # the demo lab's tenant

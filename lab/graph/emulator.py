@@ -210,6 +210,15 @@ class GraphEmulator:
             found = [i for i in found if i.folder.lower() == folder.lower()]
         return sorted(found, key=lambda i: i.created)
 
+    def delete_item(self, mailbox: str, item_id: str) -> None:
+        """Remove a message behind the client's back, as its user would delete it."""
+        box = self._mailbox(mailbox)
+        with box.lock:
+            message = box.message(item_id)
+            if message is None:
+                raise KeyError(f"no item {item_id}")
+            box.delete(message)
+
     def folders(self, mailbox: str) -> list[str]:
         """Every folder path of the mailbox ("Inbox", "Inbox/Projects", ...), sorted."""
         box = self._mailbox(mailbox)

@@ -551,13 +551,23 @@ class MailboxJob:
         uidvalidity = folder.state.uidvalidity
         if not self.store.supersede_other_uidvalidity(folder.id, uidvalidity):
             return None, False
+        pool = unclaimed_digests(self.store, target, self.mailbox_id, folder.id, folder.mapping.target_wire)
+        if target.capabilities.keeps_bytes:
+            how = "matching by content against the target"
+        elif pool is not None:
+            how = (
+                f"matching by the ledger: {sum(map(len, pool.values()))} earlier copies still on the "
+                "target, by the SHA-256 of the source bytes they were made from"
+            )
+        else:
+            how = "the target can't be matched by content: copying again"
         self._event(
             "warning",
             "uidvalidity",
-            f"source UIDVALIDITY changed to {uidvalidity}: matching by content against the target",
+            f"source UIDVALIDITY changed to {uidvalidity}: {how}",
             folder=folder.display,
         )
-        return unclaimed_digests(self.store, target, self.mailbox_id, folder.mapping.target_wire), True
+        return pool, True
 
     def _record_skipped(self, folder: _OpenFolder, skipped: list[tuple[MessageMeta, str]]) -> None:
         if not skipped:

@@ -6,7 +6,9 @@
    message is copied again. The engine does the same for every target.
 2. A changed source UIDVALIDITY: every source UID is new, so a target that keeps bytes exactly is
    matched by SHA-256 (a multiset: n identical source messages claim n distinct target items,
-   never one twice). A target that re-renders messages can't be matched so: they are copied again.
+   never one twice). A keyed target re-renders messages, so its items' bytes prove nothing; the
+   superseded ledger rows do: each says which item was made from source bytes of which SHA-256.
+   Those items still on the target make the same multiset, by the source's digest.
 """
 
 from __future__ import annotations
@@ -30,14 +32,45 @@ def item_key(folder_id: int, uidvalidity: int, src_key: str) -> str:
 
 
 def unclaimed_digests(
-    store: StateStore, target: TargetSession, mailbox_id: int, target_wire: str
+    store: StateStore, target: TargetSession, mailbox_id: int, folder_id: int, target_wire: str
 ) -> dict[bytes, list[str]] | None:
-    """Target items of the folder that no ledger row already claims, by digest; None when the target
-    doesn't keep bytes exactly (nothing can be proven by content)."""
-    if not target.capabilities.keeps_bytes:
-        return None
+    """Target items of the folder that no ledger row already claims, by the digest of the source
+    bytes they hold; None when nothing can prove it (a target that neither keeps bytes nor keys)."""
+    if target.capabilities.keeps_bytes:
+        claimed = store.mapped_target_ids(mailbox_id, target_wire)
+        return content_pool(target.digests(target_wire), claimed)
+    if target.recovery.keyed:
+        return earlier_copies(store, target, mailbox_id, folder_id, target_wire)
+    return None
+
+
+def earlier_copies(
+    store: StateStore, target: TargetSession, mailbox_id: int, folder_id: int, target_wire: str
+) -> dict[bytes, list[str]]:
+    """The superseded rows' copies still on a keyed target and claimed by no copied row, by the
+    SHA-256 of the source bytes they were made from (earliest source UID claimed first).
+
+    One listing of the target folder says which are there: an item by the key stored on it, or by
+    the id the row recorded (a copy matched so after an earlier UIDVALIDITY change carries that
+    change's key). An item the user deleted is in neither, so its message is copied again.
+    """
+    rows = store.superseded_copies(folder_id, target_wire)
+    if not rows:
+        return {}
+    kept = target.kept_items(target_wire, deep=False)
+    by_key = {item.key: item_id for item_id, item in kept.items() if item.key}
     claimed = store.mapped_target_ids(mailbox_id, target_wire)
-    return content_pool(target.digests(target_wire), claimed)
+    pool: dict[bytes, list[str]] = defaultdict(list)
+    for row in rows:
+        item = by_key.get(item_key(*_key(row.ref)))
+        if item is None and row.target_id in kept:
+            item = row.target_id
+        if item is not None and item not in claimed:
+            claimed.add(item)  # one item answers for one message only
+            pool[row.sha256].append(item)
+    for ids in pool.values():
+        ids.reverse()  # pop() claims the earliest first
+    return dict(pool)
 
 
 def resolve_pending(

@@ -90,6 +90,16 @@ class PendingIntent:
 
 
 @dataclass(frozen=True, slots=True)
+class EarlierCopy:
+    """A superseded row's copy on the target: the item made from (or matched to) source bytes of
+    this SHA-256 under an older UIDVALIDITY (``runners.engine.reconcile.earlier_copies``)."""
+
+    ref: MessageRef
+    sha256: bytes
+    target_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class FailedMessage:
     """A message that failed in one run, for the end-of-folder report."""
 

@@ -33,6 +33,7 @@ from runners.state.pacing import PacingMixin
 from runners.state.proxy_reads import ProxyReadsMixin
 from runners.state.proxy_writes import ProxyWritesMixin
 from runners.state.rows import (
+    EarlierCopy,
     FailedMessage,
     Intent,
     Matched,
@@ -69,6 +70,11 @@ _ADDED_COLUMNS = {
     "check_runs": (("operator", "TEXT"),),
     "runs": (("operator", "TEXT"),),
 }
+
+
+#: The reason of a row matched to an item already on the target (``record_matched``): after a
+#: changed UIDVALIDITY, a keyed target's item keeps the key it was made with, not this row's.
+MATCHED_NOTE = "found on the target by content"
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,12 +452,21 @@ class StateStore(
             db.executemany(
                 "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
                 "sha256, target_name, target_id, run_id, status, reason, updated) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,'copied','found on the target by content',?) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,'copied',?,?) "
                 "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'copied', "
                 "target_id = excluded.target_id, target_name = excluded.target_name, sha256 = excluded.sha256, "
                 "reason = excluded.reason, recovery_mark = NULL, updated = excluded.updated",
                 [
-                    (*_ref(r.ref), *_facts(r.source), r.sha256, r.target_name, r.target_id, r.run_id, now)
+                    (
+                        *_ref(r.ref),
+                        *_facts(r.source),
+                        r.sha256,
+                        r.target_name,
+                        r.target_id,
+                        r.run_id,
+                        MATCHED_NOTE,
+                        now,
+                    )
                     for r in rows
                 ],
             )
@@ -510,6 +525,17 @@ class StateStore(
             (mailbox_id, target_name),
         )
         return {r[0] for r in rows}
+
+    def superseded_copies(self, folder_id: int, target_name: str) -> list[EarlierCopy]:
+        """Superseded rows of the folder that had a copy in target folder ``target_name`` (a target
+        id and the source bytes' SHA-256), in source UID order."""
+        rows = self._db().execute(
+            "SELECT uidvalidity, src_key, sha256, target_id FROM messages WHERE folder_id = ? "
+            "AND status = 'superseded' AND target_name = ? AND target_id IS NOT NULL AND sha256 IS NOT NULL "
+            "ORDER BY uidvalidity, src_uid",
+            (folder_id, target_name),
+        )
+        return [EarlierCopy(MessageRef(folder_id, r[0], r[1]), bytes(r[2]), r[3]) for r in rows]
 
     def failed_in_run(self, folder_id: int, uidvalidity: int, run_id: int) -> list[FailedMessage]:
         """Messages of the folder that failed in this run, with the reason."""
