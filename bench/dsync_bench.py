@@ -12,7 +12,8 @@ Scenarios, each into a fresh target Dovecot (the test suite's, on /tmp, its defa
       /proc/stat over the run, every process), and our own CPU per 1,000 messages, user and system
       (``cutover``'s process from spawn to exit: start-up included).
 Each scenario runs ``--repeat`` times (a fresh target each); the checks take the medians: the
-1-mailbox runs' wall times, the 8-mailbox runs' busy shares and CPU per 1,000 messages.
+1-mailbox runs' wall times, the 8-mailbox runs' busy shares and CPU per 1,000 messages, the
+one-message runs' CPU.
 Goals (issue 13): cutover at least 1.2x dsync's speed on one mailbox; the CPU at least 90 % busy
 with 8 mailboxes; at most 0.15 CPU s (user + system) of ours per 1,000 messages.
 """
@@ -150,9 +151,12 @@ def run(args: argparse.Namespace, lab: Lab) -> Report:
     one = build_corpus(args.messages, args.seed)
     many = build_corpus(args.many_messages, args.seed)
     users = users_for(args.mailboxes)
-    print(f"filling: 1 mailbox of {args.messages:,}, {len(users)} of {args.many_messages:,}", file=sys.stderr)
+    tiny_users = [f"tiny{i:02d}" for i in range(1, args.mailboxes + 1)]
+    print(f"filling: 1 mailbox of {args.messages:,}, {len(users)} of {args.many_messages:,}, {len(users)} of 1",
+          file=sys.stderr)  # fmt: skip
     source, _ = fill_source(lab, one, ["single"])
     many_source, _ = fill_source(lab, many, users)
+    tiny_source, _ = fill_source(lab, build_corpus(1, args.seed), tiny_users)
     warm_bytecode(lab)
     for i in range(args.repeat):  # interleaved, so a noisy moment hits both tools alike
         report.runs.append(one_run(lab, "cutover", source, ["single"], len(one), f"cutover-1-{i}"))
@@ -160,6 +164,10 @@ def run(args: argparse.Namespace, lab: Lab) -> Report:
     total = len(many) * len(users)
     for i in range(args.repeat):  # our CPU and the busy share vary run to run on a shared machine
         report.runs.append(one_run(lab, "cutover", many_source, users, total, f"cutover-{len(users)}-{i}"))
+    for i in range(args.repeat):
+        run = one_run(lab, "cutover", tiny_source, tiny_users, len(tiny_users), f"startup-{len(users)}-{i}")
+        run.tool = "startup"
+        report.runs.append(run)
     report.load_after = os.getloadavg()
     return report
 
@@ -186,6 +194,12 @@ def checks(report: Report) -> list[str]:
         out.append(f"{verdict}  <= {TARGET_CPU_PER_1000} CPU s per 1,000 msgs, {cpu.mailboxes} mailboxes: "
                    f"{cpu.cpu_per_1000:.3f} s (median of {n}: user {cpu.cpu_user:.2f} s + system {cpu.cpu_sys:.2f} s "
                    f"for {cpu.messages:,}; {', '.join(f'{r.cpu_per_1000:.3f}' for r in many)})")  # fmt: skip
+        starts = sorted(r.cpu_user + r.cpu_sys for r in report.runs if r.tool == "startup")
+        if starts:
+            start = starts[len(starts) // 2]
+            rest = (cpu.cpu_user + cpu.cpu_sys - start) / cpu.messages * 1000
+            out.append(f"info  start-up (a run of {cpu.mailboxes} one-message mailboxes): {start:.3f} CPU s "
+                       f"(median of {len(starts)}); per 1,000 messages without it: {rest:.3f} s")  # fmt: skip
     return out
 
 

@@ -7,6 +7,7 @@ found), 2 the command could not do its work (invalid plan, unreachable state, ba
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -373,8 +374,15 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cockpit.commands.run import run_command
-
+    # The run's imports leave ~24,000 objects the collector tracks, all kept for good: the ~60
+    # collections they would trigger find next to nothing (measured ~25 ms of CPU), and frozen
+    # they are not traversed again by the run's own collections.
+    gc.disable()
+    try:
+        from cockpit.commands.run import run_command
+    finally:
+        gc.freeze()
+        gc.enable()
     return run_command(args)
 
 

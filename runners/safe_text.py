@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import html
 import logging
 import re
 import threading
@@ -151,5 +150,7 @@ def markdown_literal(text: object) -> str:
     """Outside text as literal Markdown (a report's cell or line): ``safe`` first, then ``<`` ``>`` ``&``
     as entities (no raw HTML) and every metacharacter behind a backslash (no emphasis, link, cell
     break; a line's leading ``#`` can't start a heading). Always one line."""
+    import html  # reports only: html.entities is not loaded by every command's start
+
     escaped = html.escape(safe(text), quote=False)
     return _MD_META.sub(r"\\\1", escaped)

@@ -54,3 +54,22 @@ print("\\n".join(loaded))
     assert [
         m for m in loaded if m.startswith("cockpit.demo.")
     ] == []  # walk_packages opens the package itself
+
+
+def test_a_run_loads_no_parser_it_does_not_use() -> None:
+    # What `cutover run` imports for an IMAP-to-IMAP plan: email's parser (verification, Exchange
+    # targets, odd dates), difflib (a plan error's hint) and html (reports) stay out of every run's
+    # start-up, which a fleet pays once per runner process (docs/benchmarks.md).
+    script = """
+import sys
+import cockpit.cli, cockpit.commands.run
+import runners.connectors.imap_source, runners.connectors.imap_target, runners.connectors.imap_recovery
+print("\\n".join(sorted(sys.modules)))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = proc.stdout.split()
+    assert "runners.engine.wave" in loaded  # the run's own modules did load
+    assert [m for m in loaded if m.split(".")[0] in ("email", "difflib", "html", "textual")] == []

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from runners.kept import KeptItem
 from runners.model import (
     AppendItem,
     AppendOutcome,
@@ -27,6 +26,9 @@ from runners.model import (
     TargetCapabilities,
     TargetLayout,
 )
+
+if TYPE_CHECKING:  # what a target keeps is read by verification only: email's parser stays unloaded for a run
+    from runners.kept import KeptItem
 
 
 class SourceSession(Protocol):

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from runners.adapters import IMAP_TARGET
 from runners.connectors.base import TargetSession
@@ -20,10 +21,12 @@ from runners.imap.codes import command_error
 from runners.imap.dates import canonical_date
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta
 from runners.imap.wire import ImapConnection, Reply
-from runners.kept import KeptItem, expected_item
 from runners.model import SYSTEM_FLAGS, AppendItem, AppendOutcome, TargetLayout
 from runners.plan.model import Endpoint, MailboxEntry
 from runners.special_use import SPECIAL_USES, special_uses_in
+
+if TYPE_CHECKING:
+    from runners.kept import KeptItem
 
 #: Response codes after which appending more to this mailbox is pointless.
 MAILBOX_FATAL_CODES = {"OVERQUOTA", "NOPERM"}
@@ -198,6 +201,8 @@ class ImapTarget:
     def kept_items(self, wire_name: str, *, deep: bool) -> dict[str, KeptItem]:
         """What the folder's messages keep, in the Exchange targets' terms (no key: IMAP stores none).
         Verification of an IMAP target compares bytes instead; this reads a whole folder."""
+        from runners.kept import expected_item  # email's parser, loaded only when asked (not by a run)
+
         self._select(wire_name, readonly=True)
         tag = self.conn.send_command(b"UID FETCH 1:* (UID FLAGS INTERNALDATE BODY.PEEK[])")
         kept: dict[str, KeptItem] = {}

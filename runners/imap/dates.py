@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
 _CANONICAL = re.compile(r"^[0-3]\d-[A-Z][a-z]{2}-\d{4} [0-2]\d:[0-5]\d:[0-6]\d [+-]\d{4}$")
@@ -70,6 +69,8 @@ def _parse(value: str) -> datetime | None:
             return datetime(int(year), month, int(day), int(hour), int(minute), int(second), tzinfo=tz)
         except ValueError:
             return None
+    from email.utils import parsedate_to_datetime  # rare variants only: email stays unloaded for a run
+
     try:
         parsed = parsedate_to_datetime(value)  # RFC 5322 style, "Tue, 2 Jan 2024 10:00:00 +0100"
     except (TypeError, ValueError, IndexError):

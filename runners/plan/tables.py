@@ -6,7 +6,6 @@ Values of secret keys are never put in a message: the plan may hold literal pass
 from __future__ import annotations
 
 import datetime
-import difflib
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -55,6 +54,8 @@ def type_name(value: object) -> str:
 
 def did_you_mean(word: str, options: Collection[str]) -> str:
     """`` (did you mean "x"?)`` for the closest option, or "" when nothing is close."""
+    import difflib  # a plan error's hint only: not loaded by every command's start
+
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
 
