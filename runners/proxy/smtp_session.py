@@ -81,7 +81,7 @@ class ClientConnection:
         """The next line; None when the client left or stayed silent past the timeout (421 sent)."""
         task = asyncio.current_task()
         assert task is not None
-        deadline = _deadlines(self.timeout)
+        deadline = deadlines(self.timeout)
         deadline.start(task)
         try:
             return await read_line(self.reader, limit)
@@ -134,7 +134,7 @@ class ClientConnection:
         self.writer.close()
         task = asyncio.current_task()
         assert task is not None
-        deadline = _deadlines(_CLOSE_SECONDS)
+        deadline = deadlines(_CLOSE_SECONDS)
         deadline.start(task)
         try:
             await self.writer.wait_closed()
@@ -148,19 +148,20 @@ class ClientConnection:
 
 #: How long a client's connection may take to close before the session lets it be.
 _CLOSE_SECONDS = 1.0
-#: Per event loop (a proxy's, or each of a test's), the client connections' deadlines by length.
+#: Per event loop (a proxy's, or each of a test's), the sessions' deadlines by length.
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Deadlines]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _deadlines(seconds: float) -> Deadlines:
-    """The deadlines of this length of every client connection (one timer each, not one per read)."""
+def deadlines(seconds: float) -> Deadlines:
+    """The deadlines of this length on this event loop: a client's reads and close, a backend's login
+    (one timer each, not one per read or login)."""
     loop = asyncio.get_running_loop()
     by_length = _by_loop.get(loop)
     if by_length is None:
         by_length = _by_loop[loop] = {}
-    deadlines = by_length.get(seconds)
-    if deadlines is None:
-        deadlines = by_length[seconds] = Deadlines(seconds)
-    return deadlines
+    found = by_length.get(seconds)
+    if found is None:
+        found = by_length[seconds] = Deadlines(seconds)
+    return found
