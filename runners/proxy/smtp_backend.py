@@ -39,7 +39,9 @@ class BackendUnavailable(Exception):
     """The backend could not be reached, was too slow, or did not speak SMTP as expected."""
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``); kept, as each session asks twice."""
     if host == "localhost":
         return True
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import weakref
@@ -43,24 +44,35 @@ class SmtpProxy:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def tell_observers(self, event: LoginEvent, password: Password | None) -> None:
-        """Every observer, concurrently; one that raises is logged (without the event) and ignored."""
-        results = await asyncio.gather(
-            *(o.login_finished(event, password) for o in self.observers), return_exceptions=True
-        )
-        for observer, result in zip(self.observers, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("login observer %s failed: %s", type(observer).__name__, type(result).__name__)
+        """Every observer in turn (they are quick, as ``LoginObserver`` asks: no task each); one that
+        raises is logged (without the event) and ignored."""
+        for observer in self.observers:
+            try:
+                await observer.login_finished(event, password)
+            except Exception as exc:
+                log.warning("login observer %s failed: %s", type(observer).__name__, type(exc).__name__)
 
 
 async def answer_hello(
     conn: ClientConnection, settings: ProxySmtpSettings, verb: str, extensions: Sequence[str] = ()
 ) -> None:
     """The 250 to HELO (the hostname) or EHLO (the hostname, what both listeners offer, then ``extensions``)."""
+    await conn.send_raw(_hello(settings, verb, tuple(extensions)))
+
+
+@functools.lru_cache(maxsize=32)
+def _hello(settings: ProxySmtpSettings, verb: str, extensions: tuple[str, ...]) -> bytes:
+    # The same few answers all day: made once, not line by line per session.
     if verb == "HELO":
-        await conn.send(250, settings.hostname)
-        return
+        return reply(250, settings.hostname)
     common = ["PIPELINING", f"SIZE {settings.max_message_bytes}", "8BITMIME", "ENHANCEDSTATUSCODES"]
-    await conn.send(250, settings.hostname, *common, *extensions)
+    return reply(250, settings.hostname, *common, *extensions)
+
+
+@functools.lru_cache(maxsize=32)
+def banner(settings: ProxySmtpSettings) -> bytes:
+    """The 220 a client is greeted with."""
+    return reply(220, f"{settings.hostname} ESMTP cutover proxy")
 
 
 class ClientConnection:

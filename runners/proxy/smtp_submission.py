@@ -22,7 +22,7 @@ from runners.proxy.contracts import LoginEvent, Outcome, Password, Route, Servic
 from runners.proxy.smtp_backend import BackendSession, BackendUnavailable, is_loopback, log_in
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import decode_b64_text, decode_plain, helo_name, parse_command
-from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello, deadlines
+from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello, banner, deadlines
 from runners.safe_text import safe
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class _Submission:
         )
 
     async def run(self) -> None:
-        await self.conn.send(220, f"{self.settings.hostname} ESMTP cutover proxy")
+        await self.conn.send_raw(banner(self.settings))
         while (line := await self.conn.read()) is not None:
             if line.too_long:
                 if not await self.conn.bad_command(500, "5.5.2 line too long"):
