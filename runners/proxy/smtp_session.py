@@ -8,7 +8,6 @@ timeout and limits, answers, and upgrades to TLS without carrying anything sent 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import ssl
@@ -88,12 +87,15 @@ class ClientConnection:
         peer = writer.get_extra_info("peername")
         self.address: str = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         self.bad_commands = 0
+        # Made inside the session's task: its task and read deadline, looked up once, not per read.
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self._read_deadline = deadlines(timeout, task.get_loop())
 
     async def read(self, limit: int = MAX_COMMAND_LINE) -> Line | None:
         """The next line; None when the client left or stayed silent past the timeout (421 sent)."""
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = deadlines(self.timeout)
+        task, deadline = self.task, self._read_deadline
         deadline.start(task)
         try:
             return await read_line(self.reader, limit)
@@ -106,14 +108,14 @@ class ClientConnection:
         return None
 
     async def send(self, code: int, *lines: str) -> None:
-        with contextlib.suppress(OSError, ConnectionError):
-            self.writer.write(reply(code, *lines))
-            await self.writer.drain()
+        await self.send_raw(reply(code, *lines))
 
     async def send_raw(self, data: bytes) -> None:
-        with contextlib.suppress(OSError, ConnectionError):
+        try:
             self.writer.write(data)
             await self.writer.drain()
+        except OSError:  # the client left (ConnectionError is one): the next read says so
+            pass
 
     async def bad_command(self, code: int, text: str) -> bool:
         """Answer a malformed or unknown command; False once the client made too many of them (421 sent)."""
@@ -144,9 +146,8 @@ class ClientConnection:
 
     async def close(self) -> None:
         self.writer.close()
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = deadlines(_CLOSE_SECONDS)
+        task = self.task
+        deadline = deadlines(_CLOSE_SECONDS, task.get_loop())
         deadline.start(task)
         try:
             await self.writer.wait_closed()
@@ -166,10 +167,11 @@ _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Deadl
 )
 
 
-def deadlines(seconds: float) -> Deadlines:
-    """The deadlines of this length on this event loop: a client's reads and close, a backend's login
-    (one timer each, not one per read or login)."""
-    loop = asyncio.get_running_loop()
+def deadlines(seconds: float, loop: asyncio.AbstractEventLoop | None = None) -> Deadlines:
+    """The deadlines of this length on ``loop`` (the running one by default): a client's reads and
+    close, a backend's login (one timer each, not one per read or login)."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
     by_length = _by_loop.get(loop)
     if by_length is None:
         by_length = _by_loop[loop] = {}

@@ -185,9 +185,9 @@ class _Submission:
             return await self._unavailable(
                 login, route, f"backend {route.backend} has no submission endpoint"
             )
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = deadlines(self.settings.backend_timeout_seconds)  # the whole dialogue, one timer for all
+        task = self.conn.task
+        # The whole dialogue has one deadline, kept by one timer for all sessions.
+        deadline = deadlines(self.settings.backend_timeout_seconds, task.get_loop())
         deadline.start(task)
         try:
             answer, session = await log_in(endpoint, self.helo or self.settings.hostname,
