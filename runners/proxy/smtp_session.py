@@ -111,9 +111,12 @@ class ClientConnection:
         await self.send_raw(reply(code, *lines))
 
     async def send_raw(self, data: bytes) -> None:
+        writer = self.writer
         try:
-            self.writer.write(data)
-            await self.writer.drain()
+            writer.write(data)
+            # A reply is a few bytes the kernel takes at once: wait only for a client that reads nothing.
+            if writer.transport.get_write_buffer_size() > _WRITE_BUFFER:
+                await writer.drain()
         except OSError:  # the client left (ConnectionError is one): the next read says so
             pass
 
@@ -159,6 +162,8 @@ class ClientConnection:
             deadline.stop(task)
 
 
+#: Bytes of replies a client may leave unread before the session waits for it to read.
+_WRITE_BUFFER = 64 * 1024
 #: How long a client's connection may take to close before the session lets it be.
 _CLOSE_SECONDS = 1.0
 #: Per event loop (a proxy's, or each of a test's), the sessions' deadlines by length.
