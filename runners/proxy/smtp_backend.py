@@ -67,10 +67,6 @@ class BackendSession:
     #: The EHLO keywords in capitals, each with its parameters (``SIZE`` → ``("52428800",)``).
     extensions: dict[str, tuple[str, ...]]
 
-    @property
-    def auth_mechanisms(self) -> tuple[str, ...]:
-        return tuple(m.upper() for m in self.extensions.get("AUTH", ()))
-
     def leg(self) -> Leg:
         return Leg(self.reader, self.writer, self.tls)
 
