@@ -56,22 +56,27 @@ async def answer_hello(
     conn: ClientConnection, settings: ProxySmtpSettings, verb: str, extensions: Sequence[str] = ()
 ) -> None:
     """The 250 to HELO (the hostname) or EHLO (the hostname, what both listeners offer, then ``extensions``)."""
-    await conn.send_raw(_hello(settings, verb, tuple(extensions)))
+    await conn.send_raw(_hello(settings.hostname, settings.max_message_bytes, verb, tuple(extensions)))
 
 
+# The same few answers all day: made once, not line by line per session (keyed by the plain values
+# they are made of, cheaper to hash than the settings).
 @functools.lru_cache(maxsize=32)
-def _hello(settings: ProxySmtpSettings, verb: str, extensions: tuple[str, ...]) -> bytes:
-    # The same few answers all day: made once, not line by line per session.
+def _hello(hostname: str, max_message_bytes: int, verb: str, extensions: tuple[str, ...]) -> bytes:
     if verb == "HELO":
-        return reply(250, settings.hostname)
-    common = ["PIPELINING", f"SIZE {settings.max_message_bytes}", "8BITMIME", "ENHANCEDSTATUSCODES"]
-    return reply(250, settings.hostname, *common, *extensions)
+        return reply(250, hostname)
+    common = ["PIPELINING", f"SIZE {max_message_bytes}", "8BITMIME", "ENHANCEDSTATUSCODES"]
+    return reply(250, hostname, *common, *extensions)
 
 
-@functools.lru_cache(maxsize=32)
 def banner(settings: ProxySmtpSettings) -> bytes:
     """The 220 a client is greeted with."""
-    return reply(220, f"{settings.hostname} ESMTP cutover proxy")
+    return _banner(settings.hostname)
+
+
+@functools.lru_cache(maxsize=32)
+def _banner(hostname: str) -> bytes:
+    return reply(220, f"{hostname} ESMTP cutover proxy")
 
 
 class ClientConnection:
