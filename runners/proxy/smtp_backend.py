@@ -3,6 +3,10 @@
 TLS to a backend is verified (its CA file, or the system's); plain SMTP only to a loopback backend,
 the plan's rule, checked here again because a backend's address can come from a directory. Every
 failure to reach or understand the backend is one ``BackendUnavailable`` with words safe to show.
+
+A submission login (``log_in``) runs in the connection's callbacks (``backend_connect.open_dialogue``):
+greeting, EHLO and AUTH are one wait for the session, not a stream read and a timer per reply; a
+STARTTLS backend is carried on the streams from its ``220`` to the end of the login.
 """
 
 from __future__ import annotations
@@ -12,12 +16,21 @@ import contextlib
 import functools
 import ipaddress
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from runners.connectors.tls import client_context
+from runners.proxy import backend_connect
+from runners.proxy.backend_connect import BackendTls, open_dialogue, run_steps, start_tls, unconnected
 from runners.proxy.contracts import BackendEndpoint, Leg, TlsMode
-from runners.proxy.smtp_io import MalformedReply, Reply, discard_buffered, read_reply
+from runners.proxy.smtp_io import (
+    MAX_REPLY_LINE,
+    MAX_REPLY_LINES,
+    MalformedReply,
+    Reply,
+    discard_buffered,
+    read_reply,
+)
 from runners.proxy.smtp_parse import encode, encode_b64
 from runners.safe_text import MASK, safe
 
@@ -26,7 +39,9 @@ class BackendUnavailable(Exception):
     """The backend could not be reached, was too slow, or did not speak SMTP as expected."""
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``); kept, as each session asks twice."""
     if host == "localhost":
         return True
     try:
@@ -51,10 +66,6 @@ class BackendSession:
     tls: bool
     #: The EHLO keywords in capitals, each with its parameters (``SIZE`` → ``("52428800",)``).
     extensions: dict[str, tuple[str, ...]]
-
-    @property
-    def auth_mechanisms(self) -> tuple[str, ...]:
-        return tuple(m.upper() for m in self.extensions.get("AUTH", ()))
 
     def leg(self) -> Leg:
         return Leg(self.reader, self.writer, self.tls)
@@ -124,12 +135,17 @@ async def _ehlo(session: BackendSession, helo: str) -> None:
     answer = await read_reply(session.reader)
     if answer.code != 250:
         raise BackendUnavailable(f"EHLO answered {answer.code} {safe(answer.text)}")
+    session.extensions = _extensions(answer)
+
+
+def _extensions(answer: Reply) -> dict[str, tuple[str, ...]]:
+    """EHLO's keywords in capitals, each with its parameters."""
     extensions: dict[str, tuple[str, ...]] = {}
     for line in answer.lines[1:]:  # the first line is the server's name
         words = line.split()
         if words:
             extensions[words[0].upper()] = tuple(words[1:])
-    session.extensions = extensions
+    return extensions
 
 
 async def _starttls(session: BackendSession, context: ssl.SSLContext, helo: str) -> None:
@@ -146,26 +162,147 @@ async def _starttls(session: BackendSession, context: ssl.SSLContext, helo: str)
     await _ehlo(session, helo)
 
 
-async def authenticate(session: BackendSession, login: str, password: str, timeout: float) -> Reply:
-    """AUTH PLAIN (or LOGIN when the backend offers only that) as ``login``; the backend's final reply.
+class _Contexts(BackendTls):
+    """``backend_tls_context``'s contexts, for ``open_dialogue``."""
 
-    The reply's text is scrubbed of the password and of every base64 blob sent. Raises
-    ``BackendUnavailable`` when the backend offers neither mechanism or doesn't answer in time.
-    """
-    mechanisms = session.auth_mechanisms
-    if "PLAIN" in mechanisms:
-        blob = encode_b64(f"\0{login}\0{password}")
-        answer = await session.command(f"AUTH PLAIN {blob}".encode(), timeout)
-        return scrubbed(answer, (password, blob))
-    if "LOGIN" in mechanisms:
-        user_blob, password_blob = encode_b64(login), encode_b64(password)
-        answer = await session.command(b"AUTH LOGIN", timeout)
-        for blob in (user_blob, password_blob):
-            if answer.code != 334:
-                break
-            answer = await session.command(blob.encode(), timeout)
-        return scrubbed(answer, (password, password_blob))
-    raise BackendUnavailable("the backend offers neither AUTH PLAIN nor AUTH LOGIN")
+    def context(self, endpoint: BackendEndpoint) -> ssl.SSLContext:
+        return backend_tls_context(endpoint.ca_file, endpoint.tls_verify)
+
+
+_CONTEXTS = _Contexts()
+#: What a login's connection can fail with, besides ``BackendUnavailable`` (its words: ``_why``).
+_LOGIN_ERRORS = (OSError, ValueError, MalformedReply, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
+
+
+async def log_in(
+    endpoint: BackendEndpoint, helo: str, login: str, password: str
+) -> tuple[Reply, BackendSession]:
+    """Connect, greet, EHLO, STARTTLS where the endpoint says so, AUTH as ``login`` (``SubmissionLogin``):
+    the backend's final reply (scrubbed) and the session, open whatever the reply (close it unless
+    it is ``235``). Raises ``BackendUnavailable``; the caller keeps the time (a cancellation aborts
+    the connection)."""
+    if endpoint.tls is TlsMode.NONE and not is_loopback(endpoint.host):
+        raise BackendUnavailable(
+            f"plain SMTP to {safe(endpoint.host)} refused: only loopback backends may be plain"
+        )
+    steps = SubmissionLogin(helo, login, password, starttls=endpoint.tls is TlsMode.STARTTLS)
+    try:
+        reader, writer = await open_dialogue(endpoint, _CONTEXTS, steps)
+    except backend_connect.BackendUnavailable as exc:
+        raise BackendUnavailable(exc.detail) from None
+    except _LOGIN_ERRORS as exc:
+        raise BackendUnavailable(_why(exc)) from None
+    answer = steps.answer
+    if answer is None:  # the backend said 220 to STARTTLS: the rest inside TLS, on the streams
+        try:
+            await start_tls(reader, writer, _CONTEXTS.context(endpoint), endpoint.host)
+            steps.resume(writer.write)
+            await run_steps(reader, steps)
+        except BaseException as exc:
+            writer.transport.abort()
+            if isinstance(exc, _LOGIN_ERRORS):
+                raise BackendUnavailable(_why(exc)) from None
+            raise
+        answer = steps.answer
+        assert answer is not None
+    tls = endpoint.tls is not TlsMode.NONE
+    return answer, BackendSession(endpoint, reader, writer, tls, steps.extensions)
+
+
+class SubmissionLogin:
+    """A submission backend's login as ``backend_connect.LineSteps``, one reply line at a time: the
+    greeting, EHLO, STARTTLS when ``starttls`` (then the dialogue stops at its ``220``: the caller turns
+    TLS on and calls ``resume``), EHLO again, AUTH PLAIN (or LOGIN when the backend offers only that).
+    ``answer`` is the backend's final reply to AUTH, scrubbed of the password and every blob sent;
+    ``extensions`` its EHLO keywords. Raises ``BackendUnavailable`` or ``MalformedReply``."""
+
+    __slots__ = ("_blobs", "_helo", "_lines", "_login", "_password", "_secrets", "_starttls", "_state",
+                 "answer", "extensions", "write")  # fmt: skip
+
+    def __init__(self, helo: str, login: str, password: str, *, starttls: bool) -> None:
+        self._helo, self._login, self._password = helo, login, password
+        self._starttls = starttls
+        self._state = "greeting"
+        self._lines: list[str] = []
+        self._blobs: list[str] = []  # AUTH LOGIN's answers to its 334s, in order
+        self._secrets: tuple[str, ...] = ()
+        self.answer: Reply | None = None
+        self.extensions: dict[str, tuple[str, ...]] = {}
+        self.write: Callable[[bytes], None] = unconnected
+
+    def step(self, line: bytes) -> bool:
+        if len(line) + 2 > MAX_REPLY_LINE:  # as ``read_reply`` counts it, with its CR LF
+            raise MalformedReply(f"not an SMTP reply: {safe(line[:80].decode('utf-8', 'replace'))}")
+        text = line.decode("utf-8", "replace")
+        code, sep = text[:3], text[3:4]
+        if not code.isdigit() or sep not in ("-", " ", ""):
+            raise MalformedReply(f"not an SMTP reply: {safe(text[:80])}")
+        lines = self._lines
+        lines.append(text[4:])
+        if sep == "-":
+            if len(lines) >= MAX_REPLY_LINES:
+                raise MalformedReply("a reply of more than 100 lines")
+            return False
+        reply = Reply(int(code), tuple(lines))
+        lines.clear()
+        return self._answered(reply)
+
+    def resume(self, write: Callable[[bytes], None]) -> None:
+        """TLS is on (after ``220`` to STARTTLS): EHLO again, through ``write``."""
+        self.write = write
+        self._starttls = False
+        self._ehlo()
+
+    def _ehlo(self) -> None:
+        self.write(f"EHLO {self._helo}\r\n".encode())
+        self._state = "ehlo"
+
+    def _answered(self, reply: Reply) -> bool:
+        state = self._state
+        if state == "greeting":
+            if reply.code != 220:
+                raise BackendUnavailable(f"greeting {reply.code} {safe(reply.text)}")
+            self._ehlo()
+            return False
+        if state == "ehlo":
+            if reply.code != 250:
+                raise BackendUnavailable(f"EHLO answered {reply.code} {safe(reply.text)}")
+            self.extensions = _extensions(reply)
+            if self._starttls:
+                if "STARTTLS" not in self.extensions:
+                    raise BackendUnavailable("the backend does not offer STARTTLS")
+                self.write(b"STARTTLS\r\n")
+                self._state = "starttls"
+                return False
+            self._auth()
+            return False
+        if state == "starttls":
+            if reply.code != 220:
+                raise BackendUnavailable(f"STARTTLS answered {reply.code} {safe(reply.text)}")
+            self._state = "tls"
+            return True  # nothing more in clear: the caller turns TLS on and resumes
+        if state == "login" and reply.code == 334 and self._blobs:
+            self.write(self._blobs.pop(0).encode() + b"\r\n")
+            return False
+        self.answer = scrubbed(reply, self._secrets)
+        self._state = "done"
+        return True
+
+    def _auth(self) -> None:
+        mechanisms = tuple(m.upper() for m in self.extensions.get("AUTH", ()))
+        login, password = self._login, self._password
+        if "PLAIN" in mechanisms:
+            blob = encode_b64(f"\0{login}\0{password}")
+            self._secrets = (password, blob)
+            self.write(f"AUTH PLAIN {blob}\r\n".encode())
+            self._state = "auth"
+        elif "LOGIN" in mechanisms:
+            self._blobs = [encode_b64(login), encode_b64(password)]
+            self._secrets = (password, self._blobs[1])
+            self.write(b"AUTH LOGIN\r\n")
+            self._state = "login"
+        else:
+            raise BackendUnavailable("the backend offers neither AUTH PLAIN nor AUTH LOGIN")
 
 
 def scrubbed(answer: Reply, secrets: Iterable[str]) -> Reply:
@@ -182,6 +319,10 @@ def scrubbed(answer: Reply, secrets: Iterable[str]) -> Reply:
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer in time"
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "the connection closed"
+    if isinstance(exc, asyncio.LimitOverrunError):
+        return "a reply line too long"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate not trusted: {safe(exc.verify_message or exc)}"
     return safe(str(exc) or type(exc).__name__)

@@ -31,7 +31,7 @@ from runners.proxy.smtp_backend import BackendSession, BackendUnavailable, mail_
 from runners.proxy.smtp_data import BackendSink, SpoolSink, receive_message
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import MailPath, encode, helo_name, parse_command, parse_mail_path, size_param
-from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello
+from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello, banner
 from runners.proxy.spool import Recipient, Spool
 from runners.safe_text import safe
 
@@ -78,7 +78,7 @@ class _Inbound:
         )
 
     async def run(self) -> None:
-        await self.conn.send(220, f"{self.settings.hostname} ESMTP cutover proxy")
+        await self.conn.send_raw(banner(self.settings))
         while (line := await self.conn.read()) is not None:
             if line.too_long:
                 if not await self.conn.bad_command(500, "5.5.2 line too long"):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from runners.safe_text import safe
 
 #: A backend's multi-line reply longer than this is not an SMTP server talking.
-_MAX_REPLY_LINES = 100
-_MAX_REPLY_LINE = 2048
+MAX_REPLY_LINES = 100
+MAX_REPLY_LINE = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +103,8 @@ class MalformedReply(Exception):
 async def read_reply(reader: asyncio.StreamReader) -> Reply:
     """One (multi-line) reply. Raises ``MalformedReply``; a timeout is the caller's."""
     lines: list[str] = []
-    while len(lines) < _MAX_REPLY_LINES:
-        line = await read_line(reader, _MAX_REPLY_LINE)
+    while len(lines) < MAX_REPLY_LINES:
+        line = await read_line(reader, MAX_REPLY_LINE)
         if line is None:
             raise MalformedReply("the connection closed")
         text = line.data.rstrip(b"\r\n").decode("utf-8", "replace")

@@ -132,10 +132,8 @@ def _handler(
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = ClientConnection(reader, writer, tls=implicit, timeout=proxy.settings.client_timeout_seconds)
-        task = asyncio.current_task()
-        if task is not None:
-            sessions.add(task)
-            task.add_done_callback(sessions.discard)
+        sessions.add(conn.task)
+        conn.task.add_done_callback(sessions.discard)
         try:
             if listener.service is Service.SUBMISSION:
                 await serve_submission(proxy, listener.tls, conn)

@@ -8,7 +8,7 @@ timeout and limits, answers, and upgrades to TLS without carrying anything sent 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import ssl
 import weakref
@@ -43,24 +43,40 @@ class SmtpProxy:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def tell_observers(self, event: LoginEvent, password: Password | None) -> None:
-        """Every observer, concurrently; one that raises is logged (without the event) and ignored."""
-        results = await asyncio.gather(
-            *(o.login_finished(event, password) for o in self.observers), return_exceptions=True
-        )
-        for observer, result in zip(self.observers, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("login observer %s failed: %s", type(observer).__name__, type(result).__name__)
+        """Every observer in turn (they are quick, as ``LoginObserver`` asks: no task each); one that
+        raises is logged (without the event) and ignored."""
+        for observer in self.observers:
+            try:
+                await observer.login_finished(event, password)
+            except Exception as exc:
+                log.warning("login observer %s failed: %s", type(observer).__name__, type(exc).__name__)
 
 
 async def answer_hello(
     conn: ClientConnection, settings: ProxySmtpSettings, verb: str, extensions: Sequence[str] = ()
 ) -> None:
     """The 250 to HELO (the hostname) or EHLO (the hostname, what both listeners offer, then ``extensions``)."""
+    await conn.send_raw(_hello(settings.hostname, settings.max_message_bytes, verb, tuple(extensions)))
+
+
+# The same few answers all day: made once, not line by line per session (keyed by the plain values
+# they are made of, cheaper to hash than the settings).
+@functools.lru_cache(maxsize=32)
+def _hello(hostname: str, max_message_bytes: int, verb: str, extensions: tuple[str, ...]) -> bytes:
     if verb == "HELO":
-        await conn.send(250, settings.hostname)
-        return
-    common = ["PIPELINING", f"SIZE {settings.max_message_bytes}", "8BITMIME", "ENHANCEDSTATUSCODES"]
-    await conn.send(250, settings.hostname, *common, *extensions)
+        return reply(250, hostname)
+    common = ["PIPELINING", f"SIZE {max_message_bytes}", "8BITMIME", "ENHANCEDSTATUSCODES"]
+    return reply(250, hostname, *common, *extensions)
+
+
+def banner(settings: ProxySmtpSettings) -> bytes:
+    """The 220 a client is greeted with."""
+    return _banner(settings.hostname)
+
+
+@functools.lru_cache(maxsize=32)
+def _banner(hostname: str) -> bytes:
+    return reply(220, f"{hostname} ESMTP cutover proxy")
 
 
 class ClientConnection:
@@ -76,12 +92,15 @@ class ClientConnection:
         peer = writer.get_extra_info("peername")
         self.address: str = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         self.bad_commands = 0
+        # Made inside the session's task: its task and read deadline, looked up once, not per read.
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self._read_deadline = deadlines(timeout, task.get_loop())
 
     async def read(self, limit: int = MAX_COMMAND_LINE) -> Line | None:
         """The next line; None when the client left or stayed silent past the timeout (421 sent)."""
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = _deadlines(self.timeout)
+        task, deadline = self.task, self._read_deadline
         deadline.start(task)
         try:
             return await read_line(self.reader, limit)
@@ -94,14 +113,17 @@ class ClientConnection:
         return None
 
     async def send(self, code: int, *lines: str) -> None:
-        with contextlib.suppress(OSError, ConnectionError):
-            self.writer.write(reply(code, *lines))
-            await self.writer.drain()
+        await self.send_raw(reply(code, *lines))
 
     async def send_raw(self, data: bytes) -> None:
-        with contextlib.suppress(OSError, ConnectionError):
-            self.writer.write(data)
-            await self.writer.drain()
+        writer = self.writer
+        try:
+            writer.write(data)
+            # A reply is a few bytes the kernel takes at once: wait only for a client that reads nothing.
+            if writer.transport.get_write_buffer_size() > _WRITE_BUFFER:
+                await writer.drain()
+        except OSError:  # the client left (ConnectionError is one): the next read says so
+            pass
 
     async def bad_command(self, code: int, text: str) -> bool:
         """Answer a malformed or unknown command; False once the client made too many of them (421 sent)."""
@@ -132,9 +154,8 @@ class ClientConnection:
 
     async def close(self) -> None:
         self.writer.close()
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = _deadlines(_CLOSE_SECONDS)
+        task = self.task
+        deadline = deadlines(_CLOSE_SECONDS, task.get_loop())
         deadline.start(task)
         try:
             await self.writer.wait_closed()
@@ -146,21 +167,25 @@ class ClientConnection:
             deadline.stop(task)
 
 
+#: Bytes of replies a client may leave unread before the session waits for it to read.
+_WRITE_BUFFER = 64 * 1024
 #: How long a client's connection may take to close before the session lets it be.
 _CLOSE_SECONDS = 1.0
-#: Per event loop (a proxy's, or each of a test's), the client connections' deadlines by length.
+#: Per event loop (a proxy's, or each of a test's), the sessions' deadlines by length.
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Deadlines]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _deadlines(seconds: float) -> Deadlines:
-    """The deadlines of this length of every client connection (one timer each, not one per read)."""
-    loop = asyncio.get_running_loop()
+def deadlines(seconds: float, loop: asyncio.AbstractEventLoop | None = None) -> Deadlines:
+    """The deadlines of this length on ``loop`` (the running one by default): a client's reads and
+    close, a backend's login (one timer each, not one per read or login)."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
     by_length = _by_loop.get(loop)
     if by_length is None:
         by_length = _by_loop[loop] = {}
-    deadlines = by_length.get(seconds)
-    if deadlines is None:
-        deadlines = by_length[seconds] = Deadlines(seconds)
-    return deadlines
+    found = by_length.get(seconds)
+    if found is None:
+        found = by_length[seconds] = Deadlines(seconds)
+    return found

@@ -19,16 +19,10 @@ import asyncio
 import logging
 
 from runners.proxy.contracts import LoginEvent, Outcome, Password, Route, Service, TlsMode
-from runners.proxy.smtp_backend import (
-    BackendSession,
-    BackendUnavailable,
-    authenticate,
-    is_loopback,
-    open_session,
-)
+from runners.proxy.smtp_backend import BackendSession, BackendUnavailable, is_loopback, log_in
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import decode_b64_text, decode_plain, helo_name, parse_command
-from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello
+from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello, banner, deadlines
 from runners.safe_text import safe
 
 log = logging.getLogger(__name__)
@@ -76,7 +70,7 @@ class _Submission:
         )
 
     async def run(self) -> None:
-        await self.conn.send(220, f"{self.settings.hostname} ESMTP cutover proxy")
+        await self.conn.send_raw(banner(self.settings))
         while (line := await self.conn.read()) is not None:
             if line.too_long:
                 if not await self.conn.bad_command(500, "5.5.2 line too long"):
@@ -191,18 +185,25 @@ class _Submission:
             return await self._unavailable(
                 login, route, f"backend {route.backend} has no submission endpoint"
             )
-        timeout = self.settings.backend_timeout_seconds
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        session: BackendSession | None = None
+        task = self.conn.task
+        # The whole dialogue has one deadline, kept by one timer for all sessions.
+        deadline = deadlines(self.settings.backend_timeout_seconds, task.get_loop())
+        deadline.start(task)
         try:
-            session = await open_session(endpoint, self.helo or self.settings.hostname, timeout)
-            answer = await authenticate(session, route.backend_login, password.reveal(),
-                                        max(0.05, deadline - loop.time()))  # fmt: skip
+            answer, session = await log_in(endpoint, self.helo or self.settings.hostname,
+                                           route.backend_login, password.reveal())  # fmt: skip
+        except asyncio.CancelledError:
+            if not deadline.expired(task):
+                raise
+            why: str | None = "no answer in time"
         except BackendUnavailable as exc:
-            if session is not None:
-                await session.close(quit_first=False)
-            return await self._unavailable(login, route, f"{route.backend}: {exc}")
+            why = str(exc)
+        else:
+            why = None
+        finally:
+            deadline.stop(task)
+        if why is not None:
+            return await self._unavailable(login, route, f"{route.backend}: {why}")
         if answer.code == 235:
             await self._accepted(login, route, password, answer, session)
             return True

@@ -1,0 +1,205 @@
+"""A submission backend's login (``smtp_backend.log_in``), run in the connection's callbacks, against raw
+backends on loopback: replies split anywhere or sent in one piece, AUTH LOGIN's prompts, what the
+backend sends behind ``235`` reaching the relay's streams, STARTTLS that drops what the backend sent in
+clear behind its ``220``, and each way a backend can fail ending as ``BackendUnavailable`` with the
+connection closed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from servers.tlsca import ThrowawayCA
+
+from runners.proxy.contracts import BackendEndpoint, TlsMode
+from runners.proxy.smtp_backend import BackendUnavailable, log_in
+
+Backend = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+EHLO = b"250-backend.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 AUTH PLAIN LOGIN\r\n"
+PASSWORD = "pw-Secret-7"
+
+
+def login_with(
+    backend: Backend,
+    check: Callable[[BackendEndpoint], Awaitable[None]],
+    *,
+    tls: TlsMode = TlsMode.NONE,
+    ca_file: Path | None = None,
+) -> None:
+    async def main() -> None:
+        closed = asyncio.Event()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await backend(reader, writer)
+            finally:
+                writer.close()
+                closed.set()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        endpoint = BackendEndpoint("127.0.0.1", port, tls, ca_file=None if ca_file is None else str(ca_file))
+        async with server:
+            await check(endpoint)
+            await asyncio.wait_for(closed.wait(), 5)  # the proxy's side closed: the backend saw the end
+
+    asyncio.run(main())
+
+
+async def dribble(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """``data`` a few bytes at a time, each piece its own segment."""
+    for start in range(0, len(data), 5):
+        writer.write(data[start : start + 5])
+        await writer.drain()
+        await asyncio.sleep(0.001)
+
+
+def test_replies_in_pieces_auth_plain_and_what_follows_235_reaches_the_streams() -> None:
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await dribble(writer, b"220 backend.test ESMTP\r\n")
+        assert await reader.readline() == b"EHLO client.test\r\n"
+        await dribble(writer, EHLO)
+        blob = base64.b64encode(f"\0alice@legacy.test\0{PASSWORD}".encode())
+        assert await reader.readline() == b"AUTH PLAIN " + blob + b"\r\n"
+        writer.write(b"235 2.7.0 ok\r\n250 early\r\n")  # one segment: the second reply is the relay's
+        assert await reader.readline() == b"QUIT\r\n"
+        writer.write(b"221 bye\r\n")
+        await reader.read()
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        answer, session = await log_in(endpoint, "client.test", "alice@legacy.test", PASSWORD)
+        assert (answer.code, answer.lines) == (235, ("2.7.0 ok",))
+        assert session.extensions == {"PIPELINING": (), "SIZE": ("1000",), "AUTH": ("PLAIN", "LOGIN")}
+        assert not session.tls
+        assert await session.reader.readline() == b"250 early\r\n"
+        session.writer.write(b"QUIT\r\n")
+        assert await session.reader.readline() == b"221 bye\r\n"
+        session.writer.close()
+
+    login_with(backend, check)
+
+
+def test_auth_login_answers_each_prompt_and_the_refusal_is_scrubbed() -> None:
+    user_blob = base64.b64encode(b"bob").decode()
+    password_blob = base64.b64encode(PASSWORD.encode()).decode()
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 backend.test ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"250-backend.test\r\n250 AUTH LOGIN\r\n")
+        assert await reader.readline() == b"AUTH LOGIN\r\n"
+        writer.write(b"334 VXNlcm5hbWU6\r\n")
+        assert await reader.readline() == user_blob.encode() + b"\r\n"
+        writer.write(b"334 UGFzc3dvcmQ6\r\n")
+        assert await reader.readline() == password_blob.encode() + b"\r\n"
+        writer.write(f"535-you sent {password_blob}\r\n535 5.7.8 and {PASSWORD} is wrong\r\n".encode())
+        await reader.read()
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        answer, session = await log_in(endpoint, "client.test", "bob", PASSWORD)
+        assert (answer.code, answer.lines) == (535, ("you sent ********", "5.7.8 and ******** is wrong"))
+        await session.close(quit_first=False)
+
+    login_with(backend, check)
+
+
+def test_starttls_drops_what_the_backend_sent_in_clear_behind_its_220(tmp_path: Path) -> None:
+    ca = ThrowawayCA(tmp_path)
+    leaf = ca.issue("backend", days=30)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(leaf.cert, leaf.key)
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 backend.test ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"250-backend.test\r\n250 STARTTLS\r\n")
+        assert await reader.readline() == b"STARTTLS\r\n"
+        # An injected EHLO answer offering no AUTH: taken as said inside TLS, it would end the login.
+        writer.write(b"220 go ahead\r\n250 injected\r\n")
+        await writer.drain()
+        await writer.start_tls(server_tls)
+        assert await reader.readline() == b"EHLO client.test\r\n"
+        writer.write(EHLO)
+        assert (await reader.readline()).startswith(b"AUTH PLAIN ")
+        writer.write(b"235 2.7.0 ok\r\n")
+        await reader.read()
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        answer, session = await log_in(endpoint, "client.test", "alice", PASSWORD)
+        assert answer.code == 235 and session.tls
+        assert "AUTH" in session.extensions and "STARTTLS" not in session.extensions
+        session.writer.close()
+
+    login_with(backend, check, tls=TlsMode.STARTTLS, ca_file=ca.ca_file)
+
+
+@pytest.mark.parametrize(
+    ("said", "words"),
+    [
+        (b"554 5.3.2 busy\r\n", "greeting 554 5.3.2 busy"),
+        (b"220 hi\r\n" + b"250-x\r\n" * 100 + b"250 y\r\n", "a reply of more than 100 lines"),
+        (b"220 hi\r\nHTTP/1.1 400 Bad Request\r\n", "not an SMTP reply"),
+        (b"220 hi\r\n250 " + b"x" * 3000 + b"\r\n", "not an SMTP reply"),
+        (b"220 hi\r\n250-backend.test\r\n250 SIZE 10\r\n", "neither AUTH PLAIN nor AUTH LOGIN"),
+    ],
+)
+def test_a_backend_that_speaks_nonsense_is_unavailable(said: bytes, words: str) -> None:
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(said)
+        await reader.read()
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        with pytest.raises(BackendUnavailable, match=words):
+            await log_in(endpoint, "client.test", "alice", PASSWORD)
+
+    login_with(backend, check)
+
+
+def test_a_backend_that_hangs_up_mid_reply_is_unavailable() -> None:
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hi\r\n")
+        await reader.readline()
+        writer.write(b"250-back")  # and hangs up
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        with pytest.raises(BackendUnavailable, match="the connection closed"):
+            await log_in(endpoint, "client.test", "alice", PASSWORD)
+
+    login_with(backend, check)
+
+
+def test_a_login_cancelled_by_its_deadline_closes_the_backends_connection() -> None:
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hi\r\n")
+        await reader.read()  # never answers EHLO; returns when the proxy's side closes
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await log_in(endpoint, "client.test", "alice", PASSWORD)
+
+    login_with(backend, check)
+
+
+def test_a_backend_that_is_down_is_unavailable_at_once() -> None:
+    async def main() -> None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(BackendUnavailable, match="connection refused"):
+            await log_in(BackendEndpoint("127.0.0.1", port, TlsMode.NONE), "client.test", "alice", PASSWORD)
+
+    asyncio.run(main())
+
+
+def test_plain_smtp_to_a_backend_off_loopback_is_refused_before_connecting() -> None:
+    async def main() -> None:
+        with pytest.raises(BackendUnavailable, match="only loopback backends may be plain"):
+            await log_in(BackendEndpoint("192.0.2.1", 587, TlsMode.NONE), "client.test", "alice", PASSWORD)
+
+    asyncio.run(main())
