@@ -253,13 +253,15 @@ def test_runs_controls_and_the_audit_trail(store: StateStore) -> None:
     assert [(c.id, c.action, c.mailbox) for c in store.controls_after(before)][:1] == [
         (pause, "pause", "alice@old")
     ]
-    # A runner joining a run obeys the requests made since the run started, and no others.
-    assert store.controls_after(store.last_control_id_before(0.0))[0].id == pause
-    assert store.last_control_id_before(time.time() + 3600) == store.last_control_id()
-    joined = store.run(second)
-    assert joined is not None and joined.status == "running" and store.run(second + 1000) is None
     store.mark_controls_seen(pause)
     assert [c.action for c in store.controls_after(pause)] == ["resume"]
+    # A run's watermark: the requests after it apply to the run (on every host), older ones don't.
+    third = store.start_run("pilot", "delta", 2)
+    after = store.request_control(ControlAction.CANCEL, wave="pilot", mailbox=None, requested_by=None)
+    joined = store.run(third)
+    assert joined is not None and joined.status == "running" and store.run(third + 1000) is None
+    assert joined.controls_from is not None and joined.controls_from < after
+    assert [c.id for c in store.controls_after(joined.controls_from)] == [after]
 
     store.event(second, "warning", "folder-failed", "INBOX: NO", mailbox="alice@old", folder="INBOX")
     store.record_operator_action("sam@ops", "launch of wave pilot")

@@ -42,7 +42,7 @@ class ControlWatcher:
         mailboxes: list[str],
         poll: float = POLL_SECONDS,
         *,
-        since: float | None = None,
+        after_id: int | None = None,
     ) -> None:
         self._store: StateStore | None = store  # each thread reads it on a connection of its own
         self._wave = wave
@@ -52,18 +52,20 @@ class ControlWatcher:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._last_id = 0
-        self._since = since  # a joined run's start: requests made since then apply to this runner too
+        self._after_id = after_id  # the run's own watermark (``runs.controls_from``), when it has one
         self._thread = threading.Thread(target=self._loop, name="controls", daemon=True)
 
     def start(self) -> ControlWatcher:
-        # Requests made before this run started don't apply to it. A runner joining a run late
-        # (`cutover runner`) obeys those made since the run started, before it takes any mailbox:
-        # a wave paused before this host joined stays paused here too.
+        # The requests after the run's watermark apply to it: the same ones for the process that
+        # started the run and for a runner joining it later (`cutover runner`), which replays them
+        # before it takes a mailbox, so a wave paused before this host joined stays paused here too.
+        # Requests older than the run don't apply to it. A run from before the watermark was kept
+        # starts from the newest request.
         assert self._store is not None
-        if self._since is None:
+        if self._after_id is None:
             self._last_id = self._store.last_control_id()
         else:
-            self._last_id = self._store.last_control_id_before(self._since)
+            self._last_id = self._after_id
             self.refresh(self._store)
         self._thread.start()
         return self

@@ -188,7 +188,8 @@ class WavePass:
             for mailbox_id, entry in zip(ids, entries, strict=True)
         ]
         self.store.enqueue_run(self.run_id, queue)
-        self.watch([e.source for e in entries])
+        run = self.store.run(self.run_id)
+        self.watch([e.source for e in entries], after_id=run.controls_from if run else None)
         self.store.event(
             self.run_id,
             "info",
@@ -200,10 +201,10 @@ class WavePass:
         """Take part in a run another process started (``cutover runner``)."""
         self.run_id = run_id
         run = self.store.run(run_id)
-        self.watch([e.source for e in self.plan.wave(self.wave)], since=run.started if run else None)
+        self.watch([e.source for e in self.plan.wave(self.wave)], after_id=run.controls_from if run else None)
 
-    def watch(self, sources: list[str], since: float | None = None) -> None:
-        self.controls = ControlWatcher(self.store, self.wave, sources, since=since).start()
+    def watch(self, sources: list[str], after_id: int | None = None) -> None:
+        self.controls = ControlWatcher(self.store, self.wave, sources, after_id=after_id).start()
         self.pacing = PacingRecorder(self.store, self.run_id).start()
         self.started = time.monotonic()
 

@@ -34,12 +34,6 @@ class ControlsMixin(StoreBase):
         """The newest request's id (0 when there is none): later ones are what a new run obeys."""
         return int(self._read("SELECT COALESCE(MAX(id), 0) FROM controls")[0][0])
 
-    def last_control_id_before(self, since: float) -> int:
-        """The id before the first request made at or after ``since`` (the newest id when there is
-        none): the requests after it are what a runner joining a run started at ``since`` obeys."""
-        first = self._read("SELECT MIN(id) FROM controls WHERE ts >= ?", (since,))[0][0]
-        return int(first) - 1 if first is not None else self.last_control_id()
-
     def controls_after(self, control_id: int) -> list[ControlRow]:
         """Requests newer than ``control_id``, oldest first."""
         rows = self._read(

@@ -13,7 +13,7 @@ from runners.state.base import StoreBase
 from runners.state.operators import operator_label
 from runners.state.statuses import RunKind, RunStatus
 
-_COLUMNS = "id, wave, kind, status, started, ended, pid, host, workers"
+_COLUMNS = "id, wave, kind, status, started, ended, pid, host, workers, controls_from"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,9 @@ class RunRow:
     pid: int | None
     host: str | None
     workers: int | None
+    #: The newest control request when the run started: the later ones apply to it, on every host
+    #: (None: a run recorded before this was kept).
+    controls_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +45,8 @@ class RunsMixin(StoreBase):
         with self.transaction() as db:
             return self._backend.insert(
                 db,
-                "INSERT INTO runs (wave, kind, started, status, pid, host, workers, operator) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO runs (wave, kind, started, status, pid, host, workers, operator, controls_from) "
+                "VALUES (?,?,?,?,?,?,?,?,(SELECT COALESCE(MAX(id), 0) FROM controls))",
                 (
                     wave,
                     kind,

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS runs (
     host      TEXT,
     workers   INTEGER,
     summary   TEXT,                     -- JSON, written at the end
-    operator  TEXT                      -- who launched it: user@host (ssh from addr port)
+    operator  TEXT,                     -- who launched it: user@host (ssh from addr port)
+    controls_from INTEGER               -- the newest control request when it started: later ones apply to it
 );
 
 CREATE TABLE IF NOT EXISTS mailboxes (

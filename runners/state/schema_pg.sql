@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS runs (
     host      TEXT COLLATE "C",
     workers   BIGINT,
     summary   TEXT COLLATE "C",                     -- JSON, written at the end
-    operator  TEXT COLLATE "C"                      -- who launched it: user@host (ssh from addr port)
+    operator  TEXT COLLATE "C",                     -- who launched it: user@host (ssh from addr port)
+    controls_from BIGINT                            -- the newest control request when it started: later ones apply to it
 );
 
 CREATE TABLE IF NOT EXISTS mailboxes (

@@ -68,7 +68,7 @@ _ADDED_COLUMNS = {
     ),
     "folders": (("bytes", "INTEGER"),),
     "check_runs": (("operator", "TEXT"),),
-    "runs": (("operator", "TEXT"),),
+    "runs": (("operator", "TEXT"), ("controls_from", "INTEGER")),
 }
 
 
