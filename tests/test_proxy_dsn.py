@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runners.plan.proxy_smtp_options import ProxySmtpSettings
-from runners.proxy.dsn import MAX_HEADER_BYTES, original_header, status_of
+from runners.proxy.dsn import MAX_HEADER_BYTES, FailedRecipient, compose, original_header, status_of
 from runners.proxy.spool import Outcome, Recipient, Spool
 from runners.proxy.spool_delivery import SpoolDelivery
 
@@ -94,7 +94,7 @@ def test_giving_up_tells_the_sender_which_recipients_expired(tmp_path: Path) -> 
     _, status, header = notice.iter_parts()
     blocks = [dict(block.items()) for block in status.get_payload()]
     assert blocks[1:] == [{"Final-Recipient": "rfc822; erin@example.test", "Action": "failed", "Status": "4.4.7",
-                           "Diagnostic-Code": "smtp; gave up after 0 h: no smtp endpoint for backend gone"}]  # fmt: skip
+                           "Diagnostic-Code": "smtp; gave up after 0.0 h: no smtp endpoint for backend gone"}]  # fmt: skip
     assert ".Dotted: kept" in header.get_content()
     assert (spool.failed / f"{spool_id}.msg").exists()
     spool.close()
@@ -114,3 +114,20 @@ def test_no_notice_without_a_backend_for_notices_or_for_the_null_sender(tmp_path
         [f"{from_nobody}.msg", f"{unnamed}.msg"]
     )
     spool.close()
+
+
+def test_an_8bit_header_and_8bit_words_make_a_7bit_notice_that_keeps_them() -> None:
+    raw = "From: jörg@example.test\r\nSubject: Grüße\r\n".encode()
+    notice_bytes = compose(
+        reporting_host="mx.example.test", sender='odd"quote@example.test', spool_id="1-a", arrival=0.0,
+        failed=[FailedRecipient("ghost@example.test", "550 5.1.1 nö\tsuch user", "5.1.1")],
+        header=original_header(raw + b"\r\nbody\r\n"), now=0.0,
+    )  # fmt: skip
+    assert notice_bytes.isascii()  # no 8BITMIME needed from the backend that takes it
+    notice = email.message_from_bytes(notice_bytes, policy=email.policy.default)
+    _, status, header = notice.iter_parts()
+    assert "Subject: Grüße" in header.get_content() and "From: jörg@example.test" in header.get_content()
+    blocks = [dict(block.items()) for block in status.get_payload()]
+    assert blocks[1]["Diagnostic-Code"] == "smtp; 550 5.1.1 n\\xf6 such user"  # plain ASCII, no encoded-word
+    assert "=?" not in status.as_string()
+    assert notice["To"] == "undisclosed-recipients:;"  # the envelope, not the header, carries this one

@@ -107,6 +107,26 @@ def test_auth_login_answers_each_prompt_and_the_refusal_is_scrubbed() -> None:
     login_with(backend, check)
 
 
+def test_a_malformed_reply_after_auth_is_scrubbed_before_it_is_told() -> None:
+    blob = base64.b64encode(f"\0bob\0{PASSWORD}".encode()).decode()
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 backend.test ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"250-backend.test\r\n250 AUTH PLAIN\r\n")
+        await reader.readline()
+        writer.write(f"oops {blob} {PASSWORD}\r\n".encode())  # no reply code: echoes what it got
+        await reader.read()
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        with pytest.raises(BackendUnavailable) as refused:
+            await log_in(endpoint, "client.test", "bob", PASSWORD)
+        assert str(refused.value).endswith("not an SMTP reply: oops ******** ********")
+        assert PASSWORD not in str(refused.value) and blob[:12] not in str(refused.value)
+
+    login_with(backend, check)
+
+
 def test_starttls_drops_what_the_backend_sent_in_clear_behind_its_220(tmp_path: Path) -> None:
     ca = ThrowawayCA(tmp_path)
     leaf = ca.issue("backend", days=30)

@@ -17,6 +17,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.errors import HeaderParseError
+from email.headerregistry import Address, Group
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
@@ -74,18 +76,28 @@ def compose(
     """The notice to ``sender`` for ``failed``, as CRLF lines (not yet dot-stuffed)."""
     notice = EmailMessage(policy=SMTP)
     notice["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporting_host}>"
-    notice["To"] = sender
+    notice["To"] = _recipient(sender)
     notice["Subject"] = "Undelivered Mail Returned to Sender"
     notice["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
     notice["Message-ID"] = make_msgid(domain=reporting_host)
     notice["Auto-Submitted"] = "auto-replied"  # RFC 3834: nobody answers this automatically
-    notice.set_content(_human_text(reporting_host, failed))
+    human = _human_text(reporting_host, failed)
+    notice.set_content(human, cte=None if human.isascii() else "quoted-printable")  # a 7-bit notice
     notice.make_mixed()
     notice.replace_header("Content-Type", 'multipart/report; report-type="delivery-status"')
     notice.set_boundary(f"=_{spool_id}")
     notice.attach(_status_part(reporting_host, spool_id, arrival, failed))
     notice.attach(_header_part(header))
     return notice.as_bytes()
+
+
+def _recipient(sender: str) -> Address | Group:
+    """The ``To`` header for the envelope sender as it is (an address the header syntax can't hold
+    becomes an empty group: the envelope, not the header, carries the notice there)."""
+    try:
+        return Address(addr_spec=sender)
+    except (ValueError, IndexError, HeaderParseError):
+        return Group("undisclosed-recipients")
 
 
 def _human_text(reporting_host: str, failed: Sequence[FailedRecipient]) -> str:
@@ -113,7 +125,7 @@ def _status_part(
     part.attach(per_message)
     for recipient in failed:
         block = EmailMessage(policy=SMTP)
-        block["Final-Recipient"] = f"rfc822; {recipient.address}"
+        block["Final-Recipient"] = f"rfc822; {_one_line(recipient.address)}"
         block["Action"] = "failed"
         block["Status"] = recipient.status
         block["Diagnostic-Code"] = f"smtp; {_one_line(recipient.words)}"
@@ -122,12 +134,13 @@ def _status_part(
 
 
 def _header_part(header: bytes) -> EmailMessage:
+    # Quoted-printable: an original header may hold raw 8-bit bytes, and the notice stays 7-bit.
     part = EmailMessage(policy=SMTP)
-    part["Content-Type"] = "text/rfc822-headers"
-    part["Content-Transfer-Encoding"] = "8bit"
-    part.set_payload(header.decode("utf-8", "replace"))
+    text = header.decode("utf-8", "replace").replace("\r\n", "\n")
+    part.set_content(text, subtype="rfc822-headers", cte="quoted-printable")
     return part
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """A status field's text: one line of US-ASCII (RFC 3464 fields are ``text``, no encoded-words)."""
+    return " ".join(text.split()).encode("ascii", "backslashreplace").decode("ascii")

@@ -230,13 +230,20 @@ class SubmissionLogin:
         self.extensions: dict[str, tuple[str, ...]] = {}
         self.write: Callable[[bytes], None] = unconnected
 
+    def _malformed(self, text: str) -> MalformedReply:
+        """What a line that is no SMTP reply says, with the password and its blobs masked before it
+        is cut (a backend may echo what it got after AUTH, and the words reach logs and the store)."""
+        return MalformedReply(
+            f"not an SMTP reply: {scrubbed(Reply(0, (text,)), self._secrets).lines[0][:80]}"
+        )
+
     def step(self, line: bytes) -> bool:
         if len(line) + 2 > MAX_REPLY_LINE:  # as ``read_reply`` counts it, with its CR LF
-            raise MalformedReply(f"not an SMTP reply: {safe(line[:80].decode('utf-8', 'replace'))}")
+            raise self._malformed(line.decode("utf-8", "replace"))
         text = line.decode("utf-8", "replace")
         code, sep = text[:3], text[3:4]
         if not code.isdigit() or sep not in ("-", " ", ""):
-            raise MalformedReply(f"not an SMTP reply: {safe(text[:80])}")
+            raise self._malformed(text)
         lines = self._lines
         lines.append(text[4:])
         if sep == "-":

@@ -91,6 +91,7 @@ class SpoolDelivery:
         if pending is None:
             return
         waits: list[str] = []
+        last_words: dict[str, str] = {}  # backend -> why its recipients wait
         refused = list(pending.refused)
         finished = set(pending.finished)
         for backend, indices in _groups(pending).items():
@@ -101,6 +102,7 @@ class SpoolDelivery:
                 finished.update(attempt.outcome.delivered, (i for i, _ in attempt.outcome.refused))
             if attempt.retry_because is not None:
                 waits.append(f"{backend}: {attempt.retry_because}")
+                last_words[backend] = attempt.retry_because
         if not waits:
             await self._finished(pending, refused)
             return
@@ -117,7 +119,8 @@ class SpoolDelivery:
                 "refused": [[pending.envelope.recipients[i].address, w] for i, w in refused],
             }
             late = [
-                (i, f"gave up after {age_hours:.0f} h: {w}") for i, w in _waiting(pending, finished, waits)
+                (i, f"gave up after {age_hours:.1f} h: {w}")
+                for i, w in _waiting(pending, finished, last_words)
             ]
             await self._fail(pending, [*_failed(pending, refused), *_failed(pending, late, dsn.EXPIRED)], why)
             return
@@ -133,18 +136,26 @@ class SpoolDelivery:
             why: dict[str, object] = {
                 "refused": [[pending.envelope.recipients[i].address, w] for i, w in refused]
             }
+            await self._fail(pending, _failed(pending, refused), why)
             log.error(
                 "spooled message %s refused for %d recipient(s); kept in failed/", spool_id, len(refused)
             )
-            await self._fail(pending, _failed(pending, refused), why)
         else:
             await asyncio.to_thread(self.spool.finish, spool_id)
 
     async def _fail(
         self, pending: Pending, failed: list[dsn.FailedRecipient], why: dict[str, object]
     ) -> None:
-        """Tell the sender (when a backend takes notices), then move the message to ``failed/``."""
-        notice = await asyncio.to_thread(self._spool_notice, pending, failed)
+        """Tell the sender (when a backend takes notices), then move the message to ``failed/``. A
+        notice that can't be made never keeps the message in the queue: the failure is in ``why``."""
+        try:
+            notice = await asyncio.to_thread(self._spool_notice, pending, failed)
+        except Exception as exc:  # logged and kept with the message in failed/
+            notice = None
+            why["notice_error"] = safe(f"{type(exc).__name__}: {exc}")
+            log.error(
+                "spooled message %s: no notice for its sender: %s", pending.envelope.id, why["notice_error"]
+            )
         if notice is not None:
             why["notice"] = notice
             self.wake.set()
@@ -157,16 +168,17 @@ class SpoolDelivery:
         if via is None or not envelope.sender or not failed:
             return None  # no backend for notices, or a notice itself (never bounced in turn)
         notice_id = f"{envelope.id}-dsn"
+        # Queued before a crash: once is enough. This holds because the delivery is sequential and
+        # ``pending()`` sorts "<id>" before "<id>-dsn": a restarted message meets its notice queued.
         if self.spool.holds(notice_id):
-            return notice_id  # queued before a crash: once is enough
+            return notice_id
         with self.spool.open_body(envelope.id) as body:
             header = dsn.original_header(body.read(dsn.MAX_HEADER_BYTES + 2))
         text = dsn.compose(
             reporting_host=self.settings.hostname, sender=envelope.sender, spool_id=envelope.id,
             arrival=envelope.received_at, failed=failed, header=header, now=time.time(),
         )  # fmt: skip
-        params = "" if text.isascii() else "BODY=8BITMIME"
-        draft = self.spool.begin("", params, [Recipient(envelope.sender, via)], spool_id=notice_id)
+        draft = self.spool.begin("", "", [Recipient(envelope.sender, via)], spool_id=notice_id)
         try:
             draft.write(_dot_stuffed(text))
         except BaseException:
@@ -264,12 +276,12 @@ def _failed(
     ]
 
 
-def _waiting(pending: Pending, finished: set[int], waits: list[str]) -> list[tuple[int, str]]:
-    """The recipients still unfinished when the spool gives up, each with its backend's last words
-    (``waits`` reads "backend: words")."""
-    last = dict(w.split(": ", 1) for w in waits if ": " in w)
+def _waiting(pending: Pending, finished: set[int], last_words: dict[str, str]) -> list[tuple[int, str]]:
+    """The recipients still unfinished when the spool gives up, each with its backend's last words."""
     recipients = pending.envelope.recipients
-    return [(i, last.get(r.backend, "not delivered")) for i, r in enumerate(recipients) if i not in finished]
+    return [
+        (i, last_words.get(r.backend, "not delivered")) for i, r in enumerate(recipients) if i not in finished
+    ]
 
 
 def _dot_stuffed(text: bytes) -> bytes:
