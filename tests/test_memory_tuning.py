@@ -1,0 +1,79 @@
+"""runners.memory: which blocks glibc maps on their own once the allocator is tuned, and when it
+leaves the operator's MALLOC_* settings alone. Each case runs in a fresh interpreter, as the tuning
+is process-wide and must come before threads start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import runners.memory as memory
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Allocates one block of each size and reports how many of the blocks glibc mmap'd on their own
+#: (mallinfo2's hblks). The blocks stay allocated while counted.
+CHILD = """
+import ctypes, json, sys
+import runners.memory as memory
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                 "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = (ctypes.c_size_t,)
+applied = memory.tune_allocator()
+mapped = {}
+for size in json.loads(sys.argv[1]):
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(size)
+    mapped[size] = libc.mallinfo2().hblks - before
+    libc.free(ctypes.c_void_p(block))
+print(json.dumps({"applied": applied, "mapped": mapped}))
+"""
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+    reason="the tuning is glibc's",
+)
+
+
+def _child(sizes: list[int], extra_env: dict[str, str]) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | extra_env
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(sizes)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def test_blocks_under_the_threshold_come_from_the_heap_larger_ones_are_mapped() -> None:
+    """Under the fixed threshold a block is not mmap'd and unmapped again (page faults, CPU); over
+    it a block is, so it goes back to the system when freed, however large the blocks before."""
+    threshold = memory.MMAP_THRESHOLD_BYTES
+    result = _child([threshold // 2, 64 * 1024 * 1024, threshold // 2, 2 * threshold], {})
+    assert result["applied"] is True
+    assert result["mapped"] == {str(threshold // 2): 0, str(64 * 1024 * 1024): 1, str(2 * threshold): 1}
+
+
+def test_the_operators_malloc_settings_win() -> None:
+    """MALLOC_* set: our settings are not applied, the operator's are (a lower threshold here)."""
+    below_ours = memory.MMAP_THRESHOLD_BYTES // 2
+    result = _child([below_ours], {"MALLOC_MMAP_THRESHOLD_": str(below_ours // 2)})
+    assert result["applied"] is False
+    assert result["mapped"] == {str(below_ours): 1}
