@@ -32,6 +32,8 @@ libc.mallinfo2.restype = MallInfo2
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = (ctypes.c_size_t,)
 applied = memory.tune_allocator()
+if sys.argv[2] == "fast":
+    applied = memory.favour_speed() and applied
 mapped = {}
 for size in json.loads(sys.argv[1]):
     before = libc.mallinfo2().hblks
@@ -47,11 +49,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _child(sizes: list[int], extra_env: dict[str, str]) -> dict[str, object]:
+def _child(sizes: list[int], extra_env: dict[str, str], mode: str = "start") -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | extra_env
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(sizes)],
+        [sys.executable, "-c", CHILD, json.dumps(sizes), mode],
         env=env,
         capture_output=True,
         text=True,
@@ -77,3 +79,14 @@ def test_the_operators_malloc_settings_win() -> None:
     result = _child([below_ours], {"MALLOC_MMAP_THRESHOLD_": str(below_ours // 2)})
     assert result["applied"] is False
     assert result["mapped"] == {str(below_ours): 1}
+
+
+def test_a_run_into_an_imap_target_takes_the_larger_threshold() -> None:
+    """favour_speed: a body between the start's threshold and 4 MiB comes from the heap (no mmap and
+    page faults per message); a larger one is still mapped and given back when freed."""
+    between = memory.MMAP_THRESHOLD_BYTES * 4
+    assert memory.MMAP_THRESHOLD_BYTES < between < memory.FAST_MMAP_THRESHOLD_BYTES
+    large = memory.FAST_MMAP_THRESHOLD_BYTES * 2
+    assert _child([between, large], {})["mapped"] == {str(between): 1, str(large): 1}
+    result = _child([between, large], {}, mode="fast")
+    assert result["applied"] is True and result["mapped"] == {str(between): 0, str(large): 1}
