@@ -182,6 +182,8 @@ class CockpitApp(App[None]):
             self.rates.append(msgs)
             self.mb_rates.append(mbs)
         self._window_steps_ended()
+        if not self.screen_stack:  # a snapshot that arrives while the app closes: nothing shows it
+            return
         screen = self.screen
         if hasattr(screen, "show") and screen.is_mounted and not self._exit:
             with self.batch_update():

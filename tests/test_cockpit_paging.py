@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -268,7 +269,10 @@ def test_the_mailbox_view_reads_its_ledger_off_the_ui_thread(
     monkeypatch.setattr(StateStore, "mailbox_detail", spied)
 
     async def until(pilot: Pilot[None], done: Callable[[], bool]) -> None:
-        for _ in range(3000):  # the poller's threads deliver when they have read
+        deadline = (
+            time.monotonic() + 90
+        )  # the poller's threads deliver when they have read (PostgreSQL, a busy machine)
+        while time.monotonic() < deadline:
             if done():
                 return
             await pilot.pause(0.01)

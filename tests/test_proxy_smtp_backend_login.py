@@ -96,12 +96,15 @@ def test_auth_login_answers_each_prompt_and_the_refusal_is_scrubbed() -> None:
         assert await reader.readline() == user_blob.encode() + b"\r\n"
         writer.write(b"334 UGFzc3dvcmQ6\r\n")
         assert await reader.readline() == password_blob.encode() + b"\r\n"
-        writer.write(f"535-you sent {password_blob}\r\n535 5.7.8 and {PASSWORD} is wrong\r\n".encode())
+        writer.write(f"535-you sent {password_blob}\r\n535 5.7.8 and {PASSWORD} does not match\r\n".encode())
         await reader.read()
 
     async def check(endpoint: BackendEndpoint) -> None:
         answer, session = await log_in(endpoint, "client.test", "bob", PASSWORD)
-        assert (answer.code, answer.lines) == (535, ("you sent ********", "5.7.8 and ******** is wrong"))
+        assert (answer.code, answer.lines) == (
+            535,
+            ("you sent ********", "5.7.8 and ******** does not match"),
+        )
         await session.close(quit_first=False)
 
     login_with(backend, check)
