@@ -6,14 +6,13 @@ error and a closed connection."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
+from scripted_backend import against_scripted_backend
 
 from runners.proxy.backend_connect import BackendTls, BackendUnavailable, open_dialogue, unconnected
 from runners.proxy.contracts import BackendEndpoint, TlsMode
-
-Backend = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 class OneLogin:
@@ -31,27 +30,6 @@ class OneLogin:
             self.write(b"A LOGIN alice secret\r\n")
             return False
         return line.startswith(b"A ")
-
-
-def dialogue_with(backend: Backend, check: Callable[[BackendEndpoint], Awaitable[None]]) -> None:
-    async def main() -> None:
-        closed = asyncio.Event()
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                await backend(reader, writer)
-            finally:
-                writer.close()
-                closed.set()
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        endpoint = BackendEndpoint(host="127.0.0.1", port=port, tls=TlsMode.NONE)
-        async with server:
-            await check(endpoint)
-            await asyncio.wait_for(closed.wait(), 5)  # the proxy's side closed: the backend saw the end
-
-    asyncio.run(main())
 
 
 def test_what_the_backend_sends_behind_the_login_answer_reaches_the_streams() -> None:
@@ -73,7 +51,7 @@ def test_what_the_backend_sends_behind_the_login_answer_reaches_the_streams() ->
         writer.close()
         await writer.wait_closed()
 
-    dialogue_with(backend, check)
+    against_scripted_backend(backend, check)
 
 
 def test_a_backend_that_greets_wrongly_is_unavailable() -> None:
@@ -85,7 +63,7 @@ def test_a_backend_that_greets_wrongly_is_unavailable() -> None:
         with pytest.raises(BackendUnavailable, match="BYE go away"):
             await open_dialogue(endpoint, BackendTls(), OneLogin())
 
-    dialogue_with(backend, check)
+    against_scripted_backend(backend, check)
 
 
 def test_a_backend_that_hangs_up_mid_login_is_an_incomplete_read() -> None:
@@ -99,7 +77,7 @@ def test_a_backend_that_hangs_up_mid_login_is_an_incomplete_read() -> None:
             await open_dialogue(endpoint, BackendTls(), OneLogin())
         assert caught.value.partial == b"A OK half a li"
 
-    dialogue_with(backend, check)
+    against_scripted_backend(backend, check)
 
 
 def test_a_backend_too_slow_for_the_deadline_is_cut_off() -> None:
@@ -112,7 +90,7 @@ def test_a_backend_too_slow_for_the_deadline_is_cut_off() -> None:
             async with asyncio.timeout(0.2):
                 await open_dialogue(endpoint, BackendTls(), OneLogin())
 
-    dialogue_with(backend, check)
+    against_scripted_backend(backend, check)
 
 
 def test_a_backend_that_is_down_is_unavailable_at_once() -> None:

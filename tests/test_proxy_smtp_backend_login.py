@@ -9,45 +9,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from scripted_backend import against_scripted_backend
 from servers.tlsca import ThrowawayCA
 
 from runners.proxy.contracts import BackendEndpoint, TlsMode
 from runners.proxy.smtp_backend import BackendUnavailable, log_in
 
-Backend = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 EHLO = b"250-backend.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 AUTH PLAIN LOGIN\r\n"
 PASSWORD = "pw-Secret-7"
-
-
-def login_with(
-    backend: Backend,
-    check: Callable[[BackendEndpoint], Awaitable[None]],
-    *,
-    tls: TlsMode = TlsMode.NONE,
-    ca_file: Path | None = None,
-) -> None:
-    async def main() -> None:
-        closed = asyncio.Event()
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                await backend(reader, writer)
-            finally:
-                writer.close()
-                closed.set()
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        endpoint = BackendEndpoint("127.0.0.1", port, tls, ca_file=None if ca_file is None else str(ca_file))
-        async with server:
-            await check(endpoint)
-            await asyncio.wait_for(closed.wait(), 5)  # the proxy's side closed: the backend saw the end
-
-    asyncio.run(main())
 
 
 async def dribble(writer: asyncio.StreamWriter, data: bytes) -> None:
@@ -80,7 +52,7 @@ def test_replies_in_pieces_auth_plain_and_what_follows_235_reaches_the_streams()
         assert await session.reader.readline() == b"221 bye\r\n"
         session.writer.close()
 
-    login_with(backend, check)
+    against_scripted_backend(backend, check)
 
 
 def test_auth_login_answers_each_prompt_and_the_refusal_is_scrubbed() -> None:
@@ -107,7 +79,7 @@ def test_auth_login_answers_each_prompt_and_the_refusal_is_scrubbed() -> None:
         )
         await session.close(quit_first=False)
 
-    login_with(backend, check)
+    against_scripted_backend(backend, check)
 
 
 def test_a_malformed_reply_after_auth_is_scrubbed_before_it_is_told() -> None:
@@ -127,7 +99,7 @@ def test_a_malformed_reply_after_auth_is_scrubbed_before_it_is_told() -> None:
         assert str(refused.value).endswith("not an SMTP reply: oops ******** ********")
         assert PASSWORD not in str(refused.value) and blob[:12] not in str(refused.value)
 
-    login_with(backend, check)
+    against_scripted_backend(backend, check)
 
 
 def test_starttls_drops_what_the_backend_sent_in_clear_behind_its_220(tmp_path: Path) -> None:
@@ -157,7 +129,7 @@ def test_starttls_drops_what_the_backend_sent_in_clear_behind_its_220(tmp_path: 
         assert "AUTH" in session.extensions and "STARTTLS" not in session.extensions
         session.writer.close()
 
-    login_with(backend, check, tls=TlsMode.STARTTLS, ca_file=ca.ca_file)
+    against_scripted_backend(backend, check, tls=TlsMode.STARTTLS, ca_file=ca.ca_file)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +151,7 @@ def test_a_backend_that_speaks_nonsense_is_unavailable(said: bytes, words: str) 
         with pytest.raises(BackendUnavailable, match=words):
             await log_in(endpoint, "client.test", "alice", PASSWORD)
 
-    login_with(backend, check)
+    against_scripted_backend(backend, check)
 
 
 def test_a_backend_that_hangs_up_mid_reply_is_unavailable() -> None:
@@ -192,7 +164,7 @@ def test_a_backend_that_hangs_up_mid_reply_is_unavailable() -> None:
         with pytest.raises(BackendUnavailable, match="the connection closed"):
             await log_in(endpoint, "client.test", "alice", PASSWORD)
 
-    login_with(backend, check)
+    against_scripted_backend(backend, check)
 
 
 def test_a_login_cancelled_by_its_deadline_closes_the_backends_connection() -> None:
@@ -205,7 +177,7 @@ def test_a_login_cancelled_by_its_deadline_closes_the_backends_connection() -> N
             async with asyncio.timeout(0.2):
                 await log_in(endpoint, "client.test", "alice", PASSWORD)
 
-    login_with(backend, check)
+    against_scripted_backend(backend, check)
 
 
 def test_a_backend_that_is_down_is_unavailable_at_once() -> None:
