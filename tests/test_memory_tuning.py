@@ -64,29 +64,35 @@ def _child(sizes: list[int], extra_env: dict[str, str], mode: str = "start") -> 
     return result
 
 
+#: glibc maps a block over the threshold only when the heap's free top can't hold it, so the blocks
+#: that must be mapped are made larger than any free top a fresh interpreter has (a MiB and more).
+MIB = 1024 * 1024
+
+
 def test_blocks_under_the_threshold_come_from_the_heap_larger_ones_are_mapped() -> None:
     """Under the fixed threshold a block is not mmap'd and unmapped again (page faults, CPU); over
     it a block is, so it goes back to the system when freed, however large the blocks before."""
     threshold = memory.MMAP_THRESHOLD_BYTES
-    result = _child([threshold // 2, 64 * 1024 * 1024, threshold // 2, 2 * threshold], {})
+    assert threshold < MIB
+    result = _child([threshold // 2, 64 * MIB, threshold // 2, 2 * MIB], {})
     assert result["applied"] is True
-    assert result["mapped"] == {str(threshold // 2): 0, str(64 * 1024 * 1024): 1, str(2 * threshold): 1}
-
-
-def test_the_operators_malloc_settings_win() -> None:
-    """MALLOC_* set: our settings are not applied, the operator's are (a lower threshold here)."""
-    below_ours = memory.MMAP_THRESHOLD_BYTES // 2
-    result = _child([below_ours], {"MALLOC_MMAP_THRESHOLD_": str(below_ours // 2)})
-    assert result["applied"] is False
-    assert result["mapped"] == {str(below_ours): 1}
+    assert result["mapped"] == {str(threshold // 2): 0, str(64 * MIB): 1, str(2 * MIB): 1}
 
 
 def test_a_run_into_an_imap_target_takes_the_larger_threshold() -> None:
     """favour_speed: a body between the start's threshold and 4 MiB comes from the heap (no mmap and
     page faults per message); a larger one is still mapped and given back when freed."""
-    between = memory.MMAP_THRESHOLD_BYTES * 4
+    between = 2 * MIB
     assert memory.MMAP_THRESHOLD_BYTES < between < memory.FAST_MMAP_THRESHOLD_BYTES
     large = memory.FAST_MMAP_THRESHOLD_BYTES * 2
     assert _child([between, large], {})["mapped"] == {str(between): 1, str(large): 1}
     result = _child([between, large], {}, mode="fast")
     assert result["applied"] is True and result["mapped"] == {str(between): 0, str(large): 1}
+
+
+def test_the_operators_malloc_settings_win() -> None:
+    """MALLOC_* set: neither tuning is applied, the operator's threshold holds (1 MiB here: a 2 MiB
+    block is mapped, which under favour_speed's 4 MiB it would not be)."""
+    result = _child([2 * MIB], {"MALLOC_MMAP_THRESHOLD_": str(MIB)}, mode="fast")
+    assert result["applied"] is False
+    assert result["mapped"] == {str(2 * MIB): 1}
