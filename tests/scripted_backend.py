@@ -37,3 +37,12 @@ def against_scripted_backend(
             await asyncio.wait_for(closed.wait(), 5)  # the proxy's side closed: the backend saw the end
 
     asyncio.run(main())
+
+
+async def closed_port() -> int:
+    """A loopback port that was listening a moment ago and refuses connections now."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port: int = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    return port

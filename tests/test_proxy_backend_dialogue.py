@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from scripted_backend import against_scripted_backend
+from scripted_backend import against_scripted_backend, closed_port
 
 from runners.proxy.backend_connect import BackendTls, BackendUnavailable, open_dialogue, unconnected
 from runners.proxy.contracts import BackendEndpoint, TlsMode
@@ -95,10 +95,7 @@ def test_a_backend_too_slow_for_the_deadline_is_cut_off() -> None:
 
 def test_a_backend_that_is_down_is_unavailable_at_once() -> None:
     async def main() -> None:
-        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        server.close()
-        await server.wait_closed()
+        port = await closed_port()
         endpoint = BackendEndpoint(host="127.0.0.1", port=port, tls=TlsMode.NONE)
         with pytest.raises(BackendUnavailable, match="connection refused"):
             await open_dialogue(endpoint, BackendTls(), OneLogin())

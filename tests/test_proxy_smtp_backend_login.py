@@ -12,7 +12,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from scripted_backend import against_scripted_backend
+from scripted_backend import against_scripted_backend, closed_port
 from servers.tlsca import ThrowawayCA
 
 from runners.proxy.contracts import BackendEndpoint, TlsMode
@@ -182,10 +182,7 @@ def test_a_login_cancelled_by_its_deadline_closes_the_backends_connection() -> N
 
 def test_a_backend_that_is_down_is_unavailable_at_once() -> None:
     async def main() -> None:
-        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        server.close()
-        await server.wait_closed()
+        port = await closed_port()
         with pytest.raises(BackendUnavailable, match="connection refused"):
             await log_in(BackendEndpoint("127.0.0.1", port, TlsMode.NONE), "client.test", "alice", PASSWORD)
 
