@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from runners.connectors.tls import client_context
@@ -111,6 +111,28 @@ async def run_steps(reader: asyncio.StreamReader, steps: LineSteps) -> None:
     ``steps.write`` is the streams' writer's)."""
     while not steps.step(await backend_line(reader)):
         pass
+
+
+async def login_dialogue(
+    endpoint: BackendEndpoint,
+    tls: BackendTls,
+    steps: LineSteps,
+    starttls: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A backend's login dialogue ``steps`` on a new connection to ``endpoint``: in the transport's
+    callbacks (``open_dialogue``); on a STARTTLS endpoint over the streams, once ``starttls`` has read
+    the greeting, upgraded the connection and begun the steps. The connection is closed when it fails."""
+    if endpoint.tls != TlsMode.STARTTLS:
+        return await open_dialogue(endpoint, tls, steps)
+    reader, writer = await open_backend(endpoint, tls)
+    try:
+        steps.write = writer.write
+        await starttls(reader, writer)
+        await run_steps(reader, steps)
+    except BaseException:
+        writer.close()  # no wait: a cancelled login must not wait for the backend
+        raise
+    return reader, writer
 
 
 class _DialogueProtocol(asyncio.Protocol):

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from runners.proxy.backend_connect import (
     BackendUnavailable,
     backend_line,
-    open_dialogue,
-    run_steps,
+    login_dialogue,
     start_tls,
     unconnected,
     where,
@@ -35,7 +34,6 @@ from runners.proxy.session_common import (
     BACKEND_ERRORS,
     clear_login_refused,
     close_quietly,
-    connect,
     endpoint_of,
     event,
     serve_login,
@@ -249,13 +247,9 @@ class ImapSession:
             with deadlines.backend(task):
                 steps = _BackendLogin(route.backend_login, password, where(endpoint),
                                       lambda: deadlines.backend_greeted(task))  # fmt: skip
-                if endpoint.tls == TlsMode.STARTTLS:
-                    reader, writer = await connect(ctx, endpoint)
-                    steps.write = writer.write
-                    steps.begin(await _greeting(reader, writer, endpoint, ctx))
-                    await run_steps(reader, steps)
-                else:  # the whole exchange in the connection's callbacks: one wait, not one per line
-                    reader, writer = await open_dialogue(endpoint, ctx.backend_tls, steps)
+                reader, writer = await login_dialogue(
+                    endpoint, ctx.backend_tls, steps, _starttls(endpoint, ctx, steps)
+                )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_quietly(writer)
@@ -291,15 +285,16 @@ def _greeting_capabilities(greeting: bytes) -> set[str]:
     return set(match.group(1).decode("ascii", "replace").upper().split()) if match else set()
 
 
-async def _greeting(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: BackendEndpoint, ctx: ProxyContext
-) -> set[str]:
-    """The backend's greeting (and STARTTLS when its endpoint says so); its capabilities, upper case."""
-    greeting = await backend_line(reader)
-    if not greeting.upper().startswith(b"* OK"):
-        raise BackendUnavailable(f"{where(endpoint)} greeted with {greeting[:200]!r}")
-    capabilities = _greeting_capabilities(greeting)
-    if endpoint.tls == TlsMode.STARTTLS:
+def _starttls(
+    endpoint: BackendEndpoint, ctx: ProxyContext, steps: _BackendLogin
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A STARTTLS backend's greeting and upgrade, then the login ``steps`` begun with its capabilities."""
+
+    async def greet_and_upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        greeting = await backend_line(reader)
+        if not greeting.upper().startswith(b"* OK"):
+            raise BackendUnavailable(f"{where(endpoint)} greeted with {greeting[:200]!r}")
+        capabilities = _greeting_capabilities(greeting)
         writer.write(b"S STARTTLS\r\n")
         while not (line := await backend_line(reader)).startswith(b"S "):
             pass
@@ -307,7 +302,9 @@ async def _greeting(
             raise BackendUnavailable(f"{where(endpoint)} refused STARTTLS: {line[2:200]!r}")
         await start_tls(reader, writer, ctx.backend_tls.context(endpoint), endpoint.host)
         capabilities.discard("STARTTLS")
-    return capabilities
+        steps.begin(capabilities)
+
+    return greet_and_upgrade
 
 
 class _BackendLogin:

@@ -9,13 +9,12 @@ says so; the client then gets the backend's own ``+OK`` line.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from runners.proxy.backend_connect import (
     BackendUnavailable,
     backend_line,
-    open_dialogue,
-    run_steps,
+    login_dialogue,
     start_tls,
     unconnected,
     where,
@@ -27,7 +26,6 @@ from runners.proxy.session_common import (
     BACKEND_ERRORS,
     clear_login_refused,
     close_quietly,
-    connect,
     endpoint_of,
     event,
     serve_login,
@@ -197,14 +195,9 @@ class Pop3Session:
             with deadlines.backend(task):
                 steps = _BackendLogin(route.backend_login, password, where(endpoint),
                                       lambda: deadlines.backend_greeted(task))  # fmt: skip
-                if endpoint.tls == TlsMode.STARTTLS:
-                    reader, writer = await connect(ctx, endpoint)
-                    steps.write = writer.write
-                    await _greeting(reader, writer, endpoint, ctx)
-                    steps.begin()
-                    await run_steps(reader, steps)
-                else:  # the whole exchange in the connection's callbacks: one wait, not one per line
-                    reader, writer = await open_dialogue(endpoint, ctx.backend_tls, steps)
+                reader, writer = await login_dialogue(
+                    endpoint, ctx.backend_tls, steps, _starttls(endpoint, ctx, steps)
+                )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_quietly(writer)
@@ -229,18 +222,23 @@ class Pop3Session:
         return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
 
 
-async def _greeting(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: BackendEndpoint, ctx: ProxyContext
-) -> None:
-    greeting = await backend_line(reader)
-    if not greeting.startswith(b"+OK"):
-        raise BackendUnavailable(f"{where(endpoint)} greeted with {greeting[:200]!r}")
-    if endpoint.tls == TlsMode.STARTTLS:
+def _starttls(
+    endpoint: BackendEndpoint, ctx: ProxyContext, steps: _BackendLogin
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A STLS backend's greeting and upgrade, then the login ``steps`` begun."""
+
+    async def greet_and_upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        greeting = await backend_line(reader)
+        if not greeting.startswith(b"+OK"):
+            raise BackendUnavailable(f"{where(endpoint)} greeted with {greeting[:200]!r}")
         writer.write(b"STLS\r\n")
         answer = await backend_line(reader)
         if not answer.startswith(b"+OK"):
             raise BackendUnavailable(f"{where(endpoint)} refused STLS: {answer[:200]!r}")
         await start_tls(reader, writer, ctx.backend_tls.context(endpoint), endpoint.host)
+        steps.begin()
+
+    return greet_and_upgrade
 
 
 class _BackendLogin:

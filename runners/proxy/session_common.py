@@ -10,7 +10,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from runners.proxy.backend_connect import BackendUnavailable, open_backend, where
+from runners.proxy.backend_connect import BackendUnavailable, where
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import BackendEndpoint, Leg, LoginEvent, Outcome, Password, Route, Service
 from runners.proxy.registry import FAREWELL
@@ -56,12 +56,6 @@ def endpoint_of(ctx: ProxyContext, route: Route, service: Service) -> BackendEnd
     if endpoint is None:
         raise BackendUnavailable(f"backend {route.backend} has no {service} endpoint in the plan")
     return endpoint
-
-
-async def connect(
-    ctx: ProxyContext, endpoint: BackendEndpoint
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await open_backend(endpoint, ctx.backend_tls)
 
 
 def words(text: str, password: Password) -> str:
