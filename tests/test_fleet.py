@@ -196,12 +196,24 @@ def _log(state_dir: Path, name: str) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def pair_lab(tmp_path: Path, source: DovecotServer, target: DovecotServer) -> tuple[Lab, int]:
+    """alice and bob, 40 messages each, in wave pilot on SQLite: the lab of the one-host fleet tests."""
+    total = fill(source, ["alice", "bob"], 40)
+    pair = (("alice", "alice", "pilot"), ("bob", "bob", "pilot"))
+    return make_lab(tmp_path / "lab", source, target, mailboxes=pair, tail=FLEET_PLAN), total
+
+
+def assert_pair_copied(lab: Lab, total: int) -> None:
+    for user in ("alice", "bob"):
+        assert_same_mailbox(lab.source, lab.target, user)
+    code, report = lab.verify("pilot")
+    assert code == 0 and report["totals"]["ok"] == total, report
+
+
 def test_sigterm_finishes_the_batch_gives_the_mailbox_back_and_exits_0(
     tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, gate: Gate
 ) -> None:
-    total = fill(source_dovecot, ["alice", "bob"], 40)
-    pair = (("alice", "alice", "pilot"), ("bob", "bob", "pilot"))
-    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot, mailboxes=pair, tail=FLEET_PLAN)
+    lab, total = pair_lab(tmp_path, source_dovecot, target_dovecot)
     with fleet_of(lab) as fleet:
         # The launcher holds after its first batch, so the runner surely takes the other mailbox.
         gate_env = gate.env("hold-after-record:1")
@@ -225,18 +237,13 @@ def test_sigterm_finishes_the_batch_gives_the_mailbox_back_and_exits_0(
     assert row["owner"] in (None, f"{socket.gethostname()}:{launcher.pid}") and row["messages_done"] > 0, row
     assert launcher.returncode == 0, launched_err
     assert json.loads(launched_out)["status"] == "ok"
-    for user in ("alice", "bob"):
-        assert_same_mailbox(lab.source, lab.target, user)
-    code, report = lab.verify("pilot")
-    assert code == 0 and report["totals"]["ok"] == total, report
+    assert_pair_copied(lab, total)
 
 
 def test_a_runner_joining_late_obeys_a_pause_made_before_it_joined(
     tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, gate: Gate
 ) -> None:
-    total = fill(source_dovecot, ["alice", "bob"], 40)
-    pair = (("alice", "alice", "pilot"), ("bob", "bob", "pilot"))
-    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot, mailboxes=pair, tail=FLEET_PLAN)
+    lab, total = pair_lab(tmp_path, source_dovecot, target_dovecot)
     with fleet_of(lab) as fleet:
         launcher = fleet.launch("pilot", "--workers", "1", env=gate.env("hold-after-record:1"))
         gate.wait_held(launcher)  # one mailbox taken by the launcher; the other still open
@@ -259,10 +266,7 @@ def test_a_runner_joining_late_obeys_a_pause_made_before_it_joined(
         out, err = launcher.communicate(timeout=WAIT_SECONDS)
         assert launcher.returncode == 0, err
         assert json.loads(out)["status"] == "ok"
-    for user in ("alice", "bob"):
-        assert_same_mailbox(lab.source, lab.target, user)
-    code, report = lab.verify("pilot")
-    assert code == 0 and report["totals"]["ok"] == total, report
+    assert_pair_copied(lab, total)
 
 
 def test_runner_help_and_a_bad_plan() -> None:
