@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from servers.postgres import PASSWORD_ENV, PostgresServer
 from runners.model import FolderState
 from runners.state.errors import LeaseLost
 from runners.state.fence import Lease
+from runners.state.open_store import open_store
 from runners.state.pg_backend import PostgresBackend
 from runners.state.store import StateStore
 
@@ -267,6 +269,96 @@ def test_a_runner_joining_late_obeys_a_pause_made_before_it_joined(
         assert launcher.returncode == 0, err
         assert json.loads(out)["status"] == "ok"
     assert_pair_copied(lab, total)
+
+
+ELSEWHERE = "elsewhere.example"
+
+
+def orphan_run(
+    store: StateStore, *, silent_for: float, state: str = "working", open_left: int = 0, pid: int = 4242
+) -> int:
+    """A run launched by ``elsewhere.example:<pid>`` (a process of another host, which can't be asked
+    whether it lives), whose heartbeat in ``fleet_hosts`` is ``silent_for`` seconds old; two mailboxes
+    queued, ``open_left`` of them not finished."""
+    run_id = store.start_run("pilot", "full", 2)
+    ids = store.upsert_mailboxes([("alice", "alice", "pilot"), ("bob", "bob", "pilot")])
+    store.enqueue_run(run_id, [(i, False) for i in ids])
+    for mailbox_id in ids[open_left:]:
+        write(
+            store,
+            "UPDATE run_mailboxes SET done = 1 WHERE run_id = ? AND mailbox_id = ?",
+            (run_id, mailbox_id),
+        )
+    write(store, "UPDATE runs SET host = ?, pid = ? WHERE id = ?", (ELSEWHERE, pid, run_id))
+    now = time.time()
+    write(store, "INSERT INTO fleet_hosts (name, host, pid, started, heartbeat, state) VALUES (?,?,?,?,?,?)",
+          (f"{ELSEWHERE}:{pid}", ELSEWHERE, pid, now - 3600, now - silent_for, state))  # fmt: skip
+    return run_id
+
+
+def test_a_run_whose_launcher_on_another_host_is_gone_ends_interrupted_once_its_mailboxes_are_done(
+    store: StateStore,
+) -> None:
+    run_id = orphan_run(store, silent_for=30.0, open_left=1)
+    # The fleet is still finishing it: it stays running, so runners keep taking its mailboxes.
+    assert store.close_orphaned_runs(60.0) == [] and store.close_orphaned_runs(10.0) == []
+    assert run_id in store.runs_with_open_work()
+    write(store, "UPDATE run_mailboxes SET done = 1 WHERE run_id = ?", (run_id,))
+    assert store.close_orphaned_runs(60.0) == []  # its launcher beat within the lease: it writes its end
+    assert store.close_orphaned_runs(10.0) == [run_id]
+    row = store.run(run_id)
+    assert row is not None and row.status == "interrupted"
+    assert store.close_orphaned_runs(10.0) == []  # once
+
+
+def test_a_launcher_that_stopped_without_ending_its_run_leaves_it_interrupted(store: StateStore) -> None:
+    stopped = orphan_run(store, silent_for=0.0, state="stopped", pid=4242)
+    ended = orphan_run(store, silent_for=600.0, pid=4243)
+    store.finish_run(ended, "ok", {})
+    assert store.close_orphaned_runs(60.0) == [stopped]  # a finished run keeps its status
+    finished = store.run(ended)
+    assert finished is not None and finished.status == "ok"
+
+
+def test_the_fleet_finishes_a_run_whose_launcher_host_died_and_records_it_interrupted(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, gate: Gate
+) -> None:
+    lab, total = pair_lab(tmp_path, source_dovecot, target_dovecot)
+    with fleet_of(lab) as fleet:
+        launcher = fleet.launch("pilot", "--workers", "1", env=gate.env("hold-after-record:1"))
+        gate.wait_held(launcher)  # mid-mailbox: one batch of it recorded
+        launcher.send_signal(signal.SIGSTOP)
+        # The launcher stands for another host's process: nobody here can see that it died.
+        here = f"{socket.gethostname()}:{launcher.pid}"
+        there = f"{ELSEWHERE}:{launcher.pid}"
+        with closing(open_store(fleet.plan)) as store:
+            write(store, "UPDATE runs SET host = ? WHERE pid = ?", (ELSEWHERE, launcher.pid))
+            write(store, "UPDATE fleet_hosts SET name = ?, host = ? WHERE name = ?", (there, ELSEWHERE, here))
+            write(store, "UPDATE mailboxes SET owner = ? WHERE owner = ?", (there, here))
+        launcher.kill()
+        launcher.wait()
+        runner = fleet.start_runner("w", "--workers", "1")
+        # The runner copies the open mailbox, takes the dead launcher's over when its lease ran out,
+        # and, every mailbox finished, ends the run that nobody else would end.
+        status = wait_for(
+            "the orphaned run to end",
+            lambda: next((r["status"] for r in fleet.query("SELECT status FROM runs") if r["status"] != "running"),
+                         None),
+            (runner,),
+        )  # fmt: skip
+        assert status == "interrupted"
+        done = fleet.stop_all()["w"]
+        assert done.returncode == 0, done.stderr
+        assert (
+            "launcher is gone and every mailbox of it is finished"
+            in _log(fleet.plan.state_dir, "w") + done.stderr
+        )
+    assert_pair_copied(lab, total)
+    rerun = lab.cutover(
+        "run", "--plan", str(lab.plan), "--wave", "pilot", "--output", "json", "--progress", "none"
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["totals"]["copied"] == 0  # a delta pass: nothing left to copy
 
 
 def test_runner_help_and_a_bad_plan() -> None:

@@ -75,6 +75,7 @@ class FleetRunner:
                         last = time.monotonic()
                         self.keeper.set_state("working" if self.keeper.held() else "idle")
                         self._leave_finished_runs()
+                        self._close_orphaned_runs()
                     if any(w.done() for w in workers):
                         self.stop.set()  # a worker died of an error: stop the rest cleanly
                 self.keeper.set_state("stopping")
@@ -189,6 +190,22 @@ class FleetRunner:
             if run_id not in self._skipped:
                 self._skipped.add(run_id)
                 log.error("runner %s leaves run %d: %s", self.name, run_id, why)
+
+    def _close_orphaned_runs(self) -> None:
+        """A run whose launcher is gone (another host's, say) ends when the fleet has finished its
+        mailboxes: interrupted, as a launcher killed on this host leaves it. Else it reads running forever."""
+        try:
+            closed = self.store.close_orphaned_runs(self.plan.lease_seconds)
+        except StoreError as exc:
+            log.error("runner %s: %s", self.name, exc)
+            return
+        for run_id in closed:
+            log.warning(
+                "runner %s: run %d's launcher is gone and every mailbox of it is finished: recorded as "
+                "interrupted (a new run of its wave makes the delta pass and records the totals)",
+                self.name,
+                run_id,
+            )
 
     def _leave_finished_runs(self) -> None:
         """Stop watching runs that ended and that no worker of this runner is in."""

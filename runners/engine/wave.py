@@ -83,6 +83,7 @@ def run_wave(
     """Run every mailbox of ``wave``; raises ``WaveFault`` when a fault of the whole wave stopped it."""
     store = open_store(plan)
     store.mark_dead_runs()
+    store.close_orphaned_runs(plan.lease_seconds)
     entries = largest_first(store, select_mailboxes(plan, wave, only))
     if plan.starts_on_login(wave):  # only the mailboxes their users' logins through the proxy queued (#14)
         entries = queued_only(store, wave, entries)

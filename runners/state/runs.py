@@ -79,6 +79,36 @@ class RunsMixin(StoreBase):
                 with self.transaction() as db:
                     db.execute("UPDATE runs SET status = ? WHERE id = ?", (RunStatus.INTERRUPTED, run[0]))
 
+    def close_orphaned_runs(self, lease_seconds: float) -> list[int]:
+        """Runs whose launcher is gone, on any host, and whose mailboxes are all finished were
+        interrupted: nobody is left to write their end. Returns their ids.
+
+        A launcher is gone when its row in ``fleet_hosts`` (``host:pid``, its heartbeat) says it
+        stopped or has not beaten for ``lease_seconds``: a process of another host can't be asked
+        whether it exists. While the run has open mailboxes it stays running, so the fleet's runners
+        finish them without the launcher; the runner that sees the last one done closes it. A
+        launcher that was only frozen and comes back writes its own end over this one."""
+        if self.read_only:
+            return []
+        stale = time.time() - lease_seconds
+        rows = self._read(
+            "SELECT r.id FROM runs r JOIN fleet_hosts f ON f.name = r.host || ':' || CAST(r.pid AS TEXT) "
+            "WHERE r.status = ? AND (f.state = 'stopped' OR f.heartbeat < ?) AND NOT EXISTS "
+            "(SELECT 1 FROM run_mailboxes q WHERE q.run_id = r.id AND q.done = 0) ORDER BY r.id",
+            (RunStatus.RUNNING, stale),
+        )
+        closed = []
+        for (run_id,) in rows:
+            with self.transaction() as db:
+                # Only a run still running: its launcher may have ended it since the read.
+                changed = db.execute(
+                    "UPDATE runs SET status = ? WHERE id = ? AND status = ?",
+                    (RunStatus.INTERRUPTED, run_id, RunStatus.RUNNING),
+                ).rowcount
+            if changed:
+                closed.append(int(run_id))
+        return closed
+
     def run(self, run_id: int) -> RunRow | None:
         """One run by its id (None: no such run)."""
         rows = self._read(f"SELECT {_COLUMNS} FROM runs WHERE id = ?", (run_id,))
