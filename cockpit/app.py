@@ -122,6 +122,8 @@ class CockpitApp(App[None]):
         self._store: StateStore | None = None
         #: The mailboxes views by wave (None: every wave), kept to be opened again (``open_mailboxes``).
         self._mailboxes_views: dict[str | None, MailboxesView] = {}
+        #: The mailbox view, kept to be opened again on another mailbox (``open_mailbox``).
+        self._mailbox_view: MailboxView | None = None
         #: ``cutover switch`` processes started from this cockpit, until they end: (what, process, log).
         self._window_steps: list[tuple[str, subprocess.Popen[bytes], Path]] = []
 
@@ -260,7 +262,15 @@ class CockpitApp(App[None]):
         self.push_screen(view)
 
     def open_mailbox(self, source: str) -> None:
-        self.push_screen(MailboxView(source))
+        # One view, kept once closed and opened again on another mailbox (``MailboxView.reopen``).
+        view = self._mailbox_view
+        if view is None or view in self.screen_stack:
+            view = MailboxView(source)
+            if self._mailbox_view is None:
+                self._mailbox_view = view
+                self.install_screen(view, "mailbox")
+        view.reopen(source)
+        self.push_screen(view)
 
     def open_failure(self, source: str, issue: MessageIssue) -> None:
         self.push_screen(FailureView(source, issue))

@@ -12,6 +12,7 @@ from dovecot_lab import PILOT_AND_LATER, Lab, make_lab, wait_for
 from servers import imapfill
 from servers.dovecot import DovecotServer
 from textual.pilot import Pilot
+from textual.widgets import DataTable, Static
 
 from cockpit.app import CockpitApp
 from cockpit.screens.dialogs import Confirm, DialogError
@@ -91,6 +92,44 @@ def test_drill_down_from_overview_to_the_servers_words(lab: Lab) -> None:
                 await pilot.press("escape")
                 await pilot.pause()
                 assert isinstance(app.screen, expected)
+
+    asyncio.run(scenario())
+
+
+def test_the_mailbox_view_opened_again_on_another_mailbox_shows_nothing_of_the_last(lab: Lab) -> None:
+    """One mailbox view is kept and opened again (composing it was most of Enter's cost): the next
+    mailbox's view starts empty, never with the last one's failures, and then shows its own."""
+
+    async def scenario() -> None:
+        app = app_for(lab)
+        async with app.run_test(size=(160, 48)) as pilot:
+            feed(app)
+            app.open_mailbox("alice")
+            await pilot.pause()
+            feed(app)
+            await pilot.pause()
+            first = app.screen
+            assert isinstance(first, MailboxView) and first.query_one("#issues", DataTable).row_count == 1
+            await pilot.press("escape")
+            await pilot.pause()
+            app.open_mailbox("bob")
+            await pilot.pause()
+            assert app.screen is first and first.source == "bob" and first.detail is None
+            assert "bob" in app.sub_title and "alice" not in app.sub_title
+            for table in first.query(DataTable):
+                assert table.row_count == 0, table.id  # alice's rows are gone before bob's are read
+            assert "alice" not in str(first.query_one("#summary", Static).render())
+            feed(app)
+            await pilot.pause()
+            assert first.detail is not None and first.detail.source == "bob"
+            assert [str(k.value) for k in first.query_one("#folders", DataTable).rows] == ["INBOX"]
+            assert first.query_one("#issues", DataTable).row_count == 0
+            assert "bob → bob" in str(first.query_one("#summary", Static).render())
+            # Opened from within itself (a stacked view of another mailbox) it is a view of its own.
+            app.open_mailbox("alice")
+            await pilot.pause()
+            assert isinstance(app.screen, MailboxView) and app.screen is not first
+            assert app.screen.source == "alice" and first.source == "bob"
 
     asyncio.run(scenario())
 

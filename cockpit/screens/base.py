@@ -25,6 +25,8 @@ def add_columns(table: DataTable[Any], columns: Sequence[tuple[str, int]]) -> No
 class View(Screen[None]):
     #: Shown in the header as "cutover › <crumb>".
     crumb = ""
+    #: Its rows are few (one mailbox's): read them while it is drawn, not once it is.
+    read_at_once = False
 
     @property
     def cockpit(self) -> Cockpit:
@@ -37,7 +39,10 @@ class View(Screen[None]):
         elif snapshot.query != self.cockpit.current_query():
             # This view wants other rows than the last snapshot's: read them once it is drawn from
             # that one (the reader threads would compete with the drawing). Else the next poll will do.
-            self.call_after_refresh(self.cockpit.poke)
+            if self.read_at_once:
+                self.cockpit.poke()
+            else:
+                self.call_after_refresh(self.cockpit.poke)
         self.app.sub_title = " › ".join(
             s.crumb for s in self.app.screen_stack if isinstance(s, View) and s.crumb
         )

@@ -55,6 +55,7 @@ ISSUE_COLUMNS = (("folder", 20), ("UID", 7), ("size", 10), ("status", 8), ("trie
 
 class MailboxView(View):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy", "Copy")]
+    read_at_once = True
 
     def __init__(self, source: str) -> None:
         super().__init__()
@@ -62,6 +63,19 @@ class MailboxView(View):
         self.crumb = source
         self.detail: MailboxDetail | None = None
         self._summary = ""
+
+    def reopen(self, source: str) -> None:
+        """As a newly opened view of ``source``. The app keeps one closed view and opens it again
+        (``CockpitApp.open_mailbox``): composing and styling its widgets was most of what Enter on a
+        mailbox cost the UI thread (cockpit_bench.py). Nothing of the last mailbox stays on screen."""
+        self.source = self.crumb = source
+        self.detail, self._summary = None, ""
+        if self.is_mounted:
+            self.query_one("#summary", Static).update("")
+            for table in self.query(DataTable):
+                table.clear()
+                table.move_cursor(row=0, column=0, animate=False)
+            self.set_focus(self.query_one("#folders", DataTable))
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -75,8 +89,6 @@ class MailboxView(View):
     def on_mount(self) -> None:
         add_columns(self.query_one("#folders", DataTable), FOLDER_COLUMNS)
         add_columns(self.query_one("#issues", DataTable), ISSUE_COLUMNS)
-        # Its ledger read now, while the view is drawn (one mailbox's: small), not after the first paint.
-        self.cockpit.poke()
 
     def query_rows(self) -> MailboxQuery:
         return MailboxQuery(source=self.source)
