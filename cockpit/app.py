@@ -165,6 +165,11 @@ class CockpitApp(App[None]):
         if self._poller is not None:
             self._poller.poke()
 
+    def poke_rows(self) -> None:
+        """Read the visible view's rows now; the whole poll follows at its time."""
+        if self._poller is not None:
+            self._poller.poke_rows()
+
     def apply(self, snapshot: Snapshot) -> None:
         """Take a new snapshot: rates from the previous one, then refresh the visible view only."""
         previous, self.snapshot = self.snapshot, snapshot

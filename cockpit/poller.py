@@ -84,6 +84,11 @@ class SnapshotPoller:
         self._wake.set()
         self._rows_wake.set()
 
+    def poke_rows(self) -> None:
+        """A view's new rows at once, the whole poll at its time: a view of few rows (one mailbox's)
+        is read alone, not beside a read of the whole fleet competing with it for the interpreter."""
+        self._rows_wake.set()
+
     def _rows_loop(self) -> None:
         """When poked: the visible view's rows, if the last snapshot holds another view's."""
         store: StateStore | None = None

@@ -25,7 +25,7 @@ def add_columns(table: DataTable[Any], columns: Sequence[tuple[str, int]]) -> No
 class View(Screen[None]):
     #: Shown in the header as "cutover › <crumb>".
     crumb = ""
-    #: Its rows are few (one mailbox's): read them while it is drawn, not once it is.
+    #: Its rows are few (one mailbox's): read them alone while it is drawn, not once it is.
     read_at_once = False
 
     @property
@@ -40,7 +40,7 @@ class View(Screen[None]):
             # This view wants other rows than the last snapshot's: read them once it is drawn from
             # that one (the reader threads would compete with the drawing). Else the next poll will do.
             if self.read_at_once:
-                self.cockpit.poke()
+                self.cockpit.poke_rows()
             else:
                 self.call_after_refresh(self.cockpit.poke)
         self.app.sub_title = " › ".join(
