@@ -1,6 +1,6 @@
 """One mailbox against Dovecot's own dsync, and how busy 8 mailboxes keep the machine.
 
-    .venv/bin/python bench/dsync_bench.py [--messages 3000] [--repeat 3] [--mailboxes 8]
+    .venv/bin/python bench/dsync_bench.py [--messages 3000] [--repeat 5] [--mailboxes 8]
         [--many-messages 1500] [--output text|json]
 
 Scenarios, each into a fresh target Dovecot (the test suite's, on /tmp, its default fsync):
@@ -158,9 +158,10 @@ def run(args: argparse.Namespace, lab: Lab) -> Report:
     many_source, _ = fill_source(lab, many, users)
     tiny_source, _ = fill_source(lab, build_corpus(1, args.seed), tiny_users)
     warm_bytecode(lab)
-    for i in range(args.repeat):  # interleaved, so a noisy moment hits both tools alike
-        report.runs.append(one_run(lab, "cutover", source, ["single"], len(one), f"cutover-1-{i}"))
-        report.runs.append(one_run(lab, "dsync", source, ["single"], len(one), f"dsync-1-{i}"))
+    for i in range(args.repeat):  # interleaved, so a noisy moment hits both tools alike...
+        tools = ("cutover", "dsync") if i % 2 == 0 else ("dsync", "cutover")  # ...and neither always first
+        for tool in tools:
+            report.runs.append(one_run(lab, tool, source, ["single"], len(one), f"{tool}-1-{i}"))
     total = len(many) * len(users)
     for i in range(args.repeat):  # our CPU and the busy share vary run to run on a shared machine
         report.runs.append(one_run(lab, "cutover", many_source, users, total, f"cutover-{len(users)}-{i}"))
@@ -223,7 +224,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--messages", type=int, default=3000, help="messages of the one mailbox (default 3000)"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario (default 3)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each scenario (default 5)")
     parser.add_argument("--mailboxes", type=int, default=8, help="mailboxes at once (default 8)")
     parser.add_argument("--many-messages", type=int, default=1500, help="messages per mailbox there")
     parser.add_argument("--seed", type=int, default=1)
