@@ -2,7 +2,8 @@
 
 TLS to a backend is verified (its CA file, or the system's); plain SMTP only to a loopback backend,
 the plan's rule, checked here again because a backend's address can come from a directory. Every
-failure to reach or understand the backend is one ``BackendUnavailable`` with words safe to show.
+failure to reach or understand the backend is one ``BackendUnavailable`` with words safe to show
+(``backend_connect``'s: the one class of every backend of the proxy).
 
 A submission login (``log_in``) runs in the connection's callbacks (``backend_connect.open_dialogue``):
 greeting, EHLO and AUTH are one wait for the session, not a stream read and a timer per reply; a
@@ -20,8 +21,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from runners.connectors.tls import client_context
-from runners.proxy import backend_connect
-from runners.proxy.backend_connect import BackendTls, open_dialogue, run_steps, start_tls, unconnected
+from runners.proxy.backend_connect import (
+    BackendTls,
+    BackendUnavailable,
+    open_dialogue,
+    run_steps,
+    start_tls,
+    unconnected,
+)
 from runners.proxy.contracts import BackendEndpoint, Leg, TlsMode
 from runners.proxy.smtp_io import (
     MAX_REPLY_LINE,
@@ -33,10 +40,6 @@ from runners.proxy.smtp_io import (
 )
 from runners.proxy.smtp_parse import encode, encode_b64
 from runners.safe_text import MASK, safe
-
-
-class BackendUnavailable(Exception):
-    """The backend could not be reached, was too slow, or did not speak SMTP as expected."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -188,9 +191,7 @@ async def log_in(
     steps = SubmissionLogin(helo, login, password, starttls=endpoint.tls is TlsMode.STARTTLS)
     try:
         reader, writer = await open_dialogue(endpoint, _CONTEXTS, steps)
-    except backend_connect.BackendUnavailable as exc:
-        raise BackendUnavailable(exc.detail) from None
-    except _LOGIN_ERRORS as exc:
+    except _LOGIN_ERRORS as exc:  # open_dialogue's own BackendUnavailable goes up as it is
         raise BackendUnavailable(_why(exc)) from None
     answer = steps.answer
     if answer is None:  # the backend said 220 to STARTTLS: the rest inside TLS, on the streams

@@ -26,8 +26,9 @@ import logging
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
+from runners.proxy.backend_connect import BackendUnavailable
 from runners.proxy.contracts import Route, Service, TlsMode
-from runners.proxy.smtp_backend import BackendSession, BackendUnavailable, mail_from, open_session
+from runners.proxy.smtp_backend import BackendSession, mail_from, open_session
 from runners.proxy.smtp_data import BackendSink, SpoolSink, receive_message
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import MailPath, encode, helo_name, parse_command, parse_mail_path, size_param

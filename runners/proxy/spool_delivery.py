@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 from runners.plan.proxy_smtp_options import ProxySmtpSettings
 from runners.proxy import dsn
+from runners.proxy.backend_connect import BackendUnavailable
 from runners.proxy.contracts import ProxyBackend, Service
-from runners.proxy.smtp_backend import BackendSession, BackendUnavailable, mail_from, open_session
+from runners.proxy.smtp_backend import BackendSession, mail_from, open_session
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import encode
 from runners.proxy.spool import Outcome, Pending, Recipient, Spool
