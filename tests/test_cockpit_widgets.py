@@ -220,3 +220,50 @@ def test_a_toned_row_is_bold_so_it_stands_out_without_colour() -> None:
             )
 
     asyncio.run(scenario())
+
+
+class LineApp(App[None]):
+    CSS = "#line { height: auto; width: 22; padding: 0 1; }"
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import Static
+
+        yield Static("", id="line")
+
+
+def test_a_line_of_text_is_laid_out_again_only_when_its_height_may_change() -> None:
+    """set_line_text skips the layout pass when the new text takes the lines the old one took; the
+    line's height still follows every text: more lines, a text that wraps, fewer lines."""
+    from textual.widgets import Static
+
+    from cockpit.screens.base import set_line_text
+
+    async def scenario() -> None:
+        app = LineApp()
+        async with app.run_test(size=(40, 10)) as pilot:
+            line = app.query_one("#line", Static)
+            shown = ""
+
+            async def show(text: str) -> int:
+                nonlocal shown
+                set_line_text(line, shown, text)
+                shown = text
+                await pilot.pause()
+                return line.size.height
+
+            assert await show("12 of 50") == 1
+            laid_out: list[bool] = []
+            original = line.refresh
+
+            def spy(*args: object, layout: bool = False, **kwargs: object) -> object:
+                laid_out.append(layout)
+                return original(*args, layout=layout, **kwargs)  # type: ignore[arg-type]
+
+            line.refresh = spy  # type: ignore[method-assign,assignment]
+            assert await show("13 of 50") == 1 and laid_out == [False]  # same one line: no layout pass
+            assert await show("13 of 50\nerror: x") == 2 and laid_out[-1] is True
+            assert await show("14 of 50\nerror: y") == 2 and laid_out[-1] is False
+            assert await show("a text far longer than the line is wide") >= 2 and laid_out[-1] is True
+            assert await show("short") == 1 and laid_out[-1] is True  # it wrapped before: layout
+
+    asyncio.run(scenario())

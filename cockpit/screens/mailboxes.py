@@ -14,13 +14,12 @@ character by character; ``ctrl+w`` widens the error column instead.
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Header, Input, Static
 
 from cockpit.format import ago, bar, count, percent, state_label, tone
-from cockpit.screens.base import View
+from cockpit.screens.base import View, set_line_text
 from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
 from runners.state.mailbox_reads import MailboxQuery, MailboxRow
@@ -126,10 +125,11 @@ class MailboxesView(View):
         self._update("#filter-label", f"mailboxes{wave}, filter {label}{counts}")
 
     def _update(self, selector: str, text: str) -> None:
-        """A line's new text (never markup), if it changed: an update lays the screen out again."""
-        if self._lines.get(selector) != text:
+        """A line's new text (never markup), if it changed."""
+        before = self._lines.get(selector)
+        if before != text:
             self._lines[selector] = text
-            self.query_one(selector, Static).update(Text(text))
+            set_line_text(self.query_one(selector, Static), before or "", text)
 
     @staticmethod
     def first_window(wave: str | None = None) -> MailboxQuery:
