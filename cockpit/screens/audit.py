@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widget import Widget
@@ -100,8 +99,9 @@ class AuditView(FilteredView):
         shown = self._shown()
         scope = f" of wave {self.wave}" if self.wave else ""
         label = f", filter {self.filter!r}" if self.filter else ""
-        self.query_one("#filter-label", Static).update(
-            Text(f"audit trail{scope}{label}: {len(shown):,} of {len(self.entries):,} actions, newest first")
+        self.set_text(
+            "#filter-label",
+            f"audit trail{scope}{label}: {len(shown):,} of {len(self.entries):,} actions, newest first",
         )
         table = self.query_one("#audit", FleetTable)
         table.set_rows([(key, self._cells(e)) for key, e in shown])
@@ -117,7 +117,7 @@ class AuditView(FilteredView):
         text = (
             entry_text(entry) if entry else "no operator action recorded" + (" here" if self.filter else "")
         )
-        self.query_one("#row-detail", Static).update(text)
+        self.set_text("#row-detail", text)
 
     def filter_focus(self) -> Widget:
         return self.query_one("#audit", FleetTable)

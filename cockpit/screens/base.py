@@ -30,6 +30,18 @@ class View(Screen[None]):
     #: Its rows are few (one mailbox's): read them alone while it is drawn, not once it is.
     read_at_once = False
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: What each of its lines of text shows now (``set_text``), by selector.
+        self._texts: dict[str, str | Text] = {}
+
+    def set_text(self, selector: str, text: str | Text) -> None:
+        """A line of text's new content (never markup), when it changed (``set_line_text``)."""
+        before = self._texts.get(selector, "")
+        if before != text:
+            self._texts[selector] = text
+            set_line_text(self.query_one(selector, Static), before, text)
+
     @property
     def cockpit(self) -> Cockpit:
         return cockpit_of(self.app)
@@ -74,21 +86,23 @@ class TextView(View):
         self.notify("copied to the clipboard")
 
 
-def set_line_text(static: Static, before: str, text: str) -> None:
-    """``static``'s plain text (never markup) goes from ``before`` to ``text``: laid out again only
-    when its height may change (a text that wraps, or another number of lines). A layout pass draws
-    the whole screen again, scrollbars included: at 100,000 mailboxes it was most of what a cursor
-    move or a snapshot cost the UI thread (cockpit_bench.py)."""
+def set_line_text(static: Static, before: str | Text, text: str | Text) -> None:
+    """``static``'s text (never markup) goes from ``before`` to ``text``: laid out again only when its
+    height may change (a text that wraps, or another number of lines). A layout pass draws the whole
+    screen again, scrollbars included: at 100,000 mailboxes it was most of what a cursor move or a
+    snapshot cost the UI thread (cockpit_bench.py)."""
     width = static.content_size.width
-    old_lines, new_lines = before.split("\n"), text.split("\n")
+    old = before.plain if isinstance(before, Text) else before
+    new = text.plain if isinstance(text, Text) else text
+    old_lines, new_lines = old.split("\n"), new.split("\n")
     same_height = (
         width > 0
-        and before != ""
-        and text != ""
+        and old != ""
+        and new != ""
         and len(old_lines) == len(new_lines)
         and all(cell_len(line) <= width for line in (*old_lines, *new_lines))
     )
-    static.update(Text(text), layout=not same_height)
+    static.update(text if isinstance(text, Text) else Text(text), layout=not same_height)
 
 
 class FilteredView(View):

@@ -62,16 +62,15 @@ class MailboxView(View):
         self.source = source
         self.crumb = source
         self.detail: MailboxDetail | None = None
-        self._summary = ""
 
     def reopen(self, source: str) -> None:
         """As a newly opened view of ``source``. The app keeps one closed view and opens it again
         (``CockpitApp.open_mailbox``): composing and styling its widgets was most of what Enter on a
         mailbox cost the UI thread (cockpit_bench.py). Nothing of the last mailbox stays on screen."""
         self.source = self.crumb = source
-        self.detail, self._summary = None, ""
+        self.detail = None
         if self.is_mounted:
-            self.query_one("#summary", Static).update("")
+            self.set_text("#summary", "")
             for table in self.query(DataTable):
                 table.clear()
                 table.move_cursor(row=0, column=0, animate=False)
@@ -112,9 +111,7 @@ class MailboxView(View):
                 f"{row.source} → {row.target}  wave {row.wave}  {state_label(row.state)}  "
                 f"{done:,} of {total:,} messages copied  {row.failed} failed  {row.skipped} skipped{unopened}{error}"
             )
-            if summary != self._summary:  # an update lays the screen out again: only when it changed
-                self._summary = summary
-                self.query_one("#summary", Static).update(summary)
+            self.set_text("#summary", summary)
         # The ledger of this mailbox comes in the snapshots read for this view (the poller's threads,
         # ``Snapshot.detail``): never read here, on the thread that answers the keys.
         detail = snapshot.detail if snapshot.query == self.query_rows() else None

@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.widgets import Header, Input, Static
 
 from cockpit.format import ago, bar, count, percent, state_label, tone
-from cockpit.screens.base import View, set_line_text
+from cockpit.screens.base import View
 from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
 from runners.state.mailbox_reads import MailboxQuery, MailboxRow
@@ -69,7 +69,6 @@ class MailboxesView(View):
         self.wave = wave
         self.reopen()
         #: The label and detail lines' texts as last set.
-        self._lines: dict[str, str] = {}
         #: Set while a new filter narrows the last snapshot's rows at once (``_refilter``).
         self._narrowing = False
 
@@ -122,14 +121,7 @@ class MailboxesView(View):
                 counts += f", {shown:,} shown from {start}"
             elif matching is not None and shown < matching:
                 counts += f", first {shown:,} shown"
-        self._update("#filter-label", f"mailboxes{wave}, filter {label}{counts}")
-
-    def _update(self, selector: str, text: str) -> None:
-        """A line's new text (never markup), if it changed."""
-        before = self._lines.get(selector)
-        if before != text:
-            self._lines[selector] = text
-            set_line_text(self.query_one(selector, Static), before or "", text)
+        self.set_text("#filter-label", f"mailboxes{wave}, filter {label}{counts}")
 
     @staticmethod
     def first_window(wave: str | None = None) -> MailboxQuery:
@@ -240,7 +232,7 @@ class MailboxesView(View):
             if row.folder_errors:
                 parts.append(f"{row.folder_errors} folder(s) could not be opened")
             text = "; ".join(parts) + (f"\nerror: {row.error}" if row.error else "")
-        self._update("#row-detail", text)
+        self.set_text("#row-detail", text)
 
     def _rate(self, row: MailboxRow, seconds: float) -> float:
         return max(row.messages_done - self._previous.get(row.source, row.messages_done), 0) / seconds

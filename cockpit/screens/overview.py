@@ -77,7 +77,7 @@ class OverviewView(View):
         self._blockers: dict[str, dict[str, tuple[str, ...]]] = {}
 
     def show(self, snapshot: Snapshot) -> None:
-        self.query_one("#readiness", Static).update(self._readiness_text(snapshot))
+        self.set_text("#readiness", self._readiness_text(snapshot))
         table = self.query_one("#waves", DataTable)
         keys = {str(k.value) for k in table.rows}
         self._blockers = blockers_by_wave(snapshot, self._wave_of)
@@ -114,25 +114,25 @@ class OverviewView(View):
         self.query_one("#mb-rates", Sparkline).data = list(mb_rates) if len(mb_rates) > 1 else []
         self._wave_detail(snapshot)
         paced = pacing_now(snapshot.pacing)
-        self.query_one("#running-now", Static).update(running_now(snapshot) + (f"\n{paced}" if paced else ""))
+        self.set_text("#running-now", running_now(snapshot) + (f"\n{paced}" if paced else ""))
         msgs, mbs = self.cockpit.current_rate
         eta, why = estimate(snapshot, list(rates)[-RATE_WINDOW:], list(mb_rates)[-RATE_WINDOW:])
         failures = sum(w.failed for w in snapshot.waves)
         started = [w.running_since for w in snapshot.waves if w.running_since is not None]
         window = self.cockpit.plan.readiness.capacity.window_hours
         against, late = eta_against_window(eta, window_left(window, min(started, default=None)), window)
-        throughput = self.query_one("#throughput", Static)
-        throughput.set_class(late, "-late")
-        throughput.update(
+        self.query_one("#throughput", Static).set_class(late, "-late")
+        self.set_text(
+            "#throughput",
             f"throughput {msgs:,.0f} msg/s (left graph)  {mbs:,.1f} MB/s (right)   ETA {duration(eta)}{why}   "
-            f"failures {failures}" + (f"   {against}" if against else "")
+            f"failures {failures}" + (f"   {against}" if against else ""),
         )
 
     def _wave_detail(self, snapshot: Snapshot) -> None:
         name = self.selected_wave()
         wave = next((w for w in snapshot.waves if w.name == name), None)
         detail = wave_detail(wave, self._blockers.get(wave.name)) if wave else ""
-        self.query_one("#wave-detail", Static).update(detail)
+        self.set_text("#wave-detail", detail)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if self.cockpit.snapshot is not None:
