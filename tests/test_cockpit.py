@@ -19,7 +19,7 @@ from cockpit.screens.dialogs import Confirm, DialogError
 from cockpit.screens.mailbox import FailureView, MailboxView
 from cockpit.screens.mailboxes import MailboxesView
 from cockpit.screens.overview import OverviewView
-from cockpit.widgets.flash import Flash
+from cockpit.widgets.flash import Flash, flash
 from cockpit.widgets.fleet_table import FleetTable
 from runners.plan.loader import load_plan
 from runners.state.operators import operator_id
@@ -110,6 +110,9 @@ def test_the_mailbox_view_opened_again_on_another_mailbox_shows_nothing_of_the_l
             await pilot.pause()
             first = app.screen
             assert isinstance(first, MailboxView) and first.query_one("#issues", DataTable).row_count == 1
+            flash(first, "alice: nothing to pause")  # what a refused key says, for a few seconds
+            await pilot.pause()
+            assert flash_text(app) == "alice: nothing to pause"
             await pilot.press("escape")
             await pilot.pause()
             app.open_mailbox("bob")
@@ -119,6 +122,7 @@ def test_the_mailbox_view_opened_again_on_another_mailbox_shows_nothing_of_the_l
             for table in first.query(DataTable):
                 assert table.row_count == 0, table.id  # alice's rows are gone before bob's are read
             assert "alice" not in str(first.query_one("#summary", Static).render())
+            assert flash_text(app) == ""  # nor what was said on alice's
             feed(app)
             await pilot.pause()
             assert first.detail is not None and first.detail.source == "bob"

@@ -313,6 +313,53 @@ async def open_all(app: CockpitApp, pilot: Pilot[None]) -> FleetTable:
     return app.screen.query_one("#mailboxes", FleetTable)
 
 
+def test_a_view_that_comes_back_gets_its_rows_from_the_rows_reader_without_a_whole_poll(
+    tmp_path: Path,
+) -> None:
+    """One mailbox's view, then the list, then the same mailbox again before the next whole poll:
+    the rows reader hands the view its rows at once (the last whole read has them), as it does for
+    a view it has never read."""
+    from cockpit.poller import SnapshotPoller
+    from runners.state.read_models.snapshot import Snapshot
+
+    plan = fleet_plan(tmp_path)
+    store = open_store(plan)
+    try:
+        seed(store)
+    finally:
+        store.close()
+    mailbox, listing = MailboxQuery(source="u0003"), MailboxesView.first_window()
+    wanted = [mailbox]
+    delivered: list[Snapshot] = []
+    arrived = threading.Condition()
+
+    def deliver(snapshot: Snapshot) -> None:
+        with arrived:
+            delivered.append(snapshot)
+            arrived.notify_all()
+
+    def next_delivery(after: int) -> Snapshot:
+        with arrived:
+            assert arrived.wait_for(lambda: len(delivered) > after, timeout=60), "nothing delivered"
+            return delivered[after]
+
+    # The whole poll comes once, then not for an hour: what follows is the rows reader's alone.
+    poller = SnapshotPoller(plan, deliver, interval=3600.0, query=lambda: wanted[0])
+    poller.start()
+    try:
+        first = next_delivery(0)
+        assert first.query == mailbox and first.detail is not None and first.detail.source == "u0003"
+        wanted[0] = listing
+        poller.poke_rows()
+        assert next_delivery(1).query == listing
+        wanted[0] = mailbox
+        poller.poke_rows()
+        back = next_delivery(2)
+        assert back.query == mailbox and back.detail is not None and back.detail.source == "u0003"
+    finally:
+        poller.stop()
+
+
 def test_scrolling_past_the_window_reaches_the_last_mailbox_and_back(tmp_path: Path) -> None:
     plan = fleet_plan(tmp_path)
     seed(StateStore(plan.state_db))

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Header, Input, Static
 
 from cockpit.format import block
 from cockpit.shell import Cockpit, cockpit_of
+from cockpit.widgets.flash import Flash
 from cockpit.widgets.keybar import KeyBar
 from runners.state.read_models.snapshot import Snapshot
 
@@ -34,6 +35,12 @@ class View(Screen[None]):
         super().__init__()
         #: What each of its lines of text shows now (``set_text``), by selector.
         self._texts: dict[str, str | Text] = {}
+
+    def clear_flash(self) -> None:
+        """A view kept and opened again starts without the message its last opening said."""
+        line = self.query_one_optional(Flash)
+        if line is not None:
+            line.clear()
 
     def set_text(self, selector: str, text: str | Text) -> None:
         """A line of text's new content (never markup), when it changed (``set_line_text``)."""

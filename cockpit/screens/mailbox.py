@@ -70,6 +70,7 @@ class MailboxView(View):
         self.source = self.crumb = source
         self.detail = None
         if self.is_mounted:
+            self.clear_flash()
             self.set_text("#summary", "")
             for table in self.query(DataTable):
                 table.clear()

@@ -68,7 +68,6 @@ class MailboxesView(View):
         super().__init__()
         self.wave = wave
         self.reopen()
-        #: The label and detail lines' texts as last set.
         #: Set while a new filter narrows the last snapshot's rows at once (``_refilter``).
         self._narrowing = False
 
@@ -82,6 +81,7 @@ class MailboxesView(View):
         self._previous, self._rows = {}, {}
         self._start, self._back, self._to_end = None, 0, False
         if self.is_mounted:
+            self.clear_flash()
             box = self.query_one("#filter", Input)
             box.display, box.value = False, ""
             table = self.query_one("#mailboxes", FleetTable)

@@ -51,6 +51,9 @@ class Flash(Static):
         self._timer = self.set_timer(SHOWN_FOR, self.clear)
 
     def clear(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         self.update("")
         self.display = False
 

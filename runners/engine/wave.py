@@ -83,7 +83,10 @@ def run_wave(
     """Run every mailbox of ``wave``; raises ``WaveFault`` when a fault of the whole wave stopped it."""
     store = open_store(plan)
     store.mark_dead_runs()
-    store.close_orphaned_runs(plan.lease_seconds)
+    for closed in store.close_orphaned_runs(plan.lease_seconds):
+        log.warning(
+            "run %d's launcher is gone and every mailbox of it is finished: recorded as interrupted", closed
+        )
     entries = largest_first(store, select_mailboxes(plan, wave, only))
     if plan.starts_on_login(wave):  # only the mailboxes their users' logins through the proxy queued (#14)
         entries = queued_only(store, wave, entries)
