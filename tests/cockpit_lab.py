@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textual.pilot import Pilot
+
 from cockpit.app import CockpitApp
 from runners.state.read_models.snapshot import take
 from runners.state.store import StateStore
@@ -14,3 +16,12 @@ def feed(app: CockpitApp) -> None:
         app.apply(take(store, app.plan, query=app.current_query()))
     finally:
         store.close()
+
+
+async def open_mailbox(app: CockpitApp, pilot: Pilot[None], source: str) -> None:
+    """Enter on ``source``'s mailbox, with a poll before and one after (the view's own rows)."""
+    feed(app)
+    app.open_mailbox(source)
+    await pilot.pause()
+    feed(app)
+    await pilot.pause()

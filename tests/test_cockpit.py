@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from cockpit_lab import feed
+from cockpit_lab import feed, open_mailbox
 from corpus import message
 from dovecot_lab import PILOT_AND_LATER, Lab, make_lab, wait_for
 from servers import imapfill
@@ -103,11 +103,7 @@ def test_the_mailbox_view_opened_again_on_another_mailbox_shows_nothing_of_the_l
     async def scenario() -> None:
         app = app_for(lab)
         async with app.run_test(size=(160, 48)) as pilot:
-            feed(app)
-            app.open_mailbox("alice")
-            await pilot.pause()
-            feed(app)
-            await pilot.pause()
+            await open_mailbox(app, pilot, "alice")
             first = app.screen
             assert isinstance(first, MailboxView) and first.query_one("#issues", DataTable).row_count == 1
             flash(first, "alice: nothing to pause")  # what a refused key says, for a few seconds

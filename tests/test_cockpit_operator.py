@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from cockpit_lab import open_mailbox
 from dovecot_lab import Lab
 from servers.dovecot import DovecotServer
 from test_cockpit import app_for, feed, flash_text, open_mailboxes
@@ -283,11 +284,7 @@ def test_the_mailbox_view_lists_a_skipped_message(lab: Lab) -> None:
     async def scenario() -> None:
         app = app_for(lab)
         async with app.run_test(size=(160, 48)) as pilot:
-            feed(app)
-            app.open_mailbox("alice")
-            await pilot.pause()
-            feed(app)
-            await pilot.pause()
+            await open_mailbox(app, pilot, "alice")
             assert isinstance(app.screen, MailboxView)
             assert app.screen.query_one("#issues").row_count == 1  # type: ignore[attr-defined]
 

@@ -12,7 +12,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from cockpit_lab import feed
+from cockpit_lab import feed, open_mailbox
 from dovecot_lab import Unreachable, write_plan
 from textual.widgets import DataTable, Static
 
@@ -234,11 +234,7 @@ def test_a_folder_that_could_not_be_opened_shows_in_the_header_and_opens_on_ente
     async def scenario() -> None:
         app = CockpitApp(plan, poll=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            feed(app)
-            app.open_mailbox("alice")
-            await pilot.pause()
-            feed(app)
-            await pilot.pause()
+            await open_mailbox(app, pilot, "alice")
             view = app.screen
             assert isinstance(view, MailboxView)
             assert "1 folder could not be opened" in str(view.query_one("#summary", Static).render())
