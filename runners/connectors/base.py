@@ -113,10 +113,14 @@ class Recovery(Protocol):
         """The mark for the next batch, given what the last one returned (saves a round trip)."""
         ...
 
-    def find(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
+    def find(
+        self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str], *, after_crash: bool = False
+    ) -> list[str | None]:
         """For each uncertain intent, the id of the item that holds it, or None if it never landed.
 
         ``claimed`` are item ids the ledger already maps to other messages: never one of those.
+        ``after_crash``: some were sent by an earlier run that died; its last request may still be
+        carried out by the service (it had all of it), so an item may land after the first look.
         """
         ...
 

@@ -3,11 +3,17 @@
 IMAP gives a new message a UID at or above the folder's UIDNEXT and keeps its bytes exactly, so a
 message whose APPEND outcome a crash lost can only be among the messages at or above the floor
 taken before that APPEND, with the very SHA-256 the intent recorded.
+
+A server finishes a command it received whole even when its client is gone: an APPEND sent just
+before a crash can be saved after the next run began (seen under load: Dovecot committed a dead
+client's MULTIAPPEND a second after the kill, as the rerun looked). So before calling an APPEND of a
+crashed run lost, the folder is watched until it stops growing, and looked at again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from runners.connectors.base import Uncertain
@@ -21,13 +27,26 @@ class _UidTarget(Protocol):
     def digests_from(self, folder: str, min_uid: int) -> Iterator[tuple[str, int, bytes]]: ...
 
 
+#: Before an APPEND is called lost, the folder's UIDNEXT stays the same this long...
+QUIET_SECONDS = 2.0
+#: ...waiting at most this long (a live INBOX may keep receiving mail).
+SETTLE_SECONDS = 30.0
+
+
 class FloorRecovery:
     """``runners.connectors.base.Recovery`` for a target with UIDs: the mark is the UIDNEXT floor."""
 
     keyed = False  # it finds lost APPENDs by content above the floor
 
-    def __init__(self, target: _UidTarget) -> None:
+    def __init__(
+        self,
+        target: _UidTarget,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.target = target
+        self._sleep, self._clock = sleep, clock
 
     def mark(self, folder: str) -> str | None:
         return str(self.target.uidnext(folder))
@@ -39,7 +58,24 @@ class FloorRecovery:
                 floor = int(outcome.item_id) + 1
         return str(floor)
 
-    def find(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
+    def find(
+        self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str], *, after_crash: bool = False
+    ) -> list[str | None]:
+        found = self._match(folder, uncertain, claimed)
+        missing = [n for n, item_id in enumerate(found) if item_id is None]
+        # Within a run the folder grows with this run's own lanes: it is never quiet, and a lost
+        # connection's last APPEND is looked for again at the next pass, after the run.
+        if not missing or not after_crash:
+            return found
+        self._wait_until_quiet(folder)  # a dead client's last APPEND may be saved only now
+        taken = claimed | {item_id for item_id in found if item_id is not None}
+        for n, item_id in zip(
+            missing, self._match(folder, [uncertain[n] for n in missing], taken), strict=True
+        ):
+            found[n] = item_id
+        return found
+
+    def _match(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
         floor = min(int(u.mark or 1) for u in uncertain)
         pool = content_pool(self.target.digests_from(folder, floor), claimed)
         found: list[str | None] = []
@@ -47,3 +83,14 @@ class FloorRecovery:
             ids = pool.get(item.sha256) if item.sha256 is not None else None
             found.append(ids.pop() if ids else None)
         return found
+
+    def _wait_until_quiet(self, folder: str) -> None:
+        """Until the folder's UIDNEXT stayed the same for ``QUIET_SECONDS`` (``SETTLE_SECONDS`` at most)."""
+        deadline = self._clock() + SETTLE_SECONDS
+        seen = self.target.uidnext(folder)
+        while self._clock() < deadline:
+            self._sleep(QUIET_SECONDS)
+            now = self.target.uidnext(folder)
+            if now == seen:
+                return
+            seen = now

@@ -35,7 +35,9 @@ class KeyedRecovery:
     def advance(self, mark: str | None, outcomes: Sequence[AppendOutcome]) -> str | None:
         return None
 
-    def find(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
+    def find(
+        self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str], *, after_crash: bool = False
+    ) -> list[str | None]:
         found = self.target.find_by_keys(folder, [u.item_key for u in uncertain])
         out: list[str | None] = []
         for item in uncertain:

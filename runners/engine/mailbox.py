@@ -524,7 +524,7 @@ class MailboxJob:
 
     def _recover_interrupted(self, target: TargetSession, mapping: FolderMapping, folder_id: int) -> None:
         """Settle APPENDs a crash left pending, by the target's recovery strategy."""
-        found, lost = resolve_pending(self.store, target, self.mailbox_id, folder_id)
+        found, lost = resolve_pending(self.store, target, self.mailbox_id, folder_id, self.run_id)
         self.stats.matched_by_content += found
         if found or lost:
             self._event(

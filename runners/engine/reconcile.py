@@ -74,9 +74,10 @@ def earlier_copies(
 
 
 def resolve_pending(
-    store: StateStore, target: TargetSession, mailbox_id: int, folder_id: int
+    store: StateStore, target: TargetSession, mailbox_id: int, folder_id: int, run_id: int | None = None
 ) -> tuple[int, int]:
-    """Settle intents of a folder: (found on the target, to be copied again)."""
+    """Settle intents of a folder: (found on the target, to be copied again). Intents of a run other
+    than ``run_id`` are a crashed run's: the target is given time to finish its last request."""
     rows = store.pending(folder_id)
     if not rows:
         return 0, 0
@@ -91,7 +92,9 @@ def resolve_pending(
             for r in group
         ]
         claimed = store.mapped_target_ids(mailbox_id, folder)
-        for row, item_id in zip(group, target.recovery.find(folder, uncertain, claimed), strict=True):
+        after_crash = any(r.run_id != run_id for r in group)
+        found_ids = target.recovery.find(folder, uncertain, claimed, after_crash=after_crash)
+        for row, item_id in zip(group, found_ids, strict=True):
             if item_id is None:
                 lost.append(row.ref)
             else:

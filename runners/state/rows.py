@@ -87,6 +87,8 @@ class PendingIntent:
     sha256: bytes | None
     target_name: str
     recovery_mark: str | None
+    #: The run that sent it (an earlier run's: a crash, whose last APPEND the server may still be saving).
+    run_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

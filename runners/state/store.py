@@ -511,11 +511,11 @@ class StateStore(
 
     def pending(self, folder_id: int) -> list[PendingIntent]:
         rows = self._db().execute(
-            "SELECT uidvalidity, src_key, sha256, target_name, recovery_mark FROM messages "
+            "SELECT uidvalidity, src_key, sha256, target_name, recovery_mark, run_id FROM messages "
             "WHERE folder_id = ? AND status = 'pending'",
             (folder_id,),
         )
-        return [PendingIntent(MessageRef(folder_id, r[0], r[1]), r[2], r[3], r[4]) for r in rows]
+        return [PendingIntent(MessageRef(folder_id, r[0], r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
     def mapped_target_ids(self, mailbox_id: int, target_name: str) -> set[str]:
         """Target items the ledger maps to a copied message of this mailbox's folder ``target_name``."""
