@@ -13,7 +13,7 @@ crashed run lost, the folder is watched until it stops growing, and looked at ag
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from runners.connectors.base import Uncertain
@@ -38,15 +38,8 @@ class FloorRecovery:
 
     keyed = False  # it finds lost APPENDs by content above the floor
 
-    def __init__(
-        self,
-        target: _UidTarget,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, target: _UidTarget) -> None:
         self.target = target
-        self._sleep, self._clock = sleep, clock
 
     def mark(self, folder: str) -> str | None:
         return str(self.target.uidnext(folder))
@@ -63,8 +56,8 @@ class FloorRecovery:
     ) -> list[str | None]:
         found = self._match(folder, uncertain, claimed)
         missing = [n for n, item_id in enumerate(found) if item_id is None]
-        # Within a run the folder grows with this run's own lanes: it is never quiet, and a lost
-        # connection's last APPEND is looked for again at the next pass, after the run.
+        # Within a run the folder grows with this run's own lanes and would never be quiet: a
+        # connection lost mid-run is not waited for (the server saving its last APPEND late stays a gap).
         if not missing or not after_crash:
             return found
         self._wait_until_quiet(folder)  # a dead client's last APPEND may be saved only now
@@ -86,10 +79,10 @@ class FloorRecovery:
 
     def _wait_until_quiet(self, folder: str) -> None:
         """Until the folder's UIDNEXT stayed the same for ``QUIET_SECONDS`` (``SETTLE_SECONDS`` at most)."""
-        deadline = self._clock() + SETTLE_SECONDS
+        deadline = time.monotonic() + SETTLE_SECONDS
         seen = self.target.uidnext(folder)
-        while self._clock() < deadline:
-            self._sleep(QUIET_SECONDS)
+        while time.monotonic() < deadline:
+            time.sleep(QUIET_SECONDS)
             now = self.target.uidnext(folder)
             if now == seen:
                 return
