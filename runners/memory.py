@@ -51,6 +51,12 @@ def favour_speed() -> bool:
     )
 
 
+def tune_for_target(target_type: str) -> bool:
+    """After the plan is read: ``favour_speed`` for a run into an IMAP target, the start's tuning
+    kept for the others. Returns whether anything changed."""
+    return target_type == "imap" and favour_speed()
+
+
 def _mallopt(settings: tuple[tuple[int, int], ...]) -> bool:
     if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
         return False

@@ -32,8 +32,8 @@ libc.mallinfo2.restype = MallInfo2
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = (ctypes.c_size_t,)
 applied = memory.tune_allocator()
-if sys.argv[2] == "fast":
-    applied = memory.favour_speed() and applied
+if sys.argv[2] != "start":  # a target type: the run's tuning once the plan is read
+    applied = memory.tune_for_target(sys.argv[2]) and applied
 mapped = {}
 for size in json.loads(sys.argv[1]):
     before = libc.mallinfo2().hblks
@@ -80,19 +80,23 @@ def test_blocks_under_the_threshold_come_from_the_heap_larger_ones_are_mapped() 
 
 
 def test_a_run_into_an_imap_target_takes_the_larger_threshold() -> None:
-    """favour_speed: a body between the start's threshold and 4 MiB comes from the heap (no mmap and
+    """An IMAP target's run (favour_speed): a body between the start's threshold and 4 MiB comes from the heap (no mmap and
     page faults per message); a larger one is still mapped and given back when freed."""
     between = 2 * MIB
     assert memory.MMAP_THRESHOLD_BYTES < between < memory.FAST_MMAP_THRESHOLD_BYTES
     large = memory.FAST_MMAP_THRESHOLD_BYTES * 2
     assert _child([between, large], {})["mapped"] == {str(between): 1, str(large): 1}
-    result = _child([between, large], {}, mode="fast")
+    result = _child([between, large], {}, mode="imap")
     assert result["applied"] is True and result["mapped"] == {str(between): 0, str(large): 1}
+    # The Exchange targets keep the start's threshold (their request bodies' memory goal).
+    for target in ("ews", "graph"):
+        kept = _child([between, large], {}, mode=target)
+        assert kept["applied"] is False and kept["mapped"] == {str(between): 1, str(large): 1}
 
 
 def test_the_operators_malloc_settings_win() -> None:
     """MALLOC_* set: neither tuning is applied, the operator's threshold holds (1 MiB here: a 2 MiB
     block is mapped, which under favour_speed's 4 MiB it would not be)."""
-    result = _child([2 * MIB], {"MALLOC_MMAP_THRESHOLD_": str(MIB)}, mode="fast")
+    result = _child([2 * MIB], {"MALLOC_MMAP_THRESHOLD_": str(MIB)}, mode="imap")
     assert result["applied"] is False
     assert result["mapped"] == {str(2 * MIB): 1}

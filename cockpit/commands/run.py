@@ -20,7 +20,7 @@ from runners.engine.stats import RunStats
 from runners.engine.summary import summary_data, summary_text
 from runners.engine.wave import run_wave, select_mailboxes
 from runners.imap import watchdog
-from runners.memory import favour_speed
+from runners.memory import tune_for_target
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.safe_text import SafeFormatter, safe_lines, scrub
@@ -29,8 +29,7 @@ from runners.state.private import private_file
 
 def run_command(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
-    if plan.target.type == "imap":
-        favour_speed()  # its memory has room: fewer page faults (runners/memory.py)
+    tune_for_target(plan.target.type)  # an IMAP target's run has room: fewer page faults
     select_mailboxes(plan, args.wave, args.mailbox)  # fail fast, before detaching
     warn_before_connecting(plan)
     if args.detach:

@@ -17,15 +17,14 @@ from cockpit.commands.preflight import warn_before_connecting
 from cockpit.commands.run import log_to, stop_on_signals
 from runners.engine.fleet import FleetRunner
 from runners.engine.lease_keeper import default_name
-from runners.memory import favour_speed
+from runners.memory import tune_for_target
 from runners.plan.loader import load_plan
 from runners.safe_text import safe
 
 
 def runner_command(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
-    if plan.target.type == "imap":
-        favour_speed()  # its memory has room: fewer page faults (runners/memory.py)
+    tune_for_target(plan.target.type)  # an IMAP target's run has room: fewer page faults
     warn_before_connecting(plan)
     name = args.name or default_name()
     log_path = plan.state_dir / "logs" / f"runner-{_file_safe(name)}.log"
