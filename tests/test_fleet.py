@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from dovecot_lab import CUTOVER, Lab, assert_same_mailbox, make_lab
-from fleet_lab import WAIT_SECONDS, fill, fleet_of, freeze_between_transactions, users, wait_for
+from fleet_lab import WAIT_SECONDS, Fleet, fill, fleet_of, freeze_between_transactions, users, wait_for
 from gate import Gate
 from servers.dovecot import DovecotServer
 from servers.postgres import PASSWORD_ENV, PostgresServer
@@ -205,6 +205,14 @@ def pair_lab(tmp_path: Path, source: DovecotServer, target: DovecotServer) -> tu
     return make_lab(tmp_path / "lab", source, target, mailboxes=pair, tail=FLEET_PLAN), total
 
 
+def launch_held(fleet: Fleet, gate: Gate) -> subprocess.Popen[str]:
+    """``cutover run`` of the pilot with one worker, held once its first batch is recorded (one
+    mailbox taken, mid-copy; the other still open)."""
+    launcher = fleet.launch("pilot", "--workers", "1", env=gate.env("hold-after-record:1"))
+    gate.wait_held(launcher)
+    return launcher
+
+
 def assert_pair_copied(lab: Lab, total: int) -> None:
     for user in ("alice", "bob"):
         assert_same_mailbox(lab.source, lab.target, user)
@@ -218,10 +226,8 @@ def test_sigterm_finishes_the_batch_gives_the_mailbox_back_and_exits_0(
     lab, total = pair_lab(tmp_path, source_dovecot, target_dovecot)
     with fleet_of(lab) as fleet:
         # The launcher holds after its first batch, so the runner surely takes the other mailbox.
-        gate_env = gate.env("hold-after-record:1")
-        launcher = fleet.launch("pilot", "--workers", "1", env=gate_env)
-        gate.wait_held(launcher)
-        runner = fleet.start_runner("w", "--workers", "1", env=gate_env)
+        launcher = launch_held(fleet, gate)
+        runner = fleet.start_runner("w", "--workers", "1", env=gate.env("hold-after-record:1"))
         gate.wait_held(runner)
         (held,) = fleet.held_by("w")
         runner.send_signal(signal.SIGTERM)
@@ -247,8 +253,7 @@ def test_a_runner_joining_late_obeys_a_pause_made_before_it_joined(
 ) -> None:
     lab, total = pair_lab(tmp_path, source_dovecot, target_dovecot)
     with fleet_of(lab) as fleet:
-        launcher = fleet.launch("pilot", "--workers", "1", env=gate.env("hold-after-record:1"))
-        gate.wait_held(launcher)  # one mailbox taken by the launcher; the other still open
+        launcher = launch_held(fleet, gate)  # one mailbox taken by the launcher; the other still open
         (open_one,) = [r["source"] for r in fleet.query("SELECT source FROM mailboxes WHERE owner IS NULL")]
         paused = lab.cutover("control", "--plan", str(lab.plan), "pause", "--mailbox", open_one)
         assert paused.returncode == 0, paused.stderr
@@ -325,8 +330,7 @@ def test_the_fleet_finishes_a_run_whose_launcher_host_died_and_records_it_interr
 ) -> None:
     lab, total = pair_lab(tmp_path, source_dovecot, target_dovecot)
     with fleet_of(lab) as fleet:
-        launcher = fleet.launch("pilot", "--workers", "1", env=gate.env("hold-after-record:1"))
-        gate.wait_held(launcher)  # mid-mailbox: one batch of it recorded
+        launcher = launch_held(fleet, gate)  # mid-mailbox: one batch of it recorded
         launcher.send_signal(signal.SIGSTOP)
         # The launcher stands for another host's process: nobody here can see that it died.
         here = f"{socket.gethostname()}:{launcher.pid}"

@@ -43,6 +43,14 @@ def uidvalidity_events(plan: Path) -> list[str]:
         db.close()
 
 
+def copied_and_matched(run: Callable[[], tuple[int, dict[str, object]]]) -> tuple[object, object]:
+    """One pass, which must succeed: (messages copied, messages matched to what the target holds)."""
+    code, summary = run()
+    totals = summary["totals"]
+    assert code == 0 and isinstance(totals, dict), summary
+    return totals["copied"], totals["matched_by_content"]
+
+
 def check_changes(
     source: DovecotServer,
     run: Callable[[], tuple[int, dict[str, object]]],
@@ -59,12 +67,7 @@ def check_changes(
     now = [*BODIES, message("twin", "same bytes"), message("brand new")]
     refill(source, now)
 
-    code, summary = run()
-
-    assert code == 0, summary
-    totals = summary["totals"]
-    assert isinstance(totals, dict)
-    assert (totals["copied"], totals["matched_by_content"]) == (3, 5), totals
+    assert copied_and_matched(run) == (3, 5)
     expected = Counter({"work 0": 1, "work 1": 1, "work 2": 1, "work 3": 1, "twin": 3, "brand new": 1})
     assert subjects() == expected
     assert "matching by the ledger: 5 earlier copies still on the target" in uidvalidity_events(plan)[-1]
@@ -73,20 +76,12 @@ def check_changes(
 
     # Once more: the five matched items carry the first UIDVALIDITY's keys, and are found all the same.
     refill(source, now)
-    code, summary = run()
-
-    assert code == 0, summary
-    totals = summary["totals"]
-    assert isinstance(totals, dict)
-    assert (totals["copied"], totals["matched_by_content"]) == (0, 8), totals
+    assert copied_and_matched(run) == (0, 8)
     assert subjects() == expected
     code, answer = verify()
     assert code == 0, json.dumps(answer)[:2000]
     # A rerun after the pass completed: the superseded rows are gone, nothing is matched or copied.
-    code, summary = run()
-    totals = summary["totals"]
-    assert code == 0 and isinstance(totals, dict)
-    assert (totals["copied"], totals["matched_by_content"]) == (0, 0), totals
+    assert copied_and_matched(run) == (0, 0)
     assert subjects() == expected
 
 
