@@ -15,12 +15,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from dovecot_lab import CUTOVER, Lab, assert_same_mailbox, make_lab
 from fleet_lab import WAIT_SECONDS, Fleet, fill, fleet_of, freeze_between_transactions, users, wait_for
 from gate import Gate
+from servers import imapfill
 from servers.dovecot import DovecotServer
 from servers.postgres import PASSWORD_ENV, PostgresServer
 
@@ -246,6 +248,61 @@ def test_sigterm_finishes_the_batch_gives_the_mailbox_back_and_exits_0(
     assert launcher.returncode == 0, launched_err
     assert json.loads(launched_out)["status"] == "ok"
     assert_pair_copied(lab, total)
+
+
+#: A message taken off the target: its folder, body, flags and arrival date.
+Taken = tuple[str, bytes, tuple[str, ...], datetime]
+
+
+def take_back(target: DovecotServer, user: str) -> list[Taken]:
+    """Every message of ``user`` on the target, removed from it (folder, body, flags, date): what a
+    server holds of a dead client's last batch before it has finished saving it."""
+    taken: list[Taken] = []
+    with imapfill.connect(target, user, master=True) as client:
+        client.normalise_times = False
+        for folder, messages in imapfill.folder_snapshot(target, user, master=True).items():
+            if not messages:
+                continue
+            taken += [(folder, body, tuple(sorted(flags)), date) for body, flags, date in messages]
+            client.select_folder(folder)
+            client.add_flags(client.search("ALL"), ["\\Deleted"])
+            client.expunge()
+    return taken
+
+
+def save_late(target: DovecotServer, user: str, taken: list[Taken]) -> None:
+    with imapfill.connect(target, user, master=True) as client:
+        for folder, body, flags, date in taken:
+            client.append(folder, body, flags=flags, msg_time=date)
+
+
+def test_a_killed_runners_batch_saved_late_is_found_by_the_runner_that_takes_over_in_the_same_run(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer, gate: Gate
+) -> None:
+    lab, total = pair_lab(tmp_path, source_dovecot, target_dovecot)
+    with fleet_of(lab) as fleet:
+        launcher = launch_held(fleet, gate)  # the run stays this one: its launcher lives on
+        doomed = fleet.start_runner("doomed", "--workers", "1", env=gate.env("hold-after-append:1"))
+        gate.wait_held(doomed)  # its first batch sent and answered; the ledger says pending
+        (user,) = fleet.held_by("doomed")
+        taken = take_back(target_dovecot, user)  # as if the server had not saved it yet
+        assert taken
+        doomed.kill()
+        doomed.wait()
+        heir = fleet.start_runner("heir", "--workers", "1", env=gate.env("hold-before-recovery:1"))
+        assert gate.wait_held(heir) == "before-recovery"
+        assert fleet.held_by("heir") == [user]  # taken over at once: its holder's process is gone
+        gate.open()
+        time.sleep(0.3)  # the server, slow under load, saves the dead runner's batch as the heir looks
+        save_late(target_dovecot, user, taken)
+        wait_for("the run to end", fleet.run_done, (launcher, heir))
+        done = fleet.stop_all()["heir"]
+        assert done.returncode == 0, done.stderr
+        launcher.communicate(timeout=WAIT_SECONDS)
+        events = [r["message"] for r in fleet.query("SELECT message FROM events WHERE kind = 'reconciled'")]
+    # Without the wait, the heir called the batch lost and copied it again: each message twice.
+    assert_pair_copied(lab, total)
+    assert events == [f"interrupted APPENDs: {len(taken)} found on the target, 0 to copy again"], events
 
 
 def test_a_runner_joining_late_obeys_a_pause_made_before_it_joined(

@@ -119,8 +119,9 @@ class Recovery(Protocol):
         """For each uncertain intent, the id of the item that holds it, or None if it never landed.
 
         ``claimed`` are item ids the ledger already maps to other messages: never one of those.
-        ``after_crash``: some were sent by an earlier run that died; its last request may still be
-        carried out by the service (it had all of it), so an item may land after the first look.
+        ``after_crash``: some were sent by a client that died (an earlier run, or a holder of this
+        run whose mailbox was taken over); its last request may still be carried out by the service
+        (it had all of it), so an item may land after the first look.
         """
         ...
 

@@ -56,8 +56,9 @@ class FloorRecovery:
     ) -> list[str | None]:
         found = self._match(folder, uncertain, claimed)
         missing = [n for n, item_id in enumerate(found) if item_id is None]
-        # Within a run the folder grows with this run's own lanes and would never be quiet: a
-        # connection lost mid-run is not waited for (the server saving its last APPEND late stays a gap).
+        # The caller's own intents (a connection lost mid-pass) are not waited for: its other lanes
+        # keep the folder growing, so it would never be quiet (the server saving that connection's
+        # last APPEND late stays a gap).
         if not missing or not after_crash:
             return found
         self._wait_until_quiet(folder)  # a dead client's last APPEND may be saved only now

@@ -24,6 +24,9 @@ The points:
     The target accepted the batch; its outcome is not in the ledger yet.
 ``after-record``
     The batch's outcome is in the ledger.
+``before-recovery``
+    A folder's pending intents (a dead holder's, or a lost connection's) are about to be looked
+    for on the target.
 ``paused``
     One turn of a paused mailbox's wait (a turn when the control watcher wakes it, or every poll).
 ``switch-dns-sent``
@@ -42,7 +45,15 @@ import socket
 import threading
 
 ACTIONS = ("kill", "hold", "fail")
-POINTS = ("before-append", "after-append", "after-record", "paused", "switch-dns-sent", "rollback-dns-sent")
+POINTS = (
+    "before-append",
+    "after-append",
+    "after-record",
+    "before-recovery",
+    "paused",
+    "switch-dns-sent",
+    "rollback-dns-sent",
+)
 
 
 class InjectedFault(RuntimeError):

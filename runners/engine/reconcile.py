@@ -18,6 +18,7 @@ from collections import defaultdict
 
 from runners.connectors.base import TargetSession, Uncertain
 from runners.connectors.matching import content_pool
+from runners.engine import faults
 from runners.state.rows import MessageRef, Outcome, PendingIntent
 from runners.state.statuses import MessageStatus
 from runners.state.store import StateStore
@@ -74,13 +75,24 @@ def earlier_copies(
 
 
 def resolve_pending(
-    store: StateStore, target: TargetSession, mailbox_id: int, folder_id: int, run_id: int | None = None
+    store: StateStore,
+    target: TargetSession,
+    mailbox_id: int,
+    folder_id: int,
+    run_id: int | None = None,
+    *,
+    inherited: bool = False,
 ) -> tuple[int, int]:
-    """Settle intents of a folder: (found on the target, to be copied again). Intents of a run other
-    than ``run_id`` are a crashed run's: the target is given time to finish its last request."""
+    """Settle intents of a folder: (found on the target, to be copied again).
+
+    Intents of a run other than ``run_id``, or ``inherited`` ones (there before this process began
+    the folder: a holder of the same run that died, whose mailbox this one took over), are a dead
+    client's: the target is given time to finish its last request. The others are this process's
+    own (a connection lost mid-run), with its other lanes appending beside: not waited for."""
     rows = store.pending(folder_id)
     if not rows:
         return 0, 0
+    faults.reached("before-recovery")
     by_target: dict[str, list[PendingIntent]] = defaultdict(list)
     for row in rows:
         by_target[row.target_name].append(row)
@@ -92,7 +104,7 @@ def resolve_pending(
             for r in group
         ]
         claimed = store.mapped_target_ids(mailbox_id, folder)
-        after_crash = any(r.run_id != run_id for r in group)
+        after_crash = inherited or any(r.run_id != run_id for r in group)
         found_ids = target.recovery.find(folder, uncertain, claimed, after_crash=after_crash)
         for row, item_id in zip(group, found_ids, strict=True):
             if item_id is None:
