@@ -17,6 +17,10 @@ from servers.dovecot import DovecotServer
 from lab.graph import AppConfig, GraphConfig, GraphEmulator, Item, UserConfig
 from runners.connectors.graph_kept import property_key
 from runners.connectors.graph_message import KEY_PROPERTY
+from runners.connectors.graph_target import GraphTarget
+from runners.pacing import forget_paces
+from runners.plan.graph_options import GraphOptions
+from runners.plan.model import Endpoint, Secret
 
 #: The app's secret: long and unusual, so that finding it anywhere is a leak, not a coincidence.
 SECRET = "graph-app-secret-5b1e0c7d9a"
@@ -132,3 +136,18 @@ def keys_held(emulator: GraphEmulator, user: str) -> Counter[str | None]:
 
 def source_count(source: DovecotServer, user: str = "alice") -> int:
     return sum(len(v) for v in imapfill.folder_snapshot(source, user, master=True).values())
+
+
+def open_target(emulator: GraphEmulator, user: str = "alice", **pace: Any) -> GraphTarget:
+    """A JSON-route session whose own pace allows more than the emulator (so the emulator's 429s
+    are what the client meets), unless ``pace`` sets its byte window."""
+    forget_paces()
+    options = GraphOptions(
+        tenant_id=emulator.config.tenant_id, client_id=CLIENT_ID, client_secret=Secret(SECRET),
+        authority_url=emulator.graph_url, graph_url=emulator.graph_url, route="json",
+        pace_requests=100_000, pace_request_window=1.0,
+        **{f"pace_{name}": value for name, value in pace.items()},
+    )  # fmt: skip
+    host, _, port = emulator.graph_url.removeprefix("https://").partition("/")[0].rpartition(":")
+    endpoint = Endpoint(type="graph", host=host, port=int(port), ca_file=emulator.ca_file, graph=options)
+    return GraphTarget(endpoint, address(user))

@@ -5,38 +5,18 @@ is checked on its own, a throttled one is sent again alone, and a lost answer du
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from corpus import message
-from graph_lab import CLIENT_ID, SECRET, address, keys_held, tenant
+from graph_lab import address, keys_held, open_target, tenant
 
 from lab.graph import GraphEmulator, Limits
 from runners.connectors.exchange_props import props_for
 from runners.connectors.graph_batch import COUNTED_SLACK
 from runners.connectors.graph_message import json_message
-from runners.connectors.graph_target import GraphTarget
 from runners.model import AppendItem
-from runners.pacing import forget_paces
-from runners.plan.graph_options import GraphOptions
-from runners.plan.model import Endpoint, Secret
 
 MESSAGES = 12
-
-
-def open_target(emulator: GraphEmulator, user: str = "alice", **pace: Any) -> GraphTarget:
-    """A JSON-route session whose own pace allows more than the emulator (so the emulator's 429s
-    are what the client meets), unless ``pace`` sets its byte window."""
-    forget_paces()
-    options = GraphOptions(
-        tenant_id=emulator.config.tenant_id, client_id=CLIENT_ID, client_secret=Secret(SECRET),
-        authority_url=emulator.graph_url, graph_url=emulator.graph_url, route="json",
-        pace_requests=100_000, pace_request_window=1.0,
-        **{f"pace_{name}": value for name, value in pace.items()},
-    )  # fmt: skip
-    host, _, port = emulator.graph_url.removeprefix("https://").partition("/")[0].rpartition(":")
-    endpoint = Endpoint(type="graph", host=host, port=int(port), ca_file=emulator.ca_file, graph=options)
-    return GraphTarget(endpoint, address(user))
 
 
 def items(count: int = MESSAGES) -> list[AppendItem]:

@@ -12,7 +12,7 @@ from corpus import message
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
-from runners.connectors import imap_recovery
+from runners.connectors import quiet
 from runners.connectors.base import Uncertain
 from runners.connectors.imap_target import ImapTarget
 from runners.imap.wire import ImapConnection
@@ -64,10 +64,10 @@ def test_an_append_that_never_came_is_lost_once_the_folder_is_quiet(target_dovec
         started = time.monotonic()
         assert target.recovery.find("INBOX", lost, claimed=set(), after_crash=True) == [None]
         # It waited for the folder to stay still, not more (nothing was being saved).
-        assert imap_recovery.QUIET_SECONDS <= time.monotonic() - started < imap_recovery.SETTLE_SECONDS
+        assert quiet.QUIET_SECONDS <= time.monotonic() - started < quiet.SETTLE_SECONDS
         # Within a run (a connection lost, this run's own lanes appending beside) it doesn't wait.
         started = time.monotonic()
         assert target.recovery.find("INBOX", lost, claimed=set()) == [None]
-        assert time.monotonic() - started < imap_recovery.QUIET_SECONDS
+        assert time.monotonic() - started < quiet.QUIET_SECONDS
     finally:
         target.close()

@@ -7,17 +7,18 @@ taken before that APPEND, with the very SHA-256 the intent recorded.
 A server finishes a command it received whole even when its client is gone: an APPEND sent just
 before a crash can be saved after the next run began (seen under load: Dovecot committed a dead
 client's MULTIAPPEND a second after the kill, as the rerun looked). So before calling an APPEND of a
-crashed run lost, the folder is watched until it stops growing, and looked at again.
+crashed run lost, the folder's UIDNEXT is watched until it stops growing (``quiet``), and the folder
+looked at again.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from runners.connectors.base import Uncertain
 from runners.connectors.matching import content_pool
+from runners.connectors.quiet import wait_until_still
 from runners.model import AppendOutcome
 
 
@@ -25,12 +26,6 @@ class _UidTarget(Protocol):
     def uidnext(self, folder: str) -> int: ...
 
     def digests_from(self, folder: str, min_uid: int) -> Iterator[tuple[str, int, bytes]]: ...
-
-
-#: Before an APPEND is called lost, the folder's UIDNEXT stays the same this long...
-QUIET_SECONDS = 2.0
-#: ...waiting at most this long (a live INBOX may keep receiving mail).
-SETTLE_SECONDS = 30.0
 
 
 class FloorRecovery:
@@ -61,7 +56,8 @@ class FloorRecovery:
         # last APPEND late stays a gap).
         if not missing or not after_crash:
             return found
-        self._wait_until_quiet(folder)  # a dead client's last APPEND may be saved only now
+        # A dead client's last APPEND may be saved only now.
+        wait_until_still(lambda: self.target.uidnext(folder))
         taken = claimed | {item_id for item_id in found if item_id is not None}
         for n, item_id in zip(
             missing, self._match(folder, [uncertain[n] for n in missing], taken), strict=True
@@ -77,14 +73,3 @@ class FloorRecovery:
             ids = pool.get(item.sha256) if item.sha256 is not None else None
             found.append(ids.pop() if ids else None)
         return found
-
-    def _wait_until_quiet(self, folder: str) -> None:
-        """Until the folder's UIDNEXT stayed the same for ``QUIET_SECONDS`` (``SETTLE_SECONDS`` at most)."""
-        deadline = time.monotonic() + SETTLE_SECONDS
-        seen = self.target.uidnext(folder)
-        while time.monotonic() < deadline:
-            time.sleep(QUIET_SECONDS)
-            now = self.target.uidnext(folder)
-            if now == seen:
-                return
-            seen = now

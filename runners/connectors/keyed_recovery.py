@@ -4,6 +4,8 @@ stored on it.
 Such a target re-renders MIME, so neither a UID floor nor the bytes' SHA-256 can find an item
 again. Instead every appended item carries ``AppendItem.key`` in a property of its own (the
 adapters of the Exchange issues choose which), and an uncertain intent is looked up by that key.
+A dead client's last create may be carried out after the first look: then the folder's item count is
+watched until it stays put (``quiet``), and the rest looked up again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from runners.connectors.base import Uncertain
+from runners.connectors.quiet import wait_until_still
 from runners.model import AppendOutcome
 
 
@@ -19,6 +22,8 @@ class KeyedTarget(Protocol):
     def find_by_keys(self, folder: str, keys: Sequence[str]) -> dict[str, str]:
         """``{key: item id}`` of the items in ``folder`` that carry one of ``keys``."""
         ...
+
+    def message_counts(self, folders: Sequence[str]) -> dict[str, int | Exception]: ...
 
 
 class KeyedRecovery:
@@ -38,9 +43,27 @@ class KeyedRecovery:
     def find(
         self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str], *, after_crash: bool = False
     ) -> list[str | None]:
+        found = self._match(folder, uncertain, claimed)
+        missing = [n for n, item_id in enumerate(found) if item_id is None]
+        if not missing or not after_crash:  # the caller's own (a lost connection): not waited for
+            return found
+        # A dead client's last create may be carried out only now: wait for the folder's item
+        # count to stay put, then look for the rest again.
+        wait_until_still(lambda: self._count(folder))
+        for n, item_id in zip(
+            missing, self._match(folder, [uncertain[n] for n in missing], claimed), strict=True
+        ):
+            found[n] = item_id
+        return found
+
+    def _match(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
         found = self.target.find_by_keys(folder, [u.item_key for u in uncertain])
         out: list[str | None] = []
         for item in uncertain:
             item_id = found.get(item.item_key)
             out.append(item_id if item_id is not None and item_id not in claimed else None)
         return out
+
+    def _count(self, folder: str) -> int | None:
+        count = self.target.message_counts([folder]).get(folder)
+        return count if isinstance(count, int) else None

@@ -1,0 +1,30 @@
+"""Waiting for a target folder to stop growing, before an item a dead client sent is called lost.
+
+A server finishes a command it received whole even when its client is gone: an APPEND (IMAP) or a
+create (EWS, Graph) sent just before a crash can be saved after the next holder began looking for
+it. So the recoveries watch a figure of the folder that grows with each saved item (IMAP's UIDNEXT,
+an Exchange folder's item count) until it stays the same for a while, then look again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+#: Before an item is called lost, the folder's figure stays the same this long...
+QUIET_SECONDS = 2.0
+#: ...waiting at most this long (a live INBOX may keep receiving mail).
+SETTLE_SECONDS = 30.0
+
+
+def wait_until_still(read: Callable[[], int | None]) -> None:
+    """Until ``read()`` gave the same figure ``QUIET_SECONDS`` apart (``SETTLE_SECONDS`` at most);
+    a None (the service can't say now) ends the wait: the look after it decides as before."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    seen = read()
+    while seen is not None and time.monotonic() < deadline:
+        time.sleep(QUIET_SECONDS)
+        now = read()
+        if now == seen:
+            return
+        seen = now
