@@ -65,7 +65,7 @@ def test_an_append_that_never_came_is_lost_once_the_folder_is_quiet(target_dovec
         assert target.recovery.find("INBOX", lost, claimed=set(), after_crash=True) == [None]
         # It waited for the folder to stay still, not more (nothing was being saved).
         assert quiet.QUIET_SECONDS <= time.monotonic() - started < quiet.SETTLE_SECONDS
-        # Within a run (a connection lost, this run's own lanes appending beside) it doesn't wait.
+        # The caller's own intents (a connection of its own lost mid-pass): no wait.
         started = time.monotonic()
         assert target.recovery.find("INBOX", lost, claimed=set()) == [None]
         assert time.monotonic() - started < quiet.QUIET_SECONDS

@@ -51,9 +51,9 @@ class FloorRecovery:
     ) -> list[str | None]:
         found = self._match(folder, uncertain, claimed)
         missing = [n for n, item_id in enumerate(found) if item_id is None]
-        # The caller's own intents (a connection lost mid-pass) are not waited for: its other lanes
-        # keep the folder growing, so it would never be quiet (the server saving that connection's
-        # last APPEND late stays a gap).
+        # The caller's own intents (a connection of its own lost mid-pass) are not waited for: each
+        # reconnect would cost a quiet window. The server saving that connection's last APPEND late
+        # stays a gap.
         if not missing or not after_crash:
             return found
         # A dead client's last APPEND may be saved only now.

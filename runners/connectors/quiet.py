@@ -18,13 +18,15 @@ SETTLE_SECONDS = 30.0
 
 
 def wait_until_still(read: Callable[[], int | None]) -> None:
-    """Until ``read()`` gave the same figure ``QUIET_SECONDS`` apart (``SETTLE_SECONDS`` at most);
-    a None (the service can't say now) ends the wait: the look after it decides as before."""
+    """Until ``read()`` gave the same figure ``QUIET_SECONDS`` apart (``SETTLE_SECONDS`` at most).
+
+    A None (the service could not say this time) is never taken for stillness: the wait goes on,
+    to the limit if the service never answers, since ending it early could copy a message twice."""
     deadline = time.monotonic() + SETTLE_SECONDS
     seen = read()
-    while seen is not None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         time.sleep(QUIET_SECONDS)
         now = read()
-        if now == seen:
+        if now is not None and now == seen:
             return
         seen = now

@@ -97,8 +97,8 @@ class MailboxJob:
         # Messages suspected of breaking a source connection, within one folder (see _narrow_down);
         # shared by the lanes: a suspect is fetched alone on whichever lane copies it next.
         self._suspects = Suspects()
-        #: Folders this job began a pass of (their pending intents since are its own).
-        self._passed: set[int] = set()
+        #: Folders whose pending intents this job settled (those pending since are its own).
+        self._settled: set[int] = set()
         #: Connections on each side this mailbox may use at most, asked when a folder is large enough
         #: to share (a wave's runner gives more to a mailbox that runs alone: ``wave.WavePass``).
         self.lanes: Callable[[], int] = lanes if callable(lanes) else lambda: lanes
@@ -526,13 +526,14 @@ class MailboxJob:
 
     def _recover_interrupted(self, target: TargetSession, mapping: FolderMapping, folder_id: int) -> None:
         """Settle APPENDs a crash left pending, by the target's recovery strategy."""
-        # Intents pending before this job's first pass of the folder are not its own (this job has
-        # sent nothing there yet): a holder that died left them, even one of this very run.
-        inherited = folder_id not in self._passed
-        self._passed.add(folder_id)
+        # Intents pending before this job first settled the folder are not its own (it has sent
+        # nothing there yet): a holder that died left them, even one of this very run. Marked only
+        # once settled: a recovery cut short by a lost connection is retried the same way.
+        inherited = folder_id not in self._settled
         found, lost = resolve_pending(
             self.store, target, self.mailbox_id, folder_id, self.run_id, inherited=inherited
         )
+        self._settled.add(folder_id)
         self.stats.matched_by_content += found
         if found or lost:
             self._event(

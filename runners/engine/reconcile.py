@@ -85,10 +85,10 @@ def resolve_pending(
 ) -> tuple[int, int]:
     """Settle intents of a folder: (found on the target, to be copied again).
 
-    Intents of a run other than ``run_id``, or ``inherited`` ones (there before this process began
-    the folder: a holder of the same run that died, whose mailbox this one took over), are a dead
-    client's: the target is given time to finish its last request. The others are this process's
-    own (a connection lost mid-run), with its other lanes appending beside: not waited for."""
+    Intents of a run other than ``run_id``, or ``inherited`` ones (pending before the caller's job
+    first settled the folder: a holder of the same run that died, whose mailbox it took over), are
+    a dead client's: the target is given time to finish its last request. The others are the job's
+    own (a connection of its own lost mid-pass): not waited for (a quiet window per reconnect)."""
     rows = store.pending(folder_id)
     if not rows:
         return 0, 0

@@ -25,7 +25,8 @@ from runners.state.errors import LeaseLost
 
 #: A runner stops sending to the target once this fraction of its lease has passed since its last
 #: renewal began (renewals come every third of it): the rest is the margin for a batch in flight,
-#: which another runner's recovery would not find and would copy again. Half the default lease is
+#: which another runner's recovery, waiting at most ``quiet.SETTLE_SECONDS`` for the target to
+#: save it, might not find and would copy again. Half the default lease is
 #: longer than a connection may stay silent (the endpoint's ``timeout``, 60 s).
 SAFE_FRACTION = 0.5
 

@@ -87,7 +87,8 @@ class PendingIntent:
     sha256: bytes | None
     target_name: str
     recovery_mark: str | None
-    #: The run that sent it (an earlier run's: a crash, whose last APPEND the server may still be saving).
+    #: The run that sent it (an earlier run's: a crash, whose last APPEND the server may still be saving;
+    #: the same run's: this job's own, or a holder's that died, see ``reconcile.resolve_pending``).
     run_id: int | None = None
 
 
