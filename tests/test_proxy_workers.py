@@ -21,7 +21,7 @@ from conftest import DovecotFactory
 from dovecot_lab import CUTOVER
 from proxy_harness import QUICK_FAILURES, USERS, eventually, switch_wave, write_proxy_plan
 from servers.dovecot import DovecotServer
-from servers.process import free_ports
+from servers.process import free_ports, listening_sockets
 
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
@@ -178,18 +178,6 @@ def test_a_dead_worker_is_replaced_and_sigterm_stops_every_worker(proxy: Running
     proxy.proc.send_signal(signal.SIGTERM)
     assert proxy.proc.wait(60) == 0
     assert not any(alive(pid) for pid in workers)
-
-
-def listening_sockets(port: int) -> set[str]:
-    """The inodes of the sockets listening on ``port`` now (/proc/net/tcp and tcp6): a socket's own,
-    where the port number may be taken again by another test's server the moment it is free."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                found.add(fields[9])
-    return found
 
 
 def test_workers_stop_when_the_parent_is_killed(proxy: Running) -> None:

@@ -60,6 +60,18 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
             sock.close()
 
 
+def listening_sockets(port: int) -> set[str]:
+    """The inodes of the sockets listening on ``port`` now (/proc/net/tcp and tcp6): a socket's own,
+    where the port number may be taken again by another test's server the moment it is free."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                found.add(fields[9])
+    return found
+
+
 def port_open(port: int, host: str = HOST) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
