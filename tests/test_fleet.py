@@ -258,16 +258,21 @@ Taken = tuple[str, bytes, tuple[str, ...], datetime]
 def take_back(target: DovecotServer, user: str) -> list[Taken]:
     """Every message of ``user`` on the target, removed from it (folder, body, flags, date): what a
     server holds of a dead client's last batch before it has finished saving it."""
-    taken: list[Taken] = []
+    held = {
+        folder: messages
+        for folder, messages in imapfill.folder_snapshot(target, user, master=True).items()
+        if messages
+    }
     with imapfill.connect(target, user, master=True) as client:
-        for folder, messages in imapfill.folder_snapshot(target, user, master=True).items():
-            if not messages:
-                continue
-            taken += [(folder, body, tuple(sorted(flags)), date) for body, flags, date in messages]
+        for folder in held:
             client.select_folder(folder)
             client.add_flags(client.search("ALL"), ["\\Deleted"])
             client.expunge()
-    return taken
+    return [
+        (folder, body, tuple(sorted(flags)), date)
+        for folder, messages in held.items()
+        for body, flags, date in messages
+    ]
 
 
 def save_late(target: DovecotServer, user: str, taken: list[Taken]) -> None:

@@ -33,10 +33,15 @@ def test_an_item_created_after_the_recovery_began_is_found_by_its_key(emulator: 
     saver, target = open_target(emulator), open_target(emulator)
     try:
         saver.append("Inbox", [AppendItem(message("already there"), (), None, "early/0")])
+        looked_up = emulator.request_counts(address("alice")).get("list", 0) + len(keys)
         created = threading.Event()
 
         def the_dead_clients_last_request() -> None:
-            time.sleep(0.5)  # the service is still carrying out what the dead client sent
+            # Carried out once the recovery's first look (a list by key each) has found nothing.
+            deadline = time.monotonic() + 60
+            while emulator.request_counts(address("alice")).get("list", 0) < looked_up:
+                assert time.monotonic() < deadline, "the recovery never looked"
+                time.sleep(0.01)
             saver.append("Inbox", [AppendItem(message(f"late {k}"), (), None, k) for k in keys])
             created.set()
 

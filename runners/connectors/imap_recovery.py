@@ -18,7 +18,7 @@ from typing import Protocol
 
 from runners.connectors.base import Uncertain
 from runners.connectors.matching import content_pool
-from runners.connectors.quiet import wait_until_still
+from runners.connectors.quiet import find_settling
 from runners.model import AppendOutcome
 
 
@@ -49,22 +49,16 @@ class FloorRecovery:
     def find(
         self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str], *, after_crash: bool = False
     ) -> list[str | None]:
-        found = self._match(folder, uncertain, claimed)
-        missing = [n for n, item_id in enumerate(found) if item_id is None]
+        def match(some: Sequence[Uncertain], taken: set[str]) -> list[str | None]:
+            return self._match(folder, some, taken)
+
         # The caller's own intents (a connection of its own lost mid-pass) are not waited for: on a
         # flaky link every reconnect would spend a window polling through the faults too, and with
         # that wait 2 runs in 25 of the flaky-network test ended with a mailbox unfinished (532 of
         # 1,500 copied). The server saving that connection's last APPEND late stays a gap.
-        if not missing or not after_crash:
-            return found
-        # A dead client's last APPEND may be saved only now.
-        wait_until_still(lambda: self.target.uidnext(folder))
-        taken = claimed | {item_id for item_id in found if item_id is not None}
-        for n, item_id in zip(
-            missing, self._match(folder, [uncertain[n] for n in missing], taken), strict=True
-        ):
-            found[n] = item_id
-        return found
+        if not after_crash:
+            return match(uncertain, claimed)
+        return find_settling(match, lambda: self.target.uidnext(folder), uncertain, claimed)
 
     def _match(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
         floor = min(int(u.mark or 1) for u in uncertain)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from runners.connectors.base import Uncertain
-from runners.connectors.quiet import wait_until_still
+from runners.connectors.quiet import find_settling
 from runners.model import AppendOutcome
 
 
@@ -43,18 +43,12 @@ class KeyedRecovery:
     def find(
         self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str], *, after_crash: bool = False
     ) -> list[str | None]:
-        found = self._match(folder, uncertain, claimed)
-        missing = [n for n, item_id in enumerate(found) if item_id is None]
-        if not missing or not after_crash:  # the caller's own (a lost connection): not waited for
-            return found
-        # A dead client's last create may be carried out only now: wait for the folder's item
-        # count to stay put, then look for the rest again.
-        wait_until_still(lambda: self._count(folder))
-        for n, item_id in zip(
-            missing, self._match(folder, [uncertain[n] for n in missing], claimed), strict=True
-        ):
-            found[n] = item_id
-        return found
+        def match(some: Sequence[Uncertain], taken: set[str]) -> list[str | None]:
+            return self._match(folder, some, taken)
+
+        if not after_crash:  # the caller's own (a lost connection): not waited for (``FloorRecovery``)
+            return match(uncertain, claimed)
+        return find_settling(match, lambda: self._count(folder), uncertain, claimed)
 
     def _match(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
         found = self.target.find_by_keys(folder, [u.item_key for u in uncertain])

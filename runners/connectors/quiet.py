@@ -9,7 +9,13 @@ an Exchange folder's item count) until it stays the same for a while, then look 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from runners.connectors.base import Uncertain
+
+#: A recovery's look: for each uncertain intent, its item's id on the target, or None; never one of
+#: the ids given as claimed.
+Match = Callable[[Sequence[Uncertain], set[str]], list[str | None]]
 
 #: Before an item is called lost, the folder's figure stays the same this long...
 QUIET_SECONDS = 2.0
@@ -30,3 +36,19 @@ def wait_until_still(read: Callable[[], int | None]) -> None:
         if now is not None and now == seen:
             return
         seen = now
+
+
+def find_settling(
+    match: Match, figure: Callable[[], int | None], uncertain: Sequence[Uncertain], claimed: set[str]
+) -> list[str | None]:
+    """``match`` once; the intents not found are looked for again once the folder's ``figure`` stayed
+    still (``wait_until_still``): what a dead client sent may be saved only after the first look."""
+    found = match(uncertain, claimed)
+    missing = [n for n, item_id in enumerate(found) if item_id is None]
+    if not missing:
+        return found
+    wait_until_still(figure)
+    taken = claimed | {item_id for item_id in found if item_id is not None}
+    for n, item_id in zip(missing, match([uncertain[n] for n in missing], taken), strict=True):
+        found[n] = item_id
+    return found
