@@ -73,7 +73,7 @@ async def relay(client: Leg, backend: Leg, stop: asyncio.Event) -> RelayResult:
     """Pipe both ways until both sides closed, one failed, or ``stop`` is set; then close both legs."""
     if stop.is_set() or _is_over(client) or _is_over(backend):
         return await _end_at_once(client, backend, "proxy" if stop.is_set() else None)
-    session = await _ProtocolSession.start(client, backend)
+    session = _ProtocolSession.start(client, backend)
     _watch(stop, session)
     try:
         await session.done
@@ -319,14 +319,17 @@ def _own_socket(transport: asyncio.BaseTransport) -> socket.socket:
     return sock
 
 
-async def _read_ahead(reader: asyncio.StreamReader) -> bytes:
-    """Whatever ``reader`` holds. It is never fed again; at EOF, ``read()`` returns from its buffer
-    without suspending, so no byte can arrive elsewhere meanwhile."""
+def _read_ahead(reader: asyncio.StreamReader) -> bytes:
+    """Whatever ``reader`` holds, taken at once; it is never fed again (its end of file is fed, as a
+    ``read()`` to the end would leave it). StreamReader's public way, ``feed_eof()`` then ``read()``,
+    costs three coroutines a leg for what is nearly always nothing."""
     reader.feed_eof()
-    try:
-        return await reader.read()
-    except OSError:  # a stream that failed holds nothing worth sending
+    if reader.exception() is not None:  # a stream that failed holds nothing worth sending
         return b""
+    buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
+    data = bytes(buffer)
+    buffer.clear()
+    return data
 
 
 # --- copy: every session starts here; TLS legs stay -------------------------------------------------
@@ -378,12 +381,14 @@ class _ProtocolSession(_Session):
         self.eofs: set[str] = set()
         self.lost_sides: set[str] = set()
         self.all_lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.splice_ok = _CAN_SPLICE and _splicable(client) and _splicable(backend)
+        #: None until the first bulk read asks (``_may_splice``): most sessions never have one, and
+        #: looking at the sockets costs each session more than its relay's copying.
+        self.splice_ok: bool | None = None if _CAN_SPLICE else False
         self.upgrading = False
         self.spliced: _SpliceSession | None = None
 
     @classmethod
-    async def start(cls, client: Leg, backend: Leg) -> _ProtocolSession:
+    def start(cls, client: Leg, backend: Leg) -> _ProtocolSession:
         session = cls(client, backend)
         # Nothing below suspends: the streams see no more data once their protocol is swapped.
         rests, ended = {}, []
@@ -396,7 +401,7 @@ class _ProtocolSession(_Session):
             # no public way to tell an end of file it saw from the one _read_ahead feeds it.
             if getattr(leg.reader, "_eof", False):
                 ended.append(side)
-            rests[side] = await _read_ahead(leg.reader)
+            rests[side] = _read_ahead(leg.reader)
         # Both legs' read-ahead goes out before anything is spliced: no upgrade until it has.
         splice_ok, session.splice_ok = session.splice_ok, False
         for side, rest in rests.items():
@@ -404,8 +409,8 @@ class _ProtocolSession(_Session):
                 session.forward(side, rest)
         for side in ended:
             session.eof(side)
-        session.splice_ok = splice_ok and not session.eofs
-        if session.splice_ok and max(map(len, rests.values())) >= _COPY_CHUNK:
+        session.splice_ok = False if session.eofs else splice_ok
+        if max(map(len, rests.values())) >= _COPY_CHUNK and session.may_splice():
             session.upgrade()
         else:
             for transport in session.transports.values():
@@ -422,8 +427,14 @@ class _ProtocolSession(_Session):
             self.up_bytes += len(data)
         else:
             self.down_bytes += len(data)
-        if self.splice_ok and not self.upgrading and len(data) >= _COPY_CHUNK:
+        if len(data) >= _COPY_CHUNK and not self.upgrading and self.may_splice():
             self.upgrade()
+
+    def may_splice(self) -> bool:
+        """Whether both legs are plain sockets the kernel can splice (asked once, at the first bulk read)."""
+        if self.splice_ok is None:
+            self.splice_ok = _splicable(self.legs[0]) and _splicable(self.legs[1])
+        return self.splice_ok
 
     def upgrade(self) -> None:
         self.upgrading = True
@@ -554,7 +565,7 @@ async def _end_at_once(client: Leg, backend: Leg, ended_by: str | None) -> Relay
     """One leg closed (or ``stop`` set) before the relay began: pass on what was read, then close both."""
     counts = {}
     for source, sink in ((client, backend), (backend, client)):
-        rest = b"" if ended_by else await _read_ahead(source.reader)
+        rest = b"" if ended_by else _read_ahead(source.reader)
         if rest and not sink.writer.transport.is_closing():
             sink.writer.write(rest)
             _moved["copy"] += len(rest)
