@@ -74,12 +74,13 @@ def unconnected(data: bytes) -> None:
 
 
 async def open_dialogue(
-    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, *, relay_only: bool = False
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection to ``endpoint`` (plain or implicit TLS) whose login dialogue ``steps`` runs in the
     transport's callbacks, one wait for the whole exchange instead of one per line; then the connection
     as streams for the relay, holding whatever the backend sent after the dialogue's last line. Raises
-    ``BackendUnavailable`` when it can't connect, or what ``steps`` raised; the connection is closed then."""
+    ``BackendUnavailable`` when it can't connect, or what ``steps`` raised; the connection is closed then.
+    ``relay_only``: the streams go to the relay or are closed, never read or written (``relay_streams``)."""
     loop = asyncio.get_running_loop()
     protocol = _DialogueProtocol(steps, loop.create_future())
     implicit = endpoint.tls == TlsMode.IMPLICIT
@@ -98,7 +99,7 @@ async def open_dialogue(
     except BaseException:  # nonsense, a close, the deadline: the connection is of no further use
         protocol.transport.abort()
         raise
-    return protocol.streams()
+    return protocol.relay_streams() if relay_only else protocol.streams()
 
 
 async def backend_line(reader: asyncio.StreamReader) -> bytes:
@@ -123,7 +124,7 @@ async def login_dialogue(
     callbacks (``open_dialogue``); on a STARTTLS endpoint over the streams, once ``starttls`` has read
     the greeting, upgraded the connection and begun the steps. The connection is closed when it fails."""
     if endpoint.tls != TlsMode.STARTTLS:
-        return await open_dialogue(endpoint, tls, steps)
+        return await open_dialogue(endpoint, tls, steps, relay_only=True)
     reader, writer = await open_backend(endpoint, tls)
     try:
         steps.write = writer.write
@@ -136,15 +137,17 @@ async def login_dialogue(
 
 
 class _DialogueProtocol(asyncio.Protocol):
-    """Feeds a backend's lines to a ``LineSteps``; reading stops with the dialogue's last line."""
+    """Feeds a backend's lines to a ``LineSteps``; reading stops with the dialogue's last line. It stays
+    the transport's protocol under the streams it hands over (``streams``), which only the relay reads."""
 
-    __slots__ = ("buffer", "done", "steps", "transport")
+    __slots__ = ("buffer", "closed", "done", "steps", "transport")
 
     def __init__(self, steps: LineSteps, done: asyncio.Future[None]) -> None:
         self.steps = steps
         self.done = done
         self.buffer = bytearray()
         self.transport: asyncio.Transport
+        self.closed: asyncio.Future[None] | None = None  # what the streams' wait_closed() waits on
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream's transport reads and writes
@@ -176,13 +179,20 @@ class _DialogueProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(exc if exc is not None else asyncio.IncompleteReadError(bytes(self.buffer), None))
+        if self.closed is not None and not self.closed.done():
+            self.closed.set_result(None)
+
+    def _get_close_waiter(self, stream: asyncio.StreamWriter) -> asyncio.Future[None]:
+        """``StreamWriter.wait_closed()`` asks its protocol for this."""
+        assert self.closed is not None
+        return self.closed
 
     def _fail(self, exc: BaseException) -> None:
         if not self.done.done():
             self.done.set_exception(exc)
 
     def streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """The connection handed over to streams (what the relay takes), as ``open_connection`` makes them."""
+        """The connection handed over to streams, as ``open_connection`` makes them."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=BACKEND_LIMIT, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
@@ -193,6 +203,21 @@ class _DialogueProtocol(asyncio.Protocol):
             reader.feed_data(bytes(self.buffer))
         transport.resume_reading()
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    def relay_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The connection as streams for the relay alone: a reader holding what the backend sent after the
+        dialogue's last line, a writer on the transport. Reading stays paused and this protocol stays
+        the transport's: the relay takes the transport over (its own protocol) and resumes reading, so
+        nothing is read in between. No ``StreamReaderProtocol``: it would be replaced at once."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=BACKEND_LIMIT, loop=loop)
+        if self.buffer:
+            reader.feed_data(bytes(self.buffer))
+            self.buffer.clear()
+        self.closed = loop.create_future()
+        if self.transport.is_closing():
+            self.closed.set_result(None)
+        return reader, asyncio.StreamWriter(self.transport, self, reader, loop)
 
 
 async def start_tls(
