@@ -40,6 +40,7 @@ import fcntl
 import functools
 import os
 import socket
+import weakref
 from typing import Final, cast
 
 from runners.proxy.contracts import Leg, RelayResult
@@ -519,6 +520,11 @@ def _transport(leg: Leg) -> asyncio.Transport:
 
 
 # --- the stop event: one watcher per event, however many sessions share it ------------------------
+#
+# A watcher outlives its last session: the registry's events are one per (backend, wave), so the
+# watchers are few, and a session alone in its group (a quiet hour, one client after another) would
+# otherwise start a task and cancel it again, which cost more than the rest of its relay. A watcher
+# ends when its event is set; the map forgets it with its event.
 
 
 class _StopWatch:
@@ -534,7 +540,7 @@ class _StopWatch:
             session.finish("proxy", abort=True)
 
 
-_watches: dict[asyncio.Event, _StopWatch] = {}
+_watches: weakref.WeakKeyDictionary[asyncio.Event, _StopWatch] = weakref.WeakKeyDictionary()
 
 
 def _watch(stop: asyncio.Event, session: _Session) -> None:
@@ -549,9 +555,6 @@ def _unwatch(stop: asyncio.Event, session: _Session) -> None:
     if watch is None:
         return
     watch.sessions.discard(session)
-    if not watch.sessions:
-        watch.task.cancel()
-        del _watches[stop]
 
 
 # --- a session that is over before it started ------------------------------------------------------
