@@ -140,7 +140,7 @@ class _DialogueProtocol(asyncio.Protocol):
     """Feeds a backend's lines to a ``LineSteps``; reading stops with the dialogue's last line. It stays
     the transport's protocol under the streams it hands over (``streams``), which only the relay reads."""
 
-    __slots__ = ("buffer", "closed", "done", "steps", "transport")
+    __slots__ = ("buffer", "closed", "done", "lost", "steps", "transport")
 
     def __init__(self, steps: LineSteps, done: asyncio.Future[None]) -> None:
         self.steps = steps
@@ -148,6 +148,7 @@ class _DialogueProtocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.transport: asyncio.Transport
         self.closed: asyncio.Future[None] | None = None  # what the streams' wait_closed() waits on
+        self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream's transport reads and writes
@@ -179,6 +180,7 @@ class _DialogueProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(exc if exc is not None else asyncio.IncompleteReadError(bytes(self.buffer), None))
+        self.lost = True
         if self.closed is not None and not self.closed.done():
             self.closed.set_result(None)
 
@@ -215,7 +217,7 @@ class _DialogueProtocol(asyncio.Protocol):
             reader.feed_data(bytes(self.buffer))
             self.buffer.clear()
         self.closed = loop.create_future()
-        if self.transport.is_closing():
+        if self.lost:
             self.closed.set_result(None)
         return reader, asyncio.StreamWriter(self.transport, self, reader, loop)
 
