@@ -54,6 +54,51 @@ def test_what_the_backend_sends_behind_the_login_answer_reaches_the_streams() ->
     against_scripted_backend(backend, check)
 
 
+class Collector(asyncio.Protocol):
+    """What a relay's protocol sees once it takes a transport over: the bytes, then the end; like the
+    relay's, it tells the protocol it replaced of the connection's loss (the streams' wait_closed)."""
+
+    def __init__(self, replaced: asyncio.BaseProtocol) -> None:
+        self.replaced = replaced
+        self.data = b""
+        self.ended = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.replaced.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def eof_received(self) -> bool:
+        self.ended.set_result(None)
+        return False
+
+
+def test_relay_only_streams_keep_what_the_backend_sent_and_closed_before_the_relay_took_over() -> None:
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK ready\r\n")
+        assert await reader.readline() == b"A LOGIN alice secret\r\n"
+        writer.write(b"A OK Logged in\r\n* BYE one\r\n")  # one segment: the reader holds the BYE
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"* BYE two\r\n")  # while the proxy's reading is paused
+        writer.close()
+
+    async def check(endpoint: BackendEndpoint) -> None:
+        reader, writer = await open_dialogue(endpoint, BackendTls(), OneLogin(), relay_only=True)
+        await asyncio.sleep(0.3)  # observers told meanwhile: the backend has sent the rest and closed
+        collector = Collector(writer.transport.get_protocol())
+        writer.transport.set_protocol(collector)  # the relay's part
+        writer.transport.resume_reading()
+        await asyncio.wait_for(collector.ended, 10)
+        reader.feed_eof()
+        assert await reader.read() + collector.data == b"* BYE one\r\n* BYE two\r\n"
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), 10)
+
+    against_scripted_backend(backend, check)
+
+
 def test_a_backend_that_greets_wrongly_is_unavailable() -> None:
     async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"* BYE go away\r\n")

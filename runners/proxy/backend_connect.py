@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from runners.connectors.tls import client_context
 from runners.proxy.contracts import BackendEndpoint, TlsMode
@@ -73,6 +73,19 @@ def unconnected(data: bytes) -> None:
     raise RuntimeError("a backend dialogue wrote before its connection was made")
 
 
+class _Spent:
+    """The steps of a dialogue that is over (a ``LineSteps`` that takes no more lines)."""
+
+    def __init__(self) -> None:
+        self.write: Callable[[bytes], None] = unconnected
+
+    def step(self, line: bytes) -> bool:
+        raise RuntimeError("a finished backend dialogue was given a line")
+
+
+_SPENT: Final = _Spent()
+
+
 async def open_dialogue(
     endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, *, relay_only: bool = False
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -99,7 +112,9 @@ async def open_dialogue(
     except BaseException:  # nonsense, a close, the deadline: the connection is of no further use
         protocol.transport.abort()
         raise
-    return protocol.relay_streams() if relay_only else protocol.streams()
+    # Implicit TLS gets the full streams: uvloop's TLS transport, told of the peer's close while its
+    # reading is paused, drops what it decrypted but had not delivered (a BYE right behind the OK).
+    return protocol.relay_streams() if relay_only and not implicit else protocol.streams()
 
 
 async def backend_line(reader: asyncio.StreamReader) -> bytes:
@@ -216,6 +231,7 @@ class _DialogueProtocol(asyncio.Protocol):
         if self.buffer:
             reader.feed_data(bytes(self.buffer))
             self.buffer.clear()
+        self.steps = _SPENT  # this protocol lives as long as the session: not the login's password
         self.closed = loop.create_future()
         if self.lost:
             self.closed.set_result(None)

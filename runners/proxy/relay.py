@@ -523,8 +523,9 @@ def _transport(leg: Leg) -> asyncio.Transport:
 #
 # A watcher outlives its last session: the registry's events are one per (backend, wave), so the
 # watchers are few, and a session alone in its group (a quiet hour, one client after another) would
-# otherwise start a task and cancel it again, which cost more than the rest of its relay. A watcher
-# ends when its event is set; the map forgets it with its event.
+# otherwise start a task and cancel it again (36 k of the 584 k instructions of such a session). A
+# watcher ends when its event is set: the registry sets its groups' events when the proxy stops and
+# when a group's grace period after a switch runs out.
 
 
 class _StopWatch:
