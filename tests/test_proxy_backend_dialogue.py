@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 from scripted_backend import against_scripted_backend, closed_port
@@ -87,9 +88,10 @@ def test_relay_only_streams_keep_what_the_backend_sent_and_closed_before_the_rel
     async def check(endpoint: BackendEndpoint) -> None:
         reader, writer = await open_dialogue(endpoint, BackendTls(), OneLogin(), relay_only=True)
         await asyncio.sleep(0.3)  # observers told meanwhile: the backend has sent the rest and closed
-        collector = Collector(writer.transport.get_protocol())
-        writer.transport.set_protocol(collector)  # the relay's part
-        writer.transport.resume_reading()
+        transport = cast(asyncio.Transport, writer.transport)  # a stream's transport reads too
+        collector = Collector(transport.get_protocol())
+        transport.set_protocol(collector)  # the relay's part
+        transport.resume_reading()
         await asyncio.wait_for(collector.ended, 10)
         reader.feed_eof()
         assert await reader.read() + collector.data == b"* BYE one\r\n* BYE two\r\n"
