@@ -128,7 +128,8 @@ class Outcome(StrEnum):
     BLOCKED = "blocked"  # the proxy refused before asking a backend (limits, lock-out, bad input)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as the journal's LoginRow: one per login, and a frozen __init__ costs several times more.
+@dataclass(slots=True)
 class LoginEvent:
     """One login through the proxy, as the journal keeps it and triage shows it. Holds no password."""
 
