@@ -29,6 +29,8 @@ from runners.proxy.login_rewrite import rewrite_login
 from runners.state.store import StateStore
 
 _AFTER_SWITCH = ("switched", "settled", "closed")
+#: Routes kept at most (``PlanRouter._routes``); about 200 bytes each.
+_ROUTES_KEPT = 100_000
 
 
 class PlanRouter:
@@ -57,11 +59,17 @@ class PlanRouter:
         self._marker: tuple[int, int] | None = None
         #: login (lower case) -> (expires, directory value or None, reason)
         self._directory_cache: dict[str, tuple[float, str | None, str]] = {}
+        #: login as typed -> its route, where no directory takes part: the same until ``refresh``
+        #: sees the store move (a route and its rewritten login cost a login ~2 µs otherwise).
+        self._routes: dict[str, Route] = {}
         self.refresh()
 
     # -- the Router protocol -------------------------------------------------------------------
 
     async def route_user(self, login: str) -> Route:
+        route = self._routes.get(login)
+        if route is not None:
+            return route
         return await self._route(login, login.strip().lower())
 
     async def route_recipient(self, address: str) -> Route | None:
@@ -81,6 +89,7 @@ class PlanRouter:
         before = self._store_waves
         self._store_waves = self._read_store_waves()
         self._directory_cache.clear()
+        self._routes.clear()
         changed = {
             w for w in before.keys() | self._store_waves.keys() if before.get(w) != self._store_waves.get(w)
         }
@@ -108,18 +117,27 @@ class PlanRouter:
         entry = self._entries.get(key)
         user = entry.source if entry is not None else login
         if entry is not None and (decided := self._store_waves.get(entry.wave)) is not None:
-            return self._make(login, user, decided[0], DecidedBy.STORE, decided[1])
+            return self._keep(login, self._make(login, user, decided[0], DecidedBy.STORE, decided[1]))
         if self.directory is not None:
             value, reason = await self._directory_value(key)
             backend = self._routing.values.get(value) if value is not None else None
             if backend is not None:
                 return self._make(login, user, backend, DecidedBy.DIRECTORY, reason)
         if (backend := self._routing.static.get(key)) is not None:
-            return self._make(login, user, backend, DecidedBy.STATIC, "static override in the plan")
-        reason = "the plan's default backend"
-        if entry is not None:
-            reason = f"wave {entry.wave} not switched; {reason}"
-        return self._make(login, user, self._routing.default, DecidedBy.DEFAULT, reason)
+            route = self._make(login, user, backend, DecidedBy.STATIC, "static override in the plan")
+        else:
+            reason = "the plan's default backend"
+            if entry is not None:
+                reason = f"wave {entry.wave} not switched; {reason}"
+            route = self._make(login, user, self._routing.default, DecidedBy.DEFAULT, reason)
+        # With a directory, its answer may change when its cache expires: those routes are not kept.
+        return route if self.directory is not None else self._keep(login, route)
+
+    def _keep(self, login: str, route: Route) -> Route:
+        if len(self._routes) >= _ROUTES_KEPT:  # a flood of made-up logins must not grow it without end
+            self._routes.clear()
+        self._routes[login] = route
+        return route
 
     def _make(self, login: str, user: str, backend: str, by: DecidedBy, reason: str) -> Route:
         known = self.backends.get(backend)
