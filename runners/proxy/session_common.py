@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -14,6 +13,7 @@ from runners.proxy.backend_connect import BackendUnavailable, where
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import BackendEndpoint, Leg, LoginEvent, Outcome, Password, Route, Service
 from runners.proxy.registry import FAREWELL
+from runners.proxy.smtp_backend import is_loopback
 from runners.safe_text import MASK, safe
 
 #: What a backend or the network may raise while the proxy talks to it before the relay.
@@ -35,10 +35,8 @@ def clear_login_refused(ctx: ProxyContext, tls: bool, address: str) -> bool:
         return False
     if policy == "never":
         return True
-    try:
-        return not ipaddress.ip_address(address.partition("%")[0]).is_loopback
-    except ValueError:  # a UNIX socket or something stranger: not loopback
-        return True
+    # A UNIX socket or something stranger is not loopback; the answers are kept (asked twice a session).
+    return not is_loopback(address.partition("%")[0])
 
 
 def event(
