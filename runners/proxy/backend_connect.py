@@ -194,7 +194,8 @@ class _DialogueProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(exc if exc is not None else asyncio.IncompleteReadError(bytes(self.buffer), None))
+        if not self.done.done():  # else nothing waits: no error to make (every session ends here)
+            self._fail(exc if exc is not None else asyncio.IncompleteReadError(bytes(self.buffer), None))
         self.lost = True
         if self.closed is not None and not self.closed.done():
             self.closed.set_result(None)
