@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Final, Protocol
 
 from runners.connectors.tls import client_context
@@ -129,17 +129,27 @@ async def run_steps(reader: asyncio.StreamReader, steps: LineSteps) -> None:
         pass
 
 
-async def login_dialogue(
+def login_dialogue(
+    endpoint: BackendEndpoint,
+    tls: BackendTls,
+    steps: LineSteps,
+    starttls: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> Coroutine[None, None, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A backend's login dialogue ``steps`` on a new connection to ``endpoint``: in the transport's
+    callbacks (``open_dialogue``); on a STARTTLS endpoint over the streams, once ``starttls`` has read
+    the greeting, upgraded the connection and begun the steps. The connection is closed when it fails.
+    Without STARTTLS it is ``open_dialogue``'s coroutine itself (no frame of its own to resume)."""
+    if endpoint.tls != TlsMode.STARTTLS:
+        return open_dialogue(endpoint, tls, steps, relay_only=True)
+    return _starttls_dialogue(endpoint, tls, steps, starttls)
+
+
+async def _starttls_dialogue(
     endpoint: BackendEndpoint,
     tls: BackendTls,
     steps: LineSteps,
     starttls: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A backend's login dialogue ``steps`` on a new connection to ``endpoint``: in the transport's
-    callbacks (``open_dialogue``); on a STARTTLS endpoint over the streams, once ``starttls`` has read
-    the greeting, upgraded the connection and begun the steps. The connection is closed when it fails."""
-    if endpoint.tls != TlsMode.STARTTLS:
-        return await open_dialogue(endpoint, tls, steps, relay_only=True)
     reader, writer = await open_backend(endpoint, tls)
     try:
         steps.write = writer.write

@@ -9,7 +9,7 @@ says so; the client then gets the backend's own ``+OK`` line.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 
 from runners.proxy.backend_connect import (
     BackendUnavailable,
@@ -59,8 +59,9 @@ class Pop3Session:
         self.bad = 0
         self.user: str | None = None
 
-    async def run(self) -> None:
-        await serve_login(
+    def run(self) -> Coroutine[None, None, None]:
+        # The coroutine itself, not one awaiting it: each resume of a session passes every frame.
+        return serve_login(
             self,
             Service.POP3,
             self._until_logged_in,
