@@ -29,8 +29,8 @@ from runners.proxy.login_rewrite import rewrite_login
 from runners.state.store import StateStore
 
 _AFTER_SWITCH = ("switched", "settled", "closed")
-#: Routes kept at most (``PlanRouter._routes``); about 200 bytes each.
-_ROUTES_KEPT = 100_000
+#: Routes kept at most (``PlanRouter._routes``): about 320 bytes each with their strings, 6.4 MB.
+_ROUTES_KEPT = 20_000
 
 
 class PlanRouter:
