@@ -18,6 +18,7 @@ from runners.proxy.limits import LoginLimits
 from runners.proxy.login_rewrite import rewrite, rewrite_login
 from runners.proxy.router import PlanRouter
 from runners.proxy.settings import backends, listeners
+from runners.state.errors import StoreError
 from runners.state.store import StateStore
 from runners.state.wave_steps import Actor, StepStatus
 
@@ -260,6 +261,31 @@ def test_router_order_store_then_static_then_default_and_a_switch_is_seen_at_onc
     assert router.refresh() == {"pilot"}
     assert route(router, "alice") == ("legacy", DecidedBy.STORE, "alice")
     assert router.rewritten_logins("alice") == {"legacy": "alice", "target": "alice@tenant.example"}
+    store.close()
+
+
+def test_a_switch_whose_first_read_failed_is_read_again_at_the_next_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = load_plan(write(tmp_path, """
+        [proxy]
+        imap_port = 1430
+    """))  # fmt: skip
+    assert plan.proxy is not None
+    store = StateStore(plan.state_db)
+    router = PlanRouter(plan, backends(plan.proxy), store)
+    assert route(router, "alice")[:2] == ("legacy", DecidedBy.DEFAULT)  # kept until the store moves
+    store.end_step(store.begin_step("pilot", "switched", Actor("t", "h"), {}), StepStatus.DONE)
+
+    def locked(wave: str) -> list[str]:
+        raise StoreError(plan.state_db, "database is locked")
+
+    with monkeypatch.context() as patched:  # the store can't be read at the moment the switch is seen
+        patched.setattr(store, "steps_done", locked)
+        with pytest.raises(StoreError):
+            router.refresh()
+    assert router.refresh() == {"pilot"}
+    assert route(router, "alice")[:2] == ("target", DecidedBy.STORE)
     store.close()
 
 

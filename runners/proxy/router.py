@@ -29,8 +29,10 @@ from runners.proxy.login_rewrite import rewrite_login
 from runners.state.store import StateStore
 
 _AFTER_SWITCH = ("switched", "settled", "closed")
-#: Routes kept at most (``PlanRouter._routes``): about 320 bytes each with their strings, 6.4 MB.
+#: Routes kept at most (``PlanRouter._routes``), and only for logins up to 256 characters: about
+#: 320 bytes each for the usual ones, 20 MB at worst (the login and its rewritten copy at full length).
 _ROUTES_KEPT = 20_000
+_KEPT_LOGIN_CHARS = 256
 
 
 class PlanRouter:
@@ -85,9 +87,10 @@ class PlanRouter:
         marker = self.store.switch_marker()
         if marker == self._marker:
             return frozenset()
+        waves = self._read_store_waves()  # if this fails, the marker is not taken: the next look reads again
         self._marker = marker
         before = self._store_waves
-        self._store_waves = self._read_store_waves()
+        self._store_waves = waves
         self._directory_cache.clear()
         self._routes.clear()
         changed = {
@@ -134,6 +137,8 @@ class PlanRouter:
         return route if self.directory is not None else self._keep(login, route)
 
     def _keep(self, login: str, route: Route) -> Route:
+        if len(login) > _KEPT_LOGIN_CHARS:  # a made-up login may be as long as a command line
+            return route
         if len(self._routes) >= _ROUTES_KEPT:  # a flood of made-up logins must not grow it without end
             self._routes.clear()
         self._routes[login] = route
