@@ -15,8 +15,10 @@ so one round trip), or LOGIN with quoted strings when it doesn't and both fit in
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Set as AbstractSet
 
 from runners.proxy.backend_connect import (
     BackendUnavailable,
@@ -57,12 +59,18 @@ class _TooLong(Exception):
 
 
 class ImapSession:
-    __slots__ = ("address", "bad", "ctx", "reader", "tls", "writer")
+    __slots__ = ("address", "bad", "ctx", "reader", "task", "tls", "writer")
 
     def __init__(
-        self, ctx: ProxyContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool
+        self,
+        ctx: ProxyContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls: bool,
+        task: asyncio.Task[None],
     ) -> None:
         self.ctx = ctx
+        self.task = task  # the connection's own, which its deadlines cancel
         self.reader = reader
         self.writer = writer
         self.tls = tls
@@ -239,8 +247,7 @@ class ImapSession:
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
         writer: asyncio.StreamWriter | None = None
-        task = asyncio.current_task()
-        assert task is not None
+        task = self.task
         deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.IMAP)
@@ -279,10 +286,12 @@ class _Aborted(Exception):
     """The client cancelled an AUTHENTICATE exchange with ``*``."""
 
 
-def _greeting_capabilities(greeting: bytes) -> set[str]:
-    """The capabilities of a backend's ``* OK [CAPABILITY ...]`` greeting, upper case."""
+@functools.lru_cache(maxsize=64)
+def _greeting_capabilities(greeting: bytes) -> frozenset[str]:
+    """The capabilities of a backend's ``* OK [CAPABILITY ...]`` greeting, upper case (kept: a backend
+    greets every session with the same line)."""
     match = _CAPABILITY_CODE.match(greeting[4:].lstrip())
-    return set(match.group(1).decode("ascii", "replace").upper().split()) if match else set()
+    return frozenset(match.group(1).decode("ascii", "replace").upper().split()) if match else frozenset()
 
 
 def _starttls(
@@ -301,8 +310,7 @@ def _starttls(
         if not line[2:].upper().startswith(b"OK"):
             raise BackendUnavailable(f"{where(endpoint)} refused STARTTLS: {line[2:200]!r}")
         await start_tls(reader, writer, ctx.backend_tls.context(endpoint), endpoint.host)
-        capabilities.discard("STARTTLS")
-        steps.begin(capabilities)
+        steps.begin(capabilities - {"STARTTLS"})
 
     return greet_and_upgrade
 
@@ -351,7 +359,7 @@ class _BackendLogin:
             return True
         return False
 
-    def begin(self, capabilities: set[str]) -> None:
+    def begin(self, capabilities: AbstractSet[str]) -> None:
         """The backend greeted (and TLS is on where its endpoint asks for STARTTLS): log in."""
         self.greeted()
         login, secret = self.login, self.password.reveal()

@@ -45,12 +45,18 @@ class _TooLong(Exception):
 
 
 class Pop3Session:
-    __slots__ = ("address", "bad", "ctx", "reader", "tls", "user", "writer")
+    __slots__ = ("address", "bad", "ctx", "reader", "task", "tls", "user", "writer")
 
     def __init__(
-        self, ctx: ProxyContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool
+        self,
+        ctx: ProxyContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls: bool,
+        task: asyncio.Task[None],
     ) -> None:
         self.ctx = ctx
+        self.task = task  # the connection's own, which its deadlines cancel
         self.reader = reader
         self.writer = writer
         self.tls = tls
@@ -188,8 +194,7 @@ class Pop3Session:
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
         writer: asyncio.StreamWriter | None = None
-        task = asyncio.current_task()
-        assert task is not None
+        task = self.task
         deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.POP3)

@@ -154,7 +154,7 @@ class ProxyServer:
             assert task is not None
             handlers.add(task)
             try:
-                await session(ctx, reader, writer, implicit).run()
+                await session(ctx, reader, writer, implicit, task).run()
             except asyncio.CancelledError:
                 pass  # the proxy stops; 3.11's stream callback would choke on a cancelled handler
             finally:

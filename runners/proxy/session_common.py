@@ -105,6 +105,7 @@ class LoginSession(Protocol):
     writer: asyncio.StreamWriter
     tls: bool
     address: str
+    task: asyncio.Task[None]
 
 
 async def serve_login(
@@ -127,8 +128,7 @@ async def serve_login(
     admitted = True
     try:
         writer.write(greeting())
-        task = asyncio.current_task()
-        assert task is not None
+        task = session.task
         deadline = ctx.deadlines.login
         deadline.start(task)
         try:
