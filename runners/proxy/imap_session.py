@@ -34,6 +34,7 @@ from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize,
 from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response, text_of
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
+    ClientSession,
     clear_login_refused,
     close_quietly,
     endpoint_of,
@@ -58,25 +59,8 @@ class _TooLong(Exception):
     """A line or literal over the limit before login."""
 
 
-class ImapSession:
-    __slots__ = ("address", "bad", "ctx", "reader", "task", "tls", "writer")
-
-    def __init__(
-        self,
-        ctx: ProxyContext,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        tls: bool,
-        task: asyncio.Task[None],
-    ) -> None:
-        self.ctx = ctx
-        self.task = task  # the connection's own, which its deadlines cancel
-        self.reader = reader
-        self.writer = writer
-        self.tls = tls
-        peer = writer.get_extra_info("peername")
-        self.address: str = peer[0] if isinstance(peer, tuple) else str(peer)
-        self.bad = 0
+class ImapSession(ClientSession):
+    __slots__ = ()
 
     def run(self) -> Coroutine[None, None, None]:
         # The coroutine itself, not one awaiting it: each resume of a session passes every frame.

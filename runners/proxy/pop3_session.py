@@ -24,6 +24,7 @@ from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Rou
 from runners.proxy.sasl import SaslError, decode, plain_credentials
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
+    ClientSession,
     clear_login_refused,
     close_quietly,
     endpoint_of,
@@ -44,26 +45,8 @@ class _TooLong(Exception):
     pass
 
 
-class Pop3Session:
-    __slots__ = ("address", "bad", "ctx", "reader", "task", "tls", "user", "writer")
-
-    def __init__(
-        self,
-        ctx: ProxyContext,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        tls: bool,
-        task: asyncio.Task[None],
-    ) -> None:
-        self.ctx = ctx
-        self.task = task  # the connection's own, which its deadlines cancel
-        self.reader = reader
-        self.writer = writer
-        self.tls = tls
-        peer = writer.get_extra_info("peername")
-        self.address: str = peer[0] if isinstance(peer, tuple) else str(peer)
-        self.bad = 0
-        self.user: str | None = None
+class Pop3Session(ClientSession):
+    __slots__ = ()
 
     def run(self) -> Coroutine[None, None, None]:
         # The coroutine itself, not one awaiting it: each resume of a session passes every frame.
@@ -99,6 +82,7 @@ class Pop3Session:
 
     async def _until_logged_in(self) -> tuple[Route, Leg] | None:
         write = self.writer.write
+        user: str | None = None  # USER given, PASS awaited
         while True:
             try:
                 line = await self._read_line()
@@ -114,17 +98,18 @@ class Pop3Session:
                 write(b"+OK Logging out.\r\n")
                 return None
             elif name == "STLS":
-                await self._stls()
+                if await self._stls():
+                    user = None  # RFC 2595: forget what was said in clear
             elif name in ("USER", "PASS", "AUTH") and clear_login_refused(self.ctx, self.tls, self.address):
                 write(b"-ERR [AUTH] Plaintext authentication disallowed on non-secure connections.\r\n")
             elif name == "USER" and argument.strip():
-                self.user = argument.strip()
+                user = argument.strip()
                 write(b"+OK\r\n")
             elif name == "PASS":
-                if self.user is None:
+                if user is None:
                     self._bad(b"No username given.")
                     continue
-                login, self.user = self.user, None
+                login, user = user, None
                 done = await self._login(login, Password(argument))
                 if done is not None:
                     return done
@@ -145,15 +130,16 @@ class Pop3Session:
         self.writer.write(b"-ERR " + text + b"\r\n")
         return False
 
-    async def _stls(self) -> None:
+    async def _stls(self) -> bool:
+        """TLS on, if the plan offers it and it isn't on yet; whether it was turned on."""
         context = self.ctx.client_tls
         if context is None or self.tls:
             self._bad(b"TLS is already active." if self.tls else b"STLS is not available.")
-            return
+            return False
         self.writer.write(b"+OK Begin TLS negotiation now.\r\n")
         await start_tls(self.reader, self.writer, context, None)
         self.tls = True
-        self.user = None  # RFC 2595: forget what was said in clear
+        return True
 
     async def _auth(self, argument: str) -> tuple[str, str] | None:
         if not argument:

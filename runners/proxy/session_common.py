@@ -97,6 +97,29 @@ async def relay_session(
         ctx.registry.remove(session)
 
 
+class ClientSession:
+    """What an IMAP or POP3 client's session starts with: its connection, its address, its task."""
+
+    __slots__ = ("address", "bad", "ctx", "reader", "task", "tls", "writer")
+
+    def __init__(
+        self,
+        ctx: ProxyContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls: bool,
+        task: asyncio.Task[None],
+    ) -> None:
+        self.ctx = ctx
+        self.task = task  # the connection's own, which its deadlines cancel
+        self.reader = reader
+        self.writer = writer
+        self.tls = tls
+        peer = writer.get_extra_info("peername")
+        self.address: str = peer[0] if isinstance(peer, tuple) else str(peer)
+        self.bad = 0  # commands the client got wrong before login
+
+
 class LoginSession(Protocol):
     """What :func:`serve_login` needs of an IMAP or POP3 session (``reader`` and ``tls`` change on STARTTLS)."""
 
