@@ -29,6 +29,7 @@ import os
 import pkgutil
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -138,6 +139,8 @@ _HINTS = {
 
 #: Seconds a write waits for the file's lock (SQLite's busy timeout, and our own writers' queue).
 WRITE_WAIT_SECONDS = 60.0
+#: Between tries to open a database another process is recovering (``SqliteBackend._open``).
+_OPEN_RETRY_SECONDS = 0.02
 #: One writer at a time per database file in this process, queued on a lock: SQLite's own wait for
 #: its write lock (the busy handler) polls, sleeping up to 100 ms between tries, so a lane whose
 #: turn came could sleep on long after the lock was free. Other processes still meet the busy handler.
@@ -195,17 +198,27 @@ class SqliteBackend:
 
     def _open(self) -> sqlite3.Connection:
         private_file(self.path)  # 0600 before SQLite creates it: its -wal and -shm take its mode
-        db = sqlite3.connect(
-            self.path, timeout=WRITE_WAIT_SECONDS, isolation_level=None, check_same_thread=True
-        )
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-        except BaseException:
-            db.close()
-            raise
-        return db
+        deadline = time.monotonic() + WRITE_WAIT_SECONDS
+        while True:
+            db = sqlite3.connect(
+                self.path, timeout=WRITE_WAIT_SECONDS, isolation_level=None, check_same_thread=True
+            )
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA foreign_keys=ON")
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                # Opened while another process recovers the write-ahead log of one that was killed
+                # (a proxy worker, a fleet runner), SQLite answers "locked" at once, without its busy
+                # handler: seen as a replacement worker dying at start. Try again, as the handler would.
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(_OPEN_RETRY_SECONDS)
+            except BaseException:
+                db.close()
+                raise
 
     def _open_read_only(self) -> sqlite3.Connection:
         """``mode=ro`` reads alongside a live writer (its ``-shm`` and ``-wal`` exist). With no writer,
