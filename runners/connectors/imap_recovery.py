@@ -13,6 +13,7 @@ looked at again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
@@ -49,16 +50,8 @@ class FloorRecovery:
     def find(
         self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str], *, after_crash: bool = False
     ) -> list[str | None]:
-        def match(some: Sequence[Uncertain], taken: set[str]) -> list[str | None]:
-            return self._match(folder, some, taken)
-
-        # The caller's own intents (a connection of its own lost mid-pass) are not waited for: on a
-        # flaky link every reconnect would spend a window polling through the faults too, and with
-        # that wait 2 runs in 25 of the flaky-network test ended with a mailbox unfinished (532 of
-        # 1,500 copied). The server saving that connection's last APPEND late stays a gap.
-        if not after_crash:
-            return match(uncertain, claimed)
-        return find_settling(match, lambda: self.target.uidnext(folder), uncertain, claimed)
+        return find_settling(functools.partial(self._match, folder), lambda: self.target.uidnext(folder),
+                             uncertain, claimed, after_crash=after_crash)  # fmt: skip
 
     def _match(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
         floor = min(int(u.mark or 1) for u in uncertain)

@@ -10,6 +10,7 @@ watched until it stays put (``quiet``), and the rest looked up again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -43,12 +44,8 @@ class KeyedRecovery:
     def find(
         self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str], *, after_crash: bool = False
     ) -> list[str | None]:
-        def match(some: Sequence[Uncertain], taken: set[str]) -> list[str | None]:
-            return self._match(folder, some, taken)
-
-        if not after_crash:  # the caller's own (a lost connection): not waited for (``FloorRecovery``)
-            return match(uncertain, claimed)
-        return find_settling(match, lambda: self._count(folder), uncertain, claimed)
+        return find_settling(functools.partial(self._match, folder), lambda: self._count(folder),
+                             uncertain, claimed, after_crash=after_crash)  # fmt: skip
 
     def _match(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
         found = self.target.find_by_keys(folder, [u.item_key for u in uncertain])

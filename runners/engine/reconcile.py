@@ -88,7 +88,7 @@ def resolve_pending(
     Intents of a run other than ``run_id``, or ``inherited`` ones (pending before the caller's job
     first settled the folder: a holder of the same run that died, whose mailbox it took over), are
     a dead client's: the target is given time to finish its last request. The others are the job's
-    own (a connection of its own lost mid-pass): not waited for (see ``FloorRecovery.find``)."""
+    own (a connection of its own lost mid-pass): not waited for (see ``quiet.find_settling``)."""
     rows = store.pending(folder_id)
     if not rows:
         return 0, 0
