@@ -23,6 +23,7 @@ import pytest
 from servers.tlsca import ThrowawayCA
 
 from runners.proxy.contracts import Leg, RelayResult
+from runners.proxy import relay as relay_module
 from runners.proxy.relay import relay
 
 GREETING = b"* OK backend ready\r\n"
@@ -377,3 +378,21 @@ def test_a_stop_set_before_the_relay_closes_both_at_once() -> None:
         assert result == RelayResult(0, 0, "proxy")
 
     run(main())
+
+
+def test_a_stop_watcher_is_forgotten_when_its_loop_ends() -> None:
+    """A watcher outlives its last session; the proxy's loop ending (or its event set) ends it, and
+    the map of watchers must let it go then, or every test's loop would leave one behind."""
+    class Session:
+        def finish(self, ended_by: str, *, abort: bool) -> None: ...
+
+    async def main() -> None:
+        relay_module._watch(asyncio.Event(), Session())  # type: ignore[arg-type]
+        set_one = asyncio.Event()
+        relay_module._watch(set_one, Session())  # type: ignore[arg-type]
+        set_one.set()
+        await asyncio.sleep(0.05)
+        assert set_one not in relay_module._watches
+
+    run(main())
+    assert not relay_module._watches

@@ -40,7 +40,6 @@ import fcntl
 import functools
 import os
 import socket
-import weakref
 from typing import Final, cast
 
 from runners.proxy.contracts import Leg, RelayResult
@@ -524,8 +523,8 @@ def _transport(leg: Leg) -> asyncio.Transport:
 # A watcher outlives its last session: the registry's events are one per (backend, wave), so the
 # watchers are few, and a session alone in its group (a quiet hour, one client after another) would
 # otherwise start a task and cancel it again (36 k of the 584 k instructions of such a session). A
-# watcher ends when its event is set: the registry sets its groups' events when the proxy stops and
-# when a group's grace period after a switch runs out.
+# watcher ends when its event is set (the registry sets its groups' events when the proxy stops and
+# when a group's grace period after a switch runs out) or its loop cancels it; the map forgets it then.
 
 
 class _StopWatch:
@@ -534,6 +533,7 @@ class _StopWatch:
     def __init__(self, stop: asyncio.Event) -> None:
         self.sessions: set[_Session] = set()
         self.task = asyncio.get_running_loop().create_task(self._wait(stop))
+        self.task.add_done_callback(functools.partial(_forget, stop, self))
 
     async def _wait(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -541,7 +541,12 @@ class _StopWatch:
             session.finish("proxy", abort=True)
 
 
-_watches: weakref.WeakKeyDictionary[asyncio.Event, _StopWatch] = weakref.WeakKeyDictionary()
+_watches: dict[asyncio.Event, _StopWatch] = {}
+
+
+def _forget(stop: asyncio.Event, watch: _StopWatch, _task: object) -> None:
+    if _watches.get(stop) is watch:
+        del _watches[stop]
 
 
 def _watch(stop: asyncio.Event, session: _Session) -> None:
