@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from servers.tlsca import ThrowawayCA
 
-from runners.proxy.contracts import Leg, RelayResult
 from runners.proxy import relay as relay_module
+from runners.proxy.contracts import Leg, RelayResult
 from runners.proxy.relay import relay
 
 GREETING = b"* OK backend ready\r\n"
