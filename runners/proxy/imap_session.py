@@ -85,59 +85,60 @@ class ImapSession(ClientSession):
     # -- before login --------------------------------------------------------------------------
 
     async def _until_logged_in(self) -> tuple[Route, Leg] | None:
-        write = self.writer.write
         try:
-            while True:
-                try:
-                    tokens = await self._read_command()
-                except ImapSyntaxError:
-                    if self._bad(b"*", b"Error in IMAP command received by server."):
-                        return None
-                    continue
-                if len(tokens) < 2 or not valid_tag(tokens[0]):
-                    if self._bad(b"*", b"Error in IMAP command received by server."):
-                        return None
-                    continue
-                tag, name, args = tokens[0].encode("utf-8", "surrogateescape"), tokens[1].upper(), tokens[2:]
-                if name == "CAPABILITY":
-                    write(b"* CAPABILITY " + self._capabilities() + b"\r\n" + tag + b" OK Pre-login capabilities "
-                          b"listed, post-login capabilities have more.\r\n")  # fmt: skip
-                elif name == "NOOP":
-                    write(tag + b" OK NOOP completed.\r\n")
-                elif name == "ID":
-                    write(b'* ID ("name" "cutover-proxy")\r\n' + tag + b" OK ID completed.\r\n")
-                elif name == "LOGOUT":
-                    write(b"* BYE Logging out\r\n" + tag + b" OK Logout completed.\r\n")
+            return await self._commands()
+        except _TooLong as exc:  # a command line, a literal or an AUTHENTICATE response
+            self.writer.write(b"* BYE " + str(exc).encode() + b"\r\n")
+            return None
+
+    async def _commands(self) -> tuple[Route, Leg] | None:
+        write = self.writer.write
+        while True:
+            try:
+                tokens = await self._read_command()
+            except ImapSyntaxError:
+                if self._bad(b"*", b"Error in IMAP command received by server."):
                     return None
-                elif name == "STARTTLS":
-                    await self._starttls(tag)
-                elif name in ("LOGIN", "AUTHENTICATE") and clear_login_refused(
-                    self.ctx, self.tls, self.address
-                ):
-                    write(
-                        tag
-                        + b" NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n"
-                    )
-                elif name == "LOGIN" and len(args) == 2:
-                    done = await self._login(tag, args[0], Password(args[1]))
+                continue
+            if len(tokens) < 2 or not valid_tag(tokens[0]):
+                if self._bad(b"*", b"Error in IMAP command received by server."):
+                    return None
+                continue
+            tag, name, args = tokens[0].encode("utf-8", "surrogateescape"), tokens[1].upper(), tokens[2:]
+            if name == "CAPABILITY":
+                write(b"* CAPABILITY " + self._capabilities() + b"\r\n" + tag + b" OK Pre-login capabilities "
+                      b"listed, post-login capabilities have more.\r\n")  # fmt: skip
+            elif name == "NOOP":
+                write(tag + b" OK NOOP completed.\r\n")
+            elif name == "ID":
+                write(b'* ID ("name" "cutover-proxy")\r\n' + tag + b" OK ID completed.\r\n")
+            elif name == "LOGOUT":
+                write(b"* BYE Logging out\r\n" + tag + b" OK Logout completed.\r\n")
+                return None
+            elif name == "STARTTLS":
+                await self._starttls(tag)
+            elif name in ("LOGIN", "AUTHENTICATE") and clear_login_refused(self.ctx, self.tls, self.address):
+                write(
+                    tag
+                    + b" NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n"
+                )
+            elif name == "LOGIN" and len(args) == 2:
+                done = await self._login(tag, args[0], Password(args[1]))
+                if done is not None:
+                    return done
+            elif name == "AUTHENTICATE" and args:
+                credentials = await self._authenticate(
+                    tag, args[0].upper(), args[1] if len(args) > 1 else None
+                )
+                if credentials is not None:
+                    done = await self._login(tag, credentials[0], Password(credentials[1]))
                     if done is not None:
                         return done
-                elif name == "AUTHENTICATE" and args:
-                    credentials = await self._authenticate(
-                        tag, args[0].upper(), args[1] if len(args) > 1 else None
-                    )
-                    if credentials is not None:
-                        done = await self._login(tag, credentials[0], Password(credentials[1]))
-                        if done is not None:
-                            return done
-                elif name in ("LOGIN", "AUTHENTICATE"):
-                    if self._bad(tag, b"Invalid arguments."):
-                        return None
-                elif self._bad(tag, b"Unknown command, or not valid before login."):
+            elif name in ("LOGIN", "AUTHENTICATE"):
+                if self._bad(tag, b"Invalid arguments."):
                     return None
-        except _TooLong as exc:  # a command line, a literal or an AUTHENTICATE response
-            write(b"* BYE " + str(exc).encode() + b"\r\n")
-            return None
+            elif self._bad(tag, b"Unknown command, or not valid before login."):
+                return None
 
     def _bad(self, tag: bytes, text: bytes) -> bool:
         """Answer BAD; True when that was one too many and the client is told goodbye."""

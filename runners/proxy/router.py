@@ -29,8 +29,8 @@ from runners.proxy.login_rewrite import rewrite_login
 from runners.state.store import StateStore
 
 _AFTER_SWITCH = ("switched", "settled", "closed")
-#: Routes kept at most (``PlanRouter._routes``), and only for logins up to 256 characters: about
-#: 320 bytes each for the usual ones, 20 MB at worst (the login and its rewritten copy at full length).
+#: Routes kept at most (``PlanRouter._routes``), and only for logins up to 256 characters: 320 bytes
+#: each measured for the usual ones (6.4 MB); about 20 MB estimated with every login at full length.
 _ROUTES_KEPT = 20_000
 _KEPT_LOGIN_CHARS = 256
 
@@ -62,7 +62,7 @@ class PlanRouter:
         #: login (lower case) -> (expires, directory value or None, reason)
         self._directory_cache: dict[str, tuple[float, str | None, str]] = {}
         #: login as typed -> its route, where no directory takes part: the same until ``refresh``
-        #: sees the store move (a route and its rewritten login cost a login ~2 µs otherwise).
+        #: sees the store move (making them was 14 k of an IMAP session's 525 k instructions, callgrind).
         self._routes: dict[str, Route] = {}
         self.refresh()
 

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from runners.proxy.backend_connect import BackendUnavailable, where
 from runners.proxy.context import ProxyContext, log
@@ -98,7 +97,8 @@ async def relay_session(
 
 
 class ClientSession:
-    """What an IMAP or POP3 client's session starts with: its connection, its address, its task."""
+    """What an IMAP or POP3 client's session starts with, and what :func:`serve_login` needs of it:
+    its connection (``reader`` and ``tls`` change on STARTTLS), its address, its task."""
 
     __slots__ = ("address", "bad", "ctx", "reader", "task", "tls", "writer")
 
@@ -120,19 +120,8 @@ class ClientSession:
         self.bad = 0  # commands the client got wrong before login
 
 
-class LoginSession(Protocol):
-    """What :func:`serve_login` needs of an IMAP or POP3 session (``reader`` and ``tls`` change on STARTTLS)."""
-
-    ctx: ProxyContext
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    tls: bool
-    address: str
-    task: asyncio.Task[None]
-
-
 async def serve_login(
-    session: LoginSession,
+    session: ClientSession,
     service: Service,
     until_logged_in: Callable[[], Awaitable[tuple[Route, Leg] | None]],
     *,

@@ -210,9 +210,10 @@ class SqliteBackend:
                 return db
             except sqlite3.OperationalError as exc:
                 db.close()
-                # Opened while another process recovers the write-ahead log of one that was killed
-                # (a proxy worker, a fleet runner), SQLite answers "locked" at once, without its busy
-                # handler: seen as a replacement worker dying at start. Try again, as the handler would.
+                # Opened just after another process was killed (a proxy worker, a fleet runner),
+                # SQLite answered "locked" at once, without its busy handler (most likely while its
+                # write-ahead log was recovered): a replacement worker died at start. Try again, as
+                # the handler would.
                 if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                     raise
                 time.sleep(_OPEN_RETRY_SECONDS)
