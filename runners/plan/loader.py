@@ -27,7 +27,6 @@ from runners.plan.model import (
 )
 from runners.plan.paths import resolve_path
 from runners.plan.proxy_capture_options import load_capture
-from runners.plan.proxy_options import load_proxy
 from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.runner_options import load_lease_seconds
 from runners.plan.state_options import load_state_server
@@ -115,6 +114,10 @@ def load_plan(path: str | Path) -> Plan:
         connections_per_mailbox=_connections_per_mailbox(root.table("run")),
     )
     if root.table("proxy") is not None:
+        # Imported here: the proxy's settings are a tenth of what a plan's modules cost to import
+        # (`python -X importtime`), and a plan without [proxy] (every runner's) never needs them.
+        from runners.plan.proxy_options import load_proxy
+
         plan = dataclasses.replace(plan, proxy=load_proxy(root, base_dir, source, target, plan.switch))
     plan = bind_captured(plan, plan.capture, root)
     _refuse_exposed_secrets(root.table("security"), plan)
