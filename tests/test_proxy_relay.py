@@ -410,6 +410,7 @@ def test_a_stop_set_before_the_relay_closes_both_at_once() -> None:
 def test_a_stop_watcher_is_forgotten_when_its_loop_ends() -> None:
     """A watcher outlives its last session; the proxy's loop ending (or its event set) ends it, and
     the map of watchers must let it go then, or every test's loop would leave one behind."""
+
     class Session:
         def finish(self, ended_by: str, *, abort: bool) -> None: ...
 
