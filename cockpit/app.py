@@ -165,11 +165,6 @@ class CockpitApp(App[None]):
         if self._poller is not None:
             self._poller.poke()
 
-    def poke_after_action(self) -> None:
-        """An operator acted: poll now, the waves' totals summed at every poll for a while."""
-        if self._poller is not None:
-            self._poller.after_action()
-
     def poke_rows(self) -> None:
         """Read the visible view's rows now; the whole poll follows at its time."""
         if self._poller is not None:
@@ -373,7 +368,7 @@ class CockpitApp(App[None]):
     def record_action(self, what: str, mailbox: str | None = None) -> None:
         """Keep an operator's action in the state store's events: every cockpit's log shows who and when."""
         self.store.record_operator_action(operator_id(), what, mailbox=mailbox)
-        self.poke_after_action()
+        self.poke()
 
     def _focused_wave(self) -> str | None:
         wave = getattr(self.screen, "wave", None)
@@ -487,7 +482,7 @@ class CockpitApp(App[None]):
             self.notify(f"{what}started in the background")
         else:
             self.notify(f"could not start {what.strip()}: {said}", severity="error")
-        self.poke_after_action()
+        self.poke()
 
     def action_switch(self) -> None:
         """The selected wave's next window step, through ``cutover switch`` started detached."""
@@ -555,7 +550,7 @@ class CockpitApp(App[None]):
     def _step_started(self, what: str, child: subprocess.Popen[bytes], log: Path) -> None:
         self.notify(f"{what} started: pid {child.pid}, log {log}")
         self._window_steps.append((what, child, log))
-        self.poke_after_action()
+        self.poke()
 
     def _window_steps_ended(self) -> None:
         """Say how each step started from here ended (and reap its process), once."""
@@ -592,7 +587,7 @@ class CockpitApp(App[None]):
         request(self.store, action, wave=wave, mailbox=mailbox, requested_by="cockpit")
         self.record_action(f"{action} of {f'mailbox {mailbox}' if mailbox else f'wave {wave}'}", mailbox)
         self.notify(f"{action} requested")
-        self.poke_after_action()
+        self.poke()
 
 
 #: mypy proves here that the app gives its views and palette all they ask of it (``cockpit.shell``).

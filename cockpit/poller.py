@@ -34,9 +34,6 @@ QUIET_INTERVAL = 5.0
 _SLICE = 0.05
 #: Mailboxes whose ledger is re-summed per poll at most (the rest keep their last sums a little longer).
 LEDGER_PER_POLL = 100
-#: Seconds after an operator's action during which every poll sums the waves' totals: a runner takes
-#: a control at its next batch, and the cockpit should show it then, not when a held sum is due.
-FRESH_AFTER_ACTION = 10.0
 
 
 class SnapshotPoller:
@@ -88,12 +85,6 @@ class SnapshotPoller:
         """Poll now (after an action), not at the next tick; a view's new rows at once."""
         self._wake.set()
         self._rows_wake.set()
-
-    def after_action(self) -> None:
-        """An operator acted: poll now, and sum the waves' totals at every poll for a while (a large
-        fleet's are held over a few polls otherwise), so what the action changed shows as it lands."""
-        self._ledger.sum_totals_until(time.monotonic() + FRESH_AFTER_ACTION)
-        self.poke()
 
     def poke_rows(self) -> None:
         """A view's new rows at once, the whole poll at its time: a view of few rows (one mailbox's)

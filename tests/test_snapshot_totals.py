@@ -114,23 +114,3 @@ def test_rates_are_taken_between_two_sums_of_the_counters(tmp_path: Path) -> Non
         replace(first, taken=first.taken + 1.0, totals_taken=first.totals_taken + 2.0, messages_done=210)
     )
     assert list(app.rates) == [pytest.approx(100.0)]
-
-
-def test_after_an_operators_action_every_poll_sums_the_totals(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    plan = plan_of_two(tmp_path)
-    store = StateStore(plan.state_db)
-    summed = store.wave_state_totals
-
-    def slow_sum() -> list[WaveStateTotals]:
-        time.sleep(snapshot.TOTALS_CHEAP * 1.5)
-        return summed()
-
-    monkeypatch.setattr(store, "wave_state_totals", slow_sum)
-    cache = LedgerCache()
-    running(store, "alice", 10)
-    take(store, plan, ledger=cache)
-    cache.sum_totals_until(time.monotonic() + 5.0)  # what the poller does when the operator acts
-    running(store, "bob", 5)
-    assert pilot_done(take(store, plan, ledger=cache)) == 15

@@ -200,8 +200,6 @@ class LedgerCache:
     )
     #: The waves' totals as last summed: (totals, when, how long it took).
     _totals: tuple[list[WaveStateTotals], float, float] | None = None
-    #: Until then (time.monotonic()) the totals are summed at every poll: an operator just acted.
-    _fresh_until: float = 0.0
 
     def fleet(self, plan: Plan) -> PlannedFleet:
         """The plan's mailbox list as polls need it, worked out once per plan (``planned.py``)."""
@@ -275,18 +273,13 @@ class LedgerCache:
         that sum is held from an earlier poll: summed again when it is due (``TOTALS_SPACING``,
         ``TOTALS_MAX_AGE``, ``TOTALS_CHEAP``)."""
         now = time.monotonic()
-        if self._totals is not None and now >= self._fresh_until:
+        if self._totals is not None:
             totals, when, cost = self._totals
             if cost >= TOTALS_CHEAP and now - when < min(TOTALS_SPACING * cost, TOTALS_MAX_AGE):
                 return totals, when, True
         totals = store.wave_state_totals()
         self._totals = (totals, now, time.monotonic() - now)
         return totals, now, False
-
-    def sum_totals_until(self, deadline: float) -> None:
-        """Sum the totals at every poll until ``deadline`` (time.monotonic()): after an operator's
-        action its effect (a wave paused, a mailbox failed again) shows at the poll that reads it."""
-        self._fresh_until = max(self._fresh_until, deadline)
 
     def wave_delta(self, wave: str) -> list[int]:
         return self._wave_deltas.get(wave, [0] * 6)
