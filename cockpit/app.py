@@ -181,10 +181,8 @@ class CockpitApp(App[None]):
             gc.collect()
             gc.freeze()
         if previous is not None and snapshot.taken > previous.taken:  # not a view's rows read early
-            self.snapshot_interval = max(snapshot.taken - previous.taken, 1e-3)
-        # Rates between two sums of the counters: a large fleet's are held over a few polls.
-        if previous is not None and snapshot.totals_taken > previous.totals_taken:
-            seconds = max(snapshot.totals_taken - previous.totals_taken, 1e-3)
+            seconds = max(snapshot.taken - previous.taken, 1e-3)
+            self.snapshot_interval = seconds
             msgs = max(snapshot.messages_done - previous.messages_done, 0) / seconds
             mbs = max(snapshot.bytes_done - previous.bytes_done, 0) / MB / seconds
             self.current_rate = (msgs, mbs)

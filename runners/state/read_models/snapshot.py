@@ -31,7 +31,6 @@ from runners.state.mailbox_reads import (
     MailboxDetail,
     MailboxQuery,
     MailboxRow,
-    WaveStateTotals,
     cumulative,
 )
 from runners.state.pacing import PacingRow
@@ -139,10 +138,6 @@ class Snapshot:
     #: The ledger of the one mailbox ``query`` names (``MailboxQuery.source``: the mailbox view), read
     #: with the rest in the poller's thread; None for any other query.
     detail: MailboxDetail | None = None
-    #: time.monotonic() when the waves' totals (and ``messages_done``, ``bytes_done``) were summed: a
-    #: large fleet's are held over a few polls (``LedgerCache.wave_totals``), so rates are taken
-    #: between two of these, not between two ``taken``.
-    totals_taken: float = 0.0
 
     def mailbox(self, source: str) -> MailboxRow | None:
         return next((m for m in self.mailboxes if m.source == source), None)
@@ -160,14 +155,6 @@ COUNT_MAX_AGE = 5.0
 #: A view's rows read early come with their count when the plan has at most this many mailboxes (a
 #: few milliseconds); a larger fleet's rows come first and the whole poll that follows counts them.
 COUNT_INLINE = 10_000
-#: The waves' totals are a pass over every mailbox row (a covering index: ~80 ms at 100,000 here,
-#: every poll, beside the cockpit's own thread). Summed again at most every ``TOTALS_SPACING`` times
-#: what the last pass cost (a tenth of the reader's time at most) and at least every
-#: ``TOTALS_MAX_AGE`` seconds; a pass under ``TOTALS_CHEAP`` seconds (10,000 mailboxes: ~8 ms) is
-#: made every poll, so a small fleet's totals are never held.
-TOTALS_SPACING = 10.0
-TOTALS_MAX_AGE = 2.0
-TOTALS_CHEAP = 0.02
 
 
 @dataclass(slots=True)
@@ -198,8 +185,6 @@ class LedgerCache:
     _counts: dict[tuple[str | None, str, bool, str | None], tuple[int, object, float, float]] = field(
         default_factory=dict
     )
-    #: The waves' totals as last summed: (totals, when, how long it took).
-    _totals: tuple[list[WaveStateTotals], float, float] | None = None
 
     def fleet(self, plan: Plan) -> PlannedFleet:
         """The plan's mailbox list as polls need it, worked out once per plan (``planned.py``)."""
@@ -268,19 +253,6 @@ class LedgerCache:
             return self.count(store, query, None)
         return None
 
-    def wave_totals(self, store: StateStore) -> tuple[list[WaveStateTotals], float, bool]:
-        """The counters summed per wave and state, when (``time.monotonic()``) they were, and whether
-        that sum is held from an earlier poll: summed again when it is due (``TOTALS_SPACING``,
-        ``TOTALS_MAX_AGE``, ``TOTALS_CHEAP``)."""
-        now = time.monotonic()
-        if self._totals is not None:
-            totals, when, cost = self._totals
-            if cost >= TOTALS_CHEAP and now - when < min(TOTALS_SPACING * cost, TOTALS_MAX_AGE):
-                return totals, when, True
-        totals = store.wave_state_totals()
-        self._totals = (totals, now, time.monotonic() - now)
-        return totals, now, False
-
     def wave_delta(self, wave: str) -> list[int]:
         return self._wave_deltas.get(wave, [0] * 6)
 
@@ -303,8 +275,7 @@ def take(
     ``ledger`` cache poll after poll (the poller does); without one every mailbox's ledger is read."""
     ledger = ledger or LedgerCache()
     ledger.refresh(store)
-    summed, totals_taken, held = ledger.wave_totals(store)
-    waves, unseen, done = _waves(store, plan, ledger, summed, held)
+    waves, unseen, done = _waves(store, plan, ledger)
     rows: list[MailboxRow] = []
     matching: int | None = 0
     start = None
@@ -333,7 +304,6 @@ def take(
         query=query,
         window_start=start,
         detail=_detail(store, query),
-        totals_taken=totals_taken,
     )
 
 
@@ -362,15 +332,15 @@ def _detail(store: StateStore, query: MailboxQuery | None) -> MailboxDetail | No
 
 
 def _waves(
-    store: StateStore, plan: Plan, ledger: LedgerCache, totals: list[WaveStateTotals], held: bool
+    store: StateStore, plan: Plan, ledger: LedgerCache
 ) -> tuple[tuple[WaveSummary, ...], tuple[MailboxEntry, ...], tuple[int, int]]:
-    """The waves' totals (the counters summed in SQL, ``totals``, held from an earlier poll or not,
-    corrected by the ledger cache), the planned mailboxes the store has no row for yet (for the
-    pending rows too), and the counters' messages and bytes done (for rates)."""
+    """The waves' totals (the counters summed in SQL, corrected by the ledger cache), the planned
+    mailboxes the store has no row for yet (for the pending rows too), and the counters' messages and
+    bytes done (for rates)."""
     sums: dict[str, dict[str, int]] = {}
     states: dict[str, Counter[str]] = {}
     known = messages_done = bytes_done = 0
-    for t in totals:
+    for t in store.wave_state_totals():
         known += t.mailboxes
         messages_done += t.messages_done
         bytes_done += t.bytes_done
@@ -393,11 +363,6 @@ def _waves(
         wave["s"] += d_s
     fleet = ledger.fleet(plan)
     unseen: tuple[MailboxEntry, ...] = ()
-    if known < len(plan.mailboxes) and held:
-        # The store's mailboxes counted now (a few ms), not as the held sum had them: a mailbox a run
-        # added meanwhile would show twice, its row and a planned one (the store never loses any, so
-        # a sum that had them all still has).
-        known = store.count_mailboxes(ALL)
     if known < len(plan.mailboxes):  # never run: the survey is still part of the wave's volume
         unseen = fleet.unseen(store, known)
         for wave_name, size in fleet.unseen_bytes(ledger.survey(store), known).items():
