@@ -135,8 +135,9 @@ def collector_held() -> Iterator[None]:
     cache), so a store an earlier test left open closes its database, WAL and shared-memory files only
     when the collector next runs. Under xdist other tests run first in the process; a collection that
     fell between the two counts took those descriptors out of the second for good, and the comparison
-    failed after its deadline (forced by running the collector right after the first count: 6 failures
-    in 6 runs behind tests/test_proxy_journal.py's locked-store test; 0 alone). Held, the collector
+    failed after its deadline (behind tests/test_proxy_journal.py's locked-store test: 6 failures in
+    12 runs with the collector run more often, 3 in 3 with it run right after the first count, for
+    this test and the cancelled-relay one alike; 0 alone). Held, the collector
     cannot close a session's socket on the relay's behalf either: one only a collection closes counts.
     """
     enabled = gc.isenabled()
