@@ -50,8 +50,13 @@ class FloorRecovery:
     def find(
         self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str], *, after_crash: bool = False
     ) -> list[str | None]:
-        return find_settling(functools.partial(self._match, folder), lambda: self.target.uidnext(folder),
-                             uncertain, claimed, after_crash=after_crash)  # fmt: skip
+        return find_settling(
+            functools.partial(self._match, folder),
+            lambda: self.target.uidnext(folder),
+            uncertain,
+            claimed,
+            after_crash=after_crash,
+        )
 
     def _match(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
         floor = min(int(u.mark or 1) for u in uncertain)

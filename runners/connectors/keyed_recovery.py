@@ -44,8 +44,13 @@ class KeyedRecovery:
     def find(
         self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str], *, after_crash: bool = False
     ) -> list[str | None]:
-        return find_settling(functools.partial(self._match, folder), lambda: self._count(folder),
-                             uncertain, claimed, after_crash=after_crash)  # fmt: skip
+        return find_settling(
+            functools.partial(self._match, folder),
+            lambda: self._count(folder),
+            uncertain,
+            claimed,
+            after_crash=after_crash,
+        )
 
     def _match(self, folder: str, uncertain: Sequence[Uncertain], claimed: set[str]) -> list[str | None]:
         found = self.target.find_by_keys(folder, [u.item_key for u in uncertain])

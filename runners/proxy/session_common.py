@@ -8,11 +8,11 @@ import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 
+from runners.proxy.addresses import is_loopback
 from runners.proxy.backend_connect import BackendUnavailable, where
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import BackendEndpoint, Leg, LoginEvent, Outcome, Password, Route, Service
 from runners.proxy.registry import FAREWELL
-from runners.proxy.smtp_backend import is_loopback
 from runners.safe_text import MASK, safe
 
 #: What a backend or the network may raise while the proxy talks to it before the relay.

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from runners.connectors.tls import client_context
+from runners.proxy.addresses import is_loopback
 from runners.proxy.backend_connect import (
     BackendTls,
     BackendUnavailable,
@@ -40,17 +40,6 @@ from runners.proxy.smtp_io import (
 )
 from runners.proxy.smtp_parse import encode, encode_b64
 from runners.safe_text import MASK, safe
-
-
-@functools.lru_cache(maxsize=1024)
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``); kept, as each session asks twice."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @functools.lru_cache(maxsize=32)

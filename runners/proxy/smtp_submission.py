@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from runners.proxy.addresses import is_loopback
 from runners.proxy.backend_connect import BackendUnavailable
 from runners.proxy.contracts import LoginEvent, Outcome, Password, Route, Service, TlsMode
-from runners.proxy.smtp_backend import BackendSession, is_loopback, log_in
+from runners.proxy.smtp_backend import BackendSession, log_in
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import decode_b64_text, decode_plain, helo_name, parse_command
 from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello, banner, deadlines
