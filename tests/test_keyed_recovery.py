@@ -7,7 +7,7 @@ ledger (intent before APPEND, outcome after, lookup by key on the next pass), no
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -43,7 +43,9 @@ class KeyedMailbox:
         self.drop_after_append = False
         self.recovery = KeyedRecovery(self)
 
-    def append(self, folder: str, items: Sequence[AppendItem]) -> list[AppendOutcome]:
+    def append(
+        self, folder: str, items: Sequence[AppendItem], keep_sending: Callable[[], None] = lambda: None
+    ) -> list[AppendOutcome]:
         outcomes = []
         for item in items:
             item_id = f"AAMk{len(self.items):04d}"

@@ -11,7 +11,7 @@ it (``FolderMapping.target_wire``), an item is whatever id the adapter hands bac
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -159,8 +159,15 @@ class TargetSession(Protocol):
         protocol allows). A folder that can't be asked maps to the exception."""
         ...
 
-    def append(self, folder: str, items: Sequence[AppendItem]) -> list[AppendOutcome]:
-        """Append ``items`` in order, batched where the server allows, one outcome per item."""
+    def append(
+        self, folder: str, items: Sequence[AppendItem], keep_sending: Callable[[], None] = lambda: None
+    ) -> list[AppendOutcome]:
+        """Append ``items`` in order, batched where the server allows, one outcome per item.
+
+        ``keep_sending`` is asked before each send after the first (IMAP: each piece of the APPEND;
+        EWS and Graph: each request) and raises to stop: what was half sent is abandoned (IMAP: the
+        connection dropped, so the server discards it). The engine passes its lease check: a runner
+        frozen in mid-append must not finish it once another runner took the mailbox over."""
         ...
 
     def list_sizes(self, folder: str) -> dict[str, int]:

@@ -10,7 +10,7 @@ verify`` compares ``kept_items`` (docs/ews.md).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from exchangelib.errors import ErrorServerBusy, EWSError
 
@@ -176,16 +176,20 @@ class EwsTarget:
 
     # -- append ----------------------------------------------------------------------------------
 
-    def append(self, folder: str, items: Sequence[AppendItem]) -> list[AppendOutcome]:
+    def append(
+        self, folder: str, items: Sequence[AppendItem], keep_sending: Callable[[], None] = lambda: None
+    ) -> list[AppendOutcome]:
         if not items:
             return []
         target = t("FolderId", Id=self._folder(folder).id)
         outcomes: dict[int, AppendOutcome] = {}
         positions = {id(item): n for n, item in enumerate(items)}
         full: AppendOutcome | None = None
-        for run in chunks(items, self.batch_items, self.request_limit):
+        for n, run in enumerate(chunks(items, self.batch_items, self.request_limit)):
             if full is not None:
                 break
+            if n:  # each CreateItem after the first: the caller may stop here (``TargetSession.append``)
+                keep_sending()
             for item, outcome in self._create(folder, target, run):
                 outcomes[positions[id(item)]] = outcome
                 if outcome.fatal_for_mailbox and full is None:

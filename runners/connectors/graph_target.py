@@ -149,17 +149,21 @@ class GraphTarget:
             return JSON
         return IMPORT_MIME
 
-    def append(self, folder: str, items: Sequence[AppendItem]) -> list[AppendOutcome]:
+    def append(
+        self, folder: str, items: Sequence[AppendItem], keep_sending: Callable[[], None] = lambda: None
+    ) -> list[AppendOutcome]:
         """Up to ``pace_concurrency`` creates at once (the mailbox's budget allows 4 in flight);
-        once one says the mailbox is finished (quota, permission), the rest are not sent."""
+        once one says the mailbox is finished (quota, permission), the rest are not sent. Each create
+        asks ``keep_sending`` first (``TargetSession.append``)."""
         if not items:
             return []
         folder_id = self.folders.require(folder).id
         if self.route() == JSON:
-            return self._append_batched(folder, folder_id, items)
+            return self._append_batched(folder, folder_id, items, keep_sending)
         refused: list[AppendOutcome] = []  # the first answer that finished the mailbox
 
         def one(item: AppendItem) -> AppendOutcome:
+            keep_sending()
             if refused:
                 first = refused[0]
                 return AppendOutcome(
@@ -173,7 +177,7 @@ class GraphTarget:
         return list(self._pool.map(one, items))
 
     def _append_batched(
-        self, folder: str, folder_id: str, items: Sequence[AppendItem]
+        self, folder: str, folder_id: str, items: Sequence[AppendItem], keep_sending: Callable[[], None]
     ) -> list[AppendOutcome]:
         """The JSON route through ``$batch`` (``graph_batch``); a message whose attachments don't
         all fit in its create, or too large to share a batch, is made alone as before."""
@@ -192,6 +196,7 @@ class GraphTarget:
             for n, item in enumerate(items):
                 if fatal:
                     return
+                keep_sending()
                 props = props_for(item)
                 built = json_message(item.body, props)
                 if built.later or built.size > BATCH_ALONE:

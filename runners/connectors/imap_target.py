@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -123,11 +123,21 @@ class ImapTarget:
 
     # -- append --------------------------------------------------------------------------------
 
-    def append(self, wire_name: str, items: Sequence[AppendItem]) -> list[AppendOutcome]:
+    def append(
+        self, wire_name: str, items: Sequence[AppendItem], keep_sending: Callable[[], None] = lambda: None
+    ) -> list[AppendOutcome]:
         if not items:
             return []
+        with self.conn.sending_while(keep_sending):
+            return self._append(wire_name, items, keep_sending)
+
+    def _append(
+        self, wire_name: str, items: Sequence[AppendItem], keep_sending: Callable[[], None]
+    ) -> list[AppendOutcome]:
+        sent = False  # an APPEND of this call went out: the next one asks ``keep_sending`` first
         if len(items) > 1 and self.conn.has("MULTIAPPEND"):
             reply = self._send_append(wire_name, items, sync=False)
+            sent = True
             if reply.status == "OK":
                 return _outcomes(reply, len(items))
             if reply.code in MAILBOX_FATAL_CODES:
@@ -135,7 +145,10 @@ class ImapTarget:
         # One by one: either no MULTIAPPEND, or the batch was refused and we must learn which.
         outcomes: list[AppendOutcome] = []
         for index, item in enumerate(items):
+            if sent:
+                keep_sending()
             reply = self._send_append(wire_name, [item], sync=len(item.body) > SYNC_LITERAL_ABOVE)
+            sent = True
             if reply.status == "OK":
                 outcomes.extend(_outcomes(reply, 1))
             elif reply.code in MAILBOX_FATAL_CODES:

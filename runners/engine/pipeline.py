@@ -233,6 +233,7 @@ def _store_batch(
             )
             for m, _ in send
         ],
+        ctx.store.check_lease,  # asked again before each send after the first: a freeze may fall between
     )
     faults.reached("after-append")
     _record_outcomes(ctx, [m for m, _ in send], refs, outcomes, counters, unrecorded)

@@ -12,7 +12,7 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -79,6 +79,8 @@ class ImapConnection:
         self._literal_limit = MAX_TEXT_LITERAL_BYTES
         self._literal_why = "the limit for a literal that is not a message body"
         self.max_command_seconds = MAX_COMMAND_SECONDS
+        #: Asked before each send of a command after its first (``sending_while``); raises to stop it.
+        self._keep_sending: Callable[[], None] | None = None
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -251,13 +253,16 @@ class ImapConnection:
 
     def _hang_up(self, what: str) -> NoReturn:
         """Drop the connection (it is out of step now) and say which limit the server broke."""
+        self._drop()
+        raise LimitExceeded(self.server, "read", f"the server {what}; connection dropped")
+
+    def _drop(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
             try:
                 sock.close()
             except OSError:
                 pass
-        raise LimitExceeded(self.server, "read", f"the server {what}; connection dropped")
 
     @contextmanager
     def _time_limit(self) -> Iterator[None]:
@@ -282,7 +287,30 @@ class ImapConnection:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _send(self, data: bytes) -> None:
+    @contextmanager
+    def sending_while(self, keep_sending: Callable[[], None]) -> Iterator[None]:
+        """Commands sent inside ask ``keep_sending`` before each send after their first: the pieces of
+        a large APPEND, the rest of what the kernel took only part of. When it raises, the command is
+        cut short and the connection dropped, so the server discards what it got of it instead of
+        saving it: a runner frozen in mid-APPEND, whose mailbox another runner took over meanwhile,
+        would otherwise finish sending it when it wakes (``runners.state.fence``)."""
+        saved, self._keep_sending = self._keep_sending, keep_sending
+        try:
+            yield
+        finally:
+            self._keep_sending = saved
+
+    def _between_sends(self) -> None:
+        """Before a command's next send: ``keep_sending`` may stop it (the connection is dropped)."""
+        if self._keep_sending is None:
+            return
+        try:
+            self._keep_sending()
+        except BaseException:
+            self._drop()
+            raise
+
+    def _send(self, data: bytes | memoryview) -> None:
         try:
             self._require_sock().sendall(data)
         except TimeoutError:
@@ -373,6 +401,7 @@ class ImapConnection:
         # mostly system calls).
         out: list[bytes] = []
         queued = 0
+        started = False  # a send of this command went out: the next ones ask ``_between_sends``
         for piece in pieces:
             if isinstance(piece, tuple):
                 payload = piece[0]
@@ -381,9 +410,11 @@ class ImapConnection:
                     out += (head + marker + b"%d+}\r\n" % len(payload), payload)
                     queued += len(payload)
                     if queued >= _SEND_CHUNK:
-                        self._send_all(out)
-                        out, queued = [], 0
+                        self._send_all(out, started)
+                        out, queued, started = [], 0, True
                 else:
+                    if started:
+                        self._between_sends()
                     self._send(head + marker + b"%d}\r\n" % len(payload))
                     go = self.read_response()
                     if not go[0].startswith(b"+"):
@@ -392,34 +423,30 @@ class ImapConnection:
                             untagged.append(go)
                             go = self.read_response()
                         return self._reply(tag, go[0], untagged)
-                    self._send(payload)
+                    self._send_all([payload], True)
+                    started = True
                 head = b""
             else:
                 head += piece
         out.append(head + b"\r\n")
-        self._send_all(out)
+        self._send_all(out, started)
         return self.wait(tag, operation)
 
-    def _send_all(self, pieces: list[bytes]) -> None:
+    def _send_all(self, pieces: list[bytes], started: bool) -> None:
         """Send ``pieces`` in order, never copied into one buffer first: gathered by the kernel (one
         ``sendmsg`` for many pieces), or over TLS, which has no ``sendmsg``, small pieces joined and a
-        large body sent as it is."""
+        large body sent ``_SEND_CHUNK`` at a time. ``started``: an earlier send of the same command
+        went out; every send after the command's first asks ``_between_sends``."""
         sock = self._require_sock()
         if len(pieces) == 1 or isinstance(sock, ssl.SSLSocket):
-            small: list[bytes] = []
-            for piece in pieces:
-                if len(piece) < _SEND_CHUNK:
-                    small.append(piece)
-                    continue
-                if small:
-                    self._send(b"".join(small))
-                    small = []
-                self._send(piece)
-            if small:
-                self._send(small[0] if len(small) == 1 else b"".join(small))
+            for chunk in _chunks(pieces):
+                if started:
+                    self._between_sends()
+                self._send(chunk)
+                started = True
             return
         try:
-            _send_gathered(sock, pieces)
+            _send_gathered(sock, pieces, self._between_sends, started)
         except TimeoutError:
             raise ConnectionLost(self.server, "write", self._stalled("sending to the server")) from None
         except OSError as exc:
@@ -467,14 +494,37 @@ class ImapConnection:
             self.refresh_capabilities()
 
 
-def _send_gathered(sock: socket.socket, pieces: Sequence[bytes]) -> None:
-    """``sendall`` of many buffers at once: the kernel may take part of them, so go on from there."""
+def _send_gathered(
+    sock: socket.socket, pieces: Sequence[bytes], before_next: Callable[[], None], started: bool
+) -> None:
+    """``sendall`` of many buffers at once: the kernel may take part of them, so go on from there,
+    asking ``before_next`` before each ``sendmsg`` after the command's first (``started``: one went out)."""
     pending: list[bytes | memoryview] = list(pieces)
     done, count = 0, len(pending)
     while done < count:
+        if started:
+            before_next()
+        started = True
         sent = sock.sendmsg(pending[done : done + _IOV_MAX])
         while done < count and sent >= len(pending[done]):
             sent -= len(pending[done])
             done += 1
         if sent:
             pending[done] = memoryview(pending[done])[sent:]
+
+
+def _chunks(pieces: Sequence[bytes]) -> Iterator[bytes | memoryview]:
+    """``pieces`` as sends of at most about ``_SEND_CHUNK`` bytes: small ones joined, large ones cut."""
+    small: list[bytes] = []
+    for piece in pieces:
+        if len(piece) < _SEND_CHUNK:
+            small.append(piece)
+            continue
+        if small:
+            yield b"".join(small)
+            small = []
+        view = memoryview(piece)
+        for start in range(0, len(piece), _SEND_CHUNK):
+            yield view[start : start + _SEND_CHUNK]
+    if small:
+        yield small[0] if len(small) == 1 else b"".join(small)
