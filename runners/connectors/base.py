@@ -165,9 +165,10 @@ class TargetSession(Protocol):
         """Append ``items`` in order, batched where the server allows, one outcome per item.
 
         ``keep_sending`` is asked before each send after the first (IMAP: each piece of the APPEND;
-        EWS: each CreateItem of the batch, a busy server's resends aside; Graph: each create) and raises to stop: what was half sent is abandoned (IMAP: the
-        connection dropped, so the server discards it). The engine passes its lease check: a runner
-        frozen in mid-append must not finish it once another runner took the mailbox over."""
+        EWS: each CreateItem of the batch, a busy server's resends aside; Graph: each create) and
+        raises to stop: what was half sent is abandoned (IMAP: the connection dropped, so the server
+        discards it). The engine passes its lease check: a runner frozen in mid-append must not
+        finish it once another runner took the mailbox over."""
         ...
 
     def list_sizes(self, folder: str) -> dict[str, int]:
