@@ -173,6 +173,13 @@ class ProxyThread:
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self._serve())
+        # As asyncio.Runner does for `cutover proxy`: what is still pending (a stop watcher woken by
+        # the event but not yet run) is cancelled and let finish, not dropped with the loop.
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
 
     async def _serve(self) -> None:
