@@ -432,6 +432,59 @@ def test_a_filter_finds_a_mailbox_beyond_the_first_window_and_its_updates_show(t
         store.close()
 
 
+def test_a_filter_and_a_window_move_read_only_the_views_rows_not_the_whole_fleet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enter on a filter, and the cursor nearing the window's end, ask the rows reader alone: the
+    whole poll (at a fleet's size the wave totals of every mailbox, competing for the interpreter
+    with the key's own drawing) waits for its time. Here its time is an hour away, so the rows can
+    only have come from the rows reader."""
+    import cockpit.poller as poller_module
+
+    plan = fleet_plan(tmp_path)
+    store = open_store(plan)
+    try:
+        seed(store)
+    finally:
+        store.close()
+    whole_reads: list[MailboxQuery | None] = []
+    take_whole = poller_module.take
+
+    def counted_take(*args: object, **kwargs: object) -> object:
+        whole_reads.append(kwargs.get("query"))  # type: ignore[arg-type]
+        return take_whole(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(poller_module, "take", counted_take)
+    far = f"u{FLEET - 3:04d}"
+
+    async def until(pilot: Pilot[None], holds: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not holds():
+            assert time.monotonic() < deadline, "the view's rows never came"
+            await pilot.pause(0.02)
+
+    async def scenario() -> None:
+        app = CockpitApp(plan)
+        assert app._poller is not None
+        app._poller.interval = 3600.0
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("m")
+            await until(pilot, lambda: isinstance(app.screen, MailboxesView) and app.screen.query_one(
+                "#mailboxes", FleetTable).row_count > 0)  # fmt: skip
+            table = app.screen.query_one("#mailboxes", FleetTable)
+            before = len(whole_reads)
+            await pilot.press("slash", "enter")  # every mailbox, from the first
+            await until(pilot, lambda: table.row_count == PAGE and table.keys[0] == "u0000")
+            for _ in range(PAGE - 1):  # down to the window's last row: the window moves on
+                await pilot.press("down")
+            await until(pilot, lambda: table.keys[0] != "u0000" and table.cursor_key == f"u{PAGE - 1:04d}")
+            await pilot.press("slash", *far, "enter")
+            await until(pilot, lambda: table.keys == (far,))
+            assert len(whole_reads) == before, whole_reads[before:]
+
+    asyncio.run(scenario())
+
+
 def test_the_mailboxes_view_opened_again_is_as_new(tmp_path: Path) -> None:
     """The app keeps a closed mailboxes view and shows it again: with the default filter, sorted by
     mailbox, on its first row, whatever was done in it before."""

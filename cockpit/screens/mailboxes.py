@@ -165,7 +165,7 @@ class MailboxesView(View):
                 self._start, self._back = snapshot.window_start, 0
             elif query.start is not None and not rows:  # its first mailbox left the filter: start over
                 self._start = None
-                self.cockpit.poke()
+                self.cockpit.poke_rows()
         self._count(len(rows), snapshot.matching, snapshot.scope_total or snapshot.total, self._start)
         table = self.query_one("#mailboxes", FleetTable)
         table.set_rows(
@@ -218,7 +218,7 @@ class MailboxesView(View):
     def _move(self, start: str | None, back: int) -> None:
         if (start, back) != (self._start, self._back):
             self._start, self._back = start, back
-            self.cockpit.poke()
+            self.cockpit.poke_rows()
 
     def _detail(self, key: str | None) -> None:
         """The cursor's mailbox whole, wrapped: its counts, folders not opened and the server's words."""
@@ -275,7 +275,7 @@ class MailboxesView(View):
 
     def _refilter(self) -> None:
         self._start, self._back, self._to_end = None, 0, False  # a new list: from its first row
-        self.cockpit.poke()
+        self.cockpit.poke_rows()
         self._count()
         if self.cockpit.snapshot is not None:
             self._narrowing = True
