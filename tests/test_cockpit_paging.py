@@ -20,6 +20,7 @@ import pytest
 from cockpit_lab import feed
 from dovecot_lab import Unreachable, write_plan
 from servers.postgres import PASSWORD_ENV
+from textual.color import Color
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
@@ -481,6 +482,41 @@ def test_a_filter_and_a_window_move_read_only_the_views_rows_not_the_whole_fleet
             await pilot.press("slash", *far, "enter")
             await until(pilot, lambda: table.keys == (far,))
             assert len(whole_reads) == before, whole_reads[before:]
+
+    asyncio.run(scenario())
+
+
+def test_a_kept_view_comes_back_in_the_theme_switched_while_it_was_away(tmp_path: Path) -> None:
+    """The app keeps a closed view to open it again. Textual works a resumed screen's styles out
+    again in case the theme changed meanwhile; the cockpit skips that only when nothing did."""
+    plan = fleet_plan(tmp_path)
+    store = StateStore(plan.state_db)
+    try:
+        seed(store)
+    finally:
+        store.close()
+
+    async def scenario() -> None:
+        app = CockpitApp(plan, poll=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            table = await open_all(app, pilot)
+            view = app.screen
+            before = table.styles.background
+            await pilot.press("escape")  # back to the overview; the view is kept
+            assert app.screen is not view
+            app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+            await pilot.pause()
+            await pilot.press("m")
+            await settle(app, pilot)
+            assert app.screen is view  # the same view, opened again
+            switched = table.styles.background
+            assert switched != before
+            assert switched == Color.parse(app.current_theme.surface)
+            # And back and forth with nothing switched: the styles stay as they are.
+            await pilot.press("escape")
+            await pilot.press("m")
+            await settle(app, pilot)
+            assert app.screen is view and table.styles.background == switched
 
     asyncio.run(scenario())
 
