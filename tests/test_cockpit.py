@@ -105,7 +105,7 @@ def test_the_mailbox_view_opened_again_on_another_mailbox_shows_nothing_of_the_l
         async with app.run_test(size=(160, 48)) as pilot:
             await open_mailbox(app, pilot, "alice")
             first = app.screen
-            assert isinstance(first, MailboxView) and first.query_one("#issues", DataTable).row_count == 1
+            assert isinstance(first, MailboxView) and first.query_one("#issues", FleetTable).row_count == 1
             flash(first, "alice: nothing to pause")  # what a refused key says, for a few seconds
             await pilot.pause()
             assert flash_text(app) == "alice: nothing to pause"
@@ -115,15 +115,15 @@ def test_the_mailbox_view_opened_again_on_another_mailbox_shows_nothing_of_the_l
             await pilot.pause()
             assert app.screen is first and first.source == "bob" and first.detail is None
             assert "bob" in app.sub_title and "alice" not in app.sub_title
-            for table in first.query(DataTable):
+            for table in first.query(FleetTable):
                 assert table.row_count == 0, table.id  # alice's rows are gone before bob's are read
             assert "alice" not in str(first.query_one("#summary", Static).render())
             assert flash_text(app) == ""  # nor what was said on alice's
             feed(app)
             await pilot.pause()
             assert first.detail is not None and first.detail.source == "bob"
-            assert [str(k.value) for k in first.query_one("#folders", DataTable).rows] == ["INBOX"]
-            assert first.query_one("#issues", DataTable).row_count == 0
+            assert first.query_one("#folders", FleetTable).keys == ("INBOX",)
+            assert first.query_one("#issues", FleetTable).row_count == 0
             assert "bob → bob" in str(first.query_one("#summary", Static).render())
             # Opened from within itself (a stacked view of another mailbox) it is a view of its own.
             app.open_mailbox("alice")
@@ -452,7 +452,7 @@ def test_retry_failed_items_from_a_mailbox_runs_a_real_retry(
 
 
 def test_command_bar_log_help_search_and_copy(lab: Lab) -> None:
-    from textual.widgets import DataTable, RichLog
+    from textual.widgets import RichLog
 
     from cockpit.screens.dialogs import HelpScreen
     from cockpit.screens.log import LogView

@@ -22,7 +22,6 @@ from dovecot_lab import Unreachable, write_plan
 from servers.postgres import PASSWORD_ENV
 from textual.color import Color
 from textual.pilot import Pilot
-from textual.widgets import DataTable
 
 from cockpit.app import CockpitApp
 from cockpit.screens.mailbox import MailboxView
@@ -286,8 +285,8 @@ def test_the_mailbox_view_reads_its_ledger_off_the_ui_thread(
             app.open_mailbox(far)
             await until(pilot, lambda: isinstance(app.screen, MailboxView) and app.screen.detail is not None)
             assert isinstance(app.screen, MailboxView)
-            folders = app.screen.query_one("#folders", DataTable)
-            assert folders.row_count == 1 and "locked" in str(folders.get_row_at(0)[-1])
+            folders = app.screen.query_one("#folders", FleetTable)
+            assert folders.row_count == 1 and "locked" in folders.row_text(folders.keys[0])
             assert readers and threading.get_ident() not in readers
 
     asyncio.run(scenario())

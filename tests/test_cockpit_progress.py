@@ -238,9 +238,9 @@ def test_a_folder_that_could_not_be_opened_shows_in_the_header_and_opens_on_ente
             view = app.screen
             assert isinstance(view, MailboxView)
             assert "1 folder could not be opened" in str(view.query_one("#summary", Static).render())
-            folders = view.query_one("#folders", DataTable)
+            folders = view.query_one("#folders", FleetTable)
             folders.focus()
-            folders.move_cursor(row=folders.get_row_index("Locked"))
+            folders.move_cursor(folders.keys.index("Locked"))
             await pilot.press("enter")
             await pilot.pause()
             assert isinstance(app.screen, FolderFailureView)

@@ -33,7 +33,7 @@ import pytest
 from dovecot_lab import Unreachable
 from dovecot_lab import write_plan as lab_plan
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 import runners.state.runs as runs_module
 import runners.state.store as store_module
@@ -42,6 +42,7 @@ from checks.model import Finding, Outcome, Severity, State
 from checks.runner import CheckRun
 from cockpit.app import CockpitApp
 from cockpit.screens.mailbox import FailureView
+from cockpit.widgets.fleet_table import FleetTable
 from runners.headers import parse_headers
 from runners.model import FolderState
 from runners.plan.loader import load_plan
@@ -369,7 +370,7 @@ def driver(steps: tuple[Step, ...]) -> Callable[[Pilot[Any]], Awaitable[None]]:
 
 
 def focus_issues(pilot: Pilot[Any]) -> None:
-    pilot.app.screen.query_one("#issues", DataTable).focus()
+    pilot.app.screen.query_one("#issues", FleetTable).focus()
 
 
 def show_state_dir_as_displayed(pilot: Pilot[Any]) -> None:

@@ -12,18 +12,18 @@ from __future__ import annotations
 import threading
 import time
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Header, Static
+from textual.widgets import Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from cockpit.actions import FAILURE_ACTIONS, bindings
 from cockpit.format import MB, block, cell, state_label
-from cockpit.screens.base import TextView, View, add_columns
+from cockpit.screens.base import TextView, View
 from cockpit.screens.dialogs import ReasonPrompt
+from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
 from runners.headers import MessageHeaders
 from runners.peek import MessageRef, message_headers
@@ -72,23 +72,21 @@ class MailboxView(View):
         if self.is_mounted:
             self.clear_flash()
             self.set_text("#summary", "")
-            for table in self.query(DataTable):
+            for table in self.query(FleetTable):
                 table.clear()
-                table.move_cursor(row=0, column=0, animate=False)
-            self.set_focus(self.query_one("#folders", DataTable))
+                table.scroll_to(0, 0, animate=False, immediate=True)
+            self.set_focus(self.query_one("#folders", FleetTable))
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical():
             yield Static("", id="summary", markup=False)
-            yield DataTable(id="folders", cursor_type="row")
+            # The line API (only the visible lines drawn): a DataTable filled again was most of
+            # what Enter on a mailbox cost the UI thread at 160x48 (cockpit_bench.py).
+            yield FleetTable(FOLDER_COLUMNS, id="folders")
             yield Static("Messages not copied (Enter: the server's words and the history)", id="issues-title")
-            yield DataTable(id="issues", cursor_type="row")
+            yield FleetTable(ISSUE_COLUMNS, id="issues")
         yield KeyBar()
-
-    def on_mount(self) -> None:
-        add_columns(self.query_one("#folders", DataTable), FOLDER_COLUMNS)
-        add_columns(self.query_one("#issues", DataTable), ISSUE_COLUMNS)
 
     def query_rows(self) -> MailboxQuery:
         return MailboxQuery(source=self.source)
@@ -119,18 +117,15 @@ class MailboxView(View):
         if detail is None or detail == self.detail:
             return
         before, self.detail = self.detail or MailboxDetail(self.source), detail
-        folders = self.query_one("#folders", DataTable)
-        issues = self.query_one("#issues", DataTable)
-        # A table is filled again only when its rows changed (a clear lays the screen out again).
-        with self.app.batch_update():
-            if detail.folders != before.folders:
-                self._fill_folders(folders, detail.folders)
-            if detail.issues != before.issues:
-                self._fill_issues(issues, detail.issues)
+        # A table is given its rows again only when they changed.
+        if detail.folders != before.folders:
+            self._fill_folders(self.query_one("#folders", FleetTable), detail.folders)
+        if detail.issues != before.issues:
+            self._fill_issues(self.query_one("#issues", FleetTable), detail.issues)
 
     @staticmethod
-    def _fill_folders(folders: DataTable[Text], rows: tuple[FolderDetail, ...]) -> None:
-        folders.clear()
+    def _fill_folders(folders: FleetTable, rows: tuple[FolderDetail, ...]) -> None:
+        shown: list[tuple[str, tuple[str, ...]]] = []
         for f in rows:
             note = f"✗ {f.error}" if f.error else (f"excluded: {f.excluded}" if f.excluded else "")
             cells = (
@@ -145,11 +140,12 @@ class MailboxView(View):
                 str(f.pending),
                 note,
             )
-            folders.add_row(*(Text(cell(c)) for c in cells), key=f.source)
+            shown.append((f.source, tuple(cell(c) for c in cells)))
+        folders.set_rows(shown, {f.source: "error" for f in rows if f.error})
 
     @staticmethod
-    def _fill_issues(issues: DataTable[Text], rows: tuple[MessageIssue, ...]) -> None:
-        issues.clear()
+    def _fill_issues(issues: FleetTable, rows: tuple[MessageIssue, ...]) -> None:
+        shown: list[tuple[str, tuple[str, ...]]] = []
         for index, issue in enumerate(rows):
             issue_cells = (
                 issue.folder,
@@ -159,13 +155,14 @@ class MailboxView(View):
                 str(issue.attempts),
                 (issue.reason or "").replace("\n", " "),
             )
-            issues.add_row(*(Text(cell(c)) for c in issue_cells), key=str(index))
+            shown.append((str(index), tuple(cell(c) for c in issue_cells)))
+        issues.set_rows(shown)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "issues" and self.detail is not None:
-            self.cockpit.open_failure(self.source, self.detail.issues[int(str(event.row_key.value))])
-        elif event.data_table.id == "folders" and self.detail is not None:
-            folder = next((f for f in self.detail.folders if f.source == str(event.row_key.value)), None)
+    def on_fleet_table_row_selected(self, event: FleetTable.RowSelected) -> None:
+        if event.table.id == "issues" and self.detail is not None:
+            self.cockpit.open_failure(self.source, self.detail.issues[int(event.key)])
+        elif event.table.id == "folders" and self.detail is not None:
+            folder = next((f for f in self.detail.folders if f.source == event.key), None)
             if folder is not None and folder.error:
                 self.app.push_screen(FolderFailureView(self.source, folder))
 
