@@ -208,7 +208,7 @@ def test_a_full_wave_needs_its_name_typed(lab: Lab) -> None:
             feed(app)
             await pilot.pause()
             waves = app.screen.query_one("#waves")
-            waves.move_cursor(row=1)  # type: ignore[attr-defined]  # the "full" wave
+            waves.move_cursor(1)  # type: ignore[attr-defined]  # the "full" wave
             await pilot.press("L")
             await pilot.pause()
             assert isinstance(app.screen, Confirm) and app.screen.typed == "full"

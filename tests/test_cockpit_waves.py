@@ -13,11 +13,11 @@ import pytest
 from cockpit_lab import feed
 from dovecot_lab import Unreachable, waves_toml, write_plan
 from textual.pilot import Pilot
-from textual.widgets import DataTable
 
 import cockpit.app
 from cockpit.app import CockpitApp
 from cockpit.screens.dialogs import Confirm, HelpScreen
+from cockpit.widgets.fleet_table import FleetTable
 from runners.errors import PlanError
 from runners.plan.loader import load_plan
 from runners.state.store import StateStore
@@ -50,8 +50,7 @@ def overview_waves(root: Path, waves: str) -> list[str]:
         async with app.run_test(size=(120, 40)) as pilot:
             feed(app)
             await pilot.pause()
-            table = app.screen.query_one("#waves", DataTable)
-            return [str(row.key.value) for row in table.ordered_rows]
+            return list(app.screen.query_one("#waves", FleetTable).keys)
 
     return asyncio.run(scenario())
 
@@ -110,8 +109,8 @@ def confirm_of(root: Path, wave: str) -> Confirm:
         async with app.run_test(size=(120, 40)) as pilot:
             feed(app)
             await pilot.pause()
-            table = app.screen.query_one("#waves", DataTable)
-            table.move_cursor(row=app.plan.waves.index(wave))
+            table = app.screen.query_one("#waves", FleetTable)
+            table.move_cursor(app.plan.waves.index(wave))
             await pilot.press("L")
             await until(pilot, lambda: isinstance(app.screen, Confirm))
             assert isinstance(app.screen, Confirm)

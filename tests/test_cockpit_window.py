@@ -21,7 +21,7 @@ from cockpit_lab import feed
 from dovecot_lab import Unreachable, waves_toml, write_plan
 from test_cockpit import flash_text
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import Input
 
 from cockpit.app import CockpitApp
 from cockpit.screens.audit import AuditView
@@ -96,8 +96,8 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], seconds: floa
 
 
 def select_wave(app: CockpitApp, wave: str) -> None:
-    table = app.screen.query_one("#waves", DataTable)
-    table.move_cursor(row=table.get_row_index(wave))
+    table = app.screen.query_one("#waves", FleetTable)
+    table.move_cursor(table.keys.index(wave))
 
 
 def test_every_waves_stage_is_readable_in_the_overview_at_80_columns(

@@ -16,8 +16,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Header, Sparkline, Static
-from textual.widgets.data_table import CellDoesNotExist
+from textual.widgets import Header, Sparkline, Static
 
 from cockpit.format import (
     MB,
@@ -31,7 +30,8 @@ from cockpit.format import (
     volume,
     window_left,
 )
-from cockpit.screens.base import View, add_columns
+from cockpit.screens.base import View
+from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
 from runners.state.pacing import PacingRow
 from runners.state.read_models.snapshot import Snapshot, WaveSummary
@@ -61,7 +61,9 @@ class OverviewView(View):
         yield Header()
         with Vertical():
             yield Static("", id="readiness", markup=False)
-            yield DataTable(id="waves", cursor_type="row", zebra_stripes=True)
+            # The line API (only changed lines drawn): a DataTable's cells were most of what drawing
+            # this view cost the UI thread at 160x48 (cockpit_bench.py, the `o` key).
+            yield FleetTable(COLUMNS, id="waves", on_cursor=self._cursor_moved, widens=False)
             yield Static("", id="wave-detail", markup=False)
             yield Static("", id="running-now", markup=False)
             yield Static("", id="throughput", markup=False)
@@ -71,43 +73,35 @@ class OverviewView(View):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        add_columns(self.query_one("#waves", DataTable), COLUMNS)
         #: Mailbox → wave, once (the plan doesn't change under a cockpit): the blockers are grouped by it.
         self._wave_of = {entry.source: entry.wave for entry in self.cockpit.plan.mailboxes}
         self._blockers: dict[str, dict[str, tuple[str, ...]]] = {}
 
     def show(self, snapshot: Snapshot) -> None:
         self.set_text("#readiness", self._readiness_text(snapshot))
-        table = self.query_one("#waves", DataTable)
-        keys = {str(k.value) for k in table.rows}
         self._blockers = blockers_by_wave(snapshot, self._wave_of)
+        rows: list[tuple[str, tuple[str, ...]]] = []
+        tones: dict[str, str] = {}
         for wave in snapshot.waves:
-            # Failures stand out in bold (and in the theme's error colour, where there is colour).
-            loud = "bold" if wave.failed or wave.states.get("failed") else ""
             blocked = self._blockers.get(wave.name, {})
-            states = Text()
-            if blocked:  # bold as well as red: it must stand out without colour too
-                states.append(f"{len(blocked)} blocked; ", style="bold red")
-            states.append(states_text(wave.states))
+            # A wave with failures or blockers is drawn bold in the theme's error colour: it must
+            # stand out without colour too.
+            if wave.failed or wave.states.get("failed") or blocked:
+                tones[wave.name] = "error"
+            states = (f"{len(blocked)} blocked; " if blocked else "") + states_text(wave.states)
             cells = (
-                Text(wave.name, style=loud),
-                Text(
-                    wave.window.label if wave.window else "copying",
-                    style="bold" if wave.window and wave.window.holder else "",
-                ),
-                Text(progress_cell(wave)),
-                Text(f"✗ {wave.failed}" if wave.failed else "0", style=loud),
+                wave.name,
+                wave.window.label if wave.window else "copying",
+                progress_cell(wave),
+                f"✗ {wave.failed}" if wave.failed else "0",
                 states,
-                Text(f"{count(wave.messages_done)}/{count(wave.messages_total)}"),
-                Text(str(wave.skipped)),
-                Text(last_run(wave)),
-                Text(str(wave.mailboxes)),
+                f"{count(wave.messages_done)}/{count(wave.messages_total)}",
+                str(wave.skipped),
+                last_run(wave),
+                str(wave.mailboxes),
             )
-            if wave.name in keys:
-                for column, value in zip(table.columns, cells, strict=True):
-                    table.update_cell(wave.name, column, value)
-            else:
-                table.add_row(*cells, key=wave.name)
+            rows.append((wave.name, cells))
+        self.query_one("#waves", FleetTable).set_rows(rows, tones)
         # One sample draws as a full bar: wait for two, so no throughput never looks like the peak.
         rates, mb_rates = self.cockpit.rates, self.cockpit.mb_rates
         self.query_one("#rates", Sparkline).data = list(rates) if len(rates) > 1 else []
@@ -134,7 +128,7 @@ class OverviewView(View):
         detail = wave_detail(wave, self._blockers.get(wave.name)) if wave else ""
         self.set_text("#wave-detail", detail)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def _cursor_moved(self, key: str | None) -> None:
         if self.cockpit.snapshot is not None:
             self._wave_detail(self.cockpit.snapshot)
 
@@ -157,13 +151,12 @@ class OverviewView(View):
     def selected_wave(self) -> str | None:
         """The wave under the cursor, if any."""
         try:
-            table = self.query_one("#waves", DataTable)
-            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-        except (NoMatches, CellDoesNotExist):
+            return self.query_one("#waves", FleetTable).cursor_key
+        except NoMatches:
             return None
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.cockpit.open_mailboxes(wave=str(event.row_key.value))
+    def on_fleet_table_row_selected(self, event: FleetTable.RowSelected) -> None:
+        self.cockpit.open_mailboxes(wave=event.key)
 
 
 def progress_cell(wave: WaveSummary) -> str:

@@ -127,8 +127,11 @@ class FleetTable(ScrollView, can_focus=True):
         frozen: int = 0,
         on_cursor: Callable[[str | None], object] | None = None,
         on_jump: Callable[[int], object] | None = None,
+        widens: bool = True,
     ) -> None:
         super().__init__(id=id)
+        #: Whether ctrl+w is offered: a table whose last column is short (a count) has nothing to widen.
+        self.widens = widens
         #: Called with the cursor's key whenever it lands on another row (a detail line follows it).
         self.on_cursor = on_cursor
         #: Called with 0 (Home) or -1 (End): a table holding a window of a longer list reads another.
@@ -258,6 +261,9 @@ class FleetTable(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._relayout()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.widens or action != "wide"
 
     def action_wide(self) -> None:
         """ctrl+w: the last column as wide as its longest text, or back to the screen's width."""
