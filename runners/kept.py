@@ -101,11 +101,15 @@ class Content:
 
 
 def utc_seconds(moment: datetime | None) -> datetime | None:
-    """``moment`` in UTC without microseconds (Exchange keeps whole seconds); naive means UTC."""
+    """``moment`` in UTC without microseconds (Exchange keeps whole seconds); naive means UTC. None
+    when it has no UTC form: 31 Dec 9999 west of UTC, 1 Jan 0001 east of it."""
     if moment is None:
         return None
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).replace(microsecond=0)
+    try:
+        return aware.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:  # a Date header can say so: the instant is no time, not the mailbox's end
+        return None
 
 
 def iso_utc_seconds(text: object) -> datetime | None:
@@ -133,7 +137,8 @@ def sent_time(body: bytes) -> datetime | None:
 def received_time(internaldate: str | None, body: bytes) -> datetime | None:
     """When the message arrived: the source's INTERNALDATE, else its Date header."""
     moment = parse_date_time(internaldate) if internaldate else None
-    return utc_seconds(moment) if moment is not None else sent_time(body)
+    received = utc_seconds(moment)
+    return received if received is not None else sent_time(body)
 
 
 def expected_item(
@@ -247,9 +252,11 @@ def _kept_headers(message: Message) -> tuple[tuple[str, str], ...]:
             text = ", ".join(sorted({addr.lower() for _, addr in getaddresses([text]) if addr}))
         elif name == "date":
             try:
-                text = _shown(utc_seconds(parsedate_to_datetime(text)))
+                moment = utc_seconds(parsedate_to_datetime(text))
             except (TypeError, ValueError, IndexError):
-                pass
+                moment = None
+            if moment is not None:
+                text = _shown(moment)
         out.append((name, text))
     return tuple(out)
 
