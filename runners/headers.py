@@ -61,13 +61,21 @@ def decode_header_value(raw: bytes | str) -> str:
     across them); whitespace between encoded words is dropped (RFC 2047 section 6.2). A word that
     can't be decoded (bad base64, unknown charset, bytes invalid in it) stays as written.
     """
-    text = _from_8bit(raw) if isinstance(raw, bytes) else raw
+    text = from_8bit(raw) if isinstance(raw, bytes) else raw
     text = _decode_words(text)
     text = visible(" ".join(text.split()))  # controls shown, not obeyed: they could restyle a terminal
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
-def _from_8bit(raw: bytes) -> str:
+def header_text(raw: bytes | str) -> str:
+    """One (unfolded) header value as a target's field holds it: read as ``decode_header_value``
+    reads it, but nothing shown differently nor cut (it is the message's data, not a display)."""
+    text = from_8bit(raw) if isinstance(raw, bytes) else raw
+    return " ".join(_decode_words(text).split())
+
+
+def from_8bit(raw: bytes) -> str:
+    """Raw header bytes as text: UTF-8, else Windows-1252, else Latin-1 (never fails)."""
     for charset in ("utf-8", "cp1252"):
         try:
             return raw.decode(charset)

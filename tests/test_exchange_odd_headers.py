@@ -49,3 +49,34 @@ def test_a_date_header_with_no_utc_instant_leaves_sent_unset_and_the_mailbox_goe
     assert lab.run()[1]["totals"]["copied"] == 0
     verify_code, report = lab.verify()
     assert verify_code == 0, report
+
+
+def test_the_json_route_reads_raw_8bit_headers_as_text_not_replacement_characters(
+    tmp_path: Path, source_dovecot: DovecotServer, emulator: GraphEmulator
+) -> None:
+    # Old clients wrote Latin-1 (or UTF-8) straight into headers; compat32 turned every such byte
+    # into U+FFFD, so "café" arrived as "caf\ufffd" for good. One broken encoded word kept its
+    # well-formed neighbours encoded too.
+    latin1 = (
+        b"From: J\xf6rg M\xfcller <j@example.test>\r\nTo: Ren\xe9e <r@example.test>\r\n"
+        b"Subject: caf\xe9 cr\xe8me br\xfbl\xe9e\r\nDate: Tue, 02 Jan 2024 10:00:00 +0100\r\n\r\nbody\r\n"
+    )
+    utf8 = "Subject: Grüße aus Köln\r\nFrom: x@example.test\r\n\r\nbody\r\n".encode()
+    words = b"Subject: =?utf-8?B?!!!?= =?utf-8?Q?Gr=C3=BC=C3=9Fe?=\r\nFrom: x@example.test\r\n\r\nbody\r\n"
+    for body in (latin1, utf8, words):
+        imapfill.append(source_dovecot, "alice", "INBOX", body, (), ARRIVED)
+    lab = make_graph_lab(tmp_path / "lab", source_dovecot, emulator, target_extra='route = "json"')
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    subjects = {i.subject for i in emulator.items(address("alice"))}
+    assert subjects == {"café crème brûlée", "Grüße aus Köln", "=?utf-8?B?!!!?= Grüße"}
+    (jorg,) = [i for i in emulator.items(address("alice")) if i.subject.startswith("café")]
+    headers = dict(jorg.headers)  # PR_TRANSPORT_MESSAGE_HEADERS, as set
+    assert (headers["From"], headers["To"]) == ("Jörg Müller <j@example.test>", "Renée <r@example.test>")
+    stored = emulator.tenant.mailboxes[address("alice")].messages[jorg.immutable_id]  # its fields
+    assert stored.from_ is not None and stored.from_["name"] == "Jörg Müller"
+    assert [r["name"] for r in stored.to] == ["Renée"]
+    verify_code, report = lab.verify()
+    assert verify_code == 0, report

@@ -15,8 +15,6 @@ import base64
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.errors import HeaderParseError
-from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 from typing import Any
@@ -36,6 +34,7 @@ from runners.connectors.exchange_props import (
     ExchangeProps,
 )
 from runners.connectors.graph_mime import Part, parse
+from runners.headers import from_8bit, header_text
 from runners.kept import ImapState
 
 #: Graph refuses a request body over 4 MB (413); keep clear of it with the JSON around the bytes.
@@ -282,20 +281,24 @@ def _body(part: Part | None) -> dict[str, str]:
 
 
 def _decoded(value: object) -> str:
-    """A header value with its RFC 2047 encoded words decoded, whitespace collapsed."""
-    if value is None:
-        return ""
-    text = str(value)
-    if "=?" in text:
-        try:
-            text = str(make_header(decode_header(text)))
-        except (ValueError, LookupError, UnicodeError, HeaderParseError):
-            pass
-    return " ".join(text.split())
+    """A header value with its RFC 2047 encoded words decoded (each alone: one broken word leaves
+    the others decoded), whitespace collapsed."""
+    return "" if value is None else header_text(str(value))
+
+
+def _raw_values(message: Message, name: str) -> list[str]:
+    """The values of header ``name``, raw 8-bit bytes read as text as ``runners.kept`` reads them
+    (UTF-8, else Windows-1252): compat32's ``get`` would make each such byte a U+FFFD."""
+    return [
+        from_8bit(str(value).encode("utf-8", "surrogateescape"))
+        for key, value in message.raw_items()
+        if key.lower() == name
+    ]
 
 
 def _header(message: Message, name: str) -> str:
-    return _decoded(message.get(name))
+    values = _raw_values(message, name)
+    return _decoded(values[0]) if values else ""
 
 
 def _addresses(message: Message) -> dict[str, Any]:
@@ -317,7 +320,7 @@ def _addresses(message: Message) -> dict[str, Any]:
 
 
 def _recipients(message: Message, header: str) -> list[dict[str, Any]]:
-    values = [str(v) for v in message.get_all(header, [])]
+    values = _raw_values(message, header)
     return [
         {"emailAddress": {"name": _decoded(name), "address": address}}
         if name
@@ -333,4 +336,5 @@ def _header_block(mime: bytes) -> str:
     if end < 0:
         end = mime.find(b"\n\n")
     block = mime if end < 0 else mime[: end + 2]
-    return block.decode("utf-8", "replace")
+    # Line by line, raw 8-bit as the fields read it: one Latin-1 line doesn't change the others.
+    return "".join(from_8bit(line) for line in block.splitlines(keepends=True))
