@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 from corpus import message
+from ews_lab import EmulatorFactory, emulator_factory, make_ews_lab
 from graph_lab import address, make_graph_lab, tenant
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
 from lab.graph import GraphEmulator
+
+__all__ = ["emulator_factory"]  # a fixture, used by name
 
 ARRIVED = datetime(2021, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -49,6 +52,35 @@ def test_a_date_header_with_no_utc_instant_leaves_sent_unset_and_the_mailbox_goe
     assert lab.run()[1]["totals"]["copied"] == 0
     verify_code, report = lab.verify()
     assert verify_code == 0, report
+
+
+END_OF_TIME = (
+    b"From: a@example.test\r\nSubject: end of time\r\nDate: Fri, 31 Dec 9999 23:59:59 -1200\r\n\r\nbody\r\n"
+)
+
+
+def test_the_same_date_through_mime_into_both_services_is_copied_and_the_mailbox_goes_on(
+    tmp_path: Path, source_dovecot: DovecotServer, emulator: GraphEmulator, emulator_factory: EmulatorFactory
+) -> None:
+    """The MIME routes hand the header to the service, which reads it itself: Exchange answers (it
+    has no sent time for it); the emulators dropped the connection or answered 500 instead."""
+    imapfill.append(source_dovecot, "alice", "INBOX", END_OF_TIME, ("\\Seen",), ARRIVED)
+    imapfill.append(source_dovecot, "alice", "INBOX", message("after it"), (), ARRIVED)
+    graph = make_graph_lab(tmp_path / "graph", source_dovecot, emulator)  # importMime, the default
+    ews = make_ews_lab(tmp_path / "ews", source_dovecot, emulator_factory())
+    for lab, held in (
+        (graph, lambda: emulator.items(address("alice"))),
+        (ews, lambda: ews.items("alice")),
+    ):
+        code, summary = lab.run()
+        assert code == 0, summary
+        assert summary["totals"]["copied"] == 2
+        items = {i.subject: i for i in held()}
+        assert set(items) == {"end of time", "after it"}
+        assert (items["end of time"].received, items["end of time"].sent) == (ARRIVED, None)
+        assert lab.run()[1]["totals"]["copied"] == 0
+        verify_code, report = lab.verify()
+        assert verify_code == 0, report
 
 
 def test_the_json_route_reads_raw_8bit_headers_as_text_not_replacement_characters(

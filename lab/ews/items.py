@@ -92,7 +92,10 @@ def _parse_time(text: str) -> datetime.datetime:
         raise ItemError("ErrorInvalidValueForProperty", "The value is invalid for the property.") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.astimezone(datetime.UTC).replace(microsecond=0)
+    try:
+        return parsed.astimezone(datetime.UTC).replace(microsecond=0)
+    except OverflowError:  # a time with no UTC form: refused as any unreadable value is
+        raise ItemError("ErrorInvalidValueForProperty", "The value is invalid for the property.") from None
 
 
 class Shape:

@@ -106,7 +106,10 @@ def _parse_date(value: object) -> datetime.datetime | None:
         return None
     if parsed is None or parsed.tzinfo is None:
         return None
-    return parsed.astimezone(datetime.UTC)
+    try:
+        return parsed.astimezone(datetime.UTC)
+    except OverflowError:  # 31 Dec 9999 west of UTC: no instant, so no sent time (not a dropped connection)
+        return None
 
 
 def render(item: Item) -> bytes:

@@ -148,7 +148,14 @@ def _parse_time(value: str) -> dt.datetime:
         ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC).replace(microsecond=0)
+    try:
+        return parsed.astimezone(dt.UTC).replace(microsecond=0)
+    except (
+        OverflowError
+    ) as exc:  # a time with no UTC form is refused as the service refuses one it can't read
+        raise bad_request(
+            f"The value '{value}' is not a valid SystemTime.", "ErrorInvalidExtendedPropertyValue"
+        ) from exc
 
 
 def _check_property(prop: Any) -> tuple[str, str]:

@@ -39,11 +39,14 @@ def _date(value: str | None) -> dt.datetime | None:
         return None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC).replace(microsecond=0)
+    try:
+        return parsed.astimezone(dt.UTC).replace(microsecond=0)
+    except OverflowError:  # 31 Dec 9999 west of UTC: no instant, so no sent time (not a 500)
+        return None
 
 
 def newest_received(headers: list[tuple[str, str]]) -> dt.datetime | None:
