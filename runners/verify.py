@@ -1,7 +1,7 @@
 """``cutover verify``: compare source and target folder by folder and explain every difference.
 
-Each source message ends in exactly one bucket: ``ok`` (on the target; with ``--deep`` also
-byte-identical by SHA-256 where the target keeps bytes), ``skipped`` / ``failed`` (with the ledger's reason), ``waived`` (an
+Each source message ends in exactly one bucket: ``ok`` (on the target with the arrival date it was
+sent with; with ``--deep`` also byte-identical by SHA-256 where the target keeps bytes), ``skipped`` / ``failed`` (with the ledger's reason), ``waived`` (an
 operator decided it is not copied, with the reason), ``new`` (arrived
 on the source after the last pass: the next delta copies it), ``excluded`` (folder left out by the
 plan) or ``lost`` (no explanation: a defect). The report is ``ok`` when nothing is lost, skipped,
@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from runners.adapters import target_capabilities
@@ -31,6 +32,7 @@ from runners.engine.sessions import ConnectionCaps
 from runners.engine.wave import select_mailboxes
 from runners.errors import MigrationError, ProtocolError
 from runners.folders import FolderMapping, plan_folders
+from runners.imap.dates import parse_date_time
 from runners.kept import KeptItem, differences, expected_item
 from runners.model import FetchedMessage, FolderState, MessageMeta
 from runners.plan.model import MailboxEntry, Plan
@@ -113,7 +115,7 @@ class VerifyReport:
             if self.deep and self.keeps_bytes
             else "kept-fields"
             if not self.keeps_bytes
-            else "count-and-size",
+            else "count-size-and-date",
             "ok": self.ok,
             "incomplete": self.incomplete,
             "totals": self.totals(),
@@ -179,11 +181,13 @@ class _Sides:
 
 @dataclass(slots=True)
 class _TargetView:
-    """What verification knows of one target folder: sizes always, digests with --deep."""
+    """What verification knows of one target folder: sizes and arrival dates always, digests
+    with --deep."""
 
     sizes: dict[str, int]
     digests: dict[str, bytes]
     claimed: set[str]
+    arrivals: dict[str, str] = field(default_factory=dict)
 
 
 def _verify_folder(
@@ -212,7 +216,12 @@ def _verify_folder(
         _verify_kept_folder(sides, synced, mapping, state, metas, ledger, result, check, claimed)
         return result
     try:
-        view = _TargetView(sides.target.list_sizes(mapping.target_wire), {}, claimed)
+        view = _TargetView(
+            sides.target.list_sizes(mapping.target_wire),
+            {},
+            claimed,
+            sides.target.arrival_dates(mapping.target_wire),
+        )
     except ProtocolError as exc:
         result.error = f"target: {exc}"
         return result
@@ -355,6 +364,10 @@ def _bucket(
     if item is None or item not in view.sizes:
         return "lost", f"copied to target item {item}, which is no longer on the target"
     view.claimed.add(item)
+    sent = entry.internaldate or meta.internaldate
+    kept = view.arrivals.get(item)
+    if sent is not None and kept is not None and _instant(sent) != _instant(kept):
+        return "different", f"target item {item} keeps the arrival date {kept}; it was sent with {sent}"
     if deep:
         src = source_digests.get(meta.key)
         if src is None:
@@ -362,6 +375,12 @@ def _bucket(
         if src != view.digests.get(item):
             return "different", f"target item {item} differs from the source bytes"
     return "ok", ""
+
+
+def _instant(internaldate: str) -> datetime | str:
+    """The moment an INTERNALDATE names (whatever zone it is written in), else the text itself."""
+    moment = parse_date_time(internaldate)
+    return internaldate if moment is None else moment
 
 
 def _verify_by_content(

@@ -148,3 +148,32 @@ def test_imap_login_speaks_sasl_plain_with_authorization_identity(
     finally:
         conn.close()
     assert "Master user logging in as bob" in source_dovecot.log_text()
+
+
+def test_verify_says_when_the_target_kept_another_arrival_date_than_the_one_sent(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    """POP3 has no INTERNALDATE: the copy is sent with the date of its top Received header. A
+    server may store another (Dovecot keeps the time of the APPEND for a date in the future): the
+    message is then not on the target with its arrival date, and verify lists it with both dates."""
+    future = (
+        b"Received: from mx.example.test by mail.example.test; Thu, 01 Jan 2099 10:00:00 +0000\r\n"
+        b"From: a@example.test\r\nSubject: from the future\r\n\r\nbody\r\n"
+    )
+    imapfill.append(source_dovecot, "alice", "INBOX", future)
+    imapfill.append(source_dovecot, "alice", "INBOX", message("an ordinary one"))
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+    lab.plan.write_text(
+        lab.plan.read_text()
+        .replace('type = "imap"', 'type = "pop3"', 1)
+        .replace(f"port = {source_dovecot.imap_port}", f"port = {source_dovecot.pop3_port}")
+    )
+    assert lab.run()[1]["totals"]["copied"] == 2
+
+    verify_code, report = lab.verify()
+
+    assert verify_code == 1, report
+    (difference,) = [d for m in report["mailboxes"] for d in m["differences"]]
+    assert difference["bucket"] == "different"
+    assert "it was sent with 01-Jan-2099 10:00:00 +0000" in difference["reason"]
+    assert "2099" not in difference["reason"].split(";")[0]  # what the target keeps instead

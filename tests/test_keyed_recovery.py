@@ -77,6 +77,9 @@ class KeyedMailbox:
     def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:
         raise AssertionError("a target that doesn't keep bytes is never asked for digests")
 
+    def arrival_dates(self, folder: str) -> dict[str, str]:
+        raise AssertionError("a target that doesn't keep bytes is never asked for arrival dates")
+
     def set_flags(self, folder: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:
         pass
 

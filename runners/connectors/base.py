@@ -179,6 +179,12 @@ class TargetSession(Protocol):
         """``(item id, size, sha256)`` of every item; only asked when ``capabilities.keeps_bytes``."""
         ...
 
+    def arrival_dates(self, folder: str) -> dict[str, str]:
+        """``{item id: arrival date as the target keeps it (an IMAP INTERNALDATE)}`` of every item;
+        only asked when ``capabilities.keeps_bytes`` (verification: a server may store another date
+        than the one sent, e.g. the time of the APPEND for a date in the future)."""
+        ...
+
     def kept_items(self, folder: str, *, deep: bool) -> dict[str, KeptItem]:
         """``{item id: KeptItem}`` of every item in the folder, as the target keeps it (verification);
         only asked when not ``capabilities.keeps_bytes``. With ``deep``, headers, body texts and

@@ -318,6 +318,10 @@ class EwsTarget:
         """Never asked (``keeps_bytes`` is false): Exchange re-renders MIME, no digest proves a copy."""
         return iter(())
 
+    def arrival_dates(self, folder: str) -> dict[str, str]:
+        """Never asked (``keeps_bytes`` is false): the received time is in ``kept_items``."""
+        return {}
+
     def set_flags(self, folder: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:
         """Never asked (``flags_mutable`` is false): PR_MESSAGE_FLAGS is read-only after creation."""
         if changes:

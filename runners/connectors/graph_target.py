@@ -475,6 +475,10 @@ class GraphTarget:
     def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:
         raise NotImplementedError("Graph re-renders messages: no byte digest to compare (keeps_bytes=False)")
 
+    def arrival_dates(self, folder: str) -> dict[str, str]:
+        """Never asked (``keeps_bytes`` is false): the received time is in ``kept_items``."""
+        return {}
+
     def set_flags(self, folder: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:
         """Read state, flag and categories follow the source: one PATCH per item."""
 

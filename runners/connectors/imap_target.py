@@ -196,6 +196,17 @@ class ImapTarget:
                     sizes[str(uid)] = size or 0
         return sizes
 
+    def arrival_dates(self, wire_name: str) -> dict[str, str]:
+        self._select(wire_name, readonly=True)
+        reply = self.conn.check(b"UID FETCH 1:* (UID INTERNALDATE)", f"UID FETCH {wire_name} dates")
+        dates: dict[str, str] = {}
+        for parts in reply.untagged:
+            if b" FETCH " in parts[0]:
+                uid, _, _, internaldate, _ = fetch_meta(parts[0])
+                if uid is not None and internaldate is not None:
+                    dates[str(uid)] = internaldate
+        return dates
+
     def digests(self, wire_name: str) -> Iterator[tuple[str, int, bytes]]:
         return self.digests_from(wire_name, 1)
 

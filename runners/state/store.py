@@ -88,6 +88,8 @@ class LedgerEntry:
     reason: str | None
     #: The run that last wrote the row (``ledger_for`` only): copied by an earlier run = already present.
     run_id: int | None = None
+    #: The arrival date the copy was sent with (``ledger`` only: verification compares the target's).
+    internaldate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,11 +333,11 @@ class StateStore(
 
     def ledger(self, folder_id: int, uidvalidity: int) -> dict[str, LedgerEntry]:
         rows = self._db().execute(
-            "SELECT src_key, status, flags, target_id, sha256, size, recovery_mark, reason FROM messages "
-            "WHERE folder_id = ? AND uidvalidity = ?",
+            "SELECT src_key, status, flags, target_id, sha256, size, recovery_mark, reason, internaldate "
+            "FROM messages WHERE folder_id = ? AND uidvalidity = ?",
             (folder_id, uidvalidity),
         )
-        return {r[0]: LedgerEntry(r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows}
+        return {r[0]: LedgerEntry(r[1], r[2], r[3], r[4], r[5], r[6], r[7], internaldate=r[8]) for r in rows}
 
     def ledger_for(self, folder_id: int, uidvalidity: int, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """The ledger rows of these source keys only (one listed range of a folder), by the primary
