@@ -68,8 +68,6 @@ class SnapshotPoller:
         #: The last whole snapshot delivered (what a view's early rows are delivered in).
         self._latest: Snapshot | None = None
         self._rows_wake = threading.Event()
-        #: The rows of the last snapshot delivered, by either thread (the view's, unless it changed).
-        self._shown_query: MailboxQuery | None = None
         self._rows_thread = threading.Thread(target=self._rows_loop, name="snapshot-rows", daemon=True)
 
     def start(self) -> None:
@@ -92,23 +90,26 @@ class SnapshotPoller:
         self._rows_wake.set()
 
     def _rows_loop(self) -> None:
-        """When poked: the visible view's rows, if the last snapshot holds another view's."""
+        """When poked: the visible view's rows, delivered in the last whole snapshot."""
         store: StateStore | None = None
         try:
             while not self._stop.is_set():
                 self._rows_wake.wait()
                 self._rows_wake.clear()
                 latest, query = self._latest, self.query()
-                if self._stop.is_set() or latest is None or query is None or query == self._shown_query:
+                if self._stop.is_set() or query is None:
                     continue
+                if latest is None:  # no whole read yet: the first reads this view's rows
+                    self._wake.set()
+                    continue
+                # Always delivered, never skipped as "shown already": a view drops a snapshot read for
+                # another query (a window it has left), so what was delivered last is not what it shows.
                 if query == latest.query:  # the last whole read has them: the view went and came back
-                    self._shown_query = query
                     self.deliver(latest)
                     continue
                 try:
                     store = store or open_store(self.plan, read_only=True)  # it only reads
                     self.deliver(with_rows(store, self.plan, latest, query, self._ledger))
-                    self._shown_query = query
                 except Exception:  # the whole poll that follows reports it
                     if store is not None:
                         store.close()
@@ -128,7 +129,7 @@ class SnapshotPoller:
                         store = open_store(self.plan, read_only=self.read_only)
                     snapshot = take(store, self.plan, query=self.query(), ledger=ledger)
                     self.deliver(snapshot)
-                    self._latest, self._shown_query = snapshot, snapshot.query
+                    self._latest = snapshot
                     last_error = ""
                     self._wait(store.backend)
                 except Exception as error:  # the app must hear of it, not freeze on a stale picture

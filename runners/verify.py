@@ -22,7 +22,6 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 from runners.adapters import target_capabilities
@@ -364,9 +363,10 @@ def _bucket(
     if item is None or item not in view.sizes:
         return "lost", f"copied to target item {item}, which is no longer on the target"
     view.claimed.add(item)
+    # A copy found on the target by content was not sent: its item's date is its own.
     sent = entry.internaldate or meta.internaldate
     kept = view.arrivals.get(item)
-    if sent is not None and kept is not None and _instant(sent) != _instant(kept):
+    if entry.reason != MATCHED_NOTE and _arrival_differs(sent, kept):
         return "different", f"target item {item} keeps the arrival date {kept}; it was sent with {sent}"
     if deep:
         src = source_digests.get(meta.key)
@@ -377,10 +377,13 @@ def _bucket(
     return "ok", ""
 
 
-def _instant(internaldate: str) -> datetime | str:
-    """The moment an INTERNALDATE names (whatever zone it is written in), else the text itself."""
-    moment = parse_date_time(internaldate)
-    return internaldate if moment is None else moment
+def _arrival_differs(sent: str | None, kept: str | None) -> bool:
+    """Whether the target keeps another moment than the copy was sent with (in whatever zone each is
+    written). A date that doesn't parse was not sent (the APPEND went without one, and the ledger says
+    so): it proves nothing either way."""
+    sent_at = None if sent is None else parse_date_time(sent)
+    kept_at = None if kept is None else parse_date_time(kept)
+    return sent_at is not None and kept_at is not None and sent_at != kept_at
 
 
 def _verify_by_content(
@@ -446,8 +449,8 @@ def verify_text(report: VerifyReport) -> str:
     t = report.totals()
     lines.append("")
     checked = {
-        (True, True): "byte-for-byte (SHA-256)",
-        (True, False): "by count and size",
+        (True, True): "byte-for-byte (SHA-256) and by arrival date",
+        (True, False): "by count, size and arrival date",
         (
             False,
             True,

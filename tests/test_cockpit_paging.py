@@ -551,3 +551,52 @@ def test_the_mailboxes_view_opened_again_is_as_new(tmp_path: Path) -> None:
             assert label.startswith("mailboxes, filter needs attention (not OK)")
 
     asyncio.run(scenario())
+
+
+def test_the_rows_reader_delivers_a_window_the_view_comes_back_to_whatever_was_delivered_last(
+    tmp_path: Path,
+) -> None:
+    """A whole read started for one window can land after the view moved to another (the view drops
+    it). Back on the first window, the rows reader must still deliver it: what was delivered last is
+    not what the view shows. Here the whole poll always reads window A, the view asks for A, B, A."""
+    from cockpit.poller import SnapshotPoller
+    from runners.state.read_models.snapshot import Snapshot
+
+    plan = fleet_plan(tmp_path)
+    store = open_store(plan)
+    try:
+        seed(store)
+    finally:
+        store.close()
+    first, second = MailboxesView.first_window(), MailboxQuery(text="u01", order="mailbox", limit=PAGE)
+    wanted = [first]
+    delivered: list[Snapshot] = []
+    arrived = threading.Condition()
+
+    def query() -> MailboxQuery:
+        return first if threading.current_thread().name == "snapshots" else wanted[0]
+
+    def deliver(snapshot: Snapshot) -> None:
+        with arrived:
+            delivered.append(snapshot)
+            arrived.notify_all()
+
+    def next_delivery(after: int) -> Snapshot:
+        with arrived:
+            assert arrived.wait_for(lambda: len(delivered) > after, timeout=30), "nothing delivered"
+            return delivered[after]
+
+    poller = SnapshotPoller(plan, deliver, interval=3600.0, query=query)
+    poller.start()
+    try:
+        assert next_delivery(0).query == first  # the whole read
+        wanted[0] = second
+        poller.poke_rows()
+        assert next_delivery(1).query == second  # the rows reader
+        poller._wake.set()  # a whole read of the first window lands after it
+        assert next_delivery(2).query == first
+        wanted[0] = first  # the view goes back to the first window
+        poller.poke_rows()
+        assert next_delivery(3).query == first
+    finally:
+        poller.stop()

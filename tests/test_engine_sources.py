@@ -177,3 +177,40 @@ def test_verify_says_when_the_target_kept_another_arrival_date_than_the_one_sent
     assert difference["bucket"] == "different"
     assert "it was sent with 01-Jan-2099 10:00:00 +0000" in difference["reason"]
     assert "2099" not in difference["reason"].split(";")[0]  # what the target keeps instead
+
+
+def test_verify_leaves_the_date_of_a_copy_matched_on_the_target_alone(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    """A source folder restored from a backup (new UIDVALIDITY, the restore's arrival dates) is
+    matched on the target by content, not sent again: the target's items keep the dates they were
+    copied with, and verify does not hold the restore's dates against the run."""
+    when = dates(4)
+    imapfill.create_folder(source_dovecot, "alice", "Work")
+    for n in range(2):
+        imapfill.append(source_dovecot, "alice", "Work", message(f"work {n}"), (), when[n])
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+    assert lab.run()[0] == 0
+    with imapfill.connect(source_dovecot, "alice", master=True) as client:
+        client.delete_folder("Work")
+        client.create_folder("Work")
+    for n in range(2):
+        imapfill.append(source_dovecot, "alice", "Work", message(f"work {n}"), (), when[n + 2])
+    code, summary = lab.run()
+    assert code == 0 and summary["totals"]["matched_by_content"] == 2, summary
+
+    verify_code, report = lab.verify()
+
+    assert verify_code == 0, report
+    assert report["compared_by"] == "count-size-and-date"
+
+
+def test_an_arrival_date_is_compared_as_a_moment_and_one_never_sent_proves_nothing() -> None:
+    from runners.verify import _arrival_differs
+
+    assert not _arrival_differs("01-Jan-2024 10:00:00 +0200", "01-Jan-2024 08:00:00 +0000")  # same moment
+    assert _arrival_differs("01-Jan-2024 10:00:00 +0000", "01-Jan-2024 10:00:01 +0000")
+    # The source's date didn't parse: the APPEND went without one (the ledger notes it).
+    assert not _arrival_differs("garbage-date", "07-Dec-2026 13:05:55 +0000")
+    assert not _arrival_differs(None, "07-Dec-2026 13:05:55 +0000")
+    assert not _arrival_differs("01-Jan-2024 10:00:00 +0000", None)

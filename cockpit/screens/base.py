@@ -60,10 +60,8 @@ class View(Screen[None]):
         # Textual works out the whole screen's styles again on every resume, for a theme switched
         # while it was away (~7 ms for the mailbox view at 160x48: most of Esc and Enter between
         # kept views). Runs before Screen's own handler: skipped when nothing it depends on changed.
-        styled_under = (self.app._css_update_count, self.app.app_focus)
-        if styled_under == self._styled_under:
+        if (self.app._css_update_count, self.app.app_focus) == self._styled_under:
             event.refresh_styles = False
-        self._styled_under = styled_under
         snapshot = self.cockpit.snapshot
         if snapshot is None:
             self.cockpit.poke()
@@ -79,6 +77,10 @@ class View(Screen[None]):
         )
         if self.cockpit.snapshot is not None:
             self.show(self.cockpit.snapshot)
+
+    def on_screen_suspend(self) -> None:
+        # On top, its styles followed every stylesheet and focus change: they are current as of now.
+        self._styled_under = (self.app._css_update_count, self.app.app_focus)
 
     def show(self, snapshot: Snapshot) -> None:
         """Apply a snapshot; called only while this view is on top."""

@@ -88,6 +88,8 @@ class OverviewView(View):
             # stand out without colour too.
             if wave.failed or wave.states.get("failed") or blocked:
                 tones[wave.name] = "error"
+            elif wave.window and wave.window.holder:  # an operator's step runs under its lease
+                tones[wave.name] = "warning"
             states = (f"{len(blocked)} blocked; " if blocked else "") + states_text(wave.states)
             cells = (
                 wave.name,

@@ -11,8 +11,9 @@ no padding at all, a textual zone, a missing zone, ISO dates); those are rewritt
 canonical form, same instant, so the target doesn't refuse the APPEND over a formatting detail.
 Unparseable dates give None: the message is then appended without a date and the ledger notes why.
 
-The ledger keeps whatever the source connector gave (``messages.internaldate``), for display only:
-nothing compares it, so a store written with another padding reruns the same.
+The ledger keeps whatever the source connector gave (``messages.internaldate``). A rerun never
+compares it (a store written with another padding reruns the same); ``cutover verify`` compares the
+instant it names with the target's INTERNALDATE.
 """
 
 from __future__ import annotations

@@ -599,7 +599,7 @@ def _write_intents(db: Connection, rows: list[Intent], now: float) -> None:
         "sha256, target_name, recovery_mark, run_id, status, attempts, updated) "
         "VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',1,?) "
         "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'pending', "
-        "sha256 = excluded.sha256, size = excluded.size, flags = excluded.flags, "
+        "sha256 = excluded.sha256, size = excluded.size, flags = excluded.flags, internaldate = excluded.internaldate, "
         "target_name = excluded.target_name, recovery_mark = excluded.recovery_mark, reason = NULL, "
         "run_id = excluded.run_id, attempts = messages.attempts + 1, updated = excluded.updated",
         [
