@@ -32,7 +32,7 @@ from runners.plan.model import Plan
 from runners.state import mailbox_search
 from runners.state.mailbox_reads import MailboxDetail, MailboxQuery
 from runners.state.open_store import open_store
-from runners.state.read_models.snapshot import take
+from runners.state.read_models.snapshot import Snapshot, take
 from runners.state.statuses import MailboxState
 from runners.state.store import MailboxProgress, StateStore
 
@@ -70,6 +70,17 @@ def seed(store: StateStore) -> dict[str, int]:
         store.set_mailbox_state(mailbox_id, MailboxState.FAILED if i % 3 == 0 else MailboxState.OK)
         store.mailbox_progress(mailbox_id, MailboxProgress(100, 10_000, i % 100, i * 100, i % 7, 0, None))
     return ids
+
+
+def seeded_plan(root: Path) -> Plan:
+    """``fleet_plan`` with every mailbox in its store (``seed``), the store closed again."""
+    plan = fleet_plan(root)
+    store = open_store(plan)
+    try:
+        seed(store)
+    finally:
+        store.close()
+    return plan
 
 
 def walk(store: StateStore, query: MailboxQuery) -> list[str]:
@@ -313,6 +324,25 @@ async def open_all(app: CockpitApp, pilot: Pilot[None]) -> FleetTable:
     return app.screen.query_one("#mailboxes", FleetTable)
 
 
+class Deliveries:
+    """What a poller delivered, in order, waited for from the test's thread."""
+
+    def __init__(self) -> None:
+        self.delivered: list[Snapshot] = []
+        self.arrived = threading.Condition()
+
+    def deliver(self, snapshot: Snapshot) -> None:
+        with self.arrived:
+            self.delivered.append(snapshot)
+            self.arrived.notify_all()
+
+    def after(self, count: int) -> Snapshot:
+        """The delivery that follows the first ``count``, once it comes."""
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.delivered) > count, timeout=60), "nothing delivered"
+            return self.delivered[count]
+
+
 def test_a_view_that_comes_back_gets_its_rows_from_the_rows_reader_without_a_whole_poll(
     tmp_path: Path,
 ) -> None:
@@ -320,28 +350,12 @@ def test_a_view_that_comes_back_gets_its_rows_from_the_rows_reader_without_a_who
     the rows reader hands the view its rows at once (the last whole read has them), as it does for
     a view it has never read."""
     from cockpit.poller import SnapshotPoller
-    from runners.state.read_models.snapshot import Snapshot
 
-    plan = fleet_plan(tmp_path)
-    store = open_store(plan)
-    try:
-        seed(store)
-    finally:
-        store.close()
+    plan = seeded_plan(tmp_path)
     mailbox, listing = MailboxQuery(source="u0003"), MailboxesView.first_window()
     wanted = [mailbox]
-    delivered: list[Snapshot] = []
-    arrived = threading.Condition()
-
-    def deliver(snapshot: Snapshot) -> None:
-        with arrived:
-            delivered.append(snapshot)
-            arrived.notify_all()
-
-    def next_delivery(after: int) -> Snapshot:
-        with arrived:
-            assert arrived.wait_for(lambda: len(delivered) > after, timeout=60), "nothing delivered"
-            return delivered[after]
+    deliveries = Deliveries()
+    deliver, next_delivery = deliveries.deliver, deliveries.after
 
     # The whole poll comes once, then not for an hour: what follows is the rows reader's alone.
     poller = SnapshotPoller(plan, deliver, interval=3600.0, query=lambda: wanted[0])
@@ -441,12 +455,7 @@ def test_a_filter_and_a_window_move_read_only_the_views_rows_not_the_whole_fleet
     only have come from the rows reader."""
     import cockpit.poller as poller_module
 
-    plan = fleet_plan(tmp_path)
-    store = open_store(plan)
-    try:
-        seed(store)
-    finally:
-        store.close()
+    plan = seeded_plan(tmp_path)
     whole_reads: list[MailboxQuery | None] = []
     take_whole = poller_module.take
 
@@ -560,31 +569,15 @@ def test_the_rows_reader_delivers_a_window_the_view_comes_back_to_whatever_was_d
     it). Back on the first window, the rows reader must still deliver it: what was delivered last is
     not what the view shows. Here the whole poll always reads window A, the view asks for A, B, A."""
     from cockpit.poller import SnapshotPoller
-    from runners.state.read_models.snapshot import Snapshot
 
-    plan = fleet_plan(tmp_path)
-    store = open_store(plan)
-    try:
-        seed(store)
-    finally:
-        store.close()
+    plan = seeded_plan(tmp_path)
     first, second = MailboxesView.first_window(), MailboxQuery(text="u01", order="mailbox", limit=PAGE)
     wanted = [first]
-    delivered: list[Snapshot] = []
-    arrived = threading.Condition()
+    deliveries = Deliveries()
+    deliver, next_delivery = deliveries.deliver, deliveries.after
 
     def query() -> MailboxQuery:
         return first if threading.current_thread().name == "snapshots" else wanted[0]
-
-    def deliver(snapshot: Snapshot) -> None:
-        with arrived:
-            delivered.append(snapshot)
-            arrived.notify_all()
-
-    def next_delivery(after: int) -> Snapshot:
-        with arrived:
-            assert arrived.wait_for(lambda: len(delivered) > after, timeout=30), "nothing delivered"
-            return delivered[after]
 
     poller = SnapshotPoller(plan, deliver, interval=3600.0, query=query)
     poller.start()

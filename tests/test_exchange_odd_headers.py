@@ -20,6 +20,10 @@ from lab.graph import GraphEmulator
 __all__ = ["emulator_factory"]  # a fixture, used by name
 
 ARRIVED = datetime(2021, 6, 1, 12, 0, 0, tzinfo=UTC)
+#: 31 Dec 9999 at UTC-12 is 1 Jan 10000 in UTC, past datetime's range.
+END_OF_TIME = (
+    b"From: a@example.test\r\nSubject: end of time\r\nDate: Fri, 31 Dec 9999 23:59:59 -1200\r\n\r\nbody\r\n"
+)
 
 
 @pytest.fixture
@@ -33,11 +37,7 @@ def test_a_date_header_with_no_utc_instant_leaves_sent_unset_and_the_mailbox_goe
 ) -> None:
     # 31 Dec 9999 at UTC-12 is 1 Jan 10000 in UTC, past datetime's range: it raised OverflowError,
     # which failed the whole mailbox, on every rerun.
-    odd = (
-        b"From: a@example.test\r\nSubject: end of time\r\n"
-        b"Date: Fri, 31 Dec 9999 23:59:59 -1200\r\n\r\nbody\r\n"
-    )
-    imapfill.append(source_dovecot, "alice", "INBOX", odd, ("\\Seen",), ARRIVED)
+    imapfill.append(source_dovecot, "alice", "INBOX", END_OF_TIME, ("\\Seen",), ARRIVED)
     imapfill.append(source_dovecot, "alice", "INBOX", message("after it"), (), ARRIVED)
     lab = make_graph_lab(tmp_path / "lab", source_dovecot, emulator, target_extra='route = "json"')
 
@@ -52,11 +52,6 @@ def test_a_date_header_with_no_utc_instant_leaves_sent_unset_and_the_mailbox_goe
     assert lab.run()[1]["totals"]["copied"] == 0
     verify_code, report = lab.verify()
     assert verify_code == 0, report
-
-
-END_OF_TIME = (
-    b"From: a@example.test\r\nSubject: end of time\r\nDate: Fri, 31 Dec 9999 23:59:59 -1200\r\n\r\nbody\r\n"
-)
 
 
 def test_the_same_date_through_mime_into_both_services_is_copied_and_the_mailbox_goes_on(

@@ -186,26 +186,26 @@ class ImapTarget:
 
     def list_sizes(self, wire_name: str) -> dict[str, int]:
         """``{uid: RFC822.SIZE}`` of every message in the folder (for verification)."""
-        self._select(wire_name, readonly=True)
-        reply = self.conn.check(b"UID FETCH 1:* (UID RFC822.SIZE)", f"UID FETCH {wire_name} sizes")
-        sizes: dict[str, int] = {}
-        for parts in reply.untagged:
-            if b" FETCH " in parts[0]:
-                uid, size, _, _, _ = fetch_meta(parts[0])
-                if uid is not None:
-                    sizes[str(uid)] = size or 0
-        return sizes
+        return {
+            str(uid): size or 0 for uid, size, _ in self._each_message(wire_name, b"RFC822.SIZE", "sizes")
+        }
 
     def arrival_dates(self, wire_name: str) -> dict[str, str]:
+        return {
+            str(uid): date for uid, _, date in self._each_message(wire_name, b"INTERNALDATE", "dates") if date
+        }
+
+    def _each_message(
+        self, wire_name: str, item: bytes, what: str
+    ) -> Iterator[tuple[int, int | None, str | None]]:
+        """``(uid, size, internaldate)`` of every message, as far as ``item`` asks for them."""
         self._select(wire_name, readonly=True)
-        reply = self.conn.check(b"UID FETCH 1:* (UID INTERNALDATE)", f"UID FETCH {wire_name} dates")
-        dates: dict[str, str] = {}
+        reply = self.conn.check(b"UID FETCH 1:* (UID %s)" % item, f"UID FETCH {wire_name} {what}")
         for parts in reply.untagged:
             if b" FETCH " in parts[0]:
-                uid, _, _, internaldate, _ = fetch_meta(parts[0])
-                if uid is not None and internaldate is not None:
-                    dates[str(uid)] = internaldate
-        return dates
+                uid, size, _, internaldate, _ = fetch_meta(parts[0])
+                if uid is not None:
+                    yield uid, size, internaldate
 
     def digests(self, wire_name: str) -> Iterator[tuple[str, int, bytes]]:
         return self.digests_from(wire_name, 1)
