@@ -2,12 +2,14 @@
 
 A runner frozen in mid-APPEND whose mailbox another runner took over meanwhile must not finish the
 APPEND when it wakes: the other runner's recovery looked, found nothing and copied the batch again.
-So the lease is asked between the pieces of one APPEND, and a refusal drops the connection: the
-server discards the command it got only part of.
+So the lease is asked right before each send of an APPEND, its first included, and a refusal drops
+the connection: the server discards the command it got only part of.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 
 import pytest
@@ -32,22 +34,38 @@ def imap_target(server: DovecotServer) -> ImapTarget:
     return ImapTarget(conn)
 
 
+def bytes_out(target: ImapTarget) -> int:
+    """Bytes of the connection the server acknowledged (Linux ``tcp_info.tcpi_bytes_acked``: on
+    loopback, everything sent so far once the kernel has it out)."""
+    info = target.conn._require_sock().getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int(struct.unpack_from("<Q", info, 120)[0])
+
+
 def inbox(server: DovecotServer) -> int:
     return len(imapfill.folder_snapshot(server, "alice", master=True).get("INBOX", []))
 
 
-def test_an_append_stopped_between_its_pieces_lands_nothing(target_dovecot: DovecotServer) -> None:
-    asked: list[int] = []
-
-    def lease_gone() -> None:
-        asked.append(1)
-        raise LeaseLost("alice", "another runner took the mailbox over")
+@pytest.mark.parametrize("sends_allowed", [0, 1, 2])
+def test_an_append_stopped_at_any_of_its_sends_lands_nothing(
+    target_dovecot: DovecotServer, sends_allowed: int
+) -> None:
+    """Stopped before its first send (a freeze between the engine's own check and the wire), or
+    between its pieces: nothing lands, and the connection is gone."""
+    asked: list[int] = []  # what had gone out of the connection at each ask
 
     target = imap_target(target_dovecot)
+    before = bytes_out(target)
+
+    def lease_gone_after_some() -> None:
+        asked.append(bytes_out(target) - before)
+        if len(asked) > sends_allowed:
+            raise LeaseLost("alice", "another runner took the mailbox over")
+
     try:
         with pytest.raises(LeaseLost):
-            target.append("INBOX", BATCH, lease_gone)
-        assert asked == [1]  # asked once the first piece was out, and it stopped there
+            target.append("INBOX", BATCH, lease_gone_after_some)
+        assert len(asked) == sends_allowed + 1  # asked right before each send; it stopped at the refusal
+        assert asked[0] == 0  # the first ask comes before a byte of the command goes out
         with pytest.raises(ConnectionLost):  # dropped: the half-sent command can't go on
             target.uidnext("INBOX")
     finally:
@@ -64,5 +82,5 @@ def test_an_append_the_check_lets_through_lands_whole(target_dovecot: DovecotSer
     finally:
         target.close()
     assert [o.error for o in outcomes] == [None] * len(BATCH)
-    assert len(asked) >= 2  # every send after the first asked
+    assert len(asked) >= 3  # every send asked, the first included (800 KB go out in several)
     assert inbox(target_dovecot) == len(BATCH)

@@ -289,11 +289,13 @@ class ImapConnection:
 
     @contextmanager
     def sending_while(self, keep_sending: Callable[[], None]) -> Iterator[None]:
-        """Commands sent inside ask ``keep_sending`` before each send after their first: the pieces of
-        a large APPEND, the rest of what the kernel took only part of. When it raises, the command is
-        cut short and the connection dropped, so the server discards what it got of it instead of
-        saving it: a runner frozen in mid-APPEND, whose mailbox another runner took over meanwhile,
-        would otherwise finish sending it when it wakes (``runners.state.fence``)."""
+        """Commands with literals sent inside ask ``keep_sending`` right before each of their sends,
+        the first included: the pieces of a large APPEND, the rest of what the kernel took only part
+        of. When it raises, the command is cut short (or never starts) and the connection dropped,
+        so the server discards what it got of it instead of saving it: a runner frozen before or in
+        mid-APPEND, whose mailbox another runner took over meanwhile, would otherwise send it when
+        it wakes (``runners.state.fence``). Asked at the send itself, not before the command is put
+        together, so a freeze can fall only between the check and the system call."""
         saved, self._keep_sending = self._keep_sending, keep_sending
         try:
             yield
@@ -301,7 +303,7 @@ class ImapConnection:
             self._keep_sending = saved
 
     def _between_sends(self) -> None:
-        """Before a command's next send: ``keep_sending`` may stop it (the connection is dropped)."""
+        """Before each send of a command: ``keep_sending`` may stop it (the connection is dropped)."""
         if self._keep_sending is None:
             return
         try:
@@ -401,7 +403,6 @@ class ImapConnection:
         # mostly system calls).
         out: list[bytes] = []
         queued = 0
-        started = False  # a send of this command went out: the next ones ask ``_between_sends``
         for piece in pieces:
             if isinstance(piece, tuple):
                 payload = piece[0]
@@ -410,11 +411,10 @@ class ImapConnection:
                     out += (head + marker + b"%d+}\r\n" % len(payload), payload)
                     queued += len(payload)
                     if queued >= _SEND_CHUNK:
-                        self._send_all(out, started)
-                        out, queued, started = [], 0, True
+                        self._send_all(out)
+                        out, queued = [], 0
                 else:
-                    if started:
-                        self._between_sends()
+                    self._between_sends()
                     self._send(head + marker + b"%d}\r\n" % len(payload))
                     go = self.read_response()
                     if not go[0].startswith(b"+"):
@@ -423,30 +423,26 @@ class ImapConnection:
                             untagged.append(go)
                             go = self.read_response()
                         return self._reply(tag, go[0], untagged)
-                    self._send_all([payload], True)
-                    started = True
+                    self._send_all([payload])
                 head = b""
             else:
                 head += piece
         out.append(head + b"\r\n")
-        self._send_all(out, started)
+        self._send_all(out)
         return self.wait(tag, operation)
 
-    def _send_all(self, pieces: list[bytes], started: bool) -> None:
+    def _send_all(self, pieces: list[bytes]) -> None:
         """Send ``pieces`` in order, never copied into one buffer first: gathered by the kernel (one
         ``sendmsg`` for many pieces), or over TLS, which has no ``sendmsg``, small pieces joined and a
-        large body sent ``_SEND_CHUNK`` at a time. ``started``: an earlier send of the same command
-        went out; every send after the command's first asks ``_between_sends``."""
+        large body sent ``_SEND_CHUNK`` at a time. Every send asks ``_between_sends`` first."""
         sock = self._require_sock()
         if len(pieces) == 1 or isinstance(sock, ssl.SSLSocket):
             for chunk in _chunks(pieces):
-                if started:
-                    self._between_sends()
+                self._between_sends()
                 self._send(chunk)
-                started = True
             return
         try:
-            _send_gathered(sock, pieces, self._between_sends, started)
+            _send_gathered(sock, pieces, self._between_sends)
         except TimeoutError:
             raise ConnectionLost(self.server, "write", self._stalled("sending to the server")) from None
         except OSError as exc:
@@ -494,17 +490,13 @@ class ImapConnection:
             self.refresh_capabilities()
 
 
-def _send_gathered(
-    sock: socket.socket, pieces: Sequence[bytes], before_next: Callable[[], None], started: bool
-) -> None:
+def _send_gathered(sock: socket.socket, pieces: Sequence[bytes], before_each: Callable[[], None]) -> None:
     """``sendall`` of many buffers at once: the kernel may take part of them, so go on from there,
-    asking ``before_next`` before each ``sendmsg`` after the command's first (``started``: one went out)."""
+    asking ``before_each`` right before each ``sendmsg``."""
     pending: list[bytes | memoryview] = list(pieces)
     done, count = 0, len(pending)
     while done < count:
-        if started:
-            before_next()
-        started = True
+        before_each()
         sent = sock.sendmsg(pending[done : done + _IOV_MAX])
         while done < count and sent >= len(pending[done]):
             sent -= len(pending[done])
