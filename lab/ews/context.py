@@ -44,6 +44,10 @@ class Unmodelled(SoapFault):
         super().__init__("ErrorInvalidRequest", f"The EWS emulator does not model {what}.")
 
 
+class HangUp(Exception):
+    """A poison item met mid-request: the server hangs up unanswered, what came before it saved."""
+
+
 @dataclass(slots=True)
 class Context:
     config: EwsConfig
@@ -53,6 +57,8 @@ class Context:
     now: Callable[[], datetime.datetime]
     #: an error code a test injected for the next item of this request's operation, if any
     item_fault: Callable[[], str | None] = lambda: None
+    #: whether a test made this MIME a poison item (``EwsEmulator.poison``)
+    poisoned: Callable[[bytes], bool] = lambda raw: False
 
     def mailbox(self, explicit: str | None = None) -> Mailbox:
         """The mailbox a request means: the one named in a DistinguishedFolderId's Mailbox, else the

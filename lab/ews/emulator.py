@@ -120,6 +120,13 @@ class EwsEmulator:
         with self._engine.lock:
             self._engine.injections.append(Injection(kind, operation, count, seconds, back_off_ms, code=code))
 
+    def poison(self, marker: bytes) -> None:
+        """Every CreateItem that carries a MIME holding ``marker`` dies at that item: the items
+        before it in the request are saved, then the connection closes unanswered, every time (an
+        item that crashes the store worker converting it, as corrupt items do on Exchange)."""
+        with self._engine.lock:
+            self._engine.poisons.append(marker)
+
     def hold(self, operation: str, count: int = 1) -> threading.Event:
         """The next ``count`` requests of ``operation`` wait inside the server (counted as in
         flight) until the returned event is set: a deterministic way to fill a concurrency budget."""
@@ -131,6 +138,7 @@ class EwsEmulator:
     def clear_injections(self) -> None:
         with self._engine.lock:
             self._engine.injections.clear()
+            self._engine.poisons.clear()
 
     # -- inspection ----------------------------------------------------------------------------
 

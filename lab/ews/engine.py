@@ -38,6 +38,8 @@ class Engine:
         self.unknown: list[str] = []
         self.in_flight: Counter[str] = Counter()
         self.injections: list[Injection] = []
+        #: Markers of poison items (``EwsEmulator.poison``): a CreateItem meeting one hangs up.
+        self.poisons: list[bytes] = []
         self.base_url = ""
 
     def take_injection(self, operation: str, kinds: tuple[str, ...]) -> Injection | None:
@@ -52,6 +54,10 @@ class Engine:
         """The code the next item of ``operation`` fails with, if a test injected one."""
         injection = self.take_injection(operation, ("item_error",))
         return injection.code if injection is not None else None
+
+    def poisoned(self, raw: bytes) -> bool:
+        with self.lock:
+            return any(marker in raw for marker in self.poisons)
 
     def record_unknown(self, what: str) -> None:
         with self.lock:

@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 from lab.ews import mime
-from lab.ews.context import Context, Unmodelled, prop_key
+from lab.ews.context import Context, HangUp, Unmodelled, prop_key
 from lab.ews.fielduris import FIELD_URIS, INDEXED_FIELD_URIS
 from lab.ews.folders import _page
 from lab.ews.soap import ItemError, element, failure, q, schema_error, success, text_of
@@ -409,6 +409,8 @@ def _create_one(ctx: Context, mailbox: Mailbox, folder: Folder, node: ET.Element
                 for header, tag in (("To", "t:ToRecipients"), ("Cc", "t:CcRecipients"), ("From", "t:From"))
             },
         )
+    if ctx.poisoned(raw):
+        raise HangUp()
     parsed = mime.ImportedMime(raw)
     extended: dict[PropKey, str | list[str]] = {}
     for prop in node.findall(q("t:ExtendedProperty")):

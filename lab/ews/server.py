@@ -21,7 +21,7 @@ from typing import Any
 
 from lab.ews import directory, folders, items
 from lab.ews.autodiscover import autodiscover_answer
-from lab.ews.context import Context, Unmodelled
+from lab.ews.context import Context, HangUp, Unmodelled
 from lab.ews.engine import INJECTION_KINDS, Engine, Injection
 from lab.ews.ntlm import Handshake
 from lab.ews.schema import validate
@@ -267,6 +267,9 @@ class Handler(BaseHTTPRequestHandler):
         except SoapFault as exc:
             self._refuse(operation, exc)
             return
+        except HangUp:
+            self._hang_up()
+            return
         if operation == "GetMailTips":
             # GetMailTipsResponse carries its own ResponseClass and ResponseCode around the
             # ResponseMessages (the GetMailTips page's example).
@@ -282,13 +285,16 @@ class Handler(BaseHTTPRequestHandler):
         drop = engine.take_injection(operation, ("drop_after",))
         if drop is not None:
             # The duplicate trap: the operation took effect, the client never hears of it.
-            self.close_connection = True
-            try:
-                self.request.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._hang_up()
             return
         self._send(200, answer, "text/xml; charset=utf-8")
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        try:
+            self.request.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _refuse(self, operation: str, exc: SoapFault) -> None:
         engine = self.server.engine
@@ -363,7 +369,15 @@ def _context(engine: Engine, user: str, envelope: ET.Element) -> Context:
         own = config.mailbox(user)
         mailbox = own[0] if own else None
     operation = _operation_name(envelope)
-    return Context(config, engine.store, user, mailbox, engine.now, lambda: engine.take_item_fault(operation))
+    return Context(
+        config,
+        engine.store,
+        user,
+        mailbox,
+        engine.now,
+        lambda: engine.take_item_fault(operation),
+        engine.poisoned,
+    )
 
 
 def serve(engine: Engine, tls: Any, host: str) -> _Server:

@@ -32,6 +32,7 @@ Public API::
         emulator.drop_after_create(count=1, mailbox=None)   # create succeeds, connection closed unanswered
         emulator.fail_with_503(count=1, mailbox=None, retry_after=None)
         emulator.slow(seconds, count=1, mailbox=None)
+        emulator.poison(b"marker", mailbox=None)  # importMime of a MIME holding it: 500, every time
         gate = emulator.gate("a@x.example"); gate.wait_held(4); gate.release()   # hold requests in flight
         emulator.clear_faults(); emulator.expire_tokens()
         emulator.dropped_creates            # immutable ids whose create answer was dropped

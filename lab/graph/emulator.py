@@ -177,6 +177,12 @@ class GraphEmulator:
         """The next count mailbox requests answer 503 ServiceUnavailable without doing anything."""
         self.tenant.faults.add(rule("503", count, _lower(mailbox), retry_after=retry_after))
 
+    def poison(self, marker: bytes, *, mailbox: str | None = None) -> None:
+        """Every importMime whose MIME holds ``marker`` answers 500 ErrorInternalServerError, nothing
+        made, for as long as the emulator runs (or until ``clear_faults``): an item Exchange Online
+        can't convert, the same way each time (its other requests are untouched)."""
+        self.tenant.faults.poison(marker, _lower(mailbox))
+
     def slow(self, seconds: float, count: int = 1, *, mailbox: str | None = None) -> None:
         """The next count mailbox requests wait seconds (holding their concurrency slot) before work."""
         self.tenant.faults.add(rule("slow", count, _lower(mailbox), seconds=seconds))

@@ -1,5 +1,6 @@
-"""Faults a test orders: a dropped connection after a create succeeded, 503s, slow answers, and a
-gate that holds requests in flight until released (to reach the concurrency limit without timing)."""
+"""Faults a test orders: a dropped connection after a create succeeded, 503s, slow answers, a
+"poison" MIME that importMime fails every time, and a gate that holds requests in flight until
+released (to reach the concurrency limit without timing)."""
 
 from __future__ import annotations
 
@@ -49,14 +50,25 @@ class Faults:
         self._rules: list[_Rule] = []
         self._gates: dict[str, Gate] = {}
         self.dropped: list[str] = []  # immutable ids of items created whose answer was dropped
+        #: (bytes, mailbox or None): an importMime whose MIME holds them answers 500, every time.
+        self._poisons: list[tuple[bytes, str | None]] = []
 
     def add(self, rule: _Rule) -> None:
         with self._lock:
             self._rules.append(rule)
 
+    def poison(self, marker: bytes, mailbox: str | None) -> None:
+        with self._lock:
+            self._poisons.append((marker, mailbox))
+
+    def poisoned(self, mailbox: str, mime: bytes) -> bool:
+        with self._lock:
+            return any(marker in mime and where in (None, mailbox) for marker, where in self._poisons)
+
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._poisons.clear()
             gates = list(self._gates.values())
             self._gates.clear()
         for gate in gates:

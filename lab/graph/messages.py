@@ -543,9 +543,14 @@ def import_mime(tenant: Tenant, call: Call, params: dict[str, str]) -> Reply:
         ) from exc
     if not raw.strip():
         raise bad_request("The MIME content is empty.", "ErrorMimeContentInvalid")
-    message = _message_from_mime(tenant, raw, route="importMime", is_draft=False, is_read=False)
     mailbox = call.mailbox
     assert mailbox is not None
+    if tenant.faults.poisoned(mailbox.address.lower(), raw):
+        # A test's poison item (GraphEmulator.poison): the store fails on it, every time.
+        raise GraphError(
+            500, "ErrorInternalServerError", "An internal server error occurred. The operation failed."
+        )
+    message = _message_from_mime(tenant, raw, route="importMime", is_draft=False, is_read=False)
     with mailbox.lock:
         folder = find_folder(mailbox, params["folder"])
         message.folder_id = folder.id
