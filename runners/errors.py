@@ -21,6 +21,8 @@
         ├── ConnectionLost         the connection dropped or timed out mid-command
         │   ├── FetchConnectionLost  ... while the source was sending bodies (names the UIDs not delivered)
         │   └── LimitExceeded        we hung up: the server broke a size or time limit (not retryable)
+        ├── AppendFailed           an append the target kept failing (retryable, not throttling), naming
+        │                          the messages it carried (runners.engine.resilience)
         ├── AuthError              login refused
         ├── DnsQueryError          a DNS server did not answer a query (runners.switch.dns_query)
         └── CommandError           a command got NO/BAD; ``server_text`` is the server's own words
@@ -81,6 +83,9 @@ class ProtocolError(MigrationError):
 
     #: Retrying the same operation later may succeed (drops, timeouts, INUSE, throttling).
     retryable: bool = False
+    #: The server said "not now" for itself, not for what was asked (HTTP 429/503, EWS
+    #: ErrorServerBusy): never evidence against one message (``runners.engine.resilience``).
+    throttled: bool = False
 
     def __init__(
         self,
@@ -147,7 +152,10 @@ class AuthError(ProtocolError):
 
 
 class CommandError(ProtocolError):
-    """A tagged NO or BAD (IMAP), -ERR (POP3) or an HTTP error status."""
+    """A tagged NO or BAD (IMAP), -ERR (POP3) or an HTTP error status.
+
+    An HTTP 429 (Too Many Requests) or 503 (Service Unavailable) is ``throttled``: the server's
+    state, whatever was asked."""
 
     def __init__(
         self,
@@ -161,6 +169,7 @@ class CommandError(ProtocolError):
     ) -> None:
         super().__init__(server, operation, server_text, code, retryable=retryable)
         self.status = status
+        self.throttled = status in ("429", "503")
 
 
 class MailboxFatal(CommandError):

@@ -9,7 +9,8 @@ Per message (``AppendOutcome``), as the IMAP target does with its response codes
 Per mailbox (raised): ErrorImpersonateUserDenied and ErrorNonExistentMailbox fail that mailbox
 (``MailboxFatal``), the wave goes on; 401 is final (``AuthError`` naming the service account, never
 its password); a dropped connection, a timeout or a 503 is ``ConnectionLost`` (the engine looks the
-batch up by key, then retries).
+batch up by key, then retries). A request that keeps failing (not ErrorServerBusy nor a 503: those
+are throttling) is narrowed by the engine down to the message at fault (``runners.engine.resilience``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ TRANSIENT_CODES = frozenset(
         "ErrorMailboxStoreUnavailable",
     }
 )
+#: The server's own state, not the request's: busy (its back-off given) or IIS's queue full.
+THROTTLED_CODES = frozenset({"ErrorServerBusy", "HTTP 503"})
 #: What "too big" looks like when the web server refuses a request before EWS reads it.
 HTTP_413 = "HTTP 413"
 
@@ -115,7 +118,9 @@ def protocol_error(exc: BaseException, server: str, operation: str, account: str
     if code in MAILBOX_CODES:
         return MailboxFatal(server, operation, words(exc), code)
     if code in TRANSIENT_CODES or code.startswith("HTTP 5"):
-        return ConnectionLost(server, operation, words(exc), code)
+        lost = ConnectionLost(server, operation, words(exc), code)
+        lost.throttled = code in THROTTLED_CODES  # waited out, never held against one message
+        return lost
     if isinstance(exc, TransportError) and "certificate" in str(exc).lower():
         return TlsError(server, operation, str(exc))
     if isinstance(exc, ResponseMessageError | CASError | RedirectError | MalformedResponseError):
