@@ -15,6 +15,7 @@ import pytest
 from runners.connectors.keyed_recovery import KeyedRecovery
 from runners.engine.pipeline import CopyContext, CopyCounters, copy_folder
 from runners.engine.reconcile import resolve_pending
+from runners.engine.resilience import AppendFailed
 from runners.errors import ConnectionLost
 from runners.model import (
     AppendItem,
@@ -121,8 +122,9 @@ def test_an_interrupted_append_to_a_keyed_target_is_found_by_its_key(tmp_path: P
     ctx = CopyContext(store, source, target, INBOX, folder_id, 1, "INBOX", 1, 200, 1 << 20)
 
     target.drop_after_append = True
-    with pytest.raises(ConnectionLost):
+    with pytest.raises(AppendFailed) as failed:  # the lost append, naming what it carried
         copy_folder(ctx, source.metas, CopyCounters())
+    assert isinstance(failed.value.cause, ConnectionLost) and failed.value.uids == [1, 2]
 
     # The first batch (the target's own limit: 2) was stored but its outcome lost: pending, no mark.
     pending = store.pending(folder_id)
@@ -134,7 +136,7 @@ def test_an_interrupted_append_to_a_keyed_target_is_found_by_its_key(tmp_path: P
 
     # An intent whose item never arrived is forgotten, so the next pass copies it again.
     target.drop_after_append = True
-    with pytest.raises(ConnectionLost):
+    with pytest.raises(AppendFailed):
         copy_folder(ctx, source.metas[2:], CopyCounters())
     del target.items["AAMk0002"]
     assert resolve_pending(store, target, mailbox, folder_id) == (0, 1)

@@ -14,7 +14,7 @@ from runners.engine.control import ControlWatcher
 from runners.engine.lanes import SPLIT_MIN_MESSAGES, Lane, LanePool, unit_floor, units
 from runners.engine.pipeline import CopyContext, CopyCounters, batch_limits, copy_folder, unsent_row
 from runners.engine.reconcile import resolve_pending, unclaimed_digests
-from runners.engine.resilience import Reconnecting, Suspects, culprit_reason
+from runners.engine.resilience import AppendFailed, Reconnecting, Suspects, culprit_reason, poison_reason
 from runners.engine.sessions import ConnectionCaps
 from runners.engine.stats import FolderReport, MailboxStats
 from runners.engine.triage import triage, unchanged
@@ -97,6 +97,12 @@ class MailboxJob:
         # Messages suspected of breaking a source connection, within one folder (see _narrow_down);
         # shared by the lanes: a suspect is fetched alone on whichever lane copies it next.
         self._suspects = Suspects()
+        #: Messages carried by an append the target kept failing, within one folder: appended alone
+        #: until the one at fault is known (``_narrow_target``).
+        self._poison = Suspects()
+        #: Messages found at fault that way, recorded as failed once the attempt after settled their
+        #: intents (an item the target made before failing is found, never recorded failed).
+        self._poisoned: list[AppendFailed] = []
         #: Folders whose pending intents this job settled (those pending since are its own).
         self._settled: set[int] = set()
         #: Connections on each side this mailbox may use at most, asked when a folder is large enough
@@ -168,9 +174,11 @@ class MailboxJob:
     def _backoff(self, seconds: float) -> None:
         self.stop.wait(seconds)  # a stop request ends the wait early
 
-    def _narrow_down(self, lane: Lane, exc: FetchConnectionLost) -> bool:
+    def _narrow_down(self, lane: Lane, exc: FetchConnectionLost | AppendFailed) -> bool:
         """A drop mid-fetch: True when it was progress in finding the message at fault, which is
         recorded as failed once known."""
+        if isinstance(exc, AppendFailed):
+            return self._narrow_target(exc)
         known = len(self._suspects.failed)
         progress = self._suspects.narrow(exc)
         if len(self._suspects.failed) == known:
@@ -188,6 +196,34 @@ class MailboxJob:
             self._culprits += 1
         self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=exc.folder)
         return True
+
+    def _narrow_target(self, exc: AppendFailed) -> bool:
+        """An append the target kept failing: True when it was progress in finding the message at
+        fault. One found is recorded as failed by the next attempt (``_record_poisoned``), once its
+        pending intent is settled: the target may have made it before failing."""
+        known = len(self._poison.failed)
+        progress = self._poison.narrow_append(exc, self.stats.copied + self.stats.matched_by_content)
+        if len(self._poison.failed) != known:
+            self._poisoned.append(exc)
+        return progress
+
+    def _record_poisoned(self, folder_id: int, display: str) -> None:
+        """Record the messages found at fault by ``_narrow_target`` as failed in the target's words,
+        unless settling their intents found them on the target after all."""
+        for exc in [e for e in self._poisoned if e.folder_id == folder_id]:
+            self._poisoned.remove(exc)
+            meta = exc.metas[0]
+            entry = self.store.ledger_for(folder_id, exc.uidvalidity, [meta.key]).get(meta.key)
+            if entry is not None and entry.status == MessageStatus.COPIED:
+                continue
+            reason = poison_reason(exc)
+            self.store.record_unsent(
+                [unsent_row(folder_id, exc.uidvalidity, meta, MessageStatus.FAILED, reason, self.run_id)]
+            )
+            with self._count_lock:
+                self.stats.failed += 1
+                self._culprits += 1
+            self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=display)
 
     def _checkpoint(self, before_pause: Callable[[], None] = lambda: None) -> None:
         """Between batches and folders: honour a stop, a pause (wait here) or a cancel request.
@@ -333,6 +369,8 @@ class MailboxJob:
             return
         try:
             self._suspects.clear()
+            self._poison.clear()
+            self._poisoned.clear()
             self._lost.clear()
             self.lane.fetching, self._failed_mark = None, None
             self._retrying(
@@ -368,6 +406,7 @@ class MailboxJob:
             return
         source, target = self._source(), self._target()
         self._recover_interrupted(target, mapping, folder_id)
+        self._record_poisoned(folder_id, mapping.source.display)
         state, listing = _listing(source, mapping.source)
         folder = _OpenFolder(mapping, folder_id, state, report)
         self._open_target_folder(target, mapping.target_wire)
@@ -386,7 +425,11 @@ class MailboxJob:
                 )
                 del keys
                 # Messages that dropped the connection earlier in this run stay failed until the next run.
-                todo = [m for m in plan.todo if m.uid not in self._suspects.failed]
+                todo = [
+                    m
+                    for m in plan.todo
+                    if m.uid not in self._suspects.failed and m.uid not in self._poison.failed
+                ]
                 messages += len(metas)
                 source_bytes += sum(m.size for m in metas if m.size > 0)
                 present += plan.earlier
@@ -627,6 +670,8 @@ class MailboxJob:
             self.plan.batch_bytes,
             prematched,
             self._progress_due,
+            frozenset(self._poison.alone),
+            frozenset(self._poison.tried),
         )
 
         def add_up() -> None:
@@ -686,7 +731,8 @@ class MailboxJob:
         failed_now = self.store.failed_in_run(folder.id, folder.state.uidvalidity, self.run_id)
         folder.report.failed = len(failed_now)
         for failed in failed_now:
-            if failed.src_uid not in self._suspects.failed:  # those were reported when they happened
+            if failed.src_uid not in self._suspects.failed and failed.src_uid not in self._poison.failed:
+                # (those were reported when they happened)
                 self._event(
                     "error", "message-failed", f"UID {failed.src_uid}: {failed.reason}", folder=folder.display
                 )

@@ -9,6 +9,11 @@ APPEND and the result write, the next run hands the pending rows to the target's
 A batch's outcomes are written in the transaction of the next batch's intents (one fsync a batch,
 not two), and at the end of the copy, on a stop or on an error: never before the target answered.
 The mailbox's live counters, when due, ride in those transactions too.
+
+An append the target keeps failing (past the adapter's retries, not throttling) goes up as
+``resilience.AppendFailed`` naming the messages it carried; from then on those are appended one at
+a time, after the rest of their batch (``CopyContext.alone``), each with its own intent, so that
+the one at fault is found and recorded as failed while the others go in (``MailboxJob``).
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from runners.connectors.base import SourceSession, TargetSession
 from runners.engine import faults
 from runners.engine.reconcile import item_key
-from runners.errors import MailboxFatal
+from runners.engine.resilience import AppendFailed, blames_message
+from runners.errors import MailboxFatal, ProtocolError
 from runners.imap.dates import canonical_date
 from runners.model import AppendItem, AppendOutcome, FetchedMessage, FetchFailure, FolderInfo, MessageMeta
 from runners.state.rows import Intent, Matched, MessageRef, Outcome, SourceFacts, Unsent
@@ -57,6 +63,11 @@ class CopyContext:
     prematched: dict[bytes, list[str]] | None = None
     #: The mailbox's live counters when they are due (``StateStore.record_batch`` writes them along).
     progress_due: Callable[[], tuple[int, MailboxProgress] | None] = lambda: None
+    #: Source UIDs of messages an append that kept failing carried: each is appended alone, after
+    #: the rest of its batch (``resilience.Suspects.narrow_append``).
+    alone: Collection[int] = frozenset()
+    #: Of those, the ones that failed alone already: appended after the others.
+    alone_last: Collection[int] = frozenset()
 
     def ref(self, meta: MessageMeta) -> MessageRef:
         return MessageRef(self.folder_id, self.uidvalidity, meta.key)
@@ -204,6 +215,26 @@ def _store_batch(
     send = _claim_prematched(ctx, batch.fetched, batch.digests, counters)
     if not send:
         return mark
+    if not ctx.alone:
+        return _append(ctx, send, mark, counters, unrecorded)
+    together = [pair for pair in send if pair[0].meta.uid not in ctx.alone]
+    groups = [together] if together else []
+    suspects = [pair for pair in send if pair[0].meta.uid in ctx.alone]
+    suspects.sort(key=lambda pair: pair[0].meta.uid in ctx.alone_last)  # stable: source order otherwise
+    groups += [[pair] for pair in suspects]
+    for group in groups:
+        mark = _append(ctx, group, mark, counters, unrecorded)
+    return mark
+
+
+def _append(
+    ctx: CopyContext,
+    send: list[tuple[FetchedMessage, bytes]],
+    mark: str | None,
+    counters: CopyCounters,
+    unrecorded: list[Outcome],
+) -> str | None:
+    """Intents → one append → outcomes (into ``unrecorded``); returns the next recovery mark."""
     # Each message's ledger key, made once for its intent and its outcome (the per-message work
     # of a batch is most of the runner's own CPU).
     folder_id, uidvalidity, target_wire, run_id = ctx.folder_id, ctx.uidvalidity, ctx.target_wire, ctx.run_id
@@ -222,19 +253,25 @@ def _store_batch(
     faults.reached("before-append")
     ctx.store.check_lease()  # a runner whose lease may have run out sends nothing (runners.state.fence)
     keyed = ctx.target.recovery.keyed  # only a target that finds lost APPENDs by a stored key needs one
-    outcomes = ctx.target.append(
-        target_wire,
-        [
-            AppendItem(
-                m.body,
-                m.meta.flags,
-                m.meta.internaldate,
-                item_key(folder_id, uidvalidity, m.meta.key) if keyed else "",
-            )
-            for m, _ in send
-        ],
-        ctx.store.check_lease,  # asked again before each send after the first: a freeze may fall between
-    )
+    try:
+        outcomes = ctx.target.append(
+            target_wire,
+            [
+                AppendItem(
+                    m.body,
+                    m.meta.flags,
+                    m.meta.internaldate,
+                    item_key(folder_id, uidvalidity, m.meta.key) if keyed else "",
+                )
+                for m, _ in send
+            ],
+            ctx.store.check_lease,  # asked again before each send after the first: a freeze may fall between
+        )
+    except ProtocolError as exc:
+        # The intents stay pending: the next attempt settles them by the target's recovery first.
+        if blames_message(exc):
+            raise AppendFailed(exc, folder_id, uidvalidity, [m.meta for m, _ in send]) from exc
+        raise
     faults.reached("after-append")
     _record_outcomes(ctx, [m for m, _ in send], refs, outcomes, counters, unrecorded)
     return ctx.target.recovery.advance(mark, outcomes)

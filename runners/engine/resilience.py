@@ -5,13 +5,22 @@ make progress, and give up only when several in a row copied nothing. A message 
 only when it breaks the connection on its own, the same way, on several fresh connections: the
 "server hangs up on this message" case (Dovecot's ``* BYE`` on a file it can't read), not a NAT
 gateway forgetting the flow while the message happened to be on the wire.
+
+The target side is narrowed the same way: an append the target keeps failing (a dropped
+connection, a 5xx past the adapter's own retries; never throttling, which is waited out) names
+the messages it carried (``AppendFailed``); they are then appended one at a time, after the rest
+of their batch, and one that fails alone with the same words on ``STRIKES`` attempts in a row is
+recorded as failed in the server's words (Exchange's and Graph's "poison" items: an
+ErrorInternalServerError or a 500 for one MIME, every time), so that one message never holds up
+its mailbox.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from runners.errors import (
     AuthError,
@@ -21,6 +30,9 @@ from runners.errors import (
     FetchConnectionLost,
     ProtocolError,
 )
+
+if TYPE_CHECKING:
+    from runners.model import MessageMeta
 
 #: Seconds before each reconnect, by how many attempts in a row made no progress; the last repeats.
 BACKOFF = (0.25, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
@@ -41,6 +53,26 @@ class NoProgress(ProtocolError):
         self.args = (f"gave up after {attempts} attempts in a row that copied nothing; the last: {last}",)
 
 
+class AppendFailed(ProtocolError):
+    """The target kept failing an append (``cause``: its error, past the adapter's own retries) that
+    carried ``metas``, of the ledger's folder ``folder_id`` / ``uidvalidity``; ``single``: that
+    append carried one message only, making it the suspect."""
+
+    retryable = True
+
+    def __init__(
+        self, cause: ProtocolError, folder_id: int, uidvalidity: int, metas: Sequence[MessageMeta]
+    ) -> None:
+        super().__init__(cause.server, cause.operation, cause.server_text, cause.code)
+        self.cause = cause
+        self.folder_id = folder_id
+        self.uidvalidity = uidvalidity
+        self.metas = list(metas)
+        self.uids = [m.uid for m in metas]
+        self.single = len(self.metas) == 1
+        self.args = cause.args
+
+
 @dataclass(slots=True)
 class Suspects:
     """Messages of one folder pass that were on the wire when the source connection broke.
@@ -53,11 +85,17 @@ class Suspects:
     strikes: dict[int, list[str]] = field(default_factory=dict)
     #: Declared failed in this pass: left out of later attempts until the next run.
     failed: set[int] = field(default_factory=set)
+    #: Target side: how many messages the target had taken when each became a suspect.
+    since: dict[int, int] = field(default_factory=dict)
+    #: Target side: suspects that failed alone already, appended after the other suspects.
+    tried: set[int] = field(default_factory=set)
 
     def clear(self) -> None:
         self.alone.clear()
         self.strikes.clear()
         self.failed.clear()
+        self.since.clear()
+        self.tried.clear()
 
     def narrow(self, exc: FetchConnectionLost) -> bool:
         """Learn from a drop mid-fetch; True when it was a strike (which counts as progress).
@@ -75,8 +113,40 @@ class Suspects:
         if not (exc.single and uid in self.alone):
             self.alone.add(uid)
             return False
+        return self._strike(uid, exc.server_text)
+
+    def narrow_append(self, exc: AppendFailed, taken: int) -> bool:
+        """Learn from an append the target kept failing; True when it was a strike (progress).
+        ``taken``: how many messages the target took so far (copied, or found after a loss).
+
+        Which message of a batch is at fault the target doesn't say: each is appended alone from
+        then on (after the rest of its batch). One that fails alone is a strike, but only once the
+        target took some other message since its batch failed, so that a target failing everything
+        (an outage) never blames a batch's messages one by one: the attempts make no progress and
+        the mailbox is given up for a later run, as before. A batch of one from the start (the
+        last message of a folder, a rerun's one message left) has no such witness: it is struck
+        from its second failure on. ``STRIKES`` strikes with the same words make it failed."""
+        if not exc.single:
+            for uid in exc.uids:
+                if uid not in self.failed and uid not in self.alone:
+                    self.alone.add(uid)
+                    self.since[uid] = taken
+            return False
+        uid = exc.uids[0]
+        if uid in self.failed:
+            return False
+        self.tried.add(uid)  # the other suspects go first next time: witnesses, if they go in
+        if uid not in self.alone:  # a batch of one from the start: alone next time, then strikes
+            self.alone.add(uid)
+            self.since[uid] = -1
+            return False
+        if taken <= self.since.get(uid, -1):
+            return False  # no sign yet that the target takes anything else
+        return self._strike(uid, exc.server_text)
+
+    def _strike(self, uid: int, server_text: str) -> bool:
         seen = self.strikes.setdefault(uid, [])
-        seen.append(_shape(exc.server_text))
+        seen.append(_shape(server_text))
         if len(seen) >= STRIKES and len(set(seen[-STRIKES:])) == 1:
             self.failed.add(uid)
             self.alone.discard(uid)
@@ -95,12 +165,31 @@ def culprit_reason(exc: FetchConnectionLost) -> str:
     )
 
 
+def poison_reason(exc: AppendFailed) -> str:
+    return (
+        f"target refused APPEND: {exc.operation}: {exc.server_text} (this message alone, "
+        f"on {STRIKES} attempts in a row on fresh connections)"
+    )
+
+
+def blames_message(exc: ProtocolError) -> bool:
+    """Whether an append's failure may be the fault of what it carried: the engine would retry it
+    (a drop, a 5xx), and the server did not say "not now" for itself (throttling is waited out as
+    before, never held against a message); connecting, logging in, a refused mailbox are not."""
+    return (
+        exc.retryable
+        and not exc.throttled
+        and not isinstance(exc, ConnectError | AuthError | NoProgress | AppendFailed)
+    )
+
+
 class Reconnecting:
     """Runs one step of a mailbox, reconnecting after connection faults while attempts make progress.
 
     ``progress`` counts the messages dealt with so far (copied, matched or failed); ``drop`` closes
     the sessions so the next attempt opens fresh ones; ``narrow`` learns from a drop mid-fetch and
-    says whether that was progress (see ``Suspects.narrow``); ``pause`` waits out the backoff
+    says whether that was progress (see ``Suspects.narrow``), and so for an append the target kept
+    failing (``Suspects.narrow_append``); ``pause`` waits out the backoff
     (and raises if the run is stopped meanwhile); ``on_reconnect`` and ``on_success`` tell the job.
     """
 
@@ -108,7 +197,7 @@ class Reconnecting:
         self,
         progress: Callable[[], int],
         drop: Callable[[], None],
-        narrow: Callable[[FetchConnectionLost], bool],
+        narrow: Callable[[FetchConnectionLost | AppendFailed], bool],
         pause: Callable[[float], None],
         on_reconnect: Callable[[str, ProtocolError, float], None],
         on_success: Callable[[], None],
@@ -128,7 +217,7 @@ class Reconnecting:
                 action()
                 self.on_success()
                 return
-            except FetchConnectionLost as exc:
+            except (FetchConnectionLost, AppendFailed) as exc:
                 problem: ProtocolError = exc
                 narrowed = self.narrow(exc)
             except (ConnectionLost, ConnectError, CommandError, AuthError) as exc:
