@@ -29,6 +29,7 @@ from runners.connectors.ews_errors import protocol_error
 from runners.connectors.exchange_props import KEY_PROPERTY_NAME, KEY_PROPERTY_SET
 from runners.engine.resilience import AppendFailed, Suspects, blames_message
 from runners.errors import CommandError, ConnectError, ConnectionLost, MailboxFatal
+from runners.imap.codes import command_error
 from runners.model import MessageMeta
 
 __all__ = ["emulator_factory"]
@@ -281,3 +282,10 @@ def test_throttling_and_final_refusals_are_never_blamed_on_a_message() -> None:
     assert busy.retryable and not blames_message(busy)
     assert not blames_message(MailboxFatal("s", "op", "quota", "OVERQUOTA"))
     assert not blames_message(ConnectError("s", "op", "refused"))
+
+
+def test_an_imap_server_saying_not_now_is_never_blamed_on_the_message() -> None:
+    for code in ("INUSE", "UNAVAILABLE"):
+        error = command_error("imap://t", "APPEND INBOX", "try later", code)
+        assert error.retryable and not blames_message(error)
+    assert not blames_message(command_error("imap://t", "APPEND INBOX", "too big", "LIMIT"))  # final

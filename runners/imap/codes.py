@@ -21,8 +21,12 @@ def is_temporary(code: str | None, operation: str) -> bool:
 def command_error(
     server: str, operation: str, text: str, code: str | None, status: str = "NO"
 ) -> CommandError:
-    """A refused IMAP command as the error tree's ``CommandError``, classified by its response code."""
-    return CommandError(server, operation, text, code, status, retryable=is_temporary(code, operation))
+    """A refused IMAP command as the error tree's ``CommandError``, classified by its response code.
+    A temporary one (INUSE, UNAVAILABLE, a session LIMIT) is the server's state: ``throttled``, never
+    held against the message an APPEND carried (``runners.engine.resilience``)."""
+    error = CommandError(server, operation, text, code, status, retryable=is_temporary(code, operation))
+    error.throttled = error.retryable
+    return error
 
 
 def auth_error(server: str, operation: str, text: str, code: str | None) -> AuthError:
