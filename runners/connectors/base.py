@@ -164,8 +164,9 @@ class TargetSession(Protocol):
     ) -> list[AppendOutcome]:
         """Append ``items`` in order, batched where the server allows, one outcome per item.
 
-        ``keep_sending`` is asked before each send after the first (IMAP: each piece of the APPEND;
-        EWS: each CreateItem of the batch, a busy server's resends aside; Graph: each create) and
+        ``keep_sending`` is asked before each send (IMAP: right before each piece of the APPEND, its
+        first included; EWS: each CreateItem of the batch after the first, a busy server's resends
+        aside; Graph: each create) and
         raises to stop: what was half sent is abandoned (IMAP: the connection dropped, so the server
         discards it). The engine passes its lease check: a runner frozen in mid-append must not
         finish it once another runner took the mailbox over."""

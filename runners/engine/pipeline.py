@@ -265,7 +265,7 @@ def _append(
                 )
                 for m, _ in send
             ],
-            ctx.store.check_lease,  # asked again before each send after the first: a freeze may fall between
+            ctx.store.check_lease,  # asked again right before each send: a freeze may fall after the check above
         )
     except ProtocolError as exc:
         # The intents stay pending: the next attempt settles them by the target's recovery first.
