@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +39,27 @@ def run_cutover(
     return subprocess.run(
         [*CUTOVER, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=root
     )
+
+
+class RunsCutover(Protocol):
+    """A lab that runs the real CLI on its plan (``Lab``, ``EwsLab``, ``GraphLab``)."""
+
+    plan: Path
+
+    @property
+    def env(self) -> dict[str, str]: ...
+
+    def cutover(self, *args: str, env: dict[str, str] | None = None, timeout: float = ...) -> Any: ...
+
+
+def run_killed(lab: RunsCutover, fault: str, wave: str = "pilot") -> None:
+    """``cutover run`` killed with ``kill -9`` where ``CUTOVER_FAULT=kill-<fault>`` says (a point of
+    ``runners.engine.faults``, ``:n`` its n-th time); fails the test unless it died there."""
+    proc = lab.cutover(
+        "run", "--plan", str(lab.plan), "--wave", wave, "--progress", "none",
+        env=lab.env | {"CUTOVER_FAULT": f"kill-{fault}"},
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
 def json_answer(proc: subprocess.CompletedProcess[str], command: str) -> tuple[int, dict[str, Any]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from corpus import message
-from dovecot_lab import Lab, append_many, assert_same_mailbox, make_lab
+from dovecot_lab import Lab, append_many, assert_same_mailbox, make_lab, run_killed
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
@@ -64,17 +64,7 @@ def test_killed_at_random_moments_then_rerun(lab: Lab) -> None:
     rng = random.Random(20261129)
     for _ in range(8):
         point = rng.choice(("before-append", "after-append", "after-record"))
-        proc = lab.cutover(
-            "run",
-            "--plan",
-            str(lab.plan),
-            "--wave",
-            "pilot",
-            "--progress",
-            "none",
-            env=lab.env | {"CUTOVER_FAULT": f"kill-{point}:{rng.randint(1, 6)}"},
-        )
-        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        run_killed(lab, f"{point}:{rng.randint(1, 6)}")
 
     code, summary = lab.run()
 

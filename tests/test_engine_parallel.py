@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import random
 import re
-import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from corpus import message
-from dovecot_lab import append_many, assert_same_mailbox, make_lab
+from dovecot_lab import append_many, assert_same_mailbox, make_lab, run_killed
 from servers import imapfill
 from servers.dovecot import DovecotServer
 
@@ -99,11 +98,7 @@ def test_killed_at_random_moments_with_several_connections_then_rerun(
     rng = random.Random(20261206)
     for _ in range(5):
         point = rng.choice(("before-append", "after-append", "after-record"))
-        proc = lab.cutover(
-            "run", "--plan", str(lab.plan), "--wave", "pilot", "--progress", "none",
-            env=lab.env | {"CUTOVER_FAULT": f"kill-{point}:{rng.randint(3, 12)}"},
-        )  # fmt: skip
-        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        run_killed(lab, f"{point}:{rng.randint(3, 12)}")
 
     code, summary = lab.run()
 

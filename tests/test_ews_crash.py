@@ -4,12 +4,12 @@ key stored on them (FindItem with a restriction) before creating anything again.
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from corpus import message
+from dovecot_lab import run_killed
 from ews_lab import TARGETS, EmulatorFactory, EwsLab, emulator_factory, ews_config, make_ews_lab
 from servers import imapfill
 from servers.dovecot import DovecotServer
@@ -55,17 +55,7 @@ def lab(tmp_path: Path, source_dovecot: DovecotServer, emulator_factory: Emulato
 
 @pytest.mark.parametrize("point", ["after-append", "before-append", "after-record"])
 def test_killed_around_create_item_then_rerun_leaves_one_item_each(lab: EwsLab, point: str) -> None:
-    proc = lab.cutover(
-        "run",
-        "--plan",
-        str(lab.plan),
-        "--wave",
-        "pilot",
-        "--progress",
-        "none",
-        env=lab.env | {"CUTOVER_FAULT": f"kill-{point}:3"},
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_killed(lab, f"{point}:3")
     before = sum(keys(lab).values())
     assert before == (20 if point == "before-append" else 30)  # batches of 10 (batch_items)
 

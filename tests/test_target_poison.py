@@ -9,7 +9,6 @@ and ``cutover verify`` as an operator runs them."""
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from corpus import message
+from dovecot_lab import run_killed
 from ews_lab import TARGETS, EmulatorFactory, EwsLab, emulator_factory, make_ews_lab
 from exchangelib.errors import ErrorServerBusy
 from graph_lab import GraphLab, address, keys_held, make_graph_lab, tenant
@@ -202,11 +202,7 @@ def test_ews_a_message_the_server_hangs_up_on_fails_alone_and_the_rest_goes_in(e
 
 @pytest.mark.parametrize("kill_at", ["after-append:2", "before-append:3", "after-record:3"])
 def test_ews_killed_while_narrowing_down_then_rerun_duplicates_nothing(ews: EwsLab, kill_at: str) -> None:
-    proc = ews.cutover(
-        "run", "--plan", str(ews.plan), "--wave", "pilot", "--progress", "none",
-        env=ews.env | {"CUTOVER_FAULT": f"kill-{kill_at}"},
-    )  # fmt: skip
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_killed(ews, kill_at)
 
     _, summary = ews.run()
 
