@@ -215,11 +215,12 @@ def _verify_folder(
         _verify_kept_folder(sides, synced, mapping, state, metas, ledger, result, check, claimed)
         return result
     try:
+        listed = sides.target.list_items(mapping.target_wire)
         view = _TargetView(
-            sides.target.list_sizes(mapping.target_wire),
+            {item: size for item, (size, _) in listed.items()},
             {},
             claimed,
-            sides.target.arrival_dates(mapping.target_wire),
+            {item: date for item, (_, date) in listed.items() if date},
         )
     except ProtocolError as exc:
         result.error = f"target: {exc}"

@@ -72,14 +72,11 @@ class KeyedMailbox:
     def message_counts(self, folders: Sequence[str]) -> dict[str, int | Exception]:
         return dict.fromkeys(folders, len(self.items))
 
-    def list_sizes(self, folder: str) -> dict[str, int]:
-        return {item_id: len(body) for item_id, (_, body) in self.items.items()}
-
     def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:
         raise AssertionError("a target that doesn't keep bytes is never asked for digests")
 
-    def arrival_dates(self, folder: str) -> dict[str, str]:
-        raise AssertionError("a target that doesn't keep bytes is never asked for arrival dates")
+    def list_items(self, folder: str) -> dict[str, tuple[int, str | None]]:
+        raise AssertionError("a target that doesn't keep bytes is never asked for its listing")
 
     def set_flags(self, folder: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:
         pass

@@ -172,18 +172,15 @@ class TargetSession(Protocol):
         finish it once another runner took the mailbox over."""
         ...
 
-    def list_sizes(self, folder: str) -> dict[str, int]:
-        """``{item id: size}`` of every item in the folder (verification)."""
+    def list_items(self, folder: str) -> dict[str, tuple[int, str | None]]:
+        """``{item id: (size, arrival date as the target keeps it: an IMAP INTERNALDATE)}`` of every
+        item in the folder, in one pass; only asked when ``capabilities.keeps_bytes`` (verification:
+        a server may store another date than the one sent, e.g. the time of the APPEND for a date in
+        the future)."""
         ...
 
     def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:
         """``(item id, size, sha256)`` of every item; only asked when ``capabilities.keeps_bytes``."""
-        ...
-
-    def arrival_dates(self, folder: str) -> dict[str, str]:
-        """``{item id: arrival date as the target keeps it (an IMAP INTERNALDATE)}`` of every item;
-        only asked when ``capabilities.keeps_bytes`` (verification: a server may store another date
-        than the one sent, e.g. the time of the APPEND for a date in the future)."""
         ...
 
     def kept_items(self, folder: str, *, deep: bool) -> dict[str, KeptItem]:

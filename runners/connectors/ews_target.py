@@ -311,15 +311,12 @@ class EwsTarget:
                     mimes[one] = mime_of(answer)
         return {item_id(e): kept_of(e, mimes.get(item_id(e)) if deep else None) for e in elements}
 
-    def list_sizes(self, folder: str) -> dict[str, int]:
-        return {one: kept.size for one, kept in self.kept_items(folder, deep=False).items()}
-
     def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:
         """Never asked (``keeps_bytes`` is false): Exchange re-renders MIME, no digest proves a copy."""
         return iter(())
 
-    def arrival_dates(self, folder: str) -> dict[str, str]:
-        """Never asked (``keeps_bytes`` is false): the received time is in ``kept_items``."""
+    def list_items(self, folder: str) -> dict[str, tuple[int, str | None]]:
+        """Never asked (``keeps_bytes`` is false): sizes and received times are in ``kept_items``."""
         return {}
 
     def set_flags(self, folder: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:

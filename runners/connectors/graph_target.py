@@ -457,26 +457,11 @@ class GraphTarget:
         response = self.http.send("GET", f"{self._message_url(item_id)}/$value", operation)
         return self.http.check(response, operation, WRITE_PERMISSION).content
 
-    def list_sizes(self, folder: str) -> dict[str, int]:
-        """``{item id: PR_MESSAGE_SIZE}`` (Exchange's size of its own rendering, not the source's)."""
-        folder_id = self.folders.require(folder).id
-        size = "Integer 0x0E08"
-        params = {
-            "$select": "id",
-            "$expand": f"singleValueExtendedProperties($filter=id eq '{size}')",
-            "$top": "250",
-        }
-        url = f"{self._folder_url(folder_id)}/messages"
-        return {
-            str(data["id"]): int(property_value(data, size) or 0)
-            for data in self.http.pages(url, f"sizes {folder}", WRITE_PERMISSION, params)
-        }
-
     def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:
         raise NotImplementedError("Graph re-renders messages: no byte digest to compare (keeps_bytes=False)")
 
-    def arrival_dates(self, folder: str) -> dict[str, str]:
-        """Never asked (``keeps_bytes`` is false): the received time is in ``kept_items``."""
+    def list_items(self, folder: str) -> dict[str, tuple[int, str | None]]:
+        """Never asked (``keeps_bytes`` is false): sizes and received times are in ``kept_items``."""
         return {}
 
     def set_flags(self, folder: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:

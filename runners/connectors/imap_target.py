@@ -184,28 +184,18 @@ class ImapTarget:
         self.conn.check(verb + self.conn.astring(wire_name), f"{verb.decode().strip()} {wire_name}")
         self._selected = wire_name
 
-    def list_sizes(self, wire_name: str) -> dict[str, int]:
-        """``{uid: RFC822.SIZE}`` of every message in the folder (for verification)."""
-        return {
-            str(uid): size or 0 for uid, size, _ in self._each_message(wire_name, b"RFC822.SIZE", "sizes")
-        }
-
-    def arrival_dates(self, wire_name: str) -> dict[str, str]:
-        return {
-            str(uid): date for uid, _, date in self._each_message(wire_name, b"INTERNALDATE", "dates") if date
-        }
-
-    def _each_message(
-        self, wire_name: str, item: bytes, what: str
-    ) -> Iterator[tuple[int, int | None, str | None]]:
-        """``(uid, size, internaldate)`` of every message, as far as ``item`` asks for them."""
+    def list_items(self, wire_name: str) -> dict[str, tuple[int, str | None]]:
         self._select(wire_name, readonly=True)
-        reply = self.conn.check(b"UID FETCH 1:* (UID %s)" % item, f"UID FETCH {wire_name} {what}")
+        reply = self.conn.check(
+            b"UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE)", f"UID FETCH {wire_name} sizes"
+        )
+        items: dict[str, tuple[int, str | None]] = {}
         for parts in reply.untagged:
             if b" FETCH " in parts[0]:
                 uid, size, _, internaldate, _ = fetch_meta(parts[0])
                 if uid is not None:
-                    yield uid, size, internaldate
+                    items[str(uid)] = (size or 0, internaldate)
+        return items
 
     def digests(self, wire_name: str) -> Iterator[tuple[str, int, bytes]]:
         return self.digests_from(wire_name, 1)
