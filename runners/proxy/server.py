@@ -21,7 +21,7 @@ from runners.plan.model import Plan
 from runners.proxy.backend_connect import BackendTls
 from runners.proxy.client_tls import client_context
 from runners.proxy.context import ProxyContext, log
-from runners.proxy.contracts import Listener, LoginObserver, Relay, Service, TlsMode
+from runners.proxy.contracts import LISTEN_BACKLOG, Listener, LoginObserver, Relay, Service, TlsMode
 from runners.proxy.deadlines import SessionDeadlines
 from runners.proxy.directory_lookup import DirectoryLookup
 from runners.proxy.imap_session import ImapSession
@@ -166,7 +166,8 @@ class ProxyServer:
             return await asyncio.start_server(handle, sock=sock, ssl=tls, limit=_CLIENT_LIMIT,
                                               ssl_handshake_timeout=handshake)  # fmt: skip
         return await asyncio.start_server(handle, listener.host, listener.port, ssl=tls, limit=_CLIENT_LIMIT,
-                                          ssl_handshake_timeout=handshake, reuse_address=True)  # fmt: skip
+                                          ssl_handshake_timeout=handshake, reuse_address=True,
+                                          backlog=LISTEN_BACKLOG)  # fmt: skip
 
     async def _start_smtp(self) -> None:
         ctx = self.ctx

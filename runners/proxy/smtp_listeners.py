@@ -16,7 +16,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from runners.plan.proxy_smtp_options import ProxySmtpSettings
-from runners.proxy.contracts import Listener, LoginObserver, ProxyBackend, Relay, Router, Service, TlsMode
+from runners.proxy.contracts import (
+    LISTEN_BACKLOG,
+    Listener,
+    LoginObserver,
+    ProxyBackend,
+    Relay,
+    Router,
+    Service,
+    TlsMode,
+)
 from runners.proxy.relay import relay as default_relay
 from runners.proxy.smtp_inbound import serve_inbound
 from runners.proxy.smtp_session import ClientConnection, SmtpProxy
@@ -105,7 +114,10 @@ async def start_smtp_listeners(
             handler = _handler(proxy, listener, spool, None if delivery is None else delivery.wake, sessions)
             tls = tls_context if implicit else None
             if prebound is None:
-                servers.append(await asyncio.start_server(handler, listener.host, listener.port, ssl=tls))
+                server = await asyncio.start_server(
+                    handler, listener.host, listener.port, ssl=tls, backlog=LISTEN_BACKLOG
+                )
+                servers.append(server)
                 served.append(listener)
                 continue
             for sock in prebound.get(listener, ()):

@@ -29,15 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from runners.plan.proxy_model import ProxyOptions
-from runners.proxy.contracts import Listener, Service
+from runners.proxy.contracts import LISTEN_BACKLOG, Listener, Service
 from runners.proxy.server import Bound, Prebound
 from runners.proxy.settings import listeners
 from runners.proxy.shared_limits import SharedLoginLimits
 
 log = logging.getLogger(__name__)
 
-#: nginx's listen backlog: a burst of clients waits in the kernel, not refused.
-_BACKLOG = 511
 #: A worker that ends sooner than this after its start is started again only after ``_RESTART_PAUSE``.
 _YOUNG_SECONDS = 2.0
 _RESTART_PAUSE = 1.0
@@ -127,7 +125,7 @@ def _listening(
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address[0], port, *address[2:]))
-        sock.listen(_BACKLOG)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
