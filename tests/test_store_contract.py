@@ -27,7 +27,7 @@ from checks.runner import CheckRun
 from runners.model import FolderState
 from runners.state.backend import Backend, SqliteBackend
 from runners.state.errors import StoreError
-from runners.state.mailbox_reads import MailboxQuery
+from runners.state.mailbox_views import MailboxQuery
 from runners.state.pacing import PacingRow
 from runners.state.pg_backend import PostgresBackend
 from runners.state.rows import (
