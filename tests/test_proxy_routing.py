@@ -20,7 +20,8 @@ from runners.proxy.router import PlanRouter
 from runners.proxy.settings import backends, listeners
 from runners.state.errors import StoreError
 from runners.state.store import StateStore
-from runners.state.wave_steps import Actor, StepStatus
+from runners.state.wave_step_rows import Actor
+from runners.state.wave_steps import StepStatus
 
 BASE = """
 [source]
