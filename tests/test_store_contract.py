@@ -40,11 +40,10 @@ from runners.state.rows import (
     SyncedFolder,
     Unsent,
 )
-from runners.state.statuses import ControlAction
+from runners.state.statuses import ControlAction, StepStatus
 from runners.state.store import MailboxProgress, StateStore
 from runners.state.survey import SurveyRow
 from runners.state.wave_step_rows import Actor
-from runners.state.wave_steps import StepStatus
 
 BACKENDS = ("sqlite", "postgresql")
 #: Larger than PostgreSQL's INTEGER: UIDVALIDITY is 32-bit unsigned, byte counts pass 2^31.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runners.state.wave_steps import StepStatus
+    from runners.state.statuses import StepStatus
 
 
 @dataclass(frozen=True, slots=True)

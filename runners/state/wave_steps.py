@@ -15,7 +15,6 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from runners.safe_text import safe_data
@@ -23,21 +22,13 @@ from runners.state.audit import OPERATOR
 from runners.state.base import StoreBase
 from runners.state.errors import StoreError
 from runners.state.runs import alive
+from runners.state.statuses import StepStatus
 
 if TYPE_CHECKING:
     from runners.state.wave_step_rows import Actor, AuditEntry, LeaseRow, StepRow, WaveStanding
 
 #: The window's main steps (the stage a wave is at is the last one done); ``switch:…`` rows are sub-steps.
 MAIN_STEPS = ("ready", "final-pass", "switched", "settled", "closed", "rolled-back")
-
-
-class StepStatus(StrEnum):
-    """``wave_steps.status``."""
-
-    STARTED = "started"
-    DONE = "done"
-    REFUSED = "refused"  # an interlock or a condition that didn't hold
-    FAILED = "failed"  # the step could not do its work (a server refused, unreachable, ...)
 
 
 class WaveStepsMixin(StoreBase):
