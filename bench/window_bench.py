@@ -34,7 +34,7 @@ from runners.engine.wave import run_wave  # noqa: E402
 from runners.plan.loader import load_plan  # noqa: E402
 from runners.plan.model import Plan  # noqa: E402
 from runners.state.store import StateStore  # noqa: E402
-from runners.state.wave_steps import Actor  # noqa: E402
+from runners.state.wave_step_rows import Actor  # noqa: E402
 from runners.window.driver import Override, WindowDriver  # noqa: E402
 
 WAVE = "bench"

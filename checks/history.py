@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from checks.model import Finding, Severity, State
 from checks.runner import CheckRun
-from runners.state.check_history import CheckResultRecord, CheckRunRecord, FindingRecord
+from runners.state.check_rows import CheckResultRecord, CheckRunRecord, FindingRecord
 from runners.state.statuses import CheckState
 from runners.state.store import StateStore
 

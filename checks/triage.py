@@ -21,8 +21,8 @@ from runners.engine.sessions import open_source, open_target
 from runners.errors import MigrationError, ProtocolError
 from runners.plan.model import MailboxEntry, Plan
 from runners.plan.readiness_model import DirectorySettings
-from runners.state.check_history import FindingRow
-from runners.state.mailbox_reads import MailboxDetail, MailboxQuery, MailboxRow
+from runners.state.check_rows import FindingRow
+from runners.state.mailbox_views import MailboxDetail, MailboxQuery, MailboxRow
 from runners.state.open_store import open_store, store_exists
 from runners.state.proxy_rows import LoginRow
 from runners.state.read_models.window import STAGE_WORDS, WaveWindow, stamp, wave_windows

@@ -46,7 +46,7 @@ from cockpit.widgets.keybar import own_keys
 from cockpit.window_step import ALWAYS_TYPED, ENDED, next_step, plan_step, start_detached, switch_argv
 from runners.engine.control import request
 from runners.plan.model import Plan
-from runners.state.mailbox_reads import MailboxQuery, MessageIssue
+from runners.state.mailbox_views import MailboxQuery, MessageIssue
 from runners.state.open_store import open_store
 from runners.state.operators import operator_id
 from runners.state.read_models.launch_preview import LaunchPreview, preview_launch

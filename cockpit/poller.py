@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from runners.plan.model import Plan
 from runners.state.backend import Backend
-from runners.state.mailbox_reads import MailboxQuery
+from runners.state.mailbox_views import MailboxQuery
 from runners.state.open_store import open_store
 from runners.state.read_models.snapshot import ALL, LedgerCache, Snapshot, take, with_rows
 from runners.state.store import StateStore

@@ -18,7 +18,7 @@ from textual.screen import Screen
 
 from cockpit.actions import ActionSpec
 from runners.plan.model import Plan
-from runners.state.mailbox_reads import MailboxQuery, MessageIssue
+from runners.state.mailbox_views import MailboxQuery, MessageIssue
 from runners.state.read_models.snapshot import Snapshot
 from runners.state.store import StateStore
 

@@ -22,8 +22,9 @@ from runners.plan.model import Plan
 from runners.proxy.context import ProxyContext
 from runners.proxy.contracts import LoginEvent, Password
 from runners.proxy.server import ProxyServer, build_context
+from runners.state.statuses import StepStatus
 from runners.state.store import StateStore
-from runners.state.wave_steps import Actor, StepStatus
+from runners.state.wave_step_rows import Actor
 
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 #: Dovecot delays a refusal by 2 s by default: the tests' backends answer at once.

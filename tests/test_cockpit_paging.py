@@ -30,7 +30,7 @@ from cockpit.widgets.fleet_table import FleetTable
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.state import mailbox_search
-from runners.state.mailbox_reads import MailboxDetail, MailboxQuery
+from runners.state.mailbox_views import MailboxDetail, MailboxQuery
 from runners.state.open_store import open_store
 from runners.state.read_models.snapshot import Snapshot, take
 from runners.state.statuses import MailboxState

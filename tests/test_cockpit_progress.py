@@ -26,7 +26,7 @@ from runners.model import FolderState
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.state import rows
-from runners.state.mailbox_reads import LedgerProgress
+from runners.state.mailbox_views import LedgerProgress
 from runners.state.read_models.snapshot import LedgerCache, WaveSummary, take
 from runners.state.store import MailboxProgress, StateStore
 from runners.state.survey import SurveyRow

@@ -31,8 +31,9 @@ from runners.plan.loader import load_plan
 from runners.plan.model import Plan
 from runners.state.read_models.snapshot import take
 from runners.state.read_models.window import stamp
+from runners.state.statuses import StepStatus
 from runners.state.store import StateStore
-from runners.state.wave_steps import Actor, StepStatus
+from runners.state.wave_step_rows import Actor
 
 #: Each wave and the main steps it went through (the last one done is its stage).
 STAGES = {

@@ -21,7 +21,7 @@ from runners.peek import MessageRef, message_headers
 from runners.plan.loader import load_plan
 from runners.state import rows
 from runners.state.errors import StoreError
-from runners.state.mailbox_reads import MessageIssue
+from runners.state.mailbox_views import MessageIssue
 from runners.state.store import StateStore
 
 SUBJECT = "Grüße aus Köln 🚀"

@@ -26,7 +26,7 @@ from cockpit.screens.mailbox import FailureView, MailboxView
 from runners.errors import CommandError, PlanError
 from runners.plan.loader import load_plan
 from runners.safe_text import file_name_part, register_secret, safe, safe_lines, scrub, visible
-from runners.state.mailbox_reads import MessageIssue
+from runners.state.mailbox_views import MessageIssue
 from runners.state.read_models.snapshot import take
 from runners.state.store import StateStore
 

@@ -19,8 +19,9 @@ from runners.proxy.login_rewrite import rewrite, rewrite_login
 from runners.proxy.router import PlanRouter
 from runners.proxy.settings import backends, listeners
 from runners.state.errors import StoreError
+from runners.state.statuses import StepStatus
 from runners.state.store import StateStore
-from runners.state.wave_steps import Actor, StepStatus
+from runners.state.wave_step_rows import Actor
 
 BASE = """
 [source]

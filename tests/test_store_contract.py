@@ -27,7 +27,7 @@ from checks.runner import CheckRun
 from runners.model import FolderState
 from runners.state.backend import Backend, SqliteBackend
 from runners.state.errors import StoreError
-from runners.state.mailbox_reads import MailboxQuery
+from runners.state.mailbox_views import MailboxQuery
 from runners.state.pacing import PacingRow
 from runners.state.pg_backend import PostgresBackend
 from runners.state.rows import (
@@ -40,10 +40,10 @@ from runners.state.rows import (
     SyncedFolder,
     Unsent,
 )
-from runners.state.statuses import ControlAction
+from runners.state.statuses import ControlAction, StepStatus
 from runners.state.store import MailboxProgress, StateStore
 from runners.state.survey import SurveyRow
-from runners.state.wave_steps import Actor, StepStatus
+from runners.state.wave_step_rows import Actor
 
 BACKENDS = ("sqlite", "postgresql")
 #: Larger than PostgreSQL's INTEGER: UIDVALIDITY is 32-bit unsigned, byte counts pass 2^31.

@@ -16,9 +16,9 @@ from servers.process import free_ports
 
 from runners.errors import PlanError
 from runners.plan.loader import load_plan
-from runners.state.statuses import ControlAction
+from runners.state.statuses import ControlAction, StepStatus
 from runners.state.store import StateStore
-from runners.state.wave_steps import Actor, StepStatus
+from runners.state.wave_step_rows import Actor
 from runners.window.actor import current_actor, ssh_client
 from runners.window.stages import Stage, stage_of, switch_substeps_done
 

@@ -33,7 +33,7 @@ from servers.tlsca import Leaf
 
 from runners.plan.secret import Secret
 from runners.plan.switch_model import DomainRecords, HostPort, MxRecord, SwitchDns, TsigSettings
-from runners.state.check_history import CheckRunRecord
+from runners.state.check_rows import CheckRunRecord
 from runners.state.store import StateStore
 from runners.switch.dns_query import AuthServer, served
 from runners.switch.dns_update import Primary, apply_records

@@ -20,7 +20,7 @@ from cockpit.screens.base import FilteredView
 from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
 from runners.state.read_models.snapshot import Snapshot
-from runners.state.wave_steps import AuditEntry
+from runners.state.wave_step_rows import AuditEntry
 
 COLUMNS = (
     ("when", 14),

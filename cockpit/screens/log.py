@@ -15,7 +15,7 @@ from textual.widgets import Header, Input, RichLog, Static
 from cockpit.format import cell
 from cockpit.screens.base import FilteredView
 from cockpit.widgets.keybar import KeyBar
-from runners.state.mailbox_reads import Event
+from runners.state.mailbox_views import Event
 from runners.state.read_models.snapshot import Snapshot
 
 MAX_LINES = 1000

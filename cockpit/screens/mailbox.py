@@ -28,7 +28,7 @@ from cockpit.widgets.keybar import KeyBar
 from runners.headers import MessageHeaders
 from runners.peek import MessageRef, message_headers
 from runners.plan.model import Plan
-from runners.state.mailbox_reads import (
+from runners.state.mailbox_views import (
     FolderDetail,
     MailboxDetail,
     MailboxQuery,

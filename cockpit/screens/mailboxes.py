@@ -22,7 +22,7 @@ from cockpit.format import ago, bar, count, percent, state_label, tone
 from cockpit.screens.base import View
 from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
-from runners.state.mailbox_reads import MailboxQuery, MailboxRow
+from runners.state.mailbox_views import MailboxQuery, MailboxRow
 from runners.state.read_models.snapshot import Snapshot
 
 #: Rows the table holds: the window of the list read, formatted and diffed on every poll (drawing costs

@@ -21,7 +21,7 @@ from cockpit.screens.base import FilteredView, TextView
 from cockpit.widgets.flash import flash
 from cockpit.widgets.fleet_table import FleetTable
 from cockpit.widgets.keybar import KeyBar
-from runners.state.check_history import CheckRow, FindingRow
+from runners.state.check_rows import CheckRow, FindingRow
 from runners.state.operators import operator_id
 from runners.state.read_models.snapshot import ReadinessSummary, Snapshot, readiness_page
 

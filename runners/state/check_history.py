@@ -1,93 +1,26 @@
 """Readiness check runs in the state store: each run, each check's outcome and every finding, kept
-as history so that a run can be compared with the one before and the cockpit can show the last."""
+as history so that a run can be compared with the one before and the cockpit can show the last.
+Its rows are built in ``check_rows``, imported where they are made: a run, which never reads them,
+doesn't build them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from runners.state.base import StoreBase
 from runners.state.statuses import CheckState
 
-
-@dataclass(frozen=True, slots=True)
-class CheckRunRecord:
-    started: float
-    seconds: float | None
-    phase: str
-    scope: str  # "all", or the category / ids that were run
-    complete: bool  # no check ended in error
-    #: Who ran it, ``user@host`` (None for runs recorded before this was kept).
-    operator: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CheckRunRow:
-    id: int
-    started: float
-    phase: str
-
-
-@dataclass(frozen=True, slots=True)
-class CategoryChecked:
-    """When a category's checks last ran, and who ran them."""
-
-    category: str
-    started: float
-    operator: str | None
-    run_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResultRecord:
-    check_id: str
-    category: str
-    state: CheckState
-    reason: str | None
-    seconds: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class CheckRow:
-    """A check that did not end ok in the last run, and why."""
-
-    check_id: str
-    category: str
-    state: CheckState
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class FindingRecord:
-    fingerprint: str
-    check_id: str
-    severity: str  # blocker | warning | info | pass (checks.model.Severity)
-    object_type: str
-    object_id: str
-    title: str
-    observed: str
-    expected: str
-    evidence: str
-    remediation: str
-    waiver: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class FindingRow:
-    """A stored finding, with the category of the check that made it."""
-
-    check_id: str
-    category: str
-    severity: str
-    object_type: str
-    object_id: str
-    title: str
-    observed: str
-    expected: str
-    evidence: str
-    remediation: str
-    waiver: str | None
-    fingerprint: str
+if TYPE_CHECKING:
+    from runners.state.check_rows import (
+        CategoryChecked,
+        CheckResultRecord,
+        CheckRow,
+        CheckRunRecord,
+        CheckRunRow,
+        FindingRecord,
+        FindingRow,
+    )
 
 
 #: The newest run of each check: a partial run replaces only what it re-checked.
@@ -137,6 +70,8 @@ class CheckHistoryMixin(StoreBase):
 
     def last_check_run(self, *, scope: str | None = None, phase: str | None = None) -> CheckRunRow | None:
         """The newest check run (of this scope and phase, when given)."""
+        from runners.state.check_rows import CheckRunRow
+
         where, params = [], []
         for column, value in (("scope", scope), ("phase", phase)):
             if value is not None:
@@ -195,6 +130,8 @@ class CheckHistoryMixin(StoreBase):
         return self._findings(f"WHERE {listed}", (values,)), matching
 
     def _findings(self, clause: str, params: Sequence[object]) -> list[FindingRow]:
+        from runners.state.check_rows import FindingRow
+
         rows = self._read(
             "SELECT f.check_id, r.category, f.severity, f.object_type, f.object_id, f.title, f.observed, "
             "f.expected, f.evidence, f.remediation, f.waiver, f.fingerprint FROM findings f JOIN check_results r "
@@ -222,6 +159,8 @@ class CheckHistoryMixin(StoreBase):
 
     def checks_not_ok(self, run_id: int) -> list[CheckRow]:
         """The checks of a run that ended in error or were skipped, by id."""
+        from runners.state.check_rows import CheckRow
+
         rows = self._read(
             "SELECT check_id, category, state, reason FROM check_results WHERE run_id = ? AND state != ? "
             "ORDER BY check_id",
@@ -245,6 +184,8 @@ class CheckHistoryMixin(StoreBase):
 
     def latest_checks_not_ok(self) -> list[CheckRow]:
         """The checks whose newest run ended in error or was skipped, by id."""
+        from runners.state.check_rows import CheckRow
+
         rows = self._read(
             f"SELECT r.check_id, r.category, r.state, r.reason FROM check_results r JOIN ({_LATEST}) l "
             "ON l.run_id = r.run_id AND l.check_id = r.check_id WHERE r.state != ? ORDER BY r.check_id",
@@ -254,6 +195,8 @@ class CheckHistoryMixin(StoreBase):
 
     def categories_checked(self) -> list[CategoryChecked]:
         """Each category with its newest run (when, and by whom), by name."""
+        from runners.state.check_rows import CategoryChecked
+
         rows = self._read(
             "SELECT r.category, c.started, c.operator, c.id FROM check_runs c JOIN "
             "(SELECT category, MAX(run_id) AS run_id FROM check_results GROUP BY category) r "

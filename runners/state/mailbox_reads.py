@@ -2,278 +2,35 @@
 mailboxes' live counters, their folders and ledger counts, what was not copied and why, and events.
 
 Each returns typed rows. The mailbox list filters, orders and limits in SQL (``MailboxQuery``), so a
-poll costs what is shown, not the size of the fleet.
+poll costs what is shown, not the size of the fleet. The rows are built in ``mailbox_views``,
+imported by the reads that make them: a run, which never reads them, doesn't build their classes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
 from runners.state.base import StoreBase
 from runners.state.mailbox_pages import keyset
 from runners.state.mailbox_search import search_clause
 from runners.state.statuses import AttemptStatus, MailboxState, MessageStatus
 
-
-@dataclass(frozen=True, slots=True)
-class MailboxRow:
-    """A mailbox's live counters, as the engine keeps them (``mailboxes``)."""
-
-    source: str
-    target: str
-    wave: str
-    state: MailboxState
-    messages_total: int
-    messages_done: int
-    bytes_total: int
-    bytes_done: int
-    failed: int
-    skipped: int
-    current_folder: str | None
-    error: str | None
-    error_kind: str | None
-    updated: float | None
-    #: From the ledger, cumulative across passes and retries (``with_ledger``; None until counted). The
-    #: counters above are the current run's only: a retry of one message starts them again at 0/1.
-    copied: int | None = None
-    #: What the source holds: its folders as of their last completed pass, or this run's count if larger.
-    source_holds: int | None = None
-    #: Bytes copied (cumulative, like ``copied``) and the source's bytes as of its folders' last pass.
-    copied_bytes: int | None = None
-    source_bytes: int = 0
-    #: Folders the last pass could not open or copy (``folders.error``).
-    folder_errors: int = 0
-
-    @property
-    def done_of_total(self) -> tuple[int, int]:
-        """Messages copied of what the source holds (cumulative), or the run's counters until counted."""
-        if self.copied is None:
-            return self.messages_done, self.messages_total
-        return self.copied, max(self.source_holds or 0, self.copied)
-
-    @property
-    def progress(self) -> float:
-        done, total = self.done_of_total
-        return min(done / total, 1.0) if total else 0.0
-
-    @property
-    def ok(self) -> bool:
-        return (
-            self.state in (MailboxState.OK, MailboxState.PENDING)
-            and not self.failed
-            and not self.skipped
-            and not self.error
-        )
-
-    def with_ledger(self, ledger: LedgerProgress | None) -> MailboxRow:
-        """This row with its cumulative counts (``cumulative``)."""
-        if ledger is None:
-            return self
-        copied, holds, copied_bytes, source_bytes, failed, skipped = cumulative(
-            self.state, self.messages_total, self.messages_done, self.bytes_total, self.bytes_done,
-            self.failed, self.skipped, ledger,
-        )  # fmt: skip
-        # The constructor, not dataclasses.replace: five times faster, and a poll makes hundreds.
-        return MailboxRow(
-            self.source, self.target, self.wave, self.state, self.messages_total, self.messages_done,
-            self.bytes_total, self.bytes_done, failed, skipped, self.current_folder, self.error,
-            self.error_kind, self.updated, copied, holds, copied_bytes, source_bytes, ledger.folder_errors,
-        )  # fmt: skip
-
-
-def cumulative(
-    state: str,
-    messages_total: int,
-    messages_done: int,
-    bytes_total: int,
-    bytes_done: int,
-    failed: int,
-    skipped: int,
-    ledger: LedgerProgress,
-) -> tuple[int, int, int, int, int, int]:
-    """A mailbox's shown counts from its run counters and its ledger: (copied, what the source holds,
-    bytes copied, the source's bytes, failed, skipped). The ledger is cumulative across passes and
-    retries; while the mailbox runs it is read less often than the counters, so the larger is shown.
-    Never fewer failures than the run counted (the attention filter, in SQL, reads the counters)."""
-    copied, copied_bytes = ledger.copied, ledger.copied_bytes
-    if state == MailboxState.RUNNING:
-        copied = max(copied, messages_done - failed - skipped)
-        copied_bytes = max(copied_bytes, bytes_done)
-    return (
-        copied,
-        max(ledger.source_messages, messages_total, copied),
-        copied_bytes,
-        max(ledger.source_bytes, bytes_total),
-        max(ledger.failed, failed),
-        max(ledger.skipped, skipped),
+if TYPE_CHECKING:
+    from runners.state.mailbox_views import (
+        Event,
+        FleetCounters,
+        FolderErrorRow,
+        LedgerProgress,
+        MailboxDetail,
+        MailboxLedgerRow,
+        MailboxPage,
+        MailboxQuery,
+        MailboxRow,
+        MessageAttempt,
+        NotCopiedRow,
+        WaveStateTotals,
     )
-
-
-#: (source, wave, state, messages_total, messages_done, bytes_total, bytes_done, failed, skipped, updated):
-#: one mailbox's counters as plain values, read for the whole fleet on every poll (no object per row).
-FleetCounters = tuple[str, str, str, int, int, int, int, int, int, float | None]
-
-
-class LedgerProgress(NamedTuple):
-    """One mailbox's ledger summed: what every pass and retry so far has copied, failed or skipped, and
-    what its folders held at their last completed pass. A tuple of ints, which the garbage collector
-    stops tracking: a viewer keeps one per mailbox of a fleet, and every full collection would walk them."""
-
-    copied: int
-    copied_bytes: int
-    failed: int
-    skipped: int
-    source_messages: int
-    source_bytes: int
-    folder_errors: int
-
-
-@dataclass(frozen=True, slots=True)
-class MailboxQuery:
-    """Which mailbox rows a viewer wants: filtering, ordering and the limit run in SQL, so a poll
-    costs what is shown, not the size of the fleet."""
-
-    wave: str | None = None
-    #: Substring of the source, target or state (case-insensitive); "" for any.
-    text: str = ""
-    #: Only mailboxes that need attention: not ok, failures or skips, an error (running ones too).
-    attention: bool = False
-    #: One mailbox by its source address.
-    source: str | None = None
-    order: str = "source"  # source (or mailbox) | failed | progress
-    limit: int | None = None
-    #: A window of the list (``mailbox_pages``): from this mailbox on (None: from the first) ...
-    start: str | None = None
-    #: ... or from this many rows before ``start`` (before the end when ``start`` is None).
-    back: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class MailboxPage:
-    """A window of the mailbox list and the mailbox it starts at (None: the first of the list)."""
-
-    rows: list[MailboxRow]
-    start: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class WaveStateTotals:
-    """The counters of a wave's mailboxes in one state, summed."""
-
-    wave: str
-    state: MailboxState
-    mailboxes: int
-    messages_total: int
-    messages_done: int
-    bytes_done: int
-    failed: int
-    skipped: int
-    bytes_total: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    id: int
-    ts: float
-    level: str  # info | warning | error
-    kind: str
-    mailbox: str | None
-    folder: str | None
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class MailboxLedgerRow:
-    """A mailbox with its ledger counted by status (``cutover status``)."""
-
-    id: int
-    source: str
-    target: str
-    wave: str
-    state: MailboxState
-    error: str | None
-    error_kind: str | None
-    updated: float | None
-    copied: int
-    skipped: int
-    failed: int
-    pending: int
-    bytes_copied: int
-
-
-@dataclass(frozen=True, slots=True)
-class FolderErrorRow:
-    """A folder the last pass could not copy (``folders.error``)."""
-
-    source: str
-    source_path: str
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class MessageAttempt:
-    """One outcome that left a message not copied: failed, skipped, or waived by an operator."""
-
-    run_id: int | None  # None: an operator's decision, not a run
-    at: float
-    status: AttemptStatus
-    reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class NotCopiedRow:
-    """A message not copied, with every attempt on it."""
-
-    mailbox: str
-    folder: str
-    uidvalidity: int
-    uid: int
-    size: int
-    internaldate: str | None
-    status: MessageStatus
-    reason: str | None
-    attempts: int
-    history: tuple[MessageAttempt, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class FolderDetail:
-    source: str
-    target: str
-    source_messages: int | None  # as of the last completed pass
-    source_bytes: int | None  # the same pass
-    copied: int
-    copied_bytes: int
-    skipped: int
-    failed: int
-    pending: int
-    excluded: str | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class MessageIssue:
-    folder: str
-    uid: int
-    size: int
-    internaldate: str | None
-    status: MessageStatus
-    reason: str | None
-    attempts: int
-    #: Where to find it on the source again (runners.peek): the folder's name there, the ledger's
-    #: key (UID, POP3 UIDL or Maildir file name) and UIDVALIDITY.
-    source_name: str = ""
-    key: str = ""
-    uidvalidity: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class MailboxDetail:
-    source: str
-    folders: tuple[FolderDetail, ...] = ()
-    issues: tuple[MessageIssue, ...] = field(default_factory=tuple)
 
 
 def _count(status: MessageStatus, value: str = "1") -> str:
@@ -307,6 +64,8 @@ class MailboxReadsMixin(StoreBase):
     # -- the fleet, from the per-mailbox counters (never the ledger) --------------------------------
 
     def wave_state_totals(self) -> list[WaveStateTotals]:
+        from runners.state.mailbox_views import WaveStateTotals
+
         rows = self._read(
             "SELECT wave, state, COUNT(*), SUM(messages_total), SUM(messages_done), SUM(bytes_done), "
             "SUM(failed), SUM(skipped), SUM(bytes_total) FROM mailboxes GROUP BY wave, state"
@@ -333,6 +92,8 @@ class MailboxReadsMixin(StoreBase):
     def mailbox_page(self, query: MailboxQuery) -> MailboxPage:
         """The rows of ``query`` from its window's start (``mailbox_pages``): the index in the mailbox
         order, then as many rows as the limit asks, however far into the fleet the window is."""
+        from runners.state.mailbox_views import MailboxPage, MailboxRow
+
         clause, params = _where(query, self._backend.dialect, self._trigram_matches)
         order = keyset(query.order)
         start = query.start
@@ -356,6 +117,8 @@ class MailboxReadsMixin(StoreBase):
     def mailboxes_before(self, query: MailboxQuery, start: str | None, count: int) -> list[MailboxRow]:
         """At most ``count`` rows of ``query`` before the mailbox ``start`` (None: before the end) in its
         order, nearest first: where a window read backwards starts."""
+        from runners.state.mailbox_views import MailboxRow
+
         clause, params = _where(query, self._backend.dialect, self._trigram_matches)
         order = keyset(query.order)
         if start is not None:
@@ -370,6 +133,8 @@ class MailboxReadsMixin(StoreBase):
     def ledger_progress(self, sources: Sequence[str]) -> dict[str, LedgerProgress]:
         """The ledger of these mailboxes summed per mailbox (a pass over their messages: read for the rows
         on screen, or a bounded number per poll, never the whole fleet at once)."""
+        from runners.state.mailbox_views import LedgerProgress
+
         out: dict[str, LedgerProgress] = {}
         for start in range(0, len(sources), 500):  # SQLite's bound-parameter limit, with room to spare
             chunk = list(sources[start : start + 500])
@@ -414,6 +179,8 @@ class MailboxReadsMixin(StoreBase):
 
     def active_mailboxes(self, limit: int) -> list[MailboxRow]:
         """The running mailboxes most recently active, at most ``limit``."""
+        from runners.state.mailbox_views import MailboxRow
+
         rows = self._read(
             f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE state = ? ORDER BY updated DESC NULLS LAST LIMIT ?",
             (MailboxState.RUNNING, limit),
@@ -432,6 +199,8 @@ class MailboxReadsMixin(StoreBase):
 
     def recent_events(self, limit: int) -> list[Event]:
         """The last ``limit`` events, oldest first."""
+        from runners.state.mailbox_views import Event
+
         rows = self._read(
             "SELECT id, ts, level, kind, mailbox, folder, message FROM events ORDER BY id DESC LIMIT ?",
             (limit,),
@@ -441,6 +210,8 @@ class MailboxReadsMixin(StoreBase):
     # -- the ledger, per wave or mailboxes (`cutover status`) --------------------------------------
 
     def mailbox_ledger_counts(self, wave: str | None, sources: Sequence[str] = ()) -> list[MailboxLedgerRow]:
+        from runners.state.mailbox_views import MailboxLedgerRow
+
         clause, params = _scope(wave, sources)
         rows = self._read(
             "SELECT mb.id, mb.source, mb.target, mb.wave, mb.state, mb.error, mb.error_kind, mb.updated, "
@@ -457,6 +228,8 @@ class MailboxReadsMixin(StoreBase):
         ]  # fmt: skip
 
     def folder_errors(self, wave: str | None, sources: Sequence[str] = ()) -> list[FolderErrorRow]:
+        from runners.state.mailbox_views import FolderErrorRow
+
         clause, params = _scope(wave, sources)
         rows = self._read(
             "SELECT mb.source, f.source_path, f.error FROM folders f JOIN mailboxes mb ON mb.id = f.mailbox_id "
@@ -467,6 +240,8 @@ class MailboxReadsMixin(StoreBase):
 
     def not_copied(self, wave: str | None, sources: Sequence[str] = ()) -> list[NotCopiedRow]:
         """Every message not copied, each with its attempts (run, time, outcome, the server's words)."""
+        from runners.state.mailbox_views import MessageAttempt, NotCopiedRow
+
         clause, params = _scope(wave, sources)
         history: dict[tuple[int, int, str], list[MessageAttempt]] = {}
         for a in self._read(
@@ -503,6 +278,8 @@ class MailboxReadsMixin(StoreBase):
 
     def mailbox_detail(self, source: str) -> MailboxDetail:
         """Folders with their ledger counts, and every message not copied with its reason."""
+        from runners.state.mailbox_views import FolderDetail, MailboxDetail, MessageIssue
+
         folders = self._read(
             f"SELECT f.source_path, f.target_name, f.messages, f.bytes, {_LEDGER_COUNTS}, f.excluded, f.error "
             "FROM folders f JOIN mailboxes mb ON mb.id = f.mailbox_id LEFT JOIN messages m ON m.folder_id = f.id "
@@ -543,6 +320,8 @@ class MailboxReadsMixin(StoreBase):
         index lookup, cheap enough to repeat on every poll (``uid`` is then not needed); without a key
         the UID is looked up in the folder's ledger rows.
         """
+        from runners.state.mailbox_views import MessageAttempt
+
         where = ["mb.source = ?", "f.source_path = ?"]
         params: list[object] = [source, folder]
         if key is None:

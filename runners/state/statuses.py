@@ -73,3 +73,12 @@ class CheckState(StrEnum):
     OK = "ok"
     ERROR = "error"
     SKIPPED = "skipped"
+
+
+class StepStatus(StrEnum):
+    """``wave_steps.status``: where a step of a wave's cutover window stands."""
+
+    STARTED = "started"
+    DONE = "done"
+    REFUSED = "refused"  # an interlock or a condition that didn't hold
+    FAILED = "failed"  # the step could not do its work (a server refused, unreachable, ...)

@@ -5,6 +5,7 @@ cockpit's actions).
 
 A step is a row: started, then done, refused or failed, with what it checked and what it did as JSON
 (the window's code makes them; never a secret) and who: the OS user, the host and the SSH client.
+The rows are built in ``wave_step_rows``, imported where they are made: a run doesn't build them.
 """
 
 from __future__ import annotations
@@ -14,91 +15,20 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runners.safe_text import safe_data
 from runners.state.audit import OPERATOR
 from runners.state.base import StoreBase
 from runners.state.errors import StoreError
 from runners.state.runs import alive
+from runners.state.statuses import StepStatus
+
+if TYPE_CHECKING:
+    from runners.state.wave_step_rows import Actor, AuditEntry, LeaseRow, StepRow, WaveStanding
 
 #: The window's main steps (the stage a wave is at is the last one done); ``switch:…`` rows are sub-steps.
 MAIN_STEPS = ("ready", "final-pass", "switched", "settled", "closed", "rolled-back")
-
-
-class StepStatus(StrEnum):
-    """``wave_steps.status``."""
-
-    STARTED = "started"
-    DONE = "done"
-    REFUSED = "refused"  # an interlock or a condition that didn't hold
-    FAILED = "failed"  # the step could not do its work (a server refused, unreachable, ...)
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who acts: the OS user, the host, and the SSH client (``addr port``) when there is one."""
-
-    user: str
-    host: str
-    ssh_client: str | None = None
-
-    def __str__(self) -> str:
-        via = f" (ssh from {self.ssh_client})" if self.ssh_client else ""
-        return f"{self.user}@{self.host}{via}"
-
-
-@dataclass(frozen=True, slots=True)
-class StepRow:
-    id: int
-    wave: str
-    step: str
-    status: StepStatus
-    started: float
-    ended: float | None
-    actor: Actor
-    params: dict[str, Any]
-    checked: list[Any]
-    did: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseRow:
-    wave: str
-    holder: str
-    host: str
-    pid: int
-    taken: float
-    expires: float
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One operator action, from whichever table the store keeps it in."""
-
-    at: float
-    who: str
-    action: str
-    wave: str | None
-    mailbox: str | None
-    detail: str
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class WaveStanding:
-    """Where one wave stands in its window (``cutover status``, and the cockpit's later)."""
-
-    wave: str
-    #: The last main step done, or ``copying`` before any.
-    stage: str
-    #: When the wave reached its stage (None: still copying), and who took it there.
-    since: float | None
-    by: str | None
-    #: The last step since then that didn't complete, as ``step: status``; None when none.
-    last_problem: str | None
 
 
 class WaveStepsMixin(StoreBase):
@@ -137,6 +67,8 @@ class WaveStepsMixin(StoreBase):
 
     def wave_steps(self, wave: str | None = None) -> list[StepRow]:
         """Every step (of one wave, or of all), oldest first."""
+        from runners.state.wave_step_rows import Actor, StepRow
+
         where, params = ("WHERE wave = ? ", (wave,)) if wave else ("", ())
         rows = self._read(
             "SELECT id, wave, step, status, started, ended, operator, host, ssh_client, params, checked, did "
@@ -180,6 +112,8 @@ class WaveStepsMixin(StoreBase):
     def wave_standings(self, waves: Sequence[str]) -> list[WaveStanding]:
         """Each of ``waves``, in that order, with its stage (a store from before the window has none
         recorded: every wave is copying)."""
+        from runners.state.wave_step_rows import WaveStanding
+
         steps = self.wave_steps() if self._backend.columns("wave_steps") else []
         out = []
         for wave in waves:
@@ -199,6 +133,8 @@ class WaveStepsMixin(StoreBase):
         """Hold ``wave`` for this process for ``seconds``. None when taken (or renewed), else the
         lease of the live operator who holds it. A lease whose process is gone (on this host) or
         that expired is taken over."""
+        from runners.state.wave_step_rows import LeaseRow
+
         now, host, pid = time.time(), socket.gethostname(), os.getpid()
         with self.transaction() as db:
             row = db.execute(
@@ -226,6 +162,8 @@ class WaveStepsMixin(StoreBase):
             )
 
     def wave_lease(self, wave: str) -> LeaseRow | None:
+        from runners.state.wave_step_rows import LeaseRow
+
         rows = self._read(
             "SELECT wave, holder, host, pid, taken, expires FROM wave_leases WHERE wave = ?", (wave,)
         )
@@ -241,6 +179,8 @@ class WaveStepsMixin(StoreBase):
         return sorted(entries, key=lambda e: e.at)
 
     def _audit_steps(self, wave: str | None) -> list[AuditEntry]:
+        from runners.state.wave_step_rows import AuditEntry
+
         out = []
         for s in self.wave_steps(wave):
             if s.status == StepStatus.STARTED and s.ended is None and s.step.startswith("switch:"):
@@ -252,6 +192,8 @@ class WaveStepsMixin(StoreBase):
         return out
 
     def _audit_runs(self, wave: str | None) -> list[AuditEntry]:
+        from runners.state.wave_step_rows import AuditEntry
+
         where, params = ("WHERE wave = ? ", (wave,)) if wave else ("", ())
         try:
             rows = self._read(
@@ -273,6 +215,8 @@ class WaveStepsMixin(StoreBase):
         ]  # fmt: skip
 
     def _audit_controls(self, wave: str | None) -> list[AuditEntry]:
+        from runners.state.wave_step_rows import AuditEntry
+
         where, params = ("WHERE wave = ? OR wave IS NULL ", (wave,)) if wave else ("", ())
         rows = self._read(
             f"SELECT ts, wave, mailbox, action, requested_by FROM controls {where}ORDER BY id", params
@@ -284,6 +228,8 @@ class WaveStepsMixin(StoreBase):
         ]  # fmt: skip
 
     def _audit_waivers(self, wave: str | None) -> list[AuditEntry]:
+        from runners.state.wave_step_rows import AuditEntry
+
         clause, params = ("AND mb.wave = ? ", (wave,)) if wave else ("", ())
         rows = self._read(
             "SELECT a.at, mb.wave, mb.source, f.source_path, m.src_uid, a.reason FROM message_attempts a "
@@ -301,6 +247,8 @@ class WaveStepsMixin(StoreBase):
         return out
 
     def _audit_cockpit(self, wave: str | None) -> list[AuditEntry]:
+        from runners.state.wave_step_rows import AuditEntry
+
         rows = self._read(
             "SELECT e.ts, e.mailbox, e.message, mb.wave FROM events e LEFT JOIN mailboxes mb ON mb.source = e.mailbox "
             "WHERE e.kind = ? ORDER BY e.id",

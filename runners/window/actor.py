@@ -7,7 +7,7 @@ import socket
 from collections.abc import Mapping
 
 from runners.state.operators import operator_id, ssh_client
-from runners.state.wave_steps import Actor
+from runners.state.wave_step_rows import Actor
 
 
 def current_actor(environ: Mapping[str, str] | None = None) -> Actor:

@@ -15,8 +15,9 @@ from typing import Any
 
 from runners.errors import MigrationError
 from runners.plan.model import Plan
+from runners.state.statuses import StepStatus
 from runners.state.store import StateStore
-from runners.state.wave_steps import Actor, StepStatus
+from runners.state.wave_step_rows import Actor
 from runners.window.close_step import write_report
 from runners.window.conditions import Condition, failing, interlocks, ready_conditions
 from runners.window.final_pass import final_pass

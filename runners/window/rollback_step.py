@@ -13,7 +13,7 @@ from typing import Any
 
 from runners.engine import faults
 from runners.settle.rollback import copy_back, rollback_readiness
-from runners.state.wave_steps import StepStatus
+from runners.state.statuses import StepStatus
 from runners.switch.directory import route_users
 from runners.switch.dns_confirm import confirm, servers_by_zone
 from runners.switch.dns_update import Primary

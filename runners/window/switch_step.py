@@ -19,8 +19,9 @@ from runners.plan.model import MailboxEntry, Plan
 from runners.plan.switch_model import DomainRecords, SwitchDns
 from runners.settle.rollback import rollback_readiness
 from runners.settle.switch_marks import marks_path, record_switch_marks
+from runners.state.statuses import StepStatus
 from runners.state.store import StateStore
-from runners.state.wave_steps import Actor, StepStatus
+from runners.state.wave_step_rows import Actor
 from runners.switch.directory import route_users
 from runners.switch.dns_confirm import confirm, servers_by_zone
 from runners.switch.dns_manual import instructions, manual_changes

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from runners.plan.model import MailboxEntry, Plan
-from runners.state.check_history import CategoryChecked, CheckRow, FindingRow
-from runners.state.mailbox_reads import (
+from runners.state.check_rows import CategoryChecked, CheckRow, FindingRow
+from runners.state.mailbox_views import (
     Event,
     FleetCounters,
     LedgerProgress,

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from runners.state.errors import StoreError
 from runners.state.runs import alive
+from runners.state.statuses import StepStatus
 from runners.state.store import StateStore
-from runners.state.wave_steps import StepRow, StepStatus
+from runners.state.wave_step_rows import StepRow
 
 #: The stage as the overview writes it (readable at 80 columns, nothing abbreviated).
 STAGE_WORDS = {
