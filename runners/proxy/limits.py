@@ -119,6 +119,11 @@ def limit_keys(address: str, user: str) -> tuple[str, str]:
     return _address_key(address), _user_key(user)
 
 
+def address_key(address: str) -> str:
+    """The key of a client address's counters alone (``limit_keys``' first)."""
+    return _address_key(address)
+
+
 def _address_key(address: str) -> str:
     return "a:" + address
 

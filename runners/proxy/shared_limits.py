@@ -23,22 +23,24 @@ was not forked from it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import mmap
 import os
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from fcntl import LOCK_EX, LOCK_UN, lockf
 
 from runners.plan.proxy_model import LimitsOption
-from runners.proxy.limits import failure_delay, limit_keys
+from runners.proxy.limits import address_key, failure_delay, limit_keys
 
 #: key hash, unauthenticated connections, failures in a row, last failure, locked until.
 _SLOT = struct.Struct("<QiIdd")
 _DIGEST = struct.Struct("<Q")
-_UNTIL_AT = 24  # the offset of "locked until" in a slot
-_UNTIL = struct.Struct("<d")
+_SIZE = _SLOT.size
+#: The offsets and formats of single fields of a slot, read or written alone.
+_UNAUTH_AT, _UNAUTH = 8, struct.Struct("<i")
+_FAILS_AT, _FAILS = 12, struct.Struct("<I")
+_UNTIL_AT, _UNTIL = 24, struct.Struct("<d")
 _SLOTS = 32768  # 1 MiB of shared memory
 _PROBE = 16
 
@@ -60,13 +62,13 @@ class SharedLoginLimits:
         self._table.close()
         os.close(self._fd)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fcntl.lockf(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+    # The lock is taken and dropped inline (``lockf``) rather than by a context manager: admit and
+    # release run once a session each, and the generator's frames cost more than the system calls.
+    def _lock(self) -> None:
+        lockf(self._fd, LOCK_EX)
+
+    def _unlock(self) -> None:
+        lockf(self._fd, LOCK_UN)
 
     # -- the table -----------------------------------------------------------------------------
 
@@ -76,15 +78,24 @@ class SharedLoginLimits:
     def _write(self, index: int, digest: int, unauth: int, fails: int, last: float, until: float) -> None:
         _SLOT.pack_into(self._table, index * _SLOT.size, digest, unauth, fails, last, until)
 
-    def _find(self, key: str, now: float, create: bool) -> int | None:
-        """The slot of ``key``; with ``create``, a free one made its own when it has none."""
-        digest = _digest(key)
-        start = digest % self._slots
+    def _find(self, digest: int, now: float, create: bool) -> int | None:
+        """The slot of the key whose digest is ``digest``; with ``create``, a free one made its own
+        when it has none."""
+        table, slots = self._table, self._slots
+        start = digest % slots
+        # The loop's first step unrolled: nearly every key is in its first slot, or in none.
+        (held,) = _DIGEST.unpack_from(table, start * _SIZE)
+        if held == digest:
+            return start
+        if held == 0:
+            if not create:
+                return None
+            self._write(start, digest, 0, 0, 0.0, 0.0)
+            return start
         free = None
-        table, size = self._table, _SLOT.size
         for step in range(_PROBE):
-            index = (start + step) % self._slots
-            (held,) = _DIGEST.unpack_from(table, index * size)
+            index = (start + step) % slots
+            (held,) = _DIGEST.unpack_from(table, index * _SIZE)
             if held == digest:
                 return index
             if held == 0:  # never used: the key is in no slot after this one
@@ -101,49 +112,63 @@ class SharedLoginLimits:
         return unauth <= 0 and (fails == 0 or (until <= now and now - last > self.options.lockout_seconds))
 
     # -- unauthenticated connections -----------------------------------------------------------
+    # Only the slot's count is read and written here (the other fields are left as they are).
 
     def admit(self, address: str) -> bool:
-        key, _ = limit_keys(address, "")
-        with self._locked():
-            index = self._find(key, self._clock(), create=True)
+        digest = _digest(address_key(address))
+        lockf(self._fd, LOCK_EX)
+        try:
+            index = self._find(digest, self._clock(), create=True)
             if index is None:
                 return True  # the table is full: let it through uncounted
-            digest, unauth, fails, last, until = self._read(index)
+            at = index * _SIZE + _UNAUTH_AT
+            (unauth,) = _UNAUTH.unpack_from(self._table, at)
             if unauth >= self.options.max_unauthenticated_per_address:
                 return False
-            self._write(index, digest, unauth + 1, fails, last, until)
+            _UNAUTH.pack_into(self._table, at, unauth + 1)
             return True
+        finally:
+            lockf(self._fd, LOCK_UN)
 
     def release(self, address: str) -> None:
-        key, _ = limit_keys(address, "")
-        with self._locked():
-            index = self._find(key, self._clock(), create=False)
+        digest = _digest(address_key(address))
+        lockf(self._fd, LOCK_EX)
+        try:
+            index = self._find(digest, self._clock(), create=False)
             if index is not None:
-                digest, unauth, fails, last, until = self._read(index)
-                self._write(index, digest, max(0, unauth - 1), fails, last, until)
+                at = index * _SIZE + _UNAUTH_AT
+                (unauth,) = _UNAUTH.unpack_from(self._table, at)
+                _UNAUTH.pack_into(self._table, at, max(0, unauth - 1))
+        finally:
+            lockf(self._fd, LOCK_UN)
 
     def unauthenticated(self, address: str) -> int:
-        key, _ = limit_keys(address, "")
-        with self._locked():
-            index = self._find(key, self._clock(), create=False)
+        digest = _digest(address_key(address))
+        self._lock()
+        try:
+            index = self._find(digest, self._clock(), create=False)
             return 0 if index is None else self._read(index)[1]
+        finally:
+            self._unlock()
 
     # -- failed logins -------------------------------------------------------------------------
 
     def locked(self, address: str, user: str) -> bool:
         now = self._clock()
+        table, find = self._table, self._find
         for key in limit_keys(address, user):  # without the lock: see the module's words
-            index = self._find(key, now, create=False)
-            if index is not None and _UNTIL.unpack_from(self._table, index * _SLOT.size + _UNTIL_AT)[0] > now:
+            index = find(_digest(key), now, False)
+            if index is not None and _UNTIL.unpack_from(table, index * _SIZE + _UNTIL_AT)[0] > now:
                 return True
         return False
 
     def failed(self, address: str, user: str) -> float:
         now = self._clock()
         worst = 1
-        with self._locked():
+        self._lock()
+        try:
             for key in limit_keys(address, user):
-                index = self._find(key, now, create=True)
+                index = self._find(_digest(key), now, create=True)
                 if index is None:
                     continue  # the table is full: the base delay, uncounted
                 digest, unauth, fails, _, until = self._read(index)
@@ -154,23 +179,30 @@ class SharedLoginLimits:
                     until = now + self.options.lockout_seconds
                 self._write(index, digest, unauth, fails, now, until)
                 worst = max(worst, fails)
+        finally:
+            self._unlock()
         return failure_delay(self.options, worst)
 
     def succeeded(self, address: str, user: str) -> None:
         now = self._clock()
-        keys = [key for key in limit_keys(address, user) if self._has_failures(key, now)]
-        if not keys:
+        table, find = self._table, self._find
+        digests = []
+        for key in limit_keys(address, user):
+            digest = _digest(key)
+            index = find(digest, now, False)
+            if index is not None and _FAILS.unpack_from(table, index * _SIZE + _FAILS_AT)[0] > 0:
+                digests.append(digest)
+        if not digests:
             return  # the common case: nothing to reset, no lock taken
-        with self._locked():
-            for key in keys:
-                index = self._find(key, now, create=False)
+        self._lock()
+        try:
+            for digest in digests:
+                index = self._find(digest, now, create=False)
                 if index is not None:
-                    digest, unauth, *_ = self._read(index)
+                    _, unauth, *_ = self._read(index)
                     self._write(index, digest, unauth, 0, 0.0, 0.0)
-
-    def _has_failures(self, key: str, now: float) -> bool:
-        index = self._find(key, now, create=False)
-        return index is not None and self._read(index)[2] > 0
+        finally:
+            self._unlock()
 
 
 def _digest(key: str) -> int:
