@@ -42,6 +42,7 @@ _KEY_STEP = _SLOT.size // 8  # "Q"
 _UNAUTH_STEP, _UNAUTH_AT = _SLOT.size // 4, 2  # "i", the bytes 8-11
 _FAILS_STEP, _FAILS_AT = _SLOT.size // 4, 3  # "I", the bytes 12-15
 _UNTIL_STEP, _UNTIL_AT = _SLOT.size // 8, 3  # "d", the bytes 24-31
+_MASK = 0xFFFF_FFFF_FFFF_FFFF
 _SLOTS = 32768  # 1 MiB of shared memory
 _PROBE = 16
 
@@ -119,6 +120,17 @@ class SharedLoginLimits:
             return free
         return None
 
+    def _slot(self, key: str) -> int | None:
+        """The slot ``key`` holds, or None: ``_find`` without creating (which needs no clock), its
+        usual cases inline. A Python call costs about as much as all the rest: those of a session's
+        calls are counted here."""
+        digest = (hash(key) & _MASK) or 1  # _digest's
+        index = digest % self._slots
+        held = self._keys[index * _KEY_STEP]
+        if held == digest:
+            return index
+        return None if held == 0 else self._find(digest, 0.0, False)
+
     def _stale(self, unauth: int, fails: int, last: float, until: float, now: float) -> bool:
         return unauth <= 0 and (fails == 0 or (until <= now and now - last > self.options.lockout_seconds))
 
@@ -126,7 +138,7 @@ class SharedLoginLimits:
     # Only the slot's count is read and written here (the other fields are left as they are).
 
     def admit(self, address: str) -> bool:
-        digest = _digest(address_key(address))
+        digest = (hash(address_key(address)) & _MASK) or 1  # _digest's
         lockf(self._fd, LOCK_EX)
         try:
             index = self._find(digest, self._clock(), create=True)
@@ -141,10 +153,10 @@ class SharedLoginLimits:
             lockf(self._fd, LOCK_UN)
 
     def release(self, address: str) -> None:
-        digest = _digest(address_key(address))
+        key = address_key(address)
         lockf(self._fd, LOCK_EX)
         try:
-            index = self._find(digest, self._clock(), create=False)
+            index = self._slot(key)
             if index is not None:
                 counts, at = self._unauth, index * _UNAUTH_STEP + _UNAUTH_AT
                 counts[at] = max(0, counts[at] - 1)
@@ -163,11 +175,10 @@ class SharedLoginLimits:
     # -- failed logins -------------------------------------------------------------------------
 
     def locked(self, address: str, user: str) -> bool:
-        now = self._clock()
-        untils, find = self._untils, self._find
+        untils = self._untils
         for key in limit_keys(address, user):  # without the lock: see the module's words
-            index = find(_digest(key), now, False)
-            if index is not None and untils[index * _UNTIL_STEP + _UNTIL_AT] > now:
+            index = self._slot(key)
+            if index is not None and untils[index * _UNTIL_STEP + _UNTIL_AT] > self._clock():
                 return True
         return False
 
@@ -193,22 +204,20 @@ class SharedLoginLimits:
         return failure_delay(self.options, worst)
 
     def succeeded(self, address: str, user: str) -> None:
-        now = self._clock()
-        fails, find = self._fails, self._find
-        digests = []
+        fails = self._fails
+        keys = []
         for key in limit_keys(address, user):
-            digest = _digest(key)
-            index = find(digest, now, False)
+            index = self._slot(key)
             if index is not None and fails[index * _FAILS_STEP + _FAILS_AT] > 0:
-                digests.append(digest)
-        if not digests:
+                keys.append(key)
+        if not keys:
             return  # the common case: nothing to reset, no lock taken
         self._lock()
         try:
-            for digest in digests:
-                index = self._find(digest, now, create=False)
+            for key in keys:
+                index = self._slot(key)
                 if index is not None:
-                    _, unauth, *_ = self._read(index)
+                    digest, unauth, *_ = self._read(index)
                     self._write(index, digest, unauth, 0, 0.0, 0.0)
         finally:
             self._unlock()
@@ -216,4 +225,4 @@ class SharedLoginLimits:
 
 def _digest(key: str) -> int:
     """64 bits of the key, never 0 (0 marks an empty slot)."""
-    return (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1
+    return (hash(key) & _MASK) or 1
