@@ -74,8 +74,8 @@ class SharedLoginLimits:
         self._table.close()
         os.close(self._fd)
 
-    # The lock is taken and dropped inline (``lockf``) rather than by a context manager: admit and
-    # release run once a session each, and the generator's frames cost more than the system calls.
+    # No context manager for the lock: its generator's frames cost more than the system calls. admit
+    # and release, once a session each, even call ``lockf`` inline; the rarer calls use these two.
     def _lock(self) -> None:
         lockf(self._fd, LOCK_EX)
 
@@ -122,8 +122,8 @@ class SharedLoginLimits:
 
     def _slot(self, key: str) -> int | None:
         """The slot ``key`` holds, or None: ``_find`` without creating (which needs no clock), its
-        usual cases inline. A Python call costs about as much as all the rest: those of a session's
-        calls are counted here."""
+        usual cases inline, in one call where there were two (``_digest``, ``_find``): in CPython a
+        call costs about as much as the lookup itself."""
         digest = (hash(key) & _MASK) or 1  # _digest's
         index = digest % self._slots
         held = self._keys[index * _KEY_STEP]
