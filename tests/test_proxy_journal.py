@@ -30,8 +30,7 @@ def _route(user: str, backend: str = "legacy") -> Route:
 
 def _event(user: str, outcome: Outcome = Outcome.ACCEPTED, *, at: float, backend: str = "legacy",
            service: Service = Service.IMAP, detail: str = "") -> LoginEvent:  # fmt: skip
-    return LoginEvent(service, "127.0.0.9", user, _route(user, backend), outcome, detail,
-                      datetime.fromtimestamp(at, UTC))  # fmt: skip
+    return LoginEvent(service, "127.0.0.9", user, _route(user, backend), outcome, detail, at)
 
 
 def _tables(path: Path) -> set[str]:

@@ -11,19 +11,13 @@ from runners.state.proxy_rows import LoginRow
 def login_row(event: LoginEvent) -> LoginRow:
     """The journal's row for one login (the route's user, or the login as typed when not routed)."""
     route = event.route
-    return LoginRow(
-        ts=event.at.timestamp(),
-        service=str(event.service),
-        client=event.client_address,
-        login=event.login,
-        user=route.user if route is not None else event.login,
-        backend=route.backend if route is not None else None,
-        backend_login=route.backend_login if route is not None else None,
-        decided_by=str(route.decided_by) if route is not None else None,
-        reason=route.reason if route is not None else None,
-        outcome=str(event.outcome),
-        detail=event.detail,
-    )
+    # Positional, and one test of the route: made for every login on the proxy's loop.
+    if route is None:
+        return LoginRow(event.ts, str(event.service), event.client_address, event.login, event.login, None, None,
+                        None, None, str(event.outcome), event.detail)  # fmt: skip
+    return LoginRow(event.ts, str(event.service), event.client_address, event.login, route.user, route.backend,
+                    route.backend_login, str(route.decided_by), route.reason, str(event.outcome),
+                    event.detail)  # fmt: skip
 
 
 class JournalObserver:

@@ -45,6 +45,4 @@ class OnLoginObserver:
             return
         self._queued.add(found)
         wave, mailbox = found
-        self.writer.add_queued(
-            QueuedLogin(wave, mailbox, event.at.timestamp(), str(event.service), event.client_address)
-        )
+        self.writer.add_queued(QueuedLogin(wave, mailbox, event.ts, str(event.service), event.client_address))

@@ -41,10 +41,11 @@ def clear_login_refused(ctx: ProxyContext, tls: bool, address: str) -> bool:
 def event(
     service: Service, address: str, login: str, route: Route | None, outcome: Outcome, detail: str = ""
 ) -> LoginEvent:
-    # A login that isn't UTF-8 reached the backend byte for byte; the journal gets it readable.
-    shown = login.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return LoginEvent(service=service, client_address=address, login=shown, route=route, outcome=outcome,
-                      detail=detail)  # fmt: skip
+    # A login that isn't UTF-8 reached the backend byte for byte; the journal gets it readable (an
+    # ASCII one, the usual, has no byte to replace).
+    if not login.isascii():
+        login = login.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return LoginEvent(service, address, login, route, outcome, detail)
 
 
 def endpoint_of(ctx: ProxyContext, route: Route, service: Service) -> BackendEndpoint:

@@ -23,22 +23,26 @@ was not forked from it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import mmap
 import os
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from fcntl import LOCK_EX, LOCK_UN, lockf
 
 from runners.plan.proxy_model import LimitsOption
-from runners.proxy.limits import failure_delay, limit_keys
+from runners.proxy.limits import address_key, failure_delay, limit_keys
 
-#: key hash, unauthenticated connections, failures in a row, last failure, locked until.
-_SLOT = struct.Struct("<QiIdd")
-_DIGEST = struct.Struct("<Q")
-_UNTIL_AT = 24  # the offset of "locked until" in a slot
-_UNTIL = struct.Struct("<d")
+#: key hash, unauthenticated connections, failures in a row, last failure, locked until. In the
+#: host's byte order: single fields are read and written through typed views of the table (a
+#: memoryview's item costs a fraction of a Struct's call), which know no other.
+_SLOT = struct.Struct("=QiIdd")
+#: A slot's fields as items of those views: slot i's key hash is ``_keys[i * _KEY_STEP]``, etc.
+_KEY_STEP = _SLOT.size // 8  # "Q"
+_UNAUTH_STEP, _UNAUTH_AT = _SLOT.size // 4, 2  # "i", the bytes 8-11
+_FAILS_STEP, _FAILS_AT = _SLOT.size // 4, 3  # "I", the bytes 12-15
+_UNTIL_STEP, _UNTIL_AT = _SLOT.size // 8, 3  # "d", the bytes 24-31
+_MASK = 0xFFFF_FFFF_FFFF_FFFF
 _SLOTS = 32768  # 1 MiB of shared memory
 _PROBE = 16
 
@@ -55,18 +59,28 @@ class SharedLoginLimits:
         self._fd = os.memfd_create("cutover-proxy-limits", os.MFD_CLOEXEC)
         os.ftruncate(self._fd, slots * _SLOT.size)
         self._table = mmap.mmap(self._fd, slots * _SLOT.size, mmap.MAP_SHARED)
+        view = memoryview(self._table)
+        self._keys, self._unauth, self._fails, self._untils = (
+            view.cast("Q"),
+            view.cast("i"),
+            view.cast("I"),
+            view.cast("d"),
+        )
+        self._views = (view, self._keys, self._unauth, self._fails, self._untils)
 
     def close(self) -> None:
+        for view in reversed(self._views):  # an mmap with views of it can't be closed
+            view.release()
         self._table.close()
         os.close(self._fd)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fcntl.lockf(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+    # No context manager for the lock: its generator's frames cost more than the system calls. admit
+    # and release, once a session each, even call ``lockf`` inline; the rarer calls use these two.
+    def _lock(self) -> None:
+        lockf(self._fd, LOCK_EX)
+
+    def _unlock(self) -> None:
+        lockf(self._fd, LOCK_UN)
 
     # -- the table -----------------------------------------------------------------------------
 
@@ -76,15 +90,24 @@ class SharedLoginLimits:
     def _write(self, index: int, digest: int, unauth: int, fails: int, last: float, until: float) -> None:
         _SLOT.pack_into(self._table, index * _SLOT.size, digest, unauth, fails, last, until)
 
-    def _find(self, key: str, now: float, create: bool) -> int | None:
-        """The slot of ``key``; with ``create``, a free one made its own when it has none."""
-        digest = _digest(key)
-        start = digest % self._slots
+    def _find(self, digest: int, now: float, create: bool) -> int | None:
+        """The slot of the key whose digest is ``digest``; with ``create``, a free one made its own
+        when it has none."""
+        keys, slots = self._keys, self._slots
+        start = digest % slots
+        # The loop's first step unrolled: nearly every key is in its first slot, or in none.
+        held = keys[start * _KEY_STEP]
+        if held == digest:
+            return start
+        if held == 0:
+            if not create:
+                return None
+            self._write(start, digest, 0, 0, 0.0, 0.0)
+            return start
         free = None
-        table, size = self._table, _SLOT.size
         for step in range(_PROBE):
-            index = (start + step) % self._slots
-            (held,) = _DIGEST.unpack_from(table, index * size)
+            index = (start + step) % slots
+            held = keys[index * _KEY_STEP]
             if held == digest:
                 return index
             if held == 0:  # never used: the key is in no slot after this one
@@ -97,53 +120,75 @@ class SharedLoginLimits:
             return free
         return None
 
+    def _slot(self, key: str) -> int | None:
+        """The slot ``key`` holds, or None: ``_find`` without creating (which needs no clock), its
+        usual cases inline, in one call where there were two (``_digest``, ``_find``): in CPython a
+        call costs about as much as the lookup itself."""
+        digest = (hash(key) & _MASK) or 1  # _digest's
+        index = digest % self._slots
+        held = self._keys[index * _KEY_STEP]
+        if held == digest:
+            return index
+        return None if held == 0 else self._find(digest, 0.0, False)
+
     def _stale(self, unauth: int, fails: int, last: float, until: float, now: float) -> bool:
         return unauth <= 0 and (fails == 0 or (until <= now and now - last > self.options.lockout_seconds))
 
     # -- unauthenticated connections -----------------------------------------------------------
+    # Only the slot's count is read and written here (the other fields are left as they are).
 
     def admit(self, address: str) -> bool:
-        key, _ = limit_keys(address, "")
-        with self._locked():
-            index = self._find(key, self._clock(), create=True)
+        digest = (hash(address_key(address)) & _MASK) or 1  # _digest's
+        lockf(self._fd, LOCK_EX)
+        try:
+            index = self._find(digest, self._clock(), create=True)
             if index is None:
                 return True  # the table is full: let it through uncounted
-            digest, unauth, fails, last, until = self._read(index)
-            if unauth >= self.options.max_unauthenticated_per_address:
+            counts, at = self._unauth, index * _UNAUTH_STEP + _UNAUTH_AT
+            if counts[at] >= self.options.max_unauthenticated_per_address:
                 return False
-            self._write(index, digest, unauth + 1, fails, last, until)
+            counts[at] += 1
             return True
+        finally:
+            lockf(self._fd, LOCK_UN)
 
     def release(self, address: str) -> None:
-        key, _ = limit_keys(address, "")
-        with self._locked():
-            index = self._find(key, self._clock(), create=False)
+        key = address_key(address)
+        lockf(self._fd, LOCK_EX)
+        try:
+            index = self._slot(key)
             if index is not None:
-                digest, unauth, fails, last, until = self._read(index)
-                self._write(index, digest, max(0, unauth - 1), fails, last, until)
+                counts, at = self._unauth, index * _UNAUTH_STEP + _UNAUTH_AT
+                counts[at] = max(0, counts[at] - 1)
+        finally:
+            lockf(self._fd, LOCK_UN)
 
     def unauthenticated(self, address: str) -> int:
-        key, _ = limit_keys(address, "")
-        with self._locked():
-            index = self._find(key, self._clock(), create=False)
+        digest = _digest(address_key(address))
+        self._lock()
+        try:
+            index = self._find(digest, self._clock(), create=False)
             return 0 if index is None else self._read(index)[1]
+        finally:
+            self._unlock()
 
     # -- failed logins -------------------------------------------------------------------------
 
     def locked(self, address: str, user: str) -> bool:
-        now = self._clock()
+        untils = self._untils
         for key in limit_keys(address, user):  # without the lock: see the module's words
-            index = self._find(key, now, create=False)
-            if index is not None and _UNTIL.unpack_from(self._table, index * _SLOT.size + _UNTIL_AT)[0] > now:
+            index = self._slot(key)
+            if index is not None and untils[index * _UNTIL_STEP + _UNTIL_AT] > self._clock():
                 return True
         return False
 
     def failed(self, address: str, user: str) -> float:
         now = self._clock()
         worst = 1
-        with self._locked():
+        self._lock()
+        try:
             for key in limit_keys(address, user):
-                index = self._find(key, now, create=True)
+                index = self._find(_digest(key), now, create=True)
                 if index is None:
                     continue  # the table is full: the base delay, uncounted
                 digest, unauth, fails, _, until = self._read(index)
@@ -154,25 +199,30 @@ class SharedLoginLimits:
                     until = now + self.options.lockout_seconds
                 self._write(index, digest, unauth, fails, now, until)
                 worst = max(worst, fails)
+        finally:
+            self._unlock()
         return failure_delay(self.options, worst)
 
     def succeeded(self, address: str, user: str) -> None:
-        now = self._clock()
-        keys = [key for key in limit_keys(address, user) if self._has_failures(key, now)]
+        fails = self._fails
+        keys = []
+        for key in limit_keys(address, user):
+            index = self._slot(key)
+            if index is not None and fails[index * _FAILS_STEP + _FAILS_AT] > 0:
+                keys.append(key)
         if not keys:
             return  # the common case: nothing to reset, no lock taken
-        with self._locked():
+        self._lock()
+        try:
             for key in keys:
-                index = self._find(key, now, create=False)
+                index = self._slot(key)
                 if index is not None:
                     digest, unauth, *_ = self._read(index)
                     self._write(index, digest, unauth, 0, 0.0, 0.0)
-
-    def _has_failures(self, key: str, now: float) -> bool:
-        index = self._find(key, now, create=False)
-        return index is not None and self._read(index)[2] > 0
+        finally:
+            self._unlock()
 
 
 def _digest(key: str) -> int:
     """64 bits of the key, never 0 (0 marks an empty slot)."""
-    return (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1
+    return (hash(key) & _MASK) or 1

@@ -82,6 +82,7 @@ class ProxyWritesMixin(StoreBase):
 
 
 def _insert_logins(db: Connection, rows: Sequence[LoginRow]) -> None:
+    shown = _SafeTexts()
     db.executemany(
         "INSERT INTO proxy_logins (ts, service, client, login, user_name, backend, backend_login, decided_by, "
         "reason, outcome, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -89,19 +90,28 @@ def _insert_logins(db: Connection, rows: Sequence[LoginRow]) -> None:
             (
                 r.ts,
                 r.service,
-                safe(r.client),
-                safe(r.login),
-                safe(r.user),
+                shown[r.client],
+                shown[r.login],
+                shown[r.user],
                 r.backend,
-                None if r.backend_login is None else safe(r.backend_login),
+                None if r.backend_login is None else shown[r.backend_login],
                 r.decided_by,
-                None if r.reason is None else safe(r.reason),
+                None if r.reason is None else shown[r.reason],
                 r.outcome,
-                safe(r.detail),
+                shown[r.detail],
             )
             for r in rows
         ],
     )
+
+
+class _SafeTexts(dict[str, str]):
+    """``safe`` of each text, made once per batch: most of a batch's texts repeat (the client address,
+    the route's reason, the backend's words, a user's logins), and ``safe`` was most of a row's cost."""
+
+    def __missing__(self, text: str) -> str:
+        shown = self[text] = safe(text)
+        return shown
 
 
 def _keep_credentials(db: Connection, rows: Sequence[SealedCredential]) -> None:
