@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -150,10 +149,6 @@ class LoginEvent:
     #: When, in seconds since the epoch: a float, as the journal keeps it (a datetime made for every
     #: login and turned back into seconds by the journal was a tenth of the journal's cost).
     ts: float = field(default_factory=time.time)
-
-    @property
-    def at(self) -> datetime:
-        return datetime.fromtimestamp(self.ts, UTC)
 
 
 class LoginObserver(Protocol):
