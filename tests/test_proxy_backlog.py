@@ -25,7 +25,7 @@ def _somaxconn() -> int:
     return int(Path("/proc/sys/net/core/somaxconn").read_text())
 
 
-def _connected_within(port: int, count: int, seconds: float) -> int:
+def connected_within(port: int, count: int, seconds: float) -> int:
     """Start ``count`` connections at once; how many completed their handshake within ``seconds``."""
     pending: list[socket.socket] = []
     done = 0
@@ -67,4 +67,4 @@ def test_a_burst_of_connections_while_the_loop_is_busy_is_queued_not_dropped(
             proxy.loop.call_soon_threadsafe(hold_the_loop)
             assert busy.wait(10)
             # A dropped SYN is retried after a second: within 0.8 s only queued connections complete.
-            assert _connected_within(ports[service], BURST, 0.8) == BURST, service
+            assert connected_within(ports[service], BURST, 0.8) == BURST, service

@@ -7,6 +7,7 @@ can't run at all (its spool held by another proxy) stops the proxy."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from dovecot_lab import CUTOVER
 from proxy_harness import QUICK_FAILURES, USERS, eventually, switch_wave, write_proxy_plan
 from servers.dovecot import DovecotServer
 from servers.process import free_ports, listening_sockets
+from test_proxy_backlog import connected_within
 
 from runners.plan.loader import load_plan
 from runners.plan.model import Plan
@@ -94,14 +96,19 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"  # a zombie serves nothing
 
 
-@pytest.fixture
-def proxy(tmp_path: Path, dovecot_factory: DovecotFactory) -> Iterator[Running]:
+@contextlib.contextmanager
+def running_proxy(tmp_path: Path, dovecot_factory: DovecotFactory, **env: str) -> Iterator[Running]:
     legacy: DovecotServer = dovecot_factory(USERS, extra_conf=QUICK_FAILURES)
     target: DovecotServer = dovecot_factory(USERS, extra_conf=QUICK_FAILURES)
     plan_path, ports = write_proxy_plan(
         tmp_path, legacy, target, limits=LIMITS, proxy_extra=f"grace_seconds = 0.2\nworkers = {WORKERS}"
     )
-    env = {**os.environ, "SRC_MASTER_PW": legacy.master_password, "DST_MASTER_PW": target.master_password}
+    env = {
+        **os.environ,
+        "SRC_MASTER_PW": legacy.master_password,
+        "DST_MASTER_PW": target.master_password,
+        **env,
+    }
     proc = subprocess.Popen([*CUTOVER, "proxy", "--plan", str(plan_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     try:
@@ -115,6 +122,12 @@ def proxy(tmp_path: Path, dovecot_factory: DovecotFactory) -> Iterator[Running]:
             proc.wait(60)
         assert proc.stderr is not None
         print(proc.stderr.read())
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, dovecot_factory: DovecotFactory) -> Iterator[Running]:
+    with running_proxy(tmp_path, dovecot_factory) as running:
+        yield running
 
 
 def test_the_unauthenticated_limit_is_the_plans_over_all_workers(proxy: Running) -> None:
@@ -229,3 +242,33 @@ def test_a_worker_that_cannot_run_stops_the_proxy(tmp_path: Path, dovecot_factor
         held.close()
     assert done.returncode == 2, done.stderr
     assert "another proxy is using the spool" in done.stderr
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_each_workers_listen_queue_holds_a_burst_while_the_workers_are_busy(
+    tmp_path: Path, dovecot_factory: DovecotFactory, loop: str
+) -> None:
+    # asyncio's start_server listens again on a socket it is given, with its own default queue of
+    # 100 unless told otherwise: the workers' sockets must keep the proxy's queue on either loop.
+    env = {}
+    if loop == "asyncio":  # as where uvloop is not installed: an import of it fails
+        (tmp_path / "no-uvloop").mkdir()
+        (tmp_path / "no-uvloop" / "uvloop.py").write_text("raise ImportError('not installed')\n")
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(tmp_path / "no-uvloop"), os.environ.get("PYTHONPATH")])
+        )
+    with running_proxy(tmp_path, dovecot_factory, **env) as proxy:
+        # Every worker serving (its loop listening on its socket): 30 greetings, spread over the
+        # workers by SO_REUSEPORT, miss one of 3 workers with a chance of (2/3)**30, about 5e-6.
+        for _ in range(30):
+            Raw(proxy.port).close()
+        workers = proxy.workers()
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)  # nothing accepts meanwhile: the kernel's queues hold the burst
+        try:
+            # 200 a worker on average: more than asyncio's 100 each, well within the proxy's 511.
+            burst = 200 * WORKERS
+            assert connected_within(proxy.port, burst, 0.8) == burst
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)

@@ -17,8 +17,8 @@ from typing import Protocol
 
 #: The listen queue of every listener, as nginx's: a burst of clients (or a moment the loop is busy)
 #: waits in the kernel. asyncio's default of 100 dropped SYNs at 200 concurrent clients: each
-#: dropped one waited a second for its retry (bench/proxy_bench.py, 257-307 sessions/s against
-#: 620-970 with this queue).
+#: dropped one waited a second for its retry (257-447 sessions/s against 620-970 with this queue,
+#: docs/benchmarks.md). Every start_server is given it: one listens again on a socket it is given.
 LISTEN_BACKLOG = 511
 
 

@@ -163,8 +163,9 @@ class ProxyServer:
         tls = ctx.client_tls if implicit else None
         handshake = ctx.options.limits.login_timeout_seconds if implicit else None
         if sock is not None:
+            # A socket given to start_server is listened on again, with its backlog: the same queue.
             return await asyncio.start_server(handle, sock=sock, ssl=tls, limit=_CLIENT_LIMIT,
-                                              ssl_handshake_timeout=handshake)  # fmt: skip
+                                              ssl_handshake_timeout=handshake, backlog=LISTEN_BACKLOG)  # fmt: skip
         return await asyncio.start_server(handle, listener.host, listener.port, ssl=tls, limit=_CLIENT_LIMIT,
                                           ssl_handshake_timeout=handshake, reuse_address=True,
                                           backlog=LISTEN_BACKLOG)  # fmt: skip

@@ -121,7 +121,9 @@ async def start_smtp_listeners(
                 served.append(listener)
                 continue
             for sock in prebound.get(listener, ()):
-                servers.append(await asyncio.start_server(handler, sock=sock, ssl=tls))
+                servers.append(
+                    await asyncio.start_server(handler, sock=sock, ssl=tls, backlog=LISTEN_BACKLOG)
+                )
                 served.append(listener)
     except BaseException:
         for server in servers:
