@@ -497,12 +497,7 @@ def test_a_filter_and_a_window_move_read_only_the_views_rows_not_the_whole_fleet
 def test_a_kept_view_comes_back_in_the_theme_switched_while_it_was_away(tmp_path: Path) -> None:
     """The app keeps a closed view to open it again. Textual works a resumed screen's styles out
     again in case the theme changed meanwhile; the cockpit skips that only when nothing did."""
-    plan = fleet_plan(tmp_path)
-    store = StateStore(plan.state_db)
-    try:
-        seed(store)
-    finally:
-        store.close()
+    plan = seeded_plan(tmp_path)
 
     async def scenario() -> None:
         app = CockpitApp(plan, poll=False)
@@ -520,11 +515,20 @@ def test_a_kept_view_comes_back_in_the_theme_switched_while_it_was_away(tmp_path
             switched = table.styles.background
             assert switched != before
             assert switched == Color.parse(app.current_theme.surface)
-            # And back and forth with nothing switched: the styles stay as they are.
+            # And back and forth with nothing switched: the styles are not worked out again.
+            restyled: list[bool] = []
+            restyle = view.update_node_styles
+
+            def counted(animate: bool = True) -> None:
+                restyled.append(animate)
+                restyle(animate)
+
+            view.update_node_styles = counted  # type: ignore[method-assign]
             await pilot.press("escape")
             await pilot.press("m")
             await settle(app, pilot)
             assert app.screen is view and table.styles.background == switched
+            assert restyled == []
 
     asyncio.run(scenario())
 

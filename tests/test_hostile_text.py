@@ -58,6 +58,7 @@ def test_no_code_point_survives_that_could_act_on_a_terminal_or_break_a_line() -
     assert len(shown.splitlines()) == 1
     acting = [c for c in shown if unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in BIDI_CONTROLS]
     assert acting == []
+    assert safe(every) == shown  # safe inlines visible (and scrub): the same for every code point
 
 
 def test_scrub_removes_a_registered_secret_and_its_quoted_spelling() -> None:
@@ -65,6 +66,7 @@ def test_scrub_removes_a_registered_secret_and_its_quoted_spelling() -> None:
     register_secret("abc")  # too short to scrub: it would blank ordinary words
     text = 'A2 LOGIN "u*admin" "pw\\"with\\\\quote" and pw"with\\quote, abc'
     assert scrub(text) == 'A2 LOGIN "u*admin" "********" and ********, abc'
+    assert safe(text + "\x1b") == scrub(text) + "\u241b"  # safe inlines scrub (and visible)
 
 
 def test_server_text_is_safe_from_the_moment_the_error_is_built() -> None:

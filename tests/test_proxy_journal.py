@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runners.proxy.contracts import DecidedBy, LoginEvent, Outcome, Route, Service
-from runners.proxy.journal import JournalObserver
+from runners.proxy.journal import JournalObserver, login_row
 from runners.proxy.sessions_publisher import SessionsPublisher
 from runners.proxy.store_writer import StoreWriter
-from runners.state.proxy_rows import JournalLimits
+from runners.state.proxy_rows import JournalLimits, LoginRow
 from runners.state.store import StateStore
 
 V1_DUMP = Path(__file__).parent / "stores" / "state-v1.sql"
@@ -39,6 +39,22 @@ def _tables(path: Path) -> set[str]:
         return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     finally:
         db.close()
+
+
+def test_a_login_row_carries_each_field_of_its_event_and_route_in_its_own_column() -> None:
+    route = Route("alice", "target", "alice@tenant.example", DecidedBy.DIRECTORY, "mailHost says target")
+    routed = LoginEvent(Service.POP3, "127.0.0.9", "Alice", route, Outcome.REJECTED, "-ERR [AUTH] no", 1234.5)
+    assert login_row(routed) == LoginRow(
+        ts=1234.5, service="pop3", client="127.0.0.9", login="Alice", user="alice", backend="target",
+        backend_login="alice@tenant.example", decided_by="directory", reason="mailHost says target",
+        outcome="rejected", detail="-ERR [AUTH] no",
+    )  # fmt: skip
+    # Refused before routing: the login as typed stands for the user, and no backend is named.
+    refused = LoginEvent(Service.IMAP, "127.0.0.9", "mallory", None, Outcome.BLOCKED, "locked out", 99.0)
+    assert login_row(refused) == LoginRow(
+        ts=99.0, service="imap", client="127.0.0.9", login="mallory", user="mallory", backend=None,
+        backend_login=None, decided_by=None, reason=None, outcome="blocked", detail="locked out",
+    )  # fmt: skip
 
 
 def test_an_old_store_gains_the_proxy_tables_on_open(tmp_path: Path) -> None:

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from cockpit.format import block
 from cockpit.shell import Cockpit, cockpit_of
 from cockpit.widgets.flash import Flash
 from cockpit.widgets.keybar import KeyBar
 from runners.state.read_models.snapshot import Snapshot
-
-
-def add_columns(table: DataTable[Any], columns: Sequence[tuple[str, int]]) -> None:
-    """Fixed-width columns, each keyed by its label (``update_cell`` finds a column by that key)."""
-    for label, width in columns:
-        table.add_column(label, key=label, width=width)
 
 
 class View(Screen[None]):
@@ -57,9 +48,10 @@ class View(Screen[None]):
         return cockpit_of(self.app)
 
     def on_screen_resume(self, event: events.ScreenResume) -> None:
-        # Textual works out the whole screen's styles again on every resume, for a theme switched
-        # while it was away (~7 ms for the mailbox view at 160x48: most of Esc and Enter between
-        # kept views). Runs before Screen's own handler: skipped when nothing it depends on changed.
+        # Textual works out the whole screen's styles again when a screen is pushed again, for a
+        # theme switched while it was away (~7 ms for the mailbox view at 160x48: most of Enter or
+        # `m` onto a kept view). Runs before Screen's own handler: skipped when nothing it depends
+        # on changed.
         if (self.app._css_update_count, self.app.app_focus) == self._styled_under:
             event.refresh_styles = False
         snapshot = self.cockpit.snapshot
