@@ -9,7 +9,7 @@ gateway forgetting the flow while the message happened to be on the wire.
 The target side is narrowed the same way: an append the target keeps failing (a dropped
 connection, a 5xx past the adapter's own retries; never throttling, which is waited out) names
 the messages it carried (``AppendFailed``); they are then appended one at a time, after the rest
-of their batch, and one that fails alone with the same words on ``STRIKES`` attempts in a row is
+of their batch, and one whose last ``STRIKES`` strikes (failures alone) had the same words is
 recorded as failed in the server's words (Exchange's and Graph's "poison" items: an
 ErrorInternalServerError or a 500 for one MIME, every time), so that one message never holds up
 its mailbox.
@@ -122,10 +122,13 @@ class Suspects:
         Which message of a batch is at fault the target doesn't say: each is appended alone from
         then on (after the rest of its batch). One that fails alone is a strike, but only once the
         target took some other message since its batch failed, so that a target failing everything
-        (an outage) never blames a batch's messages one by one: the attempts make no progress and
-        the mailbox is given up for a later run, as before. A batch of one from the start (the
-        last message of a folder, a rerun's one message left) has no such witness: it is struck
-        from its second failure on. ``STRIKES`` strikes with the same words make it failed."""
+        from the start (an outage) never blames a batch's messages one by one: the attempts make no
+        progress and the mailbox is given up for a later run, as before. That one witness stands
+        for all of a message's strikes: an outage that begins after another message went in can
+        strike the suspects (``STRIKES`` quick attempts). A batch of one from the start (the last
+        message of a folder, a rerun's one message left) has no witness at all: it is struck from
+        its second failure on. Either way a message wrongly failed is tried again by the next run.
+        ``STRIKES`` strikes in a row with the same words make it failed."""
         if not exc.single:
             for uid in exc.uids:
                 if uid not in self.failed and uid not in self.alone:
@@ -168,7 +171,7 @@ def culprit_reason(exc: FetchConnectionLost) -> str:
 def poison_reason(exc: AppendFailed) -> str:
     return (
         f"target refused APPEND: {exc.operation}: {exc.server_text} (this message alone, "
-        f"on {STRIKES} attempts in a row on fresh connections)"
+        f"the same refusal on {STRIKES} attempts)"
     )
 
 
