@@ -61,9 +61,7 @@ def decode_header_value(raw: bytes | str) -> str:
     across them); whitespace between encoded words is dropped (RFC 2047 section 6.2). A word that
     can't be decoded (bad base64, unknown charset, bytes invalid in it) stays as written.
     """
-    text = from_8bit(raw) if isinstance(raw, bytes) else raw
-    text = _decode_words(text)
-    text = visible(" ".join(text.split()))  # controls shown, not obeyed: they could restyle a terminal
+    text = visible(header_text(raw))  # controls shown, not obeyed: they could restyle a terminal
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 

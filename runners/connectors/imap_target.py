@@ -185,9 +185,10 @@ class ImapTarget:
         self._selected = wire_name
 
     def list_items(self, wire_name: str) -> dict[str, tuple[int, str | None]]:
+        """UID -> (size, INTERNALDATE as written) of every message of the folder, in one FETCH."""
         self._select(wire_name, readonly=True)
         reply = self.conn.check(
-            b"UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE)", f"UID FETCH {wire_name} sizes"
+            b"UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE)", f"UID FETCH {wire_name} sizes and dates"
         )
         items: dict[str, tuple[int, str | None]] = {}
         for parts in reply.untagged:

@@ -175,8 +175,8 @@ class MailboxJob:
         self.stop.wait(seconds)  # a stop request ends the wait early
 
     def _narrow_down(self, lane: Lane, exc: FetchConnectionLost | AppendFailed) -> bool:
-        """A drop mid-fetch: True when it was progress in finding the message at fault, which is
-        recorded as failed once known."""
+        """A drop mid-fetch, or an append the target kept failing: True when it was progress in
+        finding the message at fault, which is recorded as failed once known."""
         if isinstance(exc, AppendFailed):
             return self._narrow_target(exc)
         known = len(self._suspects.failed)
@@ -188,13 +188,7 @@ class MailboxJob:
         if context is None or exc.uids[0] not in context[2]:
             return progress
         folder_id, uidvalidity, metas = context
-        meta = metas[exc.uids[0]]
-        reason = culprit_reason(exc)
-        self.store.record_unsent([unsent_row(folder_id, uidvalidity, meta, "failed", reason, self.run_id)])
-        with self._count_lock:
-            self.stats.failed += 1
-            self._culprits += 1
-        self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=exc.folder)
+        self._record_culprit(folder_id, uidvalidity, metas[exc.uids[0]], culprit_reason(exc), exc.folder)
         return True
 
     def _narrow_target(self, exc: AppendFailed) -> bool:
@@ -216,14 +210,19 @@ class MailboxJob:
             entry = self.store.ledger_for(folder_id, exc.uidvalidity, [meta.key]).get(meta.key)
             if entry is not None and entry.status == MessageStatus.COPIED:
                 continue
-            reason = poison_reason(exc)
-            self.store.record_unsent(
-                [unsent_row(folder_id, exc.uidvalidity, meta, MessageStatus.FAILED, reason, self.run_id)]
-            )
-            with self._count_lock:
-                self.stats.failed += 1
-                self._culprits += 1
-            self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=display)
+            self._record_culprit(folder_id, exc.uidvalidity, meta, poison_reason(exc), display)
+
+    def _record_culprit(
+        self, folder_id: int, uidvalidity: int, meta: MessageMeta, reason: str, display: str
+    ) -> None:
+        """A message found at fault by narrowing (either side): failed in the ledger, with why."""
+        self.store.record_unsent(
+            [unsent_row(folder_id, uidvalidity, meta, MessageStatus.FAILED, reason, self.run_id)]
+        )
+        with self._count_lock:
+            self.stats.failed += 1
+            self._culprits += 1
+        self._event("error", "message-failed", f"UID {meta.uid}: {reason}", folder=display)
 
     def _checkpoint(self, before_pause: Callable[[], None] = lambda: None) -> None:
         """Between batches and folders: honour a stop, a pause (wait here) or a cancel request.
