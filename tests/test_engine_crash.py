@@ -4,7 +4,6 @@ uninterrupted run."""
 from __future__ import annotations
 
 import random
-import signal
 from pathlib import Path
 
 import pytest
@@ -38,15 +37,7 @@ def lab(tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotSe
 
 def test_killed_between_append_and_ledger_write(lab: Lab) -> None:
     # The narrowest window: the target accepted the batch, the ledger never heard of it.
-    proc = lab.cutover(
-        "run",
-        "--plan",
-        str(lab.plan),
-        "--wave",
-        "pilot",
-        env=lab.env | {"CUTOVER_FAULT": "kill-after-append:3"},
-    )
-    assert proc.returncode == -signal.SIGKILL
+    run_killed(lab, "after-append:3")
     assert sum(len(v) for v in imapfill.folder_snapshot(lab.target, "alice", master=True).values()) == 75
 
     code, summary = lab.run()

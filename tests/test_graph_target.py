@@ -6,13 +6,13 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import signal
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from corpus import awkward_messages, dates, message
+from dovecot_lab import run_killed
 from graph_lab import (
     SECRET,
     GraphLab,
@@ -187,11 +187,7 @@ def test_killed_after_the_create_was_answered_then_rerun_leaves_one_item_each(
     for n in range(60):
         imapfill.append(source_dovecot, "alice", "INBOX", message(f"crash {n}", "x" * (100 + n)), ("\\Seen",))
     lab = graph_lab(tmp_path, source_dovecot, emulator, tail="[run]\nbatch_messages = 10\n")
-    proc = lab.cutover(
-        "run", "--plan", str(lab.plan), "--wave", "pilot",
-        env=lab.env | {"CUTOVER_FAULT": "kill-after-append:2"},
-    )  # fmt: skip
-    assert proc.returncode == -signal.SIGKILL
+    run_killed(lab, "after-append:2")
     assert len(emulator.items(address("alice"))) == 20  # two batches made, the second never recorded
 
     code, summary = lab.run()

@@ -5,13 +5,13 @@ which copies are already there. Real Dovecot source, the EWS and Graph emulators
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from corpus import dates, message
+from dovecot_lab import run_killed
 from ews_lab import TARGETS, EmulatorFactory, EwsLab, emulator_factory, make_ews_lab
 from graph_lab import GraphLab, address, make_graph_lab, tenant
 from servers import imapfill
@@ -138,11 +138,7 @@ def check_killed_pass(
     delete("work 1")
     refill(lab.source, [*BODIES, message("twin", "same bytes"), message("brand new")])
     # The first batch matches "work 0" and creates "work 1" again; the run dies before recording it.
-    proc = lab.cutover(
-        "run", "--plan", str(lab.plan), "--wave", "pilot", "--progress", "none",
-        env=lab.env | {"CUTOVER_FAULT": "kill-after-append:1"},
-    )  # fmt: skip
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_killed(lab, "after-append:1")
 
     code, summary = lab.run()
 
