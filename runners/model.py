@@ -9,6 +9,20 @@ from dataclasses import dataclass, field
 SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 
 
+def settable_flags(flags: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The flags an IMAP APPEND or STORE can give: system flags in their proper case and keyword
+    atoms. Others (``\\Recent``, an unknown ``\\`` flag, a keyword that isn't an atom) can't be set."""
+    keep: list[str] = []
+    for flag in flags:
+        if flag.startswith("\\"):
+            proper = "\\" + flag[1:].capitalize()
+            if proper in SYSTEM_FLAGS:
+                keep.append(proper)
+        elif flag and all(33 <= ord(c) < 127 and c not in '(){%*"\\]' for c in flag):
+            keep.append(flag)
+    return tuple(keep)
+
+
 def flag_text(flags: tuple[str, ...]) -> str:
     """Flags as the ledger stores them: order-independent, so a server's reordering isn't a change."""
     return " ".join(sorted(flags)) if len(flags) > 1 else (flags[0] if flags else "")
@@ -41,6 +55,17 @@ class FolderState:
     uidnext: int
     messages: int
     highestmodseq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListedItem:
+    """One item of a target folder as verification lists it."""
+
+    size: int
+    #: The arrival date as the target keeps it (an IMAP INTERNALDATE as written), when it says.
+    internaldate: str | None
+    #: The flags the target keeps (``\\Recent`` left out); None when its listing doesn't say.
+    flags: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

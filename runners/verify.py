@@ -1,7 +1,8 @@
 """``cutover verify``: compare source and target folder by folder and explain every difference.
 
 Each source message ends in exactly one bucket: ``ok`` (on the target with the arrival date it was
-sent with; with ``--deep`` also byte-identical by SHA-256 where the target keeps bytes), ``skipped`` / ``failed`` (with the ledger's reason), ``waived`` (an
+sent with and the flags the last pass gave it; with ``--deep`` also byte-identical by SHA-256 where
+the target keeps bytes), ``skipped`` / ``failed`` (with the ledger's reason), ``waived`` (an
 operator decided it is not copied, with the reason), ``new`` (arrived
 on the source after the last pass: the next delta copies it), ``excluded`` (folder left out by the
 plan) or ``lost`` (no explanation: a defect). The report is ``ok`` when nothing is lost, skipped,
@@ -33,7 +34,7 @@ from runners.errors import MigrationError, ProtocolError
 from runners.folders import FolderMapping, plan_folders
 from runners.imap.dates import parse_date_time
 from runners.kept import KeptItem, differences, expected_item
-from runners.model import FetchedMessage, FolderState, MessageMeta
+from runners.model import FetchedMessage, FolderState, MessageMeta, settable_flags
 from runners.plan.model import MailboxEntry, Plan
 from runners.safe_text import safe
 from runners.state.open_store import open_store, store_exists, store_location
@@ -114,7 +115,7 @@ class VerifyReport:
             if self.deep and self.keeps_bytes
             else "kept-fields"
             if not self.keeps_bytes
-            else "count-size-and-date",
+            else "count-size-date-and-flags",
             "ok": self.ok,
             "incomplete": self.incomplete,
             "totals": self.totals(),
@@ -180,13 +181,14 @@ class _Sides:
 
 @dataclass(slots=True)
 class _TargetView:
-    """What verification knows of one target folder: sizes and arrival dates always, digests
-    with --deep."""
+    """What verification knows of one target folder: sizes, arrival dates and flags always,
+    digests with --deep."""
 
     sizes: dict[str, int]
     digests: dict[str, bytes]
     claimed: set[str]
     arrivals: dict[str, str] = field(default_factory=dict)
+    flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _verify_folder(
@@ -217,10 +219,11 @@ def _verify_folder(
     try:
         listed = sides.target.list_items(mapping.target_wire)
         view = _TargetView(
-            {item: size for item, (size, _) in listed.items()},
+            {item: listing.size for item, listing in listed.items()},
             {},
             claimed,
-            {item: date for item, (_, date) in listed.items() if date},
+            {item: listing.internaldate for item, listing in listed.items() if listing.internaldate},
+            {item: listing.flags for item, listing in listed.items() if listing.flags is not None},
         )
     except ProtocolError as exc:
         result.error = f"target: {exc}"
@@ -369,6 +372,14 @@ def _bucket(
     kept = view.arrivals.get(item)
     if entry.reason != MATCHED_NOTE and _arrival_differs(sent, kept):
         return "different", f"target item {item} keeps the arrival date {kept}; it was sent with {sent}"
+    flags_kept = view.flags.get(item)
+    if flags_kept is not None:
+        given = settable_flags(entry.flags.split())
+        if _flags_differ(given, flags_kept):
+            return (
+                "different",
+                f"target item {item} keeps the flags {_shown(flags_kept)}; it was given {_shown(given)}",
+            )
     if deep:
         src = source_digests.get(meta.key)
         if src is None:
@@ -376,6 +387,18 @@ def _bucket(
         if src != view.digests.get(item):
             return "different", f"target item {item} differs from the source bytes"
     return "ok", ""
+
+
+def _flags_differ(given: Sequence[str], kept: Sequence[str]) -> bool:
+    """Whether the target keeps other flags than the last pass gave the copy: a flag it dropped
+    (a keyword where its PERMANENTFLAGS take none) or one set there since. Flag names compare
+    without case (a server may keep a keyword in the case it first saw). A flag changed on the
+    source since the last pass is not a difference of the copy: the next pass carries it over."""
+    return {f.casefold() for f in given} != {f.casefold() for f in kept}
+
+
+def _shown(flags: Sequence[str]) -> str:
+    return "(" + " ".join(sorted(flags)) + ")" if flags else "(none)"
 
 
 def _arrival_differs(sent: str | None, kept: str | None) -> bool:

@@ -96,6 +96,41 @@ def test_delta_pass_copies_only_new_messages_and_syncs_flags(lab: Lab) -> None:
     assert_same_mailbox(lab.source, lab.target)
 
 
+def test_verify_compares_the_flags_each_copy_was_given(lab: Lab) -> None:
+    """verify holds each copy's flags against what the last pass gave it: a flag lost or added on
+    the target is a difference with both lists named; a change on the source since the last pass
+    is not (the next pass carries it over, and then verify agrees again)."""
+    for n, flags in enumerate([("\\Seen",), ("\\Flagged", "$Label1"), (), ("\\Answered", "\\Seen")]):
+        imapfill.append(lab.source, "alice", "INBOX", message(f"flagged {n}"), flags)
+    assert lab.run()[0] == 0
+    assert lab.verify()[0] == 0
+    with imapfill.connect(lab.source, "alice", master=True) as client:
+        client.select_folder("INBOX")
+        client.add_flags([client.search("ALL")[0]], ["\\Deleted"])
+    assert lab.verify()[0] == 0  # changed on the source after the pass: not the copy's fault
+    with imapfill.connect(lab.target, "alice", master=True) as client:
+        client.select_folder("INBOX")
+        second, third = client.search("ALL")[1:3]
+        client.remove_flags([second], ["$Label1"])  # a keyword the copy lost
+        client.add_flags([third], ["\\Seen"])  # a flag it never had
+
+    code, report = lab.verify()
+
+    assert code == 1, report
+    reasons = sorted(d["reason"] for m in report["mailboxes"] for d in m["differences"])
+    assert reasons == [
+        f"target item {second} keeps the flags (\\Flagged); it was given ($Label1 \\Flagged)",
+        f"target item {third} keeps the flags (\\Seen); it was given (none)",
+    ], reasons
+    assert report["totals"]["different"] == 2 and report["totals"]["ok"] == 2
+    with imapfill.connect(lab.target, "alice", master=True) as client:
+        client.select_folder("INBOX")
+        client.add_flags([second], ["$label1"])  # a keyword's case is the server's to keep
+        client.remove_flags([third], ["\\Seen"])
+    assert lab.run()[0] == 0  # carries the source's \Deleted over
+    assert lab.verify()[0] == 0
+
+
 def test_new_folder_on_source_is_created_on_rerun(lab: Lab) -> None:
     imapfill.append(lab.source, "alice", "INBOX", message("first"))
     assert lab.run()[0] == 0

@@ -202,7 +202,7 @@ def test_verify_leaves_the_date_of_a_copy_matched_on_the_target_alone(
     verify_code, report = lab.verify()
 
     assert verify_code == 0, report
-    assert report["compared_by"] == "count-size-and-date"
+    assert report["compared_by"] == "count-size-date-and-flags"
 
 
 def test_an_arrival_date_is_compared_as_a_moment_and_one_never_sent_proves_nothing() -> None:

@@ -24,6 +24,7 @@ from runners.model import (
     FetchFailure,
     FolderInfo,
     FolderState,
+    ListedItem,
     MessageMeta,
     TargetCapabilities,
     TargetLayout,
@@ -75,7 +76,7 @@ class KeyedMailbox:
     def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:
         raise AssertionError("a target that doesn't keep bytes is never asked for digests")
 
-    def list_items(self, folder: str) -> dict[str, tuple[int, str | None]]:
+    def list_items(self, folder: str) -> dict[str, ListedItem]:
         raise AssertionError("a target that doesn't keep bytes is never asked for its listing")
 
     def set_flags(self, folder: str, changes: Sequence[tuple[str, tuple[str, ...]]]) -> None:

@@ -22,6 +22,7 @@ from runners.model import (
     FetchFailure,
     FolderInfo,
     FolderState,
+    ListedItem,
     MessageMeta,
     TargetCapabilities,
     TargetLayout,
@@ -172,11 +173,11 @@ class TargetSession(Protocol):
         finish it once another runner took the mailbox over."""
         ...
 
-    def list_items(self, folder: str) -> dict[str, tuple[int, str | None]]:
-        """``{item id: (size, arrival date as the target keeps it: an IMAP INTERNALDATE)}`` of every
-        item in the folder, in one pass; only asked when ``capabilities.keeps_bytes`` (verification:
-        a server may store another date than the one sent, e.g. the time of the APPEND for a date in
-        the future)."""
+    def list_items(self, folder: str) -> dict[str, ListedItem]:
+        """``{item id: its size, arrival date (an IMAP INTERNALDATE) and flags as the target keeps
+        them}`` of every item in the folder, in one pass; only asked when ``capabilities.keeps_bytes``
+        (verification: a server may store another date than the one sent, e.g. the time of the APPEND
+        for a date in the future, or drop a flag it can't keep)."""
         ...
 
     def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:

@@ -48,7 +48,7 @@ from runners.connectors.ews_wire import Element, HttpRefusal, Wire, m, mn, t, tn
 from runners.connectors.keyed_recovery import KeyedRecovery
 from runners.errors import AuthError, CommandError, ProtocolError
 from runners.kept import KeptItem
-from runners.model import AppendItem, AppendOutcome, TargetCapabilities, TargetLayout
+from runners.model import AppendItem, AppendOutcome, ListedItem, TargetCapabilities, TargetLayout
 from runners.pacing import Budget, pace_for
 from runners.plan.model import Endpoint, MailboxEntry
 
@@ -315,7 +315,7 @@ class EwsTarget:
         """Never asked (``keeps_bytes`` is false): Exchange re-renders MIME, no digest proves a copy."""
         return iter(())
 
-    def list_items(self, folder: str) -> dict[str, tuple[int, str | None]]:
+    def list_items(self, folder: str) -> dict[str, ListedItem]:
         """Never asked (``keeps_bytes`` is false): sizes and received times are in ``kept_items``."""
         return {}
 

@@ -52,7 +52,7 @@ from runners.connectors.graph_upload import upload_attachment
 from runners.connectors.keyed_recovery import KeyedRecovery
 from runners.errors import CommandError, ConnectionLost, MailboxFatal, ProtocolError
 from runners.kept import ImapState, KeptItem
-from runners.model import AppendItem, AppendOutcome, TargetLayout
+from runners.model import AppendItem, AppendOutcome, ListedItem, TargetLayout
 from runners.plan.model import Endpoint, MailboxEntry
 
 IMPORT_MIME = "importMime"
@@ -460,7 +460,7 @@ class GraphTarget:
     def digests(self, folder: str) -> Iterator[tuple[str, int, bytes]]:
         raise NotImplementedError("Graph re-renders messages: no byte digest to compare (keeps_bytes=False)")
 
-    def list_items(self, folder: str) -> dict[str, tuple[int, str | None]]:
+    def list_items(self, folder: str) -> dict[str, ListedItem]:
         """Never asked (``keeps_bytes`` is false): sizes and received times are in ``kept_items``."""
         return {}
 

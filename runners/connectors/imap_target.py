@@ -21,7 +21,7 @@ from runners.imap.codes import command_error
 from runners.imap.dates import canonical_date
 from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta
 from runners.imap.wire import ImapConnection, Reply
-from runners.model import SYSTEM_FLAGS, AppendItem, AppendOutcome, TargetLayout
+from runners.model import AppendItem, AppendOutcome, ListedItem, TargetLayout, settable_flags
 from runners.plan.model import Endpoint, MailboxEntry
 from runners.special_use import SPECIAL_USES, special_uses_in
 
@@ -184,18 +184,19 @@ class ImapTarget:
         self.conn.check(verb + self.conn.astring(wire_name), f"{verb.decode().strip()} {wire_name}")
         self._selected = wire_name
 
-    def list_items(self, wire_name: str) -> dict[str, tuple[int, str | None]]:
-        """UID -> (size, INTERNALDATE as written) of every message of the folder, in one FETCH."""
+    def list_items(self, wire_name: str) -> dict[str, ListedItem]:
+        """UID -> size, INTERNALDATE as written and flags of every message of the folder, in one FETCH."""
         self._select(wire_name, readonly=True)
         reply = self.conn.check(
-            b"UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE)", f"UID FETCH {wire_name} sizes and dates"
+            b"UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE)",
+            f"UID FETCH {wire_name} sizes, flags and dates",
         )
-        items: dict[str, tuple[int, str | None]] = {}
+        items: dict[str, ListedItem] = {}
         for parts in reply.untagged:
             if b" FETCH " in parts[0]:
-                uid, size, _, internaldate, _ = fetch_meta(parts[0])
+                uid, size, flags, internaldate, _ = fetch_meta(parts[0])
                 if uid is not None:
-                    items[str(uid)] = (size or 0, internaldate)
+                    items[str(uid)] = ListedItem(size or 0, internaldate, flags)
         return items
 
     def digests(self, wire_name: str) -> Iterator[tuple[str, int, bytes]]:
@@ -254,16 +255,8 @@ class ImapTarget:
 
 @lru_cache(maxsize=4096)
 def _flag_text(flags: tuple[str, ...]) -> bytes:
-    """Flags APPEND/STORE accept: system flags and keyword atoms; others can't be set, so dropped."""
-    keep: list[str] = []
-    for flag in flags:
-        if flag.startswith("\\"):
-            proper = "\\" + flag[1:].capitalize()
-            if proper in SYSTEM_FLAGS:
-                keep.append(proper)
-        elif flag and all(33 <= ord(c) < 127 and c not in '(){%*"\\]' for c in flag):
-            keep.append(flag)
-    return " ".join(keep).encode("ascii")
+    """The flag list of an APPEND or STORE: what can be set (``settable_flags``); the rest is dropped."""
+    return " ".join(settable_flags(flags)).encode("ascii")
 
 
 def _outcomes(reply: Reply, count: int) -> list[AppendOutcome]:
