@@ -70,6 +70,39 @@ def test_maildir_source_matches_what_the_server_serves(
     assert verify_code == 0, report
 
 
+def test_maildir_folders_with_empty_name_parts_are_copied_not_dropped(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    """Directories a tool or a hand made (``..x``, ``.a..b``, ``...``) hold mail too: no IMAP target
+    takes an empty name part, so they go where an IMAP source's would (``x``, ``a/b``), beside a
+    folder of that name if there is one, and none of their messages is left behind."""
+    root = tmp_path / "maildirs" / "alice"
+    for folder in ("", ".x", "..x", ".a..b", "..."):
+        for sub in ("cur", "new", "tmp"):
+            (root / folder / sub).mkdir(parents=True, exist_ok=True)
+        name = folder or "INBOX"
+        (root / folder / "cur" / f"1700000001.M1P1.{len(folder)}:2,S").write_bytes(message(f"in {name}"))
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+    source = str(root).replace("/alice", "/{user}")
+    rewrite_table(lab.plan, "source", lambda _: f'[source]\ntype = "maildir"\npath = "{source}"\n\n')
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert summary["totals"]["copied"] == 5
+    target = imapfill.folder_snapshot(target_dovecot, "alice", master=True)
+    subjects = {
+        f: sorted(m[0].split(b"Subject: ")[1].split(b"\r\n")[0] for m in msgs) for f, msgs in target.items()
+    }
+    assert subjects["x"] == [b"in ..x", b"in .x"], subjects
+    assert subjects["a.b"] == [b"in .a..b"], subjects
+    assert subjects["__"] == [b"in ..."], subjects
+    assert all(flags == frozenset({"\\Seen"}) for msgs in target.values() for _, flags, _ in msgs)
+    assert lab.run()[1]["totals"]["copied"] == 0
+    verify_code, report = lab.verify("pilot", "--deep")
+    assert verify_code == 0, report
+
+
 def test_login_template_and_per_user_passwords(
     tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
 ) -> None:

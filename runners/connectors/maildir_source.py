@@ -121,24 +121,21 @@ class MaildirSource:
                 names = [e.name for e in it if e.name.startswith(_SEPARATOR) and _is_maildir(e.path)]
         except OSError as exc:
             raise CommandError(self.server, "list folders", str(exc)) from None
-        found: dict[tuple[str, ...], FolderInfo] = {}
+        found: dict[str, FolderInfo] = {}
         for raw_name in names:
-            raw_parts = raw_name[1:].split(_SEPARATOR)
-            if not all(raw_parts):
-                continue  # ".", "..x" and the like are not folders
-            # Modified UTF-7 when ASCII; a UTF-8 directory name is taken as it is (it isn't valid mUTF-7).
-            path = tuple(decode_segment(p) for p in raw_parts)
-            found[path] = FolderInfo(raw_name, path, _SEPARATOR)
+            found[raw_name] = FolderInfo(raw_name, _maildir_path(raw_name), _SEPARATOR)
         # A ".A.B" without ".A": list A as a non-selectable parent, as IMAP would.
-        for path, info in list(found.items()):
-            raw_parts = info.raw_name[1:].split(_SEPARATOR)
-            for depth in range(1, len(path)):
-                parent = path[:depth]
-                if parent not in found:
+        paths = {info.path for info in found.values()}
+        for info in list(found.values()):
+            raw_parts = [p for p in info.raw_name[1:].split(_SEPARATOR) if p]
+            for depth in range(1, len(info.path)):
+                parent = info.path[:depth]
+                if parent not in paths:
+                    paths.add(parent)
                     raw = _SEPARATOR + _SEPARATOR.join(raw_parts[:depth])
-                    found[parent] = FolderInfo(raw, parent, _SEPARATOR, selectable=False)
+                    found.setdefault(raw, FolderInfo(raw, parent, _SEPARATOR, selectable=False))
         inbox = FolderInfo(INBOX, (INBOX,), _SEPARATOR)
-        return [inbox, *(found[p] for p in sorted(found))]
+        return [inbox, *sorted(found.values(), key=lambda f: (f.path, f.raw_name))]
 
     def folder_states(self, folders: Sequence[FolderInfo]) -> dict[str, FolderState | Exception]:
         states: dict[str, FolderState | Exception] = {}
@@ -364,6 +361,16 @@ def to_crlf(body: bytes) -> bytes:
     if body.count(b"\n") == body.count(b"\r\n"):
         return body
     return body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _maildir_path(raw_name: str) -> tuple[str, ...]:
+    """A folder directory's hierarchy (``.Archive.2023`` -> ``(Archive, 2023)``): modified UTF-7 when
+    ASCII, a UTF-8 name as it is (it isn't valid mUTF-7). Empty name parts (``..x``, ``.a..b``) are
+    left out, as an IMAP source's are (``folders.source_path``): no IMAP target takes an empty name,
+    and the folder's messages are still copied (to ``x``, ``a/b``: beside a folder of that name, if
+    any). A name of nothing but dots becomes one part, its dots as ``_``."""
+    parts = [decode_segment(p) for p in raw_name[1:].split(_SEPARATOR) if p]
+    return tuple(parts) if parts else (raw_name[1:].replace(_SEPARATOR, "_"),)
 
 
 def _is_maildir(path: str) -> bool:
