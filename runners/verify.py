@@ -189,6 +189,8 @@ class _TargetView:
     claimed: set[str]
     arrivals: dict[str, str] = field(default_factory=dict)
     flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: With --deep: each item's length as fetched (its digest's bytes).
+    lengths: dict[str, int] = field(default_factory=dict)
 
 
 def _verify_folder(
@@ -334,13 +336,16 @@ def _count(
 
 def _digests(
     sides: _Sides, mapping: FolderMapping, metas: list[MessageMeta], view: _TargetView
-) -> dict[str, bytes]:
-    """With a deep check, SHA-256 of both sides: the target's into ``view``, the source's returned."""
+) -> dict[str, tuple[bytes, int]]:
+    """With a deep check, SHA-256 of both sides: the target's into ``view`` (its lengths too), the
+    source's returned with each message's length."""
     if not sides.deep:
         return {}
-    view.digests = {item: digest for item, _, digest in sides.target.digests(mapping.target_wire)}
+    for item, length, digest in sides.target.digests(mapping.target_wire):
+        view.digests[item] = digest
+        view.lengths[item] = length
     return {
-        item.meta.key: hashlib.sha256(item.body).digest()
+        item.meta.key: (hashlib.sha256(item.body).digest(), len(item.body))
         for item in sides.source.fetch(mapping.source, metas)
         if isinstance(item, FetchedMessage)
     }
@@ -351,7 +356,7 @@ def _bucket(
     entry: LedgerEntry | None,
     synced: SyncedFolder | None,
     view: _TargetView,
-    source_digests: dict[str, bytes],
+    source_digests: dict[str, tuple[bytes, int]],
     deep: bool,
 ) -> tuple[str, str]:
     """The bucket of one source message the ledger can explain (or not), with the reason."""
@@ -384,8 +389,15 @@ def _bucket(
         src = source_digests.get(meta.key)
         if src is None:
             return "different", "the source could not deliver the message for comparison"
-        if src != view.digests.get(item):
-            return "different", f"target item {item} differs from the source bytes"
+        if src[0] != view.digests.get(item):
+            # The lengths say whether the target changed the message's length (a server that
+            # rewrites bare CR or LF line ends) or only bytes within it.
+            kept_length = view.lengths.get(item)
+            return "different", (
+                f"target item {item} differs from the source bytes ({kept_length} bytes kept, the source has {src[1]})"
+                if kept_length is not None and kept_length != src[1]
+                else f"target item {item} differs from the source bytes (the same length, {src[1]} bytes)"
+            )
     return "ok", ""
 
 
@@ -413,7 +425,7 @@ def _arrival_differs(sent: str | None, kept: str | None) -> bool:
 def _verify_by_content(
     metas: list[MessageMeta],
     view: _TargetView,
-    source_digests: dict[str, bytes],
+    source_digests: dict[str, tuple[bytes, int]],
     result: FolderCheck,
     check: MailboxCheck,
     folder: str,
@@ -426,7 +438,8 @@ def _verify_by_content(
     for item in unclaimed:
         pool[view.digests.get(item) if deep else view.sizes[item]] += 1
     for meta in metas:
-        key = source_digests.get(meta.key) if deep else meta.size
+        source = source_digests.get(meta.key)
+        key = (source[0] if source else None) if deep else meta.size
         if pool[key] > 0:
             pool[key] -= 1
             result.counts["ok"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,28 @@ def test_an_arrival_date_is_compared_as_a_moment_and_one_never_sent_proves_nothi
     assert not _arrival_differs("garbage-date", "07-Dec-2026 13:05:55 +0000")
     assert not _arrival_differs(None, "07-Dec-2026 13:05:55 +0000")
     assert not _arrival_differs("01-Jan-2024 10:00:00 +0000", None)
+
+
+def test_deep_verify_names_the_lengths_when_the_target_rewrites_a_message(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    """Real mail has bare CRs; Dovecot, as a target, stores such a message one byte shorter than sent
+    and the APPEND still says OK. A deep verify says which copy differs and by how many bytes (a
+    zero-byte message, which Dovecot refuses, is failed with its words)."""
+    imapfill.append(source_dovecot, "alice", "INBOX", message("ordinary"))
+    cur = source_dovecot.maildir("alice") / "cur"
+    (cur / "1700000001.M1P1.odd:2,S").write_bytes(b"Subject: cr\r\r\rbody\rmore\r")
+    (cur / "1700000002.M2P1.odd:2,S").write_bytes(b"")
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+    code, summary = lab.run()
+    assert code == 1 and summary["totals"]["copied"] == 2 and summary["totals"]["failed"] == 1, summary
+
+    verify_code, report = lab.verify("pilot", "--deep")
+
+    assert verify_code == 1, report
+    reasons = sorted(d["reason"] for m in report["mailboxes"] for d in m["differences"])
+    assert len(reasons) == 2, reasons
+    assert reasons[1].startswith("target refused APPEND: NO Can't save a zero byte message"), reasons
+    assert re.fullmatch(
+        r"target item \d+ differs from the source bytes \(23 bytes kept, the source has 24\)", reasons[0]
+    )
