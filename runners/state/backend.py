@@ -278,9 +278,11 @@ class SqliteBackend:
         # The writers' connection too, unless a transaction is using it (then it stays for the others).
         if self._shared is not None and self._writer.acquire(blocking=False):
             try:
-                if self._shared is not None and self._shared_pid == os.getpid():
-                    self._shared.close()
-                self._shared = None
+                shared, self._shared = self._shared, None
+                if shared is not None and self._shared_pid == os.getpid():
+                    shared.close()
+                elif shared is not None:  # inherited through a fork: kept, as in _writing
+                    _inherited.append(shared)
             finally:
                 self._writer.release()
 
