@@ -383,6 +383,10 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         gc.freeze()
         gc.enable()
+    # A copy makes few cycles but many short-lived containers (a batch's lists and tuples, a
+    # message's metadata): at the default 700 allocations the young generation was collected ~65
+    # times a run of 12,000 messages (36 ms of CPU, gc.callbacks); every 10,000: 6 times, 6 ms.
+    gc.set_threshold(10_000, 10, 10)
     return run_command(args)
 
 

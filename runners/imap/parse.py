@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 Token = bytes | str | int | None | list["Token"]
 
@@ -97,8 +98,12 @@ def fetch_meta(text: bytes) -> tuple[int | None, int | None, tuple[str, ...] | N
     )
 
 
+@lru_cache(maxsize=1024)
 def _flags(text: bytes) -> tuple[str, ...]:
-    """The flags of a FETCH's FLAGS list, ``\\Recent`` left out (session-only, never copied)."""
+    """The flags of a FETCH's FLAGS list, ``\\Recent`` left out (session-only, never copied).
+
+    Cached: a folder's messages share a few lists (``\\Seen``, ``\\Seen \\Recent``, ...), and a
+    listing parses one a message (12,000 calls a run of 12,000 messages, ~1 % of its CPU)."""
     words = text.decode("utf-8", "replace").split()
     if b"recent" not in text.lower():  # the usual case: nothing to leave out, no pass over each word
         return tuple(words)

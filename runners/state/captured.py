@@ -5,11 +5,13 @@ when they expire."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runners.state.base import StoreBase
 from runners.state.errors import StoreError
-from runners.state.proxy_rows import SealedCredential
+
+if TYPE_CHECKING:  # the proxy's rows: a run without captured passwords doesn't import them (start-up)
+    from runners.state.proxy_rows import SealedCredential
 
 _COLUMNS = "user_name, backend, login, key_id, nonce, ciphertext, captured, expires"
 
@@ -68,6 +70,8 @@ class CapturedMixin(StoreBase):
 
 
 def _sealed(row: tuple[Any, ...]) -> SealedCredential:
+    from runners.state.proxy_rows import SealedCredential
+
     user, backend, login, key_id, nonce, ciphertext, captured, expires = row
     return SealedCredential(
         str(user),

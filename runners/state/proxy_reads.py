@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runners.state.base import StoreBase
 from runners.state.errors import StoreError
-from runners.state.proxy_rows import FAILED_OUTCOMES, LiveSessions, LoginCounter, LoginRow
+
+if TYPE_CHECKING:  # the proxy's rows: a run never reads one, and doesn't import them (start-up)
+    from runners.state.proxy_rows import LiveSessions, LoginCounter, LoginRow
 
 #: A proxy whose counts are older than this is presumed gone (it republishes every few seconds).
 SESSIONS_FRESH_SECONDS = 30.0
@@ -37,6 +39,8 @@ class ProxyReadsMixin(StoreBase):
 
     def proxy_failures(self, limit: int = 10, since: float | None = None) -> list[LoginRow]:
         """The newest failed logins (refused, backend down, blocked), with the backend's words."""
+        from runners.state.proxy_rows import FAILED_OUTCOMES
+
         marks = ",".join("?" * len(FAILED_OUTCOMES))
         return self._proxy_read(
             f"SELECT {_LOGIN_COLUMNS} FROM proxy_logins WHERE outcome IN ({marks}) AND ts >= ? "
@@ -47,6 +51,8 @@ class ProxyReadsMixin(StoreBase):
 
     def proxy_login_counters(self, since: float, until: float | None = None) -> list[LoginCounter]:
         """Logins per backend, service and outcome with ``since <= ts < until``."""
+        from runners.state.proxy_rows import LoginCounter
+
         return self._proxy_read(
             "SELECT backend, service, outcome, COUNT(*) FROM proxy_logins WHERE ts >= ? AND ts < ? "
             "GROUP BY backend, service, outcome ORDER BY backend, service, outcome",
@@ -56,6 +62,8 @@ class ProxyReadsMixin(StoreBase):
 
     def proxy_sessions(self, now: float | None = None) -> list[LiveSessions]:
         """Sessions open now per backend and service, summed over the proxies that are alive."""
+        from runners.state.proxy_rows import LiveSessions
+
         fresh = (time.time() if now is None else now) - SESSIONS_FRESH_SECONDS
         return self._proxy_read(
             "SELECT backend, service, SUM(sessions), COUNT(*), MAX(updated) FROM proxy_sessions "
@@ -88,6 +96,8 @@ class ProxyReadsMixin(StoreBase):
 
 
 def _login(row: tuple[Any, ...]) -> LoginRow:
+    from runners.state.proxy_rows import LoginRow
+
     return LoginRow(
         ts=float(row[0]),
         service=str(row[1]),

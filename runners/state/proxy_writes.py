@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from runners.safe_text import safe
 from runners.state.backend import Connection
 from runners.state.base import StoreBase
-from runners.state.proxy_rows import JournalLimits, LoginRow, ProxyBatch, QueuedLogin, SealedCredential
+
+if TYPE_CHECKING:  # the proxy's rows: a run never builds one, and doesn't import them (start-up)
+    from runners.state.proxy_rows import JournalLimits, LoginRow, ProxyBatch, QueuedLogin, SealedCredential
 
 _DAY = 86400.0
-DEFAULT_LIMITS = JournalLimits()
 #: Users tallied between cuts at most (their logins not yet cut): a few hundred KB.
 _UNCUT_USERS = 5000
 
@@ -27,10 +29,12 @@ class ProxyWritesMixin(StoreBase):
     #: part of the journal's cost in the proxy's profile (its saving was not measured on its own).
     _uncut: dict[str, int] | None = None
 
-    def record_proxy_batch(self, batch: ProxyBatch, limits: JournalLimits = DEFAULT_LIMITS) -> None:
-        """Commit everything the proxy gathered since the last batch, in one transaction."""
+    def record_proxy_batch(self, batch: ProxyBatch, limits: JournalLimits | None = None) -> None:
+        """Commit everything the proxy gathered since the last batch, in one transaction (``limits``:
+        the journal's bounds, ``JournalLimits()`` when not given)."""
         if not batch:
             return
+        limits = limits or _default_limits()
         with self.transaction() as db:
             _insert_logins(db, batch.logins)
             _keep_credentials(db, batch.credentials)
@@ -63,9 +67,10 @@ class ProxyWritesMixin(StoreBase):
             del uncut[user]
         return due
 
-    def prune_proxy_journal(self, limits: JournalLimits = DEFAULT_LIMITS, now: float | None = None) -> int:
+    def prune_proxy_journal(self, limits: JournalLimits | None = None, now: float | None = None) -> int:
         """Drop logins older than the age bound and beyond the total bound, and expired captured
         passwords; returns the journal rows dropped."""
+        limits = limits or _default_limits()
         now = time.time() if now is None else now
         with self.transaction() as db:
             old = db.execute("DELETE FROM proxy_logins WHERE ts < ?", (now - limits.max_age_days * _DAY,))
@@ -79,6 +84,12 @@ class ProxyWritesMixin(StoreBase):
         """A proxy that stops takes its session counts with it."""
         with self.transaction() as db:
             db.execute("DELETE FROM proxy_sessions WHERE proxy = ?", (proxy,))
+
+
+def _default_limits() -> JournalLimits:
+    from runners.state.proxy_rows import JournalLimits
+
+    return JournalLimits()
 
 
 def _insert_logins(db: Connection, rows: Sequence[LoginRow]) -> None:
