@@ -113,3 +113,17 @@ def test_response_codes_are_classified_retry_later_or_final(
 )
 def test_internaldates_are_sent_in_the_form_append_takes(given: str | None, sent: str | None) -> None:
     assert canonical_date(given) == sent
+
+
+def test_flag_lists_are_cached_only_when_short() -> None:
+    """A folder's few usual lists are parsed once; a hostile server's long ones are parsed each time,
+    never kept (1,024 lists of a megabyte would otherwise stay in memory)."""
+    from runners.imap.parse import _CACHED_FLAGS_BYTES, _flags, _short_flags
+
+    _short_flags.cache_clear()
+    assert _flags(b"\\Seen \\Recent $Label1") == ("\\Seen", "$Label1")
+    assert _flags(b"\\Seen \\Recent $Label1") == ("\\Seen", "$Label1")
+    assert _short_flags.cache_info().hits == 1
+    long = b" ".join(b"$k%d" % n for n in range(_CACHED_FLAGS_BYTES)) + b" \\RECENT"
+    assert _flags(long) == tuple(f"$k{n}" for n in range(_CACHED_FLAGS_BYTES))
+    assert _short_flags.cache_info().currsize == 1

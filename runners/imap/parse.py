@@ -98,16 +98,26 @@ def fetch_meta(text: bytes) -> tuple[int | None, int | None, tuple[str, ...] | N
     )
 
 
-@lru_cache(maxsize=1024)
+#: FLAGS lists up to this long are cached: a hostile server's megabyte-long lists are not kept.
+_CACHED_FLAGS_BYTES = 256
+
+
 def _flags(text: bytes) -> tuple[str, ...]:
     """The flags of a FETCH's FLAGS list, ``\\Recent`` left out (session-only, never copied).
 
-    Cached: a folder's messages share a few lists (``\\Seen``, ``\\Seen \\Recent``, ...), and a
-    listing parses one a message (12,000 calls a run of 12,000 messages, ~1 % of its CPU)."""
+    Short lists are cached: a folder's messages share a few (``\\Seen``, ``\\Seen \\Recent``, ...),
+    and a listing parses one a message (12,000 calls a run of 12,000 messages, ~1 % of its CPU)."""
+    return _short_flags(text) if len(text) <= _CACHED_FLAGS_BYTES else _parse_flags(text)
+
+
+def _parse_flags(text: bytes) -> tuple[str, ...]:
     words = text.decode("utf-8", "replace").split()
     if b"recent" not in text.lower():  # the usual case: nothing to leave out, no pass over each word
         return tuple(words)
     return tuple(f for f in words if f.lower() != "\\recent")
+
+
+_short_flags = lru_cache(maxsize=1024)(_parse_flags)
 
 
 def fetch_uid(parts: list[bytes]) -> int | None:
