@@ -488,12 +488,14 @@ class _ProtocolSession(_Session):
         if self.spliced is not None:
             self.spliced.finish(ended_by, abort=abort)
             return
-        self._resolve(ended_by)
         for transport in self.transports.values():
             if abort:
                 transport.abort()
             elif not transport.is_closing():
                 transport.close()  # after its buffer went out
+        # Resolved after the closes: their connection_lost (called soon, in order) comes before the
+        # relay's task wakes, so it finds both legs closed and need not wait again.
+        self._resolve(ended_by)
 
     async def closed(self) -> None:
         if self.spliced is not None:

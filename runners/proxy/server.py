@@ -148,19 +148,13 @@ class ProxyServer:
         handlers = self._handlers
         loop = asyncio.get_running_loop()
 
-        async def handle(client: ImapSession | Pop3Session) -> None:
-            task = client.task
-            handlers.add(task)
-            try:
-                await client.run()
-            except asyncio.CancelledError:
-                pass  # the proxy stops
-            finally:
-                handlers.discard(task)
-
         def connected(conn: ClientConn) -> None:
+            # The session's coroutine is the task's own (no wrapper frame to pass at each resume); a
+            # task the proxy's stop cancelled ends cancelled, which close() gathers.
             client = session(ctx, conn, implicit)
-            client.task = loop.create_task(handle(client))
+            task = client.task = loop.create_task(client.run())
+            handlers.add(task)
+            task.add_done_callback(handlers.discard)
 
         def factory() -> ClientConn:
             return ClientConn(loop, connected)
