@@ -5,8 +5,8 @@ A line already received is taken without a coroutine (``next_line``); only when 
 session wait, on one future (``wait``) that data or the end wakes. While the session waits for a line,
 the lines it answers on the spot (``quick``: POP3's ``USER``, ``CAPA``; IMAP's ``CAPABILITY``,
 ``NOOP``) are answered in the transport's callback, without waking the session's task. Once the
-client logged in, ``streams`` hands the connection to the relay as the streams it expects, holding
-what the client sent behind its login.
+client logged in, ``leg`` hands the connection to the relay, with what the client sent behind its
+login.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from typing import Final
+
+from runners.proxy.contracts import Leg
 
 #: What one read may hold before login without a line end (asyncio's ``limit`` as the streams had it).
 CLIENT_LIMIT: Final = 64 * 1024
@@ -33,7 +35,7 @@ class ClientConn(asyncio.Protocol):
     ``quick``, set by the session, answers a line on the spot (True) or leaves it to the session."""
 
     __slots__ = ("buffer", "closed", "ended", "loop", "lost", "on_connect", "over_ssl", "paused", "quick",
-                 "reader", "transport", "waiter", "wanted")  # fmt: skip
+                 "transport", "waiter", "wanted")  # fmt: skip
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_connect: Callable[[ClientConn], None]) -> None:
         self.loop = loop
@@ -48,8 +50,6 @@ class ClientConn(asyncio.Protocol):
         self.over_ssl = False
         self.closed: asyncio.Future[None] | None = None  # made when someone waits for the close
         self.quick: Callable[[bytes], bool] | None = None
-        #: The relay's reader once ``streams`` made it: what arrives before the relay takes over goes there.
-        self.reader: asyncio.StreamReader | None = None
 
     # -- the transport's callbacks -------------------------------------------------------------------
 
@@ -59,9 +59,6 @@ class ClientConn(asyncio.Protocol):
         self.on_connect(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.reader is not None:
-            self.reader.feed_data(data)
-            return
         buffer = self.buffer
         buffer += data
         waiter = self.waiter
@@ -93,8 +90,6 @@ class ClientConn(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.ended = True
-        if self.reader is not None:
-            self.reader.feed_eof()
         self._wake()
         return not self.over_ssl  # plain: half-open, the backend's answer may still go out
 
@@ -107,10 +102,6 @@ class ClientConn(asyncio.Protocol):
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
-
-    def _get_close_waiter(self, stream: asyncio.StreamWriter) -> asyncio.Future[None]:
-        """``StreamWriter.wait_closed()`` asks its protocol for this."""
-        return self.close_waiter()
 
     # -- the session's side --------------------------------------------------------------------------
 
@@ -185,19 +176,17 @@ class ClientConn(asyncio.Protocol):
         self.transport = transport
         self.over_ssl = True
 
-    def streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """The connection for the relay: a reader holding what the client sent behind its login (with
-        its end of file, when it came), a writer on the transport. This protocol stays the transport's
-        until the relay takes it over; only the relay reads the reader."""
+    def leg(self, tls: bool, farewell: bytes) -> Leg:
+        """The connection for the relay. This protocol stays the transport's until the relay takes it
+        over (``take_rest``: what the client sent behind its login, and its end of file if it came)."""
         self.quick = None
-        loop = self.loop
-        reader = self.reader = asyncio.StreamReader(limit=CLIENT_LIMIT, loop=loop)
-        if self.buffer:
-            reader.feed_data(bytes(self.buffer))
-            self.buffer.clear()
-        if self.ended:
-            reader.feed_eof()
-        if self.paused:
-            self.paused = False
-            self.transport.resume_reading()
-        return reader, asyncio.StreamWriter(self.transport, self, reader, loop)
+        return Leg(self.transport, tls, self.take_rest, self.wait_closed, farewell)
+
+    def take_rest(self) -> tuple[bytes, bool]:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data, self.ended
+
+    async def wait_closed(self) -> None:
+        if not self.lost:
+            await self.close_waiter()

@@ -30,14 +30,14 @@ from runners.proxy.backend_connect import (
 )
 from runners.proxy.client_conn import ClientGone, LineTooLong
 from runners.proxy.context import ProxyContext
-from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
+from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service
 from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize, valid_tag
 from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response, text_of
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
     ClientSession,
     clear_login_refused,
-    close_quietly,
+    close_leg,
     endpoint_of,
     event,
     serve_login,
@@ -234,7 +234,7 @@ class ImapSession(ClientSession):
             return None
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
-        writer: asyncio.StreamWriter | None = None
+        backend: Leg | None = None
         task = self.task
         deadlines = ctx.deadlines
         try:
@@ -242,19 +242,19 @@ class ImapSession(ClientSession):
             with deadlines.backend(task):
                 steps = _BackendLogin(route.backend_login, password, where(endpoint),
                                       lambda: deadlines.backend_greeted(task))  # fmt: skip
-                reader, writer = await login_dialogue(
+                backend = await login_dialogue(
                     endpoint, ctx.backend_tls, steps, _starttls(endpoint, ctx, steps)
                 )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
-            await close_quietly(writer)
+            await close_leg(backend)
             write(tag + b" NO [UNAVAILABLE] Backend server unavailable; try again later.\r\n")
             detail = unavailable_detail(route, endpoint, exc)
             await ctx.tell(event(Service.IMAP, address, login, route, Outcome.UNAVAILABLE, detail))
             return None
         if not ok:
             said = words(answer.decode("utf-8", "replace"), password)
-            await close_quietly(writer)
+            await close_leg(backend)
             delay = ctx.limits.failed(address, login)
             if delay:
                 await asyncio.sleep(delay)
@@ -267,7 +267,7 @@ class ImapSession(ClientSession):
             # The journal keeps the backend's words, not its capability list.
             accepted = words(_CAPABILITY_CODE.sub(b"", answer, count=1).decode("utf-8", "replace"), password)
             await ctx.tell(event(Service.IMAP, address, login, route, Outcome.ACCEPTED, accepted), password)
-        return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
+        return route, backend
 
 
 class _Aborted(Exception):

@@ -21,13 +21,13 @@ from runners.proxy.backend_connect import (
 )
 from runners.proxy.client_conn import ClientConn, ClientGone, LineTooLong
 from runners.proxy.context import ProxyContext
-from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
+from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service
 from runners.proxy.sasl import SaslError, decode, plain_credentials
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
     ClientSession,
     clear_login_refused,
-    close_quietly,
+    close_leg,
     endpoint_of,
     event,
     serve_login,
@@ -204,7 +204,7 @@ class Pop3Session(ClientSession):
             return None
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
-        writer: asyncio.StreamWriter | None = None
+        backend: Leg | None = None
         task = self.task
         deadlines = ctx.deadlines
         try:
@@ -212,19 +212,19 @@ class Pop3Session(ClientSession):
             with deadlines.backend(task):
                 steps = _BackendLogin(route.backend_login, password, where(endpoint),
                                       lambda: deadlines.backend_greeted(task))  # fmt: skip
-                reader, writer = await login_dialogue(
+                backend = await login_dialogue(
                     endpoint, ctx.backend_tls, steps, _starttls(endpoint, ctx, steps)
                 )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
-            await close_quietly(writer)
+            await close_leg(backend)
             write(b"-ERR [SYS/TEMP] Backend server unavailable; try again later.\r\n")
             detail = unavailable_detail(route, endpoint, exc)
             await ctx.tell(event(Service.POP3, address, login, route, Outcome.UNAVAILABLE, detail))
             return None
         said = words(answer.decode("utf-8", "replace"), password) if not ok or ctx.observers else ""
         if not ok:
-            await close_quietly(writer)
+            await close_leg(backend)
             delay = ctx.limits.failed(address, login)
             if delay:
                 await asyncio.sleep(delay)
@@ -236,7 +236,7 @@ class Pop3Session(ClientSession):
         write(answer + b"\r\n")
         if ctx.observers:
             await ctx.tell(event(Service.POP3, address, login, route, Outcome.ACCEPTED, said), password)
-        return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
+        return route, backend
 
 
 def _starttls(

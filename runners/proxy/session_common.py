@@ -76,12 +76,13 @@ def unavailable_detail(route: Route, endpoint: BackendEndpoint | None, exc: Base
     return f"{place}: {safe(exc) or type(exc).__name__}"
 
 
-async def close_quietly(writer: asyncio.StreamWriter | None) -> None:
-    if writer is None:
+async def close_leg(leg: Leg | None) -> None:
+    """Close a backend's connection that will not be relayed (a refusal, a failure), and wait for it."""
+    if leg is None:
         return
-    writer.close()
+    leg.transport.close()
     with contextlib.suppress(OSError, ssl.SSLError, asyncio.CancelledError, TimeoutError):
-        await writer.wait_closed()
+        await leg.wait_closed()
 
 
 async def relay_session(
@@ -89,7 +90,7 @@ async def relay_session(
 ) -> None:
     """The relay, with the session counted in the registry while it lasts."""
     wave = ctx.router.wave_of(route.user)
-    session = ctx.registry.open(service, route.backend, route.user, address, client.writer, wave)
+    session = ctx.registry.open(service, route.backend, route.user, address, client.transport, wave)
     try:
         await ctx.relay(client, backend, session.stop)
     except Exception as exc:  # the relay's bug must not take the proxy down
@@ -158,8 +159,7 @@ async def serve_login(
         ctx.limits.release(address)
         admitted = False
         route, backend = logged_in
-        reader, writer = conn.streams()
-        client = Leg(reader, writer, session.tls, FAREWELL[service])
+        client = conn.leg(session.tls, FAREWELL[service])
         await relay_session(ctx, service, route, address, client, backend)
     except (closed, OSError, ConnectionError, asyncio.IncompleteReadError, ClientGone):
         pass
