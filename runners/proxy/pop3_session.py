@@ -9,6 +9,7 @@ says so; the client then gets the backend's own ``+OK`` line.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 
 from runners.proxy.backend_connect import (
@@ -36,6 +37,8 @@ from runners.proxy.session_common import (
 )
 
 MAX_BAD_COMMANDS = 10
+#: What a USER or PASS line sent to the backend must not hold.
+_LINE_BREAK = re.compile("[\r\n\0]")
 
 
 class _Closed(Exception):
@@ -193,7 +196,7 @@ class Pop3Session(ClientSession):
 
     async def _login(self, login: str, password: Password) -> tuple[Route, Leg] | None:
         ctx, address, write = self.ctx, self.address, self.write
-        if not login or any(c in login for c in "\r\n\0") or any(c in password.reveal() for c in "\r\n\0"):
+        if not login or _LINE_BREAK.search(login) or _LINE_BREAK.search(password.reveal()):
             write(b"-ERR [AUTH] Authentication failed.\r\n")
             return None
         if ctx.limits.locked(address, login):
