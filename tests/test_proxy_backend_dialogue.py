@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import cast
 
 import pytest
 from scripted_backend import against_scripted_backend, closed_port
 
-from runners.proxy.backend_connect import BackendTls, BackendUnavailable, open_dialogue, unconnected
+from runners.proxy.backend_connect import BackendTls, BackendUnavailable, open_dialogue, open_leg, unconnected
 from runners.proxy.contracts import BackendEndpoint, TlsMode
 
 
@@ -57,7 +56,7 @@ def test_what_the_backend_sends_behind_the_login_answer_reaches_the_streams() ->
 
 class Collector(asyncio.Protocol):
     """What a relay's protocol sees once it takes a transport over: the bytes, then the end; like the
-    relay's, it tells the protocol it replaced of the connection's loss (the streams' wait_closed)."""
+    relay's, it tells the protocol it replaced of the connection's loss (the leg's wait_closed)."""
 
     def __init__(self, replaced: asyncio.BaseProtocol) -> None:
         self.replaced = replaced
@@ -75,7 +74,7 @@ class Collector(asyncio.Protocol):
         return False
 
 
-def test_relay_only_streams_keep_what_the_backend_sent_and_closed_before_the_relay_took_over() -> None:
+def test_a_relay_leg_keeps_what_the_backend_sent_and_closed_before_the_relay_took_over() -> None:
     async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"* OK ready\r\n")
         assert await reader.readline() == b"A LOGIN alice secret\r\n"
@@ -86,17 +85,18 @@ def test_relay_only_streams_keep_what_the_backend_sent_and_closed_before_the_rel
         writer.close()
 
     async def check(endpoint: BackendEndpoint) -> None:
-        reader, writer = await open_dialogue(endpoint, BackendTls(), OneLogin(), relay_only=True)
+        leg = await open_leg(endpoint, BackendTls(), OneLogin())
         await asyncio.sleep(0.3)  # observers told meanwhile: the backend has sent the rest and closed
-        transport = cast(asyncio.Transport, writer.transport)  # a stream's transport reads too
+        transport = leg.transport
         collector = Collector(transport.get_protocol())
         transport.set_protocol(collector)  # the relay's part
+        rest, eof = leg.take_rest()
         transport.resume_reading()
         await asyncio.wait_for(collector.ended, 10)
-        reader.feed_eof()
-        assert await reader.read() + collector.data == b"* BYE one\r\n* BYE two\r\n"
-        writer.close()
-        await asyncio.wait_for(writer.wait_closed(), 10)
+        assert (rest, eof) == (b"* BYE one\r\n", False)
+        assert rest + collector.data == b"* BYE one\r\n* BYE two\r\n"
+        transport.close()
+        await asyncio.wait_for(leg.wait_closed(), 10)
 
     against_scripted_backend(backend, check)
 

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from proxy_harness import ProxyThread
 from servers.process import free_ports
 
+from runners.proxy import imap_parse
 from runners.proxy.imap_parse import ImapSyntaxError, tokenize, valid_tag
 from runners.proxy.sasl import SaslError, decode, plain_credentials
 
@@ -45,6 +46,28 @@ def test_tokenize_raises_only_its_own_error(line: str) -> None:
     assert all(isinstance(t, str) for t in tokens)
     assert literal is None or literal.size >= 0
     valid_tag(tokens[0] if tokens else "")
+
+
+def _tokenize_char_by_char(line: str) -> list[str] | None:
+    """The tokenizer's general path alone (what its shortcut for lines of atoms must agree with)."""
+    tokens: list[str] = []
+    try:
+        imap_parse.tokenize(line + " {0}", tokens)  # a literal's announcement: never the shortcut
+    except ImapSyntaxError:
+        return None
+    return tokens
+
+
+@FUZZ
+@given(st.text(alphabet=st.sampled_from(list(' aZ0{}+*%\\\t\x7f\x85\xa0\u3000\xe9"()')), max_size=40))
+def test_the_tokenizers_shortcut_agrees_with_its_general_path(line: str) -> None:
+    assume(not line.endswith("}"))  # a literal's announcement takes the general path anyway
+    tokens: list[str] | None = []
+    try:
+        tokenize(line, tokens)
+    except ImapSyntaxError:
+        tokens = None
+    assert tokens == _tokenize_char_by_char(line)
 
 
 @FUZZ

@@ -292,3 +292,26 @@ def test_after_the_grace_period_moved_sessions_are_told_bye_and_others_stay(
             (Service.IMAP, "legacy"): 1
         }
         bob.logout()
+
+
+def test_a_logout_and_half_close_right_behind_the_login_reach_the_backend(
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer
+) -> None:
+    """What the client sent behind its login, and its end of file, go to the backend once the relay
+    takes the connection over; a half-close before login ends the session after its answers."""
+    plan, ports = write_proxy_plan(tmp_path, legacy, target)
+    with ProxyThread(plan):
+        with socket.create_connection(("127.0.0.1", ports["imap"]), timeout=10) as raw:
+            file = raw.makefile("rb")
+            assert file.readline().startswith(b"* OK")
+            raw.sendall(b"a LOGIN bob bob-secret\r\nz LOGOUT\r\n")
+            raw.shutdown(socket.SHUT_WR)
+            lines = file.read().split(b"\r\n")
+            assert lines[0].startswith(b"a OK")
+            assert lines[1].startswith(b"* BYE") and lines[2].startswith(b"z OK Logout completed")
+        with socket.create_connection(("127.0.0.1", ports["imap"]), timeout=10) as raw:
+            file = raw.makefile("rb")
+            assert file.readline().startswith(b"* OK")
+            raw.sendall(b"a NOOP\r\nb NOOP")  # the second line never ends
+            raw.shutdown(socket.SHUT_WR)
+            assert file.read() == b"a OK NOOP completed.\r\n"

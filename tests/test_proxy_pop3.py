@@ -109,3 +109,28 @@ def test_after_the_grace_period_a_moved_pop3_session_gets_in_use(
                 == b"-ERR [IN-USE] Your mailbox moved to another server; please reconnect.\r\n"
             )
             assert file.readline() == b""
+
+
+def test_user_and_capa_answered_at_once_but_not_inside_an_auth_exchange(
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer
+) -> None:
+    """USER and CAPA are answered in the connection's callback while the session waits for a command;
+    a line that answers AUTH's continuation is the SASL response, whatever it reads like."""
+    plan, ports = write_proxy_plan(tmp_path, legacy, target)
+    with ProxyThread(plan), socket.create_connection(("127.0.0.1", ports["pop3"]), timeout=10) as raw:
+        file = raw.makefile("rb")
+        assert file.readline().startswith(b"+OK")
+        raw.sendall(b"AUTH PLAIN\r\n")
+        assert file.readline() == b"+ \r\n"
+        raw.sendall(b"USER alice\r\n")
+        assert file.readline() == b"-ERR Invalid base64 data.\r\n"
+        raw.sendall(b"PASS alice-secret\r\n")
+        assert file.readline() == b"-ERR No username given.\r\n"
+        raw.sendall(b"USER alice\r\n")
+        assert file.readline() == b"+OK\r\n"
+        raw.sendall(b"CAPA\r\n")
+        assert file.readline() == b"+OK Capability list follows\r\n"
+        while file.readline() != b".\r\n":
+            pass
+        raw.sendall(b"PASS alice-secret\r\n")
+        assert file.readline().startswith(b"+OK Logged in")

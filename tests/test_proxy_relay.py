@@ -94,7 +94,9 @@ async def rig(
         writer.write(await b_reader.readexactly(len(GREETING)))
         b_writer.write(await reader.readexactly(len(LOGIN)))
         await asyncio.sleep(0.05)  # let the ahead bytes land in the streams' buffers
-        result = await relay(Leg(reader, writer, client_tls), Leg(b_reader, b_writer, backend_tls), stop)
+        result = await relay(
+            Leg.of_streams(reader, writer, client_tls), Leg.of_streams(b_reader, b_writer, backend_tls), stop
+        )
         results.put_nowait(result)
 
     proxy_server = await asyncio.start_server(

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Final, Protocol
 
 from runners.connectors.tls import client_context
-from runners.proxy.contracts import BackendEndpoint, TlsMode
+from runners.proxy.contracts import BackendEndpoint, Leg, TlsMode
 from runners.safe_text import safe
 
 #: A backend's lines and literals during login are short; the relay reads by chunks, not lines.
@@ -87,24 +87,15 @@ _SPENT: Final = _Spent()
 
 
 async def open_dialogue(
-    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, *, relay_only: bool = False
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection to ``endpoint`` (plain or implicit TLS) whose login dialogue ``steps`` runs in the
     transport's callbacks, one wait for the whole exchange instead of one per line; then the connection
-    as streams for the relay, holding whatever the backend sent after the dialogue's last line. Raises
-    ``BackendUnavailable`` when it can't connect, or what ``steps`` raised; the connection is closed then.
-    ``relay_only``: the streams go to the relay or are closed, never read or written (``relay_streams``)."""
-    loop = asyncio.get_running_loop()
-    protocol = _DialogueProtocol(steps, loop.create_future())
-    implicit = endpoint.tls == TlsMode.IMPLICIT
+    as streams, holding whatever the backend sent after the dialogue's last line. Raises
+    ``BackendUnavailable`` when it can't connect, or what ``steps`` raised; the connection is closed then."""
+    protocol = _DialogueProtocol(steps, asyncio.get_running_loop().create_future())
     try:
-        await loop.create_connection(
-            lambda: protocol,
-            endpoint.host,
-            endpoint.port,
-            ssl=tls.context(endpoint) if implicit else None,
-            server_hostname=endpoint.host if implicit else None,
-        )
+        await _connect(endpoint, tls, protocol)
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise BackendUnavailable(f"{where(endpoint)}: {_words(exc)}") from None
     try:
@@ -112,9 +103,39 @@ async def open_dialogue(
     except BaseException:  # nonsense, a close, the deadline: the connection is of no further use
         protocol.transport.abort()
         raise
-    # Implicit TLS gets the full streams: uvloop's TLS transport, told of the peer's close while its
-    # reading is paused, drops what it decrypted but had not delivered (a BYE right behind the OK).
-    return protocol.relay_streams() if relay_only and not implicit else protocol.streams()
+    return protocol.streams()
+
+
+async def open_leg(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> Leg:
+    """``open_dialogue`` for the relay: the connection as a ``Leg``, its reading paused until the relay
+    takes the transport over (no streams made for it)."""
+    protocol = _DialogueProtocol(steps, asyncio.get_running_loop().create_future())
+    try:
+        await _connect(endpoint, tls, protocol)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise BackendUnavailable(f"{where(endpoint)}: {_words(exc)}") from None
+    try:
+        await protocol.done
+    except BaseException:
+        protocol.transport.abort()
+        raise
+    if endpoint.tls == TlsMode.IMPLICIT:
+        # The full streams: uvloop's TLS transport, told of the peer's close while its reading is
+        # paused, drops what it decrypted but had not delivered (a BYE right behind the OK).
+        return Leg.of_streams(*protocol.streams(), tls=True)
+    return protocol.leg()
+
+
+def _connect(endpoint: BackendEndpoint, tls: BackendTls, protocol: _DialogueProtocol) -> Awaitable[object]:
+    """The loop's connection of ``protocol`` to ``endpoint`` (its coroutine: no frame of ours to resume)."""
+    implicit = endpoint.tls == TlsMode.IMPLICIT
+    return asyncio.get_running_loop().create_connection(
+        lambda: protocol,
+        endpoint.host,
+        endpoint.port,
+        ssl=tls.context(endpoint) if implicit else None,
+        server_hostname=endpoint.host if implicit else None,
+    )
 
 
 async def backend_line(reader: asyncio.StreamReader) -> bytes:
@@ -134,13 +155,14 @@ def login_dialogue(
     tls: BackendTls,
     steps: LineSteps,
     starttls: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> Coroutine[None, None, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+) -> Coroutine[None, None, Leg]:
     """A backend's login dialogue ``steps`` on a new connection to ``endpoint``: in the transport's
-    callbacks (``open_dialogue``); on a STARTTLS endpoint over the streams, once ``starttls`` has read
-    the greeting, upgraded the connection and begun the steps. The connection is closed when it fails.
-    Without STARTTLS it is ``open_dialogue``'s coroutine itself (no frame of its own to resume)."""
+    callbacks (``open_leg``); on a STARTTLS endpoint over the streams, once ``starttls`` has read
+    the greeting, upgraded the connection and begun the steps. The connection is closed when it fails;
+    else it is the relay's ``Leg``. Without STARTTLS it is ``open_leg``'s coroutine itself (no frame of
+    its own to resume)."""
     if endpoint.tls != TlsMode.STARTTLS:
-        return open_dialogue(endpoint, tls, steps, relay_only=True)
+        return open_leg(endpoint, tls, steps)
     return _starttls_dialogue(endpoint, tls, steps, starttls)
 
 
@@ -149,7 +171,7 @@ async def _starttls_dialogue(
     tls: BackendTls,
     steps: LineSteps,
     starttls: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+) -> Leg:
     reader, writer = await open_backend(endpoint, tls)
     try:
         steps.write = writer.write
@@ -158,7 +180,7 @@ async def _starttls_dialogue(
     except BaseException:
         writer.close()  # no wait: a cancelled login must not wait for the backend
         raise
-    return reader, writer
+    return Leg.of_streams(reader, writer, tls=True)
 
 
 class _DialogueProtocol(asyncio.Protocol):
@@ -172,7 +194,7 @@ class _DialogueProtocol(asyncio.Protocol):
         self.done = done
         self.buffer = bytearray()
         self.transport: asyncio.Transport
-        self.closed: asyncio.Future[None] | None = None  # what the streams' wait_closed() waits on
+        self.closed: asyncio.Future[None] | None = None  # what the relay's wait_closed() waits on
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -210,11 +232,6 @@ class _DialogueProtocol(asyncio.Protocol):
         if self.closed is not None and not self.closed.done():
             self.closed.set_result(None)
 
-    def _get_close_waiter(self, stream: asyncio.StreamWriter) -> asyncio.Future[None]:
-        """``StreamWriter.wait_closed()`` asks its protocol for this."""
-        assert self.closed is not None
-        return self.closed
-
     def _fail(self, exc: BaseException) -> None:
         if not self.done.done():
             self.done.set_exception(exc)
@@ -232,21 +249,25 @@ class _DialogueProtocol(asyncio.Protocol):
         transport.resume_reading()
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
-    def relay_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """The connection as streams for the relay alone: a reader holding what the backend sent after the
-        dialogue's last line, a writer on the transport. Reading stays paused and this protocol stays
-        the transport's: the relay takes the transport over (its own protocol) and resumes reading, so
-        nothing is read in between. No ``StreamReaderProtocol``: it would be replaced at once."""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=BACKEND_LIMIT, loop=loop)
-        if self.buffer:
-            reader.feed_data(bytes(self.buffer))
-            self.buffer.clear()
+    def leg(self) -> Leg:
+        """The connection for the relay alone: what the backend sent after the dialogue's last line
+        (``take_rest``) and the transport. Reading stays paused and this protocol stays the
+        transport's: the relay takes the transport over (its own protocol) and resumes reading, so
+        nothing is read in between."""
         self.steps = _SPENT  # this protocol lives as long as the session: not the login's password
-        self.closed = loop.create_future()
+        return Leg(self.transport, False, self.take_rest, self.wait_closed)
+
+    def take_rest(self) -> tuple[bytes, bool]:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data, False  # reading was paused: an end of file, if any, is still to be read
+
+    async def wait_closed(self) -> None:
         if self.lost:
-            self.closed.set_result(None)
-        return reader, asyncio.StreamWriter(self.transport, self, reader, loop)
+            return
+        if self.closed is None:
+            self.closed = asyncio.get_running_loop().create_future()
+        await self.closed
 
 
 async def start_tls(

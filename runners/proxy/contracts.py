@@ -9,6 +9,7 @@ to a ``Relay``. Nothing here does I/O; each part implements its side in its own 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -162,14 +163,41 @@ class LoginObserver(Protocol):
 
 @dataclass(slots=True)
 class Leg:
-    """One side of a proxied session after login: the asyncio streams and whether TLS is on them."""
+    """One side of a proxied session after login, as the relay takes it over: its transport, whether
+    TLS is on it, what was read ahead of the relay, and how to wait for its close."""
 
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    transport: asyncio.Transport
     tls: bool
+    #: The bytes read ahead of the relay, and whether the peer's end of file came behind them: asked
+    #: once, when the relay has made the transport its own (nothing is read in between).
+    take_rest: Callable[[], tuple[bytes, bool]]
+    #: Waits until the connection is closed (once the relay closed it, or the peer did).
+    wait_closed: Callable[[], Awaitable[None]]
     #: What the client is told when the proxy ends the session (a switch's grace period ran out): the
-    #: relay writes it itself once it has taken the connection over from the streams.
+    #: relay writes it itself once it has taken the connection over.
     farewell: bytes = b""
+
+    @classmethod
+    def of_streams(
+        cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool, farewell: bytes = b""
+    ) -> Leg:
+        """A connection held by asyncio's streams (SMTP's, a STARTTLS backend's)."""
+        transport: asyncio.Transport = writer.transport  # type: ignore[assignment]  # a stream's reads too
+        return cls(transport, tls, functools.partial(_streams_rest, reader), writer.wait_closed, farewell)
+
+
+def _streams_rest(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    """Whatever ``reader`` holds, taken at once, and whether it had met its end of file. It is never fed
+    again (its end of file is fed, as a ``read()`` to the end would leave it). StreamReader's public way,
+    ``feed_eof()`` then ``read()``, costs three coroutines a leg for what is nearly always nothing."""
+    ended = bool(getattr(reader, "_eof", False))  # no public way to tell an end of file it saw
+    reader.feed_eof()
+    if reader.exception() is not None:  # a stream that failed holds nothing worth sending
+        return b"", ended
+    buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
+    data = bytes(buffer)
+    buffer.clear()
+    return data, ended
 
 
 @dataclass(frozen=True, slots=True)

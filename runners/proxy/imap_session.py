@@ -28,15 +28,16 @@ from runners.proxy.backend_connect import (
     unconnected,
     where,
 )
+from runners.proxy.client_conn import ClientGone, LineTooLong
 from runners.proxy.context import ProxyContext
-from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
+from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service
 from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize, valid_tag
 from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response, text_of
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
     ClientSession,
     clear_login_refused,
-    close_quietly,
+    close_leg,
     endpoint_of,
     event,
     serve_login,
@@ -88,12 +89,12 @@ class ImapSession(ClientSession):
         try:
             return await self._commands()
         except _TooLong as exc:  # a command line, a literal or an AUTHENTICATE response
-            self.writer.write(b"* BYE " + str(exc).encode() + b"\r\n")
+            self.write(b"* BYE " + str(exc).encode() + b"\r\n")
             return None
 
     async def _commands(self) -> tuple[Route, Leg] | None:
-        write = self.writer.write
         while True:
+            write = self.write  # STARTTLS changes it
             try:
                 tokens = await self._read_command()
             except ImapSyntaxError:
@@ -144,20 +145,21 @@ class ImapSession(ClientSession):
         """Answer BAD; True when that was one too many and the client is told goodbye."""
         self.bad += 1
         if self.bad >= MAX_BAD_COMMANDS:
-            self.writer.write(b"* BYE Too many invalid IMAP commands.\r\n")
+            self.write(b"* BYE Too many invalid IMAP commands.\r\n")
             return True
-        self.writer.write(tag + b" BAD " + text + b"\r\n")
+        self.write(tag + b" BAD " + text + b"\r\n")
         return False
 
     async def _read_line(self) -> bytes:
-        limits = self.ctx.options.limits
+        conn = self.conn
         try:
-            line = await self.reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError:
+            while (line := conn.next_line()) is None:
+                await conn.wait()
+        except ClientGone:
             raise _Closed from None
-        except asyncio.LimitOverrunError:
+        except LineTooLong:
             raise _TooLong("Too long command line.") from None
-        if len(line) > limits.max_line_bytes + 2:
+        if len(line) > self.ctx.options.limits.max_line_bytes + 2:
             raise _TooLong("Too long command line.")
         return line[:-2] if line.endswith(b"\r\n") else line[:-1]
 
@@ -174,10 +176,12 @@ class ImapSession(ClientSession):
             if literal.size > limits.max_literal_bytes or literal.size > budget:
                 raise _TooLong("Too long literal before login.")
             if literal.synchronizing:
-                self.writer.write(b"+ OK\r\n")
+                self.write(b"+ OK\r\n")
+            conn = self.conn
             try:
-                data = await self.reader.readexactly(literal.size)
-            except asyncio.IncompleteReadError:
+                while (data := conn.take(literal.size)) is None:
+                    await conn.wait(literal.size)
+            except ClientGone:
                 raise _Closed from None
             budget -= literal.size
             tokens.append(text_of(data))
@@ -187,14 +191,13 @@ class ImapSession(ClientSession):
         if context is None or self.tls:
             self._bad(tag, b"TLS is already active." if self.tls else b"STARTTLS is not available.")
             return
-        self.writer.write(tag + b" OK Begin TLS negotiation now.\r\n")
-        await start_tls(self.reader, self.writer, context, None)
-        self.tls = True
+        self.write(tag + b" OK Begin TLS negotiation now.\r\n")
+        await self.start_tls(context)
 
     async def _authenticate(self, tag: bytes, mechanism: str, initial: str | None) -> tuple[str, str] | None:
         """The login and password of an AUTHENTICATE exchange, or None when it was answered already."""
         if mechanism not in ("PLAIN", "LOGIN"):
-            self.writer.write(tag + b" NO Unsupported authentication mechanism.\r\n")
+            self.write(tag + b" NO Unsupported authentication mechanism.\r\n")
             return None
         try:
             if mechanism == "PLAIN":
@@ -204,13 +207,13 @@ class ImapSession(ClientSession):
             password = await self._continuation(b"UGFzc3dvcmQ6")
             return text_of(login), text_of(password)
         except _Aborted:
-            self.writer.write(tag + b" BAD Authentication aborted by client.\r\n")
+            self.write(tag + b" BAD Authentication aborted by client.\r\n")
         except SaslError as exc:
             self._bad(tag, f"{exc}.".capitalize().encode())
         return None
 
     async def _continuation(self, prompt: bytes) -> bytes:
-        self.writer.write(b"+ " + prompt + b"\r\n")
+        self.write(b"+ " + prompt + b"\r\n")
         line = (await self._read_line()).strip()
         if line == b"*":
             raise _Aborted
@@ -219,7 +222,7 @@ class ImapSession(ClientSession):
     # -- the login on the backend --------------------------------------------------------------
 
     async def _login(self, tag: bytes, login: str, password: Password) -> tuple[Route, Leg] | None:
-        ctx, address, write = self.ctx, self.address, self.writer.write
+        ctx, address, write = self.ctx, self.address, self.write
         if not login:
             write(tag + b" NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
             return None
@@ -231,7 +234,7 @@ class ImapSession(ClientSession):
             return None
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
-        writer: asyncio.StreamWriter | None = None
+        backend: Leg | None = None
         task = self.task
         deadlines = ctx.deadlines
         try:
@@ -239,19 +242,19 @@ class ImapSession(ClientSession):
             with deadlines.backend(task):
                 steps = _BackendLogin(route.backend_login, password, where(endpoint),
                                       lambda: deadlines.backend_greeted(task))  # fmt: skip
-                reader, writer = await login_dialogue(
+                backend = await login_dialogue(
                     endpoint, ctx.backend_tls, steps, _starttls(endpoint, ctx, steps)
                 )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
-            await close_quietly(writer)
+            await close_leg(backend)
             write(tag + b" NO [UNAVAILABLE] Backend server unavailable; try again later.\r\n")
             detail = unavailable_detail(route, endpoint, exc)
             await ctx.tell(event(Service.IMAP, address, login, route, Outcome.UNAVAILABLE, detail))
             return None
         if not ok:
             said = words(answer.decode("utf-8", "replace"), password)
-            await close_quietly(writer)
+            await close_leg(backend)
             delay = ctx.limits.failed(address, login)
             if delay:
                 await asyncio.sleep(delay)
@@ -264,7 +267,7 @@ class ImapSession(ClientSession):
             # The journal keeps the backend's words, not its capability list.
             accepted = words(_CAPABILITY_CODE.sub(b"", answer, count=1).decode("utf-8", "replace"), password)
             await ctx.tell(event(Service.IMAP, address, login, route, Outcome.ACCEPTED, accepted), password)
-        return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
+        return route, backend
 
 
 class _Aborted(Exception):

@@ -9,6 +9,7 @@ says so; the client then gets the backend's own ``+OK`` line.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 
 from runners.proxy.backend_connect import (
@@ -19,14 +20,15 @@ from runners.proxy.backend_connect import (
     unconnected,
     where,
 )
+from runners.proxy.client_conn import ClientConn, ClientGone, LineTooLong
 from runners.proxy.context import ProxyContext
-from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service, TlsMode
+from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service
 from runners.proxy.sasl import SaslError, decode, plain_credentials
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
     ClientSession,
     clear_login_refused,
-    close_quietly,
+    close_leg,
     endpoint_of,
     event,
     serve_login,
@@ -35,6 +37,8 @@ from runners.proxy.session_common import (
 )
 
 MAX_BAD_COMMANDS = 10
+#: What a USER or PASS line sent to the backend must not hold.
+_LINE_BREAK = re.compile("[\r\n\0]")
 
 
 class _Closed(Exception):
@@ -46,7 +50,11 @@ class _TooLong(Exception):
 
 
 class Pop3Session(ClientSession):
-    __slots__ = ()
+    __slots__ = ("user",)
+
+    def __init__(self, ctx: ProxyContext, conn: ClientConn, tls: bool) -> None:
+        super().__init__(ctx, conn, tls)
+        self.user: str | None = None  # USER given, PASS awaited (forgotten on STLS, RFC 2595)
 
     def run(self) -> Coroutine[None, None, None]:
         # The coroutine itself, not one awaiting it: each resume of a session passes every frame.
@@ -69,47 +77,68 @@ class Pop3Session(ClientSession):
         lines.append(b".")
         return b"\r\n".join(lines) + b"\r\n"
 
-    async def _read_line(self) -> bytes:
+    async def _read_line(self, *, command: bool = False) -> bytes:
+        """The client's next line, its line end kept; a command (``command``) the session would only
+        answer (``_quick``) is answered on the way, in the connection's callback when it comes later."""
+        conn = self.conn
         try:
-            line = await self.reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError:
+            while (line := conn.next_line()) is None or (command and self._quick(line)):
+                if line is None:
+                    conn.quick = self._quick if command else None
+                    try:
+                        await conn.wait()
+                    finally:
+                        conn.quick = None
+        except ClientGone:
             raise _Closed from None
-        except asyncio.LimitOverrunError:
+        except LineTooLong:
             raise _TooLong from None
         if len(line) > self.ctx.options.limits.max_line_bytes + 2:
             raise _TooLong
-        return line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        return line
+
+    def _quick(self, line: bytes) -> bool:
+        """Answer ``CAPA`` or ``USER`` (with a name, where a login in clear is allowed) at once: True;
+        False for every other line, which the session's loop answers."""
+        if len(line) > self.ctx.options.limits.max_line_bytes + 2:
+            return False
+        text = line.decode("utf-8", "surrogateescape")
+        name, _, argument = (text[:-2] if text.endswith("\r\n") else text[:-1]).partition(" ")
+        name = name.upper()
+        if name == "CAPA":
+            self.write(self._capabilities())
+            return True
+        if name == "USER" and argument.strip() and not clear_login_refused(self.ctx, self.tls, self.address):
+            self.user = argument.strip()
+            self.write(b"+OK\r\n")
+            return True
+        return False
 
     async def _until_logged_in(self) -> tuple[Route, Leg] | None:
-        write = self.writer.write
-        user: str | None = None  # USER given, PASS awaited
         while True:
+            write = self.write  # STLS changes it
             try:
-                line = await self._read_line()
+                line = await self._read_line(command=True)
             except _TooLong:
                 write(b"-ERR Too long command line.\r\n")
                 return None
             text = line.decode("utf-8", "surrogateescape")
+            text = text[:-2] if text.endswith("\r\n") else text[:-1]
             name, _, argument = text.partition(" ")
             name = name.upper()
-            if name == "CAPA":
-                write(self._capabilities())
-            elif name == "QUIT":
+            if name == "QUIT":
                 write(b"+OK Logging out.\r\n")
                 return None
             elif name == "STLS":
                 if await self._stls():
-                    user = None  # RFC 2595: forget what was said in clear
+                    self.user = None  # RFC 2595: forget what was said in clear
             elif name in ("USER", "PASS", "AUTH") and clear_login_refused(self.ctx, self.tls, self.address):
                 write(b"-ERR [AUTH] Plaintext authentication disallowed on non-secure connections.\r\n")
-            elif name == "USER" and argument.strip():
-                user = argument.strip()
-                write(b"+OK\r\n")
             elif name == "PASS":
-                if user is None:
+                if self.user is None:
                     self._bad(b"No username given.")
                     continue
-                login, user = user, None
+                login, self.user = self.user, None
                 done = await self._login(login, Password(argument))
                 if done is not None:
                     return done
@@ -125,9 +154,9 @@ class Pop3Session(ClientSession):
     def _bad(self, text: bytes) -> bool:
         self.bad += 1
         if self.bad >= MAX_BAD_COMMANDS:
-            self.writer.write(b"-ERR Too many invalid commands.\r\n")
+            self.write(b"-ERR Too many invalid commands.\r\n")
             return True
-        self.writer.write(b"-ERR " + text + b"\r\n")
+        self.write(b"-ERR " + text + b"\r\n")
         return False
 
     async def _stls(self) -> bool:
@@ -136,39 +165,38 @@ class Pop3Session(ClientSession):
         if context is None or self.tls:
             self._bad(b"TLS is already active." if self.tls else b"STLS is not available.")
             return False
-        self.writer.write(b"+OK Begin TLS negotiation now.\r\n")
-        await start_tls(self.reader, self.writer, context, None)
-        self.tls = True
+        self.write(b"+OK Begin TLS negotiation now.\r\n")
+        await self.start_tls(context)
         return True
 
     async def _auth(self, argument: str) -> tuple[str, str] | None:
         if not argument:
-            self.writer.write(b"+OK\r\nPLAIN\r\n.\r\n")
+            self.write(b"+OK\r\nPLAIN\r\n.\r\n")
             return None
         mechanism, _, initial = argument.partition(" ")
         if mechanism.upper() != "PLAIN":
-            self.writer.write(b"-ERR Unsupported authentication mechanism.\r\n")
+            self.write(b"-ERR Unsupported authentication mechanism.\r\n")
             return None
         try:
             if initial.strip():
                 data = decode(initial.strip())
             else:
-                self.writer.write(b"+ \r\n")
+                self.write(b"+ \r\n")
                 line = (await self._read_line()).strip()
                 if line == b"*":
-                    self.writer.write(b"-ERR Authentication aborted.\r\n")
+                    self.write(b"-ERR Authentication aborted.\r\n")
                     return None
                 data = decode(line.decode("ascii", "replace"))
             return plain_credentials(data)
         except _TooLong:
-            self.writer.write(b"-ERR Too long response.\r\n")
+            self.write(b"-ERR Too long response.\r\n")
         except SaslError as exc:
             self._bad(f"{exc}.".capitalize().encode())
         return None
 
     async def _login(self, login: str, password: Password) -> tuple[Route, Leg] | None:
-        ctx, address, write = self.ctx, self.address, self.writer.write
-        if not login or any(c in login for c in "\r\n\0") or any(c in password.reveal() for c in "\r\n\0"):
+        ctx, address, write = self.ctx, self.address, self.write
+        if not login or _LINE_BREAK.search(login) or _LINE_BREAK.search(password.reveal()):
             write(b"-ERR [AUTH] Authentication failed.\r\n")
             return None
         if ctx.limits.locked(address, login):
@@ -179,7 +207,7 @@ class Pop3Session(ClientSession):
             return None
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
-        writer: asyncio.StreamWriter | None = None
+        backend: Leg | None = None
         task = self.task
         deadlines = ctx.deadlines
         try:
@@ -187,19 +215,19 @@ class Pop3Session(ClientSession):
             with deadlines.backend(task):
                 steps = _BackendLogin(route.backend_login, password, where(endpoint),
                                       lambda: deadlines.backend_greeted(task))  # fmt: skip
-                reader, writer = await login_dialogue(
+                backend = await login_dialogue(
                     endpoint, ctx.backend_tls, steps, _starttls(endpoint, ctx, steps)
                 )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
-            await close_quietly(writer)
+            await close_leg(backend)
             write(b"-ERR [SYS/TEMP] Backend server unavailable; try again later.\r\n")
             detail = unavailable_detail(route, endpoint, exc)
             await ctx.tell(event(Service.POP3, address, login, route, Outcome.UNAVAILABLE, detail))
             return None
         said = words(answer.decode("utf-8", "replace"), password) if not ok or ctx.observers else ""
         if not ok:
-            await close_quietly(writer)
+            await close_leg(backend)
             delay = ctx.limits.failed(address, login)
             if delay:
                 await asyncio.sleep(delay)
@@ -211,7 +239,7 @@ class Pop3Session(ClientSession):
         write(answer + b"\r\n")
         if ctx.observers:
             await ctx.tell(event(Service.POP3, address, login, route, Outcome.ACCEPTED, said), password)
-        return route, Leg(reader, writer, endpoint.tls != TlsMode.NONE)
+        return route, backend
 
 
 def _starttls(

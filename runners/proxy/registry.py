@@ -29,7 +29,7 @@ _Group = tuple[str, str | None]
 class Session:
     """One logged-in session: who, where, and how to end it."""
 
-    __slots__ = ("backend", "client", "service", "stop", "user", "wave", "writer")
+    __slots__ = ("backend", "client", "service", "stop", "transport", "user", "wave")
 
     def __init__(
         self,
@@ -37,7 +37,7 @@ class Session:
         backend: str,
         user: str,
         client: str,
-        writer: asyncio.StreamWriter,
+        transport: asyncio.Transport,
         stop: asyncio.Event,
         wave: str | None = None,
     ) -> None:
@@ -45,15 +45,15 @@ class Session:
         self.backend = backend
         self.user = user
         self.client = client
-        self.writer = writer  # the client's side
+        self.transport = transport  # the client's side
         self.stop = stop  # shared with the sessions of its group
         self.wave = wave
 
     def say_farewell(self) -> None:
         farewell = FAREWELL.get(self.service)
-        if farewell is not None and not self.writer.is_closing():
+        if farewell is not None and not self.transport.is_closing():
             with contextlib.suppress(OSError, RuntimeError):
-                self.writer.write(farewell)
+                self.transport.write(farewell)
 
 
 class SessionRegistry:
@@ -68,14 +68,14 @@ class SessionRegistry:
         backend: str,
         user: str,
         client: str,
-        writer: asyncio.StreamWriter,
+        transport: asyncio.Transport,
         wave: str | None,
     ) -> Session:
         """Count a session that is starting its relay; its ``stop`` is its group's."""
         stop = self._groups.get((backend, wave))
         if stop is None:
             stop = self._groups[(backend, wave)] = asyncio.Event()
-        session = Session(service, backend, user, client, writer, stop, wave)
+        session = Session(service, backend, user, client, transport, stop, wave)
         self._sessions.add(session)
         key = (service, backend)
         self._counts[key] = self._counts.get(key, 0) + 1

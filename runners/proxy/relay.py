@@ -2,7 +2,7 @@
 
 Every session starts by **copying**: each transport gets a small protocol that writes what it
 receives straight into the other transport (reads of up to 256 KB), with the transports' own flow
-control (a full write buffer pauses reading on the other side). The bytes the streams had already
+control (a full write buffer pauses reading on the other side). The bytes a leg had already
 read ahead go first. Most sessions are short exchanges, and this costs them least: no descriptor is
 duplicated, nothing is registered anew with the loop.
 
@@ -40,7 +40,7 @@ import fcntl
 import functools
 import os
 import socket
-from typing import Final, cast
+from typing import Final
 
 from runners.proxy.contracts import Leg, RelayResult
 
@@ -142,7 +142,7 @@ class _Direction:
         self.side = side  # who sends: "client" or "backend"
         self.src = src
         self.dst = dst
-        self.pending = b""  # bytes read but not yet sent (read ahead by the stream, or copied)
+        self.pending = b""  # bytes read but not yet sent (read ahead of the relay, or copied)
         self.pipe_r = self.pipe_w = -1
         self.in_pipe = 0
         self.total = 0
@@ -285,7 +285,7 @@ class _SpliceSession(_Session):
         for direction in (self.up, self.down):
             direction.close()
         farewell = self.legs[0].farewell
-        if ended_by == "proxy" and farewell:  # the streams' transports are closed: say it on the socket
+        if ended_by == "proxy" and farewell:  # the legs' transports are closed: say it on the socket
             with contextlib.suppress(OSError):
                 self.client.send(farewell)
         for sock in (self.client, self.backend):
@@ -298,13 +298,13 @@ class _SpliceSession(_Session):
 
     async def closed(self) -> None:
         self.finish(self.ended_by or "proxy", abort=True)
-        for leg in self.legs:  # the streams' own descriptors close on the loop's next turn
+        for leg in self.legs:  # the transports' own descriptors close on the loop's next turn
             with contextlib.suppress(Exception):
-                await leg.writer.wait_closed()
+                await leg.wait_closed()
 
 
 def _splicable(leg: Leg) -> bool:
-    transport = leg.writer.transport
+    transport = leg.transport
     if leg.tls or transport.get_extra_info("ssl_object") is not None:
         return False
     sock = transport.get_extra_info("socket")
@@ -319,31 +319,18 @@ def _own_socket(transport: asyncio.BaseTransport) -> socket.socket:
     return sock
 
 
-def _read_ahead(reader: asyncio.StreamReader) -> bytes:
-    """Whatever ``reader`` holds, taken at once; it is never fed again (its end of file is fed, as a
-    ``read()`` to the end would leave it). StreamReader's public way, ``feed_eof()`` then ``read()``,
-    costs three coroutines a leg for what is nearly always nothing."""
-    reader.feed_eof()
-    if reader.exception() is not None:  # a stream that failed holds nothing worth sending
-        return b""
-    buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
-    data = bytes(buffer)
-    buffer.clear()
-    return data
-
-
 # --- copy: every session starts here; TLS legs stay -------------------------------------------------
 
 
 class _LegProtocol(asyncio.Protocol):
-    """Takes one leg's transport over from its stream and hands what it reads to the other leg."""
+    """Takes one leg's transport over from its protocol and hands what it reads to the other leg."""
 
     __slots__ = ("original", "session", "side")
 
     def __init__(self, session: _ProtocolSession, side: str, original: asyncio.BaseProtocol) -> None:
         self.session = session
         self.side = side
-        self.original = original  # the stream's protocol: told of the end, so wait_closed() returns
+        self.original = original  # the leg's protocol before: told of the end, so wait_closed() returns
 
     def data_received(self, data: bytes) -> None:
         self.session.forward(self.side, data)
@@ -377,7 +364,7 @@ class _ProtocolSession(_Session):
     def __init__(self, client: Leg, backend: Leg) -> None:
         super().__init__()
         self.legs = (client, backend)
-        self.transports = {"client": _transport(client), "backend": _transport(backend)}
+        self.transports = {"client": client.transport, "backend": backend.transport}
         self.eofs: set[str] = set()
         self.lost_sides: set[str] = set()
         self.all_lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -390,18 +377,17 @@ class _ProtocolSession(_Session):
     @classmethod
     def start(cls, client: Leg, backend: Leg) -> _ProtocolSession:
         session = cls(client, backend)
-        # Nothing below suspends: the streams see no more data once their protocol is swapped.
+        # Nothing below suspends: the legs' protocols see no more data once they are swapped.
         rests, ended = {}, []
         for side, leg in (("client", client), ("backend", backend)):
             transport = session.transports[side]
             transport.set_protocol(_LegProtocol(session, side, transport.get_protocol()))
             transport.set_write_buffer_limits(high=_WRITE_HIGH)
-            # A stream that already met its end of file (a client that sent LOGOUT and half-closed
-            # right behind its login) will not be told again: pass it on ourselves. StreamReader has
-            # no public way to tell an end of file it saw from the one _read_ahead feeds it.
-            if getattr(leg.reader, "_eof", False):
+            # A leg that already met its end of file (a client that sent LOGOUT and half-closed
+            # right behind its login) will not be told again: pass it on ourselves.
+            rests[side], eof = leg.take_rest()
+            if eof:
                 ended.append(side)
-            rests[side] = _read_ahead(leg.reader)
         # Both legs' read-ahead goes out before anything is spliced: no upgrade until it has.
         splice_ok, session.splice_ok = session.splice_ok, False
         for side, rest in rests.items():
@@ -488,12 +474,14 @@ class _ProtocolSession(_Session):
         if self.spliced is not None:
             self.spliced.finish(ended_by, abort=abort)
             return
-        self._resolve(ended_by)
         for transport in self.transports.values():
             if abort:
                 transport.abort()
             elif not transport.is_closing():
                 transport.close()  # after its buffer went out
+        # Resolved after the closes: their connection_lost (called soon, in order) comes before the
+        # relay's task wakes, so it finds both legs closed and need not wait again.
+        self._resolve(ended_by)
 
     async def closed(self) -> None:
         if self.spliced is not None:
@@ -511,11 +499,6 @@ class _ProtocolSession(_Session):
             await self.all_lost
         finally:
             cut.cancel()
-
-
-def _transport(leg: Leg) -> asyncio.Transport:
-    # A stream's transport reads and writes; uvloop's are not registered as asyncio.Transport.
-    return cast(asyncio.Transport, leg.writer.transport)
 
 
 # --- the stop event: one watcher per event, however many sessions share it ------------------------
@@ -567,23 +550,23 @@ def _unwatch(stop: asyncio.Event, session: _Session) -> None:
 
 
 def _is_over(leg: Leg) -> bool:
-    return leg.writer.transport.is_closing()
+    return leg.transport.is_closing()
 
 
 async def _end_at_once(client: Leg, backend: Leg, ended_by: str | None) -> RelayResult:
     """One leg closed (or ``stop`` set) before the relay began: pass on what was read, then close both."""
     counts = {}
     for source, sink in ((client, backend), (backend, client)):
-        rest = b"" if ended_by else _read_ahead(source.reader)
-        if rest and not sink.writer.transport.is_closing():
-            sink.writer.write(rest)
+        rest = b"" if ended_by else source.take_rest()[0]
+        if rest and not sink.transport.is_closing():
+            sink.transport.write(rest)
             _moved["copy"] += len(rest)
         counts[id(source)] = len(rest)
     if ended_by is None:
         ended_by = "client" if _is_over(client) else "backend"
     for leg in (client, backend):
-        leg.writer.close()
+        leg.transport.close()
     for leg in (client, backend):
         with contextlib.suppress(Exception):
-            await leg.writer.wait_closed()
+            await leg.wait_closed()
     return RelayResult(counts[id(client)], counts[id(backend)], ended_by)

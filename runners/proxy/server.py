@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from runners.plan.model import Plan
 from runners.proxy.backend_connect import BackendTls
+from runners.proxy.client_conn import ClientConn
 from runners.proxy.client_tls import client_context
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import LISTEN_BACKLOG, Listener, LoginObserver, Relay, Service, TlsMode
@@ -39,9 +40,6 @@ Prebound = Mapping[Listener, Sequence[socket.socket]]
 #: Starts more listeners on the shared context (the SMTP side's); returns the servers to close at the end.
 StartListener = Callable[[ProxyContext], Awaitable[Sequence[asyncio.Server]]]
 
-#: The client's stream buffer: lines before login are held to ``max_line_bytes`` by the sessions;
-#: this only bounds what one read may hold, and keeps the relay's reads large.
-_CLIENT_LIMIT = 64 * 1024
 _SESSIONS: dict[Service, type[ImapSession] | type[Pop3Session]] = {
     Service.IMAP: ImapSession,
     Service.POP3: Pop3Session,
@@ -148,27 +146,28 @@ class ProxyServer:
         implicit = listener.tls == TlsMode.IMPLICIT
 
         handlers = self._handlers
+        loop = asyncio.get_running_loop()
 
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
+        def connected(conn: ClientConn) -> None:
+            # The session's coroutine is the task's own (no wrapper frame to pass at each resume); a
+            # task the proxy's stop cancelled ends cancelled, which close() gathers.
+            client = session(ctx, conn, implicit)
+            task = client.task = loop.create_task(client.run())
             handlers.add(task)
-            try:
-                await session(ctx, reader, writer, implicit, task).run()
-            except asyncio.CancelledError:
-                pass  # the proxy stops; 3.11's stream callback would choke on a cancelled handler
-            finally:
-                handlers.discard(task)
+            task.add_done_callback(handlers.discard)
+
+        def factory() -> ClientConn:
+            return ClientConn(loop, connected)
 
         tls = ctx.client_tls if implicit else None
         handshake = ctx.options.limits.login_timeout_seconds if implicit else None
         if sock is not None:
-            # A socket given to start_server is listened on again, with its backlog: the same queue.
-            return await asyncio.start_server(handle, sock=sock, ssl=tls, limit=_CLIENT_LIMIT,
-                                              ssl_handshake_timeout=handshake, backlog=LISTEN_BACKLOG)  # fmt: skip
-        return await asyncio.start_server(handle, listener.host, listener.port, ssl=tls, limit=_CLIENT_LIMIT,
-                                          ssl_handshake_timeout=handshake, reuse_address=True,
-                                          backlog=LISTEN_BACKLOG)  # fmt: skip
+            # A socket given to create_server is listened on again, with its backlog: the same queue.
+            return await loop.create_server(factory, sock=sock, ssl=tls, ssl_handshake_timeout=handshake,
+                                            backlog=LISTEN_BACKLOG)  # fmt: skip
+        return await loop.create_server(factory, listener.host, listener.port, ssl=tls,
+                                        ssl_handshake_timeout=handshake, reuse_address=True,
+                                        backlog=LISTEN_BACKLOG)  # fmt: skip
 
     async def _start_smtp(self) -> None:
         ctx = self.ctx

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from runners.proxy.addresses import is_loopback
 from runners.proxy.backend_connect import BackendUnavailable, where
+from runners.proxy.client_conn import ClientConn, ClientGone
 from runners.proxy.context import ProxyContext, log
 from runners.proxy.contracts import BackendEndpoint, Leg, LoginEvent, Outcome, Password, Route, Service
 from runners.proxy.registry import FAREWELL
@@ -75,12 +76,13 @@ def unavailable_detail(route: Route, endpoint: BackendEndpoint | None, exc: Base
     return f"{place}: {safe(exc) or type(exc).__name__}"
 
 
-async def close_quietly(writer: asyncio.StreamWriter | None) -> None:
-    if writer is None:
+async def close_leg(leg: Leg | None) -> None:
+    """Close a backend's connection that will not be relayed (a refusal, a failure), and wait for it."""
+    if leg is None:
         return
-    writer.close()
+    leg.transport.close()
     with contextlib.suppress(OSError, ssl.SSLError, asyncio.CancelledError, TimeoutError):
-        await writer.wait_closed()
+        await leg.wait_closed()
 
 
 async def relay_session(
@@ -88,7 +90,7 @@ async def relay_session(
 ) -> None:
     """The relay, with the session counted in the registry while it lasts."""
     wave = ctx.router.wave_of(route.user)
-    session = ctx.registry.open(service, route.backend, route.user, address, client.writer, wave)
+    session = ctx.registry.open(service, route.backend, route.user, address, client.transport, wave)
     try:
         await ctx.relay(client, backend, session.stop)
     except Exception as exc:  # the relay's bug must not take the proxy down
@@ -99,26 +101,25 @@ async def relay_session(
 
 class ClientSession:
     """What an IMAP or POP3 client's session starts with, and what :func:`serve_login` needs of it:
-    its connection (``reader`` and ``tls`` change on STARTTLS), its address, its task."""
+    its connection (``write`` and ``tls`` change on STARTTLS), its address, its task (set once made)."""
 
-    __slots__ = ("address", "bad", "ctx", "reader", "task", "tls", "writer")
+    __slots__ = ("address", "bad", "conn", "ctx", "task", "tls", "write")
 
-    def __init__(
-        self,
-        ctx: ProxyContext,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        tls: bool,
-        task: asyncio.Task[None],
-    ) -> None:
+    def __init__(self, ctx: ProxyContext, conn: ClientConn, tls: bool) -> None:
         self.ctx = ctx
-        self.task = task  # the connection's own, which its deadlines cancel
-        self.reader = reader
-        self.writer = writer
+        self.task: asyncio.Task[None]  # the connection's own, which its deadlines cancel
+        self.conn = conn
+        self.write: Callable[[bytes], object] = conn.transport.write
         self.tls = tls
-        peer = writer.get_extra_info("peername")
+        peer = conn.transport.get_extra_info("peername")
         self.address: str = peer[0] if isinstance(peer, tuple) else str(peer)
         self.bad = 0  # commands the client got wrong before login
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """TLS on the client's connection (STARTTLS, STLS), what it sent before the handshake discarded."""
+        await self.conn.start_tls(context)
+        self.write = self.conn.transport.write
+        self.tls = True
 
 
 async def serve_login(
@@ -133,14 +134,14 @@ async def serve_login(
 ) -> None:
     """One client's session: the per-address admission, the greeting, the login within its deadline, then
     the relay; ``busy``, ``greeting`` and ``idle`` are the protocol's words, ``closed`` its client-went-away."""
-    ctx, writer, address = session.ctx, session.writer, session.address
+    ctx, conn, address = session.ctx, session.conn, session.address
     if not ctx.limits.admit(address):
-        writer.write(busy)
-        await close_quietly(writer)
+        session.write(busy)
+        await _close_client(conn)
         return
     admitted = True
     try:
-        writer.write(greeting())
+        session.write(greeting())
         task = session.task
         deadline = ctx.deadlines.login
         deadline.start(task)
@@ -149,7 +150,7 @@ async def serve_login(
         except asyncio.CancelledError:
             if not deadline.expired(task):
                 raise  # the proxy stops
-            writer.write(idle)
+            session.write(idle)
             return
         finally:
             deadline.stop(task)
@@ -158,13 +159,20 @@ async def serve_login(
         ctx.limits.release(address)
         admitted = False
         route, backend = logged_in
-        client = Leg(session.reader, writer, session.tls, FAREWELL[service])
+        client = conn.leg(session.tls, FAREWELL[service])
         await relay_session(ctx, service, route, address, client, backend)
-    except (closed, OSError, ConnectionError, asyncio.IncompleteReadError):
+    except (closed, OSError, ConnectionError, asyncio.IncompleteReadError, ClientGone):
         pass
     except Exception as exc:  # never let one client's input take the listener down
         log.warning("%s session from %s ended by %s", service, address, type(exc).__name__)
     finally:
         if admitted:
             ctx.limits.release(address)
-        await close_quietly(writer)
+        await _close_client(conn)
+
+
+async def _close_client(conn: ClientConn) -> None:
+    try:  # not contextlib.suppress: three Python calls a session
+        await conn.close()
+    except (OSError, ssl.SSLError, asyncio.CancelledError, TimeoutError):
+        pass

@@ -60,7 +60,7 @@ class BackendSession:
     extensions: dict[str, tuple[str, ...]]
 
     def leg(self) -> Leg:
-        return Leg(self.reader, self.writer, self.tls)
+        return Leg.of_streams(self.reader, self.writer, self.tls)
 
     async def command(self, line: bytes, timeout: float) -> Reply:
         """Send one command line (CR LF added) and read its reply. Raises ``BackendUnavailable``."""

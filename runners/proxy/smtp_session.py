@@ -150,7 +150,7 @@ class ClientConnection:
         return True
 
     def leg(self) -> Leg:
-        return Leg(self.reader, self.writer, self.tls)
+        return Leg.of_streams(self.reader, self.writer, self.tls)
 
     async def close(self) -> None:
         self.writer.close()
