@@ -19,6 +19,8 @@ from runners.proxy.contracts import Leg
 
 #: What one read may hold before login without a line end (asyncio's ``limit`` as the streams had it).
 CLIENT_LIMIT: Final = 64 * 1024
+#: Seconds a closing connection may take to send what was written before login, before it is cut.
+CLOSE_SECONDS: Final = 10.0
 
 
 class LineTooLong(Exception):
@@ -157,10 +159,25 @@ class ClientConn(asyncio.Protocol):
         return self.closed
 
     async def close(self) -> None:
-        """Close the connection after what was written went out, and wait until it is closed."""
+        """Close the connection after what was written went out, and wait until it is closed: a
+        client that reads nothing (a full window) has it cut after ``CLOSE_SECONDS``."""
         self.transport.close()
-        if not self.lost:
+        if self.lost:
+            return
+        cut = self.loop.call_later(CLOSE_SECONDS, self._cut)
+        try:
             await self.close_waiter()
+        finally:
+            cut.cancel()
+
+    def _cut(self) -> None:
+        """Drop the connection without flushing, and count it closed now: a transport a failed TLS
+        handshake left behind never tells this protocol it was lost."""
+        self.transport.abort()
+        self.ended = self.lost = True
+        self._wake()
+        if self.closed is not None and not self.closed.done():
+            self.closed.set_result(None)
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """TLS on (the server's side), first discarding whatever the client sent before the handshake
@@ -169,7 +186,11 @@ class ClientConn(asyncio.Protocol):
         self.quick = None
         loop = self.loop
         # No await between the discard and start_tls pausing the transport: nothing can slip in between.
-        transport = await loop.start_tls(self.transport, self, context, server_side=True)
+        try:
+            transport = await loop.start_tls(self.transport, self, context, server_side=True)
+        except BaseException:  # cancelled (the login deadline), timed out, refused: asyncio's loop
+            self._cut()  # closes the transport without telling us, so a close() would wait forever
+            raise
         if transport is None:  # the connection was closed during the handshake
             raise ClientGone
         self.transport = transport
