@@ -125,6 +125,19 @@ def test_intents_results_and_the_attempt_history(store: StateStore) -> None:
     assert not store.folder_needs_work(folder)
 
 
+def test_a_match_over_a_failed_row_takes_the_sources_flags_as_they_are_now(store: StateStore) -> None:
+    """A message that failed once, then found on the target by content: the copy was just given the
+    source's flags of now, and the row says so (verify holds the target's flags against it)."""
+    _, folder = _folder(store)
+    run = store.start_run("pilot", "full", 1)
+    ref = MessageRef(folder, 5, "1")
+    store.record_unsent([Unsent(ref, _facts(1), "failed", "NO try later", run)])
+    now = SourceFacts(1, 100, "01-Jan-2024 10:00:00 +0000", "$Label1 \\Flagged")
+    store.record_matched([Matched(ref, now, b"a" * 32, "INBOX", "7", run)])
+    row = store.ledger(folder, 5)["1"]
+    assert (row.status, row.target_id, row.flags) == ("copied", "7", "$Label1 \\Flagged")
+
+
 def test_unsent_matched_flags_and_a_new_uidvalidity(store: StateStore) -> None:
     mailbox, folder = _folder(store)
     run = store.start_run("pilot", "full", 1)
@@ -528,3 +541,33 @@ def test_both_schemas_have_the_same_tables_and_columns(backend_factory: BackendF
         assert columns == {t: sorted(sqlite._backend.columns(t)) for t in tables}
     finally:
         sqlite.close()
+
+
+def test_sqlite_writers_share_one_connection_and_it_outlives_a_stuck_transaction(tmp_path: Path) -> None:
+    """Every write transaction of a process goes through one SQLite connection (its page cache kept
+    from one to the next); should a failed ROLLBACK leave it inside a transaction, the next writer
+    ends that one instead of failing, as would every writer after it."""
+    import threading
+
+    backend = SqliteBackend(tmp_path / "state.db")
+    store = StateStore(backend)
+    try:
+        used: list[object] = []
+
+        def write(source: str) -> None:
+            store.upsert_mailbox(source, source, "pilot")
+            with backend.transaction() as db:
+                used.append(db)
+
+        threads = [threading.Thread(target=write, args=(f"user{n}@old",)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(set(map(id, used))) == 1
+        stuck = used[0]
+        stuck.execute("BEGIN")  # what a ROLLBACK that failed would leave behind
+        store.upsert_mailbox("after@old", "after@new", "pilot")
+        assert {m for (m,) in backend.read("SELECT source FROM mailboxes")} >= {"user0@old", "after@old"}
+    finally:
+        store.close()

@@ -448,7 +448,9 @@ class StateStore(
             )
 
     def record_matched(self, rows: Iterable[Matched]) -> None:
-        """Messages found already on the target by content (no APPEND needed)."""
+        """Messages found already on the target by content (no APPEND needed). The row takes the
+        source's flags as they are now: the copy was just given them (``copy_folder``), and verify
+        holds the target's against the row's."""
         now = time.time()
         with self.transaction() as db:
             db.executemany(
@@ -457,7 +459,7 @@ class StateStore(
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,'copied',?,?) "
                 "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'copied', "
                 "target_id = excluded.target_id, target_name = excluded.target_name, sha256 = excluded.sha256, "
-                "reason = excluded.reason, recovery_mark = NULL, updated = excluded.updated",
+                "flags = excluded.flags, reason = excluded.reason, recovery_mark = NULL, updated = excluded.updated",
                 [
                     (
                         *_ref(r.ref),
