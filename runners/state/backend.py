@@ -295,6 +295,12 @@ class SqliteBackend:
                 _inherited.append(db)
             db = self._open(shared=True)
             self._shared, self._shared_pid = db, os.getpid()
+        elif db.in_transaction:  # a failed ROLLBACK left it open: every writer after would fail on it
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                db.close()
+                db = self._shared = self._open(shared=True)
         return db
 
     # -- statements --------------------------------------------------------------------------------
