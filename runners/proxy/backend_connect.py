@@ -86,13 +86,8 @@ class _Spent:
 _SPENT: Final = _Spent()
 
 
-async def open_dialogue(
-    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection to ``endpoint`` (plain or implicit TLS) whose login dialogue ``steps`` runs in the
-    transport's callbacks, one wait for the whole exchange instead of one per line; then the connection
-    as streams, holding whatever the backend sent after the dialogue's last line. Raises
-    ``BackendUnavailable`` when it can't connect, or what ``steps`` raised; the connection is closed then."""
+async def _dialogue(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> _DialogueProtocol:
+    """Connect and run ``steps`` to their end; the connection is closed if they (or it) fail."""
     protocol = _DialogueProtocol(steps, asyncio.get_running_loop().create_future())
     try:
         await _connect(endpoint, tls, protocol)
@@ -103,22 +98,23 @@ async def open_dialogue(
     except BaseException:  # nonsense, a close, the deadline: the connection is of no further use
         protocol.transport.abort()
         raise
-    return protocol.streams()
+    return protocol
+
+
+async def open_dialogue(
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to ``endpoint`` (plain or implicit TLS) whose login dialogue ``steps`` runs in the
+    transport's callbacks, one wait for the whole exchange instead of one per line; then the connection
+    as streams, holding whatever the backend sent after the dialogue's last line. Raises
+    ``BackendUnavailable`` when it can't connect, or what ``steps`` raised; the connection is closed then."""
+    return (await _dialogue(endpoint, tls, steps)).streams()
 
 
 async def open_leg(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> Leg:
     """``open_dialogue`` for the relay: the connection as a ``Leg``, its reading paused until the relay
     takes the transport over (no streams made for it)."""
-    protocol = _DialogueProtocol(steps, asyncio.get_running_loop().create_future())
-    try:
-        await _connect(endpoint, tls, protocol)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise BackendUnavailable(f"{where(endpoint)}: {_words(exc)}") from None
-    try:
-        await protocol.done
-    except BaseException:
-        protocol.transport.abort()
-        raise
+    protocol = await _dialogue(endpoint, tls, steps)
     if endpoint.tls == TlsMode.IMPLICIT:
         # The full streams: uvloop's TLS transport, told of the peer's close while its reading is
         # paused, drops what it decrypted but had not delivered (a BYE right behind the OK).
