@@ -4,7 +4,6 @@ connection within its deadline, telling the observers, the failure delay, and th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -81,8 +80,16 @@ async def close_leg(leg: Leg | None) -> None:
     if leg is None:
         return
     leg.transport.close()
-    with contextlib.suppress(OSError, ssl.SSLError, asyncio.CancelledError, TimeoutError):
+    try:
         await leg.wait_closed()
+    except (OSError, ssl.SSLError, TimeoutError):
+        pass
+    except asyncio.CancelledError:
+        # A close the loop cancelled is a close; this session's own cancel (the proxy shutting
+        # down while a TLS backend never answers the close) must reach the session.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 async def relay_session(
