@@ -23,6 +23,13 @@ def settable_flags(flags: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(keep)
 
 
+def storable_keyword(name: str) -> bool:
+    """Whether a keyword read from a file (a Maildir's keyword store) can be one: the ledger keeps a
+    message's flags as one space-separated text, and IMAP has no way to write a space or a control
+    character in a flag. Such a name is a tool's or a hand's, never a client's."""
+    return bool(name) and all(ord(c) > 32 and ord(c) != 127 for c in name)
+
+
 def flag_text(flags: tuple[str, ...]) -> str:
     """Flags as the ledger stores them: order-independent, so a server's reordering isn't a change."""
     return " ".join(sorted(flags)) if len(flags) > 1 else (flags[0] if flags else "")

@@ -104,6 +104,44 @@ def test_maildir_folders_with_empty_name_parts_are_copied_not_dropped(
     assert verify_code == 0, report
 
 
+def test_courier_keywords_reach_the_target_and_verify_holds_them(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    """A Courier-IMAP Maildir keeps its keywords in ``courierimapkeywords/``, not in the file names:
+    they are copied (the newest change over ``:list``), verify holds the target to them, and a rerun
+    copies nothing."""
+    root = tmp_path / "maildirs" / "alice"
+    for sub in ("cur", "new", "tmp", "courierimapkeywords"):
+        (root / sub).mkdir(parents=True)
+    bases = [f"160000000{n}.{n}.courier" for n in range(3)]
+    for n, base in enumerate(bases):
+        (root / "cur" / f"{base}:2,S").write_bytes(message(f"courier {n}"))
+    (root / "courierimapkeywords" / ":list").write_text(f"$Label1\nNonJunk\n\n{bases[0]}:0 1\n{bases[1]}:1\n")
+    (root / "courierimapkeywords" / f".7.{bases[1]}").write_text("$Label2\n")  # changed since
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+    source = str(root).replace("/alice", "/{user}")
+    rewrite_table(
+        lab.plan,
+        "source",
+        lambda _: f'[source]\ntype = "maildir"\npath = "{source}"\nmaildir_layout = "courier"\n\n',
+    )
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert summary["totals"]["copied"] == 3
+    inbox = imapfill.folder_snapshot(target_dovecot, "alice", master=True)["INBOX"]
+    flags = {m[0].split(b"Subject: ")[1].split(b"\r\n")[0]: m[1] for m in inbox}
+    assert flags == {
+        b"courier 0": frozenset({"\\Seen", "$Label1", "NonJunk"}),
+        b"courier 1": frozenset({"\\Seen", "$Label2"}),
+        b"courier 2": frozenset({"\\Seen"}),
+    }, flags
+    assert lab.run()[1]["totals"]["copied"] == 0
+    verify_code, report = lab.verify("pilot")
+    assert verify_code == 0, report
+
+
 def test_login_template_and_per_user_passwords(
     tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
 ) -> None:

@@ -279,6 +279,41 @@ def test_courier_layout(tmp_path: Path) -> None:
     assert isinstance(fetched, FetchedMessage) and fetched.body == body(4)
 
 
+def test_courier_keywords_come_from_its_list_and_its_newest_changes(tmp_path: Path) -> None:
+    """Courier keeps keywords in ``courierimapkeywords/``: ``:list`` (names, an empty line, then
+    ``base:indexes``) and change files that hold a message's whole list, the newest winning."""
+    root = maildir(tmp_path / "Maildir")
+    names = [f"160000000{n}.{n}.courier" for n in range(6)]
+    for n, base in enumerate(names):
+        put(root, "cur", f"{base}:2,S", body(n))
+    kw = root / "courierimapkeywords"
+    kw.mkdir()
+    (kw / ":list").write_text(
+        "$Label1\nJunk\nProject-[X]\nTwo words\n\n"
+        f"{names[0]}:0 1 3\n{names[1]}:2\n{names[2]}:1\n{names[3]}:0\nno colon here\n{names[4]}:7 1\n"
+    )
+    (kw / f".3.{names[2]}").write_text("NonJunk\n")  # older change
+    (kw / f".12.{names[2]}").write_text("$Label2\nNonJunk\n")  # newest numbered change wins
+    (kw / f".40.{names[3]}").write_text("")  # every keyword removed
+    (kw / f".9.{names[5]}").write_text("$Label1\n")
+    (kw / names[5]).write_text("$Label3\n")  # a plain name is newer than any numbered one
+    (kw / f".tmp.1600000000.x.{names[0]}").write_text("Junk\n")  # still being written: not a change
+    src = open_maildir_source(root, "courier")
+    _, metas = src.list_messages(folder_named(src, "INBOX"))
+    assert {m.key: m.flags for m in metas} == {
+        names[0]: ("\\Seen", "$Label1", "Junk"),
+        names[1]: ("\\Seen", "Project-[X]"),  # not an atom: the target's verdict, not the reader's
+        names[2]: ("\\Seen", "$Label2", "NonJunk"),
+        names[3]: ("\\Seen",),
+        names[4]: ("\\Seen", "Junk"),  # an index past the list is skipped, as Courier does
+        names[5]: ("\\Seen", "$Label3"),
+    }
+    # The Dovecot layout never reads Courier's store.
+    dovecot = open_maildir_source(root, "dovecot")
+    _, plain = dovecot.list_messages(folder_named(dovecot, "INBOX"))
+    assert all(m.flags == ("\\Seen",) for m in plain)
+
+
 def test_parse_uidlist_versions() -> None:
     v3 = parse_uidlist(b"3 V7 N9 Gabc\n1 :a.b:2,S\n2 W10 P+x :c.d\nbroken\n4 W1 no-colon\n")
     assert v3 is not None and (v3.uidvalidity, v3.nextuid) == (7, 9)

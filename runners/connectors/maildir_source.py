@@ -22,8 +22,9 @@ Identity and order:
 
 Flags come from the ``:2,<letters>`` info: D F P R S T map to \\Draft, \\Flagged, $Forwarded,
 \\Answered, \\Seen, \\Deleted; ``a``-``z`` are Dovecot keywords named by the folder's
-``dovecot-keywords`` file (letters are ignored when the file is missing, and for the Courier
-layout, whose ``courierimapkeywords/`` store is not read). Files in ``new/`` carry no info: unseen.
+``dovecot-keywords`` file (letters are ignored when the file is missing). The Courier layout
+keeps its keywords in ``courierimapkeywords/`` instead (``runners.connectors.courier_keywords``).
+Files in ``new/`` carry no info: unseen.
 
 Change detection (``folder_states``) is one scandir of ``cur`` + ``new``: ``messages`` is the file
 count and ``uidnext`` the UID list's next UID (else count + 1). It notices deliveries and expunges
@@ -48,10 +49,11 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from runners.connectors.base import SourceSession
+from runners.connectors.courier_keywords import read_courier_keywords
 from runners.errors import CommandError, ConnectError
 from runners.folders import decode_segment
 from runners.imap.dates import format_date_time
-from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta
+from runners.model import FetchedMessage, FetchFailure, FolderInfo, FolderState, MessageMeta, storable_keyword
 from runners.plan.model import Endpoint, MailboxEntry
 
 MaildirLayout = Literal["dovecot", "courier"]
@@ -166,6 +168,7 @@ class MaildirSource:
         entries = self._scan(folder, fdir)
         uidlist = self._read_uidlist(fdir, header_only=False)
         keywords = _read_keywords(fdir) if self.layout == "dovecot" else {}
+        courier = read_courier_keywords(fdir) if self.layout == "courier" else {}
         ordered = _order(entries, uidlist)
 
         flag_cache: dict[str, tuple[str, ...]] = {}
@@ -177,6 +180,8 @@ class MaildirSource:
             flags = flag_cache.get(info)
             if flags is None:
                 flags = flag_cache[info] = _flags(info, keywords)
+            if courier and base in courier:
+                flags = tuple(dict.fromkeys(flags + courier[base]))
             stored = _stored_size(base)
             virtual = _size_field(base, ",W=")
             try:
@@ -392,7 +397,7 @@ def _read_keywords(fdir: str) -> dict[str, str]:
     keywords: dict[str, str] = {}
     for line in lines:
         index, _, name = line.partition(" ")
-        if index.isdigit() and int(index) < 26 and name:
+        if index.isdigit() and int(index) < 26 and storable_keyword(name):
             keywords[chr(ord("a") + int(index))] = name
     return keywords
 
