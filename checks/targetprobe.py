@@ -7,8 +7,9 @@ the engine's own ``create_folder``, and delete again what the probe created; on 
 (``checks.canary``) APPEND one small message to INBOX and remove exactly that one (UID STORE
 \\Deleted, UID EXPUNGE; without UIDPLUS a plain EXPUNGE, only when no other message of the user
 is flagged \\Deleted; without APPENDUID found again by its Message-ID among the UIDs from UIDNEXT
-on). Computed once per check run (``ctx.fact``) and shared by the three checks of
-``checks.families.target_imap``.
+on). Every mailbox's INBOX is also SELECTed once, for the flags its PERMANENTFLAGS say a copy
+keeps (``checks.families.target_flags``). Computed once per check run (``ctx.fact``) and shared by
+the checks of ``checks.families.target_imap`` and ``target_flags``.
 
 Leaving nothing behind: only folders that the LIST before the probe didn't show and that are
 still empty (STATUS MESSAGES 0) are deleted and unsubscribed; anything else is reported as left
@@ -17,6 +18,7 @@ behind. Don't run the target checks while a wave copies into the same mailboxes.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,7 @@ from runners.plan.model import MailboxEntry
 
 #: Mailboxes probed at once (each holds one target connection; ``[checks] per_server`` still caps).
 PROBE_WORKERS = 8
+_PERMANENTFLAGS = re.compile(r"\[PERMANENTFLAGS \(([^)]*)\)", re.IGNORECASE)
 #: The folder the canary's probe message goes to: every IMAP mailbox has one (RFC 3501 5.1).
 APPEND_FOLDER = "INBOX"
 
@@ -63,6 +66,18 @@ class AppendProbe:
     transcript: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class PermanentFlags:
+    """What SELECT INBOX said of the flags a message keeps (RFC 3501 7.1: PERMANENTFLAGS)."""
+
+    #: False when the server sent no PERMANENTFLAGS (then every flag may be set, RFC 3501 7.1).
+    announced: bool
+    #: The flags named, ``\\*`` (new keywords may be created) among them when it is there.
+    flags: tuple[str, ...]
+    #: The server's own line.
+    line: str
+
+
 @dataclass(slots=True)
 class TargetProbe:
     entry: MailboxEntry
@@ -77,6 +92,9 @@ class TargetProbe:
     #: Folders the probe created and could not remove, with why.
     left_behind: list[str] = field(default_factory=list)
     append: AppendProbe | None = None
+    #: INBOX's PERMANENTFLAGS (None when not probed; ``flags_error`` says why when SELECT failed).
+    permanent: PermanentFlags | None = None
+    flags_error: str | None = None
     #: The connection broke or a command failed after the login: the server's words.
     broken: str | None = None
 
@@ -143,6 +161,10 @@ def probe_mailbox(
                 out.folders_unknown = unknown or "the source's folders are unknown"
             else:
                 out.folders, out.left_behind = _probe_folders(ctx, session, folders)
+            try:
+                out.permanent = _probe_flags(session)
+            except CommandError as exc:
+                out.flags_error = str(exc)
             if canary:
                 out.append = _probe_append(session)
         except ProtocolError as exc:
@@ -150,6 +172,19 @@ def probe_mailbox(
         finally:
             session.close()
     return out
+
+
+def _probe_flags(session: ImapTarget) -> PermanentFlags:
+    """SELECT INBOX and read its PERMANENTFLAGS: the flags a copy appended there keeps. A server
+    drops the others without a word (Dovecot for an account without the ACL right "w")."""
+    conn = session.conn
+    reply = conn.check(b"SELECT " + conn.astring(APPEND_FOLDER), f"SELECT {APPEND_FOLDER}")
+    for parts in reply.untagged:
+        line = parts[0].decode("utf-8", "replace").strip()
+        match = _PERMANENTFLAGS.search(line)
+        if match is not None:
+            return PermanentFlags(True, tuple(match.group(1).split()), line)
+    return PermanentFlags(False, (), "")
 
 
 def _probe_folders(

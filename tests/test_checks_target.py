@@ -25,7 +25,9 @@ from runners.plan.loader import load_plan
 
 LONG = "L" * 130
 DEEP = f"Archive/{LONG}/{LONG}"  # on the target: ".Archive.LLL….LLL…", 270 bytes, one directory
-TARGET_IDS = ("TGT-LOGIN-021", "TGT-CREATE-022", "TGT-APPEND-023")
+TARGET_IDS = ("TGT-LOGIN-021", "TGT-CREATE-022", "TGT-APPEND-023", "TGT-FLAGS-024")
+#: Dovecot's ACLs from a ``dovecot-acl`` file in each mailbox's INBOX, taken by every other folder.
+ACL_CONF = "mail_plugins = $mail_plugins acl\nplugin {\n  acl = vfile\n  acl_defaults_from_inbox = yes\n}\n"
 
 
 @dataclass
@@ -34,6 +36,9 @@ class Servers:
     target: DovecotServer
     #: A target whose quota is smaller than any message: every APPEND is refused OVERQUOTA.
     full: DovecotServer
+    #: A target whose ACL lets the migration account (the master user) set only \\Seen and
+    #: \\Deleted on alice's mail (no right "w"), and everything on bob's.
+    no_flags: DovecotServer
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +49,10 @@ def servers() -> Iterator[Servers]:
         mail_location="maildir:~/Maildir:LAYOUT=fs", extra_conf="namespace inbox {\n  separator = /\n}\n"
     )
     target, full = DovecotServer(), DovecotServer(quota_storage="100B")
+    no_flags = DovecotServer(extra_conf=ACL_CONF)
     started: list[DovecotServer] = []
     try:
-        for server in (source, target, full):
+        for server in (source, target, full, no_flags):
             for user in ("alice", "bob"):
                 server.add_user(user, f"{user}-pw")
             started.append(server.start())
@@ -57,7 +63,13 @@ def servers() -> Iterator[Servers]:
         for folder in ("Projects", "Notes"):
             imapfill.create_folder(source, "bob", folder)
         imapfill.create_folder(target, "bob", "Projects")  # already there: nothing to create
-        yield Servers(source, target, full)
+        for user, rights in (("alice", "lrsitekx"), ("bob", "lrwstipekxa")):
+            with imapfill.connect(no_flags, user) as client:
+                client.select_folder("INBOX")  # Dovecot makes the Maildir, as its own user
+            (no_flags.maildir(user) / "dovecot-acl").write_text(
+                f"owner lrwstipekxa\nuser={no_flags.master_user} {rights}\n"
+            )
+        yield Servers(source, target, full, no_flags)
     finally:
         for server in reversed(started):
             print(f"--- dovecot log ({server.root}) ---\n{server.log_text()}")
@@ -126,6 +138,32 @@ def test_logins_folder_plan_and_canary_append_fire_and_pass_leaving_nothing_behi
 
     # Nothing left behind: the same folders, subscriptions and an INBOX as empty as before.
     assert {user: folders_and_subscriptions(servers.target, user) for user in ("alice", "bob")} == before
+
+
+def test_a_target_that_would_drop_flags_is_a_blocker_before_anything_moves(
+    tmp_path: Path, servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dovecot takes an APPEND with \\Flagged from an account without the ACL right "w" and keeps
+    only \\Seen, without a word: the check reads each mailbox's PERMANENTFLAGS and says so."""
+    lab = make(tmp_path, servers, target=servers.no_flags)
+
+    result = run(lab, monkeypatch, "TGT-FLAGS-024")
+
+    found = {mailbox: f for (mailbox, _), f in findings(result, "TGT-FLAGS-024").items()}
+    assert {m: f.severity for m, f in found.items()} == {
+        "alice": Severity.BLOCKER, "bob": Severity.PASS, "ghost": Severity.INFO,
+    }  # fmt: skip
+    alice = found["alice"]
+    assert alice.title == "The target would drop \\Answered \\Flagged \\Draft from every copy"
+    assert "PERMANENTFLAGS (\\Deleted \\Seen)" in alice.evidence  # the server's own words
+    assert '"w"' in alice.remediation
+    assert "\\*" in found["bob"].observed
+    # What the blocker foretells, on the same server: the flags are dropped without a word.
+    with imapfill.connect(servers.no_flags, "alice", master=True) as client:
+        client.append("INBOX", message("flagged"), ("\\Flagged", "\\Seen", "$Label1"), None)
+        client.select_folder("INBOX")
+        kept = client.get_flags(client.search("ALL")).values()
+        assert [set(f) - {b"\\Recent"} for f in kept] == [{b"\\Seen"}]
 
 
 def test_the_canary_from_the_plan_refuses_an_append_over_quota(

@@ -81,8 +81,9 @@ def test_readiness_runs_every_check_against_the_lab(demo: DemoResult) -> None:
         states
     )
     assert not demo.readiness.incomplete, states
-    # SRC-QUOTA-011, DIR-LOGIN-007 and the target category's three joined the 30; then EWS's and Graph's.
-    assert len(states) == 35 + len(ews) + len(graph)
+    # SRC-QUOTA-011, DIR-LOGIN-007 and the target category's three joined the 30; then EWS's and
+    # Graph's, and TGT-FLAGS-024.
+    assert len(states) == 36 + len(ews) + len(graph)
 
 
 def test_source_problems_are_found(demo: DemoResult) -> None:
@@ -128,6 +129,9 @@ def test_target_checks_log_in_and_probe_the_canary_without_uidplus(demo: DemoRes
     # The lab's IMAP server has neither APPENDUID nor UID EXPUNGE: found by Message-ID, then EXPUNGE.
     assert append.severity == Severity.PASS, append
     assert "(no APPENDUID)" in append.evidence and "\nEXPUNGE: OK" in append.evidence
+    # The lab's target keeps every flag and keyword (its PERMANENTFLAGS end in \\*).
+    assert worst(demo, "TGT-FLAGS-024", data.address("alice.adams")).severity == Severity.PASS
+    assert worst(demo, "TGT-FLAGS-024", henry).severity == Severity.INFO  # no login: not probed
 
 
 def test_directory_finds_the_user_missing_on_the_target(demo: DemoResult) -> None:
