@@ -52,8 +52,9 @@ def _finding(probe: TargetProbe) -> Finding:
         )  # fmt: skip
     if probe.permanent is None:
         why = probe.flags_error or probe.broken or "the probe broke off before SELECT INBOX"
+        title = "SELECT INBOX failed" if probe.flags_error else "the probe broke off"
         return Finding(
-            FLAGS_ID, Severity.WARNING, "mailbox", mailbox, "Flags not probed: SELECT INBOX failed",
+            FLAGS_ID, Severity.WARNING, "mailbox", mailbox, f"Flags not probed: {title}",
             observed=why, evidence=why,
             remediation="Run the check again; if it persists, look at the target's log for this mailbox.",
         )  # fmt: skip
