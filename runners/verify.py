@@ -1,8 +1,8 @@
 """``cutover verify``: compare source and target folder by folder and explain every difference.
 
 Each source message ends in exactly one bucket: ``ok`` (on the target with the arrival date it was
-sent with and the flags the last pass gave it; with ``--deep`` also byte-identical by SHA-256 where
-the target keeps bytes), ``skipped`` / ``failed`` (with the ledger's reason), ``waived`` (an
+sent with, the flags the last pass gave it and the size it was sent with; with ``--deep``
+byte-identical by SHA-256 where the target keeps bytes), ``skipped`` / ``failed`` (with the ledger's reason), ``waived`` (an
 operator decided it is not copied, with the reason), ``new`` (arrived
 on the source after the last pass: the next delta copies it), ``excluded`` (folder left out by the
 plan) or ``lost`` (no explanation: a defect). The report is ``ok`` when nothing is lost, skipped,
@@ -239,12 +239,15 @@ def _verify_folder(
         if entry is not None and entry.status == MessageStatus.COPIED and entry.target_id is None:
             unmapped.append(meta)
             continue
-        bucket, reason = _bucket(meta, entry, synced, view, source_digests, sides.deep)
+        bucket, reason = _bucket(meta, entry, synced, view, source_digests, sides.deep, by_size=True)
         result.counts[bucket] += 1
         if bucket != "ok":
             check.differences.append(Difference(mapping.source.display, meta.uid, meta.size, bucket, reason))
     if unmapped:
-        _verify_by_content(unmapped, view, source_digests, result, check, mapping.source.display, sides.deep)
+        sizes = {m.key: _sent_or_listed(m, ledger.get(m.key)) for m in unmapped}
+        _verify_by_content(
+            unmapped, sizes, view, source_digests, result, check, mapping.source.display, sides.deep
+        )
     result.extra_on_target = len(set(view.sizes) - claimed)
     return result
 
@@ -358,8 +361,11 @@ def _bucket(
     view: _TargetView,
     source_digests: dict[str, tuple[bytes, int]],
     deep: bool,
+    *,
+    by_size: bool = False,
 ) -> tuple[str, str]:
-    """The bucket of one source message the ledger can explain (or not), with the reason."""
+    """The bucket of one source message the ledger can explain (or not), with the reason.
+    ``by_size``: the target keeps the bytes it was sent (IMAP), so a copy's size is the size sent."""
     if entry is None:
         if synced is None or synced.uidnext is None or meta.uid >= synced.uidnext:
             return "new", "arrived on the source after the last pass; the next delta copies it"
@@ -385,6 +391,11 @@ def _bucket(
                 "different",
                 f"target item {item} keeps the flags {_shown(flags_kept)}; it was given {_shown(given)}",
             )
+    kept_size, sent_size = view.sizes[item], entry.sent_size
+    if by_size and not deep and sent_size is not None and kept_size != sent_size:
+        # Dovecot stores a message with bare CRs shorter, and still says OK to the APPEND. (--deep
+        # compares the bytes themselves, below.)
+        return "different", f"target item {item} is {kept_size} bytes; the copy sent was {sent_size}"
     if deep:
         src = source_digests.get(meta.key)
         if src is None:
@@ -422,8 +433,15 @@ def _arrival_differs(sent: str | None, kept: str | None) -> bool:
     return sent_at is not None and kept_at is not None and sent_at != kept_at
 
 
+def _sent_or_listed(meta: MessageMeta, entry: LedgerEntry | None) -> int:
+    """The size a copy should have on the target: the bytes sent, where the ledger kept them (a
+    Maildir without ``,W=`` lists the file's size, not the CRLF bytes sent), else the listed size."""
+    return entry.sent_size if entry is not None and entry.sent_size is not None else meta.size
+
+
 def _verify_by_content(
     metas: list[MessageMeta],
+    sizes: dict[str, int],
     view: _TargetView,
     source_digests: dict[str, tuple[bytes, int]],
     result: FolderCheck,
@@ -439,7 +457,7 @@ def _verify_by_content(
         pool[view.digests.get(item) if deep else view.sizes[item]] += 1
     for meta in metas:
         source = source_digests.get(meta.key)
-        key = (source[0] if source else None) if deep else meta.size
+        key = (source[0] if source else None) if deep else sizes[meta.key]
         if pool[key] > 0:
             pool[key] -= 1
             result.counts["ok"] += 1

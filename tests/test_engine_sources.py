@@ -108,14 +108,16 @@ def test_courier_keywords_reach_the_target_and_verify_holds_them(
     tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
 ) -> None:
     """A Courier-IMAP Maildir keeps its keywords in ``courierimapkeywords/``, not in the file names:
-    they are copied (the newest change over ``:list``), verify holds the target to them, and a rerun
-    copies nothing."""
+    they are copied (the newest change over ``:list``), verify holds the target to them and to the
+    size of the bytes sent, and a rerun copies nothing."""
     root = tmp_path / "maildirs" / "alice"
     for sub in ("cur", "new", "tmp", "courierimapkeywords"):
         (root / sub).mkdir(parents=True)
     bases = [f"160000000{n}.{n}.courier" for n in range(3)]
     for n, base in enumerate(bases):
-        (root / "cur" / f"{base}:2,S").write_bytes(message(f"courier {n}"))
+        # Courier stores mail with bare LF and names no ",W=" size: the copy is the CRLF form, and
+        # verify holds the target to the bytes sent, not to the file's size.
+        (root / "cur" / f"{base}:2,S").write_bytes(message(f"courier {n}").replace(b"\r\n", b"\n"))
     (root / "courierimapkeywords" / ":list").write_text(f"$Label1\nNonJunk\n\n{bases[0]}:0 1\n{bases[1]}:1\n")
     (root / "courierimapkeywords" / f".7.{bases[1]}").write_text("$Label2\n")  # changed since
     lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
@@ -293,7 +295,8 @@ def test_deep_verify_names_the_lengths_when_the_target_rewrites_a_message(
 ) -> None:
     """Real mail has bare CRs; Dovecot, as a target, stores such a message one byte shorter than sent
     and the APPEND still says OK. A deep verify says which copy differs and by how many bytes (a
-    zero-byte message, which Dovecot refuses, is failed with its words)."""
+    zero-byte message, which Dovecot refuses, is failed with its words); a plain verify, by the
+    size of the bytes sent."""
     imapfill.append(source_dovecot, "alice", "INBOX", message("ordinary"))
     cur = source_dovecot.maildir("alice") / "cur"
     (cur / "1700000001.M1P1.odd:2,S").write_bytes(b"Subject: cr\r\r\rbody\rmore\r")
@@ -301,6 +304,12 @@ def test_deep_verify_names_the_lengths_when_the_target_rewrites_a_message(
     lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
     code, summary = lab.run()
     assert code == 1 and summary["totals"]["copied"] == 2 and summary["totals"]["failed"] == 1, summary
+
+    # A plain verify sees it too: the target's size of the copy against the bytes that were sent.
+    plain_code, plain = lab.verify("pilot")
+    assert plain_code == 1, plain
+    plain_reasons = sorted(d["reason"] for m in plain["mailboxes"] for d in m["differences"])
+    assert re.fullmatch(r"target item \d+ is 23 bytes; the copy sent was 24", plain_reasons[0]), plain_reasons
 
     verify_code, report = lab.verify("pilot", "--deep")
 

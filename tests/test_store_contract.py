@@ -396,6 +396,32 @@ def test_a_store_made_before_a_column_existed_gets_it_on_open(backend_factory: B
     assert upgraded.query("SELECT value FROM meta WHERE key = 'schema'")[0]["value"] == "1"
 
 
+def test_the_bytes_sent_are_kept_and_a_store_from_before_them_still_reads(
+    backend_factory: BackendFactory,
+) -> None:
+    """``sent_size`` (what verify holds an IMAP copy's size to) is kept by an intent and by a match;
+    a store made before the column, opened read-only (verify never upgrades), reads it as unknown."""
+    store = StateStore(backend_factory())
+    _, folder = _folder(store)
+    run = store.start_run("pilot", "full", 1)
+    sent, matched = MessageRef(folder, 5, "1"), MessageRef(folder, 5, "2")
+    # A Maildir file of 100 bytes with bare LFs, sent as 104 bytes of CRLF.
+    store.record_intents([Intent(sent, _facts(1, 100), b"s" * 32, "INBOX", "9", run, 104)])
+    store.record_results([Outcome(sent, "copied", "9", None)])
+    store.record_matched([Matched(matched, _facts(2, 50), b"m" * 32, "INBOX", "10", run, 52)])
+    ledger = store.ledger(folder, 5)
+    assert {k: (e.size, e.sent_size) for k, e in ledger.items()} == {"1": (100, 104), "2": (50, 52)}
+
+    with store.transaction() as db:
+        db.execute("ALTER TABLE messages DROP COLUMN sent_size")
+    store.close()
+    old = StateStore(backend_factory(read_only=True))
+    assert {k: (e.status, e.sent_size) for k, e in old.ledger(folder, 5).items()} == {
+        "1": ("copied", None), "2": ("copied", None),
+    }  # fmt: skip
+    assert StateStore(backend_factory()).ledger(folder, 5)["1"].sent_size is None  # upgraded: added, empty
+
+
 def test_a_read_only_store_reads_and_refuses_every_write(backend_factory: BackendFactory) -> None:
     empty = StateStore(backend_factory(read_only=True))
     assert empty.recent_runs() == [] and empty.mailbox_states() == {}  # nothing created yet: empty

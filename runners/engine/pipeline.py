@@ -282,7 +282,7 @@ def _append(
     ctx.store.record_batch(
         unrecorded,
         [
-            Intent(ref, SourceFacts.of(m.meta), digest, target_wire, mark, run_id)
+            Intent(ref, SourceFacts.of(m.meta), digest, target_wire, mark, run_id, len(m.body))
             for ref, (m, digest) in zip(refs, send, strict=True)
         ],
         ctx.progress_due(),
@@ -340,7 +340,11 @@ def _claim_prematched(
         if pool:
             meta = message.meta
             facts = SourceFacts.of(meta)
-            matched.append(Matched(ctx.ref(meta), facts, digest, ctx.target_wire, pool.pop(), ctx.run_id))
+            matched.append(
+                Matched(
+                    ctx.ref(meta), facts, digest, ctx.target_wire, pool.pop(), ctx.run_id, len(message.body)
+                )
+            )
         else:
             send.append((message, digest))
     if matched:

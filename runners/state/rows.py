@@ -44,6 +44,8 @@ class Intent:
     target_name: str
     recovery_mark: str | None
     run_id: int
+    #: The bytes the source served, which an IMAP target is sent (None: not known).
+    sent_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,8 @@ class Matched:
     target_name: str
     target_id: str
     run_id: int
+    #: The bytes the source served: the target's item holds the same (it matched by SHA-256).
+    sent_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

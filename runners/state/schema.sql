@@ -89,6 +89,8 @@ CREATE TABLE IF NOT EXISTS messages (
     attempts      INTEGER NOT NULL DEFAULT 0,
     run_id        INTEGER,
     updated       REAL,
+    sent_size     INTEGER,                  -- bytes of the message as the source served it (what an
+                                           -- IMAP target was sent); NULL in rows written before it
     PRIMARY KEY (folder_id, uidvalidity, src_key)
 ) WITHOUT ROWID;
 

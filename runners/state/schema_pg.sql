@@ -94,6 +94,8 @@ CREATE TABLE IF NOT EXISTS messages (
     attempts      BIGINT NOT NULL DEFAULT 0,
     run_id        BIGINT,
     updated       DOUBLE PRECISION,
+    sent_size     BIGINT,                  -- bytes of the message as the source served it (what an
+                                           -- IMAP target was sent); NULL in rows written before it
     PRIMARY KEY (folder_id, uidvalidity, src_key)
 );
 

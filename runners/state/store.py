@@ -67,6 +67,7 @@ _ADDED_COLUMNS = {
         ("lease_token", "INTEGER NOT NULL DEFAULT 0"),
     ),
     "folders": (("bytes", "INTEGER"),),
+    "messages": (("sent_size", "INTEGER"),),
     "check_runs": (("operator", "TEXT"),),
     "runs": (("operator", "TEXT"), ("controls_from", "INTEGER")),
 }
@@ -90,6 +91,9 @@ class LedgerEntry:
     run_id: int | None = None
     #: The arrival date the copy was sent with (``ledger`` only: verification compares the target's).
     internaldate: str | None = None
+    #: The bytes the source served, which an IMAP target was sent (``ledger`` only; None in rows
+    #: written before it was kept): verification compares the target's size with it.
+    sent_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,7 @@ class StateStore(
         else:
             self._backend = path
             self.path = Path(path.location)
+        self._sent_size_known: bool | None = None  # ``_keeps_sent_size``, asked once
         if self._backend.read_only:
             return
         self._backend.create_schema()
@@ -332,12 +337,22 @@ class StateStore(
             db.execute("DROP TABLE messages_v1")
 
     def ledger(self, folder_id: int, uidvalidity: int) -> dict[str, LedgerEntry]:
+        # A store from before ``sent_size``, opened read-only (verify), was never given the column.
+        sent_size = "sent_size" if self._keeps_sent_size() else "NULL"
         rows = self._db().execute(
-            "SELECT src_key, status, flags, target_id, sha256, size, recovery_mark, reason, internaldate "
-            "FROM messages WHERE folder_id = ? AND uidvalidity = ?",
+            "SELECT src_key, status, flags, target_id, sha256, size, recovery_mark, reason, internaldate, "
+            f"{sent_size} FROM messages WHERE folder_id = ? AND uidvalidity = ?",
             (folder_id, uidvalidity),
         )
-        return {r[0]: LedgerEntry(r[1], r[2], r[3], r[4], r[5], r[6], r[7], internaldate=r[8]) for r in rows}
+        return {
+            r[0]: LedgerEntry(r[1], r[2], r[3], r[4], r[5], r[6], r[7], internaldate=r[8], sent_size=r[9])
+            for r in rows
+        }
+
+    def _keeps_sent_size(self) -> bool:
+        if self._sent_size_known is None:
+            self._sent_size_known = "sent_size" in self._backend.columns("messages")
+        return self._sent_size_known
 
     def ledger_for(self, folder_id: int, uidvalidity: int, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """The ledger rows of these source keys only (one listed range of a folder), by the primary
@@ -455,11 +470,12 @@ class StateStore(
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
-                "sha256, target_name, target_id, run_id, status, reason, updated) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,'copied',?,?) "
+                "sha256, target_name, target_id, run_id, status, reason, updated, sent_size) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,'copied',?,?,?) "
                 "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'copied', "
                 "target_id = excluded.target_id, target_name = excluded.target_name, sha256 = excluded.sha256, "
-                "flags = excluded.flags, reason = excluded.reason, recovery_mark = NULL, updated = excluded.updated",
+                "flags = excluded.flags, reason = excluded.reason, recovery_mark = NULL, updated = excluded.updated, "
+                "sent_size = excluded.sent_size",
                 [
                     (
                         *_ref(r.ref),
@@ -470,6 +486,7 @@ class StateStore(
                         r.run_id,
                         MATCHED_NOTE,
                         now,
+                        r.sent_size,
                     )
                     for r in rows
                 ],
@@ -598,10 +615,11 @@ def _write_progress(db: Connection, mailbox_id: int, progress: MailboxProgress, 
 def _write_intents(db: Connection, rows: list[Intent], now: float) -> None:
     db.executemany(
         "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, "
-        "sha256, target_name, recovery_mark, run_id, status, attempts, updated) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',1,?) "
+        "sha256, target_name, recovery_mark, run_id, status, attempts, updated, sent_size) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',1,?,?) "
         "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = 'pending', "
         "sha256 = excluded.sha256, size = excluded.size, flags = excluded.flags, internaldate = excluded.internaldate, "
+        "sent_size = excluded.sent_size, "
         "target_name = excluded.target_name, recovery_mark = excluded.recovery_mark, reason = NULL, "
         "run_id = excluded.run_id, attempts = messages.attempts + 1, updated = excluded.updated",
         [
@@ -619,6 +637,7 @@ def _write_intents(db: Connection, rows: list[Intent], now: float) -> None:
                 r.recovery_mark,
                 r.run_id,
                 now,
+                r.sent_size,
             )
             for r in rows
         ],
