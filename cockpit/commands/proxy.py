@@ -1,7 +1,7 @@
 """``cutover proxy``: the routing proxy in the foreground (``run``), the route of one user (``route``),
 and forgetting a user's captured password (``forget``, the credential capture's part).
 
-``run`` serves in ``[proxy] workers`` processes (``runners.proxy.workers``), one per CPU by default.
+``run`` serves in ``[proxy] workers`` processes (``runners.proxy.workers``): one by default, 0 one per CPU.
 
 Exit codes: ``run`` 0 when stopped (SIGINT or SIGTERM), 2 when it can't start (no ``[proxy]``, a
 port taken); ``route`` 0 when the store, the directory or a static override decides the user, 1 when
