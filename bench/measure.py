@@ -145,6 +145,24 @@ def tree_cpu_seconds(root_pid: int) -> float:
     return ticks / _CLOCK_TICKS
 
 
+def tree_cpu_split(root_pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process tree, reaped children included (as above)."""
+    parents: dict[int, int] = {}
+    fields: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _stat_fields(int(entry))
+            if stat is not None:
+                fields[int(entry)] = stat
+                parents[int(entry)] = int(stat[1])
+    user = system = 0
+    for pid, stat in fields.items():
+        if _descends_from(pid, root_pid, parents):
+            user += int(stat[11]) + int(stat[13])  # utime cutime
+            system += int(stat[12]) + int(stat[14])  # stime cstime
+    return user / _CLOCK_TICKS, system / _CLOCK_TICKS
+
+
 def _descends_from(pid: int, root: int, parents: Mapping[int, int]) -> bool:
     while pid > 1:
         if pid == root:

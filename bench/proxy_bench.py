@@ -36,7 +36,7 @@ sys.path.extend([str(REPO), str(REPO / "tests")])  # tests/servers: the suite's 
 
 from proxy import client  # noqa: E402
 from proxy.ours import OursProxy, ours_available, uvloop_available  # noqa: E402
-from proxy.procs import tree_cpu_seconds, tree_memory_kb  # noqa: E402
+from proxy.procs import tree_cpu_seconds, tree_cpu_split, tree_memory_kb  # noqa: E402
 from proxy.servers import BackendDovecot, DovecotProxy, NginxMail, Perdition, has_submissiond  # noqa: E402
 from proxy.sink import SmtpSink  # noqa: E402
 from proxy.transfer import Alternated, alternate  # noqa: E402
@@ -96,6 +96,8 @@ class Row:
     machine_busy_pct: float | None = None
     client_cpu_ms_per_session: float | None = None
     backends_cpu_ms_per_session: float | None = None
+    #: The kernel's share of the peer's own CPU in that run (system over user + system, %).
+    kernel_cpu_pct: float | None = None
     #: Transfer, over the rounds alternated with direct: the median of the per-round ratios (% of
     #: direct), their lowest and highest, direct's median rate in those rounds, and per GB or MB
     #: through this peer: the backends' and the client's CPU, the peer's context switches; the
@@ -279,6 +281,12 @@ def cpu(peer: Peer) -> float:
     return sum(tree_cpu_seconds(pid) for pid in peer.pids)
 
 
+def cpu_split(peer: Peer) -> tuple[float, float]:
+    """(user, system) CPU seconds of the peer's process trees."""
+    splits = [tree_cpu_split(pid) for pid in peer.pids]
+    return sum(u for u, _ in splits), sum(s for _, s in splits)
+
+
 def machine_busy() -> tuple[int, int]:
     """(busy, total) clock ticks of every core since boot, from /proc/stat."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -308,9 +316,13 @@ def measure_service(
         row.login_p50_ms = statistics.median(lat) * 1000
         row.login_p95_ms = lat[max(0, int(len(lat) * 0.95) - 1)] * 1000
         before, busy0, clients0 = cpu(peer), machine_busy(), children_cpu()
+        split0 = cpu_split(peer)
         backends0 = sum(tree_cpu_seconds(pid) for pid in backend_pids)
         sessions, wall, errors = client.sessions_per_second(service, route, USERS, 50, sizes.rate_seconds)
         used = cpu(peer) - before
+        split1 = cpu_split(peer)
+        user, system = split1[0] - split0[0], split1[1] - split0[1]
+        row.kernel_cpu_pct = 100 * system / (user + system) if user + system > 0 else None
         busy1 = machine_busy()
         row.machine_busy_pct = 100 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
         per = 1000 / max(1, sessions)
@@ -456,11 +468,13 @@ def table(rows: list[Row], skipped: dict[str, str], load: tuple[str, str]) -> st
         out.append("login p50 over direct, ms: " + "; ".join(overheads))
     out.append(
         "during sessions/s: machine busy % (all cores) | client CPU ms/session | backends' CPU ms/session"
+        " | the peer's CPU in the kernel, %"
     )
     for r in rows:
         if r.machine_busy_pct is not None:
             out.append(f"  {r.peer:11} {r.service:10} {r.machine_busy_pct:5.1f} % | "
-                       f"{fmt(r.client_cpu_ms_per_session, 2)} | {fmt(r.backends_cpu_ms_per_session, 2)}")  # fmt: skip
+                       f"{fmt(r.client_cpu_ms_per_session, 2)} | {fmt(r.backends_cpu_ms_per_session, 2)} | "
+                       f"{fmt(r.kernel_cpu_pct, 0)}")  # fmt: skip
     out += transfer_lines(rows)
     for r in rows:
         if r.down_answer:

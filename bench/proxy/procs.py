@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from measure import tree_cpu_seconds
+from measure import tree_cpu_seconds, tree_cpu_split
 
-__all__ = ["tree_cpu_seconds", "tree_memory_kb", "tree_pids"]
+__all__ = ["tree_cpu_seconds", "tree_cpu_split", "tree_memory_kb", "tree_pids"]
 
 
 def tree_pids(root: int) -> list[int]:

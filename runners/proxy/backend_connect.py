@@ -88,9 +88,11 @@ _SPENT: Final = _Spent()
 
 async def _dialogue(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> _DialogueProtocol:
     """Connect and run ``steps`` to their end; the connection is closed if they (or it) fail."""
-    protocol = _DialogueProtocol(steps, asyncio.get_running_loop().create_future())
+    # The loop looked up once: each lookup is a getpid() system call (asyncio's check for a fork).
+    loop = asyncio.get_running_loop()
+    protocol = _DialogueProtocol(steps, loop.create_future())
     try:
-        await _connect(endpoint, tls, protocol)
+        await _connect(loop, endpoint, tls, protocol)
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise BackendUnavailable(f"{where(endpoint)}: {_words(exc)}") from None
     try:
@@ -122,10 +124,12 @@ async def open_leg(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps)
     return protocol.leg()
 
 
-def _connect(endpoint: BackendEndpoint, tls: BackendTls, protocol: _DialogueProtocol) -> Awaitable[object]:
+def _connect(
+    loop: asyncio.AbstractEventLoop, endpoint: BackendEndpoint, tls: BackendTls, protocol: _DialogueProtocol
+) -> Awaitable[object]:
     """The loop's connection of ``protocol`` to ``endpoint`` (its coroutine: no frame of ours to resume)."""
     implicit = endpoint.tls == TlsMode.IMPLICIT
-    return asyncio.get_running_loop().create_connection(
+    return loop.create_connection(
         lambda: protocol,
         endpoint.host,
         endpoint.port,

@@ -362,12 +362,13 @@ class _ProtocolSession(_Session):
     __slots__ = ("all_lost", "eofs", "legs", "lost_sides", "splice_ok", "spliced", "transports", "upgrading")
 
     def __init__(self, client: Leg, backend: Leg) -> None:
-        super().__init__()
+        loop = asyncio.get_running_loop()  # once: each lookup is a getpid() system call
+        super().__init__(loop.create_future())
         self.legs = (client, backend)
         self.transports = {"client": client.transport, "backend": backend.transport}
         self.eofs: set[str] = set()
         self.lost_sides: set[str] = set()
-        self.all_lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.all_lost: asyncio.Future[None] = loop.create_future()
         #: None until the first bulk read asks (``_may_splice``): most sessions never have one, and
         #: looking at the sockets costs each session more than its relay's copying.
         self.splice_ok: bool | None = None if _CAN_SPLICE else False
