@@ -130,19 +130,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 def tree_cpu_seconds(root_pid: int) -> float:
     """CPU of a process tree, including children it has already reaped (their time moves into the
     reaper's cutime/cstime, so the total only grows)."""
-    parents: dict[int, int] = {}
-    fields: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _stat_fields(int(entry))
-            if stat is not None:
-                fields[int(entry)] = stat
-                parents[int(entry)] = int(stat[1])
-    ticks = 0
-    for pid, stat in fields.items():
-        if _descends_from(pid, root_pid, parents):
-            ticks += sum(int(v) for v in stat[11:15])  # utime stime cutime cstime
-    return ticks / _CLOCK_TICKS
+    return sum(tree_cpu_split(root_pid))
 
 
 def tree_cpu_split(root_pid: int) -> tuple[float, float]:

@@ -27,6 +27,7 @@ from email.utils import formatdate
 
 from checks.canary import canary
 from checks.context import CheckContext
+from checks.registry import SkipCheck
 from checks.survey import survey
 from runners.connectors.imap_common import list_folders
 from runners.connectors.imap_login import login_name
@@ -102,6 +103,16 @@ class TargetProbe:
 def target_probes(ctx: CheckContext) -> list[TargetProbe]:
     """Every mailbox's probe, computed once per run for every check that asks."""
     return ctx.fact("target-probes", lambda: _probe_all(ctx))
+
+
+def imap_target_probes(ctx: CheckContext) -> list[TargetProbe]:
+    """The probes, for a check of IMAP targets only: skipped for another target or no mailboxes."""
+    kind = ctx.plan.target.type
+    if kind != "imap":
+        raise SkipCheck(f"the target is {kind}: its own target checks apply")
+    if not ctx.plan.mailboxes:
+        raise SkipCheck("the plan lists no mailboxes")
+    return target_probes(ctx)
 
 
 def _probe_all(ctx: CheckContext) -> list[TargetProbe]:

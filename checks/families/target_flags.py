@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 from checks.context import CheckContext
 from checks.model import Finding, Severity
-from checks.registry import SkipCheck, check
-from checks.targetprobe import PermanentFlags, TargetProbe, target_probes
+from checks.registry import check
+from checks.targetprobe import PermanentFlags, TargetProbe, imap_target_probes
 from runners.model import SYSTEM_FLAGS
 
 FLAGS_ID = "TGT-FLAGS-024"
@@ -34,12 +34,7 @@ _KEYWORDS = (
 
 @check(FLAGS_ID, "The target keeps the flags a copy is given", category="target")
 def target_flags(ctx: CheckContext) -> Iterator[Finding]:
-    kind = ctx.plan.target.type
-    if kind != "imap":
-        raise SkipCheck(f"the target is {kind}: its own target checks apply")
-    if not ctx.plan.mailboxes:
-        raise SkipCheck("the plan lists no mailboxes")
-    for probe in target_probes(ctx):
+    for probe in imap_target_probes(ctx):
         yield _finding(probe)
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from checks.canary import canary
 from checks.context import CheckContext
 from checks.model import Finding, Severity
-from checks.registry import SkipCheck, check
-from checks.targetprobe import TargetProbe, target_probes
+from checks.registry import check
+from checks.targetprobe import TargetProbe, imap_target_probes
 from runners.errors import MigrationError
 
 LOGIN_ID = "TGT-LOGIN-021"
@@ -28,18 +28,9 @@ _LOGIN_REMEDIATION = {
 _CONNECT_REMEDIATION = "Check the target's host, port, TLS settings and the firewalls on the way."
 
 
-def _imap_only(ctx: CheckContext) -> list[TargetProbe]:
-    kind = ctx.plan.target.type
-    if kind != "imap":
-        raise SkipCheck(f"the target is {kind}: its own target checks apply")
-    if not ctx.plan.mailboxes:
-        raise SkipCheck("the plan lists no mailboxes")
-    return target_probes(ctx)
-
-
 @check(LOGIN_ID, "Every mailbox logs in on the target", category="target")
 def target_logins(ctx: CheckContext) -> Iterator[Finding]:
-    for probe in _imap_only(ctx):
+    for probe in imap_target_probes(ctx):
         mailbox = probe.entry.target
         if probe.login_error is None:
             yield Finding(
@@ -58,7 +49,7 @@ def target_logins(ctx: CheckContext) -> Iterator[Finding]:
 
 @check(CREATE_ID, "Every planned folder can be created on the target", category="target")
 def target_folders(ctx: CheckContext) -> Iterator[Finding]:
-    for probe in _imap_only(ctx):
+    for probe in imap_target_probes(ctx):
         yield from _folder_findings(probe)
 
 
@@ -111,7 +102,7 @@ def _folder_findings(probe: TargetProbe) -> Iterator[Finding]:
 
 @check(APPEND_ID, "The canary mailbox accepts an APPEND (removed again)", category="target")
 def canary_append(ctx: CheckContext) -> Iterator[Finding]:
-    probes = _imap_only(ctx)
+    probes = imap_target_probes(ctx)
     chosen = canary(ctx.plan)
     (probe,) = [p for p in probes if p.entry is chosen]
     mailbox = chosen.target
