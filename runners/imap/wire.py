@@ -406,7 +406,8 @@ class ImapConnection:
         for piece in pieces:
             if isinstance(piece, tuple):
                 payload = piece[0]
-                marker = b"~{" if b"\0" in payload and self.has("BINARY") else b"{"
+                # find, not ``in``: see runners.imap.parse._uid_in
+                marker = b"~{" if payload.find(b"\0") >= 0 and self.has("BINARY") else b"{"
                 if plus:
                     out += (head + marker + b"%d+}\r\n" % len(payload), payload)
                     queued += len(payload)
