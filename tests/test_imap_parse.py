@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runners.imap.codes import auth_error, command_error
 from runners.imap.dates import canonical_date
-from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta, split_code, tokens
+from runners.imap.parse import compress_uids, expand_uid_set, fetch_meta, literal_at_end, split_code, tokens
 
 
 @pytest.mark.parametrize(
@@ -127,3 +131,43 @@ def test_flag_lists_are_cached_only_when_short() -> None:
     long = b" ".join(b"$k%d" % n for n in range(_CACHED_FLAGS_BYTES)) + b" \\RECENT"
     assert _flags(long) == tuple(f"$k{n}" for n in range(_CACHED_FLAGS_BYTES))
     assert _short_flags.cache_info().currsize == 1
+
+
+_LITERAL_REGEX = re.compile(rb"[~]?\{(\d+)\+?\}\r\n$")  # what literal_at_end replaced on the wire
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"* 1 FETCH (UID 7 BODY[] {31234}\r\n",
+        b"A1 APPEND INBOX {12+}\r\n",
+        b"* 2 FETCH (BINARY[] ~{5}\r\n",
+        b"{~{12}\r\n",
+        b"x{12}y{34}\r\n",
+        b"{1}\r\n",
+        b"{}\r\n",
+        b"{+}\r\n",
+        b"{12++}\r\n",
+        b"{1a}\r\n",
+        b"}\r\n",
+        b"* OK done\r\n",
+        b"{12}\n",
+        b"{\xd9\xa1}\r\n",  # not an ASCII digit
+        b"{" + b"9" * 40 + b"}\r\n",
+    ],
+)
+def test_literal_at_end_finds_what_the_regex_found(line: bytes) -> None:
+    m = _LITERAL_REGEX.search(line) if line.endswith(b"}\r\n") else None
+    assert literal_at_end(line) == (None if m is None else (m.start(), m.group(1)))
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"{", b"}", b"~", b"+", b"1", b"42", b" ", b"x", b"\r", b"\n", b"\r\n"]), max_size=12
+    )
+)
+def test_literal_at_end_agrees_with_the_regex_on_any_line(pieces: list[bytes]) -> None:
+    line = b"".join(pieces) + b"}\r\n"
+    m = _LITERAL_REGEX.search(line)
+    assert literal_at_end(line) == (None if m is None else (m.start(), m.group(1)))

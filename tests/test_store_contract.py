@@ -40,7 +40,7 @@ from runners.state.rows import (
     SyncedFolder,
     Unsent,
 )
-from runners.state.statuses import ControlAction, StepStatus
+from runners.state.statuses import ControlAction, MessageStatus, StepStatus
 from runners.state.store import MailboxProgress, StateStore
 from runners.state.survey import SurveyRow
 from runners.state.wave_step_rows import Actor
@@ -123,6 +123,36 @@ def test_intents_results_and_the_attempt_history(store: StateStore) -> None:
     ]
     assert store.ledger(folder, BIG_UIDVALIDITY)["2"].status == "waived"
     assert not store.folder_needs_work(folder)
+
+
+def test_one_batch_of_outcomes_with_and_without_reasons_and_statuses_as_the_engine_passes_them(
+    store: StateStore,
+) -> None:
+    """The engine's outcomes carry ``MessageStatus`` members and a reason only when one failed; a row
+    copied on a retry loses the reason its failure left."""
+    _mailbox, folder = _folder(store)
+    run = store.start_run("pilot", "full", 1)
+    refs = [MessageRef(folder, 7, str(uid)) for uid in (1, 2, 3)]
+    store.record_intents([Intent(r, _facts(int(r.src_key)), b"\xab" * 32, "INBOX", "9", run) for r in refs])
+    store.record_batch(
+        [
+            Outcome(refs[0], MessageStatus.COPIED, "10", None),
+            Outcome(refs[1], MessageStatus.FAILED, None, "NO [OVERQUOTA] full"),
+            Outcome(refs[2], MessageStatus.COPIED, "11", None),
+        ],
+        [Intent(refs[1], _facts(2), b"\xcd" * 32, "INBOX", "12", run)],  # its retry's intent
+    )
+    store.record_results([Outcome(refs[1], MessageStatus.COPIED, "12", None)])
+    ledger = store.ledger(folder, 7)
+    assert {k: (e.status, e.target_id, e.reason, e.sha256) for k, e in ledger.items()} == {
+        "1": ("copied", "10", None, b"\xab" * 32),
+        "2": ("copied", "12", None, b"\xcd" * 32),
+        "3": ("copied", "11", None, b"\xab" * 32),
+    }
+    assert all(type(e.status) is str and type(e.sha256) is bytes for e in ledger.values())
+    assert [(a.status, a.reason) for a in store.message_history("alice@old", "INBOX", 2)] == [
+        ("failed", "NO [OVERQUOTA] full")
+    ]
 
 
 def test_a_match_over_a_failed_row_takes_the_sources_flags_as_they_are_now(store: StateStore) -> None:

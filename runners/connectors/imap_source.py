@@ -105,7 +105,7 @@ class ImapSource:
         )
         metas: list[MessageMeta] = []
         for parts in reply.untagged:
-            if b" FETCH " not in parts[0]:
+            if parts[0].find(b" FETCH ") < 0:  # find, not ``in``: see runners.imap.parse._uid_in
                 continue
             uid, size, flags, idate, _ = fetch_meta(parts[0] if len(parts) == 1 else b"".join(parts[::2]))
             # "n:*" also answers with the highest message when n is above it (RFC 3501): filter.
@@ -145,7 +145,7 @@ class ImapSource:
                 for parts in self.conn.responses(tag):
                     if parts[0].startswith(tag):
                         break
-                    if b" FETCH " not in parts[0]:
+                    if parts[0].find(b" FETCH ") < 0:  # find, not ``in``: see runners.imap.parse._uid_in
                         continue
                     if len(parts) < 2:
                         quoted = _quoted_body(parts[0])

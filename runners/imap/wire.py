@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
@@ -20,9 +19,8 @@ from typing import NoReturn
 from runners.errors import CommandError, ConnectError, ConnectionLost, LimitExceeded, RunInterrupted, TlsError
 from runners.imap import watchdog
 from runners.imap.codes import auth_error, command_error
-from runners.imap.parse import needs_literal, quote, split_code
+from runners.imap.parse import literal_at_end, needs_literal, quote, split_code
 
-_LITERAL_AT_END = re.compile(rb"[~]?\{(\d+)\+?\}\r\n$")
 _BUFSIZE = 256 * 1024
 #: Bytes of an APPEND gathered before they are sent (see ``send_with_literals``).
 _SEND_CHUNK = 256 * 1024
@@ -210,12 +208,12 @@ class ImapConnection:
                     self._hang_up(
                         f"sent a response of more than {MAX_RESPONSE_TEXT_BYTES} bytes of text (the limit for one response)"
                     )
-                m = _LITERAL_AT_END.search(line) if line.endswith(b"}\r\n") else None
-                if m is None:
+                literal = literal_at_end(line)
+                if literal is None:
                     parts.append(line)
                     return parts
-                parts.append(line[: m.start()])
-                size = self._literal_size(m.group(1))
+                parts.append(line[: literal[0]])
+                size = self._literal_size(literal[1])
                 reading_literal = True
                 data = reader.read(size)
                 if len(data) != size:
@@ -244,12 +242,13 @@ class ImapConnection:
 
     def _literal_size(self, digits: bytes) -> int:
         """The announced size, once it is known to fit (checked before a byte is allocated for it)."""
-        if len(digits) > 18 or int(digits) > self._literal_limit:
+        size = int(digits) if len(digits) <= 18 else -1
+        if size < 0 or size > self._literal_limit:
             shown = digits[:24].decode("ascii") + ("…" if len(digits) > 24 else "")
             self._hang_up(
                 f"announced a literal of {shown} bytes, over {self._literal_why} ({self._literal_limit} bytes)"
             )
-        return int(digits)
+        return size
 
     def _hang_up(self, what: str) -> NoReturn:
         """Drop the connection (it is out of step now) and say which limit the server broke."""
@@ -406,7 +405,8 @@ class ImapConnection:
         for piece in pieces:
             if isinstance(piece, tuple):
                 payload = piece[0]
-                marker = b"~{" if b"\0" in payload and self.has("BINARY") else b"{"
+                # find, not ``in``: see runners.imap.parse._uid_in
+                marker = b"~{" if payload.find(b"\0") >= 0 and self.has("BINARY") else b"{"
                 if plus:
                     out += (head + marker + b"%d+}\r\n" % len(payload), payload)
                     queued += len(payload)

@@ -46,6 +46,7 @@ from runners.state.rows import (
 )
 from runners.state.runs import RunsMixin
 from runners.state.server_slots import ServerSlotsMixin
+from runners.state.statuses import MessageStatus
 from runners.state.survey import SurveyMixin
 from runners.state.wave_steps import WaveStepsMixin
 
@@ -632,7 +633,7 @@ def _write_intents(db: Connection, rows: list[Intent], now: float) -> None:
                 src.size,
                 src.internaldate,
                 src.flags,
-                r.sha256,
+                bytearray(r.sha256),  # not bytes: see _write_results
                 r.target_name,
                 r.recovery_mark,
                 r.run_id,
@@ -644,23 +645,49 @@ def _write_intents(db: Connection, rows: list[Intent], now: float) -> None:
     )
 
 
+#: Python's sqlite3 binds a value of exactly int, float, str or bytearray as it is; any other (bytes,
+#: None, a str subclass such as ``MessageStatus``) first goes through its adapter lookup, ~0.6 µs a
+#: value (an AttributeError made and dropped each time). On the ledger's hot rows the statuses are
+#: bound as plain str, digests as bytearray (the same BLOB) and a NULL reason as SQL's NULL.
+_STATUS_TEXT: dict[str, str] = {status: status.value for status in MessageStatus}
+
+
 def _write_results(db: Connection, rows: list[Outcome], now: float) -> None:
-    db.executemany(
-        "UPDATE messages SET status = ?, target_id = ?, reason = ?, recovery_mark = NULL, updated = ? "
-        "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
-        [
-            (
-                r.status,
-                r.target_id,
-                None if r.reason is None else safe(r.reason),
-                now,
-                (ref := r.ref).folder_id,
-                ref.uidvalidity,
-                ref.src_key,
-            )
-            for r in rows
-        ],
-    )
+    no_reason = [r for r in rows if r.reason is None]
+    if no_reason:
+        db.executemany(
+            "UPDATE messages SET status = ?, target_id = ?, reason = NULL, recovery_mark = NULL, updated = ? "
+            "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
+            [
+                (
+                    _STATUS_TEXT.get(r.status, r.status),
+                    r.target_id,
+                    now,
+                    (ref := r.ref).folder_id,
+                    ref.uidvalidity,
+                    ref.src_key,
+                )
+                for r in no_reason
+            ],
+        )
+    if len(no_reason) < len(rows):
+        db.executemany(
+            "UPDATE messages SET status = ?, target_id = ?, reason = ?, recovery_mark = NULL, updated = ? "
+            "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
+            [
+                (
+                    _STATUS_TEXT.get(r.status, r.status),
+                    r.target_id,
+                    safe(r.reason),
+                    now,
+                    (ref := r.ref).folder_id,
+                    ref.uidvalidity,
+                    ref.src_key,
+                )
+                for r in rows
+                if r.reason is not None
+            ],
+        )
     failed = [(now, *_ref(r.ref)) for r in rows if r.status in _NOT_COPIED]
     if failed:
         db.executemany(
