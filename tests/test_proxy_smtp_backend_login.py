@@ -1,6 +1,6 @@
 """A submission backend's login (``smtp_backend.log_in``), run in the connection's callbacks, against raw
 backends on loopback: replies split anywhere or sent in one piece, AUTH LOGIN's prompts, what the
-backend sends behind ``235`` reaching the relay's streams, STARTTLS that drops what the backend sent in
+backend sends behind ``235`` kept for the relay's leg, STARTTLS that drops what the backend sent in
 clear behind its ``220``, and each way a backend can fail ending as ``BackendUnavailable`` with the
 connection closed."""
 
@@ -47,10 +47,10 @@ def test_replies_in_pieces_auth_plain_and_what_follows_235_reaches_the_streams()
         assert (answer.code, answer.lines) == (235, ("2.7.0 ok",))
         assert session.extensions == {"PIPELINING": (), "SIZE": ("1000",), "AUTH": ("PLAIN", "LOGIN")}
         assert not session.tls
-        assert await session.reader.readline() == b"250 early\r\n"
-        session.writer.write(b"QUIT\r\n")
-        assert await session.reader.readline() == b"221 bye\r\n"
-        session.writer.close()
+        # No streams: the relay's leg, reading paused, with what came behind the 235 kept for it.
+        assert session.leg.take_rest() == (b"250 early\r\n", False)
+        await session.close()  # QUIT, as the backend expects, then the close
+        assert session.leg.transport.is_closing()
 
     against_scripted_backend(backend, check)
 
@@ -127,7 +127,7 @@ def test_starttls_drops_what_the_backend_sent_in_clear_behind_its_220(tmp_path: 
         answer, session = await log_in(endpoint, "client.test", "alice", PASSWORD)
         assert answer.code == 235 and session.tls
         assert "AUTH" in session.extensions and "STARTTLS" not in session.extensions
-        session.writer.close()
+        session.leg.transport.close()
 
     against_scripted_backend(backend, check, tls=TlsMode.STARTTLS, ca_file=ca.ca_file)
 

@@ -5,9 +5,10 @@ the plan's rule, checked here again because a backend's address can come from a 
 failure to reach or understand the backend is one ``BackendUnavailable`` with words safe to show
 (``backend_connect``'s: the one class of every backend of the proxy).
 
-A submission login (``log_in``) runs in the connection's callbacks (``backend_connect.open_dialogue``):
-greeting, EHLO and AUTH are one wait for the session, not a stream read and a timer per reply; a
-STARTTLS backend is carried on the streams from its ``220`` to the end of the login.
+A submission login (``log_in``) runs in the connection's callbacks (``backend_connect.open_leg``):
+greeting, EHLO and AUTH are one wait for the session, not a stream read and a timer per reply, and the
+relay takes the transport as it is (no streams made); a STARTTLS backend is carried on the streams from
+its ``220`` to the end of the login.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from runners.proxy.backend_connect import (
     BackendTls,
     BackendUnavailable,
     open_dialogue,
+    open_leg,
     run_steps,
     start_tls,
     unconnected,
@@ -166,11 +168,33 @@ _CONTEXTS = _Contexts()
 _LOGIN_ERRORS = (OSError, ValueError, MalformedReply, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
 
 
-async def log_in(
-    endpoint: BackendEndpoint, helo: str, login: str, password: str
-) -> tuple[Reply, BackendSession]:
+@dataclass(slots=True)
+class LoggedIn:
+    """A submission backend's connection after its login dialogue: the relay's ``leg`` (no streams
+    made for a plain or implicit-TLS backend), or closed with ``close`` when the login failed."""
+
+    leg: Leg
+    #: The EHLO keywords in capitals, each with its parameters (``SIZE`` → ``("52428800",)``).
+    extensions: dict[str, tuple[str, ...]]
+
+    @property
+    def tls(self) -> bool:
+        return self.leg.tls
+
+    async def close(self, *, quit_first: bool = True) -> None:
+        """QUIT (without waiting for its answer: the login is over either way) and close, within 0.5 s."""
+        transport = self.leg.transport
+        if quit_first and not transport.is_closing():
+            transport.write(b"QUIT\r\n")
+        transport.close()  # what was written goes out first
+        with contextlib.suppress(OSError, TimeoutError, asyncio.CancelledError):
+            async with asyncio.timeout(0.5):
+                await self.leg.wait_closed()
+
+
+async def log_in(endpoint: BackendEndpoint, helo: str, login: str, password: str) -> tuple[Reply, LoggedIn]:
     """Connect, greet, EHLO, STARTTLS where the endpoint says so, AUTH as ``login`` (``SubmissionLogin``):
-    the backend's final reply (scrubbed) and the session, open whatever the reply (close it unless
+    the backend's final reply (scrubbed) and the connection, open whatever the reply (close it unless
     it is ``235``). Raises ``BackendUnavailable``; the caller keeps the time (a cancellation aborts
     the connection)."""
     if endpoint.tls is TlsMode.NONE and not is_loopback(endpoint.host):
@@ -178,25 +202,31 @@ async def log_in(
             f"plain SMTP to {safe(endpoint.host)} refused: only loopback backends may be plain"
         )
     steps = SubmissionLogin(helo, login, password, starttls=endpoint.tls is TlsMode.STARTTLS)
-    try:
-        reader, writer = await open_dialogue(endpoint, _CONTEXTS, steps)
-    except _LOGIN_ERRORS as exc:  # open_dialogue's own BackendUnavailable goes up as it is
-        raise BackendUnavailable(_why(exc)) from None
-    answer = steps.answer
-    if answer is None:  # the backend said 220 to STARTTLS: the rest inside TLS, on the streams
+    if endpoint.tls is not TlsMode.STARTTLS:
         try:
-            await start_tls(reader, writer, _CONTEXTS.context(endpoint), endpoint.host)
-            steps.resume(writer.write)
-            await run_steps(reader, steps)
-        except BaseException as exc:
-            writer.transport.abort()
-            if isinstance(exc, _LOGIN_ERRORS):
-                raise BackendUnavailable(_why(exc)) from None
-            raise
+            leg = await open_leg(endpoint, _CONTEXTS, steps)
+        except _LOGIN_ERRORS as exc:  # open_leg's own BackendUnavailable goes up as it is
+            raise BackendUnavailable(_why(exc)) from None
         answer = steps.answer
         assert answer is not None
-    tls = endpoint.tls is not TlsMode.NONE
-    return answer, BackendSession(endpoint, reader, writer, tls, steps.extensions)
+        return answer, LoggedIn(leg, steps.extensions)
+    try:
+        reader, writer = await open_dialogue(endpoint, _CONTEXTS, steps)
+    except _LOGIN_ERRORS as exc:
+        raise BackendUnavailable(_why(exc)) from None
+    # The backend said 220 to STARTTLS: the rest inside TLS, on the streams.
+    try:
+        await start_tls(reader, writer, _CONTEXTS.context(endpoint), endpoint.host)
+        steps.resume(writer.write)
+        await run_steps(reader, steps)
+    except BaseException as exc:
+        writer.transport.abort()
+        if isinstance(exc, _LOGIN_ERRORS):
+            raise BackendUnavailable(_why(exc)) from None
+        raise
+    answer = steps.answer
+    assert answer is not None
+    return answer, LoggedIn(Leg.of_streams(reader, writer, True), steps.extensions)
 
 
 class SubmissionLogin:

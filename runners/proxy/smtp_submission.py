@@ -21,7 +21,7 @@ import logging
 from runners.proxy.addresses import is_loopback
 from runners.proxy.backend_connect import BackendUnavailable
 from runners.proxy.contracts import LoginEvent, Outcome, Password, Route, Service, TlsMode
-from runners.proxy.smtp_backend import BackendSession, log_in
+from runners.proxy.smtp_backend import LoggedIn, log_in
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import decode_b64_text, decode_plain, helo_name, parse_command
 from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello, banner, deadlines
@@ -217,13 +217,13 @@ class _Submission:
         return await self._unavailable(login, route, words, answer if 400 <= answer.code < 500 else None)
 
     async def _accepted(
-        self, login: str, route: Route, password: Password, answer: Reply, session: BackendSession
+        self, login: str, route: Route, password: Password, answer: Reply, session: LoggedIn
     ) -> None:
         event = LoginEvent(Service.SUBMISSION, self.conn.address, login, route, Outcome.ACCEPTED,
                            f"{answer.code} {answer.text}")  # fmt: skip
         await self.proxy.tell_observers(event, password)
         await self.conn.send(235, *answer.lines)
-        await self.proxy.relay(self.conn.leg(), session.leg(), self.proxy.stop)
+        await self.proxy.relay(self.conn.leg(), session.leg, self.proxy.stop)
 
     async def _rejected(self, login: str, route: Route, answer: Reply) -> bool:
         event = LoginEvent(Service.SUBMISSION, self.conn.address, login, route, Outcome.REJECTED,
