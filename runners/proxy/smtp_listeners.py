@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from runners.plan.proxy_smtp_options import ProxySmtpSettings
+from runners.proxy.client_conn import ClientConn
 from runners.proxy.contracts import (
     LISTEN_BACKLOG,
     Listener,
@@ -27,6 +28,7 @@ from runners.proxy.contracts import (
     TlsMode,
 )
 from runners.proxy.relay import relay as default_relay
+from runners.proxy.smtp_client import ConnClient, SubmissionConn
 from runners.proxy.smtp_inbound import serve_inbound
 from runners.proxy.smtp_session import ClientConnection, SmtpProxy
 from runners.proxy.smtp_submission import serve_submission
@@ -111,8 +113,13 @@ async def start_smtp_listeners(
                 raise ValueError(
                     f"listener {listener.host}:{listener.port} wants TLS but there is no certificate"
                 )
-            handler = _handler(proxy, listener, spool, None if delivery is None else delivery.wake, sessions)
             tls = tls_context if implicit else None
+            if listener.service is Service.SUBMISSION:
+                for sock in prebound.get(listener, ()) if prebound is not None else (None,):
+                    servers.append(await _submission_server(proxy, listener, tls, sessions, sock))
+                    served.append(listener)
+                continue
+            handler = _handler(proxy, listener, spool, None if delivery is None else delivery.wake, sessions)
             if prebound is None:
                 server = await asyncio.start_server(
                     handler, listener.host, listener.port, ssl=tls, backlog=LISTEN_BACKLOG
@@ -135,6 +142,49 @@ async def start_smtp_listeners(
     return SmtpListeners(tuple(servers), tuple(served), task, spool, proxy, sessions)
 
 
+def _submission_server(
+    proxy: SmtpProxy,
+    listener: Listener,
+    tls: ssl.SSLContext | None,
+    sessions: set[asyncio.Task[None]],
+    sock: socket.socket | None,
+) -> Awaitable[asyncio.Server]:
+    """A submission listener's server: each client's connection a ``SubmissionConn`` (no streams), its
+    session a task of its own, started when the connection is made."""
+    loop = asyncio.get_running_loop()
+    timeout = proxy.settings.client_timeout_seconds
+    implicit = listener.tls is TlsMode.IMPLICIT
+
+    def connected(conn: ClientConn) -> None:
+        assert isinstance(conn, SubmissionConn)
+        client = ConnClient(conn, tls=implicit, timeout=timeout)
+        # The task starts on the loop's next turn, after it was given to the client.
+        task = client.task = loop.create_task(_submission(proxy, listener.tls, client))
+        sessions.add(task)
+        task.add_done_callback(sessions.discard)
+
+    def factory() -> SubmissionConn:
+        return SubmissionConn(loop, connected)
+
+    if sock is not None:
+        return loop.create_server(factory, sock=sock, ssl=tls, backlog=LISTEN_BACKLOG)
+    return loop.create_server(factory, listener.host, listener.port, ssl=tls, backlog=LISTEN_BACKLOG)
+
+
+async def _submission(proxy: SmtpProxy, listener_tls: TlsMode, client: ConnClient) -> None:
+    try:
+        await serve_submission(proxy, listener_tls, client)
+    except (OSError, ConnectionError):
+        pass  # the client or the network went away: nothing to answer
+    except Exception as exc:  # the proxy never dies on one session's input
+        _log_failure(client.address, exc)
+
+
+def _log_failure(address: str, exc: BaseException) -> None:
+    # Type and place only: an exception's message or locals may hold what the client sent.
+    log.error("SMTP session from %s failed: %s at %s", safe(address), type(exc).__name__, _where(exc))
+
+
 def _handler(
     proxy: SmtpProxy,
     listener: Listener,
@@ -149,17 +199,11 @@ def _handler(
         sessions.add(conn.task)
         conn.task.add_done_callback(sessions.discard)
         try:
-            if listener.service is Service.SUBMISSION:
-                await serve_submission(proxy, listener.tls, conn)
-            else:
-                await serve_inbound(proxy, listener.tls, conn, spool, spooled)
+            await serve_inbound(proxy, listener.tls, conn, spool, spooled)
         except (OSError, ConnectionError):
             pass  # the client or the network went away: nothing to answer
         except Exception as exc:  # the proxy never dies on one session's input
-            # Type and place only: an exception's message or locals may hold what the client sent.
-            log.error(
-                "SMTP session from %s failed: %s at %s", safe(conn.address), type(exc).__name__, _where(exc)
-            )
+            _log_failure(conn.address, exc)
 
     return handle
 

@@ -53,7 +53,7 @@ class SmtpProxy:
 
 
 async def answer_hello(
-    conn: ClientConnection, settings: ProxySmtpSettings, verb: str, extensions: Sequence[str] = ()
+    conn: SmtpClient, settings: ProxySmtpSettings, verb: str, extensions: Sequence[str] = ()
 ) -> None:
     """The 250 to HELO (the hostname) or EHLO (the hostname, what both listeners offer, then ``extensions``)."""
     await conn.send_raw(_hello(settings.hostname, settings.max_message_bytes, verb, tuple(extensions)))
@@ -79,23 +79,65 @@ def _banner(hostname: str) -> bytes:
     return reply(220, f"{hostname} ESMTP cutover proxy")
 
 
-class ClientConnection:
-    """The client's side of one session."""
+class SmtpClient:
+    """The client's side of one session, as the sessions use it: over asyncio's streams
+    (``ClientConnection``) or over the proxy's own protocol (``smtp_client.ConnClient``)."""
+
+    __slots__ = ("address", "bad_commands", "task", "timeout", "tls")
+
+    def __init__(self, address: str, tls: bool, timeout: float) -> None:
+        self.address = address
+        self.tls = tls
+        self.timeout = timeout
+        self.task: asyncio.Task[None]  # the session's (its deadlines cancel it): set by the maker
+        self.bad_commands = 0
+
+    async def read(self, limit: int = MAX_COMMAND_LINE) -> Line | None:
+        """The next line; None when the client left or stayed silent past the timeout (421 sent)."""
+        raise NotImplementedError
+
+    async def send_raw(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def starttls(self, context: ssl.SSLContext) -> bool:
+        """``220``, drop whatever was pipelined behind STARTTLS, handshake. False when the handshake failed."""
+        raise NotImplementedError
+
+    def leg(self) -> Leg:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def send(self, code: int, *lines: str) -> None:
+        await self.send_raw(reply(code, *lines))
+
+    async def bad_command(self, code: int, text: str) -> bool:
+        """Answer a malformed or unknown command; False once the client made too many of them (421 sent)."""
+        self.bad_commands += 1
+        if self.bad_commands >= MAX_BAD_COMMANDS:
+            await self.send(421, "4.7.0 too many errors, closing")
+            return False
+        await self.send(code, text)
+        return True
+
+
+class ClientConnection(SmtpClient):
+    """The client's side of one session, over asyncio's streams (made inside the session's task)."""
+
+    __slots__ = ("_read_deadline", "reader", "writer")
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool, timeout: float
     ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.tls = tls
-        self.timeout = timeout
         peer = writer.get_extra_info("peername")
-        self.address: str = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
-        self.bad_commands = 0
-        # Made inside the session's task: its task and read deadline, looked up once, not per read.
         task = asyncio.current_task()
         assert task is not None
+        super().__init__(str(peer[0]) if isinstance(peer, tuple) and peer else "unknown", tls, timeout)
         self.task = task
+        self.reader = reader
+        self.writer = writer
+        # Its read deadline looked up once, not per read.
         self._read_deadline = deadlines(timeout, task.get_loop())
 
     async def read(self, limit: int = MAX_COMMAND_LINE) -> Line | None:
@@ -112,9 +154,6 @@ class ClientConnection:
         await self.send(421, "4.4.2 idle too long, closing")
         return None
 
-    async def send(self, code: int, *lines: str) -> None:
-        await self.send_raw(reply(code, *lines))
-
     async def send_raw(self, data: bytes) -> None:
         writer = self.writer
         try:
@@ -125,17 +164,7 @@ class ClientConnection:
         except OSError:  # the client left (ConnectionError is one): the next read says so
             pass
 
-    async def bad_command(self, code: int, text: str) -> bool:
-        """Answer a malformed or unknown command; False once the client made too many of them (421 sent)."""
-        self.bad_commands += 1
-        if self.bad_commands >= MAX_BAD_COMMANDS:
-            await self.send(421, "4.7.0 too many errors, closing")
-            return False
-        await self.send(code, text)
-        return True
-
     async def starttls(self, context: ssl.SSLContext) -> bool:
-        """``220``, drop whatever was pipelined behind STARTTLS, handshake. False when the handshake failed."""
         await self.send(220, "2.0.0 ready to start TLS")
         dropped = discard_buffered(self.reader)
         if dropped:
@@ -155,7 +184,7 @@ class ClientConnection:
     async def close(self) -> None:
         self.writer.close()
         task = self.task
-        deadline = deadlines(_CLOSE_SECONDS, task.get_loop())
+        deadline = deadlines(CLOSE_SECONDS, task.get_loop())
         deadline.start(task)
         try:
             await self.writer.wait_closed()
@@ -170,7 +199,7 @@ class ClientConnection:
 #: Bytes of replies a client may leave unread before the session waits for it to read.
 _WRITE_BUFFER = 64 * 1024
 #: How long a client's connection may take to close before the session lets it be.
-_CLOSE_SECONDS = 1.0
+CLOSE_SECONDS = 1.0
 #: Per event loop (a proxy's, or each of a test's), the sessions' deadlines by length.
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Deadlines]] = (
     weakref.WeakKeyDictionary()

@@ -24,7 +24,7 @@ from runners.proxy.contracts import LoginEvent, Outcome, Password, Route, Servic
 from runners.proxy.smtp_backend import LoggedIn, log_in
 from runners.proxy.smtp_io import Reply
 from runners.proxy.smtp_parse import decode_b64_text, decode_plain, helo_name, parse_command
-from runners.proxy.smtp_session import ClientConnection, SmtpProxy, answer_hello, banner, deadlines
+from runners.proxy.smtp_session import SmtpClient, SmtpProxy, answer_hello, banner, deadlines
 from runners.safe_text import safe
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class _Cancelled(Exception):
         self.text = text
 
 
-async def serve_submission(proxy: SmtpProxy, listener_tls: TlsMode, conn: ClientConnection) -> None:
+async def serve_submission(proxy: SmtpProxy, listener_tls: TlsMode, conn: SmtpClient) -> None:
     """One client's session, from the banner to QUIT or the end of the relay."""
     session = _Submission(proxy, listener_tls, conn)
     try:
@@ -52,7 +52,7 @@ async def serve_submission(proxy: SmtpProxy, listener_tls: TlsMode, conn: Client
 
 
 class _Submission:
-    def __init__(self, proxy: SmtpProxy, listener_tls: TlsMode, conn: ClientConnection) -> None:
+    def __init__(self, proxy: SmtpProxy, listener_tls: TlsMode, conn: SmtpClient) -> None:
         self.proxy = proxy
         self.settings = proxy.settings
         self.listener_tls = listener_tls
