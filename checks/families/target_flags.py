@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from checks.context import CheckContext
+from checks.families.target_imap import not_probed
 from checks.model import Finding, Severity
 from checks.registry import check
 from checks.targetprobe import PermanentFlags, TargetProbe, imap_target_probes
@@ -40,11 +41,8 @@ def target_flags(ctx: CheckContext) -> Iterator[Finding]:
 
 def _finding(probe: TargetProbe) -> Finding:
     mailbox = probe.entry.target
-    if probe.login_error is not None:
-        return Finding(
-            FLAGS_ID, Severity.INFO, "mailbox", mailbox, "Flags not probed: no login (see TGT-LOGIN-021)",
-            observed=probe.login_error,
-        )  # fmt: skip
+    if (no_login := not_probed(FLAGS_ID, "Flags", probe)) is not None:
+        return no_login
     if probe.permanent is None:
         why = probe.flags_error or probe.broken or "the probe broke off before SELECT INBOX"
         title = "SELECT INBOX failed" if probe.flags_error else "the probe broke off"

@@ -53,13 +53,20 @@ def target_folders(ctx: CheckContext) -> Iterator[Finding]:
         yield from _folder_findings(probe)
 
 
+def not_probed(check_id: str, what: str, probe: TargetProbe) -> Finding | None:
+    """The finding of a mailbox whose ``what`` wasn't probed because it couldn't log in; None if it did."""
+    if probe.login_error is None:
+        return None
+    return Finding(
+        check_id, Severity.INFO, "mailbox", probe.entry.target, f"{what} not probed: no login (see {LOGIN_ID})",
+        observed=probe.login_error,
+    )  # fmt: skip
+
+
 def _folder_findings(probe: TargetProbe) -> Iterator[Finding]:
     mailbox = probe.entry.target
-    if probe.login_error is not None:
-        yield Finding(
-            CREATE_ID, Severity.INFO, "mailbox", mailbox, "Folders not probed: no login (see TGT-LOGIN-021)",
-            observed=probe.login_error,
-        )  # fmt: skip
+    if (no_login := not_probed(CREATE_ID, "Folders", probe)) is not None:
+        yield no_login
         return
     if probe.folders is None:
         yield Finding(

@@ -19,7 +19,7 @@ from runners.proxy.client_conn import CLIENT_LIMIT, ClientConn, ClientGone
 from runners.proxy.contracts import Leg
 from runners.proxy.smtp_io import Line
 from runners.proxy.smtp_parse import MAX_COMMAND_LINE
-from runners.proxy.smtp_session import CLOSE_SECONDS, SmtpClient, deadlines
+from runners.proxy.smtp_session import SmtpClient
 from runners.safe_text import safe
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,13 @@ class ConnClient(SmtpClient):
     """The client's side of one submission session, over a ``SubmissionConn``. Its maker sets ``task``
     (the session's, which its deadlines cancel) before the session first runs."""
 
-    __slots__ = ("_read_deadline", "_skipping", "conn")
+    __slots__ = ("_skipping", "conn")
 
     def __init__(self, conn: SubmissionConn, *, tls: bool, timeout: float) -> None:
         peer = conn.transport.get_extra_info("peername")
-        super().__init__(str(peer[0]) if isinstance(peer, tuple) and peer else "unknown", tls, timeout)
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        super().__init__(address, tls, timeout, conn.loop)
         self.conn = conn
-        self._read_deadline = deadlines(timeout, conn.loop)
         self._skipping = False  # inside a line longer than the buffer: its bytes are being dropped
 
     def _take(self, limit: int) -> Line | None:
@@ -85,22 +85,15 @@ class ConnClient(SmtpClient):
         return Line(data)
 
     async def read(self, limit: int = MAX_COMMAND_LINE) -> Line | None:
-        line = self._take(limit)
+        line = self._take(limit)  # a line already here: no deadline to start and stop
         if line is not _PENDING:
             return line
-        task, deadline = self.task, self._read_deadline
-        deadline.start(task)
-        try:
-            while (line := self._take(limit)) is _PENDING:
-                await self.conn.wait()
-            return line
-        except asyncio.CancelledError:
-            if not deadline.expired(task):
-                raise
-        finally:
-            deadline.stop(task)
-        await self.send(421, "4.4.2 idle too long, closing")
-        return None
+        return await super().read(limit)
+
+    async def _next_line(self, limit: int) -> Line | None:
+        while (line := self._take(limit)) is _PENDING:
+            await self.conn.wait()
+        return line
 
     async def send_raw(self, data: bytes) -> None:
         conn = self.conn
@@ -131,16 +124,13 @@ class ConnClient(SmtpClient):
         return self.conn.leg(self.tls, b"")
 
     async def close(self) -> None:
-        conn = self.conn
-        conn.transport.close()
-        if conn.lost:
+        if self.conn.lost:  # closed already: nothing to wait for
+            self.conn.transport.close()
             return
-        task = self.task
-        deadline = deadlines(CLOSE_SECONDS, task.get_loop())
-        deadline.start(task)
-        try:
-            await conn.close_waiter()
-        except asyncio.CancelledError:
-            deadline.expired(task)  # ours or not, a close that takes too long is left to the kernel
-        finally:
-            deadline.stop(task)
+        await super().close()
+
+    def _start_close(self) -> None:
+        self.conn.transport.close()
+
+    async def _closed(self) -> None:
+        await self.conn.close_waiter()

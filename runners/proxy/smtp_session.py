@@ -83,17 +83,37 @@ class SmtpClient:
     """The client's side of one session, as the sessions use it: over asyncio's streams
     (``ClientConnection``) or over the proxy's own protocol (``smtp_client.ConnClient``)."""
 
-    __slots__ = ("address", "bad_commands", "task", "timeout", "tls")
+    __slots__ = ("_read_deadline", "address", "bad_commands", "task", "timeout", "tls")
 
-    def __init__(self, address: str, tls: bool, timeout: float) -> None:
+    def __init__(self, address: str, tls: bool, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
         self.address = address
         self.tls = tls
         self.timeout = timeout
         self.task: asyncio.Task[None]  # the session's (its deadlines cancel it): set by the maker
         self.bad_commands = 0
+        # The read deadline looked up once, not per read.
+        self._read_deadline = deadlines(timeout, loop)
 
     async def read(self, limit: int = MAX_COMMAND_LINE) -> Line | None:
         """The next line; None when the client left or stayed silent past the timeout (421 sent)."""
+        task, deadline = self.task, self._read_deadline
+        deadline.start(task)
+        try:
+            return await self._next_line(limit)
+        except asyncio.CancelledError:
+            if not deadline.expired(task):
+                raise
+        finally:
+            deadline.stop(task)
+        await self.send(421, "4.4.2 idle too long, closing")
+        return None
+
+    async def _next_line(self, limit: int) -> Line | None:
+        """The next line as it comes, however long it takes (``read`` keeps the time)."""
+        raise NotImplementedError
+
+    async def _closed(self) -> None:
+        """Wait until the connection ``close`` started is closed (``close`` keeps the time)."""
         raise NotImplementedError
 
     async def send_raw(self, data: bytes) -> None:
@@ -107,6 +127,21 @@ class SmtpClient:
         raise NotImplementedError
 
     async def close(self) -> None:
+        """Close the connection and wait for it, at most ``CLOSE_SECONDS``."""
+        self._start_close()
+        task = self.task
+        deadline = deadlines(CLOSE_SECONDS, task.get_loop())
+        deadline.start(task)
+        try:
+            await self._closed()
+        except asyncio.CancelledError:
+            deadline.expired(task)  # ours or not, a close that takes too long is left to the kernel
+        except OSError:
+            pass
+        finally:
+            deadline.stop(task)
+
+    def _start_close(self) -> None:
         raise NotImplementedError
 
     async def send(self, code: int, *lines: str) -> None:
@@ -125,7 +160,7 @@ class SmtpClient:
 class ClientConnection(SmtpClient):
     """The client's side of one session, over asyncio's streams (made inside the session's task)."""
 
-    __slots__ = ("_read_deadline", "reader", "writer")
+    __slots__ = ("reader", "writer")
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool, timeout: float
@@ -133,26 +168,14 @@ class ClientConnection(SmtpClient):
         peer = writer.get_extra_info("peername")
         task = asyncio.current_task()
         assert task is not None
-        super().__init__(str(peer[0]) if isinstance(peer, tuple) and peer else "unknown", tls, timeout)
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        super().__init__(address, tls, timeout, task.get_loop())
         self.task = task
         self.reader = reader
         self.writer = writer
-        # Its read deadline looked up once, not per read.
-        self._read_deadline = deadlines(timeout, task.get_loop())
 
-    async def read(self, limit: int = MAX_COMMAND_LINE) -> Line | None:
-        """The next line; None when the client left or stayed silent past the timeout (421 sent)."""
-        task, deadline = self.task, self._read_deadline
-        deadline.start(task)
-        try:
-            return await read_line(self.reader, limit)
-        except asyncio.CancelledError:
-            if not deadline.expired(task):
-                raise
-        finally:
-            deadline.stop(task)
-        await self.send(421, "4.4.2 idle too long, closing")
-        return None
+    async def _next_line(self, limit: int) -> Line | None:
+        return await read_line(self.reader, limit)
 
     async def send_raw(self, data: bytes) -> None:
         writer = self.writer
@@ -181,19 +204,11 @@ class ClientConnection(SmtpClient):
     def leg(self) -> Leg:
         return Leg.of_streams(self.reader, self.writer, self.tls)
 
-    async def close(self) -> None:
+    def _start_close(self) -> None:
         self.writer.close()
-        task = self.task
-        deadline = deadlines(CLOSE_SECONDS, task.get_loop())
-        deadline.start(task)
-        try:
-            await self.writer.wait_closed()
-        except asyncio.CancelledError:
-            deadline.expired(task)  # ours or not, a close that takes too long is left to the kernel
-        except (OSError, ConnectionError):
-            pass
-        finally:
-            deadline.stop(task)
+
+    async def _closed(self) -> None:
+        await self.writer.wait_closed()
 
 
 #: Bytes of replies a client may leave unread before the session waits for it to read.
