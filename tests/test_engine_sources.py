@@ -23,6 +23,12 @@ def fill(server: DovecotServer) -> None:
         imapfill.append(server, "alice", ["INBOX", "Archiv.Ältere", "Sent"][n % 3], body, flags, date)
 
 
+def use_maildir_source(lab: Lab, path: str, *, layout: str = "dovecot") -> None:
+    """The lab's plan reads its source from Maildirs at ``path`` (with ``{user}``) instead of IMAP."""
+    table = f'[source]\ntype = "maildir"\npath = "{path}"\nmaildir_layout = "{layout}"\n\n'
+    rewrite_table(lab.plan, "source", lambda _: table)
+
+
 def test_pop3_source_lands_in_inbox_and_reruns_by_uidl(
     tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
 ) -> None:
@@ -59,7 +65,7 @@ def test_maildir_source_matches_what_the_server_serves(
     fill(source_dovecot)
     root = str(source_dovecot.maildir("alice")).replace("/alice/", "/{user}/")
     lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
-    rewrite_table(lab.plan, "source", lambda _: f'[source]\ntype = "maildir"\npath = "{root}"\n\n')
+    use_maildir_source(lab, root)
 
     code, summary = lab.run()
 
@@ -85,7 +91,7 @@ def test_maildir_folders_with_empty_name_parts_are_copied_not_dropped(
         (root / folder / "cur" / f"1700000001.M1P1.{len(folder)}:2,S").write_bytes(message(f"in {name}"))
     lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
     source = str(root).replace("/alice", "/{user}")
-    rewrite_table(lab.plan, "source", lambda _: f'[source]\ntype = "maildir"\npath = "{source}"\n\n')
+    use_maildir_source(lab, source)
 
     code, summary = lab.run()
 
@@ -122,11 +128,7 @@ def test_courier_keywords_reach_the_target_and_verify_holds_them(
     (root / "courierimapkeywords" / f".7.{bases[1]}").write_text("$Label2\n")  # changed since
     lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
     source = str(root).replace("/alice", "/{user}")
-    rewrite_table(
-        lab.plan,
-        "source",
-        lambda _: f'[source]\ntype = "maildir"\npath = "{source}"\nmaildir_layout = "courier"\n\n',
-    )
+    use_maildir_source(lab, source, layout="courier")
 
     code, summary = lab.run()
 

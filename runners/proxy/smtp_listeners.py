@@ -159,7 +159,9 @@ def _submission_server(
         assert isinstance(conn, SubmissionConn)
         client = ConnClient(conn, tls=implicit, timeout=timeout)
         # The task starts on the loop's next turn, after it was given to the client.
-        task = client.task = loop.create_task(_submission(proxy, listener.tls, client))
+        task = client.task = loop.create_task(
+            _guarded(client.address, serve_submission(proxy, listener.tls, client))
+        )
         sessions.add(task)
         task.add_done_callback(sessions.discard)
 
@@ -171,18 +173,15 @@ def _submission_server(
     return loop.create_server(factory, listener.host, listener.port, ssl=tls, backlog=LISTEN_BACKLOG)
 
 
-async def _submission(proxy: SmtpProxy, listener_tls: TlsMode, client: ConnClient) -> None:
+async def _guarded(address: str, session: Awaitable[None]) -> None:
+    """One client's session, whose failure ends it alone: the proxy never dies on one session's input."""
     try:
-        await serve_submission(proxy, listener_tls, client)
-    except (OSError, ConnectionError):
-        pass  # the client or the network went away: nothing to answer
-    except Exception as exc:  # the proxy never dies on one session's input
-        _log_failure(client.address, exc)
-
-
-def _log_failure(address: str, exc: BaseException) -> None:
-    # Type and place only: an exception's message or locals may hold what the client sent.
-    log.error("SMTP session from %s failed: %s at %s", safe(address), type(exc).__name__, _where(exc))
+        await session
+    except OSError:
+        pass  # the client or the network went away (ConnectionError is one): nothing to answer
+    except Exception as exc:
+        # Type and place only: an exception's message or locals may hold what the client sent.
+        log.error("SMTP session from %s failed: %s at %s", safe(address), type(exc).__name__, _where(exc))
 
 
 def _handler(
@@ -198,12 +197,7 @@ def _handler(
         conn = ClientConnection(reader, writer, tls=implicit, timeout=proxy.settings.client_timeout_seconds)
         sessions.add(conn.task)
         conn.task.add_done_callback(sessions.discard)
-        try:
-            await serve_inbound(proxy, listener.tls, conn, spool, spooled)
-        except (OSError, ConnectionError):
-            pass  # the client or the network went away: nothing to answer
-        except Exception as exc:  # the proxy never dies on one session's input
-            _log_failure(conn.address, exc)
+        await _guarded(conn.address, serve_inbound(proxy, listener.tls, conn, spool, spooled))
 
     return handle
 

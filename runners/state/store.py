@@ -652,42 +652,38 @@ def _write_intents(db: Connection, rows: list[Intent], now: float) -> None:
 _STATUS_TEXT: dict[str, str] = {status: status.value for status in MessageStatus}
 
 
+_RESULT_SQL = (
+    "UPDATE messages SET status = ?, target_id = ?, reason = {reason}, recovery_mark = NULL, updated = ? "
+    "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?"
+)
+_RESULT_WITHOUT_REASON = _RESULT_SQL.format(reason="NULL")
+_RESULT_WITH_REASON = _RESULT_SQL.format(reason="?")
+
+
+def _result_rows(rows: list[Outcome], now: float, *, with_reason: bool) -> list[tuple[object, ...]]:
+    """The parameters of ``_RESULT_SQL`` for each outcome, its reason (made safe) only ``with_reason``."""
+    return [
+        (
+            _STATUS_TEXT.get(r.status, r.status),
+            r.target_id,
+            *((safe(r.reason or ""),) if with_reason else ()),
+            now,
+            (ref := r.ref).folder_id,
+            ref.uidvalidity,
+            ref.src_key,
+        )
+        for r in rows
+    ]
+
+
 def _write_results(db: Connection, rows: list[Outcome], now: float) -> None:
-    no_reason = [r for r in rows if r.reason is None]
-    if no_reason:
-        db.executemany(
-            "UPDATE messages SET status = ?, target_id = ?, reason = NULL, recovery_mark = NULL, updated = ? "
-            "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
-            [
-                (
-                    _STATUS_TEXT.get(r.status, r.status),
-                    r.target_id,
-                    now,
-                    (ref := r.ref).folder_id,
-                    ref.uidvalidity,
-                    ref.src_key,
-                )
-                for r in no_reason
-            ],
-        )
-    if len(no_reason) < len(rows):
-        db.executemany(
-            "UPDATE messages SET status = ?, target_id = ?, reason = ?, recovery_mark = NULL, updated = ? "
-            "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
-            [
-                (
-                    _STATUS_TEXT.get(r.status, r.status),
-                    r.target_id,
-                    safe(r.reason),
-                    now,
-                    (ref := r.ref).folder_id,
-                    ref.uidvalidity,
-                    ref.src_key,
-                )
-                for r in rows
-                if r.reason is not None
-            ],
-        )
+    # Rows without a reason (every copy) write SQL's NULL, not a bound None (see _STATUS_TEXT).
+    copied = [r for r in rows if r.reason is None]
+    if copied:
+        db.executemany(_RESULT_WITHOUT_REASON, _result_rows(copied, now, with_reason=False))
+    if len(copied) < len(rows):
+        refused = [r for r in rows if r.reason is not None]
+        db.executemany(_RESULT_WITH_REASON, _result_rows(refused, now, with_reason=True))
     failed = [(now, *_ref(r.ref)) for r in rows if r.status in _NOT_COPIED]
     if failed:
         db.executemany(
