@@ -89,7 +89,12 @@ def opener(spec: AdapterSpec) -> Callable[..., Any]:
 #: says (MULTIAPPEND has no count limit of its own). Dovecot's default mail_max_userip_connections
 #: is 10; the engine needs one session per mailbox plus one for verify.
 IMAP_TARGET = TargetCapabilities(
-    keeps_bytes=True, batch_messages=None, batch_bytes=None, flags_mutable=True, connections_per_mailbox=10
+    keeps_bytes=True,
+    batch_messages=None,
+    batch_bytes=None,
+    flags_mutable=True,
+    connections_per_mailbox=10,
+    imap_flags=True,
 )
 
 #: EWS (Exchange Server): re-renders MIME (no byte identity), PR_MESSAGE_FLAGS is read-only after

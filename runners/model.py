@@ -144,6 +144,9 @@ class TargetCapabilities:
     #: Batches fetched ahead of the one being appended: 2 (one handed over, one being fetched) or 1
     #: (the next is fetched only once the last was taken: less memory where a batch is large).
     fetch_ahead: int = 2
+    #: Flags go over as IMAP flags: only system flags and keyword atoms (``settable_flags``); the
+    #: engine records the messages whose other flags their copies go without.
+    imap_flags: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,62 @@ def test_courier_keywords_reach_the_target_and_verify_holds_them(
         b"courier 2": frozenset({"\\Seen"}),
     }, flags
     assert lab.run()[1]["totals"]["copied"] == 0
+    verify_code, report = lab.verify("pilot")
+    assert verify_code == 0, report
+
+
+def test_flags_no_imap_target_takes_are_recorded_with_their_messages(
+    tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer
+) -> None:
+    """A Maildir keyword letter that ``dovecot-keywords`` doesn't name and a keyword that isn't an
+    IMAP atom reach no IMAP server: the copies go without them, and the run records each as a
+    warning naming the messages and why, once (a rerun copies nothing and repeats nothing)."""
+    root = tmp_path / "maildirs" / "alice"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / "dovecot-keywords").write_text("0 $Label1\n1 Wichtig-ä\n")
+    for n, letters in enumerate(("Sa", "Sab", "Sbz", "S")):
+        (root / "cur" / f"170000000{n}.M{n}P1.mx:2,{letters}").write_bytes(message(f"maildir {n}"))
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+    use_maildir_source(lab, str(root).replace("/alice", "/{user}"))
+
+    code, summary = lab.run()
+
+    assert code == 0, summary
+    assert summary["totals"]["copied"] == 4
+    inbox = imapfill.folder_snapshot(target_dovecot, "alice", master=True)["INBOX"]
+    flags = {m[0].split(b"Subject: ")[1].split(b"\r\n")[0]: m[1] for m in inbox}
+    assert flags == {
+        b"maildir 0": frozenset({"\\Seen", "$Label1"}),
+        b"maildir 1": frozenset({"\\Seen", "$Label1"}),
+        b"maildir 2": frozenset({"\\Seen"}),
+        b"maildir 3": frozenset({"\\Seen"}),
+    }, flags
+
+    def left_off() -> list[tuple[str, str, str]]:
+        db = sqlite3.connect(lab.plan.parent / ".cutover" / "state.db")
+        try:
+            rows = db.execute("SELECT level, folder, message FROM events WHERE kind = 'left-off' ORDER BY id")
+            return [tuple(r) for r in rows.fetchall()]
+        finally:
+            db.close()
+
+    assert left_off() == [
+        (
+            "warning",
+            "INBOX",
+            "the copies of 1 message(s) go without the Maildir keyword letter 'z': the folder's "
+            "dovecot-keywords names no keyword for it; UIDs 3",
+        ),
+        (
+            "warning",
+            "INBOX",
+            "the copies of 2 message(s) go without the keyword 'Wichtig-ä': an IMAP keyword is an atom "
+            '(printable ASCII without space or ( ) { % * " \\ ]), so no IMAP server takes it; UIDs 2:3',
+        ),
+    ]
+    assert lab.run()[1]["totals"]["copied"] == 0
+    assert len(left_off()) == 2
     verify_code, report = lab.verify("pilot")
     assert verify_code == 0, report
 

@@ -123,9 +123,50 @@ def test_list_messages_flags_keywords_sizes_dates(dovecot_tree: Path) -> None:
     assert second.internaldate == "14-Nov-2023 23:13:20 +0000"
     assert m[f"1700000003.M3P1.mx,S={len(body(3))},W={len(body(3))}"].flags == ()  # new/: unseen
     assert m["1700000004.M4P1.mx"].flags == ("\\Seen", "Project-X")
-    assert m["1700000005.M5P1.mx"].flags == ("\\Seen",)  # unknown keyword letter ignored
+    assert m["1700000005.M5P1.mx"].flags == ("\\Seen",)  # unknown keyword letter: no flag...
     assert state.messages == 5 and state.uidnext == 6 and state.highestmodseq is None
     assert 0 < state.uidvalidity < 2**32
+    # ...but the listing says so, naming the message: the copy goes without it.
+    (note,) = src.listing_notes(folder_named(src, "INBOX"))
+    assert (note.what, note.uids) == ("the Maildir keyword letter 'z'", (5,))
+    assert note.why == "the folder's dovecot-keywords names no keyword for it"
+
+
+def test_listing_notes_each_keyword_letter_no_flag_can_carry(tmp_path: Path) -> None:
+    """A letter without a name (the file missing, or naming no keyword for it) and a name with a
+    space: each is a note with its messages; named letters and system flags are none."""
+    root = tmp_path / "mail"
+    (root / ".Plain").mkdir(parents=True)
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(exist_ok=True)
+        (root / ".Plain" / sub).mkdir()
+    (root / "dovecot-keywords").write_text("0 $Junk\n1 two words\n")
+    put(root, "cur", "1700000001.M1P1.mx:2,Sab", body(1))
+    put(root, "cur", "1700000002.M2P1.mx:2,Fbc", body(2))
+    put(root, "cur", "1700000003.M3P1.mx:2,ac", body(3))
+    put(root / ".Plain", "cur", "1700000004.M4P1.mx:2,RSa", body(4))  # this folder has no dovecot-keywords
+    src = open_maildir_source(root, "dovecot")
+    inbox, plain = folder_named(src, "INBOX"), folder_named(src, "Plain")
+
+    _, metas = src.list_messages(inbox)
+    assert [m.flags for m in metas] == [("\\Seen", "$Junk"), ("\\Flagged",), ("$Junk",)]
+    notes = {n.what: (n.why, n.uids) for n in src.listing_notes(inbox)}
+    assert notes == {
+        "the Maildir keyword letter 'b'": (
+            "the folder's dovecot-keywords names it 'two words', which holds a space or control character "
+            "no IMAP flag can",
+            (1, 2),
+        ),
+        "the Maildir keyword letter 'c'": ("the folder's dovecot-keywords names no keyword for it", (2, 3)),
+    }
+    src.list_messages(plain)
+    (note,) = src.listing_notes(plain)
+    assert (note.what, note.why, note.uids) == (
+        "the Maildir keyword letter 'a'",
+        "the folder's dovecot-keywords is missing, so it names no keyword",
+        (1,),
+    )
+    assert src.listing_notes(inbox)  # each folder keeps its own
 
 
 def test_keys_are_base_names_stable_across_flag_changes(dovecot_tree: Path) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from runners.model import (
     AppendItem,
@@ -79,6 +79,27 @@ class SourceSession(Protocol):
         ``key``: the ledger's key; ``uidvalidity`` 0: don't check), holding at least ``fields``; or,
         as text, why it can't be read. Changes nothing on the source (no \\Seen, no DELE)."""
         ...
+
+
+@runtime_checkable
+class NotingSource(Protocol):
+    """A ``SourceSession`` whose listing can find what no copy will carry (a Maildir keyword letter
+    without a name): the engine asks with isinstance after each listing and records each line."""
+
+    def listing_notes(self, folder: FolderInfo) -> list[LeftOff]:
+        """What the last ``list_messages`` of ``folder`` found and no copy will carry."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeftOff:
+    """Something messages carry that their copies go without, and why: recorded, never silent."""
+
+    #: What is left off, as the run's event names it: ``keyword 'Wichtig ä'``.
+    what: str
+    why: str
+    #: Source UIDs of the messages that carry it.
+    uids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from runners.connectors.base import SourceSession
+from runners.connectors.base import LeftOff, SourceSession
 from runners.connectors.courier_keywords import read_courier_keywords
 from runners.errors import CommandError, ConnectError
 from runners.folders import decode_segment
@@ -114,6 +114,8 @@ class MaildirSource:
         self.server = f"maildir:{root}"
         # raw_name -> key -> file, from the last listing; lets fetch open files without a scan.
         self._files: dict[str, dict[str, _File]] = {}
+        # raw_name -> what the last listing found and no copy carries (``listing_notes``).
+        self._notes: dict[str, list[LeftOff]] = {}
 
     # -- folders ---------------------------------------------------------------------------
 
@@ -167,19 +169,24 @@ class MaildirSource:
         fdir = self._dir(folder)
         entries = self._scan(folder, fdir)
         uidlist = self._read_uidlist(fdir, header_only=False)
-        keywords = _read_keywords(fdir) if self.layout == "dovecot" else {}
+        names = _read_keywords(fdir) if self.layout == "dovecot" else None
+        keywords = names.usable if names is not None else {}
         courier = read_courier_keywords(fdir) if self.layout == "courier" else {}
         ordered = _order(entries, uidlist)
 
-        flag_cache: dict[str, tuple[str, ...]] = {}
+        flag_cache: dict[str, tuple[tuple[str, ...], str]] = {}
+        unnamed: dict[str, list[int]] = {}  # letters no keyword name is kept for -> UIDs
         files: dict[str, _File] = {}
         metas: list[MessageMeta] = []
         for uid, base, entry in ordered:
             name = entry.name
             info = name[len(base) + 1 :]
-            flags = flag_cache.get(info)
-            if flags is None:
-                flags = flag_cache[info] = _flags(info, keywords)
+            cached = flag_cache.get(info)
+            if cached is None:
+                cached = flag_cache[info] = _flags(info, keywords)
+            flags, lost = cached
+            if lost:
+                unnamed.setdefault(lost, []).append(uid)
             if courier and base in courier:
                 flags = tuple(dict.fromkeys(flags + courier[base]))
             stored = _stored_size(base)
@@ -195,6 +202,7 @@ class MaildirSource:
             files[base] = _File(entry.path, stored)
             metas.append(MessageMeta(base, uid, size, flags, internaldate))
         self._files[folder.raw_name] = files
+        self._notes[folder.raw_name] = _unnamed_notes(unnamed, names) if names is not None else []
 
         uidnext = uidlist.nextuid if uidlist is not None else len(metas) + 1
         return FolderState(_folder_uidvalidity(folder), uidnext, len(metas)), metas
@@ -219,8 +227,13 @@ class MaildirSource:
     def isolate(self, uids: Collection[int]) -> None:
         """Files are read one by one anyway, and reading one never breaks a connection."""
 
+    def listing_notes(self, folder: FolderInfo) -> list[LeftOff]:
+        """What the last listing of ``folder`` found and no copy carries (``base.NotingSource``)."""
+        return self._notes.get(folder.raw_name, [])
+
     def close(self) -> None:
         self._files.clear()
+        self._notes.clear()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -387,32 +400,72 @@ def _folder_uidvalidity(folder: FolderInfo) -> int:
     return zlib.crc32("/".join(folder.path).encode("utf-8")) or 1
 
 
-def _read_keywords(fdir: str) -> dict[str, str]:
+class _KeywordNames(NamedTuple):
+    """What a folder's ``dovecot-keywords`` names."""
+
+    #: Letter -> keyword, for the names a flag can hold.
+    usable: dict[str, str]
+    #: Letter -> name, for names with a space or control character (``storable_keyword``).
+    unusable: dict[str, str]
+    #: The file could not be read (missing, most often): no letter has a name.
+    missing: bool
+
+
+def _read_keywords(fdir: str) -> _KeywordNames:
     """Letter -> keyword from ``dovecot-keywords`` (``0 $Junk`` means ``a`` = $Junk)."""
     try:
         with open(os.path.join(fdir, _KEYWORDS_FILE), encoding="utf-8", errors="replace") as fh:
             lines = fh.read().splitlines()
     except OSError:
-        return {}
-    keywords: dict[str, str] = {}
+        return _KeywordNames({}, {}, missing=True)
+    usable: dict[str, str] = {}
+    unusable: dict[str, str] = {}
     for line in lines:
         index, _, name = line.partition(" ")
-        if index.isdigit() and int(index) < 26 and storable_keyword(name):
-            keywords[chr(ord("a") + int(index))] = name
-    return keywords
+        if index.isdigit() and int(index) < 26 and name:
+            letter = chr(ord("a") + int(index))
+            (usable if storable_keyword(name) else unusable)[letter] = name
+    return _KeywordNames(usable, unusable, missing=False)
 
 
-def _flags(info: str, keywords: dict[str, str]) -> tuple[str, ...]:
-    """Flags from the info after ``:`` (``2,FSa``; Dovecot may append ``,<extra>``)."""
+def _flags(info: str, keywords: dict[str, str]) -> tuple[tuple[str, ...], str]:
+    """Flags from the info after ``:`` (``2,FSa``; Dovecot may append ``,<extra>``), and the
+    keyword letters among them that ``keywords`` has no name for."""
     if not info.startswith("2,"):
-        return ()
+        return (), ""
     letters = info[2:].partition(",")[0]
     flags: dict[str, None] = {}
+    lost = ""
     for letter in letters:
         flag = _SYSTEM_LETTERS.get(letter) or keywords.get(letter)
         if flag is not None:
             flags[flag] = None
-    return tuple(flags)
+        elif "a" <= letter <= "z" and letter not in lost:
+            lost += letter
+    return tuple(flags), lost
+
+
+def _unnamed_notes(unnamed: dict[str, list[int]], names: _KeywordNames) -> list[LeftOff]:
+    """Each keyword letter that no flag can carry, why, and the messages with it.
+
+    Dovecot itself shows such a letter to no client (it has no name, or a name no flag can
+    hold), so the copy goes without it; the engine records that it did."""
+    by_letter: dict[str, list[int]] = {}
+    for letters, uids in unnamed.items():
+        for letter in letters:
+            by_letter.setdefault(letter, []).extend(uids)
+    notes: list[LeftOff] = []
+    for letter in sorted(by_letter):
+        if letter in names.unusable:
+            why = (f"names it {names.unusable[letter]!r}, which holds a space or control character "
+                   "no IMAP flag can")  # fmt: skip
+        elif names.missing:
+            why = "is missing, so it names no keyword"
+        else:
+            why = "names no keyword for it"
+        what = f"the Maildir keyword letter {letter!r}"
+        notes.append(LeftOff(what, f"the folder's {_KEYWORDS_FILE} {why}", tuple(sorted(by_letter[letter]))))
+    return notes
 
 
 def _stored_size(base: str) -> int:

@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from runners.connectors.base import SourceSession, TargetSession
+from runners.connectors.base import NotingSource, SourceSession, TargetSession
 from runners.connectors.ranged import RangedSource
+from runners.engine import left_off
 from runners.engine.control import ControlWatcher
 from runners.engine.lanes import SPLIT_MIN_MESSAGES, Lane, LanePool, unit_floor, units
 from runners.engine.pipeline import CopyContext, CopyCounters, batch_limits, copy_folder, unsent_row
@@ -429,6 +430,7 @@ class MailboxJob:
                     for m in plan.todo
                     if m.uid not in self._suspects.failed and m.uid not in self._poison.failed
                 ]
+                self._record_left_off(folder, source, target, todo)
                 messages += len(metas)
                 source_bytes += sum(m.size for m in metas if m.size > 0)
                 present += plan.earlier
@@ -447,6 +449,20 @@ class MailboxJob:
             raise
         self._report_failures(folder)
         self._close_pass(folder, source_bytes, uidvalidity_changed)
+
+    def _record_left_off(
+        self, folder: _OpenFolder, source: SourceSession, target: TargetSession, todo: list[MessageMeta]
+    ) -> None:
+        """Name the flags these copies go without, and why (``runners.engine.left_off``)."""
+        notes = (
+            left_off.among(source.listing_notes(folder.mapping.source), todo)
+            if isinstance(source, NotingSource)
+            else []
+        )
+        if target.capabilities.imap_flags:
+            notes += left_off.unsettable(todo)
+        for note in notes:
+            self._event("warning", "left-off", left_off.describe(note), folder=folder.display)
 
     def _copy_todo(
         self, folder: _OpenFolder, todo: list[MessageMeta], prematched: dict[bytes, list[str]] | None
