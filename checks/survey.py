@@ -17,7 +17,7 @@ from typing import TypeVar
 from checks.context import CheckContext
 from checks.message_scan import HeldSession, MailboxScan, scan_folder
 from checks.source_quota import QuotaResource, read_quota
-from runners.connectors.base import SourceSession
+from runners.connectors.base import LeftOff, NotingSource, SourceSession
 from runners.engine.sessions import open_source
 from runners.errors import CommandError, MigrationError, ProtocolError
 from runners.model import FolderInfo, MessageMeta
@@ -40,6 +40,8 @@ class FolderSurvey:
     largest: int = 0
     #: The listing itself, for checks that look at individual messages (sizes, flags).
     metas: list[MessageMeta] = field(default_factory=list)
+    #: What the listing found that no copy carries (``runners.connectors.base.NotingSource``).
+    left_off: list[LeftOff] = field(default_factory=list)
     #: The server's words when the folder could not be opened.
     error: str | None = None
 
@@ -189,6 +191,8 @@ def _survey_folder(session: SourceSession, folder: FolderInfo) -> FolderSurvey:
             max(sizes, default=0),
             metas,
         )
+        if isinstance(session, NotingSource):
+            item.left_off = session.listing_notes(folder)
     return item
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from corpus import awkward_messages, message
-from dovecot_lab import make_lab
+from dovecot_lab import make_lab, rewrite_table
 from servers import imapfill
 from servers.dovecot import DovecotServer
 from servers.logins import dovecot_logins
@@ -76,11 +76,44 @@ def test_a_whole_readiness_run_logs_in_once_per_mailbox_per_side(
     result = run(plan, monkeypatch, source, target)  # every check: survey, quota, scan, folders, sizes
     assert not [o for o in result.outcomes if o.state == State.ERROR], [o.reason for o in result.outcomes]
     assert findings(result, "SRC-READ-004")["carol"].observed == "none among 4 messages"  # it did scan
+    assert findings(result, "SRC-FLAGS-045")["carol"].severity == Severity.PASS
     assert dovecot_logins(source) - source_before == {"alice": 1, "bob": 1, "carol": 1}
     # The target: each mailbox once for the target category's probe, and the canary (alice) once more
     # for its read-only session (layout and APPENDLIMIT, which the source and size checks read
     # without the probe's writes).
     assert dovecot_logins(target) - target_before == {"alice": 2, "bob": 1, "carol": 1}
+
+
+def test_flags_the_copies_would_go_without_are_found_before_anything_moves(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source_dovecot: DovecotServer,
+    target_dovecot: DovecotServer,
+) -> None:
+    """A Maildir source with a keyword letter ``dovecot-keywords`` doesn't name and a keyword that
+    isn't an IMAP atom, into an IMAP target: one warning for the mailbox, each flag on a line with
+    its folder, its messages and why."""
+    root = tmp_path / "maildirs" / "alice"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / "dovecot-keywords").write_text("0 $Label1\n1 Wichtig-ä\n")
+    for n, letters in enumerate(("Sa", "Sab", "Sbz")):
+        (root / "cur" / f"170000000{n}.M{n}P1.mx:2,{letters}").write_bytes(message(f"maildir {n}"))
+    lab = make_lab(tmp_path / "lab", source_dovecot, target_dovecot)
+    table = f'[source]\ntype = "maildir"\npath = "{str(root).replace("/alice", "/{user}")}"\n\n'
+    rewrite_table(lab.plan, "source", lambda _: table)
+
+    found = findings(run(lab.plan, monkeypatch, source_dovecot, target_dovecot, only=["SRC-FLAGS-045"]),
+                     "SRC-FLAGS-045")  # fmt: skip
+
+    alice = found["alice"]
+    assert (alice.severity, alice.title) == (Severity.WARNING, "2 flag(s) the copies will go without")
+    assert alice.evidence.splitlines()[-2:] == [
+        "INBOX: the copies of 1 message(s) go without the Maildir keyword letter 'z': the folder's "
+        "dovecot-keywords names no keyword for it; UIDs 3",
+        "INBOX: the copies of 2 message(s) go without the keyword 'Wichtig-ä': an IMAP keyword is an atom "
+        '(printable ASCII without space or ( ) { % * " \\ ]), so no IMAP server takes it; UIDs 2:3',
+    ], alice.evidence
 
 
 def test_source_mailboxes_at_or_near_their_own_quota(

@@ -82,8 +82,8 @@ def test_readiness_runs_every_check_against_the_lab(demo: DemoResult) -> None:
     )
     assert not demo.readiness.incomplete, states
     # SRC-QUOTA-011, DIR-LOGIN-007 and the target category's three joined the 30; then EWS's and
-    # Graph's, and TGT-FLAGS-024.
-    assert len(states) == 36 + len(ews) + len(graph)
+    # Graph's, TGT-FLAGS-024 and SRC-FLAGS-045.
+    assert len(states) == 37 + len(ews) + len(graph)
 
 
 def test_source_problems_are_found(demo: DemoResult) -> None:
