@@ -80,9 +80,9 @@ async def send(writer: asyncio.StreamWriter, code: int, *lines: str) -> None:
     await writer.drain()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through object.__setattr__
 class Reply:
-    """A backend's reply: its code and the text of each line (without the code)."""
+    """A backend's reply: its code and the text of each line (without the code). Not changed once made."""
 
     code: int
     lines: tuple[str, ...]
