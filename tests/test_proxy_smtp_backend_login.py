@@ -137,6 +137,8 @@ def test_starttls_drops_what_the_backend_sent_in_clear_behind_its_220(tmp_path: 
     ("said", "words"),
     [
         (b"554 5.3.2 busy\r\n", "greeting 554 5.3.2 busy"),
+        (b"220-backend.test\r\n554 5.3.2 busy\r\n", "greeting 554 backend.test 5.3.2 busy"),
+        (b"2201 hi\r\n", "not an SMTP reply: 2201 hi"),
         (b"220 hi\r\n" + b"250-x\r\n" * 100 + b"250 y\r\n", "a reply of more than 100 lines"),
         (b"220 hi\r\nHTTP/1.1 400 Bad Request\r\n", "not an SMTP reply"),
         (b"220 hi\r\n250 " + b"x" * 3000 + b"\r\n", "not an SMTP reply"),

@@ -271,8 +271,12 @@ class SubmissionLogin:
             return False
         received = tuple(lines)
         lines.clear()
-        if self._state == "ehlo":
+        state = self._state
+        if state == "ehlo":
             return self._ehlo_answered(received)
+        if state == "greeting" and len(received) == 1 and (line[:4] == b"220 " or line == b"220"):
+            self._ehlo()  # the usual one-line greeting: nothing of it is kept
+            return False
         return self._answered(self._reply(received))
 
     def _reply(self, received: tuple[bytes, ...]) -> Reply:
