@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -136,10 +137,15 @@ def test_starttls_drops_what_the_backend_sent_in_clear_behind_its_220(tmp_path: 
     ("said", "words"),
     [
         (b"554 5.3.2 busy\r\n", "greeting 554 5.3.2 busy"),
+        (b"220-backend.test\r\n554 5.3.2 busy\r\n", "greeting 554 backend.test 5.3.2 busy"),
+        (b"2201 hi\r\n", "not an SMTP reply: 2201 hi"),
         (b"220 hi\r\n" + b"250-x\r\n" * 100 + b"250 y\r\n", "a reply of more than 100 lines"),
         (b"220 hi\r\nHTTP/1.1 400 Bad Request\r\n", "not an SMTP reply"),
         (b"220 hi\r\n250 " + b"x" * 3000 + b"\r\n", "not an SMTP reply"),
         (b"220 hi\r\n250-backend.test\r\n250 SIZE 10\r\n", "neither AUTH PLAIN nor AUTH LOGIN"),
+        (b"220 hi\r\n554 5.7.1 go away\r\n", "EHLO answered 554 5.7.1 go away"),
+        (b"220 hi\r\n554-backend.test\r\n554 AUTH PLAIN\r\n", "EHLO answered 554"),
+        (b"220 hi\r\n2x0-backend.test\r\n250 AUTH PLAIN\r\n", "not an SMTP reply: 2x0-backend.test"),
     ],
 )
 def test_a_backend_that_speaks_nonsense_is_unavailable(said: bytes, words: str) -> None:
@@ -195,3 +201,48 @@ def test_plain_smtp_to_a_backend_off_loopback_is_refused_before_connecting() -> 
             await log_in(BackendEndpoint("192.0.2.1", 587, TlsMode.NONE), "client.test", "alice", PASSWORD)
 
     asyncio.run(main())
+
+
+def test_an_ehlo_answer_seen_before_is_still_checked_and_followed() -> None:
+    """The proxy works out an EHLO answer's keywords once and keeps them by its lines after the first:
+    a later session with the same lines still has its first line checked, and answers that differ in
+    any later line (a 554 in place of the 250, LOGIN in place of PLAIN) are read afresh."""
+    rest = b"250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n"
+
+    def script(
+        ehlo: bytes, auth: bytes | None
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"220 backend.test ESMTP\r\n")
+            await reader.readline()
+            writer.write(ehlo)
+            if auth is not None:
+                assert (await reader.readline()).startswith(auth)
+                writer.write(b"235 2.7.0 ok\r\n")
+            await reader.read()
+
+        return backend
+
+    def logs_in(ehlo: bytes, offered: bytes, used: bytes) -> None:
+        async def check(endpoint: BackendEndpoint) -> None:
+            answer, session = await log_in(endpoint, "client.test", "alice", PASSWORD)
+            assert answer.code == 235
+            assert session.extensions == {"PIPELINING": (), "AUTH": tuple(offered.decode().split())}
+            await session.close(quit_first=False)
+
+        against_scripted_backend(script(ehlo, b"AUTH " + used), check)
+
+    def refused(ehlo: bytes, words: str) -> None:
+        async def check(endpoint: BackendEndpoint) -> None:
+            with pytest.raises(BackendUnavailable, match=words):
+                async with asyncio.timeout(10):  # a login that went on would wait for a 235 never sent
+                    await log_in(endpoint, "client.test", "alice", PASSWORD)
+
+        against_scripted_backend(script(ehlo, None), check)
+
+    for _ in range(2):
+        logs_in(b"250-backend.test\r\n" + rest, b"PLAIN LOGIN", b"PLAIN ")
+    logs_in(b"250-another.name Hello client.test\r\n" + rest, b"PLAIN LOGIN", b"PLAIN ")
+    refused(b"25x-backend.test\r\n" + rest, "not an SMTP reply: 25x-backend.test")
+    refused(b"250-backend.test\r\n250-PIPELINING\r\n554 AUTH PLAIN LOGIN\r\n", "EHLO answered 554")
+    logs_in(b"250-backend.test\r\n250-PIPELINING\r\n250 AUTH LOGIN\r\n", b"LOGIN", b"LOGIN\r\n")

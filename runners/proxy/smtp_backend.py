@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from runners.connectors.tls import client_context
@@ -174,8 +174,8 @@ class LoggedIn:
     made for a plain or implicit-TLS backend), or closed with ``close`` when the login failed."""
 
     leg: Leg
-    #: The EHLO keywords in capitals, each with its parameters (``SIZE`` → ``("52428800",)``).
-    extensions: dict[str, tuple[str, ...]]
+    #: The EHLO keywords in capitals, each with its parameters (``SIZE`` → ``("52428800",)``); read-only.
+    extensions: Mapping[str, tuple[str, ...]]
 
     @property
     def tls(self) -> bool:
@@ -236,18 +236,19 @@ class SubmissionLogin:
     ``answer`` is the backend's final reply to AUTH, scrubbed of the password and every blob sent;
     ``extensions`` its EHLO keywords. Raises ``BackendUnavailable`` or ``MalformedReply``."""
 
-    __slots__ = ("_blobs", "_helo", "_lines", "_login", "_password", "_secrets", "_starttls", "_state",
-                 "answer", "extensions", "write")  # fmt: skip
+    __slots__ = ("_blobs", "_helo", "_lines", "_login", "_mechanism", "_password", "_secrets", "_starttls",
+                 "_state", "answer", "extensions", "write")  # fmt: skip
 
     def __init__(self, helo: str, login: str, password: str, *, starttls: bool) -> None:
         self._helo, self._login, self._password = helo, login, password
         self._starttls = starttls
         self._state = "greeting"
-        self._lines: list[str] = []
+        self._lines: list[bytes] = []  # the reply's lines so far, as received (line ends stripped)
         self._blobs: list[str] = []  # AUTH LOGIN's answers to its 334s, in order
         self._secrets: tuple[str, ...] = ()
+        self._mechanism: str | None = None
         self.answer: Reply | None = None
-        self.extensions: dict[str, tuple[str, ...]] = {}
+        self.extensions: Mapping[str, tuple[str, ...]] = {}
         self.write: Callable[[bytes], None] = unconnected
 
     def _malformed(self, text: str) -> MalformedReply:
@@ -258,21 +259,37 @@ class SubmissionLogin:
         )
 
     def step(self, line: bytes) -> bool:
-        if len(line) + 2 > MAX_REPLY_LINE:  # as ``read_reply`` counts it, with its CR LF
+        if len(line) > _LONGEST_LINE:
             raise self._malformed(line.decode("utf-8", "replace"))
-        text = line.decode("utf-8", "replace")
-        code, sep = text[:3], text[3:4]
-        if not code.isdigit() or sep not in ("-", " ", ""):
-            raise self._malformed(text)
         lines = self._lines
-        lines.append(text[4:])
-        if sep == "-":
+        lines.append(line)
+        # A continuation line is only kept: the whole reply is checked once its last line came (an
+        # EHLO answer is most of a login's lines, and a backend sends the same one every time).
+        if line[3:4] == b"-":
             if len(lines) >= MAX_REPLY_LINES:
                 raise MalformedReply("a reply of more than 100 lines")
             return False
-        reply = Reply(int(code), tuple(lines))
+        received = tuple(lines)
         lines.clear()
-        return self._answered(reply)
+        state = self._state
+        if state == "ehlo":
+            return self._ehlo_answered(received)
+        if state == "greeting" and len(received) == 1 and (line[:4] == b"220 " or line == b"220"):
+            self._ehlo()  # the usual one-line greeting: nothing of it is kept
+            return False
+        return self._answered(self._reply(received))
+
+    def _reply(self, received: tuple[bytes, ...]) -> Reply:
+        """The reply those lines make (the code is the last line's). Raises ``MalformedReply``."""
+        texts = []
+        code = ""
+        for line in received:
+            text = line.decode("utf-8", "replace")
+            code, sep = text[:3], text[3:4]
+            if not code.isdigit() or sep not in ("-", " ", ""):
+                raise self._malformed(text)
+            texts.append(text[4:])
+        return Reply(int(code), tuple(texts))
 
     def resume(self, write: Callable[[bytes], None]) -> None:
         """TLS is on (after ``220`` to STARTTLS): EHLO again, through ``write``."""
@@ -284,24 +301,38 @@ class SubmissionLogin:
         self.write(f"EHLO {self._helo}\r\n".encode())
         self._state = "ehlo"
 
+    def _ehlo_answered(self, received: tuple[bytes, ...]) -> bool:
+        # The keywords and the AUTH mechanism to use are worked out once per distinct answer (its
+        # first line, the backend's name and maybe the client's, is left out of the key but checked).
+        key = b"\n".join(received[1:])  # b"" for a one-line answer: never kept (its code is its first line's)
+        known = _EHLO_ANSWERS.get(key) if key else None
+        if known is None:
+            reply = self._reply(received)
+            if reply.code != 250:
+                raise BackendUnavailable(f"EHLO answered {reply.code} {safe(reply.text)}")
+            known = _ehlo_answer(reply)
+            if key and len(key) <= _KEPT_ANSWER_BYTES:
+                if len(_EHLO_ANSWERS) >= _KEPT_ANSWERS:
+                    _EHLO_ANSWERS.clear()
+                _EHLO_ANSWERS[key] = known
+        else:
+            self._reply(received[:1])  # the first line is no part of the key: still an SMTP line?
+        self.extensions, self._mechanism = known
+        if self._starttls:
+            if "STARTTLS" not in self.extensions:
+                raise BackendUnavailable("the backend does not offer STARTTLS")
+            self.write(b"STARTTLS\r\n")
+            self._state = "starttls"
+            return False
+        self._auth()
+        return False
+
     def _answered(self, reply: Reply) -> bool:
         state = self._state
         if state == "greeting":
             if reply.code != 220:
                 raise BackendUnavailable(f"greeting {reply.code} {safe(reply.text)}")
             self._ehlo()
-            return False
-        if state == "ehlo":
-            if reply.code != 250:
-                raise BackendUnavailable(f"EHLO answered {reply.code} {safe(reply.text)}")
-            self.extensions = _extensions(reply)
-            if self._starttls:
-                if "STARTTLS" not in self.extensions:
-                    raise BackendUnavailable("the backend does not offer STARTTLS")
-                self.write(b"STARTTLS\r\n")
-                self._state = "starttls"
-                return False
-            self._auth()
             return False
         if state == "starttls":
             if reply.code != 220:
@@ -316,20 +347,38 @@ class SubmissionLogin:
         return True
 
     def _auth(self) -> None:
-        mechanisms = tuple(m.upper() for m in self.extensions.get("AUTH", ()))
         login, password = self._login, self._password
-        if "PLAIN" in mechanisms:
+        mechanism = self._mechanism
+        if mechanism == "PLAIN":
             blob = encode_b64(f"\0{login}\0{password}")
             self._secrets = (password, blob)
             self.write(f"AUTH PLAIN {blob}\r\n".encode())
             self._state = "auth"
-        elif "LOGIN" in mechanisms:
+        elif mechanism == "LOGIN":
             self._blobs = [encode_b64(login), encode_b64(password)]
             self._secrets = (password, self._blobs[1])
             self.write(b"AUTH LOGIN\r\n")
             self._state = "login"
         else:
             raise BackendUnavailable("the backend offers neither AUTH PLAIN nor AUTH LOGIN")
+
+
+#: A reply line longer than this (its CR LF not counted) is no SMTP server talking (as ``read_reply``).
+_LONGEST_LINE = MAX_REPLY_LINE - 2
+#: EHLO answers already worked out: keywords and AUTH mechanism by the answer's lines after the first.
+#: A backend answers every session alike, so this holds a few entries; bounded all the same.
+_EHLO_ANSWERS: dict[bytes, tuple[Mapping[str, tuple[str, ...]], str | None]] = {}
+_KEPT_ANSWERS = 64
+_KEPT_ANSWER_BYTES = 4096
+
+
+def _ehlo_answer(reply: Reply) -> tuple[Mapping[str, tuple[str, ...]], str | None]:
+    """An EHLO answer's keywords (read-only: shared by the sessions that got the same answer) and the
+    AUTH mechanism the proxy uses with it: PLAIN when offered, else LOGIN, else None."""
+    extensions = _extensions(reply)
+    mechanisms = {m.upper() for m in extensions.get("AUTH", ())}
+    mechanism = "PLAIN" if "PLAIN" in mechanisms else "LOGIN" if "LOGIN" in mechanisms else None
+    return extensions, mechanism
 
 
 def scrubbed(answer: Reply, secrets: Iterable[str]) -> Reply:

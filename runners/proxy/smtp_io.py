@@ -17,9 +17,9 @@ MAX_REPLY_LINES = 100
 MAX_REPLY_LINE = 2048
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every line read, and a frozen __init__ costs 4 times more
 class Line:
-    """One line as received, CR LF included (``b""`` when it was too long to keep)."""
+    """One line as received, CR LF included (``b""`` when it was too long to keep). Not changed once made."""
 
     data: bytes
     too_long: bool = False
@@ -80,9 +80,9 @@ async def send(writer: asyncio.StreamWriter, code: int, *lines: str) -> None:
     await writer.drain()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through object.__setattr__
 class Reply:
-    """A backend's reply: its code and the text of each line (without the code)."""
+    """A backend's reply: its code and the text of each line (without the code). Not changed once made."""
 
     code: int
     lines: tuple[str, ...]

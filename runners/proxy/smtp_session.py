@@ -12,7 +12,7 @@ import functools
 import logging
 import ssl
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runners.plan.proxy_smtp_options import ProxySmtpSettings
@@ -226,10 +226,27 @@ def deadlines(seconds: float, loop: asyncio.AbstractEventLoop | None = None) -> 
     close, a backend's login (one timer each, not one per read or login)."""
     if loop is None:
         loop = asyncio.get_running_loop()
-    by_length = _by_loop.get(loop)
-    if by_length is None:
-        by_length = _by_loop[loop] = {}
+    last = _last
+    if loop is last.loop():
+        by_length = last.by_length
+    else:  # a weak dictionary's lookup makes a weak reference every time: once per loop here
+        found_table = _by_loop.get(loop)
+        by_length = _by_loop[loop] = {} if found_table is None else found_table
+        last.loop, last.by_length = weakref.ref(loop), by_length
     found = by_length.get(seconds)
     if found is None:
         found = by_length[seconds] = Deadlines(seconds)
     return found
+
+
+class _LastLoop:
+    """The loop ``deadlines`` was last asked about (weakly: a finished test's loop may go) and its table."""
+
+    __slots__ = ("by_length", "loop")
+
+    def __init__(self) -> None:
+        self.loop: Callable[[], asyncio.AbstractEventLoop | None] = lambda: None
+        self.by_length: dict[float, Deadlines] = {}
+
+
+_last = _LastLoop()
