@@ -150,11 +150,16 @@ async def run_steps(reader: asyncio.StreamReader, steps: LineSteps) -> None:
         pass
 
 
+#: A STARTTLS backend's greeting and upgrade, then its login steps begun: given the endpoint, the
+#: backends' TLS contexts, the steps, and the connection's streams. A module's function, not a
+#: closure: a session whose backend is plain (most) makes none.
+StartTls = Callable[
+    [BackendEndpoint, "BackendTls", LineSteps, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
+]
+
+
 def login_dialogue(
-    endpoint: BackendEndpoint,
-    tls: BackendTls,
-    steps: LineSteps,
-    starttls: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, starttls: StartTls
 ) -> Coroutine[None, None, Leg]:
     """A backend's login dialogue ``steps`` on a new connection to ``endpoint``: in the transport's
     callbacks (``open_leg``); on a STARTTLS endpoint over the streams, once ``starttls`` has read
@@ -167,15 +172,12 @@ def login_dialogue(
 
 
 async def _starttls_dialogue(
-    endpoint: BackendEndpoint,
-    tls: BackendTls,
-    steps: LineSteps,
-    starttls: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, starttls: StartTls
 ) -> Leg:
     reader, writer = await open_backend(endpoint, tls)
     try:
         steps.write = writer.write
-        await starttls(reader, writer)
+        await starttls(endpoint, tls, steps, reader, writer)
         await run_steps(reader, steps)
     except BaseException:
         writer.close()  # no wait: a cancelled login must not wait for the backend
