@@ -204,16 +204,24 @@ class _DialogueProtocol(asyncio.Protocol):
         self.steps.write = self.transport.write
 
     def data_received(self, data: bytes) -> None:
+        # Lines are cut from ``data`` itself: a backend's line nearly always comes whole, alone in its
+        # segment, so the buffer holds only a line's start, or what follows the dialogue's last line.
         buffer = self.buffer
-        buffer += data
-        while not self.done.done():
-            end = buffer.find(b"\n")
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
+        done = self.done
+        start = 0
+        while not done.done():
+            end = data.find(b"\n", start)
             if end < 0:
-                if len(buffer) > BACKEND_LIMIT:
+                if len(data) - start > BACKEND_LIMIT:
                     self._fail(ValueError("the backend's line is too long"))
-                return
-            line = bytes(buffer[:end]).rstrip(b"\r\n")
-            del buffer[: end + 1]
+                    return
+                break
+            line = data[start:end].rstrip(b"\r\n")
+            start = end + 1
             try:
                 over = self.steps.step(line)
             except Exception as exc:  # the backend spoke nonsense: the waiting login gets it
@@ -221,7 +229,9 @@ class _DialogueProtocol(asyncio.Protocol):
                 return
             if over:
                 self.transport.pause_reading()  # what follows is the relay's
-                self.done.set_result(None)
+                done.set_result(None)
+        if start < len(data):
+            buffer += data[start:] if start else data
 
     def eof_received(self) -> bool:
         self._fail(asyncio.IncompleteReadError(bytes(self.buffer), None))

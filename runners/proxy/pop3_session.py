@@ -39,6 +39,8 @@ from runners.proxy.session_common import (
 )
 
 MAX_BAD_COMMANDS = 10
+#: The commands ``_quick`` answers (a line whose first four bytes are ASCII and none of these is not).
+_QUICK = (b"CAPA", b"USER")
 #: What a USER or PASS line sent to the backend must not hold.
 _LINE_BREAK = re.compile("[\r\n\0]")
 
@@ -102,6 +104,9 @@ class Pop3Session(ClientSession):
     def _quick(self, line: bytes) -> bool:
         """Answer ``CAPA`` or ``USER`` (with a name, where a login in clear is allowed) at once: True;
         False for every other line, which the session's loop answers."""
+        head = line[:4]
+        if head.isascii() and head.upper() not in _QUICK:  # PASS, AUTH, QUIT...: not decoded twice
+            return False
         if len(line) > self.ctx.options.limits.max_line_bytes + 2:
             return False
         text = line.decode("utf-8", "surrogateescape")

@@ -485,6 +485,8 @@ class _ProtocolSession(_Session):
         self.lost_count += 1
         if self.lost_count == 2 and self.all_lost is not None and not self.all_lost.done():
             self.all_lost.set_result(None)
+        if exc is None and self.done.done():
+            return  # finished already: both transports are closing (or aborted); nothing to add
         failed = exc is not None and not isinstance(exc, ConnectionError)
         self.finish("error" if failed else side, abort=exc is not None)
 
