@@ -240,10 +240,12 @@ class ImapSession(ClientSession):
         deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.IMAP)
-            with deadlines.backend(task):
-                steps = _BackendLogin(route.backend_login, password, endpoint,
-                                      lambda: deadlines.backend_greeted(task))  # fmt: skip
-                backend = await login_dialogue(endpoint, ctx.backend_tls, steps, _starttls)
+            steps = _BackendLogin(
+                route.backend_login, password, endpoint, functools.partial(deadlines.backend_greeted, task)
+            )
+            backend = await deadlines.within_backend(
+                task, login_dialogue(endpoint, ctx.backend_tls, steps, _starttls)
+            )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_leg(backend)

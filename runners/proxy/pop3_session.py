@@ -9,6 +9,7 @@ says so; the client then gets the backend's own ``+OK`` line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable, Coroutine
 
@@ -219,10 +220,12 @@ class Pop3Session(ClientSession):
         deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.POP3)
-            with deadlines.backend(task):
-                steps = _BackendLogin(route.backend_login, password, endpoint,
-                                      lambda: deadlines.backend_greeted(task))  # fmt: skip
-                backend = await login_dialogue(endpoint, ctx.backend_tls, steps, _starttls)
+            steps = _BackendLogin(
+                route.backend_login, password, endpoint, functools.partial(deadlines.backend_greeted, task)
+            )
+            backend = await deadlines.within_backend(
+                task, login_dialogue(endpoint, ctx.backend_tls, steps, _starttls)
+            )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_leg(backend)
