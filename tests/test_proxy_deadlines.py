@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from runners.proxy.deadlines import Deadlines
+import pytest
+
+from runners.plan.proxy_model import LimitsOption
+from runners.proxy.deadlines import Deadlines, SessionDeadlines
 
 
 async def wait_in(deadlines: Deadlines, seen: list[str]) -> None:
@@ -76,5 +79,61 @@ def test_started_again_the_deadline_counts_from_then() -> None:
         await task
         assert seen == ["expired", "went on"]
         assert asyncio.get_running_loop().time() - restarted >= 0.2
+
+    asyncio.run(main())
+
+
+def _session_deadlines(connect: float, login: float) -> SessionDeadlines:
+    return SessionDeadlines(LimitsOption(backend_connect_seconds=connect, backend_login_seconds=login))
+
+
+def test_a_backend_that_greets_then_never_answers_the_login_times_out_on_the_login_deadline() -> None:
+    async def main() -> None:
+        deadlines = _session_deadlines(connect=0.05, login=0.2)
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        async def greets_then_hangs() -> None:
+            await asyncio.sleep(0.01)
+            deadlines.backend_greeted(task)  # the connection's deadline stops, the login's starts
+            await asyncio.Event().wait()
+
+        began = loop.time()
+        with pytest.raises(TimeoutError):
+            await deadlines.within_backend(task, greets_then_hangs())
+        assert loop.time() - began >= 0.2  # the login's deadline, not the connection's
+        assert task.cancelling() == 0  # taken back: the session goes on to answer its client
+        await asyncio.sleep(0.3)  # nothing of either deadline is left to cancel it later
+
+    asyncio.run(main())
+
+
+def test_a_backend_that_never_greets_times_out_on_the_connection_deadline() -> None:
+    async def main() -> None:
+        deadlines = _session_deadlines(connect=0.05, login=60.0)
+        task = asyncio.current_task()
+        assert task is not None
+        with pytest.raises(TimeoutError):
+            await deadlines.within_backend(task, asyncio.Event().wait())
+        assert task.cancelling() == 0
+
+    asyncio.run(main())
+
+
+def test_a_cancellation_during_the_backend_dialogue_that_is_not_a_deadline_goes_on() -> None:
+    async def main() -> None:
+        deadlines = _session_deadlines(connect=60.0, login=60.0)
+
+        async def session() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            await deadlines.within_backend(task, asyncio.Event().wait())
+
+        task = asyncio.create_task(session())
+        await asyncio.sleep(0)
+        task.cancel()  # the proxy stopping
+        await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
 
     asyncio.run(main())

@@ -150,11 +150,16 @@ async def run_steps(reader: asyncio.StreamReader, steps: LineSteps) -> None:
         pass
 
 
+#: A STARTTLS backend's greeting and upgrade, then its login steps begun: given the endpoint, the
+#: backends' TLS contexts, the steps, and the connection's streams. A module's function, not a
+#: closure: a session whose backend is plain (most) makes none.
+StartTls = Callable[
+    [BackendEndpoint, "BackendTls", LineSteps, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
+]
+
+
 def login_dialogue(
-    endpoint: BackendEndpoint,
-    tls: BackendTls,
-    steps: LineSteps,
-    starttls: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, starttls: StartTls
 ) -> Coroutine[None, None, Leg]:
     """A backend's login dialogue ``steps`` on a new connection to ``endpoint``: in the transport's
     callbacks (``open_leg``); on a STARTTLS endpoint over the streams, once ``starttls`` has read
@@ -167,15 +172,12 @@ def login_dialogue(
 
 
 async def _starttls_dialogue(
-    endpoint: BackendEndpoint,
-    tls: BackendTls,
-    steps: LineSteps,
-    starttls: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, starttls: StartTls
 ) -> Leg:
     reader, writer = await open_backend(endpoint, tls)
     try:
         steps.write = writer.write
-        await starttls(reader, writer)
+        await starttls(endpoint, tls, steps, reader, writer)
         await run_steps(reader, steps)
     except BaseException:
         writer.close()  # no wait: a cancelled login must not wait for the backend
@@ -202,16 +204,24 @@ class _DialogueProtocol(asyncio.Protocol):
         self.steps.write = self.transport.write
 
     def data_received(self, data: bytes) -> None:
+        # Lines are cut from ``data`` itself: a backend's line nearly always comes whole, alone in its
+        # segment, so the buffer holds only a line's start, or what follows the dialogue's last line.
         buffer = self.buffer
-        buffer += data
-        while not self.done.done():
-            end = buffer.find(b"\n")
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
+        done = self.done
+        start = 0
+        while not done.done():
+            end = data.find(b"\n", start)
             if end < 0:
-                if len(buffer) > BACKEND_LIMIT:
+                if len(data) - start > BACKEND_LIMIT:
                     self._fail(ValueError("the backend's line is too long"))
-                return
-            line = bytes(buffer[:end]).rstrip(b"\r\n")
-            del buffer[: end + 1]
+                    return
+                break
+            line = data[start:end].rstrip(b"\r\n")
+            start = end + 1
             try:
                 over = self.steps.step(line)
             except Exception as exc:  # the backend spoke nonsense: the waiting login gets it
@@ -219,7 +229,9 @@ class _DialogueProtocol(asyncio.Protocol):
                 return
             if over:
                 self.transport.pause_reading()  # what follows is the relay's
-                self.done.set_result(None)
+                done.set_result(None)
+        if start < len(data):
+            buffer += data[start:] if start else data
 
     def eof_received(self) -> bool:
         self._fail(asyncio.IncompleteReadError(bytes(self.buffer), None))

@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from collections.abc import Set as AbstractSet
 
 from runners.proxy.backend_connect import (
+    BackendTls,
     BackendUnavailable,
+    LineSteps,
     backend_line,
     login_dialogue,
     start_tls,
@@ -29,7 +31,6 @@ from runners.proxy.backend_connect import (
     where,
 )
 from runners.proxy.client_conn import ClientGone, LineTooLong
-from runners.proxy.context import ProxyContext
 from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service
 from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize, valid_tag
 from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response, text_of
@@ -239,12 +240,12 @@ class ImapSession(ClientSession):
         deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.IMAP)
-            with deadlines.backend(task):
-                steps = _BackendLogin(route.backend_login, password, where(endpoint),
-                                      lambda: deadlines.backend_greeted(task))  # fmt: skip
-                backend = await login_dialogue(
-                    endpoint, ctx.backend_tls, steps, _starttls(endpoint, ctx, steps)
-                )
+            steps = _BackendLogin(
+                route.backend_login, password, endpoint, functools.partial(deadlines.backend_greeted, task)
+            )
+            backend = await deadlines.within_backend(
+                task, login_dialogue(endpoint, ctx.backend_tls, steps, _starttls)
+            )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_leg(backend)
@@ -265,13 +266,26 @@ class ImapSession(ClientSession):
         write(tag + b" OK " + answer + b"\r\n")
         if ctx.observers:
             # The journal keeps the backend's words, not its capability list.
-            accepted = words(_CAPABILITY_CODE.sub(b"", answer, count=1).decode("utf-8", "replace"), password)
+            accepted = words(_answer_words(answer), password)
             await ctx.tell(event(Service.IMAP, address, login, route, Outcome.ACCEPTED, accepted), password)
         return route, backend
 
 
 class _Aborted(Exception):
     """The client cancelled an AUTHENTICATE exchange with ``*``."""
+
+
+def _answer_words(answer: bytes) -> str:
+    """A backend's tagged OK without its ``[CAPABILITY ...]`` code, as text."""
+    if len(answer) > 2048:  # not kept: a backend's line may be long, the cache holds 64
+        return _CAPABILITY_CODE.sub(b"", answer, count=1).decode("utf-8", "replace")
+    return _short_answer_words(answer)
+
+
+@functools.lru_cache(maxsize=64)
+def _short_answer_words(answer: bytes) -> str:
+    """``_answer_words``, kept: a backend accepts every login in the same words."""
+    return _CAPABILITY_CODE.sub(b"", answer, count=1).decode("utf-8", "replace")
 
 
 @functools.lru_cache(maxsize=64)
@@ -282,25 +296,26 @@ def _greeting_capabilities(greeting: bytes) -> frozenset[str]:
     return frozenset(match.group(1).decode("ascii", "replace").upper().split()) if match else frozenset()
 
 
-def _starttls(
-    endpoint: BackendEndpoint, ctx: ProxyContext, steps: _BackendLogin
-) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+async def _starttls(
+    endpoint: BackendEndpoint,
+    tls: BackendTls,
+    steps: LineSteps,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> None:
     """A STARTTLS backend's greeting and upgrade, then the login ``steps`` begun with its capabilities."""
-
-    async def greet_and_upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        greeting = await backend_line(reader)
-        if not greeting.upper().startswith(b"* OK"):
-            raise BackendUnavailable(f"{where(endpoint)} greeted with {greeting[:200]!r}")
-        capabilities = _greeting_capabilities(greeting)
-        writer.write(b"S STARTTLS\r\n")
-        while not (line := await backend_line(reader)).startswith(b"S "):
-            pass
-        if not line[2:].upper().startswith(b"OK"):
-            raise BackendUnavailable(f"{where(endpoint)} refused STARTTLS: {line[2:200]!r}")
-        await start_tls(reader, writer, ctx.backend_tls.context(endpoint), endpoint.host)
-        steps.begin(capabilities - {"STARTTLS"})
-
-    return greet_and_upgrade
+    assert isinstance(steps, _BackendLogin)
+    greeting = await backend_line(reader)
+    if not greeting.upper().startswith(b"* OK"):
+        raise BackendUnavailable(f"{where(endpoint)} greeted with {greeting[:200]!r}")
+    capabilities = _greeting_capabilities(greeting)
+    writer.write(b"S STARTTLS\r\n")
+    while not (line := await backend_line(reader)).startswith(b"S "):
+        pass
+    if not line[2:].upper().startswith(b"OK"):
+        raise BackendUnavailable(f"{where(endpoint)} refused STARTTLS: {line[2:200]!r}")
+    await start_tls(reader, writer, tls.context(endpoint), endpoint.host)
+    steps.begin(capabilities - {"STARTTLS"})
 
 
 class _BackendLogin:
@@ -310,11 +325,13 @@ class _BackendLogin:
     ``[CAPABILITY ...]`` code, the backend's post-login CAPABILITY. ``ok`` and ``answer`` (the tagged
     answer after its status word) are the outcome. ``greeted`` is told once the backend greeted."""
 
-    __slots__ = ("answer", "capabilities", "greeted", "login", "ok", "password", "place", "state",
+    __slots__ = ("answer", "capabilities", "endpoint", "greeted", "login", "ok", "password", "state",
                  "write")  # fmt: skip
 
-    def __init__(self, login: str, password: Password, place: str, greeted: Callable[[], None]) -> None:
-        self.login, self.password, self.place = login, password, place
+    def __init__(
+        self, login: str, password: Password, endpoint: BackendEndpoint, greeted: Callable[[], None]
+    ) -> None:
+        self.login, self.password, self.endpoint = login, password, endpoint
         self.greeted = greeted  # the backend's login deadline starts
         self.state = "greeting"
         self.ok = False
@@ -326,7 +343,7 @@ class _BackendLogin:
         state = self.state
         if state == "greeting":
             if not line.upper().startswith(b"* OK"):
-                raise BackendUnavailable(f"{self.place} greeted with {line[:200]!r}")
+                raise BackendUnavailable(f"{where(self.endpoint)} greeted with {line[:200]!r}")
             self.begin(_greeting_capabilities(line))
             return False
         if state == "answer":

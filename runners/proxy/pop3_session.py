@@ -9,11 +9,14 @@ says so; the client then gets the backend's own ``+OK`` line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 
 from runners.proxy.backend_connect import (
+    BackendTls,
     BackendUnavailable,
+    LineSteps,
     backend_line,
     login_dialogue,
     start_tls,
@@ -37,6 +40,8 @@ from runners.proxy.session_common import (
 )
 
 MAX_BAD_COMMANDS = 10
+#: The commands ``_quick`` answers (a line whose first four bytes are ASCII and none of these is not).
+_QUICK = (b"CAPA", b"USER")
 #: What a USER or PASS line sent to the backend must not hold.
 _LINE_BREAK = re.compile("[\r\n\0]")
 
@@ -100,6 +105,9 @@ class Pop3Session(ClientSession):
     def _quick(self, line: bytes) -> bool:
         """Answer ``CAPA`` or ``USER`` (with a name, where a login in clear is allowed) at once: True;
         False for every other line, which the session's loop answers."""
+        head = line[:4]
+        if head.isascii() and head.upper() not in _QUICK:  # PASS, AUTH, QUIT...: not decoded twice
+            return False
         if len(line) > self.ctx.options.limits.max_line_bytes + 2:
             return False
         text = line.decode("utf-8", "surrogateescape")
@@ -212,12 +220,12 @@ class Pop3Session(ClientSession):
         deadlines = ctx.deadlines
         try:
             endpoint = endpoint_of(ctx, route, Service.POP3)
-            with deadlines.backend(task):
-                steps = _BackendLogin(route.backend_login, password, where(endpoint),
-                                      lambda: deadlines.backend_greeted(task))  # fmt: skip
-                backend = await login_dialogue(
-                    endpoint, ctx.backend_tls, steps, _starttls(endpoint, ctx, steps)
-                )
+            steps = _BackendLogin(
+                route.backend_login, password, endpoint, functools.partial(deadlines.backend_greeted, task)
+            )
+            backend = await deadlines.within_backend(
+                task, login_dialogue(endpoint, ctx.backend_tls, steps, _starttls)
+            )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
             await close_leg(backend)
@@ -242,23 +250,24 @@ class Pop3Session(ClientSession):
         return route, backend
 
 
-def _starttls(
-    endpoint: BackendEndpoint, ctx: ProxyContext, steps: _BackendLogin
-) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+async def _starttls(
+    endpoint: BackendEndpoint,
+    tls: BackendTls,
+    steps: LineSteps,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> None:
     """A STLS backend's greeting and upgrade, then the login ``steps`` begun."""
-
-    async def greet_and_upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        greeting = await backend_line(reader)
-        if not greeting.startswith(b"+OK"):
-            raise BackendUnavailable(f"{where(endpoint)} greeted with {greeting[:200]!r}")
-        writer.write(b"STLS\r\n")
-        answer = await backend_line(reader)
-        if not answer.startswith(b"+OK"):
-            raise BackendUnavailable(f"{where(endpoint)} refused STLS: {answer[:200]!r}")
-        await start_tls(reader, writer, ctx.backend_tls.context(endpoint), endpoint.host)
-        steps.begin()
-
-    return greet_and_upgrade
+    assert isinstance(steps, _BackendLogin)
+    greeting = await backend_line(reader)
+    if not greeting.startswith(b"+OK"):
+        raise BackendUnavailable(f"{where(endpoint)} greeted with {greeting[:200]!r}")
+    writer.write(b"STLS\r\n")
+    answer = await backend_line(reader)
+    if not answer.startswith(b"+OK"):
+        raise BackendUnavailable(f"{where(endpoint)} refused STLS: {answer[:200]!r}")
+    await start_tls(reader, writer, tls.context(endpoint), endpoint.host)
+    steps.begin()
 
 
 class _BackendLogin:
@@ -266,10 +275,12 @@ class _BackendLogin:
     greeting, USER, then PASS. ``ok`` and ``answer`` (the backend's last line) are the outcome.
     ``greeted`` is told once the backend greeted."""
 
-    __slots__ = ("answer", "greeted", "login", "ok", "password", "place", "state", "write")
+    __slots__ = ("answer", "endpoint", "greeted", "login", "ok", "password", "state", "write")
 
-    def __init__(self, login: str, password: Password, place: str, greeted: Callable[[], None]) -> None:
-        self.login, self.password, self.place = login, password, place
+    def __init__(
+        self, login: str, password: Password, endpoint: BackendEndpoint, greeted: Callable[[], None]
+    ) -> None:
+        self.login, self.password, self.endpoint = login, password, endpoint
         self.greeted = greeted  # the backend's login deadline starts
         self.state = "greeting"
         self.ok = False
@@ -279,7 +290,7 @@ class _BackendLogin:
     def step(self, line: bytes) -> bool:
         if self.state == "greeting":
             if not line.startswith(b"+OK"):
-                raise BackendUnavailable(f"{self.place} greeted with {line[:200]!r}")
+                raise BackendUnavailable(f"{where(self.endpoint)} greeted with {line[:200]!r}")
             self.begin()
             return False
         if self.state == "user" and line.startswith(b"+OK"):

@@ -71,9 +71,10 @@ def bytes_by_path() -> dict[str, int]:
 
 async def relay(client: Leg, backend: Leg, stop: asyncio.Event) -> RelayResult:
     """Pipe both ways until both sides closed, one failed, or ``stop`` is set; then close both legs."""
-    if stop.is_set() or _is_over(client) or _is_over(backend):
+    if stop.is_set() or client.transport.is_closing() or backend.transport.is_closing():
         return await _end_at_once(client, backend, "proxy" if stop.is_set() else None)
-    session = _ProtocolSession.start(client, backend)
+    # The loop looked up once: each lookup is a getpid() system call (asyncio's check for a fork).
+    session = _ProtocolSession.start(client, backend, asyncio.get_running_loop())
     _watch(stop, session)
     try:
         await session.done
@@ -325,28 +326,41 @@ def _own_socket(transport: asyncio.BaseTransport) -> socket.socket:
 class _LegProtocol(asyncio.Protocol):
     """Takes one leg's transport over from its protocol and hands what it reads to the other leg."""
 
-    __slots__ = ("original", "session", "side")
+    __slots__ = ("original", "peer", "plain", "session", "side", "up")
 
-    def __init__(self, session: _ProtocolSession, side: str, original: asyncio.BaseProtocol) -> None:
+    def __init__(self, session: _ProtocolSession, side: str, leg: Leg, peer: asyncio.Transport) -> None:
         self.session = session
         self.side = side
-        self.original = original  # the leg's protocol before: told of the end, so wait_closed() returns
+        self.up = side == "client"  # its bytes go to the backend
+        self.peer = peer  # the other leg's transport: where this one's bytes go
+        self.plain = not leg.tls  # a plain leg can pass its end of file on as a half-close
+        self.original = leg.transport.get_protocol()  # told of the end, so wait_closed() returns
 
     def data_received(self, data: bytes) -> None:
-        self.session.forward(self.side, data)
+        # The copy itself, kept here (no call of the session's) unless the read is bulk.
+        self.peer.write(data)
+        size = len(data)
+        _moved["copy"] += size
+        session = self.session
+        if self.up:
+            session.up_bytes += size
+        else:
+            session.down_bytes += size
+        if size >= _COPY_CHUNK and not session.upgrading and session.may_splice():
+            session.upgrade()
 
     def eof_received(self) -> bool:
-        return self.session.eof(self.side)
+        return self.session.eof(self)
 
     def pause_writing(self) -> None:
         if not self.session.upgrading:
-            self.session.other(self.side).pause_reading()
+            self.peer.pause_reading()  # the leg that fills this one's buffer
 
     def resume_writing(self) -> None:
         if self.session.upgrading:
             self.session.try_upgrade()  # a buffer emptied: perhaps both are now
         else:
-            self.session.other(self.side).resume_reading()
+            self.peer.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.session.spliced is None:  # once spliced, the transport closing is ours
@@ -359,16 +373,19 @@ class _ProtocolSession(_Session):
     most sessions. On plain legs the first bulk read (64 KB or more at once) hands the session over
     to splice: reading stops on both legs, the write buffers drain, the sockets are taken over."""
 
-    __slots__ = ("all_lost", "eofs", "legs", "lost_sides", "splice_ok", "spliced", "transports", "upgrading")
+    __slots__ = ("all_lost", "backend", "client", "eofs", "legs", "lost_count", "splice_ok", "spliced",
+                 "transports", "upgrading")  # fmt: skip
 
-    def __init__(self, client: Leg, backend: Leg) -> None:
-        loop = asyncio.get_running_loop()  # once: each lookup is a getpid() system call
-        super().__init__(loop.create_future())
+    def __init__(self, client: Leg, backend: Leg, done: asyncio.Future[None]) -> None:
+        super().__init__(done)
         self.legs = (client, backend)
-        self.transports = {"client": client.transport, "backend": backend.transport}
-        self.eofs: set[str] = set()
-        self.lost_sides: set[str] = set()
-        self.all_lost: asyncio.Future[None] = loop.create_future()
+        self.client = client.transport
+        self.backend = backend.transport
+        self.transports = (self.client, self.backend)
+        self.eofs = 0  # legs whose end of file came
+        self.lost_count = 0  # legs whose connection is lost
+        #: Made only when ``closed`` must wait for a leg still open (most sessions: both lost by then).
+        self.all_lost: asyncio.Future[None] | None = None
         #: None until the first bulk read asks (``_may_splice``): most sessions never have one, and
         #: looking at the sockets costs each session more than its relay's copying.
         self.splice_ok: bool | None = None if _CAN_SPLICE else False
@@ -376,41 +393,42 @@ class _ProtocolSession(_Session):
         self.spliced: _SpliceSession | None = None
 
     @classmethod
-    def start(cls, client: Leg, backend: Leg) -> _ProtocolSession:
-        session = cls(client, backend)
+    def start(cls, client: Leg, backend: Leg, loop: asyncio.AbstractEventLoop) -> _ProtocolSession:
+        session = cls(client, backend, loop.create_future())
         # Nothing below suspends: the legs' protocols see no more data once they are swapped.
-        rests, ended = {}, []
-        for side, leg in (("client", client), ("backend", backend)):
-            transport = session.transports[side]
-            transport.set_protocol(_LegProtocol(session, side, transport.get_protocol()))
-            transport.set_write_buffer_limits(high=_WRITE_HIGH)
-            # A leg that already met its end of file (a client that sent LOGOUT and half-closed
-            # right behind its login) will not be told again: pass it on ourselves.
-            rests[side], eof = leg.take_rest()
-            if eof:
-                ended.append(side)
-        # Both legs' read-ahead goes out before anything is spliced: no upgrade until it has.
-        splice_ok, session.splice_ok = session.splice_ok, False
-        for side, rest in rests.items():
-            if rest:
-                session.forward(side, rest)
-        for side in ended:
-            session.eof(side)
-        session.splice_ok = False if session.eofs else splice_ok
-        if max(map(len, rests.values())) >= _COPY_CHUNK and session.may_splice():
-            session.upgrade()
-        else:
-            for transport in session.transports.values():
-                transport.resume_reading()
+        up = _LegProtocol(session, "client", client, session.backend)
+        down = _LegProtocol(session, "backend", backend, session.client)
+        session.client.set_protocol(up)
+        session.backend.set_protocol(down)
+        session.client.set_write_buffer_limits(high=_WRITE_HIGH)
+        session.backend.set_write_buffer_limits(high=_WRITE_HIGH)
+        # A leg that already met its end of file (a client that sent LOGOUT and half-closed
+        # right behind its login) will not be told again: pass it on ourselves.
+        up_rest, up_eof = client.take_rest()
+        down_rest, down_eof = backend.take_rest()
+        if up_rest or down_rest or up_eof or down_eof:
+            # Both legs' read-ahead goes out before anything is spliced: no upgrade until it has.
+            splice_ok, session.splice_ok = session.splice_ok, False
+            if up_rest:
+                session.forward(up, up_rest)
+            if down_rest:
+                session.forward(down, down_rest)
+            if up_eof:
+                session.eof(up)
+            if down_eof:
+                session.eof(down)
+            session.splice_ok = False if session.eofs else splice_ok
+            if max(len(up_rest), len(down_rest)) >= _COPY_CHUNK and session.may_splice():
+                session.upgrade()
+                return session
+        session.client.resume_reading()
+        session.backend.resume_reading()
         return session
 
-    def other(self, side: str) -> asyncio.Transport:
-        return self.transports["backend" if side == "client" else "client"]
-
-    def forward(self, side: str, data: bytes) -> None:
-        self.other(side).write(data)
+    def forward(self, protocol: _LegProtocol, data: bytes) -> None:
+        protocol.peer.write(data)
         _moved["copy"] += len(data)
-        if side == "client":
+        if protocol.up:
             self.up_bytes += len(data)
         else:
             self.down_bytes += len(data)
@@ -425,26 +443,26 @@ class _ProtocolSession(_Session):
 
     def upgrade(self) -> None:
         self.upgrading = True
-        for transport in self.transports.values():
+        for transport in self.transports:
             transport.pause_reading()
             transport.set_write_buffer_limits(high=0)  # resume_writing() once it is empty
         self.try_upgrade()
 
     def try_upgrade(self) -> None:
         """Hand over to splice once both write buffers are empty (the bytes already copied go first)."""
-        if self.spliced is not None or any(t.get_write_buffer_size() for t in self.transports.values()):
+        if self.spliced is not None or any(t.get_write_buffer_size() for t in self.transports):
             return
         if self.eofs or self.done.done():  # a half-closed or ending session stays as it is
             self.upgrading = self.splice_ok = False
-            for transport in self.transports.values():
+            for transport in self.transports:
                 transport.set_write_buffer_limits(high=_WRITE_HIGH)
                 transport.resume_reading()
             return
-        client, backend = (_own_socket(t) for t in self.transports.values())
+        client, backend = (_own_socket(t) for t in self.transports)
         spliced = _SpliceSession(self.legs, client, backend, self.done)
         spliced.up.total, spliced.down.total = self.up_bytes, self.down_bytes
         self.spliced = spliced
-        for transport in self.transports.values():
+        for transport in self.transports:
             transport.close()  # its socket closes on the loop's next turn; our duplicates go on
         spliced.up.pump()
         spliced.down.pump()
@@ -452,22 +470,23 @@ class _ProtocolSession(_Session):
     def result(self) -> RelayResult:
         return super().result() if self.spliced is None else self.spliced.result()
 
-    def eof(self, side: str) -> bool:
-        self.eofs.add(side)
+    def eof(self, protocol: _LegProtocol) -> bool:
+        self.eofs += 1
         if self.ended_by is None:
-            self.ended_by = side
-        peer = self.other(side)
-        plain = self.transports[side].get_extra_info("ssl_object") is None
-        if plain and peer.can_write_eof() and len(self.eofs) < 2:
+            self.ended_by = protocol.side
+        peer = protocol.peer
+        if protocol.plain and self.eofs < 2 and peer.can_write_eof():
             peer.write_eof()  # half-close: the other direction goes on
             return True
-        self.finish(side, abort=False)
+        self.finish(protocol.side, abort=False)
         return False
 
     def lost(self, side: str, exc: Exception | None) -> None:
-        self.lost_sides.add(side)
-        if len(self.lost_sides) == 2 and not self.all_lost.done():
+        self.lost_count += 1
+        if self.lost_count == 2 and self.all_lost is not None and not self.all_lost.done():
             self.all_lost.set_result(None)
+        if exc is None and self.done.done():
+            return  # finished already: both transports are closing (or aborted); nothing to add
         failed = exc is not None and not isinstance(exc, ConnectionError)
         self.finish("error" if failed else side, abort=exc is not None)
 
@@ -475,7 +494,7 @@ class _ProtocolSession(_Session):
         if self.spliced is not None:
             self.spliced.finish(ended_by, abort=abort)
             return
-        for transport in self.transports.values():
+        for transport in self.transports:
             if abort:
                 transport.abort()
             elif not transport.is_closing():
@@ -490,12 +509,12 @@ class _ProtocolSession(_Session):
             return
         if not self.done.done():
             self.finish("proxy", abort=True)
-        if self.all_lost.done():
+        if self.lost_count == 2:
             return
+        loop = self.done.get_loop()
+        self.all_lost = loop.create_future()
         # A peer that reads nothing must not hold the session forever; a timer, not a task per session.
-        cut = asyncio.get_running_loop().call_later(
-            _FLUSH_SECONDS, functools.partial(self.finish, "proxy", abort=True)
-        )
+        cut = loop.call_later(_FLUSH_SECONDS, functools.partial(self.finish, "proxy", abort=True))
         try:
             await self.all_lost
         finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -156,8 +157,8 @@ class ProxyServer:
             handlers.add(task)
             task.add_done_callback(handlers.discard)
 
-        def factory() -> ClientConn:
-            return ClientConn(loop, connected)
+        # A partial, not a function of ours: the loop calls it for every connection.
+        factory = functools.partial(ClientConn, loop, connected)
 
         tls = ctx.client_tls if implicit else None
         handshake = ctx.options.limits.login_timeout_seconds if implicit else None
