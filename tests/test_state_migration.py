@@ -35,9 +35,43 @@ def test_a_v1_ledger_is_migrated_to_text_ids_on_open(tmp_path: Path) -> None:
     assert columns["target_id"] == "TEXT" and columns["recovery_mark"] == "TEXT"
     assert "target_uid" not in columns and "floor_uid" not in columns
     # The index and the attempt history came through; opening again changes nothing.
-    assert store.query("SELECT name FROM sqlite_master WHERE name = 'messages_status'")
+    assert store.query("SELECT name FROM sqlite_master WHERE name = 'messages_not_copied'")
+    assert not store.query("SELECT name FROM sqlite_master WHERE name = 'messages_status'")
     assert len(store.query("SELECT * FROM message_attempts")) == 1
     store.close()
     again = StateStore(path)
     assert again.ledger(folder_id, 5) == ledger
     again.close()
+
+
+def test_a_store_with_the_old_status_index_gets_the_partial_one(tmp_path: Path) -> None:
+    """Stores made before the partial index kept every row in ``messages_status``: on open, it is
+    replaced, and the ledger's reads of rows not copied go through the new one."""
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    mailbox = store.upsert_mailbox("alice", "alice", "w")
+    folder = store.folder(mailbox, "INBOX", "INBOX", "INBOX", None).id
+    store.close()
+    db = sqlite3.connect(path)
+    db.executescript(
+        "DROP INDEX messages_not_copied; CREATE INDEX messages_status ON messages (status, folder_id);"
+    )
+    db.close()
+
+    store = StateStore(path)
+    indexes = {r["name"] for r in store.query("SELECT name FROM sqlite_master WHERE tbl_name = 'messages'")}
+    assert "messages_not_copied" in indexes and "messages_status" not in indexes
+    # The reads of a folder's open work find it in the index, not by a pass over the folder's rows
+    # (a delta pass asks it of every unchanged folder): the store's own SQL, as it runs it.
+    ran: list[str] = []
+    db = store._backend.connection()
+    assert isinstance(db, sqlite3.Connection)
+    db.set_trace_callback(ran.append)
+    assert not store.folder_needs_work(folder)
+    assert store.failed_in_run(folder, 5, 1) == []
+    db.set_trace_callback(None)
+    assert len(ran) == 2
+    for sql in ran:
+        plan = " ".join(r["detail"] for r in store.query(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "messages_not_copied" in plan, plan
+    store.close()

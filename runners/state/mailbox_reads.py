@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from runners.state.base import StoreBase
 from runners.state.mailbox_pages import keyset
 from runners.state.mailbox_search import search_clause
-from runners.state.statuses import AttemptStatus, MailboxState, MessageStatus
+from runners.state.statuses import NOT_COPIED, AttemptStatus, MailboxState, MessageStatus
 
 if TYPE_CHECKING:
     from runners.state.mailbox_views import (
@@ -255,7 +255,7 @@ class MailboxReadsMixin(StoreBase):
         rows = self._read(
             "SELECT mb.source, f.source_path, m.folder_id, m.uidvalidity, m.src_key, m.src_uid, m.size, "
             "m.internaldate, m.status, m.reason, m.attempts FROM messages m JOIN folders f ON f.id = m.folder_id "
-            f"JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE m.status != '{MessageStatus.COPIED}' AND {clause} "
+            f"JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE m.{NOT_COPIED} AND {clause} "
             "ORDER BY mb.source, f.source_path, m.src_uid",
             params,
         )
@@ -293,7 +293,7 @@ class MailboxReadsMixin(StoreBase):
             "SELECT f.source_path, m.src_uid, m.size, m.internaldate, m.status, m.reason, m.attempts, f.source_name, "
             "m.src_key, m.uidvalidity FROM messages m "
             "JOIN folders f ON f.id = m.folder_id JOIN mailboxes mb ON mb.id = f.mailbox_id "
-            "WHERE mb.source = ? AND m.status IN (?, ?, ?, ?) ORDER BY f.source_path, m.src_uid",
+            f"WHERE mb.source = ? AND m.status IN (?, ?, ?, ?) AND m.{NOT_COPIED} ORDER BY f.source_path, m.src_uid",
             (source, *waiting),
         )
         return MailboxDetail(

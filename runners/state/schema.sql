@@ -94,7 +94,13 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (folder_id, uidvalidity, src_key)
 ) WITHOUT ROWID;
 
-CREATE INDEX IF NOT EXISTS messages_status ON messages (status, folder_id);
+-- The rows not copied, by folder: pending intents (recovery), failures and skips (the failure views,
+-- a retry), superseded rows. Partial: a copied row (nearly every row) leaves it, so a copy's outcome
+-- deletes its entry instead of moving it, and a fleet's store doesn't index its copies. SQLite uses it
+-- only for a query that states its condition word for word (store.NOT_COPIED). Stores made before
+-- it had messages_status (status, folder_id), over every row: dropped here.
+CREATE INDEX IF NOT EXISTS messages_not_copied ON messages (folder_id, status) WHERE status != 'copied';
+DROP INDEX IF EXISTS messages_status;
 
 -- Every outcome that left a message not copied (failed, skipped, then waived by an operator), oldest
 -- first: the failure drill-down's retry history. Append-only, written in the transaction that

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+#: The condition of the ledger's index of rows not copied (``messages_not_copied`` in ``schema.sql``,
+#: partial): SQLite uses such an index only for a query that states that condition word for word, so
+#: every query of rows not copied carries it, even where its own terms imply it (``status = 'pending'``).
+NOT_COPIED = "status != 'copied'"
+
 
 class MessageStatus(StrEnum):
     """``messages.status``: where one source message stands."""

@@ -46,7 +46,7 @@ from runners.state.rows import (
 )
 from runners.state.runs import RunsMixin
 from runners.state.server_slots import ServerSlotsMixin
-from runners.state.statuses import MessageStatus
+from runners.state.statuses import NOT_COPIED, MessageStatus
 from runners.state.survey import SurveyMixin
 from runners.state.wave_steps import WaveStepsMixin
 
@@ -54,7 +54,7 @@ SCHEMA_VERSION = "1"
 #: A runner that has not written for this long is presumed dead and its mailboxes may be taken over.
 LEASE_SECONDS = 120.0
 #: Ledger outcomes that are kept in the attempt history (``message_attempts``).
-_NOT_COPIED = frozenset({"failed", "skipped"})
+_IN_HISTORY = frozenset({"failed", "skipped"})
 #: Keys per ``IN (...)`` of a ledger look-up: far below every backend's limit on parameters.
 _KEYS_PER_QUERY = 900
 #: Columns added since the first version: a store made earlier gets them on open, with their defaults
@@ -286,7 +286,8 @@ class StateStore(
         row = (
             self._db()
             .execute(
-                "SELECT 1 FROM messages WHERE folder_id = ? AND status IN ('pending', 'failed', 'skipped') LIMIT 1",
+                "SELECT 1 FROM messages WHERE folder_id = ? AND status IN ('pending', 'failed', 'skipped') "
+                f"AND {NOT_COPIED} LIMIT 1",
                 (folder_id,),
             )
             .fetchone()
@@ -320,7 +321,7 @@ class StateStore(
             return
         schema = schema_text()
         create = re.search(r"CREATE TABLE IF NOT EXISTS messages \(.*?\) WITHOUT ROWID;", schema, re.S)
-        index = re.search(r"CREATE INDEX IF NOT EXISTS messages_status [^;]*;", schema)
+        index = re.search(r"CREATE INDEX IF NOT EXISTS messages_not_copied [^;]*;", schema)
         assert create is not None and index is not None
         kept = (
             "folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, sha256, target_name, "
@@ -328,7 +329,7 @@ class StateStore(
         )
         with self.transaction() as db:
             db.execute("ALTER TABLE messages RENAME TO messages_v1")
-            db.execute("DROP INDEX IF EXISTS messages_status")
+            db.execute("DROP INDEX IF EXISTS messages_not_copied")  # the old table's, renamed with it
             db.execute(create.group(0))
             db.execute(index.group(0))
             db.execute(
@@ -401,10 +402,13 @@ class StateStore(
         with self.transaction() as db:
             db.execute(
                 "DELETE FROM message_attempts WHERE folder_id = ? AND (uidvalidity, src_key) IN "
-                "(SELECT uidvalidity, src_key FROM messages WHERE folder_id = ? AND status = 'superseded')",
+                f"(SELECT uidvalidity, src_key FROM messages WHERE folder_id = ? AND status = 'superseded' AND {NOT_COPIED})",
                 (folder_id, folder_id),
             )
-            db.execute("DELETE FROM messages WHERE folder_id = ? AND status = 'superseded'", (folder_id,))
+            db.execute(
+                f"DELETE FROM messages WHERE folder_id = ? AND status = 'superseded' AND {NOT_COPIED}",
+                (folder_id,),
+            )
 
     def record_intents(self, rows: Iterable[Intent]) -> None:
         """APPENDs about to be sent: each message becomes ``pending`` with the recovery mark."""
@@ -508,7 +512,7 @@ class StateStore(
         the message's attempt history.
         """
         where = (
-            "WHERE src_uid = ? AND status IN ('failed', 'skipped') AND folder_id IN (SELECT f.id FROM folders f "
+            f"WHERE src_uid = ? AND status IN ('failed', 'skipped') AND {NOT_COPIED} AND folder_id IN (SELECT f.id FROM folders f "
             "JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE mb.source = ? AND f.source_path = ?)"
         )
         text, now = f"not copied, decided by {who}: {reason}", time.time()
@@ -534,7 +538,7 @@ class StateStore(
     def pending(self, folder_id: int) -> list[PendingIntent]:
         rows = self._db().execute(
             "SELECT uidvalidity, src_key, sha256, target_name, recovery_mark, run_id FROM messages "
-            "WHERE folder_id = ? AND status = 'pending'",
+            f"WHERE folder_id = ? AND status = 'pending' AND {NOT_COPIED}",
             (folder_id,),
         )
         return [PendingIntent(MessageRef(folder_id, r[0], r[1]), r[2], r[3], r[4], r[5]) for r in rows]
@@ -553,7 +557,8 @@ class StateStore(
         id and the source bytes' SHA-256), in source UID order."""
         rows = self._db().execute(
             "SELECT uidvalidity, src_key, sha256, target_id FROM messages WHERE folder_id = ? "
-            "AND status = 'superseded' AND target_name = ? AND target_id IS NOT NULL AND sha256 IS NOT NULL "
+            f"AND status = 'superseded' AND {NOT_COPIED} AND target_name = ? AND target_id IS NOT NULL "
+            "AND sha256 IS NOT NULL "
             "ORDER BY uidvalidity, src_uid",
             (folder_id, target_name),
         )
@@ -563,7 +568,7 @@ class StateStore(
         """Messages of the folder that failed in this run, with the reason."""
         rows = self._db().execute(
             "SELECT src_uid, reason FROM messages WHERE folder_id = ? AND uidvalidity = ? AND status = 'failed' "
-            "AND run_id = ?",
+            f"AND {NOT_COPIED} AND run_id = ?",
             (folder_id, uidvalidity, run_id),
         )
         return [FailedMessage(r[0], r[1] or "") for r in rows]
@@ -684,7 +689,7 @@ def _write_results(db: Connection, rows: list[Outcome], now: float) -> None:
     if len(copied) < len(rows):
         refused = [r for r in rows if r.reason is not None]
         db.executemany(_RESULT_WITH_REASON, _result_rows(refused, now, with_reason=True))
-    failed = [(now, *_ref(r.ref)) for r in rows if r.status in _NOT_COPIED]
+    failed = [(now, *_ref(r.ref)) for r in rows if r.status in _IN_HISTORY]
     if failed:
         db.executemany(
             "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
