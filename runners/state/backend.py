@@ -121,8 +121,9 @@ class Backend(Protocol):
         True when one came. False at once where the engine can't tell (SQLite): the caller polls."""
         ...
 
-    def close(self) -> None:
-        """Close this thread's connection (and what ``wait_for_change`` opened in it)."""
+    def close(self, *, writer: bool = True) -> None:
+        """Close this thread's connection (and what ``wait_for_change`` opened in it); with ``writer``,
+        also the process's writers' connection where there is one (SQLite's), unless it is in use."""
         ...
 
 
@@ -269,14 +270,14 @@ class SqliteBackend:
         except OSError:
             return False
 
-    def close(self) -> None:
+    def close(self, *, writer: bool = True) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
             self._local.db = None
             self._local.mode = ""
         # The writers' connection too, unless a transaction is using it (then it stays for the others).
-        if self._shared is not None and self._writer.acquire(blocking=False):
+        if writer and self._shared is not None and self._writer.acquire(blocking=False):
             try:
                 shared, self._shared = self._shared, None
                 if shared is not None and self._shared_pid == os.getpid():
