@@ -24,7 +24,7 @@ from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 
 from runners.errors import AuthError, CommandError, ConnectError, ConnectionLost, ProtocolError, TlsError
-from runners.plan.readiness_model import DirectorySettings
+from runners.plan.readiness_parts import DirectorySettings
 from runners.safe_text import safe
 
 #: Entries per page: below every server's per-page cap (AD 1000, OpenLDAP's 500 size limit).

@@ -20,7 +20,7 @@ from runners.connectors.base import SourceSession, TargetSession
 from runners.engine.sessions import open_source, open_target
 from runners.errors import MigrationError, ProtocolError
 from runners.plan.model import MailboxEntry, Plan
-from runners.plan.readiness_model import DirectorySettings
+from runners.plan.readiness_parts import DirectorySettings
 from runners.state.check_rows import FindingRow
 from runners.state.mailbox_views import MailboxDetail, MailboxQuery, MailboxRow
 from runners.state.open_store import open_store, store_exists

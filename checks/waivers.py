@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from checks.model import Outcome
-from runners.plan.readiness_model import Waiver
+from runners.plan.readiness_parts import Waiver
 
 
 def apply_waivers(outcomes: Sequence[Outcome], waivers: Sequence[Waiver], today: date | None = None) -> None:

@@ -11,16 +11,25 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from runners.safe_text import safe, safe_lines, scrub
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNUSABLE = 0, 1, 2
 
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-def _parser() -> argparse.ArgumentParser:
+
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; given ``argv`` naming a command, with that command's arguments only.
+
+    Each argument costs argparse a help formatter (a terminal size query) and each subcommand its
+    translations: ~8 ms of CPU for them all, a start-up cost of every ``cutover run``. What is parsed,
+    printed and refused is the same: a subcommand's errors and help come from its own parser, and
+    ``cutover`` with no known command (``--help``, a typo) gets every one.
+    """
     parser = argparse.ArgumentParser(
         prog="cutover",
         description="Moves whole mail platforms: migrate mailboxes wave by wave, prove nothing was lost.",
@@ -28,19 +37,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = _command_in(sys.argv[1:] if argv is None else argv)
+    for name, add in _COMMANDS.items():
+        if wanted is None or name == wanted:
+            add(sub)
+    return parser
 
-    def common(p: argparse.ArgumentParser, output: bool = True) -> None:
-        p.add_argument("--plan", required=True, help="the plan file (TOML)")
-        if output:
-            p.add_argument("--output", choices=("text", "json"), default="text", help="output format")
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` starts with (after ``--version``, ``cutover``'s one flag that doesn't
+    print its help), or None: no command we know, or ``cutover``'s own help asked for first."""
+    for arg in argv:
+        if arg != "--version":
+            return arg if arg in _COMMANDS else None
+    return None
+
+
+def _common(p: argparse.ArgumentParser, output: bool = True) -> None:
+    p.add_argument("--plan", required=True, help="the plan file (TOML)")
+    if output:
+        p.add_argument("--output", choices=("text", "json"), default="text", help="output format")
+
+
+def _add_run(sub: _Commands) -> None:
     run = sub.add_parser(
         "run",
         help="copy every mailbox of a wave (a rerun is a delta pass)",
         description="Copy every mailbox of a wave. Running it again copies only what is new "
         "and syncs changed flags. Safe to interrupt (even kill -9) and rerun.",
     )
-    common(run)
+    _common(run)
     run.add_argument("--wave", required=True, help="wave name from the mailbox list (e.g. pilot)")
     run.add_argument("--workers", type=int, help="mailboxes migrated at once (default: plan's [run] workers)")
     run.add_argument(
@@ -68,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         help="progress display (auto: bars on a terminal, plain lines otherwise)",
     )
 
+
+def _add_status(sub: _Commands) -> None:
     status = sub.add_parser(
         "status",
         help="where every mailbox stands, from the state store",
@@ -75,38 +103,45 @@ def _parser() -> argparse.ArgumentParser:
         "listed is copied or not started yet; 1: something needs attention (a mailbox failed, a folder not "
         "copied, messages failed, skipped or left pending by an interrupted run); 2: the state can't be read.",
     )
-    common(status)
+    _common(status)
     status.add_argument("--wave", help="only this wave")
     status.add_argument("--mailbox", action="append", default=[], metavar="ADDRESS", help="only this mailbox")
     status.add_argument(
         "--failures", action="store_true", help="list every message not copied, with its reason"
     )
 
+
+def _add_verify(sub: _Commands) -> None:
     verify = sub.add_parser(
         "verify",
         help="compare source and target; exit 1 if anything is missing",
         description="Compare every folder of the source with the target (counts and bytes; "
         "with --deep, SHA-256 of every message) and explain every difference.",
     )
-    common(verify)
+    _common(verify)
     verify.add_argument("--wave", required=True, help="wave to verify")
     verify.add_argument("--mailbox", action="append", default=[], metavar="ADDRESS", help="only this mailbox")
     verify.add_argument("--deep", action="store_true", help="also compare a SHA-256 of every message body")
     verify.add_argument("--workers", type=int, help="mailboxes verified at once")
 
+
+def _add_skip(sub: _Commands) -> None:
     skip = sub.add_parser(
         "skip",
         help="decide not to copy one failed or skipped message, with a reason",
         description="Record an operator's decision that a message that failed (or was skipped) is not to be "
         "copied: reruns leave it alone, and status and verify list it as waived with the reason and who decided.",
     )
-    common(skip)
+    _common(skip)
     skip.add_argument("--mailbox", required=True, help="source mailbox")
     skip.add_argument(
         "--folder", required=True, help="source folder, as status shows it (e.g. INBOX, Archive/2023)"
     )
     skip.add_argument("--uid", required=True, type=int, help="the message's UID in that folder")
     skip.add_argument("--reason", required=True, help="why it is not copied (kept in the ledger)")
+
+
+def _add_tui(sub: _Commands) -> None:
     tui = sub.add_parser(
         "tui",
         help="open the cockpit (Textual TUI) on a plan's state store",
@@ -114,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         "starts a detached runner, so closing the cockpit never stops a migration. `cutover` alone opens it on "
         "./plan.toml when there is one.",
     )
-    common(tui, output=False)
+    _common(tui, output=False)
     tui.add_argument(
         "--read-only",
         action="store_true",
@@ -122,6 +157,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _display_options(tui)
 
+
+def _add_control(sub: _Commands) -> None:
     control = sub.add_parser(
         "control",
         help="pause, resume or cancel a running wave or one mailbox",
@@ -129,11 +166,13 @@ def _parser() -> argparse.ArgumentParser:
         "takes effect after the current batch (everything copied so far is recorded). Works from any "
         "terminal, while the run goes on in another session or detached.",
     )
-    common(control)
+    _common(control)
     control.add_argument("action", choices=("pause", "resume", "cancel"))
     control.add_argument("--wave", help="only runs of this wave (default: any running wave)")
     control.add_argument("--mailbox", help="only this source mailbox (default: every mailbox of the wave)")
 
+
+def _add_check(sub: _Commands) -> None:
     check = sub.add_parser(
         "check",
         help="readiness checks: find what will break before anything moves",
@@ -159,6 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--phase", choices=("pre", "post"), default="pre", help="before the MX switch (default) or after it"
     )
+
+
+def _add_switch(sub: _Commands) -> None:
     # The cutover window (#11): `switch` and `audit`.
     switch = sub.add_parser(
         "switch",
@@ -171,7 +213,7 @@ def _parser() -> argparse.ArgumentParser:
         "An interrupted switch resumes where it stopped. Exit 0: done; 1: refused by an interlock or a check "
         "that didn't hold (listed); 2: could not work (plan, store, server unreachable).",
     )
-    common(switch)
+    _common(switch)
     switch.add_argument("--wave", required=True, help="the wave to move")
     switch.add_argument(
         "--step",
@@ -188,6 +230,9 @@ def _parser() -> argparse.ArgumentParser:
     switch.add_argument(
         "--force", action="store_true", help="as --confirm, recorded the same (needs --reason)"
     )
+
+
+def _add_audit(sub: _Commands) -> None:
     audit = sub.add_parser(
         "audit",
         help="every operator action with who, when and its parameters",
@@ -195,8 +240,11 @@ def _parser() -> argparse.ArgumentParser:
         "switch), runs launched, pause/resume/cancel requests, waived messages and the cockpit's actions; who "
         "(OS user, host, SSH client), when, and the exact parameters.",
     )
-    common(audit)
+    _common(audit)
     audit.add_argument("--wave", help="only this wave")
+
+
+def _add_triage(sub: _Commands) -> None:
     triage = sub.add_parser(
         "triage",
         help="the helpdesk's answer about one user (the cockpit's u)",
@@ -205,11 +253,14 @@ def _parser() -> argparse.ArgumentParser:
         "the server's words, readiness findings, and live checks (directories, logins, the comparison). "
         "Reads the state store only (read-only). Exit 0: found; 1: not a mailbox of the plan.",
     )
-    common(triage)
+    _common(triage)
     triage.add_argument("--user", required=True, metavar="ADDRESS", help="any of the user's addresses")
     triage.add_argument(
         "--no-compare", action="store_true", help="skip the live comparison of source and target"
     )
+
+
+def _add_demo(sub: _Commands) -> None:
     demo = sub.add_parser(
         "demo",
         help="run an embedded lab (legacy and target mail servers, LDAP, DNS, SMTP) and a pilot on it",
@@ -235,6 +286,9 @@ def _parser() -> argparse.ArgumentParser:
         help="the target: the lab's IMAP server, Exchange (the EWS emulator) or Microsoft 365 (the Graph emulator)",
     )
     _display_options(demo)
+
+
+def _add_proxy(sub: _Commands) -> None:
     proxy = sub.add_parser(
         "proxy",
         help="the routing proxy: one IMAP/POP3/SMTP front door that sends each user to legacy or target",
@@ -243,12 +297,15 @@ def _parser() -> argparse.ArgumentParser:
         "(exit 0: decided by the store, the directory or a static override; 1: only by the default backend). "
         "forget USER: drop USER's captured password. rekey: seal every captured password under the current key.",
     )
-    common(proxy)
+    _common(proxy)
     # Written together (argparse can't fill positionals on both sides of --plan): proxy route USER --plan P.
     proxy.add_argument(
         "action", nargs="?", choices=("run", "route", "forget", "rekey"), default="run", help="what to do"
     )
     proxy.add_argument("user", nargs="?", metavar="USER", help="the user (route, forget)")
+
+
+def _add_runner(sub: _Commands) -> None:
     runner = sub.add_parser(
         "runner",
         help="a long-lived worker of a fleet: takes mailboxes of any launched wave (one per host)",
@@ -257,12 +314,28 @@ def _parser() -> argparse.ArgumentParser:
         "command once per host. SIGTERM or SIGINT: finish the current batch, give the mailboxes back, exit 0 "
         "(again: close every connection and exit at once). Exit 2: the plan or the state store can't be used.",
     )
-    common(runner)
+    _common(runner)
     runner.add_argument("--name", help="this runner's name in the store (default: hostname:pid)")
     runner.add_argument(
         "--workers", type=int, help="mailboxes worked at once (default: plan's [run] workers)"
     )
-    return parser
+
+
+_COMMANDS: dict[str, Callable[[_Commands], None]] = {
+    "run": _add_run,
+    "status": _add_status,
+    "verify": _add_verify,
+    "skip": _add_skip,
+    "tui": _add_tui,
+    "control": _add_control,
+    "check": _add_check,
+    "switch": _add_switch,
+    "audit": _add_audit,
+    "triage": _add_triage,
+    "demo": _add_demo,
+    "proxy": _add_proxy,
+    "runner": _add_runner,
+}
 
 
 def _display_options(p: argparse.ArgumentParser) -> None:
@@ -286,7 +359,7 @@ def _display_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = _parser(argv)
     args = parser.parse_args(argv)
     if args.version:
         print(f"cutover {_version()}")

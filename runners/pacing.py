@@ -16,7 +16,6 @@ in any window than the budget allows, whichever way the service counts its own.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import deque
@@ -216,6 +215,8 @@ class Pace:
     def back_off_jittered(self, attempt: int, reason: str) -> float:
         """The server refused without saying how long to wait: exponential back-off with full
         jitter (so that the workers of a scope don't all come back at once). Returns the wait."""
+        import random  # here: a run whose target paces nothing (IMAP) never needs it (start-up)
+
         ceiling = min(JITTER_CAP_SECONDS, JITTER_BASE_SECONDS * 2 ** max(0, attempt))
         seconds = random.uniform(JITTER_BASE_SECONDS / 2, ceiling)
         self.back_off(seconds, reason)

@@ -37,7 +37,7 @@ from checks.model import Finding, Severity, State
 from checks.runner import CheckRun, run_checks, select
 from runners.errors import CommandError
 from runners.plan.loader import load_plan
-from runners.plan.readiness_model import DirectorySettings
+from runners.plan.readiness_parts import DirectorySettings
 from runners.plan.secret import Secret
 
 CHECKS = ("DIR-ADDR-001", "DIR-MBX-002", "DIR-DUP-003", "DIR-FMT-004", "DIR-CATCH-005", "DIR-STATUS-006")

@@ -25,7 +25,7 @@ from checks.runner import run_checks
 from checks.waivers import apply_waivers
 from runners.errors import CommandError
 from runners.plan.loader import load_plan
-from runners.plan.readiness_model import Waiver
+from runners.plan.readiness_parts import Waiver
 from runners.state.store import StateStore
 
 

@@ -16,7 +16,7 @@ from checks.model import Finding, Severity
 from checks.registry import SkipCheck, check
 from checks.survey import MailboxSurvey, survey
 from checks.volume import exact_bytes, human_bytes, survey_gap, total
-from runners.plan.readiness_model import Database
+from runners.plan.readiness_parts import Database
 
 QUOTA_ID = "TGT-QUOTA-003"
 STORE_ID = "TGT-STORE-004"

@@ -16,7 +16,7 @@ from typing import Literal
 from checks.context import CheckContext
 from checks.ldapdir import Entry, all_of, any_of, present, search, server_name
 from checks.registry import SkipCheck
-from runners.plan.readiness_model import DirectoryPreset, DirectorySettings
+from runners.plan.readiness_parts import DirectoryPreset, DirectorySettings
 
 Side = Literal["source", "target"]
 Roles = Mapping[str, tuple[str, ...]]

@@ -20,7 +20,7 @@ from checks.dnsquery import Answer, Server, parse_server, query, system_resolver
 from checks.model import Severity
 from checks.registry import SkipCheck
 from runners.errors import ProtocolError
-from runners.plan.readiness_model import DnsSettings
+from runners.plan.readiness_parts import DnsSettings
 
 #: Per-try cap: a dead server must cost seconds, not the whole check deadline.
 MAX_QUERY_TIMEOUT = 2.0

@@ -83,7 +83,7 @@ class ControlWatcher:
             while not self._stop.wait(self._poll):
                 self.refresh(store)
         finally:
-            store.close()
+            store.close_thread()
 
     def refresh(self, store: StateStore) -> None:
         rows = store.controls_after(self._last_id)

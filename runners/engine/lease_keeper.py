@@ -91,4 +91,4 @@ class LeaseKeeper:
                 except StoreError as exc:  # the next beat tries again; the lease check stops sends
                     log.warning("heartbeat failed: %s", exc)
         finally:
-            self.store.close()
+            self.store.close_thread()

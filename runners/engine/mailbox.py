@@ -536,7 +536,7 @@ class MailboxJob:
         except ProtocolError:
             pass  # a broken connection is closed all the same
         finally:
-            self.store.close()
+            self.store.close_thread()
 
     def _copy_unit(self, lane: Lane, piece: tuple[_OpenFolder, list[MessageMeta]]) -> None:
         """One unit on a lane. An extra lane opens the folder first and checks it is the one the

@@ -63,7 +63,7 @@ class PacingRecorder:
                 self.write(store)
             self.write(store)  # the run's last word: the totals of the whole pass
         finally:
-            store.close()
+            store.close_thread()
 
     def write(self, store: StateStore) -> None:
         rows = pacing_rows(self._run_id, pace_snapshots(), time.time())

@@ -299,7 +299,7 @@ class WavePass:
             self.keeper.drop(lease)
             with self._running_lock:
                 self.running -= 1
-            self.store.close()
+            self.store.close_thread()
         return mailbox_stats
 
     def leave(self) -> None:

@@ -10,16 +10,21 @@ import base64
 import io
 import os
 import socket
-import ssl
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from runners.errors import CommandError, ConnectError, ConnectionLost, LimitExceeded, RunInterrupted, TlsError
 from runners.imap import watchdog
 from runners.imap.codes import auth_error, command_error
 from runners.imap.parse import literal_at_end, needs_literal, quote, split_code
+
+# ssl is imported by the first TLS connection (``_context``): a plain one (a server on loopback) never
+# needs it, and it is a twentieth of what a run imports.
+if TYPE_CHECKING:
+    import ssl
 
 _BUFSIZE = 256 * 1024
 #: Bytes of an APPEND gathered before they are sent (see ``send_with_literals``).
@@ -91,7 +96,7 @@ class ImapConnection:
         try:
             if self._security == "tls":
                 sock = self._context().wrap_socket(sock, server_hostname=self.host)
-        except (ssl.SSLError, OSError) as exc:
+        except OSError as exc:  # ssl.SSLError is one
             sock.close()
             raise TlsError(self.server, "TLS handshake", str(exc)) from None
         self._attach(sock)
@@ -109,13 +114,17 @@ class ImapConnection:
             self.check(b"STARTTLS", "STARTTLS")
             try:
                 tls = self._context().wrap_socket(self._require_sock(), server_hostname=self.host)
-            except (ssl.SSLError, OSError) as exc:
+            except OSError as exc:  # ssl.SSLError is one
                 raise TlsError(self.server, "TLS handshake", str(exc)) from None
             self._attach(tls)
             self.refresh_capabilities()
 
     def _context(self) -> ssl.SSLContext:
-        return self._ssl_context or ssl.create_default_context()
+        if self._ssl_context is not None:
+            return self._ssl_context
+        import ssl
+
+        return ssl.create_default_context()
 
     def _attach(self, sock: socket.socket) -> None:
         if self._guard is not None:
@@ -436,7 +445,7 @@ class ImapConnection:
         ``sendmsg`` for many pieces), or over TLS, which has no ``sendmsg``, small pieces joined and a
         large body sent ``_SEND_CHUNK`` at a time. Every send asks ``_between_sends`` first."""
         sock = self._require_sock()
-        if len(pieces) == 1 or isinstance(sock, ssl.SSLSocket):
+        if len(pieces) == 1 or _is_tls(sock):
             for chunk in _chunks(pieces):
                 self._between_sends()
                 self._send(chunk)
@@ -503,6 +512,12 @@ def _send_gathered(sock: socket.socket, pieces: Sequence[bytes], before_each: Ca
             done += 1
         if sent:
             pending[done] = memoryview(pending[done])[sent:]
+
+
+def _is_tls(sock: socket.socket) -> bool:
+    # Without ssl imported (``_context`` does it) no socket can be an SSLSocket.
+    tls = sys.modules.get("ssl")
+    return tls is not None and isinstance(sock, tls.SSLSocket)
 
 
 def _chunks(pieces: Sequence[bytes]) -> Iterator[bytes | memoryview]:

@@ -8,15 +8,17 @@ import socket
 import string
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 from urllib.parse import urlsplit
 
 from runners.adapters import source_types, target_types
-from runners.plan.ews_options import EWS_KEYS, parse_ews_options
-from runners.plan.graph_options import GRAPH_KEYS, parse_graph_options
+from runners.plan.endpoint_keys import EWS_KEYS, GRAPH_KEYS
 from runners.plan.model import AuthMode, Endpoint, EndpointType, Secret, Security
 from runners.plan.paths import make_secret, resolve_path
 from runners.plan.tables import Table
+
+if TYPE_CHECKING:
+    from runners.plan.ews_options import EwsOptions
 
 Role = Literal["source", "target"]
 
@@ -113,6 +115,8 @@ def build_endpoint(
             raise table.error(key, f'"{key}" only applies to type = "maildir"')
     endpoint = _network(table, kind, base_dir, max_connections, max_message_bytes)
     if kind == "graph":
+        from runners.plan.graph_options import parse_graph_options  # only a Graph target's plan needs it
+
         graph = parse_graph_options(table, lambda key: _secret(table, key, base_dir))
         if "host" in table and "graph_url" not in table:
             graph = dataclasses.replace(graph, graph_url=f"https://{_url_host(endpoint)}:{endpoint.port}")
@@ -199,8 +203,14 @@ def _network(
         timeout=table.positive_number("timeout", 60.0),
         max_connections=max_connections,
         max_message_bytes=max_message_bytes,
-        ews=parse_ews_options(table, host) if kind == "ews" else None,
+        ews=_ews_options(table, host) if kind == "ews" else None,
     )
+
+
+def _ews_options(table: Table, host: str) -> EwsOptions:
+    from runners.plan.ews_options import parse_ews_options  # only an EWS target's plan needs it
+
+    return parse_ews_options(table, host)
 
 
 def _host(table: Table, kind: EndpointType) -> str:

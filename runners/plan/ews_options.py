@@ -17,19 +17,6 @@ from runners.plan.tables import Table
 EwsAuth = Literal["basic", "ntlm", "oauth"]
 EWS_AUTH: tuple[EwsAuth, ...] = ("basic", "ntlm", "oauth")
 
-#: Keys only ``type = "ews"`` takes (``auth`` and ``password`` are shared with the other types).
-EWS_KEYS = (
-    "ews_url",
-    "autodiscover",
-    "service_account",
-    "impersonation",
-    "request_limit_bytes",
-    "batch_items",
-    "max_concurrency",
-    "oauth_client_id",
-    "oauth_tenant_id",
-)
-
 #: Exchange 2013 and later: maxAllowedContentLength / maxReceivedMessageSize of the EWS virtual
 #: directory (learn.microsoft.com/en-us/exchange/troubleshoot/administration/maxreceivedmessagesize).
 DEFAULT_REQUEST_LIMIT = 64 * 1024 * 1024

@@ -31,21 +31,6 @@ ROUTES: tuple[Route, ...] = ("auto", "import-mime", "json")
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 
-GRAPH_KEYS = (
-    "tenant_id",
-    "client_id",
-    "client_secret",
-    "client_certificate",
-    "authority_url",
-    "graph_url",
-    "route",
-    "pace_concurrency",
-    "pace_requests",
-    "pace_request_window",
-    "pace_upload_bytes",
-    "pace_upload_window",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class GraphOptions:

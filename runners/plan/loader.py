@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runners.errors import PlanError
 from runners.plan.captured_refs import bind_captured
@@ -30,11 +31,13 @@ from runners.plan.proxy_capture_options import load_capture
 from runners.plan.readiness import READINESS_TABLES, load_readiness
 from runners.plan.runner_options import load_lease_seconds
 from runners.plan.state_options import load_state_server
-from runners.plan.switch_options import load_switch
 from runners.plan.tables import Document, Table
 from runners.plan.waves import load_waves
 from runners.plan.window_options import load_window
 from runners.special_use import SPECIAL_KEYS
+
+if TYPE_CHECKING:
+    from runners.plan.switch_model import SwitchSettings
 
 PLAN_TABLES = (
     "source",
@@ -105,7 +108,7 @@ def load_plan(path: str | Path) -> Plan:
         batch_messages=batch_messages,
         batch_bytes=batch_bytes,
         readiness=load_readiness(root, base_dir),
-        switch=load_switch(root, base_dir),
+        switch=_switch(root, base_dir),
         window=load_window(root),
         proxy=None,
         capture=load_capture(root),
@@ -122,6 +125,16 @@ def load_plan(path: str | Path) -> Plan:
     plan = bind_captured(plan, plan.capture, root)
     _refuse_exposed_secrets(root.table("security"), plan)
     return plan
+
+
+def _switch(root: Table, base_dir: Path) -> SwitchSettings | None:
+    if root.table("switch") is None:
+        return None
+    # Imported here, like the proxy's: its parser and model (seven dataclasses) are for a plan with
+    # a [switch], and a runner's plan has none.
+    from runners.plan.switch_options import load_switch
+
+    return load_switch(root, base_dir)
 
 
 def _read_text(plan_path: Path, shown: str) -> str:

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runners.errors import SecretError
 from runners.plan.secret import Secret
-from runners.plan.state_model import StateServer
 from runners.plan.tables import Table
+
+if TYPE_CHECKING:
+    from runners.plan.state_model import StateServer
 
 CAPTURE_KEYS = ("enabled", "key", "previous_keys", "expiry_days")
 #: The secret reference that means "the password the proxy captured for this user".

@@ -5,18 +5,16 @@ from __future__ import annotations
 import ipaddress
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from runners.plan.paths import make_secret, resolve_path
-from runners.plan.readiness_model import (
-    CapacitySettings,
-    Database,
-    DirectorySettings,
-    DnsSettings,
-    ReadinessConfig,
-    Waiver,
-)
+from runners.plan.readiness_model import CapacitySettings, ReadinessConfig
 from runners.plan.tables import Table, type_name
+
+# The sections' own settings are imported where a plan has the section (runners.plan.readiness_parts).
+if TYPE_CHECKING:
+    from runners.plan.readiness_parts import Database, DirectorySettings, DnsSettings, Waiver
 
 READINESS_TABLES = ("dns", "directory", "capacity", "checks", "waivers")
 DNS_KEYS = ("domains", "resolver", "nameservers", "legacy_mx", "target_mx", "spf_includes", "max_ttl")
@@ -70,6 +68,8 @@ def _host_port(table: Table, name: str, value: str) -> str:
 def _dns(table: Table | None) -> DnsSettings | None:
     if table is None:
         return None
+    from runners.plan.readiness_parts import DnsSettings
+
     table.check_keys(DNS_KEYS)
     nameservers: dict[str, tuple[str, ...]] = {}
     servers = table.table("nameservers")
@@ -93,6 +93,8 @@ def _dns(table: Table | None) -> DnsSettings | None:
 def _directory(table: Table | None, base_dir: Path) -> DirectorySettings | None:
     if table is None:
         return None
+    from runners.plan.readiness_parts import DirectorySettings
+
     table.check_keys(DIRECTORY_KEYS)
     url = table.required_string("url")
     if urlsplit(url).scheme not in ("ldap", "ldaps"):
@@ -157,8 +159,13 @@ def _addresses(table: Table) -> dict[str, str]:
 
 
 def _databases(table: Table) -> tuple[Database, ...]:
+    items = table.array("databases") or []
+    if not items:
+        return ()
+    from runners.plan.readiness_parts import Database
+
     out: list[Database] = []
-    for index, item in enumerate(table.array("databases") or []):
+    for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise table.error("databases", f"item {index + 1} must be a table, got {type_name(item)}")
         entry = Table(table.doc, (*table.key, "databases", index), item)
@@ -178,8 +185,13 @@ def _missing(table: Table, name: str) -> int:
 
 
 def _waivers(root: Table) -> tuple[Waiver, ...]:
+    items = root.array("waivers") or []
+    if not items:
+        return ()
+    from runners.plan.readiness_parts import Waiver
+
     out: list[Waiver] = []
-    for index, item in enumerate(root.array("waivers") or []):
+    for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise root.error(
                 "waivers", f"item {index + 1} must be a table ([[waivers]]), got {type_name(item)}"

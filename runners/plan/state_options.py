@@ -5,10 +5,13 @@ hosts and cockpits (``runners.state.open`` opens it). Without ``url`` the store 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runners.plan.paths import make_secret
-from runners.plan.state_model import StateServer
 from runners.plan.tables import Table
+
+if TYPE_CHECKING:
+    from runners.plan.state_model import StateServer
 
 _SCHEMES = ("postgresql://", "postgres://")
 
@@ -35,6 +38,8 @@ def load_state_server(table: Table | None, base_dir: Path) -> StateServer | None
         password = None if ref is None else make_secret(ref, base_dir)
     except ValueError as exc:
         raise table.error("password", str(exc)) from None
+    from runners.plan.state_model import StateServer  # only a plan with a shared store has one
+
     return StateServer(url, password)
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from runners.plan.switch_model import HostPort
 from runners.plan.tables import Table
+
+if TYPE_CHECKING:  # a plan without [switch] or [window] probe_mx never loads the switch's model
+    from runners.plan.switch_model import HostPort
 
 WINDOW_KEYS = ("start", "hours", "lease_seconds", "probe_mx", "probe_deadline_seconds", "probe_poll_seconds",
                "late_mail_quiet_minutes", "late_mail_interval_seconds", "post_checks")  # fmt: skip
@@ -72,6 +75,8 @@ def _probe_mx(table: Table) -> HostPort | None:
         host, _, port = text.partition(":")
     if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
         raise table.error("probe_mx", f'"{text}" is not host or host:port')
+    from runners.plan.switch_model import HostPort
+
     return HostPort(host, int(port) if port else 25)
 
 

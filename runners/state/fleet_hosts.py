@@ -7,25 +7,16 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from runners.state.base import StoreBase
 from runners.state.runs import alive
 
+if TYPE_CHECKING:
+    from runners.state.listing_rows import HostRow
+
 #: A stopped runner stays listed this long (its last heartbeat says when it stopped).
 KEEP_STOPPED = 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class HostRow:
-    name: str
-    host: str
-    pid: int
-    started: float
-    heartbeat: float
-    state: str  # working | idle | stopping | stopped
-    #: The source mailboxes it holds now.
-    mailboxes: tuple[str, ...]
 
 
 class FleetHostsMixin(StoreBase):
@@ -52,6 +43,8 @@ class FleetHostsMixin(StoreBase):
 
     def fleet_hosts(self) -> list[HostRow]:
         """Every runner process recorded, newest heartbeat first, with the mailboxes each holds."""
+        from runners.state.listing_rows import HostRow
+
         if not self._backend.columns("fleet_hosts"):  # a store from before fleets, opened read-only
             return []
         held: dict[str, list[str]] = {}

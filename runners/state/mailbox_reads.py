@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from runners.state.base import StoreBase
-from runners.state.mailbox_pages import keyset
 from runners.state.mailbox_search import search_clause
 from runners.state.statuses import NOT_COPIED, AttemptStatus, MailboxState, MessageStatus
 
@@ -92,6 +91,7 @@ class MailboxReadsMixin(StoreBase):
     def mailbox_page(self, query: MailboxQuery) -> MailboxPage:
         """The rows of ``query`` from its window's start (``mailbox_pages``): the index in the mailbox
         order, then as many rows as the limit asks, however far into the fleet the window is."""
+        from runners.state.mailbox_pages import keyset  # the cockpit's, like the views: not a run's
         from runners.state.mailbox_views import MailboxPage, MailboxRow
 
         clause, params = _where(query, self._backend.dialect, self._trigram_matches)
@@ -117,6 +117,7 @@ class MailboxReadsMixin(StoreBase):
     def mailboxes_before(self, query: MailboxQuery, start: str | None, count: int) -> list[MailboxRow]:
         """At most ``count`` rows of ``query`` before the mailbox ``start`` (None: before the end) in its
         order, nearest first: where a window read backwards starts."""
+        from runners.state.mailbox_pages import keyset
         from runners.state.mailbox_views import MailboxRow
 
         clause, params = _where(query, self._backend.dialect, self._trigram_matches)

@@ -6,12 +6,15 @@ opens its store here, so ``run``, ``status``, ``verify``, ``check``, ``tui``, ``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runners.plan.model import Plan
-from runners.plan.state_model import StateServer
 from runners.state.backend import Backend, SqliteBackend
 from runners.state.pg_sql import without_password
 from runners.state.store import StateStore
+
+if TYPE_CHECKING:
+    from runners.plan.state_model import StateServer
 
 
 def store_backend(plan: Plan, *, read_only: bool = False) -> Backend:

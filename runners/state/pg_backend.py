@@ -224,7 +224,8 @@ class PostgresBackend:
         conn = self._pg()
         return self._created(conn) and not getattr(self._local, "empty_since", 0.0)
 
-    def close(self) -> None:
+    def close(self, *, writer: bool = True) -> None:
+        # Every connection is a thread's own here: there is no writers' connection to keep or close.
         self._drop_connection()
         self._stop_listening()
 

@@ -7,11 +7,14 @@ import os
 import socket
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runners.state.base import StoreBase
 from runners.state.operators import operator_label
 from runners.state.statuses import RunKind, RunStatus
+
+if TYPE_CHECKING:
+    from runners.state.listing_rows import RunSummary
 
 _COLUMNS = "id, wave, kind, status, started, ended, pid, host, workers, controls_from"
 
@@ -30,14 +33,6 @@ class RunRow:
     #: The newest control request when the run started: the later ones apply to it, on every host
     #: (None: a run recorded before this was kept).
     controls_from: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """A finished run's totals (``runs.summary``, as ``finish_run`` stored them)."""
-
-    id: int
-    summary: dict[str, Any]
 
 
 class RunsMixin(StoreBase):
@@ -144,6 +139,8 @@ class RunsMixin(StoreBase):
 
     def finished_run_summaries(self) -> list[RunSummary]:
         """The totals of every finished run that stored some (unreadable ones are left out)."""
+        from runners.state.listing_rows import RunSummary
+
         out = []
         for run_id, text in self._read(
             "SELECT id, summary FROM runs WHERE status != ? AND summary IS NOT NULL", (RunStatus.RUNNING,)
