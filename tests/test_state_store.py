@@ -40,6 +40,9 @@ CHILD = """
 import json, os, sys
 import cockpit.cli, runners.engine.control, runners.plan.loader, runners.state.read_models.status
 import runners.state.read_models.snapshot as snapshot, runners.state.store as store
+import importlib, pkgutil, runners.state  # and every store module a read imports when first used,
+for found in pkgutil.walk_packages(runners.state.__path__, 'runners.state.'):  # as nobody can't
+    importlib.import_module(found.name)  # read this checkout (an installed one is readable by all)
 import cockpit.errors, runners.errors, runners.state.statuses  # what main() imports when it runs
 import runners.memory, ctypes, ctypes.util; runners.memory.tune_allocator()  # main() tunes malloc
 import getpass, locale, sqlite3, traceback, importlib.resources
