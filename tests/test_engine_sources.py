@@ -24,6 +24,12 @@ def fill(server: DovecotServer) -> None:
         imapfill.append(server, "alice", ["INBOX", "Archiv.Ältere", "Sent"][n % 3], body, flags, date)
 
 
+def flags_by_subject(target: DovecotServer) -> dict[bytes, frozenset[str]]:
+    """alice's INBOX on ``target``: each message's flags by its subject."""
+    inbox = imapfill.folder_snapshot(target, "alice", master=True)["INBOX"]
+    return {m[0].split(b"Subject: ")[1].split(b"\r\n")[0]: m[1] for m in inbox}
+
+
 def use_maildir_source(lab: Lab, path: str, *, layout: str = "dovecot") -> None:
     """The lab's plan reads its source from Maildirs at ``path`` (with ``{user}``) instead of IMAP."""
     table = f'[source]\ntype = "maildir"\npath = "{path}"\nmaildir_layout = "{layout}"\n\n'
@@ -135,8 +141,7 @@ def test_courier_keywords_reach_the_target_and_verify_holds_them(
 
     assert code == 0, summary
     assert summary["totals"]["copied"] == 3
-    inbox = imapfill.folder_snapshot(target_dovecot, "alice", master=True)["INBOX"]
-    flags = {m[0].split(b"Subject: ")[1].split(b"\r\n")[0]: m[1] for m in inbox}
+    flags = flags_by_subject(target_dovecot)
     assert flags == {
         b"courier 0": frozenset({"\\Seen", "$Label1", "NonJunk"}),
         b"courier 1": frozenset({"\\Seen", "$Label2"}),
@@ -166,8 +171,7 @@ def test_flags_no_imap_target_takes_are_recorded_with_their_messages(
 
     assert code == 0, summary
     assert summary["totals"]["copied"] == 4
-    inbox = imapfill.folder_snapshot(target_dovecot, "alice", master=True)["INBOX"]
-    flags = {m[0].split(b"Subject: ")[1].split(b"\r\n")[0]: m[1] for m in inbox}
+    flags = flags_by_subject(target_dovecot)
     assert flags == {
         b"maildir 0": frozenset({"\\Seen", "$Label1"}),
         b"maildir 1": frozenset({"\\Seen", "$Label1"}),
