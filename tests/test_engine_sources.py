@@ -206,6 +206,15 @@ def test_flags_no_imap_target_takes_are_recorded_with_their_messages(
     verify_code, report = lab.verify("pilot")
     assert verify_code == 0, report
 
+    # Given the keyword on the source since: the next pass's flag change goes without it, and says so.
+    (root / "cur" / "1700000003.M3P1.mx:2,S").rename(root / "cur" / "1700000003.M3P1.mx:2,Sab")
+    assert lab.run()[0] == 0
+    assert flags_by_subject(target_dovecot)[b"maildir 3"] == frozenset({"\\Seen", "$Label1"})
+    assert [m for _, _, m in left_off()[2:]] == [
+        "the copies of 1 message(s) go without the keyword 'Wichtig-ä': an IMAP keyword is an atom "
+        '(printable ASCII without space or ( ) { % * " \\ ]), so no IMAP server takes it; UIDs 4'
+    ]
+
 
 def test_login_template_and_per_user_passwords(
     tmp_path: Path, source_dovecot: DovecotServer, target_dovecot: DovecotServer

@@ -430,7 +430,7 @@ class MailboxJob:
                     for m in plan.todo
                     if m.uid not in self._suspects.failed and m.uid not in self._poison.failed
                 ]
-                self._record_left_off(folder, source, target, todo)
+                self._record_left_off(folder, source, target, _carried(todo, metas, plan.flag_changes))
                 messages += len(metas)
                 source_bytes += sum(m.size for m in metas if m.size > 0)
                 present += plan.earlier
@@ -799,6 +799,17 @@ class MailboxJob:
         for report in self.stats.folders:
             count = counts.get(report.target)
             report.target_messages = count if isinstance(count, int) else None
+
+
+def _carried(
+    todo: list[MessageMeta], metas: list[MessageMeta], flag_changes: list[tuple[str, str, tuple[str, ...]]]
+) -> list[MessageMeta]:
+    """The messages whose flags this pass gives the target: those it copies, and the copies whose
+    flags it changes (``MailboxJob._sync_flags``)."""
+    if not flag_changes:
+        return todo
+    changed = {key for key, _, _ in flag_changes}
+    return todo + [m for m in metas if m.key in changed]
 
 
 def _listing(source: SourceSession, folder: FolderInfo) -> tuple[FolderState, Iterator[list[MessageMeta]]]:
