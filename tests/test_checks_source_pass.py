@@ -108,6 +108,7 @@ def test_flags_the_copies_would_go_without_are_found_before_anything_moves(
 
     alice = found["alice"]
     assert (alice.severity, alice.title) == (Severity.WARNING, "2 flag(s) the copies will go without")
+    assert alice.observed == "2 flag(s) left off, among 3 messages"
     assert alice.evidence.splitlines()[-2:] == [
         "INBOX: the copies of 1 message(s) go without the Maildir keyword letter 'z': the folder's "
         "dovecot-keywords names no keyword for it; UIDs 3",

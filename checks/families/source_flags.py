@@ -46,7 +46,7 @@ def source_flags(ctx: CheckContext) -> Iterator[Finding]:
         yield Finding(
             CHECK_ID, Severity.WARNING, "mailbox", ident.object_id,
             f"{len(lines)} flag(s) the copies will go without",
-            observed=f"{len(lines)} flag(s) no {ctx.plan.target.type} target takes, in {carried} messages",
+            observed=f"{len(lines)} flag(s) left off, among {carried} messages",
             expected="every flag a name the target can keep",
             evidence=with_identity(ident, "\n".join(shown)),
             remediation="Name the keyword letters in the folder's dovecot-keywords, rename on the source "

@@ -84,7 +84,7 @@ class SourceSession(Protocol):
 @runtime_checkable
 class NotingSource(Protocol):
     """A ``SourceSession`` whose listing can find what no copy will carry (a Maildir keyword letter
-    without a name): the engine asks with isinstance after each listing and records each line."""
+    without a name): the engine asks with isinstance after each listing and records each note."""
 
     def listing_notes(self, folder: FolderInfo) -> list[LeftOff]:
         """What the last ``list_messages`` of ``folder`` found and no copy will carry."""
