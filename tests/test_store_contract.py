@@ -263,11 +263,16 @@ def test_ledger_sums_for_viewers(store: StateStore) -> None:
     (counts,) = store.mailbox_ledger_counts("pilot")
     counted = (counts.copied, counts.skipped, counts.failed, counts.pending, counts.bytes_copied)
     assert counted == (3, 0, 1, 0, 3000)
+    # An APPEND in flight: its intent only. The detail's counts are the rows' (copied from all
+    # rows less those not copied, which come from the partial index).
+    store.record_intents([Intent(MessageRef(folder, 1, "5"), _facts(5, 500), b"y" * 32, "INBOX", None, run)])
     detail = store.mailbox_detail("alice@old")
-    assert [(f.source, f.copied, f.failed, f.error) for f in detail.folders] == [
-        ("INBOX", 3, 1, None), ("Junk", 0, 0, "NO [NOPERM] denied"),
+    assert [
+        (f.source, f.copied, f.copied_bytes, f.skipped, f.failed, f.pending, f.error) for f in detail.folders
+    ] == [
+        ("INBOX", 3, 3000, 0, 1, 1, None), ("Junk", 0, 0, 0, 0, 0, "NO [NOPERM] denied"),
     ]  # fmt: skip
-    assert [(i.uid, i.status) for i in detail.issues] == [(4, "failed")]
+    assert [(i.uid, i.status) for i in detail.issues] == [(4, "failed"), (5, "pending")]
     assert [(e.source, e.source_path) for e in store.folder_errors("pilot")] == [("alice@old", "Junk")]
     assert store.folder_failed(errored) and not store.folder_failed(folder)
 

@@ -15,6 +15,15 @@ from enum import StrEnum
 NOT_COPIED = "status != 'copied'"
 
 
+def not_copied_source(dialect: str, alias: str = "") -> str:
+    """``messages`` as the FROM item of a read of a folder's rows not copied. With no statistics,
+    SQLite's planner prefers the primary key's ``folder_id`` prefix for a query on the folder and
+    its status, a pass over every row of the folder (61 ms for 300,000 rows, where the partial index
+    answers in 0.1): so it is named. PostgreSQL chooses by its statistics and has no such clause."""
+    name = f"messages {alias}" if alias else "messages"
+    return f"{name} INDEXED BY messages_not_copied" if dialect == "sqlite" else name
+
+
 class MessageStatus(StrEnum):
     """``messages.status``: where one source message stands."""
 

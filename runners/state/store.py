@@ -46,7 +46,7 @@ from runners.state.rows import (
 )
 from runners.state.runs import RunsMixin
 from runners.state.server_slots import ServerSlotsMixin
-from runners.state.statuses import NOT_COPIED, MessageStatus
+from runners.state.statuses import NOT_COPIED, MessageStatus, not_copied_source
 from runners.state.survey import SurveyMixin
 from runners.state.wave_steps import WaveStepsMixin
 
@@ -537,7 +537,8 @@ class StateStore(
 
     def pending(self, folder_id: int) -> list[PendingIntent]:
         rows = self._db().execute(
-            "SELECT uidvalidity, src_key, sha256, target_name, recovery_mark, run_id FROM messages "
+            "SELECT uidvalidity, src_key, sha256, target_name, recovery_mark, run_id "
+            f"FROM {not_copied_source(self._backend.dialect)} "
             f"WHERE folder_id = ? AND status = 'pending' AND {NOT_COPIED}",
             (folder_id,),
         )
@@ -556,7 +557,8 @@ class StateStore(
         """Superseded rows of the folder that had a copy in target folder ``target_name`` (a target
         id and the source bytes' SHA-256), in source UID order."""
         rows = self._db().execute(
-            "SELECT uidvalidity, src_key, sha256, target_id FROM messages WHERE folder_id = ? "
+            f"SELECT uidvalidity, src_key, sha256, target_id FROM {not_copied_source(self._backend.dialect)} "
+            "WHERE folder_id = ? "
             f"AND status = 'superseded' AND {NOT_COPIED} AND target_name = ? AND target_id IS NOT NULL "
             "AND sha256 IS NOT NULL "
             "ORDER BY uidvalidity, src_uid",
