@@ -553,6 +553,9 @@ def test_the_proxy_journal_sessions_captured_passwords_and_login_queue(store: St
         LoginRow(now - 2, "imap", "127.0.0.9", "alice", "alice", "legacy", "alice", "store", "wave pilot", "accepted"),
         LoginRow(now - 1, "pop3", "127.0.0.9", "alice", "alice", "legacy", "alice", "store", "", "rejected",
                  "-ERR [AUTH] Authentication failed."),
+        # Typed otherwise than the user's name: found by either (the typed login's index is partial).
+        LoginRow(now - 3, "imap", "127.0.0.9", "Bob@Example.org", "bob", "target", "bob@tenant.example",
+                 "directory", "mailHost", "accepted"),
     ]  # fmt: skip
     sealed = SealedCredential(
         "alice", "legacy", "alice", "k1", b"\x00nonce\xff", b"\x01cipher\x00text", now, now + 3600
@@ -568,9 +571,13 @@ def test_the_proxy_journal_sessions_captured_passwords_and_login_queue(store: St
         ("pop3", "rejected", "-ERR [AUTH] Authentication failed."),  # the newest first
         ("imap", "accepted", ""),
     ]
+    assert [r.login for r in store.proxy_logins("bob")] == ["Bob@Example.org"]
+    assert [r.user for r in store.proxy_logins("Bob@Example.org")] == ["bob"]
     assert [r.detail for r in store.proxy_failures(since=now - 10)] == ["-ERR [AUTH] Authentication failed."]
     counters = {(c.backend, c.service, c.outcome): c.count for c in store.proxy_login_counters(now - 10)}
-    assert counters == {("legacy", "imap", "accepted"): 1, ("legacy", "pop3", "rejected"): 1}
+    assert counters == {
+        ("legacy", "imap", "accepted"): 1, ("legacy", "pop3", "rejected"): 1, ("target", "imap", "accepted"): 1
+    }  # fmt: skip
     assert [(s.backend, s.service, s.sessions) for s in store.proxy_sessions(now)] == [("legacy", "imap", 3)]
     got = store.captured_credential("alice", "legacy", now)
     assert got is not None and (got.nonce, got.ciphertext) == (
