@@ -590,6 +590,27 @@ def test_the_proxy_journal_sessions_captured_passwords_and_login_queue(store: St
     assert store.captured_credential("alice", "legacy", now) is None
 
 
+def test_the_proxy_journal_is_cut_per_user_by_age_and_in_total(store: StateStore) -> None:
+    from runners.state.proxy_rows import JournalLimits, LoginRow, ProxyBatch
+
+    now = time.time()
+
+    def login(user: str, ts: float) -> LoginRow:
+        return LoginRow(ts, "imap", "127.0.0.9", user, user, "legacy", user, "store", "", "accepted")
+
+    limits = JournalLimits(per_user=3, max_age_days=1.0, total=8)
+    store.record_proxy_batch(ProxyBatch([login("alice", now + i) for i in range(5)]), limits)
+    store.record_proxy_batch(ProxyBatch([login("bob", now - 2 * 86400)]), limits)
+    assert [r.ts for r in store.proxy_logins("alice")] == [now + 4, now + 3, now + 2]  # the newest kept
+    store.record_proxy_batch(ProxyBatch([login(f"probe{i}", now + 10 + i) for i in range(5)]), limits)
+    # bob's, too old, and the oldest id beyond the last 8 ids (the total counts ids, not rows)
+    assert store.prune_proxy_journal(limits, now=now) == 2
+    assert store.proxy_logins("bob") == [] and [r.ts for r in store.proxy_logins("alice")] == [
+        now + 4,
+        now + 3,
+    ]
+
+
 def test_both_schemas_have_the_same_tables_and_columns(backend_factory: BackendFactory) -> None:
     store = StateStore(backend_factory())
     try:
