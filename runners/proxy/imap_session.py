@@ -284,8 +284,9 @@ class _Aborted(Exception):
 
 def _has_capability_code(answer: bytes) -> bool:
     """Does a tagged answer start with a ``[CAPABILITY ...]`` code (``_CAPABILITY_CODE`` matches)? Asked
-    of every login; the pattern's scan of the whole list cost about 3 k instructions a session."""
-    return answer[:12].upper() == b"[CAPABILITY " and b"]" in answer[12:]
+    of every login: the pattern's scan of the list cost 1.6 k instructions more (``in`` more still:
+    it first tries the bytes as an integer, and builds the TypeError)."""
+    return answer[:12].upper() == b"[CAPABILITY " and answer.find(b"]", 12) >= 0
 
 
 def _answer_words(answer: bytes) -> str:
