@@ -168,3 +168,22 @@ def test_run_status_and_verify_against_postgresql(
     audit = lab.cutover("audit", "--plan", str(lab.plan), "--output", "json")
     assert audit.returncode == 0, audit.stderr
     assert [a["action"] for a in json.loads(audit.stdout)["actions"]] == ["launch", "launch"]
+
+
+def test_an_older_database_trades_the_typed_login_index_for_the_partial_one(
+    postgres_server: PostgresServer,
+) -> None:
+    """A database made before the partial index kept every row's typed login in
+    ``proxy_logins_by_login``: brought up to the new schema text, it has the partial one instead."""
+    url = postgres_server.url(postgres_server.database())
+    store = StateStore(PostgresBackend(url, postgres_server.password))
+    with store.transaction() as db:
+        db.execute("DROP INDEX proxy_logins_by_typed_login")
+        db.execute("CREATE INDEX proxy_logins_by_login ON proxy_logins (login, id)")
+        db.execute("UPDATE meta SET value = 'the schema before' WHERE key = 'schema_pg'")
+    store.close()
+
+    store = StateStore(PostgresBackend(url, postgres_server.password))
+    indexes = {r[0] for r in store.query("SELECT indexname FROM pg_indexes WHERE tablename = 'proxy_logins'")}
+    assert "proxy_logins_by_typed_login" in indexes and "proxy_logins_by_login" not in indexes
+    store.close()

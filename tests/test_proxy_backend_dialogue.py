@@ -148,3 +148,34 @@ def test_a_backend_that_is_down_is_unavailable_at_once() -> None:
             await open_dialogue(endpoint, BackendTls(), OneLogin())
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("answer", "asks_capability"),
+    [
+        (b"A OK [CAPABILITY IMAP4rev1 IDLE] Logged in", False),
+        (b"A OK [capability imap4rev1] Logged in", False),  # the code's name in any case
+        (b"A OK Logged in", True),
+        (b"A OK [CAPABILITY IMAP4rev1 never closed", True),
+        (b"A OK [CAPABILITYX] Logged in", True),
+    ],
+)
+def test_the_imap_backend_is_asked_its_capabilities_when_its_ok_carries_none(
+    answer: bytes, asks_capability: bool
+) -> None:
+    from runners.proxy.contracts import Password
+    from runners.proxy.imap_session import _BackendLogin
+
+    written: list[bytes] = []
+    steps = _BackendLogin(
+        "alice", Password("secret"), BackendEndpoint("127.0.0.1", 143, TlsMode.NONE), lambda: None
+    )
+    steps.write = written.append
+    assert not steps.step(b"* OK [CAPABILITY IMAP4rev1 SASL-IR] ready")
+    assert written.pop(0).startswith(b"A AUTHENTICATE PLAIN ")
+    assert steps.step(answer) is not asks_capability
+    assert written == ([b"C CAPABILITY\r\n"] if asks_capability else [])
+    if asks_capability:
+        assert not steps.step(b"* CAPABILITY IMAP4rev1 IDLE")
+        assert steps.step(b"C OK done")
+        assert steps.ok and steps.answer.startswith(b"[CAPABILITY IMAP4rev1 IDLE] ")

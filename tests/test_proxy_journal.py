@@ -73,6 +73,47 @@ def test_an_old_store_gains_the_proxy_tables_on_open(tmp_path: Path) -> None:
     assert StateStore(path).synced_folders("alice") is not None  # and what it held is still there
 
 
+def test_a_store_with_the_old_login_index_gets_the_partial_one_and_triage_reads_use_the_indexes(
+    tmp_path: Path,
+) -> None:
+    """Stores made before the partial index kept every row's typed login in ``proxy_logins_by_login``:
+    on open it is replaced, and a user's logins are still found by either name, through the indexes."""
+    path = tmp_path / "state.db"
+    writer = StoreWriter(path, interval=NEVER)
+    writer.start()
+    writer.add_login(login_row(_event("alice", at=NOW)))
+    typed = LoginEvent(
+        Service.IMAP, "127.0.0.9", "Alice@Example.org", _route("alice"), Outcome.ACCEPTED, "", NOW + 1
+    )
+    writer.add_login(login_row(typed))
+    assert writer.flush(timeout=60)
+    writer.close()
+    db = sqlite3.connect(path)
+    db.executescript(
+        "DROP INDEX proxy_logins_by_typed_login; CREATE INDEX proxy_logins_by_login ON proxy_logins (login, id);"
+    )
+    db.close()
+
+    store = StateStore(path)
+    indexes = {
+        r["name"] for r in store.query("SELECT name FROM sqlite_master WHERE tbl_name = 'proxy_logins'")
+    }
+    assert "proxy_logins_by_typed_login" in indexes and "proxy_logins_by_login" not in indexes
+    ran: list[str] = []
+    db = store._backend.connection()
+    assert isinstance(db, sqlite3.Connection)
+    db.set_trace_callback(ran.append)
+    assert [r.login for r in store.proxy_logins("alice")] == ["Alice@Example.org", "alice"]
+    assert [r.user for r in store.proxy_logins("Alice@Example.org")] == ["alice"]
+    db.set_trace_callback(None)
+    plan = " ".join(r["detail"] for r in store.query(f"EXPLAIN QUERY PLAN {ran[0]}"))
+    assert "proxy_logins_by_user (user_name=?)" in plan and "proxy_logins_by_typed_login (login=?)" in plan, (
+        plan
+    )
+    assert "SCAN" not in plan, plan
+    store.close()
+
+
 def test_logins_are_written_in_one_transaction_per_batch_and_read_back_newest_first(tmp_path: Path) -> None:
     writer = StoreWriter(tmp_path / "state.db", interval=NEVER)
     store = writer.start()

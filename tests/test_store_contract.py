@@ -558,6 +558,9 @@ def test_the_proxy_journal_sessions_captured_passwords_and_login_queue(store: St
         LoginRow(now - 2, "imap", "127.0.0.9", "alice", "alice", "legacy", "alice", "store", "wave pilot", "accepted"),
         LoginRow(now - 1, "pop3", "127.0.0.9", "alice", "alice", "legacy", "alice", "store", "", "rejected",
                  "-ERR [AUTH] Authentication failed."),
+        # Typed otherwise than the user's name: found by either (the typed login's index is partial).
+        LoginRow(now - 3, "imap", "127.0.0.9", "Bob@Example.org", "bob", "target", "bob@tenant.example",
+                 "directory", "mailHost", "accepted"),
     ]  # fmt: skip
     sealed = SealedCredential(
         "alice", "legacy", "alice", "k1", b"\x00nonce\xff", b"\x01cipher\x00text", now, now + 3600
@@ -573,9 +576,13 @@ def test_the_proxy_journal_sessions_captured_passwords_and_login_queue(store: St
         ("pop3", "rejected", "-ERR [AUTH] Authentication failed."),  # the newest first
         ("imap", "accepted", ""),
     ]
+    assert [r.login for r in store.proxy_logins("bob")] == ["Bob@Example.org"]
+    assert [r.user for r in store.proxy_logins("Bob@Example.org")] == ["bob"]
     assert [r.detail for r in store.proxy_failures(since=now - 10)] == ["-ERR [AUTH] Authentication failed."]
     counters = {(c.backend, c.service, c.outcome): c.count for c in store.proxy_login_counters(now - 10)}
-    assert counters == {("legacy", "imap", "accepted"): 1, ("legacy", "pop3", "rejected"): 1}
+    assert counters == {
+        ("legacy", "imap", "accepted"): 1, ("legacy", "pop3", "rejected"): 1, ("target", "imap", "accepted"): 1
+    }  # fmt: skip
     assert [(s.backend, s.service, s.sessions) for s in store.proxy_sessions(now)] == [("legacy", "imap", 3)]
     got = store.captured_credential("alice", "legacy", now)
     assert got is not None and (got.nonce, got.ciphertext) == (
@@ -586,6 +593,27 @@ def test_the_proxy_journal_sessions_captured_passwords_and_login_queue(store: St
     assert store.queued_by_login() == {"pilot": {"alice"}}  # queued once
     assert store.forget_captured("alice") == 1
     assert store.captured_credential("alice", "legacy", now) is None
+
+
+def test_the_proxy_journal_is_cut_per_user_by_age_and_in_total(store: StateStore) -> None:
+    from runners.state.proxy_rows import JournalLimits, LoginRow, ProxyBatch
+
+    now = time.time()
+
+    def login(user: str, ts: float) -> LoginRow:
+        return LoginRow(ts, "imap", "127.0.0.9", user, user, "legacy", user, "store", "", "accepted")
+
+    limits = JournalLimits(per_user=3, max_age_days=1.0, total=8)
+    store.record_proxy_batch(ProxyBatch([login("alice", now + i) for i in range(5)]), limits)
+    store.record_proxy_batch(ProxyBatch([login("bob", now - 2 * 86400)]), limits)
+    assert [r.ts for r in store.proxy_logins("alice")] == [now + 4, now + 3, now + 2]  # the newest kept
+    store.record_proxy_batch(ProxyBatch([login(f"probe{i}", now + 10 + i) for i in range(5)]), limits)
+    # bob's, too old, and the oldest id beyond the last 8 ids (the total counts ids, not rows)
+    assert store.prune_proxy_journal(limits, now=now) == 2
+    assert store.proxy_logins("bob") == [] and [r.ts for r in store.proxy_logins("alice")] == [
+        now + 4,
+        now + 3,
+    ]
 
 
 def test_both_schemas_have_the_same_tables_and_columns(backend_factory: BackendFactory) -> None:

@@ -14,9 +14,6 @@ from dataclasses import dataclass
 _LITERAL = re.compile(r"\{(\d{1,10})(\+?)\}$")
 _CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F))
 _SPECIAL = frozenset(' ()"') | _CONTROL
-#: A line of atoms and spaces only (no quote, parenthesis or control character): what nearly every
-#: client's LOGIN is; its tokens are its words, split at once instead of a character at a time.
-_PLAIN = re.compile(r'[^\x00-\x1f\x7f()"]*')
 
 
 class ImapSyntaxError(ValueError):
@@ -31,7 +28,16 @@ class LiteralAhead:
 
 def tokenize(line: str, tokens: list[str]) -> LiteralAhead | None:
     """Append the tokens of one line (without its CRLF) to ``tokens``; the literal it announces, if any."""
-    if not line.endswith("}") and _PLAIN.fullmatch(line) is not None:
+    # A line of atoms and spaces only (printable: no control character; no quote or parenthesis) is
+    # what nearly every client's LOGIN is: its tokens are its words, split at once instead of a
+    # character at a time. (str methods, not a pattern's fullmatch: 1.4 k instructions less a line.)
+    if (
+        line.isprintable()
+        and '"' not in line
+        and "(" not in line
+        and ")" not in line
+        and not line.endswith("}")
+    ):
         tokens.extend(filter(None, line.split(" ")))
         return None
     literal = None

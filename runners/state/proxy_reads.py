@@ -29,10 +29,12 @@ _T = TypeVar("_T")
 class ProxyReadsMixin(StoreBase):
     def proxy_logins(self, user: str, limit: int = 20) -> list[LoginRow]:
         """The last ``limit`` logins of ``user`` (the route's user or the login as typed), newest first."""
+        # A login typed as the user's name is found by the user's index; the typed login's index holds
+        # only the others, and is used only where its condition is stated (schema.sql).
         return self._proxy_read(
             f"SELECT {_LOGIN_COLUMNS} FROM proxy_logins WHERE id IN ("
             "SELECT id FROM proxy_logins WHERE user_name = ? UNION "
-            "SELECT id FROM proxy_logins WHERE login = ?) ORDER BY id DESC LIMIT ?",
+            "SELECT id FROM proxy_logins WHERE login = ? AND login <> user_name) ORDER BY id DESC LIMIT ?",
             (user, user, limit),
             _login,
         )

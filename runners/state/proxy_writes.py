@@ -93,7 +93,12 @@ def _default_limits() -> JournalLimits:
 
 
 def _insert_logins(db: Connection, rows: Sequence[LoginRow]) -> None:
-    shown = _SafeTexts()
+    # ``safe`` of each distinct text once per batch: most of a batch's texts repeat (the client
+    # address, the route's reason, the backend's words, a user's logins), and ``safe`` was most of a
+    # row's cost. A plain dict, filled first: a dict subclass's ``[]`` (``__missing__``) goes through a
+    # method call at every lookup.
+    texts = {t for r in rows for t in (r.client, r.login, r.user, r.backend_login, r.reason, r.detail)}
+    shown = {t: None if t is None else safe(t) for t in texts}
     db.executemany(
         "INSERT INTO proxy_logins (ts, service, client, login, user_name, backend, backend_login, decided_by, "
         "reason, outcome, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -105,24 +110,15 @@ def _insert_logins(db: Connection, rows: Sequence[LoginRow]) -> None:
                 shown[r.login],
                 shown[r.user],
                 r.backend,
-                None if r.backend_login is None else shown[r.backend_login],
+                shown[r.backend_login],
                 r.decided_by,
-                None if r.reason is None else shown[r.reason],
+                shown[r.reason],
                 r.outcome,
                 shown[r.detail],
             )
             for r in rows
         ],
     )
-
-
-class _SafeTexts(dict[str, str]):
-    """``safe`` of each text, made once per batch: most of a batch's texts repeat (the client address,
-    the route's reason, the backend's words, a user's logins), and ``safe`` was most of a row's cost."""
-
-    def __missing__(self, text: str) -> str:
-        shown = self[text] = safe(text)
-        return shown
 
 
 def _keep_credentials(db: Connection, rows: Sequence[SealedCredential]) -> None:
@@ -144,11 +140,10 @@ def _queue(db: Connection, rows: Sequence[QueuedLogin]) -> None:
 
 
 def _prune_users(db: Connection, users: set[str], keep: int) -> None:
-    """Keep each user's newest ``keep`` logins (the index on (user_name, id) finds the cut)."""
-    for user in users:
-        cut = db.execute(
-            "SELECT id FROM proxy_logins WHERE user_name = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-            (safe(user), keep),
-        ).fetchone()
-        if cut is not None:
-            db.execute("DELETE FROM proxy_logins WHERE user_name = ? AND id <= ?", (safe(user), cut[0]))
+    """Keep each user's newest ``keep`` logins (the index on (user_name, id) finds the cut); one
+    statement a user."""
+    db.executemany(
+        "DELETE FROM proxy_logins WHERE user_name = ? AND id <= (SELECT id FROM proxy_logins "
+        "WHERE user_name = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        [(name, name, keep) for name in map(safe, users)],
+    )
