@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         MailboxQuery,
         MailboxRow,
         MessageAttempt,
+        MessageIssue,
         NotCopiedRow,
         WaveStateTotals,
     )
@@ -46,6 +47,13 @@ _LEDGER_COUNTS = ", ".join(
         _count(MessageStatus.COPIED, "m.size"),
     )
 )
+#: The messages of batch intents (APPENDs in flight, or cut short by a crash: pending), of the mailbox
+#: ``mb`` or the folder ``f`` of a query grouped by it; added to the pending rows' count.
+_IN_FLIGHT_OF_MAILBOX = (
+    "(SELECT COALESCE(SUM(bi.carried), 0) FROM batch_intents bi JOIN folders fi ON fi.id = bi.folder_id "
+    "WHERE fi.mailbox_id = mb.id)"
+)
+_IN_FLIGHT_OF_FOLDER = "(SELECT COALESCE(SUM(bi.carried), 0) FROM batch_intents bi WHERE bi.folder_id = f.id)"
 _MAILBOX_COLUMNS = (
     "source, target, wave, state, messages_total, messages_done, bytes_total, bytes_done, failed, skipped, "
     "current_folder, error, error_kind, updated"
@@ -216,7 +224,7 @@ class MailboxReadsMixin(StoreBase):
         clause, params = _scope(wave, sources)
         rows = self._read(
             "SELECT mb.id, mb.source, mb.target, mb.wave, mb.state, mb.error, mb.error_kind, mb.updated, "
-            f"{_LEDGER_COUNTS} FROM mailboxes mb LEFT JOIN folders f ON f.mailbox_id = mb.id "
+            f"{_LEDGER_COUNTS}, {self._in_flight_count(_IN_FLIGHT_OF_MAILBOX)} FROM mailboxes mb LEFT JOIN folders f ON f.mailbox_id = mb.id "
             f"LEFT JOIN messages m ON m.folder_id = f.id WHERE {clause} "
             "GROUP BY mb.id, mb.source, mb.target, mb.wave, mb.state, mb.error, mb.error_kind, mb.updated "
             "ORDER BY mb.source",
@@ -224,7 +232,7 @@ class MailboxReadsMixin(StoreBase):
         )
         return [
             MailboxLedgerRow(r[0], r[1], r[2], r[3], MailboxState(r[4]), r[5], r[6], r[7],
-                             int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12]))
+                             int(r[8]), int(r[9]), int(r[10]), int(r[11]) + int(r[13]), int(r[12]))
             for r in rows
         ]  # fmt: skip
 
@@ -260,11 +268,27 @@ class MailboxReadsMixin(StoreBase):
             "ORDER BY mb.source, f.source_path, m.src_uid",
             params,
         )
-        return [
-            NotCopiedRow(r[0], r[1], r[3], r[5], r[6], r[7], MessageStatus(r[8]), r[9], r[10],
-                         tuple(history.get((r[2], r[3], r[4]), ())))
+        out = {
+            (r[2], r[3], r[4]): NotCopiedRow(r[0], r[1], r[3], r[5], r[6], r[7], MessageStatus(r[8]), r[9], r[10],
+                                             tuple(history.get((r[2], r[3], r[4]), ())))
             for r in rows
-        ]  # fmt: skip
+        }  # fmt: skip
+        if not self.keeps_batch_intents():
+            return list(out.values())
+        from runners.state.rows import unpack_sent
+
+        # The messages of batch intents are pending, each in place of a row it has from before.
+        for mailbox, path, folder_id, validity, packed, digests in self._read(
+            "SELECT mb.source, f.source_path, bi.folder_id, bi.uidvalidity, bi.messages, bi.digests FROM batch_intents bi "
+            f"JOIN folders f ON f.id = bi.folder_id JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE {clause}",
+            params,
+        ):
+            for sent in unpack_sent(packed, bytes(digests)):
+                key = (folder_id, validity, sent.src_key)
+                facts = sent.source
+                out[key] = NotCopiedRow(mailbox, path, validity, facts.src_uid, facts.size, facts.internaldate,
+                                        MessageStatus.PENDING, None, 1, tuple(history.get(key, ())))  # fmt: skip
+        return sorted(out.values(), key=lambda r: (r.mailbox, r.folder, r.uid))
 
     def copied_totals(self, wave: str) -> tuple[int, int]:
         """Messages and bytes of the wave already copied."""
@@ -282,7 +306,8 @@ class MailboxReadsMixin(StoreBase):
         from runners.state.mailbox_views import FolderDetail, MailboxDetail, MessageIssue
 
         folders = self._read(
-            f"SELECT f.source_path, f.target_name, f.messages, f.bytes, {_LEDGER_COUNTS}, f.excluded, f.error "
+            f"SELECT f.source_path, f.target_name, f.messages, f.bytes, {_LEDGER_COUNTS}, f.excluded, f.error, "
+            f"{self._in_flight_count(_IN_FLIGHT_OF_FOLDER)} "
             "FROM folders f JOIN mailboxes mb ON mb.id = f.mailbox_id LEFT JOIN messages m ON m.folder_id = f.id "
             "WHERE mb.source = ? GROUP BY f.id, f.source_path, f.target_name, f.messages, f.bytes, f.excluded, "
             "f.error ORDER BY f.source_path",
@@ -302,15 +327,58 @@ class MailboxReadsMixin(StoreBase):
             tuple(
                 # copied, skipped, failed, pending, bytes copied: as _LEDGER_COUNTS counts them
                 FolderDetail(
-                    r[0], r[1], r[2], r[3], int(r[4]), int(r[8]), int(r[5]), int(r[6]), int(r[7]), r[9], r[10]
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    int(r[4]),
+                    int(r[8]),
+                    int(r[5]),
+                    int(r[6]),
+                    int(r[7]) + int(r[11]),
+                    r[9],
+                    r[10],
                 )
                 for r in folders
             ),
-            tuple(
-                MessageIssue(r[0], r[1], r[2], r[3], MessageStatus(r[4]), r[5], r[6], r[7], r[8], r[9])
-                for r in issues
+            self._with_in_flight(
+                source,
+                [
+                    MessageIssue(r[0], r[1], r[2], r[3], MessageStatus(r[4]), r[5], r[6], r[7], r[8], r[9])
+                    for r in issues
+                ],
             ),
         )
+
+    def _in_flight_count(self, count: str) -> str:
+        """The count of messages in batch intents, or 0 for a store without them (read-only, older)."""
+        return count if self.keeps_batch_intents() else "0"
+
+    def _with_in_flight(self, source: str, issues: list[MessageIssue]) -> tuple[MessageIssue, ...]:
+        """``issues`` with the messages of the mailbox's batch intents as pending (each in place of
+        its row, a failure being retried), in the same order: by folder, then source UID."""
+        from runners.state.mailbox_views import MessageIssue
+        from runners.state.rows import unpack_sent
+
+        if not self.keeps_batch_intents():
+            return tuple(issues)
+        intents = self._read(
+            "SELECT f.source_path, f.source_name, bi.uidvalidity, bi.messages, bi.digests FROM batch_intents bi "
+            "JOIN folders f ON f.id = bi.folder_id JOIN mailboxes mb ON mb.id = f.mailbox_id WHERE mb.source = ?",
+            (source,),
+        )
+        if not intents:
+            return tuple(issues)
+        pending = {
+            (path, validity, sent.src_key): MessageIssue(
+                path, sent.source.src_uid, sent.source.size, sent.source.internaldate, MessageStatus.PENDING,
+                None, 1, name, sent.src_key, validity,
+            )
+            for path, name, validity, packed, digests in intents
+            for sent in unpack_sent(packed, bytes(digests))
+        }  # fmt: skip
+        kept = [i for i in issues if (i.folder, i.uidvalidity, i.key) not in pending]
+        return tuple(sorted([*kept, *pending.values()], key=lambda i: (i.folder, i.uid)))
 
     def message_history(
         self, source: str, folder: str, uid: int, *, key: str | None = None, uidvalidity: int | None = None
