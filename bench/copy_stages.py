@@ -8,8 +8,9 @@ real servers:
   list     UID FETCH of UID, RFC822.SIZE, FLAGS, INTERNALDATE, folder by folder (``ImapSource``);
   fetch    the bodies (``ImapSource.fetch``);
   sha256   each body's digest, as the ledger keeps it;
-  ledger   the ledger's writes in a real SQLite store: intents, then outcomes with the next
-           batch's intents, one transaction a batch, batches cut as the plan's defaults cut them;
+  ledger   the ledger's writes in a real SQLite store: a batch intent, then each message's row
+           with the next batch's intent, one transaction a batch, batches cut as the plan's
+           defaults cut them;
   append   MULTIAPPEND into a fresh target folder (``ImapTarget.append``), a batch at a time.
 Then ``cutover run`` copies the same mailbox into a fresh target (a child process, measured alone)
 and a run of a one-message mailbox gives its start-up. What the run spends per message beyond
@@ -46,7 +47,7 @@ from runners.connectors.ranged import UidRange  # noqa: E402
 from runners.imap.wire import ImapConnection  # noqa: E402
 from runners.model import AppendItem, FetchedMessage, FetchFailure, FolderInfo  # noqa: E402
 from runners.plan.model import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_MESSAGES  # noqa: E402
-from runners.state.rows import Intent, MessageRef, Outcome, SourceFacts  # noqa: E402
+from runners.state.rows import BatchIntent, Sent, SentBatch, SourceFacts  # noqa: E402
 from runners.state.statuses import MessageStatus  # noqa: E402
 from runners.state.store import StateStore  # noqa: E402
 
@@ -110,15 +111,17 @@ def batches(fetched: Sequence[FetchedMessage]) -> Iterator[list[FetchedMessage]]
 
 
 def record(store: StateStore, folder_id: int, batch: list[FetchedMessage], digests: list[bytes],
-           earlier: list[Outcome]) -> list[Outcome]:  # fmt: skip
+           earlier: list[SentBatch]) -> list[SentBatch]:  # fmt: skip
     """The ledger's writes of one batch as the pipeline makes them; returns its outcomes."""
-    refs = [MessageRef(folder_id, 1, m.meta.key) for m in batch]
-    intents = [
-        Intent(ref, SourceFacts.of(m.meta), digest, "INBOX", "1", 1)
-        for ref, m, digest in zip(refs, batch, digests, strict=True)
+    intent = BatchIntent(
+        folder_id, 1, "INBOX", "1", 1,
+        [Sent(m.meta.key, SourceFacts.of(m.meta), digest, len(m.body)) for m, digest in zip(batch, digests, strict=True)],
+    )  # fmt: skip
+    intent_id = store.record_sent(earlier, intent)
+    assert intent_id is not None
+    return [
+        SentBatch(intent_id, intent, [(MessageStatus.COPIED, str(n), None) for n in range(1, len(batch) + 1)])
     ]
-    store.record_batch(earlier, intents)
-    return [Outcome(ref, MessageStatus.COPIED, str(n), None) for n, ref in enumerate(refs, 1)]
 
 
 def copy_folder(clock: Clock, source: ImapSource, target: ImapTarget, store: StateStore, folder: FolderInfo,
@@ -133,7 +136,7 @@ def copy_folder(clock: Clock, source: ImapSource, target: ImapTarget, store: Sta
     failed = [m for m in items if isinstance(m, FetchFailure)]
     if failed:
         raise SystemExit(f"{len(failed)} bodies not fetched from {folder.raw_name}: {failed[0].reason}")
-    outcomes: list[Outcome] = []
+    outcomes: list[SentBatch] = []
     for batch in batches(fetched):
         with clock.stage("sha256"):
             digests = [hashlib.sha256(m.body).digest() for m in batch]
@@ -146,7 +149,7 @@ def copy_folder(clock: Clock, source: ImapSource, target: ImapTarget, store: Sta
         if any(a.error is not None for a in answers):
             raise SystemExit(f"the target refused an APPEND into {wire}: {answers[0].error}")
     with clock.stage("ledger"):
-        store.record_batch(outcomes, ())
+        store.record_sent(outcomes)
     return len(fetched)
 
 

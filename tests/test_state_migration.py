@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from runners.state.rows import Intent, MessageRef, SourceFacts
 from runners.state.store import StateStore
 
 V1_DUMP = Path(__file__).parent / "stores" / "state-v1.sql"
@@ -72,8 +73,34 @@ def test_a_store_with_the_old_status_index_gets_the_partial_one(tmp_path: Path) 
     assert store.pending(folder) == []  # each changed folder's pass asks it
     assert store.superseded_copies(folder, "INBOX") == []
     db.set_trace_callback(None)
+    # folder_needs_work and pending also ask for the folder's batch intents (a few rows: no index).
+    ran = [sql for sql in ran if "FROM batch_intents" not in sql]
     assert len(ran) == 4
     for sql in ran:
         plan = " ".join(r["detail"] for r in store.query(f"EXPLAIN QUERY PLAN {sql}"))
         assert "messages_not_copied" in plan, plan
     store.close()
+
+
+def test_a_store_from_before_batch_intents_reads_the_same_when_opened_read_only(tmp_path: Path) -> None:
+    """A store no version with batch intents has opened yet has no table for them: opened read-only
+    (the cockpit, verify), its ledger and counts read as before, its pending rows pending."""
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    mailbox = store.upsert_mailbox("alice", "alice", "w")
+    folder = store.folder(mailbox, "INBOX", "INBOX", "INBOX", None).id
+    ref = MessageRef(folder, 5, "1")
+    store.record_intents([Intent(ref, SourceFacts(1, 10, None, ""), b"x" * 32, "INBOX", "3", 1)])
+    store.close()
+    db = sqlite3.connect(path)
+    db.executescript("DROP TABLE batch_intents;")
+    db.close()
+
+    seen = StateStore(path, read_only=True)
+    assert not seen.keeps_batch_intents()
+    assert seen.ledger(folder, 5)["1"].status == "pending"
+    assert seen.folder_needs_work(folder)
+    assert [(f.pending, f.copied) for f in seen.mailbox_detail("alice").folders] == [(1, 0)]
+    assert [i.status for i in seen.mailbox_detail("alice").issues] == ["pending"]
+    assert [r.pending for r in seen.mailbox_ledger_counts(None)] == [1]
+    seen.close()

@@ -31,11 +31,14 @@ from runners.state.mailbox_views import MailboxQuery
 from runners.state.pacing import PacingRow
 from runners.state.pg_backend import PostgresBackend
 from runners.state.rows import (
+    BatchIntent,
     EarlierCopy,
     Intent,
     Matched,
     MessageRef,
     Outcome,
+    Sent,
+    SentBatch,
     SourceFacts,
     SyncedFolder,
     Unsent,
@@ -122,6 +125,104 @@ def test_intents_results_and_the_attempt_history(store: StateStore) -> None:
         ("waived", "not copied, decided by sam@ops: too big for the target"),
     ]
     assert store.ledger(folder, BIG_UIDVALIDITY)["2"].status == "waived"
+    assert not store.folder_needs_work(folder)
+
+
+def _batch(folder: int, keys: list[str], mark: str, run: int, uidvalidity: int = 7) -> BatchIntent:
+    return BatchIntent(
+        folder, uidvalidity, "INBOX", mark, run,
+        [Sent(k, _facts(int(k), 1000 + int(k)), bytes([int(k)]) * 32, 1010 + int(k)) for k in keys],
+    )  # fmt: skip
+
+
+def test_a_batch_intent_stands_for_its_messages_until_the_target_answered(store: StateStore) -> None:
+    """The copy's ledger writes: one batch intent before the APPEND, each message's row once the
+    target answered, with the next batch's intent. Until then the messages are pending to every
+    reader: recovery, the pass's own reads, the cockpit's counts and lists, verification."""
+    mailbox, folder = _folder(store)
+    run = store.start_run("pilot", "full", 1)
+    store.record_unsent([Unsent(MessageRef(folder, 7, "2"), _facts(2), "failed", "NO earlier", run)])
+    first = _batch(folder, ["1", "2", "3"], "41", run)
+    first_id = store.record_sent([], first)
+    assert first_id is not None
+
+    pending = store.pending(folder)
+    assert [(p.ref.src_key, p.sha256, p.recovery_mark, p.run_id, p.intent_id) for p in pending] == [
+        (k, bytes([int(k)]) * 32, "41", run, first_id) for k in ("1", "2", "3")
+    ]
+    assert store.folder_needs_work(folder)
+    ledger = store.ledger(folder, 7)
+    assert {k: (e.status, e.size, e.sent_size, e.recovery_mark) for k, e in ledger.items()} == {
+        k: ("pending", 1000 + int(k), 1010 + int(k), "41") for k in ("1", "2", "3")
+    }  # the failed row of "2" is being retried: pending while its intent stands
+    assert store.ledger_for(folder, 7, ["2", "9"])["2"].status == "pending"
+    detail = store.mailbox_detail("alice@old")
+    assert [(f.pending, f.failed) for f in detail.folders] == [(3, 1)]
+    assert [(i.uid, i.status) for i in detail.issues] == [(1, "pending"), (2, "pending"), (3, "pending")]
+    (counts,) = store.mailbox_ledger_counts("pilot")
+    assert (counts.pending, counts.copied) == (3, 0)
+    assert [(r.uid, r.status, [a.reason for a in r.history]) for r in store.not_copied("pilot")] == [
+        (1, "pending", []), (2, "pending", ["NO earlier"]), (3, "pending", []),
+    ]  # fmt: skip
+
+    # The target answered: each row written whole with the next batch's intent, the first deleted.
+    answered = SentBatch(
+        first_id,
+        first,
+        [("copied", "40", None), ("failed", None, "NO [LIMIT] too big"), ("copied", "41", None)],
+    )
+    second_id = store.record_sent([answered], _batch(folder, ["4"], "42", run))
+    assert [p.ref.src_key for p in store.pending(folder)] == ["4"]
+    ledger = store.ledger(folder, 7)
+    assert {
+        k: (e.status, e.target_id, e.reason, e.sha256, e.size, e.sent_size, e.flags)
+        for k, e in ledger.items()
+    } == {
+        "1": ("copied", "40", None, b"\x01" * 32, 1001, 1011, "\\Seen"),
+        "2": ("failed", None, "NO [LIMIT] too big", b"\x02" * 32, 1002, 1012, "\\Seen"),
+        "3": ("copied", "41", None, b"\x03" * 32, 1003, 1013, "\\Seen"),
+        "4": ("pending", None, None, b"\x04" * 32, 1004, 1014, "\\Seen"),
+    }
+    assert [(a.status, a.reason) for a in store.message_history("alice@old", "INBOX", 2)] == [
+        ("failed", "NO earlier"), ("failed", "NO [LIMIT] too big"),
+    ]  # fmt: skip
+    assert store.mapped_target_ids(mailbox, "INBOX") == {"40", "41"}
+    assert (
+        store.record_sent(
+            [SentBatch(second_id or 0, _batch(folder, ["4"], "42", run), [("copied", "42", None)])]
+        )
+        is None
+    )
+    assert store.pending(folder) == []
+    assert {r["n"] for r in store.query("SELECT COUNT(*) AS n FROM batch_intents")} == {0}
+    assert store.folder_needs_work(folder)  # "2" failed
+
+
+def test_recovery_settles_batch_intents_and_pending_rows_of_an_older_version_together(
+    store: StateStore,
+) -> None:
+    """A store upgraded in the middle of a crashed copy holds pending rows written per message (the
+    older version's intents) beside batch intents: both are pending, and one settlement records
+    what the target had as copied, forgets the rest and deletes the intents, in one transaction."""
+    mailbox, folder = _folder(store)
+    run = store.start_run("pilot", "full", 1)
+    older = [MessageRef(folder, 7, k) for k in ("5", "6")]
+    store.record_intents(
+        [Intent(r, _facts(int(r.src_key)), b"\xee" * 32, "INBOX", "30", run, 99) for r in older]
+    )
+    batch_id = store.record_sent([], _batch(folder, ["1", "2"], "41", run))
+    pending = {p.ref.src_key: p for p in store.pending(folder)}
+    assert set(pending) == {"1", "2", "5", "6"}
+    assert (pending["5"].intent_id, pending["5"].sent, pending["1"].intent_id) == (None, None, batch_id)
+
+    store.settle_pending([(pending["1"], "50"), (pending["5"], "55")], [pending["2"], pending["6"]], "found")
+    assert store.pending(folder) == []
+    ledger = store.ledger(folder, 7)
+    assert {k: (e.status, e.target_id, e.reason, e.sha256, e.sent_size) for k, e in ledger.items()} == {
+        "1": ("copied", "50", "found", b"\x01" * 32, 1011),
+        "5": ("copied", "55", "found", b"\xee" * 32, 99),
+    }  # "2" had no row and gets none: copied again; "6"'s pending row is gone
+    assert store.mapped_target_ids(mailbox, "INBOX") == {"50", "55"}
     assert not store.folder_needs_work(folder)
 
 

@@ -119,7 +119,7 @@ class Recovery(Protocol):
     """How a target finds again the items whose APPEND outcome a crash lost.
 
     The engine drives every target the same way: before an APPEND it records each message as
-    *pending* with ``mark``; after it, the outcome. On the next pass it hands the pending rows to
+    *pending* with ``mark``; after it, the outcome. On the next pass it hands the pending messages to
     ``find``, records the found ones as copied and copies the rest again.
     """
 

@@ -1,13 +1,15 @@
 """Fetch → append for one folder, overlapped: a reader thread fetches the next batch from the
 source while this thread appends the current one to the target.
 
-Crash safety: before each APPEND the batch is written to the ledger as *pending* with the target
-adapter's recovery mark (IMAP: the folder's UIDNEXT at that moment). If the process dies between
-APPEND and the result write, the next run hands the pending rows to the target's recovery strategy
+Crash safety: before each APPEND the batch is written to the ledger as one *batch intent* (its
+messages' keys, SHA-256s and facts) with the target adapter's recovery mark (IMAP: the folder's
+UIDNEXT at that moment): its messages are pending. If the process dies between APPEND and the
+result write, the next run hands them to the target's recovery strategy
 (``reconcile.resolve_pending``) and so never appends them twice.
 
-A batch's outcomes are written in the transaction of the next batch's intents (one fsync a batch,
+A batch's outcomes are written in the transaction of the next batch's intent (one fsync a batch,
 not two), and at the end of the copy, on a stop or on an error: never before the target answered.
+Each message's ledger row is written then, once and whole, and the batch intent deleted with it.
 The mailbox's live counters, when due, ride in those transactions too.
 
 An append the target keeps failing (past the adapter's retries, not throttling) goes up as
@@ -33,7 +35,7 @@ from runners.engine.resilience import AppendFailed, blames_message
 from runners.errors import MailboxFatal, ProtocolError
 from runners.imap.dates import canonical_date
 from runners.model import AppendItem, AppendOutcome, FetchedMessage, FetchFailure, FolderInfo, MessageMeta
-from runners.state.rows import Intent, Matched, MessageRef, Outcome, SourceFacts, Unsent
+from runners.state.rows import BatchIntent, Matched, MessageRef, Result, Sent, SentBatch, SourceFacts, Unsent
 from runners.state.statuses import MessageStatus
 from runners.state.store import MailboxProgress, StateStore
 
@@ -175,8 +177,8 @@ def copy_folder(
     one_ahead = ctx.target.capabilities.fetch_ahead < 2
     max_messages, max_bytes = batch_limits(ctx.batch_messages, ctx.batch_bytes, ctx.target)
 
-    #: Outcomes the target gave that are not in the ledger yet (written with the next intents).
-    unrecorded: list[Outcome] = []
+    #: Batches the target answered that are not in the ledger yet (written with the next intent).
+    unrecorded: list[SentBatch] = []
 
     def flush() -> None:
         _flush(ctx, unrecorded)
@@ -237,16 +239,16 @@ def unsent_row(
     return Unsent(MessageRef(folder_id, uidvalidity, meta.key), SourceFacts.of(meta), status, reason, run_id)
 
 
-def _flush(ctx: CopyContext, unrecorded: list[Outcome]) -> None:
+def _flush(ctx: CopyContext, unrecorded: list[SentBatch]) -> None:
     """Write the outcomes not in the ledger yet (the copy ends, stops or fails)."""
     if unrecorded:
-        ctx.store.record_batch(unrecorded, (), ctx.progress_due())
+        ctx.store.record_sent(unrecorded, None, ctx.progress_due())
         unrecorded.clear()
         faults.reached("after-record")
 
 
 def _store_batch(
-    ctx: CopyContext, batch: Batch, mark: str | None, counters: CopyCounters, unrecorded: list[Outcome]
+    ctx: CopyContext, batch: Batch, mark: str | None, counters: CopyCounters, unrecorded: list[SentBatch]
 ) -> str | None:
     """One batch: record what the source could not deliver, claim what the target already holds,
     then intent → APPEND for the rest; their outcomes join ``unrecorded``, written with the next
@@ -272,21 +274,20 @@ def _append(
     send: list[tuple[FetchedMessage, bytes]],
     mark: str | None,
     counters: CopyCounters,
-    unrecorded: list[Outcome],
+    unrecorded: list[SentBatch],
 ) -> str | None:
-    """Intents → one append → outcomes (into ``unrecorded``); returns the next recovery mark."""
-    # Each message's ledger key, made once for its intent and its outcome (the per-message work
-    # of a batch is most of the runner's own CPU).
-    folder_id, uidvalidity, target_wire, run_id = ctx.folder_id, ctx.uidvalidity, ctx.target_wire, ctx.run_id
-    refs = [MessageRef(folder_id, uidvalidity, m.meta.key) for m, _ in send]
-    ctx.store.record_batch(
-        unrecorded,
-        [
-            Intent(ref, SourceFacts.of(m.meta), digest, target_wire, mark, run_id, len(m.body))
-            for ref, (m, digest) in zip(refs, send, strict=True)
-        ],
-        ctx.progress_due(),
+    """Batch intent → one append → outcomes (into ``unrecorded``); returns the next recovery mark."""
+    folder_id, uidvalidity, target_wire = ctx.folder_id, ctx.uidvalidity, ctx.target_wire
+    intent = BatchIntent(
+        folder_id,
+        uidvalidity,
+        target_wire,
+        mark,
+        ctx.run_id,
+        [Sent(m.meta.key, SourceFacts.of(m.meta), digest, len(m.body)) for m, digest in send],
     )
+    intent_id = ctx.store.record_sent(unrecorded, intent, ctx.progress_due())
+    assert intent_id is not None
     if unrecorded:
         unrecorded.clear()
         faults.reached("after-record")
@@ -313,7 +314,7 @@ def _append(
             raise AppendFailed(exc, folder_id, uidvalidity, [m.meta for m, _ in send]) from exc
         raise
     faults.reached("after-append")
-    _record_outcomes(ctx, [m for m, _ in send], refs, outcomes, counters, unrecorded)
+    _record_outcomes(ctx, intent_id, intent, [m for m, _ in send], outcomes, counters, unrecorded)
     return ctx.target.recovery.advance(mark, outcomes)
 
 
@@ -361,35 +362,32 @@ def _claim_prematched(
 
 def _record_outcomes(
     ctx: CopyContext,
+    intent_id: int,
+    intent: BatchIntent,
     sent: list[FetchedMessage],
-    refs: list[MessageRef],
     outcomes: list[AppendOutcome],
     counters: CopyCounters,
-    unrecorded: list[Outcome],
+    unrecorded: list[SentBatch],
 ) -> None:
-    """Add each APPEND's outcome to ``unrecorded``; write them now and raise ``MailboxFatal`` if the
+    """Add the batch's outcomes to ``unrecorded``; write them now and raise ``MailboxFatal`` if the
     target refused the whole mailbox."""
-    results: list[Outcome] = []
+    results: list[Result] = []
     fatal: AppendOutcome | None = None
     copied = copied_bytes = failed = 0
-    for message, ref, outcome in zip(sent, refs, outcomes, strict=True):
+    for message, outcome in zip(sent, outcomes, strict=True):
         if outcome.error is None:
-            results.append(
-                Outcome(ref, MessageStatus.COPIED, outcome.item_id, _date_note(message.meta.internaldate))
-            )
+            results.append((MessageStatus.COPIED, outcome.item_id, _date_note(message.meta.internaldate)))
             copied += 1
             copied_bytes += len(message.body)
         else:
-            results.append(
-                Outcome(ref, MessageStatus.FAILED, None, f"target refused APPEND: {outcome.error}")
-            )
+            results.append((MessageStatus.FAILED, None, f"target refused APPEND: {outcome.error}"))
             failed += 1
             if outcome.fatal_for_mailbox:
                 fatal = outcome
     counters.copied += copied
     counters.bytes_copied += copied_bytes
     counters.failed += failed
-    unrecorded.extend(results)
+    unrecorded.append(SentBatch(intent_id, intent, results))
     if fatal is not None:
         _flush(ctx, unrecorded)
         raise MailboxFatal(ctx.target.server, f"APPEND {ctx.target_wire}", fatal.error or "", fatal.code)

@@ -19,8 +19,7 @@ from collections import defaultdict
 from runners.connectors.base import TargetSession, Uncertain
 from runners.connectors.matching import content_pool
 from runners.engine import faults
-from runners.state.rows import MessageRef, Outcome, PendingIntent
-from runners.state.statuses import MessageStatus
+from runners.state.rows import MessageRef, PendingIntent
 from runners.state.store import StateStore
 
 FOUND_NOTE = "found on the target after an interrupted run"
@@ -96,8 +95,8 @@ def resolve_pending(
     by_target: dict[str, list[PendingIntent]] = defaultdict(list)
     for row in rows:
         by_target[row.target_name].append(row)
-    found: list[Outcome] = []
-    lost: list[MessageRef] = []
+    found: list[tuple[PendingIntent, str]] = []
+    lost: list[PendingIntent] = []
     for folder, group in by_target.items():
         uncertain = [
             Uncertain(r.ref.uidvalidity, r.ref.src_key, r.sha256, r.recovery_mark, item_key(*_key(r.ref)))
@@ -108,13 +107,10 @@ def resolve_pending(
         found_ids = target.recovery.find(folder, uncertain, claimed, after_crash=after_crash)
         for row, item_id in zip(group, found_ids, strict=True):
             if item_id is None:
-                lost.append(row.ref)
+                lost.append(row)
             else:
-                found.append(Outcome(row.ref, MessageStatus.COPIED, item_id, FOUND_NOTE))
-    if found:
-        store.record_results(found)
-    if lost:
-        store.forget_pending(lost)
+                found.append((row, item_id))
+    store.settle_pending(found, lost, FOUND_NOTE)
     return len(found), len(lost)
 
 

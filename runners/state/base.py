@@ -18,6 +18,15 @@ class StoreBase:
     _backend: Backend
     #: Set on a fenced copy of the store (``StateStore.fenced``): every write proves the lease first.
     _lease: Lease | None = None
+    #: Whether ``batch_intents`` was seen (``keeps_batch_intents``): a table once there stays.
+    _batch_intents_seen = False
+
+    def keeps_batch_intents(self) -> bool:
+        """Whether the store has its batch intents' table: a store written by a version before them
+        and opened read-only (a cockpit, verify) has none, and no APPEND of this version in flight."""
+        if not self._batch_intents_seen:
+            self._batch_intents_seen = not self.read_only or bool(self._backend.columns("batch_intents"))
+        return self._batch_intents_seen
 
     @property
     def read_only(self) -> bool:

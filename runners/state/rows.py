@@ -6,7 +6,9 @@ decimal text, an Exchange item id) and what its recovery strategy marked before 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from runners.model import MessageMeta, flag_text
 
@@ -58,6 +60,64 @@ class Outcome:
     reason: str | None
 
 
+class Sent(NamedTuple):
+    """One message of a batch of APPENDs, as its ledger row will hold it (``BatchIntent``)."""
+
+    src_key: str
+    source: SourceFacts
+    sha256: bytes
+    #: The bytes the source served, which an IMAP target is sent (None: not known).
+    sent_size: int | None
+
+
+def pack_sent(messages: list[Sent]) -> tuple[str, bytes]:
+    """A batch intent's messages as its ledger row keeps them: JSON, one list a message, and their
+    SHA-256s end to end."""
+    packed = json.dumps(
+        [
+            [s.src_key, (f := s.source).src_uid, f.size, f.internaldate, f.flags, s.sent_size]
+            for s in messages
+        ],
+        separators=(",", ":"),
+    )
+    return packed, b"".join(s.sha256 for s in messages)
+
+
+def unpack_sent(packed: str, digests: bytes) -> list[Sent]:
+    """The messages ``pack_sent`` packed."""
+    return [
+        Sent(key, SourceFacts(uid, size, date, flags), digests[32 * n : 32 * n + 32], sent_size)
+        for n, (key, uid, size, date, flags, sent_size) in enumerate(json.loads(packed))
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchIntent:
+    """One APPEND about to be sent, for every message it carries: one ledger row (``batch_intents``)
+    written before the bytes leave, deleted in the transaction that writes its messages' rows
+    (``StateStore.record_sent``). While it stands its messages are pending."""
+
+    folder_id: int
+    uidvalidity: int
+    target_name: str
+    recovery_mark: str | None
+    run_id: int
+    messages: list[Sent]
+
+
+#: What the target made of one message of a batch: (status, target id, reason), the reason None for a copy.
+Result = tuple[str, str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SentBatch:
+    """A batch intent the target answered: its id in the ledger and each message's result, in order."""
+
+    intent_id: int
+    batch: BatchIntent
+    results: list[Result]
+
+
 @dataclass(frozen=True, slots=True)
 class Unsent:
     """A message never appended: ``skipped`` or ``failed`` before APPEND, with the reason."""
@@ -94,6 +154,10 @@ class PendingIntent:
     #: The run that sent it (an earlier run's: a crash, whose last APPEND the server may still be saving;
     #: the same run's: this job's own, or a holder's that died, see ``reconcile.resolve_pending``).
     run_id: int | None = None
+    #: A message of a batch intent (``BatchIntent``): the intent's id, and what its row is to hold
+    #: once found. None for a pending ledger row (written per message, before the batch intents).
+    intent_id: int | None = None
+    sent: Sent | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 -- The state store: every run, mailbox, folder and message the engine has touched (SQLite; the
 -- statuses of each column are also runners/state/statuses.py, one StrEnum per column).
--- Statuses of a message: pending (APPEND about to be sent: the intent), copied, skipped, failed,
+-- Statuses of a message: pending (APPEND about to be sent: the intent; written by this version as
+-- a batch intent, batch_intents, and by older ones as the message's row), copied, skipped, failed,
 -- superseded (from an older UIDVALIDITY, kept until a pass under the new one completes),
 -- waived (an operator decided it is not copied: `cutover skip`, with the reason).
 
@@ -101,6 +102,29 @@ CREATE TABLE IF NOT EXISTS messages (
 -- it had messages_status (status, folder_id), over every row: dropped here.
 CREATE INDEX IF NOT EXISTS messages_not_copied ON messages (folder_id, status) WHERE status != 'copied';
 DROP INDEX IF EXISTS messages_status;
+
+-- An APPEND about to be sent, one row for every message it carries (StateStore.record_sent): written
+-- before the bytes leave, deleted in the transaction that writes the messages' own rows, once the
+-- target answered. While it stands, its messages are pending: the next pass hands them to the
+-- target's recovery (StateStore.pending). One row a batch instead of a pending row a message, which
+-- its outcome then rewrote: a copied message's row is written once. ``messages``: JSON, a list of
+-- [src_key, src_uid, size, internaldate, flags, sent_size] in APPEND order; ``digests``: their
+-- SHA-256s, 32 bytes each, in the same order (as hex in the JSON they would double its size, and a
+-- row over a page spills into overflow pages, which every batch would write and free). No index:
+-- it holds the batches in flight (one a copying connection) and those a crash left, a few rows, and
+-- an index would be one more page every batch's transaction writes.
+CREATE TABLE IF NOT EXISTS batch_intents (
+    id            INTEGER PRIMARY KEY,
+    folder_id     INTEGER NOT NULL REFERENCES folders(id),
+    uidvalidity   INTEGER NOT NULL,
+    target_name   TEXT NOT NULL,
+    recovery_mark TEXT,                    -- the target adapter's mark before the APPEND, opaque
+    run_id        INTEGER,
+    updated       REAL,
+    carried       INTEGER NOT NULL,            -- how many messages it carries
+    messages      TEXT NOT NULL,
+    digests       BLOB NOT NULL
+);
 
 -- Every outcome that left a message not copied (failed, skipped, then waived by an operator), oldest
 -- first: the failure drill-down's retry history. Append-only, written in the transaction that

@@ -27,7 +27,7 @@ def not_copied_source(dialect: str, alias: str = "") -> str:
 class MessageStatus(StrEnum):
     """``messages.status``: where one source message stands."""
 
-    PENDING = "pending"  # the APPEND (or create) is about to be sent: the intent
+    PENDING = "pending"  # the APPEND (or create) is about to be sent: a batch intent (older: a row)
     COPIED = "copied"
     SKIPPED = "skipped"  # left on the source on purpose (over the target's limit, ...)
     FAILED = "failed"  # the source could not deliver it, or the target refused it

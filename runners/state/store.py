@@ -15,7 +15,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from runners.state.pacing import PacingMixin
 from runners.state.proxy_reads import ProxyReadsMixin
 from runners.state.proxy_writes import ProxyWritesMixin
 from runners.state.rows import (
+    BatchIntent,
     EarlierCopy,
     FailedMessage,
     Intent,
@@ -40,9 +41,13 @@ from runners.state.rows import (
     MessageRef,
     Outcome,
     PendingIntent,
+    Sent,
+    SentBatch,
     SourceFacts,
     SyncedFolder,
     Unsent,
+    pack_sent,
+    unpack_sent,
 )
 from runners.state.runs import RunsMixin
 from runners.state.server_slots import ServerSlotsMixin
@@ -282,17 +287,15 @@ class StateStore(
         return row is not None and row[0] is not None
 
     def folder_needs_work(self, folder_id: int) -> bool:
-        """True when the ledger holds anything not finally copied (pending, failed, skipped)."""
-        row = (
-            self._db()
-            .execute(
-                "SELECT 1 FROM messages WHERE folder_id = ? AND status IN ('pending', 'failed', 'skipped') "
-                f"AND {NOT_COPIED} LIMIT 1",
-                (folder_id,),
-            )
-            .fetchone()
-        )
-        return row is not None
+        """True when the ledger holds anything not finally copied (pending, failed, skipped), or a
+        batch intent (its messages are pending)."""
+        db = self._db()
+        row = db.execute(
+            "SELECT 1 FROM messages WHERE folder_id = ? AND status IN ('pending', 'failed', 'skipped') "
+            f"AND {NOT_COPIED} LIMIT 1",
+            (folder_id,),
+        ).fetchone()
+        return row is not None or (self.keeps_batch_intents() and _has_batch_intents(db, folder_id))
 
     def synced_folders(self, mailbox: str) -> dict[str, SyncedFolder] | None:
         """The folders a run recorded for the source mailbox ``mailbox``, by source name; None when
@@ -346,10 +349,35 @@ class StateStore(
             f"{sent_size} FROM messages WHERE folder_id = ? AND uidvalidity = ?",
             (folder_id, uidvalidity),
         )
-        return {
+        out = {
             r[0]: LedgerEntry(r[1], r[2], r[3], r[4], r[5], r[6], r[7], internaldate=r[8], sent_size=r[9])
             for r in rows
         }
+        out.update(self._in_flight_entries(folder_id, uidvalidity))
+        return out
+
+    def _in_flight_entries(self, folder_id: int, uidvalidity: int) -> dict[str, LedgerEntry]:
+        """The messages of the folder's batch intents, as pending ledger entries: they stand for the
+        row each message will get (a row it has from before, say a failure, is being retried)."""
+        out: dict[str, LedgerEntry] = {}
+        if not self.keeps_batch_intents():
+            return out
+        for _, intent in _batch_intents(self._db(), folder_id, uidvalidity):
+            for sent in intent.messages:
+                facts = sent.source
+                out[sent.src_key] = LedgerEntry(
+                    MessageStatus.PENDING,
+                    facts.flags,
+                    None,
+                    sent.sha256,
+                    facts.size,
+                    intent.recovery_mark,
+                    None,
+                    intent.run_id,
+                    facts.internaldate,
+                    sent.sent_size,
+                )
+        return out
 
     def _keeps_sent_size(self) -> bool:
         if self._sent_size_known is None:
@@ -371,6 +399,11 @@ class StateStore(
             )
             for r in rows:
                 out[r[0]] = LedgerEntry(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+        if self.keeps_batch_intents() and _has_batch_intents(self._db(), folder_id):
+            wanted = set(keys)
+            out.update(
+                (k, e) for k, e in self._in_flight_entries(folder_id, uidvalidity).items() if k in wanted
+            )
         return out
 
     def supersede_other_uidvalidity(self, folder_id: int, uidvalidity: int) -> bool:
@@ -442,6 +475,50 @@ class StateStore(
             if progress is not None:
                 _write_progress(db, *progress, now)
 
+    def record_sent(
+        self,
+        done: Sequence[SentBatch],
+        intent: BatchIntent | None = None,
+        progress: tuple[int, MailboxProgress] | None = None,
+    ) -> int | None:
+        """The copy's ledger writes, one transaction a batch (one fsync): the rows of the messages of
+        batches the target answered (``done``: each row written once, whole, and its batch intent
+        deleted), then the next batch's ``intent``, before its APPEND is sent. Returns the intent's id.
+        ``progress``: a mailbox's live counters, when due, ride along (as in ``record_batch``)."""
+        now = time.time()
+        with self.transaction() as db:
+            for sent in done:
+                _write_sent(db, sent, now)
+            intent_id = (
+                None if intent is None else self._backend.insert(db, _INTENT_SQL, _intent_row(intent, now))
+            )
+            if progress is not None:
+                _write_progress(db, *progress, now)
+        return intent_id
+
+    def settle_pending(
+        self, found: Sequence[tuple[PendingIntent, str]], lost: Sequence[PendingIntent], note: str
+    ) -> None:
+        """Intents the target's recovery settled (``pending``), in one transaction: each message found
+        (with the target's id) is recorded as copied with ``note``; a lost one is forgotten, so the
+        message is copied again; the batch intents they came from are deleted."""
+        now = time.time()
+        with self.transaction() as db:
+            rows = [Outcome(p.ref, MessageStatus.COPIED, item, note) for p, item in found if p.sent is None]
+            if rows:
+                _write_results(db, rows, now)
+            whole = [
+                _sent_row(p, p.sent, "copied", item, note, now) for p, item in found if p.sent is not None
+            ]
+            if whole:
+                db.executemany(_SENT_WITH_REASON, whole)
+            forgotten = [_ref(p.ref) for p in lost if p.intent_id is None]
+            if forgotten:
+                db.executemany(_FORGET_SQL, forgotten)
+            settled = {p.intent_id for p in (*(p for p, _ in found), *lost) if p.intent_id is not None}
+            if settled:
+                db.executemany("DELETE FROM batch_intents WHERE id = ?", [(i,) for i in sorted(settled)])
+
     def record_unsent(self, rows: Iterable[Unsent]) -> None:
         """Messages never appended (skipped or failed before APPEND).
 
@@ -500,10 +577,7 @@ class StateStore(
     def forget_pending(self, rows: Iterable[MessageRef]) -> None:
         """Drop intents whose APPEND never landed, so the message is copied again."""
         with self.transaction() as db:
-            db.executemany(
-                "DELETE FROM messages WHERE folder_id = ? AND uidvalidity = ? AND src_key = ? AND status = 'pending'",
-                [_ref(r) for r in rows],
-            )
+            db.executemany(_FORGET_SQL, [_ref(r) for r in rows])
 
     def waive_message(self, mailbox: str, folder: str, uid: int, reason: str, who: str) -> int:
         """An operator's decision not to copy a failed or skipped message; reruns leave it alone.
@@ -536,13 +610,30 @@ class StateStore(
             )
 
     def pending(self, folder_id: int) -> list[PendingIntent]:
-        rows = self._db().execute(
+        """The folder's messages whose APPEND may or may not have landed: those of its batch intents,
+        and pending rows (written per message by versions before the batch intents)."""
+        db = self._db()
+        rows = db.execute(
             "SELECT uidvalidity, src_key, sha256, target_name, recovery_mark, run_id "
             f"FROM {not_copied_source(self._backend.dialect)} "
             f"WHERE folder_id = ? AND status = 'pending' AND {NOT_COPIED}",
             (folder_id,),
         )
-        return [PendingIntent(MessageRef(folder_id, r[0], r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+        out = [PendingIntent(MessageRef(folder_id, r[0], r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+        for intent_id, intent in _batch_intents(db, folder_id):
+            out.extend(
+                PendingIntent(
+                    MessageRef(folder_id, intent.uidvalidity, sent.src_key),
+                    sent.sha256,
+                    intent.target_name,
+                    intent.recovery_mark,
+                    intent.run_id,
+                    intent_id,
+                    sent,
+                )
+                for sent in intent.messages
+            )
+        return out
 
     def mapped_target_ids(self, mailbox_id: int, target_name: str) -> set[str]:
         """Target items the ledger maps to a copied message of this mailbox's folder ``target_name``."""
@@ -693,9 +784,166 @@ def _write_results(db: Connection, rows: list[Outcome], now: float) -> None:
         db.executemany(_RESULT_WITH_REASON, _result_rows(refused, now, with_reason=True))
     failed = [(now, *_ref(r.ref)) for r in rows if r.status in _IN_HISTORY]
     if failed:
-        db.executemany(
-            "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
-            "SELECT folder_id, uidvalidity, src_key, run_id, ?, status, reason FROM messages "
-            "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?",
-            failed,
+        db.executemany(_HISTORY_SQL, failed)
+
+
+#: A failure's line in the attempt history, from its ledger row as just written.
+_HISTORY_SQL = (
+    "INSERT INTO message_attempts (folder_id, uidvalidity, src_key, run_id, at, status, reason) "
+    "SELECT folder_id, uidvalidity, src_key, run_id, ?, status, reason FROM messages "
+    "WHERE folder_id = ? AND uidvalidity = ? AND src_key = ?"
+)
+
+
+_FORGET_SQL = (
+    "DELETE FROM messages WHERE folder_id = ? AND uidvalidity = ? AND src_key = ? AND status = 'pending'"
+)
+
+_INTENT_SQL = (
+    "INSERT INTO batch_intents (folder_id, uidvalidity, target_name, recovery_mark, run_id, updated, carried, "
+    "messages, digests) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _intent_row(intent: BatchIntent, now: float) -> tuple[object, ...]:
+    return (
+        intent.folder_id,
+        intent.uidvalidity,
+        intent.target_name,
+        intent.recovery_mark,
+        intent.run_id,
+        now,
+        len(intent.messages),
+        *pack_sent(intent.messages),
+    )
+
+
+def _batch_intents(
+    db: Connection, folder_id: int, uidvalidity: int | None = None
+) -> Iterator[tuple[int, BatchIntent]]:
+    """The folder's batch intents (of one UIDVALIDITY, when given), oldest first, with their ids."""
+    sql = (
+        "SELECT id, uidvalidity, target_name, recovery_mark, run_id, messages, digests FROM batch_intents "
+        "WHERE folder_id = ?"
+    )
+    params: tuple[int, ...] = (folder_id,)
+    if uidvalidity is not None:
+        sql, params = sql + " AND uidvalidity = ?", (folder_id, uidvalidity)
+    for intent_id, validity, target_name, mark, run_id, packed, digests in db.execute(
+        sql + " ORDER BY id", params
+    ).fetchall():
+        yield (
+            int(intent_id),
+            BatchIntent(folder_id, validity, target_name, mark, run_id, unpack_sent(packed, bytes(digests))),
         )
+
+
+def _has_batch_intents(db: Connection, folder_id: int) -> bool:
+    return (
+        db.execute("SELECT 1 FROM batch_intents WHERE folder_id = ? LIMIT 1", (folder_id,)).fetchone()
+        is not None
+    )
+
+
+#: A message's whole ledger row, written once the target answered (``record_sent``); its reason as SQL's
+#: NULL for a copy (see _STATUS_TEXT). A row from before (a failure retried, a pending row of an older
+#: version) is overwritten, its attempts counted on.
+_SENT_SQL = (
+    "INSERT INTO messages (folder_id, uidvalidity, src_key, src_uid, size, internaldate, flags, sha256, "
+    "target_name, run_id, sent_size, status, target_id, reason, attempts, updated) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,{reason},1,?) "
+    "ON CONFLICT(folder_id, uidvalidity, src_key) DO UPDATE SET status = excluded.status, "
+    "target_id = excluded.target_id, reason = excluded.reason, sha256 = excluded.sha256, size = excluded.size, "
+    "flags = excluded.flags, internaldate = excluded.internaldate, sent_size = excluded.sent_size, "
+    "target_name = excluded.target_name, recovery_mark = NULL, run_id = excluded.run_id, "
+    "attempts = messages.attempts + 1, updated = excluded.updated"
+)
+_SENT_WITHOUT_REASON = _SENT_SQL.format(reason="NULL")
+_SENT_WITH_REASON = _SENT_SQL.format(reason="?")
+
+
+def _sent_row(
+    p: PendingIntent | BatchIntent,
+    sent: Sent,
+    status: str,
+    target_id: str | None,
+    reason: str | None,
+    now: float,
+) -> tuple[object, ...]:
+    """The parameters of ``_SENT_SQL`` for one message (its reason, made safe, only when it has one)."""
+    if isinstance(p, PendingIntent):
+        folder_id, uidvalidity, target_name, run_id = (
+            p.ref.folder_id,
+            p.ref.uidvalidity,
+            p.target_name,
+            p.run_id,
+        )
+    else:
+        folder_id, uidvalidity, target_name, run_id = p.folder_id, p.uidvalidity, p.target_name, p.run_id
+    facts = sent.source
+    return (
+        folder_id,
+        uidvalidity,
+        sent.src_key,
+        facts.src_uid,
+        facts.size,
+        facts.internaldate,
+        facts.flags,
+        bytearray(sent.sha256),
+        target_name,
+        run_id,
+        sent.sent_size,
+        _STATUS_TEXT.get(status, status),
+        target_id,
+        *(() if reason is None else (safe(reason),)),
+        now,
+    )
+
+
+def _write_sent(db: Connection, done: SentBatch, now: float) -> None:
+    """One answered batch: each message's whole row, the failures' attempt history, the intent deleted."""
+    batch = done.batch
+    folder_id, uidvalidity, target_name, run_id = (
+        batch.folder_id,
+        batch.uidvalidity,
+        batch.target_name,
+        batch.run_id,
+    )
+    copied: list[tuple[object, ...]] = []
+    refused: list[tuple[object, ...]] = []
+    for sent, (status, target_id, reason) in zip(batch.messages, done.results, strict=True):
+        if reason is None:
+            # Spelt out, not through _sent_row: a row per message, the copy's hot path.
+            facts = sent.source
+            copied.append(
+                (
+                    folder_id,
+                    uidvalidity,
+                    sent.src_key,
+                    facts.src_uid,
+                    facts.size,
+                    facts.internaldate,
+                    facts.flags,
+                    bytearray(sent.sha256),
+                    target_name,
+                    run_id,
+                    sent.sent_size,
+                    _STATUS_TEXT.get(status, status),
+                    target_id,
+                    now,
+                )
+            )
+        else:
+            refused.append(_sent_row(batch, sent, status, target_id, reason, now))
+    if copied:
+        db.executemany(_SENT_WITHOUT_REASON, copied)
+    if refused:
+        db.executemany(_SENT_WITH_REASON, refused)
+        failed = [
+            (now, folder_id, uidvalidity, sent.src_key)
+            for sent, (status, _, _) in zip(batch.messages, done.results, strict=True)
+            if status in _IN_HISTORY
+        ]
+        if failed:
+            db.executemany(_HISTORY_SQL, failed)
+    db.execute("DELETE FROM batch_intents WHERE id = ?", (done.intent_id,))
