@@ -86,11 +86,15 @@ class _Spent:
 _SPENT: Final = _Spent()
 
 
-async def _dialogue(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> _DialogueProtocol:
-    """Connect and run ``steps`` to their end; the connection is closed if they (or it) fail."""
+async def _dialogue(
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, hold: bool = False
+) -> _DialogueProtocol:
+    """Connect and run ``steps`` to their end (``hold``: to where they pause, reading on); the
+    connection is closed if they (or it) fail."""
     # The loop looked up once: each lookup is a getpid() system call (asyncio's check for a fork).
     loop = asyncio.get_running_loop()
     protocol = _DialogueProtocol(steps, loop.create_future())
+    protocol.hold = hold
     try:
         await _connect(loop, endpoint, tls, protocol)
     except (OSError, ssl.SSLError, ValueError) as exc:
@@ -116,7 +120,10 @@ async def open_dialogue(
 async def open_leg(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> Leg:
     """``open_dialogue`` for the relay: the connection as a ``Leg``, its reading paused until the relay
     takes the transport over (no streams made for it)."""
-    protocol = await _dialogue(endpoint, tls, steps)
+    return _leg_of(endpoint, await _dialogue(endpoint, tls, steps))
+
+
+def _leg_of(endpoint: BackendEndpoint, protocol: _DialogueProtocol) -> Leg:
     if endpoint.tls == TlsMode.IMPLICIT:
         # The full streams: uvloop's TLS transport, told of the peer's close while its reading is
         # paused, drops what it decrypted but had not delivered (a BYE right behind the OK).
@@ -185,11 +192,98 @@ async def _starttls_dialogue(
     return Leg.of_streams(reader, writer, tls=True)
 
 
+class HeldDialogue(Protocol):
+    """A backend's login dialogue paused where its steps said they were over for now (POP3's USER
+    answered, the password not yet known), the connection still read: ``fresh`` says the backend
+    said nothing since and is still there; ``resume`` runs the steps on (the caller wrote what comes
+    next) to their end and gives the relay's ``Leg``; ``close`` drops it, without waiting."""
+
+    def fresh(self) -> bool: ...
+    def resume(self) -> Coroutine[None, None, Leg]: ...
+    def close(self) -> None: ...
+
+
+def held_dialogue(
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, starttls: StartTls
+) -> Coroutine[None, None, HeldDialogue]:
+    """``login_dialogue`` up to where ``steps`` pause (their ``step`` returned True); the connection
+    is closed when it fails, else held (``HeldDialogue``)."""
+    if endpoint.tls != TlsMode.STARTTLS:
+        return _held_protocol(endpoint, tls, steps)
+    return _held_streams(endpoint, tls, steps, starttls)
+
+
+async def _held_protocol(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> HeldDialogue:
+    return _HeldProtocol(endpoint, await _dialogue(endpoint, tls, steps, hold=True))
+
+
+async def _held_streams(
+    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, starttls: StartTls
+) -> HeldDialogue:
+    reader, writer = await open_backend(endpoint, tls)
+    try:
+        steps.write = writer.write
+        await starttls(endpoint, tls, steps, reader, writer)
+        await run_steps(reader, steps)
+    except BaseException:
+        writer.close()  # no wait: a cancelled login must not wait for the backend
+        raise
+    return _HeldStreams(reader, writer, steps)
+
+
+class _HeldProtocol:
+    __slots__ = ("endpoint", "protocol")
+
+    def __init__(self, endpoint: BackendEndpoint, protocol: _DialogueProtocol) -> None:
+        self.endpoint, self.protocol = endpoint, protocol
+
+    def fresh(self) -> bool:
+        protocol = self.protocol
+        return not protocol.buffer and not protocol.lost and not protocol.transport.is_closing()
+
+    async def resume(self) -> Leg:
+        protocol = self.protocol
+        protocol.hold = False
+        done = protocol.done = asyncio.get_running_loop().create_future()
+        try:
+            await done
+        except BaseException:
+            protocol.transport.abort()
+            raise
+        return _leg_of(self.endpoint, protocol)
+
+    def close(self) -> None:
+        self.protocol.steps = _SPENT  # not the login's words
+        self.protocol.transport.close()
+
+
+class _HeldStreams:
+    __slots__ = ("reader", "steps", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, steps: LineSteps) -> None:
+        self.reader, self.writer, self.steps = reader, writer, steps
+
+    def fresh(self) -> bool:
+        buffer: bytearray = self.reader._buffer  # type: ignore[attr-defined]
+        return not buffer and not self.reader.at_eof() and not self.writer.transport.is_closing()
+
+    async def resume(self) -> Leg:
+        try:
+            await run_steps(self.reader, self.steps)
+        except BaseException:
+            self.writer.close()
+            raise
+        return Leg.of_streams(self.reader, self.writer, tls=True)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class _DialogueProtocol(asyncio.Protocol):
     """Feeds a backend's lines to a ``LineSteps``; reading stops with the dialogue's last line. It stays
     the transport's protocol under the streams it hands over (``streams``), which only the relay reads."""
 
-    __slots__ = ("buffer", "closed", "done", "lost", "steps", "transport")
+    __slots__ = ("buffer", "closed", "done", "hold", "lost", "steps", "transport")
 
     def __init__(self, steps: LineSteps, done: asyncio.Future[None]) -> None:
         self.steps = steps
@@ -198,6 +292,7 @@ class _DialogueProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport
         self.closed: asyncio.Future[None] | None = None  # what the relay's wait_closed() waits on
         self.lost = False
+        self.hold = False  # the steps pause, not end: reading goes on (``HeldDialogue``)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream's transport reads and writes
@@ -228,10 +323,13 @@ class _DialogueProtocol(asyncio.Protocol):
                 self._fail(exc)
                 return
             if over:
-                self.transport.pause_reading()  # what follows is the relay's
+                if not self.hold:
+                    self.transport.pause_reading()  # what follows is the relay's
                 done.set_result(None)
         if start < len(data):
             buffer += data[start:] if start else data
+            if self.hold and len(buffer) > BACKEND_LIMIT:  # a held dialogue's backend talking on
+                self.transport.abort()
 
     def eof_received(self) -> bool:
         self._fail(asyncio.IncompleteReadError(bytes(self.buffer), None))
