@@ -191,7 +191,8 @@ def test_a_held_dialogue_goes_on_where_it_paused_and_its_leg_keeps_what_follows(
         await asyncio.sleep(0.05)
         assert held.fresh()
         steps.pass_()
-        leg = await held.resume()
+        await held.resume()
+        leg = held.leg()
         assert steps.lines[-1] == b"+OK Logged in."
         assert leg.take_rest() == (b"+OK 0 0\r\n", False)
         leg.transport.close()

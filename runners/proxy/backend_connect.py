@@ -93,7 +93,7 @@ async def _dialogue(
     connection is closed if they (or it) fail."""
     # The loop looked up once: each lookup is a getpid() system call (asyncio's check for a fork).
     loop = asyncio.get_running_loop()
-    protocol = _DialogueProtocol(steps, loop.create_future())
+    protocol = _DialogueProtocol(steps, loop.create_future(), endpoint.tls == TlsMode.IMPLICIT)
     protocol.hold = hold
     try:
         await _connect(loop, endpoint, tls, protocol)
@@ -120,15 +120,7 @@ async def open_dialogue(
 async def open_leg(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> Leg:
     """``open_dialogue`` for the relay: the connection as a ``Leg``, its reading paused until the relay
     takes the transport over (no streams made for it)."""
-    return _leg_of(endpoint, await _dialogue(endpoint, tls, steps))
-
-
-def _leg_of(endpoint: BackendEndpoint, protocol: _DialogueProtocol) -> Leg:
-    if endpoint.tls == TlsMode.IMPLICIT:
-        # The full streams: uvloop's TLS transport, told of the peer's close while its reading is
-        # paused, drops what it decrypted but had not delivered (a BYE right behind the OK).
-        return Leg.of_streams(*protocol.streams(), tls=True)
-    return protocol.leg()
+    return (await _dialogue(endpoint, tls, steps)).leg()
 
 
 def _connect(
@@ -194,12 +186,14 @@ async def _starttls_dialogue(
 
 class HeldDialogue(Protocol):
     """A backend's login dialogue paused where its steps said they were over for now (POP3's USER
-    answered, the password not yet known), the connection still read: ``fresh`` says the backend
-    said nothing since and is still there; ``resume`` runs the steps on (the caller wrote what comes
-    next) to their end and gives the relay's ``Leg``; ``close`` drops it, without waiting."""
+    answered, the password not yet known), its connection still read: ``fresh`` says the backend
+    said nothing since and is still there; ``resume`` (awaited) runs the steps on, once the caller
+    wrote what comes next, to their end; ``leg`` is then the relay's; ``close`` drops it, without
+    waiting (the caller's to call when ``resume`` fails too)."""
 
     def fresh(self) -> bool: ...
-    def resume(self) -> Coroutine[None, None, Leg]: ...
+    def resume(self) -> Awaitable[None]: ...
+    def leg(self) -> Leg: ...
     def close(self) -> None: ...
 
 
@@ -207,14 +201,11 @@ def held_dialogue(
     endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, starttls: StartTls
 ) -> Coroutine[None, None, HeldDialogue]:
     """``login_dialogue`` up to where ``steps`` pause (their ``step`` returned True); the connection
-    is closed when it fails, else held (``HeldDialogue``)."""
+    is closed when it fails, else held. Without STARTTLS it is the dialogue's coroutine itself and
+    the connection's protocol is what it holds (no frame, no object of its own)."""
     if endpoint.tls != TlsMode.STARTTLS:
-        return _held_protocol(endpoint, tls, steps)
+        return _dialogue(endpoint, tls, steps, hold=True)
     return _held_streams(endpoint, tls, steps, starttls)
-
-
-async def _held_protocol(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> HeldDialogue:
-    return _HeldProtocol(endpoint, await _dialogue(endpoint, tls, steps, hold=True))
 
 
 async def _held_streams(
@@ -231,33 +222,9 @@ async def _held_streams(
     return _HeldStreams(reader, writer, steps)
 
 
-class _HeldProtocol:
-    __slots__ = ("endpoint", "protocol")
-
-    def __init__(self, endpoint: BackendEndpoint, protocol: _DialogueProtocol) -> None:
-        self.endpoint, self.protocol = endpoint, protocol
-
-    def fresh(self) -> bool:
-        protocol = self.protocol
-        return not protocol.buffer and not protocol.lost and not protocol.transport.is_closing()
-
-    async def resume(self) -> Leg:
-        protocol = self.protocol
-        protocol.hold = False
-        done = protocol.done = asyncio.get_running_loop().create_future()
-        try:
-            await done
-        except BaseException:
-            protocol.transport.abort()
-            raise
-        return _leg_of(self.endpoint, protocol)
-
-    def close(self) -> None:
-        self.protocol.steps = _SPENT  # not the login's words
-        self.protocol.transport.close()
-
-
 class _HeldStreams:
+    """A dialogue held over streams (after STARTTLS)."""
+
     __slots__ = ("reader", "steps", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, steps: LineSteps) -> None:
@@ -267,12 +234,10 @@ class _HeldStreams:
         buffer: bytearray = self.reader._buffer  # type: ignore[attr-defined]
         return not buffer and not self.reader.at_eof() and not self.writer.transport.is_closing()
 
-    async def resume(self) -> Leg:
-        try:
-            await run_steps(self.reader, self.steps)
-        except BaseException:
-            self.writer.close()
-            raise
+    def resume(self) -> Awaitable[None]:
+        return run_steps(self.reader, self.steps)
+
+    def leg(self) -> Leg:
         return Leg.of_streams(self.reader, self.writer, tls=True)
 
     def close(self) -> None:
@@ -283,11 +248,12 @@ class _DialogueProtocol(asyncio.Protocol):
     """Feeds a backend's lines to a ``LineSteps``; reading stops with the dialogue's last line. It stays
     the transport's protocol under the streams it hands over (``streams``), which only the relay reads."""
 
-    __slots__ = ("buffer", "closed", "done", "hold", "lost", "steps", "transport")
+    __slots__ = ("buffer", "closed", "done", "hold", "implicit", "lost", "steps", "transport")
 
-    def __init__(self, steps: LineSteps, done: asyncio.Future[None]) -> None:
+    def __init__(self, steps: LineSteps, done: asyncio.Future[None], implicit: bool) -> None:
         self.steps = steps
         self.done = done
+        self.implicit = implicit  # TLS from the start: the relay gets streams (``leg``)
         self.buffer = bytearray()
         self.transport: asyncio.Transport
         self.closed: asyncio.Future[None] | None = None  # what the relay's wait_closed() waits on
@@ -365,7 +331,25 @@ class _DialogueProtocol(asyncio.Protocol):
         transport's: the relay takes the transport over (its own protocol) and resumes reading, so
         nothing is read in between."""
         self.steps = _SPENT  # this protocol lives as long as the session: not the login's password
+        if self.implicit:
+            # The full streams: uvloop's TLS transport, told of the peer's close while its reading is
+            # paused, drops what it decrypted but had not delivered (a BYE right behind the OK).
+            return Leg.of_streams(*self.streams(), tls=True)
         return Leg(self.transport, False, self.take_rest, self.wait_closed)
+
+    # -- held (``HeldDialogue``) ------------------------------------------------------------------
+
+    def fresh(self) -> bool:
+        return not self.buffer and not self.lost and not self.transport.is_closing()
+
+    def resume(self) -> asyncio.Future[None]:
+        self.hold = False
+        done = self.done = self.done.get_loop().create_future()
+        return done
+
+    def close(self) -> None:
+        self.steps = _SPENT
+        self.transport.close()
 
     def take_rest(self) -> tuple[bytes, bool]:
         data = bytes(self.buffer)

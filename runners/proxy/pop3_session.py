@@ -80,17 +80,21 @@ class _Early:
 
     def finish(
         self, password: Password, deadlines: SessionDeadlines, task: asyncio.Task[None]
-    ) -> Awaitable[Leg] | None:
+    ) -> Awaitable[None] | None:
         """The rest of the login: PASS sent and the backend's answer awaited within its deadline (the
-        caller awaits it: no frame of its own); None when the backend refused the USER already (the
-        steps say how). Raises what kept the backend from being reached."""
+        caller awaits it: no frame of its own; ``leg`` then), None when the backend refused the USER
+        already (the steps say how). Raises what kept the backend from being reached."""
         held = self.held
         if held is None:
             raise self.error or BackendUnavailable("the backend's login was not begun")
         if self.steps.send_password(password):
             return deadlines.within_backend_login(task, held.resume())
-        held.close()
         return None
+
+    def leg(self) -> Leg:
+        held, self.held = self.held, None
+        assert held is not None
+        return held.leg()
 
     def close(self) -> None:
         if self.held is not None:
@@ -154,6 +158,8 @@ class Pop3Session(ClientSession):
         head = line[:4]
         if head.isascii() and head.upper() not in _QUICK:  # PASS, AUTH, QUIT...: not decoded twice
             return False
+        if not self.early_tried and head.upper() == b"USER":  # the session's loop begins the login
+            return False
         if len(line) > self.ctx.options.limits.max_line_bytes + 2:
             return False
         text = line.decode("utf-8", "surrogateescape")
@@ -163,8 +169,6 @@ class Pop3Session(ClientSession):
             self.write(self._capabilities())
             return True
         if name == "USER" and argument.strip() and not clear_login_refused(self.ctx, self.tls, self.address):
-            if not self.early_tried:  # the session's loop begins the backend's login
-                return False
             self._drop_early()
             self.user = argument.strip()
             self.write(b"+OK\r\n")
@@ -201,11 +205,13 @@ class Pop3Session(ClientSession):
                 ):
                     write(b"-ERR [AUTH] Plaintext authentication disallowed on non-secure connections.\r\n")
                 elif name == "USER" and argument.strip():  # the first (``_quick`` answers the others)
-                    self._drop_early()
+                    if self.early is not None:
+                        self._drop_early()
                     self.user = argument.strip()
                     write(b"+OK\r\n")
-                    self.early_tried = True
-                    await self._begin(self.user)
+                    if not self.early_tried:
+                        self.early_tried = True
+                        await self._begin(self.user)
                 elif name == "PASS":
                     if self.user is None:
                         self._bad(b"No username given.")
@@ -340,10 +346,15 @@ class Pop3Session(ClientSession):
                 endpoint = early.endpoint
                 finishing = early.finish(password, deadlines, task)
                 if finishing is not None:
-                    backend = await finishing
+                    await finishing
+                    backend = early.leg()
+                else:
+                    early.close()
                 steps = early.steps
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
+            if early is not None:
+                early.close()
             await close_leg(backend)
             write(b"-ERR [SYS/TEMP] Backend server unavailable; try again later.\r\n")
             detail = unavailable_detail(route, endpoint, exc)
@@ -415,15 +426,12 @@ class _BackendLogin:
             if self.password is None:
                 self.state = "held"
                 return True
-            self._pass(self.password)
+            self.write(b"PASS " + self.password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
+            self.state = "pass"
             return False
         self.ok = self.state == "pass" and line.startswith(b"+OK")
         self.answer = line
         return True
-
-    def _pass(self, password: Password) -> None:
-        self.write(b"PASS " + password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
-        self.state = "pass"
 
     def send_password(self, password: Password) -> bool:
         """PASS sent where the steps were held: True; False when the backend answered USER otherwise
@@ -431,7 +439,8 @@ class _BackendLogin:
         if self.state != "held":
             return False
         self.password = password
-        self._pass(password)
+        self.write(b"PASS " + password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
+        self.state = "pass"
         return True
 
     def begin(self) -> None:
