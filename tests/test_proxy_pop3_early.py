@@ -16,6 +16,7 @@ from conftest import DovecotFactory
 from proxy_harness import QUICK_FAILURES, USERS, ProxyThread, Recorder, switch_wave, write_proxy_plan
 from servers.dovecot import DovecotServer
 from test_proxy_pop3 import deliver
+from test_proxy_tls import client_context, tls_plan
 
 from runners.proxy.contracts import Outcome
 
@@ -206,3 +207,31 @@ def test_a_switch_between_user_and_pass_logs_in_on_the_new_route(
             assert say(raw, file, b"STAT").startswith(b"+OK 1 ")  # the target's mailbox
             assert settles_at(legacy.pop3_port, 0) == 0
     assert recorder.outcomes() == [("alice", "accepted", "target")]
+
+
+def test_stls_drops_the_login_begun_in_clear_and_a_refused_clear_user_begins_none(
+    tmp_path: Path, legacy: DovecotServer, target: DovecotServer
+) -> None:
+    """What a client said in clear is forgotten at STLS (RFC 2595), its backend connection with it;
+    where logins in clear are refused, a USER in clear reaches no backend."""
+    for policy, begun_in_clear in (("loopback", 1), ("never", 0)):
+        root = tmp_path / policy
+        plan, ports, ca_file = tls_plan(root, legacy, target, keys=f'plaintext_logins = "{policy}"')
+        with ProxyThread(plan), socket.create_connection(("127.0.0.1", ports["pop3"])) as raw:
+            file = raw.makefile("rb")
+            file.readline()
+            say(raw, file, b"USER alice")
+            settled(raw, file)
+            assert connections_to(legacy.pop3_port) == begun_in_clear
+            assert say(raw, file, b"STLS") == b"+OK Begin TLS negotiation now.\r\n"
+            file.close()
+            with client_context(ca_file).wrap_socket(raw, server_hostname="localhost") as tls:
+                secure = tls.makefile("rb")
+                assert settles_at(legacy.pop3_port, 0) == 0
+                assert say(tls, secure, b"USER alice") == b"+OK\r\n"
+                settled(tls, secure)
+                # After a USER in clear the connection had its one early login: PASS logs in afresh.
+                assert connections_to(legacy.pop3_port) == 1 - begun_in_clear
+                assert say(tls, secure, b"PASS alice-secret").startswith(b"+OK Logged in")
+                assert connections_to(legacy.pop3_port) == 1
+                secure.close()
