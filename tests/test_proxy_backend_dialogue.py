@@ -11,14 +11,7 @@ from collections.abc import Callable
 import pytest
 from scripted_backend import against_scripted_backend, closed_port
 
-from runners.proxy.backend_connect import (
-    BackendTls,
-    BackendUnavailable,
-    held_dialogue,
-    open_dialogue,
-    open_leg,
-    unconnected,
-)
+from runners.proxy.backend_connect import BackendTls, BackendUnavailable, open_dialogue, open_leg, unconnected
 from runners.proxy.contracts import BackendEndpoint, TlsMode
 
 
@@ -155,72 +148,3 @@ def test_a_backend_that_is_down_is_unavailable_at_once() -> None:
             await open_dialogue(endpoint, BackendTls(), OneLogin())
 
     asyncio.run(main())
-
-
-class HeldAtUser:
-    """POP3's greeting and USER, held at USER's answer; PASS once the test writes it (``pass_``)."""
-
-    def __init__(self) -> None:
-        self.write: Callable[[bytes], None] = unconnected
-        self.lines: list[bytes] = []
-
-    def step(self, line: bytes) -> bool:
-        self.lines.append(line)
-        if len(self.lines) == 1:
-            self.write(b"USER alice\r\n")
-            return False
-        return True  # USER's answer: held; then PASS's: over
-
-    def pass_(self) -> None:
-        self.write(b"PASS secret\r\n")
-
-
-def test_a_held_dialogue_goes_on_where_it_paused_and_its_leg_keeps_what_follows() -> None:
-    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"+OK ready\r\n")
-        assert await reader.readline() == b"USER alice\r\n"
-        writer.write(b"+OK\r\n")
-        assert await reader.readline() == b"PASS secret\r\n"
-        writer.write(b"+OK Logged in.\r\n+OK 0 0\r\n")  # one segment: the rest is the relay's
-        await reader.read()
-
-    async def check(endpoint: BackendEndpoint) -> None:
-        steps = HeldAtUser()
-        held = await held_dialogue(endpoint, BackendTls(), steps, no_starttls)
-        assert steps.lines == [b"+OK ready", b"+OK"]
-        await asyncio.sleep(0.05)
-        assert held.fresh()
-        steps.pass_()
-        await held.resume()
-        leg = held.leg()
-        assert steps.lines[-1] == b"+OK Logged in."
-        assert leg.take_rest() == (b"+OK 0 0\r\n", False)
-        leg.transport.close()
-        await asyncio.wait_for(leg.wait_closed(), 10)
-
-    against_scripted_backend(backend, check)
-
-
-def test_a_held_dialogue_whose_backend_spoke_or_hung_up_meanwhile_is_not_fresh() -> None:
-    for last_words in (b"-ERR Disconnected for inactivity.\r\n", b""):
-
-        async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.write(b"+OK ready\r\n")
-            await reader.readline()
-            writer.write(b"+OK\r\n")
-            await writer.drain()
-            await asyncio.sleep(0.05)
-            writer.write(last_words)  # noqa: B023  # run before the next round's
-            writer.close()
-
-        async def check(endpoint: BackendEndpoint) -> None:
-            held = await held_dialogue(endpoint, BackendTls(), HeldAtUser(), no_starttls)
-            await asyncio.sleep(0.3)
-            assert not held.fresh()
-            held.close()
-
-        against_scripted_backend(backend, check)
-
-
-async def no_starttls(*args: object) -> None:
-    raise AssertionError("a plain endpoint's dialogue needs no STARTTLS")

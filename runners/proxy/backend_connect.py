@@ -86,15 +86,11 @@ class _Spent:
 _SPENT: Final = _Spent()
 
 
-async def _dialogue(
-    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, hold: bool = False
-) -> _DialogueProtocol:
-    """Connect and run ``steps`` to their end (``hold``: to where they pause, reading on); the
-    connection is closed if they (or it) fail."""
+async def _dialogue(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> _DialogueProtocol:
+    """Connect and run ``steps`` to their end; the connection is closed if they (or it) fail."""
     # The loop looked up once: each lookup is a getpid() system call (asyncio's check for a fork).
     loop = asyncio.get_running_loop()
-    protocol = _DialogueProtocol(steps, loop.create_future(), endpoint.tls == TlsMode.IMPLICIT)
-    protocol.hold = hold
+    protocol = _DialogueProtocol(steps, loop.create_future())
     try:
         await _connect(loop, endpoint, tls, protocol)
     except (OSError, ssl.SSLError, ValueError) as exc:
@@ -120,7 +116,12 @@ async def open_dialogue(
 async def open_leg(endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps) -> Leg:
     """``open_dialogue`` for the relay: the connection as a ``Leg``, its reading paused until the relay
     takes the transport over (no streams made for it)."""
-    return (await _dialogue(endpoint, tls, steps)).leg()
+    protocol = await _dialogue(endpoint, tls, steps)
+    if endpoint.tls == TlsMode.IMPLICIT:
+        # The full streams: uvloop's TLS transport, told of the peer's close while its reading is
+        # paused, drops what it decrypted but had not delivered (a BYE right behind the OK).
+        return Leg.of_streams(*protocol.streams(), tls=True)
+    return protocol.leg()
 
 
 def _connect(
@@ -184,81 +185,19 @@ async def _starttls_dialogue(
     return Leg.of_streams(reader, writer, tls=True)
 
 
-class HeldDialogue(Protocol):
-    """A backend's login dialogue paused where its steps said they were over for now (POP3's USER
-    answered, the password not yet known), its connection still read: ``fresh`` says the backend
-    said nothing since and is still there; ``resume`` (awaited) runs the steps on, once the caller
-    wrote what comes next, to their end; ``leg`` is then the relay's; ``close`` drops it, without
-    waiting (the caller's to call when ``resume`` fails too)."""
-
-    def fresh(self) -> bool: ...
-    def resume(self) -> Awaitable[None]: ...
-    def leg(self) -> Leg: ...
-    def close(self) -> None: ...
-
-
-def held_dialogue(
-    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, starttls: StartTls
-) -> Coroutine[None, None, HeldDialogue]:
-    """``login_dialogue`` up to where ``steps`` pause (their ``step`` returned True); the connection
-    is closed when it fails, else held. Without STARTTLS it is the dialogue's coroutine itself and
-    the connection's protocol is what it holds (no frame, no object of its own)."""
-    if endpoint.tls != TlsMode.STARTTLS:
-        return _dialogue(endpoint, tls, steps, hold=True)
-    return _held_streams(endpoint, tls, steps, starttls)
-
-
-async def _held_streams(
-    endpoint: BackendEndpoint, tls: BackendTls, steps: LineSteps, starttls: StartTls
-) -> HeldDialogue:
-    reader, writer = await open_backend(endpoint, tls)
-    try:
-        steps.write = writer.write
-        await starttls(endpoint, tls, steps, reader, writer)
-        await run_steps(reader, steps)
-    except BaseException:
-        writer.close()  # no wait: a cancelled login must not wait for the backend
-        raise
-    return _HeldStreams(reader, writer, steps)
-
-
-class _HeldStreams:
-    """A dialogue held over streams (after STARTTLS)."""
-
-    __slots__ = ("reader", "steps", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, steps: LineSteps) -> None:
-        self.reader, self.writer, self.steps = reader, writer, steps
-
-    def fresh(self) -> bool:
-        buffer: bytearray = self.reader._buffer  # type: ignore[attr-defined]
-        return not buffer and not self.reader.at_eof() and not self.writer.transport.is_closing()
-
-    def resume(self) -> Awaitable[None]:
-        return run_steps(self.reader, self.steps)
-
-    def leg(self) -> Leg:
-        return Leg.of_streams(self.reader, self.writer, tls=True)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 class _DialogueProtocol(asyncio.Protocol):
     """Feeds a backend's lines to a ``LineSteps``; reading stops with the dialogue's last line. It stays
     the transport's protocol under the streams it hands over (``streams``), which only the relay reads."""
 
-    __slots__ = ("buffer", "closed", "done", "hold", "implicit", "lost", "steps", "transport")
+    __slots__ = ("buffer", "closed", "done", "lost", "steps", "transport")
 
-    def __init__(self, steps: LineSteps, done: asyncio.Future[None], implicit: bool) -> None:
+    def __init__(self, steps: LineSteps, done: asyncio.Future[None]) -> None:
         self.steps = steps
         self.done = done
-        self.implicit = implicit  # TLS from the start: the relay gets streams (``leg``)
         self.buffer = bytearray()
         self.transport: asyncio.Transport
         self.closed: asyncio.Future[None] | None = None  # what the relay's wait_closed() waits on
         self.lost = False
-        self.hold = False  # the steps pause, not end: reading goes on (``HeldDialogue``)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream's transport reads and writes
@@ -289,13 +228,10 @@ class _DialogueProtocol(asyncio.Protocol):
                 self._fail(exc)
                 return
             if over:
-                if not self.hold:
-                    self.transport.pause_reading()  # what follows is the relay's
+                self.transport.pause_reading()  # what follows is the relay's
                 done.set_result(None)
         if start < len(data):
             buffer += data[start:] if start else data
-            if self.hold and len(buffer) > BACKEND_LIMIT:  # a held dialogue's backend talking on
-                self.transport.abort()
 
     def eof_received(self) -> bool:
         self._fail(asyncio.IncompleteReadError(bytes(self.buffer), None))
@@ -331,25 +267,7 @@ class _DialogueProtocol(asyncio.Protocol):
         transport's: the relay takes the transport over (its own protocol) and resumes reading, so
         nothing is read in between."""
         self.steps = _SPENT  # this protocol lives as long as the session: not the login's password
-        if self.implicit:
-            # The full streams: uvloop's TLS transport, told of the peer's close while its reading is
-            # paused, drops what it decrypted but had not delivered (a BYE right behind the OK).
-            return Leg.of_streams(*self.streams(), tls=True)
         return Leg(self.transport, False, self.take_rest, self.wait_closed)
-
-    # -- held (``HeldDialogue``) ------------------------------------------------------------------
-
-    def fresh(self) -> bool:
-        return not self.buffer and not self.lost and not self.transport.is_closing()
-
-    def resume(self) -> asyncio.Future[None]:
-        self.hold = False
-        done = self.done = self.done.get_loop().create_future()
-        return done
-
-    def close(self) -> None:
-        self.steps = _SPENT
-        self.transport.close()
 
     def take_rest(self) -> tuple[bytes, bool]:
         data = bytes(self.buffer)

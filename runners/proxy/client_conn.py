@@ -3,8 +3,8 @@ in place of asyncio's ``StreamReader`` and ``StreamWriter``.
 
 A line already received is taken without a coroutine (``next_line``); only when none is there does the
 session wait, on one future (``wait``) that data or the end wakes. While the session waits for a
-command, the lines it would only answer (``quick``: POP3's ``CAPA``, a second ``USER``) are answered
-in the transport's callback, without waking the session's task. Once the client logged in, ``leg`` hands the
+command, the lines it would only answer (``quick``: POP3's ``USER`` and ``CAPA``) are answered in the
+transport's callback, without waking the session's task. Once the client logged in, ``leg`` hands the
 connection to the relay, with what the client sent behind its login.
 """
 

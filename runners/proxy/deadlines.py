@@ -110,17 +110,3 @@ class SessionDeadlines:
         finally:
             connect.stop(task)
             login.stop(task)
-
-    async def within_backend_login(self, task: asyncio.Task[object], dialogue: Awaitable[_T]) -> _T:
-        """``dialogue`` (the rest of a login begun with ``within_backend`` and held: the backend is
-        connected and greeted) within the backend's login deadline, as ``within_backend``."""
-        login = self.backend_login
-        login.start(task)
-        try:
-            return await dialogue
-        except asyncio.CancelledError:
-            if login.expired(task):
-                raise TimeoutError from None
-            raise
-        finally:
-            login.stop(task)

@@ -4,14 +4,6 @@ the relay.
 Before login: CAPA, USER/PASS, AUTH PLAIN (with an initial response too, RFC 5034), STLS, QUIT.
 The backend is logged in with USER and PASS (every POP3 server has them) after STLS when its endpoint
 says so; the client then gets the backend's own ``+OK`` line.
-
-The backend's login starts at the client's first USER (``_Early``): the user is known, so the route,
-the backend's connection, greeting, TLS and USER overlap the client's round trip for PASS, and at PASS
-only the backend's PASS remains. Once per client connection (a client sending USER after USER gets no
-second one), only where the login may be tried (clear logins allowed, no lock-out), and closed
-whenever the USER it was for is dropped (another USER, STLS, AUTH, QUIT, the client gone, the login
-deadline). It is not used if the store moved the routes since, or the backend spoke or hung up
-meanwhile (a fresh login then); a backend that could not be reached is answered at PASS as before.
 """
 
 from __future__ import annotations
@@ -19,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 
 from runners.proxy.backend_connect import (
     BackendTls,
     BackendUnavailable,
-    HeldDialogue,
     LineSteps,
     backend_line,
-    held_dialogue,
     login_dialogue,
     start_tls,
     unconnected,
@@ -36,7 +26,6 @@ from runners.proxy.backend_connect import (
 from runners.proxy.client_conn import ClientConn, ClientGone, LineTooLong
 from runners.proxy.context import ProxyContext
 from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service
-from runners.proxy.deadlines import SessionDeadlines
 from runners.proxy.sasl import SaslError, decode, plain_credentials
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
@@ -65,51 +54,12 @@ class _TooLong(Exception):
     pass
 
 
-class _Early:
-    """The backend's login begun at USER: its route (made when the router was at ``generation``), and
-    then its endpoint and steps, and the held connection or why there is none (``error``)."""
-
-    __slots__ = ("endpoint", "error", "generation", "held", "route", "steps")
-
-    def __init__(self, route: Route, generation: int) -> None:
-        self.route, self.generation = route, generation
-        self.endpoint: BackendEndpoint | None = None
-        self.steps: _BackendLogin
-        self.held: HeldDialogue | None = None
-        self.error: BaseException | None = None
-
-    def finish(
-        self, password: Password, deadlines: SessionDeadlines, task: asyncio.Task[None]
-    ) -> Awaitable[None] | None:
-        """The rest of the login: PASS sent and the backend's answer awaited within its deadline (the
-        caller awaits it: no frame of its own; ``leg`` then), None when the backend refused the USER
-        already (the steps say how). Raises what kept the backend from being reached."""
-        held = self.held
-        if held is None:
-            raise self.error or BackendUnavailable("the backend's login was not begun")
-        if self.steps.send_password(password):
-            return deadlines.within_backend_login(task, held.resume())
-        return None
-
-    def leg(self) -> Leg:
-        held, self.held = self.held, None
-        assert held is not None
-        return held.leg()
-
-    def close(self) -> None:
-        if self.held is not None:
-            self.held.close()
-            self.held = None
-
-
 class Pop3Session(ClientSession):
-    __slots__ = ("early", "early_tried", "user")
+    __slots__ = ("user",)
 
     def __init__(self, ctx: ProxyContext, conn: ClientConn, tls: bool) -> None:
         super().__init__(ctx, conn, tls)
         self.user: str | None = None  # USER given, PASS awaited (forgotten on STLS, RFC 2595)
-        self.early: _Early | None = None  # the backend's login begun for ``user``
-        self.early_tried = False  # once a connection: one backend connection per USER at most
 
     def run(self) -> Coroutine[None, None, None]:
         # The coroutine itself, not one awaiting it: each resume of a session passes every frame.
@@ -158,8 +108,6 @@ class Pop3Session(ClientSession):
         head = line[:4]
         if head.isascii() and head.upper() not in _QUICK:  # PASS, AUTH, QUIT...: not decoded twice
             return False
-        if not self.early_tried and head.upper() == b"USER":  # the session's loop begins the login
-            return False
         if len(line) > self.ctx.options.limits.max_line_bytes + 2:
             return False
         text = line.decode("utf-8", "surrogateescape")
@@ -169,69 +117,47 @@ class Pop3Session(ClientSession):
             self.write(self._capabilities())
             return True
         if name == "USER" and argument.strip() and not clear_login_refused(self.ctx, self.tls, self.address):
-            self._drop_early()
             self.user = argument.strip()
             self.write(b"+OK\r\n")
             return True
         return False
 
-    def _drop_early(self) -> None:
-        if self.early is not None:
-            self.early.close()
-            self.early = None
-
     async def _until_logged_in(self) -> tuple[Route, Leg] | None:
-        try:
-            while True:
-                write = self.write  # STLS changes it
-                try:
-                    line = await self._read_line(command=True)
-                except _TooLong:
-                    write(b"-ERR Too long command line.\r\n")
-                    return None
-                text = line.decode("utf-8", "surrogateescape")
-                text = text[:-2] if text.endswith("\r\n") else text[:-1]
-                name, _, argument = text.partition(" ")
-                name = name.upper()
-                if name == "QUIT":
-                    write(b"+OK Logging out.\r\n")
-                    return None
-                elif name == "STLS":
-                    if await self._stls():
-                        self.user = None  # RFC 2595: forget what was said in clear
-                        self._drop_early()
-                elif name in ("USER", "PASS", "AUTH") and clear_login_refused(
-                    self.ctx, self.tls, self.address
-                ):
-                    write(b"-ERR [AUTH] Plaintext authentication disallowed on non-secure connections.\r\n")
-                elif name == "USER" and argument.strip():  # the first (``_quick`` answers the others)
-                    if self.early is not None:
-                        self._drop_early()
-                    self.user = argument.strip()
-                    write(b"+OK\r\n")
-                    if not self.early_tried:
-                        self.early_tried = True
-                        await self._begin(self.user)
-                elif name == "PASS":
-                    if self.user is None:
-                        self._bad(b"No username given.")
-                        continue
-                    login, self.user = self.user, None
-                    done = await self._login(login, Password(argument))
+        while True:
+            write = self.write  # STLS changes it
+            try:
+                line = await self._read_line(command=True)
+            except _TooLong:
+                write(b"-ERR Too long command line.\r\n")
+                return None
+            text = line.decode("utf-8", "surrogateescape")
+            text = text[:-2] if text.endswith("\r\n") else text[:-1]
+            name, _, argument = text.partition(" ")
+            name = name.upper()
+            if name == "QUIT":
+                write(b"+OK Logging out.\r\n")
+                return None
+            elif name == "STLS":
+                if await self._stls():
+                    self.user = None  # RFC 2595: forget what was said in clear
+            elif name in ("USER", "PASS", "AUTH") and clear_login_refused(self.ctx, self.tls, self.address):
+                write(b"-ERR [AUTH] Plaintext authentication disallowed on non-secure connections.\r\n")
+            elif name == "PASS":
+                if self.user is None:
+                    self._bad(b"No username given.")
+                    continue
+                login, self.user = self.user, None
+                done = await self._login(login, Password(argument))
+                if done is not None:
+                    return done
+            elif name == "AUTH":
+                credentials = await self._auth(argument.strip())
+                if credentials is not None:
+                    done = await self._login(credentials[0], Password(credentials[1]))
                     if done is not None:
                         return done
-                elif name == "AUTH":
-                    self._drop_early()
-                    credentials = await self._auth(argument.strip())
-                    if credentials is not None:
-                        done = await self._login(credentials[0], Password(credentials[1]))
-                        if done is not None:
-                            return done
-                elif self._bad(b"Unknown command, or not valid before login."):
-                    return None
-        finally:  # the client gone, the login deadline, a QUIT: no backend's connection left behind
-            if self.early is not None:
-                self._drop_early()
+            elif self._bad(b"Unknown command, or not valid before login."):
+                return None
 
     def _bad(self, text: bytes) -> bool:
         self.bad += 1
@@ -276,85 +202,32 @@ class Pop3Session(ClientSession):
             self._bad(f"{exc}.".capitalize().encode())
         return None
 
-    async def _begin(self, login: str) -> None:
-        """The backend's login for ``login`` begun and held at its USER's answer (``_Early``), unless
-        the login would be refused anyway; a backend that can't be reached is kept for PASS to tell."""
-        ctx = self.ctx
-        if _LINE_BREAK.search(login) or ctx.limits.locked(self.address, login):
-            return
-        router = ctx.router
-        generation = router.generation
-        early = self.early = _Early(await router.route_user(login), generation)
-        task = self.task
-        deadlines = ctx.deadlines
-        try:
-            endpoint = early.endpoint = endpoint_of(ctx, early.route, Service.POP3)
-            steps = early.steps = _BackendLogin(
-                early.route.backend_login, None, endpoint, functools.partial(deadlines.backend_greeted, task)
-            )
-            early.held = await deadlines.within_backend(
-                task, held_dialogue(endpoint, ctx.backend_tls, steps, _starttls)
-            )
-        except BACKEND_ERRORS as exc:
-            early.error = exc
-
-    def _early_for(self) -> _Early | None:
-        """The login begun at USER, if it is still good to finish; else None (and closed)."""
-        early, self.early = self.early, None
-        if early is None:
-            return None
-        held = early.held
-        if early.generation == self.ctx.router.generation and (held is None or held.fresh()):
-            return early
-        early.close()  # the routes moved, or the backend spoke or hung up meanwhile: a login afresh
-        return None
-
     async def _login(self, login: str, password: Password) -> tuple[Route, Leg] | None:
         ctx, address, write = self.ctx, self.address, self.write
-        early = self._early_for()
         if not login or _LINE_BREAK.search(login) or _LINE_BREAK.search(password.reveal()):
-            if early is not None:
-                early.close()
             write(b"-ERR [AUTH] Authentication failed.\r\n")
             return None
         if ctx.limits.locked(address, login):
-            if early is not None:
-                early.close()
             write(b"-ERR [SYS/TEMP] Too many failed logins; try again later.\r\n")
             await ctx.tell(
                 event(Service.POP3, address, login, None, Outcome.BLOCKED, "locked out after failed logins")
             )
             return None
-        route = early.route if early is not None else await ctx.router.route_user(login)
+        route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
         backend: Leg | None = None
         task = self.task
         deadlines = ctx.deadlines
         try:
-            if early is None:
-                endpoint = endpoint_of(ctx, route, Service.POP3)
-                steps = _BackendLogin(
-                    route.backend_login,
-                    password,
-                    endpoint,
-                    functools.partial(deadlines.backend_greeted, task),
-                )
-                backend = await deadlines.within_backend(
-                    task, login_dialogue(endpoint, ctx.backend_tls, steps, _starttls)
-                )
-            else:
-                endpoint = early.endpoint
-                finishing = early.finish(password, deadlines, task)
-                if finishing is not None:
-                    await finishing
-                    backend = early.leg()
-                else:
-                    early.close()
-                steps = early.steps
+            endpoint = endpoint_of(ctx, route, Service.POP3)
+            steps = _BackendLogin(
+                route.backend_login, password, endpoint, functools.partial(deadlines.backend_greeted, task)
+            )
+            backend = await deadlines.within_backend(
+                task, login_dialogue(endpoint, ctx.backend_tls, steps, _starttls)
+            )
             ok, answer = steps.ok, steps.answer
         except BACKEND_ERRORS as exc:
-            if early is not None:
-                early.close()
             await close_leg(backend)
             write(b"-ERR [SYS/TEMP] Backend server unavailable; try again later.\r\n")
             detail = unavailable_detail(route, endpoint, exc)
@@ -374,7 +247,6 @@ class Pop3Session(ClientSession):
         write(answer + b"\r\n")
         if ctx.observers:
             await ctx.tell(event(Service.POP3, address, login, route, Outcome.ACCEPTED, said), password)
-        assert backend is not None  # accepted: the backend's connection is there
         return route, backend
 
 
@@ -401,13 +273,12 @@ async def _starttls(
 class _BackendLogin:
     """The login on a POP3 backend, one backend line at a time (``backend_connect.LineSteps``): the
     greeting, USER, then PASS. ``ok`` and ``answer`` (the backend's last line) are the outcome.
-    ``greeted`` is told once the backend greeted. Without a password the steps pause at USER's
-    ``+OK`` (``held``) until ``send_password``."""
+    ``greeted`` is told once the backend greeted."""
 
     __slots__ = ("answer", "endpoint", "greeted", "login", "ok", "password", "state", "write")
 
     def __init__(
-        self, login: str, password: Password | None, endpoint: BackendEndpoint, greeted: Callable[[], None]
+        self, login: str, password: Password, endpoint: BackendEndpoint, greeted: Callable[[], None]
     ) -> None:
         self.login, self.password, self.endpoint = login, password, endpoint
         self.greeted = greeted  # the backend's login deadline starts
@@ -423,24 +294,11 @@ class _BackendLogin:
             self.begin()
             return False
         if self.state == "user" and line.startswith(b"+OK"):
-            if self.password is None:
-                self.state = "held"
-                return True
             self.write(b"PASS " + self.password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
             self.state = "pass"
             return False
         self.ok = self.state == "pass" and line.startswith(b"+OK")
         self.answer = line
-        return True
-
-    def send_password(self, password: Password) -> bool:
-        """PASS sent where the steps were held: True; False when the backend answered USER otherwise
-        (``ok`` and ``answer`` say how)."""
-        if self.state != "held":
-            return False
-        self.password = password
-        self.write(b"PASS " + password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
-        self.state = "pass"
         return True
 
     def begin(self) -> None:

@@ -64,8 +64,6 @@ class PlanRouter:
         #: login as typed -> its route, where no directory takes part: the same until ``refresh``
         #: sees the store move (making them was 14 k of an IMAP session's 525 k instructions, callgrind).
         self._routes: dict[str, Route] = {}
-        #: Counts the store's moves seen (``refresh``): a route made before it moved may be stale.
-        self.generation = 0
         self.refresh()
 
     # -- the Router protocol -------------------------------------------------------------------
@@ -91,7 +89,6 @@ class PlanRouter:
             return frozenset()
         waves = self._read_store_waves()  # if this fails, the marker is not taken: the next look reads again
         self._marker = marker
-        self.generation += 1
         before = self._store_waves
         self._store_waves = waves
         self._directory_cache.clear()
