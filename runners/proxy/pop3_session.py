@@ -2,8 +2,10 @@
 the relay.
 
 Before login: CAPA, USER/PASS, AUTH PLAIN (with an initial response too, RFC 5034), STLS, QUIT.
-The backend is logged in with USER and PASS (every POP3 server has them) after STLS when its endpoint
-says so; the client then gets the backend's own ``+OK`` line.
+The backend is logged in with ``AUTH PLAIN`` and its initial response (RFC 5034: one round trip where
+USER and PASS take two), after STLS when its endpoint says so; a backend that refuses the command
+itself (an ``-ERR`` without a response code) is logged in with USER and PASS (every POP3 server has
+them), then and from then on. The client gets the backend's own ``+OK`` line.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from runners.proxy.backend_connect import (
 from runners.proxy.client_conn import ClientConn, ClientGone, LineTooLong
 from runners.proxy.context import ProxyContext
 from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service
-from runners.proxy.sasl import SaslError, decode, plain_credentials
+from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
     ClientSession,
@@ -270,10 +272,18 @@ async def _starttls(
     steps.begin()
 
 
+#: Backends (host, port) that answered ``AUTH PLAIN`` as a command they don't know: logged in with
+#: USER and PASS from then on (for this process's life).
+_USER_PASS_ONLY: set[tuple[str, int]] = set()
+#: The longest initial response an AUTH command may carry (255 octets with ``AUTH PLAIN `` and CRLF).
+_MAX_INITIAL = 255 - len(b"AUTH PLAIN \r\n")
+
+
 class _BackendLogin:
     """The login on a POP3 backend, one backend line at a time (``backend_connect.LineSteps``): the
-    greeting, USER, then PASS. ``ok`` and ``answer`` (the backend's last line) are the outcome.
-    ``greeted`` is told once the backend greeted."""
+    greeting, then ``AUTH PLAIN`` with its initial response (RFC 5034: one round trip), or USER then
+    PASS where the backend refused the command. ``ok`` and ``answer`` (the backend's last line) are
+    the outcome. ``greeted`` is told once the backend greeted."""
 
     __slots__ = ("answer", "endpoint", "greeted", "login", "ok", "password", "state", "write")
 
@@ -288,21 +298,43 @@ class _BackendLogin:
         self.write: Callable[[bytes], None] = unconnected
 
     def step(self, line: bytes) -> bool:
-        if self.state == "greeting":
+        state = self.state
+        if state == "greeting":
             if not line.startswith(b"+OK"):
                 raise BackendUnavailable(f"{where(self.endpoint)} greeted with {line[:200]!r}")
             self.begin()
             return False
-        if self.state == "user" and line.startswith(b"+OK"):
+        if state == "auth" and not line.startswith((b"+OK", b"-ERR [")):
+            if line.startswith(b"+"):  # a continuation: the response asked for again
+                self.write(plain_response(self.login, self.password.reveal()) + b"\r\n")
+                return False
+            # No response code (RFC 2449, 3206), which a refused password carries on a server that
+            # has SASL: the command itself is refused. USER and PASS here, and from now on.
+            _USER_PASS_ONLY.add((self.endpoint.host, self.endpoint.port))
+            self._user()
+            return False
+        if state == "user" and line.startswith(b"+OK"):
             self.write(b"PASS " + self.password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
             self.state = "pass"
             return False
-        self.ok = self.state == "pass" and line.startswith(b"+OK")
+        self.ok = state != "user" and line.startswith(b"+OK")
         self.answer = line
         return True
 
     def begin(self) -> None:
         """The backend greeted (and TLS is on where its endpoint asks for STLS): log in."""
         self.greeted()
+        endpoint = self.endpoint
+        if _USER_PASS_ONLY and (endpoint.host, endpoint.port) in _USER_PASS_ONLY:
+            self._user()
+            return
+        response = plain_response(self.login, self.password.reveal())
+        # RFC 5034: no initial response where the command would pass 255 octets; the continuation then.
+        self.write(
+            b"AUTH PLAIN " + response + b"\r\n" if len(response) <= _MAX_INITIAL else b"AUTH PLAIN\r\n"
+        )
+        self.state = "auth"
+
+    def _user(self) -> None:
         self.write(b"USER " + self.login.encode("utf-8", "surrogateescape") + b"\r\n")
         self.state = "user"
