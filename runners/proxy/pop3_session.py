@@ -3,9 +3,9 @@ the relay.
 
 Before login: CAPA, USER/PASS, AUTH PLAIN (with an initial response too, RFC 5034), STLS, QUIT.
 The backend is logged in with ``AUTH PLAIN`` and its initial response (RFC 5034: one round trip where
-USER and PASS take two), after STLS when its endpoint says so; a backend that refuses the command
-itself (an ``-ERR`` without a response code) is logged in with USER and PASS (every POP3 server has
-them), then and from then on. The client gets the backend's own ``+OK`` line.
+USER and PASS take two) where its CAPA lists ``SASL ... PLAIN``, else with USER and PASS (every POP3
+server has them), after STLS when its endpoint says so. CAPA is asked once per backend (host and port)
+and process. The client gets the backend's own ``+OK`` line.
 """
 
 from __future__ import annotations
@@ -272,20 +272,22 @@ async def _starttls(
     steps.begin()
 
 
-#: Backends (host, port) that answered ``AUTH PLAIN`` as a command they don't know: logged in with
-#: USER and PASS from then on (for this process's life).
-_USER_PASS_ONLY: set[tuple[str, int]] = set()
+#: How each backend (host, port) is logged in, from its CAPA (asked at its first login in this process):
+#: True for ``AUTH PLAIN``, False for USER and PASS. Never guessed from a refusal: a legacy server
+#: that has SASL may refuse a password without a response code, and a second try with USER and PASS
+#: would count two failures against the user there (an account lock-out policy counts each).
+_PLAIN_LOGIN: dict[tuple[str, int], bool] = {}
 #: The longest initial response an AUTH command may carry (255 octets with ``AUTH PLAIN `` and CRLF).
 _MAX_INITIAL = 255 - len(b"AUTH PLAIN \r\n")
 
 
 class _BackendLogin:
     """The login on a POP3 backend, one backend line at a time (``backend_connect.LineSteps``): the
-    greeting, then ``AUTH PLAIN`` with its initial response (RFC 5034: one round trip), or USER then
-    PASS where the backend refused the command. ``ok`` and ``answer`` (the backend's last line) are
-    the outcome. ``greeted`` is told once the backend greeted."""
+    greeting, CAPA at a backend's first login, then ``AUTH PLAIN`` with its initial response (RFC 5034:
+    one round trip) where CAPA lists it, or USER then PASS. ``ok`` and ``answer`` (the backend's last
+    line) are the outcome. ``greeted`` is told once the backend greeted."""
 
-    __slots__ = ("answer", "endpoint", "greeted", "login", "ok", "password", "state", "write")
+    __slots__ = ("answer", "endpoint", "greeted", "login", "ok", "password", "plain", "state", "write")
 
     def __init__(
         self, login: str, password: Password, endpoint: BackendEndpoint, greeted: Callable[[], None]
@@ -294,6 +296,7 @@ class _BackendLogin:
         self.greeted = greeted  # the backend's login deadline starts
         self.state = "greeting"
         self.ok = False
+        self.plain = False  # CAPA named SASL PLAIN
         self.answer = b""
         self.write: Callable[[bytes], None] = unconnected
 
@@ -304,14 +307,16 @@ class _BackendLogin:
                 raise BackendUnavailable(f"{where(self.endpoint)} greeted with {line[:200]!r}")
             self.begin()
             return False
-        if state == "auth" and not line.startswith((b"+OK", b"-ERR [")):
-            if line.startswith(b"+"):  # a continuation: the response asked for again
+        if state == "capa" or state == "capa-list":
+            return self._capa(line)
+        if state[:4] == "auth" and line[:1] == b"+" and not line.startswith(b"+OK"):
+            # A continuation: the response where it didn't fit the command (RFC 5034), once; PLAIN
+            # has no second challenge, so one is cancelled ("*") and the backend's -ERR is the answer.
+            if state == "auth":
                 self.write(plain_response(self.login, self.password.reveal()) + b"\r\n")
-                return False
-            # No response code (RFC 2449, 3206), which a refused password carries on a server that
-            # has SASL: the command itself is refused. USER and PASS here, and from now on.
-            _USER_PASS_ONLY.add((self.endpoint.host, self.endpoint.port))
-            self._user()
+                self.state = "auth-answered"
+            else:
+                self.write(b"*\r\n")
             return False
         if state == "user" and line.startswith(b"+OK"):
             self.write(b"PASS " + self.password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
@@ -324,10 +329,37 @@ class _BackendLogin:
     def begin(self) -> None:
         """The backend greeted (and TLS is on where its endpoint asks for STLS): log in."""
         self.greeted()
-        endpoint = self.endpoint
-        if _USER_PASS_ONLY and (endpoint.host, endpoint.port) in _USER_PASS_ONLY:
+        plain = _PLAIN_LOGIN.get((self.endpoint.host, self.endpoint.port))
+        if plain is None:
+            self.write(b"CAPA\r\n")
+            self.state = "capa"
+        elif plain:
+            self._auth()
+        else:
             self._user()
-            return
+
+    def _capa(self, line: bytes) -> bool:
+        """One line of the backend's CAPA answer (RFC 2449); at its end, the login."""
+        if self.state == "capa":
+            if line.startswith(b"+OK"):
+                self.state = "capa-list"
+                return False
+            plain = False  # no CAPA: a server older than RFC 2449
+        elif line.rstrip(b"\r\n") != b".":
+            words = line.upper().split()
+            if words[:1] == [b"SASL"] and b"PLAIN" in words:
+                self.plain = True
+            return False
+        else:
+            plain = self.plain
+        _PLAIN_LOGIN[(self.endpoint.host, self.endpoint.port)] = plain
+        if plain:
+            self._auth()
+        else:
+            self._user()
+        return False
+
+    def _auth(self) -> None:
         response = plain_response(self.login, self.password.reveal())
         # RFC 5034: no initial response where the command would pass 255 octets; the continuation then.
         self.write(
