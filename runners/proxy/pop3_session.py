@@ -2,8 +2,10 @@
 the relay.
 
 Before login: CAPA, USER/PASS, AUTH PLAIN (with an initial response too, RFC 5034), STLS, QUIT.
-The backend is logged in with USER and PASS (every POP3 server has them) after STLS when its endpoint
-says so; the client then gets the backend's own ``+OK`` line.
+The backend is logged in with ``AUTH PLAIN`` and its initial response (RFC 5034: one round trip where
+USER and PASS take two) where its CAPA lists ``SASL ... PLAIN``, else with USER and PASS (every POP3
+server has them), after STLS when its endpoint says so. CAPA is asked once per backend (host and port)
+and process. The client gets the backend's own ``+OK`` line.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from runners.proxy.backend_connect import (
 from runners.proxy.client_conn import ClientConn, ClientGone, LineTooLong
 from runners.proxy.context import ProxyContext
 from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service
-from runners.proxy.sasl import SaslError, decode, plain_credentials
+from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response
 from runners.proxy.session_common import (
     BACKEND_ERRORS,
     ClientSession,
@@ -270,12 +272,22 @@ async def _starttls(
     steps.begin()
 
 
+#: How each backend (host, port) is logged in, from its CAPA (asked at its first login in this process):
+#: True for ``AUTH PLAIN``, False for USER and PASS. Never guessed from a refusal: a legacy server
+#: that has SASL may refuse a password without a response code, and a second try with USER and PASS
+#: would count two failures against the user there (an account lock-out policy counts each).
+_PLAIN_LOGIN: dict[tuple[str, int], bool] = {}
+#: The longest initial response an AUTH command may carry (255 octets with ``AUTH PLAIN `` and CRLF).
+_MAX_INITIAL = 255 - len(b"AUTH PLAIN \r\n")
+
+
 class _BackendLogin:
     """The login on a POP3 backend, one backend line at a time (``backend_connect.LineSteps``): the
-    greeting, USER, then PASS. ``ok`` and ``answer`` (the backend's last line) are the outcome.
-    ``greeted`` is told once the backend greeted."""
+    greeting, CAPA at a backend's first login, then ``AUTH PLAIN`` with its initial response (RFC 5034:
+    one round trip) where CAPA lists it, or USER then PASS. ``ok`` and ``answer`` (the backend's last
+    line) are the outcome. ``greeted`` is told once the backend greeted."""
 
-    __slots__ = ("answer", "endpoint", "greeted", "login", "ok", "password", "state", "write")
+    __slots__ = ("answer", "endpoint", "greeted", "login", "ok", "password", "plain", "state", "write")
 
     def __init__(
         self, login: str, password: Password, endpoint: BackendEndpoint, greeted: Callable[[], None]
@@ -284,25 +296,77 @@ class _BackendLogin:
         self.greeted = greeted  # the backend's login deadline starts
         self.state = "greeting"
         self.ok = False
+        self.plain = False  # CAPA named SASL PLAIN
         self.answer = b""
         self.write: Callable[[bytes], None] = unconnected
 
     def step(self, line: bytes) -> bool:
-        if self.state == "greeting":
+        state = self.state
+        if state == "greeting":
             if not line.startswith(b"+OK"):
                 raise BackendUnavailable(f"{where(self.endpoint)} greeted with {line[:200]!r}")
             self.begin()
             return False
-        if self.state == "user" and line.startswith(b"+OK"):
+        if state == "capa" or state == "capa-list":
+            return self._capa(line)
+        if state[:4] == "auth" and line[:1] == b"+" and not line.startswith(b"+OK"):
+            # A continuation: the response where it didn't fit the command (RFC 5034), once; PLAIN
+            # has no second challenge, so one is cancelled ("*") and the backend's -ERR is the answer.
+            if state == "auth":
+                self.write(plain_response(self.login, self.password.reveal()) + b"\r\n")
+                self.state = "auth-answered"
+            else:
+                self.write(b"*\r\n")
+            return False
+        if state == "user" and line.startswith(b"+OK"):
             self.write(b"PASS " + self.password.reveal().encode("utf-8", "surrogateescape") + b"\r\n")
             self.state = "pass"
             return False
-        self.ok = self.state == "pass" and line.startswith(b"+OK")
+        self.ok = state != "user" and line.startswith(b"+OK")
         self.answer = line
         return True
 
     def begin(self) -> None:
         """The backend greeted (and TLS is on where its endpoint asks for STLS): log in."""
         self.greeted()
+        plain = _PLAIN_LOGIN.get((self.endpoint.host, self.endpoint.port))
+        if plain is None:
+            self.write(b"CAPA\r\n")
+            self.state = "capa"
+        elif plain:
+            self._auth()
+        else:
+            self._user()
+
+    def _capa(self, line: bytes) -> bool:
+        """One line of the backend's CAPA answer (RFC 2449); at its end, the login."""
+        if self.state == "capa":
+            if line.startswith(b"+OK"):
+                self.state = "capa-list"
+                return False
+            plain = False  # no CAPA: a server older than RFC 2449
+        elif line.rstrip(b"\r\n") != b".":
+            words = line.upper().split()
+            if words[:1] == [b"SASL"] and b"PLAIN" in words:
+                self.plain = True
+            return False
+        else:
+            plain = self.plain
+        _PLAIN_LOGIN[(self.endpoint.host, self.endpoint.port)] = plain
+        if plain:
+            self._auth()
+        else:
+            self._user()
+        return False
+
+    def _auth(self) -> None:
+        response = plain_response(self.login, self.password.reveal())
+        # RFC 5034: no initial response where the command would pass 255 octets; the continuation then.
+        self.write(
+            b"AUTH PLAIN " + response + b"\r\n" if len(response) <= _MAX_INITIAL else b"AUTH PLAIN\r\n"
+        )
+        self.state = "auth"
+
+    def _user(self) -> None:
         self.write(b"USER " + self.login.encode("utf-8", "surrogateescape") + b"\r\n")
         self.state = "user"
