@@ -354,6 +354,31 @@ def direct_routes(
     return {s: client.Route(service_port(legacy, s), service_port(target, s)) for s in services}
 
 
+def median_rows(rounds: list[list[Row]]) -> list[Row]:
+    """One row per peer and service (in the first round's order): each figure the median over the
+    rounds that have it; text and tuples from the first round; every round's errors."""
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for one in rounds:
+        for row in one:
+            groups.setdefault((row.peer, row.service), []).append(row)
+    out: list[Row] = []
+    for same in groups.values():
+        first = same[0]
+        merged = Row(first.peer, first.service)
+        for name in merged.__dataclass_fields__:
+            values = [getattr(r, name) for r in same]
+            if name == "errors":
+                merged.errors = [e for r in same for e in r.errors]
+            elif all(isinstance(v, float) for v in values if v is not None) and any(
+                v is not None for v in values
+            ):
+                setattr(merged, name, statistics.median(v for v in values if v is not None))
+            else:
+                setattr(merged, name, values[0])
+        out.append(merged)
+    return out
+
+
 def warm_backends(routes: dict[str, client.Route], say: Callable[[str], None]) -> None:
     """Sessions of 50 clients at once straight to the backends, untimed, before any peer: the
     Dovecots start their login and mail processes for that many on first need and keep them; the
@@ -533,6 +558,12 @@ def main() -> int:
     parser.add_argument(
         "--transfer-rounds", type=int, help="rounds of direct and each peer back to back (15)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="measure the peers this many times, the order of --only reversed every other round; each "
+        "figure of the table is the median over the rounds (the first peer measured meets a quieter "
+        "machine than the last: the load rises through a run)",
+    )  # fmt: skip
     parser.add_argument("--output", choices=("table", "json"), default="table")
     parser.add_argument("--before", type=Path, metavar="CHECKOUT",
                         help="run peer ours-before from this checkout (e.g. `git worktree add` of main)")  # fmt: skip
@@ -561,46 +592,56 @@ def main() -> int:
             "dovecot-submissiond is not installed: the backends can't speak SMTP submission"
         )
     load_before = Path("/proc/loadavg").read_text().split()[0:3]
-    rows: list[Row] = []
+    rounds: list[list[Row]] = []
     work = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
     (dead,) = free_ports(1)
     with backends() as (legacy, target, _sink):
         say("filling the transfer corpus")
         fill(legacy, corpus(sizes))
         warm_backends(direct_routes(legacy, target, services), say)
-        for name in args.only.split(","):
-            if why := skip_reason(name, args.before):
-                skipped[name] = why
-                continue
-            peer_svcs = peer_services(name, services)
-            try:
-                peer = start_peer(name, legacy, target, dead, peer_svcs, work, args.profile, args.before)
-            except Exception as exc:  # a peer that would not start is reported, the others still run
-                skipped[name] = f"did not start: {exc}"[:400]
-                continue
-            for service in peer_svcs:
-                if service not in peer.routes:
-                    skipped[f"{name} {service}"] = "it does not listen for this service (yet)"
-            say(f"{name}: measuring {', '.join(s for s in peer_svcs if s in peer.routes)}")
-            profiler = start_profiler(args.py_spy, peer) if name.startswith("ours") and args.py_spy else None
-            try:
-                pids = (legacy.pid, target.pid)
-                direct = direct_routes(legacy, target, peer_svcs)
-                rows += [
-                    measure_service(peer, s, sizes, say, pids, direct[s])
-                    for s in peer_svcs
-                    if s in peer.routes
-                ]
-            finally:
-                if profiler is not None:
-                    profiler.send_signal(signal.SIGINT)
-                    profiler.wait(60)
-                peer.stop()
+        order = [name for name in args.only.split(",") if name]
+        for round_no in range(max(1, args.rounds)):
+            names = order if round_no % 2 == 0 else order[::-1]
+            measured: list[Row] = []
+            for name in names:
+                if why := skip_reason(name, args.before):
+                    skipped[name] = why
+                    continue
+                peer_svcs = peer_services(name, services)
+                try:
+                    peer = start_peer(name, legacy, target, dead, peer_svcs, work, args.profile, args.before)
+                except Exception as exc:  # a peer that would not start is reported, the others still run
+                    skipped[name] = f"did not start: {exc}"[:400]
+                    continue
+                for service in peer_svcs:
+                    if service not in peer.routes:
+                        skipped[f"{name} {service}"] = "it does not listen for this service (yet)"
+                say(f"{name}: measuring {', '.join(s for s in peer_svcs if s in peer.routes)}")
+                profiler = (
+                    start_profiler(args.py_spy, peer) if name.startswith("ours") and args.py_spy else None
+                )
+                try:
+                    pids = (legacy.pid, target.pid)
+                    direct = direct_routes(legacy, target, peer_svcs)
+                    measured += [
+                        measure_service(peer, s, sizes, say, pids, direct[s])
+                        for s in peer_svcs
+                        if s in peer.routes
+                    ]
+                finally:
+                    if profiler is not None:
+                        profiler.send_signal(signal.SIGINT)
+                        profiler.wait(60)
+                    peer.stop()
+            rounds.append(measured)
     shutil.rmtree(work, ignore_errors=True)
+    rows = median_rows(rounds)
     load = (" ".join(load_before), " ".join(Path("/proc/loadavg").read_text().split()[0:3]))
     if args.output == "json":
         print(json.dumps({"rows": [asdict(r) for r in rows], "skipped": skipped, "load": load,
-                          "sizes": asdict(sizes)}, indent=2))  # fmt: skip
+                          "sizes": asdict(sizes),
+                          "rounds": [[asdict(r) for r in one] for one in rounds] if len(rounds) > 1 else []},
+                         indent=2))  # fmt: skip
     else:
         print(table(rows, skipped, load))
     return 0
