@@ -31,7 +31,17 @@ from runners.proxy.backend_connect import (
     where,
 )
 from runners.proxy.client_conn import ClientGone, LineTooLong
-from runners.proxy.contracts import BackendEndpoint, Leg, Outcome, Password, Route, Service
+from runners.proxy.contracts import (
+    ACCEPTED,
+    BLOCKED,
+    REJECTED,
+    UNAVAILABLE,
+    BackendEndpoint,
+    Leg,
+    Password,
+    Route,
+    Service,
+)
 from runners.proxy.imap_parse import ImapSyntaxError, quotable, quote, tokenize, valid_tag
 from runners.proxy.sasl import SaslError, decode, plain_credentials, plain_response, text_of
 from runners.proxy.session_common import (
@@ -49,15 +59,8 @@ from runners.proxy.session_common import (
 PRE_LOGIN_CAPABILITIES = "IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN AUTH=LOGIN"
 #: Dovecot's rule: this many bad commands before login and the client is disconnected.
 MAX_BAD_COMMANDS = 10
-#: The members a session names, once: looked up on its class, a member costs ~1.4 k instructions in
-#: Python 3.11 (the enum metaclass's ``__getattr__`` hook runs at every class attribute lookup).
+#: Named once: a member looked up on its class costs ~1.4 k instructions (``contracts.ACCEPTED``).
 _IMAP = Service.IMAP
-_ACCEPTED, _REJECTED, _UNAVAILABLE, _BLOCKED = (
-    Outcome.ACCEPTED,
-    Outcome.REJECTED,
-    Outcome.UNAVAILABLE,
-    Outcome.BLOCKED,
-)
 _CAPABILITY_CODE = re.compile(rb"^\[CAPABILITY ([^\]]*)\]\s*", re.IGNORECASE)
 _UNTAGGED_CAPABILITY = re.compile(rb"^\* CAPABILITY (.*)$", re.IGNORECASE)
 
@@ -238,7 +241,7 @@ class ImapSession(ClientSession):
             return None
         if ctx.limits.locked(address, login):
             write(tag + b" NO [UNAVAILABLE] Too many failed logins; try again later.\r\n")
-            await ctx.tell(event(_IMAP, address, login, None, _BLOCKED, "locked out after failed logins"))
+            await ctx.tell(event(_IMAP, address, login, None, BLOCKED, "locked out after failed logins"))
             return None
         route = await ctx.router.route_user(login)
         endpoint: BackendEndpoint | None = None
@@ -258,7 +261,7 @@ class ImapSession(ClientSession):
             await close_leg(backend)
             write(tag + b" NO [UNAVAILABLE] Backend server unavailable; try again later.\r\n")
             detail = unavailable_detail(route, endpoint, exc)
-            await ctx.tell(event(_IMAP, address, login, route, _UNAVAILABLE, detail))
+            await ctx.tell(event(_IMAP, address, login, route, UNAVAILABLE, detail))
             return None
         if not ok:
             said = words(answer.decode("utf-8", "replace"), password)
@@ -267,14 +270,14 @@ class ImapSession(ClientSession):
             if delay:
                 await asyncio.sleep(delay)
             write(tag + b" NO " + said.encode() + b"\r\n")
-            await ctx.tell(event(_IMAP, address, login, route, _REJECTED, said))
+            await ctx.tell(event(_IMAP, address, login, route, REJECTED, said))
             return None
         ctx.limits.succeeded(address, login)
         write(tag + b" OK " + answer + b"\r\n")
         if ctx.observers:
             # The journal keeps the backend's words, not its capability list.
             accepted = words(_answer_words(answer), password)
-            await ctx.tell(event(_IMAP, address, login, route, _ACCEPTED, accepted), password)
+            await ctx.tell(event(_IMAP, address, login, route, ACCEPTED, accepted), password)
         return route, backend
 
 
