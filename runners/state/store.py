@@ -508,7 +508,16 @@ class StateStore(
             if rows:
                 _write_results(db, rows, now)
             whole = [
-                _sent_row(p, p.sent, "copied", item, note, now) for p, item in found if p.sent is not None
+                _sent_row(
+                    (p.ref.folder_id, p.ref.uidvalidity, p.target_name, p.run_id),
+                    p.sent,
+                    "copied",
+                    item,
+                    note,
+                    now,
+                )
+                for p, item in found
+                if p.sent is not None
             ]
             if whole:
                 db.executemany(_SENT_WITH_REASON, whole)
@@ -863,35 +872,27 @@ _SENT_WITH_REASON = _SENT_SQL.format(reason="?")
 
 
 def _sent_row(
-    p: PendingIntent | BatchIntent,
+    head: tuple[int, int, str, int | None],
     sent: Sent,
     status: str,
     target_id: str | None,
     reason: str | None,
     now: float,
 ) -> tuple[object, ...]:
-    """The parameters of ``_SENT_SQL`` for one message (its reason, made safe, only when it has one)."""
-    if isinstance(p, PendingIntent):
-        folder_id, uidvalidity, target_name, run_id = (
-            p.ref.folder_id,
-            p.ref.uidvalidity,
-            p.target_name,
-            p.run_id,
-        )
-    else:
-        folder_id, uidvalidity, target_name, run_id = p.folder_id, p.uidvalidity, p.target_name, p.run_id
+    """The parameters of ``_SENT_SQL`` for one message of the batch ``head`` (folder, UIDVALIDITY,
+    target folder, run); its reason, made safe, only when it has one."""
     facts = sent.source
     return (
-        folder_id,
-        uidvalidity,
+        head[0],
+        head[1],
         sent.src_key,
         facts.src_uid,
         facts.size,
         facts.internaldate,
         facts.flags,
         bytearray(sent.sha256),
-        target_name,
-        run_id,
+        head[2],
+        head[3],
         sent.sent_size,
         _STATUS_TEXT.get(status, status),
         target_id,
@@ -903,44 +904,17 @@ def _sent_row(
 def _write_sent(db: Connection, done: SentBatch, now: float) -> None:
     """One answered batch: each message's whole row, the failures' attempt history, the intent deleted."""
     batch = done.batch
-    folder_id, uidvalidity, target_name, run_id = (
-        batch.folder_id,
-        batch.uidvalidity,
-        batch.target_name,
-        batch.run_id,
-    )
+    head = (batch.folder_id, batch.uidvalidity, batch.target_name, batch.run_id)
     copied: list[tuple[object, ...]] = []
     refused: list[tuple[object, ...]] = []
     for sent, (status, target_id, reason) in zip(batch.messages, done.results, strict=True):
-        if reason is None:
-            # Spelt out, not through _sent_row: a row per message, the copy's hot path.
-            facts = sent.source
-            copied.append(
-                (
-                    folder_id,
-                    uidvalidity,
-                    sent.src_key,
-                    facts.src_uid,
-                    facts.size,
-                    facts.internaldate,
-                    facts.flags,
-                    bytearray(sent.sha256),
-                    target_name,
-                    run_id,
-                    sent.sent_size,
-                    _STATUS_TEXT.get(status, status),
-                    target_id,
-                    now,
-                )
-            )
-        else:
-            refused.append(_sent_row(batch, sent, status, target_id, reason, now))
+        (copied if reason is None else refused).append(_sent_row(head, sent, status, target_id, reason, now))
     if copied:
         db.executemany(_SENT_WITHOUT_REASON, copied)
     if refused:
         db.executemany(_SENT_WITH_REASON, refused)
         failed = [
-            (now, folder_id, uidvalidity, sent.src_key)
+            (now, batch.folder_id, batch.uidvalidity, sent.src_key)
             for sent, (status, _, _) in zip(batch.messages, done.results, strict=True)
             if status in _IN_HISTORY
         ]
