@@ -151,7 +151,6 @@ def fleet_pass(lab: Lab, source: DovecotServer, users: Sequence[str], messages: 
         )
         for n in names
     ]
-    ours_before = _children_cpu()
     try:
         if names:
             wait_registered(plan, env, names)
